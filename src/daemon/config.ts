@@ -1,0 +1,44 @@
+import { join } from 'node:path';
+
+/** Where one daemon keeps its things; several daemons run side by side with different roots and sockets. */
+export interface DaemonConfig {
+  /** unix socket path of the Engine API. */
+  socketPath: string;
+  /** Persistent state: store, images, container configs and logs. Default /var/lib/cove. */
+  dataRoot: string;
+  /** Runtime state: netns mounts, conmon sockets, runc state. Default /run/cove. */
+  execRoot: string;
+  pidfile: string;
+  logLevel: string;
+  /** OCI runtime binary (runc), chosen at start after probing. */
+  runtime: string;
+  /** Default address pools for networks (Docker's defaults unless configured). */
+  defaultAddressPools: Array<{ base: string; size: number }>;
+  /** Name of the default bridge's Linux bridge (docker0 in Docker). */
+  defaultBridgeName: string;
+}
+
+export const DOCKER_DEFAULT_POOLS = [
+  { base: '172.17.0.0/16', size: 16 },
+  { base: '172.18.0.0/16', size: 16 },
+  { base: '172.19.0.0/16', size: 16 },
+  { base: '172.20.0.0/14', size: 16 },
+  { base: '172.24.0.0/14', size: 16 },
+  { base: '172.28.0.0/14', size: 16 },
+  { base: '192.168.0.0/16', size: 20 },
+];
+
+export function defaultConfig(over: Partial<DaemonConfig> = {}): DaemonConfig {
+  const execRoot = over.execRoot ?? '/run/cove';
+  return {
+    socketPath: join(execRoot, 'cove.sock'),
+    dataRoot: '/var/lib/cove',
+    execRoot,
+    pidfile: join(execRoot, 'coved.pid'),
+    logLevel: 'info',
+    runtime: 'runc',
+    defaultAddressPools: DOCKER_DEFAULT_POOLS,
+    defaultBridgeName: 'cove0',
+    ...over,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * The one store interface behind all persistent state (as libnetwork's
+ * datastore): keys, values, revisions, compare-and-swap, watch.
+ * Two implementations: EmbeddedStore (one host, a file under the data root)
+ * and EtcdStore (a cluster). Networks of local and swarm scope go through the
+ * same code; only the store instance differs.
+ */
+export interface KV {
+  key: string;
+  value: string;
+  /** Revision of the last change to this key (etcd's mod_revision). */
+  revision: number;
+}
+
+export interface WatchEvent {
+  type: 'put' | 'delete';
+  kv: KV;
+}
+
+/** One operation of an atomic transaction. */
+export interface TxnOp {
+  key: string;
+  /** undefined: no check; 0: key must not exist; n: key's revision must be n. */
+  expectRevision?: number;
+  /** A value puts the key; null deletes it; undefined only checks. */
+  value?: string | null;
+}
+
+export class CasError extends Error {
+  constructor(readonly key: string, readonly expected: number | undefined, readonly actual: number) {
+    super(`compare-and-swap failed on ${key}: expected revision ${expected}, found ${actual}`);
+  }
+}
+
+export interface Store {
+  get(key: string): Promise<KV | undefined>;
+  /** All keys under a prefix, sorted by key. */
+  list(prefix: string): Promise<KV[]>;
+  /** Puts a value; with expectRevision, fails with CasError unless it matches. Returns the new revision. */
+  put(key: string, value: string, expectRevision?: number): Promise<number>;
+  /** Deletes a key; returns false if it did not exist. */
+  delete(key: string, expectRevision?: number): Promise<boolean>;
+  /** All-or-nothing: either every check passes and every write applies, or CasError. */
+  txn(ops: TxnOp[]): Promise<number>;
+  /** Calls back on each change under the prefix; returns a function that stops watching. */
+  watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Typed JSON objects over a Store, one key per object under a prefix. */
+export class Collection<T> {
+  constructor(readonly store: Store, readonly prefix: string) {}
+
+  key(id: string): string {
+    return `${this.prefix}/${id}`;
+  }
+
+  async get(id: string): Promise<{ value: T; revision: number } | undefined> {
+    const kv = await this.store.get(this.key(id));
+    return kv ? { value: JSON.parse(kv.value) as T, revision: kv.revision } : undefined;
+  }
+
+  async list(): Promise<Array<{ id: string; value: T; revision: number }>> {
+    const kvs = await this.store.list(`${this.prefix}/`);
+    return kvs.map((kv) => ({ id: kv.key.slice(this.prefix.length + 1), value: JSON.parse(kv.value) as T, revision: kv.revision }));
+  }
+
+  put(id: string, value: T, expectRevision?: number): Promise<number> {
+    return this.store.put(this.key(id), JSON.stringify(value), expectRevision);
+  }
+
+  delete(id: string, expectRevision?: number): Promise<boolean> {
+    return this.store.delete(this.key(id), expectRevision);
+  }
+
+  /** Read-modify-write with CAS, retried on conflict. */
+  async update(id: string, fn: (cur: T | undefined) => T | undefined, retries = 20): Promise<T | undefined> {
+    for (let i = 0; ; i++) {
+      const cur = await this.get(id);
+      const next = fn(cur?.value);
+      try {
+        if (next === undefined) {
+          if (cur) await this.delete(id, cur.revision);
+        } else {
+          await this.put(id, next, cur?.revision ?? 0);
+        }
+        return next;
+      } catch (e) {
+        if (!(e instanceof CasError) || i >= retries) throw e;
+      }
+    }
+  }
+}
