@@ -16,6 +16,10 @@ export interface DaemonConfig {
   defaultAddressPools: Array<{ base: string; size: number }>;
   /** Name of the default bridge's Linux bridge (docker0 in Docker). */
   defaultBridgeName: string;
+  /** Upstream DNS servers for containers (dockerd's --dns); default: the host's resolv.conf. */
+  dns?: string[];
+  /** This engine's persistent identity, made at first start. */
+  engineId?: string;
 }
 
 export const DOCKER_DEFAULT_POOLS = [

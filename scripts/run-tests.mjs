@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// Runs the unit tests, then the end-to-end tests one file at a time (they
+// make lab namespaces and daemons), then checks that nothing was left behind.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const only = process.argv.slice(2);
+const files = (dir) => (existsSync(join(root, dir)) ? readdirSync(join(root, dir)).filter((f) => f.endsWith('.test.js')).map((f) => join(dir, f)) : []);
+const unit = files('dist/test/unit');
+const e2e = files('dist/test/e2e');
+const pick = (list) => (only.length ? list.filter((f) => only.some((o) => f.includes(o))) : list);
+const selected = [...pick(unit), ...pick(e2e)];
+if (selected.length === 0) {
+  console.error('no test files found (did `npm run build` run?)');
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...selected], { cwd: root, stdio: 'inherit' });
+const leaks = join(root, '../shared/tools/leaks');
+if (existsSync(leaks)) {
+  const l = spawnSync('bash', [leaks], { stdio: 'inherit' });
+  if (l.status !== 0) {
+    console.error('the test suite left kernel objects or processes behind');
+    process.exit(r.status || 1);
+  }
+}
+process.exit(r.status ?? 1);

@@ -1,0 +1,191 @@
+/**
+ * coved: the Cove daemon. Parses dockerd-style flags, opens the store, wires
+ * the network controller, image store and container manager together,
+ * reconciles the kernel with the store, and serves the Docker Engine API on a
+ * unix socket. SIGTERM/SIGINT stop it cleanly; running containers keep
+ * running (their monitors outlive the daemon) and are adopted at next start.
+ */
+import { Command, Option } from 'commander';
+import { mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { defaultConfig, DOCKER_DEFAULT_POOLS, type DaemonConfig } from './config.js';
+import { createLogger, type Logger } from '../common/log.js';
+import { EmbeddedStore } from '../store/embedded.js';
+import { EventBus } from './events.js';
+import { systemInfo, versionInfo, COVE_VERSION } from './info.js';
+import type { Engine } from './engine.js';
+import { createApiServer } from '../api/server.js';
+import { NetworkController } from '../network/controller.js';
+import { ImageStore } from '../runtime/images/index.js';
+import { ContainerManager } from '../runtime/containers/index.js';
+import { probeRuntime } from '../runtime/probe.js';
+
+function collect(value: string, prev: string[]): string[] {
+  return [...prev, value];
+}
+
+/** dockerd's --default-address-pool base=10.10.0.0/16,size=24 */
+function parsePool(value: string, prev: Array<{ base: string; size: number }>): Array<{ base: string; size: number }> {
+  const kv = Object.fromEntries(value.split(',').map((p) => p.split('=') as [string, string]));
+  const size = Number(kv.size);
+  if (!kv.base || !Number.isInteger(size)) throw new Error(`invalid default address pool: ${value}`);
+  return [...prev, { base: kv.base, size }];
+}
+
+export function parseFlags(argv: string[]): DaemonConfig {
+  const cmd = new Command('coved')
+    .description('Cove engine: container networking daemon speaking the Docker Engine API')
+    .version(COVE_VERSION, '-v, --version')
+    .option('-H, --host <uri>', 'daemon socket to listen on (unix://PATH)', collect, [] as string[])
+    .option('--data-root <dir>', 'root directory of persistent state', '/var/lib/cove')
+    .option('--exec-root <dir>', 'root directory of execution state', '/run/cove')
+    .option('-p, --pidfile <file>', 'path of the daemon PID file')
+    .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
+    .option('--dns <ip>', 'DNS server for containers', collect, [] as string[])
+    .option('--default-address-pool <spec>', 'default address pool: base=CIDR,size=N', parsePool, [] as Array<{ base: string; size: number }>)
+    .option('--bridge-name <name>', 'Linux bridge of the default network', 'cove0')
+    .option('--runtime <path>', 'OCI runtime binary', '')
+    .exitOverride();
+  cmd.parse(argv, { from: 'user' });
+  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string }>();
+  const host = o.host[0] ?? `unix://${join(o.execRoot, 'cove.sock')}`;
+  if (!host.startsWith('unix://')) throw new Error(`unsupported host ${host}: only unix:// sockets are served`);
+  return defaultConfig({
+    socketPath: host.slice('unix://'.length),
+    dataRoot: o.dataRoot,
+    execRoot: o.execRoot,
+    pidfile: o.pidfile ?? join(o.execRoot, 'coved.pid'),
+    logLevel: o.logLevel,
+    runtime: o.runtime,
+    defaultAddressPools: o.defaultAddressPool.length ? o.defaultAddressPool : DOCKER_DEFAULT_POOLS,
+    defaultBridgeName: o.bridgeName,
+    ...(o.dns.length ? { dns: o.dns } : {}),
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One daemon per pidfile: refuse to start over a live one, take over a stale one. */
+function writePidfile(path: string): void {
+  if (existsSync(path)) {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      throw new Error(`pid file found, ensure coved is not running or delete ${path}`);
+    }
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+function engineId(dataRoot: string): string {
+  const p = join(dataRoot, 'engine-id');
+  try {
+    return readFileSync(p, 'utf8').trim();
+  } catch {
+    const id = randomUUID();
+    writeFileSync(p, id + '\n');
+    return id;
+  }
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ stop: () => Promise<void> }> {
+  mkdirSync(config.dataRoot, { recursive: true, mode: 0o711 });
+  mkdirSync(config.execRoot, { recursive: true, mode: 0o711 });
+  writePidfile(config.pidfile);
+  config.engineId = engineId(config.dataRoot);
+  config.runtime = await probeRuntime(config.runtime, log);
+
+  const store = new EmbeddedStore(join(config.dataRoot, 'store'));
+  const events = new EventBus();
+  const networks = new NetworkController({ config, store, events, log: log.child({ module: 'network' }) });
+  const images = new ImageStore({ config, store, log: log.child({ module: 'images' }) });
+  const containers = new ContainerManager({ config, store, images, networks, events, log: log.child({ module: 'containers' }) });
+
+  // Reconcile: predefined networks and drivers first, then adopt surviving
+  // containers, then drop every sandbox whose container is gone.
+  const t0 = performance.now();
+  await networks.init();
+  await containers.restore();
+  const live = new Set((await containers.list({ all: false })).map((c) => c.Id));
+  await networks.restore(live);
+  log.info({ ms: Math.round(performance.now() - t0), running: live.size }, 'state restored');
+
+  const engine: Engine = {
+    config,
+    networks,
+    containers,
+    images,
+    events,
+    info: () => systemInfo(config, { networks, containers, images }),
+    version: () => versionInfo(),
+  };
+  const server = createApiServer(engine, log.child({ module: 'api' }));
+  rmSync(config.socketPath, { force: true });
+  mkdirSync(dirname(config.socketPath), { recursive: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.socketPath, () => resolve());
+  });
+  chmodSync(config.socketPath, 0o660);
+  log.info({ socket: config.socketPath, dataRoot: config.dataRoot, execRoot: config.execRoot, runtime: config.runtime }, 'API listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('shutting down; containers keep running');
+      server.close();
+      server.closeAllConnections?.();
+      await containers.close();
+      await networks.close();
+      await store.close();
+      rmSync(config.socketPath, { force: true });
+      rmSync(config.pidfile, { force: true });
+    })());
+  return { stop };
+}
+
+async function main(): Promise<void> {
+  let config: DaemonConfig;
+  try {
+    config = parseFlags(process.argv.slice(2));
+  } catch (e) {
+    const err = e as { code?: string; message: string; exitCode?: number };
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(0);
+    process.stderr.write(`coved: ${err.message}\n`);
+    process.exit(err.exitCode ?? 1);
+  }
+  const log = createLogger(config.logLevel);
+  let daemon: { stop: () => Promise<void> };
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (e) {
+    log.fatal({ err: e }, 'failed to start daemon');
+    process.stderr.write(`coved: failed to start daemon: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  const onSignal = (sig: string): void => {
+    log.info({ signal: sig }, 'signal received');
+    daemon.stop().then(
+      () => process.exit(0),
+      (e) => {
+        log.error({ err: e }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
+if (process.argv[1] && /coved(\.js)?$|daemon\/main\.js$/.test(process.argv[1])) {
+  void main();
+}
+export { main };

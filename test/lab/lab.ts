@@ -1,0 +1,312 @@
+/**
+ * The test lab: every daemon under test runs inside a network namespace of its
+ * own with no uplink to the machine. A second namespace, joined to it by a
+ * veth pair, stands in for "the internet": it answers pings on 198.51.100.1
+ * (a documentation address, never routed anywhere) and runs a small DNS
+ * server that says google.com is 198.51.100.1. The lab's default route points
+ * at it, so a container's `ping google.com` crosses Cove's NAT for real while
+ * nothing can leave the machine.
+ *
+ * Several labs can be joined by an "underlay" for multi-host tests.
+ * destroy() removes every namespace, link, mount and process the lab made,
+ * also after a failed test.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, readFileSync, readdirSync, statSync, readlinkSync, openSync, closeSync, existsSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'node:http';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Repository root, from dist/test/lab or test/lab. */
+export const REPO = resolve(here, here.includes('/dist/') ? '../../..' : '../..');
+export const COVE_BIN = join(REPO, 'bin/cove');
+export const COVED_BIN = join(REPO, 'bin/coved');
+export const INTERNET_IP = '198.51.100.1';
+export const LAB_IP = '10.99.0.1';
+export const INET_GW = '10.99.0.254';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
+      resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    else child.stdin?.end();
+  });
+}
+
+async function must(cmd: string, args: string[], input?: string): Promise<string> {
+  const r = await run(cmd, args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function netnsInode(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** PIDs whose network namespace is one of the given inodes. */
+function pidsInNetns(inodes: Set<number>): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const link = readlinkSync(`/proc/${d}/ns/net`); // net:[4026532...]
+      const ino = Number(link.slice(5, -1));
+      if (inodes.has(ino)) out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+function pidsWithArg(fragment: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmdline.includes(fragment)) out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface DaemonOptions {
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export class Lab {
+  readonly netns: string;
+  readonly inetNetns: string;
+  readonly dir: string;
+  readonly socket: string;
+  readonly dataRoot: string;
+  readonly execRoot: string;
+  daemon: ChildProcess | undefined;
+  private dnsServer: ChildProcess | undefined;
+  private readonly extraNetns: string[] = [];
+
+  private constructor(readonly name: string) {
+    this.netns = name;
+    this.inetNetns = `${name}-inet`;
+    this.dir = `/tmp/cove-lab/${name}`;
+    this.socket = join(this.dir, 'run/cove.sock');
+    this.dataRoot = join(this.dir, 'data');
+    this.execRoot = join(this.dir, 'run');
+  }
+
+  get netnsPath(): string {
+    return `/run/netns/${this.netns}`;
+  }
+
+  /** Makes the lab and its stand-in internet. Names must be short (interface names are derived from them). */
+  static async create(name: string, opts: { internet?: boolean } = {}): Promise<Lab> {
+    const lab = new Lab(name);
+    try {
+      await lab.setup(opts.internet ?? true);
+    } catch (e) {
+      await lab.destroy();
+      throw e;
+    }
+    return lab;
+  }
+
+  private async setup(internet: boolean): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    await must('ip', ['netns', 'add', this.netns]);
+    await must('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
+    if (!internet) return;
+    await must('ip', ['netns', 'add', this.inetNetns]);
+    await must('ip', ['link', 'add', 'uplink0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', 'inet0', 'netns', this.inetNetns]);
+    await must('ip', ['-n', this.netns, '-batch', '-'], [
+      `addr add ${LAB_IP}/24 dev uplink0`,
+      'link set uplink0 up',
+      `route add default via ${INET_GW}`,
+    ].join('\n') + '\n');
+    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [
+      'link set lo up',
+      `addr add ${INET_GW}/24 dev inet0`,
+      `addr add ${INTERNET_IP}/32 dev lo`,
+      'link set inet0 up',
+    ].join('\n') + '\n');
+    // The stand-in resolver of the internet: google.com and *.example -> 198.51.100.1.
+    const dnsScript = join(REPO, here.includes('/dist/') ? 'dist/test/lab/fake-dns.js' : 'dist/test/lab/fake-dns.js');
+    this.dnsServer = spawn('nsenter', [`--net=/run/netns/${this.inetNetns}`, process.execPath, dnsScript, INET_GW, INTERNET_IP], { stdio: ['ignore', 'ignore', 'inherit'] });
+    for (let i = 0; i < 100; i++) {
+      const r = await run('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'busybox', 'nslookup', 'google.com', INET_GW], { timeoutMs: 3000 });
+      if (r.code === 0 && r.stdout.includes(INTERNET_IP)) return;
+      await sleep(50);
+    }
+    throw new Error('stand-in DNS did not start');
+  }
+
+  /** Runs a command inside the lab namespace (the daemon's "host"). */
+  sh(script: string, timeoutMs = 30_000): Promise<RunResult> {
+    return run('nsenter', [`--net=${this.netnsPath}`, 'sh', '-c', script], { timeoutMs });
+  }
+
+  /** Runs a command on the stand-in internet host. */
+  inet(script: string, timeoutMs = 30_000): Promise<RunResult> {
+    return run('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sh', '-c', script], { timeoutMs });
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, COVE_HOST: `unix://${this.socket}`, DOCKER_HOST: `unix://${this.socket}` };
+  }
+
+  /** The cove CLI against this lab's daemon. */
+  cove(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    return run(COVE_BIN, args, { env: this.env, ...opts });
+  }
+
+  /** Like cove(), but throws on a non-zero exit; returns trimmed stdout. */
+  async coveOk(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+    const r = await this.cove(args, opts);
+    if (r.code !== 0) throw new Error(`cove ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+    return r.stdout.trim();
+  }
+
+  async startDaemon(opts: DaemonOptions = {}): Promise<void> {
+    mkdirSync(this.dataRoot, { recursive: true });
+    mkdirSync(this.execRoot, { recursive: true });
+    const log = openSync(join(this.dir, 'coved.log'), 'a');
+    const args = [
+      `--net=${this.netnsPath}`,
+      process.execPath, COVED_BIN,
+      '-H', `unix://${this.socket}`,
+      '--data-root', this.dataRoot,
+      '--exec-root', this.execRoot,
+      '--pidfile', join(this.execRoot, 'coved.pid'),
+      '--dns', INET_GW,
+      '--log-level', process.env.COVE_TEST_LOG_LEVEL ?? 'debug',
+      ...(opts.extraArgs ?? []),
+    ];
+    this.daemon = spawn('nsenter', args, { stdio: ['ignore', log, log], env: { ...process.env, ...opts.env } });
+    closeSync(log);
+    const child = this.daemon;
+    let exited = false;
+    child.once('exit', () => { exited = true; });
+    for (let i = 0; i < 300; i++) {
+      if (exited) throw new Error(`coved exited at start:\n${this.daemonLog().slice(-4000)}`);
+      if (await this.ping()) return;
+      await sleep(50);
+    }
+    throw new Error(`coved did not answer /_ping:\n${this.daemonLog().slice(-4000)}`);
+  }
+
+  daemonLog(): string {
+    try {
+      return readFileSync(join(this.dir, 'coved.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  ping(): Promise<boolean> {
+    return new Promise((res) => {
+      const req = request({ socketPath: this.socket, path: '/_ping', method: 'GET', timeout: 1000 }, (resp) => {
+        resp.resume();
+        res(resp.statusCode === 200);
+      });
+      req.on('error', () => res(false));
+      req.on('timeout', () => { req.destroy(); res(false); });
+      req.end();
+    });
+  }
+
+  /** The daemon's own PID (nsenter execs it, so the child's PID is the daemon's). */
+  get daemonPid(): number | undefined {
+    return this.daemon?.pid;
+  }
+
+  /** Stops the daemon: SIGTERM (clean) or SIGKILL (crash). Containers keep running either way. */
+  async stopDaemon(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const child = this.daemon;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const done = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await done;
+    clearTimeout(timer);
+    this.daemon = undefined;
+  }
+
+  /** Adds a plain "host" namespace on the lab's uplink subnet (another machine on the LAN). */
+  async addLanHost(name: string, ip: string): Promise<string> {
+    const ns = `${this.name}-${name}`;
+    await must('ip', ['netns', 'add', ns]);
+    this.extraNetns.push(ns);
+    const hostIf = `l${name}`.slice(0, 15);
+    await must('ip', ['link', 'add', hostIf, 'netns', this.inetNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    // Bridge it with the uplink on the internet side so it shares 10.99.0.0/24 with the lab.
+    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [
+      'link add lanbr type bridge',
+      'link set lanbr up',
+      `link set ${hostIf} master lanbr up`,
+    ].join('\n') + '\n').catch(async () => {
+      await must('ip', ['-n', this.inetNetns, 'link', 'set', hostIf, 'master', 'lanbr', 'up']);
+    });
+    await must('ip', ['-n', ns, '-batch', '-'], ['link set lo up', `addr add ${ip}/24 dev eth0`, 'link set eth0 up'].join('\n') + '\n');
+    return `/run/netns/${ns}`;
+  }
+
+  /** Removes everything the lab made; safe to call twice and after a failure. */
+  async destroy(): Promise<void> {
+    // 1. Containers, through the daemon if it still answers.
+    if (this.daemon && (await this.ping())) {
+      const ids = (await this.cove(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
+      if (ids.length) await this.cove(['rm', '-f', ...ids], { timeoutMs: 60_000 });
+    }
+    await this.stopDaemon('SIGTERM').catch(() => undefined);
+    this.dnsServer?.kill('SIGKILL');
+    // 2. Any process left in the lab's namespaces or naming its directory (conmon, containers, helpers).
+    const nsPaths = [this.netnsPath, `/run/netns/${this.inetNetns}`, ...this.extraNetns.map((n) => `/run/netns/${n}`)];
+    const netnsDir = join(this.execRoot, 'netns');
+    if (existsSync(netnsDir)) for (const f of readdirSync(netnsDir)) nsPaths.push(join(netnsDir, f));
+    const inodes = new Set(nsPaths.map(netnsInode).filter((x): x is number => x !== undefined));
+    for (let round = 0; round < 3; round++) {
+      const pids = new Set([...pidsInNetns(inodes), ...pidsWithArg(this.dir)]);
+      if (pids.size === 0) break;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await sleep(200);
+    }
+    // 3. Mounts under the lab directory, deepest first.
+    const mounts = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1])
+      .filter((m): m is string => !!m && m.startsWith(this.dir))
+      .sort((a, b) => b.length - a.length);
+    for (const m of mounts) await run('umount', ['-l', m]);
+    // 4. Namespaces (links inside them go with them).
+    for (const ns of [...this.extraNetns, this.inetNetns, this.netns]) await run('ip', ['netns', 'del', ns]);
+    // 5. runc state of this lab's containers lives under its exec root; files last.
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
