@@ -73,8 +73,8 @@ export class Collection<T> {
     return this.store.delete(this.key(id), expectRevision);
   }
 
-  /** Read-modify-write with CAS, retried on conflict. */
-  async update(id: string, fn: (cur: T | undefined) => T | undefined, retries = 20): Promise<T | undefined> {
+  /** Read-modify-write with CAS, retried on conflict with jittered backoff. */
+  async update(id: string, fn: (cur: T | undefined) => T | undefined, retries = 100): Promise<T | undefined> {
     for (let i = 0; ; i++) {
       const cur = await this.get(id);
       const next = fn(cur?.value);
@@ -87,6 +87,7 @@ export class Collection<T> {
         return next;
       } catch (e) {
         if (!(e instanceof CasError) || i >= retries) throw e;
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 2 ** i)));
       }
     }
   }
