@@ -120,6 +120,11 @@ export class Lab {
     return `/run/netns/${this.netns}`;
   }
 
+  /** A handle on a lab made earlier (by another process), to destroy it. */
+  static existing(name: string): Lab {
+    return new Lab(name);
+  }
+
   /** Makes the lab and its stand-in internet. Names must be short (interface names are derived from them). */
   static async create(name: string, opts: { internet?: boolean } = {}): Promise<Lab> {
     const lab = new Lab(name);
@@ -274,7 +279,7 @@ export class Lab {
   /** Removes everything the lab made; safe to call twice and after a failure. */
   async destroy(): Promise<void> {
     // 1. Containers, through the daemon if it still answers.
-    if (this.daemon && (await this.ping())) {
+    if (await this.ping()) {
       const ids = (await this.cove(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
       if (ids.length) await this.cove(['rm', '-f', ...ids], { timeoutMs: 60_000 });
     }
