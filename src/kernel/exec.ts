@@ -1,0 +1,33 @@
+/** Spawning kernel tools (ip, nft), optionally inside a netns through nsenter. */
+import { spawn } from 'node:child_process';
+import { KernelError } from './errors.js';
+
+export interface ToolResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** argv to run `argv` inside the netns at `netnsPath` (null = this process's netns). */
+export function inNetns(netnsPath: string | null | undefined, argv: string[]): string[] {
+  if (netnsPath === null || netnsPath === undefined) return argv;
+  if (!netnsPath.startsWith('/') || /[\0\n]/.test(netnsPath)) throw new KernelError('nsenter', `netns path must be absolute: ${netnsPath}`);
+  return ['nsenter', `--net=${netnsPath}`, '--', ...argv];
+}
+
+export function runTool(argv: string[], input?: string): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const [cmd, ...args] = argv as [string, ...string[]];
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => reject(new KernelError(argv.join(' '), e.message)));
+    child.on('close', (code, signal) => {
+      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin.on('error', () => { /* reported through exit code */ });
+    child.stdin.end(input ?? '');
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * Loads native/ (cove_netns.node): the few syscalls Node cannot make
+ * (unshare/setns/mount of network namespaces, sockets inside a netns).
+ * Built by `npm run build:native` (node-gyp, bundled with npm).
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NetnsAddon {
+  createNetns(path: string, sysctls: Array<[string, string]>): void;
+  unmountNetns(path: string): void;
+  /** type 1 = UDP bound socket, 2 = listening TCP socket. Returns the fd. */
+  socketInNetns(path: string, type: 1 | 2, ip: string, port: number, backlog: number): number;
+  writeFilesInNetns(path: string, pairs: Array<[string, string]>): void;
+  setnsCurrentThread(path: string): void;
+  netnsInode(path: string): number;
+}
+
+let cached: NetnsAddon | undefined;
+
+function repoRoot(): string {
+  // src/kernel or dist/src/kernel
+  const here = dirname(fileURLToPath(import.meta.url));
+  return here.includes(`${'/'}dist${'/'}`) ? resolve(here, '../../..') : resolve(here, '../..');
+}
+
+export function addon(): NetnsAddon {
+  if (cached) return cached;
+  const file = join(repoRoot(), 'native/build/Release/cove_netns.node');
+  if (!existsSync(file)) {
+    throw new Error(`native addon missing: ${file} (run \`npm run build:native\`)`);
+  }
+  cached = createRequire(import.meta.url)(file) as NetnsAddon;
+  return cached;
+}
