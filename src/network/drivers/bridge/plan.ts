@@ -1,0 +1,187 @@
+/**
+ * The bridge driver's kernel changes as data: pure functions from a network /
+ * endpoint to the `ip` commands that make it. Every value is validated here,
+ * so a command list that comes out of these functions cannot kill the ip
+ * co-process with a syntax error.
+ */
+import { createHash } from 'node:crypto';
+import { InvalidParameter } from '../../../common/errors.js';
+import { cidr, ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, type Cidr } from '../../../kernel/validate.js';
+import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
+
+export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
+export const OPT_MTU = 'com.docker.network.driver.mtu';
+export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
+export const OPT_ICC = 'com.docker.network.bridge.enable_icc';
+export const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
+
+function boolOpt(v: string | undefined, dflt: boolean, name: string): boolean {
+  if (v === undefined || v === '') return dflt;
+  const s = v.toLowerCase();
+  if (['1', 't', 'true'].includes(s)) return true;
+  if (['0', 'f', 'false'].includes(s)) return false;
+  throw new InvalidParameter(`invalid value for ${name}: ${JSON.stringify(v)}`);
+}
+
+/** Everything the driver needs to know about a bridge network, validated. */
+export interface BridgeConfig {
+  id: string;
+  bridge: string;
+  mtu?: number;
+  /** Gateway addresses on the bridge (CIDR with the subnet's prefix). */
+  gateways: Cidr[];
+  subnets4: string[];
+  subnets6: string[];
+  internal: boolean;
+  icc: boolean;
+  masquerade: boolean;
+  enableIPv6: boolean;
+  /** Default host IP for published ports without one ('' = all). */
+  hostBindingIPv4: string;
+}
+
+export function bridgeName(net: Pick<DriverNetwork, 'id' | 'options'>): string {
+  const named = net.options[OPT_BRIDGE_NAME];
+  if (named) return ifName(named, 'bridge name');
+  if (!/^[0-9a-f]{12}/.test(net.id)) throw new InvalidParameter(`invalid network id ${JSON.stringify(net.id)}`);
+  return `br-${net.id.slice(0, 12)}`;
+}
+
+export function bridgeConfig(net: DriverNetwork): BridgeConfig {
+  const gateways: Cidr[] = [];
+  const subnets4: string[] = [];
+  const subnets6: string[] = [];
+  for (const d of net.ipv4) {
+    const pool = cidr(d.pool, 'subnet');
+    if (pool.family !== 4) throw new InvalidParameter(`invalid IPv4 subnet ${d.pool}`);
+    subnets4.push(pool.network);
+    if (d.gateway) {
+      const gw = cidr(d.gateway.includes('/') ? d.gateway : `${d.gateway}/${pool.prefix}`, 'gateway');
+      gateways.push(gw);
+    }
+  }
+  if (net.enableIPv6) {
+    for (const d of net.ipv6) {
+      const pool = cidr(d.pool, 'subnet');
+      if (pool.family !== 6) throw new InvalidParameter(`invalid IPv6 subnet ${d.pool}`);
+      subnets6.push(pool.network);
+      if (d.gateway) gateways.push(cidr(d.gateway.includes('/') ? d.gateway : `${d.gateway}/${pool.prefix}`, 'gateway'));
+    }
+  }
+  const m = net.options[OPT_MTU];
+  const hostBinding = net.options[OPT_HOST_BINDING_IPV4] ?? '';
+  const cfg: BridgeConfig = {
+    id: net.id,
+    bridge: bridgeName(net),
+    gateways,
+    subnets4,
+    subnets6,
+    internal: net.internal,
+    icc: boolOpt(net.options[OPT_ICC], true, OPT_ICC),
+    masquerade: boolOpt(net.options[OPT_MASQUERADE], true, OPT_MASQUERADE),
+    enableIPv6: net.enableIPv6,
+    hostBindingIPv4: hostBinding === '' || hostBinding === '0.0.0.0' ? '' : ipv4(hostBinding, OPT_HOST_BINDING_IPV4),
+  };
+  if (m !== undefined && m !== '' && m !== '0') cfg.mtu = checkMtu(m);
+  return cfg;
+}
+
+/** ip commands (daemon netns) that make the bridge; idempotent except for `link add`. */
+export function createBridgeCommands(cfg: BridgeConfig): string[] {
+  const cmds = [`link add ${cfg.bridge}${cfg.mtu ? ` mtu ${cfg.mtu}` : ''} type bridge`];
+  cmds.push(...bridgeAddressCommands(cfg));
+  return cmds;
+}
+
+/** Addresses, MTU and up: safe to re-run on an existing bridge (restore). */
+export function bridgeAddressCommands(cfg: BridgeConfig): string[] {
+  const cmds: string[] = [];
+  if (cfg.mtu) cmds.push(`link set ${cfg.bridge} mtu ${cfg.mtu}`);
+  for (const g of cfg.gateways) cmds.push(`addr replace ${g.address}/${g.prefix} dev ${cfg.bridge}${g.family === 6 ? ' nodad' : ''}`);
+  cmds.push(`link set ${cfg.bridge} up`);
+  return cmds;
+}
+
+/** Sysctls of the daemon netns for a bridge: 127.0.0.1 may be DNATed out of it (published ports from the host). */
+export function bridgeSysctls(cfg: BridgeConfig): Record<string, string> {
+  const s: Record<string, string> = {
+    'net.ipv4.ip_forward': '1',
+    [`net.ipv4.conf.${cfg.bridge}.route_localnet`]: '1',
+  };
+  if (cfg.enableIPv6) {
+    s['net.ipv6.conf.all.forwarding'] = '1';
+    s[`net.ipv6.conf.${cfg.bridge}.disable_ipv6`] = '0';
+  }
+  return s;
+}
+
+/** veth<7 hex> from the endpoint id, so leave and restore find it again. */
+export function hostVethName(endpointId: string): string {
+  if (!/^[0-9a-f]{7,}/.test(endpointId)) {
+    return 'veth' + createHash('sha256').update(endpointId).digest('hex').slice(0, 7);
+  }
+  return `veth${endpointId.slice(0, 7)}`;
+}
+
+/** Docker's MAC for an IPv4 address: 02:42 then the four octets (172.17.0.2 -> 02:42:ac:11:00:02). */
+export function macFromIPv4(ip: string): string {
+  return ['02', '42', ...ipv4(ip).split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+}
+
+export interface JoinPlan {
+  hostVeth: string;
+  mac: string;
+  /** In the daemon netns (IpBatch): the veth with its peer made directly in the sandbox netns. */
+  host: string[];
+  /** Sysctls inside the sandbox, before its interface comes up. */
+  sandboxSysctls: Record<string, string>;
+  /** Inside the sandbox netns (one ip -batch). */
+  sandbox: string[];
+  ipv4Gateway?: string;
+  ipv6Gateway?: string;
+}
+
+export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, ifname: string, defaultGateway: boolean): JoinPlan {
+  const path = checkNetnsPath(netns);
+  const inner = ifName(ifname, 'sandbox interface name');
+  const hostVeth = hostVethName(ep.id);
+  const a4 = ep.ipv4 ? cidr(ep.ipv4, 'endpoint IPv4 address') : undefined;
+  const a6 = ep.ipv6 && cfg.enableIPv6 ? cidr(ep.ipv6, 'endpoint IPv6 address') : undefined;
+  if (a4 && a4.family !== 4) throw new InvalidParameter(`invalid endpoint IPv4 address ${ep.ipv4}`);
+  if (a6 && a6.family !== 6) throw new InvalidParameter(`invalid endpoint IPv6 address ${ep.ipv6}`);
+  const macAddr = ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined;
+  if (!macAddr) throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
+  const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
+  const host = [
+    `link add ${hostVeth}${mtu} master ${cfg.bridge} up type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`,
+    `link set dev ${hostVeth} type bridge_slave hairpin on`,
+  ];
+  const sandbox = ['link set lo up'];
+  if (a4) sandbox.push(`addr add ${a4.address}/${a4.prefix} dev ${inner}`);
+  if (a6) sandbox.push(`addr add ${a6.address}/${a6.prefix} dev ${inner} nodad`);
+  sandbox.push(`link set ${inner} up`);
+  const gw4 = cfg.gateways.find((g) => g.family === 4 && a4 && sameNet(g, a4));
+  const gw6 = cfg.gateways.find((g) => g.family === 6 && a6 && sameNet(g, a6));
+  if (defaultGateway) {
+    if (gw4) sandbox.push(`route replace default via ${gw4.address} dev ${inner}`);
+    if (gw6) sandbox.push(`route replace default via ${gw6.address} dev ${inner}`);
+  }
+  const plan: JoinPlan = {
+    hostVeth,
+    mac: macAddr,
+    host,
+    sandboxSysctls: { [`net.ipv6.conf.${inner}.disable_ipv6`]: a6 ? '0' : '1' },
+    sandbox,
+  };
+  if (gw4) plan.ipv4Gateway = gw4.address;
+  if (gw6) plan.ipv6Gateway = gw6.address;
+  return plan;
+}
+
+function sameNet(a: Cidr, b: Cidr): boolean {
+  return cidr(`${a.address}/${b.prefix}`).network === b.network;
+}
+
+export function leaveCommands(ep: Pick<DriverEndpoint, 'id'>): string[] {
+  return [`link del ${hostVethName(ep.id)}`];
+}
