@@ -1,0 +1,993 @@
+/**
+ * The network controller: Cove's entry point into the CNM (libnetwork's
+ * NetworkController). It owns networks, endpoints and sandboxes, keeps them in
+ * the Store, hands out addresses (ipam/), publishes ports (ports.ts), serves
+ * the embedded DNS (dns/), and asks drivers to make the kernel objects.
+ *
+ * Every multi-step operation is all-or-nothing: each step that made something
+ * pushes its undo, and a failure runs the undos in reverse. Records are
+ * written before kernel objects are made ("creating"), so a daemon that dies
+ * half-way finds and removes the leftovers at restore().
+ */
+import { join } from 'node:path';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { Collection, CasError, type Store } from '../store/store.js';
+import type { DaemonConfig } from '../daemon/config.js';
+import type { EventBus } from '../daemon/events.js';
+import type { Logger } from '../common/log.js';
+import { newId, shortId } from '../common/ids.js';
+import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, SystemError } from '../common/errors.js';
+import type {
+  DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, EndpointRequest, Filters, NetworkService, SandboxHandle, SandboxSpec,
+} from './types.js';
+import type { DriverEndpoint, DriverNetwork, NetworkDriver } from './driver.js';
+import type { EndpointRecord, NetworkRecord, SandboxRecord } from './records.js';
+import { DriverRegistry } from './drivers/registry.js';
+import { AddressAllocator } from './ipam/allocator.js';
+import { planIpam, pickDefaultPool, type SubnetPlan } from './ipam/plan.js';
+import { formatCidr, macFromIpv4, parseCidr, tryParseCidr, tryParseIp } from './ipam/ip.js';
+import { KeyedMutex } from './mutex.js';
+import {
+  DEFAULT_BRIDGE_OPTIONS, PREDEFINED, checkListFilters, checkPruneFilters, hasEmbeddedDns, matchesListFilters, matchesPruneFilters,
+  nowRfc3339Nano, toDockerNetwork,
+} from './network.js';
+import { dnsNames, networkSettings } from './endpoint.js';
+import { PortMapper } from './ports.js';
+import { Resolver, type NameEntry } from './dns/resolver.js';
+import { DnsServer } from './dns/server.js';
+import {
+  isLoopback, readHostResolv, renderHosts, renderResolvConf, sandboxFilePaths, writeInPlace,
+} from './sandbox-files.js';
+
+/** What the controller needs from the kernel for sandboxes (src/kernel by default; fakes in unit tests). */
+export interface SandboxKernel {
+  createNetns(path: string, disableIpv6: boolean): Promise<void>;
+  deleteNetns(path: string): Promise<void>;
+  /** Brings lo up inside the netns (127.0.0.11 needs it). */
+  loopbackUp(path: string): Promise<void>;
+  enableIpv6(path: string): Promise<void>;
+  /** Lists netns files under a directory that are mounted (for orphan cleanup). */
+  udpSocket(path: string, ip: string, port: number): number;
+  tcpSocket(path: string, ip: string, port: number): number;
+}
+
+export interface NetworkControllerOptions {
+  config: DaemonConfig;
+  store: Store;
+  events: EventBus;
+  log: Logger;
+  /** Drivers to use; when absent the built-in drivers are loaded at init(). */
+  drivers?: NetworkDriver[] | DriverRegistry;
+  kernel?: SandboxKernel;
+  /** Host files read for resolv.conf/hosts (tests point them elsewhere). */
+  hostResolvConf?: string;
+  hostHosts?: string;
+  /** Ephemeral host port range (Docker: 32768-60999). */
+  portRange?: [number, number];
+  /** Where the embedded DNS listens inside sandboxes (127.0.0.11:53). */
+  dnsListen?: { ip: string; port: number };
+}
+
+/** The src/kernel implementation, loaded on first use (it loads a native addon). */
+async function defaultKernel(): Promise<SandboxKernel> {
+  const netns = await import('../kernel/netns.js');
+  const ip = await import('../kernel/ip.js');
+  return {
+    createNetns: (path, disableIpv6) => netns.createNetns(path, disableIpv6 ? { sysctls: netns.DISABLE_IPV6 } : {}),
+    deleteNetns: (path) => netns.deleteNetns(path),
+    loopbackUp: (path) => ip.ipBatchOnce(path, ['link set lo up']),
+    enableIpv6: (path) => netns.writeSysctls(path, { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' }),
+    udpSocket: (path, addr, port) => netns.udpSocketInNetns(path, addr, port),
+    tcpSocket: (path, addr, port) => netns.tcpListenSocketInNetns(path, addr, port),
+  };
+}
+
+type Undo = () => Promise<void> | void;
+
+async function runUndos(undos: Undo[], log: Logger): Promise<void> {
+  for (const u of undos.reverse()) {
+    try {
+      await u();
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'undo step failed');
+    }
+  }
+}
+
+const NETWORK_LOCK = 'networks';
+
+export class NetworkController implements NetworkService {
+  private readonly config: DaemonConfig;
+  private readonly store: Store;
+  private readonly events: EventBus;
+  private readonly log: Logger;
+  private readonly registry: DriverRegistry;
+  private readonly loadBuiltins: boolean;
+  private readonly networks: Collection<NetworkRecord>;
+  private readonly endpoints: Collection<EndpointRecord>;
+  private readonly sandboxes: Collection<SandboxRecord>;
+  private readonly ipam: AddressAllocator;
+  private readonly mutex = new KeyedMutex();
+  readonly ports: PortMapper;
+  readonly resolver = new Resolver();
+  private dns: DnsServer | undefined;
+  private kernel: SandboxKernel | undefined;
+  private ready: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: NetworkControllerOptions) {
+    this.config = opts.config;
+    this.store = opts.store;
+    this.events = opts.events;
+    this.log = opts.log;
+    this.loadBuiltins = opts.drivers === undefined;
+    this.registry = opts.drivers instanceof DriverRegistry ? opts.drivers : new DriverRegistry(opts.drivers ?? []);
+    this.networks = new Collection<NetworkRecord>(opts.store, 'network/networks');
+    this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
+    this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
+    this.ipam = new AddressAllocator(opts.store, 'network/ipam');
+    this.ports = new PortMapper(opts.log, opts.portRange);
+    this.kernel = opts.kernel;
+  }
+
+  get drivers(): DriverRegistry {
+    return this.registry;
+  }
+
+  // ------------------------------------------------------------------ start
+
+  /** Loads drivers, makes the predefined networks (first start) and their kernel objects. Idempotent. */
+  init(): Promise<void> {
+    this.ready ??= this.doInit().catch((e) => {
+      this.ready = undefined;
+      throw e;
+    });
+    return this.ready;
+  }
+
+  private async doInit(): Promise<void> {
+    if (this.loadBuiltins) await this.registry.loadBuiltins({ config: this.config, log: this.log });
+    const all = await this.networks.list();
+    const byName = new Map(all.map((n) => [n.value.name, n.value]));
+    if (!byName.has('bridge')) await this.createPredefined('bridge');
+    if (!byName.has('host')) await this.createPredefined('host');
+    if (!byName.has('none')) await this.createPredefined('none');
+    // Kernel objects of existing networks may be gone (reboot): let each driver re-make them.
+    const eps = await this.endpoints.list();
+    for (const { value: n } of all) {
+      const d = this.driverOf(n);
+      if (!d?.restoreNetwork) continue;
+      try {
+        await d.restoreNetwork(this.driverNetwork(n), eps.filter((e) => e.value.networkId === n.id).map((e) => this.driverEndpoint(e.value)));
+      } catch (e) {
+        this.log.error({ network: n.name, err: (e as Error).message }, 'restoring network failed');
+      }
+    }
+    await this.refreshAllNames();
+  }
+
+  private async createPredefined(name: 'bridge' | 'host' | 'none'): Promise<void> {
+    const base = {
+      id: newId(), name, created: nowRfc3339Nano(), scope: 'local' as const, internal: false, attachable: false, ingress: false,
+      configOnly: false, configFrom: '', enableIPv4: true, enableIPv6: false, ipamDriver: 'default', ipamOptions: null,
+      labels: {}, predefined: true, defaultBridge: false,
+    };
+    let rec: NetworkRecord;
+    if (name === 'bridge') {
+      const taken = (await this.networks.list()).flatMap((n) => n.value.subnets.map((s) => s.subnet));
+      const pool = pickDefaultPool(4, taken.map((s) => parseCidr(s)), this.config.defaultAddressPools);
+      if (!pool) throw new Forbidden('could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network');
+      const subnet = formatCidr(pool);
+      const gateway = formatIpPlus(subnet, 1n);
+      rec = {
+        ...base, driver: 'bridge', defaultBridge: true,
+        ipamConfig: [{ Subnet: subnet }],
+        subnets: [{ family: 4, subnet, gateway, aux: {}, userSubnet: false }],
+        options: DEFAULT_BRIDGE_OPTIONS(this.config.defaultBridgeName),
+      };
+    } else {
+      rec = { ...base, driver: name === 'host' ? 'host' : 'null', ipamConfig: [], subnets: [], options: {} };
+    }
+    await this.persistNewNetwork(rec);
+    const d = this.driverOf(rec);
+    if (d) {
+      try {
+        const state = await d.createNetwork(this.driverNetwork(rec));
+        if (state) await this.networks.update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur));
+      } catch (e) {
+        await this.dropNetworkRecord(rec);
+        throw e;
+      }
+    } else if (name === 'bridge') {
+      this.log.warn('bridge driver not available: the default bridge network has no kernel objects');
+    }
+  }
+
+  private async getKernel(): Promise<SandboxKernel> {
+    this.kernel ??= await defaultKernel();
+    return this.kernel;
+  }
+
+  private async getDns(): Promise<DnsServer> {
+    if (!this.dns) {
+      const k = await this.getKernel();
+      this.dns = new DnsServer({
+        resolver: this.resolver,
+        sockets: { udp: (p, ip, port) => k.udpSocket(p, ip, port), tcp: (p, ip, port) => k.tcpSocket(p, ip, port) },
+        log: this.log,
+        ...(this.opts.dnsListen ? { listenIp: this.opts.dnsListen.ip, listenPort: this.opts.dnsListen.port } : {}),
+      });
+    }
+    return this.dns;
+  }
+
+  /** The DNS server (for tests and stats); undefined until a sandbox needed it. */
+  get dnsServer(): DnsServer | undefined {
+    return this.dns;
+  }
+
+  // ------------------------------------------------------------------ networks
+
+  private driverOf(n: NetworkRecord): NetworkDriver | undefined {
+    return this.registry.has(n.driver) ? this.registry.get(n.driver) : undefined;
+  }
+
+  private driverNetwork(n: NetworkRecord): DriverNetwork {
+    const ipam = (fam: 4 | 6) => n.subnets.filter((s) => s.family === fam).map((s) => {
+      const prefix = parseCidr(s.subnet).prefix;
+      const d: DriverNetwork['ipv4'][number] = { pool: s.subnet, auxAddresses: { ...s.aux } };
+      if (s.gateway) d.gateway = `${s.gateway}/${prefix}`;
+      return d;
+    });
+    const out: DriverNetwork = {
+      id: n.id, name: n.name, options: { ...n.options }, internal: n.internal, enableIPv6: n.enableIPv6, ipv4: ipam(4), ipv6: ipam(6),
+    };
+    if (n.driverState) out.driverState = n.driverState;
+    return out;
+  }
+
+  private driverEndpoint(ep: EndpointRecord): DriverEndpoint {
+    const d: DriverEndpoint = { id: ep.id, networkId: ep.networkId, options: { ...ep.options } };
+    if (ep.ipv4) d.ipv4 = ep.ipv4;
+    if (ep.ipv6) d.ipv6 = ep.ipv6;
+    if (ep.mac) d.mac = ep.mac;
+    return d;
+  }
+
+  private async persistNewNetwork(rec: NetworkRecord): Promise<void> {
+    try {
+      await this.store.txn([
+        { key: `network/names/${rec.name}`, expectRevision: 0, value: rec.id },
+        { key: this.networks.key(rec.id), expectRevision: 0, value: JSON.stringify(rec) },
+      ]);
+    } catch (e) {
+      if (e instanceof CasError) throw new Conflict(`network with name ${rec.name} already exists`);
+      throw e;
+    }
+    await this.ipam.addNetwork(rec.id, rec.subnets);
+  }
+
+  private async dropNetworkRecord(rec: NetworkRecord): Promise<void> {
+    await this.ipam.removeNetwork(rec.id);
+    await this.store.txn([
+      { key: `network/names/${rec.name}`, value: null },
+      { key: this.networks.key(rec.id), value: null },
+    ]).catch(() => undefined);
+  }
+
+  async createNetwork(req: DockerNetworkCreate): Promise<{ Id: string; Warning: string }> {
+    await this.init();
+    const name = typeof req.Name === 'string' ? req.Name : '';
+    if (name === '') throw new InvalidParameter('network name must not be empty');
+    if (PREDEFINED.has(name)) throw new Forbidden(`${name} is a pre-defined network and cannot be created`);
+    if (/[\s/\\:]/.test(name) || name.length > 255) throw new InvalidParameter(`invalid network name "${name}"`);
+    const driverName = req.Driver || 'bridge';
+    if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
+    const driver = this.registry.get(driverName);
+    if (req.Ingress) throw new Forbidden('ingress networks can only be created in a swarm');
+    await driver.checkSupported?.();
+    for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
+
+    return this.mutex.run(NETWORK_LOCK, async () => {
+      const all = (await this.networks.list()).map((n) => n.value);
+      if (all.some((n) => n.name === name)) throw new Conflict(`network with name ${name} already exists`);
+      if ((driverName === 'host' || driverName === 'null') && all.some((n) => n.driver === driverName)) {
+        throw new Forbidden(`only one instance of "${driverName}" network is allowed`);
+      }
+      const enableIPv6 = req.EnableIPv6 === true;
+      const enableIPv4 = req.EnableIPv4 !== false;
+      const noIpam = driverName === 'host' || driverName === 'null';
+      const plan = noIpam
+        ? { subnets: [] as SubnetPlan[], display: [] }
+        : planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4, enableIPv6 },
+          all.flatMap((n) => n.subnets.map((s) => s.subnet)), this.config.defaultAddressPools);
+      const rec: NetworkRecord = {
+        id: newId(), name, created: nowRfc3339Nano(), driver: driverName, scope: driver.scope === 'swarm' ? 'swarm' : driver.scope,
+        internal: req.Internal === true, attachable: req.Attachable === true, ingress: false, configOnly: false, configFrom: '',
+        enableIPv4, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: { ...(req.IPAM?.Options ?? {}) },
+        ipamConfig: plan.display, subnets: plan.subnets, options: { ...(req.Options ?? {}) }, labels: { ...(req.Labels ?? {}) },
+        predefined: false, defaultBridge: false,
+      };
+      await this.persistNewNetwork(rec);
+      try {
+        const state = await driver.createNetwork(this.driverNetwork(rec));
+        if (state) {
+          rec.driverState = state;
+          await this.networks.update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur));
+        }
+      } catch (e) {
+        await this.dropNetworkRecord(rec);
+        throw e;
+      }
+      this.events.publish('network', 'create', rec.id, { name: rec.name, type: rec.driver });
+      this.log.info({ network: rec.name, id: shortId(rec.id), subnets: rec.subnets.map((s) => s.subnet) }, 'network created');
+      return { Id: rec.id, Warning: '' };
+    });
+  }
+
+  /** Exact ID, exact name, then unique ID prefix (moby findUniqueNetwork). */
+  private async findNetwork(term: string): Promise<NetworkRecord> {
+    const all = (await this.networks.list()).map((n) => n.value);
+    const byId = all.find((n) => n.id === term);
+    if (byId) return byId;
+    const byName = all.filter((n) => n.name === term);
+    if (byName.length === 1) return byName[0]!;
+    if (byName.length > 1) throw new InvalidParameter(`network ${term} is ambiguous (${byName.length} matches found based on name)`);
+    const byPrefix = term.length > 0 ? all.filter((n) => n.id.startsWith(term.toLowerCase())) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) throw new InvalidParameter(`network ${term} is ambiguous (${byPrefix.length} matches found based on ID prefix)`);
+    throw new NotFound(`network ${term} not found`);
+  }
+
+  async resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }> {
+    await this.init();
+    const n = await this.findNetwork(idOrName);
+    return { id: n.id, name: n.name, driver: n.driver };
+  }
+
+  private async endpointsOf(networkId: string): Promise<EndpointRecord[]> {
+    return (await this.endpoints.list()).map((e) => e.value).filter((e) => e.networkId === networkId).sort((a, b) => a.created - b.created);
+  }
+
+  async inspectNetwork(idOrName: string, _opts?: { verbose?: boolean; scope?: string }): Promise<DockerNetwork> {
+    await this.init();
+    const n = await this.findNetwork(idOrName);
+    if (_opts?.scope && _opts.scope !== n.scope) throw new NotFound(`network ${idOrName} not found`);
+    return toDockerNetwork(n, (await this.endpointsOf(n.id)).filter((e) => e.state === 'ready'));
+  }
+
+  async listNetworks(filters: Filters = {}): Promise<DockerNetwork[]> {
+    await this.init();
+    checkListFilters(filters);
+    const eps = (await this.endpoints.list()).map((e) => e.value).filter((e) => e.state === 'ready');
+    const out: DockerNetwork[] = [];
+    for (const { value: n } of await this.networks.list()) {
+      const mine = eps.filter((e) => e.networkId === n.id);
+      if (matchesListFilters(n, mine.length, filters)) out.push(toDockerNetwork(n, mine));
+    }
+    return out;
+  }
+
+  async removeNetwork(idOrName: string): Promise<void> {
+    await this.init();
+    const n = await this.findNetwork(idOrName);
+    if (n.predefined) throw new Forbidden(`${n.name} is a pre-defined network and cannot be removed`);
+    await this.mutex.run(`net:${n.id}`, async () => {
+      const eps = await this.endpointsOf(n.id);
+      if (eps.length > 0) {
+        const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
+        throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
+      }
+      const d = this.driverOf(n);
+      if (d) await d.deleteNetwork(this.driverNetwork(n));
+      await this.dropNetworkRecord(n);
+      this.resolver.deleteNetwork(n.id);
+    });
+    this.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
+    this.log.info({ network: n.name, id: shortId(n.id) }, 'network removed');
+  }
+
+  async pruneNetworks(filters: Filters = {}): Promise<string[]> {
+    await this.init();
+    checkPruneFilters(filters);
+    const eps = (await this.endpoints.list()).map((e) => e.value);
+    const removed: string[] = [];
+    for (const { value: n } of await this.networks.list()) {
+      if (n.predefined || eps.some((e) => e.networkId === n.id)) continue;
+      if (!matchesPruneFilters(n, filters)) continue;
+      try {
+        await this.removeNetwork(n.id);
+        removed.push(n.name);
+      } catch (e) {
+        // In use by now, or the driver refused: prune skips it, like Docker.
+        this.log.warn({ network: n.name, err: (e as Error).message }, 'prune skipped network');
+      }
+    }
+    if (removed.length > 0) this.events.publish('network', 'prune', '', { reclaimed: '0' });
+    return removed;
+  }
+
+  // ------------------------------------------------------------------ names (DNS)
+
+  /** Rebuilds the DNS tables of the given networks (all when omitted) from the store. */
+  private async refreshNames(networkIds?: Iterable<string>): Promise<void> {
+    const nets = new Map((await this.networks.list()).map((n) => [n.id, n.value]));
+    const eps = (await this.endpoints.list()).map((e) => e.value).filter((e) => e.state === 'ready');
+    const ids = networkIds ? [...networkIds] : [...nets.keys()];
+    for (const id of ids) {
+      const n = nets.get(id);
+      if (!n || !hasEmbeddedDns(n)) {
+        this.resolver.deleteNetwork(id);
+        continue;
+      }
+      const names = new Map<string, NameEntry[]>();
+      const reverse = new Map<string, string>();
+      for (const ep of eps) {
+        if (ep.networkId !== id) continue;
+        const entry: NameEntry = {};
+        if (ep.ipv4) entry.ipv4 = ep.ipv4.split('/')[0]!;
+        if (ep.ipv6) entry.ipv6 = ep.ipv6.split('/')[0]!;
+        for (const nm of dnsNames(ep)) {
+          const key = nm.toLowerCase();
+          const list = names.get(key) ?? [];
+          list.push(entry);
+          names.set(key, list);
+        }
+        if (entry.ipv4) reverse.set(entry.ipv4, `${ep.name}.${n.name}`);
+        if (entry.ipv6) reverse.set(entry.ipv6, `${ep.name}.${n.name}`);
+      }
+      this.resolver.setNetwork(id, { networkName: n.name, names, reverse });
+    }
+  }
+
+  private async refreshAllNames(): Promise<void> {
+    await this.refreshNames();
+    for (const { value: sb } of await this.sandboxes.list()) await this.refreshSandboxResolver(sb);
+  }
+
+  /** Upstream servers for a sandbox: its --dns, else the daemon's --dns, else the host's resolv.conf. */
+  private upstreamFor(sb: SandboxRecord): string[] {
+    if (sb.dns.length > 0) return sb.dns;
+    if (this.config.dns && this.config.dns.length > 0) return this.config.dns;
+    return readHostResolv(this.opts.hostResolvConf).nameservers.filter((s) => s !== '127.0.0.11');
+  }
+
+  private async sandboxNetworks(sb: SandboxRecord): Promise<Array<{ ep: EndpointRecord; net: NetworkRecord }>> {
+    const out: Array<{ ep: EndpointRecord; net: NetworkRecord }> = [];
+    for (const id of sb.endpoints) {
+      const ep = (await this.endpoints.get(id))?.value;
+      const net = ep ? (await this.networks.get(ep.networkId))?.value : undefined;
+      if (ep && net) out.push({ ep, net });
+    }
+    return out;
+  }
+
+  private async refreshSandboxResolver(sb: SandboxRecord): Promise<boolean> {
+    const joined = await this.sandboxNetworks(sb);
+    const dnsNets = joined.filter((j) => hasEmbeddedDns(j.net)).map((j) => j.net.id);
+    if (dnsNets.length === 0 || sb.netnsPath === null) {
+      this.resolver.deleteSandbox(sb.id);
+      return false;
+    }
+    this.resolver.setSandbox(sb.id, dnsNets, this.upstreamFor(sb));
+    return true;
+  }
+
+  // ------------------------------------------------------------------ sandboxes
+
+  private async getSandbox(containerId: string): Promise<SandboxRecord | undefined> {
+    return (await this.sandboxes.get(containerId))?.value;
+  }
+
+  /** Writes hosts, hostname and resolv.conf of the sandbox (in place). */
+  private async writeFiles(sb: SandboxRecord): Promise<void> {
+    const paths = sandboxFilePaths(sb.dir);
+    const joined = await this.sandboxNetworks(sb);
+    const hostResolv = readHostResolv(this.opts.hostResolvConf);
+    const embedded = sb.netnsPath !== null && joined.some((j) => hasEmbeddedDns(j.net));
+    const addresses: string[] = [];
+    for (const { ep } of joined) {
+      if (ep.ipv4) addresses.push(ep.ipv4.split('/')[0]!);
+      if (ep.ipv6) addresses.push(ep.ipv6.split('/')[0]!);
+    }
+    const host = sb.netnsPath === null;
+    let hostFile: string | undefined;
+    if (host) {
+      try {
+        hostFile = readFileSync(this.opts.hostHosts ?? '/etc/hosts', 'utf8');
+      } catch {
+        hostFile = '127.0.0.1\tlocalhost\n';
+      }
+    }
+    writeInPlace(paths.hostsPath, renderHosts({
+      hostname: sb.hostname, domainname: sb.domainname, addresses, extraHosts: sb.extraHosts, ipv6: joined.some((j) => j.net.enableIPv6),
+      ...(hostFile !== undefined ? { hostFile } : {}),
+    }));
+    writeInPlace(paths.hostnamePath, `${sb.hostname}\n`);
+    let resolv: string;
+    if (host && sb.dns.length === 0 && sb.dnsSearch.length === 0 && sb.dnsOptions.length === 0 && !(this.config.dns?.length)) {
+      resolv = renderResolvConf({ nameservers: [], search: [], options: [], embedded: false, verbatim: hostResolv.raw });
+    } else {
+      let servers = sb.dns.length ? sb.dns : this.config.dns?.length ? this.config.dns : hostResolv.nameservers;
+      // A loopback resolver of the host is unreachable from a container's own netns (Docker drops it too).
+      if (!host && !embedded) servers = servers.filter((s) => !isLoopback(s));
+      resolv = renderResolvConf({
+        nameservers: servers,
+        search: sb.dnsSearch.length ? sb.dnsSearch : hostResolv.search,
+        options: sb.dnsOptions.length ? sb.dnsOptions : embedded ? [] : hostResolv.options,
+        embedded,
+      });
+    }
+    writeInPlace(paths.resolvConfPath, resolv);
+  }
+
+  private handle(sb: SandboxRecord): SandboxHandle {
+    const p = sandboxFilePaths(sb.dir);
+    return { id: sb.id, containerId: sb.containerId, netnsPath: sb.netnsPath, ...p };
+  }
+
+  /** Normalizes the networks a sandbox joins, checking the host/none rules. */
+  private async resolveEndpointRequests(spec: SandboxSpec): Promise<Array<{ req: EndpointRequest; net: NetworkRecord }>> {
+    const mode = spec.networkMode || 'default';
+    const reqs: EndpointRequest[] = spec.endpoints.length > 0 ? spec.endpoints : [{ network: mode === 'default' ? 'bridge' : mode }];
+    const out: Array<{ req: EndpointRequest; net: NetworkRecord }> = [];
+    for (const r of reqs) {
+      const net = await this.findNetwork(r.network === 'default' ? 'bridge' : r.network);
+      if (out.some((o) => o.net.id === net.id)) continue;
+      out.push({ req: r, net });
+    }
+    const special = out.find((o) => o.net.driver === 'host' || o.net.driver === 'null');
+    if (special && out.length > 1) {
+      if (special.net.driver === 'host') throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
+      throw new InvalidParameter('container cannot be connected to multiple networks with one of the networks in private (none) mode');
+    }
+    return out;
+  }
+
+  async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
+    await this.init();
+    if (spec.networkMode.startsWith('container:')) return this.joinContainerSandbox(spec);
+    return this.mutex.run(`sb:${spec.containerId}`, async () => {
+      if (await this.getSandbox(spec.containerId)) throw new Conflict(`sandbox for container ${spec.containerId} already exists`);
+      const joins = await this.resolveEndpointRequests(spec);
+      const isHost = joins.length === 1 && joins[0]!.net.driver === 'host';
+      const id = newId();
+      const sb: SandboxRecord = {
+        id, containerId: spec.containerId, containerName: spec.containerName.replace(/^\//, ''), hostname: spec.hostname,
+        domainname: spec.domainname, networkMode: spec.networkMode || 'default',
+        netnsPath: isHost ? null : join(this.config.execRoot, 'netns', shortId(id)), dir: spec.dir,
+        dns: [...spec.dns], dnsSearch: [...spec.dnsSearch], dnsOptions: [...spec.dnsOptions], extraHosts: [...spec.extraHosts],
+        portBindings: isHost ? [] : [...spec.portBindings], exposedPorts: [...spec.exposedPorts], publishAllPorts: isHost ? false : spec.publishAllPorts,
+        endpoints: [],
+      };
+      if (isHost && (spec.portBindings.length > 0 || spec.publishAllPorts)) {
+        this.log.warn({ container: shortId(spec.containerId) }, 'Published ports are discarded when using host network mode');
+      }
+      const undos: Undo[] = [];
+      await this.sandboxes.put(sb.containerId, sb, 0);
+      undos.push(() => this.sandboxes.delete(sb.containerId).then(() => undefined));
+      try {
+        if (sb.netnsPath) {
+          const k = await this.getKernel();
+          const path = sb.netnsPath;
+          await k.createNetns(path, !joins.some((j) => j.net.enableIPv6));
+          undos.push(() => k.deleteNetns(path));
+          await k.loopbackUp(path);
+        }
+        for (let i = 0; i < joins.length; i++) {
+          const { req, net } = joins[i]!;
+          const ep = await this.joinEndpoint(sb, net, req, `eth${i}`, i === 0);
+          undos.push(() => this.leaveEndpoint(sb, ep, net));
+          sb.endpoints.push(ep.id);
+          await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints], pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
+        }
+        await this.refreshNames(joins.map((j) => j.net.id));
+        undos.push(() => this.refreshNames(joins.map((j) => j.net.id)));
+        if (await this.refreshSandboxResolver(sb)) {
+          const dns = await this.getDns();
+          await dns.attach(sb.id, sb.netnsPath!);
+          undos.push(() => dns.detach(sb.id));
+        }
+        undos.push(() => this.resolver.deleteSandbox(sb.id));
+        await this.writeFiles(sb);
+      } catch (e) {
+        await runUndos(undos, this.log);
+        throw e;
+      }
+      for (const { net } of joins) {
+        this.events.publish('network', 'connect', net.id, { container: sb.containerId, name: net.name, type: net.driver });
+      }
+      return this.handle(sb);
+    });
+  }
+
+  /** --network container:<id>: share that container's sandbox (its netns and name files). */
+  private async joinContainerSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
+    const target = spec.networkMode.slice('container:'.length);
+    const all = (await this.sandboxes.list()).map((s) => s.value);
+    const other = all.find((s) => s.containerId === target) ?? all.find((s) => s.containerName === target.replace(/^\//, ''))
+      ?? (() => { const m = all.filter((s) => s.containerId.startsWith(target)); return m.length === 1 ? m[0] : undefined; })();
+    if (!other) throw new Conflict(`cannot join network of a non running container: ${target}`);
+    return this.handle(other);
+  }
+
+  /** Next free ethN of a sandbox. */
+  private async nextIfName(sb: SandboxRecord): Promise<string> {
+    const used = new Set((await this.sandboxNetworks(sb)).map((j) => j.ep.ifName));
+    for (let i = 0; ; i++) if (!used.has(`eth${i}`)) return `eth${i}`;
+  }
+
+  /**
+   * One endpoint, all-or-nothing: record, addresses, driver endpoint, join,
+   * published ports (when it carries the default route).
+   */
+  private async joinEndpoint(sb: SandboxRecord, net: NetworkRecord, req: EndpointRequest, ifName: string, isGw: boolean): Promise<EndpointRecord> {
+    const special = net.driver === 'host' || net.driver === 'null';
+    const wantsIp = !!(req.ipv4Address || req.ipv6Address);
+    if (wantsIp) {
+      if (net.defaultBridge || special) throw new InvalidParameter('user specified IP address is supported on user defined networks only');
+      const fams = new Set(net.subnets.filter((s) => s.userSubnet).map((s) => s.family));
+      if ((req.ipv4Address && !fams.has(4)) || (req.ipv6Address && !fams.has(6))) {
+        throw new InvalidParameter('user specified IP address is supported only when connecting to networks with user configured subnets');
+      }
+      if (req.ipv4Address && tryParseIp(req.ipv4Address)?.family !== 4) throw new InvalidParameter(`invalid IPv4 address: ${req.ipv4Address}`);
+      if (req.ipv6Address && tryParseIp(req.ipv6Address)?.family !== 6) throw new InvalidParameter(`invalid IPv6 address: ${req.ipv6Address}`);
+    }
+    const aliases = [...new Set(req.aliases ?? [])];
+    if (aliases.length > 0 && (net.defaultBridge || special)) {
+      throw new InvalidParameter('network-scoped alias is supported only for containers in user defined networks');
+    }
+    const driver = special ? undefined : this.registry.get(net.driver);
+    if (driver && !sb.netnsPath) throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
+
+    const ep: EndpointRecord = {
+      id: newId(), name: sb.containerName, networkId: net.id, containerId: sb.containerId, sandboxId: sb.id, ifName, aliases,
+      request: { ...req, network: net.name }, options: { ...(req.driverOpts ?? {}) }, defaultGateway: isGw && !special, ports: [],
+      state: 'creating', created: Date.now() + Number(process.hrtime.bigint() % 1000n) / 1000,
+    };
+    // Name check and record creation under the network's lock, so two containers of one name cannot both get in.
+    await this.mutex.run(`net:${net.id}`, async () => {
+      if (!(await this.networks.get(net.id))) throw new NotFound(`network ${net.name} not found`);
+      const eps = await this.endpointsOf(net.id);
+      if (eps.some((e) => e.name === ep.name)) throw new Forbidden(`endpoint with name ${ep.name} already exists in network ${net.name}`);
+      await this.endpoints.put(ep.id, ep, 0);
+    });
+    const undos: Undo[] = [() => this.endpoints.delete(ep.id).then(() => undefined)];
+    try {
+      if (!special) {
+        if (net.enableIPv4 && net.subnets.some((s) => s.family === 4)) {
+          const a = await this.allocate(net, 4, ep.id, req.ipv4Address);
+          if (a) {
+            ep.ipv4 = a.cidr;
+            if (a.gateway) ep.gatewayV4 = a.gateway;
+            undos.push(() => this.ipam.release(net.id, a.address, ep.id));
+          }
+        }
+        if (net.enableIPv6 && net.subnets.some((s) => s.family === 6)) {
+          const a = await this.allocate(net, 6, ep.id, req.ipv6Address);
+          if (a) {
+            ep.ipv6 = a.cidr;
+            if (a.gateway) ep.gatewayV6 = a.gateway;
+            undos.push(() => this.ipam.release(net.id, a.address, ep.id));
+          }
+          if (sb.netnsPath) await (await this.getKernel()).enableIpv6(sb.netnsPath);
+        }
+        ep.mac = req.macAddress || (ep.ipv4 ? macFromIpv4(ep.ipv4.split('/')[0]!) : randomMac());
+      }
+      await this.endpoints.put(ep.id, ep);
+      if (driver) {
+        const dn = this.driverNetwork(net);
+        const made = await driver.createEndpoint(dn, this.driverEndpoint(ep));
+        undos.push(() => driver.deleteEndpoint(dn, made));
+        if (made.mac) ep.mac = made.mac;
+        const joinReq = { endpoint: made, network: dn, netnsPath: sb.netnsPath!, ifName, defaultGateway: ep.defaultGateway };
+        const info = await driver.join(joinReq);
+        if (info.driverState) ep.joinState = info.driverState;
+        undos.push(() => driver.leave({ ...joinReq, ...(info.driverState ? { joinState: info.driverState } : {}) }));
+        if (info.ipv4Gateway) ep.gatewayV4 = info.ipv4Gateway.split('/')[0]!;
+        if (info.ipv6Gateway) ep.gatewayV6 = info.ipv6Gateway.split('/')[0]!;
+        if (info.disableGatewayService) ep.defaultGateway = false;
+        if (ep.defaultGateway) {
+          await this.programPorts(sb, ep, net, driver, made);
+          undos.push(() => this.unprogramPorts(ep, net, driver));
+        }
+      }
+      ep.state = 'ready';
+      await this.endpoints.put(ep.id, ep);
+      return ep;
+    } catch (e) {
+      await runUndos(undos, this.log);
+      throw e;
+    }
+  }
+
+  private async allocate(net: NetworkRecord, fam: 4 | 6, owner: string, preferred?: string) {
+    try {
+      return await this.ipam.allocate(net.id, fam, owner, preferred || undefined);
+    } catch (e) {
+      if (e instanceof InvalidParameter && /no configured subnet/.test(e.message)) {
+        throw new InvalidParameter(`invalid config for network ${net.name}: invalid endpoint settings:\n${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  private async programPorts(sb: SandboxRecord, ep: EndpointRecord, net: NetworkRecord, driver: NetworkDriver, dep: DriverEndpoint): Promise<void> {
+    if (sb.portBindings.length === 0 && !(sb.publishAllPorts && sb.exposedPorts.length > 0)) return;
+    if (!ep.ipv4) return;
+    const containerIp = ep.ipv4.split('/')[0]!;
+    try {
+      const { bindings, picked } = await this.ports.reserve(ep.id, {
+        bindings: sb.portBindings, exposed: sb.exposedPorts, publishAll: sb.publishAllPorts, containerIp,
+        ...(sb.pickedPorts ? { picked: sb.pickedPorts } : {}),
+      });
+      try {
+        await driver.programExternalConnectivity?.(this.driverNetwork(net), dep, bindings);
+      } catch (e) {
+        await this.ports.release(ep.id);
+        throw e;
+      }
+      ep.ports = bindings;
+      sb.pickedPorts = { ...(sb.pickedPorts ?? {}), ...picked };
+    } catch (e) {
+      const msg = `driver failed programming external connectivity on endpoint ${ep.name} (${ep.id}): ${(e as Error).message}`;
+      throw e instanceof CoveError ? new CoveError(msg, e.status) : new SystemError(msg);
+    }
+  }
+
+  private async unprogramPorts(ep: EndpointRecord, net: NetworkRecord, driver: NetworkDriver | undefined): Promise<void> {
+    if (ep.ports.length > 0 && driver?.revokeExternalConnectivity) {
+      await driver.revokeExternalConnectivity(this.driverNetwork(net), this.driverEndpoint(ep));
+    }
+    await this.ports.release(ep.id);
+    ep.ports = [];
+  }
+
+  /** Undoes joinEndpoint; every step is attempted even if one fails (best effort, logged). */
+  private async leaveEndpoint(sb: SandboxRecord, ep: EndpointRecord, net: NetworkRecord | undefined): Promise<void> {
+    const special = !net || net.driver === 'host' || net.driver === 'null';
+    const driver = net && !special && this.registry.has(net.driver) ? this.registry.get(net.driver) : undefined;
+    const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+      } catch (e) {
+        this.log.warn({ endpoint: shortId(ep.id), step: what, err: (e as Error).message }, 'leaving network: step failed');
+      }
+    };
+    if (net) await step('ports', () => this.unprogramPorts(ep, net, driver));
+    else await step('ports', () => this.ports.release(ep.id));
+    if (driver && net && sb.netnsPath) {
+      const dn = this.driverNetwork(net);
+      const dep = this.driverEndpoint(ep);
+      await step('leave', () => driver.leave({
+        endpoint: dep, network: dn, netnsPath: sb.netnsPath!, ifName: ep.ifName, defaultGateway: ep.defaultGateway,
+        ...(ep.joinState ? { joinState: ep.joinState } : {}),
+      }));
+      await step('deleteEndpoint', () => driver.deleteEndpoint(dn, dep));
+    }
+    if (ep.ipv4) await step('release v4', () => this.ipam.release(ep.networkId, ep.ipv4!, ep.id));
+    if (ep.ipv6) await step('release v6', () => this.ipam.release(ep.networkId, ep.ipv6!, ep.id));
+    await step('record', () => this.endpoints.delete(ep.id));
+  }
+
+  async deleteSandbox(containerId: string): Promise<void> {
+    await this.init();
+    await this.mutex.run(`sb:${containerId}`, async () => {
+      const sb = await this.getSandbox(containerId);
+      if (!sb) return;
+      await this.teardownSandbox(sb, true);
+    });
+  }
+
+  private async teardownSandbox(sb: SandboxRecord, emit: boolean): Promise<void> {
+    if (this.dns) await this.dns.detach(sb.id);
+    this.resolver.deleteSandbox(sb.id);
+    const joined = await this.sandboxNetworks(sb);
+    // Also endpoints of this sandbox that never made it into its list (crash while joining).
+    const stray = (await this.endpoints.list()).map((e) => e.value).filter((e) => e.sandboxId === sb.id && !sb.endpoints.includes(e.id));
+    const nets = new Map((await this.networks.list()).map((n) => [n.id, n.value]));
+    for (const { ep, net } of [...joined].reverse()) {
+      await this.leaveEndpoint(sb, ep, net);
+      if (emit) this.events.publish('network', 'disconnect', net.id, { container: sb.containerId, name: net.name, type: net.driver });
+    }
+    for (const ep of stray) await this.leaveEndpoint(sb, ep, nets.get(ep.networkId));
+    if (sb.netnsPath) {
+      try {
+        await (await this.getKernel()).deleteNetns(sb.netnsPath);
+      } catch (e) {
+        this.log.warn({ netns: sb.netnsPath, err: (e as Error).message }, 'deleting netns failed');
+      }
+    }
+    await this.sandboxes.delete(sb.containerId);
+    await this.refreshNames(new Set([...joined.map((j) => j.net.id), ...stray.map((e) => e.networkId)]));
+  }
+
+  async connect(containerId: string, req: EndpointRequest): Promise<void> {
+    await this.init();
+    await this.mutex.run(`sb:${containerId}`, async () => {
+      const sb = await this.getSandbox(containerId);
+      if (!sb) throw new Conflict(`container ${containerId} is not running`);
+      const net = await this.findNetwork(req.network);
+      const joined = await this.sandboxNetworks(sb);
+      if (sb.netnsPath === null || joined.some((j) => j.net.driver === 'host')) {
+        throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
+      }
+      if (net.driver === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
+      if (joined.some((j) => j.net.driver === 'null') || net.driver === 'null') {
+        throw new InvalidParameter('container cannot be connected to multiple networks with one of the networks in private (none) mode');
+      }
+      if (joined.some((j) => j.net.id === net.id)) throw new Forbidden(`endpoint with name ${sb.containerName} already exists in network ${net.name}`);
+      const ifName = await this.nextIfName(sb);
+      const isGw = !joined.some((j) => j.ep.defaultGateway);
+      const ep = await this.joinEndpoint(sb, net, req, ifName, isGw);
+      try {
+        sb.endpoints.push(ep.id);
+        await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints], pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
+        await this.refreshNames([net.id]);
+        if (await this.refreshSandboxResolver(sb)) await (await this.getDns()).attach(sb.id, sb.netnsPath);
+        await this.writeFiles(sb);
+      } catch (e) {
+        await this.leaveEndpoint(sb, ep, net);
+        sb.endpoints = sb.endpoints.filter((id) => id !== ep.id);
+        await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
+        await this.refreshNames([net.id]);
+        await this.refreshSandboxResolver(sb);
+        throw e;
+      }
+      this.events.publish('network', 'connect', net.id, { container: sb.containerId, name: net.name, type: net.driver });
+    });
+  }
+
+  async disconnect(containerId: string, network: string, force: boolean): Promise<void> {
+    await this.init();
+    await this.mutex.run(`sb:${containerId}`, async () => {
+      const sb = await this.getSandbox(containerId);
+      let net: NetworkRecord;
+      try {
+        net = await this.findNetwork(network);
+      } catch (e) {
+        if (!(force && e instanceof NotFound && sb)) throw e;
+        // Forced disconnect from a network that is gone: drop endpoints whose network no longer exists.
+        const joined = await this.sandboxNetworks(sb);
+        const dangling = sb.endpoints.filter((id) => !joined.some((j) => j.ep.id === id));
+        for (const id of dangling) {
+          const ep = (await this.endpoints.get(id))?.value;
+          if (ep) await this.leaveEndpoint(sb, ep, undefined);
+        }
+        sb.endpoints = sb.endpoints.filter((id) => !dangling.includes(id));
+        await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
+        return;
+      }
+      if (!sb) throw new NotFound(`container ${containerId} is not connected to network ${net.name}`);
+      const joined = await this.sandboxNetworks(sb);
+      const hit = joined.find((j) => j.net.id === net.id);
+      if (!hit) throw new NotFound(`container ${containerId} is not connected to network ${net.name}`);
+      if (net.driver === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
+      await this.leaveEndpoint(sb, hit.ep, net);
+      sb.endpoints = sb.endpoints.filter((id) => id !== hit.ep.id);
+      await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
+      await this.refreshNames([net.id]);
+      if (!(await this.refreshSandboxResolver(sb)) && this.dns) await this.dns.detach(sb.id);
+      await this.writeFiles(sb);
+      this.events.publish('network', 'disconnect', net.id, { container: sb.containerId, name: net.name, type: net.driver });
+    });
+  }
+
+  async networkSettings(containerId: string): Promise<DockerNetworkSettings | undefined> {
+    await this.init();
+    let sb = await this.getSandbox(containerId);
+    if (!sb) return undefined;
+    const joined = await this.sandboxNetworks(sb);
+    sb = { ...sb };
+    return networkSettings(sb, joined.map((j) => j.ep), new Map(joined.map((j) => [j.net.id, j.net])));
+  }
+
+  async renameContainer(containerId: string, newName: string): Promise<void> {
+    await this.init();
+    const name = newName.replace(/^\//, '');
+    await this.mutex.run(`sb:${containerId}`, async () => {
+      const sb = await this.getSandbox(containerId);
+      if (!sb) return;
+      const joined = await this.sandboxNetworks(sb);
+      for (const { ep, net } of joined) {
+        await this.mutex.run(`net:${net.id}`, async () => {
+          const others = await this.endpointsOf(net.id);
+          if (others.some((e) => e.name === name && e.id !== ep.id)) throw new Conflict(`endpoint with name ${name} already exists in network ${net.name}`);
+        });
+      }
+      for (const { ep } of joined) await this.endpoints.update(ep.id, (cur) => (cur ? { ...cur, name } : cur));
+      await this.sandboxes.update(containerId, (cur) => (cur ? { ...cur, containerName: name } : cur));
+      await this.refreshNames(joined.map((j) => j.net.id));
+    });
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  async restore(liveContainerIds: Set<string>): Promise<void> {
+    await this.init();
+    const k = await this.getKernel();
+    for (const { value: sb } of await this.sandboxes.list()) {
+      const alive = liveContainerIds.has(sb.containerId) && (sb.netnsPath === null || existsSync(sb.netnsPath));
+      if (!alive) {
+        this.log.info({ container: shortId(sb.containerId) }, 'removing sandbox of a container that is gone');
+        await this.mutex.run(`sb:${sb.containerId}`, () => this.teardownSandbox(sb, false));
+      }
+    }
+    // Endpoints whose sandbox is gone (crash between records) and half-made ones.
+    const sandboxIds = new Set((await this.sandboxes.list()).map((s) => s.value.id));
+    const nets = new Map((await this.networks.list()).map((n) => [n.id, n.value]));
+    for (const { value: ep } of await this.endpoints.list()) {
+      if (!sandboxIds.has(ep.sandboxId)) {
+        await this.leaveEndpoint({ netnsPath: null } as SandboxRecord, ep, nets.get(ep.networkId));
+      }
+    }
+    const eps = (await this.endpoints.list()).map((e) => e.value);
+    const epIds = new Set(eps.map((e) => e.id));
+    // Addresses held by endpoints that no longer exist.
+    for (const n of nets.values()) await this.ipam.releaseAllExcept(n.id, (owner) => epIds.has(owner));
+    // Drivers: re-make kernel objects, drop leftovers.
+    for (const n of nets.values()) {
+      const d = this.driverOf(n);
+      if (!d?.restoreNetwork) continue;
+      try {
+        await d.restoreNetwork(this.driverNetwork(n), eps.filter((e) => e.networkId === n.id).map((e) => this.driverEndpoint(e)));
+      } catch (e) {
+        this.log.error({ network: n.name, err: (e as Error).message }, 'restoring network failed');
+      }
+    }
+    // netns files nobody owns (a crash between createNetns and the record).
+    const nsDir = join(this.config.execRoot, 'netns');
+    const owned = new Set((await this.sandboxes.list()).map((s) => s.value.netnsPath).filter((p): p is string => !!p));
+    if (existsSync(nsDir)) {
+      for (const f of readdirSync(nsDir)) {
+        const p = join(nsDir, f);
+        if (!owned.has(p)) {
+          try {
+            await k.deleteNetns(p);
+          } catch (e) {
+            this.log.warn({ netns: p, err: (e as Error).message }, 'removing orphan netns failed');
+          }
+        }
+      }
+    }
+    // Live sandboxes: DNS sockets, port reservations and files again.
+    await this.refreshAllNames();
+    for (const { value: sb } of await this.sandboxes.list()) {
+      try {
+        if (await this.refreshSandboxResolver(sb)) await (await this.getDns()).attach(sb.id, sb.netnsPath!);
+        for (const { ep, net } of await this.sandboxNetworks(sb)) {
+          if (ep.ports.length === 0) continue;
+          const d = this.driverOf(net);
+          const { bindings } = await this.ports.reserve(ep.id, {
+            bindings: ep.ports.map((b) => ({ containerPort: b.containerPort, containerPortEnd: b.containerPortEnd, protocol: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, hostPortEnd: b.hostPortEnd })),
+            exposed: [], publishAll: false, containerIp: ep.ipv4!.split('/')[0]!,
+          });
+          await d?.programExternalConnectivity?.(this.driverNetwork(net), this.driverEndpoint(ep), bindings);
+        }
+        await this.writeFiles(sb);
+      } catch (e) {
+        this.log.error({ container: shortId(sb.containerId), err: (e as Error).message }, 'restoring sandbox failed');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Sandboxes stay (containers outlive the daemon); only this process's sockets close.
+    await this.dns?.close();
+    await this.ports.closeAll();
+  }
+}
+
+function formatIpPlus(subnet: string, n: bigint): string {
+  const c = tryParseCidr(subnet)!;
+  return formatCidr({ ...c, base: c.base + n, prefix: c.family === 4 ? 32 : 128 }).split('/')[0]!;
+}
+
+function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02; // locally administered, unicast
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,84 @@
+/**
+ * How the controller finds a network driver by name. Built-in drivers live in
+ * src/network/drivers/<name>/ and are loaded on demand; a name nobody
+ * registered is Docker's `plugin "X" not found` (404).
+ */
+import { NotFound } from '../../common/errors.js';
+import type { NetworkDriver } from '../driver.js';
+import type { DaemonConfig } from '../../daemon/config.js';
+import type { Logger } from '../../common/log.js';
+
+export interface DriverContext {
+  config: DaemonConfig;
+  log: Logger;
+}
+
+/** What a built-in driver module exports: `createDriver(ctx)` (or a default export doing the same). */
+type DriverModule = { createDriver?: (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver>; default?: (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver> };
+
+/** Built-in drivers by name -> module path (relative to this file). */
+export const BUILTIN_DRIVERS: Record<string, string> = {
+  bridge: './bridge/index.js',
+  host: './host/index.js',
+  null: './none/index.js',
+  macvlan: './macvlan/index.js',
+  ipvlan: './ipvlan/index.js',
+  overlay: './overlay/index.js',
+};
+
+export class DriverRegistry {
+  private readonly drivers = new Map<string, NetworkDriver>();
+
+  constructor(drivers: NetworkDriver[] = []) {
+    for (const d of drivers) this.register(d);
+  }
+
+  register(d: NetworkDriver): void {
+    this.drivers.set(d.name, d);
+  }
+
+  has(name: string): boolean {
+    return this.drivers.has(name);
+  }
+
+  /** The driver, or NotFound `plugin "X" not found`. */
+  get(name: string): NetworkDriver {
+    const d = this.drivers.get(name);
+    if (!d) throw new NotFound(`plugin "${name}" not found`);
+    return d;
+  }
+
+  names(): string[] {
+    return [...this.drivers.keys()].sort();
+  }
+
+  /**
+   * Loads every built-in driver module that exists and is not registered yet.
+   * A module that is missing is skipped (that driver is then "not found"); one
+   * that fails to load is logged.
+   */
+  async loadBuiltins(ctx: DriverContext): Promise<void> {
+    for (const [name, path] of Object.entries(BUILTIN_DRIVERS)) {
+      if (this.drivers.has(name)) continue;
+      let mod: DriverModule;
+      try {
+        mod = (await import(new URL(path, import.meta.url).href)) as DriverModule;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ERR_MODULE_NOT_FOUND') ctx.log.warn({ driver: name, err: (e as Error).message }, 'network driver failed to load');
+        continue;
+      }
+      const make = mod.createDriver ?? mod.default;
+      if (typeof make !== 'function') {
+        ctx.log.warn({ driver: name }, 'network driver module exports no createDriver');
+        continue;
+      }
+      try {
+        const d = await make(ctx);
+        this.drivers.set(name, d);
+      } catch (e) {
+        ctx.log.warn({ driver: name, err: (e as Error).message }, 'network driver failed to start');
+      }
+    }
+  }
+}
