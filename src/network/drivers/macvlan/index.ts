@@ -1,0 +1,100 @@
+/**
+ * The macvlan driver (and, through SubInterfaceDriver, ipvlan): containers
+ * get a sub-interface of a parent link of the daemon's netns (`-o parent=IF`),
+ * created with its end directly inside the sandbox netns.
+ *
+ * This kernel has no 802.1q and no dummy links, so a VLAN parent (`eth0.10`)
+ * that does not exist yet, and a network without a parent (Docker makes a
+ * dummy parent then), are refused at network create with Docker's wording.
+ */
+import { InvalidParameter } from '../../../common/errors.js';
+import { KernelError } from '../../../kernel/errors.js';
+import { hostIp } from '../../../kernel/host.js';
+import { ipBatchOnce, ipJson } from '../../../kernel/ip.js';
+import { writeSysctls } from '../../../kernel/netns.js';
+import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
+import { subIfConfig, subIfJoinPlan, type SubIfConfig } from './plan.js';
+
+const NO_DEVICE = /Cannot find device|No such device|does not exist/;
+
+async function linkExists(name: string): Promise<boolean> {
+  try {
+    await ipJson(null, ['link', 'show', 'dev', name]);
+    return true;
+  } catch (e) {
+    if (e instanceof KernelError && NO_DEVICE.test(e.message)) return false;
+    throw e;
+  }
+}
+
+export abstract class SubInterfaceDriver implements NetworkDriver {
+  abstract readonly name: 'macvlan' | 'ipvlan';
+  readonly scope = 'local' as const;
+
+  protected config(net: DriverNetwork): SubIfConfig {
+    const cfg = subIfConfig(this.name, net);
+    if ('noParent' in cfg) {
+      // Docker creates a dummy link as the parent; this kernel has no dummy links.
+      throw new InvalidParameter(`failed to create the dummy parent link for ${this.name} network ${net.name}: operation not supported (this kernel has no dummy links; give -o parent=<interface>)`);
+    }
+    return cfg;
+  }
+
+  async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
+    const cfg = this.config(net);
+    if (!(await linkExists(cfg.parent))) {
+      if (cfg.parent.includes('.')) throw new InvalidParameter(`failed to create ${cfg.parent} vlan link: operation not supported`);
+      throw new InvalidParameter(`invalid subinterface vlan name ${cfg.parent}, example formatting is eth0.10`);
+    }
+    return { parent: cfg.parent };
+  }
+
+  async deleteNetwork(_net: DriverNetwork): Promise<void> {
+    // The parent is the user's; sub-interfaces go with their sandboxes.
+  }
+
+  async createEndpoint(_net: DriverNetwork, ep: DriverEndpoint): Promise<DriverEndpoint> {
+    return { ...ep };
+  }
+
+  async deleteEndpoint(_net: DriverNetwork, _ep: DriverEndpoint): Promise<void> {}
+
+  protected createPortError(e: KernelError): Error {
+    return e;
+  }
+
+  async join(req: JoinRequest): Promise<JoinInfo> {
+    const cfg = this.config(req.network);
+    const plan = subIfJoinPlan(cfg, req.endpoint, req.netnsPath, req.ifName, req.defaultGateway, req.network.enableIPv6);
+    try {
+      await hostIp().run(plan.host);
+    } catch (e) {
+      throw e instanceof KernelError ? this.createPortError(e) : e;
+    }
+    try {
+      await writeSysctls(req.netnsPath, plan.sandboxSysctls);
+      await ipBatchOnce(req.netnsPath, plan.sandbox);
+    } catch (e) {
+      await ipBatchOnce(req.netnsPath, [`link del ${req.ifName}`]).catch(() => undefined);
+      throw e;
+    }
+    const info: JoinInfo = { driverState: { parent: cfg.parent } };
+    if (plan.ipv4Gateway) info.ipv4Gateway = plan.ipv4Gateway;
+    if (plan.ipv6Gateway) info.ipv6Gateway = plan.ipv6Gateway;
+    if (!plan.ipv4Gateway && !plan.ipv6Gateway) info.disableGatewayService = true;
+    return info;
+  }
+
+  async leave(req: JoinRequest & { joinState?: Record<string, unknown> }): Promise<void> {
+    try {
+      await ipBatchOnce(req.netnsPath, [`link del ${req.ifName}`]);
+    } catch (e) {
+      // Gone with its sandbox already.
+      if (!(e instanceof KernelError && (NO_DEVICE.test(e.message) || /No such file|Invalid argument/.test(e.message)))) throw e;
+    }
+  }
+}
+
+export class MacvlanDriver extends SubInterfaceDriver {
+  readonly name = 'macvlan' as const;
+}

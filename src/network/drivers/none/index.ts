@@ -1,0 +1,23 @@
+/**
+ * The none driver: the container gets a network namespace of its own with
+ * only the loopback interface, up.
+ */
+import { ipBatchOnce } from '../../../kernel/ip.js';
+import { netnsPath } from '../../../kernel/validate.js';
+import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
+
+export class NoneDriver implements NetworkDriver {
+  readonly name = 'null';
+  readonly scope = 'local' as const;
+  async createNetwork(_net: DriverNetwork): Promise<void> {}
+  async deleteNetwork(_net: DriverNetwork): Promise<void> {}
+  async createEndpoint(_net: DriverNetwork, ep: DriverEndpoint): Promise<DriverEndpoint> {
+    return { ...ep };
+  }
+  async deleteEndpoint(_net: DriverNetwork, _ep: DriverEndpoint): Promise<void> {}
+  async join(req: JoinRequest): Promise<JoinInfo> {
+    await ipBatchOnce(netnsPath(req.netnsPath), ['link set lo up']);
+    return { disableGatewayService: true };
+  }
+  async leave(): Promise<void> {}
+}
