@@ -35,7 +35,7 @@ import {
 import { dnsNames, networkSettings } from './endpoint.js';
 import { PortMapper } from './ports.js';
 import { Resolver, type NameEntry } from './dns/resolver.js';
-import { DnsServer } from './dns/server.js';
+import { DnsServer, type SocketSource } from './dns/server.js';
 import {
   isLoopback, readHostResolv, renderHosts, renderResolvConf, sandboxFilePaths, writeInPlace,
 } from './sandbox-files.js';
@@ -47,9 +47,9 @@ export interface SandboxKernel {
   /** Brings lo up inside the netns (127.0.0.11 needs it). */
   loopbackUp(path: string): Promise<void>;
   enableIpv6(path: string): Promise<void>;
-  /** Lists netns files under a directory that are mounted (for orphan cleanup). */
-  udpSocket(path: string, ip: string, port: number): number;
-  tcpSocket(path: string, ip: string, port: number): number;
+  /** Sockets of the embedded DNS inside the netns: an fd, or (tests) an address to bind here. */
+  udpSocket(path: string, ip: string, port: number): SocketSource;
+  tcpSocket(path: string, ip: string, port: number): SocketSource;
 }
 
 export interface NetworkControllerOptions {

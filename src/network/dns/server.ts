@@ -15,9 +15,12 @@ import type { Logger } from '../../common/log.js';
 import { errorResponse, isTruncated, RCODE_SERVFAIL } from './packet.js';
 import type { Resolver } from './resolver.js';
 
+/** An fd made inside the sandbox's netns, or (tests without root) an address to bind in this netns. */
+export type SocketSource = number | { address: string; port: number };
+
 export interface DnsSocketFactory {
-  udp(netnsPath: string, ip: string, port: number): number;
-  tcp(netnsPath: string, ip: string, port: number): number;
+  udp(netnsPath: string, ip: string, port: number): SocketSource;
+  tcp(netnsPath: string, ip: string, port: number): SocketSource;
 }
 
 export interface DnsServerOptions {
@@ -61,7 +64,7 @@ export class DnsServer {
     const ip = this.opts.listenIp ?? '127.0.0.11';
     const port = this.opts.listenPort ?? 53;
     const udpFd = this.opts.sockets.udp(netnsPath, ip, port);
-    let tcpFd: number;
+    let tcpFd: SocketSource;
     try {
       tcpFd = this.opts.sockets.tcp(netnsPath, ip, port);
     } catch (e) {
@@ -73,7 +76,8 @@ export class DnsServer {
     udp.on('error', (e) => this.opts.log.warn({ sandbox: sandboxId, err: e.message }, 'dns udp socket error'));
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
-      udp.bind({ fd: udpFd } as never, () => { udp.off('error', reject); resolve(); });
+      const opts = typeof udpFd === 'number' ? { fd: udpFd } : { address: udpFd.address, port: udpFd.port };
+      udp.bind(opts as never, () => { udp.off('error', reject); resolve(); });
     }).catch((e) => { closeFd(tcpFd); throw e; });
     const conns = new Set<Socket>();
     const tcp = createServer((c) => {
@@ -85,7 +89,8 @@ export class DnsServer {
     try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen({ fd: tcpFd }, () => { tcp.off('error', reject); resolve(); });
+        const opts = typeof tcpFd === 'number' ? { fd: tcpFd } : { host: tcpFd.address, port: tcpFd.port };
+        tcp.listen(opts, () => { tcp.off('error', reject); resolve(); });
       });
     } catch (e) {
       udp.close();
@@ -105,6 +110,16 @@ export class DnsServer {
       new Promise<void>((r) => { try { a.udp.close(() => r()); } catch { r(); } }),
       new Promise<void>((r) => a.tcp.close(() => r())),
     ]);
+  }
+
+  /** Where a sandbox's sockets listen (as seen from inside its netns). */
+  addressOf(sandboxId: string): { udp: { address: string; port: number }; tcp: { address: string; port: number } } | undefined {
+    const a = this.attached.get(sandboxId);
+    if (!a) return undefined;
+    const u = a.udp.address();
+    const t = a.tcp.address();
+    if (!t || typeof t === 'string') return undefined;
+    return { udp: { address: u.address, port: u.port }, tcp: { address: t.address, port: t.port } };
   }
 
   async close(): Promise<void> {
@@ -179,7 +194,8 @@ function writeFramed(c: Socket, msg: Buffer): void {
   c.write(Buffer.concat([len, msg]));
 }
 
-function closeFd(fd: number): void {
+function closeFd(fd: SocketSource): void {
+  if (typeof fd !== 'number') return;
   try {
     closeSync(fd);
   } catch { /* already gone */ }

@@ -13,8 +13,26 @@ export interface DriverContext {
   log: Logger;
 }
 
-/** What a built-in driver module exports: `createDriver(ctx)` (or a default export doing the same). */
-type DriverModule = { createDriver?: (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver>; default?: (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver> };
+type DriverFactory = (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver>;
+type DriverClass = new (ctx: DriverContext) => NetworkDriver;
+
+/**
+ * What a built-in driver module exports: `createDriver(ctx)`, or else an
+ * exported class implementing NetworkDriver (constructed with the context).
+ */
+type DriverModule = Record<string, unknown> & { createDriver?: DriverFactory };
+
+function isDriverClass(v: unknown): v is DriverClass {
+  if (typeof v !== 'function' || !v.prototype) return false;
+  const p = v.prototype as Record<string, unknown>;
+  return ['createNetwork', 'deleteNetwork', 'createEndpoint', 'join', 'leave'].every((m) => typeof p[m] === 'function');
+}
+
+function factoryOf(mod: DriverModule): DriverFactory | undefined {
+  if (typeof mod.createDriver === 'function') return mod.createDriver;
+  const cls = Object.values(mod).find(isDriverClass);
+  return cls ? (ctx) => new cls(ctx) : undefined;
+}
 
 /** Built-in drivers by name -> module path (relative to this file). */
 export const BUILTIN_DRIVERS: Record<string, string> = {
@@ -68,8 +86,8 @@ export class DriverRegistry {
         if (code !== 'ERR_MODULE_NOT_FOUND') ctx.log.warn({ driver: name, err: (e as Error).message }, 'network driver failed to load');
         continue;
       }
-      const make = mod.createDriver ?? mod.default;
-      if (typeof make !== 'function') {
+      const make = factoryOf(mod);
+      if (!make) {
         ctx.log.warn({ driver: name }, 'network driver module exports no createDriver');
         continue;
       }

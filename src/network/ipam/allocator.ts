@@ -147,7 +147,7 @@ function result(st: SubnetState, address: string) {
 
 /**
  * Lowest free address of the ip-range (or subnet), skipping the subnet's
- * network address and, for IPv4, its broadcast address. Steps over allocated
+ * (or range's) network address and, for IPv4, its broadcast address. Steps over allocated
  * addresses only, so the cost grows with what is allocated, not the pool size.
  */
 export function firstFree(st: SubnetState): string | undefined {
@@ -157,7 +157,8 @@ export function firstFree(st: SubnetState): string | undefined {
   let hi = lastAddr(range);
   const small = cidrSize(subnet) <= 2n; // /31, /32 (and v6 /127, /128): every address is a host
   if (!small) {
-    if (lo === subnet.base) lo += 1n;
+    // The subnet's network address, and (seen with Docker: --ip-range 10.12.5.0/24 starts at .1) the range's first address.
+    if (lo === subnet.base || range !== subnet) lo += 1n;
     if (subnet.family === 4 && hi === lastAddr(subnet)) hi -= 1n;
   }
   for (let v = lo; v <= hi; v++) {
