@@ -1,0 +1,225 @@
+/**
+ * npm run bench [-- --quick] [--peers docker,podman] [--workloads 1,2,5] [--out DIR] [--no-cove] [--no-floor]
+ *
+ * Runs the workloads of issue #5 on the kernel floor, on Cove (API and CLI)
+ * and on the peers asked for, each engine in a lab namespace of its own, one
+ * engine at a time. Prints a table per workload, and writes results.json
+ * (every sample), report.md and scaling.svg to bench/results/<timestamp>/.
+ * Ctrl-C tears down the engine that is running and still writes what was measured.
+ */
+import { parseArgs } from 'node:util';
+import { cpus, loadavg, release } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO } from '../test/lab/lab.js';
+import type { BenchResults } from './results.js';
+import { Recorder } from './results.js';
+import { WORKLOADS, clientsBuilt, type Ctx } from './workloads.js';
+import type { Engine } from './targets/target.js';
+import { FloorEngine } from './targets/floor.js';
+import { CoveEngine } from './targets/cove.js';
+import { DockerEngine } from './targets/docker.js';
+import { PodmanEngine } from './targets/podman.js';
+import { renderMarkdown, renderScalingSvg, renderText } from './report.js';
+
+const HELP = `Usage: npm run bench -- [options]
+
+Runs Cove's networking benchmark against the kernel floor, Cove and (optionally) Docker and Podman.
+Every engine runs in a lab network namespace of its own (prefix cvb-), and is torn down afterwards.
+
+Options:
+  --quick               short run: fewer repetitions, N up to 10 (workloads 5, 6), 20 containers (8)
+  --peers LIST          peers to include, comma-separated: docker, podman (installed with apt-get if missing)
+  --workloads LIST      workloads to run, comma-separated numbers (default: all)
+  --out DIR             where results.json, report.md and scaling.svg go (default bench/results/<timestamp>)
+  --no-cove             skip Cove
+  --no-floor            skip the kernel floor (ratios to it are then missing)
+  --help                this text
+
+Workloads:
+${WORKLOADS.map((w) => `  ${w.id}  ${w.title}`).join('\n')}
+`;
+
+const KNOWN_PEERS = ['docker', 'podman'];
+
+interface Options {
+  quick: boolean;
+  peers: string[];
+  workloads: number[];
+  out: string;
+  cove: boolean;
+  floor: boolean;
+}
+
+/** Parses argv; unknown workload or peer names are reported and dropped, the rest runs. */
+export function parseOptions(argv: string[], warn: (m: string) => void): Options | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      peers: { type: 'string', default: '' },
+      workloads: { type: 'string', default: '' },
+      out: { type: 'string' },
+      'no-cove': { type: 'boolean', default: false },
+      'no-floor': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return 'help';
+  const peers: string[] = [];
+  for (const p of (values.peers ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
+    if (KNOWN_PEERS.includes(p)) {
+      if (!peers.includes(p)) peers.push(p);
+    } else warn(`bench: unknown peer '${p}' (known: ${KNOWN_PEERS.join(', ')}); running without it`);
+  }
+  let workloads = WORKLOADS.map((w) => w.id);
+  if (values.workloads) {
+    workloads = [];
+    for (const s of values.workloads.split(',').map((x) => x.trim()).filter(Boolean)) {
+      const n = Number(s);
+      if (/^\d+$/.test(s) && WORKLOADS.some((w) => w.id === n)) {
+        if (!workloads.includes(n)) workloads.push(n);
+      } else warn(`bench: unknown workload '${s}' (known: ${WORKLOADS.map((w) => w.id).join(', ')}); skipping it`);
+    }
+    workloads.sort((a, b) => a - b);
+  }
+  const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
+  return {
+    quick: values.quick ?? false,
+    peers,
+    workloads,
+    out: values.out ?? join(REPO, 'bench/results', stamp),
+    cove: !values['no-cove'],
+    floor: !values['no-floor'],
+  };
+}
+
+function writeOutputs(results: BenchResults, out: string): void {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 1));
+  const svg = renderScalingSvg(results);
+  if (svg) writeFileSync(join(out, 'scaling.svg'), svg);
+  writeFileSync(join(out, 'report.md'), renderMarkdown(results, svg ? 'scaling.svg' : undefined));
+}
+
+async function main(): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'));
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (opts.workloads.length === 0) {
+    process.stderr.write('bench: no known workload left to run\n');
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: must run as root (it makes network namespaces)\n');
+    return 2;
+  }
+  if (!clientsBuilt()) {
+    process.stderr.write('bench: dist/bench/clients is missing: build first (npx tsc -p .)\n');
+    return 2;
+  }
+  const results: BenchResults = {
+    started: new Date().toISOString(),
+    quick: opts.quick,
+    machine: { cpus: cpus().length, kernel: release(), node: process.version, load: loadavg() },
+    engines: {},
+    targets: {},
+    unavailable: {},
+    workloads: [],
+  };
+  const rec = new Recorder(results);
+  for (const id of opts.workloads) rec.workload(id, WORKLOADS.find((w) => w.id === id)!.title);
+  const engines: Engine[] = [];
+  if (opts.floor) engines.push(new FloorEngine());
+  if (opts.cove) engines.push(new CoveEngine());
+  for (const p of opts.peers) engines.push(p === 'docker' ? new DockerEngine() : new PodmanEngine());
+  const log = (m: string) => process.stderr.write(m + '\n');
+  let counter = 0;
+  const name = (prefix: string) => `cvb${prefix}${(counter++).toString(36)}`;
+
+  let current: Engine | undefined;
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log(`bench: ${sig}: tearing down ${current?.name ?? 'nothing'} and writing what was measured`);
+    const done = current ? current.teardown().catch((e: Error) => log(`bench: teardown: ${e.message}`)) : Promise.resolve();
+    void done.then(() => {
+      results.finished = new Date().toISOString();
+      writeOutputs(results, opts.out);
+      log(`bench: partial results in ${opts.out}`);
+      process.exit(130);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  for (const engine of engines) {
+    if (stopping) break;
+    current = engine;
+    log(`bench: setting up ${engine.name}`);
+    try {
+      await engine.setup();
+      results.engines[engine.name] = await engine.describe();
+    } catch (e) {
+      const msg = (e as Error).message;
+      results.unavailable[engine.name] = engine.name === 'cove' && !msg.startsWith('cove unavailable') ? `cove unavailable: ${msg}` : msg;
+      log(`bench: ${engine.name} not run: ${results.unavailable[engine.name]}`);
+      await engine.teardown().catch((err: Error) => log(`bench: teardown of ${engine.name}: ${err.message}`));
+      continue;
+    }
+    try {
+      const { ready, unavailable } = engine.targets();
+      Object.assign(results.unavailable, unavailable);
+      for (const t of ready) results.targets[t.name] = engine.name;
+      const ctx: Ctx = { quick: opts.quick, rec, engine, log, name };
+      for (const id of opts.workloads) {
+        const w = WORKLOADS.find((x) => x.id === id)!;
+        for (const t of w.perEngine ? ready.slice(0, 1) : ready) {
+          if (stopping) break;
+          log(`bench: ${t.name}: workload ${w.id} (${w.title})`);
+          const t0 = Date.now();
+          try {
+            await w.run(t, ctx);
+          } catch (e) {
+            const msg = (e as Error).message.split('\n')[0]!.slice(0, 400);
+            rec.error(w.id, t.name, msg);
+            log(`bench: ${t.name}: workload ${w.id} failed: ${msg}`);
+          }
+          log(`bench: ${t.name}: workload ${w.id} took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        }
+      }
+    } finally {
+      if (!stopping) {
+        log(`bench: tearing down ${engine.name}`);
+        await engine.teardown().catch((e: Error) => log(`bench: teardown of ${engine.name}: ${e.message}`));
+        current = undefined;
+        writeOutputs(results, opts.out); // partial results survive a later failure
+      }
+    }
+  }
+  if (stopping) return 130;
+  results.finished = new Date().toISOString();
+  writeOutputs(results, opts.out);
+  process.stdout.write(renderText(results));
+  process.stdout.write(`\nresults: ${join(opts.out, 'results.json')}\nreport:  ${join(opts.out, 'report.md')}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    process.stderr.write(`bench: ${e.stack ?? e.message}\n`);
+    process.exit(1);
+  },
+);
