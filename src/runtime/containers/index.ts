@@ -1,0 +1,1 @@
+export { ContainerManager, type ContainerManagerOptions, type ContainerRecord } from './manager.js';

@@ -1,0 +1,71 @@
+/**
+ * A container's root filesystem: an overlay mount of the image's layers
+ * (lowerdir, read-only, shared) under a per-container upperdir/workdir.
+ * Mounted at start, unmounted at stop; a failed mount leaves nothing behind.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface RootfsPaths {
+  upper: string;
+  work: string;
+  merged: string;
+  /** Stands in as the lowerdir of an image without layers. */
+  empty: string;
+}
+
+export function rootfsPaths(containerDir: string): RootfsPaths {
+  return {
+    upper: join(containerDir, 'diff'),
+    work: join(containerDir, 'work'),
+    merged: join(containerDir, 'merged'),
+    empty: join(containerDir, 'empty'),
+  };
+}
+
+/** Is something mounted exactly at `path`? (from /proc/self/mountinfo, octal escapes decoded) */
+export async function isMounted(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    const mp = line.split(' ')[4];
+    if (mp && mp.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))) === path) return true;
+  }
+  return false;
+}
+
+export async function mountRootfs(p: RootfsPaths, lowerDirs: string[]): Promise<void> {
+  await mkdir(p.upper, { recursive: true, mode: 0o755 });
+  await mkdir(p.work, { recursive: true, mode: 0o700 });
+  await mkdir(p.merged, { recursive: true, mode: 0o755 });
+  if (await isMounted(p.merged)) return;
+  let lowers = lowerDirs;
+  if (!lowers.length) {
+    await mkdir(p.empty, { recursive: true });
+    lowers = [p.empty];
+  }
+  for (const d of [...lowers, p.upper, p.work]) {
+    if (/[,:]/.test(d)) throw new Error(`cannot use ${d} in an overlay mount (it contains ',' or ':')`);
+  }
+  const opts = `lowerdir=${lowers.join(':')},upperdir=${p.upper},workdir=${p.work}`;
+  try {
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', opts, p.merged]);
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`mounting the container's root filesystem failed: ${(err.stderr || err.message).trim()}`);
+  }
+}
+
+export async function unmountRootfs(p: RootfsPaths): Promise<void> {
+  for (let i = 0; i < 5 && (await isMounted(p.merged)); i++) {
+    try {
+      await run('umount', [p.merged]);
+    } catch {
+      // Busy (a process still holds it): detach lazily, the kernel finishes when free.
+      await run('umount', ['-l', p.merged]).catch(() => undefined);
+    }
+  }
+}
