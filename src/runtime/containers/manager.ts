@@ -290,6 +290,7 @@ export class ContainerManager implements ContainerService {
     sandboxSpec({ id: 'x'.repeat(64), name: 'x', config, hostConfig, endpoints, dir: '/', networkMode: mode });
 
     const id = newId();
+    if (!config.Hostname) config.Hostname = id.slice(0, 12);
     return this.withLock('create', async () => {
       const all = await this.records.list();
       const names = new Map(all.map((r) => [r.value.Name, r.value.Id]));
