@@ -16,6 +16,8 @@ export interface NetnsAddon {
   writeFilesInNetns(path: string, pairs: Array<[string, string]>): void;
   setnsCurrentThread(path: string): void;
   netnsInode(path: string): number;
+  /** Ops [kind, a, b?, c?] run in order on one thread inside the netns; stops at the first failure. */
+  configureInNetns(path: string, ops: Array<[string, string, string?, number?]>): void;
 }
 
 let cached: NetnsAddon | undefined;

@@ -97,6 +97,7 @@ before(async () => {
 after(async () => {
   for (const c of containers) await remove(c).catch(() => undefined);
   for (const n of [netA, netB]) await driver.deleteNetwork(n).catch(() => undefined);
+  await driver.close();
   await closeHostKernel();
   rmSync(WWW, { recursive: true, force: true });
   await lab.destroy();
@@ -137,6 +138,18 @@ test('isolation: containers on different networks cannot reach each other; one o
   assert.equal(pings(c1, '172.30.2.2'), false, 'net-a -> net-b dropped');
   const both = await container('c4', [[netA, '172.30.1.4/24'], [netB, '172.30.2.4/24']]);
   assert.ok(pings(both, '172.30.1.2'));
+  assert.ok(pings(both, '172.30.2.2'));
+  // docker network disconnect: cut off at once, the interface gone once the batch delete ran
+  const { net, ep, ifName } = both.eps.pop()!;
+  await driver.leave({ endpoint: ep, network: net, netnsPath: both.path, ifName, defaultGateway: false });
+  assert.equal(pings(both, '172.30.2.2'), false, 'disconnected');
+  await driver.settle();
+  const links = await ipJson<Array<{ ifname: string }>>(both.path, ['link', 'show']);
+  assert.deepEqual(links.map((l) => l.ifname).sort(), ['eth0', 'lo']);
+  // and connect again under the same name
+  const again = await driver.createEndpoint(net, { id: hex(32), networkId: net.id, ipv4: '172.30.2.4/24', options: {} });
+  await driver.join({ endpoint: again, network: net, netnsPath: both.path, ifName: 'eth1', defaultGateway: false });
+  both.eps.push({ net, ep: again, ifName: 'eth1' });
   assert.ok(pings(both, '172.30.2.2'));
   await remove(both);
 });
@@ -224,6 +237,7 @@ test('restore after a daemon restart: a lost bridge and table come back', async 
   const fresh = new BridgeDriver();
   await fresh.restoreNetwork(netA, []);
   await fresh.restoreNetwork(netB, []);
+  await fresh.close();
   const [br] = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, ['-4', 'addr', 'show', 'dev', bridge]);
   assert.equal(br!.addr_info[0]!.local, '172.30.2.1');
   assert.ok(pings(c1, OUT_IP), 'masquerade back');

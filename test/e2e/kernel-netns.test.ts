@@ -13,6 +13,7 @@ import { createNetns, deleteNetns, udpSocketInNetns, tcpListenSocketInNetns, wri
 import { IpBatch, ipBatchOnce, ipJson } from '../../src/kernel/ip.js';
 import { nftApply, nftListJson, NftSession } from '../../src/kernel/nft.js';
 import { KernelError } from '../../src/kernel/errors.js';
+import { configureInNetns } from '../../src/kernel/rtnl.js';
 
 const lab = new KernelLab('cvk-kn');
 before(() => lab.enter());
@@ -152,6 +153,37 @@ test('TCP listening socket inside a netns accepts a connection made inside it', 
     assert.notEqual(shTry('busybox', ['nc', '-w', '1', '127.0.0.1', '8080']).out, 'hello from inside\n');
   } finally {
     await new Promise((r) => server.close(r));
+    await deleteNetns(p);
+  }
+});
+
+test('configureInNetns: rtnetlink inside a netns from a throwaway thread; the failed op is named, later ones do not run', async () => {
+  const p = lab.ns('c6');
+  await createNetns(p);
+  try {
+    await ipBatchOnce(null, [`link add cvkv1 type veth peer name eth0 netns ${p}`]);
+    await configureInNetns(p, [
+      { op: 'sysctl', key: 'net.ipv6.conf.eth0.disable_ipv6', value: '1' },
+      { op: 'up', dev: 'lo' },
+      { op: 'addr', dev: 'eth0', address: '10.9.1.2', prefix: 24 },
+      { op: 'up', dev: 'eth0' },
+      { op: 'route', dev: 'eth0', via: '10.9.1.1' },
+    ]);
+    const addrs = await ipJson<Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number; family: string }> }>>(p, ['addr', 'show']);
+    assert.deepEqual(addrs.map((a) => [a.ifname, a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)]), [['lo', ['127.0.0.1/8', '::1/128']], ['eth0', ['10.9.1.2/24']]]);
+    const routes = await ipJson<Array<{ dst: string; gateway?: string; dev: string }>>(p, ['route', 'show']);
+    assert.equal(routes.find((r) => r.dst === 'default')?.gateway, '10.9.1.1');
+    await assert.rejects(
+      configureInNetns(p, [{ op: 'up', dev: 'nosuch0' }, { op: 'down', dev: 'eth0' }]),
+      (e: Error) => e instanceof KernelError && e.message.startsWith(`link set nosuch0 up (in ${p}): `) && /No such device/.test(e.message),
+    );
+    const [eth0] = await ipJson<Array<{ flags: string[] }>>(p, ['link', 'show', 'dev', 'eth0']);
+    assert.ok(eth0!.flags.includes('UP'), 'the op after the failure did not run');
+    await configureInNetns(p, [{ op: 'down', dev: 'eth0' }, { op: 'rename', dev: 'eth0', to: 'gone0' }, { op: 'del', dev: 'gone0' }]);
+    const links = await ipJson<Array<{ ifname: string }>>(p, ['link', 'show']);
+    assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+    await assert.rejects(configureInNetns(lab.ns('nonexistent'), [{ op: 'up', dev: 'lo' }]), /No such file/);
+  } finally {
     await deleteNetns(p);
   }
 });

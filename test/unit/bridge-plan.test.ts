@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bridgeConfig, bridgeName, createBridgeCommands, joinPlan, leaveCommands, macFromIPv4, hostVethName, bridgeSysctls } from '../../src/network/drivers/bridge/plan.js';
+import { bridgeConfig, bridgeName, createBridgeCommands, joinPlan, leavePlan, reapCommands, macFromIPv4, hostVethName, bridgeSysctls } from '../../src/network/drivers/bridge/plan.js';
+import { describeOp } from '../../src/kernel/rtnl.js';
 import { subIfConfig, subIfJoinPlan } from '../../src/network/drivers/macvlan/plan.js';
 import { InvalidParameter } from '../../src/common/errors.js';
 import type { DriverNetwork } from '../../src/network/driver.js';
@@ -54,20 +55,36 @@ test('join: the veth peer is created directly in the sandbox netns, then configu
     'link add vetha1b2c3d master br-3f9a0c1b2d4e up type veth peer name eth0 netns /run/cove/netns/abc address 02:42:ac:12:00:02',
     'link set dev vetha1b2c3d type bridge_slave hairpin on',
   ]);
-  assert.deepEqual(plan.sandboxSysctls, { 'net.ipv6.conf.eth0.disable_ipv6': '1' });
-  assert.deepEqual(plan.sandbox, ['link set lo up', 'addr add 172.18.0.2/16 dev eth0', 'link set eth0 up', 'route replace default via 172.18.0.1 dev eth0']);
+  assert.deepEqual(plan.sandbox.map(describeOp), [
+    'sysctl net.ipv6.conf.eth0.disable_ipv6=1',
+    'link set lo up',
+    'addr replace 172.18.0.2/16 dev eth0',
+    'link set eth0 up',
+    'route replace default via 172.18.0.1 dev eth0',
+  ]);
   assert.equal(plan.ipv4Gateway, '172.18.0.1');
-  assert.deepEqual(leaveCommands({ id: EP }), ['link del vetha1b2c3d']);
+});
+
+test('leave: detach now (host end down, off the bridge, doomed group; sandbox end down and renamed), delete in batches', () => {
+  const l = leavePlan({ id: EP }, 'eth1');
+  assert.deepEqual(l.host, ['link set dev vetha1b2c3d down nomaster group 25455']);
+  assert.deepEqual(l.sandbox.map(describeOp), ['link set eth1 down', 'link set eth1 name gonea1b2c3d']);
+  assert.deepEqual(reapCommands(), ['link del group 25455']);
 });
 
 test('join: no default route for a second network; IPv6 when the network has it; a given MAC wins', () => {
   const cfg = bridgeConfig(net({ enableIPv6: true, ipv6: [{ pool: '2001:db8:1::/64', gateway: '2001:db8:1::1/64', auxAddresses: {} }] }));
   const plan = joinPlan(cfg, { id: EP, networkId: ID, ipv4: '172.18.0.2/16', ipv6: '2001:db8:1::2/64', mac: '02:AA:bb:cc:dd:ee', options: {} }, '/n', 'eth1', false);
   assert.match(plan.host[0]!, /address 02:aa:bb:cc:dd:ee$/);
-  assert.deepEqual(plan.sandbox, ['link set lo up', 'addr add 172.18.0.2/16 dev eth1', 'addr add 2001:db8:1::2/64 dev eth1 nodad', 'link set eth1 up']);
-  assert.deepEqual(plan.sandboxSysctls, { 'net.ipv6.conf.eth1.disable_ipv6': '0' });
+  assert.deepEqual(plan.sandbox.map(describeOp), [
+    'sysctl net.ipv6.conf.eth1.disable_ipv6=0',
+    'link set lo up',
+    'addr replace 172.18.0.2/16 dev eth1',
+    'addr replace 2001:db8:1::2/64 dev eth1 nodad',
+    'link set eth1 up',
+  ]);
   const withGw = joinPlan(cfg, { id: EP, networkId: ID, ipv4: '172.18.0.2/16', ipv6: '2001:db8:1::2/64', options: {} }, '/n', 'eth0', true);
-  assert.deepEqual(withGw.sandbox.slice(-2), ['route replace default via 172.18.0.1 dev eth0', 'route replace default via 2001:db8:1::1 dev eth0']);
+  assert.deepEqual(withGw.sandbox.slice(-2).map(describeOp), ['route replace default via 172.18.0.1 dev eth0', 'route replace default via 2001:db8:1::1 dev eth0']);
 });
 
 test('join refuses values that would break an ip -batch line', () => {
@@ -86,7 +103,7 @@ test('macvlan/ipvlan plans: sub-interface made in the sandbox netns on the paren
   assert.ok(!('noParent' in cfg));
   const plan = subIfJoinPlan(cfg, { id: EP, networkId: ID, ipv4: '10.98.0.10/24', options: {} }, '/n', 'eth0', true, false);
   assert.deepEqual(plan.host, ['link add link mvp0 name eth0 netns /n address 02:42:0a:62:00:0a type macvlan mode bridge']);
-  assert.deepEqual(plan.sandbox, ['link set lo up', 'addr add 10.98.0.10/24 dev eth0', 'link set eth0 up', 'route replace default via 10.98.0.254 dev eth0']);
+  assert.deepEqual(plan.sandbox.map(describeOp).slice(1), ['link set lo up', 'addr replace 10.98.0.10/24 dev eth0', 'link set eth0 up', 'route replace default via 10.98.0.254 dev eth0']);
   assert.deepEqual(subIfConfig('macvlan', net()), { noParent: true });
   const ip = subIfConfig('ipvlan', net({ options: { parent: 'mvp0', ipvlan_mode: 'l3' } }));
   assert.ok(!('noParent' in ip));

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { InvalidParameter } from '../../../common/errors.js';
 import { cidr, ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, type Cidr } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
+import type { NetnsOp } from '../../../kernel/rtnl.js';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
@@ -133,10 +134,8 @@ export interface JoinPlan {
   mac: string;
   /** In the daemon netns (IpBatch): the veth with its peer made directly in the sandbox netns. */
   host: string[];
-  /** Sysctls inside the sandbox, before its interface comes up. */
-  sandboxSysctls: Record<string, string>;
-  /** Inside the sandbox netns (one ip -batch). */
-  sandbox: string[];
+  /** Inside the sandbox netns, in order (IPv6 decided before the interface comes up). */
+  sandbox: NetnsOp[];
   ipv4Gateway?: string;
   ipv6Gateway?: string;
 }
@@ -156,21 +155,23 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
     `link add ${hostVeth}${mtu} master ${cfg.bridge} up type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`,
     `link set dev ${hostVeth} type bridge_slave hairpin on`,
   ];
-  const sandbox = ['link set lo up'];
-  if (a4) sandbox.push(`addr add ${a4.address}/${a4.prefix} dev ${inner}`);
-  if (a6) sandbox.push(`addr add ${a6.address}/${a6.prefix} dev ${inner} nodad`);
-  sandbox.push(`link set ${inner} up`);
+  const sandbox: NetnsOp[] = [
+    { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
+    { op: 'up', dev: 'lo' },
+  ];
+  if (a4) sandbox.push({ op: 'addr', dev: inner, address: a4.address, prefix: a4.prefix });
+  if (a6) sandbox.push({ op: 'addr', dev: inner, address: a6.address, prefix: a6.prefix });
+  sandbox.push({ op: 'up', dev: inner });
   const gw4 = cfg.gateways.find((g) => g.family === 4 && a4 && sameNet(g, a4));
   const gw6 = cfg.gateways.find((g) => g.family === 6 && a6 && sameNet(g, a6));
   if (defaultGateway) {
-    if (gw4) sandbox.push(`route replace default via ${gw4.address} dev ${inner}`);
-    if (gw6) sandbox.push(`route replace default via ${gw6.address} dev ${inner}`);
+    if (gw4) sandbox.push({ op: 'route', dev: inner, via: gw4.address });
+    if (gw6) sandbox.push({ op: 'route', dev: inner, via: gw6.address });
   }
   const plan: JoinPlan = {
     hostVeth,
     mac: macAddr,
     host,
-    sandboxSysctls: { [`net.ipv6.conf.${inner}.disable_ipv6`]: a6 ? '0' : '1' },
     sandbox,
   };
   if (gw4) plan.ipv4Gateway = gw4.address;
@@ -182,6 +183,30 @@ function sameNet(a: Cidr, b: Cidr): boolean {
   return cidr(`${a.address}/${b.prefix}`).network === b.network;
 }
 
-export function leaveCommands(ep: Pick<DriverEndpoint, 'id'>): string[] {
+/** Interface group of veths waiting to be deleted (see BridgeDriver.leave). */
+export const DOOMED_GROUP = 25455;
+
+/**
+ * Leaving, split in two: detaching is immediate and cheap (host end down, off
+ * the bridge, into the doomed group; the sandbox end down and renamed so its
+ * name is free again), deleting is batched later (`link del group`), because
+ * every link deletion waits ~20 ms for the kernel (RCU) however many links it
+ * removes.
+ */
+export function leavePlan(ep: Pick<DriverEndpoint, 'id'>, ifname: string): { host: string[]; sandbox: NetnsOp[] } {
+  const inner = ifName(ifname, 'sandbox interface name');
+  const veth = hostVethName(ep.id);
+  return {
+    host: [`link set dev ${veth} down nomaster group ${DOOMED_GROUP}`],
+    sandbox: [{ op: 'down', dev: inner }, { op: 'rename', dev: inner, to: `gone${veth.slice(4)}` }],
+  };
+}
+
+export function reapCommands(): string[] {
+  return [`link del group ${DOOMED_GROUP}`];
+}
+
+/** Deletes one endpoint's veth right away (rollback of a failed join). */
+export function deleteVethCommands(ep: Pick<DriverEndpoint, 'id'>): string[] {
   return [`link del ${hostVethName(ep.id)}`];
 }

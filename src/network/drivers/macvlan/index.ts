@@ -10,8 +10,8 @@
 import { InvalidParameter } from '../../../common/errors.js';
 import { KernelError } from '../../../kernel/errors.js';
 import { hostIp } from '../../../kernel/host.js';
-import { ipBatchOnce, ipJson } from '../../../kernel/ip.js';
-import { writeSysctls } from '../../../kernel/netns.js';
+import { ipJson } from '../../../kernel/ip.js';
+import { configureInNetns } from '../../../kernel/rtnl.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
 import { subIfConfig, subIfJoinPlan, type SubIfConfig } from './plan.js';
 
@@ -72,10 +72,9 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
       throw e instanceof KernelError ? this.createPortError(e) : e;
     }
     try {
-      await writeSysctls(req.netnsPath, plan.sandboxSysctls);
-      await ipBatchOnce(req.netnsPath, plan.sandbox);
+      await configureInNetns(req.netnsPath, plan.sandbox);
     } catch (e) {
-      await ipBatchOnce(req.netnsPath, [`link del ${req.ifName}`]).catch(() => undefined);
+      await configureInNetns(req.netnsPath, [{ op: 'del', dev: req.ifName }]).catch(() => undefined);
       throw e;
     }
     const info: JoinInfo = { driverState: { parent: cfg.parent } };
@@ -87,7 +86,7 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 
   async leave(req: JoinRequest & { joinState?: Record<string, unknown> }): Promise<void> {
     try {
-      await ipBatchOnce(req.netnsPath, [`link del ${req.ifName}`]);
+      await configureInNetns(req.netnsPath, [{ op: 'del', dev: req.ifName }]);
     } catch (e) {
       // Gone with its sandbox already.
       if (!(e instanceof KernelError && (NO_DEVICE.test(e.message) || /No such file|Invalid argument/.test(e.message)))) throw e;

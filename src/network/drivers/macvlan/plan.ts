@@ -6,6 +6,7 @@
 import { InvalidParameter } from '../../../common/errors.js';
 import { cidr, ifName, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, parentIfName, type Cidr } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
+import type { NetnsOp } from '../../../kernel/rtnl.js';
 import { macFromIPv4 } from '../bridge/plan.js';
 
 export const OPT_PARENT = 'parent';
@@ -53,8 +54,7 @@ export function subIfConfig(kind: 'macvlan' | 'ipvlan', net: DriverNetwork): Sub
 
 export interface SubIfJoinPlan {
   host: string[];
-  sandboxSysctls: Record<string, string>;
-  sandbox: string[];
+  sandbox: NetnsOp[];
   mac?: string;
   ipv4Gateway?: string;
   ipv6Gateway?: string;
@@ -69,16 +69,19 @@ export function subIfJoinPlan(cfg: SubIfConfig, ep: DriverEndpoint, netns: strin
   const macAddr = cfg.kind === 'macvlan' ? (ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined) : undefined;
   const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
   const host = [`link add link ${cfg.parent} name ${inner} netns ${path}${macAddr ? ` address ${macAddr}` : ''}${mtu} type ${cfg.kind} ${cfg.typeArgs}`];
-  const sandbox = ['link set lo up'];
-  if (a4) sandbox.push(`addr add ${a4.address}/${a4.prefix} dev ${inner}`);
-  if (a6) sandbox.push(`addr add ${a6.address}/${a6.prefix} dev ${inner} nodad`);
-  sandbox.push(`link set ${inner} up`);
+  const sandbox: NetnsOp[] = [
+    { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
+    { op: 'up', dev: 'lo' },
+  ];
+  if (a4) sandbox.push({ op: 'addr', dev: inner, address: a4.address, prefix: a4.prefix });
+  if (a6) sandbox.push({ op: 'addr', dev: inner, address: a6.address, prefix: a6.prefix });
+  sandbox.push({ op: 'up', dev: inner });
   const gw4 = cfg.gateways.find((g) => g.family === 4);
   const gw6 = cfg.gateways.find((g) => g.family === 6);
-  const plan: SubIfJoinPlan = { host, sandboxSysctls: { [`net.ipv6.conf.${inner}.disable_ipv6`]: a6 ? '0' : '1' }, sandbox };
+  const plan: SubIfJoinPlan = { host, sandbox };
   if (defaultGateway && !cfg.internal) {
-    if (gw4 && a4) sandbox.push(`route replace default via ${gw4.address} dev ${inner}`);
-    if (gw6 && a6) sandbox.push(`route replace default via ${gw6.address} dev ${inner}`);
+    if (gw4 && a4) sandbox.push({ op: 'route', dev: inner, via: gw4.address });
+    if (gw6 && a6) sandbox.push({ op: 'route', dev: inner, via: gw6.address });
   }
   if (macAddr) plan.mac = macAddr;
   if (gw4 && a4 && !cfg.internal) plan.ipv4Gateway = gw4.address;
