@@ -7,7 +7,6 @@
  * (every sample), report.md and scaling.svg to bench/results/<timestamp>/.
  * Ctrl-C tears down the engine that is running and still writes what was measured.
  */
-import { parseArgs } from 'node:util';
 import { cpus, loadavg, release } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { CoveEngine } from './targets/cove.js';
 import { DockerEngine } from './targets/docker.js';
 import { PodmanEngine } from './targets/podman.js';
 import { renderMarkdown, renderScalingSvg, renderText } from './report.js';
+import { parseOptions, type Options } from './options.js';
 
 const HELP = `Usage: npm run bench -- [options]
 
@@ -40,62 +40,6 @@ Workloads:
 ${WORKLOADS.map((w) => `  ${w.id}  ${w.title}`).join('\n')}
 `;
 
-const KNOWN_PEERS = ['docker', 'podman'];
-
-interface Options {
-  quick: boolean;
-  peers: string[];
-  workloads: number[];
-  out: string;
-  cove: boolean;
-  floor: boolean;
-}
-
-/** Parses argv; unknown workload or peer names are reported and dropped, the rest runs. */
-export function parseOptions(argv: string[], warn: (m: string) => void): Options | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean', default: false },
-      peers: { type: 'string', default: '' },
-      workloads: { type: 'string', default: '' },
-      out: { type: 'string' },
-      'no-cove': { type: 'boolean', default: false },
-      'no-floor': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) return 'help';
-  const peers: string[] = [];
-  for (const p of (values.peers ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
-    if (KNOWN_PEERS.includes(p)) {
-      if (!peers.includes(p)) peers.push(p);
-    } else warn(`bench: unknown peer '${p}' (known: ${KNOWN_PEERS.join(', ')}); running without it`);
-  }
-  let workloads = WORKLOADS.map((w) => w.id);
-  if (values.workloads) {
-    workloads = [];
-    for (const s of values.workloads.split(',').map((x) => x.trim()).filter(Boolean)) {
-      const n = Number(s);
-      if (/^\d+$/.test(s) && WORKLOADS.some((w) => w.id === n)) {
-        if (!workloads.includes(n)) workloads.push(n);
-      } else warn(`bench: unknown workload '${s}' (known: ${WORKLOADS.map((w) => w.id).join(', ')}); skipping it`);
-    }
-    workloads.sort((a, b) => a - b);
-  }
-  const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
-  return {
-    quick: values.quick ?? false,
-    peers,
-    workloads,
-    out: values.out ?? join(REPO, 'bench/results', stamp),
-    cove: !values['no-cove'],
-    floor: !values['no-floor'],
-  };
-}
-
 function writeOutputs(results: BenchResults, out: string): void {
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 1));
@@ -107,7 +51,7 @@ function writeOutputs(results: BenchResults, out: string): void {
 async function main(): Promise<number> {
   let opts: Options | 'help';
   try {
-    opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'));
+    opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'), { workloads: WORKLOADS.map((w) => w.id), repo: REPO });
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n\n${HELP}`);
     return 2;

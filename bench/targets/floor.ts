@@ -1,19 +1,23 @@
 /**
  * The kernel floor: the same kernel objects an engine makes, made by hand as
- * cheaply as this machine allows from Node. Per network: one `ip -batch`
- * (bridge, address, up) and one `nft -f` (masquerade + forward rules in a
- * table of its own). Per container: one `ip -batch` in the lab (netns add, veth
- * made directly in the container netns on the bridge, up), one `ip -batch`
- * inside the container netns (lo, address, eth0 up, default route) and the
- * process itself (`nsenter --net sleep`). Published ports: one `nft -f` with a
- * DNAT table. No state, no API, no images: anything an engine costs above this
- * is the engine's own.
+ * cheaply as this machine allows from Node. Lab-side commands go through one
+ * long-lived `ip -force -batch -` co-process and rules through one `nft -i`
+ * co-process (one atomic transaction per line), so no process start is paid
+ * for them. Per network: bridge, address, up (one ip batch) and a table with
+ * masquerade + forward rules (one nft transaction). Per container: netns add
+ * and a veth made directly in the container netns on the bridge (one ip batch
+ * in the lab), one `ip -batch` process inside the container netns (lo,
+ * address, eth0 up, default route; `ip` cannot switch netns per line) and the
+ * process itself (`nsenter --net sleep`). Published ports: one nft transaction
+ * with a DNAT table. No state, no API, no images: anything an engine costs
+ * above this is the engine's own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ContainerRef, DnsEndpoint, Engine, MemorySample, RunSpec, Target } from './target.js';
+import { IpCoprocess, NftCoprocess } from './coprocess.js';
 import { deleteNetns, killPids, makeHostLab, must, netnsPathOf, pidsInNetns, run, sleep } from '../exec.js';
 
 const LAB = 'cvb-fl';
@@ -44,6 +48,8 @@ export class FloorEngine implements Engine, Target {
   private readonly ctrs = new Map<string, FloorCtr>();
   private netCounter = 0;
   private ctrCounter = 0;
+  private labIp: IpCoprocess | undefined;
+  private labNft: NftCoprocess | undefined;
 
   async setup(): Promise<void> {
     await this.teardown();
@@ -55,6 +61,10 @@ export class FloorEngine implements Engine, Target {
     closeSync(fd);
     await makeHostLab(LAB);
     await must('nsenter', [`--net=${this.labNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    this.labIp = new IpCoprocess(this.labNetns);
+    this.labNft = new NftCoprocess(this.labNetns);
+    await this.labIp.run(['link set lo up']);
+    await this.labNft.run(['add table ip cvbwarm', 'delete table ip cvbwarm']);
   }
 
   targets(): { ready: Target[]; unavailable: Record<string, string> } {
@@ -72,6 +82,10 @@ export class FloorEngine implements Engine, Target {
   }
 
   async teardown(): Promise<void> {
+    this.labIp?.close();
+    this.labNft?.close();
+    this.labIp = undefined;
+    this.labNft = undefined;
     for (const c of this.ctrs.values()) {
       c.proc.kill('SIGKILL');
       c.dns?.kill('SIGKILL');
@@ -88,14 +102,21 @@ export class FloorEngine implements Engine, Target {
     rmSync(DIR, { recursive: true, force: true });
   }
 
-  private ipBatch(netns: string, lines: string[]): Promise<string> {
-    // nsenter --net only switches the netns; `ip -n` would also unshare the mount namespace,
-    // which makes `netns add` bind mounts vanish and costs more as mounts grow.
+  /** Lab-side ip commands, through the co-process. */
+  private labBatch(lines: string[]): Promise<void> {
+    if (!this.labIp) throw new Error('floor not set up');
+    return this.labIp.run(lines);
+  }
+
+  /** One ip -batch process inside a container netns (nsenter --net: `ip -n` would also unshare the mount namespace). */
+  private insideBatch(netns: string, lines: string[]): Promise<string> {
     return must('nsenter', [`--net=${netnsPathOf(netns)}`, 'ip', '-batch', '-'], { input: lines.join('\n') + '\n' });
   }
 
-  private nft(script: string): Promise<string> {
-    return must('nsenter', [`--net=${this.labNetns}`, 'nft', '-f', '-'], { input: script });
+  /** One nft transaction (one line of nft -i). */
+  private nft(commands: string[]): Promise<void> {
+    if (!this.labNft) throw new Error('floor not set up');
+    return this.labNft.run([commands.join('; ')]);
   }
 
   async createNetwork(name: string): Promise<void> {
@@ -103,21 +124,24 @@ export class FloorEngine implements Engine, Target {
     const index = this.netCounter++;
     const prefix = `10.${150 + (index >> 8)}.${index & 255}`;
     const bridge = `fb${index}`;
-    await this.ipBatch(LAB, [`link add ${bridge} type bridge`, `addr add ${prefix}.1/24 dev ${bridge}`, `link set ${bridge} up`]);
-    await this.nft(
-      `table ip cvbnet${index} {\n` +
-        `  chain postrouting { type nat hook postrouting priority srcnat; ip saddr ${prefix}.0/24 oifname != "${bridge}" masquerade; }\n` +
-        `  chain forward { type filter hook forward priority filter; iifname "${bridge}" accept; oifname "${bridge}" ct state established,related accept; }\n` +
-        `}\n`,
-    );
+    await this.labBatch([`link add ${bridge} type bridge`, `addr add ${prefix}.1/24 dev ${bridge}`, `link set ${bridge} up`]);
+    const t = `ip cvbnet${index}`;
+    await this.nft([
+      `add table ${t}`,
+      `add chain ${t} postrouting { type nat hook postrouting priority srcnat ; }`,
+      `add rule ${t} postrouting ip saddr ${prefix}.0/24 oifname != "${bridge}" masquerade`,
+      `add chain ${t} forward { type filter hook forward priority filter ; }`,
+      `add rule ${t} forward iifname "${bridge}" accept`,
+      `add rule ${t} forward oifname "${bridge}" ct state established,related accept`,
+    ]);
     this.nets.set(name, { index, bridge, prefix, nextHost: 2 });
   }
 
   async removeNetwork(name: string): Promise<void> {
     const n = this.nets.get(name);
     if (!n) throw new Error(`network ${name} not found`);
-    await this.ipBatch(LAB, [`link del ${n.bridge}`]);
-    await this.nft(`delete table ip cvbnet${n.index}\n`);
+    await this.labBatch([`link del ${n.bridge}`]);
+    await this.nft([`delete table ip cvbnet${n.index}`]);
     this.nets.delete(name);
   }
 
@@ -144,20 +168,22 @@ export class FloorEngine implements Engine, Target {
       inside.push(...a.inside, `route add default via ${n.prefix}.1`);
       links.set(spec.network, { hostIf: `vf${i}`, ip: a.ip });
     }
-    await this.ipBatch(LAB, labLines);
-    await this.ipBatch(netns, inside);
+    await this.labBatch(labLines);
+    await this.insideBatch(netns, inside);
     let publishTable: string | undefined;
     if (spec.publish) {
       const ip = [...links.values()][0]?.ip;
       if (!ip) throw new Error('publishing needs a network');
       publishTable = `cvbpub${i}`;
       const rule = `fib daddr type local tcp dport ${spec.publish.hostPort} dnat to ${ip}:${spec.publish.containerPort}`;
-      await this.nft(
-        `table ip ${publishTable} {\n` +
-          `  chain prerouting { type nat hook prerouting priority dstnat; ${rule}; }\n` +
-          `  chain output { type nat hook output priority -100; ${rule}; }\n` +
-          `}\n`,
-      );
+      const t = `ip ${publishTable}`;
+      await this.nft([
+        `add table ${t}`,
+        `add chain ${t} prerouting { type nat hook prerouting priority dstnat ; }`,
+        `add rule ${t} prerouting ${rule}`,
+        `add chain ${t} output { type nat hook output priority -100 ; }`,
+        `add rule ${t} output ${rule}`,
+      ]);
     }
     // The "container" process: httpd for the nginx stand-in, otherwise a sleeper.
     const argv = spec.image === 'nginx'
@@ -188,8 +214,8 @@ export class FloorEngine implements Engine, Target {
     c.dns?.kill('SIGKILL');
     await exited;
     // Unmounting the netns takes its veth ends (and so the bridge ports) with it.
-    await must('ip', ['netns', 'del', c.netns]);
-    if (c.publishTable) await this.nft(`delete table ip ${c.publishTable}\n`);
+    await this.labBatch([`netns del ${c.netns}`]);
+    if (c.publishTable) await this.nft([`delete table ip ${c.publishTable}`]);
     this.ctrs.delete(ref.id);
   }
 
@@ -200,8 +226,8 @@ export class FloorEngine implements Engine, Target {
     if (c.links.has(network)) throw new Error(`endpoint with name ${ref.name} already exists in network ${network}`);
     const hostIf = `vg${ref.id}x${n.index}`.slice(0, 15);
     const a = this.attachLines(n, hostIf, `eth${c.links.size}`, c.netns);
-    await this.ipBatch(LAB, [a.lab]);
-    await this.ipBatch(c.netns, a.inside);
+    await this.labBatch([a.lab]);
+    await this.insideBatch(c.netns, a.inside);
     c.links.set(network, { hostIf, ip: a.ip });
   }
 
@@ -209,7 +235,7 @@ export class FloorEngine implements Engine, Target {
     const c = this.ctr(ref);
     const l = c.links.get(network);
     if (!l) throw new Error(`container ${ref.name} is not connected to network ${network}`);
-    await this.ipBatch(LAB, [`link del ${l.hostIf}`]);
+    await this.labBatch([`link del ${l.hostIf}`]);
     c.links.delete(network);
   }
 
