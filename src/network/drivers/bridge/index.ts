@@ -265,3 +265,8 @@ export class BridgeDriver implements NetworkDriver {
     return replaceTableScript([...this.networks.values()], elems);
   }
 }
+
+/** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
+export function createDriver(): BridgeDriver {
+  return new BridgeDriver();
+}

@@ -19,3 +19,8 @@ export class HostDriver implements NetworkDriver {
   }
   async leave(): Promise<void> {}
 }
+
+/** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
+export function createDriver(): HostDriver {
+  return new HostDriver();
+}

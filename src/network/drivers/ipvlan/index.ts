@@ -57,3 +57,8 @@ export class IpvlanDriver extends SubInterfaceDriver {
     return e;
   }
 }
+
+/** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
+export function createDriver(): IpvlanDriver {
+  return new IpvlanDriver();
+}

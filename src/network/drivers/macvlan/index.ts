@@ -97,3 +97,8 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 export class MacvlanDriver extends SubInterfaceDriver {
   readonly name = 'macvlan' as const;
 }
+
+/** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
+export function createDriver(): MacvlanDriver {
+  return new MacvlanDriver();
+}

@@ -21,3 +21,8 @@ export class NoneDriver implements NetworkDriver {
   }
   async leave(): Promise<void> {}
 }
+
+/** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
+export function createDriver(): NoneDriver {
+  return new NoneDriver();
+}
