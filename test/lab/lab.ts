@@ -257,23 +257,21 @@ export class Lab {
     this.daemon = undefined;
   }
 
-  /** Adds a plain "host" namespace on the lab's uplink subnet (another machine on the LAN). */
-  async addLanHost(name: string, ip: string): Promise<string> {
+  /**
+   * Adds another machine out on the network: a namespace routed to the lab
+   * through the internet stand-in (10.98.N.2, gateway 10.98.N.1). Returns a
+   * function running a shell command on it.
+   */
+  async addRemoteHost(name: string, n: number): Promise<{ ip: string; sh: (script: string) => Promise<RunResult> }> {
     const ns = `${this.name}-${name}`;
     await must('ip', ['netns', 'add', ns]);
     this.extraNetns.push(ns);
-    const hostIf = `l${name}`.slice(0, 15);
-    await must('ip', ['link', 'add', hostIf, 'netns', this.inetNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    // Bridge it with the uplink on the internet side so it shares 10.99.0.0/24 with the lab.
-    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [
-      'link add lanbr type bridge',
-      'link set lanbr up',
-      `link set ${hostIf} master lanbr up`,
-    ].join('\n') + '\n').catch(async () => {
-      await must('ip', ['-n', this.inetNetns, 'link', 'set', hostIf, 'master', 'lanbr', 'up']);
-    });
-    await must('ip', ['-n', ns, '-batch', '-'], ['link set lo up', `addr add ${ip}/24 dev eth0`, 'link set eth0 up'].join('\n') + '\n');
-    return `/run/netns/${ns}`;
+    const routerIf = `r${name}`.slice(0, 15);
+    await must('ip', ['link', 'add', routerIf, 'netns', this.inetNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [`addr add 10.98.${n}.1/24 dev ${routerIf}`, `link set ${routerIf} up`].join('\n') + '\n');
+    await must('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await must('ip', ['-n', ns, '-batch', '-'], ['link set lo up', `addr add 10.98.${n}.2/24 dev eth0`, 'link set eth0 up', `route add default via 10.98.${n}.1`].join('\n') + '\n');
+    return { ip: `10.98.${n}.2`, sh: (script) => run('nsenter', [`--net=/run/netns/${ns}`, 'sh', '-c', script]) };
   }
 
   /** Removes everything the lab made; safe to call twice and after a failure. */
