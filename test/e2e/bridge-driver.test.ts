@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { KernelLab, sh, shTry, inNs } from './kernel-lab.js';
-import { createNetns, deleteNetns, DISABLE_IPV6 } from '../../src/kernel/netns.js';
+import { createNetns, deleteNetns, DISABLE_IPV6, udpSocketInNetns } from '../../src/kernel/netns.js';
+import { createSocket } from 'node:dgram';
 import { ipJson } from '../../src/kernel/ip.js';
 import { nftTableExists } from '../../src/kernel/nft.js';
 import { closeHostKernel, hostIp } from '../../src/kernel/host.js';
@@ -169,6 +170,7 @@ test('published port: reached from outside, from the host 127.0.0.1 and from a n
   assert.equal(fetch(null, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'from the host address');
   assert.equal(fetch(c2, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'hairpin from c2');
   assert.equal(fetch(c3, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'from another network via the host');
+  assert.equal(fetch(c1, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'hairpin to itself');
   // A range of host ports onto one container port is one element
   await driver.programExternalConnectivity(netA, ep, [{ proto: 'tcp', containerIp: '172.30.1.2', containerPort: 80, containerPortEnd: 80, hostIp: LAB_IP, hostPort: 9000, hostPortEnd: 9002 }]);
   assert.match(fetch(out, `http://${LAB_IP}:8080/`), /FAILED/, 'replaced binding is gone');
@@ -178,6 +180,51 @@ test('published port: reached from outside, from the host 127.0.0.1 and from a n
   const map = sh('nft', ['list', 'map', 'inet', 'cove', 'pub4']);
   assert.doesNotMatch(map, /elements/);
   process.kill(httpd.pid!, 'SIGKILL');
+});
+
+test('published UDP port: a datagram from outside reaches the container, and its answer comes back', async () => {
+  const ep = c1.eps[0]!.ep;
+  await driver.programExternalConnectivity(netA, ep, [{ proto: 'udp', containerIp: '172.30.1.2', containerPort: 7000, containerPortEnd: 7000, hostIp: '', hostPort: 7001, hostPortEnd: 7001 }]);
+  const server = createSocket('udp4');
+  const client = createSocket('udp4');
+  try {
+    await new Promise<void>((r) => server.bind({ fd: udpSocketInNetns(c1.path, '0.0.0.0', 7000) }, () => r()));
+    server.on('message', (m, rinfo) => server.send(Buffer.concat([Buffer.from('echo '), m]), rinfo.port, rinfo.address));
+    await new Promise<void>((r) => client.bind({ fd: udpSocketInNetns(`/run/netns/${OUTSIDE}`, '0.0.0.0', 0) }, () => r()));
+    const answer = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no UDP answer')), 3000);
+      client.once('message', (m) => { clearTimeout(timer); resolve(m.toString()); });
+      client.send('ping', 7001, LAB_IP);
+    });
+    assert.equal(answer, 'echo ping');
+  } finally {
+    server.close();
+    client.close();
+    await driver.revokeExternalConnectivity(netA, ep);
+  }
+});
+
+test('IPv6 network: containers get their IPv6 address and reach each other over it', async () => {
+  const net6 = network('net-6', '172.30.6.0/24', '172.30.6.1/24', { enableIPv6: true, ipv6: [{ pool: 'fd00:c0e:6::/64', gateway: 'fd00:c0e:6::1/64', auxAddresses: {} }] });
+  await driver.createNetwork(net6);
+  try {
+    const v: FakeContainer[] = [];
+    for (const [i, name] of ['v1', 'v2'].entries()) {
+      const path = lab.ns(name);
+      await createNetns(path);
+      const ep = await driver.createEndpoint(net6, { id: hex(32), networkId: net6.id, ipv4: `172.30.6.${i + 2}/24`, ipv6: `fd00:c0e:6::${i + 2}/64`, options: {} });
+      const info = await driver.join({ endpoint: ep, network: net6, netnsPath: path, ifName: 'eth0', defaultGateway: true });
+      assert.equal(info.ipv6Gateway, 'fd00:c0e:6::1');
+      const c = { path, eps: [{ net: net6, ep, ifName: 'eth0' }] };
+      containers.push(c);
+      v.push(c);
+    }
+    assert.equal(shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::3'])).code, 0, 'v1 -> v2 over IPv6');
+    assert.equal(shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::1'])).code, 0, 'v1 -> IPv6 gateway');
+    for (const c of v) await remove(c);
+  } finally {
+    await driver.deleteNetwork(net6);
+  }
 });
 
 test('--internal: containers reach each other and the gateway, nothing goes in or out', async () => {
