@@ -978,6 +978,8 @@ export class NetworkController implements NetworkService {
     // Sandboxes stay (containers outlive the daemon); only this process's sockets close.
     await this.dns?.close();
     await this.ports.closeAll();
+    // Drivers this controller loaded itself are its to close (injected ones belong to the caller).
+    if (this.loadBuiltins) await this.registry.closeAll();
   }
 }
 

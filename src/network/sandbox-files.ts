@@ -68,7 +68,10 @@ export function renderResolvConf(r: ResolvInput): string {
   if (r.verbatim !== undefined) return r.verbatim;
   const lines: string[] = [];
   if (r.embedded) lines.push(`nameserver ${EMBEDDED_DNS_IP}`);
-  else for (const ns of r.nameservers) lines.push(`nameserver ${ns}`);
+  else if (r.nameservers.length === 0) {
+    // Docker would silently write Google's servers here; Cove says why there is none instead.
+    lines.push('# no usable nameserver: the configured DNS servers are loopback addresses of the daemon, unreachable from this container');
+  } else for (const ns of r.nameservers) lines.push(`nameserver ${ns}`);
   if (r.search.length > 0) lines.push(`search ${r.search.join(' ')}`);
   const opts = r.embedded ? ['ndots:0', ...r.options.filter((o) => !o.startsWith('ndots:'))] : r.options;
   // A user's ndots wins over the embedded default.

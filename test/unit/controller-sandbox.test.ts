@@ -75,7 +75,7 @@ test('docker run --network alpine-net: netns, eth0 172.18.0.2/16, files, Network
 test('default bridge: 172.17.0.2, the daemon\'s --dns in resolv.conf, no embedded DNS, no --ip', async (t) => {
   const h = await harness(t);
   const sb = await h.ctl.createSandbox(h.spec(cid(1), 'alpine3'));
-  assert.equal(readFileSync(sb.resolvConfPath, 'utf8'), 'nameserver 127.0.0.1:9\nsearch lab.example\noptions timeout:2\n'.replace('nameserver 127.0.0.1:9\n', ''));
+  assert.equal(readFileSync(sb.resolvConfPath, 'utf8'), '# no usable nameserver: the configured DNS servers are loopback addresses of the daemon, unreachable from this container\nsearch lab.example\noptions timeout:2\n');
   const ns = (await h.ctl.networkSettings(cid(1)))!;
   assert.deepEqual([ns.IPAddress, ns.Gateway, ns.Networks.bridge!.DNSNames], ['172.17.0.2', '172.17.0.1', null]);
   assert.equal(h.ctl.dnsServer?.addressOf(sb.id), undefined, 'no DNS sockets on the default bridge');
@@ -154,7 +154,7 @@ test('names resolve on user-defined networks only, and follow connect, disconnec
   await h.ctl.disconnect(cid(3), 'alpine-net', false);
   assert.equal(await lookup(h.ctl, a1.id, 'alpine3'), 'SERVFAIL');
   assert.equal(await lookup(h.ctl, a3.id, 'alpine2'), 'no dns', 'its DNS sockets are closed');
-  assert.equal(readFileSync(a3.resolvConfPath, 'utf8'), 'search lab.example\noptions timeout:2\n');
+  assert.match(readFileSync(a3.resolvConfPath, 'utf8'), /^# no usable nameserver.*\nsearch lab.example\noptions timeout:2\n$/);
   // Rename and removal.
   await h.ctl.renameContainer(cid(2), 'renamed');
   assert.deepEqual(await lookup(h.ctl, a1.id, 'renamed'), ['172.18.0.3']);

@@ -66,6 +66,14 @@ export class DriverRegistry {
     return d;
   }
 
+  /** Closes drivers that hold processes or sockets (those with a close() method). */
+  async closeAll(): Promise<void> {
+    for (const d of this.drivers.values()) {
+      const c = (d as { close?: () => Promise<void> | void }).close;
+      if (typeof c === 'function') await c.call(d);
+    }
+  }
+
   names(): string[] {
     return [...this.drivers.keys()].sort();
   }

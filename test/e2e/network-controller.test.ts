@@ -1,0 +1,239 @@
+/**
+ * The network controller on the real kernel with the real bridge driver,
+ * following the tutorial's "Use user-defined bridge networks": alpine1,
+ * alpine2 and alpine4 on alpine-net, alpine3 on the default bridge, alpine4
+ * also connected to bridge. Names resolve through the embedded DNS at
+ * 127.0.0.11 inside each container's namespace; pings show isolation between
+ * networks; connect/disconnect change answers at once; a published port is
+ * held by the daemon and reaches the container; a daemon restart keeps live
+ * containers and removes dead ones.
+ *
+ * Containers are sandboxes without processes (createSandbox with a spec.dir
+ * under a temp dir); commands run in them with nsenter --net. The daemon's
+ * netns is the lab `cvn-ctl` (this test's main thread lives there).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createSocket } from 'node:dgram';
+import dnsPacket from 'dns-packet';
+import { NetLab, sh, run, inNs } from './network-lab.js';
+import { closeHostKernel } from '../../src/kernel/host.js';
+import { udpSocketInNetns } from '../../src/kernel/netns.js';
+import { EmbeddedStore } from '../../src/store/embedded.js';
+import { EventBus } from '../../src/daemon/events.js';
+import { defaultConfig, type DaemonConfig } from '../../src/daemon/config.js';
+import { silentLogger } from '../../src/common/log.js';
+import { NetworkController } from '../../src/network/controller.js';
+import type { SandboxHandle, SandboxSpec } from '../../src/network/types.js';
+
+const lab = new NetLab('cvn-ctl');
+const here = dirname(fileURLToPath(import.meta.url));
+const FAKE_DNS = join(here, '../lab/fake-dns.js');
+let store: EmbeddedStore;
+let config: DaemonConfig;
+let ctl: NetworkController;
+const sb: Record<string, SandboxHandle> = {};
+const ids: Record<string, string> = {};
+
+function spec(name: string, networkMode: string, over: Partial<SandboxSpec> = {}): SandboxSpec {
+  ids[name] ??= Buffer.from(name.padEnd(32, '_')).toString('hex').slice(0, 64);
+  const dir = join(lab.root, 'containers', name);
+  mkdirSync(dir, { recursive: true });
+  return {
+    containerId: ids[name]!, containerName: name, hostname: ids[name]!.slice(0, 12), domainname: '', networkMode, endpoints: [],
+    portBindings: [], exposedPorts: [], publishAllPorts: false, dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir, ...over,
+  };
+}
+
+function makeController(): NetworkController {
+  return new NetworkController({ config, store, events: new EventBus(), log: silentLogger });
+}
+
+/** busybox nslookup NAME 127.0.0.11 inside the container: the A records, or null when the lookup failed. */
+async function nslookup(name: string, target: string): Promise<string[] | null> {
+  const r = await run(...inNs(sb[name]!.netnsPath!, ['busybox', 'nslookup', target, '127.0.0.11']), 8000);
+  if (r.code !== 0) return null;
+  const answer = r.out.split(/\n\s*\n/).slice(1).join('\n');
+  return [...answer.matchAll(/Address: ([0-9a-f.:]+)/g)].map((m) => m[1]!);
+}
+
+async function ping(name: string, ip: string): Promise<boolean> {
+  return (await run(...inNs(sb[name]!.netnsPath!, ['busybox', 'ping', '-c1', '-W1', ip]), 5000)).code === 0;
+}
+
+async function ipOf(name: string, net: string): Promise<string> {
+  return (await ctl.networkSettings(ids[name]!))!.Networks[net]!.IPAddress!;
+}
+
+before(async () => {
+  lab.enter();
+  config = defaultConfig({ execRoot: lab.execRoot, dataRoot: lab.dataRoot, defaultBridgeName: 'cvn0', dns: ['127.0.0.1'] });
+  // The stand-in upstream resolver, on the daemon netns's loopback: google.com -> 198.51.100.1, others NXDOMAIN.
+  lab.start(['node', FAKE_DNS, '127.0.0.1', '198.51.100.1']);
+  store = new EmbeddedStore(join(lab.dataRoot, 'store'));
+  ctl = makeController();
+  await ctl.init();
+  for (let i = 0; i < 50 && (await run('busybox', ['nslookup', 'google.com', '127.0.0.1'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+});
+
+after(async () => {
+  for (const id of Object.values(ids)) await ctl.deleteSandbox(id).catch(() => undefined);
+  await ctl.close().catch(() => undefined);
+  await store.close().catch(() => undefined);
+  await closeHostKernel();
+  await lab.destroy();
+});
+
+test('docker network ls shows bridge, host and none; the default bridge cvn0 holds 172.17.0.1/16', async () => {
+  assert.deepEqual((await ctl.listNetworks()).map((n) => n.Name).sort(), ['bridge', 'host', 'none']);
+  assert.match(sh('ip', ['-4', 'addr', 'show', 'dev', 'cvn0']), /inet 172\.17\.0\.1\/16/);
+});
+
+test('user-defined bridge: alpine1, alpine2, alpine4 on alpine-net, alpine3 on bridge, alpine4 also on bridge', async () => {
+  await ctl.createNetwork({ Name: 'alpine-net', Driver: 'bridge' });
+  sb.alpine1 = await ctl.createSandbox(spec('alpine1', 'alpine-net'));
+  sb.alpine2 = await ctl.createSandbox(spec('alpine2', 'alpine-net'));
+  sb.alpine3 = await ctl.createSandbox(spec('alpine3', 'default'));
+  sb.alpine4 = await ctl.createSandbox(spec('alpine4', 'alpine-net'));
+  await ctl.connect(ids.alpine4!, { network: 'bridge' });
+  assert.equal(await ipOf('alpine1', 'alpine-net'), '172.18.0.2');
+  assert.equal(await ipOf('alpine3', 'bridge'), '172.17.0.2');
+  assert.equal(await ipOf('alpine4', 'bridge'), '172.17.0.3');
+  const links = sh(...inNs(sb.alpine4.netnsPath!, ['ip', '-o', 'addr', 'show']));
+  assert.match(links, /eth0\s+inet 172\.18\.0\.4\/16/);
+  assert.match(links, /eth1\s+inet 172\.17\.0\.3\/16/);
+  assert.match(sh(...inNs(sb.alpine4.netnsPath!, ['ip', 'route'])), /^default via 172\.18\.0\.1 dev eth0/m);
+  assert.equal(readFileSync(sb.alpine1.resolvConfPath, 'utf8'), 'nameserver 127.0.0.11\noptions ndots:0\n');
+  // The daemon's only upstream is on its loopback, which a default-bridge container cannot reach.
+  assert.match(readFileSync(sb.alpine3.resolvConfPath, 'utf8'), /^# no usable nameserver/);
+  const inspect = await ctl.inspectNetwork('alpine-net');
+  assert.deepEqual(Object.values(inspect.Containers).map((c) => c.Name).sort(), ['alpine1', 'alpine2', 'alpine4']);
+});
+
+test('alpine1 resolves alpine2, alpine4 and itself through 127.0.0.11, and pings them', async () => {
+  assert.deepEqual(await nslookup('alpine1', 'alpine2'), ['172.18.0.3']);
+  assert.deepEqual(await nslookup('alpine1', 'alpine4'), ['172.18.0.4']);
+  assert.deepEqual(await nslookup('alpine1', 'alpine1'), ['172.18.0.2']);
+  assert.ok(await ping('alpine1', '172.18.0.3'));
+  assert.ok(await ping('alpine1', '172.18.0.4'));
+});
+
+test('alpine1 cannot resolve or reach alpine3 (default bridge), not even alpine4\'s bridge address', async () => {
+  assert.equal(await nslookup('alpine1', 'alpine3'), null);
+  assert.equal(await ping('alpine1', '172.17.0.2'), false);
+  assert.equal(await ping('alpine1', '172.17.0.3'), false);
+});
+
+test('alpine4 (both networks) resolves alpine1 by name and reaches alpine3 by IP; alpine3 has no embedded DNS', async () => {
+  assert.deepEqual(await nslookup('alpine4', 'alpine1'), ['172.18.0.2']);
+  assert.ok(await ping('alpine4', '172.17.0.2'));
+  assert.equal(await nslookup('alpine3', 'alpine1'), null, 'nothing listens on 127.0.0.11 on the default bridge');
+  assert.ok(await ping('alpine3', '172.17.0.3'));
+});
+
+test('outside names are forwarded from the daemon\'s netns to the upstream (google.com)', async () => {
+  assert.deepEqual(await nslookup('alpine1', 'google.com'), ['198.51.100.1']);
+});
+
+test('connect and disconnect change the answers at once', async () => {
+  await ctl.connect(ids.alpine3!, { network: 'alpine-net', aliases: ['db'] });
+  const ip = await ipOf('alpine3', 'alpine-net');
+  assert.deepEqual(await nslookup('alpine1', 'alpine3'), [ip]);
+  assert.deepEqual(await nslookup('alpine1', 'db'), [ip]);
+  assert.ok(await ping('alpine1', ip));
+  assert.deepEqual(await nslookup('alpine3', 'alpine2'), ['172.18.0.3'], 'alpine3 now has the embedded DNS');
+  await ctl.disconnect(ids.alpine3!, 'alpine-net', false);
+  assert.equal(await nslookup('alpine1', 'alpine3'), null);
+  assert.equal(await ping('alpine1', ip), false);
+});
+
+test('a second network is isolated from alpine-net; an alias shared by two containers returns both', async () => {
+  await ctl.createNetwork({ Name: 'other', IPAM: { Config: [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }] } });
+  sb.o1 = await ctl.createSandbox(spec('o1', 'other', { endpoints: [{ network: 'other', aliases: ['svc'] }] }));
+  sb.o2 = await ctl.createSandbox(spec('o2', 'other', { endpoints: [{ network: 'other', aliases: ['svc'], ipv4Address: '10.11.0.50' }] }));
+  assert.equal(await ipOf('o1', 'other'), '10.11.0.1', 'first free address, the gateway is .2');
+  assert.deepEqual((await nslookup('o1', 'svc'))?.sort(), ['10.11.0.1', '10.11.0.50']);
+  assert.equal(await nslookup('o1', 'alpine1'), null);
+  assert.equal(await ping('o1', '172.18.0.2'), false);
+  assert.ok(await ping('o1', '10.11.0.50'));
+});
+
+test('a published port is held by the daemon (ss shows it) and reaches the container\'s server', async () => {
+  const www = join(lab.root, 'www');
+  mkdirSync(www, { recursive: true });
+  writeFileSync(join(www, 'index.html'), 'hello from my-nginx\n');
+  sb.web = await ctl.createSandbox(spec('web', 'alpine-net', {
+    portBindings: [{ containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 }],
+  }));
+  lab.start(['nsenter', `--net=${sb.web.netnsPath}`, '--', 'busybox', 'httpd', '-f', '-p', '80', '-h', www]);
+  const ip = await ipOf('web', 'alpine-net');
+  for (let i = 0; i < 50 && (await run(...inNs(sb.alpine1!.netnsPath!, ['sh', '-c', `timeout 2 busybox wget -q -O - http://${ip}/`]))).code !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(sh('ss', ['-tlnp']), new RegExp(`0\\.0\\.0\\.0:8080 .*users:\\(\\("node",pid=${process.pid}`));
+  const ns = (await ctl.networkSettings(ids.web!))!;
+  assert.deepEqual(ns.Ports['80/tcp'], [{ HostIp: '0.0.0.0', HostPort: '8080' }]);
+  // From the "host" (the lab netns) to its own address and to 127.0.0.1, and from a container by the gateway address.
+  const viaLoopback = await run('sh', ['-c', 'timeout 5 busybox wget -q -O - http://127.0.0.1:8080/']);
+  assert.equal(viaLoopback.out, 'hello from my-nginx\n');
+  const viaGateway = await run(...inNs(sb.alpine3!.netnsPath!, ['sh', '-c', 'timeout 5 busybox wget -q -O - http://172.17.0.1:8080/']));
+  assert.equal(viaGateway.out, 'hello from my-nginx\n');
+  await assert.rejects(ctl.createSandbox(spec('web2', 'alpine-net', {
+    portBindings: [{ containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 }],
+  })), /Bind for 0\.0\.0\.0:8080 failed: port is already allocated/);
+  delete ids.web2;
+  await ctl.disconnect(ids.web!, 'alpine-net', false);
+  assert.doesNotMatch(sh('ss', ['-tln']), /:8080 /, 'disconnect releases the port');
+});
+
+test('the embedded DNS answers tens of thousands of queries per second inside a sandbox', async () => {
+  // A client socket made inside alpine1's netns, sending to 127.0.0.11:53 there.
+  const fd = udpSocketInNetns(sb.alpine1!.netnsPath!, '127.0.0.1', 0);
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind({ fd } as never, () => r()));
+  const q = dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'A', name: 'alpine2' }] });
+  const total = 20_000;
+  let got = 0;
+  let sent = 0;
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve) => {
+    s.on('message', () => {
+      if (++got === total) resolve();
+      else if (sent < total) { sent++; s.send(q, 53, '127.0.0.11'); }
+    });
+    for (let i = 0; i < 50; i++) { sent++; s.send(q, 53, '127.0.0.11'); }
+  });
+  const qps = total / (Number(process.hrtime.bigint() - t0) / 1e9);
+  s.close();
+  console.log(`# embedded DNS in a sandbox: ${Math.round(qps)} queries/s (client in the same process)`);
+  assert.ok(qps > 5_000, `${qps} q/s`);
+});
+
+test('daemon restart: live containers keep names and addresses, dead ones are cleaned up, nothing orphaned', async () => {
+  await ctl.close();
+  ctl = makeController();
+  await ctl.init();
+  const live = new Set([ids.alpine1!, ids.alpine4!, ids.alpine3!]);
+  const alpine2ns = sb.alpine2!.netnsPath!;
+  await ctl.restore(live);
+  assert.equal(existsSync(alpine2ns), false);
+  for (const n of ['alpine2', 'o1', 'o2', 'web']) delete ids[n];
+  assert.deepEqual(await nslookup('alpine1', 'alpine4'), ['172.18.0.4']);
+  assert.equal(await nslookup('alpine1', 'alpine2'), null);
+  assert.ok(await ping('alpine1', '172.18.0.4'));
+  assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')).length, 3);
+  const veths = sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim().split('\n').filter(Boolean);
+  assert.equal(veths.length, 4, 'alpine1, alpine3, alpine4 x2');
+});
+
+test('stopping every container and removing the networks leaves no namespace or link behind', async () => {
+  for (const id of Object.values(ids)) await ctl.deleteSandbox(id);
+  await ctl.removeNetwork('alpine-net');
+  await ctl.removeNetwork('other');
+  assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')), []);
+  assert.equal(sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim(), '');
+  assert.deepEqual(sh('ip', ['-o', 'link', 'show', 'type', 'bridge']).trim().split('\n').map((l) => l.split(': ')[1]), ['cvn0']);
+});
