@@ -51,10 +51,9 @@ test('create refuses bad options before touching anything', () => {
 test('join: the veth peer is created directly in the sandbox netns, then configured from inside', () => {
   const cfg = bridgeConfig(net());
   const plan = joinPlan(cfg, { id: EP, networkId: ID, ipv4: '172.18.0.2/16', options: {} }, '/run/cove/netns/abc', 'eth0', true);
-  assert.deepEqual(plan.host, [
-    'link add vetha1b2c3d master br-3f9a0c1b2d4e up type veth peer name eth0 netns /run/cove/netns/abc address 02:42:ac:12:00:02',
-    'link set dev vetha1b2c3d type bridge_slave hairpin on',
-  ]);
+  assert.deepEqual(plan.host, ['link add vetha1b2c3d master br-3f9a0c1b2d4e type veth peer name eth0 netns /run/cove/netns/abc address 02:42:ac:12:00:02']);
+  assert.deepEqual(plan.hostSysctls, { 'net.ipv6.conf.vetha1b2c3d.disable_ipv6': '1' });
+  assert.deepEqual(plan.hostUp, ['link set dev vetha1b2c3d up type bridge_slave hairpin on']);
   assert.deepEqual(plan.sandbox.map(describeOp), [
     'sysctl net.ipv6.conf.eth0.disable_ipv6=1',
     'link set lo up',

@@ -4,8 +4,9 @@
  * (never moved: a move costs 16-24 ms), and Cove's nftables table for NAT,
  * isolation and published ports.
  *
- * Hot path of a container start (join): one command group on the shared
- * `ip -batch` co-process (veth + master + up + hairpin), then rtnetlink
+ * Hot path of a container start (join): two command groups on the shared
+ * `ip -batch` co-process (veth + master; IPv6 off on the host end, which is
+ * only a bridge port; up + hairpin), then rtnetlink
  * requests from a throwaway thread inside the sandbox (IPv6 sysctl, lo,
  * address, up, default route): no process is spawned. Published ports are
  * map elements added through the shared `nft -i` co-process (one
@@ -182,6 +183,8 @@ export class BridgeDriver implements NetworkDriver {
       await hostIp().run(plan.host);
     }
     try {
+      await writeSysctls(null, plan.hostSysctls);
+      await hostIp().run(plan.hostUp);
       await configureInNetns(req.netnsPath, plan.sandbox);
     } catch (e) {
       await hostIp().run(deleteVethCommands(req.endpoint)).catch(() => undefined);

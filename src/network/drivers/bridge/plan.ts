@@ -132,8 +132,12 @@ export function macFromIPv4(ip: string): string {
 export interface JoinPlan {
   hostVeth: string;
   mac: string;
-  /** In the daemon netns (IpBatch): the veth with its peer made directly in the sandbox netns. */
+  /** In the daemon netns (IpBatch): the veth, its peer made directly in the sandbox netns, host end not up yet. */
   host: string[];
+  /** Daemon-netns sysctls between `host` and `hostUp`: the host end is a bridge port and needs no IPv6 (cost grows with N otherwise). */
+  hostSysctls: Record<string, string>;
+  /** Then: host end up, with hairpin (a container reaching its own published port). */
+  hostUp: string[];
   /** Inside the sandbox netns, in order (IPv6 decided before the interface comes up). */
   sandbox: NetnsOp[];
   ipv4Gateway?: string;
@@ -151,10 +155,9 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
   const macAddr = ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined;
   if (!macAddr) throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
   const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
-  const host = [
-    `link add ${hostVeth}${mtu} master ${cfg.bridge} up type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`,
-    `link set dev ${hostVeth} type bridge_slave hairpin on`,
-  ];
+  const host = [`link add ${hostVeth}${mtu} master ${cfg.bridge} type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`];
+  const hostSysctls = { [`net.ipv6.conf.${hostVeth}.disable_ipv6`]: '1' };
+  const hostUp = [`link set dev ${hostVeth} up type bridge_slave hairpin on`];
   const sandbox: NetnsOp[] = [
     { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
     { op: 'up', dev: 'lo' },
@@ -172,6 +175,8 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
     hostVeth,
     mac: macAddr,
     host,
+    hostSysctls,
+    hostUp,
     sandbox,
   };
   if (gw4) plan.ipv4Gateway = gw4.address;
