@@ -465,12 +465,14 @@ export class NetworkController implements NetworkService {
 
   private async refreshSandboxResolver(sb: SandboxRecord): Promise<boolean> {
     const joined = await this.sandboxNetworks(sb);
-    const dnsNets = joined.filter((j) => hasEmbeddedDns(j.net)).map((j) => j.net.id);
+    const dnsNets = joined.filter((j) => hasEmbeddedDns(j.net));
     if (dnsNets.length === 0 || sb.netnsPath === null) {
       this.resolver.deleteSandbox(sb.id);
       return false;
     }
-    this.resolver.setSandbox(sb.id, dnsNets, this.upstreamFor(sb));
+    // A container only on --internal networks gets no answers from outside (its names still resolve).
+    const isolated = joined.every((j) => j.net.internal || j.net.driver === 'null');
+    this.resolver.setSandbox(sb.id, dnsNets.map((j) => j.net.id), isolated ? [] : this.upstreamFor(sb));
     return true;
   }
 
@@ -859,10 +861,10 @@ export class NetworkController implements NetworkService {
         await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
         return;
       }
-      if (!sb) throw new NotFound(`container ${containerId} is not connected to network ${net.name}`);
+      if (!sb) throw new Forbidden(`container ${containerId} is not connected to network ${net.name}`);
       const joined = await this.sandboxNetworks(sb);
       const hit = joined.find((j) => j.net.id === net.id);
-      if (!hit) throw new NotFound(`container ${containerId} is not connected to network ${net.name}`);
+      if (!hit) throw new Forbidden(`container ${containerId} is not connected to network ${net.name}`);
       if (net.driver === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
       await this.leaveEndpoint(sb, hit.ep, net);
       sb.endpoints = sb.endpoints.filter((id) => id !== hit.ep.id);

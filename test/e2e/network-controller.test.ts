@@ -212,6 +212,21 @@ test('the embedded DNS answers tens of thousands of queries per second inside a 
   assert.ok(qps > 5_000, `${qps} q/s`);
 });
 
+test('dnsperf from inside a container against 127.0.0.11 (if dnsperf is installed)', async (t) => {
+  if ((await run('sh', ['-c', 'command -v dnsperf'])).code !== 0) {
+    t.skip('dnsperf not installed');
+    return;
+  }
+  const qfile = join(lab.root, 'queries.txt');
+  writeFileSync(qfile, 'alpine2 A\nalpine4 A\nalpine1 A\n');
+  const r = await run(...inNs(sb.alpine1!.netnsPath!, ['dnsperf', '-s', '127.0.0.11', '-d', qfile, '-l', '3', '-c', '1', '-q', '50']), 20_000);
+  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.out)?.[1] ?? 0);
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(r.out)?.[1] ?? -1);
+  const lat = /Average Latency \(s\):\s+([\d.]+)/.exec(r.out)?.[1];
+  console.log(`# dnsperf in a sandbox: ${qps} queries/s, average latency ${lat} s, lost ${lost}`);
+  assert.ok(qps > 10_000, r.out);
+});
+
 test('daemon restart: live containers keep names and addresses, dead ones are cleaned up, nothing orphaned', async () => {
   await ctl.close();
   ctl = makeController();

@@ -170,7 +170,7 @@ test('Docker\'s connect/disconnect errors', async (t) => {
   await h.ctl.createNetwork({ Name: 'fixed', IPAM: { Config: [{ Subnet: '10.11.0.0/16' }] } });
   await h.ctl.createSandbox(h.spec(cid(1), 'my-nginx', { networkMode: 'my-net' }));
   await rejects(h.ctl.connect(cid(1), { network: 'my-net' }), 403, 'endpoint with name my-nginx already exists in network my-net');
-  await rejects(h.ctl.disconnect(cid(1), 'bridge', false), 404, `container ${cid(1)} is not connected to network bridge`);
+  await rejects(h.ctl.disconnect(cid(1), 'bridge', false), 403, `container ${cid(1)} is not connected to network bridge`);
   await rejects(h.ctl.connect(cid(1), { network: 'nope' }), 404, 'network nope not found');
   await rejects(h.ctl.connect(cid(1), { network: 'host' }), 400, 'container cannot be disconnected from host network or connected to host network');
   await rejects(h.ctl.connect(cid(1), { network: 'auto', ipv4Address: '172.19.0.9' }), 400,
@@ -281,4 +281,16 @@ test('restore after a restart: dead containers lose their sandbox, live ones get
   // alpine2's address is free again.
   await ctl2.createSandbox(h.spec(cid(3), 'alpine3', { networkMode: 'alpine-net' }));
   assert.equal((await ctl2.networkSettings(cid(3)))!.IPAddress, '172.18.0.3');
+});
+
+test('a container only on --internal networks resolves its neighbours but gets nothing forwarded outside', async (t) => {
+  const h = await harness(t);
+  await h.ctl.createNetwork({ Name: 'int-net', Internal: true });
+  await h.ctl.createNetwork({ Name: 'open' });
+  const a = await h.ctl.createSandbox(h.spec(cid(1), 'i1', { networkMode: 'int-net' }));
+  await h.ctl.createSandbox(h.spec(cid(2), 'i2', { networkMode: 'int-net' }));
+  assert.deepEqual(await lookup(h.ctl, a.id, 'i2'), ['172.18.0.3']);
+  assert.deepEqual(h.ctl.resolver.upstreamOf(a.id), []);
+  await h.ctl.connect(cid(1), { network: 'open' });
+  assert.deepEqual(h.ctl.resolver.upstreamOf(a.id), ['127.0.0.1:9'], 'with a non-internal network it forwards again');
 });

@@ -71,7 +71,8 @@ export class DnsServer {
       closeFd(udpFd);
       throw e;
     }
-    const udp = createSocket('udp4');
+    // Replies go to the asker's literal address: skip dgram's dns.lookup on every send.
+    const udp = createSocket({ type: 'udp4', lookup: literalLookup as never });
     udp.on('message', (msg, rinfo) => this.onUdp(sandboxId, udp, msg, rinfo.address, rinfo.port));
     udp.on('error', (e) => this.opts.log.warn({ sandbox: sandboxId, err: e.message }, 'dns udp socket error'));
     await new Promise<void>((resolve, reject) => {
@@ -186,6 +187,10 @@ export class DnsServer {
     }
     return errorResponse(msg, RCODE_SERVFAIL);
   }
+}
+
+function literalLookup(address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  cb(null, address, 4);
 }
 
 function writeFramed(c: Socket, msg: Buffer): void {
