@@ -58,8 +58,15 @@ test('IpBatch: commands run in order, a failure names its command, the co-proces
     await ip.run(['addr add 10.1.2.1/24 dev cvkbr0']); // restarted
     const addrs = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, ['addr', 'show', 'dev', 'cvkbr0']);
     assert.equal(addrs[0]!.addr_info[0]!.local, '10.1.2.1');
-    // many groups in flight at once
-    await Promise.all(Array.from({ length: 50 }, (_, i) => ip.run([`link set cvkbr0 mtu ${1400 + i}`])));
+    // many groups in flight at once; each failure lands on its own group, with its own command named
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) =>
+      ip.run(i % 7 === 3 ? [`link set cvkbr0 mtu ${1400 + i}`, `link set nosuch${i} up`] : [`link set cvkbr0 mtu ${1400 + i}`])));
+    results.forEach((r, i) => {
+      if (i % 7 === 3) assert.ok(r.status === 'rejected' && (r.reason as Error).message.startsWith(`ip link set nosuch${i} up: `), `group ${i}`);
+      else assert.equal(r.status, 'fulfilled', `group ${i}`);
+    });
+    const [br] = await ipJson<Array<{ mtu: number }>>(null, ['link', 'show', 'dev', 'cvkbr0']);
+    assert.equal(br!.mtu, 1449, 'ran in order');
     await ip.run(['link del cvkbr0']);
   } finally {
     await ip.close();

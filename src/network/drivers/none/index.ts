@@ -2,7 +2,7 @@
  * The none driver: the container gets a network namespace of its own with
  * only the loopback interface, up.
  */
-import { ipBatchOnce } from '../../../kernel/ip.js';
+import { configureInNetns } from '../../../kernel/rtnl.js';
 import { netnsPath } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
 
@@ -16,7 +16,7 @@ export class NoneDriver implements NetworkDriver {
   }
   async deleteEndpoint(_net: DriverNetwork, _ep: DriverEndpoint): Promise<void> {}
   async join(req: JoinRequest): Promise<JoinInfo> {
-    await ipBatchOnce(netnsPath(req.netnsPath), ['link set lo up']);
+    await configureInNetns(netnsPath(req.netnsPath), [{ op: 'up', dev: 'lo' }]);
     return { disableGatewayService: true };
   }
   async leave(): Promise<void> {}
