@@ -161,6 +161,24 @@ test('a second network is isolated from alpine-net; an alias shared by two conta
   assert.ok(await ping('o1', '10.11.0.50'));
 });
 
+test('--ipv6 --subnet 2001:db8:1::/64: addresses of both families, AAAA answers, ping over IPv6', async () => {
+  await ctl.createNetwork({ Name: 'v6net', EnableIPv6: true, IPAM: { Config: [{ Subnet: '2001:db8:1::/64' }] } });
+  sb.v61 = await ctl.createSandbox(spec('v61', 'v6net'));
+  sb.v62 = await ctl.createSandbox(spec('v62', 'v6net'));
+  const ns = (await ctl.networkSettings(ids.v62!))!;
+  assert.deepEqual([ns.GlobalIPv6Address, ns.GlobalIPv6PrefixLen, ns.IPv6Gateway], ['2001:db8:1::3', 64, '2001:db8:1::1']);
+  assert.match(sh(...inNs(sb.v62.netnsPath!, ['ip', '-6', 'addr', 'show', 'dev', 'eth0'])), /inet6 2001:db8:1::3\/64/);
+  const both = await nslookup('v61', 'v62');
+  assert.ok(both?.includes('2001:db8:1::3') && both.includes(ns.IPAddress), `nslookup gave ${both}`);
+  let ok = false;
+  // Duplicate address detection holds a fresh IPv6 address for a moment.
+  for (let i = 0; i < 30 && !ok; i++) {
+    ok = await ping('v61', '2001:db8:1::3');
+    if (!ok) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(ok, 'ping6 v61 -> v62');
+});
+
 test('a published port is held by the daemon (ss shows it) and reaches the container\'s server', async () => {
   const www = join(lab.root, 'www');
   mkdirSync(www, { recursive: true });
@@ -235,7 +253,7 @@ test('daemon restart: live containers keep names and addresses, dead ones are cl
   const alpine2ns = sb.alpine2!.netnsPath!;
   await ctl.restore(live);
   assert.equal(existsSync(alpine2ns), false);
-  for (const n of ['alpine2', 'o1', 'o2', 'web']) delete ids[n];
+  for (const n of ['alpine2', 'o1', 'o2', 'web', 'v61', 'v62']) delete ids[n];
   assert.deepEqual(await nslookup('alpine1', 'alpine4'), ['172.18.0.4']);
   assert.equal(await nslookup('alpine1', 'alpine2'), null);
   assert.ok(await ping('alpine1', '172.18.0.4'));
@@ -248,6 +266,7 @@ test('stopping every container and removing the networks leaves no namespace or 
   for (const id of Object.values(ids)) await ctl.deleteSandbox(id);
   await ctl.removeNetwork('alpine-net');
   await ctl.removeNetwork('other');
+  await ctl.removeNetwork('v6net');
   assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')), []);
   assert.equal(sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim(), '');
   assert.deepEqual(sh('ip', ['-o', 'link', 'show', 'type', 'bridge']).trim().split('\n').map((l) => l.split(': ')[1]), ['cvn0']);
