@@ -15,7 +15,7 @@
  */
 import { Conflict } from '../../../common/errors.js';
 import { KernelError } from '../../../kernel/errors.js';
-import { hostIp, hostNft } from '../../../kernel/host.js';
+import { closeHostKernel, hostIp, hostNft } from '../../../kernel/host.js';
 import { IpBatch, ipJson } from '../../../kernel/ip.js';
 import { nftApply } from '../../../kernel/nft.js';
 import { writeSysctls } from '../../../kernel/netns.js';
@@ -68,11 +68,13 @@ export class BridgeDriver implements NetworkDriver {
     while (this.reaping) await this.reaping;
   }
 
-  /** Ends the driver's own co-process (the shared ones belong to src/kernel/host.ts). */
+  /** Daemon shutdown: lets pending deletions finish, ends the reaper and the shared co-processes (they restart on next use). */
   async close(): Promise<void> {
     await this.settle();
     await this.reaper?.close();
     this.reaper = undefined;
+    await this.fwQueue;
+    await closeHostKernel();
   }
 
   private firewall<T>(fn: () => Promise<T>): Promise<T> {

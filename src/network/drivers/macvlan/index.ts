@@ -9,7 +9,7 @@
  */
 import { InvalidParameter } from '../../../common/errors.js';
 import { KernelError } from '../../../kernel/errors.js';
-import { hostIp } from '../../../kernel/host.js';
+import { closeHostKernel, hostIp } from '../../../kernel/host.js';
 import { ipJson } from '../../../kernel/ip.js';
 import { configureInNetns } from '../../../kernel/rtnl.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
@@ -82,6 +82,11 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
     if (plan.ipv6Gateway) info.ipv6Gateway = plan.ipv6Gateway;
     if (!plan.ipv4Gateway && !plan.ipv6Gateway) info.disableGatewayService = true;
     return info;
+  }
+
+  /** Daemon shutdown: ends the shared co-processes of the daemon netns (they restart on next use). */
+  async close(): Promise<void> {
+    await closeHostKernel();
   }
 
   async leave(req: JoinRequest & { joinState?: Record<string, unknown> }): Promise<void> {
