@@ -47,6 +47,8 @@ export interface SandboxKernel {
   /** Brings lo up inside the netns (127.0.0.11 needs it). */
   loopbackUp(path: string): Promise<void>;
   enableIpv6(path: string): Promise<void>;
+  /** Points the netns's default route(s) at a gateway through an interface (gateway failover on disconnect). */
+  setDefaultRoute(path: string, ifName: string, gateways: { v4?: string; v6?: string }): Promise<void>;
   /** Sockets of the embedded DNS inside the netns: an fd, or (tests) an address to bind here. */
   udpSocket(path: string, ip: string, port: number): SocketSource;
   tcpSocket(path: string, ip: string, port: number): SocketSource;
@@ -78,6 +80,13 @@ async function defaultKernel(): Promise<SandboxKernel> {
     deleteNetns: (path) => netns.deleteNetns(path),
     loopbackUp: (path) => ip.ipBatchOnce(path, ['link set lo up']),
     enableIpv6: (path) => netns.writeSysctls(path, { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' }),
+    setDefaultRoute: (path, ifName, gws) => {
+      const cmds: string[] = [];
+      if (gws.v4 && tryParseIp(gws.v4)?.family === 4) cmds.push(`route replace default via ${gws.v4} dev ${ifName}`);
+      if (gws.v6 && tryParseIp(gws.v6)?.family === 6) cmds.push(`-6 route replace default via ${gws.v6} dev ${ifName}`);
+      if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(ifName)) throw new InvalidParameter(`invalid interface name ${ifName}`);
+      return ip.ipBatchOnce(path, cmds);
+    },
     udpSocket: (path, addr, port) => netns.udpSocketInNetns(path, addr, port),
     tcpSocket: (path, addr, port) => netns.tcpListenSocketInNetns(path, addr, port),
   };
@@ -502,8 +511,11 @@ export class NetworkController implements NetworkService {
         hostFile = '127.0.0.1\tlocalhost\n';
       }
     }
+    // --add-host NAME:host-gateway means the default bridge's gateway, like Docker.
+    const bridgeGw = (await this.networks.list()).find((n) => n.value.defaultBridge)?.value.subnets.find((s) => s.family === 4)?.gateway;
+    const extraHosts = sb.extraHosts.map((e) => (bridgeGw ? e.replace(/([:=])host-gateway$/, `$1${bridgeGw}`) : e));
     writeInPlace(paths.hostsPath, renderHosts({
-      hostname: sb.hostname, domainname: sb.domainname, addresses, extraHosts: sb.extraHosts, ipv6: joined.some((j) => j.net.enableIPv6),
+      hostname: sb.hostname, domainname: sb.domainname, addresses, extraHosts, ipv6: joined.some((j) => j.net.enableIPv6),
       ...(hostFile !== undefined ? { hostFile } : {}),
     }));
     writeInPlace(paths.hostnamePath, `${sb.hostname}\n`);
@@ -869,11 +881,35 @@ export class NetworkController implements NetworkService {
       await this.leaveEndpoint(sb, hit.ep, net);
       sb.endpoints = sb.endpoints.filter((id) => id !== hit.ep.id);
       await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
+      if (hit.ep.defaultGateway) await this.promoteGateway(sb, joined.filter((j) => j.ep.id !== hit.ep.id));
       await this.refreshNames([net.id]);
       if (!(await this.refreshSandboxResolver(sb)) && this.dns) await this.dns.detach(sb.id);
       await this.writeFiles(sb);
       this.events.publish('network', 'disconnect', net.id, { container: sb.containerId, name: net.name, type: net.driver });
     });
+  }
+
+  /**
+   * The network that gave the default route is gone: the next endpoint with a
+   * gateway takes over the route and the published ports (as libnetwork does).
+   * Best effort: the container keeps its other networks either way.
+   */
+  private async promoteGateway(sb: SandboxRecord, remaining: Array<{ ep: EndpointRecord; net: NetworkRecord }>): Promise<void> {
+    const next = remaining.find((j) => !j.net.internal && (j.ep.gatewayV4 || j.ep.gatewayV6) && this.driverOf(j.net));
+    if (!next || !sb.netnsPath) return;
+    const { ep, net } = next;
+    try {
+      const gws: { v4?: string; v6?: string } = {};
+      if (ep.gatewayV4) gws.v4 = ep.gatewayV4;
+      if (ep.gatewayV6) gws.v6 = ep.gatewayV6;
+      await (await this.getKernel()).setDefaultRoute(sb.netnsPath, ep.ifName, gws);
+      ep.defaultGateway = true;
+      await this.programPorts(sb, ep, net, this.driverOf(net)!, this.driverEndpoint(ep));
+      await this.endpoints.put(ep.id, ep);
+      await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
+    } catch (e) {
+      this.log.warn({ container: shortId(sb.containerId), network: net.name, err: (e as Error).message }, 'moving the default route failed');
+    }
   }
 
   async networkSettings(containerId: string): Promise<DockerNetworkSettings | undefined> {

@@ -150,6 +150,14 @@ test('connect and disconnect change the answers at once', async () => {
   assert.equal(await ping('alpine1', ip), false);
 });
 
+test('disconnecting the network of the default route moves the route to the next network', async () => {
+  sb.gw = await ctl.createSandbox(spec('gw', 'alpine-net', { endpoints: [{ network: 'alpine-net' }, { network: 'bridge' }] }));
+  assert.match(sh(...inNs(sb.gw.netnsPath!, ['ip', 'route'])), /^default via 172\.18\.0\.1 dev eth0/m);
+  await ctl.disconnect(ids.gw!, 'alpine-net', false);
+  assert.match(sh(...inNs(sb.gw.netnsPath!, ['ip', 'route'])), /^default via 172\.17\.0\.1 dev eth1/m);
+  assert.ok(await ping('gw', '172.17.0.1'));
+});
+
 test('a second network is isolated from alpine-net; an alias shared by two containers returns both', async () => {
   await ctl.createNetwork({ Name: 'other', IPAM: { Config: [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }] } });
   sb.o1 = await ctl.createSandbox(spec('o1', 'other', { endpoints: [{ network: 'other', aliases: ['svc'] }] }));
@@ -253,7 +261,7 @@ test('daemon restart: live containers keep names and addresses, dead ones are cl
   const alpine2ns = sb.alpine2!.netnsPath!;
   await ctl.restore(live);
   assert.equal(existsSync(alpine2ns), false);
-  for (const n of ['alpine2', 'o1', 'o2', 'web', 'v61', 'v62']) delete ids[n];
+  for (const n of ['alpine2', 'o1', 'o2', 'web', 'v61', 'v62', 'gw']) delete ids[n];
   assert.deepEqual(await nslookup('alpine1', 'alpine4'), ['172.18.0.4']);
   assert.equal(await nslookup('alpine1', 'alpine2'), null);
   assert.ok(await ping('alpine1', '172.18.0.4'));

@@ -294,3 +294,22 @@ test('a container only on --internal networks resolves its neighbours but gets n
   await h.ctl.connect(cid(1), { network: 'open' });
   assert.deepEqual(h.ctl.resolver.upstreamOf(a.id), ['127.0.0.1:9'], 'with a non-internal network it forwards again');
 });
+
+test('disconnecting the network of the default route moves the route and the published ports to the next network', async (t) => {
+  const h = await harness(t);
+  await h.ctl.createNetwork({ Name: 'front' });
+  await h.ctl.createNetwork({ Name: 'back' });
+  const sb = await h.ctl.createSandbox(h.spec(cid(1), 'app', { networkMode: 'front', endpoints: [{ network: 'front' }, { network: 'back' }],
+    portBindings: [{ containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 42107, hostPortEnd: 42107 }] }));
+  await h.ctl.disconnect(cid(1), 'front', false);
+  assert.deepEqual(h.kernel.routes, [{ path: sb.netnsPath, ifName: 'eth1', gateways: { v4: '172.19.0.1' } }]);
+  const ns = (await h.ctl.networkSettings(cid(1)))!;
+  assert.deepEqual(ns.Ports['80/tcp'], [{ HostIp: '127.0.0.1', HostPort: '42107' }]);
+  assert.equal([...h.bridge.published.values()][0]![0]!.containerIp, '172.19.0.2');
+});
+
+test('--add-host name:host-gateway points at the default bridge gateway; extra hosts come before the own address', async (t) => {
+  const h = await harness(t);
+  const sb = await h.ctl.createSandbox(h.spec(cid(1), 'x', { extraHosts: ['host.docker.internal:host-gateway', 'db:10.0.0.5'] }));
+  assert.match(readFileSync(sb.hostsPath, 'utf8'), /\n172\.17\.0\.1\thost\.docker\.internal\n10\.0\.0\.5\tdb\n172\.17\.0\.2\t/);
+});

@@ -94,6 +94,10 @@ export class FakeKernel implements SandboxKernel {
   async enableIpv6(path: string): Promise<void> {
     this.ipv6Enabled.add(path);
   }
+  readonly routes: Array<{ path: string; ifName: string; gateways: { v4?: string; v6?: string } }> = [];
+  async setDefaultRoute(path: string, ifName: string, gateways: { v4?: string; v6?: string }): Promise<void> {
+    this.routes.push({ path, ifName, gateways });
+  }
   udpSocket() {
     return { address: '127.0.0.1', port: 0 };
   }
