@@ -989,24 +989,25 @@ export class NetworkController implements NetworkService {
         }
       }
     }
-    // Live sandboxes: DNS sockets, port reservations and files again.
+    // Live sandboxes: DNS sockets, port reservations and files again (each step on its own: one failure does not skip the others).
     await this.refreshAllNames();
     for (const { value: sb } of await this.sandboxes.list()) {
-      try {
+      const fail = (what: string) => (e: unknown) =>
+        this.log.error({ container: shortId(sb.containerId), step: what, err: (e as Error).message }, 'restoring sandbox failed');
+      await (async () => {
         if (await this.refreshSandboxResolver(sb)) await (await this.getDns()).attach(sb.id, sb.netnsPath!);
-        for (const { ep, net } of await this.sandboxNetworks(sb)) {
-          if (ep.ports.length === 0) continue;
-          const d = this.driverOf(net);
+      })().catch(fail('dns'));
+      for (const { ep, net } of await this.sandboxNetworks(sb)) {
+        if (ep.ports.length === 0 || !ep.ipv4) continue;
+        await (async () => {
           const { bindings } = await this.ports.reserve(ep.id, {
             bindings: ep.ports.map((b) => ({ containerPort: b.containerPort, containerPortEnd: b.containerPortEnd, protocol: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, hostPortEnd: b.hostPortEnd })),
             exposed: [], publishAll: false, containerIp: ep.ipv4!.split('/')[0]!,
           });
-          await d?.programExternalConnectivity?.(this.driverNetwork(net), this.driverEndpoint(ep), bindings);
-        }
-        await this.writeFiles(sb);
-      } catch (e) {
-        this.log.error({ container: shortId(sb.containerId), err: (e as Error).message }, 'restoring sandbox failed');
+          await this.driverOf(net)?.programExternalConnectivity?.(this.driverNetwork(net), this.driverEndpoint(ep), bindings);
+        })().catch(fail('ports'));
       }
+      await this.writeFiles(sb).catch(fail('files'));
     }
   }
 
