@@ -8,11 +8,11 @@
  * Ctrl-C tears down the engine that is running and still writes what was measured.
  */
 import { cpus, loadavg, release } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from '../test/lab/lab.js';
 import type { BenchResults } from './results.js';
-import { Recorder } from './results.js';
+import { Recorder, mergeEarlier } from './results.js';
 import { WORKLOADS, clientsBuilt, type Ctx } from './workloads.js';
 import type { Engine } from './targets/target.js';
 import { FloorEngine } from './targets/floor.js';
@@ -34,6 +34,8 @@ Options:
   --out DIR             where results.json, report.md and scaling.svg go (default bench/results/<timestamp>)
   --no-cove             skip Cove
   --no-floor            skip the kernel floor (ratios to it are then missing)
+  --include FILE        merge the targets of an earlier results.json that this run does not measure
+                        (e.g. peers measured once); repeatable
   --help                this text
 
 Workloads:
@@ -129,7 +131,9 @@ async function main(): Promise<number> {
       const ctx: Ctx = { quick: opts.quick, rec, engine, log, name };
       for (const id of opts.workloads) {
         const w = WORKLOADS.find((x) => x.id === id)!;
-        for (const t of w.perEngine ? ready.slice(0, 1) : ready) {
+        // Per-engine workloads (memory) drive the engine through its API when it has one: fastest to fill.
+        const once = ready.find((t) => t.name.endsWith('-api')) ?? ready[0];
+        for (const t of w.perEngine ? (once ? [once] : []) : ready) {
           if (stopping) break;
           log(`bench: ${t.name}: workload ${w.id} (${w.title})`);
           const t0 = Date.now();
@@ -153,7 +157,16 @@ async function main(): Promise<number> {
     }
   }
   if (stopping) return 130;
+  for (const file of opts.include) {
+    try {
+      const taken = mergeEarlier(results, JSON.parse(readFileSync(file, 'utf8')) as BenchResults, file);
+      log(`bench: merged ${taken.length ? taken.join(', ') : 'nothing new'} from ${file}`);
+    } catch (e) {
+      log(`bench: cannot include ${file}: ${(e as Error).message}`);
+    }
+  }
   results.finished = new Date().toISOString();
+  results.machine.loadAtEnd = loadavg();
   writeOutputs(results, opts.out);
   process.stdout.write(renderText(results));
   process.stdout.write(`\nresults: ${join(opts.out, 'results.json')}\nreport:  ${join(opts.out, 'report.md')}\n`);

@@ -11,6 +11,8 @@ export interface Options {
   out: string;
   cove: boolean;
   floor: boolean;
+  /** results.json files of earlier runs whose other targets are merged into this report. */
+  include: string[];
 }
 
 /** Parses argv; unknown workload or peer names are reported and dropped, the rest runs. */
@@ -24,6 +26,7 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
       out: { type: 'string' },
       'no-cove': { type: 'boolean', default: false },
       'no-floor': { type: 'boolean', default: false },
+      include: { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -55,6 +58,7 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
     out: values.out ?? join(known.repo, 'bench/results', stamp),
     cove: !values['no-cove'],
     floor: !values['no-floor'],
+    include: values.include ?? [],
   };
 }
 

@@ -27,7 +27,9 @@ export interface BenchResults {
   started: string;
   finished?: string;
   quick: boolean;
-  machine: { cpus: number; kernel: string; node: string; load: number[] };
+  machine: { cpus: number; kernel: string; node: string; load: number[]; loadAtEnd?: number[] };
+  /** Earlier runs whose samples were merged in (--include). */
+  included?: Array<{ file: string; started: string; targets: string[] }>;
   /** engine name -> description (versions). */
   engines: Record<string, string>;
   /** target name -> engine name, in the order they ran. */
@@ -82,4 +84,32 @@ export class Recorder {
     const w = this.results.workloads.find((x) => x.id === workload);
     if (w && !w.notes.includes(text)) w.notes.push(text);
   }
+}
+
+/**
+ * Merges the samples of an earlier run's targets that this run does not have
+ * (for example slow peers measured once), so one report compares them all.
+ */
+export function mergeEarlier(into: BenchResults, earlier: BenchResults, file: string): string[] {
+  const taken = Object.keys(earlier.targets).filter((t) => !(t in into.targets));
+  if (taken.length === 0) return [];
+  for (const t of taken) into.targets[t] = earlier.targets[t]!;
+  for (const [name, desc] of Object.entries(earlier.engines)) if (taken.some((t) => earlier.targets[t] === name)) into.engines[name] ??= desc;
+  for (const [k, v] of Object.entries(earlier.unavailable)) if (taken.some((t) => k.startsWith(earlier.targets[t]!))) into.unavailable[k] ??= v;
+  for (const ew of earlier.workloads) {
+    const w = into.workloads.find((x) => x.id === ew.id);
+    if (!w) continue; // only workloads this run asked for
+    for (const em of ew.metrics) {
+      let m = w.metrics.find((x) => x.key === em.key);
+      if (!m) {
+        m = { ...em, samples: {} };
+        w.metrics.push(m);
+      }
+      for (const t of taken) if (em.samples[t]) m.samples[t] = em.samples[t]!.slice();
+    }
+    for (const t of taken) if (ew.errors[t]) w.errors[t] = ew.errors[t]!;
+    for (const n of ew.notes) if (!w.notes.includes(n)) w.notes.push(n);
+  }
+  (into.included ??= []).push({ file, started: earlier.started, targets: taken });
+  return taken;
 }
