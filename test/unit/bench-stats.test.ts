@@ -137,3 +137,34 @@ test('text tables align columns and right-align numbers', () => {
   const t = textTable(['name', 'value'], [['a', '1'], ['long', '123']]);
   assert.equal(t, 'name  value\n----  -----\na         1\nlong    123');
 });
+
+test('--include merges only the targets this run lacks, with their samples, engines and errors', async () => {
+  const { mergeEarlier } = await import('../../bench/results.js');
+  const earlier = emptyResults();
+  earlier.started = 'earlier';
+  earlier.targets = { floor: 'floor', docker: 'docker', podman: 'podman' };
+  earlier.engines = { floor: 'old floor', docker: 'Docker 20.10', podman: 'Podman 4.3' };
+  const e = new Recorder(earlier);
+  e.workload(1, 'w1');
+  e.workload(9, 'not asked for now');
+  e.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'floor', 1);
+  e.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'docker', 300);
+  e.add(1, { key: 'only-earlier', label: 'y', unit: 'ms' }, 'podman', 50);
+  e.error(1, 'podman', 'boom');
+  const now = emptyResults();
+  now.targets = { floor: 'floor', 'cove-api': 'cove' };
+  now.engines = { floor: 'new floor', cove: 'Cove' };
+  const n = new Recorder(now);
+  n.workload(1, 'w1');
+  n.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'floor', 2);
+  assert.deepEqual(mergeEarlier(now, earlier, 'old.json'), ['docker', 'podman']);
+  const m = now.workloads[0]!.metrics.find((x) => x.key === 'create+rm')!;
+  assert.deepEqual(m.samples, { floor: [2], docker: [300] }, "this run's floor is kept");
+  assert.deepEqual(now.workloads[0]!.metrics.find((x) => x.key === 'only-earlier')!.samples, { podman: [50] });
+  assert.equal(now.workloads.length, 1, 'workloads this run did not ask for stay out');
+  assert.equal(now.engines.floor, 'new floor');
+  assert.equal(now.engines.docker, 'Docker 20.10');
+  assert.equal(now.workloads[0]!.errors.podman, 'boom');
+  assert.deepEqual(now.included, [{ file: 'old.json', started: 'earlier', targets: ['docker', 'podman'] }]);
+  assert.deepEqual(mergeEarlier(now, earlier, 'old.json'), [], 'a second merge adds nothing');
+});
