@@ -1,0 +1,221 @@
+/** /containers and /exec: lifecycle, inspect, list, logs, attach, wait, exec. */
+import type { Route } from '../server.js';
+import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
+import { containerCreateShape, execCreateShape, execStartShape } from '../shapes.js';
+import { InvalidParameter } from '../../common/errors.js';
+import type { DockerContainerCreate, DockerExecCreate, IoSession, LogOptions } from '../../runtime/types.js';
+import { MULTIPLEXED_STREAM, RAW_STREAM, frame, runSession } from '../stream.js';
+import { parseTimestamp } from './system.js';
+
+async function create(ctx: Ctx): Promise<void> {
+  const body = await jsonBody<DockerContainerCreate>(ctx, containerCreateShape);
+  const name = ctx.query.get('name') ?? undefined;
+  ctx.reply.json(201, await ctx.engine.containers.create(name || undefined, body));
+}
+
+async function start(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.start(param(ctx, 'id'));
+  ctx.reply.empty(204);
+}
+
+function timeoutOf(ctx: Ctx): number | undefined {
+  return intQuery(ctx.query, 't') ?? intQuery(ctx.query, 'timeout');
+}
+
+async function stop(ctx: Ctx): Promise<void> {
+  const opts: { timeout?: number; signal?: string } = {};
+  const t = timeoutOf(ctx);
+  if (t !== undefined) opts.timeout = t;
+  const signal = ctx.query.get('signal');
+  if (signal) opts.signal = signal;
+  await ctx.engine.containers.stop(param(ctx, 'id'), opts);
+  ctx.reply.empty(204);
+}
+
+async function kill(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.kill(param(ctx, 'id'), ctx.query.get('signal') || undefined);
+  ctx.reply.empty(204);
+}
+
+async function restart(ctx: Ctx): Promise<void> {
+  const opts: { timeout?: number } = {};
+  const t = timeoutOf(ctx);
+  if (t !== undefined) opts.timeout = t;
+  await ctx.engine.containers.restart(param(ctx, 'id'), opts);
+  ctx.reply.empty(204);
+}
+
+async function remove(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.remove(param(ctx, 'id'), { force: boolQuery(ctx.query, 'force'), volumes: boolQuery(ctx.query, 'v') });
+  ctx.reply.empty(204);
+}
+
+async function inspect(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await ctx.engine.containers.inspect(param(ctx, 'id')));
+}
+
+async function list(ctx: Ctx): Promise<void> {
+  const opts: { all?: boolean; limit?: number; filters?: Record<string, string[]> } = {
+    all: boolQuery(ctx.query, 'all'),
+    filters: filtersQuery(ctx.query),
+  };
+  const limit = intQuery(ctx.query, 'limit');
+  if (limit !== undefined && limit > 0) opts.limit = limit;
+  // `before`/`since` limit by creation order, which means including stopped ones.
+  ctx.reply.json(200, await ctx.engine.containers.list(opts));
+}
+
+async function rename(ctx: Ctx): Promise<void> {
+  const name = ctx.query.get('name');
+  if (!name) throw new InvalidParameter('Error when allocating new name: Invalid container name (), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed');
+  await ctx.engine.containers.rename(param(ctx, 'id'), name);
+  ctx.reply.empty(204);
+}
+
+function sizeQuery(ctx: Ctx): { rows: number; cols: number } {
+  const h = intQuery(ctx.query, 'h');
+  const w = intQuery(ctx.query, 'w');
+  if (h === undefined || w === undefined || h < 0 || w < 0) {
+    throw new InvalidParameter('invalid resize parameters: h and w must be non-negative integers');
+  }
+  return { rows: h, cols: w };
+}
+
+async function resize(ctx: Ctx): Promise<void> {
+  const { rows, cols } = sizeQuery(ctx);
+  await ctx.engine.containers.resize(param(ctx, 'id'), rows, cols);
+  ctx.reply.empty(200);
+}
+
+const WAIT_CONDITIONS = ['not-running', 'next-exit', 'removed'] as const;
+
+async function wait(ctx: Ctx): Promise<void> {
+  const cond = ctx.query.get('condition') || 'not-running';
+  if (!(WAIT_CONDITIONS as readonly string[]).includes(cond)) throw new InvalidParameter(`invalid condition: "${cond}"`);
+  const id = param(ctx, 'id');
+  // Resolve first so an unknown container is a plain 404, not a broken stream.
+  await ctx.engine.containers.resolve(id);
+  const waiting = ctx.engine.containers.wait(id, cond as (typeof WAIT_CONDITIONS)[number]);
+  // The docker CLI calls wait before start and blocks until the headers arrive.
+  const out = ctx.reply.stream(200, 'application/json');
+  let result: { StatusCode: number; Error?: { Message: string } | null };
+  try {
+    result = await waiting;
+  } catch (e) {
+    result = { StatusCode: -1, Error: { Message: (e as Error).message } };
+  }
+  out.end(JSON.stringify({ StatusCode: result.StatusCode, Error: result.Error ?? null }) + '\n');
+}
+
+async function logs(ctx: Ctx): Promise<void> {
+  const q = ctx.query;
+  const id = param(ctx, 'id');
+  const opts: LogOptions = {
+    follow: boolQuery(q, 'follow'),
+    stdout: boolQuery(q, 'stdout'),
+    stderr: boolQuery(q, 'stderr'),
+    timestamps: boolQuery(q, 'timestamps'),
+    tail: q.get('tail') || 'all',
+  };
+  if (!opts.stdout && !opts.stderr) throw new InvalidParameter('Bad parameters: you must choose at least one stream');
+  if (q.get('since')) opts.since = parseTimestamp(q.get('since')!, 'since');
+  if (q.get('until')) opts.until = parseTimestamp(q.get('until')!, 'until');
+  const info = await ctx.engine.containers.inspect(id);
+  const tty = Boolean(info.Config.Tty);
+  const entries = ctx.engine.containers.logs(id, opts)[Symbol.asyncIterator]();
+  // Pull the first entry before the headers go out, so errors are still JSON.
+  let first = await entries.next();
+  const out = ctx.reply.stream(200, tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+  let gone = false;
+  ctx.req.socket.once('close', () => {
+    gone = true;
+    void entries.return?.();
+  });
+  try {
+    while (!first.done && !gone) {
+      const e = first.value;
+      const data = opts.timestamps ? Buffer.concat([Buffer.from(e.time + ' '), e.data]) : e.data;
+      out.write(tty ? data : frame(e.stream === 'stderr' ? 2 : 1, data));
+      first = await entries.next();
+    }
+  } finally {
+    if (!out.writableEnded) out.end();
+  }
+}
+
+async function attach(ctx: Ctx): Promise<void> {
+  const q = ctx.query;
+  const id = param(ctx, 'id');
+  const opts = {
+    stdin: boolQuery(q, 'stdin'),
+    stdout: boolQuery(q, 'stdout'),
+    stderr: boolQuery(q, 'stderr'),
+    logs: boolQuery(q, 'logs'),
+    stream: boolQuery(q, 'stream'),
+    ...(q.get('detachKeys') ? { detachKeys: q.get('detachKeys')! } : {}),
+  };
+  // `docker run` attaches BEFORE it starts the container and waits for this
+  // answer first: take the connection now, then wait for the session.
+  const info = await ctx.engine.containers.inspect(id);
+  const conn = ctx.reply.hijack(info.Config.Tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+  let session: IoSession;
+  try {
+    session = await ctx.engine.containers.attach(id, opts);
+  } catch (err) {
+    ctx.log.warn({ err, container: id }, 'attach failed after the connection was taken');
+    conn.end();
+    return;
+  }
+  await runSession(session, conn, { stdin: opts.stdin });
+}
+
+async function execCreate(ctx: Ctx): Promise<void> {
+  const body = await jsonBody<DockerExecCreate>(ctx, execCreateShape);
+  if (!body.Cmd || body.Cmd.length === 0) throw new InvalidParameter('No exec command specified');
+  ctx.reply.json(201, await ctx.engine.containers.execCreate(param(ctx, 'id'), body));
+}
+
+async function execStart(ctx: Ctx): Promise<void> {
+  const body = await jsonBody<{ Detach?: boolean; Tty?: boolean }>(ctx, execStartShape, { optional: true });
+  const id = param(ctx, 'id');
+  const opts: { Detach?: boolean; Tty?: boolean } = {};
+  if (body.Detach !== undefined) opts.Detach = body.Detach;
+  if (body.Tty !== undefined) opts.Tty = body.Tty;
+  const session = await ctx.engine.containers.execStart(id, opts);
+  if (!session) {
+    ctx.reply.empty(200);
+    return;
+  }
+  const conn = ctx.reply.hijack(session.tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+  await runSession(session, conn, { stdin: Boolean(session.stdin) });
+}
+
+async function execInspect(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await ctx.engine.containers.execInspect(param(ctx, 'id')));
+}
+
+async function execResize(ctx: Ctx): Promise<void> {
+  const { rows, cols } = sizeQuery(ctx);
+  await ctx.engine.containers.execResize(param(ctx, 'id'), rows, cols);
+  ctx.reply.empty(200);
+}
+
+export const containerRoutes: Route[] = [
+  { method: 'GET', path: '/containers/json', handler: list },
+  { method: 'POST', path: '/containers/create', handler: create },
+  { method: 'GET', path: '/containers/:id/json', handler: inspect },
+  { method: 'GET', path: '/containers/:id/logs', handler: logs },
+  { method: 'POST', path: '/containers/:id/start', handler: start },
+  { method: 'POST', path: '/containers/:id/stop', handler: stop },
+  { method: 'POST', path: '/containers/:id/kill', handler: kill },
+  { method: 'POST', path: '/containers/:id/restart', handler: restart },
+  { method: 'POST', path: '/containers/:id/rename', handler: rename },
+  { method: 'POST', path: '/containers/:id/resize', handler: resize },
+  { method: 'POST', path: '/containers/:id/wait', handler: wait },
+  { method: 'POST', path: '/containers/:id/attach', handler: attach },
+  { method: 'POST', path: '/containers/:id/exec', handler: execCreate },
+  { method: 'DELETE', path: '/containers/:id', handler: remove },
+  { method: 'POST', path: '/exec/:id/start', handler: execStart },
+  { method: 'POST', path: '/exec/:id/resize', handler: execResize },
+  { method: 'GET', path: '/exec/:id/json', handler: execInspect },
+];

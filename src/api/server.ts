@@ -1,0 +1,121 @@
+/**
+ * The Docker Engine API (v1.51) over HTTP on a unix socket: version
+ * negotiation, Docker's standard headers, error mapping, routing to thin
+ * handlers that call the Engine.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import FindMyWay from 'find-my-way';
+import type { Engine } from '../daemon/engine.js';
+import type { Logger } from '../common/log.js';
+import { CoveError, statusOf } from '../common/errors.js';
+import { API_VERSION, HttpReply, SocketReply, splitUpgradeBody, standardHeaders, type Reply } from './reply.js';
+import type { Ctx } from './request.js';
+import { systemRoutes } from './routes/system.js';
+import { networkRoutes } from './routes/networks.js';
+import { containerRoutes } from './routes/containers.js';
+import { imageRoutes } from './routes/images.js';
+import { swarmRoutes } from './routes/swarm.js';
+
+export type Handler = (ctx: Ctx) => Promise<void>;
+export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
+export interface Route { method: Method; path: string; handler: Handler }
+
+/** The oldest API version a client may ask for (moby's floor). */
+export const MIN_API_VERSION = '1.24';
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** moby api/server/middleware/version.go */
+export function checkApiVersion(v: string): void {
+  if (compareVersions(v, API_VERSION) > 0) {
+    throw new CoveError(`client version ${v} is too new. Maximum supported API version is ${API_VERSION}`, 400);
+  }
+  if (compareVersions(v, MIN_API_VERSION) < 0) {
+    throw new CoveError(`client version ${v} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`, 400);
+  }
+}
+
+const VERSION_PREFIX = /^\/v([0-9.]+)(\/.*)$/;
+
+function serverVersionOf(engine: Engine): string {
+  try {
+    const v = engine.version();
+    if (typeof v.Version === 'string') return v.Version;
+  } catch { /* fall through */ }
+  return '0.0.0';
+}
+
+export function createApiServer(engine: Engine, log: Logger): http.Server {
+  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true });
+  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...swarmRoutes];
+  for (const r of routes) router.on(r.method, r.path, () => undefined, { handler: r.handler });
+
+  const headers = standardHeaders(serverVersionOf(engine));
+
+  async function dispatch(req: http.IncomingMessage, reply: Reply, extra: Partial<Ctx>): Promise<void> {
+    const started = Date.now();
+    const url = new URL(req.url ?? '/', 'http://cove');
+    let path = url.pathname;
+    let apiVersion = API_VERSION;
+    try {
+      const m = VERSION_PREFIX.exec(path);
+      if (m) {
+        apiVersion = m[1]!;
+        path = m[2]!;
+        checkApiVersion(apiVersion);
+      }
+      const found = router.find(req.method as Method, path);
+      if (!found) throw new CoveError('page not found', 404);
+      const handler = (found.store as { handler: Handler }).handler;
+      const ctx: Ctx = {
+        req, reply, params: found.params, query: url.searchParams, apiVersion, engine, log,
+        body: req, ...extra,
+      };
+      await handler(ctx);
+      if (!reply.sent) reply.empty(200);
+    } catch (err) {
+      const status = statusOf(err);
+      const message = err instanceof Error ? err.message : String(err);
+      if (status >= 500) log.error({ err, method: req.method, url: req.url }, 'api request failed');
+      else log.debug({ method: req.method, url: req.url, status, message }, 'api request refused');
+      if (!reply.sent) {
+        if (status === 304) reply.empty(304);
+        else reply.json(err instanceof CoveError ? status : 500, { message });
+      } else {
+        // Headers are gone already (a stream broke): all we can do is end it.
+        req.socket.destroy();
+      }
+    } finally {
+      log.trace({ method: req.method, url: req.url, ms: Date.now() - started }, 'api request');
+    }
+  }
+
+  const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    void dispatch(req, new HttpReply(req, res), {});
+  });
+
+  // Clients ask attach and exec start to upgrade the connection (Upgrade: tcp).
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (err) => log.debug({ err }, 'hijacked connection error'));
+    const length = Number(req.headers['content-length'] ?? 0) || 0;
+    const { body, rest } = splitUpgradeBody(socket, head, length);
+    const reply = new SocketReply(socket, headers, rest);
+    void dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest });
+  });
+
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    log.debug({ err }, 'bad http request');
+  });
+  return server;
+}
