@@ -33,7 +33,7 @@ import {
   nowRfc3339Nano, toDockerNetwork,
 } from './network.js';
 import { dnsNames, networkSettings } from './endpoint.js';
-import { PortMapper } from './ports.js';
+import { PortMapper, driverBindings } from './ports.js';
 import { Resolver, type NameEntry } from './dns/resolver.js';
 import { DnsServer, type SocketSource } from './dns/server.js';
 import {
@@ -67,6 +67,8 @@ export interface NetworkControllerOptions {
   hostHosts?: string;
   /** Ephemeral host port range (Docker: 32768-60999). */
   portRange?: [number, number];
+  /** Host address for bindings that name none (dockerd's --ip; default 0.0.0.0, plus [::] relayed). */
+  portDefaultHostIp?: string;
   /** Where the embedded DNS listens inside sandboxes (127.0.0.11:53). */
   dnsListen?: { ip: string; port: number };
 }
@@ -136,7 +138,7 @@ export class NetworkController implements NetworkService {
     this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
-    this.ports = new PortMapper(opts.log, opts.portRange);
+    this.ports = new PortMapper(opts.log, opts.portRange, true, opts.portDefaultHostIp ?? '0.0.0.0');
     this.kernel = opts.kernel;
   }
 
@@ -737,7 +739,7 @@ export class NetworkController implements NetworkService {
         ...(sb.pickedPorts ? { picked: sb.pickedPorts } : {}),
       });
       try {
-        await driver.programExternalConnectivity?.(this.driverNetwork(net), dep, bindings);
+        await driver.programExternalConnectivity?.(this.driverNetwork(net), dep, driverBindings(bindings));
       } catch (e) {
         await this.ports.release(ep.id);
         throw e;
@@ -1004,7 +1006,7 @@ export class NetworkController implements NetworkService {
             bindings: ep.ports.map((b) => ({ containerPort: b.containerPort, containerPortEnd: b.containerPortEnd, protocol: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, hostPortEnd: b.hostPortEnd })),
             exposed: [], publishAll: false, containerIp: ep.ipv4!.split('/')[0]!,
           });
-          await this.driverOf(net)?.programExternalConnectivity?.(this.driverNetwork(net), this.driverEndpoint(ep), bindings);
+          await this.driverOf(net)?.programExternalConnectivity?.(this.driverNetwork(net), this.driverEndpoint(ep), driverBindings(bindings));
         })().catch(fail('ports'));
       }
       await this.writeFiles(sb).catch(fail('files'));

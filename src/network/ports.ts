@@ -39,8 +39,8 @@ export class PortConflict extends CoveError {
   }
 }
 
-function normHostIp(ip: string): string {
-  if (ip === '') return '0.0.0.0';
+function normHostIp(ip: string, defaultIp = '0.0.0.0'): string {
+  if (ip === '') return defaultIp;
   const p = tryParseIp(ip);
   if (!p) throw new InvalidParameter(`invalid IP address: ${ip}`);
   return ip;
@@ -85,7 +85,17 @@ export class PortMapper {
   private readonly held = new Map<string, Reservation>();
   private readonly cursor: Record<Proto, number> = { tcp: EPHEMERAL_RANGE[0], udp: EPHEMERAL_RANGE[0], sctp: EPHEMERAL_RANGE[0] };
 
-  constructor(private readonly log: Logger, private readonly range: [number, number] = EPHEMERAL_RANGE) {
+  /**
+   * @param dualStack also hold [::]:port when no host address is given (Docker
+   *   shows both `0.0.0.0:8080` and `[::]:8080`); connections there are relayed.
+   */
+  constructor(
+    private readonly log: Logger,
+    private readonly range: [number, number] = EPHEMERAL_RANGE,
+    private readonly dualStack = true,
+    /** Address used when a binding names none (dockerd's --ip). */
+    private readonly defaultHostIp = '0.0.0.0',
+  ) {
     this.cursor = { tcp: range[0], udp: range[0], sctp: range[0] };
   }
 
@@ -110,21 +120,23 @@ export class PortMapper {
   async reserve(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
     const out: ResolvedPortBinding[] = [];
     const picked: Record<string, number> = {};
-    const wanted: Array<{ proto: Proto; hostIp: string; containerPort: number; hostPort: number; hostMax: number }> = [];
+    const wanted: Array<{ proto: Proto; hostIp: string; containerPort: number; hostPort: number; hostMax: number; alsoV6?: boolean }> = [];
     for (const b of req.bindings) {
       validateBinding(b);
-      const hostIp = normHostIp(b.hostIp);
+      const hostIp = normHostIp(b.hostIp, this.defaultHostIp);
+      // No address given: all IPv4 addresses and, like docker-proxy, [::] as well (relayed to the container).
+      const alsoV6 = b.hostIp === '' && this.dualStack && this.defaultHostIp === '0.0.0.0';
       for (let cp = b.containerPort; cp <= b.containerPortEnd; cp++) {
         const i = cp - b.containerPort;
-        if (b.hostPort === 0) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: 0, hostMax: 0 });
-        else if (b.containerPortEnd > b.containerPort) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort + i, hostMax: b.hostPort + i });
-        else wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort, hostMax: Math.max(b.hostPort, b.hostPortEnd) });
+        if (b.hostPort === 0) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: 0, hostMax: 0, alsoV6 });
+        else if (b.containerPortEnd > b.containerPort) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort + i, hostMax: b.hostPort + i, alsoV6 });
+        else wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort, hostMax: Math.max(b.hostPort, b.hostPortEnd), alsoV6 });
       }
     }
     if (req.publishAll) {
       for (const e of req.exposed) {
         if (!wanted.some((w) => w.proto === e.protocol && w.containerPort === e.port)) {
-          wanted.push({ proto: e.protocol, hostIp: '0.0.0.0', containerPort: e.port, hostPort: 0, hostMax: 0 });
+          wanted.push({ proto: e.protocol, hostIp: this.defaultHostIp, containerPort: e.port, hostPort: 0, hostMax: 0, alsoV6: this.dualStack && this.defaultHostIp === '0.0.0.0' });
         }
       }
     }
@@ -149,6 +161,15 @@ export class PortMapper {
         }
         picked[pickKey] = port;
         out.push({ proto: w.proto, containerIp: req.containerIp, containerPort: w.containerPort, containerPortEnd: w.containerPort, hostIp: w.hostIp, hostPort: port, hostPortEnd: port });
+        if (w.alsoV6 && w.proto !== 'sctp' && !this.conflict(w.proto, '::', port)) {
+          try {
+            await this.bind(owner, w.proto, '::', port, req.containerIp, w.containerPort);
+            out.push({ proto: w.proto, containerIp: req.containerIp, containerPort: w.containerPort, containerPortEnd: w.containerPort, hostIp: '::', hostPort: port, hostPortEnd: port });
+          } catch (e) {
+            // No IPv6 in the daemon's netns, or someone else holds [::]:port: IPv4 only, as asked for by "all addresses".
+            this.log.debug({ port, err: (e as Error).message }, 'no [::] reservation');
+          }
+        }
       }
     } catch (e) {
       await this.release(owner);
@@ -260,6 +281,14 @@ export class PortMapper {
   list(owner?: string): Array<{ proto: Proto; hostIp: string; port: number; owner: string }> {
     return [...this.held.values()].filter((r) => !owner || r.owner === owner).map(({ proto, hostIp, port, owner: o }) => ({ proto, hostIp, port, owner: o }));
   }
+}
+
+/**
+ * The bindings a driver programs: an IPv4 container behind [::]:port is served
+ * by the relay only (NAT cannot turn IPv6 into IPv4).
+ */
+export function driverBindings(list: ResolvedPortBinding[]): ResolvedPortBinding[] {
+  return list.filter((b) => !(family(b.hostIp) === 6 && !b.containerIp.includes(':')));
 }
 
 /** Joins consecutive single-port bindings (same proto, IPs, both ports +1) into ranges, so drivers program one rule per range. */

@@ -201,7 +201,11 @@ test('a published port is held by the daemon (ss shows it) and reaches the conta
   }
   assert.match(sh('ss', ['-tlnp']), new RegExp(`0\\.0\\.0\\.0:8080 .*users:\\(\\("node",pid=${process.pid}`));
   const ns = (await ctl.networkSettings(ids.web!))!;
-  assert.deepEqual(ns.Ports['80/tcp'], [{ HostIp: '0.0.0.0', HostPort: '8080' }]);
+  assert.deepEqual(ns.Ports['80/tcp'], [{ HostIp: '0.0.0.0', HostPort: '8080' }, { HostIp: '::', HostPort: '8080' }]);
+  assert.match(sh('ss', ['-tlnp']), new RegExp(`\\[::\\]:8080 .*users:\\(\\("node",pid=${process.pid}`));
+  // [::]:8080 is served by the daemon's relay, as docker-proxy does.
+  const viaV6 = await run('sh', ['-c', 'timeout 5 busybox wget -q -O - http://[::1]:8080/']);
+  assert.equal(viaV6.out, 'hello from my-nginx\n');
   // From the "host" (the lab netns) to its own address and to 127.0.0.1, and from a container by the gateway address.
   const viaLoopback = await run('sh', ['-c', 'timeout 5 busybox wget -q -O - http://127.0.0.1:8080/']);
   assert.equal(viaLoopback.out, 'hello from my-nginx\n');

@@ -222,16 +222,16 @@ test('published ports: reserved by a listening socket, conflicts refused with Do
   const ep = [...h.bridge.published.values()][0]!;
   assert.deepEqual(ep, [
     { proto: 'tcp', containerIp: '172.18.0.2', containerPort: 80, containerPortEnd: 80, hostIp: '127.0.0.1', hostPort: 42100, hostPortEnd: 42100 },
-    { proto: 'tcp', containerIp: '172.18.0.2', containerPort: 443, containerPortEnd: 443, hostIp: '0.0.0.0', hostPort: 42101, hostPortEnd: 42101 },
+    { proto: 'tcp', containerIp: '172.18.0.2', containerPort: 443, containerPortEnd: 443, hostIp: '127.0.0.1', hostPort: 42101, hostPortEnd: 42101 },
   ]);
   // The daemon holds the port: a connect succeeds (someone listens).
   await new Promise<void>((resolve, reject) => { const c = connect(42100, '127.0.0.1', () => { c.destroy(); resolve(); }); c.on('error', reject); });
   const ns = (await h.ctl.networkSettings(cid(1)))!;
-  assert.deepEqual(ns.Ports, { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '42100' }], '443/tcp': [{ HostIp: '0.0.0.0', HostPort: '42101' }] });
+  assert.deepEqual(ns.Ports, { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '42100' }], '443/tcp': [{ HostIp: '127.0.0.1', HostPort: '42101' }] });
   await rejects(h.ctl.createSandbox(h.spec(cid(2), 'my-nginx2', { networkMode: 'my-net', portBindings: [pb(42100)] })), 500,
     /^driver failed programming external connectivity on endpoint my-nginx2 \([0-9a-f]{64}\): Bind for 127\.0\.0\.1:42100 failed: port is already allocated$/);
   await rejects(h.ctl.createSandbox(h.spec(cid(2), 'my-nginx2', { networkMode: 'my-net', portBindings: [{ ...pb(42101), hostIp: '' }] })), 500,
-    /Bind for 0\.0\.0\.0:42101 failed: port is already allocated$/);
+    /Bind for 127\.0\.0\.1:42101 failed: port is already allocated$/);
   // Disconnect drops the publish, connect brings it back on the same port.
   await h.ctl.disconnect(cid(1), 'my-net', false);
   assert.deepEqual(h.ctl.ports.list(), []);

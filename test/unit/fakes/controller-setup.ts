@@ -42,6 +42,8 @@ export async function harness(t: { after: (fn: () => unknown) => void }, over: P
     config, store, events, log: silentLogger, kernel,
     drivers: [bridge, new FakeDriver('host'), new FakeDriver('null'), macvlan],
     hostResolvConf: join(dir, 'resolv.conf'), hostHosts: join(dir, 'hosts'), portRange: [42100, 42109],
+    // Published ports only on loopback: unit tests run in the machine's own namespace.
+    portDefaultHostIp: '127.0.0.1',
   });
   const ctls: NetworkController[] = [make()];
   await ctls[0]!.init();
