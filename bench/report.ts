@@ -49,6 +49,8 @@ export interface TargetCheck {
   goal: string;
   measured: string;
   met: boolean | undefined;
+  /** The table row the goal is about, to print the verdict next to it. */
+  where?: { workload: number; key: string; target: string; short: string };
 }
 
 function metricOf(r: BenchResults, workload: number, key: string): MetricRecord | undefined {
@@ -68,6 +70,7 @@ function coveTarget(r: BenchResults, workload: number, key: string, prefer: stri
 export function checkTargets(r: BenchResults): TargetCheck[] {
   const out: TargetCheck[] = [];
   const limit = (goal: string, workload: number, key: string, max: number, unit: string, prefer = ['cove-api', 'cove-cli'], higher = false) => {
+    const short = `${higher ? '≥' : '≤'} ${formatNumber(max)} ${unit}`;
     const t = coveTarget(r, workload, key, prefer);
     const s = t ? summarize(metricOf(r, workload, key)?.samples[t] ?? []) : undefined;
     const v = s?.median;
@@ -76,6 +79,7 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
       goal,
       measured: v === undefined ? 'not measured' : `${formatNumber(v)} ${unit} (${t}, median${range})`,
       met: v === undefined ? undefined : higher ? v >= max : v <= max,
+      ...(t ? { where: { workload, key, target: t, short } } : {}),
     });
   };
   limit('network create + rm ≤ 10 ms via API', 1, 'create+rm', 10, 'ms', ['cove-api']);
@@ -100,6 +104,7 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
       goal: 'flat per-container cost up to N=500 (median at the largest N ≤ 1.5× the median at N=10)',
       measured: rr === undefined || !last ? 'not measured' : `N=${last.x}: ${formatNumber(lastMed)} ms vs N=10: ${formatNumber(base)} ms = ${formatRatio(rr)} (${t})${last.x! < 500 ? ' — N=500 not run' : ''}`,
       met: rr === undefined ? undefined : rr <= 1.5 && last!.x! >= 500 ? true : rr > 1.5 ? false : undefined,
+      ...(t && last ? { where: { workload: 5, key: last.key, target: t, short: '≤ 1.5× N=10' } } : {}),
     });
   }
   limit('published-port throughput ≥ 95% of direct', 7, 'throughput-share', 95, '%', ['cove-api', 'cove-cli'], true);
@@ -113,12 +118,19 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
       goal: 'CLI round trip (`cove network ls`) ≤ 1.3× bare `node -e 0`',
       measured: rr === undefined ? 'not measured' : `${formatNumber(cli)} ms vs ${formatNumber(node)} ms = ${formatRatio(rr)}`,
       met: rr === undefined ? undefined : rr <= 1.3,
+      ...(rr !== undefined ? { where: { workload: 1, key: 'roundtrip', target: 'cove-cli', short: '≤ 1.3× floor' } } : {}),
     });
   }
   return out;
 }
 
 const verdict = (m: boolean | undefined) => (m === undefined ? 'not measured' : m ? 'met' : 'MISSED');
+
+/** "≤ 10 ms: MISSED" for the row a Cove goal is about, else "". */
+export function goalNote(checks: TargetCheck[], workload: number, key: string, target: string): string {
+  const c = checks.find((x) => x.where && x.where.workload === workload && x.where.key === key && x.where.target === target);
+  return c ? `${c.where!.short}: ${verdict(c.met)}` : '';
+}
 
 // ---------- plain text ----------
 
@@ -136,13 +148,14 @@ export function renderText(r: BenchResults): string {
   const { peers } = targetOrder(r);
   const cols = ['floor', ...peers];
   const parts: string[] = [];
+  const checks = checkTargets(r);
   for (const w of r.workloads) {
     parts.push(`\n== ${w.id}. ${w.title}`);
     const rows = rowsOf(r, w);
     if (rows.length) {
       parts.push(
         textTable(
-          ['metric', 'target', 'n', 'min', 'median', 'max', ...cols.map((c) => `×${c}`)],
+          ['metric', 'target', 'n', 'min', 'median', 'max', ...cols.map((c) => `×${c}`), 'Cove target'],
           rows.map((x) => [
             `${x.metric.label} [${unitLabel(x.metric)}]`,
             x.target,
@@ -151,6 +164,7 @@ export function renderText(r: BenchResults): string {
             formatNumber(x.summary.median),
             formatNumber(x.summary.max),
             ...cols.map((c) => formatRatio(x.ratios[c])),
+            goalNote(checks, w.id, x.metric.key, x.target),
           ]),
           2,
         ),
@@ -160,7 +174,7 @@ export function renderText(r: BenchResults): string {
     for (const n of w.notes) parts.push(`  note: ${n}`);
   }
   parts.push('\n== Targets for Cove (reported, not asserted)');
-  parts.push(textTable(['goal', 'measured', 'verdict'], checkTargets(r).map((c) => [c.goal, c.measured, verdict(c.met)]), 99));
+  parts.push(textTable(['goal', 'measured', 'verdict'], checks.map((c) => [c.goal, c.measured, verdict(c.met)]), 99));
   if (Object.keys(r.unavailable).length) {
     parts.push('\n== Not run');
     for (const [k, v] of Object.entries(r.unavailable)) parts.push(`- ${k}: ${v}`);
@@ -178,6 +192,7 @@ export function renderMarkdown(r: BenchResults, chartFile: string | undefined): 
   const { peers } = targetOrder(r);
   const cols = ['floor', ...peers];
   const out: string[] = [];
+  const checks = checkTargets(r);
   out.push(`# Cove benchmark${r.quick ? ' (quick run)' : ''}`, '');
   out.push(`Run ${r.started}${r.finished ? ` – ${r.finished}` : ''} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; load average (1/5/15 min) at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}${r.machine.loadAtEnd ? `, at the end ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' / ')}` : ''}. Other sessions shared this machine, so compare rows of one table, not absolute numbers with other machines.`, '');
   if (r.included?.length) out.push(`Samples of ${r.included.map((i) => `${i.targets.join(', ')} (run ${i.started})`).join('; ')} were measured in an earlier run on the same machine and merged in with \`--include\`.`, '');
@@ -186,19 +201,19 @@ export function renderMarkdown(r: BenchResults, chartFile: string | undefined): 
   for (const [k, v] of Object.entries(r.engines)) out.push(`- **${k}**: ${mdEscape(v)}`);
   for (const [k, v] of Object.entries(r.unavailable)) out.push(`- **${k}**: not run — ${mdEscape(v)}`);
   out.push('', '## Targets for Cove (reported, not asserted)', '', '| goal | measured | verdict |', '|---|---|---|');
-  for (const c of checkTargets(r)) out.push(`| ${mdEscape(c.goal)} | ${mdEscape(c.measured)} | ${c.met === false ? '**missed**' : verdict(c.met)} |`);
+  for (const c of checks) out.push(`| ${mdEscape(c.goal)} | ${mdEscape(c.measured)} | ${c.met === false ? '**missed**' : verdict(c.met)} |`);
   if (chartFile) out.push('', '## Scaling curves', '', `![per-container and per-network cost against N](${chartFile})`);
   for (const w of r.workloads) {
     out.push('', `## ${w.id}. ${w.title}`, '');
     const rows = rowsOf(r, w);
     if (rows.length) {
-      out.push(`| metric | target | n | min | median | max | ${cols.map((c) => `×${c}`).join(' | ')} |`);
-      out.push(`|---|---|--:|--:|--:|--:|${cols.map(() => '--:').join('|')}|`);
+      out.push(`| metric | target | n | min | median | max | ${cols.map((c) => `×${c}`).join(' | ')} | Cove target |`);
+      out.push(`|---|---|--:|--:|--:|--:|${cols.map(() => '--:').join('|')}|---|`);
       let last = '';
       for (const x of rows) {
         const label = x.metric.key === last ? '' : `${mdEscape(x.metric.label)} (${unitLabel(x.metric)})`;
         last = x.metric.key;
-        out.push(`| ${label} | ${x.target} | ${x.summary.n} | ${formatNumber(x.summary.min)} | **${formatNumber(x.summary.median)}** | ${formatNumber(x.summary.max)} | ${cols.map((c) => formatRatio(x.ratios[c])).join(' | ')} |`);
+        out.push(`| ${label} | ${x.target} | ${x.summary.n} | ${formatNumber(x.summary.min)} | **${formatNumber(x.summary.median)}** | ${formatNumber(x.summary.max)} | ${cols.map((c) => formatRatio(x.ratios[c])).join(' | ')} | ${goalNote(checks, w.id, x.metric.key, x.target).replace('MISSED', '**MISSED**')} |`);
       }
     } else out.push('No samples.');
     for (const [t, e] of Object.entries(w.errors)) out.push('', `- **${t} failed**: ${mdEscape(e)}`);
@@ -254,7 +269,7 @@ export function panel(title: string, curves: Curve[], colorOf: (t: string) => st
   for (let e = ly0; e <= ly1; e++) {
     const y = Y(10 ** e);
     parts.push(`<line x1="${ox + m.l}" x2="${ox + m.l + pw}" y1="${y}" y2="${y}" stroke="#ddd"/>`);
-    parts.push(`<text x="${ox + m.l - 4}" y="${y + 4}" text-anchor="end">${formatNumber(10 ** e)}</text>`);
+    parts.push(`<text x="${ox + m.l - 4}" y="${y + 4}" text-anchor="end">${e >= 0 ? String(10 ** e) : (10 ** e).toFixed(-e)}</text>`);
   }
   for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
     parts.push(`<line x1="${X(x)}" x2="${X(x)}" y1="${oy + m.t}" y2="${oy + m.t + ph}" stroke="#eee"/>`);

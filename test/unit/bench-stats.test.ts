@@ -88,7 +88,8 @@ test('every row carries its ratio to the floor and to each peer', () => {
   assert.equal(cove.ratios.podman, 0.2);
   assert.equal(rows.find((x) => x.target === 'cove-cli'), undefined, 'no row for a target without samples');
   const text = renderText(r);
-  assert.match(text, /network create \+ rm \[ms\]\s+cove-api\s+1\s+4\.00\s+4\.00\s+4\.00\s+2\.00×\s+0\.100×\s+0\.200×/);
+  assert.match(text, /network create \+ rm \[ms\]\s+cove-api\s+1\s+4\.00\s+4\.00\s+4\.00\s+2\.00×\s+0\.100×\s+0\.200×\s+≤ 10\.0 ms: met/);
+  assert.doesNotMatch(text, /docker .*: met/, "Cove's goal is printed next to Cove's row only");
 });
 
 test("targets: met, missed and not measured are told apart; Cove's misses say so", () => {
