@@ -31,8 +31,8 @@ function newImageStore(name: string): ImageStore {
 test('cove load of the built docker-archive tars gives alpine, busybox and nginx', async () => {
   const images = newImageStore('load');
   const out = await images.load(createReadStream(join(imagesDir, 'alpine.tar')));
-  assert.deepEqual(out, ['Loaded image: alpine:latest', 'Loaded image: busybox:latest']);
-  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'nginx.tar'))), ['Loaded image: nginx:latest']);
+  assert.deepEqual(out, ['alpine:latest', 'busybox:latest']);
+  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'nginx.tar'))), ['nginx:latest']);
 
   const alpineId = await images.resolve('alpine');
   assert.match(alpineId, /^sha256:[0-9a-f]{64}$/);
@@ -67,7 +67,7 @@ test('cove load of the built docker-archive tars gives alpine, busybox and nginx
   assert.equal(statSync(join(lower, 'tmp')).mode & 0o7777, 0o1777);
 
   // Loading again is idempotent.
-  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'alpine.tar'))), ['Loaded image: alpine:latest', 'Loaded image: busybox:latest']);
+  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'alpine.tar'))), ['alpine:latest', 'busybox:latest']);
   assert.equal((await images.list()).length, 2);
 });
 
@@ -163,6 +163,6 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   writeFileSync(join(oci, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   writeFileSync(join(oci, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: man, size: 1, annotations: { 'io.containerd.image.name': 'docker.io/library/ocitest:1.0', 'org.opencontainers.image.ref.name': '1.0' } }] }));
   execFileSync('tar', ['-C', oci, '-cf', join(work, 'oci.tar'), '.']);
-  assert.deepEqual(await images.load(createReadStream(join(work, 'oci.tar'))), ['Loaded image: ocitest:1.0']);
+  assert.deepEqual(await images.load(createReadStream(join(work, 'oci.tar'))), ['ocitest:1.0']);
   assert.equal(await images.resolve('ocitest:1.0'), cfgDigest);
 });

@@ -76,6 +76,12 @@ export interface AttachSessionOptions {
   stdout: boolean;
   stderr: boolean;
   detachKeys?: string;
+  /**
+   * When the client's input ends: true closes the process's stdin and keeps
+   * streaming output until it exits (Docker's StdinOnce without a TTY, and
+   * exec); false ends the session, leaving the process and its stdin alone.
+   */
+  closeStdinOnEof?: boolean;
   resize: (rows: number, cols: number) => Promise<void>;
   /** Awaited before `done` settles as 'exited' (exec: its exit code must be known first). */
   exitGate?: () => Promise<unknown>;
@@ -115,9 +121,12 @@ export class AttachSession implements IoSession {
           },
           final: (cb) => {
             this.stdinEnded = true;
-            // The client closed its input: close the container's stdin (conmon
-            // does so when our side stops writing, unless --leave-stdin-open).
-            if (this.socket) this.socket.end();
+            if (this.opts.closeStdinOnEof) {
+              // conmon closes the process's stdin when our side stops writing.
+              if (this.socket) this.socket.end();
+            } else {
+              this.finish('closed');
+            }
             cb();
           },
         })
@@ -171,7 +180,7 @@ export class AttachSession implements IoSession {
           connected = true;
           this.socket = sock;
           for (const b of this.pending.splice(0)) sock.write(b);
-          if (this.stdinEnded) sock.end();
+          if (this.stdinEnded && this.opts.closeStdinOnEof) sock.end();
           resolve();
         });
       } catch (e) {

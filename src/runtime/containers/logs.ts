@@ -58,7 +58,7 @@ function toEntries(lines: ParsedLine[]): LogEntry[] {
       continue;
     }
     delete open[l.stream];
-    out.push({ stream: l.stream, time: cur.time, data: Buffer.from(cur.parts.join('') + '\n') });
+    out.push({ stream: l.stream, time: rfc3339NanoUtc(parseTimeNs(cur.time)), data: Buffer.from(cur.parts.join('') + '\n') });
   }
   return out;
 }

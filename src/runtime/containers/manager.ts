@@ -37,6 +37,7 @@ import { generateName } from './names.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from './oci.js';
 import { isMounted, mountRootfs, rootfsPaths, unmountRootfs } from './rootfs.js';
 import { endpointRequest, exposedPorts, isSpecialMode, normalizeNetworkMode, parsePortKey, sandboxSpec } from './spec.js';
+import { configView, hostConfigView } from './inspect-view.js';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -266,6 +267,11 @@ export class ContainerManager implements ContainerService {
 
     // Networking: validate now, like Docker's create does.
     const endpoints: Record<string, DockerEndpointSettings> = structuredClone(body.NetworkingConfig?.EndpointsConfig ?? {});
+    // The CLI names the default network "default" (NetworkMode too): it is the bridge.
+    if (endpoints.default) {
+      endpoints.bridge = { ...endpoints.default, ...(endpoints.bridge ?? {}) };
+      delete endpoints.default;
+    }
     if (mode === 'host') {
       if (hostConfig.PortBindings && Object.keys(hostConfig.PortBindings).length) {
         warnings.push('Published ports are discarded when using host network mode');
@@ -822,6 +828,7 @@ export class ContainerManager implements ContainerService {
       stdout: opts.stdout,
       stderr: opts.stderr,
       detachKeys: opts.detachKeys,
+      closeStdinOnEof: !!r.Config.StdinOnce && !r.Config.Tty,
       resize: (rows, cols) => this.resize(r.Id, rows, cols),
     });
     if (opts.logs) {
@@ -914,6 +921,7 @@ export class ContainerManager implements ContainerService {
           stdout: c.AttachStdout !== false,
           stderr: c.AttachStderr !== false,
           detachKeys: c.DetachKeys,
+          closeStdinOnEof: true,
           resize: (rows, cols) => this.execResize(ex.id, rows, cols),
           exitGate: () => exitKnown,
         });
@@ -1097,7 +1105,7 @@ export class ContainerManager implements ContainerService {
       ProcessLabel: '',
       AppArmorProfile: '',
       ExecIDs: execIds.length ? execIds : null,
-      HostConfig: {
+      HostConfig: hostConfigView({
         ...r.HostConfig,
         LogConfig: { Type: 'k8s-file', Config: {} },
         RestartPolicy: r.HostConfig.RestartPolicy ?? { Name: 'no', MaximumRetryCount: 0 },
@@ -1110,13 +1118,13 @@ export class ContainerManager implements ContainerService {
         ExtraHosts: r.HostConfig.ExtraHosts ?? null,
         Privileged: !!r.HostConfig.Privileged,
         CapAdd: r.HostConfig.CapAdd ?? null,
-      },
+      }),
       GraphDriver: {
         Name: 'overlay2',
         Data: { LowerDir: lowers.join(':'), UpperDir: rf.upper, WorkDir: rf.work, MergedDir: rf.merged },
       },
       Mounts: [],
-      Config: r.Config,
+      Config: configView(r.Config),
       NetworkSettings: await this.settingsOf(r),
     };
   }

@@ -295,11 +295,10 @@ export class ImageStore implements ImageService {
           }
           const id = await this.commit(img.configBytes, chain, diffIds, size, tags);
           this.events?.publish('image', 'load', id, {});
-          if (tags.length) for (const t of tags) loaded.push(`Loaded image: ${t}`);
-          else loaded.push(`Loaded image ID: ${id}`);
+          if (tags.length) loaded.push(...tags);
+          else loaded.push(id);
         });
       }
-      for (const l of loaded) onProgress?.(l);
       this.log.info({ loaded }, 'images loaded');
       return loaded;
     } finally {

@@ -1,0 +1,56 @@
+/**
+ * The Config and HostConfig of `GET /containers/{id}/json` as Docker prints
+ * them: moby marshals its Go structs, so every field that is not `omitempty`
+ * is present even when the client never sent it (dockerode and docker-py send
+ * a few keys only), and keys the structs do not have (docker-py and dockerode
+ * put `name` in the body) are gone.
+ */
+import type { DockerContainerConfig, DockerHostConfig } from '../types.js';
+
+/** container.Config fields always marshalled, with their zero values. */
+const CONFIG_ZERO: Record<string, unknown> = {
+  Hostname: '', Domainname: '', User: '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
+  Tty: false, OpenStdin: false, StdinOnce: false, Env: null, Cmd: null, Image: '', Volumes: null,
+  WorkingDir: '', Entrypoint: null, OnBuild: null, Labels: null,
+};
+/** container.Config fields marshalled only when set (`omitempty`). */
+const CONFIG_OMITEMPTY = ['ExposedPorts', 'Healthcheck', 'ArgsEscaped', 'NetworkDisabled', 'MacAddress', 'StopSignal', 'StopTimeout', 'Shell'];
+const CONFIG_ORDER = [
+  'Hostname', 'Domainname', 'User', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'ExposedPorts', 'Tty', 'OpenStdin', 'StdinOnce',
+  'Env', 'Cmd', 'Healthcheck', 'ArgsEscaped', 'Image', 'Volumes', 'WorkingDir', 'Entrypoint', 'NetworkDisabled', 'MacAddress',
+  'OnBuild', 'Labels', 'StopSignal', 'StopTimeout', 'Shell',
+];
+
+export function configView(c: DockerContainerConfig): DockerContainerConfig {
+  const out: Record<string, unknown> = {};
+  for (const k of CONFIG_ORDER) {
+    const v = (c as Record<string, unknown>)[k];
+    if (CONFIG_OMITEMPTY.includes(k)) {
+      if (v !== undefined && v !== null && v !== '' && v !== false && v !== 0) out[k] = v;
+    } else {
+      out[k] = v === undefined ? CONFIG_ZERO[k] : v;
+    }
+  }
+  return out as DockerContainerConfig;
+}
+
+/** container.HostConfig fields always marshalled, with the values a plain create gets. */
+const HOST_CONFIG_ZERO: Record<string, unknown> = {
+  Binds: null, ContainerIDFile: '', LogConfig: { Type: 'k8s-file', Config: {} }, NetworkMode: 'bridge', PortBindings: {},
+  RestartPolicy: { Name: 'no', MaximumRetryCount: 0 }, AutoRemove: false, VolumeDriver: '', VolumesFrom: null,
+  ConsoleSize: [0, 0], CapAdd: null, CapDrop: null, CgroupnsMode: '', Dns: [], DnsOptions: [], DnsSearch: [], ExtraHosts: null,
+  GroupAdd: null, IpcMode: '', Cgroup: '', Links: null, OomScoreAdj: 0, PidMode: '', Privileged: false, PublishAllPorts: false,
+  ReadonlyRootfs: false, SecurityOpt: null, UTSMode: '', UsernsMode: '', ShmSize: 0, Isolation: '',
+  CpuShares: 0, Memory: 0, NanoCpus: 0, CgroupParent: '', BlkioWeight: 0, BlkioWeightDevice: [], BlkioDeviceReadBps: [],
+  BlkioDeviceWriteBps: [], BlkioDeviceReadIOps: [], BlkioDeviceWriteIOps: [], CpuPeriod: 0, CpuQuota: 0, CpuRealtimePeriod: 0,
+  CpuRealtimeRuntime: 0, CpusetCpus: '', CpusetMems: '', Devices: [], DeviceCgroupRules: null, DeviceRequests: null,
+  MemoryReservation: 0, MemorySwap: 0, MemorySwappiness: null, OomKillDisable: null, PidsLimit: null, Ulimits: [],
+  CpuCount: 0, CpuPercent: 0, IOMaximumIOps: 0, IOMaximumBandwidth: 0, MaskedPaths: null, ReadonlyPaths: null,
+};
+
+/** Docker's full HostConfig: the zero values under what the client sent. */
+export function hostConfigView(h: DockerHostConfig): DockerHostConfig {
+  const out: Record<string, unknown> = { ...HOST_CONFIG_ZERO };
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = v;
+  return out as DockerHostConfig;
+}
