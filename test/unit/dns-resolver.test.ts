@@ -103,6 +103,13 @@ test('names of networks the asker is not on are not answered: forwarded upstream
   assert.deepEqual(r.resolve('sb1', query('1.0.99.10.in-addr.arpa', 'PTR')).kind, 'forward');
 });
 
+test('<name>.<network> resolves in that network only (and the PTR target resolves forward)', () => {
+  const r = setup();
+  assert.deepEqual(answer(r, 'sb4', query('alpine2.alpine-net')).answers!.map((a) => a.data), ['172.18.0.3']);
+  assert.deepEqual(answer(r, 'sb4', query('alpine2.other')).answers!.map((a) => a.data), ['10.5.0.9']);
+  assert.equal(r.resolve('sb1', query('alpine3.other')).kind, 'forward', 'sb1 is not on "other"');
+});
+
 test('the first of the asker\'s networks that knows a name wins (libnetwork\'s order)', () => {
   const r = setup();
   assert.deepEqual(answer(r, 'sb4', query('alpine2')).answers!.map((a) => a.data), ['10.5.0.9']);

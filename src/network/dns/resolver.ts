@@ -35,6 +35,8 @@ interface CompiledEntry {
 }
 
 interface CompiledNetwork {
+  /** ".<network name>", lower case: "alpine2.alpine-net" asks alpine-net only. */
+  suffix: string;
   names: Map<string, CompiledEntry[]>;
   reverse: Map<string, Buffer>;
 }
@@ -94,7 +96,7 @@ export class Resolver {
     }
     const reverse = new Map<string, Buffer>();
     for (const [ip, target] of t.reverse) reverse.set(ip, encodeName(target));
-    this.networks.set(networkId, { names, reverse });
+    this.networks.set(networkId, { suffix: `.${t.networkName.toLowerCase()}`, names, reverse });
   }
 
   deleteNetwork(networkId: string): void {
@@ -133,7 +135,11 @@ export class Resolver {
       return { kind: 'forward', servers: sb.upstream };
     }
     for (const netId of sb.networks) {
-      const entries = this.networks.get(netId)?.names.get(q.name);
+      const net = this.networks.get(netId);
+      if (!net) continue;
+      let entries = net.names.get(q.name);
+      // <name>.<network> (libnetwork): the name, in that network only.
+      if (!entries && q.name.endsWith(net.suffix)) entries = net.names.get(q.name.slice(0, -net.suffix.length));
       if (!entries || entries.length === 0) continue;
       const answers: Answer[] = [];
       // Round robin: each answer starts one entry further.
