@@ -95,17 +95,27 @@ async function main(): Promise<number> {
 
   let current: Engine | undefined;
   let stopping = false;
+  let firstTeardown: Promise<void> = Promise.resolve();
+  const finishStopped = async (): Promise<number> => {
+    // The interrupted workload may have made objects while the first teardown ran: tear down again.
+    await firstTeardown;
+    if (current) await current.teardown().catch((e: Error) => log(`bench: teardown of ${current?.name}: ${e.message}`));
+    results.finished = new Date().toISOString();
+    writeOutputs(results, opts.out);
+    log(`bench: partial results in ${opts.out}`);
+    return 130;
+  };
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      log(`bench: second ${sig}: exiting now; run again to clean up what is left`);
+      process.exit(130);
+    }
     stopping = true;
     log(`bench: ${sig}: tearing down ${current?.name ?? 'nothing'} and writing what was measured`);
-    const done = current ? current.teardown().catch((e: Error) => log(`bench: teardown: ${e.message}`)) : Promise.resolve();
-    void done.then(() => {
-      results.finished = new Date().toISOString();
-      writeOutputs(results, opts.out);
-      log(`bench: partial results in ${opts.out}`);
-      process.exit(130);
-    });
+    // Tearing down now also makes the running workload fail fast.
+    firstTeardown = current ? current.teardown().catch((e: Error) => void log(`bench: teardown: ${e.message}`)) : Promise.resolve();
+    // If the workload does not come back, finish from here.
+    setTimeout(() => void finishStopped().then((code) => process.exit(code)), 60_000).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -140,7 +150,7 @@ async function main(): Promise<number> {
           try {
             await w.run(t, ctx);
           } catch (e) {
-            const msg = (e as Error).message.split('\n')[0]!.slice(0, 400);
+            const msg = stopping ? 'interrupted (signal)' : (e as Error).message.split('\n')[0]!.slice(0, 400);
             rec.error(w.id, t.name, msg);
             log(`bench: ${t.name}: workload ${w.id} failed: ${msg}`);
           }
@@ -156,7 +166,7 @@ async function main(): Promise<number> {
       }
     }
   }
-  if (stopping) return 130;
+  if (stopping) return finishStopped();
   for (const file of opts.include) {
     try {
       const taken = mergeEarlier(results, JSON.parse(readFileSync(file, 'utf8')) as BenchResults, file);
