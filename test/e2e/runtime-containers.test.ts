@@ -288,3 +288,48 @@ test('a daemon restart adopts running containers and marks the ones that died as
   await containers.remove(a.Id);
   await containers.remove(b.Id);
 });
+
+test('network connect/disconnect of stopped containers is recorded, with Docker\'s refusals', async () => {
+  const { Id } = await containers.create('netrec', { Image: 'alpine', HostConfig: { NetworkMode: 'cvrtnet1' } });
+  let ins = await containers.inspect(Id);
+  assert.deepEqual(Object.keys(ins.NetworkSettings.Networks), ['cvrtnet1']);
+  assert.equal(ins.NetworkSettings.Networks.cvrtnet1!.NetworkID, 'c1'.repeat(32));
+  assert.equal(ins.NetworkSettings.Networks.cvrtnet1!.IPAddress, '');
+  await containers.connectNetwork('netrec', 'cvrtnet2', { Aliases: ['db'] });
+  ins = await containers.inspect(Id);
+  assert.deepEqual(Object.keys(ins.NetworkSettings.Networks).sort(), ['cvrtnet1', 'cvrtnet2']);
+  assert.deepEqual(ins.NetworkSettings.Networks.cvrtnet2!.Aliases, ['db']);
+  await assert.rejects(containers.connectNetwork('netrec', 'cvrtnet2', {}), (e: Error & { status?: number }) =>
+    e.status === 403 && e.message === 'endpoint with name netrec already exists in network cvrtnet2');
+  await assert.rejects(containers.connectNetwork('netrec', 'nosuchnet', {}), /network nosuchnet not found/);
+  await assert.rejects(containers.connectNetwork('netrec', 'host', {}), /container cannot be disconnected from host network or connected to host network/);
+  await containers.disconnectNetwork('netrec', 'cvrtnet2', false);
+  await assert.rejects(containers.disconnectNetwork('netrec', 'cvrtnet2', false), (e: Error) =>
+    e.message === `container ${Id} is not connected to network cvrtnet2`);
+  assert.deepEqual(Object.keys((await containers.inspect(Id)).NetworkSettings.Networks), ['cvrtnet1']);
+  assert.deepEqual((await containers.list({ all: true, filters: { network: ['cvrtnet1'] } })).map((c) => c.Id), [Id]);
+  assert.deepEqual((await containers.list({ all: true, filters: { network: ['cvrtnet2'] } })).map((c) => c.Id), []);
+
+  const none = await containers.create('netnone', { Image: 'alpine', HostConfig: { NetworkMode: 'none' } });
+  await assert.rejects(containers.connectNetwork(none.Id, 'cvrtnet1', {}), /container sharing network namespace with another container or host cannot be connected to any other network/);
+  await assert.rejects(containers.create('bad', { Image: 'alpine', HostConfig: { NetworkMode: 'nosuchnet' } }), /network nosuchnet not found/);
+  await assert.rejects(containers.create('bad', { Image: 'nosuchimage' }), /No such image: nosuchimage/);
+  assert.deepEqual((await containers.list({ all: true, filters: { name: ['netrec'] } })).map((c) => c.Names[0]), ['/netrec']);
+  assert.equal((await containers.list({ all: true, filters: { status: ['created'] } })).length, 2);
+  await containers.remove(Id);
+  await containers.remove(none.Id);
+});
+
+test('restart policy on-failure brings a failing container back until the retry limit', async () => {
+  const { Id } = await containers.create('flaky', {
+    Image: 'alpine', Cmd: ['sh', '-c', 'exit 3'], HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } },
+  });
+  await containers.start(Id);
+  await until(async () => (await containers.inspect(Id)).RestartCount === 2 && !(await containers.inspect(Id)).State.Running, 15_000, 'two restarts');
+  await new Promise((r) => setTimeout(r, 1000));
+  const ins = await containers.inspect(Id);
+  assert.equal(ins.RestartCount, 2);
+  assert.equal(ins.State.ExitCode, 3);
+  assert.equal(ins.State.Status, 'exited');
+  await containers.remove(Id);
+});

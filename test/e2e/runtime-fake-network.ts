@@ -16,6 +16,9 @@ import type {
 const NETS: Record<string, { id: string; driver: string }> = {
   none: { id: 'a'.repeat(64), driver: 'null' },
   host: { id: 'b'.repeat(64), driver: 'host' },
+  // Known (for records) but not joinable here: containers on them are never started by these tests.
+  cvrtnet1: { id: 'c1'.repeat(32), driver: 'bridge' },
+  cvrtnet2: { id: 'c2'.repeat(32), driver: 'bridge' },
 };
 
 export class FakeNetworks implements NetworkService {

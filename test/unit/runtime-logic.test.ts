@@ -79,6 +79,7 @@ test('sandbox spec: NetworkMode first, default bridge, host/none join nothing, h
     { network: 'mynet', ipv4Address: '10.0.0.5' }, { network: 'other', aliases: ['o'] },
   ]);
   assert.deepEqual(endpointRequests('host', {}), []);
+  assert.deepEqual(endpointRequests('bridge', {}), [], 'disconnected from its NetworkMode network');
   const id = 'f'.repeat(64);
   const s = sandboxSpec({
     id, name: '/web', config: { ExposedPorts: { '80/tcp': {} } }, dir: '/d', networkMode: 'bridge', endpoints: { bridge: {} },

@@ -558,7 +558,7 @@ export class ContainerManager implements ContainerService {
       });
       const rec = (await this.records.get(id))?.value;
       if (!rec || rec.State.Running) return;
-      if (rec.HostConfig.AutoRemove && !opts.fromRestore) {
+      if (rec.HostConfig.AutoRemove) {
         await this.removeRecord(rec).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'auto-remove failed'));
         return;
       }

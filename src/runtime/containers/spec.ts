@@ -84,8 +84,10 @@ export function endpointRequest(network: string, s: DockerEndpointSettings | und
 /** The networks a container joins, NetworkMode's first (it gives the default route). */
 export function endpointRequests(mode: string, endpoints: Record<string, DockerEndpointSettings> | null | undefined): EndpointRequest[] {
   if (isSpecialMode(mode)) return [];
+  // Only what the container is connected to: a `network disconnect` of the
+  // NetworkMode network while stopped leaves it out at the next start.
   const eps = endpoints ?? {};
-  const out: EndpointRequest[] = [endpointRequest(mode, eps[mode])];
+  const out: EndpointRequest[] = eps[mode] ? [endpointRequest(mode, eps[mode])] : [];
   for (const [name, s] of Object.entries(eps)) if (name !== mode) out.push(endpointRequest(name, s));
   return out;
 }
