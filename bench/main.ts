@@ -76,6 +76,7 @@ async function main(): Promise<number> {
   }
   const results: BenchResults = {
     started: new Date().toISOString(),
+    command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
     quick: opts.quick,
     machine: { cpus: cpus().length, kernel: release(), node: process.version, load: loadavg() },
     engines: {},

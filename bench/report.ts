@@ -195,6 +195,7 @@ export function renderMarkdown(r: BenchResults, chartFile: string | undefined): 
   const checks = checkTargets(r);
   out.push(`# Cove benchmark${r.quick ? ' (quick run)' : ''}`, '');
   out.push(`Run ${r.started}${r.finished ? ` – ${r.finished}` : ''} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; load average (1/5/15 min) at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}${r.machine.loadAtEnd ? `, at the end ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' / ')}` : ''}. Other sessions shared this machine, so compare rows of one table, not absolute numbers with other machines.`, '');
+  if (r.command) out.push(`Made with \`${r.command}\`.`, '');
   if (r.included?.length) out.push(`Samples of ${r.included.map((i) => `${i.targets.join(', ')} (run ${i.started})`).join('; ')} were measured in an earlier run on the same machine and merged in with \`--include\`.`, '');
   out.push('Every engine ran in a lab network namespace of its own with no uplink; numbers are min / median / max over the samples named in `n` (all samples are in `results.json`). `×floor` and `×<peer>` are this row\'s median over theirs: for times below 1× is faster, for rates above 1× is more.', '');
   out.push('## Engines', '');

@@ -26,6 +26,8 @@ export interface WorkloadRecord {
 export interface BenchResults {
   started: string;
   finished?: string;
+  /** How this run was started (npm run bench -- ...). */
+  command?: string;
   quick: boolean;
   machine: { cpus: number; kernel: string; node: string; load: number[]; loadAtEnd?: number[] };
   /** Earlier runs whose samples were merged in (--include). */
