@@ -76,18 +76,18 @@ export interface NetworkControllerOptions {
 /** The src/kernel implementation, loaded on first use (it loads a native addon). */
 async function defaultKernel(): Promise<SandboxKernel> {
   const netns = await import('../kernel/netns.js');
-  const ip = await import('../kernel/ip.js');
+  const rtnl = await import('../kernel/rtnl.js');
   return {
     createNetns: (path, disableIpv6) => netns.createNetns(path, disableIpv6 ? { sysctls: netns.DISABLE_IPV6 } : {}),
     deleteNetns: (path) => netns.deleteNetns(path),
-    loopbackUp: (path) => ip.ipBatchOnce(path, ['link set lo up']),
+    // rtnetlink from a throwaway thread inside the netns: no process spawned (~0.1 ms against ~10 ms for nsenter+ip).
+    loopbackUp: (path) => rtnl.configureInNetns(path, [{ op: 'up', dev: 'lo' }]),
     enableIpv6: (path) => netns.writeSysctls(path, { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' }),
     setDefaultRoute: (path, ifName, gws) => {
-      const cmds: string[] = [];
-      if (gws.v4 && tryParseIp(gws.v4)?.family === 4) cmds.push(`route replace default via ${gws.v4} dev ${ifName}`);
-      if (gws.v6 && tryParseIp(gws.v6)?.family === 6) cmds.push(`-6 route replace default via ${gws.v6} dev ${ifName}`);
-      if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(ifName)) throw new InvalidParameter(`invalid interface name ${ifName}`);
-      return ip.ipBatchOnce(path, cmds);
+      const ops: Array<{ op: 'route'; dev: string; via: string }> = [];
+      if (gws.v4) ops.push({ op: 'route', dev: ifName, via: gws.v4 });
+      if (gws.v6) ops.push({ op: 'route', dev: ifName, via: gws.v6 });
+      return rtnl.configureInNetns(path, ops);
     },
     udpSocket: (path, addr, port) => netns.udpSocketInNetns(path, addr, port),
     tcpSocket: (path, addr, port) => netns.tcpListenSocketInNetns(path, addr, port),
@@ -581,8 +581,8 @@ export class NetworkController implements NetworkService {
         this.log.warn({ container: shortId(spec.containerId) }, 'Published ports are discarded when using host network mode');
       }
       const undos: Undo[] = [];
-      await this.sandboxes.put(sb.containerId, sb, 0);
-      undos.push(() => this.sandboxes.delete(sb.containerId).then(() => undefined));
+      // The sandbox record is written last, in one put: a crash before it leaves endpoints whose
+      // sandbox is unknown and a netns nobody owns, and restore() removes exactly those.
       try {
         if (sb.netnsPath) {
           const k = await this.getKernel();
@@ -596,7 +596,6 @@ export class NetworkController implements NetworkService {
           const ep = await this.joinEndpoint(sb, net, req, `eth${i}`, i === 0);
           undos.push(() => this.leaveEndpoint(sb, ep, net));
           sb.endpoints.push(ep.id);
-          await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints], pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
         }
         await this.refreshNames(joins.map((j) => j.net.id));
         undos.push(() => this.refreshNames(joins.map((j) => j.net.id)));
@@ -607,6 +606,7 @@ export class NetworkController implements NetworkService {
         }
         undos.push(() => this.resolver.deleteSandbox(sb.id));
         await this.writeFiles(sb);
+        await this.sandboxes.put(sb.containerId, sb, 0);
       } catch (e) {
         await runUndos(undos, this.log);
         throw e;
@@ -691,7 +691,6 @@ export class NetworkController implements NetworkService {
         }
         ep.mac = req.macAddress || (ep.ipv4 ? macFromIpv4(ep.ipv4.split('/')[0]!) : randomMac());
       }
-      await this.endpoints.put(ep.id, ep);
       if (driver) {
         const dn = this.driverNetwork(net);
         const made = await driver.createEndpoint(dn, this.driverEndpoint(ep));
