@@ -13,7 +13,7 @@
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, writeFile, readdir } from 'node:fs/promises';
 import { hostname as osHostname, constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -570,6 +570,7 @@ export class ContainerManager implements ContainerService {
 
   private async teardown(id: string): Promise<void> {
     await this.runc(['delete', '--force', id]).catch(() => undefined);
+    await removeCgroups(id);
     await unmountRootfs(rootfsPaths(this.containerDir(id))).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'unmount failed'));
     await this.networks.deleteSandbox(id).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'deleting the sandbox failed'));
     await rm(this.bundleDir(id), { recursive: true, force: true });
@@ -1244,6 +1245,20 @@ export class ContainerManager implements ContainerService {
     // Wait for in-flight operations so the store is not closed under them.
     await Promise.allSettled([...this.locks.values()]);
   }
+}
+
+/**
+ * runc leaves a container's (empty) cgroup v1 dirs behind when the process
+ * was gone before `runc delete`; remove them (rmdir only succeeds when empty).
+ */
+async function removeCgroups(id: string): Promise<void> {
+  let controllers: string[];
+  try {
+    controllers = await readdir('/sys/fs/cgroup');
+  } catch {
+    return;
+  }
+  await Promise.all(controllers.map((c) => rmdir(join('/sys/fs/cgroup', c, 'cove', id)).catch(() => undefined)));
 }
 
 export { signalNumber, signalName };
