@@ -375,7 +375,8 @@ export class NetworkController implements NetworkService {
     const out: DockerNetwork[] = [];
     for (const { value: n } of await this.networks.list()) {
       const mine = eps.filter((e) => e.networkId === n.id);
-      if (matchesListFilters(n, mine.length, filters)) out.push(toDockerNetwork(n, mine));
+      // Like moby's list handler: containers are only shown by inspect.
+      if (matchesListFilters(n, mine.length, filters)) out.push(toDockerNetwork(n, []));
     }
     return out;
   }

@@ -178,7 +178,8 @@ test('ls filters: type, name, id, driver, label, dangling, scope; bad filters ar
   await rejects(h.ctl.listNetworks({ colour: ['red'] }), 400, "invalid filter 'colour'");
   await rejects(h.ctl.listNetworks({ type: ['weird'] }), 400, "invalid filter: 'type'='weird'");
   const listed = (await h.ctl.listNetworks({ name: ['alpha'] }))[0]!;
-  assert.equal(Object.values(listed.Containers)[0]!.Name, 'c1');
+  assert.deepEqual(listed.Containers, {}, 'like Docker, the list leaves containers to inspect');
+  assert.equal(Object.values((await h.ctl.inspectNetwork('alpha')).Containers)[0]!.Name, 'c1');
 });
 
 test('prune removes unused custom networks only, honouring label, label! and until', async (t) => {
