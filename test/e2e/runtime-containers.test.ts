@@ -108,6 +108,10 @@ test('run a busybox container with --network none: exec sees only lo and its hos
   // Separate stdout and stderr, and the exit code in exec inspect.
   const r = await exec(Id, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
   assert.deepEqual(r, { out: 'out\n', err: 'err\n', code: 3 });
+  // A command that does not exist: the runtime's error and 126/127, as docker exec shows.
+  const missing = await exec(Id, ['nosuchcmd']);
+  assert.ok(missing.code === 127 || missing.code === 126, `exit ${missing.code}`);
+  assert.match(missing.err + missing.out, /nosuchcmd/);
   // With a TTY everything comes on stdout.
   const t = await exec(Id, ['sh', '-c', 'echo out; echo err >&2; tty'], true);
   assert.equal(t.code, 0);
@@ -223,6 +227,17 @@ test('exec -it with a TTY reads stdin; wait, AutoRemove, name conflicts, rm of a
   assert.match(out.text(), /40 100/);
   assert.match(out.text(), /marker42/);
   assert.equal((await containers.execInspect(e.Id)).ExitCode, 5);
+
+  // docker attach to the TTY container: its shell answers, resize reaches the TTY, ctrl-p ctrl-q detaches.
+  const a = await containers.attach(Id, { stdin: true, stdout: true, stderr: true, logs: false, stream: true });
+  assert.equal(a.tty, true);
+  const aout = collect(a.stdout);
+  await a.resize(33, 77);
+  a.stdin!.write('stty size; echo tty-$((6*7))\n');
+  await until(() => /33 77/.test(aout.text()) && aout.text().includes('tty-42'), 5000, 'tty shell answer');
+  a.stdin!.write('\x10\x11');
+  assert.equal(await a.done, 'detached');
+  assert.equal((await containers.inspect(Id)).State.Running, true);
 
   await assert.rejects(containers.create('tty1', { Image: 'alpine', HostConfig: { NetworkMode: 'none' } }), (err: Error & { status?: number }) =>
     err.status === 409 && err.message === `Conflict. The container name "/tty1" is already in use by container "${Id}". You have to remove (or rename) that container to be able to reuse that name.`);
