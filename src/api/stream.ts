@@ -55,6 +55,16 @@ function pump(src: Readable | null, out: Writable, stream: 1 | 2, tty: boolean):
 }
 
 /**
+ * How long output waits after the connection was taken over. docker-py (so
+ * docker-compose) parses the 101 answer with a buffered reader and then reads
+ * the raw socket underneath it: output that arrives in the same read as the
+ * headers is lost (`compose exec` printed nothing about one time in two).
+ * Docker never shows this because it starts the process only after answering;
+ * our process is already running, so its first bytes wait a moment instead.
+ */
+export const HIJACK_SETTLE_MS = 25;
+
+/**
  * Runs a session over a hijacked connection until it ends:
  * client bytes → session.stdin (client half-close → stdin end),
  * session stdout/stderr → client; the connection ends when the output ends
@@ -89,7 +99,9 @@ export function runSession(session: IoSession, conn: Hijacked, opts: { stdin: bo
       // Drain whatever the client sends so the connection never stalls.
       conn.in.resume();
     }
-    const outputs = Promise.all([pump(session.stdout, conn.out, 1, session.tty), pump(session.tty ? null : session.stderr, conn.out, 2, false)]);
+    // Output starts a moment after the 101 answer (see HIJACK_SETTLE_MS); it waits in the session's streams meanwhile.
+    const outputs = new Promise((r) => setTimeout(r, HIJACK_SETTLE_MS)).then(() =>
+      Promise.all([pump(session.stdout, conn.out, 1, session.tty), pump(session.tty ? null : session.stderr, conn.out, 2, false)]));
     const hasOutput = Boolean(session.stdout || (!session.tty && session.stderr));
     if (hasOutput) void outputs.then(finish);
     void session.done.then((how) => {

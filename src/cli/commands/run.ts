@@ -1,0 +1,311 @@
+/** cove run | create | start | exec | attach: the commands that carry stdio. */
+import type { Cli } from '../main.js';
+import { ApiError, CliError, readProgress } from '../client.js';
+import { keyValues } from '../util.js';
+import { pipeSession } from '../stdio.js';
+
+export interface CreateOpts {
+  detach?: boolean; interactive?: boolean; tty?: boolean; rm?: boolean; name?: string; hostname?: string; domainname?: string;
+  env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string;
+  publish?: string[]; publishAll?: boolean; expose?: string[]; dns?: string[]; dnsSearch?: string[]; dnsOption?: string[];
+  addHost?: string[]; entrypoint?: string; workdir?: string; user?: string; label?: string[]; privileged?: boolean;
+  capAdd?: string[]; capDrop?: string[]; sysctl?: string[]; restart?: string; stopSignal?: string; stopTimeout?: string;
+  detachKeys?: string; attach?: string[]; init?: boolean; pull?: string; quiet?: boolean; sigProxy?: boolean;
+}
+
+type PortMap = Record<string, Array<{ HostIp: string; HostPort: string }>>;
+
+function range(spec: string, what: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(spec);
+  if (!m) throw new CliError(`invalid ${what}: ${spec}`);
+  const a = Number(m[1]);
+  const b = m[2] ? Number(m[2]) : a;
+  if (a < 0 || b > 65535 || b < a) throw new CliError(`invalid ${what}: ${spec}`);
+  return [a, b];
+}
+
+/** docker's -p syntaxes: [ip:][hostPort:]containerPort[/proto] (ranges too) and target=,published=,protocol=,host_ip= */
+export function parsePublish(specs: string[]): { exposed: Record<string, object>; bindings: PortMap } {
+  const exposed: Record<string, object> = {};
+  const bindings: PortMap = {};
+  for (const spec of specs) {
+    let ip = '';
+    let host = '';
+    let ctr: string;
+    let proto = 'tcp';
+    if (spec.includes('=')) {
+      const kv = keyValues(spec.split(','));
+      if (!kv.target) throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: missing mandatory field 'target'`);
+      ctr = kv.target;
+      host = kv.published ?? '';
+      proto = kv.protocol ?? 'tcp';
+      ip = kv.host_ip ?? '';
+    } else {
+      let rest = spec;
+      const slash = rest.lastIndexOf('/');
+      if (slash >= 0) { proto = rest.slice(slash + 1); rest = rest.slice(0, slash); }
+      const v6 = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+      if (v6) { ip = v6[1]!; rest = v6[2]!; const parts = rest.split(':'); host = parts.length > 1 ? parts[0]! : ''; ctr = parts[parts.length - 1]!; } else {
+        const parts = rest.split(':');
+        if (parts.length === 1) ctr = parts[0]!;
+        else if (parts.length === 2) { host = parts[0]!; ctr = parts[1]!; } else if (parts.length === 3) { ip = parts[0]!; host = parts[1]!; ctr = parts[2]!; } else throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${spec}`);
+      }
+    }
+    if (!['tcp', 'udp', 'sctp'].includes(proto)) throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${proto}`);
+    const [c0, c1] = range(ctr, 'containerPort');
+    const [h0, h1] = host ? range(host, 'hostPort') : [0, 0];
+    const hostRange = host !== '' && h1 - h0 === c1 - c0;
+    if (host && !hostRange && h0 !== h1 && c0 !== c1) throw new CliError(`invalid ranges specified for container and host Ports: ${ctr} and ${host}`);
+    for (let p = c0; p <= c1; p++) {
+      const key = `${p}/${proto}`;
+      exposed[key] = {};
+      let hostPort = '';
+      if (host) hostPort = hostRange ? String(h0 + (p - c0)) : (h0 === h1 ? String(h0) : `${h0}-${h1}`);
+      (bindings[key] ??= []).push({ HostIp: ip, HostPort: hostPort });
+    }
+  }
+  return { exposed, bindings };
+}
+
+function envList(list: string[] | undefined): string[] {
+  const out: string[] = [];
+  for (const e of list ?? []) {
+    if (e.includes('=')) out.push(e);
+    else if (process.env[e] !== undefined) out.push(`${e}=${process.env[e]}`);
+  }
+  return out;
+}
+
+function restartPolicy(spec: string | undefined): { Name: string; MaximumRetryCount: number } {
+  const [name, count] = (spec || 'no').split(':') as [string, string | undefined];
+  if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(name)) throw new CliError(`invalid restart policy: ${spec}`);
+  return { Name: name, MaximumRetryCount: count ? Number(count) : 0 };
+}
+
+export function buildCreateBody(image: string, command: string[], o: CreateOpts): Record<string, unknown> {
+  const { exposed, bindings } = parsePublish(o.publish ?? []);
+  for (const e of o.expose ?? []) {
+    const [port, proto = 'tcp'] = e.split('/') as [string, string?];
+    const [a, b] = range(port, 'port');
+    for (let p = a; p <= b; p++) exposed[`${p}/${proto}`] = {};
+  }
+  const attachStd = !o.detach;
+  const networks = o.network?.length ? o.network : ['default'];
+  const endpoints: Record<string, Record<string, unknown>> = {};
+  networks.forEach((n, i) => {
+    const ep: Record<string, unknown> = {};
+    if (i === 0) {
+      const ipam: Record<string, string> = {};
+      if (o.ip) ipam.IPv4Address = o.ip;
+      if (o.ip6) ipam.IPv6Address = o.ip6;
+      if (Object.keys(ipam).length) ep.IPAMConfig = ipam;
+      if (o.networkAlias?.length) ep.Aliases = o.networkAlias;
+      if (o.macAddress) ep.MacAddress = o.macAddress;
+    }
+    endpoints[n] = ep;
+  });
+  const body: Record<string, unknown> = {
+    Hostname: o.hostname ?? '',
+    Domainname: o.domainname ?? '',
+    User: o.user ?? '',
+    AttachStdin: Boolean(o.interactive) && !o.detach,
+    AttachStdout: attachStd,
+    AttachStderr: attachStd,
+    ExposedPorts: Object.keys(exposed).length ? exposed : null,
+    Tty: Boolean(o.tty),
+    OpenStdin: Boolean(o.interactive),
+    StdinOnce: Boolean(o.interactive) && !o.detach,
+    Env: envList(o.env),
+    Cmd: command.length ? command : null,
+    Image: image,
+    Labels: keyValues(o.label),
+    WorkingDir: o.workdir ?? '',
+    Entrypoint: o.entrypoint !== undefined ? [o.entrypoint] : null,
+    HostConfig: {
+      NetworkMode: networks[0],
+      PortBindings: bindings,
+      PublishAllPorts: Boolean(o.publishAll),
+      AutoRemove: Boolean(o.rm),
+      Dns: o.dns ?? [],
+      DnsOptions: o.dnsOption ?? [],
+      DnsSearch: o.dnsSearch ?? [],
+      ExtraHosts: (o.addHost ?? []).map((h) => (h.includes('=') && !h.includes(':') ? h.replace('=', ':') : h)),
+      Privileged: Boolean(o.privileged),
+      CapAdd: o.capAdd ?? null,
+      CapDrop: o.capDrop ?? null,
+      Sysctls: o.sysctl ? keyValues(o.sysctl) : {},
+      RestartPolicy: restartPolicy(o.restart),
+      Init: o.init ? true : null,
+    },
+    NetworkingConfig: { EndpointsConfig: endpoints },
+  };
+  if (o.stopSignal) body.StopSignal = o.stopSignal;
+  if (o.stopTimeout !== undefined) body.StopTimeout = Number(o.stopTimeout);
+  return body;
+}
+
+/** "alpine" → alpine:latest, as the docker CLI names what it pulls. */
+function normalizeRef(image: string): { name: string; tag: string } {
+  const at = image.indexOf('@');
+  if (at >= 0) return { name: image.slice(0, at), tag: image.slice(at + 1) };
+  const m = /^(.*[^/]):([\w][\w.-]{0,127})$/.exec(image);
+  return m ? { name: m[1]!, tag: m[2]! } : { name: image, tag: 'latest' };
+}
+
+async function createContainer(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<string> {
+  if (o.rm && o.restart && o.restart !== 'no') throw new CliError('Conflicting options: --restart and --rm');
+  const body = buildCreateBody(image, command, o);
+  const query = o.name ? { name: o.name } : undefined;
+  try {
+    const res = await cli.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
+    for (const w of res.Warnings ?? []) cli.err(`WARNING: ${w}\n`);
+    return res.Id;
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 404 || !/No such image/i.test(e.message) || o.pull === 'never') throw e;
+    const ref = normalizeRef(image);
+    if (!o.quiet) cli.err(`Unable to find image '${ref.name}:${ref.tag}' locally\n`);
+    const res = await cli.client.raw('POST', '/images/create', { query: { fromImage: ref.name, tag: ref.tag } });
+    await readProgress(res, (line) => { if (!o.quiet && line.status) cli.err(`${String(line.status)}\n`); });
+    const again = await cli.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
+    return again.Id;
+  }
+}
+
+export async function create(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<void> {
+  cli.out((await createContainer(cli, image, command, o)) + '\n');
+}
+
+function resizer(cli: Cli, path: string): (rows: number, cols: number) => void {
+  return (rows, cols) => { cli.client.post(path, undefined, { h: rows, w: cols }).catch(() => {}); };
+}
+
+/** After a session ends: was it a detach (the container runs on)? Otherwise its exit code. */
+async function exitCodeAfter(cli: Cli, id: string, waitResult: Promise<number> | undefined, detached: boolean): Promise<number | 'detached'> {
+  if (detached) return 'detached';
+  if (waitResult) {
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 1500).unref());
+    const res = await Promise.race([waitResult, timeout]);
+    if (res !== 'timeout') return res;
+  }
+  const info = await cli.client.get<{ State: { Running: boolean; ExitCode: number } }>(`/containers/${id}/json`);
+  if (info.State.Running) return 'detached';
+  return info.State.ExitCode;
+}
+
+/** POST wait: the headers come back at once, the body when the container exits. */
+async function startWait(cli: Cli, id: string, condition: string): Promise<{ waitRes: import('node:http').IncomingMessage; waitResult: Promise<number> }> {
+  const waitRes = await cli.client.raw('POST', `/containers/${id}/wait`, { query: { condition } });
+  const waitResult = (async () => {
+    let text = '';
+    for await (const c of waitRes) text += (c as Buffer).toString();
+    const r = JSON.parse(text) as { StatusCode: number; Error?: { Message: string } | null };
+    if (r.Error?.Message) cli.err(`${r.Error.Message}\n`);
+    return r.StatusCode;
+  })();
+  waitResult.catch(() => {});
+  return { waitRes, waitResult };
+}
+
+function proxySignals(cli: Cli, id: string): () => void {
+  const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((sig) => {
+    const h = () => { cli.client.post(`/containers/${id}/kill`, undefined, { signal: sig }).catch(() => {}); };
+    process.on(sig, h);
+    return [sig, h];
+  });
+  return () => { for (const [s, h] of handlers) process.off(s, h); };
+}
+
+export async function run(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<void> {
+  const id = await createContainer(cli, image, command, o);
+  if (o.detach) {
+    await cli.client.post(`/containers/${id}/start`);
+    cli.out(id + '\n');
+    return;
+  }
+  // docker's order: attach, wait (headers come back at once), start.
+  const tty = Boolean(o.tty);
+  const conn = await cli.client.hijack(`/containers/${id}/attach`, {
+    query: { stream: true, stdin: Boolean(o.interactive), stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
+  });
+  const { waitRes, waitResult } = await startWait(cli, id, o.rm ? 'removed' : 'next-exit');
+  await cli.client.post(`/containers/${id}/start`);
+  const unproxy = !tty && o.sigProxy !== false ? proxySignals(cli, id) : () => {};
+  const session = await pipeSession(conn.socket, conn.head, {
+    tty, stdin: Boolean(o.interactive), ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${id}/resize`),
+  });
+  unproxy();
+  const code = await exitCodeAfter(cli, id, waitResult, session.detached);
+  cli.exitCode = code === 'detached' ? 0 : code;
+  // The wait response may still be pending after a detach; do not let it hold the process.
+  if (code === 'detached') waitRes.destroy();
+}
+
+export async function start(cli: Cli, containers: string[], o: { attach?: boolean; interactive?: boolean; detachKeys?: string }): Promise<void> {
+  if (o.attach || o.interactive) {
+    if (containers.length > 1) throw new CliError('you cannot start and attach multiple containers at once');
+    const name = containers[0]!;
+    const info = await cli.client.get<{ Id: string; Config: { Tty: boolean; OpenStdin: boolean } }>(`/containers/${encodeURIComponent(name)}/json`);
+    const tty = Boolean(info.Config.Tty);
+    const stdin = Boolean(o.interactive && info.Config.OpenStdin);
+    const conn = await cli.client.hijack(`/containers/${info.Id}/attach`, {
+      query: { stream: true, stdin, stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
+    });
+    const { waitRes, waitResult } = await startWait(cli, info.Id, 'next-exit');
+    await cli.client.post(`/containers/${info.Id}/start`);
+    const session = await pipeSession(conn.socket, conn.head, { tty, stdin, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${info.Id}/resize`) });
+    const code = await exitCodeAfter(cli, info.Id, waitResult, session.detached);
+    cli.exitCode = code === 'detached' ? 0 : code;
+    if (code === 'detached') waitRes.destroy();
+    return;
+  }
+  const failures: string[] = [];
+  for (const c of containers) {
+    try {
+      await cli.client.post(`/containers/${encodeURIComponent(c)}/start`);
+      cli.out(c + '\n');
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      failures.push(e.display);
+    }
+  }
+  if (failures.length) {
+    cli.err(failures.join('\n') + '\n');
+    cli.exitCode = 1;
+  }
+}
+
+export async function exec(cli: Cli, container: string, command: string[], o: { detach?: boolean; interactive?: boolean; tty?: boolean; env?: string[]; workdir?: string; user?: string; privileged?: boolean; detachKeys?: string }): Promise<void> {
+  const body: Record<string, unknown> = {
+    User: o.user ?? '', Privileged: Boolean(o.privileged), Tty: Boolean(o.tty),
+    AttachStdin: Boolean(o.interactive) && !o.detach, AttachStdout: !o.detach, AttachStderr: !o.detach,
+    DetachKeys: o.detachKeys ?? '', Env: envList(o.env), WorkingDir: o.workdir ?? '', Cmd: command,
+  };
+  const { Id } = await cli.client.post<{ Id: string }>(`/containers/${encodeURIComponent(container)}/exec`, body);
+  if (o.detach) {
+    await cli.client.post(`/exec/${Id}/start`, { Detach: true, Tty: Boolean(o.tty) });
+    return;
+  }
+  const conn = await cli.client.hijack(`/exec/${Id}/start`, { body: { Detach: false, Tty: Boolean(o.tty) } });
+  const session = await pipeSession(conn.socket, conn.head, {
+    tty: Boolean(o.tty), stdin: Boolean(o.interactive), ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/exec/${Id}/resize`),
+  });
+  if (session.detached) return;
+  const info = await cli.client.get<{ ExitCode: number | null; Running: boolean }>(`/exec/${Id}/json`);
+  cli.exitCode = info.ExitCode ?? 0;
+}
+
+export async function attach(cli: Cli, container: string, o: { detachKeys?: string; stdin?: boolean }): Promise<void> {
+  const info = await cli.client.get<{ Id: string; State: { Running: boolean; Paused: boolean; Restarting: boolean }; Config: { Tty: boolean; OpenStdin: boolean } }>(`/containers/${encodeURIComponent(container)}/json`);
+  if (!info.State.Running) throw new CliError('You cannot attach to a stopped container, start it first');
+  if (info.State.Paused) throw new CliError('You cannot attach to a paused container, unpause it first');
+  const tty = Boolean(info.Config.Tty);
+  const stdin = o.stdin !== false && Boolean(info.Config.OpenStdin);
+  const conn = await cli.client.hijack(`/containers/${info.Id}/attach`, {
+    query: { stream: true, stdin, stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
+  });
+  const { waitRes, waitResult } = await startWait(cli, info.Id, 'not-running');
+  const session = await pipeSession(conn.socket, conn.head, { tty, stdin, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${info.Id}/resize`) });
+  const code = await exitCodeAfter(cli, info.Id, waitResult, session.detached);
+  cli.exitCode = code === 'detached' ? 0 : code;
+  if (code === 'detached') waitRes.destroy();
+}

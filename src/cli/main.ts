@@ -1,0 +1,351 @@
+/**
+ * `cove`: Docker's CLI verbs as a thin client of the Cove Engine API.
+ * Start-up must stay fast: only commander is loaded up front; each command's
+ * module (and node:http) is imported when the command runs.
+ */
+import { Command, Option } from 'commander';
+import type { Client } from './client.js';
+
+export interface Cli {
+  client: Client;
+  out(text: string): void;
+  err(text: string): void;
+  exitCode: number;
+  /** Prefix for daemon errors: "cove: " for run/create like docker's "docker: ". */
+  errorPrefix: string;
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+type Loader = () => Promise<Record<string, unknown>>;
+const modules: Record<string, Loader> = {
+  network: () => import('./commands/network.js'),
+  container: () => import('./commands/container.js'),
+  run: () => import('./commands/run.js'),
+  image: () => import('./commands/image.js'),
+  system: () => import('./commands/system.js'),
+};
+
+/** Exit code for daemon errors of `run`/`create` (docker's 125). */
+const RUN_ERROR_CODE = 125;
+
+async function makeCli(program: Command, errorPrefix: string): Promise<Cli> {
+  const { Client, socketPathFrom } = await import('./client.js');
+  const host = program.opts().host as string | undefined;
+  const cli: Cli = {
+    client: new Client(socketPathFrom(host)),
+    out: (t) => { process.stdout.write(t); },
+    err: (t) => { process.stderr.write(t); },
+    exitCode: 0,
+    errorPrefix,
+  };
+  return cli;
+}
+
+/** An action that loads `mod` and calls `fn(cli, ...args)` with commander's arguments. */
+function act(program: Command, mod: keyof typeof modules, fn: string, opts: { runLike?: boolean } = {}) {
+  return async (...args: unknown[]): Promise<void> => {
+    // commander passes (...positionals, options, command); drop the command.
+    args.pop();
+    const cli = await makeCli(program, opts.runLike ? 'cove: ' : '');
+    try {
+      const m = await modules[mod]!();
+      await (m[fn] as (cli: Cli, ...a: unknown[]) => Promise<void>)(cli, ...args);
+      process.exitCode = cli.exitCode;
+    } catch (e) {
+      const { ApiError, CliError } = await import('./client.js');
+      if (e instanceof ApiError) {
+        process.stderr.write(`${cli.errorPrefix}${e.display}\n`);
+        if (opts.runLike) process.stderr.write(`\nRun 'cove ${fn === 'create' ? 'create' : 'run'} --help' for more information\n`);
+        process.exitCode = opts.runLike ? RUN_ERROR_CODE : 1;
+      } else if (e instanceof CliError) {
+        process.stderr.write(`${cli.errorPrefix}${e.message}\n`);
+        process.exitCode = opts.runLike && e.code === 1 ? RUN_ERROR_CODE : e.code;
+      } else {
+        throw e;
+      }
+    }
+  };
+}
+
+function containerCreateOptions(cmd: Command): Command {
+  return cmd
+    .option('-d, --detach', 'Run container in background and print container ID')
+    .option('-i, --interactive', 'Keep STDIN open even if not attached')
+    .option('-t, --tty', 'Allocate a pseudo-TTY')
+    .option('--rm', 'Automatically remove the container when it exits')
+    .option('--name <name>', 'Assign a name to the container')
+    .option('-h, --hostname <name>', 'Container host name')
+    .option('--domainname <name>', 'Container NIS domain name')
+    .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
+    .option('--net, --network <network>', 'Connect a container to a network', collect)
+    .option('--net-alias, --network-alias <alias>', 'Add network-scoped alias for the container', collect)
+    .option('--ip <address>', 'IPv4 address (e.g., 172.30.100.104)')
+    .option('--ip6 <address>', 'IPv6 address (e.g., 2001:db8::33)')
+    .option('--mac-address <address>', 'Container MAC address (e.g., 92:d0:c6:0a:29:33)')
+    .option('-p, --publish <spec>', "Publish a container's port(s) to the host", collect)
+    .option('-P, --publish-all', 'Publish all exposed ports to random ports')
+    .option('--expose <port>', 'Expose a port or a range of ports', collect)
+    .option('--dns <ip>', 'Set custom DNS servers', collect)
+    .option('--dns-search <domain>', 'Set custom DNS search domains', collect)
+    .option('--dns-option <option>', 'Set DNS options', collect)
+    .option('--add-host <host:ip>', 'Add a custom host-to-IP mapping (host:ip)', collect)
+    .option('--entrypoint <command>', 'Overwrite the default ENTRYPOINT of the image')
+    .option('-w, --workdir <dir>', 'Working directory inside the container')
+    .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
+    .option('-l, --label <key=value>', 'Set meta data on a container', collect)
+    .option('--privileged', 'Give extended privileges to this container')
+    .option('--cap-add <cap>', 'Add Linux capabilities', collect)
+    .option('--cap-drop <cap>', 'Drop Linux capabilities', collect)
+    .option('--sysctl <key=value>', 'Sysctl options', collect)
+    .option('--restart <policy>', 'Restart policy to apply when a container exits', 'no')
+    .option('--stop-signal <signal>', 'Signal to stop the container')
+    .option('--stop-timeout <seconds>', 'Timeout (in seconds) to stop a container')
+    .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
+    .option('-a, --attach <stream>', 'Attach to STDIN, STDOUT or STDERR', collect)
+    .option('--init', 'Run an init inside the container')
+    .option('--pull <policy>', 'Pull image before running ("always", "missing", "never")', 'missing')
+    .option('-q, --quiet', 'Suppress the pull output')
+    .option('--sig-proxy', 'Proxy received signals to the process', true)
+    .option('--no-sig-proxy', 'Do not proxy received signals to the process')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions();
+}
+
+function containerCommands(parent: Command, program: Command, top: boolean): void {
+  containerCreateOptions(parent.command('run').helpOption('--help').description('Create and run a new container from an image'))
+    .action(act(program, 'run', 'run', { runLike: true }));
+  containerCreateOptions(parent.command('create').helpOption('--help').description('Create a new container'))
+    .action(act(program, 'run', 'create', { runLike: true }));
+  parent.command('start').description('Start one or more stopped containers')
+    .option('-a, --attach', 'Attach STDOUT/STDERR and forward signals')
+    .option('-i, --interactive', "Attach container's STDIN")
+    .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
+    .argument('<container...>').action(act(program, 'run', 'start'));
+  parent.command('stop').description('Stop one or more running containers')
+    .option('-t, --timeout <seconds>', 'Seconds to wait before killing the container')
+    .option('-s, --signal <signal>', 'Signal to send to the container')
+    .argument('<container...>').action(act(program, 'container', 'stop'));
+  parent.command('kill').description('Kill one or more running containers')
+    .option('-s, --signal <signal>', 'Signal to send to the container')
+    .argument('<container...>').action(act(program, 'container', 'kill'));
+  parent.command('restart').description('Restart one or more containers')
+    .option('-t, --timeout <seconds>', 'Seconds to wait before killing the container')
+    .option('-s, --signal <signal>', 'Signal to send to the container')
+    .argument('<container...>').action(act(program, 'container', 'restart'));
+  const rmCmd = parent.command('rm').description('Remove one or more containers')
+    .option('-f, --force', 'Force the removal of a running container (uses SIGKILL)')
+    .option('-v, --volumes', 'Remove anonymous volumes associated with the container')
+    .option('-l, --link', 'Remove the specified link')
+    .argument('<container...>').action(act(program, 'container', 'rm'));
+  if (!top) rmCmd.alias('remove');
+  const psCmd = parent.command(top ? 'ps' : 'ls').description('List containers')
+    .option('-a, --all', 'Show all containers (default shows just running)')
+    .option('-q, --quiet', 'Only display container IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .option('-n, --last <n>', 'Show n last created containers (includes all states)')
+    .option('-l, --latest', 'Show the latest created container (includes all states)')
+    .option('-s, --size', 'Display total file sizes')
+    .option('--no-trunc', "Don't truncate output")
+    .action(act(program, 'container', 'ps'));
+  if (!top) psCmd.aliases(['ps', 'list']);
+  parent.command('exec').description('Execute a command in a running container')
+    .option('-d, --detach', 'Detached mode: run command in the background')
+    .option('-i, --interactive', 'Keep STDIN open even if not attached')
+    .option('-t, --tty', 'Allocate a pseudo-TTY')
+    .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
+    .option('-w, --workdir <dir>', 'Working directory inside the container')
+    .option('-u, --user <user>', 'Username or UID')
+    .option('--privileged', 'Give extended privileges to the command')
+    .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
+    .argument('<container>').argument('<command...>').passThroughOptions()
+    .action(act(program, 'run', 'exec'));
+  parent.command('attach').description("Attach local standard input, output, and error streams to a running container")
+    .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
+    .option('--no-stdin', 'Do not attach STDIN')
+    .option('--sig-proxy', 'Proxy all received signals to the process', true)
+    .option('--no-sig-proxy', 'Do not proxy signals')
+    .argument('<container>').action(act(program, 'run', 'attach'));
+  parent.command('logs').description('Fetch the logs of a container')
+    .option('-f, --follow', 'Follow log output')
+    .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
+    .option('-t, --timestamps', 'Show timestamps')
+    .option('--since <time>', 'Show logs since timestamp or relative (e.g. 42m)')
+    .option('--until <time>', 'Show logs before a timestamp or relative')
+    .option('--details', 'Show extra details provided to logs')
+    .argument('<container>').action(act(program, 'container', 'logs'));
+  parent.command('inspect').description(top ? 'Return low-level information on Docker objects' : 'Display detailed information on one or more containers')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .option('-s, --size', 'Display total file sizes')
+    .option('--type <type>', 'Only inspect objects of the given type')
+    .argument('<name...>').action(act(program, 'container', top ? 'inspectAny' : 'inspect'));
+  parent.command('wait').description('Block until one or more containers stop, then print their exit codes')
+    .argument('<container...>').action(act(program, 'container', 'wait'));
+  parent.command('rename').description('Rename a container')
+    .argument('<container>').argument('<new-name>').action(act(program, 'container', 'rename'));
+  parent.command('port').description('List port mappings or a specific mapping for the container')
+    .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
+}
+
+function imageCommands(image: Command, program: Command): void {
+  image.command('ls').aliases(['list']).description('List images')
+    .option('-a, --all', 'Show all images')
+    .option('-q, --quiet', 'Only show image IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .option('--digests', 'Show digests')
+    .option('--no-trunc', "Don't truncate output")
+    .argument('[repository]')
+    .action(act(program, 'image', 'ls'));
+  image.command('rm').aliases(['remove', 'rmi']).description('Remove one or more images')
+    .option('-f, --force', 'Force removal of the image')
+    .option('--no-prune', 'Do not delete untagged parents')
+    .argument('<image...>').action(act(program, 'image', 'rm'));
+  image.command('inspect').description('Display detailed information on one or more images')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .argument('<image...>').action(act(program, 'image', 'inspect'));
+  image.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
+    .argument('<source>').argument('<target>').action(act(program, 'image', 'tag'));
+  image.command('import').description('Import the contents from a tarball to create a filesystem image')
+    .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
+    .option('-m, --message <message>', 'Set commit message for imported image')
+    .option('--platform <platform>', 'Set platform if server is multi-platform capable')
+    .argument('<file>').argument('[reference]').action(act(program, 'image', 'importImage'));
+  image.command('load').description('Load an image from a tar archive or STDIN')
+    .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
+    .option('-q, --quiet', 'Suppress the load output')
+    .action(act(program, 'image', 'load'));
+}
+
+export function buildProgram(): Command {
+  const program = new Command('cove')
+    .description('A self-sufficient runtime for containers, with Docker\'s networking')
+    .option('-H, --host <host>', 'Daemon socket to connect to (unix://PATH)')
+    .enablePositionalOptions()
+    .showSuggestionAfterError(false)
+    .configureHelp({ sortSubcommands: true });
+  program.addOption(new Option('-v, --version', 'Print version information and quit'));
+
+  const network = program.command('network').description('Manage networks');
+  network.command('ls').aliases(['list']).description('List networks')
+    .option('-q, --quiet', 'Only display network IDs')
+    .option('-f, --filter <filter>', 'Provide filter values (e.g. "driver=bridge")', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .option('--no-trunc', 'Do not truncate the output')
+    .action(act(program, 'network', 'ls'));
+  network.command('create').description('Create a network')
+    .option('-d, --driver <driver>', 'Driver to manage the Network', 'bridge')
+    .option('--subnet <subnet>', 'Subnet in CIDR format that represents a network segment', collect)
+    .option('--gateway <ip>', 'IPv4 or IPv6 Gateway for the master subnet', collect)
+    .option('--ip-range <range>', 'Allocate container ip from a sub-range', collect)
+    .option('--aux-address <name=ip>', 'Auxiliary IPv4 or IPv6 addresses used by Network driver', collect)
+    .option('--ipv6', 'Enable or disable IPv6 networking')
+    .option('--ipv4', 'Enable or disable IPv4 address assignment')
+    .option('--internal', 'Restrict external access to the network')
+    .option('--attachable', 'Enable manual container attachment')
+    .option('--ingress', 'Create swarm routing-mesh network')
+    .option('-o, --opt <key=value>', 'Set driver specific options', collect)
+    .option('--label <key=value>', 'Set metadata on a network', collect)
+    .option('--scope <scope>', "Control the network's scope")
+    .option('--ipam-driver <driver>', 'IP Address Management Driver', 'default')
+    .option('--ipam-opt <key=value>', 'Set IPAM driver specific options', collect)
+    .option('--config-only', 'Create a configuration only network')
+    .option('--config-from <network>', 'The network from which to copy the configuration')
+    .argument('<name>').action(act(program, 'network', 'create'));
+  network.command('rm').aliases(['remove']).description('Remove one or more networks')
+    .option('-f, --force', 'Do not error if the network does not exist')
+    .argument('<network...>').action(act(program, 'network', 'rm'));
+  network.command('inspect').description('Display detailed information on one or more networks')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .option('-v, --verbose', 'Verbose output for diagnostics')
+    .argument('<network...>').action(act(program, 'network', 'inspect'));
+  network.command('connect').description('Connect a container to a network')
+    .option('--alias <alias>', 'Add network-scoped alias for the container', collect)
+    .option('--ip <address>', 'IPv4 address (e.g., "172.30.100.104")')
+    .option('--ip6 <address>', 'IPv6 address (e.g., "2001:db8::33")')
+    .option('--link <container>', 'Add link to another container', collect)
+    .option('--link-local-ip <address>', 'Add a link-local address for the container', collect)
+    .option('--driver-opt <key=value>', 'driver options for the network', collect)
+    .option('--gw-priority <n>', 'Highest gw-priority provides the default gateway')
+    .argument('<network>').argument('<container>').action(act(program, 'network', 'connect'));
+  network.command('disconnect').description('Disconnect a container from a network')
+    .option('-f, --force', 'Force the container to disconnect from a network')
+    .argument('<network>').argument('<container>').action(act(program, 'network', 'disconnect'));
+  network.command('prune').description('Remove all unused networks')
+    .option('-f, --force', 'Do not prompt for confirmation')
+    .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
+    .action(act(program, 'network', 'prune'));
+
+  const container = program.command('container').description('Manage containers');
+  containerCommands(container, program, false);
+  containerCommands(program, program, true);
+
+  const image = program.command('image').description('Manage images');
+  imageCommands(image, program);
+  // Top-level shortcuts, as docker has them.
+  program.command('images').description('List images')
+    .option('-a, --all', 'Show all images')
+    .option('-q, --quiet', 'Only show image IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .option('--digests', 'Show digests')
+    .option('--no-trunc', "Don't truncate output")
+    .argument('[repository]')
+    .action(act(program, 'image', 'ls'));
+  program.command('rmi').description('Remove one or more images')
+    .option('-f, --force', 'Force removal of the image')
+    .option('--no-prune', 'Do not delete untagged parents')
+    .argument('<image...>').action(act(program, 'image', 'rm'));
+  program.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
+    .argument('<source>').argument('<target>').action(act(program, 'image', 'tag'));
+  program.command('import').description('Import the contents from a tarball to create a filesystem image')
+    .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
+    .option('-m, --message <message>', 'Set commit message for imported image')
+    .option('--platform <platform>', 'Set platform if server is multi-platform capable')
+    .argument('<file>').argument('[reference]').action(act(program, 'image', 'importImage'));
+  program.command('load').description('Load an image from a tar archive or STDIN')
+    .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
+    .option('-q, --quiet', 'Suppress the load output')
+    .action(act(program, 'image', 'load'));
+
+  program.command('version').description('Show the Cove version information')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .action(act(program, 'system', 'version'));
+  program.command('info').description('Display system-wide information')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .action(act(program, 'system', 'info'));
+  program.command('events').description('Get real time events from the server')
+    .option('--since <time>', 'Show all events created since timestamp')
+    .option('--until <time>', 'Stream events until this timestamp')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format the output using the given Go template')
+    .action(act(program, 'system', 'events'));
+  const system = program.command('system').description('Manage Cove');
+  system.command('info').option('-f, --format <format>', 'Format output using a custom template').action(act(program, 'system', 'info'));
+  system.command('events')
+    .option('--since <time>', 'Show all events created since timestamp')
+    .option('--until <time>', 'Stream events until this timestamp')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format the output using the given Go template')
+    .action(act(program, 'system', 'events'));
+
+  program.exitOverride((err) => {
+    // commander's own errors (unknown flag, missing argument) exit like docker's usage errors.
+    process.exit(err.exitCode === 0 ? 0 : err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 1);
+  });
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  const program = buildProgram();
+  if (argv.length === 3 && (argv[2] === '-v' || argv[2] === '--version')) {
+    const { clientVersion } = await import('./commands/system.js');
+    process.stdout.write(`Cove version ${clientVersion()}\n`);
+    return;
+  }
+  await program.parseAsync(argv);
+}
+
+await main();
