@@ -187,6 +187,28 @@ test('--ipv6 --subnet 2001:db8:1::/64: addresses of both families, AAAA answers,
   assert.ok(ok, 'ping6 v61 -> v62');
 });
 
+test('macvlan on a LAN link: addresses from --subnet, names through the embedded DNS, the LAN host reachable', async () => {
+  // A "LAN": a veth from the daemon's netns to one more namespace standing in for a host on it.
+  const lan = lab.addNamedNetns('cvn-ctl-lan');
+  sh('ip', ['link', 'add', 'cvnmv0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', lan]);
+  sh('ip', ['link', 'set', 'cvnmv0', 'up']);
+  sh(...inNs(lan, ['ip', '-batch', '-']), 'link set lo up\naddr add 10.98.0.254/24 dev lan0\nlink set lan0 up\n');
+  await ctl.createNetwork({ Name: 'mv-net', Driver: 'macvlan', Options: { parent: 'cvnmv0' },
+    IPAM: { Config: [{ Subnet: '10.98.0.0/24', Gateway: '10.98.0.254' }] } });
+  sb.mv1 = await ctl.createSandbox(spec('mv1', 'mv-net', { endpoints: [{ network: 'mv-net', ipv4Address: '10.98.0.10' }] }));
+  sb.mv2 = await ctl.createSandbox(spec('mv2', 'mv-net'));
+  assert.equal(await ipOf('mv2', 'mv-net'), '10.98.0.1');
+  assert.deepEqual(await nslookup('mv1', 'mv2'), ['10.98.0.1']);
+  assert.ok(await ping('mv1', '10.98.0.1'));
+  assert.ok(await ping('mv1', '10.98.0.254'), 'the LAN host');
+  await ctl.deleteSandbox(ids.mv1!);
+  await ctl.deleteSandbox(ids.mv2!);
+  delete ids.mv1;
+  delete ids.mv2;
+  await ctl.removeNetwork('mv-net');
+  sh('ip', ['link', 'del', 'cvnmv0']);
+});
+
 test('a published port is held by the daemon (ss shows it) and reaches the container\'s server', async () => {
   const www = join(lab.root, 'www');
   mkdirSync(www, { recursive: true });

@@ -46,6 +46,7 @@ export class NetLab {
   readonly path: string;
   readonly root: string;
   private readonly procs: ChildProcess[] = [];
+  private readonly extraNetns: string[] = [];
 
   constructor(readonly name: string) {
     if (!/^cvn-[a-z0-9-]{1,10}$/.test(name)) throw new Error(`lab name must start with cvn-: ${name}`);
@@ -72,6 +73,14 @@ export class NetLab {
     sh('ip', ['link', 'set', 'lo', 'up']);
   }
 
+  /** One more classic named netns (e.g. a host on a LAN), removed by destroy(). */
+  addNamedNetns(name: string): string {
+    if (!name.startsWith('cvn-')) throw new Error('lab names start with cvn-');
+    sh('ip', ['netns', 'add', name]);
+    this.extraNetns.push(name);
+    return `/run/netns/${name}`;
+  }
+
   start(argv: string[]): ChildProcess {
     const [cmd, ...args] = argv as [string, ...string[]];
     const p = spawn(cmd, args, { stdio: 'ignore' });
@@ -88,6 +97,7 @@ export class NetLab {
     const nsDir = join(this.execRoot, 'netns');
     if (existsSync(nsDir)) for (const f of readdirSync(nsDir)) await deleteNetns(join(nsDir, f)).catch(() => undefined);
     rmSync(this.root, { recursive: true, force: true });
+    for (const n of this.extraNetns) shTry('ip', ['netns', 'del', n]);
     shTry('ip', ['netns', 'del', this.name]);
     try { rmSync('/tmp/cvn-lab'); } catch { /* other labs */ }
   }
