@@ -16,6 +16,24 @@ function splitImagePath(rest: string, actions: string[]): { name: string; action
   return { name: rest, action: '' };
 }
 
+/** Container-only keys an image's Config carried before API 1.50 (always empty); 1.50 dropped them. */
+const CONTAINER_ONLY_CONFIG_KEYS = ['Hostname', 'Domainname', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'OpenStdin', 'StdinOnce', 'Image', 'NetworkDisabled', 'MacAddress', 'StopTimeout'];
+
+function apiAtLeast(v: string, min: string): boolean {
+  const [a1, a2] = v.split('.').map(Number);
+  const [b1, b2] = min.split('.').map(Number);
+  return a1! > b1! || (a1 === b1 && a2! >= b2!);
+}
+
+/** GET /images/{name}/json as the client's API version has it. */
+export function imageInspectFor(apiVersion: string, img: Record<string, unknown>): Record<string, unknown> {
+  const config = img.Config as Record<string, unknown> | undefined;
+  if (!config || !apiAtLeast(apiVersion, '1.50')) return img;
+  const trimmed = { ...config };
+  for (const k of CONTAINER_ONLY_CONFIG_KEYS) delete trimmed[k];
+  return { ...img, Config: trimmed };
+}
+
 async function list(ctx: Ctx): Promise<void> {
   ctx.reply.json(200, await ctx.engine.images.list({ all: boolQuery(ctx.query, 'all'), filters: filtersQuery(ctx.query) }));
 }
@@ -107,7 +125,7 @@ async function byName(ctx: Ctx): Promise<void> {
   }
   const { name, action } = splitImagePath(rest, method === 'GET' ? ['json'] : ['tag']);
   if (method === 'GET' && action === 'json') {
-    ctx.reply.json(200, await ctx.engine.images.inspect(name));
+    ctx.reply.json(200, imageInspectFor(ctx.apiVersion, await ctx.engine.images.inspect(name)));
     return;
   }
   if (method === 'POST' && action === 'tag') {
