@@ -166,3 +166,22 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   assert.deepEqual(await images.load(createReadStream(join(work, 'oci.tar'))), ['ocitest:1.0']);
   assert.equal(await images.resolve('ocitest:1.0'), cfgDigest);
 });
+
+test('a layer cannot write through its own symlinks (a -> /outside, then a/b)', async () => {
+  const images = newImageStore('escape');
+  const victim = join(work, 'victim');
+  mkdirSync(victim, { recursive: true });
+  const src1 = join(work, 'esc1');
+  const src2 = join(work, 'esc2');
+  mkdirSync(src1, { recursive: true });
+  mkdirSync(join(src2, 'a'), { recursive: true });
+  execFileSync('ln', ['-s', victim, join(src1, 'a')]);
+  execFileSync('ln', ['-s', 'x', join(src2, 'a', 'b')]);
+  writeFileSync(join(src2, 'a', '.wh.gone'), '');
+  const t = join(work, 'escape.tar');
+  execFileSync('tar', ['-cf', t, '-C', src1, 'a', '-C', src2, 'a/b', 'a/.wh.gone']);
+  await assert.rejects(images.importTar(createReadStream(t), { repo: 'escape' }), /lies under a symbolic link/);
+  assert.deepEqual(readdirSync(victim), [], 'nothing written outside the layer');
+  await assert.rejects(images.resolve('escape'), /No such image/);
+  assert.deepEqual(readdirSync(images.layers.root).filter((n) => !n.startsWith('.')), [], 'no half-made layer');
+});

@@ -210,6 +210,9 @@ export class LayerStore {
         return true;
       },
     });
+    // Order matters for safety: until the symlinks are made (last), the layer
+    // dir holds no symlink, so nothing below can be led outside of it.
+    for (const m of modes.reverse()) await chmod(join(dest, m.path), m.mode).catch(() => undefined);
     for (const s of specials) {
       const target = join(dest, s.path);
       await mkdir(dirname(target), { recursive: true });
@@ -221,16 +224,6 @@ export class LayerStore {
       await chown(target, s.uid, s.gid).catch(() => undefined);
       if (s.mtime) await lutimes(target, s.mtime, s.mtime).catch(() => undefined);
     }
-    for (const l of symlinks) {
-      if (!l.path || l.path.split('/').includes('..')) continue;
-      const target = join(dest, l.path);
-      await mkdir(dirname(target), { recursive: true });
-      await rm(target, { force: true, recursive: true });
-      await symlink(l.target, target);
-      await lchown(target, l.uid, l.gid).catch(() => undefined);
-      if (l.mtime) await lutimes(target, l.mtime, l.mtime).catch(() => undefined);
-    }
-    for (const m of modes.reverse()) await chmod(join(dest, m.path), m.mode).catch(() => undefined);
     for (const w of whiteouts) await this.makeWhiteout(join(dest, w));
     if (opaque.length) {
       const lowers = parent ? await this.lowerDirs(parent) : [];
@@ -253,6 +246,19 @@ export class LayerStore {
         for (const n of names) if (!present.has(n)) await this.makeWhiteout(join(dest, dir, n));
       }
     }
+    for (const l of symlinks) {
+      if (!l.path || l.path.split('/').includes('..')) continue;
+      const target = join(dest, l.path);
+      // A symlink made earlier must not be followed (a -> /etc, then a/b).
+      if (!(await parentsAreRealDirs(dest, l.path))) {
+        throw new InvalidParameter(`invalid layer: ${l.path} lies under a symbolic link`);
+      }
+      await mkdir(dirname(target), { recursive: true });
+      await rm(target, { force: true, recursive: true });
+      await symlink(l.target, target);
+      await lchown(target, l.uid, l.gid).catch(() => undefined);
+      if (l.mtime) await lutimes(target, l.mtime, l.mtime).catch(() => undefined);
+    }
     return size;
   }
 
@@ -264,6 +270,19 @@ export class LayerStore {
     await run('mknod', [path, 'c', '0', '0']);
     await chmod(path, 0o600).catch(() => undefined);
   }
+}
+
+/** True when no parent of `rel` inside `root` is a symlink (missing parents are fine: they become dirs). */
+async function parentsAreRealDirs(root: string, rel: string): Promise<boolean> {
+  const parts = rel.split('/').filter(Boolean);
+  let cur = root;
+  for (const part of parts.slice(0, -1)) {
+    cur = join(cur, part);
+    const st = await lstat(cur).catch(() => undefined);
+    if (!st) return true;
+    if (st.isSymbolicLink() || !st.isDirectory()) return false;
+  }
+  return true;
 }
 
 /** Streams a file for re-reading a spooled tar. */
