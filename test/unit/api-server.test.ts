@@ -1,0 +1,283 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { startApi, request, json, hijack, readToEnd, type Harness } from '../support/api-harness.js';
+import { Demuxer } from '../../src/api/stream.js';
+
+let h: Harness;
+before(async () => { h = await startApi(); });
+after(async () => { await h.close(); });
+
+function frames(buf: Buffer): Array<[number, string]> {
+  const out: Array<[number, string]> = [];
+  new Demuxer((s, d) => out.push([s, d.toString()])).push(buf);
+  return out;
+}
+
+test('ping answers OK with Docker\'s headers, GET and HEAD', async () => {
+  const r = await request(h.socket, 'GET', '/_ping');
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'OK');
+  assert.equal(r.headers['api-version'], '1.51');
+  assert.equal(r.headers['server'], 'Cove/0.1.0 (linux)');
+  assert.equal(r.headers['ostype'], 'linux');
+  assert.equal(r.headers['docker-experimental'], 'false');
+  assert.equal(r.headers['swarm'], 'inactive');
+  assert.match(String(r.headers['cache-control']), /no-cache/);
+  assert.equal(r.headers['pragma'], 'no-cache');
+  const head = await request(h.socket, 'HEAD', '/v1.50/_ping');
+  assert.equal(head.status, 200);
+  assert.equal(head.body, '');
+  assert.equal(head.headers['api-version'], '1.51');
+});
+
+test('version prefixes: 1.24..1.51 and none accepted, others refused with Docker\'s words', async () => {
+  for (const p of ['/version', '/v1.24/version', '/v1.41/version', '/v1.51/version']) {
+    const r = await request(h.socket, 'GET', p);
+    assert.equal(r.status, 200, p);
+    assert.equal(json(r).ApiVersion, '1.51');
+  }
+  const tooNew = await request(h.socket, 'GET', '/v1.52/version');
+  assert.equal(tooNew.status, 400);
+  assert.equal(json(tooNew).message, 'client version 1.52 is too new. Maximum supported API version is 1.51');
+  assert.equal(tooNew.headers['api-version'], '1.51');
+  const tooOld = await request(h.socket, 'GET', '/v1.12/networks');
+  assert.equal(tooOld.status, 400);
+  assert.equal(json(tooOld).message, 'client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version');
+});
+
+test('unknown endpoints are 404 page not found; swarm endpoints 503', async () => {
+  const r = await request(h.socket, 'GET', '/v1.51/nothing/here');
+  assert.equal(r.status, 404);
+  assert.deepEqual(json(r), { message: 'page not found' });
+  const s = await request(h.socket, 'GET', '/swarm');
+  assert.equal(s.status, 503);
+  assert.equal(json(s).message, 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.');
+  const svc = await request(h.socket, 'GET', '/v1.51/services');
+  assert.equal(svc.status, 503);
+});
+
+test('network create, duplicate, list with filters, inspect, remove', async () => {
+  const c = await request(h.socket, 'POST', '/v1.51/networks/create', JSON.stringify({ Name: 'alpine-net', Driver: 'bridge' }));
+  assert.equal(c.status, 201);
+  const { Id, Warning } = json(c);
+  assert.match(Id, /^[0-9a-f]{64}$/);
+  assert.equal(Warning, '');
+  const dup = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'alpine-net' }));
+  assert.equal(dup.status, 409);
+  assert.equal(json(dup).message, 'network with name alpine-net already exists');
+  const list = await request(h.socket, 'GET', '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: ['alpine'] })));
+  assert.deepEqual(json(list).map((n: { Name: string }) => n.Name), ['alpine-net']);
+  const legacy = await request(h.socket, 'GET', '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: { alpine: true } })));
+  assert.equal(json(legacy).length, 1);
+  const badFilter = await request(h.socket, 'GET', '/networks?filters=notjson');
+  assert.equal(badFilter.status, 400);
+  const ins = await request(h.socket, 'GET', `/networks/${Id.slice(0, 8)}?verbose=true`);
+  assert.equal(ins.status, 200);
+  assert.equal(json(ins).Name, 'alpine-net');
+  const rmBridge = await request(h.socket, 'DELETE', '/networks/bridge');
+  assert.equal(rmBridge.status, 403);
+  assert.equal(json(rmBridge).message, 'bridge is a pre-defined network and cannot be removed');
+  const rm = await request(h.socket, 'DELETE', '/networks/alpine-net');
+  assert.equal(rm.status, 204);
+  const gone = await request(h.socket, 'GET', '/networks/alpine-net');
+  assert.equal(gone.status, 404);
+  assert.equal(json(gone).message, 'network alpine-net not found');
+});
+
+test('bad bodies: invalid JSON, wrong types, empty, wrong content type, too large: 400/413, nothing created', async () => {
+  const before = (await h.engine.networks.listNetworks()).length;
+  const bad = await request(h.socket, 'POST', '/networks/create', '{"Name": ');
+  assert.equal(bad.status, 400);
+  assert.match(json(bad).message, /^invalid JSON: /);
+  const syntax = await request(h.socket, 'POST', '/networks/create', 'xyz');
+  assert.equal(json(syntax).message, "invalid JSON: invalid character 'x' looking for beginning of value");
+  const typed = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n1', Internal: 'yes' }));
+  assert.equal(typed.status, 400);
+  assert.equal(json(typed).message, 'invalid JSON: json: cannot unmarshal string into Go struct field CreateRequest.Internal of type bool');
+  const nested = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n1', IPAM: { Config: [{ Subnet: 10 }] } }));
+  assert.equal(json(nested).message, 'invalid JSON: json: cannot unmarshal number into Go struct field CreateRequest.IPAM.Config.Subnet of type string');
+  const empty = await request(h.socket, 'POST', '/networks/create', '');
+  assert.equal(json(empty).message, 'invalid JSON: got EOF while reading request body');
+  const ct = await request(h.socket, 'POST', '/networks/create', '{"Name":"n1"}', { 'Content-Type': 'text/plain' });
+  assert.equal(ct.status, 400);
+  assert.equal(json(ct).message, "unsupported Content-Type header (text/plain): must be 'application/json'");
+  const big = await request(h.socket, 'POST', '/networks/create', Buffer.alloc(17 * 1024 * 1024, 32));
+  assert.equal(big.status, 413);
+  assert.equal((await h.engine.networks.listNetworks()).length, before);
+  // Keys match case-insensitively, as Go's decoder does.
+  const lower = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ name: 'lowercase-net' }));
+  assert.equal(lower.status, 201);
+  assert.equal(json(await request(h.socket, 'GET', '/networks/lowercase-net')).Name, 'lowercase-net');
+});
+
+test('container lifecycle: create 201, start 204 then 304, stop, rm; errors carry status', async () => {
+  const c = await request(h.socket, 'POST', '/containers/create?name=web', JSON.stringify({ Image: 'alpine', Cmd: ['sleep', '100'] }));
+  assert.equal(c.status, 201);
+  assert.deepEqual(Object.keys(json(c)), ['Id', 'Warnings']);
+  assert.equal((await request(h.socket, 'POST', '/containers/web/start')).status, 204);
+  assert.equal((await request(h.socket, 'POST', '/containers/web/start')).status, 304);
+  const list = json(await request(h.socket, 'GET', '/containers/json'));
+  assert.equal(list[0].Names[0], '/web');
+  const busy = await request(h.socket, 'DELETE', '/containers/web');
+  assert.equal(busy.status, 409);
+  assert.equal((await request(h.socket, 'POST', '/containers/web/stop?t=1')).status, 204);
+  assert.equal((await request(h.socket, 'POST', '/containers/web/stop')).status, 304);
+  assert.equal((await request(h.socket, 'DELETE', '/containers/web?force=1&v=1')).status, 204);
+  const missing = await request(h.socket, 'GET', '/containers/web/json');
+  assert.equal(missing.status, 404);
+  assert.equal(json(missing).message, 'No such container: web');
+  const noImage = await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'nosuch' }));
+  assert.equal(noImage.status, 404);
+  assert.equal(json(noImage).message, 'No such image: nosuch');
+});
+
+test('wait sends its headers at once and the status when the container exits', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  const headersArrived = new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request({ socketPath: h.socket, method: 'POST', path: `/containers/${Id}/wait?condition=next-exit`, agent: false }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+  const res = await headersArrived; // the container has not even started
+  assert.equal(res.statusCode, 200);
+  const body = new Promise<string>((resolve) => { let s = ''; res.on('data', (c) => (s += c)); res.on('end', () => resolve(s)); });
+  await request(h.socket, 'POST', `/containers/${Id}/start`);
+  await request(h.socket, 'POST', `/containers/${Id}/kill?signal=KILL`);
+  assert.deepEqual(JSON.parse(await body), { StatusCode: 137, Error: null });
+  const bad = await request(h.socket, 'POST', `/containers/${Id}/wait?condition=sometime`);
+  assert.equal(bad.status, 400);
+});
+
+test('logs are multiplexed with 8-byte headers (stdout 1, stderr 2); tail works', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['fail', '3'] })));
+  await request(h.socket, 'POST', `/containers/${Id}/start`);
+  assert.deepEqual(json(await request(h.socket, 'POST', `/containers/${Id}/wait`)), { StatusCode: 3, Error: null });
+  const r = await request(h.socket, 'GET', `/containers/${Id}/logs?stdout=1&stderr=1`);
+  assert.equal(r.headers['content-type'], 'application/vnd.docker.multiplexed-stream');
+  assert.deepEqual(r.raw.subarray(0, 8), Buffer.from([2, 0, 0, 0, 0, 0, 0, 8]));
+  assert.deepEqual(frames(r.raw), [[2, 'failing\n']]);
+  const onlyOut = await request(h.socket, 'GET', `/containers/${Id}/logs?stdout=1`);
+  assert.equal(onlyOut.raw.length, 0);
+  const none = await request(h.socket, 'GET', `/containers/${Id}/logs`);
+  assert.equal(none.status, 400);
+});
+
+test('attach hijacks (101 UPGRADED), stdin reaches the process, half-close ends it', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true })));
+  const conn = await hijack(h.socket, `/v1.51/containers/${Id}/attach?stream=1&stdin=1&stdout=1&stderr=1`);
+  assert.equal(conn.status, 101);
+  assert.equal(conn.headers['content-type'], 'application/vnd.docker.multiplexed-stream');
+  assert.equal(conn.headers['upgrade'], 'tcp');
+  assert.equal(conn.headers['api-version'], '1.51');
+  const all = readToEnd(conn.socket, conn.head);
+  assert.equal((await request(h.socket, 'POST', `/containers/${Id}/start`)).status, 204);
+  conn.socket.write('hello\n');
+  await new Promise((r) => setTimeout(r, 50));
+  conn.socket.end(); // stdin EOF: cat exits, the stream ends
+  assert.deepEqual(frames(await all), [[1, 'hello\n']]);
+  assert.equal(json(await request(h.socket, 'GET', `/containers/${Id}/json`)).State.ExitCode, 0);
+});
+
+test('attach to a TTY container is raw; plain POST without upgrade streams too', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['echo', 'hi', 'there'], Tty: true })));
+  const res = new Promise<{ type: string; body: string }>((resolve, reject) => {
+    const req = http.request({ socketPath: h.socket, method: 'POST', path: `/containers/${Id}/attach?stream=1&stdout=1&stderr=1`, agent: false }, (r) => {
+      let s = '';
+      r.on('data', (c) => (s += c));
+      r.on('end', () => resolve({ type: String(r.headers['content-type']), body: s }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  await request(h.socket, 'POST', `/containers/${Id}/start`);
+  const got = await res;
+  assert.equal(got.type, 'application/vnd.docker.raw-stream');
+  assert.equal(got.body, 'hi there\n');
+});
+
+test('detach keys end an attach session; the container keeps running', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sh'], OpenStdin: true, Tty: true })));
+  await request(h.socket, 'POST', `/containers/${Id}/start`);
+  const conn = await hijack(h.socket, `/containers/${Id}/attach?stream=1&stdin=1&stdout=1`);
+  assert.equal(conn.headers['content-type'], 'application/vnd.docker.raw-stream');
+  const ended = readToEnd(conn.socket, conn.head);
+  conn.socket.write(Buffer.from([0x10, 0x11]));
+  await ended;
+  assert.equal(json(await request(h.socket, 'GET', `/containers/${Id}/json`)).State.Running, true);
+  await request(h.socket, 'POST', `/containers/${Id}/kill`);
+});
+
+test('exec: create, start hijacked with a body, inspect exit code; detached start has no stream', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  await request(h.socket, 'POST', `/containers/${Id}/start`);
+  const ex = await request(h.socket, 'POST', `/containers/${Id}/exec`, JSON.stringify({ AttachStdout: true, AttachStderr: true, Cmd: ['fail', '4'] }));
+  assert.equal(ex.status, 201);
+  const execId = json(ex).Id;
+  const conn = await hijack(h.socket, `/exec/${execId}/start`, JSON.stringify({ Detach: false, Tty: false }));
+  assert.equal(conn.status, 101);
+  assert.deepEqual(frames(await readToEnd(conn.socket, conn.head)), [[2, 'failing\n']]);
+  assert.equal(json(await request(h.socket, 'GET', `/exec/${execId}/json`)).ExitCode, 4);
+  const ex2 = json(await request(h.socket, 'POST', `/containers/${Id}/exec`, JSON.stringify({ Cmd: ['echo', 'x'] })));
+  const det = await request(h.socket, 'POST', `/exec/${ex2.Id}/start`, JSON.stringify({ Detach: true }));
+  assert.equal(det.status, 200);
+  assert.equal(det.body, '');
+  const noCmd = await request(h.socket, 'POST', `/containers/${Id}/exec`, JSON.stringify({ Cmd: [] }));
+  assert.equal(noCmd.status, 400);
+  const missing = await request(h.socket, 'GET', '/exec/nope/json');
+  assert.equal(missing.status, 404);
+  await request(h.socket, 'POST', `/containers/${Id}/kill`);
+});
+
+test('images: import from the body streams Docker progress JSON; pull is refused clearly; load reports tags', async () => {
+  const imp = await request(h.socket, 'POST', '/images/create?fromSrc=-&repo=mybox:1.0&tag=&changes=' + encodeURIComponent('CMD ["/bin/sh"]'), Buffer.from('pretend tar'), { 'Content-Type': 'application/x-tar' });
+  assert.equal(imp.status, 200);
+  const line = JSON.parse(imp.body.trim());
+  assert.match(line.status, /^sha256:[0-9a-f]{64}$/);
+  const tags = json(await request(h.socket, 'GET', '/images/json')).flatMap((i: { RepoTags: string[] }) => i.RepoTags);
+  assert.ok(tags.includes('mybox:1.0'));
+  const pull = await request(h.socket, 'POST', '/images/create?fromImage=docker.io%2Flibrary%2Fnginx&tag=latest');
+  assert.equal(pull.status, 404);
+  assert.match(json(pull).message, /^pull access denied for nginx, repository does not exist or may require 'docker login'/);
+  const held = await request(h.socket, 'POST', '/images/create?fromImage=alpine&tag=latest');
+  assert.equal(held.status, 200);
+  const load = await request(h.socket, 'POST', '/images/load?quiet=1', Buffer.from('busybox:latest\n'), { 'Content-Type': 'application/x-tar' });
+  assert.deepEqual(JSON.parse(load.body.trim()), { stream: 'Loaded image: busybox:latest\n' });
+  const tag = await request(h.socket, 'POST', '/images/busybox:latest/tag?repo=registry.local/tools/busybox&tag=v1');
+  assert.equal(tag.status, 201);
+  const ins = await request(h.socket, 'GET', '/images/registry.local/tools/busybox:v1/json');
+  assert.equal(ins.status, 200);
+  const del = await request(h.socket, 'DELETE', '/images/registry.local/tools/busybox:v1');
+  assert.deepEqual(json(del), [{ Untagged: 'registry.local/tools/busybox:v1' }]);
+  assert.equal((await request(h.socket, 'GET', '/images/nosuch/json')).status, 404);
+});
+
+test('events: since/until replay history as NDJSON, filters apply', async () => {
+  const t0 = Math.floor(Date.now() / 1000) - 1;
+  await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'ev-net' }));
+  await request(h.socket, 'DELETE', '/networks/ev-net');
+  const until = Math.ceil(Date.now() / 1000);
+  const filters = encodeURIComponent(JSON.stringify({ type: ['network'], network: ['ev-net'] }));
+  const r = await request(h.socket, 'GET', `/events?since=${t0}&until=${until}&filters=${filters}`);
+  assert.equal(r.status, 200);
+  const evs = r.body.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(evs.map((e) => e.Action), ['create', 'destroy']);
+  assert.equal(evs[0].Actor.Attributes.name, 'ev-net');
+});
+
+test('network connect/disconnect go to the container service, with Docker errors', async () => {
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create?name=c1', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n2' }));
+  const con = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ Container: 'c1', EndpointConfig: { Aliases: ['db'] } }));
+  assert.equal(con.status, 200);
+  const again = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ Container: 'c1' }));
+  assert.equal(again.status, 403);
+  assert.equal(json(again).message, 'endpoint with name c1 already exists in network n2');
+  const dis = await request(h.socket, 'POST', '/networks/n2/disconnect', JSON.stringify({ Container: Id, Force: false }));
+  assert.equal(dis.status, 200);
+  const noCtr = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ EndpointConfig: {} }));
+  assert.equal(noCtr.status, 400);
+  const pr = await request(h.socket, 'POST', '/networks/prune');
+  assert.ok(json(pr).NetworksDeleted.includes('n2'));
+});
