@@ -5,7 +5,7 @@
  * record in the Store (repo tags, size, layer chain).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, realpath, rm, writeFile, stat } from 'node:fs/promises';
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -267,7 +267,12 @@ export class ImageStore implements ImageService {
       else throw new InvalidParameter('invalid archive: neither manifest.json (docker-archive) nor index.json (OCI layout) found');
       const loaded: string[] = [];
       for (const img of images) {
-        const cfg = JSON.parse(img.configBytes.toString('utf8')) as ImageConfig;
+        let cfg: ImageConfig;
+        try {
+          cfg = JSON.parse(img.configBytes.toString('utf8')) as ImageConfig;
+        } catch (e) {
+          throw new InvalidParameter(`invalid image config in archive: ${(e as Error).message}`);
+        }
         const diffIds = cfg.rootfs?.diff_ids ?? [];
         if (diffIds.length !== img.layerFiles.length) {
           throw new InvalidParameter(`invalid manifest, layers length mismatch: expected ${diffIds.length}, got ${img.layerFiles.length}`);
@@ -444,11 +449,23 @@ function labelMatches(labels: Record<string, string>, filter: string): boolean {
   return labels[filter.slice(0, eq)] === filter.slice(eq + 1);
 }
 
-/** A file inside an extracted archive, refusing paths that leave it. */
-function inside(dir: string, rel: string): string {
+/**
+ * A regular file inside an extracted archive, refusing paths (or symlinks,
+ * which docker save uses for repeated layers) that lead out of it.
+ */
+async function inside(dir: string, rel: string): Promise<string> {
   const p = join(dir, rel);
   if (!p.startsWith(dir + '/')) throw new InvalidParameter(`invalid archive: path ${rel} leaves the archive`);
-  return p;
+  let real: string;
+  try {
+    real = await realpath(p);
+  } catch {
+    throw new InvalidParameter(`invalid archive: ${rel} is missing`);
+  }
+  const realDir = await realpath(dir);
+  if (!real.startsWith(realDir + '/')) throw new InvalidParameter(`invalid archive: path ${rel} leaves the archive`);
+  if (!(await stat(real)).isFile()) throw new InvalidParameter(`invalid archive: ${rel} is not a regular file`);
+  return real;
 }
 
 async function readDockerArchive(dir: string): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
@@ -462,9 +479,9 @@ async function readDockerArchive(dir: string): Promise<Array<{ configBytes: Buff
   const out = [];
   for (const m of manifest) {
     if (typeof m.Config !== 'string' || !Array.isArray(m.Layers)) throw new InvalidParameter('invalid archive: manifest entry lacks Config or Layers');
-    const configBytes = await readFile(inside(dir, m.Config));
-    const layerFiles = m.Layers.map((l) => inside(dir, l));
-    for (const f of layerFiles) await stat(f);
+    const configBytes = await readFile(await inside(dir, m.Config));
+    const layerFiles: string[] = [];
+    for (const l of m.Layers) layerFiles.push(await inside(dir, l));
     out.push({ configBytes, layerFiles, tags: m.RepoTags ?? [] });
   }
   return out;
@@ -479,12 +496,12 @@ interface OciDescriptor {
 }
 
 async function readOciLayout(dir: string): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
-  const blob = (digest: string): string => {
-    const [alg, h] = digest.split(':');
+  const blob = (digest: string): Promise<string> => {
+    const [alg, h] = (digest ?? '').split(':');
     if (!alg || !h || !/^[a-z0-9]+$/.test(alg) || !/^[0-9a-f]+$/.test(h)) throw new InvalidParameter(`invalid digest ${digest}`);
     return inside(dir, `blobs/${alg}/${h}`);
   };
-  const readJson = async <T>(digest: string): Promise<T> => JSON.parse(await readFile(blob(digest), 'utf8')) as T;
+  const readJson = async <T>(digest: string): Promise<T> => JSON.parse(await readFile(await blob(digest), 'utf8')) as T;
   const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests?: OciDescriptor[] };
   const out = [];
   for (const desc of index.manifests ?? []) {
@@ -497,8 +514,9 @@ async function readOciLayout(dir: string): Promise<Array<{ configBytes: Buffer; 
       manifestDesc = { ...pick, annotations: { ...(pick.annotations ?? {}), ...(desc.annotations ?? {}) } };
     }
     const manifest = await readJson<{ config: OciDescriptor; layers: OciDescriptor[] }>(manifestDesc.digest);
-    const configBytes = await readFile(blob(manifest.config.digest));
-    const layerFiles = manifest.layers.map((l) => blob(l.digest));
+    const configBytes = await readFile(await blob(manifest.config.digest));
+    const layerFiles: string[] = [];
+    for (const l of manifest.layers ?? []) layerFiles.push(await blob(l.digest));
     const a = { ...(desc.annotations ?? {}), ...(manifestDesc.annotations ?? {}) };
     const tags: string[] = [];
     const full = a['io.containerd.image.name'];
