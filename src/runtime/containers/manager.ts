@@ -145,7 +145,7 @@ export class ContainerManager implements ContainerService {
       runcRoot: join(this.cfg.execRoot, 'runc'),
       socketDir: join(this.cfg.execRoot, 'cs'),
     };
-    this.pollMs = opts.pollMs ?? 1000;
+    this.pollMs = opts.pollMs ?? 2000;
     this.bus.setMaxListeners(0);
     this.images.setContainerUsage(async (imageId) =>
       (await this.records.list()).filter((r) => r.value.ImageID === imageId).map((r) => ({ id: r.value.Id, running: r.value.State.Running })));
@@ -192,8 +192,12 @@ export class ContainerManager implements ContainerService {
   }
 
   private async get(idOrName: string): Promise<ContainerRecord> {
-    const all = await this.records.list();
     const q = idOrName.replace(/^\//, '');
+    if (/^[0-9a-f]{64}$/.test(q)) {
+      const hit = await this.records.get(q);
+      if (hit) return hit.value;
+    }
+    const all = await this.records.list();
     const exact = all.find((r) => r.value.Id === q) ?? all.find((r) => r.value.Name === '/' + q);
     if (exact) return exact.value;
     if (/^[0-9a-f]+$/.test(q)) {
