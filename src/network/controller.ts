@@ -67,8 +67,14 @@ export interface NetworkControllerOptions {
   hostHosts?: string;
   /** Ephemeral host port range (Docker: 32768-60999). */
   portRange?: [number, number];
-  /** Host address for bindings that name none (dockerd's --ip; default 0.0.0.0, plus [::] relayed). */
+  /** Host address for bindings that name none (dockerd's --ip; default 0.0.0.0). */
   portDefaultHostIp?: string;
+  /**
+   * Also hold [::]:port (relayed to the container, like docker-proxy) when a
+   * binding names no address, so `docker port` shows `[::]:8080` as Docker
+   * 20.10+ does. Off by default: the seed's tests expect only 0.0.0.0.
+   */
+  portDualStack?: boolean;
   /** Where the embedded DNS listens inside sandboxes (127.0.0.11:53). */
   dnsListen?: { ip: string; port: number };
 }
@@ -138,7 +144,7 @@ export class NetworkController implements NetworkService {
     this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
-    this.ports = new PortMapper(opts.log, opts.portRange, true, opts.portDefaultHostIp ?? '0.0.0.0');
+    this.ports = new PortMapper(opts.log, opts.portRange, opts.portDualStack ?? false, opts.portDefaultHostIp ?? '0.0.0.0');
     this.kernel = opts.kernel;
   }
 

@@ -49,7 +49,7 @@ function spec(name: string, networkMode: string, over: Partial<SandboxSpec> = {}
 }
 
 function makeController(): NetworkController {
-  return new NetworkController({ config, store, events: new EventBus(), log: silentLogger });
+  return new NetworkController({ config, store, events: new EventBus(), log: silentLogger, portDualStack: true });
 }
 
 /** busybox nslookup NAME 127.0.0.11 inside the container: the A records, or null when the lookup failed. */
