@@ -11,6 +11,7 @@ import type { Engine } from '../daemon/engine.js';
 import type { Logger } from '../common/log.js';
 import type { Reply } from './reply.js';
 import { checkShape, type Shape } from './shapes.js';
+import { goJsonError } from './gojson.js';
 
 /** JSON bodies larger than this are refused (tar bodies stream and have no limit). */
 export const MAX_JSON_BODY = 16 * 1024 * 1024;
@@ -102,6 +103,9 @@ export async function rawBody(ctx: Ctx): Promise<Buffer> {
 
 /** Go's json errors for JavaScript's SyntaxError texts (best effort: the gist, not byte offsets). */
 export function goJsonSyntaxError(text: string, err: Error): string {
+  // Go's own wording when the body has a syntax error it would see first.
+  const go = goJsonError(text);
+  if (go) return go;
   const m = /Unexpected token '?(.)'?,? /.exec(err.message) ?? /Unexpected token (.) in JSON/.exec(err.message);
   if (/Unexpected end of JSON input/.test(err.message)) return 'unexpected EOF';
   if (m) {

@@ -8,6 +8,8 @@
 
 export type Shape =
   | { kind: 'bool' | 'string' | 'number' | 'any'; go: string }
+  /** strslice.StrSlice: a JSON array of strings, or one string meaning a one-element array. */
+  | { kind: 'strslice'; go: string }
   | { kind: 'array'; go: string; of: Shape }
   | { kind: 'map'; go: string; of: Shape }
   | { kind: 'struct'; go: string; fields: Record<string, Shape> };
@@ -19,6 +21,7 @@ const int64: Shape = { kind: 'number', go: 'int64' };
 const any: Shape = { kind: 'any', go: 'interface {}' };
 const strs: Shape = { kind: 'array', go: '[]string', of: str };
 const strMap: Shape = { kind: 'map', go: 'map[string]string', of: str };
+const strSlice: Shape = { kind: 'strslice', go: 'strslice.StrSlice' };
 
 function struct(go: string, fields: Record<string, Shape>): Shape {
   return { kind: 'struct', go, fields };
@@ -67,7 +70,7 @@ const hostConfig = struct('container.HostConfig', {
 export const containerCreateShape = struct('container.CreateRequest', {
   Hostname: str, Domainname: str, User: str, AttachStdin: bool, AttachStdout: bool, AttachStderr: bool,
   ExposedPorts: { kind: 'map', go: 'nat.PortSet', of: any },
-  Tty: bool, OpenStdin: bool, StdinOnce: bool, Env: strs, Cmd: strs, Entrypoint: strs, Image: str,
+  Tty: bool, OpenStdin: bool, StdinOnce: bool, Env: strs, Cmd: strSlice, Entrypoint: strSlice, Image: str,
   Labels: strMap, WorkingDir: str, StopSignal: str, StopTimeout: int, MacAddress: str, NetworkDisabled: bool,
   HostConfig: hostConfig,
   NetworkingConfig: struct('network.NetworkingConfig', {
@@ -100,6 +103,7 @@ function fits(v: unknown, s: Shape): boolean {
     case 'string': return typeof v === 'string';
     case 'number': return typeof v === 'number';
     case 'array': return Array.isArray(v);
+    case 'strslice': return typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
     case 'map': case 'struct': return typeof v === 'object' && !Array.isArray(v);
   }
 }
@@ -138,7 +142,13 @@ function walk(v: unknown, s: Shape, path: string): string | undefined {
         if (!(name in obj)) obj[name] = obj[key];
         delete obj[key];
       }
-      const err = walk(obj[name], s.fields[name]!, `${path}.${name}`);
+      const field = s.fields[name]!;
+      // StrSlice's UnmarshalJSON: a lone string is a one-element list; anything else fails as a string would.
+      if (field.kind === 'strslice' && obj[name] !== null && !fits(obj[name], field)) {
+        return `json: cannot unmarshal ${jsonKind(obj[name])} into Go value of type string`;
+      }
+      if (field.kind === 'strslice' && typeof obj[name] === 'string') obj[name] = [obj[name]];
+      const err = walk(obj[name], field, `${path}.${name}`);
       if (err) return err;
     }
   }

@@ -34,8 +34,16 @@ export function imageInspectFor(apiVersion: string, img: Record<string, unknown>
   return { ...img, Config: trimmed };
 }
 
+/** Keys `GET /images/json` accepts in filters (moby daemon/images/images.go). */
+const IMAGE_LIST_FILTERS = ['dangling', 'label', 'label!', 'before', 'since', 'reference', 'until'];
+
 async function list(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, await ctx.engine.images.list({ all: boolQuery(ctx.query, 'all'), filters: filtersQuery(ctx.query) }));
+  const filters = filtersQuery(ctx.query);
+  for (const k of Object.keys(filters)) if (!IMAGE_LIST_FILTERS.includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+  const images = await ctx.engine.images.list({ all: boolQuery(ctx.query, 'all'), filters });
+  // VirtualSize left the summary in API 1.44.
+  const current = apiAtLeast(ctx.apiVersion, '1.44');
+  ctx.reply.json(200, current ? images.map((i) => { const { VirtualSize: _v, ...rest } = i as unknown as Record<string, unknown>; return rest; }) : images);
 }
 
 /** Runs a long image job, answering with Docker's JSON progress stream. */

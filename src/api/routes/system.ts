@@ -6,6 +6,22 @@ import { InvalidParameter } from '../../common/errors.js';
 import type { DockerEvent } from '../../daemon/events.js';
 import type { Filters } from '../../network/types.js';
 
+function apiBefore(v: string, than: string): boolean {
+  const [a1, a2] = v.split('.').map(Number);
+  const [b1, b2] = than.split('.').map(Number);
+  return a1! < b1! || (a1 === b1 && a2! < b2!);
+}
+
+/** Fields of GET /info that API 1.50 dropped (deprecated in 1.48); older clients still get them. */
+const INFO_DROPPED_IN_1_50 = ['KernelMemory', 'BridgeNfIptables', 'BridgeNfIp6tables'];
+
+export function infoFor(apiVersion: string, info: object): object {
+  if (apiBefore(apiVersion, '1.50')) return info;
+  const out: Record<string, unknown> = { ...info };
+  for (const k of INFO_DROPPED_IN_1_50) delete out[k];
+  return out;
+}
+
 async function ping(ctx: Ctx): Promise<void> {
   // Docker answers the ping with these on top of the standard headers.
   ctx.reply.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
@@ -79,6 +95,6 @@ export const systemRoutes: Route[] = [
   { method: 'GET', path: '/_ping', handler: ping },
   { method: 'HEAD', path: '/_ping', handler: ping },
   { method: 'GET', path: '/version', handler: async (ctx) => ctx.reply.json(200, ctx.engine.version()) },
-  { method: 'GET', path: '/info', handler: async (ctx) => ctx.reply.json(200, await ctx.engine.info()) },
+  { method: 'GET', path: '/info', handler: async (ctx) => ctx.reply.json(200, infoFor(ctx.apiVersion, await ctx.engine.info())) },
   { method: 'GET', path: '/events', handler: events },
 ];
