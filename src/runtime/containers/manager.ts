@@ -591,14 +591,19 @@ export class ContainerManager implements ContainerService {
       if (max > 0 && rec.RestartCount >= max) return;
     }
     if (policy !== 'always' && policy !== 'unless-stopped' && policy !== 'on-failure') return;
-    // Docker backs off from 100 ms, doubling; a short fixed delay serves here.
+    // Docker backs off from 100 ms, doubling (capped here at 5 s); meanwhile the state is 'restarting'.
     const delay = Math.min(100 * 2 ** Math.min(rec.RestartCount, 6), 5000);
+    await this.update(rec.Id, (x) => {
+      x.State.Status = 'restarting';
+      x.State.Restarting = true;
+    });
     setTimeout(() => {
       void this.withLock(rec.Id, async () => {
         const cur = (await this.records.get(rec.Id))?.value;
-        if (!cur || cur.State.Running || cur.stoppedByUser || this.closed) return;
+        if (!cur || cur.State.Running || cur.State.Status !== 'restarting' || cur.stoppedByUser || this.closed) return;
         const next = await this.update(rec.Id, (x) => {
           x.RestartCount += 1;
+          x.State.Restarting = false;
         });
         await this.startLocked(next);
       }).catch((e) => this.log.warn({ id: rec.Id, err: (e as Error).message }, 'restart failed'));
@@ -647,8 +652,23 @@ export class ContainerManager implements ContainerService {
 
   // ---------- stop / kill / restart / remove ----------
 
+  /** A container waiting to be restarted by its policy stays down (stop, kill, rm). */
+  private async cancelRestart(r: ContainerRecord): Promise<boolean> {
+    if (r.State.Status !== 'restarting') return false;
+    await this.withLock(r.Id, () => this.update(r.Id, (x) => {
+      x.stoppedByUser = true;
+      x.State.Status = 'exited';
+      x.State.Restarting = false;
+    }));
+    return true;
+  }
+
   async stop(idOrName: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
     const r = await this.get(idOrName);
+    if (await this.cancelRestart(r)) {
+      this.publish(r, 'stop');
+      return;
+    }
     if (!r.State.Running) throw new NotModified();
     const sig = signalNumber(opts.signal, r.Config.StopSignal || 'SIGTERM');
     const timeout = opts.timeout ?? (typeof r.Config.StopTimeout === 'number' ? r.Config.StopTimeout : 10);
@@ -703,6 +723,12 @@ export class ContainerManager implements ContainerService {
 
   async remove(idOrName: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const r = await this.get(idOrName);
+    if (r.State.Status === 'restarting') {
+      if (!opts.force) {
+        throw new Conflict(`You cannot remove a restarting container ${r.Id}. Stop the container before attempting removal or force remove`);
+      }
+      await this.cancelRestart(r);
+    }
     if (r.State.Running) {
       if (!opts.force) {
         throw new Conflict(`You cannot remove a running container ${r.Id}. Stop the container before attempting removal or force remove`);
@@ -1209,6 +1235,8 @@ export class ContainerManager implements ContainerService {
       if (!r.State.Running) {
         // Nothing may be left mounted or registered for a stopped container.
         if (await isMounted(rootfsPaths(this.containerDir(r.Id)).merged)) await this.teardown(r.Id);
+        // The daemon stopped during a restart back-off: schedule it again.
+        if (r.State.Status === 'restarting') await this.maybeRestart(r).catch(() => undefined);
         continue;
       }
       if (await isConmonAlive(r.conmonPid ?? 0, r.Id)) {
