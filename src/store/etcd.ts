@@ -1,0 +1,537 @@
+import { randomBytes } from 'node:crypto';
+import { Etcd3, isRecoverableError, type IOptions, type IKeyValue, type ITxnRequest, type ITxnResponse, type IRequestOp, type ICompare, type Watcher, type IWatchResponse } from 'etcd3';
+import { noop, circuitBreaker, handleWhen, ConsecutiveBreaker, ExponentialBackoff, isBrokenCircuitError, type IBackoff } from 'cockatiel';
+import { Unavailable, InvalidParameter } from '../common/errors.js';
+import { CasError, type KV, type Store, type TxnOp, type WatchEvent } from './store.js';
+
+export interface EtcdStoreOptions {
+  /** Client URLs of the members: `http://10.0.0.1:2379`, `10.0.0.1:2379` or `unix:///run/etcd.sock:0`. */
+  endpoints: string[];
+  /** Namespaces every key (for example "/cove/"): the Store's keys are relative to it. */
+  prefix?: string;
+  /**
+   * Deadline of one gRPC call to one member, connecting included. etcd3's own
+   * `dialTimeout` option is declared but never read, so this is what bounds a
+   * dial to a dead or silent member.
+   */
+  dialTimeoutMs?: number;
+  /** Total time one Store operation may take, retries on other members included, before Unavailable. */
+  requestTimeoutMs?: number;
+  /** gRPC keepalive ping interval; etcd refuses pings more often than its --grpc-keepalive-min-time (5 s by default). */
+  keepaliveMs?: number;
+}
+
+/** Keys under this relative prefix are the store's own bookkeeping; list and watch never show them. */
+const RESERVED = '\u0000';
+
+/** One key-level write after merging TxnOps: a value puts, null deletes. */
+interface Write {
+  key: string;
+  value: string | null;
+}
+
+/** What one write attempt learnt: committed (at revision) or its compares failed (with what etcd read instead). */
+type Outcome = { ok: true; revision: number; deleted: number } | { ok: false; actual: Map<string, number> };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The cluster store: the Store interface over etcd v3, so that networks of
+ * swarm scope use the same code as local ones (EmbeddedStore).
+ *
+ * Revisions are etcd's mod_revision (cluster-wide, monotonic). Every write is
+ * one etcd transaction: compares on mod_revision (0 = create_revision 0, the
+ * key must not exist), the writes on success, and a read of the compared keys
+ * on failure so CasError carries the revision actually found.
+ *
+ * Fault handling is ours, not etcd3's: its default retries any "recoverable"
+ * error up to 3 times (txns included) and opens a per-member circuit breaker
+ * that then fails even healthy reads instantly. Here every call has a gRPC
+ * deadline, an operation retries over the members until requestTimeoutMs, and
+ * then fails with Unavailable (503). A write whose reply was lost (a deadline
+ * or a dropped connection: it may or may not have committed) is never blindly
+ * redone: each write also stamps a per-client marker key with its own sequence
+ * number in the same transaction, so after an ambiguous failure the marker's
+ * history says whether it committed; compare-and-swap stays exactly-once
+ * across a member or leader failure.
+ */
+export class EtcdStore implements Store {
+  private readonly client: Etcd3;
+  private readonly prefix: string;
+  private readonly dialTimeoutMs: number;
+  private readonly requestTimeoutMs: number;
+  /** This client's marker key (absolute), and the sequence number of its writes. */
+  private readonly markerKey: string;
+  private seq = 0;
+  /** Highest cluster revision seen in any reply: a lower bound for "now". */
+  private revisionSeen = 0;
+  private readonly watchers = new Set<WatchState>();
+  /** Start points of watches being fixed; writes wait for them (see watch()). */
+  private readonly watchStarts = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(opts: EtcdStoreOptions) {
+    if (!opts.endpoints?.length) throw new InvalidParameter('cluster store: no etcd endpoints given');
+    this.prefix = opts.prefix ?? '';
+    this.dialTimeoutMs = opts.dialTimeoutMs ?? 2000;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? Math.max(5000, this.dialTimeoutMs * 2);
+    const keepalive = opts.keepaliveMs ?? 5000;
+    this.markerKey = `${this.prefix}${RESERVED}txn/${randomBytes(8).toString('hex')}`;
+    const dial = this.dialTimeoutMs;
+    const options: IOptions = {
+      hosts: opts.endpoints,
+      // Unary calls get a deadline; streams (watch) rely on keepalive instead.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + dial }),
+      grpcOptions: {
+        'grpc.keepalive_time_ms': keepalive,
+        'grpc.keepalive_timeout_ms': Math.min(keepalive, dial),
+        // Reconnect to a restarted member quickly instead of backing off for up to 2 min.
+        'grpc.max_reconnect_backoff_ms': 1000,
+        'grpc.initial_reconnect_backoff_ms': 100,
+      },
+      // No retry inside etcd3 (ours knows which writes are safe to redo). A
+      // member that just failed is skipped for a second, so a call goes to
+      // another member instead of redialling a dead one (etcd3's default
+      // skipped it for 5 s after 3 failures, and then refused reads on the
+      // last healthy member after a quorum loss). Watches re-dial quickly.
+      faultHandling: {
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
+        global: noop,
+        // etcd3 declares an IBackoff here but itself passes a factory (its default is `new ExponentialBackoff()`).
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
+      },
+    };
+    this.client = new Etcd3(options);
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  async get(key: string): Promise<KV | undefined> {
+    const res = await this.call(`get ${key}`, () => this.client.kv.range({ key: Buffer.from(this.abs(key)) }));
+    this.see(res.header.revision);
+    const kv = res.kvs[0];
+    return kv ? this.toKV(kv) : undefined;
+  }
+
+  async list(prefix: string): Promise<KV[]> {
+    const res = await this.call(`list ${prefix}`, () => this.client.kv.range({ ...this.range(prefix), sort_order: 'Ascend', sort_target: 'Key' }));
+    this.see(res.header.revision);
+    return res.kvs.map((kv) => this.toKV(kv)).filter((kv) => !kv.key.startsWith(RESERVED));
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  async put(key: string, value: string, expectRevision?: number): Promise<number> {
+    const out = await this.write(`put ${key}`, [{ key, expectRevision }], [{ key, value }]);
+    return out.revision;
+  }
+
+  async delete(key: string, expectRevision?: number): Promise<boolean> {
+    if (expectRevision === 0) {
+      // "Must not exist": nothing to delete if that holds.
+      await this.write(`delete ${key}`, [{ key, expectRevision: 0 }], []);
+      return false;
+    }
+    // Without a revision, still compare "exists" so that a retried delete
+    // knows whether it was this call that removed the key.
+    try {
+      await this.write(`delete ${key}`, [{ key, expectRevision, mustExist: expectRevision === undefined }], [{ key, value: null }]);
+      return true;
+    } catch (e) {
+      if (e instanceof CasError && expectRevision === undefined) return false;
+      throw e;
+    }
+  }
+
+  async txn(ops: TxnOp[]): Promise<number> {
+    const checks = ops.filter((op) => op.expectRevision !== undefined).map((op) => ({ key: op.key, expectRevision: op.expectRevision }));
+    // etcd refuses a txn that writes one key twice; the last write wins, as in EmbeddedStore.
+    const writes = new Map<string, Write>();
+    for (const op of ops) if (op.value !== undefined) writes.set(op.key, { key: op.key, value: op.value });
+    if (writes.size === 0) {
+      // Checks only: one read of all keys, no write, no new revision.
+      const out = await this.write('txn', checks, []);
+      return out.revision;
+    }
+    return (await this.write('txn', checks, [...writes.values()])).revision;
+  }
+
+  /**
+   * One atomic write with its compares, retried over the members until
+   * requestTimeoutMs. Returns the revision it committed at; throws CasError
+   * when a compare fails, Unavailable when the cluster cannot be reached.
+   */
+  private async write(
+    what: string,
+    checks: Array<{ key: string; expectRevision?: number; mustExist?: boolean }>,
+    writes: Write[],
+  ): Promise<{ revision: number }> {
+    for (const w of writes) if (w.key.startsWith(RESERVED)) throw new InvalidParameter(`cluster store: keys starting with NUL are reserved`);
+    const seq = ++this.seq;
+    const compare: ICompare[] = [];
+    for (const c of checks) {
+      const key = Buffer.from(this.abs(c.key));
+      if (c.mustExist) compare.push({ key, target: 'Create', result: 'Greater', create_revision: 0 });
+      else if (c.expectRevision === 0) compare.push({ key, target: 'Create', result: 'Equal', create_revision: 0 });
+      else if (c.expectRevision !== undefined) compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: c.expectRevision });
+    }
+    const success: IRequestOp[] = writes.map((w) =>
+      w.value === null
+        ? { request_delete_range: { key: Buffer.from(this.abs(w.key)) } }
+        : { request_put: { key: Buffer.from(this.abs(w.key)), value: Buffer.from(w.value) } },
+    );
+    const stamps = writes.length > 0;
+    if (stamps) success.push({ request_put: { key: Buffer.from(this.markerKey), value: Buffer.from(String(seq)) } });
+    const failure: IRequestOp[] = checks.map((c) => ({ request_range: { key: Buffer.from(this.abs(c.key)) } }));
+    const req: ITxnRequest = { compare, success, failure };
+
+    // A watch created before this write must see it: let its start revision be fixed first.
+    if (this.watchStarts.size > 0) await Promise.all(this.watchStarts);
+    const lowerBound = this.revisionSeen;
+    const deadline = Date.now() + this.requestTimeoutMs;
+    let ambiguous = false;
+    let lastError: unknown;
+    for (let attempt = 0; ; attempt++) {
+      this.assertOpen();
+      try {
+        const res = await this.client.kv.txn(req);
+        const out = this.outcome(res, checks);
+        if (out.ok) return { revision: out.revision };
+        // A compare failed. If an earlier attempt's reply was lost, that attempt
+        // may be what changed the key: ask the marker before calling it a conflict.
+        if (ambiguous && stamps) {
+          const at = await this.findStamp(seq, lowerBound);
+          if (at !== undefined) return { revision: at };
+        }
+        const [key, actual] = [...out.actual].find(([k]) => {
+          const c = checks.find((x) => x.key === k)!;
+          const a = out.actual.get(k)!;
+          return c.mustExist ? a === 0 : a !== c.expectRevision;
+        }) ?? [...out.actual][0]!;
+        throw new CasError(key, checks.find((c) => c.key === key)?.expectRevision, actual);
+      } catch (e) {
+        if (e instanceof CasError || !retriable(e)) throw this.mapError(what, e);
+        lastError = e;
+        if (stamps) ambiguous = true;
+        if (ambiguous) {
+          try {
+            const at = await this.findStamp(seq, lowerBound);
+            if (at !== undefined) return { revision: at };
+          } catch (e2) {
+            if (!retriable(e2)) throw this.mapError(what, e2);
+            lastError = e2;
+          }
+        }
+      }
+      if (Date.now() + 50 >= deadline) break;
+      await sleep(Math.min(50 * 2 ** attempt, 500, Math.max(0, deadline - Date.now())));
+    }
+    throw this.unavailable(what, lastError);
+  }
+
+  /** Reads a txn reply: the commit revision, or the revisions actually found for the compared keys. */
+  private outcome(res: ITxnResponse, checks: Array<{ key: string }>): Outcome {
+    this.see(res.header.revision);
+    if (res.succeeded) {
+      const deleted = res.responses.reduce((n, r) => n + Number(r.response_delete_range?.deleted ?? 0), 0);
+      return { ok: true, revision: Number(res.header.revision), deleted };
+    }
+    const actual = new Map<string, number>();
+    checks.forEach((c, i) => {
+      const kv = res.responses[i]?.response_range?.kvs?.[0];
+      actual.set(c.key, kv ? Number(kv.mod_revision) : 0);
+    });
+    return { ok: false, actual };
+  }
+
+  /**
+   * Did the write stamped `seq` commit? Walks this client's marker key back
+   * through its versions (one per write of this client) down to `lowerBound`,
+   * the last revision seen before the write was first sent.
+   * Returns the revision it committed at, or undefined if it did not.
+   */
+  private async findStamp(seq: number, lowerBound: number): Promise<number | undefined> {
+    const key = Buffer.from(this.markerKey);
+    let at: number | undefined; // undefined: the current state (linearizable read)
+    for (;;) {
+      const res = await this.client.kv.range(at === undefined ? { key } : { key, revision: at });
+      this.see(res.header.revision);
+      const kv = res.kvs[0];
+      if (!kv) return undefined;
+      const rev = Number(kv.mod_revision);
+      if (kv.value.toString() === String(seq)) return rev;
+      if (Number(kv.value.toString()) < seq || rev <= lowerBound) return undefined;
+      at = rev - 1;
+    }
+  }
+
+  // ---- watch -------------------------------------------------------------
+
+  /**
+   * Streams puts and deletes under the prefix, in revision order. Starts just
+   * after the newest revision this store has seen, so a change this store made
+   * before calling watch() is never reported and one made after always is.
+   * Across reconnects the watch resumes at the last delivered revision + 1,
+   * and events at or below it are dropped, so none is lost or delivered twice. If the resume point was compacted away, the
+   * watch re-lists the prefix and reports what changed (see resync).
+   */
+  watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void {
+    this.assertOpen();
+    const state: WatchState = { prefix, onEvent, lastRev: this.revisionSeen, lastKeysAtRev: new Set(), known: new Map(), stopped: false };
+    this.watchers.add(state);
+    if (state.lastRev === 0) {
+      // This client has seen no revision yet: learn the current one before any
+      // later write of ours is sent, so that write lands after the start point.
+      const start: Promise<void> = this.call(`watch ${prefix}`, () => this.client.kv.range({ ...this.range(prefix), count_only: true }))
+        .then((res) => {
+          this.see(res.header.revision);
+          state.lastRev = Number(res.header.revision);
+        })
+        .catch(() => undefined) // runWatch retries
+        .finally(() => this.watchStarts.delete(start));
+      this.watchStarts.add(start);
+      void start.then(() => this.runWatch(state));
+    } else {
+      void this.runWatch(state);
+    }
+    return () => {
+      state.stopped = true;
+      this.watchers.delete(state);
+      void this.cancelWatcher(state);
+    };
+  }
+
+  private async runWatch(state: WatchState): Promise<void> {
+    const { key: start, range_end: end } = this.range(state.prefix);
+    while (!state.stopped && !this.closed) {
+      try {
+        if (state.lastRev === 0) {
+          // Nothing seen yet: learn the current revision so the watch has a fixed start.
+          const res = await this.call(`watch ${state.prefix}`, () => this.client.kv.range({ ...this.range(state.prefix), count_only: true }));
+          this.see(res.header.revision);
+          state.lastRev = Number(res.header.revision);
+        }
+        if (state.stopped || this.closed) return;
+        // watcher() attaches at once; create() would resolve one tick after
+        // "created", and an event arriving in the same chunk would be lost.
+        const watcher = this.client
+          .watch()
+          .inRange({ start, end })
+          .withPreviousKV()
+          .startRevision(String(state.lastRev + 1))
+          .watcher();
+        state.watcher = watcher;
+        const failed = await new Promise<Error>((resolve) => {
+          // etcd3 resumes a reconnect at "created" header revision + 1, which can
+          // skip history that was still on its way; pin it to what we delivered.
+          const pin = () => {
+            watcher.request.start_revision = state.lastRev + 1;
+          };
+          watcher.on('connected', pin);
+          watcher.on('data', (res: IWatchResponse) => {
+            this.deliver(state, res);
+            pin();
+          });
+          watcher.on('error', (err: Error) => resolve(err));
+        });
+        state.watcher = undefined;
+        await withTimeout(watcher.cancel(), 1000).catch(() => undefined);
+        if (state.stopped || this.closed) return;
+        // Cancelled by the server: the resume revision was compacted (etcd3
+        // reports it as "Watcher canceled: " with no reason), or access was
+        // revoked. Re-list and carry on from the list's revision.
+        void failed;
+        await this.resync(state);
+      } catch {
+        // Cluster unreachable while (re)creating the watch: keep trying, the
+        // resume revision keeps nothing from being missed.
+        await sleep(500);
+      }
+    }
+  }
+
+  private deliver(state: WatchState, res: IWatchResponse): void {
+    for (const ev of res.events) {
+      if (state.stopped) return;
+      const rel = ev.kv.key.toString().slice(this.prefix.length);
+      if (rel.startsWith(RESERVED)) continue;
+      const rev = Number(ev.kv.mod_revision);
+      // Drop what was already delivered (a replay after a reconnect).
+      if (rev < state.lastRev || (rev === state.lastRev && state.lastKeysAtRev.has(rel))) continue;
+      if (rev > state.lastRev) {
+        state.lastRev = rev;
+        state.lastKeysAtRev.clear();
+      }
+      state.lastKeysAtRev.add(rel);
+      this.see(String(rev));
+      let out: WatchEvent;
+      if (ev.type === 'Delete') {
+        state.known.delete(rel);
+        out = { type: 'delete', kv: { key: rel, value: ev.prev_kv ? ev.prev_kv.value.toString() : '', revision: rev } };
+      } else {
+        state.known.set(rel, rev);
+        out = { type: 'put', kv: { key: rel, value: ev.kv.value.toString(), revision: rev } };
+      }
+      try {
+        state.onEvent(out);
+      } catch {
+        /* a watcher's failure is its own */
+      }
+    }
+  }
+
+  /**
+   * The history between the last delivered revision and now was compacted:
+   * list the prefix, report a put for every key changed since, and a delete
+   * for every key this watch had seen that is gone. (A key that existed before
+   * the watch started and was deleted inside the compacted gap cannot be
+   * reported: its deletion is no longer recorded anywhere.)
+   */
+  private async resync(state: WatchState): Promise<void> {
+    const res = await this.call(`watch ${state.prefix}`, () => this.client.kv.range({ ...this.range(state.prefix), sort_order: 'Ascend', sort_target: 'Key' }));
+    const now = Number(res.header.revision);
+    const present = new Set<string>();
+    const emit = (ev: WatchEvent) => {
+      try {
+        state.onEvent(ev);
+      } catch {
+        /* its own */
+      }
+    };
+    for (const kv of res.kvs) {
+      const item = this.toKV(kv);
+      if (item.key.startsWith(RESERVED)) continue;
+      present.add(item.key);
+      if (item.revision > state.lastRev) {
+        state.known.set(item.key, item.revision);
+        emit({ type: 'put', kv: item });
+      }
+    }
+    for (const key of [...state.known.keys()]) {
+      if (!present.has(key)) {
+        state.known.delete(key);
+        emit({ type: 'delete', kv: { key, value: '', revision: now } });
+      }
+    }
+    state.lastRev = now;
+    state.lastKeysAtRev.clear();
+  }
+
+  private async cancelWatcher(state: WatchState): Promise<void> {
+    const w = state.watcher;
+    state.watcher = undefined;
+    // etcd3's cancel() can hang after a server-side cancel; never wait on it for long.
+    if (w) await withTimeout(w.cancel(), 1000).catch(() => undefined);
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Remove this client's marker while the client still works; bounded, best effort.
+    if (this.seq > 0) await withTimeout(this.client.kv.deleteRange({ key: Buffer.from(this.markerKey) }), this.dialTimeoutMs).catch(() => undefined);
+    this.closed = true;
+    const states = [...this.watchers];
+    this.watchers.clear();
+    for (const s of states) s.stopped = true;
+    await Promise.all(states.map((s) => this.cancelWatcher(s)));
+    this.client.close();
+  }
+
+  // ---- helpers -----------------------------------------------------------
+
+  private abs(key: string): string {
+    return this.prefix + key;
+  }
+
+  /** etcd's range for "every key under prefix" (an empty key is not allowed: "\0" to "\0" means all keys). */
+  private range(prefix: string): { key: Buffer; range_end: Buffer } {
+    const start = this.abs(prefix);
+    return { key: start === '' ? Buffer.from([0]) : Buffer.from(start), range_end: rangeEnd(start) };
+  }
+
+  private toKV(kv: IKeyValue): KV {
+    return { key: kv.key.toString().slice(this.prefix.length), value: kv.value.toString(), revision: Number(kv.mod_revision) };
+  }
+
+  private see(revision: string | undefined): void {
+    const r = Number(revision ?? 0);
+    if (r > this.revisionSeen) this.revisionSeen = r;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Unavailable('cluster store: client is closed');
+  }
+
+  /** A read, retried over the members until requestTimeoutMs. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.requestTimeoutMs;
+    let lastError: unknown;
+    for (let attempt = 0; ; attempt++) {
+      this.assertOpen();
+      try {
+        return await fn();
+      } catch (e) {
+        if (!retriable(e)) throw this.mapError(what, e);
+        lastError = e;
+      }
+      if (Date.now() + 50 >= deadline) break;
+      await sleep(Math.min(50 * 2 ** attempt, 500, Math.max(0, deadline - Date.now())));
+    }
+    throw this.unavailable(what, lastError);
+  }
+
+  private unavailable(what: string, err: unknown): Unavailable {
+    const msg = err instanceof Error ? err.message : String(err);
+    return new Unavailable(`cluster store unreachable: ${what}: ${msg} (gave up after ${this.requestTimeoutMs} ms)`);
+  }
+
+  private mapError(what: string, err: unknown): Error {
+    if (err instanceof CasError || err instanceof Unavailable || err instanceof InvalidParameter) return err;
+    const msg = err instanceof Error ? err.message : String(err);
+    return new Unavailable(`cluster store error: ${what}: ${msg}`);
+  }
+}
+
+interface WatchState {
+  prefix: string;
+  onEvent: (ev: WatchEvent) => void;
+  /** Highest revision delivered (or the start point), and the keys delivered at it. */
+  lastRev: number;
+  lastKeysAtRev: Set<string>;
+  /** Keys this watch has seen put and not deleted, with their revision: for resync after compaction. */
+  known: Map<string, number>;
+  watcher?: Watcher;
+  stopped: boolean;
+}
+
+/** Errors after which another attempt (maybe on another member) may succeed. */
+function retriable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (isRecoverableError(e) || isBrokenCircuitError(e)) return true;
+  // Server-side transient conditions, reported with other gRPC codes.
+  return /etcdserver: (leader changed|no leader|request timed out|too many requests|not capable|timed out waiting for read index)/i.test(e.message);
+}
+
+/** The smallest key after every key starting with `prefix` (etcd's range_end for a prefix). */
+function rangeEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i] = b[i]! + 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]); // empty prefix: every key
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}

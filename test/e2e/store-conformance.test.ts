@@ -1,0 +1,246 @@
+/**
+ * One Store contract, two implementations: the embedded store (one host) and
+ * the etcd store (a cluster) pass the same assertions (test/store-contract.ts).
+ * Then what only a cluster can show: a member killed under load, and a
+ * cluster with every member down.
+ *
+ * The etcd members run in a lab netns `cve-*` (EtcdLab) and serve clients on
+ * unix sockets, so this process (root netns) reaches them without a route.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedStore } from '../../src/store/embedded.js';
+import { EtcdStore } from '../../src/store/etcd.js';
+import { Collection, type WatchEvent } from '../../src/store/store.js';
+import { Unavailable } from '../../src/common/errors.js';
+import { storeContract, waitFor } from '../store-contract.js';
+import { EtcdLab } from './etcd-lab.js';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+const fmt = (xs: number[]) => `median ${percentile(xs, 50).toFixed(2)} ms, p99 ${percentile(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
+
+storeContract('embedded store', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-store-'));
+  const store = new EmbeddedStore(dir);
+  return {
+    store,
+    async dispose() {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('etcd store on a one-member etcd', () => {
+  let lab: EtcdLab | undefined;
+  let n = 0;
+  before(async () => {
+    lab = new EtcdLab('one');
+    await lab.startCluster(1);
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  // Each test gets its own key prefix on the shared member: a fresh, empty store.
+  storeContract('etcd store', async () => {
+    const store = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-test/${process.pid}-${n++}/` });
+    return { store, dispose: () => store.close() };
+  });
+
+  test('etcd store: the prefix namespaces every key; the store\'s own bookkeeping keys stay hidden', async () => {
+    const a = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/ns-a/' });
+    const b = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/ns-b/' });
+    try {
+      await a.put('networks/x', 'from a');
+      await b.put('networks/x', 'from b', 0); // the same relative key, no conflict
+      assert.equal((await a.get('networks/x'))?.value, 'from a');
+      assert.equal((await b.get('networks/x'))?.value, 'from b');
+      assert.deepEqual((await a.list('')).map((kv) => kv.key), ['networks/x']);
+      // In etcd itself the keys carry the prefix.
+      const raw = lab!.etcdctl(lab!.endpoints, ['get', '--prefix', '/ns-a/networks/', '--print-value-only']);
+      assert.equal(raw.out.trim(), 'from a');
+      await assert.rejects(a.put('\u0000txn/x', 'y'), /reserved/);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test('etcd store: latency of put, compare-and-swap and watch delivery (one member, unix socket)', async (t) => {
+    const s = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-perf/${process.pid}/` });
+    const w = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-perf/${process.pid}/` });
+    try {
+      await s.put('warm', 'up');
+      const put: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t0 = performance.now();
+        await s.put(`p/${i % 10}`, String(i));
+        put.push(performance.now() - t0);
+      }
+      const cas: number[] = [];
+      let rev = await s.put('cas', '0');
+      for (let i = 0; i < 200; i++) {
+        const t0 = performance.now();
+        rev = await s.put('cas', String(i), rev);
+        cas.push(performance.now() - t0);
+      }
+      const get: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t0 = performance.now();
+        await s.get('cas');
+        get.push(performance.now() - t0);
+      }
+      // Watch delivery: from the start of a put (by another client) to its event.
+      const sent = new Map<string, number>();
+      const delivery: number[] = [];
+      await w.get('warm'); // w has seen a revision: its watch starts there
+      const stop = w.watch('lat/', (ev) => {
+        const t0 = sent.get(ev.kv.value);
+        if (t0 !== undefined) delivery.push(performance.now() - t0);
+      });
+      await sleep(100); // the watch stream is up
+      for (let i = 0; i < 200; i++) {
+        sent.set(String(i), performance.now());
+        await s.put('lat/k', String(i));
+      }
+      await waitFor(() => delivery.length >= 200, `200 watch events (have ${delivery.length})`);
+      stop();
+      const report = [`put: ${fmt(put)}`, `CAS put: ${fmt(cas)}`, `get (linearizable): ${fmt(get)}`, `watch put→event: ${fmt(delivery)}`];
+      for (const line of report) t.diagnostic(line);
+      console.log(report.join('\n'));
+      // Loose bounds: a store this slow would stall every network operation.
+      assert.ok(percentile(put, 50) < 50, fmt(put));
+      assert.ok(percentile(cas, 50) < 50, fmt(cas));
+      assert.ok(percentile(delivery, 50) < 50, fmt(delivery));
+    } finally {
+      await s.close();
+      await w.close();
+    }
+  });
+});
+
+describe('etcd store on a three-member etcd cluster', () => {
+  let lab: EtcdLab | undefined;
+  before(async () => {
+    lab = new EtcdLab('three');
+    await lab.startCluster(3);
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  test('etcd store: the raft leader is killed (SIGKILL) while CAS updates race and a watch runs; nothing is lost or doubled', async (t) => {
+    const store = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-ha/', dialTimeoutMs: 1000, requestTimeoutMs: 15_000 });
+    const watcher = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-ha/', dialTimeoutMs: 1000, requestTimeoutMs: 15_000 });
+    const events: WatchEvent[] = [];
+    try {
+      await watcher.get('x');
+      const stop = watcher.watch('counters/', (ev) => events.push(ev));
+      const c = new Collection<{ n: number }>(store, 'counters');
+      let running = true;
+      let done = 0;
+      let slowest = 0;
+      const failures: unknown[] = [];
+      const worker = async () => {
+        while (running) {
+          const t0 = performance.now();
+          try {
+            await c.update('a', (cur) => ({ n: (cur?.n ?? 0) + 1 }));
+            done++;
+          } catch (e) {
+            failures.push(e);
+          }
+          slowest = Math.max(slowest, performance.now() - t0);
+        }
+      };
+      const workers = Array.from({ length: 8 }, () => worker());
+      await sleep(700);
+      const leader = lab!.leader();
+      assert.ok(leader, 'a leader before the kill');
+      const beforeKill = done;
+      await lab!.kill(leader, 'SIGKILL');
+      const killedAt = performance.now();
+      await sleep(5000);
+      running = false;
+      await Promise.all(workers);
+      const afterKill = done - beforeKill;
+      t.diagnostic(`killed ${leader.name} (pid ${leader.pid}); ${done} updates, ${afterKill} after the kill; slowest update ${slowest.toFixed(0)} ms`);
+      console.log(`leader ${leader.name} killed; updates ${done} (${afterKill} after the kill), slowest ${slowest.toFixed(0)} ms, ${((performance.now() - killedAt) / 1000).toFixed(1)} s observed`);
+      assert.deepEqual(failures.map(String), [], 'no update failed');
+      assert.ok(afterKill > 20, `the store kept serving after the kill (${afterKill} updates)`);
+      // Every acknowledged update is in the counter, and none twice.
+      assert.equal((await c.get('a'))?.value.n, done);
+      // The watch saw each of them exactly once, in order.
+      await waitFor(() => events.length >= done, `${done} watch events (have ${events.length})`, 15_000);
+      await sleep(200);
+      assert.deepEqual(
+        events.map((ev) => (JSON.parse(ev.kv.value) as { n: number }).n),
+        Array.from({ length: done }, (_, i) => i + 1),
+      );
+      for (let i = 1; i < events.length; i++) assert.ok(events[i]!.kv.revision > events[i - 1]!.kv.revision);
+      stop();
+      // The killed member comes back on its data dir and catches up.
+      await lab!.restart(leader);
+      const only = new EtcdStore({ endpoints: [leader.endpoint], prefix: '/cove-ha/' });
+      try {
+        assert.equal((JSON.parse((await only.get('counters/a'))!.value) as { n: number }).n, done);
+      } finally {
+        await only.close();
+      }
+    } finally {
+      await store.close();
+      await watcher.close();
+    }
+  });
+
+  test('etcd store: every member down gives a clear Unavailable (503) within the timeout, not a hang', async (t) => {
+    const connected = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-down/', dialTimeoutMs: 500, requestTimeoutMs: 2000 });
+    try {
+      await connected.put('k', 'v');
+      const seen: WatchEvent[] = [];
+      connected.watch('', (ev) => seen.push(ev));
+      for (const m of lab!.members) await lab!.kill(m, 'SIGKILL');
+      const fresh = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-down/', dialTimeoutMs: 500, requestTimeoutMs: 2000 });
+      try {
+        for (const [name, op] of [
+          ['get, connected client', () => connected.get('k')],
+          ['put, connected client', () => connected.put('k', 'v2')],
+          ['CAS txn, connected client', () => connected.txn([{ key: 'k', expectRevision: 1, value: 'x' }])],
+          ['list, new client', () => fresh.list('')],
+          ['delete, new client', () => fresh.delete('k')],
+        ] as Array<[string, () => Promise<unknown>]>) {
+          const t0 = performance.now();
+          await assert.rejects(op(), (e: unknown) => {
+            assert.ok(e instanceof Unavailable, `${name}: ${String(e)}`);
+            assert.equal(e.status, 503);
+            assert.match(e.message, /^cluster store unreachable: /);
+            return true;
+          });
+          const took = performance.now() - t0;
+          t.diagnostic(`${name}: Unavailable after ${took.toFixed(0)} ms`);
+          assert.ok(took < 2000 + 1000, `${name} took ${took.toFixed(0)} ms`);
+        }
+        const err = await connected.get('k').catch((e: Error) => e);
+        console.log(`all members down: ${(err as Error).message}`);
+      } finally {
+        const t0 = performance.now();
+        await fresh.close();
+        assert.ok(performance.now() - t0 < 3000, 'close() does not hang on a dead cluster');
+      }
+      assert.deepEqual(seen, [], 'no spurious watch events');
+    } finally {
+      const t0 = performance.now();
+      await connected.close();
+      assert.ok(performance.now() - t0 < 3000, 'close() does not hang on a dead cluster');
+    }
+  });
+});
