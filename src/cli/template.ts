@@ -17,7 +17,9 @@ type Operand =
   | { k: 'field'; base: 'dot' | string; path: string[] }
   | { k: 'lit'; v: unknown }
   | { k: 'ident'; name: string }
-  | { k: 'sub'; p: Pipeline };
+  | { k: 'sub'; p: Pipeline }
+  /** (pipeline).Field.Sub */
+  | { k: 'chain'; base: Operand; path: string[] };
 
 type Command = Operand[];
 interface Pipeline { decl: string[]; cmds: Command[] }
@@ -84,9 +86,18 @@ function parsePipeline(toks: string[]): Pipeline {
   }
   const cmds: Command[] = [];
   let cur: Command = [];
+  // A parenthesized operand directly followed by .Field chains onto it.
+  let lastWasClose = false;
   while (rest.length) {
     const t = rest.shift()!;
     if (t === '|') { cmds.push(cur); cur = []; continue; }
+    const prev = cur[cur.length - 1];
+    if (t.startsWith('.') && t.length > 1 && prev && prev.k === 'sub' && lastWasClose) {
+      cur[cur.length - 1] = { k: 'chain', base: prev, path: t.slice(1).split('.') };
+      lastWasClose = false;
+      continue;
+    }
+    lastWasClose = t === '(';
     cur.push(parseOperand(t, rest));
   }
   cmds.push(cur);
@@ -232,6 +243,11 @@ function evalOperand(op: Operand, s: Scope, piped: unknown[]): unknown {
   switch (op.k) {
     case 'lit': return op.v;
     case 'sub': return evalPipeline(op.p, s);
+    case 'chain': {
+      let v = evalOperand(op.base, s, []);
+      for (const name of op.path) v = field(v, name);
+      return v;
+    }
     case 'ident': {
       const f = FUNCS[op.name];
       if (!f) throw new TemplateError(`function "${op.name}" not defined`);

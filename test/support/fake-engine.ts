@@ -41,7 +41,7 @@ export class FakeNetworks implements Partial<NetworkService> {
     const n: DockerNetwork = {
       Name: name, Id: newId(), Created: new Date().toISOString().replace('Z', '000000Z'), Scope: 'local', Driver: driver,
       EnableIPv4: true, EnableIPv6: Boolean(req?.EnableIPv6),
-      IPAM: { Driver: 'default', Options: null, Config: subnet ? [{ Subnet: subnet, Gateway: subnet.replace(/0\/\d+$/, '1') }] : [] },
+      IPAM: { Driver: 'default', Options: null, Config: subnet ? [{ Subnet: subnet, Gateway: req?.IPAM?.Config?.[0]?.Gateway ?? subnet.replace(/0\/\d+$/, '1') }] : [] },
       Internal: Boolean(req?.Internal), Attachable: Boolean(req?.Attachable), Ingress: Boolean(req?.Ingress),
       ConfigFrom: { Network: '' }, ConfigOnly: false, Containers: {}, Options: req?.Options ?? {}, Labels: req?.Labels ?? {},
     };

@@ -38,7 +38,7 @@ export async function ls(cli: Cli, repository: string | undefined, o: { all?: bo
         Size: humanSize(img.Size),
         Tag: tag,
         UniqueSize: img.SharedSize >= 0 ? humanSize(img.Size - img.SharedSize) : 'N/A',
-        VirtualSize: humanSize(img.VirtualSize ?? img.Size),
+        VirtualSize: humanSize(img.VirtualSize ?? img.Size, 4),
       }));
     }
   }
