@@ -5,6 +5,7 @@
  * a few keys only), and keys the structs do not have (docker-py and dockerode
  * put `name` in the body) are gone.
  */
+import { InvalidParameter } from '../../common/errors.js';
 import type { DockerContainerConfig, DockerHostConfig } from '../types.js';
 
 /** container.Config fields always marshalled, with their zero values. */
@@ -53,4 +54,24 @@ export function hostConfigView(h: DockerHostConfig): DockerHostConfig {
   const out: Record<string, unknown> = { ...HOST_CONFIG_ZERO };
   for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = v;
   return out as DockerHostConfig;
+}
+
+/** moby's container.ValidateRestartPolicy, with its wording. */
+export function validateRestartPolicy(p: { Name?: string; MaximumRetryCount?: number } | null | undefined): void {
+  if (!p) return;
+  const max = p.MaximumRetryCount ?? 0;
+  switch (p.Name ?? '') {
+    case 'always': case 'unless-stopped': case 'no':
+      if (max !== 0) {
+        throw new InvalidParameter(`invalid restart policy: maximum retry count can only be used with 'on-failure'${max < 0 ? ' and cannot be negative' : ''}`);
+      }
+      return;
+    case 'on-failure':
+      if (max < 0) throw new InvalidParameter('invalid restart policy: maximum retry count cannot be negative');
+      return;
+    case '':
+      return;
+    default:
+      throw new InvalidParameter(`invalid restart policy: unknown policy '${p.Name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'`);
+  }
 }

@@ -37,7 +37,7 @@ import { generateName } from './names.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from './oci.js';
 import { isMounted, mountRootfs, rootfsPaths, unmountRootfs } from './rootfs.js';
 import { endpointRequest, exposedPorts, isSpecialMode, normalizeNetworkMode, parsePortKey, sandboxSpec } from './spec.js';
-import { configView, hostConfigView } from './inspect-view.js';
+import { configView, hostConfigView, validateRestartPolicy } from './inspect-view.js';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -239,6 +239,7 @@ export class ContainerManager implements ContainerService {
     const hostConfig: DockerHostConfig = structuredClone(body.HostConfig ?? {});
     const mode = normalizeNetworkMode(hostConfig.NetworkMode);
     hostConfig.NetworkMode = mode;
+    validateRestartPolicy(hostConfig.RestartPolicy);
 
     // Merge with the image's defaults, as Docker does at create.
     const { HostConfig: _h, NetworkingConfig: _n, ...cfgIn } = body;
@@ -249,7 +250,8 @@ export class ContainerManager implements ContainerService {
     const entrypointGiven = config.Entrypoint !== undefined && config.Entrypoint !== null;
     if (!entrypointGiven) config.Entrypoint = ic.Entrypoint ?? null;
     if (!config.Cmd?.length && !entrypointGiven) config.Cmd = ic.Cmd ?? null;
-    if (config.Entrypoint && config.Entrypoint.length === 0) config.Entrypoint = null;
+    // `--entrypoint ""` arrives as [""]: no entrypoint (and the image's Cmd is not merged).
+    if (config.Entrypoint && (config.Entrypoint.length === 0 || (config.Entrypoint.length === 1 && config.Entrypoint[0] === ''))) config.Entrypoint = null;
     const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
     if (!argv.length) throw new InvalidParameter('No command specified');
     config.WorkingDir = config.WorkingDir || ic.WorkingDir || '';
