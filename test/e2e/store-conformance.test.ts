@@ -16,6 +16,7 @@ import { EmbeddedStore } from '../../src/store/embedded.js';
 import { EtcdStore } from '../../src/store/etcd.js';
 import { Collection, type WatchEvent } from '../../src/store/store.js';
 import { Unavailable } from '../../src/common/errors.js';
+import { GRPCDeadlineExceededError } from 'etcd3';
 import { storeContract, waitFor } from '../store-contract.js';
 import { EtcdLab } from './etcd-lab.js';
 
@@ -72,6 +73,69 @@ describe('etcd store on a one-member etcd', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  test('etcd store: a write whose reply is lost after it committed is not applied twice, nor reported as a conflict', async () => {
+    const s = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-lost/${process.pid}/` });
+    try {
+      const c = new Collection<{ n: number }>(s, 'counters');
+      await c.put('a', { n: 0 }, 0);
+      // Stand-in for a leader dying between commit and reply: every other txn
+      // reaches etcd and commits, and then its caller sees a deadline error.
+      const kv = (s as unknown as { client: { kv: { txn: (req: unknown) => Promise<unknown> } } }).client.kv;
+      const realTxn = kv.txn.bind(kv);
+      let calls = 0;
+      let lost = 0;
+      kv.txn = async (req: unknown) => {
+        const res = await realTxn(req);
+        if (calls++ % 2 === 0) {
+          lost++;
+          throw new GRPCDeadlineExceededError('4 DEADLINE_EXCEEDED: reply lost (test)');
+        }
+        return res;
+      };
+      for (let i = 0; i < 10; i++) await c.update('a', (cur) => ({ n: cur!.n + 1 }));
+      await Promise.all(Array.from({ length: 10 }, () => c.update('a', (cur) => ({ n: cur!.n + 1 }))));
+      assert.ok(lost >= 10, `${lost} replies were lost`);
+      assert.equal((await c.get('a'))?.value.n, 20, 'each update applied exactly once');
+      // An unconditional put and a delete with a lost reply: one revision each, and delete still says it deleted.
+      const rev = await s.put('plain', 'x');
+      assert.equal((await s.get('plain'))?.revision, rev);
+      assert.equal(await s.delete('plain'), true);
+      assert.equal(await s.get('plain'), undefined);
+      kv.txn = realTxn;
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('etcd store: a watch whose start revision was compacted away re-lists and reports what changed', async () => {
+    const prefix = `/cove-compact/${process.pid}/`;
+    const s = new EtcdStore({ endpoints: lab!.endpoints, prefix });
+    const other = new EtcdStore({ endpoints: lab!.endpoints, prefix });
+    try {
+      await s.put('w/keep', '1'); // s has now seen this revision, and its next watch starts after it
+      await other.put('w/changed', 'a');
+      await other.put('w/changed', 'b');
+      await other.put('w/gone', 'x');
+      await other.delete('w/gone');
+      const now = await other.put('w/last', 'z');
+      const r = lab!.etcdctl(lab!.endpoints, ['compact', String(now)]);
+      assert.ok(r.ok, r.out);
+      const seen: string[] = [];
+      const stop = s.watch('w/', (ev) => seen.push(`${ev.type} ${ev.kv.key}=${ev.kv.value}`));
+      await waitFor(() => seen.length >= 2, `the resync events (have ${JSON.stringify(seen)})`);
+      // The history between s's last revision and now is gone: s gets the current state of what changed.
+      assert.deepEqual(seen, ['put w/changed=b', 'put w/last=z']);
+      // And then the live stream continues.
+      await other.put('w/new', 'n');
+      await waitFor(() => seen.length >= 3, 'the live event after the resync');
+      assert.equal(seen[2], 'put w/new=n');
+      stop();
+    } finally {
+      await s.close();
+      await other.close();
     }
   });
 
