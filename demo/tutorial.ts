@@ -10,7 +10,6 @@ import { Lab, REPO, type RunResult } from '../test/lab/lab.js';
 import { join } from 'node:path';
 
 const keep = process.argv.includes('--keep');
-const CTRL_P_Q = '\x10\x11';
 let failures = 0;
 
 function heading(text: string): void {
@@ -43,9 +42,8 @@ async function main(): Promise<void> {
   /** attach, type lines into the container's shell, then detach with CTRL-p CTRL-q. */
   const attach = async (name: string, lines: string[]): Promise<void> => {
     note(`cove container attach ${name}, typing: ${lines.join(' ; ')} ; then CTRL-p CTRL-q`);
-    const input = lines.map((l) => l + '\n').join('');
-    // Give the shell time to run each command before detaching.
-    const r = await lab.cove(['container', 'attach', name], { input: input + CTRL_P_Q, timeoutMs: 60_000 });
+    // Each line runs to its end (the prompt comes back) before the next is typed.
+    const r = await lab.attach(name, lines.map((send) => ({ send, until: /\n[^\n]*# $/ })), 60_000);
     show('$', `cove container attach ${name}`, r, undefined);
   };
   const hostSh = async (cmd: string): Promise<RunResult> => {

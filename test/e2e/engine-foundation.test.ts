@@ -61,7 +61,7 @@ test("Host network: the nginx stand-in binds the host's port 80 and no interface
 test('run, exec, attach and detach with CTRL-p CTRL-q, logs, stop, rm', async () => {
   await lab.coveOk(['run', '-dit', '--name', 'box', 'alpine', 'ash']);
   // attach, type a command, detach: the container keeps running.
-  const att = await lab.cove(['attach', 'box'], { input: 'echo hello-from-attach\n\x10\x11', timeoutMs: 20_000 });
+  const att = await lab.attach('box', [{ send: 'echo hello-from-attach', until: /^hello-from-attach/m }]);
   assert.equal(att.code, 0, att.stderr);
   assert.match(att.stdout, /hello-from-attach/);
   assert.equal(await lab.coveOk(['inspect', '-f', '{{.State.Running}}', 'box']), 'true');

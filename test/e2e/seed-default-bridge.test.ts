@@ -45,7 +45,7 @@ test('2-6. alpine1 and alpine2 on the default bridge: IP works both ways, names 
   assert.equal(byName.alpine2, '172.17.0.3');
 
   // 4. ip addr show from inside alpine1 (through attach, then CTRL-p CTRL-q).
-  const att = await lab.cove(['attach', 'alpine1'], { input: 'ip addr show\n\x10\x11', timeoutMs: 20_000 });
+  const att = await lab.attach('alpine1', [{ send: 'ip addr show', until: /inet 172\.17\.0\.2\/16[^]*\n.*# $/ }]);
   assert.match(att.stdout, /inet 172\.17\.0\.2\/16/);
   assert.match(att.stdout, /eth0@if\d+/);
 

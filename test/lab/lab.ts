@@ -192,6 +192,46 @@ export class Lab {
     return r.stdout.trim();
   }
 
+  /**
+   * `cove attach NAME` as a person uses it: type each line, wait until the
+   * output shows what that line should print, then detach with CTRL-p CTRL-q.
+   * Resolves with everything the session printed and the CLI's exit code.
+   */
+  attach(name: string, steps: Array<{ send: string; until: RegExp }>, timeoutMs = 30_000): Promise<RunResult> {
+    return new Promise((resolvePromise) => {
+      const child = spawn(COVE_BIN, ['attach', name], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let step = 0;
+      let seenUpTo = 0;
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const next = (): void => {
+        const cur = steps[step];
+        if (!cur) {
+          child.stdin.write('\x10\x11');
+          return;
+        }
+        child.stdin.write(cur.send + '\n');
+      };
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString('utf8');
+        const cur = steps[step];
+        if (cur && cur.until.test(stdout.slice(seenUpTo))) {
+          seenUpTo = stdout.length;
+          step++;
+          next();
+        }
+      });
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolvePromise({ code: code ?? 1, stdout, stderr });
+      });
+      // Let the attach settle before typing, as a person would.
+      setTimeout(next, 200);
+    });
+  }
+
   async startDaemon(opts: DaemonOptions = {}): Promise<void> {
     mkdirSync(this.dataRoot, { recursive: true });
     mkdirSync(this.execRoot, { recursive: true });
