@@ -331,6 +331,8 @@ test('network connect/disconnect of stopped containers is recorded, with Docker\
   await assert.rejects(containers.create('bad', { Image: 'nosuchimage' }), /No such image: nosuchimage/);
   assert.deepEqual((await containers.list({ all: true, filters: { name: ['netrec'] } })).map((c) => c.Names[0]), ['/netrec']);
   assert.equal((await containers.list({ all: true, filters: { status: ['created'] } })).length, 2);
+  await assert.rejects(containers.list({ filters: { status: ['sleepy'] } }), /Invalid filter 'status=sleepy'/);
+  await assert.rejects(containers.list({ filters: { color: ['red'] } }), /Invalid filter 'color'/);
   await containers.remove(Id);
   await containers.remove(none.Id);
 });

@@ -1164,7 +1164,19 @@ export class ContainerManager implements ContainerService {
 
   async list(opts: { all?: boolean; limit?: number; filters?: Filters } = {}): Promise<DockerContainerSummary[]> {
     const f = opts.filters ?? {};
-    const rows = (await this.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
+    const known = ['id', 'name', 'status', 'label', 'network', 'ancestor', 'exited', 'before', 'since', 'health', 'isolation', 'is-task', 'publish', 'expose', 'volume'];
+    for (const k of Object.keys(f)) if (!known.includes(k)) throw new InvalidParameter(`Invalid filter '${k}'`);
+    const statuses = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
+    for (const v of f.status ?? []) if (!statuses.includes(v)) throw new InvalidParameter(`Invalid filter 'status=${v}'`);
+    for (const v of f.exited ?? []) if (!/^-?\d+$/.test(v)) throw new InvalidParameter(`Invalid filter 'exited=${v}'`);
+    let rows = (await this.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
+    // before/since: relative to another container's creation.
+    for (const [key, keepIf] of [['before', (c: string, ref: string) => c < ref], ['since', (c: string, ref: string) => c > ref]] as const) {
+      for (const v of f[key] ?? []) {
+        const ref = await this.get(v);
+        rows = rows.filter((r) => keepIf(r.Created, ref.Created));
+      }
+    }
     const out: DockerContainerSummary[] = [];
     const netIds = new Map<string, string>();
     for (const r of rows) {
