@@ -22,8 +22,9 @@ export function dnsNames(ep: EndpointRecord): string[] {
 export function endpointSettings(ep: EndpointRecord, net: NetworkRecord): DockerEndpointSettings {
   const v4 = splitCidr(ep.ipv4);
   const v6 = splitCidr(ep.ipv6);
+  // network.EndpointIPAMConfig marshals its fields with omitempty.
   const ipam = ep.request.ipv4Address || ep.request.ipv6Address
-    ? { IPv4Address: ep.request.ipv4Address ?? '', IPv6Address: ep.request.ipv6Address ?? '' }
+    ? { ...(ep.request.ipv4Address ? { IPv4Address: ep.request.ipv4Address } : {}), ...(ep.request.ipv6Address ? { IPv6Address: ep.request.ipv6Address } : {}) }
     : null;
   return {
     IPAMConfig: ipam,
