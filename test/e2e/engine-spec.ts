@@ -59,6 +59,11 @@ const OMITEMPTY: Record<string, string[]> = {
 /** Go pointer fields (*int64, *bool) the spec does not mark x-nullable but Docker sends as null when unset. */
 const GO_POINTERS = ['MemorySwappiness', 'PidsLimit', 'OomKillDisable', 'StopTimeout', 'Init'];
 
+/** Keys Docker 28 still sends at API 1.51 that the spec no longer lists (deprecated, removed in 1.52). */
+const LEGACY_KEYS: Record<string, string[]> = {
+  EventMessage: ['status', 'id', 'from'],
+};
+
 export interface Problem { path: string; problem: string }
 
 function resolve(s: Schema): { schema: Schema; name?: string } {
@@ -131,7 +136,7 @@ function walk(v: unknown, raw: Schema, path: string, out: Problem[]): void {
         const ps = s.properties[key];
         if (ps) walk(val, ps, `${path}.${key}`, out);
         else if (s.additionalProperties && typeof s.additionalProperties === 'object') walk(val, s.additionalProperties, `${path}.${key}`, out);
-        else out.push({ path: `${path}.${key}`, problem: `key not in the spec${name ? ` (${name})` : ''}` });
+        else if (!(name && LEGACY_KEYS[name]?.includes(key))) out.push({ path: `${path}.${key}`, problem: `key not in the spec${name ? ` (${name})` : ''}` });
       }
       if (name && OMITEMPTY[name]) {
         for (const key of Object.keys(s.properties)) {
