@@ -266,6 +266,51 @@ describe('etcd store on a three-member etcd cluster', () => {
     }
   });
 
+  test('etcd store: a frozen leader (SIGSTOP: connections open, no replies) stalls a write for a bounded time; the watch moves on', async (t) => {
+    const opts = { endpoints: lab!.endpoints, prefix: '/cove-frozen/', dialTimeoutMs: 1000, requestTimeoutMs: 15_000 };
+    const store = new EtcdStore(opts);
+    const watcher = new EtcdStore(opts);
+    const leader = lab!.leader();
+    assert.ok(leader, 'a leader');
+    const events: WatchEvent[] = [];
+    let frozen = false;
+    try {
+      await watcher.get('x');
+      const stop = watcher.watch('seq/', (ev) => events.push(ev));
+      const revs: number[] = [];
+      const lat: number[] = [];
+      const writeFor = async (ms: number) => {
+        const until = performance.now() + ms;
+        while (performance.now() < until) {
+          const t0 = performance.now();
+          revs.push(await store.put('seq/k', String(revs.length)));
+          lat.push(performance.now() - t0);
+          await sleep(10);
+        }
+      };
+      await writeFor(500);
+      process.kill(leader.pid!, 'SIGSTOP');
+      frozen = true;
+      const before = lat.length;
+      await writeFor(8000);
+      const during = lat.slice(before);
+      t.diagnostic(`froze ${leader.name}: ${during.length} puts in 8 s, slowest ${Math.max(...during).toFixed(0)} ms`);
+      console.log(`leader ${leader.name} frozen: ${during.length} puts in 8 s, slowest ${Math.max(...during).toFixed(0)} ms; before: ${fmt(lat.slice(0, before))}`);
+      assert.ok(during.length > 50, 'the store kept serving');
+      assert.ok(Math.max(...during) < 6000, `a write stalled ${Math.max(...during).toFixed(0)} ms`);
+      // Every write reaches the watcher once, in order, even if its stream was on the frozen member.
+      await waitFor(() => events.length >= revs.length, `${revs.length} watch events (have ${events.length})`, 15_000);
+      await sleep(200);
+      assert.deepEqual(events.map((ev) => ev.kv.revision), revs);
+      stop();
+    } finally {
+      if (frozen) process.kill(leader.pid!, 'SIGCONT');
+      await store.close();
+      await watcher.close();
+    }
+    await lab!.waitHealthy(leader);
+  });
+
   test('etcd store: every member down gives a clear Unavailable (503) within the timeout, not a hang', async (t) => {
     const connected = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-down/', dialTimeoutMs: 500, requestTimeoutMs: 2000 });
     try {
