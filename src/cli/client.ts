@@ -1,9 +1,9 @@
 /**
  * The cove CLI's client of the Engine API over the daemon's unix socket.
  */
-import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { liteRequest, type LiteResponse } from './http-lite.js';
 
 export const CLIENT_API_VERSION = '1.51';
 export const DEFAULT_SOCKET = '/run/cove/cove.sock';
@@ -81,33 +81,26 @@ export class Client {
   }
 
   /** Sends a request; resolves with the response once headers arrive. Error statuses reject with ApiError. */
-  raw(method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { ...(opts.headers ?? {}) };
-      let payload: Buffer | undefined;
-      if (opts.body !== undefined) {
-        payload = Buffer.from(JSON.stringify(opts.body));
-        headers['Content-Type'] = 'application/json';
-        headers['Content-Length'] = String(payload.length);
-      } else if (opts.upload) {
-        headers['Content-Type'] = opts.contentType ?? 'application/x-tar';
-      }
-      const req = http.request({ socketPath: this.socketPath, method, path: buildPath(path, opts.query), headers, agent: false }, (res) => {
-        const status = res.statusCode ?? 0;
-        if (status >= 400) {
-          readAll(res).then((b) => reject(new ApiError(status, errorMessage(b, status))), reject);
-          return;
-        }
-        resolve(res);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
-      if (opts.upload) {
-        opts.upload.on('error', (e) => { req.destroy(e); reject(new CliError(e.message)); });
-        opts.upload.pipe(req);
-      } else {
-        req.end(payload);
-      }
-    });
+  async raw(method: string, path: string, opts: RequestOptions = {}): Promise<LiteResponse> {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    let payload: Buffer | undefined;
+    if (opts.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(opts.body));
+      headers['Content-Type'] = 'application/json';
+    } else if (opts.upload) {
+      headers['Content-Type'] = opts.contentType ?? 'application/x-tar';
+    }
+    let res: LiteResponse;
+    try {
+      ({ res } = await liteRequest({ socketPath: this.socketPath, method, path: buildPath(path, opts.query), headers }, payload, opts.upload));
+    } catch (err) {
+      throw this.connectError(err as NodeJS.ErrnoException);
+    }
+    if (res.statusCode >= 400) {
+      const b = await readAll(res);
+      throw new ApiError(res.statusCode, errorMessage(b, res.statusCode));
+    }
+    return res;
   }
 
   /** Request whose answer is JSON (or empty). */
@@ -133,29 +126,23 @@ export class Client {
    * Takes over the connection (attach, exec start): resolves with the raw
    * socket after `101 UPGRADED`, plus any bytes that came with the headers.
    */
-  hijack(path: string, opts: RequestOptions = {}): Promise<{ socket: Socket; head: Buffer; contentType: string }> {
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
-      let payload: Buffer | undefined;
-      if (opts.body !== undefined) {
-        payload = Buffer.from(JSON.stringify(opts.body));
-        headers['Content-Type'] = 'application/json';
-        headers['Content-Length'] = String(payload.length);
-      }
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: buildPath(path, opts.query), headers, agent: false });
-      req.on('upgrade', (res, socket, head) => {
-        resolve({ socket: socket as Socket, head, contentType: String(res.headers['content-type'] ?? '') });
-      });
-      req.on('response', (res) => {
-        const status = res.statusCode ?? 0;
-        readAll(res).then((b) => {
-          if (status >= 400) reject(new ApiError(status, errorMessage(b, status)));
-          else reject(new CliError(`the daemon did not upgrade the connection (status ${status})`));
-        }, reject);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(this.connectError(err)));
-      req.end(payload);
-    });
+  async hijack(path: string, opts: RequestOptions = {}): Promise<{ socket: Socket; head: Buffer; contentType: string }> {
+    const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
+    let payload: Buffer | undefined;
+    if (opts.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(opts.body));
+      headers['Content-Type'] = 'application/json';
+    }
+    let r: Awaited<ReturnType<typeof liteRequest>>;
+    try {
+      r = await liteRequest({ socketPath: this.socketPath, method: 'POST', path: buildPath(path, opts.query), headers }, payload);
+    } catch (err) {
+      throw this.connectError(err as NodeJS.ErrnoException);
+    }
+    if (r.socket) return { socket: r.socket, head: r.head, contentType: r.res.headers['content-type'] ?? '' };
+    const b = await readAll(r.res);
+    if (r.res.statusCode >= 400) throw new ApiError(r.res.statusCode, errorMessage(b, r.res.statusCode));
+    throw new CliError(`the daemon did not upgrade the connection (status ${r.res.statusCode})`);
   }
 }
 

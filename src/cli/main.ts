@@ -1,9 +1,10 @@
 /**
  * `cove`: Docker's CLI verbs as a thin client of the Cove Engine API.
- * Start-up must stay fast: only commander is loaded up front; each command's
- * module (and node:http) is imported when the command runs.
+ * Start-up must stay fast: only the small argument parser (./args.ts, a
+ * commander-compatible subset) is loaded up front; each command's module
+ * (and node:http) is imported when the command runs.
  */
-import { Command, Option } from 'commander';
+import { Command } from './args.js';
 import type { Client } from './client.js';
 
 export interface Cli {
@@ -226,7 +227,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions()
     .showSuggestionAfterError(false)
     .configureHelp({ sortSubcommands: true });
-  program.addOption(new Option('-v, --version', 'Print version information and quit'));
+  program.option('-v, --version', 'Print version information and quit');
 
   const network = program.command('network').description('Manage networks');
   network.command('ls').aliases(['list']).description('List networks')
@@ -331,10 +332,6 @@ export function buildProgram(): Command {
     .option('--format <format>', 'Format the output using the given Go template')
     .action(act(program, 'system', 'events'));
 
-  program.exitOverride((err) => {
-    // commander's own errors (unknown flag, missing argument) exit like docker's usage errors.
-    process.exit(err.exitCode === 0 ? 0 : err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 1);
-  });
   return program;
 }
 

@@ -70,6 +70,7 @@ export function pipeSession(socket: Socket, head: Buffer, opts: SessionOptions):
     };
     if (head.length) onOutput(head);
     socket.on('data', onOutput);
+    socket.resume();
 
     const onInput = (chunk: Buffer) => {
       if (detachSeq.length) {

@@ -193,7 +193,7 @@ async function exitCodeAfter(cli: Cli, id: string, waitResult: Promise<number> |
 }
 
 /** POST wait: the headers come back at once, the body when the container exits. */
-async function startWait(cli: Cli, id: string, condition: string): Promise<{ waitRes: import('node:http').IncomingMessage; waitResult: Promise<number> }> {
+async function startWait(cli: Cli, id: string, condition: string): Promise<{ waitRes: import('../http-lite.js').LiteResponse; waitResult: Promise<number> }> {
   const waitRes = await cli.client.raw('POST', `/containers/${id}/wait`, { query: { condition } });
   const waitResult = (async () => {
     let text = '';
