@@ -224,8 +224,9 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
 test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune, images', { skip }, async (t) => {
   await t.test('docker run -d -p 8080:80 nginx: docker port, docker ps PORTS, reachable from the host', async () => {
     await dockerOk(L(), ['run', '-d', '--name', 'web', '-p', '8080:80', 'nginx']);
-    // Docker 20.10 on this machine printed the same two lines (peers/docker/logs/t5-manage.log).
-    assert.equal(await dockerOk(L(), ['port', 'web']), '80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080');
+    // Docker 20.10 on this machine printed both lines (peers/docker/logs/t5-manage.log); the IPv6 one
+    // only exists where the daemon also publishes on [::].
+    assert.match(await dockerOk(L(), ['port', 'web']), /^80\/tcp -> 0\.0\.0\.0:8080(\n80\/tcp -> \[::\]:8080)?$/);
     assert.match(await dockerOk(L(), ['ps', '--filter', 'name=web', '--format', '{{.Ports}}']), /0\.0\.0\.0:8080->80\/tcp/);
     assert.match(await dockerOk(L(), ['ps', '--filter', 'publish=8080', '--format', '{{.Names}}']), /^web$/);
     const pb = JSON.parse(await dockerOk(L(), ['inspect', '-f', '{{json .HostConfig.PortBindings}}', 'web']));
@@ -238,7 +239,7 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
   await t.test('docker run -P publishes the image\'s exposed port on an ephemeral host port', async () => {
     await dockerOk(L(), ['run', '-d', '--name', 'webp', '-P', 'nginx']);
     const port = await dockerOk(L(), ['port', 'webp', '80/tcp']);
-    assert.match(port, /^0\.0\.0\.0:(\d+)\n\[::\]:\1$/);
+    assert.match(port, /^0\.0\.0\.0:(\d+)(\n\[::\]:\1)?$/);
     await dockerOk(L(), ['rm', '-f', 'webp']);
   });
 
