@@ -321,7 +321,7 @@ export class EtcdStore implements Store {
           .startRevision(String(state.lastRev + 1))
           .watcher();
         state.watcher = watcher;
-        const failed = await new Promise<Error>((resolve) => {
+        await new Promise<void>((resolve) => {
           // etcd3 resumes a reconnect at "created" header revision + 1, which can
           // skip history that was still on its way; pin it to what we delivered.
           const pin = () => {
@@ -332,15 +332,15 @@ export class EtcdStore implements Store {
             this.deliver(state, res);
             pin();
           });
-          watcher.on('error', (err: Error) => resolve(err));
+          // etcd3 emits 'error' only when the server cancelled the watch (it has
+          // already dropped the watcher then: cancel() would never resolve).
+          watcher.on('error', () => resolve());
         });
         state.watcher = undefined;
-        await withTimeout(watcher.cancel(), 1000).catch(() => undefined);
         if (state.stopped || this.closed) return;
-        // Cancelled by the server: the resume revision was compacted (etcd3
-        // reports it as "Watcher canceled: " with no reason), or access was
-        // revoked. Re-list and carry on from the list's revision.
-        void failed;
+        // The resume revision was compacted (etcd3 reports it as "Watcher
+        // canceled: " with no reason), or access was revoked. Re-list and
+        // carry on from the list's revision.
         await this.resync(state);
       } catch {
         // Cluster unreachable while (re)creating the watch: keep trying, the
