@@ -90,10 +90,12 @@ export function runSession(session: IoSession, conn: Hijacked, opts: { stdin: bo
       const stdin = session.stdin;
       stdin.on('error', () => {});
       conn.in.on('data', (chunk: Buffer) => {
-        if (!stdin.writableEnded && !stdin.destroyed) stdin.write(chunk);
+        if (!finished && !stdin.writableEnded && !stdin.destroyed) stdin.write(chunk);
       });
       conn.in.on('end', () => {
-        if (!stdin.writableEnded && !stdin.destroyed) stdin.end();
+        // Client half-close = stdin EOF, but not once the session is over:
+        // after a detach the process keeps its stdin.
+        if (!finished && !stdin.writableEnded && !stdin.destroyed) stdin.end();
       });
     } else {
       // Drain whatever the client sends so the connection never stalls.
