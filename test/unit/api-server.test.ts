@@ -198,14 +198,26 @@ test('attach to a TTY container is raw; plain POST without upgrade streams too',
 });
 
 test('detach keys end an attach session; the container keeps running', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sh'], OpenStdin: true, Tty: true })));
+  // cat ends at stdin EOF: it must survive the detach and the client's close.
+  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true, Tty: true })));
   await request(h.socket, 'POST', `/containers/${Id}/start`);
   const conn = await hijack(h.socket, `/containers/${Id}/attach?stream=1&stdin=1&stdout=1`);
   assert.equal(conn.headers['content-type'], 'application/vnd.docker.raw-stream');
   const ended = readToEnd(conn.socket, conn.head);
+  conn.socket.write('one\n');
+  await new Promise((r) => setTimeout(r, 30));
   conn.socket.write(Buffer.from([0x10, 0x11]));
-  await ended;
+  assert.equal((await ended).toString(), 'one\n');
+  conn.socket.end();
+  await new Promise((r) => setTimeout(r, 50));
   assert.equal(json(await request(h.socket, 'GET', `/containers/${Id}/json`)).State.Running, true);
+  // A new attach sees the same process.
+  const again = await hijack(h.socket, `/containers/${Id}/attach?stream=1&stdin=1&stdout=1`);
+  const out = readToEnd(again.socket, again.head);
+  again.socket.write('two\n');
+  await new Promise((r) => setTimeout(r, 30));
+  again.socket.end();
+  assert.equal((await out).toString(), 'two\n');
   await request(h.socket, 'POST', `/containers/${Id}/kill`);
 });
 
@@ -251,6 +263,23 @@ test('images: import from the body streams Docker progress JSON; pull is refused
   const del = await request(h.socket, 'DELETE', '/images/registry.local/tools/busybox:v1');
   assert.deepEqual(json(del), [{ Untagged: 'registry.local/tools/busybox:v1' }]);
   assert.equal((await request(h.socket, 'GET', '/images/nosuch/json')).status, 404);
+});
+
+test('events stream live until the client leaves', async () => {
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request({ socketPath: h.socket, path: '/events?filters=' + encodeURIComponent(JSON.stringify({ type: ['network'] })), agent: false }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(res.statusCode, 200);
+  const first = new Promise<string>((resolve) => res.once('data', (d: Buffer) => resolve(d.toString())));
+  await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'live-net' }));
+  const ev = JSON.parse(await first);
+  assert.equal(ev.Type, 'network');
+  assert.equal(ev.Action, 'create');
+  assert.equal(ev.Actor.Attributes.name, 'live-net');
+  res.destroy();
+  await request(h.socket, 'DELETE', '/networks/live-net');
 });
 
 test('events: since/until replay history as NDJSON, filters apply', async () => {

@@ -153,6 +153,19 @@ test('images: import from stdin, tag, ls, rmi; load; version; unreachable socket
   assert.equal(load.stdout, 'Loaded image: busybox:latest\n');
   const v = await cove('version', '--format', '{{.Server.ApiVersion}}');
   assert.equal(v.stdout, '1.51\n');
+  // -H wins over the environment.
+  const viaH = await runCmd(COVE, ['-H', `unix://${h.socket}`, 'network', 'ls', '-q'], { env: { COVE_HOST: 'unix:///tmp/cva-no-such.sock' } });
+  assert.equal(viaH.code, 0, viaH.stderr);
+  const since = String(Math.floor(Date.now() / 1000) - 60);
+  const ev = await cove('events', '--since', since, '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--format', '{{.Type}} {{.Action}}');
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.match(ev.stdout, /^image import\n/);
+  const usage = await cove('network', 'create');
+  assert.equal(usage.code, 1);
+  assert.match(usage.stderr, /^"cove network create" requires exactly 1 argument\./);
+  const flag = await cove('run', '--bogus', 'alpine');
+  assert.equal(flag.code, 125);
+  assert.match(flag.stderr, /^unknown flag: --bogus/);
   const gone = await runCmd(COVE, ['network', 'ls'], { env: { COVE_HOST: 'unix:///tmp/cva-no-such.sock' } });
   assert.equal(gone.code, 1);
   assert.equal(gone.stderr, 'Cannot connect to the Cove daemon at unix:///tmp/cva-no-such.sock. Is the cove daemon running?\n');
