@@ -123,3 +123,36 @@ test('docker-compose up -d, resolve by service name and alias, down', { skip }, 
     assert.deepEqual(nets, ['bridge', 'host', 'none']);
   });
 });
+
+const FOREGROUND_FILE = `version: "3.8"
+services:
+  server:
+    image: nginx
+    stop_grace_period: 1s
+  hello:
+    image: alpine
+    command: ["sh", "-c", "sleep 1; nslookup server >/dev/null && echo resolved server; echo bye"]
+`;
+
+test('docker-compose up in the foreground attaches to the services and ends with the exit code', { skip }, async () => {
+  const fg = mkdtempSync(join(tmpdir(), 'cove-compose-fg-'));
+  const file = join(fg, 'docker-compose.yml');
+  writeFileSync(file, FOREGROUND_FILE);
+  const env = { ...lab!.env, COMPOSE_INTERACTIVE_NO_CLI: '1' };
+  try {
+    const r = await run(COMPOSE_BIN, ['-p', 'fg', '-f', file, '--no-ansi', 'up', '--abort-on-container-exit', '--exit-code-from', 'hello'], { env, timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /Creating network "fg_default" with the default driver/);
+    assert.match(out, /Attaching to fg_server_1, fg_hello_1|Attaching to fg_hello_1, fg_server_1/);
+    assert.match(out, /hello_1\s+\| resolved server/);
+    assert.match(out, /hello_1\s+\| bye/);
+    assert.match(out, /fg_hello_1 exited with code 0/);
+  } finally {
+    const down = await run(COMPOSE_BIN, ['-p', 'fg', '-f', file, 'down', '-t', '1'], { env, timeoutMs: 120_000 });
+    rmSync(fg, { recursive: true, force: true });
+    assert.equal(down.code, 0, down.stderr);
+  }
+  const nets = (await api(lab!, 'GET', '/networks')).json().map((n: { Name: string }) => n.Name);
+  assert.ok(!nets.includes('fg_default'), nets.join(' '));
+});

@@ -221,6 +221,32 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
   });
 });
 
+test('the seed, "Use the default bridge network" and host/none networking, with the docker CLI', { skip }, async (t) => {
+  await t.test('alpine1 and alpine2 on the default bridge reach each other by IP, not by name', async () => {
+    await dockerOk(L(), ['run', '-dit', '--name', 'alpine1', 'alpine', 'ash']);
+    await dockerOk(L(), ['run', '-dit', '--name', 'alpine2', 'alpine', 'ash']);
+    const [n] = JSON.parse(await dockerOk(L(), ['network', 'inspect', 'bridge']));
+    assert.deepEqual(Object.values(n.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['alpine1', 'alpine2']);
+    const ip2 = await dockerOk(L(), ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'alpine2']);
+    assert.match(ip2, /^172\.17\.0\.\d+$/);
+    assert.equal(await pingFrom('alpine1', ip2), true);
+    const byName = await docker(L(), ['exec', 'alpine1', 'ping', '-c', '1', '-W', '1', 'alpine2']);
+    assert.notEqual(byName.code, 0);
+    assert.match(byName.stderr + byName.stdout, /bad address 'alpine2'/);
+    // The default bridge has no embedded DNS: the daemon's resolver is copied in.
+    assert.doesNotMatch(await dockerOk(L(), ['exec', 'alpine1', 'cat', '/etc/resolv.conf']), /127\.0\.0\.11/);
+    await dockerOk(L(), ['rm', '-f', 'alpine1', 'alpine2']);
+  });
+
+  await t.test('--network none has only lo; --network host shares the host\'s interfaces', async () => {
+    const none = await dockerOk(L(), ['run', '--rm', '--network', 'none', 'alpine', 'ip', '-o', 'link']);
+    assert.deepEqual(none.split('\n').map((l) => l.split(': ')[1]), ['lo']);
+    const host = await dockerOk(L(), ['run', '--rm', '--network', 'host', 'alpine', 'ip', '-o', 'link']);
+    assert.match(host, /: uplink0[@:]/, 'the lab host\'s uplink is visible');
+    assert.match(host, /: cove0[@:]/, 'and the default bridge');
+  });
+});
+
 test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune, images', { skip }, async (t) => {
   await t.test('docker run -d -p 8080:80 nginx: docker port, docker ps PORTS, reachable from the host', async () => {
     await dockerOk(L(), ['run', '-d', '--name', 'web', '-p', '8080:80', 'nginx']);
