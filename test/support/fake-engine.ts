@@ -5,12 +5,13 @@
  *   Cmd ['cat']            echoes stdin to stdout, exits 0 at stdin EOF
  *   Cmd ['echo', ...args]  prints args, exits 0
  *   Cmd ['fail', code]     prints "failing" to stderr, exits with code
+ *   Cmd ['nostart']        start fails with a 500, as a driver error would
  *   anything else          runs until stopped or killed (exit 137/143)
  * Detach keys (ctrl-p ctrl-q by default) in stdin end a session as 'detached'.
  */
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { Conflict, Forbidden, InvalidParameter, NotFound, NotModified } from '../../src/common/errors.js';
+import { Conflict, Forbidden, InvalidParameter, NotFound, NotModified, SystemError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
 import { EventBus } from '../../src/daemon/events.js';
 import { defaultConfig } from '../../src/daemon/config.js';
@@ -275,6 +276,7 @@ export class FakeContainers implements ContainerService {
   async start(idOrName: string): Promise<void> {
     const c = this.get(idOrName);
     if (c.state === 'running') throw new NotModified();
+    if (c.body.Cmd?.[0] === 'nostart') throw new SystemError('failed to create the ipvlan port: operation not supported');
     c.state = 'running';
     c.startedAt = new Date().toISOString();
     const cmd = [...(c.body.Entrypoint ?? []), ...(c.body.Cmd ?? [])];

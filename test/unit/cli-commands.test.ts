@@ -93,6 +93,9 @@ test('run: -d prints the ID; attached run relays output and exits with the conta
   const badNet = await cove('run', '--network', 'nonet', 'alpine');
   assert.equal(badNet.code, 125);
   assert.match(badNet.stderr, /cove: Error response from daemon: network nonet not found/);
+  const noStart = await cove('run', 'alpine', 'nostart');
+  assert.equal(noStart.code, 125);
+  assert.match(noStart.stderr, /^cove: Error response from daemon: failed to create the ipvlan port: operation not supported\n/);
   const dupName = await cove('run', '-d', '--name', 'alpine1', 'alpine', 'ash');
   assert.equal(dupName.code, 125);
   assert.match(dupName.stderr, /^cove: Error response from daemon: Conflict\. The container name "\/alpine1" is already in use/);

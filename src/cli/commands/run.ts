@@ -228,7 +228,14 @@ export async function run(cli: Cli, image: string, command: string[], o: CreateO
     query: { stream: true, stdin: Boolean(o.interactive), stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
   });
   const { waitRes, waitResult } = await startWait(cli, id, o.rm ? 'removed' : 'next-exit');
-  await cli.client.post(`/containers/${id}/start`);
+  try {
+    await cli.client.post(`/containers/${id}/start`);
+  } catch (e) {
+    // Nothing will come on these; do not let them keep the process alive.
+    conn.socket.destroy();
+    waitRes.destroy();
+    throw e;
+  }
   const unproxy = !tty && o.sigProxy !== false ? proxySignals(cli, id) : () => {};
   const session = await pipeSession(conn.socket, conn.head, {
     tty, stdin: Boolean(o.interactive), ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${id}/resize`),
@@ -251,7 +258,13 @@ export async function start(cli: Cli, containers: string[], o: { attach?: boolea
       query: { stream: true, stdin, stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
     });
     const { waitRes, waitResult } = await startWait(cli, info.Id, 'next-exit');
-    await cli.client.post(`/containers/${info.Id}/start`);
+    try {
+      await cli.client.post(`/containers/${info.Id}/start`);
+    } catch (e) {
+      conn.socket.destroy();
+      waitRes.destroy();
+      throw e;
+    }
     const session = await pipeSession(conn.socket, conn.head, { tty, stdin, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${info.Id}/resize`) });
     const code = await exitCodeAfter(cli, info.Id, waitResult, session.detached);
     cli.exitCode = code === 'detached' ? 0 : code;
