@@ -113,6 +113,20 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
     void dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest });
   });
 
+  // Streams (events, logs -f, wait, attach) would hold server.close() open
+  // forever: closing the server cuts every connection, as a stopping daemon should.
+  const sockets = new Set<Duplex>();
+  server.on('connection', (s: Duplex) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  const close = server.close.bind(server);
+  server.close = ((cb?: (err?: Error) => void) => {
+    close(cb);
+    for (const s of sockets) s.destroy();
+    return server;
+  }) as typeof server.close;
+
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     log.debug({ err }, 'bad http request');

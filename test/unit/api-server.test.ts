@@ -310,3 +310,25 @@ test('network connect/disconnect go to the container service, with Docker errors
   const pr = await request(h.socket, 'POST', '/networks/prune');
   assert.ok(json(pr).NetworksDeleted.includes('n2'));
 });
+
+test('closing the server ends open streams', async () => {
+  const { createApiServer } = await import('../../src/api/server.js');
+  const { createFakeEngine } = await import('../support/fake-engine.js');
+  const { silentLogger } = await import('../../src/common/log.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'cva-close-'));
+  const sock = join(dir, 's.sock');
+  const server = createApiServer(createFakeEngine(), silentLogger);
+  await new Promise<void>((r) => server.listen(sock, r));
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request({ socketPath: sock, path: '/events', agent: false }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+  const ended = new Promise<void>((resolve) => { res.on('close', () => resolve()); res.resume(); });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await ended;
+  rmSync(dir, { recursive: true, force: true });
+});
