@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import type { Lab } from '../lab/lab.js';
 import { run, type RunResult } from '../lab/lab.js';
 import { api, clientLab, teardown, sleep, COMPOSE_BIN } from './clients-helpers.js';
+import { wget } from './seed-helpers.js';
 
 const skip = existsSync(COMPOSE_BIN) ? false : `docker-compose is not installed (${COMPOSE_BIN}); scripts/setup.sh installs it`;
 
@@ -20,6 +21,7 @@ const COMPOSE_FILE = `version: "3.8"
 services:
   web:
     image: nginx
+    ports: ["8088:80"]
     networks:
       backend:
         aliases:
@@ -79,10 +81,17 @@ test('docker-compose up -d, resolve by service name and alias, down', { skip }, 
     for (const c of cs) assert.equal(c.State, 'running');
   });
 
-  await t.test('ps lists both services Up', async () => {
+  await t.test('ps lists both services Up; the published port answers on the host', async () => {
     const ps = await composeOk(['ps']);
     assert.match(ps, /demo_client_1\s+sleep 3600\s+Up/);
-    assert.match(ps, /demo_web_1\s+busybox httpd -f -p 80 -h \/www\s+Up\s+80\/tcp/);
+    assert.match(ps, /demo_web_1\s+busybox httpd -f -p 80 -h \/www\s+Up\s+0\.0\.0\.0:8088->80\/tcp/);
+    assert.equal((await composeOk(['port', 'web', '80'])).trim(), '0.0.0.0:8088');
+    let page: string | undefined;
+    for (let i = 0; i < 20 && !page; i++) {
+      page = await wget(lab!, 'http://127.0.0.1:8088/');
+      if (!page) await sleep(200);
+    }
+    assert.match(page ?? '', /Welcome to nginx/);
   });
 
   await t.test('the services resolve each other by service name and alias', async () => {
