@@ -11,6 +11,8 @@ import { join } from 'node:path';
 
 const keep = process.argv.includes('--keep');
 let failures = 0;
+/** ash's prompt after a command ends; with a TTY it also asks the terminal for the cursor position (ESC [6n). */
+const SHELL_PROMPT = /\n[^\n]*# (\x1b\[6n)?$/;
 
 function heading(text: string): void {
   process.stdout.write(`\n\x1b[1m== ${text}\x1b[0m\n`);
@@ -20,7 +22,7 @@ function note(text: string): void {
 }
 function show(prompt: string, cmd: string, r: RunResult, expectOk: boolean | undefined): void {
   process.stdout.write(`\x1b[36m${prompt} ${cmd}\x1b[0m\n`);
-  const out = (r.stdout + r.stderr).replace(/\r/g, '');
+  const out = (r.stdout + r.stderr).replace(/\r/g, '').replace(/\x1b\[6n/g, '');
   if (out.trim()) process.stdout.write(out.endsWith('\n') ? out : out + '\n');
   if (expectOk !== undefined && (r.code === 0) !== expectOk) {
     failures++;
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
   const attach = async (name: string, lines: string[]): Promise<void> => {
     note(`cove container attach ${name}, typing: ${lines.join(' ; ')} ; then CTRL-p CTRL-q`);
     // Each line runs to its end (the prompt comes back) before the next is typed.
-    const r = await lab.attach(name, lines.map((send) => ({ send, until: /\n[^\n]*# $/ })), 60_000);
+    const r = await lab.attach(name, lines.map((send) => ({ send, until: SHELL_PROMPT })), 60_000);
     show('$', `cove container attach ${name}`, r, undefined);
   };
   const hostSh = async (cmd: string): Promise<RunResult> => {

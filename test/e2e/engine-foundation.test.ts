@@ -124,10 +124,14 @@ test('bad input gets a clear error and changes nothing', async () => {
 });
 
 test('kill -9 of the daemon: containers keep running and networking, and are adopted at restart', async () => {
-  await lab.coveOk(['run', '-dit', '--name', 'survivor', 'alpine', 'ash']);
-  await lab.coveOk(['run', '-dit', '--name', 'peer', 'alpine', 'ash']);
-  const ip = await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'survivor']);
-  assert.ok(await reaches(lab, 'peer', ip));
+  await lab.coveOk(['network', 'create', 'survive-net']);
+  await lab.coveOk(['run', '-d', '--name', 'survivor', '--network', 'survive-net', '-p', '8081:80', 'nginx']);
+  await lab.coveOk(['run', '-dit', '--name', 'peer', '--network', 'survive-net', 'alpine', 'ash']);
+  await lab.coveOk(['run', '-dit', '--name', 'old-bridge', 'alpine', 'ash']);
+  const ip = await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}', 'survivor']);
+  const bridgeIp = await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'old-bridge']);
+  assert.ok(await reaches(lab, 'peer', 'survivor'));
+  assert.match((await wget(lab, 'http://127.0.0.1:8081/')) ?? '', /stand-in/i);
   const pid = Number(await lab.coveOk(['inspect', '-f', '{{.State.Pid}}', 'survivor']));
 
   await lab.stopDaemon('SIGKILL');
@@ -136,15 +140,20 @@ test('kill -9 of the daemon: containers keep running and networking, and are ado
   await lab.startDaemon();
 
   const running = (await lab.coveOk(['ps', '--format', '{{.Names}}'])).split('\n').sort();
-  assert.deepEqual(running, ['peer', 'survivor']);
+  assert.deepEqual(running, ['old-bridge', 'peer', 'survivor']);
   assert.equal(Number(await lab.coveOk(['inspect', '-f', '{{.State.Pid}}', 'survivor'])), pid);
-  assert.equal(await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'survivor']), ip);
+  assert.equal(await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}', 'survivor']), ip);
+  // Names, addresses and the published port all work again.
+  assert.ok(await reaches(lab, 'peer', 'survivor'), 'name resolution after restart');
   assert.ok(await reaches(lab, 'peer', ip));
+  assert.match((await wget(lab, 'http://127.0.0.1:8081/')) ?? '', /stand-in/i, 'published port after restart');
   assert.deepEqual((await hostLinks(lab)).sort(), linksWhileDown.sort(), 'restart neither adds nor drops links');
-  // A new container gets a fresh address: the allocation survived the crash.
+  // New containers get fresh addresses: the allocations survived the crash.
   await lab.coveOk(['run', '-dit', '--name', 'newcomer', 'alpine', 'ash']);
-  assert.notEqual(await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'newcomer']), ip);
-  await lab.coveOk(['rm', '-f', 'survivor', 'peer', 'newcomer']);
+  assert.notEqual(await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'newcomer']), bridgeIp);
+  assert.ok(await reaches(lab, 'newcomer', bridgeIp));
+  await lab.coveOk(['rm', '-f', 'survivor', 'peer', 'old-bridge', 'newcomer']);
+  await lab.coveOk(['network', 'rm', 'survive-net']);
   const netnsDir = join(lab.execRoot, 'netns');
   assert.equal(existsSync(netnsDir) ? readdirSync(netnsDir).length : 0, 0, 'no namespace left after rm');
 });
