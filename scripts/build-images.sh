@@ -16,7 +16,8 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-CREATED='1970-01-01T00:00:00Z'
+# The images are as old as the busybox they carry: reproducible, and not "56 years ago".
+CREATED=$(date -u -r "$(readlink -f /bin/busybox)" +%Y-%m-%dT%H:%M:%SZ)
 
 # A reproducible tar of a directory: sorted names, fixed times and owners.
 tar_dir() { # SRC DEST
