@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Etcd3, isRecoverableError, type IOptions, type IKeyValue, type ITxnRequest, type ITxnResponse, type IRequestOp, type ICompare, type Watcher, type IWatchResponse } from 'etcd3';
+import { Etcd3, isRecoverableError, GRPCCancelledError, type IOptions, type IKeyValue, type ITxnRequest, type ITxnResponse, type IRequestOp, type ICompare, type Watcher, type IWatchResponse } from 'etcd3';
 import { noop, circuitBreaker, handleWhen, ConsecutiveBreaker, ExponentialBackoff, isBrokenCircuitError, type IBackoff } from 'cockatiel';
 import { Unavailable, InvalidParameter } from '../common/errors.js';
 import { CasError, type KV, type Store, type TxnOp, type WatchEvent } from './store.js';
@@ -68,6 +68,7 @@ export class EtcdStore implements Store {
   private readonly watchers = new Set<WatchState>();
   /** Start points of watches being fixed; writes wait for them (see watch()). */
   private readonly watchStarts = new Set<Promise<void>>();
+  private anchor?: Watcher;
   private closed = false;
 
   constructor(opts: EtcdStoreOptions) {
@@ -95,7 +96,12 @@ export class EtcdStore implements Store {
       // skipped it for 5 s after 3 failures, and then refused reads on the
       // last healthy member after a quorum loss). Watches re-dial quickly.
       faultHandling: {
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) }),
+        // A cancelled call is the echo of a reset etcd3 made after another failure, not a new one.
+        host: () =>
+          circuitBreaker(
+            handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCCancelledError)),
+            { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) },
+          ),
         global: noop,
         // etcd3 declares an IBackoff here but itself passes a factory (its default is `new ExponentialBackoff()`).
         watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
@@ -277,6 +283,7 @@ export class EtcdStore implements Store {
    */
   watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void {
     this.assertOpen();
+    this.holdWatchStream();
     const state: WatchState = { prefix, onEvent, lastRev: this.revisionSeen, lastKeysAtRev: new Set(), known: new Map(), stopped: false };
     this.watchers.add(state);
     if (state.lastRev === 0) {
@@ -417,6 +424,19 @@ export class EtcdStore implements Store {
     state.lastKeysAtRev.clear();
   }
 
+  /**
+   * When its last watcher goes, etcd3 cancels the watch stream, and a
+   * cancelled stream counts as a failure of that member: etcd3 then closes
+   * every channel to it (failing the calls in flight) and our breaker skips
+   * it for a second. So the first watch() parks a watcher on a key nobody
+   * writes, which keeps the stream up until close().
+   */
+  private holdWatchStream(): void {
+    if (this.anchor) return;
+    this.anchor = this.client.watch().key(Buffer.from(`${this.prefix}${RESERVED}anchor`)).watcher();
+    this.anchor.on('error', () => undefined);
+  }
+
   private async cancelWatcher(state: WatchState): Promise<void> {
     const w = state.watcher;
     state.watcher = undefined;
@@ -435,7 +455,13 @@ export class EtcdStore implements Store {
     this.watchers.clear();
     for (const s of states) s.stopped = true;
     await Promise.all(states.map((s) => this.cancelWatcher(s)));
+    if (this.anchor) await withTimeout(this.anchor.cancel(), 1000).catch(() => undefined);
+    this.anchor = undefined;
     this.client.close();
+    // A watcher whose cancel did not complete (dead member) would make etcd3
+    // redial a closed client forever, on timers that keep the process alive.
+    const manager = (this.client as unknown as { watchManager?: { watchers?: unknown[] } }).watchManager;
+    if (manager?.watchers?.length) manager.watchers = [];
   }
 
   // ---- helpers -----------------------------------------------------------
