@@ -12,6 +12,8 @@ import type { NetnsOp } from '../../../kernel/rtnl.js';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
+/** Links with a smaller MTU get no IPv6 from the kernel. */
+const IPV6_MIN_MTU = 1280;
 export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
 export const OPT_ICC = 'com.docker.network.bridge.enable_icc';
 export const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
@@ -156,12 +158,14 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
   if (!macAddr) throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
   const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
   const host = [`link add ${hostVeth}${mtu} master ${cfg.bridge} type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`];
-  const hostSysctls = { [`net.ipv6.conf.${hostVeth}.disable_ipv6`]: '1' };
+  // Below IPv6's minimum MTU (1280) the kernel gives a link no IPv6 at all, so
+  // its conf/<if>/disable_ipv6 file does not exist: nothing to switch off.
+  const ipv6Capable = !cfg.mtu || cfg.mtu >= IPV6_MIN_MTU;
+  const hostSysctls: Record<string, string> = ipv6Capable ? { [`net.ipv6.conf.${hostVeth}.disable_ipv6`]: '1' } : {};
   const hostUp = [`link set dev ${hostVeth} up type bridge_slave hairpin on`];
-  const sandbox: NetnsOp[] = [
-    { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
-    { op: 'up', dev: 'lo' },
-  ];
+  const sandbox: NetnsOp[] = [];
+  if (ipv6Capable || a6) sandbox.push({ op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' });
+  sandbox.push({ op: 'up', dev: 'lo' });
   if (a4) sandbox.push({ op: 'addr', dev: inner, address: a4.address, prefix: a4.prefix });
   if (a6) sandbox.push({ op: 'addr', dev: inner, address: a6.address, prefix: a6.prefix });
   sandbox.push({ op: 'up', dev: inner });
