@@ -31,7 +31,7 @@ interface Write {
 }
 
 /** What one write attempt learnt: committed (at revision) or its compares failed (with what etcd read instead). */
-type Outcome = { ok: true; revision: number; deleted: number } | { ok: false; actual: Map<string, number> };
+type Outcome = { ok: true; revision: number } | { ok: false; actual: Map<string, number> };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -238,10 +238,7 @@ export class EtcdStore implements Store {
   /** Reads a txn reply: the commit revision, or the revisions actually found for the compared keys. */
   private outcome(res: ITxnResponse, checks: Array<{ key: string }>): Outcome {
     this.see(res.header.revision);
-    if (res.succeeded) {
-      const deleted = res.responses.reduce((n, r) => n + Number(r.response_delete_range?.deleted ?? 0), 0);
-      return { ok: true, revision: Number(res.header.revision), deleted };
-    }
+    if (res.succeeded) return { ok: true, revision: Number(res.header.revision) };
     const actual = new Map<string, number>();
     checks.forEach((c, i) => {
       const kv = res.responses[i]?.response_range?.kvs?.[0];
@@ -266,7 +263,9 @@ export class EtcdStore implements Store {
       if (!kv) return undefined;
       const rev = Number(kv.mod_revision);
       if (kv.value.toString() === String(seq)) return rev;
-      if (Number(kv.value.toString()) < seq || rev <= lowerBound) return undefined;
+      // Concurrent writes of this client commit in any order, so a smaller
+      // number on top proves nothing: walk down to the lower bound.
+      if (rev <= lowerBound) return undefined;
       at = rev - 1;
     }
   }
@@ -278,8 +277,9 @@ export class EtcdStore implements Store {
    * after the newest revision this store has seen, so a change this store made
    * before calling watch() is never reported and one made after always is.
    * Across reconnects the watch resumes at the last delivered revision + 1,
-   * and events at or below it are dropped, so none is lost or delivered twice. If the resume point was compacted away, the
-   * watch re-lists the prefix and reports what changed (see resync).
+   * and events at or below it are dropped, so none is lost or delivered twice.
+   * If the resume point was compacted away, the watch re-lists the prefix and
+   * reports what changed (see resync).
    */
   watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void {
     this.assertOpen();
