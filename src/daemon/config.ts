@@ -18,6 +18,14 @@ export interface DaemonConfig {
   defaultBridgeName: string;
   /** Upstream DNS servers for containers (dockerd's --dns); default: the host's resolv.conf. */
   dns?: string[];
+  /**
+   * Where third-party plugins are looked up: `<dir>/<name>.sock`,
+   * `<dir>/<name>/<name>.sock`, `<dir>/<name>.spec|.json`. Default Docker's
+   * /run/docker/plugins, /etc/docker/plugins, /usr/lib/docker/plugins.
+   */
+  pluginDirs?: string[];
+  /** Deadline of one call to a plugin (Docker: 30 s). */
+  pluginTimeoutMs?: number;
   /** This engine's persistent identity, made at first start. */
   engineId?: string;
 }

@@ -33,6 +33,12 @@ function parsePool(value: string, prev: Array<{ base: string; size: number }>): 
   return [...prev, { base: kv.base, size }];
 }
 
+function parseSeconds(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`invalid ${flag}: ${value}`);
+  return Math.round(n * 1000);
+}
+
 export function parseFlags(argv: string[]): DaemonConfig {
   const cmd = new Command('coved')
     .description('Cove engine: container networking daemon speaking the Docker Engine API')
@@ -46,9 +52,11 @@ export function parseFlags(argv: string[]): DaemonConfig {
     .option('--default-address-pool <spec>', 'default address pool: base=CIDR,size=N', parsePool, [] as Array<{ base: string; size: number }>)
     .option('--bridge-name <name>', 'Linux bridge of the default network', 'cove0')
     .option('--runtime <path>', 'OCI runtime binary', '')
+    .option('--plugin-dir <dir>', 'where network plugins are found (repeatable; default Docker\'s)', collect, [] as string[])
+    .option('--plugin-timeout <seconds>', 'deadline of one call to a plugin', '30')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string }>();
+  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string; pluginDir: string[]; pluginTimeout: string }>();
   const host = o.host[0] ?? `unix://${join(o.execRoot, 'cove.sock')}`;
   if (!host.startsWith('unix://')) throw new Error(`unsupported host ${host}: only unix:// sockets are served`);
   return defaultConfig({
@@ -61,6 +69,8 @@ export function parseFlags(argv: string[]): DaemonConfig {
     defaultAddressPools: o.defaultAddressPool.length ? o.defaultAddressPool : DOCKER_DEFAULT_POOLS,
     defaultBridgeName: o.bridgeName,
     ...(o.dns.length ? { dns: o.dns } : {}),
+    ...(o.pluginDir.length ? { pluginDirs: o.pluginDir } : {}),
+    pluginTimeoutMs: parseSeconds(o.pluginTimeout, '--plugin-timeout'),
   });
 }
 

@@ -166,6 +166,10 @@ export class NetworkController implements NetworkService {
   private async doInit(): Promise<void> {
     if (this.loadBuiltins) await this.registry.loadBuiltins({ config: this.config, log: this.log });
     const all = await this.networks.list();
+    // Networks of third-party plugins: activate those plugins again (after a restart), in parallel.
+    await Promise.all([...new Set(all.map((n) => n.value.driver))].filter((d) => !this.registry.has(d)).map((d) =>
+      this.registry.lookup(d, { config: this.config, log: this.log })
+        .catch((e: Error) => this.log.warn({ driver: d, err: e.message }, 'network plugin of existing networks not available'))));
     const byName = new Map(all.map((n) => [n.value.name, n.value]));
     if (!byName.has('bridge')) await this.createPredefined('bridge');
     if (!byName.has('host')) await this.createPredefined('host');
@@ -301,7 +305,7 @@ export class NetworkController implements NetworkService {
     if (/[\s/\\:]/.test(name) || name.length > 255) throw new InvalidParameter(`invalid network name "${name}"`);
     const driverName = req.Driver || 'bridge';
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
-    const driver = this.registry.get(driverName);
+    const driver = await this.registry.lookup(driverName, { config: this.config, log: this.log });
     if (req.Ingress) throw new Forbidden('ingress networks can only be created in a swarm');
     await driver.checkSupported?.();
     for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);

@@ -16,11 +16,13 @@ export const DEFAULT_BRIDGE_OPTIONS = (bridgeName: string): Record<string, strin
   'com.docker.network.driver.mtu': '1500',
 });
 
-/** Drivers whose networks get the embedded DNS (Docker: every user-defined network of these). */
+/** Built-in drivers whose networks get the embedded DNS (Docker: every user-defined network of these). */
 export const DNS_DRIVERS = new Set(['bridge', 'macvlan', 'ipvlan', 'overlay']);
+/** Drivers without it; any other driver is a third-party plugin, whose networks get it too, like Docker. */
+const NO_DNS_DRIVERS = new Set(['host', 'null']);
 
 export function hasEmbeddedDns(n: NetworkRecord): boolean {
-  return !n.defaultBridge && !n.predefined && DNS_DRIVERS.has(n.driver);
+  return !n.defaultBridge && !n.predefined && !NO_DNS_DRIVERS.has(n.driver);
 }
 
 /** Docker's RFC 3339 timestamp with nanoseconds. */

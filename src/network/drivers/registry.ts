@@ -1,9 +1,13 @@
 /**
  * How the controller finds a network driver by name. Built-in drivers live in
- * src/network/drivers/<name>/ and are loaded on demand; a name nobody
- * registered is Docker's `plugin "X" not found` (404).
+ * src/network/drivers/<name>/ and are loaded on demand; any other name is
+ * looked up as a third-party plugin (Docker's remote network-driver protocol,
+ * drivers/remote/, found in the configured plugin directories); a name that
+ * is neither is Docker's `plugin "X" not found` (404).
  */
 import { NotFound } from '../../common/errors.js';
+import { DEFAULT_PLUGIN_DIRS, DEFAULT_PLUGIN_TIMEOUT_MS, findPlugin } from '../plugins.js';
+import { activateRemoteDriver } from './remote/index.js';
 import type { NetworkDriver } from '../driver.js';
 import type { DaemonConfig } from '../../daemon/config.js';
 import type { Logger } from '../../common/log.js';
@@ -46,6 +50,8 @@ export const BUILTIN_DRIVERS: Record<string, string> = {
 
 export class DriverRegistry {
   private readonly drivers = new Map<string, NetworkDriver>();
+  /** Plugin activations under way, so concurrent lookups of one name share one handshake. */
+  private readonly activating = new Map<string, Promise<NetworkDriver>>();
 
   constructor(drivers: NetworkDriver[] = []) {
     for (const d of drivers) this.register(d);
@@ -64,6 +70,30 @@ export class DriverRegistry {
     const d = this.drivers.get(name);
     if (!d) throw new NotFound(`plugin "${name}" not found`);
     return d;
+  }
+
+  /**
+   * The driver of that name: a registered one, else a plugin found in
+   * `config.pluginDirs` (activated once, then registered), else NotFound
+   * `plugin "X" not found`. A plugin that is there but fails its handshake
+   * (not listening, no answer in time, not a NetworkDriver) is that error.
+   */
+  async lookup(name: string, ctx: DriverContext): Promise<NetworkDriver> {
+    const known = this.drivers.get(name);
+    if (known) return known;
+    let p = this.activating.get(name);
+    if (!p) {
+      p = (async () => {
+        // A built-in name that failed to load is not a plugin's to take.
+        const found = Object.hasOwn(BUILTIN_DRIVERS, name) ? undefined : findPlugin(name, ctx.config.pluginDirs ?? DEFAULT_PLUGIN_DIRS);
+        if (!found) throw new NotFound(`plugin "${name}" not found`);
+        const d = await activateRemoteDriver(found, ctx.config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS, ctx.log);
+        this.drivers.set(name, d);
+        return d;
+      })().finally(() => this.activating.delete(name));
+      this.activating.set(name, p);
+    }
+    return p;
   }
 
   /** Closes drivers that hold processes or sockets (those with a close() method). */

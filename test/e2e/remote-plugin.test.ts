@@ -1,0 +1,199 @@
+/**
+ * Third-party network plugins, as a user meets them: a plugin process puts
+ * its socket in the plugin directory, `cove network create -d myplugin` finds
+ * it there, containers on its network get the interfaces it makes (moved into
+ * their namespaces by the daemon), reach each other by address and by name,
+ * and removing them hands everything back to the plugin. A plugin that says
+ * "boom" or never answers makes `network create` fail clearly, leaving nothing.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, REPO } from '../lab/lab.js';
+import { hostLinks, ipOf, reaches } from './seed-helpers.js';
+
+const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/net-plugin.js');
+
+interface PluginCall {
+  method: string;
+  accept?: string;
+  body: Record<string, any>;
+}
+
+interface RunningPlugin {
+  pid: number;
+  calls(): PluginCall[];
+  stop(): void;
+}
+
+let lab: Lab;
+let pluginDir: string;
+const plugins: ChildProcess[] = [];
+
+/** A lab whose daemon looks for plugins in the lab's own plugin directory (2 s per plugin call). */
+async function labWithPluginDir(name: string): Promise<Lab> {
+  const l = await Lab.create(name);
+  try {
+    pluginDir = join(l.dir, 'plugins');
+    mkdirSync(pluginDir, { recursive: true });
+    await l.startDaemon({ extraArgs: ['--plugin-dir', pluginDir, '--plugin-timeout', '2'] });
+    await l.coveOk(['load', '-q', '-i', join(REPO, 'build/images', 'alpine.tar')]);
+  } catch (e) {
+    await l.destroy();
+    throw e;
+  }
+  return l;
+}
+
+/** Starts the test plugin inside the lab namespace (its links live there, next to the daemon's). */
+async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' = 'normal'): Promise<RunningPlugin> {
+  const sock = join(pluginDir, `${name}.sock`);
+  const log = join(lab.dir, `${name}.calls`);
+  const child = spawn('nsenter', [`--net=${lab.netnsPath}`, process.execPath, FIXTURE, sock, log, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  plugins.push(child);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`plugin ${name} did not start`)), 10_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`plugin ${name} exited ${code}`)));
+  });
+  return {
+    pid: child.pid!,
+    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as PluginCall) : []),
+    stop: () => stopPlugin(child),
+  };
+}
+
+function stopPlugin(child: ChildProcess): void {
+  // nsenter execs node, so this PID is the plugin's own.
+  if (child.pid && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+}
+
+before(async () => {
+  lab = await labWithPluginDir('cove-t-plg');
+});
+after(async () => {
+  for (const p of plugins) stopPlugin(p);
+  await lab?.destroy();
+});
+
+test('a network plugin, from create to rm', async (t) => {
+  const plugin = await startPlugin('myplugin');
+  const linksBefore = await hostLinks(lab);
+  const methods = () => plugin.calls().map((c) => c.method);
+
+  let netId = '';
+  await t.test('network create -d myplugin -o foo=bar pnet: the plugin is activated and sees the option', async () => {
+    netId = await lab.coveOk(['network', 'create', '-d', 'myplugin', '-o', 'foo=bar', 'pnet']);
+    const calls = plugin.calls();
+    assert.deepEqual(calls.slice(0, 3).map((c) => c.method), ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork']);
+    assert.equal(calls[0]!.accept, 'application/vnd.docker.plugins.v1.2+json');
+    const create = calls[2]!.body;
+    assert.equal(create.NetworkID, netId);
+    assert.deepEqual(create.Options['com.docker.network.generic'], { foo: 'bar' });
+    assert.equal(create.IPv4Data[0].Pool, '172.18.0.0/16');
+    assert.equal(create.IPv4Data[0].Gateway, '172.18.0.1/16');
+    // The plugin's bridge exists in the daemon's namespace.
+    assert.ok((await hostLinks(lab)).includes(`pb${netId.slice(0, 10)}`));
+  });
+
+  await t.test('network ls and inspect show Driver myplugin', async () => {
+    assert.match(await lab.coveOk(['network', 'ls']), /\bpnet\s+myplugin\s+local\b/);
+    const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'pnet']))[0];
+    assert.equal(net.Driver, 'myplugin');
+    assert.equal(net.Scope, 'local');
+    assert.deepEqual(net.Options, { foo: 'bar' });
+    assert.equal(net.IPAM.Config[0].Subnet, '172.18.0.0/16');
+  });
+
+  const ip: Record<string, string> = {};
+  await t.test('two containers on pnet get the plugin\'s interface as eth0, with their addresses', async () => {
+    await lab.coveOk(['run', '-dit', '--name', 'p1', '--network', 'pnet', 'alpine', 'ash']);
+    await lab.coveOk(['run', '-dit', '--name', 'p2', '--network', 'pnet', 'alpine', 'ash']);
+    for (const c of ['p1', 'p2']) {
+      ip[c] = await ipOf(lab, c, 'pnet');
+      assert.match(ip[c]!, /^172\.18\.0\.\d+$/);
+      const addr = await lab.coveOk(['exec', c, 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
+      assert.ok(addr.includes(`${ip[c]}/16`), addr);
+      // The default route goes through the gateway the plugin gave at Join.
+      assert.match(await lab.coveOk(['exec', c, 'ip', 'route']), /default via 172\.18\.0\.1 dev eth0/);
+    }
+    const joins = plugin.calls().filter((c) => c.method === 'NetworkDriver.Join');
+    assert.equal(joins.length, 2);
+    assert.ok(joins.every((j) => j.body.NetworkID === netId && typeof j.body.SandboxKey === 'string' && j.body.SandboxKey.startsWith('/')));
+    const eps = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint');
+    assert.deepEqual(eps.map((e) => e.body.Interface.Address).sort(), [`${ip.p1}/16`, `${ip.p2}/16`].sort());
+  });
+
+  await t.test('they reach each other by address and by name (embedded DNS on plugin networks)', async () => {
+    assert.ok(await reaches(lab, 'p1', ip.p2!), 'p1 -> p2 by IP');
+    assert.ok(await reaches(lab, 'p2', ip.p1!), 'p2 -> p1 by IP');
+    assert.ok(await reaches(lab, 'p1', 'p2'), 'p1 -> p2 by name');
+    assert.ok(await reaches(lab, 'p2', 'p1'), 'p2 -> p1 by name');
+    assert.match(await lab.coveOk(['exec', 'p1', 'cat', '/etc/resolv.conf']), /nameserver 127\.0\.0\.11/);
+  });
+
+  await t.test('inspect lists both containers on pnet', async () => {
+    const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'pnet']))[0];
+    assert.deepEqual(Object.values(net.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['p1', 'p2']);
+  });
+
+  await t.test('rm of the containers: Leave and DeleteEndpoint for each; the plugin\'s links are gone', async () => {
+    const epIds = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint').map((c) => c.body.EndpointID as string).sort();
+    await lab.coveOk(['rm', '-f', 'p1', 'p2']);
+    const left = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave').map((c) => c.body.EndpointID as string).sort();
+    const deleted = plugin.calls().filter((c) => c.method === 'NetworkDriver.DeleteEndpoint').map((c) => c.body.EndpointID as string).sort();
+    assert.deepEqual(left, epIds);
+    assert.deepEqual(deleted, epIds);
+    const links = await hostLinks(lab);
+    assert.deepEqual(links.filter((l) => l.startsWith('pv') || l.startsWith('pc')), []);
+  });
+
+  await t.test('network rm pnet: DeleteNetwork; the host has the links it had before', async () => {
+    await lab.coveOk(['network', 'rm', 'pnet']);
+    assert.equal(methods().at(-1), 'NetworkDriver.DeleteNetwork');
+    assert.equal(plugin.calls().at(-1)!.body.NetworkID, netId);
+    assert.deepEqual((await hostLinks(lab)).sort(), linksBefore.sort());
+  });
+  plugin.stop();
+});
+
+test('a plugin answering {"Err": "boom"} to CreateNetwork: create fails with that message, nothing is left', async () => {
+  const plugin = await startPlugin('boomer', 'boom');
+  const r = await lab.cove(['network', 'create', '-d', 'boomer', 'bnet']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /Error response from daemon: .*boom/);
+  assert.ok(plugin.calls().some((c) => c.method === 'NetworkDriver.CreateNetwork'));
+  assert.doesNotMatch(await lab.coveOk(['network', 'ls']), /\bbnet\b/);
+  // The subnet went back to the pool: the next network gets it again.
+  await lab.coveOk(['network', 'create', 'after-boom']);
+  const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'after-boom']))[0];
+  assert.equal(net.IPAM.Config[0].Subnet, '172.18.0.0/16');
+  await lab.coveOk(['network', 'rm', 'after-boom']);
+  plugin.stop();
+});
+
+test('a plugin socket that never answers: a clear timeout error, nothing is left', async () => {
+  const plugin = await startPlugin('sleepy', 'hang');
+  const t0 = Date.now();
+  const r = await lab.cove(['network', 'create', '-d', 'sleepy', 'hnet'], { timeoutMs: 20_000 });
+  const took = Date.now() - t0;
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /Plugin\.Activate: plugin sleepy did not answer within 2s \(unix:\/\/.*sleepy\.sock\)/);
+  assert.ok(took < 10_000, `took ${took} ms`);
+  assert.doesNotMatch(await lab.coveOk(['network', 'ls']), /\bhnet\b/);
+  plugin.stop();
+});
+
+test('a driver that is neither built in nor a plugin: plugin "X" not found', async () => {
+  const r = await lab.cove(['network', 'create', '-d', 'nosuchplugin', 'xnet']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /plugin "nosuchplugin" not found/);
+});
