@@ -34,6 +34,8 @@ Options:
   --out DIR             where results.json, report.md and scaling.svg go (default bench/results/<timestamp>)
   --no-cove             skip Cove
   --no-floor            skip the kernel floor (ratios to it are then missing)
+  --targets LIST        run only these targets (floor, cove-api, cove-cli, docker, docker-api, podman)
+  --n LIST              N values for workloads 5 and 6 (and the levels of 8), e.g. --n 500
   --include FILE        merge the targets of an earlier results.json that this run does not measure
                         (e.g. peers measured once); repeatable
   --help                this text
@@ -136,10 +138,13 @@ async function main(): Promise<number> {
       continue;
     }
     try {
-      const { ready, unavailable } = engine.targets();
+      const all = engine.targets();
+      const unavailable = all.unavailable;
+      const ready = opts.targets.length ? all.ready.filter((t) => opts.targets.includes(t.name)) : all.ready;
+      if (ready.length === 0) log(`bench: ${engine.name}: none of --targets ${opts.targets.join(',')} is one of its targets (${all.ready.map((t) => t.name).join(', ')})`);
       Object.assign(results.unavailable, unavailable);
       for (const t of ready) results.targets[t.name] = engine.name;
-      const ctx: Ctx = { quick: opts.quick, rec, engine, log, name };
+      const ctx: Ctx = { quick: opts.quick, ns: opts.ns, rec, engine, log, name };
       for (const id of opts.workloads) {
         const w = WORKLOADS.find((x) => x.id === id)!;
         // Per-engine workloads (memory) drive the engine through its API when it has one: fastest to fill.

@@ -11,6 +11,10 @@ export interface Options {
   out: string;
   cove: boolean;
   floor: boolean;
+  /** --targets: run only these targets (e.g. docker-api,podman); empty = all. */
+  targets: string[];
+  /** --n: N values for workloads 5 and 6 (and the levels of 8 above 20). */
+  ns: number[];
   /** results.json files of earlier runs whose other targets are merged into this report. */
   include: string[];
 }
@@ -27,6 +31,8 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
       'no-cove': { type: 'boolean', default: false },
       'no-floor': { type: 'boolean', default: false },
       include: { type: 'string', multiple: true, default: [] },
+      targets: { type: 'string', default: '' },
+      n: { type: 'string', default: '' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -59,6 +65,17 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
     cove: !values['no-cove'],
     floor: !values['no-floor'],
     include: values.include ?? [],
+    targets: (values.targets ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    ns: parseNs(values.n ?? '', warn),
   };
 }
 
+
+function parseNs(text: string, warn: (m: string) => void): number[] {
+  const out: number[] = [];
+  for (const s of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 2000) out.push(Number(s));
+    else warn(`bench: ignoring --n value '${s}' (a whole number from 1 to 2000)`);
+  }
+  return out.sort((a, b) => a - b);
+}

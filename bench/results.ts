@@ -89,29 +89,44 @@ export class Recorder {
 }
 
 /**
- * Merges the samples of an earlier run's targets that this run does not have
- * (for example slow peers measured once), so one report compares them all.
+ * Merges an earlier run's samples into this one, metric by metric: a target's
+ * samples of a metric are taken when this run (or an earlier include) has none
+ * for it. So slow peers can be measured once, and a failed part re-measured
+ * alone and included first. Errors come along only for targets that have no
+ * samples at all in that workload. Returns the targets that contributed.
  */
 export function mergeEarlier(into: BenchResults, earlier: BenchResults, file: string): string[] {
-  const taken = Object.keys(earlier.targets).filter((t) => !(t in into.targets));
-  if (taken.length === 0) return [];
-  for (const t of taken) into.targets[t] = earlier.targets[t]!;
-  for (const [name, desc] of Object.entries(earlier.engines)) if (taken.some((t) => earlier.targets[t] === name)) into.engines[name] ??= desc;
-  for (const [k, v] of Object.entries(earlier.unavailable)) if (taken.some((t) => k.startsWith(earlier.targets[t]!))) into.unavailable[k] ??= v;
+  const taken = new Set<string>();
   for (const ew of earlier.workloads) {
     const w = into.workloads.find((x) => x.id === ew.id);
     if (!w) continue; // only workloads this run asked for
     for (const em of ew.metrics) {
-      let m = w.metrics.find((x) => x.key === em.key);
-      if (!m) {
-        m = { ...em, samples: {} };
-        w.metrics.push(m);
+      for (const [t, samples] of Object.entries(em.samples)) {
+        if (t in into.targets && into.targets[t] !== earlier.targets[t]) continue;
+        let m = w.metrics.find((x) => x.key === em.key);
+        if (m?.samples[t]?.length) continue;
+        if (t in into.targets && !into.included?.some((i) => i.targets.includes(t))) continue; // measured in this run
+        if (!m) {
+          m = { ...em, samples: {} };
+          w.metrics.push(m);
+        }
+        m.samples[t] = samples.slice();
+        taken.add(t);
       }
-      for (const t of taken) if (em.samples[t]) m.samples[t] = em.samples[t]!.slice();
     }
-    for (const t of taken) if (ew.errors[t]) w.errors[t] = ew.errors[t]!;
-    for (const n of ew.notes) if (!w.notes.includes(n)) w.notes.push(n);
+    for (const [t, e] of Object.entries(ew.errors)) {
+      const has = w.metrics.some((m) => (m.samples[t]?.length ?? 0) > 0);
+      if (!has && !(t in into.targets)) {
+        w.errors[t] = e;
+        taken.add(t);
+      }
+    }
+    if ([...taken].some((t) => ew.metrics.some((m) => m.samples[t]))) for (const n of ew.notes) if (!w.notes.includes(n)) w.notes.push(n);
   }
-  (into.included ??= []).push({ file, started: earlier.started, targets: taken });
-  return taken;
+  const list = [...taken];
+  for (const t of list) into.targets[t] ??= earlier.targets[t]!;
+  for (const [name, desc] of Object.entries(earlier.engines)) if (list.some((t) => earlier.targets[t] === name)) into.engines[name] ??= desc;
+  for (const [k, v] of Object.entries(earlier.unavailable)) if (list.some((t) => k.startsWith(earlier.targets[t] ?? '\0'))) into.unavailable[k] ??= v;
+  if (list.length) (into.included ??= []).push({ file, started: earlier.started, targets: list });
+  return list;
 }

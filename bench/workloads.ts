@@ -13,9 +13,13 @@ import { timeMs } from './stats.js';
 
 const CLIENTS = fileURLToPath(new URL('./clients/', import.meta.url));
 const SLEEPER = ['sleep', '1000000'];
+/** Workloads 5 and 8 put up to 500 containers on one network: more than a /24 holds. */
+const BIG_SUBNET = '10.20.0.0/16';
 
 export interface Ctx {
   quick: boolean;
+  /** --n: the N values for workloads 5 and 6 (and the levels of 8), replacing the defaults. */
+  ns?: number[];
   rec: Recorder;
   engine: Engine;
   log: (msg: string) => void;
@@ -199,7 +203,7 @@ const w4: Workload = {
 };
 
 function scaleNs(ctx: Ctx, full: number[], quick: number[]): number[] {
-  return ctx.quick ? quick : full;
+  return ctx.ns?.length ? ctx.ns : ctx.quick ? quick : full;
 }
 
 const w5: Workload = {
@@ -210,7 +214,7 @@ const w5: Workload = {
     const nets: string[] = [];
     const ctrs: ContainerRef[] = [];
     try {
-      await t.createNetwork(net);
+      await t.createNetwork(net, BIG_SUBNET);
       nets.push(net);
       for (const N of scaleNs(ctx, [1, 10, 100, 500], [1, 10])) {
         const R = N <= 10 ? reps(ctx, 2, 3) : N <= 100 ? reps(ctx, 1, 2) : 1;
@@ -360,9 +364,9 @@ const w8: Workload = {
     const ctrs: ContainerRef[] = [];
     try {
       await sample(0);
-      await t.createNetwork(net);
+      await t.createNetwork(net, BIG_SUBNET);
       nets.push(net);
-      for (const N of scaleNs(ctx, [20, 100, 500], [20])) {
+      for (const N of ctx.ns?.length ? [20, ...ctx.ns.filter((n) => n > 20)] : scaleNs(ctx, [20, 100, 500], [20])) {
         while (ctrs.length < N) ctrs.push(await t.runContainer({ name: ctx.name('mem'), network: net, image: 'alpine', cmd: SLEEPER }));
         await sample(N);
       }

@@ -49,10 +49,16 @@ export class DockerLikeTarget implements Target {
     return this.o.api;
   }
 
-  async createNetwork(name: string): Promise<void> {
+  async createNetwork(name: string, subnet?: string): Promise<void> {
     const cli = this.viaCli;
-    if (cli) await cliOk(cli, ['network', 'create', '--driver', 'bridge', name]);
-    else await this.api().ok('POST', '/networks/create', { Name: name, Driver: 'bridge', CheckDuplicate: true });
+    if (cli) await cliOk(cli, ['network', 'create', '--driver', 'bridge', ...(subnet ? ['--subnet', subnet] : []), name]);
+    else
+      await this.api().ok('POST', '/networks/create', {
+        Name: name,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        ...(subnet ? { IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] } } : {}),
+      });
   }
 
   async removeNetwork(name: string): Promise<void> {

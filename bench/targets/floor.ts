@@ -27,9 +27,13 @@ const CLIENTS = fileURLToPath(new URL('../clients/', import.meta.url));
 interface FloorNet {
   index: number;
   bridge: string;
-  prefix: string; // "10.150.3"
+  base: number; // network address as a 32-bit number
+  bits: number; // prefix length
   nextHost: number;
 }
+
+const ipOf = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+const numOf = (ip: string) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
 
 interface FloorCtr {
   ref: ContainerRef;
@@ -119,22 +123,25 @@ export class FloorEngine implements Engine, Target {
     return this.labNft.run([commands.join('; ')]);
   }
 
-  async createNetwork(name: string): Promise<void> {
+  async createNetwork(name: string, subnet?: string): Promise<void> {
     if (this.nets.has(name)) throw new Error(`network with name ${name} already exists`);
     const index = this.netCounter++;
-    const prefix = `10.${150 + (index >> 8)}.${index & 255}`;
+    const [addr, len] = subnet ? subnet.split('/') : [`10.${150 + (index >> 8)}.${index & 255}.0`, '24'];
+    const bits = Number(len);
+    const base = numOf(addr!);
+    const cidr = `${ipOf(base)}/${bits}`;
     const bridge = `fb${index}`;
-    await this.labBatch([`link add ${bridge} type bridge`, `addr add ${prefix}.1/24 dev ${bridge}`, `link set ${bridge} up`]);
+    await this.labBatch([`link add ${bridge} type bridge`, `addr add ${ipOf(base + 1)}/${bits} dev ${bridge}`, `link set ${bridge} up`]);
     const t = `ip cvbnet${index}`;
     await this.nft([
       `add table ${t}`,
       `add chain ${t} postrouting { type nat hook postrouting priority srcnat ; }`,
-      `add rule ${t} postrouting ip saddr ${prefix}.0/24 oifname != "${bridge}" masquerade`,
+      `add rule ${t} postrouting ip saddr ${cidr} oifname != "${bridge}" masquerade`,
       `add chain ${t} forward { type filter hook forward priority filter ; }`,
       `add rule ${t} forward iifname "${bridge}" accept`,
       `add rule ${t} forward oifname "${bridge}" ct state established,related accept`,
     ]);
-    this.nets.set(name, { index, bridge, prefix, nextHost: 2 });
+    this.nets.set(name, { index, bridge, base, bits, nextHost: 2 });
   }
 
   async removeNetwork(name: string): Promise<void> {
@@ -146,10 +153,10 @@ export class FloorEngine implements Engine, Target {
   }
 
   private attachLines(n: FloorNet, hostIf: string, ifname: string, netns: string): { lab: string; inside: string[]; ip: string } {
-    const ip = `${n.prefix}.${n.nextHost++}`;
+    const ip = ipOf(n.base + n.nextHost++);
     return {
       lab: `link add ${hostIf} master ${n.bridge} up type veth peer name ${ifname} netns ${netns}`,
-      inside: [`addr add ${ip}/24 dev ${ifname}`, `link set ${ifname} up`],
+      inside: [`addr add ${ip}/${n.bits} dev ${ifname}`, `link set ${ifname} up`],
       ip,
     };
   }
@@ -165,7 +172,7 @@ export class FloorEngine implements Engine, Target {
       if (!n) throw new Error(`network ${spec.network} not found`);
       const a = this.attachLines(n, `vf${i}`, 'eth0', netns);
       labLines.push(a.lab);
-      inside.push(...a.inside, `route add default via ${n.prefix}.1`);
+      inside.push(...a.inside, `route add default via ${ipOf(n.base + 1)}`);
       links.set(spec.network, { hostIf: `vf${i}`, ip: a.ip });
     }
     await this.labBatch(labLines);

@@ -42,7 +42,8 @@ export interface MemorySample {
 export interface Target {
   /** Label in tables: floor, cove-api, cove-cli, docker, docker-api, podman. */
   readonly name: string;
-  createNetwork(name: string): Promise<void>;
+  /** subnet: an explicit IPv4 subnet (CIDR), for networks that must hold more than a /24. */
+  createNetwork(name: string, subnet?: string): Promise<void>;
   removeNetwork(name: string): Promise<void>;
   /** Returns once the container's process runs (like `docker run -d`). */
   runContainer(spec: RunSpec): Promise<ContainerRef>;

@@ -139,7 +139,7 @@ test('text tables align columns and right-align numbers', () => {
   assert.equal(t, 'name  value\n----  -----\na         1\nlong    123');
 });
 
-test('--include merges only the targets this run lacks, with their samples, engines and errors', async () => {
+test('--include merges metric by metric what this run lacks; a re-measured part included first wins', async () => {
   const { mergeEarlier } = await import('../../bench/results.js');
   const earlier = emptyResults();
   earlier.started = 'earlier';
@@ -150,22 +150,34 @@ test('--include merges only the targets this run lacks, with their samples, engi
   e.workload(9, 'not asked for now');
   e.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'floor', 1);
   e.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'docker', 300);
-  e.add(1, { key: 'only-earlier', label: 'y', unit: 'ms' }, 'podman', 50);
+  e.add(1, { key: 'only-earlier', label: 'y', unit: 'ms' }, 'docker', 50);
+  e.add(1, { key: 'at500', label: 'z', unit: 'ms' }, 'docker', 999);
   e.error(1, 'podman', 'boom');
+  e.error(1, 'docker', 'ran out of addresses');
+  // A later run that re-measured only at500 for docker.
+  const redo = emptyResults();
+  redo.started = 'redo';
+  redo.targets = { docker: 'docker' };
+  new Recorder(redo).workload(1, 'w1');
+  new Recorder(redo).add(1, { key: 'at500', label: 'z', unit: 'ms' }, 'docker', 400);
+
   const now = emptyResults();
   now.targets = { floor: 'floor', 'cove-api': 'cove' };
   now.engines = { floor: 'new floor', cove: 'Cove' };
   const n = new Recorder(now);
   n.workload(1, 'w1');
   n.add(1, { key: 'create+rm', label: 'x', unit: 'ms' }, 'floor', 2);
-  assert.deepEqual(mergeEarlier(now, earlier, 'old.json'), ['docker', 'podman']);
-  const m = now.workloads[0]!.metrics.find((x) => x.key === 'create+rm')!;
-  assert.deepEqual(m.samples, { floor: [2], docker: [300] }, "this run's floor is kept");
-  assert.deepEqual(now.workloads[0]!.metrics.find((x) => x.key === 'only-earlier')!.samples, { podman: [50] });
+  assert.deepEqual(mergeEarlier(now, redo, 'redo.json'), ['docker']);
+  assert.deepEqual(mergeEarlier(now, earlier, 'old.json').sort(), ['docker', 'podman']);
+  const metric = (k: string) => now.workloads[0]!.metrics.find((x) => x.key === k)!.samples;
+  assert.deepEqual(metric('create+rm'), { floor: [2], docker: [300] }, "this run's floor is kept");
+  assert.deepEqual(metric('only-earlier'), { docker: [50] });
+  assert.deepEqual(metric('at500'), { docker: [400] }, 'the re-measured samples, included first, win');
   assert.equal(now.workloads.length, 1, 'workloads this run did not ask for stay out');
   assert.equal(now.engines.floor, 'new floor');
   assert.equal(now.engines.docker, 'Docker 20.10');
-  assert.equal(now.workloads[0]!.errors.podman, 'boom');
-  assert.deepEqual(now.included, [{ file: 'old.json', started: 'earlier', targets: ['docker', 'podman'] }]);
+  assert.equal(now.workloads[0]!.errors.podman, 'boom', 'an error comes along for a target with no samples');
+  assert.equal(now.workloads[0]!.errors.docker, undefined, "not for one that has samples (the redo fixed it)");
+  assert.deepEqual(now.included?.map((i) => i.file), ['redo.json', 'old.json']);
   assert.deepEqual(mergeEarlier(now, earlier, 'old.json'), [], 'a second merge adds nothing');
 });
