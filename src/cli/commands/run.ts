@@ -55,7 +55,8 @@ export function parsePublish(specs: string[]): { exposed: Record<string, object>
     const [c0, c1] = range(ctr, 'containerPort');
     const [h0, h1] = host ? range(host, 'hostPort') : [0, 0];
     const hostRange = host !== '' && h1 - h0 === c1 - c0;
-    if (host && !hostRange && h0 !== h1 && c0 !== c1) throw new CliError(`invalid ranges specified for container and host Ports: ${ctr} and ${host}`);
+    // Docker: a host range for one container port is a pool to pick from; a container range needs a host range as long.
+    if (host && !hostRange && c0 !== c1) throw new CliError(`invalid ranges specified for container and host Ports: ${ctr} and ${host}`);
     for (let p = c0; p <= c1; p++) {
       const key = `${p}/${proto}`;
       exposed[key] = {};
