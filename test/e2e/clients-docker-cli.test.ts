@@ -296,6 +296,14 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     await dockerOk(L(), ['rm', 'chatter']);
   });
 
+  await t.test('docker run -i relays piped stdin; docker run -t gets raw TTY output', async () => {
+    assert.equal((await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'cat'], { input: 'hello\n' })), 'hello');
+    assert.equal((await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'wc', '-l'], { input: 'a\nb\n' })), '2');
+    const tty = await docker(L(), ['run', '--rm', '-t', 'alpine', 'echo', 'tty-run']);
+    assert.equal(tty.code, 0);
+    assert.equal(tty.stdout, 'tty-run\r\n', 'the TTY turns \\n into \\r\\n and nothing is framed');
+  });
+
   await t.test('docker network create with IPAM config, connect --alias --ip, prune', async () => {
     await dockerOk(L(), ['network', 'create', '--subnet', '10.10.0.0/24', '--gateway', '10.10.0.254', '--label', 'purpose=test', 'ipam-net']);
     const ipam = JSON.parse(await dockerOk(L(), ['network', 'inspect', '-f', '{{json .IPAM.Config}}', 'ipam-net']));
