@@ -8,7 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Lab } from '../lab/lab.js';
-import { run } from '../lab/lab.js';
+import { run, REPO } from '../lab/lab.js';
+import { join } from 'node:path';
 import { clientLab, docker, dockerOk, dockerPresent, teardown, DOCKER_BIN } from './clients-helpers.js';
 import { checkSpec, compareShapes, describe, referenceInspect, FORMAT } from './engine-spec.js';
 import { wget } from './seed-helpers.js';
@@ -342,6 +343,10 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     assert.match(exported.stdout.trim().split('\n').pop()!, FORMAT.imageId);
     assert.match(await dockerOk(L(), ['image', 'ls', 'imported', '--format', '{{.Repository}}:{{.Tag}}']), /^imported:1$/);
     await dockerOk(L(), ['rmi', 'imported:1']);
+    // docker load of the archive again: the same tags, reported like Docker does
+    const loaded = await dockerOk(L(), ['load', '-i', join(REPO, 'build/images/alpine.tar')]);
+    assert.match(loaded, /^Loaded image: alpine:latest$/m);
+    assert.match(loaded, /^Loaded image: busybox:latest$/m);
     const missing = await docker(L(), ['image', 'inspect', 'nosuch']);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /No such image: nosuch/);

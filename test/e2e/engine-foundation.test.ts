@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lab } from '../lab/lab.js';
+import { REPO, type Lab } from '../lab/lab.js';
 import { labWithImages, hostLinks, reaches, wget } from './seed-helpers.js';
 
 let lab: Lab;
@@ -156,4 +156,34 @@ test('kill -9 of the daemon: containers keep running and networking, and are ado
   await lab.coveOk(['network', 'rm', 'survive-net']);
   const netnsDir = join(lab.execRoot, 'netns');
   assert.equal(existsSync(netnsDir) ? readdirSync(netnsDir).length : 0, 0, 'no namespace left after rm');
+});
+
+test('images: import a rootfs tar, tag, list, run it, remove it; logs -f follows to the end', async () => {
+  // A rootfs tar: the alpine image's single layer.
+  const rootfs = join(lab.dir, 'rootfs.tar');
+  const layer = (await lab.sh(`tar -tf ${REPO}/build/images/alpine.tar | grep layer.tar`)).stdout.trim();
+  await lab.sh(`tar -xOf ${REPO}/build/images/alpine.tar ${layer} > ${rootfs}`);
+  const id = await lab.coveOk(['image', 'import', '-c', 'CMD ["/bin/sh"]', rootfs, 'mybox:1.0']);
+  assert.match(id, /^sha256:[0-9a-f]{64}$/);
+  await lab.coveOk(['tag', 'mybox:1.0', 'mybox:latest']);
+  const rows = await lab.coveOk(['images', '--format', '{{.Repository}}:{{.Tag}}']);
+  assert.ok(rows.split('\n').includes('mybox:1.0') && rows.split('\n').includes('mybox:latest'), rows);
+  assert.equal(await lab.coveOk(['run', '--rm', 'mybox', 'echo', 'imported']), 'imported');
+
+  await lab.coveOk(['run', '-d', '--name', 'counter', 'mybox', 'sh', '-c', 'for i in 1 2 3; do echo line$i; sleep 0.2; done']);
+  const follow = await lab.coveOk(['logs', '-f', 'counter'], { timeoutMs: 20_000 });
+  assert.deepEqual(follow.split('\n'), ['line1', 'line2', 'line3']);
+  assert.equal(await lab.coveOk(['logs', '--tail', '1', 'counter']), 'line3');
+  assert.equal(await lab.coveOk(['wait', 'counter']), '0');
+
+  // As in Docker: one of several tags just goes; the last reference of an image in use stays.
+  const inUse = await lab.cove(['image', 'rm', 'mybox:1.0', 'mybox:latest']);
+  assert.notEqual(inUse.code, 0, 'an image in use by a container is not removed');
+  assert.match(inUse.stdout, /Untagged: mybox:1.0/);
+  assert.match(inUse.stderr, /unable to remove repository reference "mybox:latest" \(must force\) - container [0-9a-f]{12} is using its referenced image/);
+  await lab.coveOk(['rm', 'counter']);
+  await lab.coveOk(['image', 'rm', 'mybox:latest']);
+  assert.doesNotMatch(await lab.coveOk(['images']), /mybox/);
+  const gone = await lab.cove(['run', '--rm', 'mybox']);
+  assert.notEqual(gone.code, 0);
 });

@@ -246,6 +246,8 @@ export class ContainerManager implements ContainerService {
     const config: DockerContainerConfig = structuredClone(cfgIn);
     const env = new Map<string, string>();
     for (const e of [...(ic.Env ?? []), ...(config.Env ?? [])]) env.set(e.split('=')[0]!, e);
+    // Images made by `import` carry no PATH; Docker gives such containers its default one.
+    if (!env.has('PATH')) env.set('PATH', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     config.Env = [...env.values()];
     const entrypointGiven = config.Entrypoint !== undefined && config.Entrypoint !== null;
     if (!entrypointGiven) config.Entrypoint = ic.Entrypoint ?? null;

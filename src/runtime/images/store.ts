@@ -233,7 +233,6 @@ export class ImageStore implements ImageService {
     try {
       const layerTar = join(tmp, 'layer.tar');
       const diffId = await spoolTar(input, layerTar);
-      opts.onProgress?.(`Importing layer ${shortHex(diffId)}`);
       const cfg: ImageConfig = {
         architecture: 'amd64',
         os: 'linux',
