@@ -21,6 +21,7 @@ interface PluginCall {
   method: string;
   accept?: string;
   body: Record<string, any>;
+  note?: Record<string, unknown>;
 }
 
 interface RunningPlugin {
@@ -34,12 +35,14 @@ let pluginDir: string;
 const plugins: ChildProcess[] = [];
 
 /** A lab whose daemon looks for plugins in the lab's own plugin directory (2 s per plugin call). */
+const daemonArgs = () => ['--plugin-dir', pluginDir, '--plugin-timeout', '2'];
+
 async function labWithPluginDir(name: string): Promise<Lab> {
   const l = await Lab.create(name);
   try {
     pluginDir = join(l.dir, 'plugins');
     mkdirSync(pluginDir, { recursive: true });
-    await l.startDaemon({ extraArgs: ['--plugin-dir', pluginDir, '--plugin-timeout', '2'] });
+    await l.startDaemon({ extraArgs: daemonArgs() });
     await l.coveOk(['load', '-q', '-i', join(REPO, 'build/images', 'alpine.tar')]);
   } catch (e) {
     await l.destroy();
@@ -145,10 +148,38 @@ test('a network plugin, from create to rm', async (t) => {
     assert.deepEqual(Object.values(net.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['p1', 'p2']);
   });
 
+  await t.test('network connect pnet to a container on the default bridge: eth1 from the plugin; disconnect gives it back', async () => {
+    await lab.coveOk(['run', '-dit', '--name', 'p3', 'alpine', 'ash']);
+    await lab.coveOk(['network', 'connect', 'pnet', 'p3']);
+    const addr = await lab.coveOk(['exec', 'p3', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth1']);
+    assert.ok(addr.includes(`${await ipOf(lab, 'p3', 'pnet')}/16`), addr);
+    assert.ok(await reaches(lab, 'p3', 'p1'), 'p3 -> p1 by name over pnet');
+    await lab.coveOk(['network', 'disconnect', 'pnet', 'p3']);
+    assert.doesNotMatch(await lab.coveOk(['exec', 'p3', 'ip', '-o', 'link', 'show']), /eth1/);
+    const leave = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave').at(-1)!;
+    assert.deepEqual(leave.note, { sandboxEndBack: true }, 'the interface is back in the daemon\'s namespace at Leave');
+    assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteEndpoint');
+    await lab.coveOk(['rm', '-f', 'p3']);
+  });
+
+  await t.test('a daemon restart activates the plugin again: running containers keep their names, new ones join', async () => {
+    const activations = () => plugin.calls().filter((c) => c.method === 'Plugin.Activate').length;
+    assert.equal(activations(), 1);
+    await lab.stopDaemon();
+    await lab.startDaemon({ extraArgs: daemonArgs() });
+    assert.equal(activations(), 2);
+    assert.ok(await reaches(lab, 'p1', 'p2'), 'p1 -> p2 by name after the restart');
+    await lab.coveOk(['run', '-dit', '--name', 'p4', '--network', 'pnet', 'alpine', 'ash']);
+    assert.ok(await reaches(lab, 'p4', 'p1'), 'p4 -> p1 by name');
+  });
+
   await t.test('rm of the containers: Leave and DeleteEndpoint for each; the plugin\'s links are gone', async () => {
+    await lab.coveOk(['rm', '-f', 'p1', 'p2', 'p4']);
     const epIds = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint').map((c) => c.body.EndpointID as string).sort();
-    await lab.coveOk(['rm', '-f', 'p1', 'p2']);
-    const left = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave').map((c) => c.body.EndpointID as string).sort();
+    assert.equal(epIds.length, 4);
+    const leaves = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave');
+    assert.ok(leaves.every((c) => c.note?.sandboxEndBack === true));
+    const left = leaves.map((c) => c.body.EndpointID as string).sort();
     const deleted = plugin.calls().filter((c) => c.method === 'NetworkDriver.DeleteEndpoint').map((c) => c.body.EndpointID as string).sort();
     assert.deepEqual(left, epIds);
     assert.deepEqual(deleted, epIds);
