@@ -5,7 +5,7 @@
  * networks without a subnet given the first free pool of the daemon's default
  * address pools, like libnetwork's default IPAM.
  */
-import { Forbidden, InvalidParameter, NotFound } from '../../common/errors.js';
+import { Forbidden, InvalidParameter, NotFound, SystemError } from '../../common/errors.js';
 import type { DockerIpamConfig } from '../types.js';
 import {
   cidrContains, cidrOverlaps, cidrSize, cidrWithin, formatCidr, formatIp, lastAddr, tryParseCidr, tryParseIp,
@@ -79,6 +79,10 @@ export function planIpam(req: IpamPlanRequest, taken: string[], defaultPools: Ar
       }
       const range = cfg.IPRange ? tryParseCidr(cfg.IPRange)! : undefined;
       const gateway = cfg.Gateway ? formatIp(family, tryParseIp(cfg.Gateway)!.value) : defaultGateway(cidr);
+      if (cfg.Gateway && isReservedAddress(cidr, tryParseIp(cfg.Gateway)!.value)) {
+        // libnetwork's IPAM keeps these out of its bitmap, so asking for one is an "in use" failure.
+        throw new SystemError(`failed to allocate gateway (${cfg.Gateway}): Address already in use`);
+      }
       const aux: Record<string, string> = {};
       for (const [name, a] of Object.entries(cfg.AuxiliaryAddresses ?? {})) aux[name] = formatIp(family, tryParseIp(a)!.value);
       const plan: SubnetPlan = { family, subnet: formatCidr(cidr), gateway, aux, userSubnet: true };
@@ -92,6 +96,12 @@ export function planIpam(req: IpamPlanRequest, taken: string[], defaultPools: Ar
     }
   }
   return { subnets, display };
+}
+
+/** The subnet's network address and, for IPv4, its broadcast address (except in /31-/32 style subnets, where every address is a host). */
+function isReservedAddress(c: Cidr, value: bigint): boolean {
+  if (cidrSize(c) <= 2n) return false;
+  return value === c.base || (c.family === 4 && value === lastAddr(c));
 }
 
 /** First host address of the subnet, if it has one. */
