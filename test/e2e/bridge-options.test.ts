@@ -185,6 +185,9 @@ test('bridge network options', async (t) => {
   await t.test('bad input: Docker\'s wording, non-zero exit, nothing changed', async () => {
     await refused(['network', 'create', '--subnet', '10.11.0.0/24', 'net-overlap'], /Pool overlaps with other one on this address space/);
     await refused(['network', 'create', '--subnet', '10.13.0.0/16', '--gateway', '10.14.0.1', 'net-gw'], /no matching subnet for gateway 10\.14\.0\.1/);
+    await refused(['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.0', 'net-gw'], /failed to allocate gateway \(10\.13\.0\.0\): Address already in use/);
+    await refused(['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.255', 'net-gw'], /failed to allocate gateway \(10\.13\.0\.255\): Address already in use/);
+    await refused(['network', 'create', '--ipv6', 'net-v6-nosubnet'], /could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network/);
     await refused(['network', 'create', '--subnet', '10.13.0.0/33', 'net-cidr'], /invalid CIDR address: 10\.13\.0\.0\/33/);
     await refused(['network', 'create', '--subnet', 'banana', 'net-cidr'], /invalid CIDR address: banana/);
     await refused(['network', 'create', 'net-opts'], /network with name net-opts already exists/);
