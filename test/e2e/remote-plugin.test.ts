@@ -52,7 +52,7 @@ async function labWithPluginDir(name: string): Promise<Lab> {
 }
 
 /** Starts the test plugin inside the lab namespace (its links live there, next to the daemon's). */
-async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' = 'normal'): Promise<RunningPlugin> {
+async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' | 'badjoin' = 'normal'): Promise<RunningPlugin> {
   const sock = join(pluginDir, `${name}.sock`);
   const log = join(lab.dir, `${name}.calls`);
   const child = spawn('nsenter', [`--net=${lab.netnsPath}`, process.execPath, FIXTURE, sock, log, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -220,6 +220,23 @@ test('a plugin socket that never answers: a clear timeout error, nothing is left
   assert.match(r.stderr, /Plugin\.Activate: plugin sleepy did not answer within 2s \(unix:\/\/.*sleepy\.sock\)/);
   assert.ok(took < 10_000, `took ${took} ms`);
   assert.doesNotMatch(await lab.coveOk(['network', 'ls']), /\bhnet\b/);
+  plugin.stop();
+});
+
+test('a Join naming an interface that does not exist: run fails clearly, the endpoint is rolled back in the plugin', async () => {
+  const plugin = await startPlugin('badjoin', 'badjoin');
+  const linksBefore = await hostLinks(lab);
+  await lab.coveOk(['network', 'create', '-d', 'badjoin', 'bjnet']);
+  const r = await lab.cove(['run', '-dit', '--name', 'bj1', '--network', 'bjnet', 'alpine', 'ash']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /failed to move plugin interface nosuchlink0 into the sandbox/);
+  const methods = plugin.calls().map((c) => c.method);
+  assert.deepEqual(methods.slice(-4), ['NetworkDriver.CreateEndpoint', 'NetworkDriver.Join', 'NetworkDriver.Leave', 'NetworkDriver.DeleteEndpoint']);
+  const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'bjnet']))[0];
+  assert.deepEqual(net.Containers, {});
+  await lab.cove(['rm', '-f', 'bj1']);
+  await lab.coveOk(['network', 'rm', 'bjnet']);
+  assert.deepEqual((await hostLinks(lab)).sort(), linksBefore.sort());
   plugin.stop();
 });
 
