@@ -162,6 +162,16 @@ test('a network plugin, from create to rm', async (t) => {
     await lab.coveOk(['rm', '-f', 'p3']);
   });
 
+  await t.test('-p 8080:80 on pnet: the plugin is asked to program the port map, and to revoke it at rm', async () => {
+    await lab.coveOk(['run', '-dit', '--name', 'p5', '-p', '8080:80', '--network', 'pnet', 'alpine', 'ash']);
+    const ip5 = await ipOf(lab, 'p5', 'pnet');
+    const prog = plugin.calls().filter((c) => c.method === 'NetworkDriver.ProgramExternalConnectivity').at(-1)!;
+    assert.deepEqual(prog.body.Options['com.docker.network.portmap'], [{ Proto: 6, IP: ip5, Port: 80, HostIP: '0.0.0.0', HostPort: 8080, HostPortEnd: 8080 }]);
+    await lab.coveOk(['rm', '-f', 'p5']);
+    const revoke = plugin.calls().filter((c) => c.method === 'NetworkDriver.RevokeExternalConnectivity').at(-1);
+    assert.equal(revoke?.body.EndpointID, prog.body.EndpointID);
+  });
+
   await t.test('a daemon restart activates the plugin again: running containers keep their names, new ones join', async () => {
     const activations = () => plugin.calls().filter((c) => c.method === 'Plugin.Activate').length;
     assert.equal(activations(), 1);
@@ -176,7 +186,7 @@ test('a network plugin, from create to rm', async (t) => {
   await t.test('rm of the containers: Leave and DeleteEndpoint for each; the plugin\'s links are gone', async () => {
     await lab.coveOk(['rm', '-f', 'p1', 'p2', 'p4']);
     const epIds = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint').map((c) => c.body.EndpointID as string).sort();
-    assert.equal(epIds.length, 4);
+    assert.equal(epIds.length, 5);
     const leaves = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave');
     assert.ok(leaves.every((c) => c.note?.sandboxEndBack === true));
     const left = leaves.map((c) => c.body.EndpointID as string).sort();
