@@ -40,6 +40,9 @@ import {
   isLoopback, readHostResolv, renderHosts, renderResolvConf, sandboxFilePaths, writeInPlace,
 } from './sandbox-files.js';
 
+/** Docker's per-network default host address for published ports (a bridge option; -p 8080:80 on such a network binds only there). */
+const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
+
 /** What the controller needs from the kernel for sandboxes (src/kernel by default; fakes in unit tests). */
 export interface SandboxKernel {
   createNetns(path: string, disableIpv6: boolean): Promise<void>;
@@ -747,6 +750,7 @@ export class NetworkController implements NetworkService {
       const { bindings, picked } = await this.ports.reserve(ep.id, {
         bindings: sb.portBindings, exposed: sb.exposedPorts, publishAll: sb.publishAllPorts, containerIp,
         ...(sb.pickedPorts ? { picked: sb.pickedPorts } : {}),
+        ...(net.options[OPT_HOST_BINDING_IPV4] ? { defaultHostIp: net.options[OPT_HOST_BINDING_IPV4] } : {}),
       });
       try {
         await driver.programExternalConnectivity?.(this.driverNetwork(net), dep, driverBindings(bindings));

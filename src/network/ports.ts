@@ -79,6 +79,8 @@ export interface PortRequest {
   containerIp: string;
   /** Ports picked before for this sandbox ("tcp/0.0.0.0/80" -> host port), reused when free. */
   picked?: Record<string, number>;
+  /** The network's default host address for bindings that name none (bridge option host_binding_ipv4); else the daemon's. */
+  defaultHostIp?: string;
 }
 
 export class PortMapper {
@@ -121,11 +123,12 @@ export class PortMapper {
     const out: ResolvedPortBinding[] = [];
     const picked: Record<string, number> = {};
     const wanted: Array<{ proto: Proto; hostIp: string; containerPort: number; hostPort: number; hostMax: number; alsoV6?: boolean }> = [];
+    const defaultHostIp = req.defaultHostIp || this.defaultHostIp;
     for (const b of req.bindings) {
       validateBinding(b);
-      const hostIp = normHostIp(b.hostIp, this.defaultHostIp);
+      const hostIp = normHostIp(b.hostIp, defaultHostIp);
       // No address given: all IPv4 addresses and, like docker-proxy, [::] as well (relayed to the container).
-      const alsoV6 = b.hostIp === '' && this.dualStack && this.defaultHostIp === '0.0.0.0';
+      const alsoV6 = b.hostIp === '' && this.dualStack && defaultHostIp === '0.0.0.0';
       for (let cp = b.containerPort; cp <= b.containerPortEnd; cp++) {
         const i = cp - b.containerPort;
         if (b.hostPort === 0) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: 0, hostMax: 0, alsoV6 });
@@ -136,7 +139,7 @@ export class PortMapper {
     if (req.publishAll) {
       for (const e of req.exposed) {
         if (!wanted.some((w) => w.proto === e.protocol && w.containerPort === e.port)) {
-          wanted.push({ proto: e.protocol, hostIp: this.defaultHostIp, containerPort: e.port, hostPort: 0, hostMax: 0, alsoV6: this.dualStack && this.defaultHostIp === '0.0.0.0' });
+          wanted.push({ proto: e.protocol, hostIp: defaultHostIp, containerPort: e.port, hostPort: 0, hostMax: 0, alsoV6: this.dualStack && defaultHostIp === '0.0.0.0' });
         }
       }
     }
