@@ -90,6 +90,15 @@ test('published ports', async (t) => {
     assert.ok(await noPage('remote', `http://${LAB_IP}:8082/`), 'not from another machine');
   });
 
+  await t.test('a network with host_binding_ipv4=127.0.0.1: -p 8083:80 binds loopback only', async () => {
+    await lab.coveOk(['network', 'create', '-o', 'com.docker.network.bridge.host_binding_ipv4=127.0.0.1', 'loopnet']);
+    await lab.coveOk(['run', '-d', '--name', 'looped', '--network', 'loopnet', '-p', '8083:80', 'nginx']);
+    assert.deepEqual(await portOf('looped'), ['80/tcp -> 127.0.0.1:8083']);
+    assert.match((await fromLab('http://127.0.0.1:8083/')) ?? '', /stand-in/i);
+    assert.ok(await noPage('lab', `http://${LAB_IP}:8083/`), `not on ${LAB_IP}`);
+    assert.ok(await noPage('remote', `http://${LAB_IP}:8083/`), 'not from another machine');
+  });
+
   await t.test('ranges: 9000-9001:80-81 maps one to one; a host range for one port takes a free one', async () => {
     await lab.coveOk(['run', '-d', '--name', 'two', '-p', '9000-9001:80-81', 'nginx', 'sh', '-c', 'httpd -p 81 -h /www && exec httpd -f -p 80 -h /www']);
     assert.deepEqual(await v4Ports('two'), ['80/tcp -> 0.0.0.0:9000', '81/tcp -> 0.0.0.0:9001']);
@@ -186,7 +195,7 @@ test('published ports', async (t) => {
     const all = (await lab.coveOk(['ps', '-aq'])).split('\n').filter(Boolean);
     await lab.coveOk(['rm', '-f', ...all], { timeoutMs: 120_000 });
     const listening = (await lab.sh('netstat -tuln')).stdout;
-    for (const p of ['8080', '8082', '9000', '9001', '9100', '5353']) assert.doesNotMatch(listening, new RegExp(`:${p}\\s`), `port ${p} still held`);
+    for (const p of ['8080', '8082', '8083', '9000', '9001', '9100', '5353']) assert.doesNotMatch(listening, new RegExp(`:${p}\\s`), `port ${p} still held`);
     const rules = (await lab.sh('nft list ruleset')).stdout;
     assert.doesNotMatch(rules, /\b(8080|8082|9000|9001|5353)\b/, 'a published-port rule was left behind');
   });
