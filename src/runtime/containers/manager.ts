@@ -111,6 +111,15 @@ function signalName(n: number): string {
   return String(n);
 }
 
+/** Docker's port filter value: "80", "80/udp", "8000-8010/tcp" (protocol tcp when left out). */
+function portMatches(filter: string, port: number, proto: string): boolean {
+  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/.exec(filter);
+  if (!m) throw new InvalidParameter(`invalid port filter: ${filter}`);
+  const lo = Number(m[1]);
+  const hi = m[2] ? Number(m[2]) : lo;
+  return port >= lo && port <= hi && (m[3] ?? 'tcp') === proto;
+}
+
 export class ContainerManager implements ContainerService {
   private readonly cfg: DaemonConfig;
   private readonly records: Collection<ContainerRecord>;
@@ -1216,6 +1225,9 @@ export class ContainerManager implements ContainerService {
         }
       }
       if (!ports.length) for (const e of exposedPorts(r.Config.ExposedPorts)) ports.push({ PrivatePort: e.port, Type: e.protocol });
+      // publish=<port>[/<proto>] matches published host ports, expose=... container ports (ranges allowed).
+      if (f.publish?.length && !f.publish.some((v) => ports.some((p) => p.PublicPort !== undefined && portMatches(v, p.PublicPort, p.Type)))) continue;
+      if (f.expose?.length && !f.expose.some((v) => [...ports.map((p) => ({ port: p.PrivatePort, proto: p.Type })), ...exposedPorts(r.Config.ExposedPorts).map((e) => ({ port: e.port, proto: e.protocol as string }))].some((p) => portMatches(v, p.port, p.proto)))) continue;
       out.push({
         Id: r.Id,
         Names: [r.Name],
