@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, REPO } from '../lab/lab.js';
@@ -52,8 +52,8 @@ async function labWithPluginDir(name: string): Promise<Lab> {
 }
 
 /** Starts the test plugin inside the lab namespace (its links live there, next to the daemon's). */
-async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' | 'badjoin' = 'normal'): Promise<RunningPlugin> {
-  const sock = join(pluginDir, `${name}.sock`);
+async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' | 'badjoin' = 'normal', sock = join(pluginDir, `${name}.sock`)): Promise<RunningPlugin> {
+  mkdirSync(dirname(sock), { recursive: true });
   const log = join(lab.dir, `${name}.calls`);
   const child = spawn('nsenter', [`--net=${lab.netnsPath}`, process.execPath, FIXTURE, sock, log, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
   plugins.push(child);
@@ -247,6 +247,16 @@ test('a Join naming an interface that does not exist: run fails clearly, the end
   await lab.cove(['rm', '-f', 'bj1']);
   await lab.coveOk(['network', 'rm', 'bjnet']);
   assert.deepEqual((await hostLinks(lab)).sort(), linksBefore.sort());
+  plugin.stop();
+});
+
+test('a plugin found through a spec file (/etc/docker/plugins/NAME.spec style) naming its socket elsewhere', async () => {
+  const plugin = await startPlugin('specplug', 'normal', join(lab.dir, 'elsewhere', 'specplug.sock'));
+  writeFileSync(join(pluginDir, 'specplug.spec'), `unix://${join(lab.dir, 'elsewhere', 'specplug.sock')}\n`);
+  await lab.coveOk(['network', 'create', '-d', 'specplug', 'snet']);
+  assert.deepEqual(plugin.calls().map((c) => c.method), ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork']);
+  await lab.coveOk(['network', 'rm', 'snet']);
+  assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteNetwork');
   plugin.stop();
 });
 
