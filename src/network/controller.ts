@@ -42,6 +42,11 @@ import {
 
 /** Docker's per-network default host address for published ports (a bridge option; -p 8080:80 on such a network binds only there). */
 const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
+/** The network's own default host address, if it names one; 0.0.0.0 (what the default bridge shows) leaves the daemon's --ip in charge. */
+function hostBinding(net: NetworkRecord): string | undefined {
+  const v = net.options[OPT_HOST_BINDING_IPV4];
+  return v && v !== '0.0.0.0' ? v : undefined;
+}
 
 /** What the controller needs from the kernel for sandboxes (src/kernel by default; fakes in unit tests). */
 export interface SandboxKernel {
@@ -750,7 +755,7 @@ export class NetworkController implements NetworkService {
       const { bindings, picked } = await this.ports.reserve(ep.id, {
         bindings: sb.portBindings, exposed: sb.exposedPorts, publishAll: sb.publishAllPorts, containerIp,
         ...(sb.pickedPorts ? { picked: sb.pickedPorts } : {}),
-        ...(net.options[OPT_HOST_BINDING_IPV4] ? { defaultHostIp: net.options[OPT_HOST_BINDING_IPV4] } : {}),
+        ...(hostBinding(net) ? { defaultHostIp: hostBinding(net)! } : {}),
       });
       try {
         await driver.programExternalConnectivity?.(this.driverNetwork(net), dep, driverBindings(bindings));
