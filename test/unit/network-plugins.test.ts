@@ -218,3 +218,15 @@ test('join plan: SrcName moves into the sandbox, is renamed DstPrefix+N and conf
   assert.throws(() => remoteJoinPlan({ InterfaceName: { SrcName: 'ok' }, Gateway: 'nope' }, joinReq()), InvalidParameter);
   assert.throws(() => remoteJoinPlan({ InterfaceName: { SrcName: 'ok' }, StaticRoutes: [{ Destination: '10.0.0.0/8', RouteType: 0, NextHop: 'x' }] }, joinReq()), InvalidParameter);
 });
+
+test('coved --plugin-dir (repeatable) and --plugin-timeout; defaults are Docker\'s directories and 30 s', async () => {
+  const { parseFlags } = await import('../../src/daemon/main.js');
+  const c = parseFlags(['--plugin-dir', '/tmp/a', '--plugin-dir', '/tmp/b', '--plugin-timeout', '2.5']);
+  assert.deepEqual(c.pluginDirs, ['/tmp/a', '/tmp/b']);
+  assert.equal(c.pluginTimeoutMs, 2500);
+  const d = parseFlags([]);
+  assert.equal(d.pluginDirs, undefined);
+  assert.equal(d.pluginTimeoutMs, 30_000);
+  assert.throws(() => parseFlags(['--plugin-timeout', '0']), /invalid --plugin-timeout: 0/);
+  assert.throws(() => parseFlags(['--plugin-timeout', 'soon']), /invalid --plugin-timeout: soon/);
+});
