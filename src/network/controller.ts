@@ -409,7 +409,9 @@ export class NetworkController implements NetworkService {
         const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
         throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
       }
-      const d = this.driverOf(n);
+      // A plugin not active yet is looked up (it must clean up); one that is gone for good cannot, so the record just goes.
+      const d = this.driverOf(n) ?? await this.registry.lookup(n.driver, { config: this.config, log: this.log })
+        .catch((e: unknown) => { if (e instanceof NotFound) return undefined; throw e; });
       if (d) await d.deleteNetwork(this.driverNetwork(n));
       await this.dropNetworkRecord(n);
       this.resolver.deleteNetwork(n.id);
@@ -673,7 +675,8 @@ export class NetworkController implements NetworkService {
     if (aliases.length > 0 && (net.defaultBridge || special)) {
       throw new InvalidParameter('network-scoped alias is supported only for containers in user defined networks');
     }
-    const driver = special ? undefined : this.registry.get(net.driver);
+    // lookup, not get: a plugin that came up after the daemon started is activated here.
+    const driver = special ? undefined : await this.registry.lookup(net.driver, { config: this.config, log: this.log });
     if (driver && !sb.netnsPath) throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
 
     const ep: EndpointRecord = {

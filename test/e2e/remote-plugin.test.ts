@@ -260,6 +260,26 @@ test('a plugin found through a spec file (/etc/docker/plugins/NAME.spec style) n
   plugin.stop();
 });
 
+test('a plugin that is down when the daemon starts: rm waits for it; once it is back, containers join and rm works', async () => {
+  let plugin = await startPlugin('late');
+  await lab.coveOk(['network', 'create', '-d', 'late', 'lnet']);
+  await lab.stopDaemon();
+  plugin.stop();
+  await lab.startDaemon({ extraArgs: daemonArgs() });
+  assert.match(lab.daemonLog(), /network plugin of existing networks not available/);
+  const r = await lab.cove(['network', 'rm', 'lnet']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /plugin late \(unix:\/\/.*late\.sock\): not listening/);
+  assert.match(await lab.coveOk(['network', 'ls']), /\blnet\s+late\b/);
+  plugin = await startPlugin('late');
+  await lab.coveOk(['run', '-dit', '--name', 'l1', '--network', 'lnet', 'alpine', 'ash']);
+  assert.match(await lab.coveOk(['exec', 'l1', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']), /inet 172\.18\.0\.2\/16/);
+  await lab.coveOk(['rm', '-f', 'l1']);
+  await lab.coveOk(['network', 'rm', 'lnet']);
+  assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteNetwork');
+  plugin.stop();
+});
+
 test('a driver that is neither built in nor a plugin: plugin "X" not found', async () => {
   const r = await lab.cove(['network', 'create', '-d', 'nosuchplugin', 'xnet']);
   assert.notEqual(r.code, 0);
