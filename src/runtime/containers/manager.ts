@@ -295,6 +295,17 @@ export class ContainerManager implements ContainerService {
       }
       if (!config.Hostname) config.Hostname = osHostname();
     } else if (mode.startsWith('container:')) {
+      // moby's validateNetContainerMode: what the other container's namespace already decides.
+      if (body.Hostname) throw new InvalidParameter('conflicting options: hostname and the network mode');
+      if (hostConfig.Dns?.length) throw new InvalidParameter('conflicting options: dns and the network mode');
+      if (hostConfig.ExtraHosts?.length) throw new InvalidParameter('conflicting options: custom host-to-IP mapping and the network mode');
+      if (body.MacAddress) throw new InvalidParameter('conflicting options: mac-address and the network mode');
+      if ((hostConfig.PortBindings && Object.keys(hostConfig.PortBindings).length) || hostConfig.PublishAllPorts) {
+        throw new InvalidParameter('conflicting options: port publishing and the container type network mode');
+      }
+      if (body.ExposedPorts && Object.keys(body.ExposedPorts).length) {
+        throw new InvalidParameter('conflicting options: port exposing and the container type network mode');
+      }
       const other = await this.get(mode.slice('container:'.length));
       hostConfig.NetworkMode = `container:${other.Id}`;
     } else if (mode !== 'none') {
@@ -304,6 +315,8 @@ export class ContainerManager implements ContainerService {
       if (mode === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
       throw new InvalidParameter('container sharing network namespace with another container or host cannot be connected to any other network');
     }
+    // The docker CLI sends an (empty) endpoint for "container:<name>"; that mode has no endpoints of its own.
+    if (mode.startsWith('container:')) delete endpoints[mode];
     for (const net of Object.keys(endpoints)) {
       if (net === 'host' || net === 'none') continue;
       const found = await this.networks.resolveNetwork(net);
