@@ -191,6 +191,17 @@ test('published ports', async (t) => {
     assert.ok(await noPage('lab', `http://${LAB_IP}:9999/`), '9999 was discarded');
   });
 
+  await t.test('--network container:NAME shares the namespace; publishing there is refused like Docker', async () => {
+    await lab.coveOk(['run', '-dit', '--name', 'sidecar', '--network', 'container:web', 'alpine', 'ash']);
+    assert.match((await fromContainer('sidecar', 'http://127.0.0.1:80/')) ?? '', /stand-in/i, "web's server on the shared loopback");
+    for (const flags of [['-p', '8085:80'], ['-P']]) {
+      const r = await lab.cove(['run', '-d', '--name', 'sidecar2', '--network', 'container:web', ...flags, 'nginx']);
+      assert.equal(r.code, 125, flags.join(' '));
+      assert.match(r.stderr, /conflicting options: port publishing and the container type network mode/);
+      assert.notEqual((await lab.cove(['inspect', 'sidecar2'])).code, 0, 'no container was made');
+    }
+  });
+
   await t.test('after rm nothing listens and no rule is left for the published ports', async () => {
     const all = (await lab.coveOk(['ps', '-aq'])).split('\n').filter(Boolean);
     await lab.coveOk(['rm', '-f', ...all], { timeoutMs: 120_000 });
