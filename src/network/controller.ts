@@ -25,7 +25,8 @@ import type { DriverEndpoint, DriverNetwork, NetworkDriver } from './driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from './records.js';
 import { DriverRegistry } from './drivers/registry.js';
 import { AddressAllocator } from './ipam/allocator.js';
-import { planIpam, pickDefaultPool, type SubnetPlan } from './ipam/plan.js';
+import { IPAM_DRIVERS, planIpam, pickDefaultPool, validateConfigs, type SubnetPlan } from './ipam/plan.js';
+import { IpamPlugins, type RemotePool } from './ipam/remote.js';
 import { formatCidr, macFromIpv4, parseCidr, tryParseCidr, tryParseIp } from './ipam/ip.js';
 import { KeyedMutex } from './mutex.js';
 import {
@@ -133,6 +134,8 @@ export class NetworkController implements NetworkService {
   private readonly endpoints: Collection<EndpointRecord>;
   private readonly sandboxes: Collection<SandboxRecord>;
   private readonly ipam: AddressAllocator;
+  /** Third-party IPAM plugins (--ipam-driver NAME), activated on first use. */
+  private readonly ipamPlugins = new IpamPlugins();
   private readonly mutex = new KeyedMutex();
   readonly ports: PortMapper;
   readonly resolver = new Resolver();
@@ -298,6 +301,7 @@ export class NetworkController implements NetworkService {
   }
 
   private async dropNetworkRecord(rec: NetworkRecord): Promise<void> {
+    await this.releaseRemotePools(rec);
     await this.ipam.removeNetwork(rec.id);
     await this.store.txn([
       { key: `network/names/${rec.name}`, value: null },
@@ -327,9 +331,10 @@ export class NetworkController implements NetworkService {
       const enableIPv6 = req.EnableIPv6 === true;
       const enableIPv4 = req.EnableIPv4 !== false;
       const noIpam = driverName === 'host' || driverName === 'null';
+      const remote = noIpam ? undefined : await this.remoteIpamPlan(req, enableIPv4, enableIPv6);
       const plan = noIpam
         ? { subnets: [] as SubnetPlan[], display: [] }
-        : planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4, enableIPv6 },
+        : remote ?? planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4, enableIPv6 },
           all.flatMap((n) => n.subnets.map((s) => s.subnet)), this.config.defaultAddressPools);
       const rec: NetworkRecord = {
         id: newId(), name, created: nowRfc3339Nano(), driver: driverName, scope: driver.scope === 'swarm' ? 'swarm' : driver.scope,
@@ -337,8 +342,12 @@ export class NetworkController implements NetworkService {
         enableIPv4, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: { ...(req.IPAM?.Options ?? {}) },
         ipamConfig: plan.display, subnets: plan.subnets, options: { ...(req.Options ?? {}) }, labels: { ...(req.Labels ?? {}) },
         predefined: false, defaultBridge: false,
+        ...(remote?.pools.length ? { ipamPools: remote.pools } : {}),
       };
-      await this.persistNewNetwork(rec);
+      await this.persistNewNetwork(rec).catch(async (e: unknown) => {
+        await this.releaseRemotePools(rec);
+        throw e;
+      });
       try {
         const state = await driver.createNetwork(this.driverNetwork(rec));
         if (state) {
@@ -699,7 +708,7 @@ export class NetworkController implements NetworkService {
           if (a) {
             ep.ipv4 = a.cidr;
             if (a.gateway) ep.gatewayV4 = a.gateway;
-            undos.push(() => this.ipam.release(net.id, a.address, ep.id));
+            undos.push(() => this.releaseAddress(net.id, a.address, ep.id));
           }
         }
         if (net.enableIPv6 && net.subnets.some((s) => s.family === 6)) {
@@ -707,7 +716,7 @@ export class NetworkController implements NetworkService {
           if (a) {
             ep.ipv6 = a.cidr;
             if (a.gateway) ep.gatewayV6 = a.gateway;
-            undos.push(() => this.ipam.release(net.id, a.address, ep.id));
+            undos.push(() => this.releaseAddress(net.id, a.address, ep.id));
           }
           if (sb.netnsPath) await (await this.getKernel()).enableIpv6(sb.netnsPath);
         }
@@ -739,8 +748,52 @@ export class NetworkController implements NetworkService {
     }
   }
 
+  // ------------------------------------------------------------------ remote IPAM (ipam/remote.ts)
+
+  /** The plan of a network whose --ipam-driver is a plugin; undefined for the built-in IPAM drivers. */
+  private async remoteIpamPlan(req: DockerNetworkCreate, enableIPv4: boolean, enableIPv6: boolean) {
+    const name = req.IPAM?.Driver || 'default';
+    if (IPAM_DRIVERS.has(name)) return undefined;
+    const configs = req.IPAM?.Config ?? [];
+    validateConfigs(configs, enableIPv6);
+    const ipam = await this.ipamPlugins.lookup(name, this.config, this.log);
+    return ipam.planNetwork({ configs, enableIPv4, enableIPv6, options: { ...(req.IPAM?.Options ?? {}) } });
+  }
+
+  private async releaseRemotePools(rec: NetworkRecord): Promise<void> {
+    if (!rec.ipamPools?.length) return;
+    try {
+      await (await this.ipamPlugins.lookup(rec.ipamDriver, this.config, this.log)).releasePools(rec.ipamPools);
+    } catch (e) {
+      this.log.warn({ network: rec.name, plugin: rec.ipamDriver, err: (e as Error).message }, 'releasing IPAM plugin pools failed');
+    }
+  }
+
+  /** An address from the network's IPAM plugin, booked in the daemon's allocator too. */
+  private async allocateRemote(net: NetworkRecord, pool: RemotePool, owner: string, preferred?: string) {
+    const ipam = await this.ipamPlugins.lookup(net.ipamDriver, this.config, this.log);
+    const got = await ipam.requestAddress(pool.poolId, preferred ?? '', ipam.addressOptions());
+    try {
+      return await this.ipam.allocate(net.id, pool.family, owner, got.address);
+    } catch (e) {
+      await ipam.releaseAddress(pool.poolId, got.address).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Frees an endpoint's address in the allocator and, for an IPAM plugin's network, at the plugin. */
+  private async releaseAddress(networkId: string, address: string, owner: string): Promise<void> {
+    await this.ipam.release(networkId, address, owner);
+    const net = (await this.networks.get(networkId))?.value;
+    const ip = address.split('/')[0]!;
+    const pool = net?.ipamPools?.find((p) => p.family === (ip.includes(':') ? 6 : 4));
+    if (net && pool) await (await this.ipamPlugins.lookup(net.ipamDriver, this.config, this.log)).releaseAddress(pool.poolId, ip);
+  }
+
   private async allocate(net: NetworkRecord, fam: 4 | 6, owner: string, preferred?: string) {
     try {
+      const pool = net.ipamPools?.find((p) => p.family === fam);
+      if (pool) return await this.allocateRemote(net, pool, owner, preferred || undefined);
       return await this.ipam.allocate(net.id, fam, owner, preferred || undefined);
     } catch (e) {
       if (e instanceof InvalidParameter && /no configured subnet/.test(e.message)) {
@@ -804,8 +857,8 @@ export class NetworkController implements NetworkService {
       }));
       await step('deleteEndpoint', () => driver.deleteEndpoint(dn, dep));
     }
-    if (ep.ipv4) await step('release v4', () => this.ipam.release(ep.networkId, ep.ipv4!, ep.id));
-    if (ep.ipv6) await step('release v6', () => this.ipam.release(ep.networkId, ep.ipv6!, ep.id));
+    if (ep.ipv4) await step('release v4', () => this.releaseAddress(ep.networkId, ep.ipv4!, ep.id));
+    if (ep.ipv6) await step('release v6', () => this.releaseAddress(ep.networkId, ep.ipv6!, ep.id));
     await step('record', () => this.endpoints.delete(ep.id));
   }
 

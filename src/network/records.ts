@@ -9,6 +9,7 @@
 import type { DockerIpamConfig, EndpointRequest, PortBinding } from './types.js';
 import type { ResolvedPortBinding } from './driver.js';
 import type { SubnetPlan } from './ipam/plan.js';
+import type { RemotePool } from './ipam/remote.js';
 
 export interface NetworkRecord {
   id: string;
@@ -37,6 +38,8 @@ export interface NetworkRecord {
   /** True for the default bridge ("bridge"). */
   defaultBridge: boolean;
   driverState?: Record<string, unknown>;
+  /** Pools held from a third-party IPAM plugin (ipamDriver), released with the network. */
+  ipamPools?: RemotePool[];
 }
 
 export interface EndpointRecord {

@@ -280,6 +280,57 @@ test('a plugin that is down when the daemon starts: rm waits for it; once it is 
   plugin.stop();
 });
 
+test('--ipam-driver: the plugin picks the pool and every address, and gets them back at rm', async () => {
+  const plugin = await startPlugin('myipam');
+  const ipamCalls = () => plugin.calls().filter((c) => c.method.startsWith('IpamDriver.'));
+  await lab.coveOk(['network', 'create', '-d', 'myipam', '--ipam-driver', 'myipam', 'inet1']);
+  const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'inet1']))[0];
+  assert.equal(net.IPAM.Driver, 'myipam');
+  assert.deepEqual(net.IPAM.Config, [{ Subnet: '10.77.0.0/24', Gateway: '10.77.0.1' }]);
+  const pool = ipamCalls().find((c) => c.method === 'IpamDriver.RequestPool')!;
+  assert.equal(pool.body.AddressSpace, 'plg-local');
+  assert.equal(pool.body.V6, false);
+  assert.deepEqual(ipamCalls().find((c) => c.method === 'IpamDriver.RequestAddress')!.body.Options, { RequestAddressType: 'com.docker.network.gateway' });
+  const create = plugin.calls().find((c) => c.method === 'NetworkDriver.CreateNetwork')!;
+  assert.deepEqual(create.body.IPv4Data.map((d: { Pool: string; Gateway: string }) => [d.Pool, d.Gateway]), [['10.77.0.0/24', '10.77.0.1/24']]);
+
+  await lab.coveOk(['run', '-dit', '--name', 'i1', '--network', 'inet1', 'alpine', 'ash']);
+  await lab.coveOk(['run', '-dit', '--name', 'i2', '--network', 'inet1', 'alpine', 'ash']);
+  assert.equal(await ipOf(lab, 'i1', 'inet1'), '10.77.0.100');
+  assert.equal(await ipOf(lab, 'i2', 'inet1'), '10.77.0.101');
+  assert.ok(await reaches(lab, 'i1', 'i2'), 'i1 -> i2 by name');
+
+  await lab.coveOk(['rm', '-f', 'i1', 'i2']);
+  const released = ipamCalls().filter((c) => c.method === 'IpamDriver.ReleaseAddress').map((c) => c.body.Address).sort();
+  assert.deepEqual(released, ['10.77.0.100', '10.77.0.101']);
+  await lab.coveOk(['network', 'rm', 'inet1']);
+  assert.deepEqual(ipamCalls().slice(-2).map((c) => [c.method, c.body.Address ?? c.body.PoolID]), [
+    ['IpamDriver.ReleaseAddress', '10.77.0.1'], ['IpamDriver.ReleasePool', 'plg-10.77.0.0/24'],
+  ]);
+
+  // A built-in driver with the plugin's IPAM: the bridge gets the plugin's pool and addresses.
+  await lab.coveOk(['network', 'create', '--ipam-driver', 'myipam', '--subnet', '10.78.0.0/24', 'ibr']);
+  await lab.coveOk(['run', '-dit', '--name', 'i3', '--network', 'ibr', 'alpine', 'ash']);
+  assert.equal(await ipOf(lab, 'i3', 'ibr'), '10.78.0.100');
+  assert.match(await lab.coveOk(['exec', 'i3', 'ip', 'route']), /default via 10\.78\.0\.1/);
+  await lab.coveOk(['rm', '-f', 'i3']);
+  await lab.coveOk(['network', 'rm', 'ibr']);
+  assert.equal(ipamCalls().at(-1)!.method, 'IpamDriver.ReleasePool');
+  plugin.stop();
+});
+
+test('--ipam-driver whose plugin refuses the pool: create fails with its message, nothing is left', async () => {
+  const plugin = await startPlugin('ipam6');
+  const r = await lab.cove(['network', 'create', '--ipam-driver', 'ipam6', '--ipv6', 'v6net']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /IpamDriver\.RequestPool: this plugin has no IPv6 pools/);
+  // The IPv4 pool it had already handed out went back.
+  const calls = plugin.calls().map((c) => c.method);
+  assert.deepEqual(calls.filter((m) => m.startsWith('IpamDriver.') && m.includes('Pool')), ['IpamDriver.RequestPool', 'IpamDriver.RequestPool', 'IpamDriver.ReleasePool']);
+  assert.doesNotMatch(await lab.coveOk(['network', 'ls']), /\bv6net\b/);
+  plugin.stop();
+});
+
 test('a driver that is neither built in nor a plugin: plugin "X" not found', async () => {
   const r = await lab.cove(['network', 'create', '-d', 'nosuchplugin', 'xnet']);
   assert.notEqual(r.code, 0);
