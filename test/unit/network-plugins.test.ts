@@ -230,3 +230,55 @@ test('coved --plugin-dir (repeatable) and --plugin-timeout; defaults are Docker\
   assert.throws(() => parseFlags(['--plugin-timeout', '0']), /invalid --plugin-timeout: 0/);
   assert.throws(() => parseFlags(['--plugin-timeout', 'soon']), /invalid --plugin-timeout: soon/);
 });
+
+test('remote IPAM: pools and gateway from the plugin; a failing second pool releases the first', async () => {
+  const { IpamPlugins } = await import('../../src/network/ipam/remote.js');
+  const dir = join(tmp, 'ipam');
+  mkdirSync(dir);
+  let v6Fails = true;
+  const calls = await fakePlugin(join(dir, 'ip1.sock'), (m, b) => {
+    switch (m) {
+      case 'Plugin.Activate': return { body: { Implements: ['IpamDriver'] } };
+      case 'IpamDriver.GetCapabilities': return { status: 404, body: { Err: 'old plugin' } };
+      case 'IpamDriver.GetDefaultAddressSpaces': return { body: { LocalDefaultAddressSpace: 'mine' } };
+      case 'IpamDriver.RequestPool':
+        if (b.V6 && v6Fails) return { status: 500, body: { Err: 'no v6' } };
+        return { body: { PoolID: b.V6 ? 'p6' : 'p4', Pool: b.V6 ? 'fd00:1::/64' : (b.Pool || '10.9.0.0/24'), Data: b.V6 ? { 'com.docker.network.gateway': 'fd00:1::fe/64' } : {} } };
+      case 'IpamDriver.RequestAddress': return { body: { Address: b.Address ? `${b.Address}/24` : '10.9.0.1/24' } };
+      default: return { body: {} };
+    }
+  });
+  const ipam = await new IpamPlugins().lookup('ip1', defaultConfig({ pluginDirs: [dir], pluginTimeoutMs: 1000 }), silentLogger);
+  assert.equal(ipam.addressSpace, 'mine');
+  assert.equal(ipam.requiresMac, false);
+  await assert.rejects(ipam.planNetwork({ configs: [], enableIPv4: true, enableIPv6: true, options: {} }), /IpamDriver\.RequestPool: no v6/);
+  assert.deepEqual(calls.slice(-2).map((c) => [c.method, c.body]), [
+    ['IpamDriver.ReleaseAddress', { PoolID: 'p4', Address: '10.9.0.1' }], ['IpamDriver.ReleasePool', { PoolID: 'p4' }],
+  ]);
+  v6Fails = false;
+  const plan = await ipam.planNetwork({ configs: [{ Subnet: '10.9.0.0/24', Gateway: '10.9.0.254' }], enableIPv4: true, enableIPv6: true, options: { o: '1' } });
+  assert.deepEqual(plan.pools, [
+    { family: 4, poolId: 'p4', subnet: '10.9.0.0/24', gateway: '10.9.0.254' },
+    { family: 6, poolId: 'p6', subnet: 'fd00:1::/64', gateway: 'fd00:1::fe' },
+  ]);
+  assert.deepEqual(plan.display, [{ Subnet: '10.9.0.0/24', Gateway: '10.9.0.254' }, { Subnet: 'fd00:1::/64', Gateway: 'fd00:1::fe' }]);
+  assert.equal(plan.subnets[0]!.userSubnet, true);
+  assert.deepEqual(calls.find((c) => c.method === 'IpamDriver.RequestPool' && c.body.Pool === '10.9.0.0/24')!.body,
+    { AddressSpace: 'mine', Pool: '10.9.0.0/24', SubPool: '', Options: { o: '1' }, V6: false });
+  assert.deepEqual(await ipam.requestAddress('p4', '10.9.0.7', {}), { address: '10.9.0.7', cidr: '10.9.0.7/24' });
+});
+
+test('remote IPAM: a plugin that is not an IpamDriver, or answers a bad address, is a clear error', async () => {
+  const { IpamPlugins } = await import('../../src/network/ipam/remote.js');
+  const dir = join(tmp, 'ipam2');
+  mkdirSync(dir);
+  await fakePlugin(join(dir, 'netonly.sock'), () => ({ body: { Implements: ['NetworkDriver'] } }));
+  const cfg = defaultConfig({ pluginDirs: [dir], pluginTimeoutMs: 1000 });
+  await assert.rejects(new IpamPlugins().lookup('netonly', cfg, silentLogger), /does not implement IpamDriver \(it implements: NetworkDriver\)/);
+  await assert.rejects(new IpamPlugins().lookup('absent', cfg, silentLogger), /plugin "absent" not found/);
+  await fakePlugin(join(dir, 'badaddr.sock'), (m) => (m === 'Plugin.Activate' ? { body: { Implements: ['IpamDriver'] } }
+    : m === 'IpamDriver.RequestAddress' ? { body: { Address: '10.0.0.5' } } : { body: {} }));
+  const bad = await new IpamPlugins().lookup('badaddr', cfg, silentLogger);
+  assert.equal(bad.addressSpace, 'LocalDefault');
+  await assert.rejects(bad.requestAddress('p', '', {}), /IpamDriver\.RequestAddress: plugin badaddr answered an invalid address "10\.0\.0\.5"/);
+});

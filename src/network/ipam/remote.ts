@@ -51,8 +51,8 @@ export class RemoteIpam {
     if (c.family !== family) throw new SystemError(`IpamDriver.RequestPool: plugin ${this.name} answered an IPv${c.family} pool for an IPv${family} request`);
     const out: { poolId: string; cidr: string; gateway?: string } = { poolId, cidr: formatCidr(c) };
     // libnetwork: a pool may name its gateway in Data["com.docker.network.gateway"] (CIDR).
-    const gw = tryParseCidr(str(r.Data?.['com.docker.network.gateway']));
-    if (gw) out.gateway = formatIp(gw.family, gw.base);
+    const gw = tryParseIp(str(r.Data?.['com.docker.network.gateway']).split('/')[0]!);
+    if (gw) out.gateway = formatIp(gw.family, gw.value);
     return out;
   }
 
