@@ -74,6 +74,11 @@ function pings(from: FakeContainer | null, ip: string): boolean {
   return shTry(cmd, args).code === 0;
 }
 
+/** A positive check gets three tries: on a loaded machine the first packet to a new neighbour can take over a second. */
+function reaches(from: FakeContainer | null, ip: string): boolean {
+  return pings(from, ip) || pings(from, ip) || pings(from, ip);
+}
+
 function fetch(from: FakeContainer | string | null, url: string): string {
   const argv = ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url];
   const [cmd, args] = from === null ? [argv[0]!, argv.slice(1)] : inNs(typeof from === 'string' ? from : from.path, argv);
@@ -123,23 +128,23 @@ test('two containers on one network: eth0 with a MAC derived from the IP, defaul
   assert.equal(routes.find((r) => r.dst === 'default')?.gateway, '172.30.1.1');
   const v6 = sh(...inNs(c1.path, ['cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6'])).trim();
   assert.equal(v6, '1', 'IPv6 off in the container when the network has none');
-  assert.ok(pings(c1, '172.30.1.3'), 'c1 -> c2');
-  assert.ok(pings(c2, '172.30.1.2'), 'c2 -> c1');
-  assert.ok(pings(c1, '172.30.1.1'), 'c1 -> gateway');
+  assert.ok(reaches(c1, '172.30.1.3'), 'c1 -> c2');
+  assert.ok(reaches(c2, '172.30.1.2'), 'c2 -> c1');
+  assert.ok(reaches(c1, '172.30.1.1'), 'c1 -> gateway');
 });
 
 test('masquerade: a container reaches the outside, which has no route back to the subnet', () => {
-  assert.ok(pings(c1, OUT_IP));
+  assert.ok(reaches(c1, OUT_IP));
 });
 
 test('isolation: containers on different networks cannot reach each other; one on both reaches both', async () => {
   c3 = await container('c3', [[netB, '172.30.2.2/24']]);
-  assert.ok(pings(c3, '172.30.2.1'));
+  assert.ok(reaches(c3, '172.30.2.1'));
   assert.equal(pings(c3, '172.30.1.2'), false, 'net-b -> net-a dropped');
   assert.equal(pings(c1, '172.30.2.2'), false, 'net-a -> net-b dropped');
   const both = await container('c4', [[netA, '172.30.1.4/24'], [netB, '172.30.2.4/24']]);
-  assert.ok(pings(both, '172.30.1.2'));
-  assert.ok(pings(both, '172.30.2.2'));
+  assert.ok(reaches(both, '172.30.1.2'));
+  assert.ok(reaches(both, '172.30.2.2'));
   // docker network disconnect: cut off at once, the interface gone once the batch delete ran
   const { net, ep, ifName } = both.eps.pop()!;
   await driver.leave({ endpoint: ep, network: net, netnsPath: both.path, ifName, defaultGateway: false });
@@ -151,7 +156,7 @@ test('isolation: containers on different networks cannot reach each other; one o
   const again = await driver.createEndpoint(net, { id: hex(32), networkId: net.id, ipv4: '172.30.2.4/24', options: {} });
   await driver.join({ endpoint: again, network: net, netnsPath: both.path, ifName: 'eth1', defaultGateway: false });
   both.eps.push({ net, ep: again, ifName: 'eth1' });
-  assert.ok(pings(both, '172.30.2.2'));
+  assert.ok(reaches(both, '172.30.2.2'));
   await remove(both);
 });
 
@@ -233,8 +238,8 @@ test('--internal: containers reach each other and the gateway, nothing goes in o
   try {
     const i1 = await container('i1', [[netI, '172.30.3.2/24']]);
     const i2 = await container('i2', [[netI, '172.30.3.3/24']]);
-    assert.ok(pings(i1, '172.30.3.3'));
-    assert.ok(pings(i1, '172.30.3.1'));
+    assert.ok(reaches(i1, '172.30.3.3'));
+    assert.ok(reaches(i1, '172.30.3.1'));
     assert.equal(pings(i1, OUT_IP), false, 'no way out');
     assert.equal(pings(i1, '172.30.1.2'), false, 'no way to another network');
     assert.equal(pings(c1, '172.30.3.2'), false, 'no way in');
@@ -252,8 +257,8 @@ test('enable_icc=false: containers of the network cannot reach each other, but r
     const n1 = await container('n1', [[netN, '172.30.4.2/24']]);
     const n2 = await container('n2', [[netN, '172.30.4.3/24']]);
     assert.equal(pings(n1, '172.30.4.3'), false);
-    assert.ok(pings(n1, '172.30.4.1'));
-    assert.ok(pings(n1, OUT_IP));
+    assert.ok(reaches(n1, '172.30.4.1'));
+    assert.ok(reaches(n1, OUT_IP));
     await remove(n1);
     await remove(n2);
   } finally {
@@ -266,7 +271,7 @@ test('enable_ip_masquerade=false: no NAT, so the outside (with no route back) ne
   await driver.createNetwork(netM);
   try {
     const m1 = await container('m1', [[netM, '172.30.5.2/24']]);
-    assert.ok(pings(m1, '172.30.5.1'));
+    assert.ok(reaches(m1, '172.30.5.1'));
     assert.equal(pings(m1, OUT_IP), false);
     const [eth0] = await ipJson<Array<{ mtu: number }>>(m1.path, ['link', 'show', 'dev', 'eth0']);
     assert.equal(eth0!.mtu, 1400);
@@ -287,7 +292,7 @@ test('restore after a daemon restart: a lost bridge and table come back', async 
   await fresh.close();
   const [br] = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, ['-4', 'addr', 'show', 'dev', bridge]);
   assert.equal(br!.addr_info[0]!.local, '172.30.2.1');
-  assert.ok(pings(c1, OUT_IP), 'masquerade back');
+  assert.ok(reaches(c1, OUT_IP), 'masquerade back');
   const again = await container('c5', [[netB, '172.30.2.5/24']]);
   assert.equal(pings(again, '172.30.1.2'), false, 'isolation back');
   await remove(again);

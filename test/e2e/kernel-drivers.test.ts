@@ -25,6 +25,8 @@ function net(driver: string, options: Record<string, string>): DriverNetwork {
 }
 
 const pings = (path: string, ip: string) => shTry(...inNs(path, ['busybox', 'ping', '-c', '1', '-W', '1', ip])).code === 0;
+/** Positive checks get three tries: a loaded machine can take over a second for a new neighbour's first reply. */
+const reaches = (path: string, ip: string) => pings(path, ip) || pings(path, ip) || pings(path, ip);
 
 before(() => {
   lab.enter();
@@ -58,9 +60,9 @@ test('macvlan on a veth parent: containers reach each other and the LAN host, wh
   assert.equal(eth0!.linkinfo?.info_kind, 'macvlan');
   assert.equal(eth0!.linkinfo?.info_data?.mode, 'bridge');
   assert.equal(eth0!.address, '02:42:0a:62:00:0a');
-  assert.ok(pings(paths[0]!, '10.98.0.11'), 'm1 -> m2');
-  assert.ok(pings(paths[0]!, '10.98.0.254'), 'm1 -> LAN host');
-  assert.ok(pings(`/run/netns/${PEER}`, '10.98.0.11'), 'LAN host -> m2');
+  assert.ok(reaches(paths[0]!, '10.98.0.11'), 'm1 -> m2');
+  assert.ok(reaches(paths[0]!, '10.98.0.254'), 'm1 -> LAN host');
+  assert.ok(reaches(`/run/netns/${PEER}`, '10.98.0.11'), 'LAN host -> m2');
   for (const { ep, p } of joins) {
     await d.leave({ endpoint: ep, network: n, netnsPath: p, ifName: 'eth0', defaultGateway: true });
     const links = await ipJson<Array<{ ifname: string }>>(p, ['link', 'show']);

@@ -23,9 +23,10 @@ export async function pings(lab: Lab, from: string, target: string): Promise<boo
   return r.code === 0;
 }
 
-/** Two-try ping (the first packet of a fresh neighbour can be slow). */
+/** Three-try ping, for checks that expect a reply (the first packet to a fresh neighbour can be slow on a loaded machine). */
 export async function reaches(lab: Lab, from: string, target: string): Promise<boolean> {
-  return (await pings(lab, from, target)) || (await pings(lab, from, target));
+  for (let i = 0; i < 3; i++) if (await pings(lab, from, target)) return true;
+  return false;
 }
 
 export async function ipOf(lab: Lab, container: string, network: string): Promise<string> {
