@@ -158,6 +158,18 @@ test('bridge network options', async (t) => {
     await lab.coveOk(['rm', '-f', ...names], { timeoutMs: 300_000 });
   });
 
+  await t.test('racing creates: one name, one overlapping subnet: exactly one wins', async () => {
+    const byName = await Promise.all(Array.from({ length: 5 }, () => lab.cove(['network', 'create', 'net-race'])));
+    assert.equal(byName.filter((r) => r.code === 0).length, 1);
+    for (const r of byName.filter((x) => x.code !== 0)) assert.match(r.stderr, /network with name net-race already exists/);
+    const bySubnet = await Promise.all(Array.from({ length: 4 }, (_, i) => lab.cove(['network', 'create', '--subnet', '10.70.0.0/24', `net-race${i}`])));
+    assert.equal(bySubnet.filter((r) => r.code === 0).length, 1);
+    for (const r of bySubnet.filter((x) => x.code !== 0)) assert.match(r.stderr, /Pool overlaps with other one on this address space/);
+    const names = (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').filter((n) => n.startsWith('net-race'));
+    assert.equal(names.length, 2);
+    await lab.coveOk(['network', 'rm', ...names]);
+  });
+
   await t.test('labels, ls filters, -q, and prune removes unused networks only', async () => {
     const blue = await lab.coveOk(['network', 'create', '--label', 'team=blue', 'net-blue']);
     const red = await lab.coveOk(['network', 'create', '--label', 'team=red', '--label', 'tier=db', 'net-red']);

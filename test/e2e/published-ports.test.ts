@@ -166,6 +166,14 @@ test('published ports', async (t) => {
     assert.match((await fromRemote(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i);
   });
 
+  await t.test('racing runs for one host port: exactly one gets it', async () => {
+    const runs = await Promise.all(Array.from({ length: 4 }, (_, i) => lab.cove(['run', '-d', '--name', `race${i}`, '-p', '8300:80', 'nginx'], { timeoutMs: 120_000 })));
+    assert.equal(runs.filter((r) => r.code === 0).length, 1);
+    for (const r of runs.filter((x) => x.code !== 0)) assert.match(r.stderr, /port is already allocated/);
+    assert.match((await fromRemote(`http://${LAB_IP}:8300/`)) ?? '', /stand-in/i);
+    await lab.coveOk(['rm', '-f', 'race0', 'race1', 'race2', 'race3']);
+  });
+
   await t.test('ports go when the container stops and come back when it starts', async () => {
     await lab.coveOk(['stop', '-t', '1', 'web']);
     assert.deepEqual(await portOf('web'), []);
