@@ -190,8 +190,14 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
 }
 
-function imageCommands(image: Command, program: Command): void {
-  image.command('ls').aliases(['list']).description('List images')
+/**
+ * The image verbs, defined once and registered twice like containerCommands:
+ * under `cove image` (ls, rm, inspect, ...) and at the top level as docker's
+ * shortcuts (images, rmi, tag, import, load). The top level has no image
+ * `inspect`: there `cove inspect` is the any-object one of containerCommands.
+ */
+function imageCommands(parent: Command, program: Command, top: boolean): void {
+  const lsCmd = parent.command(top ? 'images' : 'ls').description('List images')
     .option('-a, --all', 'Show all images')
     .option('-q, --quiet', 'Only show image IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
@@ -200,24 +206,46 @@ function imageCommands(image: Command, program: Command): void {
     .option('--no-trunc', "Don't truncate output")
     .argument('[repository]')
     .action(act(program, 'image', 'ls'));
-  image.command('rm').aliases(['remove', 'rmi']).description('Remove one or more images')
+  if (!top) lsCmd.aliases(['list']);
+  const rmCmd = parent.command(top ? 'rmi' : 'rm').description('Remove one or more images')
     .option('-f, --force', 'Force removal of the image')
     .option('--no-prune', 'Do not delete untagged parents')
     .argument('<image...>').action(act(program, 'image', 'rm'));
-  image.command('inspect').description('Display detailed information on one or more images')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .argument('<image...>').action(act(program, 'image', 'inspect'));
-  image.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
+  if (!top) rmCmd.aliases(['remove', 'rmi']);
+  if (!top) {
+    parent.command('inspect').description('Display detailed information on one or more images')
+      .option('-f, --format <format>', 'Format output using a custom template')
+      .argument('<image...>').action(act(program, 'image', 'inspect'));
+  }
+  parent.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
     .argument('<source>').argument('<target>').action(act(program, 'image', 'tag'));
-  image.command('import').description('Import the contents from a tarball to create a filesystem image')
+  parent.command('import').description('Import the contents from a tarball to create a filesystem image')
     .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
     .option('-m, --message <message>', 'Set commit message for imported image')
     .option('--platform <platform>', 'Set platform if server is multi-platform capable')
     .argument('<file>').argument('[reference]').action(act(program, 'image', 'importImage'));
-  image.command('load').description('Load an image from a tar archive or STDIN')
+  parent.command('load').description('Load an image from a tar archive or STDIN')
     .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
     .option('-q, --quiet', 'Suppress the load output')
     .action(act(program, 'image', 'load'));
+}
+
+/**
+ * `info` and `events`, at the top level (with a description) and under
+ * `cove system` (where, as before, they carry none).
+ */
+function systemCommands(parent: Command, program: Command, top: boolean): void {
+  const infoCmd = parent.command('info');
+  if (top) infoCmd.description('Display system-wide information');
+  infoCmd.option('-f, --format <format>', 'Format output using a custom template')
+    .action(act(program, 'system', 'info'));
+  const eventsCmd = parent.command('events');
+  if (top) eventsCmd.description('Get real time events from the server');
+  eventsCmd.option('--since <time>', 'Show all events created since timestamp')
+    .option('--until <time>', 'Stream events until this timestamp')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format the output using the given Go template')
+    .action(act(program, 'system', 'events'));
 }
 
 export function buildProgram(): Command {
@@ -284,53 +312,16 @@ export function buildProgram(): Command {
   containerCommands(program, program, true);
 
   const image = program.command('image').description('Manage images');
-  imageCommands(image, program);
+  imageCommands(image, program, false);
   // Top-level shortcuts, as docker has them.
-  program.command('images').description('List images')
-    .option('-a, --all', 'Show all images')
-    .option('-q, --quiet', 'Only show image IDs')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Format output using a custom template')
-    .option('--digests', 'Show digests')
-    .option('--no-trunc', "Don't truncate output")
-    .argument('[repository]')
-    .action(act(program, 'image', 'ls'));
-  program.command('rmi').description('Remove one or more images')
-    .option('-f, --force', 'Force removal of the image')
-    .option('--no-prune', 'Do not delete untagged parents')
-    .argument('<image...>').action(act(program, 'image', 'rm'));
-  program.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
-    .argument('<source>').argument('<target>').action(act(program, 'image', 'tag'));
-  program.command('import').description('Import the contents from a tarball to create a filesystem image')
-    .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
-    .option('-m, --message <message>', 'Set commit message for imported image')
-    .option('--platform <platform>', 'Set platform if server is multi-platform capable')
-    .argument('<file>').argument('[reference]').action(act(program, 'image', 'importImage'));
-  program.command('load').description('Load an image from a tar archive or STDIN')
-    .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
-    .option('-q, --quiet', 'Suppress the load output')
-    .action(act(program, 'image', 'load'));
+  imageCommands(program, program, true);
 
   program.command('version').description('Show the Cove version information')
     .option('-f, --format <format>', 'Format output using a custom template')
     .action(act(program, 'system', 'version'));
-  program.command('info').description('Display system-wide information')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .action(act(program, 'system', 'info'));
-  program.command('events').description('Get real time events from the server')
-    .option('--since <time>', 'Show all events created since timestamp')
-    .option('--until <time>', 'Stream events until this timestamp')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Format the output using the given Go template')
-    .action(act(program, 'system', 'events'));
+  systemCommands(program, program, true);
   const system = program.command('system').description('Manage Cove');
-  system.command('info').option('-f, --format <format>', 'Format output using a custom template').action(act(program, 'system', 'info'));
-  system.command('events')
-    .option('--since <time>', 'Show all events created since timestamp')
-    .option('--until <time>', 'Stream events until this timestamp')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Format the output using the given Go template')
-    .action(act(program, 'system', 'events'));
+  systemCommands(system, program, false);
 
   return program;
 }

@@ -1,6 +1,6 @@
 /** Small helpers shared by the cove commands. */
 import type { Cli } from './main.js';
-import { CliError } from './client.js';
+import { ApiError, CliError } from './client.js';
 
 /** --filter k=v (repeated) → the API's filters map. */
 export function filtersFrom(list: string[] | undefined): Record<string, string[]> {
@@ -55,4 +55,30 @@ export async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** Prints the errors collected from a multi-name command, one a line, and makes the CLI exit 1. */
+export function reportErrors(cli: Cli, errors: string[]): void {
+  if (errors.length) {
+    cli.err(errors.join('\n') + '\n');
+    cli.exitCode = 1;
+  }
+}
+
+/**
+ * Runs `fn` for each name in turn. Like docker, a daemon error does not stop
+ * the others: it is collected and all are printed at the end (exit 1).
+ * Any other error ends the command at once.
+ */
+export async function eachName(cli: Cli, names: string[], fn: (name: string) => Promise<void>): Promise<void> {
+  const errors: string[] = [];
+  for (const n of names) {
+    try {
+      await fn(n);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      errors.push(e.display);
+    }
+  }
+  reportErrors(cli, errors);
 }

@@ -2,26 +2,16 @@
 import type { Cli } from '../main.js';
 import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
-import { filtersFrom } from '../util.js';
+import { eachName, filtersFrom, reportErrors } from '../util.js';
 import { Demuxer } from '../../api/stream.js';
 import type { DockerContainerSummary } from '../../runtime/types.js';
 
 /** Runs `fn` for each name, printing the name on success; docker keeps going after errors and exits 1. */
 async function eachContainer(cli: Cli, names: string[], fn: (name: string) => Promise<void>): Promise<void> {
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      await fn(n);
-      cli.out(n + '\n');
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      errors.push(e.display);
-    }
-  }
-  if (errors.length) {
-    cli.err(errors.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  await eachName(cli, names, async (n) => {
+    await fn(n);
+    cli.out(n + '\n');
+  });
 }
 
 const enc = encodeURIComponent;
@@ -168,10 +158,7 @@ async function inspectKinds(cli: Cli, names: string[], kinds: string[], o: { for
   }
   if (o.format) cli.out(formatEach(found, o.format));
   else cli.out(inspectJson(found));
-  if (errors.length) {
-    cli.err(errors.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  reportErrors(cli, errors);
 }
 
 export async function inspect(cli: Cli, names: string[], o: { format?: string }): Promise<void> {
@@ -185,20 +172,10 @@ export async function inspectAny(cli: Cli, names: string[], o: { format?: string
 }
 
 export async function wait(cli: Cli, names: string[]): Promise<void> {
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      const r = await cli.client.post<{ StatusCode: number }>(`/containers/${enc(n)}/wait`, undefined, { condition: 'not-running' });
-      cli.out(`${r.StatusCode}\n`);
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      errors.push(e.display);
-    }
-  }
-  if (errors.length) {
-    cli.err(errors.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  await eachName(cli, names, async (n) => {
+    const r = await cli.client.post<{ StatusCode: number }>(`/containers/${enc(n)}/wait`, undefined, { condition: 'not-running' });
+    cli.out(`${r.StatusCode}\n`);
+  });
 }
 
 export async function port(cli: Cli, container: string, privatePort?: string): Promise<void> {

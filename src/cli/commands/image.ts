@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Cli } from '../main.js';
 import { ApiError, CliError, readProgress } from '../client.js';
 import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
-import { filtersFrom } from '../util.js';
+import { eachName, filtersFrom, reportErrors } from '../util.js';
 import type { DockerImageSummary } from '../../runtime/types.js';
 
 function splitRef(ref: string): { repo: string; tag: string } {
@@ -55,20 +55,10 @@ export async function ls(cli: Cli, repository: string | undefined, o: { all?: bo
 }
 
 export async function rm(cli: Cli, names: string[], o: { force?: boolean; prune?: boolean }): Promise<void> {
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      const res = await cli.client.json<Array<{ Untagged?: string; Deleted?: string }>>('DELETE', `/images/${n}`, { query: { force: Boolean(o.force), noprune: o.prune === false } });
-      for (const r of res ?? []) cli.out(r.Untagged ? `Untagged: ${r.Untagged}\n` : `Deleted: ${r.Deleted}\n`);
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      errors.push(e.display);
-    }
-  }
-  if (errors.length) {
-    cli.err(errors.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  await eachName(cli, names, async (n) => {
+    const res = await cli.client.json<Array<{ Untagged?: string; Deleted?: string }>>('DELETE', `/images/${n}`, { query: { force: Boolean(o.force), noprune: o.prune === false } });
+    for (const r of res ?? []) cli.out(r.Untagged ? `Untagged: ${r.Untagged}\n` : `Deleted: ${r.Deleted}\n`);
+  });
 }
 
 export async function inspect(cli: Cli, names: string[], o: { format?: string }): Promise<void> {
@@ -83,10 +73,7 @@ export async function inspect(cli: Cli, names: string[], o: { format?: string })
     }
   }
   cli.out(o.format ? formatEach(found, o.format) : inspectJson(found));
-  if (errors.length) {
-    cli.err(errors.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  reportErrors(cli, errors);
 }
 
 export async function tag(cli: Cli, source: string, target: string): Promise<void> {

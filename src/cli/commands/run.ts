@@ -1,7 +1,7 @@
 /** cove run | create | start | exec | attach: the commands that carry stdio. */
 import type { Cli } from '../main.js';
 import { ApiError, CliError, readProgress } from '../client.js';
-import { keyValues } from '../util.js';
+import { eachName, keyValues } from '../util.js';
 import { pipeSession } from '../stdio.js';
 
 export interface CreateOpts {
@@ -272,20 +272,10 @@ export async function start(cli: Cli, containers: string[], o: { attach?: boolea
     if (code === 'detached') waitRes.destroy();
     return;
   }
-  const failures: string[] = [];
-  for (const c of containers) {
-    try {
-      await cli.client.post(`/containers/${encodeURIComponent(c)}/start`);
-      cli.out(c + '\n');
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      failures.push(e.display);
-    }
-  }
-  if (failures.length) {
-    cli.err(failures.join('\n') + '\n');
-    cli.exitCode = 1;
-  }
+  await eachName(cli, containers, async (c) => {
+    await cli.client.post(`/containers/${encodeURIComponent(c)}/start`);
+    cli.out(c + '\n');
+  });
 }
 
 export async function exec(cli: Cli, container: string, command: string[], o: { detach?: boolean; interactive?: boolean; tty?: boolean; env?: string[]; workdir?: string; user?: string; privileged?: boolean; detachKeys?: string }): Promise<void> {
