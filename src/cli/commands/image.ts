@@ -1,5 +1,5 @@
 /** cove images | image ls|rm|inspect|tag|import|load */
-import { createReadStream } from 'node:fs';
+import { createReadStream, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Cli } from '../main.js';
 import { ApiError, CliError, readProgress } from '../client.js';
@@ -86,8 +86,16 @@ function inputStream(file: string | undefined, what: string): Readable {
     if (process.stdin.isTTY) throw new CliError(`requested ${what} from stdin, but stdin is empty`);
     return process.stdin;
   }
-  const s = createReadStream(file);
-  return s;
+  // Open synchronously so a missing file is a clear error, before anything is sent
+  // (an async stream error would surface as an unhandled crash mid-request).
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new CliError(`open ${file}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`);
+  }
+  return createReadStream(file, { fd });
 }
 
 export async function importImage(cli: Cli, file: string, reference: string | undefined, o: { change?: string[]; message?: string }): Promise<void> {
