@@ -3,7 +3,7 @@
  * Each one records every sample in the Recorder and removes what it made,
  * also when it fails half-way.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { ContainerRef, Engine, Target } from './targets/target.js';
@@ -188,6 +188,7 @@ const w4: Workload = {
           const qfile = '/tmp/cvb-dnsperf-queries.txt';
           writeFileSync(qfile, `${ep.name} A\n`);
           const d = await run('nsenter', [`--net=${netns}`, 'dnsperf', '-s', ep.server, '-d', qfile, '-l', String(seconds), '-c', '1', '-q', '50'], { timeoutMs: 60_000 });
+          rmSync(qfile, { force: true });
           const qps = /Queries per second:\s+([\d.]+)/.exec(d.stdout)?.[1];
           const lost = /Queries lost:\s+(\d+)/.exec(d.stdout)?.[1];
           if (qps) ctx.rec.add(4, { key: 'qps-dnsperf', label: 'lookups/s, 50 in flight (dnsperf)', unit: 'q/s', better: 'higher' }, t.name, Number(qps));
