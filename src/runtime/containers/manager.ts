@@ -390,14 +390,24 @@ export class ContainerManager implements ContainerService {
     const rootfs = rootfsPaths(cdir);
     const undo: Array<() => Promise<unknown>> = [];
     let conmonPid = 0;
+    // Where a start spends its time, logged at debug level (ms per phase).
+    const phases: Record<string, number> = {};
+    let mark = performance.now();
+    const lap = (name: string): void => {
+      const t = performance.now();
+      phases[name] = Math.round((t - mark) * 10) / 10;
+      mark = t;
+    };
     try {
       const lowers = await this.images.lowerDirs(r.ImageID);
       await mountRootfs(rootfs, lowers);
       undo.push(() => unmountRootfs(rootfs));
+      lap('rootfs');
 
       const mode = r.HostConfig.NetworkMode ?? 'bridge';
       const spec = sandboxSpec({ id, name: r.Name, config: r.Config, hostConfig: r.HostConfig, endpoints: r.EndpointsConfig, dir: cdir, networkMode: mode });
       const sandbox = await this.networks.createSandbox(spec);
+      lap('network');
       undo.push(() => this.networks.deleteSandbox(id));
 
       const user = resolveUser(rootfs.merged, r.Config.User);
@@ -432,6 +442,7 @@ export class ContainerManager implements ContainerService {
       await rm(join(this.exitDir, id), { force: true });
 
       undo.push(() => this.runc(['delete', '--force', id]).catch(() => undefined));
+      lap('bundle');
       const stdin = !!r.Config.OpenStdin;
       const created = await conmonCreate(this.paths, {
         id,
@@ -462,7 +473,9 @@ export class ContainerManager implements ContainerService {
         this.liveSessions.add(s);
       }
       this.pendingAttach.delete(id);
+      lap('conmon+runc create');
       await this.runc(['start', id]);
+      lap('runc start');
       const now = new Date().toISOString();
       const next = await this.update(id, (x) => {
         x.State = {
@@ -476,6 +489,8 @@ export class ContainerManager implements ContainerService {
         x.ResolvConfPath = sandbox.resolvConfPath;
       });
       this.publish(next, 'start');
+      lap('record');
+      this.log.debug({ id, phases }, 'container started');
       this.ensureWatching();
       // It may have exited already (a quick command): look now rather than at the next poll.
       if (!(await isConmonAlive(created.conmonPid, id)) || (await this.exitFileCode(id)) !== undefined) void this.handleExit(id);
