@@ -119,7 +119,16 @@ export class PortMapper {
    * Resolves and reserves every binding of a sandbox. All-or-nothing: on any
    * error the reservations made so far are released.
    */
-  async reserve(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
+  /** Reservations run one at a time: the conflict check and the bind of one must not interleave with another's. */
+  private reserving: Promise<unknown> = Promise.resolve();
+
+  reserve(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
+    const run = this.reserving.then(() => this.reserveNow(owner, req));
+    this.reserving = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reserveNow(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
     const out: ResolvedPortBinding[] = [];
     const picked: Record<string, number> = {};
     const wanted: Array<{ proto: Proto; hostIp: string; containerPort: number; hostPort: number; hostMax: number; alsoV6?: boolean }> = [];
