@@ -4,28 +4,13 @@
  * ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL).
  */
 import { InvalidParameter } from '../../common/errors.js';
+import type { DockerContainerConfig } from '../types.js';
 
-export interface ImageRunConfig {
-  Hostname?: string;
-  Domainname?: string;
-  User?: string;
-  AttachStdin?: boolean;
-  AttachStdout?: boolean;
-  AttachStderr?: boolean;
-  ExposedPorts?: Record<string, object> | null;
-  Tty?: boolean;
-  OpenStdin?: boolean;
-  StdinOnce?: boolean;
-  Env?: string[] | null;
-  Cmd?: string[] | null;
-  Entrypoint?: string[] | null;
+/** An image's run config: a container config (Docker's ContainerConfig) plus the image-only keys. */
+export type ImageRunConfig = DockerContainerConfig & {
   Volumes?: Record<string, object> | null;
-  WorkingDir?: string;
-  Labels?: Record<string, string> | null;
   OnBuild?: string[] | null;
-  StopSignal?: string;
-  [k: string]: unknown;
-}
+};
 
 /** JSON array form, or the shell form wrapped in /bin/sh -c. */
 function execOrShell(arg: string): string[] {
