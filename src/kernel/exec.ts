@@ -1,5 +1,5 @@
 /** Spawning kernel tools (ip, nft), optionally inside a netns through nsenter. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
 
 export interface ToolResult {
@@ -29,5 +29,14 @@ export function runTool(argv: string[], input?: string): Promise<ToolResult> {
     });
     child.stdin.on('error', () => { /* reported through exit code */ });
     child.stdin.end(input ?? '');
+  });
+}
+
+/** Ends a long-lived co-process (ip -batch, nft -i) by closing its stdin, and waits for it to exit. */
+export async function endCoprocess(child: ChildProcessWithoutNullStreams | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.stdin.end();
   });
 }

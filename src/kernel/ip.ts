@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
-import { inNetns, runTool } from './exec.js';
+import { endCoprocess, inNetns, runTool } from './exec.js';
 
 function checkCommands(commands: string[]): void {
   for (const c of commands) {
@@ -120,12 +120,7 @@ export class IpBatch {
 
   async close(): Promise<void> {
     this.closed = true;
-    const child = this.child;
-    if (!child) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.stdin.end();
-    });
+    await endCoprocess(this.child);
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
-import { inNetns, runTool } from './exec.js';
+import { endCoprocess, inNetns, runTool } from './exec.js';
 
 /** Applies `script` as ONE transaction with `nft -f -` (inside the netns when given). */
 export async function nftApply(script: string, netnsPath: string | null = null): Promise<void> {
@@ -135,11 +135,6 @@ export class NftSession {
 
   async close(): Promise<void> {
     this.closed = true;
-    const child = this.child;
-    if (!child) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.stdin.end();
-    });
+    await endCoprocess(this.child);
   }
 }
