@@ -26,6 +26,17 @@ export const INTERNET_IP = '198.51.100.1';
 export const LAB_IP = '10.99.0.1';
 export const INET_GW = '10.99.0.254';
 
+/**
+ * Lab names get COVE_LAB_PREFIX in front (one or two letters), so that several
+ * checkouts can run their tests on one machine at once without their
+ * namespaces, directories and processes colliding.
+ */
+export const LAB_PREFIX = process.env.COVE_LAB_PREFIX ?? '';
+if (!/^[a-z0-9]{0,3}$/.test(LAB_PREFIX)) throw new Error(`COVE_LAB_PREFIX must be up to 3 lowercase letters or digits: ${LAB_PREFIX}`);
+export function labName(name: string): string {
+  return LAB_PREFIX + name;
+}
+
 export interface RunResult {
   code: number;
   stdout: string;
@@ -122,12 +133,12 @@ export class Lab {
 
   /** A handle on a lab made earlier (by another process), to destroy it. */
   static existing(name: string): Lab {
-    return new Lab(name);
+    return new Lab(labName(name));
   }
 
   /** Makes the lab and its stand-in internet. Names must be short (interface names are derived from them). */
   static async create(name: string, opts: { internet?: boolean } = {}): Promise<Lab> {
-    const lab = new Lab(name);
+    const lab = new Lab(labName(name));
     try {
       await lab.setup(opts.internet ?? true);
     } catch (e) {
