@@ -42,11 +42,12 @@ export class IpBatch {
   private messages: string[] = [];
   private closed = false;
 
-  constructor(readonly netnsPath: string | null) {}
+  /** `tool`: ip, or bridge (fdb entries): both speak the same -batch protocol. */
+  constructor(readonly netnsPath: string | null, readonly tool: 'ip' | 'bridge' = 'ip') {}
 
   private start(): ChildProcessWithoutNullStreams {
     // sh merges stderr into stdout so error messages and "Command failed" lines stay in order.
-    const argv = inNetns(this.netnsPath, ['ip', '-force', '-batch', '-']);
+    const argv = inNetns(this.netnsPath, [this.tool, '-force', '-batch', '-']);
     const child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     this.line = 0;
@@ -79,7 +80,7 @@ export class IpBatch {
       if (n === run.fenceLine) {
         this.pending.splice(this.pending.indexOf(run), 1);
         if (run.failures.length === 0) run.resolve();
-        else run.reject(failureError(run.failures));
+        else run.reject(failureError(run.failures, this.tool));
       } else {
         const command = run.commands[n - run.firstLine] ?? '?';
         run.failures.push({ command, message: msgs.join('; ') });
@@ -94,14 +95,15 @@ export class IpBatch {
     const runs = this.pending;
     this.pending = [];
     for (const r of runs) {
-      const what = r.commands.length === 1 ? `ip ${r.commands[0]}` : `ip -batch [${r.commands.join(' | ')}]`;
-      r.reject(new KernelError(what, `${msgs || errMsg || 'ip exited'} (ip ${signal ? `killed by ${signal}` : `exited ${code}`}; later commands of this group may not have run)`));
+      const t = this.tool;
+      const what = r.commands.length === 1 ? `${t} ${r.commands[0]}` : `${t} -batch [${r.commands.join(' | ')}]`;
+      r.reject(new KernelError(what, `${msgs || errMsg || `${t} exited`} (${t} ${signal ? `killed by ${signal}` : `exited ${code}`}; later commands of this group may not have run)`));
     }
   }
 
   /** Runs the commands in order; resolves when all ran, rejects naming each failed command (the others still ran: -force). */
   run(commands: string[]): Promise<void> {
-    if (this.closed) return Promise.reject(new KernelError('ip -batch', 'closed'));
+    if (this.closed) return Promise.reject(new KernelError(`${this.tool} -batch`, 'closed'));
     if (commands.length === 0) return Promise.resolve();
     try {
       checkCommands(commands);
@@ -124,10 +126,10 @@ export class IpBatch {
   }
 }
 
-function failureError(failures: Array<{ command: string; message: string }>): KernelError {
+function failureError(failures: Array<{ command: string; message: string }>, tool = 'ip'): KernelError {
   const first = failures[0]!;
-  const more = failures.length > 1 ? ` (+${failures.length - 1} more: ${failures.slice(1).map((f) => `ip ${f.command}: ${f.message}`).join('; ')})` : '';
-  return new KernelError(`ip ${first.command}`, first.message + more);
+  const more = failures.length > 1 ? ` (+${failures.length - 1} more: ${failures.slice(1).map((f) => `${tool} ${f.command}: ${f.message}`).join('; ')})` : '';
+  return new KernelError(`${tool} ${first.command}`, first.message + more);
 }
 
 /** One `ip -batch -` process (inside the netns when given); stops at the first failure and names it. */

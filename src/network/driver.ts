@@ -87,6 +87,39 @@ export interface NetworkDriver {
   revokeExternalConnectivity?(net: DriverNetwork, ep: DriverEndpoint): Promise<void>;
   /** Daemon start: make sure the network's kernel objects exist, and drop leftovers. */
   restoreNetwork?(net: DriverNetwork, endpoints: DriverEndpoint[]): Promise<void>;
+
+  // ---- swarm-scope drivers (overlay): called by the controller while this node is in a swarm
+
+  /** This node's identity in the cluster (after swarm init/join); undefined after leave. */
+  setCluster?(c: ClusterInfo | undefined): void;
+  /**
+   * The endpoints of a swarm network on OTHER nodes, complete (not a delta):
+   * the driver makes its kernel state match when the network is active on
+   * this host and ignores it otherwise. Called after a join here (before
+   * the API answers) and on every change under the cluster store's
+   * endpoints/<network id>/ prefix.
+   */
+  syncPeers?(net: DriverNetwork, peers: PeerEndpoint[]): Promise<void>;
+  /** Network options as this host has them (overlay: the effective MTU), merged into inspect. */
+  localOptions?(net: DriverNetwork): Record<string, string>;
+}
+
+export interface ClusterInfo {
+  nodeId: string;
+  /** Underlay address of this node (--data-path-addr, else --advertise-addr). */
+  dataPathAddr: string;
+}
+
+/** An endpoint of a swarm network on another node, as the cluster store has it. */
+export interface PeerEndpoint {
+  id: string;
+  networkId: string;
+  nodeId: string;
+  /** The node's underlay (data path) address. */
+  underlay: string;
+  mac: string;
+  ipv4?: string;
+  ipv6?: string;
 }
 
 /** A published port after the controller resolved ephemeral host ports. */

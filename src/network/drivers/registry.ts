@@ -11,10 +11,17 @@ import { activateRemoteDriver } from './remote/index.js';
 import type { NetworkDriver } from '../driver.js';
 import type { DaemonConfig } from '../../daemon/config.js';
 import type { Logger } from '../../common/log.js';
+import type { KernelOps } from '../../kernel/ops.js';
 
 export interface DriverContext {
   config: DaemonConfig;
   log: Logger;
+  /**
+   * Typed kernel operations (src/kernel/ops.ts) for drivers that build their
+   * own namespaces (overlay). Absent: the driver uses the real kernel
+   * (HostKernelOps); unit tests pass a recording fake.
+   */
+  kernel?: KernelOps;
 }
 
 type DriverFactory = (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver>;
