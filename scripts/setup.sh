@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(runc conmon nftables iproute2 busybox-static util-linux procps jq docker-compose)
+APT_PACKAGES=(runc conmon nftables iproute2 busybox-static util-linux procps jq docker-compose tcpdump iputils-ping iperf3)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
