@@ -17,12 +17,10 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...selected], { cwd: root, stdio: 'inherit' });
-const leaks = join(root, '../shared/tools/leaks');
-if (existsSync(leaks)) {
-  const l = spawnSync('bash', [leaks], { stdio: 'inherit' });
-  if (l.status !== 0) {
-    console.error('the test suite left kernel objects or processes behind');
-    process.exit(r.status || 1);
-  }
+// The leak check lives in the repository (not beside it), so every clone runs it.
+const l = spawnSync('bash', [join(root, 'scripts/leaks.sh')], { stdio: 'inherit' });
+if (l.status !== 0) {
+  console.error('the test suite left kernel objects or processes behind');
+  process.exit(r.status || 1);
 }
 process.exit(r.status ?? 1);
