@@ -17,13 +17,20 @@ import type { DaemonConfig } from '../daemon/config.js';
 import type { EventBus } from '../daemon/events.js';
 import type { Logger } from '../common/log.js';
 import { newId, shortId } from '../common/ids.js';
-import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, SystemError } from '../common/errors.js';
+import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
+import type { ClusterAware, Membership } from '../cluster/membership.js';
+import type { KernelOps } from '../kernel/ops.js';
+import {
+  ClusterKeys, FIRST_VNI, GWBRIDGE, GWBRIDGE_OPTIONS, NOT_IN_SWARM, ScopedNetworks, WORKER_CREATE, WORKER_MODIFY, newSwarmId, notAttachable,
+  subnetKey, toPeer, type SwarmEndpoint,
+} from './swarm-scope.js';
+import { OPT_VNI } from './drivers/overlay/plan.js';
 import type {
   DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, EndpointRequest, Filters, NetworkService, SandboxHandle, SandboxSpec,
 } from './types.js';
 import type { DriverEndpoint, DriverNetwork, NetworkDriver } from './driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from './records.js';
-import { DriverRegistry } from './drivers/registry.js';
+import { DriverRegistry, type DriverContext } from './drivers/registry.js';
 import { AddressAllocator } from './ipam/allocator.js';
 import { IPAM_DRIVERS, planIpam, pickDefaultPool, validateConfigs, type SubnetPlan } from './ipam/plan.js';
 import { IpamPlugins, type RemotePool } from './ipam/remote.js';
@@ -86,6 +93,8 @@ export interface NetworkControllerOptions {
   portDualStack?: boolean;
   /** Where the embedded DNS listens inside sandboxes (127.0.0.11:53). */
   dnsListen?: { ip: string; port: number };
+  /** Typed kernel operations handed to drivers that build their own namespaces (overlay); default: the real kernel. */
+  kernelOps?: KernelOps;
 }
 
 /** The src/kernel implementation, loaded on first use (it loads a native addon). */
@@ -123,14 +132,27 @@ async function runUndos(undos: Undo[], log: Logger): Promise<void> {
 
 const NETWORK_LOCK = 'networks';
 
-export class NetworkController implements NetworkService {
+/** This node's swarm, while it is in one (attachCluster .. detachCluster). */
+interface ClusterState {
+  m: Membership;
+  keys: ClusterKeys;
+  /** Addresses of swarm networks, in the cluster store (ipam/addr/<nid>/<i>). */
+  ipam: AddressAllocator;
+  stops: Array<() => void>;
+  /** Per swarm network: a sync (peers + names) is running / another is due. */
+  syncing: Map<string, Promise<void>>;
+  again: Set<string>;
+}
+
+export class NetworkController implements NetworkService, ClusterAware {
   private readonly config: DaemonConfig;
   private readonly store: Store;
   private readonly events: EventBus;
   private readonly log: Logger;
   private readonly registry: DriverRegistry;
   private readonly loadBuiltins: boolean;
-  private readonly networks: Collection<NetworkRecord>;
+  private readonly networks: ScopedNetworks;
+  private cluster: ClusterState | undefined;
   private readonly endpoints: Collection<EndpointRecord>;
   private readonly sandboxes: Collection<SandboxRecord>;
   private readonly ipam: AddressAllocator;
@@ -151,7 +173,8 @@ export class NetworkController implements NetworkService {
     this.log = opts.log;
     this.loadBuiltins = opts.drivers === undefined;
     this.registry = opts.drivers instanceof DriverRegistry ? opts.drivers : new DriverRegistry(opts.drivers ?? []);
-    this.networks = new Collection<NetworkRecord>(opts.store, 'network/networks');
+    this.networks = new ScopedNetworks(new Collection<NetworkRecord>(opts.store, 'network/networks'),
+      (e) => this.log.warn({ err: e.message }, 'cluster store did not answer: swarm networks left out'));
     this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
@@ -175,7 +198,7 @@ export class NetworkController implements NetworkService {
   }
 
   private async doInit(): Promise<void> {
-    if (this.loadBuiltins) await this.registry.loadBuiltins({ config: this.config, log: this.log });
+    if (this.loadBuiltins) await this.registry.loadBuiltins(this.driverContext());
     const all = await this.networks.list();
     // Networks of third-party plugins: activate those plugins again (after a restart), in parallel.
     await Promise.all([...new Set(all.map((n) => n.value.driver))].filter((d) => !this.registry.has(d)).map((d) =>
@@ -261,6 +284,10 @@ export class NetworkController implements NetworkService {
 
   // ------------------------------------------------------------------ networks
 
+  private driverContext(): DriverContext {
+    return { config: this.config, log: this.log, ...(this.opts.kernelOps ? { kernel: this.opts.kernelOps } : {}) };
+  }
+
   private driverOf(n: NetworkRecord): NetworkDriver | undefined {
     return this.registry.has(n.driver) ? this.registry.get(n.driver) : undefined;
   }
@@ -288,6 +315,7 @@ export class NetworkController implements NetworkService {
   }
 
   private async persistNewNetwork(rec: NetworkRecord): Promise<void> {
+    if (rec.scope === 'swarm') return this.persistSwarmNetwork(rec);
     try {
       await this.store.txn([
         { key: `network/names/${rec.name}`, expectRevision: 0, value: rec.id },
@@ -301,6 +329,7 @@ export class NetworkController implements NetworkService {
   }
 
   private async dropNetworkRecord(rec: NetworkRecord): Promise<void> {
+    if (rec.scope === 'swarm') return this.dropSwarmNetwork(rec);
     await this.releaseRemotePools(rec);
     await this.ipam.removeNetwork(rec.id);
     await this.store.txn([
@@ -318,6 +347,7 @@ export class NetworkController implements NetworkService {
     const driverName = req.Driver || 'bridge';
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
     const driver = await this.registry.lookup(driverName, { config: this.config, log: this.log });
+    if (driver.scope === 'swarm' || req.Scope === 'swarm') return this.createSwarmNetwork(req, name, driver);
     if (req.Ingress) throw new Forbidden('ingress networks can only be created in a swarm');
     await driver.checkSupported?.();
     for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
@@ -392,7 +422,9 @@ export class NetworkController implements NetworkService {
     await this.init();
     const n = await this.findNetwork(idOrName);
     if (_opts?.scope && _opts.scope !== n.scope) throw new NotFound(`network ${idOrName} not found`);
-    return toDockerNetwork(n, (await this.endpointsOf(n.id)).filter((e) => e.state === 'ready'));
+    const out = toDockerNetwork(n, (await this.endpointsOf(n.id)).filter((e) => e.state === 'ready'));
+    if (n.scope === 'swarm') await this.addSwarmView(n, out);
+    return out;
   }
 
   async listNetworks(filters: Filters = {}): Promise<DockerNetwork[]> {
@@ -400,8 +432,11 @@ export class NetworkController implements NetworkService {
     checkListFilters(filters);
     const eps = (await this.endpoints.list()).map((e) => e.value).filter((e) => e.state === 'ready');
     const out: DockerNetwork[] = [];
+    const worker = this.cluster !== undefined && !this.cluster.m.isManager();
     for (const { value: n } of await this.networks.list()) {
       const mine = eps.filter((e) => e.networkId === n.id);
+      // A worker sees the swarm networks it uses, and ingress (a manager sees them all).
+      if (n.scope === 'swarm' && worker && !n.ingress && mine.length === 0) continue;
       // Like moby's list handler: containers are only shown by inspect.
       if (matchesListFilters(n, mine.length, filters)) out.push(toDockerNetwork(n, []));
     }
@@ -412,6 +447,7 @@ export class NetworkController implements NetworkService {
     await this.init();
     const n = await this.findNetwork(idOrName);
     if (n.predefined) throw new Forbidden(`${n.name} is a pre-defined network and cannot be removed`);
+    if (n.scope === 'swarm') return this.removeSwarmNetwork(n);
     await this.mutex.run(`net:${n.id}`, async () => {
       const eps = await this.endpointsOf(n.id);
       if (eps.length > 0) {
@@ -464,7 +500,11 @@ export class NetworkController implements NetworkService {
       }
       const names = new Map<string, NameEntry[]>();
       const reverse = new Map<string, string>();
-      for (const ep of eps) {
+      // Swarm networks: the endpoints of every node, from the cluster store.
+      const source: Array<Pick<EndpointRecord, 'networkId' | 'ipv4' | 'ipv6' | 'name' | 'aliases' | 'containerId'>> = n.scope === 'swarm'
+        ? await this.swarmEndpointsOf(id)
+        : eps;
+      for (const ep of source) {
         if (ep.networkId !== id) continue;
         const entry: NameEntry = {};
         if (ep.ipv4) entry.ipv4 = ep.ipv4.split('/')[0]!;
@@ -606,6 +646,7 @@ export class NetworkController implements NetworkService {
         dns: [...spec.dns], dnsSearch: [...spec.dnsSearch], dnsOptions: [...spec.dnsOptions], extraHosts: [...spec.extraHosts],
         portBindings: isHost ? [] : [...spec.portBindings], exposedPorts: [...spec.exposedPorts], publishAllPorts: isHost ? false : spec.publishAllPorts,
         endpoints: [],
+        ...(spec.swarmTask ? { swarmTask: true } : {}),
       };
       if (isHost && (spec.portBindings.length > 0 || spec.publishAllPorts)) {
         this.log.warn({ container: shortId(spec.containerId) }, 'Published ports are discarded when using host network mode');
@@ -625,6 +666,13 @@ export class NetworkController implements NetworkService {
           const { req, net } = joins[i]!;
           const ep = await this.joinEndpoint(sb, net, req, `eth${i}`, i === 0);
           undos.push(() => this.leaveEndpoint(sb, ep, net));
+          sb.endpoints.push(ep.id);
+        }
+        // Only on overlays: a way out through docker_gwbridge (a second interface with the default route), as Docker does.
+        if (this.needsGatewayBridge(joins.map((j) => j.net))) {
+          const gw = await this.findNetwork(GWBRIDGE);
+          const ep = await this.joinEndpoint(sb, gw, { network: gw.id }, `eth${joins.length}`, true, `gateway_${shortId(sb.id)}`);
+          undos.push(() => this.leaveEndpoint(sb, ep, gw));
           sb.endpoints.push(ep.id);
         }
         await this.refreshNames(joins.map((j) => j.net.id));
@@ -668,7 +716,11 @@ export class NetworkController implements NetworkService {
    * One endpoint, all-or-nothing: record, addresses, driver endpoint, join,
    * published ports (when it carries the default route).
    */
-  private async joinEndpoint(sb: SandboxRecord, net: NetworkRecord, req: EndpointRequest, ifName: string, isGw: boolean): Promise<EndpointRecord> {
+  private async joinEndpoint(sb: SandboxRecord, net: NetworkRecord, req: EndpointRequest, ifName: string, isGw: boolean, epName?: string): Promise<EndpointRecord> {
+    if (net.scope === 'swarm') {
+      if (!this.cluster) throw new Unavailable(NOT_IN_SWARM);
+      if ((!net.attachable || net.ingress) && !sb.swarmTask) throw new Forbidden(notAttachable(net.name));
+    }
     const special = net.driver === 'host' || net.driver === 'null';
     const wantsIp = !!(req.ipv4Address || req.ipv6Address);
     if (wantsIp) {
@@ -689,7 +741,7 @@ export class NetworkController implements NetworkService {
     if (driver && !sb.netnsPath) throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
 
     const ep: EndpointRecord = {
-      id: newId(), name: sb.containerName, networkId: net.id, containerId: sb.containerId, sandboxId: sb.id, ifName, aliases,
+      id: newId(), name: epName ?? sb.containerName, networkId: net.id, containerId: sb.containerId, sandboxId: sb.id, ifName, aliases,
       request: { ...req, network: net.name }, options: { ...(req.driverOpts ?? {}) }, defaultGateway: isGw && !special, ports: [],
       state: 'creating', created: Date.now() + Number(process.hrtime.bigint() % 1000n) / 1000,
     };
@@ -739,6 +791,13 @@ export class NetworkController implements NetworkService {
           undos.push(() => this.unprogramPorts(ep, net, driver));
         }
       }
+      if (net.scope === 'swarm' && this.cluster) {
+        // Every node learns of it from the cluster store; this node's own peers are programmed before the API answers.
+        await this.publishSwarmEndpoint(ep, net, this.cluster);
+        const c = this.cluster;
+        undos.push(() => c.keys.deleteEndpoint(net.id, ep.id).then(() => undefined));
+        await this.syncSwarmNetwork(net.id);
+      }
       ep.state = 'ready';
       await this.endpoints.put(ep.id, ep);
       return ep;
@@ -774,7 +833,7 @@ export class NetworkController implements NetworkService {
     const ipam = await this.ipamPlugins.lookup(net.ipamDriver, this.config, this.log);
     const got = await ipam.requestAddress(pool.poolId, preferred ?? '', ipam.addressOptions());
     try {
-      return await this.ipam.allocate(net.id, pool.family, owner, got.address);
+      return await this.ipamOf(net).allocate(net.id, pool.family, owner, got.address);
     } catch (e) {
       await ipam.releaseAddress(pool.poolId, got.address).catch(() => undefined);
       throw e;
@@ -783,8 +842,8 @@ export class NetworkController implements NetworkService {
 
   /** Frees an endpoint's address in the allocator and, for an IPAM plugin's network, at the plugin. */
   private async releaseAddress(networkId: string, address: string, owner: string): Promise<void> {
-    await this.ipam.release(networkId, address, owner);
     const net = (await this.networks.get(networkId))?.value;
+    await (net ? this.ipamOf(net) : this.ipam).release(networkId, address, owner);
     const ip = address.split('/')[0]!;
     const pool = net?.ipamPools?.find((p) => p.family === (ip.includes(':') ? 6 : 4));
     if (net && pool) await (await this.ipamPlugins.lookup(net.ipamDriver, this.config, this.log)).releaseAddress(pool.poolId, ip);
@@ -794,7 +853,7 @@ export class NetworkController implements NetworkService {
     try {
       const pool = net.ipamPools?.find((p) => p.family === fam);
       if (pool) return await this.allocateRemote(net, pool, owner, preferred || undefined);
-      return await this.ipam.allocate(net.id, fam, owner, preferred || undefined);
+      return await this.ipamOf(net).allocate(net.id, fam, owner, preferred || undefined);
     } catch (e) {
       if (e instanceof InvalidParameter && /no configured subnet/.test(e.message)) {
         throw new InvalidParameter(`invalid config for network ${net.name}: invalid endpoint settings:\n${e.message}`);
@@ -846,6 +905,11 @@ export class NetworkController implements NetworkService {
         this.log.warn({ endpoint: shortId(ep.id), step: what, err: (e as Error).message }, 'leaving network: step failed');
       }
     };
+    // Swarm networks: other nodes drop it as a peer and a name first.
+    if (this.cluster && (!net || net.scope === 'swarm')) {
+      const c = this.cluster;
+      await step('cluster record', () => c.keys.deleteEndpoint(ep.networkId, ep.id));
+    }
     if (net) await step('ports', () => this.unprogramPorts(ep, net, driver));
     else await step('ports', () => this.ports.release(ep.id));
     if (driver && net && sb.netnsPath) {
@@ -995,7 +1059,9 @@ export class NetworkController implements NetworkService {
     if (!sb) return undefined;
     const joined = await this.sandboxNetworks(sb);
     sb = { ...sb };
-    return networkSettings(sb, joined.map((j) => j.ep), new Map(joined.map((j) => [j.net.id, j.net])));
+    // The docker_gwbridge endpoint of an overlay container is not one of its networks to Docker.
+    const shown = joined.filter((j) => !(j.net.name === GWBRIDGE && j.ep.name.startsWith('gateway_')));
+    return networkSettings(sb, shown.map((j) => j.ep), new Map(shown.map((j) => [j.net.id, j.net])));
   }
 
   async renameContainer(containerId: string, newName: string): Promise<void> {
@@ -1040,7 +1106,8 @@ export class NetworkController implements NetworkService {
     const eps = (await this.endpoints.list()).map((e) => e.value);
     const epIds = new Set(eps.map((e) => e.id));
     // Addresses held by endpoints that no longer exist.
-    for (const n of nets.values()) await this.ipam.releaseAllExcept(n.id, (owner) => epIds.has(owner));
+    // (Swarm networks: other nodes hold addresses there too; this node's are reconciled at attachCluster.)
+    for (const n of nets.values()) if (n.scope !== 'swarm') await this.ipam.releaseAllExcept(n.id, (owner) => epIds.has(owner));
     // Drivers: re-make kernel objects, drop leftovers.
     for (const n of nets.values()) {
       const d = this.driverOf(n);
@@ -1088,8 +1155,258 @@ export class NetworkController implements NetworkService {
     }
   }
 
+
+  // ------------------------------------------------------------------ swarm scope (ClusterAware)
+
+  /**
+   * The node joined (or started in) a swarm: swarm networks become visible,
+   * docker_gwbridge exists here, a manager makes `ingress` if the cluster has
+   * none, and store watches keep overlay peers and DNS in step with every
+   * node. `opts` carries swarm init's --default-addr-pool /
+   * --default-addr-pool-mask-length (recorded once, by the first manager).
+   */
+  async attachCluster(m: Membership, opts: { defaultAddrPool?: string[]; subnetSize?: number } = {}): Promise<void> {
+    await this.init();
+    if (this.cluster) await this.detachCluster();
+    const keys = new ClusterKeys(m.store);
+    const c: ClusterState = { m, keys, ipam: new AddressAllocator(m.store, 'ipam/addr'), stops: [], syncing: new Map(), again: new Set() };
+    this.cluster = c;
+    this.networks.cluster = keys.networks;
+    for (const d of this.registry.names()) this.registry.get(d).setCluster?.({ nodeId: m.self.id, dataPathAddr: m.self.dataPathAddr });
+    if (m.isManager() && opts.defaultAddrPool?.length) {
+      const pools = opts.defaultAddrPool.map((base) => ({ base, size: opts.subnetSize ?? 24 }));
+      await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins
+    }
+    c.stops.push(m.store.watch('endpoints/', (ev) => {
+      const nid = ev.kv.key.split('/')[1];
+      if (nid) this.scheduleSwarmSync(nid);
+    }));
+    c.stops.push(m.store.watch('networks/', (ev) => {
+      if (ev.type !== 'delete') return;
+      const rec = JSON.parse(ev.kv.value) as NetworkRecord;
+      void this.forgetSwarmNetwork(rec);
+    }));
+    if (!(await this.networks.list()).some((n) => n.value.name === GWBRIDGE)) {
+      await this.createNetwork({ Name: GWBRIDGE, Driver: 'bridge', Options: { ...GWBRIDGE_OPTIONS } }).catch((e: Error) => {
+        if (!(e instanceof Conflict)) throw e;
+      });
+    }
+    if (m.isManager() && !(await keys.networks.list()).some((n) => n.value.ingress)) {
+      await this.createSwarmNetwork({
+        Name: 'ingress', Driver: 'overlay', Ingress: true, IPAM: { Driver: 'default', Config: [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }] },
+      }, 'ingress', await this.registry.lookup('overlay', { config: this.config, log: this.log })).catch((e: Error) => {
+        if (!(e instanceof Conflict)) throw e; // another manager made it
+      });
+    }
+    await this.reconcileSwarm(c);
+  }
+
+  async detachCluster(): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    for (const stop of c.stops) stop();
+    await Promise.all([...c.syncing.values()]).catch(() => undefined);
+    this.cluster = undefined;
+    this.networks.cluster = undefined;
+    for (const d of this.registry.names()) this.registry.get(d).setCluster?.(undefined);
+  }
+
+  /**
+   * After a restart (or a rejoin): this node's cluster endpoints that have no
+   * local endpoint any more go (with their addresses); swarm networks in use
+   * here are adopted or rebuilt by their driver, the others cleaned up.
+   */
+  private async reconcileSwarm(c: ClusterState): Promise<void> {
+    const local = new Map((await this.endpoints.list()).map((e) => [e.id, e.value]));
+    for (const e of await c.keys.allEndpoints()) {
+      if (e.nodeId !== c.m.self.id || local.has(e.id)) continue;
+      await c.keys.deleteEndpoint(e.networkId, e.id).catch(() => undefined);
+      for (const a of [e.ipv4, e.ipv6]) if (a) await c.ipam.release(e.networkId, a, e.id).catch(() => undefined);
+    }
+    for (const { value: n } of await c.keys.networks.list()) {
+      const d = this.driverOf(n);
+      const mine = [...local.values()].filter((e) => e.networkId === n.id);
+      try {
+        await d?.restoreNetwork?.(this.driverNetwork(n), mine.map((e) => this.driverEndpoint(e)));
+        if (mine.length > 0) {
+          for (const e of mine) if (e.state === 'ready') await this.publishSwarmEndpoint(e, n, c);
+          await this.syncSwarmNetwork(n.id);
+        }
+      } catch (e) {
+        this.log.error({ network: n.name, err: (e as Error).message }, 'restoring swarm network failed');
+      }
+    }
+    for (const { value: sb } of await this.sandboxes.list()) await this.refreshSandboxResolver(sb).catch(() => undefined);
+  }
+
+  private needsGatewayBridge(nets: NetworkRecord[]): boolean {
+    if (!this.cluster) return false;
+    return nets.some((n) => n.scope === 'swarm' && !n.internal) && !nets.some((n) => n.scope !== 'swarm' && !n.internal && n.driver !== 'null');
+  }
+
+  private async publishSwarmEndpoint(ep: EndpointRecord, net: NetworkRecord, c: ClusterState): Promise<void> {
+    const rec: SwarmEndpoint = {
+      id: ep.id, networkId: net.id, name: ep.name, aliases: ep.aliases, containerId: ep.containerId,
+      nodeId: c.m.self.id, nodeName: c.m.self.hostname, underlay: c.m.self.dataPathAddr, mac: ep.mac ?? '',
+      ...(ep.ipv4 ? { ipv4: ep.ipv4 } : {}), ...(ep.ipv6 ? { ipv6: ep.ipv6 } : {}),
+    };
+    await c.keys.putEndpoint(rec);
+  }
+
+  private async swarmEndpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
+    if (!this.cluster) return [];
+    return this.cluster.keys.endpointsOf(networkId);
+  }
+
+  /** A watch said endpoints of the network changed: one sync at a time per network, the last change always seen. */
+  private scheduleSwarmSync(networkId: string): void {
+    const c = this.cluster;
+    if (!c) return;
+    if (c.syncing.has(networkId)) {
+      c.again.add(networkId);
+      return;
+    }
+    const p = (async () => {
+      do {
+        c.again.delete(networkId);
+        await this.syncSwarmNetwork(networkId).catch((e: Error) => this.log.warn({ network: networkId, err: e.message }, 'syncing swarm network failed'));
+      } while (c.again.has(networkId) && this.cluster === c);
+      c.syncing.delete(networkId);
+    })();
+    c.syncing.set(networkId, p);
+  }
+
+  /** Overlay peers and DNS names of a swarm network from the cluster store (the reconcile step of the watch). */
+  private async syncSwarmNetwork(networkId: string): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    const net = (await c.keys.networks.get(networkId))?.value;
+    if (!net) return;
+    const eps = await c.keys.endpointsOf(networkId);
+    const d = this.driverOf(net);
+    await d?.syncPeers?.(this.driverNetwork(net), eps.filter((e) => e.nodeId !== c.m.self.id).map(toPeer));
+    await this.refreshNames([networkId]);
+  }
+
+  /** A swarm network was removed (on some manager): whatever is left of it here goes. */
+  private async forgetSwarmNetwork(rec: NetworkRecord): Promise<void> {
+    try {
+      await this.driverOf(rec)?.deleteNetwork(this.driverNetwork(rec));
+    } catch (e) {
+      this.log.warn({ network: rec.name, err: (e as Error).message }, 'removing swarm network from this host failed');
+    }
+    this.resolver.deleteNetwork(rec.id);
+  }
+
+  private ipamOf(net: Pick<NetworkRecord, 'scope'>): AddressAllocator {
+    if (net.scope !== 'swarm') return this.ipam;
+    if (!this.cluster) throw new Unavailable(NOT_IN_SWARM);
+    return this.cluster.ipam;
+  }
+
+  private async createSwarmNetwork(req: DockerNetworkCreate, name: string, driver: NetworkDriver): Promise<{ Id: string; Warning: string }> {
+    const c = this.cluster;
+    if (!c) throw new Unavailable(NOT_IN_SWARM);
+    if (!c.m.isManager()) throw new Forbidden(WORKER_CREATE);
+    if (req.Ingress && req.Attachable) throw new InvalidParameter('ingress network cannot be attachable');
+    for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
+    const enableIPv6 = req.EnableIPv6 === true;
+    return this.mutex.run(NETWORK_LOCK, async () => {
+      for (let attempt = 0; ; attempt++) {
+        const all = (await this.networks.list()).map((n) => n.value);
+        if (all.some((n) => n.name === name)) throw new Conflict(`network with name ${name} already exists`);
+        const swarmNets = all.filter((n) => n.scope === 'swarm');
+        if (req.Ingress) {
+          const ing = swarmNets.find((n) => n.ingress);
+          if (ing) throw new Forbidden(`rpc error: code = AlreadyExists desc = ingress network (${ing.id}) is already present`);
+        }
+        const plan = planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4: true, enableIPv6 },
+          swarmNets.flatMap((n) => n.subnets.map((s) => s.subnet)), await c.keys.pools());
+        const used = new Set(swarmNets.map((n) => Number((n.options[OPT_VNI] ?? '').split(',')[0])));
+        let vni = FIRST_VNI;
+        while (used.has(vni)) vni++;
+        const rec: NetworkRecord = {
+          id: newSwarmId(), name, created: nowRfc3339Nano(), driver: driver.name, scope: 'swarm',
+          internal: req.Internal === true, attachable: req.Attachable === true, ingress: req.Ingress === true, configOnly: false, configFrom: '',
+          enableIPv4: true, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: null,
+          ipamConfig: plan.display.map((d, i) => ({ ...d, ...(plan.subnets[i]?.gateway && !d.Gateway ? { Gateway: plan.subnets[i]!.gateway } : {}) })),
+          subnets: plan.subnets, options: { ...(req.Options ?? {}), [OPT_VNI]: String(vni) }, labels: { ...(req.Labels ?? {}) },
+          predefined: false, defaultBridge: false,
+        };
+        await driver.createNetwork(this.driverNetwork(rec)); // checks the options; nothing in the kernel until a container joins
+        try {
+          await this.persistNewNetwork(rec);
+        } catch (e) {
+          // Another manager took the name, the VNI or the subnet in the meantime: look again.
+          if (e instanceof CasError && attempt < 20) continue;
+          throw e;
+        }
+        this.events.publish('network', 'create', rec.id, { name: rec.name, type: rec.driver });
+        this.log.info({ network: rec.name, id: rec.id, vni, subnets: rec.subnets.map((s) => s.subnet) }, 'swarm network created');
+        return { Id: rec.id, Warning: '' };
+      }
+    });
+  }
+
+  private async persistSwarmNetwork(rec: NetworkRecord): Promise<void> {
+    const c = this.cluster;
+    if (!c) throw new Unavailable(NOT_IN_SWARM);
+    await c.m.store.txn([
+      { key: `netnames/${rec.name}`, expectRevision: 0, value: rec.id },
+      { key: `networks/${rec.id}`, expectRevision: 0, value: JSON.stringify(rec) },
+      { key: `ipam/vni/${rec.options[OPT_VNI]}`, expectRevision: 0, value: rec.id },
+      ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), expectRevision: 0, value: rec.id })),
+    ]);
+    await c.ipam.addNetwork(rec.id, rec.subnets);
+  }
+
+  private async dropSwarmNetwork(rec: NetworkRecord): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    await c.m.store.txn([
+      { key: `netnames/${rec.name}`, value: null },
+      { key: `networks/${rec.id}`, value: null },
+      { key: `ipam/vni/${rec.options[OPT_VNI]}`, value: null },
+      ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), value: null })),
+    ]);
+    await c.ipam.removeNetwork(rec.id);
+  }
+
+  private async removeSwarmNetwork(n: NetworkRecord): Promise<void> {
+    const c = this.cluster;
+    if (!c) throw new Unavailable(NOT_IN_SWARM);
+    if (!c.m.isManager()) throw new Unavailable(WORKER_MODIFY);
+    await this.mutex.run(`net:${n.id}`, async () => {
+      const eps = await c.keys.endpointsOf(n.id);
+      if (eps.length > 0) {
+        const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
+        throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
+      }
+      await this.dropSwarmNetwork(n);
+      await this.forgetSwarmNetwork(n);
+    });
+    this.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
+    this.log.info({ network: n.name, id: n.id }, 'swarm network removed');
+  }
+
+  /** Inspect of a swarm network: this host's MTU, and Peers (every node with an endpoint on it). */
+  private async addSwarmView(n: NetworkRecord, out: DockerNetwork): Promise<void> {
+    const local = this.driverOf(n)?.localOptions?.(this.driverNetwork(n)) ?? {};
+    out.Options = { ...out.Options, ...local };
+    const eps = await this.swarmEndpointsOf(n.id).catch(() => [] as SwarmEndpoint[]);
+    const peers = new Map<string, { Name: string; IP: string }>();
+    for (const e of eps) peers.set(e.nodeId, { Name: e.nodeName, IP: e.underlay });
+    if (peers.size > 0) out.Peers = [...peers.values()];
+  }
+
+  /** Swarm networks known to this node (tests, diagnostics). */
+  get inSwarm(): boolean {
+    return this.cluster !== undefined;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.detachCluster();
     this.closed = true;
     // Sandboxes stay (containers outlive the daemon); only this process's sockets close.
     await this.dns?.close();

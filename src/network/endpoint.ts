@@ -15,7 +15,7 @@ function splitCidr(cidr: string | undefined): { ip: string; prefix: number } {
 }
 
 /** DNS names of an endpoint: container name, short ID, aliases (user-defined networks only). */
-export function dnsNames(ep: EndpointRecord): string[] {
+export function dnsNames(ep: Pick<EndpointRecord, 'name' | 'containerId' | 'aliases'>): string[] {
   return [...new Set([ep.name, shortId(ep.containerId), ...ep.aliases])];
 }
 

@@ -91,4 +91,6 @@ export interface SandboxRecord {
   endpoints: string[];
   /** Host ports picked for hostPort 0 / -P, kept so a reconnect publishes the same ports. */
   pickedPorts?: Record<string, number>;
+  /** A swarm service task (may join non-attachable swarm networks). */
+  swarmTask?: boolean;
 }

@@ -163,6 +163,11 @@ export interface SandboxSpec {
   extraHosts: string[];
   /** Directory (the container's) where hosts, hostname and resolv.conf are written. */
   dir: string;
+  /**
+   * A swarm service task (src/services): may join swarm networks that are not
+   * --attachable (standalone containers may not, as in Docker).
+   */
+  swarmTask?: boolean;
 }
 
 export interface SandboxHandle {

@@ -17,7 +17,7 @@ export class RecordingKernelOps implements KernelOps {
 
   async apply(netns: string | null, ops: KernelOp[]): Promise<void> {
     for (const op of ops) {
-      if (netns !== null && !this.netns.has(netns) && !netns.includes('/sandbox')) throw new Error(`no netns ${netns}`);
+      if (netns !== null && netns.includes('/overlay/') && !this.netns.has(netns)) throw new Error(`no netns ${netns}`);
       if (this.failOnce === op.kind) {
         this.failOnce = undefined;
         throw new Error(`fake ${op.kind} failed`);

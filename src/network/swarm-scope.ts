@@ -1,0 +1,142 @@
+/**
+ * Swarm scope of the network controller: what lives in the cluster store
+ * (Membership.store, keys relative to the cluster) and the words Docker uses.
+ *
+ *   networks/<id>              NetworkRecord of a swarm network (scope "swarm")
+ *   netnames/<name>            network id: names unique across the cluster (txn with the record)
+ *   ipam/config                { pools: [{base,size}] }: swarm init --default-addr-pool / -mask-length
+ *   ipam/subnets/<subnet>      network id: a subnet claimed by a swarm network (no overlap races)
+ *   ipam/vni/<vni>             network id: a VXLAN ID claimed (unique in the cluster)
+ *   ipam/addr/<nid>/<i>        SubnetState: addresses of one subnet of one network
+ *                              (ipam/allocator.ts; one key per network subnet, so
+ *                              nodes allocating on different networks never contend)
+ *   endpoints/<nid>/<eid>      SwarmEndpoint: an endpoint of a swarm network on some node
+ *                              (overlay peers, DNS across hosts, network inspect Peers)
+ */
+import { randomBytes } from 'node:crypto';
+import { Collection, type Store } from '../store/store.js';
+import type { NetworkRecord } from './records.js';
+import type { PeerEndpoint } from './driver.js';
+
+export const NOT_IN_SWARM = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const WORKER_CREATE = 'Cannot create a multi-host network from a worker node. Please create the network from a manager node.';
+export const WORKER_MODIFY = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+export const notAttachable = (name: string) =>
+  `Could not attach to network ${name}: rpc error: code = PermissionDenied desc = network ${name} not manually attachable`;
+
+export const GWBRIDGE = 'docker_gwbridge';
+export const GWBRIDGE_OPTIONS: Record<string, string> = {
+  'com.docker.network.bridge.enable_icc': 'false',
+  'com.docker.network.bridge.enable_ip_masquerade': 'true',
+  'com.docker.network.bridge.name': 'docker_gwbridge',
+};
+/** Docker's overlay default: 10.0.0.0/8 in /24s. */
+export const SWARM_DEFAULT_POOLS = [{ base: '10.0.0.0/8', size: 24 }];
+export const FIRST_VNI = 4096;
+
+/** One endpoint of a swarm network, as every node sees it. */
+export interface SwarmEndpoint {
+  id: string;
+  networkId: string;
+  /** Container name (DNS), aliases, container id. */
+  name: string;
+  aliases: string[];
+  containerId: string;
+  nodeId: string;
+  nodeName: string;
+  /** The node's data-path address (VXLAN peers). */
+  underlay: string;
+  ipv4?: string;
+  ipv6?: string;
+  mac: string;
+}
+
+export function toPeer(e: SwarmEndpoint): PeerEndpoint {
+  const p: PeerEndpoint = { id: e.id, networkId: e.networkId, nodeId: e.nodeId, underlay: e.underlay, mac: e.mac };
+  if (e.ipv4) p.ipv4 = e.ipv4;
+  if (e.ipv6) p.ipv6 = e.ipv6;
+  return p;
+}
+
+/** Docker's swarm object IDs: 25 lowercase base-36 characters. */
+export function newSwarmId(): string {
+  const b = randomBytes(25);
+  return [...b].map((x) => (x % 36).toString(36)).join('');
+}
+
+export function subnetKey(subnet: string): string {
+  return `ipam/subnets/${subnet.replace('/', '_')}`;
+}
+
+/** The cluster store, typed. */
+export class ClusterKeys {
+  readonly networks: Collection<NetworkRecord>;
+  constructor(readonly store: Store) {
+    this.networks = new Collection<NetworkRecord>(store, 'networks');
+  }
+
+  async endpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
+    return (await this.store.list(`endpoints/${networkId}/`)).map((kv) => JSON.parse(kv.value) as SwarmEndpoint);
+  }
+
+  async allEndpoints(): Promise<SwarmEndpoint[]> {
+    return (await this.store.list('endpoints/')).map((kv) => JSON.parse(kv.value) as SwarmEndpoint);
+  }
+
+  putEndpoint(e: SwarmEndpoint): Promise<number> {
+    return this.store.put(`endpoints/${e.networkId}/${e.id}`, JSON.stringify(e));
+  }
+
+  deleteEndpoint(networkId: string, id: string): Promise<boolean> {
+    return this.store.delete(`endpoints/${networkId}/${id}`);
+  }
+
+  async pools(): Promise<Array<{ base: string; size: number }>> {
+    const kv = await this.store.get('ipam/config');
+    if (!kv) return SWARM_DEFAULT_POOLS;
+    const c = JSON.parse(kv.value) as { pools?: Array<{ base: string; size: number }> };
+    return c.pools?.length ? c.pools : SWARM_DEFAULT_POOLS;
+  }
+}
+
+/**
+ * Local and swarm network records behind one face (get/list/update), so the
+ * controller's code paths are the same for both scopes. The cluster part is
+ * absent outside a swarm; a cluster store that does not answer leaves the
+ * local networks usable (list logs and returns the local ones).
+ */
+export class ScopedNetworks {
+  cluster: Collection<NetworkRecord> | undefined;
+  constructor(private readonly local: Collection<NetworkRecord>, private readonly onClusterError: (e: Error) => void) {}
+
+  key(id: string): string {
+    return this.local.key(id);
+  }
+
+  async get(id: string): Promise<{ value: NetworkRecord; revision: number } | undefined> {
+    const l = await this.local.get(id);
+    if (l || !this.cluster) return l;
+    try {
+      return await this.cluster.get(id);
+    } catch (e) {
+      this.onClusterError(e as Error);
+      return undefined;
+    }
+  }
+
+  async list(): Promise<Array<{ id: string; value: NetworkRecord; revision: number }>> {
+    const l = await this.local.list();
+    if (!this.cluster) return l;
+    try {
+      return [...l, ...(await this.cluster.list())];
+    } catch (e) {
+      this.onClusterError(e as Error);
+      return l;
+    }
+  }
+
+  async update(id: string, fn: (cur: NetworkRecord | undefined) => NetworkRecord | undefined): Promise<NetworkRecord | undefined> {
+    if (await this.local.get(id)) return this.local.update(id, fn);
+    return this.cluster?.update(id, fn);
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Swarm scope of the network controller on fakes: two "nodes" (controllers
+ * with their own local stores) sharing one cluster store, the real overlay
+ * driver over a recording kernel, fake bridge drivers.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedStore } from '../../src/store/embedded.js';
+import { EventBus } from '../../src/daemon/events.js';
+import { defaultConfig } from '../../src/daemon/config.js';
+import { silentLogger } from '../../src/common/log.js';
+import { NetworkController } from '../../src/network/controller.js';
+import { OverlayDriver } from '../../src/network/drivers/overlay/index.js';
+import { NOT_IN_SWARM, WORKER_CREATE } from '../../src/network/swarm-scope.js';
+import type { Membership, ClusterNode } from '../../src/cluster/membership.js';
+import type { SandboxSpec } from '../../src/network/types.js';
+import { FakeDriver, FakeKernel } from './fakes/network.js';
+import { RecordingKernelOps } from './fakes/kernel-ops.js';
+
+const cid = (n: number): string => n.toString(16).padStart(2, '0').repeat(32);
+
+function query(name: string): Buffer {
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  return Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+}
+
+async function setup(t: { after: (fn: () => unknown) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'cvn-swarm-'));
+  const clusterStore = new EmbeddedStore(join(dir, 'cluster'));
+  const nodes: Array<{ ctl: NetworkController; kernel: RecordingKernelOps; m: Membership; store: EmbeddedStore; spec: (c: string, n: string, o?: Partial<SandboxSpec>) => SandboxSpec }> = [];
+  for (const [i, role] of (['manager', 'worker'] as const).entries()) {
+    const store = new EmbeddedStore(join(dir, `local${i}`));
+    const config = defaultConfig({ execRoot: join(dir, `run${i}`), dataRoot: join(dir, `data${i}`), dns: ['127.0.0.1:9'] });
+    const kernel = new RecordingKernelOps();
+    const self: ClusterNode = { id: `node${i}`, hostname: `host${i}`, role, addr: `192.0.2.1${i}`, dataPathAddr: `192.0.2.1${i}`, availability: 'active', state: 'ready' };
+    const m: Membership = { self, store: clusterStore, isManager: () => role === 'manager', nodes: async () => [self] };
+    const ctl = new NetworkController({
+      config, store, events: new EventBus(), log: silentLogger, kernel: new FakeKernel(), kernelOps: kernel,
+      drivers: [new FakeDriver('bridge'), new FakeDriver('host'), new FakeDriver('null'), new OverlayDriver({ config, log: silentLogger, kernel })],
+      hostResolvConf: join(dir, 'nonexistent'), hostHosts: join(dir, 'nonexistent'), portRange: [42200, 42209], portDefaultHostIp: '127.0.0.1',
+    });
+    await ctl.init();
+    nodes.push({
+      ctl, kernel, m, store,
+      spec: (c, name, o = {}) => {
+        const d = join(dir, 'containers', c);
+        mkdirSync(d, { recursive: true });
+        return { containerId: c, containerName: name, hostname: c.slice(0, 12), domainname: '', networkMode: 'default', endpoints: [],
+          portBindings: [], exposedPorts: [], publishAllPorts: false, dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir: d, ...o };
+      },
+    });
+  }
+  t.after(async () => {
+    for (const n of nodes) {
+      await n.ctl.close();
+      await n.store.close();
+    }
+    await clusterStore.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return nodes;
+}
+
+const until = async (f: () => boolean | Promise<boolean>, ms = 2000) => {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test('overlay outside a swarm and on a worker: Docker\'s errors; attach makes docker_gwbridge and ingress', async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await assert.rejects(mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay' }), (e: Error & { status?: number }) => e.message === NOT_IN_SWARM && e.status === 503);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  await assert.rejects(wkr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay' }), (e: Error & { status?: number }) => e.message === WORKER_CREATE && e.status === 403);
+  for (const n of [mgr!, wkr!]) {
+    const list = await n.ctl.listNetworks();
+    const gw = list.find((x) => x.Name === 'docker_gwbridge')!;
+    assert.equal(gw.Scope, 'local');
+    assert.equal(gw.Options['com.docker.network.bridge.enable_icc'], 'false');
+    const ing = list.find((x) => x.Name === 'ingress')!;
+    assert.equal(ing.Scope, 'swarm');
+    assert.equal(ing.Ingress, true);
+    assert.equal(ing.Options['com.docker.network.driver.overlay.vxlanid_list'], '4096');
+    assert.deepEqual(ing.IPAM.Config, [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }]);
+    assert.match(ing.Id, /^[a-z0-9]{25}$/);
+  }
+});
+
+test('attachable overlay across two nodes: unique subnets and VNIs, peers programmed, names resolve across, rm refused while in use then clean', async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  const { Id: ov } = await mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay', Attachable: true });
+  const { Id: ov2 } = await mgr!.ctl.createNetwork({ Name: 'ov2', Driver: 'overlay' });
+  const a = await mgr!.ctl.inspectNetwork(ov);
+  const b = await mgr!.ctl.inspectNetwork(ov2);
+  assert.deepEqual([a.IPAM.Config[0]!.Subnet, b.IPAM.Config[0]!.Subnet], ['10.0.1.0/24', '10.0.2.0/24']);
+  assert.deepEqual([a.Options['com.docker.network.driver.overlay.vxlanid_list'], b.Options['com.docker.network.driver.overlay.vxlanid_list']], ['4097', '4098']);
+  // A worker lists only what it uses (and ingress); it still finds the attachable network by name.
+  assert.ok(!(await wkr!.ctl.listNetworks()).some((n) => n.Name === 'ov'));
+  await assert.rejects(wkr!.ctl.createSandbox(wkr!.spec(cid(2), 'c2', { networkMode: 'ov2', endpoints: [{ network: 'ov2' }] })),
+    /Could not attach to network ov2: rpc error: code = PermissionDenied desc = network ov2 not manually attachable/);
+
+  const h1 = await mgr!.ctl.createSandbox(mgr!.spec(cid(1), 'c1', { networkMode: 'ov', endpoints: [{ network: 'ov', aliases: ['web'] }] }));
+  const h2 = await wkr!.ctl.createSandbox(wkr!.spec(cid(2), 'c2', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  // The worker's own peers were programmed before createSandbox returned.
+  assert.ok(wkr!.kernel.log.some((l) => /fdb replace 02:42:0a:00:01:02 dev vxlan0 dst 192\.0\.2\.10 self permanent/.test(l)), wkr!.kernel.log.join('\n'));
+  await until(() => mgr!.kernel.log.some((l) => /fdb replace 02:42:0a:00:01:03 dev vxlan0 dst 192\.0\.2\.11/.test(l)));
+  // Egress: a second interface on docker_gwbridge with the default route; not shown as a network of the container.
+  const s2 = (await wkr!.ctl.networkSettings(cid(2)))!;
+  assert.deepEqual(Object.keys(s2.Networks), ['ov']);
+  const gw = await wkr!.ctl.inspectNetwork('docker_gwbridge');
+  assert.equal(Object.values(gw.Containers)[0]!.Name, `gateway_${h2.id.slice(0, 12)}`);
+  // DNS across hosts: c1 (on the manager) resolves c2 (on the worker) and vice versa, aliases too.
+  await until(() => {
+    const r = mgr!.ctl.resolver.resolve(h1.id, query('c2'));
+    return r.kind === 'answer' && r.response.subarray(-4).join('.') === '10.0.1.3';
+  });
+  const r = wkr!.ctl.resolver.resolve(h2.id, query('web'));
+  assert.ok(r.kind === 'answer' && r.response.subarray(-4).join('.') === '10.0.1.2');
+  // Inspect: this host's containers, Peers of both nodes, the MTU in use here.
+  const wi = await wkr!.ctl.inspectNetwork('ov');
+  assert.deepEqual(Object.values(wi.Containers).map((c) => c.Name), ['c2']);
+  assert.deepEqual(wi.Peers?.map((p) => `${p.Name} ${p.IP}`).sort(), ['host0 192.0.2.10', 'host1 192.0.2.11']);
+  assert.equal(wi.Options['com.docker.network.driver.mtu'], '1450');
+  assert.ok((await wkr!.ctl.listNetworks()).some((n) => n.Name === 'ov'), 'in use on the worker: listed');
+
+  await assert.rejects(mgr!.ctl.removeNetwork('ov'), /has active endpoints \(name:"c[12]".*name:"c[12]"/s);
+  await wkr!.ctl.deleteSandbox(cid(2));
+  await until(() => {
+    const r2 = mgr!.ctl.resolver.resolve(h1.id, query('c2'));
+    return r2.kind !== 'answer' || r2.response.readUInt16BE(6) === 0;
+  });
+  assert.deepEqual([...wkr!.kernel.netns], [], 'the network left the worker with its last container');
+  await mgr!.ctl.deleteSandbox(cid(1));
+  await mgr!.ctl.removeNetwork('ov');
+  await assert.rejects(wkr!.ctl.inspectNetwork('ov'), /not found/);
+  assert.equal((await mgr!.m.store.list('ipam/addr/' + ov)).length, 0);
+  assert.equal((await mgr!.m.store.list('endpoints/')).length, 0);
+});
