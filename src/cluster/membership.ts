@@ -16,7 +16,8 @@
  *   nodes/<id>           node records: role, availability     (src/swarm)
  *   alive/<id>           leased liveness keys                 (src/swarm)
  *   networks/<id>        swarm-scoped network records         (src/network)
- *   ipam/...             swarm-scoped address allocation      (src/network)
+ *   netnames/<name>      swarm network names (unique)         (src/network)
+ *   ipam/...             swarm-scoped address allocation      (src/network, see swarm-scope.ts)
  *   endpoints/<nid>/<eid> endpoints of swarm networks, with the node that
  *                        hosts them (overlay peers, DNS across hosts)
  *   services/<id>, tasks/<id>                                 (src/services)

@@ -706,6 +706,12 @@ export class NetworkController implements NetworkService, ClusterAware {
     return this.handle(other);
   }
 
+  /** Next free ethN of a sandbox, also skipping names taken but not recorded yet. */
+  private async nextIfNameAfter(sb: SandboxRecord, taken: string[]): Promise<string> {
+    const used = new Set([...(await this.sandboxNetworks(sb)).map((j) => j.ep.ifName), ...taken]);
+    for (let i = 0; ; i++) if (!used.has(`eth${i}`)) return `eth${i}`;
+  }
+
   /** Next free ethN of a sandbox. */
   private async nextIfName(sb: SandboxRecord): Promise<string> {
     const used = new Set((await this.sandboxNetworks(sb)).map((j) => j.ep.ifName));
@@ -976,6 +982,17 @@ export class NetworkController implements NetworkService, ClusterAware {
       const ifName = await this.nextIfName(sb);
       const isGw = !joined.some((j) => j.ep.defaultGateway);
       const ep = await this.joinEndpoint(sb, net, req, ifName, isGw);
+      if (isGw && net.scope === 'swarm' && !joined.some((j) => j.net.name === GWBRIDGE) && this.needsGatewayBridge([...joined.map((j) => j.net), net])) {
+        // An overlay gives no default route: a container with none yet gets docker_gwbridge, as at start.
+        try {
+          const gw = await this.findNetwork(GWBRIDGE);
+          const gep = await this.joinEndpoint(sb, gw, { network: gw.id }, await this.nextIfNameAfter(sb, [ifName]), true, `gateway_${shortId(sb.id)}`);
+          sb.endpoints.push(gep.id);
+        } catch (e) {
+          await this.leaveEndpoint(sb, ep, net);
+          throw e;
+        }
+      }
       try {
         sb.endpoints.push(ep.id);
         await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints], pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
@@ -1021,6 +1038,14 @@ export class NetworkController implements NetworkService, ClusterAware {
       if (net.driver === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
       await this.leaveEndpoint(sb, hit.ep, net);
       sb.endpoints = sb.endpoints.filter((id) => id !== hit.ep.id);
+      // The last overlay gone: so is the way out through docker_gwbridge that came with it.
+      const rest = joined.filter((j) => j.ep.id !== hit.ep.id);
+      const gwb = rest.find((j) => j.net.name === GWBRIDGE && j.ep.name.startsWith('gateway_'));
+      if (gwb && !this.needsGatewayBridge(rest.filter((j) => j !== gwb).map((j) => j.net))) {
+        await this.leaveEndpoint(sb, gwb.ep, gwb.net);
+        sb.endpoints = sb.endpoints.filter((id) => id !== gwb.ep.id);
+        if (gwb.ep.defaultGateway) await this.promoteGateway(sb, rest.filter((j) => j !== gwb));
+      }
       await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints] } : cur));
       if (hit.ep.defaultGateway) await this.promoteGateway(sb, joined.filter((j) => j.ep.id !== hit.ep.id));
       await this.refreshNames([net.id]);
@@ -1269,6 +1294,8 @@ export class NetworkController implements NetworkService, ClusterAware {
     const p = (async () => {
       do {
         c.again.delete(networkId);
+        // Only hosts with an endpoint on it care (the others sync when a container of theirs joins).
+        if (!(await this.endpoints.list()).some((e) => e.value.networkId === networkId)) continue;
         await this.syncSwarmNetwork(networkId).catch((e: Error) => this.log.warn({ network: networkId, err: e.message }, 'syncing swarm network failed'));
       } while (c.again.has(networkId) && this.cluster === c);
       c.syncing.delete(networkId);

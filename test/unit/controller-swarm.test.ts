@@ -144,3 +144,25 @@ test('attachable overlay across two nodes: unique subnets and VNIs, peers progra
   assert.equal((await mgr!.m.store.list('ipam/addr/' + ov)).length, 0);
   assert.equal((await mgr!.m.store.list('endpoints/')).length, 0);
 });
+
+test('connect/disconnect: an overlay brings docker_gwbridge only when nothing else gives a way out, and takes it along', async (t) => {
+  const [mgr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay', Attachable: true });
+  await mgr!.ctl.createNetwork({ Name: 'ov2', Driver: 'overlay', Attachable: true });
+  await mgr!.ctl.createNetwork({ Name: 'br', Driver: 'bridge' });
+  // On a bridge already: connecting an overlay adds no gateway endpoint.
+  await mgr!.ctl.createSandbox(mgr!.spec(cid(5), 'c5', { networkMode: 'br', endpoints: [{ network: 'br' }] }));
+  await mgr!.ctl.connect(cid(5), { network: 'ov' });
+  assert.deepEqual(Object.keys((await mgr!.ctl.inspectNetwork('docker_gwbridge')).Containers), []);
+  // Only on overlays: one gateway endpoint, kept while any overlay is left.
+  await mgr!.ctl.createSandbox(mgr!.spec(cid(6), 'c6', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  await mgr!.ctl.connect(cid(6), { network: 'ov2' });
+  assert.equal(Object.keys((await mgr!.ctl.inspectNetwork('docker_gwbridge')).Containers).length, 1);
+  await mgr!.ctl.disconnect(cid(6), 'ov', false);
+  assert.equal(Object.keys((await mgr!.ctl.inspectNetwork('docker_gwbridge')).Containers).length, 1);
+  await mgr!.ctl.disconnect(cid(6), 'ov2', false);
+  assert.deepEqual(Object.keys((await mgr!.ctl.inspectNetwork('docker_gwbridge')).Containers), []);
+  await mgr!.ctl.deleteSandbox(cid(5));
+  await mgr!.ctl.deleteSandbox(cid(6));
+});
