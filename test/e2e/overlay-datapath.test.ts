@@ -100,6 +100,35 @@ test('two hosts, one overlay: static peers carry ping both ways, MTU 1450, VXLAN
   assert.doesNotMatch(fdb, /00:00:00:00:00:00/);
 });
 
+async function iperf(serverNs: string, clientNs: string, ip: string): Promise<number> {
+  const srv = run('nsenter', [`--net=${serverNs}`, 'iperf3', '-s', '-1', '-B', ip], { timeoutMs: 30_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const c = await run('nsenter', [`--net=${clientNs}`, 'iperf3', '-c', ip, '-t', '3', '-J'], { timeoutMs: 30_000 });
+  await srv;
+  if (c.code !== 0) throw new Error(`iperf3: ${c.stdout}${c.stderr}`);
+  return (JSON.parse(c.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
+}
+
+test('throughput: the overlay between containers against raw VXLAN between the same hosts', async (t) => {
+  // Raw VXLAN straight between the host namespaces: the floor.
+  for (let i = 0; i < 2; i++) {
+    await must('ip', ['-n', HOSTS[i]!, '-batch', '-'], [
+      `link add rawvx type vxlan id 99 local ${ADDR[i]} dstport 4790 nolearning`,
+      `addr add 10.77.0.${i + 1}/24 dev rawvx`, 'link set rawvx up',
+    ].join('\n') + '\n');
+    // One flood entry to the only peer: the floor needs no per-MAC programming.
+    await must('nsenter', [`--net=/run/netns/${HOSTS[i]}`, 'bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'rawvx', 'dst', ADDR[1 - i]!]);
+  }
+  try {
+    const raw = await iperf(`/run/netns/${HOSTS[1]}`, `/run/netns/${HOSTS[0]}`, '10.77.0.2');
+    const ov = await iperf(sandboxes[1]!, sandboxes[0]!, '10.0.1.3');
+    t.diagnostic(`raw VXLAN ${raw.toFixed(2)} Gbit/s, overlay ${ov.toFixed(2)} Gbit/s (${((ov / raw) * 100).toFixed(0)} %)`);
+    assert.ok(ov > 0.1, `overlay throughput ${ov} Gbit/s`);
+  } finally {
+    for (const h of HOSTS) await run('ip', ['-n', h, 'link', 'del', 'rawvx']);
+  }
+});
+
 test('a removed peer is unreachable at once; the last leave removes the network from the host', async () => {
   await drivers[0]!.syncPeers(NET, []);
   assert.notEqual((await inNs(sandboxes[0]!, 'ping -c 1 -W 1 10.0.1.3')).code, 0);
