@@ -1,0 +1,259 @@
+/**
+ * The agent: runs on every node of the swarm. It watches the tasks assigned
+ * to this node in the cluster store, runs each as a container through the
+ * node's ContainerService (named and labelled as Docker does), reports every
+ * state change back into the task record (assigned → accepted → preparing →
+ * starting → running; failed/rejected with the error; complete; shutdown),
+ * stops tasks whose desired state is shutdown and removes those whose desired
+ * state is remove (deleting their record, the last step of `service rm`).
+ *
+ * One handler runs per task at a time; a full pass every few seconds and at
+ * start catches whatever a watch could not (a daemon restart, a container
+ * that died while the daemon was down).
+ */
+import type { Logger } from '../common/log.js';
+import type { EventBus, DockerEvent } from '../daemon/events.js';
+import type { ContainerService, DockerContainerCreate, ImageService } from '../runtime/types.js';
+import type { Store } from '../store/store.js';
+import { containerName, taskCollection, taskName, TASKS, updateRecord } from './records.js';
+import { isTerminal, nowIso, NS, stateRank, type Task, type TaskState } from './types.js';
+
+export const LABEL = {
+  nodeId: 'com.docker.swarm.node.id',
+  serviceId: 'com.docker.swarm.service.id',
+  serviceName: 'com.docker.swarm.service.name',
+  task: 'com.docker.swarm.task',
+  taskId: 'com.docker.swarm.task.id',
+  taskName: 'com.docker.swarm.task.name',
+} as const;
+
+export interface AgentDeps {
+  store: Store;
+  nodeId: string;
+  containers: ContainerService;
+  images: ImageService;
+  events: EventBus;
+  log: Logger;
+  /** Period of the full pass. */
+  resyncMs?: number;
+}
+
+export class Agent {
+  private readonly tasks;
+  private readonly queue = new Map<string, Promise<void>>();
+  private readonly dirty = new Set<string>();
+  private stops: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.tasks = taskCollection(deps.store);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.stops.push(this.deps.store.watch(`${TASKS}/`, (ev) => {
+      let t: Task | undefined;
+      try {
+        t = JSON.parse(ev.kv.value) as Task;
+      } catch {
+        return;
+      }
+      if (t.NodeID === this.deps.nodeId) this.enqueue(t.ID);
+    }));
+    this.stops.push(this.deps.events.subscribe((ev) => this.onContainerEvent(ev)));
+    this.timer = setInterval(() => void this.resync(), this.deps.resyncMs ?? 3000);
+    this.timer.unref?.();
+    void this.resync();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.stops) s();
+    this.stops = [];
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.queue.values()]);
+  }
+
+  /** Every task of this node, and every task container without a task. */
+  async resync(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const mine = (await this.tasks.list()).filter((e) => e.value.NodeID === this.deps.nodeId);
+      for (const e of mine) this.enqueue(e.id);
+      const known = new Set(mine.map((e) => e.id));
+      const containers = await this.deps.containers.list({ all: true, filters: { label: [LABEL.taskId] } });
+      for (const c of containers) {
+        const id = c.Labels[LABEL.taskId];
+        if (id && !known.has(id)) this.enqueue(id);
+      }
+    } catch (err) {
+      this.deps.log.debug({ err }, 'agent resync failed');
+    }
+  }
+
+  private onContainerEvent(ev: DockerEvent): void {
+    if (ev.Type !== 'container') return;
+    const id = ev.Actor.Attributes[LABEL.taskId];
+    if (id && ['die', 'start', 'destroy'].includes(ev.Action)) this.enqueue(id);
+  }
+
+  /** Handlers for one task never overlap; a change during one runs it again. */
+  private enqueue(taskId: string): void {
+    if (this.stopped) return;
+    if (this.queue.has(taskId)) {
+      this.dirty.add(taskId);
+      return;
+    }
+    const run = (async () => {
+      do {
+        this.dirty.delete(taskId);
+        try {
+          await this.handle(taskId);
+        } catch (err) {
+          this.deps.log.warn({ err, task: taskId }, 'agent task handler failed');
+        }
+      } while (this.dirty.has(taskId) && !this.stopped);
+    })().finally(() => this.queue.delete(taskId));
+    this.queue.set(taskId, run);
+  }
+
+  private async containerOf(taskId: string): Promise<{ id: string; running: boolean } | undefined> {
+    const list = await this.deps.containers.list({ all: true, filters: { label: [`${LABEL.taskId}=${taskId}`] } });
+    const c = list[0];
+    return c ? { id: c.Id, running: c.State === 'running' } : undefined;
+  }
+
+  private async handle(taskId: string): Promise<void> {
+    const rec = await this.tasks.get(taskId);
+    const t = rec?.value;
+    const c = await this.containerOf(taskId);
+    if (!t || t.NodeID !== this.deps.nodeId) {
+      if (c) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
+      return;
+    }
+    if (t.DesiredState !== 'running') {
+      if (c?.running) {
+        const grace = Math.round((t.Spec.ContainerSpec?.StopGracePeriod ?? 10 * NS) / NS);
+        await this.deps.containers.stop(c.id, { timeout: grace }).catch((err) => this.deps.log.warn({ err, task: taskId }, 'task stop failed'));
+      }
+      if (!isTerminal(t.Status.State)) await this.report(t, 'shutdown', 'shutdown');
+      if (c) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
+      if (t.DesiredState === 'remove') await this.tasks.delete(t.ID).catch(() => undefined);
+      return;
+    }
+    if (isTerminal(t.Status.State)) {
+      // An ended task's container goes; its record stays as history.
+      if (c && !c.running) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
+      return;
+    }
+    if (stateRank(t.Status.State) < stateRank('starting')) {
+      await this.run(t, c);
+      return;
+    }
+    // starting/running: the container must be running, else the task ended.
+    if (!c) {
+      await this.report(t, 'failed', 'task: container is gone', 'container is gone');
+    } else if (!c.running) {
+      const info = await this.deps.containers.inspect(c.id).catch(() => undefined);
+      const code = info?.State.ExitCode ?? 255;
+      if (code === 0) await this.report(t, 'complete', 'finished', undefined, { ContainerID: c.id, ExitCode: 0 });
+      else await this.report(t, 'failed', 'started', `task: non-zero exit (${code})`, { ContainerID: c.id, ExitCode: code });
+    } else if (t.Status.State !== 'running') {
+      await this.markRunning(t, c.id);
+    }
+  }
+
+  private async run(t: Task, existing: { id: string; running: boolean } | undefined): Promise<void> {
+    const spec = t.Spec.ContainerSpec ?? {};
+    const image = spec.Image ?? '';
+    t = (await this.report(t, 'accepted', 'accepted')) ?? t;
+    t = (await this.report(t, 'preparing', 'preparing')) ?? t;
+    try {
+      await this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, ''));
+    } catch {
+      await this.report(t, 'rejected', 'preparing', `No such image: ${image}`);
+      return;
+    }
+    t = (await this.report(t, 'ready', 'prepared')) ?? t;
+    t = (await this.report(t, 'starting', 'starting')) ?? t;
+    if (t.DesiredState !== 'running') return;
+    let id = existing?.id;
+    try {
+      if (!id) id = (await this.deps.containers.create(containerName(t), this.createBody(t))).Id;
+      if (!existing?.running) await this.deps.containers.start(id);
+      await this.markRunning(t, id);
+    } catch (err) {
+      const msg = (err as Error).message;
+      this.deps.log.info({ task: t.ID, err: msg }, 'task failed to start');
+      await this.report(t, 'failed', 'starting', msg, id ? { ContainerID: id } : undefined);
+    }
+  }
+
+  private createBody(t: Task): DockerContainerCreate {
+    const spec = t.Spec.ContainerSpec ?? {};
+    const name = t.ServiceAnnotations?.Name ?? t.ServiceID;
+    const labels: Record<string, string> = {
+      ...(spec.Labels ?? {}),
+      [LABEL.nodeId]: t.NodeID,
+      [LABEL.serviceId]: t.ServiceID,
+      [LABEL.serviceName]: name,
+      [LABEL.task]: '',
+      [LABEL.taskId]: t.ID,
+      [LABEL.taskName]: `${taskName(t, name)}.${t.ID}`,
+    };
+    const nets = t.NetworksAttachments ?? [];
+    const endpoints: Record<string, { Aliases: string[] }> = {};
+    const specNets = t.Spec.Networks ?? [];
+    for (const n of nets) endpoints[n.Network.ID] = { Aliases: specNets.find((s) => s.Target === n.Network.ID)?.Aliases ?? [] };
+    const body: DockerContainerCreate = {
+      Image: spec.Image ?? '',
+      Env: spec.Env ?? [],
+      Labels: labels,
+      HostConfig: { NetworkMode: nets[0]?.Network.ID ?? 'bridge', Init: spec.Init ?? undefined },
+      NetworkingConfig: { EndpointsConfig: endpoints },
+    };
+    if (spec.Command?.length) body.Entrypoint = spec.Command;
+    if (spec.Args?.length) body.Cmd = spec.Args;
+    if (spec.Hostname) body.Hostname = spec.Hostname;
+    if (spec.Dir) body.WorkingDir = spec.Dir;
+    if (spec.User) body.User = spec.User;
+    return body;
+  }
+
+  private async markRunning(t: Task, containerId: string): Promise<void> {
+    const info = await this.deps.containers.inspect(containerId);
+    const nets = info.NetworkSettings.Networks ?? {};
+    const attachments = (t.NetworksAttachments ?? []).map((a) => {
+      const ep = Object.values(nets).find((e) => e.NetworkID === a.Network.ID);
+      const addrs = ep?.IPAddress ? [`${ep.IPAddress}/${ep.IPPrefixLen ?? 32}`] : [];
+      return { ...a, Addresses: addrs };
+    });
+    await this.report(t, 'running', 'started', undefined, { ContainerID: containerId, PID: info.State.Pid, ExitCode: 0 }, attachments);
+  }
+
+  /**
+   * Moves the task's observed state forward (never back: a late report must
+   * not undo a newer one) and returns the stored task.
+   */
+  private async report(
+    t: Task, state: TaskState, message: string, err?: string,
+    cs?: Task['Status']['ContainerStatus'], attachments?: Task['NetworksAttachments'],
+  ): Promise<Task | undefined> {
+    return updateRecord(this.tasks, t.ID, (cur) => {
+      if (stateRank(cur.Status.State) >= stateRank(state) && !(state === 'running' && cur.Status.State === 'running')) return cur;
+      if (isTerminal(cur.Status.State)) return cur;
+      const next: Task = {
+        ...cur,
+        UpdatedAt: nowIso(),
+        Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: {} },
+      };
+      if (attachments) next.NetworksAttachments = attachments;
+      return next;
+    }).catch((e) => {
+      this.deps.log.debug({ err: e, task: t.ID }, 'task state report failed');
+      return undefined;
+    });
+  }
+}
