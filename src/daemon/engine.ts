@@ -2,6 +2,7 @@ import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
 import type { EventBus } from './events.js';
 import type { DaemonConfig } from './config.js';
+import type { SwarmServices } from '../services/index.js';
 
 /** Everything the API layer serves, wired together by the daemon. */
 export interface Engine {
@@ -10,6 +11,8 @@ export interface Engine {
   containers: ContainerService;
   images: ImageService;
   events: EventBus;
+  /** Swarm services and tasks (answers 503 outside a swarm); optional so API tests can leave it out. */
+  services?: SwarmServices;
   /** GET /info and GET /version payloads. */
   info(): Promise<Record<string, unknown>>;
   version(): Record<string, unknown>;

@@ -20,6 +20,7 @@ import { NetworkController } from '../network/controller.js';
 import { ImageStore } from '../runtime/images/index.js';
 import { ContainerManager } from '../runtime/containers/index.js';
 import { probeRuntime } from '../runtime/probe.js';
+import { SwarmServices } from '../services/index.js';
 
 function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
@@ -128,12 +129,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   await networks.restore(live);
   log.info({ ms: Math.round(performance.now() - t0), running: live.size }, 'state restored');
 
+  // Swarm services: idle until the swarm layer attaches a Membership (swarm init/join).
+  const services = new SwarmServices({ containers, images, networks, events, log: log.child({ module: 'services' }) });
   const engine: Engine = {
     config,
     networks,
     containers,
     images,
     events,
+    services,
     info: () => systemInfo(config, { networks, containers, images }),
     version: () => versionInfo(),
   };
@@ -153,6 +157,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
       log.info('shutting down; containers keep running');
       server.close();
       server.closeAllConnections?.();
+      await services.detachCluster();
       await containers.close();
       await networks.close();
       await store.close();

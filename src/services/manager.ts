@@ -29,7 +29,7 @@ export class ServiceManager {
   private readonly services;
   private readonly tasks;
 
-  constructor(store: Store, private readonly networks: ServiceNetworks) {
+  constructor(readonly store: Store, private readonly networks: ServiceNetworks) {
     this.services = serviceCollection(store);
     this.tasks = taskCollection(store);
   }
@@ -116,6 +116,8 @@ export class ServiceManager {
         SpecVersion: taskChanged ? { Index: cur.SpecVersion.Index + 1 } : cur.SpecVersion,
         UpdatedAt: nowIso(),
       };
+      // swarmkit resets the update status on every update; only a changed task spec starts a rolling update.
+      delete next.UpdateStatus;
       if (taskChanged) next.UpdateStatus = { State: 'updating', StartedAt: nowIso(), Message: 'update in progress' };
     }
     const released = await this.endpoint(next, cur);

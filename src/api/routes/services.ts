@@ -1,0 +1,74 @@
+/**
+ * /services and /tasks (swarm mode). Handlers are thin: the services layer
+ * (src/services) validates, stores and answers in Docker's shapes; outside a
+ * swarm, or on a worker, it answers Docker's 503.
+ */
+import type { Route } from '../server.js';
+import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
+import { Unavailable } from '../../common/errors.js';
+import { NOT_A_MANAGER } from '../../services/index.js';
+import type { ServiceManager } from '../../services/manager.js';
+import type { ServiceSpec } from '../../services/types.js';
+import { serviceLogs, taskLogs } from '../../services/logs.js';
+
+function services(ctx: Ctx): ServiceManager {
+  const s = ctx.engine.services;
+  if (!s) throw new Unavailable(NOT_A_MANAGER);
+  return s.api();
+}
+
+async function list(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status')));
+}
+
+async function create(ctx: Ctx): Promise<void> {
+  const mgr = services(ctx);
+  const spec = await jsonBody<ServiceSpec>(ctx);
+  ctx.reply.json(201, await mgr.create(spec));
+}
+
+async function inspect(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await services(ctx).inspect(param(ctx, 'id')));
+}
+
+async function update(ctx: Ctx): Promise<void> {
+  const mgr = services(ctx);
+  const spec = await jsonBody<ServiceSpec>(ctx);
+  const rollback = ctx.query.get('rollback') === 'previous';
+  ctx.reply.json(200, await mgr.update(param(ctx, 'id'), intQuery(ctx.query, 'version'), spec, rollback));
+}
+
+async function remove(ctx: Ctx): Promise<void> {
+  await services(ctx).remove(param(ctx, 'id'));
+  ctx.reply.empty(200);
+}
+
+async function listTasks(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await services(ctx).listTasks(filtersQuery(ctx.query)));
+}
+
+async function inspectTask(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await services(ctx).inspectTask(param(ctx, 'id')));
+}
+
+async function logsOfService(ctx: Ctx): Promise<void> {
+  const mgr = services(ctx);
+  await serviceLogs(ctx, mgr, await mgr.inspect(param(ctx, 'id')));
+}
+
+async function logsOfTask(ctx: Ctx): Promise<void> {
+  const mgr = services(ctx);
+  await taskLogs(ctx, mgr, await mgr.inspectTask(param(ctx, 'id')));
+}
+
+export const serviceRoutes: Route[] = [
+  { method: 'GET', path: '/services', handler: list },
+  { method: 'POST', path: '/services/create', handler: create },
+  { method: 'GET', path: '/services/:id', handler: inspect },
+  { method: 'POST', path: '/services/:id/update', handler: update },
+  { method: 'DELETE', path: '/services/:id', handler: remove },
+  { method: 'GET', path: '/services/:id/logs', handler: logsOfService },
+  { method: 'GET', path: '/tasks', handler: listTasks },
+  { method: 'GET', path: '/tasks/:id', handler: inspectTask },
+  { method: 'GET', path: '/tasks/:id/logs', handler: logsOfTask },
+];

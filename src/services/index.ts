@@ -1,0 +1,116 @@
+/**
+ * Services in swarm mode, wired to the daemon: a ClusterAware component that,
+ * once the node is in a swarm, runs the agent (every node) and campaigns for
+ * the orchestrator's leadership (managers), and serves the services API on
+ * managers. Outside a swarm every call answers Docker's 503.
+ */
+import type { Logger } from '../common/log.js';
+import { Unavailable } from '../common/errors.js';
+import type { ClusterAware, Membership } from '../cluster/membership.js';
+import type { EventBus } from '../daemon/events.js';
+import type { NetworkService } from '../network/types.js';
+import type { ContainerService, ImageService } from '../runtime/types.js';
+import { Agent } from './agent.js';
+import { LeaderElector } from './leader.js';
+import { ServiceManager, type ServiceNetworks } from './manager.js';
+import { Orchestrator } from './orchestrator.js';
+import { LogServer } from './logs.js';
+import type { SchedNode } from './types.js';
+
+export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const WORKER_NOT_MANAGER = 'This node is not a swarm manager. Worker nodes can\'t be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.';
+
+export interface ServicesDeps {
+  containers: ContainerService;
+  images: ImageService;
+  networks: NetworkService;
+  events: EventBus;
+  log: Logger;
+}
+
+/** The network layer as the services layer needs it; VIPs come from hooks the network layer may offer. */
+export function serviceNetworksOf(networks: NetworkService): ServiceNetworks {
+  const hooks = networks as unknown as Partial<Pick<ServiceNetworks, 'allocateVip' | 'releaseVip'>>;
+  const out: ServiceNetworks = {
+    async lookup(ref) {
+      const n = await networks.inspectNetwork(ref);
+      return { id: n.Id, name: n.Name, driver: n.Driver, scope: n.Scope, ingress: Boolean(n.Ingress) };
+    },
+  };
+  if (typeof hooks.allocateVip === 'function') out.allocateVip = hooks.allocateVip.bind(networks);
+  if (typeof hooks.releaseVip === 'function') out.releaseVip = hooks.releaseVip.bind(networks);
+  return out;
+}
+
+export class SwarmServices implements ClusterAware {
+  private membership: Membership | undefined;
+  private manager: ServiceManager | undefined;
+  private agent: Agent | undefined;
+  private elector: LeaderElector | undefined;
+  private orchestrator: Orchestrator | undefined;
+  private roleTimer: NodeJS.Timeout | undefined;
+  private logServer: LogServer | undefined;
+
+  constructor(private readonly deps: ServicesDeps) {}
+
+  /** The services API of this node; 503 with Docker's words unless it is a manager of a swarm. */
+  api(): ServiceManager {
+    const m = this.membership;
+    if (!m || !this.manager) throw new Unavailable(NOT_A_MANAGER);
+    if (!m.isManager()) throw new Unavailable(WORKER_NOT_MANAGER);
+    return this.manager;
+  }
+
+  /** The node ID → hostname table of the cluster (for names in logs and CLI tables). */
+  async nodes(): Promise<SchedNode[]> {
+    const m = this.membership;
+    if (!m) return [];
+    return (await m.nodes()).map((n) => ({ id: n.id, hostname: n.hostname, role: n.role, availability: n.availability, state: n.state }));
+  }
+
+  async attachCluster(m: Membership): Promise<void> {
+    await this.detachCluster();
+    this.membership = m;
+    const log = this.deps.log;
+    const networks = serviceNetworksOf(this.deps.networks);
+    this.manager = new ServiceManager(m.store, networks);
+    this.agent = new Agent({ store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }) });
+    this.agent.start();
+    this.logServer = new LogServer(m.store, m.self.id, this.deps.containers, log.child({ part: 'logs' }));
+    this.logServer.start();
+    this.orchestrator = new Orchestrator({
+      store: m.store,
+      nodes: () => this.nodes(),
+      fence: () => this.elector?.fence(),
+      networkName: async (id) => (await networks.lookup(id).catch(() => undefined))?.name,
+      log: log.child({ part: 'orchestrator' }),
+    });
+    this.elector = new LeaderElector(m.store, m.self.id, (leading) => {
+      if (leading) this.orchestrator?.start();
+      else void this.orchestrator?.stop();
+    }, log.child({ part: 'leader' }));
+    // Promotion and demotion: only managers campaign.
+    const followRole = (): void => {
+      if (m.isManager()) this.elector?.start();
+      else void this.elector?.stop();
+    };
+    followRole();
+    this.roleTimer = setInterval(followRole, 2000);
+    this.roleTimer.unref?.();
+  }
+
+  async detachCluster(): Promise<void> {
+    if (this.roleTimer) clearInterval(this.roleTimer);
+    this.roleTimer = undefined;
+    await this.elector?.stop();
+    await this.orchestrator?.stop();
+    await this.agent?.stop();
+    this.logServer?.close();
+    this.logServer = undefined;
+    this.elector = undefined;
+    this.orchestrator = undefined;
+    this.agent = undefined;
+    this.manager = undefined;
+    this.membership = undefined;
+  }
+}
