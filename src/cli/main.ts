@@ -25,6 +25,7 @@ const modules: Record<string, Loader> = {
   run: () => import('./commands/run.js'),
   image: () => import('./commands/image.js'),
   system: () => import('./commands/system.js'),
+  service: () => import('./commands/service.js'),
 };
 
 /** Exit code for daemon errors of `run`/`create` (docker's 125). */
@@ -248,6 +249,99 @@ function systemCommands(parent: Command, program: Command, top: boolean): void {
     .action(act(program, 'system', 'events'));
 }
 
+/** cove service ...: swarm services, docker's flags (create and update share most). */
+function serviceCommands(program: Command): void {
+  const service = program.command('service').description('Manage Swarm services');
+  const common = (cmd: Command, update: boolean): Command => {
+    cmd.option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+      .option('-q, --quiet', 'Suppress progress output')
+      .option('--replicas <n>', 'Number of tasks')
+      .option('--endpoint-mode <mode>', 'Endpoint mode (vip or dnsrr)')
+      .option('--restart-condition <condition>', 'Restart when condition is met ("none", "on-failure", "any")')
+      .option('--restart-delay <duration>', 'Delay between restart attempts (ns|us|ms|s|m|h)')
+      .option('--restart-max-attempts <n>', 'Maximum number of restarts before giving up')
+      .option('--update-parallelism <n>', 'Maximum number of tasks updated simultaneously (0 to update all at once)')
+      .option('--update-delay <duration>', 'Delay between updates (ns|us|ms|s|m|h)')
+      .option('--update-order <order>', 'Update order ("start-first", "stop-first")')
+      .option('--update-failure-action <action>', 'Action on update failure ("pause", "continue", "rollback")')
+      .option('--update-monitor <duration>', 'Duration after each task update to monitor for failure (ns|us|ms|s|m|h)')
+      .option('--rollback-parallelism <n>', 'Maximum number of tasks rolled back simultaneously (0 to roll back all at once)')
+      .option('--rollback-delay <duration>', 'Delay between task rollbacks (ns|us|ms|s|m|h)')
+      .option('--rollback-order <order>', 'Rollback order ("start-first", "stop-first")')
+      .option('--rollback-failure-action <action>', 'Action on rollback failure ("pause", "continue")')
+      .option('--hostname <name>', 'Container hostname')
+      .option('-w, --workdir <dir>', 'Working directory inside the container')
+      .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
+      .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)');
+    if (update) {
+      cmd.option('--image <image>', 'Service image tag')
+        .option('--args <command>', 'Service command args')
+        .option('--env-add <KEY=VALUE>', 'Add or update an environment variable', collect)
+        .option('--env-rm <KEY>', 'Remove an environment variable', collect)
+        .option('--network-add <network>', 'Add a network', collect)
+        .option('--network-rm <network>', 'Remove a network', collect)
+        .option('--publish-add <port>', 'Add or update a published port', collect)
+        .option('--publish-rm <port>', 'Remove a published port by its target port', collect)
+        .option('--constraint-add <constraint>', 'Add or update a placement constraint', collect)
+        .option('--constraint-rm <constraint>', 'Remove a constraint', collect)
+        .option('--label-add <key=value>', 'Add or update a service label', collect)
+        .option('--label-rm <key>', 'Remove a label by its key', collect)
+        .option('--force', 'Force update even if no changes require it')
+        .option('--rollback', 'Rollback to previous specification');
+    } else {
+      cmd.option('--name <name>', 'Service name')
+        .option('--mode <mode>', 'Service mode ("replicated", "global")', 'replicated')
+        .option('--network <network>', 'Network attachments', collect)
+        .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
+        .option('--constraint <constraint>', 'Placement constraints', collect)
+        .option('-p, --publish <port>', 'Publish a port as a node port', collect)
+        .option('-l, --label <key=value>', 'Service labels', collect)
+        .option('--container-label <key=value>', 'Container labels', collect)
+        .option('--entrypoint <command>', 'Overwrite the default ENTRYPOINT of the image')
+        .option('--init', 'Use an init inside each service container to forward signals and reap processes');
+    }
+    return cmd;
+  };
+  common(service.command('create').description('Create a new service'), false)
+    .argument('<image>').argument('[command...]').passThroughOptions().action(act(program, 'service', 'create'));
+  service.command('ls').aliases(['list']).description('List services')
+    .option('-q, --quiet', 'Only display IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .action(act(program, 'service', 'ls'));
+  service.command('ps').description('List the tasks of one or more services')
+    .option('-q, --quiet', 'Only display task IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Pretty-print tasks using a Go template')
+    .option('--no-trunc', 'Do not truncate output')
+    .option('--no-resolve', 'Do not map IDs to Names')
+    .argument('<service...>').action(act(program, 'service', 'ps'));
+  service.command('inspect').description('Display detailed information on one or more services')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .option('--pretty', 'Print the information in a human friendly format')
+    .argument('<service...>').action(act(program, 'service', 'inspect'));
+  service.command('scale').description('Scale one or multiple replicated services')
+    .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+    .argument('<pairs...>').action(act(program, 'service', 'scale'));
+  common(service.command('update').description('Update a service'), true)
+    .argument('<service>').action(act(program, 'service', 'update'));
+  service.command('rollback').description('Revert changes to a service\'s configuration')
+    .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+    .option('-q, --quiet', 'Suppress progress output')
+    .argument('<service>').action(act(program, 'service', 'rollback'));
+  service.command('rm').aliases(['remove']).description('Remove one or more services')
+    .argument('<service...>').action(act(program, 'service', 'rm'));
+  service.command('logs').description('Fetch the logs of a service or task')
+    .option('-f, --follow', 'Follow log output')
+    .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
+    .option('-t, --timestamps', 'Show timestamps')
+    .option('--since <time>', 'Show logs since timestamp')
+    .option('--no-task-ids', 'Do not include task IDs in output')
+    .option('--no-trunc', 'Do not truncate output')
+    .option('--raw', 'Do not neatly format logs')
+    .argument('<service>').action(act(program, 'service', 'logs'));
+}
+
 export function buildProgram(): Command {
   const program = new Command('cove')
     .description('A self-sufficient runtime for containers, with Docker\'s networking')
@@ -322,6 +416,7 @@ export function buildProgram(): Command {
   systemCommands(program, program, true);
   const system = program.command('system').description('Manage Cove');
   systemCommands(system, program, false);
+  serviceCommands(program);
 
   return program;
 }

@@ -308,6 +308,14 @@ export class Orchestrator {
       prog.lastBatchDoneAt = this.now();
     }
     if (!outOfDate.length) {
+      // As swarmkit: the update completes once the last tasks have run for the monitor period.
+      const monitorMs = Math.round((cfg.Monitor ?? 5 * NS) / 1e6);
+      const left = prog.lastBatchDoneAt + monitorMs - this.now();
+      if (prog.lastBatchDoneAt && left > 0) {
+        const t = setTimeout(() => this.kick(), left + 5);
+        t.unref?.();
+        return;
+      }
       const done: UpdateStatus = {
         State: rollingBack ? 'rollback_completed' : 'completed',
         StartedAt: svc.UpdateStatus?.StartedAt ?? nowIso(),
