@@ -30,34 +30,47 @@ function query(name: string): Buffer {
 async function setup(t: { after: (fn: () => unknown) => void }) {
   const dir = mkdtempSync(join(tmpdir(), 'cvn-swarm-'));
   const clusterStore = new EmbeddedStore(join(dir, 'cluster'));
-  const nodes: Array<{ ctl: NetworkController; kernel: RecordingKernelOps; m: Membership; store: EmbeddedStore; spec: (c: string, n: string, o?: Partial<SandboxSpec>) => SandboxSpec }> = [];
+  const nodes: Array<{
+    ctl: NetworkController; kernel: RecordingKernelOps; m: Membership; store: EmbeddedStore; spec: (c: string, n: string, o?: Partial<SandboxSpec>) => SandboxSpec;
+    /** A daemon restart: a new controller on the same local store and kernel. */
+    restart: () => Promise<NetworkController>;
+  }> = [];
+  const all: NetworkController[] = [];
   for (const [i, role] of (['manager', 'worker'] as const).entries()) {
     const store = new EmbeddedStore(join(dir, `local${i}`));
     const config = defaultConfig({ execRoot: join(dir, `run${i}`), dataRoot: join(dir, `data${i}`), dns: ['127.0.0.1:9'] });
     const kernel = new RecordingKernelOps();
     const self: ClusterNode = { id: `node${i}`, hostname: `host${i}`, role, addr: `192.0.2.1${i}`, dataPathAddr: `192.0.2.1${i}`, availability: 'active', state: 'ready' };
     const m: Membership = { self, store: clusterStore, isManager: () => role === 'manager', nodes: async () => [self] };
-    const ctl = new NetworkController({
-      config, store, events: new EventBus(), log: silentLogger, kernel: new FakeKernel(), kernelOps: kernel,
+    const fk = new FakeKernel();
+    const make = () => new NetworkController({
+      config, store, events: new EventBus(), log: silentLogger, kernel: fk, kernelOps: kernel,
       drivers: [new FakeDriver('bridge'), new FakeDriver('host'), new FakeDriver('null'), new OverlayDriver({ config, log: silentLogger, kernel })],
-      hostResolvConf: join(dir, 'nonexistent'), hostHosts: join(dir, 'nonexistent'), portRange: [42200, 42209], portDefaultHostIp: '127.0.0.1',
+      hostResolvConf: join(dir, 'nonexistent'), hostHosts: join(dir, 'nonexistent'), portRange: [42200 + i * 10, 42209 + i * 10], portDefaultHostIp: '127.0.0.1',
     });
+    const ctl = make();
+    all.push(ctl);
     await ctl.init();
-    nodes.push({
+    const node: (typeof nodes)[number] = {
       ctl, kernel, m, store,
-      spec: (c, name, o = {}) => {
+      restart: async () => {
+        await node.ctl.close();
+        node.ctl = make();
+        all.push(node.ctl);
+        return node.ctl;
+      },
+      spec: (c: string, name: string, o: Partial<SandboxSpec> = {}): SandboxSpec => {
         const d = join(dir, 'containers', c);
         mkdirSync(d, { recursive: true });
         return { containerId: c, containerName: name, hostname: c.slice(0, 12), domainname: '', networkMode: 'default', endpoints: [],
           portBindings: [], exposedPorts: [], publishAllPorts: false, dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir: d, ...o };
       },
-    });
+    };
+    nodes.push(node);
   }
   t.after(async () => {
-    for (const n of nodes) {
-      await n.ctl.close();
-      await n.store.close();
-    }
+    for (const c of all) await c.close();
+    for (const n of nodes) await n.store.close();
     await clusterStore.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -165,4 +178,29 @@ test('connect/disconnect: an overlay brings docker_gwbridge only when nothing el
   assert.deepEqual(Object.keys((await mgr!.ctl.inspectNetwork('docker_gwbridge')).Containers), []);
   await mgr!.ctl.deleteSandbox(cid(5));
   await mgr!.ctl.deleteSandbox(cid(6));
+});
+
+test('a daemon restart keeps the overlay (adopted, not rebuilt) and drops this node\'s endpoints of containers that died meanwhile', async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  await mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay', Attachable: true });
+  await mgr!.ctl.createSandbox(mgr!.spec(cid(1), 'c1', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(2), 'c2', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(3), 'c3', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  // kill -9 of the worker's daemon; c3 dies while it is down.
+  const ctl = await wkr!.restart();
+  wkr!.kernel.take();
+  await ctl.init();
+  await ctl.restore(new Set([cid(2)]));
+  await ctl.attachCluster(wkr!.m);
+  const log = wkr!.kernel.take();
+  assert.ok(!log.some((l) => /^\+netns|type vxlan/.test(l)), `adopted, not rebuilt:\n${log.join('\n')}`);
+  assert.ok(log.some((l) => /fdb replace 02:42:0a:00:01:02 dev vxlan0 dst 192\.0\.2\.10/.test(l)), 'peers re-synced');
+  const eps = (await wkr!.m.store.list('endpoints/')).map((kv) => (JSON.parse(kv.value) as { name: string }).name).sort();
+  assert.deepEqual(eps, ['c1', 'c2']);
+  await until(() => mgr!.kernel.log.some((l) => /fdb del 02:42:0a:00:01:04/.test(l)));
+  // c3's address is free again: the next container gets it.
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(4), 'c4', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  assert.equal(Object.values((await wkr!.ctl.inspectNetwork('ov')).Containers).find((c) => c.Name === 'c4')!.IPv4Address, '10.0.1.4/24');
 });
