@@ -1,0 +1,163 @@
+/**
+ * Overlay networks on a 3-host swarm (the seed's "Use an overlay network"):
+ * an attachable overlay with a container on each host, reached by name and
+ * address in every direction (ping and TCP), network inspect on each host,
+ * VXLAN with the network's VNI on the underlay, MTU, egress through
+ * docker_gwbridge, a daemon killed while containers talk, Docker's errors,
+ * and removal leaving nothing behind. Driven with the real docker CLI and
+ * with cove.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO, run, INTERNET_IP, type Lab, type RunResult } from '../lab/lab.js';
+import { MultiHostLab } from '../lab/multihost.js';
+
+const DOCKER = '/usr/local/bin/docker';
+let lab: MultiHostLab;
+let H: Lab[];
+
+const docker = (h: Lab, args: string[], timeoutMs = 60_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
+async function dockerOk(h: Lab, args: string[]): Promise<string> {
+  const r = await docker(h, args);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
+  return r.stdout.trim();
+}
+
+async function retry(f: () => Promise<boolean>, tries = 10, gapMs = 100): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await f()) return true;
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  return false;
+}
+
+before(async () => {
+  lab = await MultiHostLab.create('ov', 3);
+  H = lab.hosts;
+  for (const h of H) {
+    await h.startDaemon();
+    for (const img of ['alpine', 'nginx']) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
+  }
+  await dockerOk(H[0]!, ['swarm', 'init', '--advertise-addr', lab.addr(0)]);
+  const token = await dockerOk(H[0]!, ['swarm', 'join-token', '-q', 'worker']);
+  for (const i of [1, 2]) await dockerOk(H[i]!, ['swarm', 'join', '--token', token, `${lab.addr(0)}:2377`]);
+});
+
+after(async () => {
+  await lab?.destroy();
+});
+
+test('overlay needs a manager: Docker\'s error on a worker; ingress and docker_gwbridge everywhere', async () => {
+  const r = await docker(H[1]!, ['network', 'create', '-d', 'overlay', 'fromworker']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /Cannot create a multi-host network from a worker node\. Please create the network from a manager node\./);
+  for (const h of H) {
+    const ls = await dockerOk(h, ['network', 'ls', '--format', '{{.Name}} {{.Driver}} {{.Scope}}']);
+    assert.match(ls, /^ingress overlay swarm$/m);
+    assert.match(ls, /^docker_gwbridge bridge local$/m);
+  }
+});
+
+test('an attachable overlay, one container per host: ping and TCP by name and address in every direction', async () => {
+  await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', '--attachable', 'my-attachable-overlay']);
+  // A worker does not list it until something there uses it.
+  assert.doesNotMatch(await dockerOk(H[1]!, ['network', 'ls', '--format', '{{.Name}}']), /my-attachable-overlay/);
+  for (let i = 0; i < 3; i++) {
+    // Host 1 through cove, the others through the docker CLI.
+    const args = ['run', '-d', '--name', `n${i + 1}`, '--network', 'my-attachable-overlay', 'nginx'];
+    if (i === 0) await H[i]!.coveOk(args);
+    else await dockerOk(H[i]!, args);
+  }
+  const ips: string[] = [];
+  for (let i = 0; i < 3; i++) ips.push(await dockerOk(H[i]!, ['inspect', '-f', '{{(index .NetworkSettings.Networks "my-attachable-overlay").IPAddress}}', `n${i + 1}`]));
+  assert.equal(new Set(ips).size, 3, `addresses unique across the cluster: ${ips}`);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      if (i === j) continue;
+      const from = `n${i + 1}`;
+      for (const target of [`n${j + 1}`, ips[j]!]) {
+        assert.ok(await retry(async () => (await docker(H[i]!, ['exec', from, 'ping', '-c', '1', '-W', '1', target])).code === 0, 3),
+          `${from} on host ${i + 1} pings ${target}`);
+        const w = await docker(H[i]!, ['exec', from, 'wget', '-q', '-T', '3', '-O', '-', `http://${target}/`]);
+        assert.equal(w.code, 0, `${from} fetches http://${target}/: ${w.stderr}`);
+      }
+    }
+  }
+  // The worker now lists it.
+  assert.match(await dockerOk(H[1]!, ['network', 'ls', '--format', '{{.Name}} {{.Scope}}']), /^my-attachable-overlay swarm$/m);
+});
+
+test('network inspect on each host: scope swarm, the VNI, this host\'s container, peers of all three nodes, MTU', async () => {
+  for (let i = 0; i < 3; i++) {
+    const [n] = JSON.parse(await dockerOk(H[i]!, ['network', 'inspect', 'my-attachable-overlay'])) as Array<{
+      Scope: string; Options: Record<string, string>; Containers: Record<string, { Name: string }>; Peers: Array<{ Name: string; IP: string }>;
+    }>;
+    assert.equal(n!.Scope, 'swarm');
+    assert.match(n!.Options['com.docker.network.driver.overlay.vxlanid_list']!, /^\d+$/);
+    assert.ok(Number(n!.Options['com.docker.network.driver.overlay.vxlanid_list']) >= 4096);
+    assert.deepEqual(Object.values(n!.Containers).map((c) => c.Name), [`n${i + 1}`]);
+    assert.deepEqual(n!.Peers.map((p) => p.IP).sort(), [lab.addr(0), lab.addr(1), lab.addr(2)]);
+    assert.equal(n!.Options['com.docker.network.driver.mtu'], '1450');
+  }
+});
+
+test('the underlay carries VXLAN on UDP 4789 with the network\'s VNI; a 1400-byte unfragmented ping crosses', async () => {
+  const vni = await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}', 'my-attachable-overlay']);
+  const cap = lab.underlay('timeout 8 tcpdump -nn -c 2 -i ul0 udp port 4789 2>&1', 12_000);
+  await new Promise((r) => setTimeout(r, 700));
+  const sbKey = await dockerOk(H[0]!, ['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'n1']);
+  const ip2 = await dockerOk(H[1]!, ['inspect', '-f', '{{(index .NetworkSettings.Networks "my-attachable-overlay").IPAddress}}', 'n2']);
+  const big = await H[0]!.sh(`nsenter --net=${sbKey} ping -c 2 -W 2 -s 1400 -M do ${ip2}`);
+  assert.equal(big.code, 0, big.stdout + big.stderr);
+  const dump = await cap;
+  assert.match(dump.stdout, new RegExp(`192\\.0\\.2\\.1[123]\\.\\d+ > 192\\.0\\.2\\.1[123]\\.4789: VXLAN, flags \\[I\\] \\(0x08\\), vni ${vni}`), dump.stdout);
+  const mtu = await H[0]!.sh(`nsenter --net=${sbKey} ip -o link show eth0`);
+  assert.match(mtu.stdout, / mtu 1450 /);
+});
+
+test('egress: a container on the overlay reaches the stand-in internet through docker_gwbridge', async () => {
+  const r = await docker(H[2]!, ['exec', 'n3', 'ping', '-c', '1', '-W', '2', INTERNET_IP]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const route = await dockerOk(H[2]!, ['exec', 'n3', 'ip', 'route']);
+  assert.match(route, /^default via 172\.\d+\.0\.1 dev eth1/m);
+});
+
+test('a non-attachable overlay refuses standalone containers with Docker\'s message', async () => {
+  await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', 'my-overlay']);
+  const r = await docker(H[1]!, ['run', '-d', '--name', 'refused', '--network', 'my-overlay', 'alpine', 'sleep', '100']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /Could not attach to network my-overlay: rpc error: code = PermissionDenied desc = network my-overlay not manually attachable/);
+  await docker(H[1]!, ['rm', '-f', 'refused']);
+  await dockerOk(H[0]!, ['network', 'rm', 'my-overlay']);
+});
+
+test('kill -9 of a daemon while containers talk: they keep talking; after restart the host is back in step', async () => {
+  const ip1 = await dockerOk(H[0]!, ['inspect', '-f', '{{(index .NetworkSettings.Networks "my-attachable-overlay").IPAddress}}', 'n1']);
+  const sb2 = await dockerOk(H[1]!, ['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'n2']);
+  await H[1]!.stopDaemon('SIGKILL');
+  const during = await H[1]!.sh(`nsenter --net=${sb2} ping -c 5 -i 0.2 -W 1 ${ip1}`);
+  assert.equal(during.code, 0, `n2 -> n1 while host 2's daemon is down: ${during.stdout}`);
+  // A container started elsewhere meanwhile is reachable from host 2 once its daemon is back.
+  await dockerOk(H[2]!, ['run', '-d', '--name', 'late', '--network', 'my-attachable-overlay', 'nginx']);
+  await H[1]!.startDaemon();
+  assert.ok(await retry(async () => (await docker(H[1]!, ['exec', 'n2', 'ping', '-c', '1', '-W', '1', 'late'])).code === 0, 20, 200),
+    'host 2 resolves and reaches a container started while it was down');
+  await dockerOk(H[2]!, ['rm', '-f', 'late']);
+});
+
+test('network rm: refused while any host has a container on it; then gone from every host, nothing left', async () => {
+  const r = await docker(H[0]!, ['network', 'rm', 'my-attachable-overlay']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /has active endpoints/);
+  for (let i = 0; i < 3; i++) await dockerOk(H[i]!, ['rm', '-f', `n${i + 1}`]);
+  await dockerOk(H[0]!, ['network', 'rm', 'my-attachable-overlay']);
+  for (const h of H) {
+    assert.doesNotMatch(await dockerOk(h, ['network', 'ls', '--format', '{{.Name}}']), /my-attachable-overlay/);
+    const dir = join(h.execRoot, 'overlay');
+    assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], [], `no overlay namespace left on ${h.name}`);
+    const links = await h.sh('ip -o link show');
+    assert.doesNotMatch(links.stdout, /vxlan|veth/, `no vxlan or veth left on ${h.name}`);
+  }
+});

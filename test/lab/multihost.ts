@@ -1,0 +1,54 @@
+/**
+ * Several simulated hosts for multi-host tests: each a Lab (its own network
+ * namespace, coved, data root, socket and stand-in internet), joined by an
+ * underlay: a bridge `ul0` in a namespace of its own, each host reaching it
+ * through `eth1` with a documentation address 192.0.2.1N/24 (N = 1, 2, ...).
+ * Nothing reaches the root namespace. destroy() removes it all.
+ */
+import { Lab, labName, run, type RunResult } from './lab.js';
+
+export const UNDERLAY_PREFIX = '192.0.2.';
+
+export class MultiHostLab {
+  private constructor(readonly name: string, readonly underlayNetns: string, readonly hosts: Lab[]) {}
+
+  /** Underlay address of host i (0-based): 192.0.2.11, .12, ... */
+  addr(i: number): string {
+    return `${UNDERLAY_PREFIX}${11 + i}`;
+  }
+
+  static async create(name: string, n: number): Promise<MultiHostLab> {
+    const ul = labName(`${name}ul`);
+    const lab = new MultiHostLab(name, ul, []);
+    try {
+      await must('ip', ['netns', 'add', ul]);
+      await must('ip', ['-n', ul, '-batch', '-'], 'link set lo up\nlink add ul0 type bridge\nlink set ul0 up\n');
+      for (let i = 0; i < n; i++) {
+        const h = await Lab.create(`${name}${i + 1}`);
+        lab.hosts.push(h);
+        await must('ip', ['link', 'add', `h${i + 1}`, 'netns', ul, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', h.netns]);
+        await must('ip', ['-n', ul, 'link', 'set', `h${i + 1}`, 'master', 'ul0', 'up']);
+        await must('ip', ['-n', h.netns, '-batch', '-'], `addr add ${lab.addr(i)}/24 dev eth1\nlink set eth1 up\n`);
+      }
+    } catch (e) {
+      await lab.destroy();
+      throw e;
+    }
+    return lab;
+  }
+
+  /** A command on the underlay (tcpdump there sees every VXLAN packet between hosts). */
+  underlay(script: string, timeoutMs = 30_000): Promise<RunResult> {
+    return run('nsenter', [`--net=/run/netns/${this.underlayNetns}`, 'sh', '-c', script], { timeoutMs });
+  }
+
+  async destroy(): Promise<void> {
+    for (const h of this.hosts) await h.destroy().catch(() => undefined);
+    await run('ip', ['netns', 'del', this.underlayNetns]);
+  }
+}
+
+async function must(cmd: string, args: string[], input?: string): Promise<void> {
+  const r = await run(cmd, args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
+}
