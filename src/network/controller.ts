@@ -1426,6 +1426,30 @@ export class NetworkController implements NetworkService, ClusterAware {
     if (peers.size > 0) out.Peers = [...peers.values()];
   }
 
+  /**
+   * A service VIP on a swarm network (src/services calls this through
+   * serviceNetworksOf): an address from the network's cluster-wide IPAM,
+   * owned by `vip:<owner>`, as "a.b.c.d/len"; undefined for a network with
+   * no IPv4 subnet.
+   */
+  async allocateVip(networkId: string, owner: string): Promise<string | undefined> {
+    await this.init();
+    const net = await this.findNetwork(networkId);
+    return (await this.ipamOf(net).allocate(net.id, 4, owner.startsWith('vip:') ? owner : `vip:${owner}`))?.cidr;
+  }
+
+  async releaseVip(networkId: string, addr: string): Promise<void> {
+    await this.init();
+    const net = (await this.networks.get(networkId))?.value;
+    if (!net) return;
+    const ipam = this.ipamOf(net);
+    const ip = addr.split('/')[0]!;
+    for (const { state } of await ipam.subnetsOf(net.id)) {
+      const owner = state.allocated[ip];
+      if (owner?.startsWith('vip:')) await ipam.release(net.id, ip, owner);
+    }
+  }
+
   /** Swarm networks known to this node (tests, diagnostics). */
   get inSwarm(): boolean {
     return this.cluster !== undefined;

@@ -204,3 +204,17 @@ test('a daemon restart keeps the overlay (adopted, not rebuilt) and drops this n
   await wkr!.ctl.createSandbox(wkr!.spec(cid(4), 'c4', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
   assert.equal(Object.values((await wkr!.ctl.inspectNetwork('ov')).Containers).find((c) => c.Name === 'c4')!.IPv4Address, '10.0.1.4/24');
 });
+
+test('service VIPs come from the swarm network\'s IPAM, unique with endpoints, released by address; tasks may join non-attachable networks', async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  const { Id } = await mgr!.ctl.createNetwork({ Name: 'svcnet', Driver: 'overlay' });
+  const vip = await mgr!.ctl.allocateVip(Id, 'vip:svc1');
+  assert.equal(vip, '10.0.1.2/24');
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(7), 'task1', { networkMode: 'svcnet', endpoints: [{ network: 'svcnet' }], swarmTask: true }));
+  assert.equal(Object.values((await wkr!.ctl.inspectNetwork('svcnet')).Containers)[0]!.IPv4Address, '10.0.1.3/24');
+  await mgr!.ctl.releaseVip(Id, '10.0.1.2/24');
+  assert.equal(await mgr!.ctl.allocateVip(Id, 'vip:svc2'), '10.0.1.2/24');
+  await wkr!.ctl.deleteSandbox(cid(7));
+});

@@ -118,5 +118,7 @@ export function sandboxSpec(o: {
     dnsOptions: [...(hc.DnsOptions ?? [])],
     extraHosts: [...(hc.ExtraHosts ?? [])],
     dir: o.dir,
+    // A swarm service task (src/services labels it): may join swarm networks that are not --attachable.
+    ...(o.config.Labels?.['com.docker.swarm.task.id'] !== undefined ? { swarmTask: true } : {}),
   };
 }
