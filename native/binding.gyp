@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cove_netns",
-      "sources": ["netns.c"],
+      "sources": ["netns.c", "seqpacket.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -15,6 +15,8 @@
  *   setnsCurrentThread(path)           moves the CALLING thread (tests: the main thread into a lab)
  *   netnsInode(path)                   st_ino of the netns at path (for checks)
  *   configureInNetns(path, ops)        rtnetlink link/addr/route changes and /proc writes inside the netns
+ * and, from seqpacket.c, the SOCK_SEQPACKET client for conmon's attach socket
+ * (seqpacketConnect/Write/Shutdown/Close).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -402,6 +404,8 @@ static napi_value js_inode(napi_env env, napi_callback_info info) {
   return out;
 }
 
+void cove_seqpacket_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "createNetns", NULL, js_create, NULL, NULL, NULL, napi_default, NULL },
@@ -413,6 +417,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "configureInNetns", NULL, js_configure, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  cove_seqpacket_register(env, exports);
   return exports;
 }
 

@@ -47,11 +47,10 @@ done
 command -v docker >/dev/null || echo "note: the docker CLI is not installed; tests that drive Cove with it will be skipped"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # `npm install`, not `npm ci`: node-unix-socket lists prebuilt packages for
-  # other platforms that the registry here does not serve, and `npm ci` refuses
-  # a lock file without them. The lock file still pins every version.
-  echo "==> npm install"
-  npm install --no-audit --no-fund --loglevel=error
+  # Exactly what the lock file pins (no package with prebuilt per-platform
+  # binaries: Cove's own addon in native/ is built from source below).
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 echo "==> build"
 npm run -s build

@@ -1,6 +1,7 @@
 /**
  * Loads native/ (cove_netns.node): the few syscalls Node cannot make
- * (unshare/setns/mount of network namespaces, sockets inside a netns).
+ * (unshare/setns/mount of network namespaces, sockets inside a netns, and a
+ * SOCK_SEQPACKET unix-socket client for conmon's attach socket).
  * Built by `npm run build:native` (node-gyp, bundled with npm).
  */
 import { createRequire } from 'node:module';
@@ -18,7 +19,22 @@ export interface NetnsAddon {
   netnsInode(path: string): number;
   /** Ops [kind, a, b?, c?] run in order on one thread inside the netns; stops at the first failure. */
   configureInNetns(path: string, ops: Array<[string, string, string?, number?]>): void;
+  /**
+   * Connects a SOCK_SEQPACKET unix socket (throws with code ENOENT, ECONNREFUSED, ...).
+   * onEvent gets (null, packet) per packet, (null, null) at end of stream, (message, null)
+   * on an error; nothing after those two or after seqpacketClose.
+   */
+  seqpacketConnect(path: string, onEvent: (err: string | null, packet: Buffer | null) => void): SeqpacketHandle;
+  /** Sends one packet (queued in the addon while the socket is full; dropped after the end). */
+  seqpacketWrite(h: SeqpacketHandle, data: Buffer): void;
+  /** Half-closes (SHUT_WR) once the queue is sent. */
+  seqpacketShutdown(h: SeqpacketHandle): void;
+  /** Closes; idempotent. */
+  seqpacketClose(h: SeqpacketHandle): void;
 }
+
+/** Opaque handle of a seqpacket connection held by the addon. */
+export type SeqpacketHandle = { readonly __seqpacket: unique symbol };
 
 let cached: NetnsAddon | undefined;
 

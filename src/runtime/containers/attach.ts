@@ -5,7 +5,7 @@
  * the session as 'detached' and leave the process running.
  */
 import { PassThrough, Writable } from 'node:stream';
-import { SeqpacketSocket } from 'node-unix-socket';
+import { SeqpacketSocket } from '../../kernel/seqpacket.js';
 import { InvalidParameter } from '../../common/errors.js';
 import type { IoSession } from '../types.js';
 
@@ -153,40 +153,29 @@ export class AttachSession implements IoSession {
   }
 
   /** Connects to conmon's attach socket; output flows from here on. */
-  connect(path: string): Promise<void> {
-    if (this.finished) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const sock = new SeqpacketSocket();
-      let connected = false;
-      sock.on('error', (e: Error) => {
-        if (!connected) reject(e);
-        else this.onSocketEnd();
-      });
-      sock.on('data', (buf: Buffer) => {
-        if (!buf.length) return;
-        const kind = buf[0];
-        const data = buf.subarray(1);
-        if (kind === STDOUT_PIPE) {
-          if (this.opts.stdout || this.tty) this.stdout?.write(data);
-        } else if (kind === STDERR_PIPE) {
-          if (this.tty) this.stdout?.write(data);
-          else if (this.opts.stderr) this.stderr?.write(data);
-        }
-      });
-      sock.on('end', () => this.onSocketEnd());
-      sock.on('close', () => this.onSocketEnd());
-      try {
-        sock.connect(path, () => {
-          connected = true;
-          this.socket = sock;
-          for (const b of this.pending.splice(0)) sock.write(b);
-          if (this.stdinEnded && this.opts.closeStdinOnEof) sock.end();
-          resolve();
-        });
-      } catch (e) {
-        reject(e);
+  async connect(path: string): Promise<void> {
+    if (this.finished) return;
+    const sock = await SeqpacketSocket.connect(path);
+    if (this.finished) {
+      sock.destroy();
+      return;
+    }
+    sock.on('error', () => this.onSocketEnd());
+    sock.on('data', (buf: Buffer) => {
+      if (!buf.length) return;
+      const kind = buf[0];
+      const data = buf.subarray(1);
+      if (kind === STDOUT_PIPE) {
+        if (this.opts.stdout || this.tty) this.stdout?.write(data);
+      } else if (kind === STDERR_PIPE) {
+        if (this.tty) this.stdout?.write(data);
+        else if (this.opts.stderr) this.stderr?.write(data);
       }
     });
+    sock.on('close', () => this.onSocketEnd());
+    this.socket = sock;
+    for (const b of this.pending.splice(0)) sock.write(b);
+    if (this.stdinEnded && this.opts.closeStdinOnEof) sock.end();
   }
 
   private onSocketEnd(): void {
