@@ -408,6 +408,18 @@ export class NetworkController implements NetworkService, ClusterAware {
     throw new NotFound(`network ${term} not found`);
   }
 
+  // ------------------------------------------------------------------ hooks for swarm services (src/services)
+
+  /** Names that services add to a network's DNS: <service> → VIP or task addresses, tasks.<service> → tasks. */
+  private readonly serviceNames = new Map<string, Map<string, NameEntry[]>>();
+
+  /** Replaces the service names of one network (empty map: none) and refreshes its DNS table. */
+  async setServiceNames(networkId: string, names: Map<string, NameEntry[]>): Promise<void> {
+    if (names.size) this.serviceNames.set(networkId, names);
+    else this.serviceNames.delete(networkId);
+    await this.refreshNames([networkId]);
+  }
+
   async resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }> {
     await this.init();
     const n = await this.findNetwork(idOrName);
@@ -517,6 +529,11 @@ export class NetworkController implements NetworkService, ClusterAware {
         }
         if (entry.ipv4) reverse.set(entry.ipv4, `${ep.name}.${n.name}`);
         if (entry.ipv6) reverse.set(entry.ipv6, `${ep.name}.${n.name}`);
+      }
+      // Service names (VIPs, tasks.<service>) after the containers' own: a container name wins, as in Docker.
+      for (const [nm, entries] of this.serviceNames.get(id) ?? []) {
+        const key = nm.toLowerCase();
+        if (!names.has(key)) names.set(key, entries);
       }
       this.resolver.setNetwork(id, { networkName: n.name, names, reverse });
     }

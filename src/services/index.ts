@@ -15,6 +15,7 @@ import { LeaderElector } from './leader.js';
 import { ServiceManager, type ServiceNetworks } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
 import { LogServer } from './logs.js';
+import { ServiceDiscovery, type ServiceNamesSink } from './discovery.js';
 import type { SchedNode } from './types.js';
 
 export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -50,6 +51,7 @@ export class SwarmServices implements ClusterAware {
   private orchestrator: Orchestrator | undefined;
   private roleTimer: NodeJS.Timeout | undefined;
   private logServer: LogServer | undefined;
+  private discovery: ServiceDiscovery | undefined;
 
   constructor(private readonly deps: ServicesDeps) {}
 
@@ -78,6 +80,12 @@ export class SwarmServices implements ClusterAware {
     this.agent.start();
     this.logServer = new LogServer(m.store, m.self.id, this.deps.containers, log.child({ part: 'logs' }));
     this.logServer.start();
+    const sink = this.deps.networks as unknown as Partial<ServiceNamesSink>;
+    this.discovery = new ServiceDiscovery({
+      store: m.store, containers: this.deps.containers, events: this.deps.events, log: log.child({ part: 'discovery' }),
+      ...(typeof sink.setServiceNames === 'function' ? { names: { setServiceNames: sink.setServiceNames.bind(this.deps.networks) } } : {}),
+    });
+    this.discovery.start();
     this.orchestrator = new Orchestrator({
       store: m.store,
       nodes: () => this.nodes(),
@@ -106,6 +114,8 @@ export class SwarmServices implements ClusterAware {
     await this.orchestrator?.stop();
     await this.agent?.stop();
     this.logServer?.close();
+    await this.discovery?.stop();
+    this.discovery = undefined;
     this.logServer = undefined;
     this.elector = undefined;
     this.orchestrator = undefined;

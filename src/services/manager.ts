@@ -19,7 +19,7 @@ export interface ServiceNetworks {
   lookup(idOrName: string): Promise<{ id: string; name: string; driver: string; scope: string; ingress: boolean }>;
   /** One address for a service VIP on a swarm network, "a.b.c.d/len"; undefined when the network hands out none. */
   allocateVip?(networkId: string, owner: string): Promise<string | undefined>;
-  releaseVip?(networkId: string, addr: string): Promise<void>;
+  releaseVip?(networkId: string, addr: string, owner: string): Promise<void>;
 }
 
 export const NOT_ELIGIBLE = (name: string): string =>
@@ -55,7 +55,7 @@ export class ServiceManager {
     try {
       await this.services.put(id, svc, 0);
     } catch (e) {
-      await this.releaseVips(svc.Endpoint.VirtualIPs ?? []);
+      await this.releaseVips(svc.ID, svc.Endpoint.VirtualIPs ?? []);
       throw e;
     }
     return { ID: id };
@@ -124,10 +124,10 @@ export class ServiceManager {
     try {
       await this.services.put(cur.ID, { ...next, Version: { Index: 0 } }, cur.Version.Index);
     } catch (e) {
-      await this.releaseVips((next.Endpoint.VirtualIPs ?? []).filter((v) => !(cur.Endpoint.VirtualIPs ?? []).some((o) => o.Addr === v.Addr && o.NetworkID === v.NetworkID)));
+      await this.releaseVips(cur.ID, (next.Endpoint.VirtualIPs ?? []).filter((v) => !(cur.Endpoint.VirtualIPs ?? []).some((o) => o.Addr === v.Addr && o.NetworkID === v.NetworkID)));
       throw e;
     }
-    await this.releaseVips(released);
+    await this.releaseVips(cur.ID, released);
     return { Warnings: [] };
   }
 
@@ -139,7 +139,7 @@ export class ServiceManager {
       if (t.value.ServiceID !== cur.ID) continue;
       await updateRecord(this.tasks, t.id, (v) => (v.DesiredState === 'remove' ? v : { ...v, DesiredState: 'remove' as const, UpdatedAt: nowIso() })).catch(() => undefined);
     }
-    await this.releaseVips(cur.Endpoint.VirtualIPs ?? []);
+    await this.releaseVips(cur.ID, cur.Endpoint.VirtualIPs ?? []);
   }
 
   async listTasks(filters: Filters = {}): Promise<Task[]> {
@@ -259,8 +259,8 @@ export class ServiceManager {
     return old.filter((v) => !vips.some((n) => n.NetworkID === v.NetworkID && n.Addr === v.Addr));
   }
 
-  private async releaseVips(vips: VirtualIp[]): Promise<void> {
-    for (const v of vips) await this.networks.releaseVip?.(v.NetworkID, v.Addr).catch(() => undefined);
+  private async releaseVips(serviceId: string, vips: VirtualIp[]): Promise<void> {
+    for (const v of vips) await this.networks.releaseVip?.(v.NetworkID, v.Addr, `vip:${serviceId}`).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,147 @@
+/**
+ * The per-node reconcile loop of service discovery and load balancing. On
+ * every node of the swarm it watches services and tasks in the cluster store
+ * and, on each change (and every few seconds, and when a container starts or
+ * joins a network here):
+ *   - hands each swarm network's service names to the embedded DNS
+ *     (`NetworkController.setServiceNames`);
+ *   - replaces the `ip cove_lb` table in the sandbox of every running
+ *     container here that is on a network with VIPs (a task of the service
+ *     itself or any other container), so connections to a VIP spread over
+ *     the running tasks. A task that stops is out of every map as soon as its
+ *     agent reports it (the container's exit event).
+ */
+import type { Logger } from '../common/log.js';
+import type { EventBus } from '../daemon/events.js';
+import { nftApply } from '../kernel/nft.js';
+import type { ContainerService } from '../runtime/types.js';
+import type { Store } from '../store/store.js';
+import { discovery, lbScript, type NameEntry, type Vip } from './lb.js';
+import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
+
+/** The network controller's hook for service names (src/network/controller.ts). */
+export interface ServiceNamesSink {
+  setServiceNames(networkId: string, names: Map<string, NameEntry[]>): Promise<void>;
+}
+
+export interface DiscoveryDeps {
+  store: Store;
+  containers: ContainerService;
+  events: EventBus;
+  names?: ServiceNamesSink;
+  log: Logger;
+  /** Applies an nft script inside a sandbox (tests record instead). */
+  apply?: (script: string, netnsPath: string) => Promise<void>;
+  resyncMs?: number;
+}
+
+export class ServiceDiscovery {
+  private stops: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  /** Last script applied per container, so an unchanged sandbox is left alone. */
+  private readonly applied = new Map<string, string>();
+  private readonly namesSet = new Map<string, string>();
+  /** The last computed VIPs per network (for `cove service` diagnostics and tests). */
+  vips = new Map<string, Vip[]>();
+
+  constructor(private readonly deps: DiscoveryDeps) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const kick = (): void => this.kick();
+    this.stops.push(this.deps.store.watch(`${SERVICES}/`, kick), this.deps.store.watch(`${TASKS}/`, kick));
+    this.stops.push(this.deps.events.subscribe((ev) => {
+      if ((ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) || (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))) kick();
+    }));
+    this.timer = setInterval(kick, this.deps.resyncMs ?? 5000);
+    this.timer.unref?.();
+    kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.stops) s();
+    this.stops = [];
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+    // Names go with the swarm; the sandboxes' tables stay with their containers (they go when the tasks go).
+    for (const net of this.namesSet.keys()) await this.deps.names?.setServiceNames(net, new Map()).catch(() => undefined);
+    this.namesSet.clear();
+  }
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.reconcile();
+        } catch (err) {
+          this.deps.log.warn({ err }, 'service discovery pass failed');
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  /** Settles once the passes asked for so far are done (tests). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async reconcile(): Promise<void> {
+    const services = (await serviceCollection(this.deps.store).list()).map(withVersion);
+    const tasks = (await taskCollection(this.deps.store).list()).map(withVersion);
+    const d = discovery(services, tasks);
+    this.vips = d.vips;
+
+    // DNS: every swarm network that has (or had) service names.
+    const nets = new Set([...d.names.keys(), ...this.namesSet.keys()]);
+    for (const net of nets) {
+      const names = d.names.get(net) ?? new Map<string, NameEntry[]>();
+      const sig = JSON.stringify([...names]);
+      if (this.namesSet.get(net) === sig) continue;
+      try {
+        await this.deps.names?.setServiceNames(net, names);
+        if (names.size) this.namesSet.set(net, sig);
+        else this.namesSet.delete(net);
+      } catch (err) {
+        this.deps.log.debug({ err, network: net }, 'service names not set');
+      }
+    }
+
+    // Load balancing: the sandbox of each running container here on a network with VIPs.
+    const seen = new Set<string>();
+    for (const c of await this.deps.containers.list({ all: false })) {
+      const netIds = Object.values(c.NetworkSettings?.Networks ?? {}).map((e) => e.NetworkID).filter((x): x is string => Boolean(x));
+      const vips = netIds.flatMap((n) => d.vips.get(n) ?? []);
+      if (!vips.length && !this.applied.has(c.Id)) continue;
+      seen.add(c.Id);
+      const script = lbScript(vips);
+      if (this.applied.get(c.Id) === script) continue;
+      let netns: string | undefined;
+      try {
+        netns = (await this.deps.containers.inspect(c.Id)).NetworkSettings.SandboxKey || undefined;
+      } catch {
+        continue;
+      }
+      if (!netns) continue;
+      try {
+        await (this.deps.apply ?? nftApply)(script, netns);
+        this.applied.set(c.Id, script);
+      } catch (err) {
+        this.deps.log.warn({ err, container: c.Id }, 'load-balancer rules not applied');
+      }
+    }
+    for (const id of [...this.applied.keys()]) if (!seen.has(id)) this.applied.delete(id);
+  }
+}
