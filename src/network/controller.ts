@@ -1440,7 +1440,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     const eps = await this.swarmEndpointsOf(n.id).catch(() => [] as SwarmEndpoint[]);
     const peers = new Map<string, { Name: string; IP: string }>();
     for (const e of eps) peers.set(e.nodeId, { Name: e.nodeName, IP: e.underlay });
-    if (peers.size > 0) out.Peers = [...peers.values()];
+    if (peers.size > 0) out.Peers = [...peers.values()].sort((a, b) => a.IP.localeCompare(b.IP, 'en', { numeric: true }));
   }
 
   /**
