@@ -173,8 +173,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     this.log = opts.log;
     this.loadBuiltins = opts.drivers === undefined;
     this.registry = opts.drivers instanceof DriverRegistry ? opts.drivers : new DriverRegistry(opts.drivers ?? []);
-    this.networks = new ScopedNetworks(new Collection<NetworkRecord>(opts.store, 'network/networks'),
-      (e) => this.log.warn({ err: e.message }, 'cluster store did not answer: swarm networks left out'));
+    this.networks = new ScopedNetworks(new Collection<NetworkRecord>(opts.store, 'network/networks'));
     this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
@@ -1213,7 +1212,6 @@ export class NetworkController implements NetworkService, ClusterAware {
     const keys = new ClusterKeys(m.store);
     const c: ClusterState = { m, keys, ipam: new AddressAllocator(m.store, 'ipam/addr'), stops: [], syncing: new Map(), again: new Set() };
     this.cluster = c;
-    this.networks.cluster = keys.networks;
     for (const d of this.registry.names()) this.registry.get(d).setCluster?.({ nodeId: m.self.id, dataPathAddr: m.self.dataPathAddr });
     if (m.isManager() && opts.defaultAddrPool?.length) {
       const pools = opts.defaultAddrPool.map((base) => ({ base, size: opts.subnetSize ?? 24 }));
@@ -1224,10 +1222,11 @@ export class NetworkController implements NetworkService, ClusterAware {
       if (nid) this.scheduleSwarmSync(nid);
     }));
     c.stops.push(m.store.watch('networks/', (ev) => {
-      if (ev.type !== 'delete') return;
       const rec = JSON.parse(ev.kv.value) as NetworkRecord;
-      void this.forgetSwarmNetwork(rec);
+      this.networks.apply(rec.id, ev.type === 'put' ? rec : undefined, ev.kv.revision);
+      if (ev.type === 'delete') void this.forgetSwarmNetwork(rec);
     }));
+    this.networks.attach(keys.networks, await keys.networks.list());
     if (!(await this.networks.list()).some((n) => n.value.name === GWBRIDGE)) {
       await this.createNetwork({ Name: GWBRIDGE, Driver: 'bridge', Options: { ...GWBRIDGE_OPTIONS } }).catch((e: Error) => {
         if (!(e instanceof Conflict)) throw e;
@@ -1249,7 +1248,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     for (const stop of c.stops) stop();
     await Promise.all([...c.syncing.values()]).catch(() => undefined);
     this.cluster = undefined;
-    this.networks.cluster = undefined;
+    this.networks.detach();
     for (const d of this.registry.names()) this.registry.get(d).setCluster?.(undefined);
   }
 
@@ -1324,8 +1323,8 @@ export class NetworkController implements NetworkService, ClusterAware {
   private async syncSwarmNetwork(networkId: string): Promise<void> {
     const c = this.cluster;
     if (!c) return;
-    const net = (await c.keys.networks.get(networkId))?.value;
-    if (!net) return;
+    const net = (await this.networks.get(networkId))?.value;
+    if (!net || net.scope !== 'swarm') return;
     const eps = await c.keys.endpointsOf(networkId);
     const d = this.driverOf(net);
     await d?.syncPeers?.(this.driverNetwork(net), eps.filter((e) => e.nodeId !== c.m.self.id).map(toPeer));
@@ -1395,13 +1394,20 @@ export class NetworkController implements NetworkService, ClusterAware {
   private async persistSwarmNetwork(rec: NetworkRecord): Promise<void> {
     const c = this.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
-    await c.m.store.txn([
-      { key: `netnames/${rec.name}`, expectRevision: 0, value: rec.id },
-      { key: `networks/${rec.id}`, expectRevision: 0, value: JSON.stringify(rec) },
-      { key: `ipam/vni/${rec.options[OPT_VNI]}`, expectRevision: 0, value: rec.id },
-      ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), expectRevision: 0, value: rec.id })),
-    ]);
-    await c.ipam.addNetwork(rec.id, rec.subnets);
+    await c.ipam.addNetwork(rec.id, rec.subnets); // before the record: a network is never seen without its addresses
+    let rev: number;
+    try {
+      rev = await c.m.store.txn([
+        { key: `netnames/${rec.name}`, expectRevision: 0, value: rec.id },
+        { key: `networks/${rec.id}`, expectRevision: 0, value: JSON.stringify(rec) },
+        { key: `ipam/vni/${rec.options[OPT_VNI]}`, expectRevision: 0, value: rec.id },
+        ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), expectRevision: 0, value: rec.id })),
+      ]);
+    } catch (e) {
+      await c.ipam.removeNetwork(rec.id).catch(() => undefined);
+      throw e;
+    }
+    this.networks.apply(rec.id, rec, rev);
   }
 
   private async dropSwarmNetwork(rec: NetworkRecord): Promise<void> {
@@ -1413,6 +1419,7 @@ export class NetworkController implements NetworkService, ClusterAware {
       { key: `ipam/vni/${rec.options[OPT_VNI]}`, value: null },
       ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), value: null })),
     ]);
+    this.networks.apply(rec.id, undefined, Number.MAX_SAFE_INTEGER);
     await c.ipam.removeNetwork(rec.id);
   }
 

@@ -101,42 +101,57 @@ export class ClusterKeys {
 
 /**
  * Local and swarm network records behind one face (get/list/update), so the
- * controller's code paths are the same for both scopes. The cluster part is
- * absent outside a swarm; a cluster store that does not answer leaves the
- * local networks usable (list logs and returns the local ones).
+ * controller's code paths are the same for both scopes. Swarm records are
+ * served from a copy kept current by a watch on the cluster store's
+ * networks/ prefix (fed through `apply`), so container starts do no cluster
+ * round trip for them and a cluster store that does not answer for a while
+ * leaves every network usable. Absent outside a swarm.
  */
 export class ScopedNetworks {
-  cluster: Collection<NetworkRecord> | undefined;
-  constructor(private readonly local: Collection<NetworkRecord>, private readonly onClusterError: (e: Error) => void) {}
+  private cluster: { coll: Collection<NetworkRecord>; cache: Map<string, { value: NetworkRecord; revision: number }> } | undefined;
+  constructor(private readonly local: Collection<NetworkRecord>) {}
 
   key(id: string): string {
     return this.local.key(id);
   }
 
+  /** Starts serving swarm records (the caller starts the watch first, then lists, so nothing is missed). */
+  attach(coll: Collection<NetworkRecord>, initial: Array<{ id: string; value: NetworkRecord; revision: number }>): void {
+    const cache = new Map(initial.map((n) => [n.id, { value: n.value, revision: n.revision }]));
+    this.cluster = { coll, cache };
+  }
+
+  detach(): void {
+    this.cluster = undefined;
+  }
+
+  /** A watch event under networks/ (or this node's own write). */
+  apply(id: string, value: NetworkRecord | undefined, revision: number): void {
+    const c = this.cluster;
+    if (!c) return;
+    const cur = c.cache.get(id);
+    if (cur && cur.revision > revision) return; // an older event after a newer write
+    if (value) c.cache.set(id, { value, revision });
+    else c.cache.delete(id);
+  }
+
   async get(id: string): Promise<{ value: NetworkRecord; revision: number } | undefined> {
-    const l = await this.local.get(id);
-    if (l || !this.cluster) return l;
-    try {
-      return await this.cluster.get(id);
-    } catch (e) {
-      this.onClusterError(e as Error);
-      return undefined;
-    }
+    return (await this.local.get(id)) ?? this.cluster?.cache.get(id);
   }
 
   async list(): Promise<Array<{ id: string; value: NetworkRecord; revision: number }>> {
     const l = await this.local.list();
     if (!this.cluster) return l;
-    try {
-      return [...l, ...(await this.cluster.list())];
-    } catch (e) {
-      this.onClusterError(e as Error);
-      return l;
-    }
+    return [...l, ...[...this.cluster.cache].map(([id, v]) => ({ id, ...v }))];
   }
 
   async update(id: string, fn: (cur: NetworkRecord | undefined) => NetworkRecord | undefined): Promise<NetworkRecord | undefined> {
     if (await this.local.get(id)) return this.local.update(id, fn);
-    return this.cluster?.update(id, fn);
+    const c = this.cluster;
+    if (!c) return undefined;
+    const next = await c.coll.update(id, fn);
+    const got = await c.coll.get(id);
+    this.apply(id, got?.value, got?.revision ?? Number.MAX_SAFE_INTEGER);
+    return next;
   }
 }
