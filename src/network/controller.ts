@@ -381,7 +381,11 @@ export class NetworkController implements NetworkService, ClusterAware {
         const state = await driver.createNetwork(this.driverNetwork(rec));
         if (state) {
           rec.driverState = state;
-          await this.networks.update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur));
+          await this.networks.update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur)).catch(async (e: unknown) => {
+            // The driver made it but the store did not take it: undo the kernel side too, so a failed create changes nothing.
+            await driver.deleteNetwork(this.driverNetwork(rec)).catch(() => undefined);
+            throw e;
+          });
         }
       } catch (e) {
         await this.dropNetworkRecord(rec);

@@ -1,38 +1,93 @@
 /**
- * Cove's nftables table (`table inet cove`, in the daemon's netns) as data.
- * The whole table is a pure function of the bridge networks and published
- * ports; a network change replaces it in ONE transaction (delete + re-add in
- * one `nft -f`), a published port is a map element added or deleted on its own.
+ * The bridge driver's firewall objects (src/network/firewall): what one
+ * bridge network owns (owner `net:<id>`) and what one endpoint's published
+ * ports own (owner `ports:<endpoint id>`). Pure functions of validated
+ * config; the firewall sends only the difference to what the owner had.
  *
- * Docker's semantics, expressed per bridge:
- * - masquerade: traffic from the subnet leaving by another interface;
- * - isolation: nothing from one Cove bridge to another (both ways: each
- *   bridge's rule drops what it sends to any other bridge);
- * - internal: nothing in or out of the bridge except within it;
- * - icc=false: nothing between containers of the same bridge;
- * - published ports: DNAT through the `pub4`/`pub6` maps in prerouting and
- *   output (so the host itself, 127.0.0.1 included, reaches them), accepted
- *   in forward before the drops (Docker's userland proxy makes published
- *   ports reachable from every network too), hairpin and 127.0.0.1 sources
- *   masqueraded out of the bridge.
+ * Docker's semantics, per bridge (the frame dispatches by interface):
+ * - in_<bridge> (what may enter the network, by output interface): replies
+ *   to connections the containers made; published ports (DNATed, from the
+ *   host, other hosts, other networks via a host address, and hairpin);
+ *   traffic within the bridge unless icc=false; nothing else: neither other
+ *   networks (isolation) nor other hosts reach a container's own address
+ *   (like Docker's FORWARD policy DROP + DOCKER chain). Gateway modes relax
+ *   this like Docker's com.docker.network.bridge.gateway_mode_ipv4/ipv6:
+ *   `routed` (no masquerade; ICMP and the published container ports are
+ *   reachable at the container's address), `nat-unprotected` (masquerade,
+ *   and every port reachable at the container's address from outside).
+ * - out_<bridge> (what may leave it, by input interface): only for
+ *   --internal networks, which reach nothing outside the bridge.
+ * - natin_<bridge>: hairpin (a container or 127.0.0.1 reaching a published
+ *   port of this network) is masqueraded so replies come back through us.
+ * - natout_<bridge>: masquerade of the subnet leaving by another interface.
  */
-import type { ResolvedPortBinding } from '../../driver.js';
 import { InvalidParameter } from '../../../common/errors.js';
 import { ipv4, ipv6, port as checkPort } from '../../../kernel/validate.js';
+import type { ResolvedPortBinding } from '../../driver.js';
+import { FRAME, FRAME_MAPS, NETIFS, PUB_MAPS, type ElementObj, type FwObject, type RuleObj } from '../../firewall/index.js';
 import type { BridgeConfig } from './plan.js';
 
-export const TABLE = 'cove';
-export const FAMILY = 'inet';
+const ref = { family: FRAME.family, table: FRAME.table };
 
-/** One map element: key and value as nft text, and which map it lives in. */
+export const networkOwner = (networkId: string): string => `net:${networkId}`;
+export const portsOwner = (endpointId: string): string => `ports:${endpointId}`;
+
+/** Set of `container address . proto . port` a routed network accepts directly. */
+export function directSet(cfg: Pick<BridgeConfig, 'bridge'>, family: 4 | 6): string {
+  return `direct${family}_${cfg.bridge}`;
+}
+
+/** Everything one bridge network owns. */
+export function networkObjects(cfg: BridgeConfig): FwObject[] {
+  const br = `"${cfg.bridge}"`;
+  const out: FwObject[] = [];
+  const chain = (name: string, rules: string[], map: string) => {
+    out.push({ ...ref, kind: 'chain', name });
+    for (const rule of rules) out.push({ ...ref, kind: 'rule', chain: name, rule } satisfies RuleObj);
+    out.push({ ...ref, kind: 'element', set: map, key: br, value: `jump ${name}` });
+  };
+  out.push({ ...ref, kind: 'element', set: NETIFS, key: br });
+
+  const inRules: string[] = [];
+  if (cfg.internal) {
+    if (cfg.icc) inRules.push(`iifname ${br} accept`);
+    inRules.push('drop');
+  } else {
+    inRules.push('ct state established,related accept', 'ct status dnat accept', `iifname ${br} ${cfg.icc ? 'accept' : 'drop'}`, `iifname @${NETIFS} drop`);
+    for (const [family, mode] of [[4, cfg.gatewayMode4], [6, cfg.gatewayMode6]] as const) {
+      if (family === 6 && !cfg.enableIPv6) continue;
+      if (mode === 'nat-unprotected') inRules.push(`meta nfproto ipv${family} accept`);
+      if (mode === 'routed') {
+        out.push({ ...ref, kind: 'set', name: directSet(cfg, family), type: `${family === 4 ? 'ipv4_addr' : 'ipv6_addr'} . inet_proto . inet_service` });
+        inRules.push(family === 4 ? 'meta l4proto icmp accept' : 'meta l4proto ipv6-icmp accept');
+        inRules.push(`${family === 4 ? 'ip' : 'ip6'} daddr . meta l4proto . th dport @${directSet(cfg, family)} accept`);
+      }
+    }
+    inRules.push('drop');
+  }
+  chain(`in_${cfg.bridge}`, inRules, FRAME_MAPS.fwdIn);
+  if (cfg.internal) chain(`out_${cfg.bridge}`, [`oifname != ${br} drop`], FRAME_MAPS.fwdOut);
+
+  if (!cfg.internal) {
+    const hairpin = ['ip saddr 127.0.0.0/8 masquerade'];
+    for (const s of cfg.subnets4) hairpin.push(`ct status dnat ip saddr ${s} masquerade`);
+    for (const s of cfg.subnets6) hairpin.push(`ct status dnat ip6 saddr ${s} masquerade`);
+    chain(`natin_${cfg.bridge}`, hairpin, FRAME_MAPS.natIn);
+    const masq: string[] = [];
+    if (cfg.masquerade) {
+      if (cfg.gatewayMode4 !== 'routed') for (const s of cfg.subnets4) masq.push(`oifname != ${br} ip saddr ${s} masquerade`);
+      if (cfg.gatewayMode6 !== 'routed') for (const s of cfg.subnets6) masq.push(`oifname != ${br} ip6 saddr ${s} masquerade`);
+    }
+    if (masq.length) chain(`natout_${cfg.bridge}`, masq, FRAME_MAPS.natOut);
+  }
+  return out;
+}
+
+/** One published-port map element: key and value as nft text, and which map it lives in. */
 export interface PortElement {
   map: 'pub4' | 'pub6';
   key: string;
   value: string;
-}
-
-function q(name: string): string {
-  return `"${name}"`;
 }
 
 /** Map elements for an endpoint's published ports. A host-port range onto one container port is ONE interval element. */
@@ -51,7 +106,7 @@ export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = 
     if (hostIp === '' && !v6 && defaultHostIPv4) hostIp = defaultHostIPv4;
     if (hostIp !== '' && hostIp.includes(':') !== v6) continue; // a binding for the other family
     const hostKey = hostIp === '' ? (v6 ? '::/0' : '0.0.0.0/0') : v6 ? ipv6(hostIp, 'host IP') : ipv4(hostIp, 'host IP');
-    const map = v6 ? 'pub6' : 'pub4';
+    const map = v6 ? PUB_MAPS.v6 : PUB_MAPS.v4;
     if (cpEnd === cp || hpEnd - hp !== cpEnd - cp) {
       // N host ports onto one container port (or a single port): one interval element.
       const range = hpEnd === hp ? `${hp}` : `${hp}-${hpEnd}`;
@@ -64,75 +119,19 @@ export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = 
   return out;
 }
 
-function elementsBlock(elems: PortElement[], map: 'pub4' | 'pub6'): string {
-  const mine = elems.filter((e) => e.map === map);
-  return mine.length ? `    elements = { ${mine.map((e) => `${e.key} : ${e.value}`).join(', ')} }\n` : '';
-}
-
-/** The full table: networks in a stable order, all published ports. */
-export function renderTable(networks: BridgeConfig[], ports: PortElement[]): string {
-  const nets = [...networks].sort((a, b) => a.bridge.localeCompare(b.bridge));
-  const bridges = nets.map((n) => q(n.bridge));
-  const fwd: string[] = ['ct status dnat accept'];
-  const post: string[] = [];
-  for (const n of nets) {
-    const br = q(n.bridge);
-    if (n.internal) {
-      fwd.push(`iifname ${br} oifname != ${br} drop`);
-      fwd.push(`oifname ${br} iifname != ${br} drop`);
-    } else {
-      fwd.push(`iifname ${br} oifname @bridges oifname != ${br} drop`);
-    }
-    if (!n.icc) fwd.push(`iifname ${br} oifname ${br} drop`);
-    if (!n.internal) {
-      if (n.masquerade) {
-        for (const s of n.subnets4) post.push(`ip saddr ${s} oifname != ${br} masquerade`);
-        for (const s of n.subnets6) post.push(`ip6 saddr ${s} oifname != ${br} masquerade`);
-      }
-      post.push(`oifname ${br} ip saddr 127.0.0.0/8 masquerade`);
-      for (const s of n.subnets4) post.push(`oifname ${br} ct status dnat ip saddr ${s} masquerade`);
-      for (const s of n.subnets6) post.push(`oifname ${br} ct status dnat ip6 saddr ${s} masquerade`);
-    }
+/** What one endpoint's published ports own: DNAT map elements, and on a routed network the direct-access elements. */
+export function portObjects(cfg: BridgeConfig, elements: PortElement[]): FwObject[] {
+  const out: FwObject[] = elements.map((e): ElementObj => ({ ...ref, kind: 'element', set: e.map, key: e.key, value: e.value }));
+  const direct = new Set<string>();
+  for (const e of elements) {
+    const family = e.map === PUB_MAPS.v4 ? 4 : 6;
+    if ((family === 4 ? cfg.gatewayMode4 : cfg.gatewayMode6) !== 'routed') continue;
+    const proto = e.key.split(' . ')[0]!;
+    const [cip, cport] = e.value.split(' . ');
+    const key = `${cip} . ${proto} . ${cport}`;
+    if (direct.has(key)) continue;
+    direct.add(key);
+    out.push({ ...ref, kind: 'element', set: directSet(cfg, family), key });
   }
-  const body = (rules: string[]) => rules.map((r) => `    ${r}\n`).join('');
-  const dnat4 = 'meta l4proto { tcp, udp } fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @pub4';
-  const dnat6 = 'meta l4proto { tcp, udp } fib daddr type local dnat ip6 to meta l4proto . ip6 daddr . th dport map @pub6';
-  return (
-    `table ${FAMILY} ${TABLE} {\n` +
-    `  set bridges {\n    type ifname\n${bridges.length ? `    elements = { ${bridges.join(', ')} }\n` : ''}  }\n` +
-    `  map pub4 {\n    type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service\n    flags interval\n${elementsBlock(ports, 'pub4')}  }\n` +
-    `  map pub6 {\n    type inet_proto . ipv6_addr . inet_service : ipv6_addr . inet_service\n    flags interval\n${elementsBlock(ports, 'pub6')}  }\n` +
-    `  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n${body([dnat4, dnat6])}  }\n` +
-    `  chain output {\n    type nat hook output priority -100; policy accept;\n${body([dnat4, dnat6])}  }\n` +
-    `  chain forward {\n    type filter hook forward priority filter; policy accept;\n${body(fwd)}  }\n` +
-    `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n${body(post)}  }\n` +
-    `}\n`
-  );
-}
-
-/** One transaction that replaces the table (creating it first so the delete cannot fail). */
-export function replaceTableScript(networks: BridgeConfig[], ports: PortElement[]): string {
-  return `table ${FAMILY} ${TABLE} {}\ndelete table ${FAMILY} ${TABLE}\n${renderTable(networks, ports)}`;
-}
-
-export function deleteTableScript(): string {
-  return `table ${FAMILY} ${TABLE} {}\ndelete table ${FAMILY} ${TABLE}\n`;
-}
-
-/** One nft -i line (= one transaction) adding these elements, or undefined if none. */
-export function addElementsLine(elems: PortElement[]): string | undefined {
-  const parts = (['pub4', 'pub6'] as const)
-    .map((m) => elems.filter((e) => e.map === m))
-    .filter((es) => es.length > 0)
-    .map((es) => `add element ${FAMILY} ${TABLE} ${es[0]!.map} { ${es.map((e) => `${e.key} : ${e.value}`).join(', ')} }`);
-  return parts.length ? parts.join('; ') : undefined;
-}
-
-/** One nft -i line deleting these elements (by key), or undefined if none. */
-export function deleteElementsLine(elems: PortElement[]): string | undefined {
-  const parts = (['pub4', 'pub6'] as const)
-    .map((m) => elems.filter((e) => e.map === m))
-    .filter((es) => es.length > 0)
-    .map((es) => `delete element ${FAMILY} ${TABLE} ${es[0]!.map} { ${es.map((e) => e.key).join(', ')} }`);
-  return parts.length ? parts.join('; ') : undefined;
+  return out;
 }

@@ -14,36 +14,38 @@
  * batches (a link deletion costs ~20 ms of kernel time, however many links).
  */
 import { Conflict } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
 import { KernelError } from '../../../kernel/errors.js';
-import { closeHostKernel, hostIp, hostNft } from '../../../kernel/host.js';
+import { closeHostKernel, hostIp } from '../../../kernel/host.js';
 import { IpBatch, ipJson } from '../../../kernel/ip.js';
-import { nftApply } from '../../../kernel/nft.js';
 import { writeSysctls } from '../../../kernel/netns.js';
 import { configureInNetns } from '../../../kernel/rtnl.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../driver.js';
-import { addElementsLine, deleteElementsLine, deleteTableScript, portElements, replaceTableScript, type PortElement } from './firewall.js';
-import { bridgeAddressCommands, bridgeConfig, bridgeSysctls, createBridgeCommands, deleteVethCommands, joinPlan, leavePlan, macFromIPv4, reapCommands, type BridgeConfig } from './plan.js';
+import { hostFirewall, type Firewall } from '../../firewall/index.js';
+import { networkObjects, networkOwner, portElements, portObjects, portsOwner } from './firewall.js';
+import { bridgeAddressCommands, bridgeConfig, bridgeSysctls, deleteVethCommands, joinPlan, leavePlan, linkAddCommand, macFromIPv4, reapCommands, type BridgeConfig } from './plan.js';
 
 const NO_DEVICE = /Cannot find device|No such device|does not exist/;
 
-interface PublishedEndpoint {
-  networkId: string;
-  elements: PortElement[];
-}
+/** Undoes what a step made (the create plan's own undo, applied on any later error). */
+type Undo = () => Promise<void>;
 
 export class BridgeDriver implements NetworkDriver {
   readonly name = 'bridge';
   readonly scope = 'local' as const;
-  /** Bridge networks this daemon knows, by network id (the firewall is computed from these). */
+  /** Bridge networks this daemon knows, by network id. */
   private readonly networks = new Map<string, BridgeConfig>();
-  /** Published ports, by endpoint id. */
-  private readonly published = new Map<string, PublishedEndpoint>();
-  /** Firewall changes run one at a time, in order. */
-  private fwQueue: Promise<unknown> = Promise.resolve();
+  /** Endpoints with published ports -> their network id (each is a firewall owner of its own). */
+  private readonly published = new Map<string, string>();
+  private readonly firewall: Firewall;
   /** Deletes detached veths (`link del group`) on its own co-process, so joins never queue behind it. */
   private reaper: IpBatch | undefined;
   private reaping: Promise<void> | undefined;
   private reapAgain = false;
+
+  constructor(ctx: { firewall?: Firewall; log?: Logger } = {}) {
+    this.firewall = ctx.firewall ?? hostFirewall(ctx.log);
+  }
 
   private scheduleReap(): void {
     if (this.reaping) {
@@ -68,32 +70,13 @@ export class BridgeDriver implements NetworkDriver {
     while (this.reaping) await this.reaping;
   }
 
-  /** Daemon shutdown: lets pending deletions finish, ends the reaper and the shared co-processes (they restart on next use). */
+  /** Daemon shutdown: lets pending deletions finish, ends the reaper, the firewall's checks and the shared co-processes (they restart on next use). */
   async close(): Promise<void> {
     await this.settle();
     await this.reaper?.close();
     this.reaper = undefined;
-    await this.fwQueue;
+    await this.firewall.close();
     await closeHostKernel();
-  }
-
-  private firewall<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.fwQueue.then(fn, fn);
-    this.fwQueue = next.catch(() => undefined);
-    return next;
-  }
-
-  /** Replaces Cove's table with the one computed from what this driver knows (one transaction). */
-  private syncTable(): Promise<void> {
-    return this.firewall(async () => {
-      const nets = [...this.networks.values()];
-      if (nets.length === 0) {
-        await nftApply(deleteTableScript());
-        return;
-      }
-      const elems = [...this.published.values()].filter((p) => this.networks.has(p.networkId)).flatMap((p) => p.elements);
-      await nftApply(replaceTableScript(nets, elems));
-    });
   }
 
   private checkBridgeNameFree(cfg: BridgeConfig): void {
@@ -102,50 +85,56 @@ export class BridgeDriver implements NetworkDriver {
     }
   }
 
-  /** True if `name` exists as a bridge; throws if it exists as something else. */
-  private async bridgeExists(name: string): Promise<boolean> {
-    try {
-      const links = await ipJson<Array<{ linkinfo?: { info_kind?: string } }>>(null, ['-d', 'link', 'show', 'dev', name]);
-      const kind = links[0]?.linkinfo?.info_kind;
-      if (kind !== 'bridge') throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
-      return true;
-    } catch (e) {
-      if (e instanceof KernelError && NO_DEVICE.test(e.message)) return false;
-      throw e;
-    }
+  /** The addresses on an existing link; Conflict if it is not a bridge. */
+  private async existingBridgeAddresses(name: string): Promise<Set<string>> {
+    const links = await ipJson<Array<{ linkinfo?: { info_kind?: string }; addr_info?: Array<{ local: string; prefixlen: number }> }>>(null, ['-d', 'addr', 'show', 'dev', name]);
+    const kind = links[0]?.linkinfo?.info_kind;
+    if (kind !== 'bridge') throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
+    return new Set((links[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
   }
 
-  private async setUpBridge(cfg: BridgeConfig): Promise<boolean> {
-    let created = false;
+  /**
+   * Makes the bridge (or finishes one that is there: Docker reuses a named
+   * bridge) and returns the undo of exactly what it changed. `link add` runs
+   * alone first: with `ip -force` the addresses would otherwise land on
+   * whatever link already has that name. Any failure undoes itself.
+   */
+  private async setUpBridge(cfg: BridgeConfig): Promise<Undo> {
+    let undo: Undo;
     try {
-      await hostIp().run(createBridgeCommands(cfg));
-      created = true;
+      await hostIp().run([linkAddCommand(cfg)]);
+      undo = async () => {
+        await hostIp().run([`link del ${cfg.bridge}`]).catch(() => undefined);
+      };
     } catch (e) {
-      if (!(e instanceof KernelError && /File exists/.test(e.message) && e.command.includes(`link add ${cfg.bridge} `))) throw e;
-      // The bridge was there already (Docker reuses a named bridge): make sure it is one, then finish it.
-      await this.bridgeExists(cfg.bridge);
-      await hostIp().run(bridgeAddressCommands(cfg));
+      if (!(e instanceof KernelError && /File exists/.test(e.message))) throw e;
+      const had = await this.existingBridgeAddresses(cfg.bridge);
+      const added = cfg.gateways.map((g) => `${g.address}/${g.prefix}`).filter((a) => !had.has(a));
+      undo = async () => {
+        if (added.length) await hostIp().run(added.map((a) => `addr del ${a} dev ${cfg.bridge}`)).catch(() => undefined);
+      };
     }
     try {
+      await hostIp().run(bridgeAddressCommands(cfg));
       await writeSysctls(null, { ...bridgeSysctls(cfg), 'net.bridge.bridge-nf-call-iptables': '1' });
     } catch (e) {
-      if (created) await hostIp().run([`link del ${cfg.bridge}`]).catch(() => undefined);
+      await undo();
       throw e;
     }
-    return created;
+    return undo;
   }
 
   async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
-    const created = await this.setUpBridge(cfg);
+    const undo = await this.setUpBridge(cfg);
     this.networks.set(cfg.id, cfg);
     try {
-      await this.syncTable();
+      // Only this network's chains and elements: no other owner's rules are touched.
+      await this.firewall.owner(networkOwner(cfg.id)).set(networkObjects(cfg));
     } catch (e) {
       this.networks.delete(cfg.id);
-      if (created) await hostIp().run([`link del ${cfg.bridge}`]).catch(() => undefined);
-      await this.syncTable().catch(() => undefined);
+      await undo();
       throw e;
     }
     return { bridge: cfg.bridge };
@@ -154,9 +143,13 @@ export class BridgeDriver implements NetworkDriver {
   async deleteNetwork(net: DriverNetwork): Promise<void> {
     await this.settle();
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
+    for (const [epId, networkId] of [...this.published]) {
+      if (networkId !== net.id) continue;
+      await this.firewall.owner(portsOwner(epId)).remove();
+      this.published.delete(epId);
+    }
+    await this.firewall.owner(networkOwner(net.id)).remove();
     this.networks.delete(net.id);
-    for (const [epId, p] of this.published) if (p.networkId === net.id) this.published.delete(epId);
-    await this.syncTable();
     try {
       await hostIp().run([`link del ${cfg.bridge}`]);
     } catch (e) {
@@ -225,53 +218,43 @@ export class BridgeDriver implements NetworkDriver {
   async programExternalConnectivity(net: DriverNetwork, ep: DriverEndpoint, ports: ResolvedPortBinding[]): Promise<void> {
     if (net.internal) return; // Docker publishes nothing from an internal network
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
-    const elements = portElements(ports, cfg.hostBindingIPv4);
-    await this.firewall(async () => {
-      const old = this.published.get(ep.id);
-      const lines: string[] = [];
-      const del = old ? deleteElementsLine(old.elements) : undefined;
-      const add = addElementsLine(elements);
-      // One line = one transaction: the old elements go and the new ones come together.
-      const line = [del, add].filter((x): x is string => !!x).join('; ');
-      if (line) lines.push(line);
-      if (lines.length) await hostNft().run(lines);
-      if (elements.length) this.published.set(ep.id, { networkId: net.id, elements });
-      else this.published.delete(ep.id);
-    });
+    const objects = portObjects(cfg, portElements(ports, cfg.hostBindingIPv4));
+    // The endpoint's own owner: old elements go and new ones come in one nft -i line (one transaction).
+    await this.firewall.owner(portsOwner(ep.id)).set(objects);
+    if (objects.length) this.published.set(ep.id, net.id);
+    else this.published.delete(ep.id);
   }
 
   async revokeExternalConnectivity(_net: DriverNetwork, ep: DriverEndpoint): Promise<void> {
-    await this.firewall(async () => {
-      const old = this.published.get(ep.id);
-      if (!old) return;
-      const line = deleteElementsLine(old.elements);
-      this.published.delete(ep.id);
-      if (line) await hostNft().run([line]);
-    });
+    if (!this.published.has(ep.id)) return;
+    await this.firewall.owner(portsOwner(ep.id)).remove();
+    this.published.delete(ep.id);
   }
 
   /**
    * Daemon start: the bridge is made again if it is missing (or finished if
-   * it is there), and the table is recomputed from the networks restored so
-   * far and replaced atomically, dropping rules of networks that are gone.
-   * Published ports come back when the controller programs them again.
+   * it is there), and the network's chains are set again. The first owner
+   * set after a start replaces whatever table an earlier run left, so rules
+   * of networks that are gone do not survive. Published ports come back when
+   * the controller programs them again.
    */
   async restoreNetwork(net: DriverNetwork, _endpoints: DriverEndpoint[]): Promise<void> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
     await this.setUpBridge(cfg);
     this.networks.set(cfg.id, cfg);
-    await this.syncTable();
+    await this.firewall.owner(networkOwner(cfg.id)).set(networkObjects(cfg));
+    // The firewall may already hold this state (same process) while the kernel lost it: check, and restore if so.
+    await this.firewall.heal();
   }
 
-  /** The table as this driver wants it now (for tests and diagnostics). */
+  /** The firewall's desired state (all owners) as golden-file text (tests and diagnostics). */
   desiredTable(): string {
-    const elems = [...this.published.values()].flatMap((p) => p.elements);
-    return replaceTableScript([...this.networks.values()], elems);
+    return this.firewall.dump();
   }
 }
 
 /** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
-export function createDriver(): BridgeDriver {
-  return new BridgeDriver();
+export function createDriver(ctx: { firewall?: Firewall; log?: Logger } = {}): BridgeDriver {
+  return new BridgeDriver(ctx);
 }

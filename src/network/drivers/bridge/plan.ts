@@ -17,6 +17,17 @@ const IPV6_MIN_MTU = 1280;
 export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
 export const OPT_ICC = 'com.docker.network.bridge.enable_icc';
 export const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
+export const OPT_GATEWAY_MODE_IPV4 = 'com.docker.network.bridge.gateway_mode_ipv4';
+export const OPT_GATEWAY_MODE_IPV6 = 'com.docker.network.bridge.gateway_mode_ipv6';
+
+/** Docker's gateway modes: nat (default: masquerade, only published ports reach in), routed (no NAT), nat-unprotected (NAT, nothing filtered). */
+export type GatewayMode = 'nat' | 'routed' | 'nat-unprotected';
+
+function gatewayMode(v: string | undefined, name: string): GatewayMode {
+  if (v === undefined || v === '') return 'nat';
+  if (v === 'nat' || v === 'routed' || v === 'nat-unprotected') return v;
+  throw new InvalidParameter(`${name} must be one of: nat, nat-unprotected, routed (got ${JSON.stringify(v)})`);
+}
 
 function boolOpt(v: string | undefined, dflt: boolean, name: string): boolean {
   if (v === undefined || v === '') return dflt;
@@ -41,6 +52,8 @@ export interface BridgeConfig {
   enableIPv6: boolean;
   /** Default host IP for published ports without one ('' = all). */
   hostBindingIPv4: string;
+  gatewayMode4: GatewayMode;
+  gatewayMode6: GatewayMode;
 }
 
 export function bridgeName(net: Pick<DriverNetwork, 'id' | 'options'>): string {
@@ -84,16 +97,21 @@ export function bridgeConfig(net: DriverNetwork): BridgeConfig {
     masquerade: boolOpt(net.options[OPT_MASQUERADE], true, OPT_MASQUERADE),
     enableIPv6: net.enableIPv6,
     hostBindingIPv4: hostBinding === '' || hostBinding === '0.0.0.0' ? '' : ipv4(hostBinding, OPT_HOST_BINDING_IPV4),
+    gatewayMode4: gatewayMode(net.options[OPT_GATEWAY_MODE_IPV4], OPT_GATEWAY_MODE_IPV4),
+    gatewayMode6: gatewayMode(net.options[OPT_GATEWAY_MODE_IPV6], OPT_GATEWAY_MODE_IPV6),
   };
   if (m !== undefined && m !== '' && m !== '0') cfg.mtu = checkMtu(m);
   return cfg;
 }
 
+/** The one non-idempotent step of making a bridge (run alone: it fails with EEXIST when the name is taken). */
+export function linkAddCommand(cfg: BridgeConfig): string {
+  return `link add ${cfg.bridge}${cfg.mtu ? ` mtu ${cfg.mtu}` : ''} type bridge`;
+}
+
 /** ip commands (daemon netns) that make the bridge; idempotent except for `link add`. */
 export function createBridgeCommands(cfg: BridgeConfig): string[] {
-  const cmds = [`link add ${cfg.bridge}${cfg.mtu ? ` mtu ${cfg.mtu}` : ''} type bridge`];
-  cmds.push(...bridgeAddressCommands(cfg));
-  return cmds;
+  return [linkAddCommand(cfg), ...bridgeAddressCommands(cfg)];
 }
 
 /** Addresses, MTU and up: safe to re-run on an existing bridge (restore). */

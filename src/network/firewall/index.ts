@@ -1,0 +1,305 @@
+/**
+ * The firewall: one component that several owners share (a bridge network,
+ * the published ports of one endpoint; later a service VIP, the ingress mesh,
+ * overlay). Each owner declares the objects it wants (its own chains, sets,
+ * elements in the frame's verdict maps, or a table of its own) and
+ * `owner.set(objects)` sends only the difference to what it had: one `nft -f`
+ * transaction, or one `nft -i` line when only elements change (the published
+ * port fast path, ~0.2 ms). No owner ever rewrites another's objects.
+ *
+ * The firewall keeps the desired state of every owner in memory (a Ruleset)
+ * and heals: a cheap check every 250 ms sees when the table is gone (a
+ * `nft flush ruleset` by firewalld/ufw reloads, an admin) and restores the
+ * whole desired state in one transaction; a transaction that fails because
+ * the table vanished heals first instead of failing.
+ *
+ * The frame (table `inet cove`, see frame.ts) exists while any owner does.
+ */
+import type { Logger } from '../../common/log.js';
+import { KernelError } from '../../kernel/errors.js';
+import { hostNft } from '../../kernel/host.js';
+import { nftApply } from '../../kernel/nft.js';
+import { runTool, inNetns } from '../../kernel/exec.js';
+import { frameObjects, FRAME } from './frame.js';
+import { objectKey, Tx, type ChainObj, type ElementObj, type Family, type FwObject, type RuleObj, type SetObj, type TableObj } from './model.js';
+import { Ruleset } from './ruleset.js';
+
+export * from './model.js';
+export { Ruleset } from './ruleset.js';
+export { FRAME, FRAME_MAPS, NETIFS, PUB_MAPS } from './frame.js';
+
+/** Where transactions go: the kernel (KernelNft) or memory (test/unit's FakeNft). */
+export interface NftBackend {
+  /** One atomic transaction (`nft -f`). */
+  apply(tx: Tx): Promise<void>;
+  /** One atomic transaction on the long-lived `nft -i` (elements only: the fast path). */
+  applyLine(tx: Tx): Promise<void>;
+  /** Which of these tables exist now. */
+  existingTables(tables: Array<{ family: Family; table: string }>): Promise<Set<string>>;
+}
+
+/** The daemon's own netns through src/kernel: nft -f for scripts, the shared nft -i co-process for lines. */
+export class KernelNft implements NftBackend {
+  constructor(private readonly netnsPath: string | null = null) {}
+
+  apply(tx: Tx): Promise<void> {
+    return nftApply(tx.render(), this.netnsPath);
+  }
+
+  async applyLine(tx: Tx): Promise<void> {
+    if (this.netnsPath !== null) return this.apply(tx);
+    await hostNft().run([tx.renderLine()]);
+  }
+
+  /** `list tables` (names only: no rules, no elements), through nft -i when in our own netns. */
+  async existingTables(): Promise<Set<string>> {
+    const out = this.netnsPath === null
+      ? await hostNft().run(['list tables'])
+      : await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables'])).then((r) => {
+        if (r.code !== 0) throw new KernelError('nft list tables', r.stderr);
+        return r.stdout;
+      });
+    const have = new Set<string>();
+    for (const l of out.split('\n')) {
+      const m = /^table (\S+) (\S+)$/.exec(l.trim());
+      if (m) have.add(`${m[1]} ${m[2]}`);
+    }
+    return have;
+  }
+}
+
+export interface FirewallOptions {
+  backend?: NftBackend;
+  log?: Logger;
+  /** How often the kernel is checked for a lost table (ms); 0 = never (tests drive heal() themselves). */
+  checkEveryMs?: number;
+}
+
+function sameObject(a: FwObject, b: FwObject): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** What one owner has: its non-rule objects by key, and the rules of each of its chains. */
+interface OwnerState {
+  objects: Map<string, FwObject>;
+  rules: Map<string, string[]>;
+}
+
+function ownerState(objects: FwObject[]): OwnerState {
+  const s: OwnerState = { objects: new Map(), rules: new Map() };
+  for (const o of objects) {
+    if (o.kind === 'rule') continue;
+    s.objects.set(objectKey(o), o);
+    if (o.kind === 'chain') s.rules.set(objectKey(o), []);
+  }
+  for (const o of objects) {
+    if (o.kind !== 'rule') continue;
+    const key = objectKey({ kind: 'chain', family: o.family, table: o.table, name: o.chain });
+    const list = s.rules.get(key);
+    if (!list) throw new KernelError('firewall', `rule for chain ${o.chain} that the owner does not declare`);
+    list.push(o.rule);
+  }
+  return s;
+}
+
+const EMPTY: OwnerState = { objects: new Map(), rules: new Map() };
+
+/** The transaction that turns an owner's `from` into `to`, touching nothing else. */
+export function diffOwner(from: OwnerState, to: OwnerState): Tx {
+  const tx = new Tx();
+  const gone = (k: string) => !to.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
+  const fresh = (k: string) => !from.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
+  const of = <K extends FwObject['kind']>(s: OwnerState, kinds: K[]) =>
+    [...s.objects].filter(([, o]) => (kinds as string[]).includes(o.kind)) as Array<[string, Extract<FwObject, { kind: K }>]>;
+  const rulesChanged = (k: string) => JSON.stringify(from.rules.get(k) ?? []) !== JSON.stringify(to.rules.get(k) ?? []);
+
+  // 1. elements that go (they may name chains that go)
+  for (const [k, e] of of(from, ['element'])) if (gone(k)) tx.delete(e);
+  // 2. chains whose rules change or that go are emptied; chains that go are deleted
+  for (const [k, c] of of(from, ['chain'])) if ((gone(k) || rulesChanged(k)) && (from.rules.get(k)?.length ?? 0) > 0) tx.flush(c);
+  for (const [k, c] of of(from, ['chain'])) if (gone(k)) tx.delete(c);
+  for (const [k, s] of of(from, ['set', 'map'])) if (gone(k)) tx.delete(s);
+  for (const [k, t] of of(from, ['table'])) if (gone(k)) tx.delete(t);
+  // 3. what comes: tables, sets, chains, then rules, then elements
+  for (const [k, t] of of(to, ['table'])) if (fresh(k)) tx.add(t);
+  for (const [k, s] of of(to, ['set', 'map'])) if (fresh(k)) tx.add(s);
+  for (const [k, c] of of(to, ['chain'])) if (fresh(k)) tx.add(c);
+  for (const [k, c] of of(to, ['chain'])) {
+    if (!fresh(k) && !rulesChanged(k)) continue;
+    for (const rule of to.rules.get(k) ?? []) tx.add({ kind: 'rule', family: c.family, table: c.table, chain: c.name, rule } satisfies RuleObj);
+  }
+  for (const [k, e] of of(to, ['element'])) if (fresh(k)) tx.add(e);
+  return tx;
+}
+
+/** One owner's handle: its objects are replaced by diff, never anyone else's. */
+export class FirewallOwner {
+  constructor(private readonly fw: Firewall, readonly name: string) {}
+
+  /** Makes this owner's objects exactly `objects` (in one transaction; elements-only changes take the nft -i fast path). */
+  set(objects: FwObject[]): Promise<void> {
+    return this.fw.setOwner(this.name, objects);
+  }
+
+  /** Removes everything this owner has. */
+  remove(): Promise<void> {
+    return this.fw.setOwner(this.name, []);
+  }
+}
+
+export class Firewall {
+  private readonly backend: NftBackend;
+  private readonly log: Logger | undefined;
+  /** Desired state of every owner together (the frame included): what healing restores. */
+  readonly desired = new Ruleset();
+  private readonly owners = new Map<string, OwnerState>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private checking = false;
+  private readonly checkEveryMs: number;
+  /** How many times the whole state was restored after it was lost (diagnostics, tests). */
+  heals = 0;
+
+  constructor(opts: FirewallOptions = {}) {
+    this.backend = opts.backend ?? new KernelNft();
+    this.log = opts.log;
+    this.checkEveryMs = opts.checkEveryMs ?? 250;
+  }
+
+  owner(name: string): FirewallOwner {
+    return new FirewallOwner(this, name);
+  }
+
+  ownerNames(): string[] {
+    return [...this.owners.keys()];
+  }
+
+  /** The desired state as golden-file text. */
+  dump(): string {
+    return this.desired.dump();
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  setOwner(name: string, objects: FwObject[]): Promise<void> {
+    return this.serial(async () => {
+      const to = ownerState(objects);
+      const from = this.owners.get(name) ?? EMPTY;
+      const hadOwners = this.owners.size > 0;
+      const willHave = this.owners.size - (this.owners.has(name) ? 1 : 0) + (to.objects.size > 0 ? 1 : 0) > 0;
+      const tx = new Tx();
+      // The frame comes with the first owner (replacing whatever an earlier run of the daemon left) and goes with the last.
+      if (!hadOwners && willHave) {
+        const table: TableObj = { kind: 'table', family: FRAME.family, table: FRAME.table };
+        tx.add(table).delete(table);
+        for (const o of frameObjects()) tx.add(o);
+      }
+      const diff = diffOwner(from, to);
+      if (hadOwners && !willHave) {
+        tx.delete({ kind: 'table', family: FRAME.family, table: FRAME.table });
+        // an owner's own tables go too (the frame's table took its objects with it)
+        for (const op of diff.ops) if (op.verb === 'delete' && op.obj.kind === 'table' && op.obj.table !== FRAME.table) tx.ops.push(op);
+      } else {
+        tx.ops.push(...diff.ops);
+      }
+      if (!tx.empty) await this.commit(tx);
+      if (to.objects.size > 0) this.owners.set(name, to);
+      else this.owners.delete(name);
+      this.schedule();
+    });
+  }
+
+  /** Applies to the desired state, then to the kernel; a kernel that lost our table is healed (which includes tx). */
+  private async commit(tx: Tx): Promise<void> {
+    const revert = this.desired.apply(tx);
+    try {
+      if (tx.elementsOnly) await this.backend.applyLine(tx);
+      else await this.backend.apply(tx);
+    } catch (e) {
+      const lost = await this.lostTables().catch(() => [] as string[]);
+      if (lost.length) {
+        try {
+          await this.restore(lost);
+          return;
+        } catch (healErr) {
+          revert();
+          throw healErr;
+        }
+      }
+      revert();
+      throw e;
+    }
+  }
+
+  private async lostTables(): Promise<string[]> {
+    const want = this.desired.tableNames();
+    if (want.length === 0) return [];
+    const have = await this.backend.existingTables(want);
+    return want.map((t) => `${t.family} ${t.table}`).filter((k) => !have.has(k));
+  }
+
+  /** The whole desired state as one transaction: each table made, emptied by deletion, and filled again. */
+  restoreTx(): Tx {
+    const tx = new Tx();
+    for (const t of this.desired.tableNames()) {
+      const table: TableObj = { kind: 'table', ...t };
+      tx.add(table).delete(table);
+    }
+    for (const o of this.desired.objects()) tx.add(o);
+    return tx;
+  }
+
+  private async restore(lost: string[]): Promise<void> {
+    await this.backend.apply(this.restoreTx());
+    this.heals++;
+    this.log?.warn({ lost }, 'firewall: our nftables state was removed from outside (e.g. nft flush ruleset); restored it');
+  }
+
+  /** Checks the kernel once and restores the whole desired state if a table of ours is gone. Resolves true when it healed. */
+  heal(): Promise<boolean> {
+    return this.serial(async () => {
+      const lost = await this.lostTables();
+      if (lost.length === 0) return false;
+      await this.restore(lost);
+      return true;
+    });
+  }
+
+  /** Periodic check runs while there is desired state. */
+  private schedule(): void {
+    if (this.checkEveryMs <= 0) return;
+    if (this.desired.isEmpty) {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (this.checking) return;
+      this.checking = true;
+      this.heal().catch((e: unknown) => this.log?.error({ err: e }, 'firewall: restoring the lost state failed')).finally(() => (this.checking = false));
+    }, this.checkEveryMs);
+    this.timer.unref();
+  }
+
+  /** Stops the periodic check and waits for queued transactions. */
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.queue;
+  }
+}
+
+let shared: Firewall | undefined;
+
+/** The daemon netns's firewall, shared by every driver of this process (like hostIp()/hostNft()). */
+export function hostFirewall(log?: Logger): Firewall {
+  shared ??= new Firewall(log ? { log } : {});
+  return shared;
+}
+
+export type { ChainObj, ElementObj, SetObj };
