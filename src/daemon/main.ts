@@ -6,7 +6,7 @@
  * running (their monitors outlive the daemon) and are adopted at next start.
  */
 import { Command, Option } from 'commander';
-import { mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { defaultConfig, DOCKER_DEFAULT_POOLS, type DaemonConfig } from './config.js';
@@ -107,9 +107,33 @@ function engineId(dataRoot: string): string {
   }
 }
 
+/**
+ * Modes of the state directories, also for a data root made by an older
+ * version: the root 0711 (traverse only), the store and the image store 0700,
+ * image configs and store files 0600 (they hold containers' environments).
+ */
+function restrictStateDirs(dataRoot: string): void {
+  chmodSync(dataRoot, 0o711);
+  for (const d of ['store', 'images']) {
+    const p = join(dataRoot, d);
+    mkdirSync(p, { recursive: true, mode: 0o700 });
+    chmodSync(p, 0o700);
+  }
+  for (const d of ['layers', 'tmp', 'configs']) {
+    const p = join(dataRoot, 'images', d);
+    if (existsSync(p)) chmodSync(p, 0o700);
+  }
+  const configs = join(dataRoot, 'images', 'configs');
+  if (existsSync(configs)) for (const f of readdirSync(configs)) chmodSync(join(configs, f), 0o600);
+  const storeDir = join(dataRoot, 'store');
+  for (const f of readdirSync(storeDir)) chmodSync(join(storeDir, f), 0o600);
+}
+
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ stop: () => Promise<void> }> {
   mkdirSync(config.dataRoot, { recursive: true, mode: 0o711 });
   mkdirSync(config.execRoot, { recursive: true, mode: 0o711 });
+  // Like dockerd: other users may pass through the roots (containers' mounts) but read nothing in them.
+  restrictStateDirs(config.dataRoot);
   writePidfile(config.pidfile);
   config.engineId = engineId(config.dataRoot);
   config.runtime = await probeRuntime(config.runtime, log);

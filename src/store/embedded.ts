@@ -1,4 +1,4 @@
-import { openSync, closeSync, writeSync, fdatasyncSync, fsyncSync, readFileSync, renameSync, existsSync, mkdirSync, ftruncateSync, fdatasync } from 'node:fs';
+import { openSync, closeSync, writeSync, fdatasyncSync, fsyncSync, readFileSync, renameSync, existsSync, mkdirSync, ftruncateSync, fdatasync, chmodSync, fchmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { CasError, type KV, type Store, type TxnOp, type WatchEvent } from './store.js';
 
@@ -37,11 +37,15 @@ export class EmbeddedStore implements Store {
   private syncPending = false;
 
   constructor(dir: string, private readonly compactAfter = 2000, private readonly syncEachWrite = false) {
-    mkdirSync(dir, { recursive: true });
+    // Records hold secrets (a container's -e DB_PASSWORD=...): only root may read them, like Docker's 0600 configs.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     this.snapshotPath = join(dir, 'store.snapshot.json');
     this.logPath = join(dir, 'store.log');
+    if (existsSync(this.snapshotPath)) chmodSync(this.snapshotPath, 0o600);
     this.load();
-    this.logFd = openSync(this.logPath, 'a');
+    this.logFd = openSync(this.logPath, 'a', 0o600);
+    fchmodSync(this.logFd, 0o600);
   }
 
   private load(): void {
@@ -121,7 +125,7 @@ export class EmbeddedStore implements Store {
   /** Folds the log into a new snapshot (write temp, fsync, rename), then empties the log. */
   compact(): void {
     const tmp = `${this.snapshotPath}.tmp`;
-    const fd = openSync(tmp, 'w');
+    const fd = openSync(tmp, 'w', 0o600);
     const snap: Snapshot = { revision: this.revision, kvs: [...this.kvs.values()] };
     writeSync(fd, JSON.stringify(snap));
     fsyncSync(fd);

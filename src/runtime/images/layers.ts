@@ -132,7 +132,7 @@ export class LayerStore {
     const chainId = chainIdOf(parent, diffId);
     const existing = await this.meta(chainId);
     if (existing) return existing;
-    await mkdir(this.root, { recursive: true });
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = join(this.root, `.tmp-${randomBytes(6).toString('hex')}`);
     const diff = join(tmp, 'diff');
     try {

@@ -229,7 +229,7 @@ export class ImageStore implements ImageService {
     const now = new Date().toISOString();
     const runCfg = applyChanges({}, opts.changes ?? []);
     const tmp = this.tmpDir();
-    await mkdir(tmp, { recursive: true });
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
     try {
       const layerTar = join(tmp, 'layer.tar');
       const diffId = await spoolTar(input, layerTar);
@@ -257,7 +257,7 @@ export class ImageStore implements ImageService {
   async load(input: Readable, onProgress?: (msg: string) => void): Promise<string[]> {
     const tmp = this.tmpDir();
     const dir = join(tmp, 'archive');
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       await pipeline(input, tar.x({ cwd: dir, preserveOwner: false, strict: true }));
       let images: Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>;
@@ -314,8 +314,8 @@ export class ImageStore implements ImageService {
   private async commit(configBytes: Buffer, chain: string[], diffIds: string[], size: number, tags: string[]): Promise<string> {
     const hexId = createHash('sha256').update(configBytes).digest('hex');
     const id = 'sha256:' + hexId;
-    await mkdir(join(this.root, 'configs'), { recursive: true });
-    if (!existsSync(this.configPath(id))) await writeFile(this.configPath(id), configBytes);
+    await mkdir(join(this.root, 'configs'), { recursive: true, mode: 0o700 });
+    if (!existsSync(this.configPath(id))) await writeFile(this.configPath(id), configBytes, { mode: 0o600 });
     const cfg = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
     const now = new Date().toISOString();
     await this.untagElsewhere(tags, id);
