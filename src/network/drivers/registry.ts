@@ -12,6 +12,7 @@ import type { NetworkDriver } from '../driver.js';
 import type { DaemonConfig } from '../../daemon/config.js';
 import type { Logger } from '../../common/log.js';
 import type { KernelOps } from '../../kernel/ops.js';
+import type { Firewall } from '../firewall/index.js';
 
 export interface DriverContext {
   config: DaemonConfig;
@@ -22,6 +23,12 @@ export interface DriverContext {
    * (HostKernelOps); unit tests pass a recording fake.
    */
   kernel?: KernelOps;
+  /**
+   * The firewall the driver's owners live in (src/network/firewall).
+   * Absent: the process's shared one (hostFirewall()); unit tests pass one
+   * over FakeNft.
+   */
+  firewall?: Firewall;
 }
 
 type DriverFactory = (ctx: DriverContext) => NetworkDriver | Promise<NetworkDriver>;
