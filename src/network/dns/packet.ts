@@ -119,3 +119,76 @@ export function errorResponse(msg: Buffer, rcode: number): Buffer | undefined {
 export function isTruncated(msg: Buffer): boolean {
   return msg.length >= 4 && (msg.readUInt16BE(2) & 0x0200) !== 0;
 }
+
+/**
+ * What the server does with a datagram before any table lookup, as Docker's
+ * embedded DNS (miekg/dns's default accept rules) does:
+ * - 'drop': shorter than a header (no ID to answer) or a response (answering a
+ *   response could start a reflection loop, e.g. a spoofed 127.0.0.11:53 source);
+ * - 'notimp': an opcode other than QUERY/NOTIFY;
+ * - 'formerr': not one question, too many records, or any name or record that
+ *   does not decode (over-long names, compression loops or forward pointers,
+ *   truncated records);
+ * - 'ok': a well-formed query, answered locally or relayed upstream.
+ * Linear in the packet's size: a pointer must point strictly backwards, so no
+ * name walk can loop.
+ */
+export type Screen = 'drop' | 'notimp' | 'formerr' | 'ok';
+
+export function screenQuery(msg: Buffer): Screen {
+  if (msg.length < 12) return 'drop';
+  const flags = msg.readUInt16BE(2);
+  if (flags & 0x8000) return 'drop';
+  const opcode = (flags >> 11) & 0xf;
+  if (opcode !== 0 && opcode !== 4) return 'notimp';
+  const qd = msg.readUInt16BE(4);
+  const an = msg.readUInt16BE(6);
+  const ns = msg.readUInt16BE(8);
+  const ar = msg.readUInt16BE(10);
+  if (qd !== 1 || an > 1 || ns > 1 || ar > 2) return 'formerr';
+  let off = skipName(msg, 12);
+  if (off < 0 || off + 4 > msg.length) return 'formerr';
+  off += 4;
+  for (let i = 0; i < an + ns + ar; i++) {
+    off = skipName(msg, off);
+    if (off < 0 || off + 10 > msg.length) return 'formerr';
+    const rdlen = msg.readUInt16BE(off + 8);
+    off += 10 + rdlen;
+    if (off > msg.length) return 'formerr';
+  }
+  return 'ok';
+}
+
+/** More pointers than a 255-byte name could need (miekg/dns allows about as many). */
+const MAX_POINTERS = 126;
+
+/** Offset after the name at `off`, or -1 when it does not decode (bounds, loops, > 255 bytes, bad label type). */
+function skipName(msg: Buffer, start: number): number {
+  let off = start;
+  let end = -1;
+  let total = 0;
+  let jumps = 0;
+  for (;;) {
+    if (off >= msg.length) return -1;
+    const len = msg[off]!;
+    if (len === 0) {
+      total += 1;
+      if (total > 255) return -1;
+      return end >= 0 ? end : off + 1;
+    }
+    const kind = len & 0xc0;
+    if (kind === 0xc0) {
+      if (off + 1 >= msg.length) return -1;
+      const target = ((len & 0x3f) << 8) | msg[off + 1]!;
+      if (end < 0) end = off + 2;
+      // Strictly backwards (and before where this walk stood): no loops, bounded steps.
+      if (target >= off || ++jumps > MAX_POINTERS) return -1;
+      off = target;
+      continue;
+    }
+    if (kind !== 0) return -1;
+    total += len + 1;
+    if (total > 255 || off + 1 + len > msg.length) return -1;
+    off += 1 + len;
+  }
+}

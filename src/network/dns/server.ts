@@ -12,7 +12,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { closeSync } from 'node:fs';
 import type { Logger } from '../../common/log.js';
-import { errorResponse, isTruncated, RCODE_SERVFAIL } from './packet.js';
+import { errorResponse, isTruncated, screenQuery, RCODE_FORMERR, RCODE_NOTIMP, RCODE_SERVFAIL } from './packet.js';
 import type { Resolver } from './resolver.js';
 
 /** An fd made inside the sandbox's netns, or (tests without root) an address to bind in this netns. */
@@ -34,24 +34,52 @@ export interface DnsServerOptions {
   /** Address and port to bind inside each sandbox (tests may use others). */
   listenIp?: string;
   listenPort?: number;
+  /** Caps (see DNS_LIMITS); tests lower them. */
+  limits?: Partial<DnsLimits>;
 }
+
+/**
+ * What one sandbox, and all together, may hold of the daemon's file
+ * descriptors (its limit is 20,000 here): each TCP connection is one fd, each
+ * forward in flight one more (its upstream socket). Past a cap a new TCP
+ * connection is closed at once and a new forward gets SERVFAIL at once, so a
+ * flooding container starves neither the daemon nor the other containers.
+ */
+export interface DnsLimits {
+  tcpPerSandbox: number;
+  tcpTotal: number;
+  forwardsPerSandbox: number;
+  forwardsTotal: number;
+}
+export const DNS_LIMITS: DnsLimits = { tcpPerSandbox: 64, tcpTotal: 1024, forwardsPerSandbox: 256, forwardsTotal: 2048 };
 
 interface Attached {
   udp: UdpSocket;
   tcp: Server;
   conns: Set<Socket>;
+  forwards: number;
 }
 
 export class DnsServer {
   private readonly attached = new Map<string, Attached>();
   private readonly upstreamTimeout: number;
   private readonly totalTimeout: number;
+  readonly limits: DnsLimits;
+  private tcpOpen = 0;
+  private forwardsOpen = 0;
+  private lastCapWarning = 0;
   /** Counters for debugging and tests. */
-  readonly stats = { answered: 0, forwarded: 0, upstreamFailures: 0 };
+  readonly stats = { answered: 0, forwarded: 0, upstreamFailures: 0, formerr: 0, dropped: 0, refusedOverCap: 0, handlerErrors: 0 };
 
   constructor(private readonly opts: DnsServerOptions) {
     this.upstreamTimeout = opts.upstreamTimeoutMs ?? 1000;
     this.totalTimeout = opts.totalTimeoutMs ?? 2500;
+    this.limits = { ...DNS_LIMITS, ...opts.limits };
+  }
+
+  /** Connections and forwards held now (tests check they come back to zero). */
+  get load(): { tcp: number; forwards: number } {
+    return { tcp: this.tcpOpen, forwards: this.forwardsOpen };
   }
 
   isAttached(sandboxId: string): boolean {
@@ -82,8 +110,15 @@ export class DnsServer {
     }).catch((e) => { closeFd(tcpFd); throw e; });
     const conns = new Set<Socket>();
     const tcp = createServer((c) => {
+      c.on('error', () => c.destroy());
+      if (conns.size >= this.limits.tcpPerSandbox || this.tcpOpen >= this.limits.tcpTotal) {
+        this.overCap(sandboxId, 'tcp connections');
+        c.destroy();
+        return;
+      }
       conns.add(c);
-      c.on('close', () => conns.delete(c));
+      this.tcpOpen++;
+      c.on('close', () => { conns.delete(c); this.tcpOpen--; });
       this.onTcp(sandboxId, c);
     });
     tcp.on('error', (e) => this.opts.log.warn({ sandbox: sandboxId, err: e.message }, 'dns tcp socket error'));
@@ -98,7 +133,7 @@ export class DnsServer {
       closeFd(tcpFd);
       throw e;
     }
-    this.attached.set(sandboxId, { udp, tcp, conns });
+    this.attached.set(sandboxId, { udp, tcp, conns, forwards: 0 });
   }
 
   /** Closes the sandbox's sockets (idempotent). */
@@ -127,42 +162,96 @@ export class DnsServer {
     await Promise.all([...this.attached.keys()].map((id) => this.detach(id)));
   }
 
+  /** A datagram: answered, relayed or refused; nothing in it may throw out of the socket's handler. */
   private onUdp(sandboxId: string, sock: UdpSocket, msg: Buffer, addr: string, port: number): void {
-    const res = this.opts.resolver.resolve(sandboxId, msg);
-    if (res.kind === 'answer') {
-      this.stats.answered++;
-      sock.send(res.response, port, addr);
-      return;
+    const send = (b: Buffer) => {
+      try {
+        sock.send(b, port, addr);
+      } catch { /* socket closed by a detach meanwhile */ }
+    };
+    try {
+      this.handle(sandboxId, msg, send);
+    } catch (e) {
+      this.handlerFailed(sandboxId, e);
     }
-    this.stats.forwarded++;
-    void this.forward(msg, res.servers, false).then((reply) => {
-      if (reply && this.attached.get(sandboxId)?.udp === sock) sock.send(reply, port, addr);
-    });
   }
 
   private onTcp(sandboxId: string, c: Socket): void {
     let buf: Buffer = Buffer.alloc(0);
     c.setTimeout(10_000, () => c.destroy());
-    c.on('error', () => c.destroy());
+    const send = (b: Buffer) => { if (!c.destroyed) writeFramed(c, b); };
     c.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      while (buf.length >= 2) {
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len) break;
-        const msg = buf.subarray(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        const res = this.opts.resolver.resolve(sandboxId, msg);
-        if (res.kind === 'answer') {
-          this.stats.answered++;
-          writeFramed(c, res.response);
-        } else {
-          this.stats.forwarded++;
-          void this.forward(Buffer.from(msg), res.servers, true).then((reply) => {
-            if (reply && !c.destroyed) writeFramed(c, reply);
-          });
+      try {
+        buf = buf.length ? Buffer.concat([buf, d]) : d;
+        while (buf.length >= 2) {
+          const len = buf.readUInt16BE(0);
+          // A length that cannot hold a header is a broken stream: nothing after it can be framed again.
+          if (len < 12) {
+            this.stats.dropped++;
+            c.destroy();
+            return;
+          }
+          if (buf.length < 2 + len) break;
+          const msg = Buffer.from(buf.subarray(2, 2 + len));
+          buf = buf.subarray(2 + len);
+          this.handle(sandboxId, msg, send, true);
         }
+      } catch (e) {
+        this.handlerFailed(sandboxId, e);
+        c.destroy();
       }
     });
+  }
+
+  /** One message from one transport: screened, then answered locally or forwarded within the caps. */
+  private handle(sandboxId: string, msg: Buffer, send: (b: Buffer) => void, overTcp = false): void {
+    const verdict = screenQuery(msg);
+    if (verdict === 'drop') {
+      this.stats.dropped++;
+      return;
+    }
+    if (verdict !== 'ok') {
+      this.stats.formerr++;
+      const r = errorResponse(msg, verdict === 'notimp' ? RCODE_NOTIMP : RCODE_FORMERR);
+      if (r) send(r);
+      return;
+    }
+    const res = this.opts.resolver.resolve(sandboxId, msg);
+    if (res.kind === 'answer') {
+      this.stats.answered++;
+      send(res.response);
+      return;
+    }
+    const a = this.attached.get(sandboxId);
+    if (!a) return;
+    if (a.forwards >= this.limits.forwardsPerSandbox || this.forwardsOpen >= this.limits.forwardsTotal) {
+      this.overCap(sandboxId, 'forwarded queries');
+      const r = errorResponse(msg, RCODE_SERVFAIL);
+      if (r) send(r);
+      return;
+    }
+    this.stats.forwarded++;
+    a.forwards++;
+    this.forwardsOpen++;
+    this.forward(msg, res.servers, overTcp).then((reply) => {
+      if (reply && this.attached.get(sandboxId) === a) send(reply);
+    }, (e: unknown) => this.handlerFailed(sandboxId, e)).finally(() => {
+      a.forwards--;
+      this.forwardsOpen--;
+    });
+  }
+
+  private overCap(sandboxId: string, what: string): void {
+    this.stats.refusedOverCap++;
+    const now = Date.now();
+    if (now - this.lastCapWarning < 2000) return;
+    this.lastCapWarning = now;
+    this.opts.log.warn({ sandbox: sandboxId, limits: this.limits }, `dns: too many ${what}; refusing more until some finish`);
+  }
+
+  private handlerFailed(sandboxId: string, e: unknown): void {
+    this.stats.handlerErrors++;
+    this.opts.log.error({ sandbox: sandboxId, err: e instanceof Error ? e.stack : String(e) }, 'dns: handler failed on a message (dropped it)');
   }
 
   /**
@@ -218,7 +307,10 @@ export function splitServer(s: string): { host: string; port: number } {
 function udpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    let finished = false;
     const done = (e: Error | undefined, reply?: Buffer) => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       try { s.close(); } catch { /* closed */ }
       if (e) reject(e);
@@ -229,16 +321,38 @@ function udpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): P
     s.on('message', (reply) => {
       if (reply.length >= 2 && reply.readUInt16BE(0) === msg.readUInt16BE(0)) done(undefined, reply);
     });
-    // connect() so an ICMP port-unreachable surfaces at once as ECONNREFUSED.
-    s.connect(port, host, () => s.send(msg, (e) => { if (e) done(e); }));
+    // connect() so an ICMP port-unreachable surfaces at once as ECONNREFUSED. A failed
+    // connect (ENETUNREACH: no route out) comes to this callback, not to 'error':
+    // sending on the unconnected socket then would throw from a nextTick and end the process.
+    try {
+      s.connect(port, host, (err?: Error) => {
+        if (err) return done(err);
+        try {
+          s.send(msg, (e) => { if (e) done(e); });
+        } catch (e) {
+          done(e as Error);
+        }
+      });
+    } catch (e) {
+      done(e as Error);
+    }
   });
 }
 
 function tcpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const c = connect({ host, port });
+    let c: Socket;
+    try {
+      c = connect({ host, port });
+    } catch (e) {
+      reject(e as Error);
+      return;
+    }
     let buf: Buffer = Buffer.alloc(0);
+    let finished = false;
     const done = (e: Error | undefined, reply?: Buffer) => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       c.destroy();
       if (e) reject(e);
