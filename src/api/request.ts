@@ -80,6 +80,26 @@ export function filtersQuery(q: URLSearchParams): Filters {
   return out;
 }
 
+/** Go's encoding/json refuses deeper nesting with "exceeded max depth"; so do we, before anything recursive sees the value. */
+export const MAX_JSON_DEPTH = 10_000;
+
+/** Deepest nesting of [ and { outside strings (linear, no parse). */
+export function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) { if (++depth > max) max = depth; }
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -134,6 +154,7 @@ export async function jsonBody<T>(ctx: Ctx, shape?: Shape, opts: { optional?: bo
     if (opts.optional) return {} as T;
     throw new InvalidParameter('invalid JSON: got EOF while reading request body');
   }
+  if (nestingDepth(text) > MAX_JSON_DEPTH) throw new InvalidParameter('invalid JSON: exceeded max depth');
   let value: unknown;
   try {
     value = JSON.parse(text);

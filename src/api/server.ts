@@ -47,6 +47,29 @@ export function checkApiVersion(v: string): void {
 
 const VERSION_PREFIX = /^\/v([0-9.]+)(\/.*)$/;
 
+/**
+ * The request target as a URL. Only origin-form paths are parsed relative to
+ * a fixed base: "//x" or an absolute-form "http://[" would otherwise be read
+ * as an authority and throw. Go's net/http serves "//" as the path "//", and
+ * a target it cannot parse is a 400.
+ */
+export function requestUrl(target: string | undefined): URL {
+  const t = target ?? '/';
+  if (!t.startsWith('/')) {
+    try {
+      const abs = new URL(t);
+      return new URL(`${abs.pathname}${abs.search}`, 'http://cove');
+    } catch {
+      throw new CoveError(`parse "${t}": invalid request target`, 400);
+    }
+  }
+  try {
+    return new URL(`http://cove${t}`);
+  } catch {
+    throw new CoveError(`parse "${t}": invalid request target`, 400);
+  }
+}
+
 function serverVersionOf(engine: Engine): string {
   try {
     const v = engine.version();
@@ -62,12 +85,18 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
 
   const headers = standardHeaders(serverVersionOf(engine));
 
+  /** dispatch() answers its own errors; should answering itself fail, the connection ends and the daemon stays. */
+  function lastResort(err: unknown, req: http.IncomingMessage, socket: Duplex | null): void {
+    log.error({ err, method: req.method, url: req.url }, 'api request failed while answering its error');
+    socket?.destroy();
+  }
+
   async function dispatch(req: http.IncomingMessage, reply: Reply, extra: Partial<Ctx>): Promise<void> {
     const started = Date.now();
-    const url = new URL(req.url ?? '/', 'http://cove');
-    let path = url.pathname;
     let apiVersion = API_VERSION;
     try {
+      const url = requestUrl(req.url);
+      let path = url.pathname;
       const m = VERSION_PREFIX.exec(path);
       if (m) {
         apiVersion = m[1]!;
@@ -102,7 +131,7 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
 
   const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-    void dispatch(req, new HttpReply(req, res), {});
+    dispatch(req, new HttpReply(req, res), {}).catch((err: unknown) => lastResort(err, req, res.socket));
   });
 
   // Clients ask attach and exec start to upgrade the connection (Upgrade: tcp).
@@ -111,7 +140,7 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
     const length = Number(req.headers['content-length'] ?? 0) || 0;
     const { body, rest } = splitUpgradeBody(socket, head, length);
     const reply = new SocketReply(socket, headers, rest);
-    void dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest });
+    dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest }).catch((err: unknown) => lastResort(err, req, socket));
   });
 
   // Streams (events, logs -f, wait, attach) would hold server.close() open

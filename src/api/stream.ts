@@ -105,12 +105,13 @@ export function runSession(session: IoSession, conn: Hijacked, opts: { stdin: bo
     const outputs = new Promise((r) => setTimeout(r, HIJACK_SETTLE_MS)).then(() =>
       Promise.all([pump(session.stdout, conn.out, 1, session.tty), pump(session.tty ? null : session.stderr, conn.out, 2, false)]));
     const hasOutput = Boolean(session.stdout || (!session.tty && session.stderr));
-    if (hasOutput) void outputs.then(finish);
+    // A broken pump (client gone) ends the session too; never an unhandled rejection.
+    if (hasOutput) void outputs.then(finish, finish);
     void session.done.then((how) => {
       // Output streams end on exit by themselves; after a detach they stay
       // open (the process runs on), so end the connection here.
       if (how !== 'exited' || !hasOutput) setImmediate(finish);
       else setTimeout(finish, 2000).unref();
-    });
+    }, finish);
   });
 }

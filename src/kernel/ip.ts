@@ -12,9 +12,9 @@
  * address and number first (see plan builders); commands are also checked
  * here for newlines. A dead co-process is restarted on the next run().
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
-import { endCoprocess, inNetns, runTool } from './exec.js';
+import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
 
 function checkCommands(commands: string[]): void {
   for (const c of commands) {
@@ -48,8 +48,9 @@ export class IpBatch {
   private start(): ChildProcessWithoutNullStreams {
     // sh merges stderr into stdout so error messages and "Command failed" lines stay in order.
     const argv = inNetns(this.netnsPath, [this.tool, '-force', '-batch', '-']);
-    const child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnPiped(['sh', '-c', 'exec "$0" "$@" 2>&1', ...argv]);
     this.child = child;
+    child.on('error', (e) => this.onExit(child, null, null, e.message));
     this.line = 0;
     this.buf = '';
     this.messages = [];
@@ -57,7 +58,6 @@ export class IpBatch {
     child.stdout.on('data', (s: string) => this.onData(s));
     child.stdin.on('error', () => { /* exit handler reports */ });
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
-    child.on('error', (e) => this.onExit(child, null, null, e.message));
     return child;
   }
 
@@ -110,7 +110,12 @@ export class IpBatch {
     } catch (e) {
       return Promise.reject(e);
     }
-    const child = this.child ?? this.start();
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = this.child ?? this.start();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const firstLine = this.line + 1;
     this.line += commands.length + 1;
     const fence = `fence${++this.seq}`;

@@ -7,9 +7,9 @@
  *   followed by a fence `fence <n>` (a syntax error whose echo we await).
  * - nftListJson: `nft -j list ...` parsed.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
-import { endCoprocess, inNetns, runTool } from './exec.js';
+import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
 
 /** Applies `script` as ONE transaction with `nft -f -` (inside the netns when given). */
 export async function nftApply(script: string, netnsPath: string | null = null): Promise<void> {
@@ -69,14 +69,14 @@ export class NftSession {
 
   private start(): ChildProcessWithoutNullStreams {
     const argv = inNetns(this.netnsPath, ['nft', '-i']);
-    const child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnPiped(['sh', '-c', 'exec "$0" "$@" 2>&1', ...argv]);
     this.child = child;
+    child.on('error', (e) => this.onExit(child, e.message));
     this.buf = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => this.onData(s));
     child.stdin.on('error', () => { /* exit handler reports */ });
     child.on('exit', (code) => this.onExit(child, `nft -i exited ${code}`));
-    child.on('error', (e) => this.onExit(child, e.message));
     return child;
   }
 
@@ -125,7 +125,12 @@ export class NftSession {
       if (/[\n\r\0]/.test(l) || l.trim() === '' || /^fence /.test(l)) return Promise.reject(new KernelError('nft -i', `invalid line ${JSON.stringify(l)}`));
     }
     if (lines.length === 0) return Promise.resolve('');
-    const child = this.child ?? this.start();
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = this.child ?? this.start();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const fence = `fence ${++this.seq}`;
     return new Promise<string>((resolve, reject) => {
       this.pending.push({ lines, fence, errors: [], output: [], resolve, reject });

@@ -127,7 +127,12 @@ function baseArgs(paths: ConmonPaths): string[] {
   return ['--api-version', '1', '-r', paths.runtime, '--runtime-arg', `--root=${paths.runcRoot}`, '--socket-dir-path', paths.socketDir, '--log-level', 'error', '--syslog'];
 }
 
-function spawnConmon(paths: ConmonPaths, args: string[], fds: number): ChildProcess {
+/**
+ * Starts conmon. A spawn that fails (ENOENT, EMFILE) has no pid, maybe no
+ * stdio, and emits 'error' on the next tick: that becomes this promise's
+ * rejection, never an unheard 'error' that would end the daemon.
+ */
+async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Promise<ChildProcess> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',
@@ -136,7 +141,14 @@ function spawnConmon(paths: ConmonPaths, args: string[], fds: number): ChildProc
   if (fds > 5) env._OCI_ATTACHPIPE = '5';
   const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe'];
   for (let i = 3; i < fds; i++) stdio.push('pipe');
-  return spawn(paths.conmon, args, { stdio, env, detached: true });
+  const child = spawn(paths.conmon, args, { stdio, env, detached: true });
+  let spawnError: Error | undefined;
+  child.on('error', (e) => { spawnError = e; });
+  if (child.pid === undefined) {
+    await new Promise((r) => setImmediate(r));
+    throw new Error(`starting conmon: ${spawnError?.message ?? 'spawn failed'}`);
+  }
+  return child;
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
@@ -164,7 +176,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     args.push('--exit-command', o.exitCommand[0]!);
     for (const a of o.exitCommand.slice(1)) args.push('--exit-command-arg', a);
   }
-  const child = spawnConmon(paths, args, 5);
+  const child = await spawnConmon(paths, args, 5);
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);
@@ -221,7 +233,7 @@ export async function conmonExec(paths: ConmonPaths, o: ExecOptions, onAttachRea
   if (o.attach) args.push('--exec-attach');
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');
-  const child = spawnConmon(paths, args, o.attach ? 6 : 5);
+  const child = await spawnConmon(paths, args, o.attach ? 6 : 5);
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);
@@ -269,7 +281,7 @@ export async function resizeTty(bundleDir: string, rows: number, cols: number): 
   }
 }
 
-/** Is this pid a live conmon (and not a recycled pid)? */
+/** Is this pid a live conmon (and not a recycled pid)? When /proc cannot be read for another reason than the process being gone: yes. */
 export async function isConmonAlive(pid: number, id: string): Promise<boolean> {
   if (!pid || pid <= 0) return false;
   try {
@@ -277,7 +289,12 @@ export async function isConmonAlive(pid: number, id: string): Promise<boolean> {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     if (/\) Z /.test(stat)) return false;
     return cmdline.includes('conmon') && cmdline.includes(id);
-  } catch {
-    return false;
+  } catch (e) {
+    // Only "no such process" means gone. EMFILE, ENOMEM, EACCES... say nothing
+    // about the container: reading them as "gone" would tear down the
+    // networking of a running container whenever the daemon is short of fds.
+    // So it counts as alive; the exit-dir watch and the next poll look again.
+    const code = (e as NodeJS.ErrnoException).code;
+    return !(code === 'ENOENT' || code === 'ESRCH');
   }
 }

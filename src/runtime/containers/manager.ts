@@ -10,6 +10,7 @@
  *  - `<execRoot>/exits/<id>`: conmon's exit file; `<execRoot>/runc`: runc's state.
  * Records live in the Store under `runtime/containers/<id>`.
  */
+import { goRegexp } from '../../common/goregexp.js';
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
@@ -493,7 +494,7 @@ export class ContainerManager implements ContainerService {
       this.log.debug({ id, phases }, 'container started');
       this.ensureWatching();
       // It may have exited already (a quick command): look now rather than at the next poll.
-      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.exitFileCode(id)) !== undefined) void this.handleExit(id);
+      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.exitFileCode(id)) !== undefined) void this.handleExit(id).catch((e) => this.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
     } catch (e) {
       const msg = e instanceof CoveError ? e.message : `failed to create task for container: ${(e as Error).message}`;
       this.log.warn({ id, err: msg }, 'start failed; undoing');
@@ -683,7 +684,7 @@ export class ContainerManager implements ContainerService {
           await new Promise((res) => setTimeout(res, 200));
           const cur = (await this.records.get(r.Id))?.value;
           if (!cur || !cur.State.Running) return true;
-          if ((await this.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(cur.conmonPid ?? 0, r.Id))) void this.handleExit(r.Id);
+          if ((await this.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(cur.conmonPid ?? 0, r.Id))) void this.handleExit(r.Id).catch((e) => this.log.error({ id: r.Id, err: (e as Error).message }, 'handling the exit failed'));
         }
         return false;
       })(),
@@ -1208,6 +1209,7 @@ export class ContainerManager implements ContainerService {
     const statuses = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
     for (const v of f.status ?? []) if (!statuses.includes(v)) throw new InvalidParameter(`Invalid filter 'status=${v}'`);
     for (const v of f.exited ?? []) if (!/^-?\d+$/.test(v)) throw new InvalidParameter(`Invalid filter 'exited=${v}'`);
+    const nameMatchers = (f.name ?? []).map((p) => goRegexp(p.replace(/^\//, '')));
     let rows = (await this.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
     // before/since: relative to another container's creation.
     for (const [key, keepIf] of [['before', (c: string, ref: string) => c < ref], ['since', (c: string, ref: string) => c > ref]] as const) {
@@ -1221,7 +1223,7 @@ export class ContainerManager implements ContainerService {
     for (const r of rows) {
       if (!opts.all && !r.State.Running && !(f.status?.length || f.exited?.length)) continue;
       if (f.id?.length && !f.id.some((p) => r.Id.startsWith(p))) continue;
-      if (f.name?.length && !f.name.some((p) => new RegExp(p.replace(/^\//, '')).test(r.Name.slice(1)))) continue;
+      if (nameMatchers.length && !nameMatchers.some((m) => m(r.Name.slice(1)))) continue;
       if (f.status?.length && !f.status.includes(r.State.Status)) continue;
       if (f.exited?.length && !(r.State.Status === 'exited' && f.exited.includes(String(r.State.ExitCode)))) continue;
       if (f.label?.length && !f.label.every((l) => {
