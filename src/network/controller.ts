@@ -346,7 +346,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     const driverName = req.Driver || 'bridge';
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
     const driver = await this.registry.lookup(driverName, { config: this.config, log: this.log });
-    if (driver.scope === 'swarm' || req.Scope === 'swarm') return this.createSwarmNetwork(req, name, driver);
+    if (driver.scope === 'swarm') return this.createSwarmNetwork(req, name, driver);
     if (req.Ingress) throw new Forbidden('ingress networks can only be created in a swarm');
     await driver.checkSupported?.();
     for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
