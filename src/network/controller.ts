@@ -1212,7 +1212,7 @@ export class NetworkController implements NetworkService, ClusterAware {
    */
   async attachCluster(m: Membership, opts: { defaultAddrPool?: string[]; subnetSize?: number } = {}): Promise<void> {
     await this.init();
-    if (this.cluster) await this.detachCluster();
+    if (this.cluster) await this.stopCluster();
     const keys = new ClusterKeys(m.store);
     const c: ClusterState = { m, keys, ipam: new AddressAllocator(m.store, 'ipam/addr'), stops: [], syncing: new Map(), again: new Set() };
     this.cluster = c;
@@ -1246,7 +1246,26 @@ export class NetworkController implements NetworkService, ClusterAware {
     await this.reconcileSwarm(c);
   }
 
+  /**
+   * The node left the swarm: its containers leave the swarm networks (as in
+   * Docker; their endpoints go from the cluster store, so no node keeps them
+   * as peers), then the watches stop and swarm networks are no longer seen.
+   */
   async detachCluster(): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    for (const { value: sb } of await this.sandboxes.list()) {
+      for (const { net } of await this.sandboxNetworks(sb)) {
+        if (net.scope !== 'swarm') continue;
+        await this.disconnect(sb.containerId, net.id, true).catch((e: Error) =>
+          this.log.warn({ container: shortId(sb.containerId), network: net.name, err: e.message }, 'leaving swarm network failed'));
+      }
+    }
+    await this.stopCluster();
+  }
+
+  /** Stops following the cluster (daemon shutdown: containers keep their swarm networks). */
+  private async stopCluster(): Promise<void> {
     const c = this.cluster;
     if (!c) return;
     for (const stop of c.stops) stop();
@@ -1485,7 +1504,7 @@ export class NetworkController implements NetworkService, ClusterAware {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.detachCluster();
+    await this.stopCluster();
     this.closed = true;
     // Sandboxes stay (containers outlive the daemon); only this process's sockets close.
     await this.dns?.close();

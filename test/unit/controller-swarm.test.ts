@@ -218,3 +218,17 @@ test('service VIPs come from the swarm network\'s IPAM, unique with endpoints, r
   assert.equal(await mgr!.ctl.allocateVip(Id, 'vip:svc2'), '10.0.1.2/24');
   await wkr!.ctl.deleteSandbox(cid(7));
 });
+
+test('swarm leave: the node\'s containers leave the swarm networks everywhere; swarm networks are no longer listed', async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  await mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay', Attachable: true });
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(8), 'c8', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  await wkr!.ctl.detachCluster();
+  assert.equal((await mgr!.m.store.list('endpoints/')).length, 0);
+  assert.deepEqual([...wkr!.kernel.netns], []);
+  assert.ok(!(await wkr!.ctl.listNetworks()).some((n) => n.Scope === 'swarm'));
+  assert.deepEqual(Object.keys((await wkr!.ctl.networkSettings(cid(8)))!.Networks), []);
+  await wkr!.ctl.deleteSandbox(cid(8));
+});
