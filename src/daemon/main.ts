@@ -181,7 +181,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
       log.info('shutting down; containers keep running');
       server.close();
       server.closeAllConnections?.();
-      await services.detachCluster();
+      await services.close();
       await containers.close();
       await networks.close();
       await store.close();

@@ -16,7 +16,7 @@ import type { EventBus, DockerEvent } from '../daemon/events.js';
 import type { ContainerService, DockerContainerCreate, ImageService } from '../runtime/types.js';
 import type { Store } from '../store/store.js';
 import { containerName, taskCollection, taskName, TASKS, updateRecord } from './records.js';
-import { isTerminal, nowIso, NS, stateRank, type Task, type TaskState } from './types.js';
+import { isTerminal, nowIso, NS, stateRank, type PortConfig, type Task, type TaskState } from './types.js';
 
 export const LABEL = {
   nodeId: 'com.docker.swarm.node.id',
@@ -207,11 +207,16 @@ export class Agent {
     const endpoints: Record<string, { Aliases: string[] }> = {};
     const specNets = t.Spec.Networks ?? [];
     for (const n of nets) endpoints[n.Network.ID] = { Aliases: specNets.find((s) => s.Target === n.Network.ID)?.Aliases ?? [] };
+    // mode=host published ports: straight to this task, on its node only (the ingress mesh handles the rest).
+    const portBindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+    for (const p of hostPorts(t)) {
+      portBindings[`${p.TargetPort}/${p.Protocol ?? 'tcp'}`] = [{ HostIp: '', HostPort: p.PublishedPort ? String(p.PublishedPort) : '' }];
+    }
     const body: DockerContainerCreate = {
       Image: spec.Image ?? '',
       Env: spec.Env ?? [],
       Labels: labels,
-      HostConfig: { NetworkMode: nets[0]?.Network.ID ?? 'bridge', Init: spec.Init ?? undefined },
+      HostConfig: { NetworkMode: nets[0]?.Network.ID ?? 'bridge', Init: spec.Init ?? undefined, ...(Object.keys(portBindings).length ? { PortBindings: portBindings } : {}) },
       NetworkingConfig: { EndpointsConfig: endpoints },
     };
     if (spec.Command?.length) body.Entrypoint = spec.Command;
@@ -230,7 +235,11 @@ export class Agent {
       const addrs = ep?.IPAddress ? [`${ep.IPAddress}/${ep.IPPrefixLen ?? 32}`] : [];
       return { ...a, Addresses: addrs };
     });
-    await this.report(t, 'running', 'started', undefined, { ContainerID: containerId, PID: info.State.Pid, ExitCode: 0 }, attachments);
+    const ports = hostPorts(t).map((p) => {
+      const bound = info.NetworkSettings.Ports?.[`${p.TargetPort}/${p.Protocol ?? 'tcp'}`]?.[0]?.HostPort;
+      return { ...p, PublishedPort: bound ? Number(bound) : p.PublishedPort };
+    });
+    await this.report(t, 'running', 'started', undefined, { ContainerID: containerId, PID: info.State.Pid, ExitCode: 0 }, attachments, ports);
   }
 
   /**
@@ -239,7 +248,7 @@ export class Agent {
    */
   private async report(
     t: Task, state: TaskState, message: string, err?: string,
-    cs?: Task['Status']['ContainerStatus'], attachments?: Task['NetworksAttachments'],
+    cs?: Task['Status']['ContainerStatus'], attachments?: Task['NetworksAttachments'], ports?: PortConfig[],
   ): Promise<Task | undefined> {
     return updateRecord(this.tasks, t.ID, (cur) => {
       if (stateRank(cur.Status.State) >= stateRank(state) && !(state === 'running' && cur.Status.State === 'running')) return cur;
@@ -247,7 +256,7 @@ export class Agent {
       const next: Task = {
         ...cur,
         UpdatedAt: nowIso(),
-        Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: {} },
+        Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: ports?.length ? { Ports: ports } : {} },
       };
       if (attachments) next.NetworksAttachments = attachments;
       return next;
@@ -256,4 +265,9 @@ export class Agent {
       return undefined;
     });
   }
+}
+
+/** The task's ports published in host mode (Task.Spec has no endpoint: the service's is copied in its annotations). */
+function hostPorts(t: Task): PortConfig[] {
+  return (t.Endpoint?.Spec?.Ports ?? []).filter((p) => p.PublishMode === 'host');
 }

@@ -10,7 +10,7 @@ import type { ClusterAware, Membership } from '../cluster/membership.js';
 import type { EventBus } from '../daemon/events.js';
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
-import { Agent } from './agent.js';
+import { Agent, LABEL } from './agent.js';
 import { LeaderElector } from './leader.js';
 import { ServiceManager, type ServiceNetworks } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
@@ -71,7 +71,7 @@ export class SwarmServices implements ClusterAware {
   }
 
   async attachCluster(m: Membership): Promise<void> {
-    await this.detachCluster();
+    await this.close();
     this.membership = m;
     const log = this.deps.log;
     const networks = serviceNetworksOf(this.deps.networks);
@@ -107,7 +107,22 @@ export class SwarmServices implements ClusterAware {
     this.roleTimer.unref?.();
   }
 
+  /**
+   * Leaving the swarm (`swarm leave`): everything stops, and this node's task
+   * containers go, as Docker's do. A daemon shutdown calls close() instead,
+   * which leaves them running.
+   */
   async detachCluster(): Promise<void> {
+    const wasIn = this.membership !== undefined;
+    await this.close();
+    if (!wasIn) return;
+    for (const c of await this.deps.containers.list({ all: true, filters: { label: [LABEL.taskId] } }).catch(() => [])) {
+      await this.deps.containers.remove(c.Id, { force: true }).catch((err) => this.deps.log.warn({ err, container: c.Id }, 'task container not removed at swarm leave'));
+    }
+  }
+
+  /** Daemon shutdown: stop watching and campaigning; task containers keep running (adopted at next start). */
+  async close(): Promise<void> {
     if (this.roleTimer) clearInterval(this.roleTimer);
     this.roleTimer = undefined;
     await this.elector?.stop();

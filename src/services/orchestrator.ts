@@ -369,6 +369,7 @@ export class Orchestrator {
         Addresses: [],
       }))),
       ServiceAnnotations: { Name: svc.Spec.Name ?? svc.ID },
+      Endpoint: svc.Endpoint,
     };
     await this.write({ ...task, Version: { Index: 0 } }, task);
     this.deps.log.debug({ service: svc.Spec.Name, slot, node: task.NodeID, task: task.ID }, 'task created');

@@ -163,6 +163,8 @@ export interface Task {
   Status: TaskStatus;
   DesiredState: 'running' | 'shutdown' | 'remove';
   NetworksAttachments?: NetworkAttachment[];
+  /** The service's endpoint when the task was made (swarm.Task.Endpoint): its published ports. */
+  Endpoint?: { Spec?: EndpointSpec; Ports?: PortConfig[]; VirtualIPs?: VirtualIp[] };
   /** Not in the API: the service's name, so an agent need not read the service to name a container. */
   ServiceAnnotations?: { Name: string };
 }

@@ -247,3 +247,19 @@ test('leader election: one orchestrator leader; another takes over when it stops
     await sw.close();
   }
 });
+
+test('services: mode=host ports bind on the task\'s own node and show in the task\'s PortStatus', async () => {
+  const sw = new FakeSwarm(2);
+  try {
+    sw.start();
+    await sw.manager.create({ Name: 'web', TaskTemplate: { ContainerSpec: { Image: 'nginx' } }, Mode: { Replicated: { Replicas: 1 } },
+      EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 8080, PublishMode: 'host' }, { TargetPort: 81, PublishedPort: 81 }] } });
+    await sw.until('running', async () => live(await sw.tasks()).length === 1);
+    const [t] = live(await sw.tasks());
+    const c = [...sw.containers.get(t!.NodeID)!.byId.values()][0]!;
+    assert.deepEqual(c.body.HostConfig?.PortBindings, { '80/tcp': [{ HostIp: '', HostPort: '8080' }] });
+    assert.deepEqual(t!.Status.PortStatus?.Ports, [{ TargetPort: 80, PublishedPort: 8080, PublishMode: 'host', Protocol: 'tcp' }]);
+  } finally {
+    await sw.close();
+  }
+});
