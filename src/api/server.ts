@@ -17,6 +17,7 @@ import { containerRoutes } from './routes/containers.js';
 import { imageRoutes } from './routes/images.js';
 import { swarmRoutes } from './routes/swarm.js';
 import { serviceRoutes } from './routes/services.js';
+import { volumeRoutes } from './routes/volumes.js';
 
 export type Handler = (ctx: Ctx) => Promise<void>;
 export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
@@ -80,7 +81,7 @@ function serverVersionOf(engine: Engine): string {
 
 export function createApiServer(engine: Engine, log: Logger): http.Server {
   const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true });
-  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...serviceRoutes, ...swarmRoutes];
+  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...serviceRoutes, ...volumeRoutes, ...swarmRoutes];
   for (const r of routes) router.on(r.method, r.path, () => undefined, { handler: r.handler });
 
   const headers = standardHeaders(serverVersionOf(engine));

@@ -64,6 +64,13 @@ const hostConfig = struct('container.HostConfig', {
   Sysctls: strMap,
   RestartPolicy: struct('container.RestartPolicy', { Name: str, MaximumRetryCount: int }),
   Memory: int64, NanoCpus: int64, Init: bool, ReadonlyRootfs: bool,
+  VolumesFrom: strs, Tmpfs: strMap,
+  Mounts: { kind: 'array', go: '[]mount.Mount', of: struct('mount.Mount', {
+    Type: str, Source: str, Target: str, ReadOnly: bool, Consistency: str,
+    BindOptions: struct('mount.BindOptions', { Propagation: str, NonRecursive: bool, CreateMountpoint: bool }),
+    VolumeOptions: struct('mount.VolumeOptions', { NoCopy: bool, Labels: strMap, Subpath: str, DriverConfig: struct('mount.Driver', { Name: str, Options: strMap }) }),
+    TmpfsOptions: struct('mount.TmpfsOptions', { SizeBytes: int64, Mode: { kind: 'number', go: 'os.FileMode' } }),
+  }) },
   ConsoleSize: { kind: 'array', go: '[2]uint', of: { kind: 'number', go: 'uint' } },
 });
 
@@ -72,10 +79,15 @@ export const containerCreateShape = struct('container.CreateRequest', {
   ExposedPorts: { kind: 'map', go: 'nat.PortSet', of: any },
   Tty: bool, OpenStdin: bool, StdinOnce: bool, Env: strs, Cmd: strSlice, Entrypoint: strSlice, Image: str,
   Labels: strMap, WorkingDir: str, StopSignal: str, StopTimeout: int, MacAddress: str, NetworkDisabled: bool,
+  Volumes: { kind: 'map', go: 'map[string]struct {}', of: any },
   HostConfig: hostConfig,
   NetworkingConfig: struct('network.NetworkingConfig', {
     EndpointsConfig: { kind: 'map', go: 'map[string]*network.EndpointSettings', of: endpointSettingsShape },
   }),
+});
+
+export const volumeCreateShape = struct('volume.CreateOptions', {
+  Name: str, Driver: str, DriverOpts: strMap, Labels: strMap,
 });
 
 export const execCreateShape = struct('container.ExecOptions', {

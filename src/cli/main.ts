@@ -26,6 +26,7 @@ const modules: Record<string, Loader> = {
   image: () => import('./commands/image.js'),
   system: () => import('./commands/system.js'),
   service: () => import('./commands/service.js'),
+  volume: () => import('./commands/volume.js'),
 };
 
 /** Exit code for daemon errors of `run`/`create` (docker's 125). */
@@ -106,6 +107,10 @@ function containerCreateOptions(cmd: Command): Command {
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
     .option('-a, --attach <stream>', 'Attach to STDIN, STDOUT or STDERR', collect)
     .option('--init', 'Run an init inside the container')
+    .option('-v, --volume <list>', 'Bind mount a volume', collect)
+    .option('--mount <mount>', 'Attach a filesystem mount to the container', collect)
+    .option('--tmpfs <tmpfs>', 'Mount a tmpfs directory', collect)
+    .option('--volumes-from <list>', 'Mount volumes from the specified container(s)', collect)
     .option('--pull <policy>', 'Pull image before running ("always", "missing", "never")', 'missing')
     .option('-q, --quiet', 'Suppress the pull output')
     .option('--sig-proxy', 'Proxy received signals to the process', true)
@@ -400,6 +405,30 @@ export function buildProgram(): Command {
     .option('-f, --force', 'Do not prompt for confirmation')
     .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
     .action(act(program, 'network', 'prune'));
+
+  const volume = program.command('volume').description('Manage volumes');
+  volume.command('create').description('Create a volume')
+    .option('-d, --driver <driver>', 'Specify volume driver name', 'local')
+    .option('-o, --opt <key=value>', 'Set driver specific options', collect)
+    .option('--label <key=value>', 'Set metadata for a volume', collect)
+    .option('--name <name>', 'Specify volume name')
+    .argument('[volume]').action(act(program, 'volume', 'create'));
+  volume.command('ls').aliases(['list']).description('List volumes')
+    .option('-q, --quiet', 'Only display volume names')
+    .option('-f, --filter <filter>', 'Provide filter values (e.g. "dangling=true")', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .action(act(program, 'volume', 'ls'));
+  volume.command('inspect').description('Display detailed information on one or more volumes')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .argument('<volume...>').action(act(program, 'volume', 'inspect'));
+  volume.command('rm').aliases(['remove']).description('Remove one or more volumes')
+    .option('-f, --force', 'Force the removal of one or more volumes')
+    .argument('<volume...>').action(act(program, 'volume', 'rm'));
+  volume.command('prune').description('Remove unused local volumes')
+    .option('-a, --all', 'Remove all unused volumes, not just anonymous ones')
+    .option('-f, --force', 'Do not prompt for confirmation')
+    .option('--filter <filter>', 'Provide filter values (e.g. "label=<label>")', collect)
+    .action(act(program, 'volume', 'prune'));
 
   const container = program.command('container').description('Manage containers');
   containerCommands(container, program, false);

@@ -1,6 +1,7 @@
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
 import type { EventBus } from './events.js';
+import type { VolumeService } from '../runtime/volumes/store.js';
 import type { DaemonConfig } from './config.js';
 import type { SwarmServices } from '../services/index.js';
 
@@ -10,6 +11,7 @@ export interface Engine {
   networks: NetworkService;
   containers: ContainerService;
   images: ImageService;
+  volumes: VolumeService;
   events: EventBus;
   /** Swarm services and tasks (answers 503 outside a swarm); optional so API tests can leave it out. */
   services?: SwarmServices;

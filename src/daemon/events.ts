@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 
 /** One event as GET /events streams it (newline-delimited JSON). */
 export interface DockerEvent {
-  Type: 'container' | 'network' | 'image' | 'daemon' | 'service' | 'node';
+  Type: 'container' | 'network' | 'image' | 'volume' | 'daemon' | 'service' | 'node';
   Action: string;
   Actor: { ID: string; Attributes: Record<string, string> };
   scope: 'local' | 'swarm';

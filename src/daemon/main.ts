@@ -19,6 +19,7 @@ import { createApiServer } from '../api/server.js';
 import { NetworkController } from '../network/controller.js';
 import { ImageStore } from '../runtime/images/index.js';
 import { ContainerManager } from '../runtime/containers/index.js';
+import { VolumeStore } from '../runtime/volumes/store.js';
 import { probeRuntime } from '../runtime/probe.js';
 import { SwarmServices } from '../services/index.js';
 
@@ -142,7 +143,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   const events = new EventBus();
   const networks = new NetworkController({ config, store, events, log: log.child({ module: 'network' }) });
   const images = new ImageStore({ config, store, log: log.child({ module: 'images' }) });
-  const containers = new ContainerManager({ config, store, images, networks, events, log: log.child({ module: 'containers' }) });
+  const volumes = new VolumeStore({ dataRoot: config.dataRoot, store, events, log: log.child({ module: 'volumes' }) });
+  const containers = new ContainerManager({ config, store, images, networks, events, volumes, log: log.child({ module: 'containers' }) });
 
   // Reconcile: predefined networks and drivers first, then adopt surviving
   // containers, then drop every sandbox whose container is gone.
@@ -160,6 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     networks,
     containers,
     images,
+    volumes,
     events,
     services,
     info: () => systemInfo(config, { networks, containers, images }),

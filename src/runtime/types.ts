@@ -26,6 +26,8 @@ export interface DockerContainerConfig {
   StopSignal?: string;
   StopTimeout?: number;
   MacAddress?: string;
+  /** Anonymous volumes (`-v /path`), merged with the image's VOLUME. */
+  Volumes?: Record<string, object> | null;
   [k: string]: unknown;
 }
 

@@ -16,6 +16,7 @@ import { newId } from '../../src/common/ids.js';
 import { EventBus } from '../../src/daemon/events.js';
 import { defaultConfig } from '../../src/daemon/config.js';
 import type { Engine } from '../../src/daemon/engine.js';
+import type { DockerVolume, VolumeCreate, VolumeService } from '../../src/runtime/volumes/store.js';
 import type {
   DockerEndpointSettings, DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, Filters, NetworkService,
 } from '../../src/network/types.js';
@@ -486,6 +487,34 @@ export class FakeContainers implements ContainerService {
   }
 }
 
+/** Volumes in memory: enough for the API layer's routing and shapes. */
+class FakeVolumes implements VolumeService {
+  readonly vols = new Map<string, DockerVolume>();
+  async create(body: VolumeCreate): Promise<DockerVolume> {
+    const name = body.Name || newId();
+    const v: DockerVolume = {
+      CreatedAt: new Date().toISOString(), Driver: body.Driver || 'local', Labels: body.Labels ?? {}, Mountpoint: `/fake/volumes/${name}/_data`,
+      Name: name, Options: body.DriverOpts ?? {}, Scope: 'local',
+    };
+    if (!this.vols.has(name)) this.vols.set(name, v);
+    return this.vols.get(name)!;
+  }
+  async inspect(name: string): Promise<DockerVolume> {
+    const v = this.vols.get(name);
+    if (!v) throw new NotFound(`get ${name}: no such volume`);
+    return v;
+  }
+  async list(): Promise<{ Volumes: DockerVolume[]; Warnings: string[] | null }> {
+    return { Volumes: [...this.vols.values()], Warnings: null };
+  }
+  async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    if (!this.vols.delete(name) && !opts.force) throw new NotFound(`get ${name}: no such volume`);
+  }
+  async prune(): Promise<{ VolumesDeleted: string[]; SpaceReclaimed: number }> {
+    return { VolumesDeleted: [], SpaceReclaimed: 0 };
+  }
+}
+
 export function createFakeEngine(): Engine & { networks: FakeNetworks & NetworkService; containers: FakeContainers; images: FakeImages } {
   const events = new EventBus();
   const networks = new FakeNetworks(events) as FakeNetworks & NetworkService;
@@ -493,7 +522,7 @@ export function createFakeEngine(): Engine & { networks: FakeNetworks & NetworkS
   const containers = new FakeContainers(events, images, networks);
   return {
     config: defaultConfig({ execRoot: '/tmp/cove-fake' }),
-    networks, containers, images, events,
+    networks, containers, images, events, volumes: new FakeVolumes(),
     async info() {
       return {
         ID: 'FAKE:ENGINE', Containers: containers.ctrs.size, ContainersRunning: [...containers.ctrs.values()].filter((c) => c.state === 'running').length,

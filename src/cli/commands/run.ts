@@ -11,6 +11,84 @@ export interface CreateOpts {
   addHost?: string[]; entrypoint?: string; workdir?: string; user?: string; label?: string[]; privileged?: boolean;
   capAdd?: string[]; capDrop?: string[]; sysctl?: string[]; restart?: string; stopSignal?: string; stopTimeout?: string;
   detachKeys?: string; attach?: string[]; init?: boolean; pull?: string; quiet?: boolean; sigProxy?: boolean;
+  volume?: string[]; mount?: string[]; tmpfs?: string[]; volumesFrom?: string[];
+}
+
+/** docker's RAMInBytes: 64m, 1g, 512k, 100 (bytes). */
+function ramBytes(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$/i.exec(v.trim());
+  if (!m) throw new CliError(`invalid argument "${v}" for "${flag}" flag: invalid size: '${v}'`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 }[m[2]!.toLowerCase()]!;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+const boolValue = (v: string | undefined): boolean => v === undefined || v === '' || /^(1|true|t|yes)$/i.test(v);
+
+/** One --mount value (docker's opts.MountOpt): csv of key=value, type defaulting to volume. */
+export function parseMountFlag(spec: string): Record<string, unknown> {
+  const flag = '--mount';
+  const m: Record<string, unknown> = { Type: 'volume' };
+  const vo: Record<string, unknown> = {};
+  const bo: Record<string, unknown> = {};
+  const to: Record<string, unknown> = {};
+  for (const field of spec.split(',')) {
+    if (!field) continue;
+    const eq = field.indexOf('=');
+    const k = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
+    const v = eq < 0 ? undefined : field.slice(eq + 1);
+    const need = (): string => {
+      if (v === undefined) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: invalid field '${field}' must be a key=value pair`);
+      return v;
+    };
+    switch (k) {
+      case 'type': m.Type = need(); break;
+      case 'source': case 'src': m.Source = need(); break;
+      case 'target': case 'dst': case 'destination': m.Target = need(); break;
+      case 'readonly': case 'ro': m.ReadOnly = boolValue(v); break;
+      case 'consistency': m.Consistency = need(); break;
+      case 'bind-propagation': bo.Propagation = need(); break;
+      case 'bind-nonrecursive': bo.NonRecursive = boolValue(v); break;
+      case 'bind-create-mountpoint': bo.CreateMountpoint = boolValue(v); break;
+      case 'volume-nocopy': vo.NoCopy = boolValue(v); break;
+      case 'volume-subpath': vo.Subpath = need(); break;
+      case 'volume-label': {
+        const [lk, lv = ''] = need().split(/=(.*)/s);
+        vo.Labels = { ...(vo.Labels as object ?? {}), [lk!]: lv };
+        break;
+      }
+      case 'volume-driver': vo.DriverConfig = { ...(vo.DriverConfig as object ?? {}), Name: need() }; break;
+      case 'volume-opt': {
+        const [ok, ov = ''] = need().split(/=(.*)/s);
+        const dc = (vo.DriverConfig ?? {}) as { Options?: Record<string, string> };
+        vo.DriverConfig = { ...dc, Options: { ...(dc.Options ?? {}), [ok!]: ov } };
+        break;
+      }
+      case 'tmpfs-size': to.SizeBytes = ramBytes(need(), flag); break;
+      case 'tmpfs-mode': {
+        const mode = Number.parseInt(need(), 8);
+        if (Number.isNaN(mode)) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: invalid value for ${k}: ${v}`);
+        to.Mode = mode;
+        break;
+      }
+      default: throw new CliError(`invalid argument "${spec}" for "${flag}" flag: unexpected key '${k}' in '${field}'`);
+    }
+  }
+  if (!m.Target) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: target is required`);
+  if (Object.keys(bo).length) m.BindOptions = bo;
+  if (Object.keys(vo).length) m.VolumeOptions = vo;
+  if (Object.keys(to).length) m.TmpfsOptions = to;
+  return m;
+}
+
+/** -v: `/ctr` alone is an anonymous volume (Config.Volumes), anything with a colon a bind (HostConfig.Binds). */
+export function splitVolumes(list: string[] | undefined): { volumes: Record<string, object>; binds: string[] } {
+  const volumes: Record<string, object> = {};
+  const binds: string[] = [];
+  for (const v of list ?? []) {
+    if (v.includes(':')) binds.push(v);
+    else volumes[v] = {};
+  }
+  return { volumes, binds };
 }
 
 type PortMap = Record<string, Array<{ HostIp: string; HostPort: string }>>;
@@ -91,6 +169,7 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
     for (let p = a; p <= b; p++) exposed[`${p}/${proto}`] = {};
   }
   const attachStd = !o.detach;
+  const vols = splitVolumes(o.volume);
   const networks = o.network?.length ? o.network : ['default'];
   const endpoints: Record<string, Record<string, unknown>> = {};
   networks.forEach((n, i) => {
@@ -122,7 +201,12 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
     Labels: keyValues(o.label),
     WorkingDir: o.workdir ?? '',
     Entrypoint: o.entrypoint !== undefined ? [o.entrypoint] : null,
+    Volumes: Object.keys(vols.volumes).length ? vols.volumes : null,
     HostConfig: {
+      Binds: vols.binds.length ? vols.binds : null,
+      Mounts: o.mount?.length ? o.mount.map(parseMountFlag) : null,
+      Tmpfs: o.tmpfs?.length ? Object.fromEntries(o.tmpfs.map((t) => { const i = t.indexOf(':'); return i < 0 ? [t, ''] : [t.slice(0, i), t.slice(i + 1)]; })) : null,
+      VolumesFrom: o.volumesFrom?.length ? o.volumesFrom : null,
       NetworkMode: networks[0],
       PortBindings: bindings,
       PublishAllPorts: Boolean(o.publishAll),

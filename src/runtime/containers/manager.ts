@@ -39,6 +39,9 @@ import { bundleSpec, capabilities, processSpec, resolveUser } from './oci.js';
 import { isMounted, mountRootfs, rootfsPaths, unmountRootfs } from './rootfs.js';
 import { endpointRequest, exposedPorts, isSpecialMode, normalizeNetworkMode, parsePortKey, sandboxSpec } from './spec.js';
 import { configView, hostConfigView, validateRestartPolicy } from './inspect-view.js';
+import { mountView, ociMounts, parseVolumesFrom, planMounts, type DockerMount, type MountPoint } from './mounts.js';
+import { materialize, prepare as prepareMounts, release as releaseMounts, removeAnonymous } from './mount-setup.js';
+import { VolumeStore } from '../volumes/store.js';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -65,6 +68,8 @@ export interface ContainerRecord {
   /** Set by stop/kill from the user, so restart policies do not bring it back. */
   stoppedByUser?: boolean;
   hasBeenStarted?: boolean;
+  /** Volumes, binds and tmpfs mounts (mounts.ts), decided at create. */
+  MountPoints?: MountPoint[];
 }
 
 interface ExecRecord {
@@ -89,6 +94,8 @@ export interface ContainerManagerOptions {
   conmon?: string;
   /** How often to check monitors are alive besides watching the exit dir (ms). */
   pollMs?: number;
+  /** The daemon's volumes (default: a VolumeStore on the same store and data root). */
+  volumes?: VolumeStore;
 }
 
 function signalNumber(sig: string | number | undefined, fallback: string): number {
@@ -140,6 +147,7 @@ export class ContainerManager implements ContainerService {
   private poller: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly pollMs: number;
+  readonly volumes: VolumeStore;
 
   constructor(opts: ContainerManagerOptions) {
     this.cfg = opts.config;
@@ -157,6 +165,11 @@ export class ContainerManager implements ContainerService {
     };
     this.pollMs = opts.pollMs ?? 2000;
     this.bus.setMaxListeners(0);
+    this.volumes = opts.volumes ?? new VolumeStore({ dataRoot: this.cfg.dataRoot, store: opts.store, events: opts.events, log: this.log });
+    this.volumes.setUsage(async (name) => {
+      const users = (await this.records.list()).map((r) => r.value).filter((r) => r.MountPoints?.some((m) => m.Type === 'volume' && m.Name === name));
+      return { all: users.map((r) => r.Id), running: users.filter((r) => r.State.Running && !this.exiting.has(r.Id)).map((r) => r.Id) };
+    });
     this.images.setContainerUsage(async (imageId) =>
       (await this.records.list()).filter((r) => r.value.ImageID === imageId).map((r) => ({ id: r.value.Id, running: r.value.State.Running })));
   }
@@ -325,6 +338,25 @@ export class ContainerManager implements ContainerService {
     }
     // Port keys and bindings must parse.
     sandboxSpec({ id: 'x'.repeat(64), name: 'x', config, hostConfig, endpoints, dir: '/', networkMode: mode });
+    // Mounts: parsed and checked now; volumes and bind sources are made inside the lock below.
+    config.Volumes = { ...(ic.Volumes ?? {}), ...(config.Volumes ?? {}) };
+    if (!Object.keys(config.Volumes).length) config.Volumes = null;
+    const from: MountPoint[] = [];
+    for (const spec of (hostConfig.VolumesFrom as string[] | null | undefined) ?? []) {
+      const vf = parseVolumesFrom(spec);
+      const other = await this.get(vf.container);
+      for (const m of other.MountPoints ?? []) {
+        if (m.Type === 'tmpfs') continue;
+        from.push({ ...structuredClone(m), ...(vf.mode ? { RW: vf.mode === 'rw', Mode: vf.mode } : {}), anonymous: false });
+      }
+    }
+    const planned = planMounts({
+      binds: hostConfig.Binds as string[] | null | undefined,
+      mounts: hostConfig.Mounts as DockerMount[] | null | undefined,
+      tmpfs: hostConfig.Tmpfs as Record<string, string> | null | undefined,
+      volumes: config.Volumes as Record<string, unknown> | null,
+      from,
+    });
 
     const id = newId();
     if (!config.Hostname) config.Hostname = id.slice(0, 12);
@@ -336,6 +368,7 @@ export class ContainerManager implements ContainerService {
         throw new Conflict(`Conflict. The container name "${finalName}" is already in use by container "${names.get(finalName)}". You have to remove (or rename) that container to be able to reuse that name.`);
       }
       if (!finalName) finalName = '/' + generateName((n) => names.has('/' + n));
+      const mountPoints = await materialize(this.volumes, planned);
       const dir = this.containerDir(id);
       await mkdir(dir, { recursive: true, mode: 0o710 });
       const rec: ContainerRecord = {
@@ -357,11 +390,13 @@ export class ContainerManager implements ContainerService {
         HostsPath: '',
         HostnamePath: '',
         ResolvConfPath: '',
+        MountPoints: mountPoints,
       };
       try {
         await this.records.put(id, rec, 0);
       } catch (e) {
         await rm(dir, { recursive: true, force: true });
+        await removeAnonymous(this.volumes, mountPoints);
         throw e;
       }
       this.publish(rec, 'create');
@@ -411,6 +446,10 @@ export class ContainerManager implements ContainerService {
       lap('network');
       undo.push(() => this.networks.deleteSandbox(id));
 
+      await prepareMounts(this.volumes, r.MountPoints ?? [], rootfs.merged);
+      undo.push(() => releaseMounts(this.volumes, r.MountPoints));
+      lap('mounts');
+
       const user = resolveUser(rootfs.merged, r.Config.User);
       const tty = !!r.Config.Tty;
       const env = [...(r.Config.Env ?? [])];
@@ -432,6 +471,7 @@ export class ContainerManager implements ContainerService {
         sysctls: { ...(r.HostConfig.Sysctls ?? {}) },
         readonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
         shmSize: typeof r.HostConfig.ShmSize === 'number' ? r.HostConfig.ShmSize : undefined,
+        userMounts: ociMounts(r.MountPoints ?? []),
       });
       await rm(bundle, { recursive: true, force: true });
       await mkdir(bundle, { recursive: true, mode: 0o700 });
@@ -605,7 +645,7 @@ export class ContainerManager implements ContainerService {
       const rec = (await this.records.get(id))?.value;
       if (!rec || rec.State.Running) return;
       if (rec.HostConfig.AutoRemove) {
-        await this.removeRecord(rec).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'auto-remove failed'));
+        await this.removeRecord(rec, { volumes: true }).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'auto-remove failed'));
         return;
       }
       await this.maybeRestart(rec);
@@ -618,6 +658,8 @@ export class ContainerManager implements ContainerService {
     await this.runc(['delete', '--force', id]).catch(() => undefined);
     await removeCgroups(id);
     await unmountRootfs(rootfsPaths(this.containerDir(id))).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'unmount failed'));
+    const rec = (await this.records.get(id))?.value;
+    if (rec) await releaseMounts(this.volumes, rec.MountPoints);
     await this.networks.deleteSandbox(id).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'deleting the sandbox failed'));
     await rm(this.bundleDir(id), { recursive: true, force: true });
     await rm(join(this.paths.socketDir, ContainerManager.cuuid(id)), { force: true });
@@ -785,10 +827,10 @@ export class ContainerManager implements ContainerService {
       await this.withLock(r.Id, async () => undefined);
     }
     const cur = await this.get(r.Id);
-    await this.removeRecord(cur);
+    await this.removeRecord(cur, { volumes: !!opts.volumes });
   }
 
-  private async removeRecord(r: ContainerRecord): Promise<void> {
+  private async removeRecord(r: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
     await this.withLock(r.Id, async () => {
       const cur = (await this.records.get(r.Id))?.value;
       if (!cur) return;
@@ -803,6 +845,7 @@ export class ContainerManager implements ContainerService {
       this.pendingAttach.delete(r.Id);
       await rm(this.containerDir(r.Id), { recursive: true, force: true });
       await this.records.delete(r.Id);
+      if (opts.volumes) await removeAnonymous(this.volumes, cur.MountPoints);
       this.publish(cur, 'destroy');
       this.bus.emit(`removed:${r.Id}`, cur.State.ExitCode);
       this.bus.emit(`exit:${r.Id}`, cur.State.ExitCode);
@@ -1196,7 +1239,7 @@ export class ContainerManager implements ContainerService {
         Name: 'overlay2',
         Data: { LowerDir: lowers.join(':'), UpperDir: rf.upper, WorkDir: rf.work, MergedDir: rf.merged },
       },
-      Mounts: [],
+      Mounts: (r.MountPoints ?? []).map(mountView),
       Config: configView(r.Config),
       NetworkSettings: await this.settingsOf(r),
     };
@@ -1231,6 +1274,7 @@ export class ContainerManager implements ContainerService {
         const labels = r.Config.Labels ?? {};
         return eq < 0 ? l in labels : labels[l.slice(0, eq)] === l.slice(eq + 1);
       })) continue;
+      if (f.volume?.length && !f.volume.some((v) => (r.MountPoints ?? []).some((m) => m.Name === v || m.Destination === v || (m.Type === 'bind' && m.Source === v)))) continue;
       if (f.ancestor?.length) {
         const ids = await Promise.all(f.ancestor.map((a) => this.images.resolve(a).catch(() => '')));
         if (!ids.includes(r.ImageID) && !f.ancestor.includes(r.ImageRef)) continue;
@@ -1271,7 +1315,7 @@ export class ContainerManager implements ContainerService {
         Status: statusText(r.State),
         HostConfig: { NetworkMode: r.HostConfig.NetworkMode ?? 'bridge' },
         NetworkSettings: { Networks: settings.Networks },
-        Mounts: [],
+        Mounts: (r.MountPoints ?? []).map(mountView),
       });
     }
     return opts.limit && opts.limit > 0 ? out.slice(0, opts.limit) : out;

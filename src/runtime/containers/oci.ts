@@ -128,6 +128,8 @@ export interface BundleOptions {
   sysctls: Record<string, string>;
   readonlyRootfs: boolean;
   shmSize?: number;
+  /** The container's own mounts (volumes, binds, tmpfs), already in OCI form; they win over the defaults at one destination. */
+  userMounts?: Array<Record<string, unknown>>;
 }
 
 export function bundleSpec(o: BundleOptions): Record<string, unknown> {
@@ -145,13 +147,18 @@ export function bundleSpec(o: BundleOptions): Record<string, unknown> {
     { destination: '/etc/hostname', type: 'bind', source: o.hostnamePath, options: ['rbind', 'rprivate'] },
     { destination: '/etc/hosts', type: 'bind', source: o.hostsPath, options: ['rbind', 'rprivate'] },
   ];
+  const user = o.userMounts ?? [];
+  const taken = new Set(user.map((m) => m.destination));
+  // Parents before children, as Docker sorts them: a volume on /etc comes before /etc/hosts on top of it.
+  const depth = (m: Record<string, unknown>): number => String(m.destination).split('/').filter(Boolean).length;
+  const all = [...mounts.filter((m) => !taken.has(m.destination)), ...user].sort((a, b) => depth(a) - depth(b));
   return {
     ociVersion: '1.0.2',
     process: o.process,
     root: { path: o.rootfs, readonly: o.readonlyRootfs },
     hostname: o.hostname,
     ...(o.domainname ? { domainname: o.domainname } : {}),
-    mounts,
+    mounts: all,
     linux: {
       namespaces,
       // cgroup v1 (hybrid) hierarchy under /cove, as Docker's cgroupfs driver uses /docker/<id>.
