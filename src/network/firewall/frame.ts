@@ -70,6 +70,7 @@ export function frameObjects(): FwObject[] {
     rule('output', DNAT6),
     chain('forward', { type: 'filter', hook: 'forward', priority: 'filter', policy: 'accept' }),
     rule('forward', 'ct original ip daddr 127.0.0.0/8 drop'),
+    rule('forward', 'ct original ip6 daddr ::1 drop'),
     rule('forward', `oifname vmap @${FRAME_MAPS.fwdIn}`),
     rule('forward', `iifname vmap @${FRAME_MAPS.fwdOut}`),
     chain('postrouting', { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' }),

@@ -156,6 +156,7 @@ export class Firewall {
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
+  private lastCheckError: string | undefined;
   private readonly checkEveryMs: number;
   /** How many times the whole state was restored after it was lost (diagnostics, tests). */
   heals = 0;
@@ -281,7 +282,15 @@ export class Firewall {
     this.timer = setInterval(() => {
       if (this.checking) return;
       this.checking = true;
-      this.heal().catch((e: unknown) => this.log?.error({ err: e }, 'firewall: restoring the lost state failed')).finally(() => (this.checking = false));
+      this.heal()
+        .then(() => (this.lastCheckError = undefined))
+        .catch((e: unknown) => {
+          // Once per distinct failure, not four times a second.
+          const msg = e instanceof Error ? e.message : String(e);
+          if (msg !== this.lastCheckError) this.log?.error({ err: e }, 'firewall: checking or restoring our nftables state failed');
+          this.lastCheckError = msg;
+        })
+        .finally(() => (this.checking = false));
     }, this.checkEveryMs);
     this.timer.unref();
   }
