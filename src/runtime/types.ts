@@ -220,6 +220,10 @@ export interface ContainerService {
   disconnectNetwork(idOrName: string, network: string, force: boolean): Promise<void>;
   /** The container's ID and name without resolving errors; for the network layer's inspect. */
   resolve(idOrName: string): Promise<{ id: string; name: string }>;
+  /** docker cp: HEAD/GET/PUT /containers/{id}/archive (running or stopped containers). */
+  archiveStat(idOrName: string, path: string): Promise<{ name: string; size: number; mode: number; mtime: string; linkTarget: string }>;
+  archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void>;
+  archivePut(idOrName: string, path: string, input: Readable, opts: { copyUIDGID?: boolean }): Promise<void>;
   /** Daemon start: adopt containers whose monitors survived, mark the rest exited. */
   restore(): Promise<void>;
   close(): Promise<void>;

@@ -234,6 +234,15 @@ function spawnFake(cmd: string[], onOut: (stream: 'stdout' | 'stderr', data: Buf
 }
 
 export class FakeContainers implements ContainerService {
+  async archiveStat(): Promise<never> {
+    throw new SystemError('archive: not in the fake engine');
+  }
+  async archiveGet(): Promise<never> {
+    throw new SystemError('archive: not in the fake engine');
+  }
+  async archivePut(): Promise<never> {
+    throw new SystemError('archive: not in the fake engine');
+  }
   readonly ctrs = new Map<string, FakeContainer>();
   readonly execs = new Map<string, { id: string; ctr: string; body: DockerExecCreate; running: boolean; exitCode: number | null }>();
 

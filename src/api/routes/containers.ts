@@ -6,6 +6,7 @@ import { InvalidParameter } from '../../common/errors.js';
 import type { DockerContainerCreate, DockerExecCreate, IoSession, LogOptions } from '../../runtime/types.js';
 import { MULTIPLEXED_STREAM, RAW_STREAM, frame, runSession } from '../stream.js';
 import { parseTimestamp } from './system.js';
+import { pipeline } from 'node:stream/promises';
 
 async function create(ctx: Ctx): Promise<void> {
   const body = await jsonBody<DockerContainerCreate>(ctx, containerCreateShape);
@@ -200,7 +201,41 @@ async function execResize(ctx: Ctx): Promise<void> {
   ctx.reply.empty(200);
 }
 
+function archivePath(ctx: Ctx): string {
+  const path = ctx.query.get('path');
+  if (!path) throw new InvalidParameter('bad parameter: path cannot be empty');
+  return path;
+}
+
+async function archiveHead(ctx: Ctx): Promise<void> {
+  const st = await ctx.engine.containers.archiveStat(param(ctx, 'id'), archivePath(ctx));
+  ctx.reply.setHeader('X-Docker-Container-Path-Stat', Buffer.from(JSON.stringify(st)).toString('base64'));
+  ctx.reply.empty(200);
+}
+
+async function archiveGet(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.archiveGet(param(ctx, 'id'), archivePath(ctx), async (stat, tar) => {
+    ctx.reply.setHeader('X-Docker-Container-Path-Stat', stat);
+    const out = ctx.reply.stream(200, 'application/x-tar');
+    try {
+      await pipeline(tar, out);
+    } catch (err) {
+      // Headers are gone: all we can do is cut the stream short (the client sees a truncated tar).
+      ctx.log.warn({ err }, 'archive stream failed');
+      out.destroy();
+    }
+  });
+}
+
+async function archivePut(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.archivePut(param(ctx, 'id'), archivePath(ctx), ctx.req, { copyUIDGID: boolQuery(ctx.query, 'copyUIDGID') });
+  ctx.reply.empty(200);
+}
+
 export const containerRoutes: Route[] = [
+  { method: 'HEAD', path: '/containers/:id/archive', handler: archiveHead },
+  { method: 'GET', path: '/containers/:id/archive', handler: archiveGet },
+  { method: 'PUT', path: '/containers/:id/archive', handler: archivePut },
   { method: 'GET', path: '/containers/json', handler: list },
   { method: 'POST', path: '/containers/create', handler: create },
   { method: 'GET', path: '/containers/:id/json', handler: inspect },

@@ -42,6 +42,8 @@ import { configView, hostConfigView, validateRestartPolicy } from './inspect-vie
 import { mountView, ociMounts, parseVolumesFrom, planMounts, type DockerMount, type MountPoint } from './mounts.js';
 import { materialize, prepare as prepareMounts, release as releaseMounts, removeAnonymous } from './mount-setup.js';
 import { VolumeStore } from '../volumes/store.js';
+import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from './archive.js';
+import type { Readable } from 'node:stream';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -931,6 +933,50 @@ export class ContainerManager implements ContainerService {
         }
       },
     };
+  }
+
+  // ---------- archive (docker cp) ----------
+
+  /**
+   * Runs `fn` with the container's rootfs mounted: as it is while running; for
+   * a stopped container mounted for the call (under the container's lock, so a
+   * start waits) and unmounted after.
+   */
+  private async withRootfs<T>(idOrName: string, fn: (r: ContainerRecord, merged: string) => Promise<T>): Promise<T> {
+    const r0 = await this.get(idOrName);
+    const rootfs = rootfsPaths(this.containerDir(r0.Id));
+    if (r0.State.Running && (await isMounted(rootfs.merged))) return fn(r0, rootfs.merged);
+    return this.withLock(r0.Id, async () => {
+      const r = await this.get(r0.Id);
+      if (r.State.Running) return fn(r, rootfs.merged);
+      await mountRootfs(rootfs, await this.images.lowerDirs(r.ImageID));
+      try {
+        return await fn(r, rootfs.merged);
+      } finally {
+        await unmountRootfs(rootfs).catch((e) => this.log.warn({ id: r.Id, err: (e as Error).message }, 'unmount after archive failed'));
+      }
+    });
+  }
+
+  async archiveStat(idOrName: string, path: string): Promise<PathStat> {
+    return this.withRootfs(idOrName, async (r, merged) =>
+      statPath(locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false), path, idOrName));
+  }
+
+  /** GET archive: the stat header value and a tar; the rootfs stays mounted until the tar has been read. */
+  async archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void> {
+    await this.withRootfs(idOrName, async (r, merged) => {
+      const loc = locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false);
+      const st = await statPath(loc, path, idOrName);
+      await consume(encodeStat(st), tarOf(loc, path));
+    });
+  }
+
+  async archivePut(idOrName: string, path: string, input: Readable, opts: { copyUIDGID?: boolean }): Promise<void> {
+    await this.withRootfs(idOrName, async (r, merged) => {
+      const loc = locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, true);
+      await extractInto(loc, path, idOrName, input, opts);
+    });
   }
 
   // ---------- attach / resize ----------
