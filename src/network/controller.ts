@@ -1104,9 +1104,10 @@ export class NetworkController implements NetworkService, ClusterAware {
     if (!sb) return undefined;
     const joined = await this.sandboxNetworks(sb);
     sb = { ...sb };
-    // The docker_gwbridge endpoint of an overlay container is not one of its networks to Docker.
-    const shown = joined.filter((j) => !(j.net.name === GWBRIDGE && j.ep.name.startsWith('gateway_')));
-    return networkSettings(sb, shown.map((j) => j.ep), new Map(shown.map((j) => [j.net.id, j.net])));
+    const out = networkSettings(sb, joined.map((j) => j.ep), new Map(joined.map((j) => [j.net.id, j.net])));
+    // The docker_gwbridge endpoint of an overlay container is not one of its networks to Docker (its published ports are shown).
+    if (joined.some((j) => j.net.name === GWBRIDGE && j.ep.name.startsWith('gateway_'))) delete out.Networks[GWBRIDGE];
+    return out;
   }
 
   async renameContainer(containerId: string, newName: string): Promise<void> {

@@ -97,7 +97,7 @@ swarmTest('an attachable overlay, one container per host: ping and TCP by name a
       for (const target of [`n${j + 1}`, ips[j]!]) {
         assert.ok(await retry(async () => (await docker(H[i]!, ['exec', from, 'ping', '-c', '1', '-W', '1', target])).code === 0, 3),
           `${from} on host ${i + 1} pings ${target}`);
-        const w = await docker(H[i]!, ['exec', from, 'wget', '-q', '-T', '3', '-O', '-', `http://${target}/`]);
+        const w = await docker(H[i]!, ['exec', from, 'timeout', '5', 'wget', '-q', '-O', '-', `http://${target}/`]);
         assert.equal(w.code, 0, `${from} fetches http://${target}/: ${w.stderr}`);
       }
     }
