@@ -158,3 +158,17 @@ test('the ruleset model refuses what the kernel refuses', async () => {
   await assert.rejects(o.set([{ kind: 'chain', family: 'inet', table: 'cove', name: 'c1' }, { kind: 'rule', family: 'inet', table: 'cove', chain: 'c1', rule: 'accept; flush ruleset' }]), /invalid rule/);
   assert.equal(fw.dump(), '');
 });
+
+test('a firewall without the frame (a sandbox\'s): owners bring their own tables, and nothing else appears', async () => {
+  const nft = new FakeNft();
+  const fw = new Firewall({ backend: nft, checkEveryMs: 0, frame: false });
+  const lb = fw.owner('lb:web');
+  await lb.set([
+    { kind: 'table', family: 'ip', table: 'cove_lb' },
+    { kind: 'chain', family: 'ip', table: 'cove_lb', name: 'pre', base: { type: 'nat', hook: 'prerouting', priority: 'dstnat' } },
+    { kind: 'rule', family: 'ip', table: 'cove_lb', chain: 'pre', rule: 'ip daddr 10.0.0.5 tcp dport 80 dnat to 10.0.0.7' },
+  ]);
+  assert.deepEqual(nft.ruleset.tableNames(), [{ family: 'ip', table: 'cove_lb' }]);
+  await lb.remove();
+  assert.equal(nft.dump(), '');
+});

@@ -73,6 +73,8 @@ export interface FirewallOptions {
   log?: Logger;
   /** How often the kernel is checked for a lost table (ms); 0 = never (tests drive heal() themselves). */
   checkEveryMs?: number;
+  /** Whether this firewall has the frame (table inet cove; default true). A sandbox's firewall whose owners bring their own tables has none. */
+  frame?: boolean;
 }
 
 function sameObject(a: FwObject, b: FwObject): boolean {
@@ -158,6 +160,7 @@ export class Firewall {
   private checking = false;
   private lastCheckError: string | undefined;
   private readonly checkEveryMs: number;
+  private readonly withFrame: boolean;
   /** How many times the whole state was restored after it was lost (diagnostics, tests). */
   heals = 0;
 
@@ -165,6 +168,7 @@ export class Firewall {
     this.backend = opts.backend ?? new KernelNft();
     this.log = opts.log;
     this.checkEveryMs = opts.checkEveryMs ?? 250;
+    this.withFrame = opts.frame ?? true;
   }
 
   owner(name: string): FirewallOwner {
@@ -194,13 +198,13 @@ export class Firewall {
       const willHave = this.owners.size - (this.owners.has(name) ? 1 : 0) + (to.objects.size > 0 ? 1 : 0) > 0;
       const tx = new Tx();
       // The frame comes with the first owner (replacing whatever an earlier run of the daemon left) and goes with the last.
-      if (!hadOwners && willHave) {
+      if (this.withFrame && !hadOwners && willHave) {
         const table: TableObj = { kind: 'table', family: FRAME.family, table: FRAME.table };
         tx.add(table).delete(table);
         for (const o of frameObjects()) tx.add(o);
       }
       const diff = diffOwner(from, to);
-      if (hadOwners && !willHave) {
+      if (this.withFrame && hadOwners && !willHave) {
         tx.delete({ kind: 'table', family: FRAME.family, table: FRAME.table });
         // an owner's own tables go too (the frame's table took its objects with it)
         for (const op of diff.ops) if (op.verb === 'delete' && op.obj.kind === 'table' && op.obj.table !== FRAME.table) tx.ops.push(op);
