@@ -20,7 +20,7 @@
 import type { Logger } from '../common/log.js';
 import { CasError, type Store, type TxnOp } from '../store/store.js';
 import { byAge, isReplicated, liveTask, replicas, serviceCollection, taskCollection, TASKS, SERVICES } from './records.js';
-import { available, parseConstraints, pickNode, satisfies, type Constraint } from './scheduler.js';
+import { available, FAILURE_WINDOW_MS, parseConstraints, pickNode, satisfies, type Constraint } from './scheduler.js';
 import { isTerminal, newSwarmId, nowIso, NS, type SchedNode, type Service, type Task, type UpdateStatus } from './types.js';
 
 /** Docker's defaults: restart delay 5 s, history of 5 tasks per slot. */
@@ -139,6 +139,11 @@ export class Orchestrator {
     const constraints = safeConstraints(svc);
     const loadSvc = new Map<string, number>();
     for (const t of tasks) if (t.NodeID && liveTask(t) && t.DesiredState === 'running') loadSvc.set(t.NodeID, (loadSvc.get(t.NodeID) ?? 0) + 1);
+    const failures = new Map<string, number>();
+    const since = this.now() - FAILURE_WINDOW_MS;
+    for (const t of tasks) {
+      if (t.NodeID && (t.Status.State === 'failed' || t.Status.State === 'rejected') && Date.parse(t.Status.Timestamp) >= since) failures.set(t.NodeID, (failures.get(t.NodeID) ?? 0) + 1);
+    }
     const groups = new Map<string, Task[]>();
     const keyOf = (t: Task): string => (isReplicated(svc) ? `s${t.Slot}` : `n${t.NodeID}`);
     for (const t of tasks) {
@@ -163,7 +168,7 @@ export class Orchestrator {
 
     const place = (node?: string): { nodeId?: string; reason?: string } => {
       if (node) return { nodeId: node };
-      return pickNode(ctx.nodes, constraints, { service: loadSvc, all: ctx.loadAll });
+      return pickNode(ctx.nodes, constraints, { service: loadSvc, all: ctx.loadAll, failures });
     };
     const count = (node: string | undefined): void => {
       if (!node) return;

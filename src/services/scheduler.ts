@@ -53,6 +53,10 @@ export function available(node: SchedNode): boolean {
   return node.state === 'ready' && node.availability === 'active';
 }
 
+/** Failures of a service's tasks on one node (in the last 5 minutes) after which the node is avoided. */
+export const FAILURES_TO_AVOID = 2;
+export const FAILURE_WINDOW_MS = 5 * 60_000;
+
 export interface Placement {
   nodeId?: string;
   /** Why no node fits, in swarmkit's words, when nodeId is undefined. */
@@ -67,7 +71,7 @@ export interface Placement {
 export function pickNode(
   nodes: SchedNode[],
   constraints: Constraint[],
-  load: { service: Map<string, number>; all: Map<string, number> },
+  load: { service: Map<string, number>; all: Map<string, number>; failures?: Map<string, number> },
 ): Placement {
   const up = nodes.filter(available);
   const fit = up.filter((n) => satisfies(n, constraints));
@@ -79,7 +83,10 @@ export function pickNode(
     if (unfit) parts.push(`scheduling constraints not satisfied on ${unfit} node${unfit === 1 ? '' : 's'}`);
     return { reason: `no suitable node${parts.length ? ` (${parts.join('; ')})` : ''}` };
   }
+  // As swarmkit: a node where this service's tasks keep failing goes last, so a broken node does not eat every retry.
+  const failing = (n: SchedNode): number => ((load.failures?.get(n.id) ?? 0) >= FAILURES_TO_AVOID ? 1 : 0);
   fit.sort((a, b) =>
+    failing(a) - failing(b) ||
     (load.service.get(a.id) ?? 0) - (load.service.get(b.id) ?? 0) ||
     (load.all.get(a.id) ?? 0) - (load.all.get(b.id) ?? 0) ||
     a.hostname.localeCompare(b.hostname) || a.id.localeCompare(b.id));

@@ -94,7 +94,8 @@ swarmTest('seed steps 1-3: nginx-net, a 5-replica my-nginx converging with docke
   const ls = await dockerOk(H[0]!, ['service', 'ls']);
   assert.match(ls, /^ID +NAME +MODE +REPLICAS +IMAGE +PORTS$/m);
   assert.match(ls, new RegExp(`^${id.slice(0, 12)} +my-nginx +replicated +5/5 +nginx:latest +\\*:80->80/tcp$`, 'm'));
-  const ps = await dockerOk(H[0]!, ['service', 'ps', 'my-nginx', '--format', '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}']);
+  // Node IDs (--no-resolve): the lab's hosts may share one hostname.
+  const ps = await dockerOk(H[0]!, ['service', 'ps', '--no-resolve', 'my-nginx', '--format', '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}']);
   const rows = ps.split('\n');
   assert.equal(rows.length, 5, ps);
   assert.ok(rows.every((r) => / Running Running /.test(r)), ps);
@@ -202,8 +203,11 @@ swarmTest('cove: service ls/ps/inspect --pretty/scale; Docker\'s errors for bad 
   assert.equal(w.code, 1);
   assert.match(w.stderr, /This node is not a swarm manager\. Worker nodes can't be used to view or modify cluster state\./);
   await dockerOk(H[0]!, ['network', 'create', '-d', 'bridge', 'plainbr']);
+  // The docker CLI looks networks up with scope=swarm (a local one is "not found"); cove passes the name on.
   const br = await docker(H[0]!, ['service', 'create', '--name', 'b', '--network', 'plainbr', '-d', 'nginx']);
-  assert.match(br.stderr, /The network plainbr cannot be used with services\. Only networks scoped to the swarm can be used, such as those created with the overlay driver\./);
+  assert.match(br.stderr, /network plainbr not found/);
+  const cbr = await H[0]!.cove(['service', 'create', '--name', 'b', '--network', 'plainbr', '-d', 'nginx']);
+  assert.match(cbr.stderr, /The network plainbr cannot be used with services\. Only networks scoped to the swarm can be used, such as those created with the overlay driver\./);
   const nn = await docker(H[0]!, ['service', 'create', '--name', 'b', '--network', 'nope', '-d', 'nginx']);
   assert.equal(nn.code, 1);
   assert.match(nn.stderr, /network nope not found/);
@@ -221,7 +225,8 @@ swarmTest('cove: service ls/ps/inspect --pretty/scale; Docker\'s errors for bad 
 
 swarmTest('a node killed: its tasks come back on the others within 10 s of it going down; the VIP keeps answering', async () => {
   await dockerOk(H[0]!, ['service', 'scale', '-d', 'my-nginx=4']);
-  await until('4/4', async () => (await dockerOk(H[0]!, ['service', 'ls', '--format', '{{.Replicas}}'])) === '4/4', 30_000);
+  await until('4/4', async () => (await dockerOk(H[0]!, ['service', 'ls', '--filter', 'name=my-nginx', '--format', '{{.Replicas}}'])) === '4/4', 30_000)
+    .catch(async (e) => { throw new Error(`${(e as Error).message}\n${await dockerOk(H[0]!, ['service', 'ps', '--no-resolve', '--no-trunc', 'my-nginx'])}\n${await dockerOk(H[0]!, ['service', 'ls'])}`); });
   const victim = H[2]!;
   const t0 = Date.now();
   await victim.stopDaemon('SIGKILL');

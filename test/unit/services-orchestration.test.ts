@@ -221,6 +221,8 @@ test('scheduler: spread, constraints, and swarmkit\'s reason when nothing fits',
   assert.equal(pickNode([...nodes], parseConstraints(['node.hostname==node3']), load).reason,
     'no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 2 nodes)');
   assert.throws(() => parseConstraints(['node.role']), /constraint expected one operator from ==, !=/);
+  // A node where the service's tasks keep failing goes last.
+  assert.equal(pickNode([...nodes], [], { ...load, service: new Map(), all: new Map(), failures: new Map([['a', 2]]) }).nodeId, 'b');
 });
 
 test('leader election: one orchestrator leader; another takes over when it stops renewing', async () => {
