@@ -232,3 +232,16 @@ test('swarm leave: the node\'s containers leave the swarm networks everywhere; s
   assert.deepEqual(Object.keys((await wkr!.ctl.networkSettings(cid(8)))!.Networks), []);
   await wkr!.ctl.deleteSandbox(cid(8));
 });
+
+test('swarm init --default-addr-pool/--default-addr-pool-mask-length: overlays take their subnets from it; --subnet/--gateway/--ip-range honoured', async (t) => {
+  const [mgr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m, { defaultAddrPool: ['10.20.0.0/16'], subnetSize: 26 });
+  await mgr!.ctl.createNetwork({ Name: 'p1', Driver: 'overlay' });
+  assert.deepEqual((await mgr!.ctl.inspectNetwork('p1')).IPAM.Config, [{ Subnet: '10.20.0.0/26', Gateway: '10.20.0.1' }]);
+  await mgr!.ctl.createNetwork({ Name: 'p2', Driver: 'overlay', Attachable: true, IPAM: { Config: [{ Subnet: '10.30.0.0/24', Gateway: '10.30.0.254', IPRange: '10.30.0.128/25' }] } });
+  const h = await mgr!.ctl.createSandbox(mgr!.spec(cid(9), 'c9', { networkMode: 'p2', endpoints: [{ network: 'p2' }] }));
+  assert.ok(h.id);
+  assert.equal(Object.values((await mgr!.ctl.inspectNetwork('p2')).Containers)[0]!.IPv4Address, '10.30.0.129/24');
+  await assert.rejects(mgr!.ctl.createNetwork({ Name: 'p3', Driver: 'overlay', IPAM: { Config: [{ Subnet: '10.30.0.0/16' }] } }), /Pool overlaps/);
+  await mgr!.ctl.deleteSandbox(cid(9));
+});
