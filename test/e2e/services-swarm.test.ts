@@ -245,6 +245,29 @@ swarmTest('a node killed: its tasks come back on the others within 10 s of it go
   await until('node3 runs no stale task', async () => (await tasksOn(victim, 'my-nginx')).size === 0, 30_000);
 });
 
+swarmTest('measured: scale 4 -> 20 -> 1, and requests through the VIP against straight to one task', async () => {
+  const converged = async (n: number): Promise<number> => {
+    const t0 = Date.now();
+    await dockerOk(H[0]!, ['service', 'scale', '-d', `my-nginx=${n}`]);
+    await until(`${n}/${n}`, async () => (await dockerOk(H[0]!, ['service', 'ls', '--filter', 'name=my-nginx', '--format', '{{.Replicas}}'])) === `${n}/${n}`, 120_000, 100);
+    return Date.now() - t0;
+  };
+  const up = await converged(20);
+  const down = await converged(1);
+  console.log(`# scale to 20: ${up} ms; back to 1: ${down} ms`);
+  await converged(3);
+  const { h, id } = await hostWithTask('my-nginx');
+  const ip = (await dockerOk(h, ['inspect', '-f', '{{(index .NetworkSettings.Networks "nginx-net-2").IPAddress}}', id])).trim();
+  const rate = async (target: string): Promise<number> => {
+    const out = await dockerOk(h, ['exec', id, 'sh', '-c', `s=$(date +%s%N); for i in $(seq 1 200); do wget -q -O /dev/null http://${target}/ || exit 1; done; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))`]);
+    return 200 / (Number(out) / 1000);
+  };
+  const viaVip = await rate('my-nginx');
+  const direct = await rate(ip);
+  console.log(`# requests/s (busybox wget, one at a time): through the VIP ${viaVip.toFixed(0)}, straight to one task ${direct.toFixed(0)} (${((viaVip / direct) * 100).toFixed(0)} %)`);
+  assert.ok(viaVip > 0 && direct > 0);
+});
+
 swarmTest('seed step 8: service rm and network rm leave no task container and no network anywhere', async () => {
   assert.equal(await dockerOk(H[0]!, ['service', 'rm', 'my-nginx']), 'my-nginx');
   await until('no task container anywhere', async () => {
