@@ -15,6 +15,7 @@ import { systemRoutes } from './routes/system.js';
 import { networkRoutes } from './routes/networks.js';
 import { containerRoutes } from './routes/containers.js';
 import { imageRoutes } from './routes/images.js';
+import { distributionRoutes } from './routes/distribution.js';
 import { swarmRoutes } from './routes/swarm.js';
 import { serviceRoutes } from './routes/services.js';
 import { volumeRoutes } from './routes/volumes.js';
@@ -81,7 +82,7 @@ function serverVersionOf(engine: Engine): string {
 
 export function createApiServer(engine: Engine, log: Logger): http.Server {
   const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true });
-  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...serviceRoutes, ...volumeRoutes, ...swarmRoutes];
+  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...distributionRoutes, ...serviceRoutes, ...volumeRoutes, ...swarmRoutes];
   for (const r of routes) router.on(r.method, r.path, () => undefined, { handler: r.handler });
 
   const headers = standardHeaders(serverVersionOf(engine));

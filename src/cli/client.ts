@@ -52,7 +52,7 @@ function buildPath(path: string, query?: Query): string {
   return `/v${CLIENT_API_VERSION}${path}${qs ? '?' + qs : ''}`;
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
+export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
   return Buffer.concat(chunks);

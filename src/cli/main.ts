@@ -24,6 +24,7 @@ const modules: Record<string, Loader> = {
   container: () => import('./commands/container.js'),
   run: () => import('./commands/run.js'),
   image: () => import('./commands/image.js'),
+  registry: () => import('./commands/registry.js'),
   system: () => import('./commands/system.js'),
   service: () => import('./commands/service.js'),
   volume: () => import('./commands/volume.js'),
@@ -234,6 +235,32 @@ function imageCommands(parent: Command, program: Command, top: boolean): void {
     .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
     .option('-q, --quiet', 'Suppress the load output')
     .action(act(program, 'image', 'load'));
+  parent.command('save').description('Save one or more images to a tar archive (streamed to STDOUT by default)')
+    .option('-o, --output <file>', 'Write to a file, instead of STDOUT')
+    .argument('<image...>').action(act(program, 'registry', 'save'));
+  parent.command('pull').description('Download an image from a registry')
+    .option('-a, --all-tags', 'Download all tagged images in the repository')
+    .option('-q, --quiet', 'Suppress verbose output')
+    .option('--platform <platform>', 'Set platform if server is multi-platform capable')
+    .argument('<name>').action(act(program, 'registry', 'pull'));
+  parent.command('push').description('Upload an image to a registry')
+    .option('-a, --all-tags', 'Push all tags of an image to the repository')
+    .option('-q, --quiet', 'Suppress verbose output')
+    .argument('<name>').action(act(program, 'registry', 'push'));
+  parent.command('history').description('Show the history of an image')
+    .option('-H, --human', 'Print sizes and dates in human readable format')
+    .option('--no-human', 'Print sizes and dates as raw values')
+    .option('-q, --quiet', 'Only show image IDs')
+    .option('--no-trunc', "Don't truncate output")
+    .option('--format <format>', 'Format output using a custom template')
+    .argument('<image>').action(act(program, 'image', 'history'));
+  if (!top) {
+    parent.command('prune').description('Remove unused images')
+      .option('-a, --all', 'Remove all unused images, not just dangling ones')
+      .option('-f, --force', 'Do not prompt for confirmation')
+      .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
+      .action(act(program, 'image', 'prune'));
+  }
 }
 
 /**
@@ -438,6 +465,20 @@ export function buildProgram(): Command {
   imageCommands(image, program, false);
   // Top-level shortcuts, as docker has them.
   imageCommands(program, program, true);
+
+  program.command('login').description('Authenticate to a registry')
+    .option('-u, --username <username>', 'Username')
+    .option('-p, --password <password>', 'Password or Personal Access Token (PAT)')
+    .option('--password-stdin', 'Take the Password or Personal Access Token (PAT) from stdin')
+    .argument('[server]').action(act(program, 'registry', 'login'));
+  program.command('logout').description('Log out from a registry')
+    .argument('[server]').action(act(program, 'registry', 'logout'));
+  program.command('search').description('Search registries for images')
+    .option('--limit <n>', 'Max number of search results')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Pretty-print search using a Go template')
+    .option('--no-trunc', "Don't truncate output")
+    .argument('<term>').action(act(program, 'registry', 'search'));
 
   program.command('version').description('Show the Cove version information')
     .option('-f, --format <format>', 'Format output using a custom template')

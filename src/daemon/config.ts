@@ -26,6 +26,14 @@ export interface DaemonConfig {
   pluginDirs?: string[];
   /** Deadline of one call to a plugin (Docker: 30 s). */
   pluginTimeoutMs?: number;
+  /** dockerd's --registry-mirror: endpoints tried before Docker Hub for docker.io pulls. */
+  registryMirrors?: string[];
+  /** dockerd's --insecure-registry: host[:port] or CIDR allowed plain http or an unverified certificate. */
+  insecureRegistries?: string[];
+  /** Per-registry CAs: `<dir>/<host:port>/*.crt` (dockerd: /etc/docker/certs.d). */
+  registryCertsDir?: string;
+  /** Deadline for a registry to answer or keep sending (default 30 s). */
+  registryTimeoutMs?: number;
   /** This engine's persistent identity, made at first start. */
   engineId?: string;
 }

@@ -1,5 +1,6 @@
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
+import type { DistributionService } from '../runtime/distribution/index.js';
 import type { EventBus } from './events.js';
 import type { VolumeService } from '../runtime/volumes/store.js';
 import type { DaemonConfig } from './config.js';
@@ -12,6 +13,8 @@ export interface Engine {
   containers: ContainerService;
   images: ImageService;
   volumes: VolumeService;
+  /** Registries: pull, push, login, search (absent in API tests without a daemon). */
+  distribution?: DistributionService;
   events: EventBus;
   /** Swarm services and tasks (answers 503 outside a swarm); optional so API tests can leave it out. */
   services?: SwarmServices;

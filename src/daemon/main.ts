@@ -18,6 +18,8 @@ import type { Engine } from './engine.js';
 import { createApiServer } from '../api/server.js';
 import { NetworkController } from '../network/controller.js';
 import { ImageStore } from '../runtime/images/index.js';
+import { Distribution } from '../runtime/distribution/index.js';
+import { parseMirror } from '../runtime/distribution/registries.js';
 import { ContainerManager } from '../runtime/containers/index.js';
 import { VolumeStore } from '../runtime/volumes/store.js';
 import { probeRuntime } from '../runtime/probe.js';
@@ -56,9 +58,14 @@ export function parseFlags(argv: string[]): DaemonConfig {
     .option('--runtime <path>', 'OCI runtime binary', '')
     .option('--plugin-dir <dir>', 'where network plugins are found (repeatable; default Docker\'s)', collect, [] as string[])
     .option('--plugin-timeout <seconds>', 'deadline of one call to a plugin', '30')
+    .option('--registry-mirror <url>', 'preferred registry mirror for docker.io (repeatable)', collect, [] as string[])
+    .option('--insecure-registry <host>', 'registry (host[:port] or CIDR) allowed without verified TLS (repeatable)', collect, [] as string[])
+    .option('--registry-certs-dir <dir>', 'per-registry CA certificates: DIR/<host:port>/*.crt', '/etc/docker/certs.d')
+    .option('--registry-timeout <seconds>', 'deadline for a registry to answer or keep sending', '30')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string; pluginDir: string[]; pluginTimeout: string }>();
+  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string; pluginDir: string[]; pluginTimeout: string; registryMirror: string[]; insecureRegistry: string[]; registryCertsDir: string; registryTimeout: string }>();
+  for (const m of o.registryMirror) parseMirror(m);
   const host = o.host[0] ?? `unix://${join(o.execRoot, 'cove.sock')}`;
   if (!host.startsWith('unix://')) throw new Error(`unsupported host ${host}: only unix:// sockets are served`);
   return defaultConfig({
@@ -73,6 +80,10 @@ export function parseFlags(argv: string[]): DaemonConfig {
     ...(o.dns.length ? { dns: o.dns } : {}),
     ...(o.pluginDir.length ? { pluginDirs: o.pluginDir } : {}),
     pluginTimeoutMs: parseSeconds(o.pluginTimeout, '--plugin-timeout'),
+    registryMirrors: o.registryMirror,
+    insecureRegistries: o.insecureRegistry,
+    registryCertsDir: o.registryCertsDir,
+    registryTimeoutMs: parseSeconds(o.registryTimeout, '--registry-timeout'),
   });
 }
 
@@ -144,6 +155,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   const networks = new NetworkController({ config, store, events, log: log.child({ module: 'network' }) });
   const images = new ImageStore({ config, store, log: log.child({ module: 'images' }) });
   const volumes = new VolumeStore({ dataRoot: config.dataRoot, store, events, log: log.child({ module: 'volumes' }) });
+  const distribution = new Distribution(images, {
+    mirrors: config.registryMirrors ?? [], insecure: config.insecureRegistries ?? [],
+    certsDir: config.registryCertsDir ?? '/etc/docker/certs.d', timeoutMs: config.registryTimeoutMs ?? 30_000,
+    log: log.child({ module: 'distribution' }),
+  });
   const containers = new ContainerManager({ config, store, images, networks, events, volumes, log: log.child({ module: 'containers' }) });
 
   // Reconcile: predefined networks and drivers first, then adopt surviving
@@ -163,6 +179,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     containers,
     images,
     volumes,
+    distribution,
     events,
     services,
     info: () => systemInfo(config, { networks, containers, images }),

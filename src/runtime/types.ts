@@ -193,6 +193,10 @@ export interface ImageService {
   inspect(ref: string): Promise<Record<string, unknown>>;
   tag(ref: string, repo: string, tag?: string): Promise<void>;
   remove(ref: string, opts?: { force?: boolean; noprune?: boolean }): Promise<Array<{ Untagged?: string; Deleted?: string }>>;
+  history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>>;
+  prune(opts?: { all?: boolean; filters?: Filters }): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>;
+  /** docker-archive (also an OCI layout) of the named images. */
+  save(refs: string[]): Promise<Readable>;
   /** Resolves a reference (name[:tag], ID, ID prefix) to an image ID, or throws NotFound "No such image: ref". */
   resolve(ref: string): Promise<string>;
 }

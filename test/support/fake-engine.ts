@@ -17,6 +17,7 @@ import { EventBus } from '../../src/daemon/events.js';
 import { defaultConfig } from '../../src/daemon/config.js';
 import type { Engine } from '../../src/daemon/engine.js';
 import type { DockerVolume, VolumeCreate, VolumeService } from '../../src/runtime/volumes/store.js';
+import type { DistributionService } from '../../src/runtime/distribution/index.js';
 import type {
   DockerEndpointSettings, DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, Filters, NetworkService,
 } from '../../src/network/types.js';
@@ -102,6 +103,26 @@ export class FakeNetworks implements Partial<NetworkService> {
   }
 }
 
+/**
+ * A registry client whose registry holds nothing: pulls of images held
+ * locally are "up to date", every other pull is denied as Docker Hub denies it.
+ */
+export class FakeDistribution implements DistributionService {
+  constructor(private readonly images: FakeImages) {}
+  async pull(ref: string, opts: { progress?: (m: Record<string, unknown>) => void } = {}): Promise<{ id: string; digest: string; name: string }> {
+    const local = ref.replace(/^docker\.io\/(library\/)?/, '');
+    const id = await this.images.resolve(local).catch(() => undefined);
+    if (!id) throw new NotFound(`pull access denied for ${local.replace(/[:@].*$/, '')}, repository does not exist or may require 'docker login': denied: requested access to the resource is denied`);
+    opts.progress?.({ status: `Status: Image is up to date for ${local}` });
+    return { id, digest: '', name: local };
+  }
+  async push(): Promise<{ digest: string; size: number }> { throw new NotFound('the fake registry takes no pushes'); }
+  async login(): Promise<{ Status: string; IdentityToken: string }> { return { Status: 'Login Succeeded', IdentityToken: '' }; }
+  async search(): Promise<Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>> { return []; }
+  async inspect(ref: string): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: Array<Record<string, string>> }> { throw new NotFound(`pull access denied for ${ref}`); }
+  async resolveDigest(ref: string): Promise<string> { return ref; }
+}
+
 export class FakeImages implements ImageService {
   readonly images = new Map<string, { id: string; tags: string[]; created: number; size: number; config: Record<string, unknown> }>();
 
@@ -151,6 +172,30 @@ export class FakeImages implements ImageService {
   async inspect(ref: string): Promise<Record<string, unknown>> {
     const img = this.images.get(await this.resolve(ref))!;
     return { Id: img.id, RepoTags: img.tags, RepoDigests: [], Created: new Date(img.created * 1000).toISOString(), Size: img.size, Config: img.config, Os: 'linux', Architecture: 'amd64' };
+  }
+
+  async history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>> {
+    const img = this.images.get(await this.resolve(ref))!;
+    return [{ Id: img.id, Created: img.created, CreatedBy: 'fake', Tags: img.tags, Size: img.size, Comment: '' }];
+  }
+
+  async prune(): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }> {
+    const deleted: Array<{ Deleted: string }> = [];
+    let reclaimed = 0;
+    for (const img of [...this.images.values()]) {
+      if (img.tags.length) continue;
+      this.images.delete(img.id);
+      deleted.push({ Deleted: img.id });
+      reclaimed += img.size;
+    }
+    return { ImagesDeleted: deleted.length ? deleted : null, SpaceReclaimed: reclaimed };
+  }
+
+  async save(refs: string[]): Promise<Readable> {
+    const tags: string[] = [];
+    for (const r of refs) tags.push(...this.images.get(await this.resolve(r))!.tags);
+    // The fake "archive" is a list of tags, one per line (what load reads back).
+    return (await import('node:stream')).Readable.from([Buffer.from(tags.join('\n') + '\n')]);
   }
 
   async tag(ref: string, repo: string, tag?: string): Promise<void> {
@@ -531,7 +576,7 @@ export function createFakeEngine(): Engine & { networks: FakeNetworks & NetworkS
   const containers = new FakeContainers(events, images, networks);
   return {
     config: defaultConfig({ execRoot: '/tmp/cove-fake' }),
-    networks, containers, images, events, volumes: new FakeVolumes(),
+    networks, containers, images, events, volumes: new FakeVolumes(), distribution: new FakeDistribution(images),
     async info() {
       return {
         ID: 'FAKE:ENGINE', Containers: containers.ctrs.size, ContainersRunning: [...containers.ctrs.values()].filter((c) => c.state === 'running').length,

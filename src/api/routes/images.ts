@@ -1,12 +1,14 @@
 /**
- * /images: list, inspect, tag, remove, import (create?fromSrc=-), load.
- * Pulling (create?fromImage=) is refused with a clear message: Cove's
- * daemons reach no registry. The refusal is a 404 worded like Docker's
- * "pull access denied" so `docker run` of a missing image ends with it.
+ * /images: list, inspect, tag, remove, import (create?fromSrc=-), load, pull
+ * (create?fromImage=), push, save (get), search, prune, history. Pull and push
+ * answer with Docker's JSON progress stream; an error before the first line is
+ * a proper HTTP status (so `docker pull` shows "Error response from daemon"),
+ * after it an in-band errorDetail line, as dockerd does.
  */
 import type { Route } from '../server.js';
 import { boolQuery, filtersQuery, param, type Ctx } from '../request.js';
-import { CoveError, InvalidParameter, NotFound } from '../../common/errors.js';
+import { InvalidParameter, NotFound, Unavailable } from '../../common/errors.js';
+import { decodeAuthHeader, type DistributionService } from '../../runtime/distribution/index.js';
 
 /** `name/with/slashes:tag/json` → name and the action after it. */
 function splitImagePath(rest: string, actions: string[]): { name: string; action: string } {
@@ -66,10 +68,14 @@ async function progressStream(ctx: Ctx, job: (progress: (line: object) => void) 
   }
 }
 
-function pullRefusal(ref: string): CoveError {
-  const repo = ref.replace(/^(docker\.io\/)?(library\/)?/, '').replace(/[:@].*$/, '');
-  return new NotFound(`pull access denied for ${repo}, repository does not exist or may require 'docker login': `
-    + `this Cove daemon reaches no registry; add the image with 'cove image import' or 'cove load'`);
+function distributionOf(ctx: Ctx): DistributionService {
+  if (!ctx.engine.distribution) throw new Unavailable('this engine has no registry client');
+  return ctx.engine.distribution;
+}
+
+function registryAuth(ctx: Ctx) {
+  const h = ctx.req.headers['x-registry-auth'];
+  return decodeAuthHeader(Array.isArray(h) ? h[0] : h);
 }
 
 async function create(ctx: Ctx): Promise<void> {
@@ -103,14 +109,16 @@ async function create(ctx: Ctx): Promise<void> {
     const ref = tag && !fromImage.includes('@') ? `${fromImage}:${tag}` : fromImage;
     // Drain the (empty) body so keep-alive connections stay usable.
     ctx.body.resume();
-    // The docker CLI pulls after ANY 404 from container create (an unknown
-    // network too) and then retries the create. An image we already hold is
-    // "up to date", so that retry shows the real error.
-    const local = ref.replace(/^docker\.io\/(library\/)?/, '');
-    const held = await ctx.engine.images.resolve(local).then(() => true, () => false);
-    if (!held) throw pullRefusal(ref);
-    const out = ctx.reply.stream(200, 'application/json');
-    out.end(JSON.stringify({ status: `Status: Image is up to date for ${local}` }) + '\n');
+    const platform = q.get('platform');
+    if (platform && !/^linux\/amd64(\/.*)?$|^linux$/.test(platform)) {
+      throw new NotFound(`no matching manifest for ${platform} in the manifest list entries`);
+    }
+    const dist = distributionOf(ctx);
+    const auth = registryAuth(ctx);
+    await progressStream(ctx, async (emit) => {
+      await dist.pull(ref, { ...(auth ? { auth } : {}), progress: emit });
+      return [];
+    });
     return;
   }
   throw new InvalidParameter('either fromSrc or fromImage must be given');
@@ -131,7 +139,26 @@ async function byName(ctx: Ctx): Promise<void> {
     ctx.reply.json(200, deleted);
     return;
   }
-  const { name, action } = splitImagePath(rest, method === 'GET' ? ['json'] : ['tag']);
+  const { name, action } = splitImagePath(rest, method === 'GET' ? ['json', 'history', 'get'] : ['tag', 'push']);
+  if (method === 'GET' && action === 'history') {
+    ctx.reply.json(200, await ctx.engine.images.history(name));
+    return;
+  }
+  if (method === 'GET' && action === 'get') {
+    await sendSave(ctx, [name]);
+    return;
+  }
+  if (method === 'POST' && action === 'push') {
+    ctx.body.resume();
+    const dist = distributionOf(ctx);
+    const auth = registryAuth(ctx);
+    const tag = ctx.query.get('tag') || undefined;
+    await progressStream(ctx, async (emit) => {
+      await dist.push(name, tag, { ...(auth ? { auth } : {}), progress: emit });
+      return [];
+    });
+    return;
+  }
   if (method === 'GET' && action === 'json') {
     ctx.reply.json(200, imageInspectFor(ctx.apiVersion, await ctx.engine.images.inspect(name)));
     return;
@@ -146,7 +173,39 @@ async function byName(ctx: Ctx): Promise<void> {
   throw new NotFound('page not found');
 }
 
+async function sendSave(ctx: Ctx, names: string[]): Promise<void> {
+  if (!names.length) throw new InvalidParameter('no image names given');
+  const stream = await ctx.engine.images.save(names);
+  const out = ctx.reply.stream(200, 'application/x-tar');
+  stream.on('error', (e) => (out as unknown as { destroy(e: Error): void }).destroy(e));
+  stream.pipe(out);
+}
+
+async function saveMany(ctx: Ctx): Promise<void> {
+  await sendSave(ctx, ctx.query.getAll('names').flatMap((n) => n.split(',')).filter(Boolean));
+}
+
+async function search(ctx: Ctx): Promise<void> {
+  const term = ctx.query.get('term');
+  if (!term) throw new InvalidParameter('term is required');
+  const limit = Number(ctx.query.get('limit') || 25);
+  const filters = filtersQuery(ctx.query);
+  let hits = await distributionOf(ctx).search(term, { limit: Number.isFinite(limit) && limit > 0 ? limit : 25, ...(registryAuth(ctx) ? { auth: registryAuth(ctx)! } : {}) });
+  if (filters['is-official']?.length) hits = hits.filter((h) => String(h.is_official) === filters['is-official']![0]);
+  if (filters['stars']?.length) hits = hits.filter((h) => h.star_count >= Number(filters['stars']![0]));
+  ctx.reply.json(200, hits);
+}
+
+async function prune(ctx: Ctx): Promise<void> {
+  const filters = filtersQuery(ctx.query);
+  for (const k of Object.keys(filters)) if (!['dangling', 'label', 'label!', 'until'].includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+  ctx.reply.json(200, await ctx.engine.images.prune({ filters }));
+}
+
 export const imageRoutes: Route[] = [
+  { method: 'GET', path: '/images/search', handler: search },
+  { method: 'GET', path: '/images/get', handler: saveMany },
+  { method: 'POST', path: '/images/prune', handler: prune },
   { method: 'GET', path: '/images/json', handler: list },
   { method: 'POST', path: '/images/create', handler: create },
   { method: 'POST', path: '/images/load', handler: load },

@@ -23,6 +23,10 @@ export async function ls(cli: Cli, repository: string | undefined, o: { all?: bo
   for (const img of images) {
     const id = trunc ? img.Id.replace(/^sha256:/, '').slice(0, 12) : img.Id;
     const tags = img.RepoTags?.length ? img.RepoTags : ['<none>:<none>'];
+    const digestOf = (repo: string): string => {
+      const d = (img.RepoDigests ?? []).find((x) => x.startsWith(repo + '@'));
+      return d ? d.slice(d.indexOf('@') + 1) : '<none>';
+    };
     for (const t of tags) {
       if (o.quiet && seenIds.has(id)) continue;
       seenIds.add(id);
@@ -31,7 +35,7 @@ export async function ls(cli: Cli, repository: string | undefined, o: { all?: bo
         Containers: img.Containers >= 0 ? String(img.Containers) : 'N/A',
         CreatedAt: unixTimeString(img.Created),
         CreatedSince: `${humanDuration(Date.now() - img.Created * 1000)} ago`,
-        Digest: '<none>',
+        Digest: digestOf(repo),
         ID: id,
         Repository: repo,
         SharedSize: img.SharedSize >= 0 ? humanSize(img.SharedSize) : 'N/A',
@@ -113,4 +117,42 @@ export async function load(cli: Cli, o: { input?: string; quiet?: boolean }): Pr
     if (line.stream) cli.out(String(line.stream));
     else if (line.status && !o.quiet) cli.out(`${String(line.status)}\n`);
   });
+}
+
+export async function prune(cli: Cli, o: { all?: boolean; force?: boolean; filter?: string[] }): Promise<void> {
+  if (!o.force) {
+    if (process.stdin.isTTY) throw new CliError('image prune asks for confirmation on a terminal; pass -f/--force');
+  }
+  const filters = filtersFrom(o.filter);
+  if (o.all) filters.dangling = ['false'];
+  const res = await cli.client.post<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>('/images/prune', undefined, { filters: JSON.stringify(filters) });
+  if (res.ImagesDeleted?.length) {
+    cli.out('Deleted Images:\n');
+    for (const r of res.ImagesDeleted) cli.out(r.Untagged ? `untagged: ${r.Untagged}\n` : `deleted: ${r.Deleted}\n`);
+    cli.out('\n');
+  }
+  cli.out(`Total reclaimed space: ${humanSize(res.SpaceReclaimed)}\n`);
+}
+
+export async function history(cli: Cli, image: string, o: { human?: boolean; quiet?: boolean; noTrunc?: boolean; trunc?: boolean; format?: string }): Promise<void> {
+  const rows = await cli.client.get<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>>(`/images/${image}/history`);
+  const trunc = o.trunc !== false;
+  const human = o.human !== false;
+  const list = rows.map((r) => {
+    let by = r.CreatedBy;
+    if (trunc && by.length > 45) by = by.slice(0, 44) + '…';
+    return {
+      ID: r.Id === '<missing>' ? r.Id : trunc ? r.Id.replace(/^sha256:/, '').slice(0, 12) : r.Id,
+      CreatedSince: human ? `${humanDuration(Date.now() - r.Created * 1000)} ago` : unixTimeString(r.Created),
+      CreatedAt: unixTimeString(r.Created),
+      CreatedBy: by,
+      Size: human ? humanSize(r.Size) : String(r.Size),
+      Comment: r.Comment,
+    };
+  });
+  cli.out(formatList(list, o.format, {
+    headers: { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' },
+    defaultTable: 'table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}',
+    quietField: 'ID',
+  }, Boolean(o.quiet)));
 }

@@ -1,6 +1,6 @@
 /** cove run | create | start | exec | attach: the commands that carry stdio. */
 import type { Cli } from '../main.js';
-import { ApiError, CliError, readProgress } from '../client.js';
+import { ApiError, CliError } from '../client.js';
 import { eachName, keyValues } from '../util.js';
 import { pipeSession } from '../stdio.js';
 
@@ -237,21 +237,36 @@ function normalizeRef(image: string): { name: string; tag: string } {
   return m ? { name: m[1]!, tag: m[2]! } : { name: image, tag: 'latest' };
 }
 
+/**
+ * Create, pulling as `--pull` says (docker's CLI does this, not the daemon):
+ * always: pull first; missing (default): pull when the daemon has no such
+ * image, then create again; never: no pull.
+ */
 async function createContainer(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<string> {
   if (o.rm && o.restart && o.restart !== 'no') throw new CliError('Conflicting options: --restart and --rm');
+  const policy = o.pull ?? 'missing';
+  if (!['always', 'missing', 'never'].includes(policy)) throw new CliError(`invalid pull option: '${policy}': must be one of "always", "missing" or "never"`);
   const body = buildCreateBody(image, command, o);
   const query = o.name ? { name: o.name } : undefined;
+  const { pullWithProgress } = await import('./registry.js');
+  const pullNow = (): Promise<void> => pullWithProgress(cli, image, (t) => cli.err(t), Boolean(process.stderr.isTTY), Boolean(o.quiet));
+  if (policy === 'always') await pullNow();
   try {
     const res = await cli.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
     for (const w of res.Warnings ?? []) cli.err(`WARNING: ${w}\n`);
     return res.Id;
   } catch (e) {
-    if (!(e instanceof ApiError) || e.status !== 404 || !/No such image/i.test(e.message) || o.pull === 'never') throw e;
+    if (!(e instanceof ApiError) || e.status !== 404 || !/No such image/i.test(e.message) || policy !== 'missing') throw e;
     const ref = normalizeRef(image);
-    if (!o.quiet) cli.err(`Unable to find image '${ref.name}:${ref.tag}' locally\n`);
-    const res = await cli.client.raw('POST', '/images/create', { query: { fromImage: ref.name, tag: ref.tag } });
-    await readProgress(res, (line) => { if (!o.quiet && line.status) cli.err(`${String(line.status)}\n`); });
+    if (!o.quiet) cli.err(`Unable to find image '${image.includes('@') ? image : `${ref.name}:${ref.tag}`}' locally\n`);
+    try {
+      await pullNow();
+    } catch (pe) {
+      if (pe instanceof CliError) throw new ApiError(404, pe.message);
+      throw pe;
+    }
     const again = await cli.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
+    for (const w of again.Warnings ?? []) cli.err(`WARNING: ${w}\n`);
     return again.Id;
   }
 }

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, realpath, rm, writeFile, stat } from 'node:fs/promises';
 import { createReadStream, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
@@ -20,7 +20,8 @@ import type { Filters } from '../../network/types.js';
 import type { DockerImageSummary, ImageService } from '../types.js';
 import { applyChanges, type ImageRunConfig } from './changes.js';
 import { LayerStore, spoolTar, chainIdOf } from './layers.js';
-import { formatRepoTag, parseRepoTag } from './reference.js';
+import { familiarRepo, formatRepoTag, parseNamed, parseRepoTag } from './reference.js';
+import { BlobStore } from './blobs.js';
 
 /** The image config JSON (OCI image config / Docker's v1 image JSON). */
 export interface ImageConfig {
@@ -45,6 +46,8 @@ export interface ImageRecord {
   size: number;
   created: string;
   lastTagTime: string;
+  /** `repo@sha256:...` of the manifests this image was pulled from or pushed as. */
+  repoDigests?: string[];
 }
 
 /** Who uses an image: the container layer answers (registered by the ContainerManager). */
@@ -63,6 +66,7 @@ export class ImageStore implements ImageService {
   private readonly records: Collection<ImageRecord>;
   private readonly root: string;
   readonly layers: LayerStore;
+  readonly blobs: BlobStore;
   private readonly log: Logger;
   private readonly events: EventBus | undefined;
   private usage: ContainerUsage = async () => [];
@@ -72,6 +76,7 @@ export class ImageStore implements ImageService {
     this.root = join(opts.config.dataRoot, 'images');
     this.records = new Collection<ImageRecord>(opts.store, 'runtime/images');
     this.layers = new LayerStore(join(this.root, 'layers'));
+    this.blobs = new BlobStore(this.root);
     this.log = opts.log ?? silentLogger;
     this.events = opts.events;
   }
@@ -101,9 +106,22 @@ export class ImageStore implements ImageService {
     return (await this.resolveRecord(ref)).id;
   }
 
-  private async resolveRecord(ref: string): Promise<ImageRecord> {
+  async resolveRecord(ref: string): Promise<ImageRecord> {
     const all = await this.records.list();
     const r = ref.trim();
+    if (r.includes('@')) {
+      // name@sha256:... — an image pulled or pushed under that manifest digest.
+      let wantDigest: string | undefined;
+      try {
+        const n = parseNamed(r);
+        wantDigest = n.digest ? `${familiarRepo(n)}@${n.digest}` : undefined;
+      } catch {
+        wantDigest = undefined;
+      }
+      const hit = wantDigest && all.find((x) => (x.value.repoDigests ?? []).includes(wantDigest!));
+      if (hit) return hit.value;
+      throw new NotFound(`No such image: ${ref}`);
+    }
     const bare = r.replace(/^sha256:/, '');
     if (/^[0-9a-f]{64}$/.test(bare)) {
       const hit = all.find((x) => x.value.id === 'sha256:' + bare);
@@ -164,7 +182,7 @@ export class ImageStore implements ImageService {
         Id: rec.id,
         ParentId: '',
         RepoTags: rec.repoTags,
-        RepoDigests: [],
+        RepoDigests: rec.repoDigests ?? [],
         Created: Math.floor(Date.parse(rec.created) / 1000) || 0,
         Size: rec.size,
         SharedSize: -1,
@@ -184,7 +202,7 @@ export class ImageStore implements ImageService {
     return {
       Id: rec.id,
       RepoTags: rec.repoTags,
-      RepoDigests: [],
+      RepoDigests: rec.repoDigests ?? [],
       Parent: '',
       Comment: cfg.comment ?? '',
       Created: cfg.created ?? rec.created,
@@ -245,6 +263,7 @@ export class ImageStore implements ImageService {
       const bytes = Buffer.from(JSON.stringify(cfg));
       return await this.serial(async () => {
         const meta = await this.layers.add(layerTar, diffId, null);
+        await this.keepLayerTar(layerTar, diffId);
         const id = await this.commit(bytes, [meta.chainId], [diffId], meta.size, target ? [target] : []);
         this.events?.publish('image', 'import', id, target ? { name: target } : {});
         return id;
@@ -291,7 +310,7 @@ export class ImageStore implements ImageService {
               if (got !== want) throw new InvalidParameter(`layer ${i} has diff ID ${got}, but the image config says ${want}`);
               onProgress?.(`Loading layer ${shortHex(want)}`);
               meta = await this.layers.add(spooled, want, parent);
-              await rm(spooled, { force: true });
+              await this.keepLayerTar(spooled, want);
             }
             chain.push(meta.chainId);
             size += meta.size;
@@ -308,6 +327,59 @@ export class ImageStore implements ImageService {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  }
+
+  /** Keeps a verified uncompressed layer tar as blob `diffId` (for push and save). */
+  private async keepLayerTar(tarPath: string, diffId: string): Promise<void> {
+    const info = await this.blobs.diffInfo(diffId);
+    if (info.tar || info.compressed) {
+      await rm(tarPath, { force: true });
+      return;
+    }
+    await this.blobs.adopt(tarPath, diffId);
+    await this.blobs.updateDiff(diffId, (cur) => ({ ...cur, tar: true }));
+  }
+
+  /** The stored config bytes of an image (its ID is their digest). */
+  async configBytes(id: string): Promise<Buffer> {
+    return readFile(this.configPath(id));
+  }
+
+  /** The image a tag (familiar `repo:tag`) points at, if any. */
+  async idForTag(name: string): Promise<string | undefined> {
+    for (const { value } of await this.records.list()) if (value.repoTags.includes(name)) return value.id;
+    return undefined;
+  }
+
+  /**
+   * Records a pulled image whose layers are in the layer store: moves `tag`
+   * onto it and remembers the manifest digest it came from.
+   */
+  async registerPulled(configBytes: Buffer, chain: string[], diffIds: string[], size: number, tag: string | undefined, repoDigest: string): Promise<string> {
+    return this.serial(async () => {
+      const id = await this.commit(configBytes, chain, diffIds, size, tag ? [tag] : []);
+      await this.addRepoDigestLocked(id, repoDigest);
+      this.events?.publish('image', 'pull', id, { name: tag ?? repoDigest });
+      return id;
+    });
+  }
+
+  async addRepoDigest(id: string, repoDigest: string): Promise<void> {
+    await this.serial(() => this.addRepoDigestLocked(id, repoDigest));
+  }
+
+  private async addRepoDigestLocked(id: string, repoDigest: string): Promise<void> {
+    const repo = repoDigest.slice(0, repoDigest.indexOf('@'));
+    // One digest per repository, as docker keeps it: the newest pull or push wins.
+    for (const { id: key, value } of await this.records.list()) {
+      if (value.id === id) continue;
+      if ((value.repoDigests ?? []).includes(repoDigest)) {
+        await this.records.update(key, (c) => (c ? { ...c, repoDigests: (c.repoDigests ?? []).filter((d) => d !== repoDigest) } : c));
+      }
+    }
+    await this.records.update(id.replace(/^sha256:/, ''), (c) =>
+      c ? { ...c, repoDigests: [...(c.repoDigests ?? []).filter((d) => !d.startsWith(repo + '@')), repoDigest] } : c,
+    );
   }
 
   /** Records an image (config bytes already validated) and moves the given tags onto it. Caller holds the lock. */
@@ -327,6 +399,7 @@ export class ImageStore implements ImageService {
       size,
       created: cfg.created ?? now,
       lastTagTime: tags.length ? now : cur?.lastTagTime ?? '0001-01-01T00:00:00Z',
+      ...(cur?.repoDigests?.length ? { repoDigests: cur.repoDigests } : {}),
     }));
     return id;
   }
@@ -363,6 +436,7 @@ export class ImageStore implements ImageService {
       const cur = (await this.records.get(rec.id.replace(/^sha256:/, '')))?.value;
       if (!cur) throw new NotFound(`No such image: ${ref}`);
       const bare = ref.replace(/^sha256:/, '');
+      if (ref.includes('@')) return this.removeDigestRef(ref, cur, Boolean(opts.noprune));
       const byId = /^[0-9a-f]+$/.test(bare) && cur.id.slice(7).startsWith(bare) && !cur.repoTags.includes(formatRepoTag(safeParse(ref)));
       const users = await this.usage(cur.id);
       const out: Array<{ Untagged?: string; Deleted?: string }> = [];
@@ -377,6 +451,7 @@ export class ImageStore implements ImageService {
       }
       const remainingTags = cur.repoTags.filter((t) => !untag.includes(t));
       const wouldDelete = remainingTags.length === 0;
+      if (byId) for (const d of cur.repoDigests ?? []) out.push({ Untagged: d });
       if (wouldDelete && users.length) {
         const running = users.find((u) => u.running);
         if (running && opts.force && byId) {
@@ -404,28 +479,197 @@ export class ImageStore implements ImageService {
     });
   }
 
-  /** Removes layers no image references any more; returns their chain IDs. */
+  /** `rmi name@sha256:...`: drops that digest reference; the image goes when nothing names it any more. */
+  private async removeDigestRef(ref: string, cur: ImageRecord, noprune: boolean): Promise<Array<{ Untagged?: string; Deleted?: string }>> {
+    const n = parseNamed(ref);
+    const rd = `${familiarRepo(n)}@${n.digest}`;
+    const digests = (cur.repoDigests ?? []).filter((d) => d !== rd);
+    const out: Array<{ Untagged?: string; Deleted?: string }> = [{ Untagged: rd }];
+    if (!cur.repoTags.length && !digests.length && !(await this.usage(cur.id)).length) {
+      await this.records.delete(cur.id.replace(/^sha256:/, ''));
+      await rm(this.configPath(cur.id), { force: true });
+      out.push({ Deleted: cur.id });
+      this.events?.publish('image', 'delete', cur.id, {});
+      if (!noprune) for (const d of await this.pruneLayers()) out.push({ Deleted: d });
+    } else {
+      await this.records.update(cur.id.replace(/^sha256:/, ''), (c) => (c ? { ...c, repoDigests: digests } : c));
+    }
+    return out;
+  }
+
+  /** Removes layers no image references any more (and their stored content); returns their chain IDs. */
   private async pruneLayers(): Promise<string[]> {
     const used = new Set<string>();
-    for (const { value } of await this.records.list()) for (const c of value.chain) used.add(c);
+    const usedDiffs = new Set<string>();
+    for (const { value } of await this.records.list()) {
+      for (const c of value.chain) used.add(c);
+      for (const d of value.diffIds) usedDiffs.add(d);
+    }
     const removed: string[] = [];
     for (const chainId of (await this.layers.list()).reverse()) {
       if (used.has(chainId)) continue;
+      const meta = await this.layers.meta(chainId);
       await this.layers.remove(chainId);
+      if (meta && !usedDiffs.has(meta.diffId)) await this.blobs.forgetDiff(meta.diffId);
       removed.push(chainId);
     }
     return removed;
   }
 
+  /** `docker image prune [-a]`: dangling images, or (all) every image no container uses. */
+  async prune(opts: { all?: boolean; filters?: Filters } = {}): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }> {
+    const f = opts.filters ?? {};
+    const danglingOnly = f.dangling?.length ? !(f.dangling[0] === 'false' || f.dangling[0] === '0') : !opts.all;
+    const until = f.until?.[0] ? parseUntil(f.until[0]) : undefined;
+    return this.serial(async () => {
+      const deleted: Array<{ Untagged?: string; Deleted?: string }> = [];
+      let reclaimed = 0;
+      for (const { value: rec } of await this.records.list()) {
+        if (danglingOnly && rec.repoTags.length) continue;
+        if ((await this.usage(rec.id)).length) continue;
+        if (until !== undefined && Date.parse(rec.created) / 1000 >= until) continue;
+        if (f.label?.length) {
+          const cfg = await this.imageConfig(rec.id).catch(() => undefined);
+          if (!f.label.every((l) => labelMatches(cfg?.config?.Labels ?? {}, l))) continue;
+        }
+        for (const t of rec.repoTags) deleted.push({ Untagged: t });
+        for (const d of rec.repoDigests ?? []) deleted.push({ Untagged: d });
+        await this.records.delete(rec.id.replace(/^sha256:/, ''));
+        await rm(this.configPath(rec.id), { force: true });
+        deleted.push({ Deleted: rec.id });
+        this.events?.publish('image', 'delete', rec.id, {});
+      }
+      if (deleted.length) {
+        const before = new Map<string, number>();
+        for (const c of await this.layers.list()) before.set(c, (await this.layers.meta(c))?.size ?? 0);
+        for (const c of await this.pruneLayers()) {
+          deleted.push({ Deleted: c });
+          reclaimed += before.get(c) ?? 0;
+        }
+      }
+      this.events?.publish('image', 'prune', '', { reclaimed: String(reclaimed) });
+      return { ImagesDeleted: deleted.length ? deleted : null, SpaceReclaimed: reclaimed };
+    });
+  }
+
+  /** `docker history`: the config's history, newest first, with the size of each layer-making step. */
+  async history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>> {
+    const rec = await this.resolveRecord(ref);
+    const cfg = await this.imageConfig(rec.id);
+    type H = { created?: string; created_by?: string; comment?: string; empty_layer?: boolean };
+    const hist = (cfg.history ?? []) as H[];
+    const sizes: number[] = [];
+    for (const c of rec.chain) sizes.push((await this.layers.meta(c))?.size ?? 0);
+    let layer = 0;
+    const rows = hist.map((h) => {
+      const size = h.empty_layer ? 0 : sizes[layer++] ?? 0;
+      return { Id: '<missing>', Created: Math.floor(Date.parse(h.created ?? '') / 1000) || 0, CreatedBy: h.created_by ?? '', Tags: null as string[] | null, Size: size, Comment: h.comment ?? '' };
+    });
+    if (!rows.length) rows.push({ Id: '<missing>', Created: Math.floor(Date.parse(rec.created) / 1000) || 0, CreatedBy: '', Tags: null, Size: rec.size, Comment: '' });
+    rows.reverse();
+    rows[0]!.Id = rec.id;
+    rows[0]!.Tags = rec.repoTags.length ? rec.repoTags : null;
+    return rows;
+  }
+
+  /**
+   * `docker save`: a docker-archive that is also an OCI layout, as Docker 25+
+   * writes it: blobs/sha256/<config>, blobs/sha256/<diffID> (uncompressed
+   * layer tars), manifest.json, index.json, oci-layout, repositories.
+   */
+  async save(refs: string[]): Promise<Readable> {
+    const picked: Array<{ rec: ImageRecord; tags: string[] }> = [];
+    for (const ref of refs) {
+      const rec = await this.resolveRecord(ref);
+      let tags: string[] = [];
+      const bare = ref.replace(/^sha256:/, '');
+      if (!(/^[0-9a-f]+$/.test(bare) && rec.id.slice(7).startsWith(bare)) && !ref.includes('@')) {
+        const p = parseRepoTag(ref);
+        tags = ref.includes(':') && ref.lastIndexOf(':') > ref.lastIndexOf('/') ? [formatRepoTag(p)] : rec.repoTags.filter((t) => t.startsWith(p.repo + ':'));
+      }
+      const seen = picked.find((x) => x.rec.id === rec.id);
+      if (seen) seen.tags.push(...tags.filter((t) => !seen.tags.includes(t)));
+      else picked.push({ rec, tags });
+    }
+    const dir = join(this.tmpDir(), 'save');
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    const manifest: Array<{ Config: string; RepoTags: string[] | null; Layers: string[] }> = [];
+    const repositories: Record<string, Record<string, string>> = {};
+    const index: { schemaVersion: number; mediaType: string; manifests: unknown[] } = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+    const writeBlob = async (bytes: Buffer): Promise<{ digest: string; size: number }> => {
+      const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+      await writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
+      return { digest, size: bytes.length };
+    };
+    try {
+      for (const { rec, tags } of picked) {
+        const cfgBytes = await this.configBytes(rec.id);
+        await writeFile(join(dir, 'blobs', 'sha256', rec.id.slice(7)), cfgBytes);
+        const layerDescs = [];
+        for (const diffId of rec.diffIds) {
+          const file = join(dir, 'blobs', 'sha256', diffId.slice(7));
+          if (!existsSync(file)) await pipeline(await this.blobs.openTar(diffId), (await import('node:fs')).createWriteStream(file));
+          layerDescs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: (await stat(file)).size });
+        }
+        const m = await writeBlob(Buffer.from(JSON.stringify({
+          schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: rec.id, size: cfgBytes.length },
+          layers: layerDescs,
+        })));
+        const fullTags = tags.map((t) => {
+          const n = parseNamed(t);
+          return `${n.domain}/${n.path}:${n.tag}`;
+        });
+        if (fullTags.length) {
+          for (let i = 0; i < tags.length; i++) {
+            index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'io.containerd.image.name': fullTags[i], 'org.opencontainers.image.ref.name': parseRepoTag(tags[i]!).tag } });
+          }
+        } else {
+          index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m });
+        }
+        manifest.push({ Config: `blobs/sha256/${rec.id.slice(7)}`, RepoTags: tags.length ? tags : null, Layers: rec.diffIds.map((d) => `blobs/sha256/${d.slice(7)}`) });
+        for (const t of tags) {
+          const { repo, tag } = parseRepoTag(t);
+          (repositories[repo] ??= {})[tag] = rec.id.slice(7);
+        }
+      }
+      await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
+      await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+      await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+      if (Object.keys(repositories).length) await writeFile(join(dir, 'repositories'), JSON.stringify(repositories));
+    } catch (e) {
+      await rm(dirname(dir), { recursive: true, force: true });
+      throw e;
+    }
+    const entries = await readdir(dir);
+    const stream = tar.c({ cwd: dir, portable: true, noMtime: true }, entries) as unknown as Readable;
+    const cleanup = (): void => { void rm(dirname(dir), { recursive: true, force: true }); };
+    stream.on('end', cleanup);
+    stream.on('close', cleanup);
+    stream.on('error', cleanup);
+    return stream;
+  }
+
   /** Leftovers of interrupted loads/imports (daemon start). */
   async cleanupTemp(): Promise<void> {
     await rm(join(this.root, 'tmp'), { recursive: true, force: true });
+    await rm(join(this.root, 'blobs', 'tmp'), { recursive: true, force: true });
     try {
       for (const n of await readdir(this.layers.root)) if (n.startsWith('.tmp-')) await rm(join(this.layers.root, n), { recursive: true, force: true });
     } catch {
       // no layers yet
     }
   }
+}
+
+/** `until` as docker takes it: a Unix time or an RFC 3339 date; a duration (10m) counts back from now. */
+function parseUntil(v: string): number {
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const d = /^(\d+)(s|m|h)$/.exec(v);
+  if (d) return Date.now() / 1000 - Number(d[1]) * ({ s: 1, m: 60, h: 3600 } as Record<string, number>)[d[2]!]!;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new InvalidParameter(`invalid filter 'until=${v}'`);
+  return t / 1000;
 }
 
 function safeParse(ref: string): { repo: string; tag: string } {
