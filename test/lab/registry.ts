@@ -18,6 +18,8 @@ export interface RegistryOptions {
   dir: string;
   tls?: boolean;
   user?: { name: string; password: string };
+  /** Log each request (to count blob fetches). */
+  accessLog?: boolean;
 }
 
 async function must(cmd: string, args: string[]): Promise<void> {
@@ -68,7 +70,7 @@ export class LabRegistry {
       'log:',
       '  level: info',
       '  accesslog:',
-      '    disabled: true',
+      `    disabled: ${this.opts.accessLog ? 'false' : 'true'}`,
       'storage:',
       '  filesystem:',
       `    rootdirectory: ${join(dir, 'data')}`,
@@ -119,6 +121,12 @@ export class LabRegistry {
       if (p.exitCode === null) p.kill('SIGKILL');
     }
     this.proc = undefined;
+  }
+
+  /** Path of a blob's bytes in the registry's filesystem storage (to corrupt it in fault tests). */
+  blobFile(digest: string): string {
+    const hex = digest.replace(/^sha256:/, '');
+    return join(this.opts.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
   }
 
   removeFiles(): void {

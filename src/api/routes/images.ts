@@ -106,7 +106,8 @@ async function create(ctx: Ctx): Promise<void> {
   }
   if (fromImage) {
     const tag = q.get('tag');
-    const ref = tag && !fromImage.includes('@') ? `${fromImage}:${tag}` : fromImage;
+    // docker pull name@sha256:... sends the digest as the tag.
+    const ref = tag && !fromImage.includes('@') ? `${fromImage}${/^sha256:/.test(tag) ? '@' : ':'}${tag}` : fromImage;
     // Drain the (empty) body so keep-alive connections stay usable.
     ctx.body.resume();
     const platform = q.get('platform');

@@ -11,7 +11,7 @@ import type { ImageStore } from '../images/store.js';
 import { normalizeAuth, type AuthConfig } from './auth.js';
 import { RegistryClient, RegistryError } from './client.js';
 import { HttpTimeout } from './http.js';
-import { fetchConfig, pullImage, resolveManifest, type InFlight, type PullResult } from './pull.js';
+import { fetchConfig, isIndex, pullImage, translateManifestError, type ImageManifest, type InFlight, type PullResult } from './pull.js';
 import { pushImage } from './push.js';
 import type { ProgressSink } from './progress.js';
 import { Registries, registryDomain, type RegistryOptions } from './registries.js';
@@ -57,20 +57,28 @@ export class Distribution {
     return this.registries.endpoints(n.domain, purpose).map((ep) => new RegistryClient(ep, normalizeAuth(auth), this.opts.timeoutMs, [scope, ...extraScopes]));
   }
 
-  /** Tries each endpoint (mirrors first); the last error wins, as dockerd reports it. */
+  /**
+   * Tries each endpoint (mirrors first). The last error wins, as dockerd
+   * reports it, except that a definite answer (not found, denied) from a
+   * mirror beats Docker Hub being unreachable: it is the more useful one.
+   */
   private async onEndpoints<T>(n: NamedRef, purpose: 'pull' | 'push', auth: AuthConfig | undefined, fn: (c: RegistryClient) => Promise<T>): Promise<T> {
     let last: unknown;
-    for (const c of this.client(n, purpose, auth)) {
+    let definite: unknown;
+    const clients = this.client(n, purpose, auth);
+    for (const c of clients) {
       try {
         return await fn(c);
       } catch (e) {
-        last = e;
+        last = networkError(e, `Get "${c.base}/v2/"`);
+        const isDefinite = e instanceof RegistryError || (e instanceof CoveError && e.status !== 500);
+        if (isDefinite) definite ??= e;
         this.log.info({ endpoint: c.base, err: (e as Error).message }, 'registry endpoint failed');
-        // A definite answer from a registry (not found, denied) ends the search, except on a mirror.
-        if (!c.endpoint.mirror && (e instanceof CoveError || e instanceof RegistryError)) break;
+        if (!c.endpoint.mirror && isDefinite) break;
       }
     }
-    const err = networkError(last, `Get "${this.client(n, purpose, auth).at(-1)!.base}/v2/"`);
+    let err = last;
+    if (definite && !(last instanceof RegistryError || (last instanceof CoveError && last.status !== 500))) err = definite;
     if (err instanceof RegistryError) {
       if (err.status === 401 || err.code === 'UNAUTHORIZED') throw new Unauthorized(err.message);
       throw new CoveError(err.message, err.status >= 400 && err.status < 600 ? err.status : 500);
@@ -110,13 +118,23 @@ export class Distribution {
   async inspect(ref: string, auth?: AuthConfig): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: Array<Record<string, string>> }> {
     const n = withDefaultTag(parseNamed(ref));
     return this.onEndpoints(n, 'pull', auth, async (c) => {
-      const r = await resolveManifest(c, n);
-      let platforms = r.platforms;
-      if (!platforms.length) {
-        const cfg = JSON.parse((await fetchConfig(c, n.path, r.manifest.config)).toString('utf8')) as { os?: string; architecture?: string; variant?: string };
+      let top;
+      try {
+        top = await c.getManifest(n.path, n.digest ?? n.tag!);
+      } catch (e) {
+        throw await translateManifestError(e, n, c);
+      }
+      const parsed = JSON.parse(top.bytes.toString('utf8')) as ImageManifest;
+      let platforms: Array<Record<string, string>>;
+      if (isIndex(top.mediaType, parsed)) {
+        platforms = (parsed.manifests ?? []).filter((m) => m.platform).map((m) => ({
+          architecture: m.platform!.architecture ?? '', os: m.platform!.os ?? '', ...(m.platform!.variant ? { variant: m.platform!.variant } : {}),
+        }));
+      } else {
+        const cfg = JSON.parse((await fetchConfig(c, n.path, parsed.config)).toString('utf8')) as { os?: string; architecture?: string; variant?: string };
         platforms = [{ architecture: cfg.architecture ?? '', os: cfg.os ?? '', ...(cfg.variant ? { variant: cfg.variant } : {}) }];
       }
-      return { Descriptor: { mediaType: r.top.mediaType, digest: r.top.digest, size: r.top.size }, Platforms: platforms };
+      return { Descriptor: { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length }, Platforms: platforms };
     });
   }
 

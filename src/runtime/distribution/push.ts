@@ -73,7 +73,7 @@ export async function pushImage(images: ImageStore, client: RegistryClient, n: N
       const fromPath = from?.slice(n.domain.length + 1);
       const res = await client.mountOrStart(n.path, blob.digest, fromPath);
       if (res.mounted) {
-        sink({ status: `Mounted from ${familiarRepo({ domain: n.domain, path: fromPath! })}`, progressDetail: {}, id });
+        sink({ status: `Mounted from ${fromPath!}`, progressDetail: {}, id });
       } else {
         await uploadFile(client, n.path, images.blobs.path(blob.digest), blob.size, blob.digest, res, opts.chunkBytes,
           (done) => progress(layerProgress(id, 'Pushing', done, blob.size, start)));
