@@ -121,6 +121,7 @@ export class FakeDistribution implements DistributionService {
   async search(): Promise<Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>> { return []; }
   async inspect(ref: string): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: Array<Record<string, string>> }> { throw new NotFound(`pull access denied for ${ref}`); }
   async resolveDigest(ref: string): Promise<string> { return ref; }
+  async ensure(ref: string): Promise<string> { return (await this.pull(ref)).id; }
 }
 
 export class FakeImages implements ImageService {

@@ -40,7 +40,7 @@ function networkError(e: unknown, what: string): unknown {
 }
 
 /** What the API and the swarm agent use of the registry client. */
-export type DistributionService = Pick<Distribution, 'pull' | 'push' | 'login' | 'search' | 'inspect' | 'resolveDigest'>;
+export type DistributionService = Pick<Distribution, 'pull' | 'push' | 'login' | 'search' | 'inspect' | 'resolveDigest' | 'ensure'>;
 
 export class Distribution {
   readonly registries: Registries;
@@ -91,6 +91,18 @@ export class Distribution {
     const n = withDefaultTag(parseNamed(ref));
     const sink = opts.progress ?? (() => undefined);
     return this.onEndpoints(n, 'pull', opts.auth, (c) => pullImage(this.images, c, this.inflight, n, sink));
+  }
+
+  /**
+   * What a swarm node calls before it creates a task's container: the image
+   * ID of `ref` (as the manager pinned it, `nginx:latest@sha256:...`), from
+   * the local store when held, else pulled now with the service's
+   * credentials (`--with-registry-auth`). Concurrent calls share downloads.
+   */
+  async ensure(ref: string, opts: { auth?: AuthConfig; progress?: ProgressSink } = {}): Promise<string> {
+    const held = await this.images.resolve(ref).catch(() => undefined);
+    if (held) return held;
+    return (await this.pull(ref, opts)).id;
   }
 
   /** POST /images/{name}/push. */
