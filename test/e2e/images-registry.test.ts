@@ -65,7 +65,7 @@ before(async () => {
   // A "registry" that accepts connections and never answers.
   hang = spawn('nsenter', [`--net=/run/netns/${lab.inetNetns}`, process.execPath, '-e', `require('net').createServer(() => {}).listen(5998, '${INTERNET_IP}')`], { stdio: 'ignore' });
   await lab.startDaemon({
-    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '4'],
+    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
   });
   for (const img of ['alpine', 'nginx']) await ok(cove(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]), `load ${img}`);
 });
