@@ -33,6 +33,13 @@ const modules: Record<string, Loader> = {
 /** Exit code for daemon errors of `run`/`create` (docker's 125). */
 const RUN_ERROR_CODE = 125;
 
+/** docker's toStatusError: 127 when the command is not there, 126 when it cannot run, else 125. */
+export function runErrorCode(message: string): number {
+  if (/executable file not found|no such file or directory|system cannot find the file specified/.test(message)) return 127;
+  if (/permission denied|is a directory/.test(message)) return 126;
+  return RUN_ERROR_CODE;
+}
+
 async function makeCli(program: Command, errorPrefix: string): Promise<Cli> {
   const { Client, socketPathFrom } = await import('./client.js');
   const host = program.opts().host as string | undefined;
@@ -61,7 +68,7 @@ function act(program: Command, mod: keyof typeof modules, fn: string, opts: { ru
       if (e instanceof ApiError) {
         process.stderr.write(`${cli.errorPrefix}${e.display}\n`);
         if (opts.runLike) process.stderr.write(`\nRun 'cove ${fn === 'create' ? 'create' : 'run'} --help' for more information\n`);
-        process.exitCode = opts.runLike ? RUN_ERROR_CODE : 1;
+        process.exitCode = opts.runLike ? runErrorCode(e.message) : 1;
       } else if (e instanceof CliError) {
         process.stderr.write(`${cli.errorPrefix}${e.message}\n`);
         process.exitCode = opts.runLike && e.code === 1 ? RUN_ERROR_CODE : e.code;

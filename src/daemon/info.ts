@@ -1,5 +1,8 @@
 import { cpus, totalmem, hostname, release, arch } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { basename } from 'node:path';
 import type { DaemonConfig } from './config.js';
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
@@ -19,21 +22,85 @@ function osPrettyName(): string {
 
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm' };
 
-/** GET /version */
-export function versionInfo(): Record<string, unknown> {
+/** One entry of /version's Components (Docker lists containerd, runc, docker-init the same way). */
+export interface VersionComponent {
+  Name: string;
+  Version: string;
+  Details?: Record<string, string>;
+}
+
+/** `prog --version`'s output, or undefined when the program is not there or fails (2 s at most). */
+function versionOutput(prog: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    try {
+      execFile(prog, ['--version'], { timeout: 2000, maxBuffer: 64 * 1024 }, (err, stdout) => resolve(err ? undefined : stdout));
+    } catch {
+      resolve(undefined);
+    }
+  });
+}
+
+/** When this build was made: the mtime of this compiled module (Docker shows its build date). */
+const BUILD_TIME = (() => {
+  try {
+    return statSync(fileURLToPath(import.meta.url)).mtime.toISOString();
+  } catch {
+    return '';
+  }
+})();
+
+const field = (text: string, re: RegExp): string | undefined => re.exec(text)?.[1]?.trim();
+
+/**
+ * The programs the engine runs, with their versions, read once at start:
+ * the OCI runtime (runc/crun), conmon, and etcd when installed (the cluster
+ * store). A program that is missing is left out, as Docker leaves out what it
+ * does not run.
+ */
+export async function probeComponents(runtimePath: string, conmon = 'conmon', etcd = 'etcd'): Promise<VersionComponent[]> {
+  const [rt, cm, ed] = await Promise.all([versionOutput(runtimePath), versionOutput(conmon), versionOutput(etcd)]);
+  const out: VersionComponent[] = [];
+  if (rt) {
+    // runc: "runc version 1.1.5+ds1\ncommit: ..."; crun: "crun version 1.8.1\ncommit: ..."
+    out.push({ Name: basename(runtimePath), Version: field(rt, /version\s+(\S+)/) ?? '', Details: { GitCommit: field(rt, /^commit:\s*(.*)$/m) ?? '' } });
+  }
+  if (cm) out.push({ Name: 'conmon', Version: field(cm, /version\s+(\S+)/) ?? '', Details: { GitCommit: field(cm, /^commit:\s*(.*)$/m) ?? '' } });
+  if (ed) {
+    const sha = field(ed, /^Git SHA:\s*(.*)$/m) ?? '';
+    out.push({ Name: 'etcd', Version: field(ed, /^etcd Version:\s*(\S+)/m) ?? '', Details: { GitCommit: /^[0-9a-f]{6,}$/.test(sha) ? sha : '' } });
+  }
+  return out;
+}
+
+/** GET /version. `components` are the other programs' versions (probeComponents). */
+export function versionInfo(components: VersionComponent[] = []): Record<string, unknown> {
+  const goArch = GOARCH[arch()] ?? arch();
+  const gitCommit = process.env.COVE_GIT_COMMIT ?? 'unknown';
+  const goVersion = `node${process.versions.node}`;
   return {
     Platform: { Name: 'Cove Engine' },
-    Components: [{ Name: 'Engine', Version: COVE_VERSION, Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: GOARCH[arch()] ?? arch(), KernelVersion: release() } }],
+    // The docker CLI prints the Engine lines from Details, every other component from Version + Details.
+    Components: [
+      {
+        Name: 'Engine',
+        Version: COVE_VERSION,
+        Details: {
+          ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: gitCommit, GoVersion: goVersion,
+          Os: 'linux', Arch: goArch, KernelVersion: release(), Experimental: 'false', BuildTime: BUILD_TIME,
+        },
+      },
+      ...components,
+    ],
     Version: COVE_VERSION,
     ApiVersion: API_VERSION,
     MinAPIVersion: MIN_API_VERSION,
-    GitCommit: process.env.COVE_GIT_COMMIT ?? 'unknown',
-    GoVersion: `node${process.versions.node}`,
+    GitCommit: gitCommit,
+    GoVersion: goVersion,
     Os: 'linux',
-    Arch: GOARCH[arch()] ?? arch(),
+    Arch: goArch,
     KernelVersion: release(),
     Experimental: false,
-    BuildTime: '',
+    BuildTime: BUILD_TIME,
   };
 }
 

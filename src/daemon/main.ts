@@ -13,7 +13,7 @@ import { defaultConfig, DOCKER_DEFAULT_POOLS, type DaemonConfig } from './config
 import { createLogger, type Logger } from '../common/log.js';
 import { EmbeddedStore } from '../store/embedded.js';
 import { EventBus } from './events.js';
-import { systemInfo, versionInfo, COVE_VERSION } from './info.js';
+import { systemInfo, versionInfo, probeComponents, COVE_VERSION } from './info.js';
 import type { Engine } from './engine.js';
 import { createApiServer } from '../api/server.js';
 import { NetworkController } from '../network/controller.js';
@@ -149,6 +149,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   writePidfile(config.pidfile);
   config.engineId = engineId(config.dataRoot);
   config.runtime = await probeRuntime(config.runtime, log);
+  const components = await probeComponents(config.runtime);
 
   const store = new EmbeddedStore(join(config.dataRoot, 'store'));
   const events = new EventBus();
@@ -183,7 +184,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     events,
     services,
     info: () => systemInfo(config, { networks, containers, images }),
-    version: () => versionInfo(),
+    version: () => versionInfo(components),
   };
   const server = createApiServer(engine, log.child({ module: 'api' }));
   rmSync(config.socketPath, { force: true });

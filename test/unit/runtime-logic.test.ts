@@ -14,7 +14,8 @@ import { parseK8sLine, parseTimeNs, readLogs } from '../../src/runtime/container
 import { statusText, humanDuration } from '../../src/runtime/containers/format.js';
 import { generateName } from '../../src/runtime/containers/names.js';
 import { capabilities, resolveUser, bundleSpec, processSpec } from '../../src/runtime/containers/oci.js';
-import { signalNumber } from '../../src/runtime/containers/manager.js';
+import { signalNumber, startFailureExitCode } from '../../src/runtime/containers/manager.js';
+import { ociCreateError } from '../../src/runtime/containers/conmon.js';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,4 +196,15 @@ test('signals by name, number and SIGRTMIN+n', () => {
   assert.equal(signalNumber('10', 'SIGKILL'), 10);
   assert.equal(signalNumber('SIGRTMIN+3', 'SIGKILL'), 37);
   assert.throws(() => signalNumber('NOPE', 'SIGKILL'), /Invalid signal: NOPE/);
+});
+
+test('a failed create is told in Docker\'s words, and its exit code follows them', () => {
+  const runc = 'time="2026-12-03T10:08:58Z" level=warning msg="something harmless"\ntime="2026-12-03T10:08:58Z" level=error msg="runc create failed: unable to start container process: exec: \\"nosuchcommand\\": executable file not found in $PATH"';
+  const msg = ociCreateError(runc);
+  assert.equal(msg, 'failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "nosuchcommand": executable file not found in $PATH: unknown');
+  assert.equal(startFailureExitCode(msg), 127);
+  assert.equal(startFailureExitCode(ociCreateError('exec: "/etc/passwd": permission denied')), 126);
+  assert.equal(startFailureExitCode('user specified IP address is supported on user defined networks only'), 128);
+  // Not logrus: the text as it came.
+  assert.equal(ociCreateError('plain failure\n'), 'failed to create shim task: OCI runtime create failed: plain failure: unknown');
 });

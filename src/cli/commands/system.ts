@@ -34,12 +34,19 @@ export async function version(cli: Cli, o: { format?: string }): Promise<void> {
       const platform = (server.Platform as { Name?: string } | undefined)?.Name ?? '';
       out += `\nServer:${platform ? ' ' + platform : ''}\n`;
       const comps = (server.Components as Array<{ Name: string; Version: string; Details?: Record<string, string> }> | undefined) ?? [];
+      // docker's layout: the Engine's lines from its Details, every other component's Version and Details.
       for (const c of comps) {
+        const d = c.Details ?? {};
         out += ` ${c.Name}:\n  ${pad('Version', 17)} ${c.Version}\n`;
         if (c.Name === 'Engine') {
-          out += `  ${pad('API version', 17)} ${String(server.ApiVersion)} (minimum version ${String(server.MinAPIVersion)})\n`;
-          out += `  ${pad('Git commit', 17)} ${String(server.GitCommit ?? '')}\n  ${pad('OS/Arch', 17)} ${String(server.Os)}/${String(server.Arch)}\n`;
-          out += `  ${pad('Kernel version', 17)} ${String(server.KernelVersion ?? '')}\n`;
+          out += `  ${pad('API version', 17)} ${d.ApiVersion ?? String(server.ApiVersion)} (minimum version ${d.MinAPIVersion ?? String(server.MinAPIVersion)})\n`;
+          out += `  ${pad('Node version', 17)} ${d.GoVersion ?? String(server.GoVersion ?? '')}\n`;
+          out += `  ${pad('Git commit', 17)} ${d.GitCommit ?? String(server.GitCommit ?? '')}\n`;
+          out += `  ${pad('Built', 17)} ${d.BuildTime ?? String(server.BuildTime ?? '')}\n`;
+          out += `  ${pad('OS/Arch', 17)} ${d.Os ?? String(server.Os)}/${d.Arch ?? String(server.Arch)}\n`;
+          out += `  ${pad('Experimental', 17)} ${d.Experimental ?? 'false'}\n`;
+        } else {
+          for (const [k, v] of Object.entries(d)) out += `  ${pad(k, 17)} ${v}\n`;
         }
       }
     }

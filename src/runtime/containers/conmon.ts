@@ -187,7 +187,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     const msg = await sync.next(60_000);
     const code = await exited(child);
     if (!msg) throw new Error(stderr() || `conmon exited (${code}) before the container was created`);
-    if (msg.data < 0) throw new Error(msg.message || stderr() || 'the OCI runtime failed to create the container');
+    if (msg.data < 0) throw new Error(ociCreateError(msg.message || stderr() || 'the OCI runtime failed to create the container'));
     const conmonPid = Number((await readFile(o.conmonPidFile, 'utf8')).trim());
     return { pid: msg.data, conmonPid };
   } finally {
@@ -297,4 +297,22 @@ export async function isConmonAlive(pid: number, id: string): Promise<boolean> {
     const code = (e as NodeJS.ErrnoException).code;
     return !(code === 'ENOENT' || code === 'ESRCH');
   }
+}
+
+/**
+ * The runtime's create error in Docker's words. runc logs in logrus form
+ * (`time="..." level=error msg="runc create failed: ... exec: \"x\": ..."`);
+ * Docker (containerd's shim) shows the msg, unquoted, as
+ * `failed to create shim task: OCI runtime create failed: <msg>: unknown`,
+ * and the docker CLI picks its exit code (127, 126) from those words.
+ */
+export function ociCreateError(raw: string): string {
+  const lines = raw.trim().split('\n');
+  const msgs: string[] = [];
+  for (const line of lines) {
+    const m = /\bmsg="((?:[^"\\]|\\.)*)"/.exec(line);
+    if (m && /\blevel=(error|fatal)\b/.test(line)) msgs.push(m[1]!.replace(/\\(.)/g, '$1'));
+  }
+  const text = msgs.length ? msgs[msgs.length - 1]! : raw.trim();
+  return `failed to create shim task: OCI runtime create failed: ${text}: unknown`;
 }

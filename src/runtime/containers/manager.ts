@@ -100,6 +100,17 @@ export interface ContainerManagerOptions {
   volumes?: VolumeStore;
 }
 
+/**
+ * The exit code Docker records for a start that failed (what `docker inspect`
+ * shows and `wait` returns): 127 when the command is not there, 126 when it
+ * cannot be run, else 128 ("exit unknown").
+ */
+export function startFailureExitCode(message: string): number {
+  if (/executable file not found|no such file or directory/i.test(message)) return 127;
+  if (/permission denied|is a directory/i.test(message)) return 126;
+  return 128;
+}
+
 function signalNumber(sig: string | number | undefined, fallback: string): number {
   const s = sig === undefined || sig === '' ? fallback : sig;
   if (typeof s === 'number' || /^\d+$/.test(String(s))) {
@@ -410,15 +421,30 @@ export class ContainerManager implements ContainerService {
 
   async start(idOrName: string): Promise<void> {
     const r0 = await this.get(idOrName);
-    await this.withLock(r0.Id, async () => {
-      const r = await this.get(r0.Id);
-      if (r.State.Running) throw new NotModified();
-      if (r.State.Status === 'removing') throw new Conflict(`container is marked for removal and cannot be started`);
-      await this.update(r.Id, (x) => {
-        x.stoppedByUser = false;
+    let attempted = false;
+    try {
+      await this.withLock(r0.Id, async () => {
+        const r = await this.get(r0.Id);
+        if (r.State.Running) throw new NotModified();
+        if (r.State.Status === 'removing') throw new Conflict(`container is marked for removal and cannot be started`);
+        await this.update(r.Id, (x) => {
+          x.stoppedByUser = false;
+        });
+        attempted = true;
+        await this.startLocked(r);
       });
-      await this.startLocked(r);
-    });
+    } catch (e) {
+      // Docker removes an AutoRemove (--rm) container whose start failed before it
+      // answers: the CLI waits for condition=removed and would otherwise hang.
+      if (attempted) await this.autoRemoveAfterFailedStart(r0.Id);
+      throw e;
+    }
+  }
+
+  private async autoRemoveAfterFailedStart(id: string): Promise<void> {
+    const rec = (await this.records.get(id))?.value;
+    if (!rec || rec.State.Running || !rec.HostConfig.AutoRemove) return;
+    await this.removeRecord(rec).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'auto-remove after a failed start failed'));
   }
 
   private async startLocked(r: ContainerRecord): Promise<void> {
@@ -549,14 +575,15 @@ export class ContainerManager implements ContainerService {
       }
       await rm(join(this.exitDir, id), { force: true });
       await this.update(id, (x) => {
-        x.State = { ...x.State, Status: x.hasBeenStarted ? 'exited' : 'created', Running: false, Pid: 0, Error: msg, ExitCode: x.hasBeenStarted ? 128 : 0 };
+        x.State = { ...x.State, Status: x.hasBeenStarted ? 'exited' : 'created', Running: false, Pid: 0, Error: msg, ExitCode: startFailureExitCode(msg) };
         delete x.conmonPid;
       }).catch(() => undefined);
       // Sessions that waited for this start end with it.
       for (const s of this.pendingAttach.get(id) ?? []) s.endExited();
       this.pendingAttach.delete(id);
       if (e instanceof CoveError) throw e;
-      throw new CoveError(msg, 500);
+      // Docker: a command that is missing or cannot run is the caller's mistake (400), anything else 500.
+      throw new CoveError(msg, startFailureExitCode(msg) === 128 ? 500 : 400);
     }
   }
 
