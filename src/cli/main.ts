@@ -93,6 +93,8 @@ function containerCreateOptions(cmd: Command): Command {
     .option('--net-alias, --network-alias <alias>', 'Add network-scoped alias for the container', collect)
     .option('--ip <address>', 'IPv4 address (e.g., 172.30.100.104)')
     .option('--ip6 <address>', 'IPv6 address (e.g., 2001:db8::33)')
+    .option('--link <name:alias>', 'Add link to another container', collect)
+    .option('--link-local-ip <address>', 'Container IPv4/IPv6 link-local addresses', collect)
     .option('--mac-address <address>', 'Container MAC address (e.g., 92:d0:c6:0a:29:33)')
     .option('-p, --publish <spec>', "Publish a container's port(s) to the host", collect)
     .option('-P, --publish-all', 'Publish all exposed ports to random ports')

@@ -34,13 +34,13 @@ import { DriverRegistry, type DriverContext } from './drivers/registry.js';
 import { AddressAllocator } from './ipam/allocator.js';
 import { IPAM_DRIVERS, planIpam, pickDefaultPool, validateConfigs, type SubnetPlan } from './ipam/plan.js';
 import { IpamPlugins, type RemotePool } from './ipam/remote.js';
-import { formatCidr, macFromIpv4, parseCidr, tryParseCidr, tryParseIp } from './ipam/ip.js';
+import { formatCidr, formatIp, macFromIpv4, parseCidr, tryParseCidr, tryParseIp } from './ipam/ip.js';
 import { KeyedMutex } from './mutex.js';
 import {
   DEFAULT_BRIDGE_OPTIONS, PREDEFINED, checkListFilters, checkPruneFilters, hasEmbeddedDns, matchesListFilters, matchesPruneFilters,
   nowRfc3339Nano, toDockerNetwork,
 } from './network.js';
-import { dnsNames, networkSettings } from './endpoint.js';
+import { dnsNames, networkSettings, parseLink } from './endpoint.js';
 import { PortMapper, driverBindings } from './ports.js';
 import { Resolver, type NameEntry } from './dns/resolver.js';
 import { DnsServer, type SocketSource } from './dns/server.js';
@@ -65,6 +65,8 @@ export interface SandboxKernel {
   enableIpv6(path: string): Promise<void>;
   /** Points the netns's default route(s) at a gateway through an interface (gateway failover on disconnect). */
   setDefaultRoute(path: string, ifName: string, gateways: { v4?: string; v6?: string }): Promise<void>;
+  /** Adds addresses to an interface inside the netns (EndpointIPAMConfig.LinkLocalIPs). */
+  addAddresses(path: string, ifName: string, addrs: Array<{ address: string; prefix: number }>): Promise<void>;
   /** Sockets of the embedded DNS inside the netns: an fd, or (tests) an address to bind here. */
   udpSocket(path: string, ip: string, port: number): SocketSource;
   tcpSocket(path: string, ip: string, port: number): SocketSource;
@@ -113,6 +115,7 @@ async function defaultKernel(): Promise<SandboxKernel> {
       if (gws.v6) ops.push({ op: 'route', dev: ifName, via: gws.v6 });
       return rtnl.configureInNetns(path, ops);
     },
+    addAddresses: (path, ifName, addrs) => rtnl.configureInNetns(path, addrs.map((a) => ({ op: 'addr' as const, dev: ifName, address: a.address, prefix: a.prefix }))),
     udpSocket: (path, addr, port) => netns.udpSocketInNetns(path, addr, port),
     tcpSocket: (path, addr, port) => netns.tcpListenSocketInNetns(path, addr, port),
   };
@@ -342,7 +345,9 @@ export class NetworkController implements NetworkService, ClusterAware {
     const name = typeof req.Name === 'string' ? req.Name : '';
     if (name === '') throw new InvalidParameter('network name must not be empty');
     if (PREDEFINED.has(name)) throw new Forbidden(`${name} is a pre-defined network and cannot be created`);
-    if (/[\s/\\:]/.test(name) || name.length > 255) throw new InvalidParameter(`invalid network name "${name}"`);
+    // Docker takes any name that is not empty (spaces, colons, slashes too); only
+    // container names have the [a-zA-Z0-9][a-zA-Z0-9_.-]+ rule.
+    if (name.length > 255) throw new InvalidParameter(`invalid network name "${name.slice(0, 64)}...": longer than 255 characters`);
     const driverName = req.Driver || 'bridge';
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
     const driver = await this.registry.lookup(driverName, { config: this.config, log: this.log });
@@ -368,7 +373,7 @@ export class NetworkController implements NetworkService, ClusterAware {
       const rec: NetworkRecord = {
         id: newId(), name, created: nowRfc3339Nano(), driver: driverName, scope: driver.scope === 'swarm' ? 'swarm' : driver.scope,
         internal: req.Internal === true, attachable: req.Attachable === true, ingress: false, configOnly: false, configFrom: '',
-        enableIPv4, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: { ...(req.IPAM?.Options ?? {}) },
+        enableIPv4, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: req.IPAM?.Options ? { ...req.IPAM.Options } : null,
         ipamConfig: plan.display, subnets: plan.subnets, options: { ...(req.Options ?? {}) }, labels: { ...(req.Labels ?? {}) },
         predefined: false, defaultBridge: false,
         ...(remote?.pools.length ? { ipamPools: remote.pools } : {}),
@@ -573,7 +578,17 @@ export class NetworkController implements NetworkService, ClusterAware {
     }
     // A container only on --internal networks gets no answers from outside (its names still resolve).
     const isolated = joined.every((j) => j.net.internal || j.net.driver === 'null');
-    this.resolver.setSandbox(sb.id, dnsNets.map((j) => j.net.id), isolated ? [] : this.upstreamFor(sb));
+    // Legacy links (--link other:alias): alias -> other, per network, seen by this sandbox only.
+    const links = new Map<string, Map<string, string>>();
+    for (const j of dnsNets) {
+      const m = new Map<string, string>();
+      for (const l of j.ep.request.links ?? []) {
+        const { name, alias } = parseLink(l);
+        m.set(alias.toLowerCase(), name.toLowerCase());
+      }
+      if (m.size) links.set(j.net.id, m);
+    }
+    this.resolver.setSandbox(sb.id, dnsNets.map((j) => j.net.id), isolated ? [] : this.upstreamFor(sb), links);
     return true;
   }
 
@@ -758,6 +773,13 @@ export class NetworkController implements NetworkService, ClusterAware {
       if (req.ipv4Address && tryParseIp(req.ipv4Address)?.family !== 4) throw new InvalidParameter(`invalid IPv4 address: ${req.ipv4Address}`);
       if (req.ipv6Address && tryParseIp(req.ipv6Address)?.family !== 6) throw new InvalidParameter(`invalid IPv6 address: ${req.ipv6Address}`);
     }
+    const linkLocal = (req.linkLocalIPs ?? []).map((ip) => {
+      const parsed = tryParseIp(ip);
+      if (!parsed) throw new InvalidParameter(`invalid link-local IP address: ${ip}`);
+      // Docker (libnetwork CreateOptionIpam): a /16 for IPv4, a /64 for IPv6.
+      return { address: formatIp(parsed.family, parsed.value), prefix: parsed.family === 4 ? 16 : 64, family: parsed.family };
+    });
+    for (const l of req.links ?? []) parseLink(l);
     const aliases = [...new Set(req.aliases ?? [])];
     if (aliases.length > 0 && (net.defaultBridge || special)) {
       throw new InvalidParameter('network-scoped alias is supported only for containers in user defined networks');
@@ -812,6 +834,11 @@ export class NetworkController implements NetworkService, ClusterAware {
         if (info.ipv4Gateway) ep.gatewayV4 = info.ipv4Gateway.split('/')[0]!;
         if (info.ipv6Gateway) ep.gatewayV6 = info.ipv6Gateway.split('/')[0]!;
         if (info.disableGatewayService) ep.defaultGateway = false;
+        if (linkLocal.length > 0) {
+          const k = await this.getKernel();
+          if (linkLocal.some((l) => l.family === 6)) await k.enableIpv6(sb.netnsPath!);
+          await k.addAddresses(sb.netnsPath!, ifName, linkLocal);
+        }
         if (ep.defaultGateway) {
           await this.programPorts(sb, ep, net, driver, made);
           undos.push(() => this.unprogramPorts(ep, net, driver));

@@ -7,6 +7,8 @@ import { shortId } from '../common/ids.js';
 import type { DockerEndpointSettings, DockerNetworkSettings, DockerPortMap } from './types.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from './records.js';
 import { hasEmbeddedDns } from './network.js';
+import { InvalidParameter } from '../common/errors.js';
+import { tryParseIp } from './ipam/ip.js';
 
 function splitCidr(cidr: string | undefined): { ip: string; prefix: number } {
   if (!cidr) return { ip: '', prefix: 0 };
@@ -23,12 +25,17 @@ export function endpointSettings(ep: EndpointRecord, net: NetworkRecord): Docker
   const v4 = splitCidr(ep.ipv4);
   const v6 = splitCidr(ep.ipv6);
   // network.EndpointIPAMConfig marshals its fields with omitempty.
-  const ipam = ep.request.ipv4Address || ep.request.ipv6Address
-    ? { ...(ep.request.ipv4Address ? { IPv4Address: ep.request.ipv4Address } : {}), ...(ep.request.ipv6Address ? { IPv6Address: ep.request.ipv6Address } : {}) }
+  const ll = ep.request.linkLocalIPs ?? [];
+  const ipam = ep.request.ipv4Address || ep.request.ipv6Address || ll.length
+    ? {
+        ...(ep.request.ipv4Address ? { IPv4Address: ep.request.ipv4Address } : {}),
+        ...(ep.request.ipv6Address ? { IPv6Address: ep.request.ipv6Address } : {}),
+        ...(ll.length ? { LinkLocalIPs: [...ll] } : {}),
+      }
     : null;
   return {
     IPAMConfig: ipam,
-    Links: null,
+    Links: ep.request.links?.length ? [...ep.request.links] : null,
     Aliases: ep.aliases.length ? [...ep.aliases] : null,
     MacAddress: ep.mac ?? '',
     DriverOpts: Object.keys(ep.options).length ? { ...ep.options } : null,
@@ -94,4 +101,22 @@ export function networkSettings(sb: SandboxRecord, eps: EndpointRecord[], nets: 
     MacAddress: p?.MacAddress ?? '',
     Networks: networks,
   };
+}
+
+/**
+ * A legacy link, "name:alias" or "name" (docker's opts.ParseLink): the
+ * target container's name and the alias it is known by to the linking one.
+ */
+export function parseLink(link: string): { name: string; alias: string } {
+  const parts = link.split(':');
+  const name = (parts[0] ?? '').replace(/^\//, '');
+  const alias = (parts.length === 2 ? parts[1]! : name).replace(/^\//, '');
+  if (parts.length > 2 || name === '' || alias === '') throw new InvalidParameter(`bad format for links: ${link}`);
+  return { name, alias };
+}
+
+/** Checks what Docker checks of an EndpointSettings at create and connect: links and link-local addresses. */
+export function checkEndpointSettings(s: DockerEndpointSettings | null | undefined): void {
+  for (const l of s?.Links ?? []) parseLink(l);
+  for (const ip of s?.IPAMConfig?.LinkLocalIPs ?? []) if (!tryParseIp(ip)) throw new InvalidParameter(`invalid link-local IP address: ${ip}`);
 }

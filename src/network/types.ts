@@ -128,6 +128,10 @@ export interface EndpointRequest {
   macAddress?: string;
   driverOpts?: Record<string, string>;
   gwPriority?: number;
+  /** Legacy links on a user-defined network, as given ("other:alias" or "other"): alias resolves to other, for this container only. */
+  links?: string[];
+  /** EndpointIPAMConfig.LinkLocalIPs: extra addresses on the interface (/16 for IPv4, /64 for IPv6, as Docker). */
+  linkLocalIPs?: string[];
 }
 
 export interface PortBinding {

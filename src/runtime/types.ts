@@ -36,6 +36,8 @@ export interface DockerHostConfig {
   PortBindings?: DockerPortMap | null;
   PublishAllPorts?: boolean;
   AutoRemove?: boolean;
+  /** Legacy links ("name:alias"); on a user-defined network they move to the endpoint at create. */
+  Links?: string[] | null;
   Dns?: string[] | null;
   DnsOptions?: string[] | null;
   DnsSearch?: string[] | null;

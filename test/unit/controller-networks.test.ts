@@ -69,7 +69,8 @@ test('a restart keeps the predefined networks (same IDs) and re-programs drivers
 
 test('docker network create alpine-net: 172.18.0.0/16, gateway 172.18.0.1, Docker\'s JSON, a create event', async (t) => {
   const h = await harness(t);
-  const { Id, Warning } = await h.ctl.createNetwork({ Name: 'alpine-net', Driver: 'bridge' });
+  // What the docker CLI sends: IPAM with an empty (not absent) Options map, which Docker shows as {}.
+  const { Id, Warning } = await h.ctl.createNetwork({ Name: 'alpine-net', Driver: 'bridge', IPAM: { Driver: 'default', Options: {}, Config: [] } });
   assert.match(Id, /^[0-9a-f]{64}$/);
   assert.equal(Warning, '');
   const n = await h.ctl.inspectNetwork('alpine-net');
@@ -83,7 +84,8 @@ test('docker network create alpine-net: 172.18.0.0/16, gateway 172.18.0.1, Docke
   const dn = h.bridge.networks.get(Id)!;
   assert.deepEqual(dn.ipv4, [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16', auxAddresses: {} }]);
   assert.equal((await h.ctl.createNetwork({ Name: 'second' })).Id.length, 64);
-  assert.deepEqual((await h.ctl.inspectNetwork('second')).IPAM.Config, [{ Subnet: '172.19.0.0/16', Gateway: '172.19.0.1' }]);
+  // Created through the API without IPAM options: null, as Docker's Go struct marshals an unset map.
+  assert.deepEqual((await h.ctl.inspectNetwork('second')).IPAM, { Driver: 'default', Options: null, Config: [{ Subnet: '172.19.0.0/16', Gateway: '172.19.0.1' }] });
 });
 
 test('network options from the tutorial: --subnet/--gateway/mtu, --internal, labels, --ipv6', async (t) => {

@@ -114,7 +114,8 @@ export async function inspect(cli: Cli, names: string[], opts: { format?: string
     try {
       found.push(await cli.client.get<DockerNetwork>(`/networks/${encodeURIComponent(n)}`, { verbose: Boolean(opts.verbose) }));
     } catch (e) {
-      if (e instanceof ApiError && e.status === 404) errors.push(`Error: No such network: ${n}`);
+      // docker 28 prints the daemon's words ("Error response from daemon: network x not found").
+      if (e instanceof ApiError && e.status === 404) errors.push(e.display);
       else throw e;
     }
   }

@@ -6,7 +6,7 @@ import { pipeSession } from '../stdio.js';
 
 export interface CreateOpts {
   detach?: boolean; interactive?: boolean; tty?: boolean; rm?: boolean; name?: string; hostname?: string; domainname?: string;
-  env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string;
+  env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string; link?: string[]; linkLocalIp?: string[];
   publish?: string[]; publishAll?: boolean; expose?: string[]; dns?: string[]; dnsSearch?: string[]; dnsOption?: string[];
   addHost?: string[]; entrypoint?: string; workdir?: string; user?: string; label?: string[]; privileged?: boolean;
   capAdd?: string[]; capDrop?: string[]; sysctl?: string[]; restart?: string; stopSignal?: string; stopTimeout?: string;
@@ -175,11 +175,14 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
   networks.forEach((n, i) => {
     const ep: Record<string, unknown> = {};
     if (i === 0) {
-      const ipam: Record<string, string> = {};
+      const ipam: Record<string, string | string[]> = {};
       if (o.ip) ipam.IPv4Address = o.ip;
       if (o.ip6) ipam.IPv6Address = o.ip6;
+      if (o.linkLocalIp?.length) ipam.LinkLocalIPs = o.linkLocalIp;
       if (Object.keys(ipam).length) ep.IPAMConfig = ipam;
       if (o.networkAlias?.length) ep.Aliases = o.networkAlias;
+      // Legacy links: on a user-defined network they are the endpoint's (docker's CLI does the same).
+      if (o.link?.length) ep.Links = o.link;
       if (o.macAddress) ep.MacAddress = o.macAddress;
     }
     endpoints[n] = ep;

@@ -76,7 +76,7 @@ export function addressFromReverse(name: string): string | undefined {
 
 export class Resolver {
   private networks = new Map<string, CompiledNetwork>();
-  private sandboxes = new Map<string, { networks: string[]; upstream: string[] }>();
+  private sandboxes = new Map<string, { networks: string[]; upstream: string[]; links: Map<string, Map<string, string>> }>();
   private rr = 0;
 
   constructor(private readonly ttl = DEFAULT_TTL) {}
@@ -103,8 +103,13 @@ export class Resolver {
     this.networks.delete(networkId);
   }
 
-  setSandbox(sandboxId: string, networks: string[], upstream: string[]): void {
-    this.sandboxes.set(sandboxId, { networks, upstream });
+  /**
+   * `links`: per network ID, lower-case alias -> the linked container's name
+   * (legacy --link on a user-defined network: libnetwork's endpoint aliases,
+   * which only the linking container sees).
+   */
+  setSandbox(sandboxId: string, networks: string[], upstream: string[], links: Map<string, Map<string, string>> = new Map()): void {
+    this.sandboxes.set(sandboxId, { networks, upstream, links });
   }
 
   deleteSandbox(sandboxId: string): void {
@@ -137,7 +142,8 @@ export class Resolver {
     for (const netId of sb.networks) {
       const net = this.networks.get(netId);
       if (!net) continue;
-      let entries = net.names.get(q.name);
+      const linked = sb.links.get(netId)?.get(q.name);
+      let entries = (linked !== undefined ? net.names.get(linked) : undefined) ?? net.names.get(q.name);
       // <name>.<network> (libnetwork): the name, in that network only.
       if (!entries && q.name.endsWith(net.suffix)) entries = net.names.get(q.name.slice(0, -net.suffix.length));
       if (!entries || entries.length === 0) continue;

@@ -25,6 +25,7 @@ import { silentLogger, type Logger } from '../../common/log.js';
 import type { DaemonConfig } from '../../daemon/config.js';
 import type { EventBus } from '../../daemon/events.js';
 import type { DockerEndpointSettings, DockerNetworkSettings, Filters, NetworkService } from '../../network/types.js';
+import { checkEndpointSettings } from '../../network/endpoint.js';
 import type {
   AttachOptions, ContainerService, DockerContainerConfig, DockerContainerCreate, DockerContainerInspect, DockerContainerState,
   DockerContainerSummary, DockerExecCreate, DockerHostConfig, IoSession, LogEntry, LogOptions,
@@ -337,6 +338,13 @@ export class ContainerManager implements ContainerService {
       hostConfig.NetworkMode = `container:${other.Id}`;
     } else if (mode !== 'none') {
       if (!endpoints[mode]) endpoints[mode] = {};
+      // Legacy links on a user-defined network belong to its endpoint (libnetwork
+      // aliases); Docker's inspect then shows HostConfig.Links as null.
+      if (mode !== 'bridge' && hostConfig.Links?.length) {
+        const ep = endpoints[mode]!;
+        ep.Links = [...new Set([...(ep.Links ?? []), ...hostConfig.Links])];
+        hostConfig.Links = null;
+      }
     }
     if (isSpecialMode(mode) && Object.keys(endpoints).some((n) => n !== mode)) {
       if (mode === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
@@ -344,6 +352,7 @@ export class ContainerManager implements ContainerService {
     }
     // The docker CLI sends an (empty) endpoint for "container:<name>"; that mode has no endpoints of its own.
     if (mode.startsWith('container:')) delete endpoints[mode];
+    for (const s of Object.values(endpoints)) checkEndpointSettings(s);
     for (const net of Object.keys(endpoints)) {
       if (net === 'host' || net === 'none') continue;
       const found = await this.networks.resolveNetwork(net);
@@ -1193,6 +1202,7 @@ export class ContainerManager implements ContainerService {
     if (mode === 'none' || mode.startsWith('container:') || net.name === 'none') {
       throw new Forbidden('container sharing network namespace with another container or host cannot be connected to any other network');
     }
+    checkEndpointSettings(settings);
     const already = Object.entries(r.EndpointsConfig).find(([n, s]) => n === net.name || n === net.id || s.NetworkID === net.id);
     if (already) throw new Forbidden(`endpoint with name ${r.Name.replace(/^\//, '')} already exists in network ${net.name}`);
     if (r.State.Running) {

@@ -78,6 +78,8 @@ export function endpointRequest(network: string, s: DockerEndpointSettings | und
   if (s?.MacAddress) r.macAddress = s.MacAddress;
   if (s?.DriverOpts && Object.keys(s.DriverOpts).length) r.driverOpts = { ...s.DriverOpts };
   if (s?.GwPriority) r.gwPriority = s.GwPriority;
+  if (s?.Links?.length) r.links = [...s.Links];
+  if (s?.IPAMConfig?.LinkLocalIPs?.length) r.linkLocalIPs = [...s.IPAMConfig.LinkLocalIPs];
   return r;
 }
 

@@ -98,6 +98,10 @@ export class FakeKernel implements SandboxKernel {
   async setDefaultRoute(path: string, ifName: string, gateways: { v4?: string; v6?: string }): Promise<void> {
     this.routes.push({ path, ifName, gateways });
   }
+  readonly addresses: Array<{ path: string; ifName: string; address: string; prefix: number }> = [];
+  async addAddresses(path: string, ifName: string, addrs: Array<{ address: string; prefix: number }>): Promise<void> {
+    for (const a of addrs) this.addresses.push({ path, ifName, ...a });
+  }
   udpSocket() {
     return { address: '127.0.0.1', port: 0 };
   }
