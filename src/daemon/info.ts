@@ -144,8 +144,16 @@ export async function systemInfo(config: DaemonConfig, svc: { networks: NetworkS
     OSVersion: '',
     OSType: 'linux',
     Architecture: arch() === 'x64' ? 'x86_64' : arch(),
-    IndexServerAddress: '',
-    RegistryConfig: null,
+    IndexServerAddress: 'https://index.docker.io/v1/',
+    // docker info prints "Insecure Registries" and "Registry Mirrors" from this.
+    RegistryConfig: {
+      InsecureRegistryCIDRs: ['127.0.0.0/8', ...(config.insecureRegistries ?? []).filter((r) => r.includes('/'))],
+      IndexConfigs: Object.fromEntries([
+        ['docker.io', { Name: 'docker.io', Mirrors: (config.registryMirrors ?? []).map((m) => (m.endsWith('/') ? m : m + '/')), Secure: true, Official: true }],
+        ...(config.insecureRegistries ?? []).filter((r) => !r.includes('/')).map((r) => [r, { Name: r, Mirrors: [], Secure: false, Official: false }]),
+      ]),
+      Mirrors: (config.registryMirrors ?? []).map((m) => (m.endsWith('/') ? m : m + '/')),
+    },
     NCPU: cpus().length,
     MemTotal: totalmem(),
     GenericResources: null,

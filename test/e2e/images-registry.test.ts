@@ -93,6 +93,8 @@ test('push the demo images with the docker CLI and cove; blobs the registry has 
   await ok(cove(['push', `${P}/library/nginx:latest`]), 'cove push nginx');
   const digests = await ok(cove(['images', '--digests', '--format', '{{.Repository}} {{.Digest}}']), 'images --digests');
   assert.match(digests.stdout, new RegExp(`${P.replace(/\./g, '\\.')}/library/alpine sha256:[0-9a-f]{64}`));
+  const mirrors = (await ok(dk(['info', '--format', '{{json .RegistryConfig.Mirrors}}']), 'docker info')).stdout.trim();
+  assert.equal(mirrors, JSON.stringify([`http://${P}/`]));
   // The registry holds them: its catalog, through `cove search`.
   const found = await ok(cove(['search', `${P}/library`]), 'cove search');
   for (const n of ['alpine', 'busybox', 'nginx']) assert.match(found.stdout, new RegExp(`${P.replace(/\./g, '\\.')}/library/${n}\\s`));
