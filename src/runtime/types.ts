@@ -226,6 +226,10 @@ export interface ContainerService {
   disconnectNetwork(idOrName: string, network: string, force: boolean): Promise<void>;
   /** The container's ID and name without resolving errors; for the network layer's inspect. */
   resolve(idOrName: string): Promise<{ id: string; name: string }>;
+  pause(idOrName: string): Promise<void>;
+  unpause(idOrName: string): Promise<void>;
+  top(idOrName: string, psArgs: string): Promise<{ Titles: string[]; Processes: string[][] }>;
+  stats(idOrName: string, opts: { stream: boolean; oneShot: boolean }): AsyncIterable<Record<string, unknown>>;
   /** docker cp: HEAD/GET/PUT /containers/{id}/archive (running or stopped containers). */
   archiveStat(idOrName: string, path: string): Promise<{ name: string; size: number; mode: number; mtime: string; linkTarget: string }>;
   archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void>;

@@ -280,6 +280,19 @@ function spawnFake(cmd: string[], onOut: (stream: 'stdout' | 'stderr', data: Buf
 }
 
 export class FakeContainers implements ContainerService {
+  async pause(): Promise<never> {
+    throw new SystemError('pause: not in the fake engine');
+  }
+  async unpause(): Promise<never> {
+    throw new SystemError('unpause: not in the fake engine');
+  }
+  async top(): Promise<never> {
+    throw new SystemError('top: not in the fake engine');
+  }
+  // eslint-disable-next-line require-yield
+  async *stats(): AsyncGenerator<Record<string, unknown>> {
+    throw new SystemError('stats: not in the fake engine');
+  }
   async archiveStat(): Promise<never> {
     throw new SystemError('archive: not in the fake engine');
   }

@@ -232,7 +232,50 @@ async function archivePut(ctx: Ctx): Promise<void> {
   ctx.reply.empty(200);
 }
 
+async function pause(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.pause(param(ctx, 'id'));
+  ctx.reply.empty(204);
+}
+
+async function unpause(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.unpause(param(ctx, 'id'));
+  ctx.reply.empty(204);
+}
+
+async function top(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await ctx.engine.containers.top(param(ctx, 'id'), ctx.query.get('ps_args') ?? ''));
+}
+
+async function stats(ctx: Ctx): Promise<void> {
+  const stream = ctx.query.get('stream') === null ? true : boolQuery(ctx.query, 'stream');
+  const oneShot = boolQuery(ctx.query, 'one-shot');
+  if (oneShot && stream) throw new InvalidParameter('cannot have stream=true and one-shot=true');
+  const it = ctx.engine.containers.stats(param(ctx, 'id'), { stream, oneShot })[Symbol.asyncIterator]();
+  // The first sample before the headers: an unknown container is still a JSON 404.
+  let next = await it.next();
+  const out = ctx.reply.stream(200, 'application/json');
+  let gone = false;
+  ctx.req.socket.once('close', () => {
+    gone = true;
+    void it.return?.();
+  });
+  try {
+    while (!next.done && !gone) {
+      out.write(JSON.stringify(next.value) + '\n');
+      if (!stream) break;
+      next = await it.next();
+    }
+  } finally {
+    void it.return?.();
+    if (!out.writableEnded) out.end();
+  }
+}
+
 export const containerRoutes: Route[] = [
+  { method: 'POST', path: '/containers/:id/pause', handler: pause },
+  { method: 'POST', path: '/containers/:id/unpause', handler: unpause },
+  { method: 'GET', path: '/containers/:id/top', handler: top },
+  { method: 'GET', path: '/containers/:id/stats', handler: stats },
   { method: 'HEAD', path: '/containers/:id/archive', handler: archiveHead },
   { method: 'GET', path: '/containers/:id/archive', handler: archiveGet },
   { method: 'PUT', path: '/containers/:id/archive', handler: archivePut },

@@ -45,6 +45,7 @@ import { materialize, prepare as prepareMounts, release as releaseMounts, remove
 import { VolumeStore } from '../volumes/store.js';
 import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from './archive.js';
 import type { Readable } from 'node:stream';
+import { sample as statsSample, top as topOf } from './stats.js';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -672,7 +673,7 @@ export class ContainerManager implements ContainerService {
         await this.teardown(id);
         const now = new Date().toISOString();
         const next = await this.update(id, (x) => {
-          x.State = { ...x.State, Status: 'exited', Running: false, Restarting: false, Pid: 0, ExitCode: exitCode, FinishedAt: now };
+          x.State = { ...x.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exitCode, FinishedAt: now };
           delete x.conmonPid;
         });
         this.log.info({ id, exitCode, fromRestore: !!opts.fromRestore }, 'container exited');
@@ -794,6 +795,7 @@ export class ContainerManager implements ContainerService {
     if (!r.State.Running) throw new NotModified();
     const sig = signalNumber(opts.signal, r.Config.StopSignal || 'SIGTERM');
     const timeout = opts.timeout ?? (typeof r.Config.StopTimeout === 'number' ? r.Config.StopTimeout : 10);
+    await this.thaw(r);
     await this.update(r.Id, (x) => {
       x.stoppedByUser = true;
     });
@@ -817,6 +819,7 @@ export class ContainerManager implements ContainerService {
     await this.update(r.Id, (x) => {
       x.stoppedByUser = true;
     });
+    if (sig === 9 || sig === 15) await this.thaw(r);
     try {
       process.kill(r.State.Pid, sig);
     } catch (e) {
@@ -860,6 +863,7 @@ export class ContainerManager implements ContainerService {
         x.HostConfig.AutoRemove = false;
       });
       this.publish(r, 'kill', { signal: '9' });
+      await this.thaw(r).catch(() => undefined);
       const done = await this.signalAndWait(r, 9, 15_000);
       if (!done) throw new Conflict(`Could not kill running container ${r.Id}, cannot remove`);
       await this.withLock(r.Id, async () => undefined);
@@ -969,6 +973,90 @@ export class ContainerManager implements ContainerService {
         }
       },
     };
+  }
+
+  // ---------- pause / top / stats ----------
+
+  async pause(idOrName: string): Promise<void> {
+    const r0 = await this.get(idOrName);
+    await this.withLock(r0.Id, async () => {
+      const r = await this.get(r0.Id);
+      if (!r.State.Running) throw new Conflict(`Container ${r.Id} is not running`);
+      if (r.State.Paused) throw new Conflict(`Container ${r.Id} is already paused`);
+      if (r.State.Restarting) throw new Conflict(`Container ${r.Id} is restarting, wait until the container is running`);
+      await this.runc(['pause', r.Id]).catch((e) => {
+        throw new CoveError(`Cannot pause container ${r.Id}: ${(e as Error).message}`, 500);
+      });
+      const next = await this.update(r.Id, (x) => {
+        x.State.Paused = true;
+        x.State.Status = 'paused';
+      });
+      this.publish(next, 'pause');
+    });
+  }
+
+  async unpause(idOrName: string): Promise<void> {
+    const r0 = await this.get(idOrName);
+    await this.withLock(r0.Id, async () => {
+      const r = await this.get(r0.Id);
+      if (!r.State.Paused) throw new Conflict(`Container ${r.Id} is not paused`);
+      await this.thaw(r);
+      this.publish(await this.get(r.Id), 'unpause');
+    });
+  }
+
+  /** Resumes a frozen container (signals to a frozen cgroup wait until it thaws: stop/kill/rm thaw first, as Docker does). */
+  private async thaw(r: ContainerRecord): Promise<void> {
+    if (!r.State.Paused) return;
+    await this.runc(['resume', r.Id]).catch((e) => {
+      throw new CoveError(`Cannot unpause container ${r.Id}: ${(e as Error).message}`, 500);
+    });
+    await this.update(r.Id, (x) => {
+      x.State.Paused = false;
+      if (x.State.Running) x.State.Status = 'running';
+    });
+  }
+
+  async top(idOrName: string, psArgs: string): Promise<{ Titles: string[]; Processes: string[][] }> {
+    const r = await this.get(idOrName);
+    if (!r.State.Running) throw new Conflict(`Container ${r.Id} is not running`);
+    if (r.State.Restarting) throw new Conflict(`Container ${r.Id} is restarting, wait until the container is running`);
+    return topOf(r.Id, psArgs);
+  }
+
+  /**
+   * Docker's stats samples: one a second while `stream`, else one (with
+   * precpu_stats from a sample a second earlier unless `oneShot`).
+   */
+  async *stats(idOrName: string, opts: { stream: boolean; oneShot: boolean }): AsyncGenerator<Record<string, unknown>> {
+    const r0 = await this.get(idOrName);
+    let prev: Record<string, unknown> | undefined;
+    const take = async (): Promise<Record<string, unknown> | undefined> => {
+      const r = (await this.records.get(r0.Id))?.value;
+      if (!r) return undefined;
+      const s = await statsSample({ id: r.Id, name: r.Name, pid: r.State.Pid, running: r.State.Running, hostNetwork: r.HostConfig.NetworkMode === 'host' });
+      if (prev && r.State.Running) {
+        s.precpu_stats = prev.cpu_stats;
+        s.preread = prev.read;
+      }
+      prev = s;
+      return s;
+    };
+    if (!opts.stream) {
+      if (!opts.oneShot && r0.State.Running) {
+        await take();
+        await new Promise((res) => setTimeout(res, 1000));
+      }
+      const s = await take();
+      if (s) yield s;
+      return;
+    }
+    while (!this.closed) {
+      const s = await take();
+      if (!s) return;
+      yield s;
+      await new Promise((res) => setTimeout(res, 1000));
+    }
   }
 
   // ---------- archive (docker cp) ----------
