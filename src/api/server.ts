@@ -9,6 +9,7 @@ import FindMyWay from 'find-my-way';
 import type { Engine } from '../daemon/engine.js';
 import type { Logger } from '../common/log.js';
 import { CoveError, statusOf } from '../common/errors.js';
+import { MAX_PATH_PARAM } from '../common/ids.js';
 import { API_VERSION, HttpReply, SocketReply, splitUpgradeBody, standardHeaders, type Reply } from './reply.js';
 import type { Ctx } from './request.js';
 import { systemRoutes } from './routes/system.js';
@@ -81,7 +82,7 @@ function serverVersionOf(engine: Engine): string {
 }
 
 export function createApiServer(engine: Engine, log: Logger): http.Server {
-  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true });
+  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true, maxParamLength: MAX_PATH_PARAM });
   const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...distributionRoutes, ...serviceRoutes, ...volumeRoutes, ...swarmRoutes];
   for (const r of routes) router.on(r.method, r.path, () => undefined, { handler: r.handler });
 

@@ -16,6 +16,7 @@ import { EventBus } from './events.js';
 import { systemInfo, versionInfo, probeComponents, COVE_VERSION } from './info.js';
 import type { Engine } from './engine.js';
 import { createApiServer } from '../api/server.js';
+import { installLastResort } from './last-resort.js';
 import { NetworkController } from '../network/controller.js';
 import { ImageStore } from '../runtime/images/index.js';
 import { Distribution } from '../runtime/distribution/index.js';
@@ -87,10 +88,21 @@ export function parseFlags(argv: string[]): DaemonConfig {
   });
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * Is `pid` a running process? A zombie is not: right after `kill -9` the old
+ * daemon stays unreaped until its parent waits for it, and kill(pid, 0) still
+ * succeeds on it; a restart then must not be refused.
+ */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
   } catch {
     return false;
   }
@@ -223,6 +235,7 @@ async function main(): Promise<void> {
     process.exit(err.exitCode ?? 1);
   }
   const log = createLogger(config.logLevel);
+  installLastResort(log);
   let daemon: { stop: () => Promise<void> };
   try {
     daemon = await startDaemon(config, log);

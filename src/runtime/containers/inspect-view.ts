@@ -5,6 +5,7 @@
  * a few keys only), and keys the structs do not have (docker-py and dockerode
  * put `name` in the body) are gone.
  */
+import { availableParallelism } from 'node:os';
 import { InvalidParameter } from '../../common/errors.js';
 import type { DockerContainerConfig, DockerHostConfig } from '../types.js';
 
@@ -57,6 +58,26 @@ export function hostConfigView(h: DockerHostConfig): DockerHostConfig {
 }
 
 /** moby's container.ValidateRestartPolicy, with its wording. */
+/**
+ * Resource values Docker refuses at create (moby verifyPlatformContainerResources),
+ * so that nothing accepted here fails only at start.
+ */
+export function validateResources(hc: { Memory?: number; MemorySwap?: number; MemoryReservation?: number; ShmSize?: number; CpuShares?: number; NanoCpus?: number; PidsLimit?: number | null }): void {
+  const MIN_MEMORY = 6 * 1024 * 1024;
+  if (hc.Memory && hc.Memory < MIN_MEMORY) throw new InvalidParameter('Minimum memory limit allowed is 6MB');
+  if (hc.MemoryReservation && hc.MemoryReservation < MIN_MEMORY) throw new InvalidParameter('Minimum memory reservation allowed is 6MB');
+  if (hc.MemorySwap && hc.MemorySwap > 0 && hc.Memory && hc.MemorySwap < hc.Memory) {
+    throw new InvalidParameter('Minimum memoryswap limit should be larger than memory limit, see usage');
+  }
+  if (hc.ShmSize !== undefined && hc.ShmSize < 0) throw new InvalidParameter('SHM size can not be less than 0');
+  if (hc.CpuShares !== undefined && hc.CpuShares < 0) throw new InvalidParameter(`invalid CPU shares (${hc.CpuShares}): value must be a positive integer`);
+  if (hc.NanoCpus !== undefined && hc.NanoCpus < 0) throw new InvalidParameter(`range of CPUs is from 0.01 to ${osCpus()}.00, as there are only ${osCpus()} CPUs available`);
+}
+
+function osCpus(): number {
+  return availableParallelism();
+}
+
 export function validateRestartPolicy(p: { Name?: string; MaximumRetryCount?: number } | null | undefined): void {
   if (!p) return;
   const max = p.MaximumRetryCount ?? 0;

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Collection, type Store } from '../../store/store.js';
 import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, NotModified } from '../../common/errors.js';
-import { newId, VALID_NAME } from '../../common/ids.js';
+import { MAX_NAME_LENGTH, newId, VALID_NAME } from '../../common/ids.js';
 import { silentLogger, type Logger } from '../../common/log.js';
 import type { DaemonConfig } from '../../daemon/config.js';
 import type { EventBus } from '../../daemon/events.js';
@@ -39,7 +39,7 @@ import { generateName } from './names.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from './oci.js';
 import { isMounted, mountRootfs, rootfsPaths, unmountRootfs } from './rootfs.js';
 import { endpointRequest, exposedPorts, isSpecialMode, normalizeNetworkMode, parsePortKey, sandboxSpec } from './spec.js';
-import { configView, hostConfigView, validateRestartPolicy } from './inspect-view.js';
+import { configView, hostConfigView, validateResources, validateRestartPolicy } from './inspect-view.js';
 import { mountView, ociMounts, parseVolumesFrom, planMounts, type DockerMount, type MountPoint } from './mounts.js';
 import { materialize, prepare as prepareMounts, release as releaseMounts, removeAnonymous } from './mount-setup.js';
 import { VolumeStore } from '../volumes/store.js';
@@ -270,6 +270,10 @@ export class ContainerManager implements ContainerService {
     if (name !== undefined && name !== '' && !VALID_NAME.test(name)) {
       throw new InvalidParameter(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
+    // A name must stay addressable in a request path (see MAX_NAME_LENGTH).
+    if (name && name.replace(/^\//, '').length > MAX_NAME_LENGTH) {
+      throw new InvalidParameter(`Invalid container name (${name.slice(0, 64)}...): longer than ${MAX_NAME_LENGTH} characters`);
+    }
     if (!body.Image) throw new InvalidParameter('No command specified');
     const imageId = await this.images.resolve(body.Image);
     const image = await this.images.imageConfig(imageId);
@@ -278,6 +282,7 @@ export class ContainerManager implements ContainerService {
     const mode = normalizeNetworkMode(hostConfig.NetworkMode);
     hostConfig.NetworkMode = mode;
     validateRestartPolicy(hostConfig.RestartPolicy);
+    validateResources(hostConfig as Parameters<typeof validateResources>[0]);
 
     // Merge with the image's defaults, as Docker does at create.
     const { HostConfig: _h, NetworkingConfig: _n, ...cfgIn } = body;
@@ -896,7 +901,7 @@ export class ContainerManager implements ContainerService {
 
   async rename(idOrName: string, newName: string): Promise<void> {
     const r = await this.get(idOrName);
-    if (!newName || !VALID_NAME.test(newName)) throw new InvalidParameter(`Invalid container name (${newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (!newName || !VALID_NAME.test(newName) || newName.replace(/^\//, '').length > MAX_NAME_LENGTH) throw new InvalidParameter(`Invalid container name (${newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     const target = '/' + newName.replace(/^\//, '');
     if (target === r.Name) throw new InvalidParameter(`Renaming a container with the same name as its current name`);
     await this.withLock('create', async () => {

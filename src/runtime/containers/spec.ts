@@ -2,6 +2,7 @@
  * From a container's Docker-shaped config to what the network layer needs:
  * the SandboxSpec (networks to join, published ports, DNS, extra hosts).
  */
+import { tryParseIp } from '../../network/ipam/ip.js';
 import { InvalidParameter } from '../../common/errors.js';
 import type { DockerEndpointSettings, DockerPortMap, EndpointRequest, PortBinding, SandboxSpec } from '../../network/types.js';
 import type { DockerContainerConfig, DockerHostConfig } from '../types.js';
@@ -34,6 +35,8 @@ export function portBindings(map: DockerPortMap | null | undefined): PortBinding
     const c = parsePortKey(key);
     for (const b of bindings ?? [{}]) {
       const h = parseHostPort(b.HostPort);
+      // Checked here, at create: the port reservation at start would refuse it only then.
+      if (b.HostIp && !tryParseIp(b.HostIp)) throw new InvalidParameter(`invalid IP address: ${b.HostIp}`);
       const cLen = c.end - c.start;
       if (h.start !== 0 && h.end - h.start !== cLen && !(cLen === 0)) {
         throw new InvalidParameter(`invalid ranges specified for container and host Ports: ${key} and ${b.HostPort}`);
