@@ -96,9 +96,11 @@ test('bridge network options', async (t) => {
     await lab.coveOk(['run', '-dit', '--name', 'outside', 'alpine', 'ash']);
     assert.ok(await reaches(lab, 'i1', 'i2'), 'i1 -> i2 by name');
     assert.ok(await reaches(lab, 'i2', 'i1'), 'i2 -> i1 by name');
-    assert.equal(await pings(lab, 'i1', INTERNET_IP), false, 'the internet stand-in by address');
-    assert.equal(await pings(lab, 'i1', 'google.com'), false, 'the internet stand-in by name');
-    assert.ok(await reaches(lab, 'outside', INTERNET_IP), 'a container on the default bridge still reaches it (control)');
+    if (lab.online) {
+      assert.equal(await pings(lab, 'i1', INTERNET_IP), false, 'the internet stand-in by address');
+      assert.equal(await pings(lab, 'i1', 'google.com'), false, 'the internet stand-in by name');
+      assert.ok(await reaches(lab, 'outside', INTERNET_IP), 'a container on the default bridge still reaches it (control)');
+    }
     const i1 = await ipOf(lab, 'i1', 'net-int');
     assert.equal(await pings(lab, 'outside', i1), false, 'outside -> internal member');
     assert.equal((await inspectNet('net-int')).Internal, true);

@@ -23,6 +23,21 @@ export const REPO = resolve(here, here.includes('/dist/') ? '../../..' : '../..'
 export const COVE_BIN = join(REPO, 'bin/cove');
 export const COVED_BIN = join(REPO, 'bin/coved');
 export const INTERNET_IP = '198.51.100.1';
+
+/**
+ * COVE_LAB_OFFLINE=1: labs get no stand-in internet and no route out (the
+ * daemon's netns has only loopback and what Cove makes), as on a machine with
+ * no uplink. Checks that need the internet stand-in skip themselves through
+ * `lab.online` / skipOffline(); everything else must pass as well.
+ */
+export const LAB_OFFLINE = process.env.COVE_LAB_OFFLINE === '1';
+
+/** In a test that needs the internet stand-in: skips it (true) when the lab has none. */
+export function skipOffline(t: { skip: (msg?: string) => void }, lab: { online: boolean }): boolean {
+  if (lab.online) return false;
+  t.skip('needs the stand-in internet (COVE_LAB_OFFLINE=1: no uplink)');
+  return true;
+}
 export const LAB_IP = '10.99.0.1';
 export const INET_GW = '10.99.0.254';
 
@@ -117,6 +132,8 @@ export class Lab {
   daemon: ChildProcess | undefined;
   private dnsServer: ChildProcess | undefined;
   private readonly extraNetns: string[] = [];
+  /** Has a stand-in internet and a default route to it (false with COVE_LAB_OFFLINE=1 or internet: false). */
+  online = false;
 
   private constructor(readonly name: string) {
     this.netns = name;
@@ -140,7 +157,8 @@ export class Lab {
   static async create(name: string, opts: { internet?: boolean } = {}): Promise<Lab> {
     const lab = new Lab(labName(name));
     try {
-      await lab.setup(opts.internet ?? true);
+      lab.online = (opts.internet ?? true) && !LAB_OFFLINE;
+      await lab.setup(lab.online);
     } catch (e) {
       await lab.destroy();
       throw e;
@@ -152,7 +170,11 @@ export class Lab {
     mkdirSync(this.dir, { recursive: true });
     await must('ip', ['netns', 'add', this.netns]);
     await must('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
-    if (!internet) return;
+    if (!internet) {
+      // No uplink, no route out; the host keeps its address (on lo) so remote hosts and published ports still find it.
+      if (LAB_OFFLINE) await must('ip', ['-n', this.netns, 'addr', 'add', `${LAB_IP}/32`, 'dev', 'lo']);
+      return;
+    }
     await must('ip', ['netns', 'add', this.inetNetns]);
     await must('ip', ['link', 'add', 'uplink0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', 'inet0', 'netns', this.inetNetns]);
     await must('ip', ['-n', this.netns, '-batch', '-'], [
@@ -184,6 +206,7 @@ export class Lab {
 
   /** Runs a command on the stand-in internet host. */
   inet(script: string, timeoutMs = 30_000): Promise<RunResult> {
+    if (!this.online) throw new Error(`lab ${this.name} has no stand-in internet (COVE_LAB_OFFLINE=1 or internet: false)`);
     return run('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sh', '-c', script], { timeoutMs });
   }
 
@@ -310,7 +333,8 @@ export class Lab {
 
   /**
    * Adds another machine out on the network: a namespace routed to the lab
-   * through the internet stand-in (10.98.N.2, gateway 10.98.N.1). Returns a
+   * through the internet stand-in (10.98.N.2, gateway 10.98.N.1; offline,
+   * linked to the lab directly with the same addresses). Returns a
    * function running a shell command on it.
    */
   async addRemoteHost(name: string, n: number): Promise<{ ip: string; sh: (script: string) => Promise<RunResult> }> {
@@ -318,9 +342,11 @@ export class Lab {
     await must('ip', ['netns', 'add', ns]);
     this.extraNetns.push(ns);
     const routerIf = `r${name}`.slice(0, 15);
-    await must('ip', ['link', 'add', routerIf, 'netns', this.inetNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [`addr add 10.98.${n}.1/24 dev ${routerIf}`, `link set ${routerIf} up`].join('\n') + '\n');
-    await must('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    // Offline there is no router in between: the host hangs straight off the lab (a LAN neighbour on its own subnet).
+    const routerNs = this.online ? this.inetNetns : this.netns;
+    await must('ip', ['link', 'add', routerIf, 'netns', routerNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await must('ip', ['-n', routerNs, '-batch', '-'], [`addr add 10.98.${n}.1/24 dev ${routerIf}`, `link set ${routerIf} up`].join('\n') + '\n');
+    if (this.online) await must('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     await must('ip', ['-n', ns, '-batch', '-'], ['link set lo up', `addr add 10.98.${n}.2/24 dev eth0`, 'link set eth0 up', `route add default via 10.98.${n}.1`].join('\n') + '\n');
     return { ip: `10.98.${n}.2`, sh: (script) => run('nsenter', [`--net=/run/netns/${ns}`, 'sh', '-c', script]) };
   }
