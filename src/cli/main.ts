@@ -202,6 +202,12 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .argument('<container...>').action(act(program, 'container', 'wait'));
   parent.command('rename').description('Rename a container')
     .argument('<container>').argument('<new-name>').action(act(program, 'container', 'rename'));
+  parent.command('pause').description('Pause all processes within one or more containers')
+    .argument('<container...>').action(act(program, 'container', 'pause'));
+  parent.command('unpause').description('Unpause all processes within one or more containers')
+    .argument('<container...>').action(act(program, 'container', 'unpause'));
+  parent.command('top').description('Display the running processes of a container')
+    .argument('<container>').argument('[ps-options...]').action(act(program, 'container', 'top'));
   parent.command('port').description('List port mappings or a specific mapping for the container')
     .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
 }

@@ -121,3 +121,14 @@ test('pause/unpause freeze the container; errors as Docker words them', { skip }
   assert.equal(stoppedTop.status, 409);
   await dockerOk(L(), ['rm', 'pz']);
 });
+
+test('the cove CLI: pause, unpause, top', { skip }, async () => {
+  await dockerOk(L(), ['run', '-d', '--name', 'cz', 'alpine', 'sleep', '300']);
+  assert.equal(await L().coveOk(['pause', 'cz']), 'cz');
+  assert.equal(await dockerOk(L(), ['inspect', '--format', '{{.State.Status}}', 'cz']), 'paused');
+  assert.equal(await L().coveOk(['unpause', 'cz']), 'cz');
+  const top = await L().coveOk(['top', 'cz']);
+  assert.match(top, /^UID\s+PID\s+PPID/);
+  assert.match(top, /sleep 300$/m);
+  await dockerOk(L(), ['rm', '-f', 'cz']);
+});

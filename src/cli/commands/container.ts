@@ -192,3 +192,19 @@ export async function port(cli: Cli, container: string, privatePort?: string): P
   const keys = Object.keys(ports).sort((a, b) => parseInt(a, 10) - parseInt(b, 10) || a.localeCompare(b));
   for (const k of keys) for (const b of ports[k] ?? []) cli.out(`${k} -> ${fmt(b)}\n`);
 }
+
+export async function pause(cli: Cli, names: string[]): Promise<void> {
+  await eachContainer(cli, names, (n) => cli.client.post(`/containers/${enc(n)}/pause`).then(() => {}));
+}
+
+export async function unpause(cli: Cli, names: string[]): Promise<void> {
+  await eachContainer(cli, names, (n) => cli.client.post(`/containers/${enc(n)}/unpause`).then(() => {}));
+}
+
+/** docker top: the daemon's ps table, columns padded as docker's tabwriter does. */
+export async function top(cli: Cli, name: string, psArgs: string[] | undefined): Promise<void> {
+  const res = await cli.client.get<{ Titles: string[]; Processes: string[][] }>(`/containers/${enc(name)}/top`, psArgs?.length ? { ps_args: psArgs.join(' ') } : undefined);
+  const rows = [res.Titles, ...res.Processes];
+  const widths = res.Titles.map((_t, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  cli.out(rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n');
+}
