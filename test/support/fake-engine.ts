@@ -286,7 +286,8 @@ export class FakeContainers implements ContainerService {
   async unpause(): Promise<never> {
     throw new SystemError('unpause: not in the fake engine');
   }
-  async top(): Promise<never> {
+  async top(idOrName: string): Promise<never> {
+    await this.resolve(idOrName); // an unknown container is a 404, as in the real engine
     throw new SystemError('top: not in the fake engine');
   }
   // eslint-disable-next-line require-yield
