@@ -28,6 +28,9 @@ const modules: Record<string, Loader> = {
   system: () => import('./commands/system.js'),
   service: () => import('./commands/service.js'),
   volume: () => import('./commands/volume.js'),
+  lab: () => import('./commands/lab.js'),
+  swarm: () => import('./commands/swarm.js'),
+  node: () => import('./commands/node.js'),
 };
 
 /** Exit code for daemon errors of `run`/`create` (docker's 125). */
@@ -387,6 +390,74 @@ function serviceCommands(program: Command): void {
     .option('--no-trunc', 'Do not truncate output')
     .option('--raw', 'Do not neatly format logs')
     .argument('<service>').action(act(program, 'service', 'logs'));
+/** `swarm ...` and `node ...`, with docker's flags. */
+function swarmCommands(program: Command): void {
+  const swarm = program.command('swarm').description('Manage Swarm');
+  swarm.command('init').description('Initialize a swarm')
+    .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
+    .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
+    .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
+    .option('--data-path-port <port>', 'Port number to use for data path traffic (1024 - 49151)')
+    .option('--default-addr-pool <cidr>', 'default address pool in CIDR format', collect)
+    .option('--default-addr-pool-mask-length <n>', 'default address pool subnet mask length', '24')
+    .option('--force-new-cluster', 'Force create a new cluster from current state')
+    .option('--autolock', 'Enable manager autolocking (requiring an unlock key to start a stopped manager)')
+    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
+    .option('--task-history-limit <n>', 'Task history retention limit', '5')
+    .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)', '2160h0m0s')
+    .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)', '5s')
+    .action(act(program, 'swarm', 'init'));
+  swarm.command('join').description('Join a swarm as a node and/or manager')
+    .option('--token <token>', 'Token for entry into the swarm')
+    .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
+    .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
+    .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
+    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
+    .argument('<host:port>').action(act(program, 'swarm', 'join'));
+  swarm.command('leave').description('Leave the swarm')
+    .option('-f, --force', 'Force this node to leave the swarm, ignoring warnings')
+    .action(act(program, 'swarm', 'leave'));
+  swarm.command('join-token').description('Manage join tokens')
+    .option('-q, --quiet', 'Only display token')
+    .option('--rotate', 'Rotate join token')
+    .argument('<worker|manager>').action(act(program, 'swarm', 'joinToken'));
+  swarm.command('update').description('Update the swarm')
+    .option('--autolock <bool>', 'Change manager autolocking setting (true|false)')
+    .option('--task-history-limit <n>', 'Task history retention limit')
+    .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)')
+    .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)')
+    .action(act(program, 'swarm', 'update'));
+  swarm.command('unlock-key').description('Manage the unlock key')
+    .option('-q, --quiet', 'Only display token')
+    .option('--rotate', 'Rotate unlock key')
+    .action(act(program, 'swarm', 'unlockKey'));
+  swarm.command('inspect').description('Display detailed information on the swarm')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .action(act(program, 'swarm', 'inspect'));
+
+  const node = program.command('node').description('Manage Swarm nodes');
+  node.command('ls').aliases(['list']).description('List nodes in the swarm')
+    .option('-q, --quiet', 'Only display IDs')
+    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+    .option('--format <format>', 'Format output using a custom template')
+    .action(act(program, 'node', 'ls'));
+  node.command('inspect').description('Display detailed information on one or more nodes')
+    .option('-f, --format <format>', 'Format output using a custom template')
+    .option('--pretty', 'Print the information in a human friendly format')
+    .argument('<node...>').action(act(program, 'node', 'inspect'));
+  node.command('promote').description('Promote one or more nodes to manager in the swarm')
+    .argument('<node...>').action(act(program, 'node', 'promote'));
+  node.command('demote').description('Demote one or more nodes from manager in the swarm')
+    .argument('<node...>').action(act(program, 'node', 'demote'));
+  node.command('update').description('Update a node')
+    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")')
+    .option('--role <role>', 'Role of the node ("worker", "manager")')
+    .option('--label-add <key=value>', 'Add or update a node label', collect)
+    .option('--label-rm <key>', 'Remove a node label if exists', collect)
+    .argument('<node>').action(act(program, 'node', 'update'));
+  node.command('rm').aliases(['remove']).description('Remove one or more nodes from the swarm')
+    .option('-f, --force', 'Force remove a node from the swarm')
+    .argument('<node...>').action(act(program, 'node', 'rm'));
 }
 
 export function buildProgram(): Command {
@@ -502,6 +573,27 @@ export function buildProgram(): Command {
   const system = program.command('system').description('Manage Cove');
   systemCommands(system, program, false);
   serviceCommands(program);
+
+  const lab = program.command('lab').description('Simulated hosts on this machine (network namespaces), for multi-host work');
+  lab.command('up').description('Build N hosts joined by an underlay bridge, each with its own coved')
+    .option('--hosts <n>', 'Number of hosts', '3')
+    .option('--name <name>', 'Lab name', 'lab')
+    .action(act(program, 'lab', 'up'));
+  lab.command('env').description("Print the environment that points docker and cove at a host")
+    .option('--name <name>', 'Lab name', 'lab')
+    .argument('<host>').action(act(program, 'lab', 'env'));
+  lab.command('exec').description('Run a command inside a host, with DOCKER_HOST and COVE_HOST set')
+    .option('--name <name>', 'Lab name', 'lab')
+    .argument('<host>').argument('<command...>').passThroughOptions()
+    .action(act(program, 'lab', 'exec'));
+  lab.command('ls').description("List a lab's hosts")
+    .option('--name <name>', 'Lab name', 'lab')
+    .action(act(program, 'lab', 'ls'));
+  lab.command('down').description('Remove every namespace, link, mount and process of a lab')
+    .option('--name <name>', 'Lab name', 'lab')
+    .action(act(program, 'lab', 'down'));
+
+  swarmCommands(program);
 
   return program;
 }
