@@ -390,6 +390,8 @@ function serviceCommands(program: Command): void {
     .option('--no-trunc', 'Do not truncate output')
     .option('--raw', 'Do not neatly format logs')
     .argument('<service>').action(act(program, 'service', 'logs'));
+}
+
 /** `swarm ...` and `node ...`, with docker's flags. */
 function swarmCommands(program: Command): void {
   const swarm = program.command('swarm').description('Manage Swarm');
@@ -586,6 +588,15 @@ export function buildProgram(): Command {
     .option('--name <name>', 'Lab name', 'lab')
     .argument('<host>').argument('<command...>').passThroughOptions()
     .action(act(program, 'lab', 'exec'));
+  lab.command('restart').description("Restart a host's coved (--kill: SIGKILL, a crash)")
+    .option('--name <name>', 'Lab name', 'lab').option('--kill', 'Kill with SIGKILL')
+    .argument('<host>').action(act(program, 'lab', 'restart'));
+  lab.command('stop').description("Stop a host's coved (--kill: SIGKILL, a crash)")
+    .option('--name <name>', 'Lab name', 'lab').option('--kill', 'Kill with SIGKILL')
+    .argument('<host>').action(act(program, 'lab', 'stop'));
+  lab.command('start').description("Start a stopped host's coved")
+    .option('--name <name>', 'Lab name', 'lab')
+    .argument('<host>').action(act(program, 'lab', 'start'));
   lab.command('ls').description("List a lab's hosts")
     .option('--name <name>', 'Lab name', 'lab')
     .action(act(program, 'lab', 'ls'));

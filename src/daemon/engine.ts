@@ -5,6 +5,7 @@ import type { EventBus } from './events.js';
 import type { VolumeService } from '../runtime/volumes/store.js';
 import type { DaemonConfig } from './config.js';
 import type { SwarmServices } from '../services/index.js';
+import type { SwarmController } from '../swarm/controller.js';
 
 /** Everything the API layer serves, wired together by the daemon. */
 export interface Engine {
@@ -18,6 +19,8 @@ export interface Engine {
   events: EventBus;
   /** Swarm services and tasks (answers 503 outside a swarm); optional so API tests can leave it out. */
   services?: SwarmServices;
+  /** Swarm mode (membership, nodes); absent in daemons built without it (tests with fakes). */
+  swarm?: SwarmController;
   /** GET /info and GET /version payloads. */
   info(): Promise<Record<string, unknown>>;
   version(): Record<string, unknown>;

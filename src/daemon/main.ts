@@ -25,6 +25,7 @@ import { ContainerManager } from '../runtime/containers/index.js';
 import { VolumeStore } from '../runtime/volumes/store.js';
 import { probeRuntime } from '../runtime/probe.js';
 import { SwarmServices } from '../services/index.js';
+import { SwarmController } from '../swarm/controller.js';
 
 function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
@@ -186,6 +187,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
 
   // Swarm services: idle until the swarm layer attaches a Membership (swarm init/join).
   const services = new SwarmServices({ containers, images, networks, events, log: log.child({ module: 'services' }) });
+  // Swarm: resumes the cluster this node belongs to (and re-adopts its etcd
+  // member) in the background; the API answers meanwhile.
+  const swarm = new SwarmController({ config, log: log.child({ module: 'swarm' }), clusterAware: () => [networks, services], engineVersion: COVE_VERSION });
+  void swarm.restore();
+
   const engine: Engine = {
     config,
     networks,
@@ -195,7 +201,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     distribution,
     events,
     services,
-    info: () => systemInfo(config, { networks, containers, images }),
+    swarm,
+    info: async () => ({ ...(await systemInfo(config, { networks, containers, images })), Swarm: await swarm.info() }),
     version: () => versionInfo(components),
   };
   const server = createApiServer(engine, log.child({ module: 'api' }));
@@ -217,6 +224,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
       await services.close();
       await containers.close();
       await networks.close();
+      // Last: the others used the cluster store until now. The etcd member keeps running.
+      await swarm.close();
       await store.close();
       rmSync(config.socketPath, { force: true });
       rmSync(config.pidfile, { force: true });

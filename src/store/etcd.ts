@@ -19,6 +19,8 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number;
   /** gRPC keepalive ping interval; etcd refuses pings more often than its --grpc-keepalive-min-time (5 s by default). */
   keepaliveMs?: number;
+  /** Mutual TLS: the cluster CA and this node's certificate and key (PEM). etcd maps the cert's CN to its user. */
+  tls?: { ca: Buffer | string; cert: Buffer | string; key: Buffer | string };
 }
 
 /** Keys under this relative prefix are the store's own bookkeeping; list and watch never show them. */
@@ -107,7 +109,27 @@ export class EtcdStore implements Store {
         watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
       },
     };
+    if (opts.tls) {
+      options.credentials = {
+        rootCertificate: Buffer.from(opts.tls.ca),
+        certChain: Buffer.from(opts.tls.cert),
+        privateKey: Buffer.from(opts.tls.key),
+      };
+    }
     this.client = new Etcd3(options);
+  }
+
+  /**
+   * The underlying etcd3 client, for what the Store interface does not cover
+   * (leases, cluster membership, maintenance, auth). Keys written through it
+   * must carry `keyPrefix` themselves.
+   */
+  get raw(): Etcd3 {
+    return this.client;
+  }
+
+  get keyPrefix(): string {
+    return this.prefix;
   }
 
   // ---- reads -------------------------------------------------------------

@@ -26,7 +26,7 @@ async function ping(ctx: Ctx): Promise<void> {
   // Docker answers the ping with these on top of the standard headers.
   ctx.reply.setHeader('Cache-Control', 'no-cache, no-store, must-revalidate');
   ctx.reply.setHeader('Pragma', 'no-cache');
-  ctx.reply.setHeader('Swarm', 'inactive');
+  ctx.reply.setHeader('Swarm', ctx.engine.swarm?.pingState() ?? 'inactive');
   ctx.reply.text(200, 'OK');
 }
 

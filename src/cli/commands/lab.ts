@@ -68,3 +68,26 @@ function hostOf(lab: HostLab, name: string) {
     throw new CliError((e as Error).message);
   }
 }
+
+/** Restarts a host's coved (SIGTERM, or SIGKILL with --kill: a crash); its containers and etcd member keep running. */
+export async function restart(cli: Cli, host: string, opts: { name?: string; kill?: boolean }): Promise<void> {
+  const lab = load(opts.name);
+  const h = hostOf(lab, host);
+  await lab.stopDaemon(h, opts.kill ? 'SIGKILL' : 'SIGTERM');
+  await lab.startDaemon(h);
+  cli.out(`${h.name}\t${h.pid}\n`);
+}
+
+/** Stops a host's coved (SIGTERM, or SIGKILL with --kill). */
+export async function stop(cli: Cli, host: string, opts: { name?: string; kill?: boolean }): Promise<void> {
+  const lab = load(opts.name);
+  await lab.stopDaemon(hostOf(lab, host), opts.kill ? 'SIGKILL' : 'SIGTERM');
+}
+
+/** Starts a stopped host's coved. */
+export async function start(cli: Cli, host: string, opts: { name?: string }): Promise<void> {
+  const lab = load(opts.name);
+  const h = hostOf(lab, host);
+  await lab.startDaemon(h);
+  cli.out(`${h.name}\t${h.pid}\n`);
+}
