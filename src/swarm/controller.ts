@@ -547,7 +547,7 @@ export class SwarmController {
         return { id: res.member.ID, initialCluster: members.join(',') };
       } catch (e) {
         const msg = (e as Error).message;
-        if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE/i.test(msg)) {
+        if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(msg)) {
           throw new Unavailable(`could not add the etcd member for ${addr}: ${msg}`);
         }
         await sleep(200);
@@ -1069,7 +1069,7 @@ async function retryUnhealthy<T>(what: string, fn: () => Promise<T>, ms = 20_000
       return await fn();
     } catch (e) {
       const msg = (e as Error).message;
-      if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE/i.test(msg)) {
+      if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(msg)) {
         throw new Unavailable(`could not ${what}: ${msg}`);
       }
       await sleep(250);

@@ -56,7 +56,8 @@ before(async () => {
 });
 
 after(async () => {
-  await lab?.down();
+  // COVE_LAB_KEEP=1 keeps the lab for a post-mortem (`cove lab down --name sw` removes it).
+  if (!process.env.COVE_LAB_KEEP) await lab?.down();
 });
 
 let workerToken = '';

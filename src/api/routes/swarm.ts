@@ -11,9 +11,13 @@ import type { SwarmController } from '../../swarm/controller.js';
 export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
 export const NO_SWARM = 'This node is not part of a swarm';
 
-function swarmOf(ctx: Ctx): SwarmController {
+/**
+ * The swarm controller; an engine without one (API tests with fakes) answers
+ * as a Docker engine outside a swarm.
+ */
+function swarmOf(ctx: Ctx, outside = NOT_A_MANAGER): SwarmController {
   const s = ctx.engine.swarm;
-  if (!s) throw new Unavailable('swarm mode is not available in this Cove daemon');
+  if (!s) throw new Unavailable(outside);
   return s;
 }
 
@@ -39,18 +43,18 @@ function versionOf(ctx: Ctx): number | undefined {
 
 async function init(ctx: Ctx): Promise<void> {
   const body = await jsonBody<Parameters<SwarmController['init']>[0]>(ctx, undefined, { optional: true });
-  const id = await swarmOf(ctx).init(body ?? {});
+  const id = await swarmOf(ctx, 'swarm mode is not available in this Cove daemon').init(body ?? {});
   ctx.reply.json(200, id);
 }
 
 async function join(ctx: Ctx): Promise<void> {
   const body = await jsonBody<Parameters<SwarmController['join']>[0]>(ctx, undefined, { optional: true });
-  await swarmOf(ctx).join(body ?? {});
+  await swarmOf(ctx, 'swarm mode is not available in this Cove daemon').join(body ?? {});
   ctx.reply.empty(200);
 }
 
 async function leave(ctx: Ctx): Promise<void> {
-  await swarmOf(ctx).leave(boolQuery(ctx.query, 'force'));
+  await swarmOf(ctx, NO_SWARM).leave(boolQuery(ctx.query, 'force'));
   ctx.reply.empty(200);
 }
 
