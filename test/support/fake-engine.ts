@@ -280,28 +280,34 @@ function spawnFake(cmd: string[], onOut: (stream: 'stdout' | 'stderr', data: Buf
 }
 
 export class FakeContainers implements ContainerService {
-  async pause(): Promise<never> {
-    throw new SystemError('pause: not in the fake engine');
+  async pause(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
-  async unpause(): Promise<never> {
-    throw new SystemError('unpause: not in the fake engine');
+  async unpause(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
   async top(idOrName: string): Promise<never> {
-    await this.resolve(idOrName); // an unknown container is a 404, as in the real engine
-    throw new SystemError('top: not in the fake engine');
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
   // eslint-disable-next-line require-yield
-  async *stats(): AsyncGenerator<Record<string, unknown>> {
-    throw new SystemError('stats: not in the fake engine');
+  async *stats(idOrName: string): AsyncGenerator<Record<string, unknown>> {
+    const c = this.get(idOrName);
+    yield { id: c.id, name: `/${c.name}`, read: '0001-01-01T00:00:00Z' };
   }
-  async archiveStat(): Promise<never> {
-    throw new SystemError('archive: not in the fake engine');
+  async archiveStat(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
-  async archiveGet(): Promise<never> {
-    throw new SystemError('archive: not in the fake engine');
+  async archiveGet(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
-  async archivePut(): Promise<never> {
-    throw new SystemError('archive: not in the fake engine');
+  async archivePut(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} is not running`);
   }
   readonly ctrs = new Map<string, FakeContainer>();
   readonly execs = new Map<string, { id: string; ctr: string; body: DockerExecCreate; running: boolean; exitCode: number | null }>();
