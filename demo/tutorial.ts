@@ -4,7 +4,7 @@
  * it printed. The engine runs in a lab namespace with no uplink; a second
  * namespace stands in for the internet (google.com -> 198.51.100.1).
  *
- *   node dist/demo/tutorial.js [--keep | --destroy]   (scripts/demo.sh sets things up first)
+ *   node dist/demo/tutorial.js [--keep | --destroy | --single-host | --swarm-only]   (scripts/demo.sh sets things up first)
  */
 import { Lab, REPO, type RunResult } from '../test/lab/lab.js';
 import { MultiHostLab } from '../test/lab/multihost.js';
@@ -108,6 +108,11 @@ async function swarmPart(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--swarm-only')) {
+    await swarmPart();
+    process.exitCode = failures ? 1 : 0;
+    return;
+  }
   if (process.argv.includes('--destroy')) {
     await Lab.existing('cove-demo').destroy();
     return;

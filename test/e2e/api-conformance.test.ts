@@ -129,8 +129,8 @@ test('system: ping headers, version negotiation, info', async (t) => {
 
 test('unknown endpoints answer 404 in Docker\'s error JSON at once, never hang', async () => {
   for (const [method, path] of [
-    ['GET', '/nope'], ['GET', '/v1.51/nope'], ['POST', '/containers/x/bogus'], ['PUT', '/networks'], ['GET', '/volumes'],
-    ['POST', '/build'], ['GET', '/plugins'], ['DELETE', '/_ping'], ['PATCH', '/containers/json'], ['GET', '/distribution/alpine/json'],
+    ['GET', '/nope'], ['GET', '/v1.51/nope'], ['POST', '/containers/x/bogus'], ['PUT', '/networks'], ['GET', '/volumes/x/bogus'],
+    ['POST', '/build'], ['GET', '/plugins'], ['DELETE', '/_ping'], ['PATCH', '/containers/json'], ['POST', '/distribution/alpine/json'],
   ] as const) {
     const started = Date.now();
     const r = await api(lab, method, path, undefined, {}, 3000);
