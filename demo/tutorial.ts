@@ -88,6 +88,7 @@ async function swarmPart(): Promise<void> {
     await on(manager, ['network', 'create', '-d', 'overlay', 'nginx-net-2']);
     await on(manager, ['service', 'update', '--network-add', 'nginx-net-2', '--network-rm', 'nginx-net', 'my-nginx']);
     await on(manager, ['service', 'ls']);
+    await on(manager, ['service', 'ps', 'my-nginx']);
     await on(manager, ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net'], undefined);
     await on(manager, ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net-2'], undefined);
     await on(manager, ['service', 'rm', 'my-nginx']);

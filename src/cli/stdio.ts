@@ -98,5 +98,10 @@ export function pipeSession(socket: Socket, head: Buffer, opts: SessionOptions):
     socket.once('end', finish);
     socket.once('close', finish);
     socket.once('error', finish);
+    // A container that printed nothing and exited while the caller was still
+    // starting it: its stream may have ended (and closed) before these
+    // listeners existed, even though the socket was paused, since there was
+    // no data to hold back. Then nothing above will fire again.
+    if (socket.readableEnded || socket.destroyed) finish();
   });
 }

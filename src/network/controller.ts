@@ -1480,6 +1480,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     const c = this.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
     if (!c.m.isManager()) throw new Unavailable(WORKER_MODIFY);
+    await this.drainTaskEndpoints(n.id);
     await this.mutex.run(`net:${n.id}`, async () => {
       const eps = await c.keys.endpointsOf(n.id);
       if (eps.length > 0) {
@@ -1491,6 +1492,26 @@ export class NetworkController implements NetworkService, ClusterAware {
     });
     this.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
     this.log.info({ network: n.name, id: n.id }, 'swarm network removed');
+  }
+
+  /**
+   * `service rm` returns before the nodes' agents have removed the tasks
+   * (as Docker's does), and Docker's `network rm` right after it succeeds:
+   * task endpoints do not hold a swarm network. So while every endpoint left
+   * belongs to a swarm task (named <service>.<slot|node>.<task id>), wait for
+   * the agents to take them away, a bounded time; a standalone container's
+   * endpoint is refused at once below.
+   */
+  private async drainTaskEndpoints(networkId: string, timeoutMs = 20_000): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    const isTask = (e: SwarmEndpoint): boolean => /\.[a-z0-9]{25}$/.test(e.name);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const eps = await c.keys.endpointsOf(networkId);
+      if (eps.length === 0 || !eps.every(isTask) || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   /** Inspect of a swarm network: this host's MTU, and Peers (every node with an endpoint on it). */

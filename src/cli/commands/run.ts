@@ -286,8 +286,12 @@ function resizer(cli: Cli, path: string): (rows: number, cols: number) => void {
 async function exitCodeAfter(cli: Cli, id: string, waitResult: Promise<number> | undefined, detached: boolean): Promise<number | 'detached'> {
   if (detached) return 'detached';
   if (waitResult) {
-    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 1500).unref());
-    const res = await Promise.race([waitResult, timeout]);
+    // Not unref'd: when the wait response stalls with its socket already
+    // gone, this timer is the only thing keeping the event loop alive, and
+    // without it node ends the CLI with exit 13 (an unsettled top-level await).
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), 1500); });
+    const res = await Promise.race([waitResult.catch(() => 'timeout' as const), timeout]).finally(() => clearTimeout(timer));
     if (res !== 'timeout') return res;
   }
   const info = await cli.client.get<{ State: { Running: boolean; ExitCode: number } }>(`/containers/${id}/json`);

@@ -19,7 +19,7 @@ import type {
 import { KeyedMutex } from '../../mutex.js';
 import type { DriverContext } from '../registry.js';
 import {
-  OPT_MTU, endpointMac, joinOps, networkUpOps, overlayConfig, overlayMtu, overlayNetnsPath, peerDiffOps, peerEntry,
+  OPT_MTU, VXLAN, endpointMac, joinOps, networkUpOps, overlayConfig, overlayMtu, overlayNetnsPath, peerDiffOps, peerEntry,
   type OverlayConfig, type ProgrammedPeer,
 } from './plan.js';
 import { PlainTransport, type UnderlayTransport } from './transport.js';
@@ -230,6 +230,12 @@ export class OverlayDriver implements NetworkDriver {
       }
     }
     if (this.kernel.netnsExists(nsPath)) {
+      // The kernel tears a deleted namespace's links down later, in a work
+      // queue; until then the old vxlan0 still holds its VNI on port 4789, and
+      // a container joining this network again right away (a rolling update,
+      // the ingress network of the next task) would get `File exists` from
+      // `ip link add vxlan0`. Deleting the link first frees the VNI now.
+      await this.kernel.apply(nsPath, [{ kind: 'link-del', name: VXLAN }]).catch(() => undefined);
       await this.kernel.deleteNetns(nsPath);
       this.log?.info({ network: net.name }, 'overlay network left this host');
     }
