@@ -71,8 +71,8 @@ export class BlobStore {
    */
   async write(input: Readable, expected?: string, onBytes?: (n: number) => void): Promise<{ digest: string; size: number }> {
     if (expected) hexOf(expected);
-    await mkdir(join(this.root, 'blobs', 'tmp'), { recursive: true });
-    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(join(this.root, 'blobs', 'tmp'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
     const tmp = this.tmpPath();
     const hash = createHash('sha256');
     let size = 0;
@@ -100,7 +100,7 @@ export class BlobStore {
 
   /** Moves a file whose digest the caller computed into the store. */
   async adopt(file: string, digest: string): Promise<void> {
-    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
     if (this.has(digest)) await rm(file, { force: true });
     else await rename(file, this.path(digest));
   }
@@ -125,7 +125,7 @@ export class BlobStore {
 
   async updateDiff(diffId: string, fn: (cur: DiffInfo) => DiffInfo): Promise<void> {
     const next = fn(await this.diffInfo(diffId));
-    await mkdir(join(this.root, 'diffs'), { recursive: true });
+    await mkdir(join(this.root, 'diffs'), { recursive: true, mode: 0o700 });
     const tmp = this.diffPath(diffId) + '.' + randomBytes(4).toString('hex');
     await writeFile(tmp, JSON.stringify(next));
     await rename(tmp, this.diffPath(diffId));

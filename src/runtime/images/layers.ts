@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile, lstat, chown, chmod, lutimes, lchown, symlink } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { execFile } from 'node:child_process';
@@ -36,26 +36,22 @@ export function chainIdOf(parentChainId: string | null, diffId: string): string 
 const hex = (digest: string): string => digest.replace(/^sha256:/, '');
 
 /** Peeks at the first bytes and gunzips when the stream is gzip'd; refuses other compressions. */
-export async function decompressed(input: Readable): Promise<Readable> {
-  const first = await new Promise<Buffer>((resolve, reject) => {
-    const onReadable = (): void => {
-      const chunk = input.read() as Buffer | null;
-      if (chunk === null) return;
-      cleanup();
-      resolve(chunk);
-    };
-    const onEnd = (): void => { cleanup(); resolve(Buffer.alloc(0)); };
-    const onError = (e: Error): void => { cleanup(); reject(e); };
-    const cleanup = (): void => {
-      input.off('readable', onReadable);
-      input.off('end', onEnd);
-      input.off('error', onError);
-    };
-    input.on('readable', onReadable);
-    input.on('end', onEnd);
-    input.on('error', onError);
-  });
-  input.unshift(first);
+export async function decompressed(source: Readable): Promise<Readable> {
+  // Sniff the first chunk through the async iterator and hand on a stream
+  // that yields it again: read()+unshift() lost an HTTP request body that had
+  // fully arrived (an import through the API found no tar at all).
+  const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const head = await it.next();
+  const first: Buffer = head.done ? Buffer.alloc(0) : Buffer.from(head.value);
+  async function* again(): AsyncGenerator<Buffer> {
+    if (first.length) yield first;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield Buffer.from(r.value);
+    }
+  }
+  const input = Readable.from(again(), { objectMode: false });
   if (first[0] === 0x1f && first[1] === 0x8b) return input.pipe(createGunzip());
   if (first.subarray(0, 3).toString('latin1') === 'BZh') throw new InvalidParameter('bzip2-compressed layers are not supported');
   if (first[0] === 0xfd && first.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new InvalidParameter('xz-compressed layers are not supported');
