@@ -83,7 +83,7 @@ test('first join builds the namespace, br0 and vxlan0 (underlay MTU - 50), then 
   await d.leave(joinReq(n, 'aaaaaaa1', '10.0.1.2/24'));
   assert.deepEqual(kernel.take(), [`${NS} ip link del vethaaaaaaa`]);
   await d.leave(joinReq(n, 'bbbbbbb2', '10.0.1.5/24', '/run/cove/sandbox/b'));
-  assert.deepEqual(kernel.take(), [`${NS} ip link del vethbbbbbbb`, `-netns ${NS}`]);
+  assert.deepEqual(kernel.take(), [`${NS} ip link del vethbbbbbbb`, `${NS} ip link del vxlan0`, `-netns ${NS}`]);
   assert.deepEqual(d.activeNetworks(), []);
 });
 
@@ -138,7 +138,7 @@ test('restore: endpoints here adopt the namespace that outlived the daemon; none
   const other = setup();
   other.kernel.netns.add(NS);
   await other.d.restoreNetwork(net(), []);
-  assert.deepEqual(other.kernel.take(), [`-netns ${NS}`]);
+  assert.deepEqual(other.kernel.take(), [`${NS} ip link del vxlan0`, `-netns ${NS}`]);
   other.d.setCluster(undefined);
   await assert.rejects(other.d.join(joinReq(net(), 'aaaaaaa1', '10.0.1.2/24')), /not part of a swarm/);
 });
