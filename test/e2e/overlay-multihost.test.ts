@@ -11,24 +11,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, run, INTERNET_IP, LAB_OFFLINE, type Lab, type RunResult } from '../lab/lab.js';
+import { run, INTERNET_IP, LAB_OFFLINE, type Lab, type RunResult } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
 
 const DOCKER = '/usr/local/bin/docker';
 let lab: MultiHostLab;
 let H: Lab[];
-let noSwarm = false;
 
 /** Each test: skipped when the daemon has no swarm mode. */
-function swarmTest(name: string, fn: () => Promise<void>): void {
-  test(name, async (t) => {
-    if (noSwarm) {
-      t.skip('swarm mode not available in this build');
-      return;
-    }
-    await fn();
-  });
-}
 
 const docker = (h: Lab, args: string[], timeoutMs = 60_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
 async function dockerOk(h: Lab, args: string[]): Promise<string> {
@@ -48,25 +38,14 @@ async function retry(f: () => Promise<boolean>, tries = 10, gapMs = 100): Promis
 before(async () => {
   lab = await MultiHostLab.create('ov', 3);
   H = lab.hosts;
-  for (const h of H) {
-    await h.startDaemon();
-    for (const img of ['alpine', 'nginx']) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
-  }
-  const init = await docker(H[0]!, ['swarm', 'init', '--advertise-addr', lab.addr(0)]);
-  if (init.code !== 0 && /swarm mode is not available/.test(init.stderr)) {
-    throw new Error('swarm init: swarm mode is not available in this build');
-    return;
-  }
-  if (init.code !== 0) throw new Error(`swarm init: ${init.stderr}`);
-  const token = await dockerOk(H[0]!, ['swarm', 'join-token', '-q', 'worker']);
-  for (const i of [1, 2]) await dockerOk(H[i]!, ['swarm', 'join', '--token', token, `${lab.addr(0)}:2377`]);
+  await lab.startSwarm({ images: ['alpine', 'nginx'], role: 'worker' });
 });
 
 after(async () => {
   await lab?.destroy();
 });
 
-swarmTest('overlay needs a manager: Docker\'s error on a worker; ingress and docker_gwbridge everywhere', async () => {
+test('overlay needs a manager: Docker\'s error on a worker; ingress and docker_gwbridge everywhere', async () => {
   const r = await docker(H[1]!, ['network', 'create', '-d', 'overlay', 'fromworker']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /Cannot create a multi-host network from a worker node\. Please create the network from a manager node\./);
@@ -77,7 +56,7 @@ swarmTest('overlay needs a manager: Docker\'s error on a worker; ingress and doc
   }
 });
 
-swarmTest('an attachable overlay, one container per host: ping and TCP by name and address in every direction', async () => {
+test('an attachable overlay, one container per host: ping and TCP by name and address in every direction', async () => {
   await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', '--attachable', 'my-attachable-overlay']);
   // A worker does not list it until something there uses it.
   assert.doesNotMatch(await dockerOk(H[1]!, ['network', 'ls', '--format', '{{.Name}}']), /my-attachable-overlay/);
@@ -106,7 +85,7 @@ swarmTest('an attachable overlay, one container per host: ping and TCP by name a
   assert.match(await dockerOk(H[1]!, ['network', 'ls', '--format', '{{.Name}} {{.Scope}}']), /^my-attachable-overlay swarm$/m);
 });
 
-swarmTest('network inspect on each host: scope swarm, the VNI, this host\'s container, peers of all three nodes, MTU', async () => {
+test('network inspect on each host: scope swarm, the VNI, this host\'s container, peers of all three nodes, MTU', async () => {
   for (let i = 0; i < 3; i++) {
     const [n] = JSON.parse(await dockerOk(H[i]!, ['network', 'inspect', 'my-attachable-overlay'])) as Array<{
       Scope: string; Options: Record<string, string>; Containers: Record<string, { Name: string }>; Peers: Array<{ Name: string; IP: string }>;
@@ -120,7 +99,7 @@ swarmTest('network inspect on each host: scope swarm, the VNI, this host\'s cont
   }
 });
 
-swarmTest('the underlay carries VXLAN on UDP 4789 with the network\'s VNI; a 1400-byte unfragmented ping crosses', async () => {
+test('the underlay carries VXLAN on UDP 4789 with the network\'s VNI; a 1400-byte unfragmented ping crosses', async () => {
   const vni = await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}', 'my-attachable-overlay']);
   const cap = lab.underlay('timeout 8 tcpdump -nn -c 2 -i ul0 udp port 4789 2>&1', 12_000);
   await new Promise((r) => setTimeout(r, 700));
@@ -134,7 +113,7 @@ swarmTest('the underlay carries VXLAN on UDP 4789 with the network\'s VNI; a 140
   assert.match(mtu.stdout, / mtu 1450 /);
 });
 
-swarmTest('egress: a container on the overlay reaches the stand-in internet through docker_gwbridge', async () => {
+test('egress: a container on the overlay reaches the stand-in internet through docker_gwbridge', async () => {
   if (LAB_OFFLINE) return; // needs the stand-in internet (COVE_LAB_OFFLINE=1 has none)
   const r = await docker(H[2]!, ['exec', 'n3', 'ping', '-c', '1', '-W', '2', INTERNET_IP]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -142,7 +121,7 @@ swarmTest('egress: a container on the overlay reaches the stand-in internet thro
   assert.match(route, /^default via 172\.\d+\.0\.1 dev eth1/m);
 });
 
-swarmTest('a non-attachable overlay refuses standalone containers with Docker\'s message', async () => {
+test('a non-attachable overlay refuses standalone containers with Docker\'s message', async () => {
   await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', 'my-overlay']);
   const r = await docker(H[1]!, ['run', '-d', '--name', 'refused', '--network', 'my-overlay', 'alpine', 'sleep', '100']);
   assert.notEqual(r.code, 0);
@@ -151,7 +130,7 @@ swarmTest('a non-attachable overlay refuses standalone containers with Docker\'s
   await dockerOk(H[0]!, ['network', 'rm', 'my-overlay']);
 });
 
-swarmTest('kill -9 of a daemon while containers talk: they keep talking; after restart the host is back in step', async () => {
+test('kill -9 of a daemon while containers talk: they keep talking; after restart the host is back in step', async () => {
   const ip1 = await dockerOk(H[0]!, ['inspect', '-f', '{{(index .NetworkSettings.Networks "my-attachable-overlay").IPAddress}}', 'n1']);
   const sb2 = await dockerOk(H[1]!, ['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'n2']);
   await H[1]!.stopDaemon('SIGKILL');
@@ -165,7 +144,7 @@ swarmTest('kill -9 of a daemon while containers talk: they keep talking; after r
   await dockerOk(H[2]!, ['rm', '-f', 'late']);
 });
 
-swarmTest('network rm: refused while any host has a container on it; then gone from every host, nothing left', async () => {
+test('network rm: refused while any host has a container on it; then gone from every host, nothing left', async () => {
   const r = await docker(H[0]!, ['network', 'rm', 'my-attachable-overlay']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /has active endpoints/);

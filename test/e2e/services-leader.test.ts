@@ -5,14 +5,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { REPO, run, type Lab, type RunResult } from '../lab/lab.js';
+import { run, type Lab, type RunResult } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
 
 const DOCKER = '/usr/local/bin/docker';
 let lab: MultiHostLab;
 let H: Lab[];
-let noSwarm = false;
 
 const docker = (h: Lab, args: string[], timeoutMs = 90_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
 async function dockerOk(h: Lab, args: string[]): Promise<string> {
@@ -32,18 +30,7 @@ async function until(what: string, f: () => Promise<boolean>, ms = 30_000): Prom
 before(async () => {
   lab = await MultiHostLab.create('svl', 3);
   H = lab.hosts;
-  for (const h of H) {
-    await h.startDaemon();
-    await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', 'nginx.tar')]);
-  }
-  const init = await docker(H[0]!, ['swarm', 'init', '--advertise-addr', lab.addr(0)]);
-  if (init.code !== 0 && /swarm mode is not available/.test(init.stderr)) {
-    throw new Error('swarm init: swarm mode is not available in this build');
-    return;
-  }
-  if (init.code !== 0) throw new Error(`swarm init: ${init.stderr}`);
-  const token = await dockerOk(H[0]!, ['swarm', 'join-token', '-q', 'manager']);
-  for (const i of [1, 2]) await dockerOk(H[i]!, ['swarm', 'join', '--token', token, `${lab.addr(0)}:2377`]);
+  await lab.startSwarm({ images: ['nginx'], role: 'manager' });
 });
 
 after(async () => {
@@ -51,10 +38,6 @@ after(async () => {
 });
 
 test('the orchestrator leader killed: another manager takes over, nothing scheduled twice', async (t) => {
-  if (noSwarm) {
-    t.skip('swarm mode not available in this build');
-    return;
-  }
   await dockerOk(H[0]!, ['service', 'create', '-d', '--name', 'web', '--replicas', '3', 'nginx']);
   await until('3/3', async () => (await dockerOk(H[0]!, ['service', 'ls', '--format', '{{.Replicas}}'])) === '3/3');
   const leader = H.find((h) => /this manager now leads the orchestrator/.test(h.daemonLog()))!;

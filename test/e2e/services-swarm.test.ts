@@ -9,24 +9,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { REPO, run, type Lab, type RunResult } from '../lab/lab.js';
+import { run, type Lab, type RunResult } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
 
 const DOCKER = '/usr/local/bin/docker';
 let lab: MultiHostLab;
 let H: Lab[];
-let noSwarm = false;
 
-function swarmTest(name: string, fn: () => Promise<void>): void {
-  test(name, async (t) => {
-    if (noSwarm) {
-      t.skip('swarm mode not available in this build');
-      return;
-    }
-    await fn();
-  });
-}
 
 const docker = (h: Lab, args: string[], timeoutMs = 90_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
 async function dockerOk(h: Lab, args: string[], timeoutMs?: number): Promise<string> {
@@ -63,25 +52,14 @@ async function hostWithTask(service: string, except?: Lab): Promise<{ h: Lab; na
 before(async () => {
   lab = await MultiHostLab.create('sv', 3);
   H = lab.hosts;
-  for (const h of H) {
-    await h.startDaemon();
-    for (const img of ['alpine', 'nginx']) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
-  }
-  const init = await docker(H[0]!, ['swarm', 'init', '--advertise-addr', lab.addr(0)]);
-  if (init.code !== 0 && /swarm mode is not available/.test(init.stderr)) {
-    throw new Error('swarm init: swarm mode is not available in this build');
-    return;
-  }
-  if (init.code !== 0) throw new Error(`swarm init: ${init.stderr}`);
-  const token = await dockerOk(H[0]!, ['swarm', 'join-token', '-q', 'worker']);
-  for (const i of [1, 2]) await dockerOk(H[i]!, ['swarm', 'join', '--token', token, `${lab.addr(0)}:2377`]);
+  await lab.startSwarm({ images: ['alpine', 'nginx'], role: 'worker' });
 });
 
 after(async () => {
   await lab?.destroy();
 });
 
-swarmTest('seed steps 1-3: nginx-net, a 5-replica my-nginx converging with docker\'s progress, service ls 5/5', async () => {
+test('seed steps 1-3: nginx-net, a 5-replica my-nginx converging with docker\'s progress, service ls 5/5', async () => {
   await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', 'nginx-net']);
   const t0 = Date.now();
   const c = await docker(H[0]!, ['service', 'create', '--name', 'my-nginx', '--publish', 'target=80,published=80', '--replicas=5', '--network', 'nginx-net', 'nginx'], 120_000);
@@ -102,7 +80,7 @@ swarmTest('seed steps 1-3: nginx-net, a 5-replica my-nginx converging with docke
   assert.ok(new Set(rows.map((r) => r.split(' ')[1])).size >= 2, `tasks spread over nodes: ${ps}`);
 });
 
-swarmTest('seed steps 4-5: network inspect on every host lists its tasks; service inspect shows ports and the VIP', async () => {
+test('seed steps 4-5: network inspect on every host lists its tasks; service inspect shows ports and the VIP', async () => {
   const net = JSON.parse(await dockerOk(H[0]!, ['network', 'inspect', 'nginx-net']))[0] as { Id: string; IPAM: { Config: Array<{ Subnet: string }> } };
   let total = 0;
   for (const h of H) {
@@ -125,7 +103,7 @@ swarmTest('seed steps 4-5: network inspect on every host lists its tasks; servic
   assert.match(pretty, / PublishedPort = 80\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = ingress/);
 });
 
-swarmTest('from inside the tasks: tasks.my-nginx has 5 addresses, my-nginx is the VIP, wget through the VIP answers from several tasks', async () => {
+test('from inside the tasks: tasks.my-nginx has 5 addresses, my-nginx is the VIP, wget through the VIP answers from several tasks', async () => {
   // Each task's page says which task it is.
   for (const h of H) for (const id of (await tasksOn(h, 'my-nginx')).values()) await dockerOk(h, ['exec', id, 'sh', '-c', 'hostname > /www/who.txt']);
   const { h: host, id: first } = await hostWithTask('my-nginx');
@@ -141,7 +119,7 @@ swarmTest('from inside the tasks: tasks.my-nginx has 5 addresses, my-nginx is th
   assert.ok(seen.size >= 3, `answers from several tasks: ${[...seen].join(', ')}`);
 });
 
-swarmTest('a task that stops leaves the balancing maps within a second, and is replaced', async () => {
+test('a task that stops leaves the balancing maps within a second, and is replaced', async () => {
   const { h: victimHost, name: victimName, id: victimId } = await hostWithTask('my-nginx');
   const ip = await dockerOk(victimHost, ['inspect', '-f', '{{(index .NetworkSettings.Networks "nginx-net").IPAddress}}', victimId]);
   // Watch the map in the sandbox of a task on another host.
@@ -160,7 +138,7 @@ swarmTest('a task that stops leaves the balancing maps within a second, and is r
   assert.ok(victimName);
 });
 
-swarmTest('seed steps 6-7: update --network-add nginx-net-2 --network-rm nginx-net redeploys every task; nginx-net shows no containers anywhere', async () => {
+test('seed steps 6-7: update --network-add nginx-net-2 --network-rm nginx-net redeploys every task; nginx-net shows no containers anywhere', async () => {
   await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', 'nginx-net-2']);
   const u = await docker(H[0]!, ['service', 'update', '--network-add', 'nginx-net-2', '--network-rm', 'nginx-net', 'my-nginx'], 180_000);
   assert.equal(u.code, 0, u.stderr + u.stdout);
@@ -189,7 +167,7 @@ swarmTest('seed steps 6-7: update --network-add nginx-net-2 --network-rm nginx-n
   }
 });
 
-swarmTest('cove: service ls/ps/inspect --pretty/scale; Docker\'s errors for bad input', async () => {
+test('cove: service ls/ps/inspect --pretty/scale; Docker\'s errors for bad input', async () => {
   const ls = await H[0]!.coveOk(['service', 'ls']);
   assert.match(ls, /my-nginx +replicated +5\/5 +nginx:latest +\*:80->80\/tcp/);
   const sc = await H[0]!.cove(['service', 'scale', 'my-nginx=2'], { timeoutMs: 60_000 });
@@ -223,7 +201,7 @@ swarmTest('cove: service ls/ps/inspect --pretty/scale; Docker\'s errors for bad 
   await dockerOk(H[0]!, ['network', 'rm', 'plainbr']);
 });
 
-swarmTest('a node killed: its tasks come back on the others within 10 s of it going down; the VIP keeps answering', async () => {
+test('a node killed: its tasks come back on the others within 10 s of it going down; the VIP keeps answering', async () => {
   await dockerOk(H[0]!, ['service', 'scale', '-d', 'my-nginx=4']);
   await until('4/4', async () => (await dockerOk(H[0]!, ['service', 'ls', '--filter', 'name=my-nginx', '--format', '{{.Replicas}}'])) === '4/4', 30_000)
     .catch(async (e) => { throw new Error(`${(e as Error).message}\n${await dockerOk(H[0]!, ['service', 'ps', '--no-resolve', '--no-trunc', 'my-nginx'])}\n${await dockerOk(H[0]!, ['service', 'ls'])}`); });
@@ -245,7 +223,7 @@ swarmTest('a node killed: its tasks come back on the others within 10 s of it go
   await until('node3 runs no stale task', async () => (await tasksOn(victim, 'my-nginx')).size === 0, 30_000);
 });
 
-swarmTest('measured: scale 4 -> 20 -> 1, and requests through the VIP against straight to one task', async () => {
+test('measured: scale 4 -> 20 -> 1, and requests through the VIP against straight to one task', async () => {
   const converged = async (n: number): Promise<number> => {
     const t0 = Date.now();
     await dockerOk(H[0]!, ['service', 'scale', '-d', `my-nginx=${n}`]);
@@ -270,7 +248,7 @@ swarmTest('measured: scale 4 -> 20 -> 1, and requests through the VIP against st
   assert.ok(viaVip > 0 && direct > 0);
 });
 
-swarmTest('seed step 8: service rm and network rm leave no task container and no network anywhere', async () => {
+test('seed step 8: service rm and network rm leave no task container and no network anywhere', async () => {
   assert.equal(await dockerOk(H[0]!, ['service', 'rm', 'my-nginx']), 'my-nginx');
   await until('no task container anywhere', async () => {
     for (const h of H) if ((await dockerOk(h, ['ps', '-a', '--filter', 'label=com.docker.swarm.service.name', '-q'])) !== '') return false;

@@ -5,7 +5,10 @@
  * through `eth1` with a documentation address 192.0.2.1N/24 (N = 1, 2, ...).
  * Nothing reaches the root namespace. destroy() removes it all.
  */
-import { Lab, labName, run, type RunResult } from './lab.js';
+import { join } from 'node:path';
+import { Lab, REPO, labName, run, type RunResult } from './lab.js';
+
+const DOCKER = '/usr/local/bin/docker';
 
 export const UNDERLAY_PREFIX = '192.0.2.';
 
@@ -35,6 +38,27 @@ export class MultiHostLab {
       throw e;
     }
     return lab;
+  }
+
+  /**
+   * A started swarm on these hosts, made with the real docker CLI: every host's
+   * daemon up with the demo images loaded, host 1 runs `swarm init`, the others
+   * join with the `role` token.
+   */
+  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager' }): Promise<void> {
+    for (const h of this.hosts) {
+      await h.startDaemon();
+      for (const img of opts.images) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
+    }
+    const docker = async (h: Lab, args: string[]): Promise<string> => {
+      const r = await run(DOCKER, args, { env: h.env, timeoutMs: 90_000 });
+      if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
+      return r.stdout.trim();
+    };
+    const [first, ...others] = this.hosts as [Lab, ...Lab[]];
+    await docker(first, ['swarm', 'init', '--advertise-addr', this.addr(0)]);
+    const token = await docker(first, ['swarm', 'join-token', '-q', opts.role]);
+    for (const h of others) await docker(h, ['swarm', 'join', '--token', token, `${this.addr(0)}:2377`]);
   }
 
   /** A command on the underlay (tcpdump there sees every VXLAN packet between hosts). */
