@@ -15,6 +15,7 @@ import { connect } from 'node:net';
 import { request } from 'node:http';
 import { Lab, REPO, run } from '../lab/lab.js';
 import { DNS_LIMITS } from '../../src/network/dns/server.js';
+import { fuzzApi } from '../support/api-fuzz.js';
 
 let lab: Lab;
 let baseline: { rss: number; fds: number };
@@ -204,6 +205,26 @@ test('API: targets that used to end coved, deep JSON, ReDoS, names that could no
   const left = await lab.coveOk(['ps', '-a', '--format', '{{.Names}}']);
   assert.deepEqual(left.split('\n').sort(), ['a'.repeat(27), 'c1', 'c2'], 'nothing half-made');
   await stillHealthy('create-time checks');
+});
+
+test('API fuzzing (fast-check) against the real daemon: never a 5xx, a stall or a death; every 4xx in Docker\'s {"message"} shape', async () => {
+  // Batches of random routes, path parameters, version prefixes, query filters and malformed bodies
+  // (test/support/api-fuzz.ts, the same generators the unit test runs on the fake engine). After each
+  // batch: /_ping within 50 ms, fds and RSS back near the baseline, coved alive, nothing created.
+  const seed = Number(process.env.COVE_FUZZ_SEED ?? Date.now() % 1_000_000);
+  const runs = Number(process.env.COVE_FUZZ_RUNS ?? 200);
+  const c1 = await lab.coveOk(['inspect', '-f', '{{.Id}}', 'c1']);
+  const hnet = await lab.coveOk(['network', 'inspect', '-f', '{{.Id}}', 'hnet']);
+  const names = async () => (await lab.coveOk(['ps', '-a', '--format', '{{.Names}}'])).split('\n').sort();
+  const networks = async () => (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort();
+  const [namesBefore, networksBefore] = [await names(), await networks()];
+  const known = ['c1', c1, c1.slice(0, 12), 'hnet', hnet, hnet.slice(0, 5), 'alpine', 'alpine:latest', 'bridge', 'host', 'none'];
+  for (let batch = 0; batch < 6; batch++) {
+    await assert.doesNotReject(fuzzApi(lab.socket, runs, seed + batch, known), `fuzz batch ${batch} (COVE_FUZZ_SEED=${seed})`);
+    await stillHealthy(`fuzz batch ${batch} (COVE_FUZZ_SEED=${seed})`);
+  }
+  assert.deepEqual(await names(), namesBefore, 'malformed creates made no container');
+  assert.deepEqual(await networks(), networksBefore, 'malformed creates made no network');
 });
 
 test('restart right after kill -9: no "pid file found" while the old daemon is unreaped', async () => {
