@@ -180,9 +180,7 @@ export class HostLab {
       'link set eth0 up',
       `route add default via ${UNDERLAY_GW}`,
     ].join('\n') + '\n');
-    // A persistent UTS namespace, bind-mounted on a file, with the host's name.
-    writeFileSync(host.uts, '');
-    await must('unshare', [`--uts=${host.uts}`, 'hostname', name]);
+    await makeUtsNamespace(host.uts, name);
     return host;
   }
 
@@ -326,7 +324,20 @@ export class HostLab {
   }
 }
 
-function inodeOf(path: string): number | undefined {
+/**
+ * A persistent UTS namespace bind-mounted on `file`, whose hostname is
+ * `hostname`: `nsenter --uts=FILE` puts a daemon in it, so `node ls` and
+ * `network inspect` Peers show each simulated host by its own name.
+ * Unmounting the file (lab teardown) frees it.
+ */
+export async function makeUtsNamespace(file: string, hostname: string): Promise<void> {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/i.test(hostname)) throw new Error(`bad hostname ${hostname}`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  await must('unshare', [`--uts=${file}`, 'hostname', hostname]);
+}
+
+export function inodeOf(path: string): number | undefined {
   try {
     return statSync(path).ino;
   } catch {
@@ -334,7 +345,8 @@ function inodeOf(path: string): number | undefined {
   }
 }
 
-function pidsInNetns(inodes: Set<number>): number[] {
+/** PIDs whose network namespace is one of the given inodes. */
+export function pidsInNetns(inodes: Set<number>): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -348,7 +360,8 @@ function pidsInNetns(inodes: Set<number>): number[] {
   return out;
 }
 
-function pidsWithArg(fragment: string): number[] {
+/** PIDs whose command line contains `fragment` (a lab directory), never this process. */
+export function pidsWithArg(fragment: string): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;

@@ -391,10 +391,17 @@ export class SwarmController {
           }
         })();
       });
-      await lease.put(`${STORE_PREFIX}alive/${this.local!.nodeId}`).value(new Date().toISOString()).exec();
+      try {
+        await lease.put(`${STORE_PREFIX}alive/${this.local!.nodeId}`).value(new Date().toISOString()).exec();
+      } catch (e) {
+        lease.release();
+        throw e;
+      }
       this.lease = lease;
     };
-    await grant();
+    // A member that joined a moment ago may not serve yet (the lease goes to
+    // the first endpoint, our own member): retried like reconfiguration.
+    await retryUnhealthy('grant the liveness lease', grant, 20_000);
   }
 
   private async stopLease(revoke: boolean): Promise<void> {

@@ -95,6 +95,8 @@ test('network inspect on each host: scope swarm, the VNI, this host\'s container
     assert.ok(Number(n!.Options['com.docker.network.driver.overlay.vxlanid_list']) >= 4096);
     assert.deepEqual(Object.values(n!.Containers).map((c) => c.Name), [`n${i + 1}`]);
     assert.deepEqual(n!.Peers.map((p) => p.IP).sort(), [lab.addr(0), lab.addr(1), lab.addr(2)]);
+    // Each simulated host has its own hostname (UTS namespace): the peers are told apart by name.
+    assert.deepEqual(n!.Peers.map((p) => `${p.Name} ${p.IP}`).sort(), [0, 1, 2].map((k) => `${MultiHostLab.hostname(k)} ${lab.addr(k)}`));
     assert.equal(n!.Options['com.docker.network.driver.mtu'], '1450');
   }
 });

@@ -72,7 +72,7 @@ test('seed steps 1-3: nginx-net, a 5-replica my-nginx converging with docker\'s 
   const ls = await dockerOk(H[0]!, ['service', 'ls']);
   assert.match(ls, /^ID +NAME +MODE +REPLICAS +IMAGE +PORTS$/m);
   assert.match(ls, new RegExp(`^${id.slice(0, 12)} +my-nginx +replicated +5/5 +nginx:latest +\\*:80->80/tcp$`, 'm'));
-  // Node IDs (--no-resolve): the lab's hosts may share one hostname.
+  // Node IDs (--no-resolve): what the scheduler placed, independent of names.
   const ps = await dockerOk(H[0]!, ['service', 'ps', '--no-resolve', 'my-nginx', '--format', '{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}']);
   const rows = ps.split('\n');
   assert.equal(rows.length, 5, ps);

@@ -12,10 +12,11 @@
  * also after a failed test.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync, readFileSync, readdirSync, statSync, readlinkSync, openSync, closeSync, existsSync } from 'node:fs';
+import { mkdirSync, rmSync, readFileSync, readdirSync, openSync, closeSync, existsSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'node:http';
+import { inodeOf, makeUtsNamespace, pidsInNetns, pidsWithArg } from '../../src/lab/hosts.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root, from dist/test/lab or test/lab. */
@@ -75,44 +76,6 @@ async function must(cmd: string, args: string[], input?: string): Promise<string
   return r.stdout;
 }
 
-function netnsInode(path: string): number | undefined {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return undefined;
-  }
-}
-
-/** PIDs whose network namespace is one of the given inodes. */
-function pidsInNetns(inodes: Set<number>): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const link = readlinkSync(`/proc/${d}/ns/net`); // net:[4026532...]
-      const ino = Number(link.slice(5, -1));
-      if (inodes.has(ino)) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-function pidsWithArg(fragment: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      if (cmdline.includes(fragment)) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -134,6 +97,8 @@ export class Lab {
   private readonly extraNetns: string[] = [];
   /** Has a stand-in internet and a default route to it (false with COVE_LAB_OFFLINE=1 or internet: false). */
   online = false;
+  /** A UTS namespace file (bind mount) with this host's own hostname, when made with `hostname`. */
+  uts: string | undefined;
 
   private constructor(readonly name: string) {
     this.netns = name;
@@ -154,11 +119,15 @@ export class Lab {
   }
 
   /** Makes the lab and its stand-in internet. Names must be short (interface names are derived from them). */
-  static async create(name: string, opts: { internet?: boolean } = {}): Promise<Lab> {
+  static async create(name: string, opts: { internet?: boolean; hostname?: string } = {}): Promise<Lab> {
     const lab = new Lab(labName(name));
     try {
       lab.online = (opts.internet ?? true) && !LAB_OFFLINE;
       await lab.setup(lab.online);
+      if (opts.hostname) {
+        lab.uts = join(lab.dir, 'uts');
+        await makeUtsNamespace(lab.uts, opts.hostname);
+      }
     } catch (e) {
       await lab.destroy();
       throw e;
@@ -201,7 +170,12 @@ export class Lab {
 
   /** Runs a command inside the lab namespace (the daemon's "host"). */
   sh(script: string, timeoutMs = 30_000): Promise<RunResult> {
-    return run('nsenter', [`--net=${this.netnsPath}`, 'sh', '-c', script], { timeoutMs });
+    return run('nsenter', [...this.enter(), 'sh', '-c', script], { timeoutMs });
+  }
+
+  /** nsenter's arguments that put a command inside this host (network, and hostname when it has one). */
+  enter(): string[] {
+    return [`--net=${this.netnsPath}`, ...(this.uts ? [`--uts=${this.uts}`] : [])];
   }
 
   /** Runs a command on the stand-in internet host. */
@@ -271,7 +245,7 @@ export class Lab {
     mkdirSync(this.execRoot, { recursive: true });
     const log = openSync(join(this.dir, 'coved.log'), 'a');
     const args = [
-      `--net=${this.netnsPath}`,
+      ...this.enter(),
       process.execPath, COVED_BIN,
       '-H', `unix://${this.socket}`,
       '--data-root', this.dataRoot,
@@ -364,9 +338,9 @@ export class Lab {
     const nsPaths = [this.netnsPath, `/run/netns/${this.inetNetns}`, ...this.extraNetns.map((n) => `/run/netns/${n}`)];
     const netnsDir = join(this.execRoot, 'netns');
     if (existsSync(netnsDir)) for (const f of readdirSync(netnsDir)) nsPaths.push(join(netnsDir, f));
-    const inodes = new Set(nsPaths.map(netnsInode).filter((x): x is number => x !== undefined));
+    const inodes = new Set(nsPaths.map(inodeOf).filter((x): x is number => x !== undefined));
     for (let round = 0; round < 3; round++) {
-      const pids = new Set([...pidsInNetns(inodes), ...pidsWithArg(this.dir)]);
+      const pids = new Set([...pidsInNetns(inodes), ...pidsWithArg(this.dir + '/')]);
       if (pids.size === 0) break;
       for (const pid of pids) {
         try {
@@ -381,7 +355,7 @@ export class Lab {
     const mounts = readFileSync('/proc/mounts', 'utf8')
       .split('\n')
       .map((l) => l.split(' ')[1])
-      .filter((m): m is string => !!m && m.startsWith(this.dir))
+      .filter((m): m is string => !!m && (m === this.dir || m.startsWith(this.dir + '/')))
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) await run('umount', ['-l', m]);
     // 4. Namespaces (links inside them go with them).

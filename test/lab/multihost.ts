@@ -3,7 +3,14 @@
  * namespace, coved, data root, socket and stand-in internet), joined by an
  * underlay: a bridge `ul0` in a namespace of its own, each host reaching it
  * through `eth1` with a documentation address 192.0.2.1N/24 (N = 1, 2, ...).
+ * Each host has its own UTS namespace and hostname (node1, node2, ...), so
+ * `node ls` and `network inspect` Peers tell the hosts apart.
  * Nothing reaches the root namespace. destroy() removes it all.
+ *
+ * `cove lab` (src/lab/hosts.ts) builds the same kind of hosts for demos and
+ * benchmarks, one coved each without a stand-in internet per host; this
+ * harness adds what tests need (a stand-in internet per host, Lab's
+ * helpers) and shares the namespace and process plumbing with it.
  */
 import { join } from 'node:path';
 import { Lab, REPO, labName, run, type RunResult } from './lab.js';
@@ -20,6 +27,11 @@ export class MultiHostLab {
     return `${UNDERLAY_PREFIX}${11 + i}`;
   }
 
+  /** The hostname of host i (0-based). */
+  static hostname(i: number): string {
+    return `node${i + 1}`;
+  }
+
   static async create(name: string, n: number): Promise<MultiHostLab> {
     const ul = labName(`${name}ul`);
     const lab = new MultiHostLab(name, ul, []);
@@ -27,7 +39,7 @@ export class MultiHostLab {
       await must('ip', ['netns', 'add', ul]);
       await must('ip', ['-n', ul, '-batch', '-'], 'link set lo up\nlink add ul0 type bridge\nlink set ul0 up\n');
       for (let i = 0; i < n; i++) {
-        const h = await Lab.create(`${name}${i + 1}`);
+        const h = await Lab.create(`${name}${i + 1}`, { hostname: MultiHostLab.hostname(i) });
         lab.hosts.push(h);
         await must('ip', ['link', 'add', `h${i + 1}`, 'netns', ul, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', h.netns]);
         await must('ip', ['-n', ul, 'link', 'set', `h${i + 1}`, 'master', 'ul0', 'up']);
