@@ -322,7 +322,9 @@ function serviceCommands(program: Command): void {
       .option('--hostname <name>', 'Container hostname')
       .option('-w, --workdir <dir>', 'Working directory inside the container')
       .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
-      .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)');
+      .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)')
+      .option('--with-registry-auth', 'Send registry authentication details to swarm agents')
+      .option('--no-resolve-image', 'Do not query the registry to resolve image digest and supported platforms');
     if (update) {
       cmd.option('--image <image>', 'Service image tag')
         .option('--args <command>', 'Service command args')

@@ -14,6 +14,7 @@
 import type { Logger } from '../common/log.js';
 import type { EventBus, DockerEvent } from '../daemon/events.js';
 import type { ContainerService, DockerContainerCreate, ImageService } from '../runtime/types.js';
+import { decodeAuthHeader, type AuthConfig } from '../runtime/distribution/auth.js';
 import type { Store } from '../store/store.js';
 import { containerName, taskCollection, taskName, TASKS, updateRecord } from './records.js';
 import { isTerminal, nowIso, NS, stateRank, type PortConfig, type Task, type TaskState } from './types.js';
@@ -32,6 +33,11 @@ export interface AgentDeps {
   nodeId: string;
   containers: ContainerService;
   images: ImageService;
+  /**
+   * Fetches a task's image when this node lacks it (the registry client:
+   * `Distribution.ensure`); without it, only images already here run.
+   */
+  pullImage?: (ref: string, auth: AuthConfig | undefined) => Promise<string>;
   events: EventBus;
   log: Logger;
   /** Period of the full pass. */
@@ -170,9 +176,7 @@ export class Agent {
     const image = spec.Image ?? '';
     t = (await this.report(t, 'accepted', 'accepted')) ?? t;
     t = (await this.report(t, 'preparing', 'preparing')) ?? t;
-    try {
-      await this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, ''));
-    } catch {
+    if (!(await this.prepareImage(t, image))) {
       await this.report(t, 'rejected', 'preparing', `No such image: ${image}`);
       return;
     }
@@ -188,6 +192,39 @@ export class Agent {
       const msg = (err as Error).message;
       this.deps.log.info({ task: t.ID, err: msg }, 'task failed to start');
       await this.report(t, 'failed', 'starting', msg, id ? { ContainerID: id } : undefined);
+    }
+  }
+
+  /**
+   * The task's image on this node, as dockerd's executor does it: a
+   * reference pinned by digest (`nginx:latest@sha256:...`, as the manager
+   * resolved it) is pulled only when missing; the pull uses the service's
+   * credentials (`--with-registry-auth`). A failed pull is logged and the
+   * task still runs when the image is here (a registry that is down does not
+   * stop a service whose image every node holds); else it is rejected with
+   * docker's "No such image". The task stays `preparing` meanwhile.
+   */
+  private async prepareImage(t: Task, image: string): Promise<boolean> {
+    const held = async (): Promise<boolean> => {
+      try {
+        await this.deps.images.resolve(image);
+        return true;
+      } catch {
+        // Unpinned or pulled under its tag only: the tag's image still runs the task.
+        if (!this.deps.pullImage && image.includes('@')) {
+          return this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, '')).then(() => true, () => false);
+        }
+        return false;
+      }
+    };
+    if (!this.deps.pullImage) return held();
+    const auth = decodeAuthHeader(t.Spec.ContainerSpec?.PullOptions?.RegistryAuth);
+    try {
+      await this.deps.pullImage(image, auth);
+      return true;
+    } catch (err) {
+      this.deps.log.warn({ task: t.ID, image, err: (err as Error).message }, 'pulling the task\'s image failed');
+      return held();
     }
   }
 

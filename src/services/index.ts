@@ -10,6 +10,7 @@ import type { ClusterAware, Membership } from '../cluster/membership.js';
 import type { EventBus } from '../daemon/events.js';
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
+import type { AuthConfig } from '../runtime/distribution/auth.js';
 import { Agent, LABEL } from './agent.js';
 import { LeaderElector } from './leader.js';
 import { ServiceManager, type ServiceNetworks } from './manager.js';
@@ -24,6 +25,8 @@ export const WORKER_NOT_MANAGER = 'This node is not a swarm manager. Worker node
 export interface ServicesDeps {
   containers: ContainerService;
   images: ImageService;
+  /** The registry client (a task's image is pulled on the node that runs it). */
+  distribution?: { ensure(ref: string, opts: { auth?: AuthConfig }): Promise<string> };
   networks: NetworkService;
   events: EventBus;
   log: Logger;
@@ -76,7 +79,11 @@ export class SwarmServices implements ClusterAware {
     const log = this.deps.log;
     const networks = serviceNetworksOf(this.deps.networks);
     this.manager = new ServiceManager(m.store, networks);
-    this.agent = new Agent({ store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }) });
+    const dist = this.deps.distribution;
+    this.agent = new Agent({
+      store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }),
+      ...(dist ? { pullImage: (ref: string, auth: AuthConfig | undefined) => dist.ensure(ref, auth ? { auth } : {}) } : {}),
+    });
     this.agent.start();
     this.logServer = new LogServer(m.store, m.self.id, this.deps.containers, log.child({ part: 'logs' }));
     this.logServer.start();

@@ -34,8 +34,13 @@ export class ServiceManager {
     this.tasks = taskCollection(store);
   }
 
-  async create(spec: ServiceSpec): Promise<{ ID: string; Warnings?: string[] }> {
+  /**
+   * `encodedAuth`: the X-Registry-Auth of `service create --with-registry-auth`,
+   * kept in the task template (swarmkit's PullOptions) for the nodes that pull.
+   */
+  async create(spec: ServiceSpec, encodedAuth?: string): Promise<{ ID: string; Warnings?: string[] }> {
     const norm = await this.validate(spec);
+    setRegistryAuth(norm, encodedAuth);
     if (!norm.Name) norm.Name = newSwarmId().slice(0, 12);
     if ((await this.services.list()).some((s) => s.value.Spec.Name === norm.Name)) {
       throw new Conflict(`rpc error: code = AlreadyExists desc = name conflicts with an existing object: service ${norm.Name} already exists`);
@@ -90,7 +95,7 @@ export class ServiceManager {
    * POST /services/{id}/update?version=N[&rollback=previous]. The version
    * must be the one the client read (moby: "update out of sequence").
    */
-  async update(idOrName: string, version: number | undefined, spec: ServiceSpec, rollback: boolean): Promise<{ Warnings: string[] }> {
+  async update(idOrName: string, version: number | undefined, spec: ServiceSpec, rollback: boolean, auth: { encoded?: string; from?: 'spec' | 'previous-spec' } = {}): Promise<{ Warnings: string[] }> {
     const cur = await this.find(idOrName);
     if (version === undefined || version !== cur.Version.Index) {
       throw new InvalidParameter('rpc error: code = Unknown desc = update out of sequence');
@@ -101,6 +106,9 @@ export class ServiceManager {
       next = rollbackOf(cur, 'rollback_started', 'manually requested rollback');
     } else {
       const norm = await this.validate(spec);
+      // No new credentials: the ones the service had go on (moby's registryAuthFrom).
+      const kept = (auth.from === 'previous-spec' ? cur.PreviousSpec : cur.Spec)?.TaskTemplate?.ContainerSpec?.PullOptions?.RegistryAuth;
+      setRegistryAuth(norm, auth.encoded || kept);
       if (norm.Name !== cur.Spec.Name) {
         throw new InvalidParameter('rpc error: code = Unimplemented desc = renaming services is not supported');
       }
@@ -180,6 +188,8 @@ export class ServiceManager {
     }
     if (out.Name && out.Name.length > 63) throw new InvalidParameter('rpc error: code = InvalidArgument desc = name must be 63 characters or fewer');
     const tt = (out.TaskTemplate ??= {});
+    // Credentials come only from X-Registry-Auth, never from the body.
+    if (tt.ContainerSpec) delete tt.ContainerSpec.PullOptions;
     if (!tt.ContainerSpec?.Image) throw new InvalidParameter('rpc error: code = InvalidArgument desc = ContainerSpec: image reference must be provided');
     const mode = out.Mode ?? { Replicated: { Replicas: 1 } };
     if (mode.Replicated && mode.Global) throw new InvalidParameter('rpc error: code = InvalidArgument desc = only one service mode can be specified');
@@ -285,4 +295,30 @@ export function serviceStatus(s: Service, tasks: Task[]): { RunningTasks: number
   const desired = isReplicated(s) ? replicas(s) : own.filter((t) => t.DesiredState === 'running' && !isTerminal(t.Status.State)).length;
   const completed = own.filter((t) => t.Status.State === 'complete').length;
   return { RunningTasks: running, DesiredTasks: desired, CompletedTasks: completed };
+}
+
+function setRegistryAuth(spec: ServiceSpec, encoded: string | undefined): void {
+  const cs = spec.TaskTemplate?.ContainerSpec;
+  if (!cs) return;
+  if (encoded) cs.PullOptions = { RegistryAuth: encoded };
+  else delete cs.PullOptions;
+}
+
+function withoutAuth<T extends { TaskTemplate?: ServiceSpec['TaskTemplate'] } | undefined>(spec: T): T {
+  if (!spec?.TaskTemplate?.ContainerSpec?.PullOptions) return spec;
+  const { PullOptions: _, ...cs } = spec.TaskTemplate.ContainerSpec;
+  return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: cs } };
+}
+
+/** A service as the API shows it: without the registry credentials of --with-registry-auth. */
+export function publicService(s: Service): Service {
+  return { ...s, Spec: withoutAuth(s.Spec), ...(s.PreviousSpec ? { PreviousSpec: withoutAuth(s.PreviousSpec) } : {}) };
+}
+
+/** A task as the API shows it: without the registry credentials. */
+export function publicTask(t: Task): Task {
+  const cs = t.Spec?.ContainerSpec;
+  if (!cs?.PullOptions) return t;
+  const { PullOptions: _, ...rest } = cs;
+  return { ...t, Spec: { ...t.Spec, ContainerSpec: rest } };
 }

@@ -61,6 +61,12 @@ export interface ContainerSpec {
   User?: string;
   Init?: boolean | null;
   StopGracePeriod?: number;
+  /**
+   * swarmkit's ContainerSpec.PullOptions: the X-Registry-Auth of
+   * `--with-registry-auth`, for the nodes that pull the image. Never in an
+   * API answer (the Engine API has no such field).
+   */
+  PullOptions?: { RegistryAuth?: string };
   [k: string]: unknown;
 }
 

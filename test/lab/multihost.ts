@@ -13,7 +13,7 @@
  * helpers) and shares the namespace and process plumbing with it.
  */
 import { join } from 'node:path';
-import { Lab, REPO, labName, run, type RunResult } from './lab.js';
+import { Lab, REPO, labName, run, type DaemonOptions, type RunResult } from './lab.js';
 
 const DOCKER = '/usr/local/bin/docker';
 
@@ -57,9 +57,9 @@ export class MultiHostLab {
    * daemon up with the demo images loaded, host 1 runs `swarm init`, the others
    * join with the `role` token.
    */
-  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager' }): Promise<void> {
+  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager'; daemon?: DaemonOptions }): Promise<void> {
     for (const h of this.hosts) {
-      await h.startDaemon();
+      await h.startDaemon(opts.daemon);
       for (const img of opts.images) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
     }
     const docker = async (h: Lab, args: string[]): Promise<string> => {
@@ -71,6 +71,14 @@ export class MultiHostLab {
     await docker(first, ['swarm', 'init', '--advertise-addr', this.addr(0)]);
     const token = await docker(first, ['swarm', 'join-token', '-q', opts.role]);
     for (const h of others) await docker(h, ['swarm', 'join', '--token', token, `${this.addr(0)}:2377`]);
+  }
+
+  /**
+   * Gives the underlay bridge an address (192.0.2.250 and the like), for a
+   * service every host reaches over eth1 (a registry run in underlayNetns).
+   */
+  async addUnderlayAddress(ip: string): Promise<void> {
+    await must('ip', ['-n', this.underlayNetns, 'addr', 'add', `${ip}/24`, 'dev', 'ul0']);
   }
 
   /** A command on the underlay (tcpdump there sees every VXLAN packet between hosts). */

@@ -7,7 +7,7 @@ import type { Route } from '../server.js';
 import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
 import { Unavailable } from '../../common/errors.js';
 import { NOT_A_MANAGER } from '../../services/index.js';
-import type { ServiceManager } from '../../services/manager.js';
+import { publicService, publicTask, type ServiceManager } from '../../services/manager.js';
 import type { ServiceSpec } from '../../services/types.js';
 import { serviceLogs, taskLogs } from '../../services/logs.js';
 
@@ -17,25 +17,33 @@ function services(ctx: Ctx): ServiceManager {
   return s.api();
 }
 
+/** X-Registry-Auth as the client sent it (`--with-registry-auth`); stored as is, decoded by the nodes. */
+function registryAuth(ctx: Ctx): string | undefined {
+  const h = ctx.req.headers['x-registry-auth'];
+  const v = (Array.isArray(h) ? h[0] : h)?.trim();
+  return v || undefined;
+}
+
 async function list(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status')));
+  ctx.reply.json(200, (await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status'))).map(publicService));
 }
 
 async function create(ctx: Ctx): Promise<void> {
   const mgr = services(ctx);
   const spec = await jsonBody<ServiceSpec>(ctx);
-  ctx.reply.json(201, await mgr.create(spec));
+  ctx.reply.json(201, await mgr.create(spec, registryAuth(ctx)));
 }
 
 async function inspect(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, await services(ctx).inspect(param(ctx, 'id')));
+  ctx.reply.json(200, publicService(await services(ctx).inspect(param(ctx, 'id'))));
 }
 
 async function update(ctx: Ctx): Promise<void> {
   const mgr = services(ctx);
   const spec = await jsonBody<ServiceSpec>(ctx);
   const rollback = ctx.query.get('rollback') === 'previous';
-  ctx.reply.json(200, await mgr.update(param(ctx, 'id'), intQuery(ctx.query, 'version'), spec, rollback));
+  const from = ctx.query.get('registryAuthFrom') === 'previous-spec' ? 'previous-spec' : 'spec';
+  ctx.reply.json(200, await mgr.update(param(ctx, 'id'), intQuery(ctx.query, 'version'), spec, rollback, { encoded: registryAuth(ctx), from }));
 }
 
 async function remove(ctx: Ctx): Promise<void> {
@@ -44,11 +52,11 @@ async function remove(ctx: Ctx): Promise<void> {
 }
 
 async function listTasks(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, await services(ctx).listTasks(filtersQuery(ctx.query)));
+  ctx.reply.json(200, (await services(ctx).listTasks(filtersQuery(ctx.query))).map(publicTask));
 }
 
 async function inspectTask(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, await services(ctx).inspectTask(param(ctx, 'id')));
+  ctx.reply.json(200, publicTask(await services(ctx).inspectTask(param(ctx, 'id'))));
 }
 
 async function logsOfService(ctx: Ctx): Promise<void> {

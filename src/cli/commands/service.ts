@@ -5,6 +5,8 @@ import { formatEach, formatList, humanDuration, inspectJson } from '../format.js
 import { filtersFrom, keyValues, reportErrors } from '../util.js';
 import { frameReader } from './service-logs.js';
 import type { PortConfig, Service, ServiceSpec, Task, UpdateConfig } from '../../services/types.js';
+import { registryAuthHeader } from '../credentials.js';
+import { parseNamed } from '../../runtime/images/reference.js';
 
 const NS = 1_000_000_000;
 const shortId = (id: string): string => id.slice(0, 12);
@@ -104,6 +106,43 @@ export interface ServiceOpts {
   image?: string; envAdd?: string[]; envRm?: string[]; networkAdd?: string[]; networkRm?: string[]; publishAdd?: string[];
   publishRm?: string[]; constraintAdd?: string[]; constraintRm?: string[]; force?: boolean; rollback?: boolean; args?: string;
   labelAdd?: string[]; labelRm?: string[];
+  withRegistryAuth?: boolean; resolveImage?: boolean;
+}
+
+/** The stored credentials for the image's registry, as X-Registry-Auth (docker's --with-registry-auth). */
+function encodedAuthFor(image: string): string | undefined {
+  try {
+    return registryAuthHeader(parseNamed(image).domain);
+  } catch {
+    return undefined;
+  }
+}
+
+/** docker's client-side warning when the image's digest could not be recorded. */
+export const digestWarning = (image: string): string =>
+  `image ${image} could not be accessed on a registry to record\nits digest. Each node will access ${image} independently,\npossibly leading to different nodes running different\nversions of the image.\n`;
+
+/**
+ * Pins the task template's image to the digest the registry has now
+ * (`nginx:latest@sha256:...`), through the daemon's GET /distribution, as
+ * the docker CLI does, so every node runs the same image; the platforms go
+ * into the placement. Returns docker's warning when it cannot.
+ */
+async function resolveImage(cli: Cli, spec: ServiceSpec, encodedAuth: string | undefined): Promise<string | undefined> {
+  const cs = spec.TaskTemplate?.ContainerSpec;
+  const image = cs?.Image ?? '';
+  if (!cs || !image || image.includes('@')) return undefined;
+  try {
+    const d = await cli.client.json<{ Descriptor: { digest: string }; Platforms?: Array<Record<string, string>> }>(
+      'GET', `/distribution/${image}/json`, encodedAuth ? { headers: { 'X-Registry-Auth': encodedAuth } } : {});
+    cs.Image = `${image}@${d.Descriptor.digest}`;
+    const platforms = (d.Platforms ?? []).map((p) => ({ Architecture: p.architecture ?? '', OS: p.os ?? '' }));
+    if (platforms.length) spec.TaskTemplate!.Placement = { ...(spec.TaskTemplate!.Placement ?? {}), Platforms: platforms };
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    return digestWarning(image);
+  }
 }
 
 function intFlag(v: string, flag: string): number {
@@ -169,8 +208,14 @@ export async function create(cli: Cli, image: string, command: string[], o: Serv
   if (o.restartDelay) rp.Delay = parseDuration(o.restartDelay, '--restart-delay');
   if (o.restartMaxAttempts) rp.MaxAttempts = intFlag(o.restartMaxAttempts, '--restart-max-attempts');
   if (Object.keys(rp).length) spec.TaskTemplate!.RestartPolicy = rp;
-  const res = await cli.client.post<{ ID: string; Warnings?: string[] | null }>('/services/create', spec);
-  for (const w of res.Warnings ?? []) cli.err(w + '\n');
+  const auth = o.withRegistryAuth ? encodedAuthFor(image) : undefined;
+  const warnings: string[] = [];
+  if (o.resolveImage !== false) {
+    const w = await resolveImage(cli, spec, auth);
+    if (w) warnings.push(w);
+  }
+  const res = await cli.client.json<{ ID: string; Warnings?: string[] | null }>('POST', '/services/create', { body: spec, ...(auth ? { headers: { 'X-Registry-Auth': auth } } : {}) });
+  for (const w of [...warnings, ...(res.Warnings ?? [])]) cli.err(w + '\n');
   cli.out(res.ID + '\n');
   if (!o.detach && !o.quiet) await waitConverged(cli, res.ID, res.ID);
 }
@@ -427,8 +472,11 @@ async function pretty(cli: Cli, s: Service): Promise<string> {
   return out + '\n';
 }
 
-async function postUpdate(cli: Cli, svc: Service, spec: ServiceSpec, rollback = false): Promise<void> {
-  const res = await cli.client.post<{ Warnings?: string[] | null }>(`/services/${svc.ID}/update`, spec, { version: String(svc.Version.Index), ...(rollback ? { rollback: 'previous' } : {}) });
+async function postUpdate(cli: Cli, svc: Service, spec: ServiceSpec, rollback = false, auth?: string): Promise<void> {
+  const res = await cli.client.json<{ Warnings?: string[] | null }>('POST', `/services/${svc.ID}/update`, {
+    body: spec, query: { version: String(svc.Version.Index), ...(rollback ? { rollback: 'previous' } : {}) },
+    ...(auth ? { headers: { 'X-Registry-Auth': auth } } : {}),
+  });
   for (const w of res?.Warnings ?? []) cli.err(w + '\n');
 }
 
@@ -512,7 +560,13 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
   spec.UpdateConfig = updateConfigFrom(o, 'update', spec.UpdateConfig ?? DEFAULT_UPDATE);
   spec.RollbackConfig = updateConfigFrom(o, 'rollback', spec.RollbackConfig ?? DEFAULT_UPDATE);
   if (o.force) tt.ForceUpdate = (tt.ForceUpdate ?? 0) + 1;
-  await postUpdate(cli, svc, spec);
+  const auth = o.withRegistryAuth ? encodedAuthFor(cs.Image ?? '') : undefined;
+  // As the docker CLI: a changed --image is pinned to its digest again.
+  if (o.image && o.resolveImage !== false) {
+    const w = await resolveImage(cli, spec, auth);
+    if (w) cli.err(w + '\n');
+  }
+  await postUpdate(cli, svc, spec, false, auth);
   cli.out(ref + '\n');
   if (!o.detach && !o.quiet) await waitConverged(cli, svc.ID, ref);
 }

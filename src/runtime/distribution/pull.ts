@@ -184,8 +184,9 @@ export async function pullImage(
     size += await extractLayer(images, inflight, n, manifest.layers[i]!, diffIds[i]!, i ? chain[i - 1]! : null, chain[i]!, progress, start);
     sink({ status: 'Pull complete', progressDetail: {}, id: shortId(manifest.layers[i]!.digest) });
   }
-  const tag = n.tag ? `${familiarRepo(n)}:${n.tag}` : undefined;
-  const name = tag ?? `${familiarRepo(n)}@${n.digest}`;
+  // A reference with a digest names that manifest only; its tag, if any, is not moved (as moby: AddDigest, no AddTag).
+  const tag = n.tag && !n.digest ? `${familiarRepo(n)}:${n.tag}` : undefined;
+  const name = tag ?? familiarString(n);
   const before = tag ? await images.idForTag(tag) : undefined;
   const hadDigest = await images.resolve(`${familiarRepo(n)}@${top.digest}`).then(() => true, () => false);
   const id = await images.registerPulled(configBytes, chain, diffIds, size, tag, `${familiarRepo(n)}@${top.digest}`);
