@@ -243,8 +243,11 @@ test('the seed, "Use the default bridge network" and host/none networking, with 
     const none = await dockerOk(L(), ['run', '--rm', '--network', 'none', 'alpine', 'ip', '-o', 'link']);
     assert.deepEqual(none.split('\n').map((l) => l.split(': ')[1]), ['lo']);
     const host = await dockerOk(L(), ['run', '--rm', '--network', 'host', 'alpine', 'ip', '-o', 'link']);
-    assert.match(host, /: uplink0[@:]/, 'the lab host\'s uplink is visible');
+    const names = (text: string) => text.split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.replace(/@.*/, '')).sort();
+    // Exactly the lab host's links (uplink0 with the stand-in internet; only lo and cove0 without an uplink).
+    assert.deepEqual(names(host), names((await L().sh('ip -o link')).stdout), 'the lab host\'s interfaces');
     assert.match(host, /: cove0[@:]/, 'and the default bridge');
+    if (L().online) assert.match(host, /: uplink0[@:]/, 'the lab host\'s uplink is visible');
   });
 });
 
