@@ -213,6 +213,12 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .argument('<container>').argument('[ps-options...]').action(act(program, 'container', 'top'));
   parent.command('port').description('List port mappings or a specific mapping for the container')
     .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
+  if (!top) {
+    parent.command('prune').description('Remove all stopped containers')
+      .option('-f, --force', 'Do not prompt for confirmation')
+      .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
+      .action(act(program, 'container', 'prune'));
+  }
 }
 
 /**

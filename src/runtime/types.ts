@@ -211,6 +211,8 @@ export interface ContainerService {
   restart(idOrName: string, opts?: { timeout?: number }): Promise<void>;
   remove(idOrName: string, opts?: { force?: boolean; volumes?: boolean }): Promise<void>;
   rename(idOrName: string, newName: string): Promise<void>;
+  /** docker container prune: stopped containers matching until/label/label!. */
+  prune(filters?: Filters): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>;
   inspect(idOrName: string): Promise<DockerContainerInspect>;
   list(opts?: { all?: boolean; limit?: number; filters?: Filters }): Promise<DockerContainerSummary[]>;
   wait(idOrName: string, condition?: 'not-running' | 'next-exit' | 'removed'): Promise<{ StatusCode: number; Error?: { Message: string } | null }>;

@@ -9,6 +9,7 @@
  *   anything else          runs until stopped or killed (exit 137/143)
  * Detach keys (ctrl-p ctrl-q by default) in stdin end a session as 'detached'.
  */
+import { prunePredicate } from '../../src/runtime/containers/prune.js';
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { Conflict, Forbidden, InvalidParameter, NotFound, NotModified, SystemError } from '../../src/common/errors.js';
@@ -404,6 +405,17 @@ export class FakeContainers implements ContainerService {
     }
     this.ctrs.delete(c.id);
     this.events.publish('container', 'destroy', c.id, { name: c.name });
+  }
+
+  async prune(filters: Record<string, string[]> = {}): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
+    const wanted = prunePredicate(filters);
+    const deleted: string[] = [];
+    for (const c of [...this.ctrs.values()]) {
+      if (!wanted({ Id: c.id, Created: c.created.toISOString(), Labels: c.body.Labels ?? {}, Status: c.state })) continue;
+      this.ctrs.delete(c.id);
+      deleted.push(c.id);
+    }
+    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: 0 };
   }
 
   async rename(idOrName: string, newName: string): Promise<void> {

@@ -208,3 +208,36 @@ test('a failed create is told in Docker\'s words, and its exit code follows them
   // Not logrus: the text as it came.
   assert.equal(ociCreateError('plain failure\n'), 'failed to create shim task: OCI runtime create failed: plain failure: unknown');
 });
+
+test('restart policies decide as moby\'s restart manager: after an exit, and at daemon start', async () => {
+  const { restartAfterExit, restartAtDaemonStart, restartDelayMs } = await import('../../src/runtime/containers/restart-policy.js');
+  const f = (exitCode: number, stoppedByUser = false, restartCount = 0) => ({ exitCode, stoppedByUser, restartCount });
+  assert.equal(restartAfterExit({ Name: 'always' }, f(0)), true);
+  assert.equal(restartAfterExit({ Name: 'always' }, f(0, true)), false);
+  assert.equal(restartAfterExit({ Name: 'unless-stopped' }, f(1)), true);
+  assert.equal(restartAfterExit({ Name: 'no' }, f(1)), false);
+  assert.equal(restartAfterExit(undefined, f(1)), false);
+  assert.equal(restartAfterExit({ Name: 'on-failure' }, f(0)), false);
+  assert.equal(restartAfterExit({ Name: 'on-failure', MaximumRetryCount: 2 }, f(3, false, 1)), true);
+  assert.equal(restartAfterExit({ Name: 'on-failure', MaximumRetryCount: 2 }, f(3, false, 2)), false);
+  // At daemon start a user's stop no longer holds `always` down, but still holds `unless-stopped`.
+  assert.equal(restartAtDaemonStart({ Name: 'always' }, f(0, true)), true);
+  assert.equal(restartAtDaemonStart({ Name: 'unless-stopped' }, f(0, true)), false);
+  assert.equal(restartAtDaemonStart({ Name: 'unless-stopped' }, f(137)), true);
+  assert.equal(restartAtDaemonStart({ Name: 'on-failure' }, f(1)), true);
+  assert.equal(restartAtDaemonStart({ Name: 'no' }, f(1)), false);
+  assert.deepEqual([0, 1, 2, 10].map(restartDelayMs), [100, 200, 400, 5000]);
+});
+
+test('container prune filters: stopped only, until/label/label!, docker\'s error for others', async () => {
+  const { prunePredicate } = await import('../../src/runtime/containers/prune.js');
+  const c = (Status: string, Labels: Record<string, string> = {}, Created = '2026-01-01T00:00:00Z') => ({ Id: 'x', Created, Labels, Status });
+  const all = prunePredicate({});
+  assert.deepEqual(['created', 'exited', 'dead', 'running', 'paused', 'restarting', 'removing'].map((s) => all(c(s))), [true, true, true, false, false, false, false]);
+  assert.equal(prunePredicate({ label: ['a=1'] })(c('exited', { a: '1' })), true);
+  assert.equal(prunePredicate({ label: ['a=1'] })(c('exited', { a: '2' })), false);
+  assert.equal(prunePredicate({ 'label!': ['a'] })(c('exited', { a: '2' })), false);
+  assert.equal(prunePredicate({ until: ['2025-06-01T00:00:00Z'] })(c('exited')), false);
+  assert.equal(prunePredicate({ until: ['2027-06-01T00:00:00Z'] })(c('exited')), true);
+  assert.throws(() => prunePredicate({ color: ['red'] }), /^Error: invalid filter 'color'$|invalid filter 'color'/);
+});

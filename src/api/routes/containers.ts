@@ -51,6 +51,10 @@ async function remove(ctx: Ctx): Promise<void> {
   ctx.reply.empty(204);
 }
 
+async function prune(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await ctx.engine.containers.prune(filtersQuery(ctx.query)));
+}
+
 async function inspect(ctx: Ctx): Promise<void> {
   ctx.reply.json(200, await ctx.engine.containers.inspect(param(ctx, 'id')));
 }
@@ -280,6 +284,7 @@ export const containerRoutes: Route[] = [
   { method: 'GET', path: '/containers/:id/archive', handler: archiveGet },
   { method: 'PUT', path: '/containers/:id/archive', handler: archivePut },
   { method: 'GET', path: '/containers/json', handler: list },
+  { method: 'POST', path: '/containers/prune', handler: prune },
   { method: 'POST', path: '/containers/create', handler: create },
   { method: 'GET', path: '/containers/:id/json', handler: inspect },
   { method: 'GET', path: '/containers/:id/logs', handler: logs },

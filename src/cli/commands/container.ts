@@ -2,7 +2,7 @@
 import type { Cli } from '../main.js';
 import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
-import { eachName, filtersFrom, reportErrors } from '../util.js';
+import { confirm, eachName, filtersFrom, reportErrors } from '../util.js';
 import { Demuxer } from '../../api/stream.js';
 import type { DockerContainerSummary } from '../../runtime/types.js';
 
@@ -36,6 +36,15 @@ export async function restart(cli: Cli, names: string[], o: { timeout?: string; 
 
 export async function rm(cli: Cli, names: string[], o: { force?: boolean; volumes?: boolean; link?: boolean }): Promise<void> {
   await eachContainer(cli, names, (n) => cli.client.json('DELETE', `/containers/${enc(n)}`, { query: { force: Boolean(o.force), v: Boolean(o.volumes), link: Boolean(o.link) } }).then(() => {}));
+}
+
+export async function prune(cli: Cli, o: { force?: boolean; filter?: string[] }): Promise<void> {
+  if (!o.force && !(await confirm(cli, 'WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] '))) return;
+  const res = await cli.client.post<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>('/containers/prune', undefined, { filters: JSON.stringify(filtersFrom(o.filter)) });
+  let out = '';
+  if (res.ContainersDeleted?.length) out = 'Deleted Containers:\n' + res.ContainersDeleted.map((n) => n + '\n').join('') + '\n';
+  out += `Total reclaimed space: ${humanSize(res.SpaceReclaimed)}\n`;
+  cli.out(out);
 }
 
 export async function rename(cli: Cli, container: string, newName: string): Promise<void> {

@@ -42,10 +42,13 @@ import { endpointRequest, exposedPorts, isSpecialMode, normalizeNetworkMode, par
 import { configView, hostConfigView, validateResources, validateRestartPolicy } from './inspect-view.js';
 import { mountView, ociMounts, parseVolumesFrom, planMounts, type DockerMount, type MountPoint } from './mounts.js';
 import { materialize, prepare as prepareMounts, release as releaseMounts, removeAnonymous } from './mount-setup.js';
-import { VolumeStore } from '../volumes/store.js';
+import { VolumeStore, dirSize } from '../volumes/store.js';
+import { prunePredicate } from './prune.js';
 import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from './archive.js';
 import type { Readable } from 'node:stream';
 import { sample as statsSample, top as topOf } from './stats.js';
+import { ExecRecords, type ExecRecord } from './exec-records.js';
+import { restartAfterExit, restartAtDaemonStart, restartDelayMs } from './restart-policy.js';
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -74,17 +77,6 @@ export interface ContainerRecord {
   hasBeenStarted?: boolean;
   /** Volumes, binds and tmpfs mounts (mounts.ts), decided at create. */
   MountPoints?: MountPoint[];
-}
-
-interface ExecRecord {
-  id: string;
-  containerId: string;
-  config: DockerExecCreate;
-  running: boolean;
-  exitCode: number | null;
-  pid: number;
-  started: boolean;
-  dir: string;
 }
 
 export interface ContainerManagerOptions {
@@ -156,7 +148,7 @@ export class ContainerManager implements ContainerService {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly pendingAttach = new Map<string, Set<AttachSession>>();
   private readonly liveSessions = new Set<AttachSession>();
-  private readonly execs = new Map<string, ExecRecord>();
+  private readonly execs: ExecRecords;
   private readonly exiting = new Set<string>();
   private watcher: FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
@@ -179,6 +171,7 @@ export class ContainerManager implements ContainerService {
       socketDir: join(this.cfg.execRoot, 'cs'),
     };
     this.pollMs = opts.pollMs ?? 2000;
+    this.execs = new ExecRecords(opts.store, this.log);
     this.bus.setMaxListeners(0);
     this.volumes = opts.volumes ?? new VolumeStore({ dataRoot: this.cfg.dataRoot, store: opts.store, events: opts.events, log: this.log });
     this.volumes.setUsage(async (name) => {
@@ -442,8 +435,10 @@ export class ContainerManager implements ContainerService {
         const r = await this.get(r0.Id);
         if (r.State.Running) throw new NotModified();
         if (r.State.Status === 'removing') throw new Conflict(`container is marked for removal and cannot be started`);
+        // A user's start resets the policy's count, as Docker's ResetRestartManager does.
         await this.update(r.Id, (x) => {
           x.stoppedByUser = false;
+          x.RestartCount = 0;
         });
         attempted = true;
         await this.startLocked(r);
@@ -711,16 +706,14 @@ export class ContainerManager implements ContainerService {
   }
 
   private async maybeRestart(rec: ContainerRecord): Promise<void> {
-    const policy = rec.HostConfig.RestartPolicy?.Name ?? '';
-    if (!policy || policy === 'no' || rec.stoppedByUser || this.closed) return;
-    if (policy === 'on-failure') {
-      if (rec.State.ExitCode === 0) return;
-      const max = rec.HostConfig.RestartPolicy?.MaximumRetryCount ?? 0;
-      if (max > 0 && rec.RestartCount >= max) return;
-    }
-    if (policy !== 'always' && policy !== 'unless-stopped' && policy !== 'on-failure') return;
-    // Docker backs off from 100 ms, doubling (capped here at 5 s); meanwhile the state is 'restarting'.
-    const delay = Math.min(100 * 2 ** Math.min(rec.RestartCount, 6), 5000);
+    if (this.closed) return;
+    if (!restartAfterExit(rec.HostConfig.RestartPolicy, { exitCode: rec.State.ExitCode, stoppedByUser: !!rec.stoppedByUser, restartCount: rec.RestartCount })) return;
+    await this.scheduleRestart(rec, restartDelayMs(rec.RestartCount));
+  }
+
+  /** Marks the container 'restarting' and starts it after `delay` ms (unless a user stops or removes it first). */
+  private async scheduleRestart(rec: ContainerRecord, delay: number, counted = true): Promise<void> {
+    // Meanwhile the state is 'restarting', as Docker shows it.
     await this.update(rec.Id, (x) => {
       x.State.Status = 'restarting';
       x.State.Restarting = true;
@@ -730,7 +723,7 @@ export class ContainerManager implements ContainerService {
         const cur = (await this.records.get(rec.Id))?.value;
         if (!cur || cur.State.Running || cur.State.Status !== 'restarting' || cur.stoppedByUser || this.closed) return;
         const next = await this.update(rec.Id, (x) => {
-          x.RestartCount += 1;
+          if (counted) x.RestartCount += 1;
           x.State.Restarting = false;
         });
         await this.startLocked(next);
@@ -887,7 +880,7 @@ export class ContainerManager implements ContainerService {
       });
       // Defensive: whatever a crash may have left.
       await this.teardown(r.Id).catch(() => undefined);
-      for (const [eid, ex] of this.execs) if (ex.containerId === r.Id) this.execs.delete(eid);
+      await this.execs.removeForContainer(r.Id);
       for (const s of this.pendingAttach.get(r.Id) ?? []) s.endExited();
       this.pendingAttach.delete(r.Id);
       await rm(this.containerDir(r.Id), { recursive: true, force: true });
@@ -897,6 +890,27 @@ export class ContainerManager implements ContainerService {
       this.bus.emit(`removed:${r.Id}`, cur.State.ExitCode);
       this.bus.emit(`exit:${r.Id}`, cur.State.ExitCode);
     });
+  }
+
+  /** docker container prune: every stopped container the filters keep (prune.ts), with the space of its writable layer. */
+  async prune(filters: Filters = {}): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
+    const wanted = prunePredicate(filters);
+    const deleted: string[] = [];
+    let space = 0;
+    for (const { value: r } of await this.records.list()) {
+      if (!wanted({ Id: r.Id, Created: r.Created, Labels: r.Config.Labels ?? {}, Status: r.State.Status })) continue;
+      const size = await dirSize(rootfsPaths(this.containerDir(r.Id)).upper);
+      try {
+        await this.removeRecord(r);
+        deleted.push(r.Id);
+        space += size;
+      } catch (e) {
+        // Started meanwhile: not prunable any more.
+        this.log.info({ id: r.Id, err: (e as Error).message }, 'prune skipped a container');
+      }
+    }
+    this.events.publish('container', 'prune', '', { reclaimed: String(space) });
+    return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: space };
   }
 
   async rename(idOrName: string, newName: string): Promise<void> {
@@ -1166,7 +1180,8 @@ export class ContainerManager implements ContainerService {
     if (!body || !Array.isArray(body.Cmd) || !body.Cmd.length) throw new InvalidParameter('No exec command specified');
     if (body.DetachKeys) parseDetachKeys(body.DetachKeys);
     const id = newId();
-    this.execs.set(id, {
+    await this.execs.trim(r.Id);
+    await this.execs.save({
       id, containerId: r.Id, config: structuredClone(body), running: false, exitCode: null, pid: 0, started: false,
       dir: join(this.bundleDir(r.Id), 'exec', id.slice(0, 16)),
     });
@@ -1232,7 +1247,10 @@ export class ContainerManager implements ContainerService {
         session ? () => session.connect(this.attachPath(cuuid)) : undefined,
       );
       ex.pid = handle.pid;
-      handle.exit.then((m) => {
+      const conmonPid = Number.parseInt(await readFile(join(ex.dir, 'conmon.pid'), 'utf8').catch(() => ''), 10);
+      if (conmonPid > 0) ex.conmonPid = conmonPid;
+      await this.execs.save(ex);
+      handle.exit.then(async (m) => {
         ex.running = false;
         if (m.data < 0) {
           const msg = m.message ?? 'exec failed';
@@ -1242,6 +1260,8 @@ export class ContainerManager implements ContainerService {
         } else {
           ex.exitCode = m.data;
         }
+        delete ex.conmonPid;
+        await this.execs.save(ex);
         this.publish(r, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) });
         markExit();
         // The socket may already be gone; end the session now that the code is known.
@@ -1253,6 +1273,7 @@ export class ContainerManager implements ContainerService {
     } catch (e) {
       ex.running = false;
       ex.exitCode = 126;
+      await this.execs.save(ex);
       markExit();
       session?.close();
       await rm(ex.dir, { recursive: true, force: true });
@@ -1515,6 +1536,15 @@ export class ContainerManager implements ContainerService {
         if (await isMounted(rootfsPaths(this.containerDir(r.Id)).merged)) await this.teardown(r.Id);
         // The daemon stopped during a restart back-off: schedule it again.
         if (r.State.Status === 'restarting') await this.maybeRestart(r).catch(() => undefined);
+        else if (r.hasBeenStarted && restartAtDaemonStart(r.HostConfig.RestartPolicy, { exitCode: r.State.ExitCode, stoppedByUser: !!r.stoppedByUser, restartCount: r.RestartCount })) {
+          // Docker starts these with a fresh restart manager: count reset, the user's stop forgotten.
+          this.log.info({ id: r.Id, policy: r.HostConfig.RestartPolicy?.Name }, 'starting container by its restart policy');
+          const fresh = await this.update(r.Id, (x) => {
+            x.stoppedByUser = false;
+            x.RestartCount = 0;
+          });
+          await this.scheduleRestart(fresh, 0, false).catch((e) => this.log.warn({ id: r.Id, err: (e as Error).message }, 'restart at daemon start failed'));
+        }
         continue;
       }
       if (await isConmonAlive(r.conmonPid ?? 0, r.Id)) {
@@ -1524,6 +1554,11 @@ export class ContainerManager implements ContainerService {
       this.log.info({ id: r.Id }, 'container exited while the daemon was down');
       await this.handleExit(r.Id, { fromRestore: true });
     }
+    // Exec sessions: inspectable again; those that ran across the restart settle from their exit files.
+    await this.execs.restore((ex) => {
+      const owner = { Id: ex.containerId, Name: '', ImageRef: '', Config: {} } as unknown as ContainerRecord;
+      void this.records.get(ex.containerId).then((c) => this.publish(c?.value ?? owner, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) })).catch(() => undefined);
+    });
     // Runtime state of containers we no longer know (a crash between steps).
     try {
       const state = JSON.parse(await this.runc(['list', '--format', 'json'])) as Array<{ id: string }> | null;
@@ -1543,6 +1578,7 @@ export class ContainerManager implements ContainerService {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.execs.close();
     this.watcher?.close();
     this.watcher = undefined;
     if (this.poller) clearInterval(this.poller);

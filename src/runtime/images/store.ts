@@ -663,7 +663,7 @@ export class ImageStore implements ImageService {
 }
 
 /** `until` as docker takes it: a Unix time or an RFC 3339 date; a duration (10m) counts back from now. */
-function parseUntil(v: string): number {
+export function parseUntil(v: string): number {
   if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
   const d = /^(\d+)(s|m|h)$/.exec(v);
   if (d) return Date.now() / 1000 - Number(d[1]) * ({ s: 1, m: 60, h: 3600 } as Record<string, number>)[d[2]!]!;

@@ -297,7 +297,7 @@ function labelsMatch(labels: Record<string, string> | null, wanted: string[]): b
   });
 }
 
-async function dirSize(dir: string): Promise<number> {
+export async function dirSize(dir: string): Promise<number> {
   try {
     const { stdout } = await run('du', ['-sb', dir]);
     return Number(stdout.split('\t')[0]) || 0;
