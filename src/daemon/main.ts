@@ -183,6 +183,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   await containers.restore();
   const live = new Set((await containers.list({ all: false })).map((c) => c.Id));
   await networks.restore(live);
+  // Only now may restart policies start containers: their sandboxes would not survive the restore above.
+  containers.resumeRestarts();
   log.info({ ms: Math.round(performance.now() - t0), running: live.size }, 'state restored');
 
   // Swarm services: idle until the swarm layer attaches a Membership (swarm init/join).

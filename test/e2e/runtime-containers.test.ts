@@ -73,6 +73,7 @@ before(async () => {
   networks = new FakeNetworks(join(work, 'netns'));
   containers = new ContainerManager({ config, store, images, networks, events, pollMs: 300 });
   await containers.restore();
+  containers.resumeRestarts();
 });
 
 after(async () => {
@@ -283,6 +284,7 @@ test('a daemon restart adopts running containers and marks the ones that died as
 
   containers = new ContainerManager({ config, store, images, networks, events, pollMs: 300 });
   await containers.restore();
+  containers.resumeRestarts();
   const sa = await containers.inspect(a.Id);
   assert.equal(sa.State.Status, 'running');
   const sb = await containers.inspect(b.Id);

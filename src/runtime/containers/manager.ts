@@ -153,6 +153,8 @@ export class ContainerManager implements ContainerService {
   private watcher: FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Restarts found due while restore() runs, held until resumeRestarts(). */
+  private deferredRestarts: Array<() => void> | undefined;
   private readonly pollMs: number;
   readonly volumes: VolumeStore;
 
@@ -718,6 +720,25 @@ export class ContainerManager implements ContainerService {
       x.State.Status = 'restarting';
       x.State.Restarting = true;
     });
+    const fire = (): void => this.fireRestart(rec.Id, delay, counted);
+    // During the daemon's restore the network controller has not yet rebuilt its
+    // sandboxes and DNS records: a start now would be undone by that restore.
+    if (this.deferredRestarts) this.deferredRestarts.push(fire);
+    else fire();
+  }
+
+  /**
+   * Daemon start, after the network controller restored its state: starts the
+   * containers restore() found due by their restart policies.
+   */
+  resumeRestarts(): void {
+    const due = this.deferredRestarts ?? [];
+    this.deferredRestarts = undefined;
+    for (const fire of due) fire();
+  }
+
+  private fireRestart(id: string, delay: number, counted: boolean): void {
+    const rec = { Id: id };
     setTimeout(() => {
       void this.withLock(rec.Id, async () => {
         const cur = (await this.records.get(rec.Id))?.value;
@@ -1521,6 +1542,7 @@ export class ContainerManager implements ContainerService {
   // ---------- daemon start / stop ----------
 
   async restore(): Promise<void> {
+    this.deferredRestarts ??= [];
     await mkdir(this.exitDir, { recursive: true });
     await mkdir(this.paths.socketDir, { recursive: true });
     await this.images.cleanupTemp().catch(() => undefined);
