@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Lab, INTERNET_IP, REPO, COVE_BIN, run, type RunResult } from '../lab/lab.js';
 import { LabRegistry } from '../lab/registry.js';
+import { LabTokenServer } from '../lab/token-server.js';
 import { api, docker, dockerPresent, teardown, DOCKER_BIN } from './clients-helpers.js';
 
 const skip = dockerPresent() && existsSync('/usr/bin/docker-registry') ? false : `needs ${DOCKER_BIN} and docker-registry (scripts/setup.sh installs it)`;
@@ -22,10 +23,13 @@ const skip = dockerPresent() && existsSync('/usr/bin/docker-registry') ? false :
 let lab: Lab | undefined;
 let plain: LabRegistry | undefined;
 let secure: LabRegistry | undefined;
+let tokenReg: LabRegistry | undefined;
+let tokens: LabTokenServer | undefined;
 let hang: ChildProcess | undefined;
 let dockerConfig = '';
 const P = `${INTERNET_IP}:5000`;
 const S = `${INTERNET_IP}:5443`;
+const T = `${INTERNET_IP}:5446`;
 
 function L(): Lab {
   assert.ok(lab, 'lab not started');
@@ -62,10 +66,14 @@ before(async () => {
   mkdirSync(dockerConfig, { recursive: true });
   plain = await LabRegistry.start({ netns: lab.inetNetns, ip: INTERNET_IP, port: 5000, dir: join(lab.dir, 'reg-plain'), accessLog: true });
   secure = await LabRegistry.start({ netns: lab.inetNetns, ip: INTERNET_IP, port: 5443, dir: join(lab.dir, 'reg-tls'), tls: true, user: { name: 'cove', password: 's3cret' } });
+  // A registry that demands bearer tokens from a token server next to it.
+  tokens = await LabTokenServer.start({ netns: lab.inetNetns, ip: INTERNET_IP, port: 5081, dir: join(lab.dir, 'tokens'), users: { cove: 't0ken' }, service: 'cove-lab-registry', issuer: 'cove-lab-issuer' });
+  tokenReg = await LabRegistry.start({ netns: lab.inetNetns, ip: INTERNET_IP, port: 5446, dir: join(lab.dir, 'reg-token'),
+    token: { realm: tokens.realm, service: 'cove-lab-registry', issuer: 'cove-lab-issuer', certFile: tokens.certFile } });
   // A "registry" that accepts connections and never answers.
   hang = spawn('nsenter', [`--net=/run/netns/${lab.inetNetns}`, process.execPath, '-e', `require('net').createServer(() => {}).listen(5998, '${INTERNET_IP}')`], { stdio: 'ignore' });
   await lab.startDaemon({
-    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
+    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--insecure-registry', T, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
   });
   for (const img of ['alpine', 'nginx']) await ok(cove(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]), `load ${img}`);
 });
@@ -74,6 +82,8 @@ after(async () => {
   if (hang?.pid && hang.exitCode === null) hang.kill('SIGKILL');
   await plain?.stop();
   await secure?.stop();
+  await tokenReg?.stop();
+  await tokens?.stop();
   await teardown(lab);
 });
 
@@ -256,6 +266,38 @@ test('a TLS registry with htpasswd auth: login, wrong credentials, push and pull
   const wrong = await cove(['login', '-u', 'cove', '-p', 'nope', S]);
   assert.notEqual(wrong.code, 0);
   assert.match(wrong.stderr, /401 Unauthorized/);
+});
+
+test('a registry that demands bearer tokens: refused without login, tokens with the scopes of each pull and push, logout', { skip }, async () => {
+  await ok(dk(['tag', 'alpine', `${T}/tok/alpine:v1`]), 'tag');
+  const challenge = await onInet(`const r = await fetch('http://${T}/v2/'); console.log(r.status, r.headers.get('www-authenticate'))`);
+  assert.match(challenge.stdout, /^401 Bearer realm="http:\/\/198\.51\.100\.1:5081\/token",service="cove-lab-registry"/);
+  const anon = await dk(['push', `${T}/tok/alpine:v1`]);
+  assert.notEqual(anon.code, 0);
+  assert.match(anon.stderr, /^unauthorized: authentication required$/m);
+  const bad = await dk(['login', '-u', 'cove', '--password-stdin', T], { input: 'wrong\n' });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /401 Unauthorized|incorrect username or password/);
+  const good = await dk(['login', '-u', 'cove', '--password-stdin', T], { input: 't0ken\n' });
+  assert.equal(good.code, 0, good.stderr);
+  assert.match(good.stdout, /Login Succeeded/);
+  const before = tokens!.requests.length;
+  const push = await ok(cove(['push', `${T}/tok/alpine:v1`]), 'cove push with a token');
+  assert.match(push.stdout, /v1: digest: sha256:[0-9a-f]{64} size: \d+/);
+  await ok(cove(['rmi', `${T}/tok/alpine:v1`]), 'rmi');
+  const pulled = await ok(dk(['pull', `${T}/tok/alpine:v1`]), 'docker pull with a token');
+  assert.match(pulled.stdout, /Status: (Downloaded newer image|Image is up to date) for 198\.51\.100\.1:5446\/tok\/alpine:v1/);
+  // The token server saw the user ask for exactly these scopes, and granted them.
+  const asked = tokens!.requests.slice(before).filter((r) => r.account === 'cove' && r.status === 200).map((r) => r.scopes.join(' '));
+  assert.ok(asked.includes('repository:tok/alpine:pull,push'), `push scope: ${asked.join(' | ')}`);
+  assert.ok(asked.includes('repository:tok/alpine:pull'), `pull scope: ${asked.join(' | ')}`);
+  // Logged out: anonymous tokens grant nothing, and docker's words say so.
+  await ok(dk(['logout', T]), 'docker logout');
+  await ok(cove(['rmi', `${T}/tok/alpine:v1`]), 'rmi');
+  const denied = await cove(['pull', `${T}/tok/alpine:v1`]);
+  assert.notEqual(denied.code, 0);
+  assert.match(denied.stderr, /pull access denied for 198\.51\.100\.1:5446\/tok\/alpine, repository does not exist or may require 'docker login'/);
+  assert.ok(tokens!.requests.some((r) => r.account === null && r.scopes.includes('repository:tok/alpine:pull')), 'an anonymous token was asked for');
 });
 
 test('save and load round-trip; history; image prune -a', { skip }, async () => {

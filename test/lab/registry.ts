@@ -18,6 +18,8 @@ export interface RegistryOptions {
   dir: string;
   tls?: boolean;
   user?: { name: string; password: string };
+  /** Token authentication (a LabTokenServer): the registry answers `WWW-Authenticate: Bearer realm=...`. */
+  token?: { realm: string; service: string; issuer: string; certFile: string };
   /** Log each request (to count blob fetches). */
   accessLog?: boolean;
 }
@@ -95,6 +97,10 @@ export class LabRegistry {
       if (r.code !== 0) throw new Error(`htpasswd: ${r.stderr}`);
       writeFileSync(join(dir, 'htpasswd'), r.stdout);
       lines.push('auth:', '  htpasswd:', '    realm: cove-lab', `    path: ${join(dir, 'htpasswd')}`);
+    }
+    if (this.opts.token) {
+      const t = this.opts.token;
+      lines.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.certFile}`);
     }
     writeFileSync(join(dir, 'config.yml'), lines.join('\n') + '\n');
     this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.netns}`, 'docker-registry', 'serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -223,6 +223,9 @@ export class RegistryClient {
     await discard(res.body);
     if (res.status === 200) return true;
     if (res.status === 404) return false;
+    // A HEAD answer has no body to carry the registry's error code: these are its words for 401/403.
+    if (res.status === 401) throw new RegistryError(401, 'UNAUTHORIZED', 'unauthorized: authentication required');
+    if (res.status === 403) throw new RegistryError(403, 'DENIED', 'denied: requested access to the resource is denied');
     throw new RegistryError(res.status, undefined, `HEAD blob ${digest}: unexpected status ${res.status}`);
   }
 
