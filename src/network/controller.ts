@@ -1246,7 +1246,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     const keys = new ClusterKeys(m.store);
     const c: ClusterState = { m, keys, ipam: new AddressAllocator(m.store, 'ipam/addr'), stops: [], syncing: new Map(), again: new Set() };
     this.cluster = c;
-    for (const d of this.registry.names()) this.registry.get(d).setCluster?.({ nodeId: m.self.id, dataPathAddr: m.self.dataPathAddr });
+    for (const d of this.registry.names()) this.registry.get(d).setCluster?.({ nodeId: m.self.id, dataPathAddr: m.self.dataPathAddr, store: m.store, isManager: () => m.isManager() });
     if (m.isManager() && opts.defaultAddrPool?.length) {
       const pools = opts.defaultAddrPool.map((base) => ({ base, size: opts.subnetSize ?? 24 }));
       await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins

@@ -9,6 +9,8 @@
  * keeps what they return. Drivers make kernel objects only through src/kernel.
  */
 
+import type { Store } from '../store/store.js';
+
 export type DriverScope = 'local' | 'global' | 'swarm';
 
 export interface IpamData {
@@ -108,6 +110,9 @@ export interface ClusterInfo {
   nodeId: string;
   /** Underlay address of this node (--data-path-addr, else --advertise-addr). */
   dataPathAddr: string;
+  /** The cluster store and role (for drivers that keep node keys there: encrypted overlays). */
+  store?: Store;
+  isManager?: () => boolean;
 }
 
 /** An endpoint of a swarm network on another node, as the cluster store has it. */

@@ -15,6 +15,7 @@
  *   record, written by managers), alive/<id> (leased by the node itself:
  *   Ready while present).
  */
+import { requestKeyRotation } from '../cluster/key-rotation.js';
 import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname, networkInterfaces, cpus, totalmem } from 'node:os';
@@ -841,6 +842,8 @@ export class SwarmController {
       if ((e as Error).name === 'CasError') throw new SystemError('update out of sequence');
       throw e;
     }
+    // As in Docker, a swarm update rotates the data-path encryption keys.
+    await requestKeyRotation(store, 'swarm update').catch((e: Error) => this.log.warn({ err: e.message }, 'key rotation after swarm update failed'));
   }
 
   unlockKey(): { UnlockKey: string } {
@@ -1064,6 +1067,8 @@ export class SwarmController {
       await store.delete(`nodes/${id}`);
       await store.delete(`alive/${id}`).catch(() => undefined);
       await this.deleteEtcdUser(id);
+      // Its data-path key is revoked (peers drop it as its node record goes) and the others' keys rotate.
+      await requestKeyRotation(store, `node ${id} removed`).catch((e: Error) => this.log.warn({ err: e.message }, 'key rotation after node removal failed'));
     });
   }
 }

@@ -334,6 +334,9 @@ export class Lab {
     }
     await this.stopDaemon('SIGTERM').catch(() => undefined);
     this.dnsServer?.kill('SIGKILL');
+    // wireguard-go devices of the daemon (encrypted overlays) end by their PID files first, gracefully,
+    // so they remove their UAPI sockets from /var/run/wireguard (shared by the whole machine).
+    await stopWireguardDevices(join(this.execRoot, 'wireguard'));
     // 2. Any process left in the lab's namespaces or naming its directory (conmon, containers, helpers).
     const nsPaths = [this.netnsPath, `/run/netns/${this.inetNetns}`, ...this.extraNetns.map((n) => `/run/netns/${n}`)];
     const netnsDir = join(this.execRoot, 'netns');
@@ -362,5 +365,25 @@ export class Lab {
     for (const ns of [...this.extraNetns, this.inetNetns, this.netns]) await run('ip', ['netns', 'del', ns]);
     // 5. runc state of this lab's containers lives under its exec root; files last.
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function stopWireguardDevices(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.pid')) continue;
+    const name = f.slice(0, -4);
+    const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
+    let alive = false;
+    try {
+      alive = Number.isInteger(pid) && pid > 1 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(name);
+    } catch {
+      alive = false;
+    }
+    if (alive) {
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 40 && existsSync(`/proc/${pid}`); i++) await sleep(50);
+    }
+    rmSync(`/var/run/wireguard/${name}.sock`, { force: true });
   }
 }

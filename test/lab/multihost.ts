@@ -57,9 +57,10 @@ export class MultiHostLab {
    * daemon up with the demo images loaded, host 1 runs `swarm init`, the others
    * join with the `role` token.
    */
-  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager'; daemon?: DaemonOptions }): Promise<void> {
-    for (const h of this.hosts) {
-      await h.startDaemon(opts.daemon);
+  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager'; daemon?: DaemonOptions; daemonEnv?: (i: number) => NodeJS.ProcessEnv | undefined }): Promise<void> {
+    for (const [i, h] of this.hosts.entries()) {
+      const env = opts.daemonEnv?.(i);
+      await h.startDaemon(env ? { ...opts.daemon, env: { ...opts.daemon?.env, ...env } } : opts.daemon);
       for (const img of opts.images) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
     }
     const docker = async (h: Lab, args: string[]): Promise<string> => {

@@ -146,7 +146,7 @@ test('restore: endpoints here adopt the namespace that outlived the daemon; none
 test('underlay transport is a seam: an encrypted network uses the registered transport', async () => {
   const { kernel, d } = setup();
   const n = net({ options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097', encrypted: '' } });
-  await assert.rejects(d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24')), /encrypted overlay networks are not available/);
+  await assert.rejects(d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24')), /encrypted overlay network .* is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted/);
   d.setTransport('encrypted', { name: 'wg', local: async () => ({ address: '10.201.0.1', mtu: 1420 }), remote: (p) => `10.201.0.${p.nodeId === 'n2' ? 2 : 9}` });
   await d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24'));
   await d.syncPeers(n, [peer('p1', 'n2', '192.0.2.12', '10.0.1.3/24', '02:42:0a:00:01:03')]);

@@ -23,6 +23,7 @@ import {
   type OverlayConfig, type ProgrammedPeer,
 } from './plan.js';
 import { PlainTransport, type UnderlayTransport } from './transport.js';
+import { WireguardTransport } from './wireguard.js';
 
 const GONE = /Cannot find device|No such device|does not exist|No such file|ENOENT|ENODEV/;
 
@@ -42,6 +43,10 @@ export class OverlayDriver implements NetworkDriver {
   readonly name = 'overlay';
   readonly scope = 'swarm' as const;
   private readonly kernel: KernelOps;
+  /** The kernel seam, for transports that need it too. */
+  get kernelOps(): KernelOps {
+    return this.kernel;
+  }
   private readonly ownsKernel: boolean;
   private readonly execRoot: string;
   private readonly log: Logger | undefined;
@@ -68,7 +73,7 @@ export class OverlayDriver implements NetworkDriver {
   private transportFor(net: DriverNetwork): UnderlayTransport {
     if (net.options.encrypted !== undefined) {
       const t = this.transports.get('encrypted');
-      if (!t) throw new Unavailable('encrypted overlay networks are not available on this node');
+      if (!t) throw new Unavailable(`encrypted overlay network ${net.name} is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted`);
       return t;
     }
     return this.transports.get('plain')!;
@@ -76,6 +81,9 @@ export class OverlayDriver implements NetworkDriver {
 
   setCluster(c: ClusterInfo | undefined): void {
     this.cluster = c;
+    for (const t of this.transports.values()) {
+      t.setCluster?.(c?.store ? { nodeId: c.nodeId, dataPathAddr: c.dataPathAddr, store: c.store, isManager: c.isManager ?? (() => false) } : undefined);
+    }
   }
 
   /** Networks up on this host (ids), for tests and diagnostics. */
@@ -147,7 +155,7 @@ export class OverlayDriver implements NetworkDriver {
 
   localOptions(net: DriverNetwork): Record<string, string> {
     const a = this.active.get(net.id);
-    return a ? { [OPT_MTU]: String(a.mtu) } : {};
+    return a ? { [OPT_MTU]: String(a.mtu), ...a.transport.describe?.() } : {};
   }
 
   /**
@@ -195,6 +203,7 @@ export class OverlayDriver implements NetworkDriver {
       this.log?.info({ network: net.name, vni: cfg.vni, mtu, underlay: local.address }, 'overlay network up on this host');
     }
     this.active.set(net.id, a);
+    await transport.setNetworkPeers?.(net.id, []);
     // Peers the controller told about before the network came up here.
     const wanted = this.wantedPeers.get(net.id);
     if (wanted) await this.programPeers(a, wanted);
@@ -208,6 +217,8 @@ export class OverlayDriver implements NetworkDriver {
       if (p.nodeId === self || !p.mac) continue;
       want.set(p.id, peerEntry(p, a.transport.remote({ nodeId: p.nodeId, dataPathAddr: p.underlay })));
     }
+    // Encryption peers first, so the first VXLAN packet to a new node finds its WireGuard peer.
+    await a.transport.setNetworkPeers?.(a.cfg.id, [...new Set(peers.filter((p) => p.nodeId !== self).map((p) => p.nodeId))]);
     const ops = peerDiffOps(a.peers, want);
     if (ops.length === 0) return;
     try {
@@ -221,6 +232,7 @@ export class OverlayDriver implements NetworkDriver {
   private async teardown(net: DriverNetwork): Promise<void> {
     const a = this.active.get(net.id);
     this.active.delete(net.id);
+    if (net.options.encrypted !== undefined) this.transports.get('encrypted')?.releaseNetwork?.(net.id);
     let nsPath = a?.nsPath;
     if (!nsPath) {
       try {
@@ -244,5 +256,14 @@ export class OverlayDriver implements NetworkDriver {
 
 /** The registry's factory (src/network/drivers/registry.ts). */
 export function createDriver(ctx: DriverContext): OverlayDriver {
-  return new OverlayDriver(ctx);
+  const d = new OverlayDriver(ctx);
+  // Encrypted networks: wireguard-go (this kernel has no ESP; see wireguard.ts). The
+  // environment overrides are for tests: a node without wireguard-go, a short rotation.
+  const rotate = Number(process.env.COVE_ENCRYPTION_ROTATE_MS);
+  d.setTransport('encrypted', new WireguardTransport({
+    kernel: d.kernelOps, dataRoot: ctx.config.dataRoot, execRoot: ctx.config.execRoot, log: ctx.log,
+    ...(process.env.COVE_WIREGUARD_GO ? { binary: process.env.COVE_WIREGUARD_GO } : {}),
+    ...(rotate > 0 ? { rotateMs: rotate } : {}),
+  }));
+  return d;
 }

@@ -8,6 +8,7 @@
  * `--opt encrypted` then use it (see index.ts, transportFor).
  */
 import type { KernelOps } from '../../../kernel/ops.js';
+import type { Store } from '../../../store/store.js';
 
 export interface PeerNode {
   nodeId: string;
@@ -25,6 +26,14 @@ export interface UnderlayTransport {
   local(self: PeerNode): Promise<{ address: string; mtu: number }>;
   /** Where VXLAN packets for a peer node go. */
   remote(peer: PeerNode): string;
+  /** The other nodes with endpoints on a network up here that uses this transport (encryption peers). */
+  setNetworkPeers?(networkId: string, nodeIds: string[]): Promise<void>;
+  /** That network left this host. */
+  releaseNetwork?(networkId: string): void;
+  /** What `network inspect` shows about the transport on this node. */
+  describe?(): Record<string, string>;
+  /** Cluster membership (the store, for keys), or undefined when the node leaves or the daemon stops. */
+  setCluster?(c: { nodeId: string; dataPathAddr: string; store: Store; isManager: () => boolean } | undefined): void;
 }
 
 /** VXLAN straight over the underlay: the data-path addresses, the underlay interface's MTU. */

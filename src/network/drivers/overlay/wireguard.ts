@@ -1,0 +1,367 @@
+/**
+ * The encrypted overlay transport where the kernel has neither ESP nor
+ * WireGuard: VXLAN of `--opt encrypted` networks runs through a wireguard-go
+ * device of this node, so only WireGuard (UDP 51820) crosses the underlay.
+ *
+ *   node A                                   node B
+ *   vxlan0 local 100.x.a ─► wg device ══ UDP 51820 ══► wg device ─► vxlan0 local 100.x.b
+ *
+ * - One device per node, named `cwg<12 of the node ID>` (unique per machine:
+ *   UAPI sockets are shared by every netns). Its tunnel address is derived
+ *   from the node ID (100.64.0.0/10), so a peer's address is known as soon
+ *   as its endpoints are; a clash is refused, never guessed around.
+ * - The node makes its own key pair; the private key stays in its data root
+ *   (0600), the public key, WireGuard endpoint and tunnel address go to the
+ *   cluster store at `node-local/<node id>/wireguard`.
+ * - WireGuard peers: the nodes that have an endpoint on an encrypted network
+ *   up here (the driver reports them), that are still swarm members
+ *   (`nodes/<id>`: a removed node is dropped at once, its key no longer
+ *   accepted) and have published a key.
+ * - Keys rotate when the managers bump `swarm/encryption-rotation`
+ *   (src/cluster/key-rotation.ts): the node installs a new private key and
+ *   publishes its public key; peers swap the key of that peer in one `wg set`
+ *   (same allowed IP, so routing never changes; TCP rides over the short gap).
+ * - wireguard-go runs detached with its PID in `<exec-root>/wireguard/`, so a
+ *   daemon restart re-adopts it; a check every few seconds restarts it if it
+ *   died. It ends when the last encrypted network leaves this host.
+ */
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Unavailable } from '../../../common/errors.js';
+import type { Logger } from '../../../common/log.js';
+import { DEFAULT_ROTATION_MS, ROTATION_KEY, parseRotation, requestKeyRotation } from '../../../cluster/key-rotation.js';
+import type { KernelOps } from '../../../kernel/ops.js';
+import {
+  WIREGUARD_GO, WIREGUARD_OVERHEAD, startWireguardGo, stopWireguardGo, wgSet, wgShow, wireguardPid,
+} from '../../../kernel/wireguard.js';
+import type { Store } from '../../../store/store.js';
+import type { PeerNode, UnderlayTransport } from './transport.js';
+
+export const WG_PORT = 51820;
+const TUNNEL_BASE = (100 << 24) | (64 << 16); // 100.64.0.0/10
+const TUNNEL_PREFIX = 10;
+const SUPERVISE_MS = 3000;
+const STOP_GRACE_MS = 5000;
+
+export interface WireguardCluster {
+  nodeId: string;
+  dataPathAddr: string;
+  store: Store;
+  isManager: () => boolean;
+}
+
+export interface WireguardRecord {
+  nodeId: string;
+  publicKey: string;
+  /** host:port other nodes send WireGuard to. */
+  endpoint: string;
+  tunnelAddr: string;
+  generation: number;
+}
+
+interface KeyFile {
+  privateKey: string;
+  publicKey: string;
+  generation: number;
+}
+
+/** The device name for a node: unique per machine, within IFNAMSIZ. */
+export function wireguardIfName(nodeId: string): string {
+  return `cwg${nodeId.replace(/[^a-z0-9]/gi, '').slice(0, 12)}`;
+}
+
+/** The node's tunnel address, from its ID: 100.64.0.1 - 100.127.255.254. */
+export function tunnelAddress(nodeId: string): string {
+  const h = createHash('sha256').update(nodeId).digest();
+  let n = h.readUInt32BE(0) & 0x3fffff;
+  if (n === 0 || n === 0x3fffff) n = 1;
+  const v = (TUNNEL_BASE | n) >>> 0;
+  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
+}
+
+export function newKeyPair(): { privateKey: string; publicKey: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const b64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64url').toString('base64');
+  return { privateKey: b64(privateKey.export({ format: 'jwk' }).d), publicKey: b64(publicKey.export({ format: 'jwk' }).x) };
+}
+
+/** `wg set` arguments taking the device's peers from `have` to `want` (public key -> peer). */
+export function peerSetArgs(have: Array<{ publicKey: string; endpoint?: string; allowedIps: string[] }>, want: Map<string, { endpoint: string; allowed: string }>): string[] {
+  const args: string[] = [];
+  for (const p of have) if (!want.has(p.publicKey)) args.push('peer', p.publicKey, 'remove');
+  for (const [key, w] of want) {
+    const h = have.find((p) => p.publicKey === key);
+    if (h && h.endpoint === w.endpoint && h.allowedIps.length === 1 && h.allowedIps[0] === w.allowed) continue;
+    args.push('peer', key, 'endpoint', w.endpoint, 'allowed-ips', w.allowed, 'persistent-keepalive', '25');
+  }
+  return args;
+}
+
+export interface WireguardTransportOptions {
+  kernel: KernelOps;
+  dataRoot: string;
+  execRoot: string;
+  log?: Logger | undefined;
+  /** The wireguard-go binary (COVE_WIREGUARD_GO overrides it, e.g. to test a node without it). */
+  binary?: string;
+  port?: number;
+  /** How often managers rotate keys (COVE_ENCRYPTION_ROTATE_MS overrides it). */
+  rotateMs?: number;
+}
+
+export class WireguardTransport implements UnderlayTransport {
+  readonly name = 'wireguard-go';
+  private readonly binary: string;
+  private readonly port: number;
+  private readonly rotateMs: number;
+  private cluster: WireguardCluster | undefined;
+  private ready: Promise<void> = Promise.resolve();
+  private stops: Array<() => void> = [];
+  private readonly records = new Map<string, WireguardRecord>();
+  private readonly members = new Set<string>();
+  private readonly netPeers = new Map<string, Set<string>>();
+  private rotation = 0;
+  /** The device is up and configured in this daemon's life. */
+  private up = false;
+  private chain: Promise<unknown> = Promise.resolve();
+  private reconcilePending = false;
+  private stopTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: WireguardTransportOptions) {
+    this.binary = opts.binary ?? WIREGUARD_GO;
+    this.port = opts.port ?? WG_PORT;
+    this.rotateMs = opts.rotateMs ?? DEFAULT_ROTATION_MS;
+  }
+
+  private get ifName(): string {
+    return wireguardIfName(this.cluster!.nodeId);
+  }
+
+  private get pidFile(): string {
+    return join(this.opts.execRoot, 'wireguard', `${this.ifName}.pid`);
+  }
+
+  private get keyDir(): string {
+    return join(this.opts.dataRoot, 'wireguard');
+  }
+
+  /** Follows the cluster store (undefined: stop following; the device keeps running). */
+  setCluster(c: WireguardCluster | undefined): void {
+    for (const s of this.stops) s();
+    this.stops = [];
+    this.cluster = c;
+    this.records.clear();
+    this.members.clear();
+    this.up = false;
+    if (!c) return;
+    const st = c.store;
+    this.stops.push(st.watch('node-local/', (ev) => {
+      if (!ev.kv.key.endsWith('/wireguard')) return;
+      const id = ev.kv.key.split('/')[1]!;
+      if (ev.type === 'delete') this.records.delete(id);
+      else this.records.set(id, JSON.parse(ev.kv.value) as WireguardRecord);
+      this.scheduleReconcile();
+    }));
+    this.stops.push(st.watch('nodes/', (ev) => {
+      const id = ev.kv.key.slice('nodes/'.length);
+      if (ev.type === 'delete') this.members.delete(id);
+      else this.members.add(id);
+      this.scheduleReconcile();
+    }));
+    this.stops.push(st.watch(ROTATION_KEY, (ev) => {
+      if (ev.type === 'put') this.onRotation(parseRotation(ev.kv.value).generation);
+    }));
+    this.ready = (async () => {
+      for (const kv of await st.list('node-local/')) {
+        if (kv.key.endsWith('/wireguard')) this.records.set(kv.key.split('/')[1]!, JSON.parse(kv.value) as WireguardRecord);
+      }
+      for (const kv of await st.list('nodes/')) this.members.add(kv.key.slice('nodes/'.length));
+      this.rotation = parseRotation((await st.get(ROTATION_KEY))?.value).generation;
+    })().catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'wireguard: reading the cluster store failed'));
+    const timer = setInterval(() => void this.tick(), SUPERVISE_MS);
+    timer.unref();
+    this.stops.push(() => clearInterval(timer));
+  }
+
+  async local(self: PeerNode): Promise<{ address: string; mtu: number }> {
+    if (!this.cluster) throw new Unavailable('This node is not part of a swarm');
+    if (!existsSync(this.binary)) {
+      throw new Unavailable(`encrypted overlay networks need wireguard-go on this node (${this.binary} not found; this kernel has no IPsec ESP either): refusing to carry the network unencrypted`);
+    }
+    await this.ready;
+    const address = tunnelAddress(self.nodeId);
+    const clash = [...this.records.values()].find((r) => r.nodeId !== self.nodeId && r.tunnelAddr === address && this.members.has(r.nodeId));
+    if (clash) throw new Unavailable(`wireguard tunnel address ${address} of this node is taken by node ${clash.nodeId}`);
+    const underlay = (await this.opts.kernel.mtuOfAddress(self.dataPathAddr).catch(() => undefined)) ?? 1500;
+    await this.serial(() => this.ensureDevice());
+    return { address, mtu: underlay - WIREGUARD_OVERHEAD };
+  }
+
+  remote(peer: PeerNode): string {
+    return tunnelAddress(peer.nodeId);
+  }
+
+  /** The driver: which other nodes have endpoints on an encrypted network up here. */
+  async setNetworkPeers(networkId: string, nodeIds: string[]): Promise<void> {
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+    this.stopTimer = undefined;
+    this.netPeers.set(networkId, new Set(nodeIds));
+    await this.serial(() => this.reconcile());
+  }
+
+  /** The driver: an encrypted network left this host; the device goes with the last one (after a grace period: a restart restores networks one by one). */
+  releaseNetwork(networkId: string): void {
+    this.netPeers.delete(networkId);
+    this.scheduleReconcile();
+    if (this.netPeers.size > 0 || !this.cluster || this.stopTimer) return;
+    // Captured: on `swarm leave` the cluster is detached before the timer fires.
+    const c = this.cluster;
+    const name = this.ifName;
+    const pidFile = this.pidFile;
+    this.stopTimer = setTimeout(() => {
+      this.stopTimer = undefined;
+      if (this.netPeers.size > 0) return;
+      void this.serial(async () => {
+        if (this.netPeers.size > 0) return;
+        this.up = false;
+        await stopWireguardGo(pidFile, name);
+        await c.store.delete(`node-local/${c.nodeId}/wireguard`).catch(() => undefined);
+        this.opts.log?.info({ device: name }, 'wireguard: device stopped (no encrypted network here)');
+      }).catch(() => undefined);
+    }, STOP_GRACE_MS);
+    this.stopTimer.unref();
+  }
+
+  describe(): Record<string, string> {
+    if (!this.cluster) return {};
+    return {
+      'com.cove.network.encryption': 'wireguard-go',
+      'com.cove.network.encryption.interface': this.ifName,
+      'com.cove.network.encryption.tunnel': tunnelAddress(this.cluster.nodeId),
+    };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private scheduleReconcile(): void {
+    if (this.reconcilePending) return;
+    this.reconcilePending = true;
+    void this.serial(async () => {
+      this.reconcilePending = false;
+      await this.reconcile();
+    }).catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'wireguard: peer update failed'));
+  }
+
+  private loadKey(): KeyFile | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.keyDir, `${this.ifName}.json`), 'utf8')) as KeyFile;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes the key pair (JSON, and the private key alone for `wg set private-key`), 0600. */
+  private saveKey(k: KeyFile): string {
+    mkdirSync(this.keyDir, { recursive: true, mode: 0o700 });
+    const keyPath = join(this.keyDir, `${this.ifName}.key`);
+    writeFileSync(keyPath, k.privateKey + '\n', { mode: 0o600 });
+    writeFileSync(join(this.keyDir, `${this.ifName}.json`), JSON.stringify(k), { mode: 0o600 });
+    return keyPath;
+  }
+
+  /** Starts or adopts the device, gives it this node's key, address and port, publishes the record. */
+  private async ensureDevice(): Promise<void> {
+    const c = this.cluster!;
+    const name = this.ifName;
+    let key = this.loadKey();
+    if (!key) key = { ...newKeyPair(), generation: this.rotation };
+    const keyPath = this.saveKey(key);
+    if (!wireguardPid(this.pidFile, name)) {
+      // A device left without its process (or a stale socket) goes first.
+      await this.opts.kernel.apply(null, [{ kind: 'link-del', name }]).catch(() => undefined);
+      const pid = await startWireguardGo({
+        binary: this.binary, name, netns: null, pidFile: this.pidFile, logFile: join(this.opts.execRoot, 'wireguard', `${name}.log`),
+      });
+      this.opts.log?.info({ device: name, pid }, 'wireguard: device started');
+    }
+    // Same key again is a no-op in wireguard-go (sessions are kept): safe on adoption.
+    await wgSet(name, ['listen-port', String(this.port), 'private-key', keyPath]);
+    const mtu = ((await this.opts.kernel.mtuOfAddress(c.dataPathAddr).catch(() => undefined)) ?? 1500) - WIREGUARD_OVERHEAD;
+    await this.opts.kernel.apply(null, [
+      { kind: 'addr', dev: name, cidr: `${tunnelAddress(c.nodeId)}/${TUNNEL_PREFIX}` },
+      { kind: 'link-set', name, mtu, up: true },
+    ]);
+    await this.publish(key);
+    this.up = true;
+    await this.reconcile();
+    if (key.generation < this.rotation) await this.rotate(this.rotation);
+  }
+
+  private async publish(key: KeyFile): Promise<void> {
+    const c = this.cluster!;
+    const rec: WireguardRecord = {
+      nodeId: c.nodeId, publicKey: key.publicKey, endpoint: `${c.dataPathAddr}:${this.port}`, tunnelAddr: tunnelAddress(c.nodeId), generation: key.generation,
+    };
+    const have = this.records.get(c.nodeId);
+    if (have && JSON.stringify(have) === JSON.stringify(rec)) return;
+    await c.store.put(`node-local/${c.nodeId}/wireguard`, JSON.stringify(rec));
+    this.records.set(c.nodeId, rec);
+  }
+
+  /** Device peers = nodes of the encrypted networks up here that are members and have a key. */
+  private async reconcile(): Promise<void> {
+    const c = this.cluster;
+    if (!c || !this.up) return;
+    const want = new Map<string, { endpoint: string; allowed: string }>();
+    const nodes = new Set<string>();
+    for (const s of this.netPeers.values()) for (const n of s) nodes.add(n);
+    for (const n of nodes) {
+      const r = this.records.get(n);
+      if (n === c.nodeId || !r || !this.members.has(n)) continue;
+      want.set(r.publicKey, { endpoint: r.endpoint, allowed: `${r.tunnelAddr}/32` });
+    }
+    const have = await wgShow(this.ifName);
+    const args = peerSetArgs(have.peers, want);
+    if (args.length === 0) return;
+    await wgSet(this.ifName, args);
+    this.opts.log?.debug({ device: this.ifName, peers: [...want.values()].map((w) => w.allowed) }, 'wireguard: peers updated');
+  }
+
+  private onRotation(generation: number): void {
+    this.rotation = Math.max(this.rotation, generation);
+    void this.serial(() => this.rotate(generation)).catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'wireguard: key rotation failed'));
+  }
+
+  /** A new key pair for this node (the device keeps running; peers swap our key when the record changes). */
+  private async rotate(generation: number): Promise<void> {
+    if (!this.cluster) return;
+    const cur = this.loadKey();
+    if (cur && cur.generation >= generation) return;
+    const key: KeyFile = { ...newKeyPair(), generation };
+    const keyPath = this.saveKey(key);
+    if (this.up) {
+      await wgSet(this.ifName, ['private-key', keyPath]);
+      await this.publish(key);
+      this.opts.log?.info({ device: this.ifName, generation }, 'wireguard: key rotated');
+    }
+  }
+
+  /** Supervision (the device's process is alive, or restarted) and, on managers, the rotation schedule. */
+  private async tick(): Promise<void> {
+    const c = this.cluster;
+    if (!c) return;
+    if (c.isManager()) await requestKeyRotation(c.store, 'schedule', { ifOlderThanMs: this.rotateMs }).catch(() => undefined);
+    if (this.up && !wireguardPid(this.pidFile, this.ifName)) {
+      this.opts.log?.warn({ device: this.ifName }, 'wireguard: device process gone; restarting it');
+      this.up = false;
+      await this.serial(() => this.ensureDevice()).catch((e: Error) => this.opts.log?.error({ err: e.message }, 'wireguard: restarting the device failed'));
+    }
+  }
+}

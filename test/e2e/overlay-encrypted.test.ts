@@ -1,0 +1,176 @@
+/**
+ * Encrypted overlay networks (the seed's `docker network create --opt
+ * encrypted --driver overlay --attachable my-attachable-multi-host-network`)
+ * on a swarm of 4 simulated hosts whose kernel has no ESP: the network's
+ * VXLAN runs through wireguard-go between the nodes. A container on hosts
+ * 1-3 talk (ping, DNS, TCP, UDP); a capture on the underlay sees neither the
+ * payload nor bare VXLAN of the network's VNI; a key rotation in the middle
+ * of a TCP stream keeps it; a daemon killed and restarted keeps the network
+ * (wireguard-go re-adopted); a removed node's key stops working. Host 4 has
+ * no wireguard-go: a container there is refused, never sent in plaintext.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, type Lab, type RunResult } from '../lab/lab.js';
+import { MultiHostLab } from '../lab/multihost.js';
+
+const DOCKER = '/usr/local/bin/docker';
+const NET = 'my-attachable-multi-host-network';
+let lab: MultiHostLab;
+let H: Lab[];
+const NO_WG = { COVE_WIREGUARD_GO: '/nonexistent/wireguard-go' };
+
+const docker = (h: Lab, args: string[], timeoutMs = 60_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
+async function dockerOk(h: Lab, args: string[], timeoutMs = 60_000): Promise<string> {
+  const r = await docker(h, args, timeoutMs);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
+  return r.stdout.trim();
+}
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+async function retry(f: () => Promise<boolean>, tries = 20, gapMs = 250): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await f()) return true;
+    await sleep(gapMs);
+  }
+  return false;
+}
+const pings = async (h: Lab, from: string, target: string): Promise<boolean> =>
+  (await docker(h, ['exec', from, 'ping', '-c', '1', '-W', '1', target])).code === 0;
+
+/** `wg show` of host i's device (the UAPI socket is reachable from any namespace; names are unique per machine). */
+async function wgShow(i: number, what: string): Promise<string> {
+  const dev = await dockerOk(H[i]!, ['network', 'inspect', '-f', '{{index .Options "com.cove.network.encryption.interface"}}', NET]);
+  const r = await run('wg', ['show', dev, what]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+before(async () => {
+  lab = await MultiHostLab.create('enc', 4);
+  H = lab.hosts;
+  await lab.startSwarm({ images: ['alpine'], role: 'worker', daemonEnv: (i) => (i === 3 ? NO_WG : undefined) });
+});
+
+after(async () => {
+  await lab?.destroy();
+});
+
+test('the seed\'s encrypted network: a container on three hosts, ping, DNS and TCP across hosts', async () => {
+  await dockerOk(H[0]!, ['network', 'create', '--opt', 'encrypted', '--driver', 'overlay', '--attachable', NET]);
+  for (let i = 0; i < 3; i++) await dockerOk(H[i]!, ['run', '-d', '--name', `e${i + 1}`, '--network', NET, 'alpine', 'sleep', '1d']);
+  for (const [i, j] of [[0, 1], [1, 0], [2, 0], [0, 2]] as const) {
+    assert.ok(await retry(() => pings(H[i]!, `e${i + 1}`, `e${j + 1}`)), `e${i + 1} pings e${j + 1} by name`);
+  }
+  const ns = await dockerOk(H[1]!, ['exec', 'e2', 'nslookup', 'e1']);
+  const ip1 = await dockerOk(H[0]!, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'e1']);
+  assert.match(ns, new RegExp(`Address: ${ip1.replace(/\./g, '\\.')}`), ns);
+  // TCP: a listener on e1, a line from e2.
+  await dockerOk(H[0]!, ['exec', '-d', 'e1', 'sh', '-c', 'sleep 20 | nc -l -p 7001 > /tmp/tcp1']);
+  await sleep(300);
+  await dockerOk(H[1]!, ['exec', 'e2', 'sh', '-c', 'echo hello-over-tcp | nc -w 5 e1 7001']);
+  assert.ok(await retry(async () => (await docker(H[0]!, ['exec', 'e1', 'cat', '/tmp/tcp1'])).stdout.includes('hello-over-tcp')), 'e1 got the TCP line');
+});
+
+test('network inspect: encrypted, wireguard-go on this node, MTU 1370 (VXLAN over WireGuard)', async () => {
+  for (let i = 0; i < 3; i++) {
+    const opts = JSON.parse(await dockerOk(H[i]!, ['network', 'inspect', '-f', '{{json .Options}}', NET])) as Record<string, string>;
+    assert.equal(opts.encrypted, '', `host ${i + 1}: ${JSON.stringify(opts)}`);
+    assert.equal(opts['com.cove.network.encryption'], 'wireguard-go');
+    assert.equal(opts['com.docker.network.driver.mtu'], '1370');
+    const mtu = await dockerOk(H[i]!, ['exec', `e${i + 1}`, 'cat', '/sys/class/net/eth0/mtu']);
+    assert.equal(mtu, '1370');
+  }
+  // A full-size packet (1370 - 28) crosses without fragmentation.
+  assert.ok(await retry(async () => (await docker(H[1]!, ['exec', 'e2', 'ping', '-c', '1', '-W', '2', '-s', '1342', 'e1'])).code === 0, 5));
+});
+
+test('the underlay carries no plaintext payload and no bare VXLAN of the network: only WireGuard', async () => {
+  const vni = Number((await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}', NET])).split(',')[0]);
+  assert.ok(vni > 0);
+  const payload = `cove-secret-${Math.random().toString(36).slice(2)}`;
+  const pcap = join(H[0]!.dir, 'enc.pcap');
+  const cap = lab.underlay(`timeout 12 tcpdump -Z root -nn -i ul0 -s 0 -w ${pcap} 2>&1`, 20_000);
+  await sleep(1500);
+  await dockerOk(H[0]!, ['exec', '-d', 'e1', 'sh', '-c', 'sleep 8 | nc -l -p 7002 > /tmp/tcp2']);
+  await sleep(500);
+  await dockerOk(H[1]!, ['exec', 'e2', 'sh', '-c', `echo ${payload}-tcp | nc -w 3 e1 7002`]);
+  // UDP (busybox here has no `nc -u`): DNS queries for the payload name, sent to e1 itself.
+  const ip1 = await dockerOk(H[0]!, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'e1']);
+  await docker(H[1]!, ['exec', 'e2', 'timeout', '3', 'nslookup', `${payload}-udp`, ip1]);
+  await dockerOk(H[1]!, ['exec', 'e2', 'ping', '-c', '3', 'e1']);
+  await cap;
+  // It arrived (so the capture window saw it travel)...
+  assert.match((await docker(H[0]!, ['exec', 'e1', 'cat', '/tmp/tcp2'])).stdout, new RegExp(`${payload}-tcp`));
+  // ...but not in clear on the wire.
+  const raw = readFileSync(pcap);
+  assert.equal(raw.includes(Buffer.from(payload)), false, 'payload in clear on the underlay');
+  const count = async (filter: string): Promise<number> => {
+    const r = await lab.underlay(`tcpdump -nn -r ${pcap} '${filter}' 2>/dev/null | wc -l`);
+    return Number(r.stdout.trim());
+  };
+  assert.equal(await count(`udp port 4789 and (udp[12:4] >> 8) = ${vni}`), 0, 'bare VXLAN of the encrypted VNI on the underlay');
+  assert.ok((await count('udp port 51820')) > 10, 'WireGuard carried the traffic');
+});
+
+test('key rotation (swarm update) in the middle of a TCP stream keeps it', async () => {
+  const before2 = await wgShow(1, 'public-key');
+  await dockerOk(H[0]!, ['exec', '-d', 'e1', 'sh', '-c', 'sleep 40 | nc -l -p 7004 > /tmp/stream']);
+  await sleep(300);
+  // 100 lines over ~10 s on one connection.
+  const sender = docker(H[1]!, ['exec', 'e2', 'sh', '-c', 'for i in $(seq 1 100); do echo line$i; sleep 0.1; done | nc -w 10 e1 7004'], 60_000);
+  await sleep(3000);
+  await dockerOk(H[0]!, ['swarm', 'update', '--task-history-limit', '7']);
+  assert.ok(await retry(async () => (await wgShow(1, 'public-key')) !== before2, 40), 'host 2 rotated its key');
+  // Host 1 knows host 2 by its new key only.
+  assert.ok(await retry(async () => (await wgShow(0, 'peers')).split('\n').includes(await wgShow(1, 'public-key')), 40));
+  assert.equal((await sender).code, 0);
+  const got = (await docker(H[0]!, ['exec', 'e1', 'cat', '/tmp/stream'])).stdout.trim().split('\n');
+  assert.equal(got.length, 100, `lines received: ${got.length}`);
+  assert.equal(got[99], 'line100');
+  assert.ok(await retry(() => pings(H[1]!, 'e2', 'e1')));
+});
+
+test('a daemon killed and restarted keeps the encrypted network (wireguard-go re-adopted)', async () => {
+  const pidFile = async (): Promise<string> => {
+    const dev = await wgShowName(1);
+    return readFileSync(join(H[1]!.execRoot, 'wireguard', `${dev}.pid`), 'utf8').trim();
+  };
+  const pid = await pidFile();
+  await H[1]!.stopDaemon('SIGKILL');
+  // Containers keep talking while the daemon is gone.
+  assert.ok(await retry(() => pings(H[0]!, 'e1', 'e2'), 10), 'e1 reaches e2 (by name) with host 2\'s daemon down');
+  await H[1]!.startDaemon();
+  assert.ok(await retry(() => pings(H[1]!, 'e2', 'e1')), 'e2 pings e1 after the restart');
+  assert.equal(await pidFile(), pid, 'the same wireguard-go process');
+});
+
+async function wgShowName(i: number): Promise<string> {
+  return dockerOk(H[i]!, ['network', 'inspect', '-f', '{{index .Options "com.cove.network.encryption.interface"}}', NET]);
+}
+
+test('a node without wireguard-go refuses to join the encrypted network (no plaintext)', async () => {
+  const r = await docker(H[3]!, ['run', '-d', '--name', 'e4', '--network', NET, 'alpine', 'sleep', '1d']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /encrypted overlay networks need wireguard-go on this node .*refusing to carry the network unencrypted/);
+  const vx = await H[3]!.sh('ip -d link show type vxlan');
+  assert.equal(vx.stdout.trim(), '', 'no VXLAN made on host 4');
+  // A plain overlay still works there.
+  await dockerOk(H[0]!, ['network', 'create', '--driver', 'overlay', '--attachable', 'plain-net']);
+  await dockerOk(H[3]!, ['run', '-d', '--name', 'p4', '--network', 'plain-net', 'alpine', 'sleep', '1d']);
+  await dockerOk(H[0]!, ['run', '-d', '--name', 'p1', '--network', 'plain-net', 'alpine', 'sleep', '1d']);
+  assert.ok(await retry(() => pings(H[3]!, 'p4', 'p1')));
+});
+
+test('a removed node: its key is revoked, its containers no longer reach the network', async () => {
+  assert.ok(await retry(() => pings(H[2]!, 'e3', 'e1')), 'e3 reaches e1 before');
+  const key3 = await wgShow(2, 'public-key');
+  const id3 = await dockerOk(H[2]!, ['info', '-f', '{{.Swarm.NodeID}}']);
+  await dockerOk(H[0]!, ['node', 'rm', '--force', id3]);
+  // Host 3 still runs, with its old key and config, but hosts 1 and 2 dropped it.
+  assert.ok(await retry(async () => !(await wgShow(0, 'peers')).includes(key3), 40), 'host 1 dropped host 3\'s key');
+  await sleep(1000);
+  for (let k = 0; k < 3; k++) assert.equal(await pings(H[2]!, 'e3', (await dockerOk(H[0]!, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'e1']))), false, 'e3 cannot reach e1 any more');
+  assert.ok(await retry(() => pings(H[1]!, 'e2', 'e1')), 'e2 still reaches e1');
+});

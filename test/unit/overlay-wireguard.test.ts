@@ -1,0 +1,92 @@
+/**
+ * The wireguard-go transport's pure parts: device names, tunnel addresses,
+ * key pairs, the `wg set` peer diff, `wg show dump` parsing, and the
+ * managers' key-rotation record (compare-and-swap on the embedded store).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROTATION_KEY, parseRotation, requestKeyRotation } from '../../src/cluster/key-rotation.js';
+import { parseWgDump } from '../../src/kernel/wireguard.js';
+import { newKeyPair, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
+import { EmbeddedStore } from '../../src/store/embedded.js';
+
+test('device names fit IFNAMSIZ and differ per node', () => {
+  const a = wireguardIfName('x3kq9zk1y2m3n4b5v6c7x8z9a');
+  assert.equal(a, 'cwgx3kq9zk1y2m3');
+  assert.ok(a.length <= 15);
+  assert.notEqual(a, wireguardIfName('y3kq9zk1y2m3n4b5v6c7x8z9a'));
+});
+
+test('tunnel addresses: stable per node, inside 100.64.0.0/10, never the network or broadcast address', () => {
+  const ids = Array.from({ length: 200 }, (_, i) => `node${i}`);
+  const addrs = ids.map(tunnelAddress);
+  assert.equal(tunnelAddress('node7'), addrs[7]);
+  for (const a of addrs) {
+    const [o1, o2] = a.split('.').map(Number);
+    assert.equal(o1, 100);
+    assert.ok(o2! >= 64 && o2! <= 127, a);
+    assert.notEqual(a, '100.64.0.0');
+    assert.notEqual(a, '100.127.255.255');
+  }
+  assert.equal(new Set(addrs).size, addrs.length);
+});
+
+test('key pairs are WireGuard keys: wg pubkey derives the same public key', () => {
+  const k = newKeyPair();
+  assert.match(k.privateKey, /^[A-Za-z0-9+/]{43}=$/);
+  let pub: string;
+  try {
+    pub = execFileSync('wg', ['pubkey'], { input: k.privateKey }).toString().trim();
+  } catch {
+    return; // wg missing: covered by scripts/programs.txt and the e2e test
+  }
+  assert.equal(pub, k.publicKey);
+});
+
+test('peer diff: stale keys removed, new or changed peers set, unchanged ones left alone', () => {
+  const have = [
+    { publicKey: 'OLD', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'] },
+    { publicKey: 'SAME', endpoint: '192.0.2.13:51820', allowedIps: ['100.64.0.3/32'] },
+  ];
+  const want = new Map([
+    ['NEW', { endpoint: '192.0.2.12:51820', allowed: '100.64.0.2/32' }],
+    ['SAME', { endpoint: '192.0.2.13:51820', allowed: '100.64.0.3/32' }],
+  ]);
+  assert.deepEqual(peerSetArgs(have, want), [
+    'peer', 'OLD', 'remove',
+    'peer', 'NEW', 'endpoint', '192.0.2.12:51820', 'allowed-ips', '100.64.0.2/32', 'persistent-keepalive', '25',
+  ]);
+  assert.deepEqual(peerSetArgs(have.slice(1), new Map([...want].slice(1))), []);
+});
+
+test('wg show dump is parsed', () => {
+  const d = parseWgDump('PRIV\tPUB\t51820\toff\nPEER1\t(none)\t192.0.2.12:51820\t100.64.0.2/32\t1700000000\t100\t200\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n');
+  assert.equal(d.publicKey, 'PUB');
+  assert.equal(d.listenPort, 51820);
+  assert.deepEqual(d.peers[0], { publicKey: 'PEER1', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'], latestHandshake: 1700000000, rxBytes: 100, txBytes: 200 });
+  assert.deepEqual(d.peers[1]!.allowedIps, []);
+  assert.equal(d.peers[1]!.endpoint, undefined);
+});
+
+test('key rotation record: the schedule starts the clock, bumps when due, explicit requests always bump', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-rot-'));
+  const store = new EmbeddedStore(dir);
+  try {
+    assert.equal(await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 10_000 }), 0);
+    assert.equal(await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 10_500 }), 0);
+    assert.equal(await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 11_000 }), 1);
+    assert.equal(await requestKeyRotation(store, 'node x removed', { now: 11_001 }), 2);
+    const r = parseRotation((await store.get(ROTATION_KEY))?.value);
+    assert.deepEqual(r, { generation: 2, at: 11_001, reason: 'node x removed' });
+    // Two managers at once: both bumps land, one after the other.
+    const both = await Promise.all([requestKeyRotation(store, 'a'), requestKeyRotation(store, 'b')]);
+    assert.deepEqual(both.sort(), [3, 4]);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
