@@ -161,6 +161,16 @@ test('a node without wireguard-go refuses to join the encrypted network (no plai
   await dockerOk(H[3]!, ['run', '-d', '--name', 'p4', '--network', 'plain-net', 'alpine', 'sleep', '1d']);
   await dockerOk(H[0]!, ['run', '-d', '--name', 'p1', '--network', 'plain-net', 'alpine', 'sleep', '1d']);
   assert.ok(await retry(() => pings(H[3]!, 'p4', 'p1')));
+  // The control of the capture test above: on a plain overlay the same capture does see the payload.
+  const payload = `cove-plain-${Math.random().toString(36).slice(2)}`;
+  const pcap = join(H[0]!.dir, 'plain.pcap');
+  const cap = lab.underlay(`timeout 6 tcpdump -Z root -nn -i ul0 -s 0 -w ${pcap} 2>&1`, 15_000);
+  await sleep(1500);
+  await dockerOk(H[0]!, ['exec', '-d', 'p1', 'sh', '-c', 'sleep 4 | nc -l -p 7005 > /tmp/plain']);
+  await sleep(300);
+  await dockerOk(H[3]!, ['exec', 'p4', 'sh', '-c', `echo ${payload} | nc -w 3 p1 7005`]);
+  await cap;
+  assert.equal(readFileSync(pcap).includes(Buffer.from(payload)), true, 'a plain overlay\'s payload is visible on the underlay');
 });
 
 test('a removed node: its key is revoked, its containers no longer reach the network', async () => {
