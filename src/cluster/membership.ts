@@ -18,8 +18,8 @@
  *   networks/<id>        swarm-scoped network records         (src/network)
  *   netnames/<name>      swarm network names (unique)         (src/network)
  *   ipam/...             swarm-scoped address allocation      (src/network, see swarm-scope.ts)
- *   endpoints/<nid>/<eid> endpoints of swarm networks, with the node that
- *                        hosts them (overlay peers, DNS across hosts)
+ *   endpoints/<node>/<nid>/<eid> endpoints of swarm networks, under the node
+ *                        that hosts them (overlay peers, DNS across hosts)
  *   services/<id>, tasks/<id>                                 (src/services)
  */
 import type { Store } from '../store/store.js';

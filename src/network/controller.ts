@@ -22,7 +22,7 @@ import type { ClusterAware, Membership } from '../cluster/membership.js';
 import type { KernelOps } from '../kernel/ops.js';
 import {
   ClusterKeys, FIRST_VNI, GWBRIDGE, GWBRIDGE_OPTIONS, NOT_IN_SWARM, ScopedNetworks, WORKER_CREATE, WORKER_MODIFY, newSwarmId, notAttachable,
-  subnetKey, toPeer, type SwarmEndpoint,
+  networkOfEndpointKey, subnetKey, toPeer, type SwarmEndpoint,
 } from './swarm-scope.js';
 import { OPT_VNI } from './drivers/overlay/plan.js';
 import type {
@@ -850,7 +850,7 @@ export class NetworkController implements NetworkService, ClusterAware {
         // Every node learns of it from the cluster store; this node's own peers are programmed before the API answers.
         await this.publishSwarmEndpoint(ep, net, this.cluster);
         const c = this.cluster;
-        undos.push(() => c.keys.deleteEndpoint(net.id, ep.id).then(() => undefined));
+        undos.push(() => c.keys.deleteEndpoint(c.m.self.id, net.id, ep.id).then(() => undefined));
         await this.syncSwarmNetwork(net.id);
       }
       ep.state = 'ready';
@@ -963,7 +963,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     // Swarm networks: other nodes drop it as a peer and a name first.
     if (this.cluster && (!net || net.scope === 'swarm')) {
       const c = this.cluster;
-      await step('cluster record', () => c.keys.deleteEndpoint(ep.networkId, ep.id));
+      await step('cluster record', () => c.keys.deleteEndpoint(c.m.self.id, ep.networkId, ep.id));
     }
     if (net) await step('ports', () => this.unprogramPorts(ep, net, driver));
     else await step('ports', () => this.ports.release(ep.id));
@@ -1252,7 +1252,7 @@ export class NetworkController implements NetworkService, ClusterAware {
       await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins
     }
     c.stops.push(m.store.watch('endpoints/', (ev) => {
-      const nid = ev.kv.key.split('/')[1];
+      const nid = networkOfEndpointKey(ev.kv.key);
       if (nid) this.scheduleSwarmSync(nid);
     }));
     c.stops.push(m.store.watch('networks/', (ev) => {
@@ -1314,7 +1314,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     const local = new Map((await this.endpoints.list()).map((e) => [e.id, e.value]));
     for (const e of await c.keys.allEndpoints()) {
       if (e.nodeId !== c.m.self.id || local.has(e.id)) continue;
-      await c.keys.deleteEndpoint(e.networkId, e.id).catch(() => undefined);
+      await c.keys.deleteEndpoint(e.nodeId, e.networkId, e.id).catch(() => undefined);
       for (const a of [e.ipv4, e.ipv6]) if (a) await c.ipam.release(e.networkId, a, e.id).catch(() => undefined);
     }
     for (const { value: n } of await c.keys.networks.list()) {

@@ -10,8 +10,10 @@
  *   ipam/addr/<nid>/<i>        SubnetState: addresses of one subnet of one network
  *                              (ipam/allocator.ts; one key per network subnet, so
  *                              nodes allocating on different networks never contend)
- *   endpoints/<nid>/<eid>      SwarmEndpoint: an endpoint of a swarm network on some node
- *                              (overlay peers, DNS across hosts, network inspect Peers)
+ *   endpoints/<node>/<nid>/<eid>  SwarmEndpoint: an endpoint of a swarm network on a node
+ *                              (overlay peers, DNS across hosts, network inspect Peers);
+ *                              the node ID first, so etcd's RBAC lets a worker write
+ *                              under endpoints/<its id>/ only
  */
 import { randomBytes } from 'node:crypto';
 import { Collection, type Store } from '../store/store.js';
@@ -64,6 +66,15 @@ export function newSwarmId(): string {
   return [...b].map((x) => (x % 36).toString(36)).join('');
 }
 
+export function endpointKey(nodeId: string, networkId: string, id: string): string {
+  return `endpoints/${nodeId}/${networkId}/${id}`;
+}
+
+/** The network ID in a key made by endpointKey. */
+export function networkOfEndpointKey(key: string): string | undefined {
+  return key.split('/')[2];
+}
+
 export function subnetKey(subnet: string): string {
   return `ipam/subnets/${subnet.replace('/', '_')}`;
 }
@@ -76,7 +87,7 @@ export class ClusterKeys {
   }
 
   async endpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
-    return (await this.store.list(`endpoints/${networkId}/`)).map((kv) => JSON.parse(kv.value) as SwarmEndpoint);
+    return (await this.allEndpoints()).filter((e) => e.networkId === networkId);
   }
 
   async allEndpoints(): Promise<SwarmEndpoint[]> {
@@ -84,11 +95,11 @@ export class ClusterKeys {
   }
 
   putEndpoint(e: SwarmEndpoint): Promise<number> {
-    return this.store.put(`endpoints/${e.networkId}/${e.id}`, JSON.stringify(e));
+    return this.store.put(endpointKey(e.nodeId, e.networkId, e.id), JSON.stringify(e));
   }
 
-  deleteEndpoint(networkId: string, id: string): Promise<boolean> {
-    return this.store.delete(`endpoints/${networkId}/${id}`);
+  deleteEndpoint(nodeId: string, networkId: string, id: string): Promise<boolean> {
+    return this.store.delete(endpointKey(nodeId, networkId, id));
   }
 
   async pools(): Promise<Array<{ base: string; size: number }>> {

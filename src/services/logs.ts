@@ -3,7 +3,8 @@
  * A task's container lives on its node, so the manager asks that node for
  * them through the cluster store: it writes a request under
  * `logs/req/<node id>/<request id>`, the node's LogServer reads the
- * container's log and answers under `logs/resp/<request id>` (capped in size),
+ * container's log and answers under `logs/resp/<node id>/<request id>` (capped
+ * in size; the node ID in both keys lets etcd's RBAC confine a worker to its own),
  * and the manager streams the lines to the client in Docker's multiplexed
  * format, with the details (node, service, task IDs) that the docker CLI
  * turns into its `name.slot.task@node | line` prefix.
@@ -64,7 +65,7 @@ export class LogServer {
       err = (e as Error).message;
     }
     try {
-      await this.store.txn([{ key, value: null }, { key: `${RESP}/${id}`, value: JSON.stringify({ lines, err }) }]);
+      await this.store.txn([{ key, value: null }, { key: `${RESP}/${this.nodeId}/${id}`, value: JSON.stringify({ lines, err }) }]);
     } catch (e) {
       this.log.debug({ err: e }, 'log answer failed');
     }
@@ -73,7 +74,7 @@ export class LogServer {
 
 async function ask(store: Store, task: Task, req: LogRequest, timeoutMs = 5000): Promise<LogLine[]> {
   const id = newSwarmId();
-  const respKey = `${RESP}/${id}`;
+  const respKey = `${RESP}/${task.NodeID}/${id}`;
   const got = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       stop();

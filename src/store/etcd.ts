@@ -21,6 +21,11 @@ export interface EtcdStoreOptions {
   keepaliveMs?: number;
   /** Mutual TLS: the cluster CA and this node's certificate and key (PEM). etcd maps the cert's CN to its user. */
   tls?: { ca: Buffer | string; cert: Buffer | string; key: Buffer | string };
+  /**
+   * Puts this client's write marker (see EtcdStore) under `\0txn/<owner>/`,
+   * so etcd's RBAC can give a node write access to its own markers only.
+   */
+  markerOwner?: string;
 }
 
 /** Keys under this relative prefix are the store's own bookkeeping; list and watch never show them. */
@@ -79,7 +84,7 @@ export class EtcdStore implements Store {
     this.dialTimeoutMs = opts.dialTimeoutMs ?? 2000;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? Math.max(5000, this.dialTimeoutMs * 2);
     const keepalive = opts.keepaliveMs ?? 5000;
-    this.markerKey = `${this.prefix}${RESERVED}txn/${randomBytes(8).toString('hex')}`;
+    this.markerKey = `${this.prefix}${RESERVED}txn/${opts.markerOwner ? `${opts.markerOwner}/` : ''}${randomBytes(8).toString('hex')}`;
     const dial = this.dialTimeoutMs;
     const options: IOptions = {
       hosts: opts.endpoints,

@@ -122,16 +122,23 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
 
 /**
  * A worker's etcd role (keys relative to STORE_PREFIX): it reads everything
- * but secret/ (CA key, join tokens), and writes only its own liveness key and
- * subtree plus the records nodes make for their own containers (endpoints of
- * swarm networks, their addresses, task status, log replies). It can never
- * write nodes/, swarm/, secret/, networks/, services/ or another node's
- * liveness key.
+ * but secret/ (CA key, join tokens), and writes only records keyed by its
+ * own node ID: its liveness key, its subtree, its containers' endpoints on
+ * swarm networks, the log requests addressed to it and its answers, its
+ * store client's write markers. Two shared records stay writable because
+ * nodes allocate from them with compare-and-swap: the address maps of swarm
+ * networks (ipam/addr/, a container on a worker takes an address there) and
+ * tasks/ (the agent reports its tasks' status in the task record). It can
+ * never write nodes/, swarm/, secret/, networks/, netnames/, services/,
+ * ipam/config|subnets|vni, another node's liveness, endpoints or logs.
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
   return {
     read: [['', 'secret/'], ['secret0', '']],
-    readwrite: [`alive/${nodeId}`, `node-local/${nodeId}/`, 'endpoints/', 'ipam/', 'tasks/', 'logs/', '\u0000txn/'],
+    readwrite: [
+      `alive/${nodeId}`, `node-local/${nodeId}/`, `endpoints/${nodeId}/`, `logs/req/${nodeId}/`, `logs/resp/${nodeId}/`,
+      `\u0000txn/${nodeId}/`, 'ipam/addr/', 'tasks/',
+    ],
   };
 }
 
@@ -283,7 +290,7 @@ export class SwarmController {
     }
     const c = this.certs();
     const endpoints = s.role === 'manager' ? [clientUrl(s.addr), ...s.endpoints.filter((e) => e !== clientUrl(s.addr))] : s.endpoints;
-    const store = new EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000 });
+    const store = new EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000, markerOwner: s.nodeId });
     try {
       if (s.role === 'manager') await this.waitHealthy(store, 15_000);
       this.store = store;

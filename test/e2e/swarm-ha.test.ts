@@ -127,6 +127,18 @@ test('kill -9 of a manager\'s daemon and its etcd member: the cluster keeps work
   await ok(cove(h1, 'network', 'create', '-d', 'overlay', 'ha-net2'));
   await until('ha-net2 on h3', async () => (/^ha-net2$/m.test(await ok(cove(h3, 'network', 'ls', '--format', '{{.Name}}'))) ? true : undefined), 10_000);
 
+  // Services run on the workers, and their logs come back through the cluster store
+  // (logs/req|resp/<worker id>/: what the worker's narrowed etcd role lets it write).
+  await ok(cove(h2, 'service', 'create', '-d', '--name', 'ha-svc', '--replicas', '2', '--constraint', 'node.role==worker',
+    'alpine', 'sh', '-c', 'echo ha-log-line; sleep 600'));
+  const logs = await until('both tasks\' logs on h3', async () => {
+    const r = await cove(h3, 'service', 'logs', 'ha-svc');
+    return (r.stdout.match(/ha-log-line/g) ?? []).length === 2 ? r.stdout : undefined;
+  }, 60_000, 1000);
+  assert.match(logs.value, /@h4 .*ha-log-line/);
+  assert.match(logs.value, /@h5 .*ha-log-line/);
+  await ok(cove(h1, 'service', 'rm', 'ha-svc'));
+
   await ok(cove(h4, 'rm', '-f', 'w4'));
   await ok(cove(h5, 'rm', '-f', 'w5'));
   await ok(cove(h1, 'network', 'rm', 'ha-net', 'ha-net2'));
