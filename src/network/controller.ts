@@ -158,6 +158,9 @@ export class NetworkController implements NetworkService, ClusterAware {
   private cluster: ClusterState | undefined;
   private readonly endpoints: Collection<EndpointRecord>;
   private readonly sandboxes: Collection<SandboxRecord>;
+  /** Removed networks whose driver still has kernel work to finish (a bridge's deletion): done in the background, again after a crash. */
+  private readonly doomed: Collection<DoomedNetwork>;
+  private readonly doomedWork = new Set<Promise<void>>();
   private readonly ipam: AddressAllocator;
   /** Third-party IPAM plugins (--ipam-driver NAME), activated on first use. */
   private readonly ipamPlugins = new IpamPlugins();
@@ -179,6 +182,7 @@ export class NetworkController implements NetworkService, ClusterAware {
     this.networks = new ScopedNetworks(new Collection<NetworkRecord>(opts.store, 'network/networks'));
     this.endpoints = new Collection<EndpointRecord>(opts.store, 'network/endpoints');
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
+    this.doomed = new Collection<DoomedNetwork>(opts.store, 'network/doomed');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
     this.ports = new PortMapper(opts.log, opts.portRange, opts.portDualStack ?? false, opts.portDefaultHostIp ?? '0.0.0.0');
     this.kernel = opts.kernel;
@@ -221,7 +225,21 @@ export class NetworkController implements NetworkService, ClusterAware {
         this.log.error({ network: n.name, err: (e as Error).message }, 'restoring network failed');
       }
     }
+    // Networks removed before a crash whose kernel objects may be left (after the live ones, so the
+    // driver knows which bridge names are in use again).
+    for (const { id, value } of await this.doomed.list()) await this.finishDoomed(id, value);
     await this.refreshAllNames();
+  }
+
+  /** The rest of a removed network's deletion (driver.deleteNetwork), then its doomed record goes. Never throws. */
+  private async finishDoomed(id: string, rec: DoomedNetwork): Promise<void> {
+    try {
+      const d = this.registry.has(rec.driver) ? this.registry.get(rec.driver) : undefined;
+      await d?.deleteNetwork(rec.net);
+      await this.doomed.delete(id);
+    } catch (e) {
+      this.log.warn({ network: rec.net.name, err: (e as Error).message }, 'deleting a removed network\'s kernel objects failed (retried at the next start)');
+    }
   }
 
   private async createPredefined(name: 'bridge' | 'host' | 'none'): Promise<void> {
@@ -330,13 +348,15 @@ export class NetworkController implements NetworkService, ClusterAware {
     await this.ipam.addNetwork(rec.id, rec.subnets);
   }
 
-  private async dropNetworkRecord(rec: NetworkRecord): Promise<void> {
+  /** `doomed`: the driver's work left to do, recorded in the same transaction that drops the network. */
+  private async dropNetworkRecord(rec: NetworkRecord, doomed?: DoomedNetwork): Promise<void> {
     if (rec.scope === 'swarm') return this.dropSwarmNetwork(rec);
     await this.releaseRemotePools(rec);
     await this.ipam.removeNetwork(rec.id);
     await this.store.txn([
       { key: `network/names/${rec.name}`, value: null },
       { key: this.networks.key(rec.id), value: null },
+      ...(doomed ? [{ key: this.doomed.key(rec.id), value: JSON.stringify(doomed) }] : []),
     ]).catch(() => undefined);
   }
 
@@ -479,8 +499,18 @@ export class NetworkController implements NetworkService, ClusterAware {
       // A plugin not active yet is looked up (it must clean up); one that is gone for good cannot, so the record just goes.
       const d = this.driverOf(n) ?? await this.registry.lookup(n.driver, { config: this.config, log: this.log })
         .catch((e: unknown) => { if (e instanceof NotFound) return undefined; throw e; });
-      if (d) await d.deleteNetwork(this.driverNetwork(n));
-      await this.dropNetworkRecord(n);
+      if (d?.retireNetwork) {
+        // The fast path: out of service now, the slow kernel work (a bridge's `link del`) in the background.
+        const doomed: DoomedNetwork = { driver: n.driver, net: this.driverNetwork(n) };
+        await d.retireNetwork(doomed.net);
+        await this.dropNetworkRecord(n, doomed);
+        const work = this.finishDoomed(n.id, doomed);
+        this.doomedWork.add(work);
+        void work.finally(() => this.doomedWork.delete(work));
+      } else {
+        if (d) await d.deleteNetwork(this.driverNetwork(n));
+        await this.dropNetworkRecord(n);
+      }
       this.resolver.deleteNetwork(n.id);
     });
     this.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
@@ -1557,12 +1587,19 @@ export class NetworkController implements NetworkService, ClusterAware {
     if (this.closed) return;
     await this.stopCluster();
     this.closed = true;
+    await Promise.allSettled(this.doomedWork);
     // Sandboxes stay (containers outlive the daemon); only this process's sockets close.
     await this.dns?.close();
     await this.ports.closeAll();
     // Drivers this controller loaded itself are its to close (injected ones belong to the caller).
     if (this.loadBuiltins) await this.registry.closeAll();
   }
+}
+
+/** A removed network whose driver has kernel work left (store key network/doomed/<id>). */
+interface DoomedNetwork {
+  driver: string;
+  net: DriverNetwork;
 }
 
 function formatIpPlus(subnet: string, n: bigint): string {

@@ -78,6 +78,13 @@ export interface NetworkDriver {
   checkSupported?(): Promise<void>;
   createNetwork(net: DriverNetwork): Promise<Record<string, unknown> | void>;
   deleteNetwork(net: DriverNetwork): Promise<void>;
+  /**
+   * Optional fast path of a network rm: takes the network out of service at once (firewall rules,
+   * addresses, in-memory state) and leaves only slow kernel work (a bridge's `link del`, ~35 ms) for
+   * deleteNetwork, which the controller then runs in the background and again after a restart until
+   * it succeeds (the network's "doomed" record in the store). deleteNetwork must be idempotent.
+   */
+  retireNetwork?(net: DriverNetwork): Promise<void>;
   /** May fill in a MAC address; returns the endpoint as it will be used. */
   createEndpoint(net: DriverNetwork, ep: DriverEndpoint): Promise<DriverEndpoint>;
   deleteEndpoint(net: DriverNetwork, ep: DriverEndpoint): Promise<void>;

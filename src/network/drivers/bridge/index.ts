@@ -42,6 +42,10 @@ export class BridgeDriver implements NetworkDriver {
   private reaper: IpBatch | undefined;
   private reaping: Promise<void> | undefined;
   private reapAgain = false;
+  /** Deletes the bridges of removed networks (deleteNetwork after retireNetwork). */
+  private deleter: IpBatch | undefined;
+  /** Bridges being deleted, by name: a new network wanting the same (custom) name waits for the old one to go. */
+  private readonly retiring = new Map<string, Promise<void>>();
 
   constructor(ctx: { firewall?: Firewall; log?: Logger } = {}) {
     this.firewall = ctx.firewall ?? hostFirewall(ctx.log);
@@ -75,6 +79,9 @@ export class BridgeDriver implements NetworkDriver {
     await this.settle();
     await this.reaper?.close();
     this.reaper = undefined;
+    await Promise.allSettled(this.retiring.values());
+    await this.deleter?.close();
+    this.deleter = undefined;
     await this.firewall.close();
     await closeHostKernel();
   }
@@ -127,6 +134,7 @@ export class BridgeDriver implements NetworkDriver {
   async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
+    await this.retiring.get(cfg.bridge)?.catch(() => undefined);
     const undo = await this.setUpBridge(cfg);
     this.networks.set(cfg.id, cfg);
     try {
@@ -140,7 +148,31 @@ export class BridgeDriver implements NetworkDriver {
     return { bridge: cfg.bridge };
   }
 
+  /**
+   * Everything of the network goes. After retireNetwork only the bridge's deletion is left (already under
+   * way); after a restart (the controller's doomed record) the whole of it runs again. Idempotent. A bridge
+   * name that a live network uses by now (a custom `bridge.name` reused) is left alone.
+   */
   async deleteNetwork(net: DriverNetwork): Promise<void> {
+    const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
+    const pending = this.retiring.get(cfg.bridge);
+    if (pending) return pending;
+    if (this.bridgeUsedByOther(net.id, cfg.bridge)) return;
+    await this.retireNetwork(net);
+    await this.retiring.get(cfg.bridge);
+  }
+
+  private bridgeUsedByOther(id: string, bridge: string): boolean {
+    return [...this.networks.values()].some((n) => n.id !== id && n.bridge === bridge);
+  }
+
+  /**
+   * Out of service at once: the network's firewall owners go (its chains, its ports' elements) and the
+   * bridge loses its addresses and their routes (so a new network may take the same subnet at once).
+   * The `link del` of the empty bridge (~35 ms of kernel time) starts in the background; a new network
+   * wanting the same bridge name waits for it (createNetwork, restoreNetwork).
+   */
+  async retireNetwork(net: DriverNetwork): Promise<void> {
     await this.settle();
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
     for (const [epId, networkId] of [...this.published]) {
@@ -150,8 +182,25 @@ export class BridgeDriver implements NetworkDriver {
     }
     await this.firewall.owner(networkOwner(net.id)).remove();
     this.networks.delete(net.id);
+    if (this.bridgeUsedByOther(net.id, cfg.bridge) || this.retiring.has(cfg.bridge)) return;
+    const flushed = hostIp().run([`addr flush dev ${cfg.bridge}`]).catch((e: unknown) => {
+      if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
+      return '';
+    });
+    // Registered before any await, so no create of the same name slips in between.
+    const deleted = flushed.catch(() => undefined).then(() => this.deleteBridge(cfg.bridge));
+    this.retiring.set(cfg.bridge, deleted);
+    void deleted.catch(() => undefined).finally(() => {
+      if (this.retiring.get(cfg.bridge) === deleted) this.retiring.delete(cfg.bridge);
+    });
+    await flushed;
+  }
+
+  /** `link del` on a co-process of its own: the kernel time never queues a container's join behind it. */
+  private async deleteBridge(bridge: string): Promise<void> {
+    this.deleter ??= new IpBatch(null);
     try {
-      await hostIp().run([`link del ${cfg.bridge}`]);
+      await this.deleter.run([`link del ${bridge}`]);
     } catch (e) {
       if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
     }
@@ -241,6 +290,7 @@ export class BridgeDriver implements NetworkDriver {
   async restoreNetwork(net: DriverNetwork, _endpoints: DriverEndpoint[]): Promise<void> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
+    await this.retiring.get(cfg.bridge)?.catch(() => undefined);
     await this.setUpBridge(cfg);
     this.networks.set(cfg.id, cfg);
     await this.firewall.owner(networkOwner(cfg.id)).set(networkObjects(cfg));
