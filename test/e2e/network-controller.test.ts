@@ -305,5 +305,32 @@ test('stopping every container and removing the networks leaves no namespace or 
   await ctl.removeNetwork('v6net');
   assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')), []);
   assert.equal(sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim(), '');
-  assert.deepEqual(sh('ip', ['-o', 'link', 'show', 'type', 'bridge']).trim().split('\n').map((l) => l.split(': ')[1]), ['cvn0']);
+  // network rm answers once the network is out of service; its bridge's deletion ends moments later.
+  assert.deepEqual(await bridgesSettled(), ['cvn0']);
+});
+
+/** Bridge names in the lab, once no deletion is under way (polled for up to 5 s). */
+async function bridgesSettled(): Promise<string[]> {
+  const now = () => sh('ip', ['-o', 'link', 'show', 'type', 'bridge']).trim().split('\n').filter(Boolean).map((l) => l.split(': ')[1]!);
+  for (let i = 0; i < 50 && now().length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+  return now();
+}
+
+test('network rm: out of service at once (no address left on its bridge); a crash before the bridge went is finished at the next start', async () => {
+  const { Id } = await ctl.createNetwork({ Name: 'doomed', IPAM: { Config: [{ Subnet: '172.31.77.0/24' }] } });
+  const bridge = `br-${Id.slice(0, 12)}`;
+  await ctl.removeNetwork('doomed');
+  assert.doesNotMatch(sh('ip', ['-o', 'addr', 'show']), /172\.31\.77\./, 'the gateway address went with the rm');
+  assert.doesNotMatch(sh('nft', ['list', 'ruleset']), new RegExp(bridge), 'and its firewall chains');
+  assert.deepEqual(await bridgesSettled(), ['cvn0']);
+  for (let i = 0; i < 50 && await store.get(`network/doomed/${Id}`); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await store.get(`network/doomed/${Id}`), undefined, 'the doomed record goes once the bridge is gone');
+  // A daemon killed between the rm's answer and the bridge's deletion: the bridge is there, and the doomed record.
+  sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
+  await store.put(`network/doomed/${Id}`, JSON.stringify({ driver: 'bridge', net: { id: Id, name: 'doomed', options: {}, internal: false, enableIPv6: false, ipv4: [{ pool: '172.31.77.0/24', gateway: '172.31.77.1/24', auxAddresses: {} }], ipv6: [] } }));
+  await ctl.close();
+  ctl = makeController();
+  await ctl.init();
+  assert.deepEqual(await bridgesSettled(), ['cvn0'], 'the start finished the deletion');
+  assert.equal(await store.get(`network/doomed/${Id}`), undefined, 'and dropped the record');
 });
