@@ -167,7 +167,8 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
   const args = [
     ...baseArgs(paths),
     '-c', o.id, '-u', o.cuuid, '-n', o.name, '-b', o.bundle, '-p', o.pidFile, '--conmon-pidfile', o.conmonPidFile,
-    '-l', `k8s-file:${o.logPath}`, '--exit-dir', o.exitDir,
+    // No log path: the `none` log driver keeps nothing.
+    '-l', o.logPath ? `k8s-file:${o.logPath}` : 'none', '--exit-dir', o.exitDir,
   ];
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');

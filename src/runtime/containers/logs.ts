@@ -6,6 +6,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import type { LogEntry, LogOptions } from '../types.js';
+import { logFiles } from './log-rotation.js';
 
 export interface ParsedLine {
   time: string;
@@ -66,32 +67,63 @@ function toEntries(lines: ParsedLine[]): LogEntry[] {
 interface Cursor {
   offset: number;
   rest: string;
+  /** The inode read so far: a different one at the path means the log rotated. */
+  ino?: number;
 }
 
-async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
+async function readFrom(path: string, cur: Cursor, expectIno?: number): Promise<{ lines: ParsedLine[]; ino?: number }> {
   let fh;
   try {
     fh = await open(path, 'r');
   } catch {
-    return [];
+    return { lines: [] };
   }
   try {
-    const { size } = await fh.stat();
-    if (size < cur.offset) {
-      cur.offset = 0; // truncated or rotated
+    const st = await fh.stat();
+    if (expectIno !== undefined && st.ino !== expectIno) return { lines: [], ino: st.ino };
+    if (st.size < cur.offset) {
+      cur.offset = 0; // truncated
       cur.rest = '';
     }
-    if (size === cur.offset) return [];
-    const buf = Buffer.alloc(size - cur.offset);
+    if (st.size === cur.offset) return { lines: [], ino: st.ino };
+    const buf = Buffer.alloc(st.size - cur.offset);
     await fh.read(buf, 0, buf.length, cur.offset);
-    cur.offset = size;
+    cur.offset = st.size;
     const text = cur.rest + buf.toString('utf8');
     const lines = text.split('\n');
     cur.rest = lines.pop() ?? '';
-    return lines.map(parseK8sLine).filter((x): x is ParsedLine => !!x);
+    return { lines: lines.map(parseK8sLine).filter((x): x is ParsedLine => !!x), ino: st.ino };
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * New lines of the log at `path`. When the file there is no longer the one
+ * the cursor read (rotated: log-rotation.ts renamed it to `path.1`), the rest
+ * of the old file is read first, then the new one from its start.
+ */
+async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
+  const now = await stat(path).then((s) => s.ino, () => undefined);
+  if (cur.ino !== undefined && now !== undefined && now !== cur.ino) {
+    const tail = await readFrom(`${path}.1`, cur, cur.ino);
+    cur.offset = 0;
+    cur.rest = '';
+    cur.ino = undefined;
+    const fresh = await readFrom(path, cur);
+    cur.ino = fresh.ino;
+    return [...tail.lines, ...fresh.lines];
+  }
+  const r = await readFrom(path, cur);
+  if (r.ino !== undefined) cur.ino = r.ino;
+  return r.lines;
+}
+
+/** The lines of the rotated files (oldest first), read whole. */
+async function readRotated(path: string): Promise<ParsedLine[]> {
+  const out: ParsedLine[] = [];
+  for (const f of (await logFiles(path)).slice(0, -1)) out.push(...(await readFrom(f, { offset: 0, rest: '' })).lines);
+  return out;
 }
 
 export interface FollowControl {
@@ -127,7 +159,7 @@ export async function* readLogs(path: string, opts: LogOptions, follow?: FollowC
     pending = all.slice(cut);
     return toEntries(all.slice(0, cut));
   };
-  let entries = drain(await readNew(path, cur)).filter(keep);
+  let entries = drain([...(await readRotated(path)), ...(await readNew(path, cur))]).filter(keep);
   const tail = opts.tail === 'all' || opts.tail === '' || opts.tail === undefined ? -1 : Number.parseInt(opts.tail, 10);
   if (tail >= 0 && !Number.isNaN(tail)) entries = tail === 0 ? [] : entries.slice(-tail);
   for (const e of entries) yield e;

@@ -48,6 +48,8 @@ import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from 
 import type { Readable } from 'node:stream';
 import { sample as statsSample, top as topOf } from './stats.js';
 import { ExecRecords, type ExecRecord } from './exec-records.js';
+import { assertReadable, normalizeLogConfig, rotationOf, DEFAULT_LOG_DRIVER, type LogConfig } from './log-config.js';
+import { LogRotator } from './log-rotation.js';
 import { restartAfterExit, restartAtDaemonStart, restartDelayMs } from './restart-policy.js';
 
 const run = promisify(execFile);
@@ -149,6 +151,7 @@ export class ContainerManager implements ContainerService {
   private readonly pendingAttach = new Map<string, Set<AttachSession>>();
   private readonly liveSessions = new Set<AttachSession>();
   private readonly execs: ExecRecords;
+  private readonly rotator: LogRotator;
   private readonly exiting = new Set<string>();
   private watcher: FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
@@ -174,6 +177,7 @@ export class ContainerManager implements ContainerService {
     };
     this.pollMs = opts.pollMs ?? 2000;
     this.execs = new ExecRecords(opts.store, this.log);
+    this.rotator = new LogRotator(this.log);
     this.bus.setMaxListeners(0);
     this.volumes = opts.volumes ?? new VolumeStore({ dataRoot: this.cfg.dataRoot, store: opts.store, events: opts.events, log: this.log });
     this.volumes.setUsage(async (name) => {
@@ -278,6 +282,7 @@ export class ContainerManager implements ContainerService {
     hostConfig.NetworkMode = mode;
     validateRestartPolicy(hostConfig.RestartPolicy);
     validateResources(hostConfig as Parameters<typeof validateResources>[0]);
+    hostConfig.LogConfig = normalizeLogConfig(hostConfig.LogConfig as LogConfig | undefined);
 
     // Merge with the image's defaults, as Docker does at create.
     const { HostConfig: _h, NetworkingConfig: _n, ...cfgIn } = body;
@@ -530,7 +535,7 @@ export class ContainerManager implements ContainerService {
         cuuid: ContainerManager.cuuid(id),
         name: r.Name.replace(/^\//, ''),
         bundle,
-        logPath: this.logPath(id),
+        logPath: logConfigOf(r).Type === 'none' ? '' : this.logPath(id),
         exitDir: this.exitDir,
         tty,
         stdin,
@@ -570,6 +575,7 @@ export class ContainerManager implements ContainerService {
         x.ResolvConfPath = sandbox.resolvConfPath;
       });
       this.publish(next, 'start');
+      this.rotator.watch(id, this.logPath(id), bundle, rotationOf(logConfigOf(r)));
       lap('record');
       this.log.debug({ id, phases }, 'container started');
       this.ensureWatching();
@@ -696,6 +702,7 @@ export class ContainerManager implements ContainerService {
   }
 
   private async teardown(id: string): Promise<void> {
+    this.rotator.unwatch(id);
     await this.runc(['delete', '--force', id]).catch(() => undefined);
     await removeCgroups(id);
     await unmountRootfs(rootfsPaths(this.containerDir(id))).catch((e) => this.log.warn({ id, err: (e as Error).message }, 'unmount failed'));
@@ -985,6 +992,7 @@ export class ContainerManager implements ContainerService {
     return {
       async *[Symbol.asyncIterator]() {
         const r = await self.get(idOrName);
+        assertReadable(logConfigOf(r));
         const id = r.Id;
         let live = r.State.Running;
         let wake: (() => void) | undefined;
@@ -1441,7 +1449,7 @@ export class ContainerManager implements ContainerService {
       ExecIDs: execIds.length ? execIds : null,
       HostConfig: hostConfigView({
         ...r.HostConfig,
-        LogConfig: { Type: 'k8s-file', Config: {} },
+        LogConfig: logConfigOf(r),
         RestartPolicy: r.HostConfig.RestartPolicy ?? { Name: 'no', MaximumRetryCount: 0 },
         AutoRemove: !!r.HostConfig.AutoRemove,
         PortBindings: r.HostConfig.PortBindings ?? {},
@@ -1571,6 +1579,7 @@ export class ContainerManager implements ContainerService {
       }
       if (await isConmonAlive(r.conmonPid ?? 0, r.Id)) {
         this.log.info({ id: r.Id }, 'adopting running container');
+        this.rotator.watch(r.Id, this.logPath(r.Id), this.bundleDir(r.Id), rotationOf(logConfigOf(r)));
         continue;
       }
       this.log.info({ id: r.Id }, 'container exited while the daemon was down');
@@ -1601,6 +1610,7 @@ export class ContainerManager implements ContainerService {
   async close(): Promise<void> {
     this.closed = true;
     this.execs.close();
+    this.rotator.close();
     this.watcher?.close();
     this.watcher = undefined;
     if (this.poller) clearInterval(this.poller);
@@ -1627,6 +1637,12 @@ async function removeCgroups(id: string): Promise<void> {
     return;
   }
   await Promise.all(controllers.map((c) => rmdir(join('/sys/fs/cgroup', c, 'cove', id)).catch(() => undefined)));
+}
+
+/** A record's log config (records made before log drivers existed have none: the default). */
+function logConfigOf(r: ContainerRecord): LogConfig {
+  const lc = r.HostConfig.LogConfig as LogConfig | undefined;
+  return lc?.Type ? lc : { Type: DEFAULT_LOG_DRIVER, Config: {} };
 }
 
 export { signalNumber, signalName };

@@ -1,0 +1,104 @@
+/**
+ * Log drivers as Docker users meet them, through the real docker CLI and the
+ * API: json-file (the default) with `--log-opt max-size/max-file` rotation
+ * while the container writes, `logs` (tail, follow, timestamps) reading
+ * across the rotated files without gaps, `none`, and Docker's refusals.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Lab } from '../lab/lab.js';
+import { api, clientLab, docker, dockerOk, dockerPresent, teardown, sleep, DOCKER_BIN } from './clients-helpers.js';
+
+const skip = dockerPresent() ? false : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
+
+let lab: Lab | undefined;
+before(async () => {
+  if (!skip) lab = await clientLab('cove-t-lg');
+});
+after(async () => {
+  await teardown(lab);
+});
+
+function L(): Lab {
+  assert.ok(lab, 'lab not started');
+  return lab;
+}
+
+/** A shell loop printing `line 0` .. `line n-1`, 20 lines every 50 ms (a chatty but not instant writer). */
+function writer(n: number): string {
+  return `i=0; while [ $i -lt ${n} ]; do echo "line $i padding-padding-padding-padding"; i=$((i+1)); [ $((i % 20)) = 0 ] && sleep 0.05; done`;
+}
+
+function numbers(out: string): number[] {
+  return out.split('\n').filter(Boolean).map((l) => Number(/line (\d+)/.exec(l)?.[1] ?? NaN));
+}
+
+function assertConsecutive(ns: number[], last: number): void {
+  assert.ok(ns.length > 0, 'no lines');
+  assert.ok(!ns.some(Number.isNaN), 'a line that is not ours');
+  assert.equal(ns[ns.length - 1], last);
+  for (let i = 1; i < ns.length; i++) assert.equal(ns[i], ns[i - 1]! + 1, `gap after line ${ns[i - 1]}`);
+}
+
+test('json-file is the default; max-size/max-file rotate while the container writes; logs reads across the files without gaps', { skip }, async () => {
+  await dockerOk(L(), ['run', '-d', '--name', 'lg-rot', '--network', 'none', '--log-opt', 'max-size=10k', '--log-opt', 'max-file=3', 'alpine', 'sh', '-c', `${writer(1000)}; sleep 300`]);
+  await dockerOk(L(), ['run', '-d', '--name', 'lg-plain', '--network', 'none', 'alpine', 'echo', 'hello']);
+  const plain = (await api(L(), 'GET', '/containers/lg-plain/json')).json();
+  assert.deepEqual(plain.HostConfig.LogConfig, { Type: 'json-file', Config: {} });
+  const ins = (await api(L(), 'GET', '/containers/lg-rot/json')).json();
+  assert.deepEqual(ins.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': '10k', 'max-file': '3' } });
+  // Wait for the writer to finish.
+  for (let i = 0; i < 120; i++) {
+    if ((await dockerOk(L(), ['logs', '--tail', '1', 'lg-rot'])).includes('line 999')) break;
+    await sleep(250);
+  }
+  await sleep(1000);
+  const dir = dirname(ins.LogPath);
+  const files = readdirSync(dir).filter((f) => f.startsWith('ctr.log'));
+  assert.ok(files.length >= 2 && files.length <= 3, `rotated files: ${files.join(' ')}`);
+  for (const f of files) assert.ok(statSync(join(dir, f)).size < 24 * 1024, `${f} is ${statSync(join(dir, f)).size} bytes`);
+  const all = numbers(await dockerOk(L(), ['logs', 'lg-rot']));
+  assertConsecutive(all, 999);
+  assert.ok(all[0]! > 0, 'the oldest lines were rotated away');
+  assert.deepEqual(numbers(await dockerOk(L(), ['logs', '--tail', '5', 'lg-rot'])), [995, 996, 997, 998, 999]);
+  const stamped = (await dockerOk(L(), ['logs', '-t', '--tail', '2', 'lg-rot'])).split('\n');
+  for (const l of stamped) assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z line \d+ /);
+  const later = await dockerOk(L(), ['logs', '--since', '2000-01-01T00:00:00Z', '--until', '2000-01-02T00:00:00Z', 'lg-rot']);
+  assert.equal(later, '', 'nothing in a window before the container existed');
+  await dockerOk(L(), ['rm', '-f', 'lg-rot', 'lg-plain']);
+});
+
+test('logs -f follows across rotations: every line, in order, until the container exits', { skip }, async () => {
+  await dockerOk(L(), ['run', '-d', '--name', 'lg-follow', '--network', 'none', '--log-opt', 'max-size=4k', '--log-opt', 'max-file=2', 'alpine', 'sh', '-c', `sleep 2; ${writer(800)}`]);
+  const followed = await docker(L(), ['logs', '-f', 'lg-follow'], { timeoutMs: 60_000 });
+  assert.equal(followed.code, 0, followed.stderr);
+  const ns = numbers(followed.stdout);
+  assert.equal(ns[0], 0, 'the follower saw the first line');
+  assertConsecutive(ns, 799);
+  const dir = dirname((await api(L(), 'GET', '/containers/lg-follow/json')).json().LogPath);
+  assert.ok(readdirSync(dir).filter((f) => f.startsWith('ctr.log')).length <= 2);
+  await dockerOk(L(), ['rm', 'lg-follow']);
+});
+
+test('the none driver keeps nothing; unknown drivers and options are refused with Docker\'s words', { skip }, async () => {
+  await dockerOk(L(), ['run', '--name', 'lg-none', '--network', 'none', '--log-driver', 'none', 'alpine', 'echo', 'unseen']);
+  assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.HostConfig.LogConfig.Type}}', 'lg-none']), 'none');
+  const r = await docker(L(), ['logs', 'lg-none']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /configured logging driver does not support reading/);
+  assert.equal((await api(L(), 'GET', '/containers/lg-none/logs?stdout=1')).status, 501);
+  await dockerOk(L(), ['rm', 'lg-none']);
+
+  const before = (await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length;
+  const badDriver = await docker(L(), ['run', '--log-driver', 'carrier-pigeon', 'alpine', 'true']);
+  assert.notEqual(badDriver.code, 0);
+  assert.match(badDriver.stderr, /logger: no log driver named 'carrier-pigeon' is registered/);
+  const badOpt = await docker(L(), ['run', '--log-opt', 'colour=blue', 'alpine', 'true']);
+  assert.match(badOpt.stderr, /unknown log opt 'colour' for json-file log driver/);
+  const badSize = await api(L(), 'POST', '/containers/create', { Image: 'alpine', HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': 'lots' } } } });
+  assert.equal(badSize.status, 400);
+  assert.match(badSize.json().message, /invalid size: 'lots'/);
+  assert.equal((await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length, before, 'nothing was created');
+});
