@@ -28,6 +28,7 @@ Runs Cove's networking benchmark against the kernel floor, Cove and (optionally)
 Every engine runs in a lab network namespace of its own (prefix cvb-), and is torn down afterwards.
 
 Options:
+  --swarm [2,10,20]     swarm mode instead: init, joins, node ls, RSS, kill -> Down as the lab grows (bench/swarm.ts)
   --quick               short run: fewer repetitions, N up to 10 (workloads 5, 6), 20 containers (8)
   --peers LIST          peers to include, comma-separated: docker, podman (installed with apt-get if missing)
   --workloads LIST      workloads to run, comma-separated numbers (default: all)
@@ -53,6 +54,14 @@ function writeOutputs(results: BenchResults, out: string): void {
 }
 
 async function main(): Promise<number> {
+  // --swarm [LEVELS]: swarm mode as the lab grows (bench/swarm.ts), instead of the single-host workloads.
+  const sw = process.argv.indexOf('--swarm');
+  if (sw >= 0) {
+    const arg = process.argv[sw + 1];
+    const levels = arg && /^\d+(,\d+)*$/.test(arg) ? arg.split(',').map(Number) : [2, 10, 20];
+    const { swarmBench } = await import('./swarm.js');
+    return swarmBench(levels, join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')));
+  }
   let opts: Options | 'help';
   try {
     opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'), { workloads: WORKLOADS.map((w) => w.id), repo: REPO });

@@ -144,6 +144,25 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+interface Phases {
+  mark(name: string): void;
+  done(): Record<string, number>;
+}
+
+/** Milliseconds spent in each named phase since the previous mark (logged with joins, read by the benchmark). */
+function phases(): Phases {
+  let last = performance.now();
+  const out: Record<string, number> = {};
+  return {
+    mark(name) {
+      const now = performance.now();
+      out[name] = Math.round((now - last) * 10) / 10;
+      last = now;
+    },
+    done: () => out,
+  };
+}
+
 /** Serialises init/join/leave/role changes. */
 class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -282,7 +301,7 @@ export class SwarmController {
   }
 
   /** From local state to a working node: etcd member (managers), store client, lease, join server, networks. */
-  private async activate(): Promise<void> {
+  private async activate(t?: Phases): Promise<void> {
     const s = this.local!;
     if (s.role === 'manager') {
       this.member = this.memberFor(s);
@@ -293,13 +312,17 @@ export class SwarmController {
     const store = new EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000, markerOwner: s.nodeId });
     try {
       if (s.role === 'manager') await this.waitHealthy(store, 15_000);
+      t?.mark('storeReady');
       this.store = store;
       this.membership = new EtcdMembership(this, store);
       await this.startLease();
+      t?.mark('lease');
       if (s.role === 'manager') await this.startJoinServer();
       this.watchSelf();
       await this.refreshManagers().catch(() => undefined);
+      t?.mark('managers');
       await this.attach();
+      t?.mark('attach');
     } catch (e) {
       this.store = undefined;
       this.membership = undefined;
@@ -508,11 +531,17 @@ export class SwarmController {
     const ca = JSON.parse((await store.get('secret/ca'))!.value) as KeyPair;
     const clusterId = this.local.clusterId;
     const nodeId = newId();
-    const cert = await signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr });
+    // Phase times of the admission, logged for `npm run bench -- --swarm` (where a join's time goes).
+    const t = phases();
     const undo: Array<() => Promise<unknown>> = [];
     try {
-      await this.createEtcdUser(nodeId, role);
+      // The certificate (an openssl run) is signed while etcd makes the user and role.
       undo.push(() => this.deleteEtcdUser(nodeId));
+      const [signed, user] = await Promise.allSettled([signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr }), this.createEtcdUser(nodeId, role)]);
+      if (signed.status === 'rejected') throw signed.reason;
+      if (user.status === 'rejected') throw user.reason;
+      const cert = signed.value;
+      t.mark('signAndEtcdUser');
       const now = new Date().toISOString();
       const rec: NodeRecord = {
         ID: nodeId, CreatedAt: now, UpdatedAt: now,
@@ -531,14 +560,16 @@ export class SwarmController {
       // member, and with two managers nothing commits until it has started.
       await store.put(`nodes/${nodeId}`, JSON.stringify(rec), 0);
       undo.push(() => store.delete(`nodes/${nodeId}`));
+      t.mark('record');
       let initialCluster: string | undefined;
       if (role === 'manager') {
         const added = await this.addMember(nodeId, req.addr);
         undo.push(() => store.raw.cluster.memberRemove({ ID: added.id }));
         initialCluster = added.initialCluster;
+        t.mark('memberAdd');
       }
       const managers = [...existing.filter((n) => n.Spec.Role === 'manager'), ...(role === 'manager' ? [rec] : [])];
-      this.log.info({ nodeId, role, addr: req.addr }, 'node joined');
+      this.log.info({ nodeId, role, addr: req.addr, phasesMs: t.done() }, 'node joined');
       return {
         nodeId, clusterId, role, cert, ca: ca.cert,
         endpoints: managers.map((n) => clientUrl(n.Addr)),
@@ -570,28 +601,46 @@ export class SwarmController {
     }
   }
 
-  private async createEtcdUser(nodeId: string, role: NodeRole): Promise<void> {
+  /**
+   * The node's etcd user: no password (nodes authenticate by their
+   * certificate's CN only; a password made etcd spend a bcrypt hash on every
+   * join, 100+ ms here), and its role, made alongside.
+   */
+  private createEtcdUser(nodeId: string, role: NodeRole): Promise<void> {
+    // Idempotent steps, retried: on a loaded machine one call may miss its deadline, and the
+    // client then skips that member for a second (its circuit breaker), failing the others too.
+    return retryUnhealthy(`create the etcd user of ${nodeId}`, () => this.createEtcdUserOnce(nodeId, role));
+  }
+
+  private async createEtcdUserOnce(nodeId: string, role: NodeRole): Promise<void> {
     const etcd = this.store!.raw;
-    await etcd.auth.userAdd({ name: nodeId, password: newSecret() });
+    const user = etcd.auth.userAdd({ name: nodeId, options: { no_password: true } }).catch((e: Error) => {
+      if (!/already exists/.test(e.message)) throw e;
+    });
     if (role === 'manager') {
+      await user;
       await etcd.auth.userGrantRole({ user: nodeId, role: 'root' });
     } else {
-      await this.grantWorkerRole(nodeId);
+      await this.grantWorkerRole(nodeId, user);
     }
   }
 
-  private async grantWorkerRole(nodeId: string): Promise<void> {
+  /** The worker role of nodeId, granted to its user once `userMade` (running meanwhile) has resolved. */
+  private async grantWorkerRole(nodeId: string, userMade: Promise<unknown> = Promise.resolve()): Promise<void> {
     const etcd = this.store!.raw;
     const roleName = `worker-${nodeId}`;
-    await etcd.auth.roleAdd({ name: roleName }).catch((e: Error) => {
-      if (!/already exists/.test(e.message)) throw e;
-    });
     const g = workerGrants(nodeId);
     const perms = [
       ...g.read.map(([from, to]) => ({ permission: 'Read' as const, range: new Range(STORE_PREFIX + from, to ? STORE_PREFIX + to : prefixEnd(STORE_PREFIX)) })),
       ...g.readwrite.map((p) => ({ permission: 'Readwrite' as const, range: rangeOf(STORE_PREFIX + p) })),
     ];
-    await etcd.role(roleName).grant(perms);
+    const roleMade = etcd.auth.roleAdd({ name: roleName }).catch((e: Error) => {
+      if (!/already exists/.test(e.message)) throw e;
+    }).then(() => etcd.role(roleName).grant(perms));
+    // Both settle before anything throws, so a failure leaves nothing running behind the caller's undo.
+    const [u, r] = await Promise.allSettled([userMade, roleMade]);
+    if (u.status === 'rejected') throw u.reason;
+    if (r.status === 'rejected') throw r.reason;
     await etcd.auth.userGrantRole({ user: nodeId, role: roleName });
   }
 
@@ -681,12 +730,15 @@ export class SwarmController {
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
       const addr = body.AdvertiseAddr ? resolveAdvertise(body.AdvertiseAddr, body.ListenAddr) : await localAddrTowards(rhost, Number(rport));
       const dataPathAddr = body.DataPathAddr ? resolveAdvertise(body.DataPathAddr) : addr;
+      const t = phases();
       const { key, csr } = await createKeyAndCsr();
+      t.mark('keyAndCsr');
       const d = this.description();
       const reply = await requestJoin(`${rhost}:${rport}`, digest, {
         secret, csr, hostname: d.Hostname, addr, dataPathAddr, availability: availabilityOf(body.Availability),
         engineVersion: d.Engine.EngineVersion, nanoCpus: d.Resources.NanoCPUs, memoryBytes: d.Resources.MemoryBytes,
       });
+      t.mark('admission');
       rmSync(this.dir, { recursive: true, force: true });
       try {
         this.writeCerts({ ca: reply.ca, cert: reply.cert, key });
@@ -696,8 +748,8 @@ export class SwarmController {
           ...(reply.initialCluster ? { member: { initialCluster: reply.initialCluster, state: 'existing' as const } } : {}),
         };
         this.saveLocal();
-        await this.activate();
-        this.log.info({ nodeId: reply.nodeId, role: reply.role }, 'joined swarm');
+        await this.activate(t);
+        this.log.info({ nodeId: reply.nodeId, role: reply.role, phasesMs: t.done() }, 'joined swarm');
       } catch (e) {
         // Nothing half-made: undo the member, user and record the manager made.
         await this.undoJoin(reply, key).catch((e2) => this.log.error({ err: e2 }, 'could not undo a failed join'));
