@@ -15,13 +15,12 @@
  */
 import { spawn, execFile } from 'node:child_process';
 import { mkdirSync, rmSync, readFileSync, writeFileSync, readdirSync, statSync, readlinkSync, openSync, closeSync, existsSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, dirname } from 'node:path';
 import { request } from 'node:http';
+import { repoRoot } from '../common/repo-root.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** Repository root, from dist/src/lab or src/lab. */
-const REPO = resolve(here, here.includes('/dist/') ? '../../..' : '../..');
+/** Repository root (from dist/src/lab, src/lab or the bundled CLI). */
+const REPO = repoRoot(import.meta.url);
 const COVED_BIN = join(REPO, 'bin/coved');
 
 export const UNDERLAY_GW = '192.0.2.1';

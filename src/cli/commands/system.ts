@@ -1,5 +1,7 @@
 /** cove version | info | events */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../../common/repo-root.js';
 import type { Cli } from '../main.js';
 import { CLIENT_API_VERSION, readProgress } from '../client.js';
 import { formatEach, goJson } from '../format.js';
@@ -8,7 +10,7 @@ import { renderTemplate } from '../template.js';
 
 export function clientVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(join(repoRoot(import.meta.url), 'package.json'), 'utf8')) as { version?: string };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
