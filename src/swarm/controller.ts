@@ -20,12 +20,12 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, renameSync 
 import { join } from 'node:path';
 import { hostname, networkInterfaces, cpus, totalmem } from 'node:os';
 import type https from 'node:https';
-import { Etcd3, Range, type Lease } from 'etcd3';
-import { noop } from 'cockatiel';
+import type { Etcd3, Range, Lease } from 'etcd3';
 import type { Logger } from '../common/log.js';
 import { Conflict, CoveError, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
 import type { DaemonConfig } from '../daemon/config.js';
-import { EtcdStore } from '../store/etcd.js';
+import type { EtcdStore } from '../store/etcd.js';
+import { etcdLoaded, loadEtcd } from './etcd-client.js';
 import type { WatchEvent } from '../store/store.js';
 import type { ClusterNode, Membership, NodeRole } from '../cluster/membership.js';
 import { EtcdMember, clientUrl, peerUrl } from '../cluster/etcd-member.js';
@@ -309,7 +309,7 @@ export class SwarmController {
     }
     const c = this.certs();
     const endpoints = s.role === 'manager' ? [clientUrl(s.addr), ...s.endpoints.filter((e) => e !== clientUrl(s.addr))] : s.endpoints;
-    const store = new EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000, markerOwner: s.nodeId });
+    const store = new (await loadEtcd()).store.EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000, markerOwner: s.nodeId });
     try {
       if (s.role === 'manager') await this.waitHealthy(store, 15_000);
       t?.mark('storeReady');
@@ -631,7 +631,7 @@ export class SwarmController {
     const roleName = `worker-${nodeId}`;
     const g = workerGrants(nodeId);
     const perms = [
-      ...g.read.map(([from, to]) => ({ permission: 'Read' as const, range: new Range(STORE_PREFIX + from, to ? STORE_PREFIX + to : prefixEnd(STORE_PREFIX)) })),
+      ...g.read.map(([from, to]) => ({ permission: 'Read' as const, range: new (etcdLoaded().etcd3.Range)(STORE_PREFIX + from, to ? STORE_PREFIX + to : prefixEnd(STORE_PREFIX)) })),
       ...g.readwrite.map((p) => ({ permission: 'Readwrite' as const, range: rangeOf(STORE_PREFIX + p) })),
     ];
     const roleMade = etcd.auth.roleAdd({ name: roleName }).catch((e: Error) => {
@@ -675,7 +675,7 @@ export class SwarmController {
         this.member = this.memberFor(this.local);
         this.member.start();
         const c = this.certs();
-        const boot = new EtcdStore({ endpoints: [clientUrl(addr)], prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000 });
+        const boot = new (await loadEtcd()).store.EtcdStore({ endpoints: [clientUrl(addr)], prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000 });
         try {
           await this.waitHealthy(boot, 15_000);
           const now = new Date().toISOString();
@@ -763,7 +763,7 @@ export class SwarmController {
   private async undoJoin(reply: JoinReply, key: string): Promise<void> {
     const others = reply.endpoints.filter((e) => e !== clientUrl(this.local?.addr ?? ''));
     if (!others.length) return;
-    const store = new EtcdStore({ endpoints: others, prefix: STORE_PREFIX, tls: { ca: reply.ca, cert: reply.cert, key }, dialTimeoutMs: 1500, requestTimeoutMs: 5000 });
+    const store = new (await loadEtcd()).store.EtcdStore({ endpoints: others, prefix: STORE_PREFIX, tls: { ca: reply.ca, cert: reply.cert, key }, dialTimeoutMs: 1500, requestTimeoutMs: 5000 });
     try {
       if (reply.role === 'manager') {
         const list = await store.raw.cluster.memberList({});
@@ -965,7 +965,8 @@ export class SwarmController {
       if (!url) return { m, ok: false, leader: undefined as string | undefined };
       let client = this.statusClients.get(url);
       if (!client) {
-        client = new Etcd3({
+        const { etcd3: { Etcd3: Client }, cockatiel: { noop } } = etcdLoaded();
+        client = new Client({
           hosts: url,
           credentials: { rootCertificate: Buffer.from(c.ca), certChain: Buffer.from(c.cert), privateKey: Buffer.from(c.key) },
           defaultCallOptions: () => ({ deadline: Date.now() + 700 }),
@@ -1234,11 +1235,12 @@ async function localAddrTowards(host: string, port: number): Promise<string> {
 }
 
 function prefixEnd(p: string): Buffer {
-  return Range.prefix(p).end;
+  return etcdLoaded().etcd3.Range.prefix(p).end;
 }
 
 function rangeOf(p: string): Range {
-  return p.endsWith('/') ? Range.prefix(p) : new Range(p, Buffer.concat([Buffer.from(p), Buffer.from([0])]));
+  const { Range: R } = etcdLoaded().etcd3;
+  return p.endsWith('/') ? R.prefix(p) : new R(p, Buffer.concat([Buffer.from(p), Buffer.from([0])]));
 }
 
 
