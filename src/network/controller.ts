@@ -450,6 +450,19 @@ export class NetworkController implements NetworkService, ClusterAware {
     await this.refreshNames([networkId]);
   }
 
+  /** Called once a sandbox has joined networks, before its container runs (services: the VIP balancing table). */
+  private sandboxJoinHook: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined;
+
+  setSandboxJoinHook(fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined): void {
+    this.sandboxJoinHook = fn;
+  }
+
+  /** The hook never fails a join: what it sets up, the services' own reconcile loop sets up too, moments later. */
+  private async runSandboxJoinHook(sb: SandboxRecord, networkIds: string[]): Promise<void> {
+    if (!this.sandboxJoinHook || !sb.netnsPath) return;
+    await this.sandboxJoinHook(sb.containerId, sb.netnsPath, networkIds).catch((e) => this.log.warn({ container: shortId(sb.containerId), err: (e as Error).message }, 'sandbox join hook failed'));
+  }
+
   async resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }> {
     await this.init();
     const n = await this.findNetwork(idOrName);
@@ -750,6 +763,7 @@ export class NetworkController implements NetworkService, ClusterAware {
           undos.push(() => dns.detach(sb.id));
         }
         undos.push(() => this.resolver.deleteSandbox(sb.id));
+        await this.runSandboxJoinHook(sb, joins.map((j) => j.net.id));
         await this.writeFiles(sb);
         await this.sandboxes.put(sb.containerId, sb, 0);
       } catch (e) {
@@ -1077,6 +1091,7 @@ export class NetworkController implements NetworkService, ClusterAware {
         await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: [...sb.endpoints], pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
         await this.refreshNames([net.id]);
         if (await this.refreshSandboxResolver(sb)) await (await this.getDns()).attach(sb.id, sb.netnsPath);
+        await this.runSandboxJoinHook(sb, [...joined.map((j) => j.net.id), net.id]);
         await this.writeFiles(sb);
       } catch (e) {
         await this.leaveEndpoint(sb, ep, net);

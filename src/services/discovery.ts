@@ -24,11 +24,18 @@ export interface ServiceNamesSink {
   setServiceNames(networkId: string, names: Map<string, NameEntry[]>): Promise<void>;
 }
 
+/** The network controller's hook called when a sandbox joins networks, before its container runs. */
+export interface SandboxJoinSource {
+  setSandboxJoinHook(fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined): void;
+}
+
 export interface DiscoveryDeps {
   store: Store;
   containers: ContainerService;
   events: EventBus;
   names?: ServiceNamesSink;
+  /** So a new container's first connection to a VIP is balanced: its table goes in before it runs. */
+  joins?: SandboxJoinSource;
   log: Logger;
   /** Applies an nft script inside a sandbox (tests record instead). */
   apply?: (script: string, netnsPath: string) => Promise<void>;
@@ -59,11 +66,27 @@ export class ServiceDiscovery {
     }));
     this.timer = setInterval(kick, this.deps.resyncMs ?? 5000);
     this.timer.unref?.();
+    this.deps.joins?.setSandboxJoinHook((id, netns, nets) => this.prepareSandbox(id, netns, nets));
     kick();
+  }
+
+  /**
+   * A sandbox that just joined networks, before its container runs: the
+   * balancing table of the VIPs known now (the next pass corrects it if they
+   * changed meanwhile). Without it a container's first connections to a VIP
+   * would race the container's start event.
+   */
+  async prepareSandbox(containerId: string, netnsPath: string, networkIds: string[]): Promise<void> {
+    const vips = networkIds.flatMap((n) => this.vips.get(n) ?? []);
+    if (!vips.length) return;
+    const script = lbScript(vips);
+    await (this.deps.apply ?? nftApply)(script, netnsPath);
+    this.applied.set(containerId, script);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.deps.joins?.setSandboxJoinHook(undefined);
     for (const s of this.stops) s();
     this.stops = [];
     if (this.timer) clearInterval(this.timer);

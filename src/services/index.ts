@@ -16,7 +16,7 @@ import { LeaderElector } from './leader.js';
 import { ServiceManager, type ServiceNetworks } from './manager.js';
 import { Orchestrator } from './orchestrator.js';
 import { LogServer } from './logs.js';
-import { ServiceDiscovery, type ServiceNamesSink } from './discovery.js';
+import { ServiceDiscovery, type SandboxJoinSource, type ServiceNamesSink } from './discovery.js';
 import type { SchedNode } from './types.js';
 
 export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -91,6 +91,7 @@ export class SwarmServices implements ClusterAware {
     this.discovery = new ServiceDiscovery({
       store: m.store, containers: this.deps.containers, events: this.deps.events, log: log.child({ part: 'discovery' }),
       ...(typeof sink.setServiceNames === 'function' ? { names: { setServiceNames: sink.setServiceNames.bind(this.deps.networks) } } : {}),
+      ...(typeof (sink as Partial<SandboxJoinSource>).setSandboxJoinHook === 'function' ? { joins: this.deps.networks as unknown as SandboxJoinSource } : {}),
     });
     this.discovery.start();
     this.orchestrator = new Orchestrator({

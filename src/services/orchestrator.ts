@@ -206,7 +206,11 @@ export class Orchestrator {
         } else if (ended) {
           if (cur.SpecVersion.Index === svc.SpecVersion.Index && cur.Status.State !== 'complete') failedDuringUpdate ??= cur;
           const wait = this.restartWait(svc, cur, ts);
-          if (wait === 0) {
+          if (wait === -1) {
+            // Not restarted (condition none, on-failure after a clean exit, attempts used up): shut down, as swarmkit's
+            // restart supervisor does; the slot keeps it as its last task (service ls counts 0 running).
+            await this.write(cur, { ...cur, DesiredState: 'shutdown', UpdatedAt: nowIso() });
+          } else if (wait === 0) {
             await this.write(cur, { ...cur, DesiredState: 'shutdown', UpdatedAt: nowIso() });
             const p = place(w.node);
             await this.createTask(svc, w.slot, p, ctx);
@@ -218,6 +222,8 @@ export class Orchestrator {
             if (old.DesiredState === 'running' && !isTerminal(old.Status.State)) await this.write(old, { ...old, DesiredState: 'shutdown', UpdatedAt: nowIso() });
           }
         }
+      } else if (ended && cur.SpecVersion.Index === svc.SpecVersion.Index && this.restartPolicyRefuses(svc, cur, ts)) {
+        // Shut down above because its restart policy said no: the slot stays without a running task.
       } else if (ended || !nodeOk) {
         const p = place(w.node);
         await this.createTask(svc, w.slot, p, ctx);
@@ -244,20 +250,25 @@ export class Orchestrator {
     await this.rollingUpdate(svc, wanted.map((w) => groups.get(w.key) ?? []), failedDuringUpdate, ctx);
   }
 
+  /** The restart policy's verdict on an ended task of the current spec: true when it is not to be replaced. */
+  private restartPolicyRefuses(svc: Service, cur: Task, slotTasks: Task[]): boolean {
+    const policy = svc.Spec.TaskTemplate?.RestartPolicy ?? {};
+    const cond = policy.Condition ?? 'any';
+    const failed = cur.Status.State !== 'complete' && cur.Status.State !== 'shutdown';
+    if (cond === 'none') return true;
+    if (cond === 'on-failure' && !failed) return true;
+    if (policy.MaxAttempts && policy.MaxAttempts > 0) {
+      const attempts = slotTasks.filter((t) => t.SpecVersion.Index === svc.SpecVersion.Index && isTerminal(t.Status.State)).length;
+      if (attempts > policy.MaxAttempts) return true;
+    }
+    return false;
+  }
+
   /** 0 when the ended task `cur` should be replaced now; -1 never; else ms to wait (a timer kicks then). */
   private restartWait(svc: Service, cur: Task, slotTasks: Task[]): number {
     const policy = svc.Spec.TaskTemplate?.RestartPolicy ?? {};
-    const cond = policy.Condition ?? 'any';
     const updating = cur.SpecVersion.Index !== svc.SpecVersion.Index;
-    const failed = cur.Status.State !== 'complete' && cur.Status.State !== 'shutdown';
-    if (!updating) {
-      if (cond === 'none') return -1;
-      if (cond === 'on-failure' && !failed) return -1;
-      if (policy.MaxAttempts && policy.MaxAttempts > 0) {
-        const attempts = slotTasks.filter((t) => t.SpecVersion.Index === svc.SpecVersion.Index && isTerminal(t.Status.State)).length;
-        if (attempts > policy.MaxAttempts) return -1;
-      }
-    }
+    if (!updating && this.restartPolicyRefuses(svc, cur, slotTasks)) return -1;
     const delayMs = Math.round((policy.Delay ?? DEFAULT_RESTART_DELAY_NS) / 1e6);
     const since = this.now() - Date.parse(cur.Status.Timestamp);
     if (since >= delayMs || updating) return 0;
