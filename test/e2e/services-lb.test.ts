@@ -93,10 +93,15 @@ test('connections to the VIP spread over every task (numgen DNAT in the client\'
 });
 
 test('established connections stay on their task when the map changes (conntrack), new ones follow the new map', async () => {
-  // Five TCP connections open now, their requests sent 3 s later; meanwhile the map shrinks to b1 only.
+  // Five TCP connections open now, their requests sent 6 s later; meanwhile (once all five are established) the map shrinks to b1 only.
   const longs = lab.coveOk(['exec', 'client', 'sh', '-c',
-    `for i in 1 2 3 4 5; do (sleep 3; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n') | nc ${VIP} 80 > /tmp/long$i.out & done; wait; for i in 1 2 3 4 5; do tail -1 /tmp/long$i.out; done`]);
-  await new Promise((r) => setTimeout(r, 1000));
+    `for i in 1 2 3 4 5; do (sleep 6; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n') | nc ${VIP} 80 > /tmp/long$i.out & done; wait; for i in 1 2 3 4 5; do tail -1 /tmp/long$i.out; done`]);
+  const sb = await sandboxOf('client');
+  for (let i = 0; i < 50; i++) {
+    const ss = await lab.sh(`nsenter --net=${sb} ss -Htn state established dst ${VIP}`);
+    if (ss.stdout.trim().split('\n').filter(Boolean).length >= 5) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   for (const b of ['b2', 'b3']) await taskCollection(store).put(b, task(b, ips.get(b)!, 'failed'));
   await new Promise((r) => setTimeout(r, 100));
   await disc.idle();
