@@ -120,6 +120,14 @@ function containerCreateOptions(cmd: Command): Command {
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
     .option('-a, --attach <stream>', 'Attach to STDIN, STDOUT or STDERR', collect)
     .option('--init', 'Run an init inside the container')
+    .option('--health-cmd <string>', 'Command to run to check health')
+    .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
+    .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
+    .option('--health-start-period <duration>', 'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)')
+    .option('--health-start-interval <duration>', 'Time between running the check during the start period (ms|s|m|h) (default 0s)')
+    .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
+    .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK')
+
     .option('-v, --volume <list>', 'Bind mount a volume', collect)
     .option('--mount <mount>', 'Attach a filesystem mount to the container', collect)
     .option('--tmpfs <tmpfs>', 'Mount a tmpfs directory', collect)
@@ -330,7 +338,14 @@ function serviceCommands(program: Command): void {
       .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
       .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)')
       .option('--with-registry-auth', 'Send registry authentication details to swarm agents')
-      .option('--no-resolve-image', 'Do not query the registry to resolve image digest and supported platforms');
+      .option('--no-resolve-image', 'Do not query the registry to resolve image digest and supported platforms')
+      .option('--health-cmd <string>', 'Command to run to check health')
+      .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
+      .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
+      .option('--health-start-period <duration>', 'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)')
+      .option('--health-start-interval <duration>', 'Time between running the check during the start period (ms|s|m|h) (default 0s)')
+      .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
+      .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK');
     if (update) {
       cmd.option('--image <image>', 'Service image tag')
         .option('--args <command>', 'Service command args')

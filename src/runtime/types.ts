@@ -67,6 +67,8 @@ export interface DockerContainerState {
   Error: string;
   StartedAt: string;
   FinishedAt: string;
+  /** Present for a container with a HEALTHCHECK, once started (health.ts). */
+  Health?: { Status: 'starting' | 'healthy' | 'unhealthy'; FailingStreak: number; Log: Array<{ Start: string; End: string; ExitCode: number; Output: string }> };
 }
 
 /** GET /containers/{id}/json response (the fields Cove fills). */

@@ -102,7 +102,7 @@ export class Agent {
   private onContainerEvent(ev: DockerEvent): void {
     if (ev.Type !== 'container') return;
     const id = ev.Actor.Attributes[LABEL.taskId];
-    if (id && ['die', 'start', 'destroy'].includes(ev.Action)) this.enqueue(id);
+    if (id && (['die', 'start', 'destroy'].includes(ev.Action) || ev.Action.startsWith('health_status'))) this.enqueue(id);
   }
 
   /** Handlers for one task never overlap; a change during one runs it again. */
@@ -129,6 +129,30 @@ export class Agent {
     const list = await this.deps.containers.list({ all: true, filters: { label: [`${LABEL.taskId}=${taskId}`] } });
     const c = list[0];
     return c ? { id: c.Id, running: c.State === 'running' } : undefined;
+  }
+
+  /** The container's health: undefined without a HEALTHCHECK. */
+  private async healthOf(containerId: string): Promise<'starting' | 'healthy' | 'unhealthy' | undefined> {
+    const info = await this.deps.containers.inspect(containerId).catch(() => undefined);
+    return info?.State.Health?.Status;
+  }
+
+  /**
+   * A running container: with a HEALTHCHECK the task is `running` only once
+   * healthy (until then `starting`, out of the VIP and tasks.S), and an
+   * unhealthy one is stopped and the task fails, as Docker's executor does;
+   * the orchestrator replaces it per the restart policy.
+   */
+  private async checkRunning(t: Task, containerId: string): Promise<void> {
+    const health = await this.healthOf(containerId);
+    if (health === 'unhealthy') {
+      const grace = Math.round((t.Spec.ContainerSpec?.StopGracePeriod ?? 10 * NS) / NS);
+      await this.report(t, 'failed', 'unhealthy', 'dockerexec: unhealthy container', { ContainerID: containerId });
+      await this.deps.containers.stop(containerId, { timeout: grace }).catch((err) => this.deps.log.warn({ err, task: t.ID }, 'unhealthy task stop failed'));
+      return;
+    }
+    if (health === 'starting') return;
+    if (t.Status.State !== 'running') await this.markRunning(t, containerId);
   }
 
   private async handle(taskId: string): Promise<void> {
@@ -166,8 +190,8 @@ export class Agent {
       const code = info?.State.ExitCode ?? 255;
       if (code === 0) await this.report(t, 'complete', 'finished', undefined, { ContainerID: c.id, ExitCode: 0 });
       else await this.report(t, 'failed', 'started', `task: non-zero exit (${code})`, { ContainerID: c.id, ExitCode: code });
-    } else if (t.Status.State !== 'running') {
-      await this.markRunning(t, c.id);
+    } else {
+      await this.checkRunning(t, c.id);
     }
   }
 
@@ -187,7 +211,7 @@ export class Agent {
     try {
       if (!id) id = (await this.deps.containers.create(containerName(t), this.createBody(t))).Id;
       if (!existing?.running) await this.deps.containers.start(id);
-      await this.markRunning(t, id);
+      await this.checkRunning(t, id);
     } catch (err) {
       const msg = (err as Error).message;
       this.deps.log.info({ task: t.ID, err: msg }, 'task failed to start');
@@ -261,6 +285,7 @@ export class Agent {
     if (spec.Hostname) body.Hostname = spec.Hostname;
     if (spec.Dir) body.WorkingDir = spec.Dir;
     if (spec.User) body.User = spec.User;
+    if (spec.Healthcheck) body.Healthcheck = spec.Healthcheck;
     return body;
   }
 

@@ -67,6 +67,8 @@ export interface ContainerSpec {
    * API answer (the Engine API has no such field).
    */
   PullOptions?: { RegistryAuth?: string };
+  /** container.HealthConfig: the task is `running` only once healthy, and fails when unhealthy. */
+  Healthcheck?: { Test?: string[] | null; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number };
   [k: string]: unknown;
 }
 

@@ -3,8 +3,9 @@ import type { Cli } from '../main.js';
 import { ApiError, CliError } from '../client.js';
 import { eachName, keyValues } from '../util.js';
 import { pipeSession } from '../stdio.js';
+import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
 
-export interface CreateOpts {
+export interface CreateOpts extends HealthFlags {
   detach?: boolean; interactive?: boolean; tty?: boolean; rm?: boolean; name?: string; hostname?: string; domainname?: string;
   env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string; link?: string[]; linkLocalIp?: string[];
   publish?: string[]; publishAll?: boolean; expose?: string[]; dns?: string[]; dnsSearch?: string[]; dnsOption?: string[];
@@ -229,6 +230,8 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
   };
   if (o.stopSignal) body.StopSignal = o.stopSignal;
   if (o.stopTimeout !== undefined) body.StopTimeout = Number(o.stopTimeout);
+  const health = healthcheckFromFlags(o);
+  if (health) body.Healthcheck = health;
   return body;
 }
 

@@ -4,6 +4,7 @@ import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, humanDuration, inspectJson } from '../format.js';
 import { filtersFrom, keyValues, reportErrors } from '../util.js';
 import { frameReader } from './service-logs.js';
+import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
 import type { PortConfig, Service, ServiceSpec, Task, UpdateConfig } from '../../services/types.js';
 import { registryAuthHeader } from '../credentials.js';
 import { parseNamed } from '../../runtime/images/reference.js';
@@ -95,7 +96,7 @@ function parseNetwork(v: string): { Target: string; Aliases?: string[] } {
   return out;
 }
 
-export interface ServiceOpts {
+export interface ServiceOpts extends HealthFlags {
   name?: string; replicas?: string; mode?: string; network?: string[]; endpointMode?: string; env?: string[];
   constraint?: string[]; restartCondition?: string; restartDelay?: string; restartMaxAttempts?: string;
   updateParallelism?: string; updateDelay?: string; updateOrder?: string; updateFailureAction?: string; updateMonitor?: string;
@@ -189,6 +190,7 @@ export async function create(cli: Cli, image: string, command: string[], o: Serv
         ...(o.user ? { User: o.user } : {}),
         Init: Boolean(o.init),
         ...(o.stopGracePeriod ? { StopGracePeriod: parseDuration(o.stopGracePeriod, '--stop-grace-period') } : {}),
+        ...(healthcheckFromFlags(o) ? { Healthcheck: healthcheckFromFlags(o) } : {}),
         DNSConfig: {},
         Isolation: 'default',
       },
@@ -557,6 +559,12 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
   if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode as 'vip' };
   if (o.restartCondition) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Condition: o.restartCondition as 'any' };
   if (o.restartDelay) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Delay: parseDuration(o.restartDelay, '--restart-delay') };
+  const health = healthcheckFromFlags(o);
+  if (health) {
+    const cs = (tt.ContainerSpec ??= {}) as Record<string, unknown>;
+    // Flags given on update change only those fields (docker's updateHealthcheck); --no-healthcheck replaces all.
+    cs.Healthcheck = o.noHealthcheck ? health : { ...((cs.Healthcheck as object | undefined) ?? {}), ...health };
+  }
   spec.UpdateConfig = updateConfigFrom(o, 'update', spec.UpdateConfig ?? DEFAULT_UPDATE);
   spec.RollbackConfig = updateConfigFrom(o, 'rollback', spec.RollbackConfig ?? DEFAULT_UPDATE);
   if (o.force) tt.ForceUpdate = (tt.ForceUpdate ?? 0) + 1;

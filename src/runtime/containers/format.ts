@@ -21,8 +21,11 @@ export function humanDuration(ms: number): string {
 
 export function statusText(st: DockerContainerState, now = Date.now()): string {
   switch (st.Status) {
-    case 'running':
-      return `Up ${humanDuration(now - Date.parse(st.StartedAt))}`;
+    case 'running': {
+      const h = st.Health?.Status;
+      const suffix = h === 'starting' ? ' (health: starting)' : h ? ` (${h})` : '';
+      return `Up ${humanDuration(now - Date.parse(st.StartedAt))}${suffix}`;
+    }
     case 'paused':
       return `Up ${humanDuration(now - Date.parse(st.StartedAt))} (Paused)`;
     case 'restarting':

@@ -34,6 +34,7 @@ import type { ImageStore } from '../images/store.js';
 import { AttachSession, parseDetachKeys } from './attach.js';
 import { conmonCreate, conmonExec, isConmonAlive, resizeTty, type ConmonPaths } from './conmon.js';
 import { statusText } from './format.js';
+import { applyResult, initialHealth, mergeHealthcheck, nextDelayMs, probeOf, timeoutMessage, validateHealthcheck, type HealthConfig, type HealthLogEntry, type Probe } from './health.js';
 import { readLogs } from './logs.js';
 import { generateName } from './names.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from './oci.js';
@@ -305,6 +306,10 @@ export class ContainerManager implements ContainerService {
     config.ExposedPorts = { ...(ic.ExposedPorts ?? {}), ...(config.ExposedPorts ?? {}) };
     for (const k of Object.keys(config.ExposedPorts)) parsePortKey(k);
     if (!Object.keys(config.ExposedPorts).length) delete config.ExposedPorts;
+    const health = mergeHealthcheck(config.Healthcheck as HealthConfig | null | undefined, (ic as { Healthcheck?: HealthConfig }).Healthcheck);
+    validateHealthcheck(health);
+    if (health) config.Healthcheck = health;
+    else delete config.Healthcheck;
     if (!config.StopSignal && ic.StopSignal) config.StopSignal = ic.StopSignal;
     if (config.StopSignal) signalNumber(config.StopSignal, 'SIGTERM');
     config.Image = body.Image;
@@ -568,6 +573,8 @@ export class ContainerManager implements ContainerService {
           ...x.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
           Pid: created.pid, ExitCode: 0, Error: '', StartedAt: now, FinishedAt: ZERO_TIME,
         };
+        if (probeOf(x.Config.Healthcheck as HealthConfig | undefined)) x.State.Health = initialHealth();
+        else delete x.State.Health;
         x.conmonPid = created.conmonPid;
         x.hasBeenStarted = true;
         x.HostsPath = sandbox.hostsPath;
@@ -576,6 +583,7 @@ export class ContainerManager implements ContainerService {
       });
       this.publish(next, 'start');
       this.rotator.watch(id, this.logPath(id), bundle, rotationOf(logConfigOf(r)));
+      this.startHealthMonitor(next);
       lap('record');
       this.log.debug({ id, phases }, 'container started');
       this.ensureWatching();
@@ -678,10 +686,13 @@ export class ContainerManager implements ContainerService {
           }
         }
         const exitCode = code ?? 255;
+        this.stopHealthMonitor(id);
         await this.teardown(id);
         const now = new Date().toISOString();
         const next = await this.update(id, (x) => {
           x.State = { ...x.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exitCode, FinishedAt: now };
+          // A stopped container is not healthy (Docker shows its last results under unhealthy).
+          if (x.State.Health) x.State.Health = { ...x.State.Health, Status: 'unhealthy' };
           delete x.conmonPid;
         });
         this.log.info({ id, exitCode, fromRestore: !!opts.fromRestore }, 'container exited');
@@ -908,6 +919,7 @@ export class ContainerManager implements ContainerService {
       });
       // Defensive: whatever a crash may have left.
       await this.teardown(r.Id).catch(() => undefined);
+      this.stopHealthMonitor(r.Id);
       await this.execs.removeForContainer(r.Id);
       for (const s of this.pendingAttach.get(r.Id) ?? []) s.endExited();
       this.pendingAttach.delete(r.Id);
@@ -1201,6 +1213,99 @@ export class ContainerManager implements ContainerService {
     });
   }
 
+  // ---------- health checks (health.ts has the rules) ----------
+
+  private readonly healthMonitors = new Map<string, { stop: () => void }>();
+
+  /** Runs the container's HEALTHCHECK until it stops; one monitor per container. */
+  private startHealthMonitor(r: ContainerRecord): void {
+    const probe = probeOf(r.Config.Healthcheck as HealthConfig | undefined, r.Config.Shell as string[] | undefined);
+    if (!probe || this.healthMonitors.has(r.Id)) return;
+    const id = r.Id;
+    const startedAt = Date.parse(r.State.StartedAt) || Date.now();
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const schedule = (ms: number): void => {
+      if (stopped) return;
+      timer = setTimeout(() => void tick().catch((e) => this.log.warn({ id, err: (e as Error).message }, 'health check failed to run')).finally(() => {
+        const h = this.healthOf(id);
+        void h.then((st) => schedule(nextDelayMs(probe, st ?? initialHealth(), Date.now() - startedAt)));
+      }), ms);
+      timer.unref?.();
+    };
+    const tick = async (): Promise<void> => {
+      const cur = (await this.records.get(id))?.value;
+      if (!cur?.State.Running) return this.stopHealthMonitor(id);
+      if (cur.State.Paused) return;
+      const result = await this.runProbe(cur, probe);
+      if (stopped) return;
+      let changed: string | undefined;
+      const next = await this.update(id, (x) => {
+        if (!x.State.Running) return;
+        const before = x.State.Health ?? initialHealth();
+        x.State.Health = applyResult(probe, before, result, Date.now() - startedAt);
+        if (x.State.Health.Status !== before.Status) changed = x.State.Health.Status;
+      });
+      if (changed) this.publish(next, `health_status: ${changed}`);
+    };
+    this.healthMonitors.set(id, {
+      stop: () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+      },
+    });
+    schedule(nextDelayMs(probe, r.State.Health ?? initialHealth(), Date.now() - startedAt));
+  }
+
+  private stopHealthMonitor(id: string): void {
+    this.healthMonitors.get(id)?.stop();
+    this.healthMonitors.delete(id);
+  }
+
+  private async healthOf(id: string): Promise<ContainerRecord['State']['Health']> {
+    return (await this.records.get(id))?.value.State.Health;
+  }
+
+  /** One probe: an exec like Docker's (exec_create/exec_start/exec_die events), output kept, cut at the timeout. */
+  private async runProbe(r: ContainerRecord, probe: Probe): Promise<HealthLogEntry> {
+    const start = new Date().toISOString();
+    const { Id: execId } = await this.execCreate(r.Id, { Cmd: probe.cmd, AttachStdout: true, AttachStderr: true, Tty: false });
+    const ex = this.execs.get(execId)!;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const keep = (b: Buffer): void => {
+      if (size < 4096) chunks.push(b);
+      size += b.length;
+    };
+    let timedOut = false;
+    try {
+      const session = await this.execStart(execId, { Detach: false, Tty: false });
+      session?.stdout?.on('data', keep);
+      session?.stderr?.on('data', keep);
+      const cut = setTimeout(() => {
+        timedOut = true;
+        try {
+          if (ex.pid) process.kill(ex.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        session?.close();
+      }, probe.timeoutMs);
+      try {
+        await session?.done;
+        for (let i = 0; i < 100 && ex.running; i++) await new Promise((res) => setTimeout(res, 20));
+      } finally {
+        clearTimeout(cut);
+      }
+    } catch (e) {
+      return { Start: start, End: new Date().toISOString(), ExitCode: -1, Output: (e as Error).message };
+    }
+    // The session stays a record like any exec (ExecRecords.trim keeps the newest 64 per container).
+    const end = new Date().toISOString();
+    if (timedOut) return { Start: start, End: end, ExitCode: -1, Output: timeoutMessage(probe) };
+    return { Start: start, End: end, ExitCode: ex.exitCode ?? -1, Output: Buffer.concat(chunks).toString('utf8') };
+  }
+
   // ---------- exec ----------
 
   async execCreate(idOrName: string, body: DockerExecCreate): Promise<{ Id: string }> {
@@ -1478,6 +1583,7 @@ export class ContainerManager implements ContainerService {
     const statuses = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
     for (const v of f.status ?? []) if (!statuses.includes(v)) throw new InvalidParameter(`Invalid filter 'status=${v}'`);
     for (const v of f.exited ?? []) if (!/^-?\d+$/.test(v)) throw new InvalidParameter(`Invalid filter 'exited=${v}'`);
+    for (const v of f.health ?? []) if (!['starting', 'healthy', 'unhealthy', 'none'].includes(v)) throw new InvalidParameter(`Unrecognised filter value for health: ${v}`);
     const nameMatchers = (f.name ?? []).map((p) => goRegexp(p.replace(/^\//, '')));
     let rows = (await this.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
     // before/since: relative to another container's creation.
@@ -1495,6 +1601,7 @@ export class ContainerManager implements ContainerService {
       if (nameMatchers.length && !nameMatchers.some((m) => m(r.Name.slice(1)))) continue;
       if (f.status?.length && !f.status.includes(r.State.Status)) continue;
       if (f.exited?.length && !(r.State.Status === 'exited' && f.exited.includes(String(r.State.ExitCode)))) continue;
+      if (f.health?.length && !f.health.includes(r.State.Health?.Status ?? 'none')) continue;
       if (f.label?.length && !f.label.every((l) => {
         const eq = l.indexOf('=');
         const labels = r.Config.Labels ?? {};
@@ -1580,6 +1687,7 @@ export class ContainerManager implements ContainerService {
       if (await isConmonAlive(r.conmonPid ?? 0, r.Id)) {
         this.log.info({ id: r.Id }, 'adopting running container');
         this.rotator.watch(r.Id, this.logPath(r.Id), this.bundleDir(r.Id), rotationOf(logConfigOf(r)));
+        this.startHealthMonitor(r);
         continue;
       }
       this.log.info({ id: r.Id }, 'container exited while the daemon was down');
