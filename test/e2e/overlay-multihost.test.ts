@@ -3,7 +3,8 @@
  * an attachable overlay with a container on each host, reached by name and
  * address in every direction (ping and TCP), network inspect on each host,
  * VXLAN with the network's VNI on the underlay, MTU, egress through
- * docker_gwbridge, a daemon killed while containers talk, Docker's errors,
+ * docker_gwbridge, a daemon killed while containers talk, a host's underlay
+ * cut and restored, Docker's errors,
  * and removal leaving nothing behind. Driven with the real docker CLI and
  * with cove.
  */
@@ -144,6 +145,31 @@ test('kill -9 of a daemon while containers talk: they keep talking; after restar
   assert.ok(await retry(async () => (await docker(H[1]!, ['exec', 'n2', 'ping', '-c', '1', '-W', '1', 'late'])).code === 0, 20, 200),
     'host 2 resolves and reaches a container started while it was down');
   await dockerOk(H[2]!, ['rm', '-f', 'late']);
+});
+
+test('host 3 loses the underlay for a while: local networking stays; after it returns, cross-host ping and TCP come back and a container started meanwhile is reached', async () => {
+  await H[2]!.sh('ip link set eth1 down');
+  try {
+    // Cut off: nothing crosses, but host 3's container still reaches its own host's side (docker_gwbridge gateway).
+    assert.notEqual((await docker(H[2]!, ['exec', 'n3', 'ping', '-c', '1', '-W', '1', 'n1'])).code, 0, 'the underlay is really cut');
+    const gw = await dockerOk(H[2]!, ['network', 'inspect', '-f', '{{(index .IPAM.Config 0).Gateway}}', 'docker_gwbridge']);
+    assert.equal((await docker(H[2]!, ['exec', 'n3', 'ping', '-c', '1', '-W', '2', gw])).code, 0, 'local networking during the cut');
+    // Meanwhile a container starts on host 1: host 3 learns it from the store's watch when it is back.
+    await dockerOk(H[0]!, ['run', '-d', '--name', 'cut1', '--network', 'my-attachable-overlay', 'nginx']);
+    await new Promise((r) => setTimeout(r, 4000));
+  } finally {
+    await H[2]!.sh('ip link set eth1 up');
+  }
+  try {
+    const t0 = Date.now();
+    assert.ok(await retry(async () => (await docker(H[2]!, ['exec', 'n3', 'ping', '-c', '1', '-W', '1', 'n1'])).code === 0, 60, 500), 'n3 -> n1 after the underlay returns');
+    assert.ok(await retry(async () => (await docker(H[0]!, ['exec', 'n1', 'ping', '-c', '1', '-W', '1', 'n3'])).code === 0, 20, 500), 'n1 -> n3');
+    assert.ok(await retry(async () => (await docker(H[2]!, ['exec', 'n3', 'timeout', '5', 'wget', '-q', '-O', '-', 'http://cut1/'])).code === 0, 60, 500),
+      'n3 reaches (TCP, by name) the container started on host 1 during the cut');
+    process.stdout.write(`# underlay back -> cross-host ping and TCP again after ${Date.now() - t0} ms\n`);
+  } finally {
+    await docker(H[0]!, ['rm', '-f', 'cut1']);
+  }
 });
 
 test('network rm: refused while any host has a container on it; then gone from every host, nothing left', async () => {
