@@ -21,6 +21,9 @@
  *   endpoints/<node>/<nid>/<eid> endpoints of swarm networks, under the node
  *                        that hosts them (overlay peers, DNS across hosts)
  *   services/<id>, tasks/<id>                                 (src/services)
+ *   node-local/<id>/wireguard  a node's WireGuard public key, endpoint, tunnel
+ *                        address (encrypted overlays, src/network/drivers/overlay)
+ *   swarm/encryption-rotation  key rotation generation (managers bump it)
  */
 import type { Store } from '../store/store.js';
 

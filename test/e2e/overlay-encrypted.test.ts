@@ -146,6 +146,32 @@ test('a daemon killed and restarted keeps the encrypted network (wireguard-go re
   assert.equal(await pidFile(), pid, 'the same wireguard-go process');
 });
 
+test('a wireguard-go process that dies is restarted by the daemon and the network recovers', async () => {
+  const dev = await wgShowName(1);
+  const pidPath = join(H[1]!.execRoot, 'wireguard', `${dev}.pid`);
+  const pid = Number(readFileSync(pidPath, 'utf8').trim());
+  process.kill(pid, 'SIGKILL'); // the lab's own wireguard-go, by the PID its daemon recorded
+  assert.ok(await retry(async () => {
+    try {
+      return Number(readFileSync(pidPath, 'utf8').trim()) !== pid;
+    } catch {
+      return false;
+    }
+  }, 60), 'a new wireguard-go process');
+  assert.ok(await retry(() => pings(H[1]!, 'e2', 'e1'), 40), 'e2 reaches e1 again');
+  assert.ok(await retry(() => pings(H[0]!, 'e1', 'e2'), 40), 'e1 reaches e2 again');
+});
+
+test('--opt encrypted on a bridge network: accepted and ignored, as Docker\'s bridge driver does', async () => {
+  await dockerOk(H[0]!, ['network', 'create', '--opt', 'encrypted', '-d', 'bridge', 'enc-bridge']);
+  const opts = JSON.parse(await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{json .Options}}', 'enc-bridge'])) as Record<string, string>;
+  assert.equal(opts.encrypted, '');
+  await dockerOk(H[0]!, ['run', '-d', '--name', 'b1', '--network', 'enc-bridge', 'alpine', 'sleep', '1d']);
+  await dockerOk(H[0]!, ['run', '--rm', '--network', 'enc-bridge', 'alpine', 'ping', '-c', '1', '-W', '2', 'b1']);
+  await dockerOk(H[0]!, ['rm', '-f', 'b1']);
+  await dockerOk(H[0]!, ['network', 'rm', 'enc-bridge']);
+});
+
 async function wgShowName(i: number): Promise<string> {
   return dockerOk(H[i]!, ['network', 'inspect', '-f', '{{index .Options "com.cove.network.encryption.interface"}}', NET]);
 }

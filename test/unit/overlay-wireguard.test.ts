@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROTATION_KEY, parseRotation, requestKeyRotation } from '../../src/cluster/key-rotation.js';
 import { parseWgDump } from '../../src/kernel/wireguard.js';
-import { newKeyPair, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
+import { newKeyPair, parseRecord, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 
 test('device names fit IFNAMSIZ and differ per node', () => {
@@ -89,4 +89,13 @@ test('key rotation record: the schedule starts the clock, bumps when due, explic
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('node records from the store: malformed ones count as no key (a watch never throws, wg never sees junk)', () => {
+  const good = { nodeId: 'n1', publicKey: 'HOlfvIk8PIl/Ja3X96P8t4C84gCYivTfVJDKN/CWPEg=', endpoint: '192.0.2.11:51820', tunnelAddr: '100.64.0.9', generation: 1 };
+  assert.deepEqual(parseRecord(JSON.stringify(good)), good);
+  assert.equal(parseRecord('{'), undefined);
+  assert.equal(parseRecord(JSON.stringify({ ...good, publicKey: 'x remove' })), undefined);
+  assert.equal(parseRecord(JSON.stringify({ ...good, endpoint: '192.0.2.11:51820 peer X' })), undefined);
+  assert.equal(parseRecord(JSON.stringify({ ...good, tunnelAddr: undefined })), undefined);
 });

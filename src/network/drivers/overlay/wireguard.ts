@@ -98,6 +98,18 @@ export function peerSetArgs(have: Array<{ publicKey: string; endpoint?: string; 
   return args;
 }
 
+/** A node's record from the store; anything malformed counts as no key (never throws in a watch). */
+export function parseRecord(value: string): WireguardRecord | undefined {
+  try {
+    const r = JSON.parse(value) as Partial<WireguardRecord>;
+    const ok = typeof r.nodeId === 'string' && typeof r.publicKey === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(r.publicKey)
+      && typeof r.endpoint === 'string' && /^[0-9a-fA-F.:[\]]+:\d+$/.test(r.endpoint) && typeof r.tunnelAddr === 'string' && /^[\d.]+$/.test(r.tunnelAddr);
+    return ok ? (r as WireguardRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface WireguardTransportOptions {
   kernel: KernelOps;
   dataRoot: string;
@@ -159,8 +171,9 @@ export class WireguardTransport implements UnderlayTransport {
     this.stops.push(st.watch('node-local/', (ev) => {
       if (!ev.kv.key.endsWith('/wireguard')) return;
       const id = ev.kv.key.split('/')[1]!;
-      if (ev.type === 'delete') this.records.delete(id);
-      else this.records.set(id, JSON.parse(ev.kv.value) as WireguardRecord);
+      const rec = ev.type === 'put' ? parseRecord(ev.kv.value) : undefined;
+      if (rec) this.records.set(id, rec);
+      else this.records.delete(id);
       this.scheduleReconcile();
     }));
     this.stops.push(st.watch('nodes/', (ev) => {
@@ -174,7 +187,8 @@ export class WireguardTransport implements UnderlayTransport {
     }));
     this.ready = (async () => {
       for (const kv of await st.list('node-local/')) {
-        if (kv.key.endsWith('/wireguard')) this.records.set(kv.key.split('/')[1]!, JSON.parse(kv.value) as WireguardRecord);
+        const rec = kv.key.endsWith('/wireguard') ? parseRecord(kv.value) : undefined;
+        if (rec) this.records.set(kv.key.split('/')[1]!, rec);
       }
       for (const kv of await st.list('nodes/')) this.members.add(kv.key.slice('nodes/'.length));
       this.rotation = parseRotation((await st.get(ROTATION_KEY))?.value).generation;
