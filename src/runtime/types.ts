@@ -213,6 +213,8 @@ export interface ContainerService {
   restart(idOrName: string, opts?: { timeout?: number }): Promise<void>;
   remove(idOrName: string, opts?: { force?: boolean; volumes?: boolean }): Promise<void>;
   rename(idOrName: string, newName: string): Promise<void>;
+  /** docker update: restart policy and resource limits (POST /containers/{id}/update). */
+  updateContainer(idOrName: string, body: Record<string, unknown>): Promise<{ Warnings: string[] }>;
   /** docker container prune: stopped containers matching until/label/label!. */
   prune(filters?: Filters): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>;
   inspect(idOrName: string): Promise<DockerContainerInspect>;

@@ -407,6 +407,11 @@ export class FakeContainers implements ContainerService {
     this.events.publish('container', 'destroy', c.id, { name: c.name });
   }
 
+  async updateContainer(idOrName: string): Promise<{ Warnings: string[] }> {
+    this.get(idOrName);
+    return { Warnings: [] };
+  }
+
   async prune(filters: Record<string, string[]> = {}): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
     const wanted = prunePredicate(filters);
     const deleted: string[] = [];

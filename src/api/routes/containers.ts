@@ -51,6 +51,11 @@ async function remove(ctx: Ctx): Promise<void> {
   ctx.reply.empty(204);
 }
 
+async function update(ctx: Ctx): Promise<void> {
+  const body = await jsonBody<Record<string, unknown>>(ctx);
+  ctx.reply.json(200, await ctx.engine.containers.updateContainer(param(ctx, 'id'), body));
+}
+
 async function prune(ctx: Ctx): Promise<void> {
   ctx.reply.json(200, await ctx.engine.containers.prune(filtersQuery(ctx.query)));
 }
@@ -285,6 +290,7 @@ export const containerRoutes: Route[] = [
   { method: 'PUT', path: '/containers/:id/archive', handler: archivePut },
   { method: 'GET', path: '/containers/json', handler: list },
   { method: 'POST', path: '/containers/prune', handler: prune },
+  { method: 'POST', path: '/containers/:id/update', handler: update },
   { method: 'POST', path: '/containers/create', handler: create },
   { method: 'GET', path: '/containers/:id/json', handler: inspect },
   { method: 'GET', path: '/containers/:id/logs', handler: logs },

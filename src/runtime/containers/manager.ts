@@ -51,6 +51,7 @@ import { sample as statsSample, top as topOf } from './stats.js';
 import { ExecRecords, type ExecRecord } from './exec-records.js';
 import { assertReadable, normalizeLogConfig, rotationOf, DEFAULT_LOG_DRIVER, type LogConfig } from './log-config.js';
 import { LogRotator } from './log-rotation.js';
+import { adaptResources, checkResources, mergeUpdate, ociResources, parseDeviceRule, UPDATABLE, type ResourceConfig } from './resources.js';
 import { restartAfterExit, restartAtDaemonStart, restartDelayMs } from './restart-policy.js';
 
 const run = promisify(execFile);
@@ -284,6 +285,8 @@ export class ContainerManager implements ContainerService {
     validateRestartPolicy(hostConfig.RestartPolicy);
     validateResources(hostConfig as Parameters<typeof validateResources>[0]);
     hostConfig.LogConfig = normalizeLogConfig(hostConfig.LogConfig as LogConfig | undefined);
+    checkResources(hostConfig as ResourceConfig);
+    adaptResources(hostConfig as ResourceConfig);
 
     // Merge with the image's defaults, as Docker does at create.
     const { HostConfig: _h, NetworkingConfig: _n, ...cfgIn } = body;
@@ -522,6 +525,8 @@ export class ContainerManager implements ContainerService {
         readonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
         shmSize: typeof r.HostConfig.ShmSize === 'number' ? r.HostConfig.ShmSize : undefined,
         userMounts: ociMounts(r.MountPoints ?? []),
+        limits: ociResources(r.HostConfig as ResourceConfig),
+        deviceRules: ((r.HostConfig.DeviceCgroupRules as string[] | null | undefined) ?? []).map(parseDeviceRule),
       });
       await rm(bundle, { recursive: true, force: true });
       await mkdir(bundle, { recursive: true, mode: 0o700 });
@@ -929,6 +934,51 @@ export class ContainerManager implements ContainerService {
       this.publish(cur, 'destroy');
       this.bus.emit(`removed:${r.Id}`, cur.State.ExitCode);
       this.bus.emit(`exit:${r.Id}`, cur.State.ExitCode);
+    });
+  }
+
+  /**
+   * docker update: restart policy and resource limits; a running container's
+   * cgroups change at once (runc update), the record for its next starts.
+   */
+  async updateContainer(idOrName: string, body: ResourceConfig & { RestartPolicy?: { Name?: string; MaximumRetryCount?: number } }): Promise<{ Warnings: string[] }> {
+    if (!body || typeof body !== 'object') throw new InvalidParameter('config cannot be empty in order to update a container');
+    for (const k of UPDATABLE) {
+      const v = body[k];
+      if (v === undefined || v === null) continue;
+      const ok = k.startsWith('Cpuset') ? typeof v === 'string' : Number.isSafeInteger(v);
+      if (!ok) throw new InvalidParameter(`json: cannot unmarshal ${typeof v} into Go struct field UpdateConfig.${k} of type ${k.startsWith('Cpuset') ? 'string' : 'int64'}`);
+    }
+    const r0 = await this.get(idOrName);
+    return this.withLock(r0.Id, async () => {
+      const r = await this.get(r0.Id);
+      if (body.RestartPolicy) {
+        validateRestartPolicy(body.RestartPolicy);
+        if (r.HostConfig.AutoRemove && body.RestartPolicy.Name && body.RestartPolicy.Name !== 'no') {
+          throw new InvalidParameter('Restart policy cannot be updated because AutoRemove is enabled for the container');
+        }
+      }
+      validateResources(body as Parameters<typeof validateResources>[0]);
+      checkResources({ ...(r.HostConfig as ResourceConfig), ...body, ...(body.NanoCpus ? { CpuQuota: 0, CpuPeriod: 0 } : {}) });
+      const next = mergeUpdate(r.HostConfig as ResourceConfig, body);
+      if (r.State.Running && UPDATABLE.some((k) => body[k] !== undefined && body[k] !== null)) {
+        const dir = join(this.bundleDir(r.Id), 'update');
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        const file = join(dir, 'resources.json');
+        const res = ociResources(next);
+        // Lifting a pids limit: runc's -1 is "max".
+        if (body.PidsLimit !== undefined && body.PidsLimit !== null && !(next.PidsLimit && next.PidsLimit > 0)) res.pids = { limit: -1 };
+        await writeFile(file, JSON.stringify(res));
+        await this.runc(['update', '--resources', file, r.Id]).catch((e) => {
+          throw new CoveError(`Cannot update container ${r.Id}: ${(e as Error).message}`, 500);
+        });
+      }
+      const updated = await this.update(r.Id, (x) => {
+        Object.assign(x.HostConfig, next);
+        if (body.RestartPolicy) x.HostConfig.RestartPolicy = { Name: body.RestartPolicy.Name ?? '', MaximumRetryCount: body.RestartPolicy.MaximumRetryCount ?? 0 };
+      });
+      this.publish(updated, 'update');
+      return { Warnings: [] };
     });
   }
 

@@ -130,6 +130,10 @@ export interface BundleOptions {
   shmSize?: number;
   /** The container's own mounts (volumes, binds, tmpfs), already in OCI form; they win over the defaults at one destination. */
   userMounts?: Array<Record<string, unknown>>;
+  /** memory/cpu/pids limits in OCI form (resources.ts). */
+  limits?: Record<string, unknown>;
+  /** --device-cgroup-rule entries, after Docker's default allow list. */
+  deviceRules?: Array<Record<string, unknown>>;
 }
 
 export function bundleSpec(o: BundleOptions): Record<string, unknown> {
@@ -179,7 +183,9 @@ export function bundleSpec(o: BundleOptions): Record<string, unknown> {
               { allow: true, type: 'c', major: 5, minor: 2, access: 'rwm' },
               { allow: true, type: 'c', major: 136, access: 'rwm' },
               { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' },
+              ...(o.deviceRules ?? []),
             ],
+        ...(o.limits ?? {}),
       },
       sysctl: o.sysctls,
       ...(o.privileged
