@@ -11,7 +11,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, existsSync, writeFileSync, statSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Lab, INTERNET_IP, REPO, COVE_BIN, run, type RunResult } from '../lab/lab.js';
 import { LabRegistry } from '../lab/registry.js';
@@ -30,6 +31,8 @@ let dockerConfig = '';
 const P = `${INTERNET_IP}:5000`;
 const S = `${INTERNET_IP}:5443`;
 const T = `${INTERNET_IP}:5446`;
+/** The plain registry again, through test/lab/tcp-proxy.ts (cuts connections on demand). */
+const X = `${INTERNET_IP}:5002`;
 
 function L(): Lab {
   assert.ok(lab, 'lab not started');
@@ -73,7 +76,7 @@ before(async () => {
   // A "registry" that accepts connections and never answers.
   hang = spawn('nsenter', [`--net=/run/netns/${lab.inetNetns}`, process.execPath, '-e', `require('net').createServer(() => {}).listen(5998, '${INTERNET_IP}')`], { stdio: 'ignore' });
   await lab.startDaemon({
-    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--insecure-registry', T, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
+    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--insecure-registry', T, '--insecure-registry', X, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
   });
   for (const img of ['alpine', 'nginx']) await ok(cove(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]), `load ${img}`);
 });
@@ -327,6 +330,106 @@ test('save and load round-trip; history; image prune -a', { skip }, async () => 
   await ok(cove(['rm', '-f', 'keeper']), 'rm keeper');
 });
 
+interface Proxy { proc: ChildProcess; requests: Array<{ method: string; path: string; range: string | null }>; cuts: number[]; stop: () => Promise<void> }
+
+/** test/lab/tcp-proxy.ts on the stand-in internet, X → the plain registry. */
+async function startProxy(opts: { cutAfterBytes?: number; refuseAfterCut?: boolean }): Promise<Proxy> {
+  const o = { listen: { host: INTERNET_IP, port: 5002 }, target: { host: INTERNET_IP, port: 5000 }, ...opts };
+  const proc = spawn('nsenter', [`--net=/run/netns/${L().inetNetns}`, process.execPath, join(REPO, 'dist/test/lab/tcp-proxy.js'), JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p: Proxy = {
+    proc, requests: [], cuts: [],
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const gone = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await gone;
+      }
+    },
+  };
+  let buf = '';
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line === 'listening') resolve();
+        else {
+          const m = JSON.parse(line) as { cut?: number; method: string; path: string; range: string | null };
+          if (m.cut !== undefined) p.cuts.push(m.cut);
+          else p.requests.push(m);
+        }
+      }
+    });
+    proc.once('exit', (c) => reject(new Error(`tcp-proxy exited ${c}`)));
+  });
+  return p;
+}
+
+test('an interrupted pull resumes with a Range request: within the pull, and in the next pull; nothing half-written is kept under a name', { skip }, async () => {
+  // A 6 MiB layer of random bytes (gzip cannot shrink it), pushed once.
+  const dir = join(L().dir, 'resume');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'blob.bin'), randomBytes(6 << 20));
+  await ok(run('tar', ['-C', dir, '-cf', join(L().dir, 'resume.tar'), 'blob.bin']), 'tar');
+  await ok(cove(['import', join(L().dir, 'resume.tar'), `${P}/resume:1`]), 'import');
+  await ok(cove(['push', `${P}/resume:1`]), 'push');
+  const layer = JSON.parse((await onInet(`const r = await fetch('http://${P}/v2/resume/manifests/1', { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } }); console.log(JSON.stringify((await r.json()).layers[0]))`)).stdout) as { digest: string; size: number };
+  await ok(cove(['rmi', `${P}/resume:1`]), 'rmi');
+  const blobPath = join(L().dataRoot, 'images', 'blobs', 'sha256', layer.digest.slice(7));
+  const partialPath = join(L().dataRoot, 'images', 'blobs', 'partial', layer.digest.slice(7));
+  const blobGets = (p: Proxy) => p.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`));
+
+  // 1. The connection breaks at 2 MiB; the same pull retries from where it was, with docker's "Retrying in".
+  let proxy = await startProxy({ cutAfterBytes: 2 << 20 });
+  try {
+    const r = await ok(cove(['pull', `${X}/resume:1`]), 'pull through a cut');
+    assert.match(r.stdout, /[0-9a-f]{12}: Retrying in 1 second\n/);
+    assert.match(r.stdout, /Status: Downloaded newer image for 198\.51\.100\.1:5002\/resume:1/);
+    assert.equal(proxy.cuts.length, 1);
+    const gets = blobGets(proxy);
+    assert.equal(gets.length, 2, JSON.stringify(gets));
+    assert.equal(gets[0]!.range, null);
+    const from = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1]);
+    assert.ok(from > 0 && from < layer.size, `second GET asks for the rest: ${gets[1]!.range}`);
+    assert.ok(!existsSync(partialPath), 'the partial file took its name');
+  } finally {
+    await proxy.stop();
+  }
+  await ok(cove(['rmi', `${X}/resume:1`]), 'rmi');
+
+  // 2. The registry goes away at 2 MiB: the pull fails, keeps the bytes it has under partial/ only.
+  proxy = await startProxy({ cutAfterBytes: 2 << 20, refuseAfterCut: true });
+  const failed = await cove(['pull', `${X}/resume:1`]);
+  await proxy.stop();
+  assert.notEqual(failed.code, 0);
+  assert.match(failed.stdout, /Retrying in 4 seconds\n/);
+  assert.match(failed.stderr, /connect ECONNREFUSED 198\.51\.100\.1:5002|ECONNRESET|aborted/);
+  assert.ok(!existsSync(blobPath), 'nothing under the blob\'s name');
+  const kept = statSync(partialPath).size;
+  assert.ok(kept > 0 && kept < layer.size, `partial bytes kept: ${kept}`);
+  assert.equal((await ok(cove(['images', '-q', `${X}/resume`]), 'images')).stdout.trim(), '');
+
+  // 3. The next pull asks only for the rest.
+  proxy = await startProxy({});
+  try {
+    const r = await ok(cove(['pull', `${X}/resume:1`]), 'pull again');
+    assert.match(r.stdout, /Status: Downloaded newer image for/);
+    const gets = blobGets(proxy);
+    assert.deepEqual(gets.map((g) => g.range), [`bytes=${kept}-`]);
+    assert.ok(existsSync(blobPath) === false || statSync(blobPath).size === layer.size);
+    assert.ok(!existsSync(partialPath));
+    // The layer's content is the tar that was imported, byte for byte (its diff ID).
+    const diffId = (await ok(cove(['image', 'inspect', '-f', '{{index .RootFS.Layers 0}}', `${X}/resume:1`]), 'inspect')).stdout.trim();
+    const want = createHash('sha256').update(readFileSync(join(L().dir, 'resume.tar'))).digest('hex');
+    assert.equal(diffId, `sha256:${want}`);
+  } finally {
+    await proxy.stop();
+  }
+  await ok(cove(['rmi', `${X}/resume:1`]), 'rmi');
+});
+
 test('throughput: push and pull of a 32 MB layer', { skip }, async (t) => {
   const dir = join(L().dir, 'big');
   mkdirSync(dir, { recursive: true });
@@ -345,4 +448,49 @@ test('throughput: push and pull of a 32 MB layer', { skip }, async (t) => {
   t.diagnostic(`pull 32 MiB (download + verify + extract): ${pullMs} ms, ${(mb / (pullMs / 1000)).toFixed(1)} MB/s`);
   writeFileSync(join(L().dir, 'throughput.txt'), `push ${pushMs} ms\npull ${pullMs} ms\n`);
   await ok(cove(['rmi', `${P}/big:1`]), 'rmi');
+});
+
+test('a disk that fills mid-pull: docker\'s "no space left on device", nothing half-written, the space given back', { skip }, async () => {
+  // 24 MiB of random bytes, pushed from the main lab.
+  const dir = join(L().dir, 'fill');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'blob.bin'), randomBytes(24 << 20));
+  await ok(run('tar', ['-C', dir, '-cf', join(L().dir, 'fill.tar'), 'blob.bin']), 'tar');
+  await ok(cove(['import', join(L().dir, 'fill.tar'), `${P}/fill:1`]), 'import');
+  await ok(cove(['push', `${P}/fill:1`]), 'push');
+  await ok(cove(['rmi', `${P}/fill:1`]), 'rmi');
+  // A second host whose data root is a 16 MiB tmpfs, with the same registry storage served on its own stand-in internet.
+  const small = await Lab.create('rgd');
+  let reg: LabRegistry | undefined;
+  try {
+    mkdirSync(small.dataRoot, { recursive: true });
+    await ok(run('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0711', 'tmpfs', small.dataRoot]), 'mount tmpfs');
+    reg = await LabRegistry.start({ netns: small.inetNetns, ip: INTERNET_IP, port: 5000, dir: join(L().dir, 'reg-plain') });
+    await small.startDaemon({ extraArgs: ['--insecure-registry', P, '--registry-timeout', '8'] });
+    const c = (args: string[]): Promise<RunResult> => run(COVE_BIN, args, { env: small.env, timeoutMs: 120_000 });
+    const free = async (): Promise<number> => {
+      const st = await statfs(small.dataRoot);
+      return st.bavail * st.bsize;
+    };
+    const before = await free();
+    const r = await c(['pull', `${P}/fill:1`]);
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /^write \/tmp\/cove-lab\/\S+: no space left on device$/m);
+    assert.ok(await small.ping(), 'the daemon lives on');
+    // Nothing of the layer is left: no blob, no partial download, no temporary file, no layer; the space is back.
+    const images = join(small.dataRoot, 'images');
+    for (const sub of ['blobs/sha256', 'blobs/partial', 'blobs/tmp', 'layers']) {
+      const p = join(images, sub);
+      const left = existsSync(p) ? readdirSync(p).filter((f) => statSync(join(p, f)).size > 1 << 20) : [];
+      assert.deepEqual(left, [], `${sub} holds nothing big`);
+    }
+    assert.equal((await ok(c(['images', '-q']), 'images')).stdout.trim(), '');
+    assert.ok((await free()) >= before - (256 << 10), `space given back: ${before} before, ${await free()} after`);
+    // A pull that fits still works.
+    const fits = await ok(c(['pull', `${P}/library/alpine`]), 'pull alpine');
+    assert.match(fits.stdout, /Status: Downloaded newer image for 198\.51\.100\.1:5000\/library\/alpine:latest/);
+  } finally {
+    await reg?.stop();
+    await teardown(small);
+  }
 });

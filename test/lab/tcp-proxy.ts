@@ -4,7 +4,9 @@
  * - `rateBytesPerSec`: answers trickle (a pull stays "preparing" long
  *   enough to be seen);
  * - `cutAfterBytes`: the first connection whose answers pass that many
- *   bytes is cut there, both ways (an interrupted download);
+ *   bytes is cut there, both ways (an interrupted download); with
+ *   `refuseAfterCut` the proxy then stops listening and cuts every other
+ *   connection too (the registry went away);
  * - every HTTP request head that passes is printed as one JSON line
  *   `{"method","path","range"}` on stdout, so a test sees what clients asked.
  * It prints `listening` once it accepts connections.
@@ -16,6 +18,8 @@ interface ProxyOptions {
   target: { host: string; port: number };
   rateBytesPerSec?: number;
   cutAfterBytes?: number;
+  /** After the cut, accept nothing more (the registry "went away"). */
+  refuseAfterCut?: boolean;
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as ProxyOptions;
@@ -51,8 +55,11 @@ function pipeThrottled(from: Socket, to: Socket, onBytes: (n: number) => boolean
   from.on('end', () => to.end());
 }
 
+const open = new Set<Socket>();
 const server = createServer((client) => {
   const upstream = connect(opts.target.port, opts.target.host);
+  open.add(client);
+  client.on('close', () => open.delete(client));
   const log = requestLogger();
   let answered = 0;
   const close = (): void => {
@@ -71,6 +78,10 @@ const server = createServer((client) => {
       cutDone = true;
       process.stdout.write(JSON.stringify({ cut: answered }) + '\n');
       close();
+      if (opts.refuseAfterCut) {
+        server.close();
+        for (const s of open) s.destroy();
+      }
       return false;
     }
     return true;

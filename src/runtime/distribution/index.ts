@@ -30,11 +30,18 @@ class Unauthorized extends CoveError {
   constructor(message: string) { super(message, 401); }
 }
 
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
 /** Errors of the network (refused, unreachable, timeout) in the words dockerd uses. */
 function networkError(e: unknown, what: string): unknown {
   if (e instanceof CoveError || e instanceof RegistryError) return e;
   const err = e as NodeJS.ErrnoException;
   if (e instanceof HttpTimeout) return new CoveError(`${what}: ${err.message}`, 500);
+  // Local file errors (a full disk) in Go's words: "write /path: no space left on device".
+  if (err?.code && err.syscall && !NET_CODES.has(err.code)) {
+    const why = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+.*$/, '');
+    return new CoveError(`${err.syscall}${err.path ? ' ' + err.path : ''}: ${why}`, 500);
+  }
   if (err?.code) return new CoveError(`${what}: dial tcp: ${err.message}`, 500);
   return e;
 }

@@ -105,6 +105,7 @@ export interface PullResult {
 
 export async function pullImage(
   images: ImageStore, client: RegistryClient, inflight: InFlight, n: NamedRef, sink: ProgressSink, downloadConcurrency = 3,
+  retry?: { attempts?: number; retryDelayMs?: number },
 ): Promise<PullResult> {
   const { top, manifest } = await resolveManifest(client, n);
   sink({ status: `Pulling from ${n.path}`, id: n.tag ?? n.digest! });
@@ -148,9 +149,13 @@ export async function pullImage(
       let job = inflight.downloads.get(desc.digest);
       if (!job) {
         job = (async () => {
-          const { body } = await client.openBlob(n.path, desc.digest);
           try {
-            await images.blobs.write(body, desc.digest, (got) => progress(layerProgress(id, 'Downloading', got, desc.size, start)));
+            // Resumable: a broken connection (or an earlier pull cut short) continues with a Range request.
+            await images.blobs.download(desc.digest, desc.size, (offset) => client.openBlob(n.path, desc.digest, offset), {
+              onBytes: (got) => progress(layerProgress(id, 'Downloading', got, desc.size, start)),
+              onRetry: (_attempt, delayMs) => sink({ status: `Retrying in ${Math.round(delayMs / 1000)} second${delayMs === 1000 ? '' : 's'}`, progressDetail: {}, id }),
+              ...(retry ?? {}),
+            });
           } catch (e) {
             if (e instanceof DigestMismatch) throw new InvalidParameter(e.message);
             throw e;

@@ -4,7 +4,10 @@
  * and import (their digest is the diff ID), gzip'd layers made for a push.
  * A blob is written to `<images>/blobs/tmp/`, hashed while written, and
  * renamed into place only when its digest matches: an interrupted or
- * corrupted download leaves nothing under its name.
+ * corrupted download leaves nothing under its name. A download from a
+ * registry goes to `<images>/blobs/partial/<hex>` instead, which outlives an
+ * interrupted pull: the next attempt (in this pull, or a later one) hashes
+ * what is there and asks the registry for the rest with an HTTP Range.
  *
  * `<images>/diffs/<diffIdHex>.json` says which blobs hold a layer's content
  * (the uncompressed tar, a compressed blob) and in which repositories of
@@ -12,7 +15,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -98,6 +101,87 @@ export class BlobStore {
     }
   }
 
+  partialPath(digest: string): string {
+    return join(this.root, 'blobs', 'partial', hexOf(digest));
+  }
+
+  /**
+   * Downloads blob `digest` through `open(offset)` (an HTTP GET with
+   * `Range: bytes=offset-` when offset > 0; it returns the offset the answer
+   * starts at: 0 when the server ignored the range). A connection that breaks
+   * or a body that ends short keeps what arrived and tries again from there,
+   * `attempts` times (`onRetry` says when); what is kept then waits for the
+   * next pull. Verified against `digest` before it takes its name; a mismatch
+   * deletes it (DigestMismatch).
+   */
+  async download(
+    digest: string, size: number | undefined, open: (offset: number) => Promise<{ body: Readable; offset: number }>,
+    opts: { onBytes?: (n: number) => void; onRetry?: (attempt: number, delayMs: number, err: Error) => void; attempts?: number; retryDelayMs?: number } = {},
+  ): Promise<{ digest: string; size: number; resumedFrom: number }> {
+    const partial = this.partialPath(digest);
+    await mkdir(join(this.root, 'blobs', 'partial'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.root, 'blobs', 'tmp'), { recursive: true, mode: 0o700 }); // the layer's extraction spools there
+    const attempts = opts.attempts ?? 5;
+    let resumedFrom = 0;
+    for (let attempt = 1; ; attempt++) {
+      let have = await stat(partial).then((st) => st.size, () => 0);
+      if (size !== undefined && have > size) {
+        await rm(partial, { force: true });
+        have = 0;
+      }
+      try {
+        if (size === undefined || have < size) {
+          const res = await open(have);
+          if (res.offset !== have) {
+            // The server sent the whole blob: start over.
+            await truncate(partial, 0).catch(() => undefined);
+            have = 0;
+          } else if (have > 0 && resumedFrom === 0) resumedFrom = have;
+          let got = have;
+          await pipeline(
+            res.body,
+            new Transform({
+              transform(chunk: Buffer, _e, cb) {
+                got += chunk.length;
+                opts.onBytes?.(got);
+                cb(null, chunk);
+              },
+            }),
+            createWriteStream(partial, { flags: have > 0 ? 'a' : 'w', mode: 0o600 }),
+          );
+          if (size !== undefined && got < size) throw new Error(`unexpected EOF: ${got} of ${size} bytes`);
+        }
+        // Hash the whole file: the bytes kept from before are checked too.
+        const hash = createHash('sha256');
+        let total = 0;
+        for await (const chunk of createReadStream(partial)) {
+          hash.update(chunk as Buffer);
+          total += (chunk as Buffer).length;
+        }
+        const got = 'sha256:' + hash.digest('hex');
+        if (got !== digest) {
+          await rm(partial, { force: true });
+          throw new DigestMismatch(digest, got);
+        }
+        await rename(partial, this.path(digest));
+        return { digest, size: total, resumedFrom };
+      } catch (e) {
+        if (!isInterruption(e)) {
+          // A full disk, a refusal: what is kept would only take space.
+          await rm(partial, { force: true });
+          const err = e as NodeJS.ErrnoException;
+          if (err.code && err.syscall === 'write' && !err.path) err.path = partial;
+          throw e;
+        }
+        if (attempt >= attempts) throw e;
+        const delayMs = (opts.retryDelayMs ?? 1000) * attempt;
+        opts.onRetry?.(attempt, delayMs, e as Error);
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+  }
+
   /** Moves a file whose digest the caller computed into the store. */
   async adopt(file: string, digest: string): Promise<void> {
     await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
@@ -159,4 +243,15 @@ export class BlobStore {
     await this.updateDiff(diffId, (cur) => ({ ...cur, compressed: blob }));
     return blob;
   }
+}
+
+/**
+ * Errors of a transfer that another attempt may get past (the connection
+ * broke, was refused or went quiet), as opposed to a disk error or a refusal
+ * from the registry.
+ */
+function isInterruption(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException & { name?: string };
+  if (['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE'].includes(err?.code ?? '')) return true;
+  return /aborted|socket hang up|unexpected EOF|premature close/i.test(err?.message ?? '');
 }
