@@ -17,7 +17,7 @@ import type { DaemonConfig } from '../daemon/config.js';
 import type { EventBus } from '../daemon/events.js';
 import type { Logger } from '../common/log.js';
 import { newId, shortId } from '../common/ids.js';
-import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
+import { Conflict, CoveError, Forbidden, InvalidParameter, NotFound, NotImplemented, SystemError, Unavailable } from '../common/errors.js';
 import type { ClusterAware, Membership } from '../cluster/membership.js';
 import type { KernelOps } from '../kernel/ops.js';
 import {
@@ -134,6 +134,8 @@ async function runUndos(undos: Undo[], log: Logger): Promise<void> {
 }
 
 const NETWORK_LOCK = 'networks';
+/** Cluster store key: the default ingress was made (its ID), so it is made once in a swarm's life. */
+const DEFAULT_INGRESS_KEY = 'netconfig/default-ingress';
 
 /** This node's swarm, while it is in one (attachCluster .. detachCluster). */
 interface ClusterState {
@@ -374,7 +376,11 @@ export class NetworkController implements NetworkService, ClusterAware {
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
     const driver = await this.registry.lookup(driverName, { config: this.config, log: this.log });
     if (driver.scope === 'swarm') return this.createSwarmNetwork(req, name, driver);
-    if (req.Ingress) throw new Forbidden('ingress networks can only be created in a swarm');
+    if (req.Ingress) {
+      // In a swarm the request goes to the managers, whose validation refuses any driver but overlay.
+      if (this.cluster?.m.isManager()) throw new NotImplemented('rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network');
+      throw new Forbidden('ingress networks can only be created in a swarm');
+    }
     await driver.checkSupported?.();
     for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
 
@@ -1311,14 +1317,42 @@ export class NetworkController implements NetworkService, ClusterAware {
         if (!(e instanceof Conflict)) throw e;
       });
     }
-    if (m.isManager() && !(await keys.networks.list()).some((n) => n.value.ingress)) {
-      await this.createSwarmNetwork({
-        Name: 'ingress', Driver: 'overlay', Ingress: true, IPAM: { Driver: 'default', Config: [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }] },
-      }, 'ingress', await this.registry.lookup('overlay', { config: this.config, log: this.log })).catch((e: Error) => {
-        if (!(e instanceof Conflict)) throw e; // another manager made it
-      });
-    }
+    if (m.isManager()) await this.ensureDefaultIngress(c);
     await this.reconcileSwarm(c);
+  }
+
+  /**
+   * The default `ingress` (10.0.0.0/24, as Docker's) is made once in the
+   * life of a swarm, like swarmkit makes it only for a fresh cluster: a
+   * marker in the cluster store says it was made, so after `network rm
+   * ingress` no manager restart or join brings it back (the user may make
+   * their own with `network create --ingress`, or run without one).
+   */
+  private async ensureDefaultIngress(c: ClusterState): Promise<void> {
+    const store = c.m.store;
+    if (await store.get(DEFAULT_INGRESS_KEY)) return;
+    const existing = (await c.keys.networks.list()).find((n) => n.value.ingress);
+    if (existing) {
+      // A swarm made before the marker existed: its ingress counts as the default one.
+      await store.put(DEFAULT_INGRESS_KEY, existing.value.id, 0).catch(() => undefined);
+      return;
+    }
+    try {
+      await store.put(DEFAULT_INGRESS_KEY, '', 0);
+    } catch (e) {
+      if (e instanceof CasError) return; // another manager is making it
+      throw e;
+    }
+    try {
+      const { Id } = await this.createSwarmNetwork({
+        Name: 'ingress', Driver: 'overlay', Ingress: true, IPAM: { Driver: 'default', Config: [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }] },
+      }, 'ingress', await this.registry.lookup('overlay', { config: this.config, log: this.log }));
+      await store.put(DEFAULT_INGRESS_KEY, Id);
+    } catch (e) {
+      if (e instanceof Conflict) return; // an ingress exists after all
+      await store.delete(DEFAULT_INGRESS_KEY).catch(() => undefined); // the next attach tries again
+      throw e;
+    }
   }
 
   /**
@@ -1431,6 +1465,21 @@ export class NetworkController implements NetworkService, ClusterAware {
 
   /** A swarm network was removed (on some manager): whatever is left of it here goes. */
   private async forgetSwarmNetwork(rec: NetworkRecord): Promise<void> {
+    // Endpoints still here (the ingress sandbox of this node; tasks the agent has not stopped yet) leave first.
+    for (const { value: listed } of await this.sandboxes.list()) {
+      await this.mutex.run(`sb:${listed.containerId}`, async () => {
+        const sb = await this.getSandbox(listed.containerId);
+        if (!sb) return;
+        const gone: string[] = [];
+        for (const epId of sb.endpoints) {
+          const ep = (await this.endpoints.get(epId))?.value;
+          if (ep?.networkId !== rec.id) continue;
+          await this.leaveEndpoint(sb, ep, rec);
+          gone.push(epId);
+        }
+        if (gone.length) await this.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: cur.endpoints.filter((id) => !gone.includes(id)) } : cur));
+      }).catch((e: Error) => this.log.warn({ network: rec.name, container: shortId(listed.containerId), err: e.message }, 'leaving a removed swarm network failed'));
+    }
     try {
       await this.driverOf(rec)?.deleteNetwork(this.driverNetwork(rec));
     } catch (e) {
@@ -1449,7 +1498,9 @@ export class NetworkController implements NetworkService, ClusterAware {
     const c = this.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
     if (!c.m.isManager()) throw new Forbidden(WORKER_CREATE);
-    if (req.Ingress && req.Attachable) throw new InvalidParameter('ingress network cannot be attachable');
+    // swarmkit's validateNetworkSpec, in its order.
+    if (req.Ingress && driver.name !== 'overlay') throw new NotImplemented('rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network');
+    if (req.Ingress && req.Attachable) throw new InvalidParameter('rpc error: code = InvalidArgument desc = ingress network cannot be attachable');
     for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
     const enableIPv6 = req.EnableIPv6 === true;
     return this.mutex.run(NETWORK_LOCK, async () => {
@@ -1459,7 +1510,7 @@ export class NetworkController implements NetworkService, ClusterAware {
         const swarmNets = all.filter((n) => n.scope === 'swarm');
         if (req.Ingress) {
           const ing = swarmNets.find((n) => n.ingress);
-          if (ing) throw new Forbidden(`rpc error: code = AlreadyExists desc = ingress network (${ing.id}) is already present`);
+          if (ing) throw new Conflict(`rpc error: code = AlreadyExists desc = ingress network (${ing.id}) is already present`);
         }
         const plan = planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4: true, enableIPv6 },
           swarmNets.flatMap((n) => n.subnets.map((s) => s.subnet)), await c.keys.pools());
@@ -1525,16 +1576,21 @@ export class NetworkController implements NetworkService, ClusterAware {
     const c = this.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
     if (!c.m.isManager()) throw new Unavailable(WORKER_MODIFY);
-    await this.drainTaskEndpoints(n.id);
+    // Services that name the network, or need the routing mesh, keep it (swarmkit's answers, from src/services).
+    await this.removalGuard?.({ id: n.id, name: n.name, ingress: n.ingress });
+    // The ingress network's endpoints are the nodes' ingress sandboxes (no
+    // container can join it, and the guard kept every service that needs
+    // it): like swarmkit, the record goes and each node removes its own part.
+    if (!n.ingress) await this.drainTaskEndpoints(n.id);
     await this.mutex.run(`net:${n.id}`, async () => {
-      const eps = await c.keys.endpointsOf(n.id);
+      const eps = n.ingress ? [] : await c.keys.endpointsOf(n.id);
       if (eps.length > 0) {
         const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
         throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
       }
       await this.dropSwarmNetwork(n);
-      await this.forgetSwarmNetwork(n);
     });
+    await this.forgetSwarmNetwork(n); // outside net: (it takes sb: locks, which are taken before net: elsewhere)
     this.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
     this.log.info({ network: n.name, id: n.id }, 'swarm network removed');
   }
@@ -1591,6 +1647,20 @@ export class NetworkController implements NetworkService, ClusterAware {
       const owner = state.allocated[ip];
       if (owner?.startsWith('vip:')) await ipam.release(net.id, ip, owner);
     }
+  }
+
+  /** Refuses the removal of a swarm network still needed (src/services sets it: services and tasks live there). */
+  private removalGuard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined;
+
+  setNetworkRemovalGuard(guard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined): void {
+    this.removalGuard = guard;
+  }
+
+  /** The swarm's ingress network (the routing mesh's), if it has one. */
+  async ingressNetwork(): Promise<{ id: string; name: string } | undefined> {
+    await this.init();
+    const n = (await this.networks.list()).map((x) => x.value).find((x) => x.scope === 'swarm' && x.ingress);
+    return n ? { id: n.id, name: n.name } : undefined;
   }
 
   /** Swarm networks known to this node (tests, diagnostics). */

@@ -34,7 +34,7 @@ export interface ServicesDeps {
 
 /** The network layer as the services layer needs it; VIPs come from hooks the network layer may offer. */
 export function serviceNetworksOf(networks: NetworkService): ServiceNetworks {
-  const hooks = networks as unknown as Partial<Pick<ServiceNetworks, 'allocateVip' | 'releaseVip'>>;
+  const hooks = networks as unknown as Partial<Pick<ServiceNetworks, 'allocateVip' | 'releaseVip' | 'ingress'>> & { ingressNetwork?: () => Promise<{ id: string; name: string } | undefined> };
   const out: ServiceNetworks = {
     async lookup(ref) {
       const n = await networks.inspectNetwork(ref);
@@ -43,6 +43,7 @@ export function serviceNetworksOf(networks: NetworkService): ServiceNetworks {
   };
   if (typeof hooks.allocateVip === 'function') out.allocateVip = hooks.allocateVip.bind(networks);
   if (typeof hooks.releaseVip === 'function') out.releaseVip = hooks.releaseVip.bind(networks);
+  if (typeof hooks.ingressNetwork === 'function') out.ingress = hooks.ingressNetwork.bind(networks);
   return out;
 }
 
@@ -79,6 +80,10 @@ export class SwarmServices implements ClusterAware {
     const log = this.deps.log;
     const networks = serviceNetworksOf(this.deps.networks);
     this.manager = new ServiceManager(m.store, networks);
+    // `network rm` of a swarm network asks the services first (Docker's refusals name the service or task).
+    const manager = this.manager;
+    (this.deps.networks as unknown as { setNetworkRemovalGuard?: (g: ((n: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined) => void })
+      .setNetworkRemovalGuard?.((n) => manager.checkNetworkRemoval(n));
     const dist = this.deps.distribution;
     this.agent = new Agent({
       store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }),
@@ -99,6 +104,7 @@ export class SwarmServices implements ClusterAware {
       nodes: () => this.nodes(),
       fence: () => this.elector?.fence(),
       networkName: async (id) => (await networks.lookup(id).catch(() => undefined))?.name,
+      ...(networks.ingress ? { ingressNetwork: networks.ingress } : {}),
       log: log.child({ part: 'orchestrator' }),
     });
     this.elector = new LeaderElector(m.store, m.self.id, (leading) => {

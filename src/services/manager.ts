@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 import { isReplicated, replicas, serviceCollection, taskCollection, taskName, updateRecord, withVersion } from './records.js';
 import { parseConstraints } from './scheduler.js';
 import { rollbackOf } from './orchestrator.js';
-import { isTerminal, newSwarmId, nowIso, type PortConfig, type Service, type ServiceSpec, type Task, type VirtualIp } from './types.js';
+import { isTerminal, needsIngress, newSwarmId, nowIso, type PortConfig, type Service, type ServiceSpec, type Task, type VirtualIp } from './types.js';
 
 /** What the services layer needs from the network layer. */
 export interface ServiceNetworks {
@@ -20,7 +20,11 @@ export interface ServiceNetworks {
   /** One address for a service VIP on a swarm network, "a.b.c.d/len"; undefined when the network hands out none. */
   allocateVip?(networkId: string, owner: string): Promise<string | undefined>;
   releaseVip?(networkId: string, addr: string, owner: string): Promise<void>;
+  /** The swarm's ingress network (the routing mesh's), undefined when there is none. */
+  ingress?(): Promise<{ id: string; name: string } | undefined>;
 }
+
+export const NO_INGRESS = 'rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present';
 
 export const NOT_ELIGIBLE = (name: string): string =>
   `The network ${name} cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver.`;
@@ -214,7 +218,8 @@ export class ServiceManager {
     const seen = new Set<string>();
     for (const n of nets) {
       const net = await this.networks.lookup(n.Target);
-      if (net.scope !== 'swarm' || net.ingress) throw new InvalidParameter(NOT_ELIGIBLE(net.name));
+      if (net.ingress) throw new InvalidParameter(`rpc error: code = InvalidArgument desc = Service cannot be explicitly attached to the ingress network "${net.name}"`);
+      if (net.scope !== 'swarm') throw new InvalidParameter(NOT_ELIGIBLE(net.name));
       if (seen.has(net.id)) throw new InvalidParameter(`rpc error: code = InvalidArgument desc = duplicate network attachment ${net.name}`);
       seen.add(net.id);
       resolved.push({ ...n, Target: net.id });
@@ -239,7 +244,29 @@ export class ServiceManager {
         }
       }
     }
+    // After the spec checks, as swarmkit's CreateService/UpdateService do.
+    if (needsIngress(out) && this.networks.ingress && !(await this.networks.ingress())) throw new InvalidParameter(NO_INGRESS);
     return out;
+  }
+
+  /**
+   * `network rm` of a swarm network asks this first (swarmkit's
+   * removeNetwork/removeIngressNetwork, in their words): the ingress network
+   * stays while some service publishes through the routing mesh; another one
+   * while a service names it or a task that should run is attached to it.
+   */
+  async checkNetworkRemoval(net: { id: string; name: string; ingress: boolean }): Promise<void> {
+    const services = (await this.services.list()).map((e) => e.value);
+    if (net.ingress) {
+      const user = services.find((s) => needsIngress(s.Spec));
+      if (user) throw new InvalidParameter(`rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service ${user.ID} depends on it`);
+      return;
+    }
+    const user = services.find((s) => (s.Spec.TaskTemplate?.Networks ?? []).some((n) => n.Target === net.id));
+    if (user) throw new InvalidParameter(`rpc error: code = FailedPrecondition desc = network ${net.id} is in use by service ${user.ID}`);
+    const task = (await this.tasks.list()).map((e) => e.value).find((t) =>
+      t.DesiredState === 'running' && !isTerminal(t.Status.State) && (t.NetworksAttachments ?? []).some((a) => a.Network.ID === net.id));
+    if (task) throw new InvalidParameter(`rpc error: code = FailedPrecondition desc = network ${net.id} is in use by task ${task.ID}`);
   }
 
   /**
@@ -252,6 +279,9 @@ export class ServiceManager {
     const ports: PortConfig[] = (spec.Ports ?? []).map((p) => ({ ...p }));
     const old = prev?.Endpoint.VirtualIPs ?? [];
     const nets = (svc.Spec.TaskTemplate?.Networks ?? []).map((n) => n.Target);
+    // The routing mesh reaches the service through a VIP on the ingress network, listed first as in Docker.
+    const ingress = needsIngress(svc.Spec) ? await this.networks.ingress?.() : undefined;
+    if (ingress && !nets.includes(ingress.id)) nets.unshift(ingress.id);
     const vips: VirtualIp[] = [];
     if ((spec.Mode ?? 'vip') === 'vip') {
       for (const id of nets) {

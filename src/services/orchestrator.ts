@@ -21,7 +21,7 @@ import type { Logger } from '../common/log.js';
 import { CasError, type Store, type TxnOp } from '../store/store.js';
 import { byAge, isReplicated, liveTask, replicas, serviceCollection, taskCollection, TASKS, SERVICES } from './records.js';
 import { available, FAILURE_WINDOW_MS, parseConstraints, pickNode, satisfies, type Constraint } from './scheduler.js';
-import { isTerminal, newSwarmId, nowIso, NS, type SchedNode, type Service, type Task, type UpdateStatus } from './types.js';
+import { isTerminal, needsIngress, newSwarmId, nowIso, NS, type SchedNode, type Service, type Task, type UpdateStatus } from './types.js';
 
 /** Docker's defaults: restart delay 5 s, history of 5 tasks per slot. */
 export const DEFAULT_RESTART_DELAY_NS = 5 * NS;
@@ -35,6 +35,8 @@ export interface OrchestratorDeps {
   fence?: () => TxnOp | undefined;
   /** Network names for the task records (NetworksAttachments[].Network.Spec.Name). */
   networkName?: (id: string) => Promise<string | undefined>;
+  /** The swarm's ingress network: tasks of services publishing through the routing mesh join it (as eth0). */
+  ingressNetwork?: () => Promise<{ id: string; name: string } | undefined>;
   log: Logger;
   now?: () => number;
   /** Period of the safety-net pass that notices nodes going down and restart delays ending. */
@@ -366,7 +368,10 @@ export class Orchestrator {
       p = pickNode(ctx.nodes, safeConstraints(svc), { service: new Map(), all: ctx.loadAll });
     }
     const now = nowIso();
-    const nets = svc.Spec.TaskTemplate?.Networks ?? [];
+    const nets = [...(svc.Spec.TaskTemplate?.Networks ?? [])];
+    // swarmkit's allocator puts the ingress network first in the task's attachments when the service needs it.
+    const ingress = needsIngress(svc.Spec) ? await this.deps.ingressNetwork?.() : undefined;
+    if (ingress && !nets.some((n) => n.Target === ingress.id)) nets.unshift({ Target: ingress.id });
     const task: Task = {
       ID: newSwarmId(),
       Version: { Index: 0 },

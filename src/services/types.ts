@@ -191,3 +191,8 @@ export const nowIso = (): string => new Date().toISOString();
 
 /** Seconds → API nanoseconds and back. */
 export const NS = 1_000_000_000;
+
+/** swarmkit's IsIngressNetworkNeeded: some port is published in ingress mode (through the routing mesh). */
+export function needsIngress(spec: ServiceSpec | undefined): boolean {
+  return (spec?.EndpointSpec?.Ports ?? []).some((p) => (p.PublishMode ?? 'ingress') === 'ingress');
+}

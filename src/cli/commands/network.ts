@@ -91,10 +91,17 @@ export async function create(cli: Cli, name: string, o: CreateOpts): Promise<voi
   cli.out(res.Id + '\n');
 }
 
+/** docker's question before removing the routing-mesh network (cli/command/network/remove.go, word for word). */
+export const INGRESS_WARNING = 'WARNING! Before removing the routing-mesh network, make sure all the nodes in your swarm run the same docker engine version. '
+  + 'Otherwise, removal may not be effective and functionality of newly create ingress networks will be impaired.\nAre you sure you want to continue?';
+
 export async function rm(cli: Cli, names: string[], opts: { force?: boolean }): Promise<void> {
   let failed = false;
   for (const n of names) {
     try {
+      // As docker does: look first; the ingress network is removed only on a yes (a no skips it, quietly).
+      const net = await cli.client.get<DockerNetwork>(`/networks/${encodeURIComponent(n)}`).catch(() => undefined);
+      if (net?.Ingress && !(await confirm(cli, INGRESS_WARNING + ' [y/N] '))) continue;
       await cli.client.json('DELETE', `/networks/${encodeURIComponent(n)}`);
       cli.out(n + '\n');
     } catch (e) {

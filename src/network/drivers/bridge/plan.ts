@@ -13,7 +13,8 @@ import type { NetnsOp } from '../../../kernel/rtnl.js';
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 /** Links with a smaller MTU get no IPv6 from the kernel. */
-const IPV6_MIN_MTU = 1280;
+/** Below this MTU the kernel gives a link no IPv6 (RFC 8200 minimum). */
+export const IPV6_MIN_MTU = 1280;
 export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
 export const OPT_ICC = 'com.docker.network.bridge.enable_icc';
 export const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';

@@ -16,7 +16,7 @@ import { InvalidParameter } from '../../../common/errors.js';
 import type { KernelOp } from '../../../kernel/ops.js';
 import { cidr, mtu as checkMtu, ifName } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork, PeerEndpoint } from '../../driver.js';
-import { hostVethName, macFromIPv4 } from '../bridge/plan.js';
+import { IPV6_MIN_MTU, hostVethName, macFromIPv4 } from '../bridge/plan.js';
 
 export const OPT_VNI = 'com.docker.network.driver.overlay.vxlanid_list';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
@@ -96,8 +96,11 @@ export function joinOps(ep: DriverEndpoint, nsPath: string, sandboxNetns: string
   const hostVeth = hostVethName(ep.id);
   const mac = endpointMac(ep);
   ifName(inner, 'sandbox interface name');
+  // Below IPv6's minimum MTU (1280, e.g. an ingress made with mtu=1200) the kernel gives the
+  // link no IPv6 at all, so its conf/<if>/disable_ipv6 does not exist: nothing to switch off.
+  const ipv6Capable = mtu >= IPV6_MIN_MTU;
   const sandbox: KernelOp[] = [{ kind: 'rtnl', ops: [
-    { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: ep.ipv6 ? '0' : '1' },
+    ...(ipv6Capable || ep.ipv6 ? [{ op: 'sysctl' as const, key: `net.ipv6.conf.${inner}.disable_ipv6`, value: ep.ipv6 ? '0' : '1' }] : []),
     { op: 'up', dev: 'lo' },
     ...(ep.ipv4 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv4) }] : []),
     ...(ep.ipv6 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv6) }] : []),
