@@ -103,8 +103,24 @@ async function swarmPart(): Promise<void> {
 
     heading('Customize the default ingress network');
     await on(manager, ['network', 'inspect', 'ingress']);
-    await on(manager, ['network', 'rm', 'ingress'], undefined, 'y\n');
-    await on(manager, ['network', 'create', '--driver', 'overlay', '--ingress', '--subnet=10.11.0.0/16', '--gateway=10.11.0.2', '--opt', 'com.docker.network.driver.mtu=1200', 'my-ingress'], undefined);
+    await on(manager, ['network', 'rm', 'ingress'], true, 'y\n');
+    for (const h of lab.hosts) await on(h, ['network', 'ls', '--filter', 'driver=overlay']);
+    note('without an ingress network, publishing through the routing mesh is refused:');
+    await on(manager, ['service', 'create', '--detach', '--name', 'web', '--publish', '8080:80', 'nginx'], false);
+    await on(manager, ['network', 'create', '--driver', 'overlay', '--ingress', '--subnet=10.11.0.0/16', '--gateway=10.11.0.2', '--opt', 'com.docker.network.driver.mtu=1200', 'my-ingress']);
+    await on(manager, ['network', 'create', '--driver', 'overlay', '--ingress', 'second-ingress'], false);
+    for (const h of lab.hosts) {
+      await on(h, ['network', 'inspect', '-f', '{{.Name}} ingress={{.Ingress}} {{range .IPAM.Config}}{{.Subnet}} gw {{.Gateway}}{{end}} mtu={{index .Options "com.docker.network.driver.mtu"}}', 'my-ingress']);
+    }
+    note('services created now publish through my-ingress: their tasks have eth0 on it, MTU 1200');
+    await on(manager, ['service', 'create', '--name', 'web', '--mode', 'global', '--publish', '8080:80', 'nginx']);
+    for (const h of lab.hosts) {
+      const [task] = (await h.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])).stdout.split('\n').filter(Boolean);
+      if (task) await on(h, ['exec', task, 'ip', 'addr', 'show', 'eth0']);
+    }
+    await on(manager, ['network', 'rm', 'my-ingress'], false, 'y\n');
+    await on(manager, ['service', 'rm', 'web']);
+    await on(manager, ['network', 'rm', 'my-ingress'], true, 'y\n');
   } finally {
     if (keep) note(`swarm lab kept (hosts ${lab.hosts.map((h) => h.netns).join(', ')}); it is removed by the next run of the test suite's leak check only if you remove it by hand`);
     else {
