@@ -402,6 +402,9 @@ function serviceCommands(program: Command): void {
     .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
     .option('-q, --quiet', 'Suppress progress output')
     .argument('<service>').action(act(program, 'service', 'rollback'));
+  service.command('ports').description('Show the ingress routing mesh for a service on this node (Cove)')
+    .option('-f, --format <format>', 'Format the output using the given Go template')
+    .argument('<service>').action(act(program, 'service', 'ports'));
   service.command('rm').aliases(['remove']).description('Remove one or more services')
     .argument('<service...>').action(act(program, 'service', 'rm'));
   service.command('logs').description('Fetch the logs of a service or task')

@@ -188,7 +188,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   log.info({ ms: Math.round(performance.now() - t0), running: live.size }, 'state restored');
 
   // Swarm services: idle until the swarm layer attaches a Membership (swarm init/join).
-  const services = new SwarmServices({ containers, images, distribution, networks, events, log: log.child({ module: 'services' }) });
+  const services = new SwarmServices({ containers, images, distribution, networks, events, log: log.child({ module: 'services' }), execRoot: config.execRoot });
   // Swarm: resumes the cluster this node belongs to (and re-adopts its etcd
   // member) in the background; the API answers meanwhile.
   const swarm = new SwarmController({ config, log: log.child({ module: 'swarm' }), clusterAware: () => [networks, services], engineVersion: COVE_VERSION });

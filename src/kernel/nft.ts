@@ -143,3 +143,10 @@ export class NftSession {
     await endCoprocess(this.child);
   }
 }
+
+/** `nft list ...` as text (diagnostics: what the kernel has, not what we meant to give it). */
+export async function nftListText(args: string[], netnsPath: string | null = null): Promise<string> {
+  const r = await runTool(inNetns(netnsPath, ['nft', 'list', ...args]));
+  if (r.code !== 0) throw new KernelError(`nft list ${args.join(' ')}`, r.stderr || r.stdout);
+  return r.stdout;
+}

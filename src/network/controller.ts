@@ -48,6 +48,9 @@ import {
   isLoopback, readHostResolv, renderHosts, renderResolvConf, sandboxFilePaths, writeInPlace,
 } from './sandbox-files.js';
 
+/** The ingress routing mesh's sandbox (Docker's `ingress-sbox`), made by src/services/ingress.ts on every swarm node. */
+export const INGRESS_SANDBOX = 'ingress-sbox';
+
 /** Docker's per-network default host address for published ports (a bridge option; -p 8080:80 on such a network binds only there). */
 const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
 /** The network's own default host address, if it names one; 0.0.0.0 (what the default bridge shows) leaves the daemon's --ip in charge. */
@@ -1215,7 +1218,8 @@ export class NetworkController implements NetworkService, ClusterAware {
     await this.init();
     const k = await this.getKernel();
     for (const { value: sb } of await this.sandboxes.list()) {
-      const alive = liveContainerIds.has(sb.containerId) && (sb.netnsPath === null || existsSync(sb.netnsPath));
+      // The swarm's ingress sandbox (src/services/ingress.ts) belongs to no container: it lives while its namespace does.
+      const alive = (liveContainerIds.has(sb.containerId) || sb.containerId === INGRESS_SANDBOX) && (sb.netnsPath === null || existsSync(sb.netnsPath));
       if (!alive) {
         this.log.info({ container: shortId(sb.containerId) }, 'removing sandbox of a container that is gone');
         await this.mutex.run(`sb:${sb.containerId}`, () => this.teardownSandbox(sb, false));

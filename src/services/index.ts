@@ -18,6 +18,9 @@ import { Orchestrator } from './orchestrator.js';
 import { LogServer } from './logs.js';
 import { ServiceDiscovery, type SandboxJoinSource, type ServiceNamesSink } from './discovery.js';
 import type { SchedNode } from './types.js';
+import { IngressMesh, INGRESS_SBOX, type MeshStatus, type PortHolder } from './ingress.js';
+import { hostFirewall } from '../network/firewall/index.js';
+import { join } from 'node:path';
 
 export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
 export const WORKER_NOT_MANAGER = 'This node is not a swarm manager. Worker nodes can\'t be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.';
@@ -30,6 +33,8 @@ export interface ServicesDeps {
   networks: NetworkService;
   events: EventBus;
   log: Logger;
+  /** The daemon's exec root (the ingress sandbox's files live under it). */
+  execRoot?: string;
 }
 
 /** The network layer as the services layer needs it; VIPs come from hooks the network layer may offer. */
@@ -56,6 +61,7 @@ export class SwarmServices implements ClusterAware {
   private roleTimer: NodeJS.Timeout | undefined;
   private logServer: LogServer | undefined;
   private discovery: ServiceDiscovery | undefined;
+  private mesh: IngressMesh | undefined;
 
   constructor(private readonly deps: ServicesDeps) {}
 
@@ -65,6 +71,12 @@ export class SwarmServices implements ClusterAware {
     if (!m || !this.manager) throw new Unavailable(NOT_A_MANAGER);
     if (!m.isManager()) throw new Unavailable(WORKER_NOT_MANAGER);
     return this.manager;
+  }
+
+  /** This node's ingress mesh state for one service (any node of a swarm: the answer is about this node). */
+  async ingressStatus(ref: string): Promise<MeshStatus> {
+    if (!this.mesh) throw new Unavailable(NOT_A_MANAGER);
+    return this.mesh.status(ref);
   }
 
   /** The node ID → hostname table of the cluster (for names in logs and CLI tables). */
@@ -99,6 +111,13 @@ export class SwarmServices implements ClusterAware {
       ...(typeof (sink as Partial<SandboxJoinSource>).setSandboxJoinHook === 'function' ? { joins: this.deps.networks as unknown as SandboxJoinSource } : {}),
     });
     this.discovery.start();
+    const holder = (this.deps.networks as unknown as { ports?: PortHolder }).ports;
+    this.mesh = new IngressMesh({
+      store: m.store, nodeId: m.self.id, networks: this.deps.networks, ...(holder ? { ports: holder } : {}),
+      firewall: hostFirewall(log), sandboxDir: join(this.deps.execRoot ?? '/run/cove', INGRESS_SBOX), log: log.child({ part: 'ingress' }),
+      nodeNames: async () => new Map((await this.nodes()).map((n) => [n.id, n.hostname])),
+    });
+    this.mesh.start();
     this.orchestrator = new Orchestrator({
       store: m.store,
       nodes: () => this.nodes(),
@@ -128,6 +147,7 @@ export class SwarmServices implements ClusterAware {
    */
   async detachCluster(): Promise<void> {
     const wasIn = this.membership !== undefined;
+    await this.mesh?.leave();
     await this.close();
     if (!wasIn) return;
     for (const c of await this.deps.containers.list({ all: true, filters: { label: [LABEL.taskId] } }).catch(() => [])) {
@@ -144,6 +164,8 @@ export class SwarmServices implements ClusterAware {
     await this.agent?.stop();
     this.logServer?.close();
     await this.discovery?.stop();
+    await this.mesh?.stop();
+    this.mesh = undefined;
     this.discovery = undefined;
     this.logServer = undefined;
     this.elector = undefined;

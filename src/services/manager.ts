@@ -11,6 +11,7 @@ import type { Store } from '../store/store.js';
 import { isReplicated, replicas, serviceCollection, taskCollection, taskName, updateRecord, withVersion } from './records.js';
 import { parseConstraints } from './scheduler.js';
 import { rollbackOf } from './orchestrator.js';
+import { assignPublishedPorts } from './mesh.js';
 import { isTerminal, needsIngress, newSwarmId, nowIso, type PortConfig, type Service, type ServiceSpec, type Task, type VirtualIp } from './types.js';
 
 /** What the services layer needs from the network layer. */
@@ -120,7 +121,7 @@ export class ServiceManager {
         throw new InvalidParameter('rpc error: code = Unimplemented desc = service mode change is not allowed');
       }
       const taskChanged = JSON.stringify(norm.TaskTemplate) !== JSON.stringify(cur.Spec.TaskTemplate) ||
-        JSON.stringify(norm.EndpointSpec ?? {}) !== JSON.stringify(cur.Spec.EndpointSpec ?? {});
+        endpointChangesTasks(cur.Spec, norm);
       next = {
         ...cur,
         Spec: norm,
@@ -294,14 +295,53 @@ export class ServiceManager {
       }
     }
     svc.Endpoint = { Spec: { Mode: spec.Mode ?? 'vip', ...(spec.Ports ? { Ports: spec.Ports } : {}) } };
-    if (ports.length) svc.Endpoint.Ports = ports;
+    if (ports.length) svc.Endpoint.Ports = await this.publishedPorts(svc, ports, prev);
     if (vips.length) svc.Endpoint.VirtualIPs = vips;
     return old.filter((v) => !vips.some((n) => n.NetworkID === v.NetworkID && n.Addr === v.Addr));
+  }
+
+  /**
+   * The service's published ports as the cluster serves them: ingress ports
+   * left at 0 get one from Docker's dynamic range (kept across updates), and
+   * a port another service already publishes is refused with swarmkit's words.
+   */
+  private async publishedPorts(svc: Service, ports: PortConfig[], prev: Service | undefined): Promise<PortConfig[]> {
+    const others = (await this.services.list()).map(withVersion).filter((s) => s.ID !== svc.ID);
+    const owner = new Map<string, { s: Service; mode: string }>();
+    for (const s of others) {
+      for (const p of s.Endpoint?.Ports ?? []) {
+        if (p.PublishedPort) owner.set(`${p.Protocol ?? 'tcp'}/${p.PublishedPort}`, { s, mode: p.PublishMode ?? 'ingress' });
+      }
+    }
+    for (const p of ports) {
+      if (!p.PublishedPort) continue;
+      const o = owner.get(`${p.Protocol ?? 'tcp'}/${p.PublishedPort}`);
+      // Two host-mode services may share a port (each task holds it on its own node), as in swarmkit.
+      if (!o || (o.mode === 'host' && (p.PublishMode ?? 'ingress') === 'host')) continue;
+      const as = o.mode === 'host' ? 'a host-published port' : 'an ingress port';
+      throw new InvalidParameter(`rpc error: code = InvalidArgument desc = port '${p.PublishedPort}' is already in use by service '${o.s.Spec.Name ?? o.s.ID}' (${o.s.ID}) as ${as}`);
+    }
+    return assignPublishedPorts(ports, prev?.Endpoint?.Ports, new Set(owner.keys()));
   }
 
   private async releaseVips(serviceId: string, vips: VirtualIp[]): Promise<void> {
     for (const v of vips) await this.networks.releaseVip?.(v.NetworkID, v.Addr, `vip:${serviceId}`).catch(() => undefined);
   }
+}
+
+/**
+ * Whether an endpoint change needs new tasks: host-mode ports do (each task
+ * holds them), and so does gaining or losing the ingress network; ingress
+ * ports alone are the mesh's business (every node's rules change, the tasks
+ * and their connections stay).
+ */
+function endpointChangesTasks(a: ServiceSpec, b: ServiceSpec): boolean {
+  const norm = (s: ServiceSpec) => ({
+    mode: s.EndpointSpec?.Mode ?? 'vip',
+    host: (s.EndpointSpec?.Ports ?? []).filter((p) => p.PublishMode === 'host'),
+    ingress: needsIngress(s),
+  });
+  return JSON.stringify(norm(a)) !== JSON.stringify(norm(b));
 }
 
 function matchLabel(labels: Record<string, string> | undefined, f: string): boolean {

@@ -6,11 +6,12 @@ import { LeaderElector } from '../../src/services/leader.js';
 import { silentLogger } from '../../src/common/log.js';
 import { parseConstraints, pickNode } from '../../src/services/scheduler.js';
 
+// Only my-nginx publishes 80: a second service publishing it is refused, as in swarmkit.
 const nginx = (extra: Partial<ServiceSpec> = {}): ServiceSpec => ({
   Name: 'my-nginx',
   TaskTemplate: { ContainerSpec: { Image: 'nginx:latest' }, Networks: [{ Target: 'nginx-net' }], RestartPolicy: { Delay: 0.1 * NS } },
   Mode: { Replicated: { Replicas: 5 } },
-  EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 80 }] },
+  ...(extra.Name && extra.Name !== 'my-nginx' ? {} : { EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 80 }] } }),
   ...extra,
 });
 

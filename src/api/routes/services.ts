@@ -69,7 +69,15 @@ async function logsOfTask(ctx: Ctx): Promise<void> {
   await taskLogs(ctx, mgr, await mgr.inspectTask(param(ctx, 'id')));
 }
 
+/** Cove's own: this node's ingress mesh state for the service (rule present, backends, reachability); any node of a swarm. */
+async function ingressOfService(ctx: Ctx): Promise<void> {
+  const s = ctx.engine.services;
+  if (!s) throw new Unavailable(NOT_A_MANAGER);
+  ctx.reply.json(200, await s.ingressStatus(param(ctx, 'id')));
+}
+
 export const serviceRoutes: Route[] = [
+  { method: 'GET', path: '/services/:id/ingress', handler: ingressOfService },
   { method: 'GET', path: '/services', handler: list },
   { method: 'POST', path: '/services/create', handler: create },
   { method: 'GET', path: '/services/:id', handler: inspect },

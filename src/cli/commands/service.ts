@@ -8,6 +8,7 @@ import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
 import type { PortConfig, Service, ServiceSpec, Task, UpdateConfig } from '../../services/types.js';
 import { registryAuthHeader } from '../credentials.js';
 import { parseNamed } from '../../runtime/images/reference.js';
+import type { MeshStatus } from '../../services/ingress.js';
 
 const NS = 1_000_000_000;
 const shortId = (id: string): string => id.slice(0, 12);
@@ -630,4 +631,36 @@ export async function logs(cli: Cli, ref: string, o: { follow?: boolean; tail?: 
     const node = nodes.get(nodeId!)?.Description?.Hostname ?? nodeId;
     (stream === 2 ? cli.err : cli.out)(`${ts}${svcName}.${slot}${tid}@${node}    | ${msg}`);
   });
+}
+
+/**
+ * cove service ports SERVICE: the ingress mesh on THIS node (the daemon the
+ * CLI talks to), read back from its kernel: whether it holds each published
+ * port, whether the host's DNAT and the ingress sandbox's rule are there, and
+ * each task behind it (its node, in the kernel's map, answering a ping over
+ * the ingress network from the ingress sandbox).
+ */
+export async function ports(cli: Cli, ref: string, o: { format?: string }): Promise<void> {
+  const st = await cli.client.get<MeshStatus>(`/services/${encodeURIComponent(ref)}/ingress`);
+  if (o.format) {
+    cli.out(formatEach([st], o.format));
+    return;
+  }
+  const sb = st.Sandbox;
+  let out = `Node:\t${st.Node} (${st.NodeID})\nService:\t${st.ServiceName} (${st.ServiceID})\n`;
+  out += sb ? `Ingress sandbox:\t${sb.IngressAddress} on ingress, ${sb.GatewayAddress} on docker_gwbridge\n` : 'Ingress sandbox:\tnone\n';
+  const rows = st.Ports.map((p) => ({
+    Port: `${p.PublishedPort}/${p.Protocol}`, Target: String(p.TargetPort),
+    Held: p.Held ? 'yes' : `no${p.Conflict ? ` (${p.Conflict})` : ''}`,
+    Rule: p.HostRule && p.SandboxRule ? 'present' : p.HostRule ? 'host only' : p.SandboxRule ? 'sandbox only' : 'missing',
+    Backends: p.Backends.length
+      ? p.Backends.map((b) => `${b.Address}@${b.Node}${b.InKernel ? '' : ' (not in rule)'}${b.Reachable ? '' : ' (unreachable)'}`).join(', ')
+      : 'none (no running task)',
+  }));
+  out += formatList(rows, undefined, {
+    headers: { Port: 'PUBLISHED', Target: 'TARGET', Held: 'HELD', Rule: 'RULE', Backends: 'BACKENDS' },
+    defaultTable: 'table {{.Port}}\t{{.Target}}\t{{.Held}}\t{{.Rule}}\t{{.Backends}}',
+    quietField: 'Port',
+  }, false);
+  cli.out(out);
 }

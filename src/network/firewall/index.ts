@@ -218,6 +218,16 @@ export class Firewall {
         tx.add(table).delete(table);
         for (const o of frameObjects()) tx.add(o);
       }
+      // Without a frame, owners bring their own tables: one this process has not
+      // made yet is replaced (an earlier run of the daemon may have left it, with
+      // rules that appending would duplicate).
+      if (!this.withFrame) {
+        const known = new Set(this.desired.tableNames().map((t) => `${t.family} ${t.table}`));
+        for (const o of to.objects.values()) {
+          if (o.kind !== 'table' || known.has(`${o.family} ${o.table}`)) continue;
+          tx.add(o).delete(o);
+        }
+      }
       const diff = diffOwner(from, to);
       if (this.withFrame && hadOwners && !willHave) {
         tx.delete({ kind: 'table', family: FRAME.family, table: FRAME.table });

@@ -1,0 +1,308 @@
+/**
+ * The ingress routing mesh's per-node reconcile loop (see mesh.ts for the
+ * rules it programs). On every node of the swarm, driven by store watches on
+ * services, tasks and networks (and a pass every few seconds):
+ *   - keeps the ingress sandbox (`ingress-sbox`, endpoint `ingress-endpoint`,
+ *     Docker's names) on the current ingress network and docker_gwbridge,
+ *     with forwarding on; it moves when the ingress network is replaced and
+ *     goes when there is none;
+ *   - holds every ingress-published port of the cluster on this node (the
+ *     controller's port reservations: nothing else may publish or bind it; a
+ *     port some local container already has is left out on this node and
+ *     shown as a conflict);
+ *   - programs the host's DNAT to the sandbox (firewall owner `ingress-mesh`
+ *     in the frame) and the sandbox's load balancing to the tasks' ingress
+ *     addresses (its own firewall, table `ip cove_ingress`).
+ * The same pass heals: after a daemon restart the frame is new and the
+ * sandbox's table is replaced on the first pass; the sandbox itself survives
+ * (the controller keeps it like a live container's).
+ */
+import { mkdirSync } from 'node:fs';
+import type { Logger } from '../common/log.js';
+import { NotFound } from '../common/errors.js';
+import { Firewall, KernelNft, type FirewallOwner } from '../network/firewall/index.js';
+import type { PortRequest } from '../network/ports.js';
+import type { DockerNetwork, NetworkService } from '../network/types.js';
+import { GWBRIDGE } from '../network/swarm-scope.js';
+import { writeSysctls } from '../kernel/netns.js';
+import { nftListText } from '../kernel/nft.js';
+import { pingOnce } from '../kernel/probe.js';
+import type { Store } from '../store/store.js';
+import { hostMeshObjects, meshPorts, MESH, portChain, sboxMeshObjects, type MeshPort } from './mesh.js';
+import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
+import type { Service } from './types.js';
+
+export const INGRESS_SBOX = 'ingress-sbox';
+export const INGRESS_ENDPOINT = 'ingress-endpoint';
+const HOST_OWNER = 'ingress-mesh';
+
+/** The controller's port reservations (src/network/ports.ts PortMapper). */
+export interface PortHolder {
+  reserve(owner: string, req: PortRequest): Promise<unknown>;
+  release(owner: string): Promise<void>;
+}
+
+export interface IngressMeshDeps {
+  store: Store;
+  nodeId: string;
+  networks: NetworkService;
+  ports?: PortHolder;
+  /** The daemon namespace's shared firewall (hostFirewall()). */
+  firewall: Firewall;
+  /** Directory for the ingress sandbox's hosts/resolv.conf files. */
+  sandboxDir: string;
+  /** Node ID → hostname, for diagnostics. */
+  nodeNames?: () => Promise<Map<string, string>>;
+  log: Logger;
+  resyncMs?: number;
+}
+
+/** One published port as this node sees it (`cove service ports`, GET /services/{id}/ingress). */
+export interface MeshPortStatus {
+  Protocol: string;
+  PublishedPort: number;
+  TargetPort: number;
+  /** This node holds the port (its reservation socket); else why not. */
+  Held: boolean;
+  Conflict?: string;
+  /** The kernel has the host's DNAT for the port (element in inet cove ingress_ports, chain ingress_pre to the sandbox). */
+  HostRule: boolean;
+  /** The kernel has the sandbox's map element and the port's chain. */
+  SandboxRule: boolean;
+  Backends: Array<{ Address: string; NodeID: string; Node: string; TaskID: string; InKernel: boolean; Reachable: boolean }>;
+}
+
+export interface MeshStatus {
+  NodeID: string;
+  Node: string;
+  ServiceID: string;
+  ServiceName: string;
+  Sandbox: { Key: string; IngressAddress: string; GatewayAddress: string } | null;
+  Ports: MeshPortStatus[];
+}
+
+interface Sbox {
+  key: string;
+  ingressAddr: string;
+  gwAddr: string;
+  subnet: string;
+  networkId: string;
+  fw: Firewall;
+  owner: FirewallOwner;
+}
+
+export class IngressMesh {
+  private stops: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = true;
+  private sbox: Sbox | undefined;
+  private readonly host: FirewallOwner;
+  /** proto/port → the sandbox address its reservation relays to. */
+  private readonly held = new Map<string, string>();
+  /** proto/port → why this node could not hold it. */
+  readonly conflicts = new Map<string, string>();
+  /** The ports of the last pass. */
+  ports: MeshPort[] = [];
+
+  constructor(private readonly deps: IngressMeshDeps) {
+    this.host = deps.firewall.owner(HOST_OWNER);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const kick = (): void => this.kick();
+    this.stops.push(this.deps.store.watch(`${SERVICES}/`, kick), this.deps.store.watch(`${TASKS}/`, kick), this.deps.store.watch('networks/', kick));
+    this.timer = setInterval(kick, this.deps.resyncMs ?? 5000);
+    this.timer.unref?.();
+    kick();
+  }
+
+  /** Daemon shutdown: the loop stops; the kernel keeps serving (the sandbox and rules stay until the next start reprograms them). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.stops) s();
+    this.stops = [];
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+    await this.sbox?.fw.close();
+    this.sbox = undefined;
+    for (const k of this.held.keys()) await this.deps.ports?.release(owner(k)).catch(() => undefined);
+    this.held.clear();
+  }
+
+  /** Swarm leave: everything of the mesh goes from this node. */
+  async leave(): Promise<void> {
+    await this.stop();
+    await this.host.remove().catch((err) => this.deps.log.warn({ err }, 'ingress host rules not removed'));
+    await this.deps.networks.deleteSandbox(INGRESS_SBOX).catch((err) => this.deps.log.warn({ err }, 'ingress sandbox not removed'));
+  }
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.reconcile();
+        } catch (err) {
+          this.deps.log.warn({ err }, 'ingress mesh pass failed');
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async reconcile(): Promise<void> {
+    const ingress = (await this.deps.networks.listNetworks()).find((n) => n.Ingress && n.Driver === 'overlay');
+    const sb = await this.ensureSandbox(ingress);
+    if (!sb || !ingress) {
+      await this.host.remove();
+      await this.holdPorts([], '');
+      this.ports = [];
+      return;
+    }
+    const services = (await serviceCollection(this.deps.store).list()).map(withVersion);
+    const tasks = (await taskCollection(this.deps.store).list()).map(withVersion);
+    const ports = meshPorts(services, tasks, ingress.Id);
+    const ok = await this.holdPorts(ports, sb.gwAddr);
+    await this.host.set(hostMeshObjects(ok, sb.gwAddr));
+    await sb.owner.set(sboxMeshObjects(ok, sb.subnet));
+    this.ports = ports;
+  }
+
+  /** The ingress sandbox on the current ingress network (made, moved or removed as needed). */
+  private async ensureSandbox(ingress: DockerNetwork | undefined): Promise<Sbox | undefined> {
+    let settings = await this.deps.networks.networkSettings(INGRESS_SBOX);
+    if (settings && (!ingress || !Object.values(settings.Networks).some((e) => e.NetworkID === ingress.Id))) {
+      this.deps.log.info({ network: ingress?.Name }, 'ingress sandbox leaves the old ingress network');
+      await this.sbox?.owner.remove().catch(() => undefined);
+      await this.deps.networks.deleteSandbox(INGRESS_SBOX);
+      settings = undefined;
+    }
+    if (!ingress) {
+      await this.sbox?.fw.close();
+      this.sbox = undefined;
+      return undefined;
+    }
+    if (!settings) {
+      mkdirSync(this.deps.sandboxDir, { recursive: true, mode: 0o711 });
+      await this.deps.networks.createSandbox({
+        containerId: INGRESS_SBOX, containerName: INGRESS_ENDPOINT, hostname: INGRESS_SBOX, domainname: '',
+        networkMode: ingress.Id, endpoints: [{ network: ingress.Id }], portBindings: [], exposedPorts: [], publishAllPorts: false,
+        dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir: this.deps.sandboxDir, swarmTask: true,
+      });
+      settings = await this.deps.networks.networkSettings(INGRESS_SBOX);
+      this.deps.log.info({ network: ingress.Name }, 'ingress sandbox made');
+    }
+    const key = settings?.SandboxKey;
+    const ing = Object.values(settings?.Networks ?? {}).find((e) => e.NetworkID === ingress.Id);
+    // Container inspect hides docker_gwbridge (as Docker does); the network's own inspect lists the sandbox.
+    const gwCidr = (await this.deps.networks.inspectNetwork(GWBRIDGE).catch(() => undefined))?.Containers[INGRESS_SBOX]?.IPv4Address;
+    const gw = gwCidr ? { IPAddress: gwCidr.split('/')[0]! } : undefined;
+    const subnet = ingress.IPAM.Config.find((c) => c.Subnet && !c.Subnet.includes(':'))?.Subnet;
+    if (!key || !ing?.IPAddress || !gw?.IPAddress || !subnet) throw new Error('ingress sandbox has no ingress or docker_gwbridge address');
+    if (this.sbox?.key !== key || this.sbox.networkId !== ingress.Id) {
+      await this.sbox?.fw.close();
+      await writeSysctls(key, { 'net.ipv4.ip_forward': '1' });
+      const fw = new Firewall({ backend: new KernelNft(key), frame: false, checkEveryMs: 0, log: this.deps.log });
+      this.sbox = { key, ingressAddr: ing.IPAddress, gwAddr: gw.IPAddress, subnet, networkId: ingress.Id, fw, owner: fw.owner(HOST_OWNER) };
+    }
+    return this.sbox;
+  }
+
+  /** Holds every wanted port on this node; answers the ones it holds. */
+  private async holdPorts(ports: MeshPort[], target: string): Promise<MeshPort[]> {
+    const want = new Map(ports.map((p) => [`${p.proto}/${p.published}`, p]));
+    for (const [k, to] of [...this.held]) {
+      if (want.has(k) && to === target) continue;
+      await this.deps.ports?.release(owner(k)).catch(() => undefined);
+      this.held.delete(k);
+    }
+    const ok: MeshPort[] = [];
+    for (const [k, p] of want) {
+      if (!this.held.has(k)) {
+        try {
+          await this.deps.ports?.reserve(owner(k), {
+            bindings: [{ containerPort: p.published, containerPortEnd: p.published, protocol: p.proto, hostIp: '', hostPort: p.published, hostPortEnd: p.published }],
+            exposed: [], publishAll: false, containerIp: target,
+          });
+          this.held.set(k, target);
+          if (this.conflicts.delete(k)) this.deps.log.info({ port: k }, 'ingress port held again');
+        } catch (err) {
+          const msg = (err as Error).message;
+          if (this.conflicts.get(k) !== msg) this.deps.log.warn({ port: k, service: p.serviceName, err: msg }, 'ingress port not published on this node');
+          this.conflicts.set(k, msg);
+          continue;
+        }
+      }
+      ok.push(p);
+    }
+    for (const k of [...this.conflicts.keys()]) if (!want.has(k)) this.conflicts.delete(k);
+    return ok;
+  }
+
+  /** This node's truth about one service's ingress ports, read back from the kernel. */
+  async status(ref: string): Promise<MeshStatus> {
+    const all = (await serviceCollection(this.deps.store).list()).map(withVersion);
+    const svc = findService(all, ref);
+    await this.idle();
+    const names = (await this.deps.nodeNames?.().catch(() => undefined)) ?? new Map<string, string>();
+    const sb = this.sbox;
+    const hostSet = await nftListText(['set', 'inet', 'cove', MESH.hostSet]).catch(() => '');
+    const hostPre = await nftListText(['chain', 'inet', 'cove', MESH.hostPre]).catch(() => '');
+    const sboxTable = sb ? await nftListText(['table', 'ip', MESH.sboxTable], sb.key).catch(() => '') : '';
+    const preOk = Boolean(sb) && hostPre.includes(`dnat ip to ${sb?.gwAddr}`);
+    const out: MeshPortStatus[] = [];
+    for (const p of this.ports.filter((x) => x.serviceId === svc.ID)) {
+      const k = `${p.proto}/${p.published}`;
+      const chain = chainText(sboxTable, portChain(p));
+      const backends = await Promise.all(p.backends.map(async (b) => ({
+        Address: b.addr, NodeID: b.nodeId, Node: names.get(b.nodeId) ?? b.nodeId, TaskID: b.taskId,
+        InKernel: new RegExp(`\\b${b.addr.replace(/\./g, '\\.')}(:| \\. )${p.target}\\b`).test(chain),
+        Reachable: sb ? await pingOnce(sb.key, b.addr).catch(() => false) : false,
+      })));
+      out.push({
+        Protocol: p.proto, PublishedPort: p.published, TargetPort: p.target,
+        Held: this.held.has(k), ...(this.conflicts.has(k) ? { Conflict: this.conflicts.get(k)! } : {}),
+        HostRule: preOk && new RegExp(`\\b${p.proto} \\. ${p.published}\\b`).test(hostSet),
+        SandboxRule: new RegExp(`\\b${p.proto} \\. ${p.published} : goto ${portChain(p)}\\b`).test(sboxTable) && chain.includes('dnat'),
+        Backends: backends,
+      });
+    }
+    return {
+      NodeID: this.deps.nodeId, Node: names.get(this.deps.nodeId) ?? this.deps.nodeId, ServiceID: svc.ID, ServiceName: svc.Spec.Name ?? svc.ID,
+      Sandbox: sb ? { Key: sb.key, IngressAddress: sb.ingressAddr, GatewayAddress: sb.gwAddr } : null,
+      Ports: out,
+    };
+  }
+}
+
+function owner(k: string): string {
+  return `ingress:${k}`;
+}
+
+/** The text of one chain in `nft list table` output ('' when absent). */
+function chainText(table: string, name: string): string {
+  const m = new RegExp(`chain ${name} \\{([^}]*)\\}`).exec(table);
+  return m?.[1] ?? '';
+}
+
+function findService(all: Service[], ref: string): Service {
+  const hit = all.find((s) => s.ID === ref) ?? all.find((s) => s.Spec.Name === ref);
+  if (hit) return hit;
+  const pre = all.filter((s) => s.ID.startsWith(ref));
+  if (pre.length === 1) return pre[0]!;
+  throw new NotFound(`service ${ref} not found`);
+}

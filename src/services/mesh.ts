@@ -1,0 +1,182 @@
+/**
+ * The ingress routing mesh as data (pure functions, unit-tested without root).
+ *
+ * Docker's way, with nftables instead of IPVS (this kernel has none):
+ *   - every node has an ingress sandbox (`ingress-sbox`): a netns on the
+ *     `ingress` overlay and on docker_gwbridge, tied to no container;
+ *   - tasks of a service with ingress-published ports get an endpoint on the
+ *     ingress network;
+ *   - the node's own namespace DNATs published port P (tcp, udp) to the
+ *     ingress sandbox's docker_gwbridge address, port unchanged
+ *     (`hostMeshObjects`: chains in the firewall frame `inet cove`, so a
+ *     daemon restart replaces them with the frame);
+ *   - the ingress sandbox picks a task with `numgen random` over the tasks'
+ *     ingress addresses (any node: the overlay carries it) and masquerades to
+ *     its own ingress address, so the reply comes back through the node
+ *     that took the connection (`sboxMeshObjects`: table `ip cove_ingress`).
+ * Adding or removing a port changes set/map elements only (one `nft -i` line
+ * on the host), and NAT is decided on a flow's first packet, so other ports'
+ * established connections never notice.
+ */
+import type { FwObject } from '../network/firewall/model.js';
+import { serving } from './lb.js';
+import type { PortConfig, Service, Task } from './types.js';
+
+export type MeshProto = 'tcp' | 'udp' | 'sctp';
+
+export interface MeshBackend { addr: string; nodeId: string; taskId: string }
+
+export interface MeshPort {
+  proto: MeshProto;
+  published: number;
+  target: number;
+  serviceId: string;
+  serviceName: string;
+  /** Running tasks' addresses on the ingress network, sorted by address. */
+  backends: MeshBackend[];
+}
+
+/** Docker's range for ingress ports the user did not choose (swarmkit's dynamic port range). */
+export const DYNAMIC_PORTS: [number, number] = [30000, 32767];
+
+const addrOf = (cidr: string): string => cidr.split('/')[0]!;
+
+/** The ingress-published ports of a service's endpoint (published ports already assigned). */
+export function ingressPorts(ports: PortConfig[] | undefined): Array<Required<Pick<PortConfig, 'Protocol' | 'TargetPort' | 'PublishedPort'>>> {
+  return (ports ?? [])
+    .filter((p) => (p.PublishMode ?? 'ingress') === 'ingress' && p.PublishedPort && p.TargetPort)
+    .map((p) => ({ Protocol: p.Protocol ?? 'tcp', TargetPort: p.TargetPort!, PublishedPort: p.PublishedPort! }));
+}
+
+/**
+ * Every port the mesh serves, from the cluster store's services and tasks. A
+ * port claimed twice (the manager refuses that; a race could not) goes to the
+ * older service.
+ */
+export function meshPorts(services: Service[], tasks: Task[], ingressNetworkId: string): MeshPort[] {
+  const out = new Map<string, MeshPort>();
+  const sorted = [...services].sort((a, b) => a.CreatedAt.localeCompare(b.CreatedAt) || a.ID.localeCompare(b.ID));
+  for (const s of sorted) {
+    const backends: MeshBackend[] = [];
+    for (const t of tasks) {
+      if (t.ServiceID !== s.ID || !serving(t)) continue;
+      for (const a of t.NetworksAttachments ?? []) {
+        if (a.Network.ID !== ingressNetworkId) continue;
+        for (const c of a.Addresses) backends.push({ addr: addrOf(c), nodeId: t.NodeID, taskId: t.ID });
+      }
+    }
+    backends.sort((a, b) => ipNum(a.addr) - ipNum(b.addr));
+    for (const p of ingressPorts(s.Endpoint?.Ports)) {
+      const key = `${p.Protocol}/${p.PublishedPort}`;
+      if (out.has(key)) continue;
+      out.set(key, {
+        proto: p.Protocol, published: p.PublishedPort, target: p.TargetPort, serviceId: s.ID, serviceName: s.Spec.Name ?? s.ID, backends,
+      });
+    }
+  }
+  return [...out.values()].sort((a, b) => a.published - b.published || a.proto.localeCompare(b.proto));
+}
+
+function ipNum(a: string): number {
+  return a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+const CIDR4 = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+
+function checkAddr(a: string, re = IPV4): string {
+  if (!re.test(a)) throw new Error(`not an IPv4 address: ${JSON.stringify(a)}`);
+  return a;
+}
+
+/** Names of the objects both sides use. */
+export const MESH = {
+  hostSet: 'ingress_ports',
+  hostPre: 'ingress_pre',
+  hostOut: 'ingress_out',
+  sboxTable: 'cove_ingress',
+  sboxMap: 'ports',
+} as const;
+
+/** One chain per published port in the ingress sandbox. */
+export function portChain(p: Pick<MeshPort, 'proto' | 'published'>): string {
+  return `p_${p.proto}_${p.published}`;
+}
+
+/**
+ * The host side (the firewall owner `ingress-mesh` in the frame `inet cove`):
+ * published ports of this node go to the ingress sandbox. Priority dstnat-1,
+ * ahead of the frame's published-port DNAT. Loopback is left to the port's
+ * reservation socket, which relays TCP as docker-proxy does.
+ */
+export function hostMeshObjects(ports: Array<Pick<MeshPort, 'proto' | 'published'>>, sboxAddr: string): FwObject[] {
+  const ref = { family: 'inet', table: 'cove' } as const;
+  const to = checkAddr(sboxAddr);
+  const match = `meta l4proto . th dport @${MESH.hostSet} dnat ip to ${to}`;
+  const objs: FwObject[] = [
+    { ...ref, kind: 'set', name: MESH.hostSet, type: 'inet_proto . inet_service' },
+    { ...ref, kind: 'chain', name: MESH.hostPre, base: { type: 'nat', hook: 'prerouting', priority: -101, policy: 'accept' } },
+    { ...ref, kind: 'rule', chain: MESH.hostPre, rule: `meta nfproto ipv4 fib daddr type local ${match}` },
+    { ...ref, kind: 'chain', name: MESH.hostOut, base: { type: 'nat', hook: 'output', priority: -101, policy: 'accept' } },
+    { ...ref, kind: 'rule', chain: MESH.hostOut, rule: `meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
+  ];
+  for (const p of ports) objs.push({ ...ref, kind: 'element', set: MESH.hostSet, key: `${p.proto} . ${p.published}` });
+  return objs;
+}
+
+/**
+ * The ingress sandbox's table `ip cove_ingress`: a verdict map from
+ * protocol . port to the port's chain, which DNATs to one of the tasks
+ * (numgen random over an anonymous map); a port without a running task has
+ * no element, so the sandbox itself refuses (TCP reset, ICMP port
+ * unreachable). Postrouting masquerades what was DNATed into the ingress
+ * subnet to the sandbox's own ingress address.
+ */
+export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObject[] {
+  const ref = { family: 'ip', table: MESH.sboxTable } as const;
+  const objs: FwObject[] = [
+    { ...ref, kind: 'table' },
+    { ...ref, kind: 'map', name: MESH.sboxMap, type: 'inet_proto . inet_service : verdict' },
+    { ...ref, kind: 'chain', name: 'pre', base: { type: 'nat', hook: 'prerouting', priority: 'dstnat', policy: 'accept' } },
+    { ...ref, kind: 'rule', chain: 'pre', rule: `meta l4proto . th dport vmap @${MESH.sboxMap}` },
+    { ...ref, kind: 'chain', name: 'post', base: { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' } },
+    { ...ref, kind: 'rule', chain: 'post', rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} masquerade` },
+  ];
+  for (const p of ports) {
+    if (!p.backends.length) continue;
+    const name = portChain(p);
+    const b = p.backends.map((x) => checkAddr(x.addr));
+    const rule = b.length === 1
+      ? `meta l4proto ${p.proto} dnat to ${b[0]}:${p.target}`
+      : `meta l4proto ${p.proto} dnat to numgen random mod ${b.length} map { ${b.map((a, i) => `${i} : ${a} . ${p.target}`).join(', ')} }`;
+    objs.push({ ...ref, kind: 'chain', name });
+    objs.push({ ...ref, kind: 'rule', chain: name, rule });
+    objs.push({ ...ref, kind: 'element', set: MESH.sboxMap, key: `${p.proto} . ${p.published}`, value: `goto ${name}` });
+  }
+  return objs;
+}
+
+/**
+ * Picks the published port of each ingress port the user left at 0, from
+ * Docker's dynamic range, skipping every port in `taken` (proto/port) and
+ * keeping the port an earlier version of the service had for the same target.
+ */
+export function assignPublishedPorts(ports: PortConfig[], previous: PortConfig[] | undefined, taken: Set<string>): PortConfig[] {
+  const used = new Set(taken);
+  for (const p of ports) if (p.PublishedPort) used.add(`${p.Protocol ?? 'tcp'}/${p.PublishedPort}`);
+  return ports.map((p) => {
+    if (p.PublishedPort || (p.PublishMode ?? 'ingress') !== 'ingress') return { ...p };
+    const proto = p.Protocol ?? 'tcp';
+    const keep = previous?.find((o) => (o.Protocol ?? 'tcp') === proto && o.TargetPort === p.TargetPort && o.PublishedPort && (o.PublishMode ?? 'ingress') === 'ingress');
+    if (keep?.PublishedPort && !taken.has(`${proto}/${keep.PublishedPort}`)) {
+      used.add(`${proto}/${keep.PublishedPort}`);
+      return { ...p, PublishedPort: keep.PublishedPort };
+    }
+    for (let n = DYNAMIC_PORTS[0]; n <= DYNAMIC_PORTS[1]; n++) {
+      if (used.has(`${proto}/${n}`)) continue;
+      used.add(`${proto}/${n}`);
+      return { ...p, PublishedPort: n };
+    }
+    throw new Error('no free port in the dynamic range 30000-32767');
+  });
+}
