@@ -86,6 +86,14 @@ async function swarmPart(): Promise<void> {
     await on(manager, ['service', 'ls']);
     for (const h of lab.hosts) await on(h, ['network', 'inspect', '-f', '{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}Peers: {{range .Peers}}{{.Name}}@{{.IP}} {{end}}', 'nginx-net'], undefined);
     await on(manager, ['service', 'inspect', '--pretty', 'my-nginx']);
+    heading('The routing mesh: port 80 answers on every node, from the outside world (192.0.2.100 on the underlay)');
+    await lab.addUnderlayAddress('192.0.2.100');
+    for (let i = 0; i < lab.hosts.length; i++) {
+      const cmd = `curl -s -m 5 -o /dev/null -w '%{http_code}\\n' http://${lab.addr(i)}:80/`;
+      const r = await lab.underlay(cmd, 20_000);
+      show('outside$', cmd, r, true);
+    }
+    await on(worker2, ['service', 'ports', 'my-nginx'], undefined);
     const ids = (await worker1.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=my-nginx'])).stdout.split('\n').filter(Boolean);
     if (ids[0]) {
       await on(worker1, ['exec', ids[0], 'nslookup', 'tasks.my-nginx'], undefined);
@@ -99,7 +107,6 @@ async function swarmPart(): Promise<void> {
     await on(manager, ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net-2'], undefined);
     await on(manager, ['service', 'rm', 'my-nginx']);
     await on(manager, ['network', 'rm', 'nginx-net', 'nginx-net-2']);
-    note('published ports through the ingress routing mesh are recorded but not served yet (mode=host works)');
 
     heading('Customize the default ingress network');
     await on(manager, ['network', 'inspect', 'ingress']);

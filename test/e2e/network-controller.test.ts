@@ -294,8 +294,10 @@ test('daemon restart: live containers keep names and addresses, dead ones are cl
   assert.equal(await nslookup('alpine1', 'alpine2'), null);
   assert.ok(await ping('alpine1', '172.18.0.4'));
   assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')).length, 3);
-  const veths = sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim().split('\n').filter(Boolean);
-  assert.equal(veths.length, 4, 'alpine1, alpine3, alpine4 x2');
+  // A deleted namespace's veth ends go in the kernel's netns cleanup work, after the delete returns: wait for it (bounded).
+  const veths = (): string[] => sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim().split('\n').filter(Boolean);
+  for (let i = 0; i < 50 && veths().length !== 4; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(veths().length, 4, 'alpine1, alpine3, alpine4 x2');
 });
 
 test('stopping every container and removing the networks leaves no namespace or link behind', async () => {
