@@ -17,31 +17,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { run, type Lab, type RunResult } from '../lab/lab.js';
+import { type Lab } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
+import { docker, dockerOk, until } from '../lab/swarm-docker.js';
 
-const DOCKER = '/usr/local/bin/docker';
 const CLIENT = '192.0.2.100';
 let lab: MultiHostLab;
 let H: Lab[];
 const nodeIds: string[] = [];
 const helpers: ChildProcess[] = [];
 
-const docker = (h: Lab, args: string[], timeoutMs = 120_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
-async function dockerOk(h: Lab, args: string[], timeoutMs?: number): Promise<string> {
-  const r = await docker(h, args, timeoutMs);
-  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
-  return r.stdout.trim();
-}
 
-async function until(what: string, f: () => Promise<boolean>, ms = 30_000, gapMs = 200): Promise<number> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await f().catch(() => false)) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
-}
 
 /** One HTTP GET from the outside world (the underlay client); the body, or null when nothing answered. */
 async function fetchFromOutside(addr: string, port: number, path = '/who.txt'): Promise<string | null> {

@@ -13,28 +13,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { run, type Lab, type RunResult } from '../lab/lab.js';
+import { type Lab } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
+import { docker, dockerOk, until } from '../lab/swarm-docker.js';
 import { api } from './clients-helpers.js';
 
-const DOCKER = '/usr/local/bin/docker';
 let lab: MultiHostLab;
 let H: Lab[];
 
-const docker = (h: Lab, args: string[], timeoutMs = 90_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
-async function dockerOk(h: Lab, args: string[], timeoutMs?: number): Promise<string> {
-  const r = await docker(h, args, timeoutMs);
-  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
-  return r.stdout.trim();
-}
-async function until(what: string, f: () => Promise<boolean>, ms = 30_000, gapMs = 200): Promise<number> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await f().catch(() => false)) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
-}
 const health = async (h: Lab, c: string): Promise<{ Status: string; FailingStreak: number; Log: Array<{ ExitCode: number; Output: string }> }> =>
   JSON.parse(await dockerOk(h, ['inspect', '-f', '{{json .State.Health}}', c]));
 
