@@ -29,6 +29,7 @@ export interface TxnOp {
 export class CasError extends Error {
   constructor(readonly key: string, readonly expected: number | undefined, readonly actual: number) {
     super(`compare-and-swap failed on ${key}: expected revision ${expected}, found ${actual}`);
+    this.name = 'CasError'; // callers across the store boundary (swarm update) recognise it by name
   }
 }
 
