@@ -405,6 +405,7 @@ static napi_value js_inode(napi_env env, napi_callback_info info) {
 }
 
 void cove_seqpacket_register(napi_env env, napi_value exports);
+void cove_xattr_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -418,6 +419,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   cove_seqpacket_register(env, exports);
+  cove_xattr_register(env, exports);
   return exports;
 }
 

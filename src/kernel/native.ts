@@ -31,6 +31,8 @@ export interface NetnsAddon {
   seqpacketShutdown(h: SeqpacketHandle): void;
   /** Closes; idempotent. */
   seqpacketClose(h: SeqpacketHandle): void;
+  /** lgetxattr(2): the value, or null when the attribute is not set (or not supported there). */
+  lgetxattr(path: string, name: string): Buffer | null;
 }
 
 /** Opaque handle of a seqpacket connection held by the addon. */

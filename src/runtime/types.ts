@@ -240,6 +240,14 @@ export interface ContainerService {
   archiveStat(idOrName: string, path: string): Promise<{ name: string; size: number; mode: number; mtime: string; linkTarget: string }>;
   archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void>;
   archivePut(idOrName: string, path: string, input: Readable, opts: { copyUIDGID?: boolean }): Promise<void>;
+  /** docker diff (GET /containers/{id}/changes): Kind 0 modified, 1 added, 2 deleted; null when nothing changed. */
+  changes(idOrName: string): Promise<Array<{ Path: string; Kind: number }> | null>;
+  /** docker export: the root filesystem as a tar, handed to `consume` while it is mounted. */
+  exportRootfs(idOrName: string, consume: (tar: Readable) => Promise<void>): Promise<void>;
+  /** docker commit (POST /commit). */
+  commit(idOrName: string, opts: {
+    repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<DockerContainerConfig>;
+  }): Promise<{ Id: string }>;
   /** Daemon start: adopt containers whose monitors survived, mark the rest exited. */
   restore(): Promise<void>;
   close(): Promise<void>;

@@ -310,6 +310,18 @@ export class FakeContainers implements ContainerService {
     const c = this.get(idOrName);
     throw new Conflict(`Container ${c.id} is not running`);
   }
+  async changes(idOrName: string): Promise<null> {
+    this.get(idOrName);
+    return null;
+  }
+  async exportRootfs(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} has no root filesystem in the fake engine`);
+  }
+  async commit(idOrName: string): Promise<never> {
+    const c = this.get(idOrName);
+    throw new Conflict(`Container ${c.id} cannot be committed in the fake engine`);
+  }
   readonly ctrs = new Map<string, FakeContainer>();
   readonly execs = new Map<string, { id: string; ctr: string; body: DockerExecCreate; running: boolean; exitCode: number | null }>();
 

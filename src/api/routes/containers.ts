@@ -280,10 +280,53 @@ async function stats(ctx: Ctx): Promise<void> {
   }
 }
 
+async function changes(ctx: Ctx): Promise<void> {
+  ctx.reply.json(200, await ctx.engine.containers.changes(param(ctx, 'id')));
+}
+
+async function exportRootfs(ctx: Ctx): Promise<void> {
+  await ctx.engine.containers.exportRootfs(param(ctx, 'id'), async (tar) => {
+    const out = ctx.reply.stream(200, 'application/x-tar');
+    try {
+      await pipeline(tar, out);
+    } catch (err) {
+      ctx.log.warn({ err }, 'export stream failed');
+      out.destroy();
+    }
+  });
+}
+
+async function commit(ctx: Ctx): Promise<void> {
+  const q = ctx.query;
+  const container = q.get('container');
+  if (!container) throw new InvalidParameter('No such container: ');
+  const config = await jsonBody<Partial<DockerContainerCreate> | null>(ctx, undefined, { optional: true });
+  let repo = q.get('repo') ?? '';
+  let tag = q.get('tag') ?? '';
+  // docker commit c name:tag sends repo=name:tag with an empty tag on some versions.
+  if (!tag) {
+    const m = /^(.*[^/]):([\w][\w.-]{0,127})$/.exec(repo);
+    if (m) { repo = m[1]!; tag = m[2]!; }
+  }
+  const res = await ctx.engine.containers.commit(container, {
+    ...(repo ? { repo } : {}),
+    ...(tag ? { tag } : {}),
+    ...(q.get('comment') ? { comment: q.get('comment')! } : {}),
+    ...(q.get('author') ? { author: q.get('author')! } : {}),
+    changes: q.getAll('changes').filter((c) => c !== ''),
+    pause: q.get('pause') === null ? true : boolQuery(q, 'pause'),
+    ...(config && typeof config === 'object' ? { config } : {}),
+  });
+  ctx.reply.json(201, res);
+}
+
 export const containerRoutes: Route[] = [
   { method: 'POST', path: '/containers/:id/pause', handler: pause },
   { method: 'POST', path: '/containers/:id/unpause', handler: unpause },
   { method: 'GET', path: '/containers/:id/top', handler: top },
+  { method: 'GET', path: '/containers/:id/changes', handler: changes },
+  { method: 'GET', path: '/containers/:id/export', handler: exportRootfs },
+  { method: 'POST', path: '/commit', handler: commit },
   { method: 'GET', path: '/containers/:id/stats', handler: stats },
   { method: 'HEAD', path: '/containers/:id/archive', handler: archiveHead },
   { method: 'GET', path: '/containers/:id/archive', handler: archiveGet },

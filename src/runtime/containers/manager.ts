@@ -45,6 +45,9 @@ import { mountView, ociMounts, parseVolumesFrom, planMounts, type DockerMount, t
 import { materialize, prepare as prepareMounts, release as releaseMounts, removeAnonymous } from './mount-setup.js';
 import { VolumeStore, dirSize } from '../volumes/store.js';
 import { prunePredicate } from './prune.js';
+import { containerChanges, upperLayerTar, type FsChange } from './fs-changes.js';
+import { applyChanges, type ImageRunConfig } from '../images/changes.js';
+import * as tar from 'tar';
 import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from './archive.js';
 import type { Readable } from 'node:stream';
 import { sample as statsSample, top as topOf } from './stats.js';
@@ -56,6 +59,8 @@ import { restartAfterExit, restartAtDaemonStart, restartDelayMs } from './restar
 
 const run = promisify(execFile);
 const ZERO_TIME = '0001-01-01T00:00:00Z';
+/** The container config keys a committed image keeps (its run config). */
+const COMMIT_CONFIG_KEYS = ['User', 'ExposedPorts', 'Env', 'Cmd', 'Healthcheck', 'Volumes', 'WorkingDir', 'Entrypoint', 'OnBuild', 'Labels', 'StopSignal', 'Shell'] as const;
 
 export interface ContainerRecord {
   Id: string;
@@ -1211,6 +1216,67 @@ export class ContainerManager implements ContainerService {
       const loc = locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, true);
       await extractInto(loc, path, idOrName, input, opts);
     });
+  }
+
+  // ---------- diff / export / commit ----------
+
+  /** docker diff: the writable layer's changes against the image (fs-changes.ts). */
+  async changes(idOrName: string): Promise<FsChange[] | null> {
+    const r = await this.get(idOrName);
+    const lowers = await this.images.lowerDirs(r.ImageID).catch(() => [] as string[]);
+    const list = await containerChanges(rootfsPaths(this.containerDir(r.Id)).upper, lowers);
+    return list.length ? list : null;
+  }
+
+  /** docker export: a tar of the container's root filesystem (its volumes not included). */
+  async exportRootfs(idOrName: string, consume: (tar: Readable) => Promise<void>): Promise<void> {
+    await this.withRootfs(idOrName, async (r, merged) => {
+      const names = (await readdir(merged)).sort();
+      this.publish(r, 'export');
+      await consume(tar.c({ cwd: merged, portable: false, follow: false }, names) as unknown as Readable);
+    });
+  }
+
+  /**
+   * docker commit: the container's writable layer on top of its image, with
+   * its run config (the body's keys over the container's) and the `changes`
+   * (Dockerfile instructions) applied. A running container is paused meanwhile
+   * unless `pause` is false, as Docker does.
+   */
+  async commit(idOrName: string, opts: {
+    repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<DockerContainerConfig>;
+  }): Promise<{ Id: string }> {
+    const r = await this.get(idOrName);
+    if (r.State.Status === 'removing') throw new Conflict(`You cannot commit container ${r.Id} which is being removed`);
+    if (r.State.Dead) throw new Conflict(`You cannot commit container ${r.Id} which is dead`);
+    const base: ImageRunConfig = {};
+    for (const k of COMMIT_CONFIG_KEYS) {
+      const v = (opts.config as Record<string, unknown> | undefined)?.[k] ?? (r.Config as Record<string, unknown>)[k];
+      if (v !== undefined && v !== null && v !== '') (base as Record<string, unknown>)[k] = structuredClone(v);
+    }
+    // Validate the instructions before pausing anything.
+    const config = applyChanges(base, opts.changes ?? []);
+    const pauseIt = opts.pause !== false && r.State.Running && !r.State.Paused;
+    if (pauseIt) await this.pause(r.Id);
+    let id: string;
+    try {
+      id = await this.images.commitLayer({
+        base: r.ImageID,
+        layer: await upperLayerTar(rootfsPaths(this.containerDir(r.Id)).upper),
+        config,
+        ...(opts.repo ? { repo: opts.repo } : {}),
+        ...(opts.tag ? { tag: opts.tag } : {}),
+        ...(opts.comment ? { comment: opts.comment } : {}),
+        ...(opts.author ? { author: opts.author } : {}),
+        createdBy: (r.Config.Cmd ?? []).join(' '),
+        containerId: r.Id,
+      });
+    } finally {
+      if (pauseIt) await this.unpause(r.Id).catch((e) => this.log.warn({ id: r.Id, err: (e as Error).message }, 'unpause after commit failed'));
+    }
+    const ref = opts.repo ? `${opts.repo}${opts.tag ? ':' + opts.tag : ''}` : '';
+    this.publish(await this.get(r.Id), 'commit', { comment: opts.comment ?? '', imageID: id, imageRef: ref });
+    return { Id: id };
   }
 
   // ---------- attach / resize ----------

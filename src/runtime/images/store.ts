@@ -203,7 +203,7 @@ export class ImageStore implements ImageService {
       Id: rec.id,
       RepoTags: rec.repoTags,
       RepoDigests: rec.repoDigests ?? [],
-      Parent: '',
+      Parent: (cfg as { parent?: string }).parent ?? '',
       Comment: cfg.comment ?? '',
       Created: cfg.created ?? rec.created,
       DockerVersion: cfg.docker_version ?? '',
@@ -267,6 +267,58 @@ export class ImageStore implements ImageService {
         const id = await this.commit(bytes, [meta.chainId], [diffId], meta.size, target ? [target] : []);
         this.events?.publish('image', 'import', id, target ? { name: target } : {});
         return id;
+      });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * docker commit: a new image from `base` plus one layer (the container's
+   * changes as a layer tar) and the run config it should carry; tagged
+   * `repo[:tag]` when given.
+   */
+  async commitLayer(opts: {
+    base: string; layer: Readable; config: ImageRunConfig; repo?: string; tag?: string;
+    comment?: string; author?: string; createdBy: string; containerId: string;
+  }): Promise<string> {
+    let target: string | undefined;
+    if (opts.repo) {
+      const rt = opts.tag ? { ...parseRepoTag(opts.repo), tag: opts.tag } : parseRepoTag(opts.repo);
+      if (opts.tag) parseRepoTag(`${rt.repo}:${opts.tag}`);
+      target = formatRepoTag(rt);
+    }
+    const baseRec = await this.resolveRecord(opts.base);
+    const baseCfg = await this.imageConfig(baseRec.id);
+    const tmp = this.tmpDir();
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    try {
+      const layerTar = join(tmp, 'layer.tar');
+      const diffId = await spoolTar(opts.layer, layerTar);
+      const now = new Date().toISOString();
+      const cfg: ImageConfig & { container?: string; parent?: string } = {
+        architecture: baseCfg.architecture ?? 'amd64',
+        os: baseCfg.os ?? 'linux',
+        created: now,
+        ...(opts.author ? { author: opts.author } : {}),
+        ...(opts.comment ? { comment: opts.comment } : {}),
+        container: opts.containerId,
+        parent: baseRec.id,
+        config: opts.config,
+        rootfs: { type: 'layers', diff_ids: [...baseRec.diffIds, diffId] },
+        history: [
+          ...((baseCfg.history ?? []) as unknown[]),
+          { created: now, created_by: opts.createdBy, ...(opts.author ? { author: opts.author } : {}), ...(opts.comment ? { comment: opts.comment } : {}) },
+        ],
+      };
+      const bytes = Buffer.from(JSON.stringify(cfg));
+      return await this.serial(async () => {
+        const parent = baseRec.chain.length ? baseRec.chain[baseRec.chain.length - 1]! : null;
+        const meta = await this.layers.add(layerTar, diffId, parent);
+        await this.keepLayerTar(layerTar, diffId);
+        let size = meta.size;
+        for (const c of baseRec.chain) size += (await this.layers.meta(c))?.size ?? 0;
+        return this.commit(bytes, [...baseRec.chain, meta.chainId], [...baseRec.diffIds, diffId], size, target ? [target] : []);
       });
     } finally {
       await rm(tmp, { recursive: true, force: true });
