@@ -13,7 +13,7 @@
  * here for newlines. A dead co-process is restarted on the next run().
  */
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { KernelError } from './errors.js';
+import { KernelError, kernelErrorCode } from './errors.js';
 import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
 
 function checkCommands(commands: string[]): void {
@@ -134,7 +134,8 @@ export class IpBatch {
 function failureError(failures: Array<{ command: string; message: string }>, tool = 'ip'): KernelError {
   const first = failures[0]!;
   const more = failures.length > 1 ? ` (+${failures.length - 1} more: ${failures.slice(1).map((f) => `${tool} ${f.command}: ${f.message}`).join('; ')})` : '';
-  return new KernelError(`${tool} ${first.command}`, first.message + more);
+  // The code is the first failure's: later ones are context, not the cause the caller reacts to.
+  return new KernelError(`${tool} ${first.command}`, first.message + more, kernelErrorCode(first.message));
 }
 
 /** One `ip -batch -` process (inside the netns when given); stops at the first failure and names it. */

@@ -15,7 +15,7 @@
  */
 import { Conflict } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { KernelError } from '../../../kernel/errors.js';
+import { isKernelError } from '../../../kernel/errors.js';
 import { closeHostKernel, hostIp } from '../../../kernel/host.js';
 import { IpBatch, ipJson } from '../../../kernel/ip.js';
 import { writeSysctls } from '../../../kernel/netns.js';
@@ -24,8 +24,6 @@ import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDrive
 import { hostFirewall, type Firewall } from '../../firewall/index.js';
 import { networkObjects, networkOwner, portElements, portObjects, portsOwner } from './firewall.js';
 import { bridgeAddressCommands, bridgeConfig, bridgeSysctls, deleteVethCommands, joinPlan, leavePlan, linkAddCommand, macFromIPv4, reapCommands, type BridgeConfig } from './plan.js';
-
-const NO_DEVICE = /Cannot find device|No such device|does not exist/;
 
 /** Undoes what a step made (the create plan's own undo, applied on any later error). */
 type Undo = () => Promise<void>;
@@ -62,7 +60,7 @@ export class BridgeDriver implements NetworkDriver {
       do {
         this.reapAgain = false;
         await reaper.run(reapCommands()).catch((e: unknown) => {
-          if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
+          if (!isKernelError(e, 'ENODEV')) throw e;
         }).catch(() => undefined); // nothing to reap, or the netns of the veths went first
       } while (this.reapAgain);
       this.reaping = undefined;
@@ -114,7 +112,7 @@ export class BridgeDriver implements NetworkDriver {
         await hostIp().run([`link del ${cfg.bridge}`]).catch(() => undefined);
       };
     } catch (e) {
-      if (!(e instanceof KernelError && /File exists/.test(e.message))) throw e;
+      if (!isKernelError(e, 'EEXIST')) throw e;
       const had = await this.existingBridgeAddresses(cfg.bridge);
       const added = cfg.gateways.map((g) => `${g.address}/${g.prefix}`).filter((a) => !had.has(a));
       undo = async () => {
@@ -184,7 +182,7 @@ export class BridgeDriver implements NetworkDriver {
     this.networks.delete(net.id);
     if (this.bridgeUsedByOther(net.id, cfg.bridge) || this.retiring.has(cfg.bridge)) return;
     const flushed = hostIp().run([`addr flush dev ${cfg.bridge}`]).catch((e: unknown) => {
-      if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
+      if (!isKernelError(e, 'ENODEV')) throw e;
       return '';
     });
     // Registered before any await, so no create of the same name slips in between.
@@ -202,7 +200,7 @@ export class BridgeDriver implements NetworkDriver {
     try {
       await this.deleter.run([`link del ${bridge}`]);
     } catch (e) {
-      if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
+      if (!isKernelError(e, 'ENODEV')) throw e;
     }
   }
 
@@ -222,7 +220,7 @@ export class BridgeDriver implements NetworkDriver {
       await hostIp().run(plan.host);
     } catch (e) {
       // The same endpoint left a moment ago and its veth waits in the doomed group: let it go first.
-      if (!(e instanceof KernelError && /File exists/.test(e.message) && this.reaping)) throw e;
+      if (!(isKernelError(e, 'EEXIST') && this.reaping)) throw e;
       await this.settle();
       await hostIp().run(plan.host);
     }
@@ -253,13 +251,13 @@ export class BridgeDriver implements NetworkDriver {
       await hostIp().run(plan.host);
     } catch (e) {
       // Already gone: the sandbox netns was deleted first, which removes both ends.
-      if (!(e instanceof KernelError && NO_DEVICE.test(e.message))) throw e;
+      if (!isKernelError(e, 'ENODEV')) throw e;
       return;
     }
     try {
       await configureInNetns(req.netnsPath, plan.sandbox);
     } catch (e) {
-      if (!(e instanceof KernelError && /No such (file|device)|ENOENT|ENODEV/.test(e.message))) throw e;
+      if (!isKernelError(e, 'ENOENT', 'ENODEV')) throw e;
     }
     this.scheduleReap();
   }

@@ -53,7 +53,7 @@ export class IpvlanDriver extends SubInterfaceDriver {
 
   protected override createPortError(e: KernelError): Error {
     // Docker's wording when the kernel refuses the link at container start.
-    if (/Unknown device type|not supported/i.test(e.message)) return new InvalidParameter('failed to create the ipvlan port: operation not supported');
+    if (e.code === 'EOPNOTSUPP') return new InvalidParameter('failed to create the ipvlan port: operation not supported');
     return e;
   }
 }

@@ -8,21 +8,19 @@
  * dummy parent then), are refused at network create with Docker's wording.
  */
 import { InvalidParameter } from '../../../common/errors.js';
-import { KernelError } from '../../../kernel/errors.js';
+import { isKernelError, KernelError } from '../../../kernel/errors.js';
 import { closeHostKernel, hostIp } from '../../../kernel/host.js';
 import { ipJson } from '../../../kernel/ip.js';
 import { configureInNetns } from '../../../kernel/rtnl.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
 import { subIfConfig, subIfJoinPlan, type SubIfConfig } from './plan.js';
 
-const NO_DEVICE = /Cannot find device|No such device|does not exist/;
-
 async function linkExists(name: string): Promise<boolean> {
   try {
     await ipJson(null, ['link', 'show', 'dev', name]);
     return true;
   } catch (e) {
-    if (e instanceof KernelError && NO_DEVICE.test(e.message)) return false;
+    if (isKernelError(e, 'ENODEV')) return false;
     throw e;
   }
 }
@@ -94,7 +92,7 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
       await configureInNetns(req.netnsPath, [{ op: 'del', dev: req.ifName }]);
     } catch (e) {
       // Gone with its sandbox already.
-      if (!(e instanceof KernelError && (NO_DEVICE.test(e.message) || /No such file|Invalid argument/.test(e.message)))) throw e;
+      if (!isKernelError(e, 'ENODEV', 'ENOENT', 'EINVAL')) throw e;
     }
   }
 }

@@ -11,7 +11,7 @@
  */
 import { Unavailable } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { KernelError } from '../../../kernel/errors.js';
+import { isKernelError } from '../../../kernel/errors.js';
 import { HostKernelOps, type KernelOps } from '../../../kernel/ops.js';
 import type {
   ClusterInfo, DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, PeerEndpoint,
@@ -24,8 +24,6 @@ import {
 } from './plan.js';
 import { PlainTransport, type UnderlayTransport } from './transport.js';
 import { WireguardTransport } from './wireguard.js';
-
-const GONE = /Cannot find device|No such device|does not exist|No such file|ENOENT|ENODEV/;
 
 /** A network that is up on this host. */
 interface ActiveNetwork {
@@ -138,7 +136,7 @@ export class OverlayDriver implements NetworkDriver {
         await this.kernel.apply(a.nsPath, [{ kind: 'link-del', name: plan.hostVeth }]);
       } catch (e) {
         // Gone with the sandbox's namespace already.
-        if (!(e instanceof KernelError && GONE.test(e.message))) throw e;
+        if (!isKernelError(e, 'ENODEV', 'ENOENT')) throw e;
       }
       a.endpoints.delete(req.endpoint.id);
       if (a.endpoints.size === 0) await this.teardown(req.network);
