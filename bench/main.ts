@@ -29,6 +29,8 @@ Every engine runs in a lab network namespace of its own (prefix cvb-), and is to
 
 Options:
   --swarm [2,10,20]     swarm mode instead: init, joins, node ls, RSS, kill -> Down as the lab grows (bench/swarm.ts)
+  --overlay [2,10,20]   overlay networks instead: peer visibility across hosts, run onto an overlay, throughput
+                        vs bare VXLAN, per-host cost of joining as the lab grows (bench/overlay.ts)
   --quick               short run: fewer repetitions, N up to 10 (workloads 5, 6), 20 containers (8)
   --peers LIST          peers to include, comma-separated: docker, podman (installed with apt-get if missing)
   --workloads LIST      workloads to run, comma-separated numbers (default: all)
@@ -61,6 +63,18 @@ async function main(): Promise<number> {
     const levels = arg && /^\d+(,\d+)*$/.test(arg) ? arg.split(',').map(Number) : [2, 10, 20];
     const { swarmBench } = await import('./swarm.js');
     return swarmBench(levels, join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')));
+  }
+  // --overlay [LEVELS]: overlay networks as the lab grows (bench/overlay.ts).
+  const ov = process.argv.indexOf('--overlay');
+  if (ov >= 0) {
+    const arg = process.argv[ov + 1];
+    const levels = arg && /^\d+(,\d+)*$/.test(arg) ? arg.split(',').map(Number) : [2, 10, 20];
+    if (levels.some((n) => n < 2 || n > 200)) {
+      process.stderr.write('bench: --overlay needs 2 to 200 hosts per level\n');
+      return 2;
+    }
+    const { overlayBench } = await import('./overlay.js');
+    return overlayBench(levels, join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')));
   }
   let opts: Options | 'help';
   try {

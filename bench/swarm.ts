@@ -27,7 +27,7 @@ interface LevelResult {
   downAfterKillMs?: number;
 }
 
-function api(socket: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<{ status: number; body: string }> {
+export function api(socket: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const req = request({
@@ -45,24 +45,24 @@ function api(socket: string, method: string, path: string, body?: unknown, timeo
   });
 }
 
-async function ok(socket: string, method: string, path: string, body?: unknown): Promise<string> {
+export async function ok(socket: string, method: string, path: string, body?: unknown): Promise<string> {
   const r = await api(socket, method, path, body);
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body}`);
   return r.body;
 }
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = process.hrtime.bigint();
   const value = await fn();
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
 }
 
-const median = (xs: number[]): number => {
+export const median = (xs: number[]): number => {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor((s.length - 1) / 2)]!;
 };
-const r1 = (x: number) => Math.round(x * 10) / 10;
+export const r1 = (x: number) => Math.round(x * 10) / 10;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The phasesMs the daemon logged with its last message `msg` (see src/swarm/controller.ts). */
