@@ -6,8 +6,9 @@
  *     (dnsrr); `tasks.<service>` → every running task's address;
  *   - per swarm network, the VIPs and their backends (running tasks);
  *   - the nftables script that balances a sandbox's connections to the VIPs
- *     of its networks, in the style of kube-proxy's nftables mode: a DNAT
- *     to `numgen random mod N` over a map of the backends, in the sandbox's
+ *     of its networks, in the style of kube-proxy's nftables mode: a verdict
+ *     map keyed by VIP, a chain per VIP with a DNAT to `numgen random mod N`
+ *     over a map of the backends, in the sandbox's
  *     own output hook (as Docker does with IPVS in each sandbox), so
  *     conntrack keeps each flow on its task and replies need no SNAT. This
  *     kernel has no IPVS.
@@ -73,25 +74,57 @@ export function discovery(services: Service[], tasks: Task[]): Discovery {
   return { names, vips };
 }
 
-/** The whole `ip cove_lb` table of one sandbox: replaced in one transaction; removed when it has no VIP. */
+/**
+ * The balancing plan of one sandbox, as data: per VIP with tasks, its chain and
+ * backends; the VIPs without a running task, refused.
+ */
+export interface LbPlan {
+  vips: Array<{ vip: string; chain: string; backends: string[] }>;
+  refused: string[];
+}
+
+export function lbPlan(vips: Vip[]): LbPlan {
+  const sorted = [...new Map(vips.map((v) => [v.vip, v])).values()].sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+  return {
+    vips: sorted.filter((v) => v.backends.length).map((v) => ({ vip: v.vip, chain: `vip_${v.vip.replace(/\./g, '_')}`, backends: [...v.backends] })),
+    refused: sorted.filter((v) => !v.backends.length).map((v) => v.vip),
+  };
+}
+
+/**
+ * The whole `ip cove_lb` table of one sandbox: replaced in one transaction;
+ * removed when it has no VIP. Shaped as kube-proxy's nftables mode: the nat
+ * output chain looks the destination up once in a verdict map keyed by VIP
+ * (a hash lookup, whatever the number of services on the sandbox's networks,
+ * instead of one rule per VIP walked in turn) and jumps to that VIP's chain,
+ * which picks a task with numgen. Being a nat chain, it runs for the first
+ * packet of a connection only; conntrack carries the rest (and the replies)
+ * without consulting it. Keyed by address alone: Docker's VIPs take every
+ * port and protocol (its fwmark matches the destination address only).
+ */
 export function lbScript(vips: Vip[]): string {
+  return renderLb(lbPlan(vips));
+}
+
+export function renderLb(plan: LbPlan): string {
   const lines = ['table ip cove_lb', 'delete table ip cove_lb'];
-  if (!vips.length) return lines.join('\n') + '\n';
-  const sorted = [...vips].sort((a, b) => a.vip.localeCompare(b.vip));
+  if (!plan.vips.length && !plan.refused.length) return lines.join('\n') + '\n';
   lines.push('table ip cove_lb {');
-  lines.push('  chain lb_output {', '    type nat hook output priority -100; policy accept;');
-  for (const v of sorted) {
-    if (!v.backends.length) continue;
-    if (v.backends.length === 1) lines.push(`    ip daddr ${v.vip} dnat to ${v.backends[0]}`);
-    else lines.push(`    ip daddr ${v.vip} dnat to numgen random mod ${v.backends.length} map { ${v.backends.map((b, i) => `${i} : ${b}`).join(', ')} }`);
+  for (const v of plan.vips) {
+    const pick = v.backends.length === 1 ? v.backends[0]! : `numgen random mod ${v.backends.length} map { ${v.backends.map((b, i) => `${i} : ${b}`).join(', ')} }`;
+    lines.push(`  chain ${v.chain} {`, `    dnat to ${pick}`, '  }');
   }
-  lines.push('  }');
+  if (plan.vips.length) {
+    lines.push('  map vips {', '    type ipv4_addr : verdict');
+    lines.push(`    elements = { ${plan.vips.map((v) => `${v.vip} : goto ${v.chain}`).join(', ')} }`, '  }');
+    lines.push('  chain lb_output {', '    type nat hook output priority -100; policy accept;', '    ip daddr vmap @vips', '  }');
+  }
   // A VIP without a running task refuses at once (Docker's IPVS answers nothing at all).
-  const empty = sorted.filter((v) => !v.backends.length).map((v) => v.vip);
-  if (empty.length) {
+  if (plan.refused.length) {
+    const set = `{ ${plan.refused.join(', ')} }`;
     lines.push('  chain lb_filter {', '    type filter hook output priority 0; policy accept;');
-    lines.push(`    ip daddr { ${empty.join(', ')} } meta l4proto tcp reject with tcp reset`);
-    lines.push(`    ip daddr { ${empty.join(', ')} } reject with icmp type host-unreachable`);
+    lines.push(`    ip daddr ${set} meta l4proto tcp reject with tcp reset`);
+    lines.push(`    ip daddr ${set} reject with icmp type host-unreachable`);
     lines.push('  }');
   }
   lines.push('}');

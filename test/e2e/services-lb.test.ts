@@ -89,7 +89,11 @@ test('connections to the VIP spread over every task (numgen DNAT in the client\'
   const seen = new Set(out.split('\n').filter(Boolean));
   assert.equal(seen.size, 3, `answers from all three tasks: ${[...seen].join(', ')}`);
   const table = await lab.sh(`nsenter --net=${await sandboxOf('client')} nft list table ip cove_lb`);
-  assert.match(table.stdout, new RegExp(`ip daddr ${VIP.replace(/\./g, '\\.')} dnat to numgen random mod 3 map`));
+  // kube-proxy's shape: one verdict-map lookup by VIP, then that VIP's chain picks a task.
+  const vipRe = VIP.replace(/\./g, '\\.');
+  assert.match(table.stdout, new RegExp(`elements = \\{[^}]*${vipRe} : goto vip_${VIP.replace(/\./g, '_')}`));
+  assert.match(table.stdout, /ip daddr vmap @vips/);
+  assert.match(table.stdout, new RegExp(`chain vip_${VIP.replace(/\./g, '_')} \\{\\s*dnat to numgen random mod 3 map`));
 });
 
 test('established connections stay on their task when the map changes (conntrack), new ones follow the new map', async () => {
