@@ -52,6 +52,10 @@ export class CoveEngine implements Engine {
     return { ready, unavailable };
   }
 
+  engineApi(): EngineApi | undefined {
+    return this.api;
+  }
+
   async describe(): Promise<string> {
     const v = await this.api?.request('GET', '/version').catch(() => undefined);
     const body = v?.body as { Version?: string; ApiVersion?: string } | undefined;

@@ -98,6 +98,10 @@ export class DockerEngine implements Engine {
     };
   }
 
+  engineApi(): EngineApi | undefined {
+    return this.api;
+  }
+
   async describe(): Promise<string> {
     const v = (await this.docker(['version', '--format', 'engine {{.Server.Version}} (API {{.Server.APIVersion}}), CLI {{.Client.Version}}'])).stdout.trim();
     return `Docker ${v}, containerd + runc, iptables-nft; dockerd in netns ${LAB}${this.installNote ? `; ${this.installNote}` : ''}`;

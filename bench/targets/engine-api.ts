@@ -12,15 +12,22 @@ export interface ApiResponse {
   text: string;
 }
 
+export interface RequestOptions {
+  /** A file sent as the body (application/x-tar). */
+  file?: string;
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
 export class EngineApi {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
 
   /** prefix: e.g. "/v1.41" to pin the API version, "" for the engine's own. */
   constructor(readonly socketPath: string, readonly prefix = '') {}
 
-  request(method: string, path: string, body?: unknown, opts: { file?: string; timeoutMs?: number } = {}): Promise<ApiResponse> {
+  request(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<ApiResponse> {
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string | number> = {};
+      const headers: Record<string, string | number> = { ...opts.headers };
       let payload: Buffer | undefined;
       if (opts.file) {
         headers['Content-Type'] = 'application/x-tar';
@@ -58,7 +65,7 @@ export class EngineApi {
   }
 
   /** Like request(), but a status >= 400 becomes an Error with the engine's message. */
-  async ok(method: string, path: string, body?: unknown, opts: { file?: string; timeoutMs?: number } = {}): Promise<ApiResponse> {
+  async ok(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<ApiResponse> {
     const r = await this.request(method, path, body, opts);
     if (r.status >= 400) {
       const msg = (r.body as { message?: string } | undefined)?.message ?? r.text.trim();

@@ -5,6 +5,7 @@
  * it that get timed (Cove through its CLI and through the API, Docker through
  * its CLI and through the API, ...). Workloads only see Targets.
  */
+import type { EngineApi } from './engine-api.js';
 
 export interface ContainerRef {
   /** Engine ID (or the floor's own handle). */
@@ -74,6 +75,8 @@ export interface Engine {
   /** The lab's own non-loopback address, where published ports are reached. */
   readonly hostAddress: string;
   memory(): Promise<MemorySample | undefined>;
+  /** The engine's own Engine API client (Cove, Docker), for workloads that drive the API directly. */
+  engineApi?(): EngineApi | undefined;
   /** Versions for the report. */
   describe(): Promise<string>;
 }

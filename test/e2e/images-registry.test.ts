@@ -37,6 +37,10 @@ const T = `${INTERNET_IP}:5446`;
 /** The plain registry again, through test/lab/tcp-proxy.ts (cuts connections on demand). */
 const X = `${INTERNET_IP}:5002`;
 
+function daemonOptions(): { extraArgs: string[] } {
+  return { extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--insecure-registry', T, '--insecure-registry', X, '--registry-certs-dir', secure!.certsDir, '--registry-timeout', '8'] };
+}
+
 function L(): Lab {
   assert.ok(lab, 'lab not started');
   return lab;
@@ -78,9 +82,7 @@ before(async () => {
     token: { realm: tokens.realm, service: 'cove-lab-registry', issuer: 'cove-lab-issuer', certFile: tokens.certFile } });
   // A "registry" that accepts connections and never answers.
   hang = spawn('nsenter', [`--net=/run/netns/${lab.inetNetns}`, process.execPath, '-e', `require('net').createServer(() => {}).listen(5998, '${INTERNET_IP}')`], { stdio: 'ignore' });
-  await lab.startDaemon({
-    extraArgs: ['--registry-mirror', `http://${P}`, '--insecure-registry', P, '--insecure-registry', T, '--insecure-registry', X, '--registry-certs-dir', secure.certsDir, '--registry-timeout', '8'],
-  });
+  await lab.startDaemon(daemonOptions());
   for (const img of ['alpine', 'nginx']) await ok(cove(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]), `load ${img}`);
 });
 
@@ -431,6 +433,44 @@ test('an interrupted pull resumes with a Range request: within the pull, and in 
     await proxy.stop();
   }
   await ok(cove(['rmi', `${X}/resume:1`]), 'rmi');
+});
+
+test('what interrupted pulls leave is given back: image prune frees partial downloads; a restart drops temporary files, half-made layers and blobs no layer names', { skip }, async () => {
+  const images = join(L().dataRoot, 'images');
+  // A pull cut for good at 1 MiB keeps a partial download (for the next pull to resume).
+  const proxy = await startProxy({ cutAfterBytes: 1 << 20, refuseAfterCut: true });
+  const failed = await cove(['pull', `${X}/resume:1`]);
+  await proxy.stop();
+  assert.notEqual(failed.code, 0);
+  const partials = readdirSync(join(images, 'blobs', 'partial'));
+  assert.equal(partials.length, 1, 'one partial download kept');
+  const partialBytes = statSync(join(images, 'blobs', 'partial', partials[0]!)).size;
+
+  // What a daemon killed mid-pull leaves: a temporary file, a layer directory being filled, a
+  // downloaded blob whose extraction never ran (so no layer names it).
+  const orphan = randomBytes(4096);
+  const orphanHex = createHash('sha256').update(orphan).digest('hex');
+  writeFileSync(join(images, 'blobs', 'sha256', orphanHex), orphan);
+  mkdirSync(join(images, 'blobs', 'tmp'), { recursive: true });
+  writeFileSync(join(images, 'blobs', 'tmp', 'deadbeefdeadbeef'), randomBytes(1000));
+  mkdirSync(join(images, 'layers', '.tmp-0123456789ab', 'diff', 'etc'), { recursive: true });
+  const storedBefore = readdirSync(join(images, 'blobs', 'sha256')).filter((n) => n !== orphanHex).sort();
+  await L().stopDaemon('SIGKILL');
+  await L().startDaemon(daemonOptions());
+  assert.ok(!existsSync(join(images, 'blobs', 'sha256', orphanHex)), 'the blob no layer names is gone');
+  assert.ok(!existsSync(join(images, 'blobs', 'tmp', 'deadbeefdeadbeef')), 'temporary files gone');
+  assert.ok(!existsSync(join(images, 'layers', '.tmp-0123456789ab')), 'the half-made layer directory is gone');
+  assert.deepEqual(readdirSync(join(images, 'blobs', 'sha256')).sort(), storedBefore, 'every blob an image uses is kept');
+  assert.deepEqual(readdirSync(join(images, 'blobs', 'partial')), partials, 'the partial download survives a restart');
+  // Images still run after the clean-up.
+  await ok(cove(['run', '--rm', '--network', 'none', 'alpine', 'true']), 'run alpine after the restart');
+
+  // `image prune` gives the partial download's space back and says so.
+  const res = await api(L(), 'POST', '/images/prune');
+  assert.equal(res.status, 200);
+  const pruned = res.json() as { SpaceReclaimed: number };
+  assert.ok(pruned.SpaceReclaimed >= partialBytes, `SpaceReclaimed ${pruned.SpaceReclaimed} counts the ${partialBytes} partial bytes`);
+  assert.deepEqual(readdirSync(join(images, 'blobs', 'partial')), []);
 });
 
 test('throughput: push and pull of a 32 MB layer', { skip }, async (t) => {

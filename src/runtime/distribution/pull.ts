@@ -5,11 +5,10 @@
  * awaited, not fetched twice. Progress goes out as docker's JSON messages.
  */
 import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { NotFound, InvalidParameter } from '../../common/errors.js';
 import { DigestMismatch } from '../images/blobs.js';
-import { chainIdOf, spoolTar } from '../images/layers.js';
+import { chainIdOf, LayerDigestMismatch } from '../images/layers.js';
 import { familiarRepo, familiarString, type NamedRef } from '../images/reference.js';
 import type { ImageStore, ImageConfig } from '../images/store.js';
 import { MANIFEST_TYPES, RegistryClient, RegistryError, sha256 } from './client.js';
@@ -209,31 +208,31 @@ async function extractLayer(
   if (!job) {
     job = (async () => {
       const id = shortId(desc.digest);
-      const tmp = images.blobs.tmpPath() + '.tar';
+      let read = 0;
+      const counting = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          read += chunk.length;
+          progress(layerProgress(id, 'Extracting', read, desc.size, start));
+          cb(null, chunk);
+        },
+      });
+      // Decompressed, hashed and unpacked in one pass; the layer is kept only if its diff ID matches.
+      const compressed = createReadStream(images.blobs.path(desc.digest));
+      compressed.on('error', (e) => counting.destroy(e));
+      let meta;
       try {
-        let read = 0;
-        const counting = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            read += chunk.length;
-            progress(layerProgress(id, 'Extracting', read, desc.size, start));
-            cb(null, chunk);
-          },
-        });
-        const got = await spoolTar(createReadStream(images.blobs.path(desc.digest)).pipe(counting), tmp);
-        if (got !== diffId) {
-          await images.blobs.remove(desc.digest);
-          throw new InvalidParameter(`layer ${desc.digest} has diff ID ${got}, but the image config says ${diffId}`);
-        }
-        const meta = await images.layers.add(tmp, diffId, parent);
-        await images.blobs.updateDiff(diffId, (cur) => ({
-          ...cur,
-          compressed: cur.compressed && images.blobs.has(cur.compressed.digest) ? cur.compressed : { digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
-          sources: [...new Set([...(cur.sources ?? []), `${n.domain}/${n.path}`])],
-        }));
-        return meta.size;
-      } finally {
-        await rm(tmp, { force: true });
+        meta = await images.layers.addStream(compressed.pipe(counting), diffId, parent);
+      } catch (e) {
+        if (!(e instanceof LayerDigestMismatch)) throw e;
+        await images.blobs.remove(desc.digest);
+        throw new InvalidParameter(`layer ${desc.digest} has diff ID ${e.actual}, but the image config says ${diffId}`);
       }
+      await images.blobs.updateDiff(diffId, (cur) => ({
+        ...cur,
+        compressed: cur.compressed && images.blobs.has(cur.compressed.digest) ? cur.compressed : { digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
+        sources: [...new Set([...(cur.sources ?? []), `${n.domain}/${n.path}`])],
+      }));
+      return meta.size;
     })().finally(() => inflight.extractions.delete(chainId));
     inflight.extractions.set(chainId, job);
   }

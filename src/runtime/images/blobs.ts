@@ -15,7 +15,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,7 +50,64 @@ export class DigestMismatch extends Error {
 }
 
 export class BlobStore {
+  /** Temporary files and partial downloads being written right now: a sweep leaves them alone. */
+  private readonly busy = new Set<string>();
+
   constructor(readonly root: string) {}
+
+  /**
+   * Removes what interrupted work left behind, so that a crash or an abandoned
+   * pull does not hold disk space for ever: temporary files; with `partials`,
+   * partial downloads (kept otherwise, for a later pull to resume); with
+   * `keep`, every stored blob whose digest is not in it (a pull that died
+   * between its download and its extraction) — only when no pull can be
+   * running, i.e. at the daemon's start. Files in use are never touched.
+   * Returns the bytes freed.
+   */
+  async sweep(opts: { partials?: boolean; keep?: Set<string> } = {}): Promise<number> {
+    let freed = 0;
+    const clear = async (dir: string, doomed: (name: string) => boolean): Promise<void> => {
+      let names: string[];
+      try {
+        names = await readdir(join(this.root, 'blobs', dir));
+      } catch {
+        return; // nothing stored there yet
+      }
+      for (const name of names) {
+        const file = join(this.root, 'blobs', dir, name);
+        if (this.busy.has(file) || !doomed(name)) continue;
+        freed += await stat(file).then((st) => st.size, () => 0);
+        await rm(file, { force: true, recursive: true });
+      }
+    };
+    await clear('tmp', () => true);
+    if (opts.partials) await clear('partial', () => true);
+    const keep = opts.keep;
+    if (keep) await clear('sha256', (hex) => !keep.has(`sha256:${hex}`));
+    return freed;
+  }
+
+  /** Digests of every blob the layer content index names (uncompressed tars and compressed blobs). */
+  async indexedBlobs(): Promise<Set<string>> {
+    const out = new Set<string>();
+    let names: string[] = [];
+    try {
+      names = (await readdir(join(this.root, 'diffs'))).filter((n) => n.endsWith('.json'));
+    } catch {
+      return out;
+    }
+    for (const n of names) {
+      try {
+        const info = JSON.parse(await readFile(join(this.root, 'diffs', n), 'utf8')) as DiffInfo;
+        if (info.tar) out.add(info.diffId);
+        if (info.compressed) out.add(info.compressed.digest);
+      } catch {
+        // a torn index file: its blobs are kept (the sweep must never lose content on a guess)
+        out.add(`sha256:${n.slice(0, -'.json'.length)}`);
+      }
+    }
+    return out;
+  }
 
   path(digest: string): string {
     return join(this.root, 'blobs', 'sha256', hexOf(digest));
@@ -79,6 +136,7 @@ export class BlobStore {
     const tmp = this.tmpPath();
     const hash = createHash('sha256');
     let size = 0;
+    this.busy.add(tmp);
     try {
       await pipeline(
         input,
@@ -97,6 +155,7 @@ export class BlobStore {
       await rename(tmp, this.path(digest));
       return { digest, size };
     } finally {
+      this.busy.delete(tmp);
       await rm(tmp, { force: true });
     }
   }
@@ -124,61 +183,72 @@ export class BlobStore {
     await mkdir(join(this.root, 'blobs', 'tmp'), { recursive: true, mode: 0o700 }); // the layer's extraction spools there
     const attempts = opts.attempts ?? 5;
     let resumedFrom = 0;
-    for (let attempt = 1; ; attempt++) {
-      let have = await stat(partial).then((st) => st.size, () => 0);
-      if (size !== undefined && have > size) {
-        await rm(partial, { force: true });
-        have = 0;
-      }
-      try {
-        if (size === undefined || have < size) {
-          const res = await open(have);
-          if (res.offset !== have) {
-            // The server sent the whole blob: start over.
-            await truncate(partial, 0).catch(() => undefined);
-            have = 0;
-          } else if (have > 0 && resumedFrom === 0) resumedFrom = have;
-          let got = have;
-          await pipeline(
-            res.body,
-            new Transform({
-              transform(chunk: Buffer, _e, cb) {
-                got += chunk.length;
-                opts.onBytes?.(got);
-                cb(null, chunk);
-              },
-            }),
-            createWriteStream(partial, { flags: have > 0 ? 'a' : 'w', mode: 0o600 }),
-          );
-          if (size !== undefined && got < size) throw new Error(`unexpected EOF: ${got} of ${size} bytes`);
-        }
-        // Hash the whole file: the bytes kept from before are checked too.
-        const hash = createHash('sha256');
-        let total = 0;
-        for await (const chunk of createReadStream(partial)) {
-          hash.update(chunk as Buffer);
-          total += (chunk as Buffer).length;
-        }
-        const got = 'sha256:' + hash.digest('hex');
-        if (got !== digest) {
+    this.busy.add(partial);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        let have = await stat(partial).then((st) => st.size, () => 0);
+        if (size !== undefined && have > size) {
           await rm(partial, { force: true });
-          throw new DigestMismatch(digest, got);
+          have = 0;
         }
-        await rename(partial, this.path(digest));
-        return { digest, size: total, resumedFrom };
-      } catch (e) {
-        if (!isInterruption(e)) {
-          // A full disk, a refusal: what is kept would only take space.
-          await rm(partial, { force: true });
-          const err = e as NodeJS.ErrnoException;
-          if (err.code && err.syscall === 'write' && !err.path) err.path = partial;
-          throw e;
+        try {
+          // The digest covers the whole file: bytes kept from an earlier attempt are hashed
+          // first, the rest while it arrives (one pass over the data, not a second read).
+          let hash = createHash('sha256');
+          let total = 0;
+          if (have > 0) {
+            for await (const chunk of createReadStream(partial)) {
+              hash.update(chunk as Buffer);
+              total += (chunk as Buffer).length;
+            }
+            have = total;
+          }
+          if (size === undefined || have < size) {
+            const res = await open(have);
+            if (res.offset !== have) {
+              // The server sent the whole blob: start over.
+              await truncate(partial, 0).catch(() => undefined);
+              have = 0;
+              total = 0;
+              hash = createHash('sha256');
+            } else if (have > 0 && resumedFrom === 0) resumedFrom = have;
+            await pipeline(
+              res.body,
+              new Transform({
+                transform(chunk: Buffer, _e, cb) {
+                  total += chunk.length;
+                  hash.update(chunk);
+                  opts.onBytes?.(total);
+                  cb(null, chunk);
+                },
+              }),
+              createWriteStream(partial, { flags: have > 0 ? 'a' : 'w', mode: 0o600 }),
+            );
+            if (size !== undefined && total < size) throw new Error(`unexpected EOF: ${total} of ${size} bytes`);
+          }
+          const got = 'sha256:' + hash.digest('hex');
+          if (got !== digest) {
+            await rm(partial, { force: true });
+            throw new DigestMismatch(digest, got);
+          }
+          await rename(partial, this.path(digest));
+          return { digest, size: total, resumedFrom };
+        } catch (e) {
+          if (!isInterruption(e)) {
+            // A full disk, a refusal: what is kept would only take space.
+            await rm(partial, { force: true });
+            const err = e as NodeJS.ErrnoException;
+            if (err.code && err.syscall === 'write' && !err.path) err.path = partial;
+            throw e;
+          }
+          if (attempt >= attempts) throw e;
+          const delayMs = (opts.retryDelayMs ?? 1000) * attempt;
+          opts.onRetry?.(attempt, delayMs, e as Error);
+          await new Promise((r) => setTimeout(r, delayMs));
         }
-        if (attempt >= attempts) throw e;
-        const delayMs = (opts.retryDelayMs ?? 1000) * attempt;
-        opts.onRetry?.(attempt, delayMs, e as Error);
-        await new Promise((r) => setTimeout(r, delayMs));
       }
+    } finally {
+      this.busy.delete(partial);
     }
   }
 

@@ -48,11 +48,16 @@ export async function decompressed(source: Readable): Promise<Readable> {
     for (;;) {
       const r = await it.next();
       if (r.done) return;
-      yield Buffer.from(r.value);
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
     }
   }
   const input = Readable.from(again(), { objectMode: false });
-  if (first[0] === 0x1f && first[1] === 0x8b) return input.pipe(createGunzip());
+  if (first[0] === 0x1f && first[1] === 0x8b) {
+    // pipe() does not pass errors on: a source that fails must fail the gunzip's readers too, not stall them.
+    const gunzip = createGunzip();
+    input.on('error', (e) => gunzip.destroy(e));
+    return input.pipe(gunzip);
+  }
   if (first.subarray(0, 3).toString('latin1') === 'BZh') throw new InvalidParameter('bzip2-compressed layers are not supported');
   if (first[0] === 0xfd && first.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new InvalidParameter('xz-compressed layers are not supported');
   if (first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd) throw new InvalidParameter('zstd-compressed layers are not supported');
@@ -85,6 +90,13 @@ interface SpecialEntry {
   uid: number;
   gid: number;
   mtime?: Date;
+}
+
+/** A layer's uncompressed bytes do not hash to the diff ID its image config names. */
+export class LayerDigestMismatch extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`layer has diff ID ${actual}, but the image config says ${expected}`);
+  }
 }
 
 export class LayerStore {
@@ -125,6 +137,33 @@ export class LayerStore {
    * temporary directory renamed into place, so no half-made layer is left.
    */
   async add(tarPath: string, diffId: string, parent: string | null): Promise<LayerMeta> {
+    return this.commit(diffId, parent, (diff) => this.extract(tarPath, diff, parent));
+  }
+
+  /**
+   * Extracts a (possibly gzip'd) tar stream straight into a new layer, hashing
+   * the uncompressed bytes on the way: the layer takes its name only when they
+   * hash to `diffId` (else LayerDigestMismatch and nothing is kept). A pull uses
+   * this, so a layer is not spooled to a tar file and read a second time.
+   */
+  async addStream(input: Readable, diffId: string, parent: string | null): Promise<LayerMeta> {
+    return this.commit(diffId, parent, async (diff) => {
+      const hash = createHash('sha256');
+      const plain = await decompressed(input);
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      const size = await this.extract([plain, hashing], diff, parent);
+      const got = 'sha256:' + hash.digest('hex');
+      if (got !== diffId) throw new LayerDigestMismatch(diffId, got);
+      return size;
+    });
+  }
+
+  private async commit(diffId: string, parent: string | null, fill: (diffDir: string) => Promise<number>): Promise<LayerMeta> {
     const chainId = chainIdOf(parent, diffId);
     const existing = await this.meta(chainId);
     if (existing) return existing;
@@ -133,7 +172,7 @@ export class LayerStore {
     const diff = join(tmp, 'diff');
     try {
       await mkdir(diff, { recursive: true });
-      const size = await this.extract(tarPath, diff, parent);
+      const size = await fill(diff);
       const meta: LayerMeta = { chainId, diffId, parent, size };
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
       if (existsSync(this.dir(chainId))) {
@@ -161,7 +200,8 @@ export class LayerStore {
     }
   }
 
-  private async extract(tarPath: string, dest: string, parent: string | null): Promise<number> {
+  /** source: a tar file, or a chain of streams (a tar stream first) piped into the extractor. */
+  private async extract(source: string | Readable[], dest: string, parent: string | null): Promise<number> {
     const whiteouts: string[] = [];
     const opaque: string[] = [];
     const specials: SpecialEntry[] = [];
@@ -171,8 +211,7 @@ export class LayerStore {
     // Modes node-tar may not leave exact (sticky/setuid bits, dirs made as parents first).
     const modes: Array<{ path: string; mode: number }> = [];
     let size = 0;
-    await tar.x({
-      file: tarPath,
+    const options: ConstructorParameters<typeof tar.Unpack>[0] & object = {
       cwd: dest,
       preserveOwner: process.getuid?.() === 0,
       chmod: true,
@@ -205,7 +244,9 @@ export class LayerStore {
         if (e.type === 'File' || e.type === 'OldFile' || e.type === 'ContiguousFile') size += e.size ?? 0;
         return true;
       },
-    });
+    };
+    if (typeof source === 'string') await tar.x({ ...options, file: source });
+    else await pipeline([...source, new tar.Unpack(options)]);
     // Order matters for safety: until the symlinks are made (last), the layer
     // dir holds no symlink, so nothing below can be led outside of it.
     for (const m of modes.reverse()) await chmod(join(dest, m.path), m.mode).catch(() => undefined);

@@ -599,6 +599,8 @@ export class ImageStore implements ImageService {
           reclaimed += before.get(c) ?? 0;
         }
       }
+      // Partial downloads of abandoned pulls and temporary files no write holds any more.
+      reclaimed += await this.blobs.sweep({ partials: true });
       this.events?.publish('image', 'prune', '', { reclaimed: String(reclaimed) });
       return { ImagesDeleted: deleted.length ? deleted : null, SpaceReclaimed: reclaimed };
     });
@@ -702,7 +704,13 @@ export class ImageStore implements ImageService {
     return stream;
   }
 
-  /** Leftovers of interrupted loads/imports (daemon start). */
+  /**
+   * At the daemon's start, when no pull, load or import can be running: drops
+   * what a crash left half-made (temporary files, layer directories still being
+   * filled) and stored blobs no layer names (a pull that died between a
+   * layer's download and its extraction). Partial downloads stay, for the next
+   * pull of that layer to resume; `image prune` removes them.
+   */
   async cleanupTemp(): Promise<void> {
     await rm(join(this.root, 'tmp'), { recursive: true, force: true });
     await rm(join(this.root, 'blobs', 'tmp'), { recursive: true, force: true });
@@ -711,6 +719,13 @@ export class ImageStore implements ImageService {
     } catch {
       // no layers yet
     }
+    const keep = await this.blobs.indexedBlobs();
+    for (const c of await this.layers.list()) {
+      const meta = await this.layers.meta(c);
+      if (meta) keep.add(meta.diffId); // a tar kept before the index existed is named by its diff ID
+    }
+    const freed = await this.blobs.sweep({ keep });
+    if (freed) this.log.info({ freedBytes: freed }, 'removed blobs an interrupted pull left');
   }
 }
 
