@@ -1,10 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bridgeConfig, bridgeName, createBridgeCommands, joinPlan, leavePlan, reapCommands, macFromIPv4, hostVethName, bridgeSysctls } from '../../src/network/drivers/bridge/plan.js';
+import { bridgeConfig, bridgeName, createBridgeOps, joinPlan, leavePlan, reapOps, macFromIPv4, hostVethName, bridgeSysctls } from '../../src/network/drivers/bridge/plan.js';
+import { render, type KernelOp } from '../../src/kernel/ops.js';
 import { describeOp } from '../../src/kernel/rtnl.js';
 import { subIfConfig, subIfJoinPlan } from '../../src/network/drivers/macvlan/plan.js';
 import { InvalidParameter } from '../../src/common/errors.js';
 import type { DriverNetwork } from '../../src/network/driver.js';
+
+/** Plans as the ip lines src/kernel/ops.ts renders them (the one place). */
+const lines = (ops: KernelOp[]): string[] => ops.map((o) => { const r = render(o); return r.tool === 'rtnl' ? 'rtnl' : r.line; });
 
 const ID = '3f9a0c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8';
 const EP = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9';
@@ -28,11 +32,11 @@ test('Docker derives the MAC from the IPv4 address', () => {
 
 test('create: a bridge with the gateway and MTU, up', () => {
   const cfg = bridgeConfig(net({ options: { 'com.docker.network.driver.mtu': '1450' } }));
-  assert.deepEqual(createBridgeCommands(cfg), [
+  assert.deepEqual(lines(createBridgeOps(cfg)), [
     'link add br-3f9a0c1b2d4e mtu 1450 type bridge',
-    'link set br-3f9a0c1b2d4e mtu 1450',
+    'link set dev br-3f9a0c1b2d4e mtu 1450',
     'addr replace 172.18.0.1/16 dev br-3f9a0c1b2d4e',
-    'link set br-3f9a0c1b2d4e up',
+    'link set dev br-3f9a0c1b2d4e up',
   ]);
   assert.equal(bridgeSysctls(cfg)['net.ipv4.conf.br-3f9a0c1b2d4e.route_localnet'], '1');
   assert.equal(bridgeSysctls(cfg)['net.ipv4.ip_forward'], '1');
@@ -51,9 +55,9 @@ test('create refuses bad options before touching anything', () => {
 test('join: the veth peer is created directly in the sandbox netns, then configured from inside', () => {
   const cfg = bridgeConfig(net());
   const plan = joinPlan(cfg, { id: EP, networkId: ID, ipv4: '172.18.0.2/16', options: {} }, '/run/cove/netns/abc', 'eth0', true);
-  assert.deepEqual(plan.host, ['link add vetha1b2c3d master br-3f9a0c1b2d4e type veth peer name eth0 netns /run/cove/netns/abc address 02:42:ac:12:00:02']);
+  assert.deepEqual(lines(plan.host), ['link add vetha1b2c3d master br-3f9a0c1b2d4e type veth peer name eth0 netns /run/cove/netns/abc address 02:42:ac:12:00:02']);
   assert.deepEqual(plan.hostSysctls, { 'net.ipv6.conf.vetha1b2c3d.disable_ipv6': '1' });
-  assert.deepEqual(plan.hostUp, ['link set dev vetha1b2c3d up type bridge_slave hairpin on']);
+  assert.deepEqual(lines(plan.hostUp), ['link set dev vetha1b2c3d up type bridge_slave hairpin on']);
   assert.deepEqual(plan.sandbox.map(describeOp), [
     'sysctl net.ipv6.conf.eth0.disable_ipv6=1',
     'link set lo up',
@@ -66,15 +70,15 @@ test('join: the veth peer is created directly in the sandbox netns, then configu
 
 test('leave: detach now (host end down, off the bridge, doomed group; sandbox end down and renamed), delete in batches', () => {
   const l = leavePlan({ id: EP }, 'eth1');
-  assert.deepEqual(l.host, ['link set dev vetha1b2c3d down nomaster group 25455']);
+  assert.deepEqual(lines(l.host), ['link set dev vetha1b2c3d down nomaster group 25455']);
   assert.deepEqual(l.sandbox.map(describeOp), ['link set eth1 down', 'link set eth1 name gonea1b2c3d']);
-  assert.deepEqual(reapCommands(), ['link del group 25455']);
+  assert.deepEqual(lines(reapOps()), ['link del group 25455']);
 });
 
 test('join: no default route for a second network; IPv6 when the network has it; a given MAC wins', () => {
   const cfg = bridgeConfig(net({ enableIPv6: true, ipv6: [{ pool: '2001:db8:1::/64', gateway: '2001:db8:1::1/64', auxAddresses: {} }] }));
   const plan = joinPlan(cfg, { id: EP, networkId: ID, ipv4: '172.18.0.2/16', ipv6: '2001:db8:1::2/64', mac: '02:AA:bb:cc:dd:ee', options: {} }, '/n', 'eth1', false);
-  assert.match(plan.host[0]!, /address 02:aa:bb:cc:dd:ee$/);
+  assert.match(lines(plan.host)[0]!, /address 02:aa:bb:cc:dd:ee$/);
   assert.deepEqual(plan.sandbox.map(describeOp), [
     'sysctl net.ipv6.conf.eth1.disable_ipv6=0',
     'link set lo up',
@@ -101,12 +105,12 @@ test('macvlan/ipvlan plans: sub-interface made in the sandbox netns on the paren
   const cfg = subIfConfig('macvlan', n);
   assert.ok(!('noParent' in cfg));
   const plan = subIfJoinPlan(cfg, { id: EP, networkId: ID, ipv4: '10.98.0.10/24', options: {} }, '/n', 'eth0', true, false);
-  assert.deepEqual(plan.host, ['link add link mvp0 name eth0 netns /n address 02:42:0a:62:00:0a type macvlan mode bridge']);
+  assert.deepEqual(lines(plan.host), ['link add link mvp0 name eth0 netns /n address 02:42:0a:62:00:0a type macvlan mode bridge']);
   assert.deepEqual(plan.sandbox.map(describeOp).slice(1), ['link set lo up', 'addr replace 10.98.0.10/24 dev eth0', 'link set eth0 up', 'route replace default via 10.98.0.254 dev eth0']);
   assert.deepEqual(subIfConfig('macvlan', net()), { noParent: true });
   const ip = subIfConfig('ipvlan', net({ options: { parent: 'mvp0', ipvlan_mode: 'l3' } }));
   assert.ok(!('noParent' in ip));
   const p2 = subIfJoinPlan(ip, { id: EP, networkId: ID, ipv4: '10.98.0.10/24', options: {} }, '/n', 'eth0', true, false);
-  assert.equal(p2.host[0], 'link add link mvp0 name eth0 netns /n type ipvlan mode l3 bridge');
+  assert.equal(lines(p2.host)[0], 'link add link mvp0 name eth0 netns /n type ipvlan mode l3 bridge');
   assert.throws(() => subIfConfig('macvlan', net({ options: { parent: 'mvp0', macvlan_mode: 'x' } })), /not valid/);
 });

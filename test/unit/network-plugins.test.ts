@@ -12,6 +12,10 @@ import { join } from 'node:path';
 import { findPlugin, parsePluginUrl, PluginClient, PluginMethodNotFound, PLUGIN_MIME } from '../../src/network/plugins.js';
 import { activateRemoteDriver, remoteJoinPlan, RemoteDriver } from '../../src/network/drivers/remote/index.js';
 import { DriverRegistry } from '../../src/network/drivers/registry.js';
+import { render, type KernelOp } from '../../src/kernel/ops.js';
+
+/** Plans as the ip lines src/kernel/ops.ts renders them. */
+const lines = (ops: KernelOp[]): string[] => ops.map((o) => { const r = render(o); return r.tool === 'rtnl' ? 'rtnl' : r.line; });
 import { CoveError, InvalidParameter, NotFound } from '../../src/common/errors.js';
 import { defaultConfig } from '../../src/daemon/config.js';
 import { silentLogger } from '../../src/common/log.js';
@@ -192,7 +196,7 @@ test('join plan: SrcName moves into the sandbox, is renamed DstPrefix+N and conf
     InterfaceName: { SrcName: 'pc123', DstPrefix: 'eth' }, Gateway: '172.18.0.1',
     StaticRoutes: [{ Destination: '10.5.0.0/16', RouteType: 0, NextHop: '172.18.0.254' }, { Destination: '10.6.0.0/24', RouteType: 1 }],
   }, joinReq());
-  assert.deepEqual(p.host, ['link set dev pc123 address 02:42:ac:12:00:02', 'link set dev pc123 netns /run/cove/netns/abc']);
+  assert.deepEqual(lines(p.host), ['link set dev pc123 address 02:42:ac:12:00:02', 'link set dev pc123 netns /run/cove/netns/abc']);
   assert.deepEqual(p.sandbox, [
     { op: 'rename', dev: 'pc123', to: 'eth1' },
     { op: 'sysctl', key: 'net.ipv6.conf.eth1.disable_ipv6', value: '1' },
@@ -201,7 +205,7 @@ test('join plan: SrcName moves into the sandbox, is renamed DstPrefix+N and conf
     { op: 'up', dev: 'eth1' },
     { op: 'route', dev: 'eth1', via: '172.18.0.1' },
   ]);
-  assert.deepEqual(p.routes, ['route replace 10.5.0.0/16 via 172.18.0.254 dev eth1', 'route replace 10.6.0.0/24 dev eth1']);
+  assert.deepEqual(lines(p.routes), ['route replace 10.5.0.0/16 via 172.18.0.254 dev eth1', 'route replace 10.6.0.0/24 dev eth1']);
   assert.equal(p.info.ipv4Gateway, '172.18.0.1');
   assert.deepEqual(p.info.driverState, { srcName: 'pc123', ifName: 'eth1' });
 

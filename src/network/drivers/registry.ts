@@ -18,9 +18,11 @@ export interface DriverContext {
   config: DaemonConfig;
   log: Logger;
   /**
-   * Typed kernel operations (src/kernel/ops.ts) for drivers that build their
-   * own namespaces (overlay). Absent: the driver uses the real kernel
-   * (HostKernelOps); unit tests pass a recording fake.
+   * The kernel seam (src/kernel/ops.ts): every built-in driver and the remote
+   * driver make links, addresses, routes, sysctls and namespaces only
+   * through it. Absent: the real kernel (the daemon's shared `hostKernel()`;
+   * the overlay driver keeps co-processes of its own); unit tests pass a
+   * recording fake (test/unit/fakes/kernel-ops.ts).
    */
   kernel?: KernelOps;
   /**
@@ -101,7 +103,7 @@ export class DriverRegistry {
         // A built-in name that failed to load is not a plugin's to take.
         const found = Object.hasOwn(BUILTIN_DRIVERS, name) ? undefined : findPlugin(name, ctx.config.pluginDirs ?? DEFAULT_PLUGIN_DIRS);
         if (!found) throw new NotFound(`plugin "${name}" not found`);
-        const d = await activateRemoteDriver(found, ctx.config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS, ctx.log);
+        const d = await activateRemoteDriver(found, ctx.config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS, ctx.log, ctx.kernel);
         this.drivers.set(name, d);
         return d;
       })().finally(() => this.activating.delete(name));

@@ -15,15 +15,17 @@
  */
 import { Conflict } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { isKernelError } from '../../../kernel/errors.js';
-import { closeHostKernel, hostIp } from '../../../kernel/host.js';
-import { IpBatch, ipJson } from '../../../kernel/ip.js';
-import { writeSysctls } from '../../../kernel/netns.js';
-import { configureInNetns } from '../../../kernel/rtnl.js';
+import { isKernelError, KernelError } from '../../../kernel/errors.js';
+import { closeHostKernel, hostKernel } from '../../../kernel/host.js';
+import type { KernelOps } from '../../../kernel/ops.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../driver.js';
 import { hostFirewall, type Firewall } from '../../firewall/index.js';
 import { networkObjects, networkOwner, portElements, portObjects, portsOwner } from './firewall.js';
-import { bridgeAddressCommands, bridgeConfig, bridgeSysctls, deleteVethCommands, joinPlan, leavePlan, linkAddCommand, macFromIPv4, reapCommands, type BridgeConfig } from './plan.js';
+import { bridgeAddOp, bridgeAddressOps, bridgeConfig, bridgeSysctls, deleteVethOps, joinPlan, leavePlan, macFromIPv4, reapOps, type BridgeConfig } from './plan.js';
+
+/** Lanes of their own (KernelOps.apply): deleting veths and bridges never queues a join behind it. */
+const REAP_LANE = 'reap';
+const DELETE_LANE = 'delete';
 
 /** Undoes what a step made (the create plan's own undo, applied on any later error). */
 type Undo = () => Promise<void>;
@@ -36,17 +38,19 @@ export class BridgeDriver implements NetworkDriver {
   /** Endpoints with published ports -> their network id (each is a firewall owner of its own). */
   private readonly published = new Map<string, string>();
   private readonly firewall: Firewall;
-  /** Deletes detached veths (`link del group`) on its own co-process, so joins never queue behind it. */
-  private reaper: IpBatch | undefined;
+  /** The kernel seam (DriverContext.kernel): the daemon's shared one unless injected. */
+  private readonly kernel: KernelOps;
+  private readonly closeKernel: () => Promise<void>;
   private reaping: Promise<void> | undefined;
   private reapAgain = false;
-  /** Deletes the bridges of removed networks (deleteNetwork after retireNetwork). */
-  private deleter: IpBatch | undefined;
   /** Bridges being deleted, by name: a new network wanting the same (custom) name waits for the old one to go. */
   private readonly retiring = new Map<string, Promise<void>>();
 
-  constructor(ctx: { firewall?: Firewall; log?: Logger } = {}) {
+  constructor(ctx: { firewall?: Firewall; log?: Logger; kernel?: KernelOps } = {}) {
     this.firewall = ctx.firewall ?? hostFirewall(ctx.log);
+    this.kernel = ctx.kernel ?? hostKernel();
+    // The shared co-processes are ended with the daemon's driver; an injected kernel belongs to whoever made it.
+    this.closeKernel = ctx.kernel ? async () => undefined : closeHostKernel;
   }
 
   private scheduleReap(): void {
@@ -54,12 +58,10 @@ export class BridgeDriver implements NetworkDriver {
       this.reapAgain = true;
       return;
     }
-    this.reaper ??= new IpBatch(null);
-    const reaper = this.reaper;
     this.reaping = (async () => {
       do {
         this.reapAgain = false;
-        await reaper.run(reapCommands()).catch((e: unknown) => {
+        await this.kernel.apply(null, reapOps(), { lane: REAP_LANE }).catch((e: unknown) => {
           if (!isKernelError(e, 'ENODEV')) throw e;
         }).catch(() => undefined); // nothing to reap, or the netns of the veths went first
       } while (this.reapAgain);
@@ -75,13 +77,9 @@ export class BridgeDriver implements NetworkDriver {
   /** Daemon shutdown: lets pending deletions finish, ends the reaper, the firewall's checks and the shared co-processes (they restart on next use). */
   async close(): Promise<void> {
     await this.settle();
-    await this.reaper?.close();
-    this.reaper = undefined;
     await Promise.allSettled(this.retiring.values());
-    await this.deleter?.close();
-    this.deleter = undefined;
     await this.firewall.close();
-    await closeHostKernel();
+    await this.closeKernel();
   }
 
   private checkBridgeNameFree(cfg: BridgeConfig): void {
@@ -92,36 +90,36 @@ export class BridgeDriver implements NetworkDriver {
 
   /** The addresses on an existing link; Conflict if it is not a bridge. */
   private async existingBridgeAddresses(name: string): Promise<Set<string>> {
-    const links = await ipJson<Array<{ linkinfo?: { info_kind?: string }; addr_info?: Array<{ local: string; prefixlen: number }> }>>(null, ['-d', 'addr', 'show', 'dev', name]);
-    const kind = links[0]?.linkinfo?.info_kind;
-    if (kind !== 'bridge') throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
-    return new Set((links[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+    const link = await this.kernel.linkInfo(null, name);
+    if (!link) throw new KernelError(`ip -d addr show dev ${name}`, `Device "${name}" does not exist.`, 'ENODEV');
+    if (link.kind !== 'bridge') throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
+    return new Set(link.addresses);
   }
 
   /**
    * Makes the bridge (or finishes one that is there: Docker reuses a named
-   * bridge) and returns the undo of exactly what it changed. `link add` runs
+   * bridge) and returns the undo of exactly what it changed. `bridge-add` runs
    * alone first: with `ip -force` the addresses would otherwise land on
    * whatever link already has that name. Any failure undoes itself.
    */
   private async setUpBridge(cfg: BridgeConfig): Promise<Undo> {
     let undo: Undo;
     try {
-      await hostIp().run([linkAddCommand(cfg)]);
+      await this.kernel.apply(null, [bridgeAddOp(cfg)]);
       undo = async () => {
-        await hostIp().run([`link del ${cfg.bridge}`]).catch(() => undefined);
+        await this.kernel.apply(null, [{ kind: 'link-del', name: cfg.bridge }]).catch(() => undefined);
       };
     } catch (e) {
       if (!isKernelError(e, 'EEXIST')) throw e;
       const had = await this.existingBridgeAddresses(cfg.bridge);
       const added = cfg.gateways.map((g) => `${g.address}/${g.prefix}`).filter((a) => !had.has(a));
       undo = async () => {
-        if (added.length) await hostIp().run(added.map((a) => `addr del ${a} dev ${cfg.bridge}`)).catch(() => undefined);
+        if (added.length) await this.kernel.apply(null, added.map((a) => ({ kind: 'addr-del' as const, dev: cfg.bridge, cidr: a }))).catch(() => undefined);
       };
     }
     try {
-      await hostIp().run(bridgeAddressCommands(cfg));
-      await writeSysctls(null, { ...bridgeSysctls(cfg), 'net.bridge.bridge-nf-call-iptables': '1' });
+      await this.kernel.apply(null, bridgeAddressOps(cfg));
+      await this.kernel.sysctls(null, { ...bridgeSysctls(cfg), 'net.bridge.bridge-nf-call-iptables': '1' });
     } catch (e) {
       await undo();
       throw e;
@@ -181,9 +179,8 @@ export class BridgeDriver implements NetworkDriver {
     await this.firewall.owner(networkOwner(net.id)).remove();
     this.networks.delete(net.id);
     if (this.bridgeUsedByOther(net.id, cfg.bridge) || this.retiring.has(cfg.bridge)) return;
-    const flushed = hostIp().run([`addr flush dev ${cfg.bridge}`]).catch((e: unknown) => {
+    const flushed = this.kernel.apply(null, [{ kind: 'addr-flush', dev: cfg.bridge }]).catch((e: unknown) => {
       if (!isKernelError(e, 'ENODEV')) throw e;
-      return '';
     });
     // Registered before any await, so no create of the same name slips in between.
     const deleted = flushed.catch(() => undefined).then(() => this.deleteBridge(cfg.bridge));
@@ -194,11 +191,10 @@ export class BridgeDriver implements NetworkDriver {
     await flushed;
   }
 
-  /** `link del` on a co-process of its own: the kernel time never queues a container's join behind it. */
+  /** `link del` on a lane of its own: the kernel time never queues a container's join behind it. */
   private async deleteBridge(bridge: string): Promise<void> {
-    this.deleter ??= new IpBatch(null);
     try {
-      await this.deleter.run([`link del ${bridge}`]);
+      await this.kernel.apply(null, [{ kind: 'link-del', name: bridge }], { lane: DELETE_LANE });
     } catch (e) {
       if (!isKernelError(e, 'ENODEV')) throw e;
     }
@@ -217,19 +213,19 @@ export class BridgeDriver implements NetworkDriver {
     const cfg = this.networks.get(req.network.id) ?? bridgeConfig(req.network);
     const plan = joinPlan(cfg, req.endpoint, req.netnsPath, req.ifName, req.defaultGateway);
     try {
-      await hostIp().run(plan.host);
+      await this.kernel.apply(null, plan.host);
     } catch (e) {
       // The same endpoint left a moment ago and its veth waits in the doomed group: let it go first.
       if (!(isKernelError(e, 'EEXIST') && this.reaping)) throw e;
       await this.settle();
-      await hostIp().run(plan.host);
+      await this.kernel.apply(null, plan.host);
     }
     try {
-      await writeSysctls(null, plan.hostSysctls);
-      await hostIp().run(plan.hostUp);
-      await configureInNetns(req.netnsPath, plan.sandbox);
+      await this.kernel.sysctls(null, plan.hostSysctls);
+      await this.kernel.apply(null, plan.hostUp);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
     } catch (e) {
-      await hostIp().run(deleteVethCommands(req.endpoint)).catch(() => undefined);
+      await this.kernel.apply(null, deleteVethOps(req.endpoint)).catch(() => undefined);
       throw e;
     }
     const info: JoinInfo = { driverState: { hostVeth: plan.hostVeth, bridge: cfg.bridge, mac: plan.mac } };
@@ -248,14 +244,14 @@ export class BridgeDriver implements NetworkDriver {
   async leave(req: JoinRequest & { joinState?: Record<string, unknown> }): Promise<void> {
     const plan = leavePlan(req.endpoint, req.ifName);
     try {
-      await hostIp().run(plan.host);
+      await this.kernel.apply(null, plan.host);
     } catch (e) {
       // Already gone: the sandbox netns was deleted first, which removes both ends.
       if (!isKernelError(e, 'ENODEV')) throw e;
       return;
     }
     try {
-      await configureInNetns(req.netnsPath, plan.sandbox);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
     } catch (e) {
       if (!isKernelError(e, 'ENOENT', 'ENODEV')) throw e;
     }
@@ -303,6 +299,6 @@ export class BridgeDriver implements NetworkDriver {
 }
 
 /** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
-export function createDriver(ctx: { firewall?: Firewall; log?: Logger } = {}): BridgeDriver {
+export function createDriver(ctx: { firewall?: Firewall; log?: Logger; kernel?: KernelOps } = {}): BridgeDriver {
   return new BridgeDriver(ctx);
 }

@@ -1,14 +1,15 @@
 /**
  * The bridge driver's kernel changes as data: pure functions from a network /
- * endpoint to the `ip` commands that make it. Every value is validated here,
- * so a command list that comes out of these functions cannot kill the ip
- * co-process with a syntax error.
+ * endpoint to the typed kernel ops that make it (src/kernel/ops.ts renders
+ * and validates them, so a plan that renders cannot kill the ip co-process
+ * with a syntax error). Values are checked here too, with Docker's wording.
  */
 import { createHash } from 'node:crypto';
 import { InvalidParameter } from '../../../common/errors.js';
 import { cidr, ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, type Cidr } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
 import type { NetnsOp } from '../../../kernel/rtnl.js';
+import type { KernelOp } from '../../../kernel/ops.js';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
@@ -106,22 +107,25 @@ export function bridgeConfig(net: DriverNetwork): BridgeConfig {
 }
 
 /** The one non-idempotent step of making a bridge (run alone: it fails with EEXIST when the name is taken). */
-export function linkAddCommand(cfg: BridgeConfig): string {
-  return `link add ${cfg.bridge}${cfg.mtu ? ` mtu ${cfg.mtu}` : ''} type bridge`;
+export function bridgeAddOp(cfg: BridgeConfig): KernelOp {
+  return cfg.mtu ? { kind: 'bridge-add', name: cfg.bridge, mtu: cfg.mtu } : { kind: 'bridge-add', name: cfg.bridge };
 }
 
-/** ip commands (daemon netns) that make the bridge; idempotent except for `link add`. */
-export function createBridgeCommands(cfg: BridgeConfig): string[] {
-  return [linkAddCommand(cfg), ...bridgeAddressCommands(cfg)];
+/** Ops (daemon netns) that make the bridge; idempotent except for the `bridge-add`. */
+export function createBridgeOps(cfg: BridgeConfig): KernelOp[] {
+  return [bridgeAddOp(cfg), ...bridgeAddressOps(cfg)];
 }
 
 /** Addresses, MTU and up: safe to re-run on an existing bridge (restore). */
-export function bridgeAddressCommands(cfg: BridgeConfig): string[] {
-  const cmds: string[] = [];
-  if (cfg.mtu) cmds.push(`link set ${cfg.bridge} mtu ${cfg.mtu}`);
-  for (const g of cfg.gateways) cmds.push(`addr replace ${g.address}/${g.prefix} dev ${cfg.bridge}${g.family === 6 ? ' nodad' : ''}`);
-  cmds.push(`link set ${cfg.bridge} up`);
-  return cmds;
+export function bridgeAddressOps(cfg: BridgeConfig): KernelOp[] {
+  const ops: KernelOp[] = [];
+  if (cfg.mtu) ops.push({ kind: 'link-set', name: cfg.bridge, mtu: cfg.mtu });
+  for (const g of cfg.gateways) {
+    const addr: KernelOp = { kind: 'addr', dev: cfg.bridge, cidr: `${g.address}/${g.prefix}` };
+    ops.push(g.family === 6 ? { ...addr, nodad: true } : addr);
+  }
+  ops.push({ kind: 'link-set', name: cfg.bridge, up: true });
+  return ops;
 }
 
 /** Sysctls of the daemon netns for a bridge: 127.0.0.1 may be DNATed out of it (published ports from the host). */
@@ -153,12 +157,12 @@ export function macFromIPv4(ip: string): string {
 export interface JoinPlan {
   hostVeth: string;
   mac: string;
-  /** In the daemon netns (IpBatch): the veth, its peer made directly in the sandbox netns, host end not up yet. */
-  host: string[];
+  /** In the daemon netns: the veth, its peer made directly in the sandbox netns, host end not up yet. */
+  host: KernelOp[];
   /** Daemon-netns sysctls between `host` and `hostUp`: the host end is a bridge port and needs no IPv6 (cost grows with N otherwise). */
   hostSysctls: Record<string, string>;
   /** Then: host end up, with hairpin (a container reaching its own published port). */
-  hostUp: string[];
+  hostUp: KernelOp[];
   /** Inside the sandbox netns, in order (IPv6 decided before the interface comes up). */
   sandbox: NetnsOp[];
   ipv4Gateway?: string;
@@ -175,13 +179,14 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
   if (a6 && a6.family !== 6) throw new InvalidParameter(`invalid endpoint IPv6 address ${ep.ipv6}`);
   const macAddr = ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined;
   if (!macAddr) throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
-  const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
-  const host = [`link add ${hostVeth}${mtu} master ${cfg.bridge} type veth peer name ${inner} netns ${path} address ${macAddr}${mtu}`];
+  const host: KernelOp[] = [{
+    kind: 'veth-add', name: hostVeth, master: cfg.bridge, peer: inner, peerNetns: path, peerMac: macAddr, ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
+  }];
   // Below IPv6's minimum MTU (1280) the kernel gives a link no IPv6 at all, so
   // its conf/<if>/disable_ipv6 file does not exist: nothing to switch off.
   const ipv6Capable = !cfg.mtu || cfg.mtu >= IPV6_MIN_MTU;
   const hostSysctls: Record<string, string> = ipv6Capable ? { [`net.ipv6.conf.${hostVeth}.disable_ipv6`]: '1' } : {};
-  const hostUp = [`link set dev ${hostVeth} up type bridge_slave hairpin on`];
+  const hostUp: KernelOp[] = [{ kind: 'link-set', name: hostVeth, up: true, hairpin: true }];
   const sandbox: NetnsOp[] = [];
   if (ipv6Capable || a6) sandbox.push({ op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' });
   sandbox.push({ op: 'up', dev: 'lo' });
@@ -221,20 +226,20 @@ export const DOOMED_GROUP = 25455;
  * every link deletion waits ~20 ms for the kernel (RCU) however many links it
  * removes.
  */
-export function leavePlan(ep: Pick<DriverEndpoint, 'id'>, ifname: string): { host: string[]; sandbox: NetnsOp[] } {
+export function leavePlan(ep: Pick<DriverEndpoint, 'id'>, ifname: string): { host: KernelOp[]; sandbox: NetnsOp[] } {
   const inner = ifName(ifname, 'sandbox interface name');
   const veth = hostVethName(ep.id);
   return {
-    host: [`link set dev ${veth} down nomaster group ${DOOMED_GROUP}`],
+    host: [{ kind: 'link-set', name: veth, up: false, nomaster: true, group: DOOMED_GROUP }],
     sandbox: [{ op: 'down', dev: inner }, { op: 'rename', dev: inner, to: `gone${veth.slice(4)}` }],
   };
 }
 
-export function reapCommands(): string[] {
-  return [`link del group ${DOOMED_GROUP}`];
+export function reapOps(): KernelOp[] {
+  return [{ kind: 'link-del-group', group: DOOMED_GROUP }];
 }
 
 /** Deletes one endpoint's veth right away (rollback of a failed join). */
-export function deleteVethCommands(ep: Pick<DriverEndpoint, 'id'>): string[] {
-  return [`link del ${hostVethName(ep.id)}`];
+export function deleteVethOps(ep: Pick<DriverEndpoint, 'id'>): KernelOp[] {
+  return [{ kind: 'link-del', name: hostVethName(ep.id) }];
 }

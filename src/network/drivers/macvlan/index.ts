@@ -9,25 +9,23 @@
  */
 import { InvalidParameter } from '../../../common/errors.js';
 import { isKernelError, KernelError } from '../../../kernel/errors.js';
-import { closeHostKernel, hostIp } from '../../../kernel/host.js';
-import { ipJson } from '../../../kernel/ip.js';
-import { configureInNetns } from '../../../kernel/rtnl.js';
+import { closeHostKernel, hostKernel } from '../../../kernel/host.js';
+import type { KernelOps } from '../../../kernel/ops.js';
 import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver } from '../../driver.js';
+import type { DriverContext } from '../registry.js';
 import { subIfConfig, subIfJoinPlan, type SubIfConfig } from './plan.js';
-
-async function linkExists(name: string): Promise<boolean> {
-  try {
-    await ipJson(null, ['link', 'show', 'dev', name]);
-    return true;
-  } catch (e) {
-    if (isKernelError(e, 'ENODEV')) return false;
-    throw e;
-  }
-}
 
 export abstract class SubInterfaceDriver implements NetworkDriver {
   abstract readonly name: 'macvlan' | 'ipvlan';
   readonly scope = 'local' as const;
+  /** The kernel seam (DriverContext.kernel): the daemon's shared one unless injected. */
+  protected readonly kernel: KernelOps;
+  private readonly closeKernel: () => Promise<void>;
+
+  constructor(ctx: Pick<DriverContext, 'kernel'> = {}) {
+    this.kernel = ctx.kernel ?? hostKernel();
+    this.closeKernel = ctx.kernel ? async () => undefined : closeHostKernel;
+  }
 
   protected config(net: DriverNetwork): SubIfConfig {
     const cfg = subIfConfig(this.name, net);
@@ -40,7 +38,7 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 
   async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
     const cfg = this.config(net);
-    if (!(await linkExists(cfg.parent))) {
+    if (!(await this.kernel.linkInfo(null, cfg.parent))) {
       if (cfg.parent.includes('.')) throw new InvalidParameter(`failed to create ${cfg.parent} vlan link: operation not supported`);
       throw new InvalidParameter(`invalid subinterface vlan name ${cfg.parent}, example formatting is eth0.10`);
     }
@@ -65,14 +63,14 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
     const cfg = this.config(req.network);
     const plan = subIfJoinPlan(cfg, req.endpoint, req.netnsPath, req.ifName, req.defaultGateway, req.network.enableIPv6);
     try {
-      await hostIp().run(plan.host);
+      await this.kernel.apply(null, plan.host);
     } catch (e) {
       throw e instanceof KernelError ? this.createPortError(e) : e;
     }
     try {
-      await configureInNetns(req.netnsPath, plan.sandbox);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
     } catch (e) {
-      await configureInNetns(req.netnsPath, [{ op: 'del', dev: req.ifName }]).catch(() => undefined);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: [{ op: 'del', dev: req.ifName }] }]).catch(() => undefined);
       throw e;
     }
     const info: JoinInfo = { driverState: { parent: cfg.parent } };
@@ -84,12 +82,12 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 
   /** Daemon shutdown: ends the shared co-processes of the daemon netns (they restart on next use). */
   async close(): Promise<void> {
-    await closeHostKernel();
+    await this.closeKernel();
   }
 
   async leave(req: JoinRequest & { joinState?: Record<string, unknown> }): Promise<void> {
     try {
-      await configureInNetns(req.netnsPath, [{ op: 'del', dev: req.ifName }]);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: [{ op: 'del', dev: req.ifName }] }]);
     } catch (e) {
       // Gone with its sandbox already.
       if (!isKernelError(e, 'ENODEV', 'ENOENT', 'EINVAL')) throw e;
@@ -102,6 +100,6 @@ export class MacvlanDriver extends SubInterfaceDriver {
 }
 
 /** The registry's factory (src/network/drivers/registry.ts): one driver per daemon. */
-export function createDriver(): MacvlanDriver {
-  return new MacvlanDriver();
+export function createDriver(ctx: Pick<DriverContext, 'kernel'> = {}): MacvlanDriver {
+  return new MacvlanDriver(ctx);
 }

@@ -7,6 +7,7 @@ import { InvalidParameter } from '../../../common/errors.js';
 import { cidr, ifName, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, parentIfName, type Cidr } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
 import type { NetnsOp } from '../../../kernel/rtnl.js';
+import type { KernelOp } from '../../../kernel/ops.js';
 import { macFromIPv4 } from '../bridge/plan.js';
 
 export const OPT_PARENT = 'parent';
@@ -19,8 +20,10 @@ export const IPVLAN_FLAGS = ['bridge', 'private', 'vepa'] as const;
 export interface SubIfConfig {
   kind: 'macvlan' | 'ipvlan';
   parent: string;
-  /** e.g. 'mode bridge' or 'mode l2 bridge' */
-  typeArgs: string;
+  /** macvlan: bridge/private/vepa/passthru; ipvlan: l2/l3/l3s. */
+  mode: string;
+  /** ipvlan only: bridge/private/vepa. */
+  flag?: string;
   mtu?: number;
   gateways: Cidr[];
   internal: boolean;
@@ -28,17 +31,16 @@ export interface SubIfConfig {
 
 export function subIfConfig(kind: 'macvlan' | 'ipvlan', net: DriverNetwork): SubIfConfig | { noParent: true } {
   const parentOpt = net.options[OPT_PARENT];
-  let typeArgs: string;
+  let mode: string;
+  let flag: string | undefined;
   if (kind === 'macvlan') {
-    const mode = net.options['macvlan_mode'] || 'bridge';
+    mode = net.options['macvlan_mode'] || 'bridge';
     if (!(MACVLAN_MODES as readonly string[]).includes(mode)) throw new InvalidParameter(`requested macvlan mode '${mode}' is not valid, 'bridge' mode is the macvlan driver default`);
-    typeArgs = `mode ${mode}`;
   } else {
-    const mode = net.options['ipvlan_mode'] || 'l2';
-    const flag = net.options['ipvlan_flag'] || 'bridge';
+    mode = net.options['ipvlan_mode'] || 'l2';
+    flag = net.options['ipvlan_flag'] || 'bridge';
     if (!(IPVLAN_MODES as readonly string[]).includes(mode)) throw new InvalidParameter(`requested ipvlan mode '${mode}' is not valid, 'l2' mode is the ipvlan driver default`);
     if (!(IPVLAN_FLAGS as readonly string[]).includes(flag)) throw new InvalidParameter(`requested ipvlan flag '${flag}' is not valid, 'bridge' is the ipvlan driver default`);
-    typeArgs = `mode ${mode} ${flag}`;
   }
   if (!parentOpt) return { noParent: true };
   const gateways: Cidr[] = [];
@@ -46,14 +48,16 @@ export function subIfConfig(kind: 'macvlan' | 'ipvlan', net: DriverNetwork): Sub
     const pool = cidr(d.pool, 'subnet');
     if (d.gateway) gateways.push(cidr(d.gateway.includes('/') ? d.gateway : `${d.gateway}/${pool.prefix}`, 'gateway'));
   }
-  const cfg: SubIfConfig = { kind, parent: parentIfName(parentOpt), typeArgs, gateways, internal: net.internal };
+  const cfg: SubIfConfig = { kind, parent: parentIfName(parentOpt), mode, gateways, internal: net.internal };
+  if (flag !== undefined) cfg.flag = flag;
   const m = net.options[OPT_MTU];
   if (m !== undefined && m !== '' && m !== '0') cfg.mtu = checkMtu(m);
   return cfg;
 }
 
 export interface SubIfJoinPlan {
-  host: string[];
+  /** In the daemon netns: the sub-interface, born in the sandbox. */
+  host: KernelOp[];
   sandbox: NetnsOp[];
   mac?: string;
   ipv4Gateway?: string;
@@ -67,8 +71,10 @@ export function subIfJoinPlan(cfg: SubIfConfig, ep: DriverEndpoint, netns: strin
   const a6 = ep.ipv6 && enableIPv6 ? cidr(ep.ipv6, 'endpoint IPv6 address') : undefined;
   // ipvlan shares the parent's MAC; macvlan gets Docker's IP-derived one.
   const macAddr = cfg.kind === 'macvlan' ? (ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined) : undefined;
-  const mtu = cfg.mtu ? ` mtu ${cfg.mtu}` : '';
-  const host = [`link add link ${cfg.parent} name ${inner} netns ${path}${macAddr ? ` address ${macAddr}` : ''}${mtu} type ${cfg.kind} ${cfg.typeArgs}`];
+  const host: KernelOp[] = [{
+    kind: 'subif-add', type: cfg.kind, parent: cfg.parent, name: inner, netns: path, mode: cfg.mode,
+    ...(cfg.flag ? { flag: cfg.flag } : {}), ...(macAddr ? { mac: macAddr } : {}), ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
+  }];
   const sandbox: NetnsOp[] = [
     { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
     { op: 'up', dev: 'lo' },

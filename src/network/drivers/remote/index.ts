@@ -12,9 +12,9 @@
 import { InvalidParameter, SystemError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import { KernelError } from '../../../kernel/errors.js';
-import { hostIp } from '../../../kernel/host.js';
-import { ipBatchOnce } from '../../../kernel/ip.js';
-import { configureInNetns, type NetnsOp } from '../../../kernel/rtnl.js';
+import { hostKernel } from '../../../kernel/host.js';
+import type { KernelOp, KernelOps } from '../../../kernel/ops.js';
+import type { NetnsOp } from '../../../kernel/rtnl.js';
 import { cidr, ifName as checkIfName, ipv4, ipv6, isIPv4, mac as checkMac, netnsPath as checkNetnsPath } from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork, DriverScope, IpamData, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../driver.js';
 import { PluginClient, PluginMethodNotFound, activatePlugin, describeAddr, type FoundPlugin } from '../../plugins.js';
@@ -40,10 +40,10 @@ export interface RemoteJoinPlan {
   srcName: string;
   dstName: string;
   /** In the daemon's netns, before the move: MAC, then the move itself. */
-  host: string[];
+  host: KernelOp[];
   sandbox: NetnsOp[];
-  /** Static routes (ip route lines, run inside the sandbox). */
-  routes: string[];
+  /** Static routes (run inside the sandbox). */
+  routes: KernelOp[];
   info: JoinInfo;
 }
 
@@ -65,9 +65,9 @@ export function remoteJoinPlan(res: JoinResponse, req: JoinRequest): RemoteJoinP
 
   const a4 = req.endpoint.ipv4 ? cidr(req.endpoint.ipv4, 'endpoint IPv4 address') : undefined;
   const a6 = req.endpoint.ipv6 && req.network.enableIPv6 ? cidr(req.endpoint.ipv6, 'endpoint IPv6 address') : undefined;
-  const host: string[] = [];
-  if (req.endpoint.mac) host.push(`link set dev ${srcName} address ${checkMac(req.endpoint.mac)}`);
-  host.push(`link set dev ${srcName} netns ${netns}`);
+  const host: KernelOp[] = [];
+  if (req.endpoint.mac) host.push({ kind: 'link-set', name: srcName, address: checkMac(req.endpoint.mac) });
+  host.push({ kind: 'link-set', name: srcName, netns });
 
   const sandbox: NetnsOp[] = [
     { op: 'rename', dev: srcName, to: dstName },
@@ -90,19 +90,19 @@ export function remoteJoinPlan(res: JoinResponse, req: JoinRequest): RemoteJoinP
     if (info.ipv6Gateway && a6) sandbox.push({ op: 'route', dev: dstName, via: info.ipv6Gateway });
   }
 
-  const routes: string[] = [];
+  const routes: KernelOp[] = [];
   const infoRoutes: NonNullable<JoinInfo['routes']> = [];
   for (const r of res.StaticRoutes ?? []) {
     const dest = cidr(str(r.Destination), 'static route destination');
     const dst = `${dest.address}/${dest.prefix}`;
     // libnetwork types: RouteType 0 = via NextHop, 1 = connected (on the link).
     if (r.RouteType === 1) {
-      routes.push(`route replace ${dst} dev ${dstName}`);
+      routes.push({ kind: 'route', dst, dev: dstName });
       infoRoutes.push({ destination: dst });
     } else {
       const nh = str(r.NextHop);
       const hop = isIPv4(nh) ? ipv4(nh, 'static route next hop') : ipv6(nh, 'static route next hop');
-      routes.push(`route replace ${dst} via ${hop} dev ${dstName}`);
+      routes.push({ kind: 'route', dst, via: hop, dev: dstName });
       infoRoutes.push({ destination: dst, nextHop: hop });
     }
   }
@@ -118,6 +118,8 @@ export class RemoteDriver implements NetworkDriver {
     readonly scope: DriverScope,
     readonly connectivityScope: DriverScope,
     private readonly log: Logger,
+    /** The kernel seam (DriverContext.kernel): the daemon's shared one unless injected. */
+    private readonly kernel: KernelOps = hostKernel(),
   ) {}
 
   private call<T = Record<string, unknown>>(method: string, body: unknown): Promise<T> {
@@ -183,13 +185,14 @@ export class RemoteDriver implements NetworkDriver {
     try {
       plan = remoteJoinPlan(res, req);
       try {
-        await hostIp().run(plan.host);
+        await this.kernel.apply(null, plan.host);
       } catch (e) {
         throw new SystemError(`failed to move plugin interface ${plan.srcName} into the sandbox: ${(e as Error).message}`);
       }
       moved = true;
-      await configureInNetns(req.netnsPath, plan.sandbox);
-      if (plan.routes.length) await ipBatchOnce(req.netnsPath, plan.routes);
+      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
+      // A sandbox keeps no co-process: one `ip -batch` for its routes.
+      if (plan.routes.length) await this.kernel.apply(req.netnsPath, plan.routes, { once: true });
       return plan.info;
     } catch (e) {
       if (plan && moved) await this.moveBack(req.netnsPath, plan.srcName, plan.dstName);
@@ -205,11 +208,11 @@ export class RemoteDriver implements NetworkDriver {
    */
   private async moveBack(netnsPath: string, srcName: string, dstName: string): Promise<void> {
     for (const name of [dstName, srcName]) {
-      const cmds = [`link set dev ${name} down`];
-      if (name !== srcName) cmds.push(`link set dev ${name} name ${srcName}`);
-      cmds.push(`link set dev ${srcName} netns /proc/${process.pid}/ns/net`);
+      const ops: KernelOp[] = [{ kind: 'link-set', name, up: false }];
+      if (name !== srcName) ops.push({ kind: 'link-set', name, rename: srcName });
+      ops.push({ kind: 'link-set', name: srcName, netns: `/proc/${process.pid}/ns/net` });
       try {
-        await ipBatchOnce(netnsPath, cmds);
+        await this.kernel.apply(netnsPath, ops, { once: true });
         return;
       } catch (e) {
         if (!(e instanceof KernelError)) throw e;
@@ -262,7 +265,7 @@ export class RemoteDriver implements NetworkDriver {
  * Handshake with a found plugin: Plugin.Activate must list NetworkDriver,
  * then GetCapabilities gives the scope. Errors name the plugin and address.
  */
-export async function activateRemoteDriver(found: FoundPlugin, timeoutMs: number, log: Logger): Promise<RemoteDriver> {
+export async function activateRemoteDriver(found: FoundPlugin, timeoutMs: number, log: Logger, kernel?: KernelOps): Promise<RemoteDriver> {
   const client = new PluginClient(found.name, found.addr, timeoutMs);
   const impl = await activatePlugin(client);
   if (!impl.includes(NETWORK_DRIVER_CAP)) {
@@ -274,5 +277,5 @@ export async function activateRemoteDriver(found: FoundPlugin, timeoutMs: number
   const cs = caps.ConnectivityScope ?? '';
   if (cs !== '' && cs !== 'local' && cs !== 'global') throw new SystemError(`invalid capability: expecting 'local' or 'global', got ${String(cs)}`);
   log.info({ plugin: found.name, addr: describeAddr(found.addr), scope }, 'network plugin activated');
-  return new RemoteDriver(found.name, client, scope, (cs || scope) as DriverScope, log);
+  return new RemoteDriver(found.name, client, scope, (cs || scope) as DriverScope, log, kernel);
 }
