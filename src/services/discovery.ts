@@ -13,6 +13,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { EventBus } from '../daemon/events.js';
+import { ReconcileLoop } from '../common/reconcile-loop.js';
 import { nftApply } from '../kernel/nft.js';
 import type { ContainerService } from '../runtime/types.js';
 import type { Store } from '../store/store.js';
@@ -43,31 +44,34 @@ export interface DiscoveryDeps {
 }
 
 export class ServiceDiscovery {
-  private stops: Array<() => void> = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  /** Watches on services and tasks, container and network events, and a pass every resyncMs (src/common/reconcile-loop.ts). */
+  private readonly loop: ReconcileLoop;
   /** Last script applied per container, so an unchanged sandbox is left alone. */
   private readonly applied = new Map<string, string>();
   private readonly namesSet = new Map<string, string>();
   /** The last computed VIPs per network (for `cove service` diagnostics and tests). */
   vips = new Map<string, Vip[]>();
 
-  constructor(private readonly deps: DiscoveryDeps) {}
+  constructor(private readonly deps: DiscoveryDeps) {
+    const { store, events } = deps;
+    this.loop = new ReconcileLoop({
+      pass: () => this.reconcile(),
+      periodMs: deps.resyncMs ?? 5000,
+      sources: [
+        (kick) => store.watch(`${SERVICES}/`, kick),
+        (kick) => store.watch(`${TASKS}/`, kick),
+        (kick) => events.subscribe((ev) => {
+          if ((ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) || (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))) kick();
+        }),
+      ],
+      onError: (err) => this.deps.log.warn({ err }, 'service discovery pass failed'),
+    });
+  }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    const kick = (): void => this.kick();
-    this.stops.push(this.deps.store.watch(`${SERVICES}/`, kick), this.deps.store.watch(`${TASKS}/`, kick));
-    this.stops.push(this.deps.events.subscribe((ev) => {
-      if ((ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) || (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))) kick();
-    }));
-    this.timer = setInterval(kick, this.deps.resyncMs ?? 5000);
-    this.timer.unref?.();
+    if (this.loop.started) return;
     this.deps.joins?.setSandboxJoinHook((id, netns, nets) => this.prepareSandbox(id, netns, nets));
-    kick();
+    this.loop.start();
   }
 
   /**
@@ -85,40 +89,20 @@ export class ServiceDiscovery {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.deps.joins?.setSandboxJoinHook(undefined);
-    for (const s of this.stops) s();
-    this.stops = [];
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop.stop();
     // Names go with the swarm; the sandboxes' tables stay with their containers (they go when the tasks go).
     for (const net of this.namesSet.keys()) await this.deps.names?.setServiceNames(net, new Map()).catch(() => undefined);
     this.namesSet.clear();
   }
 
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.reconcile();
-        } catch (err) {
-          this.deps.log.warn({ err }, 'service discovery pass failed');
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
+    this.loop.kick();
   }
 
   /** Settles once the passes asked for so far are done (tests). */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    await this.loop.idle();
   }
 
   private async reconcile(): Promise<void> {

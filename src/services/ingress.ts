@@ -24,6 +24,7 @@ import { Firewall, KernelNft, type FirewallOwner } from '../network/firewall/ind
 import type { PortRequest } from '../network/ports.js';
 import type { DockerNetwork, NetworkService } from '../network/types.js';
 import { GWBRIDGE } from '../network/swarm-scope.js';
+import { ReconcileLoop } from '../common/reconcile-loop.js';
 import { writeSysctls } from '../kernel/netns.js';
 import { nftListText } from '../kernel/nft.js';
 import { pingOnce } from '../kernel/probe.js';
@@ -92,11 +93,8 @@ interface Sbox {
 }
 
 export class IngressMesh {
-  private stops: Array<() => void> = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  /** Watches on services, tasks and networks, and a pass every resyncMs (src/common/reconcile-loop.ts). */
+  private readonly loop: ReconcileLoop;
   private sbox: Sbox | undefined;
   private readonly host: FirewallOwner;
   /** proto/port → the sandbox address its reservation relays to. */
@@ -108,25 +106,22 @@ export class IngressMesh {
 
   constructor(private readonly deps: IngressMeshDeps) {
     this.host = deps.firewall.owner(HOST_OWNER);
+    const store = deps.store;
+    this.loop = new ReconcileLoop({
+      pass: () => this.reconcile(),
+      periodMs: deps.resyncMs ?? 5000,
+      sources: [(kick) => store.watch(`${SERVICES}/`, kick), (kick) => store.watch(`${TASKS}/`, kick), (kick) => store.watch('networks/', kick)],
+      onError: (err) => this.deps.log.warn({ err }, 'ingress mesh pass failed'),
+    });
   }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    const kick = (): void => this.kick();
-    this.stops.push(this.deps.store.watch(`${SERVICES}/`, kick), this.deps.store.watch(`${TASKS}/`, kick), this.deps.store.watch('networks/', kick));
-    this.timer = setInterval(kick, this.deps.resyncMs ?? 5000);
-    this.timer.unref?.();
-    kick();
+    this.loop.start();
   }
 
   /** Daemon shutdown: the loop stops; the kernel keeps serving (the sandbox and rules stay until the next start reprograms them). */
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const s of this.stops) s();
-    this.stops = [];
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop.stop();
     await this.sbox?.fw.close();
     this.sbox = undefined;
     for (const k of this.held.keys()) await this.deps.ports?.release(owner(k)).catch(() => undefined);
@@ -141,27 +136,11 @@ export class IngressMesh {
   }
 
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.reconcile();
-        } catch (err) {
-          this.deps.log.warn({ err }, 'ingress mesh pass failed');
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
+    this.loop.kick();
   }
 
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    await this.loop.idle();
   }
 
   private async reconcile(): Promise<void> {

@@ -18,6 +18,7 @@
  * Delay, Order) until every slot runs the current spec.
  */
 import type { Logger } from '../common/log.js';
+import { ReconcileLoop } from '../common/reconcile-loop.js';
 import { CasError, type Store, type TxnOp } from '../store/store.js';
 import { byAge, isReplicated, liveTask, replicas, serviceCollection, taskCollection, TASKS, SERVICES } from './records.js';
 import { available, FAILURE_WINDOW_MS, parseConstraints, pickNode, satisfies, type Constraint } from './scheduler.js';
@@ -53,58 +54,39 @@ export class Orchestrator {
   private readonly services;
   private readonly tasks;
   private readonly now: () => number;
-  private stopWatch: Array<() => void> = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = true;
+  /** Watches on services and tasks, and a pass every tickMs (src/common/reconcile-loop.ts). */
+  private readonly loop: ReconcileLoop;
   private readonly updates = new Map<string, UpdateProgress>();
 
   constructor(private readonly deps: OrchestratorDeps) {
     this.services = serviceCollection(deps.store);
     this.tasks = taskCollection(deps.store);
     this.now = deps.now ?? Date.now;
+    const store = deps.store;
+    this.loop = new ReconcileLoop({
+      pass: () => this.reconcile(),
+      periodMs: deps.tickMs ?? 500,
+      sources: [(kick) => store.watch(`${SERVICES}/`, kick), (kick) => store.watch(`${TASKS}/`, kick)],
+      onError: (err) => {
+        // A lost compare-and-swap (another write, or the leader key moved): read again at once.
+        if (err instanceof CasError) return true;
+        this.deps.log.warn({ err }, 'orchestrator pass failed');
+        return false;
+      },
+    });
   }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    const kick = (): void => this.kick();
-    this.stopWatch = [this.deps.store.watch(`${SERVICES}/`, kick), this.deps.store.watch(`${TASKS}/`, kick)];
-    this.timer = setInterval(kick, this.deps.tickMs ?? 500);
-    this.timer.unref?.();
-    this.kick();
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const s of this.stopWatch) s();
-    this.stopWatch = [];
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop.stop();
   }
 
   /** Asks for a pass; passes never overlap, and a kick during one asks for another. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.reconcile();
-        } catch (err) {
-          if (!(err instanceof CasError)) this.deps.log.warn({ err }, 'orchestrator pass failed');
-          this.again = this.again || err instanceof CasError;
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
+    this.loop.kick();
   }
 
   /** One pass over every service; public for tests. */
