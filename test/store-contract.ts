@@ -191,4 +191,40 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     stopA();
     stopB();
   });
+
+  withStore('leases: a leased key lives while its lease is held (past the TTL), revoke deletes it for watchers too, a plain put unbinds a key', async (s) => {
+    const seen: string[] = [];
+    const stop = s.watch('alive/', (ev) => seen.push(`${ev.type} ${ev.kv.key}`));
+    const l = s.lease(2);
+    const rev = await l.put('alive/n1', 'up');
+    assert.ok(rev > 0);
+    assert.deepEqual(await s.get('alive/n1'), { key: 'alive/n1', value: 'up', revision: rev });
+    await l.put('alive/n2', 'up');
+    await s.put('alive/n2', 'plain'); // no lease any more
+    await new Promise((r) => setTimeout(r, 3000)); // longer than the TTL: the holder renews it
+    assert.equal((await s.get('alive/n1'))?.value, 'up', 'held: not expired');
+    await l.revoke();
+    assert.equal(await s.get('alive/n1'), undefined);
+    assert.equal((await s.get('alive/n2'))?.value, 'plain', 'an unbound key outlives the lease');
+    await waitFor(() => seen.includes('delete alive/n1'), 'the delete of the revoked key');
+    assert.deepEqual(seen, ['put alive/n1', 'put alive/n2', 'put alive/n2', 'delete alive/n1']);
+    stop();
+  });
+
+  withStore('leases: keys of a lease nobody renews (a holder that died: release) expire after the TTL', async (s) => {
+    const l = s.lease(2);
+    await l.put('alive/n3', 'up');
+    const other = s.lease(2);
+    await other.put('alive/n4', 'up');
+    l.release();
+    assert.equal((await s.get('alive/n3'))?.value, 'up', 'not at once');
+    const t0 = Date.now();
+    while ((await s.get('alive/n3')) !== undefined) {
+      if (Date.now() - t0 > 15_000) assert.fail('the released lease\'s key did not expire within 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(Date.now() - t0 >= 1000, `expired after about the TTL (${Date.now() - t0} ms), not at once`);
+    assert.equal((await s.get('alive/n4'))?.value, 'up', 'another lease is untouched');
+    await other.revoke();
+  });
 }

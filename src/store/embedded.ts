@@ -1,10 +1,19 @@
 import { openSync, closeSync, writeSync, fdatasyncSync, fsyncSync, readFileSync, renameSync, existsSync, mkdirSync, ftruncateSync, fdatasync, chmodSync, fchmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { CasError, type KV, type Store, type TxnOp, type WatchEvent } from './store.js';
+import { CasError, type KV, type Lease, type Store, type TxnOp, type WatchEvent } from './store.js';
 
 interface Snapshot {
   revision: number;
   kvs: KV[];
+  /** Keys bound to a lease (key -> lease id), so a restart knows which keys died with their holder. */
+  leased?: Record<string, string>;
+}
+
+/** One change as the log has it; `lease` binds the key to a lease of this process. */
+interface LogOp {
+  key: string;
+  value: string | null;
+  lease?: string;
 }
 
 /**
@@ -24,6 +33,12 @@ interface Snapshot {
  * burst, because one per change cost ~10 ms of a container start here. A
  * machine crash takes every container with it anyway, and the daemon
  * reconciles at start. `syncEachWrite` restores the strict mode.
+ *
+ * Leases: the holder is this process, so a lease is renewed simply by being
+ * held; `release()` lets its keys expire after the TTL, `revoke()` deletes
+ * them now. A lease does not outlive the process that granted it (etcd's
+ * would outlive its holder by at most the TTL): keys still bound to one when
+ * the store opens are deleted then, as their holder is gone.
  */
 export class EmbeddedStore implements Store {
   private readonly kvs = new Map<string, KV>();
@@ -35,6 +50,10 @@ export class EmbeddedStore implements Store {
   private readonly logPath: string;
 
   private syncPending = false;
+  /** key -> id of the lease it is bound to (only keys put through a Lease). */
+  private readonly leased = new Map<string, string>();
+  private readonly leases = new Map<string, EmbeddedLease>();
+  private leaseSeq = 0;
 
   constructor(dir: string, private readonly compactAfter = 2000, private readonly syncEachWrite = false) {
     // Records hold secrets (a container's -e DB_PASSWORD=...): only root may read them, like Docker's 0600 configs.
@@ -46,6 +65,10 @@ export class EmbeddedStore implements Store {
     this.load();
     this.logFd = openSync(this.logPath, 'a', 0o600);
     fchmodSync(this.logFd, 0o600);
+    // Leases died with the process that held them.
+    const orphans = [...this.leased.keys()].filter((k) => this.kvs.has(k));
+    this.leased.clear();
+    if (orphans.length) this.commit(orphans.map((key) => ({ key, value: null })));
   }
 
   private load(): void {
@@ -53,12 +76,13 @@ export class EmbeddedStore implements Store {
       const snap = JSON.parse(readFileSync(this.snapshotPath, 'utf8')) as Snapshot;
       this.revision = snap.revision;
       for (const kv of snap.kvs) this.kvs.set(kv.key, kv);
+      for (const [k, id] of Object.entries(snap.leased ?? {})) this.leased.set(k, id);
     }
     if (existsSync(this.logPath)) {
       const lines = readFileSync(this.logPath, 'utf8').split('\n');
       for (const line of lines) {
         if (!line) continue;
-        let rec: { rev: number; ops: Array<{ key: string; value: string | null }> };
+        let rec: { rev: number; ops: LogOp[] };
         try {
           rec = JSON.parse(line);
         } catch {
@@ -71,9 +95,13 @@ export class EmbeddedStore implements Store {
     }
   }
 
-  private applyOps(rev: number, ops: Array<{ key: string; value: string | null }>, notify: boolean): void {
+  private applyOps(rev: number, ops: LogOp[], notify: boolean): void {
     this.revision = rev;
     for (const op of ops) {
+      // etcd's rule: every put sets the key's lease (none unless given); a delete ends it.
+      const was = this.leased.get(op.key);
+      if (was !== undefined && was !== op.lease) this.leased.delete(op.key);
+      if (op.lease !== undefined && op.value !== null) this.leased.set(op.key, op.lease);
       if (op.value === null) {
         const old = this.kvs.get(op.key);
         this.kvs.delete(op.key);
@@ -98,7 +126,7 @@ export class EmbeddedStore implements Store {
     }
   }
 
-  private commit(ops: Array<{ key: string; value: string | null }>): number {
+  private commit(ops: LogOp[]): number {
     const rev = this.revision + 1;
     const line = JSON.stringify({ rev, ops }) + '\n';
     writeSync(this.logFd, line);
@@ -126,7 +154,7 @@ export class EmbeddedStore implements Store {
   compact(): void {
     const tmp = `${this.snapshotPath}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
-    const snap: Snapshot = { revision: this.revision, kvs: [...this.kvs.values()] };
+    const snap: Snapshot = { revision: this.revision, kvs: [...this.kvs.values()], leased: Object.fromEntries(this.leased) };
     writeSync(fd, JSON.stringify(snap));
     fsyncSync(fd);
     closeSync(fd);
@@ -177,8 +205,72 @@ export class EmbeddedStore implements Store {
     return () => this.watchers.delete(w);
   }
 
+  lease(ttlSeconds: number): Lease {
+    const id = `${process.pid}-${++this.leaseSeq}`;
+    const l = new EmbeddedLease(this, id, Math.max(1, Math.round(ttlSeconds)) * 1000);
+    this.leases.set(id, l);
+    return l;
+  }
+
+  /** A put bound to a lease (EmbeddedLease.put). */
+  putLeased(key: string, value: string, leaseId: string): number {
+    return this.commit([{ key, value, lease: leaseId }]);
+  }
+
+  /** Deletes every key still bound to the lease, in one revision (expiry, revoke). */
+  dropLease(leaseId: string): void {
+    this.leases.delete(leaseId);
+    const keys = [...this.leased].filter(([k, id]) => id === leaseId && this.kvs.has(k)).map(([k]) => k);
+    if (this.closed) return;
+    if (keys.length) this.commit(keys.map((key) => ({ key, value: null })));
+  }
+
+  private closed = false;
+
   async close(): Promise<void> {
+    this.closed = true;
+    for (const l of [...this.leases.values()]) l.stopTimers();
     fdatasyncSync(this.logFd);
     closeSync(this.logFd);
+  }
+}
+
+/** A lease of the embedded store: held means alive (the holder is this process). */
+class EmbeddedLease implements Lease {
+  private expiry: NodeJS.Timeout | undefined;
+  private done = false;
+
+  constructor(private readonly store: EmbeddedStore, private readonly id: string, private readonly ttlMs: number) {}
+
+  async put(key: string, value: string): Promise<number> {
+    if (this.done) throw new Error(`lease ${this.id} has ended`);
+    return this.store.putLeased(key, value, this.id);
+  }
+
+  async revoke(): Promise<void> {
+    if (this.done) return;
+    this.stopTimers();
+    this.done = true;
+    this.store.dropLease(this.id);
+  }
+
+  release(): void {
+    if (this.done || this.expiry) return;
+    // Nobody renews it any more: the keys go after the TTL, as etcd would do.
+    this.expiry = setTimeout(() => {
+      this.expiry = undefined;
+      this.done = true;
+      this.store.dropLease(this.id);
+    }, this.ttlMs);
+    this.expiry.unref?.();
+  }
+
+  onLost(_cb: () => void): void {
+    // Held in this process, renewed by being held: it cannot expire while held.
+  }
+
+  stopTimers(): void {
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = undefined;
   }
 }

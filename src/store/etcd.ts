@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Etcd3, isRecoverableError, GRPCCancelledError, type IOptions, type IKeyValue, type ITxnRequest, type ITxnResponse, type IRequestOp, type ICompare, type Watcher, type IWatchResponse } from 'etcd3';
 import { noop, circuitBreaker, handleWhen, ConsecutiveBreaker, ExponentialBackoff, isBrokenCircuitError, type IBackoff } from 'cockatiel';
 import { Unavailable, InvalidParameter } from '../common/errors.js';
-import { CasError, type KV, type Store, type TxnOp, type WatchEvent } from './store.js';
+import { CasError, type KV, type Lease, type Store, type TxnOp, type WatchEvent } from './store.js';
 
 export interface EtcdStoreOptions {
   /** Client URLs of the members: `http://10.0.0.1:2379`, `10.0.0.1:2379` or `unix:///run/etcd.sock:0`. */
@@ -295,6 +295,40 @@ export class EtcdStore implements Store {
       if (rev <= lowerBound) return undefined;
       at = rev - 1;
     }
+  }
+
+  // ---- leases ------------------------------------------------------------
+
+  /**
+   * etcd's own lease: granted on the first put, kept alive by etcd3 (a
+   * keepalive every TTL/3) until revoke() or release(); 'lost' when a
+   * keepalive finds it expired (this node was cut off for longer than the
+   * TTL). A lost lease's keys are gone; the holder grants a new one.
+   */
+  lease(ttlSeconds: number): Lease {
+    this.assertOpen();
+    const l = this.client.lease(Math.max(1, Math.round(ttlSeconds)), { autoKeepAlive: true });
+    return {
+      put: async (key, value) => {
+        if (key.startsWith(RESERVED)) throw new InvalidParameter('cluster store: keys starting with NUL are reserved');
+        // Not retried here: a lease whose grant failed stays failed; the holder grants a new one.
+        let res;
+        try {
+          res = await l.put(this.abs(key)).value(value).exec();
+        } catch (e) {
+          throw this.mapError(`lease put ${key}`, e);
+        }
+        this.see(res.header.revision);
+        return Number(res.header.revision);
+      },
+      revoke: async () => {
+        await l.revoke().catch(() => undefined);
+      },
+      release: () => l.release(),
+      onLost: (cb) => {
+        l.on('lost', () => cb());
+      },
+    };
   }
 
   // ---- watch -------------------------------------------------------------

@@ -1,9 +1,10 @@
 /**
  * The one store interface behind all persistent state (as libnetwork's
- * datastore): keys, values, revisions, compare-and-swap, watch.
+ * datastore): keys, values, revisions, compare-and-swap, watch, leases.
  * Two implementations: EmbeddedStore (one host, a file under the data root)
  * and EtcdStore (a cluster). Networks of local and swarm scope go through the
- * same code; only the store instance differs.
+ * same code; only the store instance differs (see scopes.ts for which
+ * records live in which).
  */
 export interface KV {
   key: string;
@@ -33,6 +34,24 @@ export class CasError extends Error {
   }
 }
 
+/**
+ * A time-to-live grant (etcd's lease): keys put with it live as long as its
+ * holder keeps it. The holder renews it on its own while it runs; when the
+ * holder stops (crash, partition, `release()`), the keys are deleted once
+ * the TTL has passed without a renewal reaching the store, and watchers see
+ * the deletes. Node liveness is such a key (src/swarm: alive/<node id>).
+ */
+export interface Lease {
+  /** Puts a key bound to this lease (a later put without the lease unbinds it). Returns the new revision. */
+  put(key: string, value: string): Promise<number>;
+  /** Deletes the lease's keys now and stops renewing. */
+  revoke(): Promise<void>;
+  /** Stops renewing without deleting anything: the keys go when the TTL runs out. */
+  release(): void;
+  /** Called once if the lease expired while still held (renewals did not reach the store in time). */
+  onLost(cb: () => void): void;
+}
+
 export interface Store {
   get(key: string): Promise<KV | undefined>;
   /** All keys under a prefix, sorted by key. */
@@ -45,6 +64,8 @@ export interface Store {
   txn(ops: TxnOp[]): Promise<number>;
   /** Calls back on each change under the prefix; returns a function that stops watching. */
   watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void;
+  /** A lease of `ttlSeconds` (whole seconds, at least 1; etcd may grant more), renewed while held. */
+  lease(ttlSeconds: number): Lease;
   close(): Promise<void>;
 }
 

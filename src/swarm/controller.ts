@@ -20,13 +20,13 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, renameSync 
 import { join } from 'node:path';
 import { hostname, networkInterfaces, cpus, totalmem } from 'node:os';
 import type https from 'node:https';
-import type { Etcd3, Range, Lease } from 'etcd3';
+import type { Etcd3, Range } from 'etcd3';
 import type { Logger } from '../common/log.js';
 import { Conflict, CoveError, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
 import type { DaemonConfig } from '../daemon/config.js';
 import type { EtcdStore } from '../store/etcd.js';
 import { etcdLoaded, loadEtcd } from './etcd-client.js';
-import type { WatchEvent } from '../store/store.js';
+import type { Lease, WatchEvent } from '../store/store.js';
 import type { ClusterNode, Membership, NodeRole } from '../cluster/membership.js';
 import { EtcdMember, clientUrl, peerUrl } from '../cluster/etcd-member.js';
 import { caDigest, createCA, createKeyAndCsr, signNodeCert, tlsInfo, type KeyPair } from '../cluster/pki.js';
@@ -206,6 +206,7 @@ export class SwarmController {
   membership?: EtcdMembership;
   private member?: EtcdMember;
   private joinServer?: https.Server;
+  /** The liveness lease (Store.lease: etcd's lease here). */
   private lease?: Lease;
   private stopWatch?: () => void;
   private readonly mutex = new Mutex();
@@ -407,8 +408,8 @@ export class SwarmController {
   private async startLease(): Promise<void> {
     const grant = async (): Promise<void> => {
       const store = this.store!;
-      const lease = store.raw.lease(ALIVE_TTL);
-      lease.on('lost', () => {
+      const lease = store.lease(ALIVE_TTL);
+      lease.onLost(() => {
         if (this.lease !== lease || this.closed) return;
         this.log.warn('liveness lease lost; granting a new one');
         this.lease = undefined;
@@ -423,7 +424,7 @@ export class SwarmController {
         })();
       });
       try {
-        await lease.put(`${STORE_PREFIX}alive/${this.local!.nodeId}`).value(new Date().toISOString()).exec();
+        await lease.put(`alive/${this.local!.nodeId}`, new Date().toISOString());
       } catch (e) {
         lease.release();
         throw e;

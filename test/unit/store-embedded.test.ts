@@ -41,3 +41,31 @@ test('embedded store: state survives a reopen, compaction and a torn last write'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('embedded store: keys of a lease die with the process that held it (reopen), from the log and from a snapshot', async () => {
+  for (const compactAfter of [1000, 2]) {
+    const dir = tmp();
+    try {
+      const s = new EmbeddedStore(dir, compactAfter);
+      const l = s.lease(30);
+      await l.put('alive/self', 'up');
+      await l.put('alive/unbound', 'up');
+      await s.put('alive/unbound', 'kept'); // a plain put takes it off the lease
+      await s.put('networks/n', 'kept');
+      await s.close(); // the daemon dies without revoking
+      const s2 = new EmbeddedStore(dir, compactAfter);
+      assert.equal(await s2.get('alive/self'), undefined, 'the dead holder\'s key is gone');
+      assert.equal((await s2.get('alive/unbound'))?.value, 'kept');
+      assert.equal((await s2.get('networks/n'))?.value, 'kept');
+      // A new lease of the new process works as before.
+      const l2 = s2.lease(30);
+      await l2.put('alive/self', 'up again');
+      await s2.close();
+      const s3 = new EmbeddedStore(dir, compactAfter);
+      assert.equal(await s3.get('alive/self'), undefined);
+      await s3.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
