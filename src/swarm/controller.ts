@@ -34,6 +34,9 @@ import { formatToken, newId, newSecret, parseToken, sameSecret } from './tokens.
 import { requestJoin, startJoinServer, splitHostPort, SWARM_PORT, type JoinReply, type JoinRequest } from './join-protocol.js';
 
 export const STORE_PREFIX = 'cove/';
+/** Worker identities made ahead of joins (managers only: under secret/). */
+const IDPOOL = 'secret/idpool/';
+const IDPOOL_SIZE = 3;
 /** Liveness lease TTL (s). etcd grants at least 2; a dead node is Down about TTL + 0.3 s after its last keepalive. */
 export const ALIVE_TTL = 3;
 
@@ -316,19 +319,24 @@ export class SwarmController {
       t?.mark('storeReady');
       this.store = store;
       this.membership = new EtcdMembership(this, store);
-      await this.startLease();
-      t?.mark('lease');
       if (s.role === 'manager') await this.startJoinServer();
       this.watchSelf();
-      await this.refreshManagers().catch(() => undefined);
-      t?.mark('managers');
-      await this.attach();
-      t?.mark('attach');
+      // Independent round trips, together: the liveness lease (the node is Ready
+      // once it is there), the manager list, the cluster-aware components.
+      const [lease] = await Promise.allSettled([
+        this.startLease().then(() => t?.mark('lease')),
+        this.refreshManagers().catch(() => undefined),
+        this.attach().then(() => t?.mark('attach')),
+      ]);
+      if (lease.status === 'rejected') throw lease.reason;
+      if (s.role === 'manager') void this.provisionIdentities();
     } catch (e) {
+      await this.detach();
       this.store = undefined;
       this.membership = undefined;
       await this.stopLease(false);
       this.stopWatch?.();
+      await this.stopJoinServer();
       await store.close().catch(() => undefined);
       throw e;
     }
@@ -473,6 +481,7 @@ export class SwarmController {
       this.member = this.memberFor(s);
       this.member.start();
       await this.startJoinServer().catch((e) => this.log.error({ err: e }, 'join server did not start'));
+      void this.provisionIdentities();
     } else {
       // Demoted: a manager removed our etcd member; stop it and drop its data.
       s.role = 'worker';
@@ -522,27 +531,30 @@ export class SwarmController {
     if (typeof req.secret !== 'string' || typeof req.csr !== 'string' || typeof req.addr !== 'string' || !/^\d+\.\d+\.\d+\.\d+$/.test(req.addr)) {
       throw new InvalidParameter('malformed join request');
     }
-    const tokens = JSON.parse((await store.get('secret/tokens'))?.value ?? '{}') as { worker?: string; manager?: string };
+    // Phase times of the admission, logged for `npm run bench -- --swarm` (where a join's time goes).
+    const t = phases();
+    const [tokensKv, nodesKv, caKv] = await Promise.all([store.get('secret/tokens'), store.list('nodes/'), store.get('secret/ca')]);
+    const tokens = JSON.parse(tokensKv?.value ?? '{}') as { worker?: string; manager?: string };
     const role: NodeRole | undefined = tokens.manager && sameSecret(req.secret, tokens.manager) ? 'manager' : tokens.worker && sameSecret(req.secret, tokens.worker) ? 'worker' : undefined;
     if (!role) throw new InvalidParameter('rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster');
-    const existing = (await store.list('nodes/')).map((kv) => JSON.parse(kv.value) as NodeRecord);
+    const existing = nodesKv.map((kv) => JSON.parse(kv.value) as NodeRecord);
     if (existing.some((n) => n.Addr === req.addr && n.Spec.Role === 'manager')) {
       throw new Conflict(`a manager with address ${req.addr} is already in the swarm`);
     }
-    const ca = JSON.parse((await store.get('secret/ca'))!.value) as KeyPair;
+    const ca = JSON.parse(caKv!.value) as KeyPair;
     const clusterId = this.local.clusterId;
-    const nodeId = newId();
-    // Phase times of the admission, logged for `npm run bench -- --swarm` (where a join's time goes).
-    const t = phases();
+    t.mark('read');
     const undo: Array<() => Promise<unknown>> = [];
     try {
-      // The certificate is signed (in process, under a millisecond) while etcd makes the user and role.
+      // A worker takes an identity made beforehand (etcd user and role ready, see
+      // provisionIdentities); a manager, or a worker when none is left, gets one made now.
+      const pooled = role === 'worker' ? await this.claimIdentity() : undefined;
+      const nodeId = pooled ?? newId();
       undo.push(() => this.deleteEtcdUser(nodeId));
-      const [signed, user] = await Promise.allSettled([signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr }), this.createEtcdUser(nodeId, role)]);
-      if (signed.status === 'rejected') throw signed.reason;
-      if (user.status === 'rejected') throw user.reason;
-      const cert = signed.value;
-      t.mark('signAndEtcdUser');
+      const cert = await signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr });
+      if (!pooled) await this.createEtcdUser(nodeId, role);
+      t.mark(pooled ? 'signPooledIdentity' : 'signAndEtcdUser');
+      if (pooled) void this.provisionIdentities();
       const now = new Date().toISOString();
       const rec: NodeRecord = {
         ID: nodeId, CreatedAt: now, UpdatedAt: now,
@@ -570,7 +582,7 @@ export class SwarmController {
         t.mark('memberAdd');
       }
       const managers = [...existing.filter((n) => n.Spec.Role === 'manager'), ...(role === 'manager' ? [rec] : [])];
-      this.log.info({ nodeId, role, addr: req.addr, phasesMs: t.done() }, 'node joined');
+      this.log.info({ nodeId, role, addr: req.addr, pooled: pooled !== undefined, phasesMs: t.done() }, 'node joined');
       return {
         nodeId, clusterId, role, cert, ca: ca.cert,
         endpoints: managers.map((n) => clientUrl(n.Addr)),
@@ -580,6 +592,56 @@ export class SwarmController {
     } catch (e) {
       for (const u of undo.reverse()) await u().catch(() => undefined);
       throw e;
+    }
+  }
+
+  // ---- worker identities made ahead of joins (managers) ------------------
+
+  /**
+   * Takes one identity from the pool (secret/idpool/<node id>), or none.
+   * Deleting the key is the claim: etcd deletes it for one caller only, so
+   * two managers admitting at once never hand out the same node ID.
+   */
+  private async claimIdentity(): Promise<string | undefined> {
+    const store = this.store!;
+    for (const kv of await store.list(IDPOOL)) {
+      const res = await store.raw.delete().key(STORE_PREFIX + kv.key).exec();
+      if (Number(res.deleted) === 1) return kv.key.slice(IDPOOL.length);
+    }
+    return undefined;
+  }
+
+  private provisioning = false;
+
+  /**
+   * Tops the pool of worker identities up to IDPOOL_SIZE, in the background
+   * (after init, at a manager's start, after each join that took one). An
+   * identity is a node ID whose etcd user and worker role exist: making them
+   * takes a dozen etcd auth commits, the largest part of an admission, so a
+   * join does not wait for them. An identity is usable only through a
+   * certificate with its ID as CN, which a manager signs when it hands the
+   * identity out: an unused one grants nothing.
+   */
+  private async provisionIdentities(): Promise<void> {
+    if (this.provisioning) return;
+    this.provisioning = true;
+    try {
+      while (this.store && this.local?.role === 'manager' && !this.closed) {
+        const store = this.store;
+        if ((await store.list(IDPOOL)).length >= IDPOOL_SIZE) return;
+        const id = newId();
+        try {
+          await this.createEtcdUser(id, 'worker');
+          await store.put(`${IDPOOL}${id}`, '{}');
+        } catch (e) {
+          await this.deleteEtcdUser(id).catch(() => undefined);
+          throw e;
+        }
+      }
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not make worker identities ahead of joins');
+    } finally {
+      this.provisioning = false;
     }
   }
 
@@ -727,6 +789,9 @@ export class SwarmController {
       const remote = body.RemoteAddrs?.[0];
       if (!remote) throw new InvalidParameter('at least 1 RemoteAddr is required to join');
       const { digest, secret } = parseToken(body.JoinToken ?? '');
+      // The etcd client takes a second or more to load on a loaded machine: it loads while the manager admits us.
+      const etcdLoading = loadEtcd();
+      etcdLoading.catch(() => undefined);
       const [rhost, rport] = splitHostPort(remote);
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
       const addr = body.AdvertiseAddr ? resolveAdvertise(body.AdvertiseAddr, body.ListenAddr) : await localAddrTowards(rhost, Number(rport));
@@ -740,6 +805,8 @@ export class SwarmController {
         engineVersion: d.Engine.EngineVersion, nanoCpus: d.Resources.NanoCPUs, memoryBytes: d.Resources.MemoryBytes,
       });
       t.mark('admission');
+      await etcdLoading;
+      t.mark('etcdClientLoaded');
       rmSync(this.dir, { recursive: true, force: true });
       try {
         this.writeCerts({ ca: reply.ca, cert: reply.cert, key });

@@ -3,21 +3,39 @@
  * brings grpc-js and protobufjs (~26 MB of RSS), which a single-host daemon
  * never uses. Call loadEtcd() before making a store; code that already holds
  * a store may use etcdLoaded().
+ *
+ * It loads from the bundle `npm run build` makes (etcd-modules.bundle.mjs,
+ * scripts/bundle-etcd.mjs) when that is at least as new as the tsc output,
+ * else from the module graph (a plain tsc build keeps working).
  */
-export interface EtcdModules {
-  etcd3: typeof import('etcd3');
-  cockatiel: typeof import('cockatiel');
-  store: typeof import('../store/etcd.js');
-}
+import { statSync } from 'node:fs';
 
+export type EtcdModules = typeof import('./etcd-modules.js');
+
+let loading: Promise<EtcdModules> | undefined;
 let loaded: EtcdModules | undefined;
 
-export async function loadEtcd(): Promise<EtcdModules> {
-  if (!loaded) {
-    const [etcd3, cockatiel, store] = await Promise.all([import('etcd3'), import('cockatiel'), import('../store/etcd.js')]);
-    loaded = { etcd3, cockatiel, store };
+function bundleIsFresh(bundle: URL, modular: URL): boolean {
+  try {
+    return statSync(bundle).mtimeMs >= statSync(modular).mtimeMs && statSync(bundle).mtimeMs >= statSync(new URL('../store/etcd.js', import.meta.url)).mtimeMs;
+  } catch {
+    return false;
   }
-  return loaded;
+}
+
+/** Loads the client once; callers at the same time share one load. */
+export function loadEtcd(): Promise<EtcdModules> {
+  if (loaded) return Promise.resolve(loaded);
+  if (!loading) {
+    const bundle = new URL('./etcd-modules.bundle.mjs', import.meta.url);
+    const modular = new URL('./etcd-modules.js', import.meta.url);
+    const p = (bundleIsFresh(bundle, modular) ? import(bundle.href) : import(modular.href)) as Promise<EtcdModules>;
+    loading = p.then((m) => (loaded = m), (e: unknown) => {
+      loading = undefined;
+      throw e;
+    });
+  }
+  return loading;
 }
 
 /** The modules, once loadEtcd() ran (any holder of an EtcdStore knows it did). */
