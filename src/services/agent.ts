@@ -17,6 +17,7 @@ import type { ContainerService, DockerContainerCreate, ImageService } from '../r
 import { decodeAuthHeader, type AuthConfig } from '../runtime/distribution/auth.js';
 import type { Store } from '../store/store.js';
 import { containerName, taskCollection, taskName, TASKS, updateRecord } from './records.js';
+import { applyReport, reportKey, type TaskReport } from './reports.js';
 import { isTerminal, nowIso, NS, stateRank, type PortConfig, type Task, type TaskState } from './types.js';
 
 export const LABEL = {
@@ -42,6 +43,11 @@ export interface AgentDeps {
   log: Logger;
   /** Period of the full pass. */
   resyncMs?: number;
+  /**
+   * True while this node may not write task records (a worker: etcd's RBAC);
+   * it then reports states under its own keys, and managers apply them (./reports.ts).
+   */
+  reportOnly?: () => boolean;
 }
 
 export class Agent {
@@ -157,7 +163,18 @@ export class Agent {
 
   private async handle(taskId: string): Promise<void> {
     const rec = await this.tasks.get(taskId);
-    const t = rec?.value;
+    let t = rec?.value;
+    // A worker's own report that no manager has applied yet is newer than the record.
+    if (t && this.deps.reportOnly?.()) {
+      const kv = await this.deps.store.get(reportKey(this.deps.nodeId, taskId)).catch(() => undefined);
+      if (kv) {
+        try {
+          t = applyReport(t, this.deps.nodeId, JSON.parse(kv.value) as TaskReport) ?? t;
+        } catch {
+          /* a malformed report of our own: the record stands */
+        }
+      }
+    }
     const c = await this.containerOf(taskId);
     if (!t || t.NodeID !== this.deps.nodeId) {
       if (c) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
@@ -170,7 +187,10 @@ export class Agent {
       }
       if (!isTerminal(t.Status.State)) await this.report(t, 'shutdown', 'shutdown');
       if (c) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
-      if (t.DesiredState === 'remove') await this.tasks.delete(t.ID).catch(() => undefined);
+      if (t.DesiredState === 'remove') {
+        if (this.deps.reportOnly?.()) await this.sendReport(t.ID, { Status: t.Status, UpdatedAt: nowIso(), Removed: true }).catch(() => undefined);
+        else await this.tasks.delete(t.ID).catch(() => undefined);
+      }
       return;
     }
     if (isTerminal(t.Status.State)) {
@@ -312,20 +332,33 @@ export class Agent {
     t: Task, state: TaskState, message: string, err?: string,
     cs?: Task['Status']['ContainerStatus'], attachments?: Task['NetworksAttachments'], ports?: PortConfig[],
   ): Promise<Task | undefined> {
-    return updateRecord(this.tasks, t.ID, (cur) => {
-      if (stateRank(cur.Status.State) >= stateRank(state) && !(state === 'running' && cur.Status.State === 'running')) return cur;
-      if (isTerminal(cur.Status.State)) return cur;
-      const next: Task = {
-        ...cur,
-        UpdatedAt: nowIso(),
-        Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: ports?.length ? { Ports: ports } : {} },
-      };
-      if (attachments) next.NetworksAttachments = attachments;
-      return next;
-    }).catch((e) => {
+    const reportOf = (cur: Task): TaskReport => ({
+      UpdatedAt: nowIso(),
+      Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: ports?.length ? { Ports: ports } : {} },
+      ...(attachments ? { NetworksAttachments: attachments } : {}),
+    });
+    if (this.deps.reportOnly?.()) {
+      // A worker: the managers apply it to the record (the same rule, applyReport).
+      return (async () => {
+        const cur = (await this.tasks.get(t.ID))?.value ?? t;
+        const r = reportOf(cur);
+        const next = applyReport(cur, this.deps.nodeId, r);
+        if (!next || next === cur) return cur;
+        await this.sendReport(t.ID, r);
+        return next;
+      })().catch((e) => {
+        this.deps.log.debug({ err: e, task: t.ID }, 'task state report failed');
+        return undefined;
+      });
+    }
+    return updateRecord(this.tasks, t.ID, (cur) => applyReport(cur, this.deps.nodeId, reportOf(cur)) ?? cur).catch((e) => {
       this.deps.log.debug({ err: e, task: t.ID }, 'task state report failed');
       return undefined;
     });
+  }
+
+  private async sendReport(taskId: string, r: TaskReport): Promise<void> {
+    await this.deps.store.put(reportKey(this.deps.nodeId, taskId), JSON.stringify(r));
   }
 }
 

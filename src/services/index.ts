@@ -21,6 +21,7 @@ import type { SchedNode } from './types.js';
 import { IngressMesh, INGRESS_SBOX, type MeshStatus, type PortHolder } from './ingress.js';
 import { hostFirewall } from '../network/firewall/index.js';
 import { join } from 'node:path';
+import { ReportRelay } from './reports.js';
 
 export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
 export const WORKER_NOT_MANAGER = 'This node is not a swarm manager. Worker nodes can\'t be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.';
@@ -57,6 +58,7 @@ export class SwarmServices implements ClusterAware {
   private manager: ServiceManager | undefined;
   private agent: Agent | undefined;
   private elector: LeaderElector | undefined;
+  private relay: ReportRelay | undefined;
   private orchestrator: Orchestrator | undefined;
   private roleTimer: NodeJS.Timeout | undefined;
   private logServer: LogServer | undefined;
@@ -99,6 +101,7 @@ export class SwarmServices implements ClusterAware {
     const dist = this.deps.distribution;
     this.agent = new Agent({
       store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }),
+      reportOnly: () => !m.isManager(),
       ...(dist ? { pullImage: (ref: string, auth: AuthConfig | undefined) => dist.ensure(ref, auth ? { auth } : {}) } : {}),
     });
     this.agent.start();
@@ -131,9 +134,15 @@ export class SwarmServices implements ClusterAware {
       else void this.orchestrator?.stop();
     }, log.child({ part: 'leader' }));
     // Promotion and demotion: only managers campaign.
+    this.relay = new ReportRelay(m.store, log.child({ part: 'reports' }));
     const followRole = (): void => {
-      if (m.isManager()) this.elector?.start();
-      else void this.elector?.stop();
+      if (m.isManager()) {
+        this.elector?.start();
+        this.relay?.start();
+      } else {
+        void this.elector?.stop();
+        void this.relay?.stop();
+      }
     };
     followRole();
     this.roleTimer = setInterval(followRole, 2000);
@@ -160,6 +169,8 @@ export class SwarmServices implements ClusterAware {
     if (this.roleTimer) clearInterval(this.roleTimer);
     this.roleTimer = undefined;
     await this.elector?.stop();
+    await this.relay?.stop();
+    this.relay = undefined;
     await this.orchestrator?.stop();
     await this.agent?.stop();
     this.logServer?.close();

@@ -128,11 +128,12 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  * but secret/ (CA key, join tokens), and writes only records keyed by its
  * own node ID: its liveness key, its subtree, its containers' endpoints on
  * swarm networks, the log requests addressed to it and its answers, its
- * store client's write markers. Two shared records stay writable because
- * nodes allocate from them with compare-and-swap: the address maps of swarm
- * networks (ipam/addr/, a container on a worker takes an address there) and
- * tasks/ (the agent reports its tasks' status in the task record). It can
- * never write nodes/, swarm/, secret/, networks/, netnames/, services/,
+ * store client's write markers, and its task status reports
+ * (node-local/<self>/tasks/, applied by managers: src/services/reports.ts).
+ * One shared record stays writable because nodes allocate from it with
+ * compare-and-swap: the address maps of swarm networks (ipam/addr/, a
+ * container on a worker takes an address there). It can never write nodes/,
+ * swarm/, secret/, networks/, netnames/, services/, tasks/,
  * ipam/config|subnets|vni, another node's liveness, endpoints or logs.
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
@@ -140,7 +141,7 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
     read: [['', 'secret/'], ['secret0', '']],
     readwrite: [
       `alive/${nodeId}`, `node-local/${nodeId}/`, `endpoints/${nodeId}/`, `logs/req/${nodeId}/`, `logs/resp/${nodeId}/`,
-      `\u0000txn/${nodeId}/`, 'ipam/addr/', 'tasks/',
+      `\u0000txn/${nodeId}/`, 'ipam/addr/',
     ],
   };
 }

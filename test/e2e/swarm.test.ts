@@ -180,19 +180,20 @@ test('RBAC: a worker writes only its own records', async () => {
   assert.match(await putAs(h2, `node-local/${id}/probe`, other), /permission denied/);
 
   // etcdctl with the worker's certificate: its own keys yes, another node's no.
-  for (const key of [`endpoints/${id}/n/e`, `logs/resp/${id}/r`, `logs/req/${id}/r`, `node-local/${id}/x`]) {
+  for (const key of [`endpoints/${id}/n/e`, `logs/resp/${id}/r`, `logs/req/${id}/r`, `node-local/${id}/x`, `node-local/${id}/tasks/t`]) {
     const r = await etcdctlAs(h2, 'put', `cove/${key}`, 'x');
     assert.equal(r.code, 0, `${key}: ${r.out}`);
     assert.equal((await etcdctlAs(h2, 'del', `cove/${key}`)).code, 0);
   }
   for (const victim of [other, manager]) {
-    for (const key of [`endpoints/${victim}/n/e`, `logs/resp/${victim}/r`, `logs/req/${victim}/r`, `node-local/${victim}/x`, `alive/${victim}`, `nodes/${victim}`]) {
+    for (const key of [`endpoints/${victim}/n/e`, `logs/resp/${victim}/r`, `logs/req/${victim}/r`, `node-local/${victim}/x`, `node-local/${victim}/tasks/t`, `alive/${victim}`, `nodes/${victim}`]) {
       const r = await etcdctlAs(h2, 'put', `cove/${key}`, 'x');
       assert.notEqual(r.code, 0, `the worker wrote ${JSON.stringify(key)}`);
       assert.match(r.out, /permission denied/, key);
     }
   }
-  for (const key of ['networks/x', 'netnames/x', 'services/x', 'ipam/config', 'ipam/subnets/10.9.0.0_24', 'ipam/vni/9999', 'swarm/cluster', 'secret/tokens']) {
+  // Task records are the managers' (a worker's agent reports under node-local/<self>/tasks/).
+  for (const key of ['networks/x', 'netnames/x', 'services/x', 'tasks/x', 'ipam/config', 'ipam/subnets/10.9.0.0_24', 'ipam/vni/9999', 'swarm/cluster', 'secret/tokens']) {
     const r = await etcdctlAs(h2, 'put', `cove/${key}`, 'x');
     assert.match(r.out, /permission denied/, key);
   }
