@@ -24,6 +24,8 @@ interface LevelResult {
   workerJoinPhasesMs: Record<string, number>;
   nodeLsMs: number[];
   rssMB: { coved: number[]; etcd: number[] };
+  /** Proportional set size: shared pages (node's and etcd's executables) split among the hosts. */
+  pssMB: { coved: number[]; etcd: number[] };
   downAfterKillMs?: number;
 }
 
@@ -93,7 +95,7 @@ async function level(n: number, log: (s: string) => void): Promise<LevelResult> 
     const init = await timed(() => ok(h1.socket, 'POST', '/swarm/init', { ListenAddr: '0.0.0.0:2377', AdvertiseAddr: h1.addr }));
     const sw = JSON.parse(await ok(h1.socket, 'GET', '/swarm')) as { JoinTokens: { Worker: string; Manager: string } };
     const res: LevelResult = {
-      hosts: n, managers, labUpMs, initMs: r1(init.ms), joinMs: { manager: [], worker: [] }, workerJoinPhasesMs: {}, nodeLsMs: [], rssMB: { coved: [], etcd: [] },
+      hosts: n, managers, labUpMs, initMs: r1(init.ms), joinMs: { manager: [], worker: [] }, workerJoinPhasesMs: {}, nodeLsMs: [], rssMB: { coved: [], etcd: [] }, pssMB: { coved: [], etcd: [] },
     };
     for (let i = 1; i < n; i++) {
       const h = hosts[i]!;
@@ -118,6 +120,8 @@ async function level(n: number, log: (s: string) => void): Promise<LevelResult> 
       const r = lab.rssOf(h);
       res.rssMB.coved.push(r1(r.coved / 1024));
       if (r.etcd) res.rssMB.etcd.push(r1(r.etcd / 1024));
+      res.pssMB.coved.push(r1(r.covedPss / 1024));
+      if (r.etcd) res.pssMB.etcd.push(r1(r.etcdPss / 1024));
     }
     if (n > managers) {
       const victim = hosts[n - 1]!;
@@ -141,13 +145,13 @@ async function level(n: number, log: (s: string) => void): Promise<LevelResult> 
 
 function table(rs: LevelResult[]): string {
   const lines = [
-    '| hosts (managers) | lab up | swarm init | manager join (median) | worker join (median, max) | node ls (median) | coved RSS (median, max) | etcd RSS per member | kill -9 -> Down |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| hosts (managers) | lab up | swarm init | manager join (median) | worker join (median, max) | node ls (median) | coved RSS (median, max) | etcd RSS per member | coved PSS (median) | etcd PSS per member | kill -9 -> Down |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs) {
     lines.push(`| ${r.hosts} (${r.managers}) | ${(r.labUpMs / 1000).toFixed(1)} s | ${r.initMs} ms | ${r.joinMs.manager.length ? `${median(r.joinMs.manager)} ms` : '-'} | ` +
       `${r.joinMs.worker.length ? `${median(r.joinMs.worker)} ms, ${Math.max(...r.joinMs.worker)} ms` : '-'} | ${median(r.nodeLsMs)} ms | ` +
-      `${median(r.rssMB.coved)} MB, ${Math.max(...r.rssMB.coved)} MB | ${r.rssMB.etcd.join(', ')} MB | ${r.downAfterKillMs ?? '-'} ms |`);
+      `${median(r.rssMB.coved)} MB, ${Math.max(...r.rssMB.coved)} MB | ${r.rssMB.etcd.join(', ')} MB | ${median(r.pssMB.coved)} MB | ${r.pssMB.etcd.join(', ')} MB | ${r.downAfterKillMs ?? '-'} ms |`);
   }
   lines.push('', 'Worker join phases (median ms): ' + rs.map((r) => `${r.hosts} hosts: ${Object.entries(r.workerJoinPhasesMs).map(([k, v]) => `${k} ${v}`).join(', ')}`).join('; '));
   return lines.join('\n') + '\n';

@@ -303,18 +303,30 @@ export class HostLab {
   }
 
   /** Resident memory (kB) of every process of host h: coved, its etcd member, helpers. */
-  rssOf(h: LabHost): { coved: number; etcd: number; other: number } {
+  rssOf(h: LabHost): { coved: number; etcd: number; other: number; covedPss: number; etcdPss: number } {
     const inode = inodeOf(`/run/netns/${h.netns}`);
-    const out = { coved: 0, etcd: 0, other: 0 };
+    // PSS too: the hosts' processes share their executables' and libraries' pages (node's, etcd's),
+    // which RSS counts in full for each; PSS splits them among the sharers (what one more host costs).
+    const out = { coved: 0, etcd: 0, other: 0, covedPss: 0, etcdPss: 0 };
     if (inode === undefined) return out;
     for (const pid of pidsInNetns(new Set([inode]))) {
       try {
         const status = readFileSync(`/proc/${pid}/status`, 'utf8');
         const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+        let pss = 0;
+        try {
+          pss = Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+        } catch {
+          /* no smaps_rollup */
+        }
         const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        if (pid === h.pid) out.coved += kb;
-        else if (/(^|\/)etcd\0/.test(cmd)) out.etcd += kb;
-        else out.other += kb;
+        if (pid === h.pid) {
+          out.coved += kb;
+          out.covedPss += pss;
+        } else if (/(^|\/)etcd\0/.test(cmd)) {
+          out.etcd += kb;
+          out.etcdPss += pss;
+        } else out.other += kb;
       } catch {
         /* gone */
       }

@@ -148,6 +148,14 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+interface MemberView {
+  byName: Map<string, { reachable: boolean }>;
+  leaderName?: string;
+}
+/** node ls reuses the members' view this long, and serves an older one while it fetches a new one. */
+const MEMBER_VIEW_FRESH_MS = 1000;
+const MEMBER_VIEW_STALE_MS = 5000;
+
 interface Phases {
   mark(name: string): void;
   done(): Record<string, number>;
@@ -351,6 +359,8 @@ export class SwarmController {
     await this.stopJoinServer();
     for (const c of this.statusClients.values()) c.close();
     this.statusClients.clear();
+    this.memberView = undefined;
+    this.memberFetch = undefined;
     const store = this.store;
     this.store = undefined;
     this.membership = undefined;
@@ -1024,16 +1034,46 @@ export class SwarmController {
     };
   }
 
+  /**
+   * The members' view for node ls (Leader/Reachable/Unreachable): one
+   * fetched less than MEMBER_VIEW_FRESH_MS ago is reused, and one less than
+   * MEMBER_VIEW_STALE_MS old answers at once while a new one is fetched (a
+   * status round trip to every member was most of node ls's time). A
+   * manager killed shows Unreachable one refresh later.
+   */
+  private memberStatusCached(): Promise<MemberView> {
+    const now = Date.now();
+    const cur = this.memberView;
+    if (cur && now - cur.at < MEMBER_VIEW_FRESH_MS) return Promise.resolve(cur.value);
+    if (!this.memberFetch) {
+      const fetch = this.memberStatus().then((value) => {
+        if (this.memberFetch === fetch) this.memberView = { at: Date.now(), value };
+        return value;
+      }).finally(() => {
+        if (this.memberFetch === fetch) this.memberFetch = undefined;
+      });
+      this.memberFetch = fetch;
+    }
+    if (cur && now - cur.at < MEMBER_VIEW_STALE_MS) {
+      this.memberFetch.catch(() => undefined);
+      return Promise.resolve(cur.value);
+    }
+    return this.memberFetch;
+  }
+
+  private memberView?: { at: number; value: MemberView };
+  private memberFetch?: Promise<MemberView>;
+
   /** Each etcd member's view: which member leads, which answer. */
-  private async memberStatus(): Promise<{ byName: Map<string, { reachable: boolean }>; leaderName?: string }> {
+  private async memberStatus(): Promise<MemberView> {
     const store = this.store!;
     const list = await store.raw.cluster.memberList({});
-    const c = this.certs();
     const results = await Promise.all(list.members.map(async (m) => {
       const url = m.clientURLs[0];
       if (!url) return { m, ok: false, leader: undefined as string | undefined };
       let client = this.statusClients.get(url);
       if (!client) {
+        const c = this.certs();
         const { etcd3: { Etcd3: Client }, cockatiel: { noop } } = etcdLoaded();
         client = new Client({
           hosts: url,
@@ -1060,16 +1100,24 @@ export class SwarmController {
     return { byName, ...(leader ? { leaderName: leader.name } : {}) };
   }
 
+  /** tlsInfo of the CA (parsed once per CA certificate). */
+  private trustOf(caPem: string): ReturnType<typeof tlsInfo> {
+    if (this.trust?.pem !== caPem) this.trust = { pem: caPem, info: tlsInfo(caPem) };
+    return this.trust.info;
+  }
+
+  private trust?: { pem: string; info: ReturnType<typeof tlsInfo> };
+
   private async allNodes(): Promise<Array<Record<string, unknown>>> {
     const store = this.requireManager();
     const [nodes, alive, st, ca] = await Promise.all([
       store.list('nodes/'),
       store.list('alive/'),
-      this.memberStatus().catch(() => ({ byName: new Map<string, { reachable: boolean }>(), leaderName: undefined as string | undefined })),
+      this.memberStatusCached().catch((): MemberView => ({ byName: new Map<string, { reachable: boolean }>() })),
       store.get('secret/ca'),
     ]);
     const up = new Set(alive.map((kv) => kv.key.slice('alive/'.length)));
-    const trust = ca ? tlsInfo((JSON.parse(ca.value) as KeyPair).cert) : undefined;
+    const trust = ca ? this.trustOf((JSON.parse(ca.value) as KeyPair).cert) : undefined;
     return nodes.map((kv) => {
       const n = JSON.parse(kv.value) as NodeRecord;
       const ready = up.has(n.ID);
