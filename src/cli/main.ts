@@ -324,6 +324,7 @@ function serviceCommands(program: Command): void {
       .option('--restart-condition <condition>', 'Restart when condition is met ("none", "on-failure", "any")')
       .option('--restart-delay <duration>', 'Delay between restart attempts (ns|us|ms|s|m|h)')
       .option('--restart-max-attempts <n>', 'Maximum number of restarts before giving up')
+      .option('--restart-window <duration>', 'Window used to evaluate the restart policy (ns|us|ms|s|m|h)')
       .option('--update-parallelism <n>', 'Maximum number of tasks updated simultaneously (0 to update all at once)')
       .option('--update-delay <duration>', 'Delay between updates (ns|us|ms|s|m|h)')
       .option('--update-order <order>', 'Update order ("start-first", "stop-first")')

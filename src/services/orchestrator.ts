@@ -57,6 +57,16 @@ export class Orchestrator {
   /** Watches on services and tasks, and a pass every tickMs (src/common/reconcile-loop.ts). */
   private readonly loop: ReconcileLoop;
   private readonly updates = new Map<string, UpdateProgress>();
+  /**
+   * swarmkit's restart supervisor history: per service slot (global: node), the
+   * spec version and when each restart replaced an ended task. Kept here and not
+   * counted from the slot's task records, which keep only TASK_HISTORY_LIMIT
+   * tasks (MaxAttempts of 5 or more would never be reached). A new leader seeds
+   * it from the records it finds.
+   */
+  private readonly restarts = new Map<string, { spec: number; at: number[] }>();
+  /** Task ID → whether its restart policy refused it (taken once, see restartPolicyRefuses). */
+  private readonly verdicts = new Map<string, boolean>();
 
   constructor(private readonly deps: OrchestratorDeps) {
     this.services = serviceCollection(deps.store);
@@ -111,6 +121,9 @@ export class Orchestrator {
     }
     // Tasks of removed services: the agents remove them; a down node's are dropped here.
     const known = new Set(services.map((s) => s.id));
+    const taskIds = new Set(tasks.map((t) => t.ID));
+    for (const id of this.verdicts.keys()) if (!taskIds.has(id)) this.verdicts.delete(id);
+    for (const key of this.restarts.keys()) if (!known.has(key.slice(0, key.indexOf('/')))) this.restarts.delete(key);
     for (const t of tasks) {
       if (known.has(t.ServiceID)) continue;
       const node = ctx.nodeById.get(t.NodeID);
@@ -189,7 +202,7 @@ export class Orchestrator {
           count(p.nodeId);
         } else if (ended) {
           if (cur.SpecVersion.Index === svc.SpecVersion.Index && cur.Status.State !== 'complete') failedDuringUpdate ??= cur;
-          const wait = this.restartWait(svc, cur, ts);
+          const wait = this.restartWait(svc, cur, ts, `${svc.ID}/${w.key}`);
           if (wait === -1) {
             // Not restarted (condition none, on-failure after a clean exit, attempts used up): shut down, as swarmkit's
             // restart supervisor does; the slot keeps it as its last task (service ls counts 0 running).
@@ -199,6 +212,7 @@ export class Orchestrator {
             const p = place(w.node);
             await this.createTask(svc, w.slot, p, ctx);
             count(p.nodeId);
+            if (cur.SpecVersion.Index === svc.SpecVersion.Index) this.restartHistory(svc, `${svc.ID}/${w.key}`, ts).at.push(this.now());
           }
         } else if (cur.Status.State === 'running') {
           // start-first: the new task runs, so the older ones of the slot go.
@@ -206,7 +220,7 @@ export class Orchestrator {
             if (old.DesiredState === 'running' && !isTerminal(old.Status.State)) await this.write(old, { ...old, DesiredState: 'shutdown', UpdatedAt: nowIso() });
           }
         }
-      } else if (ended && cur.SpecVersion.Index === svc.SpecVersion.Index && this.restartPolicyRefuses(svc, cur, ts)) {
+      } else if (ended && cur.SpecVersion.Index === svc.SpecVersion.Index && this.restartPolicyRefuses(svc, cur, ts, `${svc.ID}/${w.key}`)) {
         // Shut down above because its restart policy said no: the slot stays without a running task.
       } else if (ended || !nodeOk) {
         const p = place(w.node);
@@ -234,25 +248,53 @@ export class Orchestrator {
     await this.rollingUpdate(svc, wanted.map((w) => groups.get(w.key) ?? []), failedDuringUpdate, ctx);
   }
 
-  /** The restart policy's verdict on an ended task of the current spec: true when it is not to be replaced. */
-  private restartPolicyRefuses(svc: Service, cur: Task, slotTasks: Task[]): boolean {
+  /**
+   * The restart policy's verdict on an ended task of the current spec: true when it is not to be replaced.
+   * MaxAttempts counts the slot's restarts of this spec; with a Window, only those within the window (swarmkit's
+   * restart supervisor). The verdict is taken once, when this leader first sees the task ended, and kept: a
+   * refused slot does not come back later when its old restarts leave the window (swarmkit decides at the
+   * failure only; `service update --force` or a scale brings such a slot back).
+   */
+  private restartPolicyRefuses(svc: Service, cur: Task, slotTasks: Task[], key: string): boolean {
     const policy = svc.Spec.TaskTemplate?.RestartPolicy ?? {};
     const cond = policy.Condition ?? 'any';
     const failed = cur.Status.State !== 'complete' && cur.Status.State !== 'shutdown';
     if (cond === 'none') return true;
     if (cond === 'on-failure' && !failed) return true;
-    if (policy.MaxAttempts && policy.MaxAttempts > 0) {
-      const attempts = slotTasks.filter((t) => t.SpecVersion.Index === svc.SpecVersion.Index && isTerminal(t.Status.State)).length;
-      if (attempts > policy.MaxAttempts) return true;
+    if (!policy.MaxAttempts || policy.MaxAttempts <= 0) return false;
+    const known = this.verdicts.get(cur.ID);
+    if (known !== undefined) return known;
+    const windowMs = (policy.Window ?? 0) / 1e6;
+    const since = this.now() - windowMs;
+    const counted = this.restartHistory(svc, key, slotTasks).at.filter((t) => windowMs <= 0 || t > since).length;
+    const refuses = counted >= policy.MaxAttempts;
+    this.verdicts.set(cur.ID, refuses);
+    return refuses;
+  }
+
+  /** The slot's restart history for the service's current spec; seeded from the task records when this leader has none. */
+  private restartHistory(svc: Service, key: string, slotTasks: Task[]): { spec: number; at: number[] } {
+    const spec = svc.SpecVersion.Index;
+    let h = this.restarts.get(key);
+    if (!h || h.spec !== spec) {
+      // A task of this spec that follows an ended one of this spec replaced it: a restart, made when it was created.
+      const at: number[] = [];
+      for (let i = 1; i < slotTasks.length; i++) {
+        const prev = slotTasks[i - 1]!;
+        const t = slotTasks[i]!;
+        if (t.SpecVersion.Index === spec && prev.SpecVersion.Index === spec && isTerminal(prev.Status.State)) at.push(Date.parse(t.CreatedAt) || this.now());
+      }
+      h = { spec, at };
+      this.restarts.set(key, h);
     }
-    return false;
+    return h;
   }
 
   /** 0 when the ended task `cur` should be replaced now; -1 never; else ms to wait (a timer kicks then). */
-  private restartWait(svc: Service, cur: Task, slotTasks: Task[]): number {
+  private restartWait(svc: Service, cur: Task, slotTasks: Task[], key: string): number {
     const policy = svc.Spec.TaskTemplate?.RestartPolicy ?? {};
     const updating = cur.SpecVersion.Index !== svc.SpecVersion.Index;
-    if (!updating && this.restartPolicyRefuses(svc, cur, slotTasks)) return -1;
+    if (!updating && this.restartPolicyRefuses(svc, cur, slotTasks, key)) return -1;
     const delayMs = Math.round((policy.Delay ?? DEFAULT_RESTART_DELAY_NS) / 1e6);
     const since = this.now() - Date.parse(cur.Status.Timestamp);
     if (since >= delayMs || updating) return 0;

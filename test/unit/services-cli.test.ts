@@ -114,6 +114,18 @@ test('cove service scale, update --network-add/--network-rm, rollback, rm', asyn
   assert.equal(sg.code, 1);
   assert.equal(sg.stderr, 'mon: scale can only be used with replicated or replicated-job mode\n');
 
+  // --restart-max-attempts and --restart-window into the spec on create, changed by update; docker's words for a bad window.
+  const rp = await cove('service', 'create', '--name', 'rp', '-d', '--restart-max-attempts', '3', '--restart-window', '10s', 'busybox');
+  assert.equal(rp.code, 0, rp.stderr);
+  assert.deepEqual((await sw.manager.inspect('rp')).Spec.TaskTemplate?.RestartPolicy, { MaxAttempts: 3, Window: 10_000_000_000 });
+  const ru = await cove('service', 'update', '-d', '--restart-window', '1m', '--restart-max-attempts', '4', 'rp');
+  assert.equal(ru.code, 0, ru.stderr);
+  assert.deepEqual((await sw.manager.inspect('rp')).Spec.TaskTemplate?.RestartPolicy, { MaxAttempts: 4, Window: 60_000_000_000 });
+  const rw = await cove('service', 'create', '-d', '--restart-window', 'soon', 'busybox');
+  assert.equal(rw.code, 1);
+  assert.match(rw.stderr, /^invalid argument "soon" for "--restart-window" flag: time: invalid duration "soon"/);
+  assert.equal((await cove('service', 'rm', 'rp')).code, 0);
+
   const rm = await cove('service', 'rm', 'my-nginx', 'mon', 'nope');
   assert.equal(rm.code, 1);
   assert.equal(rm.stdout, 'my-nginx\nmon\n');

@@ -90,6 +90,59 @@ test('services: a task that exits non-zero is replaced per its restart condition
   }
 });
 
+test('services: --restart-max-attempts counts the slot\'s restarts, with --restart-window only those within it (fake clock)', async () => {
+  let skew = 0;
+  const sw = new FakeSwarm(2, undefined, { now: () => Date.now() + skew });
+  const running = async (svc: string): Promise<Task | undefined> => live(await sw.tasks()).find((x) => x.ServiceID === svc);
+  /** The service's running task exits 3; resolves once the orchestrator saw it failed (and decided). */
+  const fail = async (svc: string): Promise<void> => {
+    await sw.until(`${svc} runs`, async () => Boolean(await running(svc)));
+    const t = (await running(svc))!;
+    sw.containers.get(t.NodeID)!.exit(t.Status.ContainerStatus!.ContainerID!, 3);
+    await sw.until('failed', async () => (await sw.tasks()).some((x) => x.ID === t.ID && x.Status.State === 'failed' && x.DesiredState !== 'running'));
+  };
+  const settled = async (svc: string): Promise<{ tasks: number; running: number }> => {
+    await new Promise((r) => setTimeout(r, 500));
+    const ts = (await sw.tasks()).filter((x) => x.ServiceID === svc);
+    return { tasks: ts.length, running: ts.filter((x) => x.DesiredState === 'running').length };
+  };
+  const spec = (name: string, restart: { MaxAttempts: number; Window?: number }): ServiceSpec => ({
+    ...nginx({ Name: name, Mode: { Replicated: { Replicas: 1 } } }),
+    TaskTemplate: { ContainerSpec: { Image: 'busybox' }, RestartPolicy: { Condition: 'on-failure', Delay: 0.05 * NS, ...restart } },
+  });
+  try {
+    sw.start();
+    // No window: 5 attempts are 5 restarts, counted beyond the slot's task history (5 records kept).
+    const five = (await sw.manager.create(spec('five', { MaxAttempts: 5 }))).ID;
+    for (let i = 0; i < 6; i++) await fail(five);
+    const h = await sw.manager.inspect('five');
+    assert.equal(h.ID, five);
+    assert.deepEqual(await settled(five), { tasks: 5, running: 0 }, 'the 6th failure is not restarted (history trimmed to 5)');
+
+    // Window 10 s: 2 restarts in it are the limit, older ones no longer count.
+    const win = (await sw.manager.create(spec('win', { MaxAttempts: 2, Window: 10 * NS }))).ID;
+    await fail(win); // restart 1
+    await sw.until('restart 1 runs', async () => Boolean(await running(win)));
+    skew += 11_000; // restart 1 leaves the window
+    await fail(win); // 0 in the window: restart 2
+    await fail(win); // 1 in the window: restart 3
+    await fail(win); // 2 in the window: refused
+    assert.deepEqual(await settled(win), { tasks: 4, running: 0 }, '3 restarts, the 4th failure refused');
+    skew += 60_000; // the refusal stays when its restarts leave the window
+    assert.deepEqual(await settled(win), { tasks: 4, running: 0 });
+
+    // The same failures without a window: only 2 restarts in all.
+    const nowin = (await sw.manager.create(spec('nowin', { MaxAttempts: 2 }))).ID;
+    await fail(nowin);
+    skew += 11_000;
+    await fail(nowin);
+    await fail(nowin);
+    assert.deepEqual(await settled(nowin), { tasks: 3, running: 0 }, '2 restarts, the 3rd failure refused');
+  } finally {
+    await sw.close();
+  }
+});
+
 test('services: a node that goes down has its tasks rescheduled on the others; drained nodes are skipped', async () => {
   const sw = new FakeSwarm(3);
   try {

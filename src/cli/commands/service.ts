@@ -99,7 +99,7 @@ function parseNetwork(v: string): { Target: string; Aliases?: string[] } {
 
 export interface ServiceOpts extends HealthFlags {
   name?: string; replicas?: string; mode?: string; network?: string[]; endpointMode?: string; env?: string[];
-  constraint?: string[]; restartCondition?: string; restartDelay?: string; restartMaxAttempts?: string;
+  constraint?: string[]; restartCondition?: string; restartDelay?: string; restartMaxAttempts?: string; restartWindow?: string;
   updateParallelism?: string; updateDelay?: string; updateOrder?: string; updateFailureAction?: string; updateMonitor?: string;
   rollbackParallelism?: string; rollbackDelay?: string; rollbackOrder?: string; rollbackFailureAction?: string;
   publish?: string[]; detach?: boolean; quiet?: boolean; label?: string[]; containerLabel?: string[]; hostname?: string;
@@ -210,6 +210,7 @@ export async function create(cli: Cli, image: string, command: string[], o: Serv
   if (o.restartCondition) rp.Condition = o.restartCondition;
   if (o.restartDelay) rp.Delay = parseDuration(o.restartDelay, '--restart-delay');
   if (o.restartMaxAttempts) rp.MaxAttempts = intFlag(o.restartMaxAttempts, '--restart-max-attempts');
+  if (o.restartWindow) rp.Window = parseDuration(o.restartWindow, '--restart-window');
   if (Object.keys(rp).length) spec.TaskTemplate!.RestartPolicy = rp;
   const auth = o.withRegistryAuth ? encodedAuthFor(image) : undefined;
   const warnings: string[] = [];
@@ -560,6 +561,8 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
   if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode as 'vip' };
   if (o.restartCondition) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Condition: o.restartCondition as 'any' };
   if (o.restartDelay) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Delay: parseDuration(o.restartDelay, '--restart-delay') };
+  if (o.restartMaxAttempts) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), MaxAttempts: intFlag(o.restartMaxAttempts, '--restart-max-attempts') };
+  if (o.restartWindow) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Window: parseDuration(o.restartWindow, '--restart-window') };
   const health = healthcheckFromFlags(o);
   if (health) {
     const cs = (tt.ContainerSpec ??= {}) as Record<string, unknown>;

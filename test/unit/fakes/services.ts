@@ -148,7 +148,8 @@ export class FakeSwarm {
   readonly orchestrator: Orchestrator;
   readonly manager: ServiceManager;
 
-  constructor(n = 3, images = ['nginx:latest', 'busybox:latest']) {
+  /** `now`: the orchestrator's clock (a test moves it to cross restart windows). */
+  constructor(n = 3, images = ['nginx:latest', 'busybox:latest'], opts: { now?: () => number } = {}) {
     this.nodes = Array.from({ length: n }, (_, i) => ({
       id: `node${i + 1}id`, hostname: `node${i + 1}`, role: i === 0 ? 'manager' : 'worker', availability: 'active', state: 'ready',
     }) as SchedNode);
@@ -160,7 +161,7 @@ export class FakeSwarm {
         store: this.store, nodeId: node.id, containers: cs as unknown as ContainerService, images: fakeImages(images), events, log: silentLogger, resyncMs: 200,
       }));
     }
-    this.orchestrator = new Orchestrator({ store: this.store, nodes: async () => this.nodes.map((x) => ({ ...x })), log: silentLogger, tickMs: 100 });
+    this.orchestrator = new Orchestrator({ store: this.store, nodes: async () => this.nodes.map((x) => ({ ...x })), log: silentLogger, tickMs: 100, ...(opts.now ? { now: opts.now } : {}) });
     this.manager = new ServiceManager(this.store, fakeNetworks);
   }
 
