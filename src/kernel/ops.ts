@@ -16,6 +16,7 @@ import { isKernelError, KernelError } from './errors.js';
 import { IpBatch, ipBatchOnce, ipJson } from './ip.js';
 import { createNetns, deleteNetns, DISABLE_IPV6, writeSysctls } from './netns.js';
 import { configureInNetns, type NetnsOp } from './rtnl.js';
+import { renderXfrm, type XfrmOp } from './xfrm.js';
 import { ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, cidr, port as checkPort, isIPv4, ipv6, parentIfName } from './validate.js';
 
 export type KernelOp =
@@ -63,7 +64,9 @@ export type KernelOp =
   | { kind: 'neigh-add'; dev: string; ip: string; mac: string }
   | { kind: 'neigh-del'; dev: string; ip: string }
   /** Inside a sandbox netns over rtnetlink (no process): addresses, up, sysctls, routes. */
-  | { kind: 'rtnl'; ops: NetnsOp[] };
+  | { kind: 'rtnl'; ops: NetnsOp[] }
+  /** IPsec SAs and policies (the overlay's ESP transport; src/kernel/xfrm.ts). */
+  | XfrmOp;
 
 export type Rendered = { tool: 'ip' | 'bridge'; line: string } | { tool: 'rtnl'; ops: NetnsOp[] };
 
@@ -153,6 +156,11 @@ export function render(op: KernelOp): Rendered {
       return { tool: 'ip', line: `neigh del ${ip(op.ip, 'neighbour address')} dev ${ifName(op.dev)}` };
     case 'rtnl':
       return { tool: 'rtnl', ops: op.ops };
+    case 'xfrm-state-add':
+    case 'xfrm-state-del':
+    case 'xfrm-policy-update':
+    case 'xfrm-policy-del':
+      return { tool: 'ip', line: renderXfrm(op) };
   }
 }
 

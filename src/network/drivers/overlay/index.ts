@@ -22,8 +22,11 @@ import {
   OPT_MTU, VXLAN, endpointMac, joinOps, networkUpOps, overlayConfig, overlayMtu, overlayNetnsPath, peerDiffOps, peerEntry,
   type OverlayConfig, type ProgrammedPeer,
 } from './plan.js';
-import { PlainTransport, type UnderlayTransport } from './transport.js';
+import { PlainTransport, type PeerNode, type UnderlayTransport } from './transport.js';
 import { WireguardTransport } from './wireguard.js';
+import { EspTransport } from './esp.js';
+import { EncryptedTransport } from './encrypted-transport.js';
+import { probeEsp } from '../../../kernel/xfrm.js';
 
 /** A network that is up on this host. */
 interface ActiveNetwork {
@@ -201,7 +204,7 @@ export class OverlayDriver implements NetworkDriver {
       this.log?.info({ network: net.name, vni: cfg.vni, mtu, underlay: local.address }, 'overlay network up on this host');
     }
     this.active.set(net.id, a);
-    await transport.setNetworkPeers?.(net.id, []);
+    await transport.setNetworkPeers?.(cfg, []);
     // Peers the controller told about before the network came up here.
     const wanted = this.wantedPeers.get(net.id);
     if (wanted) await this.programPeers(a, wanted);
@@ -216,7 +219,9 @@ export class OverlayDriver implements NetworkDriver {
       want.set(p.id, peerEntry(p, a.transport.remote({ nodeId: p.nodeId, dataPathAddr: p.underlay })));
     }
     // Encryption peers first, so the first VXLAN packet to a new node finds its WireGuard peer.
-    await a.transport.setNetworkPeers?.(a.cfg.id, [...new Set(peers.filter((p) => p.nodeId !== self).map((p) => p.nodeId))]);
+    const nodes = new Map<string, PeerNode>();
+    for (const p of peers) if (p.nodeId !== self) nodes.set(p.nodeId, { nodeId: p.nodeId, dataPathAddr: p.underlay });
+    await a.transport.setNetworkPeers?.(a.cfg, [...nodes.values()]);
     const ops = peerDiffOps(a.peers, want);
     if (ops.length === 0) return;
     try {
@@ -255,13 +260,16 @@ export class OverlayDriver implements NetworkDriver {
 /** The registry's factory (src/network/drivers/registry.ts). */
 export function createDriver(ctx: DriverContext): OverlayDriver {
   const d = new OverlayDriver(ctx);
-  // Encrypted networks: wireguard-go (this kernel has no ESP; see wireguard.ts). The
-  // environment overrides are for tests: a node without wireguard-go, a short rotation.
+  // Encrypted networks. The environment overrides are for tests: a node without
+  // wireguard-go, a short rotation.
   const rotate = Number(process.env.COVE_ENCRYPTION_ROTATE_MS);
-  d.setTransport('encrypted', new WireguardTransport({
+  const wireguard = new WireguardTransport({
     kernel: d.kernelOps, dataRoot: ctx.config.dataRoot, execRoot: ctx.config.execRoot, log: ctx.log,
     ...(process.env.COVE_WIREGUARD_GO ? { binary: process.env.COVE_WIREGUARD_GO } : {}),
     ...(rotate > 0 ? { rotateMs: rotate } : {}),
-  }));
+  });
+  // ESP where the kernel has it (Docker's way), wireguard-go otherwise: the kernel is asked (encrypted-transport.ts).
+  const esp = new EspTransport({ kernel: d.kernelOps, log: ctx.log });
+  d.setTransport('encrypted', new EncryptedTransport(esp, wireguard, probeEsp, ctx.log, process.env.COVE_ENCRYPTION === 'wireguard-go'));
   return d;
 }

@@ -27,7 +27,7 @@ export interface UnderlayTransport {
   /** Where VXLAN packets for a peer node go. */
   remote(peer: PeerNode): string;
   /** The other nodes with endpoints on a network up here that uses this transport (encryption peers). */
-  setNetworkPeers?(networkId: string, nodeIds: string[]): Promise<void>;
+  setNetworkPeers?(net: { id: string; vni: number }, peers: PeerNode[]): Promise<void>;
   /** That network left this host. */
   releaseNetwork?(networkId: string): void;
   /** What `network inspect` shows about the transport on this node. */

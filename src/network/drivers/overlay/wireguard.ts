@@ -217,10 +217,10 @@ export class WireguardTransport implements UnderlayTransport {
   }
 
   /** The driver: which other nodes have endpoints on an encrypted network up here. */
-  async setNetworkPeers(networkId: string, nodeIds: string[]): Promise<void> {
+  async setNetworkPeers(net: { id: string }, peers: PeerNode[]): Promise<void> {
     if (this.stopTimer) clearTimeout(this.stopTimer);
     this.stopTimer = undefined;
-    this.netPeers.set(networkId, new Set(nodeIds));
+    this.netPeers.set(net.id, new Set(peers.map((p) => p.nodeId)));
     await this.serial(() => this.reconcile());
   }
 
