@@ -111,6 +111,8 @@ export async function wgSet(name: string, args: string[]): Promise<void> {
 
 export interface WgPeerState {
   publicKey: string;
+  /** Base64, absent when the peer has none. */
+  presharedKey?: string;
   endpoint?: string;
   allowedIps: string[];
   /** Unix seconds of the last handshake, 0 = never. */
@@ -140,6 +142,7 @@ export function parseWgDump(text: string): WgDeviceState {
     const p = l.split('\t');
     return {
       publicKey: p[0]!,
+      ...(p[1] && p[1] !== '(none)' ? { presharedKey: p[1] } : {}),
       ...(p[2] && p[2] !== '(none)' ? { endpoint: p[2] } : {}),
       allowedIps: p[3] && p[3] !== '(none)' ? p[3].split(',') : [],
       latestHandshake: Number(p[4] ?? 0),

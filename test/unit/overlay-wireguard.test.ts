@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROTATION_KEY, parseRotation, requestKeyRotation } from '../../src/cluster/key-rotation.js';
 import { parseWgDump } from '../../src/kernel/wireguard.js';
-import { newKeyPair, parseRecord, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
+import { newKeyPair, pairPresharedKey, parseRecord, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 
 test('device names fit IFNAMSIZ and differ per node', () => {
@@ -98,4 +98,31 @@ test('node records from the store: malformed ones count as no key (a watch never
   assert.equal(parseRecord(JSON.stringify({ ...good, publicKey: 'x remove' })), undefined);
   assert.equal(parseRecord(JSON.stringify({ ...good, endpoint: '192.0.2.11:51820 peer X' })), undefined);
   assert.equal(parseRecord(JSON.stringify({ ...good, tunnelAddr: undefined })), undefined);
+});
+
+test('PresharedKeys: the same on both ends of a pair, different per pair and per ring key, a WireGuard key (32 bytes)', () => {
+  const k1 = { tag: 1, key: Buffer.alloc(16, 1).toString('base64') };
+  const k2 = { tag: 2, key: Buffer.alloc(16, 2).toString('base64') };
+  const ab = pairPresharedKey(k1, 'nodeA', 'nodeB');
+  assert.equal(pairPresharedKey(k1, 'nodeB', 'nodeA'), ab);
+  assert.match(ab, /^[A-Za-z0-9+/]{43}=$/);
+  assert.notEqual(pairPresharedKey(k1, 'nodeA', 'nodeC'), ab);
+  assert.notEqual(pairPresharedKey(k2, 'nodeA', 'nodeB'), ab);
+});
+
+test('peer diff with PresharedKeys: a changed key is set through a file (never on the command line); the same key is left alone', () => {
+  const have = [{ publicKey: 'P', presharedKey: 'OLDPSK', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'] }];
+  const same = new Map([['P', { endpoint: '192.0.2.12:51820', allowed: '100.64.0.2/32', psk: 'OLDPSK' }]]);
+  assert.deepEqual(peerSetArgs(have, same, () => assert.fail('no file for an unchanged key')), []);
+  const rotated = new Map([['P', { endpoint: '192.0.2.12:51820', allowed: '100.64.0.2/32', psk: 'NEWPSK' }]]);
+  assert.deepEqual(peerSetArgs(have, rotated, (k) => `/keys/${k}.psk`), [
+    'peer', 'P', 'endpoint', '192.0.2.12:51820', 'allowed-ips', '100.64.0.2/32', 'persistent-keepalive', '25', 'preshared-key', '/keys/P.psk',
+  ]);
+  assert.ok(!peerSetArgs(have, rotated, () => '/f').includes('NEWPSK'));
+});
+
+test('wg show dump: the preshared key column', () => {
+  const d = parseWgDump('PRIV\tPUB\t51820\toff\nPEER\tPSKB64\t192.0.2.12:51820\t100.64.0.2/32\t0\t0\t0\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n');
+  assert.equal(d.peers[0]!.presharedKey, 'PSKB64');
+  assert.equal(d.peers[1]!.presharedKey, undefined);
 });

@@ -17,20 +17,28 @@
  *   up here (the driver reports them), that are still swarm members
  *   (`nodes/<id>`: a removed node is dropped at once, its key no longer
  *   accepted) and have published a key.
- * - Keys rotate when the managers bump `swarm/encryption-rotation`
- *   (src/cluster/key-rotation.ts): the node installs a new private key and
- *   publishes its public key; peers swap the key of that peer in one `wg set`
- *   (same allowed IP, so routing never changes; TCP rides over the short gap).
+ * - Keys rotate make-before-break: the node's key pair is its identity and
+ *   stays; what the managers rotate (src/cluster/key-rotation.ts, their key
+ *   ring) is each pair's WireGuard PresharedKey, derived from the ring's
+ *   primary key and the two node IDs (both ends compute the same one without
+ *   talking). A PresharedKey change does not touch the session in use
+ *   (wireguard-go mixes it in at the next handshake only), so traffic keeps
+ *   flowing on the current session while every node installs the new key;
+ *   the next handshake (every 2 minutes, or on demand) uses it. A handshake
+ *   that falls into the milliseconds when two nodes disagree fails and is
+ *   retried 5 s later, still on the current session (valid for 180 s). The
+ *   former way, a new key pair per rotation, forced a handshake that could
+ *   only succeed once the peer had the new public key: that was a break.
  * - wireguard-go runs detached with its PID in `<exec-root>/wireguard/`, so a
  *   daemon restart re-adopts it; a check every few seconds restarts it if it
  *   died. It ends when the last encrypted network leaves this host.
  */
-import { createHash, generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, createHmac, generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Unavailable } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { DEFAULT_ROTATION_MS, ROTATION_KEY, parseRotation, requestKeyRotation } from '../../../cluster/key-rotation.js';
+import { DEFAULT_ROTATION_MS, ROTATION_KEY, parseRotation, primaryKey, requestKeyRotation, type DataPathKey } from '../../../cluster/key-rotation.js';
 import type { KernelOps } from '../../../kernel/ops.js';
 import {
   WIREGUARD_GO, WIREGUARD_OVERHEAD, startWireguardGo, stopWireguardGo, wgSet, wgShow, wireguardPid,
@@ -86,14 +94,41 @@ export function newKeyPair(): { privateKey: string; publicKey: string } {
   return { privateKey: b64(privateKey.export({ format: 'jwk' }).d), publicKey: b64(publicKey.export({ format: 'jwk' }).x) };
 }
 
-/** `wg set` arguments taking the device's peers from `have` to `want` (public key -> peer). */
-export function peerSetArgs(have: Array<{ publicKey: string; endpoint?: string; allowedIps: string[] }>, want: Map<string, { endpoint: string; allowed: string }>): string[] {
+/**
+ * The PresharedKey of the pair (a, b) under ring key `key`: HMAC-SHA256 of
+ * the sorted node IDs, so it is the same on both ends and differs per pair
+ * (one pair's key says nothing about another's).
+ */
+export function pairPresharedKey(key: DataPathKey, a: string, b: string): string {
+  const [x, y] = [a, b].sort();
+  return createHmac('sha256', Buffer.from(key.key, 'base64')).update(`cove wireguard psk\n${key.tag}\n${x}\n${y}`).digest('base64');
+}
+
+export interface WantedPeer {
+  endpoint: string;
+  allowed: string;
+  /** Base64 PresharedKey (none before the managers' key ring exists). */
+  psk?: string;
+}
+
+/**
+ * `wg set` arguments taking the device's peers from `have` to `want` (public
+ * key -> peer). `pskFile(k)` names the file `wg` reads peer k's PresharedKey
+ * from (wg takes keys only from files: never on a command line).
+ */
+export function peerSetArgs(
+  have: Array<{ publicKey: string; presharedKey?: string; endpoint?: string; allowedIps: string[] }>,
+  want: Map<string, WantedPeer>,
+  pskFile: (publicKey: string) => string = () => '/dev/null',
+): string[] {
   const args: string[] = [];
   for (const p of have) if (!want.has(p.publicKey)) args.push('peer', p.publicKey, 'remove');
   for (const [key, w] of want) {
     const h = have.find((p) => p.publicKey === key);
-    if (h && h.endpoint === w.endpoint && h.allowedIps.length === 1 && h.allowedIps[0] === w.allowed) continue;
+    const pskSame = !w.psk || h?.presharedKey === w.psk;
+    if (h && pskSame && h.endpoint === w.endpoint && h.allowedIps.length === 1 && h.allowedIps[0] === w.allowed) continue;
     args.push('peer', key, 'endpoint', w.endpoint, 'allowed-ips', w.allowed, 'persistent-keepalive', '25');
+    if (w.psk && !pskSame) args.push('preshared-key', pskFile(key));
   }
   return args;
 }
@@ -133,7 +168,8 @@ export class WireguardTransport implements UnderlayTransport {
   private readonly records = new Map<string, WireguardRecord>();
   private readonly members = new Set<string>();
   private readonly netPeers = new Map<string, Set<string>>();
-  private rotation = 0;
+  /** The managers' key ring (oldest first). */
+  private keys: DataPathKey[] = [];
   /** The device is up and configured in this daemon's life. */
   private up = false;
   private chain: Promise<unknown> = Promise.resolve();
@@ -183,7 +219,9 @@ export class WireguardTransport implements UnderlayTransport {
       this.scheduleReconcile();
     }));
     this.stops.push(st.watch(ROTATION_KEY, (ev) => {
-      if (ev.type === 'put') this.onRotation(parseRotation(ev.kv.value).generation);
+      if (ev.type !== 'put') return;
+      this.keys = parseRotation(ev.kv.value).keys;
+      this.scheduleReconcile();
     }));
     this.ready = (async () => {
       for (const kv of await st.list('node-local/')) {
@@ -191,7 +229,7 @@ export class WireguardTransport implements UnderlayTransport {
         if (rec) this.records.set(kv.key.split('/')[1]!, rec);
       }
       for (const kv of await st.list('nodes/')) this.members.add(kv.key.slice('nodes/'.length));
-      this.rotation = parseRotation((await st.get(ROTATION_KEY))?.value).generation;
+      this.keys = parseRotation((await st.get(ROTATION_KEY))?.value).keys;
     })().catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'wireguard: reading the cluster store failed'));
     const timer = setInterval(() => void this.tick(), SUPERVISE_MS);
     timer.unref();
@@ -253,6 +291,7 @@ export class WireguardTransport implements UnderlayTransport {
       'com.cove.network.encryption': 'wireguard-go',
       'com.cove.network.encryption.interface': this.ifName,
       'com.cove.network.encryption.tunnel': tunnelAddress(this.cluster.nodeId),
+      ...(primaryKey(this.keys) ? { 'com.cove.network.encryption.key-tag': String(primaryKey(this.keys)!.tag) } : {}),
     };
   }
 
@@ -295,7 +334,7 @@ export class WireguardTransport implements UnderlayTransport {
     const c = this.cluster!;
     const name = this.ifName;
     let key = this.loadKey();
-    if (!key) key = { ...newKeyPair(), generation: this.rotation };
+    if (!key) key = { ...newKeyPair(), generation: 0 };
     const keyPath = this.saveKey(key);
     if (!wireguardPid(this.pidFile, name)) {
       // A device left without its process (or a stale socket) goes first.
@@ -315,7 +354,6 @@ export class WireguardTransport implements UnderlayTransport {
     await this.publish(key);
     this.up = true;
     await this.reconcile();
-    if (key.generation < this.rotation) await this.rotate(this.rotation);
   }
 
   private async publish(key: KeyFile): Promise<void> {
@@ -333,38 +371,31 @@ export class WireguardTransport implements UnderlayTransport {
   private async reconcile(): Promise<void> {
     const c = this.cluster;
     if (!c || !this.up) return;
-    const want = new Map<string, { endpoint: string; allowed: string }>();
+    const want = new Map<string, WantedPeer>();
+    const primary = primaryKey(this.keys);
     const nodes = new Set<string>();
     for (const s of this.netPeers.values()) for (const n of s) nodes.add(n);
     for (const n of nodes) {
       const r = this.records.get(n);
       if (n === c.nodeId || !r || !this.members.has(n)) continue;
-      want.set(r.publicKey, { endpoint: r.endpoint, allowed: `${r.tunnelAddr}/32` });
+      want.set(r.publicKey, { endpoint: r.endpoint, allowed: `${r.tunnelAddr}/32`, ...(primary ? { psk: pairPresharedKey(primary, c.nodeId, n) } : {}) });
     }
     const have = await wgShow(this.ifName);
-    const args = peerSetArgs(have.peers, want);
-    if (args.length === 0) return;
-    await wgSet(this.ifName, args);
-    this.opts.log?.debug({ device: this.ifName, peers: [...want.values()].map((w) => w.allowed) }, 'wireguard: peers updated');
-  }
-
-  private onRotation(generation: number): void {
-    this.rotation = Math.max(this.rotation, generation);
-    void this.serial(() => this.rotate(generation)).catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'wireguard: key rotation failed'));
-  }
-
-  /** A new key pair for this node (the device keeps running; peers swap our key when the record changes). */
-  private async rotate(generation: number): Promise<void> {
-    if (!this.cluster) return;
-    const cur = this.loadKey();
-    if (cur && cur.generation >= generation) return;
-    const key: KeyFile = { ...newKeyPair(), generation };
-    const keyPath = this.saveKey(key);
-    if (this.up) {
-      await wgSet(this.ifName, ['private-key', keyPath]);
-      await this.publish(key);
-      this.opts.log?.info({ device: this.ifName, generation }, 'wireguard: key rotated');
+    // PresharedKeys go to wg through files (0600, in the key directory, removed right after).
+    const files: string[] = [];
+    const args = peerSetArgs(have.peers, want, (k) => {
+      const f = join(this.keyDir, `${this.ifName}.psk${files.length}`);
+      writeFileSync(f, `${want.get(k)!.psk}\n`, { mode: 0o600 });
+      files.push(f);
+      return f;
+    });
+    try {
+      if (args.length === 0) return;
+      await wgSet(this.ifName, args);
+    } finally {
+      for (const f of files) rmSync(f, { force: true });
     }
+    this.opts.log?.debug({ device: this.ifName, peers: [...want.values()].map((w) => w.allowed), keyTag: primary?.tag }, 'wireguard: peers updated');
   }
 
   /** Supervision (the device's process is alive, or restarted) and, on managers, the rotation schedule. */
