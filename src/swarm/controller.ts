@@ -130,9 +130,11 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  * swarm networks, the log requests addressed to it and its answers, its
  * store client's write markers, and its task status reports
  * (node-local/<self>/tasks/, applied by managers: src/services/reports.ts).
- * One shared record stays writable because nodes allocate from it with
+ * Two shared records stay writable because nodes allocate from them with
  * compare-and-swap: the address maps of swarm networks (ipam/addr/, a
- * container on a worker takes an address there). It can never write nodes/,
+ * container on a worker takes an address there) and the WireGuard tunnel
+ * address claims (tunnels/wireguard/, a node claims its own when an
+ * encrypted network comes up there). It can never write nodes/,
  * swarm/, secret/, networks/, netnames/, services/, tasks/,
  * ipam/config|subnets|vni, another node's liveness, endpoints or logs.
  */
@@ -141,7 +143,7 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
     read: [['', 'secret/'], ['secret0', '']],
     readwrite: [
       `alive/${nodeId}`, `node-local/${nodeId}/`, `endpoints/${nodeId}/`, `logs/req/${nodeId}/`, `logs/resp/${nodeId}/`,
-      `\u0000txn/${nodeId}/`, 'ipam/addr/',
+      `\u0000txn/${nodeId}/`, 'ipam/addr/', 'tunnels/wireguard/',
     ],
   };
 }

@@ -74,8 +74,12 @@ test('the seed\'s encrypted network: a container on three hosts, ping, DNS and T
 });
 
 test('network inspect: encrypted, wireguard-go on this node (the ESP probe refused), MTU 1370 (VXLAN over WireGuard)', async () => {
+  const tunnels = new Set<string>();
   for (let i = 0; i < 3; i++) {
     const opts = JSON.parse(await dockerOk(H[i]!, ['network', 'inspect', '-f', '{{json .Options}}', NET])) as Record<string, string>;
+    // Each node's tunnel address was claimed in the cluster store: distinct, in 100.64.0.0/10.
+    assert.match(opts['com.cove.network.encryption.tunnel'] ?? '', /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+$/);
+    tunnels.add(opts['com.cove.network.encryption.tunnel']!);
     assert.equal(opts.encrypted, '', `host ${i + 1}: ${JSON.stringify(opts)}`);
     assert.equal(opts['com.cove.network.encryption'], 'wireguard-go');
     // The kernel was asked for ESP first (Docker's mechanism) and refused: that is why wireguard-go carries it.
@@ -84,6 +88,7 @@ test('network inspect: encrypted, wireguard-go on this node (the ESP probe refus
     const mtu = await dockerOk(H[i]!, ['exec', `e${i + 1}`, 'cat', '/sys/class/net/eth0/mtu']);
     assert.equal(mtu, '1370');
   }
+  assert.equal(tunnels.size, 3, `tunnel addresses: ${[...tunnels].join(' ')}`);
   // A full-size packet (1370 - 28) crosses without fragmentation.
   assert.ok(await retry(async () => (await docker(H[1]!, ['exec', 'e2', 'ping', '-c', '1', '-W', '2', '-s', '1342', 'e1'])).code === 0, 5));
 });

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROTATION_KEY, parseRotation, requestKeyRotation } from '../../src/cluster/key-rotation.js';
 import { parseWgDump } from '../../src/kernel/wireguard.js';
-import { newKeyPair, pairPresharedKey, parseRecord, peerSetArgs, tunnelAddress, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
+import { newKeyPair, pairPresharedKey, parseRecord, peerSetArgs, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
+import { TUNNEL_CLAIMS, claimTunnelAddress, tunnelCandidates } from '../../src/network/drivers/overlay/tunnel-address.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 
 test('device names fit IFNAMSIZ and differ per node', () => {
@@ -21,18 +22,52 @@ test('device names fit IFNAMSIZ and differ per node', () => {
   assert.notEqual(a, wireguardIfName('y3kq9zk1y2m3n4b5v6c7x8z9a'));
 });
 
-test('tunnel addresses: stable per node, inside 100.64.0.0/10, never the network or broadcast address', () => {
-  const ids = Array.from({ length: 200 }, (_, i) => `node${i}`);
-  const addrs = ids.map(tunnelAddress);
-  assert.equal(tunnelAddress('node7'), addrs[7]);
-  for (const a of addrs) {
+test('tunnel address candidates: stable per node, inside 100.64.0.0/10, never the network or broadcast address', () => {
+  const firsts = Array.from({ length: 200 }, (_, i) => tunnelCandidates(`node${i}`, 1)[0]!);
+  assert.equal(tunnelCandidates('node7', 1)[0], firsts[7]);
+  for (const a of [...firsts, ...tunnelCandidates('x', 300)]) {
     const [o1, o2] = a.split('.').map(Number);
     assert.equal(o1, 100);
     assert.ok(o2! >= 64 && o2! <= 127, a);
     assert.notEqual(a, '100.64.0.0');
     assert.notEqual(a, '100.127.255.255');
   }
-  assert.equal(new Set(addrs).size, addrs.length);
+  assert.equal(new Set(tunnelCandidates('x', 300)).size, 300);
+});
+
+test('tunnel addresses are claimed by compare-and-swap: two nodes whose IDs hash alike never share one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-tun-'));
+  const store = new EmbeddedStore(dir);
+  try {
+    const members = new Set(['a', 'b', 'c']);
+    const isMember = async (id: string): Promise<boolean> => members.has(id);
+    // Force the worst case: every node's hash gives the same first candidates.
+    const same = ['100.64.0.5', '100.64.0.6', '100.64.0.7'];
+    const [ra, rb] = await Promise.all([
+      claimTunnelAddress(store, 'a', isMember, { candidates: same }),
+      claimTunnelAddress(store, 'b', isMember, { candidates: same }),
+    ]);
+    assert.notEqual(ra, rb, 'concurrent claims of one address: one wins, the other takes the next');
+    assert.deepEqual([ra, rb].sort(), ['100.64.0.5', '100.64.0.6']);
+    // A restart keeps the address (the hint from its record, or its claim among the candidates).
+    assert.equal(await claimTunnelAddress(store, 'a', isMember, { hint: ra, candidates: same }), ra);
+    assert.equal(await claimTunnelAddress(store, 'b', isMember, { candidates: same }), rb);
+    assert.equal(await claimTunnelAddress(store, 'c', isMember, { candidates: same }), '100.64.0.7');
+    await assert.rejects(claimTunnelAddress(store, 'd', isMember, { candidates: same }), /no free WireGuard tunnel address/);
+    // A node that left the swarm: its address goes to the next node that needs one.
+    members.delete('a');
+    members.add('d');
+    assert.equal(await claimTunnelAddress(store, 'd', isMember, { candidates: same }), ra);
+    assert.equal((await store.get(TUNNEL_CLAIMS + ra))?.value, 'd');
+    // With real IDs: 300 nodes, 300 distinct addresses.
+    const ids = Array.from({ length: 300 }, (_, i) => `node-${i}`);
+    for (const id of ids) members.add(id);
+    const addrs = await Promise.all(ids.map((id) => claimTunnelAddress(store, id, isMember)));
+    assert.equal(new Set(addrs).size, ids.length);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('key pairs are WireGuard keys: wg pubkey derives the same public key', () => {

@@ -44,7 +44,12 @@ export class EncryptedTransport implements UnderlayTransport {
     return (await this.choose()).local(self);
   }
 
-  remote(peer: PeerNode): string {
+  onRemotesChanged(cb: () => void): void {
+    this.esp.onRemotesChanged?.(cb);
+    this.wireguard.onRemotesChanged?.(cb);
+  }
+
+  remote(peer: PeerNode): string | undefined {
     // Only called for a network that is up, so after local() chose.
     return (this.current ?? this.wireguard).remote(peer);
   }

@@ -69,6 +69,15 @@ export class OverlayDriver implements NetworkDriver {
   /** Registers an underlay transport ('encrypted': used by networks created with --opt encrypted). */
   setTransport(name: string, t: UnderlayTransport): void {
     this.transports.set(name, t);
+    t.onRemotesChanged?.(() => {
+      for (const [id, a] of this.active) {
+        if (a.transport !== t) continue;
+        void this.mutex.run(id, async () => {
+          const cur = this.active.get(id);
+          if (cur) await this.programPeers(cur, this.wantedPeers.get(id) ?? []);
+        }).catch((e: Error) => this.log?.warn({ err: e.message, network: id }, 'overlay: re-programming peers failed'));
+      }
+    });
   }
 
   private transportFor(net: DriverNetwork): UnderlayTransport {
@@ -216,7 +225,9 @@ export class OverlayDriver implements NetworkDriver {
     const want = new Map<string, ProgrammedPeer>();
     for (const p of peers) {
       if (p.nodeId === self || !p.mac) continue;
-      want.set(p.id, peerEntry(p, a.transport.remote({ nodeId: p.nodeId, dataPathAddr: p.underlay })));
+      // Not known yet (an encrypted peer that has not published its tunnel address): no entry until it has.
+      const dst = a.transport.remote({ nodeId: p.nodeId, dataPathAddr: p.underlay });
+      if (dst) want.set(p.id, peerEntry(p, dst));
     }
     // Encryption peers first, so the first VXLAN packet to a new node finds its WireGuard peer.
     const nodes = new Map<string, PeerNode>();

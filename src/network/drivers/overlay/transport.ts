@@ -24,8 +24,10 @@ export interface UnderlayTransport {
    * when a network comes up on this host; may set the transport up.
    */
   local(self: PeerNode): Promise<{ address: string; mtu: number }>;
-  /** Where VXLAN packets for a peer node go. */
-  remote(peer: PeerNode): string;
+  /** Where VXLAN packets for a peer node go; undefined: not known yet (see onRemotesChanged). */
+  remote(peer: PeerNode): string | undefined;
+  /** Calls back when remote() may answer differently for some peer (the driver then re-programs its peers). */
+  onRemotesChanged?(cb: () => void): void;
   /** The other nodes with endpoints on a network up here that uses this transport (encryption peers). */
   setNetworkPeers?(net: { id: string; vni: number }, peers: PeerNode[]): Promise<void>;
   /** That network left this host. */

@@ -7,9 +7,11 @@
  *   vxlan0 local 100.x.a ─► wg device ══ UDP 51820 ══► wg device ─► vxlan0 local 100.x.b
  *
  * - One device per node, named `cwg<12 of the node ID>` (unique per machine:
- *   UAPI sockets are shared by every netns). Its tunnel address is derived
- *   from the node ID (100.64.0.0/10), so a peer's address is known as soon
- *   as its endpoints are; a clash is refused, never guessed around.
+ *   UAPI sockets are shared by every netns). Its tunnel address
+ *   (100.64.0.0/10) is claimed in the cluster store, unique by
+ *   compare-and-swap (tunnel-address.ts); peers learn it from the node's
+ *   record, and a peer whose record is not known yet gets no VXLAN entries
+ *   until it is (the driver is told when records change).
  * - The node makes its own key pair; the private key stays in its data root
  *   (0600), the public key, WireGuard endpoint and tunnel address go to the
  *   cluster store at `node-local/<node id>/wireguard`.
@@ -33,7 +35,7 @@
  *   daemon restart re-adopts it; a check every few seconds restarts it if it
  *   died. It ends when the last encrypted network leaves this host.
  */
-import { createHash, createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Unavailable } from '../../../common/errors.js';
@@ -45,9 +47,9 @@ import {
 } from '../../../kernel/wireguard.js';
 import type { Store } from '../../../store/store.js';
 import type { PeerNode, UnderlayTransport } from './transport.js';
+import { claimTunnelAddress } from './tunnel-address.js';
 
 export const WG_PORT = 51820;
-const TUNNEL_BASE = (100 << 24) | (64 << 16); // 100.64.0.0/10
 const TUNNEL_PREFIX = 10;
 const SUPERVISE_MS = 3000;
 const STOP_GRACE_MS = 5000;
@@ -77,15 +79,6 @@ interface KeyFile {
 /** The device name for a node: unique per machine, within IFNAMSIZ. */
 export function wireguardIfName(nodeId: string): string {
   return `cwg${nodeId.replace(/[^a-z0-9]/gi, '').slice(0, 12)}`;
-}
-
-/** The node's tunnel address, from its ID: 100.64.0.1 - 100.127.255.254. */
-export function tunnelAddress(nodeId: string): string {
-  const h = createHash('sha256').update(nodeId).digest();
-  let n = h.readUInt32BE(0) & 0x3fffff;
-  if (n === 0 || n === 0x3fffff) n = 1;
-  const v = (TUNNEL_BASE | n) >>> 0;
-  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
 }
 
 export function newKeyPair(): { privateKey: string; publicKey: string } {
@@ -175,6 +168,9 @@ export class WireguardTransport implements UnderlayTransport {
   private chain: Promise<unknown> = Promise.resolve();
   private reconcilePending = false;
   private stopTimer: NodeJS.Timeout | undefined;
+  /** This node's claimed tunnel address (once a network came up here). */
+  private tunnelAddr: string | undefined;
+  private remotesChanged: (() => void) | undefined;
 
   constructor(private readonly opts: WireguardTransportOptions) {
     this.binary = opts.binary ?? WIREGUARD_GO;
@@ -208,9 +204,12 @@ export class WireguardTransport implements UnderlayTransport {
       if (!ev.kv.key.endsWith('/wireguard')) return;
       const id = ev.kv.key.split('/')[1]!;
       const rec = ev.type === 'put' ? parseRecord(ev.kv.value) : undefined;
+      const before = this.records.get(id)?.tunnelAddr;
       if (rec) this.records.set(id, rec);
       else this.records.delete(id);
       this.scheduleReconcile();
+      // A peer's tunnel address appeared or moved: the driver re-points its VXLAN entries.
+      if (id !== this.cluster?.nodeId && rec?.tunnelAddr !== before) this.remotesChanged?.();
     }));
     this.stops.push(st.watch('nodes/', (ev) => {
       const id = ev.kv.key.slice('nodes/'.length);
@@ -242,16 +241,18 @@ export class WireguardTransport implements UnderlayTransport {
       throw new Unavailable(`encrypted overlay networks need wireguard-go on this node (${this.binary} not found; this kernel has no IPsec ESP either): refusing to carry the network unencrypted`);
     }
     await this.ready;
-    const address = tunnelAddress(self.nodeId);
-    const clash = [...this.records.values()].find((r) => r.nodeId !== self.nodeId && r.tunnelAddr === address && this.members.has(r.nodeId));
-    if (clash) throw new Unavailable(`wireguard tunnel address ${address} of this node is taken by node ${clash.nodeId}`);
     const underlay = (await this.opts.kernel.mtuOfAddress(self.dataPathAddr).catch(() => undefined)) ?? 1500;
     await this.serial(() => this.ensureDevice());
-    return { address, mtu: underlay - WIREGUARD_OVERHEAD };
+    return { address: this.tunnelAddr!, mtu: underlay - WIREGUARD_OVERHEAD };
   }
 
-  remote(peer: PeerNode): string {
-    return tunnelAddress(peer.nodeId);
+  /** The peer's claimed tunnel address, from its record; undefined until it has published one. */
+  remote(peer: PeerNode): string | undefined {
+    return this.records.get(peer.nodeId)?.tunnelAddr;
+  }
+
+  onRemotesChanged(cb: () => void): void {
+    this.remotesChanged = cb;
   }
 
   /** The driver: which other nodes have endpoints on an encrypted network up here. */
@@ -290,7 +291,7 @@ export class WireguardTransport implements UnderlayTransport {
     return {
       'com.cove.network.encryption': 'wireguard-go',
       'com.cove.network.encryption.interface': this.ifName,
-      'com.cove.network.encryption.tunnel': tunnelAddress(this.cluster.nodeId),
+      ...(this.tunnelAddr ? { 'com.cove.network.encryption.tunnel': this.tunnelAddr } : {}),
       ...(primaryKey(this.keys) ? { 'com.cove.network.encryption.key-tag': String(primaryKey(this.keys)!.tag) } : {}),
     };
   }
@@ -347,8 +348,11 @@ export class WireguardTransport implements UnderlayTransport {
     // Same key again is a no-op in wireguard-go (sessions are kept): safe on adoption.
     await wgSet(name, ['listen-port', String(this.port), 'private-key', keyPath]);
     const mtu = ((await this.opts.kernel.mtuOfAddress(c.dataPathAddr).catch(() => undefined)) ?? 1500) - WIREGUARD_OVERHEAD;
+    this.tunnelAddr = await claimTunnelAddress(c.store, c.nodeId, async (id) => (await c.store.get(`nodes/${id}`)) !== undefined, {
+      hint: this.records.get(c.nodeId)?.tunnelAddr,
+    });
     await this.opts.kernel.apply(null, [
-      { kind: 'addr', dev: name, cidr: `${tunnelAddress(c.nodeId)}/${TUNNEL_PREFIX}` },
+      { kind: 'addr', dev: name, cidr: `${this.tunnelAddr}/${TUNNEL_PREFIX}` },
       { kind: 'link-set', name, mtu, up: true },
     ]);
     await this.publish(key);
@@ -359,7 +363,7 @@ export class WireguardTransport implements UnderlayTransport {
   private async publish(key: KeyFile): Promise<void> {
     const c = this.cluster!;
     const rec: WireguardRecord = {
-      nodeId: c.nodeId, publicKey: key.publicKey, endpoint: `${c.dataPathAddr}:${this.port}`, tunnelAddr: tunnelAddress(c.nodeId), generation: key.generation,
+      nodeId: c.nodeId, publicKey: key.publicKey, endpoint: `${c.dataPathAddr}:${this.port}`, tunnelAddr: this.tunnelAddr!, generation: key.generation,
     };
     const have = this.records.get(c.nodeId);
     if (have && JSON.stringify(have) === JSON.stringify(rec)) return;
