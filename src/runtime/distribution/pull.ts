@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { NotFound, InvalidParameter } from '../../common/errors.js';
-import { DigestMismatch } from '../images/blobs.js';
+import { CHUNK, DigestMismatch } from '../images/blobs.js';
 import { chainIdOf, LayerDigestMismatch } from '../images/layers.js';
 import { familiarRepo, familiarString, type NamedRef } from '../images/reference.js';
 import type { ImageStore, ImageConfig } from '../images/store.js';
@@ -217,7 +217,7 @@ async function extractLayer(
         },
       });
       // Decompressed, hashed and unpacked in one pass; the layer is kept only if its diff ID matches.
-      const compressed = createReadStream(images.blobs.path(desc.digest));
+      const compressed = createReadStream(images.blobs.path(desc.digest), { highWaterMark: CHUNK });
       compressed.on('error', (e) => counting.destroy(e));
       let meta;
       try {

@@ -43,6 +43,13 @@ const hexOf = (digest: string): string => {
   return m[1]!;
 };
 
+/**
+ * Chunk size for reading layers and for zlib's output: with node's 64 KiB file
+ * reads and zlib's 16 KiB chunks, the per-chunk cost of each stage (hash, tar,
+ * progress) dominated a 64 MB layer; 1 MiB made extraction about 3x faster.
+ */
+export const CHUNK = 1 << 20;
+
 export class DigestMismatch extends Error {
   constructor(readonly expected: string, readonly actual: string) {
     super(`filesystem layer verification failed for digest ${expected}`);
@@ -197,7 +204,7 @@ export class BlobStore {
           let hash = createHash('sha256');
           let total = 0;
           if (have > 0) {
-            for await (const chunk of createReadStream(partial)) {
+            for await (const chunk of createReadStream(partial, { highWaterMark: CHUNK })) {
               hash.update(chunk as Buffer);
               total += (chunk as Buffer).length;
             }
@@ -295,10 +302,10 @@ export class BlobStore {
   /** The uncompressed layer tar, from the kept tar or by gunzipping the compressed blob. */
   async openTar(diffId: string): Promise<Readable> {
     const info = await this.diffInfo(diffId);
-    if (info.tar && this.has(diffId)) return createReadStream(this.path(diffId));
+    if (info.tar && this.has(diffId)) return createReadStream(this.path(diffId), { highWaterMark: CHUNK });
     if (info.compressed && this.has(info.compressed.digest)) {
-      const src = createReadStream(this.path(info.compressed.digest));
-      return /gzip/.test(info.compressed.mediaType) ? src.pipe(createGunzip()) : src;
+      const src = createReadStream(this.path(info.compressed.digest), { highWaterMark: CHUNK });
+      return /gzip/.test(info.compressed.mediaType) ? src.pipe(createGunzip({ chunkSize: CHUNK })) : src;
     }
     throw new Error(`layer ${diffId} has no content stored (loaded before Cove kept layer content); load or pull the image again`);
   }
@@ -308,7 +315,7 @@ export class BlobStore {
     const info = await this.diffInfo(diffId);
     if (info.compressed && this.has(info.compressed.digest)) return info.compressed;
     const tarStream = await this.openTar(diffId);
-    const { digest, size } = await this.write(tarStream.pipe(createGzip({ level: 6 })));
+    const { digest, size } = await this.write(tarStream.pipe(createGzip({ level: 6, chunkSize: CHUNK })));
     const blob: CompressedBlob = { digest, size, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' };
     await this.updateDiff(diffId, (cur) => ({ ...cur, compressed: blob }));
     return blob;
