@@ -16,6 +16,9 @@ if (selected.length === 0) {
   console.error('no test files found (did `npm run build` run?)');
   process.exit(1);
 }
+// The whole suite also runs the static checks (`npm run lint`: import circles and layers; see package.json).
+const lint = only.length ? { status: 0 } : spawnSync('npm', ['run', '-s', 'lint'], { cwd: root, stdio: 'inherit' });
+if (lint.status !== 0) console.error('npm run lint failed (the tests run anyway)');
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...selected], { cwd: root, stdio: 'inherit' });
 // The leak check lives in the repository (not beside it), so every clone runs it.
 const l = spawnSync('bash', [join(root, 'scripts/leaks.sh')], { stdio: 'inherit' });
@@ -23,4 +26,4 @@ if (l.status !== 0) {
   console.error('the test suite left kernel objects or processes behind');
   process.exit(r.status || 1);
 }
-process.exit(r.status ?? 1);
+process.exit(r.status !== 0 ? (r.status ?? 1) : lint.status === 0 ? 0 : 1);

@@ -169,3 +169,11 @@ export async function jsonBody<T>(ctx: Ctx, shape?: Shape, opts: { optional?: bo
   }
   return (value ?? {}) as T;
 }
+
+/** Docker's time parameter: seconds, seconds.nanos, or an RFC 3339 date. */
+export function parseTimestamp(value: string, name: string): number {
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new InvalidParameter(`invalid value for ${name}: ${value}`);
+  return ms / 1000;
+}

@@ -21,9 +21,9 @@ import { swarmRoutes } from './routes/swarm.js';
 import { serviceRoutes } from './routes/services.js';
 import { volumeRoutes } from './routes/volumes.js';
 
-export type Handler = (ctx: Ctx) => Promise<void>;
-export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
-export interface Route { method: Method; path: string; handler: Handler }
+import type { Handler, Method, Route } from './route.js';
+
+export type { Handler, Method, Route };
 
 /** The oldest API version a client may ask for (moby's floor). */
 export const MIN_API_VERSION = '1.24';

@@ -1,6 +1,6 @@
 /** docker's --health-* and --no-healthcheck flags (run, create, service create) to a HealthConfig. */
 import { CliError } from './client.js';
-import { parseDuration } from './commands/service.js';
+import { parseDuration } from './duration.js';
 
 export interface HealthFlags {
   healthCmd?: string; healthInterval?: string; healthTimeout?: string; healthRetries?: string;

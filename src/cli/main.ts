@@ -5,16 +5,9 @@
  * (and node:http) is imported when the command runs.
  */
 import { Command } from './args.js';
-import type { Client } from './client.js';
+import type { Cli } from './cli.js';
 
-export interface Cli {
-  client: Client;
-  out(text: string): void;
-  err(text: string): void;
-  exitCode: number;
-  /** Prefix for daemon errors: "cove: " for run/create like docker's "docker: ". */
-  errorPrefix: string;
-}
+export type { Cli };
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 

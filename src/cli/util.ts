@@ -1,5 +1,5 @@
 /** Small helpers shared by the cove commands. */
-import type { Cli } from './main.js';
+import type { Cli } from './cli.js';
 import { ApiError, CliError } from './client.js';
 
 /** --filter k=v (repeated) → the API's filters map. */

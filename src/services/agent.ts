@@ -12,7 +12,7 @@
  * that died while the daemon was down).
  */
 import type { Logger } from '../common/log.js';
-import type { EventBus, DockerEvent } from '../daemon/events.js';
+import type { EventBus, DockerEvent } from '../common/events.js';
 import type { ContainerService, DockerContainerCreate, ImageService } from '../runtime/types.js';
 import { decodeAuthHeader, type AuthConfig } from '../runtime/distribution/auth.js';
 import type { Store } from '../store/store.js';

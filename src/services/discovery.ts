@@ -12,7 +12,7 @@
  *     agent reports it (the container's exit event).
  */
 import type { Logger } from '../common/log.js';
-import type { EventBus } from '../daemon/events.js';
+import type { EventBus } from '../common/events.js';
 import { ReconcileLoop } from '../common/reconcile-loop.js';
 import { nftApply } from '../kernel/nft.js';
 import type { ContainerService } from '../runtime/types.js';

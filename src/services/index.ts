@@ -7,7 +7,7 @@
 import type { Logger } from '../common/log.js';
 import { Unavailable } from '../common/errors.js';
 import type { ClusterAware, Membership } from '../cluster/membership.js';
-import type { EventBus } from '../daemon/events.js';
+import type { EventBus } from '../common/events.js';
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
 import type { AuthConfig } from '../runtime/distribution/auth.js';

@@ -16,7 +16,7 @@ import { InvalidParameter } from '../common/errors.js';
 import type { Ctx } from '../api/request.js';
 import { boolQuery } from '../api/request.js';
 import { MULTIPLEXED_STREAM, frame } from '../api/stream.js';
-import { parseTimestamp } from '../api/routes/system.js';
+import { parseTimestamp } from '../api/request.js';
 import type { ContainerService, LogOptions } from '../runtime/types.js';
 import type { Store } from '../store/store.js';
 import type { ServiceManager } from './manager.js';

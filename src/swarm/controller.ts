@@ -23,7 +23,7 @@ import type https from 'node:https';
 import type { Etcd3, Range } from 'etcd3';
 import type { Logger } from '../common/log.js';
 import { Conflict, CoveError, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
-import type { DaemonConfig } from '../daemon/config.js';
+import type { DaemonConfig } from '../common/config.js';
 import type { EtcdStore } from '../store/etcd.js';
 import { etcdLoaded, loadEtcd } from './etcd-client.js';
 import type { Lease, WatchEvent } from '../store/store.js';

@@ -1,11 +1,11 @@
 /** /containers and /exec: lifecycle, inspect, list, logs, attach, wait, exec. */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
 import { containerCreateShape, execCreateShape, execStartShape } from '../shapes.js';
 import { InvalidParameter } from '../../common/errors.js';
 import type { DockerContainerCreate, DockerExecCreate, IoSession, LogOptions } from '../../runtime/types.js';
 import { MULTIPLEXED_STREAM, RAW_STREAM, frame, runSession } from '../stream.js';
-import { parseTimestamp } from './system.js';
+import { parseTimestamp } from '../request.js';
 import { pipeline } from 'node:stream/promises';
 
 async function create(ctx: Ctx): Promise<void> {

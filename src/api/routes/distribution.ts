@@ -1,5 +1,5 @@
 /** POST /auth (docker login) and GET /distribution/{name}/json (the registry's view of an image). */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { param, type Ctx } from '../request.js';
 import { InvalidParameter, Unavailable } from '../../common/errors.js';
 import { decodeAuthHeader, type AuthConfig } from '../../runtime/distribution/index.js';

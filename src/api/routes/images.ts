@@ -5,7 +5,7 @@
  * a proper HTTP status (so `docker pull` shows "Error response from daemon"),
  * after it an in-band errorDetail line, as dockerd does.
  */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, param, type Ctx } from '../request.js';
 import { InvalidParameter, NotFound, Unavailable } from '../../common/errors.js';
 import { decodeAuthHeader, type DistributionService } from '../../runtime/distribution/index.js';

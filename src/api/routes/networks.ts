@@ -1,5 +1,5 @@
 /** /networks: list, inspect, create, remove, connect, disconnect, prune. */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, jsonBody, param, type Ctx } from '../request.js';
 import { networkConnectShape, networkCreateShape, networkDisconnectShape } from '../shapes.js';
 import { InvalidParameter } from '../../common/errors.js';

@@ -3,7 +3,7 @@
  * (src/services) validates, stores and answers in Docker's shapes; outside a
  * swarm, or on a worker, it answers Docker's 503.
  */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
 import { Unavailable } from '../../common/errors.js';
 import { NOT_A_MANAGER } from '../../services/index.js';

@@ -3,7 +3,7 @@
  * (src/swarm). Services, tasks, secrets and configs answer as a Docker engine
  * that is not a manager until their own handlers exist.
  */
-import type { Route, Method } from '../server.js';
+import type { Route, Method } from '../route.js';
 import { boolQuery, filtersQuery, jsonBody, param, type Ctx } from '../request.js';
 import { InvalidParameter, Unavailable } from '../../common/errors.js';
 import type { SwarmController } from '../../swarm/controller.js';

@@ -1,8 +1,7 @@
 /** GET|HEAD /_ping, GET /version, GET /info, GET /events. */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import type { Ctx } from '../request.js';
-import { filtersQuery } from '../request.js';
-import { InvalidParameter } from '../../common/errors.js';
+import { filtersQuery, parseTimestamp } from '../request.js';
 import type { DockerEvent } from '../../daemon/events.js';
 import type { Filters } from '../../network/types.js';
 
@@ -28,14 +27,6 @@ async function ping(ctx: Ctx): Promise<void> {
   ctx.reply.setHeader('Pragma', 'no-cache');
   ctx.reply.setHeader('Swarm', ctx.engine.swarm?.pingState() ?? 'inactive');
   ctx.reply.text(200, 'OK');
-}
-
-/** Docker's time parameter: seconds, seconds.nanos, or an RFC 3339 date. */
-export function parseTimestamp(value: string, name: string): number {
-  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new InvalidParameter(`invalid value for ${name}: ${value}`);
-  return ms / 1000;
 }
 
 function matches(ev: DockerEvent, filters: Filters): boolean {

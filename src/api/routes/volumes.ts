@@ -1,5 +1,5 @@
 /** /volumes: create, list, inspect, remove, prune (local driver). */
-import type { Route } from '../server.js';
+import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, jsonBody, param, type Ctx } from '../request.js';
 import { volumeCreateShape } from '../shapes.js';
 import type { VolumeCreate } from '../../runtime/volumes/store.js';

@@ -1,5 +1,5 @@
 /** cove stop|kill|restart|rm|ps|logs|inspect|wait|rename|port */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
 import { confirm, eachName, filtersFrom, reportErrors } from '../util.js';

@@ -1,7 +1,7 @@
 /** cove images | image ls|rm|inspect|tag|import|load */
 import { createReadStream, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError, readProgress } from '../client.js';
 import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
 import { eachName, filtersFrom, reportErrors } from '../util.js';

@@ -3,7 +3,7 @@
  * src/lab/hosts.ts). Needs root; talks to no daemon.
  */
 import { spawn } from 'node:child_process';
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { CliError } from '../client.js';
 import { HostLab } from '../../lab/hosts.js';
 

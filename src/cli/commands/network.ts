@@ -1,5 +1,5 @@
 /** cove network ls|create|rm|inspect|connect|disconnect|prune */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, goTimeString, inspectJson, naturalLess, sortedObject } from '../format.js';
 import { filtersFrom, keyValues, confirm } from '../util.js';

@@ -1,5 +1,5 @@
 /** `cove node ls|inspect|promote|demote|update|rm`, with docker's tables and words. */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { CliError } from '../client.js';
 import { filtersFrom, eachName } from '../util.js';
 import { formatEach, formatList, inspectJson } from '../format.js';

@@ -1,6 +1,6 @@
 /** cove pull | push | login | logout | search — registries, as docker's CLI does them. */
 import { createWriteStream } from 'node:fs';
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError, readAll } from '../client.js';
 import { eraseCredentials, registryAuthHeader, serverKey, storeCredentials } from '../credentials.js';
 import { renderProgress } from '../progress.js';

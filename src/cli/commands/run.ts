@@ -1,5 +1,5 @@
 /** cove run | create | start | exec | attach: the commands that carry stdio. */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
 import { eachName, keyValues } from '../util.js';
 import { pipeSession } from '../stdio.js';

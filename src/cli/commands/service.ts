@@ -1,5 +1,5 @@
 /** cove service create|ls|ps|inspect|scale|logs|update|rollback|rm, with docker's flags and outputs. */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
 import { formatEach, formatList, humanDuration, inspectJson } from '../format.js';
 import { filtersFrom, keyValues, reportErrors } from '../util.js';
@@ -9,25 +9,12 @@ import type { PortConfig, Service, ServiceSpec, Task, UpdateConfig } from '../..
 import { registryAuthHeader } from '../credentials.js';
 import { parseNamed } from '../../runtime/images/reference.js';
 import type { MeshStatus } from '../../services/ingress.js';
+import { parseDuration } from '../duration.js';
+
+export { parseDuration };
 
 const NS = 1_000_000_000;
 const shortId = (id: string): string => id.slice(0, 12);
-
-/** Go's time.ParseDuration for the units docker users write: "10s", "1m30s", "500ms", "1h". */
-export function parseDuration(v: string, flag: string): number {
-  if (/^\d+$/.test(v) && Number(v) === 0) return 0;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let m: RegExpExecArray | null;
-  let pos = 0;
-  while ((m = re.exec(v))) {
-    const unit = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: NS, m: 60 * NS, h: 3600 * NS }[m[2]!]!;
-    total += Number(m[1]) * unit;
-    pos = re.lastIndex;
-  }
-  if (!v || pos !== v.length) throw new CliError(`invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
-  return Math.round(total);
-}
 
 /** Go's Duration.String(): "5s", "1m30s", "500ms", "0s". */
 export function formatDuration(ns: number): string {

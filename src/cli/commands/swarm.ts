@@ -1,5 +1,5 @@
 /** `cove swarm init|join|leave|join-token|update|unlock-key|inspect`, with docker's output. */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { CliError } from '../client.js';
 import { formatEach, inspectJson } from '../format.js';
 

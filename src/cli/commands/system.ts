@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../common/repo-root.js';
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { CLIENT_API_VERSION, readProgress } from '../client.js';
 import { formatEach, goJson } from '../format.js';
 import { filtersFrom } from '../util.js';

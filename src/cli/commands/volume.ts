@@ -1,5 +1,5 @@
 /** cove volume create|ls|inspect|rm|prune, as docker's. */
-import type { Cli } from '../main.js';
+import type { Cli } from '../cli.js';
 import { ApiError } from '../client.js';
 import { formatEach, formatList, inspectJson, naturalLess, sortedObject } from '../format.js';
 import { confirm, eachName, filtersFrom, keyValues } from '../util.js';

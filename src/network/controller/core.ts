@@ -10,8 +10,8 @@
  * that dies half-way finds and removes the leftovers at restore().
  */
 import { Collection, type Store } from '../../store/store.js';
-import type { DaemonConfig } from '../../daemon/config.js';
-import type { EventBus } from '../../daemon/events.js';
+import type { DaemonConfig } from '../../common/config.js';
+import type { EventBus } from '../../common/events.js';
 import type { Logger } from '../../common/log.js';
 import { NotFound, InvalidParameter } from '../../common/errors.js';
 import type { Membership } from '../../cluster/membership.js';

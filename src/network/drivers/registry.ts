@@ -9,7 +9,7 @@ import { NotFound } from '../../common/errors.js';
 import { DEFAULT_PLUGIN_DIRS, DEFAULT_PLUGIN_TIMEOUT_MS, findPlugin } from '../plugins.js';
 import { activateRemoteDriver } from './remote/index.js';
 import type { NetworkDriver } from '../driver.js';
-import type { DaemonConfig } from '../../daemon/config.js';
+import type { DaemonConfig } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
 import type { KernelOps } from '../../kernel/ops.js';
 import type { Firewall } from '../firewall/index.js';

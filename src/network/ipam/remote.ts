@@ -11,7 +11,7 @@
  */
 import { InvalidParameter, NotFound, SystemError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { DaemonConfig } from '../../daemon/config.js';
+import type { DaemonConfig } from '../../common/config.js';
 import type { DockerIpamConfig } from '../types.js';
 import { DEFAULT_PLUGIN_DIRS, DEFAULT_PLUGIN_TIMEOUT_MS, PluginClient, PluginMethodNotFound, activatePlugin, describeAddr, findPlugin } from '../plugins.js';
 import { formatCidr, formatIp, tryParseCidr, tryParseIp, type Family } from './ip.js';

@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { Collection, type Store } from '../../store/store.js';
 import { Conflict, CoveError, InvalidParameter, NotFound } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/log.js';
-import type { EventBus } from '../../daemon/events.js';
+import type { EventBus } from '../../common/events.js';
 import { isMounted } from '../containers/rootfs.js';
 
 const run = promisify(execFile);
