@@ -38,7 +38,8 @@ const RUNS = 8;
 const IPERF_SECONDS = 4;
 const IPERF_RUNS = 5;
 
-interface JoinSample { host: string; runMs: number; cpuMs: number }
+/** cpuMs: the whole lab's CPU for the join; joinerCpuMs: the joining host's; perPeerCpuMs: the mean of each host already on the network. */
+interface JoinSample { host: string; runMs: number; cpuMs: number; joinerCpuMs: number; perPeerCpuMs: number }
 interface SeenSample { runMs: number; resolvedMs: number; reachedMs: number; error?: string }
 interface LevelResult {
   hosts: number;
@@ -52,6 +53,26 @@ interface LevelResult {
   runOverlayMs: number[];
   runBridgeMs: number[];
   throughputGbps?: { overlay: number[]; rawVxlan: number[]; underlay: number[] };
+  /** Median phases (ms) of h2's runs onto the overlay, from its coved's log: the sandbox's and the overlay endpoint's. */
+  runPhasesMs: { sandbox: Record<string, number>; endpoint: Record<string, number> };
+}
+
+/** Median of each phase over the phasesMs h's coved logged with message `msg` (the last `last` of them). */
+function loggedPhases(lab: HostLab, h: LabHost, msg: string, last: number): Record<string, number> {
+  const all: Array<Record<string, number>> = [];
+  for (const line of lab.daemonLog(h).split('\n')) {
+    if (!line.includes(`"msg":"${msg}"`)) continue;
+    try {
+      const rec = JSON.parse(line) as { phasesMs?: Record<string, number> };
+      if (rec.phasesMs) all.push(rec.phasesMs);
+    } catch {
+      /* not JSON */
+    }
+  }
+  const some = all.slice(-last);
+  const out: Record<string, number> = {};
+  for (const k of new Set(some.flatMap((p) => Object.keys(p)))) out[k] = median(some.map((p) => p[k] ?? 0));
+  return out;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -88,21 +109,27 @@ async function inspect(h: LabHost, id: string): Promise<{ sandbox: string; ip: s
   return { sandbox: c.NetworkSettings.SandboxKey, ip: c.NetworkSettings.Networks[NET]?.IPAddress ?? '' };
 }
 
-/** CPU time (ms) used so far by every process in the lab's host namespaces. */
-function labCpuMs(lab: HostLab): number {
-  const inodes = new Set(lab.state.hosts.map((h) => inodeOf(`/run/netns/${h.netns}`)).filter((x): x is number => x !== undefined));
-  let ticks = 0;
-  for (const pid of pidsInNetns(inodes)) {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(rest[11]) + Number(rest[12]); // utime, stime
-    } catch {
-      /* gone */
+/** CPU time (ms) used so far by the processes in each host's namespace (coved, etcd, conmon, ...), by host. */
+function labCpuMs(lab: HostLab): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const h of lab.state.hosts) {
+    const ino = inodeOf(`/run/netns/${h.netns}`);
+    let ticks = 0;
+    for (const pid of ino === undefined ? [] : pidsInNetns(new Set([ino]))) {
+      try {
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(rest[11]) + Number(rest[12]); // utime, stime
+      } catch {
+        /* gone */
+      }
     }
+    out.set(h.name, (ticks * 1000) / CLK_TCK);
   }
-  return (ticks * 1000) / CLK_TCK;
+  return out;
 }
+
+const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
 
 async function formSwarm(lab: HostLab, managers: number): Promise<void> {
   const [h1, ...rest] = lab.state.hosts as [LabHost, ...LabHost[]];
@@ -195,20 +222,28 @@ async function level(n: number, withThroughput: boolean, log: (s: string) => voi
     await sleep(1000);
     const idle0 = labCpuMs(lab);
     await sleep(3000);
-    const idleCpuMsPerS = (labCpuMs(lab) - idle0) / 3;
+    const idle1 = labCpuMs(lab);
+    const idleRate = new Map([...idle1].map(([k, v]) => [k, (v - idle0.get(k)!) / 3000]));
+    const idleCpuMsPerS = (sum(idle1) - sum(idle0)) / 3;
 
-    const res: LevelResult = { hosts: n, managers, loadBefore, swarmMs: r1(sw.ms), joins: [], idleCpuMsPerS: r1(idleCpuMsPerS), seen: [], runOverlayMs: [], runBridgeMs: [] };
+    const res: LevelResult = { hosts: n, managers, loadBefore, swarmMs: r1(sw.ms), joins: [], idleCpuMsPerS: r1(idleCpuMsPerS), seen: [], runOverlayMs: [], runBridgeMs: [], runPhasesMs: { sandbox: {}, endpoint: {} } };
     const ids: string[] = [];
-    for (const h of hosts) {
+    for (const [k, h] of hosts.entries()) {
       const c0 = labCpuMs(lab);
       const t0 = nowMs();
       const r = await timed(() => runContainer(h, `j-${h.name}`, NET));
       ids.push(r.value);
       // Let every host's watch finish programming the new peer before counting CPU.
       await sleep(1500);
-      const cpuMs = labCpuMs(lab) - c0 - (idleCpuMsPerS * (nowMs() - t0)) / 1000;
-      res.joins.push({ host: h.name, runMs: r1(r.ms), cpuMs: r1(cpuMs) });
-      log(`  ${h.name} joined ${NET}: run ${r1(r.ms)} ms, lab CPU ${r1(cpuMs)} ms`);
+      const c1 = labCpuMs(lab);
+      const dt = nowMs() - t0;
+      const used = new Map([...c1].map(([name, v]) => [name, v - c0.get(name)! - idleRate.get(name)! * dt]));
+      const peers = hosts.slice(0, k).map((p) => used.get(p.name)!);
+      const s: JoinSample = {
+        host: h.name, runMs: r1(r.ms), cpuMs: r1(sum(used)), joinerCpuMs: r1(used.get(h.name)!), perPeerCpuMs: peers.length ? r1(peers.reduce((a, b) => a + b, 0) / peers.length) : NaN,
+      };
+      res.joins.push(s);
+      log(`  ${h.name} joined ${NET}: run ${s.runMs} ms; CPU: lab ${s.cpuMs} ms, joiner ${s.joinerCpuMs} ms, each host already on it ${s.perPeerCpuMs} ms`);
     }
 
     // Visibility: the last host waits for a container run on h1.
@@ -236,7 +271,9 @@ async function level(n: number, withThroughput: boolean, log: (s: string) => voi
         into.push(r1(r.ms));
       }
     }
-    log(`  run on h2: overlay median ${median(res.runOverlayMs)} ms, bridge median ${median(res.runBridgeMs)} ms`);
+    res.runPhasesMs = { sandbox: loggedPhases(lab, h2, 'sandbox on a swarm network made', RUNS), endpoint: loggedPhases(lab, h2, 'swarm endpoint joined', RUNS) };
+    log(`  run on h2: overlay median ${median(res.runOverlayMs)} ms, bridge median ${median(res.runBridgeMs)} ms; ` +
+      `overlay phases (median ms): sandbox ${JSON.stringify(res.runPhasesMs.sandbox)}, its overlay endpoint ${JSON.stringify(res.runPhasesMs.endpoint)}`);
 
     if (withThroughput) {
       const [a, b] = [await inspect(h1, ids[0]!), await inspect(h2, ids[1]!)];
@@ -267,7 +304,7 @@ async function level(n: number, withThroughput: boolean, log: (s: string) => voi
 function table(rs: LevelResult[]): string {
   const fin = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
   const lines = [
-    '| hosts (managers) | load before | B resolves after A\'s run returned (median, max) | B reaches (median, max) | run onto overlay (median, max) | run onto bridge (median) | first run on a host joining (median; last host) | lab CPU per host joining (median; last host) |',
+    '| hosts (managers) | load before | B resolves after A\'s run returned (median, max) | B reaches (median, max) | run onto overlay (median, max) | run onto bridge (median) | first run on a host joining (median; last host) | CPU of a join: whole lab / joiner / each host already on it (medians) |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs) {
@@ -276,7 +313,7 @@ function table(rs: LevelResult[]): string {
     const j = r.joins.slice(1);
     lines.push(`| ${r.hosts} (${r.managers}) | ${r.loadBefore[0]} | ${median(res)} ms, ${Math.max(...res)} ms | ${median(rea)} ms, ${Math.max(...rea)} ms | ` +
       `${median(r.runOverlayMs)} ms, ${Math.max(...r.runOverlayMs)} ms | ${median(r.runBridgeMs)} ms | ${median(j.map((x) => x.runMs))} ms; ${j.at(-1)?.runMs} ms | ` +
-      `${median(j.map((x) => x.cpuMs))} ms; ${j.at(-1)?.cpuMs} ms |`);
+      `${median(j.map((x) => x.cpuMs))} / ${median(j.map((x) => x.joinerCpuMs))} / ${median(j.map((x) => x.perPeerCpuMs))} ms |`);
   }
   const t = rs.find((r) => r.throughputGbps)?.throughputGbps;
   if (t) {

@@ -82,8 +82,26 @@ export function subnetKey(subnet: string): string {
 /** The cluster store, typed. */
 export class ClusterKeys {
   readonly networks: Collection<NetworkRecord>;
+  /** Every node's endpoints as the watch on endpoints/ reports them (see EndpointView). */
+  readonly view = new EndpointView();
   constructor(readonly store: Store) {
     this.networks = new Collection<NetworkRecord>(store, 'networks');
+  }
+
+  /**
+   * The endpoints of a network for overlay peers and DNS names: from the
+   * watch-fed view once it is loaded (no cluster round trip per change: each
+   * node's share of a container starting anywhere stays the same as the
+   * cluster grows), from the store before that.
+   */
+  async watchedEndpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
+    return this.view.loaded ? this.view.of(networkId) : this.endpointsOf(networkId);
+  }
+
+  /** Fills the view; call after the watch on endpoints/ started (it feeds `view.apply`), so nothing is missed. */
+  async loadView(): Promise<void> {
+    const kvs = await this.store.list('endpoints/');
+    this.view.load(kvs.map((kv) => ({ key: kv.key, value: JSON.parse(kv.value) as SwarmEndpoint, revision: kv.revision })));
   }
 
   async endpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
@@ -94,12 +112,22 @@ export class ClusterKeys {
     return (await this.store.list('endpoints/')).map((kv) => JSON.parse(kv.value) as SwarmEndpoint);
   }
 
-  putEndpoint(e: SwarmEndpoint): Promise<number> {
-    return this.store.put(endpointKey(e.nodeId, e.networkId, e.id), JSON.stringify(e));
+  /** Writes the endpoint; this node's view has it at once (the watch confirms it later). */
+  async putEndpoint(e: SwarmEndpoint): Promise<number> {
+    const key = endpointKey(e.nodeId, e.networkId, e.id);
+    const rev = await this.store.put(key, JSON.stringify(e));
+    this.view.apply(key, e, rev);
+    return rev;
   }
 
-  deleteEndpoint(nodeId: string, networkId: string, id: string): Promise<boolean> {
-    return this.store.delete(endpointKey(nodeId, networkId, id));
+  async deleteEndpoint(nodeId: string, networkId: string, id: string): Promise<boolean> {
+    const key = endpointKey(nodeId, networkId, id);
+    const gone = await this.store.delete(key);
+    // Endpoint IDs are never reused: no later put of this key can be newer than this delete
+    // (the tombstone goes when the watch reports the delete; with nothing deleted, none comes).
+    if (gone) this.view.apply(key, undefined, Number.MAX_SAFE_INTEGER);
+    else this.view.forget(key);
+    return gone;
   }
 
   async pools(): Promise<Array<{ base: string; size: number }>> {
@@ -107,6 +135,46 @@ export class ClusterKeys {
     if (!kv) return SWARM_DEFAULT_POOLS;
     const c = JSON.parse(kv.value) as { pools?: Array<{ base: string; size: number }> };
     return c.pools?.length ? c.pools : SWARM_DEFAULT_POOLS;
+  }
+}
+
+/**
+ * The cluster's endpoints (endpoints/<node>/<nid>/<eid>) kept current from
+ * the watch and this node's own writes, per key with the revision it was
+ * last changed at, so events and the initial list may arrive in any order:
+ * the newer revision wins, and a delete is remembered (a tombstone) until
+ * the list is in, so a list taken before a delete cannot bring it back.
+ */
+export class EndpointView {
+  private readonly entries = new Map<string, { value?: SwarmEndpoint; revision: number }>();
+  loaded = false;
+
+  apply(key: string, value: SwarmEndpoint | undefined, revision: number): void {
+    const cur = this.entries.get(key);
+    if (cur && cur.revision >= revision) {
+      // The watch reporting this node's own delete: its tombstone has done its work.
+      if (!value && !cur.value && this.loaded) this.entries.delete(key);
+      return;
+    }
+    if (value || !this.loaded || revision === Number.MAX_SAFE_INTEGER) this.entries.set(key, value ? { value, revision } : { revision });
+    else this.entries.delete(key);
+  }
+
+  load(kvs: Array<{ key: string; value: SwarmEndpoint; revision: number }>): void {
+    for (const kv of kvs) this.apply(kv.key, kv.value, kv.revision);
+    // Watch deletes are newer than any list from now on; only this node's own tombstones stay (see deleteEndpoint).
+    for (const [k, e] of this.entries) if (!e.value && e.revision !== Number.MAX_SAFE_INTEGER) this.entries.delete(k);
+    this.loaded = true;
+  }
+
+  forget(key: string): void {
+    this.entries.delete(key);
+  }
+
+  of(networkId: string): SwarmEndpoint[] {
+    const out: SwarmEndpoint[] = [];
+    for (const e of this.entries.values()) if (e.value?.networkId === networkId) out.push(e.value);
+    return out;
   }
 }
 

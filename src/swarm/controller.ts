@@ -32,6 +32,7 @@ import { EtcdMember, clientUrl, peerUrl } from '../cluster/etcd-member.js';
 import { caDigest, createCA, createKeyAndCsr, signNodeCert, tlsInfo, type KeyPair } from '../cluster/pki.js';
 import { formatToken, newId, newSecret, parseToken, sameSecret } from './tokens.js';
 import { requestJoin, startJoinServer, splitHostPort, SWARM_PORT, type JoinReply, type JoinRequest } from './join-protocol.js';
+import { phases, type Phases } from '../common/phases.js';
 
 export const STORE_PREFIX = 'cove/';
 /** Worker identities made ahead of joins (managers only: under secret/). */
@@ -157,25 +158,6 @@ interface MemberView {
 /** node ls reuses the members' view this long, and serves an older one while it fetches a new one. */
 const MEMBER_VIEW_FRESH_MS = 1000;
 const MEMBER_VIEW_STALE_MS = 5000;
-
-interface Phases {
-  mark(name: string): void;
-  done(): Record<string, number>;
-}
-
-/** Milliseconds spent in each named phase since the previous mark (logged with joins, read by the benchmark). */
-function phases(): Phases {
-  let last = performance.now();
-  const out: Record<string, number> = {};
-  return {
-    mark(name) {
-      const now = performance.now();
-      out[name] = Math.round((now - last) * 10) / 10;
-      last = now;
-    },
-    done: () => out,
-  };
-}
 
 /** Serialises init/join/leave/role changes. */
 class Mutex {

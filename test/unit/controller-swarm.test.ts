@@ -14,7 +14,7 @@ import { defaultConfig } from '../../src/daemon/config.js';
 import { silentLogger } from '../../src/common/log.js';
 import { NetworkController } from '../../src/network/controller.js';
 import { OverlayDriver } from '../../src/network/drivers/overlay/index.js';
-import { NOT_IN_SWARM, WORKER_CREATE } from '../../src/network/swarm-scope.js';
+import { EndpointView, NOT_IN_SWARM, WORKER_CREATE, type SwarmEndpoint } from '../../src/network/swarm-scope.js';
 import type { Membership, ClusterNode } from '../../src/cluster/membership.js';
 import type { SandboxSpec } from '../../src/network/types.js';
 import { FakeDriver, FakeKernel } from './fakes/network.js';
@@ -244,4 +244,32 @@ test('swarm init --default-addr-pool/--default-addr-pool-mask-length: overlays t
   assert.equal(Object.values((await mgr!.ctl.inspectNetwork('p2')).Containers)[0]!.IPv4Address, '10.30.0.129/24');
   await assert.rejects(mgr!.ctl.createNetwork({ Name: 'p3', Driver: 'overlay', IPAM: { Config: [{ Subnet: '10.30.0.0/16' }] } }), /Pool overlaps/);
   await mgr!.ctl.deleteSandbox(cid(9));
+});
+
+test('the watched endpoint view: newer revisions win whatever the order; a list taken before a delete does not bring it back; own deletes hold until the watch confirms', () => {
+  const ep = (id: string, net = 'n1'): SwarmEndpoint => ({ id, networkId: net, name: id, aliases: [], containerId: id, nodeId: 'a', nodeName: 'a', underlay: '192.0.2.11', mac: '02:42:00:00:00:01' });
+  const v = new EndpointView();
+  // Watch events before the initial list: a put, and a delete of a key the (older) list still has.
+  v.apply('endpoints/a/n1/e1', ep('e1'), 10);
+  v.apply('endpoints/a/n1/e2', undefined, 12);
+  v.load([
+    { key: 'endpoints/a/n1/e1', value: { ...ep('e1'), name: 'old' }, revision: 5 },
+    { key: 'endpoints/a/n1/e2', value: ep('e2'), revision: 7 },
+    { key: 'endpoints/a/n2/e3', value: ep('e3', 'n2'), revision: 8 },
+  ]);
+  assert.deepEqual(v.of('n1').map((e) => `${e.id}:${e.name}`), ['e1:e1']);
+  assert.deepEqual(v.of('n2').map((e) => e.id), ['e3']);
+  // An older event after a newer write (this node's put, then the watch's copy of an earlier one).
+  v.apply('endpoints/a/n1/e4', ep('e4'), 20);
+  v.apply('endpoints/a/n1/e4', { ...ep('e4'), name: 'stale' }, 15);
+  assert.equal(v.of('n1').find((e) => e.id === 'e4')?.name, 'e4');
+  // This node deletes e4: gone at once; the watch's late put of it cannot revive it; its delete clears the tombstone.
+  v.apply('endpoints/a/n1/e4', undefined, Number.MAX_SAFE_INTEGER);
+  v.apply('endpoints/a/n1/e4', ep('e4'), 20);
+  assert.equal(v.of('n1').some((e) => e.id === 'e4'), false);
+  v.apply('endpoints/a/n1/e4', undefined, 21);
+  assert.equal(v.of('n1').some((e) => e.id === 'e4'), false);
+  // A delete from the watch after the load removes the entry.
+  v.apply('endpoints/a/n2/e3', undefined, 30);
+  assert.deepEqual(v.of('n2'), []);
 });

@@ -13,6 +13,7 @@ import { formatIp, macFromIpv4, tryParseIp } from '../ipam/ip.js';
 import { parseLink } from '../endpoint.js';
 import { driverBindings } from '../ports.js';
 import { runUndos, type ControllerCore, type Undo } from './core.js';
+import { phases } from '../../common/phases.js';
 
 /** Docker's per-network default host address for published ports (a bridge option; -p 8080:80 on such a network binds only there). */
 const OPT_HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
@@ -78,6 +79,8 @@ export class EndpointOps {
     const driver = special ? undefined : await this.core.registry.lookup(net.driver, { config: this.core.config, log: this.core.log });
     if (driver && !sb.netnsPath) throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
 
+    // Where a swarm endpoint's time goes (logged; read by bench/overlay.ts).
+    const t = net.scope === 'swarm' ? phases() : undefined;
     const ep: EndpointRecord = {
       id: newId(), name: epName ?? sb.containerName, networkId: net.id, containerId: sb.containerId, sandboxId: sb.id, ifName, aliases,
       request: { ...req, network: net.name }, options: { ...(req.driverOpts ?? {}) }, defaultGateway: isGw && !special, ports: [],
@@ -90,6 +93,7 @@ export class EndpointOps {
       if (eps.some((e) => e.name === ep.name)) throw new Forbidden(`endpoint with name ${ep.name} already exists in network ${net.name}`);
       await this.core.endpoints.put(ep.id, ep, 0);
     });
+    t?.mark('record');
     const undos: Undo[] = [() => this.core.endpoints.delete(ep.id).then(() => undefined)];
     try {
       if (!special) {
@@ -112,6 +116,7 @@ export class EndpointOps {
         }
         ep.mac = req.macAddress || (ep.ipv4 ? macFromIpv4(ep.ipv4.split('/')[0]!) : randomMac());
       }
+      t?.mark('ipam');
       if (driver) {
         const dn = this.core.driverNetwork(net);
         const made = await driver.createEndpoint(dn, this.core.driverEndpoint(ep));
@@ -119,6 +124,7 @@ export class EndpointOps {
         if (made.mac) ep.mac = made.mac;
         const joinReq = { endpoint: made, network: dn, netnsPath: sb.netnsPath!, ifName, defaultGateway: ep.defaultGateway };
         const info = await driver.join(joinReq);
+        t?.mark('driverJoin');
         if (info.driverState) ep.joinState = info.driverState;
         undos.push(() => driver.leave({ ...joinReq, ...(info.driverState ? { joinState: info.driverState } : {}) }));
         if (info.ipv4Gateway) ep.gatewayV4 = info.ipv4Gateway.split('/')[0]!;
@@ -136,13 +142,20 @@ export class EndpointOps {
       }
       if (net.scope === 'swarm' && this.core.cluster) {
         // Every node learns of it from the cluster store; this node's own peers are programmed before the API answers.
+        t?.mark('other');
         await this.core.swarmOps.publishSwarmEndpoint(ep, net, this.core.cluster);
+        t?.mark('publish');
         const c = this.core.cluster;
         undos.push(() => c.keys.deleteEndpoint(c.m.self.id, net.id, ep.id).then(() => undefined));
         await this.core.swarmOps.syncSwarmNetwork(net.id);
+        t?.mark('peersAndNames');
       }
       ep.state = 'ready';
       await this.core.endpoints.put(ep.id, ep);
+      if (t) {
+        t.mark('ready');
+        this.core.log.info({ network: net.name, endpoint: shortId(ep.id), phasesMs: t.done() }, 'swarm endpoint joined');
+      }
       return ep;
     } catch (e) {
       await runUndos(undos, this.core.log);

@@ -37,7 +37,7 @@ export class NameOps {
       const reverse = new Map<string, string>();
       // Swarm networks: the endpoints of every node, from the cluster store.
       const source: Array<Pick<EndpointRecord, 'networkId' | 'ipv4' | 'ipv6' | 'name' | 'aliases' | 'containerId'>> = n.scope === 'swarm'
-        ? await this.core.swarmOps.swarmEndpointsOf(id)
+        ? await this.core.swarmOps.watchedSwarmEndpointsOf(id)
         : eps;
       for (const ep of source) {
         if (ep.networkId !== id) continue;

@@ -13,6 +13,7 @@ import { hasEmbeddedDns } from '../network.js';
 import { networkSettings } from '../endpoint.js';
 import { isLoopback, readHostResolv, renderHosts, renderResolvConf, sandboxFilePaths, writeInPlace } from '../sandbox-files.js';
 import { runUndos, type ControllerCore, type Undo } from './core.js';
+import { phases } from '../../common/phases.js';
 
 export class SandboxOps {
   constructor(private readonly core: ControllerCore) {}
@@ -113,6 +114,8 @@ export class SandboxOps {
       if (isHost && (spec.portBindings.length > 0 || spec.publishAllPorts)) {
         this.core.log.warn({ container: shortId(spec.containerId) }, 'Published ports are discarded when using host network mode');
       }
+      // Where the time of a sandbox on a swarm network goes (logged; read by bench/overlay.ts).
+      const t = joins.some((j) => j.net.scope === 'swarm') ? phases() : undefined;
       const undos: Undo[] = [];
       // The sandbox record is written last, in one put: a crash before it leaves endpoints whose
       // sandbox is unknown and a netns nobody owns, and restore() removes exactly those.
@@ -124,12 +127,14 @@ export class SandboxOps {
           undos.push(() => k.deleteNetns(path));
           await k.loopbackUp(path);
         }
+        t?.mark('netns');
         for (let i = 0; i < joins.length; i++) {
           const { req, net } = joins[i]!;
           const ep = await this.core.endpointOps.joinEndpoint(sb, net, req, `eth${i}`, i === 0);
           undos.push(() => this.core.endpointOps.leaveEndpoint(sb, ep, net));
           sb.endpoints.push(ep.id);
         }
+        t?.mark('endpoints');
         // Only on overlays: a way out through docker_gwbridge (a second interface with the default route), as Docker does.
         if (this.core.swarmOps.needsGatewayBridge(joins.map((j) => j.net))) {
           const gw = await this.core.findNetwork(GWBRIDGE);
@@ -137,6 +142,7 @@ export class SandboxOps {
           undos.push(() => this.core.endpointOps.leaveEndpoint(sb, ep, gw));
           sb.endpoints.push(ep.id);
         }
+        t?.mark('gwbridge');
         await this.core.nameOps.refreshNames(joins.map((j) => j.net.id));
         undos.push(() => this.core.nameOps.refreshNames(joins.map((j) => j.net.id)));
         if (await this.core.nameOps.refreshSandboxResolver(sb)) {
@@ -145,9 +151,14 @@ export class SandboxOps {
           undos.push(() => dns.detach(sb.id));
         }
         undos.push(() => this.core.resolver.deleteSandbox(sb.id));
+        t?.mark('names');
         await this.runSandboxJoinHook(sb, joins.map((j) => j.net.id));
         await this.writeFiles(sb);
         await this.core.sandboxes.put(sb.containerId, sb, 0);
+        if (t) {
+          t.mark('filesAndRecord');
+          this.core.log.info({ container: shortId(sb.containerId), phasesMs: t.done() }, 'sandbox on a swarm network made');
+        }
       } catch (e) {
         await runUndos(undos, this.core.log);
         throw e;

@@ -41,9 +41,12 @@ export class SwarmOps {
       await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins
     }
     c.stops.push(m.store.watch('endpoints/', (ev) => {
+      keys.view.apply(ev.kv.key, ev.type === 'put' ? JSON.parse(ev.kv.value) as SwarmEndpoint : undefined, ev.kv.revision);
       const nid = networkOfEndpointKey(ev.kv.key);
       if (nid) this.scheduleSwarmSync(nid);
     }));
+    // After the watch started: with both, peers and names need no cluster round trip per change.
+    await keys.loadView();
     c.stops.push(m.store.watch('networks/', (ev) => {
       const rec = JSON.parse(ev.kv.value) as NetworkRecord;
       this.core.networks.apply(rec.id, ev.type === 'put' ? rec : undefined, ev.kv.revision);
@@ -169,6 +172,12 @@ export class SwarmOps {
     return this.core.cluster.keys.endpointsOf(networkId);
   }
 
+  /** The same from the watch-fed view (DNS names: no cluster round trip per change). */
+  async watchedSwarmEndpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
+    if (!this.core.cluster) return [];
+    return this.core.cluster.keys.watchedEndpointsOf(networkId);
+  }
+
   /** A watch said endpoints of the network changed: one sync at a time per network, the last change always seen. */
   scheduleSwarmSync(networkId: string): void {
     const c = this.core.cluster;
@@ -189,13 +198,13 @@ export class SwarmOps {
     c.syncing.set(networkId, p);
   }
 
-  /** Overlay peers and DNS names of a swarm network from the cluster store (the reconcile step of the watch). */
+  /** Overlay peers and DNS names of a swarm network from the watched cluster store (the reconcile step of the watch). */
   async syncSwarmNetwork(networkId: string): Promise<void> {
     const c = this.core.cluster;
     if (!c) return;
     const net = (await this.core.networks.get(networkId))?.value;
     if (!net || net.scope !== 'swarm') return;
-    const eps = await c.keys.endpointsOf(networkId);
+    const eps = await c.keys.watchedEndpointsOf(networkId);
     const d = this.core.driverOf(net);
     await d?.syncPeers?.(this.core.driverNetwork(net), eps.filter((e) => e.nodeId !== c.m.self.id).map(toPeer));
     await this.core.nameOps.refreshNames([networkId]);
