@@ -277,7 +277,9 @@ async function level(n: number, withThroughput: boolean, log: (s: string) => voi
 
     if (withThroughput) {
       const [a, b] = [await inspect(h1, ids[0]!), await inspect(h2, ids[1]!)];
-      const mtu = Number((await run('nsenter', [`--net=${a.sandbox}`, 'cat', '/sys/class/net/eth0/mtu'])).stdout.trim());
+      // The container's overlay interface's MTU (from inside its netns: /sys would be the root namespace's).
+      const mtu = Number(/ mtu (\d+)/.exec((await run('nsenter', [`--net=${a.sandbox}`, 'ip', '-o', 'link', 'show', 'dev', 'eth0'])).stdout)?.[1]);
+      if (!mtu) throw new Error('no MTU for the container\'s eth0');
       const [, rawB] = await rawVxlan({ host: h1, sandbox: a.sandbox }, { host: h2, sandbox: b.sandbox }, mtu);
       const t = { overlay: [] as number[], rawVxlan: [] as number[], underlay: [] as number[] };
       for (let i = 0; i < IPERF_RUNS; i++) {
