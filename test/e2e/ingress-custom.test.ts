@@ -11,7 +11,9 @@
  * only, not attachable) is honoured on every node: a service created
  * afterwards has its tasks on my-ingress (eth0, MTU 1200, an address in
  * 10.11.0.0/16, seen with `ip` inside each task container) and the overlay's
- * bridge holds the gateway 10.11.0.2. Also (issue 13) `network rm` of an
+ * bridge holds the gateway 10.11.0.2, and its published port answers the
+ * outside world (a client on the underlay) at every host's address, a
+ * 200 kB page arriving whole through the 1200-byte MTU. Also (issue 13) `network rm` of an
  * overlay network a service uses is refused with docker's error and nothing
  * changes.
  */
@@ -27,6 +29,8 @@ const WARNING = 'WARNING! Before removing the routing-mesh network, make sure al
 let lab: MultiHostLab;
 let H: Lab[];
 let M: Lab;
+/** The outside world: an address on the underlay, nothing else. */
+const CLIENT = '192.0.2.100';
 
 const docker = (h: Lab, args: string[], input?: string, timeoutMs = 90_000): Promise<RunResult> =>
   run(DOCKER, args, { env: h.env, timeoutMs, ...(input === undefined ? {} : { input }) });
@@ -62,6 +66,8 @@ before(async () => {
   H = lab.hosts;
   M = H[0]!;
   await lab.startSwarm({ images: ['alpine', 'nginx'], role: 'worker' });
+  const r = await lab.underlay(`ip addr add ${CLIENT}/24 dev ul0`);
+  assert.equal(r.code, 0, r.stderr);
 });
 
 after(async () => {
@@ -206,6 +212,35 @@ test('services created afterwards publish through my-ingress: every task has eth
     const n = JSON.parse(await dockerOk(h, ['network', 'inspect', 'my-ingress'])) as Array<{ Containers: Record<string, { Name: string }> }>;
     assert.ok(Object.values(n[0]!.Containers ?? {}).some((c) => c.Name.startsWith('web2.')), `${h.name}: ${JSON.stringify(n[0]!.Containers)}`);
   }
+});
+
+test('the port published through my-ingress answers the outside world at every host; a 200 kB page comes whole through MTU 1200', async () => {
+  // Each task serves its own hostname and a large page (more than a hundred 1200-byte frames).
+  const names = new Set<string>();
+  const sums = new Set<string>();
+  for (const h of H) {
+    for (const id of await tasksOn(h, 'web2')) {
+      const sum = await dockerOk(h, ['exec', id, 'sh', '-c', 'hostname > /www/who.txt; head -c 204800 /dev/urandom > /www/big.bin; md5sum /www/big.bin']);
+      sums.add(sum.split(' ')[0]!);
+      names.add(await dockerOk(h, ['exec', id, 'hostname']));
+    }
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < 3; i++) {
+    const a = lab.addr(i);
+    await until(`8080 at ${a} from the underlay`, async () => (await lab.underlay(`curl -s -m 3 http://${a}:8080/`, 10_000)).stdout.includes('Welcome to nginx!'), 30_000);
+    const who = await lab.underlay(`for i in $(seq 1 9); do curl -s -m 3 http://${a}:8080/who.txt; done`, 60_000);
+    const got = who.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    assert.equal(got.length, 9, `${a}: every request answered: ${who.stdout}${who.stderr}`);
+    for (const w of got) {
+      assert.ok(names.has(w), `${a}: answered by a task of web2 (${w})`);
+      seen.add(w);
+    }
+    // Whole and intact: the page arrives with the checksum of one task's own copy.
+    const big = await lab.underlay(`curl -s -m 10 http://${a}:8080/big.bin | md5sum`, 30_000);
+    assert.ok(sums.has(big.stdout.split(' ')[0]!), `${a}: ${big.stdout}${big.stderr} not one of ${[...sums].join(' ')}`);
+  }
+  assert.ok(seen.size >= 2, `tasks on several hosts answer: ${[...seen].join(' ')}`);
 });
 
 test('cove: network rm my-ingress refused while web2 publishes; after service rm, the answer y removes it everywhere', async () => {
