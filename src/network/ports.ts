@@ -85,6 +85,7 @@ export interface PortRequest {
 
 export class PortMapper {
   private readonly held = new Map<string, Reservation>();
+  private readonly watchers = new Set<() => void>();
   private readonly cursor: Record<Proto, number> = { tcp: EPHEMERAL_RANGE[0], udp: EPHEMERAL_RANGE[0], sctp: EPHEMERAL_RANGE[0] };
 
   /**
@@ -260,6 +261,23 @@ export class PortMapper {
       throw new SystemError(`Error starting userland proxy: listen ${proto}${fam} ${fam === 6 ? `[${hostIp}]` : hostIp}:${port}: bind: ${what}`);
     }
     this.held.set(PortMapper.key(proto, hostIp, port), { owner, proto, hostIp, port, close });
+    this.changed();
+  }
+
+  /** Calls cb after the reservations change (the ingress mesh tells the swarm which ports this node's containers hold); returns the unsubscribe. */
+  onChange(cb: () => void): () => void {
+    this.watchers.add(cb);
+    return () => this.watchers.delete(cb);
+  }
+
+  private changed(): void {
+    for (const w of this.watchers) {
+      try {
+        w();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'port reservation watcher failed');
+      }
+    }
   }
 
   private relay(client: Socket, ip: string, port: number): void {
@@ -275,6 +293,7 @@ export class PortMapper {
     const mine = [...this.held.entries()].filter(([, r]) => r.owner === owner);
     for (const [k] of mine) this.held.delete(k);
     await Promise.all(mine.map(([, r]) => r.close().catch(() => undefined)));
+    if (mine.length) this.changed();
   }
 
   /** Error text for a port already taken by a non-Cove process (bind said EADDRINUSE). */

@@ -19,7 +19,6 @@ import { LogServer } from './logs.js';
 import { ServiceDiscovery, type SandboxJoinSource, type ServiceNamesSink } from './discovery.js';
 import type { SchedNode } from './types.js';
 import { IngressMesh, INGRESS_SBOX, type MeshStatus, type PortHolder } from './ingress.js';
-import { hostFirewall } from '../network/firewall/index.js';
 import { join } from 'node:path';
 import { ReportRelay } from './reports.js';
 
@@ -117,7 +116,7 @@ export class SwarmServices implements ClusterAware {
     const holder = (this.deps.networks as unknown as { ports?: PortHolder }).ports;
     this.mesh = new IngressMesh({
       store: m.store, nodeId: m.self.id, networks: this.deps.networks, ...(holder ? { ports: holder } : {}),
-      firewall: hostFirewall(log), sandboxDir: join(this.deps.execRoot ?? '/run/cove', INGRESS_SBOX), log: log.child({ part: 'ingress' }),
+      sandboxDir: join(this.deps.execRoot ?? '/run/cove', INGRESS_SBOX), log: log.child({ part: 'ingress' }),
       nodeNames: async () => new Map((await this.nodes()).map((n) => [n.id, n.hostname])),
     });
     this.mesh.start();

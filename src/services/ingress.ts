@@ -10,12 +10,14 @@
  *     controller's port reservations: nothing else may publish or bind it; a
  *     port some local container already has is left out on this node and
  *     shown as a conflict);
- *   - programs the host's DNAT to the sandbox (firewall owner `ingress-mesh`
- *     in the frame) and the sandbox's load balancing to the tasks' ingress
- *     addresses (its own firewall, table `ip cove_ingress`).
- * The same pass heals: after a daemon restart the frame is new and the
- * sandbox's table is replaced on the first pass; the sandbox itself survives
- * (the controller keeps it like a live container's).
+ *   - programs the host's DNAT to the sandbox (table `ip cove_mesh`, a
+ *     frame-less firewall of its own) and the sandbox's load balancing to
+ *     the tasks' ingress addresses (its own firewall, table `ip cove_ingress`).
+ * Neither table is in the frame (which a starting daemon rebuilds), so the
+ * published ports keep answering while a daemon is down or restarting; the
+ * first pass of the new daemon replaces both tables in one transaction each
+ * (same contents: no gap). The sandbox itself survives too (the controller
+ * keeps it like a live container's).
  */
 import { mkdirSync } from 'node:fs';
 import type { Logger } from '../common/log.js';
@@ -29,7 +31,7 @@ import { writeSysctls } from '../kernel/netns.js';
 import { nftListText } from '../kernel/nft.js';
 import { pingOnce } from '../kernel/probe.js';
 import type { Store } from '../store/store.js';
-import { hostMeshObjects, meshPorts, MESH, portChain, sboxMeshObjects, type MeshPort } from './mesh.js';
+import { hostMeshObjects, meshPorts, MESH, hostPortsKey, portChain, sboxMeshObjects, type MeshPort, type NodeHostPorts } from './mesh.js';
 import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
 import type { Service } from './types.js';
 
@@ -41,6 +43,8 @@ const HOST_OWNER = 'ingress-mesh';
 export interface PortHolder {
   reserve(owner: string, req: PortRequest): Promise<unknown>;
   release(owner: string): Promise<void>;
+  list?(): Array<{ proto: string; hostIp: string; port: number; owner: string }>;
+  onChange?(cb: () => void): () => void;
 }
 
 export interface IngressMeshDeps {
@@ -48,8 +52,8 @@ export interface IngressMeshDeps {
   nodeId: string;
   networks: NetworkService;
   ports?: PortHolder;
-  /** The daemon namespace's shared firewall (hostFirewall()). */
-  firewall: Firewall;
+  /** The firewall for the host's table `ip cove_mesh` (frame-less, in the daemon's namespace); made here when not given. */
+  firewall?: Firewall;
   /** Directory for the ingress sandbox's hosts/resolv.conf files. */
   sandboxDir: string;
   /** Node ID → hostname, for diagnostics. */
@@ -66,7 +70,7 @@ export interface MeshPortStatus {
   /** This node holds the port (its reservation socket); else why not. */
   Held: boolean;
   Conflict?: string;
-  /** The kernel has the host's DNAT for the port (element in inet cove ingress_ports, chain ingress_pre to the sandbox). */
+  /** The kernel has the host's DNAT for the port (element in ip cove_mesh ingress_ports, chain ingress_pre to the sandbox). */
   HostRule: boolean;
   /** The kernel has the sandbox's map element and the port's chain. */
   SandboxRule: boolean;
@@ -96,21 +100,32 @@ export class IngressMesh {
   /** Watches on services, tasks and networks, and a pass every resyncMs (src/common/reconcile-loop.ts). */
   private readonly loop: ReconcileLoop;
   private sbox: Sbox | undefined;
+  private readonly hostFw: Firewall;
   private readonly host: FirewallOwner;
   /** proto/port → the sandbox address its reservation relays to. */
   private readonly held = new Map<string, string>();
   /** proto/port → why this node could not hold it. */
   readonly conflicts = new Map<string, string>();
+  /** What the last pass programmed (JSON of ports, sandbox address, subnet). */
+  private programmed: string | undefined;
+  /** The host-port list last written to the store (JSON), see publishHostPorts. */
+  private publishedHostPorts: string | undefined;
   /** The ports of the last pass. */
   ports: MeshPort[] = [];
 
   constructor(private readonly deps: IngressMeshDeps) {
-    this.host = deps.firewall.owner(HOST_OWNER);
+    this.hostFw = deps.firewall ?? new Firewall({ backend: new KernelNft(null), frame: false, checkEveryMs: 1000, log: deps.log });
+    this.host = this.hostFw.owner(HOST_OWNER);
     const store = deps.store;
+    const ports = deps.ports;
     this.loop = new ReconcileLoop({
       pass: () => this.reconcile(),
       periodMs: deps.resyncMs ?? 5000,
-      sources: [(kick) => store.watch(`${SERVICES}/`, kick), (kick) => store.watch(`${TASKS}/`, kick), (kick) => store.watch('networks/', kick)],
+      sources: [
+        (kick) => store.watch(`${SERVICES}/`, kick), (kick) => store.watch(`${TASKS}/`, kick), (kick) => store.watch('networks/', kick),
+        // This node's containers taking or freeing host ports: the swarm learns of it (publishHostPorts).
+        (kick) => ports?.onChange?.(kick) ?? (() => undefined),
+      ],
       onError: (err) => this.deps.log.warn({ err }, 'ingress mesh pass failed'),
     });
   }
@@ -124,6 +139,7 @@ export class IngressMesh {
     await this.loop.stop();
     await this.sbox?.fw.close();
     this.sbox = undefined;
+    await this.hostFw.close();
     for (const k of this.held.keys()) await this.deps.ports?.release(owner(k)).catch(() => undefined);
     this.held.clear();
   }
@@ -132,6 +148,8 @@ export class IngressMesh {
   async leave(): Promise<void> {
     await this.stop();
     await this.host.remove().catch((err) => this.deps.log.warn({ err }, 'ingress host rules not removed'));
+    await this.hostFw.close();
+    await this.deps.store.delete(hostPortsKey(this.deps.nodeId)).catch(() => undefined);
     await this.deps.networks.deleteSandbox(INGRESS_SBOX).catch((err) => this.deps.log.warn({ err }, 'ingress sandbox not removed'));
   }
 
@@ -144,6 +162,8 @@ export class IngressMesh {
   }
 
   private async reconcile(): Promise<void> {
+    // (Telling the swarm is not programming this node: a failure there must not stop the pass.)
+    await this.publishHostPorts().catch((err) => this.deps.log.warn({ err }, 'host ports not written to the cluster store'));
     const ingress = (await this.deps.networks.listNetworks()).find((n) => n.Ingress && n.Driver === 'overlay');
     const sb = await this.ensureSandbox(ingress);
     if (!sb || !ingress) {
@@ -156,9 +176,43 @@ export class IngressMesh {
     const tasks = (await taskCollection(this.deps.store).list()).map(withVersion);
     const ports = meshPorts(services, tasks, ingress.Id);
     const ok = await this.holdPorts(ports, sb.gwAddr);
+    const t0 = performance.now();
     await this.host.set(hostMeshObjects(ok, sb.gwAddr));
+    const t1 = performance.now();
     await sb.owner.set(sboxMeshObjects(ok, sb.subnet));
+    const t2 = performance.now();
     this.ports = ports;
+    // What changed, and what the kernel updates cost (read by `npm run bench`'s mesh workload).
+    const sig = JSON.stringify([ok, sb.gwAddr, sb.subnet]);
+    if (sig !== this.programmed) {
+      this.programmed = sig;
+      this.deps.log.info({ ports: ok.length, hostMs: round(t1 - t0), sandboxMs: round(t2 - t1) }, 'ingress mesh programmed');
+    }
+  }
+
+  /**
+   * Tells the swarm which host ports this node's containers hold (not the
+   * mesh's own reservations), so a manager refuses an ingress port taken on
+   * any node before anything is made. Written only when it changed.
+   */
+  private async publishHostPorts(): Promise<void> {
+    const list = this.deps.ports?.list?.();
+    if (!list) return;
+    const seen = new Set<string>();
+    const ports: NodeHostPorts['Ports'] = [];
+    for (const r of list) {
+      const k = `${r.proto}/${r.hostIp}/${r.port}`;
+      if (r.owner.startsWith('ingress:') || seen.has(k)) continue;
+      seen.add(k);
+      ports.push({ Protocol: r.proto, HostIp: r.hostIp, Port: r.port });
+    }
+    ports.sort((a, b) => a.Port - b.Port || a.Protocol.localeCompare(b.Protocol) || a.HostIp.localeCompare(b.HostIp));
+    const key = JSON.stringify(ports);
+    if (key === this.publishedHostPorts) return;
+    const node = (await this.deps.nodeNames?.().catch(() => undefined))?.get(this.deps.nodeId) ?? this.deps.nodeId;
+    const rec: NodeHostPorts = { NodeID: this.deps.nodeId, Node: node, Ports: ports };
+    await this.deps.store.put(hostPortsKey(this.deps.nodeId), JSON.stringify(rec));
+    this.publishedHostPorts = key;
   }
 
   /** The ingress sandbox on the current ingress network (made, moved or removed as needed). */
@@ -239,10 +293,10 @@ export class IngressMesh {
     await this.idle();
     const names = (await this.deps.nodeNames?.().catch(() => undefined)) ?? new Map<string, string>();
     const sb = this.sbox;
-    const hostSet = await nftListText(['set', 'inet', 'cove', MESH.hostSet]).catch(() => '');
-    const hostPre = await nftListText(['chain', 'inet', 'cove', MESH.hostPre]).catch(() => '');
+    const hostSet = await nftListText(['set', 'ip', MESH.hostTable, MESH.hostSet]).catch(() => '');
+    const hostPre = await nftListText(['chain', 'ip', MESH.hostTable, MESH.hostPre]).catch(() => '');
     const sboxTable = sb ? await nftListText(['table', 'ip', MESH.sboxTable], sb.key).catch(() => '') : '';
-    const preOk = Boolean(sb) && hostPre.includes(`dnat ip to ${sb?.gwAddr}`);
+    const preOk = Boolean(sb) && hostPre.includes(`dnat to ${sb?.gwAddr}`);
     const out: MeshPortStatus[] = [];
     for (const p of this.ports.filter((x) => x.serviceId === svc.ID)) {
       const k = `${p.proto}/${p.published}`;
@@ -267,6 +321,8 @@ export class IngressMesh {
     };
   }
 }
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
 
 function owner(k: string): string {
   return `ingress:${k}`;

@@ -11,7 +11,8 @@ import type { Store } from '../store/store.js';
 import { isReplicated, replicas, serviceCollection, taskCollection, taskName, updateRecord, withVersion } from './records.js';
 import { parseConstraints } from './scheduler.js';
 import { rollbackOf } from './orchestrator.js';
-import { assignPublishedPorts } from './mesh.js';
+import { assignPublishedPorts, hostPortHolder, isHostPortsKey, NODE_LOCAL, type NodeHostPorts } from './mesh.js';
+import { portAllocatedMessage } from '../network/ports.js';
 import { isTerminal, needsIngress, newSwarmId, nowIso, type PortConfig, type Service, type ServiceSpec, type Task, type VirtualIp } from './types.js';
 
 /** What the services layer needs from the network layer. */
@@ -321,12 +322,38 @@ export class ServiceManager {
       const as = o.mode === 'host' ? 'a host-published port' : 'an ingress port';
       throw new InvalidParameter(`rpc error: code = InvalidArgument desc = port '${p.PublishedPort}' is already in use by service '${o.s.Spec.Name ?? o.s.ID}' (${o.s.ID}) as ${as}`);
     }
-    return assignPublishedPorts(ports, prev?.Endpoint?.Ports, new Set(owner.keys()));
+    // A port some node's own containers hold (docker run -p, a host-mode task) cannot be the mesh's
+    // there: refused before anything is made on any node (each node lists its holds in the store).
+    const held = (await this.store.list(NODE_LOCAL)).filter((kv) => isHostPortsKey(kv.key)).flatMap((kv) => {
+      try {
+        return [JSON.parse(kv.value) as NodeHostPorts];
+      } catch {
+        return [];
+      }
+    });
+    const had = new Set(ingressKeys(prev?.Endpoint?.Ports));
+    for (const p of ports) {
+      if (!p.PublishedPort || (p.PublishMode ?? 'ingress') !== 'ingress') continue;
+      const proto = p.Protocol ?? 'tcp';
+      if (had.has(`${proto}/${p.PublishedPort}`)) continue;
+      const h = hostPortHolder(held, proto, p.PublishedPort);
+      if (h) {
+        throw new InvalidParameter(`rpc error: code = InvalidArgument desc = port '${p.PublishedPort}' is already in use on node '${h.node.Node}' (${h.node.NodeID}): ${portAllocatedMessage(h.hostIp, p.PublishedPort)}`);
+      }
+    }
+    const taken = new Set(owner.keys());
+    for (const n of held) for (const x of n.Ports) if (!x.HostIp.includes(':')) taken.add(`${x.Protocol}/${x.Port}`);
+    return assignPublishedPorts(ports, prev?.Endpoint?.Ports, taken);
   }
 
   private async releaseVips(serviceId: string, vips: VirtualIp[]): Promise<void> {
     for (const v of vips) await this.networks.releaseVip?.(v.NetworkID, v.Addr, `vip:${serviceId}`).catch(() => undefined);
   }
+}
+
+/** proto/port of a port list's ingress-published ports. */
+function ingressKeys(ports: PortConfig[] | undefined): string[] {
+  return (ports ?? []).filter((p) => p.PublishedPort && (p.PublishMode ?? 'ingress') === 'ingress').map((p) => `${p.Protocol ?? 'tcp'}/${p.PublishedPort}`);
 }
 
 /**

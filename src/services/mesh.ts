@@ -8,8 +8,10 @@
  *     ingress network;
  *   - the node's own namespace DNATs published port P (tcp, udp) to the
  *     ingress sandbox's docker_gwbridge address, port unchanged
- *     (`hostMeshObjects`: chains in the firewall frame `inet cove`, so a
- *     daemon restart replaces them with the frame);
+ *     (`hostMeshObjects`: a table of its own, `ip cove_mesh`, outside the
+ *     firewall frame: the frame is rebuilt when a daemon starts, and the
+ *     mesh must keep answering through a daemon restart; the new daemon
+ *     replaces this table in one transaction on its first pass);
  *   - the ingress sandbox picks a task with `numgen random` over the tasks'
  *     ingress addresses (any node: the overlay carries it) and masquerades to
  *     its own ingress address, so the reply comes back through the node
@@ -34,6 +36,32 @@ export interface MeshPort {
   serviceName: string;
   /** Running tasks' addresses on the ingress network, sorted by address. */
   backends: MeshBackend[];
+}
+
+/**
+ * Where each node lists the host ports its own containers hold (`docker run
+ * -p`, host-mode tasks): one record per node in its own subtree (a worker's
+ * etcd role may write there), kept by the node's ingress loop. The manager
+ * refuses an ingress port some node has taken, before anything is made
+ * anywhere.
+ */
+export const NODE_LOCAL = 'node-local/';
+export const hostPortsKey = (nodeId: string): string => `${NODE_LOCAL}${nodeId}/ingress-hostports`;
+export const isHostPortsKey = (key: string): boolean => key.startsWith(NODE_LOCAL) && key.endsWith('/ingress-hostports');
+
+export interface NodeHostPorts {
+  NodeID: string;
+  Node: string;
+  Ports: Array<{ Protocol: string; HostIp: string; Port: number }>;
+}
+
+/** The first node record holding proto/port on an IPv4 address (what the mesh's 0.0.0.0 reservation would collide with). */
+export function hostPortHolder(records: NodeHostPorts[], proto: string, port: number): { node: NodeHostPorts; hostIp: string } | undefined {
+  for (const node of records) {
+    const p = node.Ports.find((x) => x.Protocol === proto && x.Port === port && !x.HostIp.includes(':'));
+    if (p) return { node, hostIp: p.HostIp };
+  }
+  return undefined;
 }
 
 /** Docker's range for ingress ports the user did not choose (swarmkit's dynamic port range). */
@@ -91,6 +119,7 @@ function checkAddr(a: string, re = IPV4): string {
 
 /** Names of the objects both sides use. */
 export const MESH = {
+  hostTable: 'cove_mesh',
   hostSet: 'ingress_ports',
   hostPre: 'ingress_pre',
   hostOut: 'ingress_out',
@@ -104,21 +133,23 @@ export function portChain(p: Pick<MeshPort, 'proto' | 'published'>): string {
 }
 
 /**
- * The host side (the firewall owner `ingress-mesh` in the frame `inet cove`):
- * published ports of this node go to the ingress sandbox. Priority dstnat-1,
- * ahead of the frame's published-port DNAT. Loopback is left to the port's
- * reservation socket, which relays TCP as docker-proxy does.
+ * The host side (table `ip cove_mesh` in the daemon's namespace, a
+ * frame-less firewall of its own): published ports of this node go to the
+ * ingress sandbox. Priority dstnat-1, ahead of the frame's published-port
+ * DNAT. Loopback is left to the port's reservation socket, which relays TCP
+ * as docker-proxy does.
  */
 export function hostMeshObjects(ports: Array<Pick<MeshPort, 'proto' | 'published'>>, sboxAddr: string): FwObject[] {
-  const ref = { family: 'inet', table: 'cove' } as const;
+  const ref = { family: 'ip', table: MESH.hostTable } as const;
   const to = checkAddr(sboxAddr);
-  const match = `meta l4proto . th dport @${MESH.hostSet} dnat ip to ${to}`;
+  const match = `meta l4proto . th dport @${MESH.hostSet} dnat to ${to}`;
   const objs: FwObject[] = [
+    { ...ref, kind: 'table' },
     { ...ref, kind: 'set', name: MESH.hostSet, type: 'inet_proto . inet_service' },
     { ...ref, kind: 'chain', name: MESH.hostPre, base: { type: 'nat', hook: 'prerouting', priority: -101, policy: 'accept' } },
-    { ...ref, kind: 'rule', chain: MESH.hostPre, rule: `meta nfproto ipv4 fib daddr type local ${match}` },
+    { ...ref, kind: 'rule', chain: MESH.hostPre, rule: `fib daddr type local ${match}` },
     { ...ref, kind: 'chain', name: MESH.hostOut, base: { type: 'nat', hook: 'output', priority: -101, policy: 'accept' } },
-    { ...ref, kind: 'rule', chain: MESH.hostOut, rule: `meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
+    { ...ref, kind: 'rule', chain: MESH.hostOut, rule: `fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
   ];
   for (const p of ports) objs.push({ ...ref, kind: 'element', set: MESH.hostSet, key: `${p.proto} . ${p.published}` });
   return objs;

@@ -260,7 +260,8 @@ export class Lab {
     const child = this.daemon;
     let exited = false;
     child.once('exit', () => { exited = true; });
-    for (let i = 0; i < 300; i++) {
+    // (a generous bound: on the shared 2-core machine at load 40-60 a start takes 15 s and more)
+    for (let i = 0; i < 1200; i++) {
       if (exited) throw new Error(`coved exited at start:\n${this.daemonLog().slice(-4000)}`);
       if (await this.ping()) return;
       await sleep(50);
