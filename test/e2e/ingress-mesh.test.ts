@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type Lab } from '../lab/lab.js';
+import { type Lab, type RunResult } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
 import { docker, dockerOk, until } from '../lab/swarm-docker.js';
 
@@ -176,17 +176,45 @@ test('mode=host: the port answers only on the node running the task', async () =
   await dockerOk(H[0]!, ['service', 'rm', 'web-host']);
 });
 
-test('service update --publish-add/--publish-rm changes every node without dropping a connection through port 80 or restarting tasks', async () => {
+test('service update --publish-add/--publish-rm changes every node without dropping a connection through port 80 or restarting tasks; --publish-rm goes by target port, as docker\'s CLI', async () => {
   const before = (await dockerOk(H[0]!, ['service', 'ps', '-q', '--filter', 'desired-state=running', 'my-nginx'])).split('\n').sort();
-  // A connection through host 3's port 80, open across both updates: the request goes out after them.
-  const held = lab.underlay(`(sleep 8; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc ${lab.addr(2)} 80`, 30_000);
+  const ports = async (): Promise<string> => dockerOk(H[0]!, ['service', 'inspect', '-f', '{{json .Spec.EndpointSpec.Ports}}', 'my-nginx']);
+  const only80 = '[{"Protocol":"tcp","TargetPort":80,"PublishedPort":80,"PublishMode":"ingress"}]';
+  // A connection through host 3's port 80, held open across the updates: its request goes out after them
+  // (one per pair of updates: busybox httpd waits 60 s at most for a request).
+  const dir = mkdtempSync(join(tmpdir(), 'cove-im-'));
+  const hold = (go: string): Promise<RunResult> =>
+    lab.underlay(`(while [ ! -e ${go} ]; do sleep 0.2; done; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n'; sleep 2) | busybox nc ${lab.addr(2)} 80`, 120_000);
+  const release = async (go: string, held: Promise<RunResult>): Promise<void> => {
+    writeFileSync(go, '');
+    const r = await held;
+    assert.match(r.stdout, /^HTTP\/1\.[01] 200 OK/, `the held connection still answers: ${r.stdout} ${r.stderr}`);
+  };
+  let held = hold(join(dir, 'go1'));
   await new Promise((r) => setTimeout(r, 1000));
-  await dockerOk(H[0]!, ['service', 'update', '--publish-add', 'published=8080,target=8000', '--detach', 'my-nginx']);
-  for (let i = 0; i < 3; i++) await until(`8080 at ${lab.addr(i)}`, async () => (await fetchFromOutside(lab.addr(i), 8080)) !== null, 10_000);
+  // Two published ports for one target (not 8081: web-host's task held it on node 2 a moment ago, and a port
+  // some node's container still holds is refused).
+  await dockerOk(H[0]!, ['service', 'update', '--publish-add', 'published=8080,target=8000', '--publish-add', 'published=8082,target=8000', '--detach', 'my-nginx']);
+  for (let i = 0; i < 3; i++) {
+    for (const p of [8080, 8082]) await until(`${p} at ${lab.addr(i)}`, async () => (await fetchFromOutside(lab.addr(i), p)) !== null, 15_000);
+  }
+  // docker's CLI removes by target port (what it sends: every port whose target is not 8000): both go.
   await dockerOk(H[0]!, ['service', 'update', '--publish-rm', 'published=8080,target=8000', '--detach', 'my-nginx']);
-  for (let i = 0; i < 3; i++) await until(`8080 gone at ${lab.addr(i)}`, async () => (await fetchFromOutside(lab.addr(i), 8080)) === null, 10_000);
-  const r = await held;
-  assert.match(r.stdout, /^HTTP\/1\.[01] 200 OK/, `the held connection still answers: ${r.stdout} ${r.stderr}`);
+  assert.equal(await ports(), only80);
+  for (let i = 0; i < 3; i++) {
+    for (const p of [8080, 8082]) await until(`${p} gone at ${lab.addr(i)}`, async () => (await fetchFromOutside(lab.addr(i), p)) === null, 15_000);
+  }
+  await release(join(dir, 'go1'), held);
+  // cove's CLI does the same: `--publish-rm 8000` (a target port) drops 8080:8000 again.
+  held = hold(join(dir, 'go2'));
+  await new Promise((r) => setTimeout(r, 1000));
+  await H[0]!.coveOk(['service', 'update', '--publish-add', '8080:8000', '--detach', 'my-nginx']);
+  for (let i = 0; i < 3; i++) await until(`8080 at ${lab.addr(i)} again`, async () => (await fetchFromOutside(lab.addr(i), 8080)) !== null, 15_000);
+  await H[0]!.coveOk(['service', 'update', '--publish-rm', '8000', '--detach', 'my-nginx']);
+  assert.equal(await ports(), only80);
+  for (let i = 0; i < 3; i++) await until(`8080 gone at ${lab.addr(i)} again`, async () => (await fetchFromOutside(lab.addr(i), 8080)) === null, 15_000);
+  await release(join(dir, 'go2'), held);
+  rmSync(dir, { recursive: true, force: true });
   const after = (await dockerOk(H[0]!, ['service', 'ps', '-q', '--filter', 'desired-state=running', 'my-nginx'])).split('\n').sort();
   assert.deepEqual(after, before, `no task restarted: ${await dockerOk(H[0]!, ['service', 'ps', '--no-trunc', 'my-nginx'])}`);
   for (let i = 0; i < 3; i++) assert.notEqual(await fetchFromOutside(lab.addr(i), 80), null);
@@ -202,10 +230,18 @@ test('a daemon restart: the node answers on its published port again at once, ot
   await until('port 80 at host 3 after its restart', async () => (await fetchFromOutside(lab.addr(2), 80)) !== null, 20_000, 50);
   const ms = Date.now() - t0;
   console.log(`# port 80 answered again ${ms} ms after the restarted daemon answered /_ping`);
-  const who = await whoAnswers(lab.addr(2), 80, 8);
-  assert.equal(who.length, 8, who.join(' '));
-  const st = JSON.parse(await h.coveOk(['service', 'ports', 'my-nginx', '--format', '{{json .}}'])) as { Ports: Array<{ Held: boolean; HostRule: boolean; SandboxRule: boolean }> };
-  assert.ok(st.Ports[0]!.Held && st.Ports[0]!.HostRule && st.Ports[0]!.SandboxRule, JSON.stringify(st));
+  // Every request answered (by HTTP status, not by page: under heavy load the orchestrator may have replaced a
+  // task meanwhile, whose page does not name it).
+  const codes = (await lab.underlay(`for i in $(seq 1 8); do curl -s -o /dev/null -m 3 -w '%{http_code}\\n' http://${lab.addr(2)}:80/; done`, 60_000)).stdout.split('\n').filter(Boolean);
+  assert.deepEqual(codes, Array(8).fill('200'), codes.join(' '));
+  // (The kernel's tables outlive the daemon, so the port answers before the restarted daemon is back in the swarm;
+  // its own pass then holds the port and owns the rules again.)
+  let st = '';
+  await until('host 3 holds port 80 with both rules', async () => {
+    st = await h.coveOk(['service', 'ports', 'my-nginx', '--format', '{{json .}}']);
+    const p = (JSON.parse(st) as { Ports: Array<{ Held: boolean; HostRule: boolean; SandboxRule: boolean }> }).Ports[0]!;
+    return p.Held && p.HostRule && p.SandboxRule;
+  }, 60_000).catch((e: Error) => assert.fail(`${e.message}: ${st}`));
 });
 
 test('service rm: the port stops answering on every node and is free again', async () => {

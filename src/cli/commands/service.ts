@@ -539,11 +539,16 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
     const ep = (spec.EndpointSpec ??= { Mode: 'vip' });
     let ports = ep.Ports ?? [];
     for (const r of o.publishRm ?? []) {
-      const want = r.includes('=') || r.includes(':') ? parsePublish(r) : [{ PublishedPort: Number(r.split('/')[0]), Protocol: (r.split('/')[1] ?? 'tcp') as 'tcp' }];
-      ports = ports.filter((p) => !want.some((w) => w.PublishedPort === p.PublishedPort && (w.Protocol ?? 'tcp') === (p.Protocol ?? 'tcp')));
+      // As docker's CLI (28, seen on the wire): by target port, protocol and publish mode, whatever published port is
+      // named: `--publish-rm 8000` and `--publish-rm 8080:8000` both drop 8080:8000 and 8081:8000.
+      const want = r.includes('=') || r.includes(':') ? parsePublish(r) : [{ TargetPort: Number(r.split('/')[0]), Protocol: (r.split('/')[1] ?? 'tcp') as 'tcp' }];
+      ports = ports.filter((p) => !want.some((w) => w.TargetPort === p.TargetPort && (w.Protocol ?? 'tcp') === (p.Protocol ?? 'tcp')
+        && ((w as { PublishMode?: string }).PublishMode ?? 'ingress') === (p.PublishMode ?? 'ingress')));
     }
     for (const a of o.publishAdd ?? []) ports.push(...parsePublish(a));
-    ep.Ports = ports;
+    // (docker's CLI leaves Ports out when none is left)
+    if (ports.length) ep.Ports = ports;
+    else delete ep.Ports;
   }
   if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode as 'vip' };
   if (o.restartCondition) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Condition: o.restartCondition as 'any' };
