@@ -12,6 +12,7 @@ import { run, sleep } from './exec.js';
 import { timeMs } from './stats.js';
 import { servicesWorkload } from './services.js';
 import { imagesWorkload } from './images.js';
+import { meshWorkload } from './mesh.js';
 
 const CLIENTS = fileURLToPath(new URL('./clients/', import.meta.url));
 const SLEEPER = ['sleep', '1000000'];
@@ -379,7 +380,7 @@ const w8: Workload = {
   },
 };
 
-export const WORKLOADS: Workload[] = [w1, w2, w3, w4, w5, w6, w7, w8, servicesWorkload, imagesWorkload];
+export const WORKLOADS: Workload[] = [w1, w2, w3, w4, w5, w6, w7, w8, servicesWorkload, meshWorkload, imagesWorkload];
 
 export function clientsBuilt(): boolean {
   return existsSync(join(CLIENTS, 'dns-client.js')) && existsSync(join(CLIENTS, 'http-client.js'));
