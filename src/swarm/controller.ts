@@ -322,7 +322,9 @@ export class SwarmController {
         this.attach().then(() => t?.mark('attach')),
       ]);
       if (lease.status === 'rejected') throw lease.reason;
-      if (s.role === 'manager') void this.provisionIdentities();
+      // Not on a manager that is joining: until its new member has caught up, etcd may not commit,
+      // and a write timing out opens the store client's circuit breaker for its next calls.
+      if (s.role === 'manager' && !t) void this.provisionIdentities();
     } catch (e) {
       await this.detach();
       this.store = undefined;
@@ -476,7 +478,6 @@ export class SwarmController {
       this.member = this.memberFor(s);
       this.member.start();
       await this.startJoinServer().catch((e) => this.log.error({ err: e }, 'join server did not start'));
-      void this.provisionIdentities();
     } else {
       // Demoted: a manager removed our etcd member; stop it and drop its data.
       s.role = 'worker';
@@ -610,7 +611,7 @@ export class SwarmController {
 
   /**
    * Tops the pool of worker identities up to IDPOOL_SIZE, in the background
-   * (after init, at a manager's start, after each join that took one). An
+   * (after init, at a manager daemon's start, after each join that took one). An
    * identity is a node ID whose etcd user and worker role exist: making them
    * takes a dozen etcd auth commits, the largest part of an admission, so a
    * join does not wait for them. An identity is usable only through a
