@@ -181,7 +181,7 @@ export class AttachSession implements IoSession {
   private onSocketEnd(): void {
     if (this.finished) return;
     const gate = this.opts.exitGate?.() ?? Promise.resolve();
-    gate.catch(() => undefined).then(() => this.finish('exited'));
+    void gate.catch(() => undefined).then(() => this.finish('exited'));
   }
 
   /** Ends the session without a live process (a stopped container, or logs-only attach). */

@@ -197,7 +197,7 @@ export class ContainerCore {
     const next = prev.then(fn, fn);
     const tail = next.catch(() => undefined);
     this.locks.set(id, tail);
-    tail.then(() => {
+    void tail.then(() => {
       if (this.locks.get(id) === tail) this.locks.delete(id);
     });
     return next;
