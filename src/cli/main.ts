@@ -630,6 +630,13 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[] = process.argv): Promise<void> {
+  // `cove ... | head`: once the reader has gone, stop quietly instead of dying of an unhandled EPIPE.
+  for (const out of [process.stdout, process.stderr]) {
+    out.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const program = buildProgram();
   if (argv.length === 3 && (argv[2] === '-v' || argv[2] === '--version')) {
     const { clientVersion } = await import('./commands/system.js');
