@@ -50,7 +50,14 @@ export class BridgeDriver implements NetworkDriver {
     this.firewall = ctx.firewall ?? hostFirewall(ctx.log);
     this.kernel = ctx.kernel ?? hostKernel();
     // The shared co-processes are ended with the daemon's driver; an injected kernel belongs to whoever made it.
-    this.closeKernel = ctx.kernel ? async () => undefined : closeHostKernel;
+    // Closing the object this driver holds (not only whatever hostKernel() returns now) ends lanes it
+    // reopened after another driver closed the shared kernel; else they keep a test process alive.
+    this.closeKernel = ctx.kernel
+      ? async () => undefined
+      : async () => {
+          await this.kernel.close();
+          await closeHostKernel();
+        };
   }
 
   private scheduleReap(): void {

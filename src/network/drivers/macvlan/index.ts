@@ -24,7 +24,14 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 
   constructor(ctx: Pick<DriverContext, 'kernel'> = {}) {
     this.kernel = ctx.kernel ?? hostKernel();
-    this.closeKernel = ctx.kernel ? async () => undefined : closeHostKernel;
+    // Closing the object this driver holds (not only whatever hostKernel() returns now) ends lanes it
+    // reopened after another driver closed the shared kernel; else they keep a test process alive.
+    this.closeKernel = ctx.kernel
+      ? async () => undefined
+      : async () => {
+          await this.kernel.close();
+          await closeHostKernel();
+        };
   }
 
   protected config(net: DriverNetwork): SubIfConfig {
