@@ -25,7 +25,7 @@ export interface FsChange {
  * Paths Docker keeps in a container's init layer, below its writable layer
  * (mountpoints the runtime makes), so that neither diff nor commit shows them.
  */
-const INIT_LAYER = new Set(['/dev', '/dev/pts', '/dev/shm', '/dev/console', '/proc', '/sys', '/.dockerenv', '/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/mtab']);
+const INIT_LAYER = new Set(['/dev', '/dev/pts', '/dev/shm', '/dev/console', '/proc', '/sys', '/.dockerenv', '/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/mtab', '/sbin/docker-init']);
 
 function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
@@ -79,8 +79,20 @@ async function isInitOnly(e: UpperEntry, upper: string): Promise<boolean> {
 export async function containerChanges(upper: string, lowers: string[]): Promise<FsChange[]> {
   const out: FsChange[] = [];
   const changedDirs = new Set<string>();
-  for await (const e of walkUpper(upper)) {
-    if (await isInitOnly(e, upper)) continue;
+  const entries: UpperEntry[] = [];
+  for await (const e of walkUpper(upper)) entries.push(e);
+  // Bottom-up: a directory of the image copied up only to hold init-layer mountpoints (/sbin for
+  // /sbin/docker-init, /etc for /etc/hosts) is not a change either: in Docker those live in the init layer.
+  const clean = new Set<string>();
+  const dirty = new Set<string>();
+  for (const e of [...entries].reverse()) {
+    const isClean = (await isInitOnly(e, upper))
+      || (e.st.isDirectory() && !e.opaque && !dirty.has(e.rel) && (await readdir(join(upper, e.rel)).catch(() => [])).length > 0 && (await existsBelow(lowers, e.rel)));
+    if (isClean) clean.add(e.rel);
+    else dirty.add(posix.dirname(e.rel));
+  }
+  for (const e of entries) {
+    if (clean.has(e.rel)) continue;
     let kind: FsChange['Kind'];
     // An opaque directory hides what the layers below had there: moby reports it deleted (its new content added).
     if (e.whiteout || (e.opaque && (await existsBelow(lowers, e.rel)))) kind = CHANGE_DELETE;

@@ -51,8 +51,13 @@ export interface ProcessUser {
   home: string;
 }
 
-/** Resolves Docker's User (name|uid[:group|gid]) against the rootfs's /etc/passwd and /etc/group. */
-export function resolveUser(rootfs: string, user: string | undefined): ProcessUser {
+/**
+ * Resolves Docker's User (name|uid[:group|gid]) against the rootfs's /etc/passwd
+ * and /etc/group, with the user's supplementary groups from /etc/group and
+ * `--group-add` (names resolved in /etc/group, numbers as they are), as
+ * moby's getUser does.
+ */
+export function resolveUser(rootfs: string, user: string | undefined, groupAdd: string[] = []): ProcessUser {
   const readDb = (f: string): string[][] => {
     try {
       return readFileSync(join(rootfs, 'etc', f), 'utf8').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
@@ -87,7 +92,23 @@ export function resolveUser(rootfs: string, user: string | undefined): ProcessUs
       gid = Number(row[2]);
     }
   }
-  return { uid, gid, home };
+  const groups = readDb('group');
+  const name = u && !/^\d+$/.test(u) ? u : passwd.find((r) => Number(r[2]) === uid)?.[0];
+  const extra: number[] = [];
+  if (name) for (const r of groups) if ((r[3] ?? '').split(',').includes(name)) extra.push(Number(r[2]));
+  for (const ga of groupAdd) {
+    if (/^\d+$/.test(ga)) {
+      const n = Number(ga);
+      if (n > 2 ** 31 - 1) throw new InvalidParameter(`unable to find group ${ga}: no matching entries in group file`);
+      extra.push(n);
+      continue;
+    }
+    const row = groups.find((r) => r[0] === ga);
+    if (!row) throw new InvalidParameter(`unable to find group ${ga}: no matching entries in group file`);
+    extra.push(Number(row[2]));
+  }
+  const additional = [...new Set(extra)];
+  return { uid, gid, home, ...(additional.length ? { additionalGids: additional } : {}) };
 }
 
 export interface ProcessSpec {

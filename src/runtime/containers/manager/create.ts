@@ -42,6 +42,14 @@ export class CreateOps {
     validateRestartPolicy(hostConfig.RestartPolicy);
     validateResources(hostConfig as Parameters<typeof validateResources>[0]);
     hostConfig.LogConfig = normalizeLogConfig(hostConfig.LogConfig as LogConfig | undefined);
+    // One OCI runtime, runc, as `docker info` lists it (Docker: unknown names are refused at create).
+    const runtime = (hostConfig.Runtime as string | undefined) || 'runc';
+    if (runtime !== 'runc') throw new InvalidParameter(`unknown or invalid runtime name: ${runtime}`);
+    hostConfig.Runtime = runtime;
+    if (hostConfig.Init === null) delete hostConfig.Init;
+    for (const g of (hostConfig.GroupAdd as unknown[] | null | undefined) ?? []) {
+      if (typeof g !== 'string' || g === '') throw new InvalidParameter(`invalid group: ${String(g)}`);
+    }
     checkResources(hostConfig as ResourceConfig);
     adaptResources(hostConfig as ResourceConfig);
 
@@ -109,6 +117,8 @@ export class CreateOps {
       hostConfig.NetworkMode = `container:${other.Id}`;
     } else if (mode !== 'none') {
       if (!endpoints[mode]) endpoints[mode] = {};
+      // Clients before API 1.44 give --mac-address as Config.MacAddress: it belongs to the NetworkMode's endpoint.
+      if (config.MacAddress && !endpoints[mode]!.MacAddress) endpoints[mode]!.MacAddress = config.MacAddress;
       // Legacy links on a user-defined network belong to its endpoint (libnetwork
       // aliases); Docker's inspect then shows HostConfig.Links as null.
       if (mode !== 'bridge' && hostConfig.Links?.length) {

@@ -47,7 +47,7 @@ export class ExecOps {
     const tty = opts.Tty ?? !!c.Tty;
     const detach = !!opts.Detach;
     const rootfs = rootfsPaths(this.core.containerDir(r.Id)).merged;
-    const user = resolveUser(rootfs, c.User || r.Config.User);
+    const user = resolveUser(rootfs, c.User || r.Config.User, (r.HostConfig.GroupAdd as string[] | null | undefined) ?? []);
     const env = new Map<string, string>();
     for (const e of [...(r.Config.Env ?? []), ...(c.Env ?? [])]) env.set(e.split('=')[0]!, e);
     if (!env.has('HOSTNAME')) env.set('HOSTNAME', `HOSTNAME=${r.Config.Hostname || r.Id.slice(0, 12)}`);

@@ -2,7 +2,8 @@
  * The lifecycle: start (rootfs, sandbox, OCI bundle, conmon + runc, all-or-nothing), stop, kill, restart,
  * pause/unpause, wait, remove and prune.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
 import type { Filters } from '../../../network/types.js';
@@ -94,8 +95,12 @@ export class LifecycleOps {
       undo.push(() => releaseMounts(this.core.volumes, r.MountPoints));
       lap('mounts');
 
-      const user = resolveUser(rootfs.merged, r.Config.User);
+      const user = resolveUser(rootfs.merged, r.Config.User, (r.HostConfig.GroupAdd as string[] | null | undefined) ?? []);
       const tty = !!r.Config.Tty;
+      // --init: Docker's docker-init (tini) as PID 1, bind-mounted read-only, reaping and forwarding signals.
+      const init = r.HostConfig.Init ? await initBinary() : undefined;
+      const initMounts = init ? [{ destination: INIT_PATH, type: 'bind', source: init, options: ['rbind', 'ro', 'rprivate'] }] : [];
+      const args = init ? [INIT_PATH, '--', r.Path, ...r.Args] : [r.Path, ...r.Args];
       const env = [...(r.Config.Env ?? [])];
       if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${spec.hostname}`);
       if (tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
@@ -104,7 +109,7 @@ export class LifecycleOps {
       const oci = bundleSpec({
         id,
         rootfs: rootfs.merged,
-        process: processSpec({ args: [r.Path, ...r.Args], env, cwd: r.Config.WorkingDir || '/', tty, user, caps }),
+        process: processSpec({ args, env, cwd: r.Config.WorkingDir || '/', tty, user, caps }),
         hostname: spec.hostname,
         domainname: spec.domainname,
         netnsPath: sandbox.netnsPath,
@@ -115,7 +120,7 @@ export class LifecycleOps {
         sysctls: { ...(r.HostConfig.Sysctls ?? {}) },
         readonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
         shmSize: typeof r.HostConfig.ShmSize === 'number' ? r.HostConfig.ShmSize : undefined,
-        userMounts: ociMounts(r.MountPoints ?? []),
+        userMounts: [...ociMounts(r.MountPoints ?? []), ...initMounts],
         limits: ociResources(r.HostConfig as ResourceConfig),
         deviceRules: ((r.HostConfig.DeviceCgroupRules as string[] | null | undefined) ?? []).map(parseDeviceRule),
       });
@@ -439,4 +444,20 @@ export class LifecycleOps {
       if (x.State.Running) x.State.Status = 'running';
     });
   }
+}
+
+/** Where --init's binary appears inside the container (Docker's path). */
+const INIT_PATH = '/sbin/docker-init';
+
+/** The init binary: Docker's docker-init when installed, else Debian's static tini (which it is). */
+async function initBinary(): Promise<string> {
+  for (const p of ['/usr/local/bin/docker-init', '/usr/bin/docker-init', '/usr/bin/tini-static']) {
+    try {
+      await access(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  throw new CoveError('exec: "docker-init": executable file not found in $PATH (install tini)', 500);
 }
