@@ -15,6 +15,8 @@ type Loader = () => Promise<Record<string, unknown>>;
 const modules: Record<string, Loader> = {
   network: () => import('./commands/network.js'),
   container: () => import('./commands/container.js'),
+  files: () => import('./commands/files.js'),
+  stats: () => import('./commands/stats.js'),
   run: () => import('./commands/run.js'),
   image: () => import('./commands/image.js'),
   registry: () => import('./commands/registry.js'),
@@ -113,6 +115,21 @@ function containerCreateOptions(cmd: Command): Command {
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
     .option('-a, --attach <stream>', 'Attach to STDIN, STDOUT or STDERR', collect)
     .option('--init', 'Run an init inside the container')
+    .option('-m, --memory <bytes>', 'Memory limit')
+    .option('--memory-swap <bytes>', "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    .option('--memory-reservation <bytes>', 'Memory soft limit')
+    .option('--cpus <decimal>', 'Number of CPUs')
+    .option('-c, --cpu-shares <int>', 'CPU shares (relative weight)')
+    .option('--cpu-period <int>', 'Limit CPU CFS (Completely Fair Scheduler) period')
+    .option('--cpu-quota <int>', 'Limit CPU CFS (Completely Fair Scheduler) quota')
+    .option('--cpuset-cpus <string>', 'CPUs in which to allow execution (0-3, 0,1)')
+    .option('--cpuset-mems <string>', 'MEMs in which to allow execution (0-3, 0,1)')
+    .option('--pids-limit <int>', 'Tune container pids limit (set -1 for unlimited)')
+    .option('--device-cgroup-rule <rule>', 'Add a rule to the cgroup allowed devices list', collect)
+    .option('--group-add <group>', 'Add additional groups to join', collect)
+    .option('--runtime <runtime>', 'Runtime to use for this container')
+    .option('--log-driver <driver>', 'Logging driver for the container')
+    .option('--log-opt <option>', 'Log driver options', collect)
     .option('--health-cmd <string>', 'Command to run to check health')
     .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
     .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
@@ -212,6 +229,42 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .argument('<container...>').action(act(program, 'container', 'unpause'));
   parent.command('top').description('Display the running processes of a container')
     .argument('<container>').argument('[ps-options...]').action(act(program, 'container', 'top'));
+  parent.command('update').description('Update configuration of one or more containers')
+    .option('-m, --memory <bytes>', 'Memory limit')
+    .option('--memory-swap <bytes>', "Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    .option('--memory-reservation <bytes>', 'Memory soft limit')
+    .option('--cpus <decimal>', 'Number of CPUs')
+    .option('-c, --cpu-shares <int>', 'CPU shares (relative weight)')
+    .option('--cpu-period <int>', 'Limit CPU CFS (Completely Fair Scheduler) period')
+    .option('--cpu-quota <int>', 'Limit CPU CFS (Completely Fair Scheduler) quota')
+    .option('--cpuset-cpus <string>', 'CPUs in which to allow execution (0-3, 0,1)')
+    .option('--cpuset-mems <string>', 'MEMs in which to allow execution (0-3, 0,1)')
+    .option('--pids-limit <int>', 'Tune container pids limit (set -1 for unlimited)')
+    .option('--restart <policy>', 'Restart policy to apply when a container exits')
+    .argument('<container...>').action(act(program, 'stats', 'update'));
+  parent.command('stats').description('Display a live stream of container(s) resource usage statistics')
+    .option('-a, --all', 'Show all containers (default shows just running)')
+    .option('--no-stream', 'Disable streaming stats and only pull the first result')
+    .option('--format <format>', 'Format output using a custom template')
+    .option('--no-trunc', "Don't truncate output")
+    .argument('[container...]').action(act(program, 'stats', 'stats'));
+  parent.command('cp').description('Copy files/folders between a container and the local filesystem')
+    .option('-a, --archive', 'Archive mode (copy all uid/gid information)')
+    .option('-L, --follow-link', 'Always follow symbol link in SRC_PATH')
+    .option('-q, --quiet', 'Suppress progress output during copy')
+    .argument('<src>').argument('<dest>').action(act(program, 'files', 'cp'));
+  parent.command('diff').description("Inspect changes to files or directories on a container's filesystem")
+    .argument('<container>').action(act(program, 'files', 'diff'));
+  parent.command('commit').description("Create a new image from a container's changes")
+    .option('-a, --author <string>', 'Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+    .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
+    .option('-m, --message <string>', 'Commit message')
+    .option('-p, --pause', 'Pause container during commit', true)
+    .option('--no-pause', 'Do not pause the container during commit')
+    .argument('<container>').argument('[repository]').action(act(program, 'files', 'commit'));
+  parent.command('export').description("Export a container's filesystem as a tar archive")
+    .option('-o, --output <file>', 'Write to a file, instead of STDOUT')
+    .argument('<container>').action(act(program, 'files', 'exportContainer'));
   parent.command('port').description('List port mappings or a specific mapping for the container')
     .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
   if (!top) {

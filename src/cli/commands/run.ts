@@ -1,11 +1,12 @@
 /** cove run | create | start | exec | attach: the commands that carry stdio. */
 import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
+import { resourceFields, type ResourceFlags } from './resource-flags.js';
 import { eachName, keyValues } from '../util.js';
 import { pipeSession } from '../stdio.js';
 import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
 
-export interface CreateOpts extends HealthFlags {
+export interface CreateOpts extends HealthFlags, ResourceFlags {
   detach?: boolean; interactive?: boolean; tty?: boolean; rm?: boolean; name?: string; hostname?: string; domainname?: string;
   env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string; link?: string[]; linkLocalIp?: string[];
   publish?: string[]; publishAll?: boolean; expose?: string[]; dns?: string[]; dnsSearch?: string[]; dnsOption?: string[];
@@ -13,6 +14,18 @@ export interface CreateOpts extends HealthFlags {
   capAdd?: string[]; capDrop?: string[]; sysctl?: string[]; restart?: string; stopSignal?: string; stopTimeout?: string;
   detachKeys?: string; attach?: string[]; init?: boolean; pull?: string; quiet?: boolean; sigProxy?: boolean;
   volume?: string[]; mount?: string[]; tmpfs?: string[]; volumesFrom?: string[];
+  groupAdd?: string[]; runtime?: string; deviceCgroupRule?: string[]; logDriver?: string; logOpt?: string[];
+}
+
+/** --log-opt key=value pairs (docker: 'invalid key value pair format in logging opts'). */
+function logOpts(list: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new CliError(`invalid key value pair format in logging opts: ${kv}`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
 }
 
 /** docker's RAMInBytes: 64m, 1g, 512k, 100 (bytes). */
@@ -225,6 +238,11 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
       Sysctls: o.sysctl ? keyValues(o.sysctl) : {},
       RestartPolicy: restartPolicy(o.restart),
       Init: o.init ? true : null,
+      ...resourceFields(o),
+      ...(o.groupAdd?.length ? { GroupAdd: o.groupAdd } : {}),
+      ...(o.runtime ? { Runtime: o.runtime } : {}),
+      ...(o.deviceCgroupRule?.length ? { DeviceCgroupRules: o.deviceCgroupRule } : {}),
+      ...(o.logDriver || o.logOpt?.length ? { LogConfig: { Type: o.logDriver ?? '', Config: logOpts(o.logOpt) } } : {}),
     },
     NetworkingConfig: { EndpointsConfig: endpoints },
   };
