@@ -70,6 +70,21 @@ test('json-file is the default; max-size/max-file rotate while the container wri
   await dockerOk(L(), ['rm', '-f', 'lg-rot', 'lg-plain']);
 });
 
+test('a chatty container: 400k lines past the default rotation (20 MiB) are all read back by logs', { skip }, async () => {
+  // bench:containers found `logs` failing with "Maximum call stack size exceeded" on such a log.
+  const lines = 400_000;
+  await dockerOk(L(), ['run', '--name', 'lg-chatty', '--network', 'none', '-d', 'alpine', 'sh', '-c', `yes ${'x'.repeat(63)} | head -n ${lines}`]);
+  assert.equal(await dockerOk(L(), ['wait', 'lg-chatty'], { timeoutMs: 300_000 }), '0');
+  const ins = (await api(L(), 'GET', '/containers/lg-chatty/json')).json();
+  const files = readdirSync(dirname(ins.LogPath)).filter((f) => f.startsWith('ctr.log'));
+  assert.ok(files.length >= 2, `the default max-size rotated the log: ${files.join(' ')}`);
+  const all = await docker(L(), ['logs', 'lg-chatty'], { timeoutMs: 300_000 });
+  assert.equal(all.code, 0, all.stderr);
+  assert.equal(all.stdout.length, lines * 64, 'every line, once');
+  assert.equal(await dockerOk(L(), ['logs', '--tail', '2', 'lg-chatty']), `${'x'.repeat(63)}\n${'x'.repeat(63)}`);
+  await dockerOk(L(), ['rm', 'lg-chatty']);
+});
+
 test('logs -f follows across rotations: every line, in order, until the container exits', { skip }, async () => {
   await dockerOk(L(), ['run', '-d', '--name', 'lg-follow', '--network', 'none', '--log-opt', 'max-size=4k', '--log-opt', 'max-file=2', 'alpine', 'sh', '-c', `sleep 2; ${writer(800)}`]);
   const followed = await docker(L(), ['logs', '-f', 'lg-follow'], { timeoutMs: 60_000 });

@@ -122,7 +122,8 @@ async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
 /** The lines of the rotated files (oldest first), read whole. */
 async function readRotated(path: string): Promise<ParsedLine[]> {
   const out: ParsedLine[] = [];
-  for (const f of (await logFiles(path)).slice(0, -1)) out.push(...(await readFrom(f, { offset: 0, rest: '' })).lines);
+  // One push per line: spreading a rotated file's lines as arguments overflows the stack (a 20 MiB file is ~200k lines).
+  for (const f of (await logFiles(path)).slice(0, -1)) for (const l of (await readFrom(f, { offset: 0, rest: '' })).lines) out.push(l);
   return out;
 }
 
