@@ -16,7 +16,10 @@ export default tseslint.config(
       // A promise nobody awaits or catches: its rejection is an unhandled rejection, which ends node.
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
       // An async function where a callback's result is ignored (event handlers, forEach): same hazard.
-      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
+      '@typescript-eslint/no-misused-promises': [
+        'error',
+        { checksVoidReturn: { arguments: false, attributes: false } },
+      ],
       '@typescript-eslint/await-thenable': 'error',
       '@typescript-eslint/only-throw-error': 'error',
       // Off: every hit re-rejects a caught value (`catch (e) { return Promise.reject(e) }`), typed unknown but an Error.

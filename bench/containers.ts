@@ -57,8 +57,15 @@ async function ok(lab: Lab, args: string[], timeoutMs = 300_000): Promise<string
 /** The floor of one stats sample: the files the daemon reads, read directly. */
 function readCgroupFloor(id: string, pid: number): number {
   let n = 0;
-  for (const f of ['cpuacct/cove/ID/cpuacct.usage', 'cpuacct/cove/ID/cpuacct.usage_percpu', 'memory/cove/ID/memory.usage_in_bytes', 'memory/cove/ID/memory.limit_in_bytes',
-    'memory/cove/ID/memory.stat', 'pids/cove/ID/pids.current', 'blkio/cove/ID/blkio.throttle.io_service_bytes_recursive']) {
+  for (const f of [
+    'cpuacct/cove/ID/cpuacct.usage',
+    'cpuacct/cove/ID/cpuacct.usage_percpu',
+    'memory/cove/ID/memory.usage_in_bytes',
+    'memory/cove/ID/memory.limit_in_bytes',
+    'memory/cove/ID/memory.stat',
+    'pids/cove/ID/pids.current',
+    'blkio/cove/ID/blkio.throttle.io_service_bytes_recursive',
+  ]) {
     try {
       n += readFileSync(`/sys/fs/cgroup/${f.replace('ID', id)}`, 'utf8').length;
     } catch {
@@ -84,22 +91,35 @@ async function statsBench(lab: Lab, out: string[]): Promise<void> {
   const floorMs: number[] = [];
   for (let r = 0; r < RUNS; r++) {
     let rows = 0;
-    dockerMs.push(await timed(async () => { rows = (await ok(lab, ['stats', '--no-stream'])).split('\n').length - 1; }));
+    dockerMs.push(
+      await timed(async () => {
+        rows = (await ok(lab, ['stats', '--no-stream'])).split('\n').length - 1;
+      }),
+    );
     if (rows !== N) throw new Error(`docker stats listed ${rows} containers, not ${N}`);
     coveMs.push(await timed(() => lab.coveOk(['stats', '--no-stream'])));
-    oneShotMs.push(await timed(async () => {
-      for (const { id } of ids) await api(lab, 'GET', `/containers/${id}/stats?stream=0&one-shot=1`);
-    }));
-    floorMs.push(await timed(async () => {
-      for (const { id, pid } of ids) readCgroupFloor(id, pid);
-    }));
+    oneShotMs.push(
+      await timed(async () => {
+        for (const { id } of ids) await api(lab, 'GET', `/containers/${id}/stats?stream=0&one-shot=1`);
+      }),
+    );
+    floorMs.push(
+      await timed(async () => {
+        for (const { id, pid } of ids) readCgroupFloor(id, pid);
+      }),
+    );
   }
-  out.push(`### stats --no-stream, ${N} running containers (median of ${RUNS})`, '',
-    '| what | ms | per container |', '|---|---|---|',
+  out.push(
+    `### stats --no-stream, ${N} running containers (median of ${RUNS})`,
+    '',
+    '| what | ms | per container |',
+    '|---|---|---|',
     `| docker stats --no-stream (docker CLI 28.2 → Cove) | ${median(dockerMs).toFixed(0)} | ${(median(dockerMs) / N).toFixed(1)} |`,
     `| cove stats --no-stream | ${median(coveMs).toFixed(0)} | ${(median(coveMs) / N).toFixed(1)} |`,
     `| API stats?stream=0&one-shot=1, one after another | ${median(oneShotMs).toFixed(0)} | ${(median(oneShotMs) / N).toFixed(1)} |`,
-    `| floor: the same cgroup and /proc files read directly | ${median(floorMs).toFixed(1)} | ${(median(floorMs) / N).toFixed(2)} |`, '');
+    `| floor: the same cgroup and /proc files read directly | ${median(floorMs).toFixed(1)} | ${(median(floorMs) / N).toFixed(2)} |`,
+    '',
+  );
   for (const n of names) await api(lab, 'DELETE', `/containers/${n}?force=1`, undefined, {}, 60_000);
 }
 
@@ -129,11 +149,16 @@ async function cpBench(lab: Lab, out: string[]): Promise<void> {
     floorMs.push(await timed(() => sh(lab, `tar -C ${work} -cf - tree | tar -C ${join(work, 'floor')} -xf -`)));
   }
   const rate = (ms: number): string => (mb / (ms / 1000)).toFixed(0);
-  out.push(`### cp of a ${mb.toFixed(0)} MB tree (${dirs * 10} files of 100 KiB in ${dirs} dirs; median of ${RUNS})`, '',
-    '| what | ms | MB/s |', '|---|---|---|',
+  out.push(
+    `### cp of a ${mb.toFixed(0)} MB tree (${dirs * 10} files of 100 KiB in ${dirs} dirs; median of ${RUNS})`,
+    '',
+    '| what | ms | MB/s |',
+    '|---|---|---|',
     `| docker cp tree → container | ${median(inMs).toFixed(0)} | ${rate(median(inMs))} |`,
     `| docker cp container → host | ${median(outMs).toFixed(0)} | ${rate(median(outMs))} |`,
-    `| floor: tar -c \\| tar -x between two host dirs | ${median(floorMs).toFixed(0)} | ${rate(median(floorMs))} |`, '');
+    `| floor: tar -c \\| tar -x between two host dirs | ${median(floorMs).toFixed(0)} | ${rate(median(floorMs))} |`,
+    '',
+  );
   await api(lab, 'DELETE', '/containers/cpb?force=1', undefined, {}, 60_000);
   rmSync(work, { recursive: true, force: true });
 }
@@ -160,39 +185,72 @@ async function logBench(lab: Lab, out: string[]): Promise<void> {
     const row = { driver, writeMs: [] as number[], readMs: [] as number[], lines: [] as number[] };
     for (let r = 0; r < RUNS; r++) {
       const name = `chatty-${driver}-${r}`;
-      await ok(lab, ['create', '--name', name, '--network', 'none', '--log-driver', driver, 'alpine', 'sh', '-c', `yes ${line} | head -n ${LOG_LINES}`]);
-      row.writeMs.push(await timed(async () => {
-        await ok(lab, ['start', name]);
-        await ok(lab, ['wait', name], 600_000);
-      }));
+      await ok(lab, [
+        'create',
+        '--name',
+        name,
+        '--network',
+        'none',
+        '--log-driver',
+        driver,
+        'alpine',
+        'sh',
+        '-c',
+        `yes ${line} | head -n ${LOG_LINES}`,
+      ]);
+      row.writeMs.push(
+        await timed(async () => {
+          await ok(lab, ['start', name]);
+          await ok(lab, ['wait', name], 600_000);
+        }),
+      );
       if (driver !== 'none') {
         let n = 0;
-        row.readMs.push(await timed(async () => { n = await countLogLines(lab, name); }));
+        row.readMs.push(
+          await timed(async () => {
+            n = await countLogLines(lab, name);
+          }),
+        );
         row.lines.push(n);
       }
       await api(lab, 'DELETE', `/containers/${name}?force=1`, undefined, {}, 60_000);
     }
     rows.push(row);
   }
-  out.push(`### log throughput of a chatty container (${LOG_LINES} lines of 64 bytes = ${mb.toFixed(0)} MB; start → exit; median of ${RUNS})`, '',
-    '| log driver | write: s | MB/s | logs read back: s | lines read back |', '|---|---|---|---|---|');
+  out.push(
+    `### log throughput of a chatty container (${LOG_LINES} lines of 64 bytes = ${mb.toFixed(0)} MB; start → exit; median of ${RUNS})`,
+    '',
+    '| log driver | write: s | MB/s | logs read back: s | lines read back |',
+    '|---|---|---|---|---|',
+  );
   for (const r of rows) {
     const w = median(r.writeMs);
-    out.push(`| ${r.driver} | ${(w / 1000).toFixed(2)} | ${(mb / (w / 1000)).toFixed(1)} | ${r.readMs.length ? (median(r.readMs) / 1000).toFixed(2) : '—'} | ${r.lines.length ? r.lines.join(', ') : '—'} |`);
+    out.push(
+      `| ${r.driver} | ${(w / 1000).toFixed(2)} | ${(mb / (w / 1000)).toFixed(1)} | ${r.readMs.length ? (median(r.readMs) / 1000).toFixed(2) : '—'} | ${r.lines.length ? r.lines.join(', ') : '—'} |`,
+    );
   }
   out.push('');
 }
 
 async function main(): Promise<void> {
   const lab = await clientLab('cbc');
-  const out: string[] = [`Measured ${new Date().toISOString()}, load average before: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`, ''];
+  const out: string[] = [
+    `Measured ${new Date().toISOString()}, load average before: ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+    '',
+  ];
   const stop = (): void => void teardown(lab).finally(() => process.exit(130));
   process.once('SIGINT', stop);
   try {
     if (PARTS.has('stats')) await statsBench(lab, out);
     if (PARTS.has('cp')) await cpBench(lab, out);
     if (PARTS.has('logs')) await logBench(lab, out);
-    out.push(`Load average after: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+    out.push(
+      `Load average after: ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
   } finally {
     await teardown(lab);
   }

@@ -4,9 +4,14 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'n
 
 export { run, type RunResult };
 
-export async function must(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+export async function must(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
   const r = await run(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
   return r.stdout;
 }
 
@@ -27,8 +32,12 @@ export async function makeHostLab(name: string): Promise<void> {
   await must('ip', ['netns', 'add', name]);
   await must('ip', ['netns', 'add', `${name}-x`]);
   await must('ip', ['-n', name, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1', 'netns', `${name}-x`]);
-  await must('ip', ['-n', name, '-batch', '-'], { input: 'link set lo up\naddr add 10.99.0.1/24 dev up0\nlink set up0 up\n' });
-  await must('ip', ['-n', `${name}-x`, '-batch', '-'], { input: 'link set lo up\naddr add 10.99.0.2/24 dev up1\nlink set up1 up\n' });
+  await must('ip', ['-n', name, '-batch', '-'], {
+    input: 'link set lo up\naddr add 10.99.0.1/24 dev up0\nlink set up0 up\n',
+  });
+  await must('ip', ['-n', `${name}-x`, '-batch', '-'], {
+    input: 'link set lo up\naddr add 10.99.0.2/24 dev up1\nlink set up1 up\n',
+  });
 }
 
 export async function deleteNetns(...names: string[]): Promise<void> {
@@ -132,13 +141,19 @@ export async function unmountBelow(dir: string): Promise<void> {
 /** Installs Debian packages if `probe` is not on PATH. Throws a clear message when it cannot. */
 export async function ensureInstalled(probe: string, packages: string[]): Promise<string | undefined> {
   if ((await run('sh', ['-c', `command -v ${probe}`])).code === 0) return undefined;
-  process.stderr.write(`bench: ${probe} missing, installing ${packages.join(' ')} (apt-get; policy-rc.d keeps services from starting)\n`);
+  process.stderr.write(
+    `bench: ${probe} missing, installing ${packages.join(' ')} (apt-get; policy-rc.d keeps services from starting)\n`,
+  );
   const r = await run('apt-get', ['install', '-y', ...packages], {
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     timeoutMs: 600_000,
   });
-  if (r.code !== 0) throw new Error(`cannot install ${packages.join(' ')}: apt-get exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
-  if ((await run('sh', ['-c', `command -v ${probe}`])).code !== 0) throw new Error(`installed ${packages.join(' ')} but ${probe} is still not on PATH`);
+  if (r.code !== 0)
+    throw new Error(
+      `cannot install ${packages.join(' ')}: apt-get exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+    );
+  if ((await run('sh', ['-c', `command -v ${probe}`])).code !== 0)
+    throw new Error(`installed ${packages.join(' ')} but ${probe} is still not on PATH`);
   return `installed ${packages.join(' ')}`;
 }
 
@@ -160,6 +175,7 @@ export function pidsWithRootUnder(dir: string): number[] {
 export async function ensureImages(repo: string): Promise<{ alpine: string; nginx: string }> {
   const dir = `${repo}/build/images`;
   const files = { alpine: `${dir}/alpine.tar`, nginx: `${dir}/nginx.tar` };
-  if (!existsSync(files.alpine) || !existsSync(files.nginx)) await must('bash', [`${repo}/scripts/build-images.sh`, dir], { timeoutMs: 120_000 });
+  if (!existsSync(files.alpine) || !existsSync(files.nginx))
+    await must('bash', [`${repo}/scripts/build-images.sh`, dir], { timeoutMs: 120_000 });
   return files;
 }

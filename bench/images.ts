@@ -29,7 +29,7 @@ const ID = 16;
 const AUTH = Buffer.from('{}').toString('base64'); // docker's API wants X-Registry-Auth on push, even empty
 
 const M = {
-  push: { key: 'push', label: 'push (random layer, to a registry in the engine\'s namespace)', unit: 'ms' },
+  push: { key: 'push', label: "push (random layer, to a registry in the engine's namespace)", unit: 'ms' },
   pull: { key: 'pull', label: 'pull of the same image after removing it', unit: 'ms' },
   pushRate: { key: 'push-rate', label: 'push throughput (uncompressed MB / s)', unit: 'MB/s', better: 'higher' },
   pullRate: { key: 'pull-rate', label: 'pull throughput (uncompressed MB / s)', unit: 'MB/s', better: 'higher' },
@@ -57,7 +57,12 @@ async function randomTar(dir: string, mb: number, tag: string): Promise<string> 
 }
 
 /** An Engine API call whose streamed JSON lines may carry an error (pull, push, import). */
-async function streamOk(api: EngineApi, method: string, path: string, opts: { file?: string; headers?: Record<string, string> } = {}): Promise<void> {
+async function streamOk(
+  api: EngineApi,
+  method: string,
+  path: string,
+  opts: { file?: string; headers?: Record<string, string> } = {},
+): Promise<void> {
   const r = await api.ok(method, path, undefined, { ...opts, timeoutMs: 600_000 });
   for (const line of r.text.split('\n')) {
     if (!line.trim()) continue;
@@ -82,7 +87,12 @@ async function pushPull(ctx: Ctx, targetName: string, api: EngineApi, netnsPath:
   const dir = mkdtempSync(join(tmpdir(), 'cvb-img-'));
   let reg: LabRegistry | undefined;
   try {
-    reg = await LabRegistry.start({ netns: basename(netnsPath), ip: '127.0.0.1', port: 5000, dir: join(dir, 'registry') });
+    reg = await LabRegistry.start({
+      netns: basename(netnsPath),
+      ip: '127.0.0.1',
+      port: 5000,
+      dir: join(dir, 'registry'),
+    });
     for (let i = 0; i < reps; i++) {
       const tar = await randomTar(dir, mb, `r${i}`);
       const local = `cvb/big:r${i}`;
@@ -91,7 +101,9 @@ async function pushPull(ctx: Ctx, targetName: string, api: EngineApi, netnsPath:
       rmSync(tar, { force: true });
       await api.ok('POST', `/images/${encodeURIComponent(local)}/tag?repo=127.0.0.1:5000/cvb/big&tag=r${i}`);
       let t0 = performance.now();
-      await streamOk(api, 'POST', `/images/${encodeURIComponent('127.0.0.1:5000/cvb/big')}/push?tag=r${i}`, { headers: { 'X-Registry-Auth': AUTH } });
+      await streamOk(api, 'POST', `/images/${encodeURIComponent('127.0.0.1:5000/cvb/big')}/push?tag=r${i}`, {
+        headers: { 'X-Registry-Auth': AUTH },
+      });
       const push = performance.now() - t0;
       await removeImage(api, remote);
       await removeImage(api, local);
@@ -109,7 +121,10 @@ async function pushPull(ctx: Ctx, targetName: string, api: EngineApi, netnsPath:
     await reg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  ctx.rec.note(ID, `${targetName}: ${mb} MB of random bytes in one layer, ${reps} repetition(s); registry = Debian's docker-registry on 127.0.0.1:5000 in the engine's lab namespace`);
+  ctx.rec.note(
+    ID,
+    `${targetName}: ${mb} MB of random bytes in one layer, ${reps} repetition(s); registry = Debian's docker-registry on 127.0.0.1:5000 in the engine's lab namespace`,
+  );
 }
 
 /** Cove only: 5 hosts pulling at once vs one alone, from a registry on the underlay. */
@@ -131,9 +146,12 @@ async function fiveNodes(ctx: Ctx): Promise<void> {
     const tar = await randomTar(dir, mb, 'five');
     await streamOk(apis[0]!, 'POST', `/images/create?fromSrc=-&repo=${encodeURIComponent(repo)}&tag=v1`, { file: tar });
     rmSync(tar, { force: true });
-    await streamOk(apis[0]!, 'POST', `/images/${encodeURIComponent(repo)}/push?tag=v1`, { headers: { 'X-Registry-Auth': AUTH } });
+    await streamOk(apis[0]!, 'POST', `/images/${encodeURIComponent(repo)}/push?tag=v1`, {
+      headers: { 'X-Registry-Auth': AUTH },
+    });
     await removeImage(apis[0]!, `${repo}:v1`);
-    const pull = (api: EngineApi) => streamOk(api, 'POST', `/images/create?fromImage=${encodeURIComponent(repo)}&tag=v1`);
+    const pull = (api: EngineApi) =>
+      streamOk(api, 'POST', `/images/create?fromImage=${encodeURIComponent(repo)}&tag=v1`);
     let t0 = performance.now();
     await pull(apis[0]!);
     ctx.rec.add(ID, M.one, 'cove-api', performance.now() - t0);
@@ -143,7 +161,10 @@ async function fiveNodes(ctx: Ctx): Promise<void> {
     const all = performance.now() - t0;
     ctx.rec.add(ID, M.five, 'cove-api', all);
     ctx.log(`  cove: 5 hosts pulled ${mb} MB at once in ${all.toFixed(0)} ms`);
-    ctx.rec.note(ID, `5 hosts: ${mb} MB image, each host its own coved and data root, the registry on the underlay bridge (${REG}); no Docker counterpart (one dockerd here)`);
+    ctx.rec.note(
+      ID,
+      `5 hosts: ${mb} MB image, each host its own coved and data root, the registry on the underlay bridge (${REG}); no Docker counterpart (one dockerd here)`,
+    );
   } finally {
     for (const a of apis) a.close();
     await reg?.stop();

@@ -62,7 +62,10 @@ async function main(): Promise<number> {
     const arg = process.argv[sw + 1];
     const levels = arg && /^\d+(,\d+)*$/.test(arg) ? arg.split(',').map(Number) : [2, 10, 20];
     const { swarmBench } = await import('./swarm.js');
-    return swarmBench(levels, join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')));
+    return swarmBench(
+      levels,
+      join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')),
+    );
   }
   // --overlay [LEVELS]: overlay networks as the lab grows (bench/overlay.ts).
   const ov = process.argv.indexOf('--overlay');
@@ -74,11 +77,17 @@ async function main(): Promise<number> {
       return 2;
     }
     const { overlayBench } = await import('./overlay.js');
-    return overlayBench(levels, join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')));
+    return overlayBench(
+      levels,
+      join(REPO, 'bench/results', new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, 'Z')),
+    );
   }
   let opts: Options | 'help';
   try {
-    opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'), { workloads: WORKLOADS.map((w) => w.id), repo: REPO });
+    opts = parseOptions(process.argv.slice(2), (m) => process.stderr.write(m + '\n'), {
+      workloads: WORKLOADS.map((w) => w.id),
+      repo: REPO,
+    });
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n\n${HELP}`);
     return 2;
@@ -139,7 +148,9 @@ async function main(): Promise<number> {
     stopping = true;
     log(`bench: ${sig}: tearing down ${current?.name ?? 'nothing'} and writing what was measured`);
     // Tearing down now also makes the running workload fail fast.
-    firstTeardown = current ? current.teardown().catch((e: Error) => void log(`bench: teardown: ${e.message}`)) : Promise.resolve();
+    firstTeardown = current
+      ? current.teardown().catch((e: Error) => void log(`bench: teardown: ${e.message}`))
+      : Promise.resolve();
     // If the workload does not come back, finish from here.
     setTimeout(() => void finishStopped().then((code) => process.exit(code)), 60_000).unref();
   };
@@ -155,7 +166,8 @@ async function main(): Promise<number> {
       results.engines[engine.name] = await engine.describe();
     } catch (e) {
       const msg = (e as Error).message;
-      results.unavailable[engine.name] = engine.name === 'cove' && !msg.startsWith('cove unavailable') ? `cove unavailable: ${msg}` : msg;
+      results.unavailable[engine.name] =
+        engine.name === 'cove' && !msg.startsWith('cove unavailable') ? `cove unavailable: ${msg}` : msg;
       log(`bench: ${engine.name} not run: ${results.unavailable[engine.name]}`);
       await engine.teardown().catch((err: Error) => log(`bench: teardown of ${engine.name}: ${err.message}`));
       continue;
@@ -164,7 +176,10 @@ async function main(): Promise<number> {
       const all = engine.targets();
       const unavailable = all.unavailable;
       const ready = opts.targets.length ? all.ready.filter((t) => opts.targets.includes(t.name)) : all.ready;
-      if (ready.length === 0) log(`bench: ${engine.name}: none of --targets ${opts.targets.join(',')} is one of its targets (${all.ready.map((t) => t.name).join(', ')})`);
+      if (ready.length === 0)
+        log(
+          `bench: ${engine.name}: none of --targets ${opts.targets.join(',')} is one of its targets (${all.ready.map((t) => t.name).join(', ')})`,
+        );
       Object.assign(results.unavailable, unavailable);
       for (const t of ready) results.targets[t.name] = engine.name;
       const ctx: Ctx = { quick: opts.quick, ns: opts.ns, rec, engine, log, name };

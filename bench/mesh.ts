@@ -29,17 +29,65 @@ const ID = 14;
 const CLIENT = '192.0.2.100';
 
 const M: Record<string, MetricDef> = {
-  rpsMesh: { key: 'rps-mesh-notask', label: 'req/s through the mesh at a node with no task (1 task, 16 conns, no keep-alive)', unit: 'req/s', better: 'higher' },
-  rpsDirect: { key: 'rps-direct', label: 'req/s straight to the task (mode=host port on its node)', unit: 'req/s', better: 'higher' },
-  rpsShare: { key: 'rps-mesh-share', label: 'mesh (node with no task) req/s as % of straight to the task', unit: '%', better: 'higher' },
-  rpsLocal: { key: 'rps-mesh-local', label: 'req/s through the mesh at the task\'s own node', unit: 'req/s', better: 'higher' },
-  createAll: { key: 'create-every-node', label: 'service create --publish (1 replica): every node answers on the port', unit: 'ms' },
-  rule1Host: { key: 'rule-host-1', label: 'publish-add, 1 port published: host table update per node (median)', unit: 'ms' },
-  rule1Sbox: { key: 'rule-sbox-1', label: 'publish-add, 1 port published: ingress sandbox table update per node (median)', unit: 'ms' },
-  rule100Host: { key: 'rule-host-100', label: 'publish-add, 100 ports published: host table update per node (median)', unit: 'ms' },
-  rule100Sbox: { key: 'rule-sbox-100', label: 'publish-add, 100 ports published: ingress sandbox table update per node (median)', unit: 'ms' },
-  add1All: { key: 'publish-add-1', label: 'publish-add with 1 port published: every node answers on the new port', unit: 'ms' },
-  add100All: { key: 'publish-add-100', label: 'publish-add with 100 ports published: every node answers on the new port', unit: 'ms' },
+  rpsMesh: {
+    key: 'rps-mesh-notask',
+    label: 'req/s through the mesh at a node with no task (1 task, 16 conns, no keep-alive)',
+    unit: 'req/s',
+    better: 'higher',
+  },
+  rpsDirect: {
+    key: 'rps-direct',
+    label: 'req/s straight to the task (mode=host port on its node)',
+    unit: 'req/s',
+    better: 'higher',
+  },
+  rpsShare: {
+    key: 'rps-mesh-share',
+    label: 'mesh (node with no task) req/s as % of straight to the task',
+    unit: '%',
+    better: 'higher',
+  },
+  rpsLocal: {
+    key: 'rps-mesh-local',
+    label: "req/s through the mesh at the task's own node",
+    unit: 'req/s',
+    better: 'higher',
+  },
+  createAll: {
+    key: 'create-every-node',
+    label: 'service create --publish (1 replica): every node answers on the port',
+    unit: 'ms',
+  },
+  rule1Host: {
+    key: 'rule-host-1',
+    label: 'publish-add, 1 port published: host table update per node (median)',
+    unit: 'ms',
+  },
+  rule1Sbox: {
+    key: 'rule-sbox-1',
+    label: 'publish-add, 1 port published: ingress sandbox table update per node (median)',
+    unit: 'ms',
+  },
+  rule100Host: {
+    key: 'rule-host-100',
+    label: 'publish-add, 100 ports published: host table update per node (median)',
+    unit: 'ms',
+  },
+  rule100Sbox: {
+    key: 'rule-sbox-100',
+    label: 'publish-add, 100 ports published: ingress sandbox table update per node (median)',
+    unit: 'ms',
+  },
+  add1All: {
+    key: 'publish-add-1',
+    label: 'publish-add with 1 port published: every node answers on the new port',
+    unit: 'ms',
+  },
+  add100All: {
+    key: 'publish-add-100',
+    label: 'publish-add with 100 ports published: every node answers on the new port',
+    unit: 'ms',
+  },
 };
 
 async function until(what: string, f: () => Promise<boolean>, ms: number, gapMs = 100): Promise<void> {
@@ -73,11 +121,15 @@ const median = (xs: number[]): number => {
 
 export const meshWorkload: Workload = {
   id: ID,
-  title: 'ingress routing mesh on 3 simulated hosts: req/s at a node with no task vs straight to the task, create until every node answers, rule updates at 1 and 100 ports (cove only)',
+  title:
+    'ingress routing mesh on 3 simulated hosts: req/s at a node with no task vs straight to the task, create until every node answers, rule updates at 1 and 100 ports (cove only)',
   perEngine: true,
   async run(t, ctx) {
     if (ctx.engine.name !== 'cove') {
-      ctx.rec.note(ID, `${t.name}: not measured (Cove only: Docker's routing mesh needs IPVS, absent here; Podman has no swarm)`);
+      ctx.rec.note(
+        ID,
+        `${t.name}: not measured (Cove only: Docker's routing mesh needs IPVS, absent here; Podman has no swarm)`,
+      );
       return;
     }
     await runMesh(ctx);
@@ -100,18 +152,59 @@ async function runMesh(ctx: Ctx): Promise<void> {
     if (added.code !== 0) throw new Error(added.stderr);
     /** One GET from the outside world; true when it answered 200. */
     const answers = async (addr: string, port: number): Promise<boolean> =>
-      (await lab.underlay(`curl -s -o /dev/null -w '%{http_code}' -m 2 http://${addr}:${port}/`, 10_000)).stdout === '200';
+      (await lab.underlay(`curl -s -o /dev/null -w '%{http_code}' -m 2 http://${addr}:${port}/`, 10_000)).stdout ===
+      '200';
     const everyNode = (port: number, ms = 120_000): Promise<void[]> =>
-      Promise.all(lab.hosts.map((_, i) => until(`port ${port} at ${lab.addr(i)}`, () => answers(lab.addr(i), port), ms, 50)));
+      Promise.all(
+        lab.hosts.map((_, i) => until(`port ${port} at ${lab.addr(i)}`, () => answers(lab.addr(i), port), ms, 50)),
+      );
     const R = ctx.quick ? 1 : 3;
 
     // One task on host 1, published through the mesh (80) and straight (mode=host, 81 on host 1).
-    await cove(['service', 'create', '-d', '--name', 'web', '--replicas', '1', '--constraint', `node.id==${ids[0]}`, '--publish', 'published=80,target=80', 'nginx']);
-    await cove(['service', 'create', '-d', '--name', 'direct', '--replicas', '1', '--constraint', `node.id==${ids[0]}`, '--publish', 'mode=host,published=81,target=80', 'nginx']);
+    await cove([
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'web',
+      '--replicas',
+      '1',
+      '--constraint',
+      `node.id==${ids[0]}`,
+      '--publish',
+      'published=80,target=80',
+      'nginx',
+    ]);
+    await cove([
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'direct',
+      '--replicas',
+      '1',
+      '--constraint',
+      `node.id==${ids[0]}`,
+      '--publish',
+      'mode=host,published=81,target=80',
+      'nginx',
+    ]);
     await everyNode(80);
     await until('the host-mode port on host 1', () => answers(lab.addr(0), 81), 120_000);
     const client = async (url: string): Promise<number> => {
-      const r = await run('nsenter', [`--net=/run/netns/${lab.underlayNetns}`, process.execPath, join(CLIENTS, 'http-client.js'), 'rps', url, '16', ctx.quick ? '2' : '3'], { timeoutMs: 120_000 });
+      const r = await run(
+        'nsenter',
+        [
+          `--net=/run/netns/${lab.underlayNetns}`,
+          process.execPath,
+          join(CLIENTS, 'http-client.js'),
+          'rps',
+          url,
+          '16',
+          ctx.quick ? '2' : '3',
+        ],
+        { timeoutMs: 120_000 },
+      );
       if (r.code !== 0) throw new Error(`http client ${url}: ${r.stderr.trim()}`);
       const res = JSON.parse(r.stdout) as { value: number; errors: number };
       if (res.errors) ctx.rec.note(ID, `${res.errors} failed requests to ${url}`);
@@ -121,7 +214,8 @@ async function runMesh(ctx: Ctx): Promise<void> {
       // Alternate which goes first, so drift in the machine's load favours neither.
       const order = i % 2 ? ['direct', 'mesh'] : ['mesh', 'direct'];
       const got: Record<string, number> = {};
-      for (const k of order) got[k] = await client(k === 'mesh' ? `http://${lab.addr(2)}:80/` : `http://${lab.addr(0)}:81/`);
+      for (const k of order)
+        got[k] = await client(k === 'mesh' ? `http://${lab.addr(2)}:80/` : `http://${lab.addr(0)}:81/`);
       ctx.rec.add(ID, M.rpsMesh!, target, got.mesh!);
       ctx.rec.add(ID, M.rpsDirect!, target, got.direct!);
       ctx.rec.add(ID, M.rpsShare!, target, (100 * got.mesh!) / got.direct!);
@@ -144,9 +238,17 @@ async function runMesh(ctx: Ctx): Promise<void> {
     // (docker's CLI removes by target port). First web's 80 alone, then with a range of 99 more (1 task each).
     await cove(['service', 'rm', 'web']);
     await cove(['service', 'create', '-d', '--name', 'add', '--replicas', '1', '--publish', '8999:9999', 'nginx']);
-    await until('add\'s task running', async () => (await cove(['service', 'ls', '--filter', 'name=add', '--format', '{{.Replicas}}'])) === '1/1', 120_000, 200);
+    await until(
+      "add's task running",
+      async () => (await cove(['service', 'ls', '--filter', 'name=add', '--format', '{{.Replicas}}'])) === '1/1',
+      120_000,
+      200,
+    );
     await sleep(3000);
-    ctx.rec.note(ID, `ports programmed per node before the 1-port updates: ${lab.hosts.map((h) => programmed(h).at(-1)?.ports ?? '-').join(', ')}`);
+    ctx.rec.note(
+      ID,
+      `ports programmed per node before the 1-port updates: ${lab.hosts.map((h) => programmed(h).at(-1)?.ports ?? '-').join(', ')}`,
+    );
     const publishAdd = async (port: number, hostM: MetricDef, sboxM: MetricDef, allM: MetricDef): Promise<void> => {
       const before = lab.hosts.map((h) => programmed(h).length);
       const t0 = Date.now();
@@ -166,15 +268,38 @@ async function runMesh(ctx: Ctx): Promise<void> {
       ctx.rec.add(ID, hostM, target, median(host));
       ctx.rec.add(ID, sboxM, target, median(sbox));
       await cove(['service', 'update', '-d', '--publish-rm', '80', 'add']);
-      await until(`port ${port} gone everywhere`, async () => !(await Promise.all(lab.hosts.map((_, i) => answers(lab.addr(i), port)))).some(Boolean), 60_000);
+      await until(
+        `port ${port} gone everywhere`,
+        async () => !(await Promise.all(lab.hosts.map((_, i) => answers(lab.addr(i), port)))).some(Boolean),
+        60_000,
+      );
       await sleep(500);
     };
     for (let i = 0; i < R; i++) await publishAdd(9000 + i, M.rule1Host!, M.rule1Sbox!, M.add1All!);
-    await cove(['service', 'create', '-d', '--name', 'many', '--replicas', '1', '--publish', '20000-20098:20000-20098', 'nginx']);
+    await cove([
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'many',
+      '--replicas',
+      '1',
+      '--publish',
+      '20000-20098:20000-20098',
+      'nginx',
+    ]);
     // Every node holds all 100 ports before measuring.
-    await until('100 ports programmed on every node', async () => lab.hosts.every((h) => (programmed(h).at(-1)?.ports ?? 0) >= 100), 180_000, 200);
+    await until(
+      '100 ports programmed on every node',
+      async () => lab.hosts.every((h) => (programmed(h).at(-1)?.ports ?? 0) >= 100),
+      180_000,
+      200,
+    );
     await sleep(3000);
-    ctx.rec.note(ID, `ports programmed per node before the 100-port updates: ${lab.hosts.map((h) => programmed(h).at(-1)?.ports ?? '-').join(', ')}`);
+    ctx.rec.note(
+      ID,
+      `ports programmed per node before the 100-port updates: ${lab.hosts.map((h) => programmed(h).at(-1)?.ports ?? '-').join(', ')}`,
+    );
     for (let i = 0; i < R; i++) await publishAdd(9100 + i, M.rule100Host!, M.rule100Sbox!, M.add100All!);
   } finally {
     await lab.destroy();

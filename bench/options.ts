@@ -20,7 +20,11 @@ export interface Options {
 }
 
 /** Parses argv; unknown workload or peer names are reported and dropped, the rest runs. */
-export function parseOptions(argv: string[], warn: (m: string) => void, known: { workloads: number[]; repo: string }): Options | 'help' {
+export function parseOptions(
+  argv: string[],
+  warn: (m: string) => void,
+  known: { workloads: number[]; repo: string },
+): Options | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -40,7 +44,10 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
   });
   if (values.help) return 'help';
   const peers: string[] = [];
-  for (const p of (values.peers ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
+  for (const p of (values.peers ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean)) {
     if (KNOWN_PEERS.includes(p)) {
       if (!peers.includes(p)) peers.push(p);
     } else warn(`bench: unknown peer '${p}' (known: ${KNOWN_PEERS.join(', ')}); running without it`);
@@ -48,7 +55,10 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
   let workloads = known.workloads;
   if (values.workloads) {
     workloads = [];
-    for (const s of values.workloads.split(',').map((x) => x.trim()).filter(Boolean)) {
+    for (const s of values.workloads
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)) {
       const n = Number(s);
       if (/^\d+$/.test(s) && known.workloads.includes(n)) {
         if (!workloads.includes(n)) workloads.push(n);
@@ -65,15 +75,20 @@ export function parseOptions(argv: string[], warn: (m: string) => void, known: {
     cove: !values['no-cove'],
     floor: !values['no-floor'],
     include: values.include ?? [],
-    targets: (values.targets ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    targets: (values.targets ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     ns: parseNs(values.n ?? '', warn),
   };
 }
 
-
 function parseNs(text: string, warn: (m: string) => void): number[] {
   const out: number[] = [];
-  for (const s of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const s of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 2000) out.push(Number(s));
     else warn(`bench: ignoring --n value '${s}' (a whole number from 1 to 2000)`);
   }

@@ -23,12 +23,19 @@ const SECONDS = arg('seconds', 5);
 const RUNS = arg('runs', 3);
 
 async function iperf(serverNs: string, clientNs: string, ip: string): Promise<number> {
-  const srv = run('nsenter', [`--net=${serverNs}`, 'iperf3', '-s', '-1', '-B', ip], { timeoutMs: (SECONDS + 30) * 1000 });
+  const srv = run('nsenter', [`--net=${serverNs}`, 'iperf3', '-s', '-1', '-B', ip], {
+    timeoutMs: (SECONDS + 30) * 1000,
+  });
   await new Promise((r) => setTimeout(r, 400));
-  const c = await run('nsenter', [`--net=${clientNs}`, 'iperf3', '-c', ip, '-t', String(SECONDS), '-J'], { timeoutMs: (SECONDS + 30) * 1000 });
+  const c = await run('nsenter', [`--net=${clientNs}`, 'iperf3', '-c', ip, '-t', String(SECONDS), '-J'], {
+    timeoutMs: (SECONDS + 30) * 1000,
+  });
   await srv;
   if (c.code !== 0) throw new Error(`iperf3 to ${ip}: ${c.stdout}${c.stderr}`);
-  return (JSON.parse(c.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
+  return (
+    (JSON.parse(c.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second /
+    1e9
+  );
 }
 
 async function main(): Promise<void> {
@@ -48,20 +55,50 @@ async function main(): Promise<void> {
         const name = `${net}${i + 1}`;
         await ok(h, ['run', '-d', '--name', name, '--network', net, 'alpine', 'sleep', '1d']);
         sandboxes[net]!.ns.push(await ok(h, ['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', name]));
-        sandboxes[net]!.ip.push(await ok(h, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, name]));
+        sandboxes[net]!.ip.push(
+          await ok(h, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, name]),
+        );
       }
     }
     // Let the overlay peers and the WireGuard handshake settle.
     for (const net of ['enc', 'plain']) {
       for (let t = 0; t < 40; t++) {
-        if ((await run('nsenter', [`--net=${sandboxes[net]!.ns[0]}`, 'ping', '-c', '1', '-W', '1', sandboxes[net]!.ip[1]!])).code === 0) break;
+        if (
+          (
+            await run('nsenter', [
+              `--net=${sandboxes[net]!.ns[0]}`,
+              'ping',
+              '-c',
+              '1',
+              '-W',
+              '1',
+              sandboxes[net]!.ip[1]!,
+            ])
+          ).code === 0
+        )
+          break;
       }
     }
-    const tunnel2 = await ok(h2, ['network', 'inspect', '-f', '{{index .Options "com.cove.network.encryption.tunnel"}}', 'enc']);
+    const tunnel2 = await ok(h2, [
+      'network',
+      'inspect',
+      '-f',
+      '{{index .Options "com.cove.network.encryption.tunnel"}}',
+      'enc',
+    ]);
     const cases: Array<{ name: string; f: () => Promise<number> }> = [
-      { name: 'encrypted overlay (VXLAN over wireguard-go), container to container', f: () => iperf(sandboxes.enc!.ns[1]!, sandboxes.enc!.ns[0]!, sandboxes.enc!.ip[1]!) },
-      { name: 'raw wireguard-go, host netns to host netns (same device)', f: () => iperf(h2.netnsPath, h1.netnsPath, tunnel2) },
-      { name: 'plain overlay (VXLAN), container to container', f: () => iperf(sandboxes.plain!.ns[1]!, sandboxes.plain!.ns[0]!, sandboxes.plain!.ip[1]!) },
+      {
+        name: 'encrypted overlay (VXLAN over wireguard-go), container to container',
+        f: () => iperf(sandboxes.enc!.ns[1]!, sandboxes.enc!.ns[0]!, sandboxes.enc!.ip[1]!),
+      },
+      {
+        name: 'raw wireguard-go, host netns to host netns (same device)',
+        f: () => iperf(h2.netnsPath, h1.netnsPath, tunnel2),
+      },
+      {
+        name: 'plain overlay (VXLAN), container to container',
+        f: () => iperf(sandboxes.plain!.ns[1]!, sandboxes.plain!.ns[0]!, sandboxes.plain!.ip[1]!),
+      },
       { name: 'underlay, host netns to host netns', f: () => iperf(h2.netnsPath, h1.netnsPath, lab.addr(1)) },
     ];
     const results: Array<{ name: string; gbps: number[] }> = [];
@@ -69,7 +106,9 @@ async function main(): Promise<void> {
       const gbps: number[] = [];
       for (let r = 0; r < RUNS; r++) gbps.push(await c.f());
       results.push({ name: c.name, gbps });
-      process.stdout.write(`${c.name}: median ${median(gbps).toFixed(3)} Gbit/s (${gbps.map((g) => g.toFixed(3)).join(', ')})\n`);
+      process.stdout.write(
+        `${c.name}: median ${median(gbps).toFixed(3)} Gbit/s (${gbps.map((g) => g.toFixed(3)).join(', ')})\n`,
+      );
     }
     const enc = median(results[0]!.gbps);
     const raw = median(results[1]!.gbps);

@@ -69,7 +69,15 @@ function coveTarget(r: BenchResults, workload: number, key: string, prefer: stri
 
 export function checkTargets(r: BenchResults): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const limit = (goal: string, workload: number, key: string, max: number, unit: string, prefer = ['cove-api', 'cove-cli'], higher = false) => {
+  const limit = (
+    goal: string,
+    workload: number,
+    key: string,
+    max: number,
+    unit: string,
+    prefer = ['cove-api', 'cove-cli'],
+    higher = false,
+  ) => {
     const short = `${higher ? '≥' : '≤'} ${formatNumber(max)} ${unit}`;
     const t = coveTarget(r, workload, key, prefer);
     const s = t ? summarize(metricOf(r, workload, key)?.samples[t] ?? []) : undefined;
@@ -89,20 +97,33 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
   limit('one DNS query ≤ 0.02 ms', 4, 'lookup', 0.02, 'ms');
   {
     const key = metricOf(r, 4, 'qps-dnsperf') ? 'qps-dnsperf' : 'qps-node';
-    limit(`≥ 50k DNS lookups/s (${key === 'qps-dnsperf' ? 'dnsperf' : 'node client'})`, 4, key, 50_000, 'q/s', ['cove-api', 'cove-cli'], true);
+    limit(
+      `≥ 50k DNS lookups/s (${key === 'qps-dnsperf' ? 'dnsperf' : 'node client'})`,
+      4,
+      key,
+      50_000,
+      'q/s',
+      ['cove-api', 'cove-cli'],
+      true,
+    );
   }
   // Flat per-container cost: the median at the largest N within 1.5× of the median at N=10.
   {
     const t = coveTarget(r, 5, 'each@10', ['cove-api', 'cove-cli']);
     const w = r.workloads.find((x) => x.id === 5);
-    const curve = (w?.metrics ?? []).filter((m) => m.series === 'per container' && t && m.samples[t]?.length).sort((a, b) => a.x! - b.x!);
+    const curve = (w?.metrics ?? [])
+      .filter((m) => m.series === 'per container' && t && m.samples[t]?.length)
+      .sort((a, b) => a.x! - b.x!);
     const base = t ? medianOf(r, 5, 'each@10', t) : undefined;
     const last = curve[curve.length - 1];
     const lastMed = last && t ? summarize(last.samples[t]!)?.median : undefined;
     const rr = ratio(lastMed, base);
     out.push({
       goal: 'flat per-container cost up to N=500 (median at the largest N ≤ 1.5× the median at N=10)',
-      measured: rr === undefined || !last ? 'not measured' : `N=${last.x}: ${formatNumber(lastMed)} ms vs N=10: ${formatNumber(base)} ms = ${formatRatio(rr)} (${t})${last.x! < 500 ? ' — N=500 not run' : ''}`,
+      measured:
+        rr === undefined || !last
+          ? 'not measured'
+          : `N=${last.x}: ${formatNumber(lastMed)} ms vs N=10: ${formatNumber(base)} ms = ${formatRatio(rr)} (${t})${last.x! < 500 ? ' — N=500 not run' : ''}`,
       met: rr === undefined ? undefined : rr <= 1.5 && last!.x! >= 500 ? true : rr > 1.5 ? false : undefined,
       ...(t && last ? { where: { workload: 5, key: last.key, target: t, short: '≤ 1.5× N=10' } } : {}),
     });
@@ -116,9 +137,12 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
     const rr = ratio(cli, node);
     out.push({
       goal: 'CLI round trip (`cove network ls`) ≤ 1.3× bare `node -e 0`',
-      measured: rr === undefined ? 'not measured' : `${formatNumber(cli)} ms vs ${formatNumber(node)} ms = ${formatRatio(rr)}`,
+      measured:
+        rr === undefined ? 'not measured' : `${formatNumber(cli)} ms vs ${formatNumber(node)} ms = ${formatRatio(rr)}`,
       met: rr === undefined ? undefined : rr <= 1.3,
-      ...(rr !== undefined ? { where: { workload: 1, key: 'roundtrip', target: 'cove-cli', short: '≤ 1.3× floor' } } : {}),
+      ...(rr !== undefined
+        ? { where: { workload: 1, key: 'roundtrip', target: 'cove-cli', short: '≤ 1.3× floor' } }
+        : {}),
     });
   }
   return out;
@@ -128,7 +152,9 @@ const verdict = (m: boolean | undefined) => (m === undefined ? 'not measured' : 
 
 /** "≤ 10 ms: MISSED" for the row a Cove goal is about, else "". */
 export function goalNote(checks: TargetCheck[], workload: number, key: string, target: string): string {
-  const c = checks.find((x) => x.where && x.where.workload === workload && x.where.key === key && x.where.target === target);
+  const c = checks.find(
+    (x) => x.where && x.where.workload === workload && x.where.key === key && x.where.target === target,
+  );
   return c ? `${c.where!.short}: ${verdict(c.met)}` : '';
 }
 
@@ -140,7 +166,11 @@ function pad(s: string, n: number, right = false): string {
 
 export function textTable(header: string[], rows: string[][], rightFrom = 1): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, i >= rightFrom)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => pad(c, widths[i]!, i >= rightFrom))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -174,7 +204,13 @@ export function renderText(r: BenchResults): string {
     for (const n of w.notes) parts.push(`  note: ${n}`);
   }
   parts.push('\n== Targets for Cove (reported, not asserted)');
-  parts.push(textTable(['goal', 'measured', 'verdict'], checks.map((c) => [c.goal, c.measured, verdict(c.met)]), 99));
+  parts.push(
+    textTable(
+      ['goal', 'measured', 'verdict'],
+      checks.map((c) => [c.goal, c.measured, verdict(c.met)]),
+      99,
+    ),
+  );
   if (Object.keys(r.unavailable).length) {
     parts.push('\n== Not run');
     for (const [k, v] of Object.entries(r.unavailable)) parts.push(`- ${k}: ${v}`);
@@ -194,15 +230,26 @@ export function renderMarkdown(r: BenchResults, chartFile: string | undefined): 
   const out: string[] = [];
   const checks = checkTargets(r);
   out.push(`# Cove benchmark${r.quick ? ' (quick run)' : ''}`, '');
-  out.push(`Run ${r.started}${r.finished ? ` – ${r.finished}` : ''} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; load average (1/5/15 min) at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}${r.machine.loadAtEnd ? `, at the end ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' / ')}` : ''}. Other sessions shared this machine, so compare rows of one table, not absolute numbers with other machines.`, '');
+  out.push(
+    `Run ${r.started}${r.finished ? ` – ${r.finished}` : ''} on ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; load average (1/5/15 min) at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}${r.machine.loadAtEnd ? `, at the end ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' / ')}` : ''}. Other sessions shared this machine, so compare rows of one table, not absolute numbers with other machines.`,
+    '',
+  );
   if (r.command) out.push(`Made with \`${r.command}\`.`, '');
-  if (r.included?.length) out.push(`Samples of ${r.included.map((i) => `${i.targets.join(', ')} (run ${i.started})`).join('; ')} were measured in an earlier run on the same machine and merged in with \`--include\`.`, '');
-  out.push('Every engine ran in a lab network namespace of its own with no uplink; numbers are min / median / max over the samples named in `n` (all samples are in `results.json`). `×floor` and `×<peer>` are this row\'s median over theirs: for times below 1× is faster, for rates above 1× is more.', '');
+  if (r.included?.length)
+    out.push(
+      `Samples of ${r.included.map((i) => `${i.targets.join(', ')} (run ${i.started})`).join('; ')} were measured in an earlier run on the same machine and merged in with \`--include\`.`,
+      '',
+    );
+  out.push(
+    "Every engine ran in a lab network namespace of its own with no uplink; numbers are min / median / max over the samples named in `n` (all samples are in `results.json`). `×floor` and `×<peer>` are this row's median over theirs: for times below 1× is faster, for rates above 1× is more.",
+    '',
+  );
   out.push('## Engines', '');
   for (const [k, v] of Object.entries(r.engines)) out.push(`- **${k}**: ${mdEscape(v)}`);
   for (const [k, v] of Object.entries(r.unavailable)) out.push(`- **${k}**: not run — ${mdEscape(v)}`);
   out.push('', '## Targets for Cove (reported, not asserted)', '', '| goal | measured | verdict |', '|---|---|---|');
-  for (const c of checks) out.push(`| ${mdEscape(c.goal)} | ${mdEscape(c.measured)} | ${c.met === false ? '**missed**' : verdict(c.met)} |`);
+  for (const c of checks)
+    out.push(`| ${mdEscape(c.goal)} | ${mdEscape(c.measured)} | ${c.met === false ? '**missed**' : verdict(c.met)} |`);
   if (chartFile) out.push('', '## Scaling curves', '', `![per-container and per-network cost against N](${chartFile})`);
   for (const w of r.workloads) {
     out.push('', `## ${w.id}. ${w.title}`, '');
@@ -214,7 +261,9 @@ export function renderMarkdown(r: BenchResults, chartFile: string | undefined): 
       for (const x of rows) {
         const label = x.metric.key === last ? '' : `${mdEscape(x.metric.label)} (${unitLabel(x.metric)})`;
         last = x.metric.key;
-        out.push(`| ${label} | ${x.target} | ${x.summary.n} | ${formatNumber(x.summary.min)} | **${formatNumber(x.summary.median)}** | ${formatNumber(x.summary.max)} | ${cols.map((c) => formatRatio(x.ratios[c])).join(' | ')} | ${goalNote(checks, w.id, x.metric.key, x.target).replace('MISSED', '**MISSED**')} |`);
+        out.push(
+          `| ${label} | ${x.target} | ${x.summary.n} | ${formatNumber(x.summary.min)} | **${formatNumber(x.summary.median)}** | ${formatNumber(x.summary.max)} | ${cols.map((c) => formatRatio(x.ratios[c])).join(' | ')} | ${goalNote(checks, w.id, x.metric.key, x.target).replace('MISSED', '**MISSED**')} |`,
+        );
       }
     } else out.push('No samples.');
     for (const [t, e] of Object.entries(w.errors)) out.push('', `- **${t} failed**: ${mdEscape(e)}`);
@@ -252,14 +301,25 @@ function esc(s: string): string {
 }
 
 /** One log-log panel: x = N, y = ms. Returns SVG elements placed at (ox, oy). */
-export function panel(title: string, curves: Curve[], colorOf: (t: string) => string, ox: number, oy: number, w: number, h: number): string {
+export function panel(
+  title: string,
+  curves: Curve[],
+  colorOf: (t: string) => string,
+  ox: number,
+  oy: number,
+  w: number,
+  h: number,
+): string {
   const m = { l: 56, r: 12, t: 26, b: 36 };
   const pw = w - m.l - m.r;
   const ph = h - m.t - m.b;
   const xs = curves.flatMap((c) => c.points.map((p) => p.x));
   const ys = curves.flatMap((c) => c.points.map((p) => p.y)).filter((y) => y > 0);
-  const parts: string[] = [`<text x="${ox + w / 2}" y="${oy + 16}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`];
-  if (!xs.length || !ys.length) return parts.concat(`<text x="${ox + w / 2}" y="${oy + h / 2}" text-anchor="middle">no data</text>`).join('\n');
+  const parts: string[] = [
+    `<text x="${ox + w / 2}" y="${oy + 16}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`,
+  ];
+  if (!xs.length || !ys.length)
+    return parts.concat(`<text x="${ox + w / 2}" y="${oy + h / 2}" text-anchor="middle">no data</text>`).join('\n');
   const lx0 = Math.log10(Math.min(...xs));
   const lx1 = Math.max(lx0 + 1, Math.log10(Math.max(...xs)));
   const ly0 = Math.floor(Math.log10(Math.min(...ys)));
@@ -270,19 +330,26 @@ export function panel(title: string, curves: Curve[], colorOf: (t: string) => st
   for (let e = ly0; e <= ly1; e++) {
     const y = Y(10 ** e);
     parts.push(`<line x1="${ox + m.l}" x2="${ox + m.l + pw}" y1="${y}" y2="${y}" stroke="#ddd"/>`);
-    parts.push(`<text x="${ox + m.l - 4}" y="${y + 4}" text-anchor="end">${e >= 0 ? String(10 ** e) : (10 ** e).toFixed(-e)}</text>`);
+    parts.push(
+      `<text x="${ox + m.l - 4}" y="${y + 4}" text-anchor="end">${e >= 0 ? String(10 ** e) : (10 ** e).toFixed(-e)}</text>`,
+    );
   }
   for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
     parts.push(`<line x1="${X(x)}" x2="${X(x)}" y1="${oy + m.t}" y2="${oy + m.t + ph}" stroke="#eee"/>`);
     parts.push(`<text x="${X(x)}" y="${oy + m.t + ph + 14}" text-anchor="middle">${x}</text>`);
   }
   parts.push(`<text x="${ox + m.l + pw / 2}" y="${oy + h - 4}" text-anchor="middle">N</text>`);
-  parts.push(`<text x="${ox + 12}" y="${oy + m.t + ph / 2}" text-anchor="middle" transform="rotate(-90 ${ox + 12} ${oy + m.t + ph / 2})">ms (median, log)</text>`);
+  parts.push(
+    `<text x="${ox + 12}" y="${oy + m.t + ph / 2}" text-anchor="middle" transform="rotate(-90 ${ox + 12} ${oy + m.t + ph / 2})">ms (median, log)</text>`,
+  );
   for (const c of curves) {
     const col = colorOf(c.target);
     const pts = c.points.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ');
     parts.push(`<polyline points="${pts}" fill="none" stroke="${col}" stroke-width="2"/>`);
-    for (const p of c.points) parts.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="3" fill="${col}"><title>${esc(c.target)} N=${p.x}: ${formatNumber(p.y)} ms</title></circle>`);
+    for (const p of c.points)
+      parts.push(
+        `<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="3" fill="${col}"><title>${esc(c.target)} N=${p.x}: ${formatNumber(p.y)} ms</title></circle>`,
+      );
   }
   return parts.join('\n');
 }
@@ -302,13 +369,20 @@ export function renderScalingSvg(r: BenchResults): string | undefined {
   const legendH = 28;
   const width = 2 * W;
   const height = 2 * H + legendH;
-  const body = panels.map((p, i) => panel(p.title, p.curves, colorOf, (i % 2) * W, legendH + Math.floor(i / 2) * H, W, H));
-  const legend = targets.map((t, i) => `<rect x="${10 + i * 110}" y="8" width="14" height="4" fill="${colorOf(t)}"/><text x="${28 + i * 110}" y="14">${esc(t)}</text>`);
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    ...legend,
-    ...body,
-    '</svg>',
-  ].join('\n') + '\n';
+  const body = panels.map((p, i) =>
+    panel(p.title, p.curves, colorOf, (i % 2) * W, legendH + Math.floor(i / 2) * H, W, H),
+  );
+  const legend = targets.map(
+    (t, i) =>
+      `<rect x="${10 + i * 110}" y="8" width="14" height="4" fill="${colorOf(t)}"/><text x="${28 + i * 110}" y="14">${esc(t)}</text>`,
+  );
+  return (
+    [
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+      `<rect width="100%" height="100%" fill="white"/>`,
+      ...legend,
+      ...body,
+      '</svg>',
+    ].join('\n') + '\n'
+  );
 }

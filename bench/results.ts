@@ -121,12 +121,15 @@ export function mergeEarlier(into: BenchResults, earlier: BenchResults, file: st
         taken.add(t);
       }
     }
-    if ([...taken].some((t) => ew.metrics.some((m) => m.samples[t]))) for (const n of ew.notes) if (!w.notes.includes(n)) w.notes.push(n);
+    if ([...taken].some((t) => ew.metrics.some((m) => m.samples[t])))
+      for (const n of ew.notes) if (!w.notes.includes(n)) w.notes.push(n);
   }
   const list = [...taken];
   for (const t of list) into.targets[t] ??= earlier.targets[t]!;
-  for (const [name, desc] of Object.entries(earlier.engines)) if (list.some((t) => earlier.targets[t] === name)) into.engines[name] ??= desc;
-  for (const [k, v] of Object.entries(earlier.unavailable)) if (list.some((t) => k.startsWith(earlier.targets[t] ?? '\0'))) into.unavailable[k] ??= v;
+  for (const [name, desc] of Object.entries(earlier.engines))
+    if (list.some((t) => earlier.targets[t] === name)) into.engines[name] ??= desc;
+  for (const [k, v] of Object.entries(earlier.unavailable))
+    if (list.some((t) => k.startsWith(earlier.targets[t] ?? '\0'))) into.unavailable[k] ??= v;
   if (list.length) (into.included ??= []).push({ file, started: earlier.started, targets: list });
   return list;
 }

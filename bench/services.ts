@@ -36,15 +36,38 @@ const M: Record<string, MetricDef> = {
   converge5: { key: 'converge-5', label: 'service create --replicas 5: all 5 running', unit: 'ms' },
   up20: { key: 'scale-1-20', label: 'service scale 1 → 20: all 20 running', unit: 'ms' },
   down1: { key: 'scale-20-1', label: 'service scale 20 → 1: 1 left', unit: 'ms' },
-  rpsVip: { key: 'rps-vip', label: 'req/s through the VIP (3 tasks, 16 conns, no keep-alive)', unit: 'req/s', better: 'higher' },
+  rpsVip: {
+    key: 'rps-vip',
+    label: 'req/s through the VIP (3 tasks, 16 conns, no keep-alive)',
+    unit: 'req/s',
+    better: 'higher',
+  },
   rpsTask: { key: 'rps-task', label: 'req/s straight to one task on another host', unit: 'req/s', better: 'higher' },
-  rpsShare: { key: 'rps-share', label: 'VIP req/s as % of straight to one task (per pair)', unit: '%', better: 'higher' },
+  rpsShare: {
+    key: 'rps-share',
+    label: 'VIP req/s as % of straight to one task (per pair)',
+    unit: '%',
+    better: 'higher',
+  },
   cpuVip: { key: 'cpu-vip', label: 'client CPU per request through the VIP', unit: 'ms' },
   cpuTask: { key: 'cpu-task', label: 'client CPU per request straight to one task', unit: 'ms' },
-  cpuShare: { key: 'cpu-share', label: 'client CPU per request, straight as % of VIP (per pair)', unit: '%', better: 'higher' },
+  cpuShare: {
+    key: 'cpu-share',
+    label: 'client CPU per request, straight as % of VIP (per pair)',
+    unit: '%',
+    better: 'higher',
+  },
   nodeKill: { key: 'node-killed', label: 'a worker killed: all replicas running again (from the kill)', unit: 'ms' },
-  one0: { key: 'one-more-0', label: 'one more service (create → running → name and VIP answer), network with no other service', unit: 'ms' },
-  one50: { key: 'one-more-50', label: 'one more service, network with 50 services (each with a running task)', unit: 'ms' },
+  one0: {
+    key: 'one-more-0',
+    label: 'one more service (create → running → name and VIP answer), network with no other service',
+    unit: 'ms',
+  },
+  one50: {
+    key: 'one-more-50',
+    label: 'one more service, network with 50 services (each with a running task)',
+    unit: 'ms',
+  },
   oneDiff: { key: 'one-more-diff', label: 'one more service: with 50 minus with none (per pair)', unit: 'ms' },
 };
 
@@ -59,11 +82,15 @@ async function until(what: string, f: () => Promise<boolean>, ms: number): Promi
 
 export const servicesWorkload: Workload = {
   id: ID,
-  title: 'swarm services on 3 simulated hosts: converge, scale, VIP vs one task, node killed, one more of 50 (cove only)',
+  title:
+    'swarm services on 3 simulated hosts: converge, scale, VIP vs one task, node killed, one more of 50 (cove only)',
   perEngine: true,
   async run(t, ctx) {
     if (ctx.engine.name !== 'cove') {
-      ctx.rec.note(ID, `${t.name}: not measured (Cove only: Docker's VIPs need IPVS, absent here; Podman has no swarm)`);
+      ctx.rec.note(
+        ID,
+        `${t.name}: not measured (Cove only: Docker's VIPs need IPVS, absent here; Podman has no swarm)`,
+      );
       return;
     }
     await runServices(ctx);
@@ -77,8 +104,16 @@ async function runServices(ctx: Ctx): Promise<void> {
     await lab.startSwarm({ images: ['alpine', 'nginx'], role: 'worker' });
     const [m] = lab.hosts as [Lab, ...Lab[]];
     const cove = (args: string[]): Promise<string> => m.coveOk(args, { timeoutMs: 180_000 });
-    const replicas = async (s: string): Promise<string> => cove(['service', 'ls', '--filter', `name=${s}`, '--format', '{{.Name}} {{.Replicas}}']).then((o) => o.split('\n').find((l) => l.startsWith(`${s} `))?.split(' ')[1] ?? '');
-    const converged = (s: string, n: number, ms = 180_000): Promise<void> => until(`${s} ${n}/${n}`, async () => (await replicas(s)) === `${n}/${n}`, ms);
+    const replicas = async (s: string): Promise<string> =>
+      cove(['service', 'ls', '--filter', `name=${s}`, '--format', '{{.Name}} {{.Replicas}}']).then(
+        (o) =>
+          o
+            .split('\n')
+            .find((l) => l.startsWith(`${s} `))
+            ?.split(' ')[1] ?? '',
+      );
+    const converged = (s: string, n: number, ms = 180_000): Promise<void> =>
+      until(`${s} ${n}/${n}`, async () => (await replicas(s)) === `${n}/${n}`, ms);
     const R = ctx.quick ? 1 : 3;
     await cove(['network', 'create', '-d', 'overlay', '--attachable', 'bnet']);
 
@@ -105,7 +140,9 @@ async function runServices(ctx: Ctx): Promise<void> {
     await converged('web', 3);
     await cove(['run', '-d', '--name', 'bclient', '--network', 'bnet', 'alpine', 'sleep', '1000000']);
     const sandbox = await cove(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'bclient']);
-    const [svc] = JSON.parse(await cove(['service', 'inspect', 'web'])) as Array<{ Endpoint: { VirtualIPs: Array<{ Addr: string }> } }>;
+    const [svc] = JSON.parse(await cove(['service', 'inspect', 'web'])) as Array<{
+      Endpoint: { VirtualIPs: Array<{ Addr: string }> };
+    }>;
     const vip = svc!.Endpoint.VirtualIPs[0]!.Addr.split('/')[0]!;
     let remote: string | undefined;
     for (const h of lab.hosts.slice(1)) {
@@ -115,13 +152,30 @@ async function runServices(ctx: Ctx): Promise<void> {
     }
     if (!remote) throw new Error('no task of web on a worker');
     const client = async (url: string): Promise<{ rps: number; cpuMs: number }> => {
-      const r = await run('nsenter', [`--net=${sandbox}`, process.execPath, join(CLIENTS, 'http-client.js'), 'rps', url, '16', ctx.quick ? '1' : '2'], { timeoutMs: 120_000 });
+      const r = await run(
+        'nsenter',
+        [
+          `--net=${sandbox}`,
+          process.execPath,
+          join(CLIENTS, 'http-client.js'),
+          'rps',
+          url,
+          '16',
+          ctx.quick ? '1' : '2',
+        ],
+        { timeoutMs: 120_000 },
+      );
       if (r.code !== 0) throw new Error(`http client ${url}: ${r.stderr.trim()}`);
       const res = JSON.parse(r.stdout) as { value: number; errors: number; requests: number; cpuMs: number };
       if (res.errors) ctx.rec.note(ID, `${res.errors} failed requests to ${url}`);
       return { rps: res.value, cpuMs: res.cpuMs / Math.max(1, res.requests) };
     };
-    ctx.rec.note(ID, `VIP vs one task: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} before`);
+    ctx.rec.note(
+      ID,
+      `VIP vs one task: load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} before`,
+    );
     for (let i = 0; i < (ctx.quick ? 4 : 12); i++) {
       // Alternate which goes first, so drift in the machine's load favours neither.
       let direct: { rps: number; cpuMs: number };
@@ -140,7 +194,12 @@ async function runServices(ctx: Ctx): Promise<void> {
       ctx.rec.add(ID, M.cpuTask!, target, direct.cpuMs);
       ctx.rec.add(ID, M.cpuShare!, target, (100 * direct.cpuMs) / viaVip.cpuMs);
     }
-    ctx.rec.note(ID, `VIP vs one task: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} after`);
+    ctx.rec.note(
+      ID,
+      `VIP vs one task: load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} after`,
+    );
     await cove(['rm', '-f', 'bclient']);
 
     // A worker's daemon killed: its tasks come back on the others.
@@ -149,11 +208,33 @@ async function runServices(ctx: Ctx): Promise<void> {
     const victim = lab.hosts[2]!;
     const t0 = Date.now();
     await victim.stopDaemon('SIGKILL');
-    await until('web running on the survivors', async () => {
-      const rows = (await cove(['service', 'ps', 'web', '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}}'])).split('\n').filter(Boolean);
-      const ids = await Promise.all(lab.hosts.slice(0, 2).map((h) => h.coveOk(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])));
-      return rows.filter((r) => / Running /.test(r)).length >= 6 && ids.join('\n').split('\n').filter(Boolean).length >= 6;
-    }, 120_000);
+    await until(
+      'web running on the survivors',
+      async () => {
+        const rows = (
+          await cove([
+            'service',
+            'ps',
+            'web',
+            '--filter',
+            'desired-state=running',
+            '--format',
+            '{{.Node}} {{.CurrentState}}',
+          ])
+        )
+          .split('\n')
+          .filter(Boolean);
+        const ids = await Promise.all(
+          lab.hosts
+            .slice(0, 2)
+            .map((h) => h.coveOk(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])),
+        );
+        return (
+          rows.filter((r) => / Running /.test(r)).length >= 6 && ids.join('\n').split('\n').filter(Boolean).length >= 6
+        );
+      },
+      120_000,
+    );
     ctx.rec.add(ID, M.nodeKill!, target, Date.now() - t0);
     await cove(['service', 'rm', 'web']);
 
@@ -162,24 +243,65 @@ async function runServices(ctx: Ctx): Promise<void> {
     await cove(['network', 'create', '-d', 'overlay', '--attachable', 'net50']);
     for (let i = 0; i < 50; i++) {
       // On a machine at load 25+ the manager's etcd can stall past the store's circuit breaker: try again (the name is free then).
-      await until(`bg${i} created`, async () => {
-        const r = await m.cove(['service', 'create', '-d', '--name', `bg${i}`, '--replicas', '1', '--network', 'net50', 'alpine', 'sleep', '1000000'], { timeoutMs: 180_000 });
-        return r.code === 0 || /already exists/.test(r.stderr);
-      }, 300_000);
+      await until(
+        `bg${i} created`,
+        async () => {
+          const r = await m.cove(
+            [
+              'service',
+              'create',
+              '-d',
+              '--name',
+              `bg${i}`,
+              '--replicas',
+              '1',
+              '--network',
+              'net50',
+              'alpine',
+              'sleep',
+              '1000000',
+            ],
+            { timeoutMs: 180_000 },
+          );
+          return r.code === 0 || /already exists/.test(r.stderr);
+        },
+        300_000,
+      );
     }
-    await until('50 background services running', async () => (await cove(['service', 'ls', '--format', '{{.Replicas}}'])).split('\n').filter((r) => r === '1/1').length >= 50, 600_000);
-    for (const net of ['net0', 'net50']) await cove(['run', '-d', '--name', `cl-${net}`, '--network', net, 'alpine', 'sleep', '1000000']);
+    await until(
+      '50 background services running',
+      async () =>
+        (await cove(['service', 'ls', '--format', '{{.Replicas}}'])).split('\n').filter((r) => r === '1/1').length >=
+        50,
+      600_000,
+    );
+    for (const net of ['net0', 'net50'])
+      await cove(['run', '-d', '--name', `cl-${net}`, '--network', net, 'alpine', 'sleep', '1000000']);
     const oneMore = async (name: string, net: string): Promise<number> => {
       const s0 = Date.now();
       await cove(['service', 'create', '-d', '--name', name, '--replicas', '1', '--network', net, 'nginx']);
       await converged(name, 1);
       // From a container already on the network: its sandbox learns the name and the VIP from the store.
-      await until(`${name} answers through its VIP`, async () => (await m.cove(['exec', `cl-${net}`, 'wget', '-q', '-T', '2', '-O', '/dev/null', `http://${name}/`], { timeoutMs: 30_000 })).code === 0, 60_000);
+      await until(
+        `${name} answers through its VIP`,
+        async () =>
+          (
+            await m.cove(['exec', `cl-${net}`, 'wget', '-q', '-T', '2', '-O', '/dev/null', `http://${name}/`], {
+              timeoutMs: 30_000,
+            })
+          ).code === 0,
+        60_000,
+      );
       const ms = Date.now() - s0;
       await cove(['service', 'rm', name]);
       return ms;
     };
-    ctx.rec.note(ID, `one more service: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} before`);
+    ctx.rec.note(
+      ID,
+      `one more service: load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} before`,
+    );
     for (let i = 0; i < (ctx.quick ? 2 : 6); i++) {
       const [a, b] = i % 2 ? (['net50', 'net0'] as const) : (['net0', 'net50'] as const);
       const first = await oneMore(`o${a}x${i}`, a);
@@ -189,9 +311,13 @@ async function runServices(ctx: Ctx): Promise<void> {
       ctx.rec.add(ID, M.one50!, target, with50);
       ctx.rec.add(ID, M.oneDiff!, target, with50 - with0);
     }
-    ctx.rec.note(ID, `one more service: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} after`);
+    ctx.rec.note(
+      ID,
+      `one more service: load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} after`,
+    );
   } finally {
     await lab.destroy();
   }
 }
-

@@ -9,7 +9,10 @@ export interface Summary {
 }
 
 export function summarize(values: readonly number[]): Summary | undefined {
-  const xs = values.filter((v) => Number.isFinite(v)).slice().sort((a, b) => a - b);
+  const xs = values
+    .filter((v) => Number.isFinite(v))
+    .slice()
+    .sort((a, b) => a - b);
   if (xs.length === 0) return undefined;
   const mid = xs.length >> 1;
   const median = xs.length % 2 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;

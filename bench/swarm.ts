@@ -29,18 +29,30 @@ interface LevelResult {
   downAfterKillMs?: number;
 }
 
-export function api(socket: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<{ status: number; body: string }> {
+export function api(
+  socket: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 60_000,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = request({
-      socketPath: socket, method, path: `/v1.51${path}`, timeout: timeoutMs,
-      headers: data ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } : {},
-    }, (res) => {
-      let s = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (s += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: s }));
-    });
+    const req = request(
+      {
+        socketPath: socket,
+        method,
+        path: `/v1.51${path}`,
+        timeout: timeoutMs,
+        headers: data ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } : {},
+      },
+      (res) => {
+        let s = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (s += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: s }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
     req.end(data);
@@ -92,17 +104,32 @@ async function level(n: number, log: (s: string) => void): Promise<LevelResult> 
     const hosts = lab.state.hosts;
     const [h1] = hosts as [LabHost];
     const managers = n >= 5 ? 3 : 1;
-    const init = await timed(() => ok(h1.socket, 'POST', '/swarm/init', { ListenAddr: '0.0.0.0:2377', AdvertiseAddr: h1.addr }));
+    const init = await timed(() =>
+      ok(h1.socket, 'POST', '/swarm/init', { ListenAddr: '0.0.0.0:2377', AdvertiseAddr: h1.addr }),
+    );
     const sw = JSON.parse(await ok(h1.socket, 'GET', '/swarm')) as { JoinTokens: { Worker: string; Manager: string } };
     const res: LevelResult = {
-      hosts: n, managers, labUpMs, initMs: r1(init.ms), joinMs: { manager: [], worker: [] }, workerJoinPhasesMs: {}, nodeLsMs: [], rssMB: { coved: [], etcd: [] }, pssMB: { coved: [], etcd: [] },
+      hosts: n,
+      managers,
+      labUpMs,
+      initMs: r1(init.ms),
+      joinMs: { manager: [], worker: [] },
+      workerJoinPhasesMs: {},
+      nodeLsMs: [],
+      rssMB: { coved: [], etcd: [] },
+      pssMB: { coved: [], etcd: [] },
     };
     for (let i = 1; i < n; i++) {
       const h = hosts[i]!;
       const role = i < managers ? 'manager' : 'worker';
-      const j = await timed(() => ok(h.socket, 'POST', '/swarm/join', {
-        ListenAddr: '0.0.0.0:2377', AdvertiseAddr: h.addr, RemoteAddrs: [`${h1.addr}:2377`], JoinToken: role === 'manager' ? sw.JoinTokens.Manager : sw.JoinTokens.Worker,
-      }));
+      const j = await timed(() =>
+        ok(h.socket, 'POST', '/swarm/join', {
+          ListenAddr: '0.0.0.0:2377',
+          AdvertiseAddr: h.addr,
+          RemoteAddrs: [`${h1.addr}:2377`],
+          JoinToken: role === 'manager' ? sw.JoinTokens.Manager : sw.JoinTokens.Worker,
+        }),
+      );
       res.joinMs[role].push(r1(j.ms));
       log(`  ${h.name} joined as ${role} in ${r1(j.ms)} ms`);
     }
@@ -125,11 +152,15 @@ async function level(n: number, log: (s: string) => void): Promise<LevelResult> 
     }
     if (n > managers) {
       const victim = hosts[n - 1]!;
-      const vid = (JSON.parse(readFileSync(join(victim.dataRoot, 'swarm/state.json'), 'utf8')) as { nodeId: string }).nodeId;
+      const vid = (JSON.parse(readFileSync(join(victim.dataRoot, 'swarm/state.json'), 'utf8')) as { nodeId: string })
+        .nodeId;
       await lab.stopDaemon(victim, 'SIGKILL');
       const k0 = Date.now();
       for (;;) {
-        const nodes = JSON.parse(await ok(h1.socket, 'GET', '/nodes')) as Array<{ ID: string; Status: { State: string } }>;
+        const nodes = JSON.parse(await ok(h1.socket, 'GET', '/nodes')) as Array<{
+          ID: string;
+          Status: { State: string };
+        }>;
         if (nodes.find((x) => x.ID === vid)?.Status.State === 'down') break;
         if (Date.now() - k0 > 30_000) throw new Error('killed worker not Down within 30 s');
         await sleep(50);
@@ -149,11 +180,24 @@ function table(rs: LevelResult[]): string {
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rs) {
-    lines.push(`| ${r.hosts} (${r.managers}) | ${(r.labUpMs / 1000).toFixed(1)} s | ${r.initMs} ms | ${r.joinMs.manager.length ? `${median(r.joinMs.manager)} ms` : '-'} | ` +
-      `${r.joinMs.worker.length ? `${median(r.joinMs.worker)} ms, ${Math.max(...r.joinMs.worker)} ms` : '-'} | ${median(r.nodeLsMs)} ms | ` +
-      `${median(r.rssMB.coved)} MB, ${Math.max(...r.rssMB.coved)} MB | ${r.rssMB.etcd.join(', ')} MB | ${median(r.pssMB.coved)} MB | ${r.pssMB.etcd.join(', ')} MB | ${r.downAfterKillMs ?? '-'} ms |`);
+    lines.push(
+      `| ${r.hosts} (${r.managers}) | ${(r.labUpMs / 1000).toFixed(1)} s | ${r.initMs} ms | ${r.joinMs.manager.length ? `${median(r.joinMs.manager)} ms` : '-'} | ` +
+        `${r.joinMs.worker.length ? `${median(r.joinMs.worker)} ms, ${Math.max(...r.joinMs.worker)} ms` : '-'} | ${median(r.nodeLsMs)} ms | ` +
+        `${median(r.rssMB.coved)} MB, ${Math.max(...r.rssMB.coved)} MB | ${r.rssMB.etcd.join(', ')} MB | ${median(r.pssMB.coved)} MB | ${r.pssMB.etcd.join(', ')} MB | ${r.downAfterKillMs ?? '-'} ms |`,
+    );
   }
-  lines.push('', 'Worker join phases (median ms): ' + rs.map((r) => `${r.hosts} hosts: ${Object.entries(r.workerJoinPhasesMs).map(([k, v]) => `${k} ${v}`).join(', ')}`).join('; '));
+  lines.push(
+    '',
+    'Worker join phases (median ms): ' +
+      rs
+        .map(
+          (r) =>
+            `${r.hosts} hosts: ${Object.entries(r.workerJoinPhasesMs)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}`,
+        )
+        .join('; '),
+  );
   return lines.join('\n') + '\n';
 }
 

@@ -102,17 +102,30 @@ const w2: Workload = {
       }
       for (let i = 0; i < R; i++) {
         const got: Record<string, number> = {};
-        for (const [mode, network] of [['bridge', net], ['none', 'none']] as const) {
+        for (const [mode, network] of [
+          ['bridge', net],
+          ['none', 'none'],
+        ] as const) {
           const r = await timeMs(() => t.runContainer({ name: ctx.name('c'), network, image: 'alpine', cmd: SLEEPER }));
           ctrs.push(r.value);
           const d = await timeMs(() => t.removeContainer(r.value));
           ctrs.pop();
           got[mode] = r.ms;
-          ctx.rec.add(2, { key: `run-${mode}`, label: `run on ${mode === 'bridge' ? 'a user-defined bridge' : 'none'}`, unit: 'ms' }, t.name, r.ms);
+          ctx.rec.add(
+            2,
+            { key: `run-${mode}`, label: `run on ${mode === 'bridge' ? 'a user-defined bridge' : 'none'}`, unit: 'ms' },
+            t.name,
+            r.ms,
+          );
           ctx.rec.add(2, { key: `rm-${mode}`, label: `rm -f (was on ${mode})`, unit: 'ms' }, t.name, d.ms);
           ctx.rec.add(2, { key: `run+rm-${mode}`, label: `run + rm on ${mode}`, unit: 'ms' }, t.name, r.ms + d.ms);
         }
-        ctx.rec.add(2, { key: 'share', label: "network's share of run (bridge − none, paired)", unit: 'ms' }, t.name, got.bridge! - got.none!);
+        ctx.rec.add(
+          2,
+          { key: 'share', label: "network's share of run (bridge − none, paired)", unit: 'ms' },
+          t.name,
+          got.bridge! - got.none!,
+        );
       }
     } finally {
       await cleanup(t, ctrs, nets);
@@ -178,26 +191,64 @@ const w4: Workload = {
       ctrs.push(b);
       const ep = await t.dnsEndpoint(a, b, net);
       const netns = await t.netnsPath(a);
-      ctx.rec.note(4, `Queries go to the container's own resolver (first nameserver of its resolv.conf: 127.0.0.11 for Docker and Cove, the network's gateway (aardvark-dns) for Podman); podman is asked NAME.dns.podman. The floor is a Node UDP responder that copies the question and appends a fixed A record.`);
+      ctx.rec.note(
+        4,
+        `Queries go to the container's own resolver (first nameserver of its resolv.conf: 127.0.0.11 for Docker and Cove, the network's gateway (aardvark-dns) for Podman); podman is asked NAME.dns.podman. The floor is a Node UDP responder that copies the question and appends a fixed A record.`,
+      );
       for (let i = 0; i < R; i++) {
-        const r = await run('nsenter', [`--net=${netns}`, process.execPath, join(CLIENTS, 'dns-client.js'), ep.server, ep.name, String(count), '50', String(seconds)], { timeoutMs: 120_000 });
+        const r = await run(
+          'nsenter',
+          [
+            `--net=${netns}`,
+            process.execPath,
+            join(CLIENTS, 'dns-client.js'),
+            ep.server,
+            ep.name,
+            String(count),
+            '50',
+            String(seconds),
+          ],
+          { timeoutMs: 120_000 },
+        );
         if (r.code !== 0) throw new Error(`dns client: ${r.stderr.trim()}`);
         const res = JSON.parse(r.stdout) as DnsClientResult;
-        if (res.answered === 0) throw new Error(`no answers from ${ep.server} for ${ep.name} (${res.timeouts} timeouts, ${res.bad} bad)`);
-        if (res.timeouts || res.bad) ctx.rec.note(4, `${t.name}: ${res.timeouts} timeouts and ${res.bad} bad answers out of ${res.sent}`);
-        for (const ms of res.latenciesMs) ctx.rec.add(4, { key: 'lookup', label: 'one A lookup, 1 in flight (node client)', unit: 'ms' }, t.name, ms);
-        ctx.rec.add(4, { key: 'qps-node', label: 'lookups/s, 50 in flight (node client)', unit: 'q/s', better: 'higher' }, t.name, res.qps);
+        if (res.answered === 0)
+          throw new Error(`no answers from ${ep.server} for ${ep.name} (${res.timeouts} timeouts, ${res.bad} bad)`);
+        if (res.timeouts || res.bad)
+          ctx.rec.note(4, `${t.name}: ${res.timeouts} timeouts and ${res.bad} bad answers out of ${res.sent}`);
+        for (const ms of res.latenciesMs)
+          ctx.rec.add(4, { key: 'lookup', label: 'one A lookup, 1 in flight (node client)', unit: 'ms' }, t.name, ms);
+        ctx.rec.add(
+          4,
+          { key: 'qps-node', label: 'lookups/s, 50 in flight (node client)', unit: 'q/s', better: 'higher' },
+          t.name,
+          res.qps,
+        );
         if ((await run('sh', ['-c', 'command -v dnsperf'])).code === 0) {
           const qfile = '/tmp/cvb-dnsperf-queries.txt';
           writeFileSync(qfile, `${ep.name} A\n`);
-          const d = await run('nsenter', [`--net=${netns}`, 'dnsperf', '-s', ep.server, '-d', qfile, '-l', String(seconds), '-c', '1', '-q', '50'], { timeoutMs: 60_000 });
+          const d = await run(
+            'nsenter',
+            [`--net=${netns}`, 'dnsperf', '-s', ep.server, '-d', qfile, '-l', String(seconds), '-c', '1', '-q', '50'],
+            { timeoutMs: 60_000 },
+          );
           rmSync(qfile, { force: true });
           const qps = /Queries per second:\s+([\d.]+)/.exec(d.stdout)?.[1];
           const lost = /Queries lost:\s+(\d+)/.exec(d.stdout)?.[1];
-          if (qps) ctx.rec.add(4, { key: 'qps-dnsperf', label: 'lookups/s, 50 in flight (dnsperf)', unit: 'q/s', better: 'higher' }, t.name, Number(qps));
+          if (qps)
+            ctx.rec.add(
+              4,
+              { key: 'qps-dnsperf', label: 'lookups/s, 50 in flight (dnsperf)', unit: 'q/s', better: 'higher' },
+              t.name,
+              Number(qps),
+            );
           else ctx.rec.note(4, `${t.name}: dnsperf gave no rate: ${(d.stderr || d.stdout).trim().slice(0, 200)}`);
           if (lost && Number(lost) > 0) ctx.rec.note(4, `${t.name}: dnsperf lost ${lost} queries`);
-        } else ctx.rec.note(4, 'dnsperf is not installed (apt-get install dnsperf): only the node client measured lookups/s');
+        } else
+          ctx.rec.note(
+            4,
+            'dnsperf is not installed (apt-get install dnsperf): only the node client measured lookups/s',
+          );
       }
       ctx.rec.note(4, 'With 2 cores the load generator competes with the server for CPU: lookups/s is a lower bound.');
     } finally {
@@ -225,13 +276,31 @@ const w5: Workload = {
         for (let r = 0; r < R; r++) {
           const t0 = process.hrtime.bigint();
           for (let i = 0; i < N; i++) {
-            const x = await timeMs(() => t.runContainer({ name: ctx.name('s'), network: net, image: 'alpine', cmd: SLEEPER }));
+            const x = await timeMs(() =>
+              t.runContainer({ name: ctx.name('s'), network: net, image: 'alpine', cmd: SLEEPER }),
+            );
             ctrs.push(x.value);
-            ctx.rec.add(5, { key: `each@${N}`, label: `per container, N=${N}`, unit: 'ms', series: 'per container', x: N }, t.name, x.ms);
-            if (N >= 100 && i >= N - Math.ceil(N / 10)) ctx.rec.add(5, { key: `lastdecile@${N}`, label: `per container, last 10% of N=${N}`, unit: 'ms' }, t.name, x.ms);
+            ctx.rec.add(
+              5,
+              { key: `each@${N}`, label: `per container, N=${N}`, unit: 'ms', series: 'per container', x: N },
+              t.name,
+              x.ms,
+            );
+            if (N >= 100 && i >= N - Math.ceil(N / 10))
+              ctx.rec.add(
+                5,
+                { key: `lastdecile@${N}`, label: `per container, last 10% of N=${N}`, unit: 'ms' },
+                t.name,
+                x.ms,
+              );
           }
           const total = Number(process.hrtime.bigint() - t0) / 1e6;
-          ctx.rec.add(5, { key: `total@${N}`, label: `total, N=${N}`, unit: 'ms', series: 'total', x: N }, t.name, total);
+          ctx.rec.add(
+            5,
+            { key: `total@${N}`, label: `total, N=${N}`, unit: 'ms', series: 'total', x: N },
+            t.name,
+            total,
+          );
           ctx.log(`  ${t.name}: ${N} containers in ${(total / 1000).toFixed(2)} s`);
           await pool(ctrs.splice(0), 4, (c) => t.removeContainer(c));
         }
@@ -257,12 +326,30 @@ const w6: Workload = {
             const n = ctx.name('m');
             const a = await timeMs(() => t.createNetwork(n));
             nets.push(n);
-            const b = await timeMs(() => t.runContainer({ name: ctx.name('k'), network: n, image: 'alpine', cmd: SLEEPER }));
+            const b = await timeMs(() =>
+              t.runContainer({ name: ctx.name('k'), network: n, image: 'alpine', cmd: SLEEPER }),
+            );
             ctrs.push(b.value);
-            ctx.rec.add(6, { key: `each@${N}`, label: `per network (create + run), N=${N}`, unit: 'ms', series: 'per network', x: N }, t.name, a.ms + b.ms);
+            ctx.rec.add(
+              6,
+              {
+                key: `each@${N}`,
+                label: `per network (create + run), N=${N}`,
+                unit: 'ms',
+                series: 'per network',
+                x: N,
+              },
+              t.name,
+              a.ms + b.ms,
+            );
           }
           const total = Number(process.hrtime.bigint() - t0) / 1e6;
-          ctx.rec.add(6, { key: `total@${N}`, label: `total, N=${N}`, unit: 'ms', series: 'total', x: N }, t.name, total);
+          ctx.rec.add(
+            6,
+            { key: `total@${N}`, label: `total, N=${N}`, unit: 'ms', series: 'total', x: N },
+            t.name,
+            total,
+          );
           ctx.log(`  ${t.name}: ${N} networks + containers in ${(total / 1000).toFixed(2)} s`);
           await cleanup(t, ctrs, nets);
         }
@@ -298,7 +385,11 @@ const w7: Workload = {
         network: net,
         image: 'nginx',
         // the big file appears whole (rename), so a GET never sees it half written
-        cmd: ['sh', '-c', 'dd if=/dev/zero of=/www/.big bs=1M count=32 2>/dev/null && mv /www/.big /www/big; exec httpd -f -p 80 -h /www'],
+        cmd: [
+          'sh',
+          '-c',
+          'dd if=/dev/zero of=/www/.big bs=1M count=32 2>/dev/null && mv /www/.big /www/big; exec httpd -f -p 80 -h /www',
+        ],
         publish: { hostPort, containerPort: 80 },
       });
       ctrs.push(c);
@@ -307,13 +398,25 @@ const w7: Workload = {
       const published = `http://${ctx.engine.hostAddress}:${hostPort}`;
       let ready = false;
       for (let i = 0; i < 100 && !ready; i++) {
-        const r = await run('nsenter', [`--net=${lab}`, 'timeout', '5', 'busybox', 'wget', '-q', '-O', '/dev/null', `${direct}/big`]);
+        const r = await run('nsenter', [
+          `--net=${lab}`,
+          'timeout',
+          '5',
+          'busybox',
+          'wget',
+          '-q',
+          '-O',
+          '/dev/null',
+          `${direct}/big`,
+        ]);
         ready = r.code === 0;
         if (!ready) await sleep(100);
       }
       if (!ready) throw new Error(`the web container at ${direct} did not answer`);
       const client = async (args: string[]): Promise<HttpResult> => {
-        const r = await run('nsenter', [`--net=${lab}`, process.execPath, join(CLIENTS, 'http-client.js'), ...args], { timeoutMs: 120_000 });
+        const r = await run('nsenter', [`--net=${lab}`, process.execPath, join(CLIENTS, 'http-client.js'), ...args], {
+          timeoutMs: 120_000,
+        });
         if (r.code !== 0) throw new Error(`http client ${args.join(' ')}: ${r.stderr.trim()}`);
         const res = JSON.parse(r.stdout) as HttpResult;
         if (res.errors) ctx.rec.note(7, `${t.name}: ${res.errors} failed requests (${args[0]} ${args[1]})`);
@@ -322,17 +425,65 @@ const w7: Workload = {
       for (let i = 0; i < R; i++) {
         // Alternate which path goes first, so drift in the machine's load does not favour one.
         const first = i % 2 === 0;
-        const pair = async (a: string[], b: string[]) => (first ? [await client(a), await client(b)] : [await client(b), await client(a)].reverse()) as [HttpResult, HttpResult];
-        const [rd, rp] = await pair(['rps', `${direct}/index.html`, '16', String(seconds)], ['rps', `${published}/index.html`, '16', String(seconds)]);
-        const [td, tp] = await pair(['throughput', `${direct}/big`, String(seconds)], ['throughput', `${published}/big`, String(seconds)]);
-        ctx.rec.add(7, { key: 'rps-direct', label: 'req/s to the container address (16 conns, no keep-alive)', unit: 'req/s', better: 'higher' }, t.name, rd.value);
-        ctx.rec.add(7, { key: 'rps-published', label: 'req/s through -p', unit: 'req/s', better: 'higher' }, t.name, rp.value);
-        ctx.rec.add(7, { key: 'mbps-direct', label: 'MB/s to the container address (32 MB GETs)', unit: 'MB/s', better: 'higher' }, t.name, td.value);
-        ctx.rec.add(7, { key: 'mbps-published', label: 'MB/s through -p', unit: 'MB/s', better: 'higher' }, t.name, tp.value);
-        ctx.rec.add(7, { key: 'throughput-share', label: '-p throughput as % of direct', unit: '%', better: 'higher' }, t.name, (100 * tp.value) / td.value);
-        ctx.rec.add(7, { key: 'rps-share', label: '-p req/s as % of direct', unit: '%', better: 'higher' }, t.name, (100 * rp.value) / rd.value);
+        const pair = async (a: string[], b: string[]) =>
+          (first ? [await client(a), await client(b)] : [await client(b), await client(a)].reverse()) as [
+            HttpResult,
+            HttpResult,
+          ];
+        const [rd, rp] = await pair(
+          ['rps', `${direct}/index.html`, '16', String(seconds)],
+          ['rps', `${published}/index.html`, '16', String(seconds)],
+        );
+        const [td, tp] = await pair(
+          ['throughput', `${direct}/big`, String(seconds)],
+          ['throughput', `${published}/big`, String(seconds)],
+        );
+        ctx.rec.add(
+          7,
+          {
+            key: 'rps-direct',
+            label: 'req/s to the container address (16 conns, no keep-alive)',
+            unit: 'req/s',
+            better: 'higher',
+          },
+          t.name,
+          rd.value,
+        );
+        ctx.rec.add(
+          7,
+          { key: 'rps-published', label: 'req/s through -p', unit: 'req/s', better: 'higher' },
+          t.name,
+          rp.value,
+        );
+        ctx.rec.add(
+          7,
+          { key: 'mbps-direct', label: 'MB/s to the container address (32 MB GETs)', unit: 'MB/s', better: 'higher' },
+          t.name,
+          td.value,
+        );
+        ctx.rec.add(
+          7,
+          { key: 'mbps-published', label: 'MB/s through -p', unit: 'MB/s', better: 'higher' },
+          t.name,
+          tp.value,
+        );
+        ctx.rec.add(
+          7,
+          { key: 'throughput-share', label: '-p throughput as % of direct', unit: '%', better: 'higher' },
+          t.name,
+          (100 * tp.value) / td.value,
+        );
+        ctx.rec.add(
+          7,
+          { key: 'rps-share', label: '-p req/s as % of direct', unit: '%', better: 'higher' },
+          t.name,
+          (100 * rp.value) / rd.value,
+        );
       }
-      ctx.rec.note(7, `Client: a Node HTTP client in the lab namespace (the engine's host), busybox httpd in the nginx stand-in. "-p" goes to the lab's own address ${ctx.engine.hostAddress}:${hostPort} (DNAT on the output path).`);
+      ctx.rec.note(
+        7,
+        `Client: a Node HTTP client in the lab namespace (the engine's host), busybox httpd in the nginx stand-in. "-p" goes to the lab's own address ${ctx.engine.hostAddress}:${hostPort} (DNAT on the output path).`,
+      );
     } finally {
       await cleanup(t, ctrs, nets);
     }
@@ -354,14 +505,35 @@ const w8: Workload = {
       await sleep(2000); // let the engine settle (GC, lazy work)
       const m = (await ctx.engine.memory())!;
       const label = n === 0 ? 'idle' : `with ${n} containers`;
-      ctx.rec.add(8, { key: `engine@${n}`, label: `engine RSS ${label}`, unit: 'MB', series: 'engine RSS', x: n }, t.name, mb(m.engineKb));
+      ctx.rec.add(
+        8,
+        { key: `engine@${n}`, label: `engine RSS ${label}`, unit: 'MB', series: 'engine RSS', x: n },
+        t.name,
+        mb(m.engineKb),
+      );
       if (n > 0) {
-        ctx.rec.add(8, { key: `monitors@${n}`, label: `monitors RSS ${label} (sum)`, unit: 'MB' }, t.name, mb(m.monitorsKb));
-        ctx.rec.add(8, { key: `permonitor@${n}`, label: `monitor RSS per container, ${n} containers`, unit: 'MB' }, t.name, mb(m.monitorsKb / Math.max(1, m.monitors)));
-        if (m.monitors !== n) ctx.rec.note(8, `${ctx.engine.name}: ${m.monitors} monitor processes found with ${n} containers`);
+        ctx.rec.add(
+          8,
+          { key: `monitors@${n}`, label: `monitors RSS ${label} (sum)`, unit: 'MB' },
+          t.name,
+          mb(m.monitorsKb),
+        );
+        ctx.rec.add(
+          8,
+          { key: `permonitor@${n}`, label: `monitor RSS per container, ${n} containers`, unit: 'MB' },
+          t.name,
+          mb(m.monitorsKb / Math.max(1, m.monitors)),
+        );
+        if (m.monitors !== n)
+          ctx.rec.note(8, `${ctx.engine.name}: ${m.monitors} monitor processes found with ${n} containers`);
       }
-      ctx.rec.note(8, `${ctx.engine.name} engine = ${Object.keys(m.engineParts).join(' + ')}; monitors = ${ctx.engine.name === 'docker' ? 'containerd-shim' : 'conmon'} per container`);
-      ctx.log(`  ${ctx.engine.name}: ${label}: engine ${mb(m.engineKb).toFixed(1)} MB, ${m.monitors} monitors ${mb(m.monitorsKb).toFixed(1)} MB`);
+      ctx.rec.note(
+        8,
+        `${ctx.engine.name} engine = ${Object.keys(m.engineParts).join(' + ')}; monitors = ${ctx.engine.name === 'docker' ? 'containerd-shim' : 'conmon'} per container`,
+      );
+      ctx.log(
+        `  ${ctx.engine.name}: ${label}: engine ${mb(m.engineKb).toFixed(1)} MB, ${m.monitors} monitors ${mb(m.monitorsKb).toFixed(1)} MB`,
+      );
     };
     const net = ctx.name('n');
     const nets: string[] = [];
@@ -371,7 +543,8 @@ const w8: Workload = {
       await t.createNetwork(net, BIG_SUBNET);
       nets.push(net);
       for (const N of ctx.ns?.length ? [20, ...ctx.ns.filter((n) => n > 20)] : scaleNs(ctx, [20, 100, 500], [20])) {
-        while (ctrs.length < N) ctrs.push(await t.runContainer({ name: ctx.name('mem'), network: net, image: 'alpine', cmd: SLEEPER }));
+        while (ctrs.length < N)
+          ctrs.push(await t.runContainer({ name: ctx.name('mem'), network: net, image: 'alpine', cmd: SLEEPER }));
         await sample(N);
       }
     } finally {

@@ -39,8 +39,17 @@ function show(prompt: string, cmd: string, r: RunResult, expectOk: boolean | und
 async function swarmPart(): Promise<void> {
   const lab = await MultiHostLab.create('cdsw', 3);
   const [manager, worker1, worker2] = lab.hosts as [Lab, Lab, Lab];
-  const names = new Map<Lab, string>([[manager, 'manager'], [worker1, 'worker-1'], [worker2, 'worker-2']]);
-  const on = async (h: Lab, args: string[], expectOk: boolean | undefined = true, input?: string): Promise<RunResult> => {
+  const names = new Map<Lab, string>([
+    [manager, 'manager'],
+    [worker1, 'worker-1'],
+    [worker2, 'worker-2'],
+  ]);
+  const on = async (
+    h: Lab,
+    args: string[],
+    expectOk: boolean | undefined = true,
+    input?: string,
+  ): Promise<RunResult> => {
     const r = await h.cove(args, input === undefined ? { timeoutMs: 120_000 } : { input, timeoutMs: 120_000 });
     show(`${names.get(h)}$`, `cove ${args.map((a) => (/[\s{}]/.test(a) ? `'${a}'` : a)).join(' ')}`, r, expectOk);
     return r;
@@ -48,7 +57,8 @@ async function swarmPart(): Promise<void> {
   try {
     for (const h of lab.hosts) {
       await h.startDaemon();
-      for (const img of ['alpine', 'nginx']) await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
+      for (const img of ['alpine', 'nginx'])
+        await h.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
     }
     heading('Networking with overlay networks: create the swarm (3 simulated hosts on 192.0.2.0/24)');
     await on(manager, ['swarm', 'init', `--advertise-addr=${lab.addr(0)}`]);
@@ -70,21 +80,76 @@ async function swarmPart(): Promise<void> {
     await on(worker2, ['network', 'inspect', 'my-attachable-overlay']);
     await on(manager, ['rm', '-f', 'alpine-a']);
     await on(worker2, ['rm', '-f', 'alpine-b']);
-    await on(manager, ['network', 'create', '--opt', 'encrypted', '--driver', 'overlay', '--attachable', 'my-attachable-multi-host-network']);
-    note('this kernel has no IPsec ESP: the encrypted network\'s VXLAN runs through wireguard-go between the nodes (UDP 51820 on the underlay, MTU 1370)');
-    await on(manager, ['run', '-dit', '--name', 'enc-a', '--network', 'my-attachable-multi-host-network', 'alpine', 'ash']);
-    await on(worker1, ['run', '-dit', '--name', 'enc-b', '--network', 'my-attachable-multi-host-network', 'alpine', 'ash']);
+    await on(manager, [
+      'network',
+      'create',
+      '--opt',
+      'encrypted',
+      '--driver',
+      'overlay',
+      '--attachable',
+      'my-attachable-multi-host-network',
+    ]);
+    note(
+      "this kernel has no IPsec ESP: the encrypted network's VXLAN runs through wireguard-go between the nodes (UDP 51820 on the underlay, MTU 1370)",
+    );
+    await on(manager, [
+      'run',
+      '-dit',
+      '--name',
+      'enc-a',
+      '--network',
+      'my-attachable-multi-host-network',
+      'alpine',
+      'ash',
+    ]);
+    await on(worker1, [
+      'run',
+      '-dit',
+      '--name',
+      'enc-b',
+      '--network',
+      'my-attachable-multi-host-network',
+      'alpine',
+      'ash',
+    ]);
     await on(worker1, ['exec', 'enc-b', 'ping', '-c', '2', 'enc-a']);
     await on(worker1, ['network', 'inspect', '--format', '{{json .Options}}', 'my-attachable-multi-host-network']);
     await on(manager, ['rm', '-f', 'enc-a']);
     await on(worker1, ['rm', '-f', 'enc-b']);
-    await on(manager, ['network', 'rm', 'my-overlay', 'my-attachable-overlay', 'my-attachable-multi-host-network'], undefined);
+    await on(
+      manager,
+      ['network', 'rm', 'my-overlay', 'my-attachable-overlay', 'my-attachable-multi-host-network'],
+      undefined,
+    );
 
     heading('Create the services');
     await on(manager, ['network', 'create', '-d', 'overlay', 'nginx-net']);
-    await on(manager, ['service', 'create', '--name', 'my-nginx', '--publish', 'target=80,published=80', '--replicas=5', '--network', 'nginx-net', 'nginx']);
+    await on(manager, [
+      'service',
+      'create',
+      '--name',
+      'my-nginx',
+      '--publish',
+      'target=80,published=80',
+      '--replicas=5',
+      '--network',
+      'nginx-net',
+      'nginx',
+    ]);
     await on(manager, ['service', 'ls']);
-    for (const h of lab.hosts) await on(h, ['network', 'inspect', '-f', '{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}Peers: {{range .Peers}}{{.Name}}@{{.IP}} {{end}}', 'nginx-net'], undefined);
+    for (const h of lab.hosts)
+      await on(
+        h,
+        [
+          'network',
+          'inspect',
+          '-f',
+          '{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}Peers: {{range .Peers}}{{.Name}}@{{.IP}} {{end}}',
+          'nginx-net',
+        ],
+        undefined,
+      );
     await on(manager, ['service', 'inspect', '--pretty', 'my-nginx']);
     heading('The routing mesh: port 80 answers on every node, from the outside world (192.0.2.100 on the underlay)');
     await lab.addUnderlayAddress('192.0.2.100');
@@ -94,7 +159,9 @@ async function swarmPart(): Promise<void> {
       show('outside$', cmd, r, true);
     }
     await on(worker2, ['service', 'ports', 'my-nginx'], undefined);
-    const ids = (await worker1.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=my-nginx'])).stdout.split('\n').filter(Boolean);
+    const ids = (await worker1.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=my-nginx'])).stdout
+      .split('\n')
+      .filter(Boolean);
     if (ids[0]) {
       await on(worker1, ['exec', ids[0], 'nslookup', 'tasks.my-nginx'], undefined);
       await on(worker1, ['exec', ids[0], 'wget', '-q', '-O', '-', 'http://my-nginx/'], undefined);
@@ -103,8 +170,16 @@ async function swarmPart(): Promise<void> {
     await on(manager, ['service', 'update', '--network-add', 'nginx-net-2', '--network-rm', 'nginx-net', 'my-nginx']);
     await on(manager, ['service', 'ls']);
     await on(manager, ['service', 'ps', 'my-nginx']);
-    await on(manager, ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net'], undefined);
-    await on(manager, ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net-2'], undefined);
+    await on(
+      manager,
+      ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net'],
+      undefined,
+    );
+    await on(
+      manager,
+      ['network', 'inspect', '-f', '{{.Name}}: {{len .Containers}} containers on this host', 'nginx-net-2'],
+      undefined,
+    );
     await on(manager, ['service', 'rm', 'my-nginx']);
     await on(manager, ['network', 'rm', 'nginx-net', 'nginx-net-2']);
 
@@ -114,22 +189,44 @@ async function swarmPart(): Promise<void> {
     for (const h of lab.hosts) await on(h, ['network', 'ls', '--filter', 'driver=overlay']);
     note('without an ingress network, publishing through the routing mesh is refused:');
     await on(manager, ['service', 'create', '--detach', '--name', 'web', '--publish', '8080:80', 'nginx'], false);
-    await on(manager, ['network', 'create', '--driver', 'overlay', '--ingress', '--subnet=10.11.0.0/16', '--gateway=10.11.0.2', '--opt', 'com.docker.network.driver.mtu=1200', 'my-ingress']);
+    await on(manager, [
+      'network',
+      'create',
+      '--driver',
+      'overlay',
+      '--ingress',
+      '--subnet=10.11.0.0/16',
+      '--gateway=10.11.0.2',
+      '--opt',
+      'com.docker.network.driver.mtu=1200',
+      'my-ingress',
+    ]);
     await on(manager, ['network', 'create', '--driver', 'overlay', '--ingress', 'second-ingress'], false);
     for (const h of lab.hosts) {
-      await on(h, ['network', 'inspect', '-f', '{{.Name}} ingress={{.Ingress}} {{range .IPAM.Config}}{{.Subnet}} gw {{.Gateway}}{{end}} mtu={{index .Options "com.docker.network.driver.mtu"}}', 'my-ingress']);
+      await on(h, [
+        'network',
+        'inspect',
+        '-f',
+        '{{.Name}} ingress={{.Ingress}} {{range .IPAM.Config}}{{.Subnet}} gw {{.Gateway}}{{end}} mtu={{index .Options "com.docker.network.driver.mtu"}}',
+        'my-ingress',
+      ]);
     }
     note('services created now publish through my-ingress: their tasks have eth0 on it, MTU 1200');
     await on(manager, ['service', 'create', '--name', 'web', '--mode', 'global', '--publish', '8080:80', 'nginx']);
     for (const h of lab.hosts) {
-      const [task] = (await h.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])).stdout.split('\n').filter(Boolean);
+      const [task] = (await h.cove(['ps', '-q', '--filter', 'label=com.docker.swarm.service.name=web'])).stdout
+        .split('\n')
+        .filter(Boolean);
       if (task) await on(h, ['exec', task, 'ip', 'addr', 'show', 'eth0']);
     }
     await on(manager, ['network', 'rm', 'my-ingress'], false, 'y\n');
     await on(manager, ['service', 'rm', 'web']);
     await on(manager, ['network', 'rm', 'my-ingress'], true, 'y\n');
   } finally {
-    if (keep) note(`swarm lab kept (hosts ${lab.hosts.map((h) => h.netns).join(', ')}); it is removed by the next run of the test suite's leak check only if you remove it by hand`);
+    if (keep)
+      note(
+        `swarm lab kept (hosts ${lab.hosts.map((h) => h.netns).join(', ')}); it is removed by the next run of the test suite's leak check only if you remove it by hand`,
+      );
     else {
       await lab.destroy();
       note('swarm lab removed');
@@ -157,7 +254,11 @@ async function main(): Promise<void> {
   const attach = async (name: string, lines: string[]): Promise<void> => {
     note(`cove container attach ${name}, typing: ${lines.join(' ; ')} ; then CTRL-p CTRL-q`);
     // Each line runs to its end (the prompt comes back) before the next is typed.
-    const r = await lab.attach(name, lines.map((send) => ({ send, until: SHELL_PROMPT })), 60_000);
+    const r = await lab.attach(
+      name,
+      lines.map((send) => ({ send, until: SHELL_PROMPT })),
+      60_000,
+    );
     show('$', `cove container attach ${name}`, r, undefined);
   };
   const hostSh = async (cmd: string): Promise<RunResult> => {
@@ -208,9 +309,24 @@ async function main(): Promise<void> {
     await cove(['container', 'ls']);
     await cove(['network', 'inspect', 'bridge']);
     await cove(['network', 'inspect', 'alpine-net']);
-    const ip3 = (await lab.cove(['inspect', '-f', '{{.NetworkSettings.Networks.bridge.IPAddress}}', 'alpine3'])).stdout.trim();
-    await attach('alpine1', ['ping -c 2 alpine2', 'ping -c 2 alpine4', 'ping -c 2 alpine1', 'ping -c 2 -W 1 alpine3', `ping -c 2 -W 1 ${ip3}`]);
-    await attach('alpine4', ['ping -c 2 alpine1', 'ping -c 2 alpine2', 'ping -c 2 alpine3', `ping -c 2 ${ip3}`, 'ping -c 2 alpine4', 'ping -c 2 google.com']);
+    const ip3 = (
+      await lab.cove(['inspect', '-f', '{{.NetworkSettings.Networks.bridge.IPAddress}}', 'alpine3'])
+    ).stdout.trim();
+    await attach('alpine1', [
+      'ping -c 2 alpine2',
+      'ping -c 2 alpine4',
+      'ping -c 2 alpine1',
+      'ping -c 2 -W 1 alpine3',
+      `ping -c 2 -W 1 ${ip3}`,
+    ]);
+    await attach('alpine4', [
+      'ping -c 2 alpine1',
+      'ping -c 2 alpine2',
+      'ping -c 2 alpine3',
+      `ping -c 2 ${ip3}`,
+      'ping -c 2 alpine4',
+      'ping -c 2 google.com',
+    ]);
     await attach('alpine3', ['ping -c 2 google.com']);
     await attach('alpine1', ['ping -c 2 google.com']);
     await cove(['container', 'stop', 'alpine1', 'alpine2', 'alpine3', 'alpine4']);
@@ -228,7 +344,6 @@ async function main(): Promise<void> {
     await cove(['network', 'rm', 'my-net'], false);
     await cove(['rm', '-f', 'my-nginx']);
     await cove(['network', 'rm', 'my-net']);
-
   } finally {
     if (keep) {
       note(`lab kept: COVE_HOST=unix://${lab.socket}; remove it with: node dist/demo/tutorial.js --destroy`);

@@ -36,24 +36,29 @@ await build({
   minifyWhitespace: true,
   logLevel: 'warning',
   // CommonJS packages inside an ES module still call require() for node's builtins.
-  banner: { js: "import { createRequire as __coveRequire } from 'node:module'; const require = __coveRequire(import.meta.url);" },
-  plugins: [{
-    name: 'cove-etcd',
-    setup(b) {
-      // Cove's modules other than the store: left outside, by their path from the bundle.
-      b.onResolve({ filter: /^\.\.?\// }, (args) => {
-        const abs = resolve(args.resolveDir, args.path);
-        if (!abs.startsWith(join(repo, 'dist/src/')) || inside.has(abs)) return undefined;
-        let rel = relative(dirname(outfile), abs);
-        if (!rel.startsWith('.')) rel = './' + rel;
-        return { path: rel, external: true };
-      });
-      b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, async (args) => {
-        const src = await readFile(args.path, 'utf8');
-        const from = /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, \{/;
-        if (!from.test(src)) throw new Error('etcd3 changed: its connection-pool.js no longer loads rpc.proto as expected');
-        return { contents: src.replace(from, `(0, proto_loader_1.fromJSON)(${descriptor}, {`), loader: 'js' };
-      });
+  banner: {
+    js: "import { createRequire as __coveRequire } from 'node:module'; const require = __coveRequire(import.meta.url);",
+  },
+  plugins: [
+    {
+      name: 'cove-etcd',
+      setup(b) {
+        // Cove's modules other than the store: left outside, by their path from the bundle.
+        b.onResolve({ filter: /^\.\.?\// }, (args) => {
+          const abs = resolve(args.resolveDir, args.path);
+          if (!abs.startsWith(join(repo, 'dist/src/')) || inside.has(abs)) return undefined;
+          let rel = relative(dirname(outfile), abs);
+          if (!rel.startsWith('.')) rel = './' + rel;
+          return { path: rel, external: true };
+        });
+        b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, async (args) => {
+          const src = await readFile(args.path, 'utf8');
+          const from = /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, \{/;
+          if (!from.test(src))
+            throw new Error('etcd3 changed: its connection-pool.js no longer loads rpc.proto as expected');
+          return { contents: src.replace(from, `(0, proto_loader_1.fromJSON)(${descriptor}, {`), loader: 'js' };
+        });
+      },
     },
-  }],
+  ],
 });

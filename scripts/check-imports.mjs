@@ -25,12 +25,16 @@ if (circles.length > 0) {
 
 const LOWER = ['network', 'runtime'];
 const UPPER = ['daemon', 'api', 'cli'];
-const files = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-  e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+const files = (dir) =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 for (const layer of LOWER) {
   for (const f of files(join(src, layer))) {
     const text = readFileSync(f, 'utf8');
-    for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)) {
+    for (const m of text.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g,
+    )) {
       const spec = m[1] ?? m[2];
       if (!spec.startsWith('.')) continue;
       const target = relative(src, resolve(dirname(f), spec)).split('/')[0];
@@ -42,4 +46,6 @@ for (const layer of LOWER) {
   }
 }
 if (failed) process.exit(1);
-console.log(`imports: ${Object.keys(graph.obj()).length} modules, no circles; src/{${LOWER}} import nothing from src/{${UPPER}}`);
+console.log(
+  `imports: ${Object.keys(graph.obj()).length} modules, no circles; src/{${LOWER}} import nothing from src/{${UPPER}}`,
+);

@@ -56,9 +56,12 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     assert.equal(await s.get('networks/none'), undefined);
     assert.deepEqual(
       (await s.list('networks/')).map((kv) => [kv.key, kv.value, kv.revision]),
-      [['networks/a', '1', r2], ['networks/b', '2', r1]],
+      [
+        ['networks/a', '1', r2],
+        ['networks/b', '2', r1],
+      ],
     );
-    assert.equal((await s.list('')).length, 4, 'the empty prefix lists every key, and only the caller\'s');
+    assert.equal((await s.list('')).length, 4, "the empty prefix lists every key, and only the caller's");
     assert.deepEqual(await s.list('nothing/'), []);
     assert.equal(await s.delete('networks/a'), true);
     assert.equal(await s.delete('networks/a'), false);
@@ -74,14 +77,18 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
   withStore('revisions: strictly increasing, one per write, equal to what get reports', async (s) => {
     let last = 0;
     for (let i = 0; i < 20; i++) {
-      const rev = i % 3 === 2 ? await s.txn([{ key: `r/${i}`, value: String(i) }]) : await s.put(`r/${i % 4}`, String(i));
+      const rev =
+        i % 3 === 2 ? await s.txn([{ key: `r/${i}`, value: String(i) }]) : await s.put(`r/${i % 4}`, String(i));
       assert.ok(rev > last, `revision ${rev} after ${last}`);
       last = rev;
     }
     const kv = await s.get('r/1');
     assert.ok(kv && kv.revision <= last);
     // Every write of one transaction carries the same revision.
-    const rev = await s.txn([{ key: 't/a', value: 'a' }, { key: 't/b', value: 'b' }]);
+    const rev = await s.txn([
+      { key: 't/a', value: 'a' },
+      { key: 't/b', value: 'b' },
+    ]);
     assert.equal((await s.get('t/a'))?.revision, rev);
     assert.equal((await s.get('t/b'))?.revision, rev);
     assert.ok(rev > last);
@@ -107,13 +114,31 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
 
   withStore('transaction: all or nothing', async (s) => {
     const cur = await s.put('k', 'v');
-    await expectCas(s.txn([{ key: 'a', value: 'x' }, { key: 'k', expectRevision: cur - 1, value: 'v3' }]), 'k', cur);
+    await expectCas(
+      s.txn([
+        { key: 'a', value: 'x' },
+        { key: 'k', expectRevision: cur - 1, value: 'v3' },
+      ]),
+      'k',
+      cur,
+    );
     assert.equal(await s.get('a'), undefined, 'no write of a failed transaction applies');
     assert.equal((await s.get('k'))?.value, 'v');
-    await expectCas(s.txn([{ key: 'k', expectRevision: 0 }, { key: 'b', value: 'y' }]), 'k', cur);
+    await expectCas(
+      s.txn([
+        { key: 'k', expectRevision: 0 },
+        { key: 'b', value: 'y' },
+      ]),
+      'k',
+      cur,
+    );
     assert.equal(await s.get('b'), undefined);
     // A check-only op guards a write of another key.
-    const rev = await s.txn([{ key: 'a', value: 'x', expectRevision: 0 }, { key: 'k', expectRevision: cur, value: null }, { key: 'guard', expectRevision: 0 }]);
+    const rev = await s.txn([
+      { key: 'a', value: 'x', expectRevision: 0 },
+      { key: 'k', expectRevision: cur, value: null },
+      { key: 'guard', expectRevision: 0 },
+    ]);
     assert.equal((await s.get('a'))?.value, 'x');
     assert.equal((await s.get('a'))?.revision, rev);
     assert.equal(await s.get('k'), undefined);
@@ -123,7 +148,10 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     assert.equal((await s.get('a'))?.revision, rev, 'a check-only transaction writes nothing');
     await expectCas(s.txn([{ key: 'a', expectRevision: rev + 1 }]), 'a', rev);
     // Two writes of one key in one transaction: the last one wins.
-    await s.txn([{ key: 'dup', value: '1' }, { key: 'dup', value: '2' }]);
+    await s.txn([
+      { key: 'dup', value: '1' },
+      { key: 'dup', value: '2' },
+    ]);
     assert.equal((await s.get('dup'))?.value, '2');
   });
 
@@ -131,7 +159,10 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     const c = new Collection<{ n: number }>(s, 'counters');
     await Promise.all(Array.from({ length: 50 }, () => c.update('a', (cur) => ({ n: (cur?.n ?? 0) + 1 }))));
     assert.equal((await c.get('a'))?.value.n, 50);
-    assert.deepEqual((await c.list()).map((x) => [x.id, x.value.n]), [['a', 50]]);
+    assert.deepEqual(
+      (await c.list()).map((x) => [x.id, x.value.n]),
+      [['a', 50]],
+    );
     // update() returning undefined deletes.
     await c.update('a', () => undefined);
     assert.equal(await c.get('a'), undefined);
@@ -153,12 +184,16 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
       // A delete event carries the value the key had.
       expected.push(['delete', `w/${i}`, before.value, -1]);
     }
-    const txRev = await s.txn([{ key: 'w/t1', value: 'a' }, { key: 'w/t2', value: 'b' }]);
+    const txRev = await s.txn([
+      { key: 'w/t1', value: 'a' },
+      { key: 'w/t2', value: 'b' },
+    ]);
     expected.push(['put', 'w/t1', 'a', txRev], ['put', 'w/t2', 'b', txRev]);
     await waitFor(() => seen.length >= expected.length, `${expected.length} watch events (have ${seen.length})`);
     const got = seen.map((ev) => [ev.type, ev.kv.key, ev.kv.value, ev.type === 'delete' ? -1 : ev.kv.revision]);
     assert.deepEqual(got, expected);
-    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.kv.revision >= seen[i - 1]!.kv.revision, 'events in revision order');
+    for (let i = 1; i < seen.length; i++)
+      assert.ok(seen[i]!.kv.revision >= seen[i - 1]!.kv.revision, 'events in revision order');
     stop();
     await new Promise((r) => setTimeout(r, 20));
     const n = seen.length;
@@ -192,24 +227,27 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     stopB();
   });
 
-  withStore('leases: a leased key lives while its lease is held (past the TTL), revoke deletes it for watchers too, a plain put unbinds a key', async (s) => {
-    const seen: string[] = [];
-    const stop = s.watch('alive/', (ev) => seen.push(`${ev.type} ${ev.kv.key}`));
-    const l = s.lease(2);
-    const rev = await l.put('alive/n1', 'up');
-    assert.ok(rev > 0);
-    assert.deepEqual(await s.get('alive/n1'), { key: 'alive/n1', value: 'up', revision: rev });
-    await l.put('alive/n2', 'up');
-    await s.put('alive/n2', 'plain'); // no lease any more
-    await new Promise((r) => setTimeout(r, 3000)); // longer than the TTL: the holder renews it
-    assert.equal((await s.get('alive/n1'))?.value, 'up', 'held: not expired');
-    await l.revoke();
-    assert.equal(await s.get('alive/n1'), undefined);
-    assert.equal((await s.get('alive/n2'))?.value, 'plain', 'an unbound key outlives the lease');
-    await waitFor(() => seen.includes('delete alive/n1'), 'the delete of the revoked key');
-    assert.deepEqual(seen, ['put alive/n1', 'put alive/n2', 'put alive/n2', 'delete alive/n1']);
-    stop();
-  });
+  withStore(
+    'leases: a leased key lives while its lease is held (past the TTL), revoke deletes it for watchers too, a plain put unbinds a key',
+    async (s) => {
+      const seen: string[] = [];
+      const stop = s.watch('alive/', (ev) => seen.push(`${ev.type} ${ev.kv.key}`));
+      const l = s.lease(2);
+      const rev = await l.put('alive/n1', 'up');
+      assert.ok(rev > 0);
+      assert.deepEqual(await s.get('alive/n1'), { key: 'alive/n1', value: 'up', revision: rev });
+      await l.put('alive/n2', 'up');
+      await s.put('alive/n2', 'plain'); // no lease any more
+      await new Promise((r) => setTimeout(r, 3000)); // longer than the TTL: the holder renews it
+      assert.equal((await s.get('alive/n1'))?.value, 'up', 'held: not expired');
+      await l.revoke();
+      assert.equal(await s.get('alive/n1'), undefined);
+      assert.equal((await s.get('alive/n2'))?.value, 'plain', 'an unbound key outlives the lease');
+      await waitFor(() => seen.includes('delete alive/n1'), 'the delete of the revoked key');
+      assert.deepEqual(seen, ['put alive/n1', 'put alive/n2', 'put alive/n2', 'delete alive/n1']);
+      stop();
+    },
+  );
 
   withStore('leases: keys of a lease nobody renews (a holder that died: release) expire after the TTL', async (s) => {
     const l = s.lease(2);
@@ -220,7 +258,7 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     assert.equal((await s.get('alive/n3'))?.value, 'up', 'not at once');
     const t0 = Date.now();
     while ((await s.get('alive/n3')) !== undefined) {
-      if (Date.now() - t0 > 15_000) assert.fail('the released lease\'s key did not expire within 15 s');
+      if (Date.now() - t0 > 15_000) assert.fail("the released lease's key did not expire within 15 s");
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(Date.now() - t0 >= 1000, `expired after about the TTL (${Date.now() - t0} ms), not at once`);

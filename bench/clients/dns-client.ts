@@ -10,7 +10,8 @@
  */
 import { createSocket } from 'node:dgram';
 
-const [server = '127.0.0.11', name = 'localhost', countS = '200', inflightS = '50', secondsS = '2'] = process.argv.slice(2);
+const [server = '127.0.0.11', name = 'localhost', countS = '200', inflightS = '50', secondsS = '2'] =
+  process.argv.slice(2);
 const count = Number(countS);
 const inflight = Number(inflightS);
 const seconds = Number(secondsS);
@@ -103,7 +104,16 @@ async function main(): Promise<void> {
   }
   if (inflight > 0 && seconds > 0) await Promise.all(Array.from({ length: inflight }, worker));
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-  process.stdout.write(JSON.stringify({ latenciesMs, qps: inflight > 0 && seconds > 0 ? done / elapsed : 0, sent, answered, bad, timeouts }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      latenciesMs,
+      qps: inflight > 0 && seconds > 0 ? done / elapsed : 0,
+      sent,
+      answered,
+      bad,
+      timeouts,
+    }) + '\n',
+  );
   sock.close();
 }
 

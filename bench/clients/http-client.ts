@@ -50,7 +50,10 @@ async function main(): Promise<void> {
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
   const value = mode === 'rps' ? requests / elapsed : bytes / 1e6 / elapsed;
-  process.stdout.write(JSON.stringify({ mode, value, requests, bytes, errors, seconds: elapsed, cpuMs: (cpu.user + cpu.system) / 1000 }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ mode, value, requests, bytes, errors, seconds: elapsed, cpuMs: (cpu.user + cpu.system) / 1000 }) +
+      '\n',
+  );
 }
 
 main().catch((e) => {

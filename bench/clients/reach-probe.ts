@@ -79,7 +79,17 @@ const finish = (out: Record<string, unknown>): void => {
   process.stdout.write(JSON.stringify(out) + '\n');
   process.exit(0);
 };
-setTimeout(() => finish({ error: `not ${resolvedAt ? 'reached' : 'resolved'} within ${deadlineS} ms`, resolvedAt, ip, queries, connects }), Number(deadlineS) - (now() - start)).unref();
+setTimeout(
+  () =>
+    finish({
+      error: `not ${resolvedAt ? 'reached' : 'resolved'} within ${deadlineS} ms`,
+      resolvedAt,
+      ip,
+      queries,
+      connects,
+    }),
+  Number(deadlineS) - (now() - start),
+).unref();
 
 function tryConnect(): void {
   connects++;

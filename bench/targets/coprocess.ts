@@ -14,10 +14,14 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 abstract class Coprocess {
   private proc: ChildProcessWithoutNullStreams | undefined;
   private buf = '';
-  private waiting: { done: (out: string) => void; fail: (e: Error) => void; match: (buf: string) => number } | undefined;
+  private waiting:
+    { done: (out: string) => void; fail: (e: Error) => void; match: (buf: string) => number } | undefined;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly netnsPath: string, private readonly cmd: string) {}
+  constructor(
+    private readonly netnsPath: string,
+    private readonly cmd: string,
+  ) {}
 
   private ensure(): ChildProcessWithoutNullStreams {
     if (this.proc && this.proc.exitCode === null) return this.proc;
@@ -63,7 +67,10 @@ abstract class Coprocess {
             match: f.match,
             done: (out) => {
               const err = this.errorsIn(out);
-              if (err) reject(new Error(`${this.cmd}: ${err.trim().slice(0, 400)} (input: ${lines.join(' ; ').slice(0, 300)})`));
+              if (err)
+                reject(
+                  new Error(`${this.cmd}: ${err.trim().slice(0, 400)} (input: ${lines.join(' ; ').slice(0, 300)})`),
+                );
               else resolve();
             },
             fail: reject,

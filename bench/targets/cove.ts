@@ -24,7 +24,8 @@ export class CoveEngine implements Engine {
 
   async setup(): Promise<void> {
     if (!existsSync(COVED_BIN)) throw new Error(`cove unavailable: ${COVED_BIN} is missing`);
-    if (!existsSync(`${REPO}/dist/src/daemon/main.js`)) throw new Error('cove unavailable: dist/src/daemon/main.js is missing (run npx tsc -p .)');
+    if (!existsSync(`${REPO}/dist/src/daemon/main.js`))
+      throw new Error('cove unavailable: dist/src/daemon/main.js is missing (run npx tsc -p .)');
     const images = await ensureImages(REPO);
     await Lab.existing(LAB_NAME).destroy(); // a lab left by an interrupted run
     // Debug logging would be part of every timed call; the bench runs the engine at warn.
@@ -33,12 +34,17 @@ export class CoveEngine implements Engine {
     try {
       await this.lab.startDaemon({ extraArgs: ['--default-address-pool', 'base=10.128.0.0/9,size=24'] });
     } catch (e) {
-      throw new Error(`cove unavailable: coved did not start: ${(e as Error).message.split('\n').slice(0, 6).join(' | ')}`);
+      throw new Error(
+        `cove unavailable: coved did not start: ${(e as Error).message.split('\n').slice(0, 6).join(' | ')}`,
+      );
     }
     this.api = new EngineApi(this.lab.socket);
     for (const f of [images.alpine, images.nginx]) {
-      const r = await this.api.request('POST', '/images/load?quiet=1', undefined, { file: f }).catch((e: Error) => ({ status: 0, text: e.message }));
-      if (r.status !== 200) throw new Error(`cove unavailable: image load of ${f} failed: ${r.status} ${r.text.slice(0, 300)}`);
+      const r = await this.api
+        .request('POST', '/images/load?quiet=1', undefined, { file: f })
+        .catch((e: Error) => ({ status: 0, text: e.message }));
+      if (r.status !== 200)
+        throw new Error(`cove unavailable: image load of ${f} failed: ${r.status} ${r.text.slice(0, 300)}`);
     }
   }
 
@@ -47,7 +53,8 @@ export class CoveEngine implements Engine {
     const lab = this.lab!;
     const ready: Target[] = [new DockerLikeTarget('cove-api', { api })];
     const unavailable: Record<string, string> = {};
-    if (existsSync(COVE_BIN)) ready.push(new DockerLikeTarget('cove-cli', { cli: (a) => lab.cove(a, { timeoutMs: 120_000 }), api }));
+    if (existsSync(COVE_BIN))
+      ready.push(new DockerLikeTarget('cove-cli', { cli: (a) => lab.cove(a, { timeoutMs: 120_000 }), api }));
     else unavailable['cove-cli'] = `cove unavailable: ${COVE_BIN} is missing`;
     return { ready, unavailable };
   }

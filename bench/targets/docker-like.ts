@@ -31,12 +31,16 @@ interface Inspect {
 
 async function cliOk(cli: Cli, args: string[]): Promise<string> {
   const r = await cli(args);
-  if (r.code !== 0) throw new Error(`${args.join(' ')}: exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 400)}`);
+  if (r.code !== 0)
+    throw new Error(`${args.join(' ')}: exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 400)}`);
   return r.stdout.trim();
 }
 
 export class DockerLikeTarget implements Target {
-  constructor(readonly name: string, private readonly o: DockerLikeOptions) {
+  constructor(
+    readonly name: string,
+    private readonly o: DockerLikeOptions,
+  ) {
     if (!o.cli && !o.api) throw new Error(`${name}: needs a CLI or an API`);
   }
 
@@ -51,7 +55,8 @@ export class DockerLikeTarget implements Target {
 
   async createNetwork(name: string, subnet?: string): Promise<void> {
     const cli = this.viaCli;
-    if (cli) await cliOk(cli, ['network', 'create', '--driver', 'bridge', ...(subnet ? ['--subnet', subnet] : []), name]);
+    if (cli)
+      await cliOk(cli, ['network', 'create', '--driver', 'bridge', ...(subnet ? ['--subnet', subnet] : []), name]);
     else
       await this.api().ok('POST', '/networks/create', {
         Name: name,
@@ -109,7 +114,11 @@ export class DockerLikeTarget implements Target {
   async disconnect(network: string, c: ContainerRef): Promise<void> {
     const cli = this.viaCli;
     if (cli) await cliOk(cli, ['network', 'disconnect', network, c.id]);
-    else await this.api().ok('POST', `/networks/${encodeURIComponent(network)}/disconnect`, { Container: c.id, Force: false });
+    else
+      await this.api().ok('POST', `/networks/${encodeURIComponent(network)}/disconnect`, {
+        Container: c.id,
+        Force: false,
+      });
   }
 
   async roundTrip(): Promise<void> {

@@ -14,8 +14,22 @@ import type { Engine, MemorySample, Target } from './target.js';
 import { DockerLikeTarget } from './docker-like.js';
 import { EngineApi } from './engine-api.js';
 import {
-  commOf, deleteNetns, ensureImages, ensureInstalled, killPids, makeHostLab, must, netnsPathOf,
-  pidsInNetns, pidsWithArg, pidsWithRootUnder, rssKb, run, sleep, unmountBelow, alive,
+  commOf,
+  deleteNetns,
+  ensureImages,
+  ensureInstalled,
+  killPids,
+  makeHostLab,
+  must,
+  netnsPathOf,
+  pidsInNetns,
+  pidsWithArg,
+  pidsWithRootUnder,
+  rssKb,
+  run,
+  sleep,
+  unmountBelow,
+  alive,
 } from '../exec.js';
 import { REPO } from '../../test/lab/lab.js';
 
@@ -59,7 +73,10 @@ export class DockerEngine implements Engine {
     await this.teardown();
     mkdirSync(join(DIR, 'data'), { recursive: true });
     mkdirSync(join(DIR, 'run'), { recursive: true });
-    writeFileSync(join(DIR, 'daemon.json'), JSON.stringify({ 'default-address-pools': [{ base: '10.128.0.0/9', size: 24 }] }));
+    writeFileSync(
+      join(DIR, 'daemon.json'),
+      JSON.stringify({ 'default-address-pools': [{ base: '10.128.0.0/9', size: 24 }] }),
+    );
     writeFileSync(join(DIR, 'resolv.conf'), 'nameserver 10.99.0.1\n');
     writeFileSync(join(DIR, 'dockerd-in-ns.sh'), IN_NS_SCRIPT, { mode: 0o755 });
     const mounts = (await must('findmnt', ['-rn', '-t', 'cgroup,cgroup2,tmpfs', '-o', 'TARGET,FSTYPE,OPTIONS']))
@@ -76,9 +93,13 @@ export class DockerEngine implements Engine {
     child.unref();
     this.api = new EngineApi(this.socket, `/v${API_VERSION}`);
     for (let i = 0; ; i++) {
-      const ok = await this.api.request('GET', '/_ping').then((r) => r.status === 200, () => false);
+      const ok = await this.api.request('GET', '/_ping').then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ok) break;
-      if (i > 300) throw new Error(`dockerd did not answer: ${readFileSync(join(DIR, 'dockerd.log'), 'utf8').slice(-1500)}`);
+      if (i > 300)
+        throw new Error(`dockerd did not answer: ${readFileSync(join(DIR, 'dockerd.log'), 'utf8').slice(-1500)}`);
       await sleep(100);
     }
     for (const f of [images.alpine, images.nginx]) {
@@ -103,7 +124,13 @@ export class DockerEngine implements Engine {
   }
 
   async describe(): Promise<string> {
-    const v = (await this.docker(['version', '--format', 'engine {{.Server.Version}} (API {{.Server.APIVersion}}), CLI {{.Client.Version}}'])).stdout.trim();
+    const v = (
+      await this.docker([
+        'version',
+        '--format',
+        'engine {{.Server.Version}} (API {{.Server.APIVersion}}), CLI {{.Client.Version}}',
+      ])
+    ).stdout.trim();
     return `Docker ${v}, containerd + runc, iptables-nft; dockerd in netns ${LAB}${this.installNote ? `; ${this.installNote}` : ''}`;
   }
 

@@ -23,7 +23,10 @@ export class EngineApi {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
 
   /** prefix: e.g. "/v1.41" to pin the API version, "" for the engine's own. */
-  constructor(readonly socketPath: string, readonly prefix = '') {}
+  constructor(
+    readonly socketPath: string,
+    readonly prefix = '',
+  ) {}
 
   request(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<ApiResponse> {
     return new Promise((resolve, reject) => {
@@ -38,7 +41,14 @@ export class EngineApi {
         headers['Content-Length'] = payload.length;
       }
       const req = request(
-        { socketPath: this.socketPath, path: this.prefix + path, method, headers, agent: this.agent, timeout: opts.timeoutMs ?? 120_000 },
+        {
+          socketPath: this.socketPath,
+          path: this.prefix + path,
+          method,
+          headers,
+          agent: this.agent,
+          timeout: opts.timeoutMs ?? 120_000,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));

@@ -131,7 +131,11 @@ export class FloorEngine implements Engine, Target {
     const base = numOf(addr!);
     const cidr = `${ipOf(base)}/${bits}`;
     const bridge = `fb${index}`;
-    await this.labBatch([`link add ${bridge} type bridge`, `addr add ${ipOf(base + 1)}/${bits} dev ${bridge}`, `link set ${bridge} up`]);
+    await this.labBatch([
+      `link add ${bridge} type bridge`,
+      `addr add ${ipOf(base + 1)}/${bits} dev ${bridge}`,
+      `link set ${bridge} up`,
+    ]);
     const t = `ip cvbnet${index}`;
     await this.nft([
       `add table ${t}`,
@@ -152,7 +156,12 @@ export class FloorEngine implements Engine, Target {
     this.nets.delete(name);
   }
 
-  private attachLines(n: FloorNet, hostIf: string, ifname: string, netns: string): { lab: string; inside: string[]; ip: string } {
+  private attachLines(
+    n: FloorNet,
+    hostIf: string,
+    ifname: string,
+    netns: string,
+  ): { lab: string; inside: string[]; ip: string } {
     const ip = ipOf(n.base + n.nextHost++);
     return {
       lab: `link add ${hostIf} master ${n.bridge} up type veth peer name ${ifname} netns ${netns}`,
@@ -193,9 +202,10 @@ export class FloorEngine implements Engine, Target {
       ]);
     }
     // The "container" process: httpd for the nginx stand-in, otherwise a sleeper.
-    const argv = spec.image === 'nginx'
-      ? ['busybox', 'httpd', '-f', '-p', String(spec.publish?.containerPort ?? 80), '-h', join(DIR, 'www')]
-      : ['sleep', '1000000'];
+    const argv =
+      spec.image === 'nginx'
+        ? ['busybox', 'httpd', '-f', '-p', String(spec.publish?.containerPort ?? 80), '-h', join(DIR, 'www')]
+        : ['sleep', '1000000'];
     const proc = spawn('nsenter', [`--net=${netnsPathOf(netns)}`, ...argv], { stdio: 'ignore' });
     await new Promise<void>((resolve, reject) => {
       proc.once('spawn', () => resolve());
@@ -216,7 +226,9 @@ export class FloorEngine implements Engine, Target {
 
   async removeContainer(ref: ContainerRef): Promise<void> {
     const c = this.ctr(ref);
-    const exited = new Promise<void>((r) => (c.proc.exitCode !== null || c.proc.signalCode !== null ? r() : c.proc.once('exit', () => r())));
+    const exited = new Promise<void>((r) =>
+      c.proc.exitCode !== null || c.proc.signalCode !== null ? r() : c.proc.once('exit', () => r()),
+    );
     c.proc.kill('SIGKILL');
     c.dns?.kill('SIGKILL');
     await exited;
@@ -266,9 +278,13 @@ export class FloorEngine implements Engine, Target {
     const c = this.ctr(from);
     if (!c.dns) {
       const answer = await this.address(to, network);
-      const proc = spawn('nsenter', [`--net=${netnsPathOf(c.netns)}`, process.execPath, join(CLIENTS, 'dns-floor-server.js'), '127.0.0.11', answer], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const proc = spawn(
+        'nsenter',
+        [`--net=${netnsPathOf(c.netns)}`, process.execPath, join(CLIENTS, 'dns-floor-server.js'), '127.0.0.11', answer],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       c.dns = proc;
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('floor DNS responder did not start')), 10_000);

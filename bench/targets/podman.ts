@@ -14,15 +14,34 @@ import { join } from 'node:path';
 import type { Engine, MemorySample, Target } from './target.js';
 import { DockerLikeTarget } from './docker-like.js';
 import {
-  commOf, deleteNetns, ensureImages, ensureInstalled, killPids, makeHostLab, must, netnsPathOf,
-  pidsInNetns, pidsWithArg, pidsWithRootUnder, rssKb, run, unmountBelow,
+  commOf,
+  deleteNetns,
+  ensureImages,
+  ensureInstalled,
+  killPids,
+  makeHostLab,
+  must,
+  netnsPathOf,
+  pidsInNetns,
+  pidsWithArg,
+  pidsWithRootUnder,
+  rssKb,
+  run,
+  unmountBelow,
 } from '../exec.js';
 import { REPO } from '../../test/lab/lab.js';
 
 const LAB = 'cvb-pm';
 const DIR = '/tmp/cvb-podman';
 /** Paths podman/netavark/runc write outside DIR; removed at teardown only if this run made them. */
-const OUTSIDE = ['/run/containers/networks', '/run/containers', '/var/lib/containers/cache', '/var/lib/containers', '/run/runc', '/run/crun'];
+const OUTSIDE = [
+  '/run/containers/networks',
+  '/run/containers',
+  '/var/lib/containers/cache',
+  '/var/lib/containers',
+  '/run/runc',
+  '/run/crun',
+];
 
 export class PodmanEngine implements Engine {
   readonly name = 'podman';
@@ -43,15 +62,22 @@ export class PodmanEngine implements Engine {
   }
 
   podman(args: string[]) {
-    return run('nsenter', [`--net=${this.labNetns}`, 'podman', '--root', join(DIR, 'storage'), '--runroot', join(DIR, 'runroot'), ...args], {
-      env: this.env(),
-      timeoutMs: 120_000,
-    });
+    return run(
+      'nsenter',
+      [`--net=${this.labNetns}`, 'podman', '--root', join(DIR, 'storage'), '--runroot', join(DIR, 'runroot'), ...args],
+      {
+        env: this.env(),
+        timeoutMs: 120_000,
+      },
+    );
   }
 
   async setup(): Promise<void> {
     this.installNote = await ensureInstalled('podman', ['podman', 'netavark', 'aardvark-dns', 'runc']);
-    if (!existsSync('/usr/lib/podman/netavark')) this.installNote = (this.installNote ?? '') + (await ensureInstalled('/usr/lib/podman/netavark', ['netavark', 'aardvark-dns']) ?? '');
+    if (!existsSync('/usr/lib/podman/netavark'))
+      this.installNote =
+        (this.installNote ?? '') +
+        ((await ensureInstalled('/usr/lib/podman/netavark', ['netavark', 'aardvark-dns'])) ?? '');
     const images = await ensureImages(REPO);
     await this.teardown();
     this.preexisting = new Set(OUTSIDE.filter((p) => existsSync(p)));
@@ -81,7 +107,10 @@ volume_path = "${DIR}/volumes"
 helper_binaries_dir = ["/usr/lib/podman"]
 `,
     );
-    writeFileSync(join(DIR, 'storage.conf'), `[storage]\ndriver = "overlay"\ngraphroot = "${DIR}/storage"\nrunroot = "${DIR}/runroot"\n`);
+    writeFileSync(
+      join(DIR, 'storage.conf'),
+      `[storage]\ndriver = "overlay"\ngraphroot = "${DIR}/storage"\nrunroot = "${DIR}/runroot"\n`,
+    );
     writeFileSync(join(DIR, 'registries.conf'), 'unqualified-search-registries = []\nshort-name-mode = "disabled"\n');
     await makeHostLab(LAB);
     for (const f of [images.alpine, images.nginx]) {
@@ -94,7 +123,9 @@ helper_binaries_dir = ["/usr/lib/podman"]
     const cli = (a: string[]) => this.podman(a);
     return {
       ready: [new DockerLikeTarget('podman', { cli, rmArgs: ['-t', '0'], dnsSuffix: '.dns.podman' })],
-      unavailable: { 'podman-api': 'not measured: podman is daemonless here (its compat API needs `podman system service`)' },
+      unavailable: {
+        'podman-api': 'not measured: podman is daemonless here (its compat API needs `podman system service`)',
+      },
     };
   }
 
@@ -122,7 +153,11 @@ helper_binaries_dir = ["/usr/lib/podman"]
       await this.podman(['rm', '-af', '-t', '0']);
       await this.podman(['network', 'prune', '-f']);
     }
-    const ours = [...pidsInNetns([this.labNetns, netnsPathOf(`${LAB}-x`)]), ...pidsWithArg(DIR), ...pidsWithRootUnder(DIR)];
+    const ours = [
+      ...pidsInNetns([this.labNetns, netnsPathOf(`${LAB}-x`)]),
+      ...pidsWithArg(DIR),
+      ...pidsWithRootUnder(DIR),
+    ];
     await killPids([...new Set(ours)]);
     // Container netns podman made (/run/netns/netns-<uuid>) and did not remove.
     if (this.started && existsSync('/run/netns')) {

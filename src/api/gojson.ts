@@ -19,7 +19,9 @@ function quoteChar(c: string): string {
 export function goJsonError(text: string): string | undefined {
   let i = 0;
   const n = text.length;
-  const ws = () => { while (i < n && ' \t\r\n'.includes(text[i]!)) i++; };
+  const ws = () => {
+    while (i < n && ' \t\r\n'.includes(text[i]!)) i++;
+  };
   const fail = (context: string): never => {
     if (i >= n) throw new SyntaxFail('unexpected EOF');
     throw new SyntaxFail(`invalid character ${quoteChar(text[i]!)} ${context}`);
@@ -38,7 +40,10 @@ export function goJsonError(text: string): string | undefined {
     while (true) {
       if (i >= n) fail('');
       const c = text[i]!;
-      if (c === '"') { i++; return; }
+      if (c === '"') {
+        i++;
+        return;
+      }
       if (c === '\\') {
         i++;
         if (i >= n) fail('');
@@ -86,7 +91,10 @@ export function goJsonError(text: string): string | undefined {
     if (c === '{') {
       i++;
       ws();
-      if (text[i] === '}') { i++; return; }
+      if (text[i] === '}') {
+        i++;
+        return;
+      }
       while (true) {
         ws();
         if (text[i] !== '"') fail('looking for beginning of object key string');
@@ -96,20 +104,35 @@ export function goJsonError(text: string): string | undefined {
         i++;
         value();
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') {
+          i++;
+          return;
+        }
         fail('after object key:value pair');
       }
     }
     if (c === '[') {
       i++;
       ws();
-      if (text[i] === ']') { i++; return; }
+      if (text[i] === ']') {
+        i++;
+        return;
+      }
       while (true) {
         value();
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') {
+          i++;
+          return;
+        }
         fail('after array element');
       }
     }

@@ -47,7 +47,10 @@ export interface Reply {
 
 export class HttpReply implements Reply {
   sent = false;
-  constructor(private readonly req: IncomingMessage, private readonly res: ServerResponse) {}
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+  ) {}
 
   setHeader(name: string, value: string): void {
     this.res.setHeader(name, value);
@@ -88,7 +91,12 @@ export class HttpReply implements Reply {
       end: () => this.res.end(),
       onClose: (cb) => {
         let fired = false;
-        const once = () => { if (!fired) { fired = true; cb(); } };
+        const once = () => {
+          if (!fired) {
+            fired = true;
+            cb();
+          }
+        };
         this.res.on('close', once);
       },
     };
@@ -99,7 +107,11 @@ export class HttpReply implements Reply {
 export class SocketReply implements Reply {
   sent = false;
   private readonly extra: Record<string, string> = {};
-  constructor(private readonly socket: Duplex, private readonly baseHeaders: Record<string, string>, private readonly bodyIn: Readable) {}
+  constructor(
+    private readonly socket: Duplex,
+    private readonly baseHeaders: Record<string, string>,
+    private readonly bodyIn: Readable,
+  ) {}
 
   setHeader(name: string, value: string): void {
     this.extra[name] = value;
@@ -122,7 +134,13 @@ export class SocketReply implements Reply {
 
   text(status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
     this.sent = true;
-    this.socket.end(this.head(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), Connection: 'close' }) + body);
+    this.socket.end(
+      this.head(status, {
+        'Content-Type': contentType,
+        'Content-Length': Buffer.byteLength(body),
+        Connection: 'close',
+      }) + body,
+    );
   }
 
   stream(status: number, contentType: string): Writable {
@@ -133,14 +151,21 @@ export class SocketReply implements Reply {
 
   hijack(contentType: string): Hijacked {
     this.sent = true;
-    this.socket.write(this.head(101, { 'Content-Type': contentType, Connection: 'Upgrade', Upgrade: 'tcp' }, 'UPGRADED'));
+    this.socket.write(
+      this.head(101, { 'Content-Type': contentType, Connection: 'Upgrade', Upgrade: 'tcp' }, 'UPGRADED'),
+    );
     return {
       out: this.socket,
       in: this.bodyIn,
       end: () => this.socket.end(),
       onClose: (cb) => {
         let fired = false;
-        const once = () => { if (!fired) { fired = true; cb(); } };
+        const once = () => {
+          if (!fired) {
+            fired = true;
+            cb();
+          }
+        };
         this.socket.on('close', once);
         this.socket.on('error', once);
       },
@@ -152,12 +177,18 @@ export class SocketReply implements Reply {
  * The upgraded socket carries the request body first (exec start sends JSON
  * with Content-Length), then the client's stdin. Split the two.
  */
-export function splitUpgradeBody(socket: Duplex, head: Buffer, contentLength: number): { body: Promise<Buffer>; rest: Readable } {
+export function splitUpgradeBody(
+  socket: Duplex,
+  head: Buffer,
+  contentLength: number,
+): { body: Promise<Buffer>; rest: Readable } {
   const rest = new PassThrough();
   let need = contentLength;
   const chunks: Buffer[] = [];
   let resolveBody!: (b: Buffer) => void;
-  const body = new Promise<Buffer>((r) => { resolveBody = r; });
+  const body = new Promise<Buffer>((r) => {
+    resolveBody = r;
+  });
   const take = (chunk: Buffer) => {
     if (need > 0) {
       const part = chunk.subarray(0, need);
@@ -172,7 +203,10 @@ export function splitUpgradeBody(socket: Duplex, head: Buffer, contentLength: nu
   if (head.length) take(head);
   socket.on('data', take);
   socket.on('end', () => {
-    if (need > 0) { need = 0; resolveBody(Buffer.concat(chunks)); }
+    if (need > 0) {
+      need = 0;
+      resolveBody(Buffer.concat(chunks));
+    }
     rest.end();
   });
   socket.on('error', () => rest.end());

@@ -17,7 +17,9 @@ import { goJsonError } from './gojson.js';
 export const MAX_JSON_BODY = 16 * 1024 * 1024;
 
 export class PayloadTooLarge extends CoveError {
-  constructor() { super(`request body too large (more than ${MAX_JSON_BODY} bytes)`, 413); }
+  constructor() {
+    super(`request body too large (more than ${MAX_JSON_BODY} bytes)`, 413);
+  }
 }
 
 export interface Ctx {
@@ -53,7 +55,8 @@ export function boolQuery(q: URLSearchParams, name: string, dflt = false): boole
 export function intQuery(q: URLSearchParams, name: string): number | undefined {
   const v = q.get(name);
   if (v === null || v === '') return undefined;
-  if (!/^-?\d+$/.test(v)) throw new InvalidParameter(`invalid value for ${name}: strconv.Atoi: parsing ${JSON.stringify(v)}: invalid syntax`);
+  if (!/^-?\d+$/.test(v))
+    throw new InvalidParameter(`invalid value for ${name}: strconv.Atoi: parsing ${JSON.stringify(v)}: invalid syntax`);
   return Number(v);
 }
 
@@ -70,7 +73,8 @@ export function filtersQuery(q: URLSearchParams): Filters {
   } catch {
     throw new InvalidParameter(`invalid filter: ${raw}`);
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidParameter(`invalid filter: ${raw}`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new InvalidParameter(`invalid filter: ${raw}`);
   const out: Filters = {};
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[k] = v as string[];
@@ -94,8 +98,9 @@ export function nestingDepth(text: string): number {
       if (c === 0x5c) i++;
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) { if (++depth > max) max = depth; }
-    else if (c === 0x5d || c === 0x7d) depth--;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) depth--;
   }
   return max;
 }

@@ -3,4 +3,8 @@ import type { Ctx } from './request.js';
 
 export type Handler = (ctx: Ctx) => Promise<void>;
 export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
-export interface Route { method: Method; path: string; handler: Handler }
+export interface Route {
+  method: Method;
+  path: string;
+  handler: Handler;
+}

@@ -44,7 +44,10 @@ export function checkApiVersion(v: string): void {
     throw new CoveError(`client version ${v} is too new. Maximum supported API version is ${API_VERSION}`, 400);
   }
   if (compareVersions(v, MIN_API_VERSION) < 0) {
-    throw new CoveError(`client version ${v} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`, 400);
+    throw new CoveError(
+      `client version ${v} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+      400,
+    );
   }
 }
 
@@ -77,13 +80,29 @@ function serverVersionOf(engine: Engine): string {
   try {
     const v = engine.version();
     if (typeof v.Version === 'string') return v.Version;
-  } catch { /* fall through */ }
+  } catch {
+    /* fall through */
+  }
   return '0.0.0';
 }
 
 export function createApiServer(engine: Engine, log: Logger): http.Server {
-  const router = FindMyWay({ ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: true, maxParamLength: MAX_PATH_PARAM });
-  const routes: Route[] = [...systemRoutes, ...networkRoutes, ...containerRoutes, ...imageRoutes, ...distributionRoutes, ...serviceRoutes, ...volumeRoutes, ...swarmRoutes];
+  const router = FindMyWay({
+    ignoreTrailingSlash: true,
+    ignoreDuplicateSlashes: true,
+    caseSensitive: true,
+    maxParamLength: MAX_PATH_PARAM,
+  });
+  const routes: Route[] = [
+    ...systemRoutes,
+    ...networkRoutes,
+    ...containerRoutes,
+    ...imageRoutes,
+    ...distributionRoutes,
+    ...serviceRoutes,
+    ...volumeRoutes,
+    ...swarmRoutes,
+  ];
   for (const r of routes) router.on(r.method, r.path, () => undefined, { handler: r.handler });
 
   const headers = standardHeaders(serverVersionOf(engine));
@@ -110,8 +129,15 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
       if (!found) throw new CoveError('page not found', 404);
       const handler = (found.store as { handler: Handler }).handler;
       const ctx: Ctx = {
-        req, reply, params: found.params, query: url.searchParams, apiVersion, engine, log,
-        body: req, ...extra,
+        req,
+        reply,
+        params: found.params,
+        query: url.searchParams,
+        apiVersion,
+        engine,
+        log,
+        body: req,
+        ...extra,
       };
       await handler(ctx);
       if (!reply.sent) reply.empty(200);
@@ -143,7 +169,9 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
     const length = Number(req.headers['content-length'] ?? 0) || 0;
     const { body, rest } = splitUpgradeBody(socket, head, length);
     const reply = new SocketReply(socket, headers, rest);
-    dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest }).catch((err: unknown) => lastResort(err, req, socket));
+    dispatch(req, reply, { bodyBytes: body, body: rest, hijackIn: rest }).catch((err: unknown) =>
+      lastResort(err, req, socket),
+    );
   });
 
   // Streams (events, logs -f, wait, attach) would hold server.close() open

@@ -28,28 +28,55 @@ function struct(go: string, fields: Record<string, Shape>): Shape {
 }
 
 const ipamConfig = struct('network.IPAMConfig', {
-  Subnet: str, IPRange: str, Gateway: str, AuxiliaryAddresses: { kind: 'map', go: 'map[string]string', of: str },
+  Subnet: str,
+  IPRange: str,
+  Gateway: str,
+  AuxiliaryAddresses: { kind: 'map', go: 'map[string]string', of: str },
 });
 const ipam = struct('network.IPAM', {
-  Driver: str, Options: strMap, Config: { kind: 'array', go: '[]network.IPAMConfig', of: ipamConfig },
+  Driver: str,
+  Options: strMap,
+  Config: { kind: 'array', go: '[]network.IPAMConfig', of: ipamConfig },
 });
 
 export const endpointSettingsShape = struct('network.EndpointSettings', {
   IPAMConfig: struct('network.EndpointIPAMConfig', { IPv4Address: str, IPv6Address: str, LinkLocalIPs: strs }),
-  Links: strs, Aliases: strs, MacAddress: str, DriverOpts: strMap, GwPriority: int,
-  NetworkID: str, EndpointID: str, Gateway: str, IPAddress: str, IPPrefixLen: int,
-  IPv6Gateway: str, GlobalIPv6Address: str, GlobalIPv6PrefixLen: int, DNSNames: strs,
+  Links: strs,
+  Aliases: strs,
+  MacAddress: str,
+  DriverOpts: strMap,
+  GwPriority: int,
+  NetworkID: str,
+  EndpointID: str,
+  Gateway: str,
+  IPAddress: str,
+  IPPrefixLen: int,
+  IPv6Gateway: str,
+  GlobalIPv6Address: str,
+  GlobalIPv6PrefixLen: int,
+  DNSNames: strs,
 });
 
 export const networkCreateShape = struct('network.CreateRequest', {
-  Name: str, Driver: str, Scope: str, EnableIPv4: bool, EnableIPv6: bool, IPAM: ipam,
-  Internal: bool, Attachable: bool, Ingress: bool, ConfigOnly: bool,
+  Name: str,
+  Driver: str,
+  Scope: str,
+  EnableIPv4: bool,
+  EnableIPv6: bool,
+  IPAM: ipam,
+  Internal: bool,
+  Attachable: bool,
+  Ingress: bool,
+  ConfigOnly: bool,
   ConfigFrom: struct('network.ConfigReference', { Network: str }),
-  Options: strMap, Labels: strMap, CheckDuplicate: bool,
+  Options: strMap,
+  Labels: strMap,
+  CheckDuplicate: bool,
 });
 
 export const networkConnectShape = struct('network.ConnectOptions', {
-  Container: str, EndpointConfig: endpointSettingsShape,
+  Container: str,
+  EndpointConfig: endpointSettingsShape,
 });
 
 export const networkDisconnectShape = struct('network.DisconnectOptions', { Container: str, Force: bool });
@@ -59,26 +86,68 @@ const portBinding = struct('nat.PortBinding', { HostIp: str, HostPort: str });
 const hostConfig = struct('container.HostConfig', {
   NetworkMode: str,
   PortBindings: { kind: 'map', go: 'nat.PortMap', of: { kind: 'array', go: '[]nat.PortBinding', of: portBinding } },
-  PublishAllPorts: bool, AutoRemove: bool, Privileged: bool,
-  Dns: strs, DnsOptions: strs, DnsSearch: strs, ExtraHosts: strs, CapAdd: strs, CapDrop: strs, Links: strs, Binds: strs,
+  PublishAllPorts: bool,
+  AutoRemove: bool,
+  Privileged: bool,
+  Dns: strs,
+  DnsOptions: strs,
+  DnsSearch: strs,
+  ExtraHosts: strs,
+  CapAdd: strs,
+  CapDrop: strs,
+  Links: strs,
+  Binds: strs,
   Sysctls: strMap,
   RestartPolicy: struct('container.RestartPolicy', { Name: str, MaximumRetryCount: int }),
-  Memory: int64, NanoCpus: int64, Init: bool, ReadonlyRootfs: bool,
-  VolumesFrom: strs, Tmpfs: strMap,
-  Mounts: { kind: 'array', go: '[]mount.Mount', of: struct('mount.Mount', {
-    Type: str, Source: str, Target: str, ReadOnly: bool, Consistency: str,
-    BindOptions: struct('mount.BindOptions', { Propagation: str, NonRecursive: bool, CreateMountpoint: bool }),
-    VolumeOptions: struct('mount.VolumeOptions', { NoCopy: bool, Labels: strMap, Subpath: str, DriverConfig: struct('mount.Driver', { Name: str, Options: strMap }) }),
-    TmpfsOptions: struct('mount.TmpfsOptions', { SizeBytes: int64, Mode: { kind: 'number', go: 'os.FileMode' } }),
-  }) },
+  Memory: int64,
+  NanoCpus: int64,
+  Init: bool,
+  ReadonlyRootfs: bool,
+  VolumesFrom: strs,
+  Tmpfs: strMap,
+  Mounts: {
+    kind: 'array',
+    go: '[]mount.Mount',
+    of: struct('mount.Mount', {
+      Type: str,
+      Source: str,
+      Target: str,
+      ReadOnly: bool,
+      Consistency: str,
+      BindOptions: struct('mount.BindOptions', { Propagation: str, NonRecursive: bool, CreateMountpoint: bool }),
+      VolumeOptions: struct('mount.VolumeOptions', {
+        NoCopy: bool,
+        Labels: strMap,
+        Subpath: str,
+        DriverConfig: struct('mount.Driver', { Name: str, Options: strMap }),
+      }),
+      TmpfsOptions: struct('mount.TmpfsOptions', { SizeBytes: int64, Mode: { kind: 'number', go: 'os.FileMode' } }),
+    }),
+  },
   ConsoleSize: { kind: 'array', go: '[2]uint', of: { kind: 'number', go: 'uint' } },
 });
 
 export const containerCreateShape = struct('container.CreateRequest', {
-  Hostname: str, Domainname: str, User: str, AttachStdin: bool, AttachStdout: bool, AttachStderr: bool,
+  Hostname: str,
+  Domainname: str,
+  User: str,
+  AttachStdin: bool,
+  AttachStdout: bool,
+  AttachStderr: bool,
   ExposedPorts: { kind: 'map', go: 'nat.PortSet', of: any },
-  Tty: bool, OpenStdin: bool, StdinOnce: bool, Env: strs, Cmd: strSlice, Entrypoint: strSlice, Image: str,
-  Labels: strMap, WorkingDir: str, StopSignal: str, StopTimeout: int, MacAddress: str, NetworkDisabled: bool,
+  Tty: bool,
+  OpenStdin: bool,
+  StdinOnce: bool,
+  Env: strs,
+  Cmd: strSlice,
+  Entrypoint: strSlice,
+  Image: str,
+  Labels: strMap,
+  WorkingDir: str,
+  StopSignal: str,
+  StopTimeout: int,
+  MacAddress: str,
+  NetworkDisabled: bool,
   Volumes: { kind: 'map', go: 'map[string]struct {}', of: any },
   HostConfig: hostConfig,
   NetworkingConfig: struct('network.NetworkingConfig', {
@@ -87,17 +156,29 @@ export const containerCreateShape = struct('container.CreateRequest', {
 });
 
 export const volumeCreateShape = struct('volume.CreateOptions', {
-  Name: str, Driver: str, DriverOpts: strMap, Labels: strMap,
+  Name: str,
+  Driver: str,
+  DriverOpts: strMap,
+  Labels: strMap,
 });
 
 export const execCreateShape = struct('container.ExecOptions', {
-  User: str, Privileged: bool, Tty: bool, AttachStdin: bool, AttachStderr: bool, AttachStdout: bool,
-  DetachKeys: str, Env: strs, WorkingDir: str, Cmd: strs,
+  User: str,
+  Privileged: bool,
+  Tty: bool,
+  AttachStdin: bool,
+  AttachStderr: bool,
+  AttachStdout: bool,
+  DetachKeys: str,
+  Env: strs,
+  WorkingDir: str,
+  Cmd: strs,
   ConsoleSize: { kind: 'array', go: '*[2]uint', of: { kind: 'number', go: 'uint' } },
 });
 
 export const execStartShape = struct('container.ExecStartOptions', {
-  Detach: bool, Tty: bool,
+  Detach: bool,
+  Tty: bool,
   ConsoleSize: { kind: 'array', go: '*[2]uint', of: { kind: 'number', go: 'uint' } },
 });
 
@@ -110,13 +191,21 @@ function jsonKind(v: unknown): string {
 
 function fits(v: unknown, s: Shape): boolean {
   switch (s.kind) {
-    case 'any': return true;
-    case 'bool': return typeof v === 'boolean';
-    case 'string': return typeof v === 'string';
-    case 'number': return typeof v === 'number';
-    case 'array': return Array.isArray(v);
-    case 'strslice': return typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
-    case 'map': case 'struct': return typeof v === 'object' && !Array.isArray(v);
+    case 'any':
+      return true;
+    case 'bool':
+      return typeof v === 'boolean';
+    case 'string':
+      return typeof v === 'string';
+    case 'number':
+      return typeof v === 'number';
+    case 'array':
+      return Array.isArray(v);
+    case 'strslice':
+      return typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+    case 'map':
+    case 'struct':
+      return typeof v === 'object' && !Array.isArray(v);
   }
 }
 

@@ -103,7 +103,11 @@ export function runSession(session: IoSession, conn: Hijacked, opts: { stdin: bo
     }
     // Output starts a moment after the 101 answer (see HIJACK_SETTLE_MS); it waits in the session's streams meanwhile.
     const outputs = new Promise((r) => setTimeout(r, HIJACK_SETTLE_MS)).then(() =>
-      Promise.all([pump(session.stdout, conn.out, 1, session.tty), pump(session.tty ? null : session.stderr, conn.out, 2, false)]));
+      Promise.all([
+        pump(session.stdout, conn.out, 1, session.tty),
+        pump(session.tty ? null : session.stderr, conn.out, 2, false),
+      ]),
+    );
     const hasOutput = Boolean(session.stdout || (!session.tty && session.stderr));
     // A broken pump (client gone) ends the session too; never an unhandled rejection.
     if (hasOutput) void outputs.then(finish, finish);

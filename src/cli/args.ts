@@ -10,7 +10,12 @@
  */
 
 export class UsageError extends Error {
-  constructor(message: string, readonly exitCode = 125) { super(message); }
+  constructor(
+    message: string,
+    readonly exitCode = 125,
+  ) {
+    super(message);
+  }
 }
 
 type Collector = (value: string, previous: unknown) => unknown;
@@ -24,10 +29,16 @@ export class Option {
   collector?: Collector;
   dflt: unknown;
 
-  constructor(readonly flags: string, readonly desc = '') {
+  constructor(
+    readonly flags: string,
+    readonly desc = '',
+  ) {
     const valueMatch = /[<[][^>\]]*[>\]]/.exec(flags);
     this.takesValue = Boolean(valueMatch);
-    const names = flags.replace(/[<[][^>\]]*[>\]]/g, '').split(/[ ,|]+/).filter(Boolean);
+    const names = flags
+      .replace(/[<[][^>\]]*[>\]]/g, '')
+      .split(/[ ,|]+/)
+      .filter(Boolean);
     this.names = names;
     const long = [...names].reverse().find((n) => n.startsWith('--')) ?? names[0]!;
     this.negate = long.startsWith('--no-');
@@ -36,7 +47,11 @@ export class Option {
   }
 }
 
-interface ArgSpec { name: string; required: boolean; variadic: boolean }
+interface ArgSpec {
+  name: string;
+  required: boolean;
+  variadic: boolean;
+}
 
 type Action = (...args: unknown[]) => unknown;
 
@@ -61,14 +76,35 @@ export class Command {
     return c;
   }
 
-  description(d: string): this { this.desc = d; return this; }
-  alias(a: string): this { this.aliasNames.push(a); return this; }
-  aliases(a: string[]): this { this.aliasNames.push(...a); return this; }
-  passThroughOptions(): this { this.passThrough = true; return this; }
-  enablePositionalOptions(): this { return this; }
-  showSuggestionAfterError(_b?: boolean): this { return this; }
-  configureHelp(_c?: unknown): this { return this; }
-  helpOption(flags: string): this { this.helpFlags = flags.split(/[ ,]+/).filter(Boolean); return this; }
+  description(d: string): this {
+    this.desc = d;
+    return this;
+  }
+  alias(a: string): this {
+    this.aliasNames.push(a);
+    return this;
+  }
+  aliases(a: string[]): this {
+    this.aliasNames.push(...a);
+    return this;
+  }
+  passThroughOptions(): this {
+    this.passThrough = true;
+    return this;
+  }
+  enablePositionalOptions(): this {
+    return this;
+  }
+  showSuggestionAfterError(_b?: boolean): this {
+    return this;
+  }
+  configureHelp(_c?: unknown): this {
+    return this;
+  }
+  helpOption(flags: string): this {
+    this.helpFlags = flags.split(/[ ,]+/).filter(Boolean);
+    return this;
+  }
 
   option(flags: string, desc?: string, fnOrDefault?: Collector | unknown, dflt?: unknown): this {
     const o = new Option(flags, desc);
@@ -98,9 +134,14 @@ export class Command {
     return this;
   }
 
-  action(fn: Action): this { this.actionFn = fn; return this; }
+  action(fn: Action): this {
+    this.actionFn = fn;
+    return this;
+  }
 
-  opts(): Record<string, unknown> { return this.values; }
+  opts(): Record<string, unknown> {
+    return this.values;
+  }
 
   private path(): string {
     const names: string[] = [];
@@ -125,13 +166,15 @@ export class Command {
 
   helpText(): string {
     let out = `\nUsage:  ${this.path()}${this.options.length ? ' [OPTIONS]' : ''}${this.commands.length ? ' COMMAND' : ''}`;
-    for (const a of this.argSpecs) out += ` ${a.required ? '' : '['}${a.name.toUpperCase()}${a.variadic ? '...' : ''}${a.required ? '' : ']'}`;
+    for (const a of this.argSpecs)
+      out += ` ${a.required ? '' : '['}${a.name.toUpperCase()}${a.variadic ? '...' : ''}${a.required ? '' : ']'}`;
     out += `\n\n${this.desc}\n`;
     if (this.aliasNames.length) out += `\nAliases:\n  ${[this.name, ...this.aliasNames].join(', ')}\n`;
     if (this.commands.length) {
       out += '\nCommands:\n';
       const w = Math.max(...this.commands.map((c) => c.name.length)) + 2;
-      for (const c of [...this.commands].sort((a, b) => a.name.localeCompare(b.name))) out += `  ${c.name.padEnd(w)}${c.desc}\n`;
+      for (const c of [...this.commands].sort((a, b) => a.name.localeCompare(b.name)))
+        out += `  ${c.name.padEnd(w)}${c.desc}\n`;
     }
     if (this.options.length) {
       out += '\nOptions:\n';
@@ -153,8 +196,14 @@ export class Command {
     let onlyArgs = false;
     while (i < tokens.length) {
       const t = tokens[i++]!;
-      if (onlyArgs) { positionals.push(t); continue; }
-      if (t === '--') { onlyArgs = true; continue; }
+      if (onlyArgs) {
+        positionals.push(t);
+        continue;
+      }
+      if (t === '--') {
+        onlyArgs = true;
+        continue;
+      }
       if (this.helpFlags.includes(t)) {
         process.stdout.write(this.helpText());
         return;
@@ -196,7 +245,11 @@ export class Command {
       }
       if (this.commands.length && positionals.length === 0) {
         const sub = this.commands.find((c) => c.name === t || c.aliasNames.includes(t));
-        if (!sub) throw new UsageError(`${this.path()}: '${t}' is not a ${this.path()} command.\nSee '${this.path()} --help'`, 1);
+        if (!sub)
+          throw new UsageError(
+            `${this.path()}: '${t}' is not a ${this.path()} command.\nSee '${this.path()} --help'`,
+            1,
+          );
         return sub.run(tokens.slice(i));
       }
       positionals.push(t);
@@ -228,10 +281,15 @@ export class Command {
     const required = this.argSpecs.filter((a) => a.required).length;
     const variadic = this.argSpecs.some((a) => a.variadic);
     const max = this.argSpecs.length;
-    const what = variadic ? `at least ${required} argument${required === 1 ? '' : 's'}`
-      : required === max ? `exactly ${max} argument${max === 1 ? '' : 's'}`
+    const what = variadic
+      ? `at least ${required} argument${required === 1 ? '' : 's'}`
+      : required === max
+        ? `exactly ${max} argument${max === 1 ? '' : 's'}`
         : `at least ${required} and at most ${max} arguments`;
-    return new UsageError(`"${this.path()}" requires ${what}.\nSee '${this.path()} --help'.\n\nUsage:  ${this.path()} [OPTIONS]${this.argSpecs.map((a) => ' ' + (a.required ? '' : '[') + a.name.toUpperCase() + (a.variadic ? '...' : '') + (a.required ? '' : ']')).join('')}\n\n${this.desc}`, 1);
+    return new UsageError(
+      `"${this.path()}" requires ${what}.\nSee '${this.path()} --help'.\n\nUsage:  ${this.path()} [OPTIONS]${this.argSpecs.map((a) => ' ' + (a.required ? '' : '[') + a.name.toUpperCase() + (a.variadic ? '...' : '') + (a.required ? '' : ']')).join('')}\n\n${this.desc}`,
+      1,
+    );
   }
 
   async parseAsync(argv: string[]): Promise<void> {

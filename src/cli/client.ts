@@ -19,14 +19,26 @@ export function socketPathFrom(host: string | undefined, env: NodeJS.ProcessEnv 
 
 /** An error the CLI prints as is, exiting with `code`. */
 export class CliError extends Error {
-  constructor(message: string, readonly code = 1) { super(message); }
+  constructor(
+    message: string,
+    readonly code = 1,
+  ) {
+    super(message);
+  }
 }
 
 /** The daemon answered with an error status. */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
   /** Docker's CLI wording. */
-  get display(): string { return `Error response from daemon: ${this.message}`; }
+  get display(): string {
+    return `Error response from daemon: ${this.message}`;
+  }
 }
 
 export type Query = Record<string, string | number | boolean | string[] | undefined>;
@@ -63,7 +75,9 @@ function errorMessage(body: Buffer, status: number): string {
   try {
     const parsed = JSON.parse(text) as { message?: string };
     if (typeof parsed.message === 'string') return parsed.message;
-  } catch { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   return text.trim() || `status ${status}`;
 }
 
@@ -72,10 +86,16 @@ export class Client {
 
   private connectError(err: NodeJS.ErrnoException): CliError {
     if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-      return new CliError(`Cannot connect to the Cove daemon at unix://${this.socketPath}. Is the cove daemon running?`, 1);
+      return new CliError(
+        `Cannot connect to the Cove daemon at unix://${this.socketPath}. Is the cove daemon running?`,
+        1,
+      );
     }
     if (err.code === 'EACCES') {
-      return new CliError(`permission denied while trying to connect to the Cove daemon socket at unix://${this.socketPath}`, 1);
+      return new CliError(
+        `permission denied while trying to connect to the Cove daemon socket at unix://${this.socketPath}`,
+        1,
+      );
     }
     return new CliError(`error during connect: ${err.message}`, 1);
   }
@@ -92,7 +112,11 @@ export class Client {
     }
     let res: LiteResponse;
     try {
-      ({ res } = await liteRequest({ socketPath: this.socketPath, method, path: buildPath(path, opts.query), headers }, payload, opts.upload));
+      ({ res } = await liteRequest(
+        { socketPath: this.socketPath, method, path: buildPath(path, opts.query), headers },
+        payload,
+        opts.upload,
+      ));
     } catch (err) {
       throw this.connectError(err as NodeJS.ErrnoException);
     }
@@ -126,7 +150,10 @@ export class Client {
    * Takes over the connection (attach, exec start): resolves with the raw
    * socket after `101 UPGRADED`, plus any bytes that came with the headers.
    */
-  async hijack(path: string, opts: RequestOptions = {}): Promise<{ socket: Socket; head: Buffer; contentType: string }> {
+  async hijack(
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<{ socket: Socket; head: Buffer; contentType: string }> {
     const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
     let payload: Buffer | undefined;
     if (opts.body !== undefined) {
@@ -135,7 +162,10 @@ export class Client {
     }
     let r: Awaited<ReturnType<typeof liteRequest>>;
     try {
-      r = await liteRequest({ socketPath: this.socketPath, method: 'POST', path: buildPath(path, opts.query), headers }, payload);
+      r = await liteRequest(
+        { socketPath: this.socketPath, method: 'POST', path: buildPath(path, opts.query), headers },
+        payload,
+      );
     } catch (err) {
       throw this.connectError(err as NodeJS.ErrnoException);
     }

@@ -48,7 +48,9 @@ export function storeCredentials(domain: string, username: string, password: str
 export function eraseCredentials(domain: string): boolean {
   const cfg = readConfig();
   const key = serverKey(domain);
-  const keys = Object.keys(cfg.auths ?? {}).filter((k) => k === key || k.replace(/^https?:\/\//, '').replace(/\/.*$/, '') === domain);
+  const keys = Object.keys(cfg.auths ?? {}).filter(
+    (k) => k === key || k.replace(/^https?:\/\//, '').replace(/\/.*$/, '') === domain,
+  );
   if (!keys.length) return false;
   for (const k of keys) delete cfg.auths![k];
   writeConfig(cfg);
@@ -59,10 +61,14 @@ export function eraseCredentials(domain: string): boolean {
 export function registryAuthHeader(domain: string): string | undefined {
   const auths = readConfig().auths ?? {};
   const key = serverKey(domain);
-  const entry = auths[key] ?? Object.entries(auths).find(([k]) => k.replace(/^https?:\/\//, '').replace(/\/.*$/, '') === domain)?.[1];
+  const entry =
+    auths[key] ??
+    Object.entries(auths).find(([k]) => k.replace(/^https?:\/\//, '').replace(/\/.*$/, '') === domain)?.[1];
   if (!entry?.auth) return undefined;
   const plain = Buffer.from(entry.auth, 'base64').toString('utf8');
   const i = plain.indexOf(':');
   if (i < 0) return undefined;
-  return Buffer.from(JSON.stringify({ username: plain.slice(0, i), password: plain.slice(i + 1), serveraddress: key })).toString('base64url');
+  return Buffer.from(
+    JSON.stringify({ username: plain.slice(0, i), password: plain.slice(i + 1), serveraddress: key }),
+  ).toString('base64url');
 }

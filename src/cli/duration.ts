@@ -11,10 +11,11 @@ export function parseDuration(v: string, flag: string): number {
   let m: RegExpExecArray | null;
   let pos = 0;
   while ((m = re.exec(v))) {
-    const unit = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: NS, m: 60 * NS, h: 3600 * NS }[m[2]!]!;
+    const unit = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: NS, m: 60 * NS, h: 3600 * NS }[m[2]!]!;
     total += Number(m[1]) * unit;
     pos = re.lastIndex;
   }
-  if (!v || pos !== v.length) throw new CliError(`invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
+  if (!v || pos !== v.length)
+    throw new CliError(`invalid argument "${v}" for "${flag}" flag: time: invalid duration "${v}"`);
   return Math.round(total);
 }

@@ -74,7 +74,10 @@ export function humanSize(bytes: number, precision = 3): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
   let i = 0;
   let size = bytes;
-  while (size >= 1000 && i < units.length - 1) { size /= 1000; i++; }
+  while (size >= 1000 && i < units.length - 1) {
+    size /= 1000;
+    i++;
+  }
   return goG(size, precision) + units[i];
 }
 
@@ -89,7 +92,10 @@ export function goTimeString(iso: string): string {
 
 /** Docker's "2026-11-28 05:23:14 +0000 UTC" for a unix time in seconds. */
 export function unixTimeString(sec: number): string {
-  return new Date(sec * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' +0000 UTC');
+  return new Date(sec * 1000)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' +0000 UTC');
 }
 
 export interface ListFormat {
@@ -106,7 +112,12 @@ export interface ListFormat {
  * requested format: '' or 'table' → the default table, 'table TEMPLATE',
  * 'json' → one JSON object per line, or a plain Go template per row.
  */
-export function formatList(rows: Array<Record<string, unknown>>, format: string | undefined, spec: ListFormat, quiet = false): string {
+export function formatList(
+  rows: Array<Record<string, unknown>>,
+  format: string | undefined,
+  spec: ListFormat,
+  quiet = false,
+): string {
   let fmt = format ?? '';
   if (quiet && !fmt) fmt = `{{.${spec.quietField}}}`;
   if (fmt === '' || fmt === 'table') fmt = spec.defaultTable;
@@ -162,7 +173,11 @@ export { goJson };
 
 /** Sorts keys, so {{json .}} of a context matches Go's map encoding. */
 export function sortedObject(o: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]),
+  );
 }
 
 /** Natural ("version") sort, as docker sorts network names. */

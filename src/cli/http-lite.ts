@@ -35,7 +35,10 @@ class Dechunker {
         if (nl < 0) return;
         const size = parseInt(this.buf.subarray(0, nl).toString('latin1'), 16);
         this.buf = this.buf.subarray(nl + 2);
-        if (size === 0) { this.done = true; return; }
+        if (size === 0) {
+          this.done = true;
+          return;
+        }
         this.remaining = size;
       }
       if (this.remaining > 0) {
@@ -59,8 +62,13 @@ class Dechunker {
  * response headers with the response body as a stream, or for a 101 with
  * the raw socket and the bytes that followed the headers.
  */
-export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.ReadableStream):
-  Promise<{ res: LiteResponse; socket?: undefined; head?: undefined } | { res: LiteResponse; socket: Socket; head: Buffer }> {
+export function liteRequest(
+  req: LiteRequest,
+  body?: Buffer,
+  upload?: NodeJS.ReadableStream,
+): Promise<
+  { res: LiteResponse; socket?: undefined; head?: undefined } | { res: LiteResponse; socket: Socket; head: Buffer }
+> {
   return new Promise((resolve, reject) => {
     const sock = connect(req.socketPath);
     const headers: Record<string, string> = { Host: 'cove', ...req.headers };
@@ -71,14 +79,19 @@ export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.Rea
     for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
     head += '\r\n';
     let settled = false;
-    sock.once('error', (e) => { if (!settled) { settled = true; reject(e); } });
+    sock.once('error', (e) => {
+      if (!settled) {
+        settled = true;
+        reject(e);
+      }
+    });
     sock.once('connect', () => {
       sock.write(head);
       if (body) sock.write(body);
       if (upload) {
         upload.on('data', (c: Buffer | string) => {
           const b = typeof c === 'string' ? Buffer.from(c) : c;
-          if (b.length) sock.write(`${b.length.toString(16)}\r\n`), sock.write(b), sock.write('\r\n');
+          if (b.length) (sock.write(`${b.length.toString(16)}\r\n`), sock.write(b), sock.write('\r\n'));
         });
         upload.once('end', () => sock.write('0\r\n\r\n'));
         upload.once('error', (e: Error) => sock.destroy(e));
@@ -101,7 +114,9 @@ export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.Rea
       const res = new PassThrough() as LiteResponse;
       res.statusCode = status;
       res.headers = hdrs;
-      res.on('close', () => { if (!sock.destroyed) sock.destroy(); });
+      res.on('close', () => {
+        if (!sock.destroyed) sock.destroy();
+      });
       settled = true;
       if (status === 101) {
         // Hold the bytes until the caller listens (it must resume()).
@@ -116,7 +131,13 @@ export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.Rea
         sock.destroy();
       } else if (hdrs['transfer-encoding']?.toLowerCase().includes('chunked')) {
         const d = new Dechunker((b) => res.write(b));
-        const feed = (b: Buffer) => { d.push(b); if (d.done) { res.end(); sock.destroy(); } };
+        const feed = (b: Buffer) => {
+          d.push(b);
+          if (d.done) {
+            res.end();
+            sock.destroy();
+          }
+        };
         sock.on('data', feed);
         sock.once('end', () => res.end());
         if (rest.length) feed(rest);
@@ -126,7 +147,10 @@ export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.Rea
           const part = b.subarray(0, left);
           left -= part.length;
           res.write(part);
-          if (left === 0) { res.end(); sock.destroy(); }
+          if (left === 0) {
+            res.end();
+            sock.destroy();
+          }
         };
         sock.on('data', feed);
         sock.once('end', () => res.end());
@@ -140,6 +164,11 @@ export function liteRequest(req: LiteRequest, body?: Buffer, upload?: NodeJS.Rea
       resolve({ res });
     };
     sock.on('data', onHead);
-    sock.once('end', () => { if (!settled) { settled = true; reject(new Error('the daemon closed the connection')); } });
+    sock.once('end', () => {
+      if (!settled) {
+        settled = true;
+        reject(new Error('the daemon closed the connection'));
+      }
+    });
   });
 }

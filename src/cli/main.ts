@@ -33,7 +33,8 @@ const RUN_ERROR_CODE = 125;
 
 /** docker's toStatusError: 127 when the command is not there, 126 when it cannot run, else 125. */
 export function runErrorCode(message: string): number {
-  if (/executable file not found|no such file or directory|system cannot find the file specified/.test(message)) return 127;
+  if (/executable file not found|no such file or directory|system cannot find the file specified/.test(message))
+    return 127;
   if (/permission denied|is a directory/.test(message)) return 126;
   return RUN_ERROR_CODE;
 }
@@ -43,8 +44,12 @@ async function makeCli(program: Command, errorPrefix: string): Promise<Cli> {
   const host = program.opts().host as string | undefined;
   const cli: Cli = {
     client: new Client(socketPathFrom(host)),
-    out: (t) => { process.stdout.write(t); },
-    err: (t) => { process.stderr.write(t); },
+    out: (t) => {
+      process.stdout.write(t);
+    },
+    err: (t) => {
+      process.stderr.write(t);
+    },
     exitCode: 0,
     errorPrefix,
   };
@@ -65,7 +70,8 @@ function act(program: Command, mod: keyof typeof modules, fn: string, opts: { ru
       const { ApiError, CliError } = await import('./client.js');
       if (e instanceof ApiError) {
         process.stderr.write(`${cli.errorPrefix}${e.display}\n`);
-        if (opts.runLike) process.stderr.write(`\nRun 'cove ${fn === 'create' ? 'create' : 'run'} --help' for more information\n`);
+        if (opts.runLike)
+          process.stderr.write(`\nRun 'cove ${fn === 'create' ? 'create' : 'run'} --help' for more information\n`);
         process.exitCode = opts.runLike ? runErrorCode(e.message) : 1;
       } else if (e instanceof CliError) {
         process.stderr.write(`${cli.errorPrefix}${e.message}\n`);
@@ -133,8 +139,14 @@ function containerCreateOptions(cmd: Command): Command {
     .option('--health-cmd <string>', 'Command to run to check health')
     .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
     .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
-    .option('--health-start-period <duration>', 'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)')
-    .option('--health-start-interval <duration>', 'Time between running the check during the start period (ms|s|m|h) (default 0s)')
+    .option(
+      '--health-start-period <duration>',
+      'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)',
+    )
+    .option(
+      '--health-start-interval <duration>',
+      'Time between running the check during the start period (ms|s|m|h) (default 0s)',
+    )
     .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
     .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK')
 
@@ -152,33 +164,52 @@ function containerCreateOptions(cmd: Command): Command {
 }
 
 function containerCommands(parent: Command, program: Command, top: boolean): void {
-  containerCreateOptions(parent.command('run').helpOption('--help').description('Create and run a new container from an image'))
-    .action(act(program, 'run', 'run', { runLike: true }));
-  containerCreateOptions(parent.command('create').helpOption('--help').description('Create a new container'))
-    .action(act(program, 'run', 'create', { runLike: true }));
-  parent.command('start').description('Start one or more stopped containers')
+  containerCreateOptions(
+    parent.command('run').helpOption('--help').description('Create and run a new container from an image'),
+  ).action(act(program, 'run', 'run', { runLike: true }));
+  containerCreateOptions(parent.command('create').helpOption('--help').description('Create a new container')).action(
+    act(program, 'run', 'create', { runLike: true }),
+  );
+  parent
+    .command('start')
+    .description('Start one or more stopped containers')
     .option('-a, --attach', 'Attach STDOUT/STDERR and forward signals')
     .option('-i, --interactive', "Attach container's STDIN")
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
-    .argument('<container...>').action(act(program, 'run', 'start'));
-  parent.command('stop').description('Stop one or more running containers')
+    .argument('<container...>')
+    .action(act(program, 'run', 'start'));
+  parent
+    .command('stop')
+    .description('Stop one or more running containers')
     .option('-t, --timeout <seconds>', 'Seconds to wait before killing the container')
     .option('-s, --signal <signal>', 'Signal to send to the container')
-    .argument('<container...>').action(act(program, 'container', 'stop'));
-  parent.command('kill').description('Kill one or more running containers')
+    .argument('<container...>')
+    .action(act(program, 'container', 'stop'));
+  parent
+    .command('kill')
+    .description('Kill one or more running containers')
     .option('-s, --signal <signal>', 'Signal to send to the container')
-    .argument('<container...>').action(act(program, 'container', 'kill'));
-  parent.command('restart').description('Restart one or more containers')
+    .argument('<container...>')
+    .action(act(program, 'container', 'kill'));
+  parent
+    .command('restart')
+    .description('Restart one or more containers')
     .option('-t, --timeout <seconds>', 'Seconds to wait before killing the container')
     .option('-s, --signal <signal>', 'Signal to send to the container')
-    .argument('<container...>').action(act(program, 'container', 'restart'));
-  const rmCmd = parent.command('rm').description('Remove one or more containers')
+    .argument('<container...>')
+    .action(act(program, 'container', 'restart'));
+  const rmCmd = parent
+    .command('rm')
+    .description('Remove one or more containers')
     .option('-f, --force', 'Force the removal of a running container (uses SIGKILL)')
     .option('-v, --volumes', 'Remove anonymous volumes associated with the container')
     .option('-l, --link', 'Remove the specified link')
-    .argument('<container...>').action(act(program, 'container', 'rm'));
+    .argument('<container...>')
+    .action(act(program, 'container', 'rm'));
   if (!top) rmCmd.alias('remove');
-  const psCmd = parent.command(top ? 'ps' : 'ls').description('List containers')
+  const psCmd = parent
+    .command(top ? 'ps' : 'ls')
+    .description('List containers')
     .option('-a, --all', 'Show all containers (default shows just running)')
     .option('-q, --quiet', 'Only display container IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
@@ -189,7 +220,9 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .option('--no-trunc', "Don't truncate output")
     .action(act(program, 'container', 'ps'));
   if (!top) psCmd.aliases(['ps', 'list']);
-  parent.command('exec').description('Execute a command in a running container')
+  parent
+    .command('exec')
+    .description('Execute a command in a running container')
     .option('-d, --detach', 'Detached mode: run command in the background')
     .option('-i, --interactive', 'Keep STDIN open even if not attached')
     .option('-t, --tty', 'Allocate a pseudo-TTY')
@@ -198,40 +231,72 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .option('-u, --user <user>', 'Username or UID')
     .option('--privileged', 'Give extended privileges to the command')
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
-    .argument('<container>').argument('<command...>').passThroughOptions()
+    .argument('<container>')
+    .argument('<command...>')
+    .passThroughOptions()
     .action(act(program, 'run', 'exec'));
-  parent.command('attach').description("Attach local standard input, output, and error streams to a running container")
+  parent
+    .command('attach')
+    .description('Attach local standard input, output, and error streams to a running container')
     .option('--detach-keys <keys>', 'Override the key sequence for detaching a container')
     .option('--no-stdin', 'Do not attach STDIN')
     .option('--sig-proxy', 'Proxy all received signals to the process', true)
     .option('--no-sig-proxy', 'Do not proxy signals')
-    .argument('<container>').action(act(program, 'run', 'attach'));
-  parent.command('logs').description('Fetch the logs of a container')
+    .argument('<container>')
+    .action(act(program, 'run', 'attach'));
+  parent
+    .command('logs')
+    .description('Fetch the logs of a container')
     .option('-f, --follow', 'Follow log output')
     .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
     .option('-t, --timestamps', 'Show timestamps')
     .option('--since <time>', 'Show logs since timestamp or relative (e.g. 42m)')
     .option('--until <time>', 'Show logs before a timestamp or relative')
     .option('--details', 'Show extra details provided to logs')
-    .argument('<container>').action(act(program, 'container', 'logs'));
-  parent.command('inspect').description(top ? 'Return low-level information on Docker objects' : 'Display detailed information on one or more containers')
+    .argument('<container>')
+    .action(act(program, 'container', 'logs'));
+  parent
+    .command('inspect')
+    .description(
+      top ? 'Return low-level information on Docker objects' : 'Display detailed information on one or more containers',
+    )
     .option('-f, --format <format>', 'Format output using a custom template')
     .option('-s, --size', 'Display total file sizes')
     .option('--type <type>', 'Only inspect objects of the given type')
-    .argument('<name...>').action(act(program, 'container', top ? 'inspectAny' : 'inspect'));
-  parent.command('wait').description('Block until one or more containers stop, then print their exit codes')
-    .argument('<container...>').action(act(program, 'container', 'wait'));
-  parent.command('rename').description('Rename a container')
-    .argument('<container>').argument('<new-name>').action(act(program, 'container', 'rename'));
-  parent.command('pause').description('Pause all processes within one or more containers')
-    .argument('<container...>').action(act(program, 'container', 'pause'));
-  parent.command('unpause').description('Unpause all processes within one or more containers')
-    .argument('<container...>').action(act(program, 'container', 'unpause'));
-  parent.command('top').description('Display the running processes of a container')
-    .argument('<container>').argument('[ps-options...]').action(act(program, 'container', 'top'));
-  parent.command('update').description('Update configuration of one or more containers')
+    .argument('<name...>')
+    .action(act(program, 'container', top ? 'inspectAny' : 'inspect'));
+  parent
+    .command('wait')
+    .description('Block until one or more containers stop, then print their exit codes')
+    .argument('<container...>')
+    .action(act(program, 'container', 'wait'));
+  parent
+    .command('rename')
+    .description('Rename a container')
+    .argument('<container>')
+    .argument('<new-name>')
+    .action(act(program, 'container', 'rename'));
+  parent
+    .command('pause')
+    .description('Pause all processes within one or more containers')
+    .argument('<container...>')
+    .action(act(program, 'container', 'pause'));
+  parent
+    .command('unpause')
+    .description('Unpause all processes within one or more containers')
+    .argument('<container...>')
+    .action(act(program, 'container', 'unpause'));
+  parent
+    .command('top')
+    .description('Display the running processes of a container')
+    .argument('<container>')
+    .argument('[ps-options...]')
+    .action(act(program, 'container', 'top'));
+  parent
+    .command('update')
+    .description('Update configuration of one or more containers')
     .option('-m, --memory <bytes>', 'Memory limit')
-    .option('--memory-swap <bytes>', "Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    .option('--memory-swap <bytes>', 'Swap limit equal to memory plus swap: -1 to enable unlimited swap')
     .option('--memory-reservation <bytes>', 'Memory soft limit')
     .option('--cpus <decimal>', 'Number of CPUs')
     .option('-c, --cpu-shares <int>', 'CPU shares (relative weight)')
@@ -241,34 +306,58 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
     .option('--cpuset-mems <string>', 'MEMs in which to allow execution (0-3, 0,1)')
     .option('--pids-limit <int>', 'Tune container pids limit (set -1 for unlimited)')
     .option('--restart <policy>', 'Restart policy to apply when a container exits')
-    .argument('<container...>').action(act(program, 'stats', 'update'));
-  parent.command('stats').description('Display a live stream of container(s) resource usage statistics')
+    .argument('<container...>')
+    .action(act(program, 'stats', 'update'));
+  parent
+    .command('stats')
+    .description('Display a live stream of container(s) resource usage statistics')
     .option('-a, --all', 'Show all containers (default shows just running)')
     .option('--no-stream', 'Disable streaming stats and only pull the first result')
     .option('--format <format>', 'Format output using a custom template')
     .option('--no-trunc', "Don't truncate output")
-    .argument('[container...]').action(act(program, 'stats', 'stats'));
-  parent.command('cp').description('Copy files/folders between a container and the local filesystem')
+    .argument('[container...]')
+    .action(act(program, 'stats', 'stats'));
+  parent
+    .command('cp')
+    .description('Copy files/folders between a container and the local filesystem')
     .option('-a, --archive', 'Archive mode (copy all uid/gid information)')
     .option('-L, --follow-link', 'Always follow symbol link in SRC_PATH')
     .option('-q, --quiet', 'Suppress progress output during copy')
-    .argument('<src>').argument('<dest>').action(act(program, 'files', 'cp'));
-  parent.command('diff').description("Inspect changes to files or directories on a container's filesystem")
-    .argument('<container>').action(act(program, 'files', 'diff'));
-  parent.command('commit').description("Create a new image from a container's changes")
+    .argument('<src>')
+    .argument('<dest>')
+    .action(act(program, 'files', 'cp'));
+  parent
+    .command('diff')
+    .description("Inspect changes to files or directories on a container's filesystem")
+    .argument('<container>')
+    .action(act(program, 'files', 'diff'));
+  parent
+    .command('commit')
+    .description("Create a new image from a container's changes")
     .option('-a, --author <string>', 'Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
     .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
     .option('-m, --message <string>', 'Commit message')
     .option('-p, --pause', 'Pause container during commit', true)
     .option('--no-pause', 'Do not pause the container during commit')
-    .argument('<container>').argument('[repository]').action(act(program, 'files', 'commit'));
-  parent.command('export').description("Export a container's filesystem as a tar archive")
+    .argument('<container>')
+    .argument('[repository]')
+    .action(act(program, 'files', 'commit'));
+  parent
+    .command('export')
+    .description("Export a container's filesystem as a tar archive")
     .option('-o, --output <file>', 'Write to a file, instead of STDOUT')
-    .argument('<container>').action(act(program, 'files', 'exportContainer'));
-  parent.command('port').description('List port mappings or a specific mapping for the container')
-    .argument('<container>').argument('[port]').action(act(program, 'container', 'port'));
+    .argument('<container>')
+    .action(act(program, 'files', 'exportContainer'));
+  parent
+    .command('port')
+    .description('List port mappings or a specific mapping for the container')
+    .argument('<container>')
+    .argument('[port]')
+    .action(act(program, 'container', 'port'));
   if (!top) {
-    parent.command('prune').description('Remove all stopped containers')
+    parent
+      .command('prune')
+      .description('Remove all stopped containers')
       .option('-f, --force', 'Do not prompt for confirmation')
       .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
       .action(act(program, 'container', 'prune'));
@@ -282,7 +371,9 @@ function containerCommands(parent: Command, program: Command, top: boolean): voi
  * `inspect`: there `cove inspect` is the any-object one of containerCommands.
  */
 function imageCommands(parent: Command, program: Command, top: boolean): void {
-  const lsCmd = parent.command(top ? 'images' : 'ls').description('List images')
+  const lsCmd = parent
+    .command(top ? 'images' : 'ls')
+    .description('List images')
     .option('-a, --all', 'Show all images')
     .option('-q, --quiet', 'Only show image IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
@@ -292,48 +383,78 @@ function imageCommands(parent: Command, program: Command, top: boolean): void {
     .argument('[repository]')
     .action(act(program, 'image', 'ls'));
   if (!top) lsCmd.aliases(['list']);
-  const rmCmd = parent.command(top ? 'rmi' : 'rm').description('Remove one or more images')
+  const rmCmd = parent
+    .command(top ? 'rmi' : 'rm')
+    .description('Remove one or more images')
     .option('-f, --force', 'Force removal of the image')
     .option('--no-prune', 'Do not delete untagged parents')
-    .argument('<image...>').action(act(program, 'image', 'rm'));
+    .argument('<image...>')
+    .action(act(program, 'image', 'rm'));
   if (!top) rmCmd.aliases(['remove', 'rmi']);
   if (!top) {
-    parent.command('inspect').description('Display detailed information on one or more images')
+    parent
+      .command('inspect')
+      .description('Display detailed information on one or more images')
       .option('-f, --format <format>', 'Format output using a custom template')
-      .argument('<image...>').action(act(program, 'image', 'inspect'));
+      .argument('<image...>')
+      .action(act(program, 'image', 'inspect'));
   }
-  parent.command('tag').description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
-    .argument('<source>').argument('<target>').action(act(program, 'image', 'tag'));
-  parent.command('import').description('Import the contents from a tarball to create a filesystem image')
+  parent
+    .command('tag')
+    .description('Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE')
+    .argument('<source>')
+    .argument('<target>')
+    .action(act(program, 'image', 'tag'));
+  parent
+    .command('import')
+    .description('Import the contents from a tarball to create a filesystem image')
     .option('-c, --change <instruction>', 'Apply Dockerfile instruction to the created image', collect)
     .option('-m, --message <message>', 'Set commit message for imported image')
     .option('--platform <platform>', 'Set platform if server is multi-platform capable')
-    .argument('<file>').argument('[reference]').action(act(program, 'image', 'importImage'));
-  parent.command('load').description('Load an image from a tar archive or STDIN')
+    .argument('<file>')
+    .argument('[reference]')
+    .action(act(program, 'image', 'importImage'));
+  parent
+    .command('load')
+    .description('Load an image from a tar archive or STDIN')
     .option('-i, --input <file>', 'Read from tar archive file, instead of STDIN')
     .option('-q, --quiet', 'Suppress the load output')
     .action(act(program, 'image', 'load'));
-  parent.command('save').description('Save one or more images to a tar archive (streamed to STDOUT by default)')
+  parent
+    .command('save')
+    .description('Save one or more images to a tar archive (streamed to STDOUT by default)')
     .option('-o, --output <file>', 'Write to a file, instead of STDOUT')
-    .argument('<image...>').action(act(program, 'registry', 'save'));
-  parent.command('pull').description('Download an image from a registry')
+    .argument('<image...>')
+    .action(act(program, 'registry', 'save'));
+  parent
+    .command('pull')
+    .description('Download an image from a registry')
     .option('-a, --all-tags', 'Download all tagged images in the repository')
     .option('-q, --quiet', 'Suppress verbose output')
     .option('--platform <platform>', 'Set platform if server is multi-platform capable')
-    .argument('<name>').action(act(program, 'registry', 'pull'));
-  parent.command('push').description('Upload an image to a registry')
+    .argument('<name>')
+    .action(act(program, 'registry', 'pull'));
+  parent
+    .command('push')
+    .description('Upload an image to a registry')
     .option('-a, --all-tags', 'Push all tags of an image to the repository')
     .option('-q, --quiet', 'Suppress verbose output')
-    .argument('<name>').action(act(program, 'registry', 'push'));
-  parent.command('history').description('Show the history of an image')
+    .argument('<name>')
+    .action(act(program, 'registry', 'push'));
+  parent
+    .command('history')
+    .description('Show the history of an image')
     .option('-H, --human', 'Print sizes and dates in human readable format')
     .option('--no-human', 'Print sizes and dates as raw values')
     .option('-q, --quiet', 'Only show image IDs')
     .option('--no-trunc', "Don't truncate output")
     .option('--format <format>', 'Format output using a custom template')
-    .argument('<image>').action(act(program, 'image', 'history'));
+    .argument('<image>')
+    .action(act(program, 'image', 'history'));
   if (!top) {
-    parent.command('prune').description('Remove unused images')
+    parent
+      .command('prune')
+      .description('Remove unused images')
       .option('-a, --all', 'Remove all unused images, not just dangling ones')
       .option('-f, --force', 'Do not prompt for confirmation')
       .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
@@ -348,11 +469,13 @@ function imageCommands(parent: Command, program: Command, top: boolean): void {
 function systemCommands(parent: Command, program: Command, top: boolean): void {
   const infoCmd = parent.command('info');
   if (top) infoCmd.description('Display system-wide information');
-  infoCmd.option('-f, --format <format>', 'Format output using a custom template')
+  infoCmd
+    .option('-f, --format <format>', 'Format output using a custom template')
     .action(act(program, 'system', 'info'));
   const eventsCmd = parent.command('events');
   if (top) eventsCmd.description('Get real time events from the server');
-  eventsCmd.option('--since <time>', 'Show all events created since timestamp')
+  eventsCmd
+    .option('--since <time>', 'Show all events created since timestamp')
     .option('--until <time>', 'Stream events until this timestamp')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
     .option('--format <format>', 'Format the output using the given Go template')
@@ -363,7 +486,8 @@ function systemCommands(parent: Command, program: Command, top: boolean): void {
 function serviceCommands(program: Command): void {
   const service = program.command('service').description('Manage Swarm services');
   const common = (cmd: Command, update: boolean): Command => {
-    cmd.option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+    cmd
+      .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
       .option('-q, --quiet', 'Suppress progress output')
       .option('--replicas <n>', 'Number of tasks')
       .option('--endpoint-mode <mode>', 'Endpoint mode (vip or dnsrr)')
@@ -376,7 +500,10 @@ function serviceCommands(program: Command): void {
       .option('--update-order <order>', 'Update order ("start-first", "stop-first")')
       .option('--update-failure-action <action>', 'Action on update failure ("pause", "continue", "rollback")')
       .option('--update-monitor <duration>', 'Duration after each task update to monitor for failure (ns|us|ms|s|m|h)')
-      .option('--rollback-parallelism <n>', 'Maximum number of tasks rolled back simultaneously (0 to roll back all at once)')
+      .option(
+        '--rollback-parallelism <n>',
+        'Maximum number of tasks rolled back simultaneously (0 to roll back all at once)',
+      )
       .option('--rollback-delay <duration>', 'Delay between task rollbacks (ns|us|ms|s|m|h)')
       .option('--rollback-order <order>', 'Rollback order ("start-first", "stop-first")')
       .option('--rollback-failure-action <action>', 'Action on rollback failure ("pause", "continue")')
@@ -389,12 +516,19 @@ function serviceCommands(program: Command): void {
       .option('--health-cmd <string>', 'Command to run to check health')
       .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
       .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
-      .option('--health-start-period <duration>', 'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)')
-      .option('--health-start-interval <duration>', 'Time between running the check during the start period (ms|s|m|h) (default 0s)')
+      .option(
+        '--health-start-period <duration>',
+        'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)',
+      )
+      .option(
+        '--health-start-interval <duration>',
+        'Time between running the check during the start period (ms|s|m|h) (default 0s)',
+      )
       .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
       .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK');
     if (update) {
-      cmd.option('--image <image>', 'Service image tag')
+      cmd
+        .option('--image <image>', 'Service image tag')
         .option('--args <command>', 'Service command args')
         .option('--env-add <KEY=VALUE>', 'Add or update an environment variable', collect)
         .option('--env-rm <KEY>', 'Remove an environment variable', collect)
@@ -409,7 +543,8 @@ function serviceCommands(program: Command): void {
         .option('--force', 'Force update even if no changes require it')
         .option('--rollback', 'Rollback to previous specification');
     } else {
-      cmd.option('--name <name>', 'Service name')
+      cmd
+        .option('--name <name>', 'Service name')
         .option('--mode <mode>', 'Service mode ("replicated", "global")', 'replicated')
         .option('--network <network>', 'Network attachments', collect)
         .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
@@ -423,38 +558,66 @@ function serviceCommands(program: Command): void {
     return cmd;
   };
   common(service.command('create').description('Create a new service'), false)
-    .argument('<image>').argument('[command...]').passThroughOptions().action(act(program, 'service', 'create'));
-  service.command('ls').aliases(['list']).description('List services')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(act(program, 'service', 'create'));
+  service
+    .command('ls')
+    .aliases(['list'])
+    .description('List services')
     .option('-q, --quiet', 'Only display IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
     .option('--format <format>', 'Format output using a custom template')
     .action(act(program, 'service', 'ls'));
-  service.command('ps').description('List the tasks of one or more services')
+  service
+    .command('ps')
+    .description('List the tasks of one or more services')
     .option('-q, --quiet', 'Only display task IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
     .option('--format <format>', 'Pretty-print tasks using a Go template')
     .option('--no-trunc', 'Do not truncate output')
     .option('--no-resolve', 'Do not map IDs to Names')
-    .argument('<service...>').action(act(program, 'service', 'ps'));
-  service.command('inspect').description('Display detailed information on one or more services')
+    .argument('<service...>')
+    .action(act(program, 'service', 'ps'));
+  service
+    .command('inspect')
+    .description('Display detailed information on one or more services')
     .option('-f, --format <format>', 'Format output using a custom template')
     .option('--pretty', 'Print the information in a human friendly format')
-    .argument('<service...>').action(act(program, 'service', 'inspect'));
-  service.command('scale').description('Scale one or multiple replicated services')
+    .argument('<service...>')
+    .action(act(program, 'service', 'inspect'));
+  service
+    .command('scale')
+    .description('Scale one or multiple replicated services')
     .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
-    .argument('<pairs...>').action(act(program, 'service', 'scale'));
+    .argument('<pairs...>')
+    .action(act(program, 'service', 'scale'));
   common(service.command('update').description('Update a service'), true)
-    .argument('<service>').action(act(program, 'service', 'update'));
-  service.command('rollback').description('Revert changes to a service\'s configuration')
+    .argument('<service>')
+    .action(act(program, 'service', 'update'));
+  service
+    .command('rollback')
+    .description("Revert changes to a service's configuration")
     .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
     .option('-q, --quiet', 'Suppress progress output')
-    .argument('<service>').action(act(program, 'service', 'rollback'));
-  service.command('ports').description('Show the ingress routing mesh for a service on this node (Cove)')
+    .argument('<service>')
+    .action(act(program, 'service', 'rollback'));
+  service
+    .command('ports')
+    .description('Show the ingress routing mesh for a service on this node (Cove)')
     .option('-f, --format <format>', 'Format the output using the given Go template')
-    .argument('<service>').action(act(program, 'service', 'ports'));
-  service.command('rm').aliases(['remove']).description('Remove one or more services')
-    .argument('<service...>').action(act(program, 'service', 'rm'));
-  service.command('logs').description('Fetch the logs of a service or task')
+    .argument('<service>')
+    .action(act(program, 'service', 'ports'));
+  service
+    .command('rm')
+    .aliases(['remove'])
+    .description('Remove one or more services')
+    .argument('<service...>')
+    .action(act(program, 'service', 'rm'));
+  service
+    .command('logs')
+    .description('Fetch the logs of a service or task')
     .option('-f, --follow', 'Follow log output')
     .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
     .option('-t, --timestamps', 'Show timestamps')
@@ -462,13 +625,16 @@ function serviceCommands(program: Command): void {
     .option('--no-task-ids', 'Do not include task IDs in output')
     .option('--no-trunc', 'Do not truncate output')
     .option('--raw', 'Do not neatly format logs')
-    .argument('<service>').action(act(program, 'service', 'logs'));
+    .argument('<service>')
+    .action(act(program, 'service', 'logs'));
 }
 
 /** `swarm ...` and `node ...`, with docker's flags. */
 function swarmCommands(program: Command): void {
   const swarm = program.command('swarm').description('Manage Swarm');
-  swarm.command('init').description('Initialize a swarm')
+  swarm
+    .command('init')
+    .description('Initialize a swarm')
     .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
     .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
     .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
@@ -482,62 +648,95 @@ function swarmCommands(program: Command): void {
     .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)', '2160h0m0s')
     .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)', '5s')
     .action(act(program, 'swarm', 'init'));
-  swarm.command('join').description('Join a swarm as a node and/or manager')
+  swarm
+    .command('join')
+    .description('Join a swarm as a node and/or manager')
     .option('--token <token>', 'Token for entry into the swarm')
     .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
     .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
     .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
     .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
-    .argument('<host:port>').action(act(program, 'swarm', 'join'));
-  swarm.command('leave').description('Leave the swarm')
+    .argument('<host:port>')
+    .action(act(program, 'swarm', 'join'));
+  swarm
+    .command('leave')
+    .description('Leave the swarm')
     .option('-f, --force', 'Force this node to leave the swarm, ignoring warnings')
     .action(act(program, 'swarm', 'leave'));
-  swarm.command('join-token').description('Manage join tokens')
+  swarm
+    .command('join-token')
+    .description('Manage join tokens')
     .option('-q, --quiet', 'Only display token')
     .option('--rotate', 'Rotate join token')
-    .argument('<worker|manager>').action(act(program, 'swarm', 'joinToken'));
-  swarm.command('update').description('Update the swarm')
+    .argument('<worker|manager>')
+    .action(act(program, 'swarm', 'joinToken'));
+  swarm
+    .command('update')
+    .description('Update the swarm')
     .option('--autolock <bool>', 'Change manager autolocking setting (true|false)')
     .option('--task-history-limit <n>', 'Task history retention limit')
     .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)')
     .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)')
     .action(act(program, 'swarm', 'update'));
-  swarm.command('unlock-key').description('Manage the unlock key')
+  swarm
+    .command('unlock-key')
+    .description('Manage the unlock key')
     .option('-q, --quiet', 'Only display token')
     .option('--rotate', 'Rotate unlock key')
     .action(act(program, 'swarm', 'unlockKey'));
-  swarm.command('inspect').description('Display detailed information on the swarm')
+  swarm
+    .command('inspect')
+    .description('Display detailed information on the swarm')
     .option('-f, --format <format>', 'Format output using a custom template')
     .action(act(program, 'swarm', 'inspect'));
 
   const node = program.command('node').description('Manage Swarm nodes');
-  node.command('ls').aliases(['list']).description('List nodes in the swarm')
+  node
+    .command('ls')
+    .aliases(['list'])
+    .description('List nodes in the swarm')
     .option('-q, --quiet', 'Only display IDs')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
     .option('--format <format>', 'Format output using a custom template')
     .action(act(program, 'node', 'ls'));
-  node.command('inspect').description('Display detailed information on one or more nodes')
+  node
+    .command('inspect')
+    .description('Display detailed information on one or more nodes')
     .option('-f, --format <format>', 'Format output using a custom template')
     .option('--pretty', 'Print the information in a human friendly format')
-    .argument('<node...>').action(act(program, 'node', 'inspect'));
-  node.command('promote').description('Promote one or more nodes to manager in the swarm')
-    .argument('<node...>').action(act(program, 'node', 'promote'));
-  node.command('demote').description('Demote one or more nodes from manager in the swarm')
-    .argument('<node...>').action(act(program, 'node', 'demote'));
-  node.command('update').description('Update a node')
+    .argument('<node...>')
+    .action(act(program, 'node', 'inspect'));
+  node
+    .command('promote')
+    .description('Promote one or more nodes to manager in the swarm')
+    .argument('<node...>')
+    .action(act(program, 'node', 'promote'));
+  node
+    .command('demote')
+    .description('Demote one or more nodes from manager in the swarm')
+    .argument('<node...>')
+    .action(act(program, 'node', 'demote'));
+  node
+    .command('update')
+    .description('Update a node')
     .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")')
     .option('--role <role>', 'Role of the node ("worker", "manager")')
     .option('--label-add <key=value>', 'Add or update a node label', collect)
     .option('--label-rm <key>', 'Remove a node label if exists', collect)
-    .argument('<node>').action(act(program, 'node', 'update'));
-  node.command('rm').aliases(['remove']).description('Remove one or more nodes from the swarm')
+    .argument('<node>')
+    .action(act(program, 'node', 'update'));
+  node
+    .command('rm')
+    .aliases(['remove'])
+    .description('Remove one or more nodes from the swarm')
     .option('-f, --force', 'Force remove a node from the swarm')
-    .argument('<node...>').action(act(program, 'node', 'rm'));
+    .argument('<node...>')
+    .action(act(program, 'node', 'rm'));
 }
 
 export function buildProgram(): Command {
   const program = new Command('cove')
-    .description('A self-sufficient runtime for containers, with Docker\'s networking')
+    .description("A self-sufficient runtime for containers, with Docker's networking")
     .option('-H, --host <host>', 'Daemon socket to connect to (unix://PATH)')
     .enablePositionalOptions()
     .showSuggestionAfterError(false)
@@ -545,13 +744,18 @@ export function buildProgram(): Command {
   program.option('-v, --version', 'Print version information and quit');
 
   const network = program.command('network').description('Manage networks');
-  network.command('ls').aliases(['list']).description('List networks')
+  network
+    .command('ls')
+    .aliases(['list'])
+    .description('List networks')
     .option('-q, --quiet', 'Only display network IDs')
     .option('-f, --filter <filter>', 'Provide filter values (e.g. "driver=bridge")', collect)
     .option('--format <format>', 'Format output using a custom template')
     .option('--no-trunc', 'Do not truncate the output')
     .action(act(program, 'network', 'ls'));
-  network.command('create').description('Create a network')
+  network
+    .command('create')
+    .description('Create a network')
     .option('-d, --driver <driver>', 'Driver to manage the Network', 'bridge')
     .option('--subnet <subnet>', 'Subnet in CIDR format that represents a network segment', collect)
     .option('--gateway <ip>', 'IPv4 or IPv6 Gateway for the master subnet', collect)
@@ -569,15 +773,25 @@ export function buildProgram(): Command {
     .option('--ipam-opt <key=value>', 'Set IPAM driver specific options', collect)
     .option('--config-only', 'Create a configuration only network')
     .option('--config-from <network>', 'The network from which to copy the configuration')
-    .argument('<name>').action(act(program, 'network', 'create'));
-  network.command('rm').aliases(['remove']).description('Remove one or more networks')
+    .argument('<name>')
+    .action(act(program, 'network', 'create'));
+  network
+    .command('rm')
+    .aliases(['remove'])
+    .description('Remove one or more networks')
     .option('-f, --force', 'Do not error if the network does not exist')
-    .argument('<network...>').action(act(program, 'network', 'rm'));
-  network.command('inspect').description('Display detailed information on one or more networks')
+    .argument('<network...>')
+    .action(act(program, 'network', 'rm'));
+  network
+    .command('inspect')
+    .description('Display detailed information on one or more networks')
     .option('-f, --format <format>', 'Format output using a custom template')
     .option('-v, --verbose', 'Verbose output for diagnostics')
-    .argument('<network...>').action(act(program, 'network', 'inspect'));
-  network.command('connect').description('Connect a container to a network')
+    .argument('<network...>')
+    .action(act(program, 'network', 'inspect'));
+  network
+    .command('connect')
+    .description('Connect a container to a network')
     .option('--alias <alias>', 'Add network-scoped alias for the container', collect)
     .option('--ip <address>', 'IPv4 address (e.g., "172.30.100.104")')
     .option('--ip6 <address>', 'IPv6 address (e.g., "2001:db8::33")')
@@ -585,34 +799,57 @@ export function buildProgram(): Command {
     .option('--link-local-ip <address>', 'Add a link-local address for the container', collect)
     .option('--driver-opt <key=value>', 'driver options for the network', collect)
     .option('--gw-priority <n>', 'Highest gw-priority provides the default gateway')
-    .argument('<network>').argument('<container>').action(act(program, 'network', 'connect'));
-  network.command('disconnect').description('Disconnect a container from a network')
+    .argument('<network>')
+    .argument('<container>')
+    .action(act(program, 'network', 'connect'));
+  network
+    .command('disconnect')
+    .description('Disconnect a container from a network')
     .option('-f, --force', 'Force the container to disconnect from a network')
-    .argument('<network>').argument('<container>').action(act(program, 'network', 'disconnect'));
-  network.command('prune').description('Remove all unused networks')
+    .argument('<network>')
+    .argument('<container>')
+    .action(act(program, 'network', 'disconnect'));
+  network
+    .command('prune')
+    .description('Remove all unused networks')
     .option('-f, --force', 'Do not prompt for confirmation')
     .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
     .action(act(program, 'network', 'prune'));
 
   const volume = program.command('volume').description('Manage volumes');
-  volume.command('create').description('Create a volume')
+  volume
+    .command('create')
+    .description('Create a volume')
     .option('-d, --driver <driver>', 'Specify volume driver name', 'local')
     .option('-o, --opt <key=value>', 'Set driver specific options', collect)
     .option('--label <key=value>', 'Set metadata for a volume', collect)
     .option('--name <name>', 'Specify volume name')
-    .argument('[volume]').action(act(program, 'volume', 'create'));
-  volume.command('ls').aliases(['list']).description('List volumes')
+    .argument('[volume]')
+    .action(act(program, 'volume', 'create'));
+  volume
+    .command('ls')
+    .aliases(['list'])
+    .description('List volumes')
     .option('-q, --quiet', 'Only display volume names')
     .option('-f, --filter <filter>', 'Provide filter values (e.g. "dangling=true")', collect)
     .option('--format <format>', 'Format output using a custom template')
     .action(act(program, 'volume', 'ls'));
-  volume.command('inspect').description('Display detailed information on one or more volumes')
+  volume
+    .command('inspect')
+    .description('Display detailed information on one or more volumes')
     .option('-f, --format <format>', 'Format output using a custom template')
-    .argument('<volume...>').action(act(program, 'volume', 'inspect'));
-  volume.command('rm').aliases(['remove']).description('Remove one or more volumes')
+    .argument('<volume...>')
+    .action(act(program, 'volume', 'inspect'));
+  volume
+    .command('rm')
+    .aliases(['remove'])
+    .description('Remove one or more volumes')
     .option('-f, --force', 'Force the removal of one or more volumes')
-    .argument('<volume...>').action(act(program, 'volume', 'rm'));
-  volume.command('prune').description('Remove unused local volumes')
+    .argument('<volume...>')
+    .action(act(program, 'volume', 'rm'));
+  volume
+    .command('prune')
+    .description('Remove unused local volumes')
     .option('-a, --all', 'Remove all unused volumes, not just anonymous ones')
     .option('-f, --force', 'Do not prompt for confirmation')
     .option('--filter <filter>', 'Provide filter values (e.g. "label=<label>")', collect)
@@ -627,21 +864,32 @@ export function buildProgram(): Command {
   // Top-level shortcuts, as docker has them.
   imageCommands(program, program, true);
 
-  program.command('login').description('Authenticate to a registry')
+  program
+    .command('login')
+    .description('Authenticate to a registry')
     .option('-u, --username <username>', 'Username')
     .option('-p, --password <password>', 'Password or Personal Access Token (PAT)')
     .option('--password-stdin', 'Take the Password or Personal Access Token (PAT) from stdin')
-    .argument('[server]').action(act(program, 'registry', 'login'));
-  program.command('logout').description('Log out from a registry')
-    .argument('[server]').action(act(program, 'registry', 'logout'));
-  program.command('search').description('Search registries for images')
+    .argument('[server]')
+    .action(act(program, 'registry', 'login'));
+  program
+    .command('logout')
+    .description('Log out from a registry')
+    .argument('[server]')
+    .action(act(program, 'registry', 'logout'));
+  program
+    .command('search')
+    .description('Search registries for images')
     .option('--limit <n>', 'Max number of search results')
     .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
     .option('--format <format>', 'Pretty-print search using a Go template')
     .option('--no-trunc', "Don't truncate output")
-    .argument('<term>').action(act(program, 'registry', 'search'));
+    .argument('<term>')
+    .action(act(program, 'registry', 'search'));
 
-  program.command('version').description('Show the Cove version information')
+  program
+    .command('version')
+    .description('Show the Cove version information')
     .option('-f, --format <format>', 'Format output using a custom template')
     .action(act(program, 'system', 'version'));
   systemCommands(program, program, true);
@@ -649,31 +897,57 @@ export function buildProgram(): Command {
   systemCommands(system, program, false);
   serviceCommands(program);
 
-  const lab = program.command('lab').description('Simulated hosts on this machine (network namespaces), for multi-host work');
-  lab.command('up').description('Build N hosts joined by an underlay bridge, each with its own coved')
+  const lab = program
+    .command('lab')
+    .description('Simulated hosts on this machine (network namespaces), for multi-host work');
+  lab
+    .command('up')
+    .description('Build N hosts joined by an underlay bridge, each with its own coved')
     .option('--hosts <n>', 'Number of hosts', '3')
     .option('--name <name>', 'Lab name', 'lab')
     .action(act(program, 'lab', 'up'));
-  lab.command('env').description("Print the environment that points docker and cove at a host")
+  lab
+    .command('env')
+    .description('Print the environment that points docker and cove at a host')
     .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>').action(act(program, 'lab', 'env'));
-  lab.command('exec').description('Run a command inside a host, with DOCKER_HOST and COVE_HOST set')
+    .argument('<host>')
+    .action(act(program, 'lab', 'env'));
+  lab
+    .command('exec')
+    .description('Run a command inside a host, with DOCKER_HOST and COVE_HOST set')
     .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>').argument('<command...>').passThroughOptions()
+    .argument('<host>')
+    .argument('<command...>')
+    .passThroughOptions()
     .action(act(program, 'lab', 'exec'));
-  lab.command('restart').description("Restart a host's coved (--kill: SIGKILL, a crash)")
-    .option('--name <name>', 'Lab name', 'lab').option('--kill', 'Kill with SIGKILL')
-    .argument('<host>').action(act(program, 'lab', 'restart'));
-  lab.command('stop').description("Stop a host's coved (--kill: SIGKILL, a crash)")
-    .option('--name <name>', 'Lab name', 'lab').option('--kill', 'Kill with SIGKILL')
-    .argument('<host>').action(act(program, 'lab', 'stop'));
-  lab.command('start').description("Start a stopped host's coved")
+  lab
+    .command('restart')
+    .description("Restart a host's coved (--kill: SIGKILL, a crash)")
     .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>').action(act(program, 'lab', 'start'));
-  lab.command('ls').description("List a lab's hosts")
+    .option('--kill', 'Kill with SIGKILL')
+    .argument('<host>')
+    .action(act(program, 'lab', 'restart'));
+  lab
+    .command('stop')
+    .description("Stop a host's coved (--kill: SIGKILL, a crash)")
+    .option('--name <name>', 'Lab name', 'lab')
+    .option('--kill', 'Kill with SIGKILL')
+    .argument('<host>')
+    .action(act(program, 'lab', 'stop'));
+  lab
+    .command('start')
+    .description("Start a stopped host's coved")
+    .option('--name <name>', 'Lab name', 'lab')
+    .argument('<host>')
+    .action(act(program, 'lab', 'start'));
+  lab
+    .command('ls')
+    .description("List a lab's hosts")
     .option('--name <name>', 'Lab name', 'lab')
     .action(act(program, 'lab', 'ls'));
-  lab.command('down').description('Remove every namespace, link, mount and process of a lab')
+  lab
+    .command('down')
+    .description('Remove every namespace, link, mount and process of a lab')
     .option('--name <name>', 'Lab name', 'lab')
     .action(act(program, 'lab', 'down'));
 

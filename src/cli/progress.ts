@@ -17,10 +17,15 @@ interface Msg {
   errorDetail?: { message?: string };
 }
 
-export async function renderProgress(res: Readable, write: (t: string) => void, tty: boolean, onAux?: (aux: Record<string, unknown>) => void): Promise<void> {
+export async function renderProgress(
+  res: Readable,
+  write: (t: string) => void,
+  tty: boolean,
+  onAux?: (aux: Record<string, unknown>) => void,
+): Promise<void> {
   const lines = new Map<string, number>();
   let count = 0;
-  const width = tty ? (process.stderr.columns || process.stdout.columns || 200) : 200;
+  const width = tty ? process.stderr.columns || process.stdout.columns || 200 : 200;
   const show = (m: Msg): void => {
     if (m.errorDetail || m.error) throw new CliError(String(m.errorDetail?.message ?? m.error));
     if (m.aux) {
@@ -32,7 +37,7 @@ export async function renderProgress(res: Readable, write: (t: string) => void, 
       return;
     }
     const detail = m.progressDetail ?? {};
-    const bar = (detail.current || detail.total) ? progressBar(detail, width) : '';
+    const bar = detail.current || detail.total ? progressBar(detail, width) : '';
     if (!tty) {
       if (bar) return; // docker leaves progress bars out when not on a terminal
       write(`${m.id ? `${m.id}: ` : ''}${m.status ?? ''}\n`);

@@ -16,7 +16,10 @@ export function detachKeyBytes(spec: string): Buffer {
   const out: number[] = [];
   for (const raw of spec.split(',')) {
     const key = raw.trim().toLowerCase();
-    if (key.length === 1) { out.push(key.charCodeAt(0)); continue; }
+    if (key.length === 1) {
+      out.push(key.charCodeAt(0));
+      continue;
+    }
     const m = /^ctrl-(.)$/.exec(key);
     if (!m) throw new Error(`Invalid detach keys (${spec}) provided`);
     const c = m[1]!;
@@ -82,9 +85,15 @@ export function pipeSession(socket: Socket, head: Buffer, opts: SessionOptions):
     if (opts.stdin) {
       stdin.on('data', onInput);
       // stdin EOF: half-close, keep reading the container's output.
-      const onEnd = () => { if (!socket.destroyed) socket.end(); };
+      const onEnd = () => {
+        if (!socket.destroyed) socket.end();
+      };
       stdin.once('end', onEnd);
-      cleanups.push(() => { stdin.off('data', onInput); stdin.off('end', onEnd); stdin.pause(); });
+      cleanups.push(() => {
+        stdin.off('data', onInput);
+        stdin.off('end', onEnd);
+        stdin.pause();
+      });
       stdin.resume();
     }
 

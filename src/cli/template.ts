@@ -22,7 +22,10 @@ type Operand =
   | { k: 'chain'; base: Operand; path: string[] };
 
 type Command = Operand[];
-interface Pipeline { decl: string[]; cmds: Command[] }
+interface Pipeline {
+  decl: string[];
+  cmds: Command[];
+}
 
 export class TemplateError extends Error {}
 
@@ -31,7 +34,10 @@ function tokenize(src: string): string[] {
   let i = 0;
   while (i < src.length) {
     const c = src[i]!;
-    if (/\s/.test(c)) { i++; continue; }
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
     if (c === '"' || c === '`') {
       let j = i + 1;
       while (j < src.length && src[j] !== c) j += src[j] === '\\' && c === '"' ? 2 : 1;
@@ -39,8 +45,16 @@ function tokenize(src: string): string[] {
       i = j + 1;
       continue;
     }
-    if ('()|,'.includes(c)) { toks.push(c); i++; continue; }
-    if (src.startsWith(':=', i)) { toks.push(':='); i += 2; continue; }
+    if ('()|,'.includes(c)) {
+      toks.push(c);
+      i++;
+      continue;
+    }
+    if (src.startsWith(':=', i)) {
+      toks.push(':=');
+      i += 2;
+      continue;
+    }
     let j = i;
     while (j < src.length && !/[\s()|,]/.test(src[j]!) && !src.startsWith(':=', j)) j++;
     toks.push(src.slice(i, j));
@@ -90,7 +104,11 @@ function parsePipeline(toks: string[]): Pipeline {
   let lastWasClose = false;
   while (rest.length) {
     const t = rest.shift()!;
-    if (t === '|') { cmds.push(cur); cur = []; continue; }
+    if (t === '|') {
+      cmds.push(cur);
+      cur = [];
+      continue;
+    }
     const prev = cur[cur.length - 1];
     if (t.startsWith('.') && t.length > 1 && prev && prev.k === 'sub' && lastWasClose) {
       cur[cur.length - 1] = { k: 'chain', base: prev, path: t.slice(1).split('.') };
@@ -111,10 +129,16 @@ export function parseTemplate(src: string): Node[] {
   let i = 0;
   while (i < src.length) {
     const open = src.indexOf('{{', i);
-    if (open < 0) { parts.push({ text: src.slice(i) }); break; }
+    if (open < 0) {
+      parts.push({ text: src.slice(i) });
+      break;
+    }
     let text = src.slice(i, open);
     let start = open + 2;
-    if (src[start] === '-' && /\s/.test(src[start + 1] ?? '')) { text = text.trimEnd(); start++; }
+    if (src[start] === '-' && /\s/.test(src[start + 1] ?? '')) {
+      text = text.trimEnd();
+      start++;
+    }
     const close = src.indexOf('}}', start);
     if (close < 0) throw new TemplateError('unclosed action');
     let body = src.slice(start, close);
@@ -132,7 +156,10 @@ export function parseTemplate(src: string): Node[] {
     const nodes: Node[] = [];
     while (pos < parts.length) {
       const p = parts[pos++]!;
-      if (p.text !== undefined) { nodes.push({ t: 'text', s: p.text }); continue; }
+      if (p.text !== undefined) {
+        nodes.push({ t: 'text', s: p.text });
+        continue;
+      }
       const a = p.action!;
       if (a.startsWith('/*')) continue;
       const word = a.split(/\s+/)[0]!;
@@ -143,10 +170,18 @@ export function parseTemplate(src: string): Node[] {
         const body = parseList(['else', 'end']);
         let elseNodes: Node[] = [];
         if (body.end.startsWith('else')) {
-          if (body.end.slice(4).trim()) throw new TemplateError('{{else if}} is not supported; nest an {{if}} inside {{else}}');
+          if (body.end.slice(4).trim())
+            throw new TemplateError('{{else if}} is not supported; nest an {{if}} inside {{else}}');
           elseNodes = parseList(['end']).nodes;
         }
-        if (word === 'range') nodes.push({ t: 'range', vars: pipe.decl, p: { decl: [], cmds: pipe.cmds }, body: body.nodes, else: elseNodes });
+        if (word === 'range')
+          nodes.push({
+            t: 'range',
+            vars: pipe.decl,
+            p: { decl: [], cmds: pipe.cmds },
+            body: body.nodes,
+            else: elseNodes,
+          });
         else nodes.push({ t: word, p: pipe, body: body.nodes, else: elseNodes });
         continue;
       }
@@ -163,7 +198,10 @@ export function parseTemplate(src: string): Node[] {
 
 /** Go's JSON encoding escapes <, > and & in strings. */
 export function goJson(v: unknown): string {
-  return JSON.stringify(v === undefined ? null : v).replace(/[<>&]/g, (c) => ({ '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' })[c]!);
+  return JSON.stringify(v === undefined ? null : v).replace(
+    /[<>&]/g,
+    (c) => ({ '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' })[c]!,
+  );
 }
 
 /** fmt's %v of a JSON value. */
@@ -174,7 +212,14 @@ export function goPrint(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return '[' + v.map(goPrint).join(' ') + ']';
   const obj = v as Record<string, unknown>;
-  return 'map[' + Object.keys(obj).sort().map((k) => `${k}:${goPrint(obj[k])}`).join(' ') + ']';
+  return (
+    'map[' +
+    Object.keys(obj)
+      .sort()
+      .map((k) => `${k}:${goPrint(obj[k])}`)
+      .join(' ') +
+    ']'
+  );
 }
 
 function truthy(v: unknown): boolean {
@@ -186,7 +231,9 @@ function truthy(v: unknown): boolean {
 
 function field(v: unknown, name: string): unknown {
   if (v === null || v === undefined || typeof v !== 'object') {
-    throw new TemplateError(`can't evaluate field ${name} in type ${v === null || v === undefined ? 'interface {}' : typeof v}`);
+    throw new TemplateError(
+      `can't evaluate field ${name} in type ${v === null || v === undefined ? 'interface {}' : typeof v}`,
+    );
   }
   return (v as Record<string, unknown>)[name];
 }
@@ -197,10 +244,14 @@ function sprintf(fmt: string, args: unknown[]): string {
     if (verb === '%') return '%';
     const a = args[i++];
     switch (verb) {
-      case 'q': return JSON.stringify(goPrint(a));
-      case 'd': return String(Math.trunc(Number(a)));
-      case 'f': return Number(a).toFixed(6);
-      default: return goPrint(a);
+      case 'q':
+        return JSON.stringify(goPrint(a));
+      case 'd':
+        return String(Math.trunc(Number(a)));
+      case 'f':
+        return Number(a).toFixed(6);
+      default:
+        return goPrint(a);
     }
   });
 }
@@ -217,7 +268,14 @@ const FUNCS: Record<string, (...a: unknown[]) => unknown> = {
   println: (...a) => a.map(goPrint).join(' ') + '\n',
   print: (...a) => a.map(goPrint).join(''),
   printf: (f, ...a) => sprintf(String(f), a),
-  len: (v) => (Array.isArray(v) ? v.length : typeof v === 'string' ? v.length : v && typeof v === 'object' ? Object.keys(v).length : 0),
+  len: (v) =>
+    Array.isArray(v)
+      ? v.length
+      : typeof v === 'string'
+        ? v.length
+        : v && typeof v === 'object'
+          ? Object.keys(v).length
+          : 0,
   index: (v, ...keys) => {
     let cur = v;
     for (const k of keys) {
@@ -237,12 +295,17 @@ const FUNCS: Record<string, (...a: unknown[]) => unknown> = {
   or: (...a) => a.find((x) => truthy(x)) ?? a[a.length - 1],
 };
 
-interface Scope { dot: unknown; vars: Map<string, unknown> }
+interface Scope {
+  dot: unknown;
+  vars: Map<string, unknown>;
+}
 
 function evalOperand(op: Operand, s: Scope, piped: unknown[]): unknown {
   switch (op.k) {
-    case 'lit': return op.v;
-    case 'sub': return evalPipeline(op.p, s);
+    case 'lit':
+      return op.v;
+    case 'sub':
+      return evalPipeline(op.p, s);
     case 'chain': {
       let v = evalOperand(op.base, s, []);
       for (const name of op.path) v = field(v, name);
@@ -290,13 +353,16 @@ function evalPipeline(p: Pipeline, s: Scope): unknown {
 function run(nodes: Node[], s: Scope, out: string[]): void {
   for (const n of nodes) {
     switch (n.t) {
-      case 'text': out.push(n.s); break;
+      case 'text':
+        out.push(n.s);
+        break;
       case 'action': {
         const v = evalPipeline(n.p, s);
         if (!n.p.decl.length) out.push(goPrint(v));
         break;
       }
-      case 'if': case 'with': {
+      case 'if':
+      case 'with': {
         const v = evalPipeline(n.p, s);
         if (truthy(v)) run(n.body, n.t === 'with' ? { dot: v, vars: s.vars } : s, out);
         else run(n.else, s, out);
@@ -306,13 +372,22 @@ function run(nodes: Node[], s: Scope, out: string[]): void {
         const v = evalPipeline(n.p, s);
         let entries: Array<[unknown, unknown]> = [];
         if (Array.isArray(v)) entries = v.map((x, i) => [i, x]);
-        else if (v && typeof v === 'object') entries = Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]);
+        else if (v && typeof v === 'object')
+          entries = Object.keys(v)
+            .sort()
+            .map((k) => [k, (v as Record<string, unknown>)[k]]);
         else if (typeof v === 'number') entries = Array.from({ length: v }, (_, i) => [i, i]);
-        if (entries.length === 0) { run(n.else, s, out); break; }
+        if (entries.length === 0) {
+          run(n.else, s, out);
+          break;
+        }
         for (const [k, x] of entries) {
           const vars = new Map(s.vars);
           if (n.vars.length === 1) vars.set(n.vars[0]!, x);
-          if (n.vars.length === 2) { vars.set(n.vars[0]!, k); vars.set(n.vars[1]!, x); }
+          if (n.vars.length === 2) {
+            vars.set(n.vars[0]!, k);
+            vars.set(n.vars[1]!, x);
+          }
           run(n.body, { dot: x, vars }, out);
         }
         break;

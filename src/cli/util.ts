@@ -7,7 +7,8 @@ export function filtersFrom(list: string[] | undefined): Record<string, string[]
   const out: Record<string, string[]> = {};
   for (const f of list ?? []) {
     const eq = f.indexOf('=');
-    if (eq <= 0) throw new CliError(`invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`);
+    if (eq <= 0)
+      throw new CliError(`invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`);
     const k = f.slice(0, eq).trim().toLowerCase();
     (out[k] ??= []).push(f.slice(eq + 1));
   }

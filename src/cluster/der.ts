@@ -72,17 +72,20 @@ export function time(d: Date): Buffer {
 /** A Name of single-valued RDNs, in the order given: [['O', ...], ['OU', ...], ['CN', ...]]. */
 export function name(rdns: Array<[string, string]>): Buffer {
   const types: Record<string, string> = { CN: '2.5.4.3', O: '2.5.4.10', OU: '2.5.4.11' };
-  return seq(...rdns.map(([k, v]) => {
-    const t = types[k];
-    if (!t) throw new Error(`unsupported name attribute ${k}`);
-    return set(seq(oid(t), utf8(v)));
-  }));
+  return seq(
+    ...rdns.map(([k, v]) => {
+      const t = types[k];
+      if (!t) throw new Error(`unsupported name attribute ${k}`);
+      return set(seq(oid(t), utf8(v)));
+    }),
+  );
 }
 
 /** An IPv4 address as the 4 bytes of an iPAddress GeneralName. */
 export function ipv4Bytes(addr: string): Buffer {
   const p = addr.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`bad IPv4 address ${addr}`);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
+    throw new Error(`bad IPv4 address ${addr}`);
   return Buffer.from(p);
 }
 

@@ -53,7 +53,10 @@ export class EtcdMember {
   pid?: number;
   /** Supervision: while wanted, a member that exits is started again (a promoted node's first start fails until `member add` lands). */
   private watchdog?: NodeJS.Timeout;
-  constructor(readonly cfg: MemberConfig, private readonly log: Logger) {}
+  constructor(
+    readonly cfg: MemberConfig,
+    private readonly log: Logger,
+  ) {}
 
   get dataDir(): string {
     return join(this.cfg.dir, 'data');
@@ -111,22 +114,51 @@ export class EtcdMember {
     const key = join(c.certDir, 'node.key');
     const ca = join(c.certDir, 'ca.crt');
     const args = [
-      '--name', c.name,
-      '--data-dir', this.dataDir,
-      '--listen-client-urls', `${clientUrl(c.addr)},https://127.0.0.1:${CLIENT_PORT}`,
-      '--advertise-client-urls', clientUrl(c.addr),
-      '--listen-peer-urls', peerUrl(c.addr),
-      '--initial-advertise-peer-urls', peerUrl(c.addr),
-      '--initial-cluster', c.initialCluster,
-      '--initial-cluster-state', c.state,
-      '--initial-cluster-token', c.clusterToken,
-      '--cert-file', cert, '--key-file', key, '--trusted-ca-file', ca, '--client-cert-auth',
-      '--peer-cert-file', cert, '--peer-key-file', key, '--peer-trusted-ca-file', ca, '--peer-client-cert-auth',
+      '--name',
+      c.name,
+      '--data-dir',
+      this.dataDir,
+      '--listen-client-urls',
+      `${clientUrl(c.addr)},https://127.0.0.1:${CLIENT_PORT}`,
+      '--advertise-client-urls',
+      clientUrl(c.addr),
+      '--listen-peer-urls',
+      peerUrl(c.addr),
+      '--initial-advertise-peer-urls',
+      peerUrl(c.addr),
+      '--initial-cluster',
+      c.initialCluster,
+      '--initial-cluster-state',
+      c.state,
+      '--initial-cluster-token',
+      c.clusterToken,
+      '--cert-file',
+      cert,
+      '--key-file',
+      key,
+      '--trusted-ca-file',
+      ca,
+      '--client-cert-auth',
+      '--peer-cert-file',
+      cert,
+      '--peer-key-file',
+      key,
+      '--peer-trusted-ca-file',
+      ca,
+      '--peer-client-cert-auth',
       '--pre-vote=true',
-      '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '5m',
-      '--snapshot-count', '10000',
-      '--grpc-keepalive-min-time', '2s',
-      '--logger', 'zap', '--log-outputs', 'stderr',
+      '--auto-compaction-mode',
+      'periodic',
+      '--auto-compaction-retention',
+      '5m',
+      '--snapshot-count',
+      '10000',
+      '--grpc-keepalive-min-time',
+      '2s',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
     ];
     const log = openSync(join(c.dir, 'etcd.log'), 'a');
     const child = spawn('etcd', args, { stdio: ['ignore', log, log], detached: true });

@@ -44,7 +44,13 @@ function parseKeys(v: unknown): DataPathKey[] {
   if (!Array.isArray(v)) return [];
   const out: DataPathKey[] = [];
   for (const k of v as Array<Partial<DataPathKey>>) {
-    if (k && Number.isInteger(k.tag) && (k.tag as number) >= 0 && typeof k.key === 'string' && Buffer.from(k.key, 'base64').length === 16) {
+    if (
+      k &&
+      Number.isInteger(k.tag) &&
+      (k.tag as number) >= 0 &&
+      typeof k.key === 'string' &&
+      Buffer.from(k.key, 'base64').length === 16
+    ) {
       out.push({ tag: k.tag as number, key: k.key });
     }
   }
@@ -55,7 +61,12 @@ export function parseRotation(value: string | undefined): RotationRecord {
   if (!value) return { generation: 0, at: 0, reason: 'none', keys: [] };
   try {
     const r = JSON.parse(value) as Partial<RotationRecord>;
-    return { generation: Number(r.generation) || 0, at: Number(r.at) || 0, reason: String(r.reason ?? ''), keys: parseKeys(r.keys) };
+    return {
+      generation: Number(r.generation) || 0,
+      at: Number(r.at) || 0,
+      reason: String(r.reason ?? ''),
+      keys: parseKeys(r.keys),
+    };
   } catch {
     return { generation: 0, at: 0, reason: 'unreadable', keys: [] };
   }
@@ -76,7 +87,11 @@ export function rotateKeyring(keys: DataPathKey[], tag: number, fresh: Buffer = 
  * manager). With `ifOlderThanMs`, only when the last bump is that old (the
  * schedule: several managers check, one bumps). Returns the generation now in force.
  */
-export async function requestKeyRotation(store: Store, reason: string, opts: { ifOlderThanMs?: number; now?: number } = {}): Promise<number> {
+export async function requestKeyRotation(
+  store: Store,
+  reason: string,
+  opts: { ifOlderThanMs?: number; now?: number } = {},
+): Promise<number> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const kv = await store.get(ROTATION_KEY);
     const cur = parseRotation(kv?.value);
@@ -92,7 +107,8 @@ export async function requestKeyRotation(store: Store, reason: string, opts: { i
       return 0;
     }
     // A record from before the key ring (no keys) gets one at the next check.
-    if (opts.ifOlderThanMs !== undefined && now - cur.at < opts.ifOlderThanMs && cur.keys.length > 0) return cur.generation;
+    if (opts.ifOlderThanMs !== undefined && now - cur.at < opts.ifOlderThanMs && cur.keys.length > 0)
+      return cur.generation;
     const generation = cur.generation + 1;
     const next: RotationRecord = { generation, at: now, reason, keys: rotateKeyring(cur.keys, generation) };
     try {

@@ -12,10 +12,36 @@
  * signs its public key with a subject it chooses (the CSR's subject is
  * ignored).
  */
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  verify,
+  X509Certificate,
+  createPrivateKey,
+  type KeyObject,
+} from 'node:crypto';
 import type { NodeRole } from './membership.js';
 import {
-  bits, bool, children, explicit, fromPem, int, ipv4Bytes, name, namedBits, octets, oid, read, seq, time, tlv, toPem, uint,
+  bits,
+  bool,
+  children,
+  explicit,
+  fromPem,
+  int,
+  ipv4Bytes,
+  name,
+  namedBits,
+  octets,
+  oid,
+  read,
+  seq,
+  time,
+  tlv,
+  toPem,
+  uint,
 } from './der.js';
 
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
@@ -42,15 +68,27 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 }
 
 /** Builds and signs a certificate (v3, ECDSA with SHA-256). */
-function certificate(o: { issuer: Buffer; subject: Buffer; spki: Buffer; days: number; extensions: Buffer[]; signer: KeyObject }): string {
+function certificate(o: {
+  issuer: Buffer;
+  subject: Buffer;
+  spki: Buffer;
+  days: number;
+  extensions: Buffer[];
+  signer: KeyObject;
+}): string {
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;
   const now = Date.now();
   const tbs = seq(
-    explicit(0, int(2)), uint(serial), ECDSA_SHA256, o.issuer,
+    explicit(0, int(2)),
+    uint(serial),
+    ECDSA_SHA256,
+    o.issuer,
     // A minute back: another host's clock (or a rounding to the second) must not make it "not yet valid".
     seq(time(new Date(now - 60_000)), time(new Date(now + o.days * DAY))),
-    o.subject, o.spki, explicit(3, seq(...o.extensions)),
+    o.subject,
+    o.spki,
+    explicit(3, seq(...o.extensions)),
   );
   const sig = sign('sha256', tbs, { key: o.signer, dsaEncoding: 'der' });
   return toPem('CERTIFICATE', seq(tbs, ECDSA_SHA256, bits(sig)));
@@ -61,7 +99,11 @@ export async function createCA(): Promise<KeyPair> {
   const k = newKey();
   const subject = name([['CN', 'swarm-ca']]);
   const cert = certificate({
-    issuer: subject, subject, spki: k.spki, days: 7300, signer: k.privateKey,
+    issuer: subject,
+    subject,
+    spki: k.spki,
+    days: 7300,
+    signer: k.privateKey,
     extensions: [
       extension('2.5.29.19', true, seq(bool(true))), // basicConstraints CA:TRUE
       extension('2.5.29.15', true, namedBits([5, 6])), // keyCertSign, cRLSign
@@ -92,8 +134,10 @@ export function csrPublicKey(csrPem: string): Buffer {
     if (!alg.raw.equals(ECDSA_SHA256)) throw new Error('algorithm');
     spki = children(info)[2]!.raw;
     const pub = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-    if (pub.asymmetricKeyType !== 'ec' || pub.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error('key type');
-    if (!verify('sha256', info.raw, { key: pub, dsaEncoding: 'der' }, sig.body.subarray(1))) throw new Error('signature');
+    if (pub.asymmetricKeyType !== 'ec' || pub.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new Error('key type');
+    if (!verify('sha256', info.raw, { key: pub, dsaEncoding: 'der' }, sig.body.subarray(1)))
+      throw new Error('signature');
   } catch (e) {
     throw new Error(`invalid certificate request (${(e as Error).message})`);
   }
@@ -105,21 +149,40 @@ export function ouOf(role: NodeRole): string {
 }
 
 /** Signs a CSR as the node certificate of `nodeId` (90 days, as swarmkit's default). */
-export async function signNodeCert(ca: KeyPair, csr: string, subject: { nodeId: string; role: NodeRole; clusterId: string; addr: string }): Promise<string> {
-  if (!/^[a-z0-9]{25}$/.test(subject.nodeId) || !/^[a-z0-9]{25}$/.test(subject.clusterId)) throw new Error('bad certificate subject');
+export async function signNodeCert(
+  ca: KeyPair,
+  csr: string,
+  subject: { nodeId: string; role: NodeRole; clusterId: string; addr: string },
+): Promise<string> {
+  if (!/^[a-z0-9]{25}$/.test(subject.nodeId) || !/^[a-z0-9]{25}$/.test(subject.clusterId))
+    throw new Error('bad certificate subject');
   if (!/^[0-9.]+$/.test(subject.addr)) throw new Error(`bad node address ${subject.addr}`);
   const spki = csrPublicKey(csr);
   const caCert = new X509Certificate(ca.cert);
   const caSpki = caCert.publicKey.export({ type: 'spki', format: 'der' });
   return certificate({
     issuer: subjectDer(caCert.raw),
-    subject: name([['O', subject.clusterId], ['OU', ouOf(subject.role)], ['CN', subject.nodeId]]),
-    spki, days: 90, signer: createPrivateKey(ca.key),
+    subject: name([
+      ['O', subject.clusterId],
+      ['OU', ouOf(subject.role)],
+      ['CN', subject.nodeId],
+    ]),
+    spki,
+    days: 90,
+    signer: createPrivateKey(ca.key),
     extensions: [
       extension('2.5.29.19', true, seq()), // basicConstraints CA:FALSE (the default, so empty)
       extension('2.5.29.15', true, namedBits([0, 2])), // digitalSignature, keyEncipherment
       extension('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'), oid('1.3.6.1.5.5.7.3.2'))), // serverAuth, clientAuth
-      extension('2.5.29.17', false, seq(tlv(0x87, ipv4Bytes(subject.addr)), tlv(0x87, ipv4Bytes('127.0.0.1')), tlv(0x82, Buffer.from(subject.nodeId)))),
+      extension(
+        '2.5.29.17',
+        false,
+        seq(
+          tlv(0x87, ipv4Bytes(subject.addr)),
+          tlv(0x87, ipv4Bytes('127.0.0.1')),
+          tlv(0x82, Buffer.from(subject.nodeId)),
+        ),
+      ),
       extension('2.5.29.35', false, seq(tlv(0x80, keyId(caSpki)))), // authorityKeyIdentifier
     ],
   });
@@ -129,7 +192,9 @@ export async function signNodeCert(ca: KeyPair, csr: string, subject: { nodeId: 
 export function caDigest(caPem: string): string {
   const der = new X509Certificate(caPem).raw;
   const hex = createHash('sha256').update(der).digest('hex');
-  return BigInt('0x' + hex).toString(36).padStart(50, '0');
+  return BigInt('0x' + hex)
+    .toString(36)
+    .padStart(50, '0');
 }
 
 /** The certificate's subject fields, for checks and `node inspect`. */

@@ -5,35 +5,54 @@
  * CoveError to `{"message": ...}` with its status; messages use Docker's wording.
  */
 export class CoveError extends Error {
-  constructor(message: string, readonly status: number) {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
     super(message);
     this.name = new.target.name;
   }
 }
 export class InvalidParameter extends CoveError {
-  constructor(message: string) { super(message, 400); }
+  constructor(message: string) {
+    super(message, 400);
+  }
 }
 export class Forbidden extends CoveError {
-  constructor(message: string) { super(message, 403); }
+  constructor(message: string) {
+    super(message, 403);
+  }
 }
 export class NotFound extends CoveError {
-  constructor(message: string) { super(message, 404); }
+  constructor(message: string) {
+    super(message, 404);
+  }
 }
 export class Conflict extends CoveError {
-  constructor(message: string) { super(message, 409); }
+  constructor(message: string) {
+    super(message, 409);
+  }
 }
 /** 304: start of a running container, stop of a stopped one. */
 export class NotModified extends CoveError {
-  constructor(message = 'not modified') { super(message, 304); }
+  constructor(message = 'not modified') {
+    super(message, 304);
+  }
 }
 export class Unavailable extends CoveError {
-  constructor(message: string) { super(message, 503); }
+  constructor(message: string) {
+    super(message, 503);
+  }
 }
 export class NotImplemented extends CoveError {
-  constructor(message: string) { super(message, 501); }
+  constructor(message: string) {
+    super(message, 501);
+  }
 }
 export class SystemError extends CoveError {
-  constructor(message: string) { super(message, 500); }
+  constructor(message: string) {
+    super(message, 500);
+  }
 }
 
 export function statusOf(err: unknown): number {

@@ -23,7 +23,13 @@ export class EventBus {
     this.emitter.setMaxListeners(0);
   }
 
-  publish(type: DockerEvent['Type'], action: string, id: string, attributes: Record<string, string> = {}, scope: 'local' | 'swarm' = 'local'): void {
+  publish(
+    type: DockerEvent['Type'],
+    action: string,
+    id: string,
+    attributes: Record<string, string> = {},
+    scope: 'local' | 'swarm' = 'local',
+  ): void {
     const nowNs = BigInt(Date.now()) * 1_000_000n;
     const ev: DockerEvent = {
       Type: type,

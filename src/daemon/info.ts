@@ -33,7 +33,9 @@ export interface VersionComponent {
 function versionOutput(prog: string): Promise<string | undefined> {
   return new Promise((resolve) => {
     try {
-      execFile(prog, ['--version'], { timeout: 2000, maxBuffer: 64 * 1024 }, (err, stdout) => resolve(err ? undefined : stdout));
+      execFile(prog, ['--version'], { timeout: 2000, maxBuffer: 64 * 1024 }, (err, stdout) =>
+        resolve(err ? undefined : stdout),
+      );
     } catch {
       resolve(undefined);
     }
@@ -57,17 +59,34 @@ const field = (text: string, re: RegExp): string | undefined => re.exec(text)?.[
  * store). A program that is missing is left out, as Docker leaves out what it
  * does not run.
  */
-export async function probeComponents(runtimePath: string, conmon = 'conmon', etcd = 'etcd'): Promise<VersionComponent[]> {
+export async function probeComponents(
+  runtimePath: string,
+  conmon = 'conmon',
+  etcd = 'etcd',
+): Promise<VersionComponent[]> {
   const [rt, cm, ed] = await Promise.all([versionOutput(runtimePath), versionOutput(conmon), versionOutput(etcd)]);
   const out: VersionComponent[] = [];
   if (rt) {
     // runc: "runc version 1.1.5+ds1\ncommit: ..."; crun: "crun version 1.8.1\ncommit: ..."
-    out.push({ Name: basename(runtimePath), Version: field(rt, /version\s+(\S+)/) ?? '', Details: { GitCommit: field(rt, /^commit:\s*(.*)$/m) ?? '' } });
+    out.push({
+      Name: basename(runtimePath),
+      Version: field(rt, /version\s+(\S+)/) ?? '',
+      Details: { GitCommit: field(rt, /^commit:\s*(.*)$/m) ?? '' },
+    });
   }
-  if (cm) out.push({ Name: 'conmon', Version: field(cm, /version\s+(\S+)/) ?? '', Details: { GitCommit: field(cm, /^commit:\s*(.*)$/m) ?? '' } });
+  if (cm)
+    out.push({
+      Name: 'conmon',
+      Version: field(cm, /version\s+(\S+)/) ?? '',
+      Details: { GitCommit: field(cm, /^commit:\s*(.*)$/m) ?? '' },
+    });
   if (ed) {
     const sha = field(ed, /^Git SHA:\s*(.*)$/m) ?? '';
-    out.push({ Name: 'etcd', Version: field(ed, /^etcd Version:\s*(\S+)/m) ?? '', Details: { GitCommit: /^[0-9a-f]{6,}$/.test(sha) ? sha : '' } });
+    out.push({
+      Name: 'etcd',
+      Version: field(ed, /^etcd Version:\s*(\S+)/m) ?? '',
+      Details: { GitCommit: /^[0-9a-f]{6,}$/.test(sha) ? sha : '' },
+    });
   }
   return out;
 }
@@ -85,8 +104,15 @@ export function versionInfo(components: VersionComponent[] = []): Record<string,
         Name: 'Engine',
         Version: COVE_VERSION,
         Details: {
-          ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: gitCommit, GoVersion: goVersion,
-          Os: 'linux', Arch: goArch, KernelVersion: release(), Experimental: 'false', BuildTime: BUILD_TIME,
+          ApiVersion: API_VERSION,
+          MinAPIVersion: MIN_API_VERSION,
+          GitCommit: gitCommit,
+          GoVersion: goVersion,
+          Os: 'linux',
+          Arch: goArch,
+          KernelVersion: release(),
+          Experimental: 'false',
+          BuildTime: BUILD_TIME,
         },
       },
       ...components,
@@ -105,7 +131,10 @@ export function versionInfo(components: VersionComponent[] = []): Record<string,
 }
 
 /** GET /info: the fields the docker CLI and dockerode read. */
-export async function systemInfo(config: DaemonConfig, svc: { networks: NetworkService; containers: ContainerService; images: ImageService }): Promise<Record<string, unknown>> {
+export async function systemInfo(
+  config: DaemonConfig,
+  svc: { networks: NetworkService; containers: ContainerService; images: ImageService },
+): Promise<Record<string, unknown>> {
   const [all, images] = await Promise.all([svc.containers.list({ all: true }), svc.images.list()]);
   const running = all.filter((c) => c.State === 'running').length;
   const paused = all.filter((c) => c.State === 'paused').length;
@@ -118,7 +147,12 @@ export async function systemInfo(config: DaemonConfig, svc: { networks: NetworkS
     Images: images.length,
     Driver: 'overlay2',
     DriverStatus: [['Backing Filesystem', 'overlayfs']],
-    Plugins: { Volume: [], Network: ['bridge', 'host', 'macvlan', 'null'], Authorization: null, Log: ['json-file', 'local', 'none'] },
+    Plugins: {
+      Volume: [],
+      Network: ['bridge', 'host', 'macvlan', 'null'],
+      Authorization: null,
+      Log: ['json-file', 'local', 'none'],
+    },
     MemoryLimit: false,
     SwapLimit: false,
     KernelMemory: false,
@@ -149,8 +183,18 @@ export async function systemInfo(config: DaemonConfig, svc: { networks: NetworkS
     RegistryConfig: {
       InsecureRegistryCIDRs: ['127.0.0.0/8', ...(config.insecureRegistries ?? []).filter((r) => r.includes('/'))],
       IndexConfigs: Object.fromEntries([
-        ['docker.io', { Name: 'docker.io', Mirrors: (config.registryMirrors ?? []).map((m) => (m.endsWith('/') ? m : m + '/')), Secure: true, Official: true }],
-        ...(config.insecureRegistries ?? []).filter((r) => !r.includes('/')).map((r) => [r, { Name: r, Mirrors: [], Secure: false, Official: false }]),
+        [
+          'docker.io',
+          {
+            Name: 'docker.io',
+            Mirrors: (config.registryMirrors ?? []).map((m) => (m.endsWith('/') ? m : m + '/')),
+            Secure: true,
+            Official: true,
+          },
+        ],
+        ...(config.insecureRegistries ?? [])
+          .filter((r) => !r.includes('/'))
+          .map((r) => [r, { Name: r, Mirrors: [], Secure: false, Official: false }]),
       ]),
       Mirrors: (config.registryMirrors ?? []).map((m) => (m.endsWith('/') ? m : m + '/')),
     },
@@ -167,7 +211,14 @@ export async function systemInfo(config: DaemonConfig, svc: { networks: NetworkS
     ServerVersion: COVE_VERSION,
     Runtimes: { runc: { path: config.runtime } },
     DefaultRuntime: 'runc',
-    Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+    Swarm: {
+      NodeID: '',
+      NodeAddr: '',
+      LocalNodeState: 'inactive',
+      ControlAvailable: false,
+      Error: '',
+      RemoteManagers: null,
+    },
     LiveRestoreEnabled: true,
     Isolation: '',
     InitBinary: '',

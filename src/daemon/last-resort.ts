@@ -24,7 +24,11 @@ const STORM_LIMIT = 100;
 export function isContained(err: unknown): boolean {
   const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
   if (!stack) return false;
-  const frames = stack.split('\n').slice(1).map((l) => l.trim()).filter((l) => l.startsWith('at '));
+  const frames = stack
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('at '));
   // Frames of Cove's own code (dist/src/... or src/...); node:internal and node_modules frames are not ours.
   const ours = frames.filter((f) => /\/(dist\/)?src\//.test(f) && !f.includes('node_modules'));
   return ours.every((f) => EDGE_MODULES.some((m) => m.test(f)));
@@ -45,13 +49,23 @@ export function installLastResort(log: Logger, exit: (code: number) => void = (c
     if (isContained(err) && recent.length < STORM_LIMIT) {
       contained++;
       recent.push(now);
-      log.error(detail, `LAST RESORT: ${kind} in request/message handling, contained (the daemon goes on; this is a bug, please report it)`);
+      log.error(
+        detail,
+        `LAST RESORT: ${kind} in request/message handling, contained (the daemon goes on; this is a bug, please report it)`,
+      );
       return;
     }
-    log.fatal(detail, `LAST RESORT: ${kind} outside a contained edge; exiting so a restart rebuilds the state from the store`);
+    log.fatal(
+      detail,
+      `LAST RESORT: ${kind} outside a contained edge; exiting so a restart rebuilds the state from the store`,
+    );
     exit(70);
   };
   process.on('uncaughtException', (err) => handle('uncaughtException', err));
   process.on('unhandledRejection', (reason) => handle('unhandledRejection', reason));
-  return { get contained() { return contained; } };
+  return {
+    get contained() {
+      return contained;
+    },
+  };
 }

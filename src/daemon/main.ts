@@ -53,20 +53,55 @@ export function parseFlags(argv: string[]): DaemonConfig {
     .option('--data-root <dir>', 'root directory of persistent state', '/var/lib/cove')
     .option('--exec-root <dir>', 'root directory of execution state', '/run/cove')
     .option('-p, --pidfile <file>', 'path of the daemon PID file')
-    .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
+    .addOption(
+      new Option('-l, --log-level <level>', 'log level')
+        .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
+        .default('info'),
+    )
     .option('--dns <ip>', 'DNS server for containers', collect, [] as string[])
-    .option('--default-address-pool <spec>', 'default address pool: base=CIDR,size=N', parsePool, [] as Array<{ base: string; size: number }>)
+    .option(
+      '--default-address-pool <spec>',
+      'default address pool: base=CIDR,size=N',
+      parsePool,
+      [] as Array<{ base: string; size: number }>,
+    )
     .option('--bridge-name <name>', 'Linux bridge of the default network', 'cove0')
     .option('--runtime <path>', 'OCI runtime binary', '')
-    .option('--plugin-dir <dir>', 'where network plugins are found (repeatable; default Docker\'s)', collect, [] as string[])
+    .option(
+      '--plugin-dir <dir>',
+      "where network plugins are found (repeatable; default Docker's)",
+      collect,
+      [] as string[],
+    )
     .option('--plugin-timeout <seconds>', 'deadline of one call to a plugin', '30')
     .option('--registry-mirror <url>', 'preferred registry mirror for docker.io (repeatable)', collect, [] as string[])
-    .option('--insecure-registry <host>', 'registry (host[:port] or CIDR) allowed without verified TLS (repeatable)', collect, [] as string[])
+    .option(
+      '--insecure-registry <host>',
+      'registry (host[:port] or CIDR) allowed without verified TLS (repeatable)',
+      collect,
+      [] as string[],
+    )
     .option('--registry-certs-dir <dir>', 'per-registry CA certificates: DIR/<host:port>/*.crt', '/etc/docker/certs.d')
     .option('--registry-timeout <seconds>', 'deadline for a registry to answer or keep sending', '30')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ host: string[]; dataRoot: string; execRoot: string; pidfile?: string; logLevel: string; dns: string[]; defaultAddressPool: Array<{ base: string; size: number }>; bridgeName: string; runtime: string; pluginDir: string[]; pluginTimeout: string; registryMirror: string[]; insecureRegistry: string[]; registryCertsDir: string; registryTimeout: string }>();
+  const o = cmd.opts<{
+    host: string[];
+    dataRoot: string;
+    execRoot: string;
+    pidfile?: string;
+    logLevel: string;
+    dns: string[];
+    defaultAddressPool: Array<{ base: string; size: number }>;
+    bridgeName: string;
+    runtime: string;
+    pluginDir: string[];
+    pluginTimeout: string;
+    registryMirror: string[];
+    insecureRegistry: string[];
+    registryCertsDir: string;
+    registryTimeout: string;
+  }>();
   for (const m of o.registryMirror) parseMirror(m);
   const host = o.host[0] ?? `unix://${join(o.execRoot, 'cove.sock')}`;
   if (!host.startsWith('unix://')) throw new Error(`unsupported host ${host}: only unix:// sockets are served`);
@@ -170,11 +205,21 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   const images = new ImageStore({ config, store, log: log.child({ module: 'images' }) });
   const volumes = new VolumeStore({ dataRoot: config.dataRoot, store, events, log: log.child({ module: 'volumes' }) });
   const distribution = new Distribution(images, {
-    mirrors: config.registryMirrors ?? [], insecure: config.insecureRegistries ?? [],
-    certsDir: config.registryCertsDir ?? '/etc/docker/certs.d', timeoutMs: config.registryTimeoutMs ?? 30_000,
+    mirrors: config.registryMirrors ?? [],
+    insecure: config.insecureRegistries ?? [],
+    certsDir: config.registryCertsDir ?? '/etc/docker/certs.d',
+    timeoutMs: config.registryTimeoutMs ?? 30_000,
     log: log.child({ module: 'distribution' }),
   });
-  const containers = new ContainerManager({ config, store, images, networks, events, volumes, log: log.child({ module: 'containers' }) });
+  const containers = new ContainerManager({
+    config,
+    store,
+    images,
+    networks,
+    events,
+    volumes,
+    log: log.child({ module: 'containers' }),
+  });
 
   // Reconcile: predefined networks and drivers first, then adopt surviving
   // containers, then drop every sandbox whose container is gone.
@@ -188,10 +233,23 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   log.info({ ms: Math.round(performance.now() - t0), running: live.size }, 'state restored');
 
   // Swarm services: idle until the swarm layer attaches a Membership (swarm init/join).
-  const services = new SwarmServices({ containers, images, distribution, networks, events, log: log.child({ module: 'services' }), execRoot: config.execRoot });
+  const services = new SwarmServices({
+    containers,
+    images,
+    distribution,
+    networks,
+    events,
+    log: log.child({ module: 'services' }),
+    execRoot: config.execRoot,
+  });
   // Swarm: resumes the cluster this node belongs to (and re-adopts its etcd
   // member) in the background; the API answers meanwhile.
-  const swarm = new SwarmController({ config, log: log.child({ module: 'swarm' }), clusterAware: () => [networks, services], engineVersion: COVE_VERSION });
+  const swarm = new SwarmController({
+    config,
+    log: log.child({ module: 'swarm' }),
+    clusterAware: () => [networks, services],
+    engineVersion: COVE_VERSION,
+  });
   void swarm.restore();
 
   const engine: Engine = {
@@ -215,7 +273,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     server.listen(config.socketPath, () => resolve());
   });
   chmodSync(config.socketPath, 0o660);
-  log.info({ socket: config.socketPath, dataRoot: config.dataRoot, execRoot: config.execRoot, runtime: config.runtime }, 'API listening');
+  log.info(
+    { socket: config.socketPath, dataRoot: config.dataRoot, execRoot: config.execRoot, runtime: config.runtime },
+    'API listening',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>

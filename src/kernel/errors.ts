@@ -40,7 +40,11 @@ export function kernelErrorCode(output: string): KernelErrorCode {
 export class KernelError extends SystemError {
   readonly code: KernelErrorCode;
 
-  constructor(readonly command: string, readonly output: string, code?: KernelErrorCode) {
+  constructor(
+    readonly command: string,
+    readonly output: string,
+    code?: KernelErrorCode,
+  ) {
     super(`${command}: ${output.trim() || 'failed'}`);
     this.code = code ?? kernelErrorCode(output);
   }

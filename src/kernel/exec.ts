@@ -11,7 +11,8 @@ export interface ToolResult {
 /** argv to run `argv` inside the netns at `netnsPath` (null = this process's netns). */
 export function inNetns(netnsPath: string | null | undefined, argv: string[]): string[] {
   if (netnsPath === null || netnsPath === undefined) return argv;
-  if (!netnsPath.startsWith('/') || /[\0\n]/.test(netnsPath)) throw new KernelError('nsenter', `netns path must be absolute: ${netnsPath}`);
+  if (!netnsPath.startsWith('/') || /[\0\n]/.test(netnsPath))
+    throw new KernelError('nsenter', `netns path must be absolute: ${netnsPath}`);
   return ['nsenter', `--net=${netnsPath}`, '--', ...argv];
 }
 
@@ -33,7 +34,9 @@ export function spawnPiped(argv: string[]): ChildProcessWithoutNullStreams {
   }
   if (!child.stdin || !child.stdout || !child.stderr) {
     let why = 'could not start (no file descriptors left?)';
-    child.on('error', (e) => { why = e.message; });
+    child.on('error', (e) => {
+      why = e.message;
+    });
     throw new KernelError(argv.join(' '), why);
   }
   return child;
@@ -48,9 +51,15 @@ export function runTool(argv: string[], input?: string): Promise<ToolResult> {
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('close', (code, signal) => {
-      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolve({
+        code: code ?? (signal ? 128 : 1),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
-    child.stdin.on('error', () => { /* reported through exit code */ });
+    child.stdin.on('error', () => {
+      /* reported through exit code */
+    });
     child.stdin.end(input ?? '');
   });
 }

@@ -18,7 +18,8 @@ import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
 
 function checkCommands(commands: string[]): void {
   for (const c of commands) {
-    if (c.trim() === '' || /[\n\r\0]/.test(c)) throw new KernelError('ip -batch', `invalid command ${JSON.stringify(c)}`);
+    if (c.trim() === '' || /[\n\r\0]/.test(c))
+      throw new KernelError('ip -batch', `invalid command ${JSON.stringify(c)}`);
   }
 }
 
@@ -43,7 +44,10 @@ export class IpBatch {
   private closed = false;
 
   /** `tool`: ip, or bridge (fdb entries): both speak the same -batch protocol. */
-  constructor(readonly netnsPath: string | null, readonly tool: 'ip' | 'bridge' = 'ip') {}
+  constructor(
+    readonly netnsPath: string | null,
+    readonly tool: 'ip' | 'bridge' = 'ip',
+  ) {}
 
   private start(): ChildProcessWithoutNullStreams {
     // sh merges stderr into stdout so error messages and "Command failed" lines stay in order.
@@ -56,7 +60,9 @@ export class IpBatch {
     this.messages = [];
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => this.onData(s));
-    child.stdin.on('error', () => { /* exit handler reports */ });
+    child.stdin.on('error', () => {
+      /* exit handler reports */
+    });
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
     return child;
   }
@@ -88,7 +94,12 @@ export class IpBatch {
     }
   }
 
-  private onExit(child: ChildProcessWithoutNullStreams, code: number | null, signal: NodeJS.Signals | null, errMsg?: string): void {
+  private onExit(
+    child: ChildProcessWithoutNullStreams,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    errMsg?: string,
+  ): void {
     if (this.child !== child) return;
     this.child = undefined;
     const msgs = [...this.messages, this.buf].filter((x) => x.trim() !== '').join('; ');
@@ -97,7 +108,12 @@ export class IpBatch {
     for (const r of runs) {
       const t = this.tool;
       const what = r.commands.length === 1 ? `${t} ${r.commands[0]}` : `${t} -batch [${r.commands.join(' | ')}]`;
-      r.reject(new KernelError(what, `${msgs || errMsg || `${t} exited`} (${t} ${signal ? `killed by ${signal}` : `exited ${code}`}; later commands of this group may not have run)`));
+      r.reject(
+        new KernelError(
+          what,
+          `${msgs || errMsg || `${t} exited`} (${t} ${signal ? `killed by ${signal}` : `exited ${code}`}; later commands of this group may not have run)`,
+        ),
+      );
     }
   }
 
@@ -133,7 +149,13 @@ export class IpBatch {
 
 function failureError(failures: Array<{ command: string; message: string }>, tool = 'ip'): KernelError {
   const first = failures[0]!;
-  const more = failures.length > 1 ? ` (+${failures.length - 1} more: ${failures.slice(1).map((f) => `${tool} ${f.command}: ${f.message}`).join('; ')})` : '';
+  const more =
+    failures.length > 1
+      ? ` (+${failures.length - 1} more: ${failures
+          .slice(1)
+          .map((f) => `${tool} ${f.command}: ${f.message}`)
+          .join('; ')})`
+      : '';
   // The code is the first failure's: later ones are context, not the cause the caller reacts to.
   return new KernelError(`${tool} ${first.command}`, first.message + more, kernelErrorCode(first.message));
 }

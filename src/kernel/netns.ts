@@ -14,7 +14,8 @@ const SYSCTL_VALUE = /^[A-Za-z0-9_ .:/-]{1,100}$/;
 
 /** 'net.ipv6.conf.all.disable_ipv6' -> /proc/sys/net/ipv6/conf/all/disable_ipv6 (so interface names with dots are not supported). */
 export function sysctlPath(key: string): string {
-  if (!SYSCTL_KEY.test(key) || key.includes('..')) throw new KernelError('sysctl', `invalid key ${JSON.stringify(key)}`);
+  if (!SYSCTL_KEY.test(key) || key.includes('..'))
+    throw new KernelError('sysctl', `invalid key ${JSON.stringify(key)}`);
   if (!key.startsWith('net.')) throw new KernelError('sysctl', `only net.* keys are per namespace: ${key}`);
   return '/proc/sys/' + key.split('.').join('/');
 }
@@ -54,8 +55,16 @@ export async function createNetns(path: string, opts: CreateNetnsOptions = {}): 
   try {
     wrap(`create netns ${path}`, () => addon().createNetns(path, pairs));
   } catch (e) {
-    try { addon().unmountNetns(path); } catch { /* not mounted */ }
-    try { unlinkSync(path); } catch { /* gone */ }
+    try {
+      addon().unmountNetns(path);
+    } catch {
+      /* not mounted */
+    }
+    try {
+      unlinkSync(path);
+    } catch {
+      /* gone */
+    }
     throw e;
   }
 }
@@ -82,7 +91,8 @@ export function isNetns(path: string): boolean {
 }
 
 function checkIpPort(ip: string, port: number): void {
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip) || ip.split('.').some((o) => Number(o) > 255)) throw new KernelError('socket', `invalid IPv4 address ${ip}`);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip) || ip.split('.').some((o) => Number(o) > 255))
+    throw new KernelError('socket', `invalid IPv4 address ${ip}`);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new KernelError('socket', `invalid port ${port}`);
 }
 

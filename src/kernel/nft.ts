@@ -75,7 +75,9 @@ export class NftSession {
     this.buf = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => this.onData(s));
-    child.stdin.on('error', () => { /* exit handler reports */ });
+    child.stdin.on('error', () => {
+      /* exit handler reports */
+    });
     child.on('exit', (code) => this.onExit(child, `nft -i exited ${code}`));
     return child;
   }
@@ -98,7 +100,13 @@ export class NftSession {
         this.lastError = undefined;
         if (l === tx.fence) {
           this.pending.shift();
-          if (tx.errors.length) tx.reject(new KernelError(`nft ${tx.errors[0]!.split(' :: ')[0]}`, tx.errors.map((e) => e.split(' :: ')[1]).join('; ')));
+          if (tx.errors.length)
+            tx.reject(
+              new KernelError(
+                `nft ${tx.errors[0]!.split(' :: ')[0]}`,
+                tx.errors.map((e) => e.split(' :: ')[1]).join('; '),
+              ),
+            );
           else tx.resolve(tx.output.join('\n'));
         } else {
           tx.errors.push(`${l} :: ${err}`);
@@ -122,7 +130,8 @@ export class NftSession {
   run(lines: string[]): Promise<string> {
     if (this.closed) return Promise.reject(new KernelError('nft -i', 'closed'));
     for (const l of lines) {
-      if (/[\n\r\0]/.test(l) || l.trim() === '' || /^fence /.test(l)) return Promise.reject(new KernelError('nft -i', `invalid line ${JSON.stringify(l)}`));
+      if (/[\n\r\0]/.test(l) || l.trim() === '' || /^fence /.test(l))
+        return Promise.reject(new KernelError('nft -i', `invalid line ${JSON.stringify(l)}`));
     }
     if (lines.length === 0) return Promise.resolve('');
     let child: ChildProcessWithoutNullStreams;

@@ -17,7 +17,18 @@ import { IpBatch, ipBatchOnce, ipJson } from './ip.js';
 import { createNetns, deleteNetns, DISABLE_IPV6, writeSysctls } from './netns.js';
 import { configureInNetns, type NetnsOp } from './rtnl.js';
 import { renderXfrm, type XfrmOp } from './xfrm.js';
-import { ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, cidr, port as checkPort, isIPv4, ipv6, parentIfName } from './validate.js';
+import {
+  ifName,
+  ipv4,
+  mac as checkMac,
+  mtu as checkMtu,
+  netnsPath as checkNetnsPath,
+  cidr,
+  port as checkPort,
+  isIPv4,
+  ipv6,
+  parentIfName,
+} from './validate.js';
 
 export type KernelOp =
   /** A Linux bridge (down until `link-set up`). */
@@ -34,9 +45,28 @@ export type KernelOp =
    * and `peer`, born in `peerNetns` with `peerMac` (never moved: a move costs
    * 16-24 ms). Without `peerNetns` both ends stay here.
    */
-  | { kind: 'veth-add'; name: string; netns?: string; master?: string; peer: string; peerNetns?: string; peerMac?: string; mtu?: number }
+  | {
+      kind: 'veth-add';
+      name: string;
+      netns?: string;
+      master?: string;
+      peer: string;
+      peerNetns?: string;
+      peerMac?: string;
+      mtu?: number;
+    }
   /** A macvlan/ipvlan sub-interface of `parent`, born in `netns` (a sandbox) when given. */
-  | { kind: 'subif-add'; type: 'macvlan' | 'ipvlan'; parent: string; name: string; netns?: string; mac?: string; mtu?: number; mode: string; flag?: string }
+  | {
+      kind: 'subif-add';
+      type: 'macvlan' | 'ipvlan';
+      parent: string;
+      name: string;
+      netns?: string;
+      mac?: string;
+      mtu?: number;
+      mode: string;
+      flag?: string;
+    }
   /**
    * Link attributes in one request. `up: false` = down; `nomaster` takes it off
    * its bridge; `group` moves it to an interface group (see link-del-group);
@@ -44,9 +74,18 @@ export type KernelOp =
    * there; `rename` gives it a new name.
    */
   | {
-    kind: 'link-set'; name: string; up?: boolean; mtu?: number; address?: string; master?: string; nomaster?: boolean;
-    group?: number; netns?: string; rename?: string; hairpin?: boolean;
-  }
+      kind: 'link-set';
+      name: string;
+      up?: boolean;
+      mtu?: number;
+      address?: string;
+      master?: string;
+      nomaster?: boolean;
+      group?: number;
+      netns?: string;
+      rename?: string;
+      hairpin?: boolean;
+    }
   | { kind: 'link-del'; name: string }
   /** Every link of an interface group (one kernel wait for all of them). */
   | { kind: 'link-del-group'; group: number }
@@ -85,7 +124,8 @@ export function render(op: KernelOp): Rendered {
     case 'bridge-add':
       return { tool: 'ip', line: `link add ${ifName(op.name)}${op.mtu ? ` mtu ${checkMtu(op.mtu)}` : ''} type bridge` };
     case 'vxlan-add': {
-      if (!Number.isInteger(op.vni) || op.vni < 1 || op.vni > 0xffffff) throw new KernelError('vxlan', `invalid VNI ${op.vni}`);
+      if (!Number.isInteger(op.vni) || op.vni < 1 || op.vni > 0xffffff)
+        throw new KernelError('vxlan', `invalid VNI ${op.vni}`);
       const ns = op.netns ? ` netns ${checkNetnsPath(op.netns)}` : '';
       const mtu = op.mtu ? ` mtu ${checkMtu(op.mtu)}` : '';
       return {
@@ -100,11 +140,15 @@ export function render(op: KernelOp): Rendered {
       const peerNs = op.peerNetns ? ` netns ${checkNetnsPath(op.peerNetns)}` : '';
       const peerMac = op.peerMac ? ` address ${checkMac(op.peerMac)}` : '';
       const peerMtu = op.peerNetns || op.peerMac ? mtu : '';
-      return { tool: 'ip', line: `link add ${ifName(op.name)}${ns}${mtu}${master} type veth peer name ${ifName(op.peer)}${peerNs}${peerMac}${peerMtu}` };
+      return {
+        tool: 'ip',
+        line: `link add ${ifName(op.name)}${ns}${mtu}${master} type veth peer name ${ifName(op.peer)}${peerNs}${peerMac}${peerMtu}`,
+      };
     }
     case 'subif-add': {
       const word = /^[a-z0-9]{1,12}$/;
-      if (!word.test(op.mode) || (op.flag !== undefined && !word.test(op.flag))) throw new KernelError(op.type, `invalid mode ${JSON.stringify(op.mode)} ${JSON.stringify(op.flag ?? '')}`);
+      if (!word.test(op.mode) || (op.flag !== undefined && !word.test(op.flag)))
+        throw new KernelError(op.type, `invalid mode ${JSON.stringify(op.mode)} ${JSON.stringify(op.flag ?? '')}`);
       const ns = op.netns ? ` netns ${checkNetnsPath(op.netns)}` : '';
       const addr = op.mac ? ` address ${checkMac(op.mac)}` : '';
       const mtu = op.mtu ? ` mtu ${checkMtu(op.mtu)}` : '';
@@ -133,7 +177,10 @@ export function render(op: KernelOp): Rendered {
       return { tool: 'ip', line: `link del group ${group(op.group)}` };
     case 'addr': {
       const c = cidr(op.cidr, 'address');
-      return { tool: 'ip', line: `addr replace ${c.address}/${c.prefix} dev ${ifName(op.dev)}${op.nodad ? ' nodad' : ''}` };
+      return {
+        tool: 'ip',
+        line: `addr replace ${c.address}/${c.prefix} dev ${ifName(op.dev)}${op.nodad ? ' nodad' : ''}`,
+      };
     }
     case 'addr-del': {
       const c = cidr(op.cidr, 'address');
@@ -147,11 +194,20 @@ export function render(op: KernelOp): Rendered {
       return { tool: 'ip', line: `route replace ${d.address}/${d.prefix}${via} dev ${ifName(op.dev)}` };
     }
     case 'fdb-add':
-      return { tool: 'bridge', line: `fdb replace ${checkMac(op.mac)} dev ${ifName(op.dev)} dst ${ip(op.dst, 'underlay address')} self permanent` };
+      return {
+        tool: 'bridge',
+        line: `fdb replace ${checkMac(op.mac)} dev ${ifName(op.dev)} dst ${ip(op.dst, 'underlay address')} self permanent`,
+      };
     case 'fdb-del':
-      return { tool: 'bridge', line: `fdb del ${checkMac(op.mac)} dev ${ifName(op.dev)} dst ${ip(op.dst, 'underlay address')} self` };
+      return {
+        tool: 'bridge',
+        line: `fdb del ${checkMac(op.mac)} dev ${ifName(op.dev)} dst ${ip(op.dst, 'underlay address')} self`,
+      };
     case 'neigh-add':
-      return { tool: 'ip', line: `neigh replace ${ip(op.ip, 'neighbour address')} lladdr ${checkMac(op.mac)} dev ${ifName(op.dev)} nud permanent` };
+      return {
+        tool: 'ip',
+        line: `neigh replace ${ip(op.ip, 'neighbour address')} lladdr ${checkMac(op.mac)} dev ${ifName(op.dev)} nud permanent`,
+      };
     case 'neigh-del':
       return { tool: 'ip', line: `neigh del ${ip(op.ip, 'neighbour address')} dev ${ifName(op.dev)}` };
     case 'rtnl':
@@ -231,7 +287,10 @@ export class HostKernelOps implements KernelOps {
    * `ip` ops of the home netns on the default lane (the daemon's shared one,
    * see host.ts); closed by its owner, not by close().
    */
-  constructor(private readonly home: string | null = null, private readonly mainIp?: () => IpBatch) {}
+  constructor(
+    private readonly home: string | null = null,
+    private readonly mainIp?: () => IpBatch,
+  ) {}
 
   private batch(netns: string | null, tool: 'ip' | 'bridge', lane = ''): IpBatch {
     if (this.mainIp && netns === this.home && tool === 'ip' && lane === '') return this.mainIp();
@@ -264,17 +323,32 @@ export class HostKernelOps implements KernelOps {
   }
 
   async linkInfo(netns: string | null, name: string): Promise<LinkInfo | undefined> {
-    type Row = { ifname: string; mtu: number; linkinfo?: { info_kind?: string }; addr_info?: Array<{ local: string; prefixlen: number }> };
+    type Row = {
+      ifname: string;
+      mtu: number;
+      linkinfo?: { info_kind?: string };
+      addr_info?: Array<{ local: string; prefixlen: number }>;
+    };
     let rows: Row[];
     try {
-      rows = await ipJson<Row[]>(netns ?? this.home, ['-d', 'addr', 'show', 'dev', parentIfName(name, 'interface name')]);
+      rows = await ipJson<Row[]>(netns ?? this.home, [
+        '-d',
+        'addr',
+        'show',
+        'dev',
+        parentIfName(name, 'interface name'),
+      ]);
     } catch (e) {
       if (isKernelError(e, 'ENODEV')) return undefined;
       throw e;
     }
     const r = rows[0];
     if (!r) return undefined;
-    const info: LinkInfo = { name: r.ifname, mtu: r.mtu, addresses: (r.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) };
+    const info: LinkInfo = {
+      name: r.ifname,
+      mtu: r.mtu,
+      addresses: (r.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`),
+    };
     if (r.linkinfo?.info_kind) info.kind = r.linkinfo.info_kind;
     return info;
   }
@@ -298,7 +372,10 @@ export class HostKernelOps implements KernelOps {
   }
 
   async mtuOfAddress(address: string): Promise<number | undefined> {
-    const links = await ipJson<Array<{ ifname: string; mtu: number; addr_info?: Array<{ local: string }> }>>(this.home, ['addr', 'show']);
+    const links = await ipJson<Array<{ ifname: string; mtu: number; addr_info?: Array<{ local: string }> }>>(
+      this.home,
+      ['addr', 'show'],
+    );
     return links.find((l) => l.addr_info?.some((a) => a.local === address))?.mtu;
   }
 

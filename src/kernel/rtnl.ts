@@ -21,19 +21,28 @@ export type NetnsOp =
 /** The op as the ip(8)/sysctl(8) command it stands for (errors, logs, tests). */
 export function describeOp(o: NetnsOp): string {
   switch (o.op) {
-    case 'up': return `link set ${o.dev} up`;
-    case 'down': return `link set ${o.dev} down`;
-    case 'del': return `link del ${o.dev}`;
-    case 'rename': return `link set ${o.dev} name ${o.to}`;
-    case 'addr': return `addr replace ${o.address}/${o.prefix} dev ${o.dev}${o.address.includes(':') ? ' nodad' : ''}`;
-    case 'route': return `route replace default via ${o.via} dev ${o.dev}`;
-    case 'sysctl': return `sysctl ${o.key}=${o.value}`;
+    case 'up':
+      return `link set ${o.dev} up`;
+    case 'down':
+      return `link set ${o.dev} down`;
+    case 'del':
+      return `link del ${o.dev}`;
+    case 'rename':
+      return `link set ${o.dev} name ${o.to}`;
+    case 'addr':
+      return `addr replace ${o.address}/${o.prefix} dev ${o.dev}${o.address.includes(':') ? ' nodad' : ''}`;
+    case 'route':
+      return `route replace default via ${o.via} dev ${o.dev}`;
+    case 'sysctl':
+      return `sysctl ${o.key}=${o.value}`;
   }
 }
 
 function encode(o: NetnsOp): [string, string, string?, number?] {
   switch (o.op) {
-    case 'up': case 'down': case 'del':
+    case 'up':
+    case 'down':
+    case 'del':
       return [o.op, ifName(o.dev)];
     case 'rename':
       return ['rename', ifName(o.dev), ifName(o.to)];
@@ -44,7 +53,8 @@ function encode(o: NetnsOp): [string, string, string?, number?] {
     case 'route':
       return ['route', ifName(o.dev), isIPv4(o.via) ? ipv4(o.via) : ipv6(o.via, 'gateway')];
     case 'sysctl':
-      if (!/^[A-Za-z0-9_.:/-]{1,100}$/.test(o.value)) throw new KernelError('sysctl', `invalid value ${JSON.stringify(o.value)}`);
+      if (!/^[A-Za-z0-9_.:/-]{1,100}$/.test(o.value))
+        throw new KernelError('sysctl', `invalid value ${JSON.stringify(o.value)}`);
       return ['write', sysctlPath(o.key), o.value];
   }
 }

@@ -8,23 +8,38 @@ import ipaddr from 'ipaddr.js';
 import { InvalidParameter } from '../common/errors.js';
 
 export function ipv4(s: string, what = 'IPv4 address'): string {
-  if (typeof s !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(s) || s.split('.').some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) {
+  if (
+    typeof s !== 'string' ||
+    !/^\d{1,3}(\.\d{1,3}){3}$/.test(s) ||
+    s.split('.').some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))
+  ) {
     throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   }
   return s;
 }
 
 export function ipv6(s: string, what = 'IPv6 address'): string {
-  if (typeof s !== 'string' || !s.includes(':') || !ipaddr.IPv6.isValid(s) || s.includes('%')) throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
+  if (typeof s !== 'string' || !s.includes(':') || !ipaddr.IPv6.isValid(s) || s.includes('%'))
+    throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   return ipaddr.IPv6.parse(s).toString();
 }
 
 export function isIPv4(s: string): boolean {
-  try { ipv4(s); return true; } catch { return false; }
+  try {
+    ipv4(s);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function isIPv6(s: string): boolean {
-  try { ipv6(s); return true; } catch { return false; }
+  try {
+    ipv6(s);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface Cidr {
@@ -39,7 +54,8 @@ export interface Cidr {
 export function cidr(s: string, what = 'CIDR'): Cidr {
   if (typeof s !== 'string') throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   const slash = s.indexOf('/');
-  if (slash < 0 || !/^\d{1,3}$/.test(s.slice(slash + 1))) throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
+  if (slash < 0 || !/^\d{1,3}$/.test(s.slice(slash + 1)))
+    throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   const addr = s.slice(0, slash);
   const prefix = Number(s.slice(slash + 1));
   if (isIPv4(addr)) {
@@ -60,18 +76,21 @@ export function cidr(s: string, what = 'CIDR'): Cidr {
 
 /** Linux interface names: 1-15 chars, no '/', ':', whitespace; we also refuse dots (sysctl paths) and quotes (nft). */
 export function ifName(s: string, what = 'interface name'): string {
-  if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(s)) throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
+  if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,15}$/.test(s))
+    throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   return s;
 }
 
 /** Like ifName but allows a dot (a VLAN sub-interface such as eth0.10 as a macvlan parent). */
 export function parentIfName(s: string, what = 'parent interface'): string {
-  if (typeof s !== 'string' || !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(s)) throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
+  if (typeof s !== 'string' || !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(s))
+    throw new InvalidParameter(`invalid ${what}: ${JSON.stringify(s)}`);
   return s;
 }
 
 export function mac(s: string): string {
-  if (typeof s !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(s)) throw new InvalidParameter(`invalid MAC address: ${JSON.stringify(s)}`);
+  if (typeof s !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(s))
+    throw new InvalidParameter(`invalid MAC address: ${JSON.stringify(s)}`);
   return s.toLowerCase();
 }
 
@@ -88,6 +107,7 @@ export function port(n: number, what = 'port'): number {
 
 /** An absolute path safe for `netns PATH` in ip batch lines (no spaces, quotes, newlines). */
 export function netnsPath(s: string): string {
-  if (typeof s !== 'string' || !/^\/[A-Za-z0-9_.:@+=\/-]+$/.test(s) || s.includes('..')) throw new InvalidParameter(`invalid netns path: ${JSON.stringify(s)}`);
+  if (typeof s !== 'string' || !/^\/[A-Za-z0-9_.:@+=\/-]+$/.test(s) || s.includes('..'))
+    throw new InvalidParameter(`invalid netns path: ${JSON.stringify(s)}`);
   return s;
 }

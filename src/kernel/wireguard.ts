@@ -50,7 +50,13 @@ export function wireguardPid(pidFile: string, name: string): number | undefined 
  * its output appended to `logFile`, its PID written to `pidFile`; resolves once
  * the UAPI socket answers.
  */
-export async function startWireguardGo(opts: { binary: string; name: string; netns: string | null; pidFile: string; logFile: string }): Promise<number> {
+export async function startWireguardGo(opts: {
+  binary: string;
+  name: string;
+  netns: string | null;
+  pidFile: string;
+  logFile: string;
+}): Promise<number> {
   const { binary, name } = opts;
   ifName(name, 'wireguard interface name');
   if (!existsSync(binary)) throw new KernelError(binary, 'not found');
@@ -60,15 +66,23 @@ export async function startWireguardGo(opts: { binary: string; name: string; net
   let child;
   try {
     // LOG_LEVEL=error: wireguard-go's banner and per-handshake lines would fill the log.
-    child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', out, out], env: { ...process.env, LOG_LEVEL: 'error' } });
+    child = spawn(argv[0]!, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, LOG_LEVEL: 'error' },
+    });
   } catch (e) {
     throw new KernelError(argv.join(' '), (e as Error).message);
   } finally {
     closeSync(out);
   }
   let failed: string | undefined;
-  child.on('error', (e) => { failed = e.message; });
-  child.on('exit', (code, sig) => { failed ??= `exited (${code ?? sig})`; });
+  child.on('error', (e) => {
+    failed = e.message;
+  });
+  child.on('exit', (code, sig) => {
+    failed ??= `exited (${code ?? sig})`;
+  });
   child.unref();
   const deadline = Date.now() + 10_000;
   for (;;) {

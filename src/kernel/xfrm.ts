@@ -65,7 +65,8 @@ export function renderXfrm(op: XfrmOp): string {
   switch (op.kind) {
     case 'xfrm-state-add': {
       const s = op.state;
-      if (!/^[0-9a-f]{40}$/.test(s.aeadKey)) throw new KernelError('xfrm', 'AEAD key must be 20 bytes (16 key + 4 salt), hex');
+      if (!/^[0-9a-f]{40}$/.test(s.aeadKey))
+        throw new KernelError('xfrm', 'AEAD key must be 20 bytes (16 key + 4 salt), hex');
       return `xfrm state add src ${ipv4(s.src)} dst ${ipv4(s.dst)} proto esp spi ${spiHex(s.spi)} reqid ${XFRM_REQID} mode transport aead ${XFRM_AEAD} 0x${s.aeadKey} ${XFRM_ICV_BITS}`;
     }
     case 'xfrm-state-del':
@@ -88,7 +89,8 @@ export function parseXfrmStates(text: string, local: string): XfrmState[] {
   const out: XfrmState[] = [];
   let cur: Partial<XfrmState> | undefined;
   const flush = (): void => {
-    if (cur?.src && cur.dst && cur.spi !== undefined && cur.aeadKey) out.push({ tag: -1, dir: cur.src === local ? 'out' : 'in', ...cur } as XfrmState);
+    if (cur?.src && cur.dst && cur.spi !== undefined && cur.aeadKey)
+      out.push({ tag: -1, dir: cur.src === local ? 'out' : 'in', ...cur } as XfrmState);
     cur = undefined;
   };
   for (const line of text.split('\n')) {
@@ -119,14 +121,25 @@ export function parseXfrmPolicies(text: string): XfrmPolicy[] {
     const sel = /^src (\S+)\/32 dst (\S+)\/32 proto udp dport (\d+)/.exec(block);
     const mark = /mark (0x[0-9a-f]+)\//.exec(block);
     const spi = /proto esp spi (0x[0-9a-f]+) reqid (\d+)/.exec(block);
-    if (!sel || !mark || !spi || Number(mark[1]) !== XFRM_MARK || Number(spi[2]) !== XFRM_REQID || Number(sel[3]) !== XFRM_VXLAN_PORT) continue;
+    if (
+      !sel ||
+      !mark ||
+      !spi ||
+      Number(mark[1]) !== XFRM_MARK ||
+      Number(spi[2]) !== XFRM_REQID ||
+      Number(sel[3]) !== XFRM_VXLAN_PORT
+    )
+      continue;
     out.push({ src: sel[1]!, dst: sel[2]!, spi: Number(spi[1]) });
   }
   return out;
 }
 
 /** What the kernel holds of Cove's ESP (reqid/mark 0xD0C4E3) in `netns` (null: the daemon's own). */
-export async function listXfrm(netns: string | null, local: string): Promise<{ states: XfrmState[]; policies: XfrmPolicy[] }> {
+export async function listXfrm(
+  netns: string | null,
+  local: string,
+): Promise<{ states: XfrmState[]; policies: XfrmPolicy[] }> {
   const st = await runTool(inNetns(netns, ['ip', 'xfrm', 'state', 'list', 'reqid', String(XFRM_REQID)]));
   if (st.code !== 0) throw new KernelError('ip xfrm state list', st.stderr || st.stdout);
   const sp = await runTool(inNetns(netns, ['ip', 'xfrm', 'policy', 'list', 'dir', 'out']));
@@ -165,7 +178,10 @@ export function probeEsp(): Promise<EspProbe> {
       });
       const r = await runTool(inNetns(ns, ['ip', 'xfrm', ...line.split(' ').slice(1)]));
       if (r.code === 0) return { available: true };
-      return { available: false, reason: `the kernel refuses an ESP state (${(r.stderr || r.stdout).trim().replace(/\s+/g, ' ')})` };
+      return {
+        available: false,
+        reason: `the kernel refuses an ESP state (${(r.stderr || r.stdout).trim().replace(/\s+/g, ' ')})`,
+      };
     } catch (e) {
       return { available: false, reason: (e as Error).message };
     } finally {

@@ -14,7 +14,18 @@
  * process removes exactly what `up` made.
  */
 import { spawn, execFile } from 'node:child_process';
-import { mkdirSync, rmSync, readFileSync, writeFileSync, readdirSync, statSync, readlinkSync, openSync, closeSync, existsSync } from 'node:fs';
+import {
+  mkdirSync,
+  rmSync,
+  readFileSync,
+  writeFileSync,
+  readdirSync,
+  statSync,
+  readlinkSync,
+  openSync,
+  closeSync,
+  existsSync,
+} from 'node:fs';
 import { join, dirname } from 'node:path';
 import { request } from 'node:http';
 import { repoRoot } from '../common/repo-root.js';
@@ -52,12 +63,20 @@ export function labPrefix(env: NodeJS.ProcessEnv = process.env): string {
   return p;
 }
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function run(cmd: string, args: string[], input?: string, timeoutMs = 30_000): Promise<Run> {
   return new Promise((res) => {
     const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as unknown as { code: number }).code
+          : 1
+        : 0;
       res({ code, stdout: String(stdout), stderr: String(stderr) });
     });
     child.stdin?.on('error', () => undefined);
@@ -89,7 +108,10 @@ export function pingSocket(socket: string, timeoutMs = 1000): Promise<boolean> {
       res(resp.statusCode === 200);
     });
     req.on('error', () => res(false));
-    req.on('timeout', () => { req.destroy(); res(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      res(false);
+    });
     req.end();
   });
 }
@@ -110,27 +132,39 @@ export class HostLab {
   }
 
   /** Builds the underlay and N hosts and starts a coved on each. */
-  static async up(opts: { hosts: number; name?: string; env?: NodeJS.ProcessEnv; daemonArgs?: string[] }): Promise<HostLab> {
+  static async up(opts: {
+    hosts: number;
+    name?: string;
+    env?: NodeJS.ProcessEnv;
+    daemonArgs?: string[];
+  }): Promise<HostLab> {
     const env = opts.env ?? process.env;
     const name = opts.name ?? 'lab';
-    if (!/^[a-z][a-z0-9]{0,7}$/.test(name)) throw new Error(`lab name must be 1-8 lowercase letters or digits: ${name}`);
-    if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 200) throw new Error(`--hosts must be 1..200: ${opts.hosts}`);
+    if (!/^[a-z][a-z0-9]{0,7}$/.test(name))
+      throw new Error(`lab name must be 1-8 lowercase letters or digits: ${name}`);
+    if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 200)
+      throw new Error(`--hosts must be 1..200: ${opts.hosts}`);
     const full = `${labPrefix(env)}${name}`;
     const dir = HostLab.dirOf(name, env);
-    if (existsSync(join(dir, 'lab.json'))) throw new Error(`lab ${name} already exists; run 'cove lab down --name ${name}' first`);
+    if (existsSync(join(dir, 'lab.json')))
+      throw new Error(`lab ${name} already exists; run 'cove lab down --name ${name}' first`);
     mkdirSync(dir, { recursive: true });
     const state: LabState = { name, underlay: `${full}-ul`, dir, hosts: [] };
     const lab = new HostLab(state);
     lab.save();
     try {
       await must('ip', ['netns', 'add', state.underlay]);
-      await must('ip', ['-n', state.underlay, '-batch', '-'], [
-        'link set lo up',
-        'link add br0 type bridge',
-        `addr add ${UNDERLAY_GW}/24 dev br0`,
-        `addr add ${INTERNET_IP}/32 dev lo`,
-        'link set br0 up',
-      ].join('\n') + '\n');
+      await must(
+        'ip',
+        ['-n', state.underlay, '-batch', '-'],
+        [
+          'link set lo up',
+          'link add br0 type bridge',
+          `addr add ${UNDERLAY_GW}/24 dev br0`,
+          `addr add ${INTERNET_IP}/32 dev lo`,
+          'link set br0 up',
+        ].join('\n') + '\n',
+      );
       for (let k = 1; k <= opts.hosts; k++) await lab.addHost(k);
       lab.save();
       // Daemons start in parallel, a few at a time (2 cores).
@@ -171,21 +205,45 @@ export class HostLab {
     await must('ip', ['netns', 'add', host.netns]);
     // The veth is made inside the underlay namespace and its far end moved
     // straight into the host: the root namespace never holds either end.
-    await must('ip', ['-n', this.state.underlay, 'link', 'add', `v${name}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns]);
-    await must('ip', ['-n', this.state.underlay, '-batch', '-'], [`link set v${name} master br0`, `link set v${name} up`].join('\n') + '\n');
-    await must('ip', ['-n', host.netns, '-batch', '-'], [
-      'link set lo up',
-      `addr add ${host.addr}/24 dev eth0`,
-      'link set eth0 up',
-      `route add default via ${UNDERLAY_GW}`,
-    ].join('\n') + '\n');
+    await must('ip', [
+      '-n',
+      this.state.underlay,
+      'link',
+      'add',
+      `v${name}`,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      host.netns,
+    ]);
+    await must(
+      'ip',
+      ['-n', this.state.underlay, '-batch', '-'],
+      [`link set v${name} master br0`, `link set v${name} up`].join('\n') + '\n',
+    );
+    await must(
+      'ip',
+      ['-n', host.netns, '-batch', '-'],
+      [
+        'link set lo up',
+        `addr add ${host.addr}/24 dev eth0`,
+        'link set eth0 up',
+        `route add default via ${UNDERLAY_GW}`,
+      ].join('\n') + '\n',
+    );
     await makeUtsNamespace(host.uts, name);
     return host;
   }
 
   host(name: string): LabHost {
     const h = this.state.hosts.find((x) => x.name === name);
-    if (!h) throw new Error(`no host ${name} in lab ${this.state.name} (hosts: ${this.state.hosts.map((x) => x.name).join(', ')})`);
+    if (!h)
+      throw new Error(
+        `no host ${name} in lab ${this.state.name} (hosts: ${this.state.hosts.map((x) => x.name).join(', ')})`,
+      );
     return h;
   }
 
@@ -203,24 +261,38 @@ export class HostLab {
     mkdirSync(h.dataRoot, { recursive: true });
     mkdirSync(h.execRoot, { recursive: true });
     const log = openSync(join(h.dir, 'coved.log'), 'a');
-    const child = spawn('nsenter', [
-      ...HostLab.enter(h),
-      process.execPath, COVED_BIN,
-      '-H', `unix://${h.socket}`,
-      '--data-root', h.dataRoot,
-      '--exec-root', h.execRoot,
-      '--pidfile', join(h.execRoot, 'coved.pid'),
-      '--bridge-name', 'cove0',
-      '--dns', UNDERLAY_GW,
-      '--log-level', process.env.COVE_LAB_LOG_LEVEL ?? 'info',
-      ...extraArgs,
-    ], { stdio: ['ignore', log, log], detached: true });
+    const child = spawn(
+      'nsenter',
+      [
+        ...HostLab.enter(h),
+        process.execPath,
+        COVED_BIN,
+        '-H',
+        `unix://${h.socket}`,
+        '--data-root',
+        h.dataRoot,
+        '--exec-root',
+        h.execRoot,
+        '--pidfile',
+        join(h.execRoot, 'coved.pid'),
+        '--bridge-name',
+        'cove0',
+        '--dns',
+        UNDERLAY_GW,
+        '--log-level',
+        process.env.COVE_LAB_LOG_LEVEL ?? 'info',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', log, log], detached: true },
+    );
     closeSync(log);
     // nsenter execs node, so this PID is coved's own.
     h.pid = child.pid;
     child.unref();
     let exited = false;
-    child.once('exit', () => { exited = true; });
+    child.once('exit', () => {
+      exited = true;
+    });
     for (let i = 0; i < 600; i++) {
       if (exited) throw new Error(`coved on ${h.name} exited at start:\n${this.daemonLog(h).slice(-3000)}`);
       if (await pingSocket(h.socket)) {
@@ -255,10 +327,19 @@ export class HostLab {
   /** Runs argv inside host h with DOCKER_HOST/COVE_HOST set; output captured. */
   exec(h: LabHost, argv: string[], timeoutMs = 60_000): Promise<Run> {
     return new Promise((res) => {
-      const child = execFile('nsenter', [...HostLab.enter(h), ...argv], { env: { ...process.env, ...HostLab.envOf(h) }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
-        res({ code, stdout: String(stdout), stderr: String(stderr) });
-      });
+      const child = execFile(
+        'nsenter',
+        [...HostLab.enter(h), ...argv],
+        { env: { ...process.env, ...HostLab.envOf(h) }, timeout: timeoutMs, maxBuffer: 16 << 20 },
+        (err, stdout, stderr) => {
+          const code = err
+            ? typeof (err as { code?: unknown }).code === 'number'
+              ? (err as unknown as { code: number }).code
+              : 1
+            : 0;
+          res({ code, stdout: String(stdout), stderr: String(stderr) });
+        },
+      );
       child.stdin?.end();
     });
   }

@@ -11,7 +11,14 @@
  */
 import type { ClusterAware, Membership } from '../cluster/membership.js';
 import type {
-  DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, EndpointRequest, Filters, NetworkService, SandboxHandle, SandboxSpec,
+  DockerNetwork,
+  DockerNetworkCreate,
+  DockerNetworkSettings,
+  EndpointRequest,
+  Filters,
+  NetworkService,
+  SandboxHandle,
+  SandboxSpec,
 } from './types.js';
 import type { DriverRegistry } from './drivers/registry.js';
 import type { PortMapper } from './ports.js';
@@ -136,12 +143,16 @@ export class NetworkController implements NetworkService, ClusterAware {
   }
 
   /** Called once a sandbox has joined networks, before its container runs (services: the VIP balancing table). */
-  setSandboxJoinHook(fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined): void {
+  setSandboxJoinHook(
+    fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined,
+  ): void {
     this.core.sandboxOps.setSandboxJoinHook(fn);
   }
 
   /** Refuses the removal of a swarm network still needed (src/services sets it: services and tasks live there). */
-  setNetworkRemovalGuard(guard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined): void {
+  setNetworkRemovalGuard(
+    guard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined,
+  ): void {
     this.core.swarmOps.setNetworkRemovalGuard(guard);
   }
 

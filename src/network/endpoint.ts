@@ -26,13 +26,14 @@ export function endpointSettings(ep: EndpointRecord, net: NetworkRecord): Docker
   const v6 = splitCidr(ep.ipv6);
   // network.EndpointIPAMConfig marshals its fields with omitempty.
   const ll = ep.request.linkLocalIPs ?? [];
-  const ipam = ep.request.ipv4Address || ep.request.ipv6Address || ll.length
-    ? {
-        ...(ep.request.ipv4Address ? { IPv4Address: ep.request.ipv4Address } : {}),
-        ...(ep.request.ipv6Address ? { IPv6Address: ep.request.ipv6Address } : {}),
-        ...(ll.length ? { LinkLocalIPs: [...ll] } : {}),
-      }
-    : null;
+  const ipam =
+    ep.request.ipv4Address || ep.request.ipv6Address || ll.length
+      ? {
+          ...(ep.request.ipv4Address ? { IPv4Address: ep.request.ipv4Address } : {}),
+          ...(ep.request.ipv6Address ? { IPv6Address: ep.request.ipv6Address } : {}),
+          ...(ll.length ? { LinkLocalIPs: [...ll] } : {}),
+        }
+      : null;
   return {
     IPAMConfig: ipam,
     Links: ep.request.links?.length ? [...ep.request.links] : null,
@@ -71,7 +72,11 @@ export function portMap(sb: SandboxRecord, eps: EndpointRecord[]): DockerPortMap
   return ports;
 }
 
-export function networkSettings(sb: SandboxRecord, eps: EndpointRecord[], nets: Map<string, NetworkRecord>): DockerNetworkSettings {
+export function networkSettings(
+  sb: SandboxRecord,
+  eps: EndpointRecord[],
+  nets: Map<string, NetworkRecord>,
+): DockerNetworkSettings {
   const networks: Record<string, DockerEndpointSettings> = {};
   for (const ep of eps) {
     const n = nets.get(ep.networkId);
@@ -79,7 +84,11 @@ export function networkSettings(sb: SandboxRecord, eps: EndpointRecord[], nets: 
   }
   const modeNet = sb.networkMode === 'default' ? 'bridge' : sb.networkMode;
   // The network named by NetworkMode (by name or ID), else the first endpoint's.
-  const primary = eps.find((ep) => { const n = nets.get(ep.networkId); return !!n && (n.name === modeNet || n.id === modeNet || n.id.startsWith(modeNet)); }) ?? eps[0];
+  const primary =
+    eps.find((ep) => {
+      const n = nets.get(ep.networkId);
+      return !!n && (n.name === modeNet || n.id === modeNet || n.id.startsWith(modeNet));
+    }) ?? eps[0];
   const p = primary ? networks[nets.get(primary.networkId)?.name ?? ''] : undefined;
   return {
     Bridge: '',
@@ -118,5 +127,6 @@ export function parseLink(link: string): { name: string; alias: string } {
 /** Checks what Docker checks of an EndpointSettings at create and connect: links and link-local addresses. */
 export function checkEndpointSettings(s: DockerEndpointSettings | null | undefined): void {
   for (const l of s?.Links ?? []) parseLink(l);
-  for (const ip of s?.IPAMConfig?.LinkLocalIPs ?? []) if (!tryParseIp(ip)) throw new InvalidParameter(`invalid link-local IP address: ${ip}`);
+  for (const ip of s?.IPAMConfig?.LinkLocalIPs ?? [])
+    if (!tryParseIp(ip)) throw new InvalidParameter(`invalid link-local IP address: ${ip}`);
 }

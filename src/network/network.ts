@@ -51,7 +51,11 @@ export function toDockerNetwork(n: NetworkRecord, endpoints: EndpointRecord[]): 
     Driver: n.driver,
     EnableIPv4: n.enableIPv4,
     EnableIPv6: n.enableIPv6,
-    IPAM: { Driver: n.ipamDriver, Options: n.ipamOptions === null ? null : { ...n.ipamOptions }, Config: n.ipamConfig.map((c) => ({ ...c })) },
+    IPAM: {
+      Driver: n.ipamDriver,
+      Options: n.ipamOptions === null ? null : { ...n.ipamOptions },
+      Config: n.ipamConfig.map((c) => ({ ...c })),
+    },
     Internal: n.internal,
     Attachable: n.attachable,
     Ingress: n.ingress,
@@ -85,7 +89,9 @@ function labelMatches(labels: Record<string, string>, spec: string): boolean {
 export function checkListFilters(filters: Filters): void {
   for (const [k, vals] of Object.entries(filters)) {
     if (!LIST_FILTERS.has(k)) throw new InvalidParameter(`invalid filter '${k}'`);
-    if (k === 'type') for (const v of vals) if (v !== 'custom' && v !== 'builtin') throw new InvalidParameter(`invalid filter: 'type'='${v}'`);
+    if (k === 'type')
+      for (const v of vals)
+        if (v !== 'custom' && v !== 'builtin') throw new InvalidParameter(`invalid filter: 'type'='${v}'`);
     if (k === 'dangling') for (const v of vals) parseBool(k, v);
   }
 }
@@ -97,7 +103,8 @@ export function matchesListFilters(n: NetworkRecord, endpointCount: number, filt
     switch (k) {
       case 'dangling':
         // Dangling = custom networks no container uses (moby: predefined ones are never dangling).
-        if (!any((v) => (parseBool(k, v) ? !n.predefined && endpointCount === 0 : n.predefined || endpointCount > 0))) return false;
+        if (!any((v) => (parseBool(k, v) ? !n.predefined && endpointCount === 0 : n.predefined || endpointCount > 0)))
+          return false;
         break;
       case 'driver':
         if (!any((v) => v === n.driver)) return false;

@@ -59,12 +59,14 @@ export function parsePluginUrl(raw: string, source: string): PluginAddr {
   }
   if (u.protocol === 'unix:') {
     const path = decodeURIComponent(u.pathname);
-    if (!path.startsWith('/')) throw new InvalidParameter(`plugin spec ${source}: unix address must be an absolute path`);
+    if (!path.startsWith('/'))
+      throw new InvalidParameter(`plugin spec ${source}: unix address must be an absolute path`);
     return { kind: 'unix', path };
   }
   if (u.protocol === 'tcp:' || u.protocol === 'http:') {
     const port = Number(u.port || (u.protocol === 'http:' ? 80 : NaN));
-    if (!u.hostname || !Number.isInteger(port)) throw new InvalidParameter(`plugin spec ${source}: tcp address needs host:port`);
+    if (!u.hostname || !Number.isInteger(port))
+      throw new InvalidParameter(`plugin spec ${source}: tcp address needs host:port`);
     return { kind: 'tcp', host: u.hostname.replace(/^\[|\]$/g, ''), port };
   }
   throw new InvalidParameter(`plugin spec ${source}: unknown protocol ${u.protocol.replace(/:$/, '')}`);
@@ -109,11 +111,16 @@ export function describeAddr(a: PluginAddr): string {
 /** Docker's statusError mapped onto Cove's errors (moby errdefs by HTTP status). */
 function errorFor(status: number, message: string): CoveError {
   switch (status) {
-    case 400: return new InvalidParameter(message);
-    case 403: return new Forbidden(message);
-    case 404: return new NotFound(message);
-    case 409: return new Conflict(message);
-    default: return new SystemError(message);
+    case 400:
+      return new InvalidParameter(message);
+    case 403:
+      return new Forbidden(message);
+    case 404:
+      return new NotFound(message);
+    case 409:
+      return new Conflict(message);
+    default:
+      return new SystemError(message);
   }
 }
 
@@ -176,26 +183,39 @@ export class PluginClient {
       };
       // One deadline for the whole exchange (connect, send, answer), not an idle timer.
       const timer = setTimeout(() => {
-        fail(new SystemError(`${method}: plugin ${this.name} did not answer within ${formatMs(this.timeoutMs)} (${where})`));
+        fail(
+          new SystemError(
+            `${method}: plugin ${this.name} did not answer within ${formatMs(this.timeoutMs)} (${where})`,
+          ),
+        );
       }, this.timeoutMs);
-      const target = this.addr.kind === 'unix' ? { socketPath: this.addr.path } : { host: this.addr.host, port: this.addr.port };
-      req = request({
-        ...target,
-        method: 'POST',
-        path: `/${method}`,
-        agent: false,
-        headers: { Accept: PLUGIN_MIME, 'Content-Type': PLUGIN_MIME, 'Content-Length': payload.length, Host: 'plugin' },
-      }, (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => fail(new SystemError(`${method}: plugin ${this.name} (${where}): ${e.message}`)));
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-        });
-      });
+      const target =
+        this.addr.kind === 'unix' ? { socketPath: this.addr.path } : { host: this.addr.host, port: this.addr.port };
+      req = request(
+        {
+          ...target,
+          method: 'POST',
+          path: `/${method}`,
+          agent: false,
+          headers: {
+            Accept: PLUGIN_MIME,
+            'Content-Type': PLUGIN_MIME,
+            'Content-Length': payload.length,
+            Host: 'plugin',
+          },
+        },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => fail(new SystemError(`${method}: plugin ${this.name} (${where}): ${e.message}`)));
+          res.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+          });
+        },
+      );
       req.on('error', (e: NodeJS.ErrnoException) => {
         const why = e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? 'not listening' : e.message;
         fail(new SystemError(`${method}: plugin ${this.name} (${where}): ${why}`));

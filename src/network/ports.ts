@@ -61,14 +61,18 @@ export function validateBinding(b: PortBinding): void {
     throw new InvalidParameter(`invalid port specification: "${b.containerPort}-${b.containerPortEnd}"`);
   }
   if (!ok(b.hostPort, true) || !ok(b.hostPortEnd, true) || (b.hostPortEnd !== 0 && b.hostPortEnd < b.hostPort)) {
-    throw new InvalidParameter(`invalid hostPort: ${b.hostPort}${b.hostPortEnd && b.hostPortEnd !== b.hostPort ? `-${b.hostPortEnd}` : ''}`);
+    throw new InvalidParameter(
+      `invalid hostPort: ${b.hostPort}${b.hostPortEnd && b.hostPortEnd !== b.hostPort ? `-${b.hostPortEnd}` : ''}`,
+    );
   }
   if (!['tcp', 'udp', 'sctp'].includes(b.protocol)) throw new InvalidParameter(`invalid proto: ${b.protocol}`);
   normHostIp(b.hostIp);
   const cn = b.containerPortEnd - b.containerPort;
   const hn = (b.hostPortEnd || b.hostPort) - b.hostPort;
   if (b.hostPort !== 0 && cn > 0 && hn !== cn) {
-    throw new InvalidParameter(`invalid ranges specified for container and host Ports: ${b.containerPort}-${b.containerPortEnd} and ${b.hostPort}-${b.hostPortEnd}`);
+    throw new InvalidParameter(
+      `invalid ranges specified for container and host Ports: ${b.containerPort}-${b.containerPortEnd} and ${b.hostPort}-${b.hostPortEnd}`,
+    );
   }
 }
 
@@ -86,7 +90,11 @@ export interface PortRequest {
 export class PortMapper {
   private readonly held = new Map<string, Reservation>();
   private readonly watchers = new Set<() => void>();
-  private readonly cursor: Record<Proto, number> = { tcp: EPHEMERAL_RANGE[0], udp: EPHEMERAL_RANGE[0], sctp: EPHEMERAL_RANGE[0] };
+  private readonly cursor: Record<Proto, number> = {
+    tcp: EPHEMERAL_RANGE[0],
+    udp: EPHEMERAL_RANGE[0],
+    sctp: EPHEMERAL_RANGE[0],
+  };
 
   /**
    * @param dualStack also hold [::]:port when no host address is given (Docker
@@ -123,16 +131,29 @@ export class PortMapper {
   /** Reservations run one at a time: the conflict check and the bind of one must not interleave with another's. */
   private reserving: Promise<unknown> = Promise.resolve();
 
-  reserve(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
+  reserve(
+    owner: string,
+    req: PortRequest,
+  ): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
     const run = this.reserving.then(() => this.reserveNow(owner, req));
     this.reserving = run.catch(() => undefined);
     return run;
   }
 
-  private async reserveNow(owner: string, req: PortRequest): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
+  private async reserveNow(
+    owner: string,
+    req: PortRequest,
+  ): Promise<{ bindings: ResolvedPortBinding[]; picked: Record<string, number> }> {
     const out: ResolvedPortBinding[] = [];
     const picked: Record<string, number> = {};
-    const wanted: Array<{ proto: Proto; hostIp: string; containerPort: number; hostPort: number; hostMax: number; alsoV6?: boolean }> = [];
+    const wanted: Array<{
+      proto: Proto;
+      hostIp: string;
+      containerPort: number;
+      hostPort: number;
+      hostMax: number;
+      alsoV6?: boolean;
+    }> = [];
     const defaultHostIp = req.defaultHostIp || this.defaultHostIp;
     for (const b of req.bindings) {
       validateBinding(b);
@@ -141,15 +162,39 @@ export class PortMapper {
       const alsoV6 = b.hostIp === '' && this.dualStack && defaultHostIp === '0.0.0.0';
       for (let cp = b.containerPort; cp <= b.containerPortEnd; cp++) {
         const i = cp - b.containerPort;
-        if (b.hostPort === 0) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: 0, hostMax: 0, alsoV6 });
-        else if (b.containerPortEnd > b.containerPort) wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort + i, hostMax: b.hostPort + i, alsoV6 });
-        else wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: b.hostPort, hostMax: Math.max(b.hostPort, b.hostPortEnd), alsoV6 });
+        if (b.hostPort === 0)
+          wanted.push({ proto: b.protocol, hostIp, containerPort: cp, hostPort: 0, hostMax: 0, alsoV6 });
+        else if (b.containerPortEnd > b.containerPort)
+          wanted.push({
+            proto: b.protocol,
+            hostIp,
+            containerPort: cp,
+            hostPort: b.hostPort + i,
+            hostMax: b.hostPort + i,
+            alsoV6,
+          });
+        else
+          wanted.push({
+            proto: b.protocol,
+            hostIp,
+            containerPort: cp,
+            hostPort: b.hostPort,
+            hostMax: Math.max(b.hostPort, b.hostPortEnd),
+            alsoV6,
+          });
       }
     }
     if (req.publishAll) {
       for (const e of req.exposed) {
         if (!wanted.some((w) => w.proto === e.protocol && w.containerPort === e.port)) {
-          wanted.push({ proto: e.protocol, hostIp: defaultHostIp, containerPort: e.port, hostPort: 0, hostMax: 0, alsoV6: this.dualStack && defaultHostIp === '0.0.0.0' });
+          wanted.push({
+            proto: e.protocol,
+            hostIp: defaultHostIp,
+            containerPort: e.port,
+            hostPort: 0,
+            hostMax: 0,
+            alsoV6: this.dualStack && defaultHostIp === '0.0.0.0',
+          });
         }
       }
     }
@@ -158,26 +203,58 @@ export class PortMapper {
         const pickKey = `${w.proto}/${w.hostIp}/${w.containerPort}`;
         let port: number;
         if (w.hostPort === 0) {
-          port = await this.reserveEphemeral(owner, w.proto, w.hostIp, req.containerIp, w.containerPort, req.picked?.[pickKey]);
+          port = await this.reserveEphemeral(
+            owner,
+            w.proto,
+            w.hostIp,
+            req.containerIp,
+            w.containerPort,
+            req.picked?.[pickKey],
+          );
         } else if (w.hostMax > w.hostPort) {
-          port = await this.reserveInRange(owner, w.proto, w.hostIp, req.containerIp, w.containerPort, w.hostPort, w.hostMax);
+          port = await this.reserveInRange(
+            owner,
+            w.proto,
+            w.hostIp,
+            req.containerIp,
+            w.containerPort,
+            w.hostPort,
+            w.hostMax,
+          );
         } else {
           const c = this.conflict(w.proto, w.hostIp, w.hostPort);
           if (c) throw new PortConflict(portAllocatedMessage(w.hostIp, w.hostPort));
           try {
             await this.bind(owner, w.proto, w.hostIp, w.hostPort, req.containerIp, w.containerPort);
           } catch (e) {
-            if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new SystemError(PortMapper.inUseMessage(w.proto, w.hostIp, w.hostPort));
+            if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
+              throw new SystemError(PortMapper.inUseMessage(w.proto, w.hostIp, w.hostPort));
             throw e;
           }
           port = w.hostPort;
         }
         picked[pickKey] = port;
-        out.push({ proto: w.proto, containerIp: req.containerIp, containerPort: w.containerPort, containerPortEnd: w.containerPort, hostIp: w.hostIp, hostPort: port, hostPortEnd: port });
+        out.push({
+          proto: w.proto,
+          containerIp: req.containerIp,
+          containerPort: w.containerPort,
+          containerPortEnd: w.containerPort,
+          hostIp: w.hostIp,
+          hostPort: port,
+          hostPortEnd: port,
+        });
         if (w.alsoV6 && w.proto !== 'sctp' && !this.conflict(w.proto, '::', port)) {
           try {
             await this.bind(owner, w.proto, '::', port, req.containerIp, w.containerPort);
-            out.push({ proto: w.proto, containerIp: req.containerIp, containerPort: w.containerPort, containerPortEnd: w.containerPort, hostIp: '::', hostPort: port, hostPortEnd: port });
+            out.push({
+              proto: w.proto,
+              containerIp: req.containerIp,
+              containerPort: w.containerPort,
+              containerPortEnd: w.containerPort,
+              hostIp: '::',
+              hostPort: port,
+              hostPortEnd: port,
+            });
           } catch (e) {
             // No IPv6 in the daemon's netns, or someone else holds [::]:port: IPv4 only, as asked for by "all addresses".
             this.log.debug({ port, err: (e as Error).message }, 'no [::] reservation');
@@ -191,12 +268,21 @@ export class PortMapper {
     return { bindings: mergeRanges(out), picked };
   }
 
-  private async reserveEphemeral(owner: string, proto: Proto, hostIp: string, cip: string, cport: number, prefer?: number): Promise<number> {
+  private async reserveEphemeral(
+    owner: string,
+    proto: Proto,
+    hostIp: string,
+    cip: string,
+    cport: number,
+    prefer?: number,
+  ): Promise<number> {
     if (prefer && !this.conflict(proto, hostIp, prefer)) {
       try {
         await this.bind(owner, proto, hostIp, prefer, cip, cport);
         return prefer;
-      } catch { /* taken meanwhile: pick another */ }
+      } catch {
+        /* taken meanwhile: pick another */
+      }
     }
     const [lo, hi] = this.range;
     const n = hi - lo + 1;
@@ -215,7 +301,15 @@ export class PortMapper {
     throw new SystemError(`Bind for ${hostIp}:0 failed: no free port in range ${lo}-${hi}`);
   }
 
-  private async reserveInRange(owner: string, proto: Proto, hostIp: string, cip: string, cport: number, lo: number, hi: number): Promise<number> {
+  private async reserveInRange(
+    owner: string,
+    proto: Proto,
+    hostIp: string,
+    cip: string,
+    cport: number,
+    lo: number,
+    hi: number,
+  ): Promise<number> {
     for (let port = lo; port <= hi; port++) {
       if (this.conflict(proto, hostIp, port)) continue;
       try {
@@ -230,7 +324,14 @@ export class PortMapper {
   }
 
   /** Opens the reservation socket. Throws the errno error for EADDRINUSE (callers may try another port), else Docker's userland-proxy wording. */
-  private async bind(owner: string, proto: Proto, hostIp: string, port: number, cip: string, cport: number): Promise<void> {
+  private async bind(
+    owner: string,
+    proto: Proto,
+    hostIp: string,
+    port: number,
+    cip: string,
+    cport: number,
+  ): Promise<void> {
     const fam = family(hostIp);
     let close: () => Promise<void>;
     try {
@@ -238,27 +339,49 @@ export class PortMapper {
         const s: UdpSocket = createSocket({ type: fam === 6 ? 'udp6' : 'udp4', ipv6Only: fam === 6 });
         await new Promise<void>((resolve, reject) => {
           s.once('error', reject);
-          s.bind({ address: hostIp, port, exclusive: true }, () => { s.off('error', reject); resolve(); });
+          s.bind({ address: hostIp, port, exclusive: true }, () => {
+            s.off('error', reject);
+            resolve();
+          });
         });
         s.on('error', (e) => this.log.warn({ err: e.message, port }, 'udp port reservation error'));
-        close = () => new Promise<void>((r) => { try { s.close(() => r()); } catch { r(); } });
+        close = () =>
+          new Promise<void>((r) => {
+            try {
+              s.close(() => r());
+            } catch {
+              r();
+            }
+          });
       } else {
         // sctp: the socket only holds the port number against other TCP users; Node has no SCTP sockets.
         const srv: Server = createServer((c) => this.relay(c, cip, cport));
         await new Promise<void>((resolve, reject) => {
           srv.once('error', reject);
-          srv.listen({ host: hostIp, port, exclusive: true, ipv6Only: fam === 6 }, () => { srv.off('error', reject); resolve(); });
+          srv.listen({ host: hostIp, port, exclusive: true, ipv6Only: fam === 6 }, () => {
+            srv.off('error', reject);
+            resolve();
+          });
         });
         srv.on('error', (e) => this.log.warn({ err: e.message, port }, 'tcp port reservation error'));
         const conns = new Set<Socket>();
-        srv.on('connection', (c) => { conns.add(c); c.on('close', () => conns.delete(c)); });
-        close = () => new Promise<void>((r) => { for (const c of conns) c.destroy(); srv.close(() => r()); });
+        srv.on('connection', (c) => {
+          conns.add(c);
+          c.on('close', () => conns.delete(c));
+        });
+        close = () =>
+          new Promise<void>((r) => {
+            for (const c of conns) c.destroy();
+            srv.close(() => r());
+          });
       }
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code === 'EADDRINUSE') throw err;
       const what = err.code === 'EADDRNOTAVAIL' ? 'cannot assign requested address' : err.message;
-      throw new SystemError(`Error starting userland proxy: listen ${proto}${fam} ${fam === 6 ? `[${hostIp}]` : hostIp}:${port}: bind: ${what}`);
+      throw new SystemError(
+        `Error starting userland proxy: listen ${proto}${fam} ${fam === 6 ? `[${hostIp}]` : hostIp}:${port}: bind: ${what}`,
+      );
     }
     this.held.set(PortMapper.key(proto, hostIp, port), { owner, proto, hostIp, port, close });
     this.changed();
@@ -283,7 +406,10 @@ export class PortMapper {
   private relay(client: Socket, ip: string, port: number): void {
     const up = connect({ host: ip, port });
     client.pipe(up).pipe(client);
-    const kill = () => { client.destroy(); up.destroy(); };
+    const kill = () => {
+      client.destroy();
+      up.destroy();
+    };
     client.on('error', kill);
     up.on('error', kill);
   }
@@ -310,7 +436,9 @@ export class PortMapper {
 
   /** Reservations held now (for tests and debugging). */
   list(owner?: string): Array<{ proto: Proto; hostIp: string; port: number; owner: string }> {
-    return [...this.held.values()].filter((r) => !owner || r.owner === owner).map(({ proto, hostIp, port, owner: o }) => ({ proto, hostIp, port, owner: o }));
+    return [...this.held.values()]
+      .filter((r) => !owner || r.owner === owner)
+      .map(({ proto, hostIp, port, owner: o }) => ({ proto, hostIp, port, owner: o }));
   }
 }
 
@@ -327,8 +455,14 @@ export function mergeRanges(list: ResolvedPortBinding[]): ResolvedPortBinding[] 
   const out: ResolvedPortBinding[] = [];
   for (const b of list) {
     const last = out[out.length - 1];
-    if (last && last.proto === b.proto && last.hostIp === b.hostIp && last.containerIp === b.containerIp &&
-        b.containerPort === last.containerPortEnd + 1 && b.hostPort === last.hostPortEnd + 1) {
+    if (
+      last &&
+      last.proto === b.proto &&
+      last.hostIp === b.hostIp &&
+      last.containerIp === b.containerIp &&
+      b.containerPort === last.containerPortEnd + 1 &&
+      b.hostPort === last.hostPortEnd + 1
+    ) {
       last.containerPortEnd = b.containerPortEnd;
       last.hostPortEnd = b.hostPortEnd;
     } else {

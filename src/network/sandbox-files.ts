@@ -20,13 +20,14 @@ export interface HostsInput {
 }
 
 const DEFAULT_HOSTS_V4 = '127.0.0.1\tlocalhost\n';
-const DEFAULT_HOSTS_V6 = [
-  '::1\tlocalhost ip6-localhost ip6-loopback',
-  'fe00::0\tip6-localnet',
-  'ff00::0\tip6-mcastprefix',
-  'ff02::1\tip6-allnodes',
-  'ff02::2\tip6-allrouters',
-].join('\n') + '\n';
+const DEFAULT_HOSTS_V6 =
+  [
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    'fe00::0\tip6-localnet',
+    'ff00::0\tip6-mcastprefix',
+    'ff02::1\tip6-allnodes',
+    'ff02::2\tip6-allrouters',
+  ].join('\n') + '\n';
 
 /** "name:ip" (also "name=ip", Docker's newer form) -> "ip\tname". */
 function extraHostLine(entry: string): string | undefined {
@@ -38,7 +39,12 @@ function extraHostLine(entry: string): string | undefined {
 }
 
 export function renderHosts(h: HostsInput): string {
-  let out = h.hostFile !== undefined ? (h.hostFile.endsWith('\n') || h.hostFile === '' ? h.hostFile : `${h.hostFile}\n`) : DEFAULT_HOSTS_V4 + DEFAULT_HOSTS_V6;
+  let out =
+    h.hostFile !== undefined
+      ? h.hostFile.endsWith('\n') || h.hostFile === ''
+        ? h.hostFile
+        : `${h.hostFile}\n`
+      : DEFAULT_HOSTS_V4 + DEFAULT_HOSTS_V6;
   for (const e of h.extraHosts) {
     const line = extraHostLine(e);
     if (line) out += `${line}\n`;
@@ -46,7 +52,8 @@ export function renderHosts(h: HostsInput): string {
   const names = h.domainname ? `${h.hostname}.${h.domainname} ${h.hostname}` : h.hostname;
   if (h.hostFile !== undefined) {
     // Host networking: the host's file already names the host; add the container's hostname if it differs.
-    if (h.hostname && !new RegExp(`\\s${h.hostname.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\s|$)`, 'm').test(out)) out += `127.0.1.1\t${names}\n`;
+    if (h.hostname && !new RegExp(`\\s${h.hostname.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\s|$)`, 'm').test(out))
+      out += `127.0.1.1\t${names}\n`;
     return out;
   }
   for (const a of h.addresses) out += `${a}\t${names}\n`;
@@ -70,7 +77,9 @@ export function renderResolvConf(r: ResolvInput): string {
   if (r.embedded) lines.push(`nameserver ${EMBEDDED_DNS_IP}`);
   else if (r.nameservers.length === 0) {
     // Docker would silently write Google's servers here; Cove says why there is none instead.
-    lines.push('# no usable nameserver: the configured DNS servers are loopback addresses of the daemon, unreachable from this container');
+    lines.push(
+      '# no usable nameserver: the configured DNS servers are loopback addresses of the daemon, unreachable from this container',
+    );
   } else for (const ns of r.nameservers) lines.push(`nameserver ${ns}`);
   if (r.search.length > 0) lines.push(`search ${r.search.join(' ')}`);
   const opts = r.embedded ? ['ndots:0', ...r.options.filter((o) => !o.startsWith('ndots:'))] : r.options;
@@ -91,7 +100,10 @@ export interface HostResolv {
 export function parseResolvConf(text: string): HostResolv {
   const out: HostResolv = { raw: text, nameservers: [], search: [], options: [] };
   for (const line of text.split('\n')) {
-    const t = line.replace(/[#;].*$/, '').trim().split(/\s+/);
+    const t = line
+      .replace(/[#;].*$/, '')
+      .trim()
+      .split(/\s+/);
     if (t[0] === 'nameserver' && t[1]) out.nameservers.push(t[1]);
     else if ((t[0] === 'search' || t[0] === 'domain') && t.length > 1) out.search = t.slice(1);
     else if (t[0] === 'options' && t.length > 1) out.options.push(...t.slice(1));
@@ -118,5 +130,9 @@ export function writeInPlace(path: string, content: string): void {
 
 export function sandboxFilePaths(dir: string): { hostsPath: string; resolvConfPath: string; hostnamePath: string } {
   mkdirSync(dir, { recursive: true });
-  return { hostsPath: join(dir, 'hosts'), resolvConfPath: join(dir, 'resolv.conf'), hostnamePath: join(dir, 'hostname') };
+  return {
+    hostsPath: join(dir, 'hosts'),
+    resolvConfPath: join(dir, 'resolv.conf'),
+    hostnamePath: join(dir, 'hostname'),
+  };
 }

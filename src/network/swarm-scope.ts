@@ -20,9 +20,12 @@ import { Collection, type Store } from '../store/store.js';
 import type { NetworkRecord } from './records.js';
 import type { PeerEndpoint } from './driver.js';
 
-export const NOT_IN_SWARM = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
-export const WORKER_CREATE = 'Cannot create a multi-host network from a worker node. Please create the network from a manager node.';
-export const WORKER_MODIFY = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+export const NOT_IN_SWARM =
+  'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const WORKER_CREATE =
+  'Cannot create a multi-host network from a worker node. Please create the network from a manager node.';
+export const WORKER_MODIFY =
+  "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 export const notAttachable = (name: string) =>
   `Could not attach to network ${name}: rpc error: code = PermissionDenied desc = network ${name} not manually attachable`;
 
@@ -101,7 +104,9 @@ export class ClusterKeys {
   /** Fills the view; call after the watch on endpoints/ started (it feeds `view.apply`), so nothing is missed. */
   async loadView(): Promise<void> {
     const kvs = await this.store.list('endpoints/');
-    this.view.load(kvs.map((kv) => ({ key: kv.key, value: JSON.parse(kv.value) as SwarmEndpoint, revision: kv.revision })));
+    this.view.load(
+      kvs.map((kv) => ({ key: kv.key, value: JSON.parse(kv.value) as SwarmEndpoint, revision: kv.revision })),
+    );
   }
 
   async endpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
@@ -156,7 +161,8 @@ export class EndpointView {
       if (!value && !cur.value && this.loaded) this.entries.delete(key);
       return;
     }
-    if (value || !this.loaded || revision === Number.MAX_SAFE_INTEGER) this.entries.set(key, value ? { value, revision } : { revision });
+    if (value || !this.loaded || revision === Number.MAX_SAFE_INTEGER)
+      this.entries.set(key, value ? { value, revision } : { revision });
     else this.entries.delete(key);
   }
 
@@ -187,7 +193,8 @@ export class EndpointView {
  * leaves every network usable. Absent outside a swarm.
  */
 export class ScopedNetworks {
-  private cluster: { coll: Collection<NetworkRecord>; cache: Map<string, { value: NetworkRecord; revision: number }> } | undefined;
+  private cluster:
+    { coll: Collection<NetworkRecord>; cache: Map<string, { value: NetworkRecord; revision: number }> } | undefined;
   constructor(private readonly local: Collection<NetworkRecord>) {}
 
   key(id: string): string {
@@ -195,7 +202,10 @@ export class ScopedNetworks {
   }
 
   /** Starts serving swarm records (the caller starts the watch first, then lists, so nothing is missed). */
-  attach(coll: Collection<NetworkRecord>, initial: Array<{ id: string; value: NetworkRecord; revision: number }>): void {
+  attach(
+    coll: Collection<NetworkRecord>,
+    initial: Array<{ id: string; value: NetworkRecord; revision: number }>,
+  ): void {
     const cache = new Map(initial.map((n) => [n.id, { value: n.value, revision: n.revision }]));
     this.cluster = { coll, cache };
   }
@@ -224,7 +234,10 @@ export class ScopedNetworks {
     return [...l, ...[...this.cluster.cache].map(([id, v]) => ({ id, ...v }))];
   }
 
-  async update(id: string, fn: (cur: NetworkRecord | undefined) => NetworkRecord | undefined): Promise<NetworkRecord | undefined> {
+  async update(
+    id: string,
+    fn: (cur: NetworkRecord | undefined) => NetworkRecord | undefined,
+  ): Promise<NetworkRecord | undefined> {
     if (await this.local.get(id)) return this.local.update(id, fn);
     const c = this.cluster;
     if (!c) return undefined;

@@ -22,7 +22,9 @@ export function hybridCgroups(): boolean {
  * where it refuses every container ("cgroups in hybrid mode not supported").
  */
 export async function probeRuntime(wanted: string, log: Logger): Promise<string> {
-  const candidates = wanted ? [wanted] : ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc', '/usr/bin/crun', '/usr/local/bin/crun'];
+  const candidates = wanted
+    ? [wanted]
+    : ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc', '/usr/bin/crun', '/usr/local/bin/crun'];
   const tried: string[] = [];
   for (const path of candidates) {
     if (path.endsWith('crun') && hybridCgroups()) {

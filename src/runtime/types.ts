@@ -68,7 +68,11 @@ export interface DockerContainerState {
   StartedAt: string;
   FinishedAt: string;
   /** Present for a container with a HEALTHCHECK, once started (health.ts). */
-  Health?: { Status: 'starting' | 'healthy' | 'unhealthy'; FailingStreak: number; Log: Array<{ Start: string; End: string; ExitCode: number; Output: string }> };
+  Health?: {
+    Status: 'starting' | 'healthy' | 'unhealthy';
+    FailingStreak: number;
+    Log: Array<{ Start: string; End: string; ExitCode: number; Output: string }>;
+  };
 }
 
 /** GET /containers/{id}/json response (the fields Cove fills). */
@@ -190,15 +194,28 @@ export interface DockerExecCreate {
 
 export interface ImageService {
   /** POST /images/create?fromSrc=- : a rootfs tar (optionally compressed) becomes an image. */
-  importTar(tar: Readable, opts: { repo?: string; tag?: string; changes?: string[]; message?: string; onProgress?: (msg: string) => void }): Promise<string>;
+  importTar(
+    tar: Readable,
+    opts: { repo?: string; tag?: string; changes?: string[]; message?: string; onProgress?: (msg: string) => void },
+  ): Promise<string>;
   /** POST /images/load : docker-archive or OCI-layout tar; returns the loaded tags/IDs. */
   load(tar: Readable, onProgress?: (msg: string) => void): Promise<string[]>;
   list(opts?: { all?: boolean; filters?: Filters }): Promise<DockerImageSummary[]>;
   inspect(ref: string): Promise<Record<string, unknown>>;
   tag(ref: string, repo: string, tag?: string): Promise<void>;
-  remove(ref: string, opts?: { force?: boolean; noprune?: boolean }): Promise<Array<{ Untagged?: string; Deleted?: string }>>;
-  history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>>;
-  prune(opts?: { all?: boolean; filters?: Filters }): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>;
+  remove(
+    ref: string,
+    opts?: { force?: boolean; noprune?: boolean },
+  ): Promise<Array<{ Untagged?: string; Deleted?: string }>>;
+  history(
+    ref: string,
+  ): Promise<
+    Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>
+  >;
+  prune(opts?: {
+    all?: boolean;
+    filters?: Filters;
+  }): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>;
   /** docker-archive (also an OCI layout) of the named images. */
   save(refs: string[]): Promise<Readable>;
   /** Resolves a reference (name[:tag], ID, ID prefix) to an image ID, or throws NotFound "No such image: ref". */
@@ -219,7 +236,10 @@ export interface ContainerService {
   prune(filters?: Filters): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>;
   inspect(idOrName: string): Promise<DockerContainerInspect>;
   list(opts?: { all?: boolean; limit?: number; filters?: Filters }): Promise<DockerContainerSummary[]>;
-  wait(idOrName: string, condition?: 'not-running' | 'next-exit' | 'removed'): Promise<{ StatusCode: number; Error?: { Message: string } | null }>;
+  wait(
+    idOrName: string,
+    condition?: 'not-running' | 'next-exit' | 'removed',
+  ): Promise<{ StatusCode: number; Error?: { Message: string } | null }>;
   logs(idOrName: string, opts: LogOptions): AsyncIterable<LogEntry>;
   attach(idOrName: string, opts: AttachOptions): Promise<IoSession>;
   resize(idOrName: string, rows: number, cols: number): Promise<void>;
@@ -237,17 +257,33 @@ export interface ContainerService {
   top(idOrName: string, psArgs: string): Promise<{ Titles: string[]; Processes: string[][] }>;
   stats(idOrName: string, opts: { stream: boolean; oneShot: boolean }): AsyncIterable<Record<string, unknown>>;
   /** docker cp: HEAD/GET/PUT /containers/{id}/archive (running or stopped containers). */
-  archiveStat(idOrName: string, path: string): Promise<{ name: string; size: number; mode: number; mtime: string; linkTarget: string }>;
-  archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void>;
+  archiveStat(
+    idOrName: string,
+    path: string,
+  ): Promise<{ name: string; size: number; mode: number; mtime: string; linkTarget: string }>;
+  archiveGet(
+    idOrName: string,
+    path: string,
+    consume: (statHeader: string, tar: Readable) => Promise<void>,
+  ): Promise<void>;
   archivePut(idOrName: string, path: string, input: Readable, opts: { copyUIDGID?: boolean }): Promise<void>;
   /** docker diff (GET /containers/{id}/changes): Kind 0 modified, 1 added, 2 deleted; null when nothing changed. */
   changes(idOrName: string): Promise<Array<{ Path: string; Kind: number }> | null>;
   /** docker export: the root filesystem as a tar, handed to `consume` while it is mounted. */
   exportRootfs(idOrName: string, consume: (tar: Readable) => Promise<void>): Promise<void>;
   /** docker commit (POST /commit). */
-  commit(idOrName: string, opts: {
-    repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<DockerContainerConfig>;
-  }): Promise<{ Id: string }>;
+  commit(
+    idOrName: string,
+    opts: {
+      repo?: string;
+      tag?: string;
+      comment?: string;
+      author?: string;
+      changes?: string[];
+      pause?: boolean;
+      config?: Partial<DockerContainerConfig>;
+    },
+  ): Promise<{ Id: string }>;
   /** Daemon start: adopt containers whose monitors survived, mark the rest exited. */
   restore(): Promise<void>;
   close(): Promise<void>;

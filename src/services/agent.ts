@@ -65,15 +65,17 @@ export class Agent {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.stops.push(this.deps.store.watch(`${TASKS}/`, (ev) => {
-      let t: Task | undefined;
-      try {
-        t = JSON.parse(ev.kv.value) as Task;
-      } catch {
-        return;
-      }
-      if (t.NodeID === this.deps.nodeId) this.enqueue(t.ID);
-    }));
+    this.stops.push(
+      this.deps.store.watch(`${TASKS}/`, (ev) => {
+        let t: Task | undefined;
+        try {
+          t = JSON.parse(ev.kv.value) as Task;
+        } catch {
+          return;
+        }
+        if (t.NodeID === this.deps.nodeId) this.enqueue(t.ID);
+      }),
+    );
     this.stops.push(this.deps.events.subscribe((ev) => this.onContainerEvent(ev)));
     this.timer = setInterval(() => void this.resync(), this.deps.resyncMs ?? 3000);
     this.timer.unref?.();
@@ -108,7 +110,8 @@ export class Agent {
   private onContainerEvent(ev: DockerEvent): void {
     if (ev.Type !== 'container') return;
     const id = ev.Actor.Attributes[LABEL.taskId];
-    if (id && (['die', 'start', 'destroy'].includes(ev.Action) || ev.Action.startsWith('health_status'))) this.enqueue(id);
+    if (id && (['die', 'start', 'destroy'].includes(ev.Action) || ev.Action.startsWith('health_status')))
+      this.enqueue(id);
   }
 
   /** Handlers for one task never overlap; a change during one runs it again. */
@@ -154,7 +157,9 @@ export class Agent {
     if (health === 'unhealthy') {
       const grace = Math.round((t.Spec.ContainerSpec?.StopGracePeriod ?? 10 * NS) / NS);
       await this.report(t, 'failed', 'unhealthy', 'dockerexec: unhealthy container', { ContainerID: containerId });
-      await this.deps.containers.stop(containerId, { timeout: grace }).catch((err) => this.deps.log.warn({ err, task: t.ID }, 'unhealthy task stop failed'));
+      await this.deps.containers
+        .stop(containerId, { timeout: grace })
+        .catch((err) => this.deps.log.warn({ err, task: t.ID }, 'unhealthy task stop failed'));
       return;
     }
     if (health === 'starting') return;
@@ -183,12 +188,15 @@ export class Agent {
     if (t.DesiredState !== 'running') {
       if (c?.running) {
         const grace = Math.round((t.Spec.ContainerSpec?.StopGracePeriod ?? 10 * NS) / NS);
-        await this.deps.containers.stop(c.id, { timeout: grace }).catch((err) => this.deps.log.warn({ err, task: taskId }, 'task stop failed'));
+        await this.deps.containers
+          .stop(c.id, { timeout: grace })
+          .catch((err) => this.deps.log.warn({ err, task: taskId }, 'task stop failed'));
       }
       if (!isTerminal(t.Status.State)) await this.report(t, 'shutdown', 'shutdown');
       if (c) await this.deps.containers.remove(c.id, { force: true }).catch(() => undefined);
       if (t.DesiredState === 'remove') {
-        if (this.deps.reportOnly?.()) await this.sendReport(t.ID, { Status: t.Status, UpdatedAt: nowIso(), Removed: true }).catch(() => undefined);
+        if (this.deps.reportOnly?.())
+          await this.sendReport(t.ID, { Status: t.Status, UpdatedAt: nowIso(), Removed: true }).catch(() => undefined);
         else await this.tasks.delete(t.ID).catch(() => undefined);
       }
       return;
@@ -209,7 +217,11 @@ export class Agent {
       const info = await this.deps.containers.inspect(c.id).catch(() => undefined);
       const code = info?.State.ExitCode ?? 255;
       if (code === 0) await this.report(t, 'complete', 'finished', undefined, { ContainerID: c.id, ExitCode: 0 });
-      else await this.report(t, 'failed', 'started', `task: non-zero exit (${code})`, { ContainerID: c.id, ExitCode: code });
+      else
+        await this.report(t, 'failed', 'started', `task: non-zero exit (${code})`, {
+          ContainerID: c.id,
+          ExitCode: code,
+        });
     } else {
       await this.checkRunning(t, c.id);
     }
@@ -256,7 +268,10 @@ export class Agent {
       } catch {
         // Unpinned or pulled under its tag only: the tag's image still runs the task.
         if (!this.deps.pullImage && image.includes('@')) {
-          return this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, '')).then(() => true, () => false);
+          return this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, '')).then(
+            () => true,
+            () => false,
+          );
         }
         return false;
       }
@@ -267,7 +282,7 @@ export class Agent {
       await this.deps.pullImage(image, auth);
       return true;
     } catch (err) {
-      this.deps.log.warn({ task: t.ID, image, err: (err as Error).message }, 'pulling the task\'s image failed');
+      this.deps.log.warn({ task: t.ID, image, err: (err as Error).message }, "pulling the task's image failed");
       return held();
     }
   }
@@ -287,17 +302,24 @@ export class Agent {
     const nets = t.NetworksAttachments ?? [];
     const endpoints: Record<string, { Aliases: string[] }> = {};
     const specNets = t.Spec.Networks ?? [];
-    for (const n of nets) endpoints[n.Network.ID] = { Aliases: specNets.find((s) => s.Target === n.Network.ID)?.Aliases ?? [] };
+    for (const n of nets)
+      endpoints[n.Network.ID] = { Aliases: specNets.find((s) => s.Target === n.Network.ID)?.Aliases ?? [] };
     // mode=host published ports: straight to this task, on its node only (the ingress mesh handles the rest).
     const portBindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
     for (const p of hostPorts(t)) {
-      portBindings[`${p.TargetPort}/${p.Protocol ?? 'tcp'}`] = [{ HostIp: '', HostPort: p.PublishedPort ? String(p.PublishedPort) : '' }];
+      portBindings[`${p.TargetPort}/${p.Protocol ?? 'tcp'}`] = [
+        { HostIp: '', HostPort: p.PublishedPort ? String(p.PublishedPort) : '' },
+      ];
     }
     const body: DockerContainerCreate = {
       Image: spec.Image ?? '',
       Env: spec.Env ?? [],
       Labels: labels,
-      HostConfig: { NetworkMode: nets[0]?.Network.ID ?? 'bridge', Init: spec.Init ?? undefined, ...(Object.keys(portBindings).length ? { PortBindings: portBindings } : {}) },
+      HostConfig: {
+        NetworkMode: nets[0]?.Network.ID ?? 'bridge',
+        Init: spec.Init ?? undefined,
+        ...(Object.keys(portBindings).length ? { PortBindings: portBindings } : {}),
+      },
       NetworkingConfig: { EndpointsConfig: endpoints },
     };
     if (spec.Command?.length) body.Entrypoint = spec.Command;
@@ -321,7 +343,15 @@ export class Agent {
       const bound = info.NetworkSettings.Ports?.[`${p.TargetPort}/${p.Protocol ?? 'tcp'}`]?.[0]?.HostPort;
       return { ...p, PublishedPort: bound ? Number(bound) : p.PublishedPort };
     });
-    await this.report(t, 'running', 'started', undefined, { ContainerID: containerId, PID: info.State.Pid, ExitCode: 0 }, attachments, ports);
+    await this.report(
+      t,
+      'running',
+      'started',
+      undefined,
+      { ContainerID: containerId, PID: info.State.Pid, ExitCode: 0 },
+      attachments,
+      ports,
+    );
   }
 
   /**
@@ -329,12 +359,24 @@ export class Agent {
    * not undo a newer one) and returns the stored task.
    */
   private async report(
-    t: Task, state: TaskState, message: string, err?: string,
-    cs?: Task['Status']['ContainerStatus'], attachments?: Task['NetworksAttachments'], ports?: PortConfig[],
+    t: Task,
+    state: TaskState,
+    message: string,
+    err?: string,
+    cs?: Task['Status']['ContainerStatus'],
+    attachments?: Task['NetworksAttachments'],
+    ports?: PortConfig[],
   ): Promise<Task | undefined> {
     const reportOf = (cur: Task): TaskReport => ({
       UpdatedAt: nowIso(),
-      Status: { Timestamp: nowIso(), State: state, Message: message, ...(err ? { Err: err } : {}), ...(cs ?? cur.Status.ContainerStatus ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}), PortStatus: ports?.length ? { Ports: ports } : {} },
+      Status: {
+        Timestamp: nowIso(),
+        State: state,
+        Message: message,
+        ...(err ? { Err: err } : {}),
+        ...((cs ?? cur.Status.ContainerStatus) ? { ContainerStatus: cs ?? cur.Status.ContainerStatus } : {}),
+        PortStatus: ports?.length ? { Ports: ports } : {},
+      },
       ...(attachments ? { NetworksAttachments: attachments } : {}),
     });
     if (this.deps.reportOnly?.()) {
@@ -351,10 +393,12 @@ export class Agent {
         return undefined;
       });
     }
-    return updateRecord(this.tasks, t.ID, (cur) => applyReport(cur, this.deps.nodeId, reportOf(cur)) ?? cur).catch((e) => {
-      this.deps.log.debug({ err: e, task: t.ID }, 'task state report failed');
-      return undefined;
-    });
+    return updateRecord(this.tasks, t.ID, (cur) => applyReport(cur, this.deps.nodeId, reportOf(cur)) ?? cur).catch(
+      (e) => {
+        this.deps.log.debug({ err: e, task: t.ID }, 'task state report failed');
+        return undefined;
+      },
+    );
   }
 
   private async sendReport(taskId: string, r: TaskReport): Promise<void> {

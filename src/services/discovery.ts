@@ -27,7 +27,9 @@ export interface ServiceNamesSink {
 
 /** The network controller's hook called when a sandbox joins networks, before its container runs. */
 export interface SandboxJoinSource {
-  setSandboxJoinHook(fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined): void;
+  setSandboxJoinHook(
+    fn: ((containerId: string, netnsPath: string, networkIds: string[]) => Promise<void>) | undefined,
+  ): void;
 }
 
 export interface DiscoveryDeps {
@@ -60,9 +62,14 @@ export class ServiceDiscovery {
       sources: [
         (kick) => store.watch(`${SERVICES}/`, kick),
         (kick) => store.watch(`${TASKS}/`, kick),
-        (kick) => events.subscribe((ev) => {
-          if ((ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) || (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))) kick();
-        }),
+        (kick) =>
+          events.subscribe((ev) => {
+            if (
+              (ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) ||
+              (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))
+            )
+              kick();
+          }),
       ],
       onError: (err) => this.deps.log.warn({ err }, 'service discovery pass failed'),
     });
@@ -92,7 +99,8 @@ export class ServiceDiscovery {
     this.deps.joins?.setSandboxJoinHook(undefined);
     await this.loop.stop();
     // Names go with the swarm; the sandboxes' tables stay with their containers (they go when the tasks go).
-    for (const net of this.namesSet.keys()) await this.deps.names?.setServiceNames(net, new Map()).catch(() => undefined);
+    for (const net of this.namesSet.keys())
+      await this.deps.names?.setServiceNames(net, new Map()).catch(() => undefined);
     this.namesSet.clear();
   }
 
@@ -129,7 +137,9 @@ export class ServiceDiscovery {
     // Load balancing: the sandbox of each running container here on a network with VIPs.
     const seen = new Set<string>();
     for (const c of await this.deps.containers.list({ all: false })) {
-      const netIds = Object.values(c.NetworkSettings?.Networks ?? {}).map((e) => e.NetworkID).filter((x): x is string => Boolean(x));
+      const netIds = Object.values(c.NetworkSettings?.Networks ?? {})
+        .map((e) => e.NetworkID)
+        .filter((x): x is string => Boolean(x));
       const vips = netIds.flatMap((n) => d.vips.get(n) ?? []);
       if (!vips.length && !this.applied.has(c.Id)) continue;
       seen.add(c.Id);

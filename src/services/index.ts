@@ -22,8 +22,10 @@ import { IngressMesh, INGRESS_SBOX, type MeshStatus, type PortHolder } from './i
 import { join } from 'node:path';
 import { ReportRelay } from './reports.js';
 
-export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
-export const WORKER_NOT_MANAGER = 'This node is not a swarm manager. Worker nodes can\'t be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.';
+export const NOT_A_MANAGER =
+  'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const WORKER_NOT_MANAGER =
+  "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
 export interface ServicesDeps {
   containers: ContainerService;
@@ -39,7 +41,9 @@ export interface ServicesDeps {
 
 /** The network layer as the services layer needs it; VIPs come from hooks the network layer may offer. */
 export function serviceNetworksOf(networks: NetworkService): ServiceNetworks {
-  const hooks = networks as unknown as Partial<Pick<ServiceNetworks, 'allocateVip' | 'releaseVip' | 'ingress'>> & { ingressNetwork?: () => Promise<{ id: string; name: string } | undefined> };
+  const hooks = networks as unknown as Partial<Pick<ServiceNetworks, 'allocateVip' | 'releaseVip' | 'ingress'>> & {
+    ingressNetwork?: () => Promise<{ id: string; name: string } | undefined>;
+  };
   const out: ServiceNetworks = {
     async lookup(ref) {
       const n = await networks.inspectNetwork(ref);
@@ -84,7 +88,13 @@ export class SwarmServices implements ClusterAware {
   async nodes(): Promise<SchedNode[]> {
     const m = this.membership;
     if (!m) return [];
-    return (await m.nodes()).map((n) => ({ id: n.id, hostname: n.hostname, role: n.role, availability: n.availability, state: n.state }));
+    return (await m.nodes()).map((n) => ({
+      id: n.id,
+      hostname: n.hostname,
+      role: n.role,
+      availability: n.availability,
+      state: n.state,
+    }));
   }
 
   async attachCluster(m: Membership): Promise<void> {
@@ -95,28 +105,51 @@ export class SwarmServices implements ClusterAware {
     this.manager = new ServiceManager(m.store, networks);
     // `network rm` of a swarm network asks the services first (Docker's refusals name the service or task).
     const manager = this.manager;
-    (this.deps.networks as unknown as { setNetworkRemovalGuard?: (g: ((n: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined) => void })
-      .setNetworkRemovalGuard?.((n) => manager.checkNetworkRemoval(n));
+    (
+      this.deps.networks as unknown as {
+        setNetworkRemovalGuard?: (
+          g: ((n: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined,
+        ) => void;
+      }
+    ).setNetworkRemovalGuard?.((n) => manager.checkNetworkRemoval(n));
     const dist = this.deps.distribution;
     this.agent = new Agent({
-      store: m.store, nodeId: m.self.id, containers: this.deps.containers, images: this.deps.images, events: this.deps.events, log: log.child({ part: 'agent' }),
+      store: m.store,
+      nodeId: m.self.id,
+      containers: this.deps.containers,
+      images: this.deps.images,
+      events: this.deps.events,
+      log: log.child({ part: 'agent' }),
       reportOnly: () => !m.isManager(),
-      ...(dist ? { pullImage: (ref: string, auth: AuthConfig | undefined) => dist.ensure(ref, auth ? { auth } : {}) } : {}),
+      ...(dist
+        ? { pullImage: (ref: string, auth: AuthConfig | undefined) => dist.ensure(ref, auth ? { auth } : {}) }
+        : {}),
     });
     this.agent.start();
     this.logServer = new LogServer(m.store, m.self.id, this.deps.containers, log.child({ part: 'logs' }));
     this.logServer.start();
     const sink = this.deps.networks as unknown as Partial<ServiceNamesSink>;
     this.discovery = new ServiceDiscovery({
-      store: m.store, containers: this.deps.containers, events: this.deps.events, log: log.child({ part: 'discovery' }),
-      ...(typeof sink.setServiceNames === 'function' ? { names: { setServiceNames: sink.setServiceNames.bind(this.deps.networks) } } : {}),
-      ...(typeof (sink as Partial<SandboxJoinSource>).setSandboxJoinHook === 'function' ? { joins: this.deps.networks as unknown as SandboxJoinSource } : {}),
+      store: m.store,
+      containers: this.deps.containers,
+      events: this.deps.events,
+      log: log.child({ part: 'discovery' }),
+      ...(typeof sink.setServiceNames === 'function'
+        ? { names: { setServiceNames: sink.setServiceNames.bind(this.deps.networks) } }
+        : {}),
+      ...(typeof (sink as Partial<SandboxJoinSource>).setSandboxJoinHook === 'function'
+        ? { joins: this.deps.networks as unknown as SandboxJoinSource }
+        : {}),
     });
     this.discovery.start();
     const holder = (this.deps.networks as unknown as { ports?: PortHolder }).ports;
     this.mesh = new IngressMesh({
-      store: m.store, nodeId: m.self.id, networks: this.deps.networks, ...(holder ? { ports: holder } : {}),
-      sandboxDir: join(this.deps.execRoot ?? '/run/cove', INGRESS_SBOX), log: log.child({ part: 'ingress' }),
+      store: m.store,
+      nodeId: m.self.id,
+      networks: this.deps.networks,
+      ...(holder ? { ports: holder } : {}),
+      sandboxDir: join(this.deps.execRoot ?? '/run/cove', INGRESS_SBOX),
+      log: log.child({ part: 'ingress' }),
       nodeNames: async () => new Map((await this.nodes()).map((n) => [n.id, n.hostname])),
     });
     this.mesh.start();
@@ -128,10 +161,15 @@ export class SwarmServices implements ClusterAware {
       ...(networks.ingress ? { ingressNetwork: networks.ingress } : {}),
       log: log.child({ part: 'orchestrator' }),
     });
-    this.elector = new LeaderElector(m.store, m.self.id, (leading) => {
-      if (leading) this.orchestrator?.start();
-      else void this.orchestrator?.stop();
-    }, log.child({ part: 'leader' }));
+    this.elector = new LeaderElector(
+      m.store,
+      m.self.id,
+      (leading) => {
+        if (leading) this.orchestrator?.start();
+        else void this.orchestrator?.stop();
+      },
+      log.child({ part: 'leader' }),
+    );
     // Promotion and demotion: only managers campaign.
     this.relay = new ReportRelay(m.store, log.child({ part: 'reports' }));
     const followRole = (): void => {
@@ -158,8 +196,12 @@ export class SwarmServices implements ClusterAware {
     await this.mesh?.leave();
     await this.close();
     if (!wasIn) return;
-    for (const c of await this.deps.containers.list({ all: true, filters: { label: [LABEL.taskId] } }).catch(() => [])) {
-      await this.deps.containers.remove(c.Id, { force: true }).catch((err) => this.deps.log.warn({ err, container: c.Id }, 'task container not removed at swarm leave'));
+    for (const c of await this.deps.containers
+      .list({ all: true, filters: { label: [LABEL.taskId] } })
+      .catch(() => [])) {
+      await this.deps.containers
+        .remove(c.Id, { force: true })
+        .catch((err) => this.deps.log.warn({ err, container: c.Id }, 'task container not removed at swarm leave'));
     }
   }
 

@@ -31,7 +31,16 @@ import { writeSysctls } from '../kernel/netns.js';
 import { nftListText } from '../kernel/nft.js';
 import { pingOnce } from '../kernel/probe.js';
 import type { Store } from '../store/store.js';
-import { hostMeshObjects, meshPorts, MESH, hostPortsKey, portChain, sboxMeshObjects, type MeshPort, type NodeHostPorts } from './mesh.js';
+import {
+  hostMeshObjects,
+  meshPorts,
+  MESH,
+  hostPortsKey,
+  portChain,
+  sboxMeshObjects,
+  type MeshPort,
+  type NodeHostPorts,
+} from './mesh.js';
 import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
 import type { Service } from './types.js';
 
@@ -74,7 +83,14 @@ export interface MeshPortStatus {
   HostRule: boolean;
   /** The kernel has the sandbox's map element and the port's chain. */
   SandboxRule: boolean;
-  Backends: Array<{ Address: string; NodeID: string; Node: string; TaskID: string; InKernel: boolean; Reachable: boolean }>;
+  Backends: Array<{
+    Address: string;
+    NodeID: string;
+    Node: string;
+    TaskID: string;
+    InKernel: boolean;
+    Reachable: boolean;
+  }>;
 }
 
 export interface MeshStatus {
@@ -114,7 +130,8 @@ export class IngressMesh {
   ports: MeshPort[] = [];
 
   constructor(private readonly deps: IngressMeshDeps) {
-    this.hostFw = deps.firewall ?? new Firewall({ backend: new KernelNft(null), frame: false, checkEveryMs: 1000, log: deps.log });
+    this.hostFw =
+      deps.firewall ?? new Firewall({ backend: new KernelNft(null), frame: false, checkEveryMs: 1000, log: deps.log });
     this.host = this.hostFw.owner(HOST_OWNER);
     const store = deps.store;
     const ports = deps.ports;
@@ -122,7 +139,9 @@ export class IngressMesh {
       pass: () => this.reconcile(),
       periodMs: deps.resyncMs ?? 5000,
       sources: [
-        (kick) => store.watch(`${SERVICES}/`, kick), (kick) => store.watch(`${TASKS}/`, kick), (kick) => store.watch('networks/', kick),
+        (kick) => store.watch(`${SERVICES}/`, kick),
+        (kick) => store.watch(`${TASKS}/`, kick),
+        (kick) => store.watch('networks/', kick),
         // This node's containers taking or freeing host ports: the swarm learns of it (publishHostPorts).
         (kick) => ports?.onChange?.(kick) ?? (() => undefined),
       ],
@@ -150,7 +169,9 @@ export class IngressMesh {
     await this.host.remove().catch((err) => this.deps.log.warn({ err }, 'ingress host rules not removed'));
     await this.hostFw.close();
     await this.deps.store.delete(hostPortsKey(this.deps.nodeId)).catch(() => undefined);
-    await this.deps.networks.deleteSandbox(INGRESS_SBOX).catch((err) => this.deps.log.warn({ err }, 'ingress sandbox not removed'));
+    await this.deps.networks
+      .deleteSandbox(INGRESS_SBOX)
+      .catch((err) => this.deps.log.warn({ err }, 'ingress sandbox not removed'));
   }
 
   kick(): void {
@@ -163,7 +184,9 @@ export class IngressMesh {
 
   private async reconcile(): Promise<void> {
     // (Telling the swarm is not programming this node: a failure there must not stop the pass.)
-    await this.publishHostPorts().catch((err) => this.deps.log.warn({ err }, 'host ports not written to the cluster store'));
+    await this.publishHostPorts().catch((err) =>
+      this.deps.log.warn({ err }, 'host ports not written to the cluster store'),
+    );
     const ingress = (await this.deps.networks.listNetworks()).find((n) => n.Ingress && n.Driver === 'overlay');
     const sb = await this.ensureSandbox(ingress);
     if (!sb || !ingress) {
@@ -186,7 +209,10 @@ export class IngressMesh {
     const sig = JSON.stringify([ok, sb.gwAddr, sb.subnet]);
     if (sig !== this.programmed) {
       this.programmed = sig;
-      this.deps.log.info({ ports: ok.length, hostMs: round(t1 - t0), sandboxMs: round(t2 - t1) }, 'ingress mesh programmed');
+      this.deps.log.info(
+        { ports: ok.length, hostMs: round(t1 - t0), sandboxMs: round(t2 - t1) },
+        'ingress mesh programmed',
+      );
     }
   }
 
@@ -232,9 +258,21 @@ export class IngressMesh {
     if (!settings) {
       mkdirSync(this.deps.sandboxDir, { recursive: true, mode: 0o711 });
       await this.deps.networks.createSandbox({
-        containerId: INGRESS_SBOX, containerName: INGRESS_ENDPOINT, hostname: INGRESS_SBOX, domainname: '',
-        networkMode: ingress.Id, endpoints: [{ network: ingress.Id }], portBindings: [], exposedPorts: [], publishAllPorts: false,
-        dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir: this.deps.sandboxDir, swarmTask: true,
+        containerId: INGRESS_SBOX,
+        containerName: INGRESS_ENDPOINT,
+        hostname: INGRESS_SBOX,
+        domainname: '',
+        networkMode: ingress.Id,
+        endpoints: [{ network: ingress.Id }],
+        portBindings: [],
+        exposedPorts: [],
+        publishAllPorts: false,
+        dns: [],
+        dnsSearch: [],
+        dnsOptions: [],
+        extraHosts: [],
+        dir: this.deps.sandboxDir,
+        swarmTask: true,
       });
       settings = await this.deps.networks.networkSettings(INGRESS_SBOX);
       this.deps.log.info({ network: ingress.Name }, 'ingress sandbox made');
@@ -242,15 +280,25 @@ export class IngressMesh {
     const key = settings?.SandboxKey;
     const ing = Object.values(settings?.Networks ?? {}).find((e) => e.NetworkID === ingress.Id);
     // Container inspect hides docker_gwbridge (as Docker does); the network's own inspect lists the sandbox.
-    const gwCidr = (await this.deps.networks.inspectNetwork(GWBRIDGE).catch(() => undefined))?.Containers[INGRESS_SBOX]?.IPv4Address;
+    const gwCidr = (await this.deps.networks.inspectNetwork(GWBRIDGE).catch(() => undefined))?.Containers[INGRESS_SBOX]
+      ?.IPv4Address;
     const gw = gwCidr ? { IPAddress: gwCidr.split('/')[0]! } : undefined;
     const subnet = ingress.IPAM.Config.find((c) => c.Subnet && !c.Subnet.includes(':'))?.Subnet;
-    if (!key || !ing?.IPAddress || !gw?.IPAddress || !subnet) throw new Error('ingress sandbox has no ingress or docker_gwbridge address');
+    if (!key || !ing?.IPAddress || !gw?.IPAddress || !subnet)
+      throw new Error('ingress sandbox has no ingress or docker_gwbridge address');
     if (this.sbox?.key !== key || this.sbox.networkId !== ingress.Id) {
       await this.sbox?.fw.close();
       await writeSysctls(key, { 'net.ipv4.ip_forward': '1' });
       const fw = new Firewall({ backend: new KernelNft(key), frame: false, checkEveryMs: 0, log: this.deps.log });
-      this.sbox = { key, ingressAddr: ing.IPAddress, gwAddr: gw.IPAddress, subnet, networkId: ingress.Id, fw, owner: fw.owner(HOST_OWNER) };
+      this.sbox = {
+        key,
+        ingressAddr: ing.IPAddress,
+        gwAddr: gw.IPAddress,
+        subnet,
+        networkId: ingress.Id,
+        fw,
+        owner: fw.owner(HOST_OWNER),
+      };
     }
     return this.sbox;
   }
@@ -268,14 +316,29 @@ export class IngressMesh {
       if (!this.held.has(k)) {
         try {
           await this.deps.ports?.reserve(owner(k), {
-            bindings: [{ containerPort: p.published, containerPortEnd: p.published, protocol: p.proto, hostIp: '', hostPort: p.published, hostPortEnd: p.published }],
-            exposed: [], publishAll: false, containerIp: target,
+            bindings: [
+              {
+                containerPort: p.published,
+                containerPortEnd: p.published,
+                protocol: p.proto,
+                hostIp: '',
+                hostPort: p.published,
+                hostPortEnd: p.published,
+              },
+            ],
+            exposed: [],
+            publishAll: false,
+            containerIp: target,
           });
           this.held.set(k, target);
           if (this.conflicts.delete(k)) this.deps.log.info({ port: k }, 'ingress port held again');
         } catch (err) {
           const msg = (err as Error).message;
-          if (this.conflicts.get(k) !== msg) this.deps.log.warn({ port: k, service: p.serviceName, err: msg }, 'ingress port not published on this node');
+          if (this.conflicts.get(k) !== msg)
+            this.deps.log.warn(
+              { port: k, service: p.serviceName, err: msg },
+              'ingress port not published on this node',
+            );
           this.conflicts.set(k, msg);
           continue;
         }
@@ -301,21 +364,34 @@ export class IngressMesh {
     for (const p of this.ports.filter((x) => x.serviceId === svc.ID)) {
       const k = `${p.proto}/${p.published}`;
       const chain = chainText(sboxTable, portChain(p));
-      const backends = await Promise.all(p.backends.map(async (b) => ({
-        Address: b.addr, NodeID: b.nodeId, Node: names.get(b.nodeId) ?? b.nodeId, TaskID: b.taskId,
-        InKernel: new RegExp(`\\b${b.addr.replace(/\./g, '\\.')}(:| \\. )${p.target}\\b`).test(chain),
-        Reachable: sb ? await pingOnce(sb.key, b.addr).catch(() => false) : false,
-      })));
+      const backends = await Promise.all(
+        p.backends.map(async (b) => ({
+          Address: b.addr,
+          NodeID: b.nodeId,
+          Node: names.get(b.nodeId) ?? b.nodeId,
+          TaskID: b.taskId,
+          InKernel: new RegExp(`\\b${b.addr.replace(/\./g, '\\.')}(:| \\. )${p.target}\\b`).test(chain),
+          Reachable: sb ? await pingOnce(sb.key, b.addr).catch(() => false) : false,
+        })),
+      );
       out.push({
-        Protocol: p.proto, PublishedPort: p.published, TargetPort: p.target,
-        Held: this.held.has(k), ...(this.conflicts.has(k) ? { Conflict: this.conflicts.get(k)! } : {}),
+        Protocol: p.proto,
+        PublishedPort: p.published,
+        TargetPort: p.target,
+        Held: this.held.has(k),
+        ...(this.conflicts.has(k) ? { Conflict: this.conflicts.get(k)! } : {}),
         HostRule: preOk && new RegExp(`\\b${p.proto} \\. ${p.published}\\b`).test(hostSet),
-        SandboxRule: new RegExp(`\\b${p.proto} \\. ${p.published} : goto ${portChain(p)}\\b`).test(sboxTable) && chain.includes('dnat'),
+        SandboxRule:
+          new RegExp(`\\b${p.proto} \\. ${p.published} : goto ${portChain(p)}\\b`).test(sboxTable) &&
+          chain.includes('dnat'),
         Backends: backends,
       });
     }
     return {
-      NodeID: this.deps.nodeId, Node: names.get(this.deps.nodeId) ?? this.deps.nodeId, ServiceID: svc.ID, ServiceName: svc.Spec.Name ?? svc.ID,
+      NodeID: this.deps.nodeId,
+      Node: names.get(this.deps.nodeId) ?? this.deps.nodeId,
+      ServiceID: svc.ID,
+      ServiceName: svc.Spec.Name ?? svc.ID,
       Sandbox: sb ? { Key: sb.key, IngressAddress: sb.ingressAddr, GatewayAddress: sb.gwAddr } : null,
       Ports: out,
     };

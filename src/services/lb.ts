@@ -15,7 +15,9 @@
  */
 import { isTerminal, type Service, type Task } from './types.js';
 
-export interface NameEntry { ipv4?: string }
+export interface NameEntry {
+  ipv4?: string;
+}
 
 export interface Vip {
   serviceId: string;
@@ -59,15 +61,23 @@ export function discovery(services: Service[], tasks: Task[]): Discovery {
     const dnsrr = (s.Spec.EndpointSpec?.Mode ?? 'vip') === 'dnsrr';
     for (const att of s.Spec.TaskTemplate?.Networks ?? []) {
       const net = att.Target;
-      const backends = [...new Set((bySvc.get(s.ID) ?? [])
-        .flatMap((t) => (t.NetworksAttachments ?? []).filter((a) => a.Network.ID === net).flatMap((a) => a.Addresses.map(addr))))].sort();
+      const backends = [
+        ...new Set(
+          (bySvc.get(s.ID) ?? []).flatMap((t) =>
+            (t.NetworksAttachments ?? []).filter((a) => a.Network.ID === net).flatMap((a) => a.Addresses.map(addr)),
+          ),
+        ),
+      ].sort();
       const taskEntries = backends.map((ipv4) => ({ ipv4 }));
       const vip = s.Endpoint.VirtualIPs?.find((v) => v.NetworkID === net);
       const svcEntries = dnsrr ? taskEntries : vip ? [{ ipv4: addr(vip.Addr) }] : taskEntries;
       for (const n of [name, ...(att.Aliases ?? [])]) add(net, n, svcEntries);
       add(net, `tasks.${name}`, taskEntries);
       if (!dnsrr && vip) {
-        vips.set(net, [...(vips.get(net) ?? []), { serviceId: s.ID, serviceName: name, networkId: net, vip: addr(vip.Addr), backends }]);
+        vips.set(net, [
+          ...(vips.get(net) ?? []),
+          { serviceId: s.ID, serviceName: name, networkId: net, vip: addr(vip.Addr), backends },
+        ]);
       }
     }
   }
@@ -84,9 +94,13 @@ export interface LbPlan {
 }
 
 export function lbPlan(vips: Vip[]): LbPlan {
-  const sorted = [...new Map(vips.map((v) => [v.vip, v])).values()].sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+  const sorted = [...new Map(vips.map((v) => [v.vip, v])).values()].sort((a, b) =>
+    a.vip.localeCompare(b.vip, 'en', { numeric: true }),
+  );
   return {
-    vips: sorted.filter((v) => v.backends.length).map((v) => ({ vip: v.vip, chain: `vip_${v.vip.replace(/\./g, '_')}`, backends: [...v.backends] })),
+    vips: sorted
+      .filter((v) => v.backends.length)
+      .map((v) => ({ vip: v.vip, chain: `vip_${v.vip.replace(/\./g, '_')}`, backends: [...v.backends] })),
     refused: sorted.filter((v) => !v.backends.length).map((v) => v.vip),
   };
 }
@@ -111,13 +125,21 @@ export function renderLb(plan: LbPlan): string {
   if (!plan.vips.length && !plan.refused.length) return lines.join('\n') + '\n';
   lines.push('table ip cove_lb {');
   for (const v of plan.vips) {
-    const pick = v.backends.length === 1 ? v.backends[0]! : `numgen random mod ${v.backends.length} map { ${v.backends.map((b, i) => `${i} : ${b}`).join(', ')} }`;
+    const pick =
+      v.backends.length === 1
+        ? v.backends[0]!
+        : `numgen random mod ${v.backends.length} map { ${v.backends.map((b, i) => `${i} : ${b}`).join(', ')} }`;
     lines.push(`  chain ${v.chain} {`, `    dnat to ${pick}`, '  }');
   }
   if (plan.vips.length) {
     lines.push('  map vips {', '    type ipv4_addr : verdict');
     lines.push(`    elements = { ${plan.vips.map((v) => `${v.vip} : goto ${v.chain}`).join(', ')} }`, '  }');
-    lines.push('  chain lb_output {', '    type nat hook output priority -100; policy accept;', '    ip daddr vmap @vips', '  }');
+    lines.push(
+      '  chain lb_output {',
+      '    type nat hook output priority -100; policy accept;',
+      '    ip daddr vmap @vips',
+      '  }',
+    );
   }
   // A VIP without a running task refuses at once (Docker's IPVS answers nothing at all).
   if (plan.refused.length) {

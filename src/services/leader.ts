@@ -14,7 +14,10 @@ import type { Logger } from '../common/log.js';
 import { CasError, type Store, type TxnOp } from '../store/store.js';
 import { LEADER_KEY } from './records.js';
 
-export interface LeaderRecord { nodeId: string; expiresAt: number }
+export interface LeaderRecord {
+  nodeId: string;
+  expiresAt: number;
+}
 
 export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;

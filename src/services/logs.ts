@@ -27,14 +27,29 @@ const RESP = 'logs/resp';
 /** Bytes of log one answer carries at most (etcd's request limit is 1.5 MiB). */
 const MAX_ANSWER = 512 * 1024;
 
-interface LogRequest { containerId: string; tail: string; since?: number; stdout: boolean; stderr: boolean }
-interface LogLine { s: 1 | 2; t: string; d: string }
+interface LogRequest {
+  containerId: string;
+  tail: string;
+  since?: number;
+  stdout: boolean;
+  stderr: boolean;
+}
+interface LogLine {
+  s: 1 | 2;
+  t: string;
+  d: string;
+}
 
 /** Runs on every node: answers log requests for its own containers. */
 export class LogServer {
   private stop: (() => void) | undefined;
 
-  constructor(private readonly store: Store, private readonly nodeId: string, private readonly containers: ContainerService, private readonly log: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly nodeId: string,
+    private readonly containers: ContainerService,
+    private readonly log: Logger,
+  ) {}
 
   start(): void {
     this.stop = this.store.watch(`${REQ}/${this.nodeId}/`, (ev) => {
@@ -53,7 +68,13 @@ export class LogServer {
     let err: string | undefined;
     try {
       const req = JSON.parse(value) as LogRequest;
-      const opts: LogOptions = { follow: false, stdout: req.stdout, stderr: req.stderr, timestamps: true, tail: req.tail };
+      const opts: LogOptions = {
+        follow: false,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        timestamps: true,
+        tail: req.tail,
+      };
       if (req.since !== undefined) opts.since = req.since;
       let size = 0;
       for await (const e of this.containers.logs(req.containerId, opts)) {
@@ -65,7 +86,10 @@ export class LogServer {
       err = (e as Error).message;
     }
     try {
-      await this.store.txn([{ key, value: null }, { key: `${RESP}/${this.nodeId}/${id}`, value: JSON.stringify({ lines, err }) }]);
+      await this.store.txn([
+        { key, value: null },
+        { key: `${RESP}/${this.nodeId}/${id}`, value: JSON.stringify({ lines, err }) },
+      ]);
     } catch (e) {
       this.log.debug({ err: e }, 'log answer failed');
     }
@@ -99,12 +123,24 @@ async function ask(store: Store, task: Task, req: LogRequest, timeoutMs = 5000):
   }
 }
 
-interface StreamOpts { follow: boolean; stdout: boolean; stderr: boolean; timestamps: boolean; details: boolean; tail: string; since?: number }
+interface StreamOpts {
+  follow: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  timestamps: boolean;
+  details: boolean;
+  tail: string;
+  since?: number;
+}
 
 function streamOpts(q: URLSearchParams): StreamOpts {
   const o: StreamOpts = {
-    follow: boolQuery(q, 'follow'), stdout: boolQuery(q, 'stdout'), stderr: boolQuery(q, 'stderr'),
-    timestamps: boolQuery(q, 'timestamps'), details: boolQuery(q, 'details'), tail: q.get('tail') || 'all',
+    follow: boolQuery(q, 'follow'),
+    stdout: boolQuery(q, 'stdout'),
+    stderr: boolQuery(q, 'stderr'),
+    timestamps: boolQuery(q, 'timestamps'),
+    details: boolQuery(q, 'details'),
+    tail: q.get('tail') || 'all',
   };
   if (!o.stdout && !o.stderr) throw new InvalidParameter('Bad parameters: you must choose at least one stream');
   if (q.get('since')) o.since = parseTimestamp(q.get('since')!, 'since');
@@ -116,10 +152,14 @@ async function stream(ctx: Ctx, mgr: ServiceManager, tasks: Task[]): Promise<voi
   const store = mgr.store;
   const out = ctx.reply.stream(200, MULTIPLEXED_STREAM);
   let gone = false;
-  ctx.req.socket.once('close', () => { gone = true; });
+  ctx.req.socket.once('close', () => {
+    gone = true;
+  });
   const last = new Map<string, string>();
   const emit = (t: Task, l: LogLine): void => {
-    const details = o.details ? `com.docker.swarm.node.id=${t.NodeID},com.docker.swarm.service.id=${t.ServiceID},com.docker.swarm.task.id=${t.ID} ` : '';
+    const details = o.details
+      ? `com.docker.swarm.node.id=${t.NodeID},com.docker.swarm.service.id=${t.ServiceID},com.docker.swarm.task.id=${t.ID} `
+      : '';
     const ts = o.timestamps ? `${l.t} ` : '';
     out.write(frame(l.s, Buffer.concat([Buffer.from(ts + details), Buffer.from(l.d, 'base64')])));
     last.set(t.ID, l.t);
@@ -131,7 +171,13 @@ async function stream(ctx: Ctx, mgr: ServiceManager, tasks: Task[]): Promise<voi
         if (!cid || !t.NodeID || gone) continue;
         const prev = last.get(t.ID);
         const since = prev ? Date.parse(prev) / 1000 + 1e-6 : o.since;
-        const req: LogRequest = { containerId: cid, tail: first ? o.tail : 'all', stdout: o.stdout, stderr: o.stderr, ...(since !== undefined ? { since } : {}) };
+        const req: LogRequest = {
+          containerId: cid,
+          tail: first ? o.tail : 'all',
+          stdout: o.stdout,
+          stderr: o.stderr,
+          ...(since !== undefined ? { since } : {}),
+        };
         for (const l of await ask(store, t, req)) {
           if (prev && l.t <= prev) continue;
           emit(t, l);

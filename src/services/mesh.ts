@@ -26,7 +26,11 @@ import type { PortConfig, Service, Task } from './types.js';
 
 export type MeshProto = 'tcp' | 'udp' | 'sctp';
 
-export interface MeshBackend { addr: string; nodeId: string; taskId: string }
+export interface MeshBackend {
+  addr: string;
+  nodeId: string;
+  taskId: string;
+}
 
 export interface MeshPort {
   proto: MeshProto;
@@ -47,7 +51,8 @@ export interface MeshPort {
  */
 export const NODE_LOCAL = 'node-local/';
 export const hostPortsKey = (nodeId: string): string => `${NODE_LOCAL}${nodeId}/ingress-hostports`;
-export const isHostPortsKey = (key: string): boolean => key.startsWith(NODE_LOCAL) && key.endsWith('/ingress-hostports');
+export const isHostPortsKey = (key: string): boolean =>
+  key.startsWith(NODE_LOCAL) && key.endsWith('/ingress-hostports');
 
 export interface NodeHostPorts {
   NodeID: string;
@@ -56,7 +61,11 @@ export interface NodeHostPorts {
 }
 
 /** The first node record holding proto/port on an IPv4 address (what the mesh's 0.0.0.0 reservation would collide with). */
-export function hostPortHolder(records: NodeHostPorts[], proto: string, port: number): { node: NodeHostPorts; hostIp: string } | undefined {
+export function hostPortHolder(
+  records: NodeHostPorts[],
+  proto: string,
+  port: number,
+): { node: NodeHostPorts; hostIp: string } | undefined {
   for (const node of records) {
     const p = node.Ports.find((x) => x.Protocol === proto && x.Port === port && !x.HostIp.includes(':'));
     if (p) return { node, hostIp: p.HostIp };
@@ -70,7 +79,9 @@ export const DYNAMIC_PORTS: [number, number] = [30000, 32767];
 const addrOf = (cidr: string): string => cidr.split('/')[0]!;
 
 /** The ingress-published ports of a service's endpoint (published ports already assigned). */
-export function ingressPorts(ports: PortConfig[] | undefined): Array<Required<Pick<PortConfig, 'Protocol' | 'TargetPort' | 'PublishedPort'>>> {
+export function ingressPorts(
+  ports: PortConfig[] | undefined,
+): Array<Required<Pick<PortConfig, 'Protocol' | 'TargetPort' | 'PublishedPort'>>> {
   return (ports ?? [])
     .filter((p) => (p.PublishMode ?? 'ingress') === 'ingress' && p.PublishedPort && p.TargetPort)
     .map((p) => ({ Protocol: p.Protocol ?? 'tcp', TargetPort: p.TargetPort!, PublishedPort: p.PublishedPort! }));
@@ -98,7 +109,12 @@ export function meshPorts(services: Service[], tasks: Task[], ingressNetworkId: 
       const key = `${p.Protocol}/${p.PublishedPort}`;
       if (out.has(key)) continue;
       out.set(key, {
-        proto: p.Protocol, published: p.PublishedPort, target: p.TargetPort, serviceId: s.ID, serviceName: s.Spec.Name ?? s.ID, backends,
+        proto: p.Protocol,
+        published: p.PublishedPort,
+        target: p.TargetPort,
+        serviceId: s.ID,
+        serviceName: s.Spec.Name ?? s.ID,
+        backends,
       });
     }
   }
@@ -146,9 +162,19 @@ export function hostMeshObjects(ports: Array<Pick<MeshPort, 'proto' | 'published
   const objs: FwObject[] = [
     { ...ref, kind: 'table' },
     { ...ref, kind: 'set', name: MESH.hostSet, type: 'inet_proto . inet_service' },
-    { ...ref, kind: 'chain', name: MESH.hostPre, base: { type: 'nat', hook: 'prerouting', priority: -101, policy: 'accept' } },
+    {
+      ...ref,
+      kind: 'chain',
+      name: MESH.hostPre,
+      base: { type: 'nat', hook: 'prerouting', priority: -101, policy: 'accept' },
+    },
     { ...ref, kind: 'rule', chain: MESH.hostPre, rule: `fib daddr type local ${match}` },
-    { ...ref, kind: 'chain', name: MESH.hostOut, base: { type: 'nat', hook: 'output', priority: -101, policy: 'accept' } },
+    {
+      ...ref,
+      kind: 'chain',
+      name: MESH.hostOut,
+      base: { type: 'nat', hook: 'output', priority: -101, policy: 'accept' },
+    },
     { ...ref, kind: 'rule', chain: MESH.hostOut, rule: `fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
   ];
   for (const p of ports) objs.push({ ...ref, kind: 'element', set: MESH.hostSet, key: `${p.proto} . ${p.published}` });
@@ -168,21 +194,43 @@ export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObj
   const objs: FwObject[] = [
     { ...ref, kind: 'table' },
     { ...ref, kind: 'map', name: MESH.sboxMap, type: 'inet_proto . inet_service : verdict' },
-    { ...ref, kind: 'chain', name: 'pre', base: { type: 'nat', hook: 'prerouting', priority: 'dstnat', policy: 'accept' } },
+    {
+      ...ref,
+      kind: 'chain',
+      name: 'pre',
+      base: { type: 'nat', hook: 'prerouting', priority: 'dstnat', policy: 'accept' },
+    },
     { ...ref, kind: 'rule', chain: 'pre', rule: `meta l4proto . th dport vmap @${MESH.sboxMap}` },
-    { ...ref, kind: 'chain', name: 'post', base: { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' } },
-    { ...ref, kind: 'rule', chain: 'post', rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} masquerade` },
+    {
+      ...ref,
+      kind: 'chain',
+      name: 'post',
+      base: { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' },
+    },
+    {
+      ...ref,
+      kind: 'rule',
+      chain: 'post',
+      rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} masquerade`,
+    },
   ];
   for (const p of ports) {
     if (!p.backends.length) continue;
     const name = portChain(p);
     const b = p.backends.map((x) => checkAddr(x.addr));
-    const rule = b.length === 1
-      ? `meta l4proto ${p.proto} dnat to ${b[0]}:${p.target}`
-      : `meta l4proto ${p.proto} dnat to numgen random mod ${b.length} map { ${b.map((a, i) => `${i} : ${a} . ${p.target}`).join(', ')} }`;
+    const rule =
+      b.length === 1
+        ? `meta l4proto ${p.proto} dnat to ${b[0]}:${p.target}`
+        : `meta l4proto ${p.proto} dnat to numgen random mod ${b.length} map { ${b.map((a, i) => `${i} : ${a} . ${p.target}`).join(', ')} }`;
     objs.push({ ...ref, kind: 'chain', name });
     objs.push({ ...ref, kind: 'rule', chain: name, rule });
-    objs.push({ ...ref, kind: 'element', set: MESH.sboxMap, key: `${p.proto} . ${p.published}`, value: `goto ${name}` });
+    objs.push({
+      ...ref,
+      kind: 'element',
+      set: MESH.sboxMap,
+      key: `${p.proto} . ${p.published}`,
+      value: `goto ${name}`,
+    });
   }
   return objs;
 }
@@ -192,13 +240,23 @@ export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObj
  * Docker's dynamic range, skipping every port in `taken` (proto/port) and
  * keeping the port an earlier version of the service had for the same target.
  */
-export function assignPublishedPorts(ports: PortConfig[], previous: PortConfig[] | undefined, taken: Set<string>): PortConfig[] {
+export function assignPublishedPorts(
+  ports: PortConfig[],
+  previous: PortConfig[] | undefined,
+  taken: Set<string>,
+): PortConfig[] {
   const used = new Set(taken);
   for (const p of ports) if (p.PublishedPort) used.add(`${p.Protocol ?? 'tcp'}/${p.PublishedPort}`);
   return ports.map((p) => {
     if (p.PublishedPort || (p.PublishMode ?? 'ingress') !== 'ingress') return { ...p };
     const proto = p.Protocol ?? 'tcp';
-    const keep = previous?.find((o) => (o.Protocol ?? 'tcp') === proto && o.TargetPort === p.TargetPort && o.PublishedPort && (o.PublishMode ?? 'ingress') === 'ingress');
+    const keep = previous?.find(
+      (o) =>
+        (o.Protocol ?? 'tcp') === proto &&
+        o.TargetPort === p.TargetPort &&
+        o.PublishedPort &&
+        (o.PublishMode ?? 'ingress') === 'ingress',
+    );
     if (keep?.PublishedPort && !taken.has(`${proto}/${keep.PublishedPort}`)) {
       used.add(`${proto}/${keep.PublishedPort}`);
       return { ...p, PublishedPort: keep.PublishedPort };

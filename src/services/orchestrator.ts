@@ -20,9 +20,28 @@
 import type { Logger } from '../common/log.js';
 import { ReconcileLoop } from '../common/reconcile-loop.js';
 import { CasError, type Store, type TxnOp } from '../store/store.js';
-import { byAge, isReplicated, liveTask, replicas, serviceCollection, taskCollection, TASKS, SERVICES } from './records.js';
+import {
+  byAge,
+  isReplicated,
+  liveTask,
+  replicas,
+  serviceCollection,
+  taskCollection,
+  TASKS,
+  SERVICES,
+} from './records.js';
 import { available, FAILURE_WINDOW_MS, parseConstraints, pickNode, satisfies, type Constraint } from './scheduler.js';
-import { isTerminal, needsIngress, newSwarmId, nowIso, NS, type SchedNode, type Service, type Task, type UpdateStatus } from './types.js';
+import {
+  isTerminal,
+  needsIngress,
+  newSwarmId,
+  nowIso,
+  NS,
+  type SchedNode,
+  type Service,
+  type Task,
+  type UpdateStatus,
+} from './types.js';
 
 /** Docker's defaults: restart delay 5 s, history of 5 tasks per slot. */
 export const DEFAULT_RESTART_DELAY_NS = 5 * NS;
@@ -112,7 +131,8 @@ export class Orchestrator {
     }
     const load = { all: new Map<string, number>() };
     for (const t of tasks) {
-      if (t.NodeID && liveTask(t) && t.DesiredState === 'running') load.all.set(t.NodeID, (load.all.get(t.NodeID) ?? 0) + 1);
+      if (t.NodeID && liveTask(t) && t.DesiredState === 'running')
+        load.all.set(t.NodeID, (load.all.get(t.NodeID) ?? 0) + 1);
     }
     const ctx: PassCtx = { nodes, nodeById: new Map(nodes.map((n) => [n.id, n])), loadAll: load.all };
     for (const s of services) {
@@ -135,11 +155,18 @@ export class Orchestrator {
   private async reconcileService(svc: Service, tasks: Task[], ctx: PassCtx): Promise<void> {
     const constraints = safeConstraints(svc);
     const loadSvc = new Map<string, number>();
-    for (const t of tasks) if (t.NodeID && liveTask(t) && t.DesiredState === 'running') loadSvc.set(t.NodeID, (loadSvc.get(t.NodeID) ?? 0) + 1);
+    for (const t of tasks)
+      if (t.NodeID && liveTask(t) && t.DesiredState === 'running')
+        loadSvc.set(t.NodeID, (loadSvc.get(t.NodeID) ?? 0) + 1);
     const failures = new Map<string, number>();
     const since = this.now() - FAILURE_WINDOW_MS;
     for (const t of tasks) {
-      if (t.NodeID && (t.Status.State === 'failed' || t.Status.State === 'rejected') && Date.parse(t.Status.Timestamp) >= since) failures.set(t.NodeID, (failures.get(t.NodeID) ?? 0) + 1);
+      if (
+        t.NodeID &&
+        (t.Status.State === 'failed' || t.Status.State === 'rejected') &&
+        Date.parse(t.Status.Timestamp) >= since
+      )
+        failures.set(t.NodeID, (failures.get(t.NodeID) ?? 0) + 1);
     }
     const groups = new Map<string, Task[]>();
     const keyOf = (t: Task): string => (isReplicated(svc) ? `s${t.Slot}` : `n${t.NodeID}`);
@@ -190,10 +217,19 @@ export class Orchestrator {
         if (!ended && !cur.NodeID) {
           const p = place(w.node);
           if (p.nodeId) {
-            await this.write(cur, { ...cur, NodeID: p.nodeId, UpdatedAt: nowIso(), Status: status('assigned', 'scheduler assigned task to node') });
+            await this.write(cur, {
+              ...cur,
+              NodeID: p.nodeId,
+              UpdatedAt: nowIso(),
+              Status: status('assigned', 'scheduler assigned task to node'),
+            });
             count(p.nodeId);
           } else if (cur.Status.Err !== p.reason) {
-            await this.write(cur, { ...cur, UpdatedAt: nowIso(), Status: { ...status('pending', 'pending task scheduling'), Err: p.reason! } });
+            await this.write(cur, {
+              ...cur,
+              UpdatedAt: nowIso(),
+              Status: { ...status('pending', 'pending task scheduling'), Err: p.reason! },
+            });
           }
         } else if (!ended && !nodeOk && isReplicated(svc)) {
           await this.write(cur, { ...cur, DesiredState: 'shutdown', UpdatedAt: nowIso() });
@@ -201,7 +237,8 @@ export class Orchestrator {
           await this.createTask(svc, w.slot, p, ctx);
           count(p.nodeId);
         } else if (ended) {
-          if (cur.SpecVersion.Index === svc.SpecVersion.Index && cur.Status.State !== 'complete') failedDuringUpdate ??= cur;
+          if (cur.SpecVersion.Index === svc.SpecVersion.Index && cur.Status.State !== 'complete')
+            failedDuringUpdate ??= cur;
           const wait = this.restartWait(svc, cur, ts, `${svc.ID}/${w.key}`);
           if (wait === -1) {
             // Not restarted (condition none, on-failure after a clean exit, attempts used up): shut down, as swarmkit's
@@ -212,15 +249,21 @@ export class Orchestrator {
             const p = place(w.node);
             await this.createTask(svc, w.slot, p, ctx);
             count(p.nodeId);
-            if (cur.SpecVersion.Index === svc.SpecVersion.Index) this.restartHistory(svc, `${svc.ID}/${w.key}`, ts).at.push(this.now());
+            if (cur.SpecVersion.Index === svc.SpecVersion.Index)
+              this.restartHistory(svc, `${svc.ID}/${w.key}`, ts).at.push(this.now());
           }
         } else if (cur.Status.State === 'running') {
           // start-first: the new task runs, so the older ones of the slot go.
           for (const old of ts.slice(0, -1)) {
-            if (old.DesiredState === 'running' && !isTerminal(old.Status.State)) await this.write(old, { ...old, DesiredState: 'shutdown', UpdatedAt: nowIso() });
+            if (old.DesiredState === 'running' && !isTerminal(old.Status.State))
+              await this.write(old, { ...old, DesiredState: 'shutdown', UpdatedAt: nowIso() });
           }
         }
-      } else if (ended && cur.SpecVersion.Index === svc.SpecVersion.Index && this.restartPolicyRefuses(svc, cur, ts, `${svc.ID}/${w.key}`)) {
+      } else if (
+        ended &&
+        cur.SpecVersion.Index === svc.SpecVersion.Index &&
+        this.restartPolicyRefuses(svc, cur, ts, `${svc.ID}/${w.key}`)
+      ) {
         // Shut down above because its restart policy said no: the slot stays without a running task.
       } else if (ended || !nodeOk) {
         const p = place(w.node);
@@ -245,7 +288,12 @@ export class Orchestrator {
       }
     }
 
-    await this.rollingUpdate(svc, wanted.map((w) => groups.get(w.key) ?? []), failedDuringUpdate, ctx);
+    await this.rollingUpdate(
+      svc,
+      wanted.map((w) => groups.get(w.key) ?? []),
+      failedDuringUpdate,
+      ctx,
+    );
   }
 
   /**
@@ -282,7 +330,8 @@ export class Orchestrator {
       for (let i = 1; i < slotTasks.length; i++) {
         const prev = slotTasks[i - 1]!;
         const t = slotTasks[i]!;
-        if (t.SpecVersion.Index === spec && prev.SpecVersion.Index === spec && isTerminal(prev.Status.State)) at.push(Date.parse(t.CreatedAt) || this.now());
+        if (t.SpecVersion.Index === spec && prev.SpecVersion.Index === spec && isTerminal(prev.Status.State))
+          at.push(Date.parse(t.CreatedAt) || this.now());
       }
       h = { spec, at };
       this.restarts.set(key, h);
@@ -329,7 +378,14 @@ export class Orchestrator {
     }
     if (failed && (cfg.FailureAction ?? 'pause') !== 'continue') {
       if ((cfg.FailureAction ?? 'pause') === 'rollback' && !rollingBack && svc.PreviousSpec) {
-        await this.writeService(svc, rollbackOf(svc, 'rollback_started', `update rolled back due to failure or early termination of task ${failed.ID}`));
+        await this.writeService(
+          svc,
+          rollbackOf(
+            svc,
+            'rollback_started',
+            `update rolled back due to failure or early termination of task ${failed.ID}`,
+          ),
+        );
         return;
       }
       await this.writeService(svc, {
@@ -387,7 +443,13 @@ export class Orchestrator {
     }
   }
 
-  private async createTask(svc: Service, slot: number, p: { nodeId?: string; reason?: string }, ctx: PassCtx, schedule = false): Promise<void> {
+  private async createTask(
+    svc: Service,
+    slot: number,
+    p: { nodeId?: string; reason?: string },
+    ctx: PassCtx,
+    schedule = false,
+  ): Promise<void> {
     if (schedule && !p.nodeId) {
       p = pickNode(ctx.nodes, safeConstraints(svc), { service: new Map(), all: ctx.loadAll });
     }
@@ -407,12 +469,16 @@ export class Orchestrator {
       ServiceID: svc.ID,
       Slot: slot,
       NodeID: p.nodeId ?? '',
-      Status: p.nodeId ? status('assigned', 'scheduler assigned task to node') : { ...status('pending', 'pending task scheduling'), Err: p.reason ?? 'no suitable node' },
+      Status: p.nodeId
+        ? status('assigned', 'scheduler assigned task to node')
+        : { ...status('pending', 'pending task scheduling'), Err: p.reason ?? 'no suitable node' },
       DesiredState: 'running',
-      NetworksAttachments: await Promise.all(nets.map(async (n) => ({
-        Network: { ID: n.Target, Spec: { Name: (await this.deps.networkName?.(n.Target)) ?? n.Target } },
-        Addresses: [],
-      }))),
+      NetworksAttachments: await Promise.all(
+        nets.map(async (n) => ({
+          Network: { ID: n.Target, Spec: { Name: (await this.deps.networkName?.(n.Target)) ?? n.Target } },
+          Addresses: [],
+        })),
+      ),
       ServiceAnnotations: { Name: svc.Spec.Name ?? svc.ID },
       Endpoint: svc.Endpoint,
     };
@@ -430,14 +496,26 @@ export class Orchestrator {
   /** A fenced CAS write of one task (value null deletes it). */
   private async write(cur: Task, next: Task | null): Promise<void> {
     const { Version: _v, ...rest } = next ?? ({} as Task);
-    const ops: TxnOp[] = [{ key: `${TASKS}/${cur.ID}`, expectRevision: cur.Version.Index, value: next ? JSON.stringify({ ...rest, Version: { Index: 0 } }) : null }];
+    const ops: TxnOp[] = [
+      {
+        key: `${TASKS}/${cur.ID}`,
+        expectRevision: cur.Version.Index,
+        value: next ? JSON.stringify({ ...rest, Version: { Index: 0 } }) : null,
+      },
+    ];
     const fence = this.deps.fence?.();
     if (fence) ops.push(fence);
     await this.deps.store.txn(ops);
   }
 
   private async writeService(cur: Service, next: Service): Promise<void> {
-    const ops: TxnOp[] = [{ key: `${SERVICES}/${cur.ID}`, expectRevision: cur.Version.Index, value: JSON.stringify({ ...next, UpdatedAt: nowIso() }) }];
+    const ops: TxnOp[] = [
+      {
+        key: `${SERVICES}/${cur.ID}`,
+        expectRevision: cur.Version.Index,
+        value: JSON.stringify({ ...next, UpdatedAt: nowIso() }),
+      },
+    ];
     const fence = this.deps.fence?.();
     if (fence) ops.push(fence);
     await this.deps.store.txn(ops);

@@ -57,7 +57,11 @@ export function liveTask(t: Task): boolean {
  * Read-modify-CAS of one record that writes nothing when `fn` returns the
  * record unchanged (same object), so watchers see no change that is none.
  */
-export async function updateRecord<T>(col: Collection<T>, id: string, fn: (cur: T) => T | null): Promise<T | undefined> {
+export async function updateRecord<T>(
+  col: Collection<T>,
+  id: string,
+  fn: (cur: T) => T | null,
+): Promise<T | undefined> {
   for (let i = 0; ; i++) {
     const cur = await col.get(id);
     if (!cur) return undefined;

@@ -39,9 +39,15 @@ export function applyReport(cur: Task, node: string, r: TaskReport): Task | null
   if (cur.NodeID !== node) return cur;
   if (r.Removed) return cur.DesiredState === 'remove' ? null : cur;
   const state = r.Status.State;
-  if (stateRank(cur.Status.State) >= stateRank(state) && !(state === 'running' && cur.Status.State === 'running')) return cur;
+  if (stateRank(cur.Status.State) >= stateRank(state) && !(state === 'running' && cur.Status.State === 'running'))
+    return cur;
   if (isTerminal(cur.Status.State)) return cur;
-  return { ...cur, UpdatedAt: r.UpdatedAt, Status: r.Status, ...(r.NetworksAttachments ? { NetworksAttachments: r.NetworksAttachments } : {}) };
+  return {
+    ...cur,
+    UpdatedAt: r.UpdatedAt,
+    Status: r.Status,
+    ...(r.NetworksAttachments ? { NetworksAttachments: r.NetworksAttachments } : {}),
+  };
 }
 
 /** Runs on managers: applies the workers' reports. */
@@ -50,7 +56,10 @@ export class ReportRelay {
   private readonly busy = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
 
-  constructor(private readonly store: Store, private readonly log: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
 
   start(): void {
     if (this.stopWatch) return;
@@ -58,9 +67,12 @@ export class ReportRelay {
       if (ev.type !== 'delete' && parseReportKey(ev.kv.key)) this.kick(ev.kv.key);
     });
     // Reports written while no manager was watching.
-    void this.store.list(REPORTS).then((kvs) => {
-      for (const kv of kvs) if (parseReportKey(kv.key)) this.kick(kv.key);
-    }, (e: unknown) => this.log.debug({ err: e }, 'task reports not listed'));
+    void this.store.list(REPORTS).then(
+      (kvs) => {
+        for (const kv of kvs) if (parseReportKey(kv.key)) this.kick(kv.key);
+      },
+      (e: unknown) => this.log.debug({ err: e }, 'task reports not listed'),
+    );
   }
 
   async stop(): Promise<void> {

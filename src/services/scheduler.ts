@@ -21,7 +21,11 @@ export function parseConstraints(exprs: string[] | undefined): Constraint[] {
     const m = /^\s*([^=!\s]+)\s*(==|!=)\s*(.*?)\s*$/.exec(expr);
     if (!m) throw new InvalidParameter(`invalid constraint: constraint expected one operator from ==, !=`);
     const key = m[1]!.toLowerCase();
-    if (!/^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[^\s]+)|engine\.labels\.[^\s]+|node\.labels)$/.test(key)) {
+    if (
+      !/^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[^\s]+)|engine\.labels\.[^\s]+|node\.labels)$/.test(
+        key,
+      )
+    ) {
       throw new InvalidParameter(`invalid constraint: key '${m[1]}' is not supported`);
     }
     if (!m[3]) throw new InvalidParameter(`invalid constraint: value is empty in '${expr}'`);
@@ -43,7 +47,8 @@ export function satisfies(node: SchedNode, constraints: Constraint[]): boolean {
   return constraints.every((c) => {
     const v = nodeValue(node, c.key);
     // Labels compare case-sensitively, the rest (ids, names, roles) do not.
-    const eq = v !== undefined && (c.key.includes('.labels.') ? v === c.value : v.toLowerCase() === c.value.toLowerCase());
+    const eq =
+      v !== undefined && (c.key.includes('.labels.') ? v === c.value : v.toLowerCase() === c.value.toLowerCase());
     return c.op === '==' ? eq : !eq;
   });
 }
@@ -85,10 +90,13 @@ export function pickNode(
   }
   // As swarmkit: a node where this service's tasks keep failing goes last, so a broken node does not eat every retry.
   const failing = (n: SchedNode): number => ((load.failures?.get(n.id) ?? 0) >= FAILURES_TO_AVOID ? 1 : 0);
-  fit.sort((a, b) =>
-    failing(a) - failing(b) ||
-    (load.service.get(a.id) ?? 0) - (load.service.get(b.id) ?? 0) ||
-    (load.all.get(a.id) ?? 0) - (load.all.get(b.id) ?? 0) ||
-    a.hostname.localeCompare(b.hostname) || a.id.localeCompare(b.id));
+  fit.sort(
+    (a, b) =>
+      failing(a) - failing(b) ||
+      (load.service.get(a.id) ?? 0) - (load.service.get(b.id) ?? 0) ||
+      (load.all.get(a.id) ?? 0) - (load.all.get(b.id) ?? 0) ||
+      a.hostname.localeCompare(b.hostname) ||
+      a.id.localeCompare(b.id),
+  );
   return { nodeId: fit[0]!.id };
 }

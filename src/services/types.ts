@@ -17,7 +17,9 @@ export function newSwarmId(): string {
   return s;
 }
 
-export interface Version { Index: number }
+export interface Version {
+  Index: number;
+}
 
 export interface PortConfig {
   Name?: string;
@@ -68,7 +70,14 @@ export interface ContainerSpec {
    */
   PullOptions?: { RegistryAuth?: string };
   /** container.HealthConfig: the task is `running` only once healthy, and fails when unhealthy. */
-  Healthcheck?: { Test?: string[] | null; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number };
+  Healthcheck?: {
+    Test?: string[] | null;
+    Interval?: number;
+    Timeout?: number;
+    StartPeriod?: number;
+    StartInterval?: number;
+    Retries?: number;
+  };
   [k: string]: unknown;
 }
 
@@ -93,7 +102,12 @@ export interface ServiceSpec {
   Name?: string;
   Labels?: Record<string, string>;
   TaskTemplate?: TaskSpec;
-  Mode?: { Replicated?: { Replicas?: number }; Global?: Record<string, never>; ReplicatedJob?: unknown; GlobalJob?: unknown };
+  Mode?: {
+    Replicated?: { Replicas?: number };
+    Global?: Record<string, never>;
+    ReplicatedJob?: unknown;
+    GlobalJob?: unknown;
+  };
   UpdateConfig?: UpdateConfig;
   RollbackConfig?: UpdateConfig;
   /** Deprecated place of TaskTemplate.Networks, still accepted. */
@@ -109,7 +123,10 @@ export interface UpdateStatus {
   Message: string;
 }
 
-export interface VirtualIp { NetworkID: string; Addr: string }
+export interface VirtualIp {
+  NetworkID: string;
+  Addr: string;
+}
 
 export interface Service {
   ID: string;
@@ -127,8 +144,21 @@ export interface Service {
 
 /** swarmkit's task states, in their order. */
 export const TASK_STATES = [
-  'new', 'allocated', 'pending', 'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running',
-  'complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned',
+  'new',
+  'allocated',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'ready',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+  'remove',
+  'orphaned',
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 

@@ -1,4 +1,18 @@
-import { openSync, closeSync, writeSync, fdatasyncSync, fsyncSync, readFileSync, renameSync, existsSync, mkdirSync, ftruncateSync, fdatasync, chmodSync, fchmodSync } from 'node:fs';
+import {
+  openSync,
+  closeSync,
+  writeSync,
+  fdatasyncSync,
+  fsyncSync,
+  readFileSync,
+  renameSync,
+  existsSync,
+  mkdirSync,
+  ftruncateSync,
+  fdatasync,
+  chmodSync,
+  fchmodSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { CasError, type KV, type Lease, type Store, type TxnOp, type WatchEvent } from './store.js';
 
@@ -55,7 +69,11 @@ export class EmbeddedStore implements Store {
   private readonly leases = new Map<string, EmbeddedLease>();
   private leaseSeq = 0;
 
-  constructor(dir: string, private readonly compactAfter = 2000, private readonly syncEachWrite = false) {
+  constructor(
+    dir: string,
+    private readonly compactAfter = 2000,
+    private readonly syncEachWrite = false,
+  ) {
     // Records hold secrets (a container's -e DB_PASSWORD=...): only root may read them, like Docker's 0600 configs.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -154,7 +172,11 @@ export class EmbeddedStore implements Store {
   compact(): void {
     const tmp = `${this.snapshotPath}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
-    const snap: Snapshot = { revision: this.revision, kvs: [...this.kvs.values()], leased: Object.fromEntries(this.leased) };
+    const snap: Snapshot = {
+      revision: this.revision,
+      kvs: [...this.kvs.values()],
+      leased: Object.fromEntries(this.leased),
+    };
     writeSync(fd, JSON.stringify(snap));
     fsyncSync(fd);
     closeSync(fd);
@@ -194,7 +216,9 @@ export class EmbeddedStore implements Store {
 
   async txn(ops: TxnOp[]): Promise<number> {
     for (const op of ops) this.check(op.key, op.expectRevision);
-    const writes = ops.filter((op) => op.value !== undefined).map((op) => ({ key: op.key, value: op.value as string | null }));
+    const writes = ops
+      .filter((op) => op.value !== undefined)
+      .map((op) => ({ key: op.key, value: op.value as string | null }));
     if (writes.length === 0) return this.revision;
     return this.commit(writes);
   }
@@ -240,7 +264,11 @@ class EmbeddedLease implements Lease {
   private expiry: NodeJS.Timeout | undefined;
   private done = false;
 
-  constructor(private readonly store: EmbeddedStore, private readonly id: string, private readonly ttlMs: number) {}
+  constructor(
+    private readonly store: EmbeddedStore,
+    private readonly id: string,
+    private readonly ttlMs: number,
+  ) {}
 
   async put(key: string, value: string): Promise<number> {
     if (this.done) throw new Error(`lease ${this.id} has ended`);

@@ -1,6 +1,26 @@
 import { randomBytes } from 'node:crypto';
-import { Etcd3, isRecoverableError, GRPCCancelledError, type IOptions, type IKeyValue, type ITxnRequest, type ITxnResponse, type IRequestOp, type ICompare, type Watcher, type IWatchResponse } from 'etcd3';
-import { noop, circuitBreaker, handleWhen, ConsecutiveBreaker, ExponentialBackoff, isBrokenCircuitError, type IBackoff } from 'cockatiel';
+import {
+  Etcd3,
+  isRecoverableError,
+  GRPCCancelledError,
+  type IOptions,
+  type IKeyValue,
+  type ITxnRequest,
+  type ITxnResponse,
+  type IRequestOp,
+  type ICompare,
+  type Watcher,
+  type IWatchResponse,
+} from 'etcd3';
+import {
+  noop,
+  circuitBreaker,
+  handleWhen,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  isBrokenCircuitError,
+  type IBackoff,
+} from 'cockatiel';
 import { Unavailable, InvalidParameter } from '../common/errors.js';
 import { CasError, type KV, type Lease, type Store, type TxnOp, type WatchEvent } from './store.js';
 
@@ -147,7 +167,9 @@ export class EtcdStore implements Store {
   }
 
   async list(prefix: string): Promise<KV[]> {
-    const res = await this.call(`list ${prefix}`, () => this.client.kv.range({ ...this.range(prefix), sort_order: 'Ascend', sort_target: 'Key' }));
+    const res = await this.call(`list ${prefix}`, () =>
+      this.client.kv.range({ ...this.range(prefix), sort_order: 'Ascend', sort_target: 'Key' }),
+    );
     this.see(res.header.revision);
     return res.kvs.map((kv) => this.toKV(kv)).filter((kv) => !kv.key.startsWith(RESERVED));
   }
@@ -168,7 +190,11 @@ export class EtcdStore implements Store {
     // Without a revision, still compare "exists" so that a retried delete
     // knows whether it was this call that removed the key.
     try {
-      await this.write(`delete ${key}`, [{ key, expectRevision, mustExist: expectRevision === undefined }], [{ key, value: null }]);
+      await this.write(
+        `delete ${key}`,
+        [{ key, expectRevision, mustExist: expectRevision === undefined }],
+        [{ key, value: null }],
+      );
       return true;
     } catch (e) {
       if (e instanceof CasError && expectRevision === undefined) return false;
@@ -177,7 +203,9 @@ export class EtcdStore implements Store {
   }
 
   async txn(ops: TxnOp[]): Promise<number> {
-    const checks = ops.filter((op) => op.expectRevision !== undefined).map((op) => ({ key: op.key, expectRevision: op.expectRevision }));
+    const checks = ops
+      .filter((op) => op.expectRevision !== undefined)
+      .map((op) => ({ key: op.key, expectRevision: op.expectRevision }));
     // etcd refuses a txn that writes one key twice; the last write wins, as in EmbeddedStore.
     const writes = new Map<string, Write>();
     for (const op of ops) if (op.value !== undefined) writes.set(op.key, { key: op.key, value: op.value });
@@ -199,14 +227,16 @@ export class EtcdStore implements Store {
     checks: Array<{ key: string; expectRevision?: number; mustExist?: boolean }>,
     writes: Write[],
   ): Promise<{ revision: number }> {
-    for (const w of writes) if (w.key.startsWith(RESERVED)) throw new InvalidParameter(`cluster store: keys starting with NUL are reserved`);
+    for (const w of writes)
+      if (w.key.startsWith(RESERVED)) throw new InvalidParameter(`cluster store: keys starting with NUL are reserved`);
     const seq = ++this.seq;
     const compare: ICompare[] = [];
     for (const c of checks) {
       const key = Buffer.from(this.abs(c.key));
       if (c.mustExist) compare.push({ key, target: 'Create', result: 'Greater', create_revision: 0 });
       else if (c.expectRevision === 0) compare.push({ key, target: 'Create', result: 'Equal', create_revision: 0 });
-      else if (c.expectRevision !== undefined) compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: c.expectRevision });
+      else if (c.expectRevision !== undefined)
+        compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: c.expectRevision });
     }
     const success: IRequestOp[] = writes.map((w) =>
       w.value === null
@@ -236,11 +266,12 @@ export class EtcdStore implements Store {
           const at = await this.findStamp(seq, lowerBound);
           if (at !== undefined) return { revision: at };
         }
-        const [key, actual] = [...out.actual].find(([k]) => {
-          const c = checks.find((x) => x.key === k)!;
-          const a = out.actual.get(k)!;
-          return c.mustExist ? a === 0 : a !== c.expectRevision;
-        }) ?? [...out.actual][0]!;
+        const [key, actual] =
+          [...out.actual].find(([k]) => {
+            const c = checks.find((x) => x.key === k)!;
+            const a = out.actual.get(k)!;
+            return c.mustExist ? a === 0 : a !== c.expectRevision;
+          }) ?? [...out.actual][0]!;
         throw new CasError(key, checks.find((c) => c.key === key)?.expectRevision, actual);
       } catch (e) {
         if (e instanceof CasError || !retriable(e)) throw this.mapError(what, e);
@@ -345,12 +376,21 @@ export class EtcdStore implements Store {
   watch(prefix: string, onEvent: (ev: WatchEvent) => void): () => void {
     this.assertOpen();
     this.holdWatchStream();
-    const state: WatchState = { prefix, onEvent, lastRev: this.revisionSeen, lastKeysAtRev: new Set(), known: new Map(), stopped: false };
+    const state: WatchState = {
+      prefix,
+      onEvent,
+      lastRev: this.revisionSeen,
+      lastKeysAtRev: new Set(),
+      known: new Map(),
+      stopped: false,
+    };
     this.watchers.add(state);
     if (state.lastRev === 0) {
       // This client has seen no revision yet: learn the current one before any
       // later write of ours is sent, so that write lands after the start point.
-      const start: Promise<void> = this.call(`watch ${prefix}`, () => this.client.kv.range({ ...this.range(prefix), count_only: true }))
+      const start: Promise<void> = this.call(`watch ${prefix}`, () =>
+        this.client.kv.range({ ...this.range(prefix), count_only: true }),
+      )
         .then((res) => {
           this.see(res.header.revision);
           state.lastRev = Number(res.header.revision);
@@ -375,7 +415,9 @@ export class EtcdStore implements Store {
       try {
         if (state.lastRev === 0) {
           // Nothing seen yet: learn the current revision so the watch has a fixed start.
-          const res = await this.call(`watch ${state.prefix}`, () => this.client.kv.range({ ...this.range(state.prefix), count_only: true }));
+          const res = await this.call(`watch ${state.prefix}`, () =>
+            this.client.kv.range({ ...this.range(state.prefix), count_only: true }),
+          );
           this.see(res.header.revision);
           state.lastRev = Number(res.header.revision);
         }
@@ -456,7 +498,9 @@ export class EtcdStore implements Store {
    * reported: its deletion is no longer recorded anywhere.)
    */
   private async resync(state: WatchState): Promise<void> {
-    const res = await this.call(`watch ${state.prefix}`, () => this.client.kv.range({ ...this.range(state.prefix), sort_order: 'Ascend', sort_target: 'Key' }));
+    const res = await this.call(`watch ${state.prefix}`, () =>
+      this.client.kv.range({ ...this.range(state.prefix), sort_order: 'Ascend', sort_target: 'Key' }),
+    );
     const now = Number(res.header.revision);
     const present = new Set<string>();
     const emit = (ev: WatchEvent) => {
@@ -494,7 +538,10 @@ export class EtcdStore implements Store {
    */
   private holdWatchStream(): void {
     if (this.anchor) return;
-    this.anchor = this.client.watch().key(Buffer.from(`${this.prefix}${RESERVED}anchor`)).watcher();
+    this.anchor = this.client
+      .watch()
+      .key(Buffer.from(`${this.prefix}${RESERVED}anchor`))
+      .watcher();
     this.anchor.on('error', () => undefined);
   }
 
@@ -510,7 +557,10 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     // Remove this client's marker while the client still works; bounded, best effort.
-    if (this.seq > 0) await withTimeout(this.client.kv.deleteRange({ key: Buffer.from(this.markerKey) }), this.dialTimeoutMs).catch(() => undefined);
+    if (this.seq > 0)
+      await withTimeout(this.client.kv.deleteRange({ key: Buffer.from(this.markerKey) }), this.dialTimeoutMs).catch(
+        () => undefined,
+      );
     this.closed = true;
     const states = [...this.watchers];
     this.watchers.clear();
@@ -538,7 +588,11 @@ export class EtcdStore implements Store {
   }
 
   private toKV(kv: IKeyValue): KV {
-    return { key: kv.key.toString().slice(this.prefix.length), value: kv.value.toString(), revision: Number(kv.mod_revision) };
+    return {
+      key: kv.key.toString().slice(this.prefix.length),
+      value: kv.value.toString(),
+      revision: Number(kv.mod_revision),
+    };
   }
 
   private see(revision: string | undefined): void {
@@ -597,7 +651,9 @@ function retriable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   if (isRecoverableError(e) || isBrokenCircuitError(e)) return true;
   // Server-side transient conditions, reported with other gRPC codes.
-  return /etcdserver: (leader changed|no leader|request timed out|too many requests|not capable|timed out waiting for read index)/i.test(e.message);
+  return /etcdserver: (leader changed|no leader|request timed out|too many requests|not capable|timed out waiting for read index)/i.test(
+    e.message,
+  );
 }
 
 /** The smallest key after every key starting with `prefix` (etcd's range_end for a prefix). */

@@ -28,7 +28,11 @@ export interface TxnOp {
 }
 
 export class CasError extends Error {
-  constructor(readonly key: string, readonly expected: number | undefined, readonly actual: number) {
+  constructor(
+    readonly key: string,
+    readonly expected: number | undefined,
+    readonly actual: number,
+  ) {
     super(`compare-and-swap failed on ${key}: expected revision ${expected}, found ${actual}`);
     this.name = 'CasError'; // callers across the store boundary (swarm update) recognise it by name
   }
@@ -71,7 +75,10 @@ export interface Store {
 
 /** Typed JSON objects over a Store, one key per object under a prefix. */
 export class Collection<T> {
-  constructor(readonly store: Store, readonly prefix: string) {}
+  constructor(
+    readonly store: Store,
+    readonly prefix: string,
+  ) {}
 
   key(id: string): string {
     return `${this.prefix}/${id}`;
@@ -84,7 +91,11 @@ export class Collection<T> {
 
   async list(): Promise<Array<{ id: string; value: T; revision: number }>> {
     const kvs = await this.store.list(`${this.prefix}/`);
-    return kvs.map((kv) => ({ id: kv.key.slice(this.prefix.length + 1), value: JSON.parse(kv.value) as T, revision: kv.revision }));
+    return kvs.map((kv) => ({
+      id: kv.key.slice(this.prefix.length + 1),
+      value: JSON.parse(kv.value) as T,
+      revision: kv.revision,
+    }));
   }
 
   put(id: string, value: T, expectRevision?: number): Promise<number> {

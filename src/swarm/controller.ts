@@ -31,7 +31,14 @@ import type { ClusterNode, Membership, NodeRole } from '../cluster/membership.js
 import { EtcdMember, clientUrl, peerUrl } from '../cluster/etcd-member.js';
 import { caDigest, createCA, createKeyAndCsr, signNodeCert, tlsInfo, type KeyPair } from '../cluster/pki.js';
 import { formatToken, newId, newSecret, parseToken, sameSecret } from './tokens.js';
-import { requestJoin, startJoinServer, splitHostPort, SWARM_PORT, type JoinReply, type JoinRequest } from './join-protocol.js';
+import {
+  requestJoin,
+  startJoinServer,
+  splitHostPort,
+  SWARM_PORT,
+  type JoinReply,
+  type JoinRequest,
+} from './join-protocol.js';
 import { phases, type Phases } from '../common/phases.js';
 
 export const STORE_PREFIX = 'cove/';
@@ -42,10 +49,14 @@ const IDPOOL_SIZE = 3;
 export const ALIVE_TTL = 3;
 
 export const ERR_NOT_IN_SWARM = 'This node is not part of a swarm';
-export const ERR_NOT_MANAGER_OUTSIDE = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
-export const ERR_NOT_MANAGER_WORKER = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
-export const ERR_ALREADY = 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.';
-export const ERR_LAST_MANAGER = 'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.';
+export const ERR_NOT_MANAGER_OUTSIDE =
+  'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const ERR_NOT_MANAGER_WORKER =
+  "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+export const ERR_ALREADY =
+  'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.';
+export const ERR_LAST_MANAGER =
+  'You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.';
 
 interface LocalState {
   nodeId: string;
@@ -91,7 +102,9 @@ interface ClusterRecord {
 type SwarmSpec = Record<string, unknown>;
 
 const PLUGINS = [
-  ...['awslogs', 'fluentd', 'gcplogs', 'gelf', 'journald', 'json-file', 'local', 'logentries', 'splunk', 'syslog'].map((Name) => ({ Type: 'Log', Name })),
+  ...['awslogs', 'fluentd', 'gcplogs', 'gelf', 'journald', 'json-file', 'local', 'logentries', 'splunk', 'syslog'].map(
+    (Name) => ({ Type: 'Log', Name }),
+  ),
   ...['bridge', 'host', 'macvlan', 'null', 'overlay'].map((Name) => ({ Type: 'Network', Name })),
   { Type: 'Volume', Name: 'local' },
 ];
@@ -100,7 +113,13 @@ const DEFAULT_SPEC: SwarmSpec = {
   Name: 'default',
   Labels: {},
   Orchestration: { TaskHistoryRetentionLimit: 5 },
-  Raft: { SnapshotInterval: 10000, KeepOldSnapshots: 0, LogEntriesForSlowFollowers: 500, ElectionTick: 10, HeartbeatTick: 1 },
+  Raft: {
+    SnapshotInterval: 10000,
+    KeepOldSnapshots: 0,
+    LogEntriesForSlowFollowers: 500,
+    ElectionTick: 10,
+    HeartbeatTick: 1,
+  },
   Dispatcher: { HeartbeatPeriod: 5_000_000_000 },
   CAConfig: { NodeCertExpiry: 7_776_000_000_000_000 },
   TaskDefaults: {},
@@ -116,7 +135,8 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
     if (o === undefined || o === null || o === 0 || o === '') return d;
     if (d && typeof d === 'object' && !Array.isArray(d) && typeof o === 'object' && !Array.isArray(o)) {
       const out: Record<string, unknown> = { ...(d as Record<string, unknown>) };
-      for (const [k, v] of Object.entries(o as Record<string, unknown>)) out[k] = merge((d as Record<string, unknown>)[k], v);
+      for (const [k, v] of Object.entries(o as Record<string, unknown>))
+        out[k] = merge((d as Record<string, unknown>)[k], v);
       return out;
     }
     return o;
@@ -141,10 +161,19 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
   return {
-    read: [['', 'secret/'], ['secret0', '']],
+    read: [
+      ['', 'secret/'],
+      ['secret0', ''],
+    ],
     readwrite: [
-      `alive/${nodeId}`, `node-local/${nodeId}/`, `endpoints/${nodeId}/`, `logs/req/${nodeId}/`, `logs/resp/${nodeId}/`,
-      `\u0000txn/${nodeId}/`, 'ipam/addr/', 'tunnels/wireguard/',
+      `alive/${nodeId}`,
+      `node-local/${nodeId}/`,
+      `endpoints/${nodeId}/`,
+      `logs/req/${nodeId}/`,
+      `logs/resp/${nodeId}/`,
+      `\u0000txn/${nodeId}/`,
+      'ipam/addr/',
+      'tunnels/wireguard/',
     ],
   };
 }
@@ -178,10 +207,21 @@ export interface SwarmDeps {
 }
 
 class EtcdMembership implements Membership {
-  constructor(private readonly ctl: SwarmController, readonly store: EtcdStore) {}
+  constructor(
+    private readonly ctl: SwarmController,
+    readonly store: EtcdStore,
+  ) {}
   get self(): ClusterNode {
     const s = this.ctl.local!;
-    return { id: s.nodeId, hostname: hostname(), role: s.role, addr: s.addr, dataPathAddr: s.dataPathAddr, availability: 'active', state: 'ready' };
+    return {
+      id: s.nodeId,
+      hostname: hostname(),
+      role: s.role,
+      addr: s.addr,
+      dataPathAddr: s.dataPathAddr,
+      availability: 'active',
+      state: 'ready',
+    };
   }
   isManager(): boolean {
     return this.ctl.local?.role === 'manager';
@@ -191,7 +231,15 @@ class EtcdMembership implements Membership {
     const up = new Set(alive.map((kv) => kv.key.slice('alive/'.length)));
     return nodes.map((kv) => {
       const n = JSON.parse(kv.value) as NodeRecord;
-      return { id: n.ID, hostname: n.Description.Hostname, role: n.Spec.Role, addr: n.Addr, dataPathAddr: n.DataPathAddr, availability: n.Spec.Availability, state: up.has(n.ID) ? 'ready' : 'down' };
+      return {
+        id: n.ID,
+        hostname: n.Description.Hostname,
+        role: n.Spec.Role,
+        addr: n.Addr,
+        dataPathAddr: n.DataPathAddr,
+        availability: n.Spec.Availability,
+        state: up.has(n.ID) ? 'ready' : 'down',
+      };
     });
   }
 }
@@ -286,15 +334,18 @@ export class SwarmController {
   }
 
   private memberFor(s: LocalState): EtcdMember {
-    return new EtcdMember({
-      name: s.nodeId,
-      addr: s.addr,
-      certDir: this.certDir,
-      dir: join(this.dir, 'etcd'),
-      initialCluster: s.member?.initialCluster ?? `${s.nodeId}=${peerUrl(s.addr)}`,
-      state: s.member?.state ?? 'existing',
-      clusterToken: s.clusterId,
-    }, this.log.child({ module: 'etcd' }));
+    return new EtcdMember(
+      {
+        name: s.nodeId,
+        addr: s.addr,
+        certDir: this.certDir,
+        dir: join(this.dir, 'etcd'),
+        initialCluster: s.member?.initialCluster ?? `${s.nodeId}=${peerUrl(s.addr)}`,
+        state: s.member?.state ?? 'existing',
+        clusterToken: s.clusterId,
+      },
+      this.log.child({ module: 'etcd' }),
+    );
   }
 
   /** From local state to a working node: etcd member (managers), store client, lease, join server, networks. */
@@ -305,8 +356,17 @@ export class SwarmController {
       this.member.start();
     }
     const c = this.certs();
-    const endpoints = s.role === 'manager' ? [clientUrl(s.addr), ...s.endpoints.filter((e) => e !== clientUrl(s.addr))] : s.endpoints;
-    const store = new (await loadEtcd()).store.EtcdStore({ endpoints, prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000, keepaliveMs: 5000, markerOwner: s.nodeId });
+    const endpoints =
+      s.role === 'manager' ? [clientUrl(s.addr), ...s.endpoints.filter((e) => e !== clientUrl(s.addr))] : s.endpoints;
+    const store = new (await loadEtcd()).store.EtcdStore({
+      endpoints,
+      prefix: STORE_PREFIX,
+      tls: c,
+      dialTimeoutMs: 1500,
+      requestTimeoutMs: 8000,
+      keepaliveMs: 5000,
+      markerOwner: s.nodeId,
+    });
     try {
       if (s.role === 'manager') await this.waitHealthy(store, 15_000);
       t?.mark('storeReady');
@@ -405,7 +465,9 @@ export class SwarmController {
         await sleep(100);
       }
     }
-    throw new Unavailable(`the cluster store did not become ready: ${(last as Error)?.message ?? 'timeout'}${this.member ? `\n${this.member.logTail(600)}` : ''}`);
+    throw new Unavailable(
+      `the cluster store did not become ready: ${(last as Error)?.message ?? 'timeout'}${this.member ? `\n${this.member.logTail(600)}` : ''}`,
+    );
   }
 
   // ---- liveness ----------------------------------------------------------
@@ -506,7 +568,11 @@ export class SwarmController {
     const s = this.local!;
     const c = this.certs();
     this.joinServer = await startJoinServer({
-      host: '0.0.0.0', port: s.port, ca: c.ca, cert: c.cert, key: c.key,
+      host: '0.0.0.0',
+      port: s.port,
+      ca: c.ca,
+      cert: c.cert,
+      key: c.key,
       onJoin: (req) => this.admit(req),
       log: this.log,
     });
@@ -524,15 +590,32 @@ export class SwarmController {
   private async admit(req: JoinRequest): Promise<JoinReply> {
     const store = this.store;
     if (!store || this.local?.role !== 'manager') throw new Unavailable('this node is not a swarm manager');
-    if (typeof req.secret !== 'string' || typeof req.csr !== 'string' || typeof req.addr !== 'string' || !/^\d+\.\d+\.\d+\.\d+$/.test(req.addr)) {
+    if (
+      typeof req.secret !== 'string' ||
+      typeof req.csr !== 'string' ||
+      typeof req.addr !== 'string' ||
+      !/^\d+\.\d+\.\d+\.\d+$/.test(req.addr)
+    ) {
       throw new InvalidParameter('malformed join request');
     }
     // Phase times of the admission, logged for `npm run bench -- --swarm` (where a join's time goes).
     const t = phases();
-    const [tokensKv, nodesKv, caKv] = await Promise.all([store.get('secret/tokens'), store.list('nodes/'), store.get('secret/ca')]);
+    const [tokensKv, nodesKv, caKv] = await Promise.all([
+      store.get('secret/tokens'),
+      store.list('nodes/'),
+      store.get('secret/ca'),
+    ]);
     const tokens = JSON.parse(tokensKv?.value ?? '{}') as { worker?: string; manager?: string };
-    const role: NodeRole | undefined = tokens.manager && sameSecret(req.secret, tokens.manager) ? 'manager' : tokens.worker && sameSecret(req.secret, tokens.worker) ? 'worker' : undefined;
-    if (!role) throw new InvalidParameter('rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster');
+    const role: NodeRole | undefined =
+      tokens.manager && sameSecret(req.secret, tokens.manager)
+        ? 'manager'
+        : tokens.worker && sameSecret(req.secret, tokens.worker)
+          ? 'worker'
+          : undefined;
+    if (!role)
+      throw new InvalidParameter(
+        'rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster',
+      );
     const existing = nodesKv.map((kv) => JSON.parse(kv.value) as NodeRecord);
     if (existing.some((n) => n.Addr === req.addr && n.Spec.Role === 'manager')) {
       throw new Conflict(`a manager with address ${req.addr} is already in the swarm`);
@@ -553,8 +636,14 @@ export class SwarmController {
       if (pooled) void this.provisionIdentities();
       const now = new Date().toISOString();
       const rec: NodeRecord = {
-        ID: nodeId, CreatedAt: now, UpdatedAt: now,
-        Spec: { Labels: {}, Role: role, Availability: ['active', 'pause', 'drain'].includes(req.availability) ? req.availability : 'active' },
+        ID: nodeId,
+        CreatedAt: now,
+        UpdatedAt: now,
+        Spec: {
+          Labels: {},
+          Role: role,
+          Availability: ['active', 'pause', 'drain'].includes(req.availability) ? req.availability : 'active',
+        },
         Description: {
           Hostname: String(req.hostname ?? ''),
           Platform: { Architecture: 'x86_64', OS: 'linux' },
@@ -580,7 +669,11 @@ export class SwarmController {
       const managers = [...existing.filter((n) => n.Spec.Role === 'manager'), ...(role === 'manager' ? [rec] : [])];
       this.log.info({ nodeId, role, addr: req.addr, pooled: pooled !== undefined, phasesMs: t.done() }, 'node joined');
       return {
-        nodeId, clusterId, role, cert, ca: ca.cert,
+        nodeId,
+        clusterId,
+        role,
+        cert,
+        ca: ca.cert,
         endpoints: managers.map((n) => clientUrl(n.Addr)),
         ...(initialCluster ? { initialCluster } : {}),
         managers: managers.map((n) => ({ NodeID: n.ID, Addr: `${n.Addr}:${n.Port}` })),
@@ -601,7 +694,10 @@ export class SwarmController {
   private async claimIdentity(): Promise<string | undefined> {
     const store = this.store!;
     for (const kv of await store.list(IDPOOL)) {
-      const res = await store.raw.delete().key(STORE_PREFIX + kv.key).exec();
+      const res = await store.raw
+        .delete()
+        .key(STORE_PREFIX + kv.key)
+        .exec();
       if (Number(res.deleted) === 1) return kv.key.slice(IDPOOL.length);
     }
     return undefined;
@@ -652,7 +748,12 @@ export class SwarmController {
         return { id: res.member.ID, initialCluster: members.join(',') };
       } catch (e) {
         const msg = (e as Error).message;
-        if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(msg)) {
+        if (
+          Date.now() > deadline ||
+          !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(
+            msg,
+          )
+        ) {
           throw new Unavailable(`could not add the etcd member for ${addr}: ${msg}`);
         }
         await sleep(200);
@@ -690,12 +791,18 @@ export class SwarmController {
     const roleName = `worker-${nodeId}`;
     const g = workerGrants(nodeId);
     const perms = [
-      ...g.read.map(([from, to]) => ({ permission: 'Read' as const, range: new (etcdLoaded().etcd3.Range)(STORE_PREFIX + from, to ? STORE_PREFIX + to : prefixEnd(STORE_PREFIX)) })),
+      ...g.read.map(([from, to]) => ({
+        permission: 'Read' as const,
+        range: new (etcdLoaded().etcd3.Range)(STORE_PREFIX + from, to ? STORE_PREFIX + to : prefixEnd(STORE_PREFIX)),
+      })),
       ...g.readwrite.map((p) => ({ permission: 'Readwrite' as const, range: rangeOf(STORE_PREFIX + p) })),
     ];
-    const roleMade = etcd.auth.roleAdd({ name: roleName }).catch((e: Error) => {
-      if (!/already exists/.test(e.message)) throw e;
-    }).then(() => etcd.role(roleName).grant(perms));
+    const roleMade = etcd.auth
+      .roleAdd({ name: roleName })
+      .catch((e: Error) => {
+        if (!/already exists/.test(e.message)) throw e;
+      })
+      .then(() => etcd.role(roleName).grant(perms));
     // Both settle before anything throws, so a failure leaves nothing running behind the caller's undo.
     const [u, r] = await Promise.allSettled([userMade, roleMade]);
     if (u.status === 'rejected') throw u.reason;
@@ -711,7 +818,17 @@ export class SwarmController {
 
   // ---- init / join / leave -----------------------------------------------
 
-  init(body: { ListenAddr?: string; AdvertiseAddr?: string; DataPathAddr?: string; ForceNewCluster?: boolean; Spec?: SwarmSpec; DataPathPort?: number; DefaultAddrPool?: string[] | null; SubnetSize?: number; Availability?: string }): Promise<string> {
+  init(body: {
+    ListenAddr?: string;
+    AdvertiseAddr?: string;
+    DataPathAddr?: string;
+    ForceNewCluster?: boolean;
+    Spec?: SwarmSpec;
+    DataPathPort?: number;
+    DefaultAddrPool?: string[] | null;
+    SubnetSize?: number;
+    Availability?: string;
+  }): Promise<string> {
     return this.mutex.run(async () => {
       if (this.local) throw new Unavailable(ERR_ALREADY);
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
@@ -726,30 +843,48 @@ export class SwarmController {
         const cert = await signNodeCert(ca, csr, { nodeId, role: 'manager', clusterId, addr });
         this.writeCerts({ ca: ca.cert, cert, key });
         this.local = {
-          nodeId, clusterId, role: 'manager', addr, dataPathAddr, port,
-          endpoints: [clientUrl(addr)], managers: [{ NodeID: nodeId, Addr: `${addr}:${port}` }],
+          nodeId,
+          clusterId,
+          role: 'manager',
+          addr,
+          dataPathAddr,
+          port,
+          endpoints: [clientUrl(addr)],
+          managers: [{ NodeID: nodeId, Addr: `${addr}:${port}` }],
           member: { initialCluster: `${nodeId}=${peerUrl(addr)}`, state: 'new' },
         };
         // First the member and the data, with auth still off; then users and roles; then auth on.
         this.member = this.memberFor(this.local);
         this.member.start();
         const c = this.certs();
-        const boot = new (await loadEtcd()).store.EtcdStore({ endpoints: [clientUrl(addr)], prefix: STORE_PREFIX, tls: c, dialTimeoutMs: 1500, requestTimeoutMs: 8000 });
+        const boot = new (await loadEtcd()).store.EtcdStore({
+          endpoints: [clientUrl(addr)],
+          prefix: STORE_PREFIX,
+          tls: c,
+          dialTimeoutMs: 1500,
+          requestTimeoutMs: 8000,
+        });
         try {
           await this.waitHealthy(boot, 15_000);
           const now = new Date().toISOString();
           const cluster: ClusterRecord = {
-            ID: clusterId, CreatedAt: now, UpdatedAt: now,
+            ID: clusterId,
+            CreatedAt: now,
+            UpdatedAt: now,
             Spec: defaultSpec(body.Spec && Object.keys(body.Spec).length ? cleanSpec(body.Spec) : {}),
             DataPathPort: body.DataPathPort || 4789,
             DefaultAddrPool: body.DefaultAddrPool?.length ? body.DefaultAddrPool : null,
             SubnetSize: body.SubnetSize || 24,
           };
           const rec: NodeRecord = {
-            ID: nodeId, CreatedAt: now, UpdatedAt: now,
+            ID: nodeId,
+            CreatedAt: now,
+            UpdatedAt: now,
             Spec: { Labels: {}, Role: 'manager', Availability: availabilityOf(body.Availability) },
             Description: this.description(),
-            Addr: addr, DataPathAddr: dataPathAddr, Port: port,
+            Addr: addr,
+            DataPathAddr: dataPathAddr,
+            Port: port,
           };
           await boot.txn([
             { key: 'swarm/cluster', value: JSON.stringify(cluster) },
@@ -779,7 +914,14 @@ export class SwarmController {
     });
   }
 
-  join(body: { ListenAddr?: string; AdvertiseAddr?: string; DataPathAddr?: string; RemoteAddrs?: string[]; JoinToken?: string; Availability?: string }): Promise<void> {
+  join(body: {
+    ListenAddr?: string;
+    AdvertiseAddr?: string;
+    DataPathAddr?: string;
+    RemoteAddrs?: string[];
+    JoinToken?: string;
+    Availability?: string;
+  }): Promise<void> {
     return this.mutex.run(async () => {
       if (this.local) throw new Unavailable(ERR_ALREADY);
       const remote = body.RemoteAddrs?.[0];
@@ -790,15 +932,24 @@ export class SwarmController {
       etcdLoading.catch(() => undefined);
       const [rhost, rport] = splitHostPort(remote);
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
-      const addr = body.AdvertiseAddr ? resolveAdvertise(body.AdvertiseAddr, body.ListenAddr) : await localAddrTowards(rhost, Number(rport));
+      const addr = body.AdvertiseAddr
+        ? resolveAdvertise(body.AdvertiseAddr, body.ListenAddr)
+        : await localAddrTowards(rhost, Number(rport));
       const dataPathAddr = body.DataPathAddr ? resolveAdvertise(body.DataPathAddr) : addr;
       const t = phases();
       const { key, csr } = await createKeyAndCsr();
       t.mark('keyAndCsr');
       const d = this.description();
       const reply = await requestJoin(`${rhost}:${rport}`, digest, {
-        secret, csr, hostname: d.Hostname, addr, dataPathAddr, availability: availabilityOf(body.Availability),
-        engineVersion: d.Engine.EngineVersion, nanoCpus: d.Resources.NanoCPUs, memoryBytes: d.Resources.MemoryBytes,
+        secret,
+        csr,
+        hostname: d.Hostname,
+        addr,
+        dataPathAddr,
+        availability: availabilityOf(body.Availability),
+        engineVersion: d.Engine.EngineVersion,
+        nanoCpus: d.Resources.NanoCPUs,
+        memoryBytes: d.Resources.MemoryBytes,
       });
       t.mark('admission');
       await etcdLoading;
@@ -807,9 +958,17 @@ export class SwarmController {
       try {
         this.writeCerts({ ca: reply.ca, cert: reply.cert, key });
         this.local = {
-          nodeId: reply.nodeId, clusterId: reply.clusterId, role: reply.role, addr, dataPathAddr, port,
-          endpoints: reply.endpoints, managers: reply.managers,
-          ...(reply.initialCluster ? { member: { initialCluster: reply.initialCluster, state: 'existing' as const } } : {}),
+          nodeId: reply.nodeId,
+          clusterId: reply.clusterId,
+          role: reply.role,
+          addr,
+          dataPathAddr,
+          port,
+          endpoints: reply.endpoints,
+          managers: reply.managers,
+          ...(reply.initialCluster
+            ? { member: { initialCluster: reply.initialCluster, state: 'existing' as const } }
+            : {}),
         };
         this.saveLocal();
         await this.activate(t);
@@ -827,7 +986,13 @@ export class SwarmController {
   private async undoJoin(reply: JoinReply, key: string): Promise<void> {
     const others = reply.endpoints.filter((e) => e !== clientUrl(this.local?.addr ?? ''));
     if (!others.length) return;
-    const store = new (await loadEtcd()).store.EtcdStore({ endpoints: others, prefix: STORE_PREFIX, tls: { ca: reply.ca, cert: reply.cert, key }, dialTimeoutMs: 1500, requestTimeoutMs: 5000 });
+    const store = new (await loadEtcd()).store.EtcdStore({
+      endpoints: others,
+      prefix: STORE_PREFIX,
+      tls: { ca: reply.ca, cert: reply.cert, key },
+      dialTimeoutMs: 1500,
+      requestTimeoutMs: 5000,
+    });
     try {
       if (reply.role === 'manager') {
         const list = await store.raw.cluster.memberList({});
@@ -847,7 +1012,19 @@ export class SwarmController {
     await this.deactivate({ revokeLease: true });
     await this.member?.destroy().catch(() => undefined);
     this.member = undefined;
-    if (!this.member) await new EtcdMember({ name: 'x', addr: '0.0.0.0', certDir: this.certDir, dir: join(this.dir, 'etcd'), initialCluster: '', state: 'new', clusterToken: '' }, this.log).destroy();
+    if (!this.member)
+      await new EtcdMember(
+        {
+          name: 'x',
+          addr: '0.0.0.0',
+          certDir: this.certDir,
+          dir: join(this.dir, 'etcd'),
+          initialCluster: '',
+          state: 'new',
+          clusterToken: '',
+        },
+        this.log,
+      ).destroy();
     this.local = undefined;
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -863,7 +1040,8 @@ export class SwarmController {
           const left = managers - 1;
           let msg = `You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves ${left} managers out of ${managers}. `;
           if (left <= managers / 2) msg += 'Without a Raft quorum your swarm will be inaccessible. ';
-          msg += 'The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.';
+          msg +=
+            'The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.';
           throw new Unavailable(msg);
         }
         if (managers > 1 && this.store) {
@@ -909,13 +1087,20 @@ export class SwarmController {
   requireManager(): EtcdStore {
     if (!this.local) throw new Unavailable(ERR_NOT_MANAGER_OUTSIDE);
     if (this.local.role !== 'manager') throw new Unavailable(ERR_NOT_MANAGER_WORKER);
-    if (!this.store) throw new Unavailable('The swarm does not have a leader. It\'s possible that too few managers are online. Make sure more than half of the managers are online.');
+    if (!this.store)
+      throw new Unavailable(
+        "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
+      );
     return this.store;
   }
 
   async inspect(): Promise<Record<string, unknown>> {
     const store = this.requireManager();
-    const [kv, tokens, ca] = await Promise.all([store.get('swarm/cluster'), store.get('secret/tokens'), store.get('secret/ca')]);
+    const [kv, tokens, ca] = await Promise.all([
+      store.get('swarm/cluster'),
+      store.get('secret/tokens'),
+      store.get('secret/ca'),
+    ]);
     if (!kv || !tokens || !ca) throw new Unavailable('swarm state is missing from the cluster store');
     const c = JSON.parse(kv.value) as ClusterRecord;
     const t = JSON.parse(tokens.value) as { worker: string; manager: string };
@@ -942,7 +1127,11 @@ export class SwarmController {
     };
   }
 
-  async update(version: number | undefined, spec: SwarmSpec, rotate: { worker: boolean; manager: boolean }): Promise<void> {
+  async update(
+    version: number | undefined,
+    spec: SwarmSpec,
+    rotate: { worker: boolean; manager: boolean },
+  ): Promise<void> {
     const store = this.requireManager();
     const kv = await store.get('swarm/cluster');
     if (!kv) throw new Unavailable('swarm state is missing from the cluster store');
@@ -951,7 +1140,9 @@ export class SwarmController {
     const c = JSON.parse(kv.value) as ClusterRecord;
     c.Spec = defaultSpec({ ...c.Spec, ...cleanSpec(spec) });
     c.UpdatedAt = new Date().toISOString();
-    const ops: Array<{ key: string; value?: string; expectRevision?: number }> = [{ key: 'swarm/cluster', value: JSON.stringify(c), expectRevision: kv.revision }];
+    const ops: Array<{ key: string; value?: string; expectRevision?: number }> = [
+      { key: 'swarm/cluster', value: JSON.stringify(c), expectRevision: kv.revision },
+    ];
     if (rotate.worker || rotate.manager) {
       const tk = await store.get('secret/tokens');
       const t = JSON.parse(tk!.value) as { worker: string; manager: string };
@@ -966,7 +1157,9 @@ export class SwarmController {
       throw e;
     }
     // As in Docker, a swarm update rotates the data-path encryption keys.
-    await requestKeyRotation(store, 'swarm update').catch((e: Error) => this.log.warn({ err: e.message }, 'key rotation after swarm update failed'));
+    await requestKeyRotation(store, 'swarm update').catch((e: Error) =>
+      this.log.warn({ err: e.message }, 'key rotation after swarm update failed'),
+    );
   }
 
   unlockKey(): { UnlockKey: string } {
@@ -978,14 +1171,33 @@ export class SwarmController {
   /** GET /info's Swarm section. */
   async info(): Promise<Record<string, unknown>> {
     const s = this.local;
-    if (!s) return { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null };
-    const base = { NodeID: s.nodeId, NodeAddr: s.addr, LocalNodeState: this.store ? 'active' : 'pending', ControlAvailable: s.role === 'manager', Error: '', RemoteManagers: s.managers };
+    if (!s)
+      return {
+        NodeID: '',
+        NodeAddr: '',
+        LocalNodeState: 'inactive',
+        ControlAvailable: false,
+        Error: '',
+        RemoteManagers: null,
+      };
+    const base = {
+      NodeID: s.nodeId,
+      NodeAddr: s.addr,
+      LocalNodeState: this.store ? 'active' : 'pending',
+      ControlAvailable: s.role === 'manager',
+      Error: '',
+      RemoteManagers: s.managers,
+    };
     if (s.role !== 'manager' || !this.store) {
       if (this.store) await this.refreshManagers().catch(() => undefined);
       return { ...base, RemoteManagers: s.managers };
     }
     try {
-      const [nodes, kv, ca] = await Promise.all([this.store.list('nodes/'), this.store.get('swarm/cluster'), this.store.get('secret/ca')]);
+      const [nodes, kv, ca] = await Promise.all([
+        this.store.list('nodes/'),
+        this.store.get('swarm/cluster'),
+        this.store.get('secret/ca'),
+      ]);
       const recs = nodes.map((n) => JSON.parse(n.value) as NodeRecord);
       const managers = recs.filter((n) => n.Spec.Role === 'manager');
       s.managers = managers.map((n) => ({ NodeID: n.ID, Addr: `${n.Addr}:${n.Port}` }));
@@ -994,7 +1206,14 @@ export class SwarmController {
         RemoteManagers: s.managers,
         Nodes: recs.length,
         Managers: managers.length,
-        Cluster: kv && ca ? this.clusterObject(JSON.parse(kv.value) as ClusterRecord, kv.revision, (JSON.parse(ca.value) as KeyPair).cert) : null,
+        Cluster:
+          kv && ca
+            ? this.clusterObject(
+                JSON.parse(kv.value) as ClusterRecord,
+                kv.revision,
+                (JSON.parse(ca.value) as KeyPair).cert,
+              )
+            : null,
       };
     } catch (e) {
       return { ...base, Error: (e as Error).message };
@@ -1031,12 +1250,14 @@ export class SwarmController {
     const cur = this.memberView;
     if (cur && now - cur.at < MEMBER_VIEW_FRESH_MS) return Promise.resolve(cur.value);
     if (!this.memberFetch) {
-      const fetch = this.memberStatus().then((value) => {
-        if (this.memberFetch === fetch) this.memberView = { at: Date.now(), value };
-        return value;
-      }).finally(() => {
-        if (this.memberFetch === fetch) this.memberFetch = undefined;
-      });
+      const fetch = this.memberStatus()
+        .then((value) => {
+          if (this.memberFetch === fetch) this.memberView = { at: Date.now(), value };
+          return value;
+        })
+        .finally(() => {
+          if (this.memberFetch === fetch) this.memberFetch = undefined;
+        });
       this.memberFetch = fetch;
     }
     if (cur && now - cur.at < MEMBER_VIEW_STALE_MS) {
@@ -1053,28 +1274,37 @@ export class SwarmController {
   private async memberStatus(): Promise<MemberView> {
     const store = this.store!;
     const list = await store.raw.cluster.memberList({});
-    const results = await Promise.all(list.members.map(async (m) => {
-      const url = m.clientURLs[0];
-      if (!url) return { m, ok: false, leader: undefined as string | undefined };
-      let client = this.statusClients.get(url);
-      if (!client) {
-        const c = this.certs();
-        const { etcd3: { Etcd3: Client }, cockatiel: { noop } } = etcdLoaded();
-        client = new Client({
-          hosts: url,
-          credentials: { rootCertificate: Buffer.from(c.ca), certChain: Buffer.from(c.cert), privateKey: Buffer.from(c.key) },
-          defaultCallOptions: () => ({ deadline: Date.now() + 700 }),
-          faultHandling: { global: noop, host: () => noop },
-        });
-        this.statusClients.set(url, client);
-      }
-      try {
-        const st = await client.maintenance.status();
-        return { m, ok: true, leader: st.leader };
-      } catch {
-        return { m, ok: false, leader: undefined };
-      }
-    }));
+    const results = await Promise.all(
+      list.members.map(async (m) => {
+        const url = m.clientURLs[0];
+        if (!url) return { m, ok: false, leader: undefined as string | undefined };
+        let client = this.statusClients.get(url);
+        if (!client) {
+          const c = this.certs();
+          const {
+            etcd3: { Etcd3: Client },
+            cockatiel: { noop },
+          } = etcdLoaded();
+          client = new Client({
+            hosts: url,
+            credentials: {
+              rootCertificate: Buffer.from(c.ca),
+              certChain: Buffer.from(c.cert),
+              privateKey: Buffer.from(c.key),
+            },
+            defaultCallOptions: () => ({ deadline: Date.now() + 700 }),
+            faultHandling: { global: noop, host: () => noop },
+          });
+          this.statusClients.set(url, client);
+        }
+        try {
+          const st = await client.maintenance.status();
+          return { m, ok: true, leader: st.leader };
+        } catch {
+          return { m, ok: false, leader: undefined };
+        }
+      }),
+    );
     const byName = new Map<string, { reachable: boolean }>();
     let leaderId: string | undefined;
     for (const r of results) {
@@ -1129,21 +1359,33 @@ export class SwarmController {
 
   async listNodes(filters: Record<string, string[]>): Promise<Array<Record<string, unknown>>> {
     for (const k of Object.keys(filters)) {
-      if (!['id', 'label', 'membership', 'name', 'node.label', 'role'].includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+      if (!['id', 'label', 'membership', 'name', 'node.label', 'role'].includes(k))
+        throw new InvalidParameter(`invalid filter '${k}'`);
     }
-    for (const r of filters.role ?? []) if (r !== 'manager' && r !== 'worker') throw new InvalidParameter(`Invalid role '${r}', must be worker or manager`);
+    for (const r of filters.role ?? [])
+      if (r !== 'manager' && r !== 'worker')
+        throw new InvalidParameter(`Invalid role '${r}', must be worker or manager`);
     const all = await this.allNodes();
-    return all.filter((n) => {
-      const spec = n.Spec as NodeRecord['Spec'];
-      const desc = n.Description as NodeRecord['Description'];
-      const any = (k: string, pred: (v: string) => boolean) => !filters[k]?.length || filters[k]!.some(pred);
-      return any('role', (v) => spec.Role === v)
-        && any('id', (v) => (n.ID as string).startsWith(v))
-        && any('name', (v) => desc.Hostname.includes(v) || (spec.Name ?? '').includes(v))
-        && any('membership', (v) => v === 'accepted')
-        && any('node.label', (v) => labelMatch(spec.Labels, v))
-        && any('label', (v) => labelMatch(spec.Labels, v));
-    }).sort((a, b) => String((a.Description as NodeRecord['Description']).Hostname).localeCompare(String((b.Description as NodeRecord['Description']).Hostname)) || String(a.ID).localeCompare(String(b.ID)));
+    return all
+      .filter((n) => {
+        const spec = n.Spec as NodeRecord['Spec'];
+        const desc = n.Description as NodeRecord['Description'];
+        const any = (k: string, pred: (v: string) => boolean) => !filters[k]?.length || filters[k]!.some(pred);
+        return (
+          any('role', (v) => spec.Role === v) &&
+          any('id', (v) => (n.ID as string).startsWith(v)) &&
+          any('name', (v) => desc.Hostname.includes(v) || (spec.Name ?? '').includes(v)) &&
+          any('membership', (v) => v === 'accepted') &&
+          any('node.label', (v) => labelMatch(spec.Labels, v)) &&
+          any('label', (v) => labelMatch(spec.Labels, v))
+        );
+      })
+      .sort(
+        (a, b) =>
+          String((a.Description as NodeRecord['Description']).Hostname).localeCompare(
+            String((b.Description as NodeRecord['Description']).Hostname),
+          ) || String(a.ID).localeCompare(String(b.ID)),
+      );
   }
 
   async inspectNode(ref: string): Promise<Record<string, unknown>> {
@@ -1165,7 +1407,8 @@ export class SwarmController {
       const role = spec.Role ?? rec.Spec.Role;
       if (role !== 'manager' && role !== 'worker') throw new InvalidParameter(`invalid role ${String(role)}`);
       const avail = spec.Availability ?? rec.Spec.Availability;
-      if (!['active', 'pause', 'drain'].includes(avail)) throw new InvalidParameter(`invalid availability ${String(avail)}`);
+      if (!['active', 'pause', 'drain'].includes(avail))
+        throw new InvalidParameter(`invalid availability ${String(avail)}`);
       if (role !== rec.Spec.Role) {
         if (role === 'worker') await this.demote(rec, all);
         else await this.promote(rec);
@@ -1190,7 +1433,10 @@ export class SwarmController {
     const store = this.store!;
     const etcd = store.raw;
     const list = await etcd.cluster.memberList({});
-    rec.JoinMember = [...list.members.filter((m) => m.name).map((m) => `${m.name}=${m.peerURLs[0]}`), `${rec.ID}=${peerUrl(rec.Addr)}`].join(',');
+    rec.JoinMember = [
+      ...list.members.filter((m) => m.name).map((m) => `${m.name}=${m.peerURLs[0]}`),
+      `${rec.ID}=${peerUrl(rec.Addr)}`,
+    ].join(',');
     await etcd.auth.userGrantRole({ user: rec.ID, role: 'root' });
     rec.Spec.Role = 'manager';
     rec.UpdatedAt = new Date().toISOString();
@@ -1202,7 +1448,11 @@ export class SwarmController {
 
   private async demote(rec: NodeRecord, all: Array<Record<string, unknown>>): Promise<void> {
     const managers = all.filter((n) => (n.Spec as NodeRecord['Spec']).Role === 'manager');
-    if (managers.length <= 1) throw new CoveError('rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm', 400);
+    if (managers.length <= 1)
+      throw new CoveError(
+        'rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm',
+        400,
+      );
     const etcd = this.store!.raw;
     const list = await etcd.cluster.memberList({});
     const m = list.members.find((x) => x.name === rec.ID || x.peerURLs.includes(peerUrl(rec.Addr)));
@@ -1218,19 +1468,33 @@ export class SwarmController {
       const all = await this.allNodes();
       const n = findNode(all, ref);
       const id = n.ID as string;
-      if (id === this.local!.nodeId) throw new CoveError('rpc error: code = FailedPrecondition desc = node ' + id + ' is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal', 400);
+      if (id === this.local!.nodeId)
+        throw new CoveError(
+          'rpc error: code = FailedPrecondition desc = node ' +
+            id +
+            ' is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal',
+          400,
+        );
       const spec = n.Spec as NodeRecord['Spec'];
       if (spec.Role === 'manager') {
-        throw new CoveError(`rpc error: code = FailedPrecondition desc = node ${id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`, 400);
+        throw new CoveError(
+          `rpc error: code = FailedPrecondition desc = node ${id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal`,
+          400,
+        );
       }
       if ((n.Status as { State: string }).State !== 'down' && !force) {
-        throw new CoveError(`rpc error: code = FailedPrecondition desc = node ${id} is not down and can't be removed`, 400);
+        throw new CoveError(
+          `rpc error: code = FailedPrecondition desc = node ${id} is not down and can't be removed`,
+          400,
+        );
       }
       await store.delete(`nodes/${id}`);
       await store.delete(`alive/${id}`).catch(() => undefined);
       await this.deleteEtcdUser(id);
       // Its data-path key is revoked (peers drop it as its node record goes) and the others' keys rotate.
-      await requestKeyRotation(store, `node ${id} removed`).catch((e: Error) => this.log.warn({ err: e.message }, 'key rotation after node removal failed'));
+      await requestKeyRotation(store, `node ${id} removed`).catch((e: Error) =>
+        this.log.warn({ err: e.message }, 'key rotation after node removal failed'),
+      );
     });
   }
 }
@@ -1243,7 +1507,12 @@ async function retryUnhealthy<T>(what: string, fn: () => Promise<T>, ms = 20_000
       return await fn();
     } catch (e) {
       const msg = (e as Error).message;
-      if (Date.now() > deadline || !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(msg)) {
+      if (
+        Date.now() > deadline ||
+        !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(
+          msg,
+        )
+      ) {
         throw new Unavailable(`could not ${what}: ${msg}`);
       }
       await sleep(250);
@@ -1254,11 +1523,14 @@ async function retryUnhealthy<T>(what: string, fn: () => Promise<T>, ms = 20_000
 function findNode(all: Array<Record<string, unknown>>, ref: string): Record<string, unknown> {
   const byId = all.find((n) => n.ID === ref);
   if (byId) return byId;
-  const byName = all.filter((n) => (n.Description as NodeRecord['Description']).Hostname === ref || (n.Spec as NodeRecord['Spec']).Name === ref);
+  const byName = all.filter(
+    (n) => (n.Description as NodeRecord['Description']).Hostname === ref || (n.Spec as NodeRecord['Spec']).Name === ref,
+  );
   if (byName.length === 1) return byName[0]!;
   const byPrefix = all.filter((n) => (n.ID as string).startsWith(ref));
   if (byPrefix.length === 1) return byPrefix[0]!;
-  if (byName.length > 1 || byPrefix.length > 1) throw new InvalidParameter(`node ${ref} is ambiguous (${byName.length || byPrefix.length} matches found)`);
+  if (byName.length > 1 || byPrefix.length > 1)
+    throw new InvalidParameter(`node ${ref} is ambiguous (${byName.length || byPrefix.length} matches found)`);
   throw new NotFound(`node ${ref} not found`);
 }
 
@@ -1276,7 +1548,16 @@ function availabilityOf(a: string | undefined): 'active' | 'pause' | 'drain' {
 /** Only the spec fields we keep; docker's CLI sends the whole spec back on update. */
 function cleanSpec(spec: SwarmSpec): SwarmSpec {
   const out: SwarmSpec = {};
-  for (const k of ['Name', 'Labels', 'Orchestration', 'Raft', 'Dispatcher', 'CAConfig', 'TaskDefaults', 'EncryptionConfig']) {
+  for (const k of [
+    'Name',
+    'Labels',
+    'Orchestration',
+    'Raft',
+    'Dispatcher',
+    'CAConfig',
+    'TaskDefaults',
+    'EncryptionConfig',
+  ]) {
     if (spec[k] !== undefined && spec[k] !== null) out[k] = spec[k];
   }
   if ((out.EncryptionConfig as { AutoLockManagers?: boolean } | undefined)?.AutoLockManagers) {
@@ -1306,16 +1587,26 @@ export function resolveAdvertise(value: string | undefined, listen?: string): st
     // Docker's choice: the one address not on a bridge Cove made.
     const cand = addrs.filter((a) => !/^(cove|docker|br-|veth)/.test(a.ifname));
     if (cand.length === 1) return cand[0]!.addr;
-    if (cand.length === 0) throw new InvalidParameter('could not find the system\'s IP address - specify one with --advertise-addr');
-    throw new InvalidParameter(`could not choose an IP address to advertise since this system has multiple addresses on different interfaces (${cand.map((a) => `${a.addr} on ${a.ifname}`).join(' and ')})`);
+    if (cand.length === 0)
+      throw new InvalidParameter("could not find the system's IP address - specify one with --advertise-addr");
+    throw new InvalidParameter(
+      `could not choose an IP address to advertise since this system has multiple addresses on different interfaces (${cand.map((a) => `${a.addr} on ${a.ifname}`).join(' and ')})`,
+    );
   }
   const [host] = splitHostPort(v);
   const byIf = addrs.filter((a) => a.ifname === host);
   if (byIf.length === 1) return byIf[0]!.addr;
   if (byIf.length > 1) throw new InvalidParameter(`interface ${host} has more than one IPv4 address`);
-  if (!/^\d+\.\d+\.\d+\.\d+$/.test(host)) throw new InvalidParameter(`advertise address must be a non-zero IP address or network interface (with optional port number)`);
-  if (host === '0.0.0.0') throw new InvalidParameter('advertise address must be a non-zero IP address or network interface (with optional port number)');
-  if (!addrs.some((a) => a.addr === host)) throw new InvalidParameter(`advertise address ${host} is not an address of this host`);
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(host))
+    throw new InvalidParameter(
+      `advertise address must be a non-zero IP address or network interface (with optional port number)`,
+    );
+  if (host === '0.0.0.0')
+    throw new InvalidParameter(
+      'advertise address must be a non-zero IP address or network interface (with optional port number)',
+    );
+  if (!addrs.some((a) => a.addr === host))
+    throw new InvalidParameter(`advertise address ${host} is not an address of this host`);
   return host;
 }
 
@@ -1345,11 +1636,12 @@ function rangeOf(p: string): Range {
   return p.endsWith('/') ? R.prefix(p) : new R(p, Buffer.concat([Buffer.from(p), Buffer.from([0])]));
 }
 
-
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then((v) => (clearTimeout(t), resolve(v)), (e) => (clearTimeout(t), reject(e)));
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
   });
 }
-

@@ -17,7 +17,10 @@ let loaded: EtcdModules | undefined;
 
 function bundleIsFresh(bundle: URL, modular: URL): boolean {
   try {
-    return statSync(bundle).mtimeMs >= statSync(modular).mtimeMs && statSync(bundle).mtimeMs >= statSync(new URL('../store/etcd.js', import.meta.url)).mtimeMs;
+    return (
+      statSync(bundle).mtimeMs >= statSync(modular).mtimeMs &&
+      statSync(bundle).mtimeMs >= statSync(new URL('../store/etcd.js', import.meta.url)).mtimeMs
+    );
   } catch {
     return false;
   }
@@ -30,10 +33,13 @@ export function loadEtcd(): Promise<EtcdModules> {
     const bundle = new URL('./etcd-modules.bundle.mjs', import.meta.url);
     const modular = new URL('./etcd-modules.js', import.meta.url);
     const p = (bundleIsFresh(bundle, modular) ? import(bundle.href) : import(modular.href)) as Promise<EtcdModules>;
-    loading = p.then((m) => (loaded = m), (e: unknown) => {
-      loading = undefined;
-      throw e;
-    });
+    loading = p.then(
+      (m) => (loaded = m),
+      (e: unknown) => {
+        loading = undefined;
+        throw e;
+      },
+    );
   }
   return loading;
 }

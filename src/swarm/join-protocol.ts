@@ -48,39 +48,50 @@ export interface JoinReply {
 export type JoinHandler = (req: JoinRequest) => Promise<JoinReply>;
 
 /** The manager's side: serves /ca and /join until close(). */
-export function startJoinServer(opts: { host: string; port: number; ca: string; cert: string; key: string; onJoin: JoinHandler; log: { warn: (o: object, m: string) => void } }): Promise<https.Server> {
-  const server = https.createServer({ key: opts.key, cert: opts.cert, ca: opts.ca }, (req: IncomingMessage, res: ServerResponse) => {
-    const send = (status: number, body: unknown) => {
-      const b = Buffer.from(JSON.stringify(body));
-      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': b.length });
-      res.end(b);
-    };
-    if (req.method === 'GET' && req.url === '/ca') return send(200, { ca: opts.ca });
-    if (req.method !== 'POST' || req.url !== '/join') return send(404, { message: 'not found' });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 64 * 1024) req.destroy();
-      else chunks.push(c);
-    });
-    req.on('end', () => {
-      let body: JoinRequest;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as JoinRequest;
-      } catch {
-        return send(400, { message: 'malformed join request' });
-      }
-      opts.onJoin(body).then(
-        (r) => send(200, r),
-        (e: unknown) => {
-          opts.log.warn({ err: e, addr: body.addr }, 'join refused');
-          send(e instanceof CoveError ? e.status : 500, { message: e instanceof Error ? e.message : String(e) });
-        },
-      );
-    });
-    req.on('error', () => undefined);
-  });
+export function startJoinServer(opts: {
+  host: string;
+  port: number;
+  ca: string;
+  cert: string;
+  key: string;
+  onJoin: JoinHandler;
+  log: { warn: (o: object, m: string) => void };
+}): Promise<https.Server> {
+  const server = https.createServer(
+    { key: opts.key, cert: opts.cert, ca: opts.ca },
+    (req: IncomingMessage, res: ServerResponse) => {
+      const send = (status: number, body: unknown) => {
+        const b = Buffer.from(JSON.stringify(body));
+        res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': b.length });
+        res.end(b);
+      };
+      if (req.method === 'GET' && req.url === '/ca') return send(200, { ca: opts.ca });
+      if (req.method !== 'POST' || req.url !== '/join') return send(404, { message: 'not found' });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > 64 * 1024) req.destroy();
+        else chunks.push(c);
+      });
+      req.on('end', () => {
+        let body: JoinRequest;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as JoinRequest;
+        } catch {
+          return send(400, { message: 'malformed join request' });
+        }
+        opts.onJoin(body).then(
+          (r) => send(200, r),
+          (e: unknown) => {
+            opts.log.warn({ err: e, addr: body.addr }, 'join refused');
+            send(e instanceof CoveError ? e.status : 500, { message: e instanceof Error ? e.message : String(e) });
+          },
+        );
+      });
+      req.on('error', () => undefined);
+    },
+  );
   server.on('tlsClientError', () => undefined);
   server.on('clientError', (_e, sock) => sock.destroy());
   return new Promise((resolve, reject) => {
@@ -92,30 +103,40 @@ export function startJoinServer(opts: { host: string; port: number; ca: string; 
   });
 }
 
-function call<T>(addr: string, path: string, opts: { method: 'GET' | 'POST'; body?: unknown; ca?: string; timeoutMs: number }): Promise<{ status: number; body: T; peerCa?: string }> {
+function call<T>(
+  addr: string,
+  path: string,
+  opts: { method: 'GET' | 'POST'; body?: unknown; ca?: string; timeoutMs: number },
+): Promise<{ status: number; body: T; peerCa?: string }> {
   const [host, portStr] = splitHostPort(addr);
   const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      host, port: Number(portStr), path, method: opts.method,
-      headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {},
-      // Step 1 trusts nothing and checks the digest itself; step 2 pins the CA.
-      rejectUnauthorized: opts.ca !== undefined,
-      ...(opts.ca ? { ca: opts.ca, checkServerIdentity: () => undefined } : {}),
-      timeout: opts.timeoutMs,
-      agent: false,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as T });
-        } catch {
-          reject(new Unavailable(`manager ${addr} answered something that is not a swarm join reply`));
-        }
-      });
-      res.on('error', reject);
-    });
+    const req = https.request(
+      {
+        host,
+        port: Number(portStr),
+        path,
+        method: opts.method,
+        headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {},
+        // Step 1 trusts nothing and checks the digest itself; step 2 pins the CA.
+        rejectUnauthorized: opts.ca !== undefined,
+        ...(opts.ca ? { ca: opts.ca, checkServerIdentity: () => undefined } : {}),
+        timeout: opts.timeoutMs,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as T });
+          } catch {
+            reject(new Unavailable(`manager ${addr} answered something that is not a swarm join reply`));
+          }
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`timed out after ${opts.timeoutMs} ms`)));
     req.on('error', (e) => reject(new Unavailable(`could not reach the manager at ${addr}: ${e.message}`)));
     req.end(payload);
@@ -123,11 +144,17 @@ function call<T>(addr: string, path: string, opts: { method: 'GET' | 'POST'; bod
 }
 
 /** The joiner's side: checks the CA against the token's digest, then asks to join. */
-export async function requestJoin(addr: string, digest: string, req: JoinRequest, timeoutMs = 8000): Promise<JoinReply> {
+export async function requestJoin(
+  addr: string,
+  digest: string,
+  req: JoinRequest,
+  timeoutMs = 8000,
+): Promise<JoinReply> {
   const deadline = Date.now() + timeoutMs;
   const left = () => Math.max(500, deadline - Date.now());
   const ca = await call<{ ca?: string }>(addr, '/ca', { method: 'GET', timeoutMs: left() });
-  if (ca.status !== 200 || typeof ca.body.ca !== 'string') throw new Unavailable(`manager ${addr} did not present a cluster CA`);
+  if (ca.status !== 200 || typeof ca.body.ca !== 'string')
+    throw new Unavailable(`manager ${addr} did not present a cluster CA`);
   let got: string;
   try {
     got = caDigest(ca.body.ca);
@@ -135,8 +162,17 @@ export async function requestJoin(addr: string, digest: string, req: JoinRequest
     throw new Unavailable(`manager ${addr} presented an invalid CA certificate`);
   }
   if (got !== digest) throw new InvalidParameter(`remote CA does not match fingerprint. Expected: ${digest}`);
-  const r = await call<JoinReply & { message?: string }>(addr, '/join', { method: 'POST', body: req, ca: ca.body.ca, timeoutMs: Math.max(left(), 25_000) });
-  if (r.status !== 200) throw new CoveError(r.body.message ?? `join refused (${r.status})`, r.status >= 400 && r.status < 600 ? r.status : 500);
+  const r = await call<JoinReply & { message?: string }>(addr, '/join', {
+    method: 'POST',
+    body: req,
+    ca: ca.body.ca,
+    timeoutMs: Math.max(left(), 25_000),
+  });
+  if (r.status !== 200)
+    throw new CoveError(
+      r.body.message ?? `join refused (${r.status})`,
+      r.status >= 400 && r.status < 600 ? r.status : 500,
+    );
   return r.body;
 }
 

@@ -10,7 +10,10 @@ import { InvalidParameter } from '../common/errors.js';
 export const TOKEN_RE = /^SWMTKN-1-([0-9a-z]{50})-([0-9a-z]{25})$/;
 
 export function newSecret(): string {
-  return BigInt('0x' + randomBytes(16).toString('hex')).toString(36).padStart(25, '0').slice(-25);
+  return BigInt('0x' + randomBytes(16).toString('hex'))
+    .toString(36)
+    .padStart(25, '0')
+    .slice(-25);
 }
 
 /** 25 base-36 characters, as swarmkit's node and cluster IDs. */

@@ -34,7 +34,16 @@ function hex(n: number): string {
 }
 
 function network(name: string, subnet: string, gw: string, extra: Partial<DriverNetwork> = {}): DriverNetwork {
-  return { id: hex(32), name, options: {}, internal: false, enableIPv6: false, ipv4: [{ pool: subnet, gateway: gw, auxAddresses: {} }], ipv6: [], ...extra };
+  return {
+    id: hex(32),
+    name,
+    options: {},
+    internal: false,
+    enableIPv6: false,
+    ipv4: [{ pool: subnet, gateway: gw, auxAddresses: {} }],
+    ipv6: [],
+    ...extra,
+  };
 }
 
 interface FakeContainer {
@@ -70,7 +79,7 @@ async function remove(c: FakeContainer): Promise<void> {
 
 function pings(from: FakeContainer | null, ip: string): boolean {
   const argv = ['busybox', 'ping', '-c', '1', '-W', '1', ip];
-  const [cmd, args] = from ? inNs(from.path, argv) : ['busybox', argv.slice(1)] as [string, string[]];
+  const [cmd, args] = from ? inNs(from.path, argv) : (['busybox', argv.slice(1)] as [string, string[]]);
   return shTry(cmd, args).code === 0;
 }
 
@@ -81,7 +90,8 @@ function reaches(from: FakeContainer | null, ip: string): boolean {
 
 function fetch(from: FakeContainer | string | null, url: string): string {
   const argv = ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url];
-  const [cmd, args] = from === null ? [argv[0]!, argv.slice(1)] : inNs(typeof from === 'string' ? from : from.path, argv);
+  const [cmd, args] =
+    from === null ? [argv[0]!, argv.slice(1)] : inNs(typeof from === 'string' ? from : from.path, argv);
   const r = shTry(cmd, args, 8000);
   return r.code === 0 ? r.out : `FAILED(${r.code}): ${r.out}`;
 }
@@ -113,8 +123,14 @@ test('docker network create: a bridge with the gateway address, up', async () =>
   const state = await driver.createNetwork(netA);
   assert.equal(state.bridge, `br-${netA.id.slice(0, 12)}`);
   await driver.createNetwork(netB);
-  const [br] = await ipJson<Array<{ operstate: string; addr_info: Array<{ local: string; prefixlen: number }> }>>(null, ['-4', 'addr', 'show', 'dev', state.bridge as string]);
-  assert.deepEqual(br!.addr_info.map((a) => `${a.local}/${a.prefixlen}`), ['172.30.1.1/24']);
+  const [br] = await ipJson<Array<{ operstate: string; addr_info: Array<{ local: string; prefixlen: number }> }>>(
+    null,
+    ['-4', 'addr', 'show', 'dev', state.bridge as string],
+  );
+  assert.deepEqual(
+    br!.addr_info.map((a) => `${a.local}/${a.prefixlen}`),
+    ['172.30.1.1/24'],
+  );
   assert.ok(await nftTableExists('inet', 'cove'));
 });
 
@@ -142,7 +158,10 @@ test('isolation: containers on different networks cannot reach each other; one o
   assert.ok(reaches(c3, '172.30.2.1'));
   assert.equal(pings(c3, '172.30.1.2'), false, 'net-b -> net-a dropped');
   assert.equal(pings(c1, '172.30.2.2'), false, 'net-a -> net-b dropped');
-  const both = await container('c4', [[netA, '172.30.1.4/24'], [netB, '172.30.2.4/24']]);
+  const both = await container('c4', [
+    [netA, '172.30.1.4/24'],
+    [netB, '172.30.2.4/24'],
+  ]);
   assert.ok(reaches(both, '172.30.1.2'));
   assert.ok(reaches(both, '172.30.2.2'));
   // docker network disconnect: cut off at once, the interface gone once the batch delete ran
@@ -153,7 +172,12 @@ test('isolation: containers on different networks cannot reach each other; one o
   const links = await ipJson<Array<{ ifname: string }>>(both.path, ['link', 'show']);
   assert.deepEqual(links.map((l) => l.ifname).sort(), ['eth0', 'lo']);
   // and connect again under the same name
-  const again = await driver.createEndpoint(net, { id: hex(32), networkId: net.id, ipv4: '172.30.2.4/24', options: {} });
+  const again = await driver.createEndpoint(net, {
+    id: hex(32),
+    networkId: net.id,
+    ipv4: '172.30.2.4/24',
+    options: {},
+  });
   await driver.join({ endpoint: again, network: net, netnsPath: both.path, ifName: 'eth1', defaultGateway: false });
   both.eps.push({ net, ep: again, ifName: 'eth1' });
   assert.ok(reaches(both, '172.30.2.2'));
@@ -168,7 +192,17 @@ test('published port: reached from outside, from the host 127.0.0.1 and from a n
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(fetch(c2, 'http://172.30.1.2/'), 'hello from c1\n', 'httpd serves on the bridge');
   const ep = c1.eps[0]!.ep;
-  await driver.programExternalConnectivity(netA, ep, [{ proto: 'tcp', containerIp: '172.30.1.2', containerPort: 80, containerPortEnd: 80, hostIp: '', hostPort: 8080, hostPortEnd: 8080 }]);
+  await driver.programExternalConnectivity(netA, ep, [
+    {
+      proto: 'tcp',
+      containerIp: '172.30.1.2',
+      containerPort: 80,
+      containerPortEnd: 80,
+      hostIp: '',
+      hostPort: 8080,
+      hostPortEnd: 8080,
+    },
+  ]);
   const out = `/run/netns/${OUTSIDE}`;
   assert.equal(fetch(out, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'from outside');
   assert.equal(fetch(null, 'http://127.0.0.1:8080/'), 'hello from c1\n', 'from the host 127.0.0.1');
@@ -177,7 +211,17 @@ test('published port: reached from outside, from the host 127.0.0.1 and from a n
   assert.equal(fetch(c3, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'from another network via the host');
   assert.equal(fetch(c1, `http://${LAB_IP}:8080/`), 'hello from c1\n', 'hairpin to itself');
   // A range of host ports onto one container port is one element
-  await driver.programExternalConnectivity(netA, ep, [{ proto: 'tcp', containerIp: '172.30.1.2', containerPort: 80, containerPortEnd: 80, hostIp: LAB_IP, hostPort: 9000, hostPortEnd: 9002 }]);
+  await driver.programExternalConnectivity(netA, ep, [
+    {
+      proto: 'tcp',
+      containerIp: '172.30.1.2',
+      containerPort: 80,
+      containerPortEnd: 80,
+      hostIp: LAB_IP,
+      hostPort: 9000,
+      hostPortEnd: 9002,
+    },
+  ]);
   assert.match(fetch(out, `http://${LAB_IP}:8080/`), /FAILED/, 'replaced binding is gone');
   assert.equal(fetch(out, `http://${LAB_IP}:9002/`), 'hello from c1\n');
   await driver.revokeExternalConnectivity(netA, ep);
@@ -189,16 +233,33 @@ test('published port: reached from outside, from the host 127.0.0.1 and from a n
 
 test('published UDP port: a datagram from outside reaches the container, and its answer comes back', async () => {
   const ep = c1.eps[0]!.ep;
-  await driver.programExternalConnectivity(netA, ep, [{ proto: 'udp', containerIp: '172.30.1.2', containerPort: 7000, containerPortEnd: 7000, hostIp: '', hostPort: 7001, hostPortEnd: 7001 }]);
+  await driver.programExternalConnectivity(netA, ep, [
+    {
+      proto: 'udp',
+      containerIp: '172.30.1.2',
+      containerPort: 7000,
+      containerPortEnd: 7000,
+      hostIp: '',
+      hostPort: 7001,
+      hostPortEnd: 7001,
+    },
+  ]);
   const server = createSocket('udp4');
   const client = createSocket('udp4');
   try {
     await new Promise<void>((r) => server.bind({ fd: udpSocketInNetns(c1.path, '0.0.0.0', 7000) }, () => r()));
-    server.on('message', (m, rinfo) => server.send(Buffer.concat([Buffer.from('echo '), m]), rinfo.port, rinfo.address));
-    await new Promise<void>((r) => client.bind({ fd: udpSocketInNetns(`/run/netns/${OUTSIDE}`, '0.0.0.0', 0) }, () => r()));
+    server.on('message', (m, rinfo) =>
+      server.send(Buffer.concat([Buffer.from('echo '), m]), rinfo.port, rinfo.address),
+    );
+    await new Promise<void>((r) =>
+      client.bind({ fd: udpSocketInNetns(`/run/netns/${OUTSIDE}`, '0.0.0.0', 0) }, () => r()),
+    );
     const answer = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no UDP answer')), 3000);
-      client.once('message', (m) => { clearTimeout(timer); resolve(m.toString()); });
+      client.once('message', (m) => {
+        clearTimeout(timer);
+        resolve(m.toString());
+      });
       client.send('ping', 7001, LAB_IP);
     });
     assert.equal(answer, 'echo ping');
@@ -210,22 +271,45 @@ test('published UDP port: a datagram from outside reaches the container, and its
 });
 
 test('IPv6 network: containers get their IPv6 address and reach each other over it', async () => {
-  const net6 = network('net-6', '172.30.6.0/24', '172.30.6.1/24', { enableIPv6: true, ipv6: [{ pool: 'fd00:c0e:6::/64', gateway: 'fd00:c0e:6::1/64', auxAddresses: {} }] });
+  const net6 = network('net-6', '172.30.6.0/24', '172.30.6.1/24', {
+    enableIPv6: true,
+    ipv6: [{ pool: 'fd00:c0e:6::/64', gateway: 'fd00:c0e:6::1/64', auxAddresses: {} }],
+  });
   await driver.createNetwork(net6);
   try {
     const v: FakeContainer[] = [];
     for (const [i, name] of ['v1', 'v2'].entries()) {
       const path = lab.ns(name);
       await createNetns(path);
-      const ep = await driver.createEndpoint(net6, { id: hex(32), networkId: net6.id, ipv4: `172.30.6.${i + 2}/24`, ipv6: `fd00:c0e:6::${i + 2}/64`, options: {} });
-      const info = await driver.join({ endpoint: ep, network: net6, netnsPath: path, ifName: 'eth0', defaultGateway: true });
+      const ep = await driver.createEndpoint(net6, {
+        id: hex(32),
+        networkId: net6.id,
+        ipv4: `172.30.6.${i + 2}/24`,
+        ipv6: `fd00:c0e:6::${i + 2}/64`,
+        options: {},
+      });
+      const info = await driver.join({
+        endpoint: ep,
+        network: net6,
+        netnsPath: path,
+        ifName: 'eth0',
+        defaultGateway: true,
+      });
       assert.equal(info.ipv6Gateway, 'fd00:c0e:6::1');
       const c = { path, eps: [{ net: net6, ep, ifName: 'eth0' }] };
       containers.push(c);
       v.push(c);
     }
-    assert.equal(shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::3'])).code, 0, 'v1 -> v2 over IPv6');
-    assert.equal(shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::1'])).code, 0, 'v1 -> IPv6 gateway');
+    assert.equal(
+      shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::3'])).code,
+      0,
+      'v1 -> v2 over IPv6',
+    );
+    assert.equal(
+      shTry(...inNs(v[0]!.path, ['busybox', 'ping6', '-c', '1', '-W', '2', 'fd00:c0e:6::1'])).code,
+      0,
+      'v1 -> IPv6 gateway',
+    );
     for (const c of v) await remove(c);
   } finally {
     await driver.deleteNetwork(net6);
@@ -251,7 +335,9 @@ test('--internal: containers reach each other and the gateway, nothing goes in o
 });
 
 test('enable_icc=false: containers of the network cannot reach each other, but reach the gateway and the outside', async () => {
-  const netN = network('net-n', '172.30.4.0/24', '172.30.4.1/24', { options: { 'com.docker.network.bridge.enable_icc': 'false', 'com.docker.network.bridge.name': 'cvkicc0' } });
+  const netN = network('net-n', '172.30.4.0/24', '172.30.4.1/24', {
+    options: { 'com.docker.network.bridge.enable_icc': 'false', 'com.docker.network.bridge.name': 'cvkicc0' },
+  });
   assert.equal((await driver.createNetwork(netN)).bridge, 'cvkicc0');
   try {
     const n1 = await container('n1', [[netN, '172.30.4.2/24']]);
@@ -267,7 +353,9 @@ test('enable_icc=false: containers of the network cannot reach each other, but r
 });
 
 test('enable_ip_masquerade=false: no NAT, so the outside (with no route back) never answers', async () => {
-  const netM = network('net-m', '172.30.5.0/24', '172.30.5.1/24', { options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false', 'com.docker.network.driver.mtu': '1400' } });
+  const netM = network('net-m', '172.30.5.0/24', '172.30.5.1/24', {
+    options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false', 'com.docker.network.driver.mtu': '1400' },
+  });
   await driver.createNetwork(netM);
   try {
     const m1 = await container('m1', [[netM, '172.30.5.2/24']]);
@@ -290,7 +378,13 @@ test('restore after a daemon restart: a lost bridge and table come back', async 
   await fresh.restoreNetwork(netA, []);
   await fresh.restoreNetwork(netB, []);
   await fresh.close();
-  const [br] = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, ['-4', 'addr', 'show', 'dev', bridge]);
+  const [br] = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, [
+    '-4',
+    'addr',
+    'show',
+    'dev',
+    bridge,
+  ]);
   assert.equal(br!.addr_info[0]!.local, '172.30.2.1');
   assert.ok(reaches(c1, OUT_IP), 'masquerade back');
   const again = await container('c5', [[netB, '172.30.2.5/24']]);

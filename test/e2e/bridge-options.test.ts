@@ -42,7 +42,17 @@ async function inspectNet(name: string): Promise<any> {
 
 test('bridge network options', async (t) => {
   await t.test('--subnet, --gateway and the mtu option: the container sees them', async () => {
-    await lab.coveOk(['network', 'create', '--subnet', '10.11.0.0/16', '--gateway', '10.11.0.2', '--opt', 'com.docker.network.driver.mtu=1200', 'net-opts']);
+    await lab.coveOk([
+      'network',
+      'create',
+      '--subnet',
+      '10.11.0.0/16',
+      '--gateway',
+      '10.11.0.2',
+      '--opt',
+      'com.docker.network.driver.mtu=1200',
+      'net-opts',
+    ]);
     await lab.coveOk(['run', '-dit', '--name', 'o1', '--network', 'net-opts', 'alpine', 'ash']);
     assert.equal(await ipOf(lab, 'o1', 'net-opts'), '10.11.0.1', 'the first free address, the gateway holds .2');
     assert.match(await lab.coveOk(['exec', 'o1', 'ip', 'link', 'show', 'eth0']), /\bmtu 1200\b/);
@@ -62,7 +72,18 @@ test('bridge network options', async (t) => {
 
   await t.test('--ip already in use: Address already in use, the container does not run', async () => {
     const linksBefore = (await hostLinks(lab)).sort();
-    const r = await lab.cove(['run', '-dit', '--name', 'o3', '--network', 'net-opts', '--ip', '10.11.0.50', 'alpine', 'ash']);
+    const r = await lab.cove([
+      'run',
+      '-dit',
+      '--name',
+      'o3',
+      '--network',
+      'net-opts',
+      '--ip',
+      '10.11.0.50',
+      'alpine',
+      'ash',
+    ]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Address already in use/);
     const state = await lab.cove(['inspect', '-f', '{{.State.Running}}', 'o3']);
@@ -80,7 +101,17 @@ test('bridge network options', async (t) => {
   });
 
   await t.test('--ip-range with an --aux-address: the first container gets 10.12.5.2', async () => {
-    await lab.coveOk(['network', 'create', '--subnet', '10.12.0.0/16', '--ip-range', '10.12.5.0/24', '--aux-address', 'host1=10.12.5.1', 'net-range']);
+    await lab.coveOk([
+      'network',
+      'create',
+      '--subnet',
+      '10.12.0.0/16',
+      '--ip-range',
+      '10.12.5.0/24',
+      '--aux-address',
+      'host1=10.12.5.1',
+      'net-range',
+    ]);
     await lab.coveOk(['run', '-dit', '--name', 'r1', '--network', 'net-range', 'alpine', 'ash']);
     assert.equal(await ipOf(lab, 'r1', 'net-range'), '10.12.5.2');
     assert.match(await lab.coveOk(['exec', 'r1', 'ip', '-o', '-4', 'addr', 'show', 'eth0']), /inet 10\.12\.5\.2\/16/);
@@ -99,7 +130,10 @@ test('bridge network options', async (t) => {
     if (lab.online) {
       assert.equal(await pings(lab, 'i1', INTERNET_IP), false, 'the internet stand-in by address');
       assert.equal(await pings(lab, 'i1', 'google.com'), false, 'the internet stand-in by name');
-      assert.ok(await reaches(lab, 'outside', INTERNET_IP), 'a container on the default bridge still reaches it (control)');
+      assert.ok(
+        await reaches(lab, 'outside', INTERNET_IP),
+        'a container on the default bridge still reaches it (control)',
+      );
     }
     const i1 = await ipOf(lab, 'i1', 'net-int');
     assert.equal(await pings(lab, 'outside', i1), false, 'outside -> internal member');
@@ -110,9 +144,17 @@ test('bridge network options', async (t) => {
     await lab.coveOk(['network', 'create', '--ipv6', '--subnet', 'fd00:db8:1::/64', 'net-v6']);
     await lab.coveOk(['run', '-dit', '--name', 'v61', '--network', 'net-v6', 'alpine', 'ash']);
     await lab.coveOk(['run', '-dit', '--name', 'v62', '--network', 'net-v6', 'alpine', 'ash']);
-    const v62 = await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "net-v6").GlobalIPv6Address}}', 'v62']);
+    const v62 = await lab.coveOk([
+      'inspect',
+      '-f',
+      '{{(index .NetworkSettings.Networks "net-v6").GlobalIPv6Address}}',
+      'v62',
+    ]);
     assert.match(v62, /^fd00:db8:1::/);
-    assert.match(await lab.coveOk(['exec', 'v62', 'ip', '-o', '-6', 'addr', 'show', 'eth0']), new RegExp(`inet6 ${v62}/64`));
+    assert.match(
+      await lab.coveOk(['exec', 'v62', 'ip', '-o', '-6', 'addr', 'show', 'eth0']),
+      new RegExp(`inet6 ${v62}/64`),
+    );
     const ping6 = async () => (await lab.cove(['exec', 'v61', 'ping6', '-c', '1', '-W', '2', v62])).code === 0;
     assert.ok((await ping6()) || (await ping6()), 'ping6 v61 -> v62');
     const aaaa = await lab.coveOk(['exec', 'v61', 'nslookup', '-type=AAAA', 'v62']);
@@ -138,7 +180,16 @@ test('bridge network options', async (t) => {
   });
 
   await t.test('several subnets (v4 and v6) on one network', async () => {
-    await lab.coveOk(['network', 'create', '--ipv6', '--subnet', '10.20.0.0/24', '--subnet', 'fd00:20::/64', 'net-dual']);
+    await lab.coveOk([
+      'network',
+      'create',
+      '--ipv6',
+      '--subnet',
+      '10.20.0.0/24',
+      '--subnet',
+      'fd00:20::/64',
+      'net-dual',
+    ]);
     const cfg = (await inspectNet('net-dual')).IPAM.Config.map((c: { Subnet: string }) => c.Subnet).sort();
     assert.deepEqual(cfg, ['10.20.0.0/24', 'fd00:20::/64']);
     await lab.coveOk(['run', '-dit', '--name', 'd1', '--network', 'net-dual', 'alpine', 'ash']);
@@ -150,7 +201,11 @@ test('bridge network options', async (t) => {
   await t.test('20 concurrent runs on one network get 20 distinct addresses', async () => {
     await lab.coveOk(['network', 'create', '--subnet', '10.30.0.0/24', 'net-conc']);
     const names = Array.from({ length: 20 }, (_, i) => `c${i}`);
-    const runs = await Promise.all(names.map((n) => lab.cove(['run', '-d', '--name', n, '--network', 'net-conc', 'alpine', 'sleep', '600'], { timeoutMs: 300_000 })));
+    const runs = await Promise.all(
+      names.map((n) =>
+        lab.cove(['run', '-d', '--name', n, '--network', 'net-conc', 'alpine', 'sleep', '600'], { timeoutMs: 300_000 }),
+      ),
+    );
     runs.forEach((r, i) => assert.equal(r.code, 0, `run c${i}: ${r.stderr}`));
     const ips = await Promise.all(names.map((n) => ipOf(lab, n, 'net-conc')));
     for (const ip of ips) assert.match(ip, /^10\.30\.0\.\d+$/);
@@ -163,11 +218,17 @@ test('bridge network options', async (t) => {
   await t.test('racing creates: one name, one overlapping subnet: exactly one wins', async () => {
     const byName = await Promise.all(Array.from({ length: 5 }, () => lab.cove(['network', 'create', 'net-race'])));
     assert.equal(byName.filter((r) => r.code === 0).length, 1);
-    for (const r of byName.filter((x) => x.code !== 0)) assert.match(r.stderr, /network with name net-race already exists/);
-    const bySubnet = await Promise.all(Array.from({ length: 4 }, (_, i) => lab.cove(['network', 'create', '--subnet', '10.70.0.0/24', `net-race${i}`])));
+    for (const r of byName.filter((x) => x.code !== 0))
+      assert.match(r.stderr, /network with name net-race already exists/);
+    const bySubnet = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => lab.cove(['network', 'create', '--subnet', '10.70.0.0/24', `net-race${i}`])),
+    );
     assert.equal(bySubnet.filter((r) => r.code === 0).length, 1);
-    for (const r of bySubnet.filter((x) => x.code !== 0)) assert.match(r.stderr, /Pool overlaps with other one on this address space/);
-    const names = (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').filter((n) => n.startsWith('net-race'));
+    for (const r of bySubnet.filter((x) => x.code !== 0))
+      assert.match(r.stderr, /Pool overlaps with other one on this address space/);
+    const names = (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}']))
+      .split('\n')
+      .filter((n) => n.startsWith('net-race'));
     assert.equal(names.length, 2);
     await lab.coveOk(['network', 'rm', ...names]);
   });
@@ -177,11 +238,20 @@ test('bridge network options', async (t) => {
     const red = await lab.coveOk(['network', 'create', '--label', 'team=red', '--label', 'tier=db', 'net-red']);
     assert.deepEqual((await inspectNet('net-red')).Labels, { team: 'red', tier: 'db' });
     assert.equal(await lab.coveOk(['network', 'ls', '-q', '--no-trunc', '--filter', 'label=team=blue']), blue);
-    const anyTeam = (await lab.coveOk(['network', 'ls', '-q', '--no-trunc', '--filter', 'label=team'])).split('\n').sort();
+    const anyTeam = (await lab.coveOk(['network', 'ls', '-q', '--no-trunc', '--filter', 'label=team']))
+      .split('\n')
+      .sort();
     assert.deepEqual(anyTeam, [blue, red].sort());
     const quiet = (await lab.coveOk(['network', 'ls', '-q'])).split('\n');
     for (const id of quiet) assert.match(id, /^[0-9a-f]{12}$/);
-    const bridges = await lab.coveOk(['network', 'ls', '--filter', 'driver=bridge', '--format', '{{.Name}} {{.Driver}}']);
+    const bridges = await lab.coveOk([
+      'network',
+      'ls',
+      '--filter',
+      'driver=bridge',
+      '--format',
+      '{{.Name}} {{.Driver}}',
+    ]);
     for (const line of bridges.split('\n')) assert.match(line, / bridge$/);
     assert.match(bridges, /^bridge bridge$/m);
     assert.match(bridges, /^net-blue bridge$/m);
@@ -192,25 +262,62 @@ test('bridge network options', async (t) => {
     assert.match(pruned, /^Deleted Networks:/);
     assert.deepEqual(pruned.split('\n').slice(1).filter(Boolean).sort(), ['net-blue', 'net-conc', 'net-red']);
     const left = (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort();
-    assert.deepEqual(left, ['bridge', 'host', 'net-dual', 'net-int', 'net-noicc', 'net-opts', 'net-range', 'net-v6', 'none']);
+    assert.deepEqual(left, [
+      'bridge',
+      'host',
+      'net-dual',
+      'net-int',
+      'net-noicc',
+      'net-opts',
+      'net-range',
+      'net-v6',
+      'none',
+    ]);
     assert.match(await lab.coveOk(['network', 'prune', '-f']), /^$/, 'a second prune has nothing to do');
   });
 
-  await t.test('bad input: Docker\'s wording, non-zero exit, nothing changed', async () => {
-    await refused(['network', 'create', '--subnet', '10.11.0.0/24', 'net-overlap'], /Pool overlaps with other one on this address space/);
-    await refused(['network', 'create', '--subnet', '10.13.0.0/16', '--gateway', '10.14.0.1', 'net-gw'], /no matching subnet for gateway 10\.14\.0\.1/);
-    await refused(['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.0', 'net-gw'], /failed to allocate gateway \(10\.13\.0\.0\): Address already in use/);
-    await refused(['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.255', 'net-gw'], /failed to allocate gateway \(10\.13\.0\.255\): Address already in use/);
-    await refused(['network', 'create', '--ipv6', 'net-v6-nosubnet'], /could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network/);
-    await refused(['network', 'create', '--subnet', '10.13.0.0/33', 'net-cidr'], /invalid CIDR address: 10\.13\.0\.0\/33/);
+  await t.test("bad input: Docker's wording, non-zero exit, nothing changed", async () => {
+    await refused(
+      ['network', 'create', '--subnet', '10.11.0.0/24', 'net-overlap'],
+      /Pool overlaps with other one on this address space/,
+    );
+    await refused(
+      ['network', 'create', '--subnet', '10.13.0.0/16', '--gateway', '10.14.0.1', 'net-gw'],
+      /no matching subnet for gateway 10\.14\.0\.1/,
+    );
+    await refused(
+      ['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.0', 'net-gw'],
+      /failed to allocate gateway \(10\.13\.0\.0\): Address already in use/,
+    );
+    await refused(
+      ['network', 'create', '--subnet', '10.13.0.0/24', '--gateway', '10.13.0.255', 'net-gw'],
+      /failed to allocate gateway \(10\.13\.0\.255\): Address already in use/,
+    );
+    await refused(
+      ['network', 'create', '--ipv6', 'net-v6-nosubnet'],
+      /could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network/,
+    );
+    await refused(
+      ['network', 'create', '--subnet', '10.13.0.0/33', 'net-cidr'],
+      /invalid CIDR address: 10\.13\.0\.0\/33/,
+    );
     await refused(['network', 'create', '--subnet', 'banana', 'net-cidr'], /invalid CIDR address: banana/);
     await refused(['network', 'create', 'net-opts'], /network with name net-opts already exists/);
     for (const predefined of ['bridge', 'host', 'none']) {
-      await refused(['network', 'rm', predefined], new RegExp(`${predefined} is a pre-defined network and cannot be removed`));
+      await refused(
+        ['network', 'rm', predefined],
+        new RegExp(`${predefined} is a pre-defined network and cannot be removed`),
+      );
     }
     await refused(['network', 'create', '-d', 'macvlan', 'net-mv'], /operation not supported/);
-    await refused(['network', 'create', '-d', 'macvlan', '-o', 'parent=uplink0.10', 'net-mv'], /failed to create uplink0\.10 vlan link: operation not supported/);
-    await refused(['network', 'create', '-d', 'ipvlan', '-o', 'parent=uplink0', 'net-ipv'], /ipvlan is not supported by this kernel: \S/);
+    await refused(
+      ['network', 'create', '-d', 'macvlan', '-o', 'parent=uplink0.10', 'net-mv'],
+      /failed to create uplink0\.10 vlan link: operation not supported/,
+    );
+    await refused(
+      ['network', 'create', '-d', 'ipvlan', '-o', 'parent=uplink0', 'net-ipv'],
+      /ipvlan is not supported by this kernel: \S/,
+    );
     await refused(['network', 'create', '-d', 'nosuchdriver', 'net-nope'], /plugin "nosuchdriver" not found/);
   });
 

@@ -18,8 +18,21 @@ const N = Number(process.env.CVK_PERF_N ?? 100);
 const lab = new KernelLab('cvk-perf');
 const driver = new BridgeDriver();
 const hex = (n: number) => randomBytes(n).toString('hex');
-const net: DriverNetwork = { id: hex(32), name: 'perf', options: {}, internal: false, enableIPv6: false, ipv4: [{ pool: '10.200.0.0/16', gateway: '10.200.0.1/16', auxAddresses: {} }], ipv6: [] };
-const net2: DriverNetwork = { ...net, id: hex(32), name: 'perf2', ipv4: [{ pool: '10.201.0.0/16', gateway: '10.201.0.1/16', auxAddresses: {} }] };
+const net: DriverNetwork = {
+  id: hex(32),
+  name: 'perf',
+  options: {},
+  internal: false,
+  enableIPv6: false,
+  ipv4: [{ pool: '10.200.0.0/16', gateway: '10.200.0.1/16', auxAddresses: {} }],
+  ipv6: [],
+};
+const net2: DriverNetwork = {
+  ...net,
+  id: hex(32),
+  name: 'perf2',
+  ipv4: [{ pool: '10.201.0.0/16', gateway: '10.201.0.1/16', auxAddresses: {} }],
+};
 const made: Array<{ path: string; ep: DriverEndpoint }> = [];
 
 function stats(xs: number[]): { min: number; med: number; p95: number; max: number } {
@@ -61,10 +74,14 @@ test(`container start on a bridge (netns + endpoint + join), ${N} containers`, a
     times.push(t2 - t0);
     made.push({ path, ep });
   }
-  console.log(`  of which netns: ${JSON.stringify(stats(nsTimes))}, endpoint+join: ${JSON.stringify(stats(joinTimes))}`);
+  console.log(
+    `  of which netns: ${JSON.stringify(stats(nsTimes))}, endpoint+join: ${JSON.stringify(stats(joinTimes))}`,
+  );
   const first = stats(times.slice(0, Math.max(1, N / 10)));
   const last = stats(times.slice(-Math.max(1, N / 10)));
-  console.log(`start: all ${JSON.stringify(stats(times))} first10% ${JSON.stringify(first)} last10% ${JSON.stringify(last)}`);
+  console.log(
+    `start: all ${JSON.stringify(stats(times))} first10% ${JSON.stringify(first)} last10% ${JSON.stringify(last)}`,
+  );
   assert.ok(stats(times).med < 25, 'median start cost is far above the target');
 });
 
@@ -73,7 +90,12 @@ test('connect + disconnect of a running container to a second network', async ()
   for (let i = 0; i < Math.min(N, 50); i++) {
     const { path } = made[i]!;
     const t0 = performance.now();
-    const ep = await driver.createEndpoint(net2, { id: hex(32), networkId: net2.id, ipv4: `10.201.0.${i + 2}/16`, options: {} });
+    const ep = await driver.createEndpoint(net2, {
+      id: hex(32),
+      networkId: net2.id,
+      ipv4: `10.201.0.${i + 2}/16`,
+      options: {},
+    });
     const req = { endpoint: ep, network: net2, netnsPath: path, ifName: 'eth1', defaultGateway: false };
     await driver.join(req);
     await driver.leave(req);

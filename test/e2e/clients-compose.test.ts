@@ -15,7 +15,9 @@ import { run, type RunResult } from '../lab/lab.js';
 import { api, clientLab, teardown, sleep, COMPOSE_BIN } from './clients-helpers.js';
 import { wget } from './seed-helpers.js';
 
-const skip = existsSync(COMPOSE_BIN) ? false : `docker-compose is not installed (${COMPOSE_BIN}); scripts/setup.sh installs it`;
+const skip = existsSync(COMPOSE_BIN)
+  ? false
+  : `docker-compose is not installed (${COMPOSE_BIN}); scripts/setup.sh installs it`;
 
 const COMPOSE_FILE = `version: "3.8"
 services:
@@ -72,11 +74,26 @@ test('docker-compose up -d, resolve by service name and alias, down', { skip }, 
     assert.match(out, /Creating network "demo_backend" with the default driver/);
     assert.match(out, /Creating demo_web_1\s+\.\.\. done/);
     assert.match(out, /Creating demo_client_1\s+\.\.\. done/);
-    const nets = (await api(lab!, 'GET', `/networks?filters=${encodeURIComponent(JSON.stringify({ label: ['com.docker.compose.project=demo'] }))}`)).json();
-    assert.deepEqual(nets.map((n: { Name: string }) => n.Name), ['demo_backend']);
+    const nets = (
+      await api(
+        lab!,
+        'GET',
+        `/networks?filters=${encodeURIComponent(JSON.stringify({ label: ['com.docker.compose.project=demo'] }))}`,
+      )
+    ).json();
+    assert.deepEqual(
+      nets.map((n: { Name: string }) => n.Name),
+      ['demo_backend'],
+    );
     assert.equal(nets[0].Labels.purpose, 'compose-test');
     assert.equal(nets[0].Labels['com.docker.compose.network'], 'backend');
-    const cs = (await api(lab!, 'GET', `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ['com.docker.compose.project=demo'] }))}`)).json();
+    const cs = (
+      await api(
+        lab!,
+        'GET',
+        `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ['com.docker.compose.project=demo'] }))}`,
+      )
+    ).json();
     assert.deepEqual(cs.map((c: { Names: string[] }) => c.Names[0]).sort(), ['/demo_client_1', '/demo_web_1']);
     for (const c of cs) assert.equal(c.State, 'running');
   });
@@ -128,7 +145,10 @@ test('docker-compose up -d, resolve by service name and alias, down', { skip }, 
     assert.match(out, /Removing network demo_backend/);
     const cs = (await api(lab!, 'GET', '/containers/json?all=1')).json();
     assert.deepEqual(cs, []);
-    const nets = (await api(lab!, 'GET', '/networks')).json().map((n: { Name: string }) => n.Name).sort();
+    const nets = (await api(lab!, 'GET', '/networks'))
+      .json()
+      .map((n: { Name: string }) => n.Name)
+      .sort();
     assert.deepEqual(nets, ['bridge', 'host', 'none']);
   });
 });
@@ -149,7 +169,11 @@ test('docker-compose up in the foreground attaches to the services and ends with
   writeFileSync(file, FOREGROUND_FILE);
   const env = { ...lab!.env, COMPOSE_INTERACTIVE_NO_CLI: '1' };
   try {
-    const r = await run(COMPOSE_BIN, ['-p', 'fg', '-f', file, '--no-ansi', 'up', '--abort-on-container-exit', '--exit-code-from', 'hello'], { env, timeoutMs: 120_000 });
+    const r = await run(
+      COMPOSE_BIN,
+      ['-p', 'fg', '-f', file, '--no-ansi', 'up', '--abort-on-container-exit', '--exit-code-from', 'hello'],
+      { env, timeoutMs: 120_000 },
+    );
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const out = r.stdout + r.stderr;
     assert.match(out, /Creating network "fg_default" with the default driver/);

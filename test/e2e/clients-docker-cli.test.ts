@@ -14,7 +14,9 @@ import { clientLab, docker, dockerOk, dockerPresent, teardown, DOCKER_BIN } from
 import { checkSpec, compareShapes, describe, referenceInspect, FORMAT } from './engine-spec.js';
 import { wget } from './seed-helpers.js';
 
-const skip = dockerPresent() ? false : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
+const skip = dockerPresent()
+  ? false
+  : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
 
 let lab: Lab | undefined;
 before(async () => {
@@ -30,7 +32,8 @@ function L(): Lab {
 }
 
 async function pingFrom(from: string, target: string): Promise<boolean> {
-  for (let i = 0; i < 2; i++) if ((await docker(L(), ['exec', from, 'ping', '-c', '1', '-W', '1', target])).code === 0) return true;
+  for (let i = 0; i < 2; i++)
+    if ((await docker(L(), ['exec', from, 'ping', '-c', '1', '-W', '1', target])).code === 0) return true;
   return false;
 }
 
@@ -65,27 +68,56 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
     assert.match(ls, /\bhost\s+host\s+local\b/);
     assert.match(ls, /\bnone\s+null\s+local\b/);
     // filters go to the daemon
-    assert.equal(await dockerOk(L(), ['network', 'ls', '--filter', 'name=alpine', '--format', '{{.Name}}']), 'alpine-net');
+    assert.equal(
+      await dockerOk(L(), ['network', 'ls', '--filter', 'name=alpine', '--format', '{{.Name}}']),
+      'alpine-net',
+    );
     assert.equal(await dockerOk(L(), ['network', 'ls', '--filter', 'driver=null', '--format', '{{.Name}}']), 'none');
-    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--filter', 'type=custom', '-q'])).split('\n'), [id.slice(0, 12)]);
+    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--filter', 'type=custom', '-q'])).split('\n'), [
+      id.slice(0, 12),
+    ]);
     const dup = await docker(L(), ['network', 'create', 'alpine-net']);
     assert.notEqual(dup.code, 0);
     assert.match(dup.stderr, /network with name alpine-net already exists/);
   });
 
-  await t.test('2. four containers with docker run -dit; alpine4 joins bridge with docker network connect', async () => {
-    for (const [name, net] of [['alpine1', 'alpine-net'], ['alpine2', 'alpine-net'], ['alpine3', undefined], ['alpine4', 'alpine-net']] as const) {
-      const id = await dockerOk(L(), ['run', '-dit', '--name', name, ...(net ? ['--network', net] : []), 'alpine', 'ash']);
-      assert.match(id, FORMAT.id64);
-    }
-    await dockerOk(L(), ['network', 'connect', 'bridge', 'alpine4']);
-    const ls = await dockerOk(L(), ['container', 'ls']);
-    assert.match(ls, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/m);
-    for (const n of ['alpine1', 'alpine2', 'alpine3', 'alpine4']) assert.match(ls, new RegExp(`^[0-9a-f]{12}\\s+alpine\\s+"ash"\\s+.*\\bUp .*\\s${n}$`, 'm'));
-    const onNet = (await dockerOk(L(), ['container', 'ls', '--filter', 'network=alpine-net', '--format', '{{.Names}}'])).split('\n').sort();
-    assert.deepEqual(onNet, ['alpine1', 'alpine2', 'alpine4']);
-    assert.equal(await dockerOk(L(), ['container', 'ls', '--filter', 'name=alpine3', '--format', '{{.Networks}}']), 'bridge');
-  });
+  await t.test(
+    '2. four containers with docker run -dit; alpine4 joins bridge with docker network connect',
+    async () => {
+      for (const [name, net] of [
+        ['alpine1', 'alpine-net'],
+        ['alpine2', 'alpine-net'],
+        ['alpine3', undefined],
+        ['alpine4', 'alpine-net'],
+      ] as const) {
+        const id = await dockerOk(L(), [
+          'run',
+          '-dit',
+          '--name',
+          name,
+          ...(net ? ['--network', net] : []),
+          'alpine',
+          'ash',
+        ]);
+        assert.match(id, FORMAT.id64);
+      }
+      await dockerOk(L(), ['network', 'connect', 'bridge', 'alpine4']);
+      const ls = await dockerOk(L(), ['container', 'ls']);
+      assert.match(ls, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/m);
+      for (const n of ['alpine1', 'alpine2', 'alpine3', 'alpine4'])
+        assert.match(ls, new RegExp(`^[0-9a-f]{12}\\s+alpine\\s+"ash"\\s+.*\\bUp .*\\s${n}$`, 'm'));
+      const onNet = (
+        await dockerOk(L(), ['container', 'ls', '--filter', 'network=alpine-net', '--format', '{{.Names}}'])
+      )
+        .split('\n')
+        .sort();
+      assert.deepEqual(onNet, ['alpine1', 'alpine2', 'alpine4']);
+      assert.equal(
+        await dockerOk(L(), ['container', 'ls', '--filter', 'name=alpine3', '--format', '{{.Networks}}']),
+        'bridge',
+      );
+    },
+  );
 
   await t.test('3. docker network inspect: the same JSON as Docker, field by field', async () => {
     for (const [net, ref, members] of [
@@ -97,13 +129,21 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
       const theirs = referenceInspect(ref)[0]!;
       const n = ours[0];
       // Same keys and types, recursively; EnableIPv4 is new since API 1.48.
-      assert.equal(describe(compareShapes(n, theirs, { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] })), '');
+      assert.equal(
+        describe(compareShapes(n, theirs, { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] })),
+        '',
+      );
       assert.equal(describe(checkSpec(n, 'Network')), '');
       assert.match(n.Id, FORMAT.id64);
       assert.match(n.Created, FORMAT.rfc3339nano);
       assert.deepEqual(Object.keys(n.Options).sort(), Object.keys(theirs.Options as object).sort(), `${net} options`);
       assert.deepEqual(n.IPAM, theirs.IPAM, `${net} IPAM`);
-      assert.deepEqual(Object.values(n.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), members);
+      assert.deepEqual(
+        Object.values(n.Containers as Record<string, { Name: string }>)
+          .map((c) => c.Name)
+          .sort(),
+        members,
+      );
       for (const [cid, c] of Object.entries(n.Containers as Record<string, Record<string, string>>)) {
         assert.match(cid, FORMAT.id64);
         assert.match(c.EndpointID!, FORMAT.id64);
@@ -118,47 +158,58 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
     assert.equal(opts['com.docker.network.driver.mtu'], '1500');
   });
 
-  await t.test('4. docker inspect of a container: the spec\'s ContainerInspectResponse, NetworkSettings as Docker fills it', async () => {
-    const [c] = JSON.parse(await dockerOk(L(), ['inspect', 'alpine4']));
-    assert.equal(describe(checkSpec(c, 'ContainerInspectResponse')), '');
-    assert.match(c.Id, FORMAT.id64);
-    assert.match(c.Created, FORMAT.rfc3339nano);
-    assert.match(c.State.StartedAt, FORMAT.rfc3339nano);
-    assert.equal(c.State.FinishedAt, '0001-01-01T00:00:00Z');
-    assert.match(c.Image, FORMAT.imageId);
-    assert.equal(c.Name, '/alpine4');
-    assert.equal(c.HostConfig.NetworkMode, 'alpine-net');
-    assert.equal(c.Config.Tty, true);
-    assert.equal(c.Config.OpenStdin, true);
-    assert.deepEqual(c.Config.Cmd, ['ash']);
-    const ns = c.NetworkSettings;
-    assert.deepEqual(Object.keys(ns.Networks).sort(), ['alpine-net', 'bridge']);
-    assert.match(ns.SandboxID, FORMAT.id64);
-    assert.deepEqual(ns.Ports, {});
-    // The deprecated top-level fields describe the NetworkMode network.
-    const main = ns.Networks['alpine-net'];
-    assert.equal(ns.IPAddress, main.IPAddress);
-    assert.equal(ns.MacAddress, main.MacAddress);
-    assert.equal(ns.Gateway, '172.18.0.1');
-    assert.equal(ns.IPPrefixLen, 16);
-    for (const [name, ep] of Object.entries(ns.Networks as Record<string, Record<string, unknown>>)) {
-      assert.match(ep.NetworkID as string, FORMAT.id64, name);
-      assert.match(ep.EndpointID as string, FORMAT.id64, name);
-      assert.match(ep.MacAddress as string, FORMAT.mac, name);
-      assert.match(ep.IPAddress as string, FORMAT.ipv4, name);
-      assert.equal(ep.IPPrefixLen, 16);
-    }
-    // Docker: DNS names on a user-defined network, none on the default bridge.
-    assert.deepEqual(main.DNSNames, ['alpine4', c.Id.slice(0, 12)]);
-    assert.equal(ns.Networks.bridge.DNSNames, null);
-    // docker's Go templates read the same fields.
-    assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.NetworkSettings.Networks.bridge.Gateway}}', 'alpine4']), '172.17.0.1');
-  });
+  await t.test(
+    "4. docker inspect of a container: the spec's ContainerInspectResponse, NetworkSettings as Docker fills it",
+    async () => {
+      const [c] = JSON.parse(await dockerOk(L(), ['inspect', 'alpine4']));
+      assert.equal(describe(checkSpec(c, 'ContainerInspectResponse')), '');
+      assert.match(c.Id, FORMAT.id64);
+      assert.match(c.Created, FORMAT.rfc3339nano);
+      assert.match(c.State.StartedAt, FORMAT.rfc3339nano);
+      assert.equal(c.State.FinishedAt, '0001-01-01T00:00:00Z');
+      assert.match(c.Image, FORMAT.imageId);
+      assert.equal(c.Name, '/alpine4');
+      assert.equal(c.HostConfig.NetworkMode, 'alpine-net');
+      assert.equal(c.Config.Tty, true);
+      assert.equal(c.Config.OpenStdin, true);
+      assert.deepEqual(c.Config.Cmd, ['ash']);
+      const ns = c.NetworkSettings;
+      assert.deepEqual(Object.keys(ns.Networks).sort(), ['alpine-net', 'bridge']);
+      assert.match(ns.SandboxID, FORMAT.id64);
+      assert.deepEqual(ns.Ports, {});
+      // The deprecated top-level fields describe the NetworkMode network.
+      const main = ns.Networks['alpine-net'];
+      assert.equal(ns.IPAddress, main.IPAddress);
+      assert.equal(ns.MacAddress, main.MacAddress);
+      assert.equal(ns.Gateway, '172.18.0.1');
+      assert.equal(ns.IPPrefixLen, 16);
+      for (const [name, ep] of Object.entries(ns.Networks as Record<string, Record<string, unknown>>)) {
+        assert.match(ep.NetworkID as string, FORMAT.id64, name);
+        assert.match(ep.EndpointID as string, FORMAT.id64, name);
+        assert.match(ep.MacAddress as string, FORMAT.mac, name);
+        assert.match(ep.IPAddress as string, FORMAT.ipv4, name);
+        assert.equal(ep.IPPrefixLen, 16);
+      }
+      // Docker: DNS names on a user-defined network, none on the default bridge.
+      assert.deepEqual(main.DNSNames, ['alpine4', c.Id.slice(0, 12)]);
+      assert.equal(ns.Networks.bridge.DNSNames, null);
+      // docker's Go templates read the same fields.
+      assert.equal(
+        await dockerOk(L(), ['inspect', '-f', '{{.NetworkSettings.Networks.bridge.Gateway}}', 'alpine4']),
+        '172.17.0.1',
+      );
+    },
+  );
 
   await t.test('5. docker exec: names resolve on alpine-net; the default bridge is out of reach', async () => {
     const look = await dockerOk(L(), ['exec', 'alpine1', 'nslookup', 'alpine2']);
     assert.match(look, /Server:\s+127\.0\.0\.11/);
-    const ip2 = await dockerOk(L(), ['inspect', '-f', '{{(index .NetworkSettings.Networks "alpine-net").IPAddress}}', 'alpine2']);
+    const ip2 = await dockerOk(L(), [
+      'inspect',
+      '-f',
+      '{{(index .NetworkSettings.Networks "alpine-net").IPAddress}}',
+      'alpine2',
+    ]);
     assert.ok(look.includes(ip2), look);
     assert.equal(await pingFrom('alpine1', 'alpine2'), true);
     assert.equal(await pingFrom('alpine1', 'alpine4'), true);
@@ -193,14 +244,32 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
 
   await t.test('7. events: the daemon reported the network and container events', async () => {
     const until = Math.floor(Date.now() / 1000) + 1;
-    const out = await dockerOk(L(), ['events', '--since', String(since), '--until', String(until), '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}']);
+    const out = await dockerOk(L(), [
+      'events',
+      '--since',
+      String(since),
+      '--until',
+      String(until),
+      '--format',
+      '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}',
+    ]);
     const lines = out.split('\n');
     assert.ok(lines.includes('network create alpine-net'), out);
     assert.ok(lines.includes('network connect alpine-net'), out);
     assert.ok(lines.includes('network connect bridge'), out);
     assert.ok(lines.includes('container create alpine1'), out);
     assert.ok(lines.includes('container start alpine1'), out);
-    const netOnly = await dockerOk(L(), ['events', '--since', String(since), '--until', String(until), '--filter', 'type=network', '--format', '{{.Type}}']);
+    const netOnly = await dockerOk(L(), [
+      'events',
+      '--since',
+      String(since),
+      '--until',
+      String(until),
+      '--filter',
+      'type=network',
+      '--format',
+      '{{.Type}}',
+    ]);
     assert.deepEqual([...new Set(netOnly.split('\n'))], ['network']);
   });
 
@@ -210,46 +279,77 @@ test('the seed, "Use user-defined bridge networks", with the docker CLI', { skip
     const busy = await docker(L(), ['network', 'rm', 'alpine-net']);
     assert.notEqual(busy.code, 0);
     assert.match(busy.stderr, /has active endpoints/);
-    assert.deepEqual((await dockerOk(L(), ['container', 'stop', '-t', '1', 'alpine1', 'alpine2', 'alpine3', 'alpine4'], { timeoutMs: 60_000 })).split('\n'), ['alpine1', 'alpine2', 'alpine3', 'alpine4']);
+    assert.deepEqual(
+      (
+        await dockerOk(L(), ['container', 'stop', '-t', '1', 'alpine1', 'alpine2', 'alpine3', 'alpine4'], {
+          timeoutMs: 60_000,
+        })
+      ).split('\n'),
+      ['alpine1', 'alpine2', 'alpine3', 'alpine4'],
+    );
     assert.equal(await dockerOk(L(), ['container', 'ls', '-q']), '');
-    assert.match(await dockerOk(L(), ['container', 'ls', '-a', '--filter', 'status=exited', '--format', '{{.Names}} {{.Status}}']), /alpine1 Exited \(\d+\)/);
+    assert.match(
+      await dockerOk(L(), ['container', 'ls', '-a', '--filter', 'status=exited', '--format', '{{.Names}} {{.Status}}']),
+      /alpine1 Exited \(\d+\)/,
+    );
     await dockerOk(L(), ['container', 'rm', 'alpine1', 'alpine2', 'alpine3', 'alpine4']);
     assert.equal(await dockerOk(L(), ['network', 'rm', 'alpine-net']), 'alpine-net');
-    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort(), ['bridge', 'host', 'none']);
+    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort(), [
+      'bridge',
+      'host',
+      'none',
+    ]);
     const gone = await docker(L(), ['network', 'inspect', 'alpine-net']);
     assert.notEqual(gone.code, 0);
     assert.match(gone.stderr, /network alpine-net not found/);
   });
 });
 
-test('the seed, "Use the default bridge network" and host/none networking, with the docker CLI', { skip }, async (t) => {
-  await t.test('alpine1 and alpine2 on the default bridge reach each other by IP, not by name', async () => {
-    await dockerOk(L(), ['run', '-dit', '--name', 'alpine1', 'alpine', 'ash']);
-    await dockerOk(L(), ['run', '-dit', '--name', 'alpine2', 'alpine', 'ash']);
-    const [n] = JSON.parse(await dockerOk(L(), ['network', 'inspect', 'bridge']));
-    assert.deepEqual(Object.values(n.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['alpine1', 'alpine2']);
-    const ip2 = await dockerOk(L(), ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'alpine2']);
-    assert.match(ip2, /^172\.17\.0\.\d+$/);
-    assert.equal(await pingFrom('alpine1', ip2), true);
-    const byName = await docker(L(), ['exec', 'alpine1', 'ping', '-c', '1', '-W', '1', 'alpine2']);
-    assert.notEqual(byName.code, 0);
-    assert.match(byName.stderr + byName.stdout, /bad address 'alpine2'/);
-    // The default bridge has no embedded DNS: the daemon's resolver is copied in.
-    assert.doesNotMatch(await dockerOk(L(), ['exec', 'alpine1', 'cat', '/etc/resolv.conf']), /127\.0\.0\.11/);
-    await dockerOk(L(), ['rm', '-f', 'alpine1', 'alpine2']);
-  });
+test(
+  'the seed, "Use the default bridge network" and host/none networking, with the docker CLI',
+  { skip },
+  async (t) => {
+    await t.test('alpine1 and alpine2 on the default bridge reach each other by IP, not by name', async () => {
+      await dockerOk(L(), ['run', '-dit', '--name', 'alpine1', 'alpine', 'ash']);
+      await dockerOk(L(), ['run', '-dit', '--name', 'alpine2', 'alpine', 'ash']);
+      const [n] = JSON.parse(await dockerOk(L(), ['network', 'inspect', 'bridge']));
+      assert.deepEqual(
+        Object.values(n.Containers as Record<string, { Name: string }>)
+          .map((c) => c.Name)
+          .sort(),
+        ['alpine1', 'alpine2'],
+      );
+      const ip2 = await dockerOk(L(), ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'alpine2']);
+      assert.match(ip2, /^172\.17\.0\.\d+$/);
+      assert.equal(await pingFrom('alpine1', ip2), true);
+      const byName = await docker(L(), ['exec', 'alpine1', 'ping', '-c', '1', '-W', '1', 'alpine2']);
+      assert.notEqual(byName.code, 0);
+      assert.match(byName.stderr + byName.stdout, /bad address 'alpine2'/);
+      // The default bridge has no embedded DNS: the daemon's resolver is copied in.
+      assert.doesNotMatch(await dockerOk(L(), ['exec', 'alpine1', 'cat', '/etc/resolv.conf']), /127\.0\.0\.11/);
+      await dockerOk(L(), ['rm', '-f', 'alpine1', 'alpine2']);
+    });
 
-  await t.test('--network none has only lo; --network host shares the host\'s interfaces', async () => {
-    const none = await dockerOk(L(), ['run', '--rm', '--network', 'none', 'alpine', 'ip', '-o', 'link']);
-    assert.deepEqual(none.split('\n').map((l) => l.split(': ')[1]), ['lo']);
-    const host = await dockerOk(L(), ['run', '--rm', '--network', 'host', 'alpine', 'ip', '-o', 'link']);
-    const names = (text: string) => text.split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.replace(/@.*/, '')).sort();
-    // Exactly the lab host's links (uplink0 with the stand-in internet; only lo and cove0 without an uplink).
-    assert.deepEqual(names(host), names((await L().sh('ip -o link')).stdout), 'the lab host\'s interfaces');
-    assert.match(host, /: cove0[@:]/, 'and the default bridge');
-    if (L().online) assert.match(host, /: uplink0[@:]/, 'the lab host\'s uplink is visible');
-  });
-});
+    await t.test("--network none has only lo; --network host shares the host's interfaces", async () => {
+      const none = await dockerOk(L(), ['run', '--rm', '--network', 'none', 'alpine', 'ip', '-o', 'link']);
+      assert.deepEqual(
+        none.split('\n').map((l) => l.split(': ')[1]),
+        ['lo'],
+      );
+      const host = await dockerOk(L(), ['run', '--rm', '--network', 'host', 'alpine', 'ip', '-o', 'link']);
+      const names = (text: string) =>
+        text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split(': ')[1]!.replace(/@.*/, ''))
+          .sort();
+      // Exactly the lab host's links (uplink0 with the stand-in internet; only lo and cove0 without an uplink).
+      assert.deepEqual(names(host), names((await L().sh('ip -o link')).stdout), "the lab host's interfaces");
+      assert.match(host, /: cove0[@:]/, 'and the default bridge');
+      if (L().online) assert.match(host, /: uplink0[@:]/, "the lab host's uplink is visible");
+    });
+  },
+);
 
 test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune, images', { skip }, async (t) => {
   await t.test('docker run -d -p 8080:80 nginx: docker port, docker ps PORTS, reachable from the host', async () => {
@@ -257,16 +357,20 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     // Docker 20.10 on this machine printed both lines (peers/docker/logs/t5-manage.log); the IPv6 one
     // only exists where the daemon also publishes on [::].
     assert.match(await dockerOk(L(), ['port', 'web']), /^80\/tcp -> 0\.0\.0\.0:8080(\n80\/tcp -> \[::\]:8080)?$/);
-    assert.match(await dockerOk(L(), ['ps', '--filter', 'name=web', '--format', '{{.Ports}}']), /0\.0\.0\.0:8080->80\/tcp/);
+    assert.match(
+      await dockerOk(L(), ['ps', '--filter', 'name=web', '--format', '{{.Ports}}']),
+      /0\.0\.0\.0:8080->80\/tcp/,
+    );
     assert.match(await dockerOk(L(), ['ps', '--filter', 'publish=8080', '--format', '{{.Names}}']), /^web$/);
     const pb = JSON.parse(await dockerOk(L(), ['inspect', '-f', '{{json .HostConfig.PortBindings}}', 'web']));
     assert.deepEqual(pb, { '80/tcp': [{ HostIp: '', HostPort: '8080' }] });
     let page: string | undefined;
-    for (let i = 0; i < 20 && !page; i++) page = await wget(L(), 'http://127.0.0.1:8080/') ?? (await new Promise((r) => setTimeout(r, 200)), undefined);
+    for (let i = 0; i < 20 && !page; i++)
+      page = (await wget(L(), 'http://127.0.0.1:8080/')) ?? (await new Promise((r) => setTimeout(r, 200)), undefined);
     assert.match(page ?? '', /Welcome to nginx/);
   });
 
-  await t.test('docker run -P publishes the image\'s exposed port on an ephemeral host port', async () => {
+  await t.test("docker run -P publishes the image's exposed port on an ephemeral host port", async () => {
     await dockerOk(L(), ['run', '-d', '--name', 'webp', '-P', 'nginx']);
     const port = await dockerOk(L(), ['port', 'webp', '80/tcp']);
     assert.match(port, /^0\.0\.0\.0:(\d+)(\n\[::\]:\1)?$/);
@@ -274,7 +378,16 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
   });
 
   await t.test('docker logs, restart, rename, wait, kill', async () => {
-    await dockerOk(L(), ['run', '-d', '--name', 'talker', 'alpine', 'sh', '-c', 'echo hello; echo oops >&2; sleep 300']);
+    await dockerOk(L(), [
+      'run',
+      '-d',
+      '--name',
+      'talker',
+      'alpine',
+      'sh',
+      '-c',
+      'echo hello; echo oops >&2; sleep 300',
+    ]);
     let logs = { stdout: '', stderr: '' };
     for (let i = 0; i < 20; i++) {
       logs = await docker(L(), ['logs', 'talker']);
@@ -284,7 +397,12 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     assert.equal(logs.stdout, 'hello\n');
     assert.equal(logs.stderr, 'oops\n');
     await dockerOk(L(), ['restart', '-t', '1', 'talker'], { timeoutMs: 60_000 });
-    assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.State.Running}} {{.RestartCount}}', 'talker']).then((s) => s.split(' ')[0]), 'true');
+    assert.equal(
+      await dockerOk(L(), ['inspect', '-f', '{{.State.Running}} {{.RestartCount}}', 'talker']).then(
+        (s) => s.split(' ')[0],
+      ),
+      'true',
+    );
     await dockerOk(L(), ['rename', 'talker', 'chatter']);
     assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.Name}}', 'chatter']), '/chatter');
     await dockerOk(L(), ['kill', 'chatter']);
@@ -301,19 +419,31 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
   });
 
   await t.test('docker run -i relays piped stdin; docker run -t gets raw TTY output', async () => {
-    assert.equal((await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'cat'], { input: 'hello\n' })), 'hello');
-    assert.equal((await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'wc', '-l'], { input: 'a\nb\n' })), '2');
+    assert.equal(await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'cat'], { input: 'hello\n' }), 'hello');
+    assert.equal(await dockerOk(L(), ['run', '-i', '--rm', 'alpine', 'wc', '-l'], { input: 'a\nb\n' }), '2');
     const tty = await docker(L(), ['run', '--rm', '-t', 'alpine', 'echo', 'tty-run']);
     assert.equal(tty.code, 0);
     assert.equal(tty.stdout, 'tty-run\r\n', 'the TTY turns \\n into \\r\\n and nothing is framed');
   });
 
   await t.test('docker network create with IPAM config, connect --alias --ip, prune', async () => {
-    await dockerOk(L(), ['network', 'create', '--subnet', '10.10.0.0/24', '--gateway', '10.10.0.254', '--label', 'purpose=test', 'ipam-net']);
+    await dockerOk(L(), [
+      'network',
+      'create',
+      '--subnet',
+      '10.10.0.0/24',
+      '--gateway',
+      '10.10.0.254',
+      '--label',
+      'purpose=test',
+      'ipam-net',
+    ]);
     const ipam = JSON.parse(await dockerOk(L(), ['network', 'inspect', '-f', '{{json .IPAM.Config}}', 'ipam-net']));
     assert.deepEqual(ipam, [{ Subnet: '10.10.0.0/24', Gateway: '10.10.0.254' }]);
     await dockerOk(L(), ['network', 'connect', '--alias', 'db', '--ip', '10.10.0.42', 'ipam-net', 'web']);
-    const ep = JSON.parse(await dockerOk(L(), ['inspect', '-f', '{{json .NetworkSettings.Networks}}', 'web']))['ipam-net'];
+    const ep = JSON.parse(await dockerOk(L(), ['inspect', '-f', '{{json .NetworkSettings.Networks}}', 'web']))[
+      'ipam-net'
+    ];
     assert.equal(ep.IPAddress, '10.10.0.42');
     assert.deepEqual(ep.IPAMConfig, { IPv4Address: '10.10.0.42' });
     assert.ok(ep.Aliases.includes('db'), ep.Aliases);
@@ -322,11 +452,18 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     await dockerOk(L(), ['rm', '-f', 'probe']);
     await dockerOk(L(), ['network', 'disconnect', 'ipam-net', 'web']);
     await dockerOk(L(), ['network', 'create', 'spare']);
-    assert.equal(await dockerOk(L(), ['network', 'ls', '--filter', 'label=purpose=test', '--format', '{{.Name}}']), 'ipam-net');
+    assert.equal(
+      await dockerOk(L(), ['network', 'ls', '--filter', 'label=purpose=test', '--format', '{{.Name}}']),
+      'ipam-net',
+    );
     const pruned = await dockerOk(L(), ['network', 'prune', '-f', '--filter', 'label=purpose=test']);
     assert.match(pruned, /Deleted Networks:\nipam-net/);
     assert.match(await dockerOk(L(), ['network', 'prune', '-f']), /spare/);
-    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort(), ['bridge', 'host', 'none']);
+    assert.deepEqual((await dockerOk(L(), ['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort(), [
+      'bridge',
+      'host',
+      'none',
+    ]);
     await dockerOk(L(), ['rm', '-f', 'web']);
   });
 
@@ -341,10 +478,15 @@ test('more of the CLI: published ports, logs, restart, rename, wait, kill, prune
     assert.equal(await dockerOk(L(), ['image', 'inspect', '-f', '{{.Id}}', 'mine/alpine:v1']), img.Id);
     assert.match(await dockerOk(L(), ['rmi', 'mine/alpine:v1']), /Untagged: mine\/alpine:v1/);
     // docker import of a tar of the alpine image's files
-    const exported = await run('sh', ['-c', `tar -C / -cf - bin/busybox | ${DOCKER_BIN} import - imported:1`], { env: L().env });
+    const exported = await run('sh', ['-c', `tar -C / -cf - bin/busybox | ${DOCKER_BIN} import - imported:1`], {
+      env: L().env,
+    });
     assert.equal(exported.code, 0, exported.stderr);
     assert.match(exported.stdout.trim().split('\n').pop()!, FORMAT.imageId);
-    assert.match(await dockerOk(L(), ['image', 'ls', 'imported', '--format', '{{.Repository}}:{{.Tag}}']), /^imported:1$/);
+    assert.match(
+      await dockerOk(L(), ['image', 'ls', 'imported', '--format', '{{.Repository}}:{{.Tag}}']),
+      /^imported:1$/,
+    );
     await dockerOk(L(), ['rmi', 'imported:1']);
     // docker load of the archive again: the same tags, reported like Docker does
     const loaded = await dockerOk(L(), ['load', '-i', join(REPO, 'build/images/alpine.tar')]);

@@ -32,8 +32,12 @@ async function execIn(c: Docker.Container, cmd: string[]): Promise<{ code: numbe
   const err = new PassThrough();
   let stdout = '';
   let stderr = '';
-  out.on('data', (d: Buffer) => { stdout += d.toString(); });
-  err.on('data', (d: Buffer) => { stderr += d.toString(); });
+  out.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  err.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   docker.modem.demuxStream(stream, out, err);
   await new Promise<void>((resolve) => stream.on('end', () => resolve()));
   const info = await exec.inspect();
@@ -66,7 +70,10 @@ test('dockerode: a network, two containers on it, one resolves the other', async
     assert.deepEqual(info.IPAM?.Config, [{ Subnet: '10.55.0.0/24', Gateway: '10.55.0.1' }]);
     assert.deepEqual(info.Labels, { 'made-by': 'dockerode' });
     const listed = await docker.listNetworks({ filters: { label: ['made-by=dockerode'] } });
-    assert.deepEqual(listed.map((n) => n.Name), ['node-net']);
+    assert.deepEqual(
+      listed.map((n) => n.Name),
+      ['node-net'],
+    );
   });
 
   await t.test('createContainer with NetworkingConfig (alias, fixed address) and start', async () => {
@@ -74,7 +81,9 @@ test('dockerode: a network, two containers on it, one resolves the other', async
       name: 'node-web',
       Image: 'nginx',
       HostConfig: { NetworkMode: 'node-net' },
-      NetworkingConfig: { EndpointsConfig: { 'node-net': { Aliases: ['www'], IPAMConfig: { IPv4Address: '10.55.0.10' } } } },
+      NetworkingConfig: {
+        EndpointsConfig: { 'node-net': { Aliases: ['www'], IPAMConfig: { IPv4Address: '10.55.0.10' } } },
+      },
     });
     client = await docker.createContainer({
       name: 'node-client',
@@ -90,7 +99,12 @@ test('dockerode: a network, two containers on it, one resolves the other', async
     assert.ok(w.NetworkSettings.Networks['node-net']!.Aliases!.includes('www'));
     assert.equal(describe(checkSpec(w, 'ContainerInspectResponse')), '');
     const n = await net.inspect();
-    assert.deepEqual(Object.values(n.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['node-client', 'node-web']);
+    assert.deepEqual(
+      Object.values(n.Containers as Record<string, { Name: string }>)
+        .map((c) => c.Name)
+        .sort(),
+      ['node-client', 'node-web'],
+    );
     assert.equal(n.Containers?.[w.Id]?.IPv4Address, '10.55.0.10/24');
   });
 
@@ -122,13 +136,22 @@ test('dockerode: a network, two containers on it, one resolves the other', async
 
   await t.test('attach to a non-TTY container: stdin in, multiplexed stdout out', async () => {
     const cat = await docker.createContainer({
-      name: 'node-cat', Image: 'alpine', Cmd: ['cat'], OpenStdin: true, StdinOnce: true,
-      AttachStdin: true, AttachStdout: true, AttachStderr: true, HostConfig: { NetworkMode: 'node-net' },
+      name: 'node-cat',
+      Image: 'alpine',
+      Cmd: ['cat'],
+      OpenStdin: true,
+      StdinOnce: true,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: { NetworkMode: 'node-net' },
     });
     const stream = await cat.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
     const out = new PassThrough();
     let got = '';
-    out.on('data', (d: Buffer) => { got += d.toString(); });
+    out.on('data', (d: Buffer) => {
+      got += d.toString();
+    });
     docker.modem.demuxStream(stream, out, new PassThrough());
     await cat.start();
     stream.write('hello through attach\n');
@@ -160,7 +183,11 @@ test('dockerode: a network, two containers on it, one resolves the other', async
     await client.remove();
     await web.remove();
     await net.remove();
-    await assert.rejects(net.inspect(), (e: { statusCode?: number; json?: { message?: string } }) => e.statusCode === 404 && /not found/.test(e.json?.message ?? ''));
+    await assert.rejects(
+      net.inspect(),
+      (e: { statusCode?: number; json?: { message?: string } }) =>
+        e.statusCode === 404 && /not found/.test(e.json?.message ?? ''),
+    );
     await assert.rejects(web.inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
     assert.deepEqual((await docker.listNetworks()).map((n) => n.Name).sort(), ['bridge', 'host', 'none']);
   });
@@ -169,13 +196,21 @@ test('dockerode: a network, two containers on it, one resolves the other', async
 test('dockerode pinned to API v1.41 (Docker 20.10) works the same', async () => {
   const old = new Docker({ socketPath: lab.socket, version: 'v1.41' });
   const net = await old.createNetwork({ Name: 'old-net' });
-  const c = await old.createContainer({ name: 'old-c', Image: 'alpine', Cmd: ['sleep', '600'], HostConfig: { NetworkMode: 'old-net' } });
+  const c = await old.createContainer({
+    name: 'old-c',
+    Image: 'alpine',
+    Cmd: ['sleep', '600'],
+    HostConfig: { NetworkMode: 'old-net' },
+  });
   await c.start();
   const info = await c.inspect();
   assert.match(info.NetworkSettings.Networks['old-net']!.IPAddress, FORMAT.ipv4);
   await c.remove({ force: true });
   await net.remove();
   const tooNew = new Docker({ socketPath: lab.socket, version: 'v1.99' });
-  await assert.rejects(tooNew.listNetworks(), (e: { statusCode?: number; json?: { message?: string } }) =>
-    e.statusCode === 400 && /client version 1\.99 is too new/.test(e.json?.message ?? ''));
+  await assert.rejects(
+    tooNew.listNetworks(),
+    (e: { statusCode?: number; json?: { message?: string } }) =>
+      e.statusCode === 400 && /client version 1\.99 is too new/.test(e.json?.message ?? ''),
+  );
 });

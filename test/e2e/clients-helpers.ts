@@ -23,7 +23,14 @@ export interface ApiAnswer {
 }
 
 /** One request over the lab's socket. `body` objects are sent as JSON. */
-export function api(lab: Lab, method: string, path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 30_000): Promise<ApiAnswer> {
+export function api(
+  lab: Lab,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<ApiAnswer> {
   return new Promise((resolve, reject) => {
     let payload: Buffer | undefined;
     if (Buffer.isBuffer(body)) payload = body;
@@ -52,11 +59,25 @@ export function api(lab: Lab, method: string, path: string, body?: unknown, head
 /** POST /images/load with a docker-archive from build/images. */
 export function loadImage(lab: Lab, file: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: lab.socket, method: 'POST', path: '/images/load?quiet=1', headers: { 'Content-Type': 'application/x-tar' } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => { text += c.toString(); });
-      res.on('end', () => (res.statusCode === 200 && !text.includes('"error"') ? resolve(text) : reject(new Error(`load ${file}: ${res.statusCode} ${text}`))));
-    });
+    const req = request(
+      {
+        socketPath: lab.socket,
+        method: 'POST',
+        path: '/images/load?quiet=1',
+        headers: { 'Content-Type': 'application/x-tar' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on('end', () =>
+          res.statusCode === 200 && !text.includes('"error"')
+            ? resolve(text)
+            : reject(new Error(`load ${file}: ${res.statusCode} ${text}`)),
+        );
+      },
+    );
     req.on('error', reject);
     createReadStream(join(REPO, 'build/images', file)).pipe(req);
   });
@@ -76,11 +97,23 @@ export async function clientLab(name: string): Promise<Lab> {
 }
 
 /** The real docker CLI against the lab's daemon. */
-export function docker(lab: Lab, args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return run(DOCKER_BIN, args, { env: { ...lab.env, ...opts.env }, timeoutMs: opts.timeoutMs ?? 60_000, ...(opts.input !== undefined ? { input: opts.input } : {}) });
+export function docker(
+  lab: Lab,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  return run(DOCKER_BIN, args, {
+    env: { ...lab.env, ...opts.env },
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  });
 }
 
-export async function dockerOk(lab: Lab, args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+export async function dockerOk(
+  lab: Lab,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   const r = await docker(lab, args, opts);
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
   return r.stdout.trim();
@@ -92,13 +125,17 @@ export async function teardown(lab: Lab | undefined): Promise<void> {
   try {
     if (await lab.ping()) {
       const cs = (await api(lab, 'GET', '/containers/json?all=1')).json() as Array<{ Id: string }>;
-      for (const c of cs) await api(lab, 'DELETE', `/containers/${c.Id}?force=1`, undefined, {}, 60_000).catch(() => undefined);
+      for (const c of cs)
+        await api(lab, 'DELETE', `/containers/${c.Id}?force=1`, undefined, {}, 60_000).catch(() => undefined);
       const ns = (await api(lab, 'GET', '/networks')).json() as Array<{ Id: string; Name: string }>;
-      for (const n of ns) if (!['bridge', 'host', 'none'].includes(n.Name)) await api(lab, 'DELETE', `/networks/${n.Id}`).catch(() => undefined);
+      for (const n of ns)
+        if (!['bridge', 'host', 'none'].includes(n.Name))
+          await api(lab, 'DELETE', `/networks/${n.Id}`).catch(() => undefined);
     }
   } finally {
     // Keep the daemon's log for a post-mortem when asked to.
-    if (process.env.COVE_TEST_KEEP_LOGS) writeFileSync(join(process.env.COVE_TEST_KEEP_LOGS, `${lab.name}.coved.log`), lab.daemonLog());
+    if (process.env.COVE_TEST_KEEP_LOGS)
+      writeFileSync(join(process.env.COVE_TEST_KEEP_LOGS, `${lab.name}.coved.log`), lab.daemonLog());
     await lab.destroy();
   }
 }

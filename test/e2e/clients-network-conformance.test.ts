@@ -39,7 +39,8 @@ async function ok(cli: Cli, args: string[]): Promise<string> {
   return r.stdout.trim();
 }
 async function resolves(cli: Cli, from: string, name: string): Promise<boolean> {
-  for (let i = 0; i < 2; i++) if ((await cli.run(['exec', from, 'ping', '-c', '1', '-W', '1', name])).code === 0) return true;
+  for (let i = 0; i < 2; i++)
+    if ((await cli.run(['exec', from, 'ping', '-c', '1', '-W', '1', name])).code === 0) return true;
   return false;
 }
 
@@ -48,13 +49,31 @@ test('run --link other:alias on a user-defined network: the alias resolves in th
     const p = cli.name;
     await ok(cli, ['network', 'create', `${p}-lnet`]);
     await ok(cli, ['run', '-dit', '--name', `${p}-web`, '--network', `${p}-lnet`, 'alpine', 'ash']);
-    await ok(cli, ['run', '-dit', '--name', `${p}-app`, '--network', `${p}-lnet`, '--link', `${p}-web:db`, 'alpine', 'ash']);
+    await ok(cli, [
+      'run',
+      '-dit',
+      '--name',
+      `${p}-app`,
+      '--network',
+      `${p}-lnet`,
+      '--link',
+      `${p}-web:db`,
+      'alpine',
+      'ash',
+    ]);
     assert.ok(await resolves(cli, `${p}-app`, 'db'), `${p}: db resolves from the linking container`);
-    const webIp = await ok(cli, ['inspect', '-f', `{{(index .NetworkSettings.Networks "${p}-lnet").IPAddress}}`, `${p}-web`]);
+    const webIp = await ok(cli, [
+      'inspect',
+      '-f',
+      `{{(index .NetworkSettings.Networks "${p}-lnet").IPAddress}}`,
+      `${p}-web`,
+    ]);
     const looked = await cli.run(['exec', `${p}-app`, 'nslookup', 'db', '127.0.0.11']);
     assert.match(looked.stdout, new RegExp(`Address: ${webIp.replace(/\./g, '\\.')}`), looked.stdout);
     assert.equal(await resolves(cli, `${p}-web`, 'db'), false, `${p}: the alias is not seen by other containers`);
-    const ep = JSON.parse(await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-lnet")}}`, `${p}-app`]));
+    const ep = JSON.parse(
+      await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-lnet")}}`, `${p}-app`]),
+    );
     assert.deepEqual(ep.Links, [`${p}-web:db`]);
     // Docker shows only legacy default-bridge links under HostConfig.Links.
     assert.equal(await ok(cli, ['inspect', '-f', '{{json .HostConfig.Links}}', `${p}-app`]), 'null');
@@ -65,7 +84,9 @@ test('run --link other:alias on a user-defined network: the alias resolves in th
     await ok(cli, ['run', '-dit', '--name', `${p}-late`, 'alpine', 'ash']);
     await ok(cli, ['network', 'connect', '--link', `${p}-web:cache`, `${p}-lnet2`, `${p}-late`]);
     assert.ok(await resolves(cli, `${p}-late`, 'cache'), `${p}: cache resolves after network connect --link`);
-    const late = JSON.parse(await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-lnet2")}}`, `${p}-late`]));
+    const late = JSON.parse(
+      await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-lnet2")}}`, `${p}-late`]),
+    );
     assert.deepEqual(late.Links, [`${p}-web:cache`]);
     // The docker CLI refuses it itself (a flag error, 125); cove leaves it to the daemon, which says the same.
     const bad = await cli.run(['network', 'connect', '--link', 'a:b:c', `${p}-lnet`, `${p}-late`]);
@@ -80,7 +101,9 @@ test('EndpointConfig.Links at create through the API', async () => {
   await api(L(), 'POST', '/networks/create', { Name: 'api-lnet' });
   await L().coveOk(['run', '-dit', '--name', 'api-target', '--network', 'api-lnet', 'alpine', 'ash']);
   const c = await api(L(), 'POST', '/containers/create?name=api-linker', {
-    Image: 'alpine', Cmd: ['sleep', '300'], HostConfig: { NetworkMode: 'api-lnet' },
+    Image: 'alpine',
+    Cmd: ['sleep', '300'],
+    HostConfig: { NetworkMode: 'api-lnet' },
     NetworkingConfig: { EndpointsConfig: { 'api-lnet': { Links: ['api-target:backend'] } } },
   });
   assert.equal(c.status, 201, c.text);
@@ -89,27 +112,64 @@ test('EndpointConfig.Links at create through the API', async () => {
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const inspect = (await api(L(), 'GET', '/containers/api-linker/json')).json();
   assert.deepEqual(inspect.NetworkSettings.Networks['api-lnet'].Links, ['api-target:backend']);
-  const bad = await api(L(), 'POST', '/containers/create', { Image: 'alpine', HostConfig: { NetworkMode: 'api-lnet' }, NetworkingConfig: { EndpointsConfig: { 'api-lnet': { Links: [':x'] } } } });
+  const bad = await api(L(), 'POST', '/containers/create', {
+    Image: 'alpine',
+    HostConfig: { NetworkMode: 'api-lnet' },
+    NetworkingConfig: { EndpointsConfig: { 'api-lnet': { Links: [':x'] } } },
+  });
   assert.equal(bad.status, 400);
   assert.equal(bad.json().message, 'bad format for links: :x');
   await L().coveOk(['rm', '-f', 'api-target', 'api-linker']);
   await L().coveOk(['network', 'rm', 'api-lnet']);
 });
 
-test('--link-local-ip: the address is on the container\'s interface and in inspect', async () => {
+test("--link-local-ip: the address is on the container's interface and in inspect", async () => {
   for (const cli of clis()) {
     const p = cli.name;
     const ip = p === 'docker' ? '169.254.7.7' : '169.254.8.8';
     await ok(cli, ['network', 'create', `${p}-llnet`]);
-    await ok(cli, ['run', '-dit', '--name', `${p}-ll`, '--network', `${p}-llnet`, '--link-local-ip', ip, 'alpine', 'ash']);
+    await ok(cli, [
+      'run',
+      '-dit',
+      '--name',
+      `${p}-ll`,
+      '--network',
+      `${p}-llnet`,
+      '--link-local-ip',
+      ip,
+      'alpine',
+      'ash',
+    ]);
     const addr = await ok(cli, ['exec', `${p}-ll`, 'ip', '-4', 'addr', 'show', 'eth0']);
     assert.match(addr, new RegExp(`inet ${ip.replace(/\./g, '\\.')}/16 `), addr);
-    const ep = JSON.parse(await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-llnet")}}`, `${p}-ll`]));
+    const ep = JSON.parse(
+      await ok(cli, ['inspect', '-f', `{{json (index .NetworkSettings.Networks "${p}-llnet")}}`, `${p}-ll`]),
+    );
     assert.deepEqual(ep.IPAMConfig, { LinkLocalIPs: [ip] });
     // A second container on the network reaches it there.
-    await ok(cli, ['run', '-dit', '--name', `${p}-ll2`, '--network', `${p}-llnet`, '--link-local-ip', ip.replace(/\d+$/, '9'), 'alpine', 'ash']);
+    await ok(cli, [
+      'run',
+      '-dit',
+      '--name',
+      `${p}-ll2`,
+      '--network',
+      `${p}-llnet`,
+      '--link-local-ip',
+      ip.replace(/\d+$/, '9'),
+      'alpine',
+      'ash',
+    ]);
     assert.equal((await cli.run(['exec', `${p}-ll2`, 'ping', '-c', '1', '-W', '2', ip])).code, 0, `${p}: ping ${ip}`);
-    const bad = await cli.run(['run', '-d', '--network', `${p}-llnet`, '--link-local-ip', 'nonsense', 'alpine', 'true']);
+    const bad = await cli.run([
+      'run',
+      '-d',
+      '--network',
+      `${p}-llnet`,
+      '--link-local-ip',
+      'nonsense',
+      'alpine',
+      'true',
+    ]);
     assert.equal(bad.code, 125);
     assert.match(bad.stderr, /invalid link-local IP address: nonsense/);
     await ok(cli, ['rm', '-f', `${p}-ll`, `${p}-ll2`]);
@@ -167,7 +227,7 @@ test('network ls and inspect: outputs, errors and exit codes as Docker', async (
   }
 });
 
-test('JSON shapes: null where Docker sends null, key by key against Docker\'s output', async () => {
+test("JSON shapes: null where Docker sends null, key by key against Docker's output", async () => {
   // Created through the API with no IPAM options, as compose and the SDKs do: Docker answers null.
   const created = await api(L(), 'POST', '/networks/create', { Name: 'shape-api' });
   assert.equal(created.status, 201, created.text);
@@ -180,14 +240,26 @@ test('JSON shapes: null where Docker sends null, key by key against Docker\'s ou
     const c = (await api(L(), 'GET', '/networks/shape-cli')).json();
     assert.deepEqual(c.IPAM.Options, {});
     const theirs = referenceInspect('t2-inspect-alpine-net.json')[0]!;
-    assert.equal(describe(compareShapes(c, theirs, { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] })), '');
+    assert.equal(
+      describe(compareShapes(c, theirs, { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] })),
+      '',
+    );
     await ok(clis()[0]!, ['network', 'rm', 'shape-cli']);
   }
   // The predefined bridge, against Docker's (IPAM.Options null there too).
   const bridge = (await api(L(), 'GET', '/networks/bridge')).json();
   const dockerBridge = referenceInspect('t1-inspect-bridge.json')[0]!;
   assert.equal(bridge.IPAM.Options, null);
-  assert.equal(describe(compareShapes({ ...bridge, Containers: {} }, { ...dockerBridge, Containers: {} }, { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] })), '');
+  assert.equal(
+    describe(
+      compareShapes(
+        { ...bridge, Containers: {} },
+        { ...dockerBridge, Containers: {} },
+        { mapKeys: ['Containers', 'Options', 'Labels'], added: ['EnableIPv4'] },
+      ),
+    ),
+    '',
+  );
   // list entries have the same keys as inspect, Containers empty (moby's list handler).
   const list = (await api(L(), 'GET', '/networks')).json() as Array<Record<string, unknown>>;
   const listed = list.find((x) => x.Name === 'shape-api')!;

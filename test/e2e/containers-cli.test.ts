@@ -34,8 +34,31 @@ function cg(controller: string, id: string, file: string): string {
 }
 
 test('cove run with --memory/--cpus/--pids-limit/--log-driver/--log-opt/--group-add, then cove update', async () => {
-  await L().coveOk(['run', '-d', '--name', 'cl1', '--memory', '64m', '--cpus', '0.5', '--pids-limit', '50', '--log-driver', 'json-file',
-    '--log-opt', 'max-size=1m', '--log-opt', 'max-file=2', '--group-add', 'daemon', '--runtime', 'runc', 'alpine', 'sleep', '300']);
+  await L().coveOk([
+    'run',
+    '-d',
+    '--name',
+    'cl1',
+    '--memory',
+    '64m',
+    '--cpus',
+    '0.5',
+    '--pids-limit',
+    '50',
+    '--log-driver',
+    'json-file',
+    '--log-opt',
+    'max-size=1m',
+    '--log-opt',
+    'max-file=2',
+    '--group-add',
+    'daemon',
+    '--runtime',
+    'runc',
+    'alpine',
+    'sleep',
+    '300',
+  ]);
   const ins = (await api(L(), 'GET', '/containers/cl1/json')).json();
   assert.equal(ins.HostConfig.Memory, 64 * 1024 * 1024);
   assert.equal(ins.HostConfig.NanoCpus, 500_000_000);
@@ -46,11 +69,30 @@ test('cove run with --memory/--cpus/--pids-limit/--log-driver/--log-opt/--group-
   assert.equal(cg('memory', ins.Id, 'memory.limit_in_bytes'), String(64 * 1024 * 1024));
   assert.equal(cg('pids', ins.Id, 'pids.max'), '50');
   assert.equal(await L().coveOk(['exec', 'cl1', 'id', '-G']), '0 1');
-  assert.equal(await L().coveOk(['update', '--memory', '96m', '--memory-swap', '192m', '--cpus', '1', '--pids-limit', '80', '--restart', 'on-failure:3', 'cl1']), 'cl1');
+  assert.equal(
+    await L().coveOk([
+      'update',
+      '--memory',
+      '96m',
+      '--memory-swap',
+      '192m',
+      '--cpus',
+      '1',
+      '--pids-limit',
+      '80',
+      '--restart',
+      'on-failure:3',
+      'cl1',
+    ]),
+    'cl1',
+  );
   assert.equal(cg('memory', ins.Id, 'memory.limit_in_bytes'), String(96 * 1024 * 1024));
   assert.equal(cg('cpu', ins.Id, 'cpu.cfs_quota_us'), '100000');
   assert.equal(cg('pids', ins.Id, 'pids.max'), '80');
-  assert.deepEqual((await api(L(), 'GET', '/containers/cl1/json')).json().HostConfig.RestartPolicy, { Name: 'on-failure', MaximumRetryCount: 3 });
+  assert.deepEqual((await api(L(), 'GET', '/containers/cl1/json')).json().HostConfig.RestartPolicy, {
+    Name: 'on-failure',
+    MaximumRetryCount: 3,
+  });
   const none = await L().cove(['update', 'cl1']);
   assert.notEqual(none.code, 0);
   assert.match(none.stderr, /you must provide one or more flags/);
@@ -65,7 +107,7 @@ test('cove run with --memory/--cpus/--pids-limit/--log-driver/--log-opt/--group-
   await L().coveOk(['rm', '-f', 'cl1']);
 });
 
-test('cove stats --no-stream (docker\'s table, traffic from inside), top, pause/unpause', async () => {
+test("cove stats --no-stream (docker's table, traffic from inside), top, pause/unpause", async () => {
   await L().coveOk(['run', '-d', '--name', 'cl2', '--memory', '32m', 'alpine', 'sleep', '300']);
   const gw = (await api(L(), 'GET', '/containers/cl2/json')).json().NetworkSettings.Networks.bridge.Gateway as string;
   await L().coveOk(['exec', 'cl2', 'ping', '-c', '3', '-s', '1000', '-W', '5', gw]);
@@ -73,7 +115,10 @@ test('cove stats --no-stream (docker\'s table, traffic from inside), top, pause/
   assert.match(table[0]!, /^CONTAINER ID\s+NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+NET I\/O\s+BLOCK I\/O\s+PIDS$/);
   const row = table.find((l) => /\scl2\s/.test(l));
   assert.ok(row, table.join('\n'));
-  assert.match(row, /^[0-9a-f]{12}\s+cl2\s+\d+\.\d\d%\s+[\d.]+[KMG]?i?B \/ 32MiB\s+\d+\.\d\d%\s+[\d.]+[kMG]?B \/ [\d.]+[kMG]?B\s+\S+ \/ \S+\s+1$/);
+  assert.match(
+    row,
+    /^[0-9a-f]{12}\s+cl2\s+\d+\.\d\d%\s+[\d.]+[KMG]?i?B \/ 32MiB\s+\d+\.\d\d%\s+[\d.]+[kMG]?B \/ [\d.]+[kMG]?B\s+\S+ \/ \S+\s+1$/,
+  );
   const net = await L().coveOk(['stats', '--no-stream', '--format', '{{.Name}} {{.NetIO}}', 'cl2']);
   const [, rx, tx] = /^cl2 ([\d.]+\S*B) \/ ([\d.]+\S*B)$/.exec(net) ?? [];
   assert.ok(rx && tx, net);
@@ -96,7 +141,10 @@ test('cove cp both ways, cove diff, cove commit -c and cove export', async () =>
   await L().coveOk(['cp', join(work, 'a.txt'), 'cl3:/tmp/']);
   await L().coveOk(['cp', join(work, 'a.txt'), 'cl3:/tmp/renamed.txt']);
   await L().coveOk(['cp', join(work, 'tree'), 'cl3:/srv']);
-  assert.equal(await L().coveOk(['exec', 'cl3', 'cat', '/tmp/a.txt', '/tmp/renamed.txt', '/srv/sub/deep.txt']), 'from the host\nfrom the host\ndeep');
+  assert.equal(
+    await L().coveOk(['exec', 'cl3', 'cat', '/tmp/a.txt', '/tmp/renamed.txt', '/srv/sub/deep.txt']),
+    'from the host\nfrom the host\ndeep',
+  );
   await L().coveOk(['exec', 'cl3', 'sh', '-c', 'mkdir -p /out/d && echo made inside > /out/d/f']);
   await L().coveOk(['cp', 'cl3:/out/d/f', join(work, 'f-copy')]);
   assert.equal(readFileSync(join(work, 'f-copy'), 'utf8'), 'made inside\n');
@@ -104,8 +152,17 @@ test('cove cp both ways, cove diff, cove commit -c and cove export', async () =>
   await L().coveOk(['cp', 'cl3:/out', join(work, 'into')]);
   assert.equal(readFileSync(join(work, 'into/out/d/f'), 'utf8'), 'made inside\n');
   const diff = (await L().coveOk(['diff', 'cl3'])).split('\n');
-  for (const want of ['C /tmp', 'A /tmp/a.txt', 'A /srv', 'A /srv/sub/deep.txt', 'A /out/d/f']) assert.ok(diff.includes(want), `${want} in ${diff.join(' | ')}`);
-  const id = await L().coveOk(['commit', '-c', 'CMD ["cat", "/tmp/renamed.txt"]', '-m', 'cli commit', 'cl3', 'clicommit:v1']);
+  for (const want of ['C /tmp', 'A /tmp/a.txt', 'A /srv', 'A /srv/sub/deep.txt', 'A /out/d/f'])
+    assert.ok(diff.includes(want), `${want} in ${diff.join(' | ')}`);
+  const id = await L().coveOk([
+    'commit',
+    '-c',
+    'CMD ["cat", "/tmp/renamed.txt"]',
+    '-m',
+    'cli commit',
+    'cl3',
+    'clicommit:v1',
+  ]);
   assert.match(id, /^sha256:[0-9a-f]{64}$/);
   assert.equal(await L().coveOk(['run', '--rm', '--network', 'none', 'clicommit:v1']), 'from the host');
   const out = join(work, 'cl3.tar');

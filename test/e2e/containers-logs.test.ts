@@ -11,7 +11,9 @@ import { dirname, join } from 'node:path';
 import type { Lab } from '../lab/lab.js';
 import { api, clientLab, docker, dockerOk, dockerPresent, teardown, sleep, DOCKER_BIN } from './clients-helpers.js';
 
-const skip = dockerPresent() ? false : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
+const skip = dockerPresent()
+  ? false
+  : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
 
 let lab: Lab | undefined;
 before(async () => {
@@ -32,7 +34,10 @@ function writer(n: number): string {
 }
 
 function numbers(out: string): number[] {
-  return out.split('\n').filter(Boolean).map((l) => Number(/line (\d+)/.exec(l)?.[1] ?? NaN));
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number(/line (\d+)/.exec(l)?.[1] ?? NaN));
 }
 
 function assertConsecutive(ns: number[], last: number): void {
@@ -42,51 +47,108 @@ function assertConsecutive(ns: number[], last: number): void {
   for (let i = 1; i < ns.length; i++) assert.equal(ns[i], ns[i - 1]! + 1, `gap after line ${ns[i - 1]}`);
 }
 
-test('json-file is the default; max-size/max-file rotate while the container writes; logs reads across the files without gaps', { skip }, async () => {
-  await dockerOk(L(), ['run', '-d', '--name', 'lg-rot', '--network', 'none', '--log-opt', 'max-size=10k', '--log-opt', 'max-file=3', 'alpine', 'sh', '-c', `${writer(1000)}; sleep 300`]);
-  await dockerOk(L(), ['run', '-d', '--name', 'lg-plain', '--network', 'none', 'alpine', 'echo', 'hello']);
-  const plain = (await api(L(), 'GET', '/containers/lg-plain/json')).json();
-  assert.deepEqual(plain.HostConfig.LogConfig, { Type: 'json-file', Config: {} });
-  const ins = (await api(L(), 'GET', '/containers/lg-rot/json')).json();
-  assert.deepEqual(ins.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': '10k', 'max-file': '3' } });
-  // Wait for the writer to finish.
-  for (let i = 0; i < 120; i++) {
-    if ((await dockerOk(L(), ['logs', '--tail', '1', 'lg-rot'])).includes('line 999')) break;
-    await sleep(250);
-  }
-  await sleep(1000);
-  const dir = dirname(ins.LogPath);
-  const files = readdirSync(dir).filter((f) => f.startsWith('ctr.log'));
-  assert.ok(files.length >= 2 && files.length <= 3, `rotated files: ${files.join(' ')}`);
-  for (const f of files) assert.ok(statSync(join(dir, f)).size < 24 * 1024, `${f} is ${statSync(join(dir, f)).size} bytes`);
-  const all = numbers(await dockerOk(L(), ['logs', 'lg-rot']));
-  assertConsecutive(all, 999);
-  assert.ok(all[0]! > 0, 'the oldest lines were rotated away');
-  assert.deepEqual(numbers(await dockerOk(L(), ['logs', '--tail', '5', 'lg-rot'])), [995, 996, 997, 998, 999]);
-  const stamped = (await dockerOk(L(), ['logs', '-t', '--tail', '2', 'lg-rot'])).split('\n');
-  for (const l of stamped) assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z line \d+ /);
-  const later = await dockerOk(L(), ['logs', '--since', '2000-01-01T00:00:00Z', '--until', '2000-01-02T00:00:00Z', 'lg-rot']);
-  assert.equal(later, '', 'nothing in a window before the container existed');
-  await dockerOk(L(), ['rm', '-f', 'lg-rot', 'lg-plain']);
-});
+test(
+  'json-file is the default; max-size/max-file rotate while the container writes; logs reads across the files without gaps',
+  { skip },
+  async () => {
+    await dockerOk(L(), [
+      'run',
+      '-d',
+      '--name',
+      'lg-rot',
+      '--network',
+      'none',
+      '--log-opt',
+      'max-size=10k',
+      '--log-opt',
+      'max-file=3',
+      'alpine',
+      'sh',
+      '-c',
+      `${writer(1000)}; sleep 300`,
+    ]);
+    await dockerOk(L(), ['run', '-d', '--name', 'lg-plain', '--network', 'none', 'alpine', 'echo', 'hello']);
+    const plain = (await api(L(), 'GET', '/containers/lg-plain/json')).json();
+    assert.deepEqual(plain.HostConfig.LogConfig, { Type: 'json-file', Config: {} });
+    const ins = (await api(L(), 'GET', '/containers/lg-rot/json')).json();
+    assert.deepEqual(ins.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': '10k', 'max-file': '3' } });
+    // Wait for the writer to finish.
+    for (let i = 0; i < 120; i++) {
+      if ((await dockerOk(L(), ['logs', '--tail', '1', 'lg-rot'])).includes('line 999')) break;
+      await sleep(250);
+    }
+    await sleep(1000);
+    const dir = dirname(ins.LogPath);
+    const files = readdirSync(dir).filter((f) => f.startsWith('ctr.log'));
+    assert.ok(files.length >= 2 && files.length <= 3, `rotated files: ${files.join(' ')}`);
+    for (const f of files)
+      assert.ok(statSync(join(dir, f)).size < 24 * 1024, `${f} is ${statSync(join(dir, f)).size} bytes`);
+    const all = numbers(await dockerOk(L(), ['logs', 'lg-rot']));
+    assertConsecutive(all, 999);
+    assert.ok(all[0]! > 0, 'the oldest lines were rotated away');
+    assert.deepEqual(numbers(await dockerOk(L(), ['logs', '--tail', '5', 'lg-rot'])), [995, 996, 997, 998, 999]);
+    const stamped = (await dockerOk(L(), ['logs', '-t', '--tail', '2', 'lg-rot'])).split('\n');
+    for (const l of stamped) assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z line \d+ /);
+    const later = await dockerOk(L(), [
+      'logs',
+      '--since',
+      '2000-01-01T00:00:00Z',
+      '--until',
+      '2000-01-02T00:00:00Z',
+      'lg-rot',
+    ]);
+    assert.equal(later, '', 'nothing in a window before the container existed');
+    await dockerOk(L(), ['rm', '-f', 'lg-rot', 'lg-plain']);
+  },
+);
 
-test('a chatty container: 400k lines past the default rotation (20 MiB) are all read back by logs', { skip }, async () => {
-  // bench:containers found `logs` failing with "Maximum call stack size exceeded" on such a log.
-  const lines = 400_000;
-  await dockerOk(L(), ['run', '--name', 'lg-chatty', '--network', 'none', '-d', 'alpine', 'sh', '-c', `yes ${'x'.repeat(63)} | head -n ${lines}`]);
-  assert.equal(await dockerOk(L(), ['wait', 'lg-chatty'], { timeoutMs: 300_000 }), '0');
-  const ins = (await api(L(), 'GET', '/containers/lg-chatty/json')).json();
-  const files = readdirSync(dirname(ins.LogPath)).filter((f) => f.startsWith('ctr.log'));
-  assert.ok(files.length >= 2, `the default max-size rotated the log: ${files.join(' ')}`);
-  const all = await docker(L(), ['logs', 'lg-chatty'], { timeoutMs: 300_000 });
-  assert.equal(all.code, 0, all.stderr);
-  assert.equal(all.stdout.length, lines * 64, 'every line, once');
-  assert.equal(await dockerOk(L(), ['logs', '--tail', '2', 'lg-chatty']), `${'x'.repeat(63)}\n${'x'.repeat(63)}`);
-  await dockerOk(L(), ['rm', 'lg-chatty']);
-});
+test(
+  'a chatty container: 400k lines past the default rotation (20 MiB) are all read back by logs',
+  { skip },
+  async () => {
+    // bench:containers found `logs` failing with "Maximum call stack size exceeded" on such a log.
+    const lines = 400_000;
+    await dockerOk(L(), [
+      'run',
+      '--name',
+      'lg-chatty',
+      '--network',
+      'none',
+      '-d',
+      'alpine',
+      'sh',
+      '-c',
+      `yes ${'x'.repeat(63)} | head -n ${lines}`,
+    ]);
+    assert.equal(await dockerOk(L(), ['wait', 'lg-chatty'], { timeoutMs: 300_000 }), '0');
+    const ins = (await api(L(), 'GET', '/containers/lg-chatty/json')).json();
+    const files = readdirSync(dirname(ins.LogPath)).filter((f) => f.startsWith('ctr.log'));
+    assert.ok(files.length >= 2, `the default max-size rotated the log: ${files.join(' ')}`);
+    const all = await docker(L(), ['logs', 'lg-chatty'], { timeoutMs: 300_000 });
+    assert.equal(all.code, 0, all.stderr);
+    assert.equal(all.stdout.length, lines * 64, 'every line, once');
+    assert.equal(await dockerOk(L(), ['logs', '--tail', '2', 'lg-chatty']), `${'x'.repeat(63)}\n${'x'.repeat(63)}`);
+    await dockerOk(L(), ['rm', 'lg-chatty']);
+  },
+);
 
 test('logs -f follows across rotations: every line, in order, until the container exits', { skip }, async () => {
-  await dockerOk(L(), ['run', '-d', '--name', 'lg-follow', '--network', 'none', '--log-opt', 'max-size=4k', '--log-opt', 'max-file=2', 'alpine', 'sh', '-c', `sleep 2; ${writer(800)}`]);
+  await dockerOk(L(), [
+    'run',
+    '-d',
+    '--name',
+    'lg-follow',
+    '--network',
+    'none',
+    '--log-opt',
+    'max-size=4k',
+    '--log-opt',
+    'max-file=2',
+    'alpine',
+    'sh',
+    '-c',
+    `sleep 2; ${writer(800)}`,
+  ]);
   const followed = await docker(L(), ['logs', '-f', 'lg-follow'], { timeoutMs: 60_000 });
   assert.equal(followed.code, 0, followed.stderr);
   const ns = numbers(followed.stdout);
@@ -97,23 +159,45 @@ test('logs -f follows across rotations: every line, in order, until the containe
   await dockerOk(L(), ['rm', 'lg-follow']);
 });
 
-test('the none driver keeps nothing; unknown drivers and options are refused with Docker\'s words', { skip }, async () => {
-  await dockerOk(L(), ['run', '--name', 'lg-none', '--network', 'none', '--log-driver', 'none', 'alpine', 'echo', 'unseen']);
-  assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.HostConfig.LogConfig.Type}}', 'lg-none']), 'none');
-  const r = await docker(L(), ['logs', 'lg-none']);
-  assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /configured logging driver does not support reading/);
-  assert.equal((await api(L(), 'GET', '/containers/lg-none/logs?stdout=1')).status, 501);
-  await dockerOk(L(), ['rm', 'lg-none']);
+test(
+  "the none driver keeps nothing; unknown drivers and options are refused with Docker's words",
+  { skip },
+  async () => {
+    await dockerOk(L(), [
+      'run',
+      '--name',
+      'lg-none',
+      '--network',
+      'none',
+      '--log-driver',
+      'none',
+      'alpine',
+      'echo',
+      'unseen',
+    ]);
+    assert.equal(await dockerOk(L(), ['inspect', '-f', '{{.HostConfig.LogConfig.Type}}', 'lg-none']), 'none');
+    const r = await docker(L(), ['logs', 'lg-none']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /configured logging driver does not support reading/);
+    assert.equal((await api(L(), 'GET', '/containers/lg-none/logs?stdout=1')).status, 501);
+    await dockerOk(L(), ['rm', 'lg-none']);
 
-  const before = (await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length;
-  const badDriver = await docker(L(), ['run', '--log-driver', 'carrier-pigeon', 'alpine', 'true']);
-  assert.notEqual(badDriver.code, 0);
-  assert.match(badDriver.stderr, /logger: no log driver named 'carrier-pigeon' is registered/);
-  const badOpt = await docker(L(), ['run', '--log-opt', 'colour=blue', 'alpine', 'true']);
-  assert.match(badOpt.stderr, /unknown log opt 'colour' for json-file log driver/);
-  const badSize = await api(L(), 'POST', '/containers/create', { Image: 'alpine', HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': 'lots' } } } });
-  assert.equal(badSize.status, 400);
-  assert.match(badSize.json().message, /invalid size: 'lots'/);
-  assert.equal((await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length, before, 'nothing was created');
-});
+    const before = (await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length;
+    const badDriver = await docker(L(), ['run', '--log-driver', 'carrier-pigeon', 'alpine', 'true']);
+    assert.notEqual(badDriver.code, 0);
+    assert.match(badDriver.stderr, /logger: no log driver named 'carrier-pigeon' is registered/);
+    const badOpt = await docker(L(), ['run', '--log-opt', 'colour=blue', 'alpine', 'true']);
+    assert.match(badOpt.stderr, /unknown log opt 'colour' for json-file log driver/);
+    const badSize = await api(L(), 'POST', '/containers/create', {
+      Image: 'alpine',
+      HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': 'lots' } } },
+    });
+    assert.equal(badSize.status, 400);
+    assert.match(badSize.json().message, /invalid size: 'lots'/);
+    assert.equal(
+      (await dockerOk(L(), ['ps', '-aq'])).split('\n').filter(Boolean).length,
+      before,
+      'nothing was created',
+    );
+  },
+);

@@ -10,7 +10,9 @@ import { request } from 'node:http';
 import type { Lab } from '../lab/lab.js';
 import { api, clientLab, docker, dockerOk, dockerPresent, teardown, DOCKER_BIN } from './clients-helpers.js';
 
-const skip = dockerPresent() ? false : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
+const skip = dockerPresent()
+  ? false
+  : `the docker CLI is not installed (${DOCKER_BIN} is missing); these tests need it`;
 
 let lab: Lab | undefined;
 before(async () => {
@@ -52,7 +54,7 @@ function streamLines(path: string, n: number): Promise<Array<Record<string, any>
   });
 }
 
-test('stats: traffic sent from inside, CPU, memory and pids from the cgroup, Docker\'s shape', { skip }, async () => {
+test("stats: traffic sent from inside, CPU, memory and pids from the cgroup, Docker's shape", { skip }, async () => {
   await dockerOk(L(), ['run', '-d', '--name', 'st-target', 'alpine', 'sleep', '300']);
   await dockerOk(L(), ['run', '-d', '--name', 'st-src', 'alpine', 'sleep', '300']);
   const ip = await dockerOk(L(), ['inspect', '--format', '{{.NetworkSettings.IPAddress}}', 'st-target']);
@@ -60,7 +62,20 @@ test('stats: traffic sent from inside, CPU, memory and pids from the cgroup, Doc
   // 20 pings of 1000 bytes from inside: >= 20 kB leave st-src's eth0.
   await dockerOk(L(), ['exec', 'st-src', 'ping', '-c', '20', '-i', '0.05', '-s', '1000', '-W', '2', ip]);
   const s = (await api(L(), 'GET', '/containers/st-src/stats?stream=false')).json();
-  assert.deepEqual(Object.keys(s).sort(), ['blkio_stats', 'cpu_stats', 'id', 'memory_stats', 'name', 'networks', 'num_procs', 'pids_stats', 'precpu_stats', 'preread', 'read', 'storage_stats']);
+  assert.deepEqual(Object.keys(s).sort(), [
+    'blkio_stats',
+    'cpu_stats',
+    'id',
+    'memory_stats',
+    'name',
+    'networks',
+    'num_procs',
+    'pids_stats',
+    'precpu_stats',
+    'preread',
+    'read',
+    'storage_stats',
+  ]);
   assert.equal(s.name, '/st-src');
   assert.ok(s.networks.eth0.tx_bytes - before.networks.eth0.tx_bytes >= 20 * 1000, JSON.stringify(s.networks));
   assert.ok(s.networks.eth0.rx_packets - before.networks.eth0.rx_packets >= 20);
@@ -93,9 +108,21 @@ test('stats: traffic sent from inside, CPU, memory and pids from the cgroup, Doc
 });
 
 test('pause/unpause freeze the container; errors as Docker words them', { skip }, async () => {
-  await dockerOk(L(), ['run', '-d', '--name', 'pz', 'alpine', 'sh', '-c', 'while true; do date +%s%N > /tmp/tick; sleep 0.1; done']);
+  await dockerOk(L(), [
+    'run',
+    '-d',
+    '--name',
+    'pz',
+    'alpine',
+    'sh',
+    '-c',
+    'while true; do date +%s%N > /tmp/tick; sleep 0.1; done',
+  ]);
   await dockerOk(L(), ['pause', 'pz']);
-  assert.equal(await dockerOk(L(), ['inspect', '--format', '{{.State.Status}} {{.State.Paused}}', 'pz']), 'paused true');
+  assert.equal(
+    await dockerOk(L(), ['inspect', '--format', '{{.State.Status}} {{.State.Paused}}', 'pz']),
+    'paused true',
+  );
   assert.match(await dockerOk(L(), ['ps', '--format', '{{.Status}}', '--filter', 'name=pz']), /\(Paused\)$/);
   const again = await docker(L(), ['pause', 'pz']);
   assert.match(again.stderr, /Container [0-9a-f]{64} is already paused/);
@@ -113,7 +140,10 @@ test('pause/unpause freeze the container; errors as Docker words them', { skip }
   // A paused container stops (and is removed) like any other.
   await dockerOk(L(), ['pause', 'pz']);
   await dockerOk(L(), ['stop', '-t', '1', 'pz']);
-  assert.equal(await dockerOk(L(), ['inspect', '--format', '{{.State.Status}} {{.State.Paused}}', 'pz']), 'exited false');
+  assert.equal(
+    await dockerOk(L(), ['inspect', '--format', '{{.State.Status}} {{.State.Paused}}', 'pz']),
+    'exited false',
+  );
   const stopped = await docker(L(), ['pause', 'pz']);
   assert.notEqual(stopped.code, 0);
   assert.match(stopped.stderr, /Container [0-9a-f]{64} is not running/);

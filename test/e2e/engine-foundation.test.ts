@@ -22,11 +22,14 @@ after(async () => {
 
 function api(method: string, path: string, body?: string): Promise<{ status: number; json: { message?: string } }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: lab.socket, method, path, headers: { 'Content-Type': 'application/json' } }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: data ? JSON.parse(data) : {} }));
-    });
+    const req = request(
+      { socketPath: lab.socket, method, path, headers: { 'Content-Type': 'application/json' } },
+      (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: data ? JSON.parse(data) : {} }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -39,7 +42,8 @@ test('Disable networking: a --network none container has only lo and no route, a
   assert.doesNotMatch(links, /eth0/);
   assert.equal(await lab.coveOk(['exec', 'no-net-alpine', 'ip', 'route']), '');
   await lab.coveOk(['stop', '-t', '1', 'no-net-alpine']);
-  for (let i = 0; i < 50 && (await lab.coveOk(['ps', '-aq', '--filter', 'name=no-net-alpine'])) !== ''; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && (await lab.coveOk(['ps', '-aq', '--filter', 'name=no-net-alpine'])) !== ''; i++)
+    await new Promise((r) => setTimeout(r, 100));
   assert.equal(await lab.coveOk(['ps', '-aq', '--filter', 'name=no-net-alpine']), '');
 });
 
@@ -71,7 +75,10 @@ test('run, exec, attach and detach with CTRL-p CTRL-q, logs, stop, rm', async ()
   assert.equal(ex.code, 3);
   assert.equal(ex.stdout.trim(), 'to-stdout');
   assert.equal(ex.stderr.trim(), 'to-stderr');
-  assert.equal(await lab.coveOk(['exec', 'box', 'hostname']), (await lab.coveOk(['inspect', '-f', '{{.Id}}', 'box'])).slice(0, 12));
+  assert.equal(
+    await lab.coveOk(['exec', 'box', 'hostname']),
+    (await lab.coveOk(['inspect', '-f', '{{.Id}}', 'box'])).slice(0, 12),
+  );
 
   await lab.coveOk(['stop', '-t', '1', 'box']);
   assert.match(await lab.coveOk(['ps', '-a', '--filter', 'name=box', '--format', '{{.Status}}']), /^Exited \(\d+\)/);
@@ -128,7 +135,12 @@ test('kill -9 of the daemon: containers keep running and networking, and are ado
   await lab.coveOk(['run', '-d', '--name', 'survivor', '--network', 'survive-net', '-p', '8081:80', 'nginx']);
   await lab.coveOk(['run', '-dit', '--name', 'peer', '--network', 'survive-net', 'alpine', 'ash']);
   await lab.coveOk(['run', '-dit', '--name', 'old-bridge', 'alpine', 'ash']);
-  const ip = await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}', 'survivor']);
+  const ip = await lab.coveOk([
+    'inspect',
+    '-f',
+    '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}',
+    'survivor',
+  ]);
   const bridgeIp = await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'old-bridge']);
   assert.ok(await reaches(lab, 'peer', 'survivor'));
   assert.match((await wget(lab, 'http://127.0.0.1:8081/')) ?? '', /stand-in/i);
@@ -142,7 +154,10 @@ test('kill -9 of the daemon: containers keep running and networking, and are ado
   const running = (await lab.coveOk(['ps', '--format', '{{.Names}}'])).split('\n').sort();
   assert.deepEqual(running, ['old-bridge', 'peer', 'survivor']);
   assert.equal(Number(await lab.coveOk(['inspect', '-f', '{{.State.Pid}}', 'survivor'])), pid);
-  assert.equal(await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}', 'survivor']), ip);
+  assert.equal(
+    await lab.coveOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "survive-net").IPAddress}}', 'survivor']),
+    ip,
+  );
   // Names, addresses and the published port all work again.
   assert.ok(await reaches(lab, 'peer', 'survivor'), 'name resolution after restart');
   assert.ok(await reaches(lab, 'peer', ip));
@@ -170,7 +185,16 @@ test('images: import a rootfs tar, tag, list, run it, remove it; logs -f follows
   assert.ok(rows.split('\n').includes('mybox:1.0') && rows.split('\n').includes('mybox:latest'), rows);
   assert.equal(await lab.coveOk(['run', '--rm', 'mybox', 'echo', 'imported']), 'imported');
 
-  await lab.coveOk(['run', '-d', '--name', 'counter', 'mybox', 'sh', '-c', 'for i in 1 2 3; do echo line$i; sleep 0.2; done']);
+  await lab.coveOk([
+    'run',
+    '-d',
+    '--name',
+    'counter',
+    'mybox',
+    'sh',
+    '-c',
+    'for i in 1 2 3; do echo line$i; sleep 0.2; done',
+  ]);
   const follow = await lab.coveOk(['logs', '-f', 'counter'], { timeoutMs: 20_000 });
   assert.deepEqual(follow.split('\n'), ['line1', 'line2', 'line3']);
   assert.equal(await lab.coveOk(['logs', '--tail', '1', 'counter']), 'line3');
@@ -180,7 +204,10 @@ test('images: import a rootfs tar, tag, list, run it, remove it; logs -f follows
   const inUse = await lab.cove(['image', 'rm', 'mybox:1.0', 'mybox:latest']);
   assert.notEqual(inUse.code, 0, 'an image in use by a container is not removed');
   assert.match(inUse.stdout, /Untagged: mybox:1.0/);
-  assert.match(inUse.stderr, /unable to remove repository reference "mybox:latest" \(must force\) - container [0-9a-f]{12} is using its referenced image/);
+  assert.match(
+    inUse.stderr,
+    /unable to remove repository reference "mybox:latest" \(must force\) - container [0-9a-f]{12} is using its referenced image/,
+  );
   await lab.coveOk(['rm', 'counter']);
   await lab.coveOk(['image', 'rm', 'mybox:latest']);
   assert.doesNotMatch(await lab.coveOk(['images']), /mybox/);

@@ -25,7 +25,9 @@ type Schema = {
 
 let definitions: Record<string, Schema> | undefined;
 function defs(): Record<string, Schema> {
-  definitions ??= (parse(readFileSync(`${REFERENCE}/docker-engine-api.yaml`, 'utf8')) as { definitions: Record<string, Schema> }).definitions;
+  definitions ??= (
+    parse(readFileSync(`${REFERENCE}/docker-engine-api.yaml`, 'utf8')) as { definitions: Record<string, Schema> }
+  ).definitions;
   return definitions;
 }
 
@@ -37,11 +39,37 @@ function defs(): Record<string, Schema> {
 const OMITEMPTY: Record<string, string[]> = {
   ContainerInspectResponse: ['Node', 'SizeRw', 'SizeRootFs', 'ImageManifestDescriptor', 'Storage'],
   ContainerState: ['Health'],
-  ContainerConfig: ['ExposedPorts', 'Healthcheck', 'ArgsEscaped', 'NetworkDisabled', 'MacAddress', 'StopSignal', 'StopTimeout', 'Shell'],
+  ContainerConfig: [
+    'ExposedPorts',
+    'Healthcheck',
+    'ArgsEscaped',
+    'NetworkDisabled',
+    'MacAddress',
+    'StopSignal',
+    'StopTimeout',
+    'Shell',
+  ],
   HostConfig: [
-    'Annotations', 'Mounts', 'Init', 'Runtime', 'Sysctls', 'StorageOpt', 'Tmpfs', 'KernelMemoryTCP', 'CpuCount', 'CpuPercent',
-    'IOMaximumIOps', 'IOMaximumBandwidth', 'PidsLimit', 'MemorySwappiness', 'OomKillDisable', 'Capabilities',
-    'CgroupnsMode', 'MaskedPaths', 'ReadonlyPaths', 'ConsoleSize',
+    'Annotations',
+    'Mounts',
+    'Init',
+    'Runtime',
+    'Sysctls',
+    'StorageOpt',
+    'Tmpfs',
+    'KernelMemoryTCP',
+    'CpuCount',
+    'CpuPercent',
+    'IOMaximumIOps',
+    'IOMaximumBandwidth',
+    'PidsLimit',
+    'MemorySwappiness',
+    'OomKillDisable',
+    'Capabilities',
+    'CgroupnsMode',
+    'MaskedPaths',
+    'ReadonlyPaths',
+    'ConsoleSize',
   ],
   LogConfig: [],
   NetworkSettings: [],
@@ -64,7 +92,10 @@ const LEGACY_KEYS: Record<string, string[]> = {
   EventMessage: ['status', 'id', 'from'],
 };
 
-export interface Problem { path: string; problem: string }
+export interface Problem {
+  path: string;
+  problem: string;
+}
 
 function resolve(s: Schema): { schema: Schema; name?: string } {
   let name: string | undefined;
@@ -120,7 +151,8 @@ function walk(v: unknown, raw: Schema, path: string, out: Problem[]): void {
   }
   const k = kindOf(v);
   if (type === 'integer' && k !== 'integer') out.push({ path, problem: `${k} where the spec has integer` });
-  else if (type === 'number' && k !== 'integer' && k !== 'number') out.push({ path, problem: `${k} where the spec has number` });
+  else if (type === 'number' && k !== 'integer' && k !== 'number')
+    out.push({ path, problem: `${k} where the spec has number` });
   else if (type === 'string' && k !== 'string') out.push({ path, problem: `${k} where the spec has string` });
   else if (type === 'boolean' && k !== 'boolean') out.push({ path, problem: `${k} where the spec has boolean` });
   else if (type === 'array' && k !== 'array') out.push({ path, problem: `${k} where the spec has array` });
@@ -128,19 +160,23 @@ function walk(v: unknown, raw: Schema, path: string, out: Problem[]): void {
   if (type === 'string' && k === 'string' && s.format === 'dateTime' && v !== '' && !RFC3339NANO.test(v as string)) {
     out.push({ path, problem: `${JSON.stringify(v)} is not RFC 3339` });
   }
-  if (type === 'array' && k === 'array' && s.items) (v as unknown[]).forEach((x, i) => walk(x, s.items!, `${path}[${i}]`, out));
+  if (type === 'array' && k === 'array' && s.items)
+    (v as unknown[]).forEach((x, i) => walk(x, s.items!, `${path}[${i}]`, out));
   if (type === 'object' && k === 'object') {
     const obj = v as Record<string, unknown>;
     if (s.properties) {
       for (const [key, val] of Object.entries(obj)) {
         const ps = s.properties[key];
         if (ps) walk(val, ps, `${path}.${key}`, out);
-        else if (s.additionalProperties && typeof s.additionalProperties === 'object') walk(val, s.additionalProperties, `${path}.${key}`, out);
-        else if (!(name && LEGACY_KEYS[name]?.includes(key))) out.push({ path: `${path}.${key}`, problem: `key not in the spec${name ? ` (${name})` : ''}` });
+        else if (s.additionalProperties && typeof s.additionalProperties === 'object')
+          walk(val, s.additionalProperties, `${path}.${key}`, out);
+        else if (!(name && LEGACY_KEYS[name]?.includes(key)))
+          out.push({ path: `${path}.${key}`, problem: `key not in the spec${name ? ` (${name})` : ''}` });
       }
       if (name && OMITEMPTY[name]) {
         for (const key of Object.keys(s.properties)) {
-          if (!(key in obj) && !OMITEMPTY[name]!.includes(key)) out.push({ path: `${path}.${key}`, problem: `missing (Docker always sends it, ${name})` });
+          if (!(key in obj) && !OMITEMPTY[name]!.includes(key))
+            out.push({ path: `${path}.${key}`, problem: `missing (Docker always sends it, ${name})` });
         }
       }
     } else if (s.additionalProperties && typeof s.additionalProperties === 'object') {
@@ -156,7 +192,12 @@ function walk(v: unknown, raw: Schema, path: string, out: Problem[]): void {
  * lists keys Docker gained after the reference (20.10, API 1.41) that a 1.51
  * daemon sends (they must still be in the spec, which checkSpec verifies).
  */
-export function compareShapes(ours: unknown, theirs: unknown, opts: { mapKeys?: string[]; added?: string[] } = {}, path = '$'): Problem[] {
+export function compareShapes(
+  ours: unknown,
+  theirs: unknown,
+  opts: { mapKeys?: string[]; added?: string[] } = {},
+  path = '$',
+): Problem[] {
   const out: Problem[] = [];
   const ko = kindOf(ours);
   const kt = kindOf(theirs);
@@ -175,10 +216,12 @@ export function compareShapes(ours: unknown, theirs: unknown, opts: { mapKeys?: 
     const b = theirs as Record<string, unknown>;
     if (opts.mapKeys?.includes(last)) {
       const sample = Object.values(b)[0];
-      if (sample !== undefined) for (const [k, v] of Object.entries(a)) out.push(...compareShapes(v, sample, opts, `${path}.${k}`));
+      if (sample !== undefined)
+        for (const [k, v] of Object.entries(a)) out.push(...compareShapes(v, sample, opts, `${path}.${k}`));
       return out;
     }
-    for (const k of Object.keys(b)) if (!(k in a)) out.push({ path: `${path}.${k}`, problem: 'missing (Docker has it)' });
+    for (const k of Object.keys(b))
+      if (!(k in a)) out.push({ path: `${path}.${k}`, problem: 'missing (Docker has it)' });
     for (const k of Object.keys(a)) {
       if (!(k in b)) {
         if (!opts.added?.includes(k)) out.push({ path: `${path}.${k}`, problem: 'extra key (Docker has none)' });

@@ -76,19 +76,30 @@ export class EtcdLab {
       `--net=/run/netns/${this.netns}`,
       '--',
       'etcd',
-      '--name', m.name,
-      '--data-dir', m.dataDir,
-      '--listen-client-urls', `unix://${m.name}.sock:0`,
-      '--advertise-client-urls', `unix://${m.name}.sock:0`,
-      '--listen-peer-urls', m.peerUrl,
-      '--initial-advertise-peer-urls', m.peerUrl,
-      '--initial-cluster', cluster,
-      '--initial-cluster-state', 'new',
-      '--initial-cluster-token', this.netns,
+      '--name',
+      m.name,
+      '--data-dir',
+      m.dataDir,
+      '--listen-client-urls',
+      `unix://${m.name}.sock:0`,
+      '--advertise-client-urls',
+      `unix://${m.name}.sock:0`,
+      '--listen-peer-urls',
+      m.peerUrl,
+      '--initial-advertise-peer-urls',
+      m.peerUrl,
+      '--initial-cluster',
+      cluster,
+      '--initial-cluster-state',
+      'new',
+      '--initial-cluster-token',
+      this.netns,
       // A healed member must not force an election (see etcd-feasibility.md §2).
       '--pre-vote=true',
-      '--logger', 'zap',
-      '--log-outputs', 'stderr',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
     ];
     const proc = spawn('nsenter', args, { cwd: this.dir, stdio: ['ignore', log, log] });
     closeSync(log);
@@ -128,7 +139,9 @@ export class EtcdLab {
       if (!this.alive(m)) continue;
       const r = this.etcdctl([m.endpoint], ['endpoint', 'status', '-w', 'json'], 3000);
       if (!r.ok) continue;
-      const [st] = JSON.parse(r.out) as Array<{ Status: { header: { member_id: number | string }; leader: number | string } }>;
+      const [st] = JSON.parse(r.out) as Array<{
+        Status: { header: { member_id: number | string }; leader: number | string };
+      }>;
       if (st && String(st.Status.header.member_id) === String(st.Status.leader)) return m;
     }
     return undefined;
@@ -136,11 +149,15 @@ export class EtcdLab {
 
   etcdctl(endpoints: string[], args: string[], timeoutMs = 5000): { ok: boolean; out: string } {
     try {
-      const out = execFileSync('etcdctl', [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=1s', '--command-timeout=2s', ...args], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-        timeout: timeoutMs,
-      });
+      const out = execFileSync(
+        'etcdctl',
+        [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=1s', '--command-timeout=2s', ...args],
+        {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+          timeout: timeoutMs,
+        },
+      );
       return { ok: true, out };
     } catch (e) {
       const err = e as { stdout?: string; stderr?: string };

@@ -54,7 +54,9 @@ function pingMs(): Promise<number> {
     const t0 = performance.now();
     const req = request({ socketPath: lab.socket, path: '/_ping', timeout: 2000 }, (res) => {
       res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`ping ${res.statusCode}`))));
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`ping ${res.statusCode}`)),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -93,8 +95,8 @@ test('no upstream reachable: nslookup of an unknown name gets an answer, names s
   await stillHealthy('nslookup with no route out');
 });
 
-test('hostile datagrams from inside a container: Docker\'s answers, nothing relayed', async () => {
-  const got = await inContainer('c1', ['hostile']) as Record<string, string>;
+test("hostile datagrams from inside a container: Docker's answers, nothing relayed", async () => {
+  const got = (await inContainer('c1', ['hostile'])) as Record<string, string>;
   assert.deepEqual(got, {
     'empty datagram': 'silence',
     '1 byte': 'silence',
@@ -115,19 +117,23 @@ test('hostile datagrams from inside a container: Docker\'s answers, nothing rela
 });
 
 test('TCP with broken length prefixes is closed by the server', async () => {
-  const got = await inContainer('c1', ['badtcp']) as Record<string, string>;
+  const got = (await inContainer('c1', ['badtcp'])) as Record<string, string>;
   for (const [k, v] of Object.entries(got)) assert.equal(v, 'closed by server', k);
   await stillHealthy('bad TCP framing');
 });
 
 test('20,000 queries in a burst: local names answered, forwards capped, nothing held after', async () => {
-  const local = await inContainer('c1', ['burst', '20000', 'c2']) as { byRcode: Record<string, number> };
+  const local = (await inContainer('c1', ['burst', '20000', 'c2'])) as { byRcode: Record<string, number> };
   // UDP drops what the socket buffers cannot hold; the point is that what is answered is answered right and nothing lingers.
   assert.ok((local.byRcode['0'] ?? 0) > 1000, `local answers: ${JSON.stringify(local.byRcode)}`);
   await stillHealthy('20,000 local queries');
-  const fwd = await inContainer('c1', ['burst', '20000', 'n#.example']) as { byRcode: Record<string, number> };
+  const fwd = (await inContainer('c1', ['burst', '20000', 'n#.example'])) as { byRcode: Record<string, number> };
   assert.ok((fwd.byRcode['2'] ?? 0) > 1000, `SERVFAILs: ${JSON.stringify(fwd.byRcode)}`);
-  assert.deepEqual(Object.keys(fwd.byRcode), ['2'], 'every forwarded query that was answered got SERVFAIL (no route out)');
+  assert.deepEqual(
+    Object.keys(fwd.byRcode),
+    ['2'],
+    'every forwarded query that was answered got SERVFAIL (no route out)',
+  );
   await stillHealthy('20,000 forwarded queries');
   const p = await lab.cove(['exec', 'c1', 'ping', '-c', '1', '-W', '2', 'c2']);
   assert.equal(p.code, 0, 'names resolve right after the bursts');
@@ -156,23 +162,45 @@ function rawApi(text: string): Promise<number> {
     c.on('data', (d) => {
       buf += d.toString();
       const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
-      if (m) { c.destroy(); resolve(Number(m[1])); }
+      if (m) {
+        c.destroy();
+        resolve(Number(m[1]));
+      }
     });
     c.on('error', () => undefined);
     c.on('close', () => resolve(0));
-    setTimeout(() => { c.destroy(); resolve(-1); }, 3000);
+    setTimeout(() => {
+      c.destroy();
+      resolve(-1);
+    }, 3000);
   });
 }
 
 test('API: targets that used to end coved, deep JSON, ReDoS, names that could not be addressed, values that failed only at start', async () => {
   assert.equal(await rawApi('GET // HTTP/1.1\r\nHost: x\r\n\r\n'), 404);
   assert.equal(await rawApi('GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n'), 400);
-  assert.equal(await rawApi('POST // HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n'), 404);
+  assert.equal(
+    await rawApi('POST // HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n'),
+    404,
+  );
   await stillHealthy('request targets');
 
   const api = async (method: string, path: string, body?: unknown) => {
-    const r = await run('curl', ['-s', '-o', '-', '-w', '\n%{http_code}', '--unix-socket', lab.socket, '-X', method, '-H', 'Content-Type: application/json',
-      ...(body === undefined ? [] : ['--data-binary', typeof body === 'string' ? body : JSON.stringify(body)]), `http://x${path}`]);
+    const r = await run('curl', [
+      '-s',
+      '-o',
+      '-',
+      '-w',
+      '\n%{http_code}',
+      '--unix-socket',
+      lab.socket,
+      '-X',
+      method,
+      '-H',
+      'Content-Type: application/json',
+      ...(body === undefined ? [] : ['--data-binary', typeof body === 'string' ? body : JSON.stringify(body)]),
+      `http://x${path}`,
+    ]);
     const lines = r.stdout.trimEnd().split('\n');
     const status = Number(lines.pop());
     return { status, message: (JSON.parse(lines.join('\n') || '{}') as { message?: string }).message };
@@ -182,7 +210,10 @@ test('API: targets that used to end coved, deep JSON, ReDoS, names that could no
 
   await lab.coveOk(['run', '-d', '--name', 'a'.repeat(27), 'alpine', 'sleep', '600']);
   const t0 = performance.now();
-  const redos = await api('GET', `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ name: ['^(a*)*$'] }))}`);
+  const redos = await api(
+    'GET',
+    `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ name: ['^(a*)*$'] }))}`,
+  );
   assert.equal(redos.status, 200);
   assert.ok(performance.now() - t0 < 1000, `name filter took ${performance.now() - t0} ms`);
   const bad = await api('GET', `/containers/json?filters=${encodeURIComponent(JSON.stringify({ name: ['['] }))}`);
@@ -198,7 +229,10 @@ test('API: targets that used to end coved, deep JSON, ReDoS, names that could no
     const r = await api('POST', '/networks/create', { Name: name });
     assert.equal(r.status, 400, JSON.stringify(name));
   }
-  const hostIp = await api('POST', '/containers/create', { Image: 'alpine', HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '1.2.3.4.5', HostPort: '8080' }] } } });
+  const hostIp = await api('POST', '/containers/create', {
+    Image: 'alpine',
+    HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '1.2.3.4.5', HostPort: '8080' }] } },
+  });
   assert.deepEqual(hostIp, { status: 400, message: 'invalid IP address: 1.2.3.4.5' });
   const mem = await api('POST', '/containers/create', { Image: 'alpine', HostConfig: { Memory: -5 } });
   assert.deepEqual(mem, { status: 400, message: 'Minimum memory limit allowed is 6MB' });
@@ -218,9 +252,24 @@ test('API fuzzing (fast-check) against the real daemon: never a 5xx, a stall or 
   const names = async () => (await lab.coveOk(['ps', '-a', '--format', '{{.Names}}'])).split('\n').sort();
   const networks = async () => (await lab.coveOk(['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort();
   const [namesBefore, networksBefore] = [await names(), await networks()];
-  const known = ['c1', c1, c1.slice(0, 12), 'hnet', hnet, hnet.slice(0, 5), 'alpine', 'alpine:latest', 'bridge', 'host', 'none'];
+  const known = [
+    'c1',
+    c1,
+    c1.slice(0, 12),
+    'hnet',
+    hnet,
+    hnet.slice(0, 5),
+    'alpine',
+    'alpine:latest',
+    'bridge',
+    'host',
+    'none',
+  ];
   for (let batch = 0; batch < 6; batch++) {
-    await assert.doesNotReject(fuzzApi(lab.socket, runs, seed + batch, known), `fuzz batch ${batch} (COVE_FUZZ_SEED=${seed})`);
+    await assert.doesNotReject(
+      fuzzApi(lab.socket, runs, seed + batch, known),
+      `fuzz batch ${batch} (COVE_FUZZ_SEED=${seed})`,
+    );
     await stillHealthy(`fuzz batch ${batch} (COVE_FUZZ_SEED=${seed})`);
   }
   assert.deepEqual(await names(), namesBefore, 'malformed creates made no container');

@@ -24,8 +24,9 @@ import { MultiHostLab } from '../lab/multihost.js';
 import { api } from './clients-helpers.js';
 
 const DOCKER = '/usr/local/bin/docker';
-const WARNING = 'WARNING! Before removing the routing-mesh network, make sure all the nodes in your swarm run the same docker engine version. '
-  + 'Otherwise, removal may not be effective and functionality of newly create ingress networks will be impaired.\nAre you sure you want to continue? [y/N] ';
+const WARNING =
+  'WARNING! Before removing the routing-mesh network, make sure all the nodes in your swarm run the same docker engine version. ' +
+  'Otherwise, removal may not be effective and functionality of newly create ingress networks will be impaired.\nAre you sure you want to continue? [y/N] ';
 let lab: MultiHostLab;
 let H: Lab[];
 let M: Lab;
@@ -49,7 +50,16 @@ async function until(what: string, f: () => Promise<boolean>, ms = 20_000, gapMs
   throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
 }
 
-interface Net { Id: string; Name: string; Driver: string; Scope: string; Ingress: boolean; Attachable: boolean; IPAM: { Config: Array<{ Subnet: string; Gateway?: string }> }; Options: Record<string, string> }
+interface Net {
+  Id: string;
+  Name: string;
+  Driver: string;
+  Scope: string;
+  Ingress: boolean;
+  Attachable: boolean;
+  IPAM: { Config: Array<{ Subnet: string; Gateway?: string }> };
+  Options: Record<string, string>;
+}
 async function inspectNet(h: Lab, name: string): Promise<Net> {
   return (JSON.parse(await dockerOk(h, ['network', 'inspect', name])) as Net[])[0]!;
 }
@@ -58,7 +68,11 @@ async function netNames(h: Lab): Promise<string[]> {
 }
 /** The task containers of a service on one host. */
 async function tasksOn(h: Lab, service: string): Promise<string[]> {
-  return (await dockerOk(h, ['ps', '--filter', `label=com.docker.swarm.service.name=${service}`, '--format', '{{.ID}}'])).split('\n').filter(Boolean);
+  return (
+    await dockerOk(h, ['ps', '--filter', `label=com.docker.swarm.service.name=${service}`, '--format', '{{.ID}}'])
+  )
+    .split('\n')
+    .filter(Boolean);
 }
 
 before(async () => {
@@ -74,7 +88,7 @@ after(async () => {
   await lab?.destroy();
 });
 
-test('seed step 1: network inspect ingress, on every host: the swarm\'s one ingress overlay, 10.0.0.0/24', async () => {
+test("seed step 1: network inspect ingress, on every host: the swarm's one ingress overlay, 10.0.0.0/24", async () => {
   const ids = new Set<string>();
   for (const h of H) {
     const n = await inspectNet(h, 'ingress');
@@ -88,16 +102,35 @@ test('seed step 1: network inspect ingress, on every host: the swarm\'s one ingr
   assert.equal(ids.size, 1, 'one network, the same ID everywhere');
 });
 
-test('issue 13: network rm of an overlay a service uses is refused with docker\'s error (CLI and API), and nothing changes', async () => {
+test("issue 13: network rm of an overlay a service uses is refused with docker's error (CLI and API), and nothing changes", async () => {
   const netId = await dockerOk(M, ['network', 'create', '-d', 'overlay', 'appnet']);
-  const svcId = (await dockerOk(M, ['service', 'create', '--detach', '--name', 'app', '--network', 'appnet', 'alpine', 'sleep', '1000'])).split('\n')[0]!;
+  const svcId = (
+    await dockerOk(M, [
+      'service',
+      'create',
+      '--detach',
+      '--name',
+      'app',
+      '--network',
+      'appnet',
+      'alpine',
+      'sleep',
+      '1000',
+    ])
+  ).split('\n')[0]!;
   const r = await docker(M, ['network', 'rm', 'appnet']);
   assert.equal(r.code, 1);
   // (docker 28 adds its "exit status 1" line after the daemon's words)
-  assert.equal(r.stderr.split('\n')[0], `Error response from daemon: rpc error: code = FailedPrecondition desc = network ${netId} is in use by service ${svcId}`);
+  assert.equal(
+    r.stderr.split('\n')[0],
+    `Error response from daemon: rpc error: code = FailedPrecondition desc = network ${netId} is in use by service ${svcId}`,
+  );
   const res = await api(M, 'DELETE', '/networks/appnet');
   assert.equal(res.status, 400);
-  assert.match((res.json() as { message: string }).message, new RegExp(`network ${netId} is in use by service ${svcId}$`));
+  assert.match(
+    (res.json() as { message: string }).message,
+    new RegExp(`network ${netId} is in use by service ${svcId}$`),
+  );
   assert.ok((await netNames(M)).includes('appnet'));
   assert.equal((await inspectNet(M, 'appnet')).Id, netId);
   assert.match(await dockerOk(M, ['service', 'ls', '--format', '{{.Name}}']), /^app$/m);
@@ -106,8 +139,10 @@ test('issue 13: network rm of an overlay a service uses is refused with docker\'
   assert.equal(await dockerOk(M, ['network', 'rm', 'appnet']), 'appnet');
 });
 
-test('seed step 2: network rm ingress asks docker\'s question; refused while a service publishes, then removed on every host', async () => {
-  const svcId = (await dockerOk(M, ['service', 'create', '--detach', '--name', 'web', '--publish', '8080:80', 'nginx'])).split('\n')[0]!;
+test("seed step 2: network rm ingress asks docker's question; refused while a service publishes, then removed on every host", async () => {
+  const svcId = (
+    await dockerOk(M, ['service', 'create', '--detach', '--name', 'web', '--publish', '8080:80', 'nginx'])
+  ).split('\n')[0]!;
   // "n": nothing happens, exit 0 (docker's behaviour).
   const no = await docker(M, ['network', 'rm', 'ingress'], 'n\n');
   assert.equal(no.code, 0, no.stderr);
@@ -117,7 +152,10 @@ test('seed step 2: network rm ingress asks docker\'s question; refused while a s
   const busy = await docker(M, ['network', 'rm', 'ingress'], 'y\n');
   assert.equal(busy.code, 1);
   assert.equal(busy.stdout, WARNING);
-  assert.equal(busy.stderr.split('\n')[0], `Error response from daemon: rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service ${svcId} depends on it`);
+  assert.equal(
+    busy.stderr.split('\n')[0],
+    `Error response from daemon: rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service ${svcId} depends on it`,
+  );
   for (const h of H) assert.ok((await netNames(h)).includes('ingress'), h.name);
   // The same question from cove.
   const coveNo = await M.cove(['network', 'rm', 'ingress'], { input: 'n\n' });
@@ -136,8 +174,9 @@ test('seed step 2: network rm ingress asks docker\'s question; refused while a s
   }
 });
 
-test('a swarm without an ingress network: publishing in ingress mode gets docker\'s error and creates nothing; a manager restart does not bring ingress back', async () => {
-  const msg = 'Error response from daemon: rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present';
+test("a swarm without an ingress network: publishing in ingress mode gets docker's error and creates nothing; a manager restart does not bring ingress back", async () => {
+  const msg =
+    'Error response from daemon: rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress network is present';
   const r = await docker(M, ['service', 'create', '--detach', '--name', 'pub', '--publish', '8081:80', 'nginx']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr.split('\n')[0], msg);
@@ -157,7 +196,18 @@ test('a swarm without an ingress network: publishing in ingress mode gets docker
 });
 
 test('seed step 3: network create --ingress my-ingress with subnet, gateway and MTU 1200; one at a time, overlay only, not attachable', async () => {
-  const id = await dockerOk(M, ['network', 'create', '--driver', 'overlay', '--ingress', '--subnet=10.11.0.0/16', '--gateway=10.11.0.2', '--opt', 'com.docker.network.driver.mtu=1200', 'my-ingress']);
+  const id = await dockerOk(M, [
+    'network',
+    'create',
+    '--driver',
+    'overlay',
+    '--ingress',
+    '--subnet=10.11.0.0/16',
+    '--gateway=10.11.0.2',
+    '--opt',
+    'com.docker.network.driver.mtu=1200',
+    'my-ingress',
+  ]);
   assert.match(id, /^[a-z0-9]{25}$/);
   for (const h of H) {
     await until(`my-ingress on ${h.name}`, async () => (await netNames(h)).includes('my-ingress'));
@@ -170,11 +220,19 @@ test('seed step 3: network create --ingress my-ingress with subnet, gateway and 
   }
   const twice = await docker(M, ['network', 'create', '--driver', 'overlay', '--ingress', 'second-ingress']);
   assert.equal(twice.code, 1);
-  assert.equal(twice.stderr.split('\n')[0], `Error response from daemon: rpc error: code = AlreadyExists desc = ingress network (${id}) is already present`);
+  assert.equal(
+    twice.stderr.split('\n')[0],
+    `Error response from daemon: rpc error: code = AlreadyExists desc = ingress network (${id}) is already present`,
+  );
   const bridge = await docker(M, ['network', 'create', '--driver', 'bridge', '--ingress', 'br-ingress']);
   assert.equal(bridge.code, 1);
   assert.match(bridge.stderr, /only overlay driver is currently supported for ingress network/);
-  const att = await api(M, 'POST', '/networks/create', { Name: 'att-ingress', Driver: 'overlay', Ingress: true, Attachable: true });
+  const att = await api(M, 'POST', '/networks/create', {
+    Name: 'att-ingress',
+    Driver: 'overlay',
+    Ingress: true,
+    Attachable: true,
+  });
   assert.equal(att.status, 400);
   assert.match((att.json() as { message: string }).message, /ingress network cannot be attachable/);
   const names = await netNames(M);
@@ -186,12 +244,28 @@ test('seed step 3: network create --ingress my-ingress with subnet, gateway and 
 });
 
 test('services created afterwards publish through my-ingress: every task has eth0 on it with MTU 1200 and an address in 10.11.0.0/16; the gateway is 10.11.0.2 on every host', async () => {
-  const svcId = (await dockerOk(M, ['service', 'create', '--detach', '--name', 'web2', '--mode', 'global', '--publish', 'target=80,published=8080', 'nginx'])).split('\n')[0]!;
+  const svcId = (
+    await dockerOk(M, [
+      'service',
+      'create',
+      '--detach',
+      '--name',
+      'web2',
+      '--mode',
+      'global',
+      '--publish',
+      'target=80,published=8080',
+      'nginx',
+    ])
+  ).split('\n')[0]!;
   const ingressId = (await inspectNet(M, 'my-ingress')).Id;
-  await until('a running task on every host', async () => (await Promise.all(H.map((h) => tasksOn(h, 'web2')))).every((t) => t.length === 1), 60_000)
-    .catch(async (e: Error) => {
-      throw new Error(`${e.message}\n${await dockerOk(M, ['service', 'ps', '--no-trunc', '--no-resolve', 'web2'])}`);
-    });
+  await until(
+    'a running task on every host',
+    async () => (await Promise.all(H.map((h) => tasksOn(h, 'web2')))).every((t) => t.length === 1),
+    60_000,
+  ).catch(async (e: Error) => {
+    throw new Error(`${e.message}\n${await dockerOk(M, ['service', 'ps', '--no-trunc', '--no-resolve', 'web2'])}`);
+  });
   for (const h of H) {
     const [task] = await tasksOn(h, 'web2');
     const link = await dockerOk(h, ['exec', task!, 'ip', 'link', 'show', 'eth0']);
@@ -200,17 +274,26 @@ test('services created afterwards publish through my-ingress: every task has eth
     assert.match(addr, /inet 10\.11\.\d+\.\d+\/16 /, `${h.name}: ${addr}`);
     // The network's bridge on this host holds the gateway, at the same MTU.
     const vni = (await inspectNet(h, 'my-ingress')).Options['com.docker.network.driver.overlay.vxlanid_list'];
-    const br = await h.sh(`nsenter --net=${h.execRoot}/overlay/${vni}-${ingressId.slice(0, 12)} ip -o addr show br0; nsenter --net=${h.execRoot}/overlay/${vni}-${ingressId.slice(0, 12)} ip -o link show br0`);
+    const br = await h.sh(
+      `nsenter --net=${h.execRoot}/overlay/${vni}-${ingressId.slice(0, 12)} ip -o addr show br0; nsenter --net=${h.execRoot}/overlay/${vni}-${ingressId.slice(0, 12)} ip -o link show br0`,
+    );
     assert.match(br.stdout, /inet 10\.11\.0\.2\/16 /, `${h.name}: ${br.stdout}${br.stderr}`);
     assert.match(br.stdout, /mtu 1200 /, `${h.name}: ${br.stdout}`);
   }
-  const [svc] = JSON.parse(await dockerOk(M, ['service', 'inspect', svcId])) as Array<{ Endpoint: { VirtualIPs: Array<{ NetworkID: string; Addr: string }> } }>;
+  const [svc] = JSON.parse(await dockerOk(M, ['service', 'inspect', svcId])) as Array<{
+    Endpoint: { VirtualIPs: Array<{ NetworkID: string; Addr: string }> };
+  }>;
   const vip = svc!.Endpoint.VirtualIPs.find((v) => v.NetworkID === ingressId);
   assert.ok(vip && /^10\.11\.\d+\.\d+\/16$/.test(vip.Addr), JSON.stringify(svc!.Endpoint));
   // The tasks are the network's containers, host by host (inspect shows this host's).
   for (const h of H) {
-    const n = JSON.parse(await dockerOk(h, ['network', 'inspect', 'my-ingress'])) as Array<{ Containers: Record<string, { Name: string }> }>;
-    assert.ok(Object.values(n[0]!.Containers ?? {}).some((c) => c.Name.startsWith('web2.')), `${h.name}: ${JSON.stringify(n[0]!.Containers)}`);
+    const n = JSON.parse(await dockerOk(h, ['network', 'inspect', 'my-ingress'])) as Array<{
+      Containers: Record<string, { Name: string }>;
+    }>;
+    assert.ok(
+      Object.values(n[0]!.Containers ?? {}).some((c) => c.Name.startsWith('web2.')),
+      `${h.name}: ${JSON.stringify(n[0]!.Containers)}`,
+    );
   }
 });
 
@@ -220,7 +303,13 @@ test('the port published through my-ingress answers the outside world at every h
   const sums = new Set<string>();
   for (const h of H) {
     for (const id of await tasksOn(h, 'web2')) {
-      const sum = await dockerOk(h, ['exec', id, 'sh', '-c', 'hostname > /www/who.txt; head -c 204800 /dev/urandom > /www/big.bin; md5sum /www/big.bin']);
+      const sum = await dockerOk(h, [
+        'exec',
+        id,
+        'sh',
+        '-c',
+        'hostname > /www/who.txt; head -c 204800 /dev/urandom > /www/big.bin; md5sum /www/big.bin',
+      ]);
       sums.add(sum.split(' ')[0]!);
       names.add(await dockerOk(h, ['exec', id, 'hostname']));
     }
@@ -228,9 +317,16 @@ test('the port published through my-ingress answers the outside world at every h
   const seen = new Set<string>();
   for (let i = 0; i < 3; i++) {
     const a = lab.addr(i);
-    await until(`8080 at ${a} from the underlay`, async () => (await lab.underlay(`curl -s -m 3 http://${a}:8080/`, 10_000)).stdout.includes('Welcome to nginx!'), 30_000);
+    await until(
+      `8080 at ${a} from the underlay`,
+      async () => (await lab.underlay(`curl -s -m 3 http://${a}:8080/`, 10_000)).stdout.includes('Welcome to nginx!'),
+      30_000,
+    );
     const who = await lab.underlay(`for i in $(seq 1 9); do curl -s -m 3 http://${a}:8080/who.txt; done`, 60_000);
-    const got = who.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const got = who.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     assert.equal(got.length, 9, `${a}: every request answered: ${who.stdout}${who.stderr}`);
     for (const w of got) {
       assert.ok(names.has(w), `${a}: answered by a task of web2 (${w})`);
@@ -238,7 +334,10 @@ test('the port published through my-ingress answers the outside world at every h
     }
     // Whole and intact: the page arrives with the checksum of one task's own copy.
     const big = await lab.underlay(`curl -s -m 10 http://${a}:8080/big.bin | md5sum`, 30_000);
-    assert.ok(sums.has(big.stdout.split(' ')[0]!), `${a}: ${big.stdout}${big.stderr} not one of ${[...sums].join(' ')}`);
+    assert.ok(
+      sums.has(big.stdout.split(' ')[0]!),
+      `${a}: ${big.stdout}${big.stderr} not one of ${[...sums].join(' ')}`,
+    );
   }
   assert.ok(seen.size >= 2, `tasks on several hosts answer: ${[...seen].join(' ')}`);
 });
@@ -248,7 +347,10 @@ test('cove: network rm my-ingress refused while web2 publishes; after service rm
   const busy = await M.cove(['network', 'rm', 'my-ingress'], { input: 'y\n' });
   assert.equal(busy.code, 1);
   assert.equal(busy.stdout, WARNING);
-  assert.equal(busy.stderr.trim(), `Error response from daemon: rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service ${svcId} depends on it`);
+  assert.equal(
+    busy.stderr.trim(),
+    `Error response from daemon: rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service ${svcId} depends on it`,
+  );
   await M.coveOk(['service', 'rm', 'web2']);
   const yes = await M.cove(['network', 'rm', 'my-ingress'], { input: 'y\n' });
   assert.equal(yes.code, 0, yes.stderr);

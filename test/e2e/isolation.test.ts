@@ -41,7 +41,8 @@ async function page(sh: () => Promise<RunResult>, tries: number): Promise<string
 const wgetCmd = (url: string) => `timeout 4 busybox wget -q -O - ${url}`;
 const fromNeighbour = (url: string, tries = 1) => page(() => lab.inet(wgetCmd(url)), tries);
 const fromHost = (url: string, tries = 1) => page(() => lab.sh(wgetCmd(url)), tries);
-const fromContainer = (c: string, url: string, tries = 1) => page(() => lab.cove(['exec', c, 'timeout', '4', 'wget', '-q', '-O', '-', url]), tries);
+const fromContainer = (c: string, url: string, tries = 1) =>
+  page(() => lab.cove(['exec', c, 'timeout', '4', 'wget', '-q', '-O', '-', url]), tries);
 
 /**
  * Sends to a 127.0.0.0/8 address through `gateway` from the netns at
@@ -103,25 +104,38 @@ test('reachability, cell by cell, from the sending side', async (t) => {
     assert.equal(await fromContainer('b1', `http://${privweb}/`), undefined);
     assert.equal(await fromContainer('a1', `http://${localweb}/`), undefined);
   });
-  await t.test('container -> published port of another network via a host address: reached (like docker-proxy)', async () => {
-    assert.match((await fromContainer('b1', `http://${LAB_IP}:8080/`, 3)) ?? '', /stand-in/i);
-  });
+  await t.test(
+    'container -> published port of another network via a host address: reached (like docker-proxy)',
+    async () => {
+      assert.match((await fromContainer('b1', `http://${LAB_IP}:8080/`, 3)) ?? '', /stand-in/i);
+    },
+  );
   await t.test('container -> the host (gateway, host address): reached', async () => {
     assert.match((await fromContainer('a1', 'http://172.29.1.1:8090/', 3)) ?? '', /host-service/);
     assert.match((await fromContainer('a1', `http://${LAB_IP}:8090/`, 3)) ?? '', /host-service/);
   });
-  await t.test('host -> container address, published or not; host -> published ports on 127.0.0.1 and its address: reached', async () => {
-    assert.match((await fromHost(`http://${privweb}/`, 3)) ?? '', /stand-in/i);
-    assert.match((await fromHost('http://127.0.0.1:8081/', 3)) ?? '', /stand-in/i);
-    assert.match((await fromHost(`http://${LAB_IP}:8080/`, 3)) ?? '', /stand-in/i);
-  });
+  await t.test(
+    'host -> container address, published or not; host -> published ports on 127.0.0.1 and its address: reached',
+    async () => {
+      assert.match((await fromHost(`http://${privweb}/`, 3)) ?? '', /stand-in/i);
+      assert.match((await fromHost('http://127.0.0.1:8081/', 3)) ?? '', /stand-in/i);
+      assert.match((await fromHost(`http://${LAB_IP}:8080/`, 3)) ?? '', /stand-in/i);
+    },
+  );
   await t.test('other host -> published port: reached', async () => {
     assert.match((await fromNeighbour(`http://${LAB_IP}:8080/`, 3)) ?? '', /stand-in/i);
   });
-  await t.test('other host -> container address, unpublished or published: not reached (only through the host port)', async () => {
-    assert.equal(await fromNeighbour(`http://${privweb}/`), undefined, 'unpublished');
-    assert.equal(await fromNeighbour(`http://${pubweb}/`), undefined, 'the published container port at the container address');
-  });
+  await t.test(
+    'other host -> container address, unpublished or published: not reached (only through the host port)',
+    async () => {
+      assert.equal(await fromNeighbour(`http://${privweb}/`), undefined, 'unpublished');
+      assert.equal(
+        await fromNeighbour(`http://${pubweb}/`),
+        undefined,
+        'the published container port at the container address',
+      );
+    },
+  );
   await t.test('other host -> 127.0.0.1-published port (routing 127.0.0.0/8 to the host): not reached', async () => {
     const r = await viaLoopbackRoute(`/run/netns/${lab.inetNetns}`, LAB_IP, 'http://127.0.0.1:8081/');
     assert.notEqual(r.code, 0, `got: ${r.stdout}`);
@@ -136,40 +150,79 @@ test('reachability, cell by cell, from the sending side', async (t) => {
     const r = await viaLoopbackRoute(await sandboxOf('prober'), '172.29.1.1', 'http://127.0.0.53:53/');
     assert.notEqual(r.code, 0, `got: ${r.stdout}`);
   });
-  await t.test('container -> 127.0.0.1-published port of another network (frame to the gateway): not reached', async () => {
-    const r = await viaLoopbackRoute(await sandboxOf('prober'), '172.29.1.1', 'http://127.0.0.1:8081/');
-    assert.notEqual(r.code, 0, `got: ${r.stdout}`);
-  });
+  await t.test(
+    'container -> 127.0.0.1-published port of another network (frame to the gateway): not reached',
+    async () => {
+      const r = await viaLoopbackRoute(await sandboxOf('prober'), '172.29.1.1', 'http://127.0.0.1:8081/');
+      assert.notEqual(r.code, 0, `got: ${r.stdout}`);
+    },
+  );
   await t.test('--internal: nothing in or out, containers of the network reach each other', async () => {
     await lab.coveOk(['network', 'create', '--internal', '--subnet', '172.29.3.0/24', 'neti']);
     await lab.coveOk(['run', '-d', '--name', 'iweb', '--network', 'neti', 'nginx']);
     await lab.coveOk(['run', '-dit', '--name', 'i1', '--network', 'neti', 'alpine', 'ash']);
     const iweb = await ip('iweb', 'neti');
     assert.match((await fromContainer('i1', `http://${iweb}/`, 3)) ?? '', /stand-in/i);
-    assert.notEqual((await lab.cove(['exec', 'i1', 'ping', '-c', '1', '-W', '2', INTERNET_IP])).code, 0, 'out to another host');
+    assert.notEqual(
+      (await lab.cove(['exec', 'i1', 'ping', '-c', '1', '-W', '2', INTERNET_IP])).code,
+      0,
+      'out to another host',
+    );
     assert.equal(await fromNeighbour(`http://${iweb}/`), undefined, 'in from another host');
     assert.equal(await fromContainer('a1', `http://${iweb}/`), undefined, 'in from another network');
   });
-  await t.test('gateway_mode_ipv4=routed: published container ports and ping reachable at the container address, others not', async () => {
-    await lab.coveOk(['network', 'create', '--subnet', '172.29.4.0/24', '-o', 'com.docker.network.bridge.gateway_mode_ipv4=routed', 'netr']);
-    await lab.coveOk(['run', '-d', '--name', 'rweb', '--network', 'netr', '-p', '8084:80', 'nginx']);
-    await lab.coveOk(['run', '-d', '--name', 'rpriv', '--network', 'netr', 'nginx']);
-    assert.match((await fromNeighbour(`http://${await ip('rweb', 'netr')}/`, 3)) ?? '', /stand-in/i);
-    assert.equal(await fromNeighbour(`http://${await ip('rpriv', 'netr')}/`), undefined);
-    assert.equal((await lab.inet(`busybox ping -c 1 -W 2 ${await ip('rpriv', 'netr')}`)).code, 0, 'ping');
-  });
+  await t.test(
+    'gateway_mode_ipv4=routed: published container ports and ping reachable at the container address, others not',
+    async () => {
+      await lab.coveOk([
+        'network',
+        'create',
+        '--subnet',
+        '172.29.4.0/24',
+        '-o',
+        'com.docker.network.bridge.gateway_mode_ipv4=routed',
+        'netr',
+      ]);
+      await lab.coveOk(['run', '-d', '--name', 'rweb', '--network', 'netr', '-p', '8084:80', 'nginx']);
+      await lab.coveOk(['run', '-d', '--name', 'rpriv', '--network', 'netr', 'nginx']);
+      assert.match((await fromNeighbour(`http://${await ip('rweb', 'netr')}/`, 3)) ?? '', /stand-in/i);
+      assert.equal(await fromNeighbour(`http://${await ip('rpriv', 'netr')}/`), undefined);
+      assert.equal((await lab.inet(`busybox ping -c 1 -W 2 ${await ip('rpriv', 'netr')}`)).code, 0, 'ping');
+    },
+  );
   await t.test('gateway_mode_ipv4=nat-unprotected: every port reachable at the container address', async () => {
-    await lab.coveOk(['network', 'create', '--subnet', '172.29.5.0/24', '-o', 'com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected', 'netu']);
+    await lab.coveOk([
+      'network',
+      'create',
+      '--subnet',
+      '172.29.5.0/24',
+      '-o',
+      'com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected',
+      'netu',
+    ]);
     await lab.coveOk(['run', '-d', '--name', 'uweb', '--network', 'netu', 'nginx']);
     assert.match((await fromNeighbour(`http://${await ip('uweb', 'netu')}/`, 3)) ?? '', /stand-in/i);
-    assert.equal(await fromContainer('a1', `http://${await ip('uweb', 'netu')}/`), undefined, 'still isolated from other networks');
+    assert.equal(
+      await fromContainer('a1', `http://${await ip('uweb', 'netu')}/`),
+      undefined,
+      'still isolated from other networks',
+    );
   });
 });
 
 test('a refused or failed network create leaves the kernel as it was', async (t) => {
   const kernelState = async () => {
     // An IPv6 link-local address stays "tentative" until DAD ends (about a second after the link came up): not a change.
-    const links = (await lab.sh('ip -o addr show')).stdout.split('\n').map((l) => l.replace(/^\d+:\s+/, '').replace(/\s+valid_lft.*$/, '').replace(/ tentative\b/, '')).sort().join('\n');
+    const links = (await lab.sh('ip -o addr show')).stdout
+      .split('\n')
+      .map((l) =>
+        l
+          .replace(/^\d+:\s+/, '')
+          .replace(/\s+valid_lft.*$/, '')
+          .replace(/ tentative\b/, ''),
+      )
+      .sort()
+      .join('\n');
     return links;
   };
   await t.test('IPv6 subnet ::/0: an error, no bridge or address left; the next network works', async () => {
@@ -186,7 +239,15 @@ test('a refused or failed network create leaves the kernel as it was', async (t)
   await t.test('bridge name of an existing non-bridge interface: refused, that interface untouched', async () => {
     await lab.sh('ip link add cvdummy0 type veth peer name cvdummy1');
     const before = await kernelState();
-    const r = await lab.cove(['network', 'create', '--subnet', '172.29.10.0/24', '-o', 'com.docker.network.bridge.name=cvdummy0', 'badbr']);
+    const r = await lab.cove([
+      'network',
+      'create',
+      '--subnet',
+      '172.29.10.0/24',
+      '-o',
+      'com.docker.network.bridge.name=cvdummy0',
+      'badbr',
+    ]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /not a bridge/);
     assert.equal(await kernelState(), before);
@@ -196,16 +257,34 @@ test('a refused or failed network create leaves the kernel as it was', async (t)
 
 test('state files are not readable by other users (checked as nobody)', async () => {
   await lab.coveOk(['run', '-d', '--name', 'secret', '-e', 'DB_PASSWORD=hunter2', 'alpine', 'sleep', '600']);
-  const asNobody = (cmd: string) => run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', cmd]);
+  const asNobody = (cmd: string) =>
+    run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', cmd]);
   // The lab directory itself is open to everyone: only the daemon's own modes protect the files.
   await run('chmod', ['0755', lab.dir]);
-  const leak = await asNobody(`grep -rl hunter2 ${lab.dataRoot} 2>/dev/null; cat ${lab.dataRoot}/store/* 2>/dev/null | grep -c hunter2`);
+  const leak = await asNobody(
+    `grep -rl hunter2 ${lab.dataRoot} 2>/dev/null; cat ${lab.dataRoot}/store/* 2>/dev/null | grep -c hunter2`,
+  );
   assert.doesNotMatch(leak.stdout, /hunter2|store|[1-9]/, `nobody can read: ${leak.stdout}`);
   const d = lab.dataRoot;
-  const open = await run('find', [`${d}/store`, `${d}/images`, `${d}/images/configs`, '-maxdepth', '1', '-perm', '/o+rwx', '-print']);
+  const open = await run('find', [
+    `${d}/store`,
+    `${d}/images`,
+    `${d}/images/configs`,
+    '-maxdepth',
+    '1',
+    '-perm',
+    '/o+rwx',
+    '-print',
+  ]);
   assert.equal(open.stdout.trim(), '', 'store and image directories and files have no bits for others');
   const modes = await run('stat', ['-c', '%a %n', `${d}/store`, `${d}/store/store.log`, `${d}/images`]);
-  assert.deepEqual(modes.stdout.trim().split('\n').map((l) => l.split(' ')[0]), ['700', '600', '700']);
+  assert.deepEqual(
+    modes.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[0]),
+    ['700', '600', '700'],
+  );
   await lab.coveOk(['rm', '-f', 'secret']);
 });
 
@@ -220,7 +299,10 @@ test('the firewall heals after nft flush ruleset within a second; run -p works r
   const t0 = Date.now();
   let healedMs = -1;
   while (Date.now() - t0 < 3000) {
-    if ((await lab.sh('nft list chain inet cove forward')).code === 0 && /8070/.test((await lab.sh('nft list map inet cove pub4')).stdout)) {
+    if (
+      (await lab.sh('nft list chain inet cove forward')).code === 0 &&
+      /8070/.test((await lab.sh('nft list map inet cove pub4')).stdout)
+    ) {
       healedMs = Date.now() - t0;
       break;
     }

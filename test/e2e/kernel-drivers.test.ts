@@ -21,10 +21,19 @@ const PEER = 'cvk-mv-peer';
 const hex = (n: number) => randomBytes(n).toString('hex');
 
 function net(driver: string, options: Record<string, string>): DriverNetwork {
-  return { id: hex(32), name: `my-${driver}`, options, internal: false, enableIPv6: false, ipv4: [{ pool: '10.98.0.0/24', gateway: '10.98.0.254/24', auxAddresses: {} }], ipv6: [] };
+  return {
+    id: hex(32),
+    name: `my-${driver}`,
+    options,
+    internal: false,
+    enableIPv6: false,
+    ipv4: [{ pool: '10.98.0.0/24', gateway: '10.98.0.254/24', auxAddresses: {} }],
+    ipv6: [],
+  };
 }
 
-const pings = (path: string, ip: string) => shTry(...inNs(path, ['busybox', 'ping', '-c', '1', '-W', '1', ip])).code === 0;
+const pings = (path: string, ip: string) =>
+  shTry(...inNs(path, ['busybox', 'ping', '-c', '1', '-W', '1', ip])).code === 0;
 /** Positive checks get three tries: a loaded machine can take over a second for a new neighbour's first reply. */
 const reaches = (path: string, ip: string) => pings(path, ip) || pings(path, ip) || pings(path, ip);
 
@@ -56,7 +65,9 @@ test('macvlan on a veth parent: containers reach each other and the LAN host, wh
     assert.equal(info.ipv4Gateway, '10.98.0.254');
     joins.push({ ep, p });
   }
-  const [eth0] = await ipJson<Array<{ address: string; linkinfo?: { info_kind: string; info_data?: { mode: string } } }>>(paths[0]!, ['-d', 'link', 'show', 'dev', 'eth0']);
+  const [eth0] = await ipJson<
+    Array<{ address: string; linkinfo?: { info_kind: string; info_data?: { mode: string } } }>
+  >(paths[0]!, ['-d', 'link', 'show', 'dev', 'eth0']);
   assert.equal(eth0!.linkinfo?.info_kind, 'macvlan');
   assert.equal(eth0!.linkinfo?.info_data?.mode, 'bridge');
   assert.equal(eth0!.address, '02:42:0a:62:00:0a');
@@ -66,27 +77,41 @@ test('macvlan on a veth parent: containers reach each other and the LAN host, wh
   for (const { ep, p } of joins) {
     await d.leave({ endpoint: ep, network: n, netnsPath: p, ifName: 'eth0', defaultGateway: true });
     const links = await ipJson<Array<{ ifname: string }>>(p, ['link', 'show']);
-    assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      links.map((l) => l.ifname),
+      ['lo'],
+    );
     await deleteNetns(p);
   }
   await d.deleteNetwork(n);
 });
 
-test('macvlan refusals in Docker\'s words: 802.1q parent, missing parent, no parent, bad mode', async () => {
+test("macvlan refusals in Docker's words: 802.1q parent, missing parent, no parent, bad mode", async () => {
   const d = new MacvlanDriver();
-  await assert.rejects(d.createNetwork(net('macvlan', { parent: 'mvp0.10' })), (e: CoveError) => e.status === 400 && e.message === 'failed to create mvp0.10 vlan link: operation not supported');
-  await assert.rejects(d.createNetwork(net('macvlan', { parent: 'nosuchif' })), { message: 'invalid subinterface vlan name nosuchif, example formatting is eth0.10' });
+  await assert.rejects(
+    d.createNetwork(net('macvlan', { parent: 'mvp0.10' })),
+    (e: CoveError) => e.status === 400 && e.message === 'failed to create mvp0.10 vlan link: operation not supported',
+  );
+  await assert.rejects(d.createNetwork(net('macvlan', { parent: 'nosuchif' })), {
+    message: 'invalid subinterface vlan name nosuchif, example formatting is eth0.10',
+  });
   await assert.rejects(d.createNetwork(net('macvlan', {})), /operation not supported/);
-  await assert.rejects(d.createNetwork(net('macvlan', { parent: 'mvp0', macvlan_mode: 'weird' })), /macvlan mode 'weird' is not valid/);
+  await assert.rejects(
+    d.createNetwork(net('macvlan', { parent: 'mvp0', macvlan_mode: 'weird' })),
+    /macvlan mode 'weird' is not valid/,
+  );
   const links = await ipJson<Array<{ ifname: string }>>(null, ['link', 'show']);
   assert.deepEqual(links.map((l) => l.ifname).sort(), ['lo', 'mvp0'], 'nothing was created');
 });
 
-test('ipvlan: this kernel has none, so network create is refused with the kernel\'s answer', async () => {
+test("ipvlan: this kernel has none, so network create is refused with the kernel's answer", async () => {
   const d = new IpvlanDriver();
   await assert.rejects(d.checkSupported(), (e: CoveError) => {
     assert.equal(e.status, 400);
-    assert.equal(e.message, 'ipvlan is not supported by this kernel: ip link add type ipvlan: Error: Unknown device type.');
+    assert.equal(
+      e.message,
+      'ipvlan is not supported by this kernel: ip link add type ipvlan: Error: Unknown device type.',
+    );
     return true;
   });
   await assert.rejects(d.createNetwork(net('ipvlan', { parent: 'mvp0' })), /ipvlan is not supported by this kernel/);
@@ -98,9 +123,18 @@ test('none: the container has only lo, up; host: nothing to do', async () => {
   try {
     const d = new NoneDriver();
     const n = { ...net('null', {}), ipv4: [] };
-    await d.join({ endpoint: { id: hex(32), networkId: n.id, options: {} }, network: n, netnsPath: p, ifName: 'eth0', defaultGateway: true });
+    await d.join({
+      endpoint: { id: hex(32), networkId: n.id, options: {} },
+      network: n,
+      netnsPath: p,
+      ifName: 'eth0',
+      defaultGateway: true,
+    });
     const links = await ipJson<Array<{ ifname: string; flags: string[] }>>(p, ['link', 'show']);
-    assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      links.map((l) => l.ifname),
+      ['lo'],
+    );
     assert.ok(links[0]!.flags.includes('UP'));
     const h = new HostDriver();
     assert.deepEqual(await h.join(), { disableGatewayService: true });

@@ -14,7 +14,12 @@ import { enterNetnsForThisThread, netnsInode, deleteNetns } from '../../src/kern
 export const LAB_ROOT = '/run/cove-cvk';
 
 export function sh(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', input: input ?? '', stdio: ['pipe', 'pipe', 'pipe'], timeout: 20_000 });
+  return execFileSync(cmd, args, {
+    encoding: 'utf8',
+    input: input ?? '',
+    stdio: ['pipe', 'pipe', 'pipe'],
+    timeout: 20_000,
+  });
 }
 
 export function shOk(cmd: string, args: string[], input?: string): boolean {
@@ -29,7 +34,10 @@ export function shOk(cmd: string, args: string[], input?: string): boolean {
 /** Output and exit code, never throws (for commands expected to fail). */
 export function shTry(cmd: string, args: string[], timeoutMs = 10_000): { code: number; out: string } {
   try {
-    return { code: 0, out: execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs }) };
+    return {
+      code: 0,
+      out: execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs }),
+    };
   } catch (e) {
     const err = e as { status?: number; stdout?: string; stderr?: string };
     return { code: err.status ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
@@ -43,7 +51,11 @@ export function shTry(cmd: string, args: string[], timeoutMs = 10_000): { code: 
 export function run(cmd: string, args: string[], timeoutMs = 10_000): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : 1
+        : 0;
       resolve({ code, out: `${stdout}${stderr}` });
     });
   });
@@ -60,8 +72,14 @@ export class NsLab {
   private readonly procs: ChildProcess[] = [];
   private readonly extraNetns: string[] = [];
 
-  protected constructor(readonly name: string, private readonly prefix: string, readonly root: string, private readonly nsDir: string) {
-    if (!new RegExp(`^${prefix}[a-z0-9-]{1,10}$`).test(name)) throw new Error(`lab name must start with ${prefix}: ${name}`);
+  protected constructor(
+    readonly name: string,
+    private readonly prefix: string,
+    readonly root: string,
+    private readonly nsDir: string,
+  ) {
+    if (!new RegExp(`^${prefix}[a-z0-9-]{1,10}$`).test(name))
+      throw new Error(`lab name must start with ${prefix}: ${name}`);
     this.path = `/run/netns/${name}`;
   }
 
@@ -95,14 +113,23 @@ export class NsLab {
   async destroy(): Promise<void> {
     for (const p of this.procs) {
       if (p.pid && p.exitCode === null && p.signalCode === null) {
-        try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
     }
-    if (existsSync(this.nsDir)) for (const f of readdirSync(this.nsDir)) await deleteNetns(join(this.nsDir, f)).catch(() => undefined);
+    if (existsSync(this.nsDir))
+      for (const f of readdirSync(this.nsDir)) await deleteNetns(join(this.nsDir, f)).catch(() => undefined);
     rmSync(this.root, { recursive: true, force: true });
     for (const n of this.extraNetns) shTry('ip', ['netns', 'del', n]);
     shTry('ip', ['netns', 'del', this.name]);
-    try { rmSync(dirname(this.root)); } catch { /* other labs still there */ }
+    try {
+      rmSync(dirname(this.root));
+    } catch {
+      /* other labs still there */
+    }
   }
 }
 

@@ -9,7 +9,17 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { KernelLab, sh, shTry, inNs } from './kernel-lab.js';
-import { createNetns, deleteNetns, udpSocketInNetns, tcpListenSocketInNetns, writeSysctls, readSysctl, isNetns, netnsInode, DISABLE_IPV6 } from '../../src/kernel/netns.js';
+import {
+  createNetns,
+  deleteNetns,
+  udpSocketInNetns,
+  tcpListenSocketInNetns,
+  writeSysctls,
+  readSysctl,
+  isNetns,
+  netnsInode,
+  DISABLE_IPV6,
+} from '../../src/kernel/netns.js';
 import { IpBatch, ipBatchOnce, ipJson } from '../../src/kernel/ip.js';
 import { nftApply, nftListJson, NftSession } from '../../src/kernel/nft.js';
 import { KernelError } from '../../src/kernel/errors.js';
@@ -25,7 +35,10 @@ test('a netns is a file: created, used, deleted; deleting twice is fine', async 
   assert.ok(isNetns(p));
   assert.notEqual(netnsInode(p), netnsInode('/proc/thread-self/ns/net'));
   const links = await ipJson<Array<{ ifname: string; operstate: string }>>(p, ['link', 'show']);
-  assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+  assert.deepEqual(
+    links.map((l) => l.ifname),
+    ['lo'],
+  );
   await assert.rejects(createNetns(p), KernelError);
   await deleteNetns(p);
   assert.equal(existsSync(p), false);
@@ -53,16 +66,30 @@ test('IpBatch: commands run in order, a failure names its command, the co-proces
   const ip = new IpBatch(null);
   try {
     await ip.run(['link add cvkbr0 type bridge', 'link set cvkbr0 up']);
-    await assert.rejects(ip.run(['link add cvkbr0 type bridge']), (e: Error) => e instanceof KernelError && /ip link add cvkbr0 type bridge: .*File exists/.test(e.message));
+    await assert.rejects(
+      ip.run(['link add cvkbr0 type bridge']),
+      (e: Error) => e instanceof KernelError && /ip link add cvkbr0 type bridge: .*File exists/.test(e.message),
+    );
     await assert.rejects(ip.run(['addr add 10.1.2.300/24 dev cvkbr0']), KernelError); // kills ip
     await ip.run(['addr add 10.1.2.1/24 dev cvkbr0']); // restarted
     const addrs = await ipJson<Array<{ addr_info: Array<{ local: string }> }>>(null, ['addr', 'show', 'dev', 'cvkbr0']);
     assert.equal(addrs[0]!.addr_info[0]!.local, '10.1.2.1');
     // many groups in flight at once; each failure lands on its own group, with its own command named
-    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) =>
-      ip.run(i % 7 === 3 ? [`link set cvkbr0 mtu ${1400 + i}`, `link set nosuch${i} up`] : [`link set cvkbr0 mtu ${1400 + i}`])));
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) =>
+        ip.run(
+          i % 7 === 3
+            ? [`link set cvkbr0 mtu ${1400 + i}`, `link set nosuch${i} up`]
+            : [`link set cvkbr0 mtu ${1400 + i}`],
+        ),
+      ),
+    );
     results.forEach((r, i) => {
-      if (i % 7 === 3) assert.ok(r.status === 'rejected' && (r.reason as Error).message.startsWith(`ip link set nosuch${i} up: `), `group ${i}`);
+      if (i % 7 === 3)
+        assert.ok(
+          r.status === 'rejected' && (r.reason as Error).message.startsWith(`ip link set nosuch${i} up: `),
+          `group ${i}`,
+        );
       else assert.equal(r.status, 'fulfilled', `group ${i}`);
     });
     const [br] = await ipJson<Array<{ mtu: number }>>(null, ['link', 'show', 'dev', 'cvkbr0']);
@@ -91,7 +118,10 @@ test('ipBatchOnce inside a container netns; a veth peer made directly in it', as
 test('nft: one transaction applies or not; nft -i session; JSON listing', async () => {
   await nftApply('table inet cvkt {\n chain c { type filter hook forward priority 0; policy accept; }\n}\n');
   try {
-    await assert.rejects(nftApply('add rule inet cvkt c ip daddr 1.2.3.4 drop\nadd rule inet cvkt nochain drop\n'), /nochain|No such file/);
+    await assert.rejects(
+      nftApply('add rule inet cvkt c ip daddr 1.2.3.4 drop\nadd rule inet cvkt nochain drop\n'),
+      /nochain|No such file/,
+    );
     const j = (await nftListJson(['list', 'table', 'inet', 'cvkt'])) as { nftables: Array<Record<string, unknown>> };
     assert.equal(j.nftables.filter((x) => 'rule' in x).length, 0, 'failed transaction applied nothing');
     const s = new NftSession(null);
@@ -119,19 +149,24 @@ test('UDP socket on 127.0.0.11:53 inside a container netns answers a query sent 
     sock.on('message', (msg, rinfo) => {
       // Answer as a DNS server would: flip QR, echo the rest (enough for nslookup to print the error)
       const reply = Buffer.from(msg);
-      reply[2] = (reply[2]! | 0x80);
+      reply[2] = reply[2]! | 0x80;
       reply[3] = (reply[3]! & 0xf0) | 3; // NXDOMAIN
       sock.send(reply, rinfo.port, rinfo.address);
     });
     // 127.0.0.11:53 is free in the lab netns: the socket lives only in the container's
     const free = createSocket('udp4');
-    await new Promise<void>((r, j) => { free.once('error', j); free.bind(53, '127.0.0.11', () => r()); }).catch(() => undefined);
+    await new Promise<void>((r, j) => {
+      free.once('error', j);
+      free.bind(53, '127.0.0.11', () => r());
+    }).catch(() => undefined);
     free.close();
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
       // async spawn: the server runs on this event loop
       import('node:child_process').then(({ execFile }) => {
         const [c, a] = inNs(p, ['busybox', 'nslookup', 'web', '127.0.0.11']);
-        execFile(c, a, { timeout: 8000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr }));
+        execFile(c, a, { timeout: 8000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? 1 : 0, out: stdout + stderr }),
+        );
       });
     });
     assert.match(r.out, /NXDOMAIN|can't find/i, r.out);
@@ -176,19 +211,40 @@ test('configureInNetns: rtnetlink inside a netns from a throwaway thread; the fa
       { op: 'up', dev: 'eth0' },
       { op: 'route', dev: 'eth0', via: '10.9.1.1' },
     ]);
-    const addrs = await ipJson<Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number; family: string }> }>>(p, ['addr', 'show']);
-    assert.deepEqual(addrs.map((a) => [a.ifname, a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)]), [['lo', ['127.0.0.1/8', '::1/128']], ['eth0', ['10.9.1.2/24']]]);
+    const addrs = await ipJson<
+      Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number; family: string }> }>
+    >(p, ['addr', 'show']);
+    assert.deepEqual(
+      addrs.map((a) => [a.ifname, a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)]),
+      [
+        ['lo', ['127.0.0.1/8', '::1/128']],
+        ['eth0', ['10.9.1.2/24']],
+      ],
+    );
     const routes = await ipJson<Array<{ dst: string; gateway?: string; dev: string }>>(p, ['route', 'show']);
     assert.equal(routes.find((r) => r.dst === 'default')?.gateway, '10.9.1.1');
     await assert.rejects(
-      configureInNetns(p, [{ op: 'up', dev: 'nosuch0' }, { op: 'down', dev: 'eth0' }]),
-      (e: Error) => e instanceof KernelError && e.message.startsWith(`link set nosuch0 up (in ${p}): `) && /No such device/.test(e.message),
+      configureInNetns(p, [
+        { op: 'up', dev: 'nosuch0' },
+        { op: 'down', dev: 'eth0' },
+      ]),
+      (e: Error) =>
+        e instanceof KernelError &&
+        e.message.startsWith(`link set nosuch0 up (in ${p}): `) &&
+        /No such device/.test(e.message),
     );
     const [eth0] = await ipJson<Array<{ flags: string[] }>>(p, ['link', 'show', 'dev', 'eth0']);
     assert.ok(eth0!.flags.includes('UP'), 'the op after the failure did not run');
-    await configureInNetns(p, [{ op: 'down', dev: 'eth0' }, { op: 'rename', dev: 'eth0', to: 'gone0' }, { op: 'del', dev: 'gone0' }]);
+    await configureInNetns(p, [
+      { op: 'down', dev: 'eth0' },
+      { op: 'rename', dev: 'eth0', to: 'gone0' },
+      { op: 'del', dev: 'gone0' },
+    ]);
     const links = await ipJson<Array<{ ifname: string }>>(p, ['link', 'show']);
-    assert.deepEqual(links.map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      links.map((l) => l.ifname),
+      ['lo'],
+    );
     await assert.rejects(configureInNetns(lab.ns('nonexistent'), [{ op: 'up', dev: 'lo' }]), /No such file/);
   } finally {
     await deleteNetns(p);

@@ -43,8 +43,21 @@ function spec(name: string, networkMode: string, over: Partial<SandboxSpec> = {}
   const dir = join(lab.root, 'containers', name);
   mkdirSync(dir, { recursive: true });
   return {
-    containerId: ids[name]!, containerName: name, hostname: ids[name]!.slice(0, 12), domainname: '', networkMode, endpoints: [],
-    portBindings: [], exposedPorts: [], publishAllPorts: false, dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir, ...over,
+    containerId: ids[name]!,
+    containerName: name,
+    hostname: ids[name]!.slice(0, 12),
+    domainname: '',
+    networkMode,
+    endpoints: [],
+    portBindings: [],
+    exposedPorts: [],
+    publishAllPorts: false,
+    dns: [],
+    dnsSearch: [],
+    dnsOptions: [],
+    extraHosts: [],
+    dir,
+    ...over,
   };
 }
 
@@ -56,7 +69,10 @@ function makeController(): NetworkController {
 async function nslookup(name: string, target: string): Promise<string[] | null> {
   const r = await run(...inNs(sb[name]!.netnsPath!, ['busybox', 'nslookup', target, '127.0.0.11']), 8000);
   if (r.code !== 0) return null;
-  const answer = r.out.split(/\n\s*\n/).slice(1).join('\n');
+  const answer = r.out
+    .split(/\n\s*\n/)
+    .slice(1)
+    .join('\n');
   return [...answer.matchAll(/Address: ([0-9a-f.:]+)/g)].map((m) => m[1]!);
 }
 
@@ -70,13 +86,19 @@ async function ipOf(name: string, net: string): Promise<string> {
 
 before(async () => {
   lab.enter();
-  config = defaultConfig({ execRoot: lab.execRoot, dataRoot: lab.dataRoot, defaultBridgeName: 'cvn0', dns: ['127.0.0.1'] });
+  config = defaultConfig({
+    execRoot: lab.execRoot,
+    dataRoot: lab.dataRoot,
+    defaultBridgeName: 'cvn0',
+    dns: ['127.0.0.1'],
+  });
   // The stand-in upstream resolver, on the daemon netns's loopback: google.com -> 198.51.100.1, others NXDOMAIN.
   lab.start(['node', FAKE_DNS, '127.0.0.1', '198.51.100.1']);
   store = new EmbeddedStore(join(lab.dataRoot, 'store'));
   ctl = makeController();
   await ctl.init();
-  for (let i = 0; i < 50 && (await run('busybox', ['nslookup', 'google.com', '127.0.0.1'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && (await run('busybox', ['nslookup', 'google.com', '127.0.0.1'])).code !== 0; i++)
+    await new Promise((r) => setTimeout(r, 100));
 });
 
 after(async () => {
@@ -110,7 +132,12 @@ test('user-defined bridge: alpine1, alpine2, alpine4 on alpine-net, alpine3 on b
   // The daemon's only upstream is on its loopback, which a default-bridge container cannot reach.
   assert.match(readFileSync(sb.alpine3.resolvConfPath, 'utf8'), /^# no usable nameserver/);
   const inspect = await ctl.inspectNetwork('alpine-net');
-  assert.deepEqual(Object.values(inspect.Containers).map((c) => c.Name).sort(), ['alpine1', 'alpine2', 'alpine4']);
+  assert.deepEqual(
+    Object.values(inspect.Containers)
+      .map((c) => c.Name)
+      .sort(),
+    ['alpine1', 'alpine2', 'alpine4'],
+  );
 });
 
 test('alpine1 resolves alpine2, alpine4 and itself through 127.0.0.11, and pings them', async () => {
@@ -121,7 +148,7 @@ test('alpine1 resolves alpine2, alpine4 and itself through 127.0.0.11, and pings
   assert.ok(await ping('alpine1', '172.18.0.4'));
 });
 
-test('alpine1 cannot resolve or reach alpine3 (default bridge), not even alpine4\'s bridge address', async () => {
+test("alpine1 cannot resolve or reach alpine3 (default bridge), not even alpine4's bridge address", async () => {
   assert.equal(await nslookup('alpine1', 'alpine3'), null);
   assert.equal(await ping('alpine1', '172.17.0.2'), false);
   assert.equal(await ping('alpine1', '172.17.0.3'), false);
@@ -134,7 +161,7 @@ test('alpine4 (both networks) resolves alpine1 by name and reaches alpine3 by IP
   assert.ok(await ping('alpine3', '172.17.0.3'));
 });
 
-test('outside names are forwarded from the daemon\'s netns to the upstream (google.com)', async () => {
+test("outside names are forwarded from the daemon's netns to the upstream (google.com)", async () => {
   assert.deepEqual(await nslookup('alpine1', 'google.com'), ['198.51.100.1']);
 });
 
@@ -151,7 +178,9 @@ test('connect and disconnect change the answers at once', async () => {
 });
 
 test('disconnecting the network of the default route moves the route to the next network', async () => {
-  sb.gw = await ctl.createSandbox(spec('gw', 'alpine-net', { endpoints: [{ network: 'alpine-net' }, { network: 'bridge' }] }));
+  sb.gw = await ctl.createSandbox(
+    spec('gw', 'alpine-net', { endpoints: [{ network: 'alpine-net' }, { network: 'bridge' }] }),
+  );
   assert.match(sh(...inNs(sb.gw.netnsPath!, ['ip', 'route'])), /^default via 172\.18\.0\.1 dev eth0/m);
   await ctl.disconnect(ids.gw!, 'alpine-net', false);
   assert.match(sh(...inNs(sb.gw.netnsPath!, ['ip', 'route'])), /^default via 172\.17\.0\.1 dev eth1/m);
@@ -161,7 +190,9 @@ test('disconnecting the network of the default route moves the route to the next
 test('a second network is isolated from alpine-net; an alias shared by two containers returns both', async () => {
   await ctl.createNetwork({ Name: 'other', IPAM: { Config: [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }] } });
   sb.o1 = await ctl.createSandbox(spec('o1', 'other', { endpoints: [{ network: 'other', aliases: ['svc'] }] }));
-  sb.o2 = await ctl.createSandbox(spec('o2', 'other', { endpoints: [{ network: 'other', aliases: ['svc'], ipv4Address: '10.11.0.50' }] }));
+  sb.o2 = await ctl.createSandbox(
+    spec('o2', 'other', { endpoints: [{ network: 'other', aliases: ['svc'], ipv4Address: '10.11.0.50' }] }),
+  );
   assert.equal(await ipOf('o1', 'other'), '10.11.0.1', 'first free address, the gateway is .2');
   assert.deepEqual((await nslookup('o1', 'svc'))?.sort(), ['10.11.0.1', '10.11.0.50']);
   assert.equal(await nslookup('o1', 'alpine1'), null);
@@ -174,7 +205,10 @@ test('--ipv6 --subnet 2001:db8:1::/64: addresses of both families, AAAA answers,
   sb.v61 = await ctl.createSandbox(spec('v61', 'v6net'));
   sb.v62 = await ctl.createSandbox(spec('v62', 'v6net'));
   const ns = (await ctl.networkSettings(ids.v62!))!;
-  assert.deepEqual([ns.GlobalIPv6Address, ns.GlobalIPv6PrefixLen, ns.IPv6Gateway], ['2001:db8:1::3', 64, '2001:db8:1::1']);
+  assert.deepEqual(
+    [ns.GlobalIPv6Address, ns.GlobalIPv6PrefixLen, ns.IPv6Gateway],
+    ['2001:db8:1::3', 64, '2001:db8:1::1'],
+  );
   assert.match(sh(...inNs(sb.v62.netnsPath!, ['ip', '-6', 'addr', 'show', 'dev', 'eth0'])), /inet6 2001:db8:1::3\/64/);
   const both = await nslookup('v61', 'v62');
   assert.ok(both?.includes('2001:db8:1::3') && both.includes(ns.IPAddress), `nslookup gave ${both}`);
@@ -193,9 +227,15 @@ test('macvlan on a LAN link: addresses from --subnet, names through the embedded
   sh('ip', ['link', 'add', 'cvnmv0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', lan]);
   sh('ip', ['link', 'set', 'cvnmv0', 'up']);
   sh(...inNs(lan, ['ip', '-batch', '-']), 'link set lo up\naddr add 10.98.0.254/24 dev lan0\nlink set lan0 up\n');
-  await ctl.createNetwork({ Name: 'mv-net', Driver: 'macvlan', Options: { parent: 'cvnmv0' },
-    IPAM: { Config: [{ Subnet: '10.98.0.0/24', Gateway: '10.98.0.254' }] } });
-  sb.mv1 = await ctl.createSandbox(spec('mv1', 'mv-net', { endpoints: [{ network: 'mv-net', ipv4Address: '10.98.0.10' }] }));
+  await ctl.createNetwork({
+    Name: 'mv-net',
+    Driver: 'macvlan',
+    Options: { parent: 'cvnmv0' },
+    IPAM: { Config: [{ Subnet: '10.98.0.0/24', Gateway: '10.98.0.254' }] },
+  });
+  sb.mv1 = await ctl.createSandbox(
+    spec('mv1', 'mv-net', { endpoints: [{ network: 'mv-net', ipv4Address: '10.98.0.10' }] }),
+  );
   sb.mv2 = await ctl.createSandbox(spec('mv2', 'mv-net'));
   assert.equal(await ipOf('mv2', 'mv-net'), '10.98.0.1');
   assert.deepEqual(await nslookup('mv1', 'mv2'), ['10.98.0.1']);
@@ -209,21 +249,34 @@ test('macvlan on a LAN link: addresses from --subnet, names through the embedded
   sh('ip', ['link', 'del', 'cvnmv0']);
 });
 
-test('a published port is held by the daemon (ss shows it) and reaches the container\'s server', async () => {
+test("a published port is held by the daemon (ss shows it) and reaches the container's server", async () => {
   const www = join(lab.root, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, 'index.html'), 'hello from my-nginx\n');
-  sb.web = await ctl.createSandbox(spec('web', 'alpine-net', {
-    portBindings: [{ containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 }],
-  }));
+  sb.web = await ctl.createSandbox(
+    spec('web', 'alpine-net', {
+      portBindings: [
+        { containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 },
+      ],
+    }),
+  );
   lab.start(['nsenter', `--net=${sb.web.netnsPath}`, '--', 'busybox', 'httpd', '-f', '-p', '80', '-h', www]);
   const ip = await ipOf('web', 'alpine-net');
-  for (let i = 0; i < 50 && (await run(...inNs(sb.alpine1!.netnsPath!, ['sh', '-c', `timeout 2 busybox wget -q -O - http://${ip}/`]))).code !== 0; i++) {
+  for (
+    let i = 0;
+    i < 50 &&
+    (await run(...inNs(sb.alpine1!.netnsPath!, ['sh', '-c', `timeout 2 busybox wget -q -O - http://${ip}/`]))).code !==
+      0;
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(sh('ss', ['-tlnp']), new RegExp(`0\\.0\\.0\\.0:8080 .*users:\\(\\("node",pid=${process.pid}`));
   const ns = (await ctl.networkSettings(ids.web!))!;
-  assert.deepEqual(ns.Ports['80/tcp'], [{ HostIp: '0.0.0.0', HostPort: '8080' }, { HostIp: '::', HostPort: '8080' }]);
+  assert.deepEqual(ns.Ports['80/tcp'], [
+    { HostIp: '0.0.0.0', HostPort: '8080' },
+    { HostIp: '::', HostPort: '8080' },
+  ]);
   assert.match(sh('ss', ['-tlnp']), new RegExp(`\\[::\\]:8080 .*users:\\(\\("node",pid=${process.pid}`));
   // [::]:8080 is served by the daemon's relay, as docker-proxy does.
   const viaV6 = await run('sh', ['-c', 'timeout 5 busybox wget -q -O - http://[::1]:8080/']);
@@ -231,11 +284,20 @@ test('a published port is held by the daemon (ss shows it) and reaches the conta
   // From the "host" (the lab netns) to its own address and to 127.0.0.1, and from a container by the gateway address.
   const viaLoopback = await run('sh', ['-c', 'timeout 5 busybox wget -q -O - http://127.0.0.1:8080/']);
   assert.equal(viaLoopback.out, 'hello from my-nginx\n');
-  const viaGateway = await run(...inNs(sb.alpine3!.netnsPath!, ['sh', '-c', 'timeout 5 busybox wget -q -O - http://172.17.0.1:8080/']));
+  const viaGateway = await run(
+    ...inNs(sb.alpine3!.netnsPath!, ['sh', '-c', 'timeout 5 busybox wget -q -O - http://172.17.0.1:8080/']),
+  );
   assert.equal(viaGateway.out, 'hello from my-nginx\n');
-  await assert.rejects(ctl.createSandbox(spec('web2', 'alpine-net', {
-    portBindings: [{ containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 }],
-  })), /Bind for 0\.0\.0\.0:8080 failed: port is already allocated/);
+  await assert.rejects(
+    ctl.createSandbox(
+      spec('web2', 'alpine-net', {
+        portBindings: [
+          { containerPort: 80, containerPortEnd: 80, protocol: 'tcp', hostIp: '', hostPort: 8080, hostPortEnd: 8080 },
+        ],
+      }),
+    ),
+    /Bind for 0\.0\.0\.0:8080 failed: port is already allocated/,
+  );
   delete ids.web2;
   await ctl.disconnect(ids.web!, 'alpine-net', false);
   assert.doesNotMatch(sh('ss', ['-tln']), /:8080 /, 'disconnect releases the port');
@@ -254,9 +316,15 @@ test('the embedded DNS answers tens of thousands of queries per second inside a 
   await new Promise<void>((resolve) => {
     s.on('message', () => {
       if (++got === total) resolve();
-      else if (sent < total) { sent++; s.send(q, 53, '127.0.0.11'); }
+      else if (sent < total) {
+        sent++;
+        s.send(q, 53, '127.0.0.11');
+      }
     });
-    for (let i = 0; i < 50; i++) { sent++; s.send(q, 53, '127.0.0.11'); }
+    for (let i = 0; i < 50; i++) {
+      sent++;
+      s.send(q, 53, '127.0.0.11');
+    }
   });
   const qps = total / (Number(process.hrtime.bigint() - t0) / 1e9);
   s.close();
@@ -272,7 +340,10 @@ test('dnsperf from inside a container against 127.0.0.11 (if dnsperf is installe
   }
   const qfile = join(lab.root, 'queries.txt');
   writeFileSync(qfile, 'alpine2 A\nalpine4 A\nalpine1 A\n');
-  const r = await run(...inNs(sb.alpine1!.netnsPath!, ['dnsperf', '-s', '127.0.0.11', '-d', qfile, '-l', '3', '-c', '1', '-q', '50']), 20_000);
+  const r = await run(
+    ...inNs(sb.alpine1!.netnsPath!, ['dnsperf', '-s', '127.0.0.11', '-d', qfile, '-l', '3', '-c', '1', '-q', '50']),
+    20_000,
+  );
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.out)?.[1] ?? 0);
   const lost = Number(/Queries lost:\s+(\d+)/.exec(r.out)?.[1] ?? -1);
   const lat = /Average Latency \(s\):\s+([\d.]+)/.exec(r.out)?.[1];
@@ -313,7 +384,12 @@ test('stopping every container and removing the networks leaves no namespace or 
 
 /** Bridge names in the lab, once no deletion is under way (polled for up to 5 s). */
 async function bridgesSettled(): Promise<string[]> {
-  const now = () => sh('ip', ['-o', 'link', 'show', 'type', 'bridge']).trim().split('\n').filter(Boolean).map((l) => l.split(': ')[1]!);
+  const now = () =>
+    sh('ip', ['-o', 'link', 'show', 'type', 'bridge'])
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(': ')[1]!);
   for (let i = 0; i < 50 && now().length > 1; i++) await new Promise((r) => setTimeout(r, 100));
   return now();
 }
@@ -325,11 +401,26 @@ test('network rm: out of service at once (no address left on its bridge); a cras
   assert.doesNotMatch(sh('ip', ['-o', 'addr', 'show']), /172\.31\.77\./, 'the gateway address went with the rm');
   assert.doesNotMatch(sh('nft', ['list', 'ruleset']), new RegExp(bridge), 'and its firewall chains');
   assert.deepEqual(await bridgesSettled(), ['cvn0']);
-  for (let i = 0; i < 50 && await store.get(`network/doomed/${Id}`); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && (await store.get(`network/doomed/${Id}`)); i++)
+    await new Promise((r) => setTimeout(r, 100));
   assert.equal(await store.get(`network/doomed/${Id}`), undefined, 'the doomed record goes once the bridge is gone');
   // A daemon killed between the rm's answer and the bridge's deletion: the bridge is there, and the doomed record.
   sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
-  await store.put(`network/doomed/${Id}`, JSON.stringify({ driver: 'bridge', net: { id: Id, name: 'doomed', options: {}, internal: false, enableIPv6: false, ipv4: [{ pool: '172.31.77.0/24', gateway: '172.31.77.1/24', auxAddresses: {} }], ipv6: [] } }));
+  await store.put(
+    `network/doomed/${Id}`,
+    JSON.stringify({
+      driver: 'bridge',
+      net: {
+        id: Id,
+        name: 'doomed',
+        options: {},
+        internal: false,
+        enableIPv6: false,
+        ipv4: [{ pool: '172.31.77.0/24', gateway: '172.31.77.1/24', auxAddresses: {} }],
+        ipv6: [],
+      },
+    }),
+  );
   await ctl.close();
   ctl = makeController();
   await ctl.init();

@@ -37,16 +37,21 @@ async function page(get: () => Promise<RunResult>, tries = 5): Promise<string | 
 }
 const fromLab = (url: string) => page(async () => lab.sh(`timeout 5 busybox wget -q -O - ${url}`));
 const fromRemote = (url: string) => page(async () => remote.sh(`timeout 5 busybox wget -q -O - ${url}`));
-const fromContainer = (c: string, url: string) => page(async () => lab.cove(['exec', c, 'timeout', '5', 'wget', '-q', '-O', '-', url]));
+const fromContainer = (c: string, url: string) =>
+  page(async () => lab.cove(['exec', c, 'timeout', '5', 'wget', '-q', '-O', '-', url]));
 /** A refused/unreachable URL: a single try is the honest check (it must not answer at all). */
 async function noPage(where: 'lab' | 'remote', url: string): Promise<boolean> {
-  const r = where === 'lab' ? await lab.sh(`timeout 5 busybox wget -q -O - ${url}`) : await remote.sh(`timeout 5 busybox wget -q -O - ${url}`);
+  const r =
+    where === 'lab'
+      ? await lab.sh(`timeout 5 busybox wget -q -O - ${url}`)
+      : await remote.sh(`timeout 5 busybox wget -q -O - ${url}`);
   return r.code !== 0;
 }
 
 /** One UDP datagram to ip:port from inside a namespace; the echoed text, or undefined. */
 async function udpAsk(netnsPath: string, ip: string, port: number, text: string): Promise<string | undefined> {
-  const script = `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{process.stdout.write(m);process.exit(0)});` +
+  const script =
+    `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{process.stdout.write(m);process.exit(0)});` +
     `setTimeout(()=>process.exit(1),2000);s.send(${JSON.stringify(text)},${port},${JSON.stringify(ip)});`;
   for (let i = 0; i < 3; i++) {
     const r = await run('nsenter', [`--net=${netnsPath}`, process.execPath, '-e', script], { timeoutMs: 10_000 });
@@ -65,22 +70,33 @@ async function v4Ports(c: string, ...args: string[]): Promise<string[]> {
 }
 
 test('published ports', async (t) => {
-  await t.test('-p 8080:80: from the host, another machine, and hairpin from containers on the same network', async () => {
-    await lab.coveOk(['network', 'create', 'pubnet']);
-    await lab.coveOk(['run', '-d', '--name', 'web', '--network', 'pubnet', '-p', '8080:80', 'nginx']);
-    assert.deepEqual(await v4Ports('web'), ['80/tcp -> 0.0.0.0:8080']);
-    assert.deepEqual(await v4Ports('web', '80'), ['0.0.0.0:8080']);
-    assert.deepEqual(await v4Ports('web', '80/tcp'), ['0.0.0.0:8080']);
-    const none = await lab.cove(['port', 'web', '81']);
-    assert.notEqual(none.code, 0);
-    assert.match(none.stderr, /No public port '81\/tcp' published for web/);
-    assert.match((await fromLab(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'the host by its address');
-    assert.match((await fromLab('http://127.0.0.1:8080/')) ?? '', /stand-in/i, 'the host by loopback');
-    assert.match((await fromRemote(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'another machine');
-    await lab.coveOk(['run', '-dit', '--name', 'peer', '--network', 'pubnet', 'alpine', 'ash']);
-    assert.match((await fromContainer('peer', `http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'hairpin from a neighbour');
-    assert.match((await fromContainer('web', `http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'the container through its own published port');
-  });
+  await t.test(
+    '-p 8080:80: from the host, another machine, and hairpin from containers on the same network',
+    async () => {
+      await lab.coveOk(['network', 'create', 'pubnet']);
+      await lab.coveOk(['run', '-d', '--name', 'web', '--network', 'pubnet', '-p', '8080:80', 'nginx']);
+      assert.deepEqual(await v4Ports('web'), ['80/tcp -> 0.0.0.0:8080']);
+      assert.deepEqual(await v4Ports('web', '80'), ['0.0.0.0:8080']);
+      assert.deepEqual(await v4Ports('web', '80/tcp'), ['0.0.0.0:8080']);
+      const none = await lab.cove(['port', 'web', '81']);
+      assert.notEqual(none.code, 0);
+      assert.match(none.stderr, /No public port '81\/tcp' published for web/);
+      assert.match((await fromLab(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'the host by its address');
+      assert.match((await fromLab('http://127.0.0.1:8080/')) ?? '', /stand-in/i, 'the host by loopback');
+      assert.match((await fromRemote(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'another machine');
+      await lab.coveOk(['run', '-dit', '--name', 'peer', '--network', 'pubnet', 'alpine', 'ash']);
+      assert.match(
+        (await fromContainer('peer', `http://${LAB_IP}:8080/`)) ?? '',
+        /stand-in/i,
+        'hairpin from a neighbour',
+      );
+      assert.match(
+        (await fromContainer('web', `http://${LAB_IP}:8080/`)) ?? '',
+        /stand-in/i,
+        'the container through its own published port',
+      );
+    },
+  );
 
   await t.test('-p 127.0.0.1:8082:80: loopback only, not the host address, not other machines', async () => {
     await lab.coveOk(['run', '-d', '--name', 'local', '-p', '127.0.0.1:8082:80', 'nginx']);
@@ -100,7 +116,18 @@ test('published ports', async (t) => {
   });
 
   await t.test('ranges: 9000-9001:80-81 maps one to one; a host range for one port takes a free one', async () => {
-    await lab.coveOk(['run', '-d', '--name', 'two', '-p', '9000-9001:80-81', 'nginx', 'sh', '-c', 'httpd -p 81 -h /www && exec httpd -f -p 80 -h /www']);
+    await lab.coveOk([
+      'run',
+      '-d',
+      '--name',
+      'two',
+      '-p',
+      '9000-9001:80-81',
+      'nginx',
+      'sh',
+      '-c',
+      'httpd -p 81 -h /www && exec httpd -f -p 80 -h /www',
+    ]);
     assert.deepEqual(await v4Ports('two'), ['80/tcp -> 0.0.0.0:9000', '81/tcp -> 0.0.0.0:9001']);
     assert.match((await fromRemote(`http://${LAB_IP}:9000/`)) ?? '', /stand-in/i);
     assert.match((await fromRemote(`http://${LAB_IP}:9001/`)) ?? '', /stand-in/i);
@@ -115,7 +142,11 @@ test('published ports', async (t) => {
     for (const spec of ['9000-9002:80-81', '9005:80-81']) {
       const r = await lab.cove(['run', '-d', '--name', 'badrange', '-p', spec, 'nginx']);
       assert.notEqual(r.code, 0, spec);
-      assert.match(r.stderr, /invalid ranges specified for container and host Ports: 80-81 and (9000-9002|9005)$/im, spec);
+      assert.match(
+        r.stderr,
+        /invalid ranges specified for container and host Ports: 80-81 and (9000-9002|9005)$/im,
+        spec,
+      );
       assert.notEqual((await lab.cove(['inspect', 'badrange'])).code, 0, `${spec}: no container was made`);
     }
   });
@@ -140,20 +171,35 @@ test('published ports', async (t) => {
     assert.deepEqual(await v4Ports('udp', '53/udp'), ['0.0.0.0:5353']);
     // A tiny UDP echo on port 53 in the container's network namespace (busybox has no UDP server).
     const sandbox = await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'udp']);
-    const echo = spawn('nsenter', [`--net=${sandbox}`, process.execPath, '-e',
-      "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('echo:'+m,r.port,r.address));s.bind(53,()=>console.log('ready'))"],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+    const echo = spawn(
+      'nsenter',
+      [
+        `--net=${sandbox}`,
+        process.execPath,
+        '-e',
+        "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('echo:'+m,r.port,r.address));s.bind(53,()=>console.log('ready'))",
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     echoes.push(echo);
     await new Promise<void>((res, rej) => {
       echo.stdout!.once('data', () => res());
       echo.once('exit', (code) => rej(new Error(`udp echo exited ${code}`)));
     });
     const containerIp = await lab.coveOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', 'udp']);
-    assert.equal(await udpAsk(lab.netnsPath, containerIp, 53, 'direct'), 'echo:direct', 'the echo answers on the container address (control)');
+    assert.equal(
+      await udpAsk(lab.netnsPath, containerIp, 53, 'direct'),
+      'echo:direct',
+      'the echo answers on the container address (control)',
+    );
     assert.equal(await udpAsk(`/run/netns/${lab.name}-far`, LAB_IP, 5353, 'far'), 'echo:far', 'from another machine');
     assert.equal(await udpAsk(lab.netnsPath, LAB_IP, 5353, 'host'), 'echo:host', 'from the host by its address');
     assert.equal(await udpAsk(lab.netnsPath, '127.0.0.1', 5353, 'loop'), 'echo:loop', 'from the host by loopback');
-    assert.equal(await udpAsk(`/run/netns/${lab.name}-far`, LAB_IP, 5354, 'nothing'), undefined, 'an unpublished port stays closed');
+    assert.equal(
+      await udpAsk(`/run/netns/${lab.name}-far`, LAB_IP, 5354, 'nothing'),
+      undefined,
+      'an unpublished port stays closed',
+    );
     echo.kill('SIGKILL');
   });
 
@@ -167,7 +213,11 @@ test('published ports', async (t) => {
   });
 
   await t.test('racing runs for one host port: exactly one gets it', async () => {
-    const runs = await Promise.all(Array.from({ length: 4 }, (_, i) => lab.cove(['run', '-d', '--name', `race${i}`, '-p', '8300:80', 'nginx'], { timeoutMs: 120_000 })));
+    const runs = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        lab.cove(['run', '-d', '--name', `race${i}`, '-p', '8300:80', 'nginx'], { timeoutMs: 120_000 }),
+      ),
+    );
     assert.equal(runs.filter((r) => r.code === 0).length, 1);
     for (const r of runs.filter((x) => x.code !== 0)) assert.match(r.stderr, /port is already allocated/);
     assert.match((await fromRemote(`http://${LAB_IP}:8300/`)) ?? '', /stand-in/i);
@@ -189,7 +239,7 @@ test('published ports', async (t) => {
     assert.match((await fromRemote(`http://${LAB_IP}:8080/`)) ?? '', /stand-in/i, 'back after restart');
   });
 
-  await t.test('--network host -p 9999:80: Docker\'s warning, and it runs on the host\'s ports', async () => {
+  await t.test("--network host -p 9999:80: Docker's warning, and it runs on the host's ports", async () => {
     const r = await lab.cove(['run', '-d', '--name', 'hostnet', '--network', 'host', '-p', '9999:80', 'nginx']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^WARNING: Published ports are discarded when using host network mode$/m);
@@ -201,7 +251,11 @@ test('published ports', async (t) => {
 
   await t.test('--network container:NAME shares the namespace; publishing there is refused like Docker', async () => {
     await lab.coveOk(['run', '-dit', '--name', 'sidecar', '--network', 'container:web', 'alpine', 'ash']);
-    assert.match((await fromContainer('sidecar', 'http://127.0.0.1:80/')) ?? '', /stand-in/i, "web's server on the shared loopback");
+    assert.match(
+      (await fromContainer('sidecar', 'http://127.0.0.1:80/')) ?? '',
+      /stand-in/i,
+      "web's server on the shared loopback",
+    );
     for (const flags of [['-p', '8085:80'], ['-P']]) {
       const r = await lab.cove(['run', '-d', '--name', 'sidecar2', '--network', 'container:web', ...flags, 'nginx']);
       assert.equal(r.code, 125, flags.join(' '));
@@ -214,7 +268,8 @@ test('published ports', async (t) => {
     const all = (await lab.coveOk(['ps', '-aq'])).split('\n').filter(Boolean);
     await lab.coveOk(['rm', '-f', ...all], { timeoutMs: 120_000 });
     const listening = (await lab.sh('netstat -tuln')).stdout;
-    for (const p of ['8080', '8082', '8083', '9000', '9001', '9100', '5353']) assert.doesNotMatch(listening, new RegExp(`:${p}\\s`), `port ${p} still held`);
+    for (const p of ['8080', '8082', '8083', '9000', '9001', '9100', '5353'])
+      assert.doesNotMatch(listening, new RegExp(`:${p}\\s`), `port ${p} still held`);
     const rules = (await lab.sh('nft list ruleset')).stdout;
     assert.doesNotMatch(rules, /\b(8080|8082|9000|9001|5353)\b/, 'a published-port rule was left behind');
   });

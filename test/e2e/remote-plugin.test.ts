@@ -52,10 +52,16 @@ async function labWithPluginDir(name: string): Promise<Lab> {
 }
 
 /** Starts the test plugin inside the lab namespace (its links live there, next to the daemon's). */
-async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' | 'badjoin' = 'normal', sock = join(pluginDir, `${name}.sock`)): Promise<RunningPlugin> {
+async function startPlugin(
+  name: string,
+  mode: 'normal' | 'boom' | 'hang' | 'badjoin' = 'normal',
+  sock = join(pluginDir, `${name}.sock`),
+): Promise<RunningPlugin> {
   mkdirSync(dirname(sock), { recursive: true });
   const log = join(lab.dir, `${name}.calls`);
-  const child = spawn('nsenter', [`--net=${lab.netnsPath}`, process.execPath, FIXTURE, sock, log, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('nsenter', [`--net=${lab.netnsPath}`, process.execPath, FIXTURE, sock, log, mode], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   plugins.push(child);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`plugin ${name} did not start`)), 10_000);
@@ -69,7 +75,13 @@ async function startPlugin(name: string, mode: 'normal' | 'boom' | 'hang' | 'bad
   });
   return {
     pid: child.pid!,
-    calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as PluginCall) : []),
+    calls: () =>
+      existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as PluginCall)
+        : [],
     stop: () => stopPlugin(child),
   };
 }
@@ -96,7 +108,10 @@ test('a network plugin, from create to rm', async (t) => {
   await t.test('network create -d myplugin -o foo=bar pnet: the plugin is activated and sees the option', async () => {
     netId = await lab.coveOk(['network', 'create', '-d', 'myplugin', '-o', 'foo=bar', 'pnet']);
     const calls = plugin.calls();
-    assert.deepEqual(calls.slice(0, 3).map((c) => c.method), ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork']);
+    assert.deepEqual(
+      calls.slice(0, 3).map((c) => c.method),
+      ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork'],
+    );
     assert.equal(calls[0]!.accept, 'application/vnd.docker.plugins.v1.2+json');
     const create = calls[2]!.body;
     assert.equal(create.NetworkID, netId);
@@ -117,7 +132,7 @@ test('a network plugin, from create to rm', async (t) => {
   });
 
   const ip: Record<string, string> = {};
-  await t.test('two containers on pnet get the plugin\'s interface as eth0, with their addresses', async () => {
+  await t.test("two containers on pnet get the plugin's interface as eth0, with their addresses", async () => {
     await lab.coveOk(['run', '-dit', '--name', 'p1', '--network', 'pnet', 'alpine', 'ash']);
     await lab.coveOk(['run', '-dit', '--name', 'p2', '--network', 'pnet', 'alpine', 'ash']);
     for (const c of ['p1', 'p2']) {
@@ -130,7 +145,11 @@ test('a network plugin, from create to rm', async (t) => {
     }
     const joins = plugin.calls().filter((c) => c.method === 'NetworkDriver.Join');
     assert.equal(joins.length, 2);
-    assert.ok(joins.every((j) => j.body.NetworkID === netId && typeof j.body.SandboxKey === 'string' && j.body.SandboxKey.startsWith('/')));
+    assert.ok(
+      joins.every(
+        (j) => j.body.NetworkID === netId && typeof j.body.SandboxKey === 'string' && j.body.SandboxKey.startsWith('/'),
+      ),
+    );
     const eps = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint');
     assert.deepEqual(eps.map((e) => e.body.Interface.Address).sort(), [`${ip.p1}/16`, `${ip.p2}/16`].sort());
   });
@@ -145,56 +164,93 @@ test('a network plugin, from create to rm', async (t) => {
 
   await t.test('inspect lists both containers on pnet', async () => {
     const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'pnet']))[0];
-    assert.deepEqual(Object.values(net.Containers as Record<string, { Name: string }>).map((c) => c.Name).sort(), ['p1', 'p2']);
+    assert.deepEqual(
+      Object.values(net.Containers as Record<string, { Name: string }>)
+        .map((c) => c.Name)
+        .sort(),
+      ['p1', 'p2'],
+    );
   });
 
-  await t.test('network connect pnet to a container on the default bridge: eth1 from the plugin; disconnect gives it back', async () => {
-    await lab.coveOk(['run', '-dit', '--name', 'p3', 'alpine', 'ash']);
-    await lab.coveOk(['network', 'connect', 'pnet', 'p3']);
-    const addr = await lab.coveOk(['exec', 'p3', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth1']);
-    assert.ok(addr.includes(`${await ipOf(lab, 'p3', 'pnet')}/16`), addr);
-    assert.ok(await reaches(lab, 'p3', 'p1'), 'p3 -> p1 by name over pnet');
-    await lab.coveOk(['network', 'disconnect', 'pnet', 'p3']);
-    assert.doesNotMatch(await lab.coveOk(['exec', 'p3', 'ip', '-o', 'link', 'show']), /eth1/);
-    const leave = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave').at(-1)!;
-    assert.deepEqual(leave.note, { sandboxEndBack: true }, 'the interface is back in the daemon\'s namespace at Leave');
-    assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteEndpoint');
-    await lab.coveOk(['rm', '-f', 'p3']);
-  });
+  await t.test(
+    'network connect pnet to a container on the default bridge: eth1 from the plugin; disconnect gives it back',
+    async () => {
+      await lab.coveOk(['run', '-dit', '--name', 'p3', 'alpine', 'ash']);
+      await lab.coveOk(['network', 'connect', 'pnet', 'p3']);
+      const addr = await lab.coveOk(['exec', 'p3', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth1']);
+      assert.ok(addr.includes(`${await ipOf(lab, 'p3', 'pnet')}/16`), addr);
+      assert.ok(await reaches(lab, 'p3', 'p1'), 'p3 -> p1 by name over pnet');
+      await lab.coveOk(['network', 'disconnect', 'pnet', 'p3']);
+      assert.doesNotMatch(await lab.coveOk(['exec', 'p3', 'ip', '-o', 'link', 'show']), /eth1/);
+      const leave = plugin
+        .calls()
+        .filter((c) => c.method === 'NetworkDriver.Leave')
+        .at(-1)!;
+      assert.deepEqual(
+        leave.note,
+        { sandboxEndBack: true },
+        "the interface is back in the daemon's namespace at Leave",
+      );
+      assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteEndpoint');
+      await lab.coveOk(['rm', '-f', 'p3']);
+    },
+  );
 
   await t.test('-p 8080:80 on pnet: the plugin is asked to program the port map, and to revoke it at rm', async () => {
     await lab.coveOk(['run', '-dit', '--name', 'p5', '-p', '8080:80', '--network', 'pnet', 'alpine', 'ash']);
     const ip5 = await ipOf(lab, 'p5', 'pnet');
-    const prog = plugin.calls().filter((c) => c.method === 'NetworkDriver.ProgramExternalConnectivity').at(-1)!;
-    assert.deepEqual(prog.body.Options['com.docker.network.portmap'], [{ Proto: 6, IP: ip5, Port: 80, HostIP: '0.0.0.0', HostPort: 8080, HostPortEnd: 8080 }]);
+    const prog = plugin
+      .calls()
+      .filter((c) => c.method === 'NetworkDriver.ProgramExternalConnectivity')
+      .at(-1)!;
+    assert.deepEqual(prog.body.Options['com.docker.network.portmap'], [
+      { Proto: 6, IP: ip5, Port: 80, HostIP: '0.0.0.0', HostPort: 8080, HostPortEnd: 8080 },
+    ]);
     await lab.coveOk(['rm', '-f', 'p5']);
-    const revoke = plugin.calls().filter((c) => c.method === 'NetworkDriver.RevokeExternalConnectivity').at(-1);
+    const revoke = plugin
+      .calls()
+      .filter((c) => c.method === 'NetworkDriver.RevokeExternalConnectivity')
+      .at(-1);
     assert.equal(revoke?.body.EndpointID, prog.body.EndpointID);
   });
 
-  await t.test('a daemon restart activates the plugin again: running containers keep their names, new ones join', async () => {
-    const activations = () => plugin.calls().filter((c) => c.method === 'Plugin.Activate').length;
-    assert.equal(activations(), 1);
-    await lab.stopDaemon();
-    await lab.startDaemon({ extraArgs: daemonArgs() });
-    assert.equal(activations(), 2);
-    assert.ok(await reaches(lab, 'p1', 'p2'), 'p1 -> p2 by name after the restart');
-    await lab.coveOk(['run', '-dit', '--name', 'p4', '--network', 'pnet', 'alpine', 'ash']);
-    assert.ok(await reaches(lab, 'p4', 'p1'), 'p4 -> p1 by name');
-  });
+  await t.test(
+    'a daemon restart activates the plugin again: running containers keep their names, new ones join',
+    async () => {
+      const activations = () => plugin.calls().filter((c) => c.method === 'Plugin.Activate').length;
+      assert.equal(activations(), 1);
+      await lab.stopDaemon();
+      await lab.startDaemon({ extraArgs: daemonArgs() });
+      assert.equal(activations(), 2);
+      assert.ok(await reaches(lab, 'p1', 'p2'), 'p1 -> p2 by name after the restart');
+      await lab.coveOk(['run', '-dit', '--name', 'p4', '--network', 'pnet', 'alpine', 'ash']);
+      assert.ok(await reaches(lab, 'p4', 'p1'), 'p4 -> p1 by name');
+    },
+  );
 
-  await t.test('rm of the containers: Leave and DeleteEndpoint for each; the plugin\'s links are gone', async () => {
+  await t.test("rm of the containers: Leave and DeleteEndpoint for each; the plugin's links are gone", async () => {
     await lab.coveOk(['rm', '-f', 'p1', 'p2', 'p4']);
-    const epIds = plugin.calls().filter((c) => c.method === 'NetworkDriver.CreateEndpoint').map((c) => c.body.EndpointID as string).sort();
+    const epIds = plugin
+      .calls()
+      .filter((c) => c.method === 'NetworkDriver.CreateEndpoint')
+      .map((c) => c.body.EndpointID as string)
+      .sort();
     assert.equal(epIds.length, 5);
     const leaves = plugin.calls().filter((c) => c.method === 'NetworkDriver.Leave');
     assert.ok(leaves.every((c) => c.note?.sandboxEndBack === true));
     const left = leaves.map((c) => c.body.EndpointID as string).sort();
-    const deleted = plugin.calls().filter((c) => c.method === 'NetworkDriver.DeleteEndpoint').map((c) => c.body.EndpointID as string).sort();
+    const deleted = plugin
+      .calls()
+      .filter((c) => c.method === 'NetworkDriver.DeleteEndpoint')
+      .map((c) => c.body.EndpointID as string)
+      .sort();
     assert.deepEqual(left, epIds);
     assert.deepEqual(deleted, epIds);
     const links = await hostLinks(lab);
-    assert.deepEqual(links.filter((l) => l.startsWith('pv') || l.startsWith('pc')), []);
+    assert.deepEqual(
+      links.filter((l) => l.startsWith('pv') || l.startsWith('pc')),
+      [],
+    );
   });
 
   await t.test('network rm pnet: DeleteNetwork; the host has the links it had before', async () => {
@@ -241,7 +297,12 @@ test('a Join naming an interface that does not exist: run fails clearly, the end
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /failed to move plugin interface nosuchlink0 into the sandbox/);
   const methods = plugin.calls().map((c) => c.method);
-  assert.deepEqual(methods.slice(-4), ['NetworkDriver.CreateEndpoint', 'NetworkDriver.Join', 'NetworkDriver.Leave', 'NetworkDriver.DeleteEndpoint']);
+  assert.deepEqual(methods.slice(-4), [
+    'NetworkDriver.CreateEndpoint',
+    'NetworkDriver.Join',
+    'NetworkDriver.Leave',
+    'NetworkDriver.DeleteEndpoint',
+  ]);
   const net = JSON.parse(await lab.coveOk(['network', 'inspect', 'bjnet']))[0];
   assert.deepEqual(net.Containers, {});
   await lab.cove(['rm', '-f', 'bj1']);
@@ -254,7 +315,10 @@ test('a plugin found through a spec file (/etc/docker/plugins/NAME.spec style) n
   const plugin = await startPlugin('specplug', 'normal', join(lab.dir, 'elsewhere', 'specplug.sock'));
   writeFileSync(join(pluginDir, 'specplug.spec'), `unix://${join(lab.dir, 'elsewhere', 'specplug.sock')}\n`);
   await lab.coveOk(['network', 'create', '-d', 'specplug', 'snet']);
-  assert.deepEqual(plugin.calls().map((c) => c.method), ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork']);
+  assert.deepEqual(
+    plugin.calls().map((c) => c.method),
+    ['Plugin.Activate', 'NetworkDriver.GetCapabilities', 'NetworkDriver.CreateNetwork'],
+  );
   await lab.coveOk(['network', 'rm', 'snet']);
   assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteNetwork');
   plugin.stop();
@@ -273,7 +337,10 @@ test('a plugin that is down when the daemon starts: rm waits for it; once it is 
   assert.match(await lab.coveOk(['network', 'ls']), /\blnet\s+late\b/);
   plugin = await startPlugin('late');
   await lab.coveOk(['run', '-dit', '--name', 'l1', '--network', 'lnet', 'alpine', 'ash']);
-  assert.match(await lab.coveOk(['exec', 'l1', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']), /inet 172\.18\.0\.2\/16/);
+  assert.match(
+    await lab.coveOk(['exec', 'l1', 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']),
+    /inet 172\.18\.0\.2\/16/,
+  );
   await lab.coveOk(['rm', '-f', 'l1']);
   await lab.coveOk(['network', 'rm', 'lnet']);
   assert.equal(plugin.calls().at(-1)!.method, 'NetworkDriver.DeleteNetwork');
@@ -290,9 +357,14 @@ test('--ipam-driver: the plugin picks the pool and every address, and gets them 
   const pool = ipamCalls().find((c) => c.method === 'IpamDriver.RequestPool')!;
   assert.equal(pool.body.AddressSpace, 'plg-local');
   assert.equal(pool.body.V6, false);
-  assert.deepEqual(ipamCalls().find((c) => c.method === 'IpamDriver.RequestAddress')!.body.Options, { RequestAddressType: 'com.docker.network.gateway' });
+  assert.deepEqual(ipamCalls().find((c) => c.method === 'IpamDriver.RequestAddress')!.body.Options, {
+    RequestAddressType: 'com.docker.network.gateway',
+  });
   const create = plugin.calls().find((c) => c.method === 'NetworkDriver.CreateNetwork')!;
-  assert.deepEqual(create.body.IPv4Data.map((d: { Pool: string; Gateway: string }) => [d.Pool, d.Gateway]), [['10.77.0.0/24', '10.77.0.1/24']]);
+  assert.deepEqual(
+    create.body.IPv4Data.map((d: { Pool: string; Gateway: string }) => [d.Pool, d.Gateway]),
+    [['10.77.0.0/24', '10.77.0.1/24']],
+  );
 
   await lab.coveOk(['run', '-dit', '--name', 'i1', '--network', 'inet1', 'alpine', 'ash']);
   await lab.coveOk(['run', '-dit', '--name', 'i2', '--network', 'inet1', 'alpine', 'ash']);
@@ -301,12 +373,21 @@ test('--ipam-driver: the plugin picks the pool and every address, and gets them 
   assert.ok(await reaches(lab, 'i1', 'i2'), 'i1 -> i2 by name');
 
   await lab.coveOk(['rm', '-f', 'i1', 'i2']);
-  const released = ipamCalls().filter((c) => c.method === 'IpamDriver.ReleaseAddress').map((c) => c.body.Address).sort();
+  const released = ipamCalls()
+    .filter((c) => c.method === 'IpamDriver.ReleaseAddress')
+    .map((c) => c.body.Address)
+    .sort();
   assert.deepEqual(released, ['10.77.0.100', '10.77.0.101']);
   await lab.coveOk(['network', 'rm', 'inet1']);
-  assert.deepEqual(ipamCalls().slice(-2).map((c) => [c.method, c.body.Address ?? c.body.PoolID]), [
-    ['IpamDriver.ReleaseAddress', '10.77.0.1'], ['IpamDriver.ReleasePool', 'plg-10.77.0.0/24'],
-  ]);
+  assert.deepEqual(
+    ipamCalls()
+      .slice(-2)
+      .map((c) => [c.method, c.body.Address ?? c.body.PoolID]),
+    [
+      ['IpamDriver.ReleaseAddress', '10.77.0.1'],
+      ['IpamDriver.ReleasePool', 'plg-10.77.0.0/24'],
+    ],
+  );
 
   // A built-in driver with the plugin's IPAM: the bridge gets the plugin's pool and addresses.
   await lab.coveOk(['network', 'create', '--ipam-driver', 'myipam', '--subnet', '10.78.0.0/24', 'ibr']);
@@ -326,7 +407,10 @@ test('--ipam-driver whose plugin refuses the pool: create fails with its message
   assert.match(r.stderr, /IpamDriver\.RequestPool: this plugin has no IPv6 pools/);
   // The IPv4 pool it had already handed out went back.
   const calls = plugin.calls().map((c) => c.method);
-  assert.deepEqual(calls.filter((m) => m.startsWith('IpamDriver.') && m.includes('Pool')), ['IpamDriver.RequestPool', 'IpamDriver.RequestPool', 'IpamDriver.ReleasePool']);
+  assert.deepEqual(
+    calls.filter((m) => m.startsWith('IpamDriver.') && m.includes('Pool')),
+    ['IpamDriver.RequestPool', 'IpamDriver.RequestPool', 'IpamDriver.ReleasePool'],
+  );
   assert.doesNotMatch(await lab.coveOk(['network', 'ls']), /\bv6net\b/);
   plugin.stop();
 });

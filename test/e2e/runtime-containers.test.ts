@@ -23,7 +23,11 @@ import { FakeNetworks } from './runtime-fake-network.js';
 const repoRoot = join(import.meta.dirname, '..', '..', '..');
 const LAB = `cvrt-e2e${process.pid % 10000}`;
 const work = mkdtempSync('/tmp/cvrt-ctr-');
-const config: DaemonConfig = defaultConfig({ dataRoot: join(work, 'data'), execRoot: join(work, 'run'), runtime: '/usr/sbin/runc' });
+const config: DaemonConfig = defaultConfig({
+  dataRoot: join(work, 'data'),
+  execRoot: join(work, 'run'),
+  runtime: '/usr/sbin/runc',
+});
 const events = new EventBus();
 const seen: DockerEvent[] = [];
 events.subscribe((e) => seen.push(e));
@@ -77,7 +81,8 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of await containers.list({ all: true })) await containers.remove(c.Id, { force: true }).catch(() => undefined);
+  for (const c of await containers.list({ all: true }))
+    await containers.remove(c.Id, { force: true }).catch(() => undefined);
   await containers.close();
   await networks.close();
   await store.close();
@@ -91,7 +96,11 @@ after(async () => {
 });
 
 test('run a busybox container with --network none: exec sees only lo and its hostname', async () => {
-  const { Id } = await containers.create('none1', { Image: 'alpine', Cmd: ['sleep', '1000'], HostConfig: { NetworkMode: 'none' } });
+  const { Id } = await containers.create('none1', {
+    Image: 'alpine',
+    Cmd: ['sleep', '1000'],
+    HostConfig: { NetworkMode: 'none' },
+  });
   await containers.start('none1');
   const ins = await containers.inspect('none1');
   assert.equal(ins.State.Status, 'running');
@@ -132,12 +141,20 @@ test('run a busybox container with --network none: exec sees only lo and its hos
   assert.equal(after1.State.Status, 'exited');
   assert.equal(after1.State.ExitCode, 137, 'sleep as PID 1 ignores SIGTERM, so SIGKILL after 1 s');
   assert.equal(networks.sandboxes.has(Id), false, 'sandbox deleted at stop');
-  assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(after1.GraphDriver.Data!.MergedDir!), false, 'rootfs unmounted');
+  assert.equal(
+    readFileSync('/proc/self/mountinfo', 'utf8').includes(after1.GraphDriver.Data!.MergedDir!),
+    false,
+    'rootfs unmounted',
+  );
   const row2 = (await containers.list({ all: true })).find((c) => c.Id === Id)!;
   assert.match(row2.Status, /^Exited \(137\) (Less than a second|\d+ seconds?) ago$/);
-  assert.equal((await containers.list()).some((c) => c.Id === Id), false);
+  assert.equal(
+    (await containers.list()).some((c) => c.Id === Id),
+    false,
+  );
   const actions = seen.filter((e) => e.Actor.ID === Id).map((e) => e.Action);
-  for (const a of ['create', 'start', 'exec_create', 'exec_start', 'kill', 'die', 'stop']) assert.ok(actions.includes(a), `event ${a}`);
+  for (const a of ['create', 'start', 'exec_create', 'exec_start', 'kill', 'die', 'stop'])
+    assert.ok(actions.includes(a), `event ${a}`);
   assert.equal(seen.find((e) => e.Actor.ID === Id && e.Action === 'start')!.Actor.Attributes.name, 'none1');
   assert.equal(seen.find((e) => e.Actor.ID === Id && e.Action === 'start')!.Actor.Attributes.image, 'alpine');
   await containers.remove('none1');
@@ -146,21 +163,31 @@ test('run a busybox container with --network none: exec sees only lo and its hos
 
 test('--network host joins the lab namespace (never the root one)', async () => {
   const { Id, Warnings } = await containers.create('hostnet', {
-    Image: 'alpine', Cmd: ['sleep', '1000'], HostConfig: { NetworkMode: 'host', PortBindings: { '80/tcp': [{ HostPort: '8080' }] } },
+    Image: 'alpine',
+    Cmd: ['sleep', '1000'],
+    HostConfig: { NetworkMode: 'host', PortBindings: { '80/tcp': [{ HostPort: '8080' }] } },
   });
   assert.deepEqual(Warnings, ['Published ports are discarded when using host network mode']);
   await containers.start(Id);
   const ns = (await exec(Id, ['readlink', '/proc/self/ns/net'])).out.trim();
   assert.equal(ns, `net:[${netnsInode(`/run/netns/${LAB}`)}]`);
   assert.notEqual(ns, `net:[${rootNetns}]`);
-  await assert.rejects(containers.connectNetwork(Id, 'none', {}), /container cannot be disconnected from host network or connected to host network/);
+  await assert.rejects(
+    containers.connectNetwork(Id, 'none', {}),
+    /container cannot be disconnected from host network or connected to host network/,
+  );
   await containers.remove(Id, { force: true });
 });
 
 test('attach with pipes, detach with ctrl-p ctrl-q, reattach; logs with stream filters, tail, timestamps', async () => {
   const { Id } = await containers.create('echoer', {
-    Image: 'alpine', OpenStdin: true, AttachStdin: true, AttachStdout: true, AttachStderr: true,
-    Cmd: ['sh', '-c', 'while read l; do echo "got:$l"; echo "err:$l" >&2; done'], HostConfig: { NetworkMode: 'none' },
+    Image: 'alpine',
+    OpenStdin: true,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Cmd: ['sh', '-c', 'while read l; do echo "got:$l"; echo "err:$l" >&2; done'],
+    HostConfig: { NetworkMode: 'none' },
   });
   // Attach before start, as docker run does.
   const s1 = await containers.attach(Id, { stdin: true, stdout: true, stderr: true, logs: false, stream: true });
@@ -173,7 +200,14 @@ test('attach with pipes, detach with ctrl-p ctrl-q, reattach; logs with stream f
   assert.equal(await s1.done, 'detached');
   assert.equal((await containers.inspect(Id)).State.Running, true, 'still running after detach');
 
-  const s2 = await containers.attach(Id, { stdin: true, stdout: true, stderr: false, logs: false, stream: true, detachKeys: 'ctrl-x' });
+  const s2 = await containers.attach(Id, {
+    stdin: true,
+    stdout: true,
+    stderr: false,
+    logs: false,
+    stream: true,
+    detachKeys: 'ctrl-x',
+  });
   const out2 = collect(s2.stdout);
   s2.stdin!.write('second\n');
   await until(() => out2.text().includes('got:second'), 5000, 'echo 2');
@@ -181,15 +215,31 @@ test('attach with pipes, detach with ctrl-p ctrl-q, reattach; logs with stream f
   s2.stdin!.write('\x18');
   assert.equal(await s2.done, 'detached');
 
-  const lines = async (o: Partial<{ stdout: boolean; stderr: boolean; tail: string; timestamps: boolean }>): Promise<string[]> => {
+  const lines = async (
+    o: Partial<{ stdout: boolean; stderr: boolean; tail: string; timestamps: boolean }>,
+  ): Promise<string[]> => {
     const got: string[] = [];
-    for await (const e of containers.logs(Id, { follow: false, stdout: true, stderr: true, timestamps: false, tail: 'all', ...o })) got.push(`${e.stream}:${e.data.toString()}`);
+    for await (const e of containers.logs(Id, {
+      follow: false,
+      stdout: true,
+      stderr: true,
+      timestamps: false,
+      tail: 'all',
+      ...o,
+    }))
+      got.push(`${e.stream}:${e.data.toString()}`);
     return got;
   };
   assert.deepEqual(await lines({ stderr: false }), ['stdout:got:abc\n', 'stdout:got:second\n']);
   assert.deepEqual(await lines({ stdout: false }), ['stderr:err:abc\n', 'stderr:err:second\n']);
   assert.deepEqual(await lines({ tail: '1' }), ['stderr:err:second\n']);
-  for await (const e of containers.logs(Id, { follow: false, stdout: true, stderr: false, timestamps: true, tail: '1' })) {
+  for await (const e of containers.logs(Id, {
+    follow: false,
+    stdout: true,
+    stderr: false,
+    timestamps: true,
+    tail: '1',
+  })) {
     assert.match(e.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+/);
   }
   await containers.kill(Id);
@@ -200,13 +250,21 @@ test('attach with pipes, detach with ctrl-p ctrl-q, reattach; logs with stream f
 
 test('logs -f follows until the container stops', async () => {
   const { Id } = await containers.create(undefined, {
-    Image: 'alpine', Cmd: ['sh', '-c', 'i=0; while [ $i -lt 50 ]; do echo tick$i; i=$((i+1)); sleep 0.1; done'], HostConfig: { NetworkMode: 'none' },
+    Image: 'alpine',
+    Cmd: ['sh', '-c', 'i=0; while [ $i -lt 50 ]; do echo tick$i; i=$((i+1)); sleep 0.1; done'],
+    HostConfig: { NetworkMode: 'none' },
   });
   const ins = await containers.inspect(Id);
   assert.match(ins.Name, /^\/[a-z]+_[a-z]+\d?$/, 'generated name');
   await containers.start(Id);
   const got: string[] = [];
-  for await (const e of containers.logs(Id, { follow: true, stdout: true, stderr: true, timestamps: false, tail: 'all' })) {
+  for await (const e of containers.logs(Id, {
+    follow: true,
+    stdout: true,
+    stderr: true,
+    timestamps: false,
+    tail: 'all',
+  })) {
     got.push(e.data.toString().trim());
   }
   assert.equal(got.length, 50);
@@ -217,9 +275,21 @@ test('logs -f follows until the container stops', async () => {
 });
 
 test('exec -it with a TTY reads stdin; wait, AutoRemove, name conflicts, rm of a running container', async () => {
-  const { Id } = await containers.create('tty1', { Image: 'alpine', Tty: true, OpenStdin: true, Cmd: ['/bin/sh'], HostConfig: { NetworkMode: 'none' } });
+  const { Id } = await containers.create('tty1', {
+    Image: 'alpine',
+    Tty: true,
+    OpenStdin: true,
+    Cmd: ['/bin/sh'],
+    HostConfig: { NetworkMode: 'none' },
+  });
   await containers.start(Id);
-  const e = await containers.execCreate(Id, { Cmd: ['/bin/sh'], AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: true });
+  const e = await containers.execCreate(Id, {
+    Cmd: ['/bin/sh'],
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: true,
+  });
   const s = (await containers.execStart(e.Id, { Tty: true }))!;
   const out = collect(s.stdout);
   await s.resize(40, 100);
@@ -240,17 +310,31 @@ test('exec -it with a TTY reads stdin; wait, AutoRemove, name conflicts, rm of a
   assert.equal(await a.done, 'detached');
   assert.equal((await containers.inspect(Id)).State.Running, true);
 
-  await assert.rejects(containers.create('tty1', { Image: 'alpine', HostConfig: { NetworkMode: 'none' } }), (err: Error & { status?: number }) =>
-    err.status === 409 && err.message === `Conflict. The container name "/tty1" is already in use by container "${Id}". You have to remove (or rename) that container to be able to reuse that name.`);
-  await assert.rejects(containers.remove(Id), (err: Error & { status?: number }) =>
-    err.status === 409 && err.message === `You cannot remove a running container ${Id}. Stop the container before attempting removal or force remove`);
+  await assert.rejects(
+    containers.create('tty1', { Image: 'alpine', HostConfig: { NetworkMode: 'none' } }),
+    (err: Error & { status?: number }) =>
+      err.status === 409 &&
+      err.message ===
+        `Conflict. The container name "/tty1" is already in use by container "${Id}". You have to remove (or rename) that container to be able to reuse that name.`,
+  );
+  await assert.rejects(
+    containers.remove(Id),
+    (err: Error & { status?: number }) =>
+      err.status === 409 &&
+      err.message ===
+        `You cannot remove a running container ${Id}. Stop the container before attempting removal or force remove`,
+  );
   await assert.rejects(containers.start(Id), (err: Error & { status?: number }) => err.status === 304);
   await containers.rename('tty1', 'tty2');
   assert.equal((await containers.inspect(Id)).Name, '/tty2');
   assert.ok(networks.calls.includes(`rename ${Id.slice(0, 12)} tty2`));
   await containers.remove('tty2', { force: true });
 
-  const rm = await containers.create('autorm', { Image: 'alpine', Cmd: ['sh', '-c', 'exit 7'], HostConfig: { NetworkMode: 'none', AutoRemove: true } });
+  const rm = await containers.create('autorm', {
+    Image: 'alpine',
+    Cmd: ['sh', '-c', 'exit 7'],
+    HostConfig: { NetworkMode: 'none', AutoRemove: true },
+  });
   const waiting = containers.wait(rm.Id, 'removed');
   await containers.start(rm.Id);
   assert.equal((await waiting).StatusCode, 7);
@@ -259,21 +343,42 @@ test('exec -it with a TTY reads stdin; wait, AutoRemove, name conflicts, rm of a
 });
 
 test('a start that fails leaves the container created with State.Error and nothing behind', async () => {
-  const { Id } = await containers.create('broken', { Image: 'alpine', Cmd: ['/nonexistent'], HostConfig: { NetworkMode: 'none' } });
+  const { Id } = await containers.create('broken', {
+    Image: 'alpine',
+    Cmd: ['/nonexistent'],
+    HostConfig: { NetworkMode: 'none' },
+  });
   await assert.rejects(containers.start(Id), /nonexistent/);
   const ins = await containers.inspect(Id);
   assert.equal(ins.State.Status, 'created');
   assert.match(ins.State.Error, /nonexistent/);
   assert.equal(networks.sandboxes.has(Id), false);
   assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(join(config.dataRoot, 'containers', Id)), false);
-  const runcList = JSON.parse(execFileSync('runc', ['--root', join(config.execRoot, 'runc'), 'list', '--format', 'json'], { encoding: 'utf8' }) || '[]') ?? [];
-  assert.equal(runcList.some((c: { id: string }) => c.id === Id), false);
+  const runcList =
+    JSON.parse(
+      execFileSync('runc', ['--root', join(config.execRoot, 'runc'), 'list', '--format', 'json'], {
+        encoding: 'utf8',
+      }) || '[]',
+    ) ?? [];
+  assert.equal(
+    runcList.some((c: { id: string }) => c.id === Id),
+    false,
+  );
   await containers.remove(Id);
 });
 
 test('a daemon restart adopts running containers and marks the ones that died as exited', async () => {
-  const a = await containers.create('survivor', { Image: 'alpine', OpenStdin: true, Cmd: ['sh', '-c', 'while read l; do echo "re:$l"; done'], HostConfig: { NetworkMode: 'none' } });
-  const b = await containers.create('victim', { Image: 'alpine', Cmd: ['sleep', '1000'], HostConfig: { NetworkMode: 'none' } });
+  const a = await containers.create('survivor', {
+    Image: 'alpine',
+    OpenStdin: true,
+    Cmd: ['sh', '-c', 'while read l; do echo "re:$l"; done'],
+    HostConfig: { NetworkMode: 'none' },
+  });
+  const b = await containers.create('victim', {
+    Image: 'alpine',
+    Cmd: ['sleep', '1000'],
+    HostConfig: { NetworkMode: 'none' },
+  });
   await containers.start(a.Id);
   await containers.start(b.Id);
   const victimPid = (await containers.inspect(b.Id)).State.Pid;
@@ -306,7 +411,7 @@ test('a daemon restart adopts running containers and marks the ones that died as
   await containers.remove(b.Id);
 });
 
-test('network connect/disconnect of stopped containers is recorded, with Docker\'s refusals', async () => {
+test("network connect/disconnect of stopped containers is recorded, with Docker's refusals", async () => {
   const { Id } = await containers.create('netrec', { Image: 'alpine', HostConfig: { NetworkMode: 'cvrtnet1' } });
   let ins = await containers.inspect(Id);
   assert.deepEqual(Object.keys(ins.NetworkSettings.Networks), ['cvrtnet1']);
@@ -316,22 +421,45 @@ test('network connect/disconnect of stopped containers is recorded, with Docker\
   ins = await containers.inspect(Id);
   assert.deepEqual(Object.keys(ins.NetworkSettings.Networks).sort(), ['cvrtnet1', 'cvrtnet2']);
   assert.deepEqual(ins.NetworkSettings.Networks.cvrtnet2!.Aliases, ['db']);
-  await assert.rejects(containers.connectNetwork('netrec', 'cvrtnet2', {}), (e: Error & { status?: number }) =>
-    e.status === 403 && e.message === 'endpoint with name netrec already exists in network cvrtnet2');
+  await assert.rejects(
+    containers.connectNetwork('netrec', 'cvrtnet2', {}),
+    (e: Error & { status?: number }) =>
+      e.status === 403 && e.message === 'endpoint with name netrec already exists in network cvrtnet2',
+  );
   await assert.rejects(containers.connectNetwork('netrec', 'nosuchnet', {}), /network nosuchnet not found/);
-  await assert.rejects(containers.connectNetwork('netrec', 'host', {}), /container cannot be disconnected from host network or connected to host network/);
+  await assert.rejects(
+    containers.connectNetwork('netrec', 'host', {}),
+    /container cannot be disconnected from host network or connected to host network/,
+  );
   await containers.disconnectNetwork('netrec', 'cvrtnet2', false);
-  await assert.rejects(containers.disconnectNetwork('netrec', 'cvrtnet2', false), (e: Error) =>
-    e.message === `container ${Id} is not connected to network cvrtnet2`);
+  await assert.rejects(
+    containers.disconnectNetwork('netrec', 'cvrtnet2', false),
+    (e: Error) => e.message === `container ${Id} is not connected to network cvrtnet2`,
+  );
   assert.deepEqual(Object.keys((await containers.inspect(Id)).NetworkSettings.Networks), ['cvrtnet1']);
-  assert.deepEqual((await containers.list({ all: true, filters: { network: ['cvrtnet1'] } })).map((c) => c.Id), [Id]);
-  assert.deepEqual((await containers.list({ all: true, filters: { network: ['cvrtnet2'] } })).map((c) => c.Id), []);
+  assert.deepEqual(
+    (await containers.list({ all: true, filters: { network: ['cvrtnet1'] } })).map((c) => c.Id),
+    [Id],
+  );
+  assert.deepEqual(
+    (await containers.list({ all: true, filters: { network: ['cvrtnet2'] } })).map((c) => c.Id),
+    [],
+  );
 
   const none = await containers.create('netnone', { Image: 'alpine', HostConfig: { NetworkMode: 'none' } });
-  await assert.rejects(containers.connectNetwork(none.Id, 'cvrtnet1', {}), /container sharing network namespace with another container or host cannot be connected to any other network/);
-  await assert.rejects(containers.create('bad', { Image: 'alpine', HostConfig: { NetworkMode: 'nosuchnet' } }), /network nosuchnet not found/);
+  await assert.rejects(
+    containers.connectNetwork(none.Id, 'cvrtnet1', {}),
+    /container sharing network namespace with another container or host cannot be connected to any other network/,
+  );
+  await assert.rejects(
+    containers.create('bad', { Image: 'alpine', HostConfig: { NetworkMode: 'nosuchnet' } }),
+    /network nosuchnet not found/,
+  );
   await assert.rejects(containers.create('bad', { Image: 'nosuchimage' }), /No such image: nosuchimage/);
-  assert.deepEqual((await containers.list({ all: true, filters: { name: ['netrec'] } })).map((c) => c.Names[0]), ['/netrec']);
+  assert.deepEqual(
+    (await containers.list({ all: true, filters: { name: ['netrec'] } })).map((c) => c.Names[0]),
+    ['/netrec'],
+  );
   assert.equal((await containers.list({ all: true, filters: { status: ['created'] } })).length, 2);
   await assert.rejects(containers.list({ filters: { status: ['sleepy'] } }), /Invalid filter 'status=sleepy'/);
   await assert.rejects(containers.list({ filters: { color: ['red'] } }), /Invalid filter 'color'/);
@@ -341,10 +469,16 @@ test('network connect/disconnect of stopped containers is recorded, with Docker\
 
 test('restart policy on-failure brings a failing container back until the retry limit', async () => {
   const { Id } = await containers.create('flaky', {
-    Image: 'alpine', Cmd: ['sh', '-c', 'exit 3'], HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } },
+    Image: 'alpine',
+    Cmd: ['sh', '-c', 'exit 3'],
+    HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } },
   });
   await containers.start(Id);
-  await until(async () => (await containers.inspect(Id)).RestartCount === 2 && !(await containers.inspect(Id)).State.Running, 15_000, 'two restarts');
+  await until(
+    async () => (await containers.inspect(Id)).RestartCount === 2 && !(await containers.inspect(Id)).State.Running,
+    15_000,
+    'two restarts',
+  );
   await new Promise((r) => setTimeout(r, 1000));
   const ins = await containers.inspect(Id);
   assert.equal(ins.RestartCount, 2);

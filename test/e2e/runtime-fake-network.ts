@@ -10,7 +10,14 @@ import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NotFound, NotImplemented } from '../../src/common/errors.js';
 import type {
-  DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, EndpointRequest, Filters, NetworkService, SandboxHandle, SandboxSpec,
+  DockerNetwork,
+  DockerNetworkCreate,
+  DockerNetworkSettings,
+  EndpointRequest,
+  Filters,
+  NetworkService,
+  SandboxHandle,
+  SandboxSpec,
 } from '../../src/network/types.js';
 
 const NETS: Record<string, { id: string; driver: string }> = {
@@ -38,13 +45,15 @@ export class FakeNetworks implements NetworkService {
   }
 
   async resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }> {
-    for (const [name, n] of Object.entries(NETS)) if (idOrName === name || idOrName === n.id) return { id: n.id, name, driver: n.driver };
+    for (const [name, n] of Object.entries(NETS))
+      if (idOrName === name || idOrName === n.id) return { id: n.id, name, driver: n.driver };
     throw new NotFound(`network ${idOrName} not found`);
   }
 
   async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
     this.calls.push(`createSandbox ${spec.containerId.slice(0, 12)} ${spec.networkMode}`);
-    if (spec.networkMode !== 'none' && spec.networkMode !== 'host') throw new NotFound(`network ${spec.networkMode} not found`);
+    if (spec.networkMode !== 'none' && spec.networkMode !== 'host')
+      throw new NotFound(`network ${spec.networkMode} not found`);
     let netnsPath: string | null = null;
     if (spec.networkMode === 'none') {
       this.ensureDir();
@@ -56,13 +65,28 @@ export class FakeNetworks implements NetworkService {
     const hostsPath = join(spec.dir, 'hosts');
     const hostnamePath = join(spec.dir, 'hostname');
     const resolvConfPath = join(spec.dir, 'resolv.conf');
-    writeFileSync(hostsPath, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${spec.extraHosts.map((h) => {
-      const i = h.indexOf(':');
-      return `${h.slice(i + 1)}\t${h.slice(0, i)}\n`;
-    }).join('')}`);
+    writeFileSync(
+      hostsPath,
+      `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${spec.extraHosts
+        .map((h) => {
+          const i = h.indexOf(':');
+          return `${h.slice(i + 1)}\t${h.slice(0, i)}\n`;
+        })
+        .join('')}`,
+    );
     writeFileSync(hostnamePath, `${spec.hostname}\n`);
-    writeFileSync(resolvConfPath, `${(spec.dns.length ? spec.dns : ['10.99.0.1']).map((d) => `nameserver ${d}`).join('\n')}\n`);
-    const handle: SandboxHandle = { id: spec.containerId, containerId: spec.containerId, netnsPath, hostsPath, resolvConfPath, hostnamePath };
+    writeFileSync(
+      resolvConfPath,
+      `${(spec.dns.length ? spec.dns : ['10.99.0.1']).map((d) => `nameserver ${d}`).join('\n')}\n`,
+    );
+    const handle: SandboxHandle = {
+      id: spec.containerId,
+      containerId: spec.containerId,
+      netnsPath,
+      hostsPath,
+      resolvConfPath,
+      hostnamePath,
+    };
     this.sandboxes.set(spec.containerId, { handle, spec });
     return handle;
   }
@@ -96,11 +120,26 @@ export class FakeNetworks implements NetworkService {
     if (!sb) return undefined;
     const mode = sb.spec.networkMode;
     return {
-      Bridge: '', SandboxID: sb.handle.id, SandboxKey: sb.handle.netnsPath ?? '', Ports: {}, HairpinMode: false,
-      LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0, SecondaryIPAddresses: null, SecondaryIPv6Addresses: null,
-      EndpointID: '', Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '',
+      Bridge: '',
+      SandboxID: sb.handle.id,
+      SandboxKey: sb.handle.netnsPath ?? '',
+      Ports: {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: '',
+      IPPrefixLen: 0,
+      IPv6Gateway: '',
       MacAddress: '',
-      Networks: { [mode]: { NetworkID: NETS[mode]!.id, EndpointID: 'e'.repeat(64), Gateway: '', IPAddress: '', IPPrefixLen: 0 } },
+      Networks: {
+        [mode]: { NetworkID: NETS[mode]!.id, EndpointID: 'e'.repeat(64), Gateway: '', IPAddress: '', IPPrefixLen: 0 },
+      },
     };
   }
 

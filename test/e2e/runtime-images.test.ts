@@ -6,7 +6,16 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, rmSync, writeFileSync, mkdirSync, statSync, readdirSync, existsSync } from 'node:fs';
+import {
+  createReadStream,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+  mkdirSync,
+  statSync,
+  readdirSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -40,10 +49,15 @@ test('cove load of the built docker-archive tars gives alpine, busybox and nginx
   assert.equal(await images.resolve(alpineId.slice(7, 19)), alpineId);
   assert.equal(await images.resolve(alpineId), alpineId);
   assert.equal(await images.resolve(alpineId.slice(7)), alpineId);
-  await assert.rejects(images.resolve('nosuch'), (e: unknown) => e instanceof NotFound && e.message === 'No such image: nosuch');
+  await assert.rejects(
+    images.resolve('nosuch'),
+    (e: unknown) => e instanceof NotFound && e.message === 'No such image: nosuch',
+  );
 
   // The ID is the sha256 of the config JSON in the archive, as with docker.
-  const manifest = JSON.parse(execFileSync('tar', ['xOf', join(imagesDir, 'alpine.tar'), 'manifest.json'], { encoding: 'utf8' }));
+  const manifest = JSON.parse(
+    execFileSync('tar', ['xOf', join(imagesDir, 'alpine.tar'), 'manifest.json'], { encoding: 'utf8' }),
+  );
   const cfgBytes = execFileSync('tar', ['xOf', join(imagesDir, 'alpine.tar'), manifest[0].Config]);
   assert.equal(alpineId, 'sha256:' + createHash('sha256').update(cfgBytes).digest('hex'));
 
@@ -67,7 +81,10 @@ test('cove load of the built docker-archive tars gives alpine, busybox and nginx
   assert.equal(statSync(join(lower, 'tmp')).mode & 0o7777, 0o1777);
 
   // Loading again is idempotent.
-  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'alpine.tar'))), ['alpine:latest', 'busybox:latest']);
+  assert.deepEqual(await images.load(createReadStream(join(imagesDir, 'alpine.tar'))), [
+    'alpine:latest',
+    'busybox:latest',
+  ]);
   assert.equal((await images.list()).length, 2);
 });
 
@@ -80,20 +97,30 @@ test('tag, untag and remove like docker rmi', async () => {
   await assert.rejects(images.resolve('myrepo/thing'), /No such image: myrepo\/thing/);
 
   // By ID with several tags: refused unless forced.
-  await assert.rejects(images.remove(id.slice(7, 19)), /conflict: unable to delete [0-9a-f]{12} \(must be forced\) - image is referenced in multiple repositories/);
+  await assert.rejects(
+    images.remove(id.slice(7, 19)),
+    /conflict: unable to delete [0-9a-f]{12} \(must be forced\) - image is referenced in multiple repositories/,
+  );
   assert.deepEqual(await images.remove('myrepo/thing:v1'), [{ Untagged: 'myrepo/thing:v1' }]);
 
   // A container using it blocks the last tag's removal.
   images.setContainerUsage(async (img) => (img === id ? [{ id: 'c'.repeat(64), running: false }] : []));
   await images.remove('busybox');
-  await assert.rejects(images.remove('alpine'), (e: Error) =>
-    e.message === `conflict: unable to remove repository reference "alpine" (must force) - container cccccccccccc is using its referenced image ${id.slice(7, 19)}`);
+  await assert.rejects(
+    images.remove('alpine'),
+    (e: Error) =>
+      e.message ===
+      `conflict: unable to remove repository reference "alpine" (must force) - container cccccccccccc is using its referenced image ${id.slice(7, 19)}`,
+  );
   images.setContainerUsage(async () => []);
   const res = await images.remove('alpine');
   assert.deepEqual(res[0], { Untagged: 'alpine:latest' });
   assert.deepEqual(res[1], { Deleted: id });
   assert.deepEqual(await images.list(), []);
-  assert.deepEqual(readdirSync(images.layers.root).filter((n) => !n.startsWith('.')), []);
+  assert.deepEqual(
+    readdirSync(images.layers.root).filter((n) => !n.startsWith('.')),
+    [],
+  );
 });
 
 test('import a gzip rootfs tar with changes, and a two-layer image with whiteouts', async () => {
@@ -107,7 +134,16 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   const tgz = join(work, 'root.tgz');
   execFileSync('tar', ['-C', root, '-czf', tgz, '.']);
   const id = await images.importTar(createReadStream(tgz), {
-    repo: 'imported', tag: 'v2', changes: ['CMD ["/bin/sh"]', 'EXPOSE 80 53/udp', 'ENV A=1 B="two words"', 'WORKDIR /data', 'ENTRYPOINT ["/bin/echo"]'], message: 'made here',
+    repo: 'imported',
+    tag: 'v2',
+    changes: [
+      'CMD ["/bin/sh"]',
+      'EXPOSE 80 53/udp',
+      'ENV A=1 B="two words"',
+      'WORKDIR /data',
+      'ENTRYPOINT ["/bin/echo"]',
+    ],
+    message: 'made here',
   });
   const ins = await images.inspect('imported:v2');
   assert.equal(ins.Id, id);
@@ -118,7 +154,10 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   assert.deepEqual(c.ExposedPorts, { '80/tcp': {}, '53/udp': {} });
   assert.deepEqual(c.Env, ['A=1', 'B=two words']);
   assert.equal(c.WorkingDir, '/data');
-  await assert.rejects(images.importTar(Readable.from([Buffer.alloc(0)]), { changes: ['RUN echo'] }), /RUN is not a valid change command/);
+  await assert.rejects(
+    images.importTar(Readable.from([Buffer.alloc(0)]), { changes: ['RUN echo'] }),
+    /RUN is not a valid change command/,
+  );
 
   // docker-archive with two layers: the second deletes /etc/motd and makes /data opaque.
   const l2 = join(work, 'l2');
@@ -131,10 +170,22 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   mkdirSync(arch, { recursive: true });
   execFileSync('tar', ['-C', root, '-cf', join(arch, 'l1.tar'), '.']);
   execFileSync('tar', ['-C', l2, '-cf', join(arch, 'l2.tar'), '.']);
-  const sha = (f: string): string => 'sha256:' + createHash('sha256').update(execFileSync('cat', [f])).digest('hex');
-  const cfg = JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/true'] }, rootfs: { type: 'layers', diff_ids: [sha(join(arch, 'l1.tar')), sha(join(arch, 'l2.tar'))] } });
+  const sha = (f: string): string =>
+    'sha256:' +
+    createHash('sha256')
+      .update(execFileSync('cat', [f]))
+      .digest('hex');
+  const cfg = JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Cmd: ['/bin/true'] },
+    rootfs: { type: 'layers', diff_ids: [sha(join(arch, 'l1.tar')), sha(join(arch, 'l2.tar'))] },
+  });
   writeFileSync(join(arch, 'cfg.json'), cfg);
-  writeFileSync(join(arch, 'manifest.json'), JSON.stringify([{ Config: 'cfg.json', RepoTags: ['two:layers'], Layers: ['l1.tar', 'l2.tar'] }]));
+  writeFileSync(
+    join(arch, 'manifest.json'),
+    JSON.stringify([{ Config: 'cfg.json', RepoTags: ['two:layers'], Layers: ['l1.tar', 'l2.tar'] }]),
+  );
   execFileSync('tar', ['-C', arch, '-cf', join(work, 'two.tar'), 'manifest.json', 'cfg.json', 'l1.tar', 'l2.tar']);
   await images.load(createReadStream(join(work, 'two.tar')));
   const lowers = await images.lowerDirs('two:layers');
@@ -155,13 +206,45 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   };
   const layerGz = execFileSync('gzip', ['-c', join(arch, 'l1.tar')]);
   const layerDigest = put(layerGz);
-  const ociCfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/x'] }, rootfs: { type: 'layers', diff_ids: [sha(join(arch, 'l1.tar'))] } }));
+  const ociCfg = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/x'] },
+      rootfs: { type: 'layers', diff_ids: [sha(join(arch, 'l1.tar'))] },
+    }),
+  );
   const cfgDigest = put(ociCfg);
-  const man = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: ociCfg.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layerGz.length }] })));
+  const man = put(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfgDigest, size: ociCfg.length },
+        layers: [
+          { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layerGz.length },
+        ],
+      }),
+    ),
+  );
   writeFileSync(join(oci, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(join(oci, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: man, size: 1, annotations: { 'io.containerd.image.name': 'docker.io/library/ocitest:1.0', 'org.opencontainers.image.ref.name': '1.0' } }] }));
+  writeFileSync(
+    join(oci, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: man,
+          size: 1,
+          annotations: {
+            'io.containerd.image.name': 'docker.io/library/ocitest:1.0',
+            'org.opencontainers.image.ref.name': '1.0',
+          },
+        },
+      ],
+    }),
+  );
   execFileSync('tar', ['-C', oci, '-cf', join(work, 'oci.tar'), '.']);
   assert.deepEqual(await images.load(createReadStream(join(work, 'oci.tar'))), ['ocitest:1.0']);
   assert.equal(await images.resolve('ocitest:1.0'), cfgDigest);
@@ -183,5 +266,9 @@ test('a layer cannot write through its own symlinks (a -> /outside, then a/b)', 
   await assert.rejects(images.importTar(createReadStream(t), { repo: 'escape' }), /lies under a symbolic link/);
   assert.deepEqual(readdirSync(victim), [], 'nothing written outside the layer');
   await assert.rejects(images.resolve('escape'), /No such image/);
-  assert.deepEqual(readdirSync(images.layers.root).filter((n) => !n.startsWith('.')), [], 'no half-made layer');
+  assert.deepEqual(
+    readdirSync(images.layers.root).filter((n) => !n.startsWith('.')),
+    [],
+    'no half-made layer',
+  );
 });

@@ -24,7 +24,10 @@ test('1. the default networks are listed', async () => {
   const ls = await lab.coveOk(['network', 'ls']);
   const lines = ls.split('\n');
   assert.match(lines[0]!, /^NETWORK ID\s+NAME\s+DRIVER\s+SCOPE$/);
-  const rows = lines.slice(1).map((l) => l.split(/\s+/).slice(1, 4).join(' ')).sort();
+  const rows = lines
+    .slice(1)
+    .map((l) => l.split(/\s+/).slice(1, 4).join(' '))
+    .sort();
   assert.deepEqual(rows, ['bridge bridge local', 'host host local', 'none null local']);
 });
 
@@ -38,9 +41,16 @@ test('2-6. alpine1 and alpine2 on the default bridge: IP works both ways, names 
   const inspect = JSON.parse(await lab.coveOk(['network', 'inspect', 'bridge']))[0];
   assert.equal(inspect.Name, 'bridge');
   assert.equal(inspect.IPAM.Config[0].Subnet, '172.17.0.0/16');
-  const names = Object.values(inspect.Containers as Record<string, { Name: string; IPv4Address: string }>).map((c) => c.Name).sort();
+  const names = Object.values(inspect.Containers as Record<string, { Name: string; IPv4Address: string }>)
+    .map((c) => c.Name)
+    .sort();
   assert.deepEqual(names, ['alpine1', 'alpine2']);
-  const byName = Object.fromEntries(Object.values(inspect.Containers as Record<string, { Name: string; IPv4Address: string }>).map((c) => [c.Name, c.IPv4Address.split('/')[0]!]));
+  const byName = Object.fromEntries(
+    Object.values(inspect.Containers as Record<string, { Name: string; IPv4Address: string }>).map((c) => [
+      c.Name,
+      c.IPv4Address.split('/')[0]!,
+    ]),
+  );
   assert.equal(byName.alpine1, '172.17.0.2');
   assert.equal(byName.alpine2, '172.17.0.3');
 
@@ -71,13 +81,31 @@ test('NAT: the internet stand-in sees the host address, not the container addres
   // A web server on the internet stand-in that tells each client its source address.
   const www = join(lab.dir, 'inet-www');
   mkdirSync(join(www, 'cgi-bin'), { recursive: true });
-  writeFileSync(join(www, 'cgi-bin', 'ip'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%s\\n" "$REMOTE_ADDR"\n', { mode: 0o755 });
-  const server = spawn('nsenter', [`--net=/run/netns/${lab.inetNetns}`, 'busybox', 'httpd', '-f', '-p', `${INTERNET_IP}:8000`, '-h', www], { stdio: 'ignore' });
+  writeFileSync(
+    join(www, 'cgi-bin', 'ip'),
+    '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%s\\n" "$REMOTE_ADDR"\n',
+    { mode: 0o755 },
+  );
+  const server = spawn(
+    'nsenter',
+    [`--net=/run/netns/${lab.inetNetns}`, 'busybox', 'httpd', '-f', '-p', `${INTERNET_IP}:8000`, '-h', www],
+    { stdio: 'ignore' },
+  );
   try {
     await lab.coveOk(['run', '-dit', '--name', 'natbox', 'alpine', 'ash']);
     let seen = '';
     for (let i = 0; i < 20 && !seen; i++) {
-      const r = await lab.cove(['exec', 'natbox', 'timeout', '5', 'wget', '-q', '-O', '-', `http://${INTERNET_IP}:8000/cgi-bin/ip`]);
+      const r = await lab.cove([
+        'exec',
+        'natbox',
+        'timeout',
+        '5',
+        'wget',
+        '-q',
+        '-O',
+        '-',
+        `http://${INTERNET_IP}:8000/cgi-bin/ip`,
+      ]);
       seen = r.stdout.trim();
       if (!seen) await new Promise((res) => setTimeout(res, 100));
     }

@@ -9,7 +9,8 @@ export async function labWithImages(name: string): Promise<Lab> {
   const lab = await Lab.create(name);
   try {
     await lab.startDaemon();
-    for (const img of ['alpine', 'nginx']) await lab.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
+    for (const img of ['alpine', 'nginx'])
+      await lab.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
   } catch (e) {
     await lab.destroy();
     throw e;
@@ -36,7 +37,10 @@ export async function ipOf(lab: Lab, container: string, network: string): Promis
 /** Links in the lab namespace (the daemon's host), by name. */
 export async function hostLinks(lab: Lab): Promise<string[]> {
   const r = await lab.sh('ip -o link show');
-  return r.stdout.split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.split('@')[0]!);
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(': ')[1]!.split('@')[0]!);
 }
 
 export async function nftRuleset(lab: Lab): Promise<string> {

@@ -51,13 +51,33 @@ test('manage a user-defined bridge', async (t) => {
     assert.match((await wget(lab, 'http://127.0.0.1:8080/')) ?? '', /stand-in/i);
     // from a container on the same network (hairpin through the host port) and by name
     await lab.coveOk(['run', '-dit', '--name', 'client', '--network', 'my-net', 'alpine', 'ash']);
-    const hairpin = await lab.cove(['exec', 'client', 'timeout', '5', 'wget', '-q', '-O', '-', `http://${LAB_IP}:8080/`]);
+    const hairpin = await lab.cove([
+      'exec',
+      'client',
+      'timeout',
+      '5',
+      'wget',
+      '-q',
+      '-O',
+      '-',
+      `http://${LAB_IP}:8080/`,
+    ]);
     assert.match(hairpin.stdout, /stand-in/i);
     const byName = await lab.cove(['exec', 'client', 'timeout', '5', 'wget', '-q', '-O', '-', 'http://my-nginx/']);
     assert.match(byName.stdout, /stand-in/i);
     // from a container on the default bridge, through the published port
     await lab.coveOk(['run', '-dit', '--name', 'outsider', 'alpine', 'ash']);
-    const other = await lab.cove(['exec', 'outsider', 'timeout', '5', 'wget', '-q', '-O', '-', `http://${LAB_IP}:8080/`]);
+    const other = await lab.cove([
+      'exec',
+      'outsider',
+      'timeout',
+      '5',
+      'wget',
+      '-q',
+      '-O',
+      '-',
+      `http://${LAB_IP}:8080/`,
+    ]);
     assert.match(other.stdout, /stand-in/i);
     // the host port is held, so nothing else can take it
     assert.match((await lab.sh('netstat -tln | grep ":8080 "')).stdout, /LISTEN/);

@@ -45,15 +45,22 @@ test('the tutorial, step by step', async (t) => {
     assert.deepEqual(ps, ['alpine1', 'alpine2', 'alpine3', 'alpine4']);
   });
 
-  await t.test('4. inspect shows alpine3 and alpine4 on bridge, alpine1, alpine2 and alpine4 on alpine-net', async () => {
-    const members = async (net: string): Promise<string[]> =>
-      Object.values(JSON.parse(await lab.coveOk(['network', 'inspect', net]))[0].Containers as Record<string, { Name: string }>).map((c) => c.Name).sort();
-    assert.deepEqual(await members('bridge'), ['alpine3', 'alpine4']);
-    assert.deepEqual(await members('alpine-net'), ['alpine1', 'alpine2', 'alpine4']);
-    const links = await lab.coveOk(['exec', 'alpine4', 'ip', '-o', 'link', 'show']);
-    assert.match(links, /eth0@/);
-    assert.match(links, /eth1@/);
-  });
+  await t.test(
+    '4. inspect shows alpine3 and alpine4 on bridge, alpine1, alpine2 and alpine4 on alpine-net',
+    async () => {
+      const members = async (net: string): Promise<string[]> =>
+        Object.values(
+          JSON.parse(await lab.coveOk(['network', 'inspect', net]))[0].Containers as Record<string, { Name: string }>,
+        )
+          .map((c) => c.Name)
+          .sort();
+      assert.deepEqual(await members('bridge'), ['alpine3', 'alpine4']);
+      assert.deepEqual(await members('alpine-net'), ['alpine1', 'alpine2', 'alpine4']);
+      const links = await lab.coveOk(['exec', 'alpine4', 'ip', '-o', 'link', 'show']);
+      assert.match(links, /eth0@/);
+      assert.match(links, /eth1@/);
+    },
+  );
 
   const ip: Record<string, string> = {};
   await t.test('5. automatic service discovery on alpine-net: names resolve to their addresses', async () => {
@@ -102,7 +109,8 @@ test('the tutorial, step by step', async (t) => {
 
   await t.test('8. every container reaches the internet stand-in', async (t8) => {
     if (skipOffline(t8, lab)) return;
-    for (const c of ['alpine4', 'alpine3', 'alpine1']) assert.ok(await reaches(lab, c, 'google.com'), `${c} -> google.com`);
+    for (const c of ['alpine4', 'alpine3', 'alpine1'])
+      assert.ok(await reaches(lab, c, 'google.com'), `${c} -> google.com`);
   });
 
   await t.test('9. stop and remove everything; nothing is left in the kernel', async () => {

@@ -28,7 +28,10 @@ async function lookup(from: string, name: string, type = 'A'): Promise<string[] 
   if (/NXDOMAIN/.test(out)) return 'NXDOMAIN';
   if (/SERVFAIL/.test(out)) return 'SERVFAIL';
   // busybox prints "Server: 127.0.0.11 / Address: 127.0.0.11:53", then "Name: x / Address: a" per answer.
-  const answers = out.split(/\n\s*\n/).slice(1).join('\n');
+  const answers = out
+    .split(/\n\s*\n/)
+    .slice(1)
+    .join('\n');
   return [...answers.matchAll(/^Address:\s*(\S+)$/gm)].map((m) => m[1]!).sort();
 }
 
@@ -44,7 +47,20 @@ test('service discovery on user-defined networks', async (t) => {
   await t.test('setup: web1 and web2 share the alias "web" on sd; client on sd; other only on sd2', async () => {
     await lab.coveOk(['network', 'create', 'sd']);
     await lab.coveOk(['network', 'create', 'sd2']);
-    await lab.coveOk(['run', '-dit', '--name', 'web1', '--network', 'sd', '--network-alias', 'web', '--network-alias', 'www', 'alpine', 'ash']);
+    await lab.coveOk([
+      'run',
+      '-dit',
+      '--name',
+      'web1',
+      '--network',
+      'sd',
+      '--network-alias',
+      'web',
+      '--network-alias',
+      'www',
+      'alpine',
+      'ash',
+    ]);
     await lab.coveOk(['run', '-dit', '--name', 'web2', '--network', 'sd', '--network-alias', 'web', 'alpine', 'ash']);
     await lab.coveOk(['run', '-dit', '--name', 'client', '--network', 'sd', 'alpine', 'ash']);
     await lab.coveOk(['run', '-dit', '--name', 'other', '--network', 'sd2', 'alpine', 'ash']);
@@ -55,10 +71,10 @@ test('service discovery on user-defined networks', async (t) => {
   await t.test('--network-alias: the alias answers, a shared alias answers with every holder', async () => {
     assert.deepEqual(await lookup('client', 'www'), [ip.web1]);
     assert.deepEqual(await lookup('client', 'web'), [ip.web1!, ip.web2!].sort());
-    assert.ok(await pings(lab, 'client', 'www') || await pings(lab, 'client', 'www'));
+    assert.ok((await pings(lab, 'client', 'www')) || (await pings(lab, 'client', 'www')));
   });
 
-  await t.test('<name>.<network>, the short container ID and the asker\'s own name', async () => {
+  await t.test("<name>.<network>, the short container ID and the asker's own name", async () => {
     assert.deepEqual(await lookup('client', 'web1.sd'), [ip.web1]);
     const shortId = (await lab.coveOk(['inspect', '-f', '{{.Id}}', 'web2'])).slice(0, 12);
     assert.deepEqual(await lookup('client', shortId), [ip.web2]);
@@ -98,8 +114,9 @@ test('service discovery on user-defined networks', async (t) => {
     assert.deepEqual(await lookup('client', 'web'), [ip.web1], 'the shared alias keeps its other holder');
   });
 
-  await t.test('outside names go to the daemon\'s --dns; an unknown one is NXDOMAIN, not a timeout', async (tt) => {
-    if (!lab.online) assert.equal(await lookup('client', 'google.com'), 'SERVFAIL', 'no upstream reachable: SERVFAIL at once');
+  await t.test("outside names go to the daemon's --dns; an unknown one is NXDOMAIN, not a timeout", async (tt) => {
+    if (!lab.online)
+      assert.equal(await lookup('client', 'google.com'), 'SERVFAIL', 'no upstream reachable: SERVFAIL at once');
     if (skipOffline(tt, lab)) return;
     assert.deepEqual(await lookup('client', 'google.com'), [INTERNET_IP]);
     assert.equal(await lookup('client', 'no-such-name.invalid'), 'NXDOMAIN');
@@ -114,6 +131,6 @@ test('service discovery on user-defined networks', async (t) => {
     const r = await lab.cove(['exec', 'b1', 'ping', '-c', '1', '-W', '1', 'b2']);
     assert.notEqual(r.code, 0);
     assert.match(r.stdout + r.stderr, /bad address 'b2'/);
-    assert.ok(await pings(lab, 'b1', b2) || await pings(lab, 'b1', b2), 'by address it works');
+    assert.ok((await pings(lab, 'b1', b2)) || (await pings(lab, 'b1', b2)), 'by address it works');
   });
 });

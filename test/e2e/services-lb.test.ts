@@ -34,8 +34,18 @@ const ips = new Map<string, string>();
 
 function task(name: string, ip: string, state: Task['Status']['State'] = 'running'): Task {
   return {
-    ID: name, Version: { Index: 0 }, CreatedAt: '', UpdatedAt: '', Labels: {}, Spec: {}, SpecVersion: { Index: 1 }, ServiceID: 'web', Slot: 1, NodeID: 'n1',
-    Status: { Timestamp: new Date().toISOString(), State: state, Message: '' }, DesiredState: 'running',
+    ID: name,
+    Version: { Index: 0 },
+    CreatedAt: '',
+    UpdatedAt: '',
+    Labels: {},
+    Spec: {},
+    SpecVersion: { Index: 1 },
+    ServiceID: 'web',
+    Slot: 1,
+    NodeID: 'n1',
+    Status: { Timestamp: new Date().toISOString(), State: state, Message: '' },
+    DesiredState: 'running',
     NetworksAttachments: [{ Network: { ID: netId }, Addresses: [`${ip}/24`] }],
   };
 }
@@ -43,7 +53,8 @@ function task(name: string, ip: string, state: Task['Status']['State'] = 'runnin
 before(async () => {
   lab = await Lab.create('svlb');
   await lab.startDaemon();
-  for (const img of ['alpine', 'nginx']) await lab.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
+  for (const img of ['alpine', 'nginx'])
+    await lab.coveOk(['load', '-q', '-i', join(REPO, 'build/images', `${img}.tar`)]);
   netId = await lab.coveOk(['network', 'create', '--subnet', '10.77.0.0/24', 'lbnet']);
   for (const b of ['b1', 'b2', 'b3']) {
     await lab.coveOk(['run', '-d', '--name', b, '--network', 'lbnet', 'nginx']);
@@ -55,7 +66,11 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cove-svlb-'));
   store = new EmbeddedStore(dir);
   const svc: Service = {
-    ID: 'web', Version: { Index: 0 }, CreatedAt: '', UpdatedAt: '', SpecVersion: { Index: 1 },
+    ID: 'web',
+    Version: { Index: 0 },
+    CreatedAt: '',
+    UpdatedAt: '',
+    SpecVersion: { Index: 1 },
     Spec: { Name: 'web', TaskTemplate: { Networks: [{ Target: netId }] } },
     Endpoint: { Spec: { Mode: 'vip' }, VirtualIPs: [{ NetworkID: netId, Addr: `${VIP}/24` }] },
   };
@@ -84,8 +99,14 @@ async function sandboxOf(name: string): Promise<string> {
   return lab.coveOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', name]);
 }
 
-test('connections to the VIP spread over every task (numgen DNAT in the client\'s sandbox)', async () => {
-  const out = await lab.coveOk(['exec', 'client', 'sh', '-c', `for i in $(seq 1 30); do wget -q -O - http://${VIP}/who.txt; done`]);
+test("connections to the VIP spread over every task (numgen DNAT in the client's sandbox)", async () => {
+  const out = await lab.coveOk([
+    'exec',
+    'client',
+    'sh',
+    '-c',
+    `for i in $(seq 1 30); do wget -q -O - http://${VIP}/who.txt; done`,
+  ]);
   const seen = new Set(out.split('\n').filter(Boolean));
   assert.equal(seen.size, 3, `answers from all three tasks: ${[...seen].join(', ')}`);
   const table = await lab.sh(`nsenter --net=${await sandboxOf('client')} nft list table ip cove_lb`);
@@ -98,8 +119,13 @@ test('connections to the VIP spread over every task (numgen DNAT in the client\'
 
 test('established connections stay on their task when the map changes (conntrack), new ones follow the new map', async () => {
   // Five TCP connections open now, their requests sent 6 s later; meanwhile (once all five are established) the map shrinks to b1 only.
-  const longs = lab.coveOk(['exec', 'client', 'sh', '-c',
-    `for i in 1 2 3 4 5; do (sleep 6; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n') | nc ${VIP} 80 > /tmp/long$i.out & done; wait; for i in 1 2 3 4 5; do tail -1 /tmp/long$i.out; done`]);
+  const longs = lab.coveOk([
+    'exec',
+    'client',
+    'sh',
+    '-c',
+    `for i in 1 2 3 4 5; do (sleep 6; printf 'GET /who.txt HTTP/1.0\\r\\n\\r\\n') | nc ${VIP} 80 > /tmp/long$i.out & done; wait; for i in 1 2 3 4 5; do tail -1 /tmp/long$i.out; done`,
+  ]);
   const sb = await sandboxOf('client');
   for (let i = 0; i < 50; i++) {
     const ss = await lab.sh(`nsenter --net=${sb} ss -Htn state established dst ${VIP}`);
@@ -109,14 +135,26 @@ test('established connections stay on their task when the map changes (conntrack
   for (const b of ['b2', 'b3']) await taskCollection(store).put(b, task(b, ips.get(b)!, 'failed'));
   await new Promise((r) => setTimeout(r, 100));
   await disc.idle();
-  const fresh = await lab.coveOk(['exec', 'client', 'sh', '-c', `for i in 1 2 3 4 5; do wget -q -O - http://${VIP}/who.txt; done`]);
+  const fresh = await lab.coveOk([
+    'exec',
+    'client',
+    'sh',
+    '-c',
+    `for i in 1 2 3 4 5; do wget -q -O - http://${VIP}/who.txt; done`,
+  ]);
   const b1 = await lab.coveOk(['exec', 'b1', 'hostname']);
   assert.deepEqual([...new Set(fresh.split('\n'))], [b1], 'new connections go to b1 only');
   const answers = (await longs).split('\n');
   assert.equal(answers.length, 5);
-  assert.ok(answers.every((a) => /^[0-9a-f]{12}$/.test(a)), `every long connection answered: ${answers}`);
+  assert.ok(
+    answers.every((a) => /^[0-9a-f]{12}$/.test(a)),
+    `every long connection answered: ${answers}`,
+  );
   // 1 in 243 that all five had picked b1 anyway; otherwise some flow kept b2 or b3 after they left the map.
-  assert.ok(answers.some((a) => a !== b1), `some flow stayed on a backend no longer in the map: ${answers}`);
+  assert.ok(
+    answers.some((a) => a !== b1),
+    `some flow stayed on a backend no longer in the map: ${answers}`,
+  );
   for (const b of ['b2', 'b3']) await taskCollection(store).put(b, task(b, ips.get(b)!));
   await new Promise((r) => setTimeout(r, 100));
   await disc.idle();
@@ -139,7 +177,13 @@ test('a task that stops leaves the map within a second and gets no more connecti
   console.log(`# stopped task out of the sandbox's map after ${ms} ms`);
   assert.ok(ms >= 0 && ms < 1000, `out of the map in ${ms} ms`);
   const b2host = await lab.coveOk(['exec', 'b2', 'hostname']);
-  const out = await lab.coveOk(['exec', 'client', 'sh', '-c', `for i in $(seq 1 20); do wget -q -O - http://${VIP}/who.txt; done`]);
+  const out = await lab.coveOk([
+    'exec',
+    'client',
+    'sh',
+    '-c',
+    `for i in $(seq 1 20); do wget -q -O - http://${VIP}/who.txt; done`,
+  ]);
   const seen = new Set(out.split('\n').filter(Boolean));
   assert.equal(seen.size, 2, [...seen].join(', '));
   assert.ok(!seen.has(b2host));

@@ -12,7 +12,8 @@ const DOCKER = '/usr/local/bin/docker';
 let lab: MultiHostLab;
 let H: Lab[];
 
-const docker = (h: Lab, args: string[], timeoutMs = 90_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
+const docker = (h: Lab, args: string[], timeoutMs = 90_000): Promise<RunResult> =>
+  run(DOCKER, args, { env: h.env, timeoutMs });
 async function dockerOk(h: Lab, args: string[]): Promise<string> {
   const r = await docker(h, args);
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${h.name}: ${r.stderr}${r.stdout}`);
@@ -46,19 +47,40 @@ test('the orchestrator leader killed: another manager takes over, nothing schedu
   await leader.stopDaemon('SIGKILL');
   const t0 = Date.now();
   await dockerOk(others[0]!, ['service', 'scale', '-d', 'web=6']);
-  await until('6 running on the survivors', async () => {
-    const rows = (await dockerOk(others[0]!, ['service', 'ps', 'web', '--filter', 'desired-state=running', '--format', '{{.Name}} {{.CurrentState}}'])).split('\n');
-    return rows.length >= 6 && rows.filter((r) => / Running /.test(r)).length >= 6;
-  }, 60_000);
+  await until(
+    '6 running on the survivors',
+    async () => {
+      const rows = (
+        await dockerOk(others[0]!, [
+          'service',
+          'ps',
+          'web',
+          '--filter',
+          'desired-state=running',
+          '--format',
+          '{{.Name}} {{.CurrentState}}',
+        ])
+      ).split('\n');
+      return rows.length >= 6 && rows.filter((r) => / Running /.test(r)).length >= 6;
+    },
+    60_000,
+  );
   console.log(`# leader killed: scaled to 6 by the new leader in ${Date.now() - t0} ms`);
-  assert.ok(others.some((h) => /this manager now leads the orchestrator/.test(h.daemonLog())), 'a survivor leads now');
-  const names = (await dockerOk(others[0]!, ['service', 'ps', 'web', '--filter', 'desired-state=running', '--format', '{{.Name}}'])).split('\n');
+  assert.ok(
+    others.some((h) => /this manager now leads the orchestrator/.test(h.daemonLog())),
+    'a survivor leads now',
+  );
+  const names = (
+    await dockerOk(others[0]!, ['service', 'ps', 'web', '--filter', 'desired-state=running', '--format', '{{.Name}}'])
+  ).split('\n');
   // The killed node's tasks may still be listed as running (it is down); per slot, one live task on the survivors.
   assert.equal(new Set(names).size, 6, `six slots: ${names.join(', ')}`);
   await leader.startDaemon();
   await dockerOk(others[0]!, ['service', 'rm', 'web']);
   await until('no task container anywhere', async () => {
-    for (const h of H) if ((await dockerOk(h, ['ps', '-aq', '--filter', 'label=com.docker.swarm.service.name=web'])) !== '') return false;
+    for (const h of H)
+      if ((await dockerOk(h, ['ps', '-aq', '--filter', 'label=com.docker.swarm.service.name=web'])) !== '')
+        return false;
     return true;
   });
 });

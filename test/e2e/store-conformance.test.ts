@@ -26,7 +26,8 @@ function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
-const fmt = (xs: number[]) => `median ${percentile(xs, 50).toFixed(2)} ms, p99 ${percentile(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
+const fmt = (xs: number[]) =>
+  `median ${percentile(xs, 50).toFixed(2)} ms, p99 ${percentile(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
 
 storeContract('embedded store', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cove-store-'));
@@ -57,7 +58,7 @@ describe('etcd store on a one-member etcd', () => {
     return { store, dispose: () => store.close() };
   });
 
-  test('etcd store: the prefix namespaces every key; the store\'s own bookkeeping keys stay hidden', async () => {
+  test("etcd store: the prefix namespaces every key; the store's own bookkeeping keys stay hidden", async () => {
     const a = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/ns-a/' });
     const b = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/ns-b/' });
     try {
@@ -65,7 +66,10 @@ describe('etcd store on a one-member etcd', () => {
       await b.put('networks/x', 'from b', 0); // the same relative key, no conflict
       assert.equal((await a.get('networks/x'))?.value, 'from a');
       assert.equal((await b.get('networks/x'))?.value, 'from b');
-      assert.deepEqual((await a.list('')).map((kv) => kv.key), ['networks/x']);
+      assert.deepEqual(
+        (await a.list('')).map((kv) => kv.key),
+        ['networks/x'],
+      );
       // In etcd itself the keys carry the prefix.
       const raw = lab!.etcdctl(lab!.endpoints, ['get', '--prefix', '/ns-a/networks/', '--print-value-only']);
       assert.equal(raw.out.trim(), 'from a');
@@ -178,7 +182,12 @@ describe('etcd store on a one-member etcd', () => {
       }
       await waitFor(() => delivery.length >= 200, `200 watch events (have ${delivery.length})`);
       stop();
-      const report = [`put: ${fmt(put)}`, `CAS put: ${fmt(cas)}`, `get (linearizable): ${fmt(get)}`, `watch put→event: ${fmt(delivery)}`];
+      const report = [
+        `put: ${fmt(put)}`,
+        `CAS put: ${fmt(cas)}`,
+        `get (linearizable): ${fmt(get)}`,
+        `watch put→event: ${fmt(delivery)}`,
+      ];
       for (const line of report) t.diagnostic(line);
       console.log(report.join('\n'));
       // Loose bounds: a store this slow would stall every network operation.
@@ -203,8 +212,18 @@ describe('etcd store on a three-member etcd cluster', () => {
   });
 
   test('etcd store: the raft leader is killed (SIGKILL) while CAS updates race and a watch runs; nothing is lost or doubled', async (t) => {
-    const store = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-ha/', dialTimeoutMs: 1000, requestTimeoutMs: 15_000 });
-    const watcher = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-ha/', dialTimeoutMs: 1000, requestTimeoutMs: 15_000 });
+    const store = new EtcdStore({
+      endpoints: lab!.endpoints,
+      prefix: '/cove-ha/',
+      dialTimeoutMs: 1000,
+      requestTimeoutMs: 15_000,
+    });
+    const watcher = new EtcdStore({
+      endpoints: lab!.endpoints,
+      prefix: '/cove-ha/',
+      dialTimeoutMs: 1000,
+      requestTimeoutMs: 15_000,
+    });
     const events: WatchEvent[] = [];
     try {
       await watcher.get('x');
@@ -237,8 +256,12 @@ describe('etcd store on a three-member etcd cluster', () => {
       running = false;
       await Promise.all(workers);
       const afterKill = done - beforeKill;
-      t.diagnostic(`killed ${leader.name} (pid ${leader.pid}); ${done} updates, ${afterKill} after the kill; slowest update ${slowest.toFixed(0)} ms`);
-      console.log(`leader ${leader.name} killed; updates ${done} (${afterKill} after the kill), slowest ${slowest.toFixed(0)} ms, ${((performance.now() - killedAt) / 1000).toFixed(1)} s observed`);
+      t.diagnostic(
+        `killed ${leader.name} (pid ${leader.pid}); ${done} updates, ${afterKill} after the kill; slowest update ${slowest.toFixed(0)} ms`,
+      );
+      console.log(
+        `leader ${leader.name} killed; updates ${done} (${afterKill} after the kill), slowest ${slowest.toFixed(0)} ms, ${((performance.now() - killedAt) / 1000).toFixed(1)} s observed`,
+      );
       assert.deepEqual(failures.map(String), [], 'no update failed');
       assert.ok(afterKill > 20, `the store kept serving after the kill (${afterKill} updates)`);
       // Every acknowledged update is in the counter, and none twice.
@@ -295,13 +318,18 @@ describe('etcd store on a three-member etcd cluster', () => {
       await writeFor(8000);
       const during = lat.slice(before);
       t.diagnostic(`froze ${leader.name}: ${during.length} puts in 8 s, slowest ${Math.max(...during).toFixed(0)} ms`);
-      console.log(`leader ${leader.name} frozen: ${during.length} puts in 8 s, slowest ${Math.max(...during).toFixed(0)} ms; before: ${fmt(lat.slice(0, before))}`);
+      console.log(
+        `leader ${leader.name} frozen: ${during.length} puts in 8 s, slowest ${Math.max(...during).toFixed(0)} ms; before: ${fmt(lat.slice(0, before))}`,
+      );
       assert.ok(during.length > 50, 'the store kept serving');
       assert.ok(Math.max(...during) < 6000, `a write stalled ${Math.max(...during).toFixed(0)} ms`);
       // Every write reaches the watcher once, in order, even if its stream was on the frozen member.
       await waitFor(() => events.length >= revs.length, `${revs.length} watch events (have ${events.length})`, 15_000);
       await sleep(200);
-      assert.deepEqual(events.map((ev) => ev.kv.revision), revs);
+      assert.deepEqual(
+        events.map((ev) => ev.kv.revision),
+        revs,
+      );
       stop();
     } finally {
       if (frozen) process.kill(leader.pid!, 'SIGCONT');
@@ -312,13 +340,23 @@ describe('etcd store on a three-member etcd cluster', () => {
   });
 
   test('etcd store: every member down gives a clear Unavailable (503) within the timeout, not a hang', async (t) => {
-    const connected = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-down/', dialTimeoutMs: 500, requestTimeoutMs: 2000 });
+    const connected = new EtcdStore({
+      endpoints: lab!.endpoints,
+      prefix: '/cove-down/',
+      dialTimeoutMs: 500,
+      requestTimeoutMs: 2000,
+    });
     try {
       await connected.put('k', 'v');
       const seen: WatchEvent[] = [];
       connected.watch('', (ev) => seen.push(ev));
       for (const m of lab!.members) await lab!.kill(m, 'SIGKILL');
-      const fresh = new EtcdStore({ endpoints: lab!.endpoints, prefix: '/cove-down/', dialTimeoutMs: 500, requestTimeoutMs: 2000 });
+      const fresh = new EtcdStore({
+        endpoints: lab!.endpoints,
+        prefix: '/cove-down/',
+        dialTimeoutMs: 500,
+        requestTimeoutMs: 2000,
+      });
       try {
         for (const [name, op] of [
           ['get, connected client', () => connected.get('k')],

@@ -29,12 +29,21 @@ async function hostile(): Promise<unknown> {
   const out: Record<string, string> = {};
   for (const p of hostilePackets()) {
     const reply = await new Promise<Buffer | undefined>((resolve) => {
-      const t = setTimeout(() => { s.off('message', on); resolve(undefined); }, 500);
-      const on = (m: Buffer) => { clearTimeout(t); s.off('message', on); resolve(m); };
+      const t = setTimeout(() => {
+        s.off('message', on);
+        resolve(undefined);
+      }, 500);
+      const on = (m: Buffer) => {
+        clearTimeout(t);
+        s.off('message', on);
+        resolve(m);
+      };
       s.on('message', on);
       s.send(p.bytes, 53, DNS);
     });
-    out[p.name] = reply ? (['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'][reply.readUInt16BE(2) & 0xf] ?? 'rcode?') : 'silence';
+    out[p.name] = reply
+      ? (['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'][reply.readUInt16BE(2) & 0xf] ?? 'rcode?')
+      : 'silence';
   }
   s.close();
   return out;
@@ -44,7 +53,10 @@ async function burst(n: number, name: string): Promise<unknown> {
   const s = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
   const byRcode: Record<number, number> = {};
-  s.on('message', (m) => { const rc = m.readUInt16BE(2) & 0xf; byRcode[rc] = (byRcode[rc] ?? 0) + 1; });
+  s.on('message', (m) => {
+    const rc = m.readUInt16BE(2) & 0xf;
+    byRcode[rc] = (byRcode[rc] ?? 0) + 1;
+  });
   const t0 = Date.now();
   for (let i = 0; i < n; i++) {
     s.send(query(name.replace('#', String(i)), i & 0xffff), 53, DNS);
@@ -62,8 +74,12 @@ async function hold(n: number, ms: number): Promise<unknown> {
   let ending = false;
   for (let i = 0; i < n; i++) {
     const c = connect({ host: DNS, port: 53 });
-    c.on('error', () => { failed++; });
-    c.on('close', () => { if (!ending) closedByServer++; });
+    c.on('error', () => {
+      failed++;
+    });
+    c.on('close', () => {
+      if (!ending) closedByServer++;
+    });
     conns.push(c);
     if (i % 50 === 49) await sleep(5);
   }
@@ -86,12 +102,31 @@ async function badTcp(): Promise<unknown> {
       const c = connect({ host: DNS, port: 53 }, () => c.write(bytes));
       c.on('error', () => undefined);
       c.on('close', () => resolve('closed by server'));
-      setTimeout(() => { c.destroy(); resolve('still open after 2 s'); }, 2000);
+      setTimeout(() => {
+        c.destroy();
+        resolve('still open after 2 s');
+      }, 2000);
     });
   }
   return out;
 }
 
 const [mode, a, b] = process.argv.slice(2);
-const run = mode === 'hostile' ? hostile() : mode === 'burst' ? burst(Number(a), b ?? 'n#.example') : mode === 'hold' ? hold(Number(a), Number(b)) : badTcp();
-run.then((r) => { process.stdout.write(JSON.stringify(r) + '\n'); process.exit(0); }, (e) => { process.stderr.write(String(e) + '\n'); process.exit(1); });
+const run =
+  mode === 'hostile'
+    ? hostile()
+    : mode === 'burst'
+      ? burst(Number(a), b ?? 'n#.example')
+      : mode === 'hold'
+        ? hold(Number(a), Number(b))
+        : badTcp();
+run.then(
+  (r) => {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    process.exit(0);
+  },
+  (e) => {
+    process.stderr.write(String(e) + '\n');
+    process.exit(1);
+  },
+);

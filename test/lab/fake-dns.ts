@@ -7,7 +7,8 @@ import { createSocket } from 'node:dgram';
 import dnsPacket from 'dns-packet';
 
 const [listenIp = '127.0.0.1', answerIp = '198.51.100.1'] = process.argv.slice(2);
-const KNOWN = (name: string): boolean => name === 'google.com' || name === 'www.google.com' || name.endsWith('.example');
+const KNOWN = (name: string): boolean =>
+  name === 'google.com' || name === 'www.google.com' || name.endsWith('.example');
 
 const sock = createSocket('udp4');
 sock.on('message', (msg, rinfo) => {
@@ -21,7 +22,8 @@ sock.on('message', (msg, rinfo) => {
   if (!question) return;
   const name = question.name.toLowerCase();
   const known = KNOWN(name);
-  const answers: dnsPacket.Answer[] = known && question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: answerIp }] : [];
+  const answers: dnsPacket.Answer[] =
+    known && question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: answerIp }] : [];
   const reply = dnsPacket.encode({
     type: 'response',
     id: q.id ?? 0,

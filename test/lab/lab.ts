@@ -48,7 +48,8 @@ export const INET_GW = '10.99.0.254';
  * namespaces, directories and processes colliding.
  */
 export const LAB_PREFIX = process.env.COVE_LAB_PREFIX ?? '';
-if (!/^[a-z0-9]{0,3}$/.test(LAB_PREFIX)) throw new Error(`COVE_LAB_PREFIX must be up to 3 lowercase letters or digits: ${LAB_PREFIX}`);
+if (!/^[a-z0-9]{0,3}$/.test(LAB_PREFIX))
+  throw new Error(`COVE_LAB_PREFIX must be up to 3 lowercase letters or digits: ${LAB_PREFIX}`);
 export function labName(name: string): string {
   return LAB_PREFIX + name;
 }
@@ -59,12 +60,25 @@ export interface RunResult {
   stderr: string;
 }
 
-export function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolvePromise) => {
-    const child = execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
-      resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number'
+            ? (err as unknown as { code: number }).code
+            : 1
+          : 0;
+        resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
@@ -145,23 +159,49 @@ export class Lab {
       return;
     }
     await must('ip', ['netns', 'add', this.inetNetns]);
-    await must('ip', ['link', 'add', 'uplink0', 'netns', this.netns, 'type', 'veth', 'peer', 'name', 'inet0', 'netns', this.inetNetns]);
-    await must('ip', ['-n', this.netns, '-batch', '-'], [
-      `addr add ${LAB_IP}/24 dev uplink0`,
-      'link set uplink0 up',
-      `route add default via ${INET_GW}`,
-    ].join('\n') + '\n');
-    await must('ip', ['-n', this.inetNetns, '-batch', '-'], [
-      'link set lo up',
-      `addr add ${INET_GW}/24 dev inet0`,
-      `addr add ${INTERNET_IP}/32 dev lo`,
-      'link set inet0 up',
-    ].join('\n') + '\n');
+    await must('ip', [
+      'link',
+      'add',
+      'uplink0',
+      'netns',
+      this.netns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'inet0',
+      'netns',
+      this.inetNetns,
+    ]);
+    await must(
+      'ip',
+      ['-n', this.netns, '-batch', '-'],
+      [`addr add ${LAB_IP}/24 dev uplink0`, 'link set uplink0 up', `route add default via ${INET_GW}`].join('\n') +
+        '\n',
+    );
+    await must(
+      'ip',
+      ['-n', this.inetNetns, '-batch', '-'],
+      [
+        'link set lo up',
+        `addr add ${INET_GW}/24 dev inet0`,
+        `addr add ${INTERNET_IP}/32 dev lo`,
+        'link set inet0 up',
+      ].join('\n') + '\n',
+    );
     // The stand-in resolver of the internet: google.com and *.example -> 198.51.100.1.
     const dnsScript = join(REPO, here.includes('/dist/') ? 'dist/test/lab/fake-dns.js' : 'dist/test/lab/fake-dns.js');
-    this.dnsServer = spawn('nsenter', [`--net=/run/netns/${this.inetNetns}`, process.execPath, dnsScript, INET_GW, INTERNET_IP], { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.dnsServer = spawn(
+      'nsenter',
+      [`--net=/run/netns/${this.inetNetns}`, process.execPath, dnsScript, INET_GW, INTERNET_IP],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     for (let i = 0; i < 100; i++) {
-      const r = await run('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'busybox', 'nslookup', 'google.com', INET_GW], { timeoutMs: 3000 });
+      const r = await run(
+        'nsenter',
+        [`--net=/run/netns/${this.inetNetns}`, 'busybox', 'nslookup', 'google.com', INET_GW],
+        { timeoutMs: 3000 },
+      );
       if (r.code === 0 && r.stdout.includes(INTERNET_IP)) return;
       await sleep(50);
     }
@@ -180,7 +220,8 @@ export class Lab {
 
   /** Runs a command on the stand-in internet host. */
   inet(script: string, timeoutMs = 30_000): Promise<RunResult> {
-    if (!this.online) throw new Error(`lab ${this.name} has no stand-in internet (COVE_LAB_OFFLINE=1 or internet: false)`);
+    if (!this.online)
+      throw new Error(`lab ${this.name} has no stand-in internet (COVE_LAB_OFFLINE=1 or internet: false)`);
     return run('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sh', '-c', script], { timeoutMs });
   }
 
@@ -246,20 +287,29 @@ export class Lab {
     const log = openSync(join(this.dir, 'coved.log'), 'a');
     const args = [
       ...this.enter(),
-      process.execPath, COVED_BIN,
-      '-H', `unix://${this.socket}`,
-      '--data-root', this.dataRoot,
-      '--exec-root', this.execRoot,
-      '--pidfile', join(this.execRoot, 'coved.pid'),
-      '--dns', INET_GW,
-      '--log-level', process.env.COVE_TEST_LOG_LEVEL ?? 'debug',
+      process.execPath,
+      COVED_BIN,
+      '-H',
+      `unix://${this.socket}`,
+      '--data-root',
+      this.dataRoot,
+      '--exec-root',
+      this.execRoot,
+      '--pidfile',
+      join(this.execRoot, 'coved.pid'),
+      '--dns',
+      INET_GW,
+      '--log-level',
+      process.env.COVE_TEST_LOG_LEVEL ?? 'debug',
       ...(opts.extraArgs ?? []),
     ];
     this.daemon = spawn('nsenter', args, { stdio: ['ignore', log, log], env: { ...process.env, ...opts.env } });
     closeSync(log);
     const child = this.daemon;
     let exited = false;
-    child.once('exit', () => { exited = true; });
+    child.once('exit', () => {
+      exited = true;
+    });
     // (a generous bound: on the shared 2-core machine at load 40-60 a start takes 15 s and more)
     for (let i = 0; i < 1200; i++) {
       if (exited) throw new Error(`coved exited at start:\n${this.daemonLog().slice(-4000)}`);
@@ -284,7 +334,10 @@ export class Lab {
         res(resp.statusCode === 200);
       });
       req.on('error', () => res(false));
-      req.on('timeout', () => { req.destroy(); res(false); });
+      req.on('timeout', () => {
+        req.destroy();
+        res(false);
+      });
       req.end();
     });
   }
@@ -320,9 +373,23 @@ export class Lab {
     // Offline there is no router in between: the host hangs straight off the lab (a LAN neighbour on its own subnet).
     const routerNs = this.online ? this.inetNetns : this.netns;
     await must('ip', ['link', 'add', routerIf, 'netns', routerNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    await must('ip', ['-n', routerNs, '-batch', '-'], [`addr add 10.98.${n}.1/24 dev ${routerIf}`, `link set ${routerIf} up`].join('\n') + '\n');
-    if (this.online) await must('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    await must('ip', ['-n', ns, '-batch', '-'], ['link set lo up', `addr add 10.98.${n}.2/24 dev eth0`, 'link set eth0 up', `route add default via 10.98.${n}.1`].join('\n') + '\n');
+    await must(
+      'ip',
+      ['-n', routerNs, '-batch', '-'],
+      [`addr add 10.98.${n}.1/24 dev ${routerIf}`, `link set ${routerIf} up`].join('\n') + '\n',
+    );
+    if (this.online)
+      await must('nsenter', [`--net=/run/netns/${this.inetNetns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await must(
+      'ip',
+      ['-n', ns, '-batch', '-'],
+      [
+        'link set lo up',
+        `addr add 10.98.${n}.2/24 dev eth0`,
+        'link set eth0 up',
+        `route add default via 10.98.${n}.1`,
+      ].join('\n') + '\n',
+    );
     return { ip: `10.98.${n}.2`, sh: (script) => run('nsenter', [`--net=/run/netns/${ns}`, 'sh', '-c', script]) };
   }
 
@@ -377,7 +444,8 @@ async function stopWireguardDevices(dir: string): Promise<void> {
     const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
     let alive = false;
     try {
-      alive = Number.isInteger(pid) && pid > 1 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(name);
+      alive =
+        Number.isInteger(pid) && pid > 1 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(name);
     } catch {
       alive = false;
     }

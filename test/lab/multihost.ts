@@ -20,7 +20,11 @@ const DOCKER = '/usr/local/bin/docker';
 export const UNDERLAY_PREFIX = '192.0.2.';
 
 export class MultiHostLab {
-  private constructor(readonly name: string, readonly underlayNetns: string, readonly hosts: Lab[]) {}
+  private constructor(
+    readonly name: string,
+    readonly underlayNetns: string,
+    readonly hosts: Lab[],
+  ) {}
 
   /** Underlay address of host i (0-based): 192.0.2.11, .12, ... */
   addr(i: number): string {
@@ -41,7 +45,20 @@ export class MultiHostLab {
       for (let i = 0; i < n; i++) {
         const h = await Lab.create(`${name}${i + 1}`, { hostname: MultiHostLab.hostname(i) });
         lab.hosts.push(h);
-        await must('ip', ['link', 'add', `h${i + 1}`, 'netns', ul, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', h.netns]);
+        await must('ip', [
+          'link',
+          'add',
+          `h${i + 1}`,
+          'netns',
+          ul,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth1',
+          'netns',
+          h.netns,
+        ]);
         await must('ip', ['-n', ul, 'link', 'set', `h${i + 1}`, 'master', 'ul0', 'up']);
         await must('ip', ['-n', h.netns, '-batch', '-'], `addr add ${lab.addr(i)}/24 dev eth1\nlink set eth1 up\n`);
       }
@@ -57,7 +74,12 @@ export class MultiHostLab {
    * daemon up with the demo images loaded, host 1 runs `swarm init`, the others
    * join with the `role` token.
    */
-  async startSwarm(opts: { images: string[]; role: 'worker' | 'manager'; daemon?: DaemonOptions; daemonEnv?: (i: number) => NodeJS.ProcessEnv | undefined }): Promise<void> {
+  async startSwarm(opts: {
+    images: string[];
+    role: 'worker' | 'manager';
+    daemon?: DaemonOptions;
+    daemonEnv?: (i: number) => NodeJS.ProcessEnv | undefined;
+  }): Promise<void> {
     for (const [i, h] of this.hosts.entries()) {
       const env = opts.daemonEnv?.(i);
       await h.startDaemon(env ? { ...opts.daemon, env: { ...opts.daemon?.env, ...env } } : opts.daemon);

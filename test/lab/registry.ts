@@ -83,11 +83,47 @@ export class LabRegistry {
     ];
     if (this.opts.tls) {
       const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-      await must('openssl', ['req', '-x509', ...ec, '-keyout', join(dir, 'ca.key'), '-out', this.caFile, '-days', '2', '-subj', '/CN=cove-lab-ca']);
-      await must('openssl', ['req', ...ec, '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.csr'), '-subj', `/CN=${ip}`]);
+      await must('openssl', [
+        'req',
+        '-x509',
+        ...ec,
+        '-keyout',
+        join(dir, 'ca.key'),
+        '-out',
+        this.caFile,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=cove-lab-ca',
+      ]);
+      await must('openssl', [
+        'req',
+        ...ec,
+        '-keyout',
+        join(dir, 'server.key'),
+        '-out',
+        join(dir, 'server.csr'),
+        '-subj',
+        `/CN=${ip}`,
+      ]);
       writeFileSync(join(dir, 'san.ext'), `subjectAltName=IP:${ip}\n`);
-      await must('openssl', ['x509', '-req', '-in', join(dir, 'server.csr'), '-CA', this.caFile, '-CAkey', join(dir, 'ca.key'), '-CAcreateserial',
-        '-out', join(dir, 'server.crt'), '-days', '2', '-extfile', join(dir, 'san.ext')]);
+      await must('openssl', [
+        'x509',
+        '-req',
+        '-in',
+        join(dir, 'server.csr'),
+        '-CA',
+        this.caFile,
+        '-CAkey',
+        join(dir, 'ca.key'),
+        '-CAcreateserial',
+        '-out',
+        join(dir, 'server.crt'),
+        '-days',
+        '2',
+        '-extfile',
+        join(dir, 'san.ext'),
+      ]);
       mkdirSync(join(this.certsDir, this.host), { recursive: true });
       await must('cp', [this.caFile, join(this.certsDir, this.host, 'ca.crt')]);
       lines.push('  tls:', `    certificate: ${join(dir, 'server.crt')}`, `    key: ${join(dir, 'server.key')}`);
@@ -100,10 +136,21 @@ export class LabRegistry {
     }
     if (this.opts.token) {
       const t = this.opts.token;
-      lines.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.certFile}`);
+      lines.push(
+        'auth:',
+        '  token:',
+        `    realm: ${t.realm}`,
+        `    service: ${t.service}`,
+        `    issuer: ${t.issuer}`,
+        `    rootcertbundle: ${t.certFile}`,
+      );
     }
     writeFileSync(join(dir, 'config.yml'), lines.join('\n') + '\n');
-    this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.netns}`, 'docker-registry', 'serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(
+      'nsenter',
+      [`--net=/run/netns/${this.opts.netns}`, 'docker-registry', 'serve', join(dir, 'config.yml')],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const ready = new Promise<void>((resolve, reject) => {
       const onData = (d: Buffer): void => {
         this.log += d.toString();

@@ -7,7 +7,8 @@ import { run, type Lab, type RunResult } from './lab.js';
 export const DOCKER = '/usr/local/bin/docker';
 
 /** `docker ARGS` against host h's socket; never throws. */
-export const docker = (h: Lab, args: string[], timeoutMs = 120_000): Promise<RunResult> => run(DOCKER, args, { env: h.env, timeoutMs });
+export const docker = (h: Lab, args: string[], timeoutMs = 120_000): Promise<RunResult> =>
+  run(DOCKER, args, { env: h.env, timeoutMs });
 
 /** `docker ARGS` that must succeed; its trimmed stdout. */
 export async function dockerOk(h: Lab, args: string[], timeoutMs?: number): Promise<string> {

@@ -48,7 +48,12 @@ function pipeThrottled(from: Socket, to: Socket, onBytes: (n: number) => boolean
     if (!to.write(chunk)) from.pause();
     if (rate) {
       from.pause();
-      setTimeout(() => { if (!to.writableNeedDrain) from.resume(); }, Math.ceil((chunk.length / rate) * 1000));
+      setTimeout(
+        () => {
+          if (!to.writableNeedDrain) from.resume();
+        },
+        Math.ceil((chunk.length / rate) * 1000),
+      );
     }
   });
   to.on('drain', () => from.resume());

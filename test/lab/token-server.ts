@@ -60,11 +60,48 @@ export class LabTokenServer {
     const s = new LabTokenServer(opts);
     mkdirSync(opts.dir, { recursive: true });
     const keyFile = join(opts.dir, 'token.key');
-    const r = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', s.certFile, '-days', '2', '-subj', '/CN=cove-lab-token-signer'], { timeoutMs: 30_000 });
+    const r = await run(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        s.certFile,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=cove-lab-token-signer',
+      ],
+      { timeoutMs: 30_000 },
+    );
     if (r.code !== 0) throw new Error(`openssl: ${r.stderr}`);
-    const serve: ServeOptions = { ip: opts.ip, port: opts.port, users: opts.users, service: opts.service, issuer: opts.issuer, keyFile, certFile: s.certFile };
-    s.proc = spawn('nsenter', [`--net=/run/netns/${opts.netns}`, process.execPath, fileURLToPath(import.meta.url), '--serve', JSON.stringify(serve)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const serve: ServeOptions = {
+      ip: opts.ip,
+      port: opts.port,
+      users: opts.users,
+      service: opts.service,
+      issuer: opts.issuer,
+      keyFile,
+      certFile: s.certFile,
+    };
+    s.proc = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${opts.netns}`,
+        process.execPath,
+        fileURLToPath(import.meta.url),
+        '--serve',
+        JSON.stringify(serve),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let buf = '';
     await new Promise<void>((resolve, reject) => {
       s.proc!.stdout!.on('data', (d: Buffer) => {
@@ -101,7 +138,10 @@ function serve(o: ServeOptions): void {
   const x5c = [new X509Certificate(readFileSync(o.certFile)).raw.toString('base64')];
   createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    const scopes = url.searchParams
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean);
     let account: string | null = null;
     const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
     const answer = (status: number, body: unknown, granted: TokenRequest['granted'] = []): void => {
@@ -109,7 +149,8 @@ function serve(o: ServeOptions): void {
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (url.pathname !== '/token' || url.searchParams.get('service') !== o.service) return answer(404, { errors: [{ code: 'NOT_FOUND' }] });
+    if (url.pathname !== '/token' || url.searchParams.get('service') !== o.service)
+      return answer(404, { errors: [{ code: 'NOT_FOUND' }] });
     if (basic) {
       const plain = Buffer.from(basic[1]!, 'base64').toString('utf8');
       const i = plain.indexOf(':');
@@ -117,18 +158,34 @@ function serve(o: ServeOptions): void {
       if (o.users[account] !== plain.slice(i + 1)) return answer(401, { details: 'incorrect username or password' });
     }
     // scope = type:name:actions, where name may hold a port (host:5000/repo).
-    const granted = account === null ? [] : scopes.map((s) => {
-      const first = s.indexOf(':');
-      const last = s.lastIndexOf(':');
-      return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') };
-    });
+    const granted =
+      account === null
+        ? []
+        : scopes.map((s) => {
+            const first = s.indexOf(':');
+            const last = s.lastIndexOf(':');
+            return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') };
+          });
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'ES256', x5c };
-    const claims = { iss: o.issuer, sub: account ?? '', aud: o.service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(12).toString('hex'), access: granted };
+    const claims = {
+      iss: o.issuer,
+      sub: account ?? '',
+      aud: o.service,
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(12).toString('hex'),
+      access: granted,
+    };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const sig = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
     const token = `${input}.${b64url(sig)}`;
-    answer(200, { token, access_token: token, expires_in: 300, issued_at: new Date(now * 1000).toISOString() }, granted);
+    answer(
+      200,
+      { token, access_token: token, expires_in: 300, issued_at: new Date(now * 1000).toISOString() },
+      granted,
+    );
   }).listen(o.port, o.ip, () => process.stdout.write('listening\n'));
 }
 

@@ -20,10 +20,14 @@ export async function startApi(): Promise<Harness> {
   const engine = createFakeEngine();
   const server = createApiServer(engine, silentLogger);
   const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((resolve) => server.listen(socket, resolve));
   return {
-    socket, engine,
+    socket,
+    engine,
     async close() {
       await engine.containers.close();
       for (const s of sockets) s.destroy();
@@ -33,9 +37,20 @@ export async function startApi(): Promise<Harness> {
   };
 }
 
-export interface Response { status: number; headers: http.IncomingHttpHeaders; body: string; raw: Buffer }
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  raw: Buffer;
+}
 
-export function request(socket: string, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Response> {
+export function request(
+  socket: string,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return new Promise((resolve, reject) => {
     const h: Record<string, string> = { ...headers };
     if (body !== undefined && !h['Content-Type']) h['Content-Type'] = 'application/json';
@@ -57,12 +72,21 @@ export function json(r: Response): any {
 }
 
 /** POST with Connection: Upgrade; resolves with the upgraded socket. */
-export function hijack(socket: string, path: string, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; socket: Socket; head: Buffer }> {
+export function hijack(
+  socket: string,
+  path: string,
+  body?: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; socket: Socket; head: Buffer }> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'tcp' };
-    if (body !== undefined) { headers['Content-Type'] = 'application/json'; headers['Content-Length'] = String(Buffer.byteLength(body)); }
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
     const req = http.request({ socketPath: socket, method: 'POST', path, headers, agent: false });
-    req.on('upgrade', (res, s, head) => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket: s as Socket, head }));
+    req.on('upgrade', (res, s, head) =>
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, socket: s as Socket, head }),
+    );
     req.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
     req.on('error', reject);
     req.end(body);

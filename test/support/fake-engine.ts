@@ -20,11 +20,25 @@ import type { Engine } from '../../src/daemon/engine.js';
 import type { DockerVolume, VolumeCreate, VolumeService } from '../../src/runtime/volumes/store.js';
 import type { DistributionService } from '../../src/runtime/distribution/index.js';
 import type {
-  DockerEndpointSettings, DockerNetwork, DockerNetworkCreate, DockerNetworkSettings, Filters, NetworkService,
+  DockerEndpointSettings,
+  DockerNetwork,
+  DockerNetworkCreate,
+  DockerNetworkSettings,
+  Filters,
+  NetworkService,
 } from '../../src/network/types.js';
 import type {
-  AttachOptions, ContainerService, DockerContainerCreate, DockerContainerInspect, DockerContainerSummary,
-  DockerExecCreate, DockerImageSummary, ImageService, IoSession, LogEntry, LogOptions,
+  AttachOptions,
+  ContainerService,
+  DockerContainerCreate,
+  DockerContainerInspect,
+  DockerContainerSummary,
+  DockerExecCreate,
+  DockerImageSummary,
+  ImageService,
+  IoSession,
+  LogEntry,
+  LogOptions,
 } from '../../src/runtime/types.js';
 
 function matchName(value: string, want: string[]): boolean {
@@ -36,18 +50,39 @@ export class FakeNetworks implements Partial<NetworkService> {
   private nextSubnet = 18;
 
   constructor(private readonly events: EventBus) {
-    for (const [name, driver] of [['bridge', 'bridge'], ['host', 'host'], ['none', 'null']] as const) {
+    for (const [name, driver] of [
+      ['bridge', 'bridge'],
+      ['host', 'host'],
+      ['none', 'null'],
+    ] as const) {
       this.add(name, driver, name === 'bridge' ? '172.17.0.0/16' : undefined);
     }
   }
 
   private add(name: string, driver: string, subnet?: string, req?: Partial<DockerNetworkCreate>): DockerNetwork {
     const n: DockerNetwork = {
-      Name: name, Id: newId(), Created: new Date().toISOString().replace('Z', '000000Z'), Scope: 'local', Driver: driver,
-      EnableIPv4: true, EnableIPv6: Boolean(req?.EnableIPv6),
-      IPAM: { Driver: 'default', Options: null, Config: subnet ? [{ Subnet: subnet, Gateway: req?.IPAM?.Config?.[0]?.Gateway ?? subnet.replace(/0\/\d+$/, '1') }] : [] },
-      Internal: Boolean(req?.Internal), Attachable: Boolean(req?.Attachable), Ingress: Boolean(req?.Ingress),
-      ConfigFrom: { Network: '' }, ConfigOnly: false, Containers: {}, Options: req?.Options ?? {}, Labels: req?.Labels ?? {},
+      Name: name,
+      Id: newId(),
+      Created: new Date().toISOString().replace('Z', '000000Z'),
+      Scope: 'local',
+      Driver: driver,
+      EnableIPv4: true,
+      EnableIPv6: Boolean(req?.EnableIPv6),
+      IPAM: {
+        Driver: 'default',
+        Options: null,
+        Config: subnet
+          ? [{ Subnet: subnet, Gateway: req?.IPAM?.Config?.[0]?.Gateway ?? subnet.replace(/0\/\d+$/, '1') }]
+          : [],
+      },
+      Internal: Boolean(req?.Internal),
+      Attachable: Boolean(req?.Attachable),
+      Ingress: Boolean(req?.Ingress),
+      ConfigFrom: { Network: '' },
+      ConfigOnly: false,
+      Containers: {},
+      Options: req?.Options ?? {},
+      Labels: req?.Labels ?? {},
     };
     this.nets.set(n.Id, n);
     return n;
@@ -55,17 +90,25 @@ export class FakeNetworks implements Partial<NetworkService> {
 
   async resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }> {
     const all = [...this.nets.values()];
-    const n = all.find((x) => x.Id === idOrName) ?? all.find((x) => x.Name === idOrName)
-      ?? (() => { const p = all.filter((x) => x.Id.startsWith(idOrName)); return p.length === 1 ? p[0] : undefined; })();
+    const n =
+      all.find((x) => x.Id === idOrName) ??
+      all.find((x) => x.Name === idOrName) ??
+      (() => {
+        const p = all.filter((x) => x.Id.startsWith(idOrName));
+        return p.length === 1 ? p[0] : undefined;
+      })();
     if (!n) throw new NotFound(`network ${idOrName} not found`);
     return { id: n.Id, name: n.Name, driver: n.Driver };
   }
 
   async createNetwork(req: DockerNetworkCreate): Promise<{ Id: string; Warning: string }> {
-    if ([...this.nets.values()].some((n) => n.Name === req.Name)) throw new Conflict(`network with name ${req.Name} already exists`);
-    if (['bridge', 'host', 'none'].includes(req.Name)) throw new Forbidden(`operation is not permitted on predefined ${req.Name} network`);
+    if ([...this.nets.values()].some((n) => n.Name === req.Name))
+      throw new Conflict(`network with name ${req.Name} already exists`);
+    if (['bridge', 'host', 'none'].includes(req.Name))
+      throw new Forbidden(`operation is not permitted on predefined ${req.Name} network`);
     const driver = req.Driver || 'bridge';
-    if (!['bridge', 'macvlan', 'overlay', 'null', 'host'].includes(driver)) throw new NotFound(`plugin "${driver}" not found`);
+    if (!['bridge', 'macvlan', 'overlay', 'null', 'host'].includes(driver))
+      throw new NotFound(`plugin "${driver}" not found`);
     const subnet = req.IPAM?.Config?.[0]?.Subnet ?? `172.${this.nextSubnet++}.0.0/16`;
     const n = this.add(req.Name, driver, subnet, req);
     this.events.publish('network', 'create', n.Id, { name: n.Name, type: driver });
@@ -73,10 +116,12 @@ export class FakeNetworks implements Partial<NetworkService> {
   }
 
   async listNetworks(filters: Filters = {}): Promise<DockerNetwork[]> {
-    return [...this.nets.values()].filter((n) =>
-      (!filters.name || matchName(n.Name, filters.name))
-      && (!filters.id || filters.id.some((i) => n.Id.startsWith(i)))
-      && (!filters.driver || filters.driver.includes(n.Driver)));
+    return [...this.nets.values()].filter(
+      (n) =>
+        (!filters.name || matchName(n.Name, filters.name)) &&
+        (!filters.id || filters.id.some((i) => n.Id.startsWith(i))) &&
+        (!filters.driver || filters.driver.includes(n.Driver)),
+    );
   }
 
   async inspectNetwork(idOrName: string): Promise<DockerNetwork> {
@@ -85,9 +130,11 @@ export class FakeNetworks implements Partial<NetworkService> {
 
   async removeNetwork(idOrName: string): Promise<void> {
     const { id, name } = await this.resolveNetwork(idOrName);
-    if (['bridge', 'host', 'none'].includes(name)) throw new Forbidden(`${name} is a pre-defined network and cannot be removed`);
+    if (['bridge', 'host', 'none'].includes(name))
+      throw new Forbidden(`${name} is a pre-defined network and cannot be removed`);
     const n = this.nets.get(id)!;
-    if (Object.keys(n.Containers).length) throw new Forbidden(`error while removing network: network ${name} id ${id} has active endpoints`);
+    if (Object.keys(n.Containers).length)
+      throw new Forbidden(`error while removing network: network ${name} id ${id} has active endpoints`);
     this.nets.delete(id);
     this.events.publish('network', 'destroy', id, { name, type: n.Driver });
   }
@@ -110,26 +157,58 @@ export class FakeNetworks implements Partial<NetworkService> {
  */
 export class FakeDistribution implements DistributionService {
   constructor(private readonly images: FakeImages) {}
-  async pull(ref: string, opts: { progress?: (m: Record<string, unknown>) => void } = {}): Promise<{ id: string; digest: string; name: string }> {
+  async pull(
+    ref: string,
+    opts: { progress?: (m: Record<string, unknown>) => void } = {},
+  ): Promise<{ id: string; digest: string; name: string }> {
     const local = ref.replace(/^docker\.io\/(library\/)?/, '');
     const id = await this.images.resolve(local).catch(() => undefined);
-    if (!id) throw new NotFound(`pull access denied for ${local.replace(/[:@].*$/, '')}, repository does not exist or may require 'docker login': denied: requested access to the resource is denied`);
+    if (!id)
+      throw new NotFound(
+        `pull access denied for ${local.replace(/[:@].*$/, '')}, repository does not exist or may require 'docker login': denied: requested access to the resource is denied`,
+      );
     opts.progress?.({ status: `Status: Image is up to date for ${local}` });
     return { id, digest: '', name: local };
   }
-  async push(): Promise<{ digest: string; size: number }> { throw new NotFound('the fake registry takes no pushes'); }
-  async login(): Promise<{ Status: string; IdentityToken: string }> { return { Status: 'Login Succeeded', IdentityToken: '' }; }
-  async search(): Promise<Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>> { return []; }
-  async inspect(ref: string): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: Array<Record<string, string>> }> { throw new NotFound(`pull access denied for ${ref}`); }
-  async resolveDigest(ref: string): Promise<string> { return ref; }
-  async ensure(ref: string): Promise<string> { return (await this.pull(ref)).id; }
+  async push(): Promise<{ digest: string; size: number }> {
+    throw new NotFound('the fake registry takes no pushes');
+  }
+  async login(): Promise<{ Status: string; IdentityToken: string }> {
+    return { Status: 'Login Succeeded', IdentityToken: '' };
+  }
+  async search(): Promise<
+    Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>
+  > {
+    return [];
+  }
+  async inspect(ref: string): Promise<{
+    Descriptor: { mediaType: string; digest: string; size: number };
+    Platforms: Array<Record<string, string>>;
+  }> {
+    throw new NotFound(`pull access denied for ${ref}`);
+  }
+  async resolveDigest(ref: string): Promise<string> {
+    return ref;
+  }
+  async ensure(ref: string): Promise<string> {
+    return (await this.pull(ref)).id;
+  }
 }
 
 export class FakeImages implements ImageService {
-  readonly images = new Map<string, { id: string; tags: string[]; created: number; size: number; config: Record<string, unknown> }>();
+  readonly images = new Map<
+    string,
+    { id: string; tags: string[]; created: number; size: number; config: Record<string, unknown> }
+  >();
 
   constructor(private readonly events: EventBus) {
-    this.images.set('sha256:' + 'a'.repeat(64), { id: 'sha256:' + 'a'.repeat(64), tags: ['alpine:latest'], created: Math.floor(Date.now() / 1000) - 3600, size: 1_234_567, config: { Cmd: ['/bin/sh'] } });
+    this.images.set('sha256:' + 'a'.repeat(64), {
+      id: 'sha256:' + 'a'.repeat(64),
+      tags: ['alpine:latest'],
+      created: Math.floor(Date.now() / 1000) - 3600,
+      size: 1_234_567,
+      config: { Cmd: ['/bin/sh'] },
+    });
   }
 
   private norm(ref: string): string {
@@ -138,18 +217,32 @@ export class FakeImages implements ImageService {
 
   async resolve(ref: string): Promise<string> {
     for (const img of this.images.values()) {
-      if (img.id === ref || img.tags.includes(this.norm(ref)) || (ref.length >= 4 && img.id.slice(7).startsWith(ref.replace(/^sha256:/, '')))) return img.id;
+      if (
+        img.id === ref ||
+        img.tags.includes(this.norm(ref)) ||
+        (ref.length >= 4 && img.id.slice(7).startsWith(ref.replace(/^sha256:/, '')))
+      )
+        return img.id;
     }
     throw new NotFound(`No such image: ${ref}`);
   }
 
-  async importTar(tar: Readable, opts: { repo?: string; tag?: string; changes?: string[]; message?: string }): Promise<string> {
+  async importTar(
+    tar: Readable,
+    opts: { repo?: string; tag?: string; changes?: string[]; message?: string },
+  ): Promise<string> {
     let size = 0;
     for await (const chunk of tar) size += (chunk as Buffer).length;
     if (size === 0) throw new InvalidParameter('EOF');
     const id = 'sha256:' + newId();
     const cmd = (opts.changes ?? []).find((c) => c.startsWith('CMD '));
-    this.images.set(id, { id, tags: opts.repo ? [`${opts.repo}:${opts.tag || 'latest'}`] : [], created: Math.floor(Date.now() / 1000), size, config: cmd ? { Cmd: JSON.parse(cmd.slice(4)) } : {} });
+    this.images.set(id, {
+      id,
+      tags: opts.repo ? [`${opts.repo}:${opts.tag || 'latest'}`] : [],
+      created: Math.floor(Date.now() / 1000),
+      size,
+      config: cmd ? { Cmd: JSON.parse(cmd.slice(4)) } : {},
+    });
     this.events.publish('image', 'import', id, {});
     return id;
   }
@@ -167,21 +260,45 @@ export class FakeImages implements ImageService {
 
   async list(): Promise<DockerImageSummary[]> {
     return [...this.images.values()].map((i) => ({
-      Id: i.id, ParentId: '', RepoTags: i.tags, RepoDigests: [], Created: i.created, Size: i.size, SharedSize: -1, Labels: null, Containers: -1,
+      Id: i.id,
+      ParentId: '',
+      RepoTags: i.tags,
+      RepoDigests: [],
+      Created: i.created,
+      Size: i.size,
+      SharedSize: -1,
+      Labels: null,
+      Containers: -1,
     }));
   }
 
   async inspect(ref: string): Promise<Record<string, unknown>> {
     const img = this.images.get(await this.resolve(ref))!;
-    return { Id: img.id, RepoTags: img.tags, RepoDigests: [], Created: new Date(img.created * 1000).toISOString(), Size: img.size, Config: img.config, Os: 'linux', Architecture: 'amd64' };
+    return {
+      Id: img.id,
+      RepoTags: img.tags,
+      RepoDigests: [],
+      Created: new Date(img.created * 1000).toISOString(),
+      Size: img.size,
+      Config: img.config,
+      Os: 'linux',
+      Architecture: 'amd64',
+    };
   }
 
-  async history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>> {
+  async history(
+    ref: string,
+  ): Promise<
+    Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>
+  > {
     const img = this.images.get(await this.resolve(ref))!;
     return [{ Id: img.id, Created: img.created, CreatedBy: 'fake', Tags: img.tags, Size: img.size, Comment: '' }];
   }
 
-  async prune(): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }> {
+  async prune(): Promise<{
+    ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null;
+    SpaceReclaimed: number;
+  }> {
     const deleted: Array<{ Deleted: string }> = [];
     let reclaimed = 0;
     for (const img of [...this.images.values()]) {
@@ -251,7 +368,9 @@ function spawnFake(cmd: string[], onOut: (stream: 'stdout' | 'stderr', data: Buf
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let resolveExit!: (c: number) => void;
-  const exited = new Promise<number>((r) => { resolveExit = r; });
+  const exited = new Promise<number>((r) => {
+    resolveExit = r;
+  });
   let done = false;
   const exit = (code: number) => {
     if (done) return;
@@ -265,7 +384,9 @@ function spawnFake(cmd: string[], onOut: (stream: 'stdout' | 'stderr', data: Buf
   const [prog, ...args] = cmd;
   setImmediate(() => {
     if (prog === 'cat') {
-      stdin.on('data', (d: Buffer) => { if (!done) stdout.write(d); });
+      stdin.on('data', (d: Buffer) => {
+        if (!done) stdout.write(d);
+      });
       stdin.on('end', () => exit(0));
     } else if (prog === 'echo') {
       stdout.write(args.join(' ') + '\n');
@@ -323,14 +444,22 @@ export class FakeContainers implements ContainerService {
     throw new Conflict(`Container ${c.id} cannot be committed in the fake engine`);
   }
   readonly ctrs = new Map<string, FakeContainer>();
-  readonly execs = new Map<string, { id: string; ctr: string; body: DockerExecCreate; running: boolean; exitCode: number | null }>();
+  readonly execs = new Map<
+    string,
+    { id: string; ctr: string; body: DockerExecCreate; running: boolean; exitCode: number | null }
+  >();
 
-  constructor(private readonly events: EventBus, private readonly images: FakeImages, private readonly networks: FakeNetworks) {}
+  constructor(
+    private readonly events: EventBus,
+    private readonly images: FakeImages,
+    private readonly networks: FakeNetworks,
+  ) {}
 
   private get(idOrName: string): FakeContainer {
     const name = idOrName.replace(/^\//, '');
     const all = [...this.ctrs.values()];
-    const c = all.find((x) => x.id === name) ?? all.find((x) => x.name === name) ?? all.find((x) => x.id.startsWith(name));
+    const c =
+      all.find((x) => x.id === name) ?? all.find((x) => x.name === name) ?? all.find((x) => x.id.startsWith(name));
     if (!c) throw new NotFound(`No such container: ${idOrName}`);
     return c;
   }
@@ -344,7 +473,9 @@ export class FakeContainers implements ContainerService {
     await this.images.resolve(body.Image ?? '');
     if (name && [...this.ctrs.values()].some((c) => c.name === name)) {
       const other = [...this.ctrs.values()].find((c) => c.name === name)!;
-      throw new Conflict(`Conflict. The container name "/${name}" is already in use by container "${other.id}". You have to remove (or rename) that container to be able to reuse that name.`);
+      throw new Conflict(
+        `Conflict. The container name "/${name}" is already in use by container "${other.id}". You have to remove (or rename) that container to be able to reuse that name.`,
+      );
     }
     const id = newId();
     const mode = body.HostConfig?.NetworkMode || 'bridge';
@@ -355,8 +486,19 @@ export class FakeContainers implements ContainerService {
       nets[nname] = { ...(body.NetworkingConfig?.EndpointsConfig?.[n] ?? {}), NetworkID: nid };
     }
     this.ctrs.set(id, {
-      id, name: name ?? `fake_${id.slice(0, 6)}`, body, created: new Date(), state: 'created', exitCode: 0,
-      startedAt: '0001-01-01T00:00:00Z', finishedAt: '0001-01-01T00:00:00Z', logs: [], networks: nets, exitWaiters: [], onStart: [], size: { rows: 0, cols: 0 },
+      id,
+      name: name ?? `fake_${id.slice(0, 6)}`,
+      body,
+      created: new Date(),
+      state: 'created',
+      exitCode: 0,
+      startedAt: '0001-01-01T00:00:00Z',
+      finishedAt: '0001-01-01T00:00:00Z',
+      logs: [],
+      networks: nets,
+      exitWaiters: [],
+      onStart: [],
+      size: { rows: 0, cols: 0 },
     });
     this.events.publish('container', 'create', id, { name: name ?? '', image: body.Image ?? '' });
     return { Id: id, Warnings: [] };
@@ -365,7 +507,8 @@ export class FakeContainers implements ContainerService {
   async start(idOrName: string): Promise<void> {
     const c = this.get(idOrName);
     if (c.state === 'running') throw new NotModified();
-    if (c.body.Cmd?.[0] === 'nostart') throw new SystemError('failed to create the ipvlan port: operation not supported');
+    if (c.body.Cmd?.[0] === 'nostart')
+      throw new SystemError('failed to create the ipvlan port: operation not supported');
     c.state = 'running';
     c.startedAt = new Date().toISOString();
     const cmd = [...(c.body.Entrypoint ?? []), ...(c.body.Cmd ?? [])];
@@ -374,7 +517,13 @@ export class FakeContainers implements ContainerService {
     for (const cb of c.onStart.splice(0)) cb();
     for (const [net, ep] of Object.entries(c.networks)) {
       const n = this.networks.nets.get(ep.NetworkID!)!;
-      n.Containers[c.id] = { Name: c.name, EndpointID: newId(), MacAddress: '02:42:ac:11:00:02', IPv4Address: '172.17.0.2/16', IPv6Address: '' };
+      n.Containers[c.id] = {
+        Name: c.name,
+        EndpointID: newId(),
+        MacAddress: '02:42:ac:11:00:02',
+        IPv4Address: '172.17.0.2/16',
+        IPv6Address: '',
+      };
       void net;
     }
     this.events.publish('container', 'start', c.id, { name: c.name, image: c.body.Image ?? '' });
@@ -399,7 +548,8 @@ export class FakeContainers implements ContainerService {
 
   async kill(idOrName: string, signal?: string): Promise<void> {
     const c = this.get(idOrName);
-    if (c.state !== 'running') throw new Conflict(`cannot kill container: ${idOrName}: container ${c.id} is not running`);
+    if (c.state !== 'running')
+      throw new Conflict(`cannot kill container: ${idOrName}: container ${c.id} is not running`);
     c.proc!.exit(signal && signal !== 'SIGKILL' && signal !== 'KILL' && signal !== '9' ? 143 : 137);
   }
 
@@ -412,7 +562,10 @@ export class FakeContainers implements ContainerService {
   async remove(idOrName: string, opts: { force?: boolean } = {}): Promise<void> {
     const c = this.get(idOrName);
     if (c.state === 'running') {
-      if (!opts.force) throw new Conflict(`cannot remove container "/${c.name}": container is running: stop the container before removing or force remove`);
+      if (!opts.force)
+        throw new Conflict(
+          `cannot remove container "/${c.name}": container is running: stop the container before removing or force remove`,
+        );
       c.proc!.exit(137);
     }
     this.ctrs.delete(c.id);
@@ -424,11 +577,14 @@ export class FakeContainers implements ContainerService {
     return { Warnings: [] };
   }
 
-  async prune(filters: Record<string, string[]> = {}): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
+  async prune(
+    filters: Record<string, string[]> = {},
+  ): Promise<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }> {
     const wanted = prunePredicate(filters);
     const deleted: string[] = [];
     for (const c of [...this.ctrs.values()]) {
-      if (!wanted({ Id: c.id, Created: c.created.toISOString(), Labels: c.body.Labels ?? {}, Status: c.state })) continue;
+      if (!wanted({ Id: c.id, Created: c.created.toISOString(), Labels: c.body.Labels ?? {}, Status: c.state }))
+        continue;
       this.ctrs.delete(c.id);
       deleted.push(c.id);
     }
@@ -437,15 +593,33 @@ export class FakeContainers implements ContainerService {
 
   async rename(idOrName: string, newName: string): Promise<void> {
     const c = this.get(idOrName);
-    if ([...this.ctrs.values()].some((x) => x.name === newName)) throw new Conflict(`Error when allocating new name: Conflict. The container name "/${newName}" is already in use`);
+    if ([...this.ctrs.values()].some((x) => x.name === newName))
+      throw new Conflict(
+        `Error when allocating new name: Conflict. The container name "/${newName}" is already in use`,
+      );
     c.name = newName;
   }
 
   private settings(c: FakeContainer): DockerNetworkSettings {
     return {
-      Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
-      SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
-      IPAddress: c.state === 'running' ? '172.17.0.2' : '', IPPrefixLen: 16, IPv6Gateway: '', MacAddress: '', Networks: c.networks,
+      Bridge: '',
+      SandboxID: '',
+      SandboxKey: '',
+      Ports: {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: c.state === 'running' ? '172.17.0.2' : '',
+      IPPrefixLen: 16,
+      IPv6Gateway: '',
+      MacAddress: '',
+      Networks: c.networks,
     };
   }
 
@@ -453,12 +627,41 @@ export class FakeContainers implements ContainerService {
     const c = this.get(idOrName);
     const cmd = [...(c.body.Entrypoint ?? []), ...(c.body.Cmd ?? [])];
     return {
-      Id: c.id, Created: c.created.toISOString(), Path: cmd[0] ?? '', Args: cmd.slice(1),
-      State: { Status: c.state, Running: c.state === 'running', Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: c.state === 'running' ? 4242 : 0, ExitCode: c.exitCode, Error: '', StartedAt: c.startedAt, FinishedAt: c.finishedAt },
-      Image: await this.images.resolve(c.body.Image ?? ''), ResolvConfPath: '', HostnamePath: '', HostsPath: '', LogPath: '', Name: '/' + c.name,
-      RestartCount: 0, Driver: 'overlay', Platform: 'linux', MountLabel: '', ProcessLabel: '', AppArmorProfile: '', ExecIDs: null,
-      HostConfig: c.body.HostConfig ?? {}, GraphDriver: { Name: 'overlay', Data: null }, Mounts: [],
-      Config: { ...c.body, Hostname: c.body.Hostname || c.id.slice(0, 12) }, NetworkSettings: this.settings(c),
+      Id: c.id,
+      Created: c.created.toISOString(),
+      Path: cmd[0] ?? '',
+      Args: cmd.slice(1),
+      State: {
+        Status: c.state,
+        Running: c.state === 'running',
+        Paused: false,
+        Restarting: false,
+        OOMKilled: false,
+        Dead: false,
+        Pid: c.state === 'running' ? 4242 : 0,
+        ExitCode: c.exitCode,
+        Error: '',
+        StartedAt: c.startedAt,
+        FinishedAt: c.finishedAt,
+      },
+      Image: await this.images.resolve(c.body.Image ?? ''),
+      ResolvConfPath: '',
+      HostnamePath: '',
+      HostsPath: '',
+      LogPath: '',
+      Name: '/' + c.name,
+      RestartCount: 0,
+      Driver: 'overlay',
+      Platform: 'linux',
+      MountLabel: '',
+      ProcessLabel: '',
+      AppArmorProfile: '',
+      ExecIDs: null,
+      HostConfig: c.body.HostConfig ?? {},
+      GraphDriver: { Name: 'overlay', Data: null },
+      Mounts: [],
+      Config: { ...c.body, Hostname: c.body.Hostname || c.id.slice(0, 12) },
+      NetworkSettings: this.settings(c),
     };
   }
 
@@ -470,15 +673,33 @@ export class FakeContainers implements ContainerService {
     rows.sort((a, b) => b.created.getTime() - a.created.getTime());
     if (opts.limit) rows = rows.slice(0, opts.limit);
     return rows.map((c) => ({
-      Id: c.id, Names: ['/' + c.name], Image: c.body.Image ?? '', ImageID: '', Command: [...(c.body.Entrypoint ?? []), ...(c.body.Cmd ?? [])].join(' '),
+      Id: c.id,
+      Names: ['/' + c.name],
+      Image: c.body.Image ?? '',
+      ImageID: '',
+      Command: [...(c.body.Entrypoint ?? []), ...(c.body.Cmd ?? [])].join(' '),
       Created: Math.floor(c.created.getTime() / 1000),
-      Ports: Object.entries(c.body.HostConfig?.PortBindings ?? {}).flatMap(([p, bs]) => (bs ?? []).map((b) => ({ IP: b.HostIp || '0.0.0.0', PrivatePort: Number(p.split('/')[0]), PublicPort: Number(b.HostPort), Type: p.split('/')[1] ?? 'tcp' }))),
-      Labels: c.body.Labels ?? {}, State: c.state, Status: c.state === 'running' ? 'Up Less than a second' : `Exited (${c.exitCode}) Less than a second ago`,
-      HostConfig: { NetworkMode: c.body.HostConfig?.NetworkMode || 'bridge' }, NetworkSettings: { Networks: c.networks }, Mounts: [],
+      Ports: Object.entries(c.body.HostConfig?.PortBindings ?? {}).flatMap(([p, bs]) =>
+        (bs ?? []).map((b) => ({
+          IP: b.HostIp || '0.0.0.0',
+          PrivatePort: Number(p.split('/')[0]),
+          PublicPort: Number(b.HostPort),
+          Type: p.split('/')[1] ?? 'tcp',
+        })),
+      ),
+      Labels: c.body.Labels ?? {},
+      State: c.state,
+      Status: c.state === 'running' ? 'Up Less than a second' : `Exited (${c.exitCode}) Less than a second ago`,
+      HostConfig: { NetworkMode: c.body.HostConfig?.NetworkMode || 'bridge' },
+      NetworkSettings: { Networks: c.networks },
+      Mounts: [],
     }));
   }
 
-  async wait(idOrName: string, condition: 'not-running' | 'next-exit' | 'removed' = 'not-running'): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
+  async wait(
+    idOrName: string,
+    condition: 'not-running' | 'next-exit' | 'removed' = 'not-running',
+  ): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
     const c = this.get(idOrName);
     if (condition === 'not-running' && c.state !== 'running') return { StatusCode: c.exitCode };
     const code = await new Promise<number>((r) => c.exitWaiters.push(r));
@@ -492,12 +713,19 @@ export class FakeContainers implements ContainerService {
     for (const e of entries) yield e;
   }
 
-  private session(proc: FakeProc, tty: boolean, opts: { stdin: boolean; detachKeys?: string }, exited: Promise<number>): IoSession {
+  private session(
+    proc: FakeProc,
+    tty: boolean,
+    opts: { stdin: boolean; detachKeys?: string },
+    exited: Promise<number>,
+  ): IoSession {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const stdin = opts.stdin ? new PassThrough() : null;
     let resolveDone!: (v: 'exited' | 'detached' | 'closed') => void;
-    const done = new Promise<'exited' | 'detached' | 'closed'>((r) => { resolveDone = r; });
+    const done = new Promise<'exited' | 'detached' | 'closed'>((r) => {
+      resolveDone = r;
+    });
     const onOut = (d: Buffer) => stdout.write(d);
     const onErr = (d: Buffer) => (tty ? stdout : stderr).write(d);
     proc.stdout.on('data', onOut);
@@ -505,7 +733,10 @@ export class FakeContainers implements ContainerService {
     const finish = (how: 'exited' | 'detached' | 'closed') => {
       proc.stdout.off('data', onOut);
       proc.stderr.off('data', onErr);
-      if (how === 'exited') { stdout.end(); stderr.end(); }
+      if (how === 'exited') {
+        stdout.end();
+        stderr.end();
+      }
       resolveDone(how);
     };
     void exited.then(() => finish('exited'));
@@ -518,7 +749,11 @@ export class FakeContainers implements ContainerService {
     });
     stdin?.on('end', () => proc.stdin.end());
     return {
-      tty, stdout, stderr: tty ? null : stderr, stdin, done,
+      tty,
+      stdout,
+      stderr: tty ? null : stderr,
+      stdin,
+      done,
       resize: async () => {},
       close: () => finish('closed'),
     };
@@ -530,7 +765,15 @@ export class FakeContainers implements ContainerService {
       // Attaching before start (docker run): hook onto the process as start spawns it.
       await new Promise<void>((resolve) => c.onStart.push(resolve));
     }
-    return this.session(c.proc!, Boolean(c.body.Tty), { stdin: opts.stdin && Boolean(c.body.OpenStdin), ...(opts.detachKeys !== undefined ? { detachKeys: opts.detachKeys } : {}) }, c.proc!.exited);
+    return this.session(
+      c.proc!,
+      Boolean(c.body.Tty),
+      {
+        stdin: opts.stdin && Boolean(c.body.OpenStdin),
+        ...(opts.detachKeys !== undefined ? { detachKeys: opts.detachKeys } : {}),
+      },
+      c.proc!.exited,
+    );
   }
 
   async resize(idOrName: string, rows: number, cols: number): Promise<void> {
@@ -552,7 +795,11 @@ export class FakeContainers implements ContainerService {
     if (!ex) throw new NotFound(`No such exec instance: ${execId}`);
     ex.running = true;
     const proc = spawnFake(ex.body.Cmd, () => {});
-    const exited = proc.exited.then((code) => { ex.running = false; ex.exitCode = code; return code; });
+    const exited = proc.exited.then((code) => {
+      ex.running = false;
+      ex.exitCode = code;
+      return code;
+    });
     if (opts.Detach) return undefined;
     return this.session(proc, Boolean(ex.body.Tty), { stdin: Boolean(ex.body.AttachStdin) }, exited);
   }
@@ -560,7 +807,15 @@ export class FakeContainers implements ContainerService {
   async execInspect(execId: string): Promise<Record<string, unknown>> {
     const ex = this.execs.get(execId);
     if (!ex) throw new NotFound(`No such exec instance: ${execId}`);
-    return { ID: ex.id, ContainerID: ex.ctr, Running: ex.running, ExitCode: ex.exitCode, ProcessConfig: { entrypoint: ex.body.Cmd[0], arguments: ex.body.Cmd.slice(1), tty: Boolean(ex.body.Tty) }, OpenStdin: Boolean(ex.body.AttachStdin), Pid: 0 };
+    return {
+      ID: ex.id,
+      ContainerID: ex.ctr,
+      Running: ex.running,
+      ExitCode: ex.exitCode,
+      ProcessConfig: { entrypoint: ex.body.Cmd[0], arguments: ex.body.Cmd.slice(1), tty: Boolean(ex.body.Tty) },
+      OpenStdin: Boolean(ex.body.AttachStdin),
+      Pid: 0,
+    };
   }
 
   async execResize(execId: string): Promise<void> {
@@ -597,8 +852,13 @@ class FakeVolumes implements VolumeService {
   async create(body: VolumeCreate): Promise<DockerVolume> {
     const name = body.Name || newId();
     const v: DockerVolume = {
-      CreatedAt: new Date().toISOString(), Driver: body.Driver || 'local', Labels: body.Labels ?? {}, Mountpoint: `/fake/volumes/${name}/_data`,
-      Name: name, Options: body.DriverOpts ?? {}, Scope: 'local',
+      CreatedAt: new Date().toISOString(),
+      Driver: body.Driver || 'local',
+      Labels: body.Labels ?? {},
+      Mountpoint: `/fake/volumes/${name}/_data`,
+      Name: name,
+      Options: body.DriverOpts ?? {},
+      Scope: 'local',
     };
     if (!this.vols.has(name)) this.vols.set(name, v);
     return this.vols.get(name)!;
@@ -619,29 +879,79 @@ class FakeVolumes implements VolumeService {
   }
 }
 
-export function createFakeEngine(): Engine & { networks: FakeNetworks & NetworkService; containers: FakeContainers; images: FakeImages } {
+export function createFakeEngine(): Engine & {
+  networks: FakeNetworks & NetworkService;
+  containers: FakeContainers;
+  images: FakeImages;
+} {
   const events = new EventBus();
   const networks = new FakeNetworks(events) as FakeNetworks & NetworkService;
   const images = new FakeImages(events);
   const containers = new FakeContainers(events, images, networks);
   return {
     config: defaultConfig({ execRoot: '/tmp/cove-fake' }),
-    networks, containers, images, events, volumes: new FakeVolumes(), distribution: new FakeDistribution(images),
+    networks,
+    containers,
+    images,
+    events,
+    volumes: new FakeVolumes(),
+    distribution: new FakeDistribution(images),
     async info() {
       return {
-        ID: 'FAKE:ENGINE', Containers: containers.ctrs.size, ContainersRunning: [...containers.ctrs.values()].filter((c) => c.state === 'running').length,
-        ContainersPaused: 0, ContainersStopped: [...containers.ctrs.values()].filter((c) => c.state !== 'running').length, Images: images.images.size,
-        Driver: 'overlay', Name: 'fakehost', ServerVersion: '0.1.0', OSType: 'linux', Architecture: 'x86_64', NCPU: 2, MemTotal: 1 << 30,
-        KernelVersion: '6.18', OperatingSystem: 'Cove fake', Plugins: { Network: ['bridge', 'host', 'null'] },
-        Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
-        DefaultAddressPools: [{ Base: '172.17.0.0/16', Size: 16 }], Warnings: [],
+        ID: 'FAKE:ENGINE',
+        Containers: containers.ctrs.size,
+        ContainersRunning: [...containers.ctrs.values()].filter((c) => c.state === 'running').length,
+        ContainersPaused: 0,
+        ContainersStopped: [...containers.ctrs.values()].filter((c) => c.state !== 'running').length,
+        Images: images.images.size,
+        Driver: 'overlay',
+        Name: 'fakehost',
+        ServerVersion: '0.1.0',
+        OSType: 'linux',
+        Architecture: 'x86_64',
+        NCPU: 2,
+        MemTotal: 1 << 30,
+        KernelVersion: '6.18',
+        OperatingSystem: 'Cove fake',
+        Plugins: { Network: ['bridge', 'host', 'null'] },
+        Swarm: {
+          NodeID: '',
+          NodeAddr: '',
+          LocalNodeState: 'inactive',
+          ControlAvailable: false,
+          Error: '',
+          RemoteManagers: null,
+        },
+        DefaultAddressPools: [{ Base: '172.17.0.0/16', Size: 16 }],
+        Warnings: [],
       };
     },
     version() {
       return {
         Platform: { Name: 'Cove' },
-        Components: [{ Name: 'Engine', Version: '0.1.0', Details: { ApiVersion: '1.51', MinAPIVersion: '1.24', Os: 'linux', Arch: 'amd64', KernelVersion: '6.18', GitCommit: 'fake' } }],
-        Version: '0.1.0', ApiVersion: '1.51', MinAPIVersion: '1.24', GitCommit: 'fake', GoVersion: 'node20', Os: 'linux', Arch: 'amd64', KernelVersion: '6.18', BuildTime: '2026-11-28T00:00:00.000000000+00:00',
+        Components: [
+          {
+            Name: 'Engine',
+            Version: '0.1.0',
+            Details: {
+              ApiVersion: '1.51',
+              MinAPIVersion: '1.24',
+              Os: 'linux',
+              Arch: 'amd64',
+              KernelVersion: '6.18',
+              GitCommit: 'fake',
+            },
+          },
+        ],
+        Version: '0.1.0',
+        ApiVersion: '1.51',
+        MinAPIVersion: '1.24',
+        GitCommit: 'fake',
+        GoVersion: 'node20',
+        Os: 'linux',
+        Arch: 'amd64',
+        KernelVersion: '6.18',
+        BuildTime: '2026-11-28T00:00:00.000000000+00:00',
       };
     },
   };

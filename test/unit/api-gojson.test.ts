@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { goJsonError } from '../../src/api/gojson.js';
 
-test('malformed bodies get the words of Go\'s json.Decoder', () => {
+test("malformed bodies get the words of Go's json.Decoder", () => {
   const cases: Array<[string, string | undefined]> = [
     ['{bad', "invalid character 'b' looking for beginning of object key string"],
     ['{"Name": }', "invalid character '}' looking for beginning of value"],

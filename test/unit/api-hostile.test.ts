@@ -11,8 +11,12 @@ import { InvalidParameter } from '../../src/common/errors.js';
 import { startApi, request, json, type Harness } from '../support/api-harness.js';
 
 let h: Harness;
-before(async () => { h = await startApi(); });
-after(async () => { await h.close(); });
+before(async () => {
+  h = await startApi();
+});
+after(async () => {
+  await h.close();
+});
 
 /** One raw HTTP/1.1 exchange; resolves with the status line's code and the body text. */
 function raw(socket: string, text: string): Promise<{ status: number; body: string }> {
@@ -34,7 +38,10 @@ function raw(socket: string, text: string): Promise<{ status: number; body: stri
     });
     c.on('error', reject);
     c.on('close', () => reject(new Error(`closed without an answer: ${buf}`)));
-    setTimeout(() => { c.destroy(); reject(new Error('no answer in 3 s')); }, 3000);
+    setTimeout(() => {
+      c.destroy();
+      reject(new Error('no answer in 3 s'));
+    }, 3000);
   });
 }
 
@@ -77,11 +84,17 @@ test('a 50,000-deep JSON body is a 400 (Go: exceeded max depth), not a 500', asy
   await pingFast();
 });
 
-test('goRegexp (the name filter): a catastrophic pattern runs in linear time; an invalid one is a 400 in Go\'s words', () => {
+test("goRegexp (the name filter): a catastrophic pattern runs in linear time; an invalid one is a 400 in Go's words", () => {
   const t0 = performance.now();
   assert.equal(goRegexp('^(a*)*$')('a'.repeat(5000) + 'b'), false);
   assert.ok(performance.now() - t0 < 500, `took ${performance.now() - t0} ms`);
   assert.equal(goRegexp('web')('my-web-1'), true, 'unanchored, like regexp.MatchString');
-  assert.throws(() => goRegexp('['), (e: unknown) => e instanceof InvalidParameter && e.message === 'error parsing regexp: missing closing ]: `[`');
-  assert.throws(() => goRegexp('(?<=a)b'), (e: unknown) => e instanceof InvalidParameter && /^error parsing regexp: invalid named capture/.test(e.message));
+  assert.throws(
+    () => goRegexp('['),
+    (e: unknown) => e instanceof InvalidParameter && e.message === 'error parsing regexp: missing closing ]: `[`',
+  );
+  assert.throws(
+    () => goRegexp('(?<=a)b'),
+    (e: unknown) => e instanceof InvalidParameter && /^error parsing regexp: invalid named capture/.test(e.message),
+  );
 });

@@ -5,8 +5,12 @@ import { startApi, request, json, hijack, readToEnd, type Harness } from '../sup
 import { Demuxer } from '../../src/api/stream.js';
 
 let h: Harness;
-before(async () => { h = await startApi(); });
-after(async () => { await h.close(); });
+before(async () => {
+  h = await startApi();
+});
+after(async () => {
+  await h.close();
+});
 
 function frames(buf: Buffer): Array<[number, string]> {
   const out: Array<[number, string]> = [];
@@ -14,7 +18,7 @@ function frames(buf: Buffer): Array<[number, string]> {
   return out;
 }
 
-test('ping answers OK with Docker\'s headers, GET and HEAD', async () => {
+test("ping answers OK with Docker's headers, GET and HEAD", async () => {
   const r = await request(h.socket, 'GET', '/_ping');
   assert.equal(r.status, 200);
   assert.equal(r.body, 'OK');
@@ -31,7 +35,7 @@ test('ping answers OK with Docker\'s headers, GET and HEAD', async () => {
   assert.equal(head.headers['api-version'], '1.51');
 });
 
-test('version prefixes: 1.24..1.51 and none accepted, others refused with Docker\'s words', async () => {
+test("version prefixes: 1.24..1.51 and none accepted, others refused with Docker's words", async () => {
   for (const p of ['/version', '/v1.24/version', '/v1.41/version', '/v1.51/version']) {
     const r = await request(h.socket, 'GET', p);
     assert.equal(r.status, 200, p);
@@ -43,7 +47,10 @@ test('version prefixes: 1.24..1.51 and none accepted, others refused with Docker
   assert.equal(tooNew.headers['api-version'], '1.51');
   const tooOld = await request(h.socket, 'GET', '/v1.12/networks');
   assert.equal(tooOld.status, 400);
-  assert.equal(json(tooOld).message, 'client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version');
+  assert.equal(
+    json(tooOld).message,
+    'client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version',
+  );
 });
 
 test('unknown endpoints are 404 page not found; swarm endpoints 503', async () => {
@@ -52,13 +59,21 @@ test('unknown endpoints are 404 page not found; swarm endpoints 503', async () =
   assert.deepEqual(json(r), { message: 'page not found' });
   const s = await request(h.socket, 'GET', '/swarm');
   assert.equal(s.status, 503);
-  assert.equal(json(s).message, 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.');
+  assert.equal(
+    json(s).message,
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.',
+  );
   const svc = await request(h.socket, 'GET', '/v1.51/services');
   assert.equal(svc.status, 503);
 });
 
 test('network create, duplicate, list with filters, inspect, remove', async () => {
-  const c = await request(h.socket, 'POST', '/v1.51/networks/create', JSON.stringify({ Name: 'alpine-net', Driver: 'bridge' }));
+  const c = await request(
+    h.socket,
+    'POST',
+    '/v1.51/networks/create',
+    JSON.stringify({ Name: 'alpine-net', Driver: 'bridge' }),
+  );
   assert.equal(c.status, 201);
   const { Id, Warning } = json(c);
   assert.match(Id, /^[0-9a-f]{64}$/);
@@ -66,9 +81,20 @@ test('network create, duplicate, list with filters, inspect, remove', async () =
   const dup = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'alpine-net' }));
   assert.equal(dup.status, 409);
   assert.equal(json(dup).message, 'network with name alpine-net already exists');
-  const list = await request(h.socket, 'GET', '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: ['alpine'] })));
-  assert.deepEqual(json(list).map((n: { Name: string }) => n.Name), ['alpine-net']);
-  const legacy = await request(h.socket, 'GET', '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: { alpine: true } })));
+  const list = await request(
+    h.socket,
+    'GET',
+    '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: ['alpine'] })),
+  );
+  assert.deepEqual(
+    json(list).map((n: { Name: string }) => n.Name),
+    ['alpine-net'],
+  );
+  const legacy = await request(
+    h.socket,
+    'GET',
+    '/networks?filters=' + encodeURIComponent(JSON.stringify({ name: { alpine: true } })),
+  );
   assert.equal(json(legacy).length, 1);
   const badFilter = await request(h.socket, 'GET', '/networks?filters=notjson');
   assert.equal(badFilter.status, 400);
@@ -94,9 +120,20 @@ test('bad bodies: invalid JSON, wrong types, empty, wrong content type, too larg
   assert.equal(json(syntax).message, "invalid JSON: invalid character 'x' looking for beginning of value");
   const typed = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n1', Internal: 'yes' }));
   assert.equal(typed.status, 400);
-  assert.equal(json(typed).message, 'invalid JSON: json: cannot unmarshal string into Go struct field CreateRequest.Internal of type bool');
-  const nested = await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n1', IPAM: { Config: [{ Subnet: 10 }] } }));
-  assert.equal(json(nested).message, 'invalid JSON: json: cannot unmarshal number into Go struct field CreateRequest.IPAM.Config.Subnet of type string');
+  assert.equal(
+    json(typed).message,
+    'invalid JSON: json: cannot unmarshal string into Go struct field CreateRequest.Internal of type bool',
+  );
+  const nested = await request(
+    h.socket,
+    'POST',
+    '/networks/create',
+    JSON.stringify({ Name: 'n1', IPAM: { Config: [{ Subnet: 10 }] } }),
+  );
+  assert.equal(
+    json(nested).message,
+    'invalid JSON: json: cannot unmarshal number into Go struct field CreateRequest.IPAM.Config.Subnet of type string',
+  );
   const empty = await request(h.socket, 'POST', '/networks/create', '');
   assert.equal(json(empty).message, 'invalid JSON: got EOF while reading request body');
   const ct = await request(h.socket, 'POST', '/networks/create', '{"Name":"n1"}', { 'Content-Type': 'text/plain' });
@@ -112,7 +149,12 @@ test('bad bodies: invalid JSON, wrong types, empty, wrong content type, too larg
 });
 
 test('container lifecycle: create 201, start 204 then 304, stop, rm; errors carry status', async () => {
-  const c = await request(h.socket, 'POST', '/containers/create?name=web', JSON.stringify({ Image: 'alpine', Cmd: ['sleep', '100'] }));
+  const c = await request(
+    h.socket,
+    'POST',
+    '/containers/create?name=web',
+    JSON.stringify({ Image: 'alpine', Cmd: ['sleep', '100'] }),
+  );
   assert.equal(c.status, 201);
   assert.deepEqual(Object.keys(json(c)), ['Id', 'Warnings']);
   assert.equal((await request(h.socket, 'POST', '/containers/web/start')).status, 204);
@@ -133,15 +175,24 @@ test('container lifecycle: create 201, start 204 then 304, stop, rm; errors carr
 });
 
 test('wait sends its headers at once and the status when the container exits', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  const { Id } = json(
+    await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })),
+  );
   const headersArrived = new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request({ socketPath: h.socket, method: 'POST', path: `/containers/${Id}/wait?condition=next-exit`, agent: false }, resolve);
+    const req = http.request(
+      { socketPath: h.socket, method: 'POST', path: `/containers/${Id}/wait?condition=next-exit`, agent: false },
+      resolve,
+    );
     req.on('error', reject);
     req.end();
   });
   const res = await headersArrived; // the container has not even started
   assert.equal(res.statusCode, 200);
-  const body = new Promise<string>((resolve) => { let s = ''; res.on('data', (c) => (s += c)); res.on('end', () => resolve(s)); });
+  const body = new Promise<string>((resolve) => {
+    let s = '';
+    res.on('data', (c) => (s += c));
+    res.on('end', () => resolve(s));
+  });
   await request(h.socket, 'POST', `/containers/${Id}/start`);
   await request(h.socket, 'POST', `/containers/${Id}/kill?signal=KILL`);
   assert.deepEqual(JSON.parse(await body), { StatusCode: 137, Error: null });
@@ -150,7 +201,9 @@ test('wait sends its headers at once and the status when the container exits', a
 });
 
 test('logs are multiplexed with 8-byte headers (stdout 1, stderr 2); tail works', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['fail', '3'] })));
+  const { Id } = json(
+    await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['fail', '3'] })),
+  );
   await request(h.socket, 'POST', `/containers/${Id}/start`);
   assert.deepEqual(json(await request(h.socket, 'POST', `/containers/${Id}/wait`)), { StatusCode: 3, Error: null });
   const r = await request(h.socket, 'GET', `/containers/${Id}/logs?stdout=1&stderr=1`);
@@ -164,7 +217,14 @@ test('logs are multiplexed with 8-byte headers (stdout 1, stderr 2); tail works'
 });
 
 test('attach hijacks (101 UPGRADED), stdin reaches the process, half-close ends it', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true })));
+  const { Id } = json(
+    await request(
+      h.socket,
+      'POST',
+      '/containers/create',
+      JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true }),
+    ),
+  );
   const conn = await hijack(h.socket, `/v1.51/containers/${Id}/attach?stream=1&stdin=1&stdout=1&stderr=1`);
   assert.equal(conn.status, 101);
   assert.equal(conn.headers['content-type'], 'application/vnd.docker.multiplexed-stream');
@@ -180,13 +240,28 @@ test('attach hijacks (101 UPGRADED), stdin reaches the process, half-close ends 
 });
 
 test('attach to a TTY container is raw; plain POST without upgrade streams too', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['echo', 'hi', 'there'], Tty: true })));
+  const { Id } = json(
+    await request(
+      h.socket,
+      'POST',
+      '/containers/create',
+      JSON.stringify({ Image: 'alpine', Cmd: ['echo', 'hi', 'there'], Tty: true }),
+    ),
+  );
   const res = new Promise<{ type: string; body: string }>((resolve, reject) => {
-    const req = http.request({ socketPath: h.socket, method: 'POST', path: `/containers/${Id}/attach?stream=1&stdout=1&stderr=1`, agent: false }, (r) => {
-      let s = '';
-      r.on('data', (c) => (s += c));
-      r.on('end', () => resolve({ type: String(r.headers['content-type']), body: s }));
-    });
+    const req = http.request(
+      {
+        socketPath: h.socket,
+        method: 'POST',
+        path: `/containers/${Id}/attach?stream=1&stdout=1&stderr=1`,
+        agent: false,
+      },
+      (r) => {
+        let s = '';
+        r.on('data', (c) => (s += c));
+        r.on('end', () => resolve({ type: String(r.headers['content-type']), body: s }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -199,7 +274,14 @@ test('attach to a TTY container is raw; plain POST without upgrade streams too',
 
 test('detach keys end an attach session; the container keeps running', async () => {
   // cat ends at stdin EOF: it must survive the detach and the client's close.
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true, Tty: true })));
+  const { Id } = json(
+    await request(
+      h.socket,
+      'POST',
+      '/containers/create',
+      JSON.stringify({ Image: 'alpine', Cmd: ['cat'], OpenStdin: true, Tty: true }),
+    ),
+  );
   await request(h.socket, 'POST', `/containers/${Id}/start`);
   const conn = await hijack(h.socket, `/containers/${Id}/attach?stream=1&stdin=1&stdout=1`);
   assert.equal(conn.headers['content-type'], 'application/vnd.docker.raw-stream');
@@ -222,9 +304,16 @@ test('detach keys end an attach session; the container keeps running', async () 
 });
 
 test('exec: create, start hijacked with a body, inspect exit code; detached start has no stream', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  const { Id } = json(
+    await request(h.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })),
+  );
   await request(h.socket, 'POST', `/containers/${Id}/start`);
-  const ex = await request(h.socket, 'POST', `/containers/${Id}/exec`, JSON.stringify({ AttachStdout: true, AttachStderr: true, Cmd: ['fail', '4'] }));
+  const ex = await request(
+    h.socket,
+    'POST',
+    `/containers/${Id}/exec`,
+    JSON.stringify({ AttachStdout: true, AttachStderr: true, Cmd: ['fail', '4'] }),
+  );
   assert.equal(ex.status, 201);
   const execId = json(ex).Id;
   const conn = await hijack(h.socket, `/exec/${execId}/start`, JSON.stringify({ Detach: false, Tty: false }));
@@ -243,7 +332,13 @@ test('exec: create, start hijacked with a body, inspect exit code; detached star
 });
 
 test('images: import from the body streams Docker progress JSON; pull is refused clearly; load reports tags', async () => {
-  const imp = await request(h.socket, 'POST', '/images/create?fromSrc=-&repo=mybox:1.0&tag=&changes=' + encodeURIComponent('CMD ["/bin/sh"]'), Buffer.from('pretend tar'), { 'Content-Type': 'application/x-tar' });
+  const imp = await request(
+    h.socket,
+    'POST',
+    '/images/create?fromSrc=-&repo=mybox:1.0&tag=&changes=' + encodeURIComponent('CMD ["/bin/sh"]'),
+    Buffer.from('pretend tar'),
+    { 'Content-Type': 'application/x-tar' },
+  );
   assert.equal(imp.status, 200);
   const line = JSON.parse(imp.body.trim());
   assert.match(line.status, /^sha256:[0-9a-f]{64}$/);
@@ -251,10 +346,15 @@ test('images: import from the body streams Docker progress JSON; pull is refused
   assert.ok(tags.includes('mybox:1.0'));
   const pull = await request(h.socket, 'POST', '/images/create?fromImage=docker.io%2Flibrary%2Fnginx&tag=latest');
   assert.equal(pull.status, 404);
-  assert.match(json(pull).message, /^pull access denied for nginx, repository does not exist or may require 'docker login'/);
+  assert.match(
+    json(pull).message,
+    /^pull access denied for nginx, repository does not exist or may require 'docker login'/,
+  );
   const held = await request(h.socket, 'POST', '/images/create?fromImage=alpine&tag=latest');
   assert.equal(held.status, 200);
-  const load = await request(h.socket, 'POST', '/images/load?quiet=1', Buffer.from('busybox:latest\n'), { 'Content-Type': 'application/x-tar' });
+  const load = await request(h.socket, 'POST', '/images/load?quiet=1', Buffer.from('busybox:latest\n'), {
+    'Content-Type': 'application/x-tar',
+  });
   assert.deepEqual(JSON.parse(load.body.trim()), { stream: 'Loaded image: busybox:latest\n' });
   const tag = await request(h.socket, 'POST', '/images/busybox:latest/tag?repo=registry.local/tools/busybox&tag=v1');
   assert.equal(tag.status, 201);
@@ -267,7 +367,14 @@ test('images: import from the body streams Docker progress JSON; pull is refused
 
 test('events stream live until the client leaves', async () => {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request({ socketPath: h.socket, path: '/events?filters=' + encodeURIComponent(JSON.stringify({ type: ['network'] })), agent: false }, resolve);
+    const req = http.request(
+      {
+        socketPath: h.socket,
+        path: '/events?filters=' + encodeURIComponent(JSON.stringify({ type: ['network'] })),
+        agent: false,
+      },
+      resolve,
+    );
     req.on('error', reject);
     req.end();
   });
@@ -290,20 +397,38 @@ test('events: since/until replay history as NDJSON, filters apply', async () => 
   const filters = encodeURIComponent(JSON.stringify({ type: ['network'], network: ['ev-net'] }));
   const r = await request(h.socket, 'GET', `/events?since=${t0}&until=${until}&filters=${filters}`);
   assert.equal(r.status, 200);
-  const evs = r.body.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(evs.map((e) => e.Action), ['create', 'destroy']);
+  const evs = r.body
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    evs.map((e) => e.Action),
+    ['create', 'destroy'],
+  );
   assert.equal(evs[0].Actor.Attributes.name, 'ev-net');
 });
 
 test('network connect/disconnect go to the container service, with Docker errors', async () => {
-  const { Id } = json(await request(h.socket, 'POST', '/containers/create?name=c1', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })));
+  const { Id } = json(
+    await request(h.socket, 'POST', '/containers/create?name=c1', JSON.stringify({ Image: 'alpine', Cmd: ['sleep'] })),
+  );
   await request(h.socket, 'POST', '/networks/create', JSON.stringify({ Name: 'n2' }));
-  const con = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ Container: 'c1', EndpointConfig: { Aliases: ['db'] } }));
+  const con = await request(
+    h.socket,
+    'POST',
+    '/networks/n2/connect',
+    JSON.stringify({ Container: 'c1', EndpointConfig: { Aliases: ['db'] } }),
+  );
   assert.equal(con.status, 200);
   const again = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ Container: 'c1' }));
   assert.equal(again.status, 403);
   assert.equal(json(again).message, 'endpoint with name c1 already exists in network n2');
-  const dis = await request(h.socket, 'POST', '/networks/n2/disconnect', JSON.stringify({ Container: Id, Force: false }));
+  const dis = await request(
+    h.socket,
+    'POST',
+    '/networks/n2/disconnect',
+    JSON.stringify({ Container: Id, Force: false }),
+  );
   assert.equal(dis.status, 200);
   const noCtr = await request(h.socket, 'POST', '/networks/n2/connect', JSON.stringify({ EndpointConfig: {} }));
   assert.equal(noCtr.status, 400);
@@ -327,7 +452,10 @@ test('closing the server ends open streams', async () => {
     req.on('error', reject);
     req.end();
   });
-  const ended = new Promise<void>((resolve) => { res.on('close', () => resolve()); res.resume(); });
+  const ended = new Promise<void>((resolve) => {
+    res.on('close', () => resolve());
+    res.resume();
+  });
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await ended;
   rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,15 @@ import assert from 'node:assert/strict';
 import { formatNumber, formatRatio, ratio, slope, summarize } from '../../bench/stats.js';
 import { parseOptions } from '../../bench/options.js';
 import { Recorder, type BenchResults } from '../../bench/results.js';
-import { checkTargets, curvesOf, renderMarkdown, renderScalingSvg, renderText, rowsOf, textTable } from '../../bench/report.js';
+import {
+  checkTargets,
+  curvesOf,
+  renderMarkdown,
+  renderScalingSvg,
+  renderText,
+  rowsOf,
+  textTable,
+} from '../../bench/report.js';
 
 function emptyResults(): BenchResults {
   return {
@@ -51,17 +59,35 @@ test('numbers keep three significant digits and never go scientific', () => {
 });
 
 test('slope of a flat series is 0 and of a growing one is its growth per step', () => {
-  assert.equal(slope([{ x: 1, y: 5 }, { x: 10, y: 5 }, { x: 100, y: 5 }]), 0);
-  assert.equal(slope([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }]), 2);
+  assert.equal(
+    slope([
+      { x: 1, y: 5 },
+      { x: 10, y: 5 },
+      { x: 100, y: 5 },
+    ]),
+    0,
+  );
+  assert.equal(
+    slope([
+      { x: 0, y: 1 },
+      { x: 1, y: 3 },
+      { x: 2, y: 5 },
+    ]),
+    2,
+  );
   assert.equal(slope([{ x: 1, y: 1 }]), undefined);
 });
 
 test('options: unknown workloads and peers are reported and dropped, the rest runs', () => {
   const warnings: string[] = [];
-  const o = parseOptions(['--quick', '--peers', 'docker,lxd,podman,docker', '--workloads', '2,9,x,1'], (m) => warnings.push(m), {
-    workloads: [1, 2, 3],
-    repo: '/repo',
-  });
+  const o = parseOptions(
+    ['--quick', '--peers', 'docker,lxd,podman,docker', '--workloads', '2,9,x,1'],
+    (m) => warnings.push(m),
+    {
+      workloads: [1, 2, 3],
+      repo: '/repo',
+    },
+  );
   assert.notEqual(o, 'help');
   if (o === 'help') return;
   assert.equal(o.quick, true);
@@ -71,8 +97,14 @@ test('options: unknown workloads and peers are reported and dropped, the rest ru
   assert.equal(warnings.length, 3);
   assert.match(warnings[0]!, /unknown peer 'lxd'/);
   assert.match(warnings[1]!, /unknown workload '9'/);
-  assert.equal(parseOptions(['--help'], () => undefined, { workloads: [1], repo: '/r' }), 'help');
-  assert.throws(() => parseOptions(['--bogus'], () => undefined, { workloads: [1], repo: '/r' }), /Unknown option '--bogus'/);
+  assert.equal(
+    parseOptions(['--help'], () => undefined, { workloads: [1], repo: '/r' }),
+    'help',
+  );
+  assert.throws(
+    () => parseOptions(['--bogus'], () => undefined, { workloads: [1], repo: '/r' }),
+    /Unknown option '--bogus'/,
+  );
 });
 
 test('every row carries its ratio to the floor and to each peer', () => {
@@ -80,15 +112,28 @@ test('every row carries its ratio to the floor and to each peer', () => {
   const rec = new Recorder(r);
   rec.workload(1, 'network create + rm');
   const def = { key: 'create+rm', label: 'network create + rm', unit: 'ms' as const };
-  for (const [t, v] of [['floor', 2], ['cove-api', 4], ['docker', 40], ['podman', 20]] as const) rec.add(1, def, t, v);
+  for (const [t, v] of [
+    ['floor', 2],
+    ['cove-api', 4],
+    ['docker', 40],
+    ['podman', 20],
+  ] as const)
+    rec.add(1, def, t, v);
   const rows = rowsOf(r, r.workloads[0]!);
   const cove = rows.find((x) => x.target === 'cove-api')!;
   assert.equal(cove.ratios.floor, 2);
   assert.equal(cove.ratios.docker, 0.1);
   assert.equal(cove.ratios.podman, 0.2);
-  assert.equal(rows.find((x) => x.target === 'cove-cli'), undefined, 'no row for a target without samples');
+  assert.equal(
+    rows.find((x) => x.target === 'cove-cli'),
+    undefined,
+    'no row for a target without samples',
+  );
   const text = renderText(r);
-  assert.match(text, /network create \+ rm \[ms\]\s+cove-api\s+1\s+4\.00\s+4\.00\s+4\.00\s+2\.00×\s+0\.100×\s+0\.200×\s+≤ 10\.0 ms: met/);
+  assert.match(
+    text,
+    /network create \+ rm \[ms\]\s+cove-api\s+1\s+4\.00\s+4\.00\s+4\.00\s+2\.00×\s+0\.100×\s+0\.200×\s+≤ 10\.0 ms: met/,
+  );
   assert.doesNotMatch(text, /docker .*: met/, "Cove's goal is printed next to Cove's row only");
 });
 
@@ -117,25 +162,46 @@ test('the scaling chart has one polyline per target and panel, on log axes, and 
   const rec = new Recorder(r);
   rec.workload(5, 'scaling');
   for (const N of [1, 10, 100]) {
-    rec.add(5, { key: `each@${N}`, label: `per container N=${N}`, unit: 'ms', series: 'per container', x: N }, 'floor', 2);
-    rec.add(5, { key: `each@${N}`, label: `per container N=${N}`, unit: 'ms', series: 'per container', x: N }, 'docker', 100 * N);
+    rec.add(
+      5,
+      { key: `each@${N}`, label: `per container N=${N}`, unit: 'ms', series: 'per container', x: N },
+      'floor',
+      2,
+    );
+    rec.add(
+      5,
+      { key: `each@${N}`, label: `per container N=${N}`, unit: 'ms', series: 'per container', x: N },
+      'docker',
+      100 * N,
+    );
     rec.add(5, { key: `total@${N}`, label: `total N=${N}`, unit: 'ms', series: 'total', x: N }, 'docker', 100 * N * N);
   }
-  assert.deepEqual(curvesOf(r, 5, 'per container').map((c) => c.target), ['floor', 'docker']);
+  assert.deepEqual(
+    curvesOf(r, 5, 'per container').map((c) => c.target),
+    ['floor', 'docker'],
+  );
   const svg = renderScalingSvg(r)!;
   assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.equal((svg.match(/<polyline/g) ?? []).length, 3);
   assert.match(svg, /no data/, 'workload 6 panels say there is no data');
   assert.ok(svg.trimEnd().endsWith('</svg>'));
   // floor is flat at 2 ms: all its points share one y
-  const floorYs = [...svg.matchAll(/<circle cx="[\d.]+" cy="([\d.]+)" r="3" fill="#444444"><title>floor/g)].map((m) => m[1]);
+  const floorYs = [...svg.matchAll(/<circle cx="[\d.]+" cy="([\d.]+)" r="3" fill="#444444"><title>floor/g)].map(
+    (m) => m[1],
+  );
   assert.equal(floorYs.length, 3);
   assert.equal(new Set(floorYs).size, 1);
   assert.equal(renderScalingSvg(emptyResults()), undefined);
 });
 
 test('text tables align columns and right-align numbers', () => {
-  const t = textTable(['name', 'value'], [['a', '1'], ['long', '123']]);
+  const t = textTable(
+    ['name', 'value'],
+    [
+      ['a', '1'],
+      ['long', '123'],
+    ],
+  );
   assert.equal(t, 'name  value\n----  -----\na         1\nlong    123');
 });
 
@@ -177,7 +243,10 @@ test('--include merges metric by metric what this run lacks; a re-measured part 
   assert.equal(now.engines.floor, 'new floor');
   assert.equal(now.engines.docker, 'Docker 20.10');
   assert.equal(now.workloads[0]!.errors.podman, 'boom', 'an error comes along for a target with no samples');
-  assert.equal(now.workloads[0]!.errors.docker, undefined, "not for one that has samples (the redo fixed it)");
-  assert.deepEqual(now.included?.map((i) => i.file), ['redo.json', 'old.json']);
+  assert.equal(now.workloads[0]!.errors.docker, undefined, 'not for one that has samples (the redo fixed it)');
+  assert.deepEqual(
+    now.included?.map((i) => i.file),
+    ['redo.json', 'old.json'],
+  );
   assert.deepEqual(mergeEarlier(now, earlier, 'old.json'), [], 'a second merge adds nothing');
 });

@@ -7,12 +7,17 @@ import { detachKeyBytes } from '../../src/cli/stdio.js';
 import { socketPathFrom } from '../../src/cli/client.js';
 
 test('tabwriter pads columns to max(10, widest + 3) like docker, last column unpadded', () => {
-  const out = tabwrite('NETWORK ID\tNAME\tDRIVER\tSCOPE\n74aecdc07873\tbridge\tbridge\tlocal\n7a6380085c4c\talpine-net\tbridge\tlocal');
-  assert.equal(out, [
-    'NETWORK ID     NAME         DRIVER    SCOPE',
-    '74aecdc07873   bridge       bridge    local',
-    '7a6380085c4c   alpine-net   bridge    local',
-  ].join('\n'));
+  const out = tabwrite(
+    'NETWORK ID\tNAME\tDRIVER\tSCOPE\n74aecdc07873\tbridge\tbridge\tlocal\n7a6380085c4c\talpine-net\tbridge\tlocal',
+  );
+  assert.equal(
+    out,
+    [
+      'NETWORK ID     NAME         DRIVER    SCOPE',
+      '74aecdc07873   bridge       bridge    local',
+      '7a6380085c4c   alpine-net   bridge    local',
+    ].join('\n'),
+  );
   // Empty cells are padded too (docker ps with no ports).
   assert.equal(tabwrite('A\t\tB\nxx\t\tyy'), 'A                   B\nxx                  yy');
 });
@@ -35,14 +40,26 @@ test('go-units durations and sizes', () => {
 });
 
 test('Go template subset: fields, json, index, range with variables, if/else, pipes, functions', () => {
-  const dot = { Name: 'alpine1', Labels: { b: '2', a: '1' }, NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2' }, 'alpine-net': { IPAddress: '172.18.0.2' } } }, Env: ['A=1', 'B=2'], Html: '<b>' };
+  const dot = {
+    Name: 'alpine1',
+    Labels: { b: '2', a: '1' },
+    NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2' }, 'alpine-net': { IPAddress: '172.18.0.2' } } },
+    Env: ['A=1', 'B=2'],
+    Html: '<b>',
+  };
   assert.equal(renderTemplate('{{.Name}}', dot), 'alpine1');
   assert.equal(renderTemplate('{{json .Labels}}', dot), '{"b":"2","a":"1"}');
   assert.equal(renderTemplate('{{json .Html}}', dot), '"\\u003cb\\u003e"');
   assert.equal(renderTemplate('{{index .Labels "a"}}', dot), '1');
   assert.equal(renderTemplate('{{(index .NetworkSettings.Networks "bridge").IPAddress}}', dot), '172.17.0.2');
-  assert.equal(renderTemplate('{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', dot), '172.18.0.2 172.17.0.2 ');
-  assert.equal(renderTemplate('{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}};{{end}}', dot), 'alpine-net=172.18.0.2;bridge=172.17.0.2;');
+  assert.equal(
+    renderTemplate('{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', dot),
+    '172.18.0.2 172.17.0.2 ',
+  );
+  assert.equal(
+    renderTemplate('{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}};{{end}}', dot),
+    'alpine-net=172.18.0.2;bridge=172.17.0.2;',
+  );
   assert.equal(renderTemplate('{{join .Env ","}}', dot), 'A=1,B=2');
   assert.equal(renderTemplate('{{.Name | upper}}', dot), 'ALPINE1');
   assert.equal(renderTemplate('{{if .Missing}}yes{{else}}no{{end}}', dot), 'no');
@@ -55,7 +72,11 @@ test('Go template subset: fields, json, index, range with variables, if/else, pi
 });
 
 test('list formats: default table, custom table, json, quiet', () => {
-  const spec = { headers: { ID: 'NETWORK ID', Name: 'NAME' }, defaultTable: 'table {{.ID}}\t{{.Name}}', quietField: 'ID' };
+  const spec = {
+    headers: { ID: 'NETWORK ID', Name: 'NAME' },
+    defaultTable: 'table {{.ID}}\t{{.Name}}',
+    quietField: 'ID',
+  };
   const rows = [{ ID: 'abc', Name: 'x' }];
   assert.equal(formatList(rows, undefined, spec), 'NETWORK ID   NAME\nabc          x\n');
   assert.equal(formatList(rows, 'table {{.Name}}\\t{{.ID}}', spec), 'NAME      NETWORK ID\nx         abc\n');
@@ -67,8 +88,13 @@ test('list formats: default table, custom table, json, quiet', () => {
 });
 
 test('publish specs: short and long syntax, ranges, IPv6', () => {
-  assert.deepEqual(parsePublish(['8080:80']), { exposed: { '80/tcp': {} }, bindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] } });
-  assert.deepEqual(parsePublish(['target=80,published=8081,protocol=udp']).bindings, { '80/udp': [{ HostIp: '', HostPort: '8081' }] });
+  assert.deepEqual(parsePublish(['8080:80']), {
+    exposed: { '80/tcp': {} },
+    bindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] },
+  });
+  assert.deepEqual(parsePublish(['target=80,published=8081,protocol=udp']).bindings, {
+    '80/udp': [{ HostIp: '', HostPort: '8081' }],
+  });
   assert.deepEqual(parsePublish(['127.0.0.1::53/udp']).bindings, { '53/udp': [{ HostIp: '127.0.0.1', HostPort: '' }] });
   assert.deepEqual(parsePublish(['[::1]:9000:90']).bindings, { '90/tcp': [{ HostIp: '::1', HostPort: '9000' }] });
   assert.deepEqual(Object.keys(parsePublish(['8000-8001:80-81']).bindings), ['80/tcp', '81/tcp']);
@@ -79,7 +105,21 @@ test('publish specs: short and long syntax, ranges, IPv6', () => {
 });
 
 test('run flags become the create body docker would send', () => {
-  const b = buildCreateBody('alpine', ['ash'], { detach: true, interactive: true, tty: true, name: 'a1', network: ['alpine-net'], networkAlias: ['db'], ip: '10.0.0.5', publish: ['8080:80'], env: ['X=1'], dns: ['1.1.1.1'], addHost: ['h=10.0.0.1'], label: ['k=v'], rm: true }) as any;
+  const b = buildCreateBody('alpine', ['ash'], {
+    detach: true,
+    interactive: true,
+    tty: true,
+    name: 'a1',
+    network: ['alpine-net'],
+    networkAlias: ['db'],
+    ip: '10.0.0.5',
+    publish: ['8080:80'],
+    env: ['X=1'],
+    dns: ['1.1.1.1'],
+    addHost: ['h=10.0.0.1'],
+    label: ['k=v'],
+    rm: true,
+  }) as any;
   assert.equal(b.Image, 'alpine');
   assert.deepEqual(b.Cmd, ['ash']);
   assert.equal(b.Tty, true);
@@ -88,7 +128,10 @@ test('run flags become the create body docker would send', () => {
   assert.equal(b.HostConfig.NetworkMode, 'alpine-net');
   assert.equal(b.HostConfig.AutoRemove, true);
   assert.deepEqual(b.HostConfig.ExtraHosts, ['h:10.0.0.1']);
-  assert.deepEqual(b.NetworkingConfig.EndpointsConfig['alpine-net'], { IPAMConfig: { IPv4Address: '10.0.0.5' }, Aliases: ['db'] });
+  assert.deepEqual(b.NetworkingConfig.EndpointsConfig['alpine-net'], {
+    IPAMConfig: { IPv4Address: '10.0.0.5' },
+    Aliases: ['db'],
+  });
   assert.deepEqual(b.ExposedPorts, { '80/tcp': {} });
   assert.deepEqual(b.Labels, { k: 'v' });
   const plain = buildCreateBody('alpine', [], {}) as any;

@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { caDigest, certSubject, createCA, createKeyAndCsr, csrPublicKey, signNodeCert, tlsInfo } from '../../src/cluster/pki.js';
+import {
+  caDigest,
+  certSubject,
+  createCA,
+  createKeyAndCsr,
+  csrPublicKey,
+  signNodeCert,
+  tlsInfo,
+} from '../../src/cluster/pki.js';
 
 const NODE = 'abcdefghijklmnopqrstuvwxy';
 const CLUSTER = '0123456789abcdefghijklmno';
@@ -41,7 +49,11 @@ test('a node certificate chains to the CA, names the node and its role, and carr
     writeFileSync(join(dir, 'ca.crt'), ca.cert);
     writeFileSync(join(dir, 'n.crt'), pem);
     for (const purpose of ['sslserver', 'sslclient']) {
-      const out = execFileSync('openssl', ['verify', '-purpose', purpose, '-CAfile', join(dir, 'ca.crt'), join(dir, 'n.crt')], { encoding: 'utf8' });
+      const out = execFileSync(
+        'openssl',
+        ['verify', '-purpose', purpose, '-CAfile', join(dir, 'ca.crt'), join(dir, 'n.crt')],
+        { encoding: 'utf8' },
+      );
       assert.match(out, /: OK/);
     }
   } finally {
@@ -53,7 +65,10 @@ test('mutual TLS works with two node certificates of the CA, and not with anothe
   const ca = await createCA();
   const mk = async (nodeId: string) => {
     const { key, csr } = await createKeyAndCsr();
-    return { key, cert: await signNodeCert(ca, csr, { nodeId, role: 'manager', clusterId: CLUSTER, addr: '127.0.0.1' }) };
+    return {
+      key,
+      cert: await signNodeCert(ca, csr, { nodeId, role: 'manager', clusterId: CLUSTER, addr: '127.0.0.1' }),
+    };
   };
   const server = await mk(NODE);
   const client = await mk('zyxwvutsrqponmlkjihgfedcb');
@@ -63,13 +78,14 @@ test('mutual TLS works with two node certificates of the CA, and not with anothe
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   t.after(() => srv.close());
   const port = (srv.address() as { port: number }).port;
-  const dial = (opts: tls.ConnectionOptions) => new Promise<string>((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, ...opts }, () => undefined);
-    let got = '';
-    s.on('data', (d) => (got += d));
-    s.on('end', () => resolve(got));
-    s.on('error', reject);
-  });
+  const dial = (opts: tls.ConnectionOptions) =>
+    new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ...opts }, () => undefined);
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
   assert.equal(await dial({ ...client, ca: ca.cert }), 'zyxwvutsrqponmlkjihgfedcb');
   const other = await createCA();
   await assert.rejects(dial({ ...client, ca: other.cert }), /self[- ]signed|unable to verify|certificate/i);
@@ -82,7 +98,16 @@ test('a CSR with a bad signature or garbage is refused', async () => {
   const der = Buffer.from(csr.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   der[der.length - 3]! ^= 0x01; // inside the signature
   const bad = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
-  await assert.rejects(signNodeCert(ca, bad, { nodeId: NODE, role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }), /invalid certificate request/);
-  await assert.rejects(signNodeCert(ca, 'hello', { nodeId: NODE, role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }), /invalid certificate request/);
-  await assert.rejects(signNodeCert(ca, csr, { nodeId: 'x', role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }), /bad certificate subject/);
+  await assert.rejects(
+    signNodeCert(ca, bad, { nodeId: NODE, role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }),
+    /invalid certificate request/,
+  );
+  await assert.rejects(
+    signNodeCert(ca, 'hello', { nodeId: NODE, role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }),
+    /invalid certificate request/,
+  );
+  await assert.rejects(
+    signNodeCert(ca, csr, { nodeId: 'x', role: 'worker', clusterId: CLUSTER, addr: '192.0.2.7' }),
+    /bad certificate subject/,
+  );
 });

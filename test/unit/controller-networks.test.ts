@@ -10,7 +10,13 @@ import { CoveError } from '../../src/common/errors.js';
 import { harness, cid } from './fakes/controller-setup.js';
 
 const REF = '/work/shared/reference/peers/docker/inspect';
-const ref = (f: string) => { try { return JSON.parse(readFileSync(`${REF}/${f}`, 'utf8'))[0]; } catch { return undefined; } };
+const ref = (f: string) => {
+  try {
+    return JSON.parse(readFileSync(`${REF}/${f}`, 'utf8'))[0];
+  } catch {
+    return undefined;
+  }
+};
 
 async function rejects(p: Promise<unknown>, status: number, message: string | RegExp): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -33,7 +39,7 @@ function sameShape(ours: unknown, theirs: unknown, path = ''): void {
   }
 }
 
-test('first start: bridge, host and none exist; the default bridge looks like Docker\'s', async (t) => {
+test("first start: bridge, host and none exist; the default bridge looks like Docker's", async (t) => {
   const h = await harness(t);
   const names = (await h.ctl.listNetworks()).map((n) => n.Name).sort();
   assert.deepEqual(names, ['bridge', 'host', 'none']);
@@ -67,16 +73,27 @@ test('a restart keeps the predefined networks (same IDs) and re-programs drivers
   assert.equal((await ctl2.listNetworks()).length, 3);
 });
 
-test('docker network create alpine-net: 172.18.0.0/16, gateway 172.18.0.1, Docker\'s JSON, a create event', async (t) => {
+test("docker network create alpine-net: 172.18.0.0/16, gateway 172.18.0.1, Docker's JSON, a create event", async (t) => {
   const h = await harness(t);
   // What the docker CLI sends: IPAM with an empty (not absent) Options map, which Docker shows as {}.
-  const { Id, Warning } = await h.ctl.createNetwork({ Name: 'alpine-net', Driver: 'bridge', IPAM: { Driver: 'default', Options: {}, Config: [] } });
+  const { Id, Warning } = await h.ctl.createNetwork({
+    Name: 'alpine-net',
+    Driver: 'bridge',
+    IPAM: { Driver: 'default', Options: {}, Config: [] },
+  });
   assert.match(Id, /^[0-9a-f]{64}$/);
   assert.equal(Warning, '');
   const n = await h.ctl.inspectNetwork('alpine-net');
-  assert.deepEqual(n.IPAM, { Driver: 'default', Options: {}, Config: [{ Subnet: '172.18.0.0/16', Gateway: '172.18.0.1' }] });
+  assert.deepEqual(n.IPAM, {
+    Driver: 'default',
+    Options: {},
+    Config: [{ Subnet: '172.18.0.0/16', Gateway: '172.18.0.1' }],
+  });
   assert.deepEqual([n.Options, n.Labels, n.Containers, n.ConfigFrom], [{}, {}, {}, { Network: '' }]);
-  assert.deepEqual([n.Internal, n.Attachable, n.Ingress, n.ConfigOnly, n.EnableIPv6, n.EnableIPv4], [false, false, false, false, false, true]);
+  assert.deepEqual(
+    [n.Internal, n.Attachable, n.Ingress, n.ConfigOnly, n.EnableIPv6, n.EnableIPv4],
+    [false, false, false, false, false, true],
+  );
   const docker = ref('t2-inspect-alpine-net.json');
   if (docker) sameShape(n, docker);
   const ev = h.seen.find((e) => e.Type === 'network' && e.Action === 'create');
@@ -85,12 +102,20 @@ test('docker network create alpine-net: 172.18.0.0/16, gateway 172.18.0.1, Docke
   assert.deepEqual(dn.ipv4, [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16', auxAddresses: {} }]);
   assert.equal((await h.ctl.createNetwork({ Name: 'second' })).Id.length, 64);
   // Created through the API without IPAM options: null, as Docker's Go struct marshals an unset map.
-  assert.deepEqual((await h.ctl.inspectNetwork('second')).IPAM, { Driver: 'default', Options: null, Config: [{ Subnet: '172.19.0.0/16', Gateway: '172.19.0.1' }] });
+  assert.deepEqual((await h.ctl.inspectNetwork('second')).IPAM, {
+    Driver: 'default',
+    Options: null,
+    Config: [{ Subnet: '172.19.0.0/16', Gateway: '172.19.0.1' }],
+  });
 });
 
 test('network options from the tutorial: --subnet/--gateway/mtu, --internal, labels, --ipv6', async (t) => {
   const h = await harness(t);
-  await h.ctl.createNetwork({ Name: 'x', IPAM: { Config: [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }] }, Options: { 'com.docker.network.driver.mtu': '1200' } });
+  await h.ctl.createNetwork({
+    Name: 'x',
+    IPAM: { Config: [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }] },
+    Options: { 'com.docker.network.driver.mtu': '1200' },
+  });
   const x = await h.ctl.inspectNetwork('x');
   assert.deepEqual(x.IPAM.Config, [{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }]);
   assert.deepEqual(x.Options, { 'com.docker.network.driver.mtu': '1200' });
@@ -101,20 +126,38 @@ test('network options from the tutorial: --subnet/--gateway/mtu, --internal, lab
   await h.ctl.createNetwork({ Name: 'v6net', EnableIPv6: true, IPAM: { Config: [{ Subnet: '2001:db8:1::/64' }] } });
   const v6 = await h.ctl.inspectNetwork('v6net');
   assert.equal(v6.EnableIPv6, true);
-  assert.deepEqual(v6.IPAM.Config.map((c) => c.Subnet), ['172.19.0.0/16', '2001:db8:1::/64']);
+  assert.deepEqual(
+    v6.IPAM.Config.map((c) => c.Subnet),
+    ['172.19.0.0/16', '2001:db8:1::/64'],
+  );
 });
 
-test('Docker\'s create errors: duplicate 409, predefined 403, unknown driver 404, overlap 403, bad gateway 400, no IPv6 pool', async (t) => {
+test("Docker's create errors: duplicate 409, predefined 403, unknown driver 404, overlap 403, bad gateway 400, no IPv6 pool", async (t) => {
   const h = await harness(t);
   await h.ctl.createNetwork({ Name: 'my-net' });
   await rejects(h.ctl.createNetwork({ Name: 'my-net' }), 409, 'network with name my-net already exists');
   await rejects(h.ctl.createNetwork({ Name: 'bridge' }), 403, 'bridge is a pre-defined network and cannot be created');
   await rejects(h.ctl.createNetwork({ Name: 'n1', Driver: 'nosuchdriver' }), 404, 'plugin "nosuchdriver" not found');
-  await rejects(h.ctl.createNetwork({ Name: 'n2', IPAM: { Config: [{ Subnet: '172.18.0.0/24' }] } }), 403, 'Pool overlaps with other one on this address space');
-  await rejects(h.ctl.createNetwork({ Name: 'n3', IPAM: { Config: [{ Subnet: '10.12.0.0/16', Gateway: '10.13.0.1' }] } }), 400, 'no matching subnet for gateway 10.13.0.1');
-  await rejects(h.ctl.createNetwork({ Name: 'n4', EnableIPv6: true }), 403,
-    'could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network');
-  await rejects(h.ctl.createNetwork({ Name: 'n5', Driver: 'host' }), 403, 'only one instance of "host" network is allowed');
+  await rejects(
+    h.ctl.createNetwork({ Name: 'n2', IPAM: { Config: [{ Subnet: '172.18.0.0/24' }] } }),
+    403,
+    'Pool overlaps with other one on this address space',
+  );
+  await rejects(
+    h.ctl.createNetwork({ Name: 'n3', IPAM: { Config: [{ Subnet: '10.12.0.0/16', Gateway: '10.13.0.1' }] } }),
+    400,
+    'no matching subnet for gateway 10.13.0.1',
+  );
+  await rejects(
+    h.ctl.createNetwork({ Name: 'n4', EnableIPv6: true }),
+    403,
+    'could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network',
+  );
+  await rejects(
+    h.ctl.createNetwork({ Name: 'n5', Driver: 'host' }),
+    403,
+    'only one instance of "host" network is allowed',
+  );
   // Nothing half-made: only my-net was added, and its pool is the only one taken.
   assert.deepEqual((await h.ctl.listNetworks()).map((n) => n.Name).sort(), ['bridge', 'host', 'my-net', 'none']);
   await h.ctl.createNetwork({ Name: 'n6' });
@@ -127,7 +170,11 @@ test('a driver that fails to create the network leaves nothing behind', async (t
   await assert.rejects(h.ctl.createNetwork({ Name: 'broken' }), /fake createNetwork failed/);
   await rejects(h.ctl.inspectNetwork('broken'), 404, 'network broken not found');
   await h.ctl.createNetwork({ Name: 'broken' });
-  assert.equal((await h.ctl.inspectNetwork('broken')).IPAM.Config[0]!.Subnet, '172.18.0.0/16', 'its pool was given back');
+  assert.equal(
+    (await h.ctl.inspectNetwork('broken')).IPAM.Config[0]!.Subnet,
+    '172.18.0.0/16',
+    'its pool was given back',
+  );
 });
 
 test('rm: pre-defined 403, missing 404, in use 403 naming the endpoints, then OK with a destroy event', async (t) => {
@@ -137,8 +184,13 @@ test('rm: pre-defined 403, missing 404, in use 403 naming the endpoints, then OK
   await rejects(h.ctl.removeNetwork('my-net'), 404, 'network my-net not found');
   const { Id } = await h.ctl.createNetwork({ Name: 'my-net' });
   await h.ctl.createSandbox(h.spec(cid(1), 'my-nginx', { networkMode: 'my-net' }));
-  await rejects(h.ctl.removeNetwork('my-net'), 403,
-    new RegExp(`^error while removing network: network my-net id ${Id} has active endpoints \\(name:"my-nginx" id:"[0-9a-f]{12}"\\)$`));
+  await rejects(
+    h.ctl.removeNetwork('my-net'),
+    403,
+    new RegExp(
+      `^error while removing network: network my-net id ${Id} has active endpoints \\(name:"my-nginx" id:"[0-9a-f]{12}"\\)$`,
+    ),
+  );
   await h.ctl.deleteSandbox(cid(1));
   await h.ctl.removeNetwork(Id.slice(0, 5));
   await rejects(h.ctl.inspectNetwork(Id), 404, `network ${Id} not found`);
@@ -149,7 +201,8 @@ test('rm: pre-defined 403, missing 404, in use 403 naming the endpoints, then OK
 test('IDs resolve by full ID, name, unique prefix; an ambiguous prefix is 400', async (t) => {
   const h = await harness(t);
   const ids: string[] = [];
-  for (let i = 0; i < 17; i++) ids.push((await h.ctl.createNetwork({ Name: `n${i}`, IPAM: { Config: [{ Subnet: `10.${i}.0.0/16` }] } })).Id);
+  for (let i = 0; i < 17; i++)
+    ids.push((await h.ctl.createNetwork({ Name: `n${i}`, IPAM: { Config: [{ Subnet: `10.${i}.0.0/16` }] } })).Id);
   assert.equal((await h.ctl.resolveNetwork(ids[3]!)).name, 'n3');
   assert.equal((await h.ctl.resolveNetwork('n4')).id, ids[4]);
   assert.equal((await h.ctl.resolveNetwork(ids[5]!.slice(0, 20))).name, 'n5');

@@ -5,7 +5,22 @@ import { probeRuntime } from '../../src/runtime/probe.js';
 import { silentLogger } from '../../src/common/log.js';
 
 test("coved takes dockerd's flags for its places", () => {
-  const c = parseFlags(['-H', 'unix:///tmp/x/cove.sock', '--data-root', '/tmp/x/data', '--exec-root', '/tmp/x/run', '--pidfile', '/tmp/x/p.pid', '--log-level', 'debug', '--dns', '10.0.0.53', '--default-address-pool', 'base=10.10.0.0/16,size=24']);
+  const c = parseFlags([
+    '-H',
+    'unix:///tmp/x/cove.sock',
+    '--data-root',
+    '/tmp/x/data',
+    '--exec-root',
+    '/tmp/x/run',
+    '--pidfile',
+    '/tmp/x/p.pid',
+    '--log-level',
+    'debug',
+    '--dns',
+    '10.0.0.53',
+    '--default-address-pool',
+    'base=10.10.0.0/16,size=24',
+  ]);
   assert.equal(c.socketPath, '/tmp/x/cove.sock');
   assert.equal(c.dataRoot, '/tmp/x/data');
   assert.equal(c.execRoot, '/tmp/x/run');

@@ -20,10 +20,18 @@ const rcodeOf = (b: Buffer) => b.readUInt16BE(2) & 0xf;
 
 async function setup(t: { after: (fn: () => unknown) => void }, upstream: string[], limits?: Partial<DnsLimits>) {
   const resolver = new Resolver();
-  resolver.setNetwork('n', { networkName: 'net', names: new Map([['alpine2', [{ ipv4: '172.18.0.3' }]]]), reverse: new Map() });
+  resolver.setNetwork('n', {
+    networkName: 'net',
+    names: new Map([['alpine2', [{ ipv4: '172.18.0.3' }]]]),
+    reverse: new Map(),
+  });
   resolver.setSandbox('sb', ['n'], upstream);
   const server = new DnsServer({
-    resolver, log: silentLogger, upstreamTimeoutMs: 300, totalTimeoutMs: 700, ...(limits ? { limits } : {}),
+    resolver,
+    log: silentLogger,
+    upstreamTimeoutMs: 300,
+    totalTimeoutMs: 700,
+    ...(limits ? { limits } : {}),
     sockets: { udp: () => ({ address: '127.0.0.1', port: 0 }), tcp: () => ({ address: '127.0.0.1', port: 0 }) },
   });
   await server.attach('sb', '/nonexistent');
@@ -41,14 +49,22 @@ async function udpClient(t: { after: (fn: () => unknown) => void }): Promise<Udp
 /** Sends one datagram; the reply, or undefined after `waitMs` of silence. */
 function ask(s: UdpSocket, port: number, msg: Buffer, waitMs = 400): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { s.off('message', on); resolve(undefined); }, waitMs);
-    const on = (m: Buffer) => { clearTimeout(timer); s.off('message', on); resolve(m); };
+    const timer = setTimeout(() => {
+      s.off('message', on);
+      resolve(undefined);
+    }, waitMs);
+    const on = (m: Buffer) => {
+      clearTimeout(timer);
+      s.off('message', on);
+      resolve(m);
+    };
     s.on('message', on);
     s.send(msg, port, '127.0.0.1');
   });
 }
 
-const query = (name: string, id: number) => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
+const query = (name: string, id: number) =>
+  dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
 
 test('every hostile datagram gets what Docker gives it, and the server still answers', async (t) => {
   const { addr, server } = await setup(t, ['127.0.0.1:9']);
@@ -94,7 +110,10 @@ test('TCP: a length prefix too short for a header closes the connection; a huge 
       const c = connect({ host: '127.0.0.1', port: addr.tcp.port }, () => c.write(bytes));
       c.on('error', () => undefined);
       c.on('close', () => resolve(true));
-      setTimeout(() => { c.destroy(); resolve(false); }, 1000);
+      setTimeout(() => {
+        c.destroy();
+        resolve(false);
+      }, 1000);
     });
     assert.ok(closed, `server closed the connection after ${bytes.toString('hex')}`);
   }
@@ -119,7 +138,10 @@ test('TCP connections past the per-sandbox cap are closed at once; the ones unde
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(server.load.tcp, cap);
   assert.equal(closedEarly.length, 30);
-  assert.ok(closedEarly.every((i) => i >= cap), 'only the ones over the cap were closed');
+  assert.ok(
+    closedEarly.every((i) => i >= cap),
+    'only the ones over the cap were closed',
+  );
   held.forEach((c) => c.destroy());
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(server.load.tcp, 0, 'every connection is counted out again');
@@ -132,7 +154,9 @@ test('forwards past the cap get SERVFAIL at once; 20,000 queries in a burst leav
   const { addr, server } = await setup(t, [`127.0.0.1:${silent.address().port}`], { forwardsPerSandbox: 50 });
   const s = await udpClient(t);
   let servfail = 0;
-  s.on('message', (m) => { if (rcodeOf(m) === 2) servfail++; });
+  s.on('message', (m) => {
+    if (rcodeOf(m) === 2) servfail++;
+  });
   for (let i = 0; i < 20_000; i++) {
     s.send(query(`n${i}.example`, i & 0xffff), addr.udp.port, '127.0.0.1');
     if (i % 500 === 0) await new Promise((r) => setImmediate(r));

@@ -13,7 +13,6 @@ import { Resolver } from '../../src/network/dns/resolver.js';
 import { DnsServer } from '../../src/network/dns/server.js';
 import { silentLogger } from '../../src/common/log.js';
 
-
 /** dns-packet's decoded shape, loosely typed (its typings lack rcode and answer data). */
 interface Pkt {
   id: number;
@@ -33,8 +32,15 @@ function query(name: string, id: number, type: dnsPacket.RecordType = 'A'): Buff
 function udpAsk(port: number, msg: Buffer, timeoutMs = 4000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = createSocket('udp4');
-    const timer = setTimeout(() => { s.close(); reject(new Error('no answer')); }, timeoutMs);
-    s.on('message', (m) => { clearTimeout(timer); s.close(); resolve(m); });
+    const timer = setTimeout(() => {
+      s.close();
+      reject(new Error('no answer'));
+    }, timeoutMs);
+    s.on('message', (m) => {
+      clearTimeout(timer);
+      s.close();
+      resolve(m);
+    });
     s.send(msg, port, '127.0.0.1');
   });
 }
@@ -43,10 +49,17 @@ function tcpAsk(port: number, msg: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const c = connect({ host: '127.0.0.1', port });
     let buf = Buffer.alloc(0);
-    c.on('connect', () => { const l = Buffer.alloc(2); l.writeUInt16BE(msg.length); c.write(Buffer.concat([l, msg])); });
+    c.on('connect', () => {
+      const l = Buffer.alloc(2);
+      l.writeUInt16BE(msg.length);
+      c.write(Buffer.concat([l, msg]));
+    });
     c.on('data', (d) => {
       buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { c.destroy(); resolve(buf.subarray(2, 2 + buf.readUInt16BE(0))); }
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        c.destroy();
+        resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      }
     });
     c.on('error', reject);
   });
@@ -58,7 +71,13 @@ async function fakeUpstream(): Promise<{ port: number; seen: number[]; close: ()
   const reply = (m: Buffer): Buffer => {
     const q = decode(m);
     seen.push(q.id);
-    return dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions as never, answers: [{ type: 'A', name: q.questions[0]!.name, ttl: 5, data: '198.51.100.7' }] });
+    return dnsPacket.encode({
+      type: 'response',
+      id: q.id,
+      flags: dnsPacket.RECURSION_AVAILABLE,
+      questions: q.questions as never,
+      answers: [{ type: 'A', name: q.questions[0]!.name, ttl: 5, data: '198.51.100.7' }],
+    });
   };
   const s = createSocket('udp4');
   s.on('message', (m, r) => s.send(reply(m), r.port, r.address));
@@ -77,15 +96,29 @@ async function fakeUpstream(): Promise<{ port: number; seen: number[]; close: ()
     });
   });
   await new Promise<void>((r) => srv.listen(port, '127.0.0.1', () => r()));
-  return { port, seen, close: () => { s.close(); srv.close(); } };
+  return {
+    port,
+    seen,
+    close: () => {
+      s.close();
+      srv.close();
+    },
+  };
 }
 
 async function setup(t: { after: (fn: () => unknown) => void }, upstream: string[]) {
   const resolver = new Resolver();
-  resolver.setNetwork('n', { networkName: 'alpine-net', names: new Map([['alpine2', [{ ipv4: '172.18.0.3' }]]]), reverse: new Map() });
+  resolver.setNetwork('n', {
+    networkName: 'alpine-net',
+    names: new Map([['alpine2', [{ ipv4: '172.18.0.3' }]]]),
+    reverse: new Map(),
+  });
   resolver.setSandbox('sb', ['n'], upstream);
   const server = new DnsServer({
-    resolver, log: silentLogger, upstreamTimeoutMs: 300, totalTimeoutMs: 700,
+    resolver,
+    log: silentLogger,
+    upstreamTimeoutMs: 300,
+    totalTimeoutMs: 700,
     sockets: { udp: () => ({ address: '127.0.0.1', port: 0 }), tcp: () => ({ address: '127.0.0.1', port: 0 }) },
   });
   await server.attach('sb', '/nonexistent');
@@ -107,7 +140,7 @@ test('unknown names are relayed to the upstream with the original ID', async (t)
   const { addr, server } = await setup(t, [`127.0.0.1:${up.port}`]);
   const p = decode(await udpAsk(addr.udp.port, query('google.com', 0xbeef)));
   assert.equal(p.id, 0xbeef);
-  assert.deepEqual(up.seen, [0xbeef], 'the upstream saw the client\'s own query ID');
+  assert.deepEqual(up.seen, [0xbeef], "the upstream saw the client's own query ID");
   assert.equal(p.answers![0]!.data, '198.51.100.7');
   const viaTcp = decode(await tcpAsk(addr.tcp.port, query('www.google.com', 0x1234)));
   assert.equal(viaTcp.answers![0]!.data, '198.51.100.7', 'TCP queries are forwarded over TCP');
@@ -141,10 +174,16 @@ test('throughput over real UDP sockets (50 in flight)', async (t) => {
   await new Promise<void>((resolve) => {
     s.on('message', () => {
       got++;
-      if (sent < total) { sent++; s.send(q, addr.udp.port, '127.0.0.1'); }
+      if (sent < total) {
+        sent++;
+        s.send(q, addr.udp.port, '127.0.0.1');
+      }
       if (got === total) resolve();
     });
-    for (let i = 0; i < 50; i++) { sent++; s.send(q, addr.udp.port, '127.0.0.1'); }
+    for (let i = 0; i < 50; i++) {
+      sent++;
+      s.send(q, addr.udp.port, '127.0.0.1');
+    }
   });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   s.close();

@@ -23,11 +23,27 @@ const BR = 'br-3f9a0c1b2d4e';
 const SB = '/run/cove/netns/abc';
 
 function net(extra: Partial<DriverNetwork> = {}): DriverNetwork {
-  return { id: ID, name: 'my-net', options: {}, internal: false, enableIPv6: false, ipv4: [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16', auxAddresses: {} }], ipv6: [], ...extra };
+  return {
+    id: ID,
+    name: 'my-net',
+    options: {},
+    internal: false,
+    enableIPv6: false,
+    ipv4: [{ pool: '172.18.0.0/16', gateway: '172.18.0.1/16', auxAddresses: {} }],
+    ipv6: [],
+    ...extra,
+  };
 }
 
 function joinReq(n: DriverNetwork, extra: Partial<JoinRequest> = {}): JoinRequest {
-  return { network: n, endpoint: { id: EP, networkId: n.id, ipv4: '172.18.0.2/16', options: {} }, netnsPath: SB, ifName: 'eth0', defaultGateway: true, ...extra };
+  return {
+    network: n,
+    endpoint: { id: EP, networkId: n.id, ipv4: '172.18.0.2/16', options: {} },
+    netnsPath: SB,
+    ifName: 'eth0',
+    defaultGateway: true,
+    ...extra,
+  };
 }
 
 function bridgeSetup() {
@@ -55,7 +71,9 @@ test('bridge create: the bridge alone first, then addresses, up and the sysctls;
 test('bridge create on an existing bridge (EEXIST) finishes it; a failing firewall undoes only the address it added', async () => {
   const { kernel, nft, d } = bridgeSetup();
   kernel.addLink(null, 'docker1', { kind: 'bridge', addresses: ['10.9.0.7/24'] });
-  await d.createNetwork(net({ id: 'b'.repeat(64), ipv4: [{ pool: '172.19.0.0/16', gateway: '172.19.0.1/16', auxAddresses: {} }] }));
+  await d.createNetwork(
+    net({ id: 'b'.repeat(64), ipv4: [{ pool: '172.19.0.0/16', gateway: '172.19.0.1/16', auxAddresses: {} }] }),
+  );
   kernel.take();
   nft.failNext = new Error('nft refused');
   const n = net({ options: { 'com.docker.network.bridge.name': 'docker1' } });
@@ -76,8 +94,11 @@ test('bridge create on an existing bridge (EEXIST) finishes it; a failing firewa
 test('bridge create refuses a name held by a link that is not a bridge, and changes nothing', async () => {
   const { kernel, d } = bridgeSetup();
   kernel.addLink(null, 'eth9', { kind: 'veth' });
-  await assert.rejects(d.createNetwork(net({ options: { 'com.docker.network.bridge.name': 'eth9' } })),
-    (e: unknown) => e instanceof Conflict && /cannot use eth9 as the network's bridge: it exists and is not a bridge/.test(e.message));
+  await assert.rejects(
+    d.createNetwork(net({ options: { 'com.docker.network.bridge.name': 'eth9' } })),
+    (e: unknown) =>
+      e instanceof Conflict && /cannot use eth9 as the network's bridge: it exists and is not a bridge/.test(e.message),
+  );
   assert.deepEqual(kernel.take(), []);
 });
 
@@ -87,7 +108,10 @@ test('bridge join: veth born in the sandbox, host end IPv6 off, up with hairpin,
   await d.createNetwork(n);
   kernel.take();
   const info = await d.join(joinReq(n));
-  assert.deepEqual(info, { ipv4Gateway: '172.18.0.1', driverState: { hostVeth: 'vetha1b2c3d', bridge: BR, mac: '02:42:ac:12:00:02' } });
+  assert.deepEqual(info, {
+    ipv4Gateway: '172.18.0.1',
+    driverState: { hostVeth: 'vetha1b2c3d', bridge: BR, mac: '02:42:ac:12:00:02' },
+  });
   assert.deepEqual(kernel.take(), [
     `- ip link add vetha1b2c3d master ${BR} type veth peer name eth0 netns ${SB} address 02:42:ac:12:00:02`,
     '- sysctl net.ipv6.conf.vetha1b2c3d.disable_ipv6=1',
@@ -143,24 +167,37 @@ test('bridge rm: out of service at once (chains, addresses), the bridge deleted 
   await d.createNetwork(n);
   kernel.take();
   await d.deleteNetwork(n);
-  assert.deepEqual(kernel.take(), [
-    `- ip addr flush dev ${BR}`,
-    `-@delete ip link del ${BR}`,
-  ]);
+  assert.deepEqual(kernel.take(), [`- ip addr flush dev ${BR}`, `-@delete ip link del ${BR}`]);
   assert.doesNotMatch(nft.dump(), new RegExp(BR));
   // Again (a restart replaying the doomed record): the bridge is gone already (ENODEV), which is success.
   await d.deleteNetwork(n);
   assert.deepEqual(kernel.take(), []);
 });
 
-test('macvlan: the parent must exist (Docker\'s words for a missing one and for a VLAN parent)', async () => {
+test("macvlan: the parent must exist (Docker's words for a missing one and for a VLAN parent)", async () => {
   const kernel = new RecordingKernelOps();
   kernel.strict = true;
   const d = new MacvlanDriver({ kernel });
-  const mv = (parent?: string) => net({ options: parent ? { parent } : {}, ipv4: [{ pool: '10.98.0.0/24', gateway: '10.98.0.254/24', auxAddresses: {} }] });
-  await assert.rejects(d.createNetwork(mv('mvp0')), (e: unknown) => e instanceof InvalidParameter && e.message === 'invalid subinterface vlan name mvp0, example formatting is eth0.10');
-  await assert.rejects(d.createNetwork(mv('eth0.10')), (e: unknown) => e instanceof InvalidParameter && e.message === 'failed to create eth0.10 vlan link: operation not supported');
-  await assert.rejects(d.createNetwork(mv()), /failed to create the dummy parent link for macvlan network my-net: operation not supported/);
+  const mv = (parent?: string) =>
+    net({
+      options: parent ? { parent } : {},
+      ipv4: [{ pool: '10.98.0.0/24', gateway: '10.98.0.254/24', auxAddresses: {} }],
+    });
+  await assert.rejects(
+    d.createNetwork(mv('mvp0')),
+    (e: unknown) =>
+      e instanceof InvalidParameter &&
+      e.message === 'invalid subinterface vlan name mvp0, example formatting is eth0.10',
+  );
+  await assert.rejects(
+    d.createNetwork(mv('eth0.10')),
+    (e: unknown) =>
+      e instanceof InvalidParameter && e.message === 'failed to create eth0.10 vlan link: operation not supported',
+  );
+  await assert.rejects(
+    d.createNetwork(mv()),
+    /failed to create the dummy parent link for macvlan network my-net: operation not supported/,
+  );
   kernel.addLink(null, 'mvp0', { kind: 'veth' });
   assert.deepEqual(await d.createNetwork(mv('mvp0')), { parent: 'mvp0' });
   assert.deepEqual(kernel.take(), [], 'create only reads');
@@ -179,7 +216,9 @@ test('macvlan: the parent must exist (Docker\'s words for a missing one and for 
 
   // A failure inside the sandbox removes the sub-interface again.
   kernel.failNext.push({ kind: 'rtnl', code: 'EINVAL' });
-  await assert.rejects(d.join(joinReq(n, { ifName: 'eth1', endpoint: { id: EP, networkId: ID, ipv4: '10.98.0.11/24', options: {} } })));
+  await assert.rejects(
+    d.join(joinReq(n, { ifName: 'eth1', endpoint: { id: EP, networkId: ID, ipv4: '10.98.0.11/24', options: {} } })),
+  );
   assert.deepEqual(kernel.take(), [
     `- ip link add link mvp0 name eth1 netns ${SB} address 02:42:0a:62:00:0b type macvlan mode bridge`,
     `${SB} link del eth1`,
@@ -193,19 +232,31 @@ test('macvlan: the parent must exist (Docker\'s words for a missing one and for 
   await assert.rejects(d.leave(joinReq(n)), (e: unknown) => (e as { code?: string }).code === 'EBUSY');
 });
 
-test('ipvlan: a kernel without it (EOPNOTSUPP) is refused at create (probe) and at join, in Docker\'s words', async () => {
+test("ipvlan: a kernel without it (EOPNOTSUPP) is refused at create (probe) and at join, in Docker's words", async () => {
   const kernel = new RecordingKernelOps();
   kernel.addLink(null, 'mvp0');
   kernel.failNext.push({ kind: 'subif-add', code: 'EOPNOTSUPP' });
   const d = new IpvlanDriver({ kernel });
   const n = net({ options: { parent: 'mvp0' } });
-  await assert.rejects(d.createNetwork(n), (e: unknown) => e instanceof InvalidParameter && e.message === 'ipvlan is not supported by this kernel: ip link add type ipvlan: fake EOPNOTSUPP');
+  await assert.rejects(
+    d.createNetwork(n),
+    (e: unknown) =>
+      e instanceof InvalidParameter &&
+      e.message === 'ipvlan is not supported by this kernel: ip link add type ipvlan: fake EOPNOTSUPP',
+  );
   const probe = kernel.take();
   assert.match(probe[0]!, /^\+netns \/.*cove-ipvlan-probe-.*\/ns$/);
-  assert.deepEqual(probe.slice(1, -1).map((l) => l.replace(/^\S+ /, '')), ['ip link add cvprobe0 type veth peer name cvprobe1']);
+  assert.deepEqual(
+    probe.slice(1, -1).map((l) => l.replace(/^\S+ /, '')),
+    ['ip link add cvprobe0 type veth peer name cvprobe1'],
+  );
   assert.match(probe.at(-1)!, /^-netns /);
   kernel.failNext.push({ kind: 'subif-add', code: 'EOPNOTSUPP' });
-  await assert.rejects(d.join(joinReq(n)), (e: unknown) => e instanceof InvalidParameter && e.message === 'failed to create the ipvlan port: operation not supported');
+  await assert.rejects(
+    d.join(joinReq(n)),
+    (e: unknown) =>
+      e instanceof InvalidParameter && e.message === 'failed to create the ipvlan port: operation not supported',
+  );
 });
 
 test('none: only lo, up, inside the sandbox', async () => {

@@ -17,8 +17,12 @@ import { parseDuration, parsePublish as parseServicePublish } from '../../src/cl
 import { renderTemplate } from '../../src/cli/template.js';
 
 let h: Harness;
-before(async () => { h = await startApi(); });
-after(async () => { await h.close(); });
+before(async () => {
+  h = await startApi();
+});
+after(async () => {
+  await h.close();
+});
 
 test('API routes, filters and bodies: never a 5xx or a stall; 4xx with a message; /_ping fast after', async () => {
   await fuzzApi(h.socket, 400);
@@ -42,7 +46,34 @@ function wellBehaved(fn: () => unknown): void {
   }
 }
 
-const text = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 20 }), fc.constantFrom('', ':', '::', ':::', '-', '0-', '1-0', '65536:80', '[::1]:80:80', 'a=b=c', '{{', '{{.', '{{end}}', '{{range}}', '{{json .}}', '}}', 'ctrl-', 'ctrl-@,', ',', 'type=bind', '1e9h', '-5s'));
+const text = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  fc.constantFrom(
+    '',
+    ':',
+    '::',
+    ':::',
+    '-',
+    '0-',
+    '1-0',
+    '65536:80',
+    '[::1]:80:80',
+    'a=b=c',
+    '{{',
+    '{{.',
+    '{{end}}',
+    '{{range}}',
+    '{{json .}}',
+    '}}',
+    'ctrl-',
+    'ctrl-@,',
+    ',',
+    'type=bind',
+    '1e9h',
+    '-5s',
+  ),
+);
 
 test('CLI parsers: --filter, --detach-keys, -p, --mount, service --publish, durations, --format templates', () => {
   fc.assert(fc.property(fc.array(text, { maxLength: 4 }), (list) => wellBehaved(() => filtersFrom(list))));

@@ -25,7 +25,8 @@ function setup(t: { after: (fn: () => void | Promise<void>) => void }) {
 }
 
 const subnets = (configs: object[], v6 = false) =>
-  planIpam({ configs: configs as never, enableIPv4: true, enableIPv6: v6 }, ['172.17.0.0/16'], DOCKER_DEFAULT_POOLS).subnets;
+  planIpam({ configs: configs as never, enableIPv4: true, enableIPv6: v6 }, ['172.17.0.0/16'], DOCKER_DEFAULT_POOLS)
+    .subnets;
 
 test('first container gets the first address after the gateway, the next one the next', async (t) => {
   const { alloc } = setup(t);
@@ -45,7 +46,10 @@ test('--gateway 10.11.0.2: the first container gets 10.11.0.1, like Docker', asy
 
 test('--ip-range 10.12.5.0/24 --aux-address host1=10.12.5.1: the container gets 10.12.5.2/16', async (t) => {
   const { alloc } = setup(t);
-  await alloc.addNetwork('r', subnets([{ Subnet: '10.12.0.0/16', IPRange: '10.12.5.0/24', AuxiliaryAddresses: { host1: '10.12.5.1' } }]));
+  await alloc.addNetwork(
+    'r',
+    subnets([{ Subnet: '10.12.0.0/16', IPRange: '10.12.5.0/24', AuxiliaryAddresses: { host1: '10.12.5.1' } }]),
+  );
   assert.equal((await alloc.allocate('r', 4, 'c1'))?.cidr, '10.12.5.2/16');
 });
 
@@ -53,9 +57,15 @@ test('--ip picks that address; asking again is "Address already in use"; outside
   const { alloc } = setup(t);
   await alloc.addNetwork('x', subnets([{ Subnet: '10.11.0.0/16', Gateway: '10.11.0.2' }]));
   assert.equal((await alloc.allocate('x', 4, 'c1', '10.11.0.50'))?.cidr, '10.11.0.50/16');
-  await assert.rejects(alloc.allocate('x', 4, 'c2', '10.11.0.50'), (e: unknown) => e instanceof CoveError && e.message === ADDRESS_IN_USE && e.status === 403);
+  await assert.rejects(
+    alloc.allocate('x', 4, 'c2', '10.11.0.50'),
+    (e: unknown) => e instanceof CoveError && e.message === ADDRESS_IN_USE && e.status === 403,
+  );
   await assert.rejects(alloc.allocate('x', 4, 'c2', '10.11.0.2'), /Address already in use/, 'the gateway is taken');
-  await assert.rejects(alloc.allocate('x', 4, 'c2', '10.99.0.1'), /no configured subnet or ip-range contain the IP address 10.99.0.1/);
+  await assert.rejects(
+    alloc.allocate('x', 4, 'c2', '10.99.0.1'),
+    /no configured subnet or ip-range contain the IP address 10.99.0.1/,
+  );
 });
 
 test('released addresses are handed out again; release by another owner does nothing', async (t) => {
@@ -72,14 +82,22 @@ test('a full subnet says "No available addresses on this pool" (/30: two hosts, 
   const { alloc } = setup(t);
   await alloc.addNetwork('s', subnets([{ Subnet: '10.20.0.0/30' }]));
   assert.equal((await alloc.allocate('s', 4, 'a'))?.address, '10.20.0.2');
-  await assert.rejects(alloc.allocate('s', 4, 'b'), (e: unknown) => e instanceof CoveError && e.status === 503 && /No available addresses/.test(e.message));
+  await assert.rejects(
+    alloc.allocate('s', 4, 'b'),
+    (e: unknown) => e instanceof CoveError && e.status === 503 && /No available addresses/.test(e.message),
+  );
 });
 
 test('IPv6: --ipv6 --subnet 2001:db8:1::/64 gives 2001:db8:1::2/64', async (t) => {
   const { alloc } = setup(t);
   await alloc.addNetwork('v6', subnets([{ Subnet: '2001:db8:1::/64' }], true));
   const a = await alloc.allocate('v6', 6, 'c1');
-  assert.deepEqual(a, { cidr: '2001:db8:1::2/64', address: '2001:db8:1::2', gateway: '2001:db8:1::1', subnet: '2001:db8:1::/64' });
+  assert.deepEqual(a, {
+    cidr: '2001:db8:1::2/64',
+    address: '2001:db8:1::2',
+    gateway: '2001:db8:1::1',
+    subnet: '2001:db8:1::/64',
+  });
   assert.equal((await alloc.allocate('v6', 6, 'c2', '2001:db8:1::0050'))?.address, '2001:db8:1::50');
   await assert.rejects(alloc.allocate('v6', 6, 'c3', '2001:db8:1::50'), /Address already in use/);
 });
@@ -104,7 +122,9 @@ test('two allocators sharing one store (two processes) never hand out the same a
   const { alloc, store } = setup(t);
   const other = new AddressAllocator(store);
   await alloc.addNetwork('n', subnets([]));
-  const got = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? alloc : other).allocate('n', 4, `ep${i}`)));
+  const got = await Promise.all(
+    Array.from({ length: 100 }, (_, i) => (i % 2 ? alloc : other).allocate('n', 4, `ep${i}`)),
+  );
   assert.equal(new Set(got.map((g) => g!.address)).size, 100);
 });
 

@@ -6,11 +6,17 @@ import { inNetns } from '../../src/kernel/exec.js';
 
 test('addresses and CIDRs', () => {
   assert.equal(ipv4('10.0.0.1'), '10.0.0.1');
-  for (const bad of ['10.0.0.256', '10.0.0', '010.0.0.1', '1.2.3.4 ', 'a.b.c.d']) assert.throws(() => ipv4(bad), /invalid/);
+  for (const bad of ['10.0.0.256', '10.0.0', '010.0.0.1', '1.2.3.4 ', 'a.b.c.d'])
+    assert.throws(() => ipv4(bad), /invalid/);
   assert.equal(ipv6('2001:DB8::1'), '2001:db8::1');
   assert.throws(() => ipv6('2001:db8::g'));
   assert.deepEqual(cidr('172.18.0.5/16'), { family: 4, address: '172.18.0.5', prefix: 16, network: '172.18.0.0/16' });
-  assert.deepEqual(cidr('2001:db8:1::5/64'), { family: 6, address: '2001:db8:1::5', prefix: 64, network: '2001:db8:1::/64' });
+  assert.deepEqual(cidr('2001:db8:1::5/64'), {
+    family: 6,
+    address: '2001:db8:1::5',
+    prefix: 64,
+    network: '2001:db8:1::/64',
+  });
   assert.throws(() => cidr('10.0.0.0/33'));
   assert.throws(() => cidr('10.0.0.0'));
 });

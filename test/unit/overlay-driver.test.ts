@@ -12,9 +12,14 @@ const NS = '/run/cove/overlay/4097-k2y8tq4wzmx1';
 
 function net(extra: Partial<DriverNetwork> = {}): DriverNetwork {
   return {
-    id: NID, name: 'ov', internal: false, enableIPv6: false, ipv6: [],
+    id: NID,
+    name: 'ov',
+    internal: false,
+    enableIPv6: false,
+    ipv6: [],
     options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097' },
-    ipv4: [{ pool: '10.0.1.0/24', gateway: '10.0.1.1/24', auxAddresses: {} }], ...extra,
+    ipv4: [{ pool: '10.0.1.0/24', gateway: '10.0.1.1/24', auxAddresses: {} }],
+    ...extra,
   };
 }
 
@@ -26,18 +31,47 @@ function setup() {
 }
 
 function joinReq(n: DriverNetwork, epId: string, ip: string, sb = '/run/cove/sandbox/a'): JoinRequest {
-  return { network: n, endpoint: { id: epId, networkId: n.id, ipv4: ip, options: {} }, netnsPath: sb, ifName: 'eth0', defaultGateway: true };
+  return {
+    network: n,
+    endpoint: { id: epId, networkId: n.id, ipv4: ip, options: {} },
+    netnsPath: sb,
+    ifName: 'eth0',
+    defaultGateway: true,
+  };
 }
 
-const peer = (id: string, node: string, underlay: string, ip: string, mac: string): PeerEndpoint => ({ id, networkId: NID, nodeId: node, underlay, ipv4: ip, mac });
+const peer = (id: string, node: string, underlay: string, ip: string, mac: string): PeerEndpoint => ({
+  id,
+  networkId: NID,
+  nodeId: node,
+  underlay,
+  ipv4: ip,
+  mac,
+});
 
 test('typed ops render to one vocabulary of ip/bridge commands, validated', () => {
-  assert.equal((render({ kind: "vxlan-add", name: "vxlan0", netns: NS, vni: 4097, local: "192.0.2.11", port: 4789, mtu: 1450 }) as { line: string }).line,
-    `link add vxlan0 netns ${NS} mtu 1450 type vxlan id 4097 local 192.0.2.11 dstport 4789 nolearning proxy`);
-  assert.deepEqual(render({ kind: 'fdb-add', dev: 'vxlan0', mac: '02:42:0A:00:01:03', dst: '192.0.2.12' }),
-    { tool: 'bridge', line: 'fdb replace 02:42:0a:00:01:03 dev vxlan0 dst 192.0.2.12 self permanent' });
-  assert.equal((render({ kind: "neigh-add", dev: "vxlan0", ip: "10.0.1.3", mac: "02:42:0a:00:01:03" }) as { line: string }).line,
-    'neigh replace 10.0.1.3 lladdr 02:42:0a:00:01:03 dev vxlan0 nud permanent');
+  assert.equal(
+    (
+      render({
+        kind: 'vxlan-add',
+        name: 'vxlan0',
+        netns: NS,
+        vni: 4097,
+        local: '192.0.2.11',
+        port: 4789,
+        mtu: 1450,
+      }) as { line: string }
+    ).line,
+    `link add vxlan0 netns ${NS} mtu 1450 type vxlan id 4097 local 192.0.2.11 dstport 4789 nolearning proxy`,
+  );
+  assert.deepEqual(render({ kind: 'fdb-add', dev: 'vxlan0', mac: '02:42:0A:00:01:03', dst: '192.0.2.12' }), {
+    tool: 'bridge',
+    line: 'fdb replace 02:42:0a:00:01:03 dev vxlan0 dst 192.0.2.12 self permanent',
+  });
+  assert.equal(
+    (render({ kind: 'neigh-add', dev: 'vxlan0', ip: '10.0.1.3', mac: '02:42:0a:00:01:03' }) as { line: string }).line,
+    'neigh replace 10.0.1.3 lladdr 02:42:0a:00:01:03 dev vxlan0 nud permanent',
+  );
   assert.throws(() => render({ kind: 'vxlan-add', name: 'vxlan0', vni: 1 << 24, local: '192.0.2.11', port: 4789 }));
   assert.throws(() => render({ kind: 'fdb-add', dev: 'vxlan0', mac: 'zz', dst: '192.0.2.12' }));
   assert.throws(() => render({ kind: 'neigh-add', dev: 'vx 0', ip: '10.0.1.3', mac: '02:42:0a:00:01:03' }));
@@ -47,11 +81,18 @@ test('typed ops render to one vocabulary of ip/bridge commands, validated', () =
     { kind: 'neigh-add', dev: 'vxlan0', ip: '10.0.1.3', mac: '02:42:0a:00:01:03' },
     { kind: 'neigh-add', dev: 'vxlan0', ip: '10.0.1.4', mac: '02:42:0a:00:01:04' },
   ]);
-  assert.deepEqual(g.map((x) => x.tool), ['bridge', 'ip']);
+  assert.deepEqual(
+    g.map((x) => x.tool),
+    ['bridge', 'ip'],
+  );
 });
 
 test('config: VNI from the vxlanid_list option, MTU option, gateways', () => {
-  const c = overlayConfig(net({ options: { 'com.docker.network.driver.overlay.vxlanid_list': '4100', 'com.docker.network.driver.mtu': '1400' } }));
+  const c = overlayConfig(
+    net({
+      options: { 'com.docker.network.driver.overlay.vxlanid_list': '4100', 'com.docker.network.driver.mtu': '1400' },
+    }),
+  );
   assert.equal(c.vni, 4100);
   assert.equal(c.mtuOption, 1400);
   assert.deepEqual(c.gateways, ['10.0.1.1/24']);
@@ -93,7 +134,9 @@ test('MTU option wins over the underlay; a failed first join leaves nothing', as
   await assert.rejects(d.join(joinReq(net(), 'aaaaaaa1', '10.0.1.2/24')), /fake veth-add failed/);
   assert.equal(kernel.netns.size, 0);
   kernel.take();
-  const n = net({ options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097', 'com.docker.network.driver.mtu': '1300' } });
+  const n = net({
+    options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097', 'com.docker.network.driver.mtu': '1300' },
+  });
   await d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24'));
   assert.ok(kernel.take().some((l) => l.includes('link add br0 mtu 1300 type bridge')));
 });
@@ -125,8 +168,14 @@ test('peers: static fdb + neighbour per remote endpoint, own node skipped, diffs
 
 test('peer diff: an address reused by a new endpoint is replaced, not deleted after being added', () => {
   const e = (mac: string, dst: string, ip: string): ProgrammedPeer => ({ mac, dst, ips: [ip] });
-  const ops = peerDiffOps(new Map([['old', e('02:42:0a:00:01:03', '192.0.2.12', '10.0.1.3')]]), new Map([['new', e('02:42:0a:00:01:03', '192.0.2.13', '10.0.1.3')]]));
-  assert.deepEqual(ops.map((o) => o.kind), ['fdb-add', 'neigh-add']);
+  const ops = peerDiffOps(
+    new Map([['old', e('02:42:0a:00:01:03', '192.0.2.12', '10.0.1.3')]]),
+    new Map([['new', e('02:42:0a:00:01:03', '192.0.2.13', '10.0.1.3')]]),
+  );
+  assert.deepEqual(
+    ops.map((o) => o.kind),
+    ['fdb-add', 'neigh-add'],
+  );
 });
 
 test('restore: endpoints here adopt the namespace that outlived the daemon; none here removes leftovers; no swarm refuses', async () => {
@@ -146,11 +195,21 @@ test('restore: endpoints here adopt the namespace that outlived the daemon; none
 test('underlay transport is a seam: an encrypted network uses the registered transport', async () => {
   const { kernel, d } = setup();
   const n = net({ options: { 'com.docker.network.driver.overlay.vxlanid_list': '4097', encrypted: '' } });
-  await assert.rejects(d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24')), /encrypted overlay network .* is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted/);
-  d.setTransport('encrypted', { name: 'wg', local: async () => ({ address: '10.201.0.1', mtu: 1420 }), remote: (p) => `10.201.0.${p.nodeId === 'n2' ? 2 : 9}` });
+  await assert.rejects(
+    d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24')),
+    /encrypted overlay network .* is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted/,
+  );
+  d.setTransport('encrypted', {
+    name: 'wg',
+    local: async () => ({ address: '10.201.0.1', mtu: 1420 }),
+    remote: (p) => `10.201.0.${p.nodeId === 'n2' ? 2 : 9}`,
+  });
   await d.join(joinReq(n, 'aaaaaaa1', '10.0.1.2/24'));
   await d.syncPeers(n, [peer('p1', 'n2', '192.0.2.12', '10.0.1.3/24', '02:42:0a:00:01:03')]);
   const log = kernel.take();
-  assert.ok(log.some((l) => l.includes('mtu 1370 type vxlan id 4097 local 10.201.0.1')), log.join('\n'));
+  assert.ok(
+    log.some((l) => l.includes('mtu 1370 type vxlan id 4097 local 10.201.0.1')),
+    log.join('\n'),
+  );
   assert.ok(log.some((l) => l.includes('dst 10.201.0.2 self permanent')));
 });

@@ -9,10 +9,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { KEYRING_SIZE, ROTATION_KEY, parseRotation, primaryKey, requestKeyRotation, rotateKeyring, type DataPathKey } from '../../src/cluster/key-rotation.js';
+import {
+  KEYRING_SIZE,
+  ROTATION_KEY,
+  parseRotation,
+  primaryKey,
+  requestKeyRotation,
+  rotateKeyring,
+  type DataPathKey,
+} from '../../src/cluster/key-rotation.js';
 import { render } from '../../src/kernel/ops.js';
 import { parseXfrmPolicies, parseXfrmStates, probeEsp, renderXfrm } from '../../src/kernel/xfrm.js';
-import { espDiff, espNftScript, espOverlayMtu, espPlan, espSpi, fnv1a32 } from '../../src/network/drivers/overlay/esp-plan.js';
+import {
+  espDiff,
+  espNftScript,
+  espOverlayMtu,
+  espPlan,
+  espSpi,
+  fnv1a32,
+} from '../../src/network/drivers/overlay/esp-plan.js';
 import { EncryptedTransport } from '../../src/network/drivers/overlay/encrypted-transport.js';
 import type { UnderlayTransport } from '../../src/network/drivers/overlay/transport.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
@@ -50,7 +65,7 @@ test('golden plan: per peer one inbound SA per key, one outbound SA with the pri
   assert.deepEqual(espPlan(A, [B], []), { states: [], policies: [] }, 'no key, no SA (the transport refuses the join)');
 });
 
-test('both ends agree without talking: A\'s outbound SA is B\'s inbound SA (same SPI, same key) for every ring', () => {
+test("both ends agree without talking: A's outbound SA is B's inbound SA (same SPI, same key) for every ring", () => {
   for (const ring of [[key(0, 1)], [key(0, 1), key(1, 2)], [key(3, 9), key(4, 8), key(5, 7)]]) {
     const a = espPlan(A, [B], ring);
     const b = espPlan(B, [A], ring);
@@ -81,19 +96,31 @@ test('a peer leaving: its policy goes before its SAs; a peer joining: SAs before
   const ring = [key(0, 1)];
   const two = espPlan(A, [B, C], ring);
   const one = espPlan(A, [B], ring);
-  assert.deepEqual(espDiff(two, one).map((o) => o.kind), ['xfrm-policy-del', 'xfrm-state-del', 'xfrm-state-del']);
-  assert.deepEqual(espDiff(one, two).map((o) => o.kind), ['xfrm-state-add', 'xfrm-state-add', 'xfrm-policy-update']);
-  assert.equal((render({ kind: 'xfrm-policy-del', src: A, dst: C }) as { line: string }).line,
-    `xfrm policy delete src ${A}/32 dst ${C}/32 proto udp dport 4789 dir out mark 0xd0c4e3 mask 0xffffffff`);
+  assert.deepEqual(
+    espDiff(two, one).map((o) => o.kind),
+    ['xfrm-policy-del', 'xfrm-state-del', 'xfrm-state-del'],
+  );
+  assert.deepEqual(
+    espDiff(one, two).map((o) => o.kind),
+    ['xfrm-state-add', 'xfrm-state-add', 'xfrm-policy-update'],
+  );
+  assert.equal(
+    (render({ kind: 'xfrm-policy-del', src: A, dst: C }) as { line: string }).line,
+    `xfrm policy delete src ${A}/32 dst ${C}/32 proto udp dport 4789 dir out mark 0xd0c4e3 mask 0xffffffff`,
+  );
 });
 
 test('rendering refuses bad values (never a broken line into the ip co-process)', () => {
   assert.throws(() => renderXfrm({ kind: 'xfrm-state-del', src: A, dst: B, spi: 7 }), /invalid SPI/);
-  assert.throws(() => renderXfrm({ kind: 'xfrm-state-add', state: { src: A, dst: B, spi: 0x1000, aeadKey: 'zz', tag: 0, dir: 'out' } }), /20 bytes/);
+  assert.throws(
+    () =>
+      renderXfrm({ kind: 'xfrm-state-add', state: { src: A, dst: B, spi: 0x1000, aeadKey: 'zz', tag: 0, dir: 'out' } }),
+    /20 bytes/,
+  );
   assert.throws(() => renderXfrm({ kind: 'xfrm-policy-del', src: 'a; rm', dst: B }));
 });
 
-test('parsing the kernel\'s lists: Cove\'s SAs (reqid) and marked policies only', () => {
+test("parsing the kernel's lists: Cove's SAs (reqid) and marked policies only", () => {
   // Policy text as `ip xfrm policy list` printed it on this machine (xfrm policies exist here; ESP states do not).
   const policies = `src 192.0.2.11/32 dst 192.0.2.12/32 proto udp dport 4789 \n\tdir out priority 0 ptype main \n\tmark 0xd0c4e3/0xffffffff \n\ttmpl src 192.0.2.11 dst 192.0.2.12\n\t\tproto esp spi 0x00000100 reqid 13681891 mode transport
 src 10.0.0.1/32 dst 10.0.0.2/32 \n\tdir out priority 0 ptype main \n\ttmpl src 10.0.0.1 dst 10.0.0.2\n\t\tproto esp spi 0x00000200 reqid 5 mode transport\n`;
@@ -102,13 +129,22 @@ src 10.0.0.1/32 dst 10.0.0.2/32 \n\tdir out priority 0 ptype main \n\ttmpl src 1
   const states = `src 192.0.2.12 dst 192.0.2.11\n\tproto esp spi 0x522b38f0 reqid 13681891 mode transport\n\treplay-window 0 \n\taead rfc4106(gcm(aes)) 0x${'01'.repeat(16)}522b38f0 64\n\tsel src 0.0.0.0/0 dst 0.0.0.0/0 
 src 192.0.2.11 dst 192.0.2.12\n\tproto esp spi 0x4cb02d78 reqid 13681891 mode transport\n\treplay-window 0 \n\taead rfc4106(gcm(aes)) 0x${'01'.repeat(16)}4cb02d78 64\n`;
   const parsed = parseXfrmStates(states, A);
-  assert.deepEqual(parsed.map((s) => [s.dir, s.spi]), [['in', 0x522b38f0], ['out', 0x4cb02d78]]);
+  assert.deepEqual(
+    parsed.map((s) => [s.dir, s.spi]),
+    [
+      ['in', 0x522b38f0],
+      ['out', 0x4cb02d78],
+    ],
+  );
   // Adopted state equal to the plan: a restarted daemon changes nothing.
   const plan = espPlan(A, [B], [key(0, 1)]);
-  assert.deepEqual(espDiff({ states: parsed, policies: parseXfrmPolicies(policies.replace('0x00000100', '0x4cb02d78')) }, plan), []);
+  assert.deepEqual(
+    espDiff({ states: parsed, policies: parseXfrmPolicies(policies.replace('0x00000100', '0x4cb02d78')) }, plan),
+    [],
+  );
 });
 
-test('nftables: the encrypted VNIs\' packets get the mark, their unencrypted VXLAN is dropped; the script is valid nft', () => {
+test("nftables: the encrypted VNIs' packets get the mark, their unencrypted VXLAN is dropped; the script is valid nft", () => {
   const s = espNftScript([4097, 4096, 4097]);
   assert.match(s, /udp dport 4789 @th,96,24 \{ 4096, 4097 \} meta mark set 0xd0c4e3/);
   assert.match(s, /udp dport 4789 @th,96,24 \{ 4096, 4097 \} meta secpath missing drop/);
@@ -131,7 +167,10 @@ test('MTU: 1500 - 50 (VXLAN) - 26 (ESP), a multiple of 4, as libnetwork', () => 
 test('key ring: three keys at most, the primary is the second newest (make-before-break), records without keys get one', async () => {
   let ring: DataPathKey[] = [];
   for (let t = 0; t < 5; t++) ring = rotateKeyring(ring, t, Buffer.alloc(16, t));
-  assert.deepEqual(ring.map((k) => k.tag), [2, 3, 4]);
+  assert.deepEqual(
+    ring.map((k) => k.tag),
+    [2, 3, 4],
+  );
   assert.equal(ring.length, KEYRING_SIZE);
   assert.equal(primaryKey(ring)?.tag, 3);
   assert.equal(primaryKey([key(0, 1)])?.tag, 0);
@@ -141,18 +180,29 @@ test('key ring: three keys at most, the primary is the second newest (make-befor
   try {
     await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 10_000 });
     let r = parseRotation((await store.get(ROTATION_KEY))?.value);
-    assert.deepEqual(r.keys.map((k) => k.tag), [0], 'the first check makes the first key');
+    assert.deepEqual(
+      r.keys.map((k) => k.tag),
+      [0],
+      'the first check makes the first key',
+    );
     await requestKeyRotation(store, 'swarm update', { now: 10_001 });
     await requestKeyRotation(store, 'swarm update', { now: 10_002 });
     await requestKeyRotation(store, 'swarm update', { now: 10_003 });
     r = parseRotation((await store.get(ROTATION_KEY))?.value);
-    assert.deepEqual(r.keys.map((k) => k.tag), [1, 2, 3]);
+    assert.deepEqual(
+      r.keys.map((k) => k.tag),
+      [1, 2, 3],
+    );
     assert.equal(new Set(r.keys.map((k) => k.key)).size, 3, 'random keys');
     // A record written before the ring existed gets keys at the next scheduled check.
     await store.put(ROTATION_KEY, JSON.stringify({ generation: 7, at: 10_000, reason: 'old' }));
     assert.equal(await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 10_010 }), 8);
     assert.equal(parseRotation((await store.get(ROTATION_KEY))?.value).keys.length, 1);
-    assert.deepEqual(parseRotation('{"keys":[{"tag":1,"key":"short"},{"tag":"x"}]}').keys, [], 'malformed keys are ignored');
+    assert.deepEqual(
+      parseRotation('{"keys":[{"tag":1,"key":"short"},{"tag":"x"}]}').keys,
+      [],
+      'malformed keys are ignored',
+    );
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -162,11 +212,21 @@ test('key ring: three keys at most, the primary is the second newest (make-befor
 function fakeTransport(name: string): UnderlayTransport & { calls: string[] } {
   const calls: string[] = [];
   return {
-    name, calls,
-    async local(self) { calls.push(`local ${self.nodeId}`); return { address: self.dataPathAddr, mtu: 1500 }; },
-    remote(p) { return p.dataPathAddr; },
-    async setNetworkPeers(net) { calls.push(`peers ${net.id}`); },
-    describe() { return { 'com.cove.network.encryption': name }; },
+    name,
+    calls,
+    async local(self) {
+      calls.push(`local ${self.nodeId}`);
+      return { address: self.dataPathAddr, mtu: 1500 };
+    },
+    remote(p) {
+      return p.dataPathAddr;
+    },
+    async setNetworkPeers(net) {
+      calls.push(`peers ${net.id}`);
+    },
+    describe() {
+      return { 'com.cove.network.encryption': name };
+    },
   };
 }
 
@@ -178,7 +238,9 @@ test('selection follows the probe: ESP where the kernel has it, wireguard-go whe
     let probes = 0;
     const t = new EncryptedTransport(esp, wg, async () => {
       probes++;
-      return available ? { available: true } : { available: false, reason: 'the kernel refuses an ESP state (Requested type not found)' };
+      return available
+        ? { available: true }
+        : { available: false, reason: 'the kernel refuses an ESP state (Requested type not found)' };
     });
     await t.local(self);
     await t.setNetworkPeers({ id: 'net1', vni: 4097 }, []);
@@ -188,7 +250,10 @@ test('selection follows the probe: ESP where the kernel has it, wireguard-go whe
     assert.deepEqual((available ? wg : esp).calls, []);
     const d = t.describe();
     assert.equal(d['com.cove.network.encryption'], available ? 'esp' : 'wireguard-go');
-    assert.equal(d['com.cove.network.encryption.esp'], available ? undefined : 'unavailable: the kernel refuses an ESP state (Requested type not found)');
+    assert.equal(
+      d['com.cove.network.encryption.esp'],
+      available ? undefined : 'unavailable: the kernel refuses an ESP state (Requested type not found)',
+    );
   }
 });
 
@@ -198,7 +263,14 @@ test('the probe asks this kernel for real (in a throwaway namespace): the answer
   // This machine has no esp4 (GUIDE: "Absent: IPsec ESP"); elsewhere the same test checks ESP is taken.
   const hasEsp = (() => {
     try {
-      return execFileSync('sh', ['-c', 'grep -qw esp4 /proc/modules 2>/dev/null || test -d /sys/module/esp4 && echo y || echo n']).toString().trim() === 'y';
+      return (
+        execFileSync('sh', [
+          '-c',
+          'grep -qw esp4 /proc/modules 2>/dev/null || test -d /sys/module/esp4 && echo y || echo n',
+        ])
+          .toString()
+          .trim() === 'y'
+      );
     } catch {
       return false;
     }
@@ -207,6 +279,10 @@ test('the probe asks this kernel for real (in a throwaway namespace): the answer
     assert.equal(probe.available, false);
     assert.match((probe as { reason: string }).reason, /ESP state \(.+\)/);
   }
-  const chosen = await new EncryptedTransport(fakeTransport('esp'), fakeTransport('wireguard-go'), async () => probe).choose();
+  const chosen = await new EncryptedTransport(
+    fakeTransport('esp'),
+    fakeTransport('wireguard-go'),
+    async () => probe,
+  ).choose();
   assert.equal(chosen.name, probe.available ? 'esp' : 'wireguard-go');
 });

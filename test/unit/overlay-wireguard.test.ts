@@ -11,8 +11,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROTATION_KEY, parseRotation, requestKeyRotation } from '../../src/cluster/key-rotation.js';
 import { parseWgDump } from '../../src/kernel/wireguard.js';
-import { newKeyPair, pairPresharedKey, parseRecord, peerSetArgs, wireguardIfName } from '../../src/network/drivers/overlay/wireguard.js';
-import { TUNNEL_CLAIMS, claimTunnelAddress, tunnelCandidates } from '../../src/network/drivers/overlay/tunnel-address.js';
+import {
+  newKeyPair,
+  pairPresharedKey,
+  parseRecord,
+  peerSetArgs,
+  wireguardIfName,
+} from '../../src/network/drivers/overlay/wireguard.js';
+import {
+  TUNNEL_CLAIMS,
+  claimTunnelAddress,
+  tunnelCandidates,
+} from '../../src/network/drivers/overlay/tunnel-address.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 
 test('device names fit IFNAMSIZ and differ per node', () => {
@@ -53,7 +63,10 @@ test('tunnel addresses are claimed by compare-and-swap: two nodes whose IDs hash
     assert.equal(await claimTunnelAddress(store, 'a', isMember, { hint: ra, candidates: same }), ra);
     assert.equal(await claimTunnelAddress(store, 'b', isMember, { candidates: same }), rb);
     assert.equal(await claimTunnelAddress(store, 'c', isMember, { candidates: same }), '100.64.0.7');
-    await assert.rejects(claimTunnelAddress(store, 'd', isMember, { candidates: same }), /no free WireGuard tunnel address/);
+    await assert.rejects(
+      claimTunnelAddress(store, 'd', isMember, { candidates: same }),
+      /no free WireGuard tunnel address/,
+    );
     // A node that left the swarm: its address goes to the next node that needs one.
     members.delete('a');
     members.add('d');
@@ -92,17 +105,35 @@ test('peer diff: stale keys removed, new or changed peers set, unchanged ones le
     ['SAME', { endpoint: '192.0.2.13:51820', allowed: '100.64.0.3/32' }],
   ]);
   assert.deepEqual(peerSetArgs(have, want), [
-    'peer', 'OLD', 'remove',
-    'peer', 'NEW', 'endpoint', '192.0.2.12:51820', 'allowed-ips', '100.64.0.2/32', 'persistent-keepalive', '25',
+    'peer',
+    'OLD',
+    'remove',
+    'peer',
+    'NEW',
+    'endpoint',
+    '192.0.2.12:51820',
+    'allowed-ips',
+    '100.64.0.2/32',
+    'persistent-keepalive',
+    '25',
   ]);
   assert.deepEqual(peerSetArgs(have.slice(1), new Map([...want].slice(1))), []);
 });
 
 test('wg show dump is parsed', () => {
-  const d = parseWgDump('PRIV\tPUB\t51820\toff\nPEER1\t(none)\t192.0.2.12:51820\t100.64.0.2/32\t1700000000\t100\t200\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n');
+  const d = parseWgDump(
+    'PRIV\tPUB\t51820\toff\nPEER1\t(none)\t192.0.2.12:51820\t100.64.0.2/32\t1700000000\t100\t200\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n',
+  );
   assert.equal(d.publicKey, 'PUB');
   assert.equal(d.listenPort, 51820);
-  assert.deepEqual(d.peers[0], { publicKey: 'PEER1', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'], latestHandshake: 1700000000, rxBytes: 100, txBytes: 200 });
+  assert.deepEqual(d.peers[0], {
+    publicKey: 'PEER1',
+    endpoint: '192.0.2.12:51820',
+    allowedIps: ['100.64.0.2/32'],
+    latestHandshake: 1700000000,
+    rxBytes: 100,
+    txBytes: 200,
+  });
   assert.deepEqual(d.peers[1]!.allowedIps, []);
   assert.equal(d.peers[1]!.endpoint, undefined);
 });
@@ -116,7 +147,10 @@ test('key rotation record: the schedule starts the clock, bumps when due, explic
     assert.equal(await requestKeyRotation(store, 'schedule', { ifOlderThanMs: 1000, now: 11_000 }), 1);
     assert.equal(await requestKeyRotation(store, 'node x removed', { now: 11_001 }), 2);
     const r = parseRotation((await store.get(ROTATION_KEY))?.value);
-    assert.deepEqual({ ...r, keys: r.keys.map((k) => k.tag) }, { generation: 2, at: 11_001, reason: 'node x removed', keys: [0, 1, 2] });
+    assert.deepEqual(
+      { ...r, keys: r.keys.map((k) => k.tag) },
+      { generation: 2, at: 11_001, reason: 'node x removed', keys: [0, 1, 2] },
+    );
     // Two managers at once: both bumps land, one after the other.
     const both = await Promise.all([requestKeyRotation(store, 'a'), requestKeyRotation(store, 'b')]);
     assert.deepEqual(both.sort(), [3, 4]);
@@ -127,7 +161,13 @@ test('key rotation record: the schedule starts the clock, bumps when due, explic
 });
 
 test('node records from the store: malformed ones count as no key (a watch never throws, wg never sees junk)', () => {
-  const good = { nodeId: 'n1', publicKey: 'HOlfvIk8PIl/Ja3X96P8t4C84gCYivTfVJDKN/CWPEg=', endpoint: '192.0.2.11:51820', tunnelAddr: '100.64.0.9', generation: 1 };
+  const good = {
+    nodeId: 'n1',
+    publicKey: 'HOlfvIk8PIl/Ja3X96P8t4C84gCYivTfVJDKN/CWPEg=',
+    endpoint: '192.0.2.11:51820',
+    tunnelAddr: '100.64.0.9',
+    generation: 1,
+  };
   assert.deepEqual(parseRecord(JSON.stringify(good)), good);
   assert.equal(parseRecord('{'), undefined);
   assert.equal(parseRecord(JSON.stringify({ ...good, publicKey: 'x remove' })), undefined);
@@ -146,18 +186,37 @@ test('PresharedKeys: the same on both ends of a pair, different per pair and per
 });
 
 test('peer diff with PresharedKeys: a changed key is set through a file (never on the command line); the same key is left alone', () => {
-  const have = [{ publicKey: 'P', presharedKey: 'OLDPSK', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'] }];
+  const have = [
+    { publicKey: 'P', presharedKey: 'OLDPSK', endpoint: '192.0.2.12:51820', allowedIps: ['100.64.0.2/32'] },
+  ];
   const same = new Map([['P', { endpoint: '192.0.2.12:51820', allowed: '100.64.0.2/32', psk: 'OLDPSK' }]]);
-  assert.deepEqual(peerSetArgs(have, same, () => assert.fail('no file for an unchanged key')), []);
+  assert.deepEqual(
+    peerSetArgs(have, same, () => assert.fail('no file for an unchanged key')),
+    [],
+  );
   const rotated = new Map([['P', { endpoint: '192.0.2.12:51820', allowed: '100.64.0.2/32', psk: 'NEWPSK' }]]);
-  assert.deepEqual(peerSetArgs(have, rotated, (k) => `/keys/${k}.psk`), [
-    'peer', 'P', 'endpoint', '192.0.2.12:51820', 'allowed-ips', '100.64.0.2/32', 'persistent-keepalive', '25', 'preshared-key', '/keys/P.psk',
-  ]);
+  assert.deepEqual(
+    peerSetArgs(have, rotated, (k) => `/keys/${k}.psk`),
+    [
+      'peer',
+      'P',
+      'endpoint',
+      '192.0.2.12:51820',
+      'allowed-ips',
+      '100.64.0.2/32',
+      'persistent-keepalive',
+      '25',
+      'preshared-key',
+      '/keys/P.psk',
+    ],
+  );
   assert.ok(!peerSetArgs(have, rotated, () => '/f').includes('NEWPSK'));
 });
 
 test('wg show dump: the preshared key column', () => {
-  const d = parseWgDump('PRIV\tPUB\t51820\toff\nPEER\tPSKB64\t192.0.2.12:51820\t100.64.0.2/32\t0\t0\t0\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n');
+  const d = parseWgDump(
+    'PRIV\tPUB\t51820\toff\nPEER\tPSKB64\t192.0.2.12:51820\t100.64.0.2/32\t0\t0\t0\t25\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n',
+  );
   assert.equal(d.peers[0]!.presharedKey, 'PSKB64');
   assert.equal(d.peers[1]!.presharedKey, undefined);
 });

@@ -12,7 +12,9 @@ function gatedPass() {
     st.passes++;
     st.inPass++;
     if (st.inPass > 1) st.overlaps++;
-    await new Promise<void>((r) => { release = r; });
+    await new Promise<void>((r) => {
+      release = r;
+    });
     st.inPass--;
     if (st.fail !== undefined) {
       const e = st.fail;
@@ -27,7 +29,12 @@ test('reconcile loop: kicks from a source during a pass ask for exactly one more
   const g = gatedPass();
   let kickFromWatch: (() => void) | undefined;
   let unsubscribed = 0;
-  const watch: KickSource = (kick) => { kickFromWatch = kick; return () => { unsubscribed++; }; };
+  const watch: KickSource = (kick) => {
+    kickFromWatch = kick;
+    return () => {
+      unsubscribed++;
+    };
+  };
   const loop = new ReconcileLoop({ pass: g.pass, periodMs: 60_000, sources: [watch], onError: () => undefined });
   loop.start();
   loop.start(); // idempotent
@@ -73,7 +80,10 @@ test('reconcile loop: a failed pass goes to onError (true: again at once); an on
   loop.kick();
   await loop.idle();
   assert.equal(n, 4, 'still kickable after a handler that threw');
-  assert.deepEqual(errors.map((e) => (e as Error).message), ['lost a race', 'bad']);
+  assert.deepEqual(
+    errors.map((e) => (e as Error).message),
+    ['lost a race', 'bad'],
+  );
   await loop.stop();
 });
 
@@ -90,7 +100,9 @@ test('reconcile loop: the periodic pass runs without kicks; stop waits for the p
   assert.ok(g.st.passes >= 3, `periodic passes ran (${g.st.passes})`);
   await sleep(30); // a pass is under way (gated)
   let stopped = false;
-  const stopping = loop.stop().then(() => { stopped = true; });
+  const stopping = loop.stop().then(() => {
+    stopped = true;
+  });
   await sleep(10);
   assert.equal(stopped, g.st.inPass === 0, 'stop waits while a pass runs');
   g.release();
@@ -100,7 +112,14 @@ test('reconcile loop: the periodic pass runs without kicks; stop waits for the p
 
 test('reconcile loop: with debounceMs a burst of kicks costs one pass', async () => {
   let n = 0;
-  const loop = new ReconcileLoop({ pass: async () => { n++; }, periodMs: 60_000, debounceMs: 30, onError: () => undefined });
+  const loop = new ReconcileLoop({
+    pass: async () => {
+      n++;
+    },
+    periodMs: 60_000,
+    debounceMs: 30,
+    onError: () => undefined,
+  });
   loop.start();
   for (let i = 0; i < 10; i++) loop.kick();
   assert.equal(n, 0, 'nothing before the debounce ends');

@@ -1,12 +1,25 @@
 /** HEALTHCHECK rules (src/runtime/containers/health.ts), as Docker's daemon/health.go applies them. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyResult, initialHealth, mergeHealthcheck, nextDelayMs, probeOf, timeoutMessage, validateHealthcheck } from '../../src/runtime/containers/health.js';
+import {
+  applyResult,
+  initialHealth,
+  mergeHealthcheck,
+  nextDelayMs,
+  probeOf,
+  timeoutMessage,
+  validateHealthcheck,
+} from '../../src/runtime/containers/health.js';
 
 const ms = 1e6;
-const r = (code: number, out = ''): { Start: string; End: string; ExitCode: number; Output: string } => ({ Start: 's', End: 'e', ExitCode: code, Output: out });
+const r = (code: number, out = ''): { Start: string; End: string; ExitCode: number; Output: string } => ({
+  Start: 's',
+  End: 'e',
+  ExitCode: code,
+  Output: out,
+});
 
-test('probe: CMD runs as given, CMD-SHELL under the shell, NONE and an empty test run nothing; Docker\'s defaults', () => {
+test("probe: CMD runs as given, CMD-SHELL under the shell, NONE and an empty test run nothing; Docker's defaults", () => {
   assert.deepEqual(probeOf({ Test: ['CMD', 'curl', '-f', 'x'] })!.cmd, ['curl', '-f', 'x']);
   assert.deepEqual(probeOf({ Test: ['CMD-SHELL', 'test -f /ok'] })!.cmd, ['/bin/sh', '-c', 'test -f /ok']);
   assert.deepEqual(probeOf({ Test: ['CMD-SHELL', 'true'] }, ['/bin/bash', '-c'])!.cmd, ['/bin/bash', '-c', 'true']);
@@ -14,7 +27,10 @@ test('probe: CMD runs as given, CMD-SHELL under the shell, NONE and an empty tes
   assert.equal(probeOf({ Test: [] }), undefined);
   assert.equal(probeOf(undefined), undefined);
   const p = probeOf({ Test: ['CMD', 'true'] })!;
-  assert.deepEqual([p.intervalMs, p.timeoutMs, p.startPeriodMs, p.startIntervalMs, p.retries], [30_000, 30_000, 0, 5_000, 3]);
+  assert.deepEqual(
+    [p.intervalMs, p.timeoutMs, p.startPeriodMs, p.startIntervalMs, p.retries],
+    [30_000, 30_000, 0, 5_000, 3],
+  );
   const q = probeOf({ Test: ['CMD', 'true'], Interval: 300 * ms, Timeout: 2000 * ms, Retries: 1 })!;
   assert.deepEqual([q.intervalMs, q.timeoutMs, q.retries], [300, 2000, 1]);
   assert.equal(timeoutMessage(q), 'Health check exceeded timeout (2s)');
@@ -37,7 +53,13 @@ test('status: healthy on a success, unhealthy after Retries failures in a row, a
 });
 
 test('start period: failures do not count until a first success; probes run at StartInterval meanwhile', () => {
-  const p = probeOf({ Test: ['CMD', 'x'], Retries: 1, StartPeriod: 60_000 * ms, StartInterval: 500 * ms, Interval: 10_000 * ms })!;
+  const p = probeOf({
+    Test: ['CMD', 'x'],
+    Retries: 1,
+    StartPeriod: 60_000 * ms,
+    StartInterval: 500 * ms,
+    Interval: 10_000 * ms,
+  })!;
   let h = applyResult(p, initialHealth(), r(1), 1000);
   assert.deepEqual([h.Status, h.FailingStreak], ['starting', 0]);
   assert.equal(nextDelayMs(p, h, 1000), 500);
@@ -48,10 +70,17 @@ test('start period: failures do not count until a first success; probes run at S
   assert.equal(applyResult(p, initialHealth(), r(1), 61_000).Status, 'unhealthy', 'after the start period they count');
 });
 
-test('merge with the image\'s HEALTHCHECK field by field; Docker\'s errors for bad durations', () => {
+test("merge with the image's HEALTHCHECK field by field; Docker's errors for bad durations", () => {
   const image = { Test: ['CMD', 'img'], Interval: 5000 * ms, Retries: 4 };
   assert.deepEqual(mergeHealthcheck(undefined, image), image);
-  assert.deepEqual(mergeHealthcheck({ Interval: 1000 * ms }, image), { Test: ['CMD', 'img'], Interval: 1000 * ms, Timeout: 0, StartPeriod: 0, StartInterval: 0, Retries: 4 });
+  assert.deepEqual(mergeHealthcheck({ Interval: 1000 * ms }, image), {
+    Test: ['CMD', 'img'],
+    Interval: 1000 * ms,
+    Timeout: 0,
+    StartPeriod: 0,
+    StartInterval: 0,
+    Retries: 4,
+  });
   assert.deepEqual(mergeHealthcheck({ Test: ['NONE'] }, image)!.Test, ['NONE']);
   assert.equal(mergeHealthcheck(undefined, undefined), undefined);
   assert.throws(() => validateHealthcheck({ Interval: 1000 }), /Interval in Healthcheck cannot be less than 1ms$/);

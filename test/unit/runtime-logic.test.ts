@@ -8,7 +8,13 @@ import assert from 'node:assert/strict';
 import { parseRepoTag, formatRepoTag } from '../../src/runtime/images/reference.js';
 import { applyChanges } from '../../src/runtime/images/changes.js';
 import { chainIdOf } from '../../src/runtime/images/layers.js';
-import { portBindings, exposedPorts, endpointRequests, sandboxSpec, normalizeNetworkMode } from '../../src/runtime/containers/spec.js';
+import {
+  portBindings,
+  exposedPorts,
+  endpointRequests,
+  sandboxSpec,
+  normalizeNetworkMode,
+} from '../../src/runtime/containers/spec.js';
 import { parseDetachKeys, DetachScanner } from '../../src/runtime/containers/attach.js';
 import { parseK8sLine, parseTimeNs, readLogs } from '../../src/runtime/containers/logs.js';
 import { statusText, humanDuration } from '../../src/runtime/containers/format.js';
@@ -39,8 +45,16 @@ test('chain IDs follow Docker: the first is the diff ID, then sha256(parent + " 
 
 test('import --change: CMD/ENTRYPOINT exec and shell forms, ENV, EXPOSE ranges, LABEL, WORKDIR, refusals', () => {
   const c = applyChanges({ Env: ['PATH=/bin'] }, [
-    'CMD echo hi', 'ENTRYPOINT ["/bin/sh", "-c"]', 'ENV PATH=/usr/bin:/bin X=1', 'ENV Y two words', 'EXPOSE 80 8000-8001/udp',
-    'LABEL a=b "c"="d e"', 'WORKDIR /srv', 'WORKDIR app', 'USER nobody', 'STOPSIGNAL SIGQUIT',
+    'CMD echo hi',
+    'ENTRYPOINT ["/bin/sh", "-c"]',
+    'ENV PATH=/usr/bin:/bin X=1',
+    'ENV Y two words',
+    'EXPOSE 80 8000-8001/udp',
+    'LABEL a=b "c"="d e"',
+    'WORKDIR /srv',
+    'WORKDIR app',
+    'USER nobody',
+    'STOPSIGNAL SIGQUIT',
   ]);
   assert.deepEqual(c.Cmd, ['/bin/sh', '-c', 'echo hi']);
   assert.deepEqual(c.Entrypoint, ['/bin/sh', '-c']);
@@ -60,31 +74,59 @@ test('port bindings: single ports, ranges, random host ports, bad specs', () => 
   ]);
   assert.deepEqual(portBindings({ '53/udp': [{ HostPort: '' }, { HostIp: '127.0.0.1', HostPort: '5353' }] }), [
     { containerPort: 53, containerPortEnd: 53, protocol: 'udp', hostIp: '', hostPort: 0, hostPortEnd: 0 },
-    { containerPort: 53, containerPortEnd: 53, protocol: 'udp', hostIp: '127.0.0.1', hostPort: 5353, hostPortEnd: 5353 },
+    {
+      containerPort: 53,
+      containerPortEnd: 53,
+      protocol: 'udp',
+      hostIp: '127.0.0.1',
+      hostPort: 5353,
+      hostPortEnd: 5353,
+    },
   ]);
   assert.deepEqual(portBindings({ '8000-8010/tcp': [{ HostPort: '9000-9010' }] })[0], {
-    containerPort: 8000, containerPortEnd: 8010, protocol: 'tcp', hostIp: '', hostPort: 9000, hostPortEnd: 9010,
+    containerPort: 8000,
+    containerPortEnd: 8010,
+    protocol: 'tcp',
+    hostIp: '',
+    hostPort: 9000,
+    hostPortEnd: 9010,
   });
   assert.deepEqual(portBindings({ '80': null })[0]!.hostPort, 0);
   assert.throws(() => portBindings({ '80/xyz': [] }), /invalid port specification/);
   assert.throws(() => portBindings({ '8000-8010/tcp': [{ HostPort: '9000-9001' }] }), /invalid ranges/);
   assert.deepEqual(exposedPorts({ '80/tcp': {}, '7000-7001/udp': {} }), [
-    { port: 80, protocol: 'tcp' }, { port: 7000, protocol: 'udp' }, { port: 7001, protocol: 'udp' },
+    { port: 80, protocol: 'tcp' },
+    { port: 7000, protocol: 'udp' },
+    { port: 7001, protocol: 'udp' },
   ]);
 });
 
 test('sandbox spec: NetworkMode first, default bridge, host/none join nothing, hostname defaults to the short ID', () => {
   assert.equal(normalizeNetworkMode(undefined), 'bridge');
   assert.equal(normalizeNetworkMode('default'), 'bridge');
-  assert.deepEqual(endpointRequests('mynet', { other: { Aliases: ['o'] }, mynet: { IPAMConfig: { IPv4Address: '10.0.0.5' } } }), [
-    { network: 'mynet', ipv4Address: '10.0.0.5' }, { network: 'other', aliases: ['o'] },
-  ]);
+  assert.deepEqual(
+    endpointRequests('mynet', { other: { Aliases: ['o'] }, mynet: { IPAMConfig: { IPv4Address: '10.0.0.5' } } }),
+    [
+      { network: 'mynet', ipv4Address: '10.0.0.5' },
+      { network: 'other', aliases: ['o'] },
+    ],
+  );
   assert.deepEqual(endpointRequests('host', {}), []);
   assert.deepEqual(endpointRequests('bridge', {}), [], 'disconnected from its NetworkMode network');
   const id = 'f'.repeat(64);
   const s = sandboxSpec({
-    id, name: '/web', config: { ExposedPorts: { '80/tcp': {} } }, dir: '/d', networkMode: 'bridge', endpoints: { bridge: {} },
-    hostConfig: { PortBindings: { '80/tcp': [{ HostPort: '8080' }] }, PublishAllPorts: true, Dns: ['1.1.1.1'], ExtraHosts: ['h:1.2.3.4'] },
+    id,
+    name: '/web',
+    config: { ExposedPorts: { '80/tcp': {} } },
+    dir: '/d',
+    networkMode: 'bridge',
+    endpoints: { bridge: {} },
+    hostConfig: {
+      PortBindings: { '80/tcp': [{ HostPort: '8080' }] },
+      PublishAllPorts: true,
+      Dns: ['1.1.1.1'],
+      ExtraHosts: ['h:1.2.3.4'],
+    },
   });
   assert.equal(s.hostname, id.slice(0, 12));
   assert.equal(s.containerName, 'web');
@@ -118,16 +160,27 @@ test('k8s-file log lines: parse, join partial lines, filter and tail', async () 
   assert.equal(parseK8sLine('garbage'), undefined);
   const dir = mkdtempSync(join(tmpdir(), 'cvrt-logs-'));
   const f = join(dir, 'ctr.log');
-  writeFileSync(f, [
-    '2026-11-28T05:00:00.000000001+00:00 stdout P hel',
-    '2026-11-28T05:00:00.000000002+00:00 stdout F lo',
-    '2026-11-28T05:00:01.000000000+00:00 stderr F e1',
-    '2026-11-28T05:00:02.000000000+00:00 stdout F world',
-    '2026-11-28T05:00:03.000000000+00:00 stdout F ',
-  ].join('\n') + '\n');
+  writeFileSync(
+    f,
+    [
+      '2026-11-28T05:00:00.000000001+00:00 stdout P hel',
+      '2026-11-28T05:00:00.000000002+00:00 stdout F lo',
+      '2026-11-28T05:00:01.000000000+00:00 stderr F e1',
+      '2026-11-28T05:00:02.000000000+00:00 stdout F world',
+      '2026-11-28T05:00:03.000000000+00:00 stdout F ',
+    ].join('\n') + '\n',
+  );
   const read = async (o: object): Promise<string[]> => {
     const out: string[] = [];
-    for await (const e of readLogs(f, { follow: false, stdout: true, stderr: true, timestamps: false, tail: 'all', ...o })) out.push(`${e.stream}:${e.data.toString()}`);
+    for await (const e of readLogs(f, {
+      follow: false,
+      stdout: true,
+      stderr: true,
+      timestamps: false,
+      tail: 'all',
+      ...o,
+    }))
+      out.push(`${e.stream}:${e.data.toString()}`);
     return out;
   };
   assert.deepEqual(await read({}), ['stdout:hello\n', 'stderr:e1\n', 'stdout:world\n', 'stdout:\n']);
@@ -140,9 +193,24 @@ test('k8s-file log lines: parse, join partial lines, filter and tail', async () 
 
 test('status texts like docker ps', () => {
   const now = Date.parse('2026-11-28T05:00:00Z');
-  const st = { Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: 1, ExitCode: 0, Error: '', StartedAt: '2026-11-28T04:59:57Z', FinishedAt: '0001-01-01T00:00:00Z' } as const;
+  const st = {
+    Status: 'running',
+    Running: true,
+    Paused: false,
+    Restarting: false,
+    OOMKilled: false,
+    Dead: false,
+    Pid: 1,
+    ExitCode: 0,
+    Error: '',
+    StartedAt: '2026-11-28T04:59:57Z',
+    FinishedAt: '0001-01-01T00:00:00Z',
+  } as const;
   assert.equal(statusText({ ...st }, now), 'Up 3 seconds');
-  assert.equal(statusText({ ...st, Status: 'exited', Running: false, ExitCode: 137, FinishedAt: '2026-11-28T04:55:00Z' }, now), 'Exited (137) 5 minutes ago');
+  assert.equal(
+    statusText({ ...st, Status: 'exited', Running: false, ExitCode: 137, FinishedAt: '2026-11-28T04:55:00Z' }, now),
+    'Exited (137) 5 minutes ago',
+  );
   assert.equal(statusText({ ...st, Status: 'created', Running: false }, now), 'Created');
   assert.equal(humanDuration(500), 'Less than a second');
   assert.equal(humanDuration(3_600_000), 'About an hour');
@@ -175,17 +243,38 @@ test('OCI bundle: Docker default caps plus NET_RAW, network namespace only with 
   assert.throws(() => resolveUser(root, 'nobody'), /unable to find user nobody/);
   rmSync(root, { recursive: true, force: true });
   const base = {
-    id: 'c'.repeat(64), rootfs: '/r', hostname: 'h', hostsPath: '/s/hosts', hostnamePath: '/s/hostname', resolvConfPath: '/s/resolv.conf',
-    privileged: false, sysctls: {}, readonlyRootfs: false,
-    process: processSpec({ args: ['sh'], env: [], cwd: '/', tty: false, user: { uid: 0, gid: 0, home: '/root' }, caps }),
+    id: 'c'.repeat(64),
+    rootfs: '/r',
+    hostname: 'h',
+    hostsPath: '/s/hosts',
+    hostnamePath: '/s/hostname',
+    resolvConfPath: '/s/resolv.conf',
+    privileged: false,
+    sysctls: {},
+    readonlyRootfs: false,
+    process: processSpec({
+      args: ['sh'],
+      env: [],
+      cwd: '/',
+      tty: false,
+      user: { uid: 0, gid: 0, home: '/root' },
+      caps,
+    }),
   };
   const withNs = bundleSpec({ ...base, netnsPath: '/run/x/ns' }) as any;
-  assert.deepEqual(withNs.linux.namespaces.find((n: any) => n.type === 'network'), { type: 'network', path: '/run/x/ns' });
+  assert.deepEqual(
+    withNs.linux.namespaces.find((n: any) => n.type === 'network'),
+    { type: 'network', path: '/run/x/ns' },
+  );
   const host = bundleSpec({ ...base, netnsPath: null }) as any;
-  assert.equal(host.linux.namespaces.some((n: any) => n.type === 'network'), false);
-  assert.deepEqual(host.mounts.filter((m: any) => m.type === 'bind').map((m: any) => `${m.source}->${m.destination}`), [
-    '/s/resolv.conf->/etc/resolv.conf', '/s/hostname->/etc/hostname', '/s/hosts->/etc/hosts',
-  ]);
+  assert.equal(
+    host.linux.namespaces.some((n: any) => n.type === 'network'),
+    false,
+  );
+  assert.deepEqual(
+    host.mounts.filter((m: any) => m.type === 'bind').map((m: any) => `${m.source}->${m.destination}`),
+    ['/s/resolv.conf->/etc/resolv.conf', '/s/hostname->/etc/hostname', '/s/hosts->/etc/hosts'],
+  );
   assert.equal(host.process.rlimits, undefined, 'no rlimits (root lacks CAP_SYS_RESOURCE here)');
 });
 
@@ -198,19 +287,27 @@ test('signals by name, number and SIGRTMIN+n', () => {
   assert.throws(() => signalNumber('NOPE', 'SIGKILL'), /Invalid signal: NOPE/);
 });
 
-test('a failed create is told in Docker\'s words, and its exit code follows them', () => {
-  const runc = 'time="2026-12-03T10:08:58Z" level=warning msg="something harmless"\ntime="2026-12-03T10:08:58Z" level=error msg="runc create failed: unable to start container process: exec: \\"nosuchcommand\\": executable file not found in $PATH"';
+test("a failed create is told in Docker's words, and its exit code follows them", () => {
+  const runc =
+    'time="2026-12-03T10:08:58Z" level=warning msg="something harmless"\ntime="2026-12-03T10:08:58Z" level=error msg="runc create failed: unable to start container process: exec: \\"nosuchcommand\\": executable file not found in $PATH"';
   const msg = ociCreateError(runc);
-  assert.equal(msg, 'failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "nosuchcommand": executable file not found in $PATH: unknown');
+  assert.equal(
+    msg,
+    'failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "nosuchcommand": executable file not found in $PATH: unknown',
+  );
   assert.equal(startFailureExitCode(msg), 127);
   assert.equal(startFailureExitCode(ociCreateError('exec: "/etc/passwd": permission denied')), 126);
   assert.equal(startFailureExitCode('user specified IP address is supported on user defined networks only'), 128);
   // Not logrus: the text as it came.
-  assert.equal(ociCreateError('plain failure\n'), 'failed to create shim task: OCI runtime create failed: plain failure: unknown');
+  assert.equal(
+    ociCreateError('plain failure\n'),
+    'failed to create shim task: OCI runtime create failed: plain failure: unknown',
+  );
 });
 
-test('restart policies decide as moby\'s restart manager: after an exit, and at daemon start', async () => {
-  const { restartAfterExit, restartAtDaemonStart, restartDelayMs } = await import('../../src/runtime/containers/restart-policy.js');
+test("restart policies decide as moby's restart manager: after an exit, and at daemon start", async () => {
+  const { restartAfterExit, restartAtDaemonStart, restartDelayMs } =
+    await import('../../src/runtime/containers/restart-policy.js');
   const f = (exitCode: number, stoppedByUser = false, restartCount = 0) => ({ exitCode, stoppedByUser, restartCount });
   assert.equal(restartAfterExit({ Name: 'always' }, f(0)), true);
   assert.equal(restartAfterExit({ Name: 'always' }, f(0, true)), false);
@@ -229,11 +326,19 @@ test('restart policies decide as moby\'s restart manager: after an exit, and at 
   assert.deepEqual([0, 1, 2, 10].map(restartDelayMs), [100, 200, 400, 5000]);
 });
 
-test('container prune filters: stopped only, until/label/label!, docker\'s error for others', async () => {
+test("container prune filters: stopped only, until/label/label!, docker's error for others", async () => {
   const { prunePredicate } = await import('../../src/runtime/containers/prune.js');
-  const c = (Status: string, Labels: Record<string, string> = {}, Created = '2026-01-01T00:00:00Z') => ({ Id: 'x', Created, Labels, Status });
+  const c = (Status: string, Labels: Record<string, string> = {}, Created = '2026-01-01T00:00:00Z') => ({
+    Id: 'x',
+    Created,
+    Labels,
+    Status,
+  });
   const all = prunePredicate({});
-  assert.deepEqual(['created', 'exited', 'dead', 'running', 'paused', 'restarting', 'removing'].map((s) => all(c(s))), [true, true, true, false, false, false, false]);
+  assert.deepEqual(
+    ['created', 'exited', 'dead', 'running', 'paused', 'restarting', 'removing'].map((s) => all(c(s))),
+    [true, true, true, false, false, false, false],
+  );
   assert.equal(prunePredicate({ label: ['a=1'] })(c('exited', { a: '1' })), true);
   assert.equal(prunePredicate({ label: ['a=1'] })(c('exited', { a: '2' })), false);
   assert.equal(prunePredicate({ 'label!': ['a'] })(c('exited', { a: '2' })), false);

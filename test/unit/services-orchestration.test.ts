@@ -9,9 +9,15 @@ import { parseConstraints, pickNode } from '../../src/services/scheduler.js';
 // Only my-nginx publishes 80: a second service publishing it is refused, as in swarmkit.
 const nginx = (extra: Partial<ServiceSpec> = {}): ServiceSpec => ({
   Name: 'my-nginx',
-  TaskTemplate: { ContainerSpec: { Image: 'nginx:latest' }, Networks: [{ Target: 'nginx-net' }], RestartPolicy: { Delay: 0.1 * NS } },
+  TaskTemplate: {
+    ContainerSpec: { Image: 'nginx:latest' },
+    Networks: [{ Target: 'nginx-net' }],
+    RestartPolicy: { Delay: 0.1 * NS },
+  },
   Mode: { Replicated: { Replicas: 5 } },
-  ...(extra.Name && extra.Name !== 'my-nginx' ? {} : { EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 80 }] } }),
+  ...(extra.Name && extra.Name !== 'my-nginx'
+    ? {}
+    : { EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 80 }] } }),
   ...extra,
 });
 
@@ -56,8 +62,11 @@ test('services: scale down removes tasks and their containers; scale up places o
     await sw.until('5 running', async () => live(await sw.tasks()).length === 5);
     let svc = await sw.manager.inspect('my-nginx');
     await sw.manager.update(svc.ID, svc.Version.Index, { ...svc.Spec, Mode: { Replicated: { Replicas: 2 } } }, false);
-    await sw.until('2 tasks left, 2 containers', async () => (await sw.tasks()).length === 2 &&
-      [...sw.containers.values()].reduce((n, c) => n + c.byId.size, 0) === 2);
+    await sw.until(
+      '2 tasks left, 2 containers',
+      async () =>
+        (await sw.tasks()).length === 2 && [...sw.containers.values()].reduce((n, c) => n + c.byId.size, 0) === 2,
+    );
     svc = await sw.manager.inspect('my-nginx');
     await sw.manager.update(svc.ID, svc.Version.Index, { ...svc.Spec, Mode: { Replicated: { Replicas: 3 } } }, false);
     await sw.until('3 running on 3 nodes', async () => new Set(live(await sw.tasks()).map((t) => t.NodeID)).size === 3);
@@ -74,32 +83,50 @@ test('services: a task that exits non-zero is replaced per its restart condition
     await sw.until('running', async () => live(await sw.tasks()).length === 1);
     const [t] = live(await sw.tasks());
     sw.containers.get(t!.NodeID)!.exit(t!.Status.ContainerStatus!.ContainerID!, 3);
-    await sw.until('failed with the exit code', async () => (await sw.tasks()).some((x) => x.ID === t!.ID && x.Status.State === 'failed' && x.Status.Err === 'task: non-zero exit (3)'));
-    await sw.until('a replacement runs in slot 1', async () => live(await sw.tasks()).some((x) => x.Slot === 1 && x.ID !== t!.ID));
+    await sw.until('failed with the exit code', async () =>
+      (await sw.tasks()).some(
+        (x) => x.ID === t!.ID && x.Status.State === 'failed' && x.Status.Err === 'task: non-zero exit (3)',
+      ),
+    );
+    await sw.until('a replacement runs in slot 1', async () =>
+      live(await sw.tasks()).some((x) => x.Slot === 1 && x.ID !== t!.ID),
+    );
 
-    await sw.manager.create({ ...nginx({ Name: 'once', Mode: { Replicated: { Replicas: 1 } } }), TaskTemplate: { ContainerSpec: { Image: 'busybox' }, RestartPolicy: { Condition: 'none' } } });
+    await sw.manager.create({
+      ...nginx({ Name: 'once', Mode: { Replicated: { Replicas: 1 } } }),
+      TaskTemplate: { ContainerSpec: { Image: 'busybox' }, RestartPolicy: { Condition: 'none' } },
+    });
     const once = await sw.manager.inspect('once');
     await sw.until('once runs', async () => live(await sw.tasks()).some((x) => x.ServiceID === once.ID));
     const o = live(await sw.tasks()).find((x) => x.ServiceID === once.ID)!;
     sw.containers.get(o.NodeID)!.exit(o.Status.ContainerStatus!.ContainerID!, 0);
-    await sw.until('complete', async () => (await sw.tasks()).some((x) => x.ID === o.ID && x.Status.State === 'complete'));
+    await sw.until('complete', async () =>
+      (await sw.tasks()).some((x) => x.ID === o.ID && x.Status.State === 'complete'),
+    );
     await new Promise((r) => setTimeout(r, 400));
-    assert.equal((await sw.tasks()).filter((x) => x.ServiceID === once.ID).length, 1, 'restart condition none: no replacement');
+    assert.equal(
+      (await sw.tasks()).filter((x) => x.ServiceID === once.ID).length,
+      1,
+      'restart condition none: no replacement',
+    );
   } finally {
     await sw.close();
   }
 });
 
-test('services: --restart-max-attempts counts the slot\'s restarts, with --restart-window only those within it (fake clock)', async () => {
+test("services: --restart-max-attempts counts the slot's restarts, with --restart-window only those within it (fake clock)", async () => {
   let skew = 0;
   const sw = new FakeSwarm(2, undefined, { now: () => Date.now() + skew });
-  const running = async (svc: string): Promise<Task | undefined> => live(await sw.tasks()).find((x) => x.ServiceID === svc);
+  const running = async (svc: string): Promise<Task | undefined> =>
+    live(await sw.tasks()).find((x) => x.ServiceID === svc);
   /** The service's running task exits 3; resolves once the orchestrator saw it failed (and decided). */
   const fail = async (svc: string): Promise<void> => {
     await sw.until(`${svc} runs`, async () => Boolean(await running(svc)));
     const t = (await running(svc))!;
     sw.containers.get(t.NodeID)!.exit(t.Status.ContainerStatus!.ContainerID!, 3);
-    await sw.until('failed', async () => (await sw.tasks()).some((x) => x.ID === t.ID && x.Status.State === 'failed' && x.DesiredState !== 'running'));
+    await sw.until('failed', async () =>
+      (await sw.tasks()).some((x) => x.ID === t.ID && x.Status.State === 'failed' && x.DesiredState !== 'running'),
+    );
   };
   const settled = async (svc: string): Promise<{ tasks: number; running: number }> => {
     await new Promise((r) => setTimeout(r, 500));
@@ -108,7 +135,10 @@ test('services: --restart-max-attempts counts the slot\'s restarts, with --resta
   };
   const spec = (name: string, restart: { MaxAttempts: number; Window?: number }): ServiceSpec => ({
     ...nginx({ Name: name, Mode: { Replicated: { Replicas: 1 } } }),
-    TaskTemplate: { ContainerSpec: { Image: 'busybox' }, RestartPolicy: { Condition: 'on-failure', Delay: 0.05 * NS, ...restart } },
+    TaskTemplate: {
+      ContainerSpec: { Image: 'busybox' },
+      RestartPolicy: { Condition: 'on-failure', Delay: 0.05 * NS, ...restart },
+    },
   });
   try {
     sw.start();
@@ -117,7 +147,11 @@ test('services: --restart-max-attempts counts the slot\'s restarts, with --resta
     for (let i = 0; i < 6; i++) await fail(five);
     const h = await sw.manager.inspect('five');
     assert.equal(h.ID, five);
-    assert.deepEqual(await settled(five), { tasks: 5, running: 0 }, 'the 6th failure is not restarted (history trimmed to 5)');
+    assert.deepEqual(
+      await settled(five),
+      { tasks: 5, running: 0 },
+      'the 6th failure is not restarted (history trimmed to 5)',
+    );
 
     // Window 10 s: 2 restarts in it are the limit, older ones no longer count.
     const win = (await sw.manager.create(spec('win', { MaxAttempts: 2, Window: 10 * NS }))).ID;
@@ -175,20 +209,46 @@ test('services: global mode runs one task per eligible node; constraints are hon
   const sw = new FakeSwarm(3);
   try {
     sw.start();
-    await sw.manager.create({ Name: 'mon', TaskTemplate: { ContainerSpec: { Image: 'busybox' } }, Mode: { Global: {} } });
-    await sw.until('3 running, one per node', async () => new Set(live(await sw.tasks()).map((t) => t.NodeID)).size === 3);
+    await sw.manager.create({
+      Name: 'mon',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox' } },
+      Mode: { Global: {} },
+    });
+    await sw.until(
+      '3 running, one per node',
+      async () => new Set(live(await sw.tasks()).map((t) => t.NodeID)).size === 3,
+    );
     assert.ok(live(await sw.tasks()).every((t) => t.Slot === 0));
     sw.node('node2').availability = 'drain';
-    await sw.until('node2 emptied', async () => live(await sw.tasks()).length === 2 && sw.containers.get(sw.node('node2').id)!.running().length === 0);
+    await sw.until(
+      'node2 emptied',
+      async () => live(await sw.tasks()).length === 2 && sw.containers.get(sw.node('node2').id)!.running().length === 0,
+    );
 
-    await sw.manager.create({ ...nginx({ Name: 'mgr', Mode: { Replicated: { Replicas: 3 } } }), TaskTemplate: { ContainerSpec: { Image: 'busybox' }, Placement: { Constraints: ['node.role==manager'] } } });
+    await sw.manager.create({
+      ...nginx({ Name: 'mgr', Mode: { Replicated: { Replicas: 3 } } }),
+      TaskTemplate: { ContainerSpec: { Image: 'busybox' }, Placement: { Constraints: ['node.role==manager'] } },
+    });
     const mgr = await sw.manager.inspect('mgr');
-    await sw.until('3 on the manager', async () => live(await sw.tasks()).filter((t) => t.ServiceID === mgr.ID && t.NodeID === 'node1id').length === 3);
+    await sw.until(
+      '3 on the manager',
+      async () => live(await sw.tasks()).filter((t) => t.ServiceID === mgr.ID && t.NodeID === 'node1id').length === 3,
+    );
 
-    await sw.manager.create({ ...nginx({ Name: 'nowhere', Mode: { Replicated: { Replicas: 1 } } }), TaskTemplate: { ContainerSpec: { Image: 'busybox' }, Placement: { Constraints: ['node.hostname==nope'] } } });
+    await sw.manager.create({
+      ...nginx({ Name: 'nowhere', Mode: { Replicated: { Replicas: 1 } } }),
+      TaskTemplate: { ContainerSpec: { Image: 'busybox' }, Placement: { Constraints: ['node.hostname==nope'] } },
+    });
     const nowhere = await sw.manager.inspect('nowhere');
-    await sw.until('pending with the reason', async () => (await sw.tasks()).some((t) => t.ServiceID === nowhere.ID && t.Status.State === 'pending' &&
-      t.Status.Err === 'no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 2 nodes)'));
+    await sw.until('pending with the reason', async () =>
+      (await sw.tasks()).some(
+        (t) =>
+          t.ServiceID === nowhere.ID &&
+          t.Status.State === 'pending' &&
+          t.Status.Err ===
+            'no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 2 nodes)',
+      ),
+    );
   } finally {
     await sw.close();
   }
@@ -205,22 +265,35 @@ test('services: a rolling update replaces tasks by parallelism, with delay; roll
     spec.TaskTemplate!.ContainerSpec!.Env = ['V=2'];
     spec.TaskTemplate!.Networks = [{ Target: 'nginx-net-2' }];
     let maxDown = 0;
-    const watch = setInterval(async () => { maxDown = Math.max(maxDown, 5 - live(await sw.tasks()).length); }, 20);
+    const watch = setInterval(async () => {
+      maxDown = Math.max(maxDown, 5 - live(await sw.tasks()).length);
+    }, 20);
     await sw.manager.update(svc.ID, svc.Version.Index, spec, false);
-    await sw.until('update completed', async () => (await sw.manager.inspect('my-nginx')).UpdateStatus?.State === 'completed', 10_000);
+    await sw.until(
+      'update completed',
+      async () => (await sw.manager.inspect('my-nginx')).UpdateStatus?.State === 'completed',
+      10_000,
+    );
     clearInterval(watch);
     assert.ok(maxDown <= 2, `at most 2 tasks down at once (saw ${maxDown})`);
     svc = await sw.manager.inspect('my-nginx');
     let l = live(await sw.tasks());
     assert.equal(l.length, 5);
-    assert.ok(l.every((t) => t.SpecVersion.Index === svc.SpecVersion.Index && t.Spec.ContainerSpec?.Env?.[0] === 'V=2'));
+    assert.ok(
+      l.every((t) => t.SpecVersion.Index === svc.SpecVersion.Index && t.Spec.ContainerSpec?.Env?.[0] === 'V=2'),
+    );
     assert.ok(l.every((t) => t.NetworksAttachments?.[0]?.Network.ID === 'n2overlay'));
     assert.deepEqual(svc.Endpoint.VirtualIPs, [{ NetworkID: 'n2overlay', Addr: '10.0.2.200/24' }]);
     // No container is left on the old network anywhere.
-    for (const cs of sw.containers.values()) assert.ok([...cs.byId.values()].every((c) => c.body.HostConfig?.NetworkMode === 'n2overlay'));
+    for (const cs of sw.containers.values())
+      assert.ok([...cs.byId.values()].every((c) => c.body.HostConfig?.NetworkMode === 'n2overlay'));
 
     await sw.manager.update(svc.ID, svc.Version.Index, svc.Spec, true);
-    await sw.until('rollback completed', async () => (await sw.manager.inspect('my-nginx')).UpdateStatus?.State === 'rollback_completed', 10_000);
+    await sw.until(
+      'rollback completed',
+      async () => (await sw.manager.inspect('my-nginx')).UpdateStatus?.State === 'rollback_completed',
+      10_000,
+    );
     l = live(await sw.tasks());
     assert.ok(l.length === 5 && l.every((t) => !t.Spec.ContainerSpec?.Env?.length));
   } finally {
@@ -228,18 +301,47 @@ test('services: a rolling update replaces tasks by parallelism, with delay; roll
   }
 });
 
-test('services: a missing image is rejected with docker\'s words; bad specs are refused', async () => {
+test("services: a missing image is rejected with docker's words; bad specs are refused", async () => {
   const sw = new FakeSwarm(1);
   try {
     sw.start();
     await sw.manager.create({ Name: 'ghost', TaskTemplate: { ContainerSpec: { Image: 'nosuch:1' } } });
-    await sw.until('rejected', async () => (await sw.tasks()).some((t) => t.Status.State === 'rejected' && t.Status.Err === 'No such image: nosuch:1'));
-    await assert.rejects(sw.manager.create({ Name: 'ghost', TaskTemplate: { ContainerSpec: { Image: 'nginx' } } }), /name conflicts with an existing object: service ghost already exists/);
-    await assert.rejects(sw.manager.create({ Name: 'b', TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Networks: [{ Target: 'mybridge' }] } }),
-      /The network mybridge cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver./);
-    await assert.rejects(sw.manager.create({ Name: 'c', TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Networks: [{ Target: 'nope' }] } }), /network nope not found/);
-    await assert.rejects(sw.manager.create({ Name: 'd', TaskTemplate: { ContainerSpec: { Image: 'nginx' } }, Mode: { Global: {}, Replicated: { Replicas: 2 } } }), /only one service mode/);
-    await assert.rejects(sw.manager.create({ Name: 'e', TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Placement: { Constraints: ['node.role=manager'] } } }), /invalid constraint/);
+    await sw.until('rejected', async () =>
+      (await sw.tasks()).some((t) => t.Status.State === 'rejected' && t.Status.Err === 'No such image: nosuch:1'),
+    );
+    await assert.rejects(
+      sw.manager.create({ Name: 'ghost', TaskTemplate: { ContainerSpec: { Image: 'nginx' } } }),
+      /name conflicts with an existing object: service ghost already exists/,
+    );
+    await assert.rejects(
+      sw.manager.create({
+        Name: 'b',
+        TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Networks: [{ Target: 'mybridge' }] },
+      }),
+      /The network mybridge cannot be used with services. Only networks scoped to the swarm can be used, such as those created with the overlay driver./,
+    );
+    await assert.rejects(
+      sw.manager.create({
+        Name: 'c',
+        TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Networks: [{ Target: 'nope' }] },
+      }),
+      /network nope not found/,
+    );
+    await assert.rejects(
+      sw.manager.create({
+        Name: 'd',
+        TaskTemplate: { ContainerSpec: { Image: 'nginx' } },
+        Mode: { Global: {}, Replicated: { Replicas: 2 } },
+      }),
+      /only one service mode/,
+    );
+    await assert.rejects(
+      sw.manager.create({
+        Name: 'e',
+        TaskTemplate: { ContainerSpec: { Image: 'nginx' }, Placement: { Constraints: ['node.role=manager'] } },
+      }),
+      /invalid constraint/,
+    );
     const svc = await sw.manager.inspect('ghost');
     await assert.rejects(sw.manager.update('ghost', svc.Version.Index - 1, svc.Spec, false), /update out of sequence/);
     await sw.manager.remove('ghost');
@@ -256,13 +358,16 @@ test('services: service rm stops and removes every task container on every node'
     await sw.manager.create(nginx());
     await sw.until('5 running', async () => live(await sw.tasks()).length === 5);
     await sw.manager.remove('my-nginx');
-    await sw.until('nothing left', async () => (await sw.tasks()).length === 0 && [...sw.containers.values()].every((c) => c.byId.size === 0));
+    await sw.until(
+      'nothing left',
+      async () => (await sw.tasks()).length === 0 && [...sw.containers.values()].every((c) => c.byId.size === 0),
+    );
   } finally {
     await sw.close();
   }
 });
 
-test('scheduler: spread, constraints, and swarmkit\'s reason when nothing fits', () => {
+test("scheduler: spread, constraints, and swarmkit's reason when nothing fits", () => {
   const nodes = [
     { id: 'a', hostname: 'node1', role: 'manager', availability: 'active', state: 'ready' },
     { id: 'b', hostname: 'node2', role: 'worker', availability: 'active', state: 'ready' },
@@ -272,11 +377,16 @@ test('scheduler: spread, constraints, and swarmkit\'s reason when nothing fits',
   assert.equal(pickNode([...nodes], [], load).nodeId, 'b');
   assert.equal(pickNode([...nodes], parseConstraints(['node.role==manager']), load).nodeId, 'a');
   assert.equal(pickNode([...nodes], parseConstraints(['node.hostname != node1']), load).nodeId, 'b');
-  assert.equal(pickNode([...nodes], parseConstraints(['node.hostname==node3']), load).reason,
-    'no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 2 nodes)');
+  assert.equal(
+    pickNode([...nodes], parseConstraints(['node.hostname==node3']), load).reason,
+    'no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 2 nodes)',
+  );
   assert.throws(() => parseConstraints(['node.role']), /constraint expected one operator from ==, !=/);
   // A node where the service's tasks keep failing goes last.
-  assert.equal(pickNode([...nodes], [], { ...load, service: new Map(), all: new Map(), failures: new Map([['a', 2]]) }).nodeId, 'b');
+  assert.equal(
+    pickNode([...nodes], [], { ...load, service: new Map(), all: new Map(), failures: new Map([['a', 2]]) }).nodeId,
+    'b',
+  );
 });
 
 test('leader election: one orchestrator leader; another takes over when it stops renewing', async () => {
@@ -296,7 +406,12 @@ test('leader election: one orchestrator leader; another takes over when it stops
     // A freezes (stops renewing without giving the key up): B takes over after the TTL.
     (a as unknown as { stopped: boolean }).stopped = true;
     await sw.until('B leads', () => b.isLeader(), 2000);
-    await assert.rejects(sw.store.txn([{ key: 'x', value: '3' }, { key: 'orchestrator/leader', expectRevision: 1 }]));
+    await assert.rejects(
+      sw.store.txn([
+        { key: 'x', value: '3' },
+        { key: 'orchestrator/leader', expectRevision: 1 },
+      ]),
+    );
     await b.stop();
     await a.stop();
   } finally {
@@ -304,17 +419,28 @@ test('leader election: one orchestrator leader; another takes over when it stops
   }
 });
 
-test('services: mode=host ports bind on the task\'s own node and show in the task\'s PortStatus', async () => {
+test("services: mode=host ports bind on the task's own node and show in the task's PortStatus", async () => {
   const sw = new FakeSwarm(2);
   try {
     sw.start();
-    await sw.manager.create({ Name: 'web', TaskTemplate: { ContainerSpec: { Image: 'nginx' } }, Mode: { Replicated: { Replicas: 1 } },
-      EndpointSpec: { Ports: [{ TargetPort: 80, PublishedPort: 8080, PublishMode: 'host' }, { TargetPort: 81, PublishedPort: 81 }] } });
+    await sw.manager.create({
+      Name: 'web',
+      TaskTemplate: { ContainerSpec: { Image: 'nginx' } },
+      Mode: { Replicated: { Replicas: 1 } },
+      EndpointSpec: {
+        Ports: [
+          { TargetPort: 80, PublishedPort: 8080, PublishMode: 'host' },
+          { TargetPort: 81, PublishedPort: 81 },
+        ],
+      },
+    });
     await sw.until('running', async () => live(await sw.tasks()).length === 1);
     const [t] = live(await sw.tasks());
     const c = [...sw.containers.get(t!.NodeID)!.byId.values()][0]!;
     assert.deepEqual(c.body.HostConfig?.PortBindings, { '80/tcp': [{ HostIp: '', HostPort: '8080' }] });
-    assert.deepEqual(t!.Status.PortStatus?.Ports, [{ TargetPort: 80, PublishedPort: 8080, PublishMode: 'host', Protocol: 'tcp' }]);
+    assert.deepEqual(t!.Status.PortStatus?.Ports, [
+      { TargetPort: 80, PublishedPort: 8080, PublishMode: 'host', Protocol: 'tcp' },
+    ]);
   } finally {
     await sw.close();
   }

@@ -19,14 +19,25 @@ const B = 'bbbbbbbbbbbbbbbbbbbbbbbbb';
 function task(id: string, node: string, state: Task['Status']['State'] = 'assigned'): Task {
   const now = new Date().toISOString();
   return {
-    ID: id, Version: { Index: 0 }, CreatedAt: now, UpdatedAt: now, Labels: {}, Spec: { ContainerSpec: { Image: 'x' } } as Task['Spec'],
-    SpecVersion: { Index: 1 }, ServiceID: 's', Slot: 1, NodeID: node, DesiredState: 'running',
+    ID: id,
+    Version: { Index: 0 },
+    CreatedAt: now,
+    UpdatedAt: now,
+    Labels: {},
+    Spec: { ContainerSpec: { Image: 'x' } } as Task['Spec'],
+    SpecVersion: { Index: 1 },
+    ServiceID: 's',
+    Slot: 1,
+    NodeID: node,
+    DesiredState: 'running',
     Status: { Timestamp: now, State: state, Message: state },
   };
 }
 
 const report = (state: Task['Status']['State'], extra: Partial<TaskReport> = {}): TaskReport => ({
-  UpdatedAt: new Date().toISOString(), Status: { Timestamp: new Date().toISOString(), State: state, Message: state }, ...extra,
+  UpdatedAt: new Date().toISOString(),
+  Status: { Timestamp: new Date().toISOString(), State: state, Message: state },
+  ...extra,
 });
 
 const until = async (what: string, fn: () => Promise<boolean>, ms = 5000) => {
@@ -37,7 +48,7 @@ const until = async (what: string, fn: () => Promise<boolean>, ms = 5000) => {
   }
 };
 
-test('applyReport: forward only, terminal states final, only the task\'s own node, removal only when desired', () => {
+test("applyReport: forward only, terminal states final, only the task's own node, removal only when desired", () => {
   const t = task('t1', A, 'starting');
   assert.equal(applyReport(t, A, report('running'))!.Status.State, 'running');
   assert.equal(applyReport(t, A, report('accepted')), t, 'a late report does not undo a newer state');
@@ -49,7 +60,7 @@ test('applyReport: forward only, terminal states final, only the task\'s own nod
   assert.equal(parseReportKey(`node-local/${A}/wireguard`), undefined);
 });
 
-test('the relay applies a node\'s reports to its own tasks and drops forged ones', async (t) => {
+test("the relay applies a node's reports to its own tasks and drops forged ones", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cove-reports-'));
   const store = new EmbeddedStore(dir);
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -54,7 +54,7 @@ test('embedded store: keys of a lease die with the process that held it (reopen)
       await s.put('networks/n', 'kept');
       await s.close(); // the daemon dies without revoking
       const s2 = new EmbeddedStore(dir, compactAfter);
-      assert.equal(await s2.get('alive/self'), undefined, 'the dead holder\'s key is gone');
+      assert.equal(await s2.get('alive/self'), undefined, "the dead holder's key is gone");
       assert.equal((await s2.get('alive/unbound'))?.value, 'kept');
       assert.equal((await s2.get('networks/n'))?.value, 'kept');
       // A new lease of the new process works as before.

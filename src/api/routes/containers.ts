@@ -47,7 +47,10 @@ async function restart(ctx: Ctx): Promise<void> {
 }
 
 async function remove(ctx: Ctx): Promise<void> {
-  await ctx.engine.containers.remove(param(ctx, 'id'), { force: boolQuery(ctx.query, 'force'), volumes: boolQuery(ctx.query, 'v') });
+  await ctx.engine.containers.remove(param(ctx, 'id'), {
+    force: boolQuery(ctx.query, 'force'),
+    volumes: boolQuery(ctx.query, 'v'),
+  });
   ctx.reply.empty(204);
 }
 
@@ -77,7 +80,10 @@ async function list(ctx: Ctx): Promise<void> {
 
 async function rename(ctx: Ctx): Promise<void> {
   const name = ctx.query.get('name');
-  if (!name) throw new InvalidParameter('Error when allocating new name: Invalid container name (), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed');
+  if (!name)
+    throw new InvalidParameter(
+      'Error when allocating new name: Invalid container name (), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed',
+    );
   await ctx.engine.containers.rename(param(ctx, 'id'), name);
   ctx.reply.empty(204);
 }
@@ -101,7 +107,8 @@ const WAIT_CONDITIONS = ['not-running', 'next-exit', 'removed'] as const;
 
 async function wait(ctx: Ctx): Promise<void> {
   const cond = ctx.query.get('condition') || 'not-running';
-  if (!(WAIT_CONDITIONS as readonly string[]).includes(cond)) throw new InvalidParameter(`invalid condition: "${cond}"`);
+  if (!(WAIT_CONDITIONS as readonly string[]).includes(cond))
+    throw new InvalidParameter(`invalid condition: "${cond}"`);
   const id = param(ctx, 'id');
   // Resolve first so an unknown container is a plain 404, not a broken stream.
   await ctx.engine.containers.resolve(id);
@@ -237,7 +244,9 @@ async function archiveGet(ctx: Ctx): Promise<void> {
 }
 
 async function archivePut(ctx: Ctx): Promise<void> {
-  await ctx.engine.containers.archivePut(param(ctx, 'id'), archivePath(ctx), ctx.req, { copyUIDGID: boolQuery(ctx.query, 'copyUIDGID') });
+  await ctx.engine.containers.archivePut(param(ctx, 'id'), archivePath(ctx), ctx.req, {
+    copyUIDGID: boolQuery(ctx.query, 'copyUIDGID'),
+  });
   ctx.reply.empty(200);
 }
 
@@ -306,7 +315,10 @@ async function commit(ctx: Ctx): Promise<void> {
   // docker commit c name:tag sends repo=name:tag with an empty tag on some versions.
   if (!tag) {
     const m = /^(.*[^/]):([\w][\w.-]{0,127})$/.exec(repo);
-    if (m) { repo = m[1]!; tag = m[2]!; }
+    if (m) {
+      repo = m[1]!;
+      tag = m[2]!;
+    }
   }
   const res = await ctx.engine.containers.commit(container, {
     ...(repo ? { repo } : {}),

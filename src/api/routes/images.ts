@@ -19,7 +19,20 @@ function splitImagePath(rest: string, actions: string[]): { name: string; action
 }
 
 /** Container-only keys an image's Config carried before API 1.50 (always empty); 1.50 dropped them. */
-const CONTAINER_ONLY_CONFIG_KEYS = ['Hostname', 'Domainname', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'OpenStdin', 'StdinOnce', 'Image', 'NetworkDisabled', 'MacAddress', 'StopTimeout'];
+const CONTAINER_ONLY_CONFIG_KEYS = [
+  'Hostname',
+  'Domainname',
+  'AttachStdin',
+  'AttachStdout',
+  'AttachStderr',
+  'Tty',
+  'OpenStdin',
+  'StdinOnce',
+  'Image',
+  'NetworkDisabled',
+  'MacAddress',
+  'StopTimeout',
+];
 
 function apiAtLeast(v: string, min: string): boolean {
   const [a1, a2] = v.split('.').map(Number);
@@ -41,11 +54,20 @@ const IMAGE_LIST_FILTERS = ['dangling', 'label', 'label!', 'before', 'since', 'r
 
 async function list(ctx: Ctx): Promise<void> {
   const filters = filtersQuery(ctx.query);
-  for (const k of Object.keys(filters)) if (!IMAGE_LIST_FILTERS.includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+  for (const k of Object.keys(filters))
+    if (!IMAGE_LIST_FILTERS.includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
   const images = await ctx.engine.images.list({ all: boolQuery(ctx.query, 'all'), filters });
   // VirtualSize left the summary in API 1.44.
   const current = apiAtLeast(ctx.apiVersion, '1.44');
-  ctx.reply.json(200, current ? images.map((i) => { const { VirtualSize: _v, ...rest } = i as unknown as Record<string, unknown>; return rest; }) : images);
+  ctx.reply.json(
+    200,
+    current
+      ? images.map((i) => {
+          const { VirtualSize: _v, ...rest } = i as unknown as Record<string, unknown>;
+          return rest;
+        })
+      : images,
+  );
 }
 
 /** Runs a long image job, answering with Docker's JSON progress stream. */
@@ -83,15 +105,27 @@ async function create(ctx: Ctx): Promise<void> {
   const fromSrc = q.get('fromSrc');
   const fromImage = q.get('fromImage');
   if (fromSrc !== null) {
-    if (fromSrc !== '-') throw new InvalidParameter(`importing from a URL is not supported (fromSrc=${fromSrc}); send the tar as the body with fromSrc=-`);
+    if (fromSrc !== '-')
+      throw new InvalidParameter(
+        `importing from a URL is not supported (fromSrc=${fromSrc}); send the tar as the body with fromSrc=-`,
+      );
     let repo = q.get('repo') ?? '';
     let tag = q.get('tag') ?? '';
     // docker import FILE repo:tag sends repo=name:tag with an empty tag.
     if (!tag) {
       const m = /^(.*[^/]):([\w][\w.-]{0,127})$/.exec(repo);
-      if (m) { repo = m[1]!; tag = m[2]!; }
+      if (m) {
+        repo = m[1]!;
+        tag = m[2]!;
+      }
     }
-    const opts: { repo?: string; tag?: string; changes?: string[]; message?: string; onProgress?: (msg: string) => void } = {
+    const opts: {
+      repo?: string;
+      tag?: string;
+      changes?: string[];
+      message?: string;
+      onProgress?: (msg: string) => void;
+    } = {
       changes: q.getAll('changes').filter((c) => c !== ''),
     };
     if (repo) opts.repo = repo;
@@ -127,8 +161,12 @@ async function create(ctx: Ctx): Promise<void> {
 
 async function load(ctx: Ctx): Promise<void> {
   await progressStream(ctx, async (emit) => {
-    const loaded = await ctx.engine.images.load(ctx.body, (msg) => emit({ stream: msg.endsWith('\n') ? msg : msg + '\n' }));
-    return loaded.map((ref) => ({ stream: ref.startsWith('sha256:') ? `Loaded image ID: ${ref}\n` : `Loaded image: ${ref}\n` }));
+    const loaded = await ctx.engine.images.load(ctx.body, (msg) =>
+      emit({ stream: msg.endsWith('\n') ? msg : msg + '\n' }),
+    );
+    return loaded.map((ref) => ({
+      stream: ref.startsWith('sha256:') ? `Loaded image ID: ${ref}\n` : `Loaded image: ${ref}\n`,
+    }));
   });
 }
 
@@ -136,7 +174,10 @@ async function byName(ctx: Ctx): Promise<void> {
   const rest = param(ctx, '*');
   const method = ctx.req.method;
   if (method === 'DELETE') {
-    const deleted = await ctx.engine.images.remove(rest, { force: boolQuery(ctx.query, 'force'), noprune: boolQuery(ctx.query, 'noprune') });
+    const deleted = await ctx.engine.images.remove(rest, {
+      force: boolQuery(ctx.query, 'force'),
+      noprune: boolQuery(ctx.query, 'noprune'),
+    });
     ctx.reply.json(200, deleted);
     return;
   }
@@ -183,7 +224,13 @@ async function sendSave(ctx: Ctx, names: string[]): Promise<void> {
 }
 
 async function saveMany(ctx: Ctx): Promise<void> {
-  await sendSave(ctx, ctx.query.getAll('names').flatMap((n) => n.split(',')).filter(Boolean));
+  await sendSave(
+    ctx,
+    ctx.query
+      .getAll('names')
+      .flatMap((n) => n.split(','))
+      .filter(Boolean),
+  );
 }
 
 async function search(ctx: Ctx): Promise<void> {
@@ -191,7 +238,10 @@ async function search(ctx: Ctx): Promise<void> {
   if (!term) throw new InvalidParameter('term is required');
   const limit = Number(ctx.query.get('limit') || 25);
   const filters = filtersQuery(ctx.query);
-  let hits = await distributionOf(ctx).search(term, { limit: Number.isFinite(limit) && limit > 0 ? limit : 25, ...(registryAuth(ctx) ? { auth: registryAuth(ctx)! } : {}) });
+  let hits = await distributionOf(ctx).search(term, {
+    limit: Number.isFinite(limit) && limit > 0 ? limit : 25,
+    ...(registryAuth(ctx) ? { auth: registryAuth(ctx)! } : {}),
+  });
   if (filters['is-official']?.length) hits = hits.filter((h) => String(h.is_official) === filters['is-official']![0]);
   if (filters['stars']?.length) hits = hits.filter((h) => h.star_count >= Number(filters['stars']![0]));
   ctx.reply.json(200, hits);
@@ -199,7 +249,8 @@ async function search(ctx: Ctx): Promise<void> {
 
 async function prune(ctx: Ctx): Promise<void> {
   const filters = filtersQuery(ctx.query);
-  for (const k of Object.keys(filters)) if (!['dangling', 'label', 'label!', 'until'].includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+  for (const k of Object.keys(filters))
+    if (!['dangling', 'label', 'label!', 'until'].includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
   ctx.reply.json(200, await ctx.engine.images.prune({ filters }));
 }
 

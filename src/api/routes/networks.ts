@@ -28,7 +28,10 @@ async function remove(ctx: Ctx): Promise<void> {
 }
 
 async function connect(ctx: Ctx): Promise<void> {
-  const body = await jsonBody<{ Container?: string; EndpointConfig?: DockerEndpointSettings | null }>(ctx, networkConnectShape);
+  const body = await jsonBody<{ Container?: string; EndpointConfig?: DockerEndpointSettings | null }>(
+    ctx,
+    networkConnectShape,
+  );
   if (!body.Container) throw new InvalidParameter('container is required');
   await ctx.engine.containers.connectNetwork(body.Container, param(ctx, 'id'), body.EndpointConfig ?? {});
   ctx.reply.empty(200);

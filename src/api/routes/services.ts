@@ -25,7 +25,10 @@ function registryAuth(ctx: Ctx): string | undefined {
 }
 
 async function list(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, (await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status'))).map(publicService));
+  ctx.reply.json(
+    200,
+    (await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status'))).map(publicService),
+  );
 }
 
 async function create(ctx: Ctx): Promise<void> {
@@ -43,7 +46,13 @@ async function update(ctx: Ctx): Promise<void> {
   const spec = await jsonBody<ServiceSpec>(ctx);
   const rollback = ctx.query.get('rollback') === 'previous';
   const from = ctx.query.get('registryAuthFrom') === 'previous-spec' ? 'previous-spec' : 'spec';
-  ctx.reply.json(200, await mgr.update(param(ctx, 'id'), intQuery(ctx.query, 'version'), spec, rollback, { encoded: registryAuth(ctx), from }));
+  ctx.reply.json(
+    200,
+    await mgr.update(param(ctx, 'id'), intQuery(ctx.query, 'version'), spec, rollback, {
+      encoded: registryAuth(ctx),
+      from,
+    }),
+  );
 }
 
 async function remove(ctx: Ctx): Promise<void> {

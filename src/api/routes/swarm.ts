@@ -8,7 +8,8 @@ import { boolQuery, filtersQuery, jsonBody, param, type Ctx } from '../request.j
 import { InvalidParameter, Unavailable } from '../../common/errors.js';
 import type { SwarmController } from '../../swarm/controller.js';
 
-export const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
+export const NOT_A_MANAGER =
+  'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
 export const NO_SWARM = 'This node is not part of a swarm';
 
 /**
@@ -28,8 +29,16 @@ const managerOnlyStub = async (ctx: Ctx): Promise<void> => {
 };
 
 const stubs: Array<[Method, string]> = [
-  ['GET', '/secrets'], ['POST', '/secrets/create'], ['GET', '/secrets/:id'], ['DELETE', '/secrets/:id'], ['POST', '/secrets/:id/update'],
-  ['GET', '/configs'], ['POST', '/configs/create'], ['GET', '/configs/:id'], ['DELETE', '/configs/:id'], ['POST', '/configs/:id/update'],
+  ['GET', '/secrets'],
+  ['POST', '/secrets/create'],
+  ['GET', '/secrets/:id'],
+  ['DELETE', '/secrets/:id'],
+  ['POST', '/secrets/:id/update'],
+  ['GET', '/configs'],
+  ['POST', '/configs/create'],
+  ['GET', '/configs/:id'],
+  ['DELETE', '/configs/:id'],
+  ['POST', '/configs/:id/update'],
   ['POST', '/swarm/unlock'],
 ];
 

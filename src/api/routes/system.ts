@@ -41,15 +41,17 @@ function matches(ev: DockerEvent, filters: Filters): boolean {
     const [k, v] = l.split('=', 2) as [string, string | undefined];
     return v === undefined ? k in attrs : attrs[k] === v;
   });
-  return has('type', ev.Type)
-    && has('event', ev.Action, ev.Action.split(':')[0])
-    && has('scope', ev.scope)
-    && (ev.Type !== 'container' || has('container', ev.Actor.ID, ev.Actor.ID.slice(0, 12), name))
-    && (!filters.container || ev.Type === 'container')
-    && (ev.Type !== 'network' || has('network', ev.Actor.ID, name))
-    && (!filters.network || ev.Type === 'network' || (attrs.network !== undefined && has('network', attrs.network)))
-    && (ev.Type !== 'image' || has('image', ev.Actor.ID, name))
-    && labelsOk;
+  return (
+    has('type', ev.Type) &&
+    has('event', ev.Action, ev.Action.split(':')[0]) &&
+    has('scope', ev.scope) &&
+    (ev.Type !== 'container' || has('container', ev.Actor.ID, ev.Actor.ID.slice(0, 12), name)) &&
+    (!filters.container || ev.Type === 'container') &&
+    (ev.Type !== 'network' || has('network', ev.Actor.ID, name)) &&
+    (!filters.network || ev.Type === 'network' || (attrs.network !== undefined && has('network', attrs.network))) &&
+    (ev.Type !== 'image' || has('image', ev.Actor.ID, name)) &&
+    labelsOk
+  );
 }
 
 async function events(ctx: Ctx): Promise<void> {
@@ -63,7 +65,8 @@ async function events(ctx: Ctx): Promise<void> {
     if (until !== undefined && ev.timeNano / 1e9 > until) return;
     if (matches(ev, filters)) out.write(JSON.stringify(ev) + '\n');
   };
-  if (since !== undefined) for (const ev of ctx.engine.events.since(Math.floor(since))) if (ev.timeNano / 1e9 >= since) write(ev);
+  if (since !== undefined)
+    for (const ev of ctx.engine.events.since(Math.floor(since))) if (ev.timeNano / 1e9 >= since) write(ev);
   if (until !== undefined && until <= nowSec) {
     out.end();
     return;
@@ -86,6 +89,10 @@ export const systemRoutes: Route[] = [
   { method: 'GET', path: '/_ping', handler: ping },
   { method: 'HEAD', path: '/_ping', handler: ping },
   { method: 'GET', path: '/version', handler: async (ctx) => ctx.reply.json(200, ctx.engine.version()) },
-  { method: 'GET', path: '/info', handler: async (ctx) => ctx.reply.json(200, infoFor(ctx.apiVersion, await ctx.engine.info())) },
+  {
+    method: 'GET',
+    path: '/info',
+    handler: async (ctx) => ctx.reply.json(200, infoFor(ctx.apiVersion, await ctx.engine.info())),
+  },
   { method: 'GET', path: '/events', handler: events },
 ];

@@ -1,7 +1,15 @@
 /** cove stop|kill|restart|rm|ps|logs|inspect|wait|rename|port */
 import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
-import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
+import {
+  formatEach,
+  formatList,
+  humanDuration,
+  humanSize,
+  inspectJson,
+  sortedObject,
+  unixTimeString,
+} from '../format.js';
 import { confirm, eachName, filtersFrom, reportErrors } from '../util.js';
 import { Demuxer } from '../../api/stream.js';
 import type { DockerContainerSummary } from '../../runtime/types.js';
@@ -20,29 +28,59 @@ export async function stop(cli: Cli, names: string[], o: { timeout?: string; sig
   const query: Record<string, string> = {};
   if (o.timeout !== undefined) query.t = o.timeout;
   if (o.signal) query.signal = o.signal;
-  await eachContainer(cli, names, (n) => cli.client.post(`/containers/${enc(n)}/stop`, undefined, query).then(() => {}));
+  await eachContainer(cli, names, (n) =>
+    cli.client.post(`/containers/${enc(n)}/stop`, undefined, query).then(() => {}),
+  );
 }
 
 export async function kill(cli: Cli, names: string[], o: { signal?: string }): Promise<void> {
-  await eachContainer(cli, names, (n) => cli.client.post(`/containers/${enc(n)}/kill`, undefined, o.signal ? { signal: o.signal } : undefined).then(() => {}));
+  await eachContainer(cli, names, (n) =>
+    cli.client
+      .post(`/containers/${enc(n)}/kill`, undefined, o.signal ? { signal: o.signal } : undefined)
+      .then(() => {}),
+  );
 }
 
 export async function restart(cli: Cli, names: string[], o: { timeout?: string; signal?: string }): Promise<void> {
   const query: Record<string, string> = {};
   if (o.timeout !== undefined) query.t = o.timeout;
   if (o.signal) query.signal = o.signal;
-  await eachContainer(cli, names, (n) => cli.client.post(`/containers/${enc(n)}/restart`, undefined, query).then(() => {}));
+  await eachContainer(cli, names, (n) =>
+    cli.client.post(`/containers/${enc(n)}/restart`, undefined, query).then(() => {}),
+  );
 }
 
-export async function rm(cli: Cli, names: string[], o: { force?: boolean; volumes?: boolean; link?: boolean }): Promise<void> {
-  await eachContainer(cli, names, (n) => cli.client.json('DELETE', `/containers/${enc(n)}`, { query: { force: Boolean(o.force), v: Boolean(o.volumes), link: Boolean(o.link) } }).then(() => {}));
+export async function rm(
+  cli: Cli,
+  names: string[],
+  o: { force?: boolean; volumes?: boolean; link?: boolean },
+): Promise<void> {
+  await eachContainer(cli, names, (n) =>
+    cli.client
+      .json('DELETE', `/containers/${enc(n)}`, {
+        query: { force: Boolean(o.force), v: Boolean(o.volumes), link: Boolean(o.link) },
+      })
+      .then(() => {}),
+  );
 }
 
 export async function prune(cli: Cli, o: { force?: boolean; filter?: string[] }): Promise<void> {
-  if (!o.force && !(await confirm(cli, 'WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] '))) return;
-  const res = await cli.client.post<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>('/containers/prune', undefined, { filters: JSON.stringify(filtersFrom(o.filter)) });
+  if (
+    !o.force &&
+    !(await confirm(
+      cli,
+      'WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ',
+    ))
+  )
+    return;
+  const res = await cli.client.post<{ ContainersDeleted: string[] | null; SpaceReclaimed: number }>(
+    '/containers/prune',
+    undefined,
+    { filters: JSON.stringify(filtersFrom(o.filter)) },
+  );
   let out = '';
-  if (res.ContainersDeleted?.length) out = 'Deleted Containers:\n' + res.ContainersDeleted.map((n) => n + '\n').join('') + '\n';
+  if (res.ContainersDeleted?.length)
+    out = 'Deleted Containers:\n' + res.ContainersDeleted.map((n) => n + '\n').join('') + '\n';
   out += `Total reclaimed space: ${humanSize(res.SpaceReclaimed)}\n`;
   cli.out(out);
 }
@@ -55,7 +93,12 @@ export async function rename(cli: Cli, container: string, newName: string): Prom
 export function displayPorts(ports: DockerContainerSummary['Ports']): string {
   const seen = new Set<string>();
   const out: string[] = [];
-  const sorted = [...ports].sort((a, b) => a.PrivatePort - b.PrivatePort || (a.PublicPort ?? 0) - (b.PublicPort ?? 0) || (a.IP ?? '').localeCompare(b.IP ?? ''));
+  const sorted = [...ports].sort(
+    (a, b) =>
+      a.PrivatePort - b.PrivatePort ||
+      (a.PublicPort ?? 0) - (b.PublicPort ?? 0) ||
+      (a.IP ?? '').localeCompare(b.IP ?? ''),
+  );
   for (const p of sorted) {
     let s: string;
     if (p.PublicPort) {
@@ -65,7 +108,10 @@ export function displayPorts(ports: DockerContainerSummary['Ports']): string {
     } else {
       s = `${p.PrivatePort}/${p.Type}`;
     }
-    if (!seen.has(s)) { seen.add(s); out.push(s); }
+    if (!seen.has(s)) {
+      seen.add(s);
+      out.push(s);
+    }
   }
   return out.join(', ');
 }
@@ -76,7 +122,10 @@ function ellipsis(s: string, n: number): string {
   return chars.length <= n ? s : chars.slice(0, n - 1).join('') + '…';
 }
 
-function containerRow(c: DockerContainerSummary & { SizeRw?: number; SizeRootFs?: number }, trunc: boolean): Record<string, unknown> {
+function containerRow(
+  c: DockerContainerSummary & { SizeRw?: number; SizeRootFs?: number },
+  trunc: boolean,
+): Record<string, unknown> {
   const names = c.Names.map((n) => n.replace(/^\//, ''));
   const shownNames = trunc ? names.filter((n) => !n.includes('/')).slice(0, 1) : names;
   let image = c.Image || '<no image>';
@@ -94,18 +143,41 @@ function containerRow(c: DockerContainerSummary & { SizeRw?: number; SizeRootFs?
     Status: c.Status,
     Size: size,
     Names: shownNames.join(','),
-    Labels: Object.keys(c.Labels ?? {}).sort().map((k) => `${k}=${c.Labels[k]}`).join(','),
+    Labels: Object.keys(c.Labels ?? {})
+      .sort()
+      .map((k) => `${k}=${c.Labels[k]}`)
+      .join(','),
     Mounts: '',
     LocalVolumes: '0',
-    Networks: Object.keys(c.NetworkSettings?.Networks ?? {}).sort().join(','),
+    Networks: Object.keys(c.NetworkSettings?.Networks ?? {})
+      .sort()
+      .join(','),
     Platform: null,
   });
 }
 
-export async function ps(cli: Cli, o: { all?: boolean; quiet?: boolean; filter?: string[]; format?: string; last?: string; latest?: boolean; size?: boolean; trunc?: boolean }): Promise<void> {
-  const query: Record<string, string | boolean | number> = { all: Boolean(o.all), filters: JSON.stringify(filtersFrom(o.filter)) };
+export async function ps(
+  cli: Cli,
+  o: {
+    all?: boolean;
+    quiet?: boolean;
+    filter?: string[];
+    format?: string;
+    last?: string;
+    latest?: boolean;
+    size?: boolean;
+    trunc?: boolean;
+  },
+): Promise<void> {
+  const query: Record<string, string | boolean | number> = {
+    all: Boolean(o.all),
+    filters: JSON.stringify(filtersFrom(o.filter)),
+  };
   const limit = o.latest ? 1 : o.last !== undefined ? Number(o.last) : -1;
-  if (limit > 0) { query.limit = limit; query.all = true; }
+  if (limit > 0) {
+    query.limit = limit;
+    query.all = true;
+  }
   if (o.size) query.size = true;
   const list = await cli.client.get<DockerContainerSummary[]>('/containers/json', query);
   const trunc = o.trunc !== false;
@@ -113,14 +185,34 @@ export async function ps(cli: Cli, o: { all?: boolean; quiet?: boolean; filter?:
   const table = o.size
     ? 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}'
     : 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}';
-  cli.out(formatList(rows, o.format, {
-    headers: {
-      ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Ports: 'PORTS', State: 'STATE',
-      Status: 'STATUS', Size: 'SIZE', Names: 'NAMES', Labels: 'LABELS', Mounts: 'MOUNTS', LocalVolumes: 'LOCAL VOLUMES', Networks: 'NETWORKS', Platform: 'PLATFORM',
-    },
-    defaultTable: table,
-    quietField: 'ID',
-  }, Boolean(o.quiet)));
+  cli.out(
+    formatList(
+      rows,
+      o.format,
+      {
+        headers: {
+          ID: 'CONTAINER ID',
+          Image: 'IMAGE',
+          Command: 'COMMAND',
+          CreatedAt: 'CREATED AT',
+          RunningFor: 'CREATED',
+          Ports: 'PORTS',
+          State: 'STATE',
+          Status: 'STATUS',
+          Size: 'SIZE',
+          Names: 'NAMES',
+          Labels: 'LABELS',
+          Mounts: 'MOUNTS',
+          LocalVolumes: 'LOCAL VOLUMES',
+          Networks: 'NETWORKS',
+          Platform: 'PLATFORM',
+        },
+        defaultTable: table,
+        quietField: 'ID',
+      },
+      Boolean(o.quiet),
+    ),
+  );
 }
 
 /** "42m", "10s", "2h" → unix seconds before now; anything else passes through (RFC 3339 or unix time). */
@@ -131,9 +223,19 @@ function relativeTime(v: string): string {
   return String(Math.floor(Date.now() / 1000 - Number(m[1]) * mult));
 }
 
-export async function logs(cli: Cli, container: string, o: { follow?: boolean; tail?: string; timestamps?: boolean; since?: string; until?: string }): Promise<void> {
+export async function logs(
+  cli: Cli,
+  container: string,
+  o: { follow?: boolean; tail?: string; timestamps?: boolean; since?: string; until?: string },
+): Promise<void> {
   const info = await cli.client.get<{ Config: { Tty: boolean } }>(`/containers/${enc(container)}/json`);
-  const query: Record<string, string | boolean> = { stdout: true, stderr: true, follow: Boolean(o.follow), timestamps: Boolean(o.timestamps), tail: o.tail ?? 'all' };
+  const query: Record<string, string | boolean> = {
+    stdout: true,
+    stderr: true,
+    follow: Boolean(o.follow),
+    timestamps: Boolean(o.timestamps),
+    tail: o.tail ?? 'all',
+  };
   if (o.since) query.since = relativeTime(o.since);
   if (o.until) query.until = relativeTime(o.until);
   const res = await cli.client.raw('GET', `/containers/${enc(container)}/logs`, { query });
@@ -145,7 +247,12 @@ export async function logs(cli: Cli, container: string, o: { follow?: boolean; t
 }
 
 async function inspectOne(cli: Cli, kind: string, name: string): Promise<unknown> {
-  const path = kind === 'container' ? `/containers/${enc(name)}/json` : kind === 'image' ? `/images/${name}/json` : `/networks/${enc(name)}`;
+  const path =
+    kind === 'container'
+      ? `/containers/${enc(name)}/json`
+      : kind === 'image'
+        ? `/images/${name}/json`
+        : `/networks/${enc(name)}`;
   return cli.client.get(path);
 }
 
@@ -162,7 +269,8 @@ async function inspectKinds(cli: Cli, names: string[], kinds: string[], o: { for
         if (!(e instanceof ApiError) || e.status !== 404) throw e;
       }
     }
-    if (hit === undefined) errors.push(kinds.length === 1 ? `Error: No such ${kinds[0]}: ${n}` : `Error: No such object: ${n}`);
+    if (hit === undefined)
+      errors.push(kinds.length === 1 ? `Error: No such ${kinds[0]}: ${n}` : `Error: No such object: ${n}`);
     else found.push(hit);
   }
   if (o.format) cli.out(formatEach(found, o.format));
@@ -176,25 +284,33 @@ export async function inspect(cli: Cli, names: string[], o: { format?: string })
 
 /** `cove inspect`: a container, else an image, else a network (or --type). */
 export async function inspectAny(cli: Cli, names: string[], o: { format?: string; type?: string }): Promise<void> {
-  if (o.type && !['container', 'image', 'network'].includes(o.type)) throw new CliError(`"${o.type}" is not a valid value for --type`);
+  if (o.type && !['container', 'image', 'network'].includes(o.type))
+    throw new CliError(`"${o.type}" is not a valid value for --type`);
   await inspectKinds(cli, names, o.type ? [o.type] : ['container', 'image', 'network'], o);
 }
 
 export async function wait(cli: Cli, names: string[]): Promise<void> {
   await eachName(cli, names, async (n) => {
-    const r = await cli.client.post<{ StatusCode: number }>(`/containers/${enc(n)}/wait`, undefined, { condition: 'not-running' });
+    const r = await cli.client.post<{ StatusCode: number }>(`/containers/${enc(n)}/wait`, undefined, {
+      condition: 'not-running',
+    });
     cli.out(`${r.StatusCode}\n`);
   });
 }
 
 export async function port(cli: Cli, container: string, privatePort?: string): Promise<void> {
-  const info = await cli.client.get<{ Id: string; NetworkSettings: { Ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> | null } }>(`/containers/${enc(container)}/json`);
+  const info = await cli.client.get<{
+    Id: string;
+    NetworkSettings: { Ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> | null };
+  }>(`/containers/${enc(container)}/json`);
   const ports = info.NetworkSettings.Ports ?? {};
-  const fmt = (b: { HostIp: string; HostPort: string }) => `${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp || '0.0.0.0'}:${b.HostPort}`;
+  const fmt = (b: { HostIp: string; HostPort: string }) =>
+    `${b.HostIp.includes(':') ? `[${b.HostIp}]` : b.HostIp || '0.0.0.0'}:${b.HostPort}`;
   if (privatePort) {
     const key = privatePort.includes('/') ? privatePort : `${privatePort}/tcp`;
     const bindings = ports[key];
-    if (!bindings || bindings.length === 0) throw new CliError(`Error: No public port '${key}' published for ${container}`);
+    if (!bindings || bindings.length === 0)
+      throw new CliError(`Error: No public port '${key}' published for ${container}`);
     for (const b of bindings) cli.out(fmt(b) + '\n');
     return;
   }
@@ -212,8 +328,13 @@ export async function unpause(cli: Cli, names: string[]): Promise<void> {
 
 /** docker top: the daemon's ps table, columns padded as docker's tabwriter does. */
 export async function top(cli: Cli, name: string, psArgs: string[] | undefined): Promise<void> {
-  const res = await cli.client.get<{ Titles: string[]; Processes: string[][] }>(`/containers/${enc(name)}/top`, psArgs?.length ? { ps_args: psArgs.join(' ') } : undefined);
+  const res = await cli.client.get<{ Titles: string[]; Processes: string[][] }>(
+    `/containers/${enc(name)}/top`,
+    psArgs?.length ? { ps_args: psArgs.join(' ') } : undefined,
+  );
   const rows = [res.Titles, ...res.Processes];
   const widths = res.Titles.map((_t, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  cli.out(rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n');
+  cli.out(
+    rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n',
+  );
 }

@@ -18,7 +18,12 @@ function splitCpArg(arg: string): { container?: string; path: string } {
   return { container: arg.slice(0, i), path: arg.slice(i + 1) };
 }
 
-interface PathStat { name: string; size: number; mode: number; linkTarget: string }
+interface PathStat {
+  name: string;
+  size: number;
+  mode: number;
+  linkTarget: string;
+}
 
 async function statIn(cli: Cli, container: string, path: string): Promise<PathStat | undefined> {
   try {
@@ -35,14 +40,21 @@ async function statIn(cli: Cli, container: string, path: string): Promise<PathSt
 const DIR_BIT = 0x80000000; // Go's os.ModeDir in the stat header
 
 /** docker cp: container→local, local→container, or to/from '-' as a tar stream. */
-export async function cp(cli: Cli, src: string, dst: string, o: { archive?: boolean; followLink?: boolean; quiet?: boolean }): Promise<void> {
+export async function cp(
+  cli: Cli,
+  src: string,
+  dst: string,
+  o: { archive?: boolean; followLink?: boolean; quiet?: boolean },
+): Promise<void> {
   const from = splitCpArg(src);
   const to = splitCpArg(dst);
   if (from.container && to.container) throw new CliError('copying between containers is not supported');
   if (!from.container && !to.container) throw new CliError('must specify at least one container source');
   if (from.container) {
     if (from.path === '') throw new CliError('Error: path cannot be empty');
-    const res = await cli.client.raw('GET', `/containers/${enc(from.container)}/archive`, { query: { path: from.path } });
+    const res = await cli.client.raw('GET', `/containers/${enc(from.container)}/archive`, {
+      query: { path: from.path },
+    });
     if (to.path === '-') {
       await pipeline(res as unknown as Readable, process.stdout);
       return;
@@ -69,7 +81,12 @@ export async function cp(cli: Cli, src: string, dst: string, o: { archive?: bool
   const container = to.container!;
   if (to.path === '') throw new CliError('Error: path cannot be empty');
   const put = (body: Readable, dir: string): Promise<unknown> =>
-    cli.client.raw('PUT', `/containers/${enc(container)}/archive`, { query: { path: dir, ...(o.archive ? { copyUIDGID: true } : {}) }, upload: body }).then((r) => r.resume());
+    cli.client
+      .raw('PUT', `/containers/${enc(container)}/archive`, {
+        query: { path: dir, ...(o.archive ? { copyUIDGID: true } : {}) },
+        upload: body,
+      })
+      .then((r) => r.resume());
   if (from.path === '-') {
     await put(process.stdin, to.path);
     return;
@@ -81,15 +98,26 @@ export async function cp(cli: Cli, src: string, dst: string, o: { archive?: bool
   await cli.client.get(`/containers/${enc(container)}/json`);
   const dest = await statIn(cli, container, to.path);
   if (dest && (dest.mode & DIR_BIT) !== 0) {
-    await put(tar.c({ cwd: dirname(source), portable: !o.archive, follow: Boolean(o.followLink) }, [basename(source)]) as unknown as Readable, to.path);
+    await put(
+      tar.c({ cwd: dirname(source), portable: !o.archive, follow: Boolean(o.followLink) }, [
+        basename(source),
+      ]) as unknown as Readable,
+      to.path,
+    );
     return;
   }
-  if (to.path.endsWith('/')) throw new CliError(`Error response from daemon: Could not find the file ${to.path} in container ${container}`);
+  if (to.path.endsWith('/'))
+    throw new CliError(`Error response from daemon: Could not find the file ${to.path} in container ${container}`);
   // A new name inside an existing directory: the archive's top entry carries that name.
   const parent = to.path.replace(/\/[^/]*$/, '') || '/';
   const name = basename(to.path);
   if (sst.isDirectory()) {
-    await put(tar.c({ cwd: source, portable: !o.archive, prefix: name, follow: Boolean(o.followLink) }, ['.']) as unknown as Readable, parent);
+    await put(
+      tar.c({ cwd: source, portable: !o.archive, prefix: name, follow: Boolean(o.followLink) }, [
+        '.',
+      ]) as unknown as Readable,
+      parent,
+    );
     return;
   }
   const tmp = await mkdtemp(join(dirname(source), '.cove-cp-'));
@@ -105,12 +133,19 @@ const KIND = ['C', 'A', 'D'];
 
 /** docker diff: "A /path" per change. */
 export async function diff(cli: Cli, container: string): Promise<void> {
-  const changes = await cli.client.get<Array<{ Path: string; Kind: number }> | null>(`/containers/${enc(container)}/changes`);
+  const changes = await cli.client.get<Array<{ Path: string; Kind: number }> | null>(
+    `/containers/${enc(container)}/changes`,
+  );
   cli.out((changes ?? []).map((c) => `${KIND[c.Kind] ?? '?'} ${c.Path}\n`).join(''));
 }
 
 /** docker commit [-a] [-c]... [-m] [-p] CONTAINER [REPOSITORY[:TAG]]: prints the new image's ID. */
-export async function commit(cli: Cli, container: string, reference: string | undefined, o: { author?: string; change?: string[]; message?: string; pause?: boolean }): Promise<void> {
+export async function commit(
+  cli: Cli,
+  container: string,
+  reference: string | undefined,
+  o: { author?: string; change?: string[]; message?: string; pause?: boolean },
+): Promise<void> {
   const query: Record<string, string | boolean | string[]> = { container, pause: o.pause !== false };
   if (reference) {
     const m = /^(.*[^/]):([\w][\w.-]{0,127})$/.exec(reference);
@@ -126,7 +161,8 @@ export async function commit(cli: Cli, container: string, reference: string | un
 
 /** docker export [-o FILE] CONTAINER: the root filesystem as a tar, never to a terminal. */
 export async function exportContainer(cli: Cli, container: string, o: { output?: string }): Promise<void> {
-  if (!o.output && process.stdout.isTTY) throw new CliError('cowardly refusing to save to a terminal. Use the -o flag or redirect');
+  if (!o.output && process.stdout.isTTY)
+    throw new CliError('cowardly refusing to save to a terminal. Use the -o flag or redirect');
   const res = await cli.client.raw('GET', `/containers/${enc(container)}/export`);
   if (o.output) {
     const tmp = `${o.output}.tmp-${process.pid}`;

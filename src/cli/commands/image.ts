@@ -3,7 +3,15 @@ import { createReadStream, openSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Cli } from '../cli.js';
 import { ApiError, CliError, readProgress } from '../client.js';
-import { formatEach, formatList, humanDuration, humanSize, inspectJson, sortedObject, unixTimeString } from '../format.js';
+import {
+  formatEach,
+  formatList,
+  humanDuration,
+  humanSize,
+  inspectJson,
+  sortedObject,
+  unixTimeString,
+} from '../format.js';
 import { eachName, filtersFrom, reportErrors } from '../util.js';
 import type { DockerImageSummary } from '../../runtime/types.js';
 
@@ -12,10 +20,17 @@ function splitRef(ref: string): { repo: string; tag: string } {
   return m ? { repo: m[1]!, tag: m[2]! } : { repo: ref, tag: 'latest' };
 }
 
-export async function ls(cli: Cli, repository: string | undefined, o: { all?: boolean; quiet?: boolean; filter?: string[]; format?: string; digests?: boolean; trunc?: boolean }): Promise<void> {
+export async function ls(
+  cli: Cli,
+  repository: string | undefined,
+  o: { all?: boolean; quiet?: boolean; filter?: string[]; format?: string; digests?: boolean; trunc?: boolean },
+): Promise<void> {
   const filters = filtersFrom(o.filter);
   if (repository) (filters.reference ??= []).push(repository);
-  const images = await cli.client.get<DockerImageSummary[]>('/images/json', { all: Boolean(o.all), filters: JSON.stringify(filters) });
+  const images = await cli.client.get<DockerImageSummary[]>('/images/json', {
+    all: Boolean(o.all),
+    filters: JSON.stringify(filters),
+  });
   images.sort((a, b) => b.Created - a.Created);
   const trunc = o.trunc !== false;
   const rows: Array<Record<string, unknown>> = [];
@@ -31,36 +46,56 @@ export async function ls(cli: Cli, repository: string | undefined, o: { all?: bo
       if (o.quiet && seenIds.has(id)) continue;
       seenIds.add(id);
       const { repo, tag } = t === '<none>:<none>' ? { repo: '<none>', tag: '<none>' } : splitRef(t);
-      rows.push(sortedObject({
-        Containers: img.Containers >= 0 ? String(img.Containers) : 'N/A',
-        CreatedAt: unixTimeString(img.Created),
-        CreatedSince: `${humanDuration(Date.now() - img.Created * 1000)} ago`,
-        Digest: digestOf(repo),
-        ID: id,
-        Repository: repo,
-        SharedSize: img.SharedSize >= 0 ? humanSize(img.SharedSize) : 'N/A',
-        Size: humanSize(img.Size),
-        Tag: tag,
-        UniqueSize: img.SharedSize >= 0 ? humanSize(img.Size - img.SharedSize) : 'N/A',
-        VirtualSize: humanSize(img.VirtualSize ?? img.Size, 4),
-      }));
+      rows.push(
+        sortedObject({
+          Containers: img.Containers >= 0 ? String(img.Containers) : 'N/A',
+          CreatedAt: unixTimeString(img.Created),
+          CreatedSince: `${humanDuration(Date.now() - img.Created * 1000)} ago`,
+          Digest: digestOf(repo),
+          ID: id,
+          Repository: repo,
+          SharedSize: img.SharedSize >= 0 ? humanSize(img.SharedSize) : 'N/A',
+          Size: humanSize(img.Size),
+          Tag: tag,
+          UniqueSize: img.SharedSize >= 0 ? humanSize(img.Size - img.SharedSize) : 'N/A',
+          VirtualSize: humanSize(img.VirtualSize ?? img.Size, 4),
+        }),
+      );
     }
   }
-  cli.out(formatList(rows, o.format, {
-    headers: {
-      Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
-      SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
-    },
-    defaultTable: o.digests
-      ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
-      : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}',
-    quietField: 'ID',
-  }, Boolean(o.quiet)));
+  cli.out(
+    formatList(
+      rows,
+      o.format,
+      {
+        headers: {
+          Containers: 'CONTAINERS',
+          CreatedAt: 'CREATED AT',
+          CreatedSince: 'CREATED',
+          Digest: 'DIGEST',
+          ID: 'IMAGE ID',
+          Repository: 'REPOSITORY',
+          SharedSize: 'SHARED SIZE',
+          Size: 'SIZE',
+          Tag: 'TAG',
+          UniqueSize: 'UNIQUE SIZE',
+          VirtualSize: 'VIRTUAL SIZE',
+        },
+        defaultTable: o.digests
+          ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
+          : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}',
+        quietField: 'ID',
+      },
+      Boolean(o.quiet),
+    ),
+  );
 }
 
 export async function rm(cli: Cli, names: string[], o: { force?: boolean; prune?: boolean }): Promise<void> {
   await eachName(cli, names, async (n) => {
-    const res = await cli.client.json<Array<{ Untagged?: string; Deleted?: string }>>('DELETE', `/images/${n}`, { query: { force: Boolean(o.force), noprune: o.prune === false } });
+    const res = await cli.client.json<Array<{ Untagged?: string; Deleted?: string }>>('DELETE', `/images/${n}`, {
+      query: { force: Boolean(o.force), noprune: o.prune === false },
+    });
     for (const r of res ?? []) cli.out(r.Untagged ? `Untagged: ${r.Untagged}\n` : `Deleted: ${r.Deleted}\n`);
   });
 }
@@ -102,17 +137,33 @@ function inputStream(file: string | undefined, what: string): Readable {
   return createReadStream(file, { fd });
 }
 
-export async function importImage(cli: Cli, file: string, reference: string | undefined, o: { change?: string[]; message?: string }): Promise<void> {
+export async function importImage(
+  cli: Cli,
+  file: string,
+  reference: string | undefined,
+  o: { change?: string[]; message?: string },
+): Promise<void> {
   const upload = inputStream(file, 'import');
-  const query: Record<string, string | string[]> = { fromSrc: '-', repo: reference ?? '', tag: '', message: o.message ?? '' };
+  const query: Record<string, string | string[]> = {
+    fromSrc: '-',
+    repo: reference ?? '',
+    tag: '',
+    message: o.message ?? '',
+  };
   if (o.change?.length) query.changes = o.change;
   const res = await cli.client.raw('POST', '/images/create', { query, upload, contentType: 'application/x-tar' });
-  await readProgress(res, (line) => { if (line.status) cli.out(`${String(line.status)}\n`); });
+  await readProgress(res, (line) => {
+    if (line.status) cli.out(`${String(line.status)}\n`);
+  });
 }
 
 export async function load(cli: Cli, o: { input?: string; quiet?: boolean }): Promise<void> {
   const upload = inputStream(o.input, 'load');
-  const res = await cli.client.raw('POST', '/images/load', { query: { quiet: Boolean(o.quiet) }, upload, contentType: 'application/x-tar' });
+  const res = await cli.client.raw('POST', '/images/load', {
+    query: { quiet: Boolean(o.quiet) },
+    upload,
+    contentType: 'application/x-tar',
+  });
   await readProgress(res, (line) => {
     if (line.stream) cli.out(String(line.stream));
     else if (line.status && !o.quiet) cli.out(`${String(line.status)}\n`);
@@ -125,7 +176,10 @@ export async function prune(cli: Cli, o: { all?: boolean; force?: boolean; filte
   }
   const filters = filtersFrom(o.filter);
   if (o.all) filters.dangling = ['false'];
-  const res = await cli.client.post<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }>('/images/prune', undefined, { filters: JSON.stringify(filters) });
+  const res = await cli.client.post<{
+    ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null;
+    SpaceReclaimed: number;
+  }>('/images/prune', undefined, { filters: JSON.stringify(filters) });
   if (res.ImagesDeleted?.length) {
     cli.out('Deleted Images:\n');
     for (const r of res.ImagesDeleted) cli.out(r.Untagged ? `untagged: ${r.Untagged}\n` : `deleted: ${r.Deleted}\n`);
@@ -134,8 +188,14 @@ export async function prune(cli: Cli, o: { all?: boolean; force?: boolean; filte
   cli.out(`Total reclaimed space: ${humanSize(res.SpaceReclaimed)}\n`);
 }
 
-export async function history(cli: Cli, image: string, o: { human?: boolean; quiet?: boolean; noTrunc?: boolean; trunc?: boolean; format?: string }): Promise<void> {
-  const rows = await cli.client.get<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>>(`/images/${image}/history`);
+export async function history(
+  cli: Cli,
+  image: string,
+  o: { human?: boolean; quiet?: boolean; noTrunc?: boolean; trunc?: boolean; format?: string },
+): Promise<void> {
+  const rows = await cli.client.get<
+    Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>
+  >(`/images/${image}/history`);
   const trunc = o.trunc !== false;
   const human = o.human !== false;
   const list = rows.map((r) => {
@@ -150,9 +210,23 @@ export async function history(cli: Cli, image: string, o: { human?: boolean; qui
       Comment: r.Comment,
     };
   });
-  cli.out(formatList(list, o.format, {
-    headers: { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' },
-    defaultTable: 'table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}',
-    quietField: 'ID',
-  }, Boolean(o.quiet)));
+  cli.out(
+    formatList(
+      list,
+      o.format,
+      {
+        headers: {
+          ID: 'IMAGE',
+          CreatedSince: 'CREATED',
+          CreatedAt: 'CREATED AT',
+          CreatedBy: 'CREATED BY',
+          Size: 'SIZE',
+          Comment: 'COMMENT',
+        },
+        defaultTable: 'table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}',
+        quietField: 'ID',
+      },
+      Boolean(o.quiet),
+    ),
+  );
 }

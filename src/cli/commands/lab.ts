@@ -29,7 +29,10 @@ export async function exec(cli: Cli, host: string, argv: string[], opts: { name?
   const h = hostOf(lab, host);
   if (!argv.length) throw new CliError('lab exec: no command given');
   const code = await new Promise<number>((res) => {
-    const child = spawn('nsenter', [...HostLab.enter(h), ...argv], { stdio: 'inherit', env: { ...process.env, ...HostLab.envOf(h) } });
+    const child = spawn('nsenter', [...HostLab.enter(h), ...argv], {
+      stdio: 'inherit',
+      env: { ...process.env, ...HostLab.envOf(h) },
+    });
     child.on('error', () => res(127));
     child.on('exit', (c, sig) => res(c ?? (sig ? 128 : 1)));
   });

@@ -48,11 +48,23 @@ export async function ls(cli: Cli, o: { quiet?: boolean; filter?: string[]; form
     cli.out(nodes.map((n) => n.ID + '\n').join(''));
     return;
   }
-  cli.out(formatList(rows, o.format, {
-    headers: { ID: 'ID', Self: '', Hostname: 'HOSTNAME', Status: 'STATUS', Availability: 'AVAILABILITY', ManagerStatus: 'MANAGER STATUS', EngineVersion: 'ENGINE VERSION', TLSStatus: 'TLS STATUS' },
-    defaultTable: 'table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}',
-    quietField: 'ID',
-  }));
+  cli.out(
+    formatList(rows, o.format, {
+      headers: {
+        ID: 'ID',
+        Self: '',
+        Hostname: 'HOSTNAME',
+        Status: 'STATUS',
+        Availability: 'AVAILABILITY',
+        ManagerStatus: 'MANAGER STATUS',
+        EngineVersion: 'ENGINE VERSION',
+        TLSStatus: 'TLS STATUS',
+      },
+      defaultTable:
+        'table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}',
+      quietField: 'ID',
+    }),
+  );
 }
 
 function humanBytes(b: number): string {
@@ -134,7 +146,9 @@ export async function promote(cli: Cli, refs: string[]): Promise<void> {
       cli.out(`Node ${ref} is already a manager.\n`);
       return;
     }
-    await updateSpec(cli, ref, (s) => { s.Role = 'manager'; });
+    await updateSpec(cli, ref, (s) => {
+      s.Role = 'manager';
+    });
     cli.out(`Node ${ref} promoted to a manager in the swarm.\n`);
   });
 }
@@ -146,14 +160,23 @@ export async function demote(cli: Cli, refs: string[]): Promise<void> {
       cli.out(`Node ${ref} is already a worker.\n`);
       return;
     }
-    await updateSpec(cli, ref, (s) => { s.Role = 'worker'; });
+    await updateSpec(cli, ref, (s) => {
+      s.Role = 'worker';
+    });
     cli.out(`Manager ${ref} demoted in the swarm.\n`);
   });
 }
 
-export async function update(cli: Cli, ref: string, o: { availability?: string; role?: string; labelAdd?: string[]; labelRm?: string[] }): Promise<void> {
+export async function update(
+  cli: Cli,
+  ref: string,
+  o: { availability?: string; role?: string; labelAdd?: string[]; labelRm?: string[] },
+): Promise<void> {
   if (o.availability && !['active', 'pause', 'drain'].includes(o.availability.toLowerCase())) {
-    throw new CliError(`invalid argument "${o.availability}" for "--availability" flag: invalid availability ${o.availability}`, 125);
+    throw new CliError(
+      `invalid argument "${o.availability}" for "--availability" flag: invalid availability ${o.availability}`,
+      125,
+    );
   }
   if (o.role && !['worker', 'manager'].includes(o.role.toLowerCase())) {
     throw new CliError(`invalid argument "${o.role}" for "--role" flag: invalid role ${o.role}`, 125);
@@ -172,7 +195,9 @@ export async function update(cli: Cli, ref: string, o: { availability?: string; 
 
 export async function rm(cli: Cli, refs: string[], o: { force?: boolean }): Promise<void> {
   await eachName(cli, refs, async (ref) => {
-    await cli.client.json('DELETE', `/nodes/${encodeURIComponent(await resolveRef(cli, ref))}`, { query: { force: Boolean(o.force) } });
+    await cli.client.json('DELETE', `/nodes/${encodeURIComponent(await resolveRef(cli, ref))}`, {
+      query: { force: Boolean(o.force) },
+    });
     cli.out(`${ref}\n`);
   });
 }

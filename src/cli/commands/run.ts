@@ -7,14 +7,54 @@ import { pipeSession } from '../stdio.js';
 import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
 
 export interface CreateOpts extends HealthFlags, ResourceFlags {
-  detach?: boolean; interactive?: boolean; tty?: boolean; rm?: boolean; name?: string; hostname?: string; domainname?: string;
-  env?: string[]; network?: string[]; networkAlias?: string[]; ip?: string; ip6?: string; macAddress?: string; link?: string[]; linkLocalIp?: string[];
-  publish?: string[]; publishAll?: boolean; expose?: string[]; dns?: string[]; dnsSearch?: string[]; dnsOption?: string[];
-  addHost?: string[]; entrypoint?: string; workdir?: string; user?: string; label?: string[]; privileged?: boolean;
-  capAdd?: string[]; capDrop?: string[]; sysctl?: string[]; restart?: string; stopSignal?: string; stopTimeout?: string;
-  detachKeys?: string; attach?: string[]; init?: boolean; pull?: string; quiet?: boolean; sigProxy?: boolean;
-  volume?: string[]; mount?: string[]; tmpfs?: string[]; volumesFrom?: string[];
-  groupAdd?: string[]; runtime?: string; deviceCgroupRule?: string[]; logDriver?: string; logOpt?: string[];
+  detach?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  rm?: boolean;
+  name?: string;
+  hostname?: string;
+  domainname?: string;
+  env?: string[];
+  network?: string[];
+  networkAlias?: string[];
+  ip?: string;
+  ip6?: string;
+  macAddress?: string;
+  link?: string[];
+  linkLocalIp?: string[];
+  publish?: string[];
+  publishAll?: boolean;
+  expose?: string[];
+  dns?: string[];
+  dnsSearch?: string[];
+  dnsOption?: string[];
+  addHost?: string[];
+  entrypoint?: string;
+  workdir?: string;
+  user?: string;
+  label?: string[];
+  privileged?: boolean;
+  capAdd?: string[];
+  capDrop?: string[];
+  sysctl?: string[];
+  restart?: string;
+  stopSignal?: string;
+  stopTimeout?: string;
+  detachKeys?: string;
+  attach?: string[];
+  init?: boolean;
+  pull?: string;
+  quiet?: boolean;
+  sigProxy?: boolean;
+  volume?: string[];
+  mount?: string[];
+  tmpfs?: string[];
+  volumesFrom?: string[];
+  groupAdd?: string[];
+  runtime?: string;
+  deviceCgroupRule?: string[];
+  logDriver?: string;
+  logOpt?: string[];
 }
 
 /** --log-opt key=value pairs (docker: 'invalid key value pair format in logging opts'). */
@@ -51,40 +91,73 @@ export function parseMountFlag(spec: string): Record<string, unknown> {
     const k = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
     const v = eq < 0 ? undefined : field.slice(eq + 1);
     const need = (): string => {
-      if (v === undefined) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: invalid field '${field}' must be a key=value pair`);
+      if (v === undefined)
+        throw new CliError(
+          `invalid argument "${spec}" for "${flag}" flag: invalid field '${field}' must be a key=value pair`,
+        );
       return v;
     };
     switch (k) {
-      case 'type': m.Type = need(); break;
-      case 'source': case 'src': m.Source = need(); break;
-      case 'target': case 'dst': case 'destination': m.Target = need(); break;
-      case 'readonly': case 'ro': m.ReadOnly = boolValue(v); break;
-      case 'consistency': m.Consistency = need(); break;
-      case 'bind-propagation': bo.Propagation = need(); break;
-      case 'bind-nonrecursive': bo.NonRecursive = boolValue(v); break;
-      case 'bind-create-mountpoint': bo.CreateMountpoint = boolValue(v); break;
-      case 'volume-nocopy': vo.NoCopy = boolValue(v); break;
-      case 'volume-subpath': vo.Subpath = need(); break;
+      case 'type':
+        m.Type = need();
+        break;
+      case 'source':
+      case 'src':
+        m.Source = need();
+        break;
+      case 'target':
+      case 'dst':
+      case 'destination':
+        m.Target = need();
+        break;
+      case 'readonly':
+      case 'ro':
+        m.ReadOnly = boolValue(v);
+        break;
+      case 'consistency':
+        m.Consistency = need();
+        break;
+      case 'bind-propagation':
+        bo.Propagation = need();
+        break;
+      case 'bind-nonrecursive':
+        bo.NonRecursive = boolValue(v);
+        break;
+      case 'bind-create-mountpoint':
+        bo.CreateMountpoint = boolValue(v);
+        break;
+      case 'volume-nocopy':
+        vo.NoCopy = boolValue(v);
+        break;
+      case 'volume-subpath':
+        vo.Subpath = need();
+        break;
       case 'volume-label': {
         const [lk, lv = ''] = need().split(/=(.*)/s);
-        vo.Labels = { ...(vo.Labels as object ?? {}), [lk!]: lv };
+        vo.Labels = { ...((vo.Labels as object) ?? {}), [lk!]: lv };
         break;
       }
-      case 'volume-driver': vo.DriverConfig = { ...(vo.DriverConfig as object ?? {}), Name: need() }; break;
+      case 'volume-driver':
+        vo.DriverConfig = { ...((vo.DriverConfig as object) ?? {}), Name: need() };
+        break;
       case 'volume-opt': {
         const [ok, ov = ''] = need().split(/=(.*)/s);
         const dc = (vo.DriverConfig ?? {}) as { Options?: Record<string, string> };
         vo.DriverConfig = { ...dc, Options: { ...(dc.Options ?? {}), [ok!]: ov } };
         break;
       }
-      case 'tmpfs-size': to.SizeBytes = ramBytes(need(), flag); break;
+      case 'tmpfs-size':
+        to.SizeBytes = ramBytes(need(), flag);
+        break;
       case 'tmpfs-mode': {
         const mode = Number.parseInt(need(), 8);
-        if (Number.isNaN(mode)) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: invalid value for ${k}: ${v}`);
+        if (Number.isNaN(mode))
+          throw new CliError(`invalid argument "${spec}" for "${flag}" flag: invalid value for ${k}: ${v}`);
         to.Mode = mode;
         break;
       }
-      default: throw new CliError(`invalid argument "${spec}" for "${flag}" flag: unexpected key '${k}' in '${field}'`);
+      default:
+        throw new CliError(`invalid argument "${spec}" for "${flag}" flag: unexpected key '${k}' in '${field}'`);
     }
   }
   if (!m.Target) throw new CliError(`invalid argument "${spec}" for "${flag}" flag: target is required`);
@@ -127,7 +200,8 @@ export function parsePublish(specs: string[]): { exposed: Record<string, object>
     let proto = 'tcp';
     if (spec.includes('=')) {
       const kv = keyValues(spec.split(','));
-      if (!kv.target) throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: missing mandatory field 'target'`);
+      if (!kv.target)
+        throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: missing mandatory field 'target'`);
       ctr = kv.target;
       host = kv.published ?? '';
       proto = kv.protocol ?? 'tcp';
@@ -135,25 +209,43 @@ export function parsePublish(specs: string[]): { exposed: Record<string, object>
     } else {
       let rest = spec;
       const slash = rest.lastIndexOf('/');
-      if (slash >= 0) { proto = rest.slice(slash + 1); rest = rest.slice(0, slash); }
+      if (slash >= 0) {
+        proto = rest.slice(slash + 1);
+        rest = rest.slice(0, slash);
+      }
       const v6 = /^\[([^\]]+)\]:(.*)$/.exec(rest);
-      if (v6) { ip = v6[1]!; rest = v6[2]!; const parts = rest.split(':'); host = parts.length > 1 ? parts[0]! : ''; ctr = parts[parts.length - 1]!; } else {
+      if (v6) {
+        ip = v6[1]!;
+        rest = v6[2]!;
+        const parts = rest.split(':');
+        host = parts.length > 1 ? parts[0]! : '';
+        ctr = parts[parts.length - 1]!;
+      } else {
         const parts = rest.split(':');
         if (parts.length === 1) ctr = parts[0]!;
-        else if (parts.length === 2) { host = parts[0]!; ctr = parts[1]!; } else if (parts.length === 3) { ip = parts[0]!; host = parts[1]!; ctr = parts[2]!; } else throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${spec}`);
+        else if (parts.length === 2) {
+          host = parts[0]!;
+          ctr = parts[1]!;
+        } else if (parts.length === 3) {
+          ip = parts[0]!;
+          host = parts[1]!;
+          ctr = parts[2]!;
+        } else throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${spec}`);
       }
     }
-    if (!['tcp', 'udp', 'sctp'].includes(proto)) throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${proto}`);
+    if (!['tcp', 'udp', 'sctp'].includes(proto))
+      throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid proto: ${proto}`);
     const [c0, c1] = range(ctr, 'containerPort');
     const [h0, h1] = host ? range(host, 'hostPort') : [0, 0];
     const hostRange = host !== '' && h1 - h0 === c1 - c0;
     // Docker: a host range for one container port is a pool to pick from; a container range needs a host range as long.
-    if (host && !hostRange && c0 !== c1) throw new CliError(`invalid ranges specified for container and host Ports: ${ctr} and ${host}`);
+    if (host && !hostRange && c0 !== c1)
+      throw new CliError(`invalid ranges specified for container and host Ports: ${ctr} and ${host}`);
     for (let p = c0; p <= c1; p++) {
       const key = `${p}/${proto}`;
       exposed[key] = {};
       let hostPort = '';
-      if (host) hostPort = hostRange ? String(h0 + (p - c0)) : (h0 === h1 ? String(h0) : `${h0}-${h1}`);
+      if (host) hostPort = hostRange ? String(h0 + (p - c0)) : h0 === h1 ? String(h0) : `${h0}-${h1}`;
       (bindings[key] ??= []).push({ HostIp: ip, HostPort: hostPort });
     }
   }
@@ -171,7 +263,8 @@ function envList(list: string[] | undefined): string[] {
 
 function restartPolicy(spec: string | undefined): { Name: string; MaximumRetryCount: number } {
   const [name, count] = (spec || 'no').split(':') as [string, string | undefined];
-  if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(name)) throw new CliError(`invalid restart policy: ${spec}`);
+  if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(name))
+    throw new CliError(`invalid restart policy: ${spec}`);
   return { Name: name, MaximumRetryCount: count ? Number(count) : 0 };
 }
 
@@ -222,7 +315,14 @@ export function buildCreateBody(image: string, command: string[], o: CreateOpts)
     HostConfig: {
       Binds: vols.binds.length ? vols.binds : null,
       Mounts: o.mount?.length ? o.mount.map(parseMountFlag) : null,
-      Tmpfs: o.tmpfs?.length ? Object.fromEntries(o.tmpfs.map((t) => { const i = t.indexOf(':'); return i < 0 ? [t, ''] : [t.slice(0, i), t.slice(i + 1)]; })) : null,
+      Tmpfs: o.tmpfs?.length
+        ? Object.fromEntries(
+            o.tmpfs.map((t) => {
+              const i = t.indexOf(':');
+              return i < 0 ? [t, ''] : [t.slice(0, i), t.slice(i + 1)];
+            }),
+          )
+        : null,
       VolumesFrom: o.volumesFrom?.length ? o.volumesFrom : null,
       NetworkMode: networks[0],
       PortBindings: bindings,
@@ -269,18 +369,21 @@ function normalizeRef(image: string): { name: string; tag: string } {
 async function createContainer(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<string> {
   if (o.rm && o.restart && o.restart !== 'no') throw new CliError('Conflicting options: --restart and --rm');
   const policy = o.pull ?? 'missing';
-  if (!['always', 'missing', 'never'].includes(policy)) throw new CliError(`invalid pull option: '${policy}': must be one of "always", "missing" or "never"`);
+  if (!['always', 'missing', 'never'].includes(policy))
+    throw new CliError(`invalid pull option: '${policy}': must be one of "always", "missing" or "never"`);
   const body = buildCreateBody(image, command, o);
   const query = o.name ? { name: o.name } : undefined;
   const { pullWithProgress } = await import('./registry.js');
-  const pullNow = (): Promise<void> => pullWithProgress(cli, image, (t) => cli.err(t), Boolean(process.stderr.isTTY), Boolean(o.quiet));
+  const pullNow = (): Promise<void> =>
+    pullWithProgress(cli, image, (t) => cli.err(t), Boolean(process.stderr.isTTY), Boolean(o.quiet));
   if (policy === 'always') await pullNow();
   try {
     const res = await cli.client.post<{ Id: string; Warnings?: string[] }>('/containers/create', body, query);
     for (const w of res.Warnings ?? []) cli.err(`WARNING: ${w}\n`);
     return res.Id;
   } catch (e) {
-    if (!(e instanceof ApiError) || e.status !== 404 || !/No such image/i.test(e.message) || policy !== 'missing') throw e;
+    if (!(e instanceof ApiError) || e.status !== 404 || !/No such image/i.test(e.message) || policy !== 'missing')
+      throw e;
     const ref = normalizeRef(image);
     if (!o.quiet) cli.err(`Unable to find image '${image.includes('@') ? image : `${ref.name}:${ref.tag}`}' locally\n`);
     try {
@@ -300,19 +403,30 @@ export async function create(cli: Cli, image: string, command: string[], o: Crea
 }
 
 function resizer(cli: Cli, path: string): (rows: number, cols: number) => void {
-  return (rows, cols) => { cli.client.post(path, undefined, { h: rows, w: cols }).catch(() => {}); };
+  return (rows, cols) => {
+    cli.client.post(path, undefined, { h: rows, w: cols }).catch(() => {});
+  };
 }
 
 /** After a session ends: was it a detach (the container runs on)? Otherwise its exit code. */
-async function exitCodeAfter(cli: Cli, id: string, waitResult: Promise<number> | undefined, detached: boolean): Promise<number | 'detached'> {
+async function exitCodeAfter(
+  cli: Cli,
+  id: string,
+  waitResult: Promise<number> | undefined,
+  detached: boolean,
+): Promise<number | 'detached'> {
   if (detached) return 'detached';
   if (waitResult) {
     // Not unref'd: when the wait response stalls with its socket already
     // gone, this timer is the only thing keeping the event loop alive, and
     // without it node ends the CLI with exit 13 (an unsettled top-level await).
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), 1500); });
-    const res = await Promise.race([waitResult.catch(() => 'timeout' as const), timeout]).finally(() => clearTimeout(timer));
+    const timeout = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), 1500);
+    });
+    const res = await Promise.race([waitResult.catch(() => 'timeout' as const), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
     if (res !== 'timeout') return res;
   }
   const info = await cli.client.get<{ State: { Running: boolean; ExitCode: number } }>(`/containers/${id}/json`);
@@ -321,7 +435,11 @@ async function exitCodeAfter(cli: Cli, id: string, waitResult: Promise<number> |
 }
 
 /** POST wait: the headers come back at once, the body when the container exits. */
-async function startWait(cli: Cli, id: string, condition: string): Promise<{ waitRes: import('../http-lite.js').LiteResponse; waitResult: Promise<number> }> {
+async function startWait(
+  cli: Cli,
+  id: string,
+  condition: string,
+): Promise<{ waitRes: import('../http-lite.js').LiteResponse; waitResult: Promise<number> }> {
   const waitRes = await cli.client.raw('POST', `/containers/${id}/wait`, { query: { condition } });
   const waitResult = (async () => {
     let text = '';
@@ -335,12 +453,18 @@ async function startWait(cli: Cli, id: string, condition: string): Promise<{ wai
 }
 
 function proxySignals(cli: Cli, id: string): () => void {
-  const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((sig) => {
-    const h = () => { cli.client.post(`/containers/${id}/kill`, undefined, { signal: sig }).catch(() => {}); };
-    process.on(sig, h);
-    return [sig, h];
-  });
-  return () => { for (const [s, h] of handlers) process.off(s, h); };
+  const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map(
+    (sig) => {
+      const h = () => {
+        cli.client.post(`/containers/${id}/kill`, undefined, { signal: sig }).catch(() => {});
+      };
+      process.on(sig, h);
+      return [sig, h];
+    },
+  );
+  return () => {
+    for (const [s, h] of handlers) process.off(s, h);
+  };
 }
 
 export async function run(cli: Cli, image: string, command: string[], o: CreateOpts): Promise<void> {
@@ -353,7 +477,13 @@ export async function run(cli: Cli, image: string, command: string[], o: CreateO
   // docker's order: attach, wait (headers come back at once), start.
   const tty = Boolean(o.tty);
   const conn = await cli.client.hijack(`/containers/${id}/attach`, {
-    query: { stream: true, stdin: Boolean(o.interactive), stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
+    query: {
+      stream: true,
+      stdin: Boolean(o.interactive),
+      stdout: true,
+      stderr: true,
+      ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}),
+    },
   });
   const { waitRes, waitResult } = await startWait(cli, id, o.rm ? 'removed' : 'next-exit');
   try {
@@ -366,7 +496,10 @@ export async function run(cli: Cli, image: string, command: string[], o: CreateO
   }
   const unproxy = !tty && o.sigProxy !== false ? proxySignals(cli, id) : () => {};
   const session = await pipeSession(conn.socket, conn.head, {
-    tty, stdin: Boolean(o.interactive), ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${id}/resize`),
+    tty,
+    stdin: Boolean(o.interactive),
+    ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}),
+    onResize: resizer(cli, `/containers/${id}/resize`),
   });
   unproxy();
   const code = await exitCodeAfter(cli, id, waitResult, session.detached);
@@ -375,11 +508,17 @@ export async function run(cli: Cli, image: string, command: string[], o: CreateO
   if (code === 'detached') waitRes.destroy();
 }
 
-export async function start(cli: Cli, containers: string[], o: { attach?: boolean; interactive?: boolean; detachKeys?: string }): Promise<void> {
+export async function start(
+  cli: Cli,
+  containers: string[],
+  o: { attach?: boolean; interactive?: boolean; detachKeys?: string },
+): Promise<void> {
   if (o.attach || o.interactive) {
     if (containers.length > 1) throw new CliError('you cannot start and attach multiple containers at once');
     const name = containers[0]!;
-    const info = await cli.client.get<{ Id: string; Config: { Tty: boolean; OpenStdin: boolean } }>(`/containers/${encodeURIComponent(name)}/json`);
+    const info = await cli.client.get<{ Id: string; Config: { Tty: boolean; OpenStdin: boolean } }>(
+      `/containers/${encodeURIComponent(name)}/json`,
+    );
     const tty = Boolean(info.Config.Tty);
     const stdin = Boolean(o.interactive && info.Config.OpenStdin);
     const conn = await cli.client.hijack(`/containers/${info.Id}/attach`, {
@@ -393,7 +532,12 @@ export async function start(cli: Cli, containers: string[], o: { attach?: boolea
       waitRes.destroy();
       throw e;
     }
-    const session = await pipeSession(conn.socket, conn.head, { tty, stdin, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${info.Id}/resize`) });
+    const session = await pipeSession(conn.socket, conn.head, {
+      tty,
+      stdin,
+      ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}),
+      onResize: resizer(cli, `/containers/${info.Id}/resize`),
+    });
     const code = await exitCodeAfter(cli, info.Id, waitResult, session.detached);
     cli.exitCode = code === 'detached' ? 0 : code;
     if (code === 'detached') waitRes.destroy();
@@ -405,11 +549,32 @@ export async function start(cli: Cli, containers: string[], o: { attach?: boolea
   });
 }
 
-export async function exec(cli: Cli, container: string, command: string[], o: { detach?: boolean; interactive?: boolean; tty?: boolean; env?: string[]; workdir?: string; user?: string; privileged?: boolean; detachKeys?: string }): Promise<void> {
+export async function exec(
+  cli: Cli,
+  container: string,
+  command: string[],
+  o: {
+    detach?: boolean;
+    interactive?: boolean;
+    tty?: boolean;
+    env?: string[];
+    workdir?: string;
+    user?: string;
+    privileged?: boolean;
+    detachKeys?: string;
+  },
+): Promise<void> {
   const body: Record<string, unknown> = {
-    User: o.user ?? '', Privileged: Boolean(o.privileged), Tty: Boolean(o.tty),
-    AttachStdin: Boolean(o.interactive) && !o.detach, AttachStdout: !o.detach, AttachStderr: !o.detach,
-    DetachKeys: o.detachKeys ?? '', Env: envList(o.env), WorkingDir: o.workdir ?? '', Cmd: command,
+    User: o.user ?? '',
+    Privileged: Boolean(o.privileged),
+    Tty: Boolean(o.tty),
+    AttachStdin: Boolean(o.interactive) && !o.detach,
+    AttachStdout: !o.detach,
+    AttachStderr: !o.detach,
+    DetachKeys: o.detachKeys ?? '',
+    Env: envList(o.env),
+    WorkingDir: o.workdir ?? '',
+    Cmd: command,
   };
   const { Id } = await cli.client.post<{ Id: string }>(`/containers/${encodeURIComponent(container)}/exec`, body);
   if (o.detach) {
@@ -418,7 +583,10 @@ export async function exec(cli: Cli, container: string, command: string[], o: { 
   }
   const conn = await cli.client.hijack(`/exec/${Id}/start`, { body: { Detach: false, Tty: Boolean(o.tty) } });
   const session = await pipeSession(conn.socket, conn.head, {
-    tty: Boolean(o.tty), stdin: Boolean(o.interactive), ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/exec/${Id}/resize`),
+    tty: Boolean(o.tty),
+    stdin: Boolean(o.interactive),
+    ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}),
+    onResize: resizer(cli, `/exec/${Id}/resize`),
   });
   if (session.detached) return;
   const info = await cli.client.get<{ ExitCode: number | null; Running: boolean }>(`/exec/${Id}/json`);
@@ -426,7 +594,11 @@ export async function exec(cli: Cli, container: string, command: string[], o: { 
 }
 
 export async function attach(cli: Cli, container: string, o: { detachKeys?: string; stdin?: boolean }): Promise<void> {
-  const info = await cli.client.get<{ Id: string; State: { Running: boolean; Paused: boolean; Restarting: boolean }; Config: { Tty: boolean; OpenStdin: boolean } }>(`/containers/${encodeURIComponent(container)}/json`);
+  const info = await cli.client.get<{
+    Id: string;
+    State: { Running: boolean; Paused: boolean; Restarting: boolean };
+    Config: { Tty: boolean; OpenStdin: boolean };
+  }>(`/containers/${encodeURIComponent(container)}/json`);
   if (!info.State.Running) throw new CliError('You cannot attach to a stopped container, start it first');
   if (info.State.Paused) throw new CliError('You cannot attach to a paused container, unpause it first');
   const tty = Boolean(info.Config.Tty);
@@ -435,7 +607,12 @@ export async function attach(cli: Cli, container: string, o: { detachKeys?: stri
     query: { stream: true, stdin, stdout: true, stderr: true, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}) },
   });
   const { waitRes, waitResult } = await startWait(cli, info.Id, 'not-running');
-  const session = await pipeSession(conn.socket, conn.head, { tty, stdin, ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}), onResize: resizer(cli, `/containers/${info.Id}/resize`) });
+  const session = await pipeSession(conn.socket, conn.head, {
+    tty,
+    stdin,
+    ...(o.detachKeys ? { detachKeys: o.detachKeys } : {}),
+    onResize: resizer(cli, `/containers/${info.Id}/resize`),
+  });
   const code = await exitCodeAfter(cli, info.Id, waitResult, session.detached);
   cli.exitCode = code === 'detached' ? 0 : code;
   if (code === 'detached') waitRes.destroy();

@@ -2,7 +2,10 @@
 import type { Readable } from 'node:stream';
 import { Demuxer } from '../../api/stream.js';
 
-export async function frameReader(res: Readable, onFrame: (stream: number, data: string) => Promise<void>): Promise<void> {
+export async function frameReader(
+  res: Readable,
+  onFrame: (stream: number, data: string) => Promise<void>,
+): Promise<void> {
   const frames: Array<[number, string]> = [];
   const demux = new Demuxer((stream, data) => frames.push([stream, data.toString('utf8')]));
   for await (const chunk of res) {

@@ -36,18 +36,30 @@ export function parsePublish(v: string): PortConfig[] {
     for (const kv of v.split(',')) {
       const [k, val = ''] = kv.split('=', 2) as [string, string?];
       switch (k.trim().toLowerCase()) {
-        case 'target': p.TargetPort = portNum(val, v); break;
-        case 'published': p.PublishedPort = portNum(val, v); break;
+        case 'target':
+          p.TargetPort = portNum(val, v);
+          break;
+        case 'published':
+          p.PublishedPort = portNum(val, v);
+          break;
         case 'mode':
-          if (val !== 'ingress' && val !== 'host') throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid publish mode value (${val}); must be either ingress or host`);
-          p.PublishMode = val; break;
+          if (val !== 'ingress' && val !== 'host')
+            throw new CliError(
+              `invalid argument "${v}" for "-p, --publish" flag: invalid publish mode value (${val}); must be either ingress or host`,
+            );
+          p.PublishMode = val;
+          break;
         case 'protocol':
-          if (!['tcp', 'udp', 'sctp'].includes(val)) throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid protocol value '${val}'`);
-          p.Protocol = val as 'tcp'; break;
-        default: throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid field key ${k}`);
+          if (!['tcp', 'udp', 'sctp'].includes(val))
+            throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid protocol value '${val}'`);
+          p.Protocol = val as 'tcp';
+          break;
+        default:
+          throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid field key ${k}`);
       }
     }
-    if (!p.TargetPort) throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: missing mandatory field "target"`);
+    if (!p.TargetPort)
+      throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: missing mandatory field "target"`);
     return [p];
   }
   const m = /^(?:(\d+)(?:-(\d+))?:)?(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/.exec(v);
@@ -57,17 +69,26 @@ export function parsePublish(v: string): PortConfig[] {
   const t1 = m[4] ? Number(m[4]) : t0;
   const p0 = m[1] ? Number(m[1]) : undefined;
   const p1 = m[2] ? Number(m[2]) : p0;
-  if (p0 !== undefined && p1! - p0 !== t1 - t0) throw new CliError(`invalid argument "${v}" for "-p, --publish" flag: invalid ranges specified for container and host Ports: ${m[3]}${m[4] ? '-' + m[4] : ''} and ${m[1]}${m[2] ? '-' + m[2] : ''}`);
+  if (p0 !== undefined && p1! - p0 !== t1 - t0)
+    throw new CliError(
+      `invalid argument "${v}" for "-p, --publish" flag: invalid ranges specified for container and host Ports: ${m[3]}${m[4] ? '-' + m[4] : ''} and ${m[1]}${m[2] ? '-' + m[2] : ''}`,
+    );
   const out: PortConfig[] = [];
   for (let i = 0; i <= t1 - t0; i++) {
-    out.push({ Protocol: proto, TargetPort: t0 + i, ...(p0 !== undefined ? { PublishedPort: p0 + i } : {}), PublishMode: 'ingress' });
+    out.push({
+      Protocol: proto,
+      TargetPort: t0 + i,
+      ...(p0 !== undefined ? { PublishedPort: p0 + i } : {}),
+      PublishMode: 'ingress',
+    });
   }
   return out;
 }
 
 function portNum(v: string, spec: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 0 || n > 65535) throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid syntax`);
+  if (!/^\d+$/.test(v) || n < 0 || n > 65535)
+    throw new CliError(`invalid argument "${spec}" for "-p, --publish" flag: invalid syntax`);
   return n;
 }
 
@@ -85,17 +106,54 @@ function parseNetwork(v: string): { Target: string; Aliases?: string[] } {
 }
 
 export interface ServiceOpts extends HealthFlags {
-  name?: string; replicas?: string; mode?: string; network?: string[]; endpointMode?: string; env?: string[];
-  constraint?: string[]; restartCondition?: string; restartDelay?: string; restartMaxAttempts?: string; restartWindow?: string;
-  updateParallelism?: string; updateDelay?: string; updateOrder?: string; updateFailureAction?: string; updateMonitor?: string;
-  rollbackParallelism?: string; rollbackDelay?: string; rollbackOrder?: string; rollbackFailureAction?: string;
-  publish?: string[]; detach?: boolean; quiet?: boolean; label?: string[]; containerLabel?: string[]; hostname?: string;
-  workdir?: string; user?: string; entrypoint?: string; init?: boolean; stopGracePeriod?: string;
+  name?: string;
+  replicas?: string;
+  mode?: string;
+  network?: string[];
+  endpointMode?: string;
+  env?: string[];
+  constraint?: string[];
+  restartCondition?: string;
+  restartDelay?: string;
+  restartMaxAttempts?: string;
+  restartWindow?: string;
+  updateParallelism?: string;
+  updateDelay?: string;
+  updateOrder?: string;
+  updateFailureAction?: string;
+  updateMonitor?: string;
+  rollbackParallelism?: string;
+  rollbackDelay?: string;
+  rollbackOrder?: string;
+  rollbackFailureAction?: string;
+  publish?: string[];
+  detach?: boolean;
+  quiet?: boolean;
+  label?: string[];
+  containerLabel?: string[];
+  hostname?: string;
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  init?: boolean;
+  stopGracePeriod?: string;
   // update only
-  image?: string; envAdd?: string[]; envRm?: string[]; networkAdd?: string[]; networkRm?: string[]; publishAdd?: string[];
-  publishRm?: string[]; constraintAdd?: string[]; constraintRm?: string[]; force?: boolean; rollback?: boolean; args?: string;
-  labelAdd?: string[]; labelRm?: string[];
-  withRegistryAuth?: boolean; resolveImage?: boolean;
+  image?: string;
+  envAdd?: string[];
+  envRm?: string[];
+  networkAdd?: string[];
+  networkRm?: string[];
+  publishAdd?: string[];
+  publishRm?: string[];
+  constraintAdd?: string[];
+  constraintRm?: string[];
+  force?: boolean;
+  rollback?: boolean;
+  args?: string;
+  labelAdd?: string[];
+  labelRm?: string[];
+  withRegistryAuth?: boolean;
+  resolveImage?: boolean;
 }
 
 /** The stored credentials for the image's registry, as X-Registry-Auth (docker's --with-registry-auth). */
@@ -123,10 +181,14 @@ async function resolveImage(cli: Cli, spec: ServiceSpec, encodedAuth: string | u
   if (!cs || !image || image.includes('@')) return undefined;
   try {
     const d = await cli.client.json<{ Descriptor: { digest: string }; Platforms?: Array<Record<string, string>> }>(
-      'GET', `/distribution/${image}/json`, encodedAuth ? { headers: { 'X-Registry-Auth': encodedAuth } } : {});
+      'GET',
+      `/distribution/${image}/json`,
+      encodedAuth ? { headers: { 'X-Registry-Auth': encodedAuth } } : {},
+    );
     cs.Image = `${image}@${d.Descriptor.digest}`;
     const platforms = (d.Platforms ?? []).map((p) => ({ Architecture: p.architecture ?? '', OS: p.os ?? '' }));
-    if (platforms.length) spec.TaskTemplate!.Placement = { ...(spec.TaskTemplate!.Placement ?? {}), Platforms: platforms };
+    if (platforms.length)
+      spec.TaskTemplate!.Placement = { ...(spec.TaskTemplate!.Placement ?? {}), Platforms: platforms };
     return undefined;
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
@@ -135,7 +197,8 @@ async function resolveImage(cli: Cli, spec: ServiceSpec, encodedAuth: string | u
 }
 
 function intFlag(v: string, flag: string): number {
-  if (!/^\d+$/.test(v)) throw new CliError(`invalid argument "${v}" for "${flag}" flag: strconv.ParseUint: parsing "${v}": invalid syntax`);
+  if (!/^\d+$/.test(v))
+    throw new CliError(`invalid argument "${v}" for "${flag}" flag: strconv.ParseUint: parsing "${v}": invalid syntax`);
   return Number(v);
 }
 
@@ -146,22 +209,36 @@ function updateConfigFrom(o: ServiceOpts, prefix: 'update' | 'rollback', base: U
   if (get('Delay') !== undefined) c.Delay = parseDuration(get('Delay')!, `--${prefix}-delay`);
   if (get('Monitor') !== undefined) c.Monitor = parseDuration(get('Monitor')!, `--${prefix}-monitor`);
   if (get('Order') !== undefined) {
-    if (!['start-first', 'stop-first'].includes(get('Order')!)) throw new CliError(`invalid argument "${get('Order')}" for "--${prefix}-order" flag: must be one of "start-first", "stop-first"`);
+    if (!['start-first', 'stop-first'].includes(get('Order')!))
+      throw new CliError(
+        `invalid argument "${get('Order')}" for "--${prefix}-order" flag: must be one of "start-first", "stop-first"`,
+      );
     c.Order = get('Order') as 'start-first';
   }
   if (get('FailureAction') !== undefined) c.FailureAction = get('FailureAction') as 'pause';
   return c;
 }
 
-const DEFAULT_UPDATE: UpdateConfig = { Parallelism: 1, FailureAction: 'pause', Monitor: 5 * NS, MaxFailureRatio: 0, Order: 'stop-first' };
+const DEFAULT_UPDATE: UpdateConfig = {
+  Parallelism: 1,
+  FailureAction: 'pause',
+  Monitor: 5 * NS,
+  MaxFailureRatio: 0,
+  Order: 'stop-first',
+};
 
 export async function create(cli: Cli, image: string, command: string[], o: ServiceOpts): Promise<void> {
   const mode = o.mode ?? 'replicated';
-  if (mode !== 'replicated' && mode !== 'global') throw new CliError(`invalid argument "${mode}" for "--mode" flag: invalid mode ${mode}`);
-  if (mode === 'global' && o.replicas !== undefined) throw new CliError('replicas can only be used with replicated or replicated-job mode');
-  if (o.endpointMode && !['vip', 'dnsrr'].includes(o.endpointMode)) throw new CliError(`invalid argument "${o.endpointMode}" for "--endpoint-mode" flag: invalid endpoint mode`);
+  if (mode !== 'replicated' && mode !== 'global')
+    throw new CliError(`invalid argument "${mode}" for "--mode" flag: invalid mode ${mode}`);
+  if (mode === 'global' && o.replicas !== undefined)
+    throw new CliError('replicas can only be used with replicated or replicated-job mode');
+  if (o.endpointMode && !['vip', 'dnsrr'].includes(o.endpointMode))
+    throw new CliError(`invalid argument "${o.endpointMode}" for "--endpoint-mode" flag: invalid endpoint mode`);
   if (o.restartCondition && !['none', 'on-failure', 'any'].includes(o.restartCondition)) {
-    throw new CliError(`invalid argument "${o.restartCondition}" for "--restart-condition" flag: invalid restart condition value (${o.restartCondition}); must be one of "none", "on-failure", "any"`);
+    throw new CliError(
+      `invalid argument "${o.restartCondition}" for "--restart-condition" flag: invalid restart condition value (${o.restartCondition}); must be one of "none", "on-failure", "any"`,
+    );
   }
   const spec: ServiceSpec = {
     Name: o.name ?? '',
@@ -188,10 +265,16 @@ export async function create(cli: Cli, image: string, command: string[], o: Serv
       ForceUpdate: 0,
       Runtime: 'container',
     },
-    Mode: mode === 'global' ? { Global: {} } : { Replicated: { Replicas: o.replicas === undefined ? 1 : intFlag(o.replicas, '--replicas') } },
+    Mode:
+      mode === 'global'
+        ? { Global: {} }
+        : { Replicated: { Replicas: o.replicas === undefined ? 1 : intFlag(o.replicas, '--replicas') } },
     UpdateConfig: updateConfigFrom(o, 'update', DEFAULT_UPDATE),
     RollbackConfig: updateConfigFrom(o, 'rollback', DEFAULT_UPDATE),
-    EndpointSpec: { Mode: (o.endpointMode ?? 'vip') as 'vip', ...(o.publish?.length ? { Ports: o.publish.flatMap(parsePublish) } : {}) },
+    EndpointSpec: {
+      Mode: (o.endpointMode ?? 'vip') as 'vip',
+      ...(o.publish?.length ? { Ports: o.publish.flatMap(parsePublish) } : {}),
+    },
   };
   const rp: Record<string, unknown> = {};
   if (o.restartCondition) rp.Condition = o.restartCondition;
@@ -205,7 +288,10 @@ export async function create(cli: Cli, image: string, command: string[], o: Serv
     const w = await resolveImage(cli, spec, auth);
     if (w) warnings.push(w);
   }
-  const res = await cli.client.json<{ ID: string; Warnings?: string[] | null }>('POST', '/services/create', { body: spec, ...(auth ? { headers: { 'X-Registry-Auth': auth } } : {}) });
+  const res = await cli.client.json<{ ID: string; Warnings?: string[] | null }>('POST', '/services/create', {
+    body: spec,
+    ...(auth ? { headers: { 'X-Registry-Auth': auth } } : {}),
+  });
   for (const w of [...warnings, ...(res.Warnings ?? [])]) cli.err(w + '\n');
   cli.out(res.ID + '\n');
   if (!o.detach && !o.quiet) await waitConverged(cli, res.ID, res.ID);
@@ -215,7 +301,11 @@ async function getService(cli: Cli, ref: string): Promise<Service> {
   return cli.client.get<Service>(`/services/${encodeURIComponent(ref)}`);
 }
 
-interface NodeInfo { ID: string; Description?: { Hostname?: string }; Status?: { State?: string } }
+interface NodeInfo {
+  ID: string;
+  Description?: { Hostname?: string };
+  Status?: { State?: string };
+}
 
 async function nodeNames(cli: Cli): Promise<Map<string, NodeInfo>> {
   try {
@@ -227,7 +317,21 @@ async function nodeNames(cli: Cli): Promise<Map<string, NodeInfo>> {
 }
 
 const TERMINAL = new Set(['complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned']);
-const NUMBERED = ['new', 'allocated', 'pending', 'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running', 'complete', 'shutdown', 'failed', 'rejected'];
+const NUMBERED = [
+  'new',
+  'allocated',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'ready',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+];
 const rank = (s: string): number => NUMBERED.indexOf(s) + 1;
 
 /**
@@ -264,17 +368,28 @@ export async function waitConverged(cli: Cli, ref: string, label: string): Promi
       if (message) cli.out(message + '\n');
       return;
     }
-    const tasks = await cli.client.get<Task[]>('/tasks', { filters: JSON.stringify({ service: [svc.ID], '_up-to-date': ['true'] }) });
+    const tasks = await cli.client.get<Task[]>('/tasks', {
+      filters: JSON.stringify({ service: [svc.ID], '_up-to-date': ['true'] }),
+    });
     const nodes = await nodeNames(cli);
-    const active = (id: string): boolean => nodes.size === 0 || (nodes.has(id) && nodes.get(id)!.Status?.State !== 'down');
-    const overall = (n: number, d: number): string => rollback ? `overall progress: rolling back update: ${n} out of ${d} tasks\n` : `overall progress: ${n} out of ${d} tasks\n`;
+    const active = (id: string): boolean =>
+      nodes.size === 0 || (nodes.has(id) && nodes.get(id)!.Status?.State !== 'down');
+    const overall = (n: number, d: number): string =>
+      rollback
+        ? `overall progress: rolling back update: ${n} out of ${d} tasks\n`
+        : `overall progress: ${n} out of ${d} tasks\n`;
     // Per slot (or node), the task with the lowest desired state, then lowest observed state.
     const bySlot = new Map<string, Task>();
     for (const t of tasks) {
       if (!rank(t.DesiredState) || !rank(t.Status.State)) continue;
       const key = svc.Spec.Mode?.Global ? t.NodeID : String(t.Slot);
       const ex = bySlot.get(key);
-      if (ex && (rank(ex.DesiredState) < rank(t.DesiredState) || (rank(ex.DesiredState) === rank(t.DesiredState) && rank(ex.Status.State) <= rank(t.Status.State)))) continue;
+      if (
+        ex &&
+        (rank(ex.DesiredState) < rank(t.DesiredState) ||
+          (rank(ex.DesiredState) === rank(t.DesiredState) && rank(ex.Status.State) <= rank(t.Status.State)))
+      )
+        continue;
       if (t.NodeID && !active(t.NodeID)) continue;
       bySlot.set(key, t);
     }
@@ -297,7 +412,8 @@ export async function waitConverged(cli: Cli, ref: string, label: string): Promi
     if (converged) {
       if (!convergedAt) convergedAt = Date.now();
       const wait = monitorMs - (Date.now() - convergedAt);
-      if (wait >= 0) cli.out(`verify: Waiting ${Math.floor(wait / 1000) + 1} seconds to verify that tasks are stable...\n`);
+      if (wait >= 0)
+        cli.out(`verify: Waiting ${Math.floor(wait / 1000) + 1} seconds to verify that tasks are stable...\n`);
     } else {
       if (convergedAt) cli.out('verify: Detected task failure\n');
       convergedAt = 0;
@@ -308,7 +424,10 @@ export async function waitConverged(cli: Cli, ref: string, label: string): Promi
 
 function portsColumn(s: Service): string {
   const ports = s.Endpoint?.Ports ?? s.Spec.EndpointSpec?.Ports ?? [];
-  return ports.filter((p) => p.PublishedPort).map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol ?? 'tcp'}`).join(', ');
+  return ports
+    .filter((p) => p.PublishedPort)
+    .map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol ?? 'tcp'}`)
+    .join(', ');
 }
 
 /** The docker CLI's normalised reference: a name without tag or digest gets ":latest". */
@@ -321,23 +440,40 @@ export function normaliseImage(ref: string): string {
 const imageOf = (ref: string | undefined): string => (ref ?? '').replace(/@sha256:[0-9a-f]+$/, '');
 
 export async function ls(cli: Cli, o: { quiet?: boolean; format?: string; filter?: string[] }): Promise<void> {
-  const services = await cli.client.get<Service[]>('/services', { filters: JSON.stringify(filtersFrom(o.filter)), status: 'true' });
+  const services = await cli.client.get<Service[]>('/services', {
+    filters: JSON.stringify(filtersFrom(o.filter)),
+    status: 'true',
+  });
   services.sort((a, b) => (a.Spec.Name ?? '').localeCompare(b.Spec.Name ?? ''));
   const rows = services.map((s) => ({
-    ID: shortId(s.ID), Name: s.Spec.Name ?? '', Mode: s.Spec.Mode?.Global ? 'global' : 'replicated',
+    ID: shortId(s.ID),
+    Name: s.Spec.Name ?? '',
+    Mode: s.Spec.Mode?.Global ? 'global' : 'replicated',
     Replicas: `${s.ServiceStatus?.RunningTasks ?? 0}/${s.ServiceStatus?.DesiredTasks ?? 0}`,
-    Image: imageOf(s.Spec.TaskTemplate?.ContainerSpec?.Image), Ports: portsColumn(s),
+    Image: imageOf(s.Spec.TaskTemplate?.ContainerSpec?.Image),
+    Ports: portsColumn(s),
   }));
-  cli.out(formatList(rows, o.format, {
-    headers: { ID: 'ID', Name: 'NAME', Mode: 'MODE', Replicas: 'REPLICAS', Image: 'IMAGE', Ports: 'PORTS' },
-    defaultTable: 'table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}',
-    quietField: 'ID',
-  }, Boolean(o.quiet)));
+  cli.out(
+    formatList(
+      rows,
+      o.format,
+      {
+        headers: { ID: 'ID', Name: 'NAME', Mode: 'MODE', Replicas: 'REPLICAS', Image: 'IMAGE', Ports: 'PORTS' },
+        defaultTable: 'table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}',
+        quietField: 'ID',
+      },
+      Boolean(o.quiet),
+    ),
+  );
 }
 
 const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
-export async function ps(cli: Cli, refs: string[], o: { quiet?: boolean; format?: string; filter?: string[]; trunc?: boolean; resolve?: boolean }): Promise<void> {
+export async function ps(
+  cli: Cli,
+  refs: string[],
+  o: { quiet?: boolean; format?: string; filter?: string[]; trunc?: boolean; resolve?: boolean },
+): Promise<void> {
   const noTrunc = o.trunc === false;
   const noResolve = o.resolve === false;
   const filters = filtersFrom(o.filter);
@@ -352,11 +488,17 @@ export async function ps(cli: Cli, refs: string[], o: { quiet?: boolean; format?
     }
   }
   if (errors.length && !svcs.length) throw new CliError(errors.join('\n'));
-  const tasks = await cli.client.get<Task[]>('/tasks', { filters: JSON.stringify({ ...filters, service: svcs.map((s) => s.ID) }) });
+  const tasks = await cli.client.get<Task[]>('/tasks', {
+    filters: JSON.stringify({ ...filters, service: svcs.map((s) => s.ID) }),
+  });
   const nodes = noResolve ? new Map<string, NodeInfo>() : await nodeNames(cli);
   const nameOf = new Map(svcs.map((s) => [s.ID, s.Spec.Name ?? s.ID]));
-  const slotName = (t: Task): string => `${noResolve ? t.ServiceID : nameOf.get(t.ServiceID)}.${t.Slot > 0 ? t.Slot : t.NodeID}`;
-  tasks.sort((a, b) => slotName(a).localeCompare(slotName(b), undefined, { numeric: true }) || (a.CreatedAt < b.CreatedAt ? 1 : -1));
+  const slotName = (t: Task): string =>
+    `${noResolve ? t.ServiceID : nameOf.get(t.ServiceID)}.${t.Slot > 0 ? t.Slot : t.NodeID}`;
+  tasks.sort(
+    (a, b) =>
+      slotName(a).localeCompare(slotName(b), undefined, { numeric: true }) || (a.CreatedAt < b.CreatedAt ? 1 : -1),
+  );
   let prev = '';
   const now = Date.now();
   const rows = tasks.map((t) => {
@@ -366,17 +508,42 @@ export async function ps(cli: Cli, refs: string[], o: { quiet?: boolean; format?
     const err = t.Status.Err ?? '';
     const errShown = !err ? '' : noTrunc ? `"${err}"` : `"${err.length > 30 ? err.slice(0, 29) + '…' : err}"`;
     return {
-      ID: noTrunc ? t.ID : shortId(t.ID), Name: shown, Image: noTrunc ? (t.Spec.ContainerSpec?.Image ?? '') : imageOf(t.Spec.ContainerSpec?.Image),
+      ID: noTrunc ? t.ID : shortId(t.ID),
+      Name: shown,
+      Image: noTrunc ? (t.Spec.ContainerSpec?.Image ?? '') : imageOf(t.Spec.ContainerSpec?.Image),
       Node: noResolve ? t.NodeID : (nodes.get(t.NodeID)?.Description?.Hostname ?? t.NodeID),
-      DesiredState: cap(t.DesiredState), CurrentState: `${cap(t.Status.State)} ${humanDuration(now - Date.parse(t.Status.Timestamp)).replace(/^About/, 'about').replace(/^Less/, 'less')} ago`,
-      Error: errShown, Ports: (t.Status.PortStatus?.Ports ?? []).map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol}`).join(','),
+      DesiredState: cap(t.DesiredState),
+      CurrentState: `${cap(t.Status.State)} ${humanDuration(now - Date.parse(t.Status.Timestamp))
+        .replace(/^About/, 'about')
+        .replace(/^Less/, 'less')} ago`,
+      Error: errShown,
+      Ports: (t.Status.PortStatus?.Ports ?? [])
+        .map((p) => `*:${p.PublishedPort}->${p.TargetPort}/${p.Protocol}`)
+        .join(','),
     };
   });
-  cli.out(formatList(rows, o.format, {
-    headers: { ID: 'ID', Name: 'NAME', Image: 'IMAGE', Node: 'NODE', DesiredState: 'DESIRED STATE', CurrentState: 'CURRENT STATE', Error: 'ERROR', Ports: 'PORTS' },
-    defaultTable: 'table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}',
-    quietField: 'ID',
-  }, Boolean(o.quiet)));
+  cli.out(
+    formatList(
+      rows,
+      o.format,
+      {
+        headers: {
+          ID: 'ID',
+          Name: 'NAME',
+          Image: 'IMAGE',
+          Node: 'NODE',
+          DesiredState: 'DESIRED STATE',
+          CurrentState: 'CURRENT STATE',
+          Error: 'ERROR',
+          Ports: 'PORTS',
+        },
+        defaultTable:
+          'table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}',
+        quietField: 'ID',
+      },
+      Boolean(o.quiet),
+    ),
+  );
   reportErrors(cli, errors);
 }
 
@@ -421,13 +588,21 @@ async function pretty(cli: Cli, s: Service): Promise<string> {
   const cs = spec.TaskTemplate?.ContainerSpec ?? {};
   let out = `\nID:\t\t${s.ID}\nName:\t\t${spec.Name}\n`;
   if (spec.Labels && Object.keys(spec.Labels).length) {
-    out += 'Labels:\n' + Object.entries(spec.Labels).map(([k, v]) => ` ${k}=${v}\n`).join('');
+    out +=
+      'Labels:\n' +
+      Object.entries(spec.Labels)
+        .map(([k, v]) => ` ${k}=${v}\n`)
+        .join('');
   }
-  out += spec.Mode?.Global ? 'Service Mode:\tGlobal\n' : `Service Mode:\tReplicated\n Replicas:\t${spec.Mode?.Replicated?.Replicas ?? 1}\n`;
+  out += spec.Mode?.Global
+    ? 'Service Mode:\tGlobal\n'
+    : `Service Mode:\tReplicated\n Replicas:\t${spec.Mode?.Replicated?.Replicas ?? 1}\n`;
   if (s.UpdateStatus) {
     out += `UpdateStatus:\n State:\t\t${s.UpdateStatus.State}\n`;
-    if (s.UpdateStatus.StartedAt) out += ` Started:\t${humanDuration(Date.now() - Date.parse(s.UpdateStatus.StartedAt))} ago\n`;
-    if (s.UpdateStatus.CompletedAt) out += ` Completed:\t${humanDuration(Date.now() - Date.parse(s.UpdateStatus.CompletedAt))} ago\n`;
+    if (s.UpdateStatus.StartedAt)
+      out += ` Started:\t${humanDuration(Date.now() - Date.parse(s.UpdateStatus.StartedAt))} ago\n`;
+    if (s.UpdateStatus.CompletedAt)
+      out += ` Completed:\t${humanDuration(Date.now() - Date.parse(s.UpdateStatus.CompletedAt))} ago\n`;
     out += ` Message:\t${s.UpdateStatus.Message}\n`;
   }
   out += 'Placement:\n';
@@ -465,7 +640,8 @@ async function pretty(cli: Cli, s: Service): Promise<string> {
 
 async function postUpdate(cli: Cli, svc: Service, spec: ServiceSpec, rollback = false, auth?: string): Promise<void> {
   const res = await cli.client.json<{ Warnings?: string[] | null }>('POST', `/services/${svc.ID}/update`, {
-    body: spec, query: { version: String(svc.Version.Index), ...(rollback ? { rollback: 'previous' } : {}) },
+    body: spec,
+    query: { version: String(svc.Version.Index), ...(rollback ? { rollback: 'previous' } : {}) },
     ...(auth ? { headers: { 'X-Registry-Auth': auth } } : {}),
   });
   for (const w of res?.Warnings ?? []) cli.err(w + '\n');
@@ -476,12 +652,21 @@ export async function scale(cli: Cli, pairs: string[], o: { detach?: boolean }):
   const done: string[] = [];
   for (const pair of pairs) {
     const m = /^([^=]+)=(.*)$/.exec(pair);
-    if (!m) throw new CliError(`Invalid scale specifier '${pair}'.\nSee 'cove service scale --help'.\n\nUsage:  cove service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]\n\nScale one or multiple replicated services`);
+    if (!m)
+      throw new CliError(
+        `Invalid scale specifier '${pair}'.\nSee 'cove service scale --help'.\n\nUsage:  cove service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]\n\nScale one or multiple replicated services`,
+      );
     const [, name, n] = m as unknown as [string, string, string];
-    if (!/^\d+$/.test(n)) { errors.push(`${name}: invalid replicas value ${n}: strconv.ParseUint: parsing "${n}": invalid syntax`); continue; }
+    if (!/^\d+$/.test(n)) {
+      errors.push(`${name}: invalid replicas value ${n}: strconv.ParseUint: parsing "${n}": invalid syntax`);
+      continue;
+    }
     try {
       const svc = await getService(cli, name);
-      if (svc.Spec.Mode?.Global) { errors.push(`${name}: scale can only be used with replicated or replicated-job mode`); continue; }
+      if (svc.Spec.Mode?.Global) {
+        errors.push(`${name}: scale can only be used with replicated or replicated-job mode`);
+        continue;
+      }
       await postUpdate(cli, svc, { ...svc.Spec, Mode: { Replicated: { Replicas: Number(n) } } });
       cli.out(`${name} scaled to ${n}\n`);
       done.push(name);
@@ -523,13 +708,21 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
       const ids = new Set<string>();
       for (const r of o.networkRm) {
         ids.add(r);
-        try { ids.add((await cli.client.get<{ Id: string }>(`/networks/${encodeURIComponent(r)}`)).Id); } catch { /* by ID only */ }
+        try {
+          ids.add((await cli.client.get<{ Id: string }>(`/networks/${encodeURIComponent(r)}`)).Id);
+        } catch {
+          /* by ID only */
+        }
       }
       nets = nets.filter((n) => !ids.has(n.Target));
     }
     for (const a of o.networkAdd ?? []) {
       const n = parseNetwork(a);
-      try { n.Target = (await cli.client.get<{ Id: string }>(`/networks/${encodeURIComponent(n.Target)}`)).Id; } catch { /* the daemon names it */ }
+      try {
+        n.Target = (await cli.client.get<{ Id: string }>(`/networks/${encodeURIComponent(n.Target)}`)).Id;
+      } catch {
+        /* the daemon names it */
+      }
       if (nets.some((x) => x.Target === n.Target)) throw new CliError(`service is already attached to network ${a}`);
       nets.push(n);
     }
@@ -541,9 +734,19 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
     for (const r of o.publishRm ?? []) {
       // As docker's CLI (28, seen on the wire): by target port, protocol and publish mode, whatever published port is
       // named: `--publish-rm 8000` and `--publish-rm 8080:8000` both drop 8080:8000 and 8081:8000.
-      const want = r.includes('=') || r.includes(':') ? parsePublish(r) : [{ TargetPort: Number(r.split('/')[0]), Protocol: (r.split('/')[1] ?? 'tcp') as 'tcp' }];
-      ports = ports.filter((p) => !want.some((w) => w.TargetPort === p.TargetPort && (w.Protocol ?? 'tcp') === (p.Protocol ?? 'tcp')
-        && ((w as { PublishMode?: string }).PublishMode ?? 'ingress') === (p.PublishMode ?? 'ingress')));
+      const want =
+        r.includes('=') || r.includes(':')
+          ? parsePublish(r)
+          : [{ TargetPort: Number(r.split('/')[0]), Protocol: (r.split('/')[1] ?? 'tcp') as 'tcp' }];
+      ports = ports.filter(
+        (p) =>
+          !want.some(
+            (w) =>
+              w.TargetPort === p.TargetPort &&
+              (w.Protocol ?? 'tcp') === (p.Protocol ?? 'tcp') &&
+              ((w as { PublishMode?: string }).PublishMode ?? 'ingress') === (p.PublishMode ?? 'ingress'),
+          ),
+      );
     }
     for (const a of o.publishAdd ?? []) ports.push(...parsePublish(a));
     // (docker's CLI leaves Ports out when none is left)
@@ -552,9 +755,15 @@ export async function update(cli: Cli, ref: string, o: ServiceOpts): Promise<voi
   }
   if (o.endpointMode) spec.EndpointSpec = { ...(spec.EndpointSpec ?? {}), Mode: o.endpointMode as 'vip' };
   if (o.restartCondition) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Condition: o.restartCondition as 'any' };
-  if (o.restartDelay) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Delay: parseDuration(o.restartDelay, '--restart-delay') };
-  if (o.restartMaxAttempts) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), MaxAttempts: intFlag(o.restartMaxAttempts, '--restart-max-attempts') };
-  if (o.restartWindow) tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Window: parseDuration(o.restartWindow, '--restart-window') };
+  if (o.restartDelay)
+    tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Delay: parseDuration(o.restartDelay, '--restart-delay') };
+  if (o.restartMaxAttempts)
+    tt.RestartPolicy = {
+      ...(tt.RestartPolicy ?? {}),
+      MaxAttempts: intFlag(o.restartMaxAttempts, '--restart-max-attempts'),
+    };
+  if (o.restartWindow)
+    tt.RestartPolicy = { ...(tt.RestartPolicy ?? {}), Window: parseDuration(o.restartWindow, '--restart-window') };
   const health = healthcheckFromFlags(o);
   if (health) {
     const cs = (tt.ContainerSpec ??= {}) as Record<string, unknown>;
@@ -596,7 +805,19 @@ export async function rm(cli: Cli, refs: string[]): Promise<void> {
   reportErrors(cli, errors);
 }
 
-export async function logs(cli: Cli, ref: string, o: { follow?: boolean; tail?: string; timestamps?: boolean; taskIds?: boolean; trunc?: boolean; since?: string; raw?: boolean }): Promise<void> {
+export async function logs(
+  cli: Cli,
+  ref: string,
+  o: {
+    follow?: boolean;
+    tail?: string;
+    timestamps?: boolean;
+    taskIds?: boolean;
+    trunc?: boolean;
+    since?: string;
+    raw?: boolean;
+  },
+): Promise<void> {
   let svc: Service | undefined;
   let task: Task | undefined;
   try {
@@ -606,15 +827,28 @@ export async function logs(cli: Cli, ref: string, o: { follow?: boolean; tail?: 
     task = await cli.client.get<Task>(`/tasks/${encodeURIComponent(ref)}`);
   }
   const path = svc ? `/services/${svc.ID}/logs` : `/tasks/${task!.ID}/logs`;
-  const query: Record<string, string> = { stdout: '1', stderr: '1', details: '1', follow: o.follow ? '1' : '0', tail: o.tail ?? 'all', timestamps: o.timestamps ? '1' : '0' };
+  const query: Record<string, string> = {
+    stdout: '1',
+    stderr: '1',
+    details: '1',
+    follow: o.follow ? '1' : '0',
+    tail: o.tail ?? 'all',
+    timestamps: o.timestamps ? '1' : '0',
+  };
   if (o.since) query.since = o.since;
   const res = await cli.client.raw('GET', path, { query });
   const nodes = await nodeNames(cli);
   const svcName = svc?.Spec.Name ?? task?.ServiceAnnotations?.Name ?? '';
   const tasks = new Map<string, Task>();
   await frameReader(res, async (stream, line) => {
-    const m = /^((?:\S+ )?)(com\.docker\.swarm\.node\.id=(\S*),com\.docker\.swarm\.service\.id=(\S*),com\.docker\.swarm\.task\.id=(\S*)) (.*)$/s.exec(line);
-    if (!m || o.raw) { (stream === 2 ? cli.err : cli.out)(line); return; }
+    const m =
+      /^((?:\S+ )?)(com\.docker\.swarm\.node\.id=(\S*),com\.docker\.swarm\.service\.id=(\S*),com\.docker\.swarm\.task\.id=(\S*)) (.*)$/s.exec(
+        line,
+      );
+    if (!m || o.raw) {
+      (stream === 2 ? cli.err : cli.out)(line);
+      return;
+    }
     const [, ts, , nodeId, , taskId, msg] = m as unknown as string[];
     let t = tasks.get(taskId!);
     if (!t) {
@@ -643,19 +877,30 @@ export async function ports(cli: Cli, ref: string, o: { format?: string }): Prom
   }
   const sb = st.Sandbox;
   let out = `Node:\t${st.Node} (${st.NodeID})\nService:\t${st.ServiceName} (${st.ServiceID})\n`;
-  out += sb ? `Ingress sandbox:\t${sb.IngressAddress} on ingress, ${sb.GatewayAddress} on docker_gwbridge\n` : 'Ingress sandbox:\tnone\n';
+  out += sb
+    ? `Ingress sandbox:\t${sb.IngressAddress} on ingress, ${sb.GatewayAddress} on docker_gwbridge\n`
+    : 'Ingress sandbox:\tnone\n';
   const rows = st.Ports.map((p) => ({
-    Port: `${p.PublishedPort}/${p.Protocol}`, Target: String(p.TargetPort),
+    Port: `${p.PublishedPort}/${p.Protocol}`,
+    Target: String(p.TargetPort),
     Held: p.Held ? 'yes' : `no${p.Conflict ? ` (${p.Conflict})` : ''}`,
-    Rule: p.HostRule && p.SandboxRule ? 'present' : p.HostRule ? 'host only' : p.SandboxRule ? 'sandbox only' : 'missing',
+    Rule:
+      p.HostRule && p.SandboxRule ? 'present' : p.HostRule ? 'host only' : p.SandboxRule ? 'sandbox only' : 'missing',
     Backends: p.Backends.length
-      ? p.Backends.map((b) => `${b.Address}@${b.Node}${b.InKernel ? '' : ' (not in rule)'}${b.Reachable ? '' : ' (unreachable)'}`).join(', ')
+      ? p.Backends.map(
+          (b) => `${b.Address}@${b.Node}${b.InKernel ? '' : ' (not in rule)'}${b.Reachable ? '' : ' (unreachable)'}`,
+        ).join(', ')
       : 'none (no running task)',
   }));
-  out += formatList(rows, undefined, {
-    headers: { Port: 'PUBLISHED', Target: 'TARGET', Held: 'HELD', Rule: 'RULE', Backends: 'BACKENDS' },
-    defaultTable: 'table {{.Port}}\t{{.Target}}\t{{.Held}}\t{{.Rule}}\t{{.Backends}}',
-    quietField: 'Port',
-  }, false);
+  out += formatList(
+    rows,
+    undefined,
+    {
+      headers: { Port: 'PUBLISHED', Target: 'TARGET', Held: 'HELD', Rule: 'RULE', Backends: 'BACKENDS' },
+      defaultTable: 'table {{.Port}}\t{{.Target}}\t{{.Held}}\t{{.Rule}}\t{{.Backends}}',
+      quietField: 'Port',
+    },
+    false,
+  );
   cli.out(out);
 }

@@ -12,7 +12,11 @@ interface StatsJson {
   name?: string;
   read?: string;
   pids_stats?: { current?: number };
-  cpu_stats?: { cpu_usage?: { total_usage?: number; percpu_usage?: number[] }; system_cpu_usage?: number; online_cpus?: number };
+  cpu_stats?: {
+    cpu_usage?: { total_usage?: number; percpu_usage?: number[] };
+    system_cpu_usage?: number;
+    online_cpus?: number;
+  };
   precpu_stats?: { cpu_usage?: { total_usage?: number }; system_cpu_usage?: number };
   memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> };
   networks?: Record<string, { rx_bytes?: number; tx_bytes?: number }>;
@@ -32,7 +36,10 @@ export function bytesSize(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return goG(v, 4) + units[i];
 }
 
@@ -51,7 +58,10 @@ export function statsRow(s: StatsJson, id: string, name: string): Record<string,
   const limit = mem.limit ?? 0;
   let rx = 0;
   let tx = 0;
-  for (const n of Object.values(s.networks ?? {})) { rx += n.rx_bytes ?? 0; tx += n.tx_bytes ?? 0; }
+  for (const n of Object.values(s.networks ?? {})) {
+    rx += n.rx_bytes ?? 0;
+    tx += n.tx_bytes ?? 0;
+  }
   let rd = 0;
   let wr = 0;
   for (const e of s.blkio_stats?.io_service_bytes_recursive ?? []) {
@@ -59,7 +69,18 @@ export function statsRow(s: StatsJson, id: string, name: string): Record<string,
     else if (/^write$/i.test(e.op)) wr += e.value;
   }
   const running = Boolean(s.read) && !String(s.read).startsWith('0001-');
-  if (!running) return { ID: id.slice(0, 12), Container: id.slice(0, 12), Name: name, CPUPerc: '--', MemUsage: '-- / --', MemPerc: '--', NetIO: '--', BlockIO: '--', PIDs: '--' };
+  if (!running)
+    return {
+      ID: id.slice(0, 12),
+      Container: id.slice(0, 12),
+      Name: name,
+      CPUPerc: '--',
+      MemUsage: '-- / --',
+      MemPerc: '--',
+      NetIO: '--',
+      BlockIO: '--',
+      PIDs: '--',
+    };
   return {
     ID: id.slice(0, 12),
     Container: id.slice(0, 12),
@@ -73,14 +94,26 @@ export function statsRow(s: StatsJson, id: string, name: string): Record<string,
   };
 }
 
-const STATS_TABLE = 'table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}';
+const STATS_TABLE =
+  'table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}';
 const STATS_HEADERS = {
-  ID: 'CONTAINER ID', Container: 'CONTAINER', Name: 'NAME', CPUPerc: 'CPU %', MemUsage: 'MEM USAGE / LIMIT', MemPerc: 'MEM %',
-  NetIO: 'NET I/O', BlockIO: 'BLOCK I/O', PIDs: 'PIDS',
+  ID: 'CONTAINER ID',
+  Container: 'CONTAINER',
+  Name: 'NAME',
+  CPUPerc: 'CPU %',
+  MemUsage: 'MEM USAGE / LIMIT',
+  MemPerc: 'MEM %',
+  NetIO: 'NET I/O',
+  BlockIO: 'BLOCK I/O',
+  PIDs: 'PIDS',
 };
 
 /** docker stats [--no-stream] [-a] [--format] [CONTAINER...]: one table, or a table redrawn every second. */
-export async function stats(cli: Cli, names: string[], o: { all?: boolean; noStream?: boolean; stream?: boolean; format?: string; trunc?: boolean }): Promise<void> {
+export async function stats(
+  cli: Cli,
+  names: string[],
+  o: { all?: boolean; noStream?: boolean; stream?: boolean; format?: string; trunc?: boolean },
+): Promise<void> {
   let targets: Array<{ id: string; name: string }>;
   if (names.length) {
     targets = [];
@@ -95,12 +128,17 @@ export async function stats(cli: Cli, names: string[], o: { all?: boolean; noStr
     }
     if (errors.length) throw new CliError(errors.join('\n'));
   } else {
-    const list = await cli.client.get<Array<{ Id: string; Names: string[] }>>('/containers/json', { all: Boolean(o.all) });
+    const list = await cli.client.get<Array<{ Id: string; Names: string[] }>>('/containers/json', {
+      all: Boolean(o.all),
+    });
     targets = list.map((c) => ({ id: c.Id, name: (c.Names[0] ?? '').replace(/^\//, '') }));
   }
-  const render = (rows: Array<Record<string, string>>): string => formatList(rows, o.format, { headers: STATS_HEADERS, defaultTable: STATS_TABLE, quietField: 'ID' });
+  const render = (rows: Array<Record<string, string>>): string =>
+    formatList(rows, o.format, { headers: STATS_HEADERS, defaultTable: STATS_TABLE, quietField: 'ID' });
   const sample = async (t: { id: string; name: string }): Promise<Record<string, string>> => {
-    const s = await cli.client.get<StatsJson>(`/containers/${t.id}/stats`, { stream: false }).catch(() => ({} as StatsJson));
+    const s = await cli.client
+      .get<StatsJson>(`/containers/${t.id}/stats`, { stream: false })
+      .catch(() => ({}) as StatsJson);
     return statsRow(s, t.id, t.name);
   };
   // The samples in parallel: each takes a second (the daemon's precpu interval), as docker's CLI does.
@@ -109,7 +147,9 @@ export async function stats(cli: Cli, names: string[], o: { all?: boolean; noStr
     return;
   }
   let stop = false;
-  process.once('SIGINT', () => { stop = true; });
+  process.once('SIGINT', () => {
+    stop = true;
+  });
   while (!stop) {
     const rows = await Promise.all(targets.map(sample));
     cli.out('\x1b[2J\x1b[H' + render(rows));

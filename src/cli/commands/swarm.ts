@@ -6,14 +6,19 @@ import { formatEach, inspectJson } from '../format.js';
 interface SwarmObj {
   ID: string;
   Version: { Index: number };
-  Spec: Record<string, unknown> & { Orchestration?: { TaskHistoryRetentionLimit?: number }; Dispatcher?: { HeartbeatPeriod?: number }; CAConfig?: { NodeCertExpiry?: number }; EncryptionConfig?: { AutoLockManagers?: boolean } };
+  Spec: Record<string, unknown> & {
+    Orchestration?: { TaskHistoryRetentionLimit?: number };
+    Dispatcher?: { HeartbeatPeriod?: number };
+    CAConfig?: { NodeCertExpiry?: number };
+    EncryptionConfig?: { AutoLockManagers?: boolean };
+  };
   JoinTokens: { Worker: string; Manager: string };
 }
 
 /** Go's time.ParseDuration, to nanoseconds. */
 function durationNs(v: string): number {
   const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  const unit: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  const unit: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
   let total = 0;
   let consumed = 0;
   for (const m of v.matchAll(re)) {
@@ -28,11 +33,33 @@ async function printJoinCommand(cli: Cli, nodeId: string, worker: boolean, manag
   const sw = await cli.client.get<SwarmObj>('/swarm');
   const node = await cli.client.get<{ ManagerStatus?: { Addr: string } }>(`/nodes/${nodeId}`);
   const addr = node.ManagerStatus?.Addr ?? '';
-  if (worker) cli.out(`To add a worker to this swarm, run the following command:\n\n    cove swarm join --token ${sw.JoinTokens.Worker} ${addr}\n\n`);
-  if (manager) cli.out(`To add a manager to this swarm, run the following command:\n\n    cove swarm join --token ${sw.JoinTokens.Manager} ${addr}\n\n`);
+  if (worker)
+    cli.out(
+      `To add a worker to this swarm, run the following command:\n\n    cove swarm join --token ${sw.JoinTokens.Worker} ${addr}\n\n`,
+    );
+  if (manager)
+    cli.out(
+      `To add a manager to this swarm, run the following command:\n\n    cove swarm join --token ${sw.JoinTokens.Manager} ${addr}\n\n`,
+    );
 }
 
-export async function init(cli: Cli, o: { advertiseAddr?: string; listenAddr?: string; dataPathAddr?: string; dataPathPort?: string; defaultAddrPool?: string[]; defaultAddrPoolMaskLength?: string; forceNewCluster?: boolean; autolock?: boolean; availability?: string; taskHistoryLimit?: string; certExpiry?: string; dispatcherHeartbeat?: string }): Promise<void> {
+export async function init(
+  cli: Cli,
+  o: {
+    advertiseAddr?: string;
+    listenAddr?: string;
+    dataPathAddr?: string;
+    dataPathPort?: string;
+    defaultAddrPool?: string[];
+    defaultAddrPoolMaskLength?: string;
+    forceNewCluster?: boolean;
+    autolock?: boolean;
+    availability?: string;
+    taskHistoryLimit?: string;
+    certExpiry?: string;
+    dispatcherHeartbeat?: string;
+  },
+): Promise<void> {
   const body = {
     ListenAddr: o.listenAddr ?? '0.0.0.0:2377',
     AdvertiseAddr: o.advertiseAddr ?? '',
@@ -56,7 +83,11 @@ export async function init(cli: Cli, o: { advertiseAddr?: string; listenAddr?: s
   cli.out("To add a manager to this swarm, run 'cove swarm join-token manager' and follow the instructions.\n\n");
 }
 
-export async function join(cli: Cli, remote: string, o: { token?: string; advertiseAddr?: string; listenAddr?: string; dataPathAddr?: string; availability?: string }): Promise<void> {
+export async function join(
+  cli: Cli,
+  remote: string,
+  o: { token?: string; advertiseAddr?: string; listenAddr?: string; dataPathAddr?: string; availability?: string },
+): Promise<void> {
   await cli.client.post('/swarm/join', {
     ListenAddr: o.listenAddr ?? '0.0.0.0:2377',
     AdvertiseAddr: o.advertiseAddr ?? '',
@@ -66,7 +97,11 @@ export async function join(cli: Cli, remote: string, o: { token?: string; advert
     Availability: o.availability ?? 'active',
   });
   const info = await cli.client.get<{ Swarm: { ControlAvailable: boolean } }>('/info');
-  cli.out(info.Swarm.ControlAvailable ? 'This node joined a swarm as a manager.\n' : 'This node joined a swarm as a worker.\n');
+  cli.out(
+    info.Swarm.ControlAvailable
+      ? 'This node joined a swarm as a manager.\n'
+      : 'This node joined a swarm as a worker.\n',
+  );
 }
 
 export async function leave(cli: Cli, o: { force?: boolean }): Promise<void> {
@@ -79,7 +114,11 @@ export async function joinToken(cli: Cli, role: string, o: { quiet?: boolean; ro
   const worker = role === 'worker';
   if (o.rotate) {
     const sw = await cli.client.get<SwarmObj>('/swarm');
-    await cli.client.post('/swarm/update', sw.Spec, { version: sw.Version.Index, rotateWorkerToken: worker, rotateManagerToken: !worker });
+    await cli.client.post('/swarm/update', sw.Spec, {
+      version: sw.Version.Index,
+      rotateWorkerToken: worker,
+      rotateManagerToken: !worker,
+    });
     if (!o.quiet) cli.out(`Successfully rotated ${role} join token.\n\n`);
   }
   if (o.quiet) {
@@ -91,13 +130,19 @@ export async function joinToken(cli: Cli, role: string, o: { quiet?: boolean; ro
   await printJoinCommand(cli, info.Swarm.NodeID, worker, !worker);
 }
 
-export async function update(cli: Cli, o: { autolock?: string; taskHistoryLimit?: string; certExpiry?: string; dispatcherHeartbeat?: string }): Promise<void> {
+export async function update(
+  cli: Cli,
+  o: { autolock?: string; taskHistoryLimit?: string; certExpiry?: string; dispatcherHeartbeat?: string },
+): Promise<void> {
   const sw = await cli.client.get<SwarmObj>('/swarm');
   const spec = { ...sw.Spec };
-  if (o.taskHistoryLimit !== undefined) spec.Orchestration = { ...spec.Orchestration, TaskHistoryRetentionLimit: Number(o.taskHistoryLimit) };
-  if (o.dispatcherHeartbeat !== undefined) spec.Dispatcher = { ...spec.Dispatcher, HeartbeatPeriod: durationNs(o.dispatcherHeartbeat) };
+  if (o.taskHistoryLimit !== undefined)
+    spec.Orchestration = { ...spec.Orchestration, TaskHistoryRetentionLimit: Number(o.taskHistoryLimit) };
+  if (o.dispatcherHeartbeat !== undefined)
+    spec.Dispatcher = { ...spec.Dispatcher, HeartbeatPeriod: durationNs(o.dispatcherHeartbeat) };
   if (o.certExpiry !== undefined) spec.CAConfig = { ...spec.CAConfig, NodeCertExpiry: durationNs(o.certExpiry) };
-  if (o.autolock !== undefined) spec.EncryptionConfig = { ...spec.EncryptionConfig, AutoLockManagers: o.autolock === 'true' };
+  if (o.autolock !== undefined)
+    spec.EncryptionConfig = { ...spec.EncryptionConfig, AutoLockManagers: o.autolock === 'true' };
   await cli.client.post('/swarm/update', spec, { version: sw.Version.Index });
   cli.out('Swarm updated.\n');
 }
@@ -105,8 +150,13 @@ export async function update(cli: Cli, o: { autolock?: string; taskHistoryLimit?
 export async function unlockKey(cli: Cli, o: { quiet?: boolean; rotate?: boolean }): Promise<void> {
   if (o.rotate) throw new CliError('Cannot rotate because autolock is not turned on.', 1);
   const r = await cli.client.get<{ UnlockKey: string }>('/swarm/unlockkey');
-  if (!r.UnlockKey) throw new CliError('Error: This node is not part of a swarm with autolock enabled; no unlock key is set', 1);
-  cli.out(o.quiet ? `${r.UnlockKey}\n` : `To unlock a swarm manager after it restarts, run the \`cove swarm unlock\`\ncommand and provide the following key:\n\n    ${r.UnlockKey}\n\n`);
+  if (!r.UnlockKey)
+    throw new CliError('Error: This node is not part of a swarm with autolock enabled; no unlock key is set', 1);
+  cli.out(
+    o.quiet
+      ? `${r.UnlockKey}\n`
+      : `To unlock a swarm manager after it restarts, run the \`cove swarm unlock\`\ncommand and provide the following key:\n\n    ${r.UnlockKey}\n\n`,
+  );
 }
 
 export async function inspect(cli: Cli, o: { format?: string }): Promise<void> {

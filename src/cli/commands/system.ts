@@ -10,7 +10,9 @@ import { renderTemplate } from '../template.js';
 
 export function clientVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(join(repoRoot(import.meta.url), 'package.json'), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(join(repoRoot(import.meta.url), 'package.json'), 'utf8')) as {
+      version?: string;
+    };
     return pkg.version ?? 'unknown';
   } catch {
     return 'unknown';
@@ -18,7 +20,14 @@ export function clientVersion(): string {
 }
 
 export async function version(cli: Cli, o: { format?: string }): Promise<void> {
-  const client = { Version: clientVersion(), ApiVersion: CLIENT_API_VERSION, DefaultAPIVersion: CLIENT_API_VERSION, GoVersion: process.version, Os: process.platform, Arch: process.arch === 'x64' ? 'amd64' : process.arch };
+  const client = {
+    Version: clientVersion(),
+    ApiVersion: CLIENT_API_VERSION,
+    DefaultAPIVersion: CLIENT_API_VERSION,
+    GoVersion: process.version,
+    Os: process.platform,
+    Arch: process.arch === 'x64' ? 'amd64' : process.arch,
+  };
   let server: Record<string, unknown> | undefined;
   let serverErr: Error | undefined;
   try {
@@ -35,7 +44,9 @@ export async function version(cli: Cli, o: { format?: string }): Promise<void> {
     if (server) {
       const platform = (server.Platform as { Name?: string } | undefined)?.Name ?? '';
       out += `\nServer:${platform ? ' ' + platform : ''}\n`;
-      const comps = (server.Components as Array<{ Name: string; Version: string; Details?: Record<string, string> }> | undefined) ?? [];
+      const comps =
+        (server.Components as Array<{ Name: string; Version: string; Details?: Record<string, string> }> | undefined) ??
+        [];
       // docker's layout: the Engine's lines from its Details, every other component's Version and Details.
       for (const c of comps) {
         const d = c.Details ?? {};
@@ -63,32 +74,57 @@ export async function info(cli: Cli, o: { format?: string }): Promise<void> {
     cli.out(formatEach([i], o.format));
     return;
   }
-  const line = (k: string, v: unknown, indent = 1) => `${' '.repeat(indent)}${k}: ${v === undefined || v === null ? '' : String(v)}\n`;
+  const line = (k: string, v: unknown, indent = 1) =>
+    `${' '.repeat(indent)}${k}: ${v === undefined || v === null ? '' : String(v)}\n`;
   let out = 'Client:\n' + line('Version', clientVersion()) + line('Context', 'default') + '\nServer:\n';
-  out += line('Containers', i.Containers) + line('Running', i.ContainersRunning, 2) + line('Paused', i.ContainersPaused, 2) + line('Stopped', i.ContainersStopped, 2);
+  out +=
+    line('Containers', i.Containers) +
+    line('Running', i.ContainersRunning, 2) +
+    line('Paused', i.ContainersPaused, 2) +
+    line('Stopped', i.ContainersStopped, 2);
   out += line('Images', i.Images) + line('Server Version', i.ServerVersion) + line('Storage Driver', i.Driver);
   const plugins = i.Plugins as { Network?: string[] } | undefined;
   if (plugins?.Network) out += ' Plugins:\n' + line('Network', plugins.Network.join(' '), 2);
   const swarm = i.Swarm as { LocalNodeState?: string } | undefined;
   out += line('Swarm', swarm?.LocalNodeState ?? 'inactive');
-  out += line('Kernel Version', i.KernelVersion) + line('Operating System', i.OperatingSystem) + line('OSType', i.OSType) + line('Architecture', i.Architecture);
-  out += line('CPUs', i.NCPU) + line('Total Memory', typeof i.MemTotal === 'number' ? `${(i.MemTotal / 1024 ** 3).toFixed(2)}GiB` : '') + line('Name', i.Name) + line('ID', i.ID);
+  out +=
+    line('Kernel Version', i.KernelVersion) +
+    line('Operating System', i.OperatingSystem) +
+    line('OSType', i.OSType) +
+    line('Architecture', i.Architecture);
+  out +=
+    line('CPUs', i.NCPU) +
+    line('Total Memory', typeof i.MemTotal === 'number' ? `${(i.MemTotal / 1024 ** 3).toFixed(2)}GiB` : '') +
+    line('Name', i.Name) +
+    line('ID', i.ID);
   const pools = i.DefaultAddressPools as Array<{ Base: string; Size: number }> | undefined;
-  if (pools?.length) out += ' Default Address Pools:\n' + pools.map((p) => `   Base: ${p.Base}, Size: ${p.Size}\n`).join('');
+  if (pools?.length)
+    out += ' Default Address Pools:\n' + pools.map((p) => `   Base: ${p.Base}, Size: ${p.Size}\n`).join('');
   cli.out(out);
   for (const w of (i.Warnings as string[] | undefined) ?? []) cli.err(w + '\n');
 }
 
 /** docker's default event line: time type action id (k=v, ...). */
-function eventLine(ev: { Type: string; Action: string; Actor: { ID: string; Attributes: Record<string, string> }; timeNano: number }): string {
+function eventLine(ev: {
+  Type: string;
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  timeNano: number;
+}): string {
   const ns = BigInt(ev.timeNano);
   const iso = new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d+Z$/, '');
   const frac = String(ns % 1_000_000_000n).padStart(9, '0');
-  const attrs = Object.keys(ev.Actor.Attributes).sort().map((k) => `${k}=${ev.Actor.Attributes[k]}`).join(', ');
+  const attrs = Object.keys(ev.Actor.Attributes)
+    .sort()
+    .map((k) => `${k}=${ev.Actor.Attributes[k]}`)
+    .join(', ');
   return `${iso}.${frac}Z ${ev.Type} ${ev.Action} ${ev.Actor.ID}${attrs ? ` (${attrs})` : ''}\n`;
 }
 
-export async function events(cli: Cli, o: { since?: string; until?: string; filter?: string[]; format?: string }): Promise<void> {
+export async function events(
+  cli: Cli,
+  o: { since?: string; until?: string; filter?: string[]; format?: string },
+): Promise<void> {
   const query: Record<string, string> = { filters: JSON.stringify(filtersFrom(o.filter)) };
   if (o.since) query.since = o.since;
   if (o.until) query.until = o.until;

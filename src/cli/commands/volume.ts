@@ -7,26 +7,63 @@ import type { DockerVolume } from '../../runtime/volumes/store.js';
 
 const enc = encodeURIComponent;
 
-export async function create(cli: Cli, name: string | undefined, o: { driver?: string; opt?: string[]; label?: string[]; name?: string }): Promise<void> {
+export async function create(
+  cli: Cli,
+  name: string | undefined,
+  o: { driver?: string; opt?: string[]; label?: string[]; name?: string },
+): Promise<void> {
   const v = await cli.client.post<DockerVolume>('/volumes/create', {
-    Name: name ?? o.name ?? '', Driver: o.driver ?? 'local', DriverOpts: keyValues(o.opt), Labels: keyValues(o.label),
+    Name: name ?? o.name ?? '',
+    Driver: o.driver ?? 'local',
+    DriverOpts: keyValues(o.opt),
+    Labels: keyValues(o.label),
   });
   cli.out(v.Name + '\n');
 }
 
 export async function ls(cli: Cli, o: { quiet?: boolean; format?: string; filter?: string[] }): Promise<void> {
-  const res = await cli.client.get<{ Volumes: DockerVolume[] | null; Warnings: string[] | null }>('/volumes', { filters: JSON.stringify(filtersFrom(o.filter)) });
+  const res = await cli.client.get<{ Volumes: DockerVolume[] | null; Warnings: string[] | null }>('/volumes', {
+    filters: JSON.stringify(filtersFrom(o.filter)),
+  });
   const vols = (res.Volumes ?? []).sort((a, b) => naturalLess(a.Name, b.Name));
-  const rows = vols.map((v) => sortedObject({
-    Driver: v.Driver, Name: v.Name, Scope: v.Scope, Mountpoint: v.Mountpoint, CreatedAt: v.CreatedAt,
-    Labels: Object.keys(v.Labels ?? {}).sort().map((k) => `${k}=${v.Labels![k]}`).join(','),
-    Size: 'N/A', Links: 'N/A', Availability: 'N/A', Group: 'N/A',
-  }));
-  cli.out(formatList(rows, o.format, {
-    headers: { Driver: 'DRIVER', Name: 'VOLUME NAME', Scope: 'SCOPE', Mountpoint: 'MOUNTPOINT', CreatedAt: 'CREATED', Labels: 'LABELS', Size: 'SIZE', Links: 'LINKS' },
-    defaultTable: 'table {{.Driver}}\t{{.Name}}',
-    quietField: 'Name',
-  }, Boolean(o.quiet)));
+  const rows = vols.map((v) =>
+    sortedObject({
+      Driver: v.Driver,
+      Name: v.Name,
+      Scope: v.Scope,
+      Mountpoint: v.Mountpoint,
+      CreatedAt: v.CreatedAt,
+      Labels: Object.keys(v.Labels ?? {})
+        .sort()
+        .map((k) => `${k}=${v.Labels![k]}`)
+        .join(','),
+      Size: 'N/A',
+      Links: 'N/A',
+      Availability: 'N/A',
+      Group: 'N/A',
+    }),
+  );
+  cli.out(
+    formatList(
+      rows,
+      o.format,
+      {
+        headers: {
+          Driver: 'DRIVER',
+          Name: 'VOLUME NAME',
+          Scope: 'SCOPE',
+          Mountpoint: 'MOUNTPOINT',
+          CreatedAt: 'CREATED',
+          Labels: 'LABELS',
+          Size: 'SIZE',
+          Links: 'LINKS',
+        },
+        defaultTable: 'table {{.Driver}}\t{{.Name}}',
+        quietField: 'Name',
+      },
+      Boolean(o.quiet),
+    ),
+  );
   for (const w of res.Warnings ?? []) cli.err(w + '\n');
 }
 
@@ -55,12 +92,18 @@ export async function rm(cli: Cli, names: string[], o: { force?: boolean }): Pro
 
 export async function prune(cli: Cli, o: { force?: boolean; all?: boolean; filter?: string[] }): Promise<void> {
   if (!o.force) {
-    const what = o.all ? 'all local volumes not used by at least one container' : 'all anonymous local volumes not used by at least one container';
+    const what = o.all
+      ? 'all local volumes not used by at least one container'
+      : 'all anonymous local volumes not used by at least one container';
     if (!(await confirm(cli, `WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
   }
   const filters = filtersFrom(o.filter);
   if (o.all) filters.all = ['true'];
-  const res = await cli.client.post<{ VolumesDeleted: string[] | null; SpaceReclaimed: number }>('/volumes/prune', undefined, { filters: JSON.stringify(filters) });
+  const res = await cli.client.post<{ VolumesDeleted: string[] | null; SpaceReclaimed: number }>(
+    '/volumes/prune',
+    undefined,
+    { filters: JSON.stringify(filters) },
+  );
   let out = '';
   if (res.VolumesDeleted?.length) out = 'Deleted Volumes:\n' + res.VolumesDeleted.map((n) => n + '\n').join('') + '\n';
   out += `Total reclaimed space: ${humanBytes(res.SpaceReclaimed)}\n`;

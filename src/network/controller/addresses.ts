@@ -27,9 +27,14 @@ export class AddressOps {
   async releaseRemotePools(rec: NetworkRecord): Promise<void> {
     if (!rec.ipamPools?.length) return;
     try {
-      await (await this.core.ipamPlugins.lookup(rec.ipamDriver, this.core.config, this.core.log)).releasePools(rec.ipamPools);
+      await (
+        await this.core.ipamPlugins.lookup(rec.ipamDriver, this.core.config, this.core.log)
+      ).releasePools(rec.ipamPools);
     } catch (e) {
-      this.core.log.warn({ network: rec.name, plugin: rec.ipamDriver, err: (e as Error).message }, 'releasing IPAM plugin pools failed');
+      this.core.log.warn(
+        { network: rec.name, plugin: rec.ipamDriver, err: (e as Error).message },
+        'releasing IPAM plugin pools failed',
+      );
     }
   }
 
@@ -51,7 +56,10 @@ export class AddressOps {
     await (net ? this.ipamOf(net) : this.core.ipam).release(networkId, address, owner);
     const ip = address.split('/')[0]!;
     const pool = net?.ipamPools?.find((p) => p.family === (ip.includes(':') ? 6 : 4));
-    if (net && pool) await (await this.core.ipamPlugins.lookup(net.ipamDriver, this.core.config, this.core.log)).releaseAddress(pool.poolId, ip);
+    if (net && pool)
+      await (
+        await this.core.ipamPlugins.lookup(net.ipamDriver, this.core.config, this.core.log)
+      ).releaseAddress(pool.poolId, ip);
   }
 
   async allocate(net: NetworkRecord, fam: 4 | 6, owner: string, preferred?: string) {

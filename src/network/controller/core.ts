@@ -92,14 +92,19 @@ async function defaultKernel(): Promise<SandboxKernel> {
     deleteNetns: (path) => netns.deleteNetns(path),
     // rtnetlink from a throwaway thread inside the netns: no process spawned (~0.1 ms against ~10 ms for nsenter+ip).
     loopbackUp: (path) => rtnl.configureInNetns(path, [{ op: 'up', dev: 'lo' }]),
-    enableIpv6: (path) => netns.writeSysctls(path, { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' }),
+    enableIpv6: (path) =>
+      netns.writeSysctls(path, { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' }),
     setDefaultRoute: (path, ifName, gws) => {
       const ops: Array<{ op: 'route'; dev: string; via: string }> = [];
       if (gws.v4) ops.push({ op: 'route', dev: ifName, via: gws.v4 });
       if (gws.v6) ops.push({ op: 'route', dev: ifName, via: gws.v6 });
       return rtnl.configureInNetns(path, ops);
     },
-    addAddresses: (path, ifName, addrs) => rtnl.configureInNetns(path, addrs.map((a) => ({ op: 'addr' as const, dev: ifName, address: a.address, prefix: a.prefix }))),
+    addAddresses: (path, ifName, addrs) =>
+      rtnl.configureInNetns(
+        path,
+        addrs.map((a) => ({ op: 'addr' as const, dev: ifName, address: a.address, prefix: a.prefix })),
+      ),
     udpSocket: (path, addr, port) => netns.udpSocketInNetns(path, addr, port),
     tcpSocket: (path, addr, port) => netns.tcpListenSocketInNetns(path, addr, port),
   };
@@ -163,7 +168,6 @@ export class ControllerCore {
   ready: Promise<void> | undefined;
   closed = false;
 
-
   // The parts of the controller (src/network/controller/*.ts), wired by NetworkController's constructor.
   networkOps!: NetworkOps;
   addressOps!: AddressOps;
@@ -185,7 +189,12 @@ export class ControllerCore {
     this.sandboxes = new Collection<SandboxRecord>(opts.store, 'network/sandboxes');
     this.doomed = new Collection<DoomedNetwork>(opts.store, 'network/doomed');
     this.ipam = new AddressAllocator(opts.store, 'network/ipam');
-    this.ports = new PortMapper(opts.log, opts.portRange, opts.portDualStack ?? false, opts.portDefaultHostIp ?? '0.0.0.0');
+    this.ports = new PortMapper(
+      opts.log,
+      opts.portRange,
+      opts.portDualStack ?? false,
+      opts.portDefaultHostIp ?? '0.0.0.0',
+    );
     this.kernel = opts.kernel;
   }
 
@@ -234,14 +243,23 @@ export class ControllerCore {
   }
 
   driverNetwork(n: NetworkRecord): DriverNetwork {
-    const ipam = (fam: 4 | 6) => n.subnets.filter((s) => s.family === fam).map((s) => {
-      const prefix = parseCidr(s.subnet).prefix;
-      const d: DriverNetwork['ipv4'][number] = { pool: s.subnet, auxAddresses: { ...s.aux } };
-      if (s.gateway) d.gateway = `${s.gateway}/${prefix}`;
-      return d;
-    });
+    const ipam = (fam: 4 | 6) =>
+      n.subnets
+        .filter((s) => s.family === fam)
+        .map((s) => {
+          const prefix = parseCidr(s.subnet).prefix;
+          const d: DriverNetwork['ipv4'][number] = { pool: s.subnet, auxAddresses: { ...s.aux } };
+          if (s.gateway) d.gateway = `${s.gateway}/${prefix}`;
+          return d;
+        });
     const out: DriverNetwork = {
-      id: n.id, name: n.name, options: { ...n.options }, internal: n.internal, enableIPv6: n.enableIPv6, ipv4: ipam(4), ipv6: ipam(6),
+      id: n.id,
+      name: n.name,
+      options: { ...n.options },
+      internal: n.internal,
+      enableIPv6: n.enableIPv6,
+      ipv4: ipam(4),
+      ipv6: ipam(6),
     };
     if (n.driverState) out.driverState = n.driverState;
     return out;
@@ -262,15 +280,20 @@ export class ControllerCore {
     if (byId) return byId;
     const byName = all.filter((n) => n.name === term);
     if (byName.length === 1) return byName[0]!;
-    if (byName.length > 1) throw new InvalidParameter(`network ${term} is ambiguous (${byName.length} matches found based on name)`);
+    if (byName.length > 1)
+      throw new InvalidParameter(`network ${term} is ambiguous (${byName.length} matches found based on name)`);
     const byPrefix = term.length > 0 ? all.filter((n) => n.id.startsWith(term.toLowerCase())) : [];
     if (byPrefix.length === 1) return byPrefix[0]!;
-    if (byPrefix.length > 1) throw new InvalidParameter(`network ${term} is ambiguous (${byPrefix.length} matches found based on ID prefix)`);
+    if (byPrefix.length > 1)
+      throw new InvalidParameter(`network ${term} is ambiguous (${byPrefix.length} matches found based on ID prefix)`);
     throw new NotFound(`network ${term} not found`);
   }
 
   async endpointsOf(networkId: string): Promise<EndpointRecord[]> {
-    return (await this.endpoints.list()).map((e) => e.value).filter((e) => e.networkId === networkId).sort((a, b) => a.created - b.created);
+    return (await this.endpoints.list())
+      .map((e) => e.value)
+      .filter((e) => e.networkId === networkId)
+      .sort((a, b) => a.created - b.created);
   }
 
   async sandboxNetworks(sb: SandboxRecord): Promise<Array<{ ep: EndpointRecord; net: NetworkRecord }>> {

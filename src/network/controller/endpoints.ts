@@ -48,7 +48,14 @@ export class EndpointOps {
    * One endpoint, all-or-nothing: record, addresses, driver endpoint, join,
    * published ports (when it carries the default route).
    */
-  async joinEndpoint(sb: SandboxRecord, net: NetworkRecord, req: EndpointRequest, ifName: string, isGw: boolean, epName?: string): Promise<EndpointRecord> {
+  async joinEndpoint(
+    sb: SandboxRecord,
+    net: NetworkRecord,
+    req: EndpointRequest,
+    ifName: string,
+    isGw: boolean,
+    epName?: string,
+  ): Promise<EndpointRecord> {
     if (net.scope === 'swarm') {
       if (!this.core.cluster) throw new Unavailable(NOT_IN_SWARM);
       if ((!net.attachable || net.ingress) && !sb.swarmTask) throw new Forbidden(notAttachable(net.name));
@@ -56,19 +63,28 @@ export class EndpointOps {
     const special = net.driver === 'host' || net.driver === 'null';
     const wantsIp = !!(req.ipv4Address || req.ipv6Address);
     if (wantsIp) {
-      if (net.defaultBridge || special) throw new InvalidParameter('user specified IP address is supported on user defined networks only');
+      if (net.defaultBridge || special)
+        throw new InvalidParameter('user specified IP address is supported on user defined networks only');
       const fams = new Set(net.subnets.filter((s) => s.userSubnet).map((s) => s.family));
       if ((req.ipv4Address && !fams.has(4)) || (req.ipv6Address && !fams.has(6))) {
-        throw new InvalidParameter('user specified IP address is supported only when connecting to networks with user configured subnets');
+        throw new InvalidParameter(
+          'user specified IP address is supported only when connecting to networks with user configured subnets',
+        );
       }
-      if (req.ipv4Address && tryParseIp(req.ipv4Address)?.family !== 4) throw new InvalidParameter(`invalid IPv4 address: ${req.ipv4Address}`);
-      if (req.ipv6Address && tryParseIp(req.ipv6Address)?.family !== 6) throw new InvalidParameter(`invalid IPv6 address: ${req.ipv6Address}`);
+      if (req.ipv4Address && tryParseIp(req.ipv4Address)?.family !== 4)
+        throw new InvalidParameter(`invalid IPv4 address: ${req.ipv4Address}`);
+      if (req.ipv6Address && tryParseIp(req.ipv6Address)?.family !== 6)
+        throw new InvalidParameter(`invalid IPv6 address: ${req.ipv6Address}`);
     }
     const linkLocal = (req.linkLocalIPs ?? []).map((ip) => {
       const parsed = tryParseIp(ip);
       if (!parsed) throw new InvalidParameter(`invalid link-local IP address: ${ip}`);
       // Docker (libnetwork CreateOptionIpam): a /16 for IPv4, a /64 for IPv6.
-      return { address: formatIp(parsed.family, parsed.value), prefix: parsed.family === 4 ? 16 : 64, family: parsed.family };
+      return {
+        address: formatIp(parsed.family, parsed.value),
+        prefix: parsed.family === 4 ? 16 : 64,
+        family: parsed.family,
+      };
     });
     for (const l of req.links ?? []) parseLink(l);
     const aliases = [...new Set(req.aliases ?? [])];
@@ -76,21 +92,37 @@ export class EndpointOps {
       throw new InvalidParameter('network-scoped alias is supported only for containers in user defined networks');
     }
     // lookup, not get: a plugin that came up after the daemon started is activated here.
-    const driver = special ? undefined : await this.core.registry.lookup(net.driver, { config: this.core.config, log: this.core.log });
-    if (driver && !sb.netnsPath) throw new InvalidParameter('container sharing network namespace with another container or host cannot join any other network');
+    const driver = special
+      ? undefined
+      : await this.core.registry.lookup(net.driver, { config: this.core.config, log: this.core.log });
+    if (driver && !sb.netnsPath)
+      throw new InvalidParameter(
+        'container sharing network namespace with another container or host cannot join any other network',
+      );
 
     // Where a swarm endpoint's time goes (logged; read by bench/overlay.ts).
     const t = net.scope === 'swarm' ? phases() : undefined;
     const ep: EndpointRecord = {
-      id: newId(), name: epName ?? sb.containerName, networkId: net.id, containerId: sb.containerId, sandboxId: sb.id, ifName, aliases,
-      request: { ...req, network: net.name }, options: { ...(req.driverOpts ?? {}) }, defaultGateway: isGw && !special, ports: [],
-      state: 'creating', created: Date.now() + Number(process.hrtime.bigint() % 1000n) / 1000,
+      id: newId(),
+      name: epName ?? sb.containerName,
+      networkId: net.id,
+      containerId: sb.containerId,
+      sandboxId: sb.id,
+      ifName,
+      aliases,
+      request: { ...req, network: net.name },
+      options: { ...(req.driverOpts ?? {}) },
+      defaultGateway: isGw && !special,
+      ports: [],
+      state: 'creating',
+      created: Date.now() + Number(process.hrtime.bigint() % 1000n) / 1000,
     };
     // Name check and record creation under the network's lock, so two containers of one name cannot both get in.
     await this.core.mutex.run(`net:${net.id}`, async () => {
       if (!(await this.core.networks.get(net.id))) throw new NotFound(`network ${net.name} not found`);
       const eps = await this.core.endpointsOf(net.id);
-      if (eps.some((e) => e.name === ep.name)) throw new Forbidden(`endpoint with name ${ep.name} already exists in network ${net.name}`);
+      if (eps.some((e) => e.name === ep.name))
+        throw new Forbidden(`endpoint with name ${ep.name} already exists in network ${net.name}`);
       await this.core.endpoints.put(ep.id, ep, 0);
     });
     t?.mark('record');
@@ -122,7 +154,13 @@ export class EndpointOps {
         const made = await driver.createEndpoint(dn, this.core.driverEndpoint(ep));
         undos.push(() => driver.deleteEndpoint(dn, made));
         if (made.mac) ep.mac = made.mac;
-        const joinReq = { endpoint: made, network: dn, netnsPath: sb.netnsPath!, ifName, defaultGateway: ep.defaultGateway };
+        const joinReq = {
+          endpoint: made,
+          network: dn,
+          netnsPath: sb.netnsPath!,
+          ifName,
+          defaultGateway: ep.defaultGateway,
+        };
         const info = await driver.join(joinReq);
         t?.mark('driverJoin');
         if (info.driverState) ep.joinState = info.driverState;
@@ -154,7 +192,10 @@ export class EndpointOps {
       await this.core.endpoints.put(ep.id, ep);
       if (t) {
         t.mark('ready');
-        this.core.log.info({ network: net.name, endpoint: shortId(ep.id), phasesMs: t.done() }, 'swarm endpoint joined');
+        this.core.log.info(
+          { network: net.name, endpoint: shortId(ep.id), phasesMs: t.done() },
+          'swarm endpoint joined',
+        );
       }
       return ep;
     } catch (e) {
@@ -163,13 +204,22 @@ export class EndpointOps {
     }
   }
 
-  async programPorts(sb: SandboxRecord, ep: EndpointRecord, net: NetworkRecord, driver: NetworkDriver, dep: DriverEndpoint): Promise<void> {
+  async programPorts(
+    sb: SandboxRecord,
+    ep: EndpointRecord,
+    net: NetworkRecord,
+    driver: NetworkDriver,
+    dep: DriverEndpoint,
+  ): Promise<void> {
     if (sb.portBindings.length === 0 && !(sb.publishAllPorts && sb.exposedPorts.length > 0)) return;
     if (!ep.ipv4) return;
     const containerIp = ep.ipv4.split('/')[0]!;
     try {
       const { bindings, picked } = await this.core.ports.reserve(ep.id, {
-        bindings: sb.portBindings, exposed: sb.exposedPorts, publishAll: sb.publishAllPorts, containerIp,
+        bindings: sb.portBindings,
+        exposed: sb.exposedPorts,
+        publishAll: sb.publishAllPorts,
+        containerIp,
         ...(sb.pickedPorts ? { picked: sb.pickedPorts } : {}),
         ...(hostBinding(net) ? { defaultHostIp: hostBinding(net)! } : {}),
       });
@@ -198,12 +248,16 @@ export class EndpointOps {
   /** Undoes joinEndpoint; every step is attempted even if one fails (best effort, logged). */
   async leaveEndpoint(sb: SandboxRecord, ep: EndpointRecord, net: NetworkRecord | undefined): Promise<void> {
     const special = !net || net.driver === 'host' || net.driver === 'null';
-    const driver = net && !special && this.core.registry.has(net.driver) ? this.core.registry.get(net.driver) : undefined;
+    const driver =
+      net && !special && this.core.registry.has(net.driver) ? this.core.registry.get(net.driver) : undefined;
     const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
       try {
         await fn();
       } catch (e) {
-        this.core.log.warn({ endpoint: shortId(ep.id), step: what, err: (e as Error).message }, 'leaving network: step failed');
+        this.core.log.warn(
+          { endpoint: shortId(ep.id), step: what, err: (e as Error).message },
+          'leaving network: step failed',
+        );
       }
     };
     // Swarm networks: other nodes drop it as a peer and a name first.
@@ -216,10 +270,16 @@ export class EndpointOps {
     if (driver && net && sb.netnsPath) {
       const dn = this.core.driverNetwork(net);
       const dep = this.core.driverEndpoint(ep);
-      await step('leave', () => driver.leave({
-        endpoint: dep, network: dn, netnsPath: sb.netnsPath!, ifName: ep.ifName, defaultGateway: ep.defaultGateway,
-        ...(ep.joinState ? { joinState: ep.joinState } : {}),
-      }));
+      await step('leave', () =>
+        driver.leave({
+          endpoint: dep,
+          network: dn,
+          netnsPath: sb.netnsPath!,
+          ifName: ep.ifName,
+          defaultGateway: ep.defaultGateway,
+          ...(ep.joinState ? { joinState: ep.joinState } : {}),
+        }),
+      );
       await step('deleteEndpoint', () => driver.deleteEndpoint(dn, dep));
     }
     if (ep.ipv4) await step('release v4', () => this.core.addressOps.releaseAddress(ep.networkId, ep.ipv4!, ep.id));
@@ -233,7 +293,9 @@ export class EndpointOps {
    * Best effort: the container keeps its other networks either way.
    */
   async promoteGateway(sb: SandboxRecord, remaining: Array<{ ep: EndpointRecord; net: NetworkRecord }>): Promise<void> {
-    const next = remaining.find((j) => !j.net.internal && (j.ep.gatewayV4 || j.ep.gatewayV6) && this.core.driverOf(j.net));
+    const next = remaining.find(
+      (j) => !j.net.internal && (j.ep.gatewayV4 || j.ep.gatewayV6) && this.core.driverOf(j.net),
+    );
     if (!next || !sb.netnsPath) return;
     const { ep, net } = next;
     try {
@@ -244,9 +306,14 @@ export class EndpointOps {
       ep.defaultGateway = true;
       await this.programPorts(sb, ep, net, this.core.driverOf(net)!, this.core.driverEndpoint(ep));
       await this.core.endpoints.put(ep.id, ep);
-      await this.core.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur));
+      await this.core.sandboxes.update(sb.containerId, (cur) =>
+        cur ? { ...cur, pickedPorts: sb.pickedPorts ?? cur.pickedPorts } : cur,
+      );
     } catch (e) {
-      this.core.log.warn({ container: shortId(sb.containerId), network: net.name, err: (e as Error).message }, 'moving the default route failed');
+      this.core.log.warn(
+        { container: shortId(sb.containerId), network: net.name, err: (e as Error).message },
+        'moving the default route failed',
+      );
     }
   }
 }

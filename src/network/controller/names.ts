@@ -36,9 +36,8 @@ export class NameOps {
       const names = new Map<string, NameEntry[]>();
       const reverse = new Map<string, string>();
       // Swarm networks: the endpoints of every node, from the cluster store.
-      const source: Array<Pick<EndpointRecord, 'networkId' | 'ipv4' | 'ipv6' | 'name' | 'aliases' | 'containerId'>> = n.scope === 'swarm'
-        ? await this.core.swarmOps.watchedSwarmEndpointsOf(id)
-        : eps;
+      const source: Array<Pick<EndpointRecord, 'networkId' | 'ipv4' | 'ipv6' | 'name' | 'aliases' | 'containerId'>> =
+        n.scope === 'swarm' ? await this.core.swarmOps.watchedSwarmEndpointsOf(id) : eps;
       for (const ep of source) {
         if (ep.networkId !== id) continue;
         const entry: NameEntry = {};
@@ -93,7 +92,12 @@ export class NameOps {
       }
       if (m.size) links.set(j.net.id, m);
     }
-    this.core.resolver.setSandbox(sb.id, dnsNets.map((j) => j.net.id), isolated ? [] : this.upstreamFor(sb), links);
+    this.core.resolver.setSandbox(
+      sb.id,
+      dnsNets.map((j) => j.net.id),
+      isolated ? [] : this.upstreamFor(sb),
+      links,
+    );
     return true;
   }
 }

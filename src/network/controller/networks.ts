@@ -9,7 +9,16 @@ import type { DockerNetwork, DockerNetworkCreate, Filters } from '../types.js';
 import type { NetworkRecord } from '../records.js';
 import { planIpam, pickDefaultPool, type SubnetPlan } from '../ipam/plan.js';
 import { formatCidr, parseCidr, tryParseCidr } from '../ipam/ip.js';
-import { DEFAULT_BRIDGE_OPTIONS, PREDEFINED, checkListFilters, checkPruneFilters, matchesListFilters, matchesPruneFilters, nowRfc3339Nano, toDockerNetwork } from '../network.js';
+import {
+  DEFAULT_BRIDGE_OPTIONS,
+  PREDEFINED,
+  checkListFilters,
+  checkPruneFilters,
+  matchesListFilters,
+  matchesPruneFilters,
+  nowRfc3339Nano,
+  toDockerNetwork,
+} from '../network.js';
 import { NETWORK_LOCK, type ControllerCore, type DoomedNetwork } from './core.js';
 
 function formatIpPlus(subnet: string, n: bigint): string {
@@ -27,25 +36,50 @@ export class NetworkOps {
       await d?.deleteNetwork(rec.net);
       await this.core.doomed.delete(id);
     } catch (e) {
-      this.core.log.warn({ network: rec.net.name, err: (e as Error).message }, 'deleting a removed network\'s kernel objects failed (retried at the next start)');
+      this.core.log.warn(
+        { network: rec.net.name, err: (e as Error).message },
+        "deleting a removed network's kernel objects failed (retried at the next start)",
+      );
     }
   }
 
   async createPredefined(name: 'bridge' | 'host' | 'none'): Promise<void> {
     const base = {
-      id: newId(), name, created: nowRfc3339Nano(), scope: 'local' as const, internal: false, attachable: false, ingress: false,
-      configOnly: false, configFrom: '', enableIPv4: true, enableIPv6: false, ipamDriver: 'default', ipamOptions: null,
-      labels: {}, predefined: true, defaultBridge: false,
+      id: newId(),
+      name,
+      created: nowRfc3339Nano(),
+      scope: 'local' as const,
+      internal: false,
+      attachable: false,
+      ingress: false,
+      configOnly: false,
+      configFrom: '',
+      enableIPv4: true,
+      enableIPv6: false,
+      ipamDriver: 'default',
+      ipamOptions: null,
+      labels: {},
+      predefined: true,
+      defaultBridge: false,
     };
     let rec: NetworkRecord;
     if (name === 'bridge') {
       const taken = (await this.core.networks.list()).flatMap((n) => n.value.subnets.map((s) => s.subnet));
-      const pool = pickDefaultPool(4, taken.map((s) => parseCidr(s)), this.core.config.defaultAddressPools);
-      if (!pool) throw new Forbidden('could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network');
+      const pool = pickDefaultPool(
+        4,
+        taken.map((s) => parseCidr(s)),
+        this.core.config.defaultAddressPools,
+      );
+      if (!pool)
+        throw new Forbidden(
+          'could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network',
+        );
       const subnet = formatCidr(pool);
       const gateway = formatIpPlus(subnet, 1n);
       rec = {
-        ...base, driver: 'bridge', defaultBridge: true,
+        ...base,
+        driver: 'bridge',
+        defaultBridge: true,
         ipamConfig: [{ Subnet: subnet }],
         subnets: [{ family: 4, subnet, gateway, aux: {}, userSubnet: false }],
         options: DEFAULT_BRIDGE_OPTIONS(this.core.config.defaultBridgeName),
@@ -87,11 +121,13 @@ export class NetworkOps {
     if (rec.scope === 'swarm') return this.core.swarmOps.dropSwarmNetwork(rec);
     await this.core.addressOps.releaseRemotePools(rec);
     await this.core.ipam.removeNetwork(rec.id);
-    await this.core.store.txn([
-      { key: `network/names/${rec.name}`, value: null },
-      { key: this.core.networks.key(rec.id), value: null },
-      ...(doomed ? [{ key: this.core.doomed.key(rec.id), value: JSON.stringify(doomed) }] : []),
-    ]).catch(() => undefined);
+    await this.core.store
+      .txn([
+        { key: `network/names/${rec.name}`, value: null },
+        { key: this.core.networks.key(rec.id), value: null },
+        ...(doomed ? [{ key: this.core.doomed.key(rec.id), value: JSON.stringify(doomed) }] : []),
+      ])
+      .catch(() => undefined);
   }
 
   async createNetwork(req: DockerNetworkCreate): Promise<{ Id: string; Warning: string }> {
@@ -101,20 +137,28 @@ export class NetworkOps {
     if (PREDEFINED.has(name)) throw new Forbidden(`${name} is a pre-defined network and cannot be created`);
     // Docker takes any name that is not empty (spaces, colons, slashes too); only
     // container names have the [a-zA-Z0-9][a-zA-Z0-9_.-]+ rule.
-    if (name.length > 255) throw new InvalidParameter(`invalid network name "${name.slice(0, 64)}...": longer than 255 characters`);
+    if (name.length > 255)
+      throw new InvalidParameter(`invalid network name "${name.slice(0, 64)}...": longer than 255 characters`);
     // "." and ".." vanish from a request path (/networks/.. is /), a NUL cuts it: such a network could never be named again.
-    if (name === '.' || name === '..' || name.includes('\0')) throw new InvalidParameter(`invalid network name "${name.replace(/\0/g, '\\x00')}": it cannot be used in a request path`);
+    if (name === '.' || name === '..' || name.includes('\0'))
+      throw new InvalidParameter(
+        `invalid network name "${name.replace(/\0/g, '\\x00')}": it cannot be used in a request path`,
+      );
     const driverName = req.Driver || 'bridge';
     if (req.ConfigFrom?.Network || req.ConfigOnly) throw new InvalidParameter('config-only networks are not supported');
     const driver = await this.core.registry.lookup(driverName, { config: this.core.config, log: this.core.log });
     if (driver.scope === 'swarm') return this.core.swarmOps.createSwarmNetwork(req, name, driver);
     if (req.Ingress) {
       // In a swarm the request goes to the managers, whose validation refuses any driver but overlay.
-      if (this.core.cluster?.m.isManager()) throw new NotImplemented('rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network');
+      if (this.core.cluster?.m.isManager())
+        throw new NotImplemented(
+          'rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network',
+        );
       throw new Forbidden('ingress networks can only be created in a swarm');
     }
     await driver.checkSupported?.();
-    for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
+    for (const [k, v] of Object.entries(req.Options ?? {}))
+      if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
 
     return this.core.mutex.run(NETWORK_LOCK, async () => {
       const all = (await this.core.networks.list()).map((n) => n.value);
@@ -128,14 +172,33 @@ export class NetworkOps {
       const remote = noIpam ? undefined : await this.core.addressOps.remoteIpamPlan(req, enableIPv4, enableIPv6);
       const plan = noIpam
         ? { subnets: [] as SubnetPlan[], display: [] }
-        : remote ?? planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4, enableIPv6 },
-          all.flatMap((n) => n.subnets.map((s) => s.subnet)), this.core.config.defaultAddressPools);
+        : (remote ??
+          planIpam(
+            { driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4, enableIPv6 },
+            all.flatMap((n) => n.subnets.map((s) => s.subnet)),
+            this.core.config.defaultAddressPools,
+          ));
       const rec: NetworkRecord = {
-        id: newId(), name, created: nowRfc3339Nano(), driver: driverName, scope: driver.scope === 'swarm' ? 'swarm' : driver.scope,
-        internal: req.Internal === true, attachable: req.Attachable === true, ingress: false, configOnly: false, configFrom: '',
-        enableIPv4, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: req.IPAM?.Options ? { ...req.IPAM.Options } : null,
-        ipamConfig: plan.display, subnets: plan.subnets, options: { ...(req.Options ?? {}) }, labels: { ...(req.Labels ?? {}) },
-        predefined: false, defaultBridge: false,
+        id: newId(),
+        name,
+        created: nowRfc3339Nano(),
+        driver: driverName,
+        scope: driver.scope === 'swarm' ? 'swarm' : driver.scope,
+        internal: req.Internal === true,
+        attachable: req.Attachable === true,
+        ingress: false,
+        configOnly: false,
+        configFrom: '',
+        enableIPv4,
+        enableIPv6,
+        ipamDriver: req.IPAM?.Driver || 'default',
+        ipamOptions: req.IPAM?.Options ? { ...req.IPAM.Options } : null,
+        ipamConfig: plan.display,
+        subnets: plan.subnets,
+        options: { ...(req.Options ?? {}) },
+        labels: { ...(req.Labels ?? {}) },
+        predefined: false,
+        defaultBridge: false,
         ...(remote?.pools.length ? { ipamPools: remote.pools } : {}),
       };
       await this.persistNewNetwork(rec).catch(async (e: unknown) => {
@@ -146,18 +209,23 @@ export class NetworkOps {
         const state = await driver.createNetwork(this.core.driverNetwork(rec));
         if (state) {
           rec.driverState = state;
-          await this.core.networks.update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur)).catch(async (e: unknown) => {
-            // The driver made it but the store did not take it: undo the kernel side too, so a failed create changes nothing.
-            await driver.deleteNetwork(this.core.driverNetwork(rec)).catch(() => undefined);
-            throw e;
-          });
+          await this.core.networks
+            .update(rec.id, (cur) => (cur ? { ...cur, driverState: state } : cur))
+            .catch(async (e: unknown) => {
+              // The driver made it but the store did not take it: undo the kernel side too, so a failed create changes nothing.
+              await driver.deleteNetwork(this.core.driverNetwork(rec)).catch(() => undefined);
+              throw e;
+            });
         }
       } catch (e) {
         await this.dropNetworkRecord(rec);
         throw e;
       }
       this.core.events.publish('network', 'create', rec.id, { name: rec.name, type: rec.driver });
-      this.core.log.info({ network: rec.name, id: shortId(rec.id), subnets: rec.subnets.map((s) => s.subnet) }, 'network created');
+      this.core.log.info(
+        { network: rec.name, id: shortId(rec.id), subnets: rec.subnets.map((s) => s.subnet) },
+        'network created',
+      );
       return { Id: rec.id, Warning: '' };
     });
   }
@@ -172,7 +240,10 @@ export class NetworkOps {
     await this.core.init();
     const n = await this.core.findNetwork(idOrName);
     if (_opts?.scope && _opts.scope !== n.scope) throw new NotFound(`network ${idOrName} not found`);
-    const out = toDockerNetwork(n, (await this.core.endpointsOf(n.id)).filter((e) => e.state === 'ready'));
+    const out = toDockerNetwork(
+      n,
+      (await this.core.endpointsOf(n.id)).filter((e) => e.state === 'ready'),
+    );
     if (n.scope === 'swarm') await this.core.swarmOps.addSwarmView(n, out);
     return out;
   }
@@ -202,11 +273,19 @@ export class NetworkOps {
       const eps = await this.core.endpointsOf(n.id);
       if (eps.length > 0) {
         const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
-        throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
+        throw new Forbidden(
+          `error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`,
+        );
       }
       // A plugin not active yet is looked up (it must clean up); one that is gone for good cannot, so the record just goes.
-      const d = this.core.driverOf(n) ?? await this.core.registry.lookup(n.driver, { config: this.core.config, log: this.core.log })
-        .catch((e: unknown) => { if (e instanceof NotFound) return undefined; throw e; });
+      const d =
+        this.core.driverOf(n) ??
+        (await this.core.registry
+          .lookup(n.driver, { config: this.core.config, log: this.core.log })
+          .catch((e: unknown) => {
+            if (e instanceof NotFound) return undefined;
+            throw e;
+          }));
       if (d?.retireNetwork) {
         // The fast path: out of service now, the slow kernel work (a bridge's `link del`) in the background.
         const doomed: DoomedNetwork = { driver: n.driver, net: this.core.driverNetwork(n) };

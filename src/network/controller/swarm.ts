@@ -6,7 +6,20 @@ import { CasError } from '../../store/store.js';
 import { shortId } from '../../common/ids.js';
 import { Conflict, Forbidden, InvalidParameter, NotImplemented, Unavailable } from '../../common/errors.js';
 import type { Membership } from '../../cluster/membership.js';
-import { ClusterKeys, FIRST_VNI, GWBRIDGE, GWBRIDGE_OPTIONS, NOT_IN_SWARM, WORKER_CREATE, WORKER_MODIFY, newSwarmId, networkOfEndpointKey, subnetKey, toPeer, type SwarmEndpoint } from '../swarm-scope.js';
+import {
+  ClusterKeys,
+  FIRST_VNI,
+  GWBRIDGE,
+  GWBRIDGE_OPTIONS,
+  NOT_IN_SWARM,
+  WORKER_CREATE,
+  WORKER_MODIFY,
+  newSwarmId,
+  networkOfEndpointKey,
+  subnetKey,
+  toPeer,
+  type SwarmEndpoint,
+} from '../swarm-scope.js';
 import { OPT_VNI } from '../drivers/overlay/plan.js';
 import type { DockerNetwork, DockerNetworkCreate } from '../types.js';
 import type { NetworkDriver } from '../driver.js';
@@ -33,30 +46,53 @@ export class SwarmOps {
     await this.core.init();
     if (this.core.cluster) await this.stopCluster();
     const keys = new ClusterKeys(m.store);
-    const c: ClusterState = { m, keys, ipam: new AddressAllocator(m.store, 'ipam/addr'), stops: [], syncing: new Map(), again: new Set() };
+    const c: ClusterState = {
+      m,
+      keys,
+      ipam: new AddressAllocator(m.store, 'ipam/addr'),
+      stops: [],
+      syncing: new Map(),
+      again: new Set(),
+    };
     this.core.cluster = c;
-    for (const d of this.core.registry.names()) this.core.registry.get(d).setCluster?.({ nodeId: m.self.id, dataPathAddr: m.self.dataPathAddr, store: m.store, isManager: () => m.isManager() });
+    for (const d of this.core.registry.names())
+      this.core.registry.get(d).setCluster?.({
+        nodeId: m.self.id,
+        dataPathAddr: m.self.dataPathAddr,
+        store: m.store,
+        isManager: () => m.isManager(),
+      });
     if (m.isManager() && opts.defaultAddrPool?.length) {
       const pools = opts.defaultAddrPool.map((base) => ({ base, size: opts.subnetSize ?? 24 }));
       await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins
     }
-    c.stops.push(m.store.watch('endpoints/', (ev) => {
-      keys.view.apply(ev.kv.key, ev.type === 'put' ? JSON.parse(ev.kv.value) as SwarmEndpoint : undefined, ev.kv.revision);
-      const nid = networkOfEndpointKey(ev.kv.key);
-      if (nid) this.scheduleSwarmSync(nid);
-    }));
+    c.stops.push(
+      m.store.watch('endpoints/', (ev) => {
+        keys.view.apply(
+          ev.kv.key,
+          ev.type === 'put' ? (JSON.parse(ev.kv.value) as SwarmEndpoint) : undefined,
+          ev.kv.revision,
+        );
+        const nid = networkOfEndpointKey(ev.kv.key);
+        if (nid) this.scheduleSwarmSync(nid);
+      }),
+    );
     // After the watch started: with both, peers and names need no cluster round trip per change.
     await keys.loadView();
-    c.stops.push(m.store.watch('networks/', (ev) => {
-      const rec = JSON.parse(ev.kv.value) as NetworkRecord;
-      this.core.networks.apply(rec.id, ev.type === 'put' ? rec : undefined, ev.kv.revision);
-      if (ev.type === 'delete') void this.forgetSwarmNetwork(rec);
-    }));
+    c.stops.push(
+      m.store.watch('networks/', (ev) => {
+        const rec = JSON.parse(ev.kv.value) as NetworkRecord;
+        this.core.networks.apply(rec.id, ev.type === 'put' ? rec : undefined, ev.kv.revision);
+        if (ev.type === 'delete') void this.forgetSwarmNetwork(rec);
+      }),
+    );
     this.core.networks.attach(keys.networks, await keys.networks.list());
     if (!(await this.core.networks.list()).some((n) => n.value.name === GWBRIDGE)) {
-      await this.core.networkOps.createNetwork({ Name: GWBRIDGE, Driver: 'bridge', Options: { ...GWBRIDGE_OPTIONS } }).catch((e: Error) => {
-        if (!(e instanceof Conflict)) throw e;
-      });
+      await this.core.networkOps
+        .createNetwork({ Name: GWBRIDGE, Driver: 'bridge', Options: { ...GWBRIDGE_OPTIONS } })
+        .catch((e: Error) => {
+          if (!(e instanceof Conflict)) throw e;
+        });
     }
     if (m.isManager()) await this.ensureDefaultIngress(c);
     await this.reconcileSwarm(c);
@@ -85,9 +121,16 @@ export class SwarmOps {
       throw e;
     }
     try {
-      const { Id } = await this.createSwarmNetwork({
-        Name: 'ingress', Driver: 'overlay', Ingress: true, IPAM: { Driver: 'default', Config: [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }] },
-      }, 'ingress', await this.core.registry.lookup('overlay', { config: this.core.config, log: this.core.log }));
+      const { Id } = await this.createSwarmNetwork(
+        {
+          Name: 'ingress',
+          Driver: 'overlay',
+          Ingress: true,
+          IPAM: { Driver: 'default', Config: [{ Subnet: '10.0.0.0/24', Gateway: '10.0.0.1' }] },
+        },
+        'ingress',
+        await this.core.registry.lookup('overlay', { config: this.core.config, log: this.core.log }),
+      );
       await store.put(DEFAULT_INGRESS_KEY, Id);
     } catch (e) {
       if (e instanceof Conflict) return; // an ingress exists after all
@@ -107,8 +150,14 @@ export class SwarmOps {
     for (const { value: sb } of await this.core.sandboxes.list()) {
       for (const { net } of await this.core.sandboxNetworks(sb)) {
         if (net.scope !== 'swarm') continue;
-        await this.core.sandboxOps.disconnect(sb.containerId, net.id, true).catch((e: Error) =>
-          this.core.log.warn({ container: shortId(sb.containerId), network: net.name, err: e.message }, 'leaving swarm network failed'));
+        await this.core.sandboxOps
+          .disconnect(sb.containerId, net.id, true)
+          .catch((e: Error) =>
+            this.core.log.warn(
+              { container: shortId(sb.containerId), network: net.name, err: e.message },
+              'leaving swarm network failed',
+            ),
+          );
       }
     }
     await this.stopCluster();
@@ -141,7 +190,10 @@ export class SwarmOps {
       const d = this.core.driverOf(n);
       const mine = [...local.values()].filter((e) => e.networkId === n.id);
       try {
-        await d?.restoreNetwork?.(this.core.driverNetwork(n), mine.map((e) => this.core.driverEndpoint(e)));
+        await d?.restoreNetwork?.(
+          this.core.driverNetwork(n),
+          mine.map((e) => this.core.driverEndpoint(e)),
+        );
         if (mine.length > 0) {
           for (const e of mine) if (e.state === 'ready') await this.publishSwarmEndpoint(e, n, c);
           await this.syncSwarmNetwork(n.id);
@@ -150,19 +202,31 @@ export class SwarmOps {
         this.core.log.error({ network: n.name, err: (e as Error).message }, 'restoring swarm network failed');
       }
     }
-    for (const { value: sb } of await this.core.sandboxes.list()) await this.core.nameOps.refreshSandboxResolver(sb).catch(() => undefined);
+    for (const { value: sb } of await this.core.sandboxes.list())
+      await this.core.nameOps.refreshSandboxResolver(sb).catch(() => undefined);
   }
 
   needsGatewayBridge(nets: NetworkRecord[]): boolean {
     if (!this.core.cluster) return false;
-    return nets.some((n) => n.scope === 'swarm' && !n.internal) && !nets.some((n) => n.scope !== 'swarm' && !n.internal && n.driver !== 'null');
+    return (
+      nets.some((n) => n.scope === 'swarm' && !n.internal) &&
+      !nets.some((n) => n.scope !== 'swarm' && !n.internal && n.driver !== 'null')
+    );
   }
 
   async publishSwarmEndpoint(ep: EndpointRecord, net: NetworkRecord, c: ClusterState): Promise<void> {
     const rec: SwarmEndpoint = {
-      id: ep.id, networkId: net.id, name: ep.name, aliases: ep.aliases, containerId: ep.containerId,
-      nodeId: c.m.self.id, nodeName: c.m.self.hostname, underlay: c.m.self.dataPathAddr, mac: ep.mac ?? '',
-      ...(ep.ipv4 ? { ipv4: ep.ipv4 } : {}), ...(ep.ipv6 ? { ipv6: ep.ipv6 } : {}),
+      id: ep.id,
+      networkId: net.id,
+      name: ep.name,
+      aliases: ep.aliases,
+      containerId: ep.containerId,
+      nodeId: c.m.self.id,
+      nodeName: c.m.self.hostname,
+      underlay: c.m.self.dataPathAddr,
+      mac: ep.mac ?? '',
+      ...(ep.ipv4 ? { ipv4: ep.ipv4 } : {}),
+      ...(ep.ipv6 ? { ipv6: ep.ipv6 } : {}),
     };
     await c.keys.putEndpoint(rec);
   }
@@ -191,7 +255,9 @@ export class SwarmOps {
         c.again.delete(networkId);
         // Only hosts with an endpoint on it care (the others sync when a container of theirs joins).
         if (!(await this.core.endpoints.list()).some((e) => e.value.networkId === networkId)) continue;
-        await this.syncSwarmNetwork(networkId).catch((e: Error) => this.core.log.warn({ network: networkId, err: e.message }, 'syncing swarm network failed'));
+        await this.syncSwarmNetwork(networkId).catch((e: Error) =>
+          this.core.log.warn({ network: networkId, err: e.message }, 'syncing swarm network failed'),
+        );
       } while (c.again.has(networkId) && this.core.cluster === c);
       c.syncing.delete(networkId);
     })();
@@ -214,35 +280,57 @@ export class SwarmOps {
   async forgetSwarmNetwork(rec: NetworkRecord): Promise<void> {
     // Endpoints still here (the ingress sandbox of this node; tasks the agent has not stopped yet) leave first.
     for (const { value: listed } of await this.core.sandboxes.list()) {
-      await this.core.mutex.run(`sb:${listed.containerId}`, async () => {
-        const sb = await this.core.getSandbox(listed.containerId);
-        if (!sb) return;
-        const gone: string[] = [];
-        for (const epId of sb.endpoints) {
-          const ep = (await this.core.endpoints.get(epId))?.value;
-          if (ep?.networkId !== rec.id) continue;
-          await this.core.endpointOps.leaveEndpoint(sb, ep, rec);
-          gone.push(epId);
-        }
-        if (gone.length) await this.core.sandboxes.update(sb.containerId, (cur) => (cur ? { ...cur, endpoints: cur.endpoints.filter((id) => !gone.includes(id)) } : cur));
-      }).catch((e: Error) => this.core.log.warn({ network: rec.name, container: shortId(listed.containerId), err: e.message }, 'leaving a removed swarm network failed'));
+      await this.core.mutex
+        .run(`sb:${listed.containerId}`, async () => {
+          const sb = await this.core.getSandbox(listed.containerId);
+          if (!sb) return;
+          const gone: string[] = [];
+          for (const epId of sb.endpoints) {
+            const ep = (await this.core.endpoints.get(epId))?.value;
+            if (ep?.networkId !== rec.id) continue;
+            await this.core.endpointOps.leaveEndpoint(sb, ep, rec);
+            gone.push(epId);
+          }
+          if (gone.length)
+            await this.core.sandboxes.update(sb.containerId, (cur) =>
+              cur ? { ...cur, endpoints: cur.endpoints.filter((id) => !gone.includes(id)) } : cur,
+            );
+        })
+        .catch((e: Error) =>
+          this.core.log.warn(
+            { network: rec.name, container: shortId(listed.containerId), err: e.message },
+            'leaving a removed swarm network failed',
+          ),
+        );
     }
     try {
       await this.core.driverOf(rec)?.deleteNetwork(this.core.driverNetwork(rec));
     } catch (e) {
-      this.core.log.warn({ network: rec.name, err: (e as Error).message }, 'removing swarm network from this host failed');
+      this.core.log.warn(
+        { network: rec.name, err: (e as Error).message },
+        'removing swarm network from this host failed',
+      );
     }
     this.core.resolver.deleteNetwork(rec.id);
   }
 
-  async createSwarmNetwork(req: DockerNetworkCreate, name: string, driver: NetworkDriver): Promise<{ Id: string; Warning: string }> {
+  async createSwarmNetwork(
+    req: DockerNetworkCreate,
+    name: string,
+    driver: NetworkDriver,
+  ): Promise<{ Id: string; Warning: string }> {
     const c = this.core.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
     if (!c.m.isManager()) throw new Forbidden(WORKER_CREATE);
     // swarmkit's validateNetworkSpec, in its order.
-    if (req.Ingress && driver.name !== 'overlay') throw new NotImplemented('rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network');
-    if (req.Ingress && req.Attachable) throw new InvalidParameter('rpc error: code = InvalidArgument desc = ingress network cannot be attachable');
-    for (const [k, v] of Object.entries(req.Options ?? {})) if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
+    if (req.Ingress && driver.name !== 'overlay')
+      throw new NotImplemented(
+        'rpc error: code = Unimplemented desc = only overlay driver is currently supported for ingress network',
+      );
+    if (req.Ingress && req.Attachable)
+      throw new InvalidParameter('rpc error: code = InvalidArgument desc = ingress network cannot be attachable');
+    for (const [k, v] of Object.entries(req.Options ?? {}))
+      if (typeof v !== 'string') throw new InvalidParameter(`invalid option ${k}: value must be a string`);
     const enableIPv6 = req.EnableIPv6 === true;
     return this.core.mutex.run(NETWORK_LOCK, async () => {
       for (let attempt = 0; ; attempt++) {
@@ -251,20 +339,41 @@ export class SwarmOps {
         const swarmNets = all.filter((n) => n.scope === 'swarm');
         if (req.Ingress) {
           const ing = swarmNets.find((n) => n.ingress);
-          if (ing) throw new Conflict(`rpc error: code = AlreadyExists desc = ingress network (${ing.id}) is already present`);
+          if (ing)
+            throw new Conflict(`rpc error: code = AlreadyExists desc = ingress network (${ing.id}) is already present`);
         }
-        const plan = planIpam({ driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4: true, enableIPv6 },
-          swarmNets.flatMap((n) => n.subnets.map((s) => s.subnet)), await c.keys.pools());
+        const plan = planIpam(
+          { driver: req.IPAM?.Driver ?? 'default', configs: req.IPAM?.Config ?? [], enableIPv4: true, enableIPv6 },
+          swarmNets.flatMap((n) => n.subnets.map((s) => s.subnet)),
+          await c.keys.pools(),
+        );
         const used = new Set(swarmNets.map((n) => Number((n.options[OPT_VNI] ?? '').split(',')[0])));
         let vni = FIRST_VNI;
         while (used.has(vni)) vni++;
         const rec: NetworkRecord = {
-          id: newSwarmId(), name, created: nowRfc3339Nano(), driver: driver.name, scope: 'swarm',
-          internal: req.Internal === true, attachable: req.Attachable === true, ingress: req.Ingress === true, configOnly: false, configFrom: '',
-          enableIPv4: true, enableIPv6, ipamDriver: req.IPAM?.Driver || 'default', ipamOptions: null,
-          ipamConfig: plan.display.map((d, i) => ({ ...d, ...(plan.subnets[i]?.gateway && !d.Gateway ? { Gateway: plan.subnets[i]!.gateway } : {}) })),
-          subnets: plan.subnets, options: { ...(req.Options ?? {}), [OPT_VNI]: String(vni) }, labels: { ...(req.Labels ?? {}) },
-          predefined: false, defaultBridge: false,
+          id: newSwarmId(),
+          name,
+          created: nowRfc3339Nano(),
+          driver: driver.name,
+          scope: 'swarm',
+          internal: req.Internal === true,
+          attachable: req.Attachable === true,
+          ingress: req.Ingress === true,
+          configOnly: false,
+          configFrom: '',
+          enableIPv4: true,
+          enableIPv6,
+          ipamDriver: req.IPAM?.Driver || 'default',
+          ipamOptions: null,
+          ipamConfig: plan.display.map((d, i) => ({
+            ...d,
+            ...(plan.subnets[i]?.gateway && !d.Gateway ? { Gateway: plan.subnets[i]!.gateway } : {}),
+          })),
+          subnets: plan.subnets,
+          options: { ...(req.Options ?? {}), [OPT_VNI]: String(vni) },
+          labels: { ...(req.Labels ?? {}) },
+          predefined: false,
+          defaultBridge: false,
         };
         await driver.createNetwork(this.core.driverNetwork(rec)); // checks the options; nothing in the kernel until a container joins
         try {
@@ -275,7 +384,10 @@ export class SwarmOps {
           throw e;
         }
         this.core.events.publish('network', 'create', rec.id, { name: rec.name, type: rec.driver });
-        this.core.log.info({ network: rec.name, id: rec.id, vni, subnets: rec.subnets.map((s) => s.subnet) }, 'swarm network created');
+        this.core.log.info(
+          { network: rec.name, id: rec.id, vni, subnets: rec.subnets.map((s) => s.subnet) },
+          'swarm network created',
+        );
         return { Id: rec.id, Warning: '' };
       }
     });
@@ -327,7 +439,9 @@ export class SwarmOps {
       const eps = n.ingress ? [] : await c.keys.endpointsOf(n.id);
       if (eps.length > 0) {
         const list = eps.map((e) => `name:"${e.name}" id:"${shortId(e.id)}"`).join(', ');
-        throw new Forbidden(`error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`);
+        throw new Forbidden(
+          `error while removing network: network ${n.name} id ${n.id} has active endpoints (${list})`,
+        );
       }
       await this.dropSwarmNetwork(n);
     });
@@ -363,13 +477,16 @@ export class SwarmOps {
     const eps = await this.swarmEndpointsOf(n.id).catch(() => [] as SwarmEndpoint[]);
     const peers = new Map<string, { Name: string; IP: string }>();
     for (const e of eps) peers.set(e.nodeId, { Name: e.nodeName, IP: e.underlay });
-    if (peers.size > 0) out.Peers = [...peers.values()].sort((a, b) => a.IP.localeCompare(b.IP, 'en', { numeric: true }));
+    if (peers.size > 0)
+      out.Peers = [...peers.values()].sort((a, b) => a.IP.localeCompare(b.IP, 'en', { numeric: true }));
   }
 
   /** Refuses the removal of a swarm network still needed (src/services sets it: services and tasks live there). */
   private removalGuard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined;
 
-  setNetworkRemovalGuard(guard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined): void {
+  setNetworkRemovalGuard(
+    guard: ((net: { id: string; name: string; ingress: boolean }) => Promise<void>) | undefined,
+  ): void {
     this.removalGuard = guard;
   }
 

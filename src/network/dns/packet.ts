@@ -42,7 +42,10 @@ export function parseQuery(msg: Buffer): Query | undefined {
   for (;;) {
     if (off >= msg.length) return undefined;
     const len = msg[off]!;
-    if (len === 0) { off++; break; }
+    if (len === 0) {
+      off++;
+      break;
+    }
     if (len & 0xc0) return undefined; // no compression in a question we answer
     if (off + 1 + len > msg.length) return undefined;
     total += len + 1;
@@ -51,7 +54,14 @@ export function parseQuery(msg: Buffer): Query | undefined {
     off += 1 + len;
   }
   if (off + 4 > msg.length) return undefined;
-  return { id: msg.readUInt16BE(0), flags, name: labels.join('.'), qtype: msg.readUInt16BE(off), qclass: msg.readUInt16BE(off + 2), questionEnd: off + 4 };
+  return {
+    id: msg.readUInt16BE(0),
+    flags,
+    name: labels.join('.'),
+    qtype: msg.readUInt16BE(off),
+    qclass: msg.readUInt16BE(off + 2),
+    questionEnd: off + 4,
+  };
 }
 
 export interface Answer {
@@ -62,7 +72,10 @@ export interface Answer {
 
 /** Encodes a domain name ("a.b" -> 1a1b0). */
 export function encodeName(name: string): Buffer {
-  const parts = name.replace(/\.$/, '').split('.').filter((p) => p.length > 0);
+  const parts = name
+    .replace(/\.$/, '')
+    .split('.')
+    .filter((p) => p.length > 0);
   const bufs: Buffer[] = [];
   for (const p of parts) {
     const b = Buffer.from(p, 'latin1');

@@ -8,7 +8,17 @@
  */
 import { formatIp, tryParseIp, type Ip } from '../ipam/ip.js';
 import {
-  buildResponse, encodeName, errorResponse, parseQuery, CLASS_IN, RCODE_NOERROR, RCODE_SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_PTR,
+  buildResponse,
+  encodeName,
+  errorResponse,
+  parseQuery,
+  CLASS_IN,
+  RCODE_NOERROR,
+  RCODE_SERVFAIL,
+  TYPE_A,
+  TYPE_AAAA,
+  TYPE_ANY,
+  TYPE_PTR,
   type Answer,
 } from './packet.js';
 
@@ -41,9 +51,7 @@ interface CompiledNetwork {
   reverse: Map<string, Buffer>;
 }
 
-export type Resolution =
-  | { kind: 'answer'; response: Buffer }
-  | { kind: 'forward'; servers: string[] };
+export type Resolution = { kind: 'answer'; response: Buffer } | { kind: 'forward'; servers: string[] };
 
 function ipBytes(ip: Ip): Buffer {
   const n = ip.family === 4 ? 4 : 16;
@@ -76,7 +84,10 @@ export function addressFromReverse(name: string): string | undefined {
 
 export class Resolver {
   private networks = new Map<string, CompiledNetwork>();
-  private sandboxes = new Map<string, { networks: string[]; upstream: string[]; links: Map<string, Map<string, string>> }>();
+  private sandboxes = new Map<
+    string,
+    { networks: string[]; upstream: string[]; links: Map<string, Map<string, string>> }
+  >();
   private rr = 0;
 
   constructor(private readonly ttl = DEFAULT_TTL) {}
@@ -85,14 +96,17 @@ export class Resolver {
   setNetwork(networkId: string, t: NetworkNames): void {
     const names = new Map<string, CompiledEntry[]>();
     for (const [name, entries] of t.names) {
-      names.set(name.toLowerCase(), entries.map((e) => {
-        const c: CompiledEntry = {};
-        const v4 = e.ipv4 ? tryParseIp(e.ipv4) : undefined;
-        const v6 = e.ipv6 ? tryParseIp(e.ipv6) : undefined;
-        if (v4) c.a = ipBytes(v4);
-        if (v6) c.aaaa = ipBytes(v6);
-        return c;
-      }));
+      names.set(
+        name.toLowerCase(),
+        entries.map((e) => {
+          const c: CompiledEntry = {};
+          const v4 = e.ipv4 ? tryParseIp(e.ipv4) : undefined;
+          const v6 = e.ipv6 ? tryParseIp(e.ipv6) : undefined;
+          if (v4) c.a = ipBytes(v4);
+          if (v6) c.aaaa = ipBytes(v6);
+          return c;
+        }),
+      );
     }
     const reverse = new Map<string, Buffer>();
     for (const [ip, target] of t.reverse) reverse.set(ip, encodeName(target));
@@ -108,7 +122,12 @@ export class Resolver {
    * (legacy --link on a user-defined network: libnetwork's endpoint aliases,
    * which only the linking container sees).
    */
-  setSandbox(sandboxId: string, networks: string[], upstream: string[], links: Map<string, Map<string, string>> = new Map()): void {
+  setSandbox(
+    sandboxId: string,
+    networks: string[],
+    upstream: string[],
+    links: Map<string, Map<string, string>> = new Map(),
+  ): void {
     this.sandboxes.set(sandboxId, { networks, upstream, links });
   }
 
@@ -134,7 +153,11 @@ export class Resolver {
       if (addr) {
         for (const netId of sb.networks) {
           const target = this.networks.get(netId)?.reverse.get(addr);
-          if (target) return { kind: 'answer', response: buildResponse(msg, q, RCODE_NOERROR, [{ type: TYPE_PTR, rdata: target }], this.ttl) };
+          if (target)
+            return {
+              kind: 'answer',
+              response: buildResponse(msg, q, RCODE_NOERROR, [{ type: TYPE_PTR, rdata: target }], this.ttl),
+            };
         }
       }
       return { kind: 'forward', servers: sb.upstream };

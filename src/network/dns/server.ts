@@ -51,7 +51,12 @@ export interface DnsLimits {
   forwardsPerSandbox: number;
   forwardsTotal: number;
 }
-export const DNS_LIMITS: DnsLimits = { tcpPerSandbox: 64, tcpTotal: 1024, forwardsPerSandbox: 256, forwardsTotal: 2048 };
+export const DNS_LIMITS: DnsLimits = {
+  tcpPerSandbox: 64,
+  tcpTotal: 1024,
+  forwardsPerSandbox: 256,
+  forwardsTotal: 2048,
+};
 
 interface Attached {
   udp: UdpSocket;
@@ -69,7 +74,15 @@ export class DnsServer {
   private forwardsOpen = 0;
   private lastCapWarning = 0;
   /** Counters for debugging and tests. */
-  readonly stats = { answered: 0, forwarded: 0, upstreamFailures: 0, formerr: 0, dropped: 0, refusedOverCap: 0, handlerErrors: 0 };
+  readonly stats = {
+    answered: 0,
+    forwarded: 0,
+    upstreamFailures: 0,
+    formerr: 0,
+    dropped: 0,
+    refusedOverCap: 0,
+    handlerErrors: 0,
+  };
 
   constructor(private readonly opts: DnsServerOptions) {
     this.upstreamTimeout = opts.upstreamTimeoutMs ?? 1000;
@@ -106,8 +119,14 @@ export class DnsServer {
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       const opts = typeof udpFd === 'number' ? { fd: udpFd } : { address: udpFd.address, port: udpFd.port };
-      udp.bind(opts as never, () => { udp.off('error', reject); resolve(); });
-    }).catch((e) => { closeFd(tcpFd); throw e; });
+      udp.bind(opts as never, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    }).catch((e) => {
+      closeFd(tcpFd);
+      throw e;
+    });
     const conns = new Set<Socket>();
     const tcp = createServer((c) => {
       c.on('error', () => c.destroy());
@@ -118,7 +137,10 @@ export class DnsServer {
       }
       conns.add(c);
       this.tcpOpen++;
-      c.on('close', () => { conns.delete(c); this.tcpOpen--; });
+      c.on('close', () => {
+        conns.delete(c);
+        this.tcpOpen--;
+      });
       this.onTcp(sandboxId, c);
     });
     tcp.on('error', (e) => this.opts.log.warn({ sandbox: sandboxId, err: e.message }, 'dns tcp socket error'));
@@ -126,7 +148,10 @@ export class DnsServer {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
         const opts = typeof tcpFd === 'number' ? { fd: tcpFd } : { host: tcpFd.address, port: tcpFd.port };
-        tcp.listen(opts, () => { tcp.off('error', reject); resolve(); });
+        tcp.listen(opts, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
       });
     } catch (e) {
       udp.close();
@@ -143,13 +168,21 @@ export class DnsServer {
     this.attached.delete(sandboxId);
     for (const c of a.conns) c.destroy();
     await Promise.all([
-      new Promise<void>((r) => { try { a.udp.close(() => r()); } catch { r(); } }),
+      new Promise<void>((r) => {
+        try {
+          a.udp.close(() => r());
+        } catch {
+          r();
+        }
+      }),
       new Promise<void>((r) => a.tcp.close(() => r())),
     ]);
   }
 
   /** Where a sandbox's sockets listen (as seen from inside its netns). */
-  addressOf(sandboxId: string): { udp: { address: string; port: number }; tcp: { address: string; port: number } } | undefined {
+  addressOf(
+    sandboxId: string,
+  ): { udp: { address: string; port: number }; tcp: { address: string; port: number } } | undefined {
     const a = this.attached.get(sandboxId);
     if (!a) return undefined;
     const u = a.udp.address();
@@ -167,7 +200,9 @@ export class DnsServer {
     const send = (b: Buffer) => {
       try {
         sock.send(b, port, addr);
-      } catch { /* socket closed by a detach meanwhile */ }
+      } catch {
+        /* socket closed by a detach meanwhile */
+      }
     };
     try {
       this.handle(sandboxId, msg, send);
@@ -179,7 +214,9 @@ export class DnsServer {
   private onTcp(sandboxId: string, c: Socket): void {
     let buf: Buffer = Buffer.alloc(0);
     c.setTimeout(10_000, () => c.destroy());
-    const send = (b: Buffer) => { if (!c.destroyed) writeFramed(c, b); };
+    const send = (b: Buffer) => {
+      if (!c.destroyed) writeFramed(c, b);
+    };
     c.on('data', (d: Buffer) => {
       try {
         buf = buf.length ? Buffer.concat([buf, d]) : d;
@@ -233,12 +270,17 @@ export class DnsServer {
     this.stats.forwarded++;
     a.forwards++;
     this.forwardsOpen++;
-    this.forward(msg, res.servers, overTcp).then((reply) => {
-      if (reply && this.attached.get(sandboxId) === a) send(reply);
-    }, (e: unknown) => this.handlerFailed(sandboxId, e)).finally(() => {
-      a.forwards--;
-      this.forwardsOpen--;
-    });
+    this.forward(msg, res.servers, overTcp)
+      .then(
+        (reply) => {
+          if (reply && this.attached.get(sandboxId) === a) send(reply);
+        },
+        (e: unknown) => this.handlerFailed(sandboxId, e),
+      )
+      .finally(() => {
+        a.forwards--;
+        this.forwardsOpen--;
+      });
   }
 
   private overCap(sandboxId: string, what: string): void {
@@ -246,12 +288,18 @@ export class DnsServer {
     const now = Date.now();
     if (now - this.lastCapWarning < 2000) return;
     this.lastCapWarning = now;
-    this.opts.log.warn({ sandbox: sandboxId, limits: this.limits }, `dns: too many ${what}; refusing more until some finish`);
+    this.opts.log.warn(
+      { sandbox: sandboxId, limits: this.limits },
+      `dns: too many ${what}; refusing more until some finish`,
+    );
   }
 
   private handlerFailed(sandboxId: string, e: unknown): void {
     this.stats.handlerErrors++;
-    this.opts.log.error({ sandbox: sandboxId, err: e instanceof Error ? e.stack : String(e) }, 'dns: handler failed on a message (dropped it)');
+    this.opts.log.error(
+      { sandbox: sandboxId, err: e instanceof Error ? e.stack : String(e) },
+      'dns: handler failed on a message (dropped it)',
+    );
   }
 
   /**
@@ -278,7 +326,11 @@ export class DnsServer {
   }
 }
 
-function literalLookup(address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+function literalLookup(
+  address: string,
+  _family: unknown,
+  cb: (err: Error | null, address: string, family: number) => void,
+): void {
   cb(null, address, 4);
 }
 
@@ -292,7 +344,9 @@ function closeFd(fd: SocketSource): void {
   if (typeof fd !== 'number') return;
   try {
     closeSync(fd);
-  } catch { /* already gone */ }
+  } catch {
+    /* already gone */
+  }
 }
 
 /** "1.2.3.4", "1.2.3.4:5353", "[::1]:53", "::1" -> host and port. */
@@ -312,7 +366,11 @@ function udpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): P
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      try { s.close(); } catch { /* closed */ }
+      try {
+        s.close();
+      } catch {
+        /* closed */
+      }
       if (e) reject(e);
       else resolve(reply!);
     };
@@ -328,7 +386,9 @@ function udpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): P
       s.connect(port, host, (err?: Error) => {
         if (err) return done(err);
         try {
-          s.send(msg, (e) => { if (e) done(e); });
+          s.send(msg, (e) => {
+            if (e) done(e);
+          });
         } catch (e) {
           done(e as Error);
         }
@@ -363,7 +423,8 @@ function tcpQuery(host: string, port: number, msg: Buffer, timeoutMs: number): P
     c.on('connect', () => writeFramed(c, msg));
     c.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(undefined, buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0))
+        done(undefined, buf.subarray(2, 2 + buf.readUInt16BE(0)));
     });
     c.on('end', () => done(new Error('connection closed')));
   });

@@ -101,9 +101,16 @@ export class DriverRegistry {
     if (!p) {
       p = (async () => {
         // A built-in name that failed to load is not a plugin's to take.
-        const found = Object.hasOwn(BUILTIN_DRIVERS, name) ? undefined : findPlugin(name, ctx.config.pluginDirs ?? DEFAULT_PLUGIN_DIRS);
+        const found = Object.hasOwn(BUILTIN_DRIVERS, name)
+          ? undefined
+          : findPlugin(name, ctx.config.pluginDirs ?? DEFAULT_PLUGIN_DIRS);
         if (!found) throw new NotFound(`plugin "${name}" not found`);
-        const d = await activateRemoteDriver(found, ctx.config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS, ctx.log, ctx.kernel);
+        const d = await activateRemoteDriver(
+          found,
+          ctx.config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS,
+          ctx.log,
+          ctx.kernel,
+        );
         this.drivers.set(name, d);
         return d;
       })().finally(() => this.activating.delete(name));
@@ -137,7 +144,8 @@ export class DriverRegistry {
         mod = (await import(new URL(path, import.meta.url).href)) as DriverModule;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ERR_MODULE_NOT_FOUND') ctx.log.warn({ driver: name, err: (e as Error).message }, 'network driver failed to load');
+        if (code !== 'ERR_MODULE_NOT_FOUND')
+          ctx.log.warn({ driver: name, err: (e as Error).message }, 'network driver failed to load');
         continue;
       }
       const make = factoryOf(mod);

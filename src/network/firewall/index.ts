@@ -21,7 +21,17 @@ import { hostNft } from '../../kernel/host.js';
 import { nftApply } from '../../kernel/nft.js';
 import { runTool, inNetns } from '../../kernel/exec.js';
 import { frameObjects, FRAME } from './frame.js';
-import { objectKey, Tx, type ChainObj, type ElementObj, type Family, type FwObject, type RuleObj, type SetObj, type TableObj } from './model.js';
+import {
+  objectKey,
+  Tx,
+  type ChainObj,
+  type ElementObj,
+  type Family,
+  type FwObject,
+  type RuleObj,
+  type SetObj,
+  type TableObj,
+} from './model.js';
 import { Ruleset } from './ruleset.js';
 
 export * from './model.js';
@@ -68,12 +78,13 @@ export class KernelNft implements NftBackend {
 
   /** `list tables` (names only: no rules, no elements), through nft -i when in our own netns. */
   async existingTables(): Promise<Set<string>> {
-    const out = this.netnsPath === null
-      ? await hostNft().run(['list tables'])
-      : await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables'])).then((r) => {
-        if (r.code !== 0) throw new KernelError('nft list tables', r.stderr);
-        return r.stdout;
-      });
+    const out =
+      this.netnsPath === null
+        ? await hostNft().run(['list tables'])
+        : await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables'])).then((r) => {
+            if (r.code !== 0) throw new KernelError('nft list tables', r.stderr);
+            return r.stdout;
+          });
     const have = new Set<string>();
     for (const l of out.split('\n')) {
       const m = /^table (\S+) (\S+)$/.exec(l.trim());
@@ -127,13 +138,16 @@ export function diffOwner(from: OwnerState, to: OwnerState): Tx {
   const gone = (k: string) => !to.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
   const fresh = (k: string) => !from.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
   const of = <K extends FwObject['kind']>(s: OwnerState, kinds: K[]) =>
-    [...s.objects].filter(([, o]) => (kinds as string[]).includes(o.kind)) as Array<[string, Extract<FwObject, { kind: K }>]>;
+    [...s.objects].filter(([, o]) => (kinds as string[]).includes(o.kind)) as Array<
+      [string, Extract<FwObject, { kind: K }>]
+    >;
   const rulesChanged = (k: string) => JSON.stringify(from.rules.get(k) ?? []) !== JSON.stringify(to.rules.get(k) ?? []);
 
   // 1. elements that go (they may name chains that go)
   for (const [k, e] of of(from, ['element'])) if (gone(k)) tx.delete(e);
   // 2. chains whose rules change or that go are emptied; chains that go are deleted
-  for (const [k, c] of of(from, ['chain'])) if ((gone(k) || rulesChanged(k)) && (from.rules.get(k)?.length ?? 0) > 0) tx.flush(c);
+  for (const [k, c] of of(from, ['chain']))
+    if ((gone(k) || rulesChanged(k)) && (from.rules.get(k)?.length ?? 0) > 0) tx.flush(c);
   for (const [k, c] of of(from, ['chain'])) if (gone(k)) tx.delete(c);
   for (const [k, s] of of(from, ['set', 'map'])) if (gone(k)) tx.delete(s);
   for (const [k, t] of of(from, ['table'])) if (gone(k)) tx.delete(t);
@@ -143,7 +157,8 @@ export function diffOwner(from: OwnerState, to: OwnerState): Tx {
   for (const [k, c] of of(to, ['chain'])) if (fresh(k)) tx.add(c);
   for (const [k, c] of of(to, ['chain'])) {
     if (!fresh(k) && !rulesChanged(k)) continue;
-    for (const rule of to.rules.get(k) ?? []) tx.add({ kind: 'rule', family: c.family, table: c.table, chain: c.name, rule } satisfies RuleObj);
+    for (const rule of to.rules.get(k) ?? [])
+      tx.add({ kind: 'rule', family: c.family, table: c.table, chain: c.name, rule } satisfies RuleObj);
   }
   for (const [k, e] of of(to, ['element'])) if (fresh(k)) tx.add(e);
   return tx;
@@ -151,7 +166,10 @@ export function diffOwner(from: OwnerState, to: OwnerState): Tx {
 
 /** One owner's handle: its objects are replaced by diff, never anyone else's. */
 export class FirewallOwner {
-  constructor(private readonly fw: Firewall, readonly name: string) {}
+  constructor(
+    private readonly fw: Firewall,
+    readonly name: string,
+  ) {}
 
   /** Makes this owner's objects exactly `objects` (in one transaction; elements-only changes take the nft -i fast path). */
   set(objects: FwObject[]): Promise<void> {
@@ -232,7 +250,8 @@ export class Firewall {
       if (this.withFrame && hadOwners && !willHave) {
         tx.delete({ kind: 'table', family: FRAME.family, table: FRAME.table });
         // an owner's own tables go too (the frame's table took its objects with it)
-        for (const op of diff.ops) if (op.verb === 'delete' && op.obj.kind === 'table' && op.obj.table !== FRAME.table) tx.ops.push(op);
+        for (const op of diff.ops)
+          if (op.verb === 'delete' && op.obj.kind === 'table' && op.obj.table !== FRAME.table) tx.ops.push(op);
       } else {
         tx.ops.push(...diff.ops);
       }
@@ -286,7 +305,10 @@ export class Firewall {
   private async restore(lost: string[]): Promise<void> {
     await this.backend.apply(this.restoreTx());
     this.heals++;
-    this.log?.warn({ lost }, 'firewall: our nftables state was removed from outside (e.g. nft flush ruleset); restored it');
+    this.log?.warn(
+      { lost },
+      'firewall: our nftables state was removed from outside (e.g. nft flush ruleset); restored it',
+    );
   }
 
   /** Checks the kernel once and restores the whole desired state if a table of ours is gone. Resolves true when it healed. */
@@ -316,7 +338,8 @@ export class Firewall {
         .catch((e: unknown) => {
           // Once per distinct failure, not four times a second.
           const msg = e instanceof Error ? e.message : String(e);
-          if (msg !== this.lastCheckError) this.log?.error({ err: e }, 'firewall: checking or restoring our nftables state failed');
+          if (msg !== this.lastCheckError)
+            this.log?.error({ err: e }, 'firewall: checking or restoring our nftables state failed');
           this.lastCheckError = msg;
         })
         .finally(() => (this.checking = false));

@@ -100,7 +100,8 @@ export function checkObject(o: FwObject): void {
       return;
     case 'chain':
       fwName(o.name, 'chain name');
-      if (o.base && !Number.isInteger(o.base.priority) && typeof o.base.priority !== 'string') throw new InvalidParameter('invalid chain priority');
+      if (o.base && !Number.isInteger(o.base.priority) && typeof o.base.priority !== 'string')
+        throw new InvalidParameter('invalid chain priority');
       return;
     case 'rule':
       fwName(o.chain, 'chain name');
@@ -110,13 +111,15 @@ export function checkObject(o: FwObject): void {
     case 'map':
       fwName(o.name, `${o.kind} name`);
       nftText(o.type, `${o.kind} type`);
-      if ((o.kind === 'map') !== o.type.includes(' : ')) throw new InvalidParameter(`invalid ${o.kind} type ${JSON.stringify(o.type)}`);
+      if ((o.kind === 'map') !== o.type.includes(' : '))
+        throw new InvalidParameter(`invalid ${o.kind} type ${JSON.stringify(o.type)}`);
       return;
     case 'element':
       fwName(o.set, 'set name');
       nftText(o.key, 'element key');
       if (/[{},]/.test(o.key)) throw new InvalidParameter(`invalid element key ${JSON.stringify(o.key)}`);
-      if (o.value !== undefined && /[{},]/.test(nftText(o.value, 'element value'))) throw new InvalidParameter(`invalid element value ${JSON.stringify(o.value)}`);
+      if (o.value !== undefined && /[{},]/.test(nftText(o.value, 'element value')))
+        throw new InvalidParameter(`invalid element value ${JSON.stringify(o.value)}`);
       return;
   }
 }
@@ -165,8 +168,10 @@ export class Tx {
 
   private push(verb: Verb, obj: FwObject): this {
     checkObject(obj);
-    if (verb === 'flush' && (obj.kind === 'rule' || obj.kind === 'element')) throw new InvalidParameter(`cannot flush a ${obj.kind}`);
-    if (verb === 'delete' && obj.kind === 'rule') throw new InvalidParameter('rules are deleted by flushing their chain');
+    if (verb === 'flush' && (obj.kind === 'rule' || obj.kind === 'element'))
+      throw new InvalidParameter(`cannot flush a ${obj.kind}`);
+    if (verb === 'delete' && obj.kind === 'rule')
+      throw new InvalidParameter('rules are deleted by flushing their chain');
     this.ops.push({ verb, obj });
     return this;
   }
@@ -182,7 +187,9 @@ export class Tx {
 
   /** The `nft -f` script: one command a line. */
   render(): string {
-    return renderCommands(this.ops).map((c) => c + '\n').join('');
+    return renderCommands(this.ops)
+      .map((c) => c + '\n')
+      .join('');
   }
 
   /** One `nft -i` line (one transaction there). */
@@ -224,11 +231,14 @@ export function renderCommands(ops: Op[]): string[] {
         const items = [obj];
         while (i + 1 < ops.length) {
           const n = ops[i + 1]!;
-          if (n.verb !== verb || n.obj.kind !== 'element' || n.obj.set !== obj.set || where(n.obj) !== where(obj)) break;
+          if (n.verb !== verb || n.obj.kind !== 'element' || n.obj.set !== obj.set || where(n.obj) !== where(obj))
+            break;
           items.push(n.obj);
           i++;
         }
-        const body = items.map((e) => (verb === 'add' && e.value !== undefined ? `${e.key} : ${e.value}` : e.key)).join(', ');
+        const body = items
+          .map((e) => (verb === 'add' && e.value !== undefined ? `${e.key} : ${e.value}` : e.key))
+          .join(', ');
         out.push(`${verb} element ${where(obj)} ${obj.set} { ${body} }`);
         break;
       }

@@ -9,7 +9,18 @@
  *   with golden dumps instead of regexes over text).
  */
 import { KernelError } from '../../kernel/errors.js';
-import { baseSpecText, type BaseChainSpec, type ChainObj, type ElementObj, type Family, type FwObject, type Op, type SetObj, type TableObj, Tx } from './model.js';
+import {
+  baseSpecText,
+  type BaseChainSpec,
+  type ChainObj,
+  type ElementObj,
+  type Family,
+  type FwObject,
+  type Op,
+  type SetObj,
+  type TableObj,
+  Tx,
+} from './model.js';
 
 interface ChainState {
   base?: BaseChainSpec;
@@ -106,8 +117,10 @@ export class Ruleset {
         const t = this.table(obj, cmd);
         const c = t.chains.get(obj.chain);
         if (!c) fail(cmd, `No such file or directory (chain ${obj.chain})`);
-        for (const r of refs(obj.rule, CHAIN_REF)) if (!t.chains.has(r)) fail(cmd, `Could not process rule: No such file or directory (chain ${r})`);
-        for (const r of refs(obj.rule, SET_REF)) if (!t.sets.has(r)) fail(cmd, `Could not process rule: No such file or directory (set ${r})`);
+        for (const r of refs(obj.rule, CHAIN_REF))
+          if (!t.chains.has(r)) fail(cmd, `Could not process rule: No such file or directory (chain ${r})`);
+        for (const r of refs(obj.rule, SET_REF))
+          if (!t.sets.has(r)) fail(cmd, `Could not process rule: No such file or directory (set ${r})`);
         c.rules.push(obj.rule);
         undo.push(() => c.rules.pop());
         return;
@@ -136,7 +149,10 @@ export class Ruleset {
       return;
     }
     // flush table: every chain's rules and every set's elements
-    const saved = { chains: [...t.chains].map(([n, c]) => [n, c.rules.slice()] as const), sets: [...t.sets].map(([n, s]) => [n, new Map(s.elements)] as const) };
+    const saved = {
+      chains: [...t.chains].map(([n, c]) => [n, c.rules.slice()] as const),
+      sets: [...t.sets].map(([n, s]) => [n, new Map(s.elements)] as const),
+    };
     for (const c of t.chains.values()) c.rules = [];
     for (const s of t.sets.values()) s.elements = new Map();
     undo.push(() => {
@@ -150,7 +166,8 @@ export class Ruleset {
     const c = t.chains.get(obj.name);
     if (verb === 'add') {
       if (c) {
-        if (baseText(c.base) !== baseText(obj.base)) fail(cmd, `Could not process rule: File exists (chain ${obj.name} has another hook)`);
+        if (baseText(c.base) !== baseText(obj.base))
+          fail(cmd, `Could not process rule: File exists (chain ${obj.name} has another hook)`);
         return;
       }
       t.chains.set(obj.name, obj.base ? { base: { ...obj.base }, rules: [] } : { rules: [] });
@@ -165,14 +182,16 @@ export class Ruleset {
       return;
     }
     if (c.rules.length) fail(cmd, `Could not process rule: Device or resource busy (chain ${obj.name} has rules)`);
-    if (this.chainReferenced(t, obj.name)) fail(cmd, `Could not process rule: Device or resource busy (chain ${obj.name} is a jump target)`);
+    if (this.chainReferenced(t, obj.name))
+      fail(cmd, `Could not process rule: Device or resource busy (chain ${obj.name} is a jump target)`);
     t.chains.delete(obj.name);
     undo.push(() => t.chains.set(obj.name, c));
   }
 
   private chainReferenced(t: TableState, name: string): boolean {
     for (const c of t.chains.values()) for (const r of c.rules) if (refs(r, CHAIN_REF).includes(name)) return true;
-    for (const s of t.sets.values()) for (const v of s.elements.values()) if (refs(v, CHAIN_REF).includes(name)) return true;
+    for (const s of t.sets.values())
+      for (const v of s.elements.values()) if (refs(v, CHAIN_REF).includes(name)) return true;
     return false;
   }
 
@@ -181,7 +200,8 @@ export class Ruleset {
     const s = t.sets.get(obj.name);
     if (verb === 'add') {
       if (s) {
-        if (s.kind !== obj.kind || s.type !== obj.type) fail(cmd, `Could not process rule: File exists (${obj.kind} ${obj.name} has another type)`);
+        if (s.kind !== obj.kind || s.type !== obj.type)
+          fail(cmd, `Could not process rule: File exists (${obj.kind} ${obj.name} has another type)`);
         return;
       }
       t.sets.set(obj.name, { kind: obj.kind, type: obj.type, flags: [...(obj.flags ?? [])], elements: new Map() });
@@ -195,7 +215,10 @@ export class Ruleset {
       undo.push(() => (s.elements = saved));
       return;
     }
-    for (const c of t.chains.values()) for (const r of c.rules) if (refs(r, SET_REF).includes(obj.name)) fail(cmd, `Could not process rule: Device or resource busy (${obj.kind} ${obj.name} is in use)`);
+    for (const c of t.chains.values())
+      for (const r of c.rules)
+        if (refs(r, SET_REF).includes(obj.name))
+          fail(cmd, `Could not process rule: Device or resource busy (${obj.kind} ${obj.name} is in use)`);
     t.sets.delete(obj.name);
     undo.push(() => t.sets.set(obj.name, s));
   }
@@ -209,7 +232,8 @@ export class Ruleset {
       if (s.kind === 'map' && obj.value === undefined) fail(cmd, `map ${obj.set} needs a value for ${obj.key}`);
       if (s.kind === 'set' && obj.value !== undefined) fail(cmd, `set ${obj.set} takes no value`);
       const value = obj.value ?? '';
-      for (const r of refs(value, CHAIN_REF)) if (!t.chains.has(r)) fail(cmd, `Could not process rule: No such file or directory (chain ${r})`);
+      for (const r of refs(value, CHAIN_REF))
+        if (!t.chains.has(r)) fail(cmd, `Could not process rule: No such file or directory (chain ${r})`);
       if (had !== undefined) {
         if (had !== value) fail(cmd, `Could not process rule: File exists (element ${obj.key})`);
         return;
@@ -218,7 +242,8 @@ export class Ruleset {
       undo.push(() => s.elements.delete(obj.key));
       return;
     }
-    if (had === undefined) fail(cmd, `Could not process rule: No such file or directory (element ${obj.key} of ${obj.set})`);
+    if (had === undefined)
+      fail(cmd, `Could not process rule: No such file or directory (element ${obj.key} of ${obj.set})`);
     s.elements.delete(obj.key);
     undo.push(() => s.elements.set(obj.key, had));
   }
@@ -229,15 +254,25 @@ export class Ruleset {
    */
   objects(): FwObject[] {
     const out: FwObject[] = [];
-    const tables = [...this.tables.values()].sort((a, b) => `${a.family} ${a.name}`.localeCompare(`${b.family} ${b.name}`));
+    const tables = [...this.tables.values()].sort((a, b) =>
+      `${a.family} ${a.name}`.localeCompare(`${b.family} ${b.name}`),
+    );
     for (const t of tables) out.push({ kind: 'table', family: t.family, table: t.name });
     for (const t of tables) {
       const ref = { family: t.family, table: t.name };
-      for (const [name, s] of sorted(t.sets)) out.push({ ...ref, kind: s.kind, name, type: s.type, flags: s.flags as SetObj['flags'] });
-      for (const [name, c] of sorted(t.chains)) out.push(c.base ? { ...ref, kind: 'chain', name, base: c.base } : { ...ref, kind: 'chain', name });
-      for (const [name, c] of sorted(t.chains)) for (const rule of c.rules) out.push({ ...ref, kind: 'rule', chain: name, rule });
+      for (const [name, s] of sorted(t.sets))
+        out.push({ ...ref, kind: s.kind, name, type: s.type, flags: s.flags as SetObj['flags'] });
+      for (const [name, c] of sorted(t.chains))
+        out.push(c.base ? { ...ref, kind: 'chain', name, base: c.base } : { ...ref, kind: 'chain', name });
+      for (const [name, c] of sorted(t.chains))
+        for (const rule of c.rules) out.push({ ...ref, kind: 'rule', chain: name, rule });
       for (const [name, s] of sorted(t.sets)) {
-        for (const [key, value] of sorted(s.elements)) out.push(s.kind === 'map' ? { ...ref, kind: 'element', set: name, key, value } : { ...ref, kind: 'element', set: name, key });
+        for (const [key, value] of sorted(s.elements))
+          out.push(
+            s.kind === 'map'
+              ? { ...ref, kind: 'element', set: name, key, value }
+              : { ...ref, kind: 'element', set: name, key },
+          );
       }
     }
     return out;
@@ -246,7 +281,9 @@ export class Ruleset {
   /** Text like `nft list ruleset`, in a stable order (sets, then chains, by name; elements sorted): the golden-file format. */
   dump(): string {
     let s = '';
-    const tables = [...this.tables.values()].sort((a, b) => `${a.family} ${a.name}`.localeCompare(`${b.family} ${b.name}`));
+    const tables = [...this.tables.values()].sort((a, b) =>
+      `${a.family} ${a.name}`.localeCompare(`${b.family} ${b.name}`),
+    );
     for (const t of tables) {
       s += `table ${t.family} ${t.name} {\n`;
       for (const [name, set] of sorted(t.sets)) {

@@ -8,9 +8,7 @@
 import { Collection, type Store } from '../../store/store.js';
 import { Forbidden, InvalidParameter, Unavailable } from '../../common/errors.js';
 import { KeyedMutex } from '../mutex.js';
-import {
-  cidrContains, cidrSize, formatIp, lastAddr, parseCidr, tryParseCidr, tryParseIp, type Family,
-} from './ip.js';
+import { cidrContains, cidrSize, formatIp, lastAddr, parseCidr, tryParseCidr, tryParseIp, type Family } from './ip.js';
 import type { SubnetPlan } from './plan.js';
 
 export interface SubnetState extends SubnetPlan {
@@ -53,7 +51,8 @@ export class AddressAllocator {
   async subnetsOf(networkId: string): Promise<Array<{ index: number; state: SubnetState }>> {
     const out: Array<{ index: number; state: SubnetState }> = [];
     for (const s of await this.subnets.list()) {
-      if (s.id.startsWith(`${networkId}/`)) out.push({ index: Number(s.id.slice(networkId.length + 1)), state: s.value });
+      if (s.id.startsWith(`${networkId}/`))
+        out.push({ index: Number(s.id.slice(networkId.length + 1)), state: s.value });
     }
     return out.sort((a, b) => a.index - b.index);
   }
@@ -64,8 +63,12 @@ export class AddressAllocator {
    * and the subnet's gateway, or undefined when the network has no subnet of
    * that family.
    */
-  async allocate(networkId: string, family: Family, owner: string, preferred?: string):
-    Promise<{ cidr: string; address: string; gateway?: string; subnet: string } | undefined> {
+  async allocate(
+    networkId: string,
+    family: Family,
+    owner: string,
+    preferred?: string,
+  ): Promise<{ cidr: string; address: string; gateway?: string; subnet: string } | undefined> {
     const subs = (await this.subnetsOf(networkId)).filter((s) => s.state.family === family);
     if (subs.length === 0) return undefined;
     if (preferred !== undefined) {
@@ -140,7 +143,11 @@ export class AddressAllocator {
 
 function result(st: SubnetState, address: string) {
   const prefix = parseCidr(st.subnet).prefix;
-  const out: { cidr: string; address: string; gateway?: string; subnet: string } = { cidr: `${address}/${prefix}`, address, subnet: st.subnet };
+  const out: { cidr: string; address: string; gateway?: string; subnet: string } = {
+    cidr: `${address}/${prefix}`,
+    address,
+    subnet: st.subnet,
+  };
   if (st.gateway) out.gateway = st.gateway;
   return out;
 }
@@ -152,7 +159,7 @@ function result(st: SubnetState, address: string) {
  */
 export function firstFree(st: SubnetState): string | undefined {
   const subnet = parseCidr(st.subnet);
-  const range = st.ipRange ? tryParseCidr(st.ipRange) ?? subnet : subnet;
+  const range = st.ipRange ? (tryParseCidr(st.ipRange) ?? subnet) : subnet;
   let lo = range.base;
   let hi = lastAddr(range);
   const small = cidrSize(subnet) <= 2n; // /31, /32 (and v6 /127, /128): every address is a host

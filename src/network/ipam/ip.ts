@@ -112,7 +112,12 @@ export function cidrOverlaps(a: Cidr, b: Cidr): boolean {
 }
 
 export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
-  return inner.family === outer.family && inner.prefix >= outer.prefix && inner.base >= outer.base && lastAddr(inner) <= lastAddr(outer);
+  return (
+    inner.family === outer.family &&
+    inner.prefix >= outer.prefix &&
+    inner.base >= outer.base &&
+    lastAddr(inner) <= lastAddr(outer)
+  );
 }
 
 /** "172.18.0.2" + 16 -> "172.18.0.2/16". */

@@ -8,8 +8,17 @@
 import { Forbidden, InvalidParameter, NotFound, SystemError } from '../../common/errors.js';
 import type { DockerIpamConfig } from '../types.js';
 import {
-  cidrContains, cidrOverlaps, cidrSize, cidrWithin, formatCidr, formatIp, lastAddr, tryParseCidr, tryParseIp,
-  type Cidr, type Family,
+  cidrContains,
+  cidrOverlaps,
+  cidrSize,
+  cidrWithin,
+  formatCidr,
+  formatIp,
+  lastAddr,
+  tryParseCidr,
+  tryParseIp,
+  type Cidr,
+  type Family,
 } from './ip.js';
 
 /** One subnet of a network as the allocator keeps it. */
@@ -50,7 +59,11 @@ export const IPAM_DRIVERS = new Set(['default', 'null']);
  * Checks the request and picks subnets. `taken` are the subnets of every
  * existing network (overlaps are refused, defaults skip them).
  */
-export function planIpam(req: IpamPlanRequest, taken: string[], defaultPools: Array<{ base: string; size: number }>): IpamPlan {
+export function planIpam(
+  req: IpamPlanRequest,
+  taken: string[],
+  defaultPools: Array<{ base: string; size: number }>,
+): IpamPlan {
   const driver = req.driver || 'default';
   if (!IPAM_DRIVERS.has(driver)) throw new NotFound(`plugin "${driver}" not found`);
   validateConfigs(req.configs, req.enableIPv6);
@@ -65,7 +78,11 @@ export function planIpam(req: IpamPlanRequest, taken: string[], defaultPools: Ar
     if (!enabled) continue;
     const mine = req.configs.filter((c) => tryParseCidr(c.Subnet ?? '')?.family === family);
     if (mine.length === 0) {
-      const pool = pickDefaultPool(family, [...takenCidrs, ...subnets.map((s) => tryParseCidr(s.subnet)!)], defaultPools);
+      const pool = pickDefaultPool(
+        family,
+        [...takenCidrs, ...subnets.map((s) => tryParseCidr(s.subnet)!)],
+        defaultPools,
+      );
       if (!pool) throw new Forbidden(NO_POOL(family));
       const gateway = formatIp(family, pool.base + 1n);
       subnets.push({ family, subnet: formatCidr(pool), gateway, aux: {}, userSubnet: false });
@@ -84,7 +101,8 @@ export function planIpam(req: IpamPlanRequest, taken: string[], defaultPools: Ar
         throw new SystemError(`failed to allocate gateway (${cfg.Gateway}): Address already in use`);
       }
       const aux: Record<string, string> = {};
-      for (const [name, a] of Object.entries(cfg.AuxiliaryAddresses ?? {})) aux[name] = formatIp(family, tryParseIp(a)!.value);
+      for (const [name, a] of Object.entries(cfg.AuxiliaryAddresses ?? {}))
+        aux[name] = formatIp(family, tryParseIp(a)!.value);
       const plan: SubnetPlan = { family, subnet: formatCidr(cidr), gateway, aux, userSubnet: true };
       if (range) plan.ipRange = formatCidr(range);
       subnets.push(plan);
@@ -120,7 +138,8 @@ export function validateConfigs(configs: DockerIpamConfig[], enableIPv6: boolean
     if (!cfg.Subnet) {
       if (cfg.Gateway) throw new InvalidParameter(`no matching subnet for gateway ${cfg.Gateway}`);
       if (cfg.IPRange) throw new InvalidParameter(`no matching subnet for range ${cfg.IPRange}`);
-      for (const a of Object.values(cfg.AuxiliaryAddresses ?? {})) throw new InvalidParameter(`no matching subnet for aux-address ${a}`);
+      for (const a of Object.values(cfg.AuxiliaryAddresses ?? {}))
+        throw new InvalidParameter(`no matching subnet for aux-address ${a}`);
       throw new InvalidParameter('invalid network config:\nevery ip-range or gateway must have a corresponding subnet');
     }
     const subnet = tryParseCidr(cfg.Subnet);
@@ -135,11 +154,17 @@ export function validateConfigs(configs: DockerIpamConfig[], enableIPv6: boolean
     if (cfg.IPRange) {
       const r = tryParseCidr(cfg.IPRange);
       if (!r) errs.push(`invalid ip-range ${cfg.IPRange}: invalid CIDR block notation`);
-      else if (r.family !== subnet.family) errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet is an ${fam} block`);
+      else if (r.family !== subnet.family)
+        errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet is an ${fam} block`);
       else {
-        if (r.prefix < subnet.prefix) errs.push(`invalid ip-range ${cfg.IPRange}: CIDR block is bigger than its parent subnet ${formatCidr(subnet)}`);
-        if (!tryParseCidr(cfg.IPRange, true)) errs.push(`invalid ip-range ${cfg.IPRange}: it should be ${formatCidr(r)}`);
-        if (!cidrOverlaps(subnet, r)) errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet ${formatCidr(subnet)} doesn't contain ip-range`);
+        if (r.prefix < subnet.prefix)
+          errs.push(
+            `invalid ip-range ${cfg.IPRange}: CIDR block is bigger than its parent subnet ${formatCidr(subnet)}`,
+          );
+        if (!tryParseCidr(cfg.IPRange, true))
+          errs.push(`invalid ip-range ${cfg.IPRange}: it should be ${formatCidr(r)}`);
+        if (!cidrOverlaps(subnet, r))
+          errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet ${formatCidr(subnet)} doesn't contain ip-range`);
       }
     }
     const addrErr = (a: string): string | undefined => {
@@ -152,7 +177,15 @@ export function validateConfigs(configs: DockerIpamConfig[], enableIPv6: boolean
     if (cfg.Gateway) {
       const e = addrErr(cfg.Gateway);
       // The CLI pairs each gateway with the subnet holding it; none does.
-      if (e && tryParseIp(cfg.Gateway) && !configs.some((c) => { const s = tryParseCidr(c.Subnet ?? ''); const g = tryParseIp(cfg.Gateway!); return !!s && !!g && cidrContains(s, g); })) {
+      if (
+        e &&
+        tryParseIp(cfg.Gateway) &&
+        !configs.some((c) => {
+          const s = tryParseCidr(c.Subnet ?? '');
+          const g = tryParseIp(cfg.Gateway!);
+          return !!s && !!g && cidrContains(s, g);
+        })
+      ) {
         throw new InvalidParameter(`no matching subnet for gateway ${cfg.Gateway}`);
       }
       if (e) errs.push(`invalid gateway ${cfg.Gateway}: ${e}`);
@@ -178,7 +211,11 @@ export function validateConfigs(configs: DockerIpamConfig[], enableIPv6: boolean
  * overlaps nothing taken. Jumps over taken blocks instead of stepping through
  * every candidate, so huge v6 pools cost no more than small ones.
  */
-export function pickDefaultPool(family: Family, taken: Cidr[], pools: Array<{ base: string; size: number }>): Cidr | undefined {
+export function pickDefaultPool(
+  family: Family,
+  taken: Cidr[],
+  pools: Array<{ base: string; size: number }>,
+): Cidr | undefined {
   for (const p of pools) {
     const base = tryParseCidr(p.base);
     if (!base || base.family !== family || p.size < base.prefix) continue;

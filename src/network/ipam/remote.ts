@@ -13,7 +13,15 @@ import { InvalidParameter, NotFound, SystemError } from '../../common/errors.js'
 import type { Logger } from '../../common/log.js';
 import type { DaemonConfig } from '../../common/config.js';
 import type { DockerIpamConfig } from '../types.js';
-import { DEFAULT_PLUGIN_DIRS, DEFAULT_PLUGIN_TIMEOUT_MS, PluginClient, PluginMethodNotFound, activatePlugin, describeAddr, findPlugin } from '../plugins.js';
+import {
+  DEFAULT_PLUGIN_DIRS,
+  DEFAULT_PLUGIN_TIMEOUT_MS,
+  PluginClient,
+  PluginMethodNotFound,
+  activatePlugin,
+  describeAddr,
+  findPlugin,
+} from '../plugins.js';
 import { formatCidr, formatIp, tryParseCidr, tryParseIp, type Family } from './ip.js';
 import type { SubnetPlan } from './plan.js';
 
@@ -41,14 +49,32 @@ export class RemoteIpam {
     readonly addressSpace: string,
   ) {}
 
-  async requestPool(family: Family, pool: string, subPool: string, options: Record<string, string>): Promise<{ poolId: string; cidr: string; gateway?: string }> {
-    const r = await this.client.call<{ PoolID?: unknown; Pool?: unknown; Data?: Record<string, unknown> | null }>('IpamDriver.RequestPool', {
-      AddressSpace: this.addressSpace, Pool: pool, SubPool: subPool, Options: options, V6: family === 6,
-    });
+  async requestPool(
+    family: Family,
+    pool: string,
+    subPool: string,
+    options: Record<string, string>,
+  ): Promise<{ poolId: string; cidr: string; gateway?: string }> {
+    const r = await this.client.call<{ PoolID?: unknown; Pool?: unknown; Data?: Record<string, unknown> | null }>(
+      'IpamDriver.RequestPool',
+      {
+        AddressSpace: this.addressSpace,
+        Pool: pool,
+        SubPool: subPool,
+        Options: options,
+        V6: family === 6,
+      },
+    );
     const poolId = str(r.PoolID);
     const c = tryParseCidr(str(r.Pool));
-    if (!poolId || !c) throw new SystemError(`IpamDriver.RequestPool: plugin ${this.name} answered no PoolID or an invalid Pool ${JSON.stringify(r.Pool ?? '')}`);
-    if (c.family !== family) throw new SystemError(`IpamDriver.RequestPool: plugin ${this.name} answered an IPv${c.family} pool for an IPv${family} request`);
+    if (!poolId || !c)
+      throw new SystemError(
+        `IpamDriver.RequestPool: plugin ${this.name} answered no PoolID or an invalid Pool ${JSON.stringify(r.Pool ?? '')}`,
+      );
+    if (c.family !== family)
+      throw new SystemError(
+        `IpamDriver.RequestPool: plugin ${this.name} answered an IPv${c.family} pool for an IPv${family} request`,
+      );
     const out: { poolId: string; cidr: string; gateway?: string } = { poolId, cidr: formatCidr(c) };
     // libnetwork: a pool may name its gateway in Data["com.docker.network.gateway"] (CIDR).
     const gw = tryParseIp(str(r.Data?.['com.docker.network.gateway']).split('/')[0]!);
@@ -61,13 +87,24 @@ export class RemoteIpam {
   }
 
   /** An address of the pool (the preferred one when given), as the plugin's "ip/prefix". */
-  async requestAddress(poolId: string, preferred: string, options: Record<string, string>): Promise<{ address: string; cidr: string }> {
-    const r = await this.client.call<{ Address?: unknown }>('IpamDriver.RequestAddress', { PoolID: poolId, Address: preferred, Options: options });
+  async requestAddress(
+    poolId: string,
+    preferred: string,
+    options: Record<string, string>,
+  ): Promise<{ address: string; cidr: string }> {
+    const r = await this.client.call<{ Address?: unknown }>('IpamDriver.RequestAddress', {
+      PoolID: poolId,
+      Address: preferred,
+      Options: options,
+    });
     const raw = str(r.Address);
     const [ipText = '', prefixText] = raw.split('/');
     const ip = tryParseIp(ipText);
     const c = tryParseCidr(raw);
-    if (!ip || !c || prefixText === undefined) throw new SystemError(`IpamDriver.RequestAddress: plugin ${this.name} answered an invalid address ${JSON.stringify(raw)}`);
+    if (!ip || !c || prefixText === undefined)
+      throw new SystemError(
+        `IpamDriver.RequestAddress: plugin ${this.name} answered an invalid address ${JSON.stringify(raw)}`,
+      );
     const address = formatIp(ip.family, ip.value);
     return { address, cidr: `${address}/${c.prefix}` };
   }
@@ -81,8 +118,12 @@ export class RemoteIpam {
    * --subnet (or one per enabled family without), then the gateway. Anything
    * requested is released again when a later step fails.
    */
-  async planNetwork(req: { configs: DockerIpamConfig[]; enableIPv4: boolean; enableIPv6: boolean; options: Record<string, string> }):
-    Promise<{ subnets: SubnetPlan[]; display: DockerIpamConfig[]; pools: RemotePool[] }> {
+  async planNetwork(req: {
+    configs: DockerIpamConfig[];
+    enableIPv4: boolean;
+    enableIPv6: boolean;
+    options: Record<string, string>;
+  }): Promise<{ subnets: SubnetPlan[]; display: DockerIpamConfig[]; pools: RemotePool[] }> {
     const subnets: SubnetPlan[] = [];
     const display: DockerIpamConfig[] = [];
     const pools: RemotePool[] = [];
@@ -150,7 +191,9 @@ async function activateIpam(name: string, config: DaemonConfig, log: Logger): Pr
   const client = new PluginClient(name, found.addr, config.pluginTimeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS);
   const impl = await activatePlugin(client);
   if (!impl.includes(IPAM_DRIVER_CAP)) {
-    throw new InvalidParameter(`plugin "${name}" at ${describeAddr(found.addr)} does not implement ${IPAM_DRIVER_CAP} (it implements: ${impl.join(', ') || 'nothing'})`);
+    throw new InvalidParameter(
+      `plugin "${name}" at ${describeAddr(found.addr)} does not implement ${IPAM_DRIVER_CAP} (it implements: ${impl.join(', ') || 'nothing'})`,
+    );
   }
   let requiresMac = false;
   try {

@@ -38,7 +38,15 @@ export interface Located {
 }
 
 /** Go's os.FileMode bits for what lstat says (ModeDir, ModeSymlink, ...). */
-function goMode(st: { mode: number; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): number {
+function goMode(st: {
+  mode: number;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): number {
   let m = st.mode & 0o777;
   if (st.mode & 0o4000) m |= 1 << 23; // setuid
   if (st.mode & 0o2000) m |= 1 << 22; // setgid
@@ -57,7 +65,13 @@ function goMode(st: { mode: number; isDirectory(): boolean; isSymbolicLink(): bo
  * Where `path` of the container lives on the host. `followLast` false keeps a
  * final symlink as itself (what `docker cp` copies out).
  */
-export function locate(rootfs: string, mounts: MountPoint[], path: string, readonlyRootfs: boolean, followLast: boolean): Located {
+export function locate(
+  rootfs: string,
+  mounts: MountPoint[],
+  path: string,
+  readonlyRootfs: boolean,
+  followLast: boolean,
+): Located {
   if (!path) throw new InvalidParameter('Could not find the file  in container');
   let host: string;
   try {
@@ -114,11 +128,19 @@ export function tarOf(loc: Located, asked: string): Readable {
   const contentOnly = /\/\.$/.test(asked);
   const cwd = contentOnly ? loc.host : dirname(loc.host);
   const entry = contentOnly ? '.' : basename(loc.host);
-  return tar.c({ cwd, portable: false, follow: false, noDirRecurse: false, preservePaths: false }, [entry]) as unknown as Readable;
+  return tar.c({ cwd, portable: false, follow: false, noDirRecurse: false, preservePaths: false }, [
+    entry,
+  ]) as unknown as Readable;
 }
 
 /** Extracts a tar into the directory `loc` (which must exist and be one). */
-export async function extractInto(loc: Located, asked: string, containerId: string, input: Readable, opts: { copyUIDGID?: boolean }): Promise<void> {
+export async function extractInto(
+  loc: Located,
+  asked: string,
+  containerId: string,
+  input: Readable,
+  opts: { copyUIDGID?: boolean },
+): Promise<void> {
   const st = await lstat(loc.host).catch(() => undefined);
   if (!st) throw new NotFound(`Could not find the file ${asked} in container ${containerId}`);
   if (!st.isDirectory()) throw new InvalidParameter('extraction point is not a directory');
@@ -134,7 +156,8 @@ export async function extractInto(loc: Located, asked: string, containerId: stri
     unlink: false,
     strict: false,
     onwarn: (code: string, message: string) => {
-      if (code === 'TAR_ENTRY_ERROR' || code === 'TAR_SYMLINK_ERROR' || /symbolic link/i.test(message)) failure ??= new Forbidden(`cannot extract through a symbolic link: ${message}`);
+      if (code === 'TAR_ENTRY_ERROR' || code === 'TAR_SYMLINK_ERROR' || /symbolic link/i.test(message))
+        failure ??= new Forbidden(`cannot extract through a symbolic link: ${message}`);
     },
     filter: (p: string) => !p.split('/').includes('..'),
   });

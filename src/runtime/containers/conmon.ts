@@ -79,11 +79,19 @@ class PipeReader {
     if (m) return Promise.resolve(m);
     if (this.ended) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
-      const timer = timeoutMs > 0 ? setTimeout(() => {
-        this.waiters = this.waiters.filter((x) => x !== waiter);
-        reject(new Error(`conmon did not answer within ${timeoutMs} ms`));
-      }, timeoutMs) : undefined;
-      const waiter = { resolve: (v: SyncMessage | null) => { if (timer) clearTimeout(timer); resolve(v); } };
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              this.waiters = this.waiters.filter((x) => x !== waiter);
+              reject(new Error(`conmon did not answer within ${timeoutMs} ms`));
+            }, timeoutMs)
+          : undefined;
+      const waiter = {
+        resolve: (v: SyncMessage | null) => {
+          if (timer) clearTimeout(timer);
+          resolve(v);
+        },
+      };
       this.waiters.push(waiter);
     });
   }
@@ -124,7 +132,19 @@ export interface CreateOptions {
 }
 
 function baseArgs(paths: ConmonPaths): string[] {
-  return ['--api-version', '1', '-r', paths.runtime, '--runtime-arg', `--root=${paths.runcRoot}`, '--socket-dir-path', paths.socketDir, '--log-level', 'error', '--syslog'];
+  return [
+    '--api-version',
+    '1',
+    '-r',
+    paths.runtime,
+    '--runtime-arg',
+    `--root=${paths.runcRoot}`,
+    '--socket-dir-path',
+    paths.socketDir,
+    '--log-level',
+    'error',
+    '--syslog',
+  ];
 }
 
 /**
@@ -143,7 +163,9 @@ async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Pro
   for (let i = 3; i < fds; i++) stdio.push('pipe');
   const child = spawn(paths.conmon, args, { stdio, env, detached: true });
   let spawnError: Error | undefined;
-  child.on('error', (e) => { spawnError = e; });
+  child.on('error', (e) => {
+    spawnError = e;
+  });
   if (child.pid === undefined) {
     await new Promise((r) => setImmediate(r));
     throw new Error(`starting conmon: ${spawnError?.message ?? 'spawn failed'}`);
@@ -166,9 +188,23 @@ function exited(child: ChildProcess): Promise<number | null> {
 export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promise<{ pid: number; conmonPid: number }> {
   const args = [
     ...baseArgs(paths),
-    '-c', o.id, '-u', o.cuuid, '-n', o.name, '-b', o.bundle, '-p', o.pidFile, '--conmon-pidfile', o.conmonPidFile,
+    '-c',
+    o.id,
+    '-u',
+    o.cuuid,
+    '-n',
+    o.name,
+    '-b',
+    o.bundle,
+    '-p',
+    o.pidFile,
+    '--conmon-pidfile',
+    o.conmonPidFile,
     // No log path: the `none` log driver keeps nothing.
-    '-l', o.logPath ? `k8s-file:${o.logPath}` : 'none', '--exit-dir', o.exitDir,
+    '-l',
+    o.logPath ? `k8s-file:${o.logPath}` : 'none',
+    '--exit-dir',
+    o.exitDir,
   ];
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');
@@ -188,7 +224,8 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     const msg = await sync.next(60_000);
     const code = await exited(child);
     if (!msg) throw new Error(stderr() || `conmon exited (${code}) before the container was created`);
-    if (msg.data < 0) throw new Error(ociCreateError(msg.message || stderr() || 'the OCI runtime failed to create the container'));
+    if (msg.data < 0)
+      throw new Error(ociCreateError(msg.message || stderr() || 'the OCI runtime failed to create the container'));
     const conmonPid = Number((await readFile(o.conmonPidFile, 'utf8')).trim());
     return { pid: msg.data, conmonPid };
   } finally {
@@ -225,11 +262,30 @@ export interface ExecHandle {
  * the attach socket listens and must connect before it resolves: the process
  * starts only after that, so no output is lost.
  */
-export async function conmonExec(paths: ConmonPaths, o: ExecOptions, onAttachReady?: () => Promise<void>): Promise<ExecHandle> {
+export async function conmonExec(
+  paths: ConmonPaths,
+  o: ExecOptions,
+  onAttachReady?: () => Promise<void>,
+): Promise<ExecHandle> {
   const args = [
     ...baseArgs(paths),
-    '-c', o.containerId, '-u', o.execId, '-b', o.dir, '-p', o.pidFile, '--conmon-pidfile', o.conmonPidFile,
-    '-l', 'none', '--exit-dir', o.exitDir, '-e', '--exec-process-spec', o.processSpecPath,
+    '-c',
+    o.containerId,
+    '-u',
+    o.execId,
+    '-b',
+    o.dir,
+    '-p',
+    o.pidFile,
+    '--conmon-pidfile',
+    o.conmonPidFile,
+    '-l',
+    'none',
+    '--exit-dir',
+    o.exitDir,
+    '-e',
+    '--exec-process-spec',
+    o.processSpecPath,
   ];
   if (o.attach) args.push('--exec-attach');
   if (o.tty) args.push('-t');
@@ -243,7 +299,7 @@ export async function conmonExec(paths: ConmonPaths, o: ExecOptions, onAttachRea
   const cleanup = (): void => {
     startPipe.destroy();
     (child.stdio[3] as Readable).destroy();
-    if (o.attach) ((child.stdio as unknown as Readable[])[5]!).destroy();
+    if (o.attach) (child.stdio as unknown as Readable[])[5]!.destroy();
     child.stdout?.destroy();
     child.stderr?.destroy();
     child.unref();
@@ -253,7 +309,8 @@ export async function conmonExec(paths: ConmonPaths, o: ExecOptions, onAttachRea
     if (o.attach) {
       const attachPipe = new PipeReader((child.stdio as unknown as Readable[])[5]!);
       const ready = await attachPipe.next(30_000);
-      if (!ready || ready.data < 0) throw new Error(ready?.message || stderr() || 'conmon did not open the exec attach socket');
+      if (!ready || ready.data < 0)
+        throw new Error(ready?.message || stderr() || 'conmon did not open the exec attach socket');
       await onAttachReady?.();
       await writeStart(startPipe);
     }

@@ -30,7 +30,10 @@ export class ExecRecords {
   private readonly col: Collection<ExecRecord>;
   private watcher: NodeJS.Timeout | undefined;
 
-  constructor(store: Store, private readonly log: Logger) {
+  constructor(
+    store: Store,
+    private readonly log: Logger,
+  ) {
     this.col = new Collection<ExecRecord>(store, 'runtime/execs');
   }
 
@@ -45,7 +48,9 @@ export class ExecRecords {
   /** Records (or re-records) a session; the write is awaited so a restart never loses an acknowledged exec. */
   async save(ex: ExecRecord): Promise<void> {
     this.cache.set(ex.id, ex);
-    await this.col.put(ex.id, ex).catch((e) => this.log.warn({ exec: ex.id, err: (e as Error).message }, 'saving the exec session failed'));
+    await this.col
+      .put(ex.id, ex)
+      .catch((e) => this.log.warn({ exec: ex.id, err: (e as Error).message }, 'saving the exec session failed'));
   }
 
   /**

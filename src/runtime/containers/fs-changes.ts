@@ -25,7 +25,20 @@ export interface FsChange {
  * Paths Docker keeps in a container's init layer, below its writable layer
  * (mountpoints the runtime makes), so that neither diff nor commit shows them.
  */
-const INIT_LAYER = new Set(['/dev', '/dev/pts', '/dev/shm', '/dev/console', '/proc', '/sys', '/.dockerenv', '/etc/resolv.conf', '/etc/hosts', '/etc/hostname', '/etc/mtab', '/sbin/docker-init']);
+const INIT_LAYER = new Set([
+  '/dev',
+  '/dev/pts',
+  '/dev/shm',
+  '/dev/console',
+  '/proc',
+  '/sys',
+  '/.dockerenv',
+  '/etc/resolv.conf',
+  '/etc/hosts',
+  '/etc/hostname',
+  '/etc/mtab',
+  '/sbin/docker-init',
+]);
 
 function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
@@ -67,7 +80,9 @@ async function isInitOnly(e: UpperEntry, upper: string): Promise<boolean> {
   if (!INIT_LAYER.has(e.rel)) return false;
   if (!e.st.isDirectory()) return e.st.size === 0 || e.rel.startsWith('/etc/');
   // A mountpoint dir with content of the container's own is a real change below it.
-  return (await readdir(join(upper, e.rel)).catch(() => [] as string[])).every((n) => INIT_LAYER.has(posix.join(e.rel, n)));
+  return (await readdir(join(upper, e.rel)).catch(() => [] as string[])).every((n) =>
+    INIT_LAYER.has(posix.join(e.rel, n)),
+  );
 }
 
 /**
@@ -86,8 +101,13 @@ export async function containerChanges(upper: string, lowers: string[]): Promise
   const clean = new Set<string>();
   const dirty = new Set<string>();
   for (const e of [...entries].reverse()) {
-    const isClean = (await isInitOnly(e, upper))
-      || (e.st.isDirectory() && !e.opaque && !dirty.has(e.rel) && (await readdir(join(upper, e.rel)).catch(() => [])).length > 0 && (await existsBelow(lowers, e.rel)));
+    const isClean =
+      (await isInitOnly(e, upper)) ||
+      (e.st.isDirectory() &&
+        !e.opaque &&
+        !dirty.has(e.rel) &&
+        (await readdir(join(upper, e.rel)).catch(() => [])).length > 0 &&
+        (await existsBelow(lowers, e.rel)));
     if (isClean) clean.add(e.rel);
     else dirty.add(posix.dirname(e.rel));
   }
@@ -101,7 +121,12 @@ export async function containerChanges(upper: string, lowers: string[]): Promise
       for (const lower of lowers) {
         const below = await lstat(join(lower, e.rel)).catch(() => undefined);
         if (!below || isWhiteout(below)) continue;
-        if (below.isDirectory() && e.st.isDirectory() && below.mode === e.st.mode && Math.floor(below.mtimeMs / 1000) === Math.floor(e.st.mtimeMs / 1000)) {
+        if (
+          below.isDirectory() &&
+          e.st.isDirectory() &&
+          below.mode === e.st.mode &&
+          Math.floor(below.mtimeMs / 1000) === Math.floor(e.st.mtimeMs / 1000)
+        ) {
           kind = -1 as FsChange['Kind'];
         } else {
           kind = CHANGE_MODIFY;
@@ -164,7 +189,12 @@ export async function upperLayerTar(upper: string): Promise<Readable> {
     files.push(rel);
   }
   // Entries one by one (no recursion): the walk decided what goes in.
-  const pack = new tar.Pack({ cwd: upper, portable: false, noDirRecurse: true, filter: (p) => !skip.has('/' + p.replace(/^\.\//, '')) });
+  const pack = new tar.Pack({
+    cwd: upper,
+    portable: false,
+    noDirRecurse: true,
+    filter: (p) => !skip.has('/' + p.replace(/^\.\//, '')),
+  });
   for (const f of files) pack.write(f);
   const now = new Date();
   for (const m of markers) pack.write(markerEntry(m, now));

@@ -20,9 +20,18 @@ export interface HealthConfig {
   Retries?: number;
 }
 
-export interface HealthLogEntry { Start: string; End: string; ExitCode: number; Output: string }
+export interface HealthLogEntry {
+  Start: string;
+  End: string;
+  ExitCode: number;
+  Output: string;
+}
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
-export interface HealthState { Status: HealthStatus; FailingStreak: number; Log: HealthLogEntry[] }
+export interface HealthState {
+  Status: HealthStatus;
+  FailingStreak: number;
+  Log: HealthLogEntry[];
+}
 
 /** Docker's defaults (daemon/health.go). */
 const MS = 1e6;
@@ -46,13 +55,17 @@ export interface Probe {
  * merges them at create: an empty Test takes the image's, zero durations and
  * retries take the image's.
  */
-export function mergeHealthcheck(own: HealthConfig | null | undefined, image: HealthConfig | null | undefined): HealthConfig | undefined {
+export function mergeHealthcheck(
+  own: HealthConfig | null | undefined,
+  image: HealthConfig | null | undefined,
+): HealthConfig | undefined {
   if (!own && !image) return undefined;
   if (!image) return own ?? undefined;
   if (!own) return { ...image };
   const out: HealthConfig = { ...own };
   if (!own.Test?.length) out.Test = image.Test ?? null;
-  for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval', 'Retries'] as const) if (!own[k]) out[k] = image[k] ?? 0;
+  for (const k of ['Interval', 'Timeout', 'StartPeriod', 'StartInterval', 'Retries'] as const)
+    if (!own[k]) out[k] = image[k] ?? 0;
   return out;
 }
 
@@ -66,8 +79,10 @@ export function validateHealthcheck(h: HealthConfig | null | undefined): void {
       throw new InvalidParameter(`${k} in Healthcheck cannot be less than ${min / MS}ms`);
     }
   }
-  if (h.Retries !== undefined && h.Retries !== null && (typeof h.Retries !== 'number' || h.Retries < 0)) throw new InvalidParameter('Retries in Healthcheck cannot be negative');
-  if (h.Test !== undefined && h.Test !== null && (!Array.isArray(h.Test) || h.Test.some((x) => typeof x !== 'string'))) throw new InvalidParameter('Healthcheck.Test must be a list of strings');
+  if (h.Retries !== undefined && h.Retries !== null && (typeof h.Retries !== 'number' || h.Retries < 0))
+    throw new InvalidParameter('Retries in Healthcheck cannot be negative');
+  if (h.Test !== undefined && h.Test !== null && (!Array.isArray(h.Test) || h.Test.some((x) => typeof x !== 'string')))
+    throw new InvalidParameter('Healthcheck.Test must be a list of strings');
 }
 
 /** The probe to run, or undefined when there is none (no Test, or NONE). */
@@ -102,7 +117,10 @@ export function nextDelayMs(p: Probe, h: HealthState, sinceStartMs: number): num
 
 /** One probe's result applied (daemon/health.go handleProbeResult). */
 export function applyResult(p: Probe, h: HealthState, r: HealthLogEntry, sinceStartMs: number): HealthState {
-  const log = [...h.Log, { ...r, Output: r.Output.length > MAX_OUTPUT_LEN ? r.Output.slice(0, MAX_OUTPUT_LEN) : r.Output }].slice(-MAX_LOG_ENTRIES);
+  const log = [
+    ...h.Log,
+    { ...r, Output: r.Output.length > MAX_OUTPUT_LEN ? r.Output.slice(0, MAX_OUTPUT_LEN) : r.Output },
+  ].slice(-MAX_LOG_ENTRIES);
   if (r.ExitCode === 0) return { Status: 'healthy', FailingStreak: 0, Log: log };
   // In the start period, failures do not count while the container never was healthy.
   if (h.Status === 'starting' && sinceStartMs < p.startPeriodMs) return { ...h, Log: log };

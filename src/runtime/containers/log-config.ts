@@ -37,7 +37,9 @@ export interface Rotation {
 }
 
 /** moby's ValidateLogOpts and the drivers' option checks; returns what inspect shows. */
-export function normalizeLogConfig(lc: { Type?: string; Config?: Record<string, string> | null } | null | undefined): LogConfig {
+export function normalizeLogConfig(
+  lc: { Type?: string; Config?: Record<string, string> | null } | null | undefined,
+): LogConfig {
   const type = lc?.Type || DEFAULT_LOG_DRIVER;
   const config = { ...(lc?.Config ?? {}) };
   const allowed = DRIVER_OPTS[type];
@@ -58,13 +60,16 @@ export function rotationOf(lc: LogConfig): Rotation | undefined {
   const maxSize = c['max-size'] !== undefined ? ramInBytes(c['max-size']) : undefined;
   let maxFile = DEFAULT_ROTATION.maxFile;
   if (c['max-file'] !== undefined) {
-    if (!/^-?\d+$/.test(c['max-file'])) throw new InvalidParameter(`strconv.Atoi: parsing "${c['max-file']}": invalid syntax`);
+    if (!/^-?\d+$/.test(c['max-file']))
+      throw new InvalidParameter(`strconv.Atoi: parsing "${c['max-file']}": invalid syntax`);
     maxFile = Number(c['max-file']);
     if (maxFile < 1) throw new InvalidParameter('max-file cannot be less than 1');
   }
   if (maxSize !== undefined && maxSize < 0) throw new InvalidParameter(`invalid size: '${c['max-size']}'`);
   if (c.compress !== undefined && !/^(1|0|t|f|true|false|TRUE|FALSE|True|False)$/.test(c.compress)) {
-    throw new InvalidParameter(`error reading compress log option: strconv.ParseBool: parsing "${c.compress}": invalid syntax`);
+    throw new InvalidParameter(
+      `error reading compress log option: strconv.ParseBool: parsing "${c.compress}": invalid syntax`,
+    );
   }
   if (maxSize === undefined || maxSize === 0) return DEFAULT_ROTATION;
   return { maxSize, maxFile };
@@ -74,7 +79,9 @@ export function rotationOf(lc: LogConfig): Rotation | undefined {
 export function ramInBytes(v: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$/i.exec(v.trim());
   if (!m) throw new InvalidParameter(`invalid size: '${v}'`);
-  const mult = ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 } as Record<string, number>)[m[2]!.toLowerCase()]!;
+  const mult = ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 } as Record<string, number>)[
+    m[2]!.toLowerCase()
+  ]!;
   return Math.floor(Number(m[1]) * mult);
 }
 

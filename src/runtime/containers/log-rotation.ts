@@ -66,7 +66,10 @@ export class LogRotator {
   }
 
   private async maybeRotate(w: Watched): Promise<void> {
-    const size = await stat(w.logPath).then((s) => s.size, () => 0);
+    const size = await stat(w.logPath).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (size < w.rotation.maxSize) return;
     await rotateFiles(w.logPath, w.rotation.maxFile);
     await reopenLog(w.bundleDir);
@@ -103,7 +106,13 @@ export async function logFiles(logPath: string): Promise<string[]> {
   const out: string[] = [];
   for (let n = 1; ; n++) {
     const p = `${logPath}.${n}`;
-    if (!(await stat(p).then(() => true, () => false))) break;
+    if (
+      !(await stat(p).then(
+        () => true,
+        () => false,
+      ))
+    )
+      break;
     out.unshift(p);
   }
   out.push(logPath);

@@ -59,7 +59,11 @@ function toEntries(lines: ParsedLine[]): LogEntry[] {
       continue;
     }
     delete open[l.stream];
-    out.push({ stream: l.stream, time: rfc3339NanoUtc(parseTimeNs(cur.time)), data: Buffer.from(cur.parts.join('') + '\n') });
+    out.push({
+      stream: l.stream,
+      time: rfc3339NanoUtc(parseTimeNs(cur.time)),
+      data: Buffer.from(cur.parts.join('') + '\n'),
+    });
   }
   return out;
 }
@@ -104,7 +108,10 @@ async function readFrom(path: string, cur: Cursor, expectIno?: number): Promise<
  * of the old file is read first, then the new one from its start.
  */
 async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
-  const now = await stat(path).then((s) => s.ino, () => undefined);
+  const now = await stat(path).then(
+    (s) => s.ino,
+    () => undefined,
+  );
   if (cur.ino !== undefined && now !== undefined && now !== cur.ino) {
     const tail = await readFrom(`${path}.1`, cur, cur.ino);
     cur.offset = 0;
@@ -123,7 +130,8 @@ async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
 async function readRotated(path: string): Promise<ParsedLine[]> {
   const out: ParsedLine[] = [];
   // One push per line: spreading a rotated file's lines as arguments overflows the stack (a 20 MiB file is ~200k lines).
-  for (const f of (await logFiles(path)).slice(0, -1)) for (const l of (await readFrom(f, { offset: 0, rest: '' })).lines) out.push(l);
+  for (const f of (await logFiles(path)).slice(0, -1))
+    for (const l of (await readFrom(f, { offset: 0, rest: '' })).lines) out.push(l);
   return out;
 }
 

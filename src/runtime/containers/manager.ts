@@ -17,7 +17,18 @@
  * network.ts, views.ts (inspect, list) and restore.ts.
  */
 import type { DockerEndpointSettings, Filters } from '../../network/types.js';
-import type { AttachOptions, ContainerService, DockerContainerConfig, DockerContainerCreate, DockerContainerInspect, DockerContainerSummary, DockerExecCreate, IoSession, LogEntry, LogOptions } from '../types.js';
+import type {
+  AttachOptions,
+  ContainerService,
+  DockerContainerConfig,
+  DockerContainerCreate,
+  DockerContainerInspect,
+  DockerContainerSummary,
+  DockerExecCreate,
+  IoSession,
+  LogEntry,
+  LogOptions,
+} from '../types.js';
 import type { VolumeStore } from '../volumes/store.js';
 import type { FsChange } from './fs-changes.js';
 import type { PathStat } from './archive.js';
@@ -100,7 +111,10 @@ export class ContainerManager implements ContainerService {
    * docker update: restart policy and resource limits; a running container's
    * cgroups change at once (runc update), the record for its next starts.
    */
-  updateContainer(idOrName: string, body: ResourceConfig & { RestartPolicy?: { Name?: string; MaximumRetryCount?: number } }): Promise<{ Warnings: string[] }> {
+  updateContainer(
+    idOrName: string,
+    body: ResourceConfig & { RestartPolicy?: { Name?: string; MaximumRetryCount?: number } },
+  ): Promise<{ Warnings: string[] }> {
     return this.core.createOps.updateContainer(idOrName, body);
   }
 
@@ -113,7 +127,10 @@ export class ContainerManager implements ContainerService {
     return this.core.createOps.rename(idOrName, newName);
   }
 
-  wait(idOrName: string, condition: 'not-running' | 'next-exit' | 'removed' = 'not-running'): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
+  wait(
+    idOrName: string,
+    condition: 'not-running' | 'next-exit' | 'removed' = 'not-running',
+  ): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
     return this.core.lifecycleOps.wait(idOrName, condition);
   }
 
@@ -146,7 +163,11 @@ export class ContainerManager implements ContainerService {
   }
 
   /** GET archive: the stat header value and a tar; the rootfs stays mounted until the tar has been read. */
-  archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void> {
+  archiveGet(
+    idOrName: string,
+    path: string,
+    consume: (statHeader: string, tar: Readable) => Promise<void>,
+  ): Promise<void> {
     return this.core.fileOps.archiveGet(idOrName, path, consume);
   }
 
@@ -214,9 +235,18 @@ export class ContainerManager implements ContainerService {
    * (Dockerfile instructions) applied. A running container is paused meanwhile
    * unless `pause` is false, as Docker does.
    */
-  commit(idOrName: string, opts: {
-    repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<DockerContainerConfig>;
-  }): Promise<{ Id: string }> {
+  commit(
+    idOrName: string,
+    opts: {
+      repo?: string;
+      tag?: string;
+      comment?: string;
+      author?: string;
+      changes?: string[];
+      pause?: boolean;
+      config?: Partial<DockerContainerConfig>;
+    },
+  ): Promise<{ Id: string }> {
     return this.core.fileOps.commit(idOrName, opts);
   }
 
@@ -235,4 +265,5 @@ export class ContainerManager implements ContainerService {
     this.core.bus.removeAllListeners();
     // Wait for in-flight operations so the store is not closed under them.
     await Promise.allSettled([...this.core.locks.values()]);
-  }}
+  }
+}

@@ -28,7 +28,10 @@ export async function materialize(volumes: VolumeStore, list: MountPoint[]): Pro
       if (m.Type === 'bind') {
         const st = await stat(m.Source).catch(() => undefined);
         if (!st) {
-          if (!m.createSource) throw new InvalidParameter(`invalid mount config for type "bind": bind source path does not exist: ${m.Source}`);
+          if (!m.createSource)
+            throw new InvalidParameter(
+              `invalid mount config for type "bind": bind source path does not exist: ${m.Source}`,
+            );
           await mkdir(m.Source, { recursive: true, mode: 0o755 }).catch((e) => {
             throw new InvalidParameter(`error while creating mount source path '${m.Source}': ${(e as Error).message}`);
           });
@@ -40,12 +43,15 @@ export async function materialize(volumes: VolumeStore, list: MountPoint[]): Pro
           await volumes.inspect(m.Name);
         } else {
           const existed = m.Name ? await volumes.get(m.Name) : undefined;
-          const v = await volumes.create({
-            ...(m.Name ? { Name: m.Name } : {}),
-            Driver: m.volumeOptions?.driver ?? 'local',
-            ...(m.volumeOptions?.driverOpts ? { DriverOpts: m.volumeOptions.driverOpts } : {}),
-            ...(m.volumeOptions?.labels ? { Labels: m.volumeOptions.labels } : {}),
-          }, { anonymous: !!m.anonymous });
+          const v = await volumes.create(
+            {
+              ...(m.Name ? { Name: m.Name } : {}),
+              Driver: m.volumeOptions?.driver ?? 'local',
+              ...(m.volumeOptions?.driverOpts ? { DriverOpts: m.volumeOptions.driverOpts } : {}),
+              ...(m.volumeOptions?.labels ? { Labels: m.volumeOptions.labels } : {}),
+            },
+            { anonymous: !!m.anonymous },
+          );
           if (!existed) made.push(v.Name);
           m.Name = v.Name;
           m.Source = v.Mountpoint;
@@ -74,7 +80,10 @@ export async function prepare(volumes: VolumeStore, list: MountPoint[], rootfs: 
   for (const m of list) {
     if (m.Type === 'bind') {
       if (!(await stat(m.Source).catch(() => undefined))) {
-        throw new CoveError(`error while mounting volume '${m.Destination}': bind source path does not exist: ${m.Source}`, 500);
+        throw new CoveError(
+          `error while mounting volume '${m.Destination}': bind source path does not exist: ${m.Source}`,
+          500,
+        );
       }
       continue;
     }
@@ -89,7 +98,10 @@ export async function prepare(volumes: VolumeStore, list: MountPoint[], rootfs: 
       await run('cp', ['-a', '--no-dereference', `${src}/.`, `${dir}/`]);
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      throw new CoveError(`copying the image's ${m.Destination} into volume ${m.Name} failed: ${(err.stderr || err.message).trim()}`, 500);
+      throw new CoveError(
+        `copying the image's ${m.Destination} into volume ${m.Name} failed: ${(err.stderr || err.message).trim()}`,
+        500,
+      );
     }
   }
 }

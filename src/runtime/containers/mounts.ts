@@ -42,7 +42,12 @@ export interface DockerMount {
   ReadOnly?: boolean;
   Consistency?: string;
   BindOptions?: { Propagation?: string; NonRecursive?: boolean; CreateMountpoint?: boolean } | null;
-  VolumeOptions?: { NoCopy?: boolean; Labels?: Record<string, string> | null; DriverConfig?: { Name?: string; Options?: Record<string, string> | null } | null; Subpath?: string } | null;
+  VolumeOptions?: {
+    NoCopy?: boolean;
+    Labels?: Record<string, string> | null;
+    DriverConfig?: { Name?: string; Options?: Record<string, string> | null } | null;
+    Subpath?: string;
+  } | null;
   TmpfsOptions?: { SizeBytes?: number; Mode?: number; Options?: string[][] } | null;
 }
 
@@ -53,7 +58,9 @@ const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 function cleanTarget(spec: string, target: string, type: string): string {
   if (!target) throw new InvalidParameter(`invalid mount config for type "${type}": field Target must not be empty`);
   if (!target.startsWith('/')) {
-    throw new InvalidParameter(`invalid volume specification: '${spec}': invalid mount config for type "${type}": invalid mount path: '${target}' mount path must be absolute`);
+    throw new InvalidParameter(
+      `invalid volume specification: '${spec}': invalid mount config for type "${type}": invalid mount path: '${target}' mount path must be absolute`,
+    );
   }
   const t = posix.normalize(target).replace(/(.)\/$/, '$1');
   if (t === '/') throw new InvalidParameter(`invalid specification: destination can't be '/'`);
@@ -63,11 +70,21 @@ function cleanTarget(spec: string, target: string, type: string): string {
 /** One `-v` entry (moby volume/mounts linuxParser.ParseMountRaw). */
 export function parseBind(spec: string): MountPoint {
   const parts = spec.split(':');
-  if (spec === '' || parts.some((p) => p === '') && parts.length > 1) throw new InvalidParameter(`invalid volume specification: '${spec}'`);
+  if (spec === '' || (parts.some((p) => p === '') && parts.length > 1))
+    throw new InvalidParameter(`invalid volume specification: '${spec}'`);
   if (parts.length > 3) throw new InvalidParameter(`invalid spec: ${spec}: too many colons`);
   if (parts.length === 1) {
     const dest = cleanTarget(spec, parts[0]!, 'volume');
-    return { Type: 'volume', Source: '', Destination: dest, Driver: 'local', Mode: '', RW: true, Propagation: '', anonymous: true };
+    return {
+      Type: 'volume',
+      Source: '',
+      Destination: dest,
+      Driver: 'local',
+      Mode: '',
+      RW: true,
+      Propagation: '',
+      anonymous: true,
+    };
   }
   const [src, dst, modeStr = ''] = parts as [string, string, string?];
   let rw = true;
@@ -88,20 +105,41 @@ export function parseBind(spec: string): MountPoint {
   if (src.startsWith('/')) {
     if (noCopy) throw new InvalidParameter(`invalid mode: ${modeStr}`);
     const dest = cleanTarget(spec, dst, 'bind');
-    return { Type: 'bind', Source: posix.normalize(src), Destination: dest, Mode: modeStr, RW: rw, Propagation: propagation || 'rprivate', createSource: true };
+    return {
+      Type: 'bind',
+      Source: posix.normalize(src),
+      Destination: dest,
+      Mode: modeStr,
+      RW: rw,
+      Propagation: propagation || 'rprivate',
+      createSource: true,
+    };
   }
   if (!VOLUME_NAME.test(src)) {
-    throw new InvalidParameter(`create ${src}: "${src}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`);
+    throw new InvalidParameter(
+      `create ${src}: "${src}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`,
+    );
   }
   if (propagation) throw new InvalidParameter(`invalid mode: ${modeStr}`);
   const dest = cleanTarget(spec, dst, 'volume');
-  return { Type: 'volume', Name: src, Source: '', Destination: dest, Driver: 'local', Mode: modeStr || 'z', RW: rw, Propagation: '', ...(noCopy ? { noCopy } : {}) };
+  return {
+    Type: 'volume',
+    Name: src,
+    Source: '',
+    Destination: dest,
+    Driver: 'local',
+    Mode: modeStr || 'z',
+    RW: rw,
+    Propagation: '',
+    ...(noCopy ? { noCopy } : {}),
+  };
 }
 
 /** One `--mount` entry (moby volume/mounts validate + linuxParser.ParseMountSpec). */
 export function parseMount(m: DockerMount): MountPoint {
   const type = m.Type ?? '';
-  const bad = (msg: string): InvalidParameter => new InvalidParameter(`invalid mount config for type "${type}": ${msg}`);
+  const bad = (msg: string): InvalidParameter =>
+    new InvalidParameter(`invalid mount config for type "${type}": ${msg}`);
   if (!m.Target) throw bad('field Target must not be empty');
   const target = cleanTarget(m.Target, m.Target, type);
   switch (type) {
@@ -113,7 +151,12 @@ export function parseMount(m: DockerMount): MountPoint {
       const prop = m.BindOptions?.Propagation || 'rprivate';
       if (!PROPAGATION.includes(prop)) throw bad(`invalid propagation mode: ${prop}`);
       return {
-        Type: 'bind', Source: posix.normalize(m.Source), Destination: target, Mode: '', RW: !m.ReadOnly, Propagation: prop,
+        Type: 'bind',
+        Source: posix.normalize(m.Source),
+        Destination: target,
+        Mode: '',
+        RW: !m.ReadOnly,
+        Propagation: prop,
         ...(m.BindOptions?.CreateMountpoint ? { createSource: true } : {}),
       };
     }
@@ -121,11 +164,19 @@ export function parseMount(m: DockerMount): MountPoint {
       if (m.BindOptions) throw bad('field BindOptions must not be specified');
       if (m.TmpfsOptions) throw bad('field TmpfsOptions must not be specified');
       if (m.Source && !VOLUME_NAME.test(m.Source)) {
-        throw new InvalidParameter(`create ${m.Source}: "${m.Source}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`);
+        throw new InvalidParameter(
+          `create ${m.Source}: "${m.Source}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`,
+        );
       }
       const vo = m.VolumeOptions ?? {};
       const mp: MountPoint = {
-        Type: 'volume', Source: '', Destination: target, Driver: vo.DriverConfig?.Name || 'local', Mode: '', RW: !m.ReadOnly, Propagation: '',
+        Type: 'volume',
+        Source: '',
+        Destination: target,
+        Driver: vo.DriverConfig?.Name || 'local',
+        Mode: '',
+        RW: !m.ReadOnly,
+        Propagation: '',
         ...(vo.NoCopy ? { noCopy: true } : {}),
       };
       if (m.Source) mp.Name = m.Source;
@@ -149,7 +200,15 @@ export function parseMount(m: DockerMount): MountPoint {
       }
       if (t.Mode) o.push(`mode=${t.Mode.toString(8)}`);
       if (m.ReadOnly) o.push('ro');
-      return { Type: 'tmpfs', Source: '', Destination: target, Mode: '', RW: !m.ReadOnly, Propagation: '', tmpfsOptions: o };
+      return {
+        Type: 'tmpfs',
+        Source: '',
+        Destination: target,
+        Mode: '',
+        RW: !m.ReadOnly,
+        Propagation: '',
+        tmpfsOptions: o,
+      };
     }
     default:
       throw bad('mount type unknown');
@@ -161,11 +220,23 @@ export function parseTmpfs(dest: string, opts: string): MountPoint {
   const target = cleanTarget(dest, dest, 'tmpfs');
   const o = opts ? opts.split(',').filter(Boolean) : [];
   for (const x of o) {
-    if (!/^(ro|rw|exec|noexec|suid|nosuid|dev|nodev|size=\d+[kmgKMG%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?|nr_blocks=\d+[kmg]?|mpol=.+|atime|noatime|strictatime|relatime|sync|async|dirsync)$/.test(x)) {
+    if (
+      !/^(ro|rw|exec|noexec|suid|nosuid|dev|nodev|size=\d+[kmgKMG%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?|nr_blocks=\d+[kmg]?|mpol=.+|atime|noatime|strictatime|relatime|sync|async|dirsync)$/.test(
+        x,
+      )
+    ) {
       throw new InvalidParameter(`Invalid tmpfs option ["${x.split('=')[0]}"]`);
     }
   }
-  return { Type: 'tmpfs', Source: '', Destination: target, Mode: '', RW: !o.includes('ro'), Propagation: '', tmpfsOptions: o };
+  return {
+    Type: 'tmpfs',
+    Source: '',
+    Destination: target,
+    Mode: '',
+    RW: !o.includes('ro'),
+    Propagation: '',
+    tmpfsOptions: o,
+  };
 }
 
 /** `container[:ro|rw]` of `--volumes-from`. */
@@ -220,17 +291,40 @@ export function ociMounts(list: MountPoint[]): Array<Record<string, unknown>> {
   return sortMounts(list).map((m) => {
     if (m.Type === 'tmpfs') {
       const opts = m.tmpfsOptions ?? [];
-      const base = ['nosuid', 'nodev', 'noexec'].filter((d) => !opts.some((o) => o === d.replace(/^no/, '') || o === d));
+      const base = ['nosuid', 'nodev', 'noexec'].filter(
+        (d) => !opts.some((o) => o === d.replace(/^no/, '') || o === d),
+      );
       return { destination: m.Destination, type: 'tmpfs', source: 'tmpfs', options: [...base, ...opts] };
     }
-    return { destination: m.Destination, type: 'bind', source: m.Source, options: ['rbind', m.RW ? 'rw' : 'ro', m.Propagation || 'rprivate'] };
+    return {
+      destination: m.Destination,
+      type: 'bind',
+      source: m.Source,
+      options: ['rbind', m.RW ? 'rw' : 'ro', m.Propagation || 'rprivate'],
+    };
   });
 }
 
 /** What inspect and ps show (Docker's MountPoint JSON). */
 export function mountView(m: MountPoint): Record<string, unknown> {
   if (m.Type === 'volume') {
-    return { Type: 'volume', Name: m.Name ?? '', Source: m.Source, Destination: m.Destination, Driver: m.Driver ?? 'local', Mode: m.Mode, RW: m.RW, Propagation: m.Propagation };
+    return {
+      Type: 'volume',
+      Name: m.Name ?? '',
+      Source: m.Source,
+      Destination: m.Destination,
+      Driver: m.Driver ?? 'local',
+      Mode: m.Mode,
+      RW: m.RW,
+      Propagation: m.Propagation,
+    };
   }
-  return { Type: m.Type, Source: m.Source, Destination: m.Destination, Mode: m.Mode, RW: m.RW, Propagation: m.Propagation };
+  return {
+    Type: m.Type,
+    Source: m.Source,
+    Destination: m.Destination,
+    Mode: m.Mode,
+    RW: m.RW,
+    Propagation: m.Propagation,
+  };
 }

@@ -18,12 +18,14 @@ export interface PruneCandidate {
 
 /** Checks the filters and returns the predicate moby applies. */
 export function prunePredicate(filters: Record<string, string[]>): (c: PruneCandidate) => boolean {
-  for (const k of Object.keys(filters)) if (!PRUNE_FILTERS.includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
+  for (const k of Object.keys(filters))
+    if (!PRUNE_FILTERS.includes(k)) throw new InvalidParameter(`invalid filter '${k}'`);
   const untils = (filters.until ?? []).map(parseUntil);
   if (untils.length > 1) throw new InvalidParameter('more than one until filter specified');
   const until = untils[0];
   return (c) => {
-    if (c.Status === 'running' || c.Status === 'paused' || c.Status === 'restarting' || c.Status === 'removing') return false;
+    if (c.Status === 'running' || c.Status === 'paused' || c.Status === 'restarting' || c.Status === 'removing')
+      return false;
     if (until !== undefined && Date.parse(c.Created) / 1000 >= until) return false;
     if (filters.label?.length && !filters.label.every((l) => labelMatches(c.Labels, l))) return false;
     if (filters['label!']?.length && filters['label!'].every((l) => labelMatches(c.Labels, l))) return false;

@@ -23,7 +23,18 @@ export interface ResourceConfig {
 }
 
 /** The fields `POST /containers/{id}/update` may change (besides RestartPolicy). */
-export const UPDATABLE = ['Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus', 'CpusetMems', 'PidsLimit'] as const;
+export const UPDATABLE = [
+  'Memory',
+  'MemorySwap',
+  'MemoryReservation',
+  'NanoCpus',
+  'CpuShares',
+  'CpuQuota',
+  'CpuPeriod',
+  'CpusetCpus',
+  'CpusetMems',
+  'PidsLimit',
+] as const;
 
 const DEFAULT_CFS_PERIOD = 100_000;
 
@@ -37,13 +48,16 @@ export function adaptResources(hc: ResourceConfig): void {
 export function checkResources(hc: ResourceConfig): void {
   const ncpu = availableParallelism();
   if (hc.NanoCpus && hc.NanoCpus > 0) {
-    if (hc.CpuQuota || hc.CpuPeriod) throw new InvalidParameter('Conflicting options: Nano CPUs and CPU Period cannot both be set');
+    if (hc.CpuQuota || hc.CpuPeriod)
+      throw new InvalidParameter('Conflicting options: Nano CPUs and CPU Period cannot both be set');
     if (hc.NanoCpus < 1e7 || hc.NanoCpus > ncpu * 1e9) {
       throw new InvalidParameter(`Range of CPUs is from 0.01 to ${ncpu}.00, as there are only ${ncpu} CPUs available`);
     }
   }
-  if (hc.CpuPeriod && (hc.CpuPeriod < 1000 || hc.CpuPeriod > 1_000_000)) throw new InvalidParameter('CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)');
-  if (hc.CpuQuota && hc.CpuQuota > 0 && hc.CpuQuota < 1000) throw new InvalidParameter('CPU cfs quota can not be less than 1ms (i.e. 1000)');
+  if (hc.CpuPeriod && (hc.CpuPeriod < 1000 || hc.CpuPeriod > 1_000_000))
+    throw new InvalidParameter('CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)');
+  if (hc.CpuQuota && hc.CpuQuota > 0 && hc.CpuQuota < 1000)
+    throw new InvalidParameter('CPU cfs quota can not be less than 1ms (i.e. 1000)');
   for (const r of hc.DeviceCgroupRules ?? []) parseDeviceRule(r);
 }
 
@@ -92,15 +106,26 @@ export function mergeUpdate(current: ResourceConfig, change: ResourceConfig): Re
     if (typeof v === 'number' && v === 0 && k !== 'PidsLimit') continue;
     (next as Record<string, unknown>)[k] = v;
   }
-  if (change.Memory && change.Memory > 0 && !change.MemorySwap && current.MemorySwap && current.MemorySwap > 0 && change.Memory > current.MemorySwap) {
-    throw new InvalidParameter('Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time');
+  if (
+    change.Memory &&
+    change.Memory > 0 &&
+    !change.MemorySwap &&
+    current.MemorySwap &&
+    current.MemorySwap > 0 &&
+    change.Memory > current.MemorySwap
+  ) {
+    throw new InvalidParameter(
+      'Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time',
+    );
   }
   if (change.NanoCpus && change.NanoCpus > 0) {
     delete next.CpuQuota;
     delete next.CpuPeriod;
   }
   if ((change.CpuQuota || change.CpuPeriod) && current.NanoCpus) {
-    throw new InvalidParameter('Conflicting options: CPU Quota or CPU Period cannot be updated as NanoCPUs has already been set');
+    throw new InvalidParameter(
+      'Conflicting options: CPU Quota or CPU Period cannot be updated as NanoCPUs has already been set',
+    );
   }
   if (next.PidsLimit !== undefined && next.PidsLimit !== null && next.PidsLimit <= 0) next.PidsLimit = null;
   return next;

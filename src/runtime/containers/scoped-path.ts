@@ -25,7 +25,10 @@ export class ScopeError extends Error {}
  * does for a source that is a link.
  */
 export function resolveScoped(root: string, ctrPath: string, followLast = true): string {
-  const todo = posix.normalize('/' + ctrPath).split('/').filter(Boolean);
+  const todo = posix
+    .normalize('/' + ctrPath)
+    .split('/')
+    .filter(Boolean);
   const done: string[] = [];
   let links = 0;
   while (todo.length) {

@@ -4,7 +4,13 @@
  */
 import { tryParseIp } from '../../network/ipam/ip.js';
 import { InvalidParameter } from '../../common/errors.js';
-import type { DockerEndpointSettings, DockerPortMap, EndpointRequest, PortBinding, SandboxSpec } from '../../network/types.js';
+import type {
+  DockerEndpointSettings,
+  DockerPortMap,
+  EndpointRequest,
+  PortBinding,
+  SandboxSpec,
+} from '../../network/types.js';
 import type { DockerContainerConfig, DockerHostConfig } from '../types.js';
 
 type Proto = 'tcp' | 'udp' | 'sctp';
@@ -54,7 +60,9 @@ export function portBindings(map: DockerPortMap | null | undefined): PortBinding
   return out;
 }
 
-export function exposedPorts(ports: Record<string, object> | null | undefined): Array<{ port: number; protocol: Proto }> {
+export function exposedPorts(
+  ports: Record<string, object> | null | undefined,
+): Array<{ port: number; protocol: Proto }> {
   const out: Array<{ port: number; protocol: Proto }> = [];
   for (const key of Object.keys(ports ?? {})) {
     const p = parsePortKey(key);
@@ -87,7 +95,10 @@ export function endpointRequest(network: string, s: DockerEndpointSettings | und
 }
 
 /** The networks a container joins, NetworkMode's first (it gives the default route). */
-export function endpointRequests(mode: string, endpoints: Record<string, DockerEndpointSettings> | null | undefined): EndpointRequest[] {
+export function endpointRequests(
+  mode: string,
+  endpoints: Record<string, DockerEndpointSettings> | null | undefined,
+): EndpointRequest[] {
   if (isSpecialMode(mode)) return [];
   // Only what the container is connected to: a `network disconnect` of the
   // NetworkMode network while stopped leaves it out at the next start.

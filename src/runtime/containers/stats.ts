@@ -48,7 +48,10 @@ function cg(controller: string, id: string, file: string): string {
 async function systemCpuNs(): Promise<number> {
   const line = (await readText('/proc/stat'))?.split('\n').find((l) => l.startsWith('cpu '));
   if (!line) return 0;
-  const ticks = line.split(/\s+/).slice(1, 8).reduce((a, b) => a + Number(b), 0);
+  const ticks = line
+    .split(/\s+/)
+    .slice(1, 8)
+    .reduce((a, b) => a + Number(b), 0);
   return Math.round((ticks * 1e9) / CLK_TCK);
 }
 
@@ -60,7 +63,11 @@ export interface CpuStats {
 }
 
 async function cpuStats(id: string): Promise<CpuStats> {
-  const percpu = ((await readText(cg('cpuacct', id, 'cpuacct.usage_percpu'))) ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+  const percpu = ((await readText(cg('cpuacct', id, 'cpuacct.usage_percpu'))) ?? '')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
   const st = kv(await readText(cg('cpuacct', id, 'cpuacct.stat')));
   const thr = kv(await readText(cg('cpu', id, 'cpu.stat')));
   return {
@@ -72,11 +79,18 @@ async function cpuStats(id: string): Promise<CpuStats> {
     },
     system_cpu_usage: await systemCpuNs(),
     online_cpus: cpus().length,
-    throttling_data: { periods: thr.nr_periods ?? 0, throttled_periods: thr.nr_throttled ?? 0, throttled_time: thr.throttled_time ?? 0 },
+    throttling_data: {
+      periods: thr.nr_periods ?? 0,
+      throttled_periods: thr.nr_throttled ?? 0,
+      throttled_time: thr.throttled_time ?? 0,
+    },
   };
 }
 
-async function blkio(id: string, file: string): Promise<Array<{ major: number; minor: number; op: string; value: number }>> {
+async function blkio(
+  id: string,
+  file: string,
+): Promise<Array<{ major: number; minor: number; op: string; value: number }>> {
   const out: Array<{ major: number; minor: number; op: string; value: number }> = [];
   for (const line of ((await readText(cg('blkio', id, file))) ?? '').split('\n')) {
     const m = /^(\d+):(\d+) (\w+) (\d+)$/.exec(line.trim());
@@ -85,7 +99,19 @@ async function blkio(id: string, file: string): Promise<Array<{ major: number; m
   return out;
 }
 
-export type NetStats = Record<string, { rx_bytes: number; rx_packets: number; rx_errors: number; rx_dropped: number; tx_bytes: number; tx_packets: number; tx_errors: number; tx_dropped: number }>;
+export type NetStats = Record<
+  string,
+  {
+    rx_bytes: number;
+    rx_packets: number;
+    rx_errors: number;
+    rx_dropped: number;
+    tx_bytes: number;
+    tx_packets: number;
+    tx_errors: number;
+    tx_dropped: number;
+  }
+>;
 
 /** The interfaces of the process's network namespace, loopback left out (as Docker does). */
 export async function netStats(pid: number): Promise<NetStats> {
@@ -96,8 +122,14 @@ export async function netStats(pid: number): Promise<NetStats> {
     if (!m || m[1] === 'lo') continue;
     const f = m[2]!.trim().split(/\s+/).map(Number);
     out[m[1]!] = {
-      rx_bytes: f[0] ?? 0, rx_packets: f[1] ?? 0, rx_errors: f[2] ?? 0, rx_dropped: f[3] ?? 0,
-      tx_bytes: f[8] ?? 0, tx_packets: f[9] ?? 0, tx_errors: f[10] ?? 0, tx_dropped: f[11] ?? 0,
+      rx_bytes: f[0] ?? 0,
+      rx_packets: f[1] ?? 0,
+      rx_errors: f[2] ?? 0,
+      rx_dropped: f[3] ?? 0,
+      tx_bytes: f[8] ?? 0,
+      tx_packets: f[9] ?? 0,
+      tx_errors: f[10] ?? 0,
+      tx_dropped: f[11] ?? 0,
     };
   }
   return out;
@@ -106,15 +138,30 @@ export async function netStats(pid: number): Promise<NetStats> {
 const UNLIMITED = 0x7ffffffffffff000;
 
 /** One StatsJSON sample (precpu_stats filled by the caller from the previous sample). */
-export async function sample(c: { id: string; name: string; pid: number; running: boolean; hostNetwork: boolean }): Promise<Record<string, unknown>> {
+export async function sample(c: {
+  id: string;
+  name: string;
+  pid: number;
+  running: boolean;
+  hostNetwork: boolean;
+}): Promise<Record<string, unknown>> {
   const blank = {
     cpu_usage: { total_usage: 0, usage_in_kernelmode: 0, usage_in_usermode: 0 },
     throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 },
   };
   if (!c.running) {
     return {
-      read: ZERO_TIME, preread: ZERO_TIME, pids_stats: {}, blkio_stats: nullBlkio(), num_procs: 0, storage_stats: {},
-      cpu_stats: blank, precpu_stats: blank, memory_stats: {}, name: c.name, id: c.id,
+      read: ZERO_TIME,
+      preread: ZERO_TIME,
+      pids_stats: {},
+      blkio_stats: nullBlkio(),
+      num_procs: 0,
+      storage_stats: {},
+      cpu_stats: blank,
+      precpu_stats: blank,
+      memory_stats: {},
+      name: c.name,
+      id: c.id,
     };
   }
   const memStat = kv(await readText(cg('memory', c.id, 'memory.stat')));
@@ -123,7 +170,10 @@ export async function sample(c: { id: string; name: string; pid: number; running
   const stats: Record<string, unknown> = {
     read: new Date().toISOString(),
     preread: ZERO_TIME,
-    pids_stats: { current: await readNum(cg('pids', c.id, 'pids.current')), ...(pidsMax && pidsMax !== 'max' ? { limit: Number(pidsMax) } : {}) },
+    pids_stats: {
+      current: await readNum(cg('pids', c.id, 'pids.current')),
+      ...(pidsMax && pidsMax !== 'max' ? { limit: Number(pidsMax) } : {}),
+    },
     blkio_stats: {
       ...nullBlkio(),
       io_service_bytes_recursive: await blkio(c.id, 'blkio.throttle.io_service_bytes_recursive'),
@@ -150,8 +200,14 @@ export async function sample(c: { id: string; name: string; pid: number; running
 
 function nullBlkio(): Record<string, unknown> {
   return {
-    io_service_bytes_recursive: null, io_serviced_recursive: null, io_queue_recursive: null, io_service_time_recursive: null,
-    io_wait_time_recursive: null, io_merged_recursive: null, io_time_recursive: null, sectors_recursive: null,
+    io_service_bytes_recursive: null,
+    io_serviced_recursive: null,
+    io_queue_recursive: null,
+    io_service_time_recursive: null,
+    io_wait_time_recursive: null,
+    io_merged_recursive: null,
+    io_time_recursive: null,
+    sectors_recursive: null,
   };
 }
 
@@ -162,8 +218,12 @@ function hostMemory(): number {
 
 /** `docker top`: the host's `ps` output reduced to the container's processes (pids from its cgroup). */
 export async function top(id: string, psArgs: string): Promise<{ Titles: string[]; Processes: string[][] }> {
-  const pids = new Set(((await readText(cg('pids', id, 'cgroup.procs'))) ?? (await readText(cg('memory', id, 'cgroup.procs'))) ?? '')
-    .split('\n').filter(Boolean).map(Number));
+  const pids = new Set(
+    ((await readText(cg('pids', id, 'cgroup.procs'))) ?? (await readText(cg('memory', id, 'cgroup.procs'))) ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map(Number),
+  );
   const args = (psArgs || '-ef').split(/\s+/).filter(Boolean);
   let stdout: string;
   try {

@@ -21,7 +21,11 @@ export interface Endpoint {
 
 /** An error answer of the registry, with the distribution error code when it gave one. */
 export class RegistryError extends Error {
-  constructor(readonly status: number, readonly code: string | undefined, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -32,7 +36,12 @@ export const MANIFEST_TYPES = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   ociIndex: 'application/vnd.oci.image.index.v1+json',
 };
-const ACCEPT = [MANIFEST_TYPES.dockerV2, MANIFEST_TYPES.dockerList, MANIFEST_TYPES.ociManifest, MANIFEST_TYPES.ociIndex].join(', ');
+const ACCEPT = [
+  MANIFEST_TYPES.dockerV2,
+  MANIFEST_TYPES.dockerList,
+  MANIFEST_TYPES.ociManifest,
+  MANIFEST_TYPES.ociIndex,
+].join(', ');
 
 export const sha256 = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
@@ -41,7 +50,8 @@ async function registryError(res: HttpResponse, what: string): Promise<RegistryE
   try {
     const j = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
     const e = j.errors?.[0];
-    if (e?.code) return new RegistryError(res.status, e.code, `${e.code.toLowerCase().replace(/_/g, ' ')}: ${e.message ?? ''}`);
+    if (e?.code)
+      return new RegistryError(res.status, e.code, `${e.code.toLowerCase().replace(/_/g, ' ')}: ${e.message ?? ''}`);
   } catch {
     // not the registry's JSON
   }
@@ -70,12 +80,20 @@ export class RegistryClient {
     return new URL(path, this.endpoint.url);
   }
 
-  private async raw(method: string, url: URL, headers: Record<string, string> = {}, body?: Buffer | Readable): Promise<HttpResponse> {
+  private async raw(
+    method: string,
+    url: URL,
+    headers: Record<string, string> = {},
+    body?: Buffer | Readable,
+  ): Promise<HttpResponse> {
     return send({
-      method, url, headers: { ...(this.authHeader ? { Authorization: this.authHeader } : {}), ...headers },
+      method,
+      url,
+      headers: { ...(this.authHeader ? { Authorization: this.authHeader } : {}), ...headers },
       ...(body !== undefined ? { body } : {}),
       ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}),
-      insecure: this.endpoint.insecure, timeoutMs: this.timeoutMs,
+      insecure: this.endpoint.insecure,
+      timeoutMs: this.timeoutMs,
     });
   }
 
@@ -133,22 +151,34 @@ export class RegistryClient {
     const basic = this.basicCredentials();
     if (this.auth?.username) u.searchParams.set('account', this.auth.username);
     const res = await send({
-      method: 'GET', url: u, headers: basic ? { Authorization: basic } : {},
-      ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}), insecure: this.endpoint.insecure, timeoutMs: this.timeoutMs,
+      method: 'GET',
+      url: u,
+      headers: basic ? { Authorization: basic } : {},
+      ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}),
+      insecure: this.endpoint.insecure,
+      timeoutMs: this.timeoutMs,
     });
     if (res.status === 401 || res.status === 403) {
       await discard(res.body);
       throw new RegistryError(401, 'UNAUTHORIZED', 'unauthorized: incorrect username or password');
     }
     if (res.status !== 200) throw await registryError(res, `token from ${u.origin}${u.pathname}`);
-    const j = JSON.parse((await readAll(res.body, 1 << 20)).toString('utf8')) as { token?: string; access_token?: string };
+    const j = JSON.parse((await readAll(res.body, 1 << 20)).toString('utf8')) as {
+      token?: string;
+      access_token?: string;
+    };
     const token = j.token ?? j.access_token;
     if (!token) throw new RegistryError(401, 'UNAUTHORIZED', 'unauthorized: the token server answered without a token');
     this.authHeader = `Bearer ${token}`;
   }
 
   /** A request with a replayable (or no) body; a 401 renews the credentials once. */
-  private async request(method: string, path: string | URL, headers: Record<string, string> = {}, body?: Buffer): Promise<HttpResponse> {
+  private async request(
+    method: string,
+    path: string | URL,
+    headers: Record<string, string> = {},
+    body?: Buffer,
+  ): Promise<HttpResponse> {
     await this.ping();
     const url = typeof path === 'string' ? this.url(path) : path;
     let res = await this.raw(method, url, headers, body);
@@ -181,7 +211,9 @@ export class RegistryClient {
     if (typeof said === 'string' && said.startsWith('sha256:') && said !== digest) {
       throw new RegistryError(400, 'DIGEST_INVALID', `manifest verification failed for digest ${said}`);
     }
-    let mediaType = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
+    let mediaType = String(res.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
     try {
       const inner = (JSON.parse(bytes.toString('utf8')) as { mediaType?: string }).mediaType;
       if (inner) mediaType = inner;
@@ -193,24 +225,37 @@ export class RegistryClient {
 
   async putManifest(repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<string> {
     const res = await this.request('PUT', `/v2/${repo}/manifests/${ref}`, { 'Content-Type': mediaType }, bytes);
-    if (res.status !== 201 && res.status !== 200 && res.status !== 202) throw await registryError(res, `put manifest ${repo}:${ref}`);
+    if (res.status !== 201 && res.status !== 200 && res.status !== 202)
+      throw await registryError(res, `put manifest ${repo}:${ref}`);
     await discard(res.body);
     const digest = sha256(bytes);
     const said = res.headers['docker-content-digest'];
-    if (typeof said === 'string' && said && said !== digest) throw new Error(`the registry stored manifest ${said}, but its bytes hash to ${digest}`);
+    if (typeof said === 'string' && said && said !== digest)
+      throw new Error(`the registry stored manifest ${said}, but its bytes hash to ${digest}`);
     return digest;
   }
 
   // ---------- blobs ----------
 
   /** The blob's bytes (redirects followed); the caller hashes them. */
-  async openBlob(repo: string, digest: string, offset = 0): Promise<{ body: Readable; size: number | undefined; offset: number }> {
+  async openBlob(
+    repo: string,
+    digest: string,
+    offset = 0,
+  ): Promise<{ body: Readable; size: number | undefined; offset: number }> {
     const range: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     let res = await this.request('GET', `/v2/${repo}/blobs/${digest}`, range);
     for (let hops = 0; res.status >= 300 && res.status < 400 && res.headers.location && hops < 5; hops++) {
       await discard(res.body);
       const to = new URL(res.headers.location, this.endpoint.url);
-      res = await send({ method: 'GET', url: to, headers: range, ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}), insecure: this.endpoint.insecure, timeoutMs: this.timeoutMs });
+      res = await send({
+        method: 'GET',
+        url: to,
+        headers: range,
+        ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}),
+        insecure: this.endpoint.insecure,
+        timeoutMs: this.timeoutMs,
+      });
     }
     if (res.status !== 200 && res.status !== 206) throw await registryError(res, `blob ${digest}`);
     const len = Number(res.headers['content-length']);
@@ -225,28 +270,45 @@ export class RegistryClient {
     if (res.status === 404) return false;
     // A HEAD answer has no body to carry the registry's error code: these are its words for 401/403.
     if (res.status === 401) throw new RegistryError(401, 'UNAUTHORIZED', 'unauthorized: authentication required');
-    if (res.status === 403) throw new RegistryError(403, 'DENIED', 'denied: requested access to the resource is denied');
+    if (res.status === 403)
+      throw new RegistryError(403, 'DENIED', 'denied: requested access to the resource is denied');
     throw new RegistryError(res.status, undefined, `HEAD blob ${digest}: unexpected status ${res.status}`);
   }
 
   /** Tries a cross-repository mount; true when mounted, else an upload session to use. */
-  async mountOrStart(repo: string, digest: string, from: string | undefined): Promise<{ mounted: true } | { mounted: false; location: URL }> {
+  async mountOrStart(
+    repo: string,
+    digest: string,
+    from: string | undefined,
+  ): Promise<{ mounted: true } | { mounted: false; location: URL }> {
     const q = from ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}` : '';
-    const res = await this.request('POST', `/v2/${repo}/blobs/uploads/${q}`, { 'Content-Length': '0' }, Buffer.alloc(0));
+    const res = await this.request(
+      'POST',
+      `/v2/${repo}/blobs/uploads/${q}`,
+      { 'Content-Length': '0' },
+      Buffer.alloc(0),
+    );
     await discard(res.body);
     if (res.status === 201) return { mounted: true };
-    if (res.status !== 202 || !res.headers.location) throw new RegistryError(res.status, undefined, `starting an upload to ${repo}: unexpected status ${res.status}`);
+    if (res.status !== 202 || !res.headers.location)
+      throw new RegistryError(res.status, undefined, `starting an upload to ${repo}: unexpected status ${res.status}`);
     return { mounted: false, location: new URL(res.headers.location, this.endpoint.url) };
   }
 
   /** PATCH one chunk at `offset`; returns the next location. */
   async uploadChunk(location: URL, chunk: Buffer, offset: number): Promise<URL> {
-    const res = await this.request('PATCH', location, {
-      'Content-Type': 'application/octet-stream',
-      'Content-Range': `${offset}-${offset + chunk.length - 1}`,
-    }, chunk);
+    const res = await this.request(
+      'PATCH',
+      location,
+      {
+        'Content-Type': 'application/octet-stream',
+        'Content-Range': `${offset}-${offset + chunk.length - 1}`,
+      },
+      chunk,
+    );
     await discard(res.body);
-    if (res.status !== 202) throw new RegistryError(res.status, undefined, `uploading a chunk at ${offset}: unexpected status ${res.status}`);
+    if (res.status !== 202)
+      throw new RegistryError(res.status, undefined, `uploading a chunk at ${offset}: unexpected status ${res.status}`);
     return res.headers.location ? new URL(res.headers.location, this.endpoint.url) : location;
   }
 
@@ -254,9 +316,13 @@ export class RegistryClient {
   async uploadOffset(location: URL): Promise<{ offset: number; location: URL }> {
     const res = await this.request('GET', location);
     await discard(res.body);
-    if (res.status !== 204) throw new RegistryError(res.status, undefined, `upload status: unexpected status ${res.status}`);
+    if (res.status !== 204)
+      throw new RegistryError(res.status, undefined, `upload status: unexpected status ${res.status}`);
     const m = /^0-(\d+)$/.exec(String(res.headers.range ?? ''));
-    return { offset: m ? Number(m[1]) + 1 : 0, location: res.headers.location ? new URL(res.headers.location, this.endpoint.url) : location };
+    return {
+      offset: m ? Number(m[1]) + 1 : 0,
+      location: res.headers.location ? new URL(res.headers.location, this.endpoint.url) : location,
+    };
   }
 
   async completeUpload(location: URL, digest: string): Promise<void> {
@@ -272,12 +338,14 @@ export class RegistryClient {
   async tags(repo: string): Promise<string[]> {
     const res = await this.request('GET', `/v2/${repo}/tags/list`);
     if (res.status !== 200) throw await registryError(res, `tags of ${repo}`);
-    return ((JSON.parse((await readAll(res.body)).toString('utf8')) as { tags?: string[] | null }).tags ?? []);
+    return (JSON.parse((await readAll(res.body)).toString('utf8')) as { tags?: string[] | null }).tags ?? [];
   }
 
   async catalog(n = 1000): Promise<string[]> {
     const res = await this.request('GET', `/v2/_catalog?n=${n}`);
     if (res.status !== 200) throw await registryError(res, 'catalog');
-    return ((JSON.parse((await readAll(res.body)).toString('utf8')) as { repositories?: string[] | null }).repositories ?? []);
+    return (
+      (JSON.parse((await readAll(res.body)).toString('utf8')) as { repositories?: string[] | null }).repositories ?? []
+    );
   }
 }

@@ -31,9 +31,15 @@ function agentFor(url: URL, ca: Buffer[] | undefined, insecure: boolean): http.A
   const key = `${url.protocol}${insecure ? 'i' : ''}${ca?.length ?? 0}:${url.host}`;
   let a = agents.get(key);
   if (!a) {
-    a = url.protocol === 'https:'
-      ? new https.Agent({ keepAlive: true, maxSockets: 8, ...(ca?.length ? { ca } : {}), rejectUnauthorized: !insecure })
-      : new http.Agent({ keepAlive: true, maxSockets: 8 });
+    a =
+      url.protocol === 'https:'
+        ? new https.Agent({
+            keepAlive: true,
+            maxSockets: 8,
+            ...(ca?.length ? { ca } : {}),
+            rejectUnauthorized: !insecure,
+          })
+        : new http.Agent({ keepAlive: true, maxSockets: 8 });
     agents.set(key, a);
   }
   return a;
@@ -46,13 +52,19 @@ export function send(req: HttpRequest): Promise<HttpResponse> {
     const mod = req.url.protocol === 'https:' ? https : http;
     const headers: Record<string, string> = { 'User-Agent': 'cove/0.1 (distribution client)', ...(req.headers ?? {}) };
     if (Buffer.isBuffer(req.body)) headers['Content-Length'] = String(req.body.length);
-    const r = mod.request(req.url, { method: req.method, headers, agent: agentFor(req.url, req.ca, Boolean(req.insecure)) });
+    const r = mod.request(req.url, {
+      method: req.method,
+      headers,
+      agent: agentFor(req.url, req.ca, Boolean(req.insecure)),
+    });
     let settled = false;
     let response: IncomingMessage | undefined;
     // The request's timeout covers connect, headers and the body (node keeps
     // it on the socket until the response ends): an idle body is a hang too.
     r.setTimeout(req.timeoutMs, () => {
-      const err = new HttpTimeout(`${req.method} "${req.url.href}": timeout: no answer from the registry for ${Math.round(req.timeoutMs / 1000)}s`);
+      const err = new HttpTimeout(
+        `${req.method} "${req.url.href}": timeout: no answer from the registry for ${Math.round(req.timeoutMs / 1000)}s`,
+      );
       if (response) response.destroy(err);
       r.destroy(err);
     });
@@ -92,5 +104,8 @@ export async function readAll(res: Readable, max = 16 << 20): Promise<Buffer> {
 
 /** Drains a body we do not need, so the connection can be reused. */
 export function discard(res: Readable): Promise<void> {
-  return readAll(res, 1 << 20).then(() => undefined, () => undefined);
+  return readAll(res, 1 << 20).then(
+    () => undefined,
+    () => undefined,
+  );
 }

@@ -11,7 +11,15 @@ import type { ImageStore } from '../images/store.js';
 import { normalizeAuth, type AuthConfig } from './auth.js';
 import { RegistryClient, RegistryError } from './client.js';
 import { HttpTimeout } from './http.js';
-import { fetchConfig, isIndex, pullImage, translateManifestError, type ImageManifest, type InFlight, type PullResult } from './pull.js';
+import {
+  fetchConfig,
+  isIndex,
+  pullImage,
+  translateManifestError,
+  type ImageManifest,
+  type InFlight,
+  type PullResult,
+} from './pull.js';
 import { pushImage } from './push.js';
 import type { ProgressSink } from './progress.js';
 import { Registries, registryDomain, type RegistryOptions } from './registries.js';
@@ -27,10 +35,23 @@ export interface DistributionOptions extends RegistryOptions {
 }
 
 class Unauthorized extends CoveError {
-  constructor(message: string) { super(message, 401); }
+  constructor(message: string) {
+    super(message, 401);
+  }
 }
 
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+const NET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+]);
 
 /** Errors of the network (refused, unreachable, timeout) in the words dockerd uses. */
 function networkError(e: unknown, what: string): unknown {
@@ -47,21 +68,29 @@ function networkError(e: unknown, what: string): unknown {
 }
 
 /** What the API and the swarm agent use of the registry client. */
-export type DistributionService = Pick<Distribution, 'pull' | 'push' | 'login' | 'search' | 'inspect' | 'resolveDigest' | 'ensure'>;
+export type DistributionService = Pick<
+  Distribution,
+  'pull' | 'push' | 'login' | 'search' | 'inspect' | 'resolveDigest' | 'ensure'
+>;
 
 export class Distribution {
   readonly registries: Registries;
   private readonly inflight: InFlight = { downloads: new Map(), extractions: new Map() };
   private readonly log: Logger;
 
-  constructor(private readonly images: ImageStore, private readonly opts: DistributionOptions) {
+  constructor(
+    private readonly images: ImageStore,
+    private readonly opts: DistributionOptions,
+  ) {
     this.registries = new Registries(opts);
     this.log = opts.log ?? silentLogger;
   }
 
   private client(n: NamedRef, purpose: 'pull' | 'push', auth: AuthConfig | undefined, extraScopes: string[] = []) {
     const scope = `repository:${n.path}:${purpose === 'push' ? 'pull,push' : 'pull'}`;
-    return this.registries.endpoints(n.domain, purpose).map((ep) => new RegistryClient(ep, normalizeAuth(auth), this.opts.timeoutMs, [scope, ...extraScopes]));
+    return this.registries
+      .endpoints(n.domain, purpose)
+      .map((ep) => new RegistryClient(ep, normalizeAuth(auth), this.opts.timeoutMs, [scope, ...extraScopes]));
   }
 
   /**
@@ -69,7 +98,12 @@ export class Distribution {
    * reports it, except that a definite answer (not found, denied) from a
    * mirror beats Docker Hub being unreachable: it is the more useful one.
    */
-  private async onEndpoints<T>(n: NamedRef, purpose: 'pull' | 'push', auth: AuthConfig | undefined, fn: (c: RegistryClient) => Promise<T>): Promise<T> {
+  private async onEndpoints<T>(
+    n: NamedRef,
+    purpose: 'pull' | 'push',
+    auth: AuthConfig | undefined,
+    fn: (c: RegistryClient) => Promise<T>,
+  ): Promise<T> {
     let last: unknown;
     let definite: unknown;
     const clients = this.client(n, purpose, auth);
@@ -85,7 +119,8 @@ export class Distribution {
       }
     }
     let err = last;
-    if (definite && !(last instanceof RegistryError || (last instanceof CoveError && last.status !== 500))) err = definite;
+    if (definite && !(last instanceof RegistryError || (last instanceof CoveError && last.status !== 500)))
+      err = definite;
     if (err instanceof RegistryError) {
       if (err.status === 401 || err.code === 'UNAUTHORIZED') throw new Unauthorized(err.message);
       throw new CoveError(err.message, err.status >= 400 && err.status < 600 ? err.status : 500);
@@ -113,13 +148,18 @@ export class Distribution {
   }
 
   /** POST /images/{name}/push. */
-  async push(name: string, tag: string | undefined, opts: { auth?: AuthConfig; progress?: ProgressSink } = {}): Promise<{ digest: string; size: number }> {
+  async push(
+    name: string,
+    tag: string | undefined,
+    opts: { auth?: AuthConfig; progress?: ProgressSink } = {},
+  ): Promise<{ digest: string; size: number }> {
     const n = parseNamed(name);
     if (n.digest) throw new InvalidParameter(`cannot push a digest reference`);
     const t = tag || n.tag || 'latest';
     const sink = opts.progress ?? (() => undefined);
     return this.onEndpoints(n, 'push', opts.auth, (c) =>
-      pushImage(this.images, c, n, t, sink, { chunkBytes: this.opts.pushChunkBytes ?? 8 << 20, concurrency: 3 }));
+      pushImage(this.images, c, n, t, sink, { chunkBytes: this.opts.pushChunkBytes ?? 8 << 20, concurrency: 3 }),
+    );
   }
 
   /**
@@ -134,7 +174,13 @@ export class Distribution {
   }
 
   /** GET /distribution/{name}/json. */
-  async inspect(ref: string, auth?: AuthConfig): Promise<{ Descriptor: { mediaType: string; digest: string; size: number }; Platforms: Array<Record<string, string>> }> {
+  async inspect(
+    ref: string,
+    auth?: AuthConfig,
+  ): Promise<{
+    Descriptor: { mediaType: string; digest: string; size: number };
+    Platforms: Array<Record<string, string>>;
+  }> {
     const n = withDefaultTag(parseNamed(ref));
     return this.onEndpoints(n, 'pull', auth, async (c) => {
       let top;
@@ -146,14 +192,27 @@ export class Distribution {
       const parsed = JSON.parse(top.bytes.toString('utf8')) as ImageManifest;
       let platforms: Array<Record<string, string>>;
       if (isIndex(top.mediaType, parsed)) {
-        platforms = (parsed.manifests ?? []).filter((m) => m.platform).map((m) => ({
-          architecture: m.platform!.architecture ?? '', os: m.platform!.os ?? '', ...(m.platform!.variant ? { variant: m.platform!.variant } : {}),
-        }));
+        platforms = (parsed.manifests ?? [])
+          .filter((m) => m.platform)
+          .map((m) => ({
+            architecture: m.platform!.architecture ?? '',
+            os: m.platform!.os ?? '',
+            ...(m.platform!.variant ? { variant: m.platform!.variant } : {}),
+          }));
       } else {
-        const cfg = JSON.parse((await fetchConfig(c, n.path, parsed.config)).toString('utf8')) as { os?: string; architecture?: string; variant?: string };
-        platforms = [{ architecture: cfg.architecture ?? '', os: cfg.os ?? '', ...(cfg.variant ? { variant: cfg.variant } : {}) }];
+        const cfg = JSON.parse((await fetchConfig(c, n.path, parsed.config)).toString('utf8')) as {
+          os?: string;
+          architecture?: string;
+          variant?: string;
+        };
+        platforms = [
+          { architecture: cfg.architecture ?? '', os: cfg.os ?? '', ...(cfg.variant ? { variant: cfg.variant } : {}) },
+        ];
       }
-      return { Descriptor: { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length }, Platforms: platforms };
+      return {
+        Descriptor: { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length },
+        Platforms: platforms,
+      };
     });
   }
 
@@ -172,7 +231,9 @@ export class Distribution {
       });
     } catch (e) {
       if (e instanceof RegistryError && (e.status === 401 || e.code === 'UNAUTHORIZED')) {
-        const msg = /incorrect/.test(e.message) ? e.message : `login attempt to ${c.base}/v2/ failed with status: 401 Unauthorized`;
+        const msg = /incorrect/.test(e.message)
+          ? e.message
+          : `login attempt to ${c.base}/v2/ failed with status: 401 Unauthorized`;
         throw new Unauthorized(msg);
       }
       throw networkError(e, `Get "${c.base}/v2/"`);
@@ -181,7 +242,12 @@ export class Distribution {
   }
 
   /** GET /images/search: the registry's catalog, filtered by the term (registry 2.x has no search API). */
-  async search(term: string, opts: { limit?: number; auth?: AuthConfig } = {}): Promise<Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>> {
+  async search(
+    term: string,
+    opts: { limit?: number; auth?: AuthConfig } = {},
+  ): Promise<
+    Array<{ name: string; description: string; star_count: number; is_official: boolean; is_automated: boolean }>
+  > {
     let domain = 'docker.io';
     let words = term;
     const i = term.indexOf('/');
@@ -194,7 +260,13 @@ export class Distribution {
     const hits = repos.filter((r) => r.includes(words.toLowerCase())).slice(0, opts.limit ?? 25);
     return hits.map((r) => {
       const f = familiarRepo({ domain, path: r });
-      return { name: f, description: '', star_count: 0, is_official: domain === 'docker.io' && r.startsWith('library/'), is_automated: false };
+      return {
+        name: f,
+        description: '',
+        star_count: 0,
+        is_official: domain === 'docker.io' && r.startsWith('library/'),
+        is_automated: false,
+      };
     });
   }
 }

@@ -25,7 +25,10 @@ export function humanSize(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
   let i = 0;
   let s = n;
-  while (s >= 1000 && i < units.length - 1) { s /= 1000; i++; }
+  while (s >= 1000 && i < units.length - 1) {
+    s /= 1000;
+    i++;
+  }
   return `${Number(s.toPrecision(4))}${units[i]}`;
 }
 

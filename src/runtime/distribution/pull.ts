@@ -40,28 +40,55 @@ export interface InFlight {
 }
 
 export function isIndex(mediaType: string, parsed: { manifests?: unknown }): boolean {
-  return mediaType === MANIFEST_TYPES.dockerList || mediaType === MANIFEST_TYPES.ociIndex || (!mediaType && Array.isArray(parsed.manifests));
+  return (
+    mediaType === MANIFEST_TYPES.dockerList ||
+    mediaType === MANIFEST_TYPES.ociIndex ||
+    (!mediaType && Array.isArray(parsed.manifests))
+  );
 }
 
 /** Docker's words for a manifest the registry will not give us (moby distribution/errors.go). */
 export async function translateManifestError(e: unknown, n: NamedRef, client: RegistryClient): Promise<unknown> {
   if (!(e instanceof RegistryError)) return e;
   const denied = (cause: string): NotFound =>
-    new NotFound(`pull access denied for ${familiarRepo(n)}, repository does not exist or may require 'docker login': ${cause}`);
-  if (e.code === 'DENIED' || e.code === 'UNAUTHORIZED' || e.code === 'NAME_UNKNOWN' || e.status === 401 || e.status === 403) {
-    return denied(e.code === 'NAME_UNKNOWN' || !e.code ? 'denied: requested access to the resource is denied' : e.message);
+    new NotFound(
+      `pull access denied for ${familiarRepo(n)}, repository does not exist or may require 'docker login': ${cause}`,
+    );
+  if (
+    e.code === 'DENIED' ||
+    e.code === 'UNAUTHORIZED' ||
+    e.code === 'NAME_UNKNOWN' ||
+    e.status === 401 ||
+    e.status === 403
+  ) {
+    return denied(
+      e.code === 'NAME_UNKNOWN' || !e.code ? 'denied: requested access to the resource is denied' : e.message,
+    );
   }
   if (e.code === 'MANIFEST_UNKNOWN' || e.status === 404) {
     // distribution answers MANIFEST_UNKNOWN for a repository it has never seen, too.
-    const repoExists = await client.tags(n.path).then((t) => t.length > 0, () => false);
+    const repoExists = await client.tags(n.path).then(
+      (t) => t.length > 0,
+      () => false,
+    );
     if (!repoExists) return denied('denied: requested access to the resource is denied');
-    return new NotFound(`manifest for ${familiarString(n)} not found: manifest unknown: ${e.message.replace(/^manifest unknown: /, '')}`);
+    return new NotFound(
+      `manifest for ${familiarString(n)} not found: manifest unknown: ${e.message.replace(/^manifest unknown: /, '')}`,
+    );
   }
   return e;
 }
 
 /** Fetches and checks the manifest of `n`, narrowing an index to linux/amd64. */
-export async function resolveManifest(client: RegistryClient, n: NamedRef): Promise<{ top: { digest: string; mediaType: string; size: number; bytes: Buffer }; manifest: ImageManifest; manifestDigest: string; platforms: Array<Record<string, string>> }> {
+export async function resolveManifest(
+  client: RegistryClient,
+  n: NamedRef,
+): Promise<{
+  top: { digest: string; mediaType: string; size: number; bytes: Buffer };
+  manifest: ImageManifest;
+  manifestDigest: string;
+  platforms: Array<Record<string, string>>;
+}> {
   const ref = n.digest ?? n.tag ?? 'latest';
   let top;
   try {
@@ -74,23 +101,42 @@ export async function resolveManifest(client: RegistryClient, n: NamedRef): Prom
   const platforms: Array<Record<string, string>> = [];
   if (isIndex(top.mediaType, parsed)) {
     const entries = parsed.manifests ?? [];
-    for (const m of entries) if (m.platform) platforms.push({ architecture: m.platform.architecture ?? '', os: m.platform.os ?? '', ...(m.platform.variant ? { variant: m.platform.variant } : {}) });
-    const pick = entries.find((m) => m.platform?.os === PLATFORM.os && m.platform?.architecture === PLATFORM.architecture);
-    if (!pick) throw new NotFound(`no matching manifest for ${PLATFORM.os}/${PLATFORM.architecture} in the manifest list entries`);
+    for (const m of entries)
+      if (m.platform)
+        platforms.push({
+          architecture: m.platform.architecture ?? '',
+          os: m.platform.os ?? '',
+          ...(m.platform.variant ? { variant: m.platform.variant } : {}),
+        });
+    const pick = entries.find(
+      (m) => m.platform?.os === PLATFORM.os && m.platform?.architecture === PLATFORM.architecture,
+    );
+    if (!pick)
+      throw new NotFound(
+        `no matching manifest for ${PLATFORM.os}/${PLATFORM.architecture} in the manifest list entries`,
+      );
     const sub = await client.getManifest(n.path, pick.digest);
     parsed = JSON.parse(sub.bytes.toString('utf8')) as ImageManifest;
     manifestDigest = sub.digest;
   }
   if (parsed.schemaVersion !== 2 || !parsed.config?.digest || !Array.isArray(parsed.layers)) {
-    throw new InvalidParameter(`unsupported manifest format for ${familiarString(n)}: ${top.mediaType || 'schema ' + parsed.schemaVersion}`);
+    throw new InvalidParameter(
+      `unsupported manifest format for ${familiarString(n)}: ${top.mediaType || 'schema ' + parsed.schemaVersion}`,
+    );
   }
-  return { top: { digest: top.digest, mediaType: top.mediaType, size: top.bytes.length, bytes: top.bytes }, manifest: parsed, manifestDigest, platforms };
+  return {
+    top: { digest: top.digest, mediaType: top.mediaType, size: top.bytes.length, bytes: top.bytes },
+    manifest: parsed,
+    manifestDigest,
+    platforms,
+  };
 }
 
 export async function fetchConfig(client: RegistryClient, repo: string, desc: Descriptor): Promise<Buffer> {
   const { body } = await client.openBlob(repo, desc.digest);
   const bytes = await readAll(body, 8 << 20);
-  if (sha256(bytes) !== desc.digest) throw new InvalidParameter(`image config verification failed for digest ${desc.digest}`);
+  if (sha256(bytes) !== desc.digest)
+    throw new InvalidParameter(`image config verification failed for digest ${desc.digest}`);
   return bytes;
 }
 
@@ -103,7 +149,12 @@ export interface PullResult {
 }
 
 export async function pullImage(
-  images: ImageStore, client: RegistryClient, inflight: InFlight, n: NamedRef, sink: ProgressSink, downloadConcurrency = 3,
+  images: ImageStore,
+  client: RegistryClient,
+  inflight: InFlight,
+  n: NamedRef,
+  sink: ProgressSink,
+  downloadConcurrency = 3,
   retry?: { attempts?: number; retryDelayMs?: number },
 ): Promise<PullResult> {
   const { top, manifest } = await resolveManifest(client, n);
@@ -117,9 +168,12 @@ export async function pullImage(
   }
   const diffIds = cfg.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
-    throw new InvalidParameter(`invalid manifest ${top.digest}: ${manifest.layers.length} layers, but the config lists ${diffIds.length} diff IDs`);
+    throw new InvalidParameter(
+      `invalid manifest ${top.digest}: ${manifest.layers.length} layers, but the config lists ${diffIds.length} diff IDs`,
+    );
   }
-  if (cfg.os && cfg.os !== PLATFORM.os) throw new InvalidParameter(`image operating system "${cfg.os}" cannot be used on this platform`);
+  if (cfg.os && cfg.os !== PLATFORM.os)
+    throw new InvalidParameter(`image operating system "${cfg.os}" cannot be used on this platform`);
 
   const progress = throttled(sink);
   const chain: string[] = [];
@@ -150,11 +204,21 @@ export async function pullImage(
         job = (async () => {
           try {
             // Resumable: a broken connection (or an earlier pull cut short) continues with a Range request.
-            await images.blobs.download(desc.digest, desc.size, (offset) => client.openBlob(n.path, desc.digest, offset), {
-              onBytes: (got) => progress(layerProgress(id, 'Downloading', got, desc.size, start)),
-              onRetry: (_attempt, delayMs) => sink({ status: `Retrying in ${Math.round(delayMs / 1000)} second${delayMs === 1000 ? '' : 's'}`, progressDetail: {}, id }),
-              ...(retry ?? {}),
-            });
+            await images.blobs.download(
+              desc.digest,
+              desc.size,
+              (offset) => client.openBlob(n.path, desc.digest, offset),
+              {
+                onBytes: (got) => progress(layerProgress(id, 'Downloading', got, desc.size, start)),
+                onRetry: (_attempt, delayMs) =>
+                  sink({
+                    status: `Retrying in ${Math.round(delayMs / 1000)} second${delayMs === 1000 ? '' : 's'}`,
+                    progressDetail: {},
+                    id,
+                  }),
+                ...(retry ?? {}),
+              },
+            );
           } catch (e) {
             if (e instanceof DigestMismatch) throw new InvalidParameter(e.message);
             throw e;
@@ -185,14 +249,27 @@ export async function pullImage(
       continue;
     }
     await downloads.get(i);
-    size += await extractLayer(images, inflight, n, manifest.layers[i]!, diffIds[i]!, i ? chain[i - 1]! : null, chain[i]!, progress, start);
+    size += await extractLayer(
+      images,
+      inflight,
+      n,
+      manifest.layers[i]!,
+      diffIds[i]!,
+      i ? chain[i - 1]! : null,
+      chain[i]!,
+      progress,
+      start,
+    );
     sink({ status: 'Pull complete', progressDetail: {}, id: shortId(manifest.layers[i]!.digest) });
   }
   // A reference with a digest names that manifest only; its tag, if any, is not moved (as moby: AddDigest, no AddTag).
   const tag = n.tag && !n.digest ? `${familiarRepo(n)}:${n.tag}` : undefined;
   const name = tag ?? familiarString(n);
   const before = tag ? await images.idForTag(tag) : undefined;
-  const hadDigest = await images.resolve(`${familiarRepo(n)}@${top.digest}`).then(() => true, () => false);
+  const hadDigest = await images.resolve(`${familiarRepo(n)}@${top.digest}`).then(
+    () => true,
+    () => false,
+  );
   const id = await images.registerPulled(configBytes, chain, diffIds, size, tag, `${familiarRepo(n)}@${top.digest}`);
   sink({ status: `Digest: ${top.digest}` });
   const upToDate = missing.length === 0 && (tag ? before === id : hadDigest);
@@ -201,8 +278,15 @@ export async function pullImage(
 }
 
 async function extractLayer(
-  images: ImageStore, inflight: InFlight, n: NamedRef, desc: Descriptor, diffId: string, parent: string | null, chainId: string,
-  progress: ReturnType<typeof throttled>, start: number,
+  images: ImageStore,
+  inflight: InFlight,
+  n: NamedRef,
+  desc: Descriptor,
+  diffId: string,
+  parent: string | null,
+  chainId: string,
+  progress: ReturnType<typeof throttled>,
+  start: number,
 ): Promise<number> {
   let job = inflight.extractions.get(chainId);
   if (!job) {
@@ -229,7 +313,10 @@ async function extractLayer(
       }
       await images.blobs.updateDiff(diffId, (cur) => ({
         ...cur,
-        compressed: cur.compressed && images.blobs.has(cur.compressed.digest) ? cur.compressed : { digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
+        compressed:
+          cur.compressed && images.blobs.has(cur.compressed.digest)
+            ? cur.compressed
+            : { digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
         sources: [...new Set([...(cur.sources ?? []), `${n.domain}/${n.path}`])],
       }));
       return meta.size;
@@ -247,10 +334,12 @@ export function limiter(n: number): <T>(job: () => Promise<T>) => Promise<T> {
     new Promise<T>((resolve, reject) => {
       const go = (): void => {
         running++;
-        job().then(resolve, reject).finally(() => {
-          running--;
-          queue.shift()?.();
-        });
+        job()
+          .then(resolve, reject)
+          .finally(() => {
+            running--;
+            queue.shift()?.();
+          });
       };
       if (running < n) go();
       else queue.push(go);

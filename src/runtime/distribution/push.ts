@@ -18,7 +18,16 @@ export interface PushOptions {
   concurrency: number;
 }
 
-async function uploadFile(client: RegistryClient, repo: string, path: string, size: number, digest: string, start: { location: URL }, chunkBytes: number, onBytes: (n: number) => void): Promise<void> {
+async function uploadFile(
+  client: RegistryClient,
+  repo: string,
+  path: string,
+  size: number,
+  digest: string,
+  start: { location: URL },
+  chunkBytes: number,
+  onBytes: (n: number) => void,
+): Promise<void> {
   const fh = await open(path, 'r');
   try {
     let location = start.location;
@@ -46,7 +55,14 @@ async function uploadFile(client: RegistryClient, repo: string, path: string, si
   }
 }
 
-export async function pushImage(images: ImageStore, client: RegistryClient, n: NamedRef, tag: string, sink: ProgressSink, opts: PushOptions): Promise<{ digest: string; size: number }> {
+export async function pushImage(
+  images: ImageStore,
+  client: RegistryClient,
+  n: NamedRef,
+  tag: string,
+  sink: ProgressSink,
+  opts: PushOptions,
+): Promise<{ digest: string; size: number }> {
   const local = `${familiarRepo(n)}:${tag}`;
   const rec = await images.resolveRecord(local).catch(() => {
     throw new NotFound(`An image does not exist locally with the tag: ${familiarRepo(n)}`);
@@ -59,29 +75,44 @@ export async function pushImage(images: ImageStore, client: RegistryClient, n: N
   const start = Math.floor(Date.now() / 1000);
   const layers: Array<{ mediaType: string; size: number; digest: string }> = new Array(rec.diffIds.length);
   const limit = limiter(opts.concurrency);
-  await Promise.all(order.map((i) => limit(async () => {
-    const diffId = rec.diffIds[i]!;
-    const id = shortId(diffId);
-    const blob = await images.blobs.compressedFor(diffId);
-    layers[i] = { mediaType: blob.mediaType, size: blob.size, digest: blob.digest };
-    const here = `${n.domain}/${n.path}`;
-    if (await client.blobExists(n.path, blob.digest)) {
-      sink({ status: 'Layer already exists', progressDetail: {}, id });
-    } else {
-      const info = await images.blobs.diffInfo(diffId);
-      const from = (info.sources ?? []).find((s) => s.startsWith(n.domain + '/') && s !== here);
-      const fromPath = from?.slice(n.domain.length + 1);
-      const res = await client.mountOrStart(n.path, blob.digest, fromPath);
-      if (res.mounted) {
-        sink({ status: `Mounted from ${fromPath!}`, progressDetail: {}, id });
-      } else {
-        await uploadFile(client, n.path, images.blobs.path(blob.digest), blob.size, blob.digest, res, opts.chunkBytes,
-          (done) => progress(layerProgress(id, 'Pushing', done, blob.size, start)));
-        sink({ status: 'Pushed', progressDetail: {}, id });
-      }
-    }
-    await images.blobs.updateDiff(diffId, (cur) => ({ ...cur, sources: [...new Set([...(cur.sources ?? []), here])] }));
-  })));
+  await Promise.all(
+    order.map((i) =>
+      limit(async () => {
+        const diffId = rec.diffIds[i]!;
+        const id = shortId(diffId);
+        const blob = await images.blobs.compressedFor(diffId);
+        layers[i] = { mediaType: blob.mediaType, size: blob.size, digest: blob.digest };
+        const here = `${n.domain}/${n.path}`;
+        if (await client.blobExists(n.path, blob.digest)) {
+          sink({ status: 'Layer already exists', progressDetail: {}, id });
+        } else {
+          const info = await images.blobs.diffInfo(diffId);
+          const from = (info.sources ?? []).find((s) => s.startsWith(n.domain + '/') && s !== here);
+          const fromPath = from?.slice(n.domain.length + 1);
+          const res = await client.mountOrStart(n.path, blob.digest, fromPath);
+          if (res.mounted) {
+            sink({ status: `Mounted from ${fromPath!}`, progressDetail: {}, id });
+          } else {
+            await uploadFile(
+              client,
+              n.path,
+              images.blobs.path(blob.digest),
+              blob.size,
+              blob.digest,
+              res,
+              opts.chunkBytes,
+              (done) => progress(layerProgress(id, 'Pushing', done, blob.size, start)),
+            );
+            sink({ status: 'Pushed', progressDetail: {}, id });
+          }
+        }
+        await images.blobs.updateDiff(diffId, (cur) => ({
+          ...cur,
+          sources: [...new Set([...(cur.sources ?? []), here])],
+        }));
+      }),
+    ),
+  );
 
   const configBytes = await images.configBytes(rec.id);
   if (!(await client.blobExists(n.path, rec.id))) {
@@ -92,12 +123,22 @@ export async function pushImage(images: ImageStore, client: RegistryClient, n: N
       location = res.location;
     }
   }
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MANIFEST_TYPES.dockerV2,
-    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: configBytes.length, digest: rec.id },
-    layers,
-  }, null, 3));
+  const manifest = Buffer.from(
+    JSON.stringify(
+      {
+        schemaVersion: 2,
+        mediaType: MANIFEST_TYPES.dockerV2,
+        config: {
+          mediaType: 'application/vnd.docker.container.image.v1+json',
+          size: configBytes.length,
+          digest: rec.id,
+        },
+        layers,
+      },
+      null,
+      3,
+    ),
+  );
   const digest = await client.putManifest(n.path, tag, manifest, MANIFEST_TYPES.dockerV2);
   await images.addRepoDigest(rec.id, `${familiarRepo(n)}@${digest}`);
   sink({ status: `${tag}: digest: ${digest} size: ${manifest.length}` });

@@ -27,8 +27,10 @@ export function parseMirror(url: string): URL {
   } catch {
     throw new InvalidParameter(`invalid mirror: "${url}" is not a valid URI`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidParameter(`invalid mirror: unsupported scheme "${u.protocol.replace(':', '')}" in "${url}"`);
-  if (u.pathname !== '/' && u.pathname !== '') throw new InvalidParameter(`invalid mirror: path is not supported: "${url}"`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new InvalidParameter(`invalid mirror: unsupported scheme "${u.protocol.replace(':', '')}" in "${url}"`);
+  if (u.pathname !== '/' && u.pathname !== '')
+    throw new InvalidParameter(`invalid mirror: path is not supported: "${url}"`);
   return new URL(u.origin);
 }
 
@@ -60,7 +62,9 @@ export class Registries {
   private caFor(hostPort: string): Buffer[] | undefined {
     const dir = join(this.opts.certsDir, hostPort);
     try {
-      const certs = readdirSync(dir).filter((f) => f.endsWith('.crt')).map((f) => readFileSync(join(dir, f)));
+      const certs = readdirSync(dir)
+        .filter((f) => f.endsWith('.crt'))
+        .map((f) => readFileSync(join(dir, f)));
       return certs.length ? certs : undefined;
     } catch {
       return undefined;

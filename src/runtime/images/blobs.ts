@@ -51,7 +51,10 @@ const hexOf = (digest: string): string => {
 export const CHUNK = 1 << 20;
 
 export class DigestMismatch extends Error {
-  constructor(readonly expected: string, readonly actual: string) {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
     super(`filesystem layer verification failed for digest ${expected}`);
   }
 }
@@ -83,7 +86,10 @@ export class BlobStore {
       for (const name of names) {
         const file = join(this.root, 'blobs', dir, name);
         if (this.busy.has(file) || !doomed(name)) continue;
-        freed += await stat(file).then((st) => st.size, () => 0);
+        freed += await stat(file).then(
+          (st) => st.size,
+          () => 0,
+        );
         await rm(file, { force: true, recursive: true });
       }
     };
@@ -136,7 +142,11 @@ export class BlobStore {
    * Streams `input` into the store; when `expected` is given the bytes must
    * hash to it (else DigestMismatch and nothing is kept). Returns the digest.
    */
-  async write(input: Readable, expected?: string, onBytes?: (n: number) => void): Promise<{ digest: string; size: number }> {
+  async write(
+    input: Readable,
+    expected?: string,
+    onBytes?: (n: number) => void,
+  ): Promise<{ digest: string; size: number }> {
     if (expected) hexOf(expected);
     await mkdir(join(this.root, 'blobs', 'tmp'), { recursive: true, mode: 0o700 });
     await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
@@ -181,8 +191,15 @@ export class BlobStore {
    * deletes it (DigestMismatch).
    */
   async download(
-    digest: string, size: number | undefined, open: (offset: number) => Promise<{ body: Readable; offset: number }>,
-    opts: { onBytes?: (n: number) => void; onRetry?: (attempt: number, delayMs: number, err: Error) => void; attempts?: number; retryDelayMs?: number } = {},
+    digest: string,
+    size: number | undefined,
+    open: (offset: number) => Promise<{ body: Readable; offset: number }>,
+    opts: {
+      onBytes?: (n: number) => void;
+      onRetry?: (attempt: number, delayMs: number, err: Error) => void;
+      attempts?: number;
+      retryDelayMs?: number;
+    } = {},
   ): Promise<{ digest: string; size: number; resumedFrom: number }> {
     const partial = this.partialPath(digest);
     await mkdir(join(this.root, 'blobs', 'partial'), { recursive: true, mode: 0o700 });
@@ -193,7 +210,10 @@ export class BlobStore {
     this.busy.add(partial);
     try {
       for (let attempt = 1; ; attempt++) {
-        let have = await stat(partial).then((st) => st.size, () => 0);
+        let have = await stat(partial).then(
+          (st) => st.size,
+          () => 0,
+        );
         if (size !== undefined && have > size) {
           await rm(partial, { force: true });
           have = 0;
@@ -307,7 +327,9 @@ export class BlobStore {
       const src = createReadStream(this.path(info.compressed.digest), { highWaterMark: CHUNK });
       return /gzip/.test(info.compressed.mediaType) ? src.pipe(createGunzip({ chunkSize: CHUNK })) : src;
     }
-    throw new Error(`layer ${diffId} has no content stored (loaded before Cove kept layer content); load or pull the image again`);
+    throw new Error(
+      `layer ${diffId} has no content stored (loaded before Cove kept layer content); load or pull the image again`,
+    );
   }
 
   /** A compressed blob for a push: the known one, else gzip the tar once and remember it. */
@@ -329,6 +351,18 @@ export class BlobStore {
  */
 function isInterruption(e: unknown): boolean {
   const err = e as NodeJS.ErrnoException & { name?: string };
-  if (['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE'].includes(err?.code ?? '')) return true;
+  if (
+    [
+      'ECONNRESET',
+      'ECONNREFUSED',
+      'ECONNABORTED',
+      'EPIPE',
+      'ETIMEDOUT',
+      'EHOSTUNREACH',
+      'ENETUNREACH',
+      'ERR_STREAM_PREMATURE_CLOSE',
+    ].includes(err?.code ?? '')
+  )
+    return true;
   return /aborted|socket hang up|unexpected EOF|premature close/i.test(err?.message ?? '');
 }

@@ -39,7 +39,7 @@ function keyValues(arg: string, instr: string): Array<[string, string]> {
   const re = /([^\s=]+)=("((?:[^"\\]|\\.)*)"|'([^']*)'|(\S*))/g;
   let m: RegExpExecArray | null;
   while ((m = re.exec(t))) {
-    const v = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : m[4] !== undefined ? m[4] : m[5] ?? '';
+    const v = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : m[4] !== undefined ? m[4] : (m[5] ?? '');
     out.push([m[1]!, v]);
   }
   if (!out.length) throw new InvalidParameter(`${instr} requires at least one argument`);

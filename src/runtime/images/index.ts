@@ -1,2 +1,8 @@
-export { ImageStore, type ImageStoreOptions, type ImageConfig, type ImageRecord, type ContainerUsage } from './store.js';
+export {
+  ImageStore,
+  type ImageStoreOptions,
+  type ImageConfig,
+  type ImageRecord,
+  type ContainerUsage,
+} from './store.js';
 export { parseRepoTag, formatRepoTag } from './reference.js';

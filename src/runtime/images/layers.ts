@@ -8,7 +8,20 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile, lstat, chown, chmod, lutimes, lchown, symlink } from 'node:fs/promises';
+import {
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  writeFile,
+  lstat,
+  chown,
+  chmod,
+  lutimes,
+  lchown,
+  symlink,
+} from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -60,9 +73,12 @@ export async function decompressed(source: Readable): Promise<Readable> {
     input.on('error', (e) => gunzip.destroy(e));
     return input.pipe(gunzip);
   }
-  if (first.subarray(0, 3).toString('latin1') === 'BZh') throw new InvalidParameter('bzip2-compressed layers are not supported');
-  if (first[0] === 0xfd && first.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new InvalidParameter('xz-compressed layers are not supported');
-  if (first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd) throw new InvalidParameter('zstd-compressed layers are not supported');
+  if (first.subarray(0, 3).toString('latin1') === 'BZh')
+    throw new InvalidParameter('bzip2-compressed layers are not supported');
+  if (first[0] === 0xfd && first.subarray(1, 6).toString('latin1') === '7zXZ\0')
+    throw new InvalidParameter('xz-compressed layers are not supported');
+  if (first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd)
+    throw new InvalidParameter('zstd-compressed layers are not supported');
   return input;
 }
 
@@ -96,7 +112,10 @@ interface SpecialEntry {
 
 /** A layer's uncompressed bytes do not hash to the diff ID its image config names. */
 export class LayerDigestMismatch extends Error {
-  constructor(readonly expected: string, readonly actual: string) {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
     super(`layer has diff ID ${actual}, but the image config says ${expected}`);
   }
 }
@@ -165,7 +184,11 @@ export class LayerStore {
     });
   }
 
-  private async commit(diffId: string, parent: string | null, fill: (diffDir: string) => Promise<number>): Promise<LayerMeta> {
+  private async commit(
+    diffId: string,
+    parent: string | null,
+    fill: (diffDir: string) => Promise<number>,
+  ): Promise<LayerMeta> {
     const chainId = chainIdOf(parent, diffId);
     const existing = await this.meta(chainId);
     if (existing) return existing;
@@ -220,7 +243,10 @@ export class LayerStore {
       processUmask: 0,
       strict: false,
       filter: (path, entry) => {
-        const p = posix.normalize(path).replace(/^\.?\/+/, '').replace(/\/+$/, '');
+        const p = posix
+          .normalize(path)
+          .replace(/^\.?\/+/, '')
+          .replace(/\/+$/, '');
         const base = posix.basename(p);
         if (base === '.wh..wh..opq') {
           opaque.push(posix.dirname(p));
@@ -233,12 +259,18 @@ export class LayerStore {
         const e = entry as tar.ReadEntry;
         if (e.type === 'CharacterDevice' || e.type === 'BlockDevice' || e.type === 'FIFO') {
           specials.push({
-            path: p, type: e.type, major: e.header.devmaj ?? 0, minor: e.header.devmin ?? 0,
-            mode: (e.mode ?? 0o644) & 0o7777, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime,
+            path: p,
+            type: e.type,
+            major: e.header.devmaj ?? 0,
+            minor: e.header.devmin ?? 0,
+            mode: (e.mode ?? 0o644) & 0o7777,
+            uid: e.uid ?? 0,
+            gid: e.gid ?? 0,
+            mtime: e.mtime,
           });
           return false;
         }
-        if (e.type === 'Directory' || ((e.mode ?? 0) & 0o7000)) modes.push({ path: p, mode: (e.mode ?? 0o755) & 0o7777 });
+        if (e.type === 'Directory' || (e.mode ?? 0) & 0o7000) modes.push({ path: p, mode: (e.mode ?? 0o755) & 0o7777 });
         if (e.type === 'SymbolicLink') {
           symlinks.push({ path: p, target: e.linkpath ?? '', uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime });
           return false;

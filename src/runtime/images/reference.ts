@@ -16,7 +16,8 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 /** Folds Docker Hub's implicit prefixes: docker.io/library/alpine -> alpine. */
 export function familiarName(repo: string): string {
   let r = repo;
-  for (const p of ['docker.io/', 'index.docker.io/', 'registry-1.docker.io/']) if (r.startsWith(p)) r = r.slice(p.length);
+  for (const p of ['docker.io/', 'index.docker.io/', 'registry-1.docker.io/'])
+    if (r.startsWith(p)) r = r.slice(p.length);
   if (r.startsWith('library/') && r.split('/').length === 2) r = r.slice('library/'.length);
   return r;
 }
@@ -91,13 +92,17 @@ export function parseNamed(ref: string): NamedRef {
   let path = rest;
   const i = rest.indexOf('/');
   const first = i >= 0 ? rest.slice(0, i) : '';
-  if (i >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first)) {
+  if (
+    i >= 0 &&
+    (first.includes('.') || first.includes(':') || first === 'localhost' || first.toLowerCase() !== first)
+  ) {
     domain = first;
     path = rest.slice(i + 1);
   }
   if (domain === 'index.docker.io' || domain === 'registry-1.docker.io') domain = DEFAULT_DOMAIN;
   if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = `library/${path}`;
-  if (path.toLowerCase() !== path) throw new InvalidParameter(`invalid reference format: repository name (${path}) must be lowercase`);
+  if (path.toLowerCase() !== path)
+    throw new InvalidParameter(`invalid reference format: repository name (${path}) must be lowercase`);
   if (!/^[a-zA-Z0-9.-]+(:\d+)?$/.test(domain) || !path || !path.split('/').every((p) => NAME_COMPONENT.test(p))) {
     throw new InvalidParameter(`invalid reference format: ${ref}`);
   }

@@ -137,7 +137,7 @@ export class ImageStore implements ImageService {
       const hit = all.find((x) => x.value.repoTags.includes(wanted!));
       if (hit) return hit.value;
     }
-    if (/^[0-9a-f]{1,63}$/.test(bare) && (bare.length >= 1)) {
+    if (/^[0-9a-f]{1,63}$/.test(bare) && bare.length >= 1) {
       const hits = all.filter((x) => x.value.id.slice('sha256:'.length).startsWith(bare));
       if (hits.length === 1) return hits[0]!.value;
     }
@@ -209,13 +209,24 @@ export class ImageStore implements ImageService {
       DockerVersion: cfg.docker_version ?? '',
       Author: cfg.author ?? '',
       Config: {
-        Hostname: '', Domainname: '', User: c.User ?? '',
-        AttachStdin: false, AttachStdout: false, AttachStderr: false,
+        Hostname: '',
+        Domainname: '',
+        User: c.User ?? '',
+        AttachStdin: false,
+        AttachStdout: false,
+        AttachStderr: false,
         ExposedPorts: c.ExposedPorts ?? undefined,
-        Tty: false, OpenStdin: false, StdinOnce: false,
-        Env: c.Env ?? null, Cmd: c.Cmd ?? null, Image: '',
-        Volumes: c.Volumes ?? null, WorkingDir: c.WorkingDir ?? '', Entrypoint: c.Entrypoint ?? null,
-        OnBuild: c.OnBuild ?? null, Labels: c.Labels ?? null,
+        Tty: false,
+        OpenStdin: false,
+        StdinOnce: false,
+        Env: c.Env ?? null,
+        Cmd: c.Cmd ?? null,
+        Image: '',
+        Volumes: c.Volumes ?? null,
+        WorkingDir: c.WorkingDir ?? '',
+        Entrypoint: c.Entrypoint ?? null,
+        OnBuild: c.OnBuild ?? null,
+        Labels: c.Labels ?? null,
         ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
       },
       Architecture: cfg.architecture ?? 'amd64',
@@ -279,8 +290,15 @@ export class ImageStore implements ImageService {
    * `repo[:tag]` when given.
    */
   async commitLayer(opts: {
-    base: string; layer: Readable; config: ImageRunConfig; repo?: string; tag?: string;
-    comment?: string; author?: string; createdBy: string; containerId: string;
+    base: string;
+    layer: Readable;
+    config: ImageRunConfig;
+    repo?: string;
+    tag?: string;
+    comment?: string;
+    author?: string;
+    createdBy: string;
+    containerId: string;
   }): Promise<string> {
     let target: string | undefined;
     if (opts.repo) {
@@ -308,7 +326,12 @@ export class ImageStore implements ImageService {
         rootfs: { type: 'layers', diff_ids: [...baseRec.diffIds, diffId] },
         history: [
           ...((baseCfg.history ?? []) as unknown[]),
-          { created: now, created_by: opts.createdBy, ...(opts.author ? { author: opts.author } : {}), ...(opts.comment ? { comment: opts.comment } : {}) },
+          {
+            created: now,
+            created_by: opts.createdBy,
+            ...(opts.author ? { author: opts.author } : {}),
+            ...(opts.comment ? { comment: opts.comment } : {}),
+          },
         ],
       };
       const bytes = Buffer.from(JSON.stringify(cfg));
@@ -318,7 +341,13 @@ export class ImageStore implements ImageService {
         await this.keepLayerTar(layerTar, diffId);
         let size = meta.size;
         for (const c of baseRec.chain) size += (await this.layers.meta(c))?.size ?? 0;
-        return this.commit(bytes, [...baseRec.chain, meta.chainId], [...baseRec.diffIds, diffId], size, target ? [target] : []);
+        return this.commit(
+          bytes,
+          [...baseRec.chain, meta.chainId],
+          [...baseRec.diffIds, diffId],
+          size,
+          target ? [target] : [],
+        );
       });
     } finally {
       await rm(tmp, { recursive: true, force: true });
@@ -334,7 +363,10 @@ export class ImageStore implements ImageService {
       let images: Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>;
       if (existsSync(join(dir, 'manifest.json'))) images = await readDockerArchive(dir);
       else if (existsSync(join(dir, 'index.json'))) images = await readOciLayout(dir);
-      else throw new InvalidParameter('invalid archive: neither manifest.json (docker-archive) nor index.json (OCI layout) found');
+      else
+        throw new InvalidParameter(
+          'invalid archive: neither manifest.json (docker-archive) nor index.json (OCI layout) found',
+        );
       const loaded: string[] = [];
       for (const img of images) {
         let cfg: ImageConfig;
@@ -345,7 +377,9 @@ export class ImageStore implements ImageService {
         }
         const diffIds = cfg.rootfs?.diff_ids ?? [];
         if (diffIds.length !== img.layerFiles.length) {
-          throw new InvalidParameter(`invalid manifest, layers length mismatch: expected ${diffIds.length}, got ${img.layerFiles.length}`);
+          throw new InvalidParameter(
+            `invalid manifest, layers length mismatch: expected ${diffIds.length}, got ${img.layerFiles.length}`,
+          );
         }
         const tags = img.tags.map((t) => formatRepoTag(parseRepoTag(t)));
         const chain: string[] = [];
@@ -359,7 +393,8 @@ export class ImageStore implements ImageService {
             if (!meta) {
               const spooled = join(tmp, `layer-${i}.tar`);
               const got = await spoolTar(createReadStream(img.layerFiles[i]!), spooled);
-              if (got !== want) throw new InvalidParameter(`layer ${i} has diff ID ${got}, but the image config says ${want}`);
+              if (got !== want)
+                throw new InvalidParameter(`layer ${i} has diff ID ${got}, but the image config says ${want}`);
               onProgress?.(`Loading layer ${shortHex(want)}`);
               meta = await this.layers.add(spooled, want, parent);
               await this.keepLayerTar(spooled, want);
@@ -407,7 +442,14 @@ export class ImageStore implements ImageService {
    * Records a pulled image whose layers are in the layer store: moves `tag`
    * onto it and remembers the manifest digest it came from.
    */
-  async registerPulled(configBytes: Buffer, chain: string[], diffIds: string[], size: number, tag: string | undefined, repoDigest: string): Promise<string> {
+  async registerPulled(
+    configBytes: Buffer,
+    chain: string[],
+    diffIds: string[],
+    size: number,
+    tag: string | undefined,
+    repoDigest: string,
+  ): Promise<string> {
     return this.serial(async () => {
       const id = await this.commit(configBytes, chain, diffIds, size, tag ? [tag] : []);
       await this.addRepoDigestLocked(id, repoDigest);
@@ -426,7 +468,9 @@ export class ImageStore implements ImageService {
     for (const { id: key, value } of await this.records.list()) {
       if (value.id === id) continue;
       if ((value.repoDigests ?? []).includes(repoDigest)) {
-        await this.records.update(key, (c) => (c ? { ...c, repoDigests: (c.repoDigests ?? []).filter((d) => d !== repoDigest) } : c));
+        await this.records.update(key, (c) =>
+          c ? { ...c, repoDigests: (c.repoDigests ?? []).filter((d) => d !== repoDigest) } : c,
+        );
       }
     }
     await this.records.update(id.replace(/^sha256:/, ''), (c) =>
@@ -435,7 +479,13 @@ export class ImageStore implements ImageService {
   }
 
   /** Records an image (config bytes already validated) and moves the given tags onto it. Caller holds the lock. */
-  private async commit(configBytes: Buffer, chain: string[], diffIds: string[], size: number, tags: string[]): Promise<string> {
+  private async commit(
+    configBytes: Buffer,
+    chain: string[],
+    diffIds: string[],
+    size: number,
+    tags: string[],
+  ): Promise<string> {
     const hexId = createHash('sha256').update(configBytes).digest('hex');
     const id = 'sha256:' + hexId;
     await mkdir(join(this.root, 'configs'), { recursive: true, mode: 0o700 });
@@ -450,7 +500,7 @@ export class ImageStore implements ImageService {
       diffIds,
       size,
       created: cfg.created ?? now,
-      lastTagTime: tags.length ? now : cur?.lastTagTime ?? '0001-01-01T00:00:00Z',
+      lastTagTime: tags.length ? now : (cur?.lastTagTime ?? '0001-01-01T00:00:00Z'),
       ...(cur?.repoDigests?.length ? { repoDigests: cur.repoDigests } : {}),
     }));
     return id;
@@ -461,7 +511,9 @@ export class ImageStore implements ImageService {
     for (const { id, value } of await this.records.list()) {
       if (value.id === keepId) continue;
       if (!value.repoTags.some((t) => tags.includes(t))) continue;
-      await this.records.update(id, (cur) => (cur ? { ...cur, repoTags: cur.repoTags.filter((t) => !tags.includes(t)) } : cur));
+      await this.records.update(id, (cur) =>
+        cur ? { ...cur, repoTags: cur.repoTags.filter((t) => !tags.includes(t)) } : cur,
+      );
     }
   }
 
@@ -476,26 +528,40 @@ export class ImageStore implements ImageService {
     await this.serial(async () => {
       await this.untagElsewhere([name], rec.id);
       await this.records.update(rec.id.replace(/^sha256:/, ''), (cur) =>
-        cur ? { ...cur, repoTags: cur.repoTags.includes(name) ? cur.repoTags : [...cur.repoTags, name], lastTagTime: new Date().toISOString() } : cur,
+        cur
+          ? {
+              ...cur,
+              repoTags: cur.repoTags.includes(name) ? cur.repoTags : [...cur.repoTags, name],
+              lastTagTime: new Date().toISOString(),
+            }
+          : cur,
       );
     });
     this.events?.publish('image', 'tag', rec.id, { name });
   }
 
-  async remove(ref: string, opts: { force?: boolean; noprune?: boolean } = {}): Promise<Array<{ Untagged?: string; Deleted?: string }>> {
+  async remove(
+    ref: string,
+    opts: { force?: boolean; noprune?: boolean } = {},
+  ): Promise<Array<{ Untagged?: string; Deleted?: string }>> {
     const rec = await this.resolveRecord(ref);
     return this.serial(async () => {
       const cur = (await this.records.get(rec.id.replace(/^sha256:/, '')))?.value;
       if (!cur) throw new NotFound(`No such image: ${ref}`);
       const bare = ref.replace(/^sha256:/, '');
       if (ref.includes('@')) return this.removeDigestRef(ref, cur, Boolean(opts.noprune));
-      const byId = /^[0-9a-f]+$/.test(bare) && cur.id.slice(7).startsWith(bare) && !cur.repoTags.includes(formatRepoTag(safeParse(ref)));
+      const byId =
+        /^[0-9a-f]+$/.test(bare) &&
+        cur.id.slice(7).startsWith(bare) &&
+        !cur.repoTags.includes(formatRepoTag(safeParse(ref)));
       const users = await this.usage(cur.id);
       const out: Array<{ Untagged?: string; Deleted?: string }> = [];
       let untag: string[];
       if (byId) {
         if (cur.repoTags.length > 1 && !opts.force) {
-          throw new Conflict(`conflict: unable to delete ${shortHex(cur.id)} (must be forced) - image is referenced in multiple repositories`);
+          throw new Conflict(
+            `conflict: unable to delete ${shortHex(cur.id)} (must be forced) - image is referenced in multiple repositories`,
+          );
         }
         untag = cur.repoTags;
       } else {
@@ -507,11 +573,18 @@ export class ImageStore implements ImageService {
       if (wouldDelete && users.length) {
         const running = users.find((u) => u.running);
         if (running && opts.force && byId) {
-          throw new Conflict(`conflict: unable to delete ${shortHex(cur.id)} (cannot be forced) - image is being used by running container ${shortHex(running.id)}`);
+          throw new Conflict(
+            `conflict: unable to delete ${shortHex(cur.id)} (cannot be forced) - image is being used by running container ${shortHex(running.id)}`,
+          );
         }
         if (!opts.force) {
-          if (byId) throw new Conflict(`conflict: unable to delete ${shortHex(cur.id)} (must be forced) - image is being used by stopped container ${shortHex(users[0]!.id)}`);
-          throw new Conflict(`conflict: unable to remove repository reference "${ref}" (must force) - container ${shortHex(users[0]!.id)} is using its referenced image ${shortHex(cur.id)}`);
+          if (byId)
+            throw new Conflict(
+              `conflict: unable to delete ${shortHex(cur.id)} (must be forced) - image is being used by stopped container ${shortHex(users[0]!.id)}`,
+            );
+          throw new Conflict(
+            `conflict: unable to remove repository reference "${ref}" (must force) - container ${shortHex(users[0]!.id)} is using its referenced image ${shortHex(cur.id)}`,
+          );
         }
       }
       for (const t of untag) {
@@ -532,7 +605,11 @@ export class ImageStore implements ImageService {
   }
 
   /** `rmi name@sha256:...`: drops that digest reference; the image goes when nothing names it any more. */
-  private async removeDigestRef(ref: string, cur: ImageRecord, noprune: boolean): Promise<Array<{ Untagged?: string; Deleted?: string }>> {
+  private async removeDigestRef(
+    ref: string,
+    cur: ImageRecord,
+    noprune: boolean,
+  ): Promise<Array<{ Untagged?: string; Deleted?: string }>> {
     const n = parseNamed(ref);
     const rd = `${familiarRepo(n)}@${n.digest}`;
     const digests = (cur.repoDigests ?? []).filter((d) => d !== rd);
@@ -569,7 +646,9 @@ export class ImageStore implements ImageService {
   }
 
   /** `docker image prune [-a]`: dangling images, or (all) every image no container uses. */
-  async prune(opts: { all?: boolean; filters?: Filters } = {}): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }> {
+  async prune(
+    opts: { all?: boolean; filters?: Filters } = {},
+  ): Promise<{ ImagesDeleted: Array<{ Untagged?: string; Deleted?: string }> | null; SpaceReclaimed: number }> {
     const f = opts.filters ?? {};
     const danglingOnly = f.dangling?.length ? !(f.dangling[0] === 'false' || f.dangling[0] === '0') : !opts.all;
     const until = f.until?.[0] ? parseUntil(f.until[0]) : undefined;
@@ -607,7 +686,11 @@ export class ImageStore implements ImageService {
   }
 
   /** `docker history`: the config's history, newest first, with the size of each layer-making step. */
-  async history(ref: string): Promise<Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>> {
+  async history(
+    ref: string,
+  ): Promise<
+    Array<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }>
+  > {
     const rec = await this.resolveRecord(ref);
     const cfg = await this.imageConfig(rec.id);
     type H = { created?: string; created_by?: string; comment?: string; empty_layer?: boolean };
@@ -616,10 +699,25 @@ export class ImageStore implements ImageService {
     for (const c of rec.chain) sizes.push((await this.layers.meta(c))?.size ?? 0);
     let layer = 0;
     const rows = hist.map((h) => {
-      const size = h.empty_layer ? 0 : sizes[layer++] ?? 0;
-      return { Id: '<missing>', Created: Math.floor(Date.parse(h.created ?? '') / 1000) || 0, CreatedBy: h.created_by ?? '', Tags: null as string[] | null, Size: size, Comment: h.comment ?? '' };
+      const size = h.empty_layer ? 0 : (sizes[layer++] ?? 0);
+      return {
+        Id: '<missing>',
+        Created: Math.floor(Date.parse(h.created ?? '') / 1000) || 0,
+        CreatedBy: h.created_by ?? '',
+        Tags: null as string[] | null,
+        Size: size,
+        Comment: h.comment ?? '',
+      };
     });
-    if (!rows.length) rows.push({ Id: '<missing>', Created: Math.floor(Date.parse(rec.created) / 1000) || 0, CreatedBy: '', Tags: null, Size: rec.size, Comment: '' });
+    if (!rows.length)
+      rows.push({
+        Id: '<missing>',
+        Created: Math.floor(Date.parse(rec.created) / 1000) || 0,
+        CreatedBy: '',
+        Tags: null,
+        Size: rec.size,
+        Comment: '',
+      });
     rows.reverse();
     rows[0]!.Id = rec.id;
     rows[0]!.Tags = rec.repoTags.length ? rec.repoTags : null;
@@ -639,7 +737,10 @@ export class ImageStore implements ImageService {
       const bare = ref.replace(/^sha256:/, '');
       if (!(/^[0-9a-f]+$/.test(bare) && rec.id.slice(7).startsWith(bare)) && !ref.includes('@')) {
         const p = parseRepoTag(ref);
-        tags = ref.includes(':') && ref.lastIndexOf(':') > ref.lastIndexOf('/') ? [formatRepoTag(p)] : rec.repoTags.filter((t) => t.startsWith(p.repo + ':'));
+        tags =
+          ref.includes(':') && ref.lastIndexOf(':') > ref.lastIndexOf('/')
+            ? [formatRepoTag(p)]
+            : rec.repoTags.filter((t) => t.startsWith(p.repo + ':'));
       }
       const seen = picked.find((x) => x.rec.id === rec.id);
       if (seen) seen.tags.push(...tags.filter((t) => !seen.tags.includes(t)));
@@ -649,7 +750,11 @@ export class ImageStore implements ImageService {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     const manifest: Array<{ Config: string; RepoTags: string[] | null; Layers: string[] }> = [];
     const repositories: Record<string, Record<string, string>> = {};
-    const index: { schemaVersion: number; mediaType: string; manifests: unknown[] } = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+    const index: { schemaVersion: number; mediaType: string; manifests: unknown[] } = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [],
+    };
     const writeBlob = async (bytes: Buffer): Promise<{ digest: string; size: number }> => {
       const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
       await writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
@@ -662,26 +767,47 @@ export class ImageStore implements ImageService {
         const layerDescs = [];
         for (const diffId of rec.diffIds) {
           const file = join(dir, 'blobs', 'sha256', diffId.slice(7));
-          if (!existsSync(file)) await pipeline(await this.blobs.openTar(diffId), (await import('node:fs')).createWriteStream(file));
-          layerDescs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: (await stat(file)).size });
+          if (!existsSync(file))
+            await pipeline(await this.blobs.openTar(diffId), (await import('node:fs')).createWriteStream(file));
+          layerDescs.push({
+            mediaType: 'application/vnd.oci.image.layer.v1.tar',
+            digest: diffId,
+            size: (await stat(file)).size,
+          });
         }
-        const m = await writeBlob(Buffer.from(JSON.stringify({
-          schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: rec.id, size: cfgBytes.length },
-          layers: layerDescs,
-        })));
+        const m = await writeBlob(
+          Buffer.from(
+            JSON.stringify({
+              schemaVersion: 2,
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: rec.id, size: cfgBytes.length },
+              layers: layerDescs,
+            }),
+          ),
+        );
         const fullTags = tags.map((t) => {
           const n = parseNamed(t);
           return `${n.domain}/${n.path}:${n.tag}`;
         });
         if (fullTags.length) {
           for (let i = 0; i < tags.length; i++) {
-            index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'io.containerd.image.name': fullTags[i], 'org.opencontainers.image.ref.name': parseRepoTag(tags[i]!).tag } });
+            index.manifests.push({
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              ...m,
+              annotations: {
+                'io.containerd.image.name': fullTags[i],
+                'org.opencontainers.image.ref.name': parseRepoTag(tags[i]!).tag,
+              },
+            });
           }
         } else {
           index.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m });
         }
-        manifest.push({ Config: `blobs/sha256/${rec.id.slice(7)}`, RepoTags: tags.length ? tags : null, Layers: rec.diffIds.map((d) => `blobs/sha256/${d.slice(7)}`) });
+        manifest.push({
+          Config: `blobs/sha256/${rec.id.slice(7)}`,
+          RepoTags: tags.length ? tags : null,
+          Layers: rec.diffIds.map((d) => `blobs/sha256/${d.slice(7)}`),
+        });
         for (const t of tags) {
           const { repo, tag } = parseRepoTag(t);
           (repositories[repo] ??= {})[tag] = rec.id.slice(7);
@@ -697,7 +823,9 @@ export class ImageStore implements ImageService {
     }
     const entries = await readdir(dir);
     const stream = tar.c({ cwd: dir, portable: true, noMtime: true }, entries) as unknown as Readable;
-    const cleanup = (): void => { void rm(dirname(dir), { recursive: true, force: true }); };
+    const cleanup = (): void => {
+      void rm(dirname(dir), { recursive: true, force: true });
+    };
     stream.on('end', cleanup);
     stream.on('close', cleanup);
     stream.on('error', cleanup);
@@ -715,7 +843,8 @@ export class ImageStore implements ImageService {
     await rm(join(this.root, 'tmp'), { recursive: true, force: true });
     await rm(join(this.root, 'blobs', 'tmp'), { recursive: true, force: true });
     try {
-      for (const n of await readdir(this.layers.root)) if (n.startsWith('.tmp-')) await rm(join(this.layers.root, n), { recursive: true, force: true });
+      for (const n of await readdir(this.layers.root))
+        if (n.startsWith('.tmp-')) await rm(join(this.layers.root, n), { recursive: true, force: true });
     } catch {
       // no layers yet
     }
@@ -749,7 +878,14 @@ function safeParse(ref: string): { repo: string; tag: string } {
 
 function refMatches(pattern: string, repoTag: string): boolean {
   const p = pattern.includes(':') ? pattern : `${pattern}:*`;
-  const re = new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$');
+  const re = new RegExp(
+    '^' +
+      p
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*') +
+      '$',
+  );
   return re.test(repoTag);
 }
 
@@ -778,7 +914,9 @@ async function inside(dir: string, rel: string): Promise<string> {
   return real;
 }
 
-async function readDockerArchive(dir: string): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
+async function readDockerArchive(
+  dir: string,
+): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
   let manifest: Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>;
   try {
     manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
@@ -788,7 +926,8 @@ async function readDockerArchive(dir: string): Promise<Array<{ configBytes: Buff
   if (!Array.isArray(manifest)) throw new InvalidParameter('invalid archive: manifest.json is not a list');
   const out = [];
   for (const m of manifest) {
-    if (typeof m.Config !== 'string' || !Array.isArray(m.Layers)) throw new InvalidParameter('invalid archive: manifest entry lacks Config or Layers');
+    if (typeof m.Config !== 'string' || !Array.isArray(m.Layers))
+      throw new InvalidParameter('invalid archive: manifest entry lacks Config or Layers');
     const configBytes = await readFile(await inside(dir, m.Config));
     const layerFiles: string[] = [];
     for (const l of m.Layers) layerFiles.push(await inside(dir, l));
@@ -805,10 +944,13 @@ interface OciDescriptor {
   platform?: { architecture?: string; os?: string };
 }
 
-async function readOciLayout(dir: string): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
+async function readOciLayout(
+  dir: string,
+): Promise<Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>> {
   const blob = (digest: string): Promise<string> => {
     const [alg, h] = (digest ?? '').split(':');
-    if (!alg || !h || !/^[a-z0-9]+$/.test(alg) || !/^[0-9a-f]+$/.test(h)) throw new InvalidParameter(`invalid digest ${digest}`);
+    if (!alg || !h || !/^[a-z0-9]+$/.test(alg) || !/^[0-9a-f]+$/.test(h))
+      throw new InvalidParameter(`invalid digest ${digest}`);
     return inside(dir, `blobs/${alg}/${h}`);
   };
   const readJson = async <T>(digest: string): Promise<T> => JSON.parse(await readFile(await blob(digest), 'utf8')) as T;
@@ -819,7 +961,9 @@ async function readOciLayout(dir: string): Promise<Array<{ configBytes: Buffer; 
     const isIndex = (d: OciDescriptor): boolean => /image\.index|manifest\.list/.test(d.mediaType ?? '');
     if (isIndex(desc)) {
       const sub = await readJson<{ manifests?: OciDescriptor[] }>(desc.digest);
-      const pick = (sub.manifests ?? []).find((m) => (m.platform?.os ?? 'linux') === 'linux' && (m.platform?.architecture ?? 'amd64') === 'amd64');
+      const pick = (sub.manifests ?? []).find(
+        (m) => (m.platform?.os ?? 'linux') === 'linux' && (m.platform?.architecture ?? 'amd64') === 'amd64',
+      );
       if (!pick) continue;
       manifestDesc = { ...pick, annotations: { ...(pick.annotations ?? {}), ...(desc.annotations ?? {}) } };
     }

@@ -133,17 +133,23 @@ export class VolumeStore implements VolumeService {
     const name = body.Name ?? '';
     if (name && !VOLUME_NAME.test(name)) {
       if (name.length < 2 && /^[a-zA-Z0-9]$/.test(name)) {
-        throw new InvalidParameter(`create ${name}: volume name is too short, names should be at least two alphanumeric characters`);
+        throw new InvalidParameter(
+          `create ${name}: volume name is too short, names should be at least two alphanumeric characters`,
+        );
       }
-      throw new InvalidParameter(`create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`);
+      throw new InvalidParameter(
+        `create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`,
+      );
     }
     const driver = body.Driver || 'local';
-    if (driver !== 'local') throw new NotFound(`create ${name}: error looking up volume plugin ${driver}: plugin "${driver}" not found`);
+    if (driver !== 'local')
+      throw new NotFound(`create ${name}: error looking up volume plugin ${driver}: plugin "${driver}" not found`);
     const opts = body.DriverOpts ?? {};
     for (const k of Object.keys(opts)) {
       if (!LOCAL_OPTIONS.has(k)) throw new InvalidParameter(`create ${name}: invalid option key: "${k}"`);
     }
-    if (opts.size !== undefined) throw new InvalidParameter(`create ${name}: quota size requested but no quota support`);
+    if (opts.size !== undefined)
+      throw new InvalidParameter(`create ${name}: quota size requested but no quota support`);
     if ((opts.type || opts.o) && !opts.device && opts.type !== 'tmpfs') {
       throw new InvalidParameter(`create ${name}: missing required option: "device"`);
     }
@@ -222,7 +228,9 @@ export class VolumeStore implements VolumeService {
       if (users.length) throw new Conflict(`remove ${name}: volume is in use - [${users.join(', ')}]`);
       await this.unmount(name);
       await this.records.delete(name);
-      await rm(join(this.root, name), { recursive: true, force: true }).catch((e) => this.log.warn({ name, err: (e as Error).message }, 'removing volume data failed'));
+      await rm(join(this.root, name), { recursive: true, force: true }).catch((e) =>
+        this.log.warn({ name, err: (e as Error).message }, 'removing volume data failed'),
+      );
       this.publish('destroy', r);
     });
   }
@@ -268,7 +276,10 @@ export class VolumeStore implements VolumeService {
       await run('mount', args);
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      throw new CoveError(`error while mounting volume '${dir}': failed to mount local volume: mount ${o.device || o.type}:${dir}, flags: ${o.o ?? ''}: ${(err.stderr || err.message).trim()}`, 500);
+      throw new CoveError(
+        `error while mounting volume '${dir}': failed to mount local volume: mount ${o.device || o.type}:${dir}, flags: ${o.o ?? ''}: ${(err.stderr || err.message).trim()}`,
+        500,
+      );
     }
     return dir;
   }
@@ -305,4 +316,3 @@ export async function dirSize(dir: string): Promise<number> {
     return 0;
   }
 }
-

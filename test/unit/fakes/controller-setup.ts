@@ -25,26 +25,41 @@ export interface Harness {
   spec(containerId: string, name: string, over?: Partial<SandboxSpec>): SandboxSpec;
 }
 
-export async function harness(t: { after: (fn: () => unknown) => void }, over: Partial<DaemonConfig> = {}): Promise<Harness> {
+export async function harness(
+  t: { after: (fn: () => unknown) => void },
+  over: Partial<DaemonConfig> = {},
+): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'cvn-ctl-'));
   const store = new EmbeddedStore(join(dir, 'store'));
   const events = new EventBus();
   const seen: DockerEvent[] = [];
   events.subscribe((e) => seen.push(e));
   // Upstream DNS: a closed port on loopback, so forwarded queries fail fast and never leave the machine.
-  const config = defaultConfig({ execRoot: join(dir, 'run'), dataRoot: join(dir, 'data'), dns: ['127.0.0.1:9'], ...over });
+  const config = defaultConfig({
+    execRoot: join(dir, 'run'),
+    dataRoot: join(dir, 'data'),
+    dns: ['127.0.0.1:9'],
+    ...over,
+  });
   writeFileSync(join(dir, 'resolv.conf'), 'nameserver 10.99.0.1\nsearch lab.example\noptions timeout:2\n');
   writeFileSync(join(dir, 'hosts'), '127.0.0.1\tlocalhost\n10.99.0.1\tlabhost\n');
   const bridge = new FakeDriver('bridge');
   const macvlan = new FakeDriver('macvlan');
   const kernel = new FakeKernel();
-  const make = () => new NetworkController({
-    config, store, events, log: silentLogger, kernel,
-    drivers: [bridge, new FakeDriver('host'), new FakeDriver('null'), macvlan],
-    hostResolvConf: join(dir, 'resolv.conf'), hostHosts: join(dir, 'hosts'), portRange: [42100, 42109],
-    // Published ports only on loopback: unit tests run in the machine's own namespace.
-    portDefaultHostIp: '127.0.0.1',
-  });
+  const make = () =>
+    new NetworkController({
+      config,
+      store,
+      events,
+      log: silentLogger,
+      kernel,
+      drivers: [bridge, new FakeDriver('host'), new FakeDriver('null'), macvlan],
+      hostResolvConf: join(dir, 'resolv.conf'),
+      hostHosts: join(dir, 'hosts'),
+      portRange: [42100, 42109],
+      // Published ports only on loopback: unit tests run in the machine's own namespace.
+      portDefaultHostIp: '127.0.0.1',
+    });
   const ctls: NetworkController[] = [make()];
   await ctls[0]!.init();
   t.after(async () => {
@@ -53,7 +68,15 @@ export async function harness(t: { after: (fn: () => unknown) => void }, over: P
     rmSync(dir, { recursive: true, force: true });
   });
   return {
-    dir, store, events, seen, config, bridge, macvlan, kernel, ctl: ctls[0]!,
+    dir,
+    store,
+    events,
+    seen,
+    config,
+    bridge,
+    macvlan,
+    kernel,
+    ctl: ctls[0]!,
     async restart() {
       await ctls[ctls.length - 1]!.close();
       const c = make();
@@ -65,8 +88,21 @@ export async function harness(t: { after: (fn: () => unknown) => void }, over: P
       const d = join(dir, 'containers', containerId);
       mkdirSync(d, { recursive: true });
       return {
-        containerId, containerName: name, hostname: containerId.slice(0, 12), domainname: '', networkMode: 'default', endpoints: [],
-        portBindings: [], exposedPorts: [], publishAllPorts: false, dns: [], dnsSearch: [], dnsOptions: [], extraHosts: [], dir: d, ...o,
+        containerId,
+        containerName: name,
+        hostname: containerId.slice(0, 12),
+        domainname: '',
+        networkMode: 'default',
+        endpoints: [],
+        portBindings: [],
+        exposedPorts: [],
+        publishAllPorts: false,
+        dns: [],
+        dnsSearch: [],
+        dnsOptions: [],
+        extraHosts: [],
+        dir: d,
+        ...o,
       };
     },
   };

@@ -107,7 +107,8 @@ export class RecordingKernelOps implements KernelOps {
       case 'veth-add': {
         const home = op.netns ? this.ns(op.netns) : links;
         const peerHome = op.peerNetns ? this.ns(op.peerNetns) : home;
-        if (peerHome.has(op.peer) && this.strict) throw new KernelError(command, 'RTNETLINK answers: File exists', 'EEXIST');
+        if (peerHome.has(op.peer) && this.strict)
+          throw new KernelError(command, 'RTNETLINK answers: File exists', 'EEXIST');
         add(home, op.name, { kind: 'veth', addresses: [], ...(op.master ? { master: op.master } : {}) });
         peerHome.set(op.peer, { kind: 'veth', addresses: [] });
         break;

@@ -6,7 +6,14 @@
  */
 import { writeFileSync, rmSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../../src/network/driver.js';
+import type {
+  DriverEndpoint,
+  DriverNetwork,
+  JoinInfo,
+  JoinRequest,
+  NetworkDriver,
+  ResolvedPortBinding,
+} from '../../../src/network/driver.js';
 import type { SandboxKernel } from '../../../src/network/controller.js';
 
 export class FakeDriver implements NetworkDriver {
@@ -60,7 +67,11 @@ export class FakeDriver implements NetworkDriver {
     this.step('leave');
     this.joined.delete(req.endpoint.id);
   }
-  async programExternalConnectivity(_net: DriverNetwork, ep: DriverEndpoint, ports: ResolvedPortBinding[]): Promise<void> {
+  async programExternalConnectivity(
+    _net: DriverNetwork,
+    ep: DriverEndpoint,
+    ports: ResolvedPortBinding[],
+  ): Promise<void> {
     this.step('programExternalConnectivity');
     this.published.set(ep.id, ports);
   }

@@ -12,7 +12,13 @@ import { EmbeddedStore } from '../../../src/store/embedded.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { NotFound } from '../../../src/common/errors.js';
 import { newId } from '../../../src/common/ids.js';
-import type { ContainerService, DockerContainerCreate, DockerContainerInspect, DockerContainerSummary, ImageService } from '../../../src/runtime/types.js';
+import type {
+  ContainerService,
+  DockerContainerCreate,
+  DockerContainerInspect,
+  DockerContainerSummary,
+  ImageService,
+} from '../../../src/runtime/types.js';
 import type { Filters } from '../../../src/network/types.js';
 import { Agent } from '../../../src/services/agent.js';
 import { Orchestrator } from '../../../src/services/orchestrator.js';
@@ -50,8 +56,16 @@ export class FakeContainers implements Partial<ContainerService> {
 
   async create(name: string | undefined, body: DockerContainerCreate): Promise<{ Id: string; Warnings: string[] }> {
     const id = newId();
-    if ([...this.byId.values()].some((c) => c.name === name)) throw new Error(`Conflict. The container name "/${name}" is already in use`);
-    this.byId.set(id, { id, name: name ?? id.slice(0, 12), body, running: false, exitCode: 0, ip: `10.0.1.${ipSeq++}` });
+    if ([...this.byId.values()].some((c) => c.name === name))
+      throw new Error(`Conflict. The container name "/${name}" is already in use`);
+    this.byId.set(id, {
+      id,
+      name: name ?? id.slice(0, 12),
+      body,
+      running: false,
+      exitCode: 0,
+      ip: `10.0.1.${ipSeq++}`,
+    });
     return { Id: id, Warnings: [] };
   }
 
@@ -90,7 +104,12 @@ export class FakeContainers implements Partial<ContainerService> {
     return {
       Id: c.id,
       Name: '/' + c.name,
-      State: { Status: c.running ? 'running' : 'exited', Running: c.running, ExitCode: c.exitCode, Pid: c.running ? 1234 : 0 },
+      State: {
+        Status: c.running ? 'running' : 'exited',
+        Running: c.running,
+        ExitCode: c.exitCode,
+        Pid: c.running ? 1234 : 0,
+      },
       Config: { Labels: c.body.Labels ?? {} },
       NetworkSettings: { Networks: { [net]: { NetworkID: net, IPAddress: c.ip, IPPrefixLen: 24 } } },
     } as unknown as DockerContainerInspect;
@@ -100,12 +119,22 @@ export class FakeContainers implements Partial<ContainerService> {
     const label = opts.filters?.label ?? [];
     return [...this.byId.values()]
       .filter((c) => opts.all || c.running)
-      .filter((c) => label.every((l) => {
-        const [k, v] = l.split('=', 2) as [string, string | undefined];
-        const labels = c.body.Labels ?? {};
-        return k in labels && (v === undefined || labels[k] === v);
-      }))
-      .map((c) => ({ Id: c.id, Names: ['/' + c.name], Labels: c.body.Labels ?? {}, State: c.running ? 'running' : 'exited' }) as unknown as DockerContainerSummary);
+      .filter((c) =>
+        label.every((l) => {
+          const [k, v] = l.split('=', 2) as [string, string | undefined];
+          const labels = c.body.Labels ?? {};
+          return k in labels && (v === undefined || labels[k] === v);
+        }),
+      )
+      .map(
+        (c) =>
+          ({
+            Id: c.id,
+            Names: ['/' + c.name],
+            Labels: c.body.Labels ?? {},
+            State: c.running ? 'running' : 'exited',
+          }) as unknown as DockerContainerSummary,
+      );
   }
 
   running(): FakeContainer[] {
@@ -113,13 +142,14 @@ export class FakeContainers implements Partial<ContainerService> {
   }
 }
 
-export const fakeImages = (known: string[]): ImageService => ({
-  async resolve(ref: string): Promise<string> {
-    const r = ref.includes(':') ? ref : `${ref}:latest`;
-    if (!known.includes(r)) throw new NotFound(`No such image: ${ref}`);
-    return 'sha256:' + '0'.repeat(64);
-  },
-}) as unknown as ImageService;
+export const fakeImages = (known: string[]): ImageService =>
+  ({
+    async resolve(ref: string): Promise<string> {
+      const r = ref.includes(':') ? ref : `${ref}:latest`;
+      if (!known.includes(r)) throw new NotFound(`No such image: ${ref}`);
+      return 'sha256:' + '0'.repeat(64);
+    },
+  }) as unknown as ImageService;
 
 export const fakeNetworks: ServiceNetworks = {
   async lookup(ref: string) {
@@ -150,18 +180,41 @@ export class FakeSwarm {
 
   /** `now`: the orchestrator's clock (a test moves it to cross restart windows). */
   constructor(n = 3, images = ['nginx:latest', 'busybox:latest'], opts: { now?: () => number } = {}) {
-    this.nodes = Array.from({ length: n }, (_, i) => ({
-      id: `node${i + 1}id`, hostname: `node${i + 1}`, role: i === 0 ? 'manager' : 'worker', availability: 'active', state: 'ready',
-    }) as SchedNode);
+    this.nodes = Array.from(
+      { length: n },
+      (_, i) =>
+        ({
+          id: `node${i + 1}id`,
+          hostname: `node${i + 1}`,
+          role: i === 0 ? 'manager' : 'worker',
+          availability: 'active',
+          state: 'ready',
+        }) as SchedNode,
+    );
     for (const node of this.nodes) {
       const events = new EventBus();
       const cs = new FakeContainers(events);
       this.containers.set(node.id, cs);
-      this.agents.set(node.id, new Agent({
-        store: this.store, nodeId: node.id, containers: cs as unknown as ContainerService, images: fakeImages(images), events, log: silentLogger, resyncMs: 200,
-      }));
+      this.agents.set(
+        node.id,
+        new Agent({
+          store: this.store,
+          nodeId: node.id,
+          containers: cs as unknown as ContainerService,
+          images: fakeImages(images),
+          events,
+          log: silentLogger,
+          resyncMs: 200,
+        }),
+      );
     }
-    this.orchestrator = new Orchestrator({ store: this.store, nodes: async () => this.nodes.map((x) => ({ ...x })), log: silentLogger, tickMs: 100, ...(opts.now ? { now: opts.now } : {}) });
+    this.orchestrator = new Orchestrator({
+      store: this.store,
+      nodes: async () => this.nodes.map((x) => ({ ...x })),
+      log: silentLogger,
+      tickMs: 100,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
     this.manager = new ServiceManager(this.store, fakeNetworks);
   }
 

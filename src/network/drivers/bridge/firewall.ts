@@ -24,7 +24,15 @@
 import { InvalidParameter } from '../../../common/errors.js';
 import { ipv4, ipv6, port as checkPort } from '../../../kernel/validate.js';
 import type { ResolvedPortBinding } from '../../driver.js';
-import { FRAME, FRAME_MAPS, NETIFS, PUB_MAPS, type ElementObj, type FwObject, type RuleObj } from '../../firewall/index.js';
+import {
+  FRAME,
+  FRAME_MAPS,
+  NETIFS,
+  PUB_MAPS,
+  type ElementObj,
+  type FwObject,
+  type RuleObj,
+} from '../../firewall/index.js';
 import type { BridgeConfig } from './plan.js';
 
 const ref = { family: FRAME.family, table: FRAME.table };
@@ -53,14 +61,29 @@ export function networkObjects(cfg: BridgeConfig): FwObject[] {
     if (cfg.icc) inRules.push(`iifname ${br} accept`);
     inRules.push('drop');
   } else {
-    inRules.push('ct state established,related accept', 'ct status dnat accept', `iifname ${br} ${cfg.icc ? 'accept' : 'drop'}`, `iifname @${NETIFS} drop`);
-    for (const [family, mode] of [[4, cfg.gatewayMode4], [6, cfg.gatewayMode6]] as const) {
+    inRules.push(
+      'ct state established,related accept',
+      'ct status dnat accept',
+      `iifname ${br} ${cfg.icc ? 'accept' : 'drop'}`,
+      `iifname @${NETIFS} drop`,
+    );
+    for (const [family, mode] of [
+      [4, cfg.gatewayMode4],
+      [6, cfg.gatewayMode6],
+    ] as const) {
       if (family === 6 && !cfg.enableIPv6) continue;
       if (mode === 'nat-unprotected') inRules.push(`meta nfproto ipv${family} accept`);
       if (mode === 'routed') {
-        out.push({ ...ref, kind: 'set', name: directSet(cfg, family), type: `${family === 4 ? 'ipv4_addr' : 'ipv6_addr'} . inet_proto . inet_service` });
+        out.push({
+          ...ref,
+          kind: 'set',
+          name: directSet(cfg, family),
+          type: `${family === 4 ? 'ipv4_addr' : 'ipv6_addr'} . inet_proto . inet_service`,
+        });
         inRules.push(family === 4 ? 'meta l4proto icmp accept' : 'meta l4proto ipv6-icmp accept');
-        inRules.push(`${family === 4 ? 'ip' : 'ip6'} daddr . meta l4proto . th dport @${directSet(cfg, family)} accept`);
+        inRules.push(
+          `${family === 4 ? 'ip' : 'ip6'} daddr . meta l4proto . th dport @${directSet(cfg, family)} accept`,
+        );
       }
     }
     inRules.push('drop');
@@ -75,8 +98,10 @@ export function networkObjects(cfg: BridgeConfig): FwObject[] {
     chain(`natin_${cfg.bridge}`, hairpin, FRAME_MAPS.natIn);
     const masq: string[] = [];
     if (cfg.masquerade) {
-      if (cfg.gatewayMode4 !== 'routed') for (const s of cfg.subnets4) masq.push(`oifname != ${br} ip saddr ${s} masquerade`);
-      if (cfg.gatewayMode6 !== 'routed') for (const s of cfg.subnets6) masq.push(`oifname != ${br} ip6 saddr ${s} masquerade`);
+      if (cfg.gatewayMode4 !== 'routed')
+        for (const s of cfg.subnets4) masq.push(`oifname != ${br} ip saddr ${s} masquerade`);
+      if (cfg.gatewayMode6 !== 'routed')
+        for (const s of cfg.subnets6) masq.push(`oifname != ${br} ip6 saddr ${s} masquerade`);
     }
     if (masq.length) chain(`natout_${cfg.bridge}`, masq, FRAME_MAPS.natOut);
   }
@@ -94,7 +119,8 @@ export interface PortElement {
 export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = ''): PortElement[] {
   const out: PortElement[] = [];
   for (const b of bindings) {
-    if (b.proto !== 'tcp' && b.proto !== 'udp') throw new InvalidParameter(`publishing ${b.proto} ports is not supported`);
+    if (b.proto !== 'tcp' && b.proto !== 'udp')
+      throw new InvalidParameter(`publishing ${b.proto} ports is not supported`);
     const hp = checkPort(b.hostPort, 'host port');
     const hpEnd = checkPort(b.hostPortEnd || b.hostPort, 'host port');
     const cp = checkPort(b.containerPort, 'container port');
@@ -105,7 +131,8 @@ export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = 
     let hostIp = b.hostIp === '' || b.hostIp === '0.0.0.0' || b.hostIp === '::' ? '' : b.hostIp;
     if (hostIp === '' && !v6 && defaultHostIPv4) hostIp = defaultHostIPv4;
     if (hostIp !== '' && hostIp.includes(':') !== v6) continue; // a binding for the other family
-    const hostKey = hostIp === '' ? (v6 ? '::/0' : '0.0.0.0/0') : v6 ? ipv6(hostIp, 'host IP') : ipv4(hostIp, 'host IP');
+    const hostKey =
+      hostIp === '' ? (v6 ? '::/0' : '0.0.0.0/0') : v6 ? ipv6(hostIp, 'host IP') : ipv4(hostIp, 'host IP');
     const map = v6 ? PUB_MAPS.v6 : PUB_MAPS.v4;
     if (cpEnd === cp || hpEnd - hp !== cpEnd - cp) {
       // N host ports onto one container port (or a single port): one interval element.
@@ -113,7 +140,8 @@ export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = 
       out.push({ map, key: `${b.proto} . ${hostKey} . ${range}`, value: `${cip} . ${cp}` });
     } else {
       // Equal ranges map port by port (nft has no offset-preserving DNAT).
-      for (let i = 0; i <= hpEnd - hp; i++) out.push({ map, key: `${b.proto} . ${hostKey} . ${hp + i}`, value: `${cip} . ${cp + i}` });
+      for (let i = 0; i <= hpEnd - hp; i++)
+        out.push({ map, key: `${b.proto} . ${hostKey} . ${hp + i}`, value: `${cip} . ${cp + i}` });
     }
   }
   return out;
@@ -121,7 +149,13 @@ export function portElements(bindings: ResolvedPortBinding[], defaultHostIPv4 = 
 
 /** What one endpoint's published ports own: DNAT map elements, and on a routed network the direct-access elements. */
 export function portObjects(cfg: BridgeConfig, elements: PortElement[]): FwObject[] {
-  const out: FwObject[] = elements.map((e): ElementObj => ({ ...ref, kind: 'element', set: e.map, key: e.key, value: e.value }));
+  const out: FwObject[] = elements.map((e): ElementObj => ({
+    ...ref,
+    kind: 'element',
+    set: e.map,
+    key: e.key,
+    value: e.value,
+  }));
   const direct = new Set<string>();
   for (const e of elements) {
     const family = e.map === PUB_MAPS.v4 ? 4 : 6;

@@ -18,10 +18,28 @@ import type { Logger } from '../../../common/log.js';
 import { isKernelError, KernelError } from '../../../kernel/errors.js';
 import { closeHostKernel, hostKernel } from '../../../kernel/host.js';
 import type { KernelOps } from '../../../kernel/ops.js';
-import type { DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../driver.js';
+import type {
+  DriverEndpoint,
+  DriverNetwork,
+  JoinInfo,
+  JoinRequest,
+  NetworkDriver,
+  ResolvedPortBinding,
+} from '../../driver.js';
 import { hostFirewall, type Firewall } from '../../firewall/index.js';
 import { networkObjects, networkOwner, portElements, portObjects, portsOwner } from './firewall.js';
-import { bridgeAddOp, bridgeAddressOps, bridgeConfig, bridgeSysctls, deleteVethOps, joinPlan, leavePlan, macFromIPv4, reapOps, type BridgeConfig } from './plan.js';
+import {
+  bridgeAddOp,
+  bridgeAddressOps,
+  bridgeConfig,
+  bridgeSysctls,
+  deleteVethOps,
+  joinPlan,
+  leavePlan,
+  macFromIPv4,
+  reapOps,
+  type BridgeConfig,
+} from './plan.js';
 
 /** Lanes of their own (KernelOps.apply): deleting veths and bridges never queues a join behind it. */
 const REAP_LANE = 'reap';
@@ -68,9 +86,12 @@ export class BridgeDriver implements NetworkDriver {
     this.reaping = (async () => {
       do {
         this.reapAgain = false;
-        await this.kernel.apply(null, reapOps(), { lane: REAP_LANE }).catch((e: unknown) => {
-          if (!isKernelError(e, 'ENODEV')) throw e;
-        }).catch(() => undefined); // nothing to reap, or the netns of the veths went first
+        await this.kernel
+          .apply(null, reapOps(), { lane: REAP_LANE })
+          .catch((e: unknown) => {
+            if (!isKernelError(e, 'ENODEV')) throw e;
+          })
+          .catch(() => undefined); // nothing to reap, or the netns of the veths went first
       } while (this.reapAgain);
       this.reaping = undefined;
     })();
@@ -91,7 +112,8 @@ export class BridgeDriver implements NetworkDriver {
 
   private checkBridgeNameFree(cfg: BridgeConfig): void {
     for (const other of this.networks.values()) {
-      if (other.id !== cfg.id && other.bridge === cfg.bridge) throw new Conflict(`bridge name ${cfg.bridge} is already used by network ${other.id}`);
+      if (other.id !== cfg.id && other.bridge === cfg.bridge)
+        throw new Conflict(`bridge name ${cfg.bridge} is already used by network ${other.id}`);
     }
   }
 
@@ -99,7 +121,8 @@ export class BridgeDriver implements NetworkDriver {
   private async existingBridgeAddresses(name: string): Promise<Set<string>> {
     const link = await this.kernel.linkInfo(null, name);
     if (!link) throw new KernelError(`ip -d addr show dev ${name}`, `Device "${name}" does not exist.`, 'ENODEV');
-    if (link.kind !== 'bridge') throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
+    if (link.kind !== 'bridge')
+      throw new Conflict(`cannot use ${name} as the network's bridge: it exists and is not a bridge`);
     return new Set(link.addresses);
   }
 
@@ -121,7 +144,13 @@ export class BridgeDriver implements NetworkDriver {
       const had = await this.existingBridgeAddresses(cfg.bridge);
       const added = cfg.gateways.map((g) => `${g.address}/${g.prefix}`).filter((a) => !had.has(a));
       undo = async () => {
-        if (added.length) await this.kernel.apply(null, added.map((a) => ({ kind: 'addr-del' as const, dev: cfg.bridge, cidr: a }))).catch(() => undefined);
+        if (added.length)
+          await this.kernel
+            .apply(
+              null,
+              added.map((a) => ({ kind: 'addr-del' as const, dev: cfg.bridge, cidr: a })),
+            )
+            .catch(() => undefined);
       };
     }
     try {
@@ -192,9 +221,11 @@ export class BridgeDriver implements NetworkDriver {
     // Registered before any await, so no create of the same name slips in between.
     const deleted = flushed.catch(() => undefined).then(() => this.deleteBridge(cfg.bridge));
     this.retiring.set(cfg.bridge, deleted);
-    void deleted.catch(() => undefined).finally(() => {
-      if (this.retiring.get(cfg.bridge) === deleted) this.retiring.delete(cfg.bridge);
-    });
+    void deleted
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.retiring.get(cfg.bridge) === deleted) this.retiring.delete(cfg.bridge);
+      });
     await flushed;
   }
 
@@ -265,7 +296,11 @@ export class BridgeDriver implements NetworkDriver {
     this.scheduleReap();
   }
 
-  async programExternalConnectivity(net: DriverNetwork, ep: DriverEndpoint, ports: ResolvedPortBinding[]): Promise<void> {
+  async programExternalConnectivity(
+    net: DriverNetwork,
+    ep: DriverEndpoint,
+    ports: ResolvedPortBinding[],
+  ): Promise<void> {
     if (net.internal) return; // Docker publishes nothing from an internal network
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
     const objects = portObjects(cfg, portElements(ports, cfg.hostBindingIPv4));

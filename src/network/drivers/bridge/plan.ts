@@ -6,7 +6,15 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidParameter } from '../../../common/errors.js';
-import { cidr, ifName, ipv4, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, type Cidr } from '../../../kernel/validate.js';
+import {
+  cidr,
+  ifName,
+  ipv4,
+  mac as checkMac,
+  mtu as checkMtu,
+  netnsPath as checkNetnsPath,
+  type Cidr,
+} from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
 import type { NetnsOp } from '../../../kernel/rtnl.js';
 import type { KernelOp } from '../../../kernel/ops.js';
@@ -83,7 +91,8 @@ export function bridgeConfig(net: DriverNetwork): BridgeConfig {
       const pool = cidr(d.pool, 'subnet');
       if (pool.family !== 6) throw new InvalidParameter(`invalid IPv6 subnet ${d.pool}`);
       subnets6.push(pool.network);
-      if (d.gateway) gateways.push(cidr(d.gateway.includes('/') ? d.gateway : `${d.gateway}/${pool.prefix}`, 'gateway'));
+      if (d.gateway)
+        gateways.push(cidr(d.gateway.includes('/') ? d.gateway : `${d.gateway}/${pool.prefix}`, 'gateway'));
     }
   }
   const m = net.options[OPT_MTU];
@@ -151,7 +160,13 @@ export function hostVethName(endpointId: string): string {
 
 /** Docker's MAC for an IPv4 address: 02:42 then the four octets (172.17.0.2 -> 02:42:ac:11:00:02). */
 export function macFromIPv4(ip: string): string {
-  return ['02', '42', ...ipv4(ip).split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+  return [
+    '02',
+    '42',
+    ...ipv4(ip)
+      .split('.')
+      .map((o) => Number(o).toString(16).padStart(2, '0')),
+  ].join(':');
 }
 
 export interface JoinPlan {
@@ -169,7 +184,13 @@ export interface JoinPlan {
   ipv6Gateway?: string;
 }
 
-export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, ifname: string, defaultGateway: boolean): JoinPlan {
+export function joinPlan(
+  cfg: BridgeConfig,
+  ep: DriverEndpoint,
+  netns: string,
+  ifname: string,
+  defaultGateway: boolean,
+): JoinPlan {
   const path = checkNetnsPath(netns);
   const inner = ifName(ifname, 'sandbox interface name');
   const hostVeth = hostVethName(ep.id);
@@ -179,16 +200,25 @@ export function joinPlan(cfg: BridgeConfig, ep: DriverEndpoint, netns: string, i
   if (a6 && a6.family !== 6) throw new InvalidParameter(`invalid endpoint IPv6 address ${ep.ipv6}`);
   const macAddr = ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined;
   if (!macAddr) throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
-  const host: KernelOp[] = [{
-    kind: 'veth-add', name: hostVeth, master: cfg.bridge, peer: inner, peerNetns: path, peerMac: macAddr, ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
-  }];
+  const host: KernelOp[] = [
+    {
+      kind: 'veth-add',
+      name: hostVeth,
+      master: cfg.bridge,
+      peer: inner,
+      peerNetns: path,
+      peerMac: macAddr,
+      ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
+    },
+  ];
   // Below IPv6's minimum MTU (1280) the kernel gives a link no IPv6 at all, so
   // its conf/<if>/disable_ipv6 file does not exist: nothing to switch off.
   const ipv6Capable = !cfg.mtu || cfg.mtu >= IPV6_MIN_MTU;
   const hostSysctls: Record<string, string> = ipv6Capable ? { [`net.ipv6.conf.${hostVeth}.disable_ipv6`]: '1' } : {};
   const hostUp: KernelOp[] = [{ kind: 'link-set', name: hostVeth, up: true, hairpin: true }];
   const sandbox: NetnsOp[] = [];
-  if (ipv6Capable || a6) sandbox.push({ op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' });
+  if (ipv6Capable || a6)
+    sandbox.push({ op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' });
   sandbox.push({ op: 'up', dev: 'lo' });
   if (a4) sandbox.push({ op: 'addr', dev: inner, address: a4.address, prefix: a4.prefix });
   if (a6) sandbox.push({ op: 'addr', dev: inner, address: a6.address, prefix: a6.prefix });
@@ -231,7 +261,10 @@ export function leavePlan(ep: Pick<DriverEndpoint, 'id'>, ifname: string): { hos
   const veth = hostVethName(ep.id);
   return {
     host: [{ kind: 'link-set', name: veth, up: false, nomaster: true, group: DOOMED_GROUP }],
-    sandbox: [{ op: 'down', dev: inner }, { op: 'rename', dev: inner, to: `gone${veth.slice(4)}` }],
+    sandbox: [
+      { op: 'down', dev: inner },
+      { op: 'rename', dev: inner, to: `gone${veth.slice(4)}` },
+    ],
   };
 }
 

@@ -25,10 +25,14 @@ export function probeIpvlan(kernel: KernelOps): Promise<string | undefined> {
     const ns = join(dir, 'ns');
     try {
       await kernel.createNetns(ns);
-      await kernel.apply(ns, [
-        { kind: 'veth-add', name: 'cvprobe0', peer: 'cvprobe1' },
-        { kind: 'subif-add', type: 'ipvlan', parent: 'cvprobe0', name: 'cvprobe2', mode: 'l2' },
-      ], { once: true });
+      await kernel.apply(
+        ns,
+        [
+          { kind: 'veth-add', name: 'cvprobe0', peer: 'cvprobe1' },
+          { kind: 'subif-add', type: 'ipvlan', parent: 'cvprobe0', name: 'cvprobe2', mode: 'l2' },
+        ],
+        { once: true },
+      );
       return undefined;
     } catch (e) {
       if (e instanceof KernelError) return `${e.command}: ${e.output.trim()}`;
@@ -48,7 +52,10 @@ export class IpvlanDriver extends SubInterfaceDriver {
   async checkSupported(): Promise<void> {
     const err = await probeIpvlan(this.kernel);
     if (err !== undefined) {
-      const why = err.replace(/^ip link add link cvprobe0 name cvprobe2 type ipvlan mode l2/, 'ip link add type ipvlan');
+      const why = err.replace(
+        /^ip link add link cvprobe0 name cvprobe2 type ipvlan mode l2/,
+        'ip link add type ipvlan',
+      );
       throw new InvalidParameter(`ipvlan is not supported by this kernel: ${why}`);
     }
   }
@@ -60,7 +67,8 @@ export class IpvlanDriver extends SubInterfaceDriver {
 
   protected override createPortError(e: KernelError): Error {
     // Docker's wording when the kernel refuses the link at container start.
-    if (e.code === 'EOPNOTSUPP') return new InvalidParameter('failed to create the ipvlan port: operation not supported');
+    if (e.code === 'EOPNOTSUPP')
+      return new InvalidParameter('failed to create the ipvlan port: operation not supported');
     return e;
   }
 }

@@ -38,7 +38,9 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
     const cfg = subIfConfig(this.name, net);
     if ('noParent' in cfg) {
       // Docker creates a dummy link as the parent; this kernel has no dummy links.
-      throw new InvalidParameter(`failed to create the dummy parent link for ${this.name} network ${net.name}: operation not supported (this kernel has no dummy links; give -o parent=<interface>)`);
+      throw new InvalidParameter(
+        `failed to create the dummy parent link for ${this.name} network ${net.name}: operation not supported (this kernel has no dummy links; give -o parent=<interface>)`,
+      );
     }
     return cfg;
   }
@@ -46,7 +48,8 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
   async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
     const cfg = this.config(net);
     if (!(await this.kernel.linkInfo(null, cfg.parent))) {
-      if (cfg.parent.includes('.')) throw new InvalidParameter(`failed to create ${cfg.parent} vlan link: operation not supported`);
+      if (cfg.parent.includes('.'))
+        throw new InvalidParameter(`failed to create ${cfg.parent} vlan link: operation not supported`);
       throw new InvalidParameter(`invalid subinterface vlan name ${cfg.parent}, example formatting is eth0.10`);
     }
     return { parent: cfg.parent };
@@ -68,7 +71,14 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
 
   async join(req: JoinRequest): Promise<JoinInfo> {
     const cfg = this.config(req.network);
-    const plan = subIfJoinPlan(cfg, req.endpoint, req.netnsPath, req.ifName, req.defaultGateway, req.network.enableIPv6);
+    const plan = subIfJoinPlan(
+      cfg,
+      req.endpoint,
+      req.netnsPath,
+      req.ifName,
+      req.defaultGateway,
+      req.network.enableIPv6,
+    );
     try {
       await this.kernel.apply(null, plan.host);
     } catch (e) {
@@ -77,7 +87,9 @@ export abstract class SubInterfaceDriver implements NetworkDriver {
     try {
       await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
     } catch (e) {
-      await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: [{ op: 'del', dev: req.ifName }] }]).catch(() => undefined);
+      await this.kernel
+        .apply(req.netnsPath, [{ kind: 'rtnl', ops: [{ op: 'del', dev: req.ifName }] }])
+        .catch(() => undefined);
       throw e;
     }
     const info: JoinInfo = { driverState: { parent: cfg.parent } };

@@ -4,7 +4,15 @@
  * then addressed and brought up from inside.
  */
 import { InvalidParameter } from '../../../common/errors.js';
-import { cidr, ifName, mac as checkMac, mtu as checkMtu, netnsPath as checkNetnsPath, parentIfName, type Cidr } from '../../../kernel/validate.js';
+import {
+  cidr,
+  ifName,
+  mac as checkMac,
+  mtu as checkMtu,
+  netnsPath as checkNetnsPath,
+  parentIfName,
+  type Cidr,
+} from '../../../kernel/validate.js';
 import type { DriverEndpoint, DriverNetwork } from '../../driver.js';
 import type { NetnsOp } from '../../../kernel/rtnl.js';
 import type { KernelOp } from '../../../kernel/ops.js';
@@ -35,12 +43,19 @@ export function subIfConfig(kind: 'macvlan' | 'ipvlan', net: DriverNetwork): Sub
   let flag: string | undefined;
   if (kind === 'macvlan') {
     mode = net.options['macvlan_mode'] || 'bridge';
-    if (!(MACVLAN_MODES as readonly string[]).includes(mode)) throw new InvalidParameter(`requested macvlan mode '${mode}' is not valid, 'bridge' mode is the macvlan driver default`);
+    if (!(MACVLAN_MODES as readonly string[]).includes(mode))
+      throw new InvalidParameter(
+        `requested macvlan mode '${mode}' is not valid, 'bridge' mode is the macvlan driver default`,
+      );
   } else {
     mode = net.options['ipvlan_mode'] || 'l2';
     flag = net.options['ipvlan_flag'] || 'bridge';
-    if (!(IPVLAN_MODES as readonly string[]).includes(mode)) throw new InvalidParameter(`requested ipvlan mode '${mode}' is not valid, 'l2' mode is the ipvlan driver default`);
-    if (!(IPVLAN_FLAGS as readonly string[]).includes(flag)) throw new InvalidParameter(`requested ipvlan flag '${flag}' is not valid, 'bridge' is the ipvlan driver default`);
+    if (!(IPVLAN_MODES as readonly string[]).includes(mode))
+      throw new InvalidParameter(
+        `requested ipvlan mode '${mode}' is not valid, 'l2' mode is the ipvlan driver default`,
+      );
+    if (!(IPVLAN_FLAGS as readonly string[]).includes(flag))
+      throw new InvalidParameter(`requested ipvlan flag '${flag}' is not valid, 'bridge' is the ipvlan driver default`);
   }
   if (!parentOpt) return { noParent: true };
   const gateways: Cidr[] = [];
@@ -64,17 +79,34 @@ export interface SubIfJoinPlan {
   ipv6Gateway?: string;
 }
 
-export function subIfJoinPlan(cfg: SubIfConfig, ep: DriverEndpoint, netns: string, ifname: string, defaultGateway: boolean, enableIPv6: boolean): SubIfJoinPlan {
+export function subIfJoinPlan(
+  cfg: SubIfConfig,
+  ep: DriverEndpoint,
+  netns: string,
+  ifname: string,
+  defaultGateway: boolean,
+  enableIPv6: boolean,
+): SubIfJoinPlan {
   const path = checkNetnsPath(netns);
   const inner = ifName(ifname, 'sandbox interface name');
   const a4 = ep.ipv4 ? cidr(ep.ipv4, 'endpoint IPv4 address') : undefined;
   const a6 = ep.ipv6 && enableIPv6 ? cidr(ep.ipv6, 'endpoint IPv6 address') : undefined;
   // ipvlan shares the parent's MAC; macvlan gets Docker's IP-derived one.
-  const macAddr = cfg.kind === 'macvlan' ? (ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined) : undefined;
-  const host: KernelOp[] = [{
-    kind: 'subif-add', type: cfg.kind, parent: cfg.parent, name: inner, netns: path, mode: cfg.mode,
-    ...(cfg.flag ? { flag: cfg.flag } : {}), ...(macAddr ? { mac: macAddr } : {}), ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
-  }];
+  const macAddr =
+    cfg.kind === 'macvlan' ? (ep.mac ? checkMac(ep.mac) : a4 ? macFromIPv4(a4.address) : undefined) : undefined;
+  const host: KernelOp[] = [
+    {
+      kind: 'subif-add',
+      type: cfg.kind,
+      parent: cfg.parent,
+      name: inner,
+      netns: path,
+      mode: cfg.mode,
+      ...(cfg.flag ? { flag: cfg.flag } : {}),
+      ...(macAddr ? { mac: macAddr } : {}),
+      ...(cfg.mtu ? { mtu: cfg.mtu } : {}),
+    },
+  ];
   const sandbox: NetnsOp[] = [
     { op: 'sysctl', key: `net.ipv6.conf.${inner}.disable_ipv6`, value: a6 ? '0' : '1' },
     { op: 'up', dev: 'lo' },

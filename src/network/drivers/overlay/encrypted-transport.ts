@@ -32,9 +32,14 @@ export class EncryptedTransport implements UnderlayTransport {
   /** The transport encrypted networks use on this node (probes the kernel the first time). */
   choose(): Promise<UnderlayTransport> {
     this.chosen ??= (async () => {
-      this.probe = this.preferWireguard ? { available: false, reason: 'COVE_ENCRYPTION=wireguard-go' } : await this.probeEsp();
+      this.probe = this.preferWireguard
+        ? { available: false, reason: 'COVE_ENCRYPTION=wireguard-go' }
+        : await this.probeEsp();
       this.current = this.probe.available ? this.esp : this.wireguard;
-      this.log?.info({ transport: this.current.name, ...(this.probe.available ? {} : { esp: this.probe.reason }) }, 'encrypted overlays: transport chosen');
+      this.log?.info(
+        { transport: this.current.name, ...(this.probe.available ? {} : { esp: this.probe.reason }) },
+        'encrypted overlays: transport chosen',
+      );
       return this.current;
     })();
     return this.chosen;

@@ -30,7 +30,13 @@
  * no ESP (the probe in src/kernel/xfrm.ts says so and wireguard-go is used).
  */
 import { primaryKey, type DataPathKey } from '../../../cluster/key-rotation.js';
-import { XFRM_MARK as ESP_MARK, XFRM_VXLAN_PORT as VXLAN_PORT, type XfrmOp, type XfrmPolicy, type XfrmState } from '../../../kernel/xfrm.js';
+import {
+  XFRM_MARK as ESP_MARK,
+  XFRM_VXLAN_PORT as VXLAN_PORT,
+  type XfrmOp,
+  type XfrmPolicy,
+  type XfrmState,
+} from '../../../kernel/xfrm.js';
 
 export type { XfrmOp, XfrmPolicy, XfrmState };
 /** SPI(4) + sequence(4) + IV(8) + pad length(1) + next header(1) + ICV(8), as libnetwork's pktExpansion. */
@@ -46,7 +52,9 @@ function ip16(addr: string): Buffer {
   const b = Buffer.alloc(16);
   b[10] = 0xff;
   b[11] = 0xff;
-  addr.split('.').forEach((o, i) => { b[12 + i] = Number(o); });
+  addr.split('.').forEach((o, i) => {
+    b[12 + i] = Number(o);
+  });
   return b;
 }
 
@@ -120,11 +128,14 @@ export function espDiff(have: EspPlan, want: EspPlan): XfrmOp[] {
     }
   };
   const removed = (dir: 'in' | 'out'): void => {
-    for (const [id, s] of haveStates) if (s.dir === dir && !wantStates.has(id)) ops.push({ kind: 'xfrm-state-del', src: s.src, dst: s.dst, spi: s.spi });
+    for (const [id, s] of haveStates)
+      if (s.dir === dir && !wantStates.has(id))
+        ops.push({ kind: 'xfrm-state-del', src: s.src, dst: s.dst, spi: s.spi });
   };
   added('in');
   added('out');
-  for (const [id, p] of wantPol) if (havePol.get(id)?.spi !== p.spi) ops.push({ kind: 'xfrm-policy-update', policy: p });
+  for (const [id, p] of wantPol)
+    if (havePol.get(id)?.spi !== p.spi) ops.push({ kind: 'xfrm-policy-update', policy: p });
   for (const [id, p] of havePol) if (!wantPol.has(id)) ops.push({ kind: 'xfrm-policy-del', src: p.src, dst: p.dst });
   removed('out');
   removed('in');

@@ -48,11 +48,15 @@ export class EspTransport implements UnderlayTransport {
     this.cluster = c;
     this.keys = [];
     if (!c) return;
-    this.stops.push(c.store.watch(ROTATION_KEY, (ev) => {
-      if (ev.type !== 'put') return;
-      this.keys = parseRotation(ev.kv.value).keys;
-      void this.serial(() => this.reconcile()).catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'esp: key update failed'));
-    }));
+    this.stops.push(
+      c.store.watch(ROTATION_KEY, (ev) => {
+        if (ev.type !== 'put') return;
+        this.keys = parseRotation(ev.kv.value).keys;
+        void this.serial(() => this.reconcile()).catch((e: Error) =>
+          this.opts.log?.warn({ err: e.message }, 'esp: key update failed'),
+        );
+      }),
+    );
     this.ready = (async () => {
       this.keys = parseRotation((await c.store.get(ROTATION_KEY))?.value).keys;
     })().catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'esp: reading the key ring failed'));
@@ -79,12 +83,17 @@ export class EspTransport implements UnderlayTransport {
 
   releaseNetwork(networkId: string): void {
     this.nets.delete(networkId);
-    void this.serial(() => this.reconcile()).catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'esp: removing SAs failed'));
+    void this.serial(() => this.reconcile()).catch((e: Error) =>
+      this.opts.log?.warn({ err: e.message }, 'esp: removing SAs failed'),
+    );
   }
 
   describe(): Record<string, string> {
     const p = primaryKey(this.keys);
-    return { 'com.cove.network.encryption': 'esp', ...(p ? { 'com.cove.network.encryption.key-tag': String(p.tag) } : {}) };
+    return {
+      'com.cove.network.encryption': 'esp',
+      ...(p ? { 'com.cove.network.encryption.key-tag': String(p.tag) } : {}),
+    };
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

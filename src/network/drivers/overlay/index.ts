@@ -14,13 +14,29 @@ import type { Logger } from '../../../common/log.js';
 import { isKernelError } from '../../../kernel/errors.js';
 import { HostKernelOps, type KernelOps } from '../../../kernel/ops.js';
 import type {
-  ClusterInfo, DriverEndpoint, DriverNetwork, JoinInfo, JoinRequest, NetworkDriver, PeerEndpoint,
+  ClusterInfo,
+  DriverEndpoint,
+  DriverNetwork,
+  JoinInfo,
+  JoinRequest,
+  NetworkDriver,
+  PeerEndpoint,
 } from '../../driver.js';
 import { KeyedMutex } from '../../mutex.js';
 import type { DriverContext } from '../registry.js';
 import {
-  OPT_MTU, VXLAN, endpointMac, joinOps, networkUpOps, overlayConfig, overlayMtu, overlayNetnsPath, peerDiffOps, peerEntry,
-  type OverlayConfig, type ProgrammedPeer,
+  OPT_MTU,
+  VXLAN,
+  endpointMac,
+  joinOps,
+  networkUpOps,
+  overlayConfig,
+  overlayMtu,
+  overlayNetnsPath,
+  peerDiffOps,
+  peerEntry,
+  type OverlayConfig,
+  type ProgrammedPeer,
 } from './plan.js';
 import { PlainTransport, type PeerNode, type UnderlayTransport } from './transport.js';
 import { WireguardTransport } from './wireguard.js';
@@ -72,10 +88,12 @@ export class OverlayDriver implements NetworkDriver {
     t.onRemotesChanged?.(() => {
       for (const [id, a] of this.active) {
         if (a.transport !== t) continue;
-        void this.mutex.run(id, async () => {
-          const cur = this.active.get(id);
-          if (cur) await this.programPeers(cur, this.wantedPeers.get(id) ?? []);
-        }).catch((e: Error) => this.log?.warn({ err: e.message, network: id }, 'overlay: re-programming peers failed'));
+        void this.mutex
+          .run(id, async () => {
+            const cur = this.active.get(id);
+            if (cur) await this.programPeers(cur, this.wantedPeers.get(id) ?? []);
+          })
+          .catch((e: Error) => this.log?.warn({ err: e.message, network: id }, 'overlay: re-programming peers failed'));
       }
     });
   }
@@ -83,7 +101,10 @@ export class OverlayDriver implements NetworkDriver {
   private transportFor(net: DriverNetwork): UnderlayTransport {
     if (net.options.encrypted !== undefined) {
       const t = this.transports.get('encrypted');
-      if (!t) throw new Unavailable(`encrypted overlay network ${net.name} is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted`);
+      if (!t)
+        throw new Unavailable(
+          `encrypted overlay network ${net.name} is not available on this node: no IPsec ESP and no wireguard-go here; refusing to carry it unencrypted`,
+        );
       return t;
     }
     return this.transports.get('plain')!;
@@ -92,7 +113,11 @@ export class OverlayDriver implements NetworkDriver {
   setCluster(c: ClusterInfo | undefined): void {
     this.cluster = c;
     for (const t of this.transports.values()) {
-      t.setCluster?.(c?.store ? { nodeId: c.nodeId, dataPathAddr: c.dataPathAddr, store: c.store, isManager: c.isManager ?? (() => false) } : undefined);
+      t.setCluster?.(
+        c?.store
+          ? { nodeId: c.nodeId, dataPathAddr: c.dataPathAddr, store: c.store, isManager: c.isManager ?? (() => false) }
+          : undefined,
+      );
     }
   }
 
@@ -210,7 +235,10 @@ export class OverlayDriver implements NetworkDriver {
         await this.kernel.deleteNetns(nsPath).catch(() => undefined);
         throw e;
       }
-      this.log?.info({ network: net.name, vni: cfg.vni, mtu, underlay: local.address }, 'overlay network up on this host');
+      this.log?.info(
+        { network: net.name, vni: cfg.vni, mtu, underlay: local.address },
+        'overlay network up on this host',
+      );
     }
     this.active.set(net.id, a);
     await transport.setNetworkPeers?.(cfg, []);
@@ -275,12 +303,18 @@ export function createDriver(ctx: DriverContext): OverlayDriver {
   // wireguard-go, a short rotation.
   const rotate = Number(process.env.COVE_ENCRYPTION_ROTATE_MS);
   const wireguard = new WireguardTransport({
-    kernel: d.kernelOps, dataRoot: ctx.config.dataRoot, execRoot: ctx.config.execRoot, log: ctx.log,
+    kernel: d.kernelOps,
+    dataRoot: ctx.config.dataRoot,
+    execRoot: ctx.config.execRoot,
+    log: ctx.log,
     ...(process.env.COVE_WIREGUARD_GO ? { binary: process.env.COVE_WIREGUARD_GO } : {}),
     ...(rotate > 0 ? { rotateMs: rotate } : {}),
   });
   // ESP where the kernel has it (Docker's way), wireguard-go otherwise: the kernel is asked (encrypted-transport.ts).
   const esp = new EspTransport({ kernel: d.kernelOps, log: ctx.log });
-  d.setTransport('encrypted', new EncryptedTransport(esp, wireguard, probeEsp, ctx.log, process.env.COVE_ENCRYPTION === 'wireguard-go'));
+  d.setTransport(
+    'encrypted',
+    new EncryptedTransport(esp, wireguard, probeEsp, ctx.log, process.env.COVE_ENCRYPTION === 'wireguard-go'),
+  );
   return d;
 }

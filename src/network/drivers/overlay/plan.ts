@@ -39,7 +39,8 @@ export interface OverlayConfig {
 export function overlayConfig(net: DriverNetwork): OverlayConfig {
   const raw = net.options[OPT_VNI] ?? '';
   const vni = Number(raw.split(',')[0]);
-  if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new InvalidParameter(`overlay network ${net.name} has no valid VXLAN ID (${OPT_VNI}=${JSON.stringify(raw)})`);
+  if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff)
+    throw new InvalidParameter(`overlay network ${net.name} has no valid VXLAN ID (${OPT_VNI}=${JSON.stringify(raw)})`);
   const gateways: string[] = [];
   for (const d of [...net.ipv4, ...(net.enableIPv6 ? net.ipv6 : [])]) {
     if (!d.gateway) continue;
@@ -63,9 +64,16 @@ export function overlayNetnsPath(execRoot: string, cfg: Pick<OverlayConfig, 'id'
 }
 
 /** Ops that build the network's datapath in its (new, empty) namespace. */
-export function networkUpOps(cfg: OverlayConfig, nsPath: string, localUnderlay: string, mtu: number): { daemon: KernelOp[]; inside: KernelOp[] } {
+export function networkUpOps(
+  cfg: OverlayConfig,
+  nsPath: string,
+  localUnderlay: string,
+  mtu: number,
+): { daemon: KernelOp[]; inside: KernelOp[] } {
   return {
-    daemon: [{ kind: 'vxlan-add', name: VXLAN, netns: nsPath, vni: cfg.vni, local: localUnderlay, port: VXLAN_PORT, mtu }],
+    daemon: [
+      { kind: 'vxlan-add', name: VXLAN, netns: nsPath, vni: cfg.vni, local: localUnderlay, port: VXLAN_PORT, mtu },
+    ],
     inside: [
       { kind: 'bridge-add', name: BRIDGE, mtu },
       ...cfg.gateways.map((g): KernelOp => ({ kind: 'addr', dev: BRIDGE, cidr: g })),
@@ -92,24 +100,39 @@ export function endpointMac(ep: Pick<DriverEndpoint, 'mac' | 'ipv4'>): string {
   throw new InvalidParameter('endpoint has neither a MAC nor an IPv4 address');
 }
 
-export function joinOps(ep: DriverEndpoint, nsPath: string, sandboxNetns: string, inner: string, mtu: number): OverlayJoinPlan {
+export function joinOps(
+  ep: DriverEndpoint,
+  nsPath: string,
+  sandboxNetns: string,
+  inner: string,
+  mtu: number,
+): OverlayJoinPlan {
   const hostVeth = hostVethName(ep.id);
   const mac = endpointMac(ep);
   ifName(inner, 'sandbox interface name');
   // Below IPv6's minimum MTU (1280, e.g. an ingress made with mtu=1200) the kernel gives the
   // link no IPv6 at all, so its conf/<if>/disable_ipv6 does not exist: nothing to switch off.
   const ipv6Capable = mtu >= IPV6_MIN_MTU;
-  const sandbox: KernelOp[] = [{ kind: 'rtnl', ops: [
-    ...(ipv6Capable || ep.ipv6 ? [{ op: 'sysctl' as const, key: `net.ipv6.conf.${inner}.disable_ipv6`, value: ep.ipv6 ? '0' : '1' }] : []),
-    { op: 'up', dev: 'lo' },
-    ...(ep.ipv4 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv4) }] : []),
-    ...(ep.ipv6 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv6) }] : []),
-    { op: 'up', dev: inner },
-  ] }];
+  const sandbox: KernelOp[] = [
+    {
+      kind: 'rtnl',
+      ops: [
+        ...(ipv6Capable || ep.ipv6
+          ? [{ op: 'sysctl' as const, key: `net.ipv6.conf.${inner}.disable_ipv6`, value: ep.ipv6 ? '0' : '1' }]
+          : []),
+        { op: 'up', dev: 'lo' },
+        ...(ep.ipv4 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv4) }] : []),
+        ...(ep.ipv6 ? [{ op: 'addr' as const, dev: inner, ...splitCidr(ep.ipv6) }] : []),
+        { op: 'up', dev: inner },
+      ],
+    },
+  ];
   return {
     hostVeth,
     mac,
-    daemon: [{ kind: 'veth-add', name: hostVeth, netns: nsPath, peer: inner, peerNetns: sandboxNetns, peerMac: mac, mtu }],
+    daemon: [
+      { kind: 'veth-add', name: hostVeth, netns: nsPath, peer: inner, peerNetns: sandboxNetns, peerMac: mac, mtu },
+    ],
     inside: [{ kind: 'link-set', name: hostVeth, master: BRIDGE, up: true }],
     sandbox,
   };
@@ -149,7 +172,8 @@ export function peerDiffOps(have: Map<string, ProgrammedPeer>, want: Map<string,
     // An entry another endpoint now wants (same MAC, e.g. an address reused) is replaced, not deleted.
     const stillWanted = [...want.values()].some((x) => x.mac === p.mac);
     if (!stillWanted) del.push({ kind: 'fdb-del', dev: VXLAN, mac: p.mac, dst: p.dst });
-    for (const ip of p.ips) if (![...want.values()].some((x) => x.ips.includes(ip))) del.push({ kind: 'neigh-del', dev: VXLAN, ip });
+    for (const ip of p.ips)
+      if (![...want.values()].some((x) => x.ips.includes(ip))) del.push({ kind: 'neigh-del', dev: VXLAN, ip });
   }
   for (const [id, w] of want) {
     const h = have.get(id);

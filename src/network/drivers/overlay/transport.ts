@@ -41,7 +41,10 @@ export interface UnderlayTransport {
 /** VXLAN straight over the underlay: the data-path addresses, the underlay interface's MTU. */
 export class PlainTransport implements UnderlayTransport {
   readonly name = 'plain';
-  constructor(private readonly kernel: KernelOps, private readonly defaultMtu = 1500) {}
+  constructor(
+    private readonly kernel: KernelOps,
+    private readonly defaultMtu = 1500,
+  ) {}
 
   async local(self: PeerNode): Promise<{ address: string; mtu: number }> {
     const mtu = await this.kernel.mtuOfAddress(self.dataPathAddr).catch(() => undefined);

@@ -44,7 +44,9 @@ export function tunnelCandidates(nodeId: string, count = MAX_TRIES): string[] {
  * is still in the swarm.
  */
 export async function claimTunnelAddress(
-  store: Store, nodeId: string, isMember: (id: string) => Promise<boolean>,
+  store: Store,
+  nodeId: string,
+  isMember: (id: string) => Promise<boolean>,
   opts: { hint?: string | undefined; candidates?: string[] } = {},
 ): Promise<string> {
   // Already ours (a restart, a second network)? Keep it: peers know it.

@@ -40,10 +40,23 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { Unavailable } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
-import { DEFAULT_ROTATION_MS, ROTATION_KEY, parseRotation, primaryKey, requestKeyRotation, type DataPathKey } from '../../../cluster/key-rotation.js';
+import {
+  DEFAULT_ROTATION_MS,
+  ROTATION_KEY,
+  parseRotation,
+  primaryKey,
+  requestKeyRotation,
+  type DataPathKey,
+} from '../../../cluster/key-rotation.js';
 import type { KernelOps } from '../../../kernel/ops.js';
 import {
-  WIREGUARD_GO, WIREGUARD_OVERHEAD, startWireguardGo, stopWireguardGo, wgSet, wgShow, wireguardPid,
+  WIREGUARD_GO,
+  WIREGUARD_OVERHEAD,
+  startWireguardGo,
+  stopWireguardGo,
+  wgSet,
+  wgShow,
+  wireguardPid,
 } from '../../../kernel/wireguard.js';
 import type { Store } from '../../../store/store.js';
 import type { PeerNode, UnderlayTransport } from './transport.js';
@@ -84,7 +97,10 @@ export function wireguardIfName(nodeId: string): string {
 export function newKeyPair(): { privateKey: string; publicKey: string } {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
   const b64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64url').toString('base64');
-  return { privateKey: b64(privateKey.export({ format: 'jwk' }).d), publicKey: b64(publicKey.export({ format: 'jwk' }).x) };
+  return {
+    privateKey: b64(privateKey.export({ format: 'jwk' }).d),
+    publicKey: b64(publicKey.export({ format: 'jwk' }).x),
+  };
 }
 
 /**
@@ -94,7 +110,9 @@ export function newKeyPair(): { privateKey: string; publicKey: string } {
  */
 export function pairPresharedKey(key: DataPathKey, a: string, b: string): string {
   const [x, y] = [a, b].sort();
-  return createHmac('sha256', Buffer.from(key.key, 'base64')).update(`cove wireguard psk\n${key.tag}\n${x}\n${y}`).digest('base64');
+  return createHmac('sha256', Buffer.from(key.key, 'base64'))
+    .update(`cove wireguard psk\n${key.tag}\n${x}\n${y}`)
+    .digest('base64');
 }
 
 export interface WantedPeer {
@@ -119,7 +137,8 @@ export function peerSetArgs(
   for (const [key, w] of want) {
     const h = have.find((p) => p.publicKey === key);
     const pskSame = !w.psk || h?.presharedKey === w.psk;
-    if (h && pskSame && h.endpoint === w.endpoint && h.allowedIps.length === 1 && h.allowedIps[0] === w.allowed) continue;
+    if (h && pskSame && h.endpoint === w.endpoint && h.allowedIps.length === 1 && h.allowedIps[0] === w.allowed)
+      continue;
     args.push('peer', key, 'endpoint', w.endpoint, 'allowed-ips', w.allowed, 'persistent-keepalive', '25');
     if (w.psk && !pskSame) args.push('preshared-key', pskFile(key));
   }
@@ -130,8 +149,14 @@ export function peerSetArgs(
 export function parseRecord(value: string): WireguardRecord | undefined {
   try {
     const r = JSON.parse(value) as Partial<WireguardRecord>;
-    const ok = typeof r.nodeId === 'string' && typeof r.publicKey === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(r.publicKey)
-      && typeof r.endpoint === 'string' && /^[0-9a-fA-F.:[\]]+:\d+$/.test(r.endpoint) && typeof r.tunnelAddr === 'string' && /^[\d.]+$/.test(r.tunnelAddr);
+    const ok =
+      typeof r.nodeId === 'string' &&
+      typeof r.publicKey === 'string' &&
+      /^[A-Za-z0-9+/]{43}=$/.test(r.publicKey) &&
+      typeof r.endpoint === 'string' &&
+      /^[0-9a-fA-F.:[\]]+:\d+$/.test(r.endpoint) &&
+      typeof r.tunnelAddr === 'string' &&
+      /^[\d.]+$/.test(r.tunnelAddr);
     return ok ? (r as WireguardRecord) : undefined;
   } catch {
     return undefined;
@@ -200,28 +225,34 @@ export class WireguardTransport implements UnderlayTransport {
     this.up = false;
     if (!c) return;
     const st = c.store;
-    this.stops.push(st.watch('node-local/', (ev) => {
-      if (!ev.kv.key.endsWith('/wireguard')) return;
-      const id = ev.kv.key.split('/')[1]!;
-      const rec = ev.type === 'put' ? parseRecord(ev.kv.value) : undefined;
-      const before = this.records.get(id)?.tunnelAddr;
-      if (rec) this.records.set(id, rec);
-      else this.records.delete(id);
-      this.scheduleReconcile();
-      // A peer's tunnel address appeared or moved: the driver re-points its VXLAN entries.
-      if (id !== this.cluster?.nodeId && rec?.tunnelAddr !== before) this.remotesChanged?.();
-    }));
-    this.stops.push(st.watch('nodes/', (ev) => {
-      const id = ev.kv.key.slice('nodes/'.length);
-      if (ev.type === 'delete') this.members.delete(id);
-      else this.members.add(id);
-      this.scheduleReconcile();
-    }));
-    this.stops.push(st.watch(ROTATION_KEY, (ev) => {
-      if (ev.type !== 'put') return;
-      this.keys = parseRotation(ev.kv.value).keys;
-      this.scheduleReconcile();
-    }));
+    this.stops.push(
+      st.watch('node-local/', (ev) => {
+        if (!ev.kv.key.endsWith('/wireguard')) return;
+        const id = ev.kv.key.split('/')[1]!;
+        const rec = ev.type === 'put' ? parseRecord(ev.kv.value) : undefined;
+        const before = this.records.get(id)?.tunnelAddr;
+        if (rec) this.records.set(id, rec);
+        else this.records.delete(id);
+        this.scheduleReconcile();
+        // A peer's tunnel address appeared or moved: the driver re-points its VXLAN entries.
+        if (id !== this.cluster?.nodeId && rec?.tunnelAddr !== before) this.remotesChanged?.();
+      }),
+    );
+    this.stops.push(
+      st.watch('nodes/', (ev) => {
+        const id = ev.kv.key.slice('nodes/'.length);
+        if (ev.type === 'delete') this.members.delete(id);
+        else this.members.add(id);
+        this.scheduleReconcile();
+      }),
+    );
+    this.stops.push(
+      st.watch(ROTATION_KEY, (ev) => {
+        if (ev.type !== 'put') return;
+        this.keys = parseRotation(ev.kv.value).keys;
+        this.scheduleReconcile();
+      }),
+    );
     this.ready = (async () => {
       for (const kv of await st.list('node-local/')) {
         const rec = kv.key.endsWith('/wireguard') ? parseRecord(kv.value) : undefined;
@@ -238,7 +269,9 @@ export class WireguardTransport implements UnderlayTransport {
   async local(self: PeerNode): Promise<{ address: string; mtu: number }> {
     if (!this.cluster) throw new Unavailable('This node is not part of a swarm');
     if (!existsSync(this.binary)) {
-      throw new Unavailable(`encrypted overlay networks need wireguard-go on this node (${this.binary} not found; this kernel has no IPsec ESP either): refusing to carry the network unencrypted`);
+      throw new Unavailable(
+        `encrypted overlay networks need wireguard-go on this node (${this.binary} not found; this kernel has no IPsec ESP either): refusing to carry the network unencrypted`,
+      );
     }
     await this.ready;
     const underlay = (await this.opts.kernel.mtuOfAddress(self.dataPathAddr).catch(() => undefined)) ?? 1500;
@@ -341,16 +374,26 @@ export class WireguardTransport implements UnderlayTransport {
       // A device left without its process (or a stale socket) goes first.
       await this.opts.kernel.apply(null, [{ kind: 'link-del', name }]).catch(() => undefined);
       const pid = await startWireguardGo({
-        binary: this.binary, name, netns: null, pidFile: this.pidFile, logFile: join(this.opts.execRoot, 'wireguard', `${name}.log`),
+        binary: this.binary,
+        name,
+        netns: null,
+        pidFile: this.pidFile,
+        logFile: join(this.opts.execRoot, 'wireguard', `${name}.log`),
       });
       this.opts.log?.info({ device: name, pid }, 'wireguard: device started');
     }
     // Same key again is a no-op in wireguard-go (sessions are kept): safe on adoption.
     await wgSet(name, ['listen-port', String(this.port), 'private-key', keyPath]);
-    const mtu = ((await this.opts.kernel.mtuOfAddress(c.dataPathAddr).catch(() => undefined)) ?? 1500) - WIREGUARD_OVERHEAD;
-    this.tunnelAddr = await claimTunnelAddress(c.store, c.nodeId, async (id) => (await c.store.get(`nodes/${id}`)) !== undefined, {
-      hint: this.records.get(c.nodeId)?.tunnelAddr,
-    });
+    const mtu =
+      ((await this.opts.kernel.mtuOfAddress(c.dataPathAddr).catch(() => undefined)) ?? 1500) - WIREGUARD_OVERHEAD;
+    this.tunnelAddr = await claimTunnelAddress(
+      c.store,
+      c.nodeId,
+      async (id) => (await c.store.get(`nodes/${id}`)) !== undefined,
+      {
+        hint: this.records.get(c.nodeId)?.tunnelAddr,
+      },
+    );
     await this.opts.kernel.apply(null, [
       { kind: 'addr', dev: name, cidr: `${this.tunnelAddr}/${TUNNEL_PREFIX}` },
       { kind: 'link-set', name, mtu, up: true },
@@ -363,7 +406,11 @@ export class WireguardTransport implements UnderlayTransport {
   private async publish(key: KeyFile): Promise<void> {
     const c = this.cluster!;
     const rec: WireguardRecord = {
-      nodeId: c.nodeId, publicKey: key.publicKey, endpoint: `${c.dataPathAddr}:${this.port}`, tunnelAddr: this.tunnelAddr!, generation: key.generation,
+      nodeId: c.nodeId,
+      publicKey: key.publicKey,
+      endpoint: `${c.dataPathAddr}:${this.port}`,
+      tunnelAddr: this.tunnelAddr!,
+      generation: key.generation,
     };
     const have = this.records.get(c.nodeId);
     if (have && JSON.stringify(have) === JSON.stringify(rec)) return;
@@ -382,7 +429,11 @@ export class WireguardTransport implements UnderlayTransport {
     for (const n of nodes) {
       const r = this.records.get(n);
       if (n === c.nodeId || !r || !this.members.has(n)) continue;
-      want.set(r.publicKey, { endpoint: r.endpoint, allowed: `${r.tunnelAddr}/32`, ...(primary ? { psk: pairPresharedKey(primary, c.nodeId, n) } : {}) });
+      want.set(r.publicKey, {
+        endpoint: r.endpoint,
+        allowed: `${r.tunnelAddr}/32`,
+        ...(primary ? { psk: pairPresharedKey(primary, c.nodeId, n) } : {}),
+      });
     }
     const have = await wgShow(this.ifName);
     // PresharedKeys go to wg through files (0600, in the key directory, removed right after).
@@ -399,18 +450,24 @@ export class WireguardTransport implements UnderlayTransport {
     } finally {
       for (const f of files) rmSync(f, { force: true });
     }
-    this.opts.log?.debug({ device: this.ifName, peers: [...want.values()].map((w) => w.allowed), keyTag: primary?.tag }, 'wireguard: peers updated');
+    this.opts.log?.debug(
+      { device: this.ifName, peers: [...want.values()].map((w) => w.allowed), keyTag: primary?.tag },
+      'wireguard: peers updated',
+    );
   }
 
   /** Supervision (the device's process is alive, or restarted) and, on managers, the rotation schedule. */
   private async tick(): Promise<void> {
     const c = this.cluster;
     if (!c) return;
-    if (c.isManager()) await requestKeyRotation(c.store, 'schedule', { ifOlderThanMs: this.rotateMs }).catch(() => undefined);
+    if (c.isManager())
+      await requestKeyRotation(c.store, 'schedule', { ifOlderThanMs: this.rotateMs }).catch(() => undefined);
     if (this.up && !wireguardPid(this.pidFile, this.ifName)) {
       this.opts.log?.warn({ device: this.ifName }, 'wireguard: device process gone; restarting it');
       this.up = false;
-      await this.serial(() => this.ensureDevice()).catch((e: Error) => this.opts.log?.error({ err: e.message }, 'wireguard: restarting the device failed'));
+      await this.serial(() => this.ensureDevice()).catch((e: Error) =>
+        this.opts.log?.error({ err: e.message }, 'wireguard: restarting the device failed'),
+      );
     }
   }
 }

@@ -15,8 +15,25 @@ import { KernelError } from '../../../kernel/errors.js';
 import { hostKernel } from '../../../kernel/host.js';
 import type { KernelOp, KernelOps } from '../../../kernel/ops.js';
 import type { NetnsOp } from '../../../kernel/rtnl.js';
-import { cidr, ifName as checkIfName, ipv4, ipv6, isIPv4, mac as checkMac, netnsPath as checkNetnsPath } from '../../../kernel/validate.js';
-import type { DriverEndpoint, DriverNetwork, DriverScope, IpamData, JoinInfo, JoinRequest, NetworkDriver, ResolvedPortBinding } from '../../driver.js';
+import {
+  cidr,
+  ifName as checkIfName,
+  ipv4,
+  ipv6,
+  isIPv4,
+  mac as checkMac,
+  netnsPath as checkNetnsPath,
+} from '../../../kernel/validate.js';
+import type {
+  DriverEndpoint,
+  DriverNetwork,
+  DriverScope,
+  IpamData,
+  JoinInfo,
+  JoinRequest,
+  NetworkDriver,
+  ResolvedPortBinding,
+} from '../../driver.js';
 import { PluginClient, PluginMethodNotFound, activatePlugin, describeAddr, type FoundPlugin } from '../../plugins.js';
 
 export const NETWORK_DRIVER_CAP = 'NetworkDriver';
@@ -133,7 +150,10 @@ export class RemoteDriver implements NetworkDriver {
     };
     if (net.internal) options['com.docker.network.internal'] = true;
     await this.call('CreateNetwork', {
-      NetworkID: net.id, Options: options, IPv4Data: net.ipv4.map(ipamData), IPv6Data: net.ipv6.map(ipamData),
+      NetworkID: net.id,
+      Options: options,
+      IPv4Data: net.ipv4.map(ipamData),
+      IPv6Data: net.ipv6.map(ipamData),
     });
   }
 
@@ -142,8 +162,11 @@ export class RemoteDriver implements NetworkDriver {
   }
 
   async createEndpoint(net: DriverNetwork, ep: DriverEndpoint): Promise<DriverEndpoint> {
-    const res = await this.call<{ Interface?: { Address?: unknown; AddressIPv6?: unknown; MacAddress?: unknown } | null }>('CreateEndpoint', {
-      NetworkID: net.id, EndpointID: ep.id,
+    const res = await this.call<{
+      Interface?: { Address?: unknown; AddressIPv6?: unknown; MacAddress?: unknown } | null;
+    }>('CreateEndpoint', {
+      NetworkID: net.id,
+      EndpointID: ep.id,
       Interface: { Address: ep.ipv4 ?? '', AddressIPv6: ep.ipv6 ?? '', MacAddress: ep.mac ?? '' },
       Options: { ...ep.options },
     });
@@ -153,9 +176,15 @@ export class RemoteDriver implements NetworkDriver {
       if (iface) {
         // The daemon's IPAM owns addresses: a plugin may echo them, not change them (libnetwork: SetIPAddress fails).
         const a = str(iface.Address);
-        if (a && a !== ep.ipv4) throw new InvalidParameter(`driver modified interface address: ${a} (the daemon assigned ${ep.ipv4 ?? 'none'})`);
+        if (a && a !== ep.ipv4)
+          throw new InvalidParameter(
+            `driver modified interface address: ${a} (the daemon assigned ${ep.ipv4 ?? 'none'})`,
+          );
         const a6 = str(iface.AddressIPv6);
-        if (a6 && a6 !== ep.ipv6) throw new InvalidParameter(`driver modified interface address: ${a6} (the daemon assigned ${ep.ipv6 ?? 'none'})`);
+        if (a6 && a6 !== ep.ipv6)
+          throw new InvalidParameter(
+            `driver modified interface address: ${a6} (the daemon assigned ${ep.ipv6 ?? 'none'})`,
+          );
         const m = str(iface.MacAddress);
         if (m) out.mac = checkMac(m.toLowerCase());
       }
@@ -178,7 +207,10 @@ export class RemoteDriver implements NetworkDriver {
 
   async join(req: JoinRequest): Promise<JoinInfo> {
     const res = await this.call<JoinResponse>('Join', {
-      NetworkID: req.network.id, EndpointID: req.endpoint.id, SandboxKey: req.netnsPath, Options: { ...req.endpoint.options },
+      NetworkID: req.network.id,
+      EndpointID: req.endpoint.id,
+      SandboxKey: req.netnsPath,
+      Options: { ...req.endpoint.options },
     });
     let plan: RemoteJoinPlan | undefined;
     let moved = false;
@@ -187,7 +219,9 @@ export class RemoteDriver implements NetworkDriver {
       try {
         await this.kernel.apply(null, plan.host);
       } catch (e) {
-        throw new SystemError(`failed to move plugin interface ${plan.srcName} into the sandbox: ${(e as Error).message}`);
+        throw new SystemError(
+          `failed to move plugin interface ${plan.srcName} into the sandbox: ${(e as Error).message}`,
+        );
       }
       moved = true;
       await this.kernel.apply(req.netnsPath, [{ kind: 'rtnl', ops: plan.sandbox }]);
@@ -228,14 +262,24 @@ export class RemoteDriver implements NetworkDriver {
     await this.call('Leave', { NetworkID: req.network.id, EndpointID: req.endpoint.id });
   }
 
-  async programExternalConnectivity(net: DriverNetwork, ep: DriverEndpoint, ports: ResolvedPortBinding[]): Promise<void> {
+  async programExternalConnectivity(
+    net: DriverNetwork,
+    ep: DriverEndpoint,
+    ports: ResolvedPortBinding[],
+  ): Promise<void> {
     const portmap = ports.map((p) => ({
       Proto: p.proto === 'tcp' ? 6 : p.proto === 'udp' ? 17 : 132,
-      IP: p.containerIp, Port: p.containerPort, HostIP: p.hostIp, HostPort: p.hostPort, HostPortEnd: p.hostPortEnd,
+      IP: p.containerIp,
+      Port: p.containerPort,
+      HostIP: p.hostIp,
+      HostPort: p.hostPort,
+      HostPortEnd: p.hostPortEnd,
     }));
     try {
       await this.call('ProgramExternalConnectivity', {
-        NetworkID: net.id, EndpointID: ep.id, Options: { 'com.docker.network.portmap': portmap },
+        NetworkID: net.id,
+        EndpointID: ep.id,
+        Options: { 'com.docker.network.portmap': portmap },
       });
     } catch (e) {
       // Not mandatory for plugins (libnetwork ignores 404).
@@ -265,17 +309,26 @@ export class RemoteDriver implements NetworkDriver {
  * Handshake with a found plugin: Plugin.Activate must list NetworkDriver,
  * then GetCapabilities gives the scope. Errors name the plugin and address.
  */
-export async function activateRemoteDriver(found: FoundPlugin, timeoutMs: number, log: Logger, kernel?: KernelOps): Promise<RemoteDriver> {
+export async function activateRemoteDriver(
+  found: FoundPlugin,
+  timeoutMs: number,
+  log: Logger,
+  kernel?: KernelOps,
+): Promise<RemoteDriver> {
   const client = new PluginClient(found.name, found.addr, timeoutMs);
   const impl = await activatePlugin(client);
   if (!impl.includes(NETWORK_DRIVER_CAP)) {
-    throw new InvalidParameter(`plugin "${found.name}" at ${describeAddr(found.addr)} does not implement ${NETWORK_DRIVER_CAP} (it implements: ${impl.join(', ') || 'nothing'})`);
+    throw new InvalidParameter(
+      `plugin "${found.name}" at ${describeAddr(found.addr)} does not implement ${NETWORK_DRIVER_CAP} (it implements: ${impl.join(', ') || 'nothing'})`,
+    );
   }
   const caps = await client.call<{ Scope?: unknown; ConnectivityScope?: unknown }>('NetworkDriver.GetCapabilities', {});
   const scope = caps.Scope;
-  if (scope !== 'local' && scope !== 'global') throw new SystemError(`invalid capability: expecting 'local' or 'global', got ${String(scope)}`);
+  if (scope !== 'local' && scope !== 'global')
+    throw new SystemError(`invalid capability: expecting 'local' or 'global', got ${String(scope)}`);
   const cs = caps.ConnectivityScope ?? '';
-  if (cs !== '' && cs !== 'local' && cs !== 'global') throw new SystemError(`invalid capability: expecting 'local' or 'global', got ${String(cs)}`);
+  if (cs !== '' && cs !== 'local' && cs !== 'global')
+    throw new SystemError(`invalid capability: expecting 'local' or 'global', got ${String(cs)}`);
   log.info({ plugin: found.name, addr: describeAddr(found.addr), scope }, 'network plugin activated');
   return new RemoteDriver(found.name, client, scope, (cs || scope) as DriverScope, log, kernel);
 }

@@ -131,7 +131,6 @@ export class ContainerCore {
   readonly pollMs: number;
   readonly volumes: VolumeStore;
 
-
   // The parts of the manager (src/runtime/containers/manager/*.ts), wired by ContainerManager's constructor.
   createOps!: CreateOps;
   lifecycleOps!: LifecycleOps;
@@ -162,13 +161,23 @@ export class ContainerCore {
     this.execs = new ExecRecords(opts.store, this.log);
     this.rotator = new LogRotator(this.log);
     this.bus.setMaxListeners(0);
-    this.volumes = opts.volumes ?? new VolumeStore({ dataRoot: this.cfg.dataRoot, store: opts.store, events: opts.events, log: this.log });
+    this.volumes =
+      opts.volumes ??
+      new VolumeStore({ dataRoot: this.cfg.dataRoot, store: opts.store, events: opts.events, log: this.log });
     this.volumes.setUsage(async (name) => {
-      const users = (await this.records.list()).map((r) => r.value).filter((r) => r.MountPoints?.some((m) => m.Type === 'volume' && m.Name === name));
-      return { all: users.map((r) => r.Id), running: users.filter((r) => r.State.Running && !this.exiting.has(r.Id)).map((r) => r.Id) };
+      const users = (await this.records.list())
+        .map((r) => r.value)
+        .filter((r) => r.MountPoints?.some((m) => m.Type === 'volume' && m.Name === name));
+      return {
+        all: users.map((r) => r.Id),
+        running: users.filter((r) => r.State.Running && !this.exiting.has(r.Id)).map((r) => r.Id),
+      };
     });
     this.images.setContainerUsage(async (imageId) =>
-      (await this.records.list()).filter((r) => r.value.ImageID === imageId).map((r) => ({ id: r.value.Id, running: r.value.State.Running })));
+      (await this.records.list())
+        .filter((r) => r.value.ImageID === imageId)
+        .map((r) => ({ id: r.value.Id, running: r.value.State.Running })),
+    );
   }
 
   containerDir(id: string): string {
@@ -246,7 +255,9 @@ export class ContainerCore {
 
   async runc(args: string[]): Promise<string> {
     try {
-      const { stdout } = await run(this.paths.runtime, ['--root', this.paths.runcRoot, ...args], { maxBuffer: 1 << 20 });
+      const { stdout } = await run(this.paths.runtime, ['--root', this.paths.runcRoot, ...args], {
+        maxBuffer: 1 << 20,
+      });
       return stdout;
     } catch (e) {
       const err = e as { stderr?: string; message: string };

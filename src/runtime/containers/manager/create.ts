@@ -16,7 +16,14 @@ import { validateResources, validateRestartPolicy } from '../inspect-view.js';
 import { parseVolumesFrom, planMounts, type DockerMount, type MountPoint } from '../mounts.js';
 import { materialize, removeAnonymous } from '../mount-setup.js';
 import { normalizeLogConfig, type LogConfig } from '../log-config.js';
-import { adaptResources, checkResources, mergeUpdate, ociResources, UPDATABLE, type ResourceConfig } from '../resources.js';
+import {
+  adaptResources,
+  checkResources,
+  mergeUpdate,
+  ociResources,
+  UPDATABLE,
+  type ResourceConfig,
+} from '../resources.js';
 import { ContainerCore, ZERO_TIME, signalNumber, type ContainerRecord } from './core.js';
 
 export class CreateOps {
@@ -24,13 +31,16 @@ export class CreateOps {
 
   async create(name: string | undefined, body: DockerContainerCreate): Promise<{ Id: string; Warnings: string[] }> {
     const warnings: string[] = [];
-    if (!body || typeof body !== 'object') throw new InvalidParameter('config cannot be empty in order to create a container');
+    if (!body || typeof body !== 'object')
+      throw new InvalidParameter('config cannot be empty in order to create a container');
     if (name !== undefined && name !== '' && !VALID_NAME.test(name)) {
       throw new InvalidParameter(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
     // A name must stay addressable in a request path (see MAX_NAME_LENGTH).
     if (name && name.replace(/^\//, '').length > MAX_NAME_LENGTH) {
-      throw new InvalidParameter(`Invalid container name (${name.slice(0, 64)}...): longer than ${MAX_NAME_LENGTH} characters`);
+      throw new InvalidParameter(
+        `Invalid container name (${name.slice(0, 64)}...): longer than ${MAX_NAME_LENGTH} characters`,
+      );
     }
     if (!body.Image) throw new InvalidParameter('No command specified');
     const imageId = await this.core.images.resolve(body.Image);
@@ -65,7 +75,11 @@ export class CreateOps {
     if (!entrypointGiven) config.Entrypoint = ic.Entrypoint ?? null;
     if (!config.Cmd?.length && !entrypointGiven) config.Cmd = ic.Cmd ?? null;
     // `--entrypoint ""` arrives as [""]: no entrypoint (and the image's Cmd is not merged).
-    if (config.Entrypoint && (config.Entrypoint.length === 0 || (config.Entrypoint.length === 1 && config.Entrypoint[0] === ''))) config.Entrypoint = null;
+    if (
+      config.Entrypoint &&
+      (config.Entrypoint.length === 0 || (config.Entrypoint.length === 1 && config.Entrypoint[0] === ''))
+    )
+      config.Entrypoint = null;
     const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
     if (!argv.length) throw new InvalidParameter('No command specified');
     config.WorkingDir = config.WorkingDir || ic.WorkingDir || '';
@@ -74,7 +88,10 @@ export class CreateOps {
     config.ExposedPorts = { ...(ic.ExposedPorts ?? {}), ...(config.ExposedPorts ?? {}) };
     for (const k of Object.keys(config.ExposedPorts)) parsePortKey(k);
     if (!Object.keys(config.ExposedPorts).length) delete config.ExposedPorts;
-    const health = mergeHealthcheck(config.Healthcheck as HealthConfig | null | undefined, (ic as { Healthcheck?: HealthConfig }).Healthcheck);
+    const health = mergeHealthcheck(
+      config.Healthcheck as HealthConfig | null | undefined,
+      (ic as { Healthcheck?: HealthConfig }).Healthcheck,
+    );
     validateHealthcheck(health);
     if (health) config.Healthcheck = health;
     else delete config.Healthcheck;
@@ -90,7 +107,9 @@ export class CreateOps {
     config.Domainname = config.Domainname ?? '';
 
     // Networking: validate now, like Docker's create does.
-    const endpoints: Record<string, DockerEndpointSettings> = structuredClone(body.NetworkingConfig?.EndpointsConfig ?? {});
+    const endpoints: Record<string, DockerEndpointSettings> = structuredClone(
+      body.NetworkingConfig?.EndpointsConfig ?? {},
+    );
     // The CLI names the default network "default" (NetworkMode too): it is the bridge.
     if (endpoints.default) {
       endpoints.bridge = { ...endpoints.default, ...(endpoints.bridge ?? {}) };
@@ -105,7 +124,8 @@ export class CreateOps {
       // moby's validateNetContainerMode: what the other container's namespace already decides.
       if (body.Hostname) throw new InvalidParameter('conflicting options: hostname and the network mode');
       if (hostConfig.Dns?.length) throw new InvalidParameter('conflicting options: dns and the network mode');
-      if (hostConfig.ExtraHosts?.length) throw new InvalidParameter('conflicting options: custom host-to-IP mapping and the network mode');
+      if (hostConfig.ExtraHosts?.length)
+        throw new InvalidParameter('conflicting options: custom host-to-IP mapping and the network mode');
       if (body.MacAddress) throw new InvalidParameter('conflicting options: mac-address and the network mode');
       if ((hostConfig.PortBindings && Object.keys(hostConfig.PortBindings).length) || hostConfig.PublishAllPorts) {
         throw new InvalidParameter('conflicting options: port publishing and the container type network mode');
@@ -128,8 +148,11 @@ export class CreateOps {
       }
     }
     if (isSpecialMode(mode) && Object.keys(endpoints).some((n) => n !== mode)) {
-      if (mode === 'host') throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
-      throw new InvalidParameter('container sharing network namespace with another container or host cannot be connected to any other network');
+      if (mode === 'host')
+        throw new InvalidParameter('container cannot be disconnected from host network or connected to host network');
+      throw new InvalidParameter(
+        'container sharing network namespace with another container or host cannot be connected to any other network',
+      );
     }
     // The docker CLI sends an (empty) endpoint for "container:<name>"; that mode has no endpoints of its own.
     if (mode.startsWith('container:')) delete endpoints[mode];
@@ -150,7 +173,11 @@ export class CreateOps {
       const other = await this.core.get(vf.container);
       for (const m of other.MountPoints ?? []) {
         if (m.Type === 'tmpfs') continue;
-        from.push({ ...structuredClone(m), ...(vf.mode ? { RW: vf.mode === 'rw', Mode: vf.mode } : {}), anonymous: false });
+        from.push({
+          ...structuredClone(m),
+          ...(vf.mode ? { RW: vf.mode === 'rw', Mode: vf.mode } : {}),
+          anonymous: false,
+        });
       }
     }
     const planned = planMounts({
@@ -168,7 +195,9 @@ export class CreateOps {
       const names = new Map(all.map((r) => [r.value.Name, r.value.Id]));
       let finalName = name ? '/' + name.replace(/^\//, '') : '';
       if (finalName && names.has(finalName)) {
-        throw new Conflict(`Conflict. The container name "${finalName}" is already in use by container "${names.get(finalName)}". You have to remove (or rename) that container to be able to reuse that name.`);
+        throw new Conflict(
+          `Conflict. The container name "${finalName}" is already in use by container "${names.get(finalName)}". You have to remove (or rename) that container to be able to reuse that name.`,
+        );
       }
       if (!finalName) finalName = '/' + generateName((n) => names.has('/' + n));
       const mountPoints = await materialize(this.core.volumes, planned);
@@ -186,8 +215,17 @@ export class CreateOps {
         HostConfig: hostConfig,
         EndpointsConfig: endpoints,
         State: {
-          Status: 'created', Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
-          Pid: 0, ExitCode: 0, Error: '', StartedAt: ZERO_TIME, FinishedAt: ZERO_TIME,
+          Status: 'created',
+          Running: false,
+          Paused: false,
+          Restarting: false,
+          OOMKilled: false,
+          Dead: false,
+          Pid: 0,
+          ExitCode: 0,
+          Error: '',
+          StartedAt: ZERO_TIME,
+          FinishedAt: ZERO_TIME,
         },
         RestartCount: 0,
         HostsPath: '',
@@ -209,20 +247,25 @@ export class CreateOps {
 
   async rename(idOrName: string, newName: string): Promise<void> {
     const r = await this.core.get(idOrName);
-    if (!newName || !VALID_NAME.test(newName) || newName.replace(/^\//, '').length > MAX_NAME_LENGTH) throw new InvalidParameter(`Invalid container name (${newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (!newName || !VALID_NAME.test(newName) || newName.replace(/^\//, '').length > MAX_NAME_LENGTH)
+      throw new InvalidParameter(`Invalid container name (${newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     const target = '/' + newName.replace(/^\//, '');
     if (target === r.Name) throw new InvalidParameter(`Renaming a container with the same name as its current name`);
     await this.core.withLock('create', async () => {
       const clash = (await this.core.records.list()).find((x) => x.value.Name === target);
       if (clash) {
-        throw new Conflict(`Conflict. The container name "${target}" is already in use by container "${clash.value.Id}". You have to remove (or rename) that container to be able to reuse that name.`);
+        throw new Conflict(
+          `Conflict. The container name "${target}" is already in use by container "${clash.value.Id}". You have to remove (or rename) that container to be able to reuse that name.`,
+        );
       }
       await this.core.update(r.Id, (x) => {
         x.Name = target;
       });
     });
     if (r.State.Running) {
-      await this.core.networks.renameContainer(r.Id, target.slice(1)).catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'network rename failed'));
+      await this.core.networks
+        .renameContainer(r.Id, target.slice(1))
+        .catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'network rename failed'));
     }
     const cur = await this.core.get(r.Id);
     this.core.publish(cur, 'rename', { oldName: r.Name });
@@ -232,13 +275,20 @@ export class CreateOps {
    * docker update: restart policy and resource limits; a running container's
    * cgroups change at once (runc update), the record for its next starts.
    */
-  async updateContainer(idOrName: string, body: ResourceConfig & { RestartPolicy?: { Name?: string; MaximumRetryCount?: number } }): Promise<{ Warnings: string[] }> {
-    if (!body || typeof body !== 'object') throw new InvalidParameter('config cannot be empty in order to update a container');
+  async updateContainer(
+    idOrName: string,
+    body: ResourceConfig & { RestartPolicy?: { Name?: string; MaximumRetryCount?: number } },
+  ): Promise<{ Warnings: string[] }> {
+    if (!body || typeof body !== 'object')
+      throw new InvalidParameter('config cannot be empty in order to update a container');
     for (const k of UPDATABLE) {
       const v = body[k];
       if (v === undefined || v === null) continue;
       const ok = k.startsWith('Cpuset') ? typeof v === 'string' : Number.isSafeInteger(v);
-      if (!ok) throw new InvalidParameter(`json: cannot unmarshal ${typeof v} into Go struct field UpdateConfig.${k} of type ${k.startsWith('Cpuset') ? 'string' : 'int64'}`);
+      if (!ok)
+        throw new InvalidParameter(
+          `json: cannot unmarshal ${typeof v} into Go struct field UpdateConfig.${k} of type ${k.startsWith('Cpuset') ? 'string' : 'int64'}`,
+        );
     }
     const r0 = await this.core.get(idOrName);
     return this.core.withLock(r0.Id, async () => {
@@ -246,11 +296,17 @@ export class CreateOps {
       if (body.RestartPolicy) {
         validateRestartPolicy(body.RestartPolicy);
         if (r.HostConfig.AutoRemove && body.RestartPolicy.Name && body.RestartPolicy.Name !== 'no') {
-          throw new InvalidParameter('Restart policy cannot be updated because AutoRemove is enabled for the container');
+          throw new InvalidParameter(
+            'Restart policy cannot be updated because AutoRemove is enabled for the container',
+          );
         }
       }
       validateResources(body as Parameters<typeof validateResources>[0]);
-      checkResources({ ...(r.HostConfig as ResourceConfig), ...body, ...(body.NanoCpus ? { CpuQuota: 0, CpuPeriod: 0 } : {}) });
+      checkResources({
+        ...(r.HostConfig as ResourceConfig),
+        ...body,
+        ...(body.NanoCpus ? { CpuQuota: 0, CpuPeriod: 0 } : {}),
+      });
       const next = mergeUpdate(r.HostConfig as ResourceConfig, body);
       if (r.State.Running && UPDATABLE.some((k) => body[k] !== undefined && body[k] !== null)) {
         const dir = join(this.core.bundleDir(r.Id), 'update');
@@ -258,7 +314,8 @@ export class CreateOps {
         const file = join(dir, 'resources.json');
         const res = ociResources(next);
         // Lifting a pids limit: runc's -1 is "max".
-        if (body.PidsLimit !== undefined && body.PidsLimit !== null && !(next.PidsLimit && next.PidsLimit > 0)) res.pids = { limit: -1 };
+        if (body.PidsLimit !== undefined && body.PidsLimit !== null && !(next.PidsLimit && next.PidsLimit > 0))
+          res.pids = { limit: -1 };
         await writeFile(file, JSON.stringify(res));
         await this.core.runc(['update', '--resources', file, r.Id]).catch((e) => {
           throw new CoveError(`Cannot update container ${r.Id}: ${(e as Error).message}`, 500);
@@ -266,7 +323,11 @@ export class CreateOps {
       }
       const updated = await this.core.update(r.Id, (x) => {
         Object.assign(x.HostConfig, next);
-        if (body.RestartPolicy) x.HostConfig.RestartPolicy = { Name: body.RestartPolicy.Name ?? '', MaximumRetryCount: body.RestartPolicy.MaximumRetryCount ?? 0 };
+        if (body.RestartPolicy)
+          x.HostConfig.RestartPolicy = {
+            Name: body.RestartPolicy.Name ?? '',
+            MaximumRetryCount: body.RestartPolicy.MaximumRetryCount ?? 0,
+          };
       });
       this.core.publish(updated, 'update');
       return { Warnings: [] };

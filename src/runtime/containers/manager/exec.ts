@@ -24,7 +24,13 @@ export class ExecOps {
     const id = newId();
     await this.core.execs.trim(r.Id);
     await this.core.execs.save({
-      id, containerId: r.Id, config: structuredClone(body), running: false, exitCode: null, pid: 0, started: false,
+      id,
+      containerId: r.Id,
+      config: structuredClone(body),
+      running: false,
+      exitCode: null,
+      pid: 0,
+      started: false,
       dir: join(this.core.bundleDir(r.Id), 'exec', id.slice(0, 16)),
     });
     this.core.publish(r, 'exec_create', { execID: id, exec_command: body.Cmd.join(' ') });
@@ -47,14 +53,29 @@ export class ExecOps {
     const tty = opts.Tty ?? !!c.Tty;
     const detach = !!opts.Detach;
     const rootfs = rootfsPaths(this.core.containerDir(r.Id)).merged;
-    const user = resolveUser(rootfs, c.User || r.Config.User, (r.HostConfig.GroupAdd as string[] | null | undefined) ?? []);
+    const user = resolveUser(
+      rootfs,
+      c.User || r.Config.User,
+      (r.HostConfig.GroupAdd as string[] | null | undefined) ?? [],
+    );
     const env = new Map<string, string>();
     for (const e of [...(r.Config.Env ?? []), ...(c.Env ?? [])]) env.set(e.split('=')[0]!, e);
     if (!env.has('HOSTNAME')) env.set('HOSTNAME', `HOSTNAME=${r.Config.Hostname || r.Id.slice(0, 12)}`);
     if (tty && !env.has('TERM')) env.set('TERM', 'TERM=xterm');
     if (!env.has('HOME')) env.set('HOME', `HOME=${user.home}`);
-    const caps = capabilities(!!(c.Privileged || r.HostConfig.Privileged), r.HostConfig.CapAdd ?? [], (r.HostConfig.CapDrop as string[] | undefined) ?? []);
-    const spec = processSpec({ args: c.Cmd, env: [...env.values()], cwd: c.WorkingDir || r.Config.WorkingDir || '/', tty, user, caps });
+    const caps = capabilities(
+      !!(c.Privileged || r.HostConfig.Privileged),
+      r.HostConfig.CapAdd ?? [],
+      (r.HostConfig.CapDrop as string[] | undefined) ?? [],
+    );
+    const spec = processSpec({
+      args: c.Cmd,
+      env: [...env.values()],
+      cwd: c.WorkingDir || r.Config.WorkingDir || '/',
+      tty,
+      user,
+      caps,
+    });
     if (tty && c.ConsoleSize?.length === 2) spec.consoleSize = { height: c.ConsoleSize[0], width: c.ConsoleSize[1] };
     await mkdir(ex.dir, { recursive: true, mode: 0o700 });
     const specPath = join(ex.dir, 'process.json');
@@ -83,8 +104,16 @@ export class ExecOps {
       const handle = await conmonExec(
         this.core.paths,
         {
-          containerId: r.Id, execId: cuuid, dir: ex.dir, processSpecPath: specPath, tty, stdin: wantStdin, attach: !detach,
-          pidFile: join(ex.dir, 'pid'), conmonPidFile: join(ex.dir, 'conmon.pid'), exitDir: ex.dir,
+          containerId: r.Id,
+          execId: cuuid,
+          dir: ex.dir,
+          processSpecPath: specPath,
+          tty,
+          stdin: wantStdin,
+          attach: !detach,
+          pidFile: join(ex.dir, 'pid'),
+          conmonPidFile: join(ex.dir, 'conmon.pid'),
+          exitDir: ex.dir,
         },
         session ? () => session.connect(this.core.attachPath(cuuid)) : undefined,
       );
@@ -92,25 +121,27 @@ export class ExecOps {
       const conmonPid = Number.parseInt(await readFile(join(ex.dir, 'conmon.pid'), 'utf8').catch(() => ''), 10);
       if (conmonPid > 0) ex.conmonPid = conmonPid;
       await this.core.execs.save(ex);
-      handle.exit.then(async (m) => {
-        ex.running = false;
-        if (m.data < 0) {
-          const msg = m.message ?? 'exec failed';
-          ex.exitCode = /not found|no such file/i.test(msg) ? 127 : 126;
-          session?.stderr?.write(`OCI runtime exec failed: ${msg}\n`);
-          if (session?.tty) session.stdout?.write(`OCI runtime exec failed: ${msg}\n`);
-        } else {
-          ex.exitCode = m.data;
-        }
-        delete ex.conmonPid;
-        await this.core.execs.save(ex);
-        this.core.publish(r, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) });
-        markExit();
-        // The socket may already be gone; end the session now that the code is known.
-        setTimeout(() => session?.endExited(), 50).unref();
-        void rm(ex.dir, { recursive: true, force: true }).catch(() => undefined);
-        void rm(join(this.core.paths.socketDir, cuuid), { force: true }).catch(() => undefined);
-      }).catch(() => undefined);
+      handle.exit
+        .then(async (m) => {
+          ex.running = false;
+          if (m.data < 0) {
+            const msg = m.message ?? 'exec failed';
+            ex.exitCode = /not found|no such file/i.test(msg) ? 127 : 126;
+            session?.stderr?.write(`OCI runtime exec failed: ${msg}\n`);
+            if (session?.tty) session.stdout?.write(`OCI runtime exec failed: ${msg}\n`);
+          } else {
+            ex.exitCode = m.data;
+          }
+          delete ex.conmonPid;
+          await this.core.execs.save(ex);
+          this.core.publish(r, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) });
+          markExit();
+          // The socket may already be gone; end the session now that the code is known.
+          setTimeout(() => session?.endExited(), 50).unref();
+          void rm(ex.dir, { recursive: true, force: true }).catch(() => undefined);
+          void rm(join(this.core.paths.socketDir, cuuid), { force: true }).catch(() => undefined);
+        })
+        .catch(() => undefined);
       return session;
     } catch (e) {
       ex.running = false;
@@ -130,7 +161,13 @@ export class ExecOps {
       ID: ex.id,
       Running: ex.running,
       ExitCode: ex.exitCode,
-      ProcessConfig: { tty: !!c.Tty, entrypoint: c.Cmd[0], arguments: c.Cmd.slice(1), privileged: !!c.Privileged, user: c.User ?? '' },
+      ProcessConfig: {
+        tty: !!c.Tty,
+        entrypoint: c.Cmd[0],
+        arguments: c.Cmd.slice(1),
+        privileged: !!c.Privileged,
+        user: c.User ?? '',
+      },
       OpenStdin: !!c.AttachStdin,
       OpenStderr: !!c.AttachStderr,
       OpenStdout: !!c.AttachStdout,

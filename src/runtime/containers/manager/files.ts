@@ -14,7 +14,20 @@ import type { Readable } from 'node:stream';
 import { ContainerCore, type ContainerRecord } from './core.js';
 
 /** The container config keys a committed image keeps (its run config). */
-const COMMIT_CONFIG_KEYS = ['User', 'ExposedPorts', 'Env', 'Cmd', 'Healthcheck', 'Volumes', 'WorkingDir', 'Entrypoint', 'OnBuild', 'Labels', 'StopSignal', 'Shell'] as const;
+const COMMIT_CONFIG_KEYS = [
+  'User',
+  'ExposedPorts',
+  'Env',
+  'Cmd',
+  'Healthcheck',
+  'Volumes',
+  'WorkingDir',
+  'Entrypoint',
+  'OnBuild',
+  'Labels',
+  'StopSignal',
+  'Shell',
+] as const;
 
 export class FileOps {
   constructor(private readonly core: ContainerCore) {}
@@ -35,18 +48,25 @@ export class FileOps {
       try {
         return await fn(r, rootfs.merged);
       } finally {
-        await unmountRootfs(rootfs).catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'unmount after archive failed'));
+        await unmountRootfs(rootfs).catch((e) =>
+          this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'unmount after archive failed'),
+        );
       }
     });
   }
 
   async archiveStat(idOrName: string, path: string): Promise<PathStat> {
     return this.withRootfs(idOrName, async (r, merged) =>
-      statPath(locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false), path, idOrName));
+      statPath(locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false), path, idOrName),
+    );
   }
 
   /** GET archive: the stat header value and a tar; the rootfs stays mounted until the tar has been read. */
-  async archiveGet(idOrName: string, path: string, consume: (statHeader: string, tar: Readable) => Promise<void>): Promise<void> {
+  async archiveGet(
+    idOrName: string,
+    path: string,
+    consume: (statHeader: string, tar: Readable) => Promise<void>,
+  ): Promise<void> {
     await this.withRootfs(idOrName, async (r, merged) => {
       const loc = locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false);
       const st = await statPath(loc, path, idOrName);
@@ -84,9 +104,18 @@ export class FileOps {
    * (Dockerfile instructions) applied. A running container is paused meanwhile
    * unless `pause` is false, as Docker does.
    */
-  async commit(idOrName: string, opts: {
-    repo?: string; tag?: string; comment?: string; author?: string; changes?: string[]; pause?: boolean; config?: Partial<DockerContainerConfig>;
-  }): Promise<{ Id: string }> {
+  async commit(
+    idOrName: string,
+    opts: {
+      repo?: string;
+      tag?: string;
+      comment?: string;
+      author?: string;
+      changes?: string[];
+      pause?: boolean;
+      config?: Partial<DockerContainerConfig>;
+    },
+  ): Promise<{ Id: string }> {
     const r = await this.core.get(idOrName);
     if (r.State.Status === 'removing') throw new Conflict(`You cannot commit container ${r.Id} which is being removed`);
     if (r.State.Dead) throw new Conflict(`You cannot commit container ${r.Id} which is dead`);
@@ -113,7 +142,10 @@ export class FileOps {
         containerId: r.Id,
       });
     } finally {
-      if (pauseIt) await this.core.lifecycleOps.unpause(r.Id).catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'unpause after commit failed'));
+      if (pauseIt)
+        await this.core.lifecycleOps
+          .unpause(r.Id)
+          .catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'unpause after commit failed'));
     }
     const ref = opts.repo ? `${opts.repo}${opts.tag ? ':' + opts.tag : ''}` : '';
     this.core.publish(await this.core.get(r.Id), 'commit', { comment: opts.comment ?? '', imageID: id, imageRef: ref });

@@ -1,7 +1,16 @@
 /**
  * HEALTHCHECK: one probe loop per running container with a healthcheck; each probe is an exec.
  */
-import { applyResult, initialHealth, nextDelayMs, probeOf, timeoutMessage, type HealthConfig, type HealthLogEntry, type Probe } from '../health.js';
+import {
+  applyResult,
+  initialHealth,
+  nextDelayMs,
+  probeOf,
+  timeoutMessage,
+  type HealthConfig,
+  type HealthLogEntry,
+  type Probe,
+} from '../health.js';
 import { ContainerCore, type ContainerRecord } from './core.js';
 
 export class HealthOps {
@@ -19,10 +28,16 @@ export class HealthOps {
     let timer: NodeJS.Timeout | undefined;
     const schedule = (ms: number): void => {
       if (stopped) return;
-      timer = setTimeout(() => void tick().catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'health check failed to run')).finally(() => {
-        const h = this.healthOf(id);
-        void h.then((st) => schedule(nextDelayMs(probe, st ?? initialHealth(), Date.now() - startedAt)));
-      }), ms);
+      timer = setTimeout(
+        () =>
+          void tick()
+            .catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'health check failed to run'))
+            .finally(() => {
+              const h = this.healthOf(id);
+              void h.then((st) => schedule(nextDelayMs(probe, st ?? initialHealth(), Date.now() - startedAt)));
+            }),
+        ms,
+      );
       timer.unref?.();
     };
     const tick = async (): Promise<void> => {
@@ -61,7 +76,12 @@ export class HealthOps {
   /** One probe: an exec like Docker's (exec_create/exec_start/exec_die events), output kept, cut at the timeout. */
   async runProbe(r: ContainerRecord, probe: Probe): Promise<HealthLogEntry> {
     const start = new Date().toISOString();
-    const { Id: execId } = await this.core.execOps.execCreate(r.Id, { Cmd: probe.cmd, AttachStdout: true, AttachStderr: true, Tty: false });
+    const { Id: execId } = await this.core.execOps.execCreate(r.Id, {
+      Cmd: probe.cmd,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+    });
     const ex = this.core.execs.get(execId)!;
     const chunks: Buffer[] = [];
     let size = 0;

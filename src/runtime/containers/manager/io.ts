@@ -30,17 +30,18 @@ export class IoOps {
         try {
           yield* readLogs(self.logPath(id), opts, {
             isLive: () => live && !self.closed,
-            changed: (ms) => new Promise<void>((resolve) => {
-              const t = setTimeout(() => {
-                wake = undefined;
-                resolve();
-              }, ms);
-              wake = () => {
-                clearTimeout(t);
-                wake = undefined;
-                resolve();
-              };
-            }),
+            changed: (ms) =>
+              new Promise<void>((resolve) => {
+                const t = setTimeout(() => {
+                  wake = undefined;
+                  resolve();
+                }, ms);
+                wake = () => {
+                  clearTimeout(t);
+                  wake = undefined;
+                  resolve();
+                };
+              }),
           });
         } finally {
           self.bus.off(`exit:${id}`, onExit);
@@ -62,7 +63,13 @@ export class IoOps {
       resize: (rows, cols) => this.resize(r.Id, rows, cols),
     });
     if (opts.logs) {
-      for await (const e of readLogs(this.core.logPath(r.Id), { follow: false, stdout: opts.stdout, stderr: opts.stderr, timestamps: false, tail: 'all' })) {
+      for await (const e of readLogs(this.core.logPath(r.Id), {
+        follow: false,
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+        timestamps: false,
+        tail: 'all',
+      })) {
         session.replay(e.stream, e.data);
       }
     }
@@ -114,7 +121,13 @@ export class IoOps {
     const take = async (): Promise<Record<string, unknown> | undefined> => {
       const r = (await this.core.records.get(r0.Id))?.value;
       if (!r) return undefined;
-      const s = await statsSample({ id: r.Id, name: r.Name, pid: r.State.Pid, running: r.State.Running, hostNetwork: r.HostConfig.NetworkMode === 'host' });
+      const s = await statsSample({
+        id: r.Id,
+        name: r.Name,
+        pid: r.State.Pid,
+        running: r.State.Running,
+        hostNetwork: r.HostConfig.NetworkMode === 'host',
+      });
       if (prev && r.State.Running) {
         s.precpu_stats = prev.cpu_stats;
         s.preread = prev.read;

@@ -61,7 +61,9 @@ export class LifecycleOps {
   async autoRemoveAfterFailedStart(id: string): Promise<void> {
     const rec = (await this.core.records.get(id))?.value;
     if (!rec || rec.State.Running || !rec.HostConfig.AutoRemove) return;
-    await this.removeRecord(rec).catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'auto-remove after a failed start failed'));
+    await this.removeRecord(rec).catch((e) =>
+      this.core.log.warn({ id, err: (e as Error).message }, 'auto-remove after a failed start failed'),
+    );
   }
 
   async startLocked(r: ContainerRecord): Promise<void> {
@@ -86,7 +88,15 @@ export class LifecycleOps {
       lap('rootfs');
 
       const mode = r.HostConfig.NetworkMode ?? 'bridge';
-      const spec = sandboxSpec({ id, name: r.Name, config: r.Config, hostConfig: r.HostConfig, endpoints: r.EndpointsConfig, dir: cdir, networkMode: mode });
+      const spec = sandboxSpec({
+        id,
+        name: r.Name,
+        config: r.Config,
+        hostConfig: r.HostConfig,
+        endpoints: r.EndpointsConfig,
+        dir: cdir,
+        networkMode: mode,
+      });
       const sandbox = await this.core.networks.createSandbox(spec);
       lap('network');
       undo.push(() => this.core.networks.deleteSandbox(id));
@@ -95,17 +105,27 @@ export class LifecycleOps {
       undo.push(() => releaseMounts(this.core.volumes, r.MountPoints));
       lap('mounts');
 
-      const user = resolveUser(rootfs.merged, r.Config.User, (r.HostConfig.GroupAdd as string[] | null | undefined) ?? []);
+      const user = resolveUser(
+        rootfs.merged,
+        r.Config.User,
+        (r.HostConfig.GroupAdd as string[] | null | undefined) ?? [],
+      );
       const tty = !!r.Config.Tty;
       // --init: Docker's docker-init (tini) as PID 1, bind-mounted read-only, reaping and forwarding signals.
       const init = r.HostConfig.Init ? await initBinary() : undefined;
-      const initMounts = init ? [{ destination: INIT_PATH, type: 'bind', source: init, options: ['rbind', 'ro', 'rprivate'] }] : [];
+      const initMounts = init
+        ? [{ destination: INIT_PATH, type: 'bind', source: init, options: ['rbind', 'ro', 'rprivate'] }]
+        : [];
       const args = init ? [INIT_PATH, '--', r.Path, ...r.Args] : [r.Path, ...r.Args];
       const env = [...(r.Config.Env ?? [])];
       if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${spec.hostname}`);
       if (tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
       if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
-      const caps = capabilities(!!r.HostConfig.Privileged, r.HostConfig.CapAdd ?? [], (r.HostConfig.CapDrop as string[] | undefined) ?? []);
+      const caps = capabilities(
+        !!r.HostConfig.Privileged,
+        r.HostConfig.CapAdd ?? [],
+        (r.HostConfig.CapDrop as string[] | undefined) ?? [],
+      );
       const oci = bundleSpec({
         id,
         rootfs: rootfs.merged,
@@ -161,7 +181,9 @@ export class LifecycleOps {
       });
       // Attach whoever waits, before the process runs: no output is lost.
       for (const s of this.core.pendingAttach.get(id) ?? []) {
-        await s.connect(this.core.attachPath(ContainerCore.cuuid(id))).catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'attach failed'));
+        await s
+          .connect(this.core.attachPath(ContainerCore.cuuid(id)))
+          .catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'attach failed'));
         this.core.liveSessions.add(s);
       }
       this.core.pendingAttach.delete(id);
@@ -171,8 +193,18 @@ export class LifecycleOps {
       const now = new Date().toISOString();
       const next = await this.core.update(id, (x) => {
         x.State = {
-          ...x.State, Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false,
-          Pid: created.pid, ExitCode: 0, Error: '', StartedAt: now, FinishedAt: ZERO_TIME,
+          ...x.State,
+          Status: 'running',
+          Running: true,
+          Paused: false,
+          Restarting: false,
+          OOMKilled: false,
+          Dead: false,
+          Pid: created.pid,
+          ExitCode: 0,
+          Error: '',
+          StartedAt: now,
+          FinishedAt: ZERO_TIME,
         };
         if (probeOf(x.Config.Healthcheck as HealthConfig | undefined)) x.State.Health = initialHealth();
         else delete x.State.Health;
@@ -189,7 +221,10 @@ export class LifecycleOps {
       this.core.log.debug({ id, phases }, 'container started');
       this.core.monitorOps.ensureWatching();
       // It may have exited already (a quick command): look now rather than at the next poll.
-      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.core.monitorOps.exitFileCode(id)) !== undefined) void this.core.monitorOps.handleExit(id).catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
+      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.core.monitorOps.exitFileCode(id)) !== undefined)
+        void this.core.monitorOps
+          .handleExit(id)
+          .catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
     } catch (e) {
       const msg = e instanceof CoveError ? e.message : `failed to create task for container: ${(e as Error).message}`;
       this.core.log.warn({ id, err: msg }, 'start failed; undoing');
@@ -201,10 +236,19 @@ export class LifecycleOps {
         }
       }
       await rm(join(this.core.exitDir, id), { force: true });
-      await this.core.update(id, (x) => {
-        x.State = { ...x.State, Status: x.hasBeenStarted ? 'exited' : 'created', Running: false, Pid: 0, Error: msg, ExitCode: startFailureExitCode(msg) };
-        delete x.conmonPid;
-      }).catch(() => undefined);
+      await this.core
+        .update(id, (x) => {
+          x.State = {
+            ...x.State,
+            Status: x.hasBeenStarted ? 'exited' : 'created',
+            Running: false,
+            Pid: 0,
+            Error: msg,
+            ExitCode: startFailureExitCode(msg),
+          };
+          delete x.conmonPid;
+        })
+        .catch(() => undefined);
       // Sessions that waited for this start end with it.
       for (const s of this.core.pendingAttach.get(id) ?? []) s.endExited();
       this.core.pendingAttach.delete(id);
@@ -216,10 +260,13 @@ export class LifecycleOps {
 
   waitExit(id: string, timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const t = timeoutMs >= 0 ? setTimeout(() => {
-        this.core.bus.off(`exit:${id}`, on);
-        resolve(false);
-      }, timeoutMs) : undefined;
+      const t =
+        timeoutMs >= 0
+          ? setTimeout(() => {
+              this.core.bus.off(`exit:${id}`, on);
+              resolve(false);
+            }, timeoutMs)
+          : undefined;
       const on = (): void => {
         if (t) clearTimeout(t);
         resolve(true);
@@ -246,7 +293,13 @@ export class LifecycleOps {
           await new Promise((res) => setTimeout(res, 200));
           const cur = (await this.core.records.get(r.Id))?.value;
           if (!cur || !cur.State.Running) return true;
-          if ((await this.core.monitorOps.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(cur.conmonPid ?? 0, r.Id))) void this.core.monitorOps.handleExit(r.Id).catch((e) => this.core.log.error({ id: r.Id, err: (e as Error).message }, 'handling the exit failed'));
+          if (
+            (await this.core.monitorOps.exitFileCode(r.Id)) !== undefined ||
+            !(await isConmonAlive(cur.conmonPid ?? 0, r.Id))
+          )
+            void this.core.monitorOps
+              .handleExit(r.Id)
+              .catch((e) => this.core.log.error({ id: r.Id, err: (e as Error).message }, 'handling the exit failed'));
         }
         return false;
       })(),
@@ -318,13 +371,17 @@ export class LifecycleOps {
     const r = await this.core.get(idOrName);
     if (r.State.Status === 'restarting') {
       if (!opts.force) {
-        throw new Conflict(`You cannot remove a restarting container ${r.Id}. Stop the container before attempting removal or force remove`);
+        throw new Conflict(
+          `You cannot remove a restarting container ${r.Id}. Stop the container before attempting removal or force remove`,
+        );
       }
       await this.core.monitorOps.cancelRestart(r);
     }
     if (r.State.Running) {
       if (!opts.force) {
-        throw new Conflict(`You cannot remove a running container ${r.Id}. Stop the container before attempting removal or force remove`);
+        throw new Conflict(
+          `You cannot remove a running container ${r.Id}. Stop the container before attempting removal or force remove`,
+        );
       }
       await this.core.update(r.Id, (x) => {
         x.stoppedByUser = true;
@@ -344,7 +401,10 @@ export class LifecycleOps {
     await this.core.withLock(r.Id, async () => {
       const cur = (await this.core.records.get(r.Id))?.value;
       if (!cur) return;
-      if (cur.State.Running) throw new Conflict(`You cannot remove a running container ${r.Id}. Stop the container before attempting removal or force remove`);
+      if (cur.State.Running)
+        throw new Conflict(
+          `You cannot remove a running container ${r.Id}. Stop the container before attempting removal or force remove`,
+        );
       await this.core.update(r.Id, (x) => {
         x.State.Status = 'removing';
       });
@@ -384,7 +444,10 @@ export class LifecycleOps {
     return { ContainersDeleted: deleted.length ? deleted : null, SpaceReclaimed: space };
   }
 
-  async wait(idOrName: string, condition: 'not-running' | 'next-exit' | 'removed' = 'not-running'): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
+  async wait(
+    idOrName: string,
+    condition: 'not-running' | 'next-exit' | 'removed' = 'not-running',
+  ): Promise<{ StatusCode: number; Error?: { Message: string } | null }> {
     const r = await this.core.get(idOrName);
     const result = async (): Promise<{ StatusCode: number; Error: { Message: string } | null }> => {
       const cur = (await this.core.records.get(r.Id))?.value;
@@ -411,7 +474,8 @@ export class LifecycleOps {
       const r = await this.core.get(r0.Id);
       if (!r.State.Running) throw new Conflict(`Container ${r.Id} is not running`);
       if (r.State.Paused) throw new Conflict(`Container ${r.Id} is already paused`);
-      if (r.State.Restarting) throw new Conflict(`Container ${r.Id} is restarting, wait until the container is running`);
+      if (r.State.Restarting)
+        throw new Conflict(`Container ${r.Id} is restarting, wait until the container is running`);
       await this.core.runc(['pause', r.Id]).catch((e) => {
         throw new CoveError(`Cannot pause container ${r.Id}: ${(e as Error).message}`, 500);
       });

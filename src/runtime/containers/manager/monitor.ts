@@ -53,7 +53,8 @@ export class MonitorOps {
   async poll(): Promise<void> {
     for (const { value: r } of await this.core.records.list()) {
       if (!r.State.Running) continue;
-      if ((await this.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(r.conmonPid ?? 0, r.Id))) await this.handleExit(r.Id);
+      if ((await this.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(r.conmonPid ?? 0, r.Id)))
+        await this.handleExit(r.Id);
     }
   }
 
@@ -83,7 +84,8 @@ export class MonitorOps {
             for (let i = 0; i < 50 && code === undefined; i++) {
               await new Promise((res) => setTimeout(res, 100));
               code = await this.exitFileCode(id);
-              if (code === undefined && !(await isConmonAlive(rec.conmonPid ?? 0, id))) code = await this.exitFileCode(id);
+              if (code === undefined && !(await isConmonAlive(rec.conmonPid ?? 0, id)))
+                code = await this.exitFileCode(id);
             }
             if (code === undefined && (await isConmonAlive(rec.conmonPid ?? 0, id))) return;
           }
@@ -93,7 +95,16 @@ export class MonitorOps {
         await this.teardown(id);
         const now = new Date().toISOString();
         const next = await this.core.update(id, (x) => {
-          x.State = { ...x.State, Status: 'exited', Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: exitCode, FinishedAt: now };
+          x.State = {
+            ...x.State,
+            Status: 'exited',
+            Running: false,
+            Paused: false,
+            Restarting: false,
+            Pid: 0,
+            ExitCode: exitCode,
+            FinishedAt: now,
+          };
           // A stopped container is not healthy (Docker shows its last results under unhealthy).
           if (x.State.Health) x.State.Health = { ...x.State.Health, Status: 'unhealthy' };
           delete x.conmonPid;
@@ -106,7 +117,9 @@ export class MonitorOps {
       const rec = (await this.core.records.get(id))?.value;
       if (!rec || rec.State.Running) return;
       if (rec.HostConfig.AutoRemove) {
-        await this.core.lifecycleOps.removeRecord(rec, { volumes: true }).catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'auto-remove failed'));
+        await this.core.lifecycleOps
+          .removeRecord(rec, { volumes: true })
+          .catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'auto-remove failed'));
         return;
       }
       await this.maybeRestart(rec);
@@ -119,10 +132,14 @@ export class MonitorOps {
     this.core.rotator.unwatch(id);
     await this.core.runc(['delete', '--force', id]).catch(() => undefined);
     await removeCgroups(id);
-    await unmountRootfs(rootfsPaths(this.core.containerDir(id))).catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'unmount failed'));
+    await unmountRootfs(rootfsPaths(this.core.containerDir(id))).catch((e) =>
+      this.core.log.warn({ id, err: (e as Error).message }, 'unmount failed'),
+    );
     const rec = (await this.core.records.get(id))?.value;
     if (rec) await releaseMounts(this.core.volumes, rec.MountPoints);
-    await this.core.networks.deleteSandbox(id).catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'deleting the sandbox failed'));
+    await this.core.networks
+      .deleteSandbox(id)
+      .catch((e) => this.core.log.warn({ id, err: (e as Error).message }, 'deleting the sandbox failed'));
     await rm(this.core.bundleDir(id), { recursive: true, force: true });
     await rm(join(this.core.paths.socketDir, ContainerCore.cuuid(id)), { force: true });
     await rm(join(this.core.exitDir, id), { force: true });
@@ -130,7 +147,14 @@ export class MonitorOps {
 
   async maybeRestart(rec: ContainerRecord): Promise<void> {
     if (this.core.closed) return;
-    if (!restartAfterExit(rec.HostConfig.RestartPolicy, { exitCode: rec.State.ExitCode, stoppedByUser: !!rec.stoppedByUser, restartCount: rec.RestartCount })) return;
+    if (
+      !restartAfterExit(rec.HostConfig.RestartPolicy, {
+        exitCode: rec.State.ExitCode,
+        stoppedByUser: !!rec.stoppedByUser,
+        restartCount: rec.RestartCount,
+      })
+    )
+      return;
     await this.scheduleRestart(rec, restartDelayMs(rec.RestartCount));
   }
 
@@ -161,26 +185,31 @@ export class MonitorOps {
   fireRestart(id: string, delay: number, counted: boolean): void {
     const rec = { Id: id };
     setTimeout(() => {
-      void this.core.withLock(rec.Id, async () => {
-        const cur = (await this.core.records.get(rec.Id))?.value;
-        if (!cur || cur.State.Running || cur.State.Status !== 'restarting' || cur.stoppedByUser || this.core.closed) return;
-        const next = await this.core.update(rec.Id, (x) => {
-          if (counted) x.RestartCount += 1;
-          x.State.Restarting = false;
-        });
-        await this.core.lifecycleOps.startLocked(next);
-      }).catch((e) => this.core.log.warn({ id: rec.Id, err: (e as Error).message }, 'restart failed'));
+      void this.core
+        .withLock(rec.Id, async () => {
+          const cur = (await this.core.records.get(rec.Id))?.value;
+          if (!cur || cur.State.Running || cur.State.Status !== 'restarting' || cur.stoppedByUser || this.core.closed)
+            return;
+          const next = await this.core.update(rec.Id, (x) => {
+            if (counted) x.RestartCount += 1;
+            x.State.Restarting = false;
+          });
+          await this.core.lifecycleOps.startLocked(next);
+        })
+        .catch((e) => this.core.log.warn({ id: rec.Id, err: (e as Error).message }, 'restart failed'));
     }, delay).unref();
   }
 
   /** A container waiting to be restarted by its policy stays down (stop, kill, rm). */
   async cancelRestart(r: ContainerRecord): Promise<boolean> {
     if (r.State.Status !== 'restarting') return false;
-    await this.core.withLock(r.Id, () => this.core.update(r.Id, (x) => {
-      x.stoppedByUser = true;
-      x.State.Status = 'exited';
-      x.State.Restarting = false;
-    }));
+    await this.core.withLock(r.Id, () =>
+      this.core.update(r.Id, (x) => {
+        x.stoppedByUser = true;
+        x.State.Status = 'exited';
+        x.State.Restarting = false;
+      }),
+    );
     return true;
   }
 }

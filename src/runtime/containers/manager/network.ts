@@ -15,13 +15,19 @@ export class NetworkOps {
     const r = await this.core.get(idOrName);
     const mode = r.HostConfig.NetworkMode ?? 'bridge';
     const net = await this.core.networks.resolveNetwork(network);
-    if (mode === 'host' || net.name === 'host') throw new Forbidden('container cannot be disconnected from host network or connected to host network');
+    if (mode === 'host' || net.name === 'host')
+      throw new Forbidden('container cannot be disconnected from host network or connected to host network');
     if (mode === 'none' || mode.startsWith('container:') || net.name === 'none') {
-      throw new Forbidden('container sharing network namespace with another container or host cannot be connected to any other network');
+      throw new Forbidden(
+        'container sharing network namespace with another container or host cannot be connected to any other network',
+      );
     }
     checkEndpointSettings(settings);
-    const already = Object.entries(r.EndpointsConfig).find(([n, s]) => n === net.name || n === net.id || s.NetworkID === net.id);
-    if (already) throw new Forbidden(`endpoint with name ${r.Name.replace(/^\//, '')} already exists in network ${net.name}`);
+    const already = Object.entries(r.EndpointsConfig).find(
+      ([n, s]) => n === net.name || n === net.id || s.NetworkID === net.id,
+    );
+    if (already)
+      throw new Forbidden(`endpoint with name ${r.Name.replace(/^\//, '')} already exists in network ${net.name}`);
     if (r.State.Running) {
       await this.core.networks.connect(r.Id, endpointRequest(net.name, settings));
     }
@@ -40,11 +46,16 @@ export class NetworkOps {
       if (!force) throw e;
       net = { id: network, name: network };
     }
-    if (mode === 'host' || net.name === 'host') throw new Forbidden('container cannot be disconnected from host network or connected to host network');
-    const entry = Object.entries(r.EndpointsConfig).find(([n, s]) => n === net.name || n === net.id || s.NetworkID === net.id);
+    if (mode === 'host' || net.name === 'host')
+      throw new Forbidden('container cannot be disconnected from host network or connected to host network');
+    const entry = Object.entries(r.EndpointsConfig).find(
+      ([n, s]) => n === net.name || n === net.id || s.NetworkID === net.id,
+    );
     if (!entry) {
       if (mode === 'none' || mode.startsWith('container:')) {
-        throw new Forbidden('container sharing network namespace with another container or host cannot be connected to any other network');
+        throw new Forbidden(
+          'container sharing network namespace with another container or host cannot be connected to any other network',
+        );
       }
       throw new Forbidden(`container ${r.Id} is not connected to network ${network}`);
     }
@@ -83,14 +94,42 @@ export class NetworkOps {
     if ((mode === 'host' || mode === 'none') && !networks[mode]) {
       const net = await this.core.networks.resolveNetwork(mode).catch(() => undefined);
       networks[mode] = {
-        IPAMConfig: null, Links: null, Aliases: null, MacAddress: '', DriverOpts: null, GwPriority: 0, NetworkID: net?.id ?? '',
-        EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DNSNames: null,
+        IPAMConfig: null,
+        Links: null,
+        Aliases: null,
+        MacAddress: '',
+        DriverOpts: null,
+        GwPriority: 0,
+        NetworkID: net?.id ?? '',
+        EndpointID: '',
+        Gateway: '',
+        IPAddress: '',
+        IPPrefixLen: 0,
+        IPv6Gateway: '',
+        GlobalIPv6Address: '',
+        GlobalIPv6PrefixLen: 0,
+        DNSNames: null,
       };
     }
     return {
-      Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
-      SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
-      IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: '', Networks: networks,
+      Bridge: '',
+      SandboxID: '',
+      SandboxKey: '',
+      Ports: {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      EndpointID: '',
+      Gateway: '',
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: '',
+      IPPrefixLen: 0,
+      IPv6Gateway: '',
+      MacAddress: '',
+      Networks: networks,
     };
   }
 }

@@ -21,22 +21,39 @@ export class RestoreOps {
     for (const { value: r } of await this.core.records.list()) {
       known.add(r.Id);
       if (r.State.Status === 'removing') {
-        await this.core.lifecycleOps.removeRecord({ ...r, State: { ...r.State, Running: false } }).catch(() => undefined);
+        await this.core.lifecycleOps
+          .removeRecord({ ...r, State: { ...r.State, Running: false } })
+          .catch(() => undefined);
         continue;
       }
       if (!r.State.Running) {
         // Nothing may be left mounted or registered for a stopped container.
-        if (await isMounted(rootfsPaths(this.core.containerDir(r.Id)).merged)) await this.core.monitorOps.teardown(r.Id);
+        if (await isMounted(rootfsPaths(this.core.containerDir(r.Id)).merged))
+          await this.core.monitorOps.teardown(r.Id);
         // The daemon stopped during a restart back-off: schedule it again.
         if (r.State.Status === 'restarting') await this.core.monitorOps.maybeRestart(r).catch(() => undefined);
-        else if (r.hasBeenStarted && restartAtDaemonStart(r.HostConfig.RestartPolicy, { exitCode: r.State.ExitCode, stoppedByUser: !!r.stoppedByUser, restartCount: r.RestartCount })) {
+        else if (
+          r.hasBeenStarted &&
+          restartAtDaemonStart(r.HostConfig.RestartPolicy, {
+            exitCode: r.State.ExitCode,
+            stoppedByUser: !!r.stoppedByUser,
+            restartCount: r.RestartCount,
+          })
+        ) {
           // Docker starts these with a fresh restart manager: count reset, the user's stop forgotten.
-          this.core.log.info({ id: r.Id, policy: r.HostConfig.RestartPolicy?.Name }, 'starting container by its restart policy');
+          this.core.log.info(
+            { id: r.Id, policy: r.HostConfig.RestartPolicy?.Name },
+            'starting container by its restart policy',
+          );
           const fresh = await this.core.update(r.Id, (x) => {
             x.stoppedByUser = false;
             x.RestartCount = 0;
           });
-          await this.core.monitorOps.scheduleRestart(fresh, 0, false).catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'restart at daemon start failed'));
+          await this.core.monitorOps
+            .scheduleRestart(fresh, 0, false)
+            .catch((e) =>
+              this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'restart at daemon start failed'),
+            );
         }
         continue;
       }
@@ -52,12 +69,16 @@ export class RestoreOps {
     // Exec sessions: inspectable again; those that ran across the restart settle from their exit files.
     await this.core.execs.restore((ex) => {
       const owner = { Id: ex.containerId, Name: '', ImageRef: '', Config: {} } as unknown as ContainerRecord;
-      void this.core.records.get(ex.containerId).then((c) => this.core.publish(c?.value ?? owner, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) })).catch(() => undefined);
+      void this.core.records
+        .get(ex.containerId)
+        .then((c) => this.core.publish(c?.value ?? owner, 'exec_die', { execID: ex.id, exitCode: String(ex.exitCode) }))
+        .catch(() => undefined);
     });
     // Runtime state of containers we no longer know (a crash between steps).
     try {
       const state = JSON.parse(await this.core.runc(['list', '--format', 'json'])) as Array<{ id: string }> | null;
-      for (const s of state ?? []) if (!known.has(s.id)) await this.core.runc(['delete', '--force', s.id]).catch(() => undefined);
+      for (const s of state ?? [])
+        if (!known.has(s.id)) await this.core.runc(['delete', '--force', s.id]).catch(() => undefined);
     } catch {
       // no runc state yet
     }

@@ -76,16 +76,38 @@ export class ViewOps {
 
   async list(opts: { all?: boolean; limit?: number; filters?: Filters } = {}): Promise<DockerContainerSummary[]> {
     const f = opts.filters ?? {};
-    const known = ['id', 'name', 'status', 'label', 'network', 'ancestor', 'exited', 'before', 'since', 'health', 'isolation', 'is-task', 'publish', 'expose', 'volume'];
+    const known = [
+      'id',
+      'name',
+      'status',
+      'label',
+      'network',
+      'ancestor',
+      'exited',
+      'before',
+      'since',
+      'health',
+      'isolation',
+      'is-task',
+      'publish',
+      'expose',
+      'volume',
+    ];
     for (const k of Object.keys(f)) if (!known.includes(k)) throw new InvalidParameter(`Invalid filter '${k}'`);
     const statuses = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
-    for (const v of f.status ?? []) if (!statuses.includes(v)) throw new InvalidParameter(`Invalid filter 'status=${v}'`);
+    for (const v of f.status ?? [])
+      if (!statuses.includes(v)) throw new InvalidParameter(`Invalid filter 'status=${v}'`);
     for (const v of f.exited ?? []) if (!/^-?\d+$/.test(v)) throw new InvalidParameter(`Invalid filter 'exited=${v}'`);
-    for (const v of f.health ?? []) if (!['starting', 'healthy', 'unhealthy', 'none'].includes(v)) throw new InvalidParameter(`Unrecognised filter value for health: ${v}`);
+    for (const v of f.health ?? [])
+      if (!['starting', 'healthy', 'unhealthy', 'none'].includes(v))
+        throw new InvalidParameter(`Unrecognised filter value for health: ${v}`);
     const nameMatchers = (f.name ?? []).map((p) => goRegexp(p.replace(/^\//, '')));
     let rows = (await this.core.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
     // before/since: relative to another container's creation.
-    for (const [key, keepIf] of [['before', (c: string, ref: string) => c < ref], ['since', (c: string, ref: string) => c > ref]] as const) {
+    for (const [key, keepIf] of [
+      ['before', (c: string, ref: string) => c < ref],
+      ['since', (c: string, ref: string) => c > ref],
+    ] as const) {
       for (const v of f[key] ?? []) {
         const ref = await this.core.get(v);
         rows = rows.filter((r) => keepIf(r.Created, ref.Created));
@@ -100,12 +122,24 @@ export class ViewOps {
       if (f.status?.length && !f.status.includes(r.State.Status)) continue;
       if (f.exited?.length && !(r.State.Status === 'exited' && f.exited.includes(String(r.State.ExitCode)))) continue;
       if (f.health?.length && !f.health.includes(r.State.Health?.Status ?? 'none')) continue;
-      if (f.label?.length && !f.label.every((l) => {
-        const eq = l.indexOf('=');
-        const labels = r.Config.Labels ?? {};
-        return eq < 0 ? l in labels : labels[l.slice(0, eq)] === l.slice(eq + 1);
-      })) continue;
-      if (f.volume?.length && !f.volume.some((v) => (r.MountPoints ?? []).some((m) => m.Name === v || m.Destination === v || (m.Type === 'bind' && m.Source === v)))) continue;
+      if (
+        f.label?.length &&
+        !f.label.every((l) => {
+          const eq = l.indexOf('=');
+          const labels = r.Config.Labels ?? {};
+          return eq < 0 ? l in labels : labels[l.slice(0, eq)] === l.slice(eq + 1);
+        })
+      )
+        continue;
+      if (
+        f.volume?.length &&
+        !f.volume.some((v) =>
+          (r.MountPoints ?? []).some(
+            (m) => m.Name === v || m.Destination === v || (m.Type === 'bind' && m.Source === v),
+          ),
+        )
+      )
+        continue;
       if (f.ancestor?.length) {
         const ids = await Promise.all(f.ancestor.map((a) => this.core.images.resolve(a).catch(() => '')));
         if (!ids.includes(r.ImageID) && !f.ancestor.includes(r.ImageRef)) continue;
@@ -116,8 +150,10 @@ export class ViewOps {
           mine.add(n);
           if (s.NetworkID) mine.add(s.NetworkID);
         }
-        if (r.HostConfig.NetworkMode === 'host' || r.HostConfig.NetworkMode === 'none') mine.add(r.HostConfig.NetworkMode);
-        if (!f.network.some((n) => mine.has(n) || [...mine].some((m) => /^[0-9a-f]{64}$/.test(m) && m.startsWith(n)))) continue;
+        if (r.HostConfig.NetworkMode === 'host' || r.HostConfig.NetworkMode === 'none')
+          mine.add(r.HostConfig.NetworkMode);
+        if (!f.network.some((n) => mine.has(n) || [...mine].some((m) => /^[0-9a-f]{64}$/.test(m) && m.startsWith(n))))
+          continue;
       }
       const settings = await this.core.networkOps.settingsOf(r);
       for (const [n, s] of Object.entries(settings.Networks)) if (s.NetworkID) netIds.set(n, s.NetworkID);
@@ -126,13 +162,34 @@ export class ViewOps {
         for (const [key, binds] of Object.entries(settings.Ports ?? {})) {
           const p = parsePortKey(key);
           if (!binds?.length) ports.push({ PrivatePort: p.start, Type: p.protocol });
-          else for (const b of binds) ports.push({ IP: b.HostIp || '0.0.0.0', PrivatePort: p.start, PublicPort: Number(b.HostPort), Type: p.protocol });
+          else
+            for (const b of binds)
+              ports.push({
+                IP: b.HostIp || '0.0.0.0',
+                PrivatePort: p.start,
+                PublicPort: Number(b.HostPort),
+                Type: p.protocol,
+              });
         }
       }
-      if (!ports.length) for (const e of exposedPorts(r.Config.ExposedPorts)) ports.push({ PrivatePort: e.port, Type: e.protocol });
+      if (!ports.length)
+        for (const e of exposedPorts(r.Config.ExposedPorts)) ports.push({ PrivatePort: e.port, Type: e.protocol });
       // publish=<port>[/<proto>] matches published host ports, expose=... container ports (ranges allowed).
-      if (f.publish?.length && !f.publish.some((v) => ports.some((p) => p.PublicPort !== undefined && portMatches(v, p.PublicPort, p.Type)))) continue;
-      if (f.expose?.length && !f.expose.some((v) => [...ports.map((p) => ({ port: p.PrivatePort, proto: p.Type })), ...exposedPorts(r.Config.ExposedPorts).map((e) => ({ port: e.port, proto: e.protocol as string }))].some((p) => portMatches(v, p.port, p.proto)))) continue;
+      if (
+        f.publish?.length &&
+        !f.publish.some((v) => ports.some((p) => p.PublicPort !== undefined && portMatches(v, p.PublicPort, p.Type)))
+      )
+        continue;
+      if (
+        f.expose?.length &&
+        !f.expose.some((v) =>
+          [
+            ...ports.map((p) => ({ port: p.PrivatePort, proto: p.Type })),
+            ...exposedPorts(r.Config.ExposedPorts).map((e) => ({ port: e.port, proto: e.protocol as string })),
+          ].some((p) => portMatches(v, p.port, p.proto)),
+        )
+      )
+        continue;
       out.push({
         Id: r.Id,
         Names: [r.Name],
