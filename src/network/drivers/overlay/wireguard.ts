@@ -460,14 +460,16 @@ export class WireguardTransport implements UnderlayTransport {
   private async tick(): Promise<void> {
     const c = this.cluster;
     if (!c) return;
-    if (c.isManager())
-      await requestKeyRotation(c.store, 'schedule', { ifOlderThanMs: this.rotateMs }).catch(() => undefined);
+    // The device first: a dead wireguard-go cuts the network, so its restart must not wait behind
+    // a rotation request to a slow store.
     if (this.up && !wireguardPid(this.pidFile, this.ifName)) {
       this.opts.log?.warn({ device: this.ifName }, 'wireguard: device process gone; restarting it');
       this.up = false;
-      await this.serial(() => this.ensureDevice()).catch((e: Error) =>
+      void this.serial(() => this.ensureDevice()).catch((e: Error) =>
         this.opts.log?.error({ err: e.message }, 'wireguard: restarting the device failed'),
       );
     }
+    if (c.isManager())
+      await requestKeyRotation(c.store, 'schedule', { ifOlderThanMs: this.rotateMs }).catch(() => undefined);
   }
 }
