@@ -9,29 +9,13 @@
  *   node dns-client.js SERVER NAME COUNT INFLIGHT SECONDS
  */
 import { createSocket } from 'node:dgram';
+import { aQuery } from './dns-wire.js';
 
 const [server = '127.0.0.11', name = 'localhost', countS = '200', inflightS = '50', secondsS = '2'] =
   process.argv.slice(2);
 const count = Number(countS);
 const inflight = Number(inflightS);
 const seconds = Number(secondsS);
-
-function query(id: number): Buffer {
-  const parts = name.replace(/\.$/, '').split('.');
-  const q = Buffer.alloc(12 + parts.reduce((s, p) => s + p.length + 1, 0) + 5);
-  q.writeUInt16BE(id, 0);
-  q.writeUInt16BE(0x0100, 2); // RD
-  q.writeUInt16BE(1, 4);
-  let o = 12;
-  for (const p of parts) {
-    q[o++] = p.length;
-    o += q.write(p, o, 'ascii');
-  }
-  q[o++] = 0;
-  q.writeUInt16BE(1, o); // A
-  q.writeUInt16BE(1, o + 2); // IN
-  return q;
-}
 
 const sock = createSocket('udp4');
 const pending = new Map<number, (ok: boolean) => void>();
@@ -64,7 +48,7 @@ function ask(timeoutMs: number): Promise<'ok' | 'bad' | 'timeout'> {
       clearTimeout(timer);
       resolve(ok ? 'ok' : 'bad');
     });
-    sock.send(query(id), 53, server);
+    sock.send(aQuery(name, id), 53, server);
   });
 }
 

@@ -14,29 +14,13 @@
  *   node reach-probe.js SERVER NAME INTERVAL_MS DEADLINE_MS
  */
 import { createSocket } from 'node:dgram';
+import { aQuery } from './dns-wire.js';
 import { connect } from 'node:net';
 
 const [server = '127.0.0.11', name = 'x', intervalS = '2', deadlineS = '10000'] = process.argv.slice(2);
 const interval = Number(intervalS);
 const now = (): number => performance.timeOrigin + performance.now();
 const start = now();
-
-function query(id: number): Buffer {
-  const parts = name.replace(/\.$/, '').split('.');
-  const q = Buffer.alloc(12 + parts.reduce((s, p) => s + p.length + 1, 0) + 5);
-  q.writeUInt16BE(id, 0);
-  q.writeUInt16BE(0x0100, 2); // RD
-  q.writeUInt16BE(1, 4);
-  let o = 12;
-  for (const p of parts) {
-    q[o++] = p.length;
-    o += q.write(p, o, 'ascii');
-  }
-  q[o++] = 0;
-  q.writeUInt16BE(1, o); // A
-  q.writeUInt16BE(1, o + 2); // IN
-  return q;
-}
 
 /** Skips a (possibly compressed) name at o; returns the offset after it. */
 function skipName(r: Buffer, o: number): number {
@@ -126,7 +110,7 @@ sock.bind(0, () => {
   process.stdout.write('ready\n');
   const ask = (): void => {
     queries++;
-    sock.send(query(id), 53, server);
+    sock.send(aQuery(name, id), 53, server);
     id = (id % 65535) + 1;
   };
   ask();

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Lab } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
-import { docker, dockerOk, until } from '../lab/swarm-docker.js';
+import { docker, dockerOk, runningTasks, until } from '../lab/swarm-docker.js';
 
 const CLIENT = '192.0.2.100';
 let lab: MultiHostLab;
@@ -239,16 +239,7 @@ test('a node cut off the network: the port keeps answering at the other nodes, i
     'web settled: 3 running tasks, each a container',
     async () => {
       const n = (await Promise.all(H.map((h) => tasksOn(h, 'web')))).reduce((a, t) => a + t.length, 0);
-      const rows = await dockerOk(H[0]!, [
-        'service',
-        'ps',
-        'web',
-        '--filter',
-        'desired-state=running',
-        '--format',
-        '{{.CurrentState}}',
-      ]);
-      return n === 3 && rows.split('\n').filter((r) => /^Running/.test(r)).length === 3;
+      return n === 3 && (await runningTasks(H[0]!, 'web')) === 3;
     },
     90_000,
   );
@@ -267,16 +258,7 @@ test('a node cut off the network: the port keeps answering at the other nodes, i
       async () => {
         const n = (await Promise.all([H[0]!, H[oi]!].map((h) => tasksOn(h, 'web')))).reduce((a, t) => a + t.length, 0);
         if (n < 3) return false;
-        const rows = await dockerOk(H[0]!, [
-          'service',
-          'ps',
-          'web',
-          '--filter',
-          'desired-state=running',
-          '--format',
-          '{{.CurrentState}}',
-        ]);
-        return rows.split('\n').filter((r) => /^Running/.test(r)).length === 3;
+        return (await runningTasks(H[0]!, 'web')) === 3;
       },
       60_000,
       200,

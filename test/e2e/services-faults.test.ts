@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { type Lab } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
-import { dockerOk, until } from '../lab/swarm-docker.js';
+import { dockerOk, runningTasks, until } from '../lab/swarm-docker.js';
 
 let lab: MultiHostLab;
 let H: Lab[];
@@ -233,16 +233,7 @@ test('a node cut off the network: its tasks come back on the others within 10 s 
           0,
         );
         if (n < 4) return false;
-        const rows = await dockerOk(H[0]!, [
-          'service',
-          'ps',
-          'web',
-          '--filter',
-          'desired-state=running',
-          '--format',
-          '{{.CurrentState}}',
-        ]);
-        return rows.split('\n').filter((r) => /^Running/.test(r)).length === 4;
+        return (await runningTasks(H[0]!, 'web')) === 4;
       },
       20_000,
       200,

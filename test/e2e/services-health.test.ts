@@ -15,7 +15,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { type Lab } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
-import { docker, dockerOk, until } from '../lab/swarm-docker.js';
+import { docker, dockerOk, taskStates, until } from '../lab/swarm-docker.js';
 import { api } from './clients-helpers.js';
 
 let lab: MultiHostLab;
@@ -134,20 +134,7 @@ test('a service task takes traffic only while healthy: Starting until then, out 
     'nginx',
   ]);
   await dockerOk(H[0]!, ['run', '-d', '--name', 'client', '--network', 'hnet', 'alpine', 'sleep', '1000']);
-  const states = async (): Promise<string[]> =>
-    (
-      await dockerOk(H[0]!, [
-        'service',
-        'ps',
-        'hs',
-        '--filter',
-        'desired-state=running',
-        '--format',
-        '{{.CurrentState}}',
-      ])
-    )
-      .split('\n')
-      .filter(Boolean);
+  const states = (): Promise<string[]> => taskStates(H[0]!, 'hs');
   await until(
     'two tasks Starting',
     async () => {

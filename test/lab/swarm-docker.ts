@@ -26,3 +26,22 @@ export async function until(what: string, f: () => Promise<boolean>, ms = 30_000
   }
   throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
 }
+
+/** The CurrentState column ("Running 3 seconds ago", ...) of a service's tasks meant to run, as `docker service ps` shows it. */
+export async function taskStates(h: Lab, service: string): Promise<string[]> {
+  const out = await dockerOk(h, [
+    'service',
+    'ps',
+    service,
+    '--filter',
+    'desired-state=running',
+    '--format',
+    '{{.CurrentState}}',
+  ]);
+  return out.split('\n').filter(Boolean);
+}
+
+/** How many of a service's tasks meant to run `docker service ps` shows Running. */
+export async function runningTasks(h: Lab, service: string): Promise<number> {
+  return (await taskStates(h, service)).filter((s) => /^Running/.test(s)).length;
+}

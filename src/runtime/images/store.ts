@@ -841,7 +841,6 @@ export class ImageStore implements ImageService {
    */
   async cleanupTemp(): Promise<void> {
     await rm(join(this.root, 'tmp'), { recursive: true, force: true });
-    await rm(join(this.root, 'blobs', 'tmp'), { recursive: true, force: true });
     try {
       for (const n of await readdir(this.layers.root))
         if (n.startsWith('.tmp-')) await rm(join(this.layers.root, n), { recursive: true, force: true });
@@ -854,7 +853,7 @@ export class ImageStore implements ImageService {
       if (meta) keep.add(meta.diffId); // a tar kept before the index existed is named by its diff ID
     }
     const freed = await this.blobs.sweep({ keep });
-    if (freed) this.log.info({ freedBytes: freed }, 'removed blobs an interrupted pull left');
+    if (freed) this.log.info({ freedBytes: freed }, 'removed what interrupted pulls and loads left');
   }
 }
 
