@@ -135,14 +135,18 @@ test('a service task takes traffic only while healthy: Starting until then, out 
   ]);
   await dockerOk(H[0]!, ['run', '-d', '--name', 'client', '--network', 'hnet', 'alpine', 'sleep', '1000']);
   const states = (): Promise<string[]> => taskStates(H[0]!, 'hs');
+  let seen: string[] = [];
   await until(
     'two tasks Starting',
     async () => {
-      const s = await states();
-      return s.length === 2 && s.every((x) => /^Starting /.test(x));
+      seen = await states();
+      return seen.length === 2 && seen.every((x) => /^Starting /.test(x));
     },
     60_000,
-  );
+  ).catch(async (e: Error) => {
+    const ps = await docker(H[0]!, ['service', 'ps', '--no-trunc', 'hs']);
+    throw new Error(`${e.message}; last states ${JSON.stringify(seen)}\n${ps.stdout}${ps.stderr}`);
+  });
   // Task containers run, but nothing is healthy: no name, and the VIP refuses.
   const ns = await docker(H[0]!, ['exec', 'client', 'nslookup', 'tasks.hs']);
   assert.doesNotMatch(ns.stdout, /Address(?: \d+)?: 10\./, ns.stdout);
