@@ -145,7 +145,17 @@ test('a service task takes traffic only while healthy: Starting until then, out 
     60_000,
   ).catch(async (e: Error) => {
     const ps = await docker(H[0]!, ['service', 'ps', '--no-trunc', 'hs']);
-    throw new Error(`${e.message}; last states ${JSON.stringify(seen)}\n${ps.stdout}${ps.stderr}`);
+    const logs = H.map((h) =>
+      h
+        .daemonLog()
+        .split('\n')
+        .filter((l) => /agent|task|warn|error/i.test(l))
+        .slice(-15)
+        .join('\n'),
+    );
+    throw new Error(
+      `${e.message}; last states ${JSON.stringify(seen)}\n${ps.stdout}${ps.stderr}\n${logs.join('\n--\n')}`,
+    );
   });
   // Task containers run, but nothing is healthy: no name, and the VIP refuses.
   const ns = await docker(H[0]!, ['exec', 'client', 'nslookup', 'tasks.hs']);
