@@ -2,8 +2,35 @@
 // Chosen rules find real bugs in a daemon that must never die; style is prettier's job (`npm run format`).
 import tseslint from 'typescript-eslint';
 
+/** Rules of plain JavaScript that find bugs, for the TypeScript sources and the .mjs scripts alike. */
+const coreRules = {
+  'no-async-promise-executor': 'error',
+  'no-compare-neg-zero': 'error',
+  'no-cond-assign': ['error', 'except-parens'],
+  'no-constant-binary-expression': 'error',
+  'no-debugger': 'error',
+  'no-dupe-else-if': 'error',
+  'no-duplicate-case': 'error',
+  'no-empty-pattern': 'error',
+  'no-fallthrough': 'error',
+  'no-self-assign': 'error',
+  'no-self-compare': 'error',
+  'no-sparse-arrays': 'error',
+  'no-unsafe-finally': 'error',
+  'no-unsafe-negation': 'error',
+  'no-unreachable': 'error',
+  'no-useless-backreference': 'error',
+  'use-isnan': 'error',
+  'valid-typeof': 'error',
+  'no-var': 'error',
+  'prefer-const': ['error', { destructuring: 'all', ignoreReadBeforeAssign: true }],
+  eqeqeq: ['error', 'always', { null: 'ignore' }],
+};
+
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'native/**', 'node_modules/**', 'bin/**', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: ['dist/**', 'build/**', 'native/**', 'node_modules/**', 'bin/**', '**/*.js', '**/*.mjs', '!scripts/*.mjs'],
+  },
   {
     files: ['**/*.ts'],
     languageOptions: {
@@ -14,7 +41,16 @@ export default tseslint.config(
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
       // A promise nobody awaits or catches: its rejection is an unhandled rejection, which ends node.
-      '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
+      // node:test's test()/describe()/it() return promises the runner itself awaits: calling them bare is the idiom.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          ignoreVoid: true,
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite', 'before', 'after'] },
+          ],
+        },
+      ],
       // An async function where a callback's result is ignored (event handlers, forEach): same hazard.
       '@typescript-eslint/no-misused-promises': [
         'error',
@@ -32,27 +68,14 @@ export default tseslint.config(
       // Off: every hit stringifies a value parsed from JSON (typed unknown/{}), which is a string or number there.
       '@typescript-eslint/no-base-to-string': 'off',
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
-      'no-async-promise-executor': 'error',
-      'no-compare-neg-zero': 'error',
-      'no-cond-assign': ['error', 'except-parens'],
-      'no-constant-binary-expression': 'error',
-      'no-debugger': 'error',
-      'no-dupe-else-if': 'error',
-      'no-duplicate-case': 'error',
-      'no-empty-pattern': 'error',
-      'no-fallthrough': 'error',
-      'no-self-assign': 'error',
-      'no-self-compare': 'error',
-      'no-sparse-arrays': 'error',
-      'no-unsafe-finally': 'error',
-      'no-unsafe-negation': 'error',
-      'no-unreachable': 'error',
-      'no-useless-backreference': 'error',
-      'use-isnan': 'error',
-      'valid-typeof': 'error',
-      'no-var': 'error',
-      'prefer-const': ['error', { destructuring: 'all', ignoreReadBeforeAssign: true }],
-      eqeqeq: ['error', 'always', { null: 'ignore' }],
+      ...coreRules,
     },
+  },
+  // The build and test scripts (plain ESM JavaScript, no type information): the same core rules.
+  {
+    files: ['scripts/*.mjs'],
+    languageOptions: { ecmaVersion: 'latest', sourceType: 'module' },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    rules: coreRules,
   },
 );

@@ -36,8 +36,8 @@ async function expectCas(p: Promise<unknown>, key: string, actual: number): Prom
 }
 
 export function storeContract(label: string, open: () => Promise<StoreFixture>): void {
-  const withStore = (name: string, body: (s: Store) => Promise<void>) =>
-    test(`${label}: ${name}`, async () => {
+  const withStore = (name: string, body: (s: Store) => Promise<void>): void =>
+    void test(`${label}: ${name}`, async () => {
       const fx = await open();
       try {
         await body(fx.store);

@@ -1,9 +1,9 @@
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
 import type { DistributionService } from '../runtime/distribution/index.js';
-import type { EventBus } from './events.js';
+import type { EventBus } from '../common/events.js';
 import type { VolumeService } from '../runtime/volumes/store.js';
-import type { DaemonConfig } from './config.js';
+import type { DaemonConfig } from '../common/config.js';
 import type { SwarmServices } from '../services/index.js';
 import type { SwarmController } from '../swarm/controller.js';
 

@@ -162,7 +162,7 @@ test('UDP socket on 127.0.0.11:53 inside a container netns answers a query sent 
     free.close();
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
       // async spawn: the server runs on this event loop
-      import('node:child_process').then(({ execFile }) => {
+      void import('node:child_process').then(({ execFile }) => {
         const [c, a] = inNs(p, ['busybox', 'nslookup', 'web', '127.0.0.11']);
         execFile(c, a, { timeout: 8000 }, (err, stdout, stderr) =>
           resolve({ code: err ? 1 : 0, out: stdout + stderr }),
@@ -186,7 +186,7 @@ test('TCP listening socket inside a netns accepts a connection made inside it', 
   try {
     await new Promise<void>((r) => server.listen({ fd }, () => r()));
     const out = await new Promise<string>((resolve) => {
-      import('node:child_process').then(({ execFile }) => {
+      void import('node:child_process').then(({ execFile }) => {
         const [c, a] = inNs(p, ['busybox', 'nc', '127.0.0.1', '8080']);
         execFile(c, a, { timeout: 8000 }, (_e, stdout) => resolve(stdout));
       });

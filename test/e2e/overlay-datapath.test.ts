@@ -14,7 +14,7 @@ import { labName, run } from '../lab/lab.js';
 import { HostKernelOps } from '../../src/kernel/ops.js';
 import { createNetns, deleteNetns } from '../../src/kernel/netns.js';
 import { OverlayDriver } from '../../src/network/drivers/overlay/index.js';
-import { defaultConfig } from '../../src/daemon/config.js';
+import { defaultConfig } from '../../src/common/config.js';
 import type { DriverNetwork, JoinRequest } from '../../src/network/driver.js';
 
 const UL = labName('ovdu');

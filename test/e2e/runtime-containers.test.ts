@@ -12,8 +12,8 @@ import { createReadStream, mkdtempSync, rmSync, existsSync, readFileSync } from 
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { EmbeddedStore } from '../../src/store/embedded.js';
-import { defaultConfig, type DaemonConfig } from '../../src/daemon/config.js';
-import { EventBus, type DockerEvent } from '../../src/daemon/events.js';
+import { defaultConfig, type DaemonConfig } from '../../src/common/config.js';
+import { EventBus, type DockerEvent } from '../../src/common/events.js';
 import { ImageStore } from '../../src/runtime/images/store.js';
 import { ContainerManager } from '../../src/runtime/containers/manager.js';
 import { enterNetnsForThisThread, netnsInode } from '../../src/kernel/netns.js';

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { EmbeddedStore } from '../../src/store/embedded.js';
-import { defaultConfig } from '../../src/daemon/config.js';
+import { defaultConfig } from '../../src/common/config.js';
 import { ImageStore } from '../../src/runtime/images/store.js';
 import { NotFound } from '../../src/common/errors.js';
 

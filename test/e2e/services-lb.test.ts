@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Lab, REPO } from '../lab/lab.js';
 import { api } from './clients-helpers.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
-import { EventBus } from '../../src/daemon/events.js';
+import { EventBus } from '../../src/common/events.js';
 import { silentLogger } from '../../src/common/log.js';
 import { ServiceDiscovery } from '../../src/services/discovery.js';
 import { taskCollection, serviceCollection } from '../../src/services/records.js';

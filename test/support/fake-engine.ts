@@ -14,8 +14,8 @@ import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { Conflict, Forbidden, InvalidParameter, NotFound, NotModified, SystemError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
-import { EventBus } from '../../src/daemon/events.js';
-import { defaultConfig } from '../../src/daemon/config.js';
+import { EventBus } from '../../src/common/events.js';
+import { defaultConfig } from '../../src/common/config.js';
 import type { Engine } from '../../src/daemon/engine.js';
 import type { DockerVolume, VolumeCreate, VolumeService } from '../../src/runtime/volumes/store.js';
 import type { DistributionService } from '../../src/runtime/distribution/index.js';
@@ -414,7 +414,6 @@ export class FakeContainers implements ContainerService {
     const c = this.get(idOrName);
     throw new Conflict(`Container ${c.id} is not running`);
   }
-  // eslint-disable-next-line require-yield
   async *stats(idOrName: string): AsyncGenerator<Record<string, unknown>> {
     const c = this.get(idOrName);
     yield { id: c.id, name: `/${c.name}`, read: '0001-01-01T00:00:00Z' };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { EmbeddedStore } from '../../src/store/embedded.js';
 import { AddressAllocator, ADDRESS_IN_USE } from '../../src/network/ipam/allocator.js';
 import { planIpam } from '../../src/network/ipam/plan.js';
-import { DOCKER_DEFAULT_POOLS } from '../../src/daemon/config.js';
+import { DOCKER_DEFAULT_POOLS } from '../../src/common/config.js';
 import { CoveError } from '../../src/common/errors.js';
 
 function setup(t: { after: (fn: () => void | Promise<void>) => void }) {

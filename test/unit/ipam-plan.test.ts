@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planIpam, pickDefaultPool, NO_POOL, POOL_OVERLAP } from '../../src/network/ipam/plan.js';
-import { DOCKER_DEFAULT_POOLS } from '../../src/daemon/config.js';
+import { DOCKER_DEFAULT_POOLS } from '../../src/common/config.js';
 import {
   formatCidr,
   parseCidr,

@@ -27,7 +27,7 @@ const lines = (ops: KernelOp[]): string[] =>
     return r.tool === 'rtnl' ? 'rtnl' : r.line;
   });
 import { CoveError, InvalidParameter, NotFound } from '../../src/common/errors.js';
-import { defaultConfig } from '../../src/daemon/config.js';
+import { defaultConfig } from '../../src/common/config.js';
 import { silentLogger } from '../../src/common/log.js';
 import type { DriverNetwork, JoinRequest } from '../../src/network/driver.js';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { OverlayDriver } from '../../src/network/drivers/overlay/index.js';
 import { peerDiffOps, overlayConfig, type ProgrammedPeer } from '../../src/network/drivers/overlay/plan.js';
 import { groupRendered, render } from '../../src/kernel/ops.js';
-import { defaultConfig } from '../../src/daemon/config.js';
+import { defaultConfig } from '../../src/common/config.js';
 import type { DriverNetwork, JoinRequest, PeerEndpoint } from '../../src/network/driver.js';
 import { RecordingKernelOps } from './fakes/kernel-ops.js';
 

@@ -7,7 +7,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A pass that waits for the test to release it, counting passes and overlaps. */
 function gatedPass() {
   let release: (() => void) | undefined;
-  const st = { passes: 0, inPass: 0, overlaps: 0, fail: undefined as unknown };
+  const st = { passes: 0, inPass: 0, overlaps: 0, fail: undefined as Error | undefined };
   const pass = async () => {
     st.passes++;
     st.inPass++;

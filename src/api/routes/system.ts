@@ -2,7 +2,7 @@
 import type { Route } from '../route.js';
 import type { Ctx } from '../request.js';
 import { filtersQuery, parseTimestamp } from '../request.js';
-import type { DockerEvent } from '../../daemon/events.js';
+import type { DockerEvent } from '../../common/events.js';
 import type { Filters } from '../../network/types.js';
 
 function apiBefore(v: string, than: string): boolean {

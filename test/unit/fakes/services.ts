@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventBus } from '../../../src/daemon/events.js';
+import { EventBus } from '../../../src/common/events.js';
 import { EmbeddedStore } from '../../../src/store/embedded.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { NotFound } from '../../../src/common/errors.js';

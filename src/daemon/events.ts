@@ -1,2 +1,0 @@
-/** Moved to src/common/events.ts (every layer publishes events; src/daemon only serves them). */
-export * from '../common/events.js';
