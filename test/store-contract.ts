@@ -155,6 +155,35 @@ export function storeContract(label: string, open: () => Promise<StoreFixture>):
     assert.equal((await s.get('dup'))?.value, '2');
   });
 
+  withStore(
+    'transaction: a prefix check fails when any key under it is newer (added or changed), not otherwise',
+    async (s) => {
+      const r1 = await s.put('members/a', '1');
+      const r2 = await s.put('members/b', '1');
+      await s.put('membersx', 'outside the prefix');
+      const max = Math.max(r1, r2);
+      await s.txn([
+        { key: 'members/', prefixUnchangedAfter: max },
+        { key: 'claim/1', expectRevision: 0, value: 'a' },
+      ]);
+      assert.equal((await s.get('claim/1'))?.value, 'a');
+      // An empty prefix passes.
+      await s.txn([{ key: 'nobody/', prefixUnchangedAfter: 0 }]);
+      const r3 = await s.put('members/c', '1');
+      await expectCas(s.txn([{ key: 'members/', prefixUnchangedAfter: max, value: 'ignored' }]), 'members/', r3);
+      await expectCas(
+        s.txn([
+          { key: 'members/', prefixUnchangedAfter: max },
+          { key: 'claim/2', expectRevision: 0, value: 'b' },
+        ]),
+        'members/',
+        r3,
+      );
+      assert.equal(await s.get('claim/2'), undefined, 'nothing written when the prefix check fails');
+      assert.equal(await s.get('members/'), undefined, 'a prefix check never writes its key');
+    },
+  );
+
   withStore('collection: 50 concurrent CAS updates never lose a write', async (s) => {
     const c = new Collection<{ n: number }>(s, 'counters');
     await Promise.all(Array.from({ length: 50 }, () => c.update('a', (cur) => ({ n: (cur?.n ?? 0) + 1 }))));

@@ -155,6 +155,9 @@ export class EtcdMember {
       '10000',
       '--grpc-keepalive-min-time',
       '2s',
+      // An address claim compares one key per node (src/network/ipam/claims.ts): room for 1000 nodes, not 128.
+      '--max-txn-ops',
+      '2048',
       '--logger',
       'zap',
       '--log-outputs',

@@ -7,16 +7,17 @@
  *   ipam/config                { pools: [{base,size}] }: swarm init --default-addr-pool / -mask-length
  *   ipam/subnets/<subnet>      network id: a subnet claimed by a swarm network (no overlap races)
  *   ipam/vni/<vni>             network id: a VXLAN ID claimed (unique in the cluster)
- *   ipam/addr/<nid>/<i>        SubnetState: addresses of one subnet of one network
- *                              (ipam/allocator.ts; one key per network subnet, so
- *                              nodes allocating on different networks never contend)
+ *   ipam/node/<node>/<nid>/<ip>  an address a node claimed for its endpoint (ipam/claims.ts:
+ *                              one key per address, each node writes only its own, one
+ *                              transaction per claim checks every node's; no shared key)
+ *   ipam/addr/<nid>/<ip>       an address the managers claimed (service VIPs)
  *   endpoints/<node>/<nid>/<eid>  SwarmEndpoint: an endpoint of a swarm network on a node
  *                              (overlay peers, DNS across hosts, network inspect Peers);
  *                              the node ID first, so etcd's RBAC lets a worker write
  *                              under endpoints/<its id>/ only
  */
 import { randomBytes } from 'node:crypto';
-import { Collection, type Store } from '../store/store.js';
+import { Collection, type Store, type TxnOp } from '../store/store.js';
 import type { NetworkRecord } from './records.js';
 import type { PeerEndpoint } from './driver.js';
 
@@ -123,6 +124,25 @@ export class ClusterKeys {
     const rev = await this.store.put(key, JSON.stringify(e));
     this.view.apply(key, e, rev);
     return rev;
+  }
+
+  /** The endpoint's write, for a transaction of the caller's (then `applyOwn` with its revision). */
+  endpointWrite(e: SwarmEndpoint): TxnOp {
+    return { key: endpointKey(e.nodeId, e.networkId, e.id), value: JSON.stringify(e) };
+  }
+
+  applyOwn(e: SwarmEndpoint, revision: number): void {
+    this.view.apply(endpointKey(e.nodeId, e.networkId, e.id), e, revision);
+  }
+
+  /** Addresses of a network's endpoints on every node, as last seen (IPAM candidates skip them). */
+  addressesInView(networkId: string): string[] {
+    const out: string[] = [];
+    for (const e of this.view.of(networkId)) {
+      if (e.ipv4) out.push(e.ipv4);
+      if (e.ipv6) out.push(e.ipv6);
+    }
+    return out;
   }
 
   async deleteEndpoint(nodeId: string, networkId: string, id: string): Promise<boolean> {

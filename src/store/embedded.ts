@@ -215,9 +215,17 @@ export class EmbeddedStore implements Store {
   }
 
   async txn(ops: TxnOp[]): Promise<number> {
-    for (const op of ops) this.check(op.key, op.expectRevision);
+    for (const op of ops) {
+      if (op.prefixUnchangedAfter === undefined) {
+        this.check(op.key, op.expectRevision);
+        continue;
+      }
+      let newest = 0;
+      for (const kv of this.kvs.values()) if (kv.key.startsWith(op.key)) newest = Math.max(newest, kv.revision);
+      if (newest > op.prefixUnchangedAfter) throw new CasError(op.key, op.prefixUnchangedAfter, newest);
+    }
     const writes = ops
-      .filter((op) => op.value !== undefined)
+      .filter((op) => op.value !== undefined && op.prefixUnchangedAfter === undefined)
       .map((op) => ({ key: op.key, value: op.value as string | null }));
     if (writes.length === 0) return this.revision;
     return this.commit(writes);

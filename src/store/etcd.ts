@@ -52,6 +52,14 @@ export interface EtcdStoreOptions {
 const RESERVED = '\u0000';
 
 /** One key-level write after merging TxnOps: a value puts, null deletes. */
+/** A compare of one write: a key's revision (0: absent), that it exists, or that nothing under a prefix is newer. */
+interface Check {
+  key: string;
+  expectRevision?: number;
+  mustExist?: boolean;
+  prefixMax?: number;
+}
+
 interface Write {
   key: string;
   value: string | null;
@@ -203,12 +211,16 @@ export class EtcdStore implements Store {
   }
 
   async txn(ops: TxnOp[]): Promise<number> {
-    const checks = ops
-      .filter((op) => op.expectRevision !== undefined)
-      .map((op) => ({ key: op.key, expectRevision: op.expectRevision }));
+    const checks: Check[] = [];
+    for (const op of ops) {
+      if (op.prefixUnchangedAfter !== undefined) checks.push({ key: op.key, prefixMax: op.prefixUnchangedAfter });
+      else if (op.expectRevision !== undefined) checks.push({ key: op.key, expectRevision: op.expectRevision });
+    }
     // etcd refuses a txn that writes one key twice; the last write wins, as in EmbeddedStore.
     const writes = new Map<string, Write>();
-    for (const op of ops) if (op.value !== undefined) writes.set(op.key, { key: op.key, value: op.value });
+    for (const op of ops)
+      if (op.value !== undefined && op.prefixUnchangedAfter === undefined)
+        writes.set(op.key, { key: op.key, value: op.value });
     if (writes.size === 0) {
       // Checks only: one read of all keys, no write, no new revision.
       const out = await this.write('txn', checks, []);
@@ -222,18 +234,21 @@ export class EtcdStore implements Store {
    * requestTimeoutMs. Returns the revision it committed at; throws CasError
    * when a compare fails, Unavailable when the cluster cannot be reached.
    */
-  private async write(
-    what: string,
-    checks: Array<{ key: string; expectRevision?: number; mustExist?: boolean }>,
-    writes: Write[],
-  ): Promise<{ revision: number }> {
+  private async write(what: string, checks: Check[], writes: Write[]): Promise<{ revision: number }> {
     for (const w of writes)
       if (w.key.startsWith(RESERVED)) throw new InvalidParameter(`cluster store: keys starting with NUL are reserved`);
     const seq = ++this.seq;
     const compare: ICompare[] = [];
     for (const c of checks) {
       const key = Buffer.from(this.abs(c.key));
-      if (c.mustExist) compare.push({ key, target: 'Create', result: 'Greater', create_revision: 0 });
+      if (c.prefixMax !== undefined)
+        compare.push({
+          ...this.range(c.key),
+          target: 'Mod',
+          result: 'Less',
+          mod_revision: c.prefixMax + 1,
+        });
+      else if (c.mustExist) compare.push({ key, target: 'Create', result: 'Greater', create_revision: 0 });
       else if (c.expectRevision === 0) compare.push({ key, target: 'Create', result: 'Equal', create_revision: 0 });
       else if (c.expectRevision !== undefined)
         compare.push({ key, target: 'Mod', result: 'Equal', mod_revision: c.expectRevision });
@@ -245,7 +260,12 @@ export class EtcdStore implements Store {
     );
     const stamps = writes.length > 0;
     if (stamps) success.push({ request_put: { key: Buffer.from(this.markerKey), value: Buffer.from(String(seq)) } });
-    const failure: IRequestOp[] = checks.map((c) => ({ request_range: { key: Buffer.from(this.abs(c.key)) } }));
+    const failure: IRequestOp[] = checks.map((c) => ({
+      request_range:
+        c.prefixMax !== undefined
+          ? { ...this.range(c.key), sort_order: 'Descend', sort_target: 'Mod', limit: 1 } // the newest key under it
+          : { key: Buffer.from(this.abs(c.key)) },
+    }));
     const req: ITxnRequest = { compare, success, failure };
 
     // A watch created before this write must see it: let its start revision be fixed first.
@@ -270,9 +290,11 @@ export class EtcdStore implements Store {
           [...out.actual].find(([k]) => {
             const c = checks.find((x) => x.key === k)!;
             const a = out.actual.get(k)!;
+            if (c.prefixMax !== undefined) return a > c.prefixMax;
             return c.mustExist ? a === 0 : a !== c.expectRevision;
           }) ?? [...out.actual][0]!;
-        throw new CasError(key, checks.find((c) => c.key === key)?.expectRevision, actual);
+        const failed = checks.find((c) => c.key === key);
+        throw new CasError(key, failed?.prefixMax ?? failed?.expectRevision, actual);
       } catch (e) {
         if (e instanceof CasError || !retriable(e)) throw this.mapError(what, e);
         lastError = e;

@@ -25,6 +25,13 @@ export interface TxnOp {
   expectRevision?: number;
   /** A value puts the key; null deletes it; undefined only checks. */
   value?: string | null;
+  /**
+   * A check on a whole prefix instead (`key` is the prefix, no value): no key
+   * under it was created or changed after this revision. A CasError names the
+   * prefix and the newest revision found under it. (A membership guard: "no
+   * node joined since I listed them".)
+   */
+  prefixUnchangedAfter?: number;
 }
 
 export class CasError extends Error {

@@ -150,14 +150,17 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  * own node ID: its liveness key, its subtree, its containers' endpoints on
  * swarm networks, the log requests addressed to it and its answers, its
  * store client's write markers, and its task status reports
- * (node-local/<self>/tasks/, applied by managers: src/services/reports.ts).
- * Two shared records stay writable because nodes allocate from them with
- * compare-and-swap: the address maps of swarm networks (ipam/addr/, a
- * container on a worker takes an address there) and the WireGuard tunnel
- * address claims (tunnels/wireguard/, a node claims its own when an
- * encrypted network comes up there). It can never write nodes/,
+ * (node-local/<self>/tasks/, applied by managers: src/services/reports.ts),
+ * and its address claims on swarm networks (ipam/node/<self>/: a claim is
+ * a create of its own key that checks every other node's key for that
+ * address in the same transaction, src/network/ipam/claims.ts; reading
+ * another node's key is all it needs of it). One shared record stays
+ * writable because nodes allocate from it with compare-and-swap: the
+ * WireGuard tunnel address claims (tunnels/wireguard/, a node claims its
+ * own when an encrypted network comes up there). It can never write nodes/,
  * swarm/, secret/, networks/, netnames/, services/, tasks/,
- * ipam/config|subnets|vni, another node's liveness, endpoints or logs.
+ * ipam/config|subnets|vni|addr, another node's liveness, endpoints,
+ * address claims or logs.
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
   return {
@@ -172,7 +175,7 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
       `logs/req/${nodeId}/`,
       `logs/resp/${nodeId}/`,
       `\u0000txn/${nodeId}/`,
-      'ipam/addr/',
+      `ipam/node/${nodeId}/`,
       'tunnels/wireguard/',
     ],
   };

@@ -10,7 +10,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, INTERNET_IP, LAB_OFFLINE, type Lab, type RunResult } from '../lab/lab.js';
 import { MultiHostLab } from '../lab/multihost.js';
@@ -303,4 +303,105 @@ test('network rm: refused while any host has a container on it; then gone from e
       `no container veth left on ${h.name}: ${veths.join('\n')}`,
     );
   }
+});
+
+/** etcdctl inside host h with h's own node certificate (etcd's user = the certificate's CN), against host 1's member. */
+async function etcdctlAs(h: Lab, ...args: string[]): Promise<{ code: number; out: string }> {
+  const d = join(h.dataRoot, 'swarm/certs');
+  const r = await run(
+    'nsenter',
+    [
+      ...h.enter(),
+      'etcdctl',
+      `--endpoints=https://${lab.addr(0)}:2379`,
+      `--cacert=${d}/ca.crt`,
+      `--cert=${d}/node.crt`,
+      `--key=${d}/node.key`,
+      '--command-timeout=5s',
+      ...args,
+    ],
+    { timeoutMs: 20_000 },
+  );
+  return { code: r.code, out: `${r.stdout}${r.stderr}`.trim() };
+}
+
+const nodeIdOf = (h: Lab): string =>
+  (JSON.parse(readFileSync(join(h.dataRoot, 'swarm/state.json'), 'utf8')) as { nodeId: string }).nodeId;
+
+test("concurrent runs on 3 hosts onto one attachable overlay: distinct addresses, all ping by name; a worker cannot touch another node's address claim; rm releases", async () => {
+  await dockerOk(H[0]!, ['network', 'create', '-d', 'overlay', '--attachable', '--subnet', '10.77.0.0/24', 'race-net']);
+  const nid = await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{.Id}}', 'race-net']);
+  const names = [0, 1, 2].flatMap((i) => [`r${i + 1}a`, `r${i + 1}b`]);
+  const hostOf = (name: string) => H[Number(name[1]) - 1]!;
+  try {
+    // Every run at once: 6 claims racing on 3 nodes (2 per node, so a node also races itself).
+    await Promise.all(
+      names.map((n) =>
+        dockerOk(hostOf(n), ['run', '-d', '--name', n, '--network', 'race-net', 'alpine', 'sleep', '600']),
+      ),
+    );
+    const ips = await Promise.all(
+      names.map((n) =>
+        dockerOk(hostOf(n), ['inspect', '-f', '{{(index .NetworkSettings.Networks "race-net").IPAddress}}', n]),
+      ),
+    );
+    assert.equal(new Set(ips).size, 6, `addresses unique across the cluster: ${ips.join(' ')}`);
+    for (const ip of ips) assert.match(ip, /^10\.77\.0\.\d+$/);
+    assert.ok(!ips.includes('10.77.0.1'), 'the gateway is never handed out');
+    for (const from of names)
+      for (const to of names) {
+        if (from === to) continue;
+        assert.ok(
+          await retry(
+            async () => (await docker(hostOf(from), ['exec', from, 'ping', '-c', '1', '-W', '1', to])).code === 0,
+            3,
+          ),
+          `${from} pings ${to} by name`,
+        );
+      }
+
+    // The claims: each node's under its own key, readable by every node.
+    const worker = H[1]!;
+    const self = nodeIdOf(worker);
+    const other = nodeIdOf(H[2]!);
+    const manager = nodeIdOf(H[0]!);
+    const theirs = await etcdctlAs(worker, 'get', '--prefix', '--keys-only', `cove/ipam/node/${other}/${nid}/`);
+    assert.equal(theirs.code, 0, theirs.out);
+    const victim = theirs.out.split('\n').filter(Boolean);
+    assert.equal(victim.length, 2, `host 3's two claims: ${theirs.out}`);
+    assert.ok(
+      victim.every((k) => ips.slice(4).includes(k.split('/').pop()!)),
+      `${victim.join(' ')} vs ${ips.join(' ')}`,
+    );
+    // A worker's credentials: overwriting or deleting another node's claim, claiming in its name, or writing
+    // the managers' claims is refused by etcd.
+    for (const args of [
+      ['put', victim[0]!, 'stolen'],
+      ['del', victim[0]!],
+      ['del', '--prefix', `cove/ipam/node/${other}/`],
+      ['put', `cove/ipam/node/${manager}/${nid}/10.77.0.200`, 'x'],
+      ['put', `cove/ipam/addr/${nid}/10.77.0.201`, 'vip:x'],
+      ['del', '--prefix', 'cove/ipam/'],
+    ]) {
+      const r = await etcdctlAs(worker, ...args);
+      assert.notEqual(r.code, 0, `the worker ran etcdctl ${args.join(' ')}`);
+      assert.match(r.out, /permission denied/, args.join(' '));
+    }
+    assert.equal((await etcdctlAs(worker, 'get', victim[0]!, '--print-value-only')).out.length > 0, true);
+    // Its own claims it may write (the daemon does, on every run).
+    const own = `cove/ipam/node/${self}/${nid}/10.77.0.202`;
+    assert.equal((await etcdctlAs(worker, 'put', own, 'probe')).code, 0);
+    assert.equal((await etcdctlAs(worker, 'del', own)).code, 0);
+  } finally {
+    await Promise.all(names.map((n) => docker(hostOf(n), ['rm', '-f', n])));
+  }
+  // Container rm released every address; network rm leaves no claim.
+  const left = await etcdctlAs(H[0]!, 'get', '--prefix', '--keys-only', 'cove/ipam/');
+  assert.equal(left.code, 0, left.out);
+  assert.deepEqual(
+    left.out.split('\n').filter((k) => k.includes(`/${nid}/`)),
+    [],
+    'no address claim left after container rm',
+  );
+  await dockerOk(H[0]!, ['network', 'rm', 'race-net']);
 });

@@ -7,6 +7,8 @@ import { NOT_IN_SWARM } from '../swarm-scope.js';
 import type { DockerNetworkCreate } from '../types.js';
 import type { NetworkRecord } from '../records.js';
 import { AddressAllocator } from '../ipam/allocator.js';
+import type { ClaimedAddress, SwarmAddressClaims } from '../ipam/claims.js';
+import type { TxnOp } from '../../store/store.js';
 import { IPAM_DRIVERS, validateConfigs } from '../ipam/plan.js';
 import type { RemotePool } from '../ipam/remote.js';
 import type { ControllerCore } from './core.js';
@@ -53,7 +55,11 @@ export class AddressOps {
   /** Frees an endpoint's address in the allocator and, for an IPAM plugin's network, at the plugin. */
   async releaseAddress(networkId: string, address: string, owner: string): Promise<void> {
     const net = (await this.core.networks.get(networkId))?.value;
-    await (net ? this.ipamOf(net) : this.core.ipam).release(networkId, address, owner);
+    if (net?.scope === 'swarm') {
+      await this.swarmClaims().release(networkId, address, owner, 'node');
+      return;
+    }
+    await this.core.ipam.release(networkId, address, owner);
     const ip = address.split('/')[0]!;
     const pool = net?.ipamPools?.find((p) => p.family === (ip.includes(':') ? 6 : 4));
     if (net && pool)
@@ -68,15 +74,34 @@ export class AddressOps {
       if (pool) return await this.allocateRemote(net, pool, owner, preferred || undefined);
       return await this.ipamOf(net).allocate(net.id, fam, owner, preferred || undefined);
     } catch (e) {
-      if (e instanceof InvalidParameter && /no configured subnet/.test(e.message)) {
-        throw new InvalidParameter(`invalid config for network ${net.name}: invalid endpoint settings:\n${e.message}`);
-      }
-      throw e;
+      throw endpointSettingsError(net, e);
+    }
+  }
+
+  /**
+   * A swarm endpoint's addresses, claimed cluster-wide in one transaction
+   * together with the writes `also` returns (its cluster record): one
+   * cluster write per endpoint (ipam/claims.ts).
+   */
+  async claimSwarm(
+    net: NetworkRecord,
+    want: Array<{ family: 4 | 6; preferred?: string | undefined }>,
+    owner: string,
+    also: (got: Map<4 | 6, ClaimedAddress>) => TxnOp[],
+  ): Promise<{ addresses: Map<4 | 6, ClaimedAddress>; revision: number }> {
+    try {
+      return await this.swarmClaims().claim(net, want, owner, 'node', also);
+    } catch (e) {
+      throw endpointSettingsError(net, e);
     }
   }
 
   ipamOf(net: Pick<NetworkRecord, 'scope'>): AddressAllocator {
-    if (net.scope !== 'swarm') return this.core.ipam;
+    if (net.scope === 'swarm') throw new Unavailable('swarm networks claim addresses through claimSwarm');
+    return this.core.ipam;
+  }
+
+  private swarmClaims(): SwarmAddressClaims {
     if (!this.core.cluster) throw new Unavailable(NOT_IN_SWARM);
     return this.core.cluster.ipam;
   }
@@ -90,18 +115,32 @@ export class AddressOps {
   async allocateVip(networkId: string, owner: string): Promise<string | undefined> {
     await this.core.init();
     const net = await this.core.findNetwork(networkId);
-    return (await this.ipamOf(net).allocate(net.id, 4, owner.startsWith('vip:') ? owner : `vip:${owner}`))?.cidr;
+    const vip = owner.startsWith('vip:') ? owner : `vip:${owner}`;
+    if (net.scope !== 'swarm') return (await this.core.ipam.allocate(net.id, 4, vip))?.cidr;
+    return (await this.swarmClaims().claim(net, [{ family: 4 }], vip, 'cluster')).addresses.get(4)?.cidr;
   }
 
   async releaseVip(networkId: string, addr: string): Promise<void> {
     await this.core.init();
     const net = (await this.core.networks.get(networkId))?.value;
     if (!net) return;
-    const ipam = this.ipamOf(net);
     const ip = addr.split('/')[0]!;
-    for (const { state } of await ipam.subnetsOf(net.id)) {
+    if (net.scope === 'swarm') {
+      const claims = this.swarmClaims();
+      const owner = await claims.clusterOwner(net.id, ip);
+      if (owner?.startsWith('vip:')) await claims.release(net.id, ip, owner, 'cluster');
+      return;
+    }
+    for (const { state } of await this.core.ipam.subnetsOf(net.id)) {
       const owner = state.allocated[ip];
-      if (owner?.startsWith('vip:')) await ipam.release(net.id, ip, owner);
+      if (owner?.startsWith('vip:')) await this.core.ipam.release(net.id, ip, owner);
     }
   }
+}
+
+/** Docker's wording for an address outside every subnet of the network. */
+function endpointSettingsError(net: NetworkRecord, e: unknown): unknown {
+  if (e instanceof InvalidParameter && /no configured subnet/.test(e.message))
+    return new InvalidParameter(`invalid config for network ${net.name}: invalid endpoint settings:\n${e.message}`);
+  return e;
 }

@@ -22,6 +22,7 @@ import type { DriverEndpoint, DriverNetwork, NetworkDriver } from '../driver.js'
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../records.js';
 import { DriverRegistry, type DriverContext } from '../drivers/registry.js';
 import { AddressAllocator } from '../ipam/allocator.js';
+import type { SwarmAddressClaims } from '../ipam/claims.js';
 import { IpamPlugins } from '../ipam/remote.js';
 import { parseCidr } from '../ipam/ip.js';
 import { KeyedMutex } from '../mutex.js';
@@ -129,8 +130,8 @@ export const NETWORK_LOCK = 'networks';
 export interface ClusterState {
   m: Membership;
   keys: ClusterKeys;
-  /** Addresses of swarm networks, in the cluster store (ipam/addr/<nid>/<i>). */
-  ipam: AddressAllocator;
+  /** Addresses of swarm networks, claimed in the cluster store (ipam/node/<node>/, ipam/addr/: ipam/claims.ts). */
+  ipam: SwarmAddressClaims;
   stops: Array<() => void>;
   /** Per swarm network: a sync (peers + names) is running / another is due. */
   syncing: Map<string, Promise<void>>;

@@ -9,6 +9,7 @@ import { NOT_IN_SWARM, notAttachable } from '../swarm-scope.js';
 import type { EndpointRequest } from '../types.js';
 import type { DriverEndpoint, NetworkDriver } from '../driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../records.js';
+import type { SwarmEndpoint } from '../swarm-scope.js';
 import { formatIp, macFromIpv4, tryParseIp } from '../ipam/ip.js';
 import { parseLink } from '../endpoint.js';
 import { driverBindings } from '../ports.js';
@@ -127,8 +128,46 @@ export class EndpointOps {
     });
     t?.mark('record');
     const undos: Undo[] = [() => this.core.endpoints.delete(ep.id).then(() => undefined)];
+    // A swarm endpoint is claimed and published in one cluster write, here; the cluster undo deletes both.
+    const cluster = net.scope === 'swarm' && !special ? this.core.cluster : undefined;
+    let published: SwarmEndpoint | undefined;
     try {
-      if (!special) {
+      if (cluster) {
+        const want: Array<{ family: 4 | 6; preferred?: string | undefined }> = [];
+        if (net.enableIPv4) want.push({ family: 4, preferred: req.ipv4Address || undefined });
+        if (net.enableIPv6) want.push({ family: 6, preferred: req.ipv6Address || undefined });
+        let rec: SwarmEndpoint | undefined;
+        const { addresses: got, revision } = await this.core.addressOps.claimSwarm(net, want, ep.id, (addrs) => {
+          const v4 = addrs.get(4);
+          const v6 = addrs.get(6);
+          const draft: EndpointRecord = { ...ep };
+          if (v4) draft.ipv4 = v4.cidr;
+          if (v6) draft.ipv6 = v6.cidr;
+          draft.mac = req.macAddress || (v4 ? macFromIpv4(v4.address) : randomMac());
+          rec = this.core.swarmOps.swarmEndpointOf(draft, net, cluster);
+          return [cluster.keys.endpointWrite(rec)];
+        });
+        published = rec!;
+        const v4 = got.get(4);
+        const v6 = got.get(6);
+        if (v4) {
+          ep.ipv4 = v4.cidr;
+          if (v4.gateway) ep.gatewayV4 = v4.gateway;
+        }
+        if (v6) {
+          ep.ipv6 = v6.cidr;
+          if (v6.gateway) ep.gatewayV6 = v6.gateway;
+          if (sb.netnsPath) await (await this.core.getKernel()).enableIpv6(sb.netnsPath);
+        }
+        ep.mac = published.mac;
+        // Every node learns of it from the watch now; the view here has it at once.
+        cluster.keys.applyOwn(published, revision);
+        undos.push(async () => {
+          await cluster.keys.deleteEndpoint(cluster.m.self.id, net.id, ep.id);
+          for (const a of [v4, v6])
+            if (a) await this.core.addressOps.releaseAddress(net.id, a.address, ep.id).catch(() => undefined);
+        });
+      } else if (!special) {
         if (net.enableIPv4 && net.subnets.some((s) => s.family === 4)) {
           const a = await this.core.addressOps.allocate(net, 4, ep.id, req.ipv4Address);
           if (a) {
@@ -178,13 +217,11 @@ export class EndpointOps {
           undos.push(() => this.unprogramPorts(ep, net, driver));
         }
       }
-      if (net.scope === 'swarm' && this.core.cluster) {
-        // Every node learns of it from the cluster store; this node's own peers are programmed before the API answers.
+      if (cluster && published) {
         t?.mark('other');
-        await this.core.swarmOps.publishSwarmEndpoint(ep, net, this.core.cluster);
-        t?.mark('publish');
-        const c = this.core.cluster;
-        undos.push(() => c.keys.deleteEndpoint(c.m.self.id, net.id, ep.id).then(() => undefined));
+        // A driver that chose another MAC (none of ours does without a request): every node must see that one.
+        if (ep.mac !== published.mac) await this.core.swarmOps.publishSwarmEndpoint(ep, net, cluster);
+        // This node's own peers and names are programmed before the API answers.
         await this.core.swarmOps.syncSwarmNetwork(net.id);
         t?.mark('peersAndNames');
       }

@@ -24,7 +24,7 @@ import { OPT_VNI } from '../drivers/overlay/plan.js';
 import type { DockerNetwork, DockerNetworkCreate } from '../types.js';
 import type { NetworkDriver } from '../driver.js';
 import type { EndpointRecord, NetworkRecord } from '../records.js';
-import { AddressAllocator } from '../ipam/allocator.js';
+import { SwarmAddressClaims } from '../ipam/claims.js';
 import { planIpam } from '../ipam/plan.js';
 import { nowRfc3339Nano } from '../network.js';
 import { NETWORK_LOCK, type ControllerCore, type ClusterState } from './core.js';
@@ -49,7 +49,7 @@ export class SwarmOps {
     const c: ClusterState = {
       m,
       keys,
-      ipam: new AddressAllocator(m.store, 'ipam/addr'),
+      ipam: new SwarmAddressClaims(m.store, m.self.id, (nid) => keys.addressesInView(nid)),
       stops: [],
       syncing: new Map(),
       again: new Set(),
@@ -66,6 +66,7 @@ export class SwarmOps {
       const pools = opts.defaultAddrPool.map((base) => ({ base, size: opts.subnetSize ?? 24 }));
       await m.store.put('ipam/config', JSON.stringify({ pools }), 0).catch(() => undefined); // first init wins
     }
+    c.stops.push(c.ipam.follow());
     c.stops.push(
       m.store.watch('endpoints/', (ev) => {
         keys.view.apply(
@@ -184,8 +185,10 @@ export class SwarmOps {
     for (const e of await c.keys.allEndpoints()) {
       if (e.nodeId !== c.m.self.id || local.has(e.id)) continue;
       await c.keys.deleteEndpoint(e.nodeId, e.networkId, e.id).catch(() => undefined);
-      for (const a of [e.ipv4, e.ipv6]) if (a) await c.ipam.release(e.networkId, a, e.id).catch(() => undefined);
     }
+    // Addresses of those, and any claim whose endpoint never got here (a crash right after the claim).
+    const freed = await c.ipam.releaseOrphans((owner) => local.has(owner)).catch(() => 0);
+    if (freed > 0) this.core.log.info({ addresses: freed }, 'released swarm addresses of endpoints gone');
     for (const { value: n } of await c.keys.networks.list()) {
       const d = this.core.driverOf(n);
       const mine = [...local.values()].filter((e) => e.networkId === n.id);
@@ -215,7 +218,12 @@ export class SwarmOps {
   }
 
   async publishSwarmEndpoint(ep: EndpointRecord, net: NetworkRecord, c: ClusterState): Promise<void> {
-    const rec: SwarmEndpoint = {
+    await c.keys.putEndpoint(this.swarmEndpointOf(ep, net, c));
+  }
+
+  /** The endpoint as every node sees it (endpoints/<node>/<nid>/<eid>). */
+  swarmEndpointOf(ep: EndpointRecord, net: NetworkRecord, c: ClusterState): SwarmEndpoint {
+    return {
       id: ep.id,
       networkId: net.id,
       name: ep.name,
@@ -228,7 +236,6 @@ export class SwarmOps {
       ...(ep.ipv4 ? { ipv4: ep.ipv4 } : {}),
       ...(ep.ipv6 ? { ipv6: ep.ipv6 } : {}),
     };
-    await c.keys.putEndpoint(rec);
   }
 
   async swarmEndpointsOf(networkId: string): Promise<SwarmEndpoint[]> {
@@ -396,19 +403,13 @@ export class SwarmOps {
   async persistSwarmNetwork(rec: NetworkRecord): Promise<void> {
     const c = this.core.cluster;
     if (!c) throw new Unavailable(NOT_IN_SWARM);
-    await c.ipam.addNetwork(rec.id, rec.subnets); // before the record: a network is never seen without its addresses
-    let rev: number;
-    try {
-      rev = await c.m.store.txn([
-        { key: `netnames/${rec.name}`, expectRevision: 0, value: rec.id },
-        { key: `networks/${rec.id}`, expectRevision: 0, value: JSON.stringify(rec) },
-        { key: `ipam/vni/${rec.options[OPT_VNI]}`, expectRevision: 0, value: rec.id },
-        ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), expectRevision: 0, value: rec.id })),
-      ]);
-    } catch (e) {
-      await c.ipam.removeNetwork(rec.id).catch(() => undefined);
-      throw e;
-    }
+    // Its subnets are in the record; addresses are claimed per address (ipam/claims.ts), nothing to set up.
+    const rev = await c.m.store.txn([
+      { key: `netnames/${rec.name}`, expectRevision: 0, value: rec.id },
+      { key: `networks/${rec.id}`, expectRevision: 0, value: JSON.stringify(rec) },
+      { key: `ipam/vni/${rec.options[OPT_VNI]}`, expectRevision: 0, value: rec.id },
+      ...rec.subnets.map((s) => ({ key: subnetKey(s.subnet), expectRevision: 0, value: rec.id })),
+    ]);
     this.core.networks.apply(rec.id, rec, rev);
   }
 
