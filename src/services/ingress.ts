@@ -32,15 +32,21 @@ import { nftListText } from '../kernel/nft.js';
 import { pingOnce } from '../kernel/probe.js';
 import type { Store } from '../store/store.js';
 import {
-  hostMeshObjects,
+  backendCounts,
+  hostMeshBase,
+  hostPortElements,
+  hostPortsKey,
+  lbObjects,
   meshPorts,
   MESH,
-  hostPortsKey,
-  portChain,
-  sboxMeshObjects,
+  portKey,
+  portsDelta,
+  sboxMeshBase,
+  sboxPortElements,
   type MeshPort,
   type NodeHostPorts,
 } from './mesh.js';
+import type { FwObject } from '../network/firewall/model.js';
 import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
 import type { Service } from './types.js';
 
@@ -110,6 +116,57 @@ interface Sbox {
   networkId: string;
   fw: Firewall;
   owner: FirewallOwner;
+  table: MeshTable;
+}
+
+/**
+ * One side's table (host or sandbox), kept by explicit deltas: the first
+ * pass (and any pass after a failure, or when the fixed part changes: the
+ * sandbox moved, another subnet) sets the whole table; later passes send
+ * only the elements of the ports that changed, plus an lbN map and chain
+ * when a task count first or last appears. So a --publish-add costs the
+ * same with 1 port published and with 100.
+ */
+class MeshTable {
+  /** The ports the kernel has, by portKey; undefined: the next pass sets everything. */
+  private ports: Map<string, MeshPort> | undefined;
+  private fixed = '';
+  private counts: number[] = [];
+
+  constructor(
+    private readonly owner: FirewallOwner,
+    /** The table's fixed objects (without lbN ones) as text: when it changes, everything is set again. */
+    private readonly fixedOf: () => string,
+    private readonly all: (ports: MeshPort[]) => FwObject[],
+    private readonly elementsOf: (p: MeshPort) => FwObject[],
+    /** Task counts that need an lbN chain (sandbox only). */
+    private readonly countsOf: (ports: MeshPort[]) => number[] = () => [],
+  ) {}
+
+  async program(ports: MeshPort[]): Promise<void> {
+    const fixed = this.fixedOf();
+    const counts = this.countsOf(ports);
+    try {
+      if (!this.ports || fixed !== this.fixed) {
+        this.ports = undefined;
+        await this.owner.set(this.all(ports));
+      } else {
+        const d = portsDelta(this.ports, ports, this.elementsOf);
+        const addLb = counts.filter((n) => !this.counts.includes(n)).flatMap(lbObjects);
+        const dropLb = this.counts
+          .filter((n) => !counts.includes(n))
+          .flatMap(lbObjects)
+          .filter((o) => o.kind !== 'rule');
+        await this.owner.patch({ remove: [...d.remove, ...dropLb], add: [...addLb, ...d.add] });
+      }
+      this.ports = new Map(ports.map((p) => [portKey(p), p]));
+      this.fixed = fixed;
+      this.counts = counts;
+    } catch (e) {
+      this.ports = undefined;
+      throw e;
+    }
+  }
 }
 
 export class IngressMesh {
@@ -118,6 +175,8 @@ export class IngressMesh {
   private sbox: Sbox | undefined;
   private readonly hostFw: Firewall;
   private readonly host: FirewallOwner;
+  private hostTable: MeshTable | undefined;
+  private hostTableFor = '';
   /** proto/port → the sandbox address its reservation relays to. */
   private readonly held = new Map<string, string>();
   /** proto/port → why this node could not hold it. */
@@ -190,6 +249,7 @@ export class IngressMesh {
     const ingress = (await this.deps.networks.listNetworks()).find((n) => n.Ingress && n.Driver === 'overlay');
     const sb = await this.ensureSandbox(ingress);
     if (!sb || !ingress) {
+      this.hostTable = undefined;
       await this.host.remove();
       await this.holdPorts([], '');
       this.ports = [];
@@ -199,10 +259,20 @@ export class IngressMesh {
     const tasks = (await taskCollection(this.deps.store).list()).map(withVersion);
     const ports = meshPorts(services, tasks, ingress.Id);
     const ok = await this.holdPorts(ports, sb.gwAddr);
+    if (!this.hostTable || this.hostTableFor !== sb.gwAddr) {
+      const base = hostMeshBase(sb.gwAddr);
+      this.hostTable = new MeshTable(
+        this.host,
+        () => sb.gwAddr,
+        (p) => [...base, ...p.flatMap(hostPortElements)],
+        hostPortElements,
+      );
+      this.hostTableFor = sb.gwAddr;
+    }
     const t0 = performance.now();
-    await this.host.set(hostMeshObjects(ok, sb.gwAddr));
+    await this.hostTable.program(ok);
     const t1 = performance.now();
-    await sb.owner.set(sboxMeshObjects(ok, sb.subnet));
+    await sb.table.program(ok);
     const t2 = performance.now();
     this.ports = ports;
     // What changed, and what the kernel updates cost (read by `npm run bench`'s mesh workload).
@@ -247,6 +317,9 @@ export class IngressMesh {
     if (settings && (!ingress || !Object.values(settings.Networks).some((e) => e.NetworkID === ingress.Id))) {
       this.deps.log.info({ network: ingress?.Name }, 'ingress sandbox leaves the old ingress network');
       await this.sbox?.owner.remove().catch(() => undefined);
+      // Its nft -i co-process keeps the sandbox's netns alive: it ends first.
+      await this.sbox?.fw.close();
+      this.sbox = undefined;
       await this.deps.networks.deleteSandbox(INGRESS_SBOX);
       settings = undefined;
     }
@@ -290,6 +363,14 @@ export class IngressMesh {
       await this.sbox?.fw.close();
       await writeSysctls(key, { 'net.ipv4.ip_forward': '1' });
       const fw = new Firewall({ backend: new KernelNft(key), frame: false, checkEveryMs: 0, log: this.deps.log });
+      const owner = fw.owner(HOST_OWNER);
+      const table = new MeshTable(
+        owner,
+        () => subnet,
+        (p) => [...sboxMeshBase(subnet, backendCounts(p)), ...p.flatMap(sboxPortElements)],
+        sboxPortElements,
+        backendCounts,
+      );
       this.sbox = {
         key,
         ingressAddr: ing.IPAddress,
@@ -297,7 +378,8 @@ export class IngressMesh {
         subnet,
         networkId: ingress.Id,
         fw,
-        owner: fw.owner(HOST_OWNER),
+        owner,
+        table,
       };
     }
     return this.sbox;
@@ -363,14 +445,18 @@ export class IngressMesh {
     const out: MeshPortStatus[] = [];
     for (const p of this.ports.filter((x) => x.serviceId === svc.ID)) {
       const k = `${p.proto}/${p.published}`;
-      const chain = chainText(sboxTable, portChain(p));
+      // Which lbN the port's verdict-map element names, and that chain's DNAT.
+      const lb = new RegExp(`\\b${p.proto} \\. ${p.published} : goto (lb\\d+)\\b`).exec(sboxTable)?.[1];
+      const lbChain = lb ? chainText(sboxTable, lb) : '';
       const backends = await Promise.all(
         p.backends.map(async (b) => ({
           Address: b.addr,
           NodeID: b.nodeId,
           Node: names.get(b.nodeId) ?? b.nodeId,
           TaskID: b.taskId,
-          InKernel: new RegExp(`\\b${b.addr.replace(/\./g, '\\.')}(:| \\. )${p.target}\\b`).test(chain),
+          InKernel: new RegExp(
+            `\\b${p.proto} \\. ${p.published} \\. \\d+ : ${b.addr.replace(/\./g, '\\.')} \\. ${p.target}\\b`,
+          ).test(sboxTable),
           Reachable: sb ? await pingOnce(sb.key, b.addr).catch(() => false) : false,
         })),
       );
@@ -381,9 +467,7 @@ export class IngressMesh {
         Held: this.held.has(k),
         ...(this.conflicts.has(k) ? { Conflict: this.conflicts.get(k)! } : {}),
         HostRule: preOk && new RegExp(`\\b${p.proto} \\. ${p.published}\\b`).test(hostSet),
-        SandboxRule:
-          new RegExp(`\\b${p.proto} \\. ${p.published} : goto ${portChain(p)}\\b`).test(sboxTable) &&
-          chain.includes('dnat'),
+        SandboxRule: lbChain.includes('dnat'),
         Backends: backends,
       });
     }
@@ -404,9 +488,9 @@ function owner(k: string): string {
   return `ingress:${k}`;
 }
 
-/** The text of one chain in `nft list table` output ('' when absent). */
+/** The text of one chain in `nft list table` output ('' when absent; its rules may hold braces: it ends at a tab-indented brace). */
 function chainText(table: string, name: string): string {
-  const m = new RegExp(`chain ${name} \\{([^}]*)\\}`).exec(table);
+  const m = new RegExp(`chain ${name} \\{([\\s\\S]*?)\\n\\t\\}`).exec(table);
   return m?.[1] ?? '';
 }
 

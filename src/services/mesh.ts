@@ -15,10 +15,12 @@
  *   - the ingress sandbox picks a task with `numgen random` over the tasks'
  *     ingress addresses (any node: the overlay carries it) and masquerades to
  *     its own ingress address, so the reply comes back through the node
- *     that took the connection (`sboxMeshObjects`: table `ip cove_ingress`).
- * Adding or removing a port changes set/map elements only (one `nft -i` line
- * on the host), and NAT is decided on a flow's first packet, so other ports'
- * established connections never notice.
+ *     that took the connection (`sboxMeshBase`: table `ip cove_ingress`).
+ * Both tables have a fixed set of chains (plus one per task count in use):
+ * adding or removing a port changes set/map elements only, sent as an
+ * explicit delta (portsDelta, FirewallOwner.patch) as one `nft -i` line, and
+ * NAT is decided on a flow's first packet, so other ports' established
+ * connections never notice.
  */
 import type { FwObject } from '../network/firewall/model.js';
 import { serving } from './lb.js';
@@ -143,96 +145,172 @@ export const MESH = {
   sboxMap: 'ports',
 } as const;
 
-/** One chain per published port in the ingress sandbox. */
-export function portChain(p: Pick<MeshPort, 'proto' | 'published'>): string {
-  return `p_${p.proto}_${p.published}`;
+/** The sandbox's chain and map that spread a port over `count` tasks (one per task count in use, not per port). */
+export function lbName(count: number): string {
+  return `lb${count}`;
 }
 
+const HOST = { family: 'ip', table: MESH.hostTable } as const;
+const SBOX = { family: 'ip', table: MESH.sboxTable } as const;
+
 /**
- * The host side (table `ip cove_mesh` in the daemon's namespace, a
- * frame-less firewall of its own): published ports of this node go to the
- * ingress sandbox. Priority dstnat-1, ahead of the frame's published-port
- * DNAT. Loopback is left to the port's reservation socket, which relays TCP
- * as docker-proxy does.
+ * The host side's fixed objects (table `ip cove_mesh` in the daemon's
+ * namespace, a frame-less firewall of its own): published ports of this node
+ * (elements of one set, hostPortElements) go to the ingress sandbox.
+ * Priority dstnat-1, ahead of the frame's published-port DNAT. Loopback is
+ * left to the port's reservation socket, which relays TCP as docker-proxy
+ * does.
  */
-export function hostMeshObjects(ports: Array<Pick<MeshPort, 'proto' | 'published'>>, sboxAddr: string): FwObject[] {
-  const ref = { family: 'ip', table: MESH.hostTable } as const;
+export function hostMeshBase(sboxAddr: string): FwObject[] {
   const to = checkAddr(sboxAddr);
   const match = `meta l4proto . th dport @${MESH.hostSet} dnat to ${to}`;
-  const objs: FwObject[] = [
-    { ...ref, kind: 'table' },
-    { ...ref, kind: 'set', name: MESH.hostSet, type: 'inet_proto . inet_service' },
+  return [
+    { ...HOST, kind: 'table' },
+    { ...HOST, kind: 'set', name: MESH.hostSet, type: 'inet_proto . inet_service' },
     {
-      ...ref,
+      ...HOST,
       kind: 'chain',
       name: MESH.hostPre,
       base: { type: 'nat', hook: 'prerouting', priority: -101, policy: 'accept' },
     },
-    { ...ref, kind: 'rule', chain: MESH.hostPre, rule: `fib daddr type local ${match}` },
+    { ...HOST, kind: 'rule', chain: MESH.hostPre, rule: `fib daddr type local ${match}` },
     {
-      ...ref,
+      ...HOST,
       kind: 'chain',
       name: MESH.hostOut,
       base: { type: 'nat', hook: 'output', priority: -101, policy: 'accept' },
     },
-    { ...ref, kind: 'rule', chain: MESH.hostOut, rule: `fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
+    { ...HOST, kind: 'rule', chain: MESH.hostOut, rule: `fib daddr type local ip daddr != 127.0.0.0/8 ${match}` },
   ];
-  for (const p of ports) objs.push({ ...ref, kind: 'element', set: MESH.hostSet, key: `${p.proto} . ${p.published}` });
-  return objs;
+}
+
+/** One published port on the host side: an element of the set. */
+export function hostPortElements(p: Pick<MeshPort, 'proto' | 'published'>): FwObject[] {
+  return [{ ...HOST, kind: 'element', set: MESH.hostSet, key: `${p.proto} . ${p.published}` }];
+}
+
+/** The whole host side (the first pass of a daemon, unit tests). */
+export function hostMeshObjects(ports: Array<Pick<MeshPort, 'proto' | 'published'>>, sboxAddr: string): FwObject[] {
+  return [...hostMeshBase(sboxAddr), ...ports.flatMap(hostPortElements)];
+}
+
+/** The task counts the sandbox needs an lbN chain for. */
+export function backendCounts(ports: MeshPort[]): number[] {
+  return [...new Set(ports.map((p) => p.backends.length).filter((n) => n > 0))].sort((a, b) => a - b);
 }
 
 /**
- * The ingress sandbox's table `ip cove_ingress`: a verdict map from
- * protocol . port to the port's chain, which DNATs to one of the tasks
- * (numgen random over an anonymous map); a port without a running task has
- * no element, so the sandbox itself refuses (TCP reset, ICMP port
+ * The ingress sandbox's fixed objects (table `ip cove_ingress`), the same
+ * whatever the number of ports: a verdict map from protocol . port to the
+ * chain for the port's number of tasks N (`lbN`), which DNATs through the
+ * map `lbN` keyed by protocol . port . (numgen random mod N) to one task's
+ * ingress address and target port (any node: the overlay carries it). A
+ * port is elements only (sboxPortElements), so adding or removing one costs
+ * the same at 1 port and at 1000. A port without a running task has no
+ * element, so the sandbox itself refuses (TCP reset, ICMP port
  * unreachable). Postrouting masquerades what was DNATed into the ingress
- * subnet to the sandbox's own ingress address.
+ * subnet to the sandbox's own ingress address, so replies come back
+ * through the node that took the connection.
  */
-export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObject[] {
-  const ref = { family: 'ip', table: MESH.sboxTable } as const;
+export function sboxMeshBase(ingressSubnet: string, counts: number[]): FwObject[] {
   const objs: FwObject[] = [
-    { ...ref, kind: 'table' },
-    { ...ref, kind: 'map', name: MESH.sboxMap, type: 'inet_proto . inet_service : verdict' },
+    { ...SBOX, kind: 'table' },
+    { ...SBOX, kind: 'map', name: MESH.sboxMap, type: 'inet_proto . inet_service : verdict' },
     {
-      ...ref,
+      ...SBOX,
       kind: 'chain',
       name: 'pre',
       base: { type: 'nat', hook: 'prerouting', priority: 'dstnat', policy: 'accept' },
     },
-    { ...ref, kind: 'rule', chain: 'pre', rule: `meta l4proto . th dport vmap @${MESH.sboxMap}` },
+    { ...SBOX, kind: 'rule', chain: 'pre', rule: `meta l4proto . th dport vmap @${MESH.sboxMap}` },
     {
-      ...ref,
+      ...SBOX,
       kind: 'chain',
       name: 'post',
       base: { type: 'nat', hook: 'postrouting', priority: 'srcnat', policy: 'accept' },
     },
     {
-      ...ref,
+      ...SBOX,
       kind: 'rule',
       chain: 'post',
       rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} masquerade`,
     },
   ];
-  for (const p of ports) {
-    if (!p.backends.length) continue;
-    const name = portChain(p);
-    const b = p.backends.map((x) => checkAddr(x.addr));
-    const rule =
-      b.length === 1
-        ? `meta l4proto ${p.proto} dnat to ${b[0]}:${p.target}`
-        : `meta l4proto ${p.proto} dnat to numgen random mod ${b.length} map { ${b.map((a, i) => `${i} : ${a} . ${p.target}`).join(', ')} }`;
-    objs.push({ ...ref, kind: 'chain', name });
-    objs.push({ ...ref, kind: 'rule', chain: name, rule });
-    objs.push({
-      ...ref,
-      kind: 'element',
-      set: MESH.sboxMap,
-      key: `${p.proto} . ${p.published}`,
-      value: `goto ${name}`,
-    });
-  }
+  for (const n of counts) objs.push(...lbObjects(n));
   return objs;
+}
+
+/** The map and chain that spread a port over n tasks (numgen's typeof: no type name covers its key). */
+export function lbObjects(n: number): FwObject[] {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`invalid task count ${n}`);
+  const name = lbName(n);
+  const pick = `meta l4proto . th dport . numgen random mod ${n}`;
+  return [
+    { ...SBOX, kind: 'map', name, type: `typeof ${pick} : ip daddr . th dport` },
+    { ...SBOX, kind: 'chain', name },
+    {
+      ...SBOX,
+      kind: 'rule',
+      chain: name,
+      rule: `meta l4proto { tcp, udp, sctp } dnat ip to ${pick} map @${name}`,
+    },
+  ];
+}
+
+/** One published port in the sandbox: its verdict-map element and one lbN element per task (none without tasks). */
+export function sboxPortElements(p: MeshPort): FwObject[] {
+  const n = p.backends.length;
+  if (n === 0) return [];
+  const key = `${p.proto} . ${p.published}`;
+  return [
+    { ...SBOX, kind: 'element', set: MESH.sboxMap, key, value: `goto ${lbName(n)}` },
+    ...p.backends.map((b, i): FwObject => ({
+      ...SBOX,
+      kind: 'element',
+      set: lbName(n),
+      key: `${key} . ${i}`,
+      value: `${checkAddr(b.addr)} . ${p.target}`,
+    })),
+  ];
+}
+
+/** The whole sandbox side (the first pass in a sandbox, unit tests). */
+export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObject[] {
+  return [...sboxMeshBase(ingressSubnet, backendCounts(ports)), ...ports.flatMap(sboxPortElements)];
+}
+
+/** What a port contributes to the tables, as text: equal signatures, equal elements. */
+export function portSignature(p: MeshPort): string {
+  return `${p.target} ${p.backends.map((b) => b.addr).join(',')}`;
+}
+
+/** proto/published: a port's identity. */
+export const portKey = (p: Pick<MeshPort, 'proto' | 'published'>): string => `${p.proto}/${p.published}`;
+
+/**
+ * The element changes between two lists of ports for one side (host or
+ * sandbox): only ports whose signature changed are turned into objects, so
+ * a pass costs a string comparison per port plus the objects of the ports
+ * that changed.
+ */
+export function portsDelta(
+  before: Map<string, MeshPort>,
+  after: MeshPort[],
+  elementsOf: (p: MeshPort) => FwObject[],
+): { remove: FwObject[]; add: FwObject[] } {
+  const remove: FwObject[] = [];
+  const add: FwObject[] = [];
+  const seen = new Set<string>();
+  for (const p of after) {
+    const k = portKey(p);
+    seen.add(k);
+    const old = before.get(k);
+    if (old && portSignature(old) === portSignature(p)) continue;
+    if (old) remove.push(...elementsOf(old));
+    add.push(...elementsOf(p));
+  }
+  for (const [k, old] of before) if (!seen.has(k)) remove.push(...elementsOf(old));
+  return { remove, add };
 }
 
 /**

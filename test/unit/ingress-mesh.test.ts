@@ -2,16 +2,24 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assignPublishedPorts,
+  hostMeshBase,
   hostMeshObjects,
+  hostPortElements,
   hostPortHolder,
   hostPortsKey,
   isHostPortsKey,
   meshPorts,
+  portsDelta,
+  sboxMeshBase,
   sboxMeshObjects,
+  sboxPortElements,
+  lbObjects,
+  type MeshPort,
 } from '../../src/services/mesh.js';
 import { Firewall } from '../../src/network/firewall/index.js';
 import { FakeNft } from '../../src/network/firewall/fake.js';
 import type { Service, Task } from '../../src/services/types.js';
+import { assertGolden } from '../support/golden.js';
 
 const ING = 'ingressnet';
 const svc = (id: string, created: string, ports: Service['Endpoint']['Ports']): Service => ({
@@ -91,14 +99,8 @@ test('ingress mesh: host DNAT (its own table, outside the frame) and the sandbox
   );
   await host.owner('ingress-mesh').set(hostMeshObjects(ports, '172.18.0.2'));
   await sb.owner('ingress-mesh').set(sboxMeshObjects(ports, '10.0.0.0/24'));
-  const dump = sb.dump();
-  assert.match(dump, /meta l4proto \. th dport vmap @ports/);
-  assert.match(
-    dump,
-    /meta l4proto tcp dnat to numgen random mod 2 map \{ 0 : 10\.0\.0\.9 \. 80, 1 : 10\.0\.0\.12 \. 80 \}/,
-  );
-  assert.match(dump, /ct status dnat ip daddr 10\.0\.0\.0\/24 masquerade/);
-  assert.match(host.dump(), /fib daddr type local meta l4proto \. th dport @ingress_ports dnat to 172\.18\.0\.2/);
+  // Both tables whole (the sandbox: one lbN chain and map per task count, the ports as elements).
+  assertGolden('firewall/ingress-mesh.nft', host.dump() + sb.dump());
   // Both tables are replaced the first time, in one transaction each: what a killed daemon left keeps serving until then.
   assert.match(hostNft.log[0]!.text, /^add table ip cove_mesh\ndelete table ip cove_mesh\nadd table ip cove_mesh\n/);
   // The sandbox's table is replaced the first time (a table an earlier daemon left would get duplicate rules).
@@ -156,4 +158,94 @@ test("ingress mesh: a port some node's container holds on an IPv4 address is fou
   assert.equal(hostPortsKey('n1'), 'node-local/n1/ingress-hostports');
   assert.ok(isHostPortsKey(hostPortsKey('n1')));
   assert.ok(!isHostPortsKey('node-local/n1/wireguard'));
+});
+
+/** n published tcp ports from 10000, each on `tasks` tasks. */
+function manyPorts(n: number, tasks = 2, from = 10000): MeshPort[] {
+  return Array.from({ length: n }, (_, i) => ({
+    proto: 'tcp' as const,
+    published: from + i,
+    target: 80,
+    serviceId: 's',
+    serviceName: 's',
+    backends: Array.from({ length: tasks }, (_, j) => ({ addr: `10.0.0.${10 + j}`, nodeId: 'n', taskId: `t${j}` })),
+  }));
+}
+
+test('ingress mesh: adding or removing a port is the same small element transaction at 1 port and at 100 (flat), on both sides', async () => {
+  const lines: string[][] = [];
+  for (const n of [1, 100]) {
+    const hostNft = new FakeNft();
+    const sbNft = new FakeNft();
+    const host = new Firewall({ backend: hostNft, checkEveryMs: 0, frame: false }).owner('m');
+    const sb = new Firewall({ backend: sbNft, checkEveryMs: 0, frame: false }).owner('m');
+    const ports = manyPorts(n);
+    await host.set(hostMeshObjects(ports, '172.18.0.2'));
+    await sb.set(sboxMeshObjects(ports, '10.0.0.0/24'));
+    const before = new Map(ports.map((p) => [`${p.proto}/${p.published}`, p]));
+    const more = [...ports, ...manyPorts(1, 2, 20000)];
+    const h0 = hostNft.log.length;
+    const s0 = sbNft.log.length;
+    await host.patch(portsDelta(before, more, hostPortElements));
+    await sb.patch(portsDelta(before, more, sboxPortElements));
+    const after = new Map(more.map((p) => [`${p.proto}/${p.published}`, p]));
+    await host.patch(portsDelta(after, ports, hostPortElements));
+    await sb.patch(portsDelta(after, ports, sboxPortElements));
+    lines.push([...hostNft.log.slice(h0), ...sbNft.log.slice(s0)].map((l) => `${l.via}: ${l.text}`));
+    // The delta path leaves what a whole set would have made.
+    const whole = new Firewall({ backend: new FakeNft(), checkEveryMs: 0, frame: false });
+    await whole.owner('m').set(sboxMeshObjects(ports, '10.0.0.0/24'));
+    assert.equal(sbNft.ruleset.dump(), whole.dump());
+  }
+  assert.deepEqual(lines[0], lines[1]);
+  assert.deepEqual(lines[0], [
+    'line: add element ip cove_mesh ingress_ports { tcp . 20000 }',
+    'line: delete element ip cove_mesh ingress_ports { tcp . 20000 }',
+    'line: add element ip cove_ingress ports { tcp . 20000 : goto lb2 }; add element ip cove_ingress lb2 { tcp . 20000 . 0 : 10.0.0.10 . 80, tcp . 20000 . 1 : 10.0.0.11 . 80 }',
+    'line: delete element ip cove_ingress ports { tcp . 20000 }; delete element ip cove_ingress lb2 { tcp . 20000 . 0, tcp . 20000 . 1 }',
+  ]);
+});
+
+test('ingress mesh: a port going from 2 tasks to 3 moves to lb3 in one transaction; lb2 goes with its last port', async () => {
+  const nft = new FakeNft();
+  const sb = new Firewall({ backend: nft, checkEveryMs: 0, frame: false }).owner('m');
+  const two = manyPorts(1, 2);
+  await sb.set(sboxMeshObjects(two, '10.0.0.0/24'));
+  const three = manyPorts(1, 3);
+  const d = portsDelta(new Map([['tcp/10000', two[0]!]]), three, sboxPortElements);
+  const n = nft.log.length;
+  await sb.patch({
+    remove: [...d.remove, ...lbObjects(2).filter((o) => o.kind !== 'rule')],
+    add: [...lbObjects(3), ...d.add],
+  });
+  assert.equal(nft.log.length, n + 1, 'one transaction');
+  const whole = new Firewall({ backend: new FakeNft(), checkEveryMs: 0, frame: false });
+  await whole.owner('m').set(sboxMeshObjects(three, '10.0.0.0/24'));
+  assert.equal(nft.ruleset.dump(), whole.dump());
+  assert.doesNotMatch(nft.ruleset.dump(), /lb2/);
+  // The fixed part does not depend on the number of ports.
+  assert.deepEqual(sboxMeshBase('10.0.0.0/24', [3]), sboxMeshBase('10.0.0.0/24', [3]));
+  assert.equal(hostMeshBase('172.18.0.2').length, 6);
+});
+
+test("firewall patch: only the owner's own objects go; a changed element is replaced; a refused patch changes nothing", async () => {
+  const nft = new FakeNft();
+  const fw = new Firewall({ backend: nft, checkEveryMs: 0, frame: false });
+  const a = fw.owner('a');
+  await a.set(hostMeshObjects(manyPorts(2), '172.18.0.2'));
+  const other = hostPortElements({ proto: 'udp', published: 53 });
+  await assert.rejects(a.patch({ remove: other }), /not this owner's/);
+  await assert.rejects(
+    a.patch({ add: [{ family: 'ip', table: 'cove_mesh', kind: 'rule', chain: 'ingress_pre', rule: 'accept' }] }),
+    /does not add/,
+  );
+  const before = fw.dump();
+  nft.failNext = new Error('kernel says no');
+  await assert.rejects(a.patch({ add: other }), /kernel says no/);
+  assert.equal(fw.dump(), before);
+  assert.equal(nft.ruleset.dump(), before);
+  // Adding what is there already sends nothing.
+  const n = nft.log.length;
+  await a.patch({ add: hostPortElements({ proto: 'tcp', published: 10000 }) });
+  assert.equal(nft.log.length, n);
 });

@@ -18,8 +18,7 @@
 import type { Logger } from '../../common/log.js';
 import { KernelError } from '../../kernel/errors.js';
 import { hostNft } from '../../kernel/host.js';
-import { nftApply } from '../../kernel/nft.js';
-import { runTool, inNetns } from '../../kernel/exec.js';
+import { nftApply, NftSession } from '../../kernel/nft.js';
 import { frameObjects, FRAME } from './frame.js';
 import {
   objectKey,
@@ -46,51 +45,63 @@ export interface NftBackend {
   applyLine(tx: Tx): Promise<void>;
   /** Which of these tables exist now. */
   existingTables(tables: Array<{ family: Family; table: string }>): Promise<Set<string>>;
+  /** Releases what the backend holds (a co-process in another netns). */
+  close?(): Promise<void>;
 }
 
 /** Transactions longer than this go through `nft -f` (lines of 67 KB were measured to work on nft 1.0.6's `-i`). */
 const MAX_LINE = 48 * 1024;
 
-/** The daemon's own netns through src/kernel: the shared nft -i co-process for lines, nft -f for very large scripts. */
+/**
+ * A netns through src/kernel: one long-lived `nft -i` per netns (the daemon's own shares hostNft(); another
+ * netns, e.g. the ingress sandbox, gets a co-process of its own, ended by close()), `nft -f` only for very
+ * large scripts.
+ */
 export class KernelNft implements NftBackend {
+  private session: NftSession | undefined;
+
   constructor(private readonly netnsPath: string | null = null) {}
 
+  private nft(): NftSession {
+    if (this.netnsPath === null) return hostNft();
+    this.session ??= new NftSession(this.netnsPath);
+    return this.session;
+  }
+
   /**
-   * One transaction. In our own netns it goes as one line to the shared `nft -i` (a network's chains:
-   * ~1 ms, against 8-70 ms for spawning `nft -f` on a busy machine); only very large transactions
-   * (the heal that restores every owner at once) still go through `nft -f`.
+   * One transaction, as one line to the netns's `nft -i` (a network's chains: ~1 ms, against 8-70 ms for
+   * spawning `nft -f` on a busy machine, and in another netns nsenter's spawn too); only very large
+   * transactions (the heal that restores every owner at once) still go through `nft -f`.
    */
   async apply(tx: Tx): Promise<void> {
-    if (this.netnsPath === null) {
-      const line = tx.renderLine();
-      if (line.length <= MAX_LINE) {
-        if (line !== '') await hostNft().run([line]);
-        return;
-      }
+    const line = tx.renderLine();
+    if (line.length <= MAX_LINE) {
+      if (line !== '') await this.nft().run([line]);
+      return;
     }
     return nftApply(tx.render(), this.netnsPath);
   }
 
-  async applyLine(tx: Tx): Promise<void> {
-    if (this.netnsPath !== null) return this.apply(tx);
-    await hostNft().run([tx.renderLine()]);
+  applyLine(tx: Tx): Promise<void> {
+    return this.apply(tx);
   }
 
-  /** `list tables` (names only: no rules, no elements), through nft -i when in our own netns. */
+  /** `list tables` (names only: no rules, no elements). */
   async existingTables(): Promise<Set<string>> {
-    const out =
-      this.netnsPath === null
-        ? await hostNft().run(['list tables'])
-        : await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables'])).then((r) => {
-            if (r.code !== 0) throw new KernelError('nft list tables', r.stderr);
-            return r.stdout;
-          });
+    const out = await this.nft().run(['list tables']);
     const have = new Set<string>();
     for (const l of out.split('\n')) {
       const m = /^table (\S+) (\S+)$/.exec(l.trim());
       if (m) have.add(`${m[1]} ${m[2]}`);
     }
     return have;
+  }
+
+  /** Ends this netns's co-process (it would keep the netns alive); a later transaction starts another. */
+  async close(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    await s?.close();
   }
 }
 
@@ -132,36 +143,107 @@ function ownerState(objects: FwObject[]): OwnerState {
 
 const EMPTY: OwnerState = { objects: new Map(), rules: new Map() };
 
+/** Non-rule objects that go and come (a changed object is in both), and the rules of chains that come or change. */
+interface OwnerChange {
+  gone: FwObject[];
+  fresh: FwObject[];
+  /** Chains of `from` whose rules go (because the chain goes or its rules change) and that have rules. */
+  flush: ChainObj[];
+  rules: Array<{ chain: ChainObj; rules: string[] }>;
+}
+
+/** The change as one transaction, in the order the kernel accepts it. */
+function changeTx(c: OwnerChange): Tx {
+  const tx = new Tx();
+  const kinds = (list: FwObject[], ...k: Array<FwObject['kind']>) => list.filter((o) => k.includes(o.kind));
+  // 1. elements that go (they may name chains that go), 2. chains emptied, then chains, sets, tables deleted
+  for (const e of kinds(c.gone, 'element')) tx.delete(e);
+  for (const ch of c.flush) tx.flush(ch);
+  for (const o of kinds(c.gone, 'chain')) tx.delete(o);
+  for (const o of kinds(c.gone, 'set', 'map')) tx.delete(o);
+  for (const o of kinds(c.gone, 'table')) tx.delete(o);
+  // 3. what comes: tables, sets, chains, then rules, then elements
+  for (const o of kinds(c.fresh, 'table')) tx.add(o);
+  for (const o of kinds(c.fresh, 'set', 'map')) tx.add(o);
+  for (const o of kinds(c.fresh, 'chain')) tx.add(o);
+  for (const { chain, rules } of c.rules)
+    for (const rule of rules)
+      tx.add({ kind: 'rule', family: chain.family, table: chain.table, chain: chain.name, rule } satisfies RuleObj);
+  for (const e of kinds(c.fresh, 'element')) tx.add(e);
+  return tx;
+}
+
 /** The transaction that turns an owner's `from` into `to`, touching nothing else. */
 export function diffOwner(from: OwnerState, to: OwnerState): Tx {
-  const tx = new Tx();
   const gone = (k: string) => !to.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
   const fresh = (k: string) => !from.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
-  const of = <K extends FwObject['kind']>(s: OwnerState, kinds: K[]) =>
-    [...s.objects].filter(([, o]) => (kinds as string[]).includes(o.kind)) as Array<
-      [string, Extract<FwObject, { kind: K }>]
-    >;
   const rulesChanged = (k: string) => JSON.stringify(from.rules.get(k) ?? []) !== JSON.stringify(to.rules.get(k) ?? []);
-
-  // 1. elements that go (they may name chains that go)
-  for (const [k, e] of of(from, ['element'])) if (gone(k)) tx.delete(e);
-  // 2. chains whose rules change or that go are emptied; chains that go are deleted
-  for (const [k, c] of of(from, ['chain']))
-    if ((gone(k) || rulesChanged(k)) && (from.rules.get(k)?.length ?? 0) > 0) tx.flush(c);
-  for (const [k, c] of of(from, ['chain'])) if (gone(k)) tx.delete(c);
-  for (const [k, s] of of(from, ['set', 'map'])) if (gone(k)) tx.delete(s);
-  for (const [k, t] of of(from, ['table'])) if (gone(k)) tx.delete(t);
-  // 3. what comes: tables, sets, chains, then rules, then elements
-  for (const [k, t] of of(to, ['table'])) if (fresh(k)) tx.add(t);
-  for (const [k, s] of of(to, ['set', 'map'])) if (fresh(k)) tx.add(s);
-  for (const [k, c] of of(to, ['chain'])) if (fresh(k)) tx.add(c);
-  for (const [k, c] of of(to, ['chain'])) {
-    if (!fresh(k) && !rulesChanged(k)) continue;
-    for (const rule of to.rules.get(k) ?? [])
-      tx.add({ kind: 'rule', family: c.family, table: c.table, chain: c.name, rule } satisfies RuleObj);
+  const change: OwnerChange = { gone: [], fresh: [], flush: [], rules: [] };
+  for (const [k, o] of from.objects) {
+    if (gone(k)) change.gone.push(o);
+    if (o.kind === 'chain' && (gone(k) || rulesChanged(k)) && (from.rules.get(k)?.length ?? 0) > 0)
+      change.flush.push(o);
   }
-  for (const [k, e] of of(to, ['element'])) if (fresh(k)) tx.add(e);
-  return tx;
+  for (const [k, o] of to.objects) {
+    if (fresh(k)) change.fresh.push(o);
+    if (o.kind === 'chain' && (fresh(k) || rulesChanged(k)))
+      change.rules.push({ chain: o, rules: to.rules.get(k) ?? [] });
+  }
+  return changeTx(change);
+}
+
+/**
+ * An explicit change to one owner's objects, for owners that keep many
+ * elements (the mesh's published ports): its cost follows the size of the
+ * change, not of the owner, where `set` diffs everything the owner has.
+ */
+export interface OwnerDelta {
+  /** The owner's objects that go (a chain takes its rules along). */
+  remove?: FwObject[];
+  /** Objects that come; an object already there unchanged is skipped, a changed one replaced. Rules only for chains that come here too. */
+  add?: FwObject[];
+}
+
+/** The change for `delta` applied to `from` (throws on objects the owner does not have), and the keys it touches. */
+function deltaChange(from: OwnerState, delta: OwnerDelta): OwnerChange {
+  const change: OwnerChange = { gone: [], fresh: [], flush: [], rules: [] };
+  const goneKeys = new Set<string>();
+  const drop = (k: string, o: FwObject) => {
+    if (goneKeys.has(k)) return;
+    goneKeys.add(k);
+    change.gone.push(o);
+    if (o.kind === 'chain' && (from.rules.get(k)?.length ?? 0) > 0) change.flush.push(o);
+  };
+  for (const o of delta.remove ?? []) {
+    if (o.kind === 'rule') throw new KernelError('firewall', 'a rule goes with its chain, not alone');
+    const k = objectKey(o);
+    const had = from.objects.get(k);
+    if (!had) throw new KernelError('firewall', `${k}: not this owner's`);
+    drop(k, had);
+  }
+  const newChains = new Map<string, { chain: ChainObj; rules: string[] }>();
+  for (const o of delta.add ?? []) {
+    if (o.kind === 'rule') continue;
+    const k = objectKey(o);
+    const had = from.objects.get(k);
+    if (had && !goneKeys.has(k)) {
+      if (sameObject(had, o)) continue;
+      drop(k, had);
+    }
+    change.fresh.push(o);
+    if (o.kind === 'chain') {
+      const entry = { chain: o, rules: [] as string[] };
+      newChains.set(k, entry);
+      change.rules.push(entry);
+    }
+  }
+  for (const o of delta.add ?? []) {
+    if (o.kind !== 'rule') continue;
+    const entry = newChains.get(objectKey({ kind: 'chain', family: o.family, table: o.table, name: o.chain }));
+    if (!entry) throw new KernelError('firewall', `rule for chain ${o.chain} that this change does not add`);
+    entry.rules.push(o.rule);
+  }
+  return change;
 }
 
 /** One owner's handle: its objects are replaced by diff, never anyone else's. */
@@ -174,6 +256,11 @@ export class FirewallOwner {
   /** Makes this owner's objects exactly `objects` (in one transaction; elements-only changes take the nft -i fast path). */
   set(objects: FwObject[]): Promise<void> {
     return this.fw.setOwner(this.name, objects);
+  }
+
+  /** Applies an explicit change (see OwnerDelta) in one transaction; elements-only changes take the nft -i fast path. */
+  patch(delta: OwnerDelta): Promise<void> {
+    return this.fw.patchOwner(this.name, delta);
   }
 
   /** Removes everything this owner has. */
@@ -257,6 +344,31 @@ export class Firewall {
       }
       if (!tx.empty) await this.commit(tx);
       if (to.objects.size > 0) this.owners.set(name, to);
+      else this.owners.delete(name);
+      this.schedule();
+    });
+  }
+
+  /** Changes one owner by an explicit delta: the transaction and the bookkeeping cost O(size of the delta). */
+  patchOwner(name: string, delta: OwnerDelta): Promise<void> {
+    return this.serial(async () => {
+      const from = this.owners.get(name) ?? {
+        objects: new Map<string, FwObject>(),
+        rules: new Map<string, string[]>(),
+      };
+      if (!this.owners.has(name) && this.withFrame && this.owners.size === 0)
+        throw new KernelError('firewall', 'patch before the first set: the frame is made by set()');
+      const change = deltaChange(from, delta);
+      const tx = changeTx(change);
+      if (!tx.empty) await this.commit(tx);
+      for (const o of change.gone) {
+        const k = objectKey(o);
+        from.objects.delete(k);
+        from.rules.delete(k);
+      }
+      for (const o of change.fresh) from.objects.set(objectKey(o), o);
+      for (const { chain, rules } of change.rules) from.rules.set(objectKey(chain), rules);
+      if (from.objects.size > 0) this.owners.set(name, from);
       else this.owners.delete(name);
       this.schedule();
     });
@@ -352,6 +464,7 @@ export class Firewall {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.queue;
+    await this.backend.close?.();
   }
 }
 

@@ -47,7 +47,11 @@ export interface RuleObj extends TableRef {
 export interface SetObj extends TableRef {
   kind: 'set' | 'map';
   name: string;
-  /** `ifname`, `ipv4_addr . inet_service`; a map: `KEY : VALUE` (e.g. `ifname : verdict`). */
+  /**
+   * `ifname`, `ipv4_addr . inet_service`; a map: `KEY : VALUE` (e.g. `ifname : verdict`). Text starting
+   * with `typeof ` declares the type by expressions instead (`typeof numgen random mod 3 : ip daddr`), for
+   * keys no type name covers.
+   */
   type: string;
   flags?: Array<'interval' | 'constant' | 'timeout'>;
 }
@@ -142,6 +146,11 @@ export function objectKey(o: FwObject): string {
   }
 }
 
+/** The declaration of a set's type: `type T` or `typeof EXPR` (see SetObj.type). */
+export function typeDecl(type: string): string {
+  return type.startsWith('typeof ') ? type : `type ${type}`;
+}
+
 function priorityText(p: BaseChainSpec['priority']): string {
   return String(p);
 }
@@ -222,7 +231,7 @@ export function renderCommands(ops: Op[]): string[] {
       case 'map':
         if (verb === 'add') {
           const flags = obj.flags?.length ? ` flags ${obj.flags.join(',')};` : '';
-          out.push(`add ${obj.kind} ${where(obj)} ${obj.name} { type ${obj.type};${flags} }`);
+          out.push(`add ${obj.kind} ${where(obj)} ${obj.name} { ${typeDecl(obj.type)};${flags} }`);
         } else {
           out.push(`${verb} ${obj.kind} ${where(obj)} ${obj.name}`);
         }

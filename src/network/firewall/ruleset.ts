@@ -20,6 +20,7 @@ import {
   type SetObj,
   type TableObj,
   Tx,
+  typeDecl,
 } from './model.js';
 
 interface ChainState {
@@ -287,7 +288,7 @@ export class Ruleset {
     for (const t of tables) {
       s += `table ${t.family} ${t.name} {\n`;
       for (const [name, set] of sorted(t.sets)) {
-        s += `\t${set.kind} ${name} {\n\t\ttype ${set.type}\n`;
+        s += `\t${set.kind} ${name} {\n\t\t${typeDecl(set.type)}\n`;
         if (set.flags.length) s += `\t\tflags ${set.flags.join(',')}\n`;
         const els = sorted(set.elements).map(([k, v]) => (set.kind === 'map' ? `${k} : ${v}` : k));
         if (els.length) s += `\t\telements = {\n${els.map((e) => `\t\t\t${e},\n`).join('')}\t\t}\n`;
