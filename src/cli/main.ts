@@ -1,10 +1,10 @@
 /**
  * `cove`: Docker's CLI verbs as a thin client of the Cove Engine API.
- * Start-up must stay fast: only the small argument parser (./args.ts, a
- * commander-compatible subset) is loaded up front; each command's module
+ * Start-up must stay fast: only the small argument parser (../common/args.ts, a
+ * commander-compatible subset shared with coved) is loaded up front; each command's module
  * (and node:http) is imported when the command runs.
  */
-import { Command } from './args.js';
+import { Command } from '../common/args.js';
 import type { Cli } from './cli.js';
 
 export type { Cli };
@@ -56,10 +56,10 @@ async function makeCli(program: Command, errorPrefix: string): Promise<Cli> {
   return cli;
 }
 
-/** An action that loads `mod` and calls `fn(cli, ...args)` with commander's arguments. */
+/** An action that loads `mod` and calls `fn(cli, ...args)` with the parser's arguments. */
 function act(program: Command, mod: keyof typeof modules, fn: string, opts: { runLike?: boolean } = {}) {
   return async (...args: unknown[]): Promise<void> => {
-    // commander passes (...positionals, options, command); drop the command.
+    // the parser passes (...positionals, options, command); drop the command.
     args.pop();
     const cli = await makeCli(program, opts.runLike ? 'cove: ' : '');
     try {

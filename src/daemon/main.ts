@@ -5,7 +5,7 @@
  * unix socket. SIGTERM/SIGINT stop it cleanly; running containers keep
  * running (their monitors outlive the daemon) and are adopted at next start.
  */
-import { Command, Option } from 'commander';
+import { Command, Option, UsageError } from '../common/args.js';
 import { mkdirSync, writeFileSync, readFileSync, rmSync, chmodSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -45,10 +45,11 @@ function parseSeconds(value: string, flag: string): number {
   return Math.round(n * 1000);
 }
 
-export function parseFlags(argv: string[]): DaemonConfig {
-  const cmd = new Command('coved')
+/** coved's command line (the same parser and help style as the cove CLI: src/common/args.ts). */
+function daemonCommand(): Command {
+  return new Command('coved')
     .description('Cove engine: container networking daemon speaking the Docker Engine API')
-    .version(COVE_VERSION, '-v, --version')
+    .version(`Cove version ${COVE_VERSION}`)
     .option('-H, --host <uri>', 'daemon socket to listen on (unix://PATH)', collect, [] as string[])
     .option('--data-root <dir>', 'root directory of persistent state', '/var/lib/cove')
     .option('--exec-root <dir>', 'root directory of execution state', '/run/cove')
@@ -83,25 +84,43 @@ export function parseFlags(argv: string[]): DaemonConfig {
     )
     .option('--registry-certs-dir <dir>', 'per-registry CA certificates: DIR/<host:port>/*.crt', '/etc/docker/certs.d')
     .option('--registry-timeout <seconds>', 'deadline for a registry to answer or keep sending', '30')
-    .exitOverride();
-  cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{
-    host: string[];
-    dataRoot: string;
-    execRoot: string;
-    pidfile?: string;
-    logLevel: string;
-    dns: string[];
-    defaultAddressPool: Array<{ base: string; size: number }>;
-    bridgeName: string;
-    runtime: string;
-    pluginDir: string[];
-    pluginTimeout: string;
-    registryMirror: string[];
-    insecureRegistry: string[];
-    registryCertsDir: string;
-    registryTimeout: string;
-  }>();
+    .action(() => undefined);
+}
+
+/** What coved's command line asks for: a daemon with this configuration, or text to print and quit. */
+export function parseCommandLine(argv: string[]): { config: DaemonConfig } | { print: string } {
+  const cmd = daemonCommand();
+  const r = cmd.parse(argv);
+  if (r.kind === 'print') return { print: r.text };
+  return { config: configFrom(cmd.opts() as unknown as DaemonFlags) };
+}
+
+/** The daemon's configuration from its flags (help and version are refused: see parseCommandLine). */
+export function parseFlags(argv: string[]): DaemonConfig {
+  const r = parseCommandLine(argv);
+  if ('print' in r) throw new UsageError('help or version asked for, no daemon to configure', 0);
+  return r.config;
+}
+
+interface DaemonFlags {
+  host: string[];
+  dataRoot: string;
+  execRoot: string;
+  pidfile?: string;
+  logLevel: string;
+  dns: string[];
+  defaultAddressPool: Array<{ base: string; size: number }>;
+  bridgeName: string;
+  runtime: string;
+  pluginDir: string[];
+  pluginTimeout: string;
+  registryMirror: string[];
+  insecureRegistry: string[];
+  registryCertsDir: string;
+  registryTimeout: string;
+}
+
+function configFrom(o: DaemonFlags): DaemonConfig {
   for (const m of o.registryMirror) parseMirror(m);
   const host = o.host[0] ?? `unix://${join(o.execRoot, 'cove.sock')}`;
   if (!host.startsWith('unix://')) throw new Error(`unsupported host ${host}: only unix:// sockets are served`);
@@ -299,11 +318,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
 async function main(): Promise<void> {
   let config: DaemonConfig;
   try {
-    config = parseFlags(process.argv.slice(2));
+    const r = parseCommandLine(process.argv.slice(2));
+    if ('print' in r) {
+      process.stdout.write(r.print);
+      process.exit(0);
+    }
+    config = r.config;
   } catch (e) {
-    const err = e as { code?: string; message: string; exitCode?: number };
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(0);
-    process.stderr.write(`coved: ${err.message}\n`);
+    // A usage error says what to run for help (docker's style); any other is a bad value.
+    const err = e as { message: string; exitCode?: number };
+    process.stderr.write(e instanceof UsageError ? `${err.message}\n` : `coved: ${err.message}\n`);
     process.exit(err.exitCode ?? 1);
   }
   const log = createLogger(config.logLevel);

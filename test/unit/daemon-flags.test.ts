@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFlags } from '../../src/daemon/main.js';
+import { parseCommandLine, parseFlags } from '../../src/daemon/main.js';
+import { UsageError } from '../../src/common/args.js';
 import { probeRuntime } from '../../src/runtime/probe.js';
 import { silentLogger } from '../../src/common/log.js';
 
@@ -46,4 +47,64 @@ test('coved refuses what it cannot serve', () => {
 
 test('a missing OCI runtime is a clear error', async () => {
   await assert.rejects(probeRuntime('/nonexistent/runc', silentLogger), /no usable OCI runtime found \(install runc/);
+});
+
+test('coved: every other flag reaches the configuration (the shared parser of src/common/args.ts)', () => {
+  const c = parseFlags([
+    '--bridge-name=cove9',
+    '--runtime',
+    '/usr/sbin/runc',
+    '--registry-mirror',
+    'https://mirror.example:5000',
+    '--registry-mirror=http://m2.example',
+    '--insecure-registry',
+    '10.0.0.0/8',
+    '--insecure-registry=reg.local:5000',
+    '--registry-certs-dir',
+    '/tmp/certs',
+    '--registry-timeout',
+    '1.5',
+    '--dns=10.0.0.53',
+    '--dns',
+    '10.0.0.54',
+    '-l',
+    'warn',
+    '-p',
+    '/tmp/p2.pid',
+  ]);
+  assert.equal(c.defaultBridgeName, 'cove9');
+  assert.equal(c.runtime, '/usr/sbin/runc');
+  assert.deepEqual(c.registryMirrors, ['https://mirror.example:5000', 'http://m2.example']);
+  assert.deepEqual(c.insecureRegistries, ['10.0.0.0/8', 'reg.local:5000']);
+  assert.equal(c.registryCertsDir, '/tmp/certs');
+  assert.equal(c.registryTimeoutMs, 1500);
+  assert.deepEqual(c.dns, ['10.0.0.53', '10.0.0.54']);
+  assert.equal(c.logLevel, 'warn');
+  assert.equal(c.pidfile, '/tmp/p2.pid');
+  const d = parseFlags([]);
+  assert.equal(d.registryCertsDir, '/etc/docker/certs.d');
+  assert.equal(d.registryTimeoutMs, 30_000);
+  assert.deepEqual(d.registryMirrors, []);
+});
+
+test("coved --help and --version print and start nothing; usage errors are docker's", () => {
+  const help = parseCommandLine(['--help']);
+  assert.ok('print' in help);
+  assert.match(help.print, /^\nUsage: {2}coved \[OPTIONS\]\n/);
+  assert.match(help.print, /--data-root <dir> +root directory of persistent state \(default "\/var\/lib\/cove"\)\n/);
+  assert.match(help.print, /-l, --log-level <level> +log level \(default "info"\)\n/);
+  assert.deepEqual(parseCommandLine(['-v']), { print: 'Cove version 0.1.0\n' });
+  assert.ok('config' in parseCommandLine(['--data-root', '/tmp/z']));
+  assert.throws(() => parseFlags(['--help']), /help or version/);
+  assert.throws(
+    () => parseFlags(['--bogus']),
+    (e: unknown) =>
+      e instanceof UsageError && e.exitCode === 125 && /unknown flag: --bogus\nSee 'coved --help'/.test(e.message),
+  );
+  assert.throws(
+    () => parseFlags(['--log-level=loud']),
+    /invalid argument "loud" for "-l, --log-level" flag: not one of trace, debug, info, warn, error, fatal/,
+  );
+  assert.throws(() => parseFlags(['--data-root']), /flag needs an argument: --data-root/);
+  assert.throws(() => parseFlags(['--registry-mirror', 'not a url']), /mirror/i);
 });

@@ -1,12 +1,15 @@
 /**
- * A small argument parser with the subset of commander's builder API that
- * the cove CLI uses. Why not commander itself: loading it costs 20-40 ms on
- * this machine, a third of a bare node start, and the CLI must start within
- * 1.3x of `node -e 0`. Semantics follow commander and docker's CLI:
+ * The argument parser of both binaries (`cove` and `coved`): the subset of
+ * commander's builder API they use, with docker's help and error style. Why
+ * not commander itself: loading it costs 20-40 ms on this machine, a third of
+ * a bare node start, and the CLI must start within 1.3x of `node -e 0`; the
+ * daemon then shares the same parser instead of a second library. Semantics
+ * follow commander and docker's CLI (cobra/pflag):
  * long options with `=` or a separate value, clustered short flags (`-dit`),
  * `--no-x` negations, repeatable options via a collector, `--` ends options,
  * passThroughOptions (after the first argument everything is an argument:
- * `run IMAGE CMD -x`), global options before the subcommand.
+ * `run IMAGE CMD -x`), global options before the subcommand, a value
+ * checked against `choices`, defaults shown in help as cobra shows them.
  */
 
 export class UsageError extends Error {
@@ -28,6 +31,7 @@ export class Option {
   readonly display: string;
   collector?: Collector;
   dflt: unknown;
+  allowed?: readonly string[];
 
   constructor(
     readonly flags: string,
@@ -45,7 +49,30 @@ export class Option {
     this.attr = long.replace(/^--?(no-)?/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
     this.display = flags;
   }
+
+  /** The only values accepted (pflag's wording when another is given). */
+  choices(values: readonly string[]): this {
+    this.allowed = values;
+    return this;
+  }
+
+  default(value: unknown): this {
+    this.dflt = value;
+    return this;
+  }
+
+  /** The help line's tail, as cobra prints it: `(default "x")`; nothing for empty, lists and booleans. */
+  defaultText(): string {
+    const d = this.dflt;
+    if (typeof d === 'string' && d !== '') return ` (default "${d}")`;
+    if (typeof d === 'number') return ` (default ${d})`;
+    return '';
+  }
 }
+
+/** What one command line asks for: a command's action with its arguments, or text to print (help, version). */
+export type ParseOutcome =
+  { kind: 'action'; command: Command; args: unknown[] } | { kind: 'print'; text: string; command: Command };
 
 interface ArgSpec {
   name: string;
@@ -64,6 +91,8 @@ export class Command {
   private actionFn?: Action;
   private passThrough = false;
   private helpFlags = ['-h', '--help'];
+  private versionFlags: string[] = [];
+  private versionText = '';
   private values: Record<string, unknown> = {};
   parent?: Command;
 
@@ -104,6 +133,13 @@ export class Command {
   helpOption(flags: string): this {
     this.helpFlags = flags.split(/[ ,]+/).filter(Boolean);
     return this;
+  }
+
+  /** `-v, --version` prints `text` and does nothing else (docker: `Docker version ...`). */
+  version(text: string, flags = '-v, --version'): this {
+    this.versionText = text;
+    this.versionFlags = flags.split(/[ ,]+/).filter(Boolean);
+    return this.addOption(new Option(flags, 'Print version information and quit'));
   }
 
   option(flags: string, desc?: string, fnOrDefault?: Collector | unknown, dflt?: unknown): this {
@@ -161,6 +197,10 @@ export class Command {
       this.values[o.attr] = !negated;
       return;
     }
+    if (o.allowed && !o.allowed.includes(value!))
+      throw this.usageError(
+        `invalid argument "${value}" for "${o.display.replace(/ *[<[].*$/, '')}" flag: not one of ${o.allowed.join(', ')}`,
+      );
     this.values[o.attr] = o.collector ? o.collector(value!, this.values[o.attr]) : value;
   }
 
@@ -179,7 +219,7 @@ export class Command {
     if (this.options.length) {
       out += '\nOptions:\n';
       const w = Math.max(...this.options.map((o) => o.display.length)) + 2;
-      for (const o of this.options) out += `  ${o.display.padEnd(w)}${o.desc}\n`;
+      for (const o of this.options) out += `  ${o.display.padEnd(w)}${o.desc}${o.defaultText()}\n`;
     }
     if (this.commands.length) out += `\nRun '${this.path()} COMMAND --help' for more information on a command.\n`;
     return out;
@@ -189,8 +229,12 @@ export class Command {
     return new UsageError(`${msg}\nSee '${this.path()} --help'.`);
   }
 
-  /** Parses `tokens` for this command; dispatches to a subcommand or runs the action. */
-  private async run(tokens: string[]): Promise<void> {
+  /**
+   * Parses `tokens` for this command (no program name in front) without running
+   * anything: the subcommand whose action to call with which arguments, or the
+   * help or version text to print. A bad command line throws UsageError.
+   */
+  parse(tokens: string[]): ParseOutcome {
     const positionals: string[] = [];
     let i = 0;
     let onlyArgs = false;
@@ -204,10 +248,8 @@ export class Command {
         onlyArgs = true;
         continue;
       }
-      if (this.helpFlags.includes(t)) {
-        process.stdout.write(this.helpText());
-        return;
-      }
+      if (this.helpFlags.includes(t)) return { kind: 'print', text: this.helpText(), command: this };
+      if (this.versionFlags.includes(t)) return { kind: 'print', text: `${this.versionText}\n`, command: this };
       if (t.startsWith('--')) {
         const eq = t.indexOf('=');
         const flag = eq >= 0 ? t.slice(0, eq) : t;
@@ -250,15 +292,12 @@ export class Command {
             `${this.path()}: '${t}' is not a ${this.path()} command.\nSee '${this.path()} --help'`,
             1,
           );
-        return sub.run(tokens.slice(i));
+        return sub.parse(tokens.slice(i));
       }
       positionals.push(t);
       if (this.passThrough) onlyArgs = true;
     }
-    if (!this.actionFn) {
-      process.stdout.write(this.helpText());
-      return;
-    }
+    if (!this.actionFn) return { kind: 'print', text: this.helpText(), command: this };
     const args: unknown[] = [];
     let p = 0;
     for (const spec of this.argSpecs) {
@@ -274,7 +313,7 @@ export class Command {
       }
     }
     if (p < positionals.length) throw this.argCountError();
-    await this.actionFn(...args, this.values, this);
+    return { kind: 'action', command: this, args: [...args, this.values, this] };
   }
 
   private argCountError(): UsageError {
@@ -294,7 +333,9 @@ export class Command {
 
   async parseAsync(argv: string[]): Promise<void> {
     try {
-      await this.run(argv.slice(2));
+      const r = this.parse(argv.slice(2));
+      if (r.kind === 'print') process.stdout.write(r.text);
+      else await r.command.actionFn?.(...r.args);
     } catch (e) {
       if (e instanceof UsageError) {
         process.stderr.write(e.message + '\n');
