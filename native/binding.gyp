@@ -4,6 +4,12 @@
       "target_name": "cove_netns",
       "sources": ["netns.c", "seqpacket.c", "xattr.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "cove-logger",
+      "type": "executable",
+      "sources": ["cove-logger.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -6,8 +6,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Lab } from '../lab/lab.js';
 import { api, clientLab, docker, dockerOk, dockerPresent, teardown, sleep, DOCKER_BIN } from './clients-helpers.js';
 
@@ -47,6 +47,21 @@ function assertConsecutive(ns: number[], last: number): void {
   for (let i = 1; i < ns.length; i++) assert.equal(ns[i], ns[i - 1]! + 1, `gap after line ${ns[i - 1]}`);
 }
 
+/** The lines of a json-file log, each checked to be Docker's shape: exactly log, stream, time (RFC3339Nano, UTC). */
+function dockerJsonLines(file: string): Array<{ log: string; stream: string; time: string }> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const o = JSON.parse(l) as { log: string; stream: string; time: string };
+      assert.deepEqual(Object.keys(o), ['log', 'stream', 'time'], l);
+      assert.ok(o.stream === 'stdout' || o.stream === 'stderr', l);
+      assert.match(o.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/, l);
+      assert.ok(Math.abs(Date.parse(o.time) - Date.now()) < 3_600_000, `a time of now: ${l}`);
+      return o;
+    });
+}
+
 test(
   'json-file is the default; max-size/max-file rotate while the container writes; logs reads across the files without gaps',
   { skip },
@@ -79,10 +94,17 @@ test(
     }
     await sleep(1000);
     const dir = dirname(ins.LogPath);
-    const files = readdirSync(dir).filter((f) => f.startsWith('ctr.log'));
+    assert.equal(ins.LogPath, join(dir, `${ins.Id}-json.log`), "Docker's file name");
+    const files = readdirSync(dir).filter((f) => f.startsWith(`${ins.Id}-json.log`));
     assert.ok(files.length >= 2 && files.length <= 3, `rotated files: ${files.join(' ')}`);
     for (const f of files)
       assert.ok(statSync(join(dir, f)).size < 24 * 1024, `${f} is ${statSync(join(dir, f)).size} bytes`);
+    // What fluentd or promtail tailing the files read: one Docker JSON object per line, oldest file .2.
+    const onDisk = files
+      .sort()
+      .reverse()
+      .flatMap((f) => dockerJsonLines(join(dir, f)));
+    assertConsecutive(numbers(onDisk.map((l) => l.log).join('')), 999);
     const all = numbers(await dockerOk(L(), ['logs', 'lg-rot']));
     assertConsecutive(all, 999);
     assert.ok(all[0]! > 0, 'the oldest lines were rotated away');
@@ -122,7 +144,7 @@ test(
     ]);
     assert.equal(await dockerOk(L(), ['wait', 'lg-chatty'], { timeoutMs: 300_000 }), '0');
     const ins = (await api(L(), 'GET', '/containers/lg-chatty/json')).json();
-    const files = readdirSync(dirname(ins.LogPath)).filter((f) => f.startsWith('ctr.log'));
+    const files = readdirSync(dirname(ins.LogPath)).filter((f) => f.startsWith(`${ins.Id}-json.log`));
     assert.ok(files.length >= 2, `the default max-size rotated the log: ${files.join(' ')}`);
     const all = await docker(L(), ['logs', 'lg-chatty'], { timeoutMs: 300_000 });
     assert.equal(all.code, 0, all.stderr);
@@ -140,10 +162,12 @@ test('logs -f follows across rotations: every line, in order, until the containe
     'lg-follow',
     '--network',
     'none',
+    // ~170 lines a file, 3 kept: a file lives ~1.3 s at this writer's pace, so a follower polling at 50-250 ms
+    // sees each one (a log rotated away before any reader looked at it is lost, in Docker as here).
     '--log-opt',
-    'max-size=4k',
+    'max-size=16k',
     '--log-opt',
-    'max-file=2',
+    'max-file=3',
     'alpine',
     'sh',
     '-c',
@@ -154,8 +178,9 @@ test('logs -f follows across rotations: every line, in order, until the containe
   const ns = numbers(followed.stdout);
   assert.equal(ns[0], 0, 'the follower saw the first line');
   assertConsecutive(ns, 799);
-  const dir = dirname((await api(L(), 'GET', '/containers/lg-follow/json')).json().LogPath);
-  assert.ok(readdirSync(dir).filter((f) => f.startsWith('ctr.log')).length <= 2);
+  const path = (await api(L(), 'GET', '/containers/lg-follow/json')).json().LogPath as string;
+  const files = readdirSync(dirname(path)).filter((f) => f.startsWith(basename(path)));
+  assert.equal(files.length, 3, `rotated: ${files.join(' ')}`);
   await dockerOk(L(), ['rm', 'lg-follow']);
 });
 
@@ -201,3 +226,130 @@ test(
     );
   },
 );
+
+test(
+  "json-file on disk is Docker's: stdout and stderr, escapes, partial lines, in the file LogPath names",
+  { skip },
+  async () => {
+    await dockerOk(L(), [
+      'run',
+      '--name',
+      'lg-shape',
+      '--network',
+      'none',
+      'alpine',
+      'sh',
+      '-c',
+      `echo 'out "quoted" <tag> & tab\there'; echo err 1>&2; printf 'no newline'`,
+    ]);
+    const ins = (await api(L(), 'GET', '/containers/lg-shape/json')).json();
+    const lines = dockerJsonLines(ins.LogPath);
+    const byStream = (s: string): string[] => lines.filter((l) => l.stream === s).map((l) => l.log);
+    assert.deepEqual(byStream('stdout'), ['out "quoted" <tag> & tab\there\n', 'no newline']);
+    assert.deepEqual(byStream('stderr'), ['err\n']);
+    // moby's jsonlog escapes <, > and & as \u003c, \u003e, \u0026.
+    assert.match(readFileSync(ins.LogPath, 'utf8'), /\\"quoted\\" \\u003ctag\\u003e \\u0026 tab\\there\\n/);
+    const back = await docker(L(), ['logs', 'lg-shape']);
+    assert.equal(back.stdout, 'out "quoted" <tag> & tab\there\nno newline');
+    assert.equal(back.stderr, 'err\n');
+    await dockerOk(L(), ['rm', 'lg-shape']);
+  },
+);
+
+test(
+  'a daemon crash and restart loses no line: the writer outlives the daemon; logs -f follows to the end',
+  { skip },
+  async () => {
+    await dockerOk(L(), [
+      'run',
+      '-d',
+      '--name',
+      'lg-crash',
+      '--network',
+      'none',
+      '--log-opt',
+      'max-size=8k',
+      '--log-opt',
+      'max-file=100',
+      'alpine',
+      'sh',
+      '-c',
+      `sleep 1; ${writer(1500)}`,
+    ]);
+    const ins = (await api(L(), 'GET', '/containers/lg-crash/json')).json();
+    await sleep(1500);
+    await L().stopDaemon('SIGKILL');
+    await sleep(1000);
+    await L().startDaemon();
+    const followed = await docker(L(), ['logs', '-f', 'lg-crash'], { timeoutMs: 90_000 });
+    assert.equal(followed.code, 0, followed.stderr);
+    const ns = numbers(followed.stdout);
+    assert.equal(ns[0], 0);
+    assertConsecutive(ns, 1499);
+    const dir = dirname(ins.LogPath);
+    const files = readdirSync(dir).filter((f) => f.startsWith(basename(ins.LogPath)));
+    assert.ok(files.length > 3, `rotated by the writer while the daemon was away: ${files.join(' ')}`);
+    await dockerOk(L(), ['rm', 'lg-crash']);
+  },
+);
+
+test('a json-file writer found dead at restore is started again on the same stream', { skip }, async () => {
+  await dockerOk(L(), [
+    'run',
+    '-d',
+    '--name',
+    'lg-rewrite',
+    '--network',
+    'none',
+    'alpine',
+    'sh',
+    '-c',
+    'i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.1; done',
+  ]);
+  const ins = (await api(L(), 'GET', '/containers/lg-rewrite/json')).json();
+  await sleep(1000);
+  await L().stopDaemon('SIGKILL');
+  // The writer is ours (this lab's container); find it by its command line naming this log.
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  let killed = 0;
+  for (const p of pids) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('cove-logger') && cmd.includes(ins.LogPath)) {
+      process.kill(Number(p), 'SIGKILL');
+      killed++;
+    }
+  }
+  assert.equal(killed, 1, 'one writer per running container');
+  await L().startDaemon();
+  const before = numbers(await dockerOk(L(), ['logs', 'lg-rewrite'])).pop()!;
+  await sleep(2000);
+  const after = numbers(await dockerOk(L(), ['logs', 'lg-rewrite']));
+  assert.ok(after[after.length - 1]! > before + 5, `new lines after the restore: ${before} then ${after.at(-1)}`);
+  await dockerOk(L(), ['rm', '-f', 'lg-rewrite']);
+});
+
+test('the local driver keeps its own file and reads back as before', { skip }, async () => {
+  await dockerOk(L(), [
+    'run',
+    '--name',
+    'lg-local',
+    '--network',
+    'none',
+    '--log-driver',
+    'local',
+    'alpine',
+    'sh',
+    '-c',
+    'echo one; echo two',
+  ]);
+  const ins = (await api(L(), 'GET', '/containers/lg-local/json')).json();
+  assert.equal(basename(ins.LogPath), 'ctr.log');
+  assert.equal(await dockerOk(L(), ['logs', 'lg-local']), 'one\ntwo');
+  assert.equal(await dockerOk(L(), ['logs', '--tail', '1', 'lg-local']), 'two');
+  await dockerOk(L(), ['rm', 'lg-local']);
+});

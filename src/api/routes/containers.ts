@@ -148,11 +148,31 @@ async function logs(ctx: Ctx): Promise<void> {
     gone = true;
     void entries.return?.();
   });
+  // Entries that come in one go (a file's chunk) leave in one write: corked until the next tick; and a slow
+  // reader slows the file reading down instead of piling up the whole log in memory.
+  let corked = false;
   try {
     while (!first.done && !gone) {
       const e = first.value;
       const data = opts.timestamps ? Buffer.concat([Buffer.from(e.time + ' '), e.data]) : e.data;
-      out.write(tty ? data : frame(e.stream === 'stderr' ? 2 : 1, data));
+      if (!corked) {
+        corked = true;
+        out.cork();
+        process.nextTick(() => {
+          corked = false;
+          out.uncork();
+        });
+      }
+      if (!out.write(tty ? data : frame(e.stream === 'stderr' ? 2 : 1, data)))
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            out.off('drain', done);
+            out.off('close', done);
+            resolve();
+          };
+          out.on('drain', done);
+          out.on('close', done);
+        });
       first = await entries.next();
     }
   } finally {

@@ -1,6 +1,7 @@
 /**
  * Driving conmon, the small per-container monitor that runs runc, holds the
- * container's stdio/TTY, writes the k8s-file log and the exit file, and
+ * container's stdio/TTY, writes the k8s-file log (or into the json-file
+ * writer's FIFO, json-log-writer.ts) and the exit file, and
  * outlives the daemon. The protocol (as podman's libpod uses it, API v1):
  *  - fd 3 (_OCI_SYNCPIPE): conmon writes `{"data": <pid>}` once the runtime
  *    created the process, or `{"data": -1, "message": "..."}`; for exec it
@@ -120,6 +121,8 @@ export interface CreateOptions {
   name: string;
   bundle: string;
   logPath: string;
+  /** The log is the json-file writer's FIFO: no fsync (it fails on a FIFO). */
+  logIsFifo?: boolean;
   exitDir: string;
   tty: boolean;
   stdin: boolean;
@@ -206,6 +209,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     '--exit-dir',
     o.exitDir,
   ];
+  if (o.logIsFifo) args.push('--no-sync-log');
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');
   if (o.stdin && o.leaveStdinOpen) args.push('--leave-stdin-open');

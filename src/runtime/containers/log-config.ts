@@ -2,12 +2,11 @@
  * Log drivers a container may ask for (`HostConfig.LogConfig`, `--log-driver`,
  * `--log-opt`), checked at create with Docker's words.
  *
- * What is stored: conmon writes every container's output as k8s-file lines
- * (`ctr.log`) because conmon, not the daemon, holds the container's stdio
- * and outlives daemon restarts. The drivers differ in what Docker users rely
- * on: `json-file` (the default, as in Docker) and `local` read back through
- * `logs` and rotate by `max-size`/`max-file` (rotation.ts); `none` keeps
- * nothing and `logs` answers as Docker does for it.
+ * What is stored: `json-file` (the default, as in Docker) writes Docker's
+ * `<id>-json.log` lines through json-log-writer.ts; `local` keeps conmon's
+ * k8s-file `ctr.log` (rotated by log-rotation.ts); both read back through
+ * `logs` and rotate by `max-size`/`max-file`; `none` keeps nothing and
+ * `logs` answers as Docker does for it.
  */
 import { CoveError, InvalidParameter } from '../../common/errors.js';
 

@@ -1,19 +1,29 @@
 /**
- * Reading conmon's k8s-file log: one line per record,
- * `<RFC3339Nano time> <stdout|stderr> <F|P> <text>`, where P marks a partial
- * line (no newline yet) and F the end of one. Docker's log options (tail,
- * since/until, timestamps, stream filter, follow) are applied here.
+ * Reading a container's log for `logs` and attach's log replay. Two on-disk
+ * formats, told apart line by line:
+ *  - Docker's json-file, written by json-log-writer.ts:
+ *    `{"log":"text\n","stream":"stdout","time":"<RFC3339Nano UTC>"}`; a "log"
+ *    without its "\n" is a partial message, joined with the next one.
+ *  - conmon's k8s-file (the `local` driver, and json-file containers started
+ *    before the writer existed): `<RFC3339Nano time> <stdout|stderr> <F|P> <text>`,
+ *    where P marks a partial line.
+ * Files are streamed one after the other, oldest rotated file first, in
+ * chunks (a 1M-line log is never held whole); `--tail N` seeks back N lines
+ * from the end first, as Docker's tail does (then the stream and time
+ * filters apply). Files are opened before reading, so a rotation while
+ * reading renames what is read but changes nothing in it; follow keeps the
+ * current file open and moves to the new one once the old one is done.
  */
-import { open, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { LogEntry, LogOptions } from '../types.js';
 import { logFiles } from './log-rotation.js';
 
 export interface ParsedLine {
+  /** Docker's form: RFC3339Nano in UTC. */
   time: string;
-  /** Nanoseconds since the epoch, for since/until. */
-  ns: bigint;
   stream: 'stdout' | 'stderr';
   partial: boolean;
+  /** The text without its line end. */
   text: string;
 }
 
@@ -26,19 +36,6 @@ export function parseTimeNs(t: string): bigint {
   return BigInt(ms) * 1_000_000n + frac;
 }
 
-export function parseK8sLine(line: string): ParsedLine | undefined {
-  const a = line.indexOf(' ');
-  const b = line.indexOf(' ', a + 1);
-  const c = line.indexOf(' ', b + 1);
-  if (a < 0 || b < 0) return undefined;
-  const stream = line.slice(a + 1, b);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  const tag = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
-  const text = c < 0 ? '' : line.slice(c + 1);
-  const time = line.slice(0, a);
-  return { time, ns: parseTimeNs(time), stream, partial: tag.includes('P'), text };
-}
-
 /** Docker's timestamp format for `logs -t`: RFC3339Nano in UTC. */
 export function rfc3339NanoUtc(ns: bigint): string {
   const ms = Number(ns / 1_000_000n);
@@ -47,92 +44,158 @@ export function rfc3339NanoUtc(ns: bigint): string {
   return `${d}${frac ? '.' + frac : ''}Z`;
 }
 
-/** Joins partial records into entries (one entry per line of output, newline kept). */
-function toEntries(lines: ParsedLine[]): LogEntry[] {
-  const out: LogEntry[] = [];
-  const open: Partial<Record<'stdout' | 'stderr', { time: string; parts: string[] }>> = {};
-  for (const l of lines) {
-    const cur = open[l.stream] ?? { time: l.time, parts: [] };
-    cur.parts.push(l.text);
-    if (l.partial) {
-      open[l.stream] = cur;
-      continue;
-    }
-    delete open[l.stream];
-    out.push({
-      stream: l.stream,
-      time: rfc3339NanoUtc(parseTimeNs(cur.time)),
-      data: Buffer.from(cur.parts.join('') + '\n'),
-    });
-  }
-  return out;
+export function parseK8sLine(line: string): (ParsedLine & { ns: bigint }) | undefined {
+  const a = line.indexOf(' ');
+  const b = line.indexOf(' ', a + 1);
+  const c = line.indexOf(' ', b + 1);
+  if (a < 0 || b < 0) return undefined;
+  const stream = line.slice(a + 1, b);
+  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
+  const tag = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
+  const text = c < 0 ? '' : line.slice(c + 1);
+  const ns = parseTimeNs(line.slice(0, a));
+  return { time: rfc3339NanoUtc(ns), ns, stream, partial: tag.includes('P'), text };
 }
+
+export function parseJsonLine(line: string): ParsedLine | undefined {
+  let o: { log?: unknown; stream?: unknown; time?: unknown };
+  try {
+    o = JSON.parse(line) as typeof o;
+  } catch {
+    return undefined;
+  }
+  if (typeof o.log !== 'string' || (o.stream !== 'stdout' && o.stream !== 'stderr')) return undefined;
+  const partial = !o.log.endsWith('\n');
+  return {
+    time: typeof o.time === 'string' ? o.time : '',
+    stream: o.stream,
+    partial,
+    text: partial ? o.log : o.log.slice(0, -1),
+  };
+}
+
+export function parseLogLine(line: string): ParsedLine | undefined {
+  return line.startsWith('{') ? parseJsonLine(line) : parseK8sLine(line);
+}
+
+/** Joins partial lines into entries (one entry per line of output, newline kept). */
+class Assembler {
+  private readonly open: Partial<Record<'stdout' | 'stderr', { time: string; parts: string[] }>> = {};
+
+  push(l: ParsedLine): LogEntry | undefined {
+    const cur = this.open[l.stream];
+    if (l.partial) {
+      if (cur) cur.parts.push(l.text);
+      else this.open[l.stream] = { time: l.time, parts: [l.text] };
+      return undefined;
+    }
+    if (!cur) return { stream: l.stream, time: l.time, data: Buffer.from(l.text + '\n') };
+    delete this.open[l.stream];
+    cur.parts.push(l.text);
+    return { stream: l.stream, time: cur.time, data: Buffer.from(cur.parts.join('') + '\n') };
+  }
+
+  /** What never got its line end (the container ended mid-line): as Docker, without one. */
+  leftovers(): LogEntry[] {
+    const out: LogEntry[] = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const cur = this.open[stream];
+      if (cur) out.push({ stream, time: cur.time, data: Buffer.from(cur.parts.join('')) });
+      delete this.open[stream];
+    }
+    return out;
+  }
+}
+
+const CHUNK = 1 << 20;
+const EMPTY = Buffer.alloc(0);
 
 interface Cursor {
   offset: number;
-  rest: string;
-  /** The inode read so far: a different one at the path means the log rotated. */
-  ino?: number;
+  /** Bytes after the last line end read (a line still being written). */
+  rest: Buffer;
 }
 
-async function readFrom(path: string, cur: Cursor, expectIno?: number): Promise<{ lines: ParsedLine[]; ino?: number }> {
-  let fh;
+/** The complete lines from the cursor to the file's end now, a chunk at a time. */
+async function* linesFrom(fh: FileHandle, cur: Cursor): AsyncGenerator<string[]> {
+  for (;;) {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    const { bytesRead } = await fh.read(buf, 0, CHUNK, cur.offset);
+    if (!bytesRead) return;
+    cur.offset += bytesRead;
+    const data = cur.rest.length ? Buffer.concat([cur.rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead);
+    const nl = data.lastIndexOf(10);
+    if (nl < 0) {
+      cur.rest = Buffer.from(data);
+      continue;
+    }
+    cur.rest = nl + 1 < data.length ? Buffer.from(data.subarray(nl + 1)) : EMPTY;
+    yield data.toString('utf8', 0, nl).split('\n');
+  }
+}
+
+interface OpenFile {
+  fh: FileHandle;
+  size: number;
+  ino: number;
+}
+
+async function openLog(path: string): Promise<OpenFile | undefined> {
+  let fh: FileHandle;
   try {
     fh = await open(path, 'r');
   } catch {
-    return { lines: [] };
+    return undefined;
   }
-  try {
-    const st = await fh.stat();
-    if (expectIno !== undefined && st.ino !== expectIno) return { lines: [], ino: st.ino };
-    if (st.size < cur.offset) {
-      cur.offset = 0; // truncated
-      cur.rest = '';
+  const st = await fh.stat();
+  return { fh, size: st.size, ino: st.ino };
+}
+
+/** Where the last `n` lines of the files begin: the file's index and offset. */
+async function tailStart(files: OpenFile[], n: number): Promise<{ idx: number; offset: number }> {
+  const last = files.length - 1;
+  if (n === 0) return { idx: last, offset: files[last]!.size };
+  // The line end before the first line we want is the (n+1)-th from the end.
+  let seen = 0;
+  const block = Buffer.allocUnsafe(64 * 1024);
+  for (let i = last; i >= 0; i--) {
+    let pos = files[i]!.size;
+    while (pos > 0) {
+      const from = Math.max(0, pos - block.length);
+      const { bytesRead } = await files[i]!.fh.read(block, 0, pos - from, from);
+      for (let j = bytesRead - 1; j >= 0; j--) {
+        if (block[j] === 10 && ++seen === n + 1) return { idx: i, offset: from + j + 1 };
+      }
+      pos = from;
     }
-    if (st.size === cur.offset) return { lines: [], ino: st.ino };
-    const buf = Buffer.alloc(st.size - cur.offset);
-    await fh.read(buf, 0, buf.length, cur.offset);
-    cur.offset = st.size;
-    const text = cur.rest + buf.toString('utf8');
-    const lines = text.split('\n');
-    cur.rest = lines.pop() ?? '';
-    return { lines: lines.map(parseK8sLine).filter((x): x is ParsedLine => !!x), ino: st.ino };
-  } finally {
-    await fh.close();
   }
+  return { idx: 0, offset: 0 };
 }
 
 /**
- * New lines of the log at `path`. When the file there is no longer the one
- * the cursor read (rotated: log-rotation.ts renamed it to `path.1`), the rest
- * of the old file is read first, then the new one from its start.
+ * The file written after the one with inode `ino` (which a rotation renamed
+ * to `path.N`): `path.N-1`, or `path`; the oldest kept when `ino` is gone
+ * (rotated away: what it held is lost, as in Docker).
  */
-async function readNew(path: string, cur: Cursor): Promise<ParsedLine[]> {
-  const now = await stat(path).then(
-    (s) => s.ino,
-    () => undefined,
-  );
-  if (cur.ino !== undefined && now !== undefined && now !== cur.ino) {
-    const tail = await readFrom(`${path}.1`, cur, cur.ino);
-    cur.offset = 0;
-    cur.rest = '';
-    cur.ino = undefined;
-    const fresh = await readFrom(path, cur);
-    cur.ino = fresh.ino;
-    return [...tail.lines, ...fresh.lines];
+async function nextFile(path: string, ino: number): Promise<OpenFile | undefined> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const names = await logFiles(path);
+    const inos = await Promise.all(
+      names.map((n) =>
+        stat(n).then(
+          (s) => s.ino,
+          () => -1,
+        ),
+      ),
+    );
+    const idx = inos.indexOf(ino);
+    const want = idx >= 0 ? idx + 1 : 0;
+    if (want >= names.length) return openLog(path);
+    const f = await openLog(names[want]!);
+    if (f && f.ino === inos[want]) return f;
+    await f?.fh.close();
   }
-  const r = await readFrom(path, cur);
-  if (r.ino !== undefined) cur.ino = r.ino;
-  return r.lines;
-}
-
-/** The lines of the rotated files (oldest first), read whole. */
-async function readRotated(path: string): Promise<ParsedLine[]> {
-  const out: ParsedLine[] = [];
-  // One push per line: spreading a rotated file's lines as arguments overflows the stack (a 20 MiB file is ~200k lines).
-  for (const f of (await logFiles(path)).slice(0, -1))
-    for (const l of (await readFrom(f, { offset: 0, rest: '' })).lines) out.push(l);
-  return out;
+  return openLog(path);
 }
 
 export interface FollowControl {
@@ -145,52 +208,98 @@ export interface FollowControl {
 export async function* readLogs(path: string, opts: LogOptions, follow?: FollowControl): AsyncGenerator<LogEntry> {
   const sinceNs = opts.since && opts.since > 0 ? BigInt(Math.floor(opts.since * 1e9)) : 0n;
   const untilNs = opts.until && opts.until > 0 ? BigInt(Math.floor(opts.until * 1e9)) : 0n;
-  const keep = (e: { stream: string; time: string }): boolean => {
+  const keep = (e: LogEntry): boolean => {
     if (e.stream === 'stdout' && !opts.stdout) return false;
     if (e.stream === 'stderr' && !opts.stderr) return false;
-    const ns = parseTimeNs(e.time);
-    if (sinceNs && ns < sinceNs) return false;
-    if (untilNs && ns > untilNs) return false;
+    if (sinceNs || untilNs) {
+      const ns = parseTimeNs(e.time);
+      if (sinceNs && ns < sinceNs) return false;
+      if (untilNs && ns > untilNs) return false;
+    }
     return true;
   };
-  const cur: Cursor = { offset: 0, rest: '' };
-  let pending: ParsedLine[] = [];
-  const drain = (lines: ParsedLine[]): LogEntry[] => {
-    // Hold back a trailing partial record until its line completes.
-    const all = [...pending, ...lines];
-    let cut = all.length;
-    const seenFull = new Set<string>();
-    for (let i = all.length - 1; i >= 0; i--) {
-      const l = all[i]!;
-      if (!l.partial) seenFull.add(l.stream);
-      else if (!seenFull.has(l.stream)) cut = Math.min(cut, i);
-    }
-    pending = all.slice(cut);
-    return toEntries(all.slice(0, cut));
-  };
-  let entries = drain([...(await readRotated(path)), ...(await readNew(path, cur))]).filter(keep);
-  const tail = opts.tail === 'all' || opts.tail === '' || opts.tail === undefined ? -1 : Number.parseInt(opts.tail, 10);
-  if (tail >= 0 && !Number.isNaN(tail)) entries = tail === 0 ? [] : entries.slice(-tail);
-  for (const e of entries) yield e;
-  if (!opts.follow || !follow) {
-    for (const e of toEntries(pending).filter(keep)) yield e;
-    return;
+  const asm = new Assembler();
+  const files: OpenFile[] = [];
+  for (const name of await logFiles(path)) {
+    const f = await openLog(name);
+    if (f) files.push(f);
   }
-  for (;;) {
-    const live = follow.isLive();
-    const fresh = drain(await readNew(path, cur)).filter(keep);
-    for (const e of fresh) {
-      if (untilNs && parseTimeNs(e.time) > untilNs) return;
-      yield e;
+  let current: OpenFile | undefined;
+  const cur: Cursor = { offset: 0, rest: EMPTY };
+  try {
+    if (files.length) {
+      const tail =
+        opts.tail === 'all' || opts.tail === '' || opts.tail === undefined ? -1 : Number.parseInt(opts.tail, 10);
+      const start = tail >= 0 && !Number.isNaN(tail) ? await tailStart(files, tail) : { idx: 0, offset: 0 };
+      for (let i = start.idx; i < files.length; i++) {
+        const f = files[i]!;
+        const c: Cursor = i === files.length - 1 ? cur : { offset: 0, rest: EMPTY };
+        c.offset = i === start.idx ? start.offset : 0;
+        for await (const lines of linesFrom(f.fh, c))
+          for (const line of lines) {
+            const p = parseLogLine(line);
+            const e = p && asm.push(p);
+            if (e && keep(e)) yield e;
+          }
+      }
+      current = files[files.length - 1];
     }
-    if (!live) {
-      // One last read after the stop, then the partial leftovers.
-      for (const e of drain(await readNew(path, cur)).filter(keep)) yield e;
-      for (const e of toEntries(pending).filter(keep)) yield e;
+    if (!opts.follow || !follow) {
+      for (const e of asm.leftovers()) if (keep(e)) yield e;
       return;
     }
-    if (untilNs && BigInt(Date.now()) * 1_000_000n > untilNs) return;
-    await follow.changed(250);
+    let active = false;
+    for (;;) {
+      const live = follow.isLive();
+      let got = false;
+      if (!current) {
+        current = await openLog(path);
+        cur.offset = 0;
+        cur.rest = EMPTY;
+      }
+      if (current) {
+        // max-file 1 truncates the file in place.
+        if ((await current.fh.stat()).size < cur.offset) {
+          cur.offset = 0;
+          cur.rest = EMPTY;
+        }
+        for await (const lines of linesFrom(current.fh, cur)) {
+          got = true;
+          for (const line of lines) {
+            const p = parseLogLine(line);
+            const e = p && asm.push(p);
+            if (!e || !keep(e)) continue;
+            if (untilNs && parseTimeNs(e.time) > untilNs) return;
+            yield e;
+          }
+        }
+        const now = await stat(path).then(
+          (s) => s.ino,
+          () => undefined,
+        );
+        // Rotated: once the old file gave nothing more, go on with the one written after it, from its start.
+        if (now !== undefined && now !== current.ino && !got) {
+          const next = await nextFile(path, current.ino);
+          await current.fh.close();
+          current = next;
+          cur.offset = 0;
+          cur.rest = EMPTY;
+          active = true;
+          continue;
+        }
+      }
+      if (!live && !got) {
+        for (const e of asm.leftovers()) if (keep(e)) yield e;
+        return;
+      }
+      if (untilNs && BigInt(Date.now()) * 1_000_000n > untilNs) return;
+      // While output flows, look again soon: a small max-size with few files rotates a file away in well under a second.
+      if (!got) await follow.changed(active ? 50 : 250);
+      active = got;
+    }
+  } finally {
+    for (const f of files) await f.fh.close().catch(() => undefined);
+    if (current && !files.includes(current)) await current.fh.close().catch(() => undefined);
   }
 }
 

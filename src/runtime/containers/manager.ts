@@ -3,7 +3,7 @@
  *
  * Layout of one container:
  *  - `<dataRoot>/containers/<id>/`: the overlay upper/work dirs and mountpoint
- *    (`diff`, `work`, `merged`), the k8s-file log `ctr.log`, and the sandbox
+ *    (`diff`, `work`, `merged`), the log (`<id>-json.log`, or `ctr.log` for the local driver), and the sandbox
  *    files the network layer writes (hosts, hostname, resolv.conf).
  *  - `<execRoot>/containers/<id>/`: the OCI bundle (config.json), pid files,
  *    conmon's ctl FIFO and attach socket; exec sessions under `exec/<execId>/`.

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { FSWatcher } from 'node:fs';
+import { existsSync, type FSWatcher } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -54,6 +54,8 @@ export interface ContainerRecord {
   ResolvConfPath: string;
   /** The live monitor, while running. */
   conmonPid?: number;
+  /** The json-file driver's writer (json-log-writer.ts), while running. */
+  logWriterPid?: number;
   /** Set by stop/kill from the user, so restart policies do not bring it back. */
   stoppedByUser?: boolean;
   hasBeenStarted?: boolean;
@@ -188,8 +190,22 @@ export class ContainerCore {
     return join(this.cfg.execRoot, 'containers', id);
   }
 
-  logPath(id: string): string {
-    return join(this.containerDir(id), 'ctr.log');
+  /**
+   * Where a container's log is: json-file writes Docker's `<id>-json.log`
+   * (json-log-writer.ts); `local` keeps conmon's k8s-file `ctr.log`, as did
+   * json-file containers started before the writer existed (read as they are).
+   */
+  logPath(r: ContainerRecord): string {
+    const dir = this.containerDir(r.Id);
+    if (logConfigOf(r).Type !== 'json-file') return join(dir, 'ctr.log');
+    const json = this.jsonLogPath(r.Id);
+    if (r.logWriterPid === undefined && !existsSync(json) && existsSync(join(dir, 'ctr.log')))
+      return join(dir, 'ctr.log');
+    return json;
+  }
+
+  jsonLogPath(id: string): string {
+    return join(this.containerDir(id), `${id}-json.log`);
   }
 
   /** conmon's attach-socket id: short enough for sun_path, unique enough in one daemon. */

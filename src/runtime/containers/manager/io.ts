@@ -28,7 +28,7 @@ export class IoOps {
         };
         self.bus.on(`exit:${id}`, onExit);
         try {
-          yield* readLogs(self.logPath(id), opts, {
+          yield* readLogs(self.logPath(r), opts, {
             isLive: () => live && !self.closed,
             changed: (ms) =>
               new Promise<void>((resolve) => {
@@ -63,7 +63,7 @@ export class IoOps {
       resize: (rows, cols) => this.resize(r.Id, rows, cols),
     });
     if (opts.logs) {
-      for await (const e of readLogs(this.core.logPath(r.Id), {
+      for await (const e of readLogs(this.core.logPath(r), {
         follow: false,
         stdout: opts.stdout,
         stderr: opts.stderr,

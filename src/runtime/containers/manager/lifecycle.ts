@@ -17,6 +17,7 @@ import { prepare as prepareMounts, release as releaseMounts, removeAnonymous } f
 import { dirSize } from '../../volumes/store.js';
 import { prunePredicate } from '../prune.js';
 import { rotationOf } from '../log-config.js';
+import { isLogWriterAlive, logFifoPath, startLogWriter, stopLogWriter } from '../json-log-writer.js';
 import { ociResources, parseDeviceRule, type ResourceConfig } from '../resources.js';
 import { ContainerCore, ZERO_TIME, signalNumber, logConfigOf, type ContainerRecord } from './core.js';
 
@@ -56,6 +57,22 @@ export class LifecycleOps {
       if (attempted) await this.autoRemoveAfterFailedStart(r0.Id);
       throw e;
     }
+  }
+
+  /** At restore: a running container's log keeps being written and rotated (its json-file writer started again if it died). */
+  async keepLogging(r: ContainerRecord): Promise<void> {
+    const lc = logConfigOf(r);
+    if (lc.Type === 'json-file' && r.logWriterPid !== undefined) {
+      const jsonLog = this.core.jsonLogPath(r.Id);
+      if (await isLogWriterAlive(r.logWriterPid, jsonLog)) return;
+      this.core.log.warn({ id: r.Id }, 'the json-file log writer is gone; starting it again on the same FIFO');
+      const pid = await startLogWriter(logFifoPath(this.core.bundleDir(r.Id)), jsonLog, rotationOf(lc)!);
+      await this.core.update(r.Id, (x) => {
+        x.logWriterPid = pid;
+      });
+      return;
+    }
+    this.core.rotator.watch(r.Id, this.core.logPath(r), this.core.bundleDir(r.Id), rotationOf(lc));
   }
 
   async autoRemoveAfterFailedStart(id: string): Promise<void> {
@@ -154,6 +171,16 @@ export class LifecycleOps {
       await rm(join(this.core.exitDir, id), { force: true });
 
       undo.push(() => this.core.runc(['delete', '--force', id]).catch(() => undefined));
+      // json-file: conmon writes into the writer's FIFO (json-log-writer.ts); local: conmon's k8s-file; none: nothing.
+      const logType = logConfigOf(r).Type;
+      let conmonLog = logType === 'none' ? '' : this.core.logPath(r);
+      let logWriterPid: number | undefined;
+      if (logType === 'json-file') {
+        const jsonLog = this.core.jsonLogPath(id);
+        conmonLog = logFifoPath(bundle);
+        logWriterPid = await startLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
+        undo.push(() => stopLogWriter(logWriterPid, jsonLog));
+      }
       lap('bundle');
       const stdin = !!r.Config.OpenStdin;
       const created = await conmonCreate(this.core.paths, {
@@ -161,7 +188,8 @@ export class LifecycleOps {
         cuuid: ContainerCore.cuuid(id),
         name: r.Name.replace(/^\//, ''),
         bundle,
-        logPath: logConfigOf(r).Type === 'none' ? '' : this.core.logPath(id),
+        logPath: conmonLog,
+        logIsFifo: logType === 'json-file',
         exitDir: this.core.exitDir,
         tty,
         stdin,
@@ -209,13 +237,15 @@ export class LifecycleOps {
         if (probeOf(x.Config.Healthcheck as HealthConfig | undefined)) x.State.Health = initialHealth();
         else delete x.State.Health;
         x.conmonPid = created.conmonPid;
+        if (logWriterPid) x.logWriterPid = logWriterPid;
+        else delete x.logWriterPid;
         x.hasBeenStarted = true;
         x.HostsPath = sandbox.hostsPath;
         x.HostnamePath = sandbox.hostnamePath;
         x.ResolvConfPath = sandbox.resolvConfPath;
       });
       this.core.publish(next, 'start');
-      this.core.rotator.watch(id, this.core.logPath(id), bundle, rotationOf(logConfigOf(r)));
+      if (logType !== 'json-file') this.core.rotator.watch(id, conmonLog, bundle, rotationOf(logConfigOf(r)));
       this.core.healthOps.startHealthMonitor(next);
       lap('record');
       this.core.log.debug({ id, phases }, 'container started');

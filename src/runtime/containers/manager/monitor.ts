@@ -6,6 +6,7 @@ import { watch } from 'node:fs';
 import { readFile, rm, rmdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isConmonAlive } from '../conmon.js';
+import { stopLogWriter, waitLogWriter } from '../json-log-writer.js';
 import { rootfsPaths, unmountRootfs } from '../rootfs.js';
 import { release as releaseMounts } from '../mount-setup.js';
 import { restartAfterExit, restartDelayMs } from '../restart-policy.js';
@@ -91,6 +92,12 @@ export class MonitorOps {
           }
         }
         const exitCode = code ?? 255;
+        // The json-file writer drains what conmon left in the FIFO: `logs` after `wait` sees every line.
+        const jsonLog = this.core.jsonLogPath(id);
+        if (rec.logWriterPid && !(await waitLogWriter(rec.logWriterPid, jsonLog, 10_000))) {
+          this.core.log.warn({ id }, 'the json-file log writer did not finish within 10 s; stopping it');
+          await stopLogWriter(rec.logWriterPid, jsonLog);
+        }
         this.core.healthOps.stopHealthMonitor(id);
         await this.teardown(id);
         const now = new Date().toISOString();
@@ -108,6 +115,7 @@ export class MonitorOps {
           // A stopped container is not healthy (Docker shows its last results under unhealthy).
           if (x.State.Health) x.State.Health = { ...x.State.Health, Status: 'unhealthy' };
           delete x.conmonPid;
+          delete x.logWriterPid;
         });
         this.core.log.info({ id, exitCode, fromRestore: !!opts.fromRestore }, 'container exited');
         this.core.publish(next, 'die', { exitCode: String(exitCode) });

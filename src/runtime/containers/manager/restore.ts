@@ -5,9 +5,8 @@ import { mkdir, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isConmonAlive } from '../conmon.js';
 import { isMounted, rootfsPaths } from '../rootfs.js';
-import { rotationOf } from '../log-config.js';
 import { restartAtDaemonStart } from '../restart-policy.js';
-import { ContainerCore, logConfigOf, type ContainerRecord } from './core.js';
+import { ContainerCore, type ContainerRecord } from './core.js';
 
 export class RestoreOps {
   constructor(private readonly core: ContainerCore) {}
@@ -59,7 +58,9 @@ export class RestoreOps {
       }
       if (await isConmonAlive(r.conmonPid ?? 0, r.Id)) {
         this.core.log.info({ id: r.Id }, 'adopting running container');
-        this.core.rotator.watch(r.Id, this.core.logPath(r.Id), this.core.bundleDir(r.Id), rotationOf(logConfigOf(r)));
+        await this.core.lifecycleOps
+          .keepLogging(r)
+          .catch((e) => this.core.log.warn({ id: r.Id, err: (e as Error).message }, 'logging of an adopted container'));
         this.core.healthOps.startHealthMonitor(r);
         continue;
       }

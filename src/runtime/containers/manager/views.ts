@@ -41,7 +41,7 @@ export class ViewOps {
       ResolvConfPath: r.ResolvConfPath || join(cdir, 'resolv.conf'),
       HostnamePath: r.HostnamePath || join(cdir, 'hostname'),
       HostsPath: r.HostsPath || join(cdir, 'hosts'),
-      LogPath: this.core.logPath(r.Id),
+      LogPath: logConfigOf(r).Type === 'none' ? '' : this.core.logPath(r),
       Name: r.Name,
       RestartCount: r.RestartCount,
       Driver: 'overlay2',
