@@ -243,6 +243,33 @@ test('attachable overlay across two nodes: unique subnets and VNIs, peers progra
   assert.equal((await mgr!.m.store.list('endpoints/')).length, 0);
 });
 
+test("a guessed address another node claimed first (not yet in this node's view): the join is undone and made again with the next one", async (t) => {
+  const [mgr, wkr] = await setup(t);
+  await mgr!.ctl.attachCluster(mgr!.m);
+  await wkr!.ctl.attachCluster(wkr!.m);
+  const { Id: ov } = await mgr!.ctl.createNetwork({ Name: 'ov', Driver: 'overlay', Attachable: true });
+  // The manager's claim of .2 whose endpoint the worker has not seen (as if its watch event were still on the way).
+  await mgr!.m.store.put(`ipam/node/node0/${ov}/10.0.1.2`, 'someone');
+  await wkr!.ctl.createSandbox(wkr!.spec(cid(2), 'c2', { networkMode: 'ov', endpoints: [{ network: 'ov' }] }));
+  const eps = await wkr!.m.store.list('endpoints/');
+  assert.equal(eps.length, 1, 'one endpoint published, none left from the first try');
+  assert.equal((JSON.parse(eps[0]!.value) as { ipv4: string }).ipv4, '10.0.1.3/24');
+  assert.equal((await wkr!.ctl.inspectNetwork('ov')).Containers[cid(2)]?.IPv4Address, '10.0.1.3/24');
+  // The first try's interface went (leave), the second one's stayed.
+  const log = wkr!.kernel.log.join('\n');
+  assert.match(
+    log,
+    /addr replace 10\.0\.1\.2\/24 dev eth0[^]*ip link del veth[^]*addr replace 10\.0\.1\.3\/24 dev eth0/,
+    log,
+  );
+  await wkr!.ctl.deleteSandbox(cid(2));
+  assert.deepEqual(
+    (await mgr!.m.store.list('ipam/node/node1/')).map((kv) => kv.key),
+    [],
+    "the worker's claims are gone with its container",
+  );
+});
+
 test('connect/disconnect: an overlay brings docker_gwbridge only when nothing else gives a way out, and takes it along', async (t) => {
   const [mgr] = await setup(t);
   await mgr!.ctl.attachCluster(mgr!.m);

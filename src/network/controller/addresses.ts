@@ -81,16 +81,27 @@ export class AddressOps {
   /**
    * A swarm endpoint's addresses, claimed cluster-wide in one transaction
    * together with the writes `also` returns (its cluster record): one
-   * cluster write per endpoint (ipam/claims.ts).
+   * cluster write per endpoint (ipam/claims.ts). A conflict on one of
+   * `guessed` throws GuessTaken.
    */
   async claimSwarm(
     net: NetworkRecord,
     want: Array<{ family: 4 | 6; preferred?: string | undefined }>,
     owner: string,
     also: (got: Map<4 | 6, ClaimedAddress>) => TxnOp[],
+    guessed?: ReadonlySet<string>,
   ): Promise<{ addresses: Map<4 | 6, ClaimedAddress>; revision: number }> {
     try {
-      return await this.swarmClaims().claim(net, want, owner, 'node', also);
+      return await this.swarmClaims().claim(net, want, owner, 'node', also, guessed);
+    } catch (e) {
+      throw endpointSettingsError(net, e);
+    }
+  }
+
+  /** Addresses for a swarm endpoint from what this node has seen, held until drop() (SwarmAddressClaims.hold). */
+  holdSwarm(net: NetworkRecord, want: Array<{ family: 4 | 6; preferred?: string | undefined }>, skip: Set<string>) {
+    try {
+      return this.swarmClaims().hold(net, want, skip);
     } catch (e) {
       throw endpointSettingsError(net, e);
     }

@@ -9,7 +9,8 @@ import { NOT_IN_SWARM, notAttachable } from '../swarm-scope.js';
 import type { EndpointRequest } from '../types.js';
 import type { DriverEndpoint, NetworkDriver } from '../driver.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../records.js';
-import type { SwarmEndpoint } from '../swarm-scope.js';
+import { GuessTaken } from '../ipam/claims.js';
+import type { AddressOps } from './addresses.js';
 import { formatIp, macFromIpv4, tryParseIp } from '../ipam/ip.js';
 import { parseLink } from '../endpoint.js';
 import { driverBindings } from '../ports.js';
@@ -56,6 +57,28 @@ export class EndpointOps {
     ifName: string,
     isGw: boolean,
     epName?: string,
+  ): Promise<EndpointRecord> {
+    // A swarm endpoint's guessed address that another node took first: all undone, again without it (rare:
+    // only when the watch had not yet shown this node that node's endpoint).
+    const skip = new Set<string>();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.joinEndpointOnce(sb, net, req, ifName, isGw, epName, skip);
+      } catch (e) {
+        if (!(e instanceof GuessTaken) || attempt >= 20) throw e;
+        skip.add(e.address);
+      }
+    }
+  }
+
+  private async joinEndpointOnce(
+    sb: SandboxRecord,
+    net: NetworkRecord,
+    req: EndpointRequest,
+    ifName: string,
+    isGw: boolean,
+    epName: string | undefined,
+    skip: Set<string>,
   ): Promise<EndpointRecord> {
     if (net.scope === 'swarm') {
       if (!this.core.cluster) throw new Unavailable(NOT_IN_SWARM);
@@ -128,28 +151,15 @@ export class EndpointOps {
     });
     t?.mark('record');
     const undos: Undo[] = [() => this.core.endpoints.delete(ep.id).then(() => undefined)];
-    // A swarm endpoint is claimed and published in one cluster write, here; the cluster undo deletes both.
+    // A swarm endpoint's addresses: guessed here from what this node has seen, claimed cluster-wide together
+    // with the endpoint's publication once its interface exists (one cluster write; ipam/claims.ts).
     const cluster = net.scope === 'swarm' && !special ? this.core.cluster : undefined;
-    let published: SwarmEndpoint | undefined;
+    let held: ReturnType<AddressOps['holdSwarm']> | undefined;
     try {
       if (cluster) {
-        const want: Array<{ family: 4 | 6; preferred?: string | undefined }> = [];
-        if (net.enableIPv4) want.push({ family: 4, preferred: req.ipv4Address || undefined });
-        if (net.enableIPv6) want.push({ family: 6, preferred: req.ipv6Address || undefined });
-        let rec: SwarmEndpoint | undefined;
-        const { addresses: got, revision } = await this.core.addressOps.claimSwarm(net, want, ep.id, (addrs) => {
-          const v4 = addrs.get(4);
-          const v6 = addrs.get(6);
-          const draft: EndpointRecord = { ...ep };
-          if (v4) draft.ipv4 = v4.cidr;
-          if (v6) draft.ipv6 = v6.cidr;
-          draft.mac = req.macAddress || (v4 ? macFromIpv4(v4.address) : randomMac());
-          rec = this.core.swarmOps.swarmEndpointOf(draft, net, cluster);
-          return [cluster.keys.endpointWrite(rec)];
-        });
-        published = rec!;
-        const v4 = got.get(4);
-        const v6 = got.get(6);
+        held = this.core.addressOps.holdSwarm(net, this.swarmWants(net, req), skip);
+        const v4 = held.addresses.get(4);
+        const v6 = held.addresses.get(6);
         if (v4) {
           ep.ipv4 = v4.cidr;
           if (v4.gateway) ep.gatewayV4 = v4.gateway;
@@ -159,14 +169,7 @@ export class EndpointOps {
           if (v6.gateway) ep.gatewayV6 = v6.gateway;
           if (sb.netnsPath) await (await this.core.getKernel()).enableIpv6(sb.netnsPath);
         }
-        ep.mac = published.mac;
-        // Every node learns of it from the watch now; the view here has it at once.
-        cluster.keys.applyOwn(published, revision);
-        undos.push(async () => {
-          await cluster.keys.deleteEndpoint(cluster.m.self.id, net.id, ep.id);
-          for (const a of [v4, v6])
-            if (a) await this.core.addressOps.releaseAddress(net.id, a.address, ep.id).catch(() => undefined);
-        });
+        ep.mac = req.macAddress || (v4 ? macFromIpv4(v4.address) : randomMac());
       } else if (!special) {
         if (net.enableIPv4 && net.subnets.some((s) => s.family === 4)) {
           const a = await this.core.addressOps.allocate(net, 4, ep.id, req.ipv4Address);
@@ -217,10 +220,28 @@ export class EndpointOps {
           undos.push(() => this.unprogramPorts(ep, net, driver));
         }
       }
-      if (cluster && published) {
+      if (cluster && held) {
         t?.mark('other');
-        // A driver that chose another MAC (none of ours does without a request): every node must see that one.
-        if (ep.mac !== published.mac) await this.core.swarmOps.publishSwarmEndpoint(ep, net, cluster);
+        // Claimed and published at once: every node learns of it from the watch, now that its interface exists.
+        const rec = this.core.swarmOps.swarmEndpointOf(ep, net, cluster);
+        const want = this.swarmWants(net, req).map((w) => ({
+          ...w,
+          preferred: held!.addresses.get(w.family)?.address,
+        }));
+        const { revision } = await this.core.addressOps.claimSwarm(
+          net,
+          want,
+          ep.id,
+          () => [cluster.keys.endpointWrite(rec)],
+          held.guessed,
+        );
+        cluster.keys.applyOwn(rec, revision);
+        const addrs = [...held.addresses.values()].map((a) => a.address);
+        undos.push(async () => {
+          await cluster.keys.deleteEndpoint(cluster.m.self.id, net.id, ep.id);
+          for (const a of addrs) await this.core.addressOps.releaseAddress(net.id, a, ep.id).catch(() => undefined);
+        });
+        t?.mark('publish');
         // This node's own peers and names are programmed before the API answers.
         await this.core.swarmOps.syncSwarmNetwork(net.id);
         t?.mark('peersAndNames');
@@ -238,7 +259,20 @@ export class EndpointOps {
     } catch (e) {
       await runUndos(undos, this.core.log);
       throw e;
+    } finally {
+      held?.drop();
     }
+  }
+
+  /** The address families a swarm endpoint gets, with the addresses the request names. */
+  private swarmWants(
+    net: NetworkRecord,
+    req: EndpointRequest,
+  ): Array<{ family: 4 | 6; preferred?: string | undefined }> {
+    const want: Array<{ family: 4 | 6; preferred?: string | undefined }> = [];
+    if (net.enableIPv4) want.push({ family: 4, preferred: req.ipv4Address || undefined });
+    if (net.enableIPv6) want.push({ family: 6, preferred: req.ipv6Address || undefined });
+    return want;
   }
 
   async programPorts(

@@ -41,6 +41,16 @@ export interface ClaimedAddress {
 
 export type Claimant = 'node' | 'cluster';
 
+/**
+ * A guessed address (see `hold`) turned out to be another node's: the
+ * caller undoes what it did with it and starts again, skipping it.
+ */
+export class GuessTaken extends Forbidden {
+  constructor(readonly address: string) {
+    super(ADDRESS_IN_USE);
+  }
+}
+
 export const nodeClaimPrefix = (node: string, networkId?: string): string =>
   `ipam/node/${node}/${networkId === undefined ? '' : `${networkId}/`}`;
 export const clusterClaimPrefix = (networkId?: string): string =>
@@ -48,8 +58,8 @@ export const clusterClaimPrefix = (networkId?: string): string =>
 
 export class SwarmAddressClaims {
   private roster?: { ids: string[]; newest: number };
-  /** Addresses being claimed by this process right now (<nid>/<ip>): concurrent joins here pick others. */
-  private readonly pending = new Set<string>();
+  /** Addresses being claimed or held by this process right now (<nid>/<ip> -> holders): joins here pick others. */
+  private readonly pending = new Map<string, number>();
   /** The managers' claims (service VIPs) per network, from the watch on ipam/addr/. */
   private readonly clusterClaims = new Map<string, Set<string>>();
 
@@ -96,6 +106,7 @@ export class SwarmAddressClaims {
     owner: string,
     by: Claimant,
     also: (got: Map<Family, ClaimedAddress>) => TxnOp[] = () => [],
+    guessed: ReadonlySet<string> = new Set(),
   ): Promise<{ addresses: Map<Family, ClaimedAddress>; revision: number }> {
     const wants = want
       .map((w) => ({ ...w, subnets: net.subnets.filter((s) => s.family === w.family) }))
@@ -103,8 +114,7 @@ export class SwarmAddressClaims {
     for (const w of wants) {
       if (w.preferred === undefined) continue;
       const address = checkPreferred(w.subnets, w.family, w.preferred);
-      if (w.subnets.some((s) => s.gateway === address || Object.values(s.aux).includes(address)))
-        throw new Forbidden(ADDRESS_IN_USE);
+      if (reserved(w.subnets, address)) throw new Forbidden(ADDRESS_IN_USE);
       w.preferred = address;
     }
     const taken = new Set<string>();
@@ -113,7 +123,7 @@ export class SwarmAddressClaims {
       const got = new Map<Family, ClaimedAddress>();
       for (const w of wants) got.set(w.family, this.pick(net.id, w.subnets, w.preferred, taken));
       const mine = [...got.values()].map((a) => `${net.id}/${a.address}`);
-      for (const p of mine) this.pending.add(p);
+      this.addPending(mine);
       try {
         const ops: TxnOp[] = [{ key: NODES, prefixUnchangedAfter: roster.newest }];
         for (const a of got.values()) ops.push(...this.claimOps(roster.ids, net.id, a.address, owner, by));
@@ -128,11 +138,72 @@ export class SwarmAddressClaims {
         }
         const ip = claimedAddressOf(e.key);
         if (ip === undefined) throw e; // a check of the caller's own writes
+        if (guessed.has(ip)) throw new GuessTaken(ip);
         if (wants.some((w) => w.preferred === ip)) throw new Forbidden(ADDRESS_IN_USE);
         taken.add(ip); // held by another node (or a claim the view has not shown yet)
       } finally {
-        for (const p of mine) this.pending.delete(p);
+        this.dropPending(mine);
       }
+    }
+  }
+
+  /**
+   * Candidates for an endpoint from what this node has seen (no cluster
+   * round trip), held so that no other join here picks them, until `drop()`.
+   * The caller configures the endpoint with them, then claims them (as
+   * `preferred`, with them as `guessed`) in the transaction that publishes
+   * it: the address is claimed and the endpoint seen by every node at once,
+   * once its interface exists. A guess another node took meanwhile fails
+   * that claim with GuessTaken.
+   */
+  hold(
+    net: { id: string; subnets: SubnetPlan[] },
+    want: Array<{ family: Family; preferred?: string | undefined }>,
+    skip: ReadonlySet<string> = new Set(),
+  ): { addresses: Map<Family, ClaimedAddress>; guessed: Set<string>; drop: () => void } {
+    const addresses = new Map<Family, ClaimedAddress>();
+    const guessed = new Set<string>();
+    for (const w of want) {
+      const subnets = net.subnets.filter((s) => s.family === w.family);
+      if (subnets.length === 0) continue;
+      if (w.preferred !== undefined) {
+        const address = checkPreferred(subnets, w.family, w.preferred);
+        if (reserved(subnets, address)) throw new Forbidden(ADDRESS_IN_USE);
+        addresses.set(
+          w.family,
+          result(
+            subnets.find((s) => inSubnet(s, address))!,
+            address,
+          ),
+        );
+        continue;
+      }
+      const a = this.pick(net.id, subnets, undefined, new Set(skip));
+      addresses.set(w.family, a);
+      guessed.add(a.address);
+    }
+    const keys = [...addresses.values()].map((a) => `${net.id}/${a.address}`);
+    this.addPending(keys);
+    let dropped = false;
+    return {
+      addresses,
+      guessed,
+      drop: () => {
+        if (!dropped) this.dropPending(keys);
+        dropped = true;
+      },
+    };
+  }
+
+  private addPending(keys: string[]): void {
+    for (const k of keys) this.pending.set(k, (this.pending.get(k) ?? 0) + 1);
+  }
+
+  private dropPending(keys: string[]): void {
+    for (const k of keys) {
+      const n = (this.pending.get(k) ?? 1) - 1;
+      if (n > 0) this.pending.set(k, n);
+      else this.pending.delete(k);
     }
   }
 
@@ -200,7 +271,7 @@ export class SwarmAddressClaims {
     const used = new Set<string>(taken);
     for (const a of this.inUse(networkId)) used.add(a.split('/')[0]!);
     for (const a of this.clusterClaims.get(networkId) ?? []) used.add(a);
-    for (const p of this.pending) if (p.startsWith(`${networkId}/`)) used.add(p.slice(networkId.length + 1));
+    for (const p of this.pending.keys()) if (p.startsWith(`${networkId}/`)) used.add(p.slice(networkId.length + 1));
     for (const s of subnets) {
       const allocated: Record<string, string> = {};
       for (const a of used) allocated[a] = '';
@@ -237,6 +308,11 @@ function canonical(address: string): string | undefined {
 function claimedAddressOf(key: string): string | undefined {
   const m = /^ipam\/(?:node\/[^/]+|addr)\/[^/]+\/([^/]+)$/.exec(key);
   return m?.[1];
+}
+
+/** A gateway or --aux-address: never an endpoint's. */
+function reserved(subnets: SubnetPlan[], address: string): boolean {
+  return subnets.some((s) => s.gateway === address || Object.values(s.aux).includes(address));
 }
 
 function inSubnet(s: SubnetPlan, address: string): boolean {
