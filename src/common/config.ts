@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { ClusterStoreChoice, LocalStoreChoice } from '../store/scopes.js';
 
 /** Where one daemon keeps its things; several daemons run side by side with different roots and sockets. */
 export interface DaemonConfig {
@@ -34,6 +35,10 @@ export interface DaemonConfig {
   registryCertsDir?: string;
   /** Deadline for a registry to answer or keep sending (default 30 s). */
   registryTimeoutMs?: number;
+  /** Where node-local records live (--local-store; default the embedded store under the data root). */
+  localStore?: LocalStoreChoice;
+  /** Where cluster-wide records live (--cluster-store; default `swarm`: the etcd that swarm mode runs). */
+  clusterStore?: ClusterStoreChoice;
   /** This engine's persistent identity, made at first start. */
   engineId?: string;
 }

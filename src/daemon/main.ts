@@ -11,7 +11,15 @@ import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { defaultConfig, DOCKER_DEFAULT_POOLS, type DaemonConfig } from '../common/config.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { EmbeddedStore } from '../store/embedded.js';
+import { openLocalStore } from './stores.js';
+import {
+  DEFAULT_CLUSTER_STORE,
+  DEFAULT_LOCAL_STORE,
+  StoreScopes,
+  describeLocalStore,
+  parseClusterStore,
+  parseLocalStore,
+} from '../store/scopes.js';
 import { EventBus } from '../common/events.js';
 import { systemInfo, versionInfo, probeComponents, COVE_VERSION } from './info.js';
 import type { Engine } from './engine.js';
@@ -84,6 +92,19 @@ function daemonCommand(): Command {
     )
     .option('--registry-certs-dir <dir>', 'per-registry CA certificates: DIR/<host:port>/*.crt', '/etc/docker/certs.d')
     .option('--registry-timeout <seconds>', 'deadline for a registry to answer or keep sending', '30')
+    .option(
+      '--local-store <url>',
+      'store of node-local records: embedded (under --data-root) or etcd://HOST:PORT[,...][/PREFIX], etcd+unix:///PATH',
+      DEFAULT_LOCAL_STORE,
+    )
+    .addOption(
+      new Option(
+        '--cluster-store <kind>',
+        'store of cluster-wide records: swarm (the etcd swarm mode runs on managers) or none (no swarm mode)',
+      )
+        .choices(['swarm', 'none'])
+        .default(DEFAULT_CLUSTER_STORE),
+    )
     .action(() => undefined);
 }
 
@@ -118,6 +139,8 @@ interface DaemonFlags {
   insecureRegistry: string[];
   registryCertsDir: string;
   registryTimeout: string;
+  localStore: string;
+  clusterStore: string;
 }
 
 function configFrom(o: DaemonFlags): DaemonConfig {
@@ -140,6 +163,8 @@ function configFrom(o: DaemonFlags): DaemonConfig {
     insecureRegistries: o.insecureRegistry,
     registryCertsDir: o.registryCertsDir,
     registryTimeoutMs: parseSeconds(o.registryTimeout, '--registry-timeout'),
+    localStore: parseLocalStore(o.localStore),
+    clusterStore: parseClusterStore(o.clusterStore),
   });
 }
 
@@ -218,7 +243,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   config.runtime = await probeRuntime(config.runtime, log);
   const components = await probeComponents(config.runtime);
 
-  const store = new EmbeddedStore(join(config.dataRoot, 'store'));
+  // The local scope's store, as the flags chose it; the cluster scope's comes with swarm mode (below).
+  const localChoice = config.localStore ?? parseLocalStore(DEFAULT_LOCAL_STORE);
+  const store = await openLocalStore(localChoice, config.dataRoot, config.engineId);
   const events = new EventBus();
   const networks = new NetworkController({ config, store, events, log: log.child({ module: 'network' }) });
   const images = new ImageStore({ config, store, log: log.child({ module: 'images' }) });
@@ -270,6 +297,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     engineVersion: COVE_VERSION,
   });
   void swarm.restore();
+  const stores = new StoreScopes(store, () => swarm.store, {
+    local: localChoice,
+    cluster: config.clusterStore ?? DEFAULT_CLUSTER_STORE,
+  });
+  log.info({ local: describeLocalStore(stores.choice.local), cluster: stores.choice.cluster }, 'stores chosen');
 
   const engine: Engine = {
     config,
@@ -308,7 +340,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
       await networks.close();
       // Last: the others used the cluster store until now. The etcd member keeps running.
       await swarm.close();
-      await store.close();
+      await stores.local.close();
       rmSync(config.socketPath, { force: true });
       rmSync(config.pidfile, { force: true });
     })());

@@ -275,10 +275,21 @@ export class SwarmController {
 
   // ---- lifecycle ---------------------------------------------------------
 
+  /** Swarm mode needs a cluster scope; coved --cluster-store none has none (src/store/scopes.ts). */
+  private requireClusterStore(): void {
+    if (this.deps.config.clusterStore === 'none')
+      throw new Unavailable('swarm mode is off on this node: coved was started with --cluster-store none');
+  }
+
   /** At daemon start: resume the swarm this node belongs to (adopting its etcd member). Never throws. */
   async restore(): Promise<void> {
     const file = join(this.dir, 'state.json');
     if (!existsSync(file)) return;
+    if (this.deps.config.clusterStore === 'none') {
+      // Kept for a later start with the cluster store; this node stays out of the swarm meanwhile.
+      this.log.warn({ state: file }, 'this node is in a swarm but coved runs with --cluster-store none: not resumed');
+      return;
+    }
     try {
       this.local = JSON.parse(readFileSync(file, 'utf8')) as LocalState;
       await this.activate();
@@ -834,6 +845,7 @@ export class SwarmController {
   }): Promise<string> {
     return this.mutex.run(async () => {
       if (this.local) throw new Unavailable(ERR_ALREADY);
+      this.requireClusterStore();
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
       const addr = resolveAdvertise(body.AdvertiseAddr, body.ListenAddr);
       const dataPathAddr = body.DataPathAddr ? resolveAdvertise(body.DataPathAddr) : addr;
@@ -927,6 +939,7 @@ export class SwarmController {
   }): Promise<void> {
     return this.mutex.run(async () => {
       if (this.local) throw new Unavailable(ERR_ALREADY);
+      this.requireClusterStore();
       const remote = body.RemoteAddrs?.[0];
       if (!remote) throw new InvalidParameter('at least 1 RemoteAddr is required to join');
       const { digest, secret } = parseToken(body.JoinToken ?? '');
