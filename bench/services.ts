@@ -12,12 +12,8 @@
  *     machine's load drifts less within a pair); and the client's CPU time per
  *     request (kernel work in its context included: the connection set-up,
  *     the DNAT, the overlay's encapsulation), which the load does not change;
- *   - a worker's daemon killed: time until every replica runs again;
- *   - the cost of one more service (create → 1 replica running → its name and
- *     VIP answering from a client container already on the network) on a
- *     network with no other service and on one with 50 (each with a running
- *     task, so 50 VIPs with backends in every sandbox's map), the two
- *     interleaved sample by sample.
+ *   - a worker's daemon killed: time until every replica runs again.
+ * The cost of one more service beside 50 is workload 13 (services-scale.ts).
  * Everything runs in lab namespaces and is removed afterwards.
  */
 import { fileURLToPath } from 'node:url';
@@ -58,17 +54,6 @@ const M: Record<string, MetricDef> = {
     better: 'higher',
   },
   nodeKill: { key: 'node-killed', label: 'a worker killed: all replicas running again (from the kill)', unit: 'ms' },
-  one0: {
-    key: 'one-more-0',
-    label: 'one more service (create → running → name and VIP answer), network with no other service',
-    unit: 'ms',
-  },
-  one50: {
-    key: 'one-more-50',
-    label: 'one more service, network with 50 services (each with a running task)',
-    unit: 'ms',
-  },
-  oneDiff: { key: 'one-more-diff', label: 'one more service: with 50 minus with none (per pair)', unit: 'ms' },
 };
 
 async function until(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
@@ -82,8 +67,7 @@ async function until(what: string, f: () => Promise<boolean>, ms: number): Promi
 
 export const servicesWorkload: Workload = {
   id: ID,
-  title:
-    'swarm services on 3 simulated hosts: converge, scale, VIP vs one task, node killed, one more of 50 (cove only)',
+  title: 'swarm services on 3 simulated hosts: converge, scale, VIP vs one task, node killed (cove only)',
   perEngine: true,
   async run(t, ctx) {
     if (ctx.engine.name !== 'cove') {
@@ -237,86 +221,6 @@ async function runServices(ctx: Ctx): Promise<void> {
     );
     ctx.rec.add(ID, M.nodeKill!, target, Date.now() - t0);
     await cove(['service', 'rm', 'web']);
-
-    // One more service on a network with no other service and on one with 50, interleaved sample by sample.
-    await cove(['network', 'create', '-d', 'overlay', '--attachable', 'net0']);
-    await cove(['network', 'create', '-d', 'overlay', '--attachable', 'net50']);
-    for (let i = 0; i < 50; i++) {
-      // On a machine at load 25+ the manager's etcd can stall past the store's circuit breaker: try again (the name is free then).
-      await until(
-        `bg${i} created`,
-        async () => {
-          const r = await m.cove(
-            [
-              'service',
-              'create',
-              '-d',
-              '--name',
-              `bg${i}`,
-              '--replicas',
-              '1',
-              '--network',
-              'net50',
-              'alpine',
-              'sleep',
-              '1000000',
-            ],
-            { timeoutMs: 180_000 },
-          );
-          return r.code === 0 || /already exists/.test(r.stderr);
-        },
-        300_000,
-      );
-    }
-    await until(
-      '50 background services running',
-      async () =>
-        (await cove(['service', 'ls', '--format', '{{.Replicas}}'])).split('\n').filter((r) => r === '1/1').length >=
-        50,
-      600_000,
-    );
-    for (const net of ['net0', 'net50'])
-      await cove(['run', '-d', '--name', `cl-${net}`, '--network', net, 'alpine', 'sleep', '1000000']);
-    const oneMore = async (name: string, net: string): Promise<number> => {
-      const s0 = Date.now();
-      await cove(['service', 'create', '-d', '--name', name, '--replicas', '1', '--network', net, 'nginx']);
-      await converged(name, 1);
-      // From a container already on the network: its sandbox learns the name and the VIP from the store.
-      await until(
-        `${name} answers through its VIP`,
-        async () =>
-          (
-            await m.cove(['exec', `cl-${net}`, 'wget', '-q', '-T', '2', '-O', '/dev/null', `http://${name}/`], {
-              timeoutMs: 30_000,
-            })
-          ).code === 0,
-        60_000,
-      );
-      const ms = Date.now() - s0;
-      await cove(['service', 'rm', name]);
-      return ms;
-    };
-    ctx.rec.note(
-      ID,
-      `one more service: load average ${loadavg()
-        .map((l) => l.toFixed(1))
-        .join(' ')} before`,
-    );
-    for (let i = 0; i < (ctx.quick ? 2 : 6); i++) {
-      const [a, b] = i % 2 ? (['net50', 'net0'] as const) : (['net0', 'net50'] as const);
-      const first = await oneMore(`o${a}x${i}`, a);
-      const second = await oneMore(`o${b}x${i}`, b);
-      const [with0, with50] = a === 'net0' ? [first, second] : [second, first];
-      ctx.rec.add(ID, M.one0!, target, with0);
-      ctx.rec.add(ID, M.one50!, target, with50);
-      ctx.rec.add(ID, M.oneDiff!, target, with50 - with0);
-    }
-    ctx.rec.note(
-      ID,
-      `one more service: load average ${loadavg()
-        .map((l) => l.toFixed(1))
-        .join(' ')} after`,
-    );
   } finally {
     await lab.destroy();
   }

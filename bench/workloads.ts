@@ -11,6 +11,7 @@ import type { MetricDef, Recorder } from './results.js';
 import { run, sleep } from './exec.js';
 import { timeMs } from './stats.js';
 import { servicesWorkload } from './services.js';
+import { servicesScaleWorkload } from './services-scale.js';
 import { imagesWorkload } from './images.js';
 import { meshWorkload } from './mesh.js';
 
@@ -553,7 +554,20 @@ const w8: Workload = {
   },
 };
 
-export const WORKLOADS: Workload[] = [w1, w2, w3, w4, w5, w6, w7, w8, servicesWorkload, meshWorkload, imagesWorkload];
+export const WORKLOADS: Workload[] = [
+  w1,
+  w2,
+  w3,
+  w4,
+  w5,
+  w6,
+  w7,
+  w8,
+  servicesWorkload,
+  servicesScaleWorkload,
+  meshWorkload,
+  imagesWorkload,
+];
 
 export function clientsBuilt(): boolean {
   return existsSync(join(CLIENTS, 'dns-client.js')) && existsSync(join(CLIENTS, 'http-client.js'));

@@ -95,12 +95,24 @@ export class Agent {
     if (this.stopped) return;
     try {
       const mine = (await this.tasks.list()).filter((e) => e.value.NodeID === this.deps.nodeId);
-      for (const e of mine) this.enqueue(e.id);
       const known = new Set(mine.map((e) => e.id));
       const containers = await this.deps.containers.list({ all: true, filters: { label: [LABEL.taskId] } });
+      const running = new Map<string, boolean>();
       for (const c of containers) {
         const id = c.Labels[LABEL.taskId];
+        if (id) running.set(id, c.State === 'running');
         if (id && !known.has(id)) this.enqueue(id);
+      }
+      // Only tasks whose record and container disagree: a settled task (running with its container running, or
+      // ended with its container gone) costs nothing here, so a pass stays cheap beside many services. Health
+      // changes come as events; a task with a HEALTHCHECK is looked at anyway, in case one was missed.
+      for (const { id, value: t } of mine) {
+        const up = running.get(id);
+        const settled =
+          t.DesiredState === 'running'
+            ? t.Status.State === 'running' && up === true && !t.Spec.ContainerSpec?.Healthcheck
+            : isTerminal(t.Status.State) && up === undefined && t.DesiredState !== 'remove';
+        if (!settled) this.enqueue(id);
       }
     } catch (err) {
       this.deps.log.debug({ err }, 'agent resync failed');

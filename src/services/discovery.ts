@@ -51,6 +51,8 @@ export class ServiceDiscovery {
   /** Last script applied per container, so an unchanged sandbox is left alone. */
   private readonly applied = new Map<string, string>();
   private readonly namesSet = new Map<string, string>();
+  /** Sandbox path per running container (see sandboxOf). */
+  private readonly sandboxes = new Map<string, string>();
   /** The last computed VIPs per network (for `cove service` diagnostics and tests). */
   vips = new Map<string, Vip[]>();
 
@@ -64,6 +66,9 @@ export class ServiceDiscovery {
         (kick) => store.watch(`${TASKS}/`, kick),
         (kick) =>
           events.subscribe((ev) => {
+            // A container that (re)starts may have a new sandbox: look its path up again.
+            if (ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy'))
+              this.sandboxes.delete(ev.Actor.ID);
             if (
               (ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) ||
               (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))
@@ -118,47 +123,87 @@ export class ServiceDiscovery {
     const tasks = (await taskCollection(this.deps.store).list()).map(withVersion);
     const d = discovery(services, tasks);
     this.vips = d.vips;
+    // Sandboxes first, names second: a client that resolves a new service's name then finds its VIP in its own
+    // table (balanced, or refused at once while it has no task) instead of ARPing for an address nobody holds.
+    await this.programSandboxes(d.vips);
+    await this.publishNames(d.names);
+  }
 
-    // DNS: every swarm network that has (or had) service names.
-    const nets = new Set([...d.names.keys(), ...this.namesSet.keys()]);
+  /** DNS: every swarm network that has (or had) service names. */
+  private async publishNames(names: Map<string, Map<string, NameEntry[]>>): Promise<void> {
+    const nets = new Set([...names.keys(), ...this.namesSet.keys()]);
     for (const net of nets) {
-      const names = d.names.get(net) ?? new Map<string, NameEntry[]>();
-      const sig = JSON.stringify([...names]);
+      const forNet = names.get(net) ?? new Map<string, NameEntry[]>();
+      const sig = JSON.stringify([...forNet]);
       if (this.namesSet.get(net) === sig) continue;
       try {
-        await this.deps.names?.setServiceNames(net, names);
-        if (names.size) this.namesSet.set(net, sig);
+        await this.deps.names?.setServiceNames(net, forNet);
+        if (forNet.size) this.namesSet.set(net, sig);
         else this.namesSet.delete(net);
       } catch (err) {
         this.deps.log.debug({ err, network: net }, 'service names not set');
       }
     }
+  }
 
-    // Load balancing: the sandbox of each running container here on a network with VIPs.
+  /**
+   * Load balancing: the sandbox of each running container here on a network with VIPs. A change to one network's
+   * services changes the table of every sandbox on it (one `nft -f` each, ~30 ms): they are applied a few at a
+   * time, so a new service on a network with 50 others reaches every sandbox in a fraction of a second instead of
+   * one sandbox after the other (measured: 5 s with 40 services, bench workload 9).
+   */
+  private async programSandboxes(vipsByNet: Map<string, Vip[]>): Promise<void> {
     const seen = new Set<string>();
+    const todo: Array<{ id: string; script: string }> = [];
     for (const c of await this.deps.containers.list({ all: false })) {
       const netIds = Object.values(c.NetworkSettings?.Networks ?? {})
         .map((e) => e.NetworkID)
         .filter((x): x is string => Boolean(x));
-      const vips = netIds.flatMap((n) => d.vips.get(n) ?? []);
+      const vips = netIds.flatMap((n) => vipsByNet.get(n) ?? []);
       if (!vips.length && !this.applied.has(c.Id)) continue;
       seen.add(c.Id);
       const script = lbScript(vips);
-      if (this.applied.get(c.Id) === script) continue;
-      let netns: string | undefined;
-      try {
-        netns = (await this.deps.containers.inspect(c.Id)).NetworkSettings.SandboxKey || undefined;
-      } catch {
-        continue;
-      }
-      if (!netns) continue;
-      try {
-        await (this.deps.apply ?? nftApply)(script, netns);
-        this.applied.set(c.Id, script);
-      } catch (err) {
-        this.deps.log.warn({ err, container: c.Id }, 'load-balancer rules not applied');
-      }
+      if (this.applied.get(c.Id) !== script) todo.push({ id: c.Id, script });
     }
     for (const id of [...this.applied.keys()]) if (!seen.has(id)) this.applied.delete(id);
+    for (const id of [...this.sandboxes.keys()]) if (!seen.has(id)) this.sandboxes.delete(id);
+    if (!todo.length) return;
+    const t0 = Date.now();
+    await eachLimited(todo, SANDBOX_CONCURRENCY, async ({ id, script }) => {
+      const netns = await this.sandboxOf(id);
+      if (!netns) return;
+      try {
+        await (this.deps.apply ?? nftApply)(script, netns);
+        this.applied.set(id, script);
+      } catch (err) {
+        this.deps.log.warn({ err, container: id }, 'load-balancer rules not applied');
+      }
+    });
+    this.deps.log.debug({ sandboxes: todo.length, ms: Date.now() - t0 }, 'load-balancer tables replaced');
   }
+
+  /** A running container's sandbox path (fixed while it runs: kept until the container leaves the list). */
+  private async sandboxOf(id: string): Promise<string | undefined> {
+    const known = this.sandboxes.get(id);
+    if (known) return known;
+    try {
+      const netns = (await this.deps.containers.inspect(id)).NetworkSettings.SandboxKey || undefined;
+      if (netns) this.sandboxes.set(id, netns);
+      return netns;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** How many sandboxes get their table at once (each is an `nsenter … nft -f -`: mostly process start-up and kernel work). */
+const SANDBOX_CONCURRENCY = 6;
+
+/** Runs f over items, at most `limit` at a time. */
+async function eachLimited<T>(items: T[], limit: number, f: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await f(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

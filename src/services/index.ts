@@ -155,7 +155,11 @@ export class SwarmServices implements ClusterAware {
     this.mesh.start();
     this.orchestrator = new Orchestrator({
       store: m.store,
-      nodes: () => this.nodes(),
+      // This node runs the orchestrator, so it is up, whatever its liveness key says: a keepalive that came late
+      // (etcd slow to sync on a loaded host for longer than the 3 s lease) must not shut down every task here and
+      // replace it (each stop costs the task's grace period, then SIGKILL: exit 137). Other nodes' liveness stands.
+      nodes: async () =>
+        (await this.nodes()).map((n): SchedNode => (n.id === m.self.id ? { ...n, state: 'ready' } : n)),
       fence: () => this.elector?.fence(),
       networkName: async (id) => (await networks.lookup(id).catch(() => undefined))?.name,
       ...(networks.ingress ? { ingressNetwork: networks.ingress } : {}),

@@ -67,6 +67,9 @@ function networkError(e: unknown, what: string): unknown {
   return e;
 }
 
+/** How long a registry host's unanswered name lookup (EAI_AGAIN) is remembered. */
+const UNRESOLVED_MS = 30_000;
+
 /** What the API and the swarm agent use of the registry client. */
 export type DistributionService = Pick<
   Distribution,
@@ -76,6 +79,8 @@ export type DistributionService = Pick<
 export class Distribution {
   readonly registries: Registries;
   private readonly inflight: InFlight = { downloads: new Map(), extractions: new Map() };
+  /** Registry hosts whose name the resolver failed to resolve a moment ago (EAI_AGAIN), see onEndpoints. */
+  private readonly unresolved = new Map<string, { until: number; err: unknown }>();
   private readonly log: Logger;
 
   constructor(
@@ -108,9 +113,18 @@ export class Distribution {
     let definite: unknown;
     const clients = this.client(n, purpose, auth);
     for (const c of clients) {
+      const host = new URL(c.base).host;
       try {
+        const unresolved = this.unresolved.get(host);
+        if (unresolved && unresolved.until > Date.now()) throw unresolved.err;
+        this.unresolved.delete(host);
         return await fn(c);
       } catch (e) {
+        // The resolver did not answer (EAI_AGAIN: on a host without a reachable DNS server that takes its full
+        // timeout, 10 s here): the next request within a short while fails at once with the same error, so a
+        // burst of `service create`s on an offline host does not pay 10 s each to learn that no digest is to be had.
+        if ((e as NodeJS.ErrnoException)?.code === 'EAI_AGAIN' && !this.unresolved.has(host))
+          this.unresolved.set(host, { until: Date.now() + UNRESOLVED_MS, err: e });
         last = networkError(e, `Get "${c.base}/v2/"`);
         const isDefinite = e instanceof RegistryError || (e instanceof CoveError && e.status !== 500);
         if (isDefinite) definite ??= e;
