@@ -359,15 +359,15 @@ export class IngressMesh {
     const subnet = ingress.IPAM.Config.find((c) => c.Subnet && !c.Subnet.includes(':'))?.Subnet;
     if (!key || !ing?.IPAddress || !gw?.IPAddress || !subnet)
       throw new Error('ingress sandbox has no ingress or docker_gwbridge address');
-    if (this.sbox?.key !== key || this.sbox.networkId !== ingress.Id) {
+    if (this.sbox?.key !== key || this.sbox.networkId !== ingress.Id || this.sbox.ingressAddr !== ing.IPAddress) {
       await this.sbox?.fw.close();
       await writeSysctls(key, { 'net.ipv4.ip_forward': '1' });
       const fw = new Firewall({ backend: new KernelNft(key), frame: false, checkEveryMs: 0, log: this.deps.log });
       const owner = fw.owner(HOST_OWNER);
       const table = new MeshTable(
         owner,
-        () => subnet,
-        (p) => [...sboxMeshBase(subnet, backendCounts(p)), ...p.flatMap(sboxPortElements)],
+        () => `${subnet} ${ing.IPAddress}`,
+        (p) => [...sboxMeshBase(subnet, ing.IPAddress!, backendCounts(p)), ...p.flatMap(sboxPortElements)],
         sboxPortElements,
         backendCounts,
       );

@@ -14,7 +14,7 @@
  *     replaces this table in one transaction on its first pass);
  *   - the ingress sandbox picks a task with `numgen random` over the tasks'
  *     ingress addresses (any node: the overlay carries it) and masquerades to
- *     its own ingress address, so the reply comes back through the node
+ *     its own ingress address (SNAT), so the reply comes back through the node
  *     that took the connection (`sboxMeshBase`: table `ip cove_ingress`).
  * Both tables have a fixed set of chains (plus one per task count in use):
  * adding or removing a port changes set/map elements only, sent as an
@@ -208,11 +208,13 @@ export function backendCounts(ports: MeshPort[]): number[] {
  * port is elements only (sboxPortElements), so adding or removing one costs
  * the same at 1 port and at 1000. A port without a running task has no
  * element, so the sandbox itself refuses (TCP reset, ICMP port
- * unreachable). Postrouting masquerades what was DNATed into the ingress
- * subnet to the sandbox's own ingress address, so replies come back
- * through the node that took the connection.
+ * unreachable). Postrouting translates the source of what was DNATed into
+ * the ingress subnet to the sandbox's own ingress address, so replies come
+ * back through the node that took the connection: SNAT to that fixed
+ * address, not masquerade, which looks the address up again for every new
+ * connection (the table is made again when the sandbox's address changes).
  */
-export function sboxMeshBase(ingressSubnet: string, counts: number[]): FwObject[] {
+export function sboxMeshBase(ingressSubnet: string, ingressAddr: string, counts: number[]): FwObject[] {
   const objs: FwObject[] = [
     { ...SBOX, kind: 'table' },
     { ...SBOX, kind: 'map', name: MESH.sboxMap, type: 'inet_proto . inet_service : verdict' },
@@ -233,7 +235,7 @@ export function sboxMeshBase(ingressSubnet: string, counts: number[]): FwObject[
       ...SBOX,
       kind: 'rule',
       chain: 'post',
-      rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} masquerade`,
+      rule: `ct status dnat ip daddr ${checkAddr(ingressSubnet, CIDR4)} snat to ${checkAddr(ingressAddr)}`,
     },
   ];
   for (const n of counts) objs.push(...lbObjects(n));
@@ -275,8 +277,8 @@ export function sboxPortElements(p: MeshPort): FwObject[] {
 }
 
 /** The whole sandbox side (the first pass in a sandbox, unit tests). */
-export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string): FwObject[] {
-  return [...sboxMeshBase(ingressSubnet, backendCounts(ports)), ...ports.flatMap(sboxPortElements)];
+export function sboxMeshObjects(ports: MeshPort[], ingressSubnet: string, ingressAddr: string): FwObject[] {
+  return [...sboxMeshBase(ingressSubnet, ingressAddr, backendCounts(ports)), ...ports.flatMap(sboxPortElements)];
 }
 
 /** What a port contributes to the tables, as text: equal signatures, equal elements. */

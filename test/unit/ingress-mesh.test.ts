@@ -98,7 +98,7 @@ test('ingress mesh: host DNAT (its own table, outside the frame) and the sandbox
     ING,
   );
   await host.owner('ingress-mesh').set(hostMeshObjects(ports, '172.18.0.2'));
-  await sb.owner('ingress-mesh').set(sboxMeshObjects(ports, '10.0.0.0/24'));
+  await sb.owner('ingress-mesh').set(sboxMeshObjects(ports, '10.0.0.0/24', '10.0.0.2'));
   // Both tables whole (the sandbox: one lbN chain and map per task count, the ports as elements).
   assertGolden('firewall/ingress-mesh.nft', host.dump() + sb.dump());
   // Both tables are replaced the first time, in one transaction each: what a killed daemon left keeps serving until then.
@@ -117,7 +117,7 @@ test('ingress mesh: host DNAT (its own table, outside the frame) and the sandbox
   ]);
   // A second pass with the same state sends nothing.
   const n = sbNft.log.length;
-  await sb.owner('ingress-mesh').set(sboxMeshObjects(ports, '10.0.0.0/24'));
+  await sb.owner('ingress-mesh').set(sboxMeshObjects(ports, '10.0.0.0/24', '10.0.0.2'));
   assert.equal(sbNft.log.length, n);
 });
 
@@ -181,7 +181,7 @@ test('ingress mesh: adding or removing a port is the same small element transact
     const sb = new Firewall({ backend: sbNft, checkEveryMs: 0, frame: false }).owner('m');
     const ports = manyPorts(n);
     await host.set(hostMeshObjects(ports, '172.18.0.2'));
-    await sb.set(sboxMeshObjects(ports, '10.0.0.0/24'));
+    await sb.set(sboxMeshObjects(ports, '10.0.0.0/24', '10.0.0.2'));
     const before = new Map(ports.map((p) => [`${p.proto}/${p.published}`, p]));
     const more = [...ports, ...manyPorts(1, 2, 20000)];
     const h0 = hostNft.log.length;
@@ -194,7 +194,7 @@ test('ingress mesh: adding or removing a port is the same small element transact
     lines.push([...hostNft.log.slice(h0), ...sbNft.log.slice(s0)].map((l) => `${l.via}: ${l.text}`));
     // The delta path leaves what a whole set would have made.
     const whole = new Firewall({ backend: new FakeNft(), checkEveryMs: 0, frame: false });
-    await whole.owner('m').set(sboxMeshObjects(ports, '10.0.0.0/24'));
+    await whole.owner('m').set(sboxMeshObjects(ports, '10.0.0.0/24', '10.0.0.2'));
     assert.equal(sbNft.ruleset.dump(), whole.dump());
   }
   assert.deepEqual(lines[0], lines[1]);
@@ -210,7 +210,7 @@ test('ingress mesh: a port going from 2 tasks to 3 moves to lb3 in one transacti
   const nft = new FakeNft();
   const sb = new Firewall({ backend: nft, checkEveryMs: 0, frame: false }).owner('m');
   const two = manyPorts(1, 2);
-  await sb.set(sboxMeshObjects(two, '10.0.0.0/24'));
+  await sb.set(sboxMeshObjects(two, '10.0.0.0/24', '10.0.0.2'));
   const three = manyPorts(1, 3);
   const d = portsDelta(new Map([['tcp/10000', two[0]!]]), three, sboxPortElements);
   const n = nft.log.length;
@@ -220,11 +220,11 @@ test('ingress mesh: a port going from 2 tasks to 3 moves to lb3 in one transacti
   });
   assert.equal(nft.log.length, n + 1, 'one transaction');
   const whole = new Firewall({ backend: new FakeNft(), checkEveryMs: 0, frame: false });
-  await whole.owner('m').set(sboxMeshObjects(three, '10.0.0.0/24'));
+  await whole.owner('m').set(sboxMeshObjects(three, '10.0.0.0/24', '10.0.0.2'));
   assert.equal(nft.ruleset.dump(), whole.dump());
   assert.doesNotMatch(nft.ruleset.dump(), /lb2/);
   // The fixed part does not depend on the number of ports.
-  assert.deepEqual(sboxMeshBase('10.0.0.0/24', [3]), sboxMeshBase('10.0.0.0/24', [3]));
+  assert.deepEqual(sboxMeshBase('10.0.0.0/24', '10.0.0.2', [3]).length, 9);
   assert.equal(hostMeshBase('172.18.0.2').length, 6);
 });
 
