@@ -13,16 +13,20 @@
  *    container's own cost), then `logs` read back (line count checked, across
  *    the rotated files).
  *
- *   npm run build && COVE_LAB_PREFIX=x npm run bench:containers [-- --quick] [--containers 50] [--runs 3] [--parts stats,cp,logs]
+ * With `--engine docker` the same runs go to Docker 20.10 (Debian's docker.io, bench/targets/docker.ts: dockerd
+ * in lab netns cvb-dk, state under /tmp/cvb-docker) instead of a Cove lab; the cove CLI and floor rows are Cove's only.
+ *
+ *   npm run build && COVE_LAB_PREFIX=x npm run bench:containers [-- --quick] [--containers 50] [--runs 3] [--parts stats,cp,logs] [--engine docker]
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../test/lab/lab.js';
 import type { Lab } from '../test/lab/lab.js';
 import { api, clientLab, teardown, DOCKER_BIN } from '../test/e2e/clients-helpers.js';
 import { summarize } from './stats.js';
+import { DockerEngine } from './targets/docker.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,7 +40,23 @@ const PARTS = (() => {
   const i = process.argv.indexOf('--parts');
   return new Set(i > 0 ? String(process.argv[i + 1]).split(',') : ['stats', 'cp', 'logs']);
 })();
+const ENGINE = (() => {
+  const i = process.argv.indexOf('--engine');
+  return i > 0 ? String(process.argv[i + 1]) : 'cove';
+})();
 const median = (xs: number[]): number => summarize(xs)?.median ?? NaN;
+
+/** The engine the docker CLI talks to: Cove in a lab, or Docker 20.10 in a lab netns of its own. */
+interface Subject {
+  env: NodeJS.ProcessEnv;
+  socket: string;
+  dir: string;
+  /** Cove's lab: the cove CLI and the cgroup floor (Cove's cgroup paths). */
+  cove?: Lab;
+}
+
+/** clients-helpers' api() only needs the socket. */
+const asLab = (s: Subject): Lab => ({ socket: s.socket }) as unknown as Lab;
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -44,11 +64,15 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t0;
 }
 
-function sh(lab: Lab, script: string, timeoutMs = 600_000): Promise<{ code: number; stdout: string; stderr: string }> {
+function sh(
+  lab: Subject,
+  script: string,
+  timeoutMs = 600_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return run('bash', ['-c', script], { env: { ...lab.env }, timeoutMs });
 }
 
-async function ok(lab: Lab, args: string[], timeoutMs = 300_000): Promise<string> {
+async function ok(lab: Subject, args: string[], timeoutMs = 300_000): Promise<string> {
   const r = await run(DOCKER_BIN, args, { env: { ...lab.env }, timeoutMs });
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
@@ -77,12 +101,12 @@ function readCgroupFloor(id: string, pid: number): number {
   return n;
 }
 
-async function statsBench(lab: Lab, out: string[]): Promise<void> {
+async function statsBench(lab: Subject, out: string[]): Promise<void> {
   const names = Array.from({ length: N }, (_, i) => `st${i}`);
   for (const n of names) await ok(lab, ['run', '-d', '--name', n, '--network', 'none', 'alpine', 'sleep', '1d']);
   const ids: Array<{ id: string; pid: number }> = [];
   for (const n of names) {
-    const j = (await api(lab, 'GET', `/containers/${n}/json`)).json();
+    const j = (await api(asLab(lab), 'GET', `/containers/${n}/json`)).json();
     ids.push({ id: j.Id, pid: j.State.Pid });
   }
   const dockerMs: number[] = [];
@@ -97,33 +121,43 @@ async function statsBench(lab: Lab, out: string[]): Promise<void> {
       }),
     );
     if (rows !== N) throw new Error(`docker stats listed ${rows} containers, not ${N}`);
-    coveMs.push(await timed(() => lab.coveOk(['stats', '--no-stream'])));
+    if (lab.cove) {
+      const cove = lab.cove;
+      coveMs.push(await timed(() => cove.coveOk(['stats', '--no-stream'])));
+    }
     oneShotMs.push(
       await timed(async () => {
-        for (const { id } of ids) await api(lab, 'GET', `/containers/${id}/stats?stream=0&one-shot=1`);
+        for (const { id } of ids) await api(asLab(lab), 'GET', `/containers/${id}/stats?stream=0&one-shot=1`);
       }),
     );
-    floorMs.push(
-      await timed(async () => {
-        for (const { id, pid } of ids) readCgroupFloor(id, pid);
-      }),
-    );
+    if (lab.cove)
+      floorMs.push(
+        await timed(async () => {
+          for (const { id, pid } of ids) readCgroupFloor(id, pid);
+        }),
+      );
   }
   out.push(
     `### stats --no-stream, ${N} running containers (median of ${RUNS})`,
     '',
     '| what | ms | per container |',
     '|---|---|---|',
-    `| docker stats --no-stream (docker CLI 28.2 → Cove) | ${median(dockerMs).toFixed(0)} | ${(median(dockerMs) / N).toFixed(1)} |`,
-    `| cove stats --no-stream | ${median(coveMs).toFixed(0)} | ${(median(coveMs) / N).toFixed(1)} |`,
+    `| docker stats --no-stream (docker CLI 28.2 → ${ENGINE}) | ${median(dockerMs).toFixed(0)} | ${(median(dockerMs) / N).toFixed(1)} |`,
+    ...(lab.cove
+      ? [`| cove stats --no-stream | ${median(coveMs).toFixed(0)} | ${(median(coveMs) / N).toFixed(1)} |`]
+      : []),
     `| API stats?stream=0&one-shot=1, one after another | ${median(oneShotMs).toFixed(0)} | ${(median(oneShotMs) / N).toFixed(1)} |`,
-    `| floor: the same cgroup and /proc files read directly | ${median(floorMs).toFixed(1)} | ${(median(floorMs) / N).toFixed(2)} |`,
+    ...(lab.cove
+      ? [
+          `| floor: the same cgroup and /proc files read directly | ${median(floorMs).toFixed(1)} | ${(median(floorMs) / N).toFixed(2)} |`,
+        ]
+      : []),
     '',
   );
-  for (const n of names) await api(lab, 'DELETE', `/containers/${n}?force=1`, undefined, {}, 60_000);
+  for (const n of names) await api(asLab(lab), 'DELETE', `/containers/${n}?force=1`, undefined, {}, 60_000);
 }
 
-async function cpBench(lab: Lab, out: string[]): Promise<void> {
+async function cpBench(lab: Subject, out: string[]): Promise<void> {
   const work = join(lab.dir, 'cp-bench');
   const tree = join(work, 'tree');
   const chunk = Buffer.alloc(100 * 1024, 'x');
@@ -159,12 +193,12 @@ async function cpBench(lab: Lab, out: string[]): Promise<void> {
     `| floor: tar -c \\| tar -x between two host dirs | ${median(floorMs).toFixed(0)} | ${rate(median(floorMs))} |`,
     '',
   );
-  await api(lab, 'DELETE', '/containers/cpb?force=1', undefined, {}, 60_000);
+  await api(asLab(lab), 'DELETE', '/containers/cpb?force=1', undefined, {}, 60_000);
   rmSync(work, { recursive: true, force: true });
 }
 
 /** Runs `docker logs NAME` and counts the lines it prints, without buffering them. */
-function countLogLines(lab: Lab, name: string): Promise<number> {
+function countLogLines(lab: Subject, name: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(DOCKER_BIN, ['logs', name], { env: { ...lab.env }, stdio: ['ignore', 'pipe', 'ignore'] });
     let lines = 0;
@@ -176,7 +210,7 @@ function countLogLines(lab: Lab, name: string): Promise<number> {
   });
 }
 
-async function logBench(lab: Lab, out: string[]): Promise<void> {
+async function logBench(lab: Subject, out: string[]): Promise<void> {
   // 63 characters and a newline: 64 bytes a line.
   const line = 'x'.repeat(63);
   const mb = (LOG_LINES * 64) / 1e6;
@@ -193,6 +227,8 @@ async function logBench(lab: Lab, out: string[]): Promise<void> {
         'none',
         '--log-driver',
         driver,
+        // Docker's json-file keeps everything by default, Cove's caps at 5 x 20 MiB: room for every line on both.
+        ...(driver === 'json-file' ? ['--log-opt', 'max-size=100m', '--log-opt', 'max-file=3'] : []),
         'alpine',
         'sh',
         '-c',
@@ -213,7 +249,7 @@ async function logBench(lab: Lab, out: string[]): Promise<void> {
         );
         row.lines.push(n);
       }
-      await api(lab, 'DELETE', `/containers/${name}?force=1`, undefined, {}, 60_000);
+      await api(asLab(lab), 'DELETE', `/containers/${name}?force=1`, undefined, {}, 60_000);
     }
     rows.push(row);
   }
@@ -233,14 +269,33 @@ async function logBench(lab: Lab, out: string[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const lab = await clientLab('cbc');
+  let lab: Subject;
+  let cleanup: () => Promise<void>;
+  if (ENGINE === 'docker') {
+    const docker = new DockerEngine();
+    await docker.setup();
+    lab = {
+      env: { ...process.env, DOCKER_HOST: `unix://${docker.socket}`, DOCKER_API_VERSION: '1.41' },
+      socket: docker.socket,
+      dir: mkdtempSync(join(tmpdir(), 'cvb-containers-')),
+    };
+    const dir = lab.dir;
+    cleanup = async () => {
+      await docker.teardown();
+      rmSync(dir, { recursive: true, force: true });
+    };
+  } else {
+    const cove = await clientLab('cbc');
+    lab = { env: cove.env, socket: cove.socket, dir: cove.dir, cove };
+    cleanup = () => teardown(cove);
+  }
   const out: string[] = [
-    `Measured ${new Date().toISOString()}, load average before: ${loadavg()
+    `Engine: ${ENGINE}. Measured ${new Date().toISOString()}, load average before: ${loadavg()
       .map((x) => x.toFixed(1))
       .join(' ')}`,
     '',
   ];
-  const stop = (): void => void teardown(lab).finally(() => process.exit(130));
+  const stop = (): void => void cleanup().finally(() => process.exit(130));
   process.once('SIGINT', stop);
   try {
     if (PARTS.has('stats')) await statsBench(lab, out);
@@ -252,7 +307,7 @@ async function main(): Promise<void> {
         .join(' ')}`,
     );
   } finally {
-    await teardown(lab);
+    await cleanup();
   }
   process.stdout.write(out.join('\n') + '\n');
 }
