@@ -148,33 +148,59 @@ async function logs(ctx: Ctx): Promise<void> {
     gone = true;
     void entries.return?.();
   });
-  // Entries that come in one go (a file's chunk) leave in one write: corked until the next tick; and a slow
-  // reader slows the file reading down instead of piling up the whole log in memory.
-  let corked = false;
+  // Frames are copied into 256 KiB batches: the entries of one read (a file's chunk) leave in a few writes, and
+  // what is pending goes out on the next tick, so a follower sees a line at once. A slow reader slows the file
+  // reading down (drain) instead of piling the whole log up in memory.
+  const BATCH = 256 * 1024;
+  let batch = Buffer.allocUnsafe(BATCH);
+  let pos = 0;
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (!pos || out.writableEnded) return;
+    const chunk = batch.subarray(0, pos);
+    batch = Buffer.allocUnsafe(BATCH);
+    pos = 0;
+    out.write(chunk);
+  };
+  const drained = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        out.off('drain', done);
+        out.off('close', done);
+        resolve();
+      };
+      out.on('drain', done);
+      out.on('close', done);
+    });
   try {
     while (!first.done && !gone) {
       const e = first.value;
-      const data = opts.timestamps ? Buffer.concat([Buffer.from(e.time + ' '), e.data]) : e.data;
-      if (!corked) {
-        corked = true;
-        out.cork();
-        process.nextTick(() => {
-          corked = false;
-          out.uncork();
-        });
+      const stamp = opts.timestamps ? e.time + ' ' : '';
+      const size = stamp.length + e.data.length;
+      const need = (tty ? 0 : 8) + size;
+      if (pos + need > BATCH) flush();
+      if (out.writableNeedDrain) await drained();
+      if (need > BATCH) {
+        const data = stamp ? Buffer.concat([Buffer.from(stamp), e.data]) : e.data;
+        out.write(tty ? data : frame(e.stream === 'stderr' ? 2 : 1, data));
+      } else {
+        if (!tty) {
+          batch.fill(0, pos, pos + 8);
+          batch[pos] = e.stream === 'stderr' ? 2 : 1;
+          batch.writeUInt32BE(size, pos + 4);
+          pos += 8;
+        }
+        if (stamp) pos += batch.write(stamp, pos, 'latin1');
+        pos += e.data.copy(batch, pos);
+        if (!scheduled) {
+          scheduled = true;
+          process.nextTick(flush);
+        }
       }
-      if (!out.write(tty ? data : frame(e.stream === 'stderr' ? 2 : 1, data)))
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            out.off('drain', done);
-            out.off('close', done);
-            resolve();
-          };
-          out.on('drain', done);
-          out.on('close', done);
-        });
       first = await entries.next();
     }
+    flush();
   } finally {
     if (!out.writableEnded) out.end();
   }

@@ -23,8 +23,9 @@ export interface ParsedLine {
   time: string;
   stream: 'stdout' | 'stderr';
   partial: boolean;
-  /** The text without its line end. */
-  text: string;
+  /** The text without its line end (or, from the fast path, `data`: the text with its line end, not copied). */
+  text?: string;
+  data?: Buffer;
 }
 
 export function parseTimeNs(t: string): bigint {
@@ -78,6 +79,49 @@ export function parseLogLine(line: string): ParsedLine | undefined {
   return line.startsWith('{') ? parseJsonLine(line) : parseK8sLine(line);
 }
 
+const JSON_HEAD = Buffer.from('{"log":"');
+const JSON_STREAM = Buffer.from('","stream":"std');
+const JSON_TIME = Buffer.from('","time":"');
+
+/**
+ * The common json-file line, read without JSON.parse or a copy: a text with
+ * no escape but its final `\n`, written as cove-logger and dockerd write it.
+ * The `\n` escape is turned into the newline byte in place and the entry's
+ * data is a view of the chunk. Anything else: undefined (the slow path).
+ */
+export function fastJsonLine(buf: Buffer, a: number, b: number): ParsedLine | undefined {
+  if (b - a < 40 || !bytesAt(buf, a, JSON_HEAD)) return undefined;
+  const textStart = a + JSON_HEAD.length;
+  const mid = buf.indexOf(JSON_STREAM, textStart);
+  if (mid < 0 || mid >= b) return undefined;
+  let slash = -1;
+  for (let i = textStart; i < mid; i++)
+    if (buf[i] === 0x5c) {
+      slash = i;
+      break;
+    }
+  const partial = slash < 0;
+  if (!partial && (slash !== mid - 2 || buf[mid - 1] !== 0x6e)) return undefined;
+  const so = mid + JSON_STREAM.length;
+  const stream = buf[so] === 0x6f ? 'stdout' : buf[so] === 0x65 ? 'stderr' : undefined;
+  // `out` or `err`, then `","time":"`
+  if (!stream || !bytesAt(buf, so + 3, JSON_TIME)) return undefined;
+  if (buf[b - 1] !== 0x7d || buf[b - 2] !== 0x22) return undefined;
+  const time = buf.toString('latin1', so + 3 + JSON_TIME.length, b - 2);
+  if (partial) return { time, stream, partial, text: buf.toString('utf8', textStart, mid) };
+  buf[mid - 2] = 10;
+  return { time, stream, partial, data: buf.subarray(textStart, mid - 1) };
+}
+
+function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
+  for (let i = 0; i < want.length; i++) if (buf[at + i] !== want[i]) return false;
+  return true;
+}
+
+function textOf(l: ParsedLine): string {
+  return l.text ?? l.data!.toString('utf8', 0, l.data!.length - 1);
+}
+
 /** Joins partial lines into entries (one entry per line of output, newline kept). */
 class Assembler {
   private readonly open: Partial<Record<'stdout' | 'stderr', { time: string; parts: string[] }>> = {};
@@ -85,13 +129,13 @@ class Assembler {
   push(l: ParsedLine): LogEntry | undefined {
     const cur = this.open[l.stream];
     if (l.partial) {
-      if (cur) cur.parts.push(l.text);
-      else this.open[l.stream] = { time: l.time, parts: [l.text] };
+      if (cur) cur.parts.push(textOf(l));
+      else this.open[l.stream] = { time: l.time, parts: [textOf(l)] };
       return undefined;
     }
-    if (!cur) return { stream: l.stream, time: l.time, data: Buffer.from(l.text + '\n') };
+    if (!cur) return { stream: l.stream, time: l.time, data: l.data ?? Buffer.from(l.text + '\n') };
     delete this.open[l.stream];
-    cur.parts.push(l.text);
+    cur.parts.push(textOf(l));
     return { stream: l.stream, time: cur.time, data: Buffer.from(cur.parts.join('') + '\n') };
   }
 
@@ -116,8 +160,8 @@ interface Cursor {
   rest: Buffer;
 }
 
-/** The complete lines from the cursor to the file's end now, a chunk at a time. */
-async function* linesFrom(fh: FileHandle, cur: Cursor): AsyncGenerator<string[]> {
+/** The complete lines from the cursor to the file's end now, a chunk at a time, parsed. */
+async function* linesFrom(fh: FileHandle, cur: Cursor): AsyncGenerator<ParsedLine[]> {
   for (;;) {
     const buf = Buffer.allocUnsafe(CHUNK);
     const { bytesRead } = await fh.read(buf, 0, CHUNK, cur.offset);
@@ -130,7 +174,14 @@ async function* linesFrom(fh: FileHandle, cur: Cursor): AsyncGenerator<string[]>
       continue;
     }
     cur.rest = nl + 1 < data.length ? Buffer.from(data.subarray(nl + 1)) : EMPTY;
-    yield data.toString('utf8', 0, nl).split('\n');
+    const out: ParsedLine[] = [];
+    for (let a = 0; a <= nl;) {
+      const b = data.indexOf(10, a);
+      const p = fastJsonLine(data, a, b) ?? parseLogLine(data.toString('utf8', a, b));
+      if (p) out.push(p);
+      a = b + 1;
+    }
+    yield out;
   }
 }
 
@@ -236,9 +287,8 @@ export async function* readLogs(path: string, opts: LogOptions, follow?: FollowC
         const c: Cursor = i === files.length - 1 ? cur : { offset: 0, rest: EMPTY };
         c.offset = i === start.idx ? start.offset : 0;
         for await (const lines of linesFrom(f.fh, c))
-          for (const line of lines) {
-            const p = parseLogLine(line);
-            const e = p && asm.push(p);
+          for (const p of lines) {
+            const e = asm.push(p);
             if (e && keep(e)) yield e;
           }
       }
@@ -265,9 +315,8 @@ export async function* readLogs(path: string, opts: LogOptions, follow?: FollowC
         }
         for await (const lines of linesFrom(current.fh, cur)) {
           got = true;
-          for (const line of lines) {
-            const p = parseLogLine(line);
-            const e = p && asm.push(p);
+          for (const p of lines) {
+            const e = asm.push(p);
             if (!e || !keep(e)) continue;
             if (untilNs && parseTimeNs(e.time) > untilNs) return;
             yield e;
