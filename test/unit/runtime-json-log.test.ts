@@ -10,7 +10,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLogWriter, waitLogWriter } from '../../src/runtime/containers/json-log-writer.js';
-import { readLogs } from '../../src/runtime/containers/logs.js';
+import { fastJsonLine, parseJsonLine, readLogs } from '../../src/runtime/containers/logs.js';
 import type { LogOptions } from '../../src/runtime/types.js';
 
 /** Starts the writer, writes conmon's records into its FIFO as conmon would, waits for it to finish. */
@@ -110,4 +110,18 @@ test('the writer rotates by max-size/max-file; reading and tail go across the fi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the fast path reads plain json-file lines as JSON.parse would, and leaves escaped ones to it', () => {
+  const plain = '{"log":"hello world\\n","stream":"stderr","time":"2026-12-03T19:30:00.5Z"}';
+  const b = Buffer.from(plain);
+  const p = fastJsonLine(b, 0, b.length)!;
+  const slow = parseJsonLine(plain)!;
+  assert.deepEqual({ time: p.time, stream: p.stream, partial: p.partial, text: p.data!.toString().slice(0, -1) }, slow);
+  const part = Buffer.from('{"log":"no end yet","stream":"stdout","time":"2026-12-03T19:30:00.5Z"}');
+  assert.deepEqual(fastJsonLine(part, 0, part.length), parseJsonLine(part.toString()));
+  const escaped = Buffer.from('{"log":"say \\"hi\\"\\n","stream":"stdout","time":"2026-12-03T19:30:00.5Z"}');
+  assert.equal(fastJsonLine(escaped, 0, escaped.length), undefined);
+  const attrs = Buffer.from('{"log":"x\\n","stream":"stdout","attrs":{"a":"b"},"time":"2026-12-03T19:30:00.5Z"}');
+  assert.equal(fastJsonLine(attrs, 0, attrs.length), undefined);
 });
