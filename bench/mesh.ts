@@ -42,7 +42,7 @@ const CONNS = 8;
 const M: Record<string, MetricDef> = {
   rpsMesh: {
     key: 'rps-mesh-notask',
-    label: 'req/s through the mesh at a node with no task (1 task, 16 conns, no keep-alive)',
+    label: 'req/s through the mesh at a node with no task (1 task, 8 conns, no keep-alive)',
     unit: 'req/s',
     better: 'higher',
   },
