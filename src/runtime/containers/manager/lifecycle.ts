@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
 import type { Filters } from '../../../network/types.js';
 import { conmonCreate, isConmonAlive } from '../conmon.js';
+import { execFifoOf, startThroughFifo } from '../runc-start.js';
 import { initialHealth, probeOf, type HealthConfig } from '../health.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from '../oci.js';
 import { mountRootfs, rootfsPaths, unmountRootfs } from '../rootfs.js';
@@ -216,8 +217,11 @@ export class LifecycleOps {
       }
       this.core.pendingAttach.delete(id);
       lap('conmon+runc create');
-      await this.core.runc(['start', id]);
-      lap('runc start');
+      // runc's start is a read of its exec fifo: done here, without a second runc process (runc-start.ts).
+      const fifo = execFifoOf(this.core.paths.runcRoot, id);
+      if (fifo) await startThroughFifo(fifo, created.pid);
+      else await this.core.runc(['start', id]);
+      lap('start');
       const now = new Date().toISOString();
       const next = await this.core.update(id, (x) => {
         x.State = {

@@ -1,0 +1,42 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXEC_FIFO, execFifoOf, startThroughFifo } from '../../src/runtime/containers/runc-start.js';
+
+/** A stand-in for runc's init: blocks opening the fifo for writing, writes one byte, then "execs" (exits 0). */
+function fakeInit(fifo: string) {
+  const p = spawn('sh', ['-c', `printf 0 > '${fifo}'; sleep 0.2`], { stdio: 'ignore' });
+  return { pid: p.pid!, done: new Promise<number | null>((r) => p.once('exit', r)) };
+}
+
+test("start through runc's exec fifo: the waiting init gets its byte, the fifo is removed (runc's Running)", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cove-fifo-'));
+  try {
+    assert.equal(execFifoOf(root, 'c1'), undefined, 'no fifo: the caller falls back to runc start');
+    mkdirSync(join(root, 'c1'));
+    execFileSync('mkfifo', [join(root, 'c1', EXEC_FIFO)]);
+    const fifo = execFifoOf(root, 'c1')!;
+    const init = fakeInit(fifo);
+    await startThroughFifo(fifo, init.pid, 10_000);
+    assert.equal(await init.done, 0, 'the init wrote its byte and went on');
+    assert.ok(!existsSync(fifo));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('start through the fifo: a dead init is an error, not a hang', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cove-fifo-'));
+  try {
+    const fifo = join(root, EXEC_FIFO);
+    execFileSync('mkfifo', [fifo]);
+    const gone = spawn('true');
+    await new Promise((r) => gone.once('exit', r));
+    await assert.rejects(startThroughFifo(fifo, gone.pid!, 10_000), /container process is already dead/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
