@@ -672,8 +672,10 @@ interface WatchState {
 function retriable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   if (isRecoverableError(e) || isBrokenCircuitError(e)) return true;
-  // Server-side transient conditions, reported with other gRPC codes.
-  return /etcdserver: (leader changed|no leader|request timed out|too many requests|not capable|timed out waiting for read index)/i.test(
+  // Server-side transient conditions, reported with other gRPC codes. "revision of auth store is old":
+  // a role or user changed (a node joined) between etcd's permission check and the apply; the request
+  // was refused whole, so it may be sent again (etcd's Go client retries it too).
+  return /etcdserver: (leader changed|no leader|request timed out|too many requests|not capable|timed out waiting for read index|revision of auth store is old)/i.test(
     e.message,
   );
 }

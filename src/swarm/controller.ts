@@ -764,7 +764,7 @@ export class SwarmController {
         const msg = (e as Error).message;
         if (
           Date.now() > deadline ||
-          !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(
+          !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests|revision of auth store is old/i.test(
             msg,
           )
         ) {
@@ -1525,7 +1525,7 @@ async function retryUnhealthy<T>(what: string, fn: () => Promise<T>, ms = 20_000
       const msg = (e as Error).message;
       if (
         Date.now() > deadline ||
-        !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests/i.test(
+        !/unhealthy cluster|not healthy|leader changed|no leader|deadline|UNAVAILABLE|circuit breaker|request timed out|too many requests|revision of auth store is old/i.test(
           msg,
         )
       ) {
