@@ -1507,6 +1507,15 @@ export class SwarmController {
       await store.delete(`nodes/${id}`);
       await store.delete(`alive/${id}`).catch(() => undefined);
       await this.deleteEtcdUser(id);
+      // Its endpoints leave every host's peers and names (the watches see the deletes), and the
+      // addresses it claimed are free again: nothing it left under its own keys stays in the cluster.
+      for (const prefix of [`endpoints/${id}/`, `ipam/node/${id}/`])
+        for (const kv of await store.list(prefix).catch(() => []))
+          await store
+            .delete(kv.key)
+            .catch((e: Error) =>
+              this.log.warn({ err: e.message, key: kv.key }, 'removing a removed node record failed'),
+            );
       // Its data-path key is revoked (peers drop it as its node record goes) and the others' keys rotate.
       await requestKeyRotation(store, `node ${id} removed`).catch((e: Error) =>
         this.log.warn({ err: e.message }, 'key rotation after node removal failed'),

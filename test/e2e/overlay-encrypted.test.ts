@@ -358,4 +358,12 @@ test('a removed node: its key is revoked, its containers no longer reach the net
       'e3 cannot reach e1 any more',
     );
   assert.ok(await retry(() => pings(H[1]!, 'e2', 'e1')), 'e2 still reaches e1');
+  // Its endpoints left the cluster with it: no peer entry, no name on the other hosts.
+  assert.ok(
+    await retry(async () => (await docker(H[0]!, ['exec', 'e1', 'nslookup', 'e3'])).code !== 0, 20),
+    'e3 no longer resolves on host 1',
+  );
+  const peers = await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{json .Peers}}', NET]);
+  assert.equal(peers.includes(`"${lab.addr(2)}"`), false, peers);
+  assert.equal(peers.includes(`"${lab.addr(0)}"`), true, peers);
 });
