@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cove_netns",
-      "sources": ["netns.c", "seqpacket.c", "xattr.c"],
+      "sources": ["netns.c", "seqpacket.c", "xattr.c", "mount.c", "spawn.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {
