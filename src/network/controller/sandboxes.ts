@@ -172,7 +172,8 @@ export class SandboxOps {
         );
       }
       // Where the time of a sandbox on a swarm network goes (logged; read by bench/overlay.ts).
-      const t = joins.some((j) => j.net.scope === 'swarm') ? phases() : undefined;
+      const swarm = joins.some((j) => j.net.scope === 'swarm');
+      const t = phases();
       const undos: Undo[] = [];
       // The sandbox record is written last, in one put: a crash before it leaves endpoints whose
       // sandbox is unknown and a netns nobody owns, and restore() removes exactly those.
@@ -182,16 +183,17 @@ export class SandboxOps {
           const path = sb.netnsPath;
           await k.createNetns(path, !joins.some((j) => j.net.enableIPv6));
           undos.push(() => k.deleteNetns(path));
+          t.mark('netnsCreate');
           await k.loopbackUp(path);
         }
-        t?.mark('netns');
+        t.mark('netns');
         for (let i = 0; i < joins.length; i++) {
           const { req, net } = joins[i]!;
           const ep = await this.core.endpointOps.joinEndpoint(sb, net, req, `eth${i}`, i === 0);
           undos.push(() => this.core.endpointOps.leaveEndpoint(sb, ep, net));
           sb.endpoints.push(ep.id);
         }
-        t?.mark('endpoints');
+        t.mark('endpoints');
         // Only on overlays: a way out through docker_gwbridge (a second interface with the default route), as Docker does.
         if (this.core.swarmOps.needsGatewayBridge(joins.map((j) => j.net))) {
           const gw = await this.core.findNetwork(GWBRIDGE);
@@ -206,7 +208,7 @@ export class SandboxOps {
           undos.push(() => this.core.endpointOps.leaveEndpoint(sb, ep, gw));
           sb.endpoints.push(ep.id);
         }
-        t?.mark('gwbridge');
+        t.mark('gwbridge');
         await this.core.nameOps.refreshNames(joins.map((j) => j.net.id));
         undos.push(() => this.core.nameOps.refreshNames(joins.map((j) => j.net.id)));
         if (await this.core.nameOps.refreshSandboxResolver(sb)) {
@@ -215,20 +217,22 @@ export class SandboxOps {
           undos.push(() => dns.detach(sb.id));
         }
         undos.push(() => this.core.resolver.deleteSandbox(sb.id));
-        t?.mark('names');
+        t.mark('names');
         await this.runSandboxJoinHook(
           sb,
           joins.map((j) => j.net.id),
         );
+        t.mark('joinHook');
         await this.writeFiles(sb);
+        t.mark('files');
         await this.core.sandboxes.put(sb.containerId, sb, 0);
-        if (t) {
-          t.mark('filesAndRecord');
+        t.mark('filesAndRecord');
+        if (swarm)
           this.core.log.info(
             { container: shortId(sb.containerId), phasesMs: t.done() },
             'sandbox on a swarm network made',
           );
-        }
+        else this.core.log.debug({ container: shortId(sb.containerId), phases: t.done() }, 'sandbox made');
       } catch (e) {
         await runUndos(undos, this.core.log);
         throw e;

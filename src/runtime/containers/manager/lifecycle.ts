@@ -18,7 +18,14 @@ import { prepare as prepareMounts, release as releaseMounts, removeAnonymous } f
 import { dirSize } from '../../volumes/store.js';
 import { prunePredicate } from '../prune.js';
 import { rotationOf } from '../log-config.js';
-import { isLogWriterAlive, logFifoPath, startLogWriter, stopLogWriter } from '../json-log-writer.js';
+import {
+  isLogWriterAlive,
+  logFifoPath,
+  spawnLogWriter,
+  startLogWriter,
+  stopLogWriter,
+  unblockFifo,
+} from '../json-log-writer.js';
 import { ociResources, parseDeviceRule, type ResourceConfig } from '../resources.js';
 import { ContainerCore, ZERO_TIME, signalNumber, logConfigOf, type ContainerRecord } from './core.js';
 
@@ -37,6 +44,7 @@ export class LifecycleOps {
   constructor(private readonly core: ContainerCore) {}
 
   async start(idOrName: string): Promise<void> {
+    const t0 = performance.now();
     const r0 = await this.core.get(idOrName);
     let attempted = false;
     try {
@@ -50,7 +58,7 @@ export class LifecycleOps {
           x.RestartCount = 0;
         });
         attempted = true;
-        await this.startLocked(r);
+        await this.startLocked(r, t0);
       });
     } catch (e) {
       // Docker removes an AutoRemove (--rm) container whose start failed before it
@@ -84,7 +92,7 @@ export class LifecycleOps {
     );
   }
 
-  async startLocked(r: ContainerRecord): Promise<void> {
+  async startLocked(r: ContainerRecord, since?: number): Promise<void> {
     const id = r.Id;
     const cdir = this.core.containerDir(id);
     const bundle = this.core.bundleDir(id);
@@ -94,17 +102,22 @@ export class LifecycleOps {
     // Where a start spends its time, logged at debug level (ms per phase).
     const phases: Record<string, number> = {};
     let mark = performance.now();
+    if (since !== undefined) phases.prelude = Math.round((mark - since) * 10) / 10;
     const lap = (name: string): void => {
       const t = performance.now();
       phases[name] = Math.round((t - mark) * 10) / 10;
       mark = t;
     };
+    // How long one of the steps run side by side took (from the start of the group).
+    const took = async <T>(name: string, step: Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await step;
+      } finally {
+        phases[name] = Math.round((performance.now() - t0) * 10) / 10;
+      }
+    };
     try {
-      const lowers = await this.core.images.lowerDirs(r.ImageID);
-      await mountRootfs(rootfs, lowers);
-      undo.push(() => unmountRootfs(rootfs));
-      lap('rootfs');
-
       const mode = r.HostConfig.NetworkMode ?? 'bridge';
       const spec = sandboxSpec({
         id,
@@ -115,9 +128,45 @@ export class LifecycleOps {
         dir: cdir,
         networkMode: mode,
       });
-      const sandbox = await this.core.networks.createSandbox(spec);
-      lap('network');
-      undo.push(() => this.core.networks.deleteSandbox(id));
+      // json-file: conmon writes into the writer's FIFO (json-log-writer.ts); local: conmon's k8s-file; none: nothing.
+      const logType = logConfigOf(r).Type;
+      const jsonLog = this.core.jsonLogPath(id);
+      const conmonLog = logType === 'json-file' ? logFifoPath(bundle) : logType === 'none' ? '' : this.core.logPath(r);
+      // Three preparations that need nothing of each other run side by side (each mostly waits: on
+      // netlink and nft, on a process start): the root filesystem, the sandbox (netns, endpoints, name
+      // files), and the bundle dir with the json-file writer. Their undos keep this order whatever ends first.
+      const [mounted, sandboxed, bundled] = await Promise.allSettled([
+        took('rootfs', (async () => mountRootfs(rootfs, await this.core.images.lowerDirs(r.ImageID)))()),
+        took('network', this.core.networks.createSandbox(spec)),
+        took(
+          'bundle',
+          (async () => {
+            await rm(bundle, { recursive: true, force: true });
+            await mkdir(bundle, { recursive: true, mode: 0o700 });
+            await this.core.runDirs();
+            await rm(join(this.core.exitDir, id), { force: true });
+            if (logType !== 'json-file') return undefined;
+            // Not waited for here: its start overlaps conmon's (checked after conmon, below).
+            return spawnLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
+          })(),
+        ),
+      ]);
+      if (mounted.status === 'fulfilled') undo.push(() => unmountRootfs(rootfs));
+      if (sandboxed.status === 'fulfilled') undo.push(() => this.core.networks.deleteSandbox(id));
+      undo.push(() => rm(bundle, { recursive: true, force: true }));
+      const writer = bundled.status === 'fulfilled' ? bundled.value : undefined;
+      const logWriterPid = writer?.pid;
+      if (writer) undo.push(() => stopLogWriter(writer.pid, jsonLog));
+      // A writer that dies before opening its FIFO would leave conmon waiting in its open: let conmon through.
+      const unblocked = writer?.ready.then(
+        () => undefined,
+        () => unblockFifo(conmonLog),
+      );
+      lap('prepare');
+      if (mounted.status === 'rejected') throw mounted.reason;
+      if (sandboxed.status === 'rejected') throw sandboxed.reason;
+      if (bundled.status === 'rejected') throw bundled.reason;
+      const sandbox = sandboxed.value;
 
       await prepareMounts(this.core.volumes, r.MountPoints ?? [], rootfs.merged);
       undo.push(() => releaseMounts(this.core.volumes, r.MountPoints));
@@ -162,27 +211,9 @@ export class LifecycleOps {
         limits: ociResources(r.HostConfig as ResourceConfig),
         deviceRules: ((r.HostConfig.DeviceCgroupRules as string[] | null | undefined) ?? []).map(parseDeviceRule),
       });
-      await rm(bundle, { recursive: true, force: true });
-      await mkdir(bundle, { recursive: true, mode: 0o700 });
-      undo.push(() => rm(bundle, { recursive: true, force: true }));
       await writeFile(join(bundle, 'config.json'), JSON.stringify(oci));
-      await mkdir(this.core.exitDir, { recursive: true });
-      await mkdir(this.core.paths.socketDir, { recursive: true });
-      await mkdir(this.core.paths.runcRoot, { recursive: true, mode: 0o700 });
-      await rm(join(this.core.exitDir, id), { force: true });
-
       undo.push(() => this.core.runc(['delete', '--force', id]).catch(() => undefined));
-      // json-file: conmon writes into the writer's FIFO (json-log-writer.ts); local: conmon's k8s-file; none: nothing.
-      const logType = logConfigOf(r).Type;
-      let conmonLog = logType === 'none' ? '' : this.core.logPath(r);
-      let logWriterPid: number | undefined;
-      if (logType === 'json-file') {
-        const jsonLog = this.core.jsonLogPath(id);
-        conmonLog = logFifoPath(bundle);
-        logWriterPid = await startLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
-        undo.push(() => stopLogWriter(logWriterPid, jsonLog));
-      }
-      lap('bundle');
+      lap('spec');
       const stdin = !!r.Config.OpenStdin;
       const created = await conmonCreate(this.core.paths, {
         id,
@@ -197,7 +228,9 @@ export class LifecycleOps {
         leaveStdinOpen: tty || !r.Config.StdinOnce,
         conmonPidFile: join(bundle, 'conmon.pid'),
         pidFile: join(bundle, 'pidfile'),
-      });
+        phases,
+      }).finally(async () => (await unblocked)?.close());
+      mark = performance.now();
       conmonPid = created.conmonPid;
       undo.push(async () => {
         if (conmonPid) {
@@ -208,6 +241,9 @@ export class LifecycleOps {
           }
         }
       });
+      // The json-file writer started beside conmon: it must be writing before the process runs.
+      await writer?.ready;
+      lap('logger');
       // Attach whoever waits, before the process runs: no output is lost.
       for (const s of this.core.pendingAttach.get(id) ?? []) {
         await s
@@ -216,7 +252,7 @@ export class LifecycleOps {
         this.core.liveSessions.add(s);
       }
       this.core.pendingAttach.delete(id);
-      lap('conmon+runc create');
+      lap('attach');
       // runc's start is a read of its exec fifo: done here, without a second runc process (runc-start.ts).
       const fifo = execFifoOf(this.core.paths.runcRoot, id);
       if (fifo) await startThroughFifo(fifo, created.pid);
@@ -252,13 +288,18 @@ export class LifecycleOps {
       if (logType !== 'json-file') this.core.rotator.watch(id, conmonLog, bundle, rotationOf(logConfigOf(r)));
       this.core.healthOps.startHealthMonitor(next);
       lap('record');
-      this.core.log.debug({ id, phases }, 'container started');
       this.core.monitorOps.ensureWatching();
-      // It may have exited already (a quick command): look now rather than at the next poll.
-      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.core.monitorOps.exitFileCode(id)) !== undefined)
-        void this.core.monitorOps
-          .handleExit(id)
-          .catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
+      // It may have exited already (a quick command): look now rather than at the next poll. Not awaited:
+      // the answer does not depend on it (an exit is handled under the container's lock, after this start).
+      void (async () => {
+        if (
+          !(await isConmonAlive(created.conmonPid, id)) ||
+          (await this.core.monitorOps.exitFileCode(id)) !== undefined
+        )
+          await this.core.monitorOps.handleExit(id);
+      })().catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
+      if (since !== undefined) phases.total = Math.round((performance.now() - since) * 10) / 10;
+      this.core.log.debug({ id, phases }, 'container started');
     } catch (e) {
       const msg = e instanceof CoveError ? e.message : `failed to create task for container: ${(e as Error).message}`;
       this.core.log.warn({ id, err: msg }, 'start failed; undoing');
