@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { newId, shortId } from '../../common/ids.js';
 import { Conflict, Forbidden, InvalidParameter, NotFound } from '../../common/errors.js';
 import { GWBRIDGE } from '../swarm-scope.js';
-import type { DockerNetworkSettings, EndpointRequest, SandboxHandle, SandboxSpec } from '../types.js';
+import type { DockerNetworkSettings, EndpointRequest, SandboxHandle, SandboxOptions, SandboxSpec } from '../types.js';
 import type { NetworkRecord, SandboxRecord } from '../records.js';
 import { hasEmbeddedDns } from '../network.js';
 import { networkSettings } from '../endpoint.js';
@@ -137,7 +137,7 @@ export class SandboxOps {
     return out;
   }
 
-  async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
+  async createSandbox(spec: SandboxSpec, opts: SandboxOptions = {}): Promise<SandboxHandle> {
     await this.core.init();
     if (spec.networkMode.startsWith('container:')) return this.joinContainerSandbox(spec);
     return this.core.mutex.run(`sb:${spec.containerId}`, async () => {
@@ -185,6 +185,9 @@ export class SandboxOps {
           undos.push(() => k.deleteNetns(path));
           t.mark('netnsCreate');
           await k.loopbackUp(path);
+          // The namespace and the name files (final once the endpoints are in) are all the runtime's create needs.
+          await this.writeFiles(sb);
+          opts.onNamespace?.(this.core.handle(sb));
         }
         t.mark('netns');
         for (let i = 0; i < joins.length; i++) {

@@ -6,7 +6,7 @@ import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
-import type { Filters } from '../../../network/types.js';
+import type { Filters, SandboxHandle } from '../../../network/types.js';
 import { conmonCreate, isConmonAlive } from '../conmon.js';
 import { execFifoOf, startThroughFifo } from '../runc-start.js';
 import { initialHealth, probeOf, type HealthConfig } from '../health.js';
@@ -132,12 +132,17 @@ export class LifecycleOps {
       const logType = logConfigOf(r).Type;
       const jsonLog = this.core.jsonLogPath(id);
       const conmonLog = logType === 'json-file' ? logFifoPath(bundle) : logType === 'none' ? '' : this.core.logPath(r);
+      // The sandbox: runc's create needs only its namespace and name files, so the endpoints (veth,
+      // addresses, firewall, DNS) are made while runc creates the container; the process starts after both.
+      let namespaceReady!: (h: SandboxHandle) => void;
+      const namespace = new Promise<SandboxHandle>((res) => (namespaceReady = res));
+      const sandboxMade = took('network', this.core.networks.createSandbox(spec, { onNamespace: namespaceReady }));
       // Three preparations that need nothing of each other run side by side (each mostly waits: on
-      // netlink and nft, on a process start): the root filesystem, the sandbox (netns, endpoints, name
-      // files), and the bundle dir with the json-file writer. Their undos keep this order whatever ends first.
+      // netlink and nft, on a process start): the root filesystem, the sandbox's namespace, and the
+      // bundle dir with the json-file writer. Their undos keep this order whatever ends first.
       const [mounted, sandboxed, bundled] = await Promise.allSettled([
         took('rootfs', (async () => mountRootfs(rootfs, await this.core.images.lowerDirs(r.ImageID)))()),
-        took('network', this.core.networks.createSandbox(spec)),
+        Promise.race([namespace, sandboxMade]),
         took(
           'bundle',
           (async () => {
@@ -152,6 +157,7 @@ export class LifecycleOps {
         ),
       ]);
       if (mounted.status === 'fulfilled') undo.push(() => unmountRootfs(rootfs));
+      // (waits for a sandbox still being made: it holds the sandbox's lock)
       if (sandboxed.status === 'fulfilled') undo.push(() => this.core.networks.deleteSandbox(id));
       undo.push(() => rm(bundle, { recursive: true, force: true }));
       const writer = bundled.status === 'fulfilled' ? bundled.value : undefined;
@@ -166,7 +172,7 @@ export class LifecycleOps {
       if (mounted.status === 'rejected') throw mounted.reason;
       if (sandboxed.status === 'rejected') throw sandboxed.reason;
       if (bundled.status === 'rejected') throw bundled.reason;
-      const sandbox = sandboxed.value;
+      const paths = sandboxed.value;
 
       await prepareMounts(this.core.volumes, r.MountPoints ?? [], rootfs.merged);
       undo.push(() => releaseMounts(this.core.volumes, r.MountPoints));
@@ -199,10 +205,10 @@ export class LifecycleOps {
         process: processSpec({ args, env, cwd: r.Config.WorkingDir || '/', tty, user, caps }),
         hostname: spec.hostname,
         domainname: spec.domainname,
-        netnsPath: sandbox.netnsPath,
-        hostsPath: sandbox.hostsPath,
-        hostnamePath: sandbox.hostnamePath,
-        resolvConfPath: sandbox.resolvConfPath,
+        netnsPath: paths.netnsPath,
+        hostsPath: paths.hostsPath,
+        hostnamePath: paths.hostnamePath,
+        resolvConfPath: paths.resolvConfPath,
         privileged: !!r.HostConfig.Privileged,
         sysctls: { ...(r.HostConfig.Sysctls ?? {}) },
         readonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
@@ -253,6 +259,9 @@ export class LifecycleOps {
       }
       this.core.pendingAttach.delete(id);
       lap('attach');
+      // The sandbox's endpoints, made while runc created the container, must be there before the process runs.
+      const sandbox = await sandboxMade;
+      lap('sandbox');
       // runc's start is a read of its exec fifo: done here, without a second runc process (runc-start.ts).
       const fifo = execFifoOf(this.core.paths.runcRoot, id);
       if (fifo) await startThroughFifo(fifo, created.pid);
