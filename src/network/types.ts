@@ -175,7 +175,8 @@ export interface SandboxSpec {
 }
 
 export interface SandboxOptions {
-  onNamespace?: (h: SandboxHandle) => void;
+  /** See createSandbox; the sandbox goes on once what it returns settles (and must, or the sandbox waits). */
+  onNamespace?: (h: SandboxHandle) => Promise<void> | void;
 }
 
 export interface SandboxHandle {
@@ -207,8 +208,9 @@ export interface NetworkService {
    * Creates the container's sandbox and joins every requested network (container start).
    * `onNamespace`, when given, is called as soon as the namespace and the name files exist (their
    * content is rewritten in place once the endpoints are there), before the endpoints are made: what
-   * only needs those paths (the OCI runtime's create) can go ahead meanwhile. It may not be called at
-   * all (no namespace of its own): then the returned handle is the first word.
+   * only needs those paths (the OCI runtime's create) can go ahead meanwhile, and the endpoints wait
+   * until the promise it returns settles. It may not be called at all (no namespace of its own): then
+   * the returned handle is the first word.
    */
   createSandbox(spec: SandboxSpec, opts?: SandboxOptions): Promise<SandboxHandle>;
   /** Leaves every network, releases addresses and ports, removes the namespace (container stop). */

@@ -184,10 +184,14 @@ export class SandboxOps {
           await k.createNetns(path, !joins.some((j) => j.net.enableIPv6));
           undos.push(() => k.deleteNetns(path));
           t.mark('netnsCreate');
+          if (opts.onNamespace) {
+            // The namespace and the name files (final once the endpoints are in) are all the runtime's
+            // create needs; the rest goes on when the caller says (it may have more urgent work first).
+            await this.writeFiles(sb);
+            await opts.onNamespace(this.core.handle(sb));
+            t.mark('callerFirst');
+          }
           await k.loopbackUp(path);
-          // The namespace and the name files (final once the endpoints are in) are all the runtime's create needs.
-          await this.writeFiles(sb);
-          opts.onNamespace?.(this.core.handle(sb));
         }
         t.mark('netns');
         for (let i = 0; i < joins.length; i++) {

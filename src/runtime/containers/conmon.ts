@@ -130,6 +130,8 @@ export interface CreateOptions {
   /** Where conmon writes its own (the monitor's) pid. */
   conmonPidFile: string;
   pidFile: string;
+  /** Called once conmon has been told to go on (it then forks and runs `runc create`). */
+  onRuncCreate?: () => void;
   /** Where conmonCreate's time goes (ms per step), filled in when given. */
   phases?: Record<string, number>;
   /** Program and args conmon runs when the container exits (tells the daemon). */
@@ -238,6 +240,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     startPipe.on('error', () => undefined);
     await writeStart(startPipe);
     lap('conmonStartPipe');
+    o.onRuncCreate?.();
     const msg = await sync.next(60_000);
     lap('runcCreate');
     const code = await child.exited;

@@ -108,6 +108,7 @@ export class LifecycleOps {
       phases[name] = Math.round((t - mark) * 10) / 10;
       mark = t;
     };
+    let letEndpointsGo = (): void => undefined;
     // How long one of the steps run side by side took (from the start of the group).
     const took = async <T>(name: string, step: Promise<T>): Promise<T> => {
       const t0 = performance.now();
@@ -134,9 +135,19 @@ export class LifecycleOps {
       const conmonLog = logType === 'json-file' ? logFifoPath(bundle) : logType === 'none' ? '' : this.core.logPath(r);
       // The sandbox: runc's create needs only its namespace and name files, so the endpoints (veth,
       // addresses, firewall, DNS) are made while runc creates the container; the process starts after both.
+      // The endpoints wait until conmon is started: until then the event loop has the start's own path to run.
       let namespaceReady!: (h: SandboxHandle) => void;
       const namespace = new Promise<SandboxHandle>((res) => (namespaceReady = res));
-      const sandboxMade = took('network', this.core.networks.createSandbox(spec, { onNamespace: namespaceReady }));
+      const endpointsMayGo = new Promise<void>((res) => (letEndpointsGo = res));
+      const sandboxMade = took(
+        'network',
+        this.core.networks.createSandbox(spec, {
+          onNamespace: (h) => {
+            namespaceReady(h);
+            return endpointsMayGo;
+          },
+        }),
+      );
       // Three preparations that need nothing of each other run side by side (each mostly waits: on
       // netlink and nft, on a process start): the root filesystem, the sandbox's namespace, and the
       // bundle dir with the json-file writer. Their undos keep this order whatever ends first.
@@ -235,7 +246,19 @@ export class LifecycleOps {
         conmonPidFile: join(bundle, 'conmon.pid'),
         pidFile: join(bundle, 'pidfile'),
         phases,
-      }).finally(async () => (await unblocked)?.close());
+        // The sandbox's endpoints are made while conmon runs runc create.
+        onRuncCreate: letEndpointsGo,
+      })
+        .catch(async (e: unknown) => {
+          letEndpointsGo(); // (conmon may have failed before it ran runc: the sandbox must not wait for ever)
+          // A sandbox that failed meanwhile (a port already allocated) took its namespace with it, and runc's
+          // create failed for that: the sandbox's error is the cause to report.
+          throw await sandboxMade.then(
+            () => e,
+            (sandboxError: unknown) => sandboxError,
+          );
+        })
+        .finally(async () => (await unblocked)?.close());
       mark = performance.now();
       conmonPid = created.conmonPid;
       undo.push(async () => {
@@ -310,6 +333,8 @@ export class LifecycleOps {
       if (since !== undefined) phases.total = Math.round((performance.now() - since) * 10) / 10;
       this.core.log.debug({ id, phases }, 'container started');
     } catch (e) {
+      // A sandbox still waiting to make its endpoints must finish (or fail) before its undo can run.
+      letEndpointsGo();
       const msg = e instanceof CoveError ? e.message : `failed to create task for container: ${(e as Error).message}`;
       this.core.log.warn({ id, err: msg }, 'start failed; undoing');
       for (const u of undo.reverse()) {
