@@ -18,7 +18,7 @@
  *  - `<bundle>/ctl` FIFO: "1 <rows> <cols>\n" resizes the TTY.
  */
 import { readFile, open } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { spawnDetached, type DetachedChild } from '../../kernel/spawn.js';
@@ -248,7 +248,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     if (!msg) throw new Error(stderr() || `conmon exited (${code}) before the container was created`);
     if (msg.data < 0)
       throw new Error(ociCreateError(msg.message || stderr() || 'the OCI runtime failed to create the container'));
-    const conmonPid = Number((await readFile(o.conmonPidFile, 'utf8')).trim());
+    const conmonPid = Number(readFileSync(o.conmonPidFile, 'utf8').trim());
     lap('conmonPidFile');
     return { pid: msg.data, conmonPid };
   } finally {

@@ -4,7 +4,7 @@
  * Mounted at start, unmounted at stop; a failed mount leaves nothing behind.
  * The mount itself is a syscall from the daemon (src/kernel/mount.ts).
  */
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { mountOverlay, unmount } from '../../kernel/mount.js';
@@ -45,9 +45,10 @@ function hasMountOn(dir: string): boolean {
 }
 
 export async function mountRootfs(p: RootfsPaths, lowerDirs: string[]): Promise<void> {
-  await mkdir(p.upper, { recursive: true, mode: 0o755 });
-  await mkdir(p.work, { recursive: true, mode: 0o700 });
-  await mkdir(p.merged, { recursive: true, mode: 0o755 });
+  // Synchronous, like the mount itself: microseconds each, not a thread-pool round trip each.
+  mkdirSync(p.upper, { recursive: true, mode: 0o755 });
+  mkdirSync(p.work, { recursive: true, mode: 0o700 });
+  mkdirSync(p.merged, { recursive: true, mode: 0o755 });
   if (hasMountOn(p.merged)) return;
   let lowers = lowerDirs;
   if (!lowers.length) {

@@ -2,8 +2,8 @@
  * The lifecycle: start (rootfs, sandbox, OCI bundle, conmon + runc, all-or-nothing), stop, kill, restart,
  * pause/unpause, wait, remove and prune.
  */
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { access, rm } from 'node:fs/promises';
+import { constants as fsConstants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
 import type { Filters, SandboxHandle } from '../../../network/types.js';
@@ -157,10 +157,12 @@ export class LifecycleOps {
         took(
           'bundle',
           (async () => {
-            await rm(bundle, { recursive: true, force: true });
-            await mkdir(bundle, { recursive: true, mode: 0o700 });
+            // Synchronous: a few metadata calls of microseconds each, where every thread-pool round trip is
+            // a wait on the start's path under load.
+            rmSync(bundle, { recursive: true, force: true });
+            mkdirSync(bundle, { recursive: true, mode: 0o700 });
             await this.core.runDirs();
-            await rm(join(this.core.exitDir, id), { force: true });
+            rmSync(join(this.core.exitDir, id), { force: true });
             if (logType !== 'json-file') return undefined;
             // Not waited for here: its start overlaps conmon's (checked after conmon, below).
             return spawnLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
@@ -228,7 +230,7 @@ export class LifecycleOps {
         limits: ociResources(r.HostConfig as ResourceConfig),
         deviceRules: ((r.HostConfig.DeviceCgroupRules as string[] | null | undefined) ?? []).map(parseDeviceRule),
       });
-      await writeFile(join(bundle, 'config.json'), JSON.stringify(oci));
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(oci));
       undo.push(() => this.core.runc(['delete', '--force', id]).catch(() => undefined));
       lap('spec');
       const stdin = !!r.Config.OpenStdin;
