@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "cove_netns",
-      "sources": ["netns.c", "seqpacket.c", "xattr.c"],
+      "sources": ["netns.c", "seqpacket.c", "xattr.c", "nft.c"],
+      "libraries": ["-ldl", "-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {

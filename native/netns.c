@@ -16,7 +16,8 @@
  *   netnsInode(path)                   st_ino of the netns at path (for checks)
  *   configureInNetns(path, ops)        rtnetlink link/addr/route changes and /proc writes inside the netns
  * and, from seqpacket.c, the SOCK_SEQPACKET client for conmon's attach socket
- * (seqpacketConnect/Write/Shutdown/Close).
+ * (seqpacketConnect/Write/Shutdown/Close), and from nft.c libnftables run inside
+ * a netns (nftRun, nftAvailable).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -406,6 +407,7 @@ static napi_value js_inode(napi_env env, napi_callback_info info) {
 
 void cove_seqpacket_register(napi_env env, napi_value exports);
 void cove_xattr_register(napi_env env, napi_value exports);
+void cove_nft_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -420,6 +422,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   cove_seqpacket_register(env, exports);
   cove_xattr_register(env, exports);
+  cove_nft_register(env, exports);
   return exports;
 }
 
