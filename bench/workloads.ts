@@ -41,6 +41,11 @@ export interface Workload {
 
 const reps = (ctx: Ctx, quick: number, full: number) => (ctx.quick ? quick : full);
 
+/** The floor measures the OCI runtime's own start beside its hand-made containers (bench/targets/floor.ts). */
+function isRuntimeFloor(t: Target): t is Target & { runtimeRun(): Promise<number> } {
+  return typeof (t as { runtimeRun?: unknown }).runtimeRun === 'function';
+}
+
 /** Runs fn over items with at most `limit` in flight (for untimed clean-up). */
 async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
   let i = 0;
@@ -127,6 +132,13 @@ const w2: Workload = {
           t.name,
           got.bridge! - got.none!,
         );
+        if (isRuntimeFloor(t))
+          ctx.rec.add(
+            2,
+            { key: 'run-runtime', label: 'the OCI runtime alone: `runc run -d`, no image, no network', unit: 'ms' },
+            t.name,
+            await t.runtimeRun(),
+          );
       }
     } finally {
       await cleanup(t, ctrs, nets);

@@ -13,7 +13,18 @@
  * above this is the engine's own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, openSync, closeSync, ftruncateSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  ftruncateSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ContainerRef, DnsEndpoint, Engine, MemorySample, RunSpec, Target } from './target.js';
@@ -22,6 +33,9 @@ import { deleteNetns, killPids, makeHostLab, must, netnsPathOf, pidsInNetns, run
 
 const LAB = 'cvb-fl';
 const DIR = '/tmp/cvb-floor';
+/** The runtime floor's runc state and cgroup parent (removed at teardown). */
+const RUNC_ROOT = join(DIR, 'runc');
+const CGROUP_PARENT = 'cvb-floor';
 const CLIENTS = fileURLToPath(new URL('../clients/', import.meta.url));
 
 interface FloorNet {
@@ -103,7 +117,69 @@ export class FloorEngine implements Engine, Target {
     await deleteNetns(...leftovers.filter((n) => n !== LAB), LAB);
     this.ctrs.clear();
     this.nets.clear();
+    await this.runtimeTeardown();
     rmSync(DIR, { recursive: true, force: true });
+  }
+
+  /**
+   * The OCI runtime alone: `runc run -d` of a bundle prepared once (static busybox as the whole rootfs, runc's own
+   * default spec: new namespaces, a netns with only lo), timed until runc returns with the process running, then
+   * deleted untimed. Every engine built on runc pays this for a container start before any work of its own (image,
+   * rootfs mount, monitor, network, state, API): the floor under issue #10's `run` target.
+   */
+  async runtimeRun(): Promise<number> {
+    const bundle = join(DIR, 'bundle');
+    if (!this.bundleReady) {
+      mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+      copyFileSync('/bin/busybox', join(bundle, 'rootfs/busybox'));
+      await must('runc', ['spec', '--bundle', bundle]);
+      const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
+        process: { terminal: boolean; args: string[] };
+        root: { readonly: boolean };
+        linux: { cgroupsPath?: string };
+      };
+      spec.process.terminal = false;
+      spec.process.args = ['/busybox', 'sleep', '1000000'];
+      spec.linux.cgroupsPath = `/${CGROUP_PARENT}/rt`;
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+      this.bundleReady = true;
+    }
+    const id = `cvbrt${this.runtimeCounter++}`;
+    const t0 = performance.now();
+    // stdio ignored: a detached container keeps runc's stdio open, so pipes would never close.
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const p = spawn('runc', ['--root', RUNC_ROOT, 'run', '-d', '--bundle', bundle, id], { stdio: 'ignore' });
+      p.once('error', reject);
+      p.once('exit', (c) => resolve(c));
+    });
+    const ms = performance.now() - t0;
+    await run('runc', ['--root', RUNC_ROOT, 'delete', '-f', id]);
+    if (code !== 0) throw new Error(`runc run -d exited ${code}`);
+    return ms;
+  }
+
+  private bundleReady = false;
+  private runtimeCounter = 0;
+
+  /** Containers of the runtime floor left by a failed run, then their cgroup parent in every hierarchy. */
+  private async runtimeTeardown(): Promise<void> {
+    const list = await run('runc', ['--root', RUNC_ROOT, 'list', '-q']);
+    for (const id of list.code === 0 ? list.stdout.split('\n').filter(Boolean) : [])
+      await run('runc', ['--root', RUNC_ROOT, 'delete', '-f', id]);
+    this.bundleReady = false;
+    let hierarchies: string[] = [];
+    try {
+      hierarchies = readdirSync('/sys/fs/cgroup');
+    } catch {
+      return;
+    }
+    for (const h of ['', ...hierarchies.map((x) => `${x}/`)]) {
+      try {
+        rmdirSync(`/sys/fs/cgroup/${h}${CGROUP_PARENT}`);
+      } catch {
+        // not there (or not a hierarchy)
+      }
+    }
   }
 
   /** Lab-side ip commands, through the co-process. */
