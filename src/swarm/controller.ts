@@ -154,13 +154,13 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  * and its address claims on swarm networks (ipam/node/<self>/: a claim is
  * a create of its own key that checks every other node's key for that
  * address in the same transaction, src/network/ipam/claims.ts; reading
- * another node's key is all it needs of it). One shared record stays
- * writable because nodes allocate from it with compare-and-swap: the
- * WireGuard tunnel address claims (tunnels/wireguard/, a node claims its
- * own when an encrypted network comes up there). It can never write nodes/,
+ * another node's key is all it needs of it), and its WireGuard tunnel
+ * address claim (tunnels/wireguard/<self>/<address>, made the same way when
+ * an encrypted network comes up there:
+ * src/network/drivers/overlay/tunnel-address.ts). It can never write nodes/,
  * swarm/, secret/, networks/, netnames/, services/, tasks/,
  * ipam/config|subnets|vni|addr, another node's liveness, endpoints,
- * address claims or logs.
+ * address or tunnel claims, or logs.
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
   return {
@@ -176,7 +176,7 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
       `logs/resp/${nodeId}/`,
       `\u0000txn/${nodeId}/`,
       `ipam/node/${nodeId}/`,
-      'tunnels/wireguard/',
+      `tunnels/wireguard/${nodeId}/`,
     ],
   };
 }
@@ -1508,8 +1508,9 @@ export class SwarmController {
       await store.delete(`alive/${id}`).catch(() => undefined);
       await this.deleteEtcdUser(id);
       // Its endpoints leave every host's peers and names (the watches see the deletes), and the
-      // addresses it claimed are free again: nothing it left under its own keys stays in the cluster.
-      for (const prefix of [`endpoints/${id}/`, `ipam/node/${id}/`])
+      // addresses it claimed (network and tunnel) are free again: nothing it left under its own keys
+      // stays in the cluster.
+      for (const prefix of [`endpoints/${id}/`, `ipam/node/${id}/`, `tunnels/wireguard/${id}/`])
         for (const kv of await store.list(prefix).catch(() => []))
           await store
             .delete(kv.key)
