@@ -155,7 +155,7 @@ function baseArgs(paths: ConmonPaths): string[] {
  * stdio, and emits 'error' on the next tick: that becomes this promise's
  * rejection, never an unheard 'error' that would end the daemon.
  */
-async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Promise<ChildProcess> {
+async function spawnConmon(paths: ConmonPaths, args: string[], fds: number, cwd: string): Promise<ChildProcess> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',
@@ -164,7 +164,9 @@ async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Pro
   if (fds > 5) env._OCI_ATTACHPIPE = '5';
   const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe'];
   for (let i = 3; i < fds; i++) stdio.push('pipe');
-  const child = spawn(paths.conmon, args, { stdio, env, detached: true });
+  // cwd: conmon writes an `oom` file into its working directory when the container is OOM-killed; in the bundle
+  // it goes with the container instead of landing wherever the daemon was started.
+  const child = spawn(paths.conmon, args, { stdio, env, detached: true, cwd });
   let spawnError: Error | undefined;
   child.on('error', (e) => {
     spawnError = e;
@@ -217,7 +219,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     args.push('--exit-command', o.exitCommand[0]!);
     for (const a of o.exitCommand.slice(1)) args.push('--exit-command-arg', a);
   }
-  const child = await spawnConmon(paths, args, 5);
+  const child = await spawnConmon(paths, args, 5, o.bundle);
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);
@@ -294,7 +296,7 @@ export async function conmonExec(
   if (o.attach) args.push('--exec-attach');
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');
-  const child = await spawnConmon(paths, args, o.attach ? 6 : 5);
+  const child = await spawnConmon(paths, args, o.attach ? 6 : 5, o.dir);
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);
