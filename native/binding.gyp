@@ -10,7 +10,8 @@
       "target_name": "cove-logger",
       "type": "executable",
       "sources": ["cove-logger.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra"]
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "ldflags": ["-static"]
     }
   ]
 }

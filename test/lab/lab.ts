@@ -16,7 +16,7 @@ import { mkdirSync, rmSync, rmdirSync, readFileSync, readdirSync, openSync, clos
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'node:http';
-import { inodeOf, makeUtsNamespace, pidsInNetns, pidsWithArg } from '../../src/lab/hosts.js';
+import { covedCommand, inodeOf, makeUtsNamespace, pidsInNetns, pidsWithArg } from '../../src/lab/hosts.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root, from dist/test/lab or test/lab. */
@@ -287,8 +287,7 @@ export class Lab {
     const log = openSync(join(this.dir, 'coved.log'), 'a');
     const args = [
       ...this.enter(),
-      process.execPath,
-      COVED_BIN,
+      ...covedCommand(COVED_BIN),
       '-H',
       `unix://${this.socket}`,
       '--data-root',
