@@ -2,14 +2,16 @@
   "targets": [
     {
       "target_name": "cove_netns",
-      "sources": ["netns.c", "seqpacket.c", "xattr.c", "mount.c", "spawn.c"],
+      "sources": ["netns.c", "seqpacket.c", "xattr.c", "nft.c", "mount.c", "spawn.c"],
+      "libraries": ["-ldl", "-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },
     {
       "target_name": "cove-logger",
       "type": "executable",
       "sources": ["cove-logger.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra"]
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "ldflags": ["-static"]
     }
   ]
 }

@@ -8,8 +8,9 @@
  * under load. glibc's posix_spawn clones with CLONE_VM|CLONE_VFORK instead: the
  * child borrows the parent's memory until its exec, so the cost is the exec.
  *
- * spawnDetached(file, argv, envp, stdio, onExit) -> [pid, fd for stdio[0], fd for stdio[1], ...]
+ * spawnDetached(file, argv, envp, stdio, onExit, cwd?) -> [pid, fd for stdio[0], fd for stdio[1], ...]
  *   file     absolute path of the program
+ *   cwd      the child's working directory (string), or the daemon's when absent/null
  *   stdio[i] 0: the child's fd i is /dev/null (parent's entry -1)
  *            1: a socketpair (as libuv's 'pipe'); the parent's end is returned,
  *               close-on-exec, for `new net.Socket({ fd })`
@@ -145,12 +146,23 @@ static void on_exit_poll(uv_poll_t *h, int status, int events) {
 }
 
 static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 5) {
-    napi_throw_type_error(env, NULL, "spawnDetached(file, argv, envp, stdio, onExit)");
+    napi_throw_type_error(env, NULL, "spawnDetached(file, argv, envp, stdio, onExit, cwd?)");
     return NULL;
+  }
+  char cwd[4096] = "";
+  if (argc > 5) {
+    napi_valuetype cwd_type;
+    napi_typeof(env, argv[5], &cwd_type);
+    size_t clen = 0;
+    if (cwd_type == napi_string &&
+        (napi_get_value_string_utf8(env, argv[5], cwd, sizeof cwd, &clen) != napi_ok || clen >= sizeof cwd - 1)) {
+      napi_throw_type_error(env, NULL, "cwd must be a path");
+      return NULL;
+    }
   }
   char file[4096];
   size_t flen = 0;
@@ -217,6 +229,7 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&attr);
     for (uint32_t i = 0; i < nstdio; i++) posix_spawn_file_actions_adddup2(&fa, child_fd[i], (int)i);
+    if (cwd[0]) posix_spawn_file_actions_addchdir_np(&fa, cwd);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setsigmask(&attr, &none);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lists kernel objects and processes that a test or demo may have left behind:
 # network namespaces, links other than the machine's own, nftables tables,
-# overlay/tmpfs mounts under the runtime folders, and leftover daemons.
+# overlay/tmpfs mounts under the runtime folders, containers' cgroups, and leftover daemons.
 # Exit 0 when nothing is left, 1 otherwise. Run it before and after the suite;
 # scripts/run-tests.mjs runs it after, so every clone checks on its own.
 set -u
@@ -21,6 +21,11 @@ if command -v nft >/dev/null 2>&1; then
 fi
 
 while read -r m; do say "mount: $m"; done < <(awk '$2 ~ /(cove|lab)/ {print $2}' /proc/mounts 2>/dev/null)
+
+# Cgroups of containers (v1 hierarchies: /sys/fs/cgroup/<controller>/cove/<id>) left after their container.
+for d in /sys/fs/cgroup/*/cove/*/; do
+  [ -d "$d" ] && say "cgroup: ${d%/}"
+done 2>/dev/null
 
 # A <defunct> entry has already exited and only waits for init to reap it
 # (conmon double-forks): it holds nothing, so it is not left behind.

@@ -308,8 +308,9 @@ export class FloorEngine implements Engine, Target {
     c.proc.kill('SIGKILL');
     c.dns?.kill('SIGKILL');
     await exited;
-    // Unmounting the netns takes its veth ends (and so the bridge ports) with it.
-    await this.labBatch([`netns del ${c.netns}`]);
+    // The host ends first: deleting a veth frees its bridge port at once, while a netns's links go only when the
+    // kernel's namespace clean-up runs later (a bridge has at most 1024 ports: N=1000 after N=500 hit "Exchange full").
+    await this.labBatch([...[...c.links.values()].map((l) => `link del ${l.hostIf}`), `netns del ${c.netns}`]);
     if (c.publishTable) await this.nft([`delete table ip ${c.publishTable}`]);
     this.ctrs.delete(ref.id);
   }

@@ -53,6 +53,9 @@ export function checkApiVersion(v: string): void {
 
 const VERSION_PREFIX = /^\/v([0-9.]+)(\/.*)$/;
 
+/** Requests that never wait for a join finishing in the background (see SwarmController.settled). */
+const UNGATED = new Set(['/_ping', '/version']);
+
 /**
  * The request target as a URL. Only origin-form paths are parsed relative to
  * a fixed base: "//x" or an absolute-form "http://[" would otherwise be read
@@ -128,6 +131,9 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
       const found = router.find(req.method as Method, path);
       if (!found) throw new CoveError('page not found', 404);
       const handler = (found.store as { handler: Handler }).handler;
+      // Right after a worker's `swarm join` answered, its node finishes joining in the background:
+      // what is asked next sees the finished node (networks, info), as after Docker's join.
+      if (!UNGATED.has(path)) await engine.swarm?.settled?.();
       const ctx: Ctx = {
         req,
         reply,

@@ -23,6 +23,7 @@
  *   services/<id>, tasks/<id>                                 (src/services)
  *   node-local/<id>/wireguard  a node's WireGuard public key, endpoint, tunnel
  *                        address (encrypted overlays, src/network/drivers/overlay)
+ *   tunnels/wireguard/<id>/<addr>  a node's claim of its tunnel address (tunnel-address.ts)
  *   swarm/encryption-rotation  key rotation generation (managers bump it)
  */
 import type { Store } from '../store/store.js';

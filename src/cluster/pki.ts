@@ -190,7 +190,11 @@ export async function signNodeCert(
 
 /** Docker's CA digest in join tokens: sha256 of the CA certificate (DER), base 36, 50 digits. */
 export function caDigest(caPem: string): string {
-  const der = new X509Certificate(caPem).raw;
+  return derDigest(new X509Certificate(caPem).raw);
+}
+
+/** The same digest of a certificate already in DER. */
+export function derDigest(der: Buffer): string {
   const hex = createHash('sha256').update(der).digest('hex');
   return BigInt('0x' + hex)
     .toString(36)

@@ -1,7 +1,8 @@
 /**
  * Loads native/ (cove_netns.node): the few syscalls Node cannot make
  * (unshare/setns/mount of network namespaces, sockets inside a netns, and a
- * SOCK_SEQPACKET unix-socket client for conmon's attach socket).
+ * SOCK_SEQPACKET unix-socket client for conmon's attach socket, and
+ * libnftables run inside a netns without spawning nft).
  * Built by `npm run build:native` (node-gyp, bundled with npm).
  */
 import { createRequire } from 'node:module';
@@ -33,13 +34,26 @@ export interface NetnsAddon {
   seqpacketClose(h: SeqpacketHandle): void;
   /** lgetxattr(2): the value, or null when the attribute is not set (or not supported there). */
   lgetxattr(path: string, name: string): Buffer | null;
+  /** null when libnftables could be loaded, else why not (nftRun would fail). */
+  nftAvailable(): string | null;
+  /**
+   * Runs `script` as one nftables transaction (as `nft -f`) with libnftables, inside the netns at `path`
+   * (null: the daemon's), on a pool thread. cb(err) when the library or the netns could not be used;
+   * else cb(null, rc, output, errors) with nft's own return code and texts.
+   */
+  nftRun(
+    path: string | null,
+    script: string,
+    cb: (err: string | null, rc: number | null, output: string | null, errors: string | null) => void,
+  ): void;
   /** mount("overlay", target, "overlay", 0, data) on the calling thread (throws with code "E<errno>"). */
   mountOverlay(target: string, data: string): void;
   /** umount2(target, detach ? MNT_DETACH : 0) (throws with code "E<errno>"). */
   unmount(target: string, detach: boolean): void;
   /**
    * posix_spawn (vfork semantics) in a new session; stdio[i] 0 = /dev/null, 1 = a socketpair whose
-   * parent end is returned. Returns [pid, parent fd per stdio entry or -1]; onExit once reaped.
+   * parent end is returned; cwd: the child's working directory. Returns [pid, parent fd per stdio entry or -1];
+   * onExit once reaped.
    */
   spawnDetached(
     file: string,
@@ -47,6 +61,7 @@ export interface NetnsAddon {
     envp: string[],
     stdio: Array<0 | 1>,
     onExit: (code: number, signal: number) => void,
+    cwd?: string | null,
   ): number[];
   /** mkfifo(2); an existing FIFO at `path` is fine (throws with code "E<errno>" otherwise). */
   mkfifo(path: string, mode: number): void;

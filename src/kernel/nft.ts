@@ -1,7 +1,9 @@
 /**
  * nftables from Node.
- * - nftApply: one `nft -f -` process = one atomic transaction (the whole
- *   script applies or nothing does).
+ * - nftApply: one atomic transaction (the whole script applies or nothing
+ *   does), run in-process by libnftables inside the target netns (the addon's
+ *   nftRun: ~1 ms), or, where the library cannot be loaded, by one spawned
+ *   `nft -f -` (10-20 ms, and nsenter's exec too for another netns).
  * - NftSession: a long-lived `nft -i` co-process; each line is one atomic
  *   transaction (0.2 ms instead of 3-17 ms for a spawned nft). Lines are
  *   followed by a fence `fence <n>` (a syntax error whose echo we await).
@@ -10,10 +12,42 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { KernelError } from './errors.js';
 import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
+import { addon, type NetnsAddon } from './native.js';
 
-/** Applies `script` as ONE transaction with `nft -f -` (inside the netns when given). */
+/** The addon when its libnftables is usable; undefined (spawn nft) otherwise. Decided once. */
+let inProcess: NetnsAddon | null | undefined;
+function libnftables(): NetnsAddon | null {
+  if (inProcess !== undefined) return inProcess;
+  try {
+    const a = addon();
+    inProcess = a.nftAvailable() === null ? a : null;
+  } catch {
+    inProcess = null;
+  }
+  return inProcess;
+}
+
+/** Applies `script` as ONE transaction (inside the netns when given): libnftables in-process, else `nft -f -`. */
 export async function nftApply(script: string, netnsPath: string | null = null): Promise<void> {
   if (script.trim() === '') return;
+  const lib = libnftables();
+  if (lib) {
+    if (netnsPath !== null && (!netnsPath.startsWith('/') || netnsPath.includes('\0')))
+      throw new KernelError('nft -f', `netns path must be absolute: ${netnsPath}`, 'EINVAL');
+    const { rc, errors } = await new Promise<{ rc: number; errors: string }>((resolve, reject) => {
+      try {
+        lib.nftRun(netnsPath, script, (err, code, _out, errs) => {
+          if (err !== null) reject(new KernelError('nft -f', err));
+          else resolve({ rc: code ?? -1, errors: errs ?? '' });
+        });
+      } catch (e) {
+        // The netns could not be opened (gone: ENOENT).
+        reject(new KernelError('nft -f', e instanceof Error ? e.message : String(e)));
+      }
+    });
+    if (rc !== 0) throw new KernelError('nft -f', summarizeNftError(errors, script));
+    return;
+  }
   const r = await runTool(inNetns(netnsPath, ['nft', '-f', '-']), script);
   if (r.code !== 0) throw new KernelError('nft -f', summarizeNftError(r.stderr || r.stdout, script));
 }

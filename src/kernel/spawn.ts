@@ -46,14 +46,14 @@ function programPath(file: string, path: string | undefined): string {
 }
 
 /**
- * Starts `file` with `args`, `env` as its whole environment, and `stdio[i]` as fd i ('pipe': a
- * socketpair, 'ignore': /dev/null). Throws (code ENOENT, EMFILE, ...) when it cannot start; never an
+ * Starts `file` with `args`, `env` as its whole environment, `stdio[i]` as fd i ('pipe': a
+ * socketpair, 'ignore': /dev/null), in `cwd` (default: the daemon's). Throws (code ENOENT, EMFILE, ...) when it cannot start; never an
  * 'error' event nobody hears. The exit watch does not keep the daemon alive.
  */
 export function spawnDetached(
   file: string,
   args: string[],
-  opts: { env: Record<string, string | undefined>; stdio: Array<'pipe' | 'ignore'> },
+  opts: { env: Record<string, string | undefined>; stdio: Array<'pipe' | 'ignore'>; cwd?: string },
 ): DetachedChild {
   const program = programPath(file, opts.env.PATH);
   const envp = Object.entries(opts.env)
@@ -67,6 +67,7 @@ export function spawnDetached(
     envp,
     opts.stdio.map((s) => (s === 'pipe' ? 1 : 0)),
     (code, signal) => settle({ code: signal ? null : code, signal }),
+    opts.cwd ?? null,
   );
   const stdio = fds.map((fd) => (fd >= 0 ? new Socket({ fd, readable: true, writable: true }) : undefined));
   return { pid: pid!, stdio, exited };

@@ -34,6 +34,22 @@ import { repoRoot } from '../common/repo-root.js';
 const REPO = repoRoot(import.meta.url);
 const COVED_BIN = join(REPO, 'bin/coved');
 
+/**
+ * How to start coved: this process's node with the flags bin/coved's first
+ * line gives it (`#!/usr/bin/env -S node FLAGS`), so a daemon started as
+ * `node bin/coved` (labs, tests, the bench) runs with the same V8 settings as
+ * an installed `coved`. The flags live in the shebang because they must be
+ * on node's command line: V8 sizes its heap before any of coved's code runs.
+ */
+export function covedCommand(bin: string = COVED_BIN): string[] {
+  const first = readFileSync(bin, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env\s+-S\s+node((?:\s+-\S+)*)\s*$/.exec(first);
+  if (!m && !/^#!\/usr\/bin\/env\s+node\s*$/.test(first))
+    throw new Error(`${bin}: unexpected first line (want '#!/usr/bin/env [-S] node [FLAGS]'): ${first}`);
+  const flags = (m?.[1] ?? '').split(/\s+/).filter(Boolean);
+  return [process.execPath, ...flags, bin];
+}
+
 export const UNDERLAY_GW = '192.0.2.1';
 export const INTERNET_IP = '198.51.100.1';
 
@@ -265,8 +281,7 @@ export class HostLab {
       'nsenter',
       [
         ...HostLab.enter(h),
-        process.execPath,
-        COVED_BIN,
+        ...covedCommand(),
         '-H',
         `unix://${h.socket}`,
         '--data-root',

@@ -148,9 +148,10 @@ export class ServiceDiscovery {
 
   /**
    * Load balancing: the sandbox of each running container here on a network with VIPs. A change to one network's
-   * services changes the table of every sandbox on it (one `nft -f` each, ~30 ms): they are applied a few at a
-   * time, so a new service on a network with 50 others reaches every sandbox in a fraction of a second instead of
-   * one sandbox after the other (measured: 5 s with 40 services, bench workload 9).
+   * services changes the table of every sandbox on it (one transaction each: ~1 ms with libnftables in-process,
+   * 10-30 ms where nft has to be spawned): they are started a few at a time, so a new service on a network with 50
+   * others reaches every sandbox in a fraction of a second (measured with spawned nft one sandbox after the other:
+   * 5 s with 40 services, bench workload 9).
    */
   private async programSandboxes(vipsByNet: Map<string, Vip[]>): Promise<void> {
     const seen = new Set<string>();
@@ -196,7 +197,7 @@ export class ServiceDiscovery {
   }
 }
 
-/** How many sandboxes get their table at once (each is an `nsenter … nft -f -`: mostly process start-up and kernel work). */
+/** How many sandboxes get their table at once (in-process they queue on libnftables' lock; spawned, on the CPUs). */
 const SANDBOX_CONCURRENCY = 6;
 
 /** Runs f over items, at most `limit` at a time. */

@@ -63,6 +63,8 @@ interface Check {
 interface Write {
   key: string;
   value: string | null;
+  /** A put bound to this lease (etcd's lease ID). */
+  lease?: string;
 }
 
 /** What one write attempt learnt: committed (at revision) or its compares failed (with what etcd read instead). */
@@ -210,6 +212,32 @@ export class EtcdStore implements Store {
     }
   }
 
+  /**
+   * txn(ops), plus puts bound to a lease (grantLease) in the same transaction:
+   * a swarm admission writes the node record and its liveness key at once.
+   */
+  async txnWithLease(
+    ops: TxnOp[],
+    lease: { id: string; puts: Array<{ key: string; value: string }> },
+  ): Promise<number> {
+    const checks: Check[] = ops
+      .filter((op) => op.expectRevision !== undefined)
+      .map((op) => ({ key: op.key, expectRevision: op.expectRevision }));
+    const writes: Write[] = ops
+      .filter((op) => op.value !== undefined)
+      .map((op) => ({ key: op.key, value: op.value ?? null }));
+    for (const p of lease.puts) writes.push({ key: p.key, value: p.value, lease: lease.id });
+    return (await this.write('txn', checks, writes)).revision;
+  }
+
+  /** A new lease of etcd's for keys another client will keep (see adoptLease); its ID. */
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const res = await this.call('lease grant', () =>
+      this.client.leaseClient.leaseGrant({ TTL: Math.max(1, Math.round(ttlSeconds)) }),
+    );
+    return res.ID;
+  }
+
   async txn(ops: TxnOp[]): Promise<number> {
     const checks: Check[] = [];
     for (const op of ops) {
@@ -256,7 +284,13 @@ export class EtcdStore implements Store {
     const success: IRequestOp[] = writes.map((w) =>
       w.value === null
         ? { request_delete_range: { key: Buffer.from(this.abs(w.key)) } }
-        : { request_put: { key: Buffer.from(this.abs(w.key)), value: Buffer.from(w.value) } },
+        : {
+            request_put: {
+              key: Buffer.from(this.abs(w.key)),
+              value: Buffer.from(w.value),
+              ...(w.lease ? { lease: w.lease } : {}),
+            },
+          },
     );
     const stamps = writes.length > 0;
     if (stamps) success.push({ request_put: { key: Buffer.from(this.markerKey), value: Buffer.from(String(seq)) } });
@@ -380,6 +414,88 @@ export class EtcdStore implements Store {
       release: () => l.release(),
       onLost: (cb) => {
         l.on('lost', () => cb());
+      },
+    };
+  }
+
+  /**
+   * Takes over a lease another client granted (a manager grants a joining
+   * node's liveness lease and puts its key in the admission's own
+   * transaction): from now on this client renews it, as lease() does its own
+   * (a keepalive every TTL/3 on one stream, the stream re-opened after an
+   * error). 'lost' when etcd says it expired or no renewal got through for
+   * twice the TTL; its keys are gone then and the holder grants a new one.
+   */
+  adoptLease(id: string, ttlSeconds: number): Lease {
+    this.assertOpen();
+    const ttlMs = Math.max(1, Math.round(ttlSeconds)) * 1000;
+    const leases = this.client.leaseClient;
+    let state: 'alive' | 'stopped' | 'lost' = 'alive';
+    let lastRenewal = Date.now();
+    let lostCb: (() => void) | undefined;
+    let teardown = (): void => undefined;
+    const lose = () => {
+      if (state !== 'alive') return;
+      state = 'lost';
+      teardown();
+      lostCb?.();
+    };
+    const run = (): void => {
+      if (state !== 'alive' || this.closed) return;
+      if (Date.now() - lastRenewal > 2 * ttlMs) return lose();
+      let done = false;
+      const again = () => {
+        if (done) return;
+        done = true;
+        teardown();
+        if (state === 'alive') setTimeout(run, 100).unref?.();
+      };
+      leases.leaseKeepAlive().then((stream) => {
+        if (state !== 'alive') return void stream.end();
+        const fire = () => stream.write({ ID: id });
+        const timer = setInterval(fire, ttlMs / 3);
+        // No answer for a TTL: the stream is stuck; open another.
+        let silent = setTimeout(again, ttlMs);
+        teardown = () => {
+          teardown = () => undefined;
+          clearInterval(timer);
+          clearTimeout(silent);
+          stream.end();
+        };
+        stream.on('error', again);
+        stream.on('data', (res: { TTL: string }) => {
+          if (Number(res.TTL) <= 0) return lose();
+          lastRenewal = Date.now();
+          clearTimeout(silent);
+          silent = setTimeout(again, ttlMs);
+        });
+        fire();
+      }, again);
+    };
+    run();
+    return {
+      put: async (key, value) => {
+        if (key.startsWith(RESERVED)) throw new InvalidParameter('cluster store: keys starting with NUL are reserved');
+        let res;
+        try {
+          res = await this.client.put(this.abs(key)).value(value).lease(id).exec();
+        } catch (e) {
+          throw this.mapError(`lease put ${key}`, e);
+        }
+        this.see(res.header.revision);
+        return Number(res.header.revision);
+      },
+      revoke: async () => {
+        if (state === 'alive') state = 'stopped';
+        teardown();
+        await leases.leaseRevoke({ ID: id }).catch(() => undefined);
+      },
+      release: () => {
+        if (state === 'alive') state = 'stopped';
+        teardown();
+      },
+      onLost: (cb) => {
+        lostCb = cb;
       },
     };
   }

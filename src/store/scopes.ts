@@ -43,7 +43,7 @@ export const KEYSPACES: Readonly<Record<StoreScope, Readonly<Record<string, stri
     'networks/': 'swarm-scope networks (overlay, the ingress)',
     'netnames/': 'swarm network names',
     'ipam/': "swarm networks' subnets, VNIs and address maps",
-    'tunnels/': 'WireGuard tunnel address claims of encrypted overlays',
+    'tunnels/': "WireGuard tunnel address claims of encrypted overlays, under their node's ID",
     'logs/': "log requests to a node and its answers (service logs), under the node's ID",
     'endpoints/': "endpoints on swarm networks, under their node's ID",
     'services/': 'services',

@@ -23,6 +23,7 @@ import type https from 'node:https';
 import type { Etcd3, Range } from 'etcd3';
 import type { Logger } from '../common/log.js';
 import { Conflict, CoveError, InvalidParameter, NotFound, SystemError, Unavailable } from '../common/errors.js';
+import { CasError } from '../store/store.js';
 import type { DaemonConfig } from '../common/config.js';
 import type { EtcdStore } from '../store/etcd.js';
 import { etcdLoaded, loadEtcd } from './etcd-client.js';
@@ -154,13 +155,13 @@ function defaultSpec(over: SwarmSpec = {}): SwarmSpec {
  * and its address claims on swarm networks (ipam/node/<self>/: a claim is
  * a create of its own key that checks every other node's key for that
  * address in the same transaction, src/network/ipam/claims.ts; reading
- * another node's key is all it needs of it). One shared record stays
- * writable because nodes allocate from it with compare-and-swap: the
- * WireGuard tunnel address claims (tunnels/wireguard/, a node claims its
- * own when an encrypted network comes up there). It can never write nodes/,
+ * another node's key is all it needs of it), and its WireGuard tunnel
+ * address claim (tunnels/wireguard/<self>/<address>, made the same way when
+ * an encrypted network comes up there:
+ * src/network/drivers/overlay/tunnel-address.ts). It can never write nodes/,
  * swarm/, secret/, networks/, netnames/, services/, tasks/,
  * ipam/config|subnets|vni|addr, another node's liveness, endpoints,
- * address claims or logs.
+ * address or tunnel claims, or logs.
  */
 export function workerGrants(nodeId: string): { read: Array<[string, string]>; readwrite: string[] } {
   return {
@@ -176,7 +177,7 @@ export function workerGrants(nodeId: string): { read: Array<[string, string]>; r
       `logs/resp/${nodeId}/`,
       `\u0000txn/${nodeId}/`,
       `ipam/node/${nodeId}/`,
-      'tunnels/wireguard/',
+      `tunnels/wireguard/${nodeId}/`,
     ],
   };
 }
@@ -362,8 +363,15 @@ export class SwarmController {
     );
   }
 
-  /** From local state to a working node: etcd member (managers), store client, lease, join server, networks. */
-  private async activate(t?: Phases): Promise<void> {
+  /**
+   * From local state to a working node: etcd member (managers), store client, lease, join server, networks.
+   * A worker that just joined passes what its admission gave it: the lease its liveness key is on already,
+   * and the cluster's address pools (no round trips for them).
+   */
+  private async activate(
+    t?: Phases,
+    joined?: Pick<JoinReply, 'lease' | 'defaultAddrPool' | 'subnetSize'>,
+  ): Promise<void> {
     const s = this.local!;
     if (s.role === 'manager') {
       this.member = this.memberFor(s);
@@ -391,9 +399,12 @@ export class SwarmController {
       // Independent round trips, together: the liveness lease (the node is Ready
       // once it is there), the manager list, the cluster-aware components.
       const [lease] = await Promise.allSettled([
-        this.startLease().then(() => t?.mark('lease')),
-        this.refreshManagers().catch(() => undefined),
-        this.attach().then(() => t?.mark('attach')),
+        this.startLease(joined?.lease).then(() => t?.mark('lease')),
+        // A joiner's manager list came with its admission.
+        joined ? undefined : this.refreshManagers().catch(() => undefined),
+        this.attach(
+          joined ? { defaultAddrPool: joined.defaultAddrPool, subnetSize: joined.subnetSize } : undefined,
+        ).then(() => t?.mark('attach')),
       ]);
       if (lease.status === 'rejected') throw lease.reason;
       // Not on a manager that is joining: until its new member has caught up, etcd may not commit,
@@ -427,14 +438,21 @@ export class SwarmController {
     await store?.close().catch(() => undefined);
   }
 
-  private async attach(): Promise<void> {
+  /** `known`: the cluster's address pools when the caller has them (a joiner, from its admission). */
+  private async attach(known?: {
+    defaultAddrPool?: string[] | undefined;
+    subnetSize?: number | undefined;
+  }): Promise<void> {
     if (this.attached || !this.membership) return;
     this.attached = true;
     // swarm init's --default-addr-pool / --default-addr-pool-mask-length, for the network layer.
     const opts: { defaultAddrPool?: string[]; subnetSize?: number } = {};
     try {
-      const kv = await this.membership.store.get('swarm/cluster');
-      const c = kv ? (JSON.parse(kv.value) as ClusterRecord) : undefined;
+      const c = known
+        ? { DefaultAddrPool: known.defaultAddrPool, SubnetSize: known.subnetSize }
+        : await this.membership.store
+            .get('swarm/cluster')
+            .then((kv) => (kv ? (JSON.parse(kv.value) as ClusterRecord) : undefined));
       if (c?.DefaultAddrPool?.length) opts.defaultAddrPool = c.DefaultAddrPool;
       if (c?.SubnetSize) opts.subnetSize = c.SubnetSize;
     } catch {
@@ -486,10 +504,13 @@ export class SwarmController {
 
   // ---- liveness ----------------------------------------------------------
 
-  private async startLease(): Promise<void> {
+  /** `adopt`: the lease a manager granted at this node's admission, with the liveness key on it already. */
+  private async startLease(adopt?: { id: string; ttl: number }): Promise<void> {
     const grant = async (): Promise<void> => {
       const store = this.store!;
-      const lease = store.lease(ALIVE_TTL);
+      const adopted = adopt && store.adoptLease(adopt.id, adopt.ttl);
+      adopt = undefined; // once: a lost lease is replaced by one of this node's own
+      const lease = adopted ?? store.lease(ALIVE_TTL);
       lease.onLost(() => {
         if (this.lease !== lease || this.closed) return;
         this.log.warn('liveness lease lost; granting a new one');
@@ -504,11 +525,13 @@ export class SwarmController {
           }
         })();
       });
-      try {
-        await lease.put(`alive/${this.local!.nodeId}`, new Date().toISOString());
-      } catch (e) {
-        lease.release();
-        throw e;
+      if (!adopted) {
+        try {
+          await lease.put(`alive/${this.local!.nodeId}`, new Date().toISOString());
+        } catch (e) {
+          lease.release();
+          throw e;
+        }
       }
       this.lease = lease;
     };
@@ -600,7 +623,15 @@ export class SwarmController {
     await new Promise<void>((r) => srv.close(() => r()));
   }
 
-  /** A manager admits a joining node: checks the secret, signs its certificate, makes its etcd user (and member) and record. */
+  /**
+   * A manager admits a joining node: checks the secret, signs its certificate,
+   * makes its etcd user (and member) and writes its record. A worker's
+   * admission is one round of reads (tokens, nodes, CA, cluster, the pool of
+   * ready-made identities, and its liveness lease granted meanwhile) and one
+   * transaction that claims an identity, writes the record and puts the
+   * node's liveness key on that lease: the node is listed Ready when the
+   * joiner gets its answer, and the joiner keeps the lease alive from then on.
+   */
   private async admit(req: JoinRequest): Promise<JoinReply> {
     const store = this.store;
     if (!store || this.local?.role !== 'manager') throw new Unavailable('this node is not a swarm manager');
@@ -614,42 +645,44 @@ export class SwarmController {
     }
     // Phase times of the admission, logged for `npm run bench -- --swarm` (where a join's time goes).
     const t = phases();
-    const [tokensKv, nodesKv, caKv] = await Promise.all([
-      store.get('secret/tokens'),
-      store.list('nodes/'),
-      store.get('secret/ca'),
-    ]);
-    const tokens = JSON.parse(tokensKv?.value ?? '{}') as { worker?: string; manager?: string };
-    const role: NodeRole | undefined =
-      tokens.manager && sameSecret(req.secret, tokens.manager)
-        ? 'manager'
-        : tokens.worker && sameSecret(req.secret, tokens.worker)
-          ? 'worker'
-          : undefined;
-    if (!role)
-      throw new InvalidParameter(
-        'rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster',
-      );
-    const existing = nodesKv.map((kv) => JSON.parse(kv.value) as NodeRecord);
-    if (existing.some((n) => n.Addr === req.addr && n.Spec.Role === 'manager')) {
-      throw new Conflict(`a manager with address ${req.addr} is already in the swarm`);
-    }
-    const ca = JSON.parse(caKv!.value) as KeyPair;
-    const clusterId = this.local.clusterId;
-    t.mark('read');
+    // The liveness lease, granted alongside the reads (a manager join, or a refused one, lets it go).
+    let leasing: Promise<string> | undefined = store.grantLease(ALIVE_TTL);
+    leasing.catch(() => undefined);
+    const dropLease = () => {
+      const l = leasing;
+      leasing = undefined;
+      void l?.then((ID) => store.raw.leaseClient.leaseRevoke({ ID })).catch(() => undefined);
+    };
     const undo: Array<() => Promise<unknown>> = [];
     try {
-      // A worker takes an identity made beforehand (etcd user and role ready, see
-      // provisionIdentities); a manager, or a worker when none is left, gets one made now.
-      const pooled = role === 'worker' ? await this.claimIdentity() : undefined;
-      const nodeId = pooled ?? newId();
-      undo.push(() => this.deleteEtcdUser(nodeId));
-      const cert = await signNodeCert(ca, req.csr, { nodeId, role, clusterId, addr: req.addr });
-      if (!pooled) await this.createEtcdUser(nodeId, role);
-      t.mark(pooled ? 'signPooledIdentity' : 'signAndEtcdUser');
-      if (pooled) void this.provisionIdentities();
+      const [tokensKv, nodesKv, caKv, clusterKv, poolKvs] = await Promise.all([
+        store.get('secret/tokens'),
+        store.list('nodes/'),
+        store.get('secret/ca'),
+        store.get('swarm/cluster'),
+        store.list(IDPOOL),
+      ]);
+      const tokens = JSON.parse(tokensKv?.value ?? '{}') as { worker?: string; manager?: string };
+      const role: NodeRole | undefined =
+        tokens.manager && sameSecret(req.secret, tokens.manager)
+          ? 'manager'
+          : tokens.worker && sameSecret(req.secret, tokens.worker)
+            ? 'worker'
+            : undefined;
+      if (!role)
+        throw new InvalidParameter(
+          'rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster',
+        );
+      const existing = nodesKv.map((kv) => JSON.parse(kv.value) as NodeRecord);
+      if (existing.some((n) => n.Addr === req.addr && n.Spec.Role === 'manager')) {
+        throw new Conflict(`a manager with address ${req.addr} is already in the swarm`);
+      }
+      const ca = JSON.parse(caKv!.value) as KeyPair;
+      const cluster = clusterKv ? (JSON.parse(clusterKv.value) as ClusterRecord) : undefined;
+      const clusterId = this.local.clusterId;
+      t.mark('read');
       const now = new Date().toISOString();
-      const rec: NodeRecord = {
+      const recordOf = (nodeId: string): NodeRecord => ({
         ID: nodeId,
         CreatedAt: now,
         UpdatedAt: now,
@@ -667,12 +700,69 @@ export class SwarmController {
         Addr: req.addr,
         DataPathAddr: typeof req.dataPathAddr === 'string' && req.dataPathAddr ? req.dataPathAddr : req.addr,
         Port: SWARM_PORT,
-      };
-      // The record goes first: once the member is added, quorum counts the new
-      // member, and with two managers nothing commits until it has started.
-      await store.put(`nodes/${nodeId}`, JSON.stringify(rec), 0);
+      });
+      let nodeId: string | undefined;
+      let cert = '';
+      let rec: NodeRecord | undefined;
+      let leaseId: string | undefined;
+      let pooled = false;
+      if (role === 'worker' && poolKvs.length > 0) {
+        leaseId = await leasing!;
+        // An identity made beforehand (etcd user and role ready, see provisionIdentities),
+        // claimed in the same transaction that writes the record and the liveness key.
+        for (const kv of poolKvs) {
+          const id = kv.key.slice(IDPOOL.length);
+          const r = recordOf(id);
+          const c = await signNodeCert(ca, req.csr, { nodeId: id, role, clusterId, addr: req.addr });
+          try {
+            await store.txnWithLease(
+              [
+                { key: kv.key, expectRevision: kv.revision, value: null },
+                { key: `nodes/${id}`, expectRevision: 0, value: JSON.stringify(r) },
+              ],
+              { id: leaseId, puts: [{ key: `alive/${id}`, value: now }] },
+            );
+          } catch (e) {
+            if (e instanceof CasError) continue; // another manager took it
+            undo.push(
+              () => this.deleteEtcdUser(id),
+              () => store.delete(`nodes/${id}`),
+            );
+            throw e;
+          }
+          undo.push(() => this.deleteEtcdUser(id));
+          [nodeId, cert, rec, pooled] = [id, c, r, true];
+          break;
+        }
+      }
+      if (!nodeId) {
+        // A manager, or a worker when no identity is left: one made now.
+        const id = newId();
+        undo.push(() => this.deleteEtcdUser(id));
+        cert = await signNodeCert(ca, req.csr, { nodeId: id, role, clusterId, addr: req.addr });
+        await this.createEtcdUser(id, role);
+        rec = recordOf(id);
+        // Making the user took a while: a worker's lease is granted now, so the joiner has its whole TTL.
+        dropLease();
+        if (role === 'worker') leaseId = await (leasing = store.grantLease(ALIVE_TTL));
+        // The record goes first: once a member is added, quorum counts the new
+        // member, and with two managers nothing commits until it has started.
+        if (leaseId)
+          await store.txnWithLease([{ key: `nodes/${id}`, expectRevision: 0, value: JSON.stringify(rec) }], {
+            id: leaseId,
+            puts: [{ key: `alive/${id}`, value: now }],
+          });
+        else await store.put(`nodes/${id}`, JSON.stringify(rec), 0);
+        nodeId = id;
+      }
       undo.push(() => store.delete(`nodes/${nodeId}`));
-      t.mark('record');
+      t.mark(pooled ? 'claimSignRecord' : 'signUserRecord');
+      if (pooled) void this.provisionIdentities();
+      if (leaseId) {
+        const granted = leaseId;
+        leasing = undefined; // kept for the joiner, unless the admission fails after all
+        undo.push(() => store.raw.leaseClient.leaseRevoke({ ID: granted }));
+      } else dropLease();
       let initialCluster: string | undefined;
       if (role === 'manager') {
         const added = await this.addMember(nodeId, req.addr);
@@ -680,8 +770,8 @@ export class SwarmController {
         initialCluster = added.initialCluster;
         t.mark('memberAdd');
       }
-      const managers = [...existing.filter((n) => n.Spec.Role === 'manager'), ...(role === 'manager' ? [rec] : [])];
-      this.log.info({ nodeId, role, addr: req.addr, pooled: pooled !== undefined, phasesMs: t.done() }, 'node joined');
+      const managers = [...existing.filter((n) => n.Spec.Role === 'manager'), ...(role === 'manager' ? [rec!] : [])];
+      this.log.info({ nodeId, role, addr: req.addr, pooled, phasesMs: t.done() }, 'node joined');
       return {
         nodeId,
         clusterId,
@@ -691,31 +781,18 @@ export class SwarmController {
         endpoints: managers.map((n) => clientUrl(n.Addr)),
         ...(initialCluster ? { initialCluster } : {}),
         managers: managers.map((n) => ({ NodeID: n.ID, Addr: `${n.Addr}:${n.Port}` })),
+        ...(leaseId ? { lease: { id: leaseId, ttl: ALIVE_TTL } } : {}),
+        ...(cluster?.DefaultAddrPool?.length ? { defaultAddrPool: cluster.DefaultAddrPool } : {}),
+        ...(cluster?.SubnetSize ? { subnetSize: cluster.SubnetSize } : {}),
       };
     } catch (e) {
+      dropLease();
       for (const u of undo.reverse()) await u().catch(() => undefined);
       throw e;
     }
   }
 
   // ---- worker identities made ahead of joins (managers) ------------------
-
-  /**
-   * Takes one identity from the pool (secret/idpool/<node id>), or none.
-   * Deleting the key is the claim: etcd deletes it for one caller only, so
-   * two managers admitting at once never hand out the same node ID.
-   */
-  private async claimIdentity(): Promise<string | undefined> {
-    const store = this.store!;
-    for (const kv of await store.list(IDPOOL)) {
-      const res = await store.raw
-        .delete()
-        .key(STORE_PREFIX + kv.key)
-        .exec();
-      if (Number(res.deleted) === 1) return kv.key.slice(IDPOOL.length);
-    }
-    return undefined;
-  }
 
   private provisioning = false;
 
@@ -929,6 +1006,16 @@ export class SwarmController {
     });
   }
 
+  /**
+   * Joins a swarm. A manager token makes this node an etcd member: it answers
+   * once that member and everything else runs. A worker answers once it is in
+   * the swarm: admitted, its certificate and local state written, its node
+   * record and liveness key in the cluster (the manager wrote both). Loading
+   * the etcd client, connecting, renewing the lease and attaching the networks
+   * and services then go on in the background (activateJoined); API requests
+   * wait for that (settled()), so `network ls` or `info` right after the join
+   * answer as after a finished one.
+   */
   join(body: {
     ListenAddr?: string;
     AdvertiseAddr?: string;
@@ -943,33 +1030,34 @@ export class SwarmController {
       const remote = body.RemoteAddrs?.[0];
       if (!remote) throw new InvalidParameter('at least 1 RemoteAddr is required to join');
       const { digest, secret } = parseToken(body.JoinToken ?? '');
-      // The etcd client takes a second or more to load on a loaded machine: it loads while the manager admits us.
-      const etcdLoading = loadEtcd();
-      etcdLoading.catch(() => undefined);
       const [rhost, rport] = splitHostPort(remote);
       const port = Number(splitHostPort(body.ListenAddr || `0.0.0.0:${SWARM_PORT}`)[1]);
       const addr = body.AdvertiseAddr
         ? resolveAdvertise(body.AdvertiseAddr, body.ListenAddr)
         : await localAddrTowards(rhost, Number(rport));
       const dataPathAddr = body.DataPathAddr ? resolveAdvertise(body.DataPathAddr) : addr;
+      const availability = availabilityOf(body.Availability);
       const t = phases();
-      const { key, csr } = await createKeyAndCsr();
-      t.mark('keyAndCsr');
-      const d = this.description();
-      const reply = await requestJoin(`${rhost}:${rport}`, digest, {
-        secret,
-        csr,
-        hostname: d.Hostname,
-        addr,
-        dataPathAddr,
-        availability: availabilityOf(body.Availability),
-        engineVersion: d.Engine.EngineVersion,
-        nanoCpus: d.Resources.NanoCPUs,
-        memoryBytes: d.Resources.MemoryBytes,
+      let key = '';
+      // The key and CSR are made while the TLS handshake with the manager is on its way.
+      const reply = await requestJoin(`${rhost}:${rport}`, digest, async () => {
+        const k = await createKeyAndCsr();
+        key = k.key;
+        t.mark('keyAndCsr');
+        const d = this.description();
+        return {
+          secret,
+          csr: k.csr,
+          hostname: d.Hostname,
+          addr,
+          dataPathAddr,
+          availability,
+          engineVersion: d.Engine.EngineVersion,
+          nanoCpus: d.Resources.NanoCPUs,
+          memoryBytes: d.Resources.MemoryBytes,
+        };
       });
       t.mark('admission');
-      await etcdLoading;
-      t.mark('etcdClientLoaded');
       rmSync(this.dir, { recursive: true, force: true });
       try {
         this.writeCerts({ ca: reply.ca, cert: reply.cert, key });
@@ -987,15 +1075,59 @@ export class SwarmController {
             : {}),
         };
         this.saveLocal();
-        await this.activate(t);
-        this.log.info({ nodeId: reply.nodeId, role: reply.role, phasesMs: t.done() }, 'joined swarm');
+        t.mark('localState');
+        if (reply.role === 'manager') {
+          await this.activate(t);
+          this.log.info({ nodeId: reply.nodeId, role: reply.role, phasesMs: t.done() }, 'joined swarm');
+          return;
+        }
       } catch (e) {
         // Nothing half-made: undo the member, user and record the manager made.
         await this.undoJoin(reply, key).catch((e2) => this.log.error({ err: e2 }, 'could not undo a failed join'));
         await this.abandon();
         throw e instanceof CoveError ? e : new SystemError(`swarm join failed: ${(e as Error).message}`);
       }
+      this.log.info({ nodeId: reply.nodeId, role: reply.role, phasesMs: t.done() }, 'joined swarm');
+      // Queued behind this join on the mutex: a leave or role change waits for it.
+      const activation = this.mutex.run(() => this.activateJoined(reply));
+      this.activation = activation;
+      void activation.finally(() => {
+        if (this.activation === activation) this.activation = undefined;
+      });
     });
+  }
+
+  /** A background activation after a worker's join, while it runs (settled() waits for it). */
+  private activation?: Promise<void>;
+
+  /**
+   * Resolves once no activation after a join is running (at most `ms`): the API
+   * waits here before serving anything that depends on the swarm.
+   */
+  async settled(ms = 10_000): Promise<void> {
+    const a = this.activation;
+    if (!a) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([a, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+  }
+
+  /** The rest of a worker's join: etcd client, store, lease (adopted), networks and services. */
+  private async activateJoined(reply: JoinReply): Promise<void> {
+    // The join's answer goes out first: loading the etcd client holds this thread for a while.
+    await new Promise<void>((r) => setImmediate(r));
+    if (this.local?.nodeId !== reply.nodeId || this.store) return;
+    const t = phases();
+    try {
+      await loadEtcd();
+      t.mark('etcdClientLoaded');
+      await this.activate(t, reply);
+      this.log.info({ nodeId: reply.nodeId, phasesMs: t.done() }, 'swarm ready');
+    } catch (e) {
+      // As Docker: a node that has joined keeps trying in the background (`info` says pending meanwhile).
+      this.log.error({ err: e }, 'joined, but could not reach the cluster store yet; retrying in the background');
+      void this.retryActivate();
+    }
   }
 
   /** A failed join after the manager admitted us: remove our member, user and record with our own (fresh) credentials. */
@@ -1508,8 +1640,9 @@ export class SwarmController {
       await store.delete(`alive/${id}`).catch(() => undefined);
       await this.deleteEtcdUser(id);
       // Its endpoints leave every host's peers and names (the watches see the deletes), and the
-      // addresses it claimed are free again: nothing it left under its own keys stays in the cluster.
-      for (const prefix of [`endpoints/${id}/`, `ipam/node/${id}/`])
+      // addresses it claimed (network and tunnel) are free again: nothing it left under its own keys
+      // stays in the cluster.
+      for (const prefix of [`endpoints/${id}/`, `ipam/node/${id}/`, `tunnels/wireguard/${id}/`])
         for (const kv of await store.list(prefix).catch(() => []))
           await store
             .delete(kv.key)

@@ -124,6 +124,10 @@ test('nft: one transaction applies or not; nft -i session; JSON listing', async 
     );
     const j = (await nftListJson(['list', 'table', 'inet', 'cvkt'])) as { nftables: Array<Record<string, unknown>> };
     assert.equal(j.nftables.filter((x) => 'rule' in x).length, 0, 'failed transaction applied nothing');
+    // In-process (libnftables on a pool thread): the transaction went to the calling thread's netns (the lab), never
+    // to the namespace a pool thread may have been started in (the test runner's, our parent's: only read there).
+    const root = sh('nsenter', [`--net=/proc/${process.ppid}/ns/net`, '--', 'nft', 'list', 'tables']);
+    assert.doesNotMatch(root, /cvkt/);
     const s = new NftSession(null);
     try {
       await s.run(['add set inet cvkt s { type ipv4_addr; }', 'add element inet cvkt s { 10.0.0.1 }']);
@@ -136,6 +140,23 @@ test('nft: one transaction applies or not; nft -i session; JSON listing', async 
   } finally {
     await nftApply('delete table inet cvkt\n');
   }
+});
+
+test('nft into another netns by path: applied there only; a netns that is gone is ENOENT', async () => {
+  const p = lab.ns('c5');
+  await createNetns(p);
+  try {
+    await nftApply('table ip cvkn {\n set s { type ipv4_addr; elements = { 10.9.0.1 } }\n}\n', p);
+    assert.match(sh(...inNs(p, ['nft', 'list', 'set', 'ip', 'cvkn', 's'])), /10\.9\.0\.1/);
+    assert.doesNotMatch(sh('nft', ['list', 'tables']), /cvkn/);
+    await assert.rejects(nftApply('add element ip cvkn nosuch { 10.9.0.2 }\n', p), /nosuch|No such file/);
+  } finally {
+    await deleteNetns(p);
+  }
+  await assert.rejects(
+    nftApply('add table ip cvkn\n', p),
+    (e: unknown) => e instanceof KernelError && e.code === 'ENOENT',
+  );
 });
 
 test('UDP socket on 127.0.0.11:53 inside a container netns answers a query sent from inside it', async () => {

@@ -333,11 +333,7 @@ test('the embedded DNS answers tens of thousands of queries per second inside a 
   assert.ok(qps > 2_000, `${qps} q/s`);
 });
 
-test('dnsperf from inside a container against 127.0.0.11 (if dnsperf is installed)', async (t) => {
-  if ((await run('sh', ['-c', 'command -v dnsperf'])).code !== 0) {
-    t.skip('dnsperf not installed');
-    return;
-  }
+test('dnsperf from inside a container against 127.0.0.11', async () => {
   const qfile = join(lab.root, 'queries.txt');
   writeFileSync(qfile, 'alpine2 A\nalpine4 A\nalpine1 A\n');
   const r = await run(

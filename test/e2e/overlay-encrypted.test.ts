@@ -54,6 +54,8 @@ async function wgShow(i: number, what: string): Promise<string> {
   return r.stdout.trim();
 }
 
+const etcdctlAs = (h: Lab, ...args: string[]) => lab.etcdctlAs(h, ...args);
+
 before(async () => {
   lab = await MultiHostLab.create('enc', 4);
   H = lab.hosts;
@@ -118,6 +120,30 @@ test('network inspect: encrypted, wireguard-go on this node (the ESP probe refus
     assert.equal(mtu, '1370');
   }
   assert.equal(tunnels.size, 3, `tunnel addresses: ${[...tunnels].join(' ')}`);
+  // Each claim is under its node's ID; a worker (host 2) can read host 3's but neither overwrite nor delete it,
+  // nor claim in host 3's name or in the shared layout: etcd refuses.
+  const claims = await etcdctlAs(H[0]!, 'get', '--prefix', '--keys-only', 'cove/tunnels/wireguard/');
+  assert.equal(claims.code, 0, claims.out);
+  const ids = await Promise.all([0, 1, 2].map((i) => dockerOk(H[i]!, ['info', '-f', '{{.Swarm.NodeID}}'])));
+  const tunnelOf = async (i: number) =>
+    dockerOk(H[i]!, ['network', 'inspect', '-f', '{{index .Options "com.cove.network.encryption.tunnel"}}', NET]);
+  const want = await Promise.all([0, 1, 2].map(async (i) => `cove/tunnels/wireguard/${ids[i]}/${await tunnelOf(i)}`));
+  assert.deepEqual(claims.out.split('\n').filter(Boolean).sort(), [...want].sort());
+  const victim = want[2]!;
+  assert.equal((await etcdctlAs(H[1]!, 'get', victim, '--print-value-only')).out, ids[2]);
+  for (const args of [
+    ['put', victim, ids[1]!],
+    ['del', victim],
+    ['del', '--prefix', `cove/tunnels/wireguard/${ids[2]}/`],
+    ['put', `cove/tunnels/wireguard/${ids[2]}/100.64.0.9`, ids[1]!],
+    ['put', 'cove/tunnels/wireguard/100.64.0.9', ids[1]!],
+    ['del', '--prefix', 'cove/tunnels/'],
+  ]) {
+    const r = await etcdctlAs(H[1]!, ...args);
+    assert.notEqual(r.code, 0, `the worker ran etcdctl ${args.join(' ')}`);
+    assert.match(r.out, /permission denied/, args.join(' '));
+  }
+  assert.equal((await etcdctlAs(H[1]!, 'get', victim, '--print-value-only')).out, ids[2]);
   // A full-size packet (1370 - 28) crosses without fragmentation.
   assert.ok(
     await retry(
@@ -366,4 +392,8 @@ test('a removed node: its key is revoked, its containers no longer reach the net
   const peers = await dockerOk(H[0]!, ['network', 'inspect', '-f', '{{json .Peers}}', NET]);
   assert.equal(peers.includes(`"${lab.addr(2)}"`), false, peers);
   assert.equal(peers.includes(`"${lab.addr(0)}"`), true, peers);
+  // Its tunnel address claim left with it: the address is free for the next node.
+  const left = await etcdctlAs(H[0]!, 'get', '--prefix', '--keys-only', `cove/tunnels/wireguard/${id3}/`);
+  assert.equal(left.code, 0, left.out);
+  assert.equal(left.out, '', `host 3's tunnel claim is still there: ${left.out}`);
 });

@@ -305,25 +305,7 @@ test('network rm: refused while any host has a container on it; then gone from e
   }
 });
 
-/** etcdctl inside host h with h's own node certificate (etcd's user = the certificate's CN), against host 1's member. */
-async function etcdctlAs(h: Lab, ...args: string[]): Promise<{ code: number; out: string }> {
-  const d = join(h.dataRoot, 'swarm/certs');
-  const r = await run(
-    'nsenter',
-    [
-      ...h.enter(),
-      'etcdctl',
-      `--endpoints=https://${lab.addr(0)}:2379`,
-      `--cacert=${d}/ca.crt`,
-      `--cert=${d}/node.crt`,
-      `--key=${d}/node.key`,
-      '--command-timeout=5s',
-      ...args,
-    ],
-    { timeoutMs: 20_000 },
-  );
-  return { code: r.code, out: `${r.stdout}${r.stderr}`.trim() };
-}
+const etcdctlAs = (h: Lab, ...args: string[]) => lab.etcdctlAs(h, ...args);
 
 const nodeIdOf = (h: Lab): string =>
   (JSON.parse(readFileSync(join(h.dataRoot, 'swarm/state.json'), 'utf8')) as { nodeId: string }).nodeId;

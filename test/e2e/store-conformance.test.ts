@@ -143,6 +143,52 @@ describe('etcd store on a one-member etcd', () => {
     }
   });
 
+  test('etcd store: a lease granted by one client (its key put in a transaction) is kept alive by another that adopts it', async () => {
+    const prefix = `/cove-adopt/${process.pid}/`;
+    const granter = new EtcdStore({ endpoints: lab!.endpoints, prefix });
+    const holder = new EtcdStore({ endpoints: lab!.endpoints, prefix });
+    try {
+      // As a swarm admission: the record and the liveness key in one transaction, the key on a fresh lease.
+      const id = await granter.grantLease(2);
+      await granter.txnWithLease([{ key: 'nodes/n1', expectRevision: 0, value: 'rec' }], {
+        id,
+        puts: [{ key: 'alive/n1', value: 'up' }],
+      });
+      assert.equal((await granter.get('nodes/n1'))?.value, 'rec');
+      await assert.rejects(
+        granter.txnWithLease([{ key: 'nodes/n1', expectRevision: 0, value: 'again' }], {
+          id,
+          puts: [{ key: 'alive/n1', value: 'twice' }],
+        }),
+        /compare-and-swap failed on nodes\/n1/,
+        'its compares hold as in txn()',
+      );
+      const lease = holder.adoptLease(id, 2);
+      let lost = false;
+      lease.onLost(() => (lost = true));
+      await sleep(4500); // past twice the TTL: only the holder's renewals keep it
+      assert.equal((await granter.get('alive/n1'))?.value, 'up', 'the adopted lease is renewed');
+      assert.equal(lost, false);
+      // A put through the adopted lease binds another key to it; revoke deletes both.
+      await lease.put('alive/n1-extra', 'x');
+      await lease.revoke();
+      assert.equal(await granter.get('alive/n1'), undefined);
+      assert.equal(await granter.get('alive/n1-extra'), undefined);
+      assert.equal((await granter.get('nodes/n1'))?.value, 'rec', 'keys not on the lease stay');
+      // A lease that expired before it was adopted is reported lost.
+      const late = await granter.grantLease(1);
+      await sleep(2500);
+      const gone = holder.adoptLease(late, 1);
+      let goneLost = false;
+      gone.onLost(() => (goneLost = true));
+      await waitFor(() => goneLost, 'the expired lease reported lost');
+      gone.release();
+    } finally {
+      await granter.close();
+      await holder.close();
+    }
+  });
+
   test('etcd store: latency of put, compare-and-swap and watch delivery (one member, unix socket)', async (t) => {
     const s = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-perf/${process.pid}/` });
     const w = new EtcdStore({ endpoints: lab!.endpoints, prefix: `/cove-perf/${process.pid}/` });

@@ -271,6 +271,7 @@ test('RBAC: a worker writes only its own records', async () => {
     `logs/req/${id}/r`,
     `node-local/${id}/x`,
     `node-local/${id}/tasks/t`,
+    `tunnels/wireguard/${id}/100.64.0.9`,
   ]) {
     const r = await etcdctlAs(h2, 'put', `cove/${key}`, 'x');
     assert.equal(r.code, 0, `${key}: ${r.out}`);
@@ -283,6 +284,7 @@ test('RBAC: a worker writes only its own records', async () => {
       `logs/req/${victim}/r`,
       `node-local/${victim}/x`,
       `node-local/${victim}/tasks/t`,
+      `tunnels/wireguard/${victim}/100.64.0.9`,
       `alive/${victim}`,
       `nodes/${victim}`,
     ]) {
@@ -300,6 +302,7 @@ test('RBAC: a worker writes only its own records', async () => {
     'ipam/config',
     'ipam/subnets/10.9.0.0_24',
     'ipam/vni/9999',
+    'tunnels/wireguard/100.64.0.9',
     'swarm/cluster',
     'secret/tokens',
   ]) {

@@ -31,6 +31,29 @@ export class MultiHostLab {
     return `${UNDERLAY_PREFIX}${11 + i}`;
   }
 
+  /**
+   * etcdctl inside host h with h's own node certificate (etcd's user = the certificate's CN), against
+   * host 1's member: what that node's credentials may do in the cluster store.
+   */
+  async etcdctlAs(h: Lab, ...args: string[]): Promise<{ code: number; out: string }> {
+    const d = join(h.dataRoot, 'swarm/certs');
+    const r = await run(
+      'nsenter',
+      [
+        ...h.enter(),
+        'etcdctl',
+        `--endpoints=https://${this.addr(0)}:2379`,
+        `--cacert=${d}/ca.crt`,
+        `--cert=${d}/node.crt`,
+        `--key=${d}/node.key`,
+        '--command-timeout=5s',
+        ...args,
+      ],
+      { timeoutMs: 20_000 },
+    );
+    return { code: r.code, out: `${r.stdout}${r.stderr}`.trim() };
+  }
+
   /** The hostname of host i (0-based). */
   static hostname(i: number): string {
     return `node${i + 1}`;

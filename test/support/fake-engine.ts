@@ -712,8 +712,12 @@ export class FakeContainers implements ContainerService {
     for (const e of entries) yield e;
   }
 
+  /**
+   * An attach or exec session on `proc`: given as a promise, so a session taken before start (docker run attaches
+   * first) exists at once, as the real engine's does, and is wired to the process when start spawns it.
+   */
   private session(
-    proc: FakeProc,
+    procReady: FakeProc | Promise<FakeProc>,
     tty: boolean,
     opts: { stdin: boolean; detachKeys?: string },
     exited: Promise<number>,
@@ -727,26 +731,42 @@ export class FakeContainers implements ContainerService {
     });
     const onOut = (d: Buffer) => stdout.write(d);
     const onErr = (d: Buffer) => (tty ? stdout : stderr).write(d);
-    proc.stdout.on('data', onOut);
-    proc.stderr.on('data', onErr);
+    let proc: FakeProc | undefined;
+    let finished = false;
     const finish = (how: 'exited' | 'detached' | 'closed') => {
-      proc.stdout.off('data', onOut);
-      proc.stderr.off('data', onErr);
+      if (finished) return;
+      finished = true;
+      proc?.stdout.off('data', onOut);
+      proc?.stderr.off('data', onErr);
       if (how === 'exited') {
         stdout.end();
         stderr.end();
       }
       resolveDone(how);
     };
+    const pending: Buffer[] = [];
+    let stdinEnded = false;
+    void Promise.resolve(procReady).then((p) => {
+      if (finished) return;
+      proc = p;
+      p.stdout.on('data', onOut);
+      p.stderr.on('data', onErr);
+      for (const d of pending.splice(0)) p.stdin.write(d);
+      if (stdinEnded) p.stdin.end();
+    });
     void exited.then(() => finish('exited'));
     stdin?.on('data', (d: Buffer) => {
       if (opts.detachKeys !== '' && d.includes(DETACH)) {
         finish('detached');
         return;
       }
-      proc.stdin.write(d);
+      if (proc) proc.stdin.write(d);
+      else pending.push(d);
     });
-    stdin?.on('end', () => proc.stdin.end());
+    stdin?.on('end', () => {
+      if (proc) proc.stdin.end();
+      else stdinEnded = true;
+    });
     return {
       tty,
       stdout,
@@ -760,18 +780,16 @@ export class FakeContainers implements ContainerService {
 
   async attach(idOrName: string, opts: AttachOptions): Promise<IoSession> {
     const c = this.get(idOrName);
-    if (!c.proc) {
-      // Attaching before start (docker run): hook onto the process as start spawns it.
-      await new Promise<void>((resolve) => c.onStart.push(resolve));
-    }
+    // Attaching before start (docker run): the session exists now and hooks onto the process as start spawns it.
+    const procReady = c.proc ? c.proc : new Promise<FakeProc>((resolve) => c.onStart.push(() => resolve(c.proc!)));
     return this.session(
-      c.proc!,
+      procReady,
       Boolean(c.body.Tty),
       {
         stdin: opts.stdin && Boolean(c.body.OpenStdin),
         ...(opts.detachKeys !== undefined ? { detachKeys: opts.detachKeys } : {}),
       },
-      c.proc!.exited,
+      Promise.resolve(procReady).then((p) => p.exited),
     );
   }
 

@@ -84,16 +84,17 @@ test('a 50,000-deep JSON body is a 400 (Go: exceeded max depth), not a 500', asy
   await pingFast();
 });
 
-test("goRegexp (the name filter): a catastrophic pattern runs in linear time; an invalid one is a 400 in Go's words", () => {
+test("goRegexp (the name filter): a catastrophic pattern runs in linear time; an invalid one is a 400 in Go's words", async () => {
+  const catastrophic = await goRegexp('^(a*)*$'); // the first call also loads re2js: not part of the timing
   const t0 = performance.now();
-  assert.equal(goRegexp('^(a*)*$')('a'.repeat(5000) + 'b'), false);
+  assert.equal(catastrophic('a'.repeat(5000) + 'b'), false);
   assert.ok(performance.now() - t0 < 500, `took ${performance.now() - t0} ms`);
-  assert.equal(goRegexp('web')('my-web-1'), true, 'unanchored, like regexp.MatchString');
-  assert.throws(
+  assert.equal((await goRegexp('web'))('my-web-1'), true, 'unanchored, like regexp.MatchString');
+  await assert.rejects(
     () => goRegexp('['),
     (e: unknown) => e instanceof InvalidParameter && e.message === 'error parsing regexp: missing closing ]: `[`',
   );
-  assert.throws(
+  await assert.rejects(
     () => goRegexp('(?<=a)b'),
     (e: unknown) => e instanceof InvalidParameter && /^error parsing regexp: invalid named capture/.test(e.message),
   );

@@ -239,6 +239,37 @@ test('attach hijacks (101 UPGRADED), stdin reaches the process, half-close ends 
   assert.equal(json(await request(h.socket, 'GET', `/containers/${Id}/json`)).State.ExitCode, 0);
 });
 
+test(
+  'attach before start: the answer comes once the session is taken, so a quick command loses no output',
+  { timeout: 10_000 },
+  async () => {
+    // docker run: attach, then start as soon as the attach's headers arrive. An engine slow to take the session
+    // (a loaded daemon) must not let start and the command's output overtake it.
+    const { Id } = json(
+      await request(
+        h.socket,
+        'POST',
+        '/containers/create',
+        JSON.stringify({ Image: 'alpine', Cmd: ['echo', 'imported'] }),
+      ),
+    );
+    const containers = h.engine.containers;
+    const attach = containers.attach.bind(containers);
+    containers.attach = async (id, o) => {
+      await new Promise((r) => setTimeout(r, 150));
+      return attach(id, o);
+    };
+    try {
+      const conn = await hijack(h.socket, `/containers/${Id}/attach?stream=1&stdout=1&stderr=1`);
+      const all = readToEnd(conn.socket, conn.head);
+      assert.equal((await request(h.socket, 'POST', `/containers/${Id}/start`)).status, 204);
+      assert.deepEqual(frames(await all), [[1, 'imported\n']]);
+    } finally {
+      containers.attach = attach;
+    }
+  },
+);
+
 test('attach to a TTY container is raw; plain POST without upgrade streams too', async () => {
   const { Id } = json(
     await request(

@@ -4,6 +4,12 @@ import { parseCommandLine, parseFlags } from '../../src/daemon/main.js';
 import { UsageError } from '../../src/common/args.js';
 import { probeRuntime } from '../../src/runtime/probe.js';
 import { silentLogger } from '../../src/common/log.js';
+import { covedCommand } from '../../src/lab/hosts.js';
+import { repoRoot } from '../../src/common/repo-root.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 test("coved takes dockerd's flags for its places", () => {
   const c = parseFlags([
@@ -107,4 +113,32 @@ test("coved --help and --version print and start nothing; usage errors are docke
   );
   assert.throws(() => parseFlags(['--data-root']), /flag needs an argument: --data-root/);
   assert.throws(() => parseFlags(['--registry-mirror', 'not a url']), /mirror/i);
+});
+
+test("coved's node flags: in bin/coved's shebang, and labs start node with the same ones", () => {
+  const bin = join(repoRoot(import.meta.url), 'bin/coved');
+  const cmd = covedCommand(bin);
+  assert.equal(cmd[0], process.execPath);
+  assert.equal(cmd.at(-1), bin);
+  const flags = cmd.slice(1, -1);
+  assert.ok(
+    flags.some((f) => /^--max-semi-space-size=\d+$/.test(f)),
+    `flags: ${flags.join(' ')}`,
+  );
+  // Started through its shebang (as an installed `coved` is), node takes the same flags.
+  const argv = JSON.parse(
+    execFileSync(process.execPath, [...flags, '-p', 'JSON.stringify(process.execArgv)'], { encoding: 'utf8' }),
+  ) as string[];
+  assert.deepEqual(argv.slice(0, flags.length), flags, 'node accepts the flags');
+  assert.match(execFileSync(bin, ['--version'], { encoding: 'utf8' }), /^Cove version /);
+
+  const dir = mkdtempSync(join(tmpdir(), 'coved-shebang-'));
+  try {
+    writeFileSync(join(dir, 'plain'), '#!/usr/bin/env node\n');
+    assert.deepEqual(covedCommand(join(dir, 'plain')), [process.execPath, join(dir, 'plain')]);
+    writeFileSync(join(dir, 'odd'), '#!/bin/sh\n');
+    assert.throws(() => covedCommand(join(dir, 'odd')), /unexpected first line/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -22,8 +22,11 @@ import {
   TUNNEL_CLAIMS,
   claimTunnelAddress,
   tunnelCandidates,
+  tunnelClaimPrefix,
 } from '../../src/network/drivers/overlay/tunnel-address.js';
 import { EmbeddedStore } from '../../src/store/embedded.js';
+import type { Store, TxnOp } from '../../src/store/store.js';
+import { workerGrants } from '../../src/swarm/controller.js';
 
 test('device names fit IFNAMSIZ and differ per node', () => {
   const a = wireguardIfName('x3kq9zk1y2m3n4b5v6c7x8z9a');
@@ -45,42 +48,125 @@ test('tunnel address candidates: stable per node, inside 100.64.0.0/10, never th
   assert.equal(new Set(tunnelCandidates('x', 300)).size, 300);
 });
 
-test('tunnel addresses are claimed by compare-and-swap: two nodes whose IDs hash alike never share one', async () => {
+async function tunnelStore(nodes: string[]): Promise<{ store: EmbeddedStore; done: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'cove-tun-'));
   const store = new EmbeddedStore(dir);
+  for (const n of nodes) await store.put(`nodes/${n}`, JSON.stringify({ ID: n }));
+  return {
+    store,
+    done: async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Every tunnel claim in the store: "holder/address". */
+async function tunnelClaims(store: Store): Promise<string[]> {
+  return (await store.list(TUNNEL_CLAIMS)).map((kv) => kv.key.slice(TUNNEL_CLAIMS.length));
+}
+
+// Force the worst case: every node's hash gives the same first candidates.
+const SAME = ['100.64.0.5', '100.64.0.6', '100.64.0.7'];
+
+test('tunnel addresses: two nodes racing for one address never share it; each claim is under its own node ID', async () => {
+  const { store, done } = await tunnelStore(['a', 'b', 'c', 'd']);
   try {
-    const members = new Set(['a', 'b', 'c']);
-    const isMember = async (id: string): Promise<boolean> => members.has(id);
-    // Force the worst case: every node's hash gives the same first candidates.
-    const same = ['100.64.0.5', '100.64.0.6', '100.64.0.7'];
     const [ra, rb] = await Promise.all([
-      claimTunnelAddress(store, 'a', isMember, { candidates: same }),
-      claimTunnelAddress(store, 'b', isMember, { candidates: same }),
+      claimTunnelAddress(store, 'a', { candidates: SAME }),
+      claimTunnelAddress(store, 'b', { candidates: SAME }),
     ]);
     assert.notEqual(ra, rb, 'concurrent claims of one address: one wins, the other takes the next');
     assert.deepEqual([ra, rb].sort(), ['100.64.0.5', '100.64.0.6']);
+    assert.deepEqual((await tunnelClaims(store)).sort(), [`a/${ra}`, `b/${rb}`].sort());
+    assert.equal((await store.get(tunnelClaimPrefix('a') + ra))?.value, 'a');
     // A restart keeps the address (the hint from its record, or its claim among the candidates).
-    assert.equal(await claimTunnelAddress(store, 'a', isMember, { hint: ra, candidates: same }), ra);
-    assert.equal(await claimTunnelAddress(store, 'b', isMember, { candidates: same }), rb);
-    assert.equal(await claimTunnelAddress(store, 'c', isMember, { candidates: same }), '100.64.0.7');
-    await assert.rejects(
-      claimTunnelAddress(store, 'd', isMember, { candidates: same }),
-      /no free WireGuard tunnel address/,
-    );
-    // A node that left the swarm: its address goes to the next node that needs one.
-    members.delete('a');
-    members.add('d');
-    assert.equal(await claimTunnelAddress(store, 'd', isMember, { candidates: same }), ra);
-    assert.equal((await store.get(TUNNEL_CLAIMS + ra))?.value, 'd');
-    // With real IDs: 300 nodes, 300 distinct addresses.
-    const ids = Array.from({ length: 300 }, (_, i) => `node-${i}`);
-    for (const id of ids) members.add(id);
-    const addrs = await Promise.all(ids.map((id) => claimTunnelAddress(store, id, isMember)));
-    assert.equal(new Set(addrs).size, ids.length);
+    assert.equal(await claimTunnelAddress(store, 'a', { hint: ra, candidates: SAME }), ra);
+    assert.equal(await claimTunnelAddress(store, 'b', { candidates: SAME }), rb);
+    assert.equal(await claimTunnelAddress(store, 'c', { candidates: SAME }), '100.64.0.7');
+    await assert.rejects(claimTunnelAddress(store, 'd', { candidates: SAME }), /no free WireGuard tunnel address/);
+    assert.equal((await tunnelClaims(store)).length, 3, 'a refused claim leaves nothing');
+    // A node racing itself (two calls at once) ends with one claim, the same for both.
+    const [e1, e2] = await Promise.all([
+      claimTunnelAddress(store, 'e', { candidates: ['100.64.1.1', '100.64.1.2'] }),
+      claimTunnelAddress(store, 'e', { candidates: ['100.64.1.1', '100.64.1.2'] }),
+    ]);
+    assert.equal(e1, '100.64.1.1');
+    assert.equal(e2, e1);
   } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await done();
   }
+});
+
+test("tunnel addresses: a claim whose node left the swarm is free (never deleted by another node); the hashed address stays a node's", async () => {
+  const { store, done } = await tunnelStore(['a', 'b', 'c']);
+  try {
+    const ra = await claimTunnelAddress(store, 'a', { candidates: SAME });
+    const rb = await claimTunnelAddress(store, 'b', { candidates: SAME });
+    assert.equal(await claimTunnelAddress(store, 'c', { candidates: SAME }), '100.64.0.7');
+    // a is removed from the swarm (nodes/a gone) but its claim is still there (node rm failed to delete it).
+    await store.delete('nodes/a');
+    await store.put('nodes/d', JSON.stringify({ ID: 'd' }));
+    assert.equal(await claimTunnelAddress(store, 'd', { candidates: SAME }), ra, "d takes over a's address");
+    assert.equal((await store.get(tunnelClaimPrefix('a') + ra))?.value, 'a', "d never touches a's key");
+    assert.equal((await store.get(tunnelClaimPrefix('d') + ra))?.value, 'd');
+    // b restarts: its address is still its own.
+    assert.equal(await claimTunnelAddress(store, 'b', { hint: rb, candidates: SAME }), rb);
+    // With real IDs: 300 nodes at once, 300 distinct addresses, each its hashed one unless another had it.
+    const ids = Array.from({ length: 300 }, (_, i) => `node-${i}`);
+    for (const id of ids) await store.put(`nodes/${id}`, JSON.stringify({ ID: id }));
+    const addrs = await Promise.all(ids.map((id) => claimTunnelAddress(store, id)));
+    assert.equal(new Set(addrs).size, ids.length);
+    const hashed = addrs.filter((a, i) => a === tunnelCandidates(ids[i]!, 1)[0]).length;
+    assert.ok(hashed >= 295, `${hashed} of 300 got their hashed address`);
+    // Restarted, every one of them keeps its address.
+    assert.deepEqual(await Promise.all(ids.map((id) => claimTunnelAddress(store, id))), addrs);
+  } finally {
+    await done();
+  }
+});
+
+test('tunnel addresses: a node admitted between the node list and the claim fails the guard; a stale own claim is let go', async () => {
+  const { store, done } = await tunnelStore(['a']);
+  try {
+    // x joins and claims .5 right after a has read the node list and the claims (a's view has neither).
+    let joined = false;
+    const racing = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'txn')
+          return async (ops: TxnOp[]) => {
+            if (!joined) {
+              joined = true;
+              await store.put('nodes/x', JSON.stringify({ ID: 'x' }));
+              await store.put(tunnelClaimPrefix('x') + SAME[0], 'x');
+            }
+            return target.txn(ops);
+          };
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    assert.equal(await claimTunnelAddress(racing, 'a', { candidates: SAME }), SAME[1]);
+    assert.deepEqual((await tunnelClaims(store)).sort(), [`a/${SAME[1]}`, `x/${SAME[0]}`]);
+    // A claim of a's made while y was not a member, for the address y holds: a lets it go and claims another.
+    await store.put(tunnelClaimPrefix('a') + SAME[2], 'a');
+    await store.put('nodes/y', JSON.stringify({ ID: 'y' }));
+    await store.put(tunnelClaimPrefix('y') + SAME[2], 'y');
+    await store.delete(tunnelClaimPrefix('a') + SAME[1]);
+    assert.equal(await claimTunnelAddress(store, 'a', { hint: SAME[2], candidates: SAME }), SAME[1]);
+    assert.deepEqual((await tunnelClaims(store)).sort(), [`a/${SAME[1]}`, `x/${SAME[0]}`, `y/${SAME[2]}`]);
+  } finally {
+    await done();
+  }
+});
+
+test("a worker's etcd role writes its own tunnel claims only, as every record it writes: under its node ID", () => {
+  const g = workerGrants('w1');
+  const writable = (key: string) => g.readwrite.some((p) => key.startsWith(p));
+  assert.ok(writable(tunnelClaimPrefix('w1') + '100.64.0.5'));
+  assert.ok(!writable(tunnelClaimPrefix('w2') + '100.64.0.5'), "another node's tunnel claim");
+  assert.ok(!writable(TUNNEL_CLAIMS + '100.64.0.5'), 'the shared layout of before');
+  for (const p of g.readwrite) assert.ok(p.includes('w1/') || p === 'alive/w1', p);
 });
 
 test('key pairs are WireGuard keys: wg pubkey derives the same public key', () => {

@@ -3,7 +3,7 @@ import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
 import { containerCreateShape, execCreateShape, execStartShape } from '../shapes.js';
 import { InvalidParameter } from '../../common/errors.js';
-import type { DockerContainerCreate, DockerExecCreate, IoSession, LogOptions } from '../../runtime/types.js';
+import type { DockerContainerCreate, DockerExecCreate, LogOptions } from '../../runtime/types.js';
 import { MULTIPLEXED_STREAM, RAW_STREAM, frame, runSession } from '../stream.js';
 import { parseTimestamp } from '../request.js';
 import { pipeline } from 'node:stream/promises';
@@ -217,17 +217,17 @@ async function attach(ctx: Ctx): Promise<void> {
     stream: boolQuery(q, 'stream'),
     ...(q.get('detachKeys') ? { detachKeys: q.get('detachKeys')! } : {}),
   };
-  // `docker run` attaches BEFORE it starts the container and waits for this
-  // answer first: take the connection now, then wait for the session.
+  // `docker run` attaches BEFORE it starts the container and sends start as soon as this answer's headers
+  // arrive: the session is taken first (the engine connects it at start, before the process runs), and only then
+  // is the connection answered. Answering first let a quick command's output go out before its session existed.
   const info = await ctx.engine.containers.inspect(id);
-  const conn = ctx.reply.hijack(info.Config.Tty ? RAW_STREAM : MULTIPLEXED_STREAM);
-  let session: IoSession;
+  const session = await ctx.engine.containers.attach(id, opts);
+  let conn: ReturnType<Ctx['reply']['hijack']>;
   try {
-    session = await ctx.engine.containers.attach(id, opts);
+    conn = ctx.reply.hijack(info.Config.Tty ? RAW_STREAM : MULTIPLEXED_STREAM);
   } catch (err) {
-    ctx.log.warn({ err, container: id }, 'attach failed after the connection was taken');
-    conn.end();
-    return;
+    session.close();
+    throw err;
   }
   await runSession(session, conn, { stdin: opts.stdin });
 }

@@ -22,13 +22,12 @@
  * never claimed: every claimant skips them.
  */
 import { CasError, type Store, type TxnOp } from '../../store/store.js';
+import { createIfNoneOf, NODES, readRoster, rosterGuard, type Roster } from '../../cluster/node-claims.js';
 import { Forbidden, InvalidParameter, Unavailable } from '../../common/errors.js';
 import { cidrContains, formatIp, parseCidr, tryParseIp, type Family } from './ip.js';
 import { ADDRESS_IN_USE, firstFree, NO_AVAILABLE, type SubnetState } from './allocator.js';
 import type { SubnetPlan } from './plan.js';
 
-/** Where node records live (src/cluster/membership.ts): the claimants besides the managers. */
-const NODES = 'nodes/';
 const MAX_ATTEMPTS = 100;
 
 export interface ClaimedAddress {
@@ -57,7 +56,7 @@ export const clusterClaimPrefix = (networkId?: string): string =>
   `ipam/addr/${networkId === undefined ? '' : `${networkId}/`}`;
 
 export class SwarmAddressClaims {
-  private roster?: { ids: string[]; newest: number };
+  private roster?: Roster;
   /** Addresses being claimed or held by this process right now (<nid>/<ip> -> holders): joins here pick others. */
   private readonly pending = new Map<string, number>();
   /** The managers' claims (service VIPs) per network, from the watch on ipam/addr/. */
@@ -125,7 +124,7 @@ export class SwarmAddressClaims {
       const mine = [...got.values()].map((a) => `${net.id}/${a.address}`);
       this.addPending(mine);
       try {
-        const ops: TxnOp[] = [{ key: NODES, prefixUnchangedAfter: roster.newest }];
+        const ops: TxnOp[] = [rosterGuard(roster)];
         for (const a of got.values()) ops.push(...this.claimOps(roster.ids, net.id, a.address, owner, by));
         ops.push(...also(got));
         const revision = await this.store.txn(ops);
@@ -252,14 +251,11 @@ export class SwarmAddressClaims {
   }
 
   private claimOps(nodes: string[], networkId: string, ip: string, owner: string, by: Claimant): TxnOp[] {
-    const ops: TxnOp[] = [];
     const own =
       by === 'node' ? `${nodeClaimPrefix(this.selfId, networkId)}${ip}` : `${clusterClaimPrefix(networkId)}${ip}`;
-    ops.push({ key: own, expectRevision: 0, value: owner });
     const others = nodes.map((id) => `${nodeClaimPrefix(id, networkId)}${ip}`);
     others.push(`${clusterClaimPrefix(networkId)}${ip}`);
-    for (const k of others) if (k !== own) ops.push({ key: k, expectRevision: 0 });
-    return ops;
+    return createIfNoneOf(own, owner, others);
   }
 
   private pick(networkId: string, subnets: SubnetPlan[], preferred: string | undefined, taken: Set<string>) {
@@ -283,15 +279,10 @@ export class SwarmAddressClaims {
     throw new Unavailable(NO_AVAILABLE);
   }
 
-  /** The nodes that may hold claims, and the newest revision among their records (the guard). */
-  private async nodes(): Promise<{ ids: string[]; newest: number }> {
-    if (this.roster) return this.roster;
-    const kvs = await this.store.list(NODES);
-    const ids = new Set(kvs.map((kv) => kv.key.slice(NODES.length)));
-    ids.add(this.selfId);
-    const roster = { ids: [...ids], newest: Math.max(0, ...kvs.map((kv) => kv.revision)) };
-    this.roster = roster;
-    return roster;
+  /** The nodes that may hold claims, and the newest revision among their records (the guard), cached until it fails. */
+  private async nodes(): Promise<Roster> {
+    this.roster ??= await readRoster(this.store, this.selfId);
+    return this.roster;
   }
 }
 

@@ -15,10 +15,10 @@ import { lstat, readlink } from 'node:fs/promises';
 import { basename, dirname, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
 import { CoveError, Forbidden, InvalidParameter, NotFound } from '../../common/errors.js';
 import type { MountPoint } from './mounts.js';
 import { resolveScoped, ScopeError } from './scoped-path.js';
+import { loadTar } from '../tar.js';
 
 export interface PathStat {
   name: string;
@@ -124,10 +124,11 @@ export function encodeStat(s: PathStat): string {
  * A tar of the path: its base name as the top entry, as Docker's archive
  * (`path/.` = the directory's content without the directory itself).
  */
-export function tarOf(loc: Located, asked: string): Readable {
+export async function tarOf(loc: Located, asked: string): Promise<Readable> {
   const contentOnly = /\/\.$/.test(asked);
   const cwd = contentOnly ? loc.host : dirname(loc.host);
   const entry = contentOnly ? '.' : basename(loc.host);
+  const tar = await loadTar();
   return tar.c({ cwd, portable: false, follow: false, noDirRecurse: false, preservePaths: false }, [
     entry,
   ]) as unknown as Readable;
@@ -146,6 +147,7 @@ export async function extractInto(
   if (!st.isDirectory()) throw new InvalidParameter('extraction point is not a directory');
   if (!loc.writable) throw new Forbidden('container rootfs is marked read-only');
   let failure: Error | undefined;
+  const tar = await loadTar();
   const x = tar.x({
     cwd: loc.host,
     preservePaths: false,

@@ -159,7 +159,7 @@ function baseArgs(paths: ConmonPaths): string[] {
  * the daemon). A start that fails (ENOENT, EMFILE) is this promise's
  * rejection, never an 'error' event nobody hears.
  */
-async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Promise<ConmonChild> {
+async function spawnConmon(paths: ConmonPaths, args: string[], fds: number, cwd: string): Promise<ConmonChild> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',
@@ -170,7 +170,9 @@ async function spawnConmon(paths: ConmonPaths, args: string[], fds: number): Pro
   for (let i = 3; i < fds; i++) stdio.push('pipe');
   let child: DetachedChild;
   try {
-    child = spawnDetached(paths.conmon, args, { env, stdio });
+    // cwd: conmon writes an `oom` file into its working directory when the container is OOM-killed; in the bundle
+    // it goes with the container instead of landing wherever the daemon was started.
+    child = spawnDetached(paths.conmon, args, { env, stdio, cwd });
   } catch (e) {
     throw new Error(`starting conmon: ${(e as Error).message}`);
   }
@@ -230,7 +232,7 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     if (o.phases) o.phases[name] = Math.round((now - t) * 10) / 10;
     t = now;
   };
-  const child = await spawnConmon(paths, args, 5);
+  const child = await spawnConmon(paths, args, 5, o.bundle);
   lap('conmonSpawn');
   const stderr = collect(child.stderr);
   collect(child.stdout);
@@ -312,7 +314,7 @@ export async function conmonExec(
   if (o.attach) args.push('--exec-attach');
   if (o.tty) args.push('-t');
   if (o.stdin) args.push('-i');
-  const child = await spawnConmon(paths, args, o.attach ? 6 : 5);
+  const child = await spawnConmon(paths, args, o.attach ? 6 : 5, o.dir);
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);

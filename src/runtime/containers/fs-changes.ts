@@ -9,7 +9,8 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
-import * as tar from 'tar';
+import type { ReadEntry } from 'tar';
+import { loadTar, type Tar } from '../tar.js';
 import { addon } from '../../kernel/native.js';
 
 export const CHANGE_MODIFY = 0;
@@ -160,7 +161,7 @@ async function existsBelow(lowers: string[], rel: string): Promise<boolean> {
 }
 
 /** A header-only entry of the layer tar (whiteout markers). */
-function markerEntry(path: string, mtime: Date): tar.ReadEntry {
+function markerEntry(tar: Tar, path: string, mtime: Date): ReadEntry {
   const header = new tar.Header({ path, type: 'File', size: 0, mode: 0o644, uid: 0, gid: 0, mtime });
   const entry = new tar.ReadEntry(header);
   entry.end();
@@ -189,6 +190,7 @@ export async function upperLayerTar(upper: string): Promise<Readable> {
     files.push(rel);
   }
   // Entries one by one (no recursion): the walk decided what goes in.
+  const tar = await loadTar();
   const pack = new tar.Pack({
     cwd: upper,
     portable: false,
@@ -197,7 +199,7 @@ export async function upperLayerTar(upper: string): Promise<Readable> {
   });
   for (const f of files) pack.write(f);
   const now = new Date();
-  for (const m of markers) pack.write(markerEntry(m, now));
+  for (const m of markers) pack.write(markerEntry(tar, m, now));
   pack.end();
   return pack as unknown as Readable;
 }

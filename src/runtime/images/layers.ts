@@ -28,7 +28,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import * as tar from 'tar';
+import type { ReadEntry, Unpack } from 'tar';
+import { loadTar } from '../tar.js';
 import { InvalidParameter } from '../../common/errors.js';
 
 const run = promisify(execFile);
@@ -244,7 +245,8 @@ export class LayerStore {
     // Modes node-tar may not leave exact (sticky/setuid bits, dirs made as parents first).
     const modes: Array<{ path: string; mode: number }> = [];
     let size = 0;
-    const options: ConstructorParameters<typeof tar.Unpack>[0] & object = {
+    const tar = await loadTar();
+    const options: ConstructorParameters<typeof Unpack>[0] & object = {
       cwd: dest,
       preserveOwner: process.getuid?.() === 0,
       chmod: true,
@@ -264,7 +266,7 @@ export class LayerStore {
           whiteouts.push(posix.join(posix.dirname(p), base.slice(4)));
           return false;
         }
-        const e = entry as tar.ReadEntry;
+        const e = entry as ReadEntry;
         if (e.type === 'CharacterDevice' || e.type === 'BlockDevice' || e.type === 'FIFO') {
           specials.push({
             path: p,

@@ -10,7 +10,6 @@ import { createReadStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
 import { Collection, type Store } from '../../store/store.js';
 import { Conflict, InvalidParameter, NotFound } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/log.js';
@@ -22,6 +21,7 @@ import { applyChanges, type ImageRunConfig } from './changes.js';
 import { LayerStore, spoolTar, chainIdOf } from './layers.js';
 import { familiarRepo, formatRepoTag, parseNamed, parseRepoTag } from './reference.js';
 import { BlobStore } from './blobs.js';
+import { loadTar } from '../tar.js';
 
 /** The image config JSON (OCI image config / Docker's v1 image JSON). */
 export interface ImageConfig {
@@ -368,6 +368,7 @@ export class ImageStore implements ImageService {
     const dir = join(tmp, 'archive');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
+      const tar = await loadTar();
       await pipeline(input, tar.x({ cwd: dir, preserveOwner: false, strict: true }));
       let images: Array<{ configBytes: Buffer; layerFiles: string[]; tags: string[] }>;
       if (existsSync(join(dir, 'manifest.json'))) images = await readDockerArchive(dir);
@@ -831,6 +832,7 @@ export class ImageStore implements ImageService {
       throw e;
     }
     const entries = await readdir(dir);
+    const tar = await loadTar();
     const stream = tar.c({ cwd: dir, portable: true, noMtime: true }, entries) as unknown as Readable;
     const cleanup = (): void => {
       void rm(dirname(dir), { recursive: true, force: true });

@@ -386,14 +386,7 @@ export class WireguardTransport implements UnderlayTransport {
     await wgSet(name, ['listen-port', String(this.port), 'private-key', keyPath]);
     const mtu =
       ((await this.opts.kernel.mtuOfAddress(c.dataPathAddr).catch(() => undefined)) ?? 1500) - WIREGUARD_OVERHEAD;
-    this.tunnelAddr = await claimTunnelAddress(
-      c.store,
-      c.nodeId,
-      async (id) => (await c.store.get(`nodes/${id}`)) !== undefined,
-      {
-        hint: this.records.get(c.nodeId)?.tunnelAddr,
-      },
-    );
+    this.tunnelAddr = await claimTunnelAddress(c.store, c.nodeId, { hint: this.records.get(c.nodeId)?.tunnelAddr });
     await this.opts.kernel.apply(null, [
       { kind: 'addr', dev: name, cidr: `${this.tunnelAddr}/${TUNNEL_PREFIX}` },
       { kind: 'link-set', name, mtu, up: true },

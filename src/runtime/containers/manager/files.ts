@@ -8,10 +8,10 @@ import type { DockerContainerConfig } from '../../types.js';
 import { isMounted, mountRootfs, rootfsPaths, unmountRootfs } from '../rootfs.js';
 import { containerChanges, upperLayerTar, type FsChange } from '../fs-changes.js';
 import { applyChanges, type ImageRunConfig } from '../../images/changes.js';
-import * as tar from 'tar';
 import { encodeStat, extractInto, locate, statPath, tarOf, type PathStat } from '../archive.js';
 import type { Readable } from 'node:stream';
 import { ContainerCore, type ContainerRecord } from './core.js';
+import { loadTar } from '../../tar.js';
 
 /** The container config keys a committed image keeps (its run config). */
 const COMMIT_CONFIG_KEYS = [
@@ -70,7 +70,7 @@ export class FileOps {
     await this.withRootfs(idOrName, async (r, merged) => {
       const loc = locate(merged, r.MountPoints ?? [], path, !!r.HostConfig.ReadonlyRootfs, false);
       const st = await statPath(loc, path, idOrName);
-      await consume(encodeStat(st), tarOf(loc, path));
+      await consume(encodeStat(st), await tarOf(loc, path));
     });
   }
 
@@ -94,6 +94,7 @@ export class FileOps {
     await this.withRootfs(idOrName, async (r, merged) => {
       const names = (await readdir(merged)).sort();
       this.core.publish(r, 'export');
+      const tar = await loadTar();
       await consume(tar.c({ cwd: merged, portable: false, follow: false }, names) as unknown as Readable);
     });
   }

@@ -101,7 +101,7 @@ export class ViewOps {
     for (const v of f.health ?? [])
       if (!['starting', 'healthy', 'unhealthy', 'none'].includes(v))
         throw new InvalidParameter(`Unrecognised filter value for health: ${v}`);
-    const nameMatchers = (f.name ?? []).map((p) => goRegexp(p.replace(/^\//, '')));
+    const nameMatchers = await Promise.all((f.name ?? []).map((p) => goRegexp(p.replace(/^\//, ''))));
     let rows = (await this.core.records.list()).map((x) => x.value).sort((a, b) => b.Created.localeCompare(a.Created));
     // before/since: relative to another container's creation.
     for (const [key, keepIf] of [
