@@ -299,6 +299,7 @@ export async function* readLogs(path: string, opts: LogOptions, follow?: FollowC
       return;
     }
     let active = false;
+    let drainedAfterRename = false;
     for (;;) {
       const live = follow.isLive();
       let got = false;
@@ -327,7 +328,14 @@ export async function* readLogs(path: string, opts: LogOptions, follow?: FollowC
           () => undefined,
         );
         // Rotated: once the old file gave nothing more, go on with the one written after it, from its start.
+        // Its last lines may have come after the read above and before the rename seen here (the writer
+        // renames a file after its last write to it): so read it once more, after seeing the rename.
+        if (now !== undefined && now !== current.ino && !got && !drainedAfterRename) {
+          drainedAfterRename = true;
+          continue;
+        }
         if (now !== undefined && now !== current.ino && !got) {
+          drainedAfterRename = false;
           const next = await nextFile(path, current.ino);
           await current.fh.close();
           current = next;
