@@ -98,26 +98,28 @@ async function runServices(ctx: Ctx): Promise<void> {
       );
     const converged = (s: string, n: number, ms = 180_000): Promise<void> =>
       until(`${s} ${n}/${n}`, async () => (await replicas(s)) === `${n}/${n}`, ms);
-    const R = ctx.quick ? 1 : 3;
-    await cove(['network', 'create', '-d', 'overlay', '--attachable', 'bnet']);
-
-    for (let i = 0; i < R; i++) {
-      let t0 = Date.now();
-      // --no-resolve-image: the digest lookup asks Docker Hub, which the lab cannot reach (a resolver timeout of
-      // ~10 s, remembered for 30 s: it decided the first rounds' times, not the scheduling; as workload 13).
-      await cove([
+    // --no-resolve-image: the digest lookup asks Docker Hub, which the lab cannot reach (a resolver timeout of
+    // ~10 s, remembered for 30 s: it decided the first rounds' times, not the scheduling; as workload 13).
+    const createNginx = (name: string, n: number) =>
+      cove([
         'service',
         'create',
         '-d',
         '--no-resolve-image',
         '--name',
-        `c${i}`,
+        name,
         '--replicas',
-        '5',
+        String(n),
         '--network',
         'bnet',
         'nginx',
       ]);
+    const R = ctx.quick ? 1 : 3;
+    await cove(['network', 'create', '-d', 'overlay', '--attachable', 'bnet']);
+
+    for (let i = 0; i < R; i++) {
+      let t0 = Date.now();
+      await createNginx(`c${i}`, 5);
       await converged(`c${i}`, 5);
       ctx.rec.add(ID, M.converge5!, target, Date.now() - t0);
       await cove(['service', 'scale', '-d', `c${i}=1`]);
@@ -134,19 +136,7 @@ async function runServices(ctx: Ctx): Promise<void> {
     }
 
     // VIP against one task: three tasks, a client container on the manager.
-    await cove([
-      'service',
-      'create',
-      '-d',
-      '--no-resolve-image',
-      '--name',
-      'web',
-      '--replicas',
-      '3',
-      '--network',
-      'bnet',
-      'nginx',
-    ]);
+    await createNginx('web', 3);
     await converged('web', 3);
     await cove(['run', '-d', '--name', 'bclient', '--network', 'bnet', 'alpine', 'sleep', '1000000']);
     const sandbox = await cove(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'bclient']);

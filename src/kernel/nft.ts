@@ -14,7 +14,7 @@ import { KernelError } from './errors.js';
 import { endCoprocess, inNetns, runTool, spawnPiped } from './exec.js';
 import { addon, type NetnsAddon } from './native.js';
 
-/** The addon when its libnftables is usable; undefined (spawn nft) otherwise. Decided once. */
+/** The addon when its libnftables is usable; null (spawn nft) otherwise. Decided once. */
 let inProcess: NetnsAddon | null | undefined;
 function libnftables(): NetnsAddon | null {
   if (inProcess !== undefined) return inProcess;

@@ -29,6 +29,7 @@ import {
 import { join, dirname } from 'node:path';
 import { request } from 'node:http';
 import { repoRoot } from '../common/repo-root.js';
+import { removeContainerCgroups } from './cgroups.js';
 
 /** Repository root (from dist/src/lab, src/lab or the bundled CLI). */
 const REPO = repoRoot(import.meta.url);
@@ -392,6 +393,8 @@ export class HostLab {
       .filter((m): m is string => !!m && m.startsWith(this.state.dir + '/'))
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) await run('umount', ['-l', m]);
+    // 3b. Cgroups of the containers killed above (their daemon was not there to remove them).
+    for (const h of hosts) await removeContainerCgroups(join(h.dataRoot, 'containers'));
     // 4. Namespaces; their links go with them.
     for (const h of hosts) await run('ip', ['netns', 'del', h.netns]);
     await run('ip', ['netns', 'del', this.state.underlay]);

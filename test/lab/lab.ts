@@ -12,7 +12,8 @@
  * also after a failed test.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync, rmdirSync, readFileSync, readdirSync, openSync, closeSync, existsSync } from 'node:fs';
+import { mkdirSync, rmSync, readFileSync, readdirSync, openSync, closeSync, existsSync } from 'node:fs';
+import { removeContainerCgroups } from '../../src/lab/cgroups.js';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'node:http';
@@ -435,35 +436,6 @@ export class Lab {
     for (const ns of [...this.extraNetns, this.inetNetns, this.netns]) await run('ip', ['netns', 'del', ns]);
     // 5. runc state of this lab's containers lives under its exec root; files last.
     rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** Where Cove's containers have their cgroups in each v1 hierarchy (src/runtime/containers/oci.ts: /cove/<id>). */
-const CGROUP_ROOT = '/sys/fs/cgroup';
-
-/** rmdir of every cgroup of the containers whose records are in `dir` (their processes are gone by now). */
-async function removeContainerCgroups(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
-  const ids = readdirSync(dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
-  if (!ids.length) return;
-  let hierarchies: string[] = [];
-  try {
-    hierarchies = readdirSync(CGROUP_ROOT);
-  } catch {
-    return;
-  }
-  for (const id of ids) {
-    for (const h of hierarchies) {
-      const cg = join(CGROUP_ROOT, h, 'cove', id);
-      // A killed process may take a moment to leave its cgroup (EBUSY until it is reaped).
-      for (let i = 0; i < 10 && existsSync(cg); i++) {
-        try {
-          rmdirSync(cg);
-        } catch {
-          await sleep(100);
-        }
-      }
-    }
   }
 }
 
