@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cove_netns",
-      "sources": ["netns.c", "seqpacket.c", "xattr.c", "nft.c"],
+      "sources": ["netns.c", "seqpacket.c", "xattr.c", "nft.c", "mount.c", "spawn.c"],
       "libraries": ["-ldl", "-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     },

@@ -16,8 +16,9 @@
  *   netnsInode(path)                   st_ino of the netns at path (for checks)
  *   configureInNetns(path, ops)        rtnetlink link/addr/route changes and /proc writes inside the netns
  * and, from seqpacket.c, the SOCK_SEQPACKET client for conmon's attach socket
- * (seqpacketConnect/Write/Shutdown/Close), and from nft.c libnftables run inside
- * a netns (nftRun, nftAvailable).
+ * (seqpacketConnect/Write/Shutdown/Close); from xattr.c lgetxattr; from nft.c libnftables run inside
+ * a netns (nftRun, nftAvailable); from mount.c mountOverlay/unmount (a container's root filesystem);
+ * from spawn.c spawnDetached and mkfifo (conmon and cove-logger started without fork()).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -408,6 +409,8 @@ static napi_value js_inode(napi_env env, napi_callback_info info) {
 void cove_seqpacket_register(napi_env env, napi_value exports);
 void cove_xattr_register(napi_env env, napi_value exports);
 void cove_nft_register(napi_env env, napi_value exports);
+void cove_mount_register(napi_env env, napi_value exports);
+void cove_spawn_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -423,6 +426,8 @@ static napi_value init(napi_env env, napi_value exports) {
   cove_seqpacket_register(env, exports);
   cove_xattr_register(env, exports);
   cove_nft_register(env, exports);
+  cove_mount_register(env, exports);
+  cove_spawn_register(env, exports);
   return exports;
 }
 

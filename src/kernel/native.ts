@@ -46,6 +46,25 @@ export interface NetnsAddon {
     script: string,
     cb: (err: string | null, rc: number | null, output: string | null, errors: string | null) => void,
   ): void;
+  /** mount("overlay", target, "overlay", 0, data) on the calling thread (throws with code "E<errno>"). */
+  mountOverlay(target: string, data: string): void;
+  /** umount2(target, detach ? MNT_DETACH : 0) (throws with code "E<errno>"). */
+  unmount(target: string, detach: boolean): void;
+  /**
+   * posix_spawn (vfork semantics) in a new session; stdio[i] 0 = /dev/null, 1 = a socketpair whose
+   * parent end is returned; cwd: the child's working directory. Returns [pid, parent fd per stdio entry or -1];
+   * onExit once reaped.
+   */
+  spawnDetached(
+    file: string,
+    argv: string[],
+    envp: string[],
+    stdio: Array<0 | 1>,
+    onExit: (code: number, signal: number) => void,
+    cwd?: string | null,
+  ): number[];
+  /** mkfifo(2); an existing FIFO at `path` is fine (throws with code "E<errno>" otherwise). */
+  mkfifo(path: string, mode: number): void;
 }
 
 /** Opaque handle of a seqpacket connection held by the addon. */

@@ -18,6 +18,7 @@ import type {
   Filters,
   NetworkService,
   SandboxHandle,
+  SandboxOptions,
   SandboxSpec,
 } from './types.js';
 import type { DriverRegistry } from './drivers/registry.js';
@@ -108,8 +109,8 @@ export class NetworkController implements NetworkService, ClusterAware {
   }
 
   // sandboxes
-  createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
-    return this.core.sandboxOps.createSandbox(spec);
+  createSandbox(spec: SandboxSpec, opts?: SandboxOptions): Promise<SandboxHandle> {
+    return this.core.sandboxOps.createSandbox(spec, opts);
   }
 
   deleteSandbox(containerId: string): Promise<void> {

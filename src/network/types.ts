@@ -174,6 +174,11 @@ export interface SandboxSpec {
   swarmTask?: boolean;
 }
 
+export interface SandboxOptions {
+  /** See createSandbox; the sandbox goes on once what it returns settles (and must, or the sandbox waits). */
+  onNamespace?: (h: SandboxHandle) => Promise<void> | void;
+}
+
 export interface SandboxHandle {
   /** The sandbox ID (64 hex). */
   id: string;
@@ -199,8 +204,15 @@ export interface NetworkService {
   /** Resolves a name/ID/prefix to the network's ID and name, or throws NotFound. */
   resolveNetwork(idOrName: string): Promise<{ id: string; name: string; driver: string }>;
 
-  /** Creates the container's sandbox and joins every requested network (container start). */
-  createSandbox(spec: SandboxSpec): Promise<SandboxHandle>;
+  /**
+   * Creates the container's sandbox and joins every requested network (container start).
+   * `onNamespace`, when given, is called as soon as the namespace and the name files exist (their
+   * content is rewritten in place once the endpoints are there), before the endpoints are made: what
+   * only needs those paths (the OCI runtime's create) can go ahead meanwhile, and the endpoints wait
+   * until the promise it returns settles. It may not be called at all (no namespace of its own): then
+   * the returned handle is the first word.
+   */
+  createSandbox(spec: SandboxSpec, opts?: SandboxOptions): Promise<SandboxHandle>;
   /** Leaves every network, releases addresses and ports, removes the namespace (container stop). */
   deleteSandbox(containerId: string): Promise<void>;
   /** Joins one more network (docker network connect of a running container). */

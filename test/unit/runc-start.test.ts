@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXEC_FIFO, execFifoOf, startThroughFifo } from '../../src/runtime/containers/runc-start.js';
@@ -36,6 +36,29 @@ test('start through the fifo: a dead init is an error, not a hang', async () => 
     const gone = spawn('true');
     await new Promise((r) => gone.once('exit', r));
     await assert.rejects(startThroughFifo(fifo, gone.pid!, 10_000), /container process is already dead/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('start through the fifo: an init that wrote its byte and ended between a read and the check started (a quick echo)', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cove-fifo-'));
+  try {
+    const fifo = join(root, EXEC_FIFO);
+    execFileSync('mkfifo', [fifo]);
+    let checks = 0;
+    // The race made exact: the first read finds nothing; by the liveness check the init has written its
+    // byte, exec'd the command and the command has already exited.
+    const endedAfterWriting = (): boolean => {
+      checks++;
+      const w = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+      writeSync(w, '0');
+      closeSync(w);
+      return false;
+    };
+    await startThroughFifo(fifo, 1, 10_000, endedAfterWriting);
+    assert.equal(checks, 1);
+    assert.ok(!existsSync(fifo), 'started: the fifo is removed');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { newId, shortId } from '../../common/ids.js';
 import { Conflict, Forbidden, InvalidParameter, NotFound } from '../../common/errors.js';
 import { GWBRIDGE } from '../swarm-scope.js';
-import type { DockerNetworkSettings, EndpointRequest, SandboxHandle, SandboxSpec } from '../types.js';
+import type { DockerNetworkSettings, EndpointRequest, SandboxHandle, SandboxOptions, SandboxSpec } from '../types.js';
 import type { EndpointRecord, NetworkRecord, SandboxRecord } from '../records.js';
 import { hasEmbeddedDns } from '../network.js';
 import { networkSettings } from '../endpoint.js';
@@ -137,7 +137,7 @@ export class SandboxOps {
     return out;
   }
 
-  async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
+  async createSandbox(spec: SandboxSpec, opts: SandboxOptions = {}): Promise<SandboxHandle> {
     await this.core.init();
     if (spec.networkMode.startsWith('container:')) return this.joinContainerSandbox(spec);
     return this.core.mutex.run(`sb:${spec.containerId}`, async () => {
@@ -171,8 +171,9 @@ export class SandboxOps {
           'Published ports are discarded when using host network mode',
         );
       }
-      // Where the time of a sandbox on a swarm network goes (logged; read by bench/overlay.ts).
-      const t = joins.some((j) => j.net.scope === 'swarm') ? phases() : undefined;
+      // Where the time of a sandbox goes (on a swarm network logged at info, read by bench/overlay.ts; else debug).
+      const swarm = joins.some((j) => j.net.scope === 'swarm');
+      const t = phases();
       const undos: Undo[] = [];
       // The sandbox record is written last, in one put: a crash before it leaves endpoints whose
       // sandbox is unknown and a netns nobody owns, and restore() removes exactly those.
@@ -182,9 +183,17 @@ export class SandboxOps {
           const path = sb.netnsPath;
           await k.createNetns(path, !joins.some((j) => j.net.enableIPv6));
           undos.push(() => k.deleteNetns(path));
+          t.mark('netnsCreate');
+          if (opts.onNamespace) {
+            // The namespace and the name files (final once the endpoints are in) are all the runtime's
+            // create needs; the rest goes on when the caller says (it may have more urgent work first).
+            await this.writeFiles(sb);
+            await opts.onNamespace(this.core.handle(sb));
+            t.mark('callerFirst');
+          }
           await k.loopbackUp(path);
         }
-        t?.mark('netns');
+        t.mark('netns');
         // Only on overlays: a way out through docker_gwbridge (a second interface with the default route), as Docker
         // does. It joins beside the networks' endpoints, not after them: it depends on none of them, and an overlay
         // endpoint spends most of its time waiting for its one cluster write (the address claim and publication).
@@ -208,7 +217,7 @@ export class SandboxOps {
             undos.push(() => this.core.endpointOps.leaveEndpoint(sb, ep, net));
             sb.endpoints.push(ep.id);
           }
-          t?.mark('endpoints');
+          t.mark('endpoints');
         } finally {
           // Whatever happened to the others, the gateway's join is settled and, if it joined, undone with them.
           const r = await gwJoin;
@@ -221,7 +230,7 @@ export class SandboxOps {
         }
         if (gwFailure) throw gwFailure.err;
         if (gwEp) sb.endpoints.push(gwEp.id);
-        t?.mark('gwbridge');
+        t.mark('gwbridge');
         await this.core.nameOps.refreshNames(joins.map((j) => j.net.id));
         undos.push(() => this.core.nameOps.refreshNames(joins.map((j) => j.net.id)));
         if (await this.core.nameOps.refreshSandboxResolver(sb)) {
@@ -230,20 +239,22 @@ export class SandboxOps {
           undos.push(() => dns.detach(sb.id));
         }
         undos.push(() => this.core.resolver.deleteSandbox(sb.id));
-        t?.mark('names');
+        t.mark('names');
         await this.runSandboxJoinHook(
           sb,
           joins.map((j) => j.net.id),
         );
+        t.mark('joinHook');
         await this.writeFiles(sb);
+        t.mark('files');
         await this.core.sandboxes.put(sb.containerId, sb, 0);
-        if (t) {
-          t.mark('filesAndRecord');
+        t.mark('filesAndRecord');
+        if (swarm)
           this.core.log.info(
             { container: shortId(sb.containerId), phasesMs: t.done() },
             'sandbox on a swarm network made',
           );
-        }
+        else this.core.log.debug({ container: shortId(sb.containerId), phases: t.done() }, 'sandbox made');
       } catch (e) {
         await runUndos(undos, this.core.log);
         throw e;

@@ -17,11 +17,11 @@
  *    client closes stdin unless --leave-stdin-open.
  *  - `<bundle>/ctl` FIFO: "1 <rows> <cols>\n" resizes the TTY.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, open } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { spawnDetached, type DetachedChild } from '../../kernel/spawn.js';
 
 export interface ConmonPaths {
   conmon: string;
@@ -130,6 +130,10 @@ export interface CreateOptions {
   /** Where conmon writes its own (the monitor's) pid. */
   conmonPidFile: string;
   pidFile: string;
+  /** Called once conmon has been told to go on (it then forks and runs `runc create`). */
+  onRuncCreate?: () => void;
+  /** Where conmonCreate's time goes (ms per step), filled in when given. */
+  phases?: Record<string, number>;
   /** Program and args conmon runs when the container exits (tells the daemon). */
   exitCommand?: string[];
 }
@@ -151,11 +155,11 @@ function baseArgs(paths: ConmonPaths): string[] {
 }
 
 /**
- * Starts conmon. A spawn that fails (ENOENT, EMFILE) has no pid, maybe no
- * stdio, and emits 'error' on the next tick: that becomes this promise's
- * rejection, never an unheard 'error' that would end the daemon.
+ * Starts conmon (posix_spawn from the addon, src/kernel/spawn.ts: no fork of
+ * the daemon). A start that fails (ENOENT, EMFILE) is this promise's
+ * rejection, never an 'error' event nobody hears.
  */
-async function spawnConmon(paths: ConmonPaths, args: string[], fds: number, cwd: string): Promise<ChildProcess> {
+async function spawnConmon(paths: ConmonPaths, args: string[], fds: number, cwd: string): Promise<ConmonChild> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',
@@ -164,26 +168,29 @@ async function spawnConmon(paths: ConmonPaths, args: string[], fds: number, cwd:
   if (fds > 5) env._OCI_ATTACHPIPE = '5';
   const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'pipe', 'pipe'];
   for (let i = 3; i < fds; i++) stdio.push('pipe');
-  // cwd: conmon writes an `oom` file into its working directory when the container is OOM-killed; in the bundle
-  // it goes with the container instead of landing wherever the daemon was started.
-  const child = spawn(paths.conmon, args, { stdio, env, detached: true, cwd });
-  let spawnError: Error | undefined;
-  child.on('error', (e) => {
-    spawnError = e;
-  });
-  if (child.pid === undefined) {
-    await new Promise((r) => setImmediate(r));
-    throw new Error(`starting conmon: ${spawnError?.message ?? 'spawn failed'}`);
+  let child: DetachedChild;
+  try {
+    // cwd: conmon writes an `oom` file into its working directory when the container is OOM-killed; in the bundle
+    // it goes with the container instead of landing wherever the daemon was started.
+    child = spawnDetached(paths.conmon, args, { env, stdio, cwd });
+  } catch (e) {
+    throw new Error(`starting conmon: ${(e as Error).message}`);
   }
-  return child;
+  return {
+    stdio: child.stdio,
+    stdout: child.stdio[1]!,
+    stderr: child.stdio[2]!,
+    exited: child.exited.then((r) => r.code ?? -1),
+  };
 }
 
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once('exit', (code) => resolve(code));
-    child.once('error', () => resolve(-1));
-  });
+/** What the callers hold of a conmon they started: its pipes and its (first process's) end. */
+interface ConmonChild {
+  stdio: Array<Readable | Writable | undefined>;
+  stdout: Readable;
+  stderr: Readable;
+  /** conmon's first process exits once it has forked the monitor (or failed): its exit code. */
+  exited: Promise<number>;
 }
 
 /**
@@ -219,7 +226,14 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
     args.push('--exit-command', o.exitCommand[0]!);
     for (const a of o.exitCommand.slice(1)) args.push('--exit-command-arg', a);
   }
+  let t = performance.now();
+  const lap = (name: string): void => {
+    const now = performance.now();
+    if (o.phases) o.phases[name] = Math.round((now - t) * 10) / 10;
+    t = now;
+  };
   const child = await spawnConmon(paths, args, 5, o.bundle);
+  lap('conmonSpawn');
   const stderr = collect(child.stderr);
   collect(child.stdout);
   const sync = new PipeReader(child.stdio[3] as Readable);
@@ -227,19 +241,23 @@ export async function conmonCreate(paths: ConmonPaths, o: CreateOptions): Promis
   try {
     startPipe.on('error', () => undefined);
     await writeStart(startPipe);
+    lap('conmonStartPipe');
+    o.onRuncCreate?.();
     const msg = await sync.next(60_000);
-    const code = await exited(child);
+    lap('runcCreate');
+    const code = await child.exited;
+    lap('conmonExited');
     if (!msg) throw new Error(stderr() || `conmon exited (${code}) before the container was created`);
     if (msg.data < 0)
       throw new Error(ociCreateError(msg.message || stderr() || 'the OCI runtime failed to create the container'));
-    const conmonPid = Number((await readFile(o.conmonPidFile, 'utf8')).trim());
+    const conmonPid = Number(readFileSync(o.conmonPidFile, 'utf8').trim());
+    lap('conmonPidFile');
     return { pid: msg.data, conmonPid };
   } finally {
     startPipe.destroy();
     (child.stdio[3] as Readable).destroy();
-    child.stdout?.destroy();
-    child.stderr?.destroy();
-    child.unref();
+    child.stdout.destroy();
+    child.stderr.destroy();
   }
 }
 
@@ -305,15 +323,14 @@ export async function conmonExec(
   const cleanup = (): void => {
     startPipe.destroy();
     (child.stdio[3] as Readable).destroy();
-    if (o.attach) (child.stdio as unknown as Readable[])[5]!.destroy();
-    child.stdout?.destroy();
-    child.stderr?.destroy();
-    child.unref();
+    if (o.attach) (child.stdio[5] as Readable).destroy();
+    child.stdout.destroy();
+    child.stderr.destroy();
   };
   try {
     await writeStart(startPipe);
     if (o.attach) {
-      const attachPipe = new PipeReader((child.stdio as unknown as Readable[])[5]!);
+      const attachPipe = new PipeReader(child.stdio[5] as Readable);
       const ready = await attachPipe.next(30_000);
       if (!ready || ready.data < 0)
         throw new Error(ready?.message || stderr() || 'conmon did not open the exec attach socket');

@@ -6,17 +6,18 @@
  * k8s-file lines. So conmon writes them into a FIFO in the bundle dir and
  * cove-logger turns them into Docker's `<id>-json.log` lines
  * (`{"log":"…\n","stream":"stdout","time":"…Z"}`) and rotates the file by
- * max-size/max-file itself, as dockerd does. Started detached before conmon,
- * it outlives the daemon too and ends when conmon closes the FIFO. A writer
+ * max-size/max-file itself, as dockerd does. Started detached beside conmon
+ * (the daemon makes the FIFO first; neither waits for the other), it outlives
+ * the daemon too and ends when conmon closes the FIFO. A writer
  * found dead at restore is started again on the same FIFO: the pipe lives as
  * long as conmon holds its end, so only what conmon wrote meanwhile is lost.
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants, existsSync } from 'node:fs';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Rotation } from './log-config.js';
+import { makeFifo, spawnDetached, type DetachedChild } from '../../kernel/spawn.js';
 
 function repoRoot(): string {
   // src/runtime/containers or dist/src/runtime/containers
@@ -35,38 +36,74 @@ export function logFifoPath(bundleDir: string): string {
   return join(bundleDir, 'log.fifo');
 }
 
+/** A writer being started: its pid at once, and whether it got going (its log file open) later. */
+export interface LogWriterStart {
+  pid: number;
+  /** Resolves once the writer has its log file open; rejects with its words when it exited first. */
+  ready: Promise<void>;
+}
+
 /**
- * Starts the writer for one container and waits until its FIFO exists (so
- * conmon opens the FIFO, not a new regular file). Resolves with its pid.
+ * Starts the writer for one container without waiting for it. The FIFO is
+ * made here first, so conmon opens a FIFO (never a new regular file) whenever
+ * it comes; conmon's open for writing then waits until the writer opens it for
+ * reading. If the writer exits before that, `ready` rejects and the caller
+ * must not leave conmon waiting (`unblockFifo`).
  */
-export async function startLogWriter(fifo: string, logPath: string, rotation: Rotation): Promise<number> {
-  const child = spawn(logWriterBinary(), [fifo, logPath, String(rotation.maxSize), String(rotation.maxFile)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+export function spawnLogWriter(fifo: string, logPath: string, rotation: Rotation): LogWriterStart {
+  let child: DetachedChild;
   try {
-    return await new Promise<number>((res, rej) => {
-      let out = '';
-      let err = '';
-      child.stdout!.setEncoding('utf8');
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (c: string) => {
-        if (err.length < 4096) err += c;
-      });
-      child.stdout!.on('data', (c: string) => {
-        out += c;
-        if (out.includes('ready\n')) res(child.pid!);
-      });
-      child.on('error', (e) => rej(new Error(`starting the json-file log writer: ${e.message}`)));
-      child.on('exit', (code) =>
-        rej(new Error(`the json-file log writer exited (${code}): ${err.trim() || 'no message'}`)),
-      );
+    makeFifo(fifo);
+    // posix_spawn (src/kernel/spawn.ts): no fork of the daemon on a container's start.
+    child = spawnDetached(logWriterBinary(), [fifo, logPath, String(rotation.maxSize), String(rotation.maxFile)], {
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-  } finally {
-    child.stdout?.destroy();
-    child.stderr?.destroy();
-    child.unref();
+  } catch (e) {
+    throw new Error(`starting the json-file log writer: ${(e as Error).message}`);
   }
+  const stdout = child.stdio[1]!;
+  const stderr = child.stdio[2]!;
+  const ready = new Promise<void>((res, rej) => {
+    let out = '';
+    let err = '';
+    stdout.setEncoding('utf8');
+    stderr.setEncoding('utf8');
+    stderr.on('data', (c: string) => {
+      if (err.length < 4096) err += c;
+    });
+    stderr.on('error', () => undefined);
+    stdout.on('error', () => undefined);
+    stdout.on('data', (c: string) => {
+      out += c;
+      if (out.includes('ready\n')) res();
+    });
+    void child.exited.then(({ code }) =>
+      rej(new Error(`the json-file log writer exited (${code}): ${err.trim() || 'no message'}`)),
+    );
+  }).finally(() => {
+    stdout.destroy();
+    stderr.destroy();
+  });
+  // Whoever starts a writer decides when to look at `ready`; an unlooked-at failure is no crash.
+  ready.catch(() => undefined);
+  return { pid: child.pid, ready };
+}
+
+/** Starts the writer for one container and waits until it has its log file open. Resolves with its pid. */
+export async function startLogWriter(fifo: string, logPath: string, rotation: Rotation): Promise<number> {
+  const w = spawnLogWriter(fifo, logPath, rotation);
+  await w.ready;
+  return w.pid;
+}
+
+/**
+ * A writer that died before opening the FIFO leaves conmon blocked in its
+ * open for writing: opening the read side here (non-blocking) lets conmon
+ * through, so the failed start can be undone. Close the handle afterwards.
+ */
+export async function unblockFifo(fifo: string): Promise<FileHandle | undefined> {
+  return open(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK).catch(() => undefined);
 }
 
 /** Is `pid` a live writer of this log (not a zombie, not a recycled pid)? */

@@ -42,19 +42,33 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * removes it. `pid` is the container's init (to notice it died instead of
  * waiting for ever). Throws like `runc start` would when the byte never comes.
  */
-export async function startThroughFifo(fifo: string, pid: number, timeoutMs = 30_000): Promise<void> {
+export async function startThroughFifo(
+  fifo: string,
+  pid: number,
+  timeoutMs = 30_000,
+  isAlive: (pid: number) => boolean = alive,
+): Promise<void> {
   const fh = await open(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const buf = Buffer.alloc(1);
-    const deadline = Date.now() + timeoutMs;
-    for (let wait = 0; ; wait = Math.min(wait + 1, 20)) {
+    const readByte = async (): Promise<boolean> => {
       try {
-        const { bytesRead } = await fh.read(buf, 0, 1, null);
-        if (bytesRead === 1) break;
+        return (await fh.read(buf, 0, 1, null)).bytesRead === 1;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        return false;
       }
-      if (!alive(pid)) throw new Error('container process is already dead');
+    };
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 0; ; wait = Math.min(wait + 1, 20)) {
+      if (await readByte()) break;
+      // Between that read and this check, init may have written its byte, exec'd, and a quick command
+      // (`echo`) ended already: the byte in the fifo says it started. Only a process gone with no byte
+      // left behind never started.
+      if (!isAlive(pid)) {
+        if (await readByte()) break;
+        throw new Error('container process is already dead');
+      }
       if (Date.now() > deadline) throw new Error(`container process did not start within ${timeoutMs} ms`);
       await sleep(wait);
     }

@@ -122,6 +122,9 @@ export class LayerDigestMismatch extends Error {
 }
 
 export class LayerStore {
+  /** meta.json of each layer read so far: a chain ID names fixed content, so it never changes (forgotten at remove). */
+  private readonly metas = new Map<string, LayerMeta>();
+
   constructor(readonly root: string) {}
 
   dir(chainId: string): string {
@@ -133,8 +136,12 @@ export class LayerStore {
   }
 
   async meta(chainId: string): Promise<LayerMeta | undefined> {
+    const known = this.metas.get(chainId);
+    if (known) return known;
     try {
-      return JSON.parse(await readFile(join(this.dir(chainId), 'meta.json'), 'utf8')) as LayerMeta;
+      const m = JSON.parse(await readFile(join(this.dir(chainId), 'meta.json'), 'utf8')) as LayerMeta;
+      this.metas.set(chainId, m);
+      return m;
     } catch {
       return undefined;
     }
@@ -215,6 +222,7 @@ export class LayerStore {
   }
 
   async remove(chainId: string): Promise<void> {
+    this.metas.delete(chainId);
     await rm(this.dir(chainId), { recursive: true, force: true });
   }
 

@@ -147,9 +147,18 @@ export class ImageStore implements ImageService {
   /** The parsed config JSON of an image. */
   async imageConfig(ref: string): Promise<ImageConfig & { id: string }> {
     const rec = await this.resolveRecord(ref);
-    const cfg = JSON.parse(await readFile(this.configPath(rec.id), 'utf8')) as ImageConfig;
-    return { ...cfg, id: rec.id };
+    let cfg = this.configs.get(rec.id);
+    if (!cfg) {
+      cfg = JSON.parse(await readFile(this.configPath(rec.id), 'utf8')) as ImageConfig;
+      // The ID is the config's digest, so what is kept never goes stale; a few recent ones are enough.
+      if (this.configs.size >= 32) this.configs.delete(this.configs.keys().next().value!);
+      this.configs.set(rec.id, cfg);
+    }
+    return { ...structuredClone(cfg), id: rec.id };
   }
+
+  /** Parsed configs of images used lately (by ID), so a container create reads no file. */
+  private readonly configs = new Map<string, ImageConfig>();
 
   /** overlayfs lowerdirs of an image, top layer first. */
   async lowerDirs(ref: string): Promise<string[]> {

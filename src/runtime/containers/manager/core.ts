@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, type FSWatcher } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -180,6 +181,21 @@ export class ContainerCore {
         .filter((r) => r.value.ImageID === imageId)
         .map((r) => ({ id: r.value.Id, running: r.value.State.Running })),
     );
+  }
+
+  private runDirsMade: Promise<void> | undefined;
+
+  /** The exec root's dirs every container start needs (exit files, attach sockets, runc's state): made once. */
+  runDirs(): Promise<void> {
+    this.runDirsMade ??= (async () => {
+      await mkdir(this.exitDir, { recursive: true });
+      await mkdir(this.paths.socketDir, { recursive: true });
+      await mkdir(this.paths.runcRoot, { recursive: true, mode: 0o700 });
+    })().catch((e: unknown) => {
+      this.runDirsMade = undefined;
+      throw e;
+    });
+    return this.runDirsMade;
   }
 
   containerDir(id: string): string {

@@ -2,11 +2,11 @@
  * The lifecycle: start (rootfs, sandbox, OCI bundle, conmon + runc, all-or-nothing), stop, kill, restart,
  * pause/unpause, wait, remove and prune.
  */
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { access, rm } from 'node:fs/promises';
+import { constants as fsConstants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
-import type { Filters } from '../../../network/types.js';
+import type { Filters, SandboxHandle } from '../../../network/types.js';
 import { conmonCreate, isConmonAlive } from '../conmon.js';
 import { execFifoOf, startThroughFifo } from '../runc-start.js';
 import { initialHealth, probeOf, type HealthConfig } from '../health.js';
@@ -18,7 +18,14 @@ import { prepare as prepareMounts, release as releaseMounts, removeAnonymous } f
 import { dirSize } from '../../volumes/store.js';
 import { prunePredicate } from '../prune.js';
 import { rotationOf } from '../log-config.js';
-import { isLogWriterAlive, logFifoPath, startLogWriter, stopLogWriter } from '../json-log-writer.js';
+import {
+  isLogWriterAlive,
+  logFifoPath,
+  spawnLogWriter,
+  startLogWriter,
+  stopLogWriter,
+  unblockFifo,
+} from '../json-log-writer.js';
 import { ociResources, parseDeviceRule, type ResourceConfig } from '../resources.js';
 import { ContainerCore, ZERO_TIME, signalNumber, logConfigOf, type ContainerRecord } from './core.js';
 
@@ -37,6 +44,7 @@ export class LifecycleOps {
   constructor(private readonly core: ContainerCore) {}
 
   async start(idOrName: string): Promise<void> {
+    const t0 = performance.now();
     const r0 = await this.core.get(idOrName);
     let attempted = false;
     try {
@@ -50,7 +58,7 @@ export class LifecycleOps {
           x.RestartCount = 0;
         });
         attempted = true;
-        await this.startLocked(r);
+        await this.startLocked(r, t0);
       });
     } catch (e) {
       // Docker removes an AutoRemove (--rm) container whose start failed before it
@@ -84,7 +92,7 @@ export class LifecycleOps {
     );
   }
 
-  async startLocked(r: ContainerRecord): Promise<void> {
+  async startLocked(r: ContainerRecord, since?: number): Promise<void> {
     const id = r.Id;
     const cdir = this.core.containerDir(id);
     const bundle = this.core.bundleDir(id);
@@ -94,17 +102,23 @@ export class LifecycleOps {
     // Where a start spends its time, logged at debug level (ms per phase).
     const phases: Record<string, number> = {};
     let mark = performance.now();
+    if (since !== undefined) phases.prelude = Math.round((mark - since) * 10) / 10;
     const lap = (name: string): void => {
       const t = performance.now();
       phases[name] = Math.round((t - mark) * 10) / 10;
       mark = t;
     };
+    let letEndpointsGo = (): void => undefined;
+    // How long one of the steps run side by side took (from the start of the group).
+    const took = async <T>(name: string, step: Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await step;
+      } finally {
+        phases[name] = Math.round((performance.now() - t0) * 10) / 10;
+      }
+    };
     try {
-      const lowers = await this.core.images.lowerDirs(r.ImageID);
-      await mountRootfs(rootfs, lowers);
-      undo.push(() => unmountRootfs(rootfs));
-      lap('rootfs');
-
       const mode = r.HostConfig.NetworkMode ?? 'bridge';
       const spec = sandboxSpec({
         id,
@@ -115,9 +129,63 @@ export class LifecycleOps {
         dir: cdir,
         networkMode: mode,
       });
-      const sandbox = await this.core.networks.createSandbox(spec);
-      lap('network');
-      undo.push(() => this.core.networks.deleteSandbox(id));
+      // json-file: conmon writes into the writer's FIFO (json-log-writer.ts); local: conmon's k8s-file; none: nothing.
+      const logType = logConfigOf(r).Type;
+      const jsonLog = this.core.jsonLogPath(id);
+      const conmonLog = logType === 'json-file' ? logFifoPath(bundle) : logType === 'none' ? '' : this.core.logPath(r);
+      // The sandbox: runc's create needs only its namespace and name files, so the endpoints (veth,
+      // addresses, firewall, DNS) are made while runc creates the container; the process starts after both.
+      // The endpoints wait until conmon is started: until then the event loop has the start's own path to run.
+      let namespaceReady!: (h: SandboxHandle) => void;
+      const namespace = new Promise<SandboxHandle>((res) => (namespaceReady = res));
+      const endpointsMayGo = new Promise<void>((res) => (letEndpointsGo = res));
+      const sandboxMade = took(
+        'network',
+        this.core.networks.createSandbox(spec, {
+          onNamespace: (h) => {
+            namespaceReady(h);
+            return endpointsMayGo;
+          },
+        }),
+      );
+      // Three preparations that need nothing of each other run side by side (each mostly waits: on
+      // netlink and nft, on a process start): the root filesystem, the sandbox's namespace, and the
+      // bundle dir with the json-file writer. Their undos keep this order whatever ends first.
+      const [mounted, sandboxed, bundled] = await Promise.allSettled([
+        took('rootfs', (async () => mountRootfs(rootfs, await this.core.images.lowerDirs(r.ImageID)))()),
+        Promise.race([namespace, sandboxMade]),
+        took(
+          'bundle',
+          (async () => {
+            // Synchronous: a few metadata calls of microseconds each, where every thread-pool round trip is
+            // a wait on the start's path under load.
+            rmSync(bundle, { recursive: true, force: true });
+            mkdirSync(bundle, { recursive: true, mode: 0o700 });
+            await this.core.runDirs();
+            rmSync(join(this.core.exitDir, id), { force: true });
+            if (logType !== 'json-file') return undefined;
+            // Not waited for here: its start overlaps conmon's (checked after conmon, below).
+            return spawnLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
+          })(),
+        ),
+      ]);
+      if (mounted.status === 'fulfilled') undo.push(() => unmountRootfs(rootfs));
+      // (waits for a sandbox still being made: it holds the sandbox's lock)
+      if (sandboxed.status === 'fulfilled') undo.push(() => this.core.networks.deleteSandbox(id));
+      undo.push(() => rm(bundle, { recursive: true, force: true }));
+      const writer = bundled.status === 'fulfilled' ? bundled.value : undefined;
+      const logWriterPid = writer?.pid;
+      if (writer) undo.push(() => stopLogWriter(writer.pid, jsonLog));
+      // A writer that dies before opening its FIFO would leave conmon waiting in its open: let conmon through.
+      const unblocked = writer?.ready.then(
+        () => undefined,
+        () => unblockFifo(conmonLog),
+      );
+      lap('prepare');
+      if (mounted.status === 'rejected') throw mounted.reason;
+      if (sandboxed.status === 'rejected') throw sandboxed.reason;
+      if (bundled.status === 'rejected') throw bundled.reason;
+      const paths = sandboxed.value;
 
       await prepareMounts(this.core.volumes, r.MountPoints ?? [], rootfs.merged);
       undo.push(() => releaseMounts(this.core.volumes, r.MountPoints));
@@ -150,10 +218,10 @@ export class LifecycleOps {
         process: processSpec({ args, env, cwd: r.Config.WorkingDir || '/', tty, user, caps }),
         hostname: spec.hostname,
         domainname: spec.domainname,
-        netnsPath: sandbox.netnsPath,
-        hostsPath: sandbox.hostsPath,
-        hostnamePath: sandbox.hostnamePath,
-        resolvConfPath: sandbox.resolvConfPath,
+        netnsPath: paths.netnsPath,
+        hostsPath: paths.hostsPath,
+        hostnamePath: paths.hostnamePath,
+        resolvConfPath: paths.resolvConfPath,
         privileged: !!r.HostConfig.Privileged,
         sysctls: { ...(r.HostConfig.Sysctls ?? {}) },
         readonlyRootfs: !!r.HostConfig.ReadonlyRootfs,
@@ -162,27 +230,9 @@ export class LifecycleOps {
         limits: ociResources(r.HostConfig as ResourceConfig),
         deviceRules: ((r.HostConfig.DeviceCgroupRules as string[] | null | undefined) ?? []).map(parseDeviceRule),
       });
-      await rm(bundle, { recursive: true, force: true });
-      await mkdir(bundle, { recursive: true, mode: 0o700 });
-      undo.push(() => rm(bundle, { recursive: true, force: true }));
-      await writeFile(join(bundle, 'config.json'), JSON.stringify(oci));
-      await mkdir(this.core.exitDir, { recursive: true });
-      await mkdir(this.core.paths.socketDir, { recursive: true });
-      await mkdir(this.core.paths.runcRoot, { recursive: true, mode: 0o700 });
-      await rm(join(this.core.exitDir, id), { force: true });
-
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(oci));
       undo.push(() => this.core.runc(['delete', '--force', id]).catch(() => undefined));
-      // json-file: conmon writes into the writer's FIFO (json-log-writer.ts); local: conmon's k8s-file; none: nothing.
-      const logType = logConfigOf(r).Type;
-      let conmonLog = logType === 'none' ? '' : this.core.logPath(r);
-      let logWriterPid: number | undefined;
-      if (logType === 'json-file') {
-        const jsonLog = this.core.jsonLogPath(id);
-        conmonLog = logFifoPath(bundle);
-        logWriterPid = await startLogWriter(conmonLog, jsonLog, rotationOf(logConfigOf(r))!);
-        undo.push(() => stopLogWriter(logWriterPid, jsonLog));
-      }
-      lap('bundle');
+      lap('spec');
       const stdin = !!r.Config.OpenStdin;
       const created = await conmonCreate(this.core.paths, {
         id,
@@ -197,7 +247,21 @@ export class LifecycleOps {
         leaveStdinOpen: tty || !r.Config.StdinOnce,
         conmonPidFile: join(bundle, 'conmon.pid'),
         pidFile: join(bundle, 'pidfile'),
-      });
+        phases,
+        // The sandbox's endpoints are made while conmon runs runc create.
+        onRuncCreate: letEndpointsGo,
+      })
+        .catch(async (e: unknown) => {
+          letEndpointsGo(); // (conmon may have failed before it ran runc: the sandbox must not wait for ever)
+          // A sandbox that failed meanwhile (a port already allocated) took its namespace with it, and runc's
+          // create failed for that: the sandbox's error is the cause to report.
+          throw await sandboxMade.then(
+            () => e,
+            (sandboxError: unknown) => sandboxError,
+          );
+        })
+        .finally(async () => (await unblocked)?.close());
+      mark = performance.now();
       conmonPid = created.conmonPid;
       undo.push(async () => {
         if (conmonPid) {
@@ -208,6 +272,9 @@ export class LifecycleOps {
           }
         }
       });
+      // The json-file writer started beside conmon: it must be writing before the process runs.
+      await writer?.ready;
+      lap('logger');
       // Attach whoever waits, before the process runs: no output is lost.
       for (const s of this.core.pendingAttach.get(id) ?? []) {
         await s
@@ -216,7 +283,10 @@ export class LifecycleOps {
         this.core.liveSessions.add(s);
       }
       this.core.pendingAttach.delete(id);
-      lap('conmon+runc create');
+      lap('attach');
+      // The sandbox's endpoints, made while runc created the container, must be there before the process runs.
+      const sandbox = await sandboxMade;
+      lap('sandbox');
       // runc's start is a read of its exec fifo: done here, without a second runc process (runc-start.ts).
       const fifo = execFifoOf(this.core.paths.runcRoot, id);
       if (fifo) await startThroughFifo(fifo, created.pid);
@@ -252,14 +322,21 @@ export class LifecycleOps {
       if (logType !== 'json-file') this.core.rotator.watch(id, conmonLog, bundle, rotationOf(logConfigOf(r)));
       this.core.healthOps.startHealthMonitor(next);
       lap('record');
-      this.core.log.debug({ id, phases }, 'container started');
       this.core.monitorOps.ensureWatching();
-      // It may have exited already (a quick command): look now rather than at the next poll.
-      if (!(await isConmonAlive(created.conmonPid, id)) || (await this.core.monitorOps.exitFileCode(id)) !== undefined)
-        void this.core.monitorOps
-          .handleExit(id)
-          .catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
+      // It may have exited already (a quick command): look now rather than at the next poll. Not awaited:
+      // the answer does not depend on it (an exit is handled under the container's lock, after this start).
+      void (async () => {
+        if (
+          !(await isConmonAlive(created.conmonPid, id)) ||
+          (await this.core.monitorOps.exitFileCode(id)) !== undefined
+        )
+          await this.core.monitorOps.handleExit(id);
+      })().catch((e) => this.core.log.error({ id, err: (e as Error).message }, 'handling the exit failed'));
+      if (since !== undefined) phases.total = Math.round((performance.now() - since) * 10) / 10;
+      this.core.log.debug({ id, phases }, 'container started');
     } catch (e) {
+      // A sandbox still waiting to make its endpoints must finish (or fail) before its undo can run.
+      letEndpointsGo();
       const msg = e instanceof CoveError ? e.message : `failed to create task for container: ${(e as Error).message}`;
       this.core.log.warn({ id, err: msg }, 'start failed; undoing');
       for (const u of undo.reverse()) {

@@ -72,7 +72,8 @@ export class MonitorOps {
 
   /** Tears a stopped container down to 'exited': runc state, rootfs mount, sandbox, bundle. Idempotent. */
   async handleExit(id: string, opts: { fromRestore?: boolean } = {}): Promise<void> {
-    if (this.core.exiting.has(id)) return;
+    // A closed manager leaves exits to the next one (restore reads the exit files it finds).
+    if (this.core.closed || this.core.exiting.has(id)) return;
     this.core.exiting.add(id);
     try {
       await this.core.withLock(id, async () => {
