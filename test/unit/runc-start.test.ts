@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXEC_FIFO, execFifoOf, startThroughFifo } from '../../src/runtime/containers/runc-start.js';
+import { EXEC_FIFO, execFifoOf, startThroughFifo, untilExecuted } from '../../src/runtime/containers/runc-start.js';
 
 /** A stand-in for runc's init: blocks opening the fifo for writing, writes one byte, then "execs" (exits 0). */
 function fakeInit(fifo: string) {
@@ -62,4 +62,17 @@ test('start through the fifo: an init that wrote its byte and ended between a re
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test("a signal waits until runc init has exec'd the process (Go's SIGTERM would end the init with 2), but not for ever", async () => {
+  let polls = 0;
+  // Still runc init for the first three looks, then the container's own process.
+  await untilExecuted(1, 5_000, () => ++polls <= 3);
+  assert.equal(polls, 4);
+  const t0 = Date.now();
+  await untilExecuted(1, 100, () => true);
+  const waited = Date.now() - t0;
+  assert.ok(waited >= 100 && waited < 2_000, `gave up after ${waited} ms`);
+  // A process that is gone is no init to wait for.
+  await untilExecuted(2 ** 22 + 12345);
 });

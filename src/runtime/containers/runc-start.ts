@@ -77,3 +77,29 @@ export async function startThroughFifo(
   }
   await unlink(fifo);
 }
+
+/** runc's init names itself `runc:[2:INIT]` until it execs the container's process. */
+function stillRuncInit(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('runc:[');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits (up to `timeoutMs`) until a started container's init has exec'd its
+ * process. Between the fifo byte and the exec, the init is still runc's Go
+ * program, and Go's default SIGTERM handling makes it exit 2 at once: a
+ * `docker stop` right after `docker run -d` on a loaded machine then ended
+ * the container with 2 instead of letting its own process decide (137 for a
+ * process that ignores SIGTERM). Signals other than SIGKILL wait for it.
+ */
+export async function untilExecuted(
+  pid: number,
+  timeoutMs = 2_000,
+  isRuncInit: (pid: number) => boolean = stillRuncInit,
+): Promise<void> {
+  const t0 = Date.now();
+  while (isRuncInit(pid) && Date.now() - t0 < timeoutMs) await sleep(2);
+}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Conflict, CoveError, NotModified } from '../../../common/errors.js';
 import type { Filters, SandboxHandle } from '../../../network/types.js';
 import { conmonCreate, isConmonAlive } from '../conmon.js';
-import { execFifoOf, startThroughFifo } from '../runc-start.js';
+import { execFifoOf, startThroughFifo, untilExecuted } from '../runc-start.js';
 import { initialHealth, probeOf, type HealthConfig } from '../health.js';
 import { bundleSpec, capabilities, processSpec, resolveUser } from '../oci.js';
 import { mountRootfs, rootfsPaths, unmountRootfs } from '../rootfs.js';
@@ -389,6 +389,7 @@ export class LifecycleOps {
   /** Sends a signal to the container's init process and waits up to `ms` for it to exit (it may already have). */
   async signalAndWait(r: ContainerRecord, sig: number, ms: number): Promise<boolean> {
     const waiting = this.waitExit(r.Id, ms);
+    if (sig !== 9 && sig !== 0) await untilExecuted(r.State.Pid);
     try {
       process.kill(r.State.Pid, sig);
     } catch {
@@ -452,6 +453,7 @@ export class LifecycleOps {
       x.stoppedByUser = true;
     });
     if (sig === 9 || sig === 15) await this.thaw(r);
+    if (sig !== 9) await untilExecuted(r.State.Pid);
     try {
       process.kill(r.State.Pid, sig);
     } catch (e) {
