@@ -1,17 +1,21 @@
 /**
  * The agent: runs on every node of the swarm. It watches the tasks assigned
  * to this node in the cluster store, runs each as a container through the
- * node's ContainerService (named and labelled as Docker does), reports every
- * state change back into the task record (assigned → accepted → preparing →
- * starting → running; failed/rejected with the error; complete; shutdown),
- * stops tasks whose desired state is shutdown and removes those whose desired
- * state is remove (deleting their record, the last step of `service rm`).
+ * node's ContainerService (named and labelled as Docker does), reports the
+ * state changes a user sees back into the task record (assigned → starting →
+ * running, with `preparing` while it pulls the image and `ready` while it
+ * waits for one of the node's start slots; failed/rejected with the error;
+ * complete; shutdown), stops tasks whose desired state is shutdown and
+ * removes those whose desired state is remove (deleting their record, the
+ * last step of `service rm`). At most DEFAULT_START_CONCURRENCY containers
+ * start at a time (src/common/limiter.ts).
  *
  * One handler runs per task at a time; a full pass every few seconds and at
  * start catches whatever a watch could not (a daemon restart, a container
  * that died while the daemon was down).
  */
 import type { Logger } from '../common/log.js';
+import { Limiter } from '../common/limiter.js';
 import type { EventBus, DockerEvent } from '../common/events.js';
 import type { ContainerService, DockerContainerCreate, ImageService } from '../runtime/types.js';
 import { decodeAuthHeader, type AuthConfig } from '../runtime/distribution/auth.js';
@@ -48,7 +52,15 @@ export interface AgentDeps {
    * it then reports states under its own keys, and managers apply them (./reports.ts).
    */
   reportOnly?: () => boolean;
+  /** Containers this node starts at a time (DEFAULT_START_CONCURRENCY); the other tasks wait `ready`. */
+  startConcurrency?: number;
 }
+
+/**
+ * Task containers one node starts at a time. Starting every task of a scale-up at once overloads a 2-core
+ * machine (each start is a sandbox, veths, a runc create); one at a time leaves it idle between the steps.
+ */
+export const DEFAULT_START_CONCURRENCY = 8;
 
 export class Agent {
   private readonly tasks;
@@ -57,9 +69,11 @@ export class Agent {
   private stops: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  private readonly starts: Limiter;
 
   constructor(private readonly deps: AgentDeps) {
     this.tasks = taskCollection(deps.store);
+    this.starts = new Limiter(deps.startConcurrency ?? DEFAULT_START_CONCURRENCY);
   }
 
   start(): void {
@@ -240,21 +254,39 @@ export class Agent {
   }
 
   private async run(t: Task, existing: { id: string; running: boolean } | undefined): Promise<void> {
-    const spec = t.Spec.ContainerSpec ?? {};
-    const image = spec.Image ?? '';
-    t = (await this.report(t, 'accepted', 'accepted')) ?? t;
-    t = (await this.report(t, 'preparing', 'preparing')) ?? t;
-    if (!(await this.prepareImage(t, image))) {
-      await this.report(t, 'rejected', 'preparing', `No such image: ${image}`);
-      return;
+    const image = t.Spec.ContainerSpec?.Image ?? '';
+    // Only the states a user sees last for a while are written (each one is a store write, and on a worker a
+    // report that a manager applies and deletes): `preparing` only while the image is pulled, `ready` only while
+    // the task waits for a start slot; then `starting` and `running`/`failed`. A task whose image is here and
+    // that starts at once costs two writes instead of five (accepted, preparing, ready, starting, running).
+    if (!(await this.imageHeld(image))) {
+      t = (await this.report(t, 'preparing', 'preparing')) ?? t;
+      if (t.DesiredState !== 'running') return;
+      if (!(await this.pullImage(t, image))) {
+        await this.report(t, 'rejected', 'preparing', `No such image: ${image}`);
+        return;
+      }
     }
-    t = (await this.report(t, 'ready', 'prepared')) ?? t;
-    t = (await this.report(t, 'starting', 'starting')) ?? t;
-    if (t.DesiredState !== 'running') return;
+    if (!this.starts.tryAcquire()) {
+      t = (await this.report(t, 'ready', 'prepared')) ?? t;
+      await this.starts.acquire();
+      // Told to shut down while it waited: the handler runs again for that (its watch marked it dirty).
+      const now = (await this.tasks.get(t.ID).catch(() => undefined))?.value;
+      if (!now || now.DesiredState !== 'running' || now.NodeID !== this.deps.nodeId) {
+        this.starts.release();
+        return;
+      }
+    }
     let id = existing?.id;
     try {
-      if (!id) id = (await this.deps.containers.create(containerName(t), this.createBody(t))).Id;
-      if (!existing?.running) await this.deps.containers.start(id);
+      try {
+        t = (await this.report(t, 'starting', 'starting')) ?? t;
+        if (t.DesiredState !== 'running') return;
+        if (!id) id = (await this.deps.containers.create(containerName(t), this.createBody(t))).Id;
+        if (!existing?.running) await this.deps.containers.start(id);
+      } finally {
+        this.starts.release();
+      }
       await this.checkRunning(t, id);
     } catch (err) {
       const msg = (err as Error).message;
@@ -264,38 +296,41 @@ export class Agent {
   }
 
   /**
-   * The task's image on this node, as dockerd's executor does it: a
-   * reference pinned by digest (`nginx:latest@sha256:...`, as the manager
-   * resolved it) is pulled only when missing; the pull uses the service's
-   * credentials (`--with-registry-auth`). A failed pull is logged and the
-   * task still runs when the image is here (a registry that is down does not
-   * stop a service whose image every node holds); else it is rejected with
-   * docker's "No such image". The task stays `preparing` meanwhile.
+   * Whether the task's image is on this node: a reference pinned by digest
+   * (`nginx:latest@sha256:...`, as the manager resolved it) by that digest;
+   * without a registry client (tests), one pulled under its tag only also
+   * counts (the tag's image runs the task).
    */
-  private async prepareImage(t: Task, image: string): Promise<boolean> {
-    const held = async (): Promise<boolean> => {
-      try {
-        await this.deps.images.resolve(image);
-        return true;
-      } catch {
-        // Unpinned or pulled under its tag only: the tag's image still runs the task.
-        if (!this.deps.pullImage && image.includes('@')) {
-          return this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, '')).then(
-            () => true,
-            () => false,
-          );
-        }
-        return false;
+  private async imageHeld(image: string): Promise<boolean> {
+    try {
+      await this.deps.images.resolve(image);
+      return true;
+    } catch {
+      if (!this.deps.pullImage && image.includes('@')) {
+        return this.deps.images.resolve(image.replace(/@sha256:[0-9a-f]+$/, '')).then(
+          () => true,
+          () => false,
+        );
       }
-    };
-    if (!this.deps.pullImage) return held();
+      return false;
+    }
+  }
+
+  /**
+   * Pulls a missing image, as dockerd's executor does: with the service's
+   * credentials (`--with-registry-auth`). A failed pull is logged and the
+   * task still runs when the image is here meanwhile; else it is rejected
+   * with docker's "No such image". The task stays `preparing` meanwhile.
+   */
+  private async pullImage(t: Task, image: string): Promise<boolean> {
+    if (!this.deps.pullImage) return false;
     const auth = decodeAuthHeader(t.Spec.ContainerSpec?.PullOptions?.RegistryAuth);
     try {
       await this.deps.pullImage(image, auth);
       return true;
     } catch (err) {
       this.deps.log.warn({ task: t.ID, image, err: (err as Error).message }, "pulling the task's image failed");
-      return held();
+      return this.imageHeld(image);
     }
   }
 

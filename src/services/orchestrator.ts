@@ -14,6 +14,9 @@
  *     restart condition allows (any / on-failure with a failure);
  *   - desired shutdown: once it has ended, a replacement with the current
  *     spec is created (this is how stop-first updates proceed).
+ * A task whose desired state is remove (scaled away) belongs to no slot: a
+ * scale back up creates the slot's new task at once, beside the old one that
+ * is still stopping (swarmkit counts only the tasks meant to run, too).
  * Rolling updates pick batches of out-of-date slots (UpdateConfig.Parallelism,
  * Delay, Order) until every slot runs the current spec.
  */
@@ -170,7 +173,15 @@ export class Orchestrator {
     }
     const groups = new Map<string, Task[]>();
     const keyOf = (t: Task): string => (isReplicated(svc) ? `s${t.Slot}` : `n${t.NodeID}`);
+    // A task being removed (scaled away, its service gone) holds no slot: it may take its stop grace period
+    // (10 s for a process that ignores SIGTERM) to end, and a scale back up must not wait for it. Its agent stops
+    // it and deletes its record; only one on a node that is down is dropped here (below).
+    const removing: Task[] = [];
     for (const t of tasks) {
+      if (t.DesiredState === 'remove') {
+        removing.push(t);
+        continue;
+      }
       const l = groups.get(keyOf(t)) ?? [];
       l.push(t);
       groups.set(keyOf(t), l);
@@ -274,8 +285,8 @@ export class Orchestrator {
     }
 
     // Slots beyond the replica count, or nodes that no longer qualify: remove.
-    for (const [key, ts] of groups) {
-      if (wantedKeys.has(key)) continue;
+    const leaving = [...groups].filter(([key]) => !wantedKeys.has(key)).map(([, ts]) => ts);
+    for (const ts of [...leaving, removing]) {
       for (const t of ts) {
         const node = ctx.nodeById.get(t.NodeID);
         if (isTerminal(t.Status.State) || !node || node.state !== 'ready') {

@@ -75,6 +75,95 @@ test('services: scale down removes tasks and their containers; scale up places o
   }
 });
 
+test('services: scale 3 → 1 → 3 quickly: removed tasks still stopping (SIGTERM ignored) do not hold their slots', async () => {
+  const sw = new FakeSwarm(3);
+  try {
+    for (const cs of sw.containers.values()) cs.stopDelayMs = 3000;
+    sw.start();
+    await sw.manager.create(nginx({ Mode: { Replicated: { Replicas: 3 } } }));
+    await sw.until('3 running', async () => live(await sw.tasks()).length === 3);
+    const first = new Set(live(await sw.tasks()).map((t) => t.ID));
+    const scale = async (n: number): Promise<void> => {
+      const svc = await sw.manager.inspect('my-nginx');
+      await sw.manager.update(svc.ID, svc.Version.Index, { ...svc.Spec, Mode: { Replicated: { Replicas: n } } }, false);
+    };
+    await scale(1);
+    await sw.until(
+      '2 tasks told to go',
+      async () => (await sw.tasks()).filter((t) => t.DesiredState === 'remove').length === 2,
+    );
+    await scale(3);
+    const t0 = Date.now();
+    await sw.until(
+      '3 running-desired tasks running, slots 1-3',
+      async () => {
+        const ts = (await sw.tasks()).filter((t) => t.DesiredState === 'running');
+        return (
+          ts.length === 3 &&
+          live(ts).length === 3 &&
+          ts
+            .map((t) => t.Slot)
+            .sort()
+            .join() === '1,2,3'
+        );
+      },
+      2500,
+    );
+    const ms = Date.now() - t0;
+    const all = await sw.tasks();
+    const removing = all.filter((t) => t.DesiredState === 'remove');
+    assert.equal(removing.length, 2, `the removed tasks are still stopping (${ms} ms after the scale up)`);
+    assert.ok(removing.every((t) => first.has(t.ID) && t.Status.State === 'running'));
+    assert.equal(live(all).filter((t) => !first.has(t.ID)).length, 2, 'two new tasks run beside them');
+    await sw.until('the removed ones gone', async () => (await sw.tasks()).length === 3, 6000);
+    assert.equal(
+      [...sw.containers.values()].reduce((n, c) => n + c.byId.size, 0),
+      3,
+    );
+  } finally {
+    await sw.close();
+  }
+});
+
+test('agent: a task costs two writes to start (starting, running); beyond the start limit tasks wait `ready`', async () => {
+  const sw = new FakeSwarm(1, undefined, { startConcurrency: 2 });
+  const states = new Map<string, string[]>();
+  const stopWatch = sw.store.watch('tasks/', (ev) => {
+    if (ev.type === 'delete') return;
+    const t = JSON.parse(ev.kv.value) as Task;
+    states.set(t.ID, [...(states.get(t.ID) ?? []), t.Status.State]);
+  });
+  try {
+    const cs = [...sw.containers.values()][0]!;
+    cs.startDelayMs = 300;
+    sw.start();
+    await sw.manager.create(nginx({ Mode: { Replicated: { Replicas: 1 } } }));
+    await sw.until('1 running', async () => live(await sw.tasks()).length === 1);
+    const [one] = live(await sw.tasks());
+    assert.deepEqual(states.get(one!.ID), ['assigned', 'starting', 'running'], 'created, then two agent writes');
+
+    let sawReady = false;
+    const svc = await sw.manager.inspect('my-nginx');
+    await sw.manager.update(svc.ID, svc.Version.Index, { ...svc.Spec, Mode: { Replicated: { Replicas: 6 } } }, false);
+    await sw.until('6 running', async () => {
+      const ts = await sw.tasks();
+      sawReady ||= ts.some((t) => t.Status.State === 'ready');
+      return live(ts).length === 6;
+    });
+    assert.equal(cs.maxStarting, 2, 'never more than the limit of starts at once');
+    assert.ok(sawReady, 'a task waiting for a start slot shows ready');
+    for (const [id, seen] of states) {
+      if (id === one!.ID) continue;
+      assert.equal(seen[0], 'assigned');
+      assert.equal(seen.at(-1), 'running');
+      assert.ok(seen.length <= 4, `at most ready, starting, running after the create: ${seen.join(' → ')}`);
+    }
+  } finally {
+    stopWatch();
+    await sw.close();
+  }
+});
+
 test('services: a task that exits non-zero is replaced per its restart condition; none leaves it', async () => {
   const sw = new FakeSwarm(2);
   try {

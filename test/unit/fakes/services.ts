@@ -41,6 +41,13 @@ export class FakeContainers implements Partial<ContainerService> {
   readonly byId = new Map<string, FakeContainer>();
   /** Image names create refuses, as a missing image would be refused. */
   failStart = false;
+  /** How long stop takes (a process that ignores SIGTERM keeps its container for the grace period). */
+  stopDelayMs = 0;
+  /** How long start takes. */
+  startDelayMs = 0;
+  /** Starts under way now, and the most seen at once. */
+  starting = 0;
+  maxStarting = 0;
 
   constructor(readonly events: EventBus) {}
 
@@ -72,12 +79,21 @@ export class FakeContainers implements Partial<ContainerService> {
   async start(ref: string): Promise<void> {
     const c = this.find(ref);
     if (this.failStart) throw new Error('fake start failure');
+    this.starting++;
+    this.maxStarting = Math.max(this.maxStarting, this.starting);
+    try {
+      if (this.startDelayMs) await new Promise((r) => setTimeout(r, this.startDelayMs));
+    } finally {
+      this.starting--;
+    }
     c.running = true;
     this.publish(c, 'start');
   }
 
   async stop(ref: string): Promise<void> {
     const c = this.find(ref);
+    if (!c.running) return;
+    if (this.stopDelayMs) await new Promise((r) => setTimeout(r, this.stopDelayMs));
     if (!c.running) return;
     c.running = false;
     c.exitCode = 0;
@@ -179,7 +195,11 @@ export class FakeSwarm {
   readonly manager: ServiceManager;
 
   /** `now`: the orchestrator's clock (a test moves it to cross restart windows). */
-  constructor(n = 3, images = ['nginx:latest', 'busybox:latest'], opts: { now?: () => number } = {}) {
+  constructor(
+    n = 3,
+    images = ['nginx:latest', 'busybox:latest'],
+    opts: { now?: () => number; startConcurrency?: number } = {},
+  ) {
     this.nodes = Array.from(
       { length: n },
       (_, i) =>
@@ -205,6 +225,7 @@ export class FakeSwarm {
           events,
           log: silentLogger,
           resyncMs: 200,
+          ...(opts.startConcurrency ? { startConcurrency: opts.startConcurrency } : {}),
         }),
       );
     }
