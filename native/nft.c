@@ -14,16 +14,24 @@
  * used are declared here). Without it, nftAvailable() says why and the
  * caller spawns nft as before.
  *
- * Calls are serialised by a mutex: libnftables keeps some process-global
- * state (its one-time initialisation), and one transaction at a time is what
- * the kernel's nfnetlink commit lock does anyway.
+ * Each call is its own napi async work (a libuv pool thread, which starts
+ * the pthread and waits for it) with its own nft context. By default calls
+ * are serialised by a mutex (one transaction at a time, as before). With
+ * `shared`, only the context's creation and release take the mutex
+ * (libnftables' one-time initialisation in nft_ctx_new is not thread-safe);
+ * the parse, the netlink batch and the kernel's commit run concurrently with
+ * other calls: the kernel's nf_tables commit lock is per netns, so calls into
+ * different sandboxes do not wait for one another (a commit that unregisters
+ * a hook waits for an RCU grace period: serialised, those waits add up).
  *
  * Exports:
  *   nftAvailable()               null when the library is usable, else why not
- *   nftRun(path|null, script, cb) runs `script` as one transaction (as `nft -f`)
- *                                inside the netns at `path` (null: the calling JS
- *                                thread's); throws when that netns cannot be opened;
- *                                cb(err|null, rc, output, errors) on the JS thread
+ *   nftRun(path|null, script, cb[, shared]) runs `script` as one transaction (as
+ *                                `nft -f`) inside the netns at `path` (null: the
+ *                                calling JS thread's); throws when that netns cannot
+ *                                be opened; cb(err|null, rc, output, errors) on the
+ *                                JS thread. shared: see above (callers keep at most
+ *                                one call per netns in flight)
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -32,6 +40,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +95,7 @@ typedef struct {
   /* The target netns, opened on the JS thread at call time: with a null path, the JS thread's own (a libuv pool
      thread may sit in another netns: tests move only their main thread into a lab). */
   int nsfd;
+  int shared;
   char *script;
   /* results */
   int sys_err;  /* errno of setns/open/pthread_create, or -1 for "library missing" */
@@ -111,11 +121,13 @@ static void *nft_thread(void *arg) {
   }
   lib.buffer_output(ctx);
   lib.buffer_error(ctx);
+  if (j->shared) pthread_mutex_unlock(&lib_lock);
   j->rc = lib.run_buffer(ctx, j->script);
   const char *o = lib.get_output(ctx);
   const char *e = lib.get_error(ctx);
   j->out = strdup(o ? o : "");
   j->errs = strdup(e ? e : "");
+  if (j->shared) pthread_mutex_lock(&lib_lock);
   lib.ctx_free(ctx);
   pthread_mutex_unlock(&lib_lock);
   return NULL;
@@ -176,19 +188,29 @@ static char *dup_string(napi_env env, napi_value v) {
 }
 
 static napi_value js_nft_run(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   napi_valuetype t0, t1, t2;
   if (argc < 3 || napi_typeof(env, argv[0], &t0) != napi_ok || napi_typeof(env, argv[1], &t1) != napi_ok ||
       napi_typeof(env, argv[2], &t2) != napi_ok || (t0 != napi_string && t0 != napi_null) || t1 != napi_string ||
       t2 != napi_function) {
-    napi_throw_type_error(env, NULL, "nftRun(path|null, script, callback)");
+    napi_throw_type_error(env, NULL, "nftRun(path|null, script, callback[, shared])");
     return NULL;
+  }
+  bool shared = false;
+  if (argc >= 4) {
+    napi_valuetype t3;
+    if (napi_typeof(env, argv[3], &t3) != napi_ok || (t3 != napi_boolean && t3 != napi_undefined)) {
+      napi_throw_type_error(env, NULL, "nftRun(path|null, script, callback[, shared])");
+      return NULL;
+    }
+    if (t3 == napi_boolean) napi_get_value_bool(env, argv[3], &shared);
   }
   nftjob_t *j = calloc(1, sizeof *j);
   if (!j) { napi_throw_error(env, "ENOMEM", "nftRun: out of memory"); return NULL; }
   j->nsfd = -1;
+  j->shared = shared;
   char *path = t0 == napi_string ? dup_string(env, argv[0]) : strdup("/proc/thread-self/ns/net");
   j->script = dup_string(env, argv[1]);
   if (!path || !j->script) {
