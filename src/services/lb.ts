@@ -166,8 +166,18 @@ export function lbOwners(plan: LbPlan): Map<string, LbOwner> {
     base.push(
       { ...t, kind: 'set', name: 'refused', type: 'ipv4_addr' },
       FILTER_OUTPUT,
-      { ...t, kind: 'rule', chain: FILTER_OUTPUT.name, rule: 'ip daddr @refused meta l4proto tcp reject with tcp reset' },
-      { ...t, kind: 'rule', chain: FILTER_OUTPUT.name, rule: 'ip daddr @refused reject with icmp type host-unreachable' },
+      {
+        ...t,
+        kind: 'rule',
+        chain: FILTER_OUTPUT.name,
+        rule: 'ip daddr @refused meta l4proto tcp reject with tcp reset',
+      },
+      {
+        ...t,
+        kind: 'rule',
+        chain: FILTER_OUTPUT.name,
+        rule: 'ip daddr @refused reject with icmp type host-unreachable',
+      },
     );
   owners.set(LB_BASE_OWNER, base);
   for (const v of plan.vips) {

@@ -195,7 +195,7 @@ test('per-VIP deltas: each step changes only its VIP (and the base when it must)
   assert.equal(again.nft.log.length, 1);
 });
 
-test('one more service beside 50: one transaction of that VIP\'s three objects, the hooks untouched', async () => {
+test("one more service beside 50: one transaction of that VIP's three objects, the hooks untouched", async () => {
   const fifty = Array.from({ length: 50 }, (_, i) => vipOf(`10.0.1.${100 + i}`, [`10.0.2.${i}`]));
   const sb = sandbox();
   await step(sb, fifty);
@@ -240,7 +240,13 @@ test('Firewall.setOwners: several owners in one transaction, removals before add
   await fw.setOwners(
     new Map<string, FwObject[]>([
       ['e', [{ ...t, kind: 'element', set: 's', key: '1.1.1.1' }]],
-      ['base', [{ ...t, kind: 'table' }, { ...t, kind: 'set', name: 's', type: 'ipv4_addr' }]],
+      [
+        'base',
+        [
+          { ...t, kind: 'table' },
+          { ...t, kind: 'set', name: 's', type: 'ipv4_addr' },
+        ],
+      ],
     ]),
   );
   assert.equal(nft.log.length, 1);
