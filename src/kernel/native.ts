@@ -39,12 +39,14 @@ export interface NetnsAddon {
   /**
    * Runs `script` as one nftables transaction (as `nft -f`) with libnftables, inside the netns at `path`
    * (null: the daemon's), on a pool thread. cb(err) when the library or the netns could not be used;
-   * else cb(null, rc, output, errors) with nft's own return code and texts.
+   * else cb(null, rc, output, errors) with nft's own return code and texts. shared: runs beside other shared
+   * calls (only the context's creation and release are serialised); at most one per netns at a time.
    */
   nftRun(
     path: string | null,
     script: string,
     cb: (err: string | null, rc: number | null, output: string | null, errors: string | null) => void,
+    shared?: boolean,
   ): void;
   /** mount("overlay", target, "overlay", 0, data) on the calling thread (throws with code "E<errno>"). */
   mountOverlay(target: string, data: string): void;

@@ -4,6 +4,8 @@
  *   does), run in-process by libnftables inside the target netns (the addon's
  *   nftRun: ~1 ms), or, where the library cannot be loaded, by one spawned
  *   `nft -f -` (10-20 ms, and nsenter's exec too for another netns).
+ * - NetnsNft: transactions into one sandbox's netns, run beside those of
+ *   other netns (the addon's `shared` calls), without a co-process.
  * - NftSession: a long-lived `nft -i` co-process; each line is one atomic
  *   transaction (0.2 ms instead of 3-17 ms for a spawned nft). Lines are
  *   followed by a fence `fence <n>` (a syntax error whose echo we await).
@@ -27,29 +29,106 @@ function libnftables(): NetnsAddon | null {
   return inProcess;
 }
 
+/** One libnftables call (see native/nft.c): nft's return code, output and error texts. */
+function libRun(
+  lib: NetnsAddon,
+  netnsPath: string | null,
+  script: string,
+  shared: boolean,
+): Promise<{ rc: number; output: string; errors: string }> {
+  if (netnsPath !== null && (!netnsPath.startsWith('/') || netnsPath.includes('\0')))
+    return Promise.reject(new KernelError('nft -f', `netns path must be absolute: ${netnsPath}`, 'EINVAL'));
+  return new Promise((resolve, reject) => {
+    try {
+      lib.nftRun(
+        netnsPath,
+        script,
+        (err, code, out, errs) => {
+          if (err !== null) reject(new KernelError('nft -f', err));
+          else resolve({ rc: code ?? -1, output: out ?? '', errors: errs ?? '' });
+        },
+        shared,
+      );
+    } catch (e) {
+      // The netns could not be opened (gone: ENOENT).
+      reject(new KernelError('nft -f', e instanceof Error ? e.message : String(e)));
+    }
+  });
+}
+
+export interface NftApplyOptions {
+  /**
+   * Run beside other shared calls (libnftables in-process only; see native/nft.c): for callers that keep at
+   * most one transaction per netns in flight, e.g. NetnsNft. Default: one libnftables call at a time.
+   */
+  shared?: boolean;
+}
+
 /** Applies `script` as ONE transaction (inside the netns when given): libnftables in-process, else `nft -f -`. */
-export async function nftApply(script: string, netnsPath: string | null = null): Promise<void> {
+export async function nftApply(
+  script: string,
+  netnsPath: string | null = null,
+  opts: NftApplyOptions = {},
+): Promise<void> {
   if (script.trim() === '') return;
   const lib = libnftables();
   if (lib) {
-    if (netnsPath !== null && (!netnsPath.startsWith('/') || netnsPath.includes('\0')))
-      throw new KernelError('nft -f', `netns path must be absolute: ${netnsPath}`, 'EINVAL');
-    const { rc, errors } = await new Promise<{ rc: number; errors: string }>((resolve, reject) => {
-      try {
-        lib.nftRun(netnsPath, script, (err, code, _out, errs) => {
-          if (err !== null) reject(new KernelError('nft -f', err));
-          else resolve({ rc: code ?? -1, errors: errs ?? '' });
-        });
-      } catch (e) {
-        // The netns could not be opened (gone: ENOENT).
-        reject(new KernelError('nft -f', e instanceof Error ? e.message : String(e)));
-      }
-    });
+    const { rc, errors } = await libRun(lib, netnsPath, script, opts.shared ?? false);
     if (rc !== 0) throw new KernelError('nft -f', summarizeNftError(errors, script));
     return;
   }
   const r = await runTool(inNetns(netnsPath, ['nft', '-f', '-']), script);
   if (r.code !== 0) throw new KernelError('nft -f', summarizeNftError(r.stderr || r.stdout, script));
+}
+
+/**
+ * nftables in one sandbox's netns, for a daemon that programs many of them (the service load balancer): each
+ * transaction is one libnftables call of its own on a pool thread (`shared`: calls into different netns run side
+ * by side, the kernel's commit lock being per netns), queued behind the previous one of this netns. No
+ * co-process per netns (an `nft -i` each would be 50 processes beside 50 services); where libnftables is
+ * missing, one spawned `nft` per call.
+ */
+export class NetnsNft {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly netnsPath: string) {
+    if (!netnsPath.startsWith('/') || netnsPath.includes('\0'))
+      throw new KernelError('nft', `netns path must be absolute: ${netnsPath}`, 'EINVAL');
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** One atomic transaction (an `nft -f` script). */
+  apply(script: string): Promise<void> {
+    return this.serial(() => nftApply(script, this.netnsPath, { shared: true }));
+  }
+
+  /** `list tables`: "family name" of each table in the netns. */
+  tables(): Promise<Set<string>> {
+    return this.serial(async () => {
+      const lib = libnftables();
+      let out: string;
+      if (lib) {
+        const r = await libRun(lib, this.netnsPath, 'list tables', true);
+        if (r.rc !== 0) throw new KernelError('nft list tables', r.errors.trim());
+        out = r.output;
+      } else {
+        const r = await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables']));
+        if (r.code !== 0) throw new KernelError('nft list tables', r.stderr || r.stdout);
+        out = r.stdout;
+      }
+      const have = new Set<string>();
+      for (const l of out.split('\n')) {
+        const m = /^table (\S+) (\S+)$/.exec(l.trim());
+        if (m) have.add(`${m[1]} ${m[2]}`);
+      }
+      return have;
+    });
+  }
 }
 
 /** nft's error output is long (it echoes the script line and carets); keep the error and the offending line. */

@@ -5,19 +5,28 @@
  * joins a network here):
  *   - hands each swarm network's service names to the embedded DNS
  *     (`NetworkController.setServiceNames`);
- *   - replaces the `ip cove_lb` table in the sandbox of every running
+ *   - programs the `ip cove_lb` table in the sandbox of every running
  *     container here that is on a network with VIPs (a task of the service
  *     itself or any other container), so connections to a VIP spread over
  *     the running tasks. A task that stops is out of every map as soon as its
  *     agent reports it (the container's exit event).
+ *
+ * Each sandbox's table is a Firewall (src/network/firewall, no frame) with
+ * one owner for the table's base and one per VIP (lb.ts): a change to one
+ * service sends, to each sandbox, a transaction with that VIP's objects only
+ * (per-VIP deltas), 16 sandboxes at a time. The whole table is written in one
+ * transaction (replacing whatever is there) when a sandbox is programmed from
+ * nothing: a new sandbox, every sandbox after a daemon restart (nothing is
+ * known of what an earlier run left), and a sandbox whose delta failed, so
+ * correctness never rests on the delta path.
  */
 import type { Logger } from '../common/log.js';
 import type { EventBus } from '../common/events.js';
 import { ReconcileLoop } from '../common/reconcile-loop.js';
-import { nftApply } from '../kernel/nft.js';
+import { Firewall, NetnsNftBackend, Tx, type NftBackend } from '../network/firewall/index.js';
 import type { ContainerService } from '../runtime/types.js';
 import type { Store } from '../store/store.js';
-import { discovery, lbScript, type NameEntry, type Vip } from './lb.js';
+import { discovery, LB_TABLE, lbDelta, lbOwners, lbPlan, type LbOwner, type NameEntry, type Vip } from './lb.js';
 import { serviceCollection, taskCollection, SERVICES, TASKS, withVersion } from './records.js';
 
 /** The network controller's hook for service names (src/network/controller.ts). */
@@ -40,16 +49,20 @@ export interface DiscoveryDeps {
   /** So a new container's first connection to a VIP is balanced: its table goes in before it runs. */
   joins?: SandboxJoinSource;
   log: Logger;
-  /** Applies an nft script inside a sandbox (tests record instead). */
-  apply?: (script: string, netnsPath: string) => Promise<void>;
+  /** Where a sandbox's transactions go (tests: a FakeNft per sandbox); default in-process libnftables in its netns. */
+  backend?: (netnsPath: string) => NftBackend;
   resyncMs?: number;
 }
 
 export class ServiceDiscovery {
   /** Watches on services and tasks, container and network events, and a pass every resyncMs (src/common/reconcile-loop.ts). */
   private readonly loop: ReconcileLoop;
-  /** Last script applied per container, so an unchanged sandbox is left alone. */
-  private readonly applied = new Map<string, string>();
+  /** Per container, its sandbox's table as programmed (see SandboxLb); none: not programmed by this process. */
+  private readonly lbs = new Map<string, SandboxLb>();
+  /** Per container, the tail of its sandbox's queue: one change at a time per sandbox. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** How each sandbox was programmed, since start (diagnostics, tests). */
+  readonly counts = { rebuilds: 0, deltas: 0, failedDeltas: 0 };
   private readonly namesSet = new Map<string, string>();
   /** Sandbox path per running container (see sandboxOf). */
   private readonly sandboxes = new Map<string, string>();
@@ -69,6 +82,7 @@ export class ServiceDiscovery {
             // A container that (re)starts may have a new sandbox: look its path up again.
             if (ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy'))
               this.sandboxes.delete(ev.Actor.ID);
+            if (ev.Type === 'container' && ev.Action === 'destroy') this.lbs.delete(ev.Actor.ID);
             if (
               (ev.Type === 'container' && (ev.Action === 'start' || ev.Action === 'destroy')) ||
               (ev.Type === 'network' && (ev.Action === 'connect' || ev.Action === 'disconnect'))
@@ -94,10 +108,13 @@ export class ServiceDiscovery {
    */
   async prepareSandbox(containerId: string, netnsPath: string, networkIds: string[]): Promise<void> {
     const vips = networkIds.flatMap((n) => this.vips.get(n) ?? []);
-    if (!vips.length) return;
-    const script = lbScript(vips);
-    await (this.deps.apply ?? nftApply)(script, netnsPath);
-    this.applied.set(containerId, script);
+    // A new sandbox: whatever this process knew of the container's earlier one does not hold.
+    await this.onSandbox(containerId, async () => {
+      this.lbs.delete(containerId);
+      if (!vips.length) return;
+      this.sandboxes.set(containerId, netnsPath);
+      await this.rebuild(containerId, netnsPath, lbOwners(lbPlan(vips)));
+    });
   }
 
   async stop(): Promise<void> {
@@ -148,39 +165,102 @@ export class ServiceDiscovery {
 
   /**
    * Load balancing: the sandbox of each running container here on a network with VIPs. A change to one network's
-   * services changes the table of every sandbox on it (one transaction each: ~1 ms with libnftables in-process,
-   * 10-30 ms where nft has to be spawned): they are started a few at a time, so a new service on a network with 50
-   * others reaches every sandbox in a fraction of a second (measured with spawned nft one sandbox after the other:
-   * 5 s with 40 services, bench workload 9).
+   * services changes the table of every sandbox on it: per sandbox, one transaction with the owners that changed
+   * (lbDelta: usually one VIP's few objects), 16 sandboxes at a time, each an in-process libnftables call on a
+   * pool thread beside the others (the kernel's commit lock is per netns). A sandbox not programmed yet (or whose
+   * delta failed) gets its whole table instead.
    */
   private async programSandboxes(vipsByNet: Map<string, Vip[]>): Promise<void> {
     const seen = new Set<string>();
-    const todo: Array<{ id: string; script: string }> = [];
+    const todo: Array<{ id: string; want: Map<string, LbOwner> }> = [];
+    // Sandboxes on the same networks want the same table: computed once per set of networks.
+    const byNets = new Map<string, Map<string, LbOwner>>();
     for (const c of await this.deps.containers.list({ all: false })) {
       const netIds = Object.values(c.NetworkSettings?.Networks ?? {})
         .map((e) => e.NetworkID)
-        .filter((x): x is string => Boolean(x));
-      const vips = netIds.flatMap((n) => vipsByNet.get(n) ?? []);
-      if (!vips.length && !this.applied.has(c.Id)) continue;
+        .filter((x): x is string => Boolean(x))
+        .sort();
+      const key = netIds.join(',');
+      let want = byNets.get(key);
+      if (!want) {
+        want = lbOwners(lbPlan(netIds.flatMap((n) => vipsByNet.get(n) ?? [])));
+        byNets.set(key, want);
+      }
+      const had = this.lbs.get(c.Id);
+      if (!want.size && !had) continue;
       seen.add(c.Id);
-      const script = lbScript(vips);
-      if (this.applied.get(c.Id) !== script) todo.push({ id: c.Id, script });
+      if (!had || lbDelta(had.sigs, want).owners.size) todo.push({ id: c.Id, want });
     }
-    for (const id of [...this.applied.keys()]) if (!seen.has(id)) this.applied.delete(id);
+    for (const id of [...this.lbs.keys()]) if (!seen.has(id)) this.lbs.delete(id);
     for (const id of [...this.sandboxes.keys()]) if (!seen.has(id)) this.sandboxes.delete(id);
     if (!todo.length) return;
     const t0 = Date.now();
-    await eachLimited(todo, SANDBOX_CONCURRENCY, async ({ id, script }) => {
+    const before = { ...this.counts };
+    await eachLimited(todo, SANDBOX_CONCURRENCY, async ({ id, want }) => {
       const netns = await this.sandboxOf(id);
       if (!netns) return;
-      try {
-        await (this.deps.apply ?? nftApply)(script, netns);
-        this.applied.set(id, script);
-      } catch (err) {
-        this.deps.log.warn({ err, container: id }, 'load-balancer rules not applied');
-      }
+      await this.onSandbox(id, () => this.program(id, netns, want));
     });
-    this.deps.log.debug({ sandboxes: todo.length, ms: Date.now() - t0 }, 'load-balancer tables replaced');
+    this.deps.log.debug(
+      {
+        sandboxes: todo.length,
+        deltas: this.counts.deltas - before.deltas,
+        rebuilds: this.counts.rebuilds - before.rebuilds,
+        ms: Date.now() - t0,
+      },
+      'load-balancer tables programmed',
+    );
+  }
+
+  /** Runs fn after whatever this sandbox has queued (a join's rebuild and a pass's delta never interleave). */
+  private onSandbox(id: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.queues.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.queues.set(id, tail);
+    void tail.then(() => {
+      if (this.queues.get(id) === tail) this.queues.delete(id);
+    });
+    return next;
+  }
+
+  /** One sandbox to `want`: the delta when its table is known, else (or when the delta fails) the whole table. */
+  private async program(id: string, netns: string, want: Map<string, LbOwner>): Promise<void> {
+    const had = this.lbs.get(id);
+    if (had && had.netns === netns) {
+      const delta = lbDelta(had.sigs, want);
+      if (!delta.owners.size) return;
+      try {
+        await had.fw.setOwners(delta.owners);
+        had.sigs = delta.sigs;
+        this.counts.deltas++;
+        return;
+      } catch (err) {
+        this.counts.failedDeltas++;
+        this.deps.log.warn({ err, container: id }, 'load-balancer delta failed: rewriting the whole table');
+      }
+    }
+    this.lbs.delete(id);
+    try {
+      await this.rebuild(id, netns, want);
+    } catch (err) {
+      this.deps.log.warn({ err, container: id }, 'load-balancer rules not applied');
+    }
+  }
+
+  /** The whole table in one transaction (replacing what is there; none when no VIP is wanted). Throws on failure. */
+  private async rebuild(id: string, netns: string, want: Map<string, LbOwner>): Promise<void> {
+    const backend = (this.deps.backend ?? ((p: string) => new NetnsNftBackend(p)))(netns);
+    this.counts.rebuilds++;
+    if (!want.size) {
+      const table = { kind: 'table', ...LB_TABLE } as const;
+      await backend.apply(new Tx().add(table).delete(table));
+      return;
+    }
+    // A fresh Firewall knows no table: its first transaction replaces whatever an earlier table held.
+    const fw = new Firewall({ backend, frame: false, checkEveryMs: 0, log: this.deps.log });
+    await fw.setOwners(new Map([...want].map(([name, o]) => [name, o.objects])));
+    this.lbs.set(id, { netns, fw, sigs: new Map([...want].map(([name, o]) => [name, o.sig])) });
   }
 
   /** A running container's sandbox path (fixed while it runs: kept until the container leaves the list). */
@@ -197,8 +277,19 @@ export class ServiceDiscovery {
   }
 }
 
-/** How many sandboxes get their table at once (in-process they queue on libnftables' lock; spawned, on the CPUs). */
-const SANDBOX_CONCURRENCY = 6;
+/** What this process programmed in one sandbox: its Firewall (owners `lb`, `vip <addr>`) and each owner's signature. */
+interface SandboxLb {
+  netns: string;
+  fw: Firewall;
+  sigs: Map<string, string>;
+}
+
+/**
+ * How many sandboxes are programmed at once: in-process calls run side by side on the libuv pool (its 4 threads
+ * bound them further), so a pass over 50 sandboxes is a few rounds; spawned nft (no libnftables) runs as many
+ * processes.
+ */
+const SANDBOX_CONCURRENCY = 16;
 
 /** Runs f over items, at most `limit` at a time. */
 async function eachLimited<T>(items: T[], limit: number, f: (item: T) => Promise<void>): Promise<void> {

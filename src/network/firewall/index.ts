@@ -18,7 +18,7 @@
 import type { Logger } from '../../common/log.js';
 import { KernelError } from '../../kernel/errors.js';
 import { hostNft } from '../../kernel/host.js';
-import { nftApply, NftSession } from '../../kernel/nft.js';
+import { nftApply, NetnsNft, NftSession } from '../../kernel/nft.js';
 import { frameObjects, FRAME } from './frame.js';
 import {
   objectKey,
@@ -105,6 +105,31 @@ export class KernelNft implements NftBackend {
   }
 }
 
+/**
+ * A sandbox's netns through NetnsNft: each transaction one in-process libnftables call of its own (run beside
+ * those of other sandboxes), no `nft -i` co-process per netns (the service load balancer programs one netns per
+ * container).
+ */
+export class NetnsNftBackend implements NftBackend {
+  private readonly nft: NetnsNft;
+
+  constructor(netnsPath: string) {
+    this.nft = new NetnsNft(netnsPath);
+  }
+
+  apply(tx: Tx): Promise<void> {
+    return tx.empty ? Promise.resolve() : this.nft.apply(tx.render());
+  }
+
+  applyLine(tx: Tx): Promise<void> {
+    return this.apply(tx);
+  }
+
+  existingTables(): Promise<Set<string>> {
+    return this.nft.tables();
+  }
+}
+
 export interface FirewallOptions {
   backend?: NftBackend;
   log?: Logger;
@@ -175,6 +200,10 @@ function changeTx(c: OwnerChange): Tx {
 
 /** The transaction that turns an owner's `from` into `to`, touching nothing else. */
 export function diffOwner(from: OwnerState, to: OwnerState): Tx {
+  return changeTx(diffChange(from, to));
+}
+
+function diffChange(from: OwnerState, to: OwnerState): OwnerChange {
   const gone = (k: string) => !to.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
   const fresh = (k: string) => !from.objects.has(k) || !sameObject(from.objects.get(k)!, to.objects.get(k)!);
   const rulesChanged = (k: string) => JSON.stringify(from.rules.get(k) ?? []) !== JSON.stringify(to.rules.get(k) ?? []);
@@ -189,7 +218,7 @@ export function diffOwner(from: OwnerState, to: OwnerState): Tx {
     if (o.kind === 'chain' && (fresh(k) || rulesChanged(k)))
       change.rules.push({ chain: o, rules: to.rules.get(k) ?? [] });
   }
-  return changeTx(change);
+  return change;
 }
 
 /**
@@ -311,11 +340,24 @@ export class Firewall {
   }
 
   setOwner(name: string, objects: FwObject[]): Promise<void> {
+    return this.setOwners(new Map([[name, objects]]));
+  }
+
+  /**
+   * Makes each named owner's objects exactly the given ones (an empty list removes the owner), all in ONE
+   * transaction: owners whose objects depend on one another (a set of one, elements of another) change together,
+   * in the order the kernel accepts (every owner's removals first, then every owner's additions). Owners not
+   * named are left as they are, unless `othersGo` (then they are removed in the same transaction).
+   */
+  setOwners(owners: Map<string, FwObject[]>, opts: { othersGo?: boolean } = {}): Promise<void> {
     return this.serial(async () => {
-      const to = ownerState(objects);
-      const from = this.owners.get(name) ?? EMPTY;
+      const wanted = new Map<string, OwnerState>();
+      for (const [name, objects] of owners) wanted.set(name, ownerState(objects));
+      if (opts.othersGo) for (const name of this.owners.keys()) if (!wanted.has(name)) wanted.set(name, EMPTY);
       const hadOwners = this.owners.size > 0;
-      const willHave = this.owners.size - (this.owners.has(name) ? 1 : 0) + (to.objects.size > 0 ? 1 : 0) > 0;
+      let count = this.owners.size;
+      for (const [name, to] of wanted) count += (to.objects.size > 0 ? 1 : 0) - (this.owners.has(name) ? 1 : 0);
+      const willHave = count > 0;
       const tx = new Tx();
       // The frame comes with the first owner (replacing whatever an earlier run of the daemon left) and goes with the last.
       if (this.withFrame && !hadOwners && willHave) {
@@ -328,12 +370,22 @@ export class Firewall {
       // rules that appending would duplicate).
       if (!this.withFrame) {
         const known = new Set(this.desired.tableNames().map((t) => `${t.family} ${t.table}`));
-        for (const o of to.objects.values()) {
-          if (o.kind !== 'table' || known.has(`${o.family} ${o.table}`)) continue;
-          tx.add(o).delete(o);
-        }
+        for (const to of wanted.values())
+          for (const o of to.objects.values()) {
+            if (o.kind !== 'table' || known.has(`${o.family} ${o.table}`)) continue;
+            known.add(`${o.family} ${o.table}`);
+            tx.add(o).delete(o);
+          }
       }
-      const diff = diffOwner(from, to);
+      const change: OwnerChange = { gone: [], fresh: [], flush: [], rules: [] };
+      for (const [name, to] of wanted) {
+        const c = diffChange(this.owners.get(name) ?? EMPTY, to);
+        change.gone.push(...c.gone);
+        change.fresh.push(...c.fresh);
+        change.flush.push(...c.flush);
+        change.rules.push(...c.rules);
+      }
+      const diff = changeTx(change);
       if (this.withFrame && hadOwners && !willHave) {
         tx.delete({ kind: 'table', family: FRAME.family, table: FRAME.table });
         // an owner's own tables go too (the frame's table took its objects with it)
@@ -343,8 +395,10 @@ export class Firewall {
         tx.ops.push(...diff.ops);
       }
       if (!tx.empty) await this.commit(tx);
-      if (to.objects.size > 0) this.owners.set(name, to);
-      else this.owners.delete(name);
+      for (const [name, to] of wanted) {
+        if (to.objects.size > 0) this.owners.set(name, to);
+        else this.owners.delete(name);
+      }
       this.schedule();
     });
   }
