@@ -411,6 +411,7 @@ void cove_xattr_register(napi_env env, napi_value exports);
 void cove_nft_register(napi_env env, napi_value exports);
 void cove_mount_register(napi_env env, napi_value exports);
 void cove_spawn_register(napi_env env, napi_value exports);
+void cove_memory_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -428,6 +429,7 @@ static napi_value init(napi_env env, napi_value exports) {
   cove_nft_register(env, exports);
   cove_mount_register(env, exports);
   cove_spawn_register(env, exports);
+  cove_memory_register(env, exports);
   return exports;
 }
 

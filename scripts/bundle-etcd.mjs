@@ -1,44 +1,25 @@
 #!/usr/bin/env node
 // `npm run build` step: the etcd client (etcd3, grpc-js, protobufjs, cockatiel) and Cove's etcd store in one
 // ESM file, dist/src/swarm/etcd-modules.bundle.mjs, which src/swarm/etcd-client.ts loads when a node enters a
-// swarm. Loading the module graph took 1.8-2.5 s on this loaded machine and sat on the path of every
-// `swarm join`; one file links faster, and etcd3's service definitions come from a JSON descriptor made
-// here instead of parsing etcd's .proto files at each start (~670 -> ~160 ms of it). Cove's own modules
+// swarm and coved runs from the tsc output (dist/src/daemon/main.js; the coved bundle, scripts/bundle-coved.mjs,
+// has its own etcd chunk). Loading the module graph took 1.8-2.5 s on this loaded machine and sat on the path of
+// every `swarm join`; one file links faster (settings in scripts/etcd-esbuild.mjs). Cove's own modules
 // other than the store stay outside the bundle (imported by relative path), so error classes such as
 // CasError are the same objects for the bundled store and for the code that catches them.
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { NODE_ESM, etcdLoadEdits } from './etcd-esbuild.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(join(repo, 'package.json'));
-const protobuf = require('protobufjs');
-
-const etcdDir = dirname(require.resolve('etcd3/package.json'));
-const root = new protobuf.Root();
-root.loadSync(join(etcdDir, 'proto/rpc.proto'), { keepCase: true });
-const descriptor = JSON.stringify(root.toJSON());
-
 const entry = join(repo, 'dist/src/swarm/etcd-modules.js');
 const outfile = join(repo, 'dist/src/swarm/etcd-modules.bundle.mjs');
 const inside = new Set([entry, join(repo, 'dist/src/store/etcd.js')]);
 
 await build({
+  ...NODE_ESM,
   entryPoints: [entry],
   outfile,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  minifySyntax: true,
-  minifyWhitespace: true,
-  logLevel: 'warning',
-  // CommonJS packages inside an ES module still call require() for node's builtins.
-  banner: {
-    js: "import { createRequire as __coveRequire } from 'node:module'; const require = __coveRequire(import.meta.url);",
-  },
   plugins: [
     {
       name: 'cove-etcd',
@@ -51,43 +32,7 @@ await build({
           if (!rel.startsWith('.')) rel = './' + rel;
           return { path: rel, external: true };
         });
-        // proto-loader describes every message and file again as descriptor protos (encoded, per method), for
-        // gRPC reflection, which etcd3 never uses: half of the client's load time. Left out, with the
-        // descriptor extension (protobufjs/ext/descriptor and its 100 KB JSON) loaded only if something asks.
-        b.onLoad({ filter: /@grpc[\\/]proto-loader[\\/]build[\\/]src[\\/]index\.js$/ }, async (args) => {
-          let src = await readFile(args.path, 'utf8');
-          const edits = [
-            [
-              'const descriptor = require("protobufjs/ext/descriptor");',
-              'let descriptorExt;\nconst descriptor = new Proxy({}, { get: (_, k) => (descriptorExt ??= require("protobufjs/ext/descriptor"))[k] });',
-            ],
-            [
-              "const descriptorList = root.toDescriptor('proto3').file;\n    const bufferList = descriptorList.map(value => Buffer.from(descriptor.FileDescriptorProto.encode(value).finish()));",
-              'const bufferList = [];',
-            ],
-            [
-              "const messageDescriptor = message.toDescriptor('proto3');\n    return {\n        format: 'Protocol Buffer 3 DescriptorProto',\n        type: messageDescriptor.$type.toObject(messageDescriptor, descriptorOptions),",
-              "return {\n        format: 'Protocol Buffer 3 DescriptorProto',\n        type: {},",
-            ],
-            [
-              "const enumDescriptor = enumType.toDescriptor('proto3');\n    return {\n        format: 'Protocol Buffer 3 EnumDescriptorProto',\n        type: enumDescriptor.$type.toObject(enumDescriptor, descriptorOptions),",
-              "return {\n        format: 'Protocol Buffer 3 EnumDescriptorProto',\n        type: {},",
-            ],
-          ];
-          for (const [from, to] of edits) {
-            if (!src.includes(from))
-              throw new Error(`@grpc/proto-loader changed: no longer has ${JSON.stringify(from.slice(0, 60))}`);
-            src = src.replace(from, to);
-          }
-          return { contents: src, loader: 'js' };
-        });
-        b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, async (args) => {
-          const src = await readFile(args.path, 'utf8');
-          const from = /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, \{/;
-          if (!from.test(src))
-            throw new Error('etcd3 changed: its connection-pool.js no longer loads rpc.proto as expected');
-          return { contents: src.replace(from, `(0, proto_loader_1.fromJSON)(${descriptor}, {`), loader: 'js' };
-        });
+        etcdLoadEdits(repo, b);
       },
     },
   ],

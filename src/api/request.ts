@@ -37,6 +37,11 @@ export interface Ctx {
   bodyBytes?: Promise<Buffer>;
   /** Client input after the body, on a hijacked connection. */
   hijackIn?: Readable;
+  /**
+   * The handler now only waits (an events stream, `wait`, `logs -f`, an attached session): the request stops
+   * counting as daemon work, so the daemon may count as quiet (src/daemon/idle-memory.ts). Idempotent.
+   */
+  waiting?: () => void;
 }
 
 export function param(ctx: Ctx, name: string): string {

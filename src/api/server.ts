@@ -89,7 +89,17 @@ function serverVersionOf(engine: Engine): string {
   return '0.0.0';
 }
 
-export function createApiServer(engine: Engine, log: Logger): http.Server {
+export interface ApiServerOptions {
+  /**
+   * Called as each request starts; the function it returns is called when the request ended, or earlier
+   * when its handler calls ctx.waiting() (src/daemon/idle-memory.ts: the daemon's quiet periods).
+   */
+  onRequest?: () => () => void;
+}
+
+const NOTHING = (): void => undefined;
+
+export function createApiServer(engine: Engine, log: Logger, opts: ApiServerOptions = {}): http.Server {
   const router = FindMyWay({
     ignoreTrailingSlash: true,
     ignoreDuplicateSlashes: true,
@@ -118,6 +128,7 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
 
   async function dispatch(req: http.IncomingMessage, reply: Reply, extra: Partial<Ctx>): Promise<void> {
     const started = Date.now();
+    const ended = opts.onRequest?.() ?? NOTHING;
     let apiVersion = API_VERSION;
     try {
       const url = requestUrl(req.url);
@@ -143,6 +154,7 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
         engine,
         log,
         body: req,
+        waiting: ended,
         ...extra,
       };
       await handler(ctx);
@@ -160,6 +172,7 @@ export function createApiServer(engine: Engine, log: Logger): http.Server {
         req.socket.destroy();
       }
     } finally {
+      ended();
       log.trace({ method: req.method, url: req.url, ms: Date.now() - started }, 'api request');
     }
   }

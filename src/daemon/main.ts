@@ -25,6 +25,8 @@ import { systemInfo, versionInfo, probeComponents, COVE_VERSION } from './info.j
 import type { Engine } from './engine.js';
 import { createApiServer } from '../api/server.js';
 import { installLastResort } from './last-resort.js';
+import { startIdleMemory } from './idle-memory.js';
+import { addon } from '../kernel/native.js';
 import { NetworkController } from '../network/controller.js';
 import { ImageStore } from '../runtime/images/index.js';
 import { Distribution } from '../runtime/distribution/index.js';
@@ -316,7 +318,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
     info: async () => ({ ...(await systemInfo(config, { networks, containers, images })), Swarm: await swarm.info() }),
     version: () => versionInfo(components),
   };
-  const server = createApiServer(engine, log.child({ module: 'api' }));
+  // Memory back to the kernel once the API has been quiet for a second (issue #10: engine RSS idle).
+  const idle = startIdleMemory({ release: () => addon().releaseMemory(), log: log.child({ module: 'idle' }) });
+  const server = createApiServer(engine, log.child({ module: 'api' }), { onRequest: idle.requestStarted });
   rmSync(config.socketPath, { force: true });
   mkdirSync(dirname(config.socketPath), { recursive: true });
   await new Promise<void>((resolve, reject) => {
@@ -333,6 +337,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<{ 
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('shutting down; containers keep running');
+      idle.stop();
       server.close();
       server.closeAllConnections?.();
       await services.close();

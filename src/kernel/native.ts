@@ -7,8 +7,8 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { repoRoot } from '../common/repo-root.js';
 
 export interface NetnsAddon {
   createNetns(path: string, sysctls: Array<[string, string]>): void;
@@ -67,6 +67,12 @@ export interface NetnsAddon {
   ): number[];
   /** mkfifo(2); an existing FIFO at `path` is fine (throws with code "E<errno>" otherwise). */
   mkfifo(path: string, mode: number): void;
+  /**
+   * V8's low-memory notification (full collections that compact and release the heap's free pages) and
+   * glibc's malloc_trim(0), on the calling thread: tens of ms. src/daemon/idle-memory.ts calls it once the
+   * daemon is quiet.
+   */
+  releaseMemory(): void;
 }
 
 /** Opaque handle of a seqpacket connection held by the addon. */
@@ -74,15 +80,9 @@ export type SeqpacketHandle = { readonly __seqpacket: unique symbol };
 
 let cached: NetnsAddon | undefined;
 
-function repoRoot(): string {
-  // src/kernel or dist/src/kernel
-  const here = dirname(fileURLToPath(import.meta.url));
-  return here.includes(`${'/'}dist${'/'}`) ? resolve(here, '../../..') : resolve(here, '../..');
-}
-
 export function addon(): NetnsAddon {
   if (cached) return cached;
-  const file = join(repoRoot(), 'native/build/Release/cove_netns.node');
+  const file = join(repoRoot(import.meta.url), 'native/build/Release/cove_netns.node');
   if (!existsSync(file)) {
     throw new Error(`native addon missing: ${file} (run \`npm run build:native\`)`);
   }

@@ -11,16 +11,19 @@ import type { EventBus } from '../common/events.js';
 import type { NetworkService } from '../network/types.js';
 import type { ContainerService, ImageService } from '../runtime/types.js';
 import type { AuthConfig } from '../runtime/distribution/auth.js';
-import { Agent, LABEL } from './agent.js';
-import { LeaderElector } from './leader.js';
-import { ServiceManager, type ServiceNetworks } from './manager.js';
-import { Orchestrator } from './orchestrator.js';
-import { LogServer } from './logs.js';
-import { ServiceDiscovery, type SandboxJoinSource, type ServiceNamesSink } from './discovery.js';
+import type { Agent } from './agent.js';
+import type { LeaderElector } from './leader.js';
+import type { ServiceManager, ServiceNetworks } from './manager.js';
+import type { Orchestrator } from './orchestrator.js';
+import type { LogServer } from './logs.js';
+import type { ServiceDiscovery, SandboxJoinSource, ServiceNamesSink } from './discovery.js';
 import type { SchedNode } from './types.js';
-import { IngressMesh, INGRESS_SBOX, type MeshStatus, type PortHolder } from './ingress.js';
+import type { IngressMesh, MeshStatus, PortHolder } from './ingress.js';
 import { join } from 'node:path';
-import { ReportRelay } from './reports.js';
+import type { ReportRelay } from './reports.js';
+
+/** The working parts, loaded when the node joins a swarm (./parts.ts). */
+const parts = () => import('./parts.js');
 
 export const NOT_A_MANAGER =
   'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -98,6 +101,17 @@ export class SwarmServices implements ClusterAware {
   }
 
   async attachCluster(m: Membership): Promise<void> {
+    const {
+      Agent,
+      LeaderElector,
+      ServiceManager,
+      Orchestrator,
+      LogServer,
+      ServiceDiscovery,
+      IngressMesh,
+      INGRESS_SBOX,
+      ReportRelay,
+    } = await parts();
     await this.close();
     this.membership = m;
     const log = this.deps.log;
@@ -200,6 +214,7 @@ export class SwarmServices implements ClusterAware {
     await this.mesh?.leave();
     await this.close();
     if (!wasIn) return;
+    const { LABEL } = await parts();
     for (const c of await this.deps.containers
       .list({ all: true, filters: { label: [LABEL.taskId] } })
       .catch(() => [])) {

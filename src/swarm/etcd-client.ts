@@ -4,11 +4,16 @@
  * never uses. Call loadEtcd() before making a store; code that already holds
  * a store may use etcdLoaded().
  *
- * It loads from the bundle `npm run build` makes (etcd-modules.bundle.mjs,
- * scripts/bundle-etcd.mjs) when that is at least as new as the tsc output,
- * else from the module graph (a plain tsc build keeps working).
+ * In the coved bundle (dist/coved/, scripts/bundle-coved.mjs) it is a chunk
+ * of that bundle. Run from the tsc output, it loads from the bundle `npm run
+ * build` makes (etcd-modules.bundle.mjs, scripts/bundle-etcd.mjs) when that is
+ * at least as new as the tsc output, else from the module graph (a plain tsc
+ * build keeps working).
  */
 import { statSync } from 'node:fs';
+
+/** true in the coved bundle (esbuild's define, scripts/bundle-coved.mjs); not defined elsewhere. */
+declare const COVE_BUNDLE: boolean | undefined;
 
 export type EtcdModules = typeof import('./etcd-modules.js');
 
@@ -32,7 +37,13 @@ export function loadEtcd(): Promise<EtcdModules> {
   if (!loading) {
     const bundle = new URL('./etcd-modules.bundle.mjs', import.meta.url);
     const modular = new URL('./etcd-modules.js', import.meta.url);
-    const p = (bundleIsFresh(bundle, modular) ? import(bundle.href) : import(modular.href)) as Promise<EtcdModules>;
+    const p = (
+      typeof COVE_BUNDLE !== 'undefined' && COVE_BUNDLE
+        ? import('./etcd-modules.js')
+        : bundleIsFresh(bundle, modular)
+          ? import(bundle.href)
+          : import(modular.href)
+    ) as Promise<EtcdModules>;
     loading = p.then(
       (m) => (loaded = m),
       (e: unknown) => {

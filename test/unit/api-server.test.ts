@@ -491,3 +491,45 @@ test('closing the server ends open streams', async () => {
   await ended;
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('requests in flight as the daemon counts them (idle memory): ended, or waiting on an events stream', async () => {
+  const { createApiServer } = await import('../../src/api/server.js');
+  const { createFakeEngine } = await import('../support/fake-engine.js');
+  const { silentLogger } = await import('../../src/common/log.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'cva-idle-'));
+  const sock = join(dir, 's.sock');
+  let inFlight = 0;
+  let started = 0;
+  const server = createApiServer(createFakeEngine(), silentLogger, {
+    onRequest: () => {
+      inFlight++;
+      started++;
+      let done = false;
+      return () => {
+        if (!done) inFlight--;
+        done = true;
+      };
+    },
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  try {
+    const r = await request(sock, 'GET', '/_ping');
+    assert.equal(r.status, 200);
+    assert.equal(await request(sock, 'GET', '/no/such/path').then((x) => x.status), 404);
+    assert.deepEqual([started, inFlight], [2, 0]);
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ socketPath: sock, path: '/events', agent: false }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    res.resume();
+    assert.deepEqual([started, inFlight], [3, 0], 'an open events stream does not count as work');
+    res.destroy();
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

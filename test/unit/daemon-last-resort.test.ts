@@ -6,7 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { isContained } from '../../src/daemon/last-resort.js';
+import { annotateStack, isContained } from '../../src/daemon/last-resort.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { isAlive } from '../../src/daemon/main.js';
 
 function errWithStack(...frames: string[]): Error {
@@ -75,4 +78,31 @@ test('isAlive: a live process yes, a zombie no, a gone pid no', async () => {
   }
   await new Promise((r) => sh.once('exit', r));
   assert.equal(isAlive(sh.pid!), false);
+});
+
+test('contained, in the coved bundle: frames placed by the `// path` line above them', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cove-lr-'));
+  try {
+    mkdirSync(join(dir, 'dist/coved/chunks'), { recursive: true });
+    const file = join(dir, 'dist/coved/coved.mjs');
+    const lines = ['import x from "y";', '', '// node_modules/pino/pino.js', 'a();', '', '// dist/src/api/server.js'];
+    lines.push(
+      'b();',
+      'c();',
+      '',
+      '// dist/src/network/controller.js',
+      'd();',
+      '',
+      '// dist/src/network/dns/server.js',
+      'e();',
+    );
+    writeFileSync(file, lines.join('\n'));
+    const at = (line: number) => `f (file://${file}:${line}:3)`;
+    assert.equal(isContained(errWithStack(at(8), at(14), at(4), 'Socket.emit (node:events:519:28)')), true);
+    assert.equal(isContained(errWithStack(at(8), at(11))), false, 'network controller frame: not an edge');
+    assert.equal(isContained(errWithStack(`g (file://${dir}/dist/coved/chunks/gone.mjs:5:1)`)), false, 'unplaceable');
+    assert.match(annotateStack(errWithStack(at(7)).stack!), /coved\.mjs:7:3\) \[dist\/src\/api\/server\.js\]$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -115,6 +115,7 @@ async function wait(ctx: Ctx): Promise<void> {
   const waiting = ctx.engine.containers.wait(id, cond as (typeof WAIT_CONDITIONS)[number]);
   // The docker CLI calls wait before start and blocks until the headers arrive.
   const out = ctx.reply.stream(200, 'application/json');
+  ctx.waiting?.(); // waiting is not work (src/daemon/idle-memory.ts)
   let result: { StatusCode: number; Error?: { Message: string } | null };
   try {
     result = await waiting;
@@ -143,6 +144,7 @@ async function logs(ctx: Ctx): Promise<void> {
   // Pull the first entry before the headers go out, so errors are still JSON.
   let first = await entries.next();
   const out = ctx.reply.stream(200, tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+  if (opts.follow) ctx.waiting?.(); // a follower mostly waits (src/daemon/idle-memory.ts)
   let gone = false;
   ctx.req.socket.once('close', () => {
     gone = true;
@@ -229,6 +231,7 @@ async function attach(ctx: Ctx): Promise<void> {
     session.close();
     throw err;
   }
+  ctx.waiting?.(); // an attached session is the client's, not daemon work (src/daemon/idle-memory.ts)
   await runSession(session, conn, { stdin: opts.stdin });
 }
 
@@ -250,6 +253,7 @@ async function execStart(ctx: Ctx): Promise<void> {
     return;
   }
   const conn = ctx.reply.hijack(session.tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+  ctx.waiting?.(); // as attach
   await runSession(session, conn, { stdin: Boolean(session.stdin) });
 }
 
@@ -318,6 +322,7 @@ async function stats(ctx: Ctx): Promise<void> {
   // The first sample before the headers: an unknown container is still a JSON 404.
   let next = await it.next();
   const out = ctx.reply.stream(200, 'application/json');
+  if (stream) ctx.waiting?.(); // a sample a second is not work that keeps the daemon busy
   let gone = false;
   ctx.req.socket.once('close', () => {
     gone = true;

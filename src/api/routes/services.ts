@@ -7,9 +7,11 @@ import type { Route } from '../route.js';
 import { boolQuery, filtersQuery, intQuery, jsonBody, param, type Ctx } from '../request.js';
 import { Unavailable } from '../../common/errors.js';
 import { NOT_A_MANAGER } from '../../services/index.js';
-import { publicService, publicTask, type ServiceManager } from '../../services/manager.js';
+import type { ServiceManager } from '../../services/manager.js';
 import type { ServiceSpec } from '../../services/types.js';
-import { serviceLogs, taskLogs } from '../../services/logs.js';
+
+/** The services layer's parts (a chunk of the coved bundle loaded in swarm mode only: src/services/parts.ts). */
+const parts = () => import('../../services/parts.js');
 
 function services(ctx: Ctx): ServiceManager {
   const s = ctx.engine.services;
@@ -25,10 +27,9 @@ function registryAuth(ctx: Ctx): string | undefined {
 }
 
 async function list(ctx: Ctx): Promise<void> {
-  ctx.reply.json(
-    200,
-    (await services(ctx).list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status'))).map(publicService),
-  );
+  const mgr = services(ctx);
+  const { publicService } = await parts();
+  ctx.reply.json(200, (await mgr.list(filtersQuery(ctx.query), boolQuery(ctx.query, 'status'))).map(publicService));
 }
 
 async function create(ctx: Ctx): Promise<void> {
@@ -38,7 +39,9 @@ async function create(ctx: Ctx): Promise<void> {
 }
 
 async function inspect(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, publicService(await services(ctx).inspect(param(ctx, 'id'))));
+  const mgr = services(ctx);
+  const { publicService } = await parts();
+  ctx.reply.json(200, publicService(await mgr.inspect(param(ctx, 'id'))));
 }
 
 async function update(ctx: Ctx): Promise<void> {
@@ -61,20 +64,26 @@ async function remove(ctx: Ctx): Promise<void> {
 }
 
 async function listTasks(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, (await services(ctx).listTasks(filtersQuery(ctx.query))).map(publicTask));
+  const mgr = services(ctx);
+  const { publicTask } = await parts();
+  ctx.reply.json(200, (await mgr.listTasks(filtersQuery(ctx.query))).map(publicTask));
 }
 
 async function inspectTask(ctx: Ctx): Promise<void> {
-  ctx.reply.json(200, publicTask(await services(ctx).inspectTask(param(ctx, 'id'))));
+  const mgr = services(ctx);
+  const { publicTask } = await parts();
+  ctx.reply.json(200, publicTask(await mgr.inspectTask(param(ctx, 'id'))));
 }
 
 async function logsOfService(ctx: Ctx): Promise<void> {
   const mgr = services(ctx);
+  const { serviceLogs } = await parts();
   await serviceLogs(ctx, mgr, await mgr.inspect(param(ctx, 'id')));
 }
 
 async function logsOfTask(ctx: Ctx): Promise<void> {
   const mgr = services(ctx);
+  const { taskLogs } = await parts();
   await taskLogs(ctx, mgr, await mgr.inspectTask(param(ctx, 'id')));
 }
 

@@ -61,6 +61,7 @@ async function events(ctx: Ctx): Promise<void> {
   const until = q.get('until') ? parseTimestamp(q.get('until')!, 'until') : undefined;
   const nowSec = Date.now() / 1000;
   const out = ctx.reply.stream(200, 'application/json');
+  ctx.waiting?.(); // a subscriber that waits for events is not work (src/daemon/idle-memory.ts)
   const write = (ev: DockerEvent) => {
     if (until !== undefined && ev.timeNano / 1e9 > until) return;
     if (matches(ev, filters)) out.write(JSON.stringify(ev) + '\n');

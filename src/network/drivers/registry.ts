@@ -54,14 +54,17 @@ function factoryOf(mod: DriverModule): DriverFactory | undefined {
   return cls ? (ctx) => new cls(ctx) : undefined;
 }
 
-/** Built-in drivers by name -> module path (relative to this file). */
-export const BUILTIN_DRIVERS: Record<string, string> = {
-  bridge: './bridge/index.js',
-  host: './host/index.js',
-  null: './none/index.js',
-  macvlan: './macvlan/index.js',
-  ipvlan: './ipvlan/index.js',
-  overlay: './overlay/index.js',
+/**
+ * Built-in drivers by name -> their module, imported on first use. Written out as import() of fixed paths so
+ * that the coved bundle (scripts/bundle-coved.mjs) finds them and keeps each driver in a chunk of its own.
+ */
+export const BUILTIN_DRIVERS: Record<string, () => Promise<unknown>> = {
+  bridge: () => import('./bridge/index.js'),
+  host: () => import('./host/index.js'),
+  null: () => import('./none/index.js'),
+  macvlan: () => import('./macvlan/index.js'),
+  ipvlan: () => import('./ipvlan/index.js'),
+  overlay: () => import('./overlay/index.js'),
 };
 
 export class DriverRegistry {
@@ -137,11 +140,11 @@ export class DriverRegistry {
    * that fails to load is logged.
    */
   async loadBuiltins(ctx: DriverContext): Promise<void> {
-    for (const [name, path] of Object.entries(BUILTIN_DRIVERS)) {
+    for (const [name, load] of Object.entries(BUILTIN_DRIVERS)) {
       if (this.drivers.has(name)) continue;
       let mod: DriverModule;
       try {
-        mod = (await import(new URL(path, import.meta.url).href)) as DriverModule;
+        mod = (await load()) as DriverModule;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ERR_MODULE_NOT_FOUND')

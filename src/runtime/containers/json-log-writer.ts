@@ -14,20 +14,17 @@
  */
 import { constants as fsConstants, existsSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { repoRoot } from '../../common/repo-root.js';
 import type { Rotation } from './log-config.js';
 import { makeFifo, spawnDetached, type DetachedChild } from '../../kernel/spawn.js';
 
-function repoRoot(): string {
-  // src/runtime/containers or dist/src/runtime/containers
-  const here = dirname(fileURLToPath(import.meta.url));
-  return here.includes('/dist/') ? resolve(here, '../../../..') : resolve(here, '../../..');
-}
+let root: string | undefined;
 
 /** The compiled writer (`npm run build` builds it with node-gyp next to the addon). */
 export function logWriterBinary(): string {
-  const file = join(repoRoot(), 'native/build/Release/cove-logger');
+  // Found by walking up from this module: it is in dist/src/runtime/containers or in the bundle dist/coved/.
+  const file = join((root ??= repoRoot(import.meta.url)), 'native/build/Release/cove-logger');
   if (!existsSync(file)) throw new Error(`log writer missing: ${file} (run \`npm run build:native\`)`);
   return file;
 }
