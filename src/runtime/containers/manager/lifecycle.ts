@@ -394,7 +394,8 @@ export class LifecycleOps {
     } catch {
       // Already gone: the exit is being handled.
     }
-    void this.core.monitorOps.poll().catch(() => undefined);
+    // This container only: a poll of all of them made each stop/kill/rm cost grow with their number.
+    void this.core.monitorOps.checkOne(r.Id).catch(() => undefined);
     const t0 = Date.now();
     const exitedNow = await Promise.race([
       waiting,
