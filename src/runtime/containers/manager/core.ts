@@ -126,6 +126,8 @@ export class ContainerCore {
   readonly execs: ExecRecords;
   readonly rotator: LogRotator;
   readonly exiting = new Set<string>();
+  /** Containers whose teardown (runc delete, unmount, sandbox, bundle) finished since they last started. */
+  readonly tornDown = new Set<string>();
   watcher: FSWatcher | undefined;
   poller: NodeJS.Timeout | undefined;
   closed = false;

@@ -185,6 +185,7 @@ export class MonitorOps {
     await rm(this.core.bundleDir(id), { recursive: true, force: true });
     await rm(join(this.core.paths.socketDir, ContainerCore.cuuid(id)), { force: true });
     await rm(join(this.core.exitDir, id), { force: true });
+    this.core.tornDown.add(id);
   }
 
   async maybeRestart(rec: ContainerRecord): Promise<void> {
