@@ -56,6 +56,15 @@ interface LogOp {
  */
 export class EmbeddedStore implements Store {
   private readonly kvs = new Map<string, KV>();
+  /**
+   * Every key of `kvs`, sorted: `list(prefix)` is a binary search and a range
+   * instead of a scan of every key (the store holds every container, endpoint,
+   * sandbox and address claim: a scan per list made each container's start and
+   * rm grow with the number of containers). Built lazily after a change that
+   * added or removed keys (`sortedDirty`), then kept by binary insert/delete.
+   */
+  private sorted: string[] = [];
+  private sortedDirty = true;
   private revision = 0;
   private logFd: number;
   private logLines = 0;
@@ -123,13 +132,54 @@ export class EmbeddedStore implements Store {
       if (op.value === null) {
         const old = this.kvs.get(op.key);
         this.kvs.delete(op.key);
+        if (old) this.unindex(op.key);
         if (notify && old) this.emit({ type: 'delete', kv: { ...old, revision: rev } });
       } else {
         const kv = { key: op.key, value: op.value, revision: rev };
+        if (!this.kvs.has(op.key)) this.index(op.key);
         this.kvs.set(op.key, kv);
         if (notify) this.emit({ type: 'put', kv });
       }
     }
+  }
+
+  /** First position in `sorted` whose key is >= `key`. */
+  private lowerBound(key: string): number {
+    const a = this.sortedKeys();
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (a[mid]! < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private sortedKeys(): string[] {
+    if (this.sortedDirty) {
+      this.sorted = [...this.kvs.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      this.sortedDirty = false;
+    }
+    return this.sorted;
+  }
+
+  private index(key: string): void {
+    if (this.sortedDirty) return;
+    this.sorted.splice(this.lowerBound(key), 0, key);
+  }
+
+  private unindex(key: string): void {
+    if (this.sortedDirty) return;
+    const i = this.lowerBound(key);
+    if (this.sorted[i] === key) this.sorted.splice(i, 1);
+    else this.sortedDirty = true; // cannot happen; rebuild rather than trust it
+  }
+
+  /** The keys under `prefix`, in order (a range of the sorted index). */
+  private *keysUnder(prefix: string): Generator<string> {
+    const a = this.sortedKeys();
+    for (let i = this.lowerBound(prefix); i < a.length && a[i]!.startsWith(prefix); i++) yield a[i]!;
   }
 
   private emit(ev: WatchEvent): void {
@@ -198,8 +248,8 @@ export class EmbeddedStore implements Store {
 
   async list(prefix: string): Promise<KV[]> {
     const out: KV[] = [];
-    for (const kv of this.kvs.values()) if (kv.key.startsWith(prefix)) out.push(kv);
-    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const k of this.keysUnder(prefix)) out.push(this.kvs.get(k)!);
+    return out;
   }
 
   async put(key: string, value: string, expectRevision?: number): Promise<number> {
@@ -221,7 +271,7 @@ export class EmbeddedStore implements Store {
         continue;
       }
       let newest = 0;
-      for (const kv of this.kvs.values()) if (kv.key.startsWith(op.key)) newest = Math.max(newest, kv.revision);
+      for (const k of this.keysUnder(op.key)) newest = Math.max(newest, this.kvs.get(k)!.revision);
       if (newest > op.prefixUnchangedAfter) throw new CasError(op.key, op.prefixUnchangedAfter, newest);
     }
     const writes = ops

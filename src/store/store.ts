@@ -105,6 +105,32 @@ export class Collection<T> {
     }));
   }
 
+  /**
+   * Parsed values by the stored KV they came from. The embedded store hands out
+   * the same KV object until the key changes, so a record is parsed once per
+   * revision, not once per list; other stores' fresh KVs simply miss (weak keys).
+   */
+  private readonly parsed = new WeakMap<KV, T>();
+
+  /**
+   * Like list(), for read-only callers: the values are shared with later calls
+   * (parsed once per revision) and must not be changed. The scans that run on
+   * every container start or rm (name checks, DNS tables) use this, so that
+   * their cost does not grow with a JSON.parse of every record.
+   */
+  async listShared(): Promise<Array<{ id: string; value: Readonly<T>; revision: number }>> {
+    const kvs = await this.store.list(`${this.prefix}/`);
+    const skip = this.prefix.length + 1;
+    return kvs.map((kv) => {
+      let value = this.parsed.get(kv);
+      if (value === undefined) {
+        value = JSON.parse(kv.value) as T;
+        this.parsed.set(kv, value);
+      }
+      return { id: kv.key.slice(skip), value, revision: kv.revision };
+    });
+  }
+
   put(id: string, value: T, expectRevision?: number): Promise<number> {
     return this.store.put(this.key(id), JSON.stringify(value), expectRevision);
   }

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../src/store/embedded.js';
+import { Collection } from '../../src/store/store.js';
 import { storeContract } from '../store-contract.js';
 
 function tmp(): string {
@@ -67,5 +68,82 @@ test('embedded store: keys of a lease die with the process that held it (reopen)
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+});
+
+test('embedded store: list(prefix) from the sorted index matches a scan, through puts, deletes, txns and a reopen', async () => {
+  const dir = tmp();
+  try {
+    const s = new EmbeddedStore(dir, 50);
+    const model = new Map<string, string>();
+    let seed = 7;
+    const rnd = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const prefixes = ['a/', 'a/b', 'ab/', 'b/', ''];
+    const check = async (st: EmbeddedStore): Promise<void> => {
+      for (const p of prefixes) {
+        const want = [...model.keys()].filter((k) => k.startsWith(p)).sort();
+        assert.deepEqual(
+          (await st.list(p)).map((kv) => kv.key),
+          want,
+          `prefix '${p}'`,
+        );
+      }
+    };
+    for (let i = 0; i < 400; i++) {
+      const k = `${['a/', 'a/b', 'ab/', 'b/', 'c'][rnd(5)]}${rnd(40)}`;
+      if (rnd(3) === 0) {
+        await s.delete(k);
+        model.delete(k);
+      } else if (rnd(4) === 0) {
+        await s.txn([
+          { key: k, value: 'x' },
+          { key: `${k}z`, value: null },
+        ]);
+        model.set(k, 'x');
+        model.delete(`${k}z`);
+      } else {
+        await s.put(k, String(i));
+        model.set(k, String(i));
+      }
+      if (i % 50 === 0) await check(s);
+    }
+    await check(s);
+    await s.close();
+    const s2 = new EmbeddedStore(dir, 50);
+    await check(s2);
+    await s2.put('a/new', '1');
+    model.set('a/new', '1');
+    await check(s2);
+    await s2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Collection.listShared: parsed once per revision, fresh after a change', async () => {
+  const dir = tmp();
+  try {
+    const s = new EmbeddedStore(dir);
+    const c = new Collection<{ n: number }>(s, 'things');
+    await c.put('x', { n: 1 });
+    await c.put('y', { n: 2 });
+    const a = await c.listShared();
+    const b = await c.listShared();
+    assert.deepEqual(
+      a.map((e) => [e.id, e.value.n]),
+      [
+        ['x', 1],
+        ['y', 2],
+      ],
+    );
+    assert.equal(a[0]!.value, b[0]!.value, 'the same parsed object while unchanged');
+    await c.put('x', { n: 3 });
+    const d = await c.listShared();
+    assert.equal(d[0]!.value.n, 3);
+    assert.equal(d[1]!.value, a[1]!.value);
+    assert.notEqual((await c.list())[1]!.value, a[1]!.value, 'list() still hands out copies');
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

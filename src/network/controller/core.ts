@@ -290,8 +290,9 @@ export class ControllerCore {
     throw new NotFound(`network ${term} not found`);
   }
 
+  /** The network's endpoints, oldest first: shared records (Collection.listShared), not to be modified. */
   async endpointsOf(networkId: string): Promise<EndpointRecord[]> {
-    return (await this.endpoints.list())
+    return (await this.endpoints.listShared())
       .map((e) => e.value)
       .filter((e) => e.networkId === networkId)
       .sort((a, b) => a.created - b.created);

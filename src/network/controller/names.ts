@@ -25,7 +25,8 @@ export class NameOps {
   /** Rebuilds the DNS tables of the given networks (all when omitted) from the store. */
   async refreshNames(networkIds?: Iterable<string>): Promise<void> {
     const nets = new Map((await this.core.networks.list()).map((n) => [n.id, n.value]));
-    const eps = (await this.core.endpoints.list()).map((e) => e.value).filter((e) => e.state === 'ready');
+    // Read only: the shared, parsed-once endpoint records (a JSON.parse of every endpoint per join was O(N)).
+    const eps = (await this.core.endpoints.listShared()).map((e) => e.value).filter((e) => e.state === 'ready');
     const ids = networkIds ? [...networkIds] : [...nets.keys()];
     for (const id of ids) {
       const n = nets.get(id);

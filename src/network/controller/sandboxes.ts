@@ -299,9 +299,9 @@ export class SandboxOps {
     this.core.resolver.deleteSandbox(sb.id);
     const joined = await this.core.sandboxNetworks(sb);
     // Also endpoints of this sandbox that never made it into its list (crash while joining).
-    const stray = (await this.core.endpoints.list())
-      .map((e) => e.value)
-      .filter((e) => e.sandboxId === sb.id && !sb.endpoints.includes(e.id));
+    const stray = (await this.core.endpoints.listShared())
+      .filter((e) => e.value.sandboxId === sb.id && !sb.endpoints.includes(e.value.id))
+      .map((e) => structuredClone(e.value) as EndpointRecord);
     const nets = new Map((await this.core.networks.list()).map((n) => [n.id, n.value]));
     for (const { ep, net } of [...joined].reverse()) {
       await this.core.endpointOps.leaveEndpoint(sb, ep, net);

@@ -49,6 +49,9 @@ interface CompiledNetwork {
   suffix: string;
   names: Map<string, CompiledEntry[]>;
   reverse: Map<string, Buffer>;
+  /** Address text -> its bytes, and PTR target -> its wire name: what the next setNetwork reuses. */
+  addrs: Map<string, Buffer | null>;
+  ptrs: Map<string, Buffer>;
 }
 
 export type Resolution = { kind: 'answer'; response: Buffer } | { kind: 'forward'; servers: string[] };
@@ -92,25 +95,50 @@ export class Resolver {
 
   constructor(private readonly ttl = DEFAULT_TTL) {}
 
-  /** Replaces one network's table (called on every connect/disconnect/rename). */
+  /**
+   * Replaces one network's table (called on every connect/disconnect/rename). Each address and PTR name is
+   * compiled once and reused by later tables of the network (an address cache): a join rebuilds the table of
+   * every container on the network, and parsing each address again (BigInt arithmetic) made a join's cost
+   * grow with the number of containers.
+   */
   setNetwork(networkId: string, t: NetworkNames): void {
+    const prev = this.networks.get(networkId);
+    const addrs = new Map<string, Buffer | null>();
+    const ptrs = new Map<string, Buffer>();
+    const bytesOf = (text: string): Buffer | undefined => {
+      let b = addrs.get(text);
+      if (b === undefined) {
+        b = prev?.addrs.get(text);
+        if (b === undefined) {
+          const ip = tryParseIp(text);
+          b = ip ? ipBytes(ip) : null;
+        }
+        addrs.set(text, b);
+      }
+      return b ?? undefined;
+    };
     const names = new Map<string, CompiledEntry[]>();
     for (const [name, entries] of t.names) {
       names.set(
         name.toLowerCase(),
         entries.map((e) => {
           const c: CompiledEntry = {};
-          const v4 = e.ipv4 ? tryParseIp(e.ipv4) : undefined;
-          const v6 = e.ipv6 ? tryParseIp(e.ipv6) : undefined;
-          if (v4) c.a = ipBytes(v4);
-          if (v6) c.aaaa = ipBytes(v6);
+          const v4 = e.ipv4 ? bytesOf(e.ipv4) : undefined;
+          const v6 = e.ipv6 ? bytesOf(e.ipv6) : undefined;
+          if (v4) c.a = v4;
+          if (v6) c.aaaa = v6;
           return c;
         }),
       );
     }
     const reverse = new Map<string, Buffer>();
-    for (const [ip, target] of t.reverse) reverse.set(ip, encodeName(target));
-    this.networks.set(networkId, { suffix: `.${t.networkName.toLowerCase()}`, names, reverse });
+    for (const [ip, target] of t.reverse) {
+      let wire = ptrs.get(target) ?? prev?.ptrs.get(target);
+      if (!wire) wire = encodeName(target);
+      ptrs.set(target, wire);
+      reverse.set(ip, wire);
+    }
+    this.networks.set(networkId, { suffix: `.${t.networkName.toLowerCase()}`, names, reverse, addrs, ptrs });
   }
 
   deleteNetwork(networkId: string): void {

@@ -134,7 +134,9 @@ export class AddressAllocator {
     return this.mutex.run(key, async () => {
       const next = await this.subnets.update(key, (cur) => {
         if (!cur) throw new Unavailable(`network ${networkId} has no address pool`);
-        return fn(structuredClone(cur));
+        // `cur` is this call's own copy (Collection.update parses the record for each try): no clone of the
+        // whole address map (one entry per container) is needed.
+        return fn(cur);
       });
       return next!;
     });

@@ -126,6 +126,8 @@ export class ContainerCore {
   readonly execs: ExecRecords;
   readonly rotator: LogRotator;
   readonly exiting = new Set<string>();
+  /** Containers whose teardown (runc delete, unmount, sandbox, bundle) finished since they last started. */
+  readonly tornDown = new Set<string>();
   watcher: FSWatcher | undefined;
   poller: NodeJS.Timeout | undefined;
   closed = false;
@@ -258,12 +260,18 @@ export class ContainerCore {
       const hit = await this.records.get(q);
       if (hit) return hit.value;
     }
-    const all = await this.records.list();
+    // A scan of the shared (parsed once) records finds the ID; the caller gets its own copy.
+    const all = await this.records.listShared();
+    const own = async (id: string): Promise<ContainerRecord> => {
+      const hit = await this.records.get(id);
+      if (!hit) throw new NotFound(`No such container: ${idOrName}`);
+      return hit.value;
+    };
     const exact = all.find((r) => r.value.Id === q) ?? all.find((r) => r.value.Name === '/' + q);
-    if (exact) return exact.value;
+    if (exact) return own(exact.id);
     if (/^[0-9a-f]+$/.test(q)) {
       const hits = all.filter((r) => r.value.Id.startsWith(q));
-      if (hits.length === 1) return hits[0]!.value;
+      if (hits.length === 1) return own(hits[0]!.id);
       if (hits.length > 1) throw new InvalidParameter(`multiple IDs found with provided prefix: ${q}`);
     }
     throw new NotFound(`No such container: ${idOrName}`);

@@ -191,7 +191,7 @@ export class CreateOps {
     const id = newId();
     if (!config.Hostname) config.Hostname = id.slice(0, 12);
     return this.core.withLock('create', async () => {
-      const all = await this.core.records.list();
+      const all = await this.core.records.listShared();
       const names = new Map(all.map((r) => [r.value.Name, r.value.Id]));
       let finalName = name ? '/' + name.replace(/^\//, '') : '';
       if (finalName && names.has(finalName)) {
@@ -252,7 +252,7 @@ export class CreateOps {
     const target = '/' + newName.replace(/^\//, '');
     if (target === r.Name) throw new InvalidParameter(`Renaming a container with the same name as its current name`);
     await this.core.withLock('create', async () => {
-      const clash = (await this.core.records.list()).find((x) => x.value.Name === target);
+      const clash = (await this.core.records.listShared()).find((x) => x.value.Name === target);
       if (clash) {
         throw new Conflict(
           `Conflict. The container name "${target}" is already in use by container "${clash.value.Id}". You have to remove (or rename) that container to be able to reuse that name.`,

@@ -94,6 +94,7 @@ export class LifecycleOps {
 
   async startLocked(r: ContainerRecord, since?: number): Promise<void> {
     const id = r.Id;
+    this.core.tornDown.delete(id); // a start makes new state to tear down
     const cdir = this.core.containerDir(id);
     const bundle = this.core.bundleDir(id);
     const rootfs = rootfsPaths(cdir);
@@ -395,7 +396,8 @@ export class LifecycleOps {
     } catch {
       // Already gone: the exit is being handled.
     }
-    void this.core.monitorOps.poll().catch(() => undefined);
+    // This container only: a poll of all of them made each stop/kill/rm cost grow with their number.
+    void this.core.monitorOps.checkOne(r.Id).catch(() => undefined);
     const t0 = Date.now();
     const exitedNow = await Promise.race([
       waiting,
@@ -521,8 +523,10 @@ export class LifecycleOps {
       await this.core.update(r.Id, (x) => {
         x.State.Status = 'removing';
       });
-      // Defensive: whatever a crash may have left.
-      await this.core.monitorOps.teardown(r.Id).catch(() => undefined);
+      // Defensive: whatever a crash may have left (not again right after the exit's own teardown: a second
+      // `runc delete` process per rm).
+      if (!this.core.tornDown.delete(r.Id)) await this.core.monitorOps.teardown(r.Id).catch(() => undefined);
+      this.core.tornDown.delete(r.Id);
       this.core.healthOps.stopHealthMonitor(r.Id);
       await this.core.execs.removeForContainer(r.Id);
       for (const s of this.core.pendingAttach.get(r.Id) ?? []) s.endExited();

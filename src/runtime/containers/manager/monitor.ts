@@ -26,6 +26,9 @@ async function removeCgroups(id: string): Promise<void> {
   await Promise.all(controllers.map((c) => rmdir(join('/sys/fs/cgroup', c, 'cove', id)).catch(() => undefined)));
 }
 
+/** Running containers whose conmon poll() checks per tick (the rest in later ticks, in turn). */
+const SWEEP_PER_TICK = 32;
+
 export class MonitorOps {
   constructor(private readonly core: ContainerCore) {}
 
@@ -50,13 +53,43 @@ export class MonitorOps {
     }
   }
 
-  /** The safety net under the exit-dir watch: any running container whose monitor is gone has exited. */
+  /** Where the conmon liveness sweep of poll() goes on at its next tick. */
+  private sweepAt = 0;
+
+  /**
+   * The safety net under the exit-dir watch. Exit files are found by one readdir of the exit dir (one file per
+   * container that exited and was not torn down yet), not by reading a file of every running container; a conmon
+   * that died without writing one is found by a sweep of at most SWEEP_PER_TICK running containers per tick, in
+   * turn. Every running container cost 3 file reads per tick before: at 1000 containers, 1500 reads a second in
+   * the background of every start and rm.
+   */
   async poll(): Promise<void> {
-    for (const { value: r } of await this.core.records.list()) {
-      if (!r.State.Running) continue;
-      if ((await this.exitFileCode(r.Id)) !== undefined || !(await isConmonAlive(r.conmonPid ?? 0, r.Id)))
-        await this.handleExit(r.Id);
+    let files: string[] = [];
+    try {
+      files = await readdir(this.core.exitDir);
+    } catch {
+      /* not made yet: no container started */
     }
+    for (const f of files) {
+      if (!/^[0-9a-f]{64}$/.test(f) || this.core.exiting.has(f)) continue;
+      const rec = (await this.core.records.get(f))?.value;
+      if (rec?.State.Running && (await this.exitFileCode(f)) !== undefined) await this.handleExit(f);
+    }
+    const running = (await this.core.records.listShared()).filter((x) => x.value.State.Running);
+    if (this.sweepAt >= running.length) this.sweepAt = 0;
+    const batch = running.slice(this.sweepAt, this.sweepAt + SWEEP_PER_TICK);
+    this.sweepAt += batch.length;
+    for (const { value: r } of batch) {
+      if (!(await isConmonAlive(r.conmonPid ?? 0, r.Id))) await this.handleExit(r.Id);
+    }
+  }
+
+  /** Looks at one container: handles its exit if its exit file is there or its conmon is gone. */
+  async checkOne(id: string): Promise<void> {
+    const rec = (await this.core.records.get(id))?.value;
+    if (!rec?.State.Running) return;
+    if ((await this.exitFileCode(id)) !== undefined || !(await isConmonAlive(rec.conmonPid ?? 0, id)))
+      await this.handleExit(id);
   }
 
   async exitFileCode(id: string): Promise<number | undefined> {
@@ -152,6 +185,7 @@ export class MonitorOps {
     await rm(this.core.bundleDir(id), { recursive: true, force: true });
     await rm(join(this.core.paths.socketDir, ContainerCore.cuuid(id)), { force: true });
     await rm(join(this.core.exitDir, id), { force: true });
+    this.core.tornDown.add(id);
   }
 
   async maybeRestart(rec: ContainerRecord): Promise<void> {
