@@ -164,12 +164,16 @@ function containerCreateOptions(cmd: Command): Command {
 }
 
 function containerCommands(parent: Command, program: Command, top: boolean): void {
-  containerCreateOptions(
-    parent.command('run').helpOption('--help').description('Create and run a new container from an image'),
-  ).action(act(program, 'run', 'run', { runLike: true }));
-  containerCreateOptions(parent.command('create').helpOption('--help').description('Create a new container')).action(
-    act(program, 'run', 'create', { runLike: true }),
-  );
+  parent
+    .command('run')
+    .helpOption('--help')
+    .description('Create and run a new container from an image')
+    .build((c) => containerCreateOptions(c).action(act(program, 'run', 'run', { runLike: true })));
+  parent
+    .command('create')
+    .helpOption('--help')
+    .description('Create a new container')
+    .build((c) => containerCreateOptions(c).action(act(program, 'run', 'create', { runLike: true })));
   parent
     .command('start')
     .description('Start one or more stopped containers')
@@ -484,254 +488,272 @@ function systemCommands(parent: Command, program: Command, top: boolean): void {
 
 /** cove service ...: swarm services, docker's flags (create and update share most). */
 function serviceCommands(program: Command): void {
-  const service = program.command('service').description('Manage Swarm services');
-  const common = (cmd: Command, update: boolean): Command => {
-    cmd
-      .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
-      .option('-q, --quiet', 'Suppress progress output')
-      .option('--replicas <n>', 'Number of tasks')
-      .option('--endpoint-mode <mode>', 'Endpoint mode (vip or dnsrr)')
-      .option('--restart-condition <condition>', 'Restart when condition is met ("none", "on-failure", "any")')
-      .option('--restart-delay <duration>', 'Delay between restart attempts (ns|us|ms|s|m|h)')
-      .option('--restart-max-attempts <n>', 'Maximum number of restarts before giving up')
-      .option('--restart-window <duration>', 'Window used to evaluate the restart policy (ns|us|ms|s|m|h)')
-      .option('--update-parallelism <n>', 'Maximum number of tasks updated simultaneously (0 to update all at once)')
-      .option('--update-delay <duration>', 'Delay between updates (ns|us|ms|s|m|h)')
-      .option('--update-order <order>', 'Update order ("start-first", "stop-first")')
-      .option('--update-failure-action <action>', 'Action on update failure ("pause", "continue", "rollback")')
-      .option('--update-monitor <duration>', 'Duration after each task update to monitor for failure (ns|us|ms|s|m|h)')
-      .option(
-        '--rollback-parallelism <n>',
-        'Maximum number of tasks rolled back simultaneously (0 to roll back all at once)',
-      )
-      .option('--rollback-delay <duration>', 'Delay between task rollbacks (ns|us|ms|s|m|h)')
-      .option('--rollback-order <order>', 'Rollback order ("start-first", "stop-first")')
-      .option('--rollback-failure-action <action>', 'Action on rollback failure ("pause", "continue")')
-      .option('--hostname <name>', 'Container hostname')
-      .option('-w, --workdir <dir>', 'Working directory inside the container')
-      .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
-      .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)')
-      .option('--with-registry-auth', 'Send registry authentication details to swarm agents')
-      .option('--no-resolve-image', 'Do not query the registry to resolve image digest and supported platforms')
-      .option('--health-cmd <string>', 'Command to run to check health')
-      .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
-      .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
-      .option(
-        '--health-start-period <duration>',
-        'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)',
-      )
-      .option(
-        '--health-start-interval <duration>',
-        'Time between running the check during the start period (ms|s|m|h) (default 0s)',
-      )
-      .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
-      .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK');
-    if (update) {
-      cmd
-        .option('--image <image>', 'Service image tag')
-        .option('--args <command>', 'Service command args')
-        .option('--env-add <KEY=VALUE>', 'Add or update an environment variable', collect)
-        .option('--env-rm <KEY>', 'Remove an environment variable', collect)
-        .option('--network-add <network>', 'Add a network', collect)
-        .option('--network-rm <network>', 'Remove a network', collect)
-        .option('--publish-add <port>', 'Add or update a published port', collect)
-        .option('--publish-rm <port>', 'Remove a published port by its target port', collect)
-        .option('--constraint-add <constraint>', 'Add or update a placement constraint', collect)
-        .option('--constraint-rm <constraint>', 'Remove a constraint', collect)
-        .option('--label-add <key=value>', 'Add or update a service label', collect)
-        .option('--label-rm <key>', 'Remove a label by its key', collect)
-        .option('--force', 'Force update even if no changes require it')
-        .option('--rollback', 'Rollback to previous specification');
-    } else {
-      cmd
-        .option('--name <name>', 'Service name')
-        .option('--mode <mode>', 'Service mode ("replicated", "global")', 'replicated')
-        .option('--network <network>', 'Network attachments', collect)
-        .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
-        .option('--constraint <constraint>', 'Placement constraints', collect)
-        .option('-p, --publish <port>', 'Publish a port as a node port', collect)
-        .option('-l, --label <key=value>', 'Service labels', collect)
-        .option('--container-label <key=value>', 'Container labels', collect)
-        .option('--entrypoint <command>', 'Overwrite the default ENTRYPOINT of the image')
-        .option('--init', 'Use an init inside each service container to forward signals and reap processes');
-    }
-    return cmd;
-  };
-  common(service.command('create').description('Create a new service'), false)
-    .argument('<image>')
-    .argument('[command...]')
-    .passThroughOptions()
-    .action(act(program, 'service', 'create'));
-  service
-    .command('ls')
-    .aliases(['list'])
-    .description('List services')
-    .option('-q, --quiet', 'Only display IDs')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Format output using a custom template')
-    .action(act(program, 'service', 'ls'));
-  service
-    .command('ps')
-    .description('List the tasks of one or more services')
-    .option('-q, --quiet', 'Only display task IDs')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Pretty-print tasks using a Go template')
-    .option('--no-trunc', 'Do not truncate output')
-    .option('--no-resolve', 'Do not map IDs to Names')
-    .argument('<service...>')
-    .action(act(program, 'service', 'ps'));
-  service
-    .command('inspect')
-    .description('Display detailed information on one or more services')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .option('--pretty', 'Print the information in a human friendly format')
-    .argument('<service...>')
-    .action(act(program, 'service', 'inspect'));
-  service
-    .command('scale')
-    .description('Scale one or multiple replicated services')
-    .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
-    .argument('<pairs...>')
-    .action(act(program, 'service', 'scale'));
-  common(service.command('update').description('Update a service'), true)
-    .argument('<service>')
-    .action(act(program, 'service', 'update'));
-  service
-    .command('rollback')
-    .description("Revert changes to a service's configuration")
-    .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
-    .option('-q, --quiet', 'Suppress progress output')
-    .argument('<service>')
-    .action(act(program, 'service', 'rollback'));
-  service
-    .command('ports')
-    .description('Show the ingress routing mesh for a service on this node (Cove)')
-    .option('-f, --format <format>', 'Format the output using the given Go template')
-    .argument('<service>')
-    .action(act(program, 'service', 'ports'));
-  service
-    .command('rm')
-    .aliases(['remove'])
-    .description('Remove one or more services')
-    .argument('<service...>')
-    .action(act(program, 'service', 'rm'));
-  service
-    .command('logs')
-    .description('Fetch the logs of a service or task')
-    .option('-f, --follow', 'Follow log output')
-    .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
-    .option('-t, --timestamps', 'Show timestamps')
-    .option('--since <time>', 'Show logs since timestamp')
-    .option('--no-task-ids', 'Do not include task IDs in output')
-    .option('--no-trunc', 'Do not truncate output')
-    .option('--raw', 'Do not neatly format logs')
-    .argument('<service>')
-    .action(act(program, 'service', 'logs'));
+  program
+    .command('service')
+    .description('Manage Swarm services')
+    .build((service) => {
+      const common = (cmd: Command, update: boolean): Command => {
+        cmd
+          .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+          .option('-q, --quiet', 'Suppress progress output')
+          .option('--replicas <n>', 'Number of tasks')
+          .option('--endpoint-mode <mode>', 'Endpoint mode (vip or dnsrr)')
+          .option('--restart-condition <condition>', 'Restart when condition is met ("none", "on-failure", "any")')
+          .option('--restart-delay <duration>', 'Delay between restart attempts (ns|us|ms|s|m|h)')
+          .option('--restart-max-attempts <n>', 'Maximum number of restarts before giving up')
+          .option('--restart-window <duration>', 'Window used to evaluate the restart policy (ns|us|ms|s|m|h)')
+          .option(
+            '--update-parallelism <n>',
+            'Maximum number of tasks updated simultaneously (0 to update all at once)',
+          )
+          .option('--update-delay <duration>', 'Delay between updates (ns|us|ms|s|m|h)')
+          .option('--update-order <order>', 'Update order ("start-first", "stop-first")')
+          .option('--update-failure-action <action>', 'Action on update failure ("pause", "continue", "rollback")')
+          .option(
+            '--update-monitor <duration>',
+            'Duration after each task update to monitor for failure (ns|us|ms|s|m|h)',
+          )
+          .option(
+            '--rollback-parallelism <n>',
+            'Maximum number of tasks rolled back simultaneously (0 to roll back all at once)',
+          )
+          .option('--rollback-delay <duration>', 'Delay between task rollbacks (ns|us|ms|s|m|h)')
+          .option('--rollback-order <order>', 'Rollback order ("start-first", "stop-first")')
+          .option('--rollback-failure-action <action>', 'Action on rollback failure ("pause", "continue")')
+          .option('--hostname <name>', 'Container hostname')
+          .option('-w, --workdir <dir>', 'Working directory inside the container')
+          .option('-u, --user <user>', 'Username or UID (format: <name|uid>[:<group|gid>])')
+          .option('--stop-grace-period <duration>', 'Time to wait before force killing a container (ns|us|ms|s|m|h)')
+          .option('--with-registry-auth', 'Send registry authentication details to swarm agents')
+          .option('--no-resolve-image', 'Do not query the registry to resolve image digest and supported platforms')
+          .option('--health-cmd <string>', 'Command to run to check health')
+          .option('--health-interval <duration>', 'Time between running the check (ms|s|m|h) (default 0s)')
+          .option('--health-retries <int>', 'Consecutive failures needed to report unhealthy')
+          .option(
+            '--health-start-period <duration>',
+            'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)',
+          )
+          .option(
+            '--health-start-interval <duration>',
+            'Time between running the check during the start period (ms|s|m|h) (default 0s)',
+          )
+          .option('--health-timeout <duration>', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)')
+          .option('--no-healthcheck', 'Disable any container-specified HEALTHCHECK');
+        if (update) {
+          cmd
+            .option('--image <image>', 'Service image tag')
+            .option('--args <command>', 'Service command args')
+            .option('--env-add <KEY=VALUE>', 'Add or update an environment variable', collect)
+            .option('--env-rm <KEY>', 'Remove an environment variable', collect)
+            .option('--network-add <network>', 'Add a network', collect)
+            .option('--network-rm <network>', 'Remove a network', collect)
+            .option('--publish-add <port>', 'Add or update a published port', collect)
+            .option('--publish-rm <port>', 'Remove a published port by its target port', collect)
+            .option('--constraint-add <constraint>', 'Add or update a placement constraint', collect)
+            .option('--constraint-rm <constraint>', 'Remove a constraint', collect)
+            .option('--label-add <key=value>', 'Add or update a service label', collect)
+            .option('--label-rm <key>', 'Remove a label by its key', collect)
+            .option('--force', 'Force update even if no changes require it')
+            .option('--rollback', 'Rollback to previous specification');
+        } else {
+          cmd
+            .option('--name <name>', 'Service name')
+            .option('--mode <mode>', 'Service mode ("replicated", "global")', 'replicated')
+            .option('--network <network>', 'Network attachments', collect)
+            .option('-e, --env <KEY=VALUE>', 'Set environment variables', collect)
+            .option('--constraint <constraint>', 'Placement constraints', collect)
+            .option('-p, --publish <port>', 'Publish a port as a node port', collect)
+            .option('-l, --label <key=value>', 'Service labels', collect)
+            .option('--container-label <key=value>', 'Container labels', collect)
+            .option('--entrypoint <command>', 'Overwrite the default ENTRYPOINT of the image')
+            .option('--init', 'Use an init inside each service container to forward signals and reap processes');
+        }
+        return cmd;
+      };
+      common(service.command('create').description('Create a new service'), false)
+        .argument('<image>')
+        .argument('[command...]')
+        .passThroughOptions()
+        .action(act(program, 'service', 'create'));
+      service
+        .command('ls')
+        .aliases(['list'])
+        .description('List services')
+        .option('-q, --quiet', 'Only display IDs')
+        .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+        .option('--format <format>', 'Format output using a custom template')
+        .action(act(program, 'service', 'ls'));
+      service
+        .command('ps')
+        .description('List the tasks of one or more services')
+        .option('-q, --quiet', 'Only display task IDs')
+        .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+        .option('--format <format>', 'Pretty-print tasks using a Go template')
+        .option('--no-trunc', 'Do not truncate output')
+        .option('--no-resolve', 'Do not map IDs to Names')
+        .argument('<service...>')
+        .action(act(program, 'service', 'ps'));
+      service
+        .command('inspect')
+        .description('Display detailed information on one or more services')
+        .option('-f, --format <format>', 'Format output using a custom template')
+        .option('--pretty', 'Print the information in a human friendly format')
+        .argument('<service...>')
+        .action(act(program, 'service', 'inspect'));
+      service
+        .command('scale')
+        .description('Scale one or multiple replicated services')
+        .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+        .argument('<pairs...>')
+        .action(act(program, 'service', 'scale'));
+      common(service.command('update').description('Update a service'), true)
+        .argument('<service>')
+        .action(act(program, 'service', 'update'));
+      service
+        .command('rollback')
+        .description("Revert changes to a service's configuration")
+        .option('-d, --detach', 'Exit immediately instead of waiting for the service to converge')
+        .option('-q, --quiet', 'Suppress progress output')
+        .argument('<service>')
+        .action(act(program, 'service', 'rollback'));
+      service
+        .command('ports')
+        .description('Show the ingress routing mesh for a service on this node (Cove)')
+        .option('-f, --format <format>', 'Format the output using the given Go template')
+        .argument('<service>')
+        .action(act(program, 'service', 'ports'));
+      service
+        .command('rm')
+        .aliases(['remove'])
+        .description('Remove one or more services')
+        .argument('<service...>')
+        .action(act(program, 'service', 'rm'));
+      service
+        .command('logs')
+        .description('Fetch the logs of a service or task')
+        .option('-f, --follow', 'Follow log output')
+        .option('-n, --tail <n>', 'Number of lines to show from the end of the logs', 'all')
+        .option('-t, --timestamps', 'Show timestamps')
+        .option('--since <time>', 'Show logs since timestamp')
+        .option('--no-task-ids', 'Do not include task IDs in output')
+        .option('--no-trunc', 'Do not truncate output')
+        .option('--raw', 'Do not neatly format logs')
+        .argument('<service>')
+        .action(act(program, 'service', 'logs'));
+    });
 }
 
 /** `swarm ...` and `node ...`, with docker's flags. */
 function swarmCommands(program: Command): void {
-  const swarm = program.command('swarm').description('Manage Swarm');
-  swarm
-    .command('init')
-    .description('Initialize a swarm')
-    .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
-    .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
-    .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
-    .option('--data-path-port <port>', 'Port number to use for data path traffic (1024 - 49151)')
-    .option('--default-addr-pool <cidr>', 'default address pool in CIDR format', collect)
-    .option('--default-addr-pool-mask-length <n>', 'default address pool subnet mask length', '24')
-    .option('--force-new-cluster', 'Force create a new cluster from current state')
-    .option('--autolock', 'Enable manager autolocking (requiring an unlock key to start a stopped manager)')
-    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
-    .option('--task-history-limit <n>', 'Task history retention limit', '5')
-    .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)', '2160h0m0s')
-    .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)', '5s')
-    .action(act(program, 'swarm', 'init'));
-  swarm
-    .command('join')
-    .description('Join a swarm as a node and/or manager')
-    .option('--token <token>', 'Token for entry into the swarm')
-    .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
-    .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
-    .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
-    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
-    .argument('<host:port>')
-    .action(act(program, 'swarm', 'join'));
-  swarm
-    .command('leave')
-    .description('Leave the swarm')
-    .option('-f, --force', 'Force this node to leave the swarm, ignoring warnings')
-    .action(act(program, 'swarm', 'leave'));
-  swarm
-    .command('join-token')
-    .description('Manage join tokens')
-    .option('-q, --quiet', 'Only display token')
-    .option('--rotate', 'Rotate join token')
-    .argument('<worker|manager>')
-    .action(act(program, 'swarm', 'joinToken'));
-  swarm
-    .command('update')
-    .description('Update the swarm')
-    .option('--autolock <bool>', 'Change manager autolocking setting (true|false)')
-    .option('--task-history-limit <n>', 'Task history retention limit')
-    .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)')
-    .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)')
-    .action(act(program, 'swarm', 'update'));
-  swarm
-    .command('unlock-key')
-    .description('Manage the unlock key')
-    .option('-q, --quiet', 'Only display token')
-    .option('--rotate', 'Rotate unlock key')
-    .action(act(program, 'swarm', 'unlockKey'));
-  swarm
-    .command('inspect')
-    .description('Display detailed information on the swarm')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .action(act(program, 'swarm', 'inspect'));
+  program
+    .command('swarm')
+    .description('Manage Swarm')
+    .build((swarm) => {
+      swarm
+        .command('init')
+        .description('Initialize a swarm')
+        .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
+        .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
+        .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
+        .option('--data-path-port <port>', 'Port number to use for data path traffic (1024 - 49151)')
+        .option('--default-addr-pool <cidr>', 'default address pool in CIDR format', collect)
+        .option('--default-addr-pool-mask-length <n>', 'default address pool subnet mask length', '24')
+        .option('--force-new-cluster', 'Force create a new cluster from current state')
+        .option('--autolock', 'Enable manager autolocking (requiring an unlock key to start a stopped manager)')
+        .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
+        .option('--task-history-limit <n>', 'Task history retention limit', '5')
+        .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)', '2160h0m0s')
+        .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)', '5s')
+        .action(act(program, 'swarm', 'init'));
+      swarm
+        .command('join')
+        .description('Join a swarm as a node and/or manager')
+        .option('--token <token>', 'Token for entry into the swarm')
+        .option('--advertise-addr <addr>', 'Advertised address (format: "<ip|interface>[:port]")')
+        .option('--listen-addr <addr>', 'Listen address (format: "<ip|interface>[:port]")', '0.0.0.0:2377')
+        .option('--data-path-addr <addr>', 'Address or interface to use for data path traffic')
+        .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")', 'active')
+        .argument('<host:port>')
+        .action(act(program, 'swarm', 'join'));
+      swarm
+        .command('leave')
+        .description('Leave the swarm')
+        .option('-f, --force', 'Force this node to leave the swarm, ignoring warnings')
+        .action(act(program, 'swarm', 'leave'));
+      swarm
+        .command('join-token')
+        .description('Manage join tokens')
+        .option('-q, --quiet', 'Only display token')
+        .option('--rotate', 'Rotate join token')
+        .argument('<worker|manager>')
+        .action(act(program, 'swarm', 'joinToken'));
+      swarm
+        .command('update')
+        .description('Update the swarm')
+        .option('--autolock <bool>', 'Change manager autolocking setting (true|false)')
+        .option('--task-history-limit <n>', 'Task history retention limit')
+        .option('--cert-expiry <duration>', 'Validity period for node certificates (ns|us|ms|s|m|h)')
+        .option('--dispatcher-heartbeat <duration>', 'Dispatcher heartbeat period (ns|us|ms|s|m|h)')
+        .action(act(program, 'swarm', 'update'));
+      swarm
+        .command('unlock-key')
+        .description('Manage the unlock key')
+        .option('-q, --quiet', 'Only display token')
+        .option('--rotate', 'Rotate unlock key')
+        .action(act(program, 'swarm', 'unlockKey'));
+      swarm
+        .command('inspect')
+        .description('Display detailed information on the swarm')
+        .option('-f, --format <format>', 'Format output using a custom template')
+        .action(act(program, 'swarm', 'inspect'));
+    });
 
-  const node = program.command('node').description('Manage Swarm nodes');
-  node
-    .command('ls')
-    .aliases(['list'])
-    .description('List nodes in the swarm')
-    .option('-q, --quiet', 'Only display IDs')
-    .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
-    .option('--format <format>', 'Format output using a custom template')
-    .action(act(program, 'node', 'ls'));
-  node
-    .command('inspect')
-    .description('Display detailed information on one or more nodes')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .option('--pretty', 'Print the information in a human friendly format')
-    .argument('<node...>')
-    .action(act(program, 'node', 'inspect'));
-  node
-    .command('promote')
-    .description('Promote one or more nodes to manager in the swarm')
-    .argument('<node...>')
-    .action(act(program, 'node', 'promote'));
-  node
-    .command('demote')
-    .description('Demote one or more nodes from manager in the swarm')
-    .argument('<node...>')
-    .action(act(program, 'node', 'demote'));
-  node
-    .command('update')
-    .description('Update a node')
-    .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")')
-    .option('--role <role>', 'Role of the node ("worker", "manager")')
-    .option('--label-add <key=value>', 'Add or update a node label', collect)
-    .option('--label-rm <key>', 'Remove a node label if exists', collect)
-    .argument('<node>')
-    .action(act(program, 'node', 'update'));
-  node
-    .command('rm')
-    .aliases(['remove'])
-    .description('Remove one or more nodes from the swarm')
-    .option('-f, --force', 'Force remove a node from the swarm')
-    .argument('<node...>')
-    .action(act(program, 'node', 'rm'));
+  program
+    .command('node')
+    .description('Manage Swarm nodes')
+    .build((node) => {
+      node
+        .command('ls')
+        .aliases(['list'])
+        .description('List nodes in the swarm')
+        .option('-q, --quiet', 'Only display IDs')
+        .option('-f, --filter <filter>', 'Filter output based on conditions provided', collect)
+        .option('--format <format>', 'Format output using a custom template')
+        .action(act(program, 'node', 'ls'));
+      node
+        .command('inspect')
+        .description('Display detailed information on one or more nodes')
+        .option('-f, --format <format>', 'Format output using a custom template')
+        .option('--pretty', 'Print the information in a human friendly format')
+        .argument('<node...>')
+        .action(act(program, 'node', 'inspect'));
+      node
+        .command('promote')
+        .description('Promote one or more nodes to manager in the swarm')
+        .argument('<node...>')
+        .action(act(program, 'node', 'promote'));
+      node
+        .command('demote')
+        .description('Demote one or more nodes from manager in the swarm')
+        .argument('<node...>')
+        .action(act(program, 'node', 'demote'));
+      node
+        .command('update')
+        .description('Update a node')
+        .option('--availability <state>', 'Availability of the node ("active", "pause", "drain")')
+        .option('--role <role>', 'Role of the node ("worker", "manager")')
+        .option('--label-add <key=value>', 'Add or update a node label', collect)
+        .option('--label-rm <key>', 'Remove a node label if exists', collect)
+        .argument('<node>')
+        .action(act(program, 'node', 'update'));
+      node
+        .command('rm')
+        .aliases(['remove'])
+        .description('Remove one or more nodes from the swarm')
+        .option('-f, --force', 'Force remove a node from the swarm')
+        .argument('<node...>')
+        .action(act(program, 'node', 'rm'));
+    });
 }
 
 export function buildProgram(): Command {
@@ -743,124 +765,136 @@ export function buildProgram(): Command {
     .configureHelp({ sortSubcommands: true });
   program.option('-v, --version', 'Print version information and quit');
 
-  const network = program.command('network').description('Manage networks');
-  network
-    .command('ls')
-    .aliases(['list'])
-    .description('List networks')
-    .option('-q, --quiet', 'Only display network IDs')
-    .option('-f, --filter <filter>', 'Provide filter values (e.g. "driver=bridge")', collect)
-    .option('--format <format>', 'Format output using a custom template')
-    .option('--no-trunc', 'Do not truncate the output')
-    .action(act(program, 'network', 'ls'));
-  network
-    .command('create')
-    .description('Create a network')
-    .option('-d, --driver <driver>', 'Driver to manage the Network', 'bridge')
-    .option('--subnet <subnet>', 'Subnet in CIDR format that represents a network segment', collect)
-    .option('--gateway <ip>', 'IPv4 or IPv6 Gateway for the master subnet', collect)
-    .option('--ip-range <range>', 'Allocate container ip from a sub-range', collect)
-    .option('--aux-address <name=ip>', 'Auxiliary IPv4 or IPv6 addresses used by Network driver', collect)
-    .option('--ipv6', 'Enable or disable IPv6 networking')
-    .option('--ipv4', 'Enable or disable IPv4 address assignment')
-    .option('--internal', 'Restrict external access to the network')
-    .option('--attachable', 'Enable manual container attachment')
-    .option('--ingress', 'Create swarm routing-mesh network')
-    .option('-o, --opt <key=value>', 'Set driver specific options', collect)
-    .option('--label <key=value>', 'Set metadata on a network', collect)
-    .option('--scope <scope>', "Control the network's scope")
-    .option('--ipam-driver <driver>', 'IP Address Management Driver', 'default')
-    .option('--ipam-opt <key=value>', 'Set IPAM driver specific options', collect)
-    .option('--config-only', 'Create a configuration only network')
-    .option('--config-from <network>', 'The network from which to copy the configuration')
-    .argument('<name>')
-    .action(act(program, 'network', 'create'));
-  network
-    .command('rm')
-    .aliases(['remove'])
-    .description('Remove one or more networks')
-    .option('-f, --force', 'Do not error if the network does not exist')
-    .argument('<network...>')
-    .action(act(program, 'network', 'rm'));
-  network
-    .command('inspect')
-    .description('Display detailed information on one or more networks')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .option('-v, --verbose', 'Verbose output for diagnostics')
-    .argument('<network...>')
-    .action(act(program, 'network', 'inspect'));
-  network
-    .command('connect')
-    .description('Connect a container to a network')
-    .option('--alias <alias>', 'Add network-scoped alias for the container', collect)
-    .option('--ip <address>', 'IPv4 address (e.g., "172.30.100.104")')
-    .option('--ip6 <address>', 'IPv6 address (e.g., "2001:db8::33")')
-    .option('--link <container>', 'Add link to another container', collect)
-    .option('--link-local-ip <address>', 'Add a link-local address for the container', collect)
-    .option('--driver-opt <key=value>', 'driver options for the network', collect)
-    .option('--gw-priority <n>', 'Highest gw-priority provides the default gateway')
-    .argument('<network>')
-    .argument('<container>')
-    .action(act(program, 'network', 'connect'));
-  network
-    .command('disconnect')
-    .description('Disconnect a container from a network')
-    .option('-f, --force', 'Force the container to disconnect from a network')
-    .argument('<network>')
-    .argument('<container>')
-    .action(act(program, 'network', 'disconnect'));
-  network
-    .command('prune')
-    .description('Remove all unused networks')
-    .option('-f, --force', 'Do not prompt for confirmation')
-    .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
-    .action(act(program, 'network', 'prune'));
+  program
+    .command('network')
+    .description('Manage networks')
+    .build((network) => {
+      network
+        .command('ls')
+        .aliases(['list'])
+        .description('List networks')
+        .option('-q, --quiet', 'Only display network IDs')
+        .option('-f, --filter <filter>', 'Provide filter values (e.g. "driver=bridge")', collect)
+        .option('--format <format>', 'Format output using a custom template')
+        .option('--no-trunc', 'Do not truncate the output')
+        .action(act(program, 'network', 'ls'));
+      network
+        .command('create')
+        .description('Create a network')
+        .option('-d, --driver <driver>', 'Driver to manage the Network', 'bridge')
+        .option('--subnet <subnet>', 'Subnet in CIDR format that represents a network segment', collect)
+        .option('--gateway <ip>', 'IPv4 or IPv6 Gateway for the master subnet', collect)
+        .option('--ip-range <range>', 'Allocate container ip from a sub-range', collect)
+        .option('--aux-address <name=ip>', 'Auxiliary IPv4 or IPv6 addresses used by Network driver', collect)
+        .option('--ipv6', 'Enable or disable IPv6 networking')
+        .option('--ipv4', 'Enable or disable IPv4 address assignment')
+        .option('--internal', 'Restrict external access to the network')
+        .option('--attachable', 'Enable manual container attachment')
+        .option('--ingress', 'Create swarm routing-mesh network')
+        .option('-o, --opt <key=value>', 'Set driver specific options', collect)
+        .option('--label <key=value>', 'Set metadata on a network', collect)
+        .option('--scope <scope>', "Control the network's scope")
+        .option('--ipam-driver <driver>', 'IP Address Management Driver', 'default')
+        .option('--ipam-opt <key=value>', 'Set IPAM driver specific options', collect)
+        .option('--config-only', 'Create a configuration only network')
+        .option('--config-from <network>', 'The network from which to copy the configuration')
+        .argument('<name>')
+        .action(act(program, 'network', 'create'));
+      network
+        .command('rm')
+        .aliases(['remove'])
+        .description('Remove one or more networks')
+        .option('-f, --force', 'Do not error if the network does not exist')
+        .argument('<network...>')
+        .action(act(program, 'network', 'rm'));
+      network
+        .command('inspect')
+        .description('Display detailed information on one or more networks')
+        .option('-f, --format <format>', 'Format output using a custom template')
+        .option('-v, --verbose', 'Verbose output for diagnostics')
+        .argument('<network...>')
+        .action(act(program, 'network', 'inspect'));
+      network
+        .command('connect')
+        .description('Connect a container to a network')
+        .option('--alias <alias>', 'Add network-scoped alias for the container', collect)
+        .option('--ip <address>', 'IPv4 address (e.g., "172.30.100.104")')
+        .option('--ip6 <address>', 'IPv6 address (e.g., "2001:db8::33")')
+        .option('--link <container>', 'Add link to another container', collect)
+        .option('--link-local-ip <address>', 'Add a link-local address for the container', collect)
+        .option('--driver-opt <key=value>', 'driver options for the network', collect)
+        .option('--gw-priority <n>', 'Highest gw-priority provides the default gateway')
+        .argument('<network>')
+        .argument('<container>')
+        .action(act(program, 'network', 'connect'));
+      network
+        .command('disconnect')
+        .description('Disconnect a container from a network')
+        .option('-f, --force', 'Force the container to disconnect from a network')
+        .argument('<network>')
+        .argument('<container>')
+        .action(act(program, 'network', 'disconnect'));
+      network
+        .command('prune')
+        .description('Remove all unused networks')
+        .option('-f, --force', 'Do not prompt for confirmation')
+        .option('--filter <filter>', 'Provide filter values (e.g. "until=<timestamp>")', collect)
+        .action(act(program, 'network', 'prune'));
+    });
 
-  const volume = program.command('volume').description('Manage volumes');
-  volume
-    .command('create')
-    .description('Create a volume')
-    .option('-d, --driver <driver>', 'Specify volume driver name', 'local')
-    .option('-o, --opt <key=value>', 'Set driver specific options', collect)
-    .option('--label <key=value>', 'Set metadata for a volume', collect)
-    .option('--name <name>', 'Specify volume name')
-    .argument('[volume]')
-    .action(act(program, 'volume', 'create'));
-  volume
-    .command('ls')
-    .aliases(['list'])
-    .description('List volumes')
-    .option('-q, --quiet', 'Only display volume names')
-    .option('-f, --filter <filter>', 'Provide filter values (e.g. "dangling=true")', collect)
-    .option('--format <format>', 'Format output using a custom template')
-    .action(act(program, 'volume', 'ls'));
-  volume
-    .command('inspect')
-    .description('Display detailed information on one or more volumes')
-    .option('-f, --format <format>', 'Format output using a custom template')
-    .argument('<volume...>')
-    .action(act(program, 'volume', 'inspect'));
-  volume
-    .command('rm')
-    .aliases(['remove'])
-    .description('Remove one or more volumes')
-    .option('-f, --force', 'Force the removal of one or more volumes')
-    .argument('<volume...>')
-    .action(act(program, 'volume', 'rm'));
-  volume
-    .command('prune')
-    .description('Remove unused local volumes')
-    .option('-a, --all', 'Remove all unused volumes, not just anonymous ones')
-    .option('-f, --force', 'Do not prompt for confirmation')
-    .option('--filter <filter>', 'Provide filter values (e.g. "label=<label>")', collect)
-    .action(act(program, 'volume', 'prune'));
+  program
+    .command('volume')
+    .description('Manage volumes')
+    .build((volume) => {
+      volume
+        .command('create')
+        .description('Create a volume')
+        .option('-d, --driver <driver>', 'Specify volume driver name', 'local')
+        .option('-o, --opt <key=value>', 'Set driver specific options', collect)
+        .option('--label <key=value>', 'Set metadata for a volume', collect)
+        .option('--name <name>', 'Specify volume name')
+        .argument('[volume]')
+        .action(act(program, 'volume', 'create'));
+      volume
+        .command('ls')
+        .aliases(['list'])
+        .description('List volumes')
+        .option('-q, --quiet', 'Only display volume names')
+        .option('-f, --filter <filter>', 'Provide filter values (e.g. "dangling=true")', collect)
+        .option('--format <format>', 'Format output using a custom template')
+        .action(act(program, 'volume', 'ls'));
+      volume
+        .command('inspect')
+        .description('Display detailed information on one or more volumes')
+        .option('-f, --format <format>', 'Format output using a custom template')
+        .argument('<volume...>')
+        .action(act(program, 'volume', 'inspect'));
+      volume
+        .command('rm')
+        .aliases(['remove'])
+        .description('Remove one or more volumes')
+        .option('-f, --force', 'Force the removal of one or more volumes')
+        .argument('<volume...>')
+        .action(act(program, 'volume', 'rm'));
+      volume
+        .command('prune')
+        .description('Remove unused local volumes')
+        .option('-a, --all', 'Remove all unused volumes, not just anonymous ones')
+        .option('-f, --force', 'Do not prompt for confirmation')
+        .option('--filter <filter>', 'Provide filter values (e.g. "label=<label>")', collect)
+        .action(act(program, 'volume', 'prune'));
+    });
 
-  const container = program.command('container').description('Manage containers');
-  containerCommands(container, program, false);
+  program
+    .command('container')
+    .description('Manage containers')
+    .build((container) => containerCommands(container, program, false));
   containerCommands(program, program, true);
 
-  const image = program.command('image').description('Manage images');
-  imageCommands(image, program, false);
+  program
+    .command('image')
+    .description('Manage images')
+    .build((image) => imageCommands(image, program, false));
   // Top-level shortcuts, as docker has them.
   imageCommands(program, program, true);
 
@@ -893,63 +927,67 @@ export function buildProgram(): Command {
     .option('-f, --format <format>', 'Format output using a custom template')
     .action(act(program, 'system', 'version'));
   systemCommands(program, program, true);
-  const system = program.command('system').description('Manage Cove');
-  systemCommands(system, program, false);
+  program
+    .command('system')
+    .description('Manage Cove')
+    .build((system) => systemCommands(system, program, false));
   serviceCommands(program);
 
-  const lab = program
+  program
     .command('lab')
-    .description('Simulated hosts on this machine (network namespaces), for multi-host work');
-  lab
-    .command('up')
-    .description('Build N hosts joined by an underlay bridge, each with its own coved')
-    .option('--hosts <n>', 'Number of hosts', '3')
-    .option('--name <name>', 'Lab name', 'lab')
-    .action(act(program, 'lab', 'up'));
-  lab
-    .command('env')
-    .description('Print the environment that points docker and cove at a host')
-    .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>')
-    .action(act(program, 'lab', 'env'));
-  lab
-    .command('exec')
-    .description('Run a command inside a host, with DOCKER_HOST and COVE_HOST set')
-    .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>')
-    .argument('<command...>')
-    .passThroughOptions()
-    .action(act(program, 'lab', 'exec'));
-  lab
-    .command('restart')
-    .description("Restart a host's coved (--kill: SIGKILL, a crash)")
-    .option('--name <name>', 'Lab name', 'lab')
-    .option('--kill', 'Kill with SIGKILL')
-    .argument('<host>')
-    .action(act(program, 'lab', 'restart'));
-  lab
-    .command('stop')
-    .description("Stop a host's coved (--kill: SIGKILL, a crash)")
-    .option('--name <name>', 'Lab name', 'lab')
-    .option('--kill', 'Kill with SIGKILL')
-    .argument('<host>')
-    .action(act(program, 'lab', 'stop'));
-  lab
-    .command('start')
-    .description("Start a stopped host's coved")
-    .option('--name <name>', 'Lab name', 'lab')
-    .argument('<host>')
-    .action(act(program, 'lab', 'start'));
-  lab
-    .command('ls')
-    .description("List a lab's hosts")
-    .option('--name <name>', 'Lab name', 'lab')
-    .action(act(program, 'lab', 'ls'));
-  lab
-    .command('down')
-    .description('Remove every namespace, link, mount and process of a lab')
-    .option('--name <name>', 'Lab name', 'lab')
-    .action(act(program, 'lab', 'down'));
+    .description('Simulated hosts on this machine (network namespaces), for multi-host work')
+    .build((lab) => {
+      lab
+        .command('up')
+        .description('Build N hosts joined by an underlay bridge, each with its own coved')
+        .option('--hosts <n>', 'Number of hosts', '3')
+        .option('--name <name>', 'Lab name', 'lab')
+        .action(act(program, 'lab', 'up'));
+      lab
+        .command('env')
+        .description('Print the environment that points docker and cove at a host')
+        .option('--name <name>', 'Lab name', 'lab')
+        .argument('<host>')
+        .action(act(program, 'lab', 'env'));
+      lab
+        .command('exec')
+        .description('Run a command inside a host, with DOCKER_HOST and COVE_HOST set')
+        .option('--name <name>', 'Lab name', 'lab')
+        .argument('<host>')
+        .argument('<command...>')
+        .passThroughOptions()
+        .action(act(program, 'lab', 'exec'));
+      lab
+        .command('restart')
+        .description("Restart a host's coved (--kill: SIGKILL, a crash)")
+        .option('--name <name>', 'Lab name', 'lab')
+        .option('--kill', 'Kill with SIGKILL')
+        .argument('<host>')
+        .action(act(program, 'lab', 'restart'));
+      lab
+        .command('stop')
+        .description("Stop a host's coved (--kill: SIGKILL, a crash)")
+        .option('--name <name>', 'Lab name', 'lab')
+        .option('--kill', 'Kill with SIGKILL')
+        .argument('<host>')
+        .action(act(program, 'lab', 'stop'));
+      lab
+        .command('start')
+        .description("Start a stopped host's coved")
+        .option('--name <name>', 'Lab name', 'lab')
+        .argument('<host>')
+        .action(act(program, 'lab', 'start'));
+      lab
+        .command('ls')
+        .description("List a lab's hosts")
+        .option('--name <name>', 'Lab name', 'lab')
+        .action(act(program, 'lab', 'ls'));
+      lab
+        .command('down')
+        .description('Remove every namespace, link, mount and process of a lab')
+        .option('--name <name>', 'Lab name', 'lab')
+        .action(act(program, 'lab', 'down'));
+    });
 
   swarmCommands(program);
 
@@ -972,5 +1010,3 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   }
   await program.parseAsync(argv);
 }
-
-await main();

@@ -2,7 +2,7 @@
  * The repository (or installed package) root: the nearest directory above a
  * module that holds Cove's package.json. Found by walking up rather than by a
  * fixed number of `..`, so that it holds from src/, from dist/src/ and from the
- * bundled CLI (dist/cove.mjs) alike.
+ * bundled CLI (dist/cli/bundle.js, whose import.meta.url bin/cove sets) alike.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';

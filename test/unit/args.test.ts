@@ -103,3 +103,42 @@ test("args: usage errors carry docker's wording and exit codes", () => {
   assert.equal(missing.exitCode, 1);
   assert.equal(err(['frob']).message, "cove: 'frob' is not a cove command.\nSee 'cove --help'");
 });
+
+test('args: a command built lazily is defined only when a command line reaches it, and behaves the same', () => {
+  const built: string[] = [];
+  const p = new Command('cove');
+  p.option('-H, --host <uri>', 'daemon socket');
+  p.command('network')
+    .description('Manage networks')
+    .build((network) => {
+      built.push('network');
+      network
+        .command('ls')
+        .description('List networks')
+        .option('-q, --quiet', 'IDs only')
+        .action(() => undefined);
+    });
+  p.command('volume')
+    .description('Manage volumes')
+    .build((volume) => {
+      built.push('volume');
+      volume
+        .command('ls')
+        .description('List volumes')
+        .action(() => undefined);
+    });
+  // The program's help lists both by name and description without building either.
+  const help = p.parse(['--help']);
+  assert.equal(help.kind, 'print');
+  assert.match((help as { text: string }).text, / {2}network {2}Manage networks\n {2}volume {3}Manage volumes\n/);
+  assert.deepEqual(built, []);
+  const r = p.parse(['-H', 'unix:///x', 'network', 'ls', '-q']);
+  assert.equal(r.kind, 'action');
+  assert.deepEqual((r as { args: unknown[] }).args.slice(0, 1), [{ quiet: true }]);
+  assert.deepEqual(built, ['network']);
+  // Built once, however often it is reached; its own help lists what the builder defined.
+  assert.match((p.parse(['network', '--help']) as { text: string }).text, / {2}ls {2}List networks\n/);
+  assert.deepEqual(built, ['network']);
+  assert.throws(() => p.parse(['volume', 'nope']), UsageError);
+  assert.deepEqual(built, ['network', 'volume']);
+});

@@ -87,6 +87,40 @@ test('list formats: default table, custom table, json, quiet', () => {
   assert.ok(naturalLess('net2', 'net10') < 0);
 });
 
+test("natural order is docker's (fvbommel/sortorder NaturalLess), not the locale's", () => {
+  const sorted = [
+    '',
+    '0',
+    '1',
+    '01',
+    '001',
+    '2',
+    '10',
+    'B',
+    'a',
+    'a1',
+    'a01',
+    'a2',
+    'a10',
+    'aa',
+    'b',
+    'net2',
+    'net10x',
+  ];
+  for (let i = 0; i < sorted.length; i++)
+    for (let j = 0; j < sorted.length; j++) {
+      const got = Math.sign(naturalLess(sorted[i]!, sorted[j]!));
+      assert.equal(got, Math.sign(i - j), `${JSON.stringify(sorted[i])} vs ${JSON.stringify(sorted[j])}`);
+    }
+  assert.deepEqual(['my-net10', 'bridge', 'Host', 'my-net9', 'none'].sort(naturalLess), [
+    'Host',
+    'bridge',
+    'my-net9',
+    'my-net10',
+    'none',
+  ]);
+});
+
 test('publish specs: short and long syntax, ranges, IPv6', () => {
   assert.deepEqual(parsePublish(['8080:80']), {
     exposed: { '80/tcp': {} },

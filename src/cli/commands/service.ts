@@ -1,7 +1,7 @@
 /** cove service create|ls|ps|inspect|scale|logs|update|rollback|rm, with docker's flags and outputs. */
 import type { Cli } from '../cli.js';
 import { ApiError, CliError } from '../client.js';
-import { formatEach, formatList, humanDuration, inspectJson } from '../format.js';
+import { formatEach, formatList, humanDuration, inspectJson, naturalLess } from '../format.js';
 import { filtersFrom, keyValues, reportErrors } from '../util.js';
 import { frameReader } from './service-logs.js';
 import { healthcheckFromFlags, type HealthFlags } from '../health-flags.js';
@@ -444,7 +444,7 @@ export async function ls(cli: Cli, o: { quiet?: boolean; format?: string; filter
     filters: JSON.stringify(filtersFrom(o.filter)),
     status: 'true',
   });
-  services.sort((a, b) => (a.Spec.Name ?? '').localeCompare(b.Spec.Name ?? ''));
+  services.sort((a, b) => naturalLess(a.Spec.Name ?? '', b.Spec.Name ?? ''));
   const rows = services.map((s) => ({
     ID: shortId(s.ID),
     Name: s.Spec.Name ?? '',
