@@ -396,7 +396,25 @@ test('delete: containers leave, networks go, no link and no rule is left', async
   for (const c of containers) await remove(c);
   await driver.deleteNetwork(netA);
   await driver.deleteNetwork(netB);
-  const links = await ipJson<Array<{ ifname: string }>>(null, ['link', 'show']);
-  assert.deepEqual(links.map((l) => l.ifname).sort(), ['cvkup0', 'lo']);
+  const links = await ipJson<Array<{ ifname: string; flags: string[] }>>(null, ['link', 'show']);
+  // Both bridges are spares for the next create now: renamed, down, without addresses.
+  assert.deepEqual(links.map((l) => l.ifname).sort(), ['cove-spare0', 'cove-spare1', 'cvkup0', 'lo']);
+  for (const spare of links.filter((l) => l.ifname.startsWith('cove-spare'))) {
+    assert.ok(!spare.flags.includes('UP'), `${spare.ifname} is down`);
+    const [a] = await ipJson<Array<{ addr_info: unknown[] }>>(null, ['addr', 'show', 'dev', spare.ifname]);
+    assert.deepEqual(a!.addr_info, [], `${spare.ifname} has no address`);
+  }
   assert.equal(await nftTableExists('inet', 'cove'), false);
+  // A new network takes a spare by a rename; the driver's shutdown deletes what is left.
+  await driver.createNetwork(netA);
+  assert.deepEqual(
+    (await ipJson<Array<{ ifname: string }>>(null, ['link', 'show', 'type', 'bridge'])).map((l) => l.ifname).sort(),
+    [`br-${netA.id.slice(0, 12)}`, 'cove-spare0'],
+  );
+  assert.ok(reaches(await container('c9', [[netA, '172.30.1.9/24']]), OUT_IP), 'a spare works as a new bridge');
+  for (const c of containers) await remove(c);
+  await driver.deleteNetwork(netA);
+  await driver.close();
+  const after = await ipJson<Array<{ ifname: string }>>(null, ['link', 'show']);
+  assert.deepEqual(after.map((l) => l.ifname).sort(), ['cvkup0', 'lo']);
 });

@@ -374,19 +374,31 @@ test('stopping every container and removing the networks leaves no namespace or 
   await ctl.removeNetwork('v6net');
   assert.deepEqual(readdirSync(join(lab.execRoot, 'netns')), []);
   assert.equal(sh('ip', ['-o', 'link', 'show', 'type', 'veth']).trim(), '');
-  // network rm answers once the network is out of service; its bridge's deletion ends moments later.
+  // network rm answers once the network is out of service; its bridge's deletion ends moments later, or
+  // the bridge is kept as a spare for the next create (down, without addresses).
   assert.deepEqual(await bridgesSettled(), ['cvn0']);
 });
 
-/** Bridge names in the lab, once no deletion is under way (polled for up to 5 s). */
+/** Bridge names in the lab, once no deletion is under way (polled for up to 5 s); spares are checked and left out. */
 async function bridgesSettled(): Promise<string[]> {
+  const names = await bridgesAndSpares();
+  for (const spare of names.filter((n) => n.startsWith('cove-spare'))) {
+    const link = sh('ip', ['-o', 'addr', 'show', 'dev', spare]);
+    assert.doesNotMatch(link, /inet/, `spare ${spare} has no address`);
+    assert.doesNotMatch(sh('ip', ['-o', 'link', 'show', 'dev', spare]), /[<,]UP[,>]/, `spare ${spare} is down`);
+  }
+  return names.filter((n) => !n.startsWith('cove-spare'));
+}
+
+async function bridgesAndSpares(): Promise<string[]> {
   const now = () =>
     sh('ip', ['-o', 'link', 'show', 'type', 'bridge'])
       .trim()
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split(': ')[1]!);
-  for (let i = 0; i < 50 && now().length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && now().filter((n) => !n.startsWith('cove-spare')).length > 1; i++)
+    await new Promise((r) => setTimeout(r, 100));
   return now();
 }
 

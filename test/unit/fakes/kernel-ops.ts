@@ -125,6 +125,8 @@ export class RecordingKernelOps implements KernelOps {
         if (op.group !== undefined) l.group = op.group;
         let name = op.name;
         if (op.rename) {
+          if (links.has(op.rename) && this.strict)
+            throw new KernelError(command, 'RTNETLINK answers: File exists', 'EEXIST');
           links.delete(name);
           name = op.rename;
           links.set(name, l);

@@ -12,6 +12,8 @@
  * map elements added through the shared `nft -i` co-process (one
  * transaction, ~0.2 ms). Leaving detaches at once and deletes the veths in
  * batches (a link deletion costs ~20 ms of kernel time, however many links).
+ * A removed network's bridge is kept as a spare for the next create (see
+ * SPARE_PREFIX), so a create + rm loop never waits on a bridge's deletion.
  */
 import { Conflict } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
@@ -33,6 +35,7 @@ import {
   bridgeAddressOps,
   bridgeConfig,
   bridgeSysctls,
+  OPT_BRIDGE_NAME,
   deleteVethOps,
   joinPlan,
   leavePlan,
@@ -44,6 +47,17 @@ import {
 /** Lanes of their own (KernelOps.apply): deleting veths and bridges never queues a join behind it. */
 const REAP_LANE = 'reap';
 const DELETE_LANE = 'delete';
+
+/**
+ * Emptied bridges kept for the next network create. A bridge's `link del` holds the kernel's RTNL lock for
+ * 30-40 ms (the floor of every create + rm loop: the next create waits on that lock), while an address flush,
+ * a `down` and a rename cost ~0.5 ms; so a removed network's bridge, once down, without addresses and renamed
+ * `cove-spareN`, becomes the next network's bridge by a rename. Spares are deleted after SPARE_IDLE_MS without
+ * use and at shutdown; after a crash the next start adopts them (their names are fixed), so none leaks.
+ */
+const SPARE_PREFIX = 'cove-spare';
+const MAX_SPARES = 2;
+const SPARE_IDLE_MS = 20_000;
 
 /** Undoes what a step made (the create plan's own undo, applied on any later error). */
 type Undo = () => Promise<void>;
@@ -59,13 +73,23 @@ export class BridgeDriver implements NetworkDriver {
   /** The kernel seam (DriverContext.kernel): the daemon's shared one unless injected. */
   private readonly kernel: KernelOps;
   private readonly closeKernel: () => Promise<void>;
+  private readonly log: Logger | undefined;
   private reaping: Promise<void> | undefined;
   private reapAgain = false;
   /** Bridges being deleted, by name: a new network wanting the same (custom) name waits for the old one to go. */
   private readonly retiring = new Map<string, Promise<void>>();
+  /** Spare bridges ready to be taken (names `cove-spareN`), and spare names whose `link del` is under way. */
+  private readonly spares: string[] = [];
+  private readonly sparesDeleting = new Map<string, Promise<void>>();
+  private spareTimer: NodeJS.Timeout | undefined;
+  /** Spares a crashed run left, adopted once per process (before the first create, retire or restore). */
+  private adopting: Promise<void> | undefined;
+  /** Networks whose bridge this process already recycled: their doomed record's deleteNetwork has nothing left to do. */
+  private readonly recycled = new Set<string>();
 
   constructor(ctx: { firewall?: Firewall; log?: Logger; kernel?: KernelOps } = {}) {
     this.firewall = ctx.firewall ?? hostFirewall(ctx.log);
+    this.log = ctx.log;
     this.kernel = ctx.kernel ?? hostKernel();
     // The shared co-processes are ended with the daemon's driver; an injected kernel belongs to whoever made it.
     // Closing the object this driver holds (not only whatever hostKernel() returns now) ends lanes it
@@ -102,10 +126,13 @@ export class BridgeDriver implements NetworkDriver {
     while (this.reaping) await this.reaping;
   }
 
-  /** Daemon shutdown: lets pending deletions finish, ends the reaper, the firewall's checks and the shared co-processes (they restart on next use). */
+  /** Daemon shutdown: lets pending deletions finish, deletes the spare bridges, ends the reaper, the firewall's checks and the shared co-processes (they restart on next use). */
   async close(): Promise<void> {
     await this.settle();
     await Promise.allSettled(this.retiring.values());
+    await this.adopting?.catch(() => undefined);
+    this.deleteSpares();
+    await Promise.allSettled(this.sparesDeleting.values());
     await this.firewall.close();
     await this.closeKernel();
   }
@@ -132,10 +159,10 @@ export class BridgeDriver implements NetworkDriver {
    * alone first: with `ip -force` the addresses would otherwise land on
    * whatever link already has that name. Any failure undoes itself.
    */
-  private async setUpBridge(cfg: BridgeConfig): Promise<Undo> {
+  private async setUpBridge(cfg: BridgeConfig, useSpare: boolean): Promise<Undo> {
     let undo: Undo;
     try {
-      await this.kernel.apply(null, [bridgeAddOp(cfg)]);
+      if (!(useSpare && (await this.takeSpare(cfg.bridge)))) await this.kernel.apply(null, [bridgeAddOp(cfg)]);
       undo = async () => {
         await this.kernel.apply(null, [{ kind: 'link-del', name: cfg.bridge }]).catch(() => undefined);
       };
@@ -166,16 +193,20 @@ export class BridgeDriver implements NetworkDriver {
   async createNetwork(net: DriverNetwork): Promise<Record<string, unknown>> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
+    this.recycled.delete(cfg.id);
+    await this.adoptSpares();
     await this.retiring.get(cfg.bridge)?.catch(() => undefined);
-    const undo = await this.setUpBridge(cfg);
     this.networks.set(cfg.id, cfg);
-    try {
-      // Only this network's chains and elements: no other owner's rules are touched.
-      await this.firewall.owner(networkOwner(cfg.id)).set(networkObjects(cfg));
-    } catch (e) {
+    // The link and the firewall at once (two co-processes): the chains match the bridge by name, not by
+    // index, so they need no bridge yet, and the network answers nothing before create returns anyway.
+    // Only this network's chains and elements: no other owner's rules are touched.
+    const owner = this.firewall.owner(networkOwner(cfg.id));
+    const [link, chains] = await Promise.allSettled([this.setUpBridge(cfg, true), owner.set(networkObjects(cfg))]);
+    if (link.status === 'rejected' || chains.status === 'rejected') {
       this.networks.delete(cfg.id);
-      await undo();
-      throw e;
+      if (link.status === 'fulfilled') await link.value();
+      if (chains.status === 'fulfilled') await owner.remove().catch(() => undefined);
+      throw link.status === 'rejected' ? link.reason : (chains as PromiseRejectedResult).reason;
     }
     return { bridge: cfg.bridge };
   }
@@ -186,6 +217,7 @@ export class BridgeDriver implements NetworkDriver {
    * name that a live network uses by now (a custom `bridge.name` reused) is left alone.
    */
   async deleteNetwork(net: DriverNetwork): Promise<void> {
+    if (this.recycled.delete(net.id)) return;
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
     const pending = this.retiring.get(cfg.bridge);
     if (pending) return pending;
@@ -206,19 +238,34 @@ export class BridgeDriver implements NetworkDriver {
    */
   async retireNetwork(net: DriverNetwork): Promise<void> {
     await this.settle();
+    await this.adoptSpares();
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
-    for (const [epId, networkId] of [...this.published]) {
-      if (networkId !== net.id) continue;
+    this.networks.delete(net.id);
+    // The chains and the bridge at once (two co-processes): no endpoint is left to see the order.
+    const [chains, link] = await Promise.allSettled([this.removeChains(net.id), this.retireBridge(net, cfg)]);
+    if (chains.status === 'rejected') throw chains.reason;
+    if (link.status === 'rejected') throw link.reason;
+  }
+
+  /** The network's firewall owners: its chains and its published ports' elements. */
+  private async removeChains(networkId: string): Promise<void> {
+    for (const [epId, id] of [...this.published]) {
+      if (id !== networkId) continue;
       await this.firewall.owner(portsOwner(epId)).remove();
       this.published.delete(epId);
     }
-    await this.firewall.owner(networkOwner(net.id)).remove();
-    this.networks.delete(net.id);
-    if (this.bridgeUsedByOther(net.id, cfg.bridge) || this.retiring.has(cfg.bridge)) return;
+    await this.firewall.owner(networkOwner(networkId)).remove();
+  }
+
+  /** The bridge becomes a spare, or loses its addresses now and is deleted in the background. */
+  private retireBridge(net: DriverNetwork, cfg: BridgeConfig): Promise<void> {
+    if (this.bridgeUsedByOther(net.id, cfg.bridge) || this.retiring.has(cfg.bridge)) return Promise.resolve();
+    // Decided and registered without an await, so no create of the same name slips in between.
+    const spare = this.claimSpareName(net, cfg);
+    if (spare) return this.recycle(net, cfg, spare);
     const flushed = this.kernel.apply(null, [{ kind: 'addr-flush', dev: cfg.bridge }]).catch((e: unknown) => {
       if (!isKernelError(e, 'ENODEV')) throw e;
     });
-    // Registered before any await, so no create of the same name slips in between.
     const deleted = flushed.catch(() => undefined).then(() => this.deleteBridge(cfg.bridge));
     this.retiring.set(cfg.bridge, deleted);
     void deleted
@@ -226,7 +273,106 @@ export class BridgeDriver implements NetworkDriver {
       .finally(() => {
         if (this.retiring.get(cfg.bridge) === deleted) this.retiring.delete(cfg.bridge);
       });
-    await flushed;
+    return flushed;
+  }
+
+  /**
+   * A spare's name for the retired bridge, claimed at once, if it is to be kept: only a bridge Cove named and
+   * made with the kernel's defaults (no MTU set, IPv6 left as the netns has it), so that a spare is what a
+   * fresh `link add` would give; at most MAX_SPARES.
+   */
+  private claimSpareName(net: DriverNetwork, cfg: BridgeConfig): string | undefined {
+    if (net.options[OPT_BRIDGE_NAME] || cfg.mtu || cfg.enableIPv6) return undefined;
+    const name = this.freeSpareName();
+    // Listed before its rename is even sent: a create taking it sends its own rename after it, on the same lane.
+    if (name) this.spares.push(name);
+    return name;
+  }
+
+  /** The retired bridge becomes spare `name`: flushed, down and renamed in one batch (a bridge already gone is fine). */
+  private async recycle(net: DriverNetwork, cfg: BridgeConfig, name: string): Promise<void> {
+    try {
+      await this.kernel.apply(null, [
+        { kind: 'addr-flush', dev: cfg.bridge },
+        { kind: 'link-set', name: cfg.bridge, up: false, rename: name },
+      ]);
+    } catch (e) {
+      const i = this.spares.indexOf(name);
+      if (i >= 0) this.spares.splice(i, 1);
+      // A link of that name that this process did not know (made from outside): the bridge is deleted instead.
+      if (isKernelError(e, 'EEXIST')) await this.deleteBridge(cfg.bridge);
+      else if (!isKernelError(e, 'ENODEV')) throw e;
+    }
+    this.recycled.add(net.id);
+    this.armSpareTimer();
+  }
+
+  private freeSpareName(): string | undefined {
+    for (let i = 0; i < MAX_SPARES; i++) {
+      const name = `${SPARE_PREFIX}${i}`;
+      if (!this.spares.includes(name) && !this.sparesDeleting.has(name)) return name;
+    }
+    return undefined;
+  }
+
+  /** Renames a spare to `bridge` (still down, no addresses: bridgeAddressOps finish it). False when none could be taken. */
+  private async takeSpare(bridge: string): Promise<boolean> {
+    for (let spare = this.spares.pop(); spare !== undefined; spare = this.spares.pop()) {
+      try {
+        await this.kernel.apply(null, [{ kind: 'link-set', name: spare, rename: bridge }]);
+        this.armSpareTimer();
+        return true;
+      } catch (e) {
+        if (isKernelError(e, 'EEXIST')) {
+          // `bridge` is a link already (Docker reuses a named bridge): the spare stays one, the caller finishes that link.
+          this.spares.push(spare);
+          return false;
+        }
+        if (!isKernelError(e, 'ENODEV')) {
+          this.spares.push(spare);
+          throw e;
+        }
+        // deleted from outside: try the next one
+      }
+    }
+    return false;
+  }
+
+  /** Spares a crashed run left (down, no addresses: they were flushed before the rename) are adopted. */
+  private adoptSpares(): Promise<void> {
+    this.adopting ??= (async () => {
+      for (let i = 0; i < MAX_SPARES; i++) {
+        const name = `${SPARE_PREFIX}${i}`;
+        const link = await this.kernel.linkInfo(null, name).catch(() => undefined);
+        if (link?.kind !== 'bridge' || this.spares.includes(name)) continue;
+        if (link.addresses.length > 0) await this.kernel.apply(null, [{ kind: 'addr-flush', dev: name }]);
+        this.spares.push(name);
+      }
+      if (this.spares.length) this.armSpareTimer();
+    })();
+    return this.adopting;
+  }
+
+  /** Spares unused for SPARE_IDLE_MS are deleted (the timer starts again at each use). */
+  private armSpareTimer(): void {
+    if (this.spareTimer) clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    if (this.spares.length === 0) return;
+    this.spareTimer = setTimeout(() => this.deleteSpares(), SPARE_IDLE_MS);
+    this.spareTimer.unref();
+  }
+
+  private deleteSpares(): void {
+    if (this.spareTimer) clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    for (const name of this.spares.splice(0)) {
+      const done = this.deleteBridge(name)
+        .catch((e: unknown) =>
+          this.log?.warn({ bridge: name, err: (e as Error).message }, 'deleting a spare bridge failed'),
+        )
+        .finally(() => this.sparesDeleting.delete(name));
+      this.sparesDeleting.set(name, done);
+    }
   }
 
   /** `link del` on a lane of its own: the kernel time never queues a container's join behind it. */
@@ -326,8 +472,10 @@ export class BridgeDriver implements NetworkDriver {
   async restoreNetwork(net: DriverNetwork, _endpoints: DriverEndpoint[]): Promise<void> {
     const cfg = bridgeConfig(net);
     this.checkBridgeNameFree(cfg);
+    this.recycled.delete(cfg.id);
+    await this.adoptSpares();
     await this.retiring.get(cfg.bridge)?.catch(() => undefined);
-    await this.setUpBridge(cfg);
+    await this.setUpBridge(cfg, false);
     this.networks.set(cfg.id, cfg);
     await this.firewall.owner(networkOwner(cfg.id)).set(networkObjects(cfg));
     // The firewall may already hold this state (same process) while the kernel lost it: check, and restore if so.
