@@ -29,6 +29,32 @@ function libnftables(): NetnsAddon | null {
   return inProcess;
 }
 
+/** True when transactions run in-process (libnftables through the addon), not through a spawned or co-process nft. */
+export function nftInProcess(): boolean {
+  return libnftables() !== null;
+}
+
+/** `list tables` in a netns (null: this thread's): "family name" of each table. */
+export async function nftTables(netnsPath: string | null, opts: NftApplyOptions = {}): Promise<Set<string>> {
+  const lib = libnftables();
+  let out: string;
+  if (lib) {
+    const r = await libRun(lib, netnsPath, 'list tables', opts.shared ?? false);
+    if (r.rc !== 0) throw new KernelError('nft list tables', r.errors.trim());
+    out = r.output;
+  } else {
+    const r = await runTool(inNetns(netnsPath, ['nft', 'list', 'tables']));
+    if (r.code !== 0) throw new KernelError('nft list tables', r.stderr || r.stdout);
+    out = r.stdout;
+  }
+  const have = new Set<string>();
+  for (const l of out.split('\n')) {
+    const m = /^table (\S+) (\S+)$/.exec(l.trim());
+    if (m) have.add(`${m[1]} ${m[2]}`);
+  }
+  return have;
+}
+
 /** One libnftables call (see native/nft.c): nft's return code, output and error texts. */
 function libRun(
   lib: NetnsAddon,
@@ -109,25 +135,7 @@ export class NetnsNft {
 
   /** `list tables`: "family name" of each table in the netns. */
   tables(): Promise<Set<string>> {
-    return this.serial(async () => {
-      const lib = libnftables();
-      let out: string;
-      if (lib) {
-        const r = await libRun(lib, this.netnsPath, 'list tables', true);
-        if (r.rc !== 0) throw new KernelError('nft list tables', r.errors.trim());
-        out = r.output;
-      } else {
-        const r = await runTool(inNetns(this.netnsPath, ['nft', 'list', 'tables']));
-        if (r.code !== 0) throw new KernelError('nft list tables', r.stderr || r.stdout);
-        out = r.stdout;
-      }
-      const have = new Set<string>();
-      for (const l of out.split('\n')) {
-        const m = /^table (\S+) (\S+)$/.exec(l.trim());
-        if (m) have.add(`${m[1]} ${m[2]}`);
-      }
-      return have;
-    });
+    return this.serial(() => nftTables(this.netnsPath, { shared: true }));
   }
 }
 

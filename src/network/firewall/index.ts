@@ -18,7 +18,7 @@
 import type { Logger } from '../../common/log.js';
 import { KernelError } from '../../kernel/errors.js';
 import { hostNft } from '../../kernel/host.js';
-import { nftApply, NetnsNft, NftSession } from '../../kernel/nft.js';
+import { nftApply, nftInProcess, nftTables, NetnsNft, NftSession } from '../../kernel/nft.js';
 import { frameObjects, FRAME } from './frame.js';
 import {
   objectKey,
@@ -53,12 +53,17 @@ export interface NftBackend {
 const MAX_LINE = 48 * 1024;
 
 /**
- * A netns through src/kernel: one long-lived `nft -i` per netns (the daemon's own shares hostNft(); another
- * netns, e.g. the ingress sandbox, gets a co-process of its own, ended by close()), `nft -f` only for very
- * large scripts.
+ * A netns through src/kernel: each transaction one in-process libnftables call (the addon's nftRun), or,
+ * where the library cannot be loaded, one long-lived `nft -i` per netns (the daemon's own shares hostNft();
+ * another netns, e.g. the ingress sandbox, gets a co-process of its own, ended by close()) with `nft -f` for
+ * very large scripts. Measured in one netns (a bridge network's 3 chains, 8 rules and 4 elements): 0.50 ms
+ * in-process against 2.05 ms through `nft -i`; one element 0.36 against 0.47 ms.
  */
 export class KernelNft implements NftBackend {
   private session: NftSession | undefined;
+  private readonly inProcess = nftInProcess();
+  /** In-process calls of this backend one after another, as the co-process's lines are. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly netnsPath: string | null = null) {}
 
@@ -68,12 +73,17 @@ export class KernelNft implements NftBackend {
     return this.session;
   }
 
-  /**
-   * One transaction, as one line to the netns's `nft -i` (a network's chains: ~1 ms, against 8-70 ms for
-   * spawning `nft -f` on a busy machine, and in another netns nsenter's spawn too); only very large
-   * transactions (the heal that restores every owner at once) still go through `nft -f`.
-   */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
   async apply(tx: Tx): Promise<void> {
+    if (this.inProcess) {
+      if (!tx.empty) await this.serial(() => nftApply(tx.render(), this.netnsPath));
+      return;
+    }
     const line = tx.renderLine();
     if (line.length <= MAX_LINE) {
       if (line !== '') await this.nft().run([line]);
@@ -88,6 +98,7 @@ export class KernelNft implements NftBackend {
 
   /** `list tables` (names only: no rules, no elements). */
   async existingTables(): Promise<Set<string>> {
+    if (this.inProcess) return this.serial(() => nftTables(this.netnsPath));
     const out = await this.nft().run(['list tables']);
     const have = new Set<string>();
     for (const l of out.split('\n')) {
