@@ -1,7 +1,7 @@
 /**
- * The daemon's own netns, driven through one long-lived `ip -batch` and one
- * `nft -i` co-process shared by every driver (no process per command on the
- * hot paths), and `hostKernel()`, the KernelOps every built-in driver gets
+ * The daemon's own netns, driven through one long-lived `ip -batch` shared by
+ * every driver (no process per command on the hot paths) and, where
+ * libnftables cannot be loaded in-process, one shared `nft -i` co-process, and `hostKernel()`, the KernelOps every built-in driver gets
  * when the daemon injects none (its `ip` ops of the daemon's netns go to the
  * same shared co-process). closeHostKernel() ends all of them (daemon
  * shutdown, tests); they start again on next use.

@@ -9,8 +9,8 @@
  * only a bridge port; up + hairpin), then rtnetlink
  * requests from a throwaway thread inside the sandbox (IPv6 sysctl, lo,
  * address, up, default route): no process is spawned. Published ports are
- * map elements added through the shared `nft -i` co-process (one
- * transaction, ~0.2 ms). Leaving detaches at once and deletes the veths in
+ * map elements added through the shared firewall (in-process libnftables, one
+ * transaction, ~0.4 ms). Leaving detaches at once and deletes the veths in
  * batches (a link deletion costs ~20 ms of kernel time, however many links).
  * A removed network's bridge is kept as a spare for the next create (see
  * SPARE_PREFIX), so a create + rm loop never waits on a bridge's deletion.
@@ -450,7 +450,7 @@ export class BridgeDriver implements NetworkDriver {
     if (net.internal) return; // Docker publishes nothing from an internal network
     const cfg = this.networks.get(net.id) ?? bridgeConfig(net);
     const objects = portObjects(cfg, portElements(ports, cfg.hostBindingIPv4));
-    // The endpoint's own owner: old elements go and new ones come in one nft -i line (one transaction).
+    // The endpoint's own owner: old elements go and new ones come in one transaction.
     await this.firewall.owner(portsOwner(ep.id)).set(objects);
     if (objects.length) this.published.set(ep.id, net.id);
     else this.published.delete(ep.id);
