@@ -15,6 +15,8 @@ import {
   statSync,
   readdirSync,
   existsSync,
+  symlinkSync,
+  utimesSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +170,12 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   writeFileSync(join(l2, 'data', 'new'), 'n');
   const arch = join(work, 'arch');
   mkdirSync(arch, { recursive: true });
+  // Directories keep the tar's times, also those that get a symlink or a whiteout at extraction (docker diff
+  // tells a directory the container changed by its mtime).
+  symlinkSync('/etc/motd', join(root, 'etc', 'issue'));
+  const OLD = new Date('2001-02-03T04:05:06Z');
+  for (const d of [join(root, 'etc'), join(root, 'data', 'sub'), join(root, 'data'), join(l2, 'etc'), join(l2, 'data')])
+    utimesSync(d, OLD, OLD);
   execFileSync('tar', ['-C', root, '-cf', join(arch, 'l1.tar'), '.']);
   execFileSync('tar', ['-C', l2, '-cf', join(arch, 'l2.tar'), '.']);
   const sha = (f: string): string =>
@@ -195,6 +203,14 @@ test('import a gzip rootfs tar with changes, and a two-layer image with whiteout
   assert.ok(statSync(join(lowers[0]!, 'data', 'a')).isCharacterDevice(), 'opaque dir hides a');
   assert.ok(statSync(join(lowers[0]!, 'data', 'sub')).isCharacterDevice(), 'opaque dir hides sub');
   assert.ok(existsSync(join(lowers[0]!, 'data', 'new')));
+  for (const [lower, dir] of [
+    [lowers[1]!, 'etc'],
+    [lowers[1]!, 'data'],
+    [lowers[1]!, 'data/sub'],
+    [lowers[0]!, 'etc'],
+    [lowers[0]!, 'data'],
+  ] as const)
+    assert.equal(statSync(join(lower, dir)).mtime.toISOString(), OLD.toISOString(), `${dir}: the tar's mtime`);
 
   // OCI layout: index.json -> manifest -> config + gzip layer.
   const oci = join(work, 'oci');

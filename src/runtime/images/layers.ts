@@ -244,6 +244,10 @@ export class LayerStore {
     const symlinks: Array<{ path: string; target: string; uid: number; gid: number; mtime?: Date }> = [];
     // Modes node-tar may not leave exact (sticky/setuid bits, dirs made as parents first).
     const modes: Array<{ path: string; mode: number }> = [];
+    // Directory times as the tar has them, set last: every entry made inside a directory (by node-tar, or the
+    // symlinks and whiteouts below) moves its mtime to now, and `docker diff` tells a directory the container
+    // changed from one it did not by its mtime, as Docker's layers keep the tar's.
+    const dirTimes: Array<{ path: string; mtime: Date }> = [];
     let size = 0;
     const tar = await loadTar();
     const options: ConstructorParameters<typeof Unpack>[0] & object = {
@@ -281,6 +285,7 @@ export class LayerStore {
           return false;
         }
         if (e.type === 'Directory' || (e.mode ?? 0) & 0o7000) modes.push({ path: p, mode: (e.mode ?? 0o755) & 0o7777 });
+        if (e.type === 'Directory' && e.mtime) dirTimes.push({ path: p, mtime: e.mtime });
         if (e.type === 'SymbolicLink') {
           symlinks.push({ path: p, target: e.linkpath ?? '', uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime });
           return false;
@@ -339,6 +344,12 @@ export class LayerStore {
       await symlink(l.target, target);
       await lchown(target, l.uid, l.gid).catch(() => undefined);
       if (l.mtime) await lutimes(target, l.mtime, l.mtime).catch(() => undefined);
+    }
+    // Deepest first (setting a directory's times does not touch its parent's); never through a symlink.
+    dirTimes.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+    for (const d of dirTimes) {
+      if (!(await parentsAreRealDirs(dest, d.path))) continue;
+      await lutimes(join(dest, d.path), d.mtime, d.mtime).catch(() => undefined);
     }
     return size;
   }
