@@ -34,13 +34,24 @@ export async function ipOf(lab: Lab, container: string, network: string): Promis
   return lab.coveOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
 }
 
-/** Links in the lab namespace (the daemon's host), by name. */
+/**
+ * The links of the daemon's netns, without the bridge driver's spares (`cove-spareN`: a removed network's
+ * bridge kept for the next create). Each spare must be down and without addresses: a spare that still
+ * carried a network would be a link left behind.
+ */
 export async function hostLinks(lab: Lab): Promise<string[]> {
   const r = await lab.sh('ip -o link show');
-  return r.stdout
+  const names = r.stdout
     .split('\n')
     .filter(Boolean)
     .map((l) => l.split(': ')[1]!.split('@')[0]!);
+  for (const spare of names.filter((n) => /^cove-spare\d$/.test(n))) {
+    const link = (await lab.sh(`ip -o link show dev ${spare}`)).stdout;
+    const addrs = (await lab.sh(`ip -o addr show dev ${spare}`)).stdout;
+    if (/[<,]UP[,>]/.test(link) || /inet6? /.test(addrs))
+      throw new Error(`spare bridge ${spare} is not idle: ${link.trim()} ${addrs.trim()}`);
+  }
+  return names.filter((n) => !/^cove-spare\d$/.test(n));
 }
 
 export async function nftRuleset(lab: Lab): Promise<string> {
