@@ -18,12 +18,13 @@
  *
  * GET /ca (the CA alone) is still served, for a joiner that asks for it.
  */
-import https from 'node:https';
+import type https from 'node:https';
 import http from 'node:http';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CoveError, InvalidParameter, Unavailable } from '../common/errors.js';
+import * as lazy from '../common/lazy-builtins.js';
 import { caDigest, derDigest } from '../cluster/pki.js';
 import type { NodeRole } from '../cluster/membership.js';
 
@@ -71,7 +72,7 @@ export function startJoinServer(opts: {
   onJoin: JoinHandler;
   log: { warn: (o: object, m: string) => void };
 }): Promise<https.Server> {
-  const server = https.createServer(
+  const server = lazy.https().createServer(
     // The chain carries the CA: a joiner checks it against its token's digest before it sends anything.
     { key: opts.key, cert: `${opts.cert.trimEnd()}\n${opts.ca.trimEnd()}\n`, ca: opts.ca },
     (req: IncomingMessage, res: ServerResponse) => {
@@ -125,7 +126,7 @@ export function startJoinServer(opts: {
  */
 function connectPinned(host: string, port: number, digest: string, timeoutMs: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const sock = lazy.tls().connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     const fail = (e: Error) => {
       clearTimeout(timer);
       sock.destroy();

@@ -5,7 +5,7 @@
  * (connect, headers or body) ends it with an error instead of a hang.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import * as lazy from '../../common/lazy-builtins.js';
 import type { Readable } from 'node:stream';
 
 export interface HttpRequest {
@@ -33,7 +33,7 @@ function agentFor(url: URL, ca: Buffer[] | undefined, insecure: boolean): http.A
   if (!a) {
     a =
       url.protocol === 'https:'
-        ? new https.Agent({
+        ? new (lazy.https().Agent)({
             keepAlive: true,
             maxSockets: 8,
             ...(ca?.length ? { ca } : {}),
@@ -49,7 +49,7 @@ export class HttpTimeout extends Error {}
 
 export function send(req: HttpRequest): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
-    const mod = req.url.protocol === 'https:' ? https : http;
+    const mod = req.url.protocol === 'https:' ? lazy.https() : http;
     const headers: Record<string, string> = { 'User-Agent': 'cove/0.1 (distribution client)', ...(req.headers ?? {}) };
     if (Buffer.isBuffer(req.body)) headers['Content-Length'] = String(req.body.length);
     const r = mod.request(req.url, {

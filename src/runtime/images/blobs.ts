@@ -19,7 +19,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, truncate, writeFile } from 
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, createGunzip } from 'node:zlib';
+import * as lazy from '../../common/lazy-builtins.js';
 import { InvalidParameter } from '../../common/errors.js';
 
 export interface CompressedBlob {
@@ -325,7 +325,7 @@ export class BlobStore {
     if (info.tar && this.has(diffId)) return createReadStream(this.path(diffId), { highWaterMark: CHUNK });
     if (info.compressed && this.has(info.compressed.digest)) {
       const src = createReadStream(this.path(info.compressed.digest), { highWaterMark: CHUNK });
-      return /gzip/.test(info.compressed.mediaType) ? src.pipe(createGunzip({ chunkSize: CHUNK })) : src;
+      return /gzip/.test(info.compressed.mediaType) ? src.pipe(lazy.zlib().createGunzip({ chunkSize: CHUNK })) : src;
     }
     throw new Error(
       `layer ${diffId} has no content stored (loaded before Cove kept layer content); load or pull the image again`,
@@ -337,7 +337,7 @@ export class BlobStore {
     const info = await this.diffInfo(diffId);
     if (info.compressed && this.has(info.compressed.digest)) return info.compressed;
     const tarStream = await this.openTar(diffId);
-    const { digest, size } = await this.write(tarStream.pipe(createGzip({ level: 6, chunkSize: CHUNK })));
+    const { digest, size } = await this.write(tarStream.pipe(lazy.zlib().createGzip({ level: 6, chunkSize: CHUNK })));
     const blob: CompressedBlob = { digest, size, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' };
     await this.updateDiff(diffId, (cur) => ({ ...cur, compressed: blob }));
     return blob;

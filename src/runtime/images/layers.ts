@@ -25,7 +25,7 @@ import {
 import { dirname, join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import * as lazy from '../../common/lazy-builtins.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { ReadEntry, Unpack } from 'tar';
@@ -70,7 +70,7 @@ export async function decompressed(source: Readable): Promise<Readable> {
     // pipe() does not pass errors on: a source that fails must fail the gunzip's readers too, not stall them.
     // 1 MiB output chunks: with zlib's 16 KiB default, the per-chunk cost of the hash and tar
     // stages downstream made a pull's extraction about 3x slower (measured on a 64 MB layer).
-    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    const gunzip = lazy.zlib().createGunzip({ chunkSize: 1 << 20 });
     input.on('error', (e) => gunzip.destroy(e));
     return input.pipe(gunzip);
   }
