@@ -79,31 +79,44 @@ async function fakeUpstream(): Promise<{ port: number; seen: number[]; close: ()
       answers: [{ type: 'A', name: q.questions[0]!.name, ttl: 5, data: '198.51.100.7' }],
     });
   };
-  const s = createSocket('udp4');
-  s.on('message', (m, r) => s.send(reply(m), r.port, r.address));
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  const srv = createServer((c) => {
-    let buf = Buffer.alloc(0);
-    c.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        const out = reply(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-        const l = Buffer.alloc(2);
-        l.writeUInt16BE(out.length);
-        c.end(Buffer.concat([l, out]));
-      }
+  // UDP on a free port, then TCP on the same number: that port may be some other process's TCP port (a
+  // connection's ephemeral port on this busy machine), so on EADDRINUSE both go and another port is tried.
+  for (let attempt = 0; ; attempt++) {
+    const s = createSocket('udp4');
+    s.on('message', (m, r) => s.send(reply(m), r.port, r.address));
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const port = s.address().port;
+    const srv = createServer((c) => {
+      let buf = Buffer.alloc(0);
+      c.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const out = reply(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+          const l = Buffer.alloc(2);
+          l.writeUInt16BE(out.length);
+          c.end(Buffer.concat([l, out]));
+        }
+      });
     });
-  });
-  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', () => r()));
-  return {
-    port,
-    seen,
-    close: () => {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(port, '127.0.0.1', () => resolve());
+      });
+    } catch (e) {
       s.close();
-      srv.close();
-    },
-  };
+      if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
+      throw e;
+    }
+    return {
+      port,
+      seen,
+      close: () => {
+        s.close();
+        srv.close();
+      },
+    };
+  }
 }
 
 async function setup(t: { after: (fn: () => unknown) => void }, upstream: string[]) {
