@@ -36,19 +36,24 @@ const REPO = repoRoot(import.meta.url);
 const COVED_BIN = join(REPO, 'bin/coved');
 
 /**
- * How to start coved: this process's node with the flags bin/coved's first
- * line gives it (`#!/usr/bin/env -S node FLAGS`), so a daemon started as
- * `node bin/coved` (labs, tests, the bench) runs with the same V8 settings as
- * an installed `coved`. The flags live in the shebang because they must be
- * on node's command line: V8 sizes its heap before any of coved's code runs.
+ * How to start coved: this process's node with the environment and flags bin/coved's first line gives it
+ * (`#!/usr/bin/env -S [NAME=VALUE...] node FLAGS`), so a daemon started as `node bin/coved` (labs, tests,
+ * the bench) runs with the same settings as an installed `coved`. They live in the shebang because they
+ * must be there before any of coved's code runs: V8 sizes its heap from node's flags, and glibc reads its
+ * malloc tunables (GLIBC_TUNABLES) when the process starts. With assignments the command starts with
+ * /usr/bin/env, which sets them and execs node (the same process).
  */
 export function covedCommand(bin: string = COVED_BIN): string[] {
   const first = readFileSync(bin, 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^#!\/usr\/bin\/env\s+-S\s+node((?:\s+-\S+)*)\s*$/.exec(first);
+  const m = /^#!\/usr\/bin\/env\s+-S((?:\s+[A-Z_][A-Z0-9_]*=\S+)*)\s+node((?:\s+-\S+)*)\s*$/.exec(first);
   if (!m && !/^#!\/usr\/bin\/env\s+node\s*$/.test(first))
-    throw new Error(`${bin}: unexpected first line (want '#!/usr/bin/env [-S] node [FLAGS]'): ${first}`);
-  const flags = (m?.[1] ?? '').split(/\s+/).filter(Boolean);
-  return [process.execPath, ...flags, bin];
+    throw new Error(
+      `${bin}: unexpected first line (want '#!/usr/bin/env [-S [NAME=VALUE...]] node [FLAGS]'): ${first}`,
+    );
+  const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter(Boolean);
+  const env = words(m?.[1]);
+  const node = [process.execPath, ...words(m?.[2]), bin];
+  return env.length ? ['/usr/bin/env', ...env, ...node] : node;
 }
 
 export const UNDERLAY_GW = '192.0.2.1';

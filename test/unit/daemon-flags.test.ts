@@ -115,27 +115,43 @@ test("coved --help and --version print and start nothing; usage errors are docke
   assert.throws(() => parseFlags(['--registry-mirror', 'not a url']), /mirror/i);
 });
 
-test("coved's node flags: in bin/coved's shebang, and labs start node with the same ones", () => {
+test("coved's node flags and malloc tunables: in bin/coved's shebang, and labs start node with the same ones", () => {
   const bin = join(repoRoot(import.meta.url), 'bin/coved');
   const cmd = covedCommand(bin);
-  assert.equal(cmd[0], process.execPath);
+  // /usr/bin/env GLIBC_TUNABLES=... node FLAGS bin/coved
+  assert.equal(cmd[0], '/usr/bin/env');
+  const nodeAt = cmd.indexOf(process.execPath);
+  const env = cmd.slice(1, nodeAt);
+  assert.deepEqual(
+    env.map((e) => e.split('=')[0]),
+    ['GLIBC_TUNABLES'],
+  );
+  assert.match(env[0]!, /glibc\.malloc\.arena_max=1(:|$)/);
   assert.equal(cmd.at(-1), bin);
-  const flags = cmd.slice(1, -1);
+  const flags = cmd.slice(nodeAt + 1, -1);
   assert.ok(
     flags.some((f) => /^--max-semi-space-size=\d+$/.test(f)),
     `flags: ${flags.join(' ')}`,
   );
-  // Started through its shebang (as an installed `coved` is), node takes the same flags.
-  const argv = JSON.parse(
-    execFileSync(process.execPath, [...flags, '-p', 'JSON.stringify(process.execArgv)'], { encoding: 'utf8' }),
-  ) as string[];
-  assert.deepEqual(argv.slice(0, flags.length), flags, 'node accepts the flags');
+  // Started as labs start it, node takes the flags and sees the tunables (glibc reads them at exec).
+  const seen = JSON.parse(
+    execFileSync(
+      cmd[0]!,
+      [...env, process.execPath, ...flags, '-p', 'JSON.stringify([process.execArgv, process.env.GLIBC_TUNABLES])'],
+      { encoding: 'utf8' },
+    ),
+  ) as [string[], string];
+  assert.deepEqual(seen[0].slice(0, flags.length), flags, 'node accepts the flags');
+  assert.equal(seen[1], env[0]!.slice('GLIBC_TUNABLES='.length));
+  // Started through its shebang, as an installed `coved` is.
   assert.match(execFileSync(bin, ['--version'], { encoding: 'utf8' }), /^Cove version /);
 
   const dir = mkdtempSync(join(tmpdir(), 'coved-shebang-'));
   try {
     writeFileSync(join(dir, 'plain'), '#!/usr/bin/env node\n');
     assert.deepEqual(covedCommand(join(dir, 'plain')), [process.execPath, join(dir, 'plain')]);
+    writeFileSync(join(dir, 'flags'), '#!/usr/bin/env -S node --v8-pool-size=1\n');
+    assert.deepEqual(covedCommand(join(dir, 'flags')), [process.execPath, '--v8-pool-size=1', join(dir, 'flags')]);
     writeFileSync(join(dir, 'odd'), '#!/bin/sh\n');
     assert.throws(() => covedCommand(join(dir, 'odd')), /unexpected first line/);
   } finally {
