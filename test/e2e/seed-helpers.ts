@@ -40,18 +40,18 @@ export async function ipOf(lab: Lab, container: string, network: string): Promis
  * carried a network would be a link left behind.
  */
 export async function hostLinks(lab: Lab): Promise<string[]> {
-  const r = await lab.sh('ip -o link show');
-  const names = r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => l.split(': ')[1]!.split('@')[0]!);
-  for (const spare of names.filter((n) => /^cove-spare\d$/.test(n))) {
-    const link = (await lab.sh(`ip -o link show dev ${spare}`)).stdout;
-    const addrs = (await lab.sh(`ip -o addr show dev ${spare}`)).stdout;
-    if (/[<,]UP[,>]/.test(link) || /inet6? /.test(addrs))
-      throw new Error(`spare bridge ${spare} is not idle: ${link.trim()} ${addrs.trim()}`);
+  const SPARE = /^cove-spare\d$/;
+  const links = (await lab.sh('ip -o link show')).stdout.split('\n').filter(Boolean);
+  const addrs = (await lab.sh('ip -o addr show')).stdout.split('\n').filter(Boolean);
+  const nameOf = (line: string) => line.split(': ')[1]!.split('@')[0]!;
+  for (const line of links.filter((l) => SPARE.test(nameOf(l)))) {
+    const spare = nameOf(line);
+    // `ip -o addr` lines are "N: NAME    inet ...", one per address.
+    const own = addrs.filter((a) => a.split(/\s+/)[1] === spare);
+    if (/[<,]UP[,>]/.test(line) || own.length)
+      throw new Error(`spare bridge ${spare} is not idle: ${line.trim()} ${own.join(' ').trim()}`);
   }
-  return names.filter((n) => !/^cove-spare\d$/.test(n));
+  return links.map(nameOf).filter((n) => !SPARE.test(n));
 }
 
 export async function nftRuleset(lab: Lab): Promise<string> {
